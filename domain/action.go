@@ -1,0 +1,141 @@
+package domain
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ActionType names an action kind.
+type ActionType string
+
+// The action kinds.
+const (
+	ActionWebhook  ActionType = "webhook"
+	ActionSlack    ActionType = "slack"
+	ActionEmail    ActionType = "email"
+	ActionCache    ActionType = "cache"
+	ActionDatabase ActionType = "database"
+	ActionNATS     ActionType = "nats"
+	ActionLog      ActionType = "log"
+)
+
+// Action is one configured action of an observer. Exactly one of the typed
+// configs matching Type is set.
+type Action struct {
+	// Name identifies the action within its observer (default "<type>-<n>",
+	// n counting from 1); it keys dead letters and cached results.
+	Name string
+	Type ActionType
+
+	Webhook  *WebhookAction
+	Log      *LogAction
+	Slack    *SlackAction
+	Email    *EmailAction
+	Cache    *CacheAction
+	Database *DatabaseAction
+	NATS     *NATSAction
+}
+
+// WebhookAction posts to an HTTP endpoint.
+type WebhookAction struct {
+	URL           string // resolved from url or url_env
+	Method        string
+	Headers       map[string]string
+	BodyTemplate  *Template // nil: the event envelope
+	Timeout       time.Duration
+	SigningSecret string // resolved from signing_secret or signing_secret_env; never logged
+}
+
+// LogAction writes a log record.
+type LogAction struct {
+	Level           string // debug, info, warn, error
+	MessageTemplate *Template
+}
+
+// SlackAction posts to a Slack incoming webhook.
+type SlackAction struct {
+	WebhookURL      string
+	Channel         string
+	MessageTemplate *Template
+}
+
+// EmailAction sends mail through the configured SMTP server.
+type EmailAction struct {
+	To              []string
+	ToTemplate      *Template
+	Subject         *Template
+	BodyTemplate    *Template
+	ReplyTo         string
+}
+
+// CacheAction invalidates Redis keys.
+type CacheAction struct {
+	KeyPattern *Template
+	Operation  string // "invalidate"
+}
+
+// DatabaseAction calls a PostgreSQL function.
+type DatabaseAction struct {
+	FunctionName string
+	Params       map[string]any
+}
+
+// NATSAction publishes the event.
+type NATSAction struct {
+	Subject *Template
+}
+
+// Validate checks that the typed config for Type is present and complete.
+func (a Action) Validate() error {
+	switch a.Type {
+	case ActionWebhook:
+		if a.Webhook == nil || a.Webhook.URL == "" {
+			return fmt.Errorf("webhook action needs url or url_env")
+		}
+		if !strings.HasPrefix(a.Webhook.URL, "http://") && !strings.HasPrefix(a.Webhook.URL, "https://") {
+			return fmt.Errorf("webhook url must start with http:// or https://")
+		}
+		switch a.Webhook.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodGet, http.MethodDelete:
+		default:
+			return fmt.Errorf("webhook method %q is not one of POST, PUT, PATCH, GET, DELETE", a.Webhook.Method)
+		}
+		if a.Webhook.Timeout <= 0 {
+			return fmt.Errorf("webhook timeout must be positive")
+		}
+	case ActionLog:
+		if a.Log == nil {
+			return fmt.Errorf("log action has no config")
+		}
+		switch a.Log.Level {
+		case "debug", "info", "warn", "error":
+		default:
+			return fmt.Errorf("log level %q is not one of debug, info, warn, error", a.Log.Level)
+		}
+	case ActionSlack:
+		if a.Slack == nil || a.Slack.WebhookURL == "" {
+			return fmt.Errorf("slack action needs webhook_url or webhook_url_env")
+		}
+	case ActionEmail:
+		if a.Email == nil || (len(a.Email.To) == 0 && a.Email.ToTemplate.IsZero()) {
+			return fmt.Errorf("email action needs to or to_template")
+		}
+	case ActionCache:
+		if a.Cache == nil || a.Cache.KeyPattern.IsZero() {
+			return fmt.Errorf("cache action needs key_pattern")
+		}
+	case ActionDatabase:
+		if a.Database == nil || a.Database.FunctionName == "" {
+			return fmt.Errorf("database action needs function_name")
+		}
+	case ActionNATS:
+		if a.NATS == nil || a.NATS.Subject.IsZero() {
+			return fmt.Errorf("nats action needs subject")
+		}
+	default:
+		return fmt.Errorf("unknown action type %q", a.Type)
+	}
+	return nil
+}

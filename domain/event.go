@@ -1,0 +1,288 @@
+package domain
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// EventType is the kind of change an event records.
+type EventType string
+
+// The event kinds. NOOP and READ rows of the change log are skipped before
+// they become events.
+const (
+	EventInsert EventType = "INSERT"
+	EventUpdate EventType = "UPDATE"
+	EventDelete EventType = "DELETE"
+	EventCustom EventType = "CUSTOM"
+)
+
+// ErrSkipEvent reports a change-log row that is deliberately not an event
+// (modification type NOOP or READ).
+var ErrSkipEvent = errors.New("row is not an event")
+
+// ErrInvalidEvent reports a change-log row that cannot become an event.
+var ErrInvalidEvent = errors.New("invalid event")
+
+// ParseEventType maps a modification type to an EventType. NOOP and READ
+// return ErrSkipEvent; anything else unknown returns ErrInvalidEvent.
+func ParseEventType(s string) (EventType, error) {
+	switch t := EventType(strings.ToUpper(strings.TrimSpace(s))); t {
+	case EventInsert, EventUpdate, EventDelete, EventCustom:
+		return t, nil
+	case "NOOP", "READ":
+		return "", fmt.Errorf("modification type %q: %w", s, ErrSkipEvent)
+	default:
+		return "", fmt.Errorf("unknown modification type %q: %w", s, ErrInvalidEvent)
+	}
+}
+
+// Change is one entry of an event's shallow diff.
+type Change struct {
+	Old any `json:"old"`
+	New any `json:"new"`
+}
+
+// Event is one entity change, decoded from a change-log row or a message.
+// Data, Before and Changes hold values decoded from JSON with numbers kept
+// as json.Number.
+type Event struct {
+	ID         string            `json:"id"`
+	EventType  EventType         `json:"event_type"`
+	EntityType string            `json:"entity_type"`
+	EntityID   string            `json:"entity_id"`
+	Data       map[string]any    `json:"data"`
+	Before     map[string]any    `json:"before,omitempty"`
+	Changes    map[string]Change `json:"changes,omitempty"`
+	TenantID   string            `json:"tenant_id,omitempty"`
+	UserID     string            `json:"user_id,omitempty"`
+	Timestamp  time.Time         `json:"timestamp"`
+	Source     string            `json:"source,omitempty"`
+}
+
+// EntityKey identifies the entity an event belongs to; events with the same
+// key are processed in order.
+func (e Event) EntityKey() string {
+	return e.Source + "\x00" + e.EntityType + "\x00" + e.EntityID
+}
+
+// RawChange is a change-log row before validation.
+type RawChange struct {
+	ID               string
+	CreatedAt        time.Time
+	ObjectType       string
+	ModificationType string
+	ObjectID         string
+	ObjectData       []byte // JSON, may be nil
+	ObjectDataBefore []byte // JSON, may be nil
+	TenantID         string
+	UserID           string
+	Source           string
+}
+
+// NewEventFromChange validates a change-log row and builds the event. It
+// returns an error wrapping ErrSkipEvent for NOOP/READ rows and
+// ErrInvalidEvent for rows that cannot become an event.
+func NewEventFromChange(r RawChange) (Event, error) {
+	et, err := ParseEventType(r.ModificationType)
+	if err != nil {
+		return Event{}, err
+	}
+	if strings.TrimSpace(r.ObjectType) == "" {
+		return Event{}, fmt.Errorf("empty object_type: %w", ErrInvalidEvent)
+	}
+	data, err := DecodeObject(r.ObjectData)
+	if err != nil {
+		return Event{}, fmt.Errorf("object_data: %w", err)
+	}
+	var before map[string]any
+	if len(r.ObjectDataBefore) > 0 && string(r.ObjectDataBefore) != "null" {
+		if before, err = DecodeObject(r.ObjectDataBefore); err != nil {
+			return Event{}, fmt.Errorf("object_data_before: %w", err)
+		}
+	}
+	if et == EventDelete && len(data) == 0 && before != nil {
+		data = before
+	}
+	if data == nil {
+		data = map[string]any{}
+	}
+	ev := Event{
+		ID:         r.ID,
+		EventType:  et,
+		EntityType: r.ObjectType,
+		EntityID:   r.ObjectID,
+		Data:       data,
+		Before:     before,
+		TenantID:   r.TenantID,
+		UserID:     r.UserID,
+		Timestamp:  r.CreatedAt,
+		Source:     r.Source,
+	}
+	if before != nil && et == EventUpdate {
+		ev.Changes = ComputeChanges(before, data)
+	}
+	return ev, nil
+}
+
+// DecodeObject decodes a JSON object keeping numbers as json.Number. Empty
+// input and JSON null yield an empty map; any other non-object is
+// ErrInvalidEvent.
+func DecodeObject(b []byte) (map[string]any, error) {
+	if len(b) == 0 || strings.TrimSpace(string(b)) == "null" {
+		return map[string]any{}, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("not valid JSON: %v: %w", err, ErrInvalidEvent)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("not a JSON object (%s): %w", jsonKind(v), ErrInvalidEvent)
+	}
+	return m, nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "array"
+	case string:
+		return "string"
+	case json.Number, float64:
+		return "number"
+	case bool:
+		return "boolean"
+	default:
+		return "null"
+	}
+}
+
+// ComputeChanges is the shallow top-level diff between before and after:
+// a key added has Old nil, a key removed has New nil. Numbers compare
+// numerically, so 100.00 equals 100.
+func ComputeChanges(before, after map[string]any) map[string]Change {
+	changes := map[string]Change{}
+	for k, nv := range after {
+		ov, ok := before[k]
+		if !ok {
+			changes[k] = Change{Old: nil, New: nv}
+			continue
+		}
+		if !ValuesEqual(ov, nv) {
+			changes[k] = Change{Old: ov, New: nv}
+		}
+	}
+	for k, ov := range before {
+		if _, ok := after[k]; !ok {
+			changes[k] = Change{Old: ov, New: nil}
+		}
+	}
+	return changes
+}
+
+// ValuesEqual compares two JSON values deeply, numbers numerically.
+func ValuesEqual(a, b any) bool {
+	if an, ok := toRat(a); ok {
+		bn, ok := toRat(b)
+		return ok && an.Cmp(bn) == 0
+	}
+	switch av := a.(type) {
+	case nil:
+		return b == nil
+	case string:
+		bv, ok := b.(string)
+		return ok && av == bv
+	case bool:
+		bv, ok := b.(bool)
+		return ok && av == bv
+	case []any:
+		bv, ok := b.([]any)
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for i := range av {
+			if !ValuesEqual(av[i], bv[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for k, x := range av {
+			y, ok := bv[k]
+			if !ok || !ValuesEqual(x, y) {
+				return false
+			}
+		}
+		return true
+	default:
+		return false
+	}
+}
+
+// toRat converts JSON numbers and Go numeric types to an exact rational.
+func toRat(v any) (*big.Rat, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		r, ok := new(big.Rat).SetString(string(n))
+		return r, ok
+	case float64:
+		r := new(big.Rat)
+		if r.SetFloat64(n) == nil {
+			return nil, false
+		}
+		return r, true
+	case int:
+		return new(big.Rat).SetInt64(int64(n)), true
+	case int64:
+		return new(big.Rat).SetInt64(n), true
+	}
+	return nil, false
+}
+
+// CompareNumbers compares two values numerically; ok is false when either is
+// not a number.
+func CompareNumbers(a, b any) (cmp int, ok bool) {
+	ar, ok1 := toRat(a)
+	br, ok2 := toRat(b)
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	return ar.Cmp(br), true
+}
+
+// Envelope is the event as sent to receivers (webhook default body, NATS
+// payload, dead-letter record).
+func (e Event) Envelope() ([]byte, error) {
+	return json.Marshal(e)
+}
+
+// DecodeEvent parses an Envelope, keeping numbers as json.Number.
+func DecodeEvent(b []byte) (Event, error) {
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	var ev Event
+	if err := dec.Decode(&ev); err != nil {
+		return Event{}, fmt.Errorf("decode event: %v: %w", err, ErrInvalidEvent)
+	}
+	if ev.ID == "" || ev.EntityType == "" {
+		return Event{}, fmt.Errorf("decode event: missing id or entity_type: %w", ErrInvalidEvent)
+	}
+	if _, err := ParseEventType(string(ev.EventType)); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	if ev.Data == nil {
+		ev.Data = map[string]any{}
+	}
+	return ev, nil
+}

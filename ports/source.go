@@ -1,0 +1,80 @@
+package ports
+
+import (
+	"context"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// Position is a totally ordered place in an event source: the change log
+// orders by (TxID, Seq), where TxID is the writing transaction's id and Seq
+// the row's key; sources without transactions leave TxID zero.
+type Position struct {
+	TxID uint64 `json:"txid"`
+	Seq  int64  `json:"seq"`
+}
+
+// Less orders positions by TxID, then Seq.
+func (p Position) Less(q Position) bool {
+	if p.TxID != q.TxID {
+		return p.TxID < q.TxID
+	}
+	return p.Seq < q.Seq
+}
+
+// IsZero reports the start of the source.
+func (p Position) IsZero() bool { return p == Position{} }
+
+// Record is one entry read from a source. When the entry cannot become an
+// event, Err says why (wrapping domain.ErrInvalidEvent), Raw holds its
+// bytes and Event carries what could be read (at least ID when known).
+type Record struct {
+	Position Position
+	Event    domain.Event
+	Err      error
+	Raw      []byte
+}
+
+// EventSource reads events in a stable order.
+//
+// Read returns up to limit records strictly after `after`, in position
+// order. It never returns a record while an earlier position may still
+// appear (for the change log: rows of transactions that have not committed
+// yet hold back everything after them), so a reader that advances to the
+// last position returned never skips one. Rows that are deliberately not
+// events (NOOP, READ) are not returned. An empty result is not an error.
+//
+// Wait blocks until new records may be readable, until the source's poll
+// interval passes, or until ctx ends (then it returns ctx.Err()). Spurious
+// wake-ups are allowed.
+//
+// Safe for concurrent use.
+type EventSource interface {
+	Read(ctx context.Context, after Position, limit int) ([]Record, error)
+	Wait(ctx context.Context) error
+}
+
+// CheckpointStore keeps, per reader name, the position up to which every
+// event is finished.
+//
+// Load returns ok=false when the name has no checkpoint. Save overwrites;
+// a later Load returns what the last successful Save stored, also from
+// another process (durable adapters). Safe for concurrent use.
+type CheckpointStore interface {
+	Load(ctx context.Context, name string) (pos Position, ok bool, err error)
+	Save(ctx context.Context, name string, pos Position) error
+}
+
+// Lease makes at most one holder at a time active for a name.
+//
+// Acquire takes the lease for holder when it is free or expired, or renews
+// it when holder already has it, and returns held=true until now+ttl.
+// When another holder has an unexpired lease it returns held=false.
+// Release gives the lease up if holder has it (no error otherwise).
+// Safe for concurrent use; exactly one of several concurrent callers for a
+// free lease gets held=true.
+type Lease interface {
+	Acquire(ctx context.Context, name, holder string, ttl time.Duration) (held bool, err error)
+	Release(ctx context.Context, name, holder string) error
+}
