@@ -36,14 +36,24 @@ type Record struct {
 	Raw      []byte
 }
 
+// Batch is the result of one Read. End is the last position the read
+// examined, including entries that were skipped (NOOP and READ rows); it
+// equals the requested position when nothing was examined. A reader
+// continues from End.
+type Batch struct {
+	Records []Record
+	End     Position
+}
+
 // EventSource reads events in a stable order.
 //
-// Read returns up to limit records strictly after `after`, in position
-// order. It never returns a record while an earlier position may still
-// appear (for the change log: rows of transactions that have not committed
-// yet hold back everything after them), so a reader that advances to the
-// last position returned never skips one. Rows that are deliberately not
-// events (NOOP, READ) are not returned. An empty result is not an error.
+// Read examines up to limit entries strictly after `after`, in position
+// order, and returns those that are events or invalid inputs. It never
+// returns an entry while an earlier position may still appear (for the
+// change log: rows of transactions that have not committed yet hold back
+// everything after them), so a reader that continues from Batch.End never
+// skips one. Entries that are deliberately not events (NOOP, READ) are
+// examined but not returned. An empty batch is not an error.
 //
 // Wait blocks until new records may be readable, until the source's poll
 // interval passes, or until ctx ends (then it returns ctx.Err()). Spurious
@@ -51,7 +61,7 @@ type Record struct {
 //
 // Safe for concurrent use.
 type EventSource interface {
-	Read(ctx context.Context, after Position, limit int) ([]Record, error)
+	Read(ctx context.Context, after Position, limit int) (Batch, error)
 	Wait(ctx context.Context) error
 }
 
