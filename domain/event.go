@@ -1,10 +1,14 @@
 package domain
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -56,8 +60,8 @@ type Event struct {
 	EntityType string            `json:"entity_type"`
 	EntityID   string            `json:"entity_id"`
 	Data       map[string]any    `json:"data"`
-	Before     map[string]any    `json:"before,omitempty"`
-	Changes    map[string]Change `json:"changes,omitempty"`
+	Before     map[string]any    `json:"before,omitzero"`  // nil: no pre-image
+	Changes    map[string]Change `json:"changes,omitzero"` // nil: no pre-image
 	TenantID   string            `json:"tenant_id,omitempty"`
 	UserID     string            `json:"user_id,omitempty"`
 	Timestamp  time.Time         `json:"timestamp"`
@@ -90,7 +94,7 @@ type RawChange struct {
 func NewEventFromChange(r RawChange) (Event, error) {
 	et, err := ParseEventType(r.ModificationType)
 	if err != nil {
-		return Event{}, err
+		return Event{}, fmt.Errorf("modification_type: %w", err)
 	}
 	if strings.TrimSpace(r.ObjectType) == "" {
 		return Event{}, fmt.Errorf("empty object_type: %w", ErrInvalidEvent)
@@ -136,17 +140,29 @@ func DecodeObject(b []byte) (map[string]any, error) {
 	if len(b) == 0 || strings.TrimSpace(string(b)) == "null" {
 		return map[string]any{}, nil
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("not valid JSON: %v: %w", err, ErrInvalidEvent)
+	}
+	if err := expectEOF(dec); err != nil {
+		return nil, err
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("not a JSON object (%s): %w", jsonKind(v), ErrInvalidEvent)
 	}
 	return m, nil
+}
+
+// expectEOF fails when dec holds more than the one value already decoded.
+func expectEOF(dec *json.Decoder) error {
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("not valid JSON: data after the first value: %w", ErrInvalidEvent)
+	}
+	return nil
 }
 
 func jsonKind(v any) string {
@@ -196,6 +212,9 @@ func ValuesEqual(a, b any) bool {
 	switch av := a.(type) {
 	case nil:
 		return b == nil
+	case json.Number: // beyond big.Rat's exponent range: compare as written
+		bv, ok := b.(json.Number)
+		return ok && av == bv
 	case string:
 		bv, ok := b.(string)
 		return ok && av == bv
@@ -237,11 +256,13 @@ func toRat(v any) (*big.Rat, bool) {
 		r, ok := new(big.Rat).SetString(string(n))
 		return r, ok
 	case float64:
-		r := new(big.Rat)
-		if r.SetFloat64(n) == nil {
+		// A float64 comes from decimal text (a config file, a literal): read
+		// it as the shortest decimal that round-trips, so 0.1 equals the
+		// JSON number 0.1 rather than its binary approximation.
+		if math.IsNaN(n) || math.IsInf(n, 0) {
 			return nil, false
 		}
-		return r, true
+		return new(big.Rat).SetString(strconv.FormatFloat(n, 'g', -1, 64))
 	case int:
 		return new(big.Rat).SetInt64(int64(n)), true
 	case int64:
@@ -269,11 +290,14 @@ func (e Event) Envelope() ([]byte, error) {
 
 // DecodeEvent parses an Envelope, keeping numbers as json.Number.
 func DecodeEvent(b []byte) (Event, error) {
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var ev Event
 	if err := dec.Decode(&ev); err != nil {
 		return Event{}, fmt.Errorf("decode event: %v: %w", err, ErrInvalidEvent)
+	}
+	if err := expectEOF(dec); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
 	if ev.ID == "" || ev.EntityType == "" {
 		return Event{}, fmt.Errorf("decode event: missing id or entity_type: %w", ErrInvalidEvent)
