@@ -1,0 +1,335 @@
+// Package webhook runs webhook actions: it sends the event (or a rendered
+// body template) to an HTTP endpoint through the SSRF guard, signs the
+// request per the Standard Webhooks specification and classifies the answer
+// as success, transient or permanent failure.
+package webhook
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+const (
+	// maxErrorBody is how much of a failed response's body an error quotes.
+	maxErrorBody = 256
+	// maxDrain bounds how much of a response body is read so the
+	// connection can be reused; larger bodies cost a new connection.
+	maxDrain = 64 << 10
+	// maxRetryAfter caps the delay a receiver may ask for.
+	maxRetryAfter = time.Hour
+	// secretPrefix marks a base64 Standard Webhooks signing key.
+	secretPrefix = "whsec_"
+)
+
+// Config configures an Executor. Zero values take the noted defaults.
+type Config struct {
+	Policy              httpguard.Policy // outbound address policy
+	UserAgent           string           // default "fraiseql-observer"
+	Now                 func() time.Time // default time.Now; used for webhook-timestamp and Retry-After dates
+	MaxIdleConnsPerHost int              // default 64
+}
+
+// Executor runs webhook actions. Safe for concurrent use.
+type Executor struct {
+	client    *http.Client
+	logger    *slog.Logger
+	userAgent string
+	now       func() time.Time
+}
+
+var _ ports.ActionExecutor = (*Executor)(nil)
+
+// NewExecutor builds an Executor with its own guarded HTTP client.
+func NewExecutor(cfg Config, logger *slog.Logger) (*Executor, error) {
+	if logger == nil {
+		return nil, errors.New("webhook: new executor: logger is nil")
+	}
+	if cfg.MaxIdleConnsPerHost < 0 {
+		return nil, fmt.Errorf("webhook: new executor: max idle connections per host must not be negative, got %d", cfg.MaxIdleConnsPerHost)
+	}
+	cfg.UserAgent = cmp.Or(cfg.UserAgent, "fraiseql-observer")
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Executor{
+		client: httpguard.NewClient(cfg.Policy, httpguard.ClientConfig{
+			MaxIdleConnsPerHost: cmp.Or(cfg.MaxIdleConnsPerHost, 64),
+		}),
+		logger:    logger,
+		userAgent: cfg.UserAgent,
+		now:       cfg.Now,
+	}, nil
+}
+
+// Close releases idle connections.
+func (e *Executor) Close() { e.client.CloseIdleConnections() }
+
+// StatusError is the failure for a response outside 2xx.
+type StatusError struct {
+	Method     string
+	Target     string // scheme://host/path, without query string
+	StatusCode int
+	Body       string // at most 256 bytes of the response body
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("webhook: %s %s: status %d", e.Method, e.Target, e.StatusCode)
+	if text := http.StatusText(e.StatusCode); text != "" {
+		msg += " " + text
+	}
+	if e.Body != "" {
+		msg += fmt.Sprintf(": body %q", e.Body)
+	}
+	return msg
+}
+
+// Execute sends the webhook for ev. It returns nil for a 2xx answer;
+// domain.Transient for 408, 429, 5xx, timeouts and network errors
+// (honouring Retry-After); domain.Permanent for other statuses, a refused
+// address and configuration that cannot work.
+func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) error {
+	if act == nil || act.Webhook == nil {
+		return domain.Permanent(errors.New("webhook: action has no webhook config"))
+	}
+	if ev == nil {
+		return domain.Permanent(errors.New("webhook: no event"))
+	}
+	wh := act.Webhook
+	method := cmp.Or(strings.ToUpper(wh.Method), http.MethodPost)
+
+	u, err := url.Parse(wh.URL)
+	if err != nil {
+		// url.Parse errors quote the whole URL, which may hold a token.
+		return domain.Permanent(fmt.Errorf("webhook: action %q: invalid url", act.Name))
+	}
+	target := u.Scheme + "://" + u.Host + u.EscapedPath()
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return domain.Permanent(fmt.Errorf("webhook: %s %s: url must be absolute http or https", method, target))
+	}
+
+	body, err := e.body(ctx, ev, obs, act)
+	if err != nil {
+		return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
+	}
+
+	reqCtx := ctx
+	if wh.Timeout > 0 {
+		var cancel context.CancelFunc
+		reqCtx, cancel = context.WithTimeout(ctx, wh.Timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(reqCtx, method, wh.URL, bytes.NewReader(body))
+	if err != nil {
+		return domain.Permanent(fmt.Errorf("webhook: %s %s: build request: %w", method, target, unwrapURLError(err)))
+	}
+	req.Header.Set("User-Agent", e.userAgent)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range wh.Headers {
+		if strings.EqualFold(k, "Host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	if err := e.sign(req.Header, ev, obs, act, body); err != nil {
+		return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
+	}
+
+	resp, err := e.client.Do(req)
+	if err != nil {
+		err = unwrapURLError(err)
+		switch {
+		case errors.Is(err, httpguard.ErrForbiddenAddress):
+			return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			return domain.Transient(fmt.Errorf("webhook: %s %s: no answer within %s: %w", method, target, wh.Timeout, err), 0)
+		default:
+			return domain.Transient(fmt.Errorf("webhook: %s %s: %w", method, target, err), 0)
+		}
+	}
+	defer drainAndClose(resp.Body)
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	serr := &StatusError{
+		Method:     method,
+		Target:     target,
+		StatusCode: resp.StatusCode,
+		Body:       strings.ToValidUTF8(trimPartialRune(snippet), ""),
+	}
+	switch {
+	case resp.StatusCode == http.StatusRequestTimeout,
+		resp.StatusCode == http.StatusTooManyRequests,
+		resp.StatusCode >= 500:
+		return domain.Transient(serr, retryAfter(resp.Header.Get("Retry-After"), e.now()))
+	default:
+		return domain.Permanent(serr)
+	}
+}
+
+// body renders the request body: the body template JSON-escaped when set,
+// else the event envelope.
+func (e *Executor) body(ctx context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) ([]byte, error) {
+	if act.Webhook.BodyTemplate == nil {
+		b, err := ev.Envelope()
+		if err != nil {
+			return nil, fmt.Errorf("encode event envelope: %w", err)
+		}
+		return b, nil
+	}
+	out, missing := act.Webhook.BodyTemplate.Render(ev, domain.EscapeJSON)
+	if len(missing) > 0 {
+		e.logger.WarnContext(ctx, "webhook body template has missing placeholders",
+			slog.String("event_id", ev.ID),
+			slog.String("observer", observerName(obs)),
+			slog.String("action", act.Name),
+			slog.Any("missing", missing))
+	}
+	return []byte(out), nil
+}
+
+// sign sets webhook-id and webhook-timestamp, and webhook-signature when
+// the action has a signing secret (Standard Webhooks, v1 HMAC-SHA256).
+func (e *Executor) sign(h http.Header, ev *domain.Event, obs *domain.Observer, act *domain.Action, body []byte) error {
+	id := MessageID(ev.ID, observerName(obs), act.Name)
+	ts := strconv.FormatInt(e.now().Unix(), 10)
+	h.Set("webhook-id", id)
+	h.Set("webhook-timestamp", ts)
+	if act.Webhook.SigningSecret == "" {
+		h.Del("webhook-signature")
+		return nil
+	}
+	key, err := signingKey(act.Webhook.SigningSecret)
+	if err != nil {
+		return err
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id))
+	mac.Write([]byte{'.'})
+	mac.Write([]byte(ts))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	h.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	return nil
+}
+
+// MessageID is the webhook-id of an action's delivery of an event: stable
+// across retries, distinct between actions of the same event.
+func MessageID(eventID, observer, action string) string {
+	sum := sha256.Sum256([]byte(observer + "/" + action))
+	return eventID + "." + hex.EncodeToString(sum[:])[:12]
+}
+
+// signingKey returns the HMAC key: the base64-decoded part after "whsec_",
+// else the secret's raw bytes. The error never contains the secret.
+func signingKey(secret string) ([]byte, error) {
+	rest, ok := strings.CutPrefix(secret, secretPrefix)
+	if !ok {
+		return []byte(secret), nil
+	}
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil {
+		return nil, errors.New("signing secret has the whsec_ prefix but is not valid base64")
+	}
+	if len(key) == 0 {
+		return nil, errors.New("signing secret is empty after the whsec_ prefix")
+	}
+	return key, nil
+}
+
+// retryAfter parses a Retry-After value (delta seconds or HTTP date,
+// relative to now), capped at maxRetryAfter; garbage yields 0.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		if secs >= uint64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if isDigits(v) { // too large for uint64
+		return maxRetryAfter
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	d := t.Sub(now)
+	switch {
+	case d <= 0:
+		return 0
+	case d > maxRetryAfter:
+		return maxRetryAfter
+	default:
+		return d
+	}
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// unwrapURLError drops *url.Error, whose text repeats the full URL with its
+// query string.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// drainAndClose reads what is left of a body, up to maxDrain, so the
+// connection goes back to the pool, then closes it.
+func drainAndClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+	_ = body.Close()
+}
+
+// trimPartialRune drops an incomplete UTF-8 sequence cut at the end.
+func trimPartialRune(b []byte) string {
+	for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
+		r, size := utf8.DecodeLastRune(b)
+		if r != utf8.RuneError || size != 1 {
+			break
+		}
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+func observerName(obs *domain.Observer) string {
+	if obs == nil {
+		return ""
+	}
+	return obs.Name
+}

@@ -1,0 +1,725 @@
+package webhook_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
+	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// fixedNow is the executor's clock in every test.
+var fixedNow = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+
+type capturedRequest struct {
+	Method   string
+	Path     string
+	RawQuery string
+	Header   http.Header
+	Body     []byte
+}
+
+type testBundle struct {
+	exec  *webhook.Executor
+	srv   *httptest.Server
+	reqs  chan capturedRequest
+	conns *atomic.Int64 // connections the server accepted
+	logs  *recordHandler
+}
+
+// setup starts a receiver that records each request and answers with the
+// status in the X-Test-Status request header (default 204), the
+// X-Test-Retry-After header as Retry-After and X-Test-Body-Size bytes of
+// body; X-Test-Hang makes it wait until the client gives up.
+func setup(t *testing.T, cfg webhook.Config) *testBundle {
+	t.Helper()
+	b := &testBundle{
+		reqs:  make(chan capturedRequest, 64),
+		conns: new(atomic.Int64),
+		logs:  &recordHandler{},
+	}
+	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case b.reqs <- capturedRequest{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body}:
+		default:
+		}
+		if r.Header.Get("X-Test-Hang") != "" {
+			<-r.Context().Done()
+			return
+		}
+		if v := r.Header.Get("X-Test-Retry-After"); v != "" {
+			w.Header().Set("Retry-After", v)
+		}
+		if r.Header.Get("X-Test-Location") != "" {
+			w.Header().Set("Location", r.Header.Get("X-Test-Location"))
+		}
+		status := http.StatusNoContent
+		if v := r.Header.Get("X-Test-Status"); v != "" {
+			status, _ = strconv.Atoi(v)
+		}
+		w.WriteHeader(status)
+		if n, _ := strconv.Atoi(r.Header.Get("X-Test-Body-Size")); n > 0 {
+			_, _ = io.WriteString(w, strings.Repeat("x", n))
+		}
+	}))
+	b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			b.conns.Add(1)
+		}
+	}
+	b.srv.Start()
+	t.Cleanup(b.srv.Close)
+
+	if cfg.Policy.Allowed == nil && !cfg.Policy.AllowPrivate {
+		cfg.Policy = loopbackPolicy(t)
+	}
+	if cfg.Now == nil {
+		cfg.Now = func() time.Time { return fixedNow }
+	}
+	exec, err := webhook.NewExecutor(cfg, slog.New(b.logs))
+	if err != nil {
+		t.Fatalf("NewExecutor: %v", err)
+	}
+	t.Cleanup(exec.Close)
+	b.exec = exec
+	return b
+}
+
+// next returns the request the receiver saw.
+func (b *testBundle) next(t *testing.T) capturedRequest {
+	t.Helper()
+	select {
+	case r := <-b.reqs:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("receiver saw no request")
+		return capturedRequest{}
+	}
+}
+
+func loopbackPolicy(t testing.TB) httpguard.Policy {
+	t.Helper()
+	p, err := httpguard.ParsePolicy(false, []string{"127.0.0.1/32", "::1/128"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newEvent() *domain.Event {
+	return &domain.Event{
+		ID:         "0b9e7d0c-6c6f-4f5e-9a57-6d0f7e1c2a11",
+		EventType:  domain.EventUpdate,
+		EntityType: "Order",
+		EntityID:   "5f1c2f5a-8f6b-4a8e-9b0e-2a7c1c9f0d33",
+		Data: map[string]any{
+			"status":   "shipped",
+			"total":    json.Number("12.50"),
+			"note":     "he said \"hi\"\n\\ <b>&",
+			"customer": map[string]any{"tier": "gold", "tags": []any{"a", "b"}},
+		},
+		Before:    map[string]any{"status": "paid"},
+		Changes:   map[string]domain.Change{"status": {Old: "paid", New: "shipped"}},
+		TenantID:  "tenant-1",
+		Timestamp: time.Date(2026, 3, 4, 5, 0, 0, 0, time.UTC),
+	}
+}
+
+var testObserver = &domain.Observer{Name: "order-shipped"}
+
+func newAction(url string, edit func(*domain.WebhookAction)) *domain.Action {
+	wh := &domain.WebhookAction{URL: url, Method: http.MethodPost, Timeout: 10 * time.Second}
+	if edit != nil {
+		edit(wh)
+	}
+	return &domain.Action{Name: "webhook-1", Type: domain.ActionWebhook, Webhook: wh}
+}
+
+func TestExecuteDefaultEnvelope(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	ev := newEvent()
+
+	err := b.exec.Execute(t.Context(), ev, testObserver, newAction(b.srv.URL+"/hooks/orders", func(wh *domain.WebhookAction) { wh.Method = "" }))
+	if err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	req := b.next(t)
+	if req.Method != http.MethodPost {
+		t.Errorf("method = %s, want POST (the default)", req.Method)
+	}
+	if req.Path != "/hooks/orders" {
+		t.Errorf("path = %s", req.Path)
+	}
+	if got := req.Header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("Content-Type = %q", got)
+	}
+	if got := req.Header.Get("User-Agent"); got != "fraiseql-observer" {
+		t.Errorf("User-Agent = %q", got)
+	}
+	if got := req.Header.Get("webhook-timestamp"); got != strconv.FormatInt(fixedNow.Unix(), 10) {
+		t.Errorf("webhook-timestamp = %q, want %d", got, fixedNow.Unix())
+	}
+	if got := req.Header.Get("webhook-id"); got == "" {
+		t.Error("webhook-id missing without a signing secret")
+	}
+	if got := req.Header.Get("webhook-signature"); got != "" {
+		t.Errorf("webhook-signature = %q without a signing secret", got)
+	}
+	got, err := domain.DecodeEvent(req.Body)
+	if err != nil {
+		t.Fatalf("body is not an event envelope: %v\n%s", err, req.Body)
+	}
+	if got.ID != ev.ID || got.EntityType != ev.EntityType || got.EntityID != ev.EntityID || got.EventType != ev.EventType || got.TenantID != ev.TenantID {
+		t.Errorf("envelope metadata = %+v, want that of %+v", got, ev)
+	}
+	if !got.Timestamp.Equal(ev.Timestamp) {
+		t.Errorf("timestamp = %v, want %v", got.Timestamp, ev.Timestamp)
+	}
+	if !domain.ValuesEqual(got.Data, ev.Data) {
+		t.Errorf("data = %v, want %v", got.Data, ev.Data)
+	}
+	if c := got.Changes["status"]; c.Old != "paid" || c.New != "shipped" {
+		t.Errorf("changes = %v", got.Changes)
+	}
+}
+
+func TestExecuteBodyTemplate(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	ev := newEvent()
+	tmpl := domain.MustCompileTemplate(`{"note":"{{ note }}","total":{{ total }},"customer":{{ customer }},"tier":"{{ data.customer.tier }}","id":"{{ event.id }}","gone":"{{ nope.deep }}"}`)
+
+	err := b.exec.Execute(t.Context(), ev, testObserver, newAction(b.srv.URL, func(wh *domain.WebhookAction) { wh.BodyTemplate = tmpl }))
+	if err != nil {
+		t.Fatalf("Execute with a missing placeholder must not fail: %v", err)
+	}
+	req := b.next(t)
+	var body struct {
+		Note     string         `json:"note"`
+		Total    json.Number    `json:"total"`
+		Customer map[string]any `json:"customer"`
+		Tier     string         `json:"tier"`
+		ID       string         `json:"id"`
+		Gone     string         `json:"gone"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(req.Body)))
+	dec.UseNumber()
+	if err := dec.Decode(&body); err != nil {
+		t.Fatalf("rendered body is not valid JSON: %v\n%s", err, req.Body)
+	}
+	if body.Note != ev.Data["note"] {
+		t.Errorf("note = %q, want %q", body.Note, ev.Data["note"])
+	}
+	if body.Total != "12.50" {
+		t.Errorf("total = %q, want 12.50", body.Total)
+	}
+	if !domain.ValuesEqual(body.Customer, ev.Data["customer"]) {
+		t.Errorf("customer = %v", body.Customer)
+	}
+	if body.Tier != "gold" || body.ID != ev.ID || body.Gone != "" {
+		t.Errorf("tier, id, gone = %q, %q, %q", body.Tier, body.ID, body.Gone)
+	}
+	if got := req.Header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("Content-Type = %q", got)
+	}
+
+	recs := b.logs.records()
+	if len(recs) != 1 || recs[0].Level != slog.LevelWarn {
+		t.Fatalf("want one warn record for the missing placeholder, got %+v", recs)
+	}
+	missing, _ := recs[0].attrs["missing"].([]string)
+	if len(missing) != 1 || missing[0] != "nope.deep" {
+		t.Errorf("missing attribute = %v, want [nope.deep]", recs[0].attrs["missing"])
+	}
+	if recs[0].attrs["observer"] != testObserver.Name || recs[0].attrs["action"] != "webhook-1" || recs[0].attrs["event_id"] != ev.ID {
+		t.Errorf("warn record attributes = %v", recs[0].attrs)
+	}
+}
+
+func TestExecuteMethodAndHeaders(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{UserAgent: "test-agent/1"})
+
+	tests := []struct {
+		name        string
+		method      string
+		headers     map[string]string
+		wantType    string
+		wantHeaders map[string]string
+	}{
+		{
+			name:        "put with custom headers",
+			method:      http.MethodPut,
+			headers:     map[string]string{"X-Api-Key": "k-123", "X-Tenant": "t1"},
+			wantType:    "application/json",
+			wantHeaders: map[string]string{"X-Api-Key": "k-123", "X-Tenant": "t1", "User-Agent": "test-agent/1"},
+		},
+		{
+			name:        "configured content type wins",
+			method:      http.MethodPatch,
+			headers:     map[string]string{"content-type": "application/cloudevents+json"},
+			wantType:    "application/cloudevents+json",
+			wantHeaders: map[string]string{"User-Agent": "test-agent/1"},
+		},
+		{
+			name:     "configured user agent wins",
+			method:   http.MethodDelete,
+			headers:  map[string]string{"User-Agent": "custom"},
+			wantType: "application/json",
+			wantHeaders: map[string]string{
+				"User-Agent": "custom",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Sequential: requests share the bundle's receiver.
+			act := newAction(b.srv.URL+"/h", func(wh *domain.WebhookAction) {
+				wh.Method = tt.method
+				wh.Headers = tt.headers
+			})
+			if err := b.exec.Execute(t.Context(), newEvent(), testObserver, act); err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			req := b.next(t)
+			if req.Method != tt.method {
+				t.Errorf("method = %s, want %s", req.Method, tt.method)
+			}
+			if got := req.Header.Get("Content-Type"); got != tt.wantType {
+				t.Errorf("Content-Type = %q, want %q", got, tt.wantType)
+			}
+			for k, v := range tt.wantHeaders {
+				if got := req.Header.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			if len(req.Body) == 0 {
+				t.Error("body is empty")
+			}
+		})
+	}
+}
+
+func TestExecuteSignature(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	rawKey := []byte("0123456789abcdef0123456789abcdef")
+
+	tests := []struct {
+		name   string
+		secret string
+		key    []byte
+		tmpl   *domain.Template
+	}{
+		{name: "whsec base64 key", secret: "whsec_" + base64.StdEncoding.EncodeToString(rawKey), key: rawKey},
+		{name: "raw secret", secret: "plain-secret", key: []byte("plain-secret")},
+		{name: "raw secret with template body", secret: "plain-secret", key: []byte("plain-secret"), tmpl: domain.MustCompileTemplate(`{"s":"{{ status }}"}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := newEvent()
+			act := newAction(b.srv.URL, func(wh *domain.WebhookAction) {
+				wh.SigningSecret = tt.secret
+				wh.BodyTemplate = tt.tmpl
+			})
+			if err := b.exec.Execute(t.Context(), ev, testObserver, act); err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			req := b.next(t)
+			id, ts := req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp")
+			if ts != strconv.FormatInt(fixedNow.Unix(), 10) {
+				t.Errorf("webhook-timestamp = %q", ts)
+			}
+			mac := hmac.New(sha256.New, tt.key)
+			mac.Write([]byte(id + "." + ts + "." + string(req.Body)))
+			want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+			if got := req.Header.Get("webhook-signature"); got != want {
+				t.Errorf("webhook-signature = %q, want %q", got, want)
+			}
+		})
+	}
+
+	t.Run("bad whsec secret is permanent and not leaked", func(t *testing.T) {
+		secret := "whsec_!!not-base64-SECRETVALUE"
+		act := newAction(b.srv.URL, func(wh *domain.WebhookAction) { wh.SigningSecret = secret })
+		err := b.exec.Execute(t.Context(), newEvent(), testObserver, act)
+		if !domain.IsPermanent(err) {
+			t.Fatalf("Execute = %v, want a permanent error", err)
+		}
+		if strings.Contains(err.Error(), "SECRETVALUE") {
+			t.Errorf("error leaks the secret: %v", err)
+		}
+		select {
+		case r := <-b.reqs:
+			t.Errorf("request sent despite the bad secret: %+v", r)
+		default:
+		}
+	})
+}
+
+func TestExecuteWebhookID(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	ev := newEvent()
+
+	send := func(t *testing.T, ev *domain.Event, obs, action string) string {
+		t.Helper()
+		act := newAction(b.srv.URL, nil)
+		act.Name = action
+		if err := b.exec.Execute(t.Context(), ev, &domain.Observer{Name: obs}, act); err != nil {
+			t.Fatalf("Execute: %v", err)
+		}
+		return b.next(t).Header.Get("webhook-id")
+	}
+	first := send(t, ev, "order-shipped", "webhook-1")
+	retry := send(t, ev, "order-shipped", "webhook-1")
+	other := send(t, ev, "order-shipped", "webhook-2")
+	otherObs := send(t, ev, "order-paid", "webhook-1")
+	ev2 := newEvent()
+	ev2.ID = "7d1f0e3a-0000-4000-8000-000000000001"
+	otherEvent := send(t, ev2, "order-shipped", "webhook-1")
+
+	sum := sha256.Sum256([]byte("order-shipped/webhook-1"))
+	if want := ev.ID + "." + hex.EncodeToString(sum[:])[:12]; first != want {
+		t.Errorf("webhook-id = %q, want %q", first, want)
+	}
+	if retry != first {
+		t.Errorf("retry webhook-id = %q, want the first %q", retry, first)
+	}
+	for name, id := range map[string]string{"other action": other, "other observer": otherObs, "other event": otherEvent} {
+		if id == first {
+			t.Errorf("%s reuses webhook-id %q", name, id)
+		}
+	}
+	if !strings.HasPrefix(otherEvent, ev2.ID+".") {
+		t.Errorf("webhook-id %q does not start with the event id", otherEvent)
+	}
+}
+
+func TestExecuteStatus(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+
+	tests := []struct {
+		status     int
+		retryAfter string
+		location   string
+		wantErr    bool
+		permanent  bool
+		wantDelay  time.Duration
+	}{
+		{status: 200},
+		{status: 202},
+		{status: 204},
+		{status: 301, location: "/moved", wantErr: true, permanent: true},
+		{status: 307, location: "http://10.0.0.1/", wantErr: true, permanent: true},
+		{status: 400, wantErr: true, permanent: true},
+		{status: 401, wantErr: true, permanent: true},
+		{status: 404, wantErr: true, permanent: true},
+		{status: 409, wantErr: true, permanent: true},
+		{status: 408, wantErr: true},
+		{status: 429, retryAfter: "120", wantErr: true, wantDelay: 120 * time.Second},
+		{status: 429, retryAfter: fixedNow.Add(90 * time.Second).Format(http.TimeFormat), wantErr: true, wantDelay: 90 * time.Second},
+		{status: 429, retryAfter: fixedNow.Add(-time.Hour).Format(http.TimeFormat), wantErr: true},
+		{status: 429, retryAfter: "soon", wantErr: true},
+		{status: 429, retryAfter: "-5", wantErr: true},
+		{status: 429, retryAfter: "86400", wantErr: true, wantDelay: time.Hour},
+		{status: 429, retryAfter: "99999999999999999999999", wantErr: true, wantDelay: time.Hour},
+		{status: 500, wantErr: true},
+		{status: 502, wantErr: true},
+		{status: 503, retryAfter: "5", wantErr: true, wantDelay: 5 * time.Second},
+		{status: 503, retryAfter: fixedNow.Add(48 * time.Hour).Format(http.TimeFormat), wantErr: true, wantDelay: time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.status)+" "+tt.retryAfter, func(t *testing.T) {
+			// Sequential: requests share the bundle's receiver.
+			act := newAction(b.srv.URL+"/hooks/orders?token=QUERYSECRET", func(wh *domain.WebhookAction) {
+				wh.SigningSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("SIGNINGKEY"))
+				wh.Headers = map[string]string{"X-Test-Status": strconv.Itoa(tt.status)}
+				if tt.retryAfter != "" {
+					wh.Headers["X-Test-Retry-After"] = tt.retryAfter
+				}
+				if tt.location != "" {
+					wh.Headers["X-Test-Location"] = tt.location
+				}
+			})
+			err := b.exec.Execute(t.Context(), newEvent(), testObserver, act)
+			req := b.next(t)
+			if req.RawQuery != "token=QUERYSECRET" {
+				t.Errorf("query string not sent: %q", req.RawQuery)
+			}
+			select {
+			case r := <-b.reqs:
+				t.Errorf("a second request was made (redirect followed?): %s %s", r.Method, r.Path)
+			default:
+			}
+			if !tt.wantErr {
+				if err != nil {
+					t.Fatalf("Execute = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Execute = nil, want an error")
+			}
+			if got := domain.IsPermanent(err); got != tt.permanent {
+				t.Errorf("permanent = %v, want %v (%v)", got, tt.permanent, err)
+			}
+			if got := domain.RetryAfter(err); got != tt.wantDelay {
+				t.Errorf("retry after = %v, want %v", got, tt.wantDelay)
+			}
+			var serr *webhook.StatusError
+			if !errors.As(err, &serr) || serr.StatusCode != tt.status {
+				t.Fatalf("error %v does not carry status %d", err, tt.status)
+			}
+			msg := err.Error()
+			for _, want := range []string{"POST", b.srv.URL + "/hooks/orders", strconv.Itoa(tt.status)} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not name %q", msg, want)
+				}
+			}
+			for _, leak := range []string{"QUERYSECRET", "token=", "whsec_", base64.StdEncoding.EncodeToString([]byte("SIGNINGKEY"))} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error %q leaks %q", msg, leak)
+				}
+			}
+		})
+	}
+}
+
+func TestExecuteErrorBodyBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	act := newAction(b.srv.URL, func(wh *domain.WebhookAction) {
+		wh.Headers = map[string]string{"X-Test-Status": "500", "X-Test-Body-Size": "10000"}
+	})
+	err := b.exec.Execute(t.Context(), newEvent(), testObserver, act)
+	var serr *webhook.StatusError
+	if !errors.As(err, &serr) {
+		t.Fatalf("Execute = %v, want a StatusError", err)
+	}
+	if serr.Body != strings.Repeat("x", 256) {
+		t.Errorf("quoted body has %d bytes, want the first 256", len(serr.Body))
+	}
+	if len(err.Error()) > 600 {
+		t.Errorf("error text is %d bytes long", len(err.Error()))
+	}
+}
+
+func TestExecuteReusesConnections(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	statuses := []string{"200", "500", "404", "204", "503", "429"}
+	for i := range 24 {
+		act := newAction(b.srv.URL, func(wh *domain.WebhookAction) {
+			wh.Headers = map[string]string{"X-Test-Status": statuses[i%len(statuses)], "X-Test-Body-Size": "4096"}
+		})
+		_ = b.exec.Execute(t.Context(), newEvent(), testObserver, act)
+		b.next(t)
+	}
+	if got := b.conns.Load(); got != 1 {
+		t.Errorf("24 sequential deliveries opened %d connections, want 1", got)
+	}
+}
+
+func TestExecuteTimeoutIsTransient(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	act := newAction(b.srv.URL, func(wh *domain.WebhookAction) {
+		wh.Timeout = 100 * time.Millisecond
+		wh.Headers = map[string]string{"X-Test-Hang": "1"}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err := b.exec.Execute(ctx, newEvent(), testObserver, act)
+	if err == nil || domain.IsPermanent(err) {
+		t.Fatalf("Execute = %v, want a transient error", err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %v does not report the deadline", err)
+	}
+	if ctx.Err() != nil {
+		t.Error("the action timeout did not end the request; the test deadline did")
+	}
+}
+
+func TestExecuteConnectionRefusedIsTransient(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err = b.exec.Execute(t.Context(), newEvent(), testObserver, newAction("http://"+addr+"/hook", nil))
+	if err == nil || domain.IsPermanent(err) {
+		t.Fatalf("Execute = %v, want a transient error", err)
+	}
+	if errors.Is(err, httpguard.ErrForbiddenAddress) {
+		t.Fatalf("allowed address reported as forbidden: %v", err)
+	}
+}
+
+func TestExecuteGuardRefuses(t *testing.T) {
+	t.Parallel()
+	// Default policy: nothing private is allowed.
+	b := setup(t, webhook.Config{})
+	strict, err := webhook.NewExecutor(webhook.Config{}, slog.New(b.logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(strict.Close)
+	_, port, err := net.SplitHostPort(b.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		url  string
+	}{
+		{"loopback", "http://127.0.0.1:" + port + "/hook"},
+		{"localhost", "http://localhost:" + port + "/hook"},
+		{"private", "http://10.0.0.1:" + port + "/hook"},
+		{"metadata", "http://169.254.169.254/latest/meta-data/"},
+		{"ipv6 loopback", "http://[::1]:" + port + "/hook"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := strict.Execute(t.Context(), newEvent(), testObserver, newAction(tt.url, nil))
+			if !domain.IsPermanent(err) {
+				t.Fatalf("Execute = %v, want a permanent error", err)
+			}
+			if !errors.Is(err, httpguard.ErrForbiddenAddress) {
+				t.Fatalf("Execute = %v, want ErrForbiddenAddress", err)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if got := b.conns.Load(); got != 0 {
+			t.Errorf("the guard let %d connections through", got)
+		}
+	})
+}
+
+func TestExecuteInvalidConfig(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	tests := []struct {
+		name string
+		act  *domain.Action
+	}{
+		{"no webhook config", &domain.Action{Name: "w", Type: domain.ActionWebhook}},
+		{"relative url", newAction("/hook", nil)},
+		{"ftp url", newAction("ftp://127.0.0.1/x", nil)},
+		{"bad method", newAction(b.srv.URL, func(wh *domain.WebhookAction) { wh.Method = "BAD METHOD" })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if err := b.exec.Execute(t.Context(), newEvent(), testObserver, tt.act); !domain.IsPermanent(err) {
+				t.Fatalf("Execute = %v, want a permanent error", err)
+			}
+		})
+	}
+}
+
+func TestNewExecutorValidates(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		cfg    webhook.Config
+		logger *slog.Logger
+	}{
+		{"nil logger", webhook.Config{}, nil},
+		{"negative idle connections", webhook.Config{MaxIdleConnsPerHost: -1}, slog.New(&recordHandler{})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := webhook.NewExecutor(tt.cfg, tt.logger); err == nil {
+				t.Fatal("NewExecutor = nil error")
+			}
+		})
+	}
+}
+
+func BenchmarkWebhookExecute(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	b.Cleanup(srv.Close)
+	exec, err := webhook.NewExecutor(webhook.Config{Policy: loopbackPolicy(b)}, slog.New(&recordHandler{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(exec.Close)
+	ev := newEvent()
+	act := newAction(srv.URL+"/hook", func(wh *domain.WebhookAction) { wh.SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" })
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := exec.Execute(ctx, ev, testObserver, act); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// recordHandler captures log records for assertions.
+type recordHandler struct {
+	mu   sync.Mutex
+	recs []capturedRecord
+}
+
+type capturedRecord struct {
+	Level slog.Level
+	Msg   string
+	attrs map[string]any
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	rec := capturedRecord{Level: r.Level, Msg: r.Message, attrs: map[string]any{}}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.attrs[a.Key] = a.Value.Any()
+		return true
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, rec)
+	return nil
+}
+
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *recordHandler) records() []capturedRecord {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]capturedRecord(nil), h.recs...)
+}
