@@ -1,0 +1,98 @@
+package application
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// LeaseConfig tunes RunWithLease.
+type LeaseConfig struct {
+	Name   string        // what the lease guards, e.g. "reader:default"
+	Holder string        // this process, e.g. hostname and pid
+	TTL    time.Duration // default 15s; renewed every TTL/3
+	Logger *slog.Logger
+}
+
+// RunWithLease runs fn only while this process holds the named lease, so
+// that of several replicas exactly one works at a time and another takes
+// over when it dies. When renewal fails or the lease is lost, fn's context
+// is cancelled and, after fn returns, the lease is sought again. Returns
+// when ctx ends (after releasing the lease) or when fn returns an error.
+func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn func(ctx context.Context) error) error {
+	if lease == nil || cfg.Logger == nil || cfg.Name == "" || cfg.Holder == "" {
+		return errors.New("lease: lease, logger, name and holder are required")
+	}
+	cfg.TTL = cmp.Or(cfg.TTL, 15*time.Second)
+	log := cfg.Logger.With(slog.String("lease", cfg.Name), slog.String("holder", cfg.Holder))
+	renew := cfg.TTL / 3
+	waiting := false
+	for ctx.Err() == nil {
+		held, err := lease.Acquire(ctx, cfg.Name, cfg.Holder, cfg.TTL)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("cannot acquire lease", slog.String("error", err.Error()))
+			}
+			sleep(ctx, renew)
+			continue
+		}
+		if !held {
+			if !waiting {
+				log.Info("lease held by another replica, standing by")
+				waiting = true
+			}
+			sleep(ctx, renew)
+			continue
+		}
+		waiting = false
+		log.Info("lease acquired")
+		err = runHolding(ctx, lease, cfg, log, fn)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if rerr := lease.Release(rctx, cfg.Name, cfg.Holder); rerr != nil {
+			log.Warn("cannot release lease", slog.String("error", rerr.Error()))
+		}
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runHolding runs fn and renews the lease until fn returns or the lease is
+// lost.
+func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *slog.Logger, fn func(context.Context) error) error {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn(fctx) }()
+	ticker := time.NewTicker(cfg.TTL / 3)
+	defer ticker.Stop()
+	lastRenew := time.Now()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ticker.C:
+			held, err := lease.Acquire(fctx, cfg.Name, cfg.Holder, cfg.TTL)
+			switch {
+			case err == nil && held:
+				lastRenew = time.Now()
+			case err == nil && !held:
+				log.Error("lease lost to another replica, stopping work")
+				cancel()
+				return <-done
+			case time.Since(lastRenew) > cfg.TTL*2/3:
+				log.Error("cannot renew lease before it expires, stopping work", slog.String("error", err.Error()))
+				cancel()
+				return <-done
+			default:
+				log.Warn("cannot renew lease, will retry", slog.String("error", err.Error()))
+			}
+		}
+	}
+}

@@ -1,0 +1,359 @@
+package application
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// RunProcessor drives one event through its life. The scheduler calls
+// Start once, Step until it reports done, then Finish; when shutdown leaves
+// a run unfinished it calls Abandon instead of Finish. Decorators (dedup)
+// wrap a RunProcessor and add to each phase.
+type RunProcessor interface {
+	// Start matches observers and evaluates conditions; it performs no
+	// action.
+	Start(ctx context.Context, rec ports.Record) *Run
+	// Step runs the actions that are due. It returns done=true when every
+	// action is finished (succeeded, dead-lettered or logged), otherwise
+	// the time the next step is due.
+	Step(ctx context.Context, run *Run) (next time.Time, done bool)
+	// Finish is called once after Step reported done.
+	Finish(ctx context.Context, run *Run)
+	// Abandon is called when the run will not be finished by this process.
+	Abandon(ctx context.Context, run *Run)
+}
+
+// Run is the processing state of one event.
+type Run struct {
+	Record  ports.Record
+	Summary domain.ExecutionSummary
+	Started time.Time
+	// Attempt is the attempt number the first Step uses (1 unless the
+	// event was delivered before, as with JetStream redeliveries).
+	Attempt int
+	// Skipped marks a run that needs no work (a duplicate); Step reports
+	// done at once.
+	Skipped bool
+	// Values lets decorators keep per-run state.
+	Values map[string]any
+
+	tasks      []*task
+	invalid    bool
+	invalidDLQ bool // the invalid input is parked
+	dlqErr     error
+}
+
+// Event returns the run's event.
+func (r *Run) Event() *domain.Event { return &r.Record.Event }
+
+// Pending reports how many actions are not finished.
+func (r *Run) Pending() int {
+	n := 0
+	for _, t := range r.tasks {
+		if !t.finished {
+			n++
+		}
+	}
+	return n
+}
+
+type task struct {
+	obs      *domain.Observer
+	act      *domain.Action
+	attempts int
+	due      time.Time
+	finished bool
+	// lastErr is set when the last attempt failed for good but parking it
+	// in the dead-letter queue has not succeeded yet.
+	lastErr error
+}
+
+// ProcessorConfig holds the processor's dependencies and tuning.
+type ProcessorConfig struct {
+	Executor    ports.ActionExecutor
+	DeadLetters ports.DeadLetterSink
+	Metrics     ports.Metrics
+	Logger      *slog.Logger
+	Now         func() time.Time
+	Jitter      func() float64
+	// DeadLetterRetryDelay is the wait before retrying a failed write to
+	// the dead-letter queue (default 1s).
+	DeadLetterRetryDelay time.Duration
+}
+
+// Processor is the base RunProcessor: event → observers → conditions →
+// actions, with scheduled retries and dead-lettering.
+type Processor struct {
+	cfg     ProcessorConfig
+	matcher atomic.Pointer[domain.Matcher]
+}
+
+var _ RunProcessor = (*Processor)(nil)
+
+// NewProcessor builds a processor over the observers in m.
+func NewProcessor(m *domain.Matcher, cfg ProcessorConfig) (*Processor, error) {
+	if m == nil || cfg.Executor == nil || cfg.DeadLetters == nil || cfg.Logger == nil {
+		return nil, errors.New("processor: matcher, executor, dead letters and logger are required")
+	}
+	cfg.Metrics = cmp.Or[ports.Metrics](cfg.Metrics, ports.NopMetrics{})
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = rand.Float64
+	}
+	cfg.DeadLetterRetryDelay = cmp.Or(cfg.DeadLetterRetryDelay, time.Second)
+	p := &Processor{cfg: cfg}
+	p.matcher.Store(m)
+	return p, nil
+}
+
+// SetMatcher replaces the observers for events started from now on; runs
+// already started keep the observers they matched.
+func (p *Processor) SetMatcher(m *domain.Matcher) { p.matcher.Store(m) }
+
+// Matcher returns the observers in use.
+func (p *Processor) Matcher() *domain.Matcher { return p.matcher.Load() }
+
+// Start matches observers and evaluates their conditions.
+func (p *Processor) Start(_ context.Context, rec ports.Record) *Run {
+	now := p.cfg.Now()
+	run := &Run{Record: rec, Started: now, Attempt: 1}
+	run.Summary.EventID = rec.Event.ID
+	if rec.Err != nil {
+		run.invalid = true
+		return run
+	}
+	ev := run.Event()
+	for _, obs := range p.matcher.Load().Match(ev) {
+		if obs.Condition != nil && !obs.Condition.Eval(ev) {
+			run.Summary.ConditionsSkipped++
+			p.cfg.Metrics.ConditionSkipped()
+			continue
+		}
+		for i := range obs.Actions {
+			run.tasks = append(run.tasks, &task{obs: obs, act: &obs.Actions[i], due: now})
+		}
+	}
+	return run
+}
+
+// Step runs the due actions of run one after the other.
+func (p *Processor) Step(ctx context.Context, run *Run) (time.Time, bool) {
+	if run.Skipped {
+		return time.Time{}, true
+	}
+	if run.invalid {
+		return p.parkInvalid(ctx, run)
+	}
+	for _, t := range run.tasks {
+		if t.finished || p.cfg.Now().Before(t.due) {
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if t.lastErr != nil {
+			p.finishFailed(ctx, run, t, t.lastErr)
+			continue
+		}
+		p.attempt(ctx, run, t)
+	}
+	return p.next(run)
+}
+
+func (p *Processor) next(run *Run) (time.Time, bool) {
+	var next time.Time
+	done := true
+	for _, t := range run.tasks {
+		if t.finished {
+			continue
+		}
+		done = false
+		if next.IsZero() || t.due.Before(next) {
+			next = t.due
+		}
+	}
+	return next, done
+}
+
+func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
+	ev := run.Event()
+	if t.attempts == 0 && run.Attempt > 1 {
+		t.attempts = run.Attempt - 1
+	}
+	attempt := t.attempts + 1
+	start := p.cfg.Now()
+	actx, note := withAttemptNote(ctx)
+	err := p.cfg.Executor.Execute(actx, ev, t.obs, t.act)
+	took := p.cfg.Now().Sub(start)
+	if err != nil && ctx.Err() != nil {
+		// Interrupted by shutdown: not an attempt; the event is re-read later.
+		return
+	}
+	t.attempts = attempt
+	detail := domain.ActionDetail{
+		Observer: t.obs.Name, Action: t.act.Name, ActionType: t.act.Type,
+		Attempt: attempt, Duration: took,
+	}
+	switch {
+	case err == nil:
+		detail.Outcome = domain.OutcomeSucceeded
+		if note.cached {
+			detail.Outcome = domain.OutcomeCached
+		}
+		t.finished = true
+	case !domain.IsPermanent(err) && t.obs.Retry.ShouldRetry(attempt):
+		delay := max(t.obs.Retry.Delay(attempt, p.cfg.Jitter()), domain.RetryAfter(err))
+		t.due = p.cfg.Now().Add(delay)
+		detail.Outcome = domain.OutcomeRetrying
+		detail.Error = err.Error()
+		p.cfg.Metrics.RetryScheduled(t.act.Type)
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "action failed, retry scheduled",
+			slog.String("event_id", ev.ID), slog.String("observer", t.obs.Name), slog.String("action", t.act.Name),
+			slog.Int("attempt", attempt), slog.Int("max_attempts", t.obs.Retry.MaxAttempts),
+			slog.Duration("retry_in", delay), slog.String("error", err.Error()))
+	default:
+		detail.Error = err.Error()
+		if t.obs.OnFailure == domain.FailureLog {
+			detail.Outcome = domain.OutcomeFailedLogged
+		} else {
+			detail.Outcome = domain.OutcomeDeadLettered
+		}
+		p.finishFailed(ctx, run, t, err)
+	}
+	p.cfg.Metrics.ActionExecuted(t.act.Type, detail.Outcome, took)
+	run.Summary.Add(detail)
+	if note.cacheMiss {
+		run.Summary.CacheMisses++
+	}
+}
+
+type attemptNoteKey struct{}
+
+// attemptNote lets executor decorators report facts about one attempt.
+type attemptNote struct{ cached, cacheMiss bool }
+
+func withAttemptNote(ctx context.Context) (context.Context, *attemptNote) {
+	n := &attemptNote{}
+	return context.WithValue(ctx, attemptNoteKey{}, n), n
+}
+
+// MarkCached tells the processor that the attempt running under ctx was
+// answered from the action-result cache (the cache decorator calls it).
+func MarkCached(ctx context.Context) {
+	if n, ok := ctx.Value(attemptNoteKey{}).(*attemptNote); ok {
+		n.cached = true
+	}
+}
+
+// MarkCacheMiss tells the processor that the cache had no result for the
+// attempt running under ctx.
+func MarkCacheMiss(ctx context.Context) {
+	if n, ok := ctx.Value(attemptNoteKey{}).(*attemptNote); ok {
+		n.cacheMiss = true
+	}
+}
+
+// finishFailed parks a finally failed action (or only logs it, per the
+// observer's on_failure). When the dead-letter write fails the task stays
+// open and the write is retried after DeadLetterRetryDelay: nothing is
+// finished that is not durably parked.
+func (p *Processor) finishFailed(ctx context.Context, run *Run, t *task, cause error) {
+	ev := run.Event()
+	attrs := []slog.Attr{
+		slog.String("event_id", ev.ID), slog.String("entity_type", ev.EntityType), slog.String("entity_id", ev.EntityID),
+		slog.String("observer", t.obs.Name), slog.String("action", t.act.Name),
+		slog.Int("attempts", t.attempts), slog.String("error", cause.Error()),
+	}
+	if t.obs.OnFailure == domain.FailureLog {
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "action failed for good (on_failure = log)", attrs...)
+		t.finished, t.lastErr = true, nil
+		return
+	}
+	_, err := p.cfg.DeadLetters.Add(ctx, ports.DeadLetter{
+		Event: *ev, Observer: t.obs.Name, Action: t.act.Name, ActionType: t.act.Type,
+		Error: cause.Error(), Attempts: t.attempts,
+	})
+	if err != nil {
+		t.lastErr = cause
+		t.due = p.cfg.Now().Add(p.cfg.DeadLetterRetryDelay)
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter write failed, will retry",
+			append(attrs, slog.String("dlq_error", err.Error()))...)
+		return
+	}
+	p.cfg.Metrics.DeadLettered()
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "action dead-lettered", attrs...)
+	t.finished, t.lastErr = true, nil
+}
+
+func (p *Processor) parkInvalid(ctx context.Context, run *Run) (time.Time, bool) {
+	if run.invalidDLQ {
+		return time.Time{}, true
+	}
+	rec := run.Record
+	_, err := p.cfg.DeadLetters.Add(ctx, ports.DeadLetter{
+		Event: rec.Event, Error: rec.Err.Error(), Attempts: 1, Raw: rec.Raw,
+	})
+	if err != nil {
+		run.dlqErr = err
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter write for invalid input failed, will retry",
+			slog.String("event_id", rec.Event.ID), slog.String("error", rec.Err.Error()), slog.String("dlq_error", err.Error()))
+		return p.cfg.Now().Add(p.cfg.DeadLetterRetryDelay), false
+	}
+	run.invalidDLQ = true
+	p.cfg.Metrics.DeadLettered()
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "invalid input dead-lettered",
+		slog.String("event_id", rec.Event.ID), slog.Any("position", rec.Position), slog.String("error", rec.Err.Error()))
+	return time.Time{}, true
+}
+
+// Finish logs the summary and counts the event.
+func (p *Processor) Finish(ctx context.Context, run *Run) {
+	outcome := "ok"
+	switch {
+	case run.invalid:
+		outcome = "invalid"
+	case run.Skipped:
+		outcome = "duplicate"
+	case len(run.tasks) == 0:
+		outcome = "no_match"
+	case run.Summary.FailedActions > 0 && p.anyFinalFailure(run):
+		outcome = "failed"
+	}
+	p.cfg.Metrics.EventProcessed(outcome)
+	s := run.Summary
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "event processed",
+		slog.String("event_id", s.EventID), slog.String("outcome", outcome),
+		slog.Int("successful_actions", s.SuccessfulActions), slog.Int("failed_actions", s.FailedActions),
+		slog.Int("conditions_skipped", s.ConditionsSkipped), slog.Bool("duplicate_skipped", s.DuplicateSkipped),
+		slog.Int("cache_hits", s.CacheHits), slog.Int("cache_misses", s.CacheMisses),
+		slog.Duration("actions_duration", s.Duration), slog.Duration("elapsed", p.cfg.Now().Sub(run.Started)))
+}
+
+func (p *Processor) anyFinalFailure(run *Run) bool {
+	for _, d := range run.Summary.Actions {
+		if d.Outcome == domain.OutcomeDeadLettered || d.Outcome == domain.OutcomeFailedLogged {
+			return true
+		}
+	}
+	return false
+}
+
+// Abandon does nothing for the base processor: an unfinished event is read
+// again after a restart because the checkpoint never passed it.
+func (p *Processor) Abandon(context.Context, *Run) {}
+
+// String describes a run for logs.
+func (r *Run) String() string {
+	return fmt.Sprintf("event %s (%s %s/%s)", r.Record.Event.ID, r.Record.Event.EventType, r.Record.Event.EntityType, r.Record.Event.EntityID)
+}

@@ -1,0 +1,239 @@
+package application
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// Handler takes records from a Reader. Handle must not block for long; it
+// calls finish exactly once when the record is finished (every action
+// succeeded, was dead-lettered or logged, or the record was skipped), and
+// never for work abandoned at shutdown. Run works until ctx ends, then
+// finishes or abandons what is in progress and returns; the Reader saves
+// its final checkpoint after Run returned.
+type Handler interface {
+	Handle(rec ports.Record, finish func())
+	Run(ctx context.Context) error
+}
+
+// SchedulerConfig tunes the Scheduler.
+type SchedulerConfig struct {
+	// MaxConcurrent is how many events run actions at the same time
+	// (default 32).
+	MaxConcurrent int
+	Logger        *slog.Logger
+	Now           func() time.Time
+	// ShutdownGrace bounds how long Run waits for steps in progress
+	// after its context ends (default 30s); their actions see a context
+	// that ends after the grace period.
+	ShutdownGrace time.Duration
+}
+
+// Scheduler runs events through a RunProcessor: events of the same entity
+// one after the other in arrival order, different entities in parallel up
+// to MaxConcurrent. A run waiting for a retry holds back only its own
+// entity; its worker goes on with other entities meanwhile.
+type Scheduler struct {
+	proc RunProcessor
+	cfg  SchedulerConfig
+
+	mu       sync.Mutex
+	entities map[string]*entityQueue
+	ready    []*entityQueue
+	timers   map[*entityQueue]*time.Timer
+	closed   bool
+	wake     chan struct{}
+}
+
+type entityQueue struct {
+	key  string
+	runs []*queuedRun
+}
+
+type queuedRun struct {
+	rec    ports.Record
+	run    *Run // nil until started
+	finish func()
+}
+
+var _ Handler = (*Scheduler)(nil)
+
+// NewScheduler builds a scheduler; call Run to start its workers.
+func NewScheduler(proc RunProcessor, cfg SchedulerConfig) (*Scheduler, error) {
+	if proc == nil || cfg.Logger == nil {
+		return nil, errors.New("scheduler: processor and logger are required")
+	}
+	cfg.MaxConcurrent = cmp.Or(cfg.MaxConcurrent, 32)
+	if cfg.MaxConcurrent < 1 {
+		return nil, errors.New("scheduler: max concurrent must be at least 1")
+	}
+	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 30*time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Scheduler{
+		proc:     proc,
+		cfg:      cfg,
+		entities: map[string]*entityQueue{},
+		timers:   map[*entityQueue]*time.Timer{},
+		wake:     make(chan struct{}, cfg.MaxConcurrent),
+	}, nil
+}
+
+// Handle queues rec behind earlier events of its entity.
+func (s *Scheduler) Handle(rec ports.Record, finish func()) {
+	key := rec.Event.EntityKey()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return // shutting down: the record is re-read after restart
+	}
+	q, ok := s.entities[key]
+	if !ok {
+		q = &entityQueue{key: key}
+		s.entities[key] = q
+		s.pushReadyLocked(q)
+	}
+	q.runs = append(q.runs, &queuedRun{rec: rec, finish: finish})
+}
+
+// pushReadyLocked makes q runnable; s.mu must be held.
+func (s *Scheduler) pushReadyLocked(q *entityQueue) {
+	s.ready = append(s.ready, q)
+	select {
+	case s.wake <- struct{}{}:
+	default: // enough wake-ups are pending for every worker
+	}
+}
+
+func (s *Scheduler) popReady() *entityQueue {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ready) == 0 {
+		return nil
+	}
+	q := s.ready[0]
+	s.ready[0] = nil
+	s.ready = s.ready[1:]
+	return q
+}
+
+// Pending reports how many entities have queued or running events.
+func (s *Scheduler) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entities)
+}
+
+// Run works until ctx ends, then waits (up to ShutdownGrace) for steps in
+// progress, abandons every unfinished run and returns.
+func (s *Scheduler) Run(ctx context.Context) error {
+	// Actions get a context that outlives ctx by the grace period, so a
+	// shutdown lets in-flight requests complete.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var wg sync.WaitGroup
+	for range s.cfg.MaxConcurrent {
+		wg.Go(func() { s.worker(ctx, work) })
+	}
+	<-ctx.Done()
+	grace := time.AfterFunc(s.cfg.ShutdownGrace, cancelWork)
+	wg.Wait()
+	grace.Stop()
+
+	s.mu.Lock()
+	s.closed = true
+	for q, t := range s.timers {
+		t.Stop()
+		delete(s.timers, q)
+	}
+	var abandon []*Run
+	for _, q := range s.entities {
+		for _, r := range q.runs {
+			if r.run != nil {
+				abandon = append(abandon, r.run)
+			}
+		}
+	}
+	s.entities = map[string]*entityQueue{}
+	s.ready = nil
+	s.mu.Unlock()
+
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, r := range abandon {
+		s.proc.Abandon(actx, r)
+	}
+	if len(abandon) > 0 {
+		s.cfg.Logger.Info("unfinished events left for the next start", slog.Int("events", len(abandon)))
+	}
+	return nil
+}
+
+func (s *Scheduler) worker(ctx, work context.Context) {
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		q := s.popReady()
+		if q == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+				continue
+			}
+		}
+		s.process(ctx, work, q)
+	}
+}
+
+// process runs one step of the entity's head event.
+func (s *Scheduler) process(ctx, work context.Context, q *entityQueue) {
+	s.mu.Lock()
+	head := q.runs[0]
+	s.mu.Unlock()
+
+	if head.run == nil {
+		head.run = s.proc.Start(work, head.rec)
+	}
+	next, done := s.proc.Step(work, head.run)
+	if done {
+		s.proc.Finish(work, head.run)
+		head.finish()
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case done:
+		q.runs[0] = nil
+		q.runs = q.runs[1:]
+		if len(q.runs) == 0 {
+			delete(s.entities, q.key)
+			return
+		}
+		if ctx.Err() == nil {
+			s.pushReadyLocked(q)
+		}
+	case ctx.Err() != nil:
+		// Shutting down: leave the run for Run to abandon.
+	default:
+		wait := max(next.Sub(s.cfg.Now()), 0)
+		s.timers[q] = time.AfterFunc(wait, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if _, ok := s.timers[q]; !ok {
+				return // stopped by shutdown
+			}
+			delete(s.timers, q)
+			s.pushReadyLocked(q)
+		})
+	}
+}

@@ -1,0 +1,84 @@
+package application
+
+import (
+	"sync"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// tracker follows read positions in order and yields the highest position
+// up to which every entry is finished: the safe checkpoint.
+type tracker struct {
+	mu        sync.Mutex
+	base      uint64 // sequence number of entries[0]
+	entries   []trackedEntry
+	committed ports.Position
+	pending   int
+	freed     chan struct{}
+}
+
+type trackedEntry struct {
+	pos      ports.Position
+	finished bool
+}
+
+func newTracker(start ports.Position) *tracker {
+	return &tracker{committed: start, freed: make(chan struct{}, 1)}
+}
+
+// add appends a position in read order and returns its sequence number.
+// A finished entry (a skipped stretch of the source) never counts as
+// pending.
+func (t *tracker) add(pos ports.Position, finished bool) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	seq := t.base + uint64(len(t.entries))
+	t.entries = append(t.entries, trackedEntry{pos: pos, finished: finished})
+	if !finished {
+		t.pending++
+	}
+	t.advanceLocked()
+	return seq
+}
+
+// finish marks the entry with sequence number seq finished.
+func (t *tracker) finish(seq uint64) {
+	t.mu.Lock()
+	i := seq - t.base
+	if seq < t.base || i >= uint64(len(t.entries)) || t.entries[i].finished {
+		t.mu.Unlock()
+		return
+	}
+	t.entries[i].finished = true
+	t.pending--
+	t.advanceLocked()
+	t.mu.Unlock()
+	select {
+	case t.freed <- struct{}{}:
+	default:
+	}
+}
+
+func (t *tracker) advanceLocked() {
+	n := 0
+	for n < len(t.entries) && t.entries[n].finished {
+		t.committed = t.entries[n].pos
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	clear(t.entries[:n])
+	t.entries = t.entries[n:]
+	t.base += uint64(n)
+	if len(t.entries) == 0 {
+		t.entries = nil // let the old backing array go
+	}
+}
+
+// state returns the safe checkpoint and the number of unfinished entries.
+func (t *tracker) state() (ports.Position, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.committed, t.pending
+}

@@ -1,0 +1,444 @@
+package bootstrap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/toml/v2"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/structs"
+	"github.com/knadh/koanf/v2"
+)
+
+// The topologies.
+const (
+	TopologyPostgresOnly    = "postgres-only"
+	TopologyPostgresRedis   = "postgres-redis"
+	TopologyNATSDistributed = "nats-distributed"
+	TopologyMultiDatabase   = "multi-database"
+	TopologyMemory          = "memory"
+)
+
+// Topologies lists every topology name.
+var Topologies = []string{TopologyPostgresOnly, TopologyPostgresRedis, TopologyNATSDistributed, TopologyMultiDatabase, TopologyMemory}
+
+// Config is the whole service configuration. Every key has a default (see
+// Defaults); a TOML file overrides them and FRAISEQL_* environment
+// variables override the file.
+type Config struct {
+	Topology      string            `koanf:"topology"`
+	Role          string            `koanf:"role"`
+	ObserversFile string            `koanf:"observers_file"`
+	Database      DatabaseConfig    `koanf:"database"`
+	Reader        ReaderConfig      `koanf:"reader"`
+	Performance   PerformanceConfig `koanf:"performance"`
+	HTTP          HTTPConfig        `koanf:"http"`
+	Logging       LoggingConfig     `koanf:"logging"`
+	Security      SecurityConfig    `koanf:"security"`
+	Memory        MemoryConfig      `koanf:"memory"`
+	Observers     []ObserverConfig  `koanf:"observers"`
+
+	// File is the configuration file the values came from ("" for none).
+	File string `koanf:"-"`
+}
+
+// DatabaseConfig is the PostgreSQL connection and the change-log contract.
+type DatabaseConfig struct {
+	URL            string        `koanf:"url"`
+	ChangeLogTable string        `koanf:"change_log_table"`
+	NotifyChannel  string        `koanf:"notify_channel"`
+	ObserverSchema string        `koanf:"observer_schema"`
+	MaxConnections int           `koanf:"max_connections"`
+	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+	PollInterval   time.Duration `koanf:"poll_interval"`
+	MigrateOnStart bool          `koanf:"migrate_on_start"`
+}
+
+// ReaderConfig tunes the change-log reader.
+type ReaderConfig struct {
+	Name               string        `koanf:"name"`
+	BatchSize          int           `koanf:"batch_size"`
+	MaxInFlight        int           `koanf:"max_in_flight"`
+	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
+	LeaseTTL           time.Duration `koanf:"lease_ttl"`
+}
+
+// PerformanceConfig tunes concurrency.
+type PerformanceConfig struct {
+	MaxConcurrentActions int `koanf:"max_concurrent_actions"`
+}
+
+// HTTPConfig is the admin HTTP server.
+type HTTPConfig struct {
+	Listen        string `koanf:"listen"`
+	AdminTokenEnv string `koanf:"admin_token_env"`
+}
+
+// LoggingConfig selects level and format.
+type LoggingConfig struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"` // auto | text | json
+}
+
+// SecurityConfig governs outbound requests.
+type SecurityConfig struct {
+	AllowPrivateNetworks bool     `koanf:"allow_private_networks"`
+	AllowedNetworks      []string `koanf:"allowed_networks"`
+}
+
+// MemoryConfig configures the memory topology.
+type MemoryConfig struct {
+	EventsFile string `koanf:"events_file"`
+}
+
+// ObserverConfig is one [[observers]] entry.
+type ObserverConfig struct {
+	Name      string         `koanf:"name"`
+	Entity    string         `koanf:"entity"`
+	Events    []string       `koanf:"events"`
+	Condition string         `koanf:"condition"`
+	OnFailure string         `koanf:"on_failure"`
+	Retry     *RetryConfig   `koanf:"retry"`
+	Actions   []ActionConfig `koanf:"actions"`
+}
+
+// RetryConfig is an observer's retry policy; unset fields take the
+// defaults (5 attempts, 100ms, 30s, exponential).
+type RetryConfig struct {
+	MaxAttempts  *int           `koanf:"max_attempts"`
+	InitialDelay *time.Duration `koanf:"initial_delay"`
+	MaxDelay     *time.Duration `koanf:"max_delay"`
+	Backoff      *string        `koanf:"backoff"`
+}
+
+// ActionConfig is one [[observers.actions]] entry; which keys apply
+// depends on Type, and a key set for another type is an error.
+type ActionConfig struct {
+	Type string `koanf:"type"`
+	Name string `koanf:"name"`
+
+	// webhook
+	URL              string            `koanf:"url"`
+	URLEnv           string            `koanf:"url_env"`
+	Method           string            `koanf:"method"`
+	Headers          map[string]string `koanf:"headers"`
+	BodyTemplate     string            `koanf:"body_template"`
+	Timeout          *time.Duration    `koanf:"timeout"`
+	SigningSecret    string            `koanf:"signing_secret"`
+	SigningSecretEnv string            `koanf:"signing_secret_env"`
+
+	// log
+	Level           string `koanf:"level"`
+	MessageTemplate string `koanf:"message_template"`
+}
+
+// Defaults returns the configuration used for every key the file and the
+// environment leave unset.
+func Defaults() Config {
+	return Config{
+		Topology: TopologyPostgresOnly,
+		Role:     "all",
+		Database: DatabaseConfig{
+			URL:            "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+			ChangeLogTable: "core.tb_entity_change_log",
+			NotifyChannel:  "fraiseql_events",
+			ObserverSchema: "observer",
+			MaxConnections: 10,
+			ConnectTimeout: 5 * time.Second,
+			PollInterval:   time.Second,
+		},
+		Reader: ReaderConfig{
+			Name:               "default",
+			BatchSize:          500,
+			MaxInFlight:        10000,
+			CheckpointInterval: time.Second,
+			LeaseTTL:           15 * time.Second,
+		},
+		Performance: PerformanceConfig{MaxConcurrentActions: 32},
+		HTTP:        HTTPConfig{Listen: "127.0.0.1:9090", AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
+		Logging:     LoggingConfig{Level: "info", Format: "auto"},
+	}
+}
+
+// EnvPrefix starts every environment override.
+const EnvPrefix = "FRAISEQL_"
+
+// ConfigError is a configuration problem; Key names the offending key.
+type ConfigError struct {
+	File string
+	Key  string
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File + ": ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// LoadConfig reads defaults, then path (when not empty), then the
+// environment (environ, usually os.Environ()), and validates the result.
+// Every error is a *ConfigError or wraps one, naming the file and key.
+func LoadConfig(path string, environ []string) (Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(Defaults(), "koanf"), nil); err != nil {
+		return Config{}, fmt.Errorf("load defaults: %w", err)
+	}
+	known := map[string]reflect.Kind{}
+	collectKeys(reflect.TypeOf(Config{}), "", known)
+
+	if path != "" {
+		kf := koanf.New(".")
+		if err := kf.Load(file.Provider(path), toml.Parser()); err != nil {
+			return Config{}, &ConfigError{File: path, Msg: cleanTOMLError(err)}
+		}
+		for _, key := range kf.Keys() {
+			if _, ok := known[key]; !ok && !underKnownMap(key, known) {
+				return Config{}, &ConfigError{File: path, Key: key, Msg: "unknown key" + suggest(key, known)}
+			}
+		}
+		if err := k.Merge(kf); err != nil {
+			return Config{}, &ConfigError{File: path, Msg: err.Error()}
+		}
+	}
+
+	var envErrs []error
+	envKeys := map[string]string{}
+	for key := range known {
+		envKeys[EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, ".", "_"))] = key
+	}
+	err := k.Load(env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, value string) (string, any) {
+			key, ok := envKeys[name]
+			if !ok || known[key] == reflect.Slice && key == "observers" {
+				return "", nil // another program's FRAISEQL_* variable, or a secret named by *_env
+			}
+			v, err := parseEnvValue(known[key], value)
+			if err != nil {
+				envErrs = append(envErrs, &ConfigError{Key: key, Msg: fmt.Sprintf("environment variable %s: %v", name, err)})
+				return "", nil
+			}
+			return key, v
+		},
+	}), nil)
+	if err != nil {
+		return Config{}, fmt.Errorf("load environment: %w", err)
+	}
+	if len(envErrs) > 0 {
+		return Config{}, errors.Join(envErrs...)
+	}
+
+	var cfg Config
+	dc := &mapstructure.DecoderConfig{
+		DecodeHook:  mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc()),
+		ErrorUnused: true,
+		TagName:     "koanf",
+		Result:      &cfg,
+	}
+	dec, err := mapstructure.NewDecoder(dc)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := dec.Decode(k.Raw()); err != nil {
+		return Config{}, &ConfigError{File: path, Msg: cleanDecodeError(err)}
+	}
+	cfg.File = path
+	if err := cfg.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) && ce.File == "" {
+			ce.File = path
+		}
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// collectKeys records every leaf key path of t with its kind.
+func collectKeys(t reflect.Type, prefix string, out map[string]reflect.Kind) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("koanf")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := tag
+		if prefix != "" {
+			key = prefix + "." + tag
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)) {
+			collectKeys(ft, key, out)
+			continue
+		}
+		kind := ft.Kind()
+		if ft == reflect.TypeOf(time.Duration(0)) {
+			kind = reflect.Interface // marks durations
+		}
+		out[key] = kind
+	}
+}
+
+func underKnownMap(key string, known map[string]reflect.Kind) bool {
+	for k, kind := range known {
+		if kind == reflect.Map && strings.HasPrefix(key, k+".") {
+			return true
+		}
+	}
+	return false
+}
+
+func suggest(key string, known map[string]reflect.Kind) string {
+	last := key[strings.LastIndex(key, ".")+1:]
+	var cands []string
+	for k := range known {
+		if strings.HasSuffix(k, "."+last) || k == last {
+			cands = append(cands, k)
+		}
+	}
+	sort.Strings(cands)
+	if len(cands) > 0 {
+		return " (did you mean " + strings.Join(cands, " or ") + "?)"
+	}
+	return ""
+}
+
+func parseEnvValue(kind reflect.Kind, v string) (any, error) {
+	switch kind {
+	case reflect.Bool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a boolean", v)
+		}
+		return b, nil
+	case reflect.Int:
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an integer", v)
+		}
+		return n, nil
+	case reflect.Interface: // duration
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a duration (use e.g. 500ms, 5s, 5m)", v)
+		}
+		return d, nil
+	case reflect.Slice:
+		var out []string
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		return out, nil
+	default:
+		return v, nil
+	}
+}
+
+func cleanTOMLError(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "toml: "); i >= 0 {
+		msg = msg[i:]
+	}
+	return msg
+}
+
+// cleanDecodeError turns mapstructure's messages into "key: problem" lines.
+func cleanDecodeError(err error) string {
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "*"))
+		if l == "" || strings.HasPrefix(l, "decoding failed") || strings.Contains(l, "error(s) decoding") {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) == 0 {
+		return err.Error()
+	}
+	return strings.Join(lines, "; ")
+}
+
+// Validate checks values and the dependencies between them.
+func (c *Config) Validate() error {
+	if !slices.Contains(Topologies, c.Topology) {
+		return &ConfigError{Key: "topology", Msg: fmt.Sprintf("%q is not one of %s", c.Topology, strings.Join(Topologies, ", "))}
+	}
+	switch c.Topology {
+	case TopologyPostgresOnly, TopologyMemory:
+		if c.Role != "all" {
+			return &ConfigError{Key: "role", Msg: fmt.Sprintf("%q is only meaningful in the NATS topologies; use \"all\"", c.Role)}
+		}
+	case TopologyPostgresRedis, TopologyNATSDistributed, TopologyMultiDatabase:
+		return &ConfigError{Key: "topology", Msg: fmt.Sprintf("%q is not available in this build yet (available: %s, %s)", c.Topology, TopologyPostgresOnly, TopologyMemory)}
+	}
+	if c.Topology != TopologyMemory {
+		if c.Database.URL == "" {
+			return &ConfigError{Key: "database.url", Msg: "required for topology " + c.Topology + " (or set FRAISEQL_DATABASE_URL)"}
+		}
+		for key, v := range map[string]string{"database.change_log_table": c.Database.ChangeLogTable, "database.notify_channel": c.Database.NotifyChannel, "database.observer_schema": c.Database.ObserverSchema} {
+			if strings.TrimSpace(v) == "" {
+				return &ConfigError{Key: key, Msg: "must not be empty"}
+			}
+		}
+	}
+	positive := []struct {
+		key string
+		v   int64
+	}{
+		{"database.max_connections", int64(c.Database.MaxConnections)},
+		{"database.connect_timeout", int64(c.Database.ConnectTimeout)},
+		{"database.poll_interval", int64(c.Database.PollInterval)},
+		{"reader.batch_size", int64(c.Reader.BatchSize)},
+		{"reader.max_in_flight", int64(c.Reader.MaxInFlight)},
+		{"reader.checkpoint_interval", int64(c.Reader.CheckpointInterval)},
+		{"reader.lease_ttl", int64(c.Reader.LeaseTTL)},
+		{"performance.max_concurrent_actions", int64(c.Performance.MaxConcurrentActions)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return &ConfigError{Key: p.key, Msg: "must be positive"}
+		}
+	}
+	if c.Reader.Name == "" {
+		return &ConfigError{Key: "reader.name", Msg: "must not be empty"}
+	}
+	if c.Reader.LeaseTTL < 3*time.Second {
+		return &ConfigError{Key: "reader.lease_ttl", Msg: "must be at least 3s"}
+	}
+	switch c.Logging.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return &ConfigError{Key: "logging.level", Msg: fmt.Sprintf("%q is not one of debug, info, warn, error", c.Logging.Level)}
+	}
+	switch c.Logging.Format {
+	case "auto", "text", "json":
+	default:
+		return &ConfigError{Key: "logging.format", Msg: fmt.Sprintf("%q is not one of auto, text, json", c.Logging.Format)}
+	}
+	if c.Topology == TopologyMemory && c.Memory.EventsFile != "" {
+		if _, err := os.Stat(c.Memory.EventsFile); err != nil {
+			return &ConfigError{Key: "memory.events_file", Msg: err.Error()}
+		}
+	} else if c.Memory.EventsFile != "" {
+		return &ConfigError{Key: "memory.events_file", Msg: "only used by topology memory"}
+	}
+	return nil
+}

@@ -1,0 +1,41 @@
+package ports
+
+import (
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// Metrics receives what the application measures. Implementations must be
+// safe for concurrent use and cheap: they are called on the hot path.
+type Metrics interface {
+	// EventProcessed counts an event whose every action is finished;
+	// outcome is "ok", "failed" (some action dead-lettered or logged),
+	// "no_match", "duplicate" or "invalid".
+	EventProcessed(outcome string)
+	// ActionExecuted counts one action attempt and its duration; outcome is
+	// a domain.ActionOutcome.
+	ActionExecuted(t domain.ActionType, outcome domain.ActionOutcome, d time.Duration)
+	// RetryScheduled counts a failed attempt that will be tried again.
+	RetryScheduled(t domain.ActionType)
+	// DeadLettered counts an item parked in the dead-letter queue.
+	DeadLettered()
+	// ConditionSkipped counts an observer whose condition was false.
+	ConditionSkipped()
+	// Checkpoint records the reader's saved position.
+	Checkpoint(name string, pos Position)
+	// InFlight records how many read events are not finished yet.
+	InFlight(n int)
+}
+
+// NopMetrics discards measurements (for tools such as debug-event that run
+// no service).
+type NopMetrics struct{}
+
+func (NopMetrics) EventProcessed(string)                                                 {}
+func (NopMetrics) ActionExecuted(domain.ActionType, domain.ActionOutcome, time.Duration) {}
+func (NopMetrics) RetryScheduled(domain.ActionType)                                      {}
+func (NopMetrics) DeadLettered()                                                         {}
+func (NopMetrics) ConditionSkipped()                                                     {}
+func (NopMetrics) Checkpoint(string, Position)                                           {}
+func (NopMetrics) InFlight(int)                                                          {}
