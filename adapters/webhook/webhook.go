@@ -204,7 +204,7 @@ func (e *Executor) body(ctx context.Context, ev *domain.Event, obs *domain.Obser
 			slog.String("event_id", ev.ID),
 			slog.String("observer", observerName(obs)),
 			slog.String("action", act.Name),
-			slog.Any("missing", missing))
+			slog.Any("missing_placeholders", missing))
 	}
 	return []byte(out), nil
 }

@@ -246,9 +246,9 @@ func TestExecuteBodyTemplate(t *testing.T) {
 	if len(recs) != 1 || recs[0].Level != slog.LevelWarn {
 		t.Fatalf("want one warn record for the missing placeholder, got %+v", recs)
 	}
-	missing, _ := recs[0].attrs["missing"].([]string)
+	missing, _ := recs[0].attrs["missing_placeholders"].([]string)
 	if len(missing) != 1 || missing[0] != "nope.deep" {
-		t.Errorf("missing attribute = %v, want [nope.deep]", recs[0].attrs["missing"])
+		t.Errorf("missing attribute = %v, want [nope.deep]", recs[0].attrs["missing_placeholders"])
 	}
 	if recs[0].attrs["observer"] != testObserver.Name || recs[0].attrs["action"] != "webhook-1" || recs[0].attrs["event_id"] != ev.ID {
 		t.Errorf("warn record attributes = %v", recs[0].attrs)

@@ -1,0 +1,190 @@
+package logaction_test
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+type testBundle struct {
+	exec    *logaction.Executor
+	handler *recordHandler
+}
+
+func setup(t *testing.T, minLevel slog.Level) *testBundle {
+	t.Helper()
+	h := &recordHandler{min: minLevel}
+	return &testBundle{exec: logaction.NewExecutor(slog.New(h)), handler: h}
+}
+
+func newEvent() *domain.Event {
+	return &domain.Event{
+		ID:         "0b9e7d0c-6c6f-4f5e-9a57-6d0f7e1c2a11",
+		EventType:  domain.EventUpdate,
+		EntityType: "Order",
+		EntityID:   "5f1c2f5a-8f6b-4a8e-9b0e-2a7c1c9f0d33",
+		Data: map[string]any{
+			"status":   "shipped",
+			"customer": map[string]any{"email": "a@example.com"},
+		},
+		Timestamp: time.Date(2026, 3, 4, 5, 0, 0, 0, time.UTC),
+	}
+}
+
+func TestExecute(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name        string
+		level       string
+		template    string // "" means no template
+		wantLevel   slog.Level
+		wantMsg     string
+		wantMissing []string
+	}{
+		{name: "default message", level: "info", wantLevel: slog.LevelInfo, wantMsg: "event observed"},
+		{name: "empty level is info", level: "", wantLevel: slog.LevelInfo, wantMsg: "event observed"},
+		{name: "debug", level: "debug", template: "order {{ event.entity_id }} is {{ status }}", wantLevel: slog.LevelDebug,
+			wantMsg: "order 5f1c2f5a-8f6b-4a8e-9b0e-2a7c1c9f0d33 is shipped"},
+		{name: "warn nested path", level: "warn", template: "mail {{ customer.email }}", wantLevel: slog.LevelWarn, wantMsg: "mail a@example.com"},
+		{name: "error unescaped", level: "error", template: `"{{ status }}" <{{ event.event_type }}>`, wantLevel: slog.LevelError, wantMsg: `"shipped" <UPDATE>`},
+		{name: "missing placeholders", level: "info", template: "x={{ nope }} y={{ before.status }} s={{ status }}", wantLevel: slog.LevelInfo,
+			wantMsg: "x= y= s=shipped", wantMissing: []string{"nope", "before.status"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, slog.LevelDebug)
+			act := &domain.Action{Name: "log-1", Type: domain.ActionLog, Log: &domain.LogAction{Level: tt.level}}
+			if tt.template != "" {
+				act.Log.MessageTemplate = domain.MustCompileTemplate(tt.template)
+			}
+			ev := newEvent()
+			if err := b.exec.Execute(t.Context(), ev, &domain.Observer{Name: "order-shipped"}, act); err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			recs := b.handler.records()
+			if len(recs) != 1 {
+				t.Fatalf("got %d records, want 1", len(recs))
+			}
+			r := recs[0]
+			if r.level != tt.wantLevel {
+				t.Errorf("level = %v, want %v", r.level, tt.wantLevel)
+			}
+			if r.msg != tt.wantMsg {
+				t.Errorf("message = %q, want %q", r.msg, tt.wantMsg)
+			}
+			want := map[string]string{
+				"event_id":    ev.ID,
+				"event_type":  "UPDATE",
+				"entity_type": "Order",
+				"entity_id":   ev.EntityID,
+				"observer":    "order-shipped",
+				"action":      "log-1",
+			}
+			for k, v := range want {
+				if got, ok := r.attrs[k].(string); !ok || got != v {
+					t.Errorf("attribute %s = %v, want %q", k, r.attrs[k], v)
+				}
+			}
+			got, present := r.attrs["missing_placeholders"]
+			if tt.wantMissing == nil {
+				if present {
+					t.Errorf("missing_placeholders = %v, want absent", got)
+				}
+				return
+			}
+			if list, _ := got.([]string); !slices.Equal(list, tt.wantMissing) {
+				t.Errorf("missing_placeholders = %v, want %v", got, tt.wantMissing)
+			}
+		})
+	}
+}
+
+func TestExecuteBelowHandlerLevel(t *testing.T) {
+	t.Parallel()
+	b := setup(t, slog.LevelWarn)
+	act := &domain.Action{Name: "log-1", Type: domain.ActionLog, Log: &domain.LogAction{Level: "info"}}
+	if err := b.exec.Execute(t.Context(), newEvent(), &domain.Observer{Name: "o"}, act); err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	if recs := b.handler.records(); len(recs) != 0 {
+		t.Fatalf("got %d records below the handler's level, want 0", len(recs))
+	}
+}
+
+func TestExecuteInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		act  *domain.Action
+	}{
+		{"no log config", &domain.Action{Name: "log-1", Type: domain.ActionLog}},
+		{"bad level", &domain.Action{Name: "log-1", Type: domain.ActionLog, Log: &domain.LogAction{Level: "loud"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, slog.LevelDebug)
+			err := b.exec.Execute(t.Context(), newEvent(), &domain.Observer{Name: "o"}, tt.act)
+			if !domain.IsPermanent(err) {
+				t.Fatalf("Execute = %v, want a permanent error", err)
+			}
+			if recs := b.handler.records(); len(recs) != 0 {
+				t.Errorf("got %d records for an invalid action", len(recs))
+			}
+		})
+	}
+}
+
+func TestNewExecutorNilLogger(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if recover() == nil {
+			t.Fatal("NewExecutor(nil) did not panic")
+		}
+	}()
+	logaction.NewExecutor(nil)
+}
+
+// recordHandler captures records at or above min.
+type recordHandler struct {
+	min  slog.Level
+	mu   sync.Mutex
+	recs []capturedRecord
+}
+
+type capturedRecord struct {
+	level slog.Level
+	msg   string
+	attrs map[string]any
+}
+
+func (h *recordHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.min }
+
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	rec := capturedRecord{level: r.Level, msg: r.Message, attrs: map[string]any{}}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.attrs[a.Key] = a.Value.Any()
+		return true
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, rec)
+	return nil
+}
+
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *recordHandler) records() []capturedRecord {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]capturedRecord(nil), h.recs...)
+}
