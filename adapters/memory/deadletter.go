@@ -1,0 +1,172 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// defaultListLimit is what List returns when the filter sets no Limit.
+const defaultListLimit = 100
+
+// DeadLetters keeps dead letters in memory, for the memory topology. Items
+// are lost on restart. Safe for concurrent use.
+type DeadLetters struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	lastID int64
+	items  []ports.DeadLetter // ascending ID
+}
+
+var _ ports.DeadLetterStore = (*DeadLetters)(nil)
+
+// NewDeadLetters returns an empty store; now stamps CreatedAt (nil means
+// time.Now).
+func NewDeadLetters(now func() time.Time) *DeadLetters {
+	if now == nil {
+		now = time.Now
+	}
+	return &DeadLetters{now: now}
+}
+
+// Add stores a copy of d with a new ID and CreatedAt and returns the ID.
+func (s *DeadLetters) Add(ctx context.Context, d ports.DeadLetter) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory: add dead letter: %w", err)
+	}
+	d = clone(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastID++
+	d.ID = s.lastID
+	d.CreatedAt = s.now()
+	s.items = append(s.items, d)
+	return d.ID, nil
+}
+
+// List returns copies of the items matching f in ascending ID order.
+func (s *DeadLetters) List(ctx context.Context, f ports.DeadLetterFilter) ([]ports.DeadLetter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memory: list dead letters: %w", err)
+	}
+	if f.Limit < 0 {
+		return nil, fmt.Errorf("memory: list dead letters: limit %d is negative", f.Limit)
+	}
+	limit := f.Limit
+	if limit == 0 {
+		limit = defaultListLimit
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start, found := s.find(f.AfterID)
+	if found {
+		start++
+	}
+	var out []ports.DeadLetter
+	for _, d := range s.items[start:] {
+		if len(out) == limit {
+			break
+		}
+		if f.Observer == "" || d.Observer == f.Observer {
+			out = append(out, clone(d))
+		}
+	}
+	return out, nil
+}
+
+// Get returns a copy of the item with id, or ports.ErrNotFound.
+func (s *DeadLetters) Get(ctx context.Context, id int64) (ports.DeadLetter, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.DeadLetter{}, fmt.Errorf("memory: get dead letter %d: %w", id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.find(id)
+	if !ok {
+		return ports.DeadLetter{}, fmt.Errorf("memory: get dead letter %d: %w", id, ports.ErrNotFound)
+	}
+	return clone(s.items[i]), nil
+}
+
+// Remove deletes the item with id, or returns ports.ErrNotFound.
+func (s *DeadLetters) Remove(ctx context.Context, id int64) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: remove dead letter %d: %w", id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.find(id)
+	if !ok {
+		return fmt.Errorf("memory: remove dead letter %d: %w", id, ports.ErrNotFound)
+	}
+	s.items = slices.Delete(s.items, i, i+1)
+	return nil
+}
+
+// MarkRetried records a failed retry of the item with id: one more
+// attempt, errText and at replace Error and LastRetryAt. An unknown id is
+// ports.ErrNotFound.
+func (s *DeadLetters) MarkRetried(ctx context.Context, id int64, errText string, at time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: mark dead letter %d retried: %w", id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.find(id)
+	if !ok {
+		return fmt.Errorf("memory: mark dead letter %d retried: %w", id, ports.ErrNotFound)
+	}
+	s.items[i].Attempts++
+	s.items[i].Error = errText
+	s.items[i].LastRetryAt = at
+	return nil
+}
+
+// Stats counts items per observer.
+func (s *DeadLetters) Stats(ctx context.Context) (map[string]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memory: dead letter stats: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stats := map[string]int{}
+	for _, d := range s.items {
+		stats[d.Observer]++
+	}
+	return stats, nil
+}
+
+// Count is the number of items, for the dlq_items metric.
+func (s *DeadLetters) Count(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory: count dead letters: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int64(len(s.items)), nil
+}
+
+// find returns the index of the first item with ID >= id and whether its
+// ID is id. Callers hold mu.
+func (s *DeadLetters) find(id int64) (int, bool) {
+	return slices.BinarySearchFunc(s.items, id, func(d ports.DeadLetter, id int64) int {
+		switch {
+		case d.ID < id:
+			return -1
+		case d.ID > id:
+			return 1
+		}
+		return 0
+	})
+}
+
+func clone(d ports.DeadLetter) ports.DeadLetter {
+	d.Event = cloneEvent(d.Event)
+	d.Raw = cloneBytes(d.Raw)
+	return d
+}

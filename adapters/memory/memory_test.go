@@ -1,0 +1,55 @@
+package memory_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/memory"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+	"github.com/fraiseql/fraiseql-observer/ports/porttest"
+)
+
+func TestCheckpointsConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunCheckpointStore(t, func(*testing.T) ports.CheckpointStore { return memory.NewCheckpoints() })
+}
+
+func TestDeadLettersConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunDeadLetterStore(t, func(*testing.T) ports.DeadLetterStore { return memory.NewDeadLetters(time.Now) })
+}
+
+func TestLeaseConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunLease(t, func(*testing.T) ports.Lease { return memory.NewLease(time.Now) })
+}
+
+func TestSourceConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunEventSource(t, func(t *testing.T) porttest.SourceHarness {
+		// A long poll interval proves that appends, not polling, wake Wait.
+		src := newSource(t, time.Now, time.Minute)
+		return porttest.SourceHarness{
+			Source: src,
+			Append: func(ctx context.Context, ev domain.Event) error {
+				_, err := src.Append(ctx, ev)
+				return err
+			},
+			AppendInvalid: func(ctx context.Context) error {
+				_, err := src.AppendRaw(ctx, []byte(`{"id":"x-1","entity_type":"Order","event_type":"BOGUS"}`))
+				return err
+			},
+		}
+	})
+}
+
+func newSource(t *testing.T, now func() time.Time, poll time.Duration) *memory.Source {
+	t.Helper()
+	src, err := memory.NewSource(now, memory.SourceConfig{PollInterval: poll})
+	if err != nil {
+		t.Fatalf("NewSource: %v", err)
+	}
+	return src
+}

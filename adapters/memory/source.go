@@ -1,0 +1,267 @@
+package memory
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// SourceConfig configures a Source.
+type SourceConfig struct {
+	// PollInterval bounds how long Wait blocks without an append (default
+	// 1s). Appends wake waiters at once; the interval is only a backstop.
+	PollInterval time.Duration
+}
+
+// Source is an append-only in-memory event log implementing
+// ports.EventSource. Entry n (counting from 1) sits at Position{Seq: n}.
+// Safe for concurrent use.
+type Source struct {
+	now  func() time.Time
+	poll time.Duration
+
+	mu      sync.Mutex
+	entries []ports.Record
+	notify  chan struct{} // closed and replaced on every append
+	read    int64         // Seq of the End of the latest Read
+}
+
+var _ ports.EventSource = (*Source)(nil)
+
+// NewSource returns an empty log. now stamps events that have no
+// timestamp; nil means time.Now.
+func NewSource(now func() time.Time, cfg SourceConfig) (*Source, error) {
+	if cfg.PollInterval < 0 {
+		return nil, fmt.Errorf("memory: new source: poll interval %v is negative", cfg.PollInterval)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Source{
+		now:    now,
+		poll:   cmp.Or(cfg.PollInterval, time.Second),
+		notify: make(chan struct{}),
+	}, nil
+}
+
+// Append validates ev and adds it to the log. An event without ID gets a
+// random UUID, one without Timestamp the clock's now; the event type is
+// upper-cased. An event that is not valid (an event type other than
+// INSERT, UPDATE, DELETE or CUSTOM, an empty entity type) is refused with
+// an error wrapping domain.ErrInvalidEvent and nothing is stored.
+func (s *Source) Append(ctx context.Context, ev domain.Event) (ports.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.Position{}, fmt.Errorf("memory: append event: %w", err)
+	}
+	ev, err := s.normalize(cloneEvent(ev))
+	if err != nil {
+		return ports.Position{}, fmt.Errorf("memory: append event: %w", err)
+	}
+	return s.add(ports.Record{Event: ev}), nil
+}
+
+// AppendRaw decodes raw as an event envelope (domain.DecodeEvent, with the
+// defaults of Append) and adds it to the log. Input that does not decode is
+// stored too, as an invalid entry that Read returns with Err wrapping
+// domain.ErrInvalidEvent and Raw holding the bytes, so it reaches the
+// dead-letter queue like a bad change-log row. The error is non-nil only
+// when nothing was stored; callers that want to refuse bad input up front
+// decode it themselves and call Append.
+func (s *Source) AppendRaw(ctx context.Context, raw []byte) (ports.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.Position{}, fmt.Errorf("memory: append raw event: %w", err)
+	}
+	ev, err := s.decode(raw)
+	if err != nil {
+		return s.add(ports.Record{Event: ev, Err: err, Raw: cloneBytes(raw)}), nil
+	}
+	return s.add(ports.Record{Event: ev}), nil
+}
+
+// LoadJSONLines appends one event per line of r (blank lines are skipped)
+// and returns how many it appended. A line that does not decode stops the
+// load with an error naming its line number; the lines before it stay
+// appended, nothing after it is.
+func (s *Source) LoadJSONLines(ctx context.Context, r io.Reader) (int, error) {
+	br := bufio.NewReader(r)
+	n := 0
+	for lineNo := 1; ; lineNo++ {
+		line, readErr := br.ReadBytes('\n')
+		if readErr != nil && !errors.Is(readErr, io.EOF) {
+			return n, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, readErr)
+		}
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			if err := ctx.Err(); err != nil {
+				return n, fmt.Errorf("memory: load json lines: %w", err)
+			}
+			ev, err := s.decode(line)
+			if err != nil {
+				return n, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, err)
+			}
+			s.add(ports.Record{Event: ev})
+			n++
+		}
+		if readErr != nil { // io.EOF
+			return n, nil
+		}
+	}
+}
+
+// Read returns up to limit entries after `after`, in order. Positions with
+// a TxID lie after every entry of this log.
+func (s *Source) Read(ctx context.Context, after ports.Position, limit int) (ports.Batch, error) {
+	if limit <= 0 {
+		return ports.Batch{}, fmt.Errorf("memory: read events: limit %d is not positive", limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return ports.Batch{}, fmt.Errorf("memory: read events: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	total := int64(len(s.entries))
+	start := min(max(after.Seq, 0), total)
+	if after.TxID != 0 {
+		start = total
+	}
+	end := min(start+int64(limit), total)
+	b := ports.Batch{End: after}
+	if end > start {
+		b.Records = make([]ports.Record, 0, end-start)
+		for _, r := range s.entries[start:end] {
+			r.Event = cloneEvent(r.Event)
+			r.Raw = cloneBytes(r.Raw)
+			b.Records = append(b.Records, r)
+		}
+		b.End = b.Records[len(b.Records)-1].Position
+	}
+	if after.TxID == 0 {
+		s.read = max(after.Seq, end)
+	}
+	return b, nil
+}
+
+// Wait returns nil at once when the log holds entries after the End of the
+// latest Read (so an append between a reader's Read and Wait is never
+// missed), otherwise when an append happens or the poll interval passes,
+// and ctx.Err() when ctx ends.
+func (s *Source) Wait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	pending := int64(len(s.entries)) > s.read
+	ch := s.notify
+	s.mu.Unlock()
+	if pending {
+		return nil
+	}
+	timer := time.NewTimer(s.poll)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ch:
+		return nil
+	case <-timer.C:
+		return nil
+	}
+}
+
+// Len is the number of entries in the log.
+func (s *Source) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
+
+func (s *Source) add(r ports.Record) ports.Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.Position = ports.Position{Seq: int64(len(s.entries)) + 1}
+	if r.Err != nil {
+		r.Err = fmt.Errorf("memory: entry %d: %w", r.Position.Seq, r.Err)
+	}
+	s.entries = append(s.entries, r)
+	close(s.notify)
+	s.notify = make(chan struct{})
+	return r.Position
+}
+
+// normalize applies Append's defaults and validation.
+func (s *Source) normalize(ev domain.Event) (domain.Event, error) {
+	et, err := domain.ParseEventType(string(ev.EventType))
+	if err != nil {
+		return domain.Event{}, notAnEvent(err)
+	}
+	ev.EventType = et
+	if strings.TrimSpace(ev.EntityType) == "" {
+		return domain.Event{}, fmt.Errorf("empty entity_type: %w", domain.ErrInvalidEvent)
+	}
+	if ev.ID == "" {
+		ev.ID = uuid.NewString()
+	}
+	if ev.Timestamp.IsZero() {
+		ev.Timestamp = s.now()
+	}
+	if ev.Data == nil {
+		ev.Data = map[string]any{}
+	}
+	return ev, nil
+}
+
+// decode turns one envelope into a normalized event. On failure the
+// returned event carries the id, entity type and entity id when they could
+// be read, and the error wraps domain.ErrInvalidEvent.
+func (s *Source) decode(raw []byte) (domain.Event, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		_, err := domain.DecodeEvent(raw)
+		if err == nil { // DecodeEvent accepted what is not an object: refuse anyway
+			err = fmt.Errorf("decode event: not a single JSON object: %w", domain.ErrInvalidEvent)
+		}
+		return domain.Event{}, err
+	}
+	var partial domain.Event
+	for key, dst := range map[string]*string{"id": &partial.ID, "entity_type": &partial.EntityType, "entity_id": &partial.EntityID} {
+		_ = json.Unmarshal(fields[key], dst) // best effort: absent or not a string leaves it empty
+	}
+	if partial.ID == "" {
+		partial.ID = uuid.NewString()
+		fields["id"], _ = json.Marshal(partial.ID)
+		var err error
+		if raw, err = json.Marshal(fields); err != nil {
+			return partial, fmt.Errorf("decode event: %v: %w", err, domain.ErrInvalidEvent)
+		}
+	}
+	ev, err := domain.DecodeEvent(raw)
+	if err != nil {
+		return partial, notAnEvent(err)
+	}
+	ev, err = s.normalize(ev)
+	if err != nil {
+		return partial, fmt.Errorf("decode event: %w", err)
+	}
+	return ev, nil
+}
+
+// notAnEvent reports a NOOP or READ envelope as invalid: unlike change-log
+// rows, entries of this log are meant to be events.
+func notAnEvent(err error) error {
+	if errors.Is(err, domain.ErrSkipEvent) && !errors.Is(err, domain.ErrInvalidEvent) {
+		return fmt.Errorf("%v: %w", err, domain.ErrInvalidEvent)
+	}
+	return err
+}
