@@ -1,0 +1,83 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PoolConfig describes the connection pool.
+type PoolConfig struct {
+	URL            string
+	MaxConns       int
+	ConnectTimeout time.Duration
+}
+
+// DB is an open connection pool.
+type DB struct {
+	Pool *pgxpool.Pool
+}
+
+// ErrBadURL wraps a connection string that does not parse.
+type ErrBadURL struct{ Err error }
+
+func (e *ErrBadURL) Error() string { return "cannot parse database url: " + e.Err.Error() }
+func (e *ErrBadURL) Unwrap() error { return e.Err }
+
+// Open creates a pool and waits until the database answers, retrying with
+// capped exponential backoff (logging each failure) until ctx ends. A URL
+// that does not parse is an *ErrBadURL.
+func Open(ctx context.Context, cfg PoolConfig, logger *slog.Logger) (*DB, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, &ErrBadURL{Err: err}
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = int32(min(cfg.MaxConns, 1<<20))
+	}
+	if cfg.ConnectTimeout > 0 {
+		pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, interpretError("open pool", err)
+	}
+	backoff := 200 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, max(pcfg.ConnConfig.ConnectTimeout, time.Second))
+		err := pool.Ping(pctx)
+		cancel()
+		if err == nil {
+			return &DB{Pool: pool}, nil
+		}
+		if ctx.Err() != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres: database unreachable at %s: %w", Redact(cfg.URL), err)
+		}
+		logger.Error("database unreachable, retrying", slog.String("database", Redact(cfg.URL)),
+			slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// Ping checks that the database answers.
+func (d *DB) Ping(ctx context.Context) error { return interpretError("ping", d.Pool.Ping(ctx)) }
+
+// Close closes the pool.
+func (d *DB) Close() { d.Pool.Close() }
+
+// Redact hides the password of a connection URL.
+func Redact(u string) string {
+	if p, err := url.Parse(u); err == nil && p.Scheme != "" {
+		return p.Redacted()
+	}
+	return "(unparsable url)"
+}

@@ -1,0 +1,51 @@
+package bootstrap
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
+)
+
+// connectOnce opens the configured database for a one-shot command: it
+// retries while the database is unreachable, but gives up after a bounded
+// wait instead of retrying forever.
+func connectOnce(ctx context.Context, cfg Config, logger *slog.Logger) (*postgres.DB, error) {
+	cctx, cancel := context.WithTimeout(ctx, max(3*cfg.Database.ConnectTimeout, 15*time.Second))
+	defer cancel()
+	return Connect(cctx, cfg.Database, logger)
+}
+
+// Migrate creates or adapts the change-log table and the observer schema
+// named in cfg.
+func Migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	db, err := connectOnce(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	pool := db.Pool
+	c := cfg.Database
+	return postgres.Migrate(ctx, pool, postgres.MigrateConfig{
+		ChangeLogTable: c.ChangeLogTable, Channel: c.NotifyChannel, ObserverSchema: c.ObserverSchema,
+	})
+}
+
+// Watch installs (on) or removes (!on) the capture trigger of an ordinary
+// table; entity names the events' entity type (default: the table name).
+func Watch(ctx context.Context, cfg Config, logger *slog.Logger, on bool, table, entity string) error {
+	db, err := connectOnce(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	pool := db.Pool
+	wc := postgres.WatchConfig{
+		Table: table, Entity: entity, ChangeLogTable: cfg.Database.ChangeLogTable, ObserverSchema: cfg.Database.ObserverSchema,
+	}
+	if on {
+		return postgres.Watch(ctx, pool, wc)
+	}
+	return postgres.Unwatch(ctx, pool, wc)
+}
