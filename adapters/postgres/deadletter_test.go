@@ -1,0 +1,72 @@
+package postgres
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+	"github.com/fraiseql/fraiseql-observer/ports/porttest"
+)
+
+func TestDeadLettersConformance(t *testing.T) {
+	t.Parallel()
+	pool, newSchema := newStateSchemas(t)
+	porttest.RunDeadLetterStore(t, func(t *testing.T) ports.DeadLetterStore {
+		d, err := NewDeadLetters(pool, newSchema(t))
+		if err != nil {
+			t.Fatalf("NewDeadLetters: %v", err)
+		}
+		return d
+	})
+}
+
+func TestDeadLettersCountDurabilityAndErrors(t *testing.T) {
+	t.Parallel()
+	pool, newSchema := newStateSchemas(t)
+	schema := newSchema(t)
+	ctx := t.Context()
+	s, err := NewDeadLetters(pool, schema)
+	if err != nil {
+		t.Fatalf("NewDeadLetters: %v", err)
+	}
+	if n, err := s.Count(ctx); err != nil || n != 0 {
+		t.Fatalf("Count of an empty queue = %d, %v", n, err)
+	}
+	var ids []int64
+	for range 3 {
+		id, err := s.Add(ctx, ports.DeadLetter{Observer: "o", Action: "log-1", Error: "boom", Attempts: 1,
+			Event: domain.Event{ID: "e", EventType: domain.EventInsert, EntityType: "Order"}})
+		if err != nil {
+			t.Fatalf("Add: %v", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := s.Remove(ctx, ids[0]); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	// A second instance on the same schema (another process, a restart)
+	// sees the same queue.
+	other, err := NewDeadLetters(pool, schema)
+	if err != nil {
+		t.Fatalf("NewDeadLetters: %v", err)
+	}
+	if n, err := other.Count(ctx); err != nil || n != 2 {
+		t.Fatalf("Count = %d, %v; want 2", n, err)
+	}
+	if err := other.MarkRetried(ctx, ids[0], "x", time.Now()); !errors.Is(err, ports.ErrNotFound) {
+		t.Fatalf("MarkRetried(removed) = %v, want ports.ErrNotFound", err)
+	}
+	if _, err := other.List(ctx, ports.DeadLetterFilter{Limit: -1}); err == nil {
+		t.Fatal("List with a negative limit succeeded")
+	}
+	// A missing table is a plain error, not "not found".
+	missing, err := NewDeadLetters(pool, "no_such_schema")
+	if err != nil {
+		t.Fatalf("NewDeadLetters: %v", err)
+	}
+	if _, err := missing.Get(ctx, 1); err == nil || errors.Is(err, ports.ErrNotFound) {
+		t.Fatalf("Get on a missing table = %v, want an error other than ErrNotFound", err)
+	}
+}
