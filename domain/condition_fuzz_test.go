@@ -1,0 +1,96 @@
+package domain
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"unicode/utf8"
+)
+
+// condFuzzEvents are the events every compiled fuzz input is evaluated on:
+// nil, empty, an insert, an update with pre-image and changes, and data
+// holding every JSON kind including Go numbers built in code.
+func condFuzzEvents(t testing.TB) []*Event {
+	t.Helper()
+	odd := condEvent(t, EventUpdate,
+		`{"a": [1, [2, {"b": null}]], "n": -0.0, "big": 1e308, "s": "", "o": {}, "t": true}`,
+		`{"a": "x", "n": 0, "big": "1e308", "o": {"k": 1}}`)
+	odd.Data["f"] = 1.5
+	odd.Data["i"] = 7
+	return []*Event{nil, {}, condInsertEvent(t), condUpdateEvent(t), odd}
+}
+
+func FuzzCompileCondition(f *testing.F) {
+	seeds := []string{
+		`status == 'shipped'`,
+		`total > 100 && status != 'cancelled'`,
+		`has_field('email')`,
+		`field_changed('status')`,
+		`field_changed_to('status','shipped')`,
+		`field_changed_from('status', 'pending')`,
+		`!(a == 1) || b`,
+		`customer.tier == "gold" && before.status == 'pending'`,
+		`changes.status.old == 'pending' || event.entity_type == 'Order'`,
+		`event.tenant_id != null && status in ['paid', 'shipped', 1, -2.5e3, null, true]`,
+		`!(status in [])`,
+		`total == 100.00 && qty >= 1e3 && neg < -3.5`,
+		`'it\'s' == "a \"q\" \\ \n \t"`,
+		`((a)) && !!b || c <= 'x'`,
+		`a == 'x`,
+		`status == `,
+		`foo(1)`,
+		`(a == 1`,
+		`a in [1, 2`,
+		`event.nope == 1`,
+		`prénom == 'Zoë'`,
+		`a == 1e5000`,
+		"",
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	events := condFuzzEvents(f)
+	f.Fuzz(func(t *testing.T, src string) {
+		c, err := CompileCondition(src)
+		if err != nil {
+			var ce *ConditionError
+			if !errors.As(err, &ce) {
+				t.Fatalf("CompileCondition(%q) error %T, want *ConditionError", src, err)
+			}
+			if ce.Column < 1 || ce.Column > utf8.RuneCountInString(src)+1 {
+				t.Fatalf("CompileCondition(%q) column %d outside 1..%d", src, ce.Column, utf8.RuneCountInString(src)+1)
+			}
+			if ce.Msg == "" {
+				t.Fatalf("CompileCondition(%q) error without message", src)
+			}
+			return
+		}
+		if c.Source() != src {
+			t.Fatalf("Source() = %q, want %q", c.Source(), src)
+		}
+		for _, ev := range events {
+			first := c.Eval(ev)
+			if again := c.Eval(ev); again != first {
+				t.Fatalf("Eval(%q) not deterministic: %v then %v", src, first, again)
+			}
+		}
+	})
+}
+
+// FuzzCompareDecimals checks the allocation-free number comparison used by
+// conditions against CompareNumbers (exact rationals).
+func FuzzCompareDecimals(f *testing.F) {
+	for _, s := range [][2]string{{"100.00", "100"}, {"-0", "0"}, {"1e3", "999.9"}, {"-1.5e-3", "-0.0015"}, {"007", "7.0"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		got, ok := compareDecimals(a, b)
+		if !ok {
+			return
+		}
+		want, wantOK := CompareNumbers(json.Number(a), json.Number(b))
+		if !wantOK || got != want {
+			t.Fatalf("compareDecimals(%q, %q) = %d; CompareNumbers = %d, %v", a, b, got, want, wantOK)
+		}
+	})
+}
