@@ -313,7 +313,7 @@ func (p *Processor) parkInvalid(ctx context.Context, run *Run) (time.Time, bool)
 	run.invalidDLQ = true
 	p.cfg.Metrics.DeadLettered()
 	p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "invalid input dead-lettered",
-		slog.String("event_id", rec.Event.ID), slog.Any("position", rec.Position), slog.String("error", rec.Err.Error()))
+		slog.String("event_id", rec.Event.ID), slog.String("position", rec.Position.String()), slog.String("error", rec.Err.Error()))
 	return time.Time{}, true
 }
 

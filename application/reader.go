@@ -101,7 +101,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	tr := newTracker(start)
 	r.update(func(s *ReaderStatus) { s.Running, s.ReadAt, s.Saved = true, start, start })
 	defer r.update(func(s *ReaderStatus) { s.Running = false })
-	log.Info("reader started", slog.Any("checkpoint", start))
+	log.Info("reader started", slog.String("checkpoint", start.String()))
 
 	handlerDone := make(chan error, 1)
 	hctx, stopHandler := context.WithCancel(context.WithoutCancel(ctx))
@@ -119,7 +119,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	defer cancel()
 	r.save(sctx, log, tr, &saved)
 	pos, pending := tr.state()
-	log.Info("reader stopped", slog.Any("checkpoint", pos), slog.Int("unfinished", pending))
+	log.Info("reader stopped", slog.String("checkpoint", pos.String()), slog.Int("unfinished", pending))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -14,7 +15,8 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/rawbytes"
+	gotoml "github.com/pelletier/go-toml/v2"
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 )
@@ -203,9 +205,17 @@ func LoadConfig(path string, environ []string) (Config, error) {
 	collectKeys(reflect.TypeOf(Config{}), "", known)
 
 	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, &ConfigError{File: path, Msg: err.Error()}
+		}
+		var probe map[string]any
+		if err := gotoml.Unmarshal(raw, &probe); err != nil {
+			return Config{}, tomlError(path, err)
+		}
 		kf := koanf.New(".")
-		if err := kf.Load(file.Provider(path), toml.Parser()); err != nil {
-			return Config{}, &ConfigError{File: path, Msg: cleanTOMLError(err)}
+		if err := kf.Load(rawbytes.Provider(raw), toml.Parser()); err != nil {
+			return Config{}, &ConfigError{File: path, Msg: err.Error()}
 		}
 		for _, key := range kf.Keys() {
 			if _, ok := known[key]; !ok && !underKnownMap(key, known) {
@@ -257,7 +267,7 @@ func LoadConfig(path string, environ []string) (Config, error) {
 		return Config{}, err
 	}
 	if err := dec.Decode(k.Raw()); err != nil {
-		return Config{}, &ConfigError{File: path, Msg: cleanDecodeError(err)}
+		return Config{}, decodeError(path, err)
 	}
 	cfg.File = path
 	if err := cfg.Validate(); err != nil {
@@ -352,28 +362,40 @@ func parseEnvValue(kind reflect.Kind, v string) (any, error) {
 	}
 }
 
-func cleanTOMLError(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, "toml: "); i >= 0 {
-		msg = msg[i:]
+// tomlError names the line and column of a syntax error.
+func tomlError(path string, err error) error {
+	var de *gotoml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		return &ConfigError{File: fmt.Sprintf("%s:%d:%d", path, row, col), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
 	}
-	return msg
+	return &ConfigError{File: path, Msg: err.Error()}
 }
 
-// cleanDecodeError turns mapstructure's messages into "key: problem" lines.
-func cleanDecodeError(err error) string {
-	var lines []string
+var decodeLine = regexp.MustCompile(`^'([^']*)' (.*)$`)
+
+// decodeError turns mapstructure's first message into a ConfigError naming
+// the key: unknown keys and values of the wrong type or format.
+func decodeError(path string, err error) error {
 	for _, l := range strings.Split(err.Error(), "\n") {
 		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "*"))
-		if l == "" || strings.HasPrefix(l, "decoding failed") || strings.Contains(l, "error(s) decoding") {
+		m := decodeLine.FindStringSubmatch(l)
+		if m == nil {
 			continue
 		}
-		lines = append(lines, l)
+		key, msg := m[1], m[2]
+		if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+			if key == "" {
+				return &ConfigError{File: path, Key: rest, Msg: "unknown key"}
+			}
+			return &ConfigError{File: path, Key: key + "." + rest, Msg: "unknown key"}
+		}
+		if strings.Contains(msg, "time: ") {
+			msg = "not a duration (use e.g. \"500ms\", \"5s\", \"5m\"): " + msg[strings.Index(msg, "time: ")+6:]
+		}
+		return &ConfigError{File: path, Key: key, Msg: msg}
 	}
-	if len(lines) == 0 {
-		return err.Error()
-	}
-	return strings.Join(lines, "; ")
+	return &ConfigError{File: path, Msg: err.Error()}
 }
 
 // Validate checks values and the dependencies between them.

@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -87,4 +88,9 @@ type CheckpointStore interface {
 type Lease interface {
 	Acquire(ctx context.Context, name, holder string, ttl time.Duration) (held bool, err error)
 	Release(ctx context.Context, name, holder string) error
+}
+
+// String renders the position as "txid/seq".
+func (p Position) String() string {
+	return strconv.FormatUint(p.TxID, 10) + "/" + strconv.FormatInt(p.Seq, 10)
 }

@@ -5,7 +5,6 @@ package prometheus
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	prom "github.com/prometheus/client_golang/prometheus"
@@ -106,8 +105,3 @@ func (m *Metrics) SetDLQItems(n int64) { m.dlqItems.Set(float64(n)) }
 // SetOldestTransactionAge records how long the oldest open transaction has
 // been running.
 func (m *Metrics) SetOldestTransactionAge(d time.Duration) { m.oldestTransactionAge.Set(d.Seconds()) }
-
-// Label formats a position for logs and labels.
-func Label(pos ports.Position) string {
-	return strconv.FormatUint(pos.TxID, 10) + "/" + strconv.FormatInt(pos.Seq, 10)
-}

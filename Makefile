@@ -1,0 +1,71 @@
+# fraiseql-observer — run `make help` for the targets.
+SHELL := /bin/bash
+GO    ?= go
+BIN   ?= bin/fraiseql-observer
+CONFIG ?= configs/postgres-only.toml
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+# Addresses of the machine's services, used by the tests (override as needed).
+export FRAISEQL_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+export FRAISEQL_TEST_REDIS_URL    ?= redis://127.0.0.1:6379/0
+export FRAISEQL_TEST_NATS_URL     ?= nats://127.0.0.1:4222
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build the binary into bin/
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/fraiseql-observer
+
+.PHONY: services
+services: ## start PostgreSQL, Redis and NATS on this machine if they are down
+	@./.ci/services
+
+.PHONY: run
+run: services build ## run the service against the local PostgreSQL with configs/postgres-only.toml (migrates on start)
+	$(BIN) run --config $(CONFIG)
+
+.PHONY: test
+test: services ## run every test (unit and integration, race detector on) against the local services
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: test-unit
+test-unit: ## run the tests that need no service
+	$(GO) test -race -count=1 ./domain/... ./application/... ./adapters/memory/... ./adapters/webhook/... ./adapters/httpguard/... ./adapters/logaction/... ./internal/archtest/...
+
+.PHONY: test-integration
+test-integration: services ## run the end-to-end suites against the real services
+	$(GO) test -race -count=1 -timeout 30m ./integration/...
+
+.PHONY: bench
+bench: services ## run the benchmarks (see README for the load harness)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: fuzz
+fuzz: ## fuzz the condition parser for 60s
+	$(GO) test -run '^$$' -fuzz FuzzCompileCondition -fuzztime 60s ./domain
+
+.PHONY: lint
+lint: ## gofmt check, go vet, and golangci-lint when installed
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
+	$(GO) vet ./...
+	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; else echo "golangci-lint not installed: make tools"; fi
+
+.PHONY: fmt
+fmt: ## format the code
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: tidy
+tidy: ## tidy go.mod
+	$(GO) mod tidy
+
+.PHONY: tools
+tools: ## install golangci-lint
+	$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+
+.PHONY: image
+image: ## build the container image fraiseql-observer (needs a Docker engine)
+	docker build -f docker/Dockerfile -t fraiseql-observer:$(VERSION) .

@@ -1,0 +1,236 @@
+package bootstrap_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/bootstrap"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := bootstrap.LoadConfig("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bootstrap.Defaults()
+	if cfg.Topology != want.Topology || cfg.Database != want.Database || cfg.Reader != want.Reader || cfg.HTTP != want.HTTP {
+		t.Fatalf("defaults not applied: got %+v", cfg)
+	}
+}
+
+func TestLoadConfigFileThenEnvironment(t *testing.T) {
+	t.Parallel()
+	p := writeConfig(t, `
+topology = "postgres-only"
+[database]
+url = "postgres://file@127.0.0.1/db"
+poll_interval = "250ms"
+change_log_table = "app.changes"
+[reader]
+batch_size = 50
+[security]
+allowed_networks = ["10.0.0.0/8"]
+`)
+	env := []string{
+		"FRAISEQL_DATABASE_URL=postgres://env@127.0.0.1/db",
+		"FRAISEQL_READER_BATCH_SIZE=75",
+		"FRAISEQL_DATABASE_MIGRATE_ON_START=true",
+		"FRAISEQL_DATABASE_CHANGE_LOG_TABLE=other.log",
+		"FRAISEQL_SECURITY_ALLOWED_NETWORKS=127.0.0.1/32, ::1/128",
+		"FRAISEQL_ADMIN_TOKEN=secret",             // a secret named by *_env: not a key, ignored
+		"FRAISEQL_TEST_DATABASE_URL=postgres://x", // another program's variable: ignored
+	}
+	cfg, err := bootstrap.LoadConfig(p, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Database.URL != "postgres://env@127.0.0.1/db" {
+		t.Errorf("database.url = %q, want the environment's", cfg.Database.URL)
+	}
+	if cfg.Database.PollInterval != 250*time.Millisecond {
+		t.Errorf("database.poll_interval = %s, want the file's 250ms", cfg.Database.PollInterval)
+	}
+	if cfg.Reader.BatchSize != 75 || !cfg.Database.MigrateOnStart || cfg.Database.ChangeLogTable != "other.log" {
+		t.Errorf("environment overrides not applied: %+v %+v", cfg.Reader, cfg.Database)
+	}
+	if got := strings.Join(cfg.Security.AllowedNetworks, ","); got != "127.0.0.1/32,::1/128" {
+		t.Errorf("security.allowed_networks = %q", got)
+	}
+	if cfg.Reader.CheckpointInterval != time.Second {
+		t.Errorf("unset key lost its default: %s", cfg.Reader.CheckpointInterval)
+	}
+	if cfg.File != p {
+		t.Errorf("File = %q", cfg.File)
+	}
+}
+
+func TestLoadConfigErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		body string
+		env  []string
+		want []string // substrings of the error
+	}{
+		{"unknown top-level key", "topolgy = \"memory\"", nil, []string{"topolgy", "unknown key"}},
+		{"unknown nested key", "[database]\nurll = \"x\"", nil, []string{"database.urll", "unknown key"}},
+		{"unknown observer key", "[[observers]]\nname = \"a\"\nentty = \"Order\"", nil, []string{"observers[0].entty", "unknown key"}},
+		{"bad duration", "[reader]\ncheckpoint_interval = \"5 minutes\"", nil, []string{"reader.checkpoint_interval", "duration"}},
+		{"number as string", "[reader]\nbatch_size = \"lots\"", nil, []string{"reader.batch_size"}},
+		{"toml syntax with line", "[database\nurl = 1", nil, []string{":1:"}},
+		{"bad topology", "topology = \"mesh\"", nil, []string{"topology", "mesh"}},
+		{"zero batch", "[reader]\nbatch_size = 0", nil, []string{"reader.batch_size", "positive"}},
+		{"bad log level", "[logging]\nlevel = \"loud\"", nil, []string{"logging.level"}},
+		{"env not an integer", "", []string{"FRAISEQL_READER_BATCH_SIZE=many"}, []string{"reader.batch_size", "FRAISEQL_READER_BATCH_SIZE"}},
+		{"env not a boolean", "", []string{"FRAISEQL_DATABASE_MIGRATE_ON_START=yes please"}, []string{"database.migrate_on_start"}},
+		{"env not a duration", "", []string{"FRAISEQL_DATABASE_POLL_INTERVAL=soon"}, []string{"database.poll_interval", "duration"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := ""
+			if tt.body != "" {
+				p = writeConfig(t, tt.body)
+			}
+			_, err := bootstrap.LoadConfig(p, tt.env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var ce *bootstrap.ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %T is not a ConfigError: %v", err, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if p != "" && !strings.Contains(err.Error(), p) {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestBuildObservers(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"HOOK_URL": "https://example.com/h", "HOOK_SECRET": "whsec_c2VjcmV0"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	three := 3
+	obs, err := bootstrap.BuildObservers([]bootstrap.ObserverConfig{{
+		Name: "o", Entity: "Order", Events: []string{"update", "INSERT"},
+		Condition: "status == 'shipped'",
+		Retry:     &bootstrap.RetryConfig{MaxAttempts: &three},
+		Actions: []bootstrap.ActionConfig{
+			{Type: "webhook", URLEnv: "HOOK_URL", SigningSecretEnv: "HOOK_SECRET", BodyTemplate: `{"s":"{{ status }}"}`},
+			{Type: "log", MessageTemplate: "{{ event.id }}"},
+			{Type: "webhook", URL: "https://example.com/other", Method: "put"},
+		},
+	}}, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := obs[0]
+	if o.Retry.MaxAttempts != 3 || o.Retry.InitialDelay != 100*time.Millisecond {
+		t.Errorf("retry = %+v, want max 3 and the default delays", o.Retry)
+	}
+	if o.OnFailure != "dlq" {
+		t.Errorf("on_failure default = %q", o.OnFailure)
+	}
+	w := o.Actions[0].Webhook
+	if w.URL != env["HOOK_URL"] || w.SigningSecret != env["HOOK_SECRET"] || w.Method != "POST" || w.Timeout != bootstrap.DefaultWebhookTimeout {
+		t.Errorf("webhook = %+v", w)
+	}
+	names := []string{o.Actions[0].Name, o.Actions[1].Name, o.Actions[2].Name}
+	if strings.Join(names, ",") != "webhook-1,log-1,webhook-2" {
+		t.Errorf("default action names = %v", names)
+	}
+	if o.Actions[2].Webhook.Method != "PUT" {
+		t.Errorf("method not upper-cased: %q", o.Actions[2].Webhook.Method)
+	}
+}
+
+func TestBuildObserversErrors(t *testing.T) {
+	t.Parallel()
+	lookup := func(string) (string, bool) { return "", false }
+	valid := func() bootstrap.ObserverConfig {
+		return bootstrap.ObserverConfig{Name: "o", Entity: "Order", Events: []string{"UPDATE"},
+			Actions: []bootstrap.ActionConfig{{Type: "log"}}}
+	}
+	tests := []struct {
+		name string
+		edit func(o *bootstrap.ObserverConfig)
+		want []string
+	}{
+		{"condition syntax", func(o *bootstrap.ObserverConfig) { o.Condition = "status == 'a' && )" }, []string{`"o"`, "condition", "column 18"}},
+		{"webhook without url", func(o *bootstrap.ObserverConfig) { o.Actions = []bootstrap.ActionConfig{{Type: "webhook"}} }, []string{"actions[0]", "url"}},
+		{"url_env unset", func(o *bootstrap.ObserverConfig) {
+			o.Actions = []bootstrap.ActionConfig{{Type: "webhook", URLEnv: "NOPE"}}
+		}, []string{"url_env", "NOPE"}},
+		{"key of another type", func(o *bootstrap.ObserverConfig) {
+			o.Actions = []bootstrap.ActionConfig{{Type: "log", URL: "https://x"}}
+		}, []string{"url", "not used by log actions"}},
+		{"unknown action type", func(o *bootstrap.ObserverConfig) { o.Actions = []bootstrap.ActionConfig{{Type: "fax"}} }, []string{"fax"}},
+		{"unknown event", func(o *bootstrap.ObserverConfig) { o.Events = []string{"UPSERT"} }, []string{"events[0]", "UPSERT"}},
+		{"no entity", func(o *bootstrap.ObserverConfig) { o.Entity = "" }, []string{"entity"}},
+		{"bad template", func(o *bootstrap.ObserverConfig) {
+			o.Actions = []bootstrap.ActionConfig{{Type: "log", MessageTemplate: "{{ event.nope }}"}}
+		}, []string{"message_template", "nope"}},
+		{"bad backoff", func(o *bootstrap.ObserverConfig) {
+			b := "random"
+			o.Retry = &bootstrap.RetryConfig{Backoff: &b}
+		}, []string{"retry", "random"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := valid()
+			tt.edit(&o)
+			_, err := bootstrap.BuildObservers([]bootstrap.ObserverConfig{o}, lookup)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	_, err := bootstrap.BuildObservers([]bootstrap.ObserverConfig{valid(), valid()}, lookup)
+	if err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("duplicate names: %v", err)
+	}
+}
+
+func TestExampleConfigsLoad(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../configs/*.toml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configs: %v", err)
+	}
+	for _, f := range files {
+		cfg, err := bootstrap.LoadConfig(f, nil)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if _, err := bootstrap.BuildObservers(cfg.Observers, func(string) (string, bool) { return "x", true }); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
