@@ -1,0 +1,269 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// DefaultPollInterval is how long Wait blocks when no notification arrives.
+const DefaultPollInterval = time.Second
+
+// listenReadyTimeout bounds how long NewChangeLog waits for the first
+// LISTEN, so that a reader's first Read happens after it.
+const listenReadyTimeout = 5 * time.Second
+
+// ChangeLogConfig configures the change-log reader.
+type ChangeLogConfig struct {
+	Table        string        // default "core.tb_entity_change_log"
+	Channel      string        // default "fraiseql_events"
+	PollInterval time.Duration // default 1s; the fallback when no NOTIFY arrives
+	Source       string        // copied into every Event.Source (database name in multi-database setups)
+}
+
+func (c ChangeLogConfig) withDefaults() ChangeLogConfig {
+	c.Table = cmp.Or(c.Table, DefaultChangeLogTable)
+	c.Channel = cmp.Or(c.Channel, DefaultChannel)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	return c
+}
+
+// Validate reports invalid settings, naming the key.
+func (c ChangeLogConfig) Validate() error {
+	if _, err := parseTableName("change_log_table", c.Table); err != nil {
+		return err
+	}
+	if err := validIdentifier(c.Channel); err != nil {
+		return fmt.Errorf("channel: %w", err)
+	}
+	if c.PollInterval < 0 {
+		return fmt.Errorf("poll_interval: %s is negative", c.PollInterval)
+	}
+	return nil
+}
+
+// ChangeLog reads the change log in commit-safe order: rows are ordered by
+// (txid, pk) and only rows of transactions older than the oldest one still
+// running are returned, so a transaction that commits late can never be
+// skipped. A LISTEN connection wakes Wait; the poll interval is the
+// fallback. It implements ports.EventSource and is safe for concurrent use.
+type ChangeLog struct {
+	pool     *pgxpool.Pool
+	cfg      ChangeLogConfig
+	listener *listener
+
+	readSQL    string
+	backlogSQL string
+}
+
+var _ ports.EventSource = (*ChangeLog)(nil)
+
+// NewChangeLog starts the listener and waits (at most 5s) for its first
+// LISTEN, so that notifications for rows committed after the caller's first
+// Read are not lost. A database that is down is not an error: the listener
+// keeps reconnecting and Wait falls back to polling.
+func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) (*ChangeLog, error) {
+	if pool == nil {
+		return nil, errors.New("postgres: new change log: nil pool")
+	}
+	if logger == nil {
+		return nil, errors.New("postgres: new change log: nil logger")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("postgres: new change log: %w", err)
+	}
+	tbl, _ := parseTableName("change_log_table", cfg.Table)
+	c := &ChangeLog{
+		pool: pool,
+		cfg:  cfg,
+		// Every column is qualified: an unqualified ORDER BY txid would
+		// sort by the txid::text output column.
+		readSQL: `
+			SELECT c.pk_entity_change_log, c.txid::text AS txid_text, c.id::text, c.created_at,
+			       c.object_type, c.modification_type, coalesce(c.object_key, c.object_id::text, ''),
+			       c.object_id::text, c.object_key, c.object_data::text, c.object_data_before::text,
+			       coalesce(c.tenant_id::text, ''), coalesce(c.fk_contact::text, '')
+			FROM ` + tbl.Sanitize() + ` AS c
+			WHERE (c.txid, c.pk_entity_change_log) > ($1::text::xid8, $2::bigint)
+			  AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
+			ORDER BY c.txid, c.pk_entity_change_log
+			LIMIT $3`,
+		backlogSQL: `
+			SELECT count(*) FROM ` + tbl.Sanitize() + `
+			WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
+	}
+	c.listener = startListener(pool.Config().ConnConfig.Copy(), cfg.Channel, logger.With("component", "changelog-listener", "channel", cfg.Channel))
+	c.listener.awaitFirstAttempt(listenReadyTimeout)
+	return c, nil
+}
+
+// changeRow is one change-log row as read; it is also the Raw form of a
+// row that cannot become an event.
+type changeRow struct {
+	PK               int64           `json:"pk_entity_change_log"`
+	TxID             string          `json:"txid"`
+	ID               string          `json:"id"`
+	CreatedAt        time.Time       `json:"created_at"`
+	ObjectType       string          `json:"object_type"`
+	ModificationType string          `json:"modification_type"`
+	EntityID         string          `json:"-"`
+	ObjectID         *string         `json:"object_id"`
+	ObjectKey        *string         `json:"object_key"`
+	ObjectData       *string         `json:"-"`
+	ObjectDataBefore *string         `json:"-"`
+	ObjectDataJSON   json.RawMessage `json:"object_data"`
+	BeforeJSON       json.RawMessage `json:"object_data_before"`
+	TenantID         string          `json:"tenant_id"`
+	UserID           string          `json:"fk_contact"`
+}
+
+func optionalBytes(s *string) []byte {
+	if s == nil {
+		return nil
+	}
+	return []byte(*s)
+}
+
+// Read returns up to limit rows after `after` that every later reader will
+// see in the same order; see ports.EventSource. Rows that cannot become
+// events are returned as records with Err set; NOOP and READ rows are
+// examined but not returned.
+func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit int) (ports.Batch, error) {
+	if limit <= 0 {
+		return ports.Batch{}, fmt.Errorf("postgres: read change log: limit %d is not positive", limit)
+	}
+	rows, err := c.pool.Query(ctx, c.readSQL, strconv.FormatUint(after.TxID, 10), after.Seq, limit)
+	if err != nil {
+		return ports.Batch{}, interpretError("read change log", err)
+	}
+	defer rows.Close()
+	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit, 1024))}
+	for rows.Next() {
+		var r changeRow
+		if err := rows.Scan(&r.PK, &r.TxID, &r.ID, &r.CreatedAt, &r.ObjectType, &r.ModificationType,
+			&r.EntityID, &r.ObjectID, &r.ObjectKey, &r.ObjectData, &r.ObjectDataBefore, &r.TenantID, &r.UserID); err != nil {
+			return ports.Batch{}, interpretError("read change log", err)
+		}
+		txid, err := strconv.ParseUint(r.TxID, 10, 64)
+		if err != nil {
+			return ports.Batch{}, fmt.Errorf("postgres: read change log: txid %q: %w", r.TxID, err)
+		}
+		pos := ports.Position{TxID: txid, Seq: r.PK}
+		batch.End = pos
+		if rec, ok := c.record(pos, &r); ok {
+			batch.Records = append(batch.Records, rec)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return ports.Batch{}, interpretError("read change log", err)
+	}
+	return batch, nil
+}
+
+// record turns a row into a Record; ok is false for rows that are not
+// events (NOOP, READ).
+func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool) {
+	ev, err := domain.NewEventFromChange(domain.RawChange{
+		ID:               r.ID,
+		CreatedAt:        r.CreatedAt,
+		ObjectType:       r.ObjectType,
+		ModificationType: r.ModificationType,
+		ObjectID:         r.EntityID,
+		ObjectData:       optionalBytes(r.ObjectData),
+		ObjectDataBefore: optionalBytes(r.ObjectDataBefore),
+		TenantID:         r.TenantID,
+		UserID:           r.UserID,
+		Source:           c.cfg.Source,
+	})
+	switch {
+	case err == nil:
+		return ports.Record{Position: pos, Event: ev}, true
+	case errors.Is(err, domain.ErrSkipEvent):
+		return ports.Record{}, false
+	}
+	if !errors.Is(err, domain.ErrInvalidEvent) {
+		err = fmt.Errorf("%w: %w", domain.ErrInvalidEvent, err)
+	}
+	r.ObjectDataJSON = optionalBytes(r.ObjectData)
+	r.BeforeJSON = optionalBytes(r.ObjectDataBefore)
+	raw, mErr := json.Marshal(r)
+	if mErr != nil { // jsonb text is always valid JSON; keep the record anyway
+		raw = nil
+	}
+	return ports.Record{
+		Position: pos,
+		Event: domain.Event{
+			ID:         r.ID,
+			EntityType: r.ObjectType,
+			EntityID:   r.EntityID,
+			TenantID:   r.TenantID,
+			UserID:     r.UserID,
+			Timestamp:  r.CreatedAt,
+			Source:     c.cfg.Source,
+		},
+		Err: fmt.Errorf("change log row %d: %w", r.PK, err),
+		Raw: raw,
+	}, true
+}
+
+// Wait blocks until a notification arrives, the poll interval passes, or
+// ctx ends (then it returns ctx.Err()).
+func (c *ChangeLog) Wait(ctx context.Context) error {
+	t := time.NewTimer(c.cfg.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.listener.notify:
+		return nil
+	case <-t.C:
+		return nil
+	}
+}
+
+// Backlog counts the committed rows after `after`, including rows held
+// back by older open transactions.
+func (c *ChangeLog) Backlog(ctx context.Context, after ports.Position) (int64, error) {
+	var n int64
+	if err := c.pool.QueryRow(ctx, c.backlogSQL, strconv.FormatUint(after.TxID, 10), after.Seq).Scan(&n); err != nil {
+		return 0, interpretError("change log backlog", err)
+	}
+	return n, nil
+}
+
+// OldestTransactionAge is the age of the oldest open transaction that holds
+// an xid (and so holds the reader back), anywhere in the cluster, prepared
+// transactions included; 0 when there is none. Sessions of other roles are
+// only visible with pg_read_all_stats.
+func (c *ChangeLog) OldestTransactionAge(ctx context.Context) (time.Duration, error) {
+	var micros int64
+	err := c.pool.QueryRow(ctx, `
+		SELECT coalesce(floor(extract(epoch FROM clock_timestamp() - min(started)) * 1e6), 0)::bigint
+		FROM (
+			SELECT xact_start AS started FROM pg_stat_activity
+			WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
+			UNION ALL
+			SELECT prepared FROM pg_prepared_xacts
+		) open_transactions`).Scan(&micros)
+	if err != nil {
+		return 0, interpretError("oldest transaction age", err)
+	}
+	return time.Duration(max(micros, 0)) * time.Microsecond, nil
+}
+
+// Close stops the listener and closes its connection. Read keeps working
+// (the pool belongs to the caller); Wait then only polls.
+func (c *ChangeLog) Close() {
+	c.listener.close()
+}

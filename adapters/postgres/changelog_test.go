@@ -1,0 +1,797 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/ports"
+	"github.com/fraiseql/fraiseql-observer/ports/porttest"
+)
+
+// waitTimeout bounds every wait for an asynchronous outcome: a correctness
+// timeout, not a speed target.
+const waitTimeout = 10 * time.Second
+
+// execer is a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// syncBuffer collects log output written from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type testBundle struct {
+	pool *pgxpool.Pool
+	cl   *ChangeLog
+	logs *syncBuffer
+}
+
+// newTestPool opens a pool on a fresh database.
+func newTestPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	url := testenv.NewDatabase(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatalf("pgxpool.New: %v", err)
+	}
+	t.Cleanup(pool.Close) // registered after NewDatabase's drop, so it runs first
+	return pool
+}
+
+// setup migrates a fresh database with the defaults and opens a ChangeLog
+// on it.
+func setup(t testing.TB, cfg ChangeLogConfig) *testBundle {
+	t.Helper()
+	pool := newTestPool(t)
+	if err := Migrate(context.Background(), pool, MigrateConfig{ChangeLogTable: cfg.Table, Channel: cfg.Channel}); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	cl, logs := newTestChangeLog(t, pool, cfg)
+	return &testBundle{pool: pool, cl: cl, logs: logs}
+}
+
+func newTestChangeLog(t testing.TB, pool *pgxpool.Pool, cfg ChangeLogConfig) (*ChangeLog, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	cl, err := NewChangeLog(pool, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatalf("NewChangeLog: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl, logs
+}
+
+// change is a change-log row to insert; empty strings are NULL (ID and
+// CreatedAt get the column defaults).
+type change struct {
+	ID, ObjectType, ModificationType, ObjectID, ObjectKey string
+	Data, Before, TenantID, Contact, CreatedAt            string
+}
+
+func insertChange(t testing.TB, q execer, c change) {
+	t.Helper()
+	_, err := q.Exec(context.Background(), `
+		INSERT INTO core.tb_entity_change_log
+			(id, created_at, object_type, modification_type, object_id, object_key,
+			 object_data, object_data_before, tenant_id, fk_contact)
+		VALUES (coalesce(nullif($1, '')::uuid, gen_random_uuid()), coalesce(nullif($2, '')::timestamptz, now()),
+			$3, $4, nullif($5, '')::uuid, nullif($6, ''), nullif($7, '')::jsonb, nullif($8, '')::jsonb,
+			nullif($9, '')::uuid, nullif($10, ''))`,
+		c.ID, c.CreatedAt, c.ObjectType, c.ModificationType, c.ObjectID, c.ObjectKey,
+		c.Data, c.Before, c.TenantID, c.Contact)
+	if err != nil {
+		t.Fatalf("insert change %+v: %v", c, err)
+	}
+}
+
+// readUntil reads from after, continuing from each batch's End, until n
+// records arrived (rows may be held back by open transactions anywhere in
+// the cluster), then checks that nothing more is readable.
+func readUntil(t testing.TB, cl *ChangeLog, after ports.Position, n int) ([]ports.Record, ports.Position) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	var got []ports.Record
+	for len(got) < n {
+		b, err := cl.Read(context.Background(), after, 100)
+		if err != nil {
+			t.Fatalf("Read(%+v): %v", after, err)
+		}
+		got = append(got, b.Records...)
+		after = b.End
+		if len(b.Records) > 0 {
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read %d of %d records within %v", len(got), n, waitTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, err := cl.Read(context.Background(), after, 100)
+	if err != nil {
+		t.Fatalf("Read(%+v): %v", after, err)
+	}
+	if len(got) != n || len(b.Records) != 0 {
+		t.Fatalf("read %d records, want %d", len(got)+len(b.Records), n)
+	}
+	return got, after
+}
+
+func mustRead(t testing.TB, cl *ChangeLog, after ports.Position, limit int) ports.Batch {
+	t.Helper()
+	b, err := cl.Read(context.Background(), after, limit)
+	if err != nil {
+		t.Fatalf("Read(%+v, %d): %v", after, limit, err)
+	}
+	return b
+}
+
+func TestNewChangeLogConfig(t *testing.T) {
+	t.Parallel()
+	logger := slog.New(slog.DiscardHandler)
+	cases := []struct {
+		name    string
+		cfg     ChangeLogConfig
+		logger  *slog.Logger
+		wantErr string
+	}{
+		{"ThreePartTable", ChangeLogConfig{Table: "a.b.c"}, logger, "change_log_table"},
+		{"EmptySchema", ChangeLogConfig{Table: ".t"}, logger, "change_log_table"},
+		{"LongChannel", ChangeLogConfig{Channel: strings.Repeat("c", 64)}, logger, "channel"},
+		{"NegativePoll", ChangeLogConfig{PollInterval: -time.Second}, logger, "poll_interval"},
+		{"NilLogger", ChangeLogConfig{}, nil, "logger"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// Validation happens before the pool is used; a pool that
+			// cannot connect proves it.
+			pool, err := pgxpool.New(t.Context(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+			if err != nil {
+				t.Fatalf("pgxpool.New: %v", err)
+			}
+			defer pool.Close()
+			cl, err := NewChangeLog(pool, tc.cfg, tc.logger)
+			if err == nil {
+				cl.Close()
+				t.Fatalf("NewChangeLog(%+v) = nil error, want one naming %q", tc.cfg, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("NewChangeLog(%+v) = %v, want it to name %q", tc.cfg, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestChangeLogDatabaseDownIsNotAnError(t *testing.T) {
+	t.Parallel()
+	pool, err := pgxpool.New(t.Context(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	if err != nil {
+		t.Fatalf("pgxpool.New: %v", err)
+	}
+	defer pool.Close()
+	cl, err := NewChangeLog(pool, ChangeLogConfig{PollInterval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("NewChangeLog with the database down: %v", err)
+	}
+	defer cl.Close()
+	if err := cl.Wait(t.Context()); err != nil {
+		t.Fatalf("Wait falls back to polling: %v", err)
+	}
+	_, err = cl.Read(t.Context(), ports.Position{}, 10)
+	if !errors.Is(err, ports.ErrUnavailable) {
+		t.Fatalf("Read with the database down = %v, want ports.ErrUnavailable", err)
+	}
+}
+
+func TestChangeLogLateCommit(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		// earlyXID makes the late transaction take its xid before the
+		// other one commits but insert after it, so pk order and txid
+		// order disagree.
+		earlyXID bool
+	}{
+		{"LateTransactionInsertsFirst", false},
+		{"LateTransactionInsertsLast", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, ChangeLogConfig{})
+			ctx := t.Context()
+			insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "before"})
+			// A reader that has consumed everything committed so far.
+			_, cursor := readUntil(t, b.cl, ports.Position{}, 1)
+
+			tx1, err := b.pool.Begin(ctx)
+			if err != nil {
+				t.Fatalf("begin tx1: %v", err)
+			}
+			defer tx1.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+			if tc.earlyXID {
+				if _, err := tx1.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+					t.Fatalf("tx1 xid: %v", err)
+				}
+			} else {
+				insertChange(t, tx1, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "late"})
+			}
+			tx2, err := b.pool.Begin(ctx)
+			if err != nil {
+				t.Fatalf("begin tx2: %v", err)
+			}
+			insertChange(t, tx2, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "early"})
+			if err := tx2.Commit(ctx); err != nil {
+				t.Fatalf("commit tx2: %v", err)
+			}
+			if tc.earlyXID {
+				insertChange(t, tx1, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "late"})
+			}
+
+			// tx2's row is committed but tx1 is open: nothing may be read,
+			// however often the reader asks.
+			for range 3 {
+				batch := mustRead(t, b.cl, cursor, 100)
+				if len(batch.Records) != 0 {
+					t.Fatalf("read %q while an older transaction is open", batch.Records[0].Event.EntityID)
+				}
+				if batch.End != cursor {
+					t.Fatalf("End moved to %+v past a held-back row (from %+v)", batch.End, cursor)
+				}
+				cursor = batch.End
+			}
+
+			if err := tx1.Commit(ctx); err != nil {
+				t.Fatalf("commit tx1: %v", err)
+			}
+			got, _ := readUntil(t, b.cl, cursor, 2)
+			if got[0].Event.EntityID != "late" || got[1].Event.EntityID != "early" {
+				t.Fatalf("read %q then %q, want the older transaction's row first", got[0].Event.EntityID, got[1].Event.EntityID)
+			}
+			if !cursor.Less(got[0].Position) || !got[0].Position.Less(got[1].Position) {
+				t.Fatalf("positions %+v, %+v do not follow %+v in order", got[0].Position, got[1].Position, cursor)
+			}
+			// A reader starting over sees all three rows, in the same order.
+			all, _ := readUntil(t, b.cl, ports.Position{}, 3)
+			if all[1].Position != got[0].Position || all[2].Position != got[1].Position {
+				t.Fatalf("a fresh reader saw another order: %+v", all)
+			}
+		})
+	}
+}
+
+func TestChangeLogOrdersByTxIDNumerically(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{})
+	// Old, finished transaction ids written explicitly: 10 sorts before 9
+	// as text, 9 before 10 as a number; pk order is the reverse of txid
+	// order for the first two.
+	for _, r := range []struct{ txid, key string }{{"100", "a"}, {"10", "b"}, {"9", "c"}, {"10", "d"}} {
+		if _, err := b.pool.Exec(t.Context(), `INSERT INTO core.tb_entity_change_log (txid, object_type, modification_type, object_key)
+			VALUES ($1::text::xid8, 'Order', 'INSERT', $2)`, r.txid, r.key); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+	}
+	var got []ports.Record
+	after := ports.Position{}
+	for range 4 { // one row per batch: End must advance in the same order
+		batch := mustRead(t, b.cl, after, 1)
+		if len(batch.Records) != 1 {
+			t.Fatalf("batch after %+v has %d records", after, len(batch.Records))
+		}
+		got = append(got, batch.Records...)
+		after = batch.End
+	}
+	var keys []string
+	var txids []uint64
+	for _, r := range got {
+		keys = append(keys, r.Event.EntityID)
+		txids = append(txids, r.Position.TxID)
+	}
+	if fmt.Sprint(keys) != "[c b d a]" || fmt.Sprint(txids) != "[9 10 10 100]" {
+		t.Fatalf("read %v with txids %v, want [c b d a] with [9 10 10 100]", keys, txids)
+	}
+	if rest := mustRead(t, b.cl, after, 10); len(rest.Records) != 0 {
+		t.Fatalf("%d records after the last one", len(rest.Records))
+	}
+}
+
+func TestChangeLogSkipsNoopAndRead(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "NOOP", ObjectKey: "1"})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "read", ObjectKey: "2"})
+
+	// A batch made only of skipped rows still advances.
+	deadline := time.Now().Add(waitTimeout)
+	var end ports.Position
+	for end.IsZero() {
+		batch := mustRead(t, b.cl, ports.Position{}, 100)
+		if len(batch.Records) != 0 {
+			t.Fatalf("NOOP/READ rows returned: %+v", batch.Records)
+		}
+		end = batch.End
+		if time.Now().After(deadline) {
+			t.Fatalf("End did not move past the skipped rows within %v", waitTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// With limit 1 the first batch examines the NOOP row only.
+	first := mustRead(t, b.cl, ports.Position{}, 1)
+	if len(first.Records) != 0 || first.End.IsZero() || !first.End.Less(end) {
+		t.Fatalf("limit 1: %d records, End %+v; want none and an End before %+v", len(first.Records), first.End, end)
+	}
+
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "3"})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "NOOP", ObjectKey: "4"})
+	got, last := readUntil(t, b.cl, end, 1)
+	if got[0].Event.EntityID != "3" || got[0].Event.EventType != domain.EventInsert {
+		t.Fatalf("read %+v, want the INSERT of 3", got[0].Event)
+	}
+	if last == got[0].Position {
+		t.Fatalf("End %+v did not move past the trailing NOOP", last)
+	}
+}
+
+func TestChangeLogInvalidRows(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		bad  change
+	}{
+		{"UnknownModificationType", change{ObjectType: "Order", ModificationType: "MERGE", ObjectKey: "k1", Data: `{"a":1}`}},
+		{"DataIsAnArray", change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "k1", Data: `[1,2]`}},
+		{"BeforeIsAString", change{ObjectType: "Order", ModificationType: "UPDATE", ObjectKey: "k1", Data: `{}`, Before: `"x"`}},
+		{"EmptyObjectType", change{ObjectType: " ", ModificationType: "INSERT", ObjectKey: "k1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, ChangeLogConfig{})
+			tc.bad.ID = "7f0c1d7e-5c1a-4e0e-9d55-0d3f3b8d2a10"
+			insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "k0", Data: `{}`})
+			insertChange(t, b.pool, tc.bad)
+			insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "k2", Data: `{}`})
+
+			got, _ := readUntil(t, b.cl, ports.Position{}, 3)
+			if got[0].Err != nil || got[2].Err != nil {
+				t.Fatalf("valid rows carry errors: %v, %v", got[0].Err, got[2].Err)
+			}
+			if got[2].Event.EntityID != "k2" {
+				t.Fatalf("row after the invalid one = %q, want k2", got[2].Event.EntityID)
+			}
+			bad := got[1]
+			if !errors.Is(bad.Err, domain.ErrInvalidEvent) {
+				t.Fatalf("Err = %v, want it to wrap domain.ErrInvalidEvent", bad.Err)
+			}
+			if bad.Event.ID != tc.bad.ID || bad.Event.EntityID != "k1" || bad.Event.EntityType != tc.bad.ObjectType {
+				t.Fatalf("Event = %+v, want the known id, type and entity id", bad.Event)
+			}
+			var raw map[string]any
+			if err := json.Unmarshal(bad.Raw, &raw); err != nil {
+				t.Fatalf("Raw is not JSON: %v: %s", err, bad.Raw)
+			}
+			if raw["modification_type"] != tc.bad.ModificationType || raw["id"] != tc.bad.ID || raw["object_key"] != "k1" {
+				t.Fatalf("Raw = %s, want the row", bad.Raw)
+			}
+			if tc.bad.Data != "" {
+				var wantData any
+				_ = json.Unmarshal([]byte(tc.bad.Data), &wantData)
+				if !domain.ValuesEqual(normalize(raw["object_data"]), normalize(wantData)) {
+					t.Fatalf("Raw object_data = %v, want %v", raw["object_data"], wantData)
+				}
+			}
+		})
+	}
+}
+
+// normalize maps float64 (what json.Unmarshal into any yields) to
+// json.Number so ValuesEqual can compare.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case float64:
+		return json.Number(fmt.Sprint(x))
+	case []any:
+		out := make([]any, len(x))
+		for i := range x {
+			out[i] = normalize(x[i])
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k := range x {
+			out[k] = normalize(x[k])
+		}
+		return out
+	}
+	return v
+}
+
+func TestChangeLogEventFields(t *testing.T) {
+	t.Parallel()
+	const (
+		objectID = "0b5c3d0e-1111-4222-8333-444455556666"
+		tenant   = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+		eventID  = "11111111-2222-4333-8444-555555555555"
+		created  = "2024-05-06T07:08:09.123456Z"
+	)
+	createdAt, _ := time.Parse(time.RFC3339Nano, created)
+	cases := []struct {
+		name        string
+		give        change
+		wantType    domain.EventType
+		wantEntity  string
+		wantData    map[string]any
+		wantBefore  map[string]any
+		wantChanges map[string]domain.Change
+		wantTenant  string
+		wantUser    string
+	}{
+		{
+			name:       "InsertWithMetadata",
+			give:       change{ObjectType: "Order", ModificationType: "INSERT", ObjectID: objectID, Data: `{"total": 100.00, "status": "new"}`, TenantID: tenant, Contact: "user-7"},
+			wantType:   domain.EventInsert,
+			wantEntity: objectID,
+			wantData:   map[string]any{"total": json.Number("100.00"), "status": "new"},
+			wantTenant: tenant,
+			wantUser:   "user-7",
+		},
+		{
+			name:        "UpdateWithBeforeHasChanges",
+			give:        change{ObjectType: "Order", ModificationType: "UPDATE", ObjectID: objectID, Data: `{"total": 100, "status": "shipped"}`, Before: `{"total": 100.00, "status": "new", "old": true}`},
+			wantType:    domain.EventUpdate,
+			wantEntity:  objectID,
+			wantData:    map[string]any{"total": json.Number("100"), "status": "shipped"},
+			wantBefore:  map[string]any{"total": json.Number("100.00"), "status": "new", "old": true},
+			wantChanges: map[string]domain.Change{"status": {Old: "new", New: "shipped"}, "old": {Old: true, New: nil}},
+		},
+		{
+			name:       "UpdateWithoutBeforeHasNoChanges",
+			give:       change{ObjectType: "Order", ModificationType: "UPDATE", ObjectID: objectID, Data: `{"status": "shipped"}`},
+			wantType:   domain.EventUpdate,
+			wantEntity: objectID,
+			wantData:   map[string]any{"status": "shipped"},
+		},
+		{
+			name:       "DeleteWithOnlyBeforeImage",
+			give:       change{ObjectType: "Order", ModificationType: "DELETE", ObjectKey: "42", Before: `{"id": 42}`},
+			wantType:   domain.EventDelete,
+			wantEntity: "42",
+			wantData:   map[string]any{"id": json.Number("42")},
+			wantBefore: map[string]any{"id": json.Number("42")},
+		},
+		{
+			name:       "ObjectKeyWinsOverObjectID",
+			give:       change{ObjectType: "Order", ModificationType: "custom", ObjectID: objectID, ObjectKey: "order-9"},
+			wantType:   domain.EventCustom,
+			wantEntity: "order-9",
+			wantData:   map[string]any{},
+		},
+		{
+			name:     "NoEntityID",
+			give:     change{ObjectType: "Report", ModificationType: "CUSTOM", Data: `{"x": "y"}`},
+			wantType: domain.EventCustom,
+			wantData: map[string]any{"x": "y"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, ChangeLogConfig{Source: "db-east"})
+			tc.give.ID, tc.give.CreatedAt = eventID, created
+			insertChange(t, b.pool, tc.give)
+			got, _ := readUntil(t, b.cl, ports.Position{}, 1)
+			r := got[0]
+			if r.Err != nil {
+				t.Fatalf("Err = %v", r.Err)
+			}
+			ev := r.Event
+			if ev.ID != eventID || ev.EventType != tc.wantType || ev.EntityType != tc.give.ObjectType || ev.EntityID != tc.wantEntity {
+				t.Fatalf("event = %s %s %s %q, want %s %s %s %q", ev.ID, ev.EventType, ev.EntityType, ev.EntityID,
+					eventID, tc.wantType, tc.give.ObjectType, tc.wantEntity)
+			}
+			if ev.TenantID != tc.wantTenant || ev.UserID != tc.wantUser || ev.Source != "db-east" || !ev.Timestamp.Equal(createdAt) {
+				t.Fatalf("metadata = tenant %q user %q source %q at %v", ev.TenantID, ev.UserID, ev.Source, ev.Timestamp)
+			}
+			if !domain.ValuesEqual(ev.Data, tc.wantData) || fmt.Sprint(ev.Data) != fmt.Sprint(tc.wantData) {
+				t.Fatalf("Data = %v, want %v", ev.Data, tc.wantData)
+			}
+			if (ev.Before == nil) != (tc.wantBefore == nil) || !domain.ValuesEqual(asAny(ev.Before), asAny(tc.wantBefore)) {
+				t.Fatalf("Before = %v, want %v", ev.Before, tc.wantBefore)
+			}
+			if len(ev.Changes) != len(tc.wantChanges) {
+				t.Fatalf("Changes = %v, want %v", ev.Changes, tc.wantChanges)
+			}
+			for k, want := range tc.wantChanges {
+				c, ok := ev.Changes[k]
+				if !ok || !domain.ValuesEqual(c.Old, want.Old) || !domain.ValuesEqual(c.New, want.New) {
+					t.Fatalf("Changes[%q] = %v, want %v", k, c, want)
+				}
+			}
+		})
+	}
+}
+
+func asAny(m map[string]any) any {
+	if m == nil {
+		return nil
+	}
+	return m
+}
+
+func TestChangeLogWait(t *testing.T) {
+	t.Parallel()
+	t.Run("WakesOnCommittedInsert", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, ChangeLogConfig{PollInterval: time.Minute})
+		ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- b.cl.Wait(ctx) }()
+		insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1"})
+		if err := <-done; err != nil {
+			t.Fatalf("Wait after an insert = %v, want nil", err)
+		}
+	})
+	t.Run("NotWokenByUncommittedInsert", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, ChangeLogConfig{PollInterval: time.Minute})
+		tx, err := b.pool.Begin(t.Context())
+		if err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		insertChange(t, tx, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1"})
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		if err := b.cl.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait with only an open transaction = %v, want the ctx deadline", err)
+		}
+		if err := tx.Commit(t.Context()); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		ctx, cancel = context.WithTimeout(t.Context(), waitTimeout)
+		defer cancel()
+		if err := b.cl.Wait(ctx); err != nil {
+			t.Fatalf("Wait after the commit = %v, want nil", err)
+		}
+	})
+	t.Run("ReturnsAfterPollInterval", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, ChangeLogConfig{PollInterval: 50 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+		defer cancel()
+		if err := b.cl.Wait(ctx); err != nil {
+			t.Fatalf("Wait without inserts = %v, want nil after the poll interval", err)
+		}
+	})
+	t.Run("ReturnsContextError", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, ChangeLogConfig{PollInterval: time.Minute})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := b.cl.Wait(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Wait with a cancelled ctx = %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestChangeLogListenerReconnects(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{PollInterval: time.Minute})
+	l := b.cl.listener
+	pid := l.pid.Load()
+	if pid == 0 || l.connects.Load() != 1 {
+		t.Fatalf("listener not connected after NewChangeLog (pid %d, connects %d)", pid, l.connects.Load())
+	}
+	var terminated bool
+	if err := b.pool.QueryRow(t.Context(), `SELECT pg_terminate_backend($1)`, int32(pid)).Scan(&terminated); err != nil || !terminated {
+		t.Fatalf("pg_terminate_backend(%d) = %v, %v", pid, terminated, err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for l.connects.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("listener did not reconnect within %v", waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l.pid.Load() == pid {
+		t.Fatalf("listener still reports the terminated backend %d", pid)
+	}
+	// The reconnect signalled once: rows may have arrived while deaf.
+	select {
+	case <-l.notify:
+	default:
+		t.Fatal("no wake-up after reconnecting")
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- b.cl.Wait(ctx) }()
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1"})
+	if err := <-done; err != nil {
+		t.Fatalf("Wait after reconnect and insert = %v, want nil", err)
+	}
+	if logs := b.logs.String(); !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "listener connection lost") {
+		t.Fatalf("no warning about the lost connection in the logs:\n%s", logs)
+	}
+}
+
+func TestChangeLogCloseStopsListener(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{PollInterval: time.Minute})
+	pid := b.cl.listener.pid.Load()
+	b.cl.Close()
+	b.cl.Close() // idempotent
+	var n int
+	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`, int32(pid)).Scan(&n); err != nil {
+		t.Fatalf("pg_stat_activity: %v", err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for n != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("listener backend %d still connected after Close", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`, int32(pid)).Scan(&n); err != nil {
+			t.Fatalf("pg_stat_activity: %v", err)
+		}
+	}
+	// Read still works on the caller's pool.
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1"})
+	readUntil(t, b.cl, ports.Position{}, 1)
+}
+
+func TestChangeLogBacklogAndOldestTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{})
+	ctx := t.Context()
+	if n, err := b.cl.Backlog(ctx, ports.Position{}); err != nil || n != 0 {
+		t.Fatalf("Backlog of an empty log = %d, %v", n, err)
+	}
+	for i := range 5 {
+		insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: fmt.Sprint(i)})
+	}
+	got, end := readUntil(t, b.cl, ports.Position{}, 5)
+	cases := []struct {
+		after ports.Position
+		want  int64
+	}{
+		{ports.Position{}, 5},
+		{got[1].Position, 3},
+		{end, 0},
+	}
+	for _, tc := range cases {
+		if n, err := b.cl.Backlog(ctx, tc.after); err != nil || n != tc.want {
+			t.Fatalf("Backlog(%+v) = %d, %v; want %d", tc.after, n, err, tc.want)
+		}
+	}
+
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // cleanup
+	insertChange(t, tx, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "open"})
+	age, err := b.cl.OldestTransactionAge(ctx)
+	if err != nil {
+		t.Fatalf("OldestTransactionAge: %v", err)
+	}
+	if age <= 0 {
+		t.Fatalf("OldestTransactionAge with an open writing transaction = %v, want > 0", age)
+	}
+	// The open transaction's row is not in the backlog until it commits.
+	if n, err := b.cl.Backlog(ctx, end); err != nil || n != 0 {
+		t.Fatalf("Backlog with an uncommitted row = %d, %v; want 0", n, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if n, err := b.cl.Backlog(ctx, end); err != nil || n != 1 {
+		t.Fatalf("Backlog after commit = %d, %v; want 1", n, err)
+	}
+}
+
+func TestChangeLogConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunEventSource(t, func(t *testing.T) porttest.SourceHarness {
+		b := setup(t, ChangeLogConfig{})
+		appendRow := func(ctx context.Context, ev domain.Event) error {
+			data, err := json.Marshal(ev.Data)
+			if err != nil {
+				return err
+			}
+			var before []byte
+			if ev.Before != nil {
+				if before, err = json.Marshal(ev.Before); err != nil {
+					return err
+				}
+			}
+			_, err = b.pool.Exec(ctx, `
+				INSERT INTO core.tb_entity_change_log
+					(id, created_at, object_type, modification_type, object_id, object_data, object_data_before, tenant_id, fk_contact)
+				VALUES ($1::uuid, $2, $3, $4, nullif($5, '')::uuid, $6::jsonb, $7::jsonb, nullif($8, '')::uuid, nullif($9, ''))`,
+				ev.ID, ev.Timestamp, ev.EntityType, string(ev.EventType), ev.EntityID, string(data), nullJSON(before), ev.TenantID, ev.UserID)
+			return err
+		}
+		return porttest.SourceHarness{
+			Source: b.cl,
+			Append: appendRow,
+			AppendInvalid: func(ctx context.Context) error {
+				_, err := b.pool.Exec(ctx, `INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_data)
+					VALUES ('Order', 'BOGUS', '{}')`)
+				return err
+			},
+		}
+	})
+}
+
+func nullJSON(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+func BenchmarkChangeLogRead(b *testing.B) {
+	const rows, batch = 10_000, 500
+	bundle := setup(b, ChangeLogConfig{})
+	_, err := bundle.pool.Exec(context.Background(), `
+		INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_id, object_data, object_data_before)
+		SELECT 'Order', 'UPDATE', gen_random_uuid(),
+		       jsonb_build_object('id', i, 'status', 'shipped', 'total', i * 1.5, 'customer', jsonb_build_object('tier', 'gold')),
+		       jsonb_build_object('id', i, 'status', 'pending', 'total', i * 1.5, 'customer', jsonb_build_object('tier', 'gold'))
+		FROM generate_series(1, $1) AS i`, rows)
+	if err != nil {
+		b.Fatalf("seed: %v", err)
+	}
+	readUntil(b, bundle.cl, ports.Position{}, rows) // visible before timing starts
+	ctx := context.Background()
+	for b.Loop() {
+		var n int
+		for after := (ports.Position{}); ; {
+			got, err := bundle.cl.Read(ctx, after, batch)
+			if err != nil {
+				b.Fatalf("Read: %v", err)
+			}
+			if got.End == after {
+				break
+			}
+			n += len(got.Records)
+			after = got.End
+		}
+		if n != rows {
+			b.Fatalf("read %d rows, want %d", n, rows)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}

@@ -1,0 +1,228 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// captureTriggerName is the row-level trigger Watch installs on a table.
+const captureTriggerName = "fraiseql_observer_capture"
+
+// WatchConfig names the table to capture and where its events go.
+type WatchConfig struct {
+	Table          string // "schema.table" (or "table" = public)
+	Entity         string // default: the table name
+	ChangeLogTable string // default "core.tb_entity_change_log"
+	ObserverSchema string // default "observer" (where the trigger function lives)
+}
+
+// watchTarget is a validated WatchConfig.
+type watchTarget struct {
+	table     tableName
+	changeLog tableName
+	entity    string
+	schema    string // observer schema
+	function  string // trigger function name, in schema
+}
+
+func (c WatchConfig) target() (watchTarget, error) {
+	tbl, err := parseTableName("table", c.Table)
+	if err != nil {
+		return watchTarget{}, err
+	}
+	changeLog, err := parseTableName("change_log_table", cmp.Or(c.ChangeLogTable, DefaultChangeLogTable))
+	if err != nil {
+		return watchTarget{}, err
+	}
+	schema := cmp.Or(c.ObserverSchema, DefaultObserverSchema)
+	if err := validIdentifier(schema); err != nil {
+		return watchTarget{}, fmt.Errorf("observer_schema: %w", err)
+	}
+	entity := cmp.Or(c.Entity, tbl.Table)
+	if strings.TrimSpace(entity) == "" {
+		return watchTarget{}, errors.New("entity: empty name")
+	}
+	return watchTarget{
+		table:     tbl,
+		changeLog: changeLog,
+		entity:    entity,
+		schema:    schema,
+		function:  derivedName("capture_", tbl.Schema, tbl.Table),
+	}, nil
+}
+
+// primaryKey is the single-column primary key of a watched table.
+type primaryKey struct {
+	column string
+	isUUID bool
+}
+
+// Watch installs a row-level capture trigger on cfg.Table that writes every
+// INSERT, UPDATE and DELETE to the change log: object_key is the primary
+// key as text, object_id the key when it is a uuid (else a uuid derived
+// from the table and key), object_data the new row ('{}' for DELETE) and
+// object_data_before the old row for UPDATE and DELETE. The table needs a
+// single-column primary key. Watching again replaces the trigger (e.g. to
+// change the entity name).
+func Watch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
+	t, err := cfg.target()
+	if err != nil {
+		return fmt.Errorf("postgres: watch: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		pk, err := lookupPrimaryKey(ctx, tx, t.table)
+		if err != nil {
+			return err
+		}
+		var logExists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, t.changeLog.Sanitize()).Scan(&logExists); err != nil {
+			return interpretError("look up change log", err)
+		}
+		if !logExists {
+			return fmt.Errorf("change log %s does not exist (run migrate first)", t.changeLog)
+		}
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{t.schema}.Sanitize()); err != nil {
+			return interpretError("create observer schema", err)
+		}
+		if _, err := tx.Exec(ctx, captureFunctionSQL(t, pk)); err != nil {
+			return interpretError("create capture function", err)
+		}
+		trg := pgx.Identifier{captureTriggerName}.Sanitize()
+		if _, err := tx.Exec(ctx, `DROP TRIGGER IF EXISTS `+trg+` ON `+t.table.Sanitize()); err != nil {
+			return interpretError("drop capture trigger", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TRIGGER `+trg+` AFTER INSERT OR UPDATE OR DELETE ON `+t.table.Sanitize()+
+			` FOR EACH ROW EXECUTE FUNCTION `+pgx.Identifier{t.schema, t.function}.Sanitize()+`()`); err != nil {
+			return interpretError("create capture trigger", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: watch %s: %w", t.table, err)
+	}
+	return nil
+}
+
+// Unwatch removes the capture trigger and its function from cfg.Table. It
+// returns an error wrapping ports.ErrNotFound when the table is not
+// watched.
+func Unwatch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
+	t, err := cfg.target()
+	if err != nil {
+		return fmt.Errorf("postgres: unwatch: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var watched bool
+		if err := tx.QueryRow(ctx, `
+			SELECT EXISTS (
+				SELECT 1 FROM pg_trigger t
+				JOIN pg_class c ON c.oid = t.tgrelid
+				JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE n.nspname = $1 AND c.relname = $2 AND t.tgname = $3)`,
+			t.table.Schema, t.table.Table, captureTriggerName).Scan(&watched); err != nil {
+			return interpretError("look up capture trigger", err)
+		}
+		if !watched {
+			return fmt.Errorf("table is not watched: %w", ports.ErrNotFound)
+		}
+		if _, err := tx.Exec(ctx, `DROP TRIGGER `+pgx.Identifier{captureTriggerName}.Sanitize()+` ON `+t.table.Sanitize()); err != nil {
+			return interpretError("drop capture trigger", err)
+		}
+		if _, err := tx.Exec(ctx, `DROP FUNCTION IF EXISTS `+pgx.Identifier{t.schema, t.function}.Sanitize()+`()`); err != nil {
+			return interpretError("drop capture function", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: unwatch %s: %w", t.table, err)
+	}
+	return nil
+}
+
+// lookupPrimaryKey finds the single-column primary key of tbl.
+func lookupPrimaryKey(ctx context.Context, tx pgx.Tx, tbl tableName) (primaryKey, error) {
+	var exists bool
+	if err := tx.QueryRow(ctx, `
+		SELECT EXISTS (
+			SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))`,
+		tbl.Schema, tbl.Table).Scan(&exists); err != nil {
+		return primaryKey{}, interpretError("look up table", err)
+	}
+	if !exists {
+		return primaryKey{}, fmt.Errorf("table does not exist: %w", ports.ErrNotFound)
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT a.attname, a.atttypid = 'uuid'::regtype
+		FROM pg_index i
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+		WHERE i.indrelid = $1::text::regclass AND i.indisprimary
+		ORDER BY a.attnum`, tbl.Sanitize())
+	if err != nil {
+		return primaryKey{}, interpretError("look up primary key", err)
+	}
+	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (primaryKey, error) {
+		var k primaryKey
+		err := row.Scan(&k.column, &k.isUUID)
+		return k, err
+	})
+	if err != nil {
+		return primaryKey{}, interpretError("look up primary key", err)
+	}
+	switch len(keys) {
+	case 0:
+		return primaryKey{}, errors.New("table has no primary key")
+	case 1:
+		return keys[0], nil
+	default:
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			names[i] = k.column
+		}
+		return primaryKey{}, fmt.Errorf("table has a composite primary key (%s); a single-column key is required", strings.Join(names, ", "))
+	}
+}
+
+// captureFunctionSQL is the CREATE OR REPLACE FUNCTION of t's capture
+// trigger. Table, entity and key are constants of the function body.
+func captureFunctionSQL(t watchTarget, pk primaryKey) string {
+	col := pgx.Identifier{pk.column}.Sanitize()
+	objectID := func(row string) string {
+		if pk.isUUID {
+			return row + "." + col
+		}
+		return "md5(" + quoteLiteral(t.table.String()+":") + " || " + row + "." + col + "::text)::uuid"
+	}
+	insert := func(op, row, data, before string) string {
+		return `INSERT INTO ` + t.changeLog.Sanitize() +
+			` (object_type, modification_type, object_key, object_id, object_data, object_data_before) VALUES (` +
+			quoteLiteral(t.entity) + `, ` + quoteLiteral(op) + `, ` + row + `.` + col + `::text, ` + objectID(row) + `, ` +
+			data + `, ` + before + `);`
+	}
+	body := `
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		` + insert("INSERT", "NEW", "to_jsonb(NEW)", "NULL") + `
+	ELSIF TG_OP = 'UPDATE' THEN
+		` + insert("UPDATE", "NEW", "to_jsonb(NEW)", "to_jsonb(OLD)") + `
+	ELSIF TG_OP = 'DELETE' THEN
+		` + insert("DELETE", "OLD", "'{}'::jsonb", "to_jsonb(OLD)") + `
+	END IF;
+	RETURN NULL;
+END
+`
+	tag := "$capture$"
+	for i := 0; strings.Contains(body, tag); i++ {
+		tag = fmt.Sprintf("$capture%d$", i)
+	}
+	return `CREATE OR REPLACE FUNCTION ` + pgx.Identifier{t.schema, t.function}.Sanitize() +
+		`() RETURNS trigger LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS ` + tag + body + tag
+}
