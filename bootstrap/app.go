@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 			a.Close()
 		}
 	}()
-	observers, err := BuildObservers(cfg.Observers, opts.LookupEnv)
+	observers, err := LoadObservers(cfg, opts.LookupEnv)
 	if err != nil {
 		return nil, err
 	}

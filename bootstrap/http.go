@@ -38,6 +38,13 @@ func (a *App) routes() http.Handler {
 
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/observers/status", a.handleStatus)
+	api.HandleFunc("POST /api/observers/reload", func(w http.ResponseWriter, _ *http.Request) {
+		if err := a.Reload(); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"observers": len(a.processor.Matcher().Observers())})
+	})
 	if a.memSource != nil {
 		api.HandleFunc("POST /api/observers/events", a.handlePostEvents)
 	}

@@ -157,11 +157,8 @@ func validateConfig(file string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	obs, err := bootstrap.BuildObservers(cfg.Observers, os.LookupEnv)
+	obs, err := bootstrap.LoadObservers(cfg, os.LookupEnv)
 	if err != nil {
-		if ce := (*bootstrap.ConfigError)(nil); errors.As(err, &ce) && ce.File == "" {
-			ce.File = file
-		}
 		return err
 	}
 	fmt.Fprintf(stdout, "configuration ok: topology %s, %d observer(s)\n", cfg.Topology, len(obs))
@@ -195,6 +192,14 @@ func runService(ctx context.Context, file, topology string, stderr io.Writer) er
 		return withFile(err, file)
 	}
 	defer app.Close()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			_ = app.Reload() // logs its outcome; a bad file keeps the running observers
+		}
+	}()
 	logger.Info("fraiseql-observer started", "version", buildVersion(), "topology", cfg.Topology)
 	if err := app.Run(ctx); err != nil {
 		return err

@@ -1,0 +1,245 @@
+package bootstrap_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// receiver records webhook bodies.
+type receiver struct {
+	mu     sync.Mutex
+	bodies []map[string]any
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var body map[string]any
+	_ = json.NewDecoder(req.Body).Decode(&body)
+	r.mu.Lock()
+	r.bodies = append(r.bodies, body)
+	r.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.bodies)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type memoryBundle struct {
+	app     *bootstrap.App
+	recv    *receiver
+	obsFile string
+	stop    func()
+	recvURL string
+}
+
+// setupMemory runs the memory topology with observers from observers_file.
+func setupMemory(t *testing.T, observers string) *memoryBundle {
+	t.Helper()
+	recv := &receiver{}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	obsFile := filepath.Join(dir, "observers.toml")
+	if err := os.WriteFile(obsFile, []byte(strings.ReplaceAll(observers, "RECEIVER", srv.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "config.toml")
+	body := "topology = \"memory\"\nobservers_file = \"" + obsFile + "\"\n[http]\nlisten = \"127.0.0.1:0\"\n[security]\nallowed_networks = [\"127.0.0.1/32\"]\n[reader]\ncheckpoint_interval = \"50ms\"\n"
+	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := bootstrap.LoadConfig(cfgFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	env := func(k string) (string, bool) {
+		if k == "FRAISEQL_ADMIN_TOKEN" {
+			return "tok", true
+		}
+		return "", false
+	}
+	app, err := bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: logger, LookupEnv: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		app.Close()
+	}
+	t.Cleanup(func() {
+		if ctx.Err() == nil {
+			stop()
+		}
+	})
+	return &memoryBundle{app: app, recv: recv, obsFile: obsFile, stop: stop, recvURL: srv.URL}
+}
+
+const shippedObserver = `
+[[observers]]
+name = "shipped"
+entity = "Order"
+events = ["UPDATE"]
+condition = "status == 'shipped' && field_changed('status')"
+[[observers.actions]]
+type = "webhook"
+url = "RECEIVER/hook"
+body_template = '{"id": "{{ event.entity_id }}", "status": "{{ status }}"}'
+`
+
+func TestMemoryTopologyDeliversAndReloads(t *testing.T) {
+	t.Parallel()
+	b := setupMemory(t, shippedObserver)
+	src := b.app.MemorySource()
+	ctx := t.Context()
+	mustAppend := func(ev domain.Event) {
+		t.Helper()
+		if _, err := src.Append(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustAppend(domain.Event{EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o1",
+		Data: map[string]any{"status": "shipped"}, Before: map[string]any{"status": "pending"},
+		Changes: map[string]domain.Change{"status": {Old: "pending", New: "shipped"}}})
+	mustAppend(domain.Event{EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o2",
+		Data: map[string]any{"status": "pending"}})
+	waitFor(t, "first delivery", func() bool { return b.recv.count() == 1 })
+	b.recv.mu.Lock()
+	got := b.recv.bodies[0]
+	b.recv.mu.Unlock()
+	if got["id"] != "o1" || got["status"] != "shipped" {
+		t.Fatalf("body = %v", got)
+	}
+
+	// Reload with an observer for every Order update, through the admin API.
+	all := strings.ReplaceAll(`
+[[observers]]
+name = "every-update"
+entity = "Order"
+events = ["UPDATE"]
+[[observers.actions]]
+type = "webhook"
+url = "RECEIVER/hook"
+`, "RECEIVER", b.recvURL)
+	if err := os.WriteFile(b.obsFile, []byte(all), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+b.app.HTTPAddr()+"/api/observers/reload", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reload status %d", resp.StatusCode)
+	}
+	mustAppend(domain.Event{EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o3",
+		Data: map[string]any{"status": "pending"}})
+	waitFor(t, "delivery after reload", func() bool { return b.recv.count() == 2 })
+
+	// A broken file keeps the running observers.
+	if err := os.WriteFile(b.obsFile, []byte("[[observers]]\nname = \"x\"\nentity = \"Order\"\nevents = [\"UPDATE\"]\ncondition = \"((\"\n[[observers.actions]]\ntype = \"log\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.app.Reload(); err == nil || !strings.Contains(err.Error(), "condition") {
+		t.Fatalf("reload of a broken file: %v", err)
+	}
+	mustAppend(domain.Event{EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o4",
+		Data: map[string]any{"status": "pending"}})
+	waitFor(t, "delivery with the kept observers", func() bool { return b.recv.count() == 3 })
+}
+
+func TestAdminAPI(t *testing.T) {
+	t.Parallel()
+	b := setupMemory(t, shippedObserver)
+	base := "http://" + b.app.HTTPAddr()
+	get := func(path, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get("/healthz", ""); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	waitFor(t, "ready", func() bool { code, _ := get("/readyz", ""); return code == http.StatusOK })
+	if code, _ := get("/api/observers/status", ""); code != http.StatusUnauthorized {
+		t.Errorf("status without token = %d, want 401", code)
+	}
+	if code, _ := get("/api/observers/status", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("status with a wrong token = %d, want 401", code)
+	}
+	code, body := get("/api/observers/status", "tok")
+	if code != http.StatusOK || !strings.Contains(body, `"topology": "memory"`) {
+		t.Errorf("status = %d %s", code, body)
+	}
+	// Events posted as JSON lines are processed.
+	line := `{"event_type":"UPDATE","entity_type":"Order","entity_id":"o9","data":{"status":"shipped"},"before":{"status":"new"}}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/observers/events", bytes.NewBufferString(line+"\n"))
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("post events = %d", resp.StatusCode)
+	}
+	waitFor(t, "posted event delivered", func() bool { return b.recv.count() == 1 })
+	code, metrics := get("/metrics", "")
+	if code != http.StatusOK || !strings.Contains(metrics, `fraiseql_observer_events_processed_total{outcome="ok"} 1`) {
+		t.Errorf("metrics missing the processed event:\n%s", grepLines(metrics, "fraiseql_observer_events"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
