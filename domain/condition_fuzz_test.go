@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -68,10 +69,34 @@ func FuzzCompileCondition(f *testing.F) {
 		if c.Source() != src {
 			t.Fatalf("Source() = %q, want %q", c.Source(), src)
 		}
+		// The negation compiles unless it exceeds the nesting limit, and
+		// evaluates to the opposite on every event.
+		neg, negErr := CompileCondition("!(" + src + ")")
+		var ce *ConditionError
+		if negErr != nil && (!errors.As(negErr, &ce) || !strings.Contains(ce.Msg, "nested deeper")) {
+			t.Fatalf("%q compiles but its negation does not: %v", src, negErr)
+		}
 		for _, ev := range events {
 			first := c.Eval(ev)
 			if again := c.Eval(ev); again != first {
 				t.Fatalf("Eval(%q) not deterministic: %v then %v", src, first, again)
+			}
+			if neg != nil && neg.Eval(ev) == first {
+				t.Fatalf("Eval(%q) = %v and its negation agrees", src, first)
+			}
+			// Every traced sub-expression compiles on its own and
+			// evaluates to the traced value used as a boolean.
+			for i, tr := range c.Explain(ev) {
+				if i == 0 && isTrue(tr.Value) != first {
+					t.Fatalf("Explain(%q) top value %v, Eval %v", src, tr.Value, first)
+				}
+				sub, err := CompileCondition(tr.Expr)
+				if err != nil {
+					t.Fatalf("sub-expression %q of %q does not compile: %v", tr.Expr, src, err)
+				}
+				if got := sub.Eval(ev); got != isTrue(tr.Value) {
+					t.Fatalf("sub-expression %q of %q: Eval %v, traced %v", tr.Expr, src, got, tr.Value)
+				}
 			}
 		}
 	})

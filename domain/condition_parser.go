@@ -20,9 +20,24 @@ const maxConditionDepth = 64
 //	list    = "[" [ literal { "," literal } ] "]"
 //	literal = string | number | "true" | "false" | "null"
 type parser struct {
-	lex   lexer
-	tok   token // the current token
-	depth int
+	lex     lexer
+	tok     token // the current token
+	prevEnd int   // rune offset just past the last consumed token
+	depth   int
+	spans   map[condNode]span
+}
+
+// span is the rune range [start, end) of the source a node was compiled
+// from.
+type span struct{ start, end int }
+
+// mark records the source range of n, from rune offset start to the end of
+// the last consumed token; a node keeps the first (innermost) range.
+func (p *parser) mark(n condNode, start int) condNode {
+	if _, ok := p.spans[n]; !ok {
+		p.spans[n] = span{start: start, end: p.prevEnd}
+	}
+	return n
 }
 
 // conditionFunc describes a built-in function.
@@ -51,10 +66,12 @@ func (p *parser) unexpected() *ConditionError {
 
 // advance moves to the next token.
 func (p *parser) advance() *ConditionError {
+	end := p.lex.pos // just past the current token
 	t, err := p.lex.next()
 	if err != nil {
 		return err
 	}
+	p.prevEnd = end
 	p.tok = t
 	return nil
 }
@@ -87,6 +104,7 @@ func (p *parser) enter() *ConditionError {
 }
 
 func (p *parser) parseOr() (condNode, *ConditionError) {
+	start := p.tok.col - 1
 	first, err := p.parseAnd()
 	if err != nil {
 		return nil, err
@@ -105,10 +123,11 @@ func (p *parser) parseOr() (condNode, *ConditionError) {
 		}
 		xs = append(xs, x)
 	}
-	return &orNode{xs: xs}, nil
+	return p.mark(&orNode{xs: xs}, start), nil
 }
 
 func (p *parser) parseAnd() (condNode, *ConditionError) {
+	start := p.tok.col - 1
 	first, err := p.parseCompare()
 	if err != nil {
 		return nil, err
@@ -127,7 +146,7 @@ func (p *parser) parseAnd() (condNode, *ConditionError) {
 		}
 		xs = append(xs, x)
 	}
-	return &andNode{xs: xs}, nil
+	return p.mark(&andNode{xs: xs}, start), nil
 }
 
 var compareOps = map[tokenKind]compareOp{
@@ -135,6 +154,7 @@ var compareOps = map[tokenKind]compareOp{
 }
 
 func (p *parser) parseCompare() (condNode, *ConditionError) {
+	start := p.tok.col - 1
 	l, err := p.parseUnary()
 	if err != nil {
 		return nil, err
@@ -147,7 +167,7 @@ func (p *parser) parseCompare() (condNode, *ConditionError) {
 		if err != nil {
 			return nil, err
 		}
-		return &inNode{x: l, list: list}, nil
+		return p.mark(&inNode{x: l, list: list}, start), nil
 	}
 	op, ok := compareOps[p.tok.kind]
 	if !ok {
@@ -160,13 +180,14 @@ func (p *parser) parseCompare() (condNode, *ConditionError) {
 	if err != nil {
 		return nil, err
 	}
-	return &compareNode{op: op, l: l, r: r}, nil
+	return p.mark(&compareNode{op: op, l: l, r: r}, start), nil
 }
 
 func (p *parser) parseUnary() (condNode, *ConditionError) {
 	if p.tok.kind != tokNot {
 		return p.parsePrimary()
 	}
+	start := p.tok.col - 1
 	if err := p.enter(); err != nil {
 		return nil, err
 	}
@@ -178,7 +199,7 @@ func (p *parser) parseUnary() (condNode, *ConditionError) {
 		return nil, err
 	}
 	p.depth--
-	return &notNode{x: x}, nil
+	return p.mark(&notNode{x: x}, start), nil
 }
 
 func (p *parser) parsePrimary() (condNode, *ConditionError) {
@@ -207,19 +228,26 @@ func (p *parser) parsePrimary() (condNode, *ConditionError) {
 		p.depth--
 		return n, p.advance()
 	case t.isLiteral():
-		return &literalNode{v: t.literal()}, p.advance()
+		if err := p.advance(); err != nil {
+			return nil, err
+		}
+		return p.mark(&literalNode{v: t.literal()}, t.col-1), nil
 	case t.kind == tokName:
 		if err := p.advance(); err != nil {
 			return nil, err
 		}
 		if p.tok.kind == tokLParen {
-			return p.parseCall(t)
+			n, err := p.parseCall(t)
+			if err != nil {
+				return nil, err
+			}
+			return p.mark(n, t.col-1), nil
 		}
 		path, err := p.parsePath(t)
 		if err != nil {
 			return nil, err
 		}
-		return &pathNode{path: path}, nil
+		return p.mark(&pathNode{path: path}, t.col-1), nil
 	case t.kind == tokLBracket:
 		return nil, p.errorf(t.col, "a list is only allowed after 'in'")
 	default:

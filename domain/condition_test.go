@@ -585,3 +585,50 @@ func TestResolveAgreesWithPathResolve(t *testing.T) {
 		}
 	}
 }
+
+func TestConditionExplain(t *testing.T) {
+	t.Parallel()
+	upd := condUpdateEvent(t)
+	c := mustCompileCondition(t, `status == 'shipped' && !(qty in [1, 2]) || field_changed_to('total', 5)`)
+	want := []ConditionTrace{
+		{Expr: `status == 'shipped' && !(qty in [1, 2]) || field_changed_to('total', 5)`, Column: 1, Depth: 0, Value: true},
+		{Expr: `status == 'shipped' && !(qty in [1, 2])`, Column: 1, Depth: 1, Value: true},
+		{Expr: `status == 'shipped'`, Column: 1, Depth: 2, Value: true},
+		{Expr: `status`, Column: 1, Depth: 3, Value: "shipped"},
+		{Expr: `!(qty in [1, 2])`, Column: 24, Depth: 2, Value: true},
+		{Expr: `qty in [1, 2]`, Column: 26, Depth: 3, Value: false},
+		{Expr: `qty`, Column: 26, Depth: 4, Value: json.Number("3")},
+		{Expr: `field_changed_to('total', 5)`, Column: 44, Depth: 1, Value: false},
+	}
+	got := c.Explain(upd)
+	if len(got) != len(want) {
+		t.Fatalf("Explain() returned %d traces, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i].Expr != want[i].Expr || got[i].Column != want[i].Column || got[i].Depth != want[i].Depth || !ValuesEqual(got[i].Value, want[i].Value) {
+			t.Errorf("trace %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+
+	tests := []struct {
+		name string
+		c    *Condition
+		want int
+	}{
+		{"nil condition", nil, 0},
+		{"literal at the top", mustCompileCondition(t, `true`), 1},
+		{"literals below the top are left out", mustCompileCondition(t, `1 == 1`), 1},
+		{"unicode columns", mustCompileCondition(t, `'é' == prénom`), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.c.Explain(nil); len(got) != tt.want {
+				t.Errorf("Explain(nil) = %+v, want %d traces", got, tt.want)
+			}
+		})
+	}
+	if got := mustCompileCondition(t, `'é' == prénom`).Explain(upd); got[1].Expr != "prénom" || got[1].Column != 8 {
+		t.Errorf("Explain on unicode source = %+v, want prénom at column 8", got[1])
+	}
+}
