@@ -29,6 +29,11 @@ const (
 	// `"{{ name }}"` stays a valid JSON string), numbers and booleans as
 	// literals, objects and arrays as JSON and null as `null`.
 	EscapeJSON
+	// EscapeGlob writes values as EscapeNone does, with the glob
+	// metacharacters * ? [ ] \ backslash-escaped, so event values match
+	// only themselves in a Redis key pattern while the template's own text
+	// keeps its wildcards.
+	EscapeGlob
 )
 
 // CompileTemplate parses src. An unclosed `{{`, an empty placeholder or a
@@ -103,9 +108,12 @@ func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string
 			missing = append(missing, p.path.String())
 			continue
 		}
-		if esc == EscapeJSON {
+		switch esc {
+		case EscapeJSON:
 			writeJSONValue(&b, v)
-		} else {
+		case EscapeGlob:
+			b.WriteString(GlobEscape(FormatValue(v)))
+		default:
 			b.WriteString(FormatValue(v))
 		}
 	}
@@ -122,4 +130,50 @@ func writeJSONValue(b *strings.Builder, v any) {
 	default:
 		b.WriteString(FormatValue(x))
 	}
+}
+
+// GlobEscape backslash-escapes the glob metacharacters * ? [ ] and \.
+func GlobEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// HasGlob reports whether pattern contains an unescaped glob
+// metacharacter (* ? or [).
+func HasGlob(pattern string) bool {
+	for i := 0; i < len(pattern); i++ {
+		switch pattern[i] {
+		case '\\':
+			i++
+		case '*', '?', '[':
+			return true
+		}
+	}
+	return false
+}
+
+// GlobUnescape removes the backslash escapes of a pattern without
+// wildcards, giving the literal key.
+func GlobUnescape(pattern string) string {
+	if !strings.Contains(pattern, `\`) {
+		return pattern
+	}
+	var b strings.Builder
+	for i := 0; i < len(pattern); i++ {
+		if pattern[i] == '\\' && i+1 < len(pattern) {
+			i++
+		}
+		b.WriteByte(pattern[i])
+	}
+	return b.String()
 }

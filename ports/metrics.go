@@ -26,6 +26,14 @@ type Metrics interface {
 	Checkpoint(name string, pos Position)
 	// InFlight records how many read events are not finished yet.
 	InFlight(n int)
+	// DuplicateSkipped counts an event skipped because it was already
+	// processed.
+	DuplicateSkipped()
+	// CacheResult counts an action-result cache lookup (hit or miss).
+	CacheResult(hit bool)
+	// FailOpen counts an operation that went on without its backing
+	// service (component "dedup" or "cache").
+	FailOpen(component string)
 }
 
 // NopMetrics discards measurements (for tools such as debug-event that run
@@ -39,3 +47,6 @@ func (NopMetrics) DeadLettered()                                                
 func (NopMetrics) ConditionSkipped()                                                     {}
 func (NopMetrics) Checkpoint(string, Position)                                           {}
 func (NopMetrics) InFlight(int)                                                          {}
+func (NopMetrics) DuplicateSkipped()                                                     {}
+func (NopMetrics) CacheResult(bool)                                                      {}
+func (NopMetrics) FailOpen(string)                                                       {}

@@ -32,6 +32,10 @@ type Metrics struct {
 	backlog              prom.Gauge
 	dlqItems             prom.Gauge
 	oldestTransactionAge prom.Gauge
+	dedupSkipped         prom.Counter
+	cacheHits            prom.Counter
+	cacheMisses          prom.Counter
+	failOpen             *prom.CounterVec
 }
 
 var _ ports.Metrics = (*Metrics)(nil)
@@ -64,7 +68,16 @@ func New() *Metrics {
 			Help: "Items in the dead-letter queue."}),
 		oldestTransactionAge: prom.NewGauge(prom.GaugeOpts{Namespace: namespace, Name: "oldest_transaction_age_seconds",
 			Help: "Age of the oldest open transaction; it holds the change-log reader back."}),
+		dedupSkipped: prom.NewCounter(prom.CounterOpts{Namespace: namespace, Name: "dedup_processing_skipped_total",
+			Help: "Events skipped because they were already processed."}),
+		cacheHits: prom.NewCounter(prom.CounterOpts{Namespace: namespace, Name: "cache_hits_total",
+			Help: "Actions not repeated because the result cache held their success."}),
+		cacheMisses: prom.NewCounter(prom.CounterOpts{Namespace: namespace, Name: "cache_misses_total",
+			Help: "Result-cache lookups that found nothing."}),
+		failOpen: prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: "fail_open_total",
+			Help: "Operations that went on without their backing service (Redis down), by component."}, []string{"component"}),
 	}
+	m.reg.MustRegister(m.dedupSkipped, m.cacheHits, m.cacheMisses, m.failOpen)
 	m.reg.MustRegister(m.eventsProcessed, m.actionsExecuted, m.actionDuration, m.retries, m.deadLettered,
 		m.conditionsSkipped, m.checkpointTxID, m.checkpointSeq, m.inFlight, m.backlog, m.dlqItems, m.oldestTransactionAge,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -90,6 +103,16 @@ func (m *Metrics) RetryScheduled(t domain.ActionType) { m.retries.WithLabelValue
 func (m *Metrics) DeadLettered()                      { m.deadLettered.Inc() }
 func (m *Metrics) ConditionSkipped()                  { m.conditionsSkipped.Inc() }
 func (m *Metrics) InFlight(n int)                     { m.inFlight.Set(float64(n)) }
+func (m *Metrics) DuplicateSkipped()                  { m.dedupSkipped.Inc() }
+func (m *Metrics) FailOpen(component string)          { m.failOpen.WithLabelValues(component).Inc() }
+
+func (m *Metrics) CacheResult(hit bool) {
+	if hit {
+		m.cacheHits.Inc()
+	} else {
+		m.cacheMisses.Inc()
+	}
+}
 
 func (m *Metrics) Checkpoint(name string, pos ports.Position) {
 	m.checkpointTxID.WithLabelValues(name).Set(float64(pos.TxID))
