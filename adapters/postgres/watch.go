@@ -95,13 +95,24 @@ func Watch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
 		if _, err := tx.Exec(ctx, captureFunctionSQL(t, pk)); err != nil {
 			return interpretError("create capture function", err)
 		}
+		previous, _, err := captureFunctionOf(ctx, tx, t.table)
+		if err != nil {
+			return err
+		}
+		fn := pgx.Identifier{t.schema, t.function}.Sanitize()
 		trg := pgx.Identifier{captureTriggerName}.Sanitize()
 		if _, err := tx.Exec(ctx, `DROP TRIGGER IF EXISTS `+trg+` ON `+t.table.Sanitize()); err != nil {
 			return interpretError("drop capture trigger", err)
 		}
 		if _, err := tx.Exec(ctx, `CREATE TRIGGER `+trg+` AFTER INSERT OR UPDATE OR DELETE ON `+t.table.Sanitize()+
-			` FOR EACH ROW EXECUTE FUNCTION `+pgx.Identifier{t.schema, t.function}.Sanitize()+`()`); err != nil {
+			` FOR EACH ROW EXECUTE FUNCTION `+fn+`()`); err != nil {
 			return interpretError("create capture trigger", err)
+		}
+		// A function left by an earlier Watch under another name (the
+		// table was renamed, or the observer schema changed) goes, unless
+		// another table's trigger still uses it.
+		if previous != "" && previous != fn {
+			return dropUnusedFunction(ctx, tx, previous)
 		}
 		return nil
 	})
@@ -120,15 +131,9 @@ func Unwatch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
 		return fmt.Errorf("postgres: unwatch: %w", err)
 	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		var watched bool
-		if err := tx.QueryRow(ctx, `
-			SELECT EXISTS (
-				SELECT 1 FROM pg_trigger t
-				JOIN pg_class c ON c.oid = t.tgrelid
-				JOIN pg_namespace n ON n.oid = c.relnamespace
-				WHERE n.nspname = $1 AND c.relname = $2 AND t.tgname = $3)`,
-			t.table.Schema, t.table.Table, captureTriggerName).Scan(&watched); err != nil {
-			return interpretError("look up capture trigger", err)
+		fn, watched, err := captureFunctionOf(ctx, tx, t.table)
+		if err != nil {
+			return err
 		}
 		if !watched {
 			return fmt.Errorf("table is not watched: %w", ports.ErrNotFound)
@@ -136,15 +141,53 @@ func Unwatch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
 		if _, err := tx.Exec(ctx, `DROP TRIGGER `+pgx.Identifier{captureTriggerName}.Sanitize()+` ON `+t.table.Sanitize()); err != nil {
 			return interpretError("drop capture trigger", err)
 		}
-		if _, err := tx.Exec(ctx, `DROP FUNCTION IF EXISTS `+pgx.Identifier{t.schema, t.function}.Sanitize()+`()`); err != nil {
-			return interpretError("drop capture function", err)
-		}
-		return nil
+		return dropUnusedFunction(ctx, tx, fn)
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: unwatch %s: %w", t.table, err)
 	}
 	return nil
+}
+
+// dropUnusedFunction drops the trigger function fn (quoted, qualified)
+// unless a trigger still uses it.
+func dropUnusedFunction(ctx context.Context, tx pgx.Tx, fn string) error {
+	var used bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgfoid = to_regprocedure($1))`,
+		fn+"()").Scan(&used); err != nil {
+		return interpretError("look up capture function", err)
+	}
+	if used {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `DROP FUNCTION IF EXISTS `+fn+`()`); err != nil {
+		return interpretError("drop capture function", err)
+	}
+	return nil
+}
+
+// captureFunctionOf returns the quoted, qualified name of the function
+// behind tbl's capture trigger (found by the trigger, not by the derived
+// name, so a table renamed since Watch still unwatches cleanly); ok is
+// false when tbl has no capture trigger.
+func captureFunctionOf(ctx context.Context, tx pgx.Tx, tbl tableName) (fn string, ok bool, err error) {
+	var schema, name string
+	err = tx.QueryRow(ctx, `
+		SELECT pn.nspname, p.proname
+		FROM pg_trigger t
+		JOIN pg_class c ON c.oid = t.tgrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_proc p ON p.oid = t.tgfoid
+		JOIN pg_namespace pn ON pn.oid = p.pronamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND t.tgname = $3`,
+		tbl.Schema, tbl.Table, captureTriggerName).Scan(&schema, &name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, interpretError("look up capture trigger", err)
+	}
+	return pgx.Identifier{schema, name}.Sanitize(), true, nil
 }
 
 // lookupPrimaryKey finds the single-column primary key of tbl.

@@ -170,10 +170,59 @@ func TestWatchAgainChangesEntity(t *testing.T) {
 	if got[0].Event.EntityType != "items" || got[1].Event.EntityType != "Item" {
 		t.Fatalf("entities = %q, %q; want items then Item", got[0].Event.EntityType, got[1].Event.EntityType)
 	}
-	var functions int
-	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_proc WHERE pronamespace = 'observer'::regnamespace AND proname LIKE 'capture%'`).Scan(&functions); err != nil || functions != 1 {
-		t.Fatalf("capture functions = %d, %v; want 1", functions, err)
+	if n := captureFunctions(t, b); n != 1 {
+		t.Fatalf("capture functions = %d, want 1", n)
 	}
+}
+
+func TestWatchRenamedTable(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		action func(t *testing.T, b *testBundle)
+	}{
+		{"WatchAgainReplacesTheOldFunction", func(t *testing.T, b *testBundle) {
+			if err := Watch(t.Context(), b.pool, WatchConfig{Table: "public.renamed", Entity: "Thing"}); err != nil {
+				t.Fatalf("Watch after rename: %v", err)
+			}
+			if n := captureFunctions(t, b); n != 1 {
+				t.Fatalf("capture functions = %d, want 1", n)
+			}
+		}},
+		{"UnwatchFindsTheFunction", func(t *testing.T, b *testBundle) {
+			if err := Unwatch(t.Context(), b.pool, WatchConfig{Table: "public.renamed"}); err != nil {
+				t.Fatalf("Unwatch after rename: %v", err)
+			}
+			if n := captureFunctions(t, b); n != 0 {
+				t.Fatalf("capture functions = %d, want 0", n)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, ChangeLogConfig{})
+			if _, err := b.pool.Exec(t.Context(), `CREATE TABLE original (id int PRIMARY KEY)`); err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if err := Watch(t.Context(), b.pool, WatchConfig{Table: "original", Entity: "Thing"}); err != nil {
+				t.Fatalf("Watch: %v", err)
+			}
+			if _, err := b.pool.Exec(t.Context(), `ALTER TABLE original RENAME TO renamed`); err != nil {
+				t.Fatalf("rename: %v", err)
+			}
+			tc.action(t, b)
+		})
+	}
+}
+
+func captureFunctions(t *testing.T, b *testBundle) int {
+	t.Helper()
+	var n int
+	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_proc WHERE pronamespace = 'observer'::regnamespace AND proname LIKE 'capture%'`).Scan(&n); err != nil {
+		t.Fatalf("count capture functions: %v", err)
+	}
+	return n
 }
 
 func TestWatchLongNames(t *testing.T) {
@@ -198,9 +247,8 @@ func TestWatchLongNames(t *testing.T) {
 	if err := Unwatch(ctx, b.pool, cfg); err != nil {
 		t.Fatalf("Unwatch: %v", err)
 	}
-	var functions int
-	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_proc WHERE pronamespace = 'observer'::regnamespace AND proname LIKE 'capture%'`).Scan(&functions); err != nil || functions != 0 {
-		t.Fatalf("capture functions after Unwatch = %d, %v; want 0", functions, err)
+	if n := captureFunctions(t, b); n != 0 {
+		t.Fatalf("capture functions after Unwatch = %d, want 0", n)
 	}
 }
 
