@@ -1,0 +1,352 @@
+package application_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// waitTimeout is the generous correctness deadline of every poll.
+const waitTimeout = 10 * time.Second
+
+var errBoom = errors.New("boom")
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// clock is a settable time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// metrics records what the application measures.
+type metrics struct {
+	ports.NopMetrics
+
+	mu               sync.Mutex
+	events           map[string]int
+	retries          int
+	deadLettered     int
+	conditionSkipped int
+	checkpoints      []ports.Position
+}
+
+var _ ports.Metrics = (*metrics)(nil)
+
+func newMetrics() *metrics { return &metrics{events: map[string]int{}} }
+
+func (m *metrics) EventProcessed(outcome string) {
+	m.mu.Lock()
+	m.events[outcome]++
+	m.mu.Unlock()
+}
+
+func (m *metrics) RetryScheduled(domain.ActionType) {
+	m.mu.Lock()
+	m.retries++
+	m.mu.Unlock()
+}
+
+func (m *metrics) DeadLettered() {
+	m.mu.Lock()
+	m.deadLettered++
+	m.mu.Unlock()
+}
+
+func (m *metrics) ConditionSkipped() {
+	m.mu.Lock()
+	m.conditionSkipped++
+	m.mu.Unlock()
+}
+
+func (m *metrics) Checkpoint(_ string, pos ports.Position) {
+	m.mu.Lock()
+	m.checkpoints = append(m.checkpoints, pos)
+	m.mu.Unlock()
+}
+
+func (m *metrics) snapshot() (events map[string]int, retries, deadLettered, skipped int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	events = make(map[string]int, len(m.events))
+	for k, v := range m.events {
+		events[k] = v
+	}
+	return events, m.retries, m.deadLettered, m.conditionSkipped
+}
+
+// execCall is one recorded executor call.
+type execCall struct {
+	EventID  string
+	EntityID string
+	Observer string
+	Action   string
+}
+
+func (c execCall) String() string { return c.Observer + "/" + c.Action + "@" + c.EventID }
+
+// callLog records executor calls.
+type callLog struct {
+	mu    sync.Mutex
+	calls []execCall
+}
+
+func (l *callLog) add(c execCall) {
+	l.mu.Lock()
+	l.calls = append(l.calls, c)
+	l.mu.Unlock()
+}
+
+func (l *callLog) all() []execCall {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.calls)
+}
+
+func (l *callLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.calls)
+}
+
+// count reports the calls for one event.
+func (l *callLog) count(eventID string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.calls {
+		if c.EventID == eventID {
+			n++
+		}
+	}
+	return n
+}
+
+// recording returns an executor that records each call and then answers
+// with behave (nil behave succeeds).
+func recording(behave ports.ActionExecutorFunc) (ports.ActionExecutorFunc, *callLog) {
+	log := &callLog{}
+	return func(ctx context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) error {
+		log.add(execCall{EventID: ev.ID, EntityID: ev.EntityID, Observer: obs.Name, Action: act.Name})
+		if behave == nil {
+			return nil
+		}
+		return behave(ctx, ev, obs, act)
+	}, log
+}
+
+// deadLetterSink is a fake sink whose Add is a function field.
+type deadLetterSink struct {
+	AddFunc func(ctx context.Context, d ports.DeadLetter) (int64, error)
+}
+
+var _ ports.DeadLetterSink = (*deadLetterSink)(nil)
+
+func (s *deadLetterSink) Add(ctx context.Context, d ports.DeadLetter) (int64, error) {
+	return s.AddFunc(ctx, d)
+}
+
+// failingFirst returns a sink that fails the first n writes and passes
+// the others to next; calls counts every write.
+func failingFirst(n int, next ports.DeadLetterSink) (*deadLetterSink, *atomic.Int32) {
+	calls := &atomic.Int32{}
+	return &deadLetterSink{AddFunc: func(ctx context.Context, d ports.DeadLetter) (int64, error) {
+		if int(calls.Add(1)) <= n {
+			return 0, fmt.Errorf("dead letters: %w", ports.ErrUnavailable)
+		}
+		return next.Add(ctx, d)
+	}}, calls
+}
+
+// fixedRetry retries up to max attempts with a fixed delay.
+func fixedRetry(maxAttempts int, delay time.Duration) domain.RetryPolicy {
+	return domain.RetryPolicy{MaxAttempts: maxAttempts, InitialDelay: delay, MaxDelay: delay, Backoff: domain.BackoffFixed}
+}
+
+// observer builds an observer of entity for INSERT and UPDATE events with
+// one webhook-typed action per name.
+func observer(name, entity string, actions ...string) domain.Observer {
+	o := domain.Observer{
+		Name:      name,
+		Entity:    entity,
+		Events:    []domain.EventType{domain.EventInsert, domain.EventUpdate},
+		OnFailure: domain.FailureDLQ,
+		Retry:     fixedRetry(3, 10*time.Millisecond),
+	}
+	for _, a := range actions {
+		o.Actions = append(o.Actions, domain.Action{Name: a, Type: domain.ActionWebhook})
+	}
+	return o
+}
+
+func withCondition(t testing.TB, o domain.Observer, src string) domain.Observer {
+	t.Helper()
+	c, err := domain.CompileCondition(src)
+	if err != nil {
+		t.Fatalf("compile condition %q: %v", src, err)
+	}
+	o.Condition = c
+	return o
+}
+
+// event builds an INSERT event.
+func event(id, entityType, entityID string, data map[string]any) domain.Event {
+	if data == nil {
+		data = map[string]any{}
+	}
+	return domain.Event{
+		ID: id, EventType: domain.EventInsert, EntityType: entityType, EntityID: entityID,
+		Data: data, Timestamp: time.Date(2025, 3, 1, 11, 0, 0, 0, time.UTC),
+	}
+}
+
+func record(seq int64, ev domain.Event) ports.Record {
+	return ports.Record{Position: ports.Position{Seq: seq}, Event: ev}
+}
+
+// finishLog records the finish callbacks a Handler makes.
+type finishLog struct {
+	mu    sync.Mutex
+	order []string
+	count map[string]int
+}
+
+func newFinishLog() *finishLog { return &finishLog{count: map[string]int{}} }
+
+func (f *finishLog) finisher(id string) func() {
+	return func() {
+		f.mu.Lock()
+		f.order = append(f.order, id)
+		f.count[id]++
+		f.mu.Unlock()
+	}
+}
+
+func (f *finishLog) has(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.count[id] > 0
+}
+
+func (f *finishLog) times(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.count[id]
+}
+
+func (f *finishLog) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.order)
+}
+
+// recordingProc wraps a RunProcessor and records Finish and Abandon.
+type recordingProc struct {
+	application.RunProcessor
+
+	mu        sync.Mutex
+	finished  []string
+	abandoned []string
+}
+
+func (p *recordingProc) Finish(ctx context.Context, run *application.Run) {
+	p.mu.Lock()
+	p.finished = append(p.finished, run.Event().ID)
+	p.mu.Unlock()
+	p.RunProcessor.Finish(ctx, run)
+}
+
+func (p *recordingProc) Abandon(ctx context.Context, run *application.Run) {
+	p.mu.Lock()
+	p.abandoned = append(p.abandoned, run.Event().ID)
+	p.mu.Unlock()
+	p.RunProcessor.Abandon(ctx, run)
+}
+
+func (p *recordingProc) state() (finished, abandoned []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.finished), slices.Clone(p.abandoned)
+}
+
+// runInBackground starts run and returns a stop function that cancels its
+// context and returns run's error; the test fails when run does not
+// return in time. Cleanup stops it too.
+func runInBackground(t testing.TB, run func(ctx context.Context) error) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		t.Helper()
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(waitTimeout):
+				t.Errorf("run did not return within %v after cancel", waitTimeout)
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// newProcessor builds a processor with a discarding logger.
+func newProcessor(t testing.TB, obs []domain.Observer, exec ports.ActionExecutor, sink ports.DeadLetterSink, cfg application.ProcessorConfig) *application.Processor {
+	t.Helper()
+	cfg.Executor, cfg.DeadLetters = exec, sink
+	if cfg.Logger == nil {
+		cfg.Logger = discardLogger()
+	}
+	p, err := application.NewProcessor(domain.NewMatcher(obs), cfg)
+	if err != nil {
+		t.Fatalf("new processor: %v", err)
+	}
+	return p
+}
