@@ -42,10 +42,11 @@ type App struct {
 	dlqCount    func(context.Context) (int64, error)
 	lease       ports.Lease
 
-	processor *application.Processor
-	scheduler *application.Scheduler
-	reader    *application.Reader
-	holder    string
+	dispatcher *application.Dispatcher
+	processor  *application.Processor
+	scheduler  *application.Scheduler
+	reader     *application.Reader
+	holder     string
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -101,6 +102,10 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 
 	dispatcher, err := a.executors()
 	if err != nil {
+		return nil, err
+	}
+	a.dispatcher = dispatcher
+	if err := a.checkSupported(observers); err != nil {
 		return nil, err
 	}
 	a.processor, err = application.NewProcessor(domain.NewMatcher(observers), application.ProcessorConfig{
@@ -245,6 +250,28 @@ func Connect(ctx context.Context, db DatabaseConfig, logger *slog.Logger) (*post
 		return nil, &ConfigError{Key: "database.url", Msg: "cannot parse the connection string"}
 	}
 	return d, err
+}
+
+// checkSupported refuses observers whose actions have no executor in this
+// topology (a cache action without Redis, say) at load time rather than
+// dead-lettering every event at run time.
+func (a *App) checkSupported(obs []domain.Observer) error {
+	for _, o := range obs {
+		for i, act := range o.Actions {
+			if !a.dispatcher.Supports(act.Type) {
+				return &ConfigError{File: a.cfg.File, Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),
+					Msg: fmt.Sprintf("action type %s is not available in topology %s%s", act.Type, a.cfg.Topology, needs(act.Type))}
+			}
+		}
+	}
+	return nil
+}
+
+func needs(t domain.ActionType) string {
+	if t == domain.ActionCache {
+		return " without Redis (set redis.url)"
+	}
+	return ""
 }
 
 func (a *App) executors() (*application.Dispatcher, error) {

@@ -41,6 +41,7 @@ type Config struct {
 	Role          string            `koanf:"role"`
 	ObserversFile string            `koanf:"observers_file"`
 	Database      DatabaseConfig    `koanf:"database"`
+	Redis         RedisConfig       `koanf:"redis"`
 	Reader        ReaderConfig      `koanf:"reader"`
 	Performance   PerformanceConfig `koanf:"performance"`
 	HTTP          HTTPConfig        `koanf:"http"`
@@ -74,9 +75,34 @@ type ReaderConfig struct {
 	LeaseTTL           time.Duration `koanf:"lease_ttl"`
 }
 
-// PerformanceConfig tunes concurrency.
+// RedisConfig is the Redis connection (dedup, result cache, cache
+// invalidation). url takes redis:// or rediss://; for Sentinel set addrs
+// and master_name, for Cluster set addrs and cluster = true.
+type RedisConfig struct {
+	URL            string        `koanf:"url"`
+	Addrs          []string      `koanf:"addrs"`
+	MasterName     string        `koanf:"master_name"`
+	Cluster        bool          `koanf:"cluster"`
+	Username       string        `koanf:"username"`
+	PasswordEnv    string        `koanf:"password_env"`
+	PoolSize       int           `koanf:"pool_size"`
+	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+	CommandTimeout time.Duration `koanf:"command_timeout"`
+	KeyPrefix      string        `koanf:"key_prefix"`
+	DedupWindow    time.Duration `koanf:"dedup_window"`
+	DedupLease     time.Duration `koanf:"dedup_lease"`
+	CacheTTL       time.Duration `koanf:"cache_ttl"`
+}
+
+// Configured reports whether a Redis server is named.
+func (r RedisConfig) Configured() bool { return r.URL != "" || len(r.Addrs) > 0 }
+
+// PerformanceConfig turns dedup, caching and concurrency on and off.
 type PerformanceConfig struct {
-	MaxConcurrentActions int `koanf:"max_concurrent_actions"`
+	EnableDedup          bool `koanf:"enable_dedup"`
+	EnableCaching        bool `koanf:"enable_caching"`
+	EnableConcurrent     bool `koanf:"enable_concurrent"`
+	MaxConcurrentActions int  `koanf:"max_concurrent_actions"`
 }
 
 // HTTPConfig is the admin HTTP server.
@@ -141,6 +167,10 @@ type ActionConfig struct {
 	// log
 	Level           string `koanf:"level"`
 	MessageTemplate string `koanf:"message_template"`
+
+	// cache
+	KeyPattern string `koanf:"key_pattern"`
+	Action     string `koanf:"action"`
 }
 
 // Defaults returns the configuration used for every key the file and the
@@ -165,7 +195,14 @@ func Defaults() Config {
 			CheckpointInterval: time.Second,
 			LeaseTTL:           15 * time.Second,
 		},
-		Performance: PerformanceConfig{MaxConcurrentActions: 32},
+		Redis: RedisConfig{
+			ConnectTimeout: 2 * time.Second,
+			CommandTimeout: 500 * time.Millisecond,
+			DedupWindow:    time.Hour,
+			DedupLease:     30 * time.Second,
+			CacheTTL:       time.Hour,
+		},
+		Performance: PerformanceConfig{EnableConcurrent: true, MaxConcurrentActions: 32},
 		HTTP:        HTTPConfig{Listen: "127.0.0.1:9090", AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},
 	}
@@ -408,8 +445,18 @@ func (c *Config) Validate() error {
 		if c.Role != "all" {
 			return &ConfigError{Key: "role", Msg: fmt.Sprintf("%q is only meaningful in the NATS topologies; use \"all\"", c.Role)}
 		}
-	case TopologyPostgresRedis, TopologyNATSDistributed, TopologyMultiDatabase:
-		return &ConfigError{Key: "topology", Msg: fmt.Sprintf("%q is not available in this build yet (available: %s, %s)", c.Topology, TopologyPostgresOnly, TopologyMemory)}
+	case TopologyPostgresRedis:
+		if c.Role != "all" {
+			return &ConfigError{Key: "role", Msg: fmt.Sprintf("%q is only meaningful in the NATS topologies; use \"all\"", c.Role)}
+		}
+		if !c.Redis.Configured() {
+			return &ConfigError{Key: "redis.url", Msg: "topology postgres-redis needs Redis: set redis.url (or redis.addrs)"}
+		}
+	case TopologyNATSDistributed, TopologyMultiDatabase:
+		return &ConfigError{Key: "topology", Msg: fmt.Sprintf("%q is not available in this build yet (available: %s, %s, %s)", c.Topology, TopologyPostgresOnly, TopologyPostgresRedis, TopologyMemory)}
+	}
+	if err := c.validateRedis(); err != nil {
+		return err
 	}
 	if c.Topology != TopologyMemory {
 		if c.Database.URL == "" {
@@ -433,6 +480,11 @@ func (c *Config) Validate() error {
 		{"reader.checkpoint_interval", int64(c.Reader.CheckpointInterval)},
 		{"reader.lease_ttl", int64(c.Reader.LeaseTTL)},
 		{"performance.max_concurrent_actions", int64(c.Performance.MaxConcurrentActions)},
+		{"redis.connect_timeout", int64(c.Redis.ConnectTimeout)},
+		{"redis.command_timeout", int64(c.Redis.CommandTimeout)},
+		{"redis.dedup_window", int64(c.Redis.DedupWindow)},
+		{"redis.dedup_lease", int64(c.Redis.DedupLease)},
+		{"redis.cache_ttl", int64(c.Redis.CacheTTL)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -461,6 +513,42 @@ func (c *Config) Validate() error {
 		}
 	} else if c.Memory.EventsFile != "" {
 		return &ConfigError{Key: "memory.events_file", Msg: "only used by topology memory"}
+	}
+	return nil
+}
+
+// validateRedis checks the Redis keys and what depends on them.
+func (c *Config) validateRedis() error {
+	r := c.Redis
+	if r.URL != "" && len(r.Addrs) > 0 {
+		return &ConfigError{Key: "redis.url", Msg: "set redis.url or redis.addrs, not both"}
+	}
+	if r.URL != "" && !strings.HasPrefix(r.URL, "redis://") && !strings.HasPrefix(r.URL, "rediss://") && !strings.HasPrefix(r.URL, "unix://") {
+		return &ConfigError{Key: "redis.url", Msg: "must start with redis://, rediss:// or unix://"}
+	}
+	if r.MasterName != "" && len(r.Addrs) == 0 {
+		return &ConfigError{Key: "redis.master_name", Msg: "Sentinel needs redis.addrs"}
+	}
+	if r.Cluster && len(r.Addrs) == 0 {
+		return &ConfigError{Key: "redis.cluster", Msg: "Cluster needs redis.addrs"}
+	}
+	if r.Cluster && r.MasterName != "" {
+		return &ConfigError{Key: "redis.cluster", Msg: "choose Cluster (redis.cluster) or Sentinel (redis.master_name), not both"}
+	}
+	if len(r.Addrs) == 0 && (r.Username != "" || r.PasswordEnv != "") {
+		return &ConfigError{Key: "redis.username", Msg: "redis.username and redis.password_env apply to redis.addrs; put credentials in redis.url"}
+	}
+	if r.PoolSize < 0 {
+		return &ConfigError{Key: "redis.pool_size", Msg: "must not be negative"}
+	}
+	if r.Configured() || c.Topology == TopologyMemory || c.Topology == TopologyPostgresOnly {
+		return nil
+	}
+	switch {
+	case c.Performance.EnableDedup:
+		return &ConfigError{Key: "performance.enable_dedup", Msg: "needs Redis in topology " + c.Topology + ": set redis.url (or redis.addrs)"}
+	case c.Performance.EnableCaching:
+		return &ConfigError{Key: "performance.enable_caching", Msg: "needs Redis in topology " + c.Topology + ": set redis.url (or redis.addrs)"}
 	}
 	return nil
 }

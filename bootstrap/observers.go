@@ -17,6 +17,7 @@ import (
 var actionKeys = map[domain.ActionType][]string{
 	domain.ActionWebhook: {"url", "url_env", "method", "headers", "body_template", "timeout", "signing_secret", "signing_secret_env"},
 	domain.ActionLog:     {"level", "message_template"},
+	domain.ActionCache:   {"key_pattern", "action"},
 }
 
 // DefaultWebhookTimeout applies when a webhook action sets no timeout.
@@ -175,6 +176,22 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain
 			}
 		}
 		a.Log = l
+	case domain.ActionCache:
+		c := &domain.CacheAction{Operation: ac.Action}
+		if c.Operation == "" {
+			c.Operation = "invalidate"
+		}
+		if c.Operation != "invalidate" {
+			return a, fmt.Errorf("action: %q is not supported (only \"invalidate\")", ac.Action)
+		}
+		if ac.KeyPattern == "" {
+			return a, errors.New("key_pattern: required")
+		}
+		var err error
+		if c.KeyPattern, err = domain.CompileTemplate(ac.KeyPattern); err != nil {
+			return a, fmt.Errorf("key_pattern: %w", err)
+		}
+		a.Cache = c
 	}
 	return a, nil
 }

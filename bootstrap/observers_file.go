@@ -88,6 +88,9 @@ func LoadObservers(cfg Config, lookupEnv func(string) (string, bool)) ([]domain.
 // error the running observers stay.
 func (a *App) Reload() error {
 	obs, err := LoadObservers(a.cfg, a.env)
+	if err == nil {
+		err = a.checkSupported(obs)
+	}
 	if err != nil {
 		a.logger.Error("observer reload failed; keeping the running observers", slog.String("error", err.Error()))
 		return err

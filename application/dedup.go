@@ -1,0 +1,133 @@
+package application
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// DedupConfig tunes the dedup decorator.
+type DedupConfig struct {
+	// Window is how long a processed event stays marked done (default 1h).
+	Window time.Duration
+	// Lease is how long a claim lasts without renewal (default 30s). Each
+	// step renews it; a process that dies leaves the event claimable after
+	// the lease, never marked done.
+	Lease time.Duration
+	// Token identifies this process's claims (required).
+	Token   string
+	Logger  *slog.Logger
+	Metrics ports.Metrics
+	Now     func() time.Time
+}
+
+// Dedup is a RunProcessor decorator that processes each event once across
+// deliveries and processes: it claims the event before its first step,
+// marks it done after every action finished and releases the claim when
+// the run is abandoned. When the store is unreachable it fails open:
+// processing goes on, a warning is logged (rate-limited) and the
+// fail-open metric counts it.
+type Dedup struct {
+	next  RunProcessor
+	store ports.Deduplicator
+	cfg   DedupConfig
+	open  *failOpen
+}
+
+var _ RunProcessor = (*Dedup)(nil)
+
+const dedupStateKey = "dedup"
+
+type dedupState int
+
+const (
+	dedupUnclaimed dedupState = iota
+	dedupClaimed
+	dedupFailedOpen
+)
+
+// NewDedup wraps next.
+func NewDedup(next RunProcessor, store ports.Deduplicator, cfg DedupConfig) (*Dedup, error) {
+	if next == nil || store == nil || cfg.Logger == nil || cfg.Token == "" {
+		return nil, errors.New("dedup: processor, store, logger and token are required")
+	}
+	cfg.Window = cmp.Or(cfg.Window, time.Hour)
+	cfg.Lease = cmp.Or(cfg.Lease, 30*time.Second)
+	cfg.Metrics = cmp.Or[ports.Metrics](cfg.Metrics, ports.NopMetrics{})
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics)}, nil
+}
+
+func state(run *Run) dedupState {
+	s, _ := run.Values[dedupStateKey].(dedupState)
+	return s
+}
+
+func setState(run *Run, s dedupState) {
+	if run.Values == nil {
+		run.Values = map[string]any{}
+	}
+	run.Values[dedupStateKey] = s
+}
+
+// Start delegates; the claim is taken by the first Step.
+func (d *Dedup) Start(ctx context.Context, rec ports.Record) *Run { return d.next.Start(ctx, rec) }
+
+// Step claims (or renews the claim of) the event, then delegates. A done
+// event is skipped; a claim held elsewhere is retried after a short wait.
+func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
+	if run.Record.Err != nil || run.Skipped || state(run) == dedupFailedOpen {
+		return d.next.Step(ctx, run)
+	}
+	res, err := d.store.Claim(ctx, run.Record.Event.ID, d.cfg.Token, d.cfg.Lease)
+	switch {
+	case err != nil:
+		if ctx.Err() != nil {
+			return d.cfg.Now(), false
+		}
+		d.open.report(ctx, "claim", err)
+		setState(run, dedupFailedOpen)
+	case res == ports.ClaimDone:
+		run.Skipped = true
+		run.Summary.DuplicateSkipped = true
+		d.cfg.Metrics.DuplicateSkipped()
+		d.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "event already processed, skipped",
+			slog.String("event_id", run.Record.Event.ID))
+		return d.next.Step(ctx, run)
+	case res == ports.ClaimBusy:
+		// Another process is working on it (or died holding it): look again
+		// after a fraction of the lease.
+		return d.cfg.Now().Add(max(d.cfg.Lease/4, 100*time.Millisecond)), false
+	default:
+		setState(run, dedupClaimed)
+	}
+	return d.next.Step(ctx, run)
+}
+
+// Finish marks the event done (unless it was a skipped duplicate), then
+// delegates.
+func (d *Dedup) Finish(ctx context.Context, run *Run) {
+	if run.Record.Err == nil && !run.Skipped && state(run) != dedupUnclaimed {
+		if err := d.store.MarkDone(ctx, run.Record.Event.ID, d.cfg.Window); err != nil {
+			d.open.report(ctx, "mark done", err)
+		}
+	}
+	d.next.Finish(ctx, run)
+}
+
+// Abandon releases the claim so a redelivery can take the event at once,
+// then delegates.
+func (d *Dedup) Abandon(ctx context.Context, run *Run) {
+	if state(run) == dedupClaimed {
+		if err := d.store.Release(ctx, run.Record.Event.ID, d.cfg.Token); err != nil {
+			d.open.report(ctx, "release", err)
+		}
+	}
+	d.next.Abandon(ctx, run)
+}
