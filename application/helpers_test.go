@@ -311,30 +311,47 @@ func (p *recordingProc) state() (finished, abandoned []string) {
 	return slices.Clone(p.finished), slices.Clone(p.abandoned)
 }
 
-// runInBackground starts run and returns a stop function that cancels its
-// context and returns run's error; the test fails when run does not
-// return in time. Cleanup stops it too.
-func runInBackground(t testing.TB, run func(ctx context.Context) error) (stop func() error) {
+// background is a Run method started in a goroutine.
+type background struct {
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// runInBackground starts run with a context that Cancel or Stop ends;
+// cleanup stops it too.
+func runInBackground(t testing.TB, run func(ctx context.Context) error) *background {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		t.Helper()
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(waitTimeout):
-				t.Errorf("run did not return within %v after cancel", waitTimeout)
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
+	b := &background{cancel: cancel, done: make(chan error, 1)}
+	go func() { b.done <- run(ctx) }()
+	t.Cleanup(func() { b.Stop(t) })
+	return b
+}
+
+// Cancel ends run's context without waiting.
+func (b *background) Cancel() { b.cancel() }
+
+// Wait waits for run to return and returns its error; the test fails when
+// it does not return in time.
+func (b *background) Wait(t testing.TB) error {
+	t.Helper()
+	b.once.Do(func() {
+		select {
+		case b.err = <-b.done:
+		case <-time.After(waitTimeout):
+			t.Errorf("run did not return within %v", waitTimeout)
+		}
+	})
+	return b.err
+}
+
+// Stop cancels run and waits for it.
+func (b *background) Stop(t testing.TB) error {
+	t.Helper()
+	b.cancel()
+	return b.Wait(t)
 }
 
 // newProcessor builds a processor with a discarding logger.
