@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 )
@@ -63,17 +62,17 @@ type SlackAction struct {
 
 // EmailAction sends mail through the configured SMTP server.
 type EmailAction struct {
-	To              []string
-	ToTemplate      *Template
-	Subject         *Template
-	BodyTemplate    *Template
-	ReplyTo         string
+	To           []string
+	ToTemplate   *Template
+	Subject      *Template
+	BodyTemplate *Template
+	ReplyTo      string
 }
 
 // CacheAction invalidates Redis keys.
 type CacheAction struct {
 	KeyPattern *Template
-	Operation  string // "invalidate"
+	Operation  string // "invalidate" (empty means invalidate)
 }
 
 // DatabaseAction calls a PostgreSQL function.
@@ -98,7 +97,7 @@ func (a Action) Validate() error {
 			return fmt.Errorf("webhook url must start with http:// or https://")
 		}
 		switch a.Webhook.Method {
-		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodGet, http.MethodDelete:
+		case "POST", "PUT", "PATCH", "GET", "DELETE":
 		default:
 			return fmt.Errorf("webhook method %q is not one of POST, PUT, PATCH, GET, DELETE", a.Webhook.Method)
 		}
@@ -125,6 +124,9 @@ func (a Action) Validate() error {
 	case ActionCache:
 		if a.Cache == nil || a.Cache.KeyPattern.IsZero() {
 			return fmt.Errorf("cache action needs key_pattern")
+		}
+		if a.Cache.Operation != "" && a.Cache.Operation != "invalidate" {
+			return fmt.Errorf("cache action %q is not supported (only invalidate)", a.Cache.Operation)
 		}
 	case ActionDatabase:
 		if a.Database == nil || a.Database.FunctionName == "" {

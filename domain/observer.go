@@ -40,7 +40,7 @@ func (o *Observer) Validate() error {
 	}
 	for _, e := range o.Events {
 		if _, err := ParseEventType(string(e)); err != nil {
-			return fmt.Errorf("observer %q: events: %w", o.Name, err)
+			return fmt.Errorf("observer %q: events: %q is not one of INSERT, UPDATE, DELETE, CUSTOM", o.Name, e)
 		}
 	}
 	switch o.OnFailure {
@@ -67,8 +67,15 @@ func (o *Observer) Validate() error {
 	return nil
 }
 
-// Handles reports whether the observer listens to events of type t.
-func (o *Observer) Handles(t EventType) bool { return slices.Contains(o.Events, t) }
+// Handles reports whether the observer listens to events of type t. Events
+// are compared as ParseEventType reads them, so "update" in a configuration
+// (which Validate accepts) handles UPDATE.
+func (o *Observer) Handles(t EventType) bool {
+	return slices.ContainsFunc(o.Events, func(e EventType) bool {
+		n, err := ParseEventType(string(e))
+		return err == nil && n == t
+	})
+}
 
 // ValidateObservers validates each observer and that names are unique.
 func ValidateObservers(obs []Observer) error {

@@ -73,7 +73,7 @@ func (p RetryPolicy) Delay(attempt int, jitter float64) time.Duration {
 		}
 	default:
 		d = p.InitialDelay
-		for i := 1; i < attempt && d < p.MaxDelay; i++ {
+		for i := 1; i < attempt && d > 0 && d < p.MaxDelay; i++ {
 			d *= 2
 		}
 		if d > p.MaxDelay || d < 0 {
