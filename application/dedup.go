@@ -131,3 +131,8 @@ func (d *Dedup) Abandon(ctx context.Context, run *Run) {
 	}
 	d.next.Abandon(ctx, run)
 }
+
+// GiveUp delegates; Finish marks the event done afterwards.
+func (d *Dedup) GiveUp(ctx context.Context, run *Run, reason string) bool {
+	return d.next.GiveUp(ctx, run, reason)
+}

@@ -30,6 +30,11 @@ type RunProcessor interface {
 	Finish(ctx context.Context, run *Run)
 	// Abandon is called when the run will not be finished by this process.
 	Abandon(ctx context.Context, run *Run)
+	// GiveUp finishes every unfinished action as failed for good (parked
+	// per on_failure) because the event will not be delivered again; it
+	// reports whether the run is now done (false when a dead-letter write
+	// failed; call again).
+	GiveUp(ctx context.Context, run *Run, reason string) bool
 }
 
 // Run is the processing state of one event.
@@ -75,6 +80,8 @@ type task struct {
 	// lastErr is set when the last attempt failed for good but parking it
 	// in the dead-letter queue has not succeeded yet.
 	lastErr error
+	// failure is the error of the latest failed attempt.
+	failure error
 }
 
 // ProcessorConfig holds the processor's dependencies and tuning.
@@ -213,6 +220,7 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 		}
 		t.finished = true
 	case !domain.IsPermanent(err) && t.obs.Retry.ShouldRetry(attempt):
+		t.failure = err
 		delay := max(t.obs.Retry.Delay(attempt, p.cfg.Jitter()), domain.RetryAfter(err))
 		t.due = p.cfg.Now().Add(delay)
 		detail.Outcome = domain.OutcomeRetrying
@@ -347,6 +355,38 @@ func (p *Processor) anyFinalFailure(run *Run) bool {
 		}
 	}
 	return false
+}
+
+// GiveUp parks every unfinished action of run with reason and the last
+// error it saw.
+func (p *Processor) GiveUp(ctx context.Context, run *Run, reason string) bool {
+	if run.invalid {
+		_, done := p.parkInvalid(ctx, run)
+		return done
+	}
+	for _, t := range run.tasks {
+		if t.finished {
+			continue
+		}
+		cause := t.lastErr
+		if cause == nil {
+			cause = errors.New(reason)
+			if t.failure != nil {
+				cause = fmt.Errorf("%s; last error: %w", reason, t.failure)
+			}
+		}
+		p.finishFailed(ctx, run, t, cause)
+		if t.finished {
+			outcome := domain.OutcomeDeadLettered
+			if t.obs.OnFailure == domain.FailureLog {
+				outcome = domain.OutcomeFailedLogged
+			}
+			run.Summary.Add(domain.ActionDetail{Observer: t.obs.Name, Action: t.act.Name, ActionType: t.act.Type,
+				Attempt: t.attempts, Outcome: outcome, Error: cause.Error()})
+		}
+	}
+	_, done := p.next(run)
+	return done
 }
 
 // Abandon does nothing for the base processor: an unfinished event is read

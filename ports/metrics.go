@@ -34,6 +34,8 @@ type Metrics interface {
 	// FailOpen counts an operation that went on without its backing
 	// service (component "dedup" or "cache").
 	FailOpen(component string)
+	// Published counts an event the broker stored (or found a duplicate).
+	Published(duplicate bool)
 }
 
 // NopMetrics discards measurements (for tools such as debug-event that run
@@ -50,3 +52,4 @@ func (NopMetrics) InFlight(int)                                                 
 func (NopMetrics) DuplicateSkipped()                                                     {}
 func (NopMetrics) CacheResult(bool)                                                      {}
 func (NopMetrics) FailOpen(string)                                                       {}
+func (NopMetrics) Published(bool)                                                        {}

@@ -36,6 +36,7 @@ type Metrics struct {
 	cacheHits            prom.Counter
 	cacheMisses          prom.Counter
 	failOpen             *prom.CounterVec
+	published            *prom.CounterVec
 }
 
 var _ ports.Metrics = (*Metrics)(nil)
@@ -77,7 +78,9 @@ func New() *Metrics {
 		failOpen: prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: "fail_open_total",
 			Help: "Operations that went on without their backing service (Redis down), by component."}, []string{"component"}),
 	}
-	m.reg.MustRegister(m.dedupSkipped, m.cacheHits, m.cacheMisses, m.failOpen)
+	m.published = prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: "bridge_published_total",
+		Help: "Events the bridge published and the broker acknowledged, by result (stored, duplicate)."}, []string{"result"})
+	m.reg.MustRegister(m.dedupSkipped, m.cacheHits, m.cacheMisses, m.failOpen, m.published)
 	m.reg.MustRegister(m.eventsProcessed, m.actionsExecuted, m.actionDuration, m.retries, m.deadLettered,
 		m.conditionsSkipped, m.checkpointTxID, m.checkpointSeq, m.inFlight, m.backlog, m.dlqItems, m.oldestTransactionAge,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -128,3 +131,12 @@ func (m *Metrics) SetDLQItems(n int64) { m.dlqItems.Set(float64(n)) }
 // SetOldestTransactionAge records how long the oldest open transaction has
 // been running.
 func (m *Metrics) SetOldestTransactionAge(d time.Duration) { m.oldestTransactionAge.Set(d.Seconds()) }
+
+// Published counts a publication the broker acknowledged.
+func (m *Metrics) Published(duplicate bool) {
+	if duplicate {
+		m.published.WithLabelValues("duplicate").Inc()
+	} else {
+		m.published.WithLabelValues("stored").Inc()
+	}
+}

@@ -1,0 +1,136 @@
+package application
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// BridgeConfig tunes the Bridge.
+type BridgeConfig struct {
+	// RetryDelay is the wait before republishing after a failed
+	// publication (default 1s); the broker's duplicate window makes a
+	// republish safe.
+	RetryDelay time.Duration
+	// DrainTimeout bounds how long Run waits at shutdown for outstanding
+	// acknowledgements (default 30s).
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+	Metrics      ports.Metrics
+}
+
+// Bridge is the Handler that moves change-log events to the bus: each
+// event is published with its id as the message id, and is finished (so
+// the reader's checkpoint can pass it) only after the broker acknowledged
+// it. Invalid rows are dead-lettered here, since workers never see them.
+type Bridge struct {
+	pub  ports.EventPublisher
+	dlq  ports.DeadLetterSink
+	cfg  BridgeConfig
+	ctx  context.Context // publications outlive Handle calls
+	stop context.CancelFunc
+
+	outstanding sync.WaitGroup
+	published   atomic.Int64
+	duplicates  atomic.Int64
+}
+
+var _ Handler = (*Bridge)(nil)
+
+// NewBridge builds a bridge publishing with pub.
+func NewBridge(pub ports.EventPublisher, dlq ports.DeadLetterSink, cfg BridgeConfig) (*Bridge, error) {
+	if pub == nil || dlq == nil || cfg.Logger == nil {
+		return nil, errors.New("bridge: publisher, dead letters and logger are required")
+	}
+	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, time.Second)
+	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, 30*time.Second)
+	cfg.Metrics = cmp.Or[ports.Metrics](cfg.Metrics, ports.NopMetrics{})
+	ctx, stop := context.WithCancel(context.Background())
+	return &Bridge{pub: pub, dlq: dlq, cfg: cfg, ctx: ctx, stop: stop}, nil
+}
+
+// Counts returns how many events were stored by the broker and how many
+// of those it reported as duplicates.
+func (b *Bridge) Counts() (published, duplicates int64) {
+	return b.published.Load(), b.duplicates.Load()
+}
+
+// Handle publishes rec (blocking while the publisher's bound of
+// unacknowledged messages is reached: back-pressure on the reader).
+func (b *Bridge) Handle(rec ports.Record, finish func()) {
+	b.outstanding.Add(1)
+	if rec.Err != nil {
+		go b.parkInvalid(rec, finish)
+		return
+	}
+	b.publish(rec, finish)
+}
+
+func (b *Bridge) publish(rec ports.Record, finish func()) {
+	ev := rec.Event
+	err := b.pub.Publish(b.ctx, ev, func(res ports.PublishResult) {
+		if res.Err != nil {
+			b.retry(rec, finish, res.Err)
+			return
+		}
+		b.published.Add(1)
+		if res.Duplicate {
+			b.duplicates.Add(1)
+		}
+		b.cfg.Metrics.Published(res.Duplicate)
+		finish()
+		b.outstanding.Done()
+	})
+	if err != nil {
+		b.retry(rec, finish, err)
+	}
+}
+
+func (b *Bridge) retry(rec ports.Record, finish func(), cause error) {
+	if b.ctx.Err() != nil {
+		b.outstanding.Done() // shutting down: the reader re-reads it after restart
+		return
+	}
+	b.cfg.Logger.Warn("publish failed, retrying", slog.String("event_id", rec.Event.ID),
+		slog.String("error", cause.Error()), slog.Duration("retry_in", b.cfg.RetryDelay))
+	time.AfterFunc(b.cfg.RetryDelay, func() { b.publish(rec, finish) })
+}
+
+func (b *Bridge) parkInvalid(rec ports.Record, finish func()) {
+	defer b.outstanding.Done()
+	for {
+		_, err := b.dlq.Add(b.ctx, ports.DeadLetter{Event: rec.Event, Error: rec.Err.Error(), Attempts: 1, Raw: rec.Raw})
+		if err == nil {
+			b.cfg.Metrics.DeadLettered()
+			b.cfg.Logger.Error("invalid input dead-lettered", slog.String("event_id", rec.Event.ID),
+				slog.String("position", rec.Position.String()), slog.String("error", rec.Err.Error()))
+			finish()
+			return
+		}
+		b.cfg.Logger.Error("dead-letter write for invalid input failed, will retry", slog.String("error", err.Error()))
+		if !sleep(b.ctx, b.cfg.RetryDelay) {
+			return
+		}
+	}
+}
+
+// Run waits for ctx to end, then for outstanding acknowledgements (up to
+// DrainTimeout), then stops retries.
+func (b *Bridge) Run(ctx context.Context) error {
+	<-ctx.Done()
+	drained := make(chan struct{})
+	go func() { b.outstanding.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(b.cfg.DrainTimeout):
+		b.cfg.Logger.Warn("bridge shutdown: acknowledgements still outstanding; those events are re-published after restart")
+	}
+	b.stop()
+	return nil
+}

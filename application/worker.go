@@ -1,0 +1,151 @@
+package application
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// WorkerConfig tunes the Worker.
+type WorkerConfig struct {
+	// Concurrency is how many messages are processed at once (default 32).
+	Concurrency int
+	// InProgressInterval is how often a long-running message tells the
+	// broker it is still being worked on (default 10s; keep it well under
+	// the consumer's ack wait).
+	InProgressInterval time.Duration
+	// RetryDelay is the wait before retrying a failed dead-letter write
+	// (default 1s).
+	RetryDelay time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Worker processes events delivered by the bus. A message is acked only
+// after its event is finished (every action succeeded or was parked); a
+// transient failure naks it with the delay the observer's retry policy
+// asks for; on the broker's last delivery the unfinished actions are
+// dead-lettered and the message acked, so nothing is left stuck. A body
+// that is not an event is dead-lettered with its raw bytes and terminated.
+type Worker struct {
+	consumer ports.EventConsumer
+	proc     RunProcessor
+	dlq      ports.DeadLetterSink
+	cfg      WorkerConfig
+}
+
+// NewWorker builds a worker.
+func NewWorker(consumer ports.EventConsumer, proc RunProcessor, dlq ports.DeadLetterSink, cfg WorkerConfig) (*Worker, error) {
+	if consumer == nil || proc == nil || dlq == nil || cfg.Logger == nil {
+		return nil, errors.New("worker: consumer, processor, dead letters and logger are required")
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
+	cfg.InProgressInterval = cmp.Or(cfg.InProgressInterval, 10*time.Second)
+	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Worker{consumer: consumer, proc: proc, dlq: dlq, cfg: cfg}, nil
+}
+
+// Run consumes until ctx ends. Messages in progress at shutdown finish
+// their current step (bounded by the actions' timeouts); unfinished ones
+// are naked for immediate redelivery elsewhere.
+func (w *Worker) Run(ctx context.Context) error {
+	w.cfg.Logger.Info("worker started", slog.Int("concurrency", w.cfg.Concurrency))
+	// Handlers get a context that survives shutdown so the step in progress
+	// can finish and its message can be acked or naked.
+	work := context.WithoutCancel(ctx)
+	err := w.consumer.Consume(ctx, w.cfg.Concurrency, func(_ context.Context, d ports.Delivery) {
+		w.handle(ctx, work, d)
+	})
+	w.cfg.Logger.Info("worker stopped")
+	return err
+}
+
+func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
+	ev, err := domain.DecodeEvent(d.Data())
+	if err != nil {
+		w.parkUndecodable(work, d, err)
+		return
+	}
+	run := w.proc.Start(work, ports.Record{Event: ev})
+	run.Attempt = d.Attempt()
+
+	stopBeat := w.heartbeat(work, d)
+	next, done := w.proc.Step(work, run)
+	if !done && d.LastAttempt() && ctx.Err() == nil {
+		for !w.proc.GiveUp(work, run, "delivery limit reached (consumer max_deliver)") {
+			time.Sleep(w.cfg.RetryDelay) // the dead-letter store is down: keep the message in progress
+		}
+		done = true
+	}
+	stopBeat()
+
+	log := w.cfg.Logger.With(slog.String("event_id", ev.ID), slog.Int("delivery", d.Attempt()))
+	switch {
+	case done:
+		w.proc.Finish(work, run)
+		if err := d.Ack(work); err != nil {
+			// The broker redelivers it; dedup and the result cache keep the
+			// actions from repeating.
+			log.Warn("ack failed", slog.String("error", err.Error()))
+		}
+	case ctx.Err() != nil:
+		w.proc.Abandon(work, run)
+		if err := d.Nak(work, 0); err != nil {
+			log.Warn("nak at shutdown failed; the broker redelivers after the ack wait", slog.String("error", err.Error()))
+		}
+	default:
+		w.proc.Abandon(work, run)
+		delay := max(next.Sub(w.cfg.Now()), 0)
+		if err := d.Nak(work, delay); err != nil {
+			log.Warn("nak failed; the broker redelivers after the ack wait", slog.String("error", err.Error()))
+		}
+	}
+}
+
+// heartbeat tells the broker the message is in progress until stopped.
+func (w *Worker) heartbeat(ctx context.Context, d ports.Delivery) func() {
+	stop := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(w.cfg.InProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if err := d.InProgress(ctx); err != nil {
+					w.cfg.Logger.Warn("in-progress signal failed", slog.String("error", err.Error()))
+				}
+			}
+		}
+	}()
+	return func() { close(stop); <-stopped }
+}
+
+func (w *Worker) parkUndecodable(ctx context.Context, d ports.Delivery, cause error) {
+	stopBeat := w.heartbeat(ctx, d)
+	defer stopBeat()
+	raw := append([]byte(nil), d.Data()...)
+	for {
+		_, err := w.dlq.Add(ctx, ports.DeadLetter{Error: cause.Error(), Attempts: d.Attempt(), Raw: raw})
+		if err == nil {
+			break
+		}
+		w.cfg.Logger.Error("dead-letter write for an undecodable message failed, will retry", slog.String("error", err.Error()))
+		time.Sleep(w.cfg.RetryDelay)
+	}
+	w.cfg.Logger.Error("undecodable message dead-lettered and terminated", slog.String("error", cause.Error()))
+	if err := d.Term(ctx); err != nil {
+		w.cfg.Logger.Warn("term failed", slog.String("error", err.Error()))
+	}
+}
