@@ -1,0 +1,577 @@
+package application_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/memory"
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// handlerSpy wraps a Handler and records what the reader hands it.
+type handlerSpy struct {
+	next application.Handler
+
+	mu       sync.Mutex
+	handled  []ports.Position
+	finished map[ports.Position]int
+	inFlight int
+	peak     int
+}
+
+var _ application.Handler = (*handlerSpy)(nil)
+
+func (h *handlerSpy) Handle(rec ports.Record, finish func()) {
+	h.mu.Lock()
+	h.handled = append(h.handled, rec.Position)
+	h.inFlight++
+	h.peak = max(h.peak, h.inFlight)
+	h.mu.Unlock()
+	h.next.Handle(rec, func() {
+		h.mu.Lock()
+		h.inFlight--
+		h.finished[rec.Position]++
+		h.mu.Unlock()
+		finish()
+	})
+}
+
+func (h *handlerSpy) Run(ctx context.Context) error { return h.next.Run(ctx) }
+
+func (h *handlerSpy) handledPositions() []ports.Position {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.handled)
+}
+
+func (h *handlerSpy) finishedAll(seqs ...int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range seqs {
+		if h.finished[ports.Position{Seq: s}] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *handlerSpy) finishCounts() map[ports.Position]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[ports.Position]int, len(h.finished))
+	for k, v := range h.finished {
+		out[k] = v
+	}
+	return out
+}
+
+func (h *handlerSpy) peakInFlight() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.peak
+}
+
+// eventSource is a fake source whose methods are function fields.
+type eventSource struct {
+	ReadFunc func(ctx context.Context, after ports.Position, limit int) (ports.Batch, error)
+	WaitFunc func(ctx context.Context) error
+}
+
+var _ ports.EventSource = (*eventSource)(nil)
+
+func (s *eventSource) Read(ctx context.Context, after ports.Position, limit int) (ports.Batch, error) {
+	return s.ReadFunc(ctx, after, limit)
+}
+
+func (s *eventSource) Wait(ctx context.Context) error { return s.WaitFunc(ctx) }
+
+// checkpointStore is a fake store whose methods are function fields.
+type checkpointStore struct {
+	LoadFunc func(ctx context.Context, name string) (ports.Position, bool, error)
+	SaveFunc func(ctx context.Context, name string, pos ports.Position) error
+}
+
+var _ ports.CheckpointStore = (*checkpointStore)(nil)
+
+func (s *checkpointStore) Load(ctx context.Context, name string) (ports.Position, bool, error) {
+	return s.LoadFunc(ctx, name)
+}
+
+func (s *checkpointStore) Save(ctx context.Context, name string, pos ports.Position) error {
+	return s.SaveFunc(ctx, name, pos)
+}
+
+type pipeline struct {
+	reader  *application.Reader
+	spy     *handlerSpy
+	dlq     *memory.DeadLetters
+	metrics *metrics
+}
+
+type pipelineSetup struct {
+	source      ports.EventSource
+	checkpoints ports.CheckpointStore
+	exec        ports.ActionExecutor
+	retry       domain.RetryPolicy // zero: fixedRetry(3, 2ms)
+	grace       time.Duration      // scheduler shutdown grace (zero: its default)
+	reader      application.ReaderConfig
+}
+
+// newPipeline builds reader → scheduler → processor with one observer of
+// every entity. Reader timings default to a few milliseconds.
+func newPipeline(t testing.TB, s pipelineSetup) *pipeline {
+	t.Helper()
+	p := &pipeline{dlq: memory.NewDeadLetters(nil), metrics: newMetrics()}
+	obs := observer("obs", "*", "act")
+	obs.Retry = fixedRetry(3, 2*time.Millisecond)
+	if s.retry != (domain.RetryPolicy{}) {
+		obs.Retry = s.retry
+	}
+	proc := newProcessor(t, []domain.Observer{obs}, s.exec, p.dlq, application.ProcessorConfig{})
+	sched, err := application.NewScheduler(proc, application.SchedulerConfig{Logger: discardLogger(), ShutdownGrace: s.grace})
+	if err != nil {
+		t.Fatalf("new scheduler: %v", err)
+	}
+	p.spy = &handlerSpy{next: sched, finished: map[ports.Position]int{}}
+	cfg := s.reader
+	cfg.Logger = discardLogger()
+	cfg.Metrics = p.metrics
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 5 * time.Millisecond
+	}
+	if cfg.RetryMin == 0 {
+		cfg.RetryMin, cfg.RetryMax = time.Millisecond, 5*time.Millisecond
+	}
+	p.reader, err = application.NewReader(s.source, s.checkpoints, p.spy, cfg)
+	if err != nil {
+		t.Fatalf("new reader: %v", err)
+	}
+	return p
+}
+
+func newMemorySource(t testing.TB) *memory.Source {
+	t.Helper()
+	src, err := memory.NewSource(nil, memory.SourceConfig{PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("new source: %v", err)
+	}
+	return src
+}
+
+// appendEvents appends one event per entity name (IDs "<entity>-<n>",
+// counting per entity) and returns the event IDs by position.
+func appendEvents(t testing.TB, src *memory.Source, entities ...string) []string {
+	t.Helper()
+	counts := map[string]int{}
+	var ids []string
+	for _, e := range entities {
+		ev := seqEvent(e, counts[e])
+		counts[e]++
+		if _, err := src.Append(t.Context(), ev); err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		ids = append(ids, ev.ID)
+	}
+	return ids
+}
+
+func savedAt(t testing.TB, cps ports.CheckpointStore, want int64) func() bool {
+	return func() bool {
+		pos, ok, err := cps.Load(t.Context(), "default")
+		return err == nil && ok && pos == ports.Position{Seq: want}
+	}
+}
+
+func loadCheckpoint(t testing.TB, cps ports.CheckpointStore) ports.Position {
+	t.Helper()
+	pos, _, err := cps.Load(t.Context(), "default")
+	if err != nil {
+		t.Fatalf("load checkpoint: %v", err)
+	}
+	return pos
+}
+
+func positions(seqs ...int64) []ports.Position {
+	var out []ports.Position
+	for _, s := range seqs {
+		out = append(out, ports.Position{Seq: s})
+	}
+	return out
+}
+
+func seqRange(from, to int64) []int64 {
+	var out []int64
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestReaderDeliversEveryEvent(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []int{1, 4, 500} {
+		t.Run(fmt.Sprint("batch ", batch), func(t *testing.T) {
+			t.Parallel()
+			src, cps := newMemorySource(t), memory.NewCheckpoints()
+			exec, calls := recording(nil)
+			p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec, reader: application.ReaderConfig{BatchSize: batch}})
+			var entities []string
+			for i := range 30 {
+				entities = append(entities, fmt.Sprint("ent", i%5))
+			}
+			ids := appendEvents(t, src, entities...)
+			run := runInBackground(t, p.reader.Run)
+			eventually(t, "checkpoint at 30", savedAt(t, cps, 30))
+
+			// Events appended while the reader waits are delivered too.
+			ids = append(ids, appendEvents(t, src, "late0", "late1", "late0")...)
+			eventually(t, "checkpoint at 33", savedAt(t, cps, 33))
+			if st := p.reader.Status(); !st.Running || st.Saved != (ports.Position{Seq: 33}) || st.ReadAt != (ports.Position{Seq: 33}) || st.LastReadAt.IsZero() {
+				t.Errorf("Status() = %+v, want running, saved and read at 33", st)
+			}
+			if err := run.Stop(t); err != nil {
+				t.Fatalf("Run = %v, want nil", err)
+			}
+			if p.reader.Status().Running {
+				t.Errorf("Status().Running after Run returned")
+			}
+
+			if got, want := p.spy.handledPositions(), positions(seqRange(1, 33)...); !slices.Equal(got, want) {
+				t.Errorf("handled %v, want %v", got, want)
+			}
+			for _, id := range ids {
+				if n := calls.count(id); n != 1 {
+					t.Errorf("event %s executed %d times, want 1", id, n)
+				}
+			}
+			for pos, n := range p.spy.finishCounts() {
+				if n != 1 {
+					t.Errorf("record %v finished %d times, want 1", pos, n)
+				}
+			}
+			p.metrics.mu.Lock()
+			last := p.metrics.checkpoints[len(p.metrics.checkpoints)-1]
+			p.metrics.mu.Unlock()
+			if last != (ports.Position{Seq: 33}) {
+				t.Errorf("last checkpoint metric %v, want 33", last)
+			}
+		})
+	}
+}
+
+func TestReaderCheckpointWaitsForUnfinishedEvent(t *testing.T) {
+	t.Parallel()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	var released atomic.Bool
+	exec, calls := recording(func(_ context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		if ev.ID == "X-0" && !released.Load() {
+			return domain.Transient(errBoom, 0)
+		}
+		return nil
+	})
+	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec, retry: fixedRetry(1_000_000, 2*time.Millisecond)})
+	// positions:          1    2    3    4    5    6    7
+	appendEvents(t, src, "A", "B", "X", "C", "D", "X", "E")
+	runInBackground(t, p.reader.Run)
+
+	eventually(t, "the other entities finished and X-0 retried", func() bool {
+		return p.spy.finishedAll(1, 2, 4, 5, 7) && calls.count("X-0") >= 3
+	})
+	eventually(t, "checkpoint at 2", savedAt(t, cps, 2))
+	time.Sleep(30 * time.Millisecond) // several checkpoint intervals
+	if got := loadCheckpoint(t, cps); got != (ports.Position{Seq: 2}) {
+		t.Fatalf("checkpoint %v passed the unfinished event at 3", got)
+	}
+	if calls.count("X-1") != 0 {
+		t.Fatalf("X-1 ran before X-0 finished")
+	}
+
+	released.Store(true)
+	eventually(t, "checkpoint at 7", savedAt(t, cps, 7))
+	if !p.spy.finishedAll(3, 6) || calls.count("X-1") != 1 {
+		t.Errorf("X events not finished after the checkpoint passed them")
+	}
+}
+
+func TestReaderRestartRedeliversAfterCheckpoint(t *testing.T) {
+	t.Parallel()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	// positions:          1    2    3    4    5
+	appendEvents(t, src, "A", "B", "X", "X", "C")
+
+	// First run: X-0 never completes, so stay unfinished.
+	exec1, calls1 := recording(func(ctx context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		if ev.EntityID == "X" {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	first := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec1, grace: 20 * time.Millisecond})
+	run1 := runInBackground(t, first.reader.Run)
+	eventually(t, "A, B and C finished", func() bool { return first.spy.finishedAll(1, 2, 5) && calls1.count("X-0") == 1 })
+	if err := run1.Stop(t); err != nil {
+		t.Fatalf("first Run = %v", err)
+	}
+	if got := loadCheckpoint(t, cps); got != (ports.Position{Seq: 2}) {
+		t.Fatalf("checkpoint after the first run = %v, want 2 (X-0 at 3 unfinished)", got)
+	}
+
+	// Second run: everything after the checkpoint comes again, nothing
+	// before it.
+	exec2, calls2 := recording(nil)
+	second := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec2})
+	run2 := runInBackground(t, second.reader.Run)
+	eventually(t, "checkpoint at 5", savedAt(t, cps, 5))
+	if err := run2.Stop(t); err != nil {
+		t.Fatalf("second Run = %v", err)
+	}
+	if got, want := second.spy.handledPositions(), positions(3, 4, 5); !slices.Equal(got, want) {
+		t.Errorf("second run handled %v, want %v", got, want)
+	}
+	var got []string
+	for _, c := range calls2.all() {
+		got = append(got, c.EventID)
+	}
+	if want := []string{"X-0", "X-1", "C-0"}; !sameElements(got, want) {
+		t.Errorf("second run executed %v, want %v", got, want)
+	}
+}
+
+func sameElements(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+func TestReaderMaxInFlight(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name        string
+		maxInFlight int
+		sameEntity  bool
+	}{
+		{name: "different entities", maxInFlight: 4},
+		{name: "one entity", maxInFlight: 3, sameEntity: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src, cps := newMemorySource(t), memory.NewCheckpoints()
+			release := make(chan struct{})
+			exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+				select {
+				case <-release:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+			p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec,
+				reader: application.ReaderConfig{MaxInFlight: tt.maxInFlight, BatchSize: 10}})
+			var entities []string
+			for i := range 20 {
+				if tt.sameEntity {
+					entities = append(entities, "one")
+				} else {
+					entities = append(entities, fmt.Sprint("ent", i))
+				}
+			}
+			appendEvents(t, src, entities...)
+			runInBackground(t, p.reader.Run)
+
+			eventually(t, "the bound reached", func() bool { return len(p.spy.handledPositions()) == tt.maxInFlight })
+			time.Sleep(30 * time.Millisecond) // room for a wrong extra read
+			if got := len(p.spy.handledPositions()); got != tt.maxInFlight {
+				t.Fatalf("%d records handed to the handler while all were blocked, want %d", got, tt.maxInFlight)
+			}
+			close(release)
+			eventually(t, "checkpoint at 20", savedAt(t, cps, 20))
+			if got := p.spy.peakInFlight(); got != tt.maxInFlight {
+				t.Errorf("at most %d records in flight, want %d", got, tt.maxInFlight)
+			}
+		})
+	}
+}
+
+// failFirst counts calls and reports whether this one is among the first n.
+func failFirst(n int) func() bool {
+	var calls atomic.Int32
+	return func() bool { return int(calls.Add(1)) <= n }
+}
+
+func TestReaderRetriesStoreErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                            string
+		failReads, failLoads, failSaves int
+	}{
+		{name: "source reads fail", failReads: 3},
+		{name: "checkpoint loads fail", failLoads: 3},
+		{name: "checkpoint saves fail", failSaves: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			mem, memCps := newMemorySource(t), memory.NewCheckpoints()
+			readFails, loadFails, saveFails := failFirst(tt.failReads), failFirst(tt.failLoads), failFirst(tt.failSaves)
+			var failed atomic.Int32
+			src := &eventSource{
+				ReadFunc: func(ctx context.Context, after ports.Position, limit int) (ports.Batch, error) {
+					if readFails() {
+						failed.Add(1)
+						return ports.Batch{}, fmt.Errorf("read: %w", ports.ErrUnavailable)
+					}
+					return mem.Read(ctx, after, limit)
+				},
+				WaitFunc: mem.Wait,
+			}
+			cps := &checkpointStore{
+				LoadFunc: func(ctx context.Context, name string) (ports.Position, bool, error) {
+					if loadFails() {
+						failed.Add(1)
+						return ports.Position{}, false, fmt.Errorf("load: %w", ports.ErrUnavailable)
+					}
+					return memCps.Load(ctx, name)
+				},
+				SaveFunc: func(ctx context.Context, name string, pos ports.Position) error {
+					if saveFails() {
+						failed.Add(1)
+						return fmt.Errorf("save: %w", ports.ErrUnavailable)
+					}
+					return memCps.Save(ctx, name, pos)
+				},
+			}
+			exec, calls := recording(nil)
+			p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec})
+			ids := appendEvents(t, mem, "A", "B", "A", "C", "B", "A")
+			runInBackground(t, p.reader.Run)
+			eventually(t, "checkpoint at 6", savedAt(t, memCps, 6))
+			if got, want := int(failed.Load()), tt.failReads+tt.failLoads+tt.failSaves; got != want {
+				t.Errorf("%d injected failures happened, want %d", got, want)
+			}
+			for _, id := range ids {
+				if calls.count(id) != 1 {
+					t.Errorf("event %s executed %d times, want 1", id, calls.count(id))
+				}
+			}
+		})
+	}
+}
+
+// scriptedSource serves entries 1..len(script): 'E' is an event, 'S' an
+// entry the source examines but skips (a NOOP row).
+func scriptedSource(script string) *eventSource {
+	return &eventSource{
+		ReadFunc: func(_ context.Context, after ports.Position, limit int) (ports.Batch, error) {
+			b := ports.Batch{End: after}
+			for seq := after.Seq + 1; seq <= int64(len(script)) && seq <= after.Seq+int64(limit); seq++ {
+				b.End = ports.Position{Seq: seq}
+				if script[seq-1] == 'E' {
+					b.Records = append(b.Records, record(seq, seqEvent(fmt.Sprint("ent", seq), 0)))
+				}
+			}
+			return b, nil
+		},
+		WaitFunc: func(ctx context.Context) error {
+			sleepCtx(ctx, 2*time.Millisecond)
+			return ctx.Err()
+		},
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func TestReaderSkippedEntriesAdvanceCheckpoint(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		script      string
+		batch       int
+		wantHandled []int64
+	}{
+		{name: "skips after the last record of a batch", script: "ESSESS", batch: 2, wantHandled: []int64{1, 4}},
+		{name: "skips only", script: "SSSSS", batch: 2},
+		{name: "skips before a record", script: "SSE", batch: 10, wantHandled: []int64{3}},
+		{name: "skips in one large batch", script: "ESESSS", batch: 100, wantHandled: []int64{1, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cps := memory.NewCheckpoints()
+			exec, _ := recording(nil)
+			p := newPipeline(t, pipelineSetup{source: scriptedSource(tt.script), checkpoints: cps, exec: exec,
+				reader: application.ReaderConfig{BatchSize: tt.batch}})
+			runInBackground(t, p.reader.Run)
+			eventually(t, "checkpoint at the last entry", savedAt(t, cps, int64(len(tt.script))))
+			if got, want := p.spy.handledPositions(), positions(tt.wantHandled...); !slices.Equal(got, want) {
+				t.Errorf("handled %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestReaderShutdownSavesFinalCheckpoint(t *testing.T) {
+	t.Parallel()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	exec, _ := recording(nil)
+	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec,
+		reader: application.ReaderConfig{CheckpointInterval: time.Hour}})
+	appendEvents(t, src, "A", "B", "A", "C")
+	run := runInBackground(t, p.reader.Run)
+	eventually(t, "every event finished", func() bool { return p.spy.finishedAll(1, 2, 3, 4) })
+	if _, ok, _ := cps.Load(t.Context(), "default"); ok {
+		t.Fatalf("checkpoint saved before the interval passed")
+	}
+	if err := run.Stop(t); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	if got := loadCheckpoint(t, cps); got != (ports.Position{Seq: 4}) {
+		t.Errorf("checkpoint after shutdown = %v, want 4", got)
+	}
+}
+
+func TestNewReaderValidates(t *testing.T) {
+	t.Parallel()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	handler := &handlerSpy{}
+	tests := []struct {
+		name    string
+		source  ports.EventSource
+		cps     ports.CheckpointStore
+		handler application.Handler
+		cfg     application.ReaderConfig
+		ok      bool
+	}{
+		{name: "defaults", source: src, cps: cps, handler: handler, cfg: application.ReaderConfig{Logger: discardLogger()}, ok: true},
+		{name: "no source", cps: cps, handler: handler, cfg: application.ReaderConfig{Logger: discardLogger()}},
+		{name: "no checkpoints", source: src, handler: handler, cfg: application.ReaderConfig{Logger: discardLogger()}},
+		{name: "no handler", source: src, cps: cps, cfg: application.ReaderConfig{Logger: discardLogger()}},
+		{name: "no logger", source: src, cps: cps, handler: handler},
+		{name: "negative batch", source: src, cps: cps, handler: handler, cfg: application.ReaderConfig{Logger: discardLogger(), BatchSize: -1}},
+		{name: "negative max in flight", source: src, cps: cps, handler: handler, cfg: application.ReaderConfig{Logger: discardLogger(), MaxInFlight: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := application.NewReader(tt.source, tt.cps, tt.handler, tt.cfg)
+			if (err == nil) != tt.ok || (r != nil) != tt.ok {
+				t.Errorf("NewReader = %v, %v; want ok=%v", r, err, tt.ok)
+			}
+		})
+	}
+}
