@@ -5,9 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-		"testing"
+	"testing"
 	"time"
-
 )
 
 // A transaction that commits late must not be skipped: while it is open,
@@ -378,4 +377,3 @@ func TestGracefulShutdownLosesNothing(t *testing.T) {
 		}
 	}
 }
-
