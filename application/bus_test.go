@@ -1,0 +1,222 @@
+package application_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/memory"
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// fakePublisher acknowledges publications asynchronously; the first
+// failFirst publications fail.
+type fakePublisher struct {
+	mu        sync.Mutex
+	stored    map[string]int // event id -> times stored or seen
+	order     []string
+	failFirst atomic.Int32
+}
+
+func (p *fakePublisher) Publish(_ context.Context, ev domain.Event, done func(ports.PublishResult)) error {
+	go func() {
+		if p.failFirst.Add(-1) >= 0 {
+			done(ports.PublishResult{Err: errors.New("ack timeout")})
+			return
+		}
+		p.mu.Lock()
+		p.stored[ev.ID]++
+		dup := p.stored[ev.ID] > 1
+		if !dup {
+			p.order = append(p.order, ev.ID)
+		}
+		p.mu.Unlock()
+		done(ports.PublishResult{Duplicate: dup})
+	}()
+	return nil
+}
+
+func TestBridgeFinishesOnlyAfterAck(t *testing.T) {
+	t.Parallel()
+	src, err := memory.NewSource(nil, memory.SourceConfig{PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for i := range 50 {
+		if _, err := src.Append(ctx, domain.Event{EventType: domain.EventInsert, EntityType: "Order", EntityID: string(rune('a' + i%5)), Data: map[string]any{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.AppendRaw(ctx, []byte(`{"not":"an event"}`)); err != nil {
+		t.Fatal(err)
+	}
+	pub := &fakePublisher{stored: map[string]int{}}
+	pub.failFirst.Store(3) // three failed acks are republished
+	dlq := memory.NewDeadLetters(nil)
+	bridge, err := application.NewBridge(pub, dlq, application.BridgeConfig{RetryDelay: 5 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps := memory.NewCheckpoints()
+	reader, err := application.NewReader(src, cps, bridge, application.ReaderConfig{Name: "bridge", CheckpointInterval: 10 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- reader.Run(rctx) }()
+	eventually(t, "every event published and the checkpoint at the end", func() bool {
+		pos, _, _ := cps.Load(ctx, "bridge")
+		return pos.Seq == 51
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.stored) != 50 {
+		t.Errorf("stored %d distinct events, want 50", len(pub.stored))
+	}
+	if n, _ := dlq.Count(ctx); n != 1 {
+		t.Errorf("dead letters = %d, want the invalid entry", n)
+	}
+	published, _ := bridge.Counts()
+	if published != 50 {
+		t.Errorf("bridge counted %d publications, want 50", published)
+	}
+}
+
+// fakeDelivery records how the worker ended a message.
+type fakeDelivery struct {
+	data       []byte
+	attempt    int
+	last       bool
+	mu         sync.Mutex
+	outcome    string
+	nakDelay   time.Duration
+	inProgress atomic.Int32
+}
+
+func (d *fakeDelivery) Data() []byte      { return d.data }
+func (d *fakeDelivery) Attempt() int      { return d.attempt }
+func (d *fakeDelivery) LastAttempt() bool { return d.last }
+func (d *fakeDelivery) end(o string, delay time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.outcome != "" {
+		return errors.New("message ended twice")
+	}
+	d.outcome, d.nakDelay = o, delay
+	return nil
+}
+func (d *fakeDelivery) Ack(context.Context) error                    { return d.end("ack", 0) }
+func (d *fakeDelivery) Nak(_ context.Context, t time.Duration) error { return d.end("nak", t) }
+func (d *fakeDelivery) Term(context.Context) error                   { return d.end("term", 0) }
+func (d *fakeDelivery) InProgress(context.Context) error             { d.inProgress.Add(1); return nil }
+
+// fakeConsumer hands a fixed list of deliveries to the handler.
+type fakeConsumer struct{ deliveries []*fakeDelivery }
+
+func (c *fakeConsumer) Consume(ctx context.Context, _ int, handle func(context.Context, ports.Delivery)) error {
+	for _, d := range c.deliveries {
+		handle(ctx, d)
+	}
+	return nil
+}
+
+func TestWorkerAcksNaksAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	ev := func(id string) []byte {
+		b, err := domain.Event{ID: id, EventType: domain.EventInsert, EntityType: "Order", EntityID: id, Data: map[string]any{}}.Envelope()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var slowCalls atomic.Int32
+	exec := ports.ActionExecutorFunc(func(_ context.Context, e *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		switch e.ID {
+		case "flaky", "hopeless":
+			return domain.Transient(errors.New("503"), 0)
+		case "rejected":
+			return domain.Permanent(errors.New("400"))
+		case "slow":
+			slowCalls.Add(1)
+			time.Sleep(120 * time.Millisecond)
+		}
+		return nil
+	})
+	obs := []domain.Observer{{
+		Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
+		Retry:   domain.RetryPolicy{MaxAttempts: 5, InitialDelay: time.Second, MaxDelay: time.Second, Backoff: domain.BackoffFixed},
+		Actions: []domain.Action{{Name: "hook", Type: domain.ActionWebhook}},
+	}}
+	dlq := memory.NewDeadLetters(nil)
+	proc, err := application.NewProcessor(domain.NewMatcher(obs), application.ProcessorConfig{Executor: exec, DeadLetters: dlq, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := &fakeDelivery{data: ev("ok"), attempt: 1}
+	flaky := &fakeDelivery{data: ev("flaky"), attempt: 2}
+	rejected := &fakeDelivery{data: ev("rejected"), attempt: 1}
+	hopeless := &fakeDelivery{data: ev("hopeless"), attempt: 3, last: true}
+	finalAttempt := &fakeDelivery{data: ev("flaky"), attempt: 5}
+	garbage := &fakeDelivery{data: []byte("{not json"), attempt: 1}
+	slow := &fakeDelivery{data: ev("slow"), attempt: 1}
+	consumer := &fakeConsumer{deliveries: []*fakeDelivery{ok, flaky, rejected, hopeless, finalAttempt, garbage, slow}}
+	w, err := application.NewWorker(consumer, proc, dlq, application.WorkerConfig{InProgressInterval: 30 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name string
+		d    *fakeDelivery
+		want string
+	}{
+		{"success acks", ok, "ack"},
+		{"transient naks", flaky, "nak"},
+		{"permanent is dead-lettered and acked", rejected, "ack"},
+		{"last delivery dead-letters and acks", hopeless, "ack"},
+		{"last attempt of the retry policy dead-letters and acks", finalAttempt, "ack"},
+		{"garbage is dead-lettered and terminated", garbage, "term"},
+		{"slow acks", slow, "ack"},
+	}
+	for _, c := range checks {
+		if c.d.outcome != c.want {
+			t.Errorf("%s: outcome %q, want %q", c.name, c.d.outcome, c.want)
+		}
+	}
+	if flaky.nakDelay < 900*time.Millisecond || flaky.nakDelay > time.Second {
+		t.Errorf("nak delay %s, want the policy's 1s", flaky.nakDelay)
+	}
+	if slow.inProgress.Load() == 0 {
+		t.Error("a slow action sent no in-progress signal")
+	}
+	items, err := dlq.List(t.Context(), ports.DeadLetterFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byEvent := map[string]ports.DeadLetter{}
+	for _, it := range items {
+		byEvent[it.Event.ID] = it
+	}
+	if len(items) != 4 {
+		t.Fatalf("dead letters = %d (%v), want rejected, hopeless, flaky's last attempt and the garbage", len(items), byEvent)
+	}
+	if d := byEvent["hopeless"]; d.Action != "hook" || d.Attempts != 3 {
+		t.Errorf("hopeless dead letter = %+v", d)
+	}
+	if d := byEvent[""]; string(d.Raw) != "{not json" {
+		t.Errorf("garbage dead letter raw = %q", d.Raw)
+	}
+}

@@ -1,0 +1,294 @@
+package application_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// fakeDedup is an in-test Deduplicator whose failures are injectable.
+type fakeDedup struct {
+	mu      sync.Mutex
+	holders map[string]string // event id -> token, or "done"
+	fail    atomic.Bool
+	calls   atomic.Int32
+}
+
+var _ ports.Deduplicator = (*fakeDedup)(nil)
+
+var errRedisDown = errors.New("redis down")
+
+func newFakeDedup() *fakeDedup { return &fakeDedup{holders: map[string]string{}} }
+
+func (f *fakeDedup) Claim(_ context.Context, id, token string, _ time.Duration) (ports.ClaimResult, error) {
+	f.calls.Add(1)
+	if f.fail.Load() {
+		return 0, errRedisDown
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch v := f.holders[id]; v {
+	case "", token:
+		f.holders[id] = token
+		return ports.ClaimAcquired, nil
+	case "done":
+		return ports.ClaimDone, nil
+	default:
+		return ports.ClaimBusy, nil
+	}
+}
+
+func (f *fakeDedup) MarkDone(_ context.Context, id string, _ time.Duration) error {
+	if f.fail.Load() {
+		return errRedisDown
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holders[id] = "done"
+	return nil
+}
+
+func (f *fakeDedup) Release(_ context.Context, id, token string) error {
+	if f.fail.Load() {
+		return errRedisDown
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.holders[id] == token {
+		delete(f.holders, id)
+	}
+	return nil
+}
+
+func (f *fakeDedup) state(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.holders[id]
+}
+
+type fakeCache struct {
+	mu   sync.Mutex
+	keys map[string]bool
+	fail atomic.Bool
+}
+
+func (c *fakeCache) Get(_ context.Context, key string) (bool, error) {
+	if c.fail.Load() {
+		return false, errRedisDown
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keys[key], nil
+}
+
+func (c *fakeCache) Put(_ context.Context, key string, _ time.Duration) error {
+	if c.fail.Load() {
+		return errRedisDown
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keys[key] = true
+	return nil
+}
+
+// countingMetrics counts what the decorators report.
+type countingMetrics struct {
+	ports.NopMetrics
+	duplicates, hits, misses, failOpen atomic.Int32
+}
+
+func (m *countingMetrics) DuplicateSkipped()  { m.duplicates.Add(1) }
+func (m *countingMetrics) FailOpen(string)    { m.failOpen.Add(1) }
+func (m *countingMetrics) CacheResult(h bool) {
+	if h {
+		m.hits.Add(1)
+	} else {
+		m.misses.Add(1)
+	}
+}
+
+type decoratorBundle struct {
+	dedup   *fakeDedup
+	cache   *fakeCache
+	metrics *countingMetrics
+	calls   map[string]*atomic.Int32 // action name -> executions
+	failB   atomic.Int32             // how many times action b fails before succeeding
+	proc    application.RunProcessor
+}
+
+// setupDecorators stacks Dedup(Processor(CachingExecutor(executor))) over
+// one observer with two actions, a and b.
+func setupDecorators(t *testing.T) *decoratorBundle {
+	t.Helper()
+	b := &decoratorBundle{
+		dedup:   newFakeDedup(),
+		cache:   &fakeCache{keys: map[string]bool{}},
+		metrics: &countingMetrics{},
+		calls:   map[string]*atomic.Int32{"a": {}, "b": {}},
+	}
+	exec := ports.ActionExecutorFunc(func(_ context.Context, _ *domain.Event, _ *domain.Observer, act *domain.Action) error {
+		b.calls[act.Name].Add(1)
+		if act.Name == "b" && b.failB.Load() > 0 {
+			b.failB.Add(-1)
+			return domain.Transient(errors.New("503"), 0)
+		}
+		return nil
+	})
+	logger := discardLogger()
+	cached, err := application.NewCachingExecutor(exec, b.cache, application.CacheConfig{Logger: logger, Metrics: b.metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := []domain.Observer{{
+		Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
+		Retry: domain.RetryPolicy{MaxAttempts: 5, InitialDelay: time.Millisecond, MaxDelay: time.Millisecond, Backoff: domain.BackoffFixed},
+		Actions: []domain.Action{
+			{Name: "a", Type: domain.ActionLog, Log: &domain.LogAction{Level: "info"}},
+			{Name: "b", Type: domain.ActionLog, Log: &domain.LogAction{Level: "info"}},
+		},
+	}}
+	proc, err := application.NewProcessor(domain.NewMatcher(obs), application.ProcessorConfig{
+		Executor: cached, DeadLetters: &deadLetterSink{}, Logger: logger, Metrics: b.metrics,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.proc, err = application.NewDedup(proc, b.dedup, application.DedupConfig{Token: "me", Logger: logger, Metrics: b.metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func decoratorRecord(id string) ports.Record {
+	return ports.Record{Event: domain.Event{ID: id, EventType: domain.EventInsert, EntityType: "Order", EntityID: "o-" + id, Data: map[string]any{}}}
+}
+
+// runToEnd drives a run like the scheduler does, stepping until done.
+func runToEnd(t *testing.T, p application.RunProcessor, rec ports.Record) *application.Run {
+	t.Helper()
+	ctx := t.Context()
+	run := p.Start(ctx, rec)
+	for range 100 {
+		next, done := p.Step(ctx, run)
+		if done {
+			p.Finish(ctx, run)
+			return run
+		}
+		time.Sleep(max(time.Until(next), 0))
+	}
+	t.Fatal("run did not finish in 100 steps")
+	return nil
+}
+
+func TestDedupRunsActionsOncePerEvent(t *testing.T) {
+	t.Parallel()
+	b := setupDecorators(t)
+	first := runToEnd(t, b.proc, decoratorRecord("e1"))
+	second := runToEnd(t, b.proc, decoratorRecord("e1")) // delivered again
+	if got := b.calls["a"].Load() + b.calls["b"].Load(); got != 2 {
+		t.Fatalf("actions ran %d times over two deliveries, want 2", got)
+	}
+	if first.Summary.DuplicateSkipped || !second.Summary.DuplicateSkipped {
+		t.Errorf("DuplicateSkipped first=%v second=%v", first.Summary.DuplicateSkipped, second.Summary.DuplicateSkipped)
+	}
+	if b.metrics.duplicates.Load() != 1 {
+		t.Errorf("duplicate metric = %d", b.metrics.duplicates.Load())
+	}
+	if b.dedup.state("e1") != "done" {
+		t.Errorf("event not marked done: %q", b.dedup.state("e1"))
+	}
+}
+
+func TestDedupBusyClaimWaitsAndAbandonReleases(t *testing.T) {
+	t.Parallel()
+	b := setupDecorators(t)
+	ctx := t.Context()
+	// Another process holds the claim: no action runs, a later step is due.
+	if _, err := b.dedup.Claim(ctx, "e2", "other", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	run := b.proc.Start(ctx, decoratorRecord("e2"))
+	next, done := b.proc.Step(ctx, run)
+	if done || next.IsZero() || b.calls["a"].Load() != 0 {
+		t.Fatalf("busy claim: done=%v next=%v calls=%d", done, next, b.calls["a"].Load())
+	}
+	// The other holder releases; this process claims, and when abandoned
+	// releases its own claim, never marking the event done.
+	if err := b.dedup.Release(ctx, "e2", "other"); err != nil {
+		t.Fatal(err)
+	}
+	b.failB.Store(100)
+	if _, done := b.proc.Step(ctx, run); done {
+		t.Fatal("done although b keeps failing")
+	}
+	if b.dedup.state("e2") != "me" {
+		t.Fatalf("claim holder = %q, want me", b.dedup.state("e2"))
+	}
+	b.proc.Abandon(ctx, run)
+	if s := b.dedup.state("e2"); s != "" {
+		t.Fatalf("after abandon the claim is %q, want released", s)
+	}
+}
+
+func TestCacheSkipsActionsThatAlreadySucceeded(t *testing.T) {
+	t.Parallel()
+	b := setupDecorators(t)
+	ctx := t.Context()
+	// First delivery: a succeeds, b fails; the run is abandoned (a crash or
+	// a NATS nak) before b's retry.
+	b.failB.Store(1)
+	run := b.proc.Start(ctx, decoratorRecord("e3"))
+	if _, done := b.proc.Step(ctx, run); done {
+		t.Fatal("done although b failed")
+	}
+	b.proc.Abandon(ctx, run)
+	// Redelivery: a is served from the cache, b runs and succeeds.
+	again := runToEnd(t, b.proc, decoratorRecord("e3"))
+	if a := b.calls["a"].Load(); a != 1 {
+		t.Errorf("action a ran %d times, want 1", a)
+	}
+	if bb := b.calls["b"].Load(); bb != 2 {
+		t.Errorf("action b ran %d times, want 2", bb)
+	}
+	if again.Summary.CacheHits != 1 || again.Summary.CacheMisses != 1 {
+		t.Errorf("summary hits=%d misses=%d, want 1 and 1", again.Summary.CacheHits, again.Summary.CacheMisses)
+	}
+	if b.metrics.hits.Load() != 1 || b.metrics.misses.Load() != 3 {
+		t.Errorf("metrics hits=%d misses=%d, want 1 and 3", b.metrics.hits.Load(), b.metrics.misses.Load())
+	}
+	b.cache.mu.Lock()
+	defer b.cache.mu.Unlock()
+	if len(b.cache.keys) != 2 {
+		t.Errorf("cache holds %d results, want the 2 successes", len(b.cache.keys))
+	}
+}
+
+func TestDecoratorsFailOpen(t *testing.T) {
+	t.Parallel()
+	b := setupDecorators(t)
+	b.dedup.fail.Store(true)
+	b.cache.fail.Store(true)
+	run := runToEnd(t, b.proc, decoratorRecord("e4"))
+	if run.Summary.SuccessfulActions != 2 || b.calls["a"].Load() != 1 || b.calls["b"].Load() != 1 {
+		t.Fatalf("with Redis down the actions must still run: %+v", run.Summary)
+	}
+	if b.metrics.failOpen.Load() < 3 {
+		t.Errorf("fail-open metric = %d, want at least claim + cache get/put", b.metrics.failOpen.Load())
+	}
+	// Redis back: dedup resumes.
+	b.dedup.fail.Store(false)
+	b.cache.fail.Store(false)
+	runToEnd(t, b.proc, decoratorRecord("e5"))
+	dup := runToEnd(t, b.proc, decoratorRecord("e5"))
+	if !dup.Summary.DuplicateSkipped {
+		t.Error("dedup did not resume after Redis came back")
+	}
+}
