@@ -242,12 +242,18 @@ type testBundle struct {
 // setup creates a fresh, migrated database for the test.
 func setup(t testing.TB) *testBundle {
 	t.Helper()
-	b := &testBundle{dbURL: testenv.NewDatabase(t), logs: &logBuffer{}}
-	b.logger = slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg := b.config()
-	if err := bootstrap.Migrate(t.Context(), cfg, b.logger); err != nil {
+	b := newBundle(t)
+	if err := bootstrap.Migrate(t.Context(), b.config(), b.logger); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
+	return b
+}
+
+// newBundle creates a fresh, empty database for the test.
+func newBundle(t testing.TB) *testBundle {
+	t.Helper()
+	b := &testBundle{dbURL: testenv.NewDatabase(t), logs: &logBuffer{}}
+	b.logger = slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	pcfg, err := pgxpool.ParseConfig(b.dbURL)
 	if err != nil {
 		t.Fatalf("parse database url: %v", err)
