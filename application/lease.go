@@ -22,7 +22,8 @@ type LeaseConfig struct {
 // that of several replicas exactly one works at a time and another takes
 // over when it dies. When renewal fails or the lease is lost, fn's context
 // is cancelled and, after fn returns, the lease is sought again. Returns
-// when ctx ends (after releasing the lease) or when fn returns an error.
+// nil when ctx ends (after releasing the lease), or fn's error when fn
+// fails (fn returning its context's cancellation is not a failure).
 func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn func(ctx context.Context) error) error {
 	if lease == nil || cfg.Logger == nil || cfg.Name == "" || cfg.Holder == "" {
 		return errors.New("lease: lease, logger, name and holder are required")
@@ -64,12 +65,19 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 }
 
 // runHolding runs fn and renews the lease until fn returns or the lease is
-// lost.
+// lost. fn returning the cancellation of its context (ctx ended or the
+// lease was lost) is a clean stop, not an error.
 func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *slog.Logger, fn func(context.Context) error) error {
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- fn(fctx) }()
+	go func() {
+		err := fn(fctx)
+		if fctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		done <- err
+	}()
 	ticker := time.NewTicker(cfg.TTL / 3)
 	defer ticker.Stop()
 	lastRenew := time.Now()

@@ -1,0 +1,230 @@
+package application_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/memory"
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// lease is a fake ports.Lease whose methods are function fields.
+type lease struct {
+	AcquireFunc func(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseFunc func(ctx context.Context, name, holder string) error
+}
+
+var _ ports.Lease = (*lease)(nil)
+
+func (l *lease) Acquire(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	return l.AcquireFunc(ctx, name, holder, ttl)
+}
+
+func (l *lease) Release(ctx context.Context, name, holder string) error {
+	return l.ReleaseFunc(ctx, name, holder)
+}
+
+func leaseConfig(holder string, ttl time.Duration) application.LeaseConfig {
+	return application.LeaseConfig{Name: "reader:default", Holder: holder, TTL: ttl, Logger: discardLogger()}
+}
+
+func TestRunWithLeaseOneHolderAtATime(t *testing.T) {
+	t.Parallel()
+	mem := memory.NewLease(nil)
+	var mu sync.Mutex
+	refused := map[string]int{} // Acquire calls answered held=false, per holder
+	shared := &lease{
+		AcquireFunc: func(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+			held, err := mem.Acquire(ctx, name, holder, ttl)
+			if err == nil && !held {
+				mu.Lock()
+				refused[holder]++
+				mu.Unlock()
+			}
+			return held, err
+		},
+		ReleaseFunc: mem.Release,
+	}
+	var active, peak atomic.Int32
+	var startedA, startedB atomic.Int32
+	work := func(started *atomic.Int32) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			n := active.Add(1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			started.Add(1)
+			<-ctx.Done()
+			active.Add(-1)
+			return nil
+		}
+	}
+	// The TTL is long against scheduling stalls: the holder renews every
+	// TTL/3, the standby retries as often.
+	const ttl = 600 * time.Millisecond
+	a := runInBackground(t, func(ctx context.Context) error {
+		return application.RunWithLease(ctx, shared, leaseConfig("a", ttl), work(&startedA))
+	})
+	eventually(t, "a working", func() bool { return startedA.Load() == 1 })
+	b := runInBackground(t, func(ctx context.Context) error {
+		return application.RunWithLease(ctx, shared, leaseConfig("b", ttl), work(&startedB))
+	})
+	eventually(t, "b refused twice", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return refused["b"] >= 2
+	})
+	if startedB.Load() != 0 {
+		t.Fatalf("b works while a holds the lease")
+	}
+	if err := a.Stop(t); err != nil {
+		t.Fatalf("RunWithLease(a) = %v after its context ended, want nil", err)
+	}
+	eventually(t, "b takes over", func() bool { return startedB.Load() == 1 })
+	if err := b.Stop(t); err != nil {
+		t.Fatalf("RunWithLease(b) = %v, want nil", err)
+	}
+	if got := peak.Load(); got != 1 {
+		t.Errorf("%d holders worked at the same time, want 1", got)
+	}
+	if startedA.Load() != 1 {
+		t.Errorf("a worked %d times, want 1", startedA.Load())
+	}
+	// Both released: a third holder gets the lease at once.
+	if held, err := mem.Acquire(t.Context(), "reader:default", "c", time.Minute); err != nil || !held {
+		t.Errorf("Acquire after both stopped = %v, %v; want the lease free", held, err)
+	}
+}
+
+func TestRunWithLeaseStopsWorkWhenLeaseIsLost(t *testing.T) {
+	t.Parallel()
+	errLeaseStore := fmt.Errorf("lease: %w", ports.ErrUnavailable)
+	tests := []struct {
+		name string
+		// renew answers the renewals (Acquire calls after the first).
+		renew func(n int) (bool, error)
+		// fnErr is what fn returns once its context ends.
+		fnErr func(ctx context.Context) error
+	}{
+		{
+			name:  "another replica took the lease",
+			renew: func(n int) (bool, error) { return n < 2, nil },
+			fnErr: func(context.Context) error { return nil },
+		},
+		{
+			name:  "renewal keeps failing",
+			renew: func(int) (bool, error) { return false, errLeaseStore },
+			fnErr: func(context.Context) error { return nil },
+		},
+		{
+			name:  "fn returns its context's error",
+			renew: func(n int) (bool, error) { return n < 2, nil },
+			fnErr: func(ctx context.Context) error { return ctx.Err() },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var acquires, releases atomic.Int32
+			fake := &lease{
+				AcquireFunc: func(ctx context.Context, _, holder string, _ time.Duration) (bool, error) {
+					n := int(acquires.Add(1))
+					if n == 1 {
+						return true, nil
+					}
+					if holder != "me" {
+						return false, errors.New("wrong holder")
+					}
+					return tt.renew(n - 1)
+				},
+				ReleaseFunc: func(_ context.Context, name, holder string) error {
+					if name == "reader:default" && holder == "me" {
+						releases.Add(1)
+					}
+					return nil
+				},
+			}
+			var starts atomic.Int32
+			stopped := make(chan bool, 1) // whether the parent context was still alive
+			parent, cancelParent := context.WithCancel(t.Context())
+			defer cancelParent()
+			run := runInBackground(t, func(ctx context.Context) error {
+				context.AfterFunc(ctx, cancelParent)
+				return application.RunWithLease(parent, fake, leaseConfig("me", 30*time.Millisecond), func(ctx context.Context) error {
+					starts.Add(1)
+					<-ctx.Done()
+					stopped <- parent.Err() == nil
+					return tt.fnErr(ctx)
+				})
+			})
+			select {
+			case alive := <-stopped:
+				if !alive {
+					t.Fatalf("fn's context ended only with the parent's")
+				}
+			case <-time.After(waitTimeout):
+				t.Fatalf("fn's context not cancelled after the lease was lost")
+			}
+			eventually(t, "the lease released and sought again", func() bool {
+				return releases.Load() >= 1 && acquires.Load() >= 8
+			})
+			if err := run.Stop(t); err != nil {
+				t.Errorf("RunWithLease = %v after its context ended, want nil", err)
+			}
+			if starts.Load() != 1 {
+				t.Errorf("fn started %d times, want 1 (the lease was never regained)", starts.Load())
+			}
+		})
+	}
+}
+
+func TestRunWithLeaseReturnsFnError(t *testing.T) {
+	t.Parallel()
+	var released atomic.Bool
+	mem := memory.NewLease(nil)
+	l := &lease{
+		AcquireFunc: mem.Acquire,
+		ReleaseFunc: func(ctx context.Context, name, holder string) error {
+			released.Store(true)
+			return mem.Release(ctx, name, holder)
+		},
+	}
+	err := application.RunWithLease(t.Context(), l, leaseConfig("me", time.Minute), func(context.Context) error {
+		return fmt.Errorf("work: %w", errBoom)
+	})
+	if !errors.Is(err, errBoom) {
+		t.Fatalf("RunWithLease = %v, want fn's error", err)
+	}
+	if !released.Load() {
+		t.Errorf("lease not released after fn failed")
+	}
+}
+
+func TestRunWithLeaseRequiresConfig(t *testing.T) {
+	t.Parallel()
+	mem := memory.NewLease(nil)
+	fn := func(context.Context) error { t.Error("fn ran"); return nil }
+	tests := []struct {
+		name  string
+		lease ports.Lease
+		cfg   application.LeaseConfig
+	}{
+		{name: "no lease", cfg: leaseConfig("me", time.Second)},
+		{name: "no logger", lease: mem, cfg: application.LeaseConfig{Name: "n", Holder: "me"}},
+		{name: "no name", lease: mem, cfg: application.LeaseConfig{Holder: "me", Logger: discardLogger()}},
+		{name: "no holder", lease: mem, cfg: application.LeaseConfig{Name: "n", Logger: discardLogger()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if err := application.RunWithLease(t.Context(), tt.lease, tt.cfg, fn); err == nil {
+				t.Errorf("RunWithLease = nil, want a configuration error")
+			}
+		})
+	}
+}
