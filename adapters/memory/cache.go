@@ -1,0 +1,68 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// ResultCache remembers action successes within one process, judging
+// expiry by the injected clock. Expired entries are swept lazily when the
+// table has doubled since the last sweep, so memory stays proportional to
+// the live entries. Safe for concurrent use.
+type ResultCache struct {
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]time.Time // key -> expiry
+	sweepAt int
+}
+
+var _ ports.ResultCache = (*ResultCache)(nil)
+
+// NewResultCache returns an empty cache; now is its clock (nil means
+// time.Now).
+func NewResultCache(now func() time.Time) *ResultCache {
+	if now == nil {
+		now = time.Now
+	}
+	return &ResultCache{now: now, entries: map[string]time.Time{}, sweepAt: minSweepSize}
+}
+
+// Get reports whether key holds an unexpired success.
+func (c *ResultCache) Get(ctx context.Context, key string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("memory: get result %q: %w", key, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.entries[key]
+	return ok && c.now().Before(until), nil
+}
+
+// Put stores a success for key until now+ttl, replacing an earlier one.
+func (c *ResultCache) Put(ctx context.Context, key string, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: put result %q: %w", key, err)
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("memory: put result %q: ttl %v is not positive", key, ttl)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	_, existed := c.entries[key]
+	c.entries[key] = now.Add(ttl)
+	if !existed && len(c.entries) >= c.sweepAt {
+		for k, until := range c.entries {
+			if !now.Before(until) {
+				delete(c.entries, k)
+			}
+		}
+		c.sweepAt = max(minSweepSize, 2*len(c.entries))
+	}
+	return nil
+}
