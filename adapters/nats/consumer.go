@@ -1,0 +1,197 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// Consumer hands the messages of the shared durable pull consumer to
+// handlers. Several Consumers (processes) on the same durable share the
+// messages, each going to one of them. Safe for concurrent use.
+type Consumer struct {
+	c          *Conn
+	cons       jetstream.Consumer
+	maxDeliver int
+}
+
+var _ ports.EventConsumer = (*Consumer)(nil)
+
+// NewConsumer creates the durable pull consumer, or updates it to
+// Config.Consumer: explicit acks, AckWait, MaxDeliver, MaxAckPending and
+// FilterSubject. The stream must exist (EnsureStream).
+func NewConsumer(ctx context.Context, c *Conn) (*Consumer, error) {
+	cc := c.cfg.Consumer
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream.Name, jetstream.ConsumerConfig{
+		Durable:       cc.Durable,
+		Description:   "fraiseql-observer workers",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cc.AckWait,
+		MaxDeliver:    cc.MaxDeliver,
+		MaxAckPending: cc.MaxAckPending,
+		FilterSubject: cc.FilterSubject,
+	})
+	if err != nil {
+		return nil, interpretError("create consumer "+cc.Durable+" on stream "+c.cfg.Stream.Name, err)
+	}
+	return &Consumer{c: c, cons: cons, maxDeliver: cons.CachedInfo().Config.MaxDeliver}, nil
+}
+
+// Consume calls handle for each delivery from up to concurrency goroutines
+// until ctx ends. It then stops pulling, releases (naks) a message it had
+// not yet handed out, waits for the subscription to close and for the
+// running handlers, and returns nil. Messages buffered by the client but
+// not handed out are redelivered after the ack wait. If the subscription
+// ends by itself (consumer deleted, connection closed) Consume returns an
+// error after the running handlers finished.
+func (c *Consumer) Consume(ctx context.Context, concurrency int, handle func(context.Context, ports.Delivery)) error {
+	if concurrency < 1 {
+		return fmt.Errorf("nats: consume: concurrency must be at least 1, got %d", concurrency)
+	}
+	if handle == nil {
+		return errors.New("nats: consume: handler is required")
+	}
+	log := c.c.logger.With(slog.String("stream", c.c.cfg.Stream.Name), slog.String("consumer", c.c.cfg.Consumer.Durable))
+
+	work := make(chan jetstream.Msg)
+	var workers sync.WaitGroup
+	for range concurrency {
+		workers.Go(func() {
+			for m := range work {
+				handle(ctx, c.delivery(m))
+			}
+		})
+	}
+
+	// gate keeps a callback from touching work once it is closed: the
+	// library may still start one callback after the subscription ended.
+	var (
+		gate     sync.RWMutex
+		stopped  bool
+		errMu    sync.Mutex
+		fatalErr error
+	)
+	release := func(m jetstream.Msg) {
+		if err := m.Nak(); err != nil {
+			log.Debug("release of an undelivered message failed; it is redelivered after the ack wait", slog.String("error", err.Error()))
+		}
+	}
+	dispatch := func(m jetstream.Msg) {
+		gate.RLock()
+		defer gate.RUnlock()
+		if stopped || ctx.Err() != nil {
+			release(m)
+			return
+		}
+		select {
+		case work <- m:
+		case <-ctx.Done():
+			release(m)
+		}
+	}
+	onError := func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrBadRequest) ||
+			errors.Is(err, jetstream.ErrConnectionClosed) {
+			errMu.Lock()
+			fatalErr = err
+			errMu.Unlock()
+			log.Error("consuming stopped", slog.String("error", err.Error()))
+			return
+		}
+		log.Warn("consume", slog.String("error", err.Error()))
+	}
+
+	cc, err := c.cons.Consume(dispatch,
+		jetstream.PullMaxMessages(2*concurrency),
+		jetstream.ConsumeErrHandler(onError))
+	if err != nil {
+		close(work)
+		workers.Wait()
+		return interpretError("consume "+c.c.cfg.Consumer.Durable, err)
+	}
+
+	select {
+	case <-ctx.Done():
+	case <-cc.Closed():
+	case <-c.c.closed:
+	}
+	cc.Stop() // asynchronous: Closed reports the end
+	<-cc.Closed()
+	gate.Lock()
+	stopped = true
+	gate.Unlock()
+	close(work)
+	workers.Wait()
+
+	if ctx.Err() != nil {
+		return nil
+	}
+	errMu.Lock()
+	defer errMu.Unlock()
+	if fatalErr == nil {
+		fatalErr = jetstream.ErrConnectionClosed
+	}
+	return interpretError("consume "+c.c.cfg.Consumer.Durable, fatalErr)
+}
+
+func (c *Consumer) delivery(m jetstream.Msg) *delivery {
+	d := &delivery{msg: m, attempt: 1}
+	if md, err := m.Metadata(); err == nil {
+		d.attempt = int(min(md.NumDelivered, 1<<31-1))
+	}
+	d.last = c.maxDeliver > 0 && d.attempt >= c.maxDeliver
+	return d
+}
+
+// delivery is one JetStream message as a ports.Delivery.
+type delivery struct {
+	msg     jetstream.Msg
+	attempt int
+	last    bool
+}
+
+var _ ports.Delivery = (*delivery)(nil)
+
+func (d *delivery) Data() []byte      { return d.msg.Data() }
+func (d *delivery) Attempt() int      { return d.attempt }
+func (d *delivery) LastAttempt() bool { return d.last }
+
+// Ack acknowledges the message and waits for the server's confirmation.
+func (d *delivery) Ack(ctx context.Context) error {
+	return interpretError("ack", d.msg.DoubleAck(ctx))
+}
+
+// Nak asks for redelivery after delay (at once when delay is not positive).
+func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nats: nak: %w", err)
+	}
+	if delay <= 0 {
+		return interpretError("nak", d.msg.Nak())
+	}
+	return interpretError("nak", d.msg.NakWithDelay(delay))
+}
+
+// InProgress resets the message's ack-wait timer.
+func (d *delivery) InProgress(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nats: in progress: %w", err)
+	}
+	return interpretError("in progress", d.msg.InProgress())
+}
+
+// Term stops redelivery of the message.
+func (d *delivery) Term(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nats: term: %w", err)
+	}
+	return interpretError("term", d.msg.Term())
+}

@@ -1,0 +1,972 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// waitTimeout bounds every wait for an asynchronous outcome; a correctness
+// timeout, not a speed target.
+const waitTimeout = 20 * time.Second
+
+func testLogger(t testing.TB) *slog.Logger {
+	t.Helper()
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// testConfig is a config with the test's own stream and subject prefix.
+func testConfig(t testing.TB) Config {
+	t.Helper()
+	return Config{
+		URL: testenv.NATSURL(t),
+		Stream: StreamConfig{
+			Name:          strings.ToUpper(testenv.Name("S")),
+			SubjectPrefix: testenv.Name("t"),
+			Storage:       "memory",
+		},
+	}
+}
+
+// dial opens a connection closed at cleanup.
+func dial(t testing.TB, cfg Config) *Conn {
+	t.Helper()
+	c, err := Connect(t.Context(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// setup connects with cfg, creates the stream and deletes it at cleanup.
+func setup(t testing.TB, cfg Config) *Conn {
+	t.Helper()
+	c := dial(t, cfg)
+	if err := c.EnsureStream(t.Context()); err != nil {
+		t.Fatalf("EnsureStream: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.DeleteStream(ctx); err != nil && !errors.Is(err, ports.ErrNotFound) {
+			t.Errorf("DeleteStream: %v", err)
+		}
+	})
+	return c
+}
+
+func newEvent(i int) domain.Event {
+	return domain.Event{
+		ID:         uuid.NewString(),
+		EventType:  domain.EventUpdate,
+		EntityType: "Order",
+		EntityID:   uuid.NewString(),
+		Data:       map[string]any{"index": i, "status": "shipped"},
+		Timestamp:  time.Now().UTC().Truncate(time.Microsecond),
+		Source:     "main",
+	}
+}
+
+// publishWait publishes ev and returns its result.
+func publishWait(t testing.TB, p *Publisher, ev domain.Event) ports.PublishResult {
+	t.Helper()
+	ch := make(chan ports.PublishResult, 1)
+	if err := p.Publish(t.Context(), ev, func(r ports.PublishResult) { ch <- r }); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(waitTimeout):
+		t.Fatalf("no publish result for %s", ev.ID)
+		return ports.PublishResult{}
+	}
+}
+
+func streamMsgs(t testing.TB, c *Conn) uint64 {
+	t.Helper()
+	st, err := c.js.Stream(t.Context(), c.cfg.Stream.Name)
+	if err != nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	return st.CachedInfo().State.Msgs
+}
+
+// runConsumer runs Consume in the background; the returned function
+// cancels it and waits for it to return.
+func runConsumer(t testing.TB, cons *Consumer, concurrency int, handle func(context.Context, ports.Delivery)) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- cons.Consume(ctx, concurrency, handle) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("Consume returned %v after cancel, want nil", err)
+				}
+			case <-time.After(waitTimeout):
+				t.Errorf("Consume did not return after cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func newConsumer(t testing.TB, c *Conn) *Consumer {
+	t.Helper()
+	cons, err := NewConsumer(t.Context(), c)
+	if err != nil {
+		t.Fatalf("NewConsumer: %v", err)
+	}
+	return cons
+}
+
+func TestStreamSettingsAppliedAndUpdated(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		set    StreamConfig // Name and SubjectPrefix are filled per test
+		want   StreamConfig
+		change func(*StreamConfig)
+	}{
+		{
+			name: "non-default settings",
+			set: StreamConfig{Storage: "memory", Retention: "workqueue", MaxAge: time.Hour, MaxMsgs: 5000,
+				MaxBytes: 10 << 20, DuplicateWindow: 30 * time.Second},
+			want: StreamConfig{Storage: "memory", Retention: "workqueue", MaxAge: time.Hour, MaxMsgs: 5000,
+				MaxBytes: 10 << 20, DuplicateWindow: 30 * time.Second, Replicas: 1},
+			change: func(s *StreamConfig) { s.MaxAge = 2 * time.Hour },
+		},
+		{
+			name: "defaults",
+			set:  StreamConfig{},
+			want: StreamConfig{Storage: "file", Retention: "limits", MaxAge: DefaultMaxAge,
+				DuplicateWindow: DefaultDuplicateWindow, Replicas: 1},
+			change: func(s *StreamConfig) { s.MaxMsgs = 100; s.DuplicateWindow = time.Minute },
+		},
+		{
+			name: "unlimited age, interest retention",
+			set:  StreamConfig{Storage: "memory", Retention: "interest", MaxAge: -1, MaxBytes: 1 << 20},
+			want: StreamConfig{Storage: "memory", Retention: "interest", MaxAge: -1, MaxBytes: 1 << 20,
+				DuplicateWindow: DefaultDuplicateWindow, Replicas: 1},
+			change: func(s *StreamConfig) { s.MaxAge = 3 * time.Hour; s.MaxBytes = 0 },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig(t)
+			set := tt.set
+			set.Name, set.SubjectPrefix = cfg.Stream.Name, cfg.Stream.SubjectPrefix
+			cfg.Stream = set
+			c := setup(t, cfg)
+
+			want := tt.want
+			want.Name, want.SubjectPrefix = set.Name, set.SubjectPrefix
+			got, err := c.StreamSettings(t.Context())
+			if err != nil {
+				t.Fatalf("StreamSettings: %v", err)
+			}
+			if got != want {
+				t.Fatalf("StreamSettings = %+v\nwant             %+v", got, want)
+			}
+
+			// A second process with a changed setting updates the stream.
+			changed := cfg
+			tt.change(&changed.Stream)
+			c2 := dial(t, changed)
+			if err := c2.EnsureStream(t.Context()); err != nil {
+				t.Fatalf("EnsureStream with a changed setting: %v", err)
+			}
+			tt.change(&want)
+			if want.MaxAge == 0 {
+				want.MaxAge = -1
+			}
+			got, err = c2.StreamSettings(t.Context())
+			if err != nil {
+				t.Fatalf("StreamSettings: %v", err)
+			}
+			if got != want {
+				t.Fatalf("after update StreamSettings = %+v\nwant                          %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestStreamSettingsMissingStream(t *testing.T) {
+	t.Parallel()
+	c := dial(t, testConfig(t))
+	_, err := c.StreamSettings(t.Context())
+	if !errors.Is(err, ports.ErrNotFound) {
+		t.Fatalf("StreamSettings of a missing stream = %v, want ErrNotFound", err)
+	}
+}
+
+func TestEnsureStreamRefusesStorageChange(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	setup(t, cfg)
+	cfg.Stream.Storage = "file"
+	c2 := dial(t, cfg)
+	err := c2.EnsureStream(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "ensure stream "+cfg.Stream.Name) {
+		t.Fatalf("EnsureStream changing storage = %v, want an error naming the stream", err)
+	}
+}
+
+func TestPublishStoresEveryEventOnce(t *testing.T) {
+	t.Parallel()
+	c := setup(t, testConfig(t))
+	p := NewPublisher(c)
+	const n = 1000
+	var (
+		mu      sync.Mutex
+		results = make([][]ports.PublishResult, n)
+	)
+	for i := range n {
+		err := p.Publish(t.Context(), newEvent(i), func(r ports.PublishResult) {
+			mu.Lock()
+			results[i] = append(results[i], r)
+			mu.Unlock()
+		})
+		if err != nil {
+			t.Fatalf("Publish %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if p.Pending() != 0 {
+		t.Fatalf("Pending after Flush = %d", p.Pending())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var last uint64
+	for i, rs := range results {
+		if len(rs) != 1 {
+			t.Fatalf("event %d: done called %d times, want once", i, len(rs))
+		}
+		r := rs[0]
+		if r.Err != nil || r.Duplicate {
+			t.Fatalf("event %d: result %+v, want stored", i, r)
+		}
+		if r.Sequence <= last {
+			t.Fatalf("event %d: sequence %d after %d, want increasing in publish order", i, r.Sequence, last)
+		}
+		last = r.Sequence
+	}
+	if got := streamMsgs(t, c); got != n {
+		t.Fatalf("stream holds %d messages, want %d", got, n)
+	}
+}
+
+func TestPublishDuplicateWithinWindow(t *testing.T) {
+	t.Parallel()
+	c := setup(t, testConfig(t))
+	p := NewPublisher(c)
+	ev := newEvent(1)
+	first := publishWait(t, p, ev)
+	if first.Err != nil || first.Duplicate {
+		t.Fatalf("first publication: %+v", first)
+	}
+	// The same id with a different body (a re-read row) is still a duplicate.
+	again := ev
+	again.Data = map[string]any{"changed": true}
+	second := publishWait(t, p, again)
+	if second.Err != nil || !second.Duplicate {
+		t.Fatalf("second publication: %+v, want Duplicate", second)
+	}
+	if second.Sequence != first.Sequence {
+		t.Errorf("duplicate sequence = %d, want the first's %d", second.Sequence, first.Sequence)
+	}
+	if got := streamMsgs(t, c); got != 1 {
+		t.Fatalf("stream holds %d messages, want 1", got)
+	}
+	// A different id is stored.
+	if r := publishWait(t, p, newEvent(2)); r.Err != nil || r.Duplicate || r.Sequence != first.Sequence+1 {
+		t.Fatalf("new event: %+v", r)
+	}
+}
+
+func TestPublishBlocksAtMaxPending(t *testing.T) {
+	t.Parallel()
+	const maxPending = 8
+	cfg := testConfig(t)
+	cfg.MaxPending = maxPending
+	c := setup(t, cfg)
+	p := NewPublisher(c)
+
+	// With every done held, the ninth Publish blocks until ctx ends.
+	gate := make(chan struct{})
+	var got atomic.Int64
+	for i := range maxPending {
+		if err := p.Publish(t.Context(), newEvent(i), func(ports.PublishResult) { <-gate; got.Add(1) }); err != nil {
+			t.Fatalf("Publish %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	err := p.Publish(ctx, newEvent(99), func(ports.PublishResult) { t.Error("done of a refused publication called") })
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Publish beyond MaxPending = %v, want it to block until ctx ends", err)
+	}
+	close(gate)
+	fctx, fcancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer fcancel()
+	if err := p.Flush(fctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if got.Load() != maxPending {
+		t.Fatalf("%d done calls, want %d", got.Load(), maxPending)
+	}
+
+	// Under load from several goroutines the number of publications in
+	// flight (Publish returned, done not yet returned) never exceeds the
+	// bound, and nothing is dropped.
+	var (
+		returned, finished atomic.Int64
+		maxSeen            atomic.Int64
+		libMax             atomic.Int64
+		wg                 sync.WaitGroup
+	)
+	observe := func() {
+		inflight := returned.Load() - finished.Load()
+		for m := maxSeen.Load(); inflight > m && !maxSeen.CompareAndSwap(m, inflight); m = maxSeen.Load() {
+		}
+		lib := int64(c.js.PublishAsyncPending())
+		for m := libMax.Load(); lib > m && !libMax.CompareAndSwap(m, lib); m = libMax.Load() {
+		}
+	}
+	const perWorker = 100
+	for range 4 {
+		wg.Go(func() {
+			for i := range perWorker {
+				err := p.Publish(t.Context(), newEvent(i), func(r ports.PublishResult) {
+					if r.Err != nil {
+						t.Errorf("publication failed: %v", r.Err)
+					}
+					time.Sleep(time.Millisecond) // hold the place a little
+					observe()
+					finished.Add(1)
+				})
+				if err != nil {
+					t.Errorf("Publish: %v", err)
+					return
+				}
+				returned.Add(1)
+				observe()
+			}
+		})
+	}
+	wg.Wait()
+	if err := p.Flush(fctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if maxSeen.Load() > maxPending || libMax.Load() > maxPending {
+		t.Fatalf("in flight reached %d (client library: %d), want at most %d", maxSeen.Load(), libMax.Load(), maxPending)
+	}
+	if maxSeen.Load() < 2 {
+		t.Fatalf("in flight never above %d: the test did not exercise concurrency", maxSeen.Load())
+	}
+	if finished.Load() != 4*perWorker {
+		t.Fatalf("%d publications finished, want %d", finished.Load(), 4*perWorker)
+	}
+	if got := streamMsgs(t, c); got != maxPending+4*perWorker {
+		t.Fatalf("stream holds %d messages, want %d", got, maxPending+4*perWorker)
+	}
+}
+
+func TestPublishAfterCloseIsUnavailable(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	setup(t, cfg)
+	c := dial(t, cfg)
+	p := NewPublisher(c)
+	c.Close()
+	err := p.Publish(t.Context(), newEvent(1), func(ports.PublishResult) { t.Error("done called for a refused publication") })
+	if !errors.Is(err, ports.ErrUnavailable) {
+		t.Fatalf("Publish after Close = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestConnectUnreachableIsUnavailable(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.URL = "nats://user:secret@127.0.0.1:1"
+	cfg.ConnectTimeout = 2 * time.Second
+	_, err := Connect(t.Context(), cfg, testLogger(t))
+	if !errors.Is(err, ports.ErrUnavailable) {
+		t.Fatalf("Connect to a closed port = %v, want ErrUnavailable", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Fatalf("error leaks the password: %v", err)
+	}
+}
+
+func TestConsumeEndsWithErrorWhenConnectionCloses(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	setup(t, cfg)
+	c := dial(t, cfg)
+	cons := newConsumer(t, c)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- cons.Consume(t.Context(), 2, func(context.Context, ports.Delivery) {})
+	}()
+	time.Sleep(100 * time.Millisecond) // let it subscribe; the outcome is the same if not
+	c.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ports.ErrUnavailable) {
+			t.Fatalf("Consume after the connection closed = %v, want ErrUnavailable", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Consume did not return after the connection closed")
+	}
+}
+
+func TestConsumersShareTheDurable(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	c := setup(t, cfg)
+	const n = 2000
+	p := NewPublisher(c)
+	want := map[string]bool{}
+	for i := range n {
+		ev := newEvent(i)
+		want[ev.ID] = true
+		if err := p.Publish(t.Context(), ev, func(r ports.PublishResult) {
+			if r.Err != nil {
+				t.Errorf("publication failed: %v", r.Err)
+			}
+		}); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+
+	var (
+		mu     sync.Mutex
+		seen   = map[string]int{}
+		byCons [2]int
+		all    = make(chan struct{})
+	)
+	for k := range 2 {
+		cons := newConsumer(t, dial(t, cfg)) // a process of its own
+		runConsumer(t, cons, 4, func(ctx context.Context, d ports.Delivery) {
+			ev, err := domain.DecodeEvent(d.Data())
+			if err != nil {
+				t.Errorf("DecodeEvent: %v", err)
+				return
+			}
+			if err := d.Ack(ctx); err != nil {
+				t.Errorf("Ack: %v", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			seen[ev.ID]++
+			byCons[k]++
+			if len(seen) == n {
+				close(all)
+			}
+		})
+	}
+	select {
+	case <-all:
+	case <-time.After(waitTimeout):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("processed %d of %d events", len(seen), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, count := range seen {
+		if !want[id] {
+			t.Fatalf("unknown event %s", id)
+		}
+		if count != 1 {
+			t.Fatalf("event %s processed %d times, want once", id, count)
+		}
+	}
+	if byCons[0] == 0 || byCons[1] == 0 {
+		t.Fatalf("consumers processed %v: both should get some", byCons)
+	}
+}
+
+// delivered is what a handler saw of one delivery.
+type delivered struct {
+	attempt int
+	last    bool
+	at      time.Time
+}
+
+func TestRedelivery(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		maxDeliver int
+		// act decides the fate of a delivery.
+		act func(ctx context.Context, d ports.Delivery) error
+		// want is the number of deliveries expected in all; check runs on
+		// them.
+		want  int
+		check func(t *testing.T, got []delivered)
+	}{
+		{
+			name: "unacked is redelivered after the ack wait", maxDeliver: 5, want: 2,
+			act: func(ctx context.Context, d ports.Delivery) error {
+				if d.Attempt() == 1 {
+					return nil // neither ack nor nak
+				}
+				return d.Ack(ctx)
+			},
+			check: func(t *testing.T, got []delivered) {
+				if got[1].attempt != 2 {
+					t.Errorf("redelivery attempt = %d, want 2", got[1].attempt)
+				}
+				if d := got[1].at.Sub(got[0].at); d < 900*time.Millisecond {
+					t.Errorf("redelivered after %s, want after the 1s ack wait", d)
+				}
+			},
+		},
+		{
+			name: "nak with delay waits", maxDeliver: 5, want: 2,
+			act: func(ctx context.Context, d ports.Delivery) error {
+				if d.Attempt() == 1 {
+					return d.Nak(ctx, 300*time.Millisecond)
+				}
+				return d.Ack(ctx)
+			},
+			check: func(t *testing.T, got []delivered) {
+				if got[1].attempt != 2 {
+					t.Errorf("redelivery attempt = %d, want 2", got[1].attempt)
+				}
+				if d := got[1].at.Sub(got[0].at); d < 250*time.Millisecond {
+					t.Errorf("redelivered after %s, want no earlier than the 300ms nak delay", d)
+				}
+			},
+		},
+		{
+			name: "nak without delay redelivers", maxDeliver: 5, want: 2,
+			act: func(ctx context.Context, d ports.Delivery) error {
+				if d.Attempt() == 1 {
+					return d.Nak(ctx, 0)
+				}
+				return d.Ack(ctx)
+			},
+			check: func(t *testing.T, got []delivered) {
+				if got[1].attempt != 2 {
+					t.Errorf("redelivery attempt = %d, want 2", got[1].attempt)
+				}
+			},
+		},
+		{
+			name: "term stops redelivery", maxDeliver: 5, want: 1,
+			act: func(ctx context.Context, d ports.Delivery) error { return d.Term(ctx) },
+		},
+		{
+			name: "last attempt at max deliver", maxDeliver: 2, want: 2,
+			act: func(ctx context.Context, d ports.Delivery) error { return d.Nak(ctx, 0) },
+			check: func(t *testing.T, got []delivered) {
+				if got[0].last || got[0].attempt != 1 {
+					t.Errorf("first delivery %+v, want attempt 1 and not last", got[0])
+				}
+				if !got[1].last || got[1].attempt != 2 {
+					t.Errorf("second delivery %+v, want attempt 2 and last", got[1])
+				}
+			},
+		},
+		{
+			name: "in progress extends the ack wait", maxDeliver: 5, want: 1,
+			act: func(ctx context.Context, d ports.Delivery) error {
+				for range 4 { // 1.6s of work against a 1s ack wait
+					time.Sleep(400 * time.Millisecond)
+					if err := d.InProgress(ctx); err != nil {
+						return err
+					}
+				}
+				return d.Ack(ctx)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig(t)
+			cfg.Consumer.AckWait = time.Second
+			cfg.Consumer.MaxDeliver = tt.maxDeliver
+			c := setup(t, cfg)
+			cons := newConsumer(t, c)
+			ev := newEvent(1)
+			if r := publishWait(t, NewPublisher(c), ev); r.Err != nil {
+				t.Fatalf("publish: %v", r.Err)
+			}
+			var (
+				mu     sync.Mutex
+				got    []delivered
+				enough = make(chan struct{})
+			)
+			runConsumer(t, cons, 2, func(ctx context.Context, d ports.Delivery) {
+				mu.Lock()
+				got = append(got, delivered{attempt: d.Attempt(), last: d.LastAttempt(), at: time.Now()})
+				if len(got) == tt.want {
+					close(enough)
+				}
+				mu.Unlock()
+				if err := tt.act(ctx, d); err != nil {
+					t.Errorf("attempt %d: %v", d.Attempt(), err)
+				}
+			})
+			select {
+			case <-enough:
+			case <-time.After(waitTimeout):
+				t.Fatalf("saw %d deliveries, want %d", len(got), tt.want)
+			}
+			// The message must end: no ack pending, nothing left to deliver,
+			// and no delivery beyond the expected ones.
+			waitConsumerIdle(t, cons)
+			time.Sleep(1500 * time.Millisecond) // longer than the ack wait
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != tt.want {
+				t.Fatalf("saw %d deliveries %+v, want %d", len(got), got, tt.want)
+			}
+			if tt.check != nil {
+				tt.check(t, got)
+			}
+		})
+	}
+}
+
+// waitConsumerIdle waits until the consumer has nothing left to deliver
+// and nothing awaiting an ack.
+func waitConsumerIdle(t *testing.T, cons *Consumer) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		info, err := cons.cons.Info(t.Context())
+		if err != nil {
+			t.Fatalf("consumer info: %v", err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer not idle: pending %d, ack pending %d", info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestConsumeReturnsAfterCancelWithNoHandlerRunning(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Consumer.AckWait = time.Second
+	c := setup(t, cfg)
+	const n = 200
+	p := NewPublisher(c)
+	for i := range n {
+		if err := p.Publish(t.Context(), newEvent(i), func(ports.PublishResult) {}); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	fctx, fcancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer fcancel()
+	if err := p.Flush(fctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+
+	var (
+		running  atomic.Int64
+		returned atomic.Bool
+		mu       sync.Mutex
+		acked    = map[string]bool{}
+		started  = make(chan struct{}, n)
+	)
+	handle := func(ctx context.Context, d ports.Delivery) {
+		if returned.Load() {
+			t.Error("handler started after Consume returned")
+		}
+		running.Add(1)
+		defer running.Add(-1)
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		time.Sleep(20 * time.Millisecond) // work that outlives the cancel
+		ev, err := domain.DecodeEvent(d.Data())
+		if err != nil {
+			t.Errorf("DecodeEvent: %v", err)
+			return
+		}
+		if err := d.Ack(context.WithoutCancel(ctx)); err != nil {
+			t.Errorf("Ack: %v", err)
+			return
+		}
+		mu.Lock()
+		acked[ev.ID] = true
+		mu.Unlock()
+	}
+
+	cons := newConsumer(t, c)
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- cons.Consume(ctx, 4, handle) }()
+	for range 10 {
+		select {
+		case <-started:
+		case <-time.After(waitTimeout):
+			t.Fatal("handlers did not start")
+		}
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("Consume = %v, want nil after cancel", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Consume did not return after cancel")
+	}
+	returned.Store(true)
+	if r := running.Load(); r != 0 {
+		t.Fatalf("%d handlers still running after Consume returned", r)
+	}
+	time.Sleep(300 * time.Millisecond) // a late handler would show up here
+	mu.Lock()
+	first := len(acked)
+	mu.Unlock()
+	if first == 0 || first == n {
+		t.Fatalf("first run acked %d of %d; the cancel should stop it midway", first, n)
+	}
+
+	// Nothing is lost: a new Consume gets the rest (released or redelivered
+	// after the ack wait).
+	returned.Store(false)
+	all := make(chan struct{})
+	var closeOnce sync.Once
+	runConsumer(t, cons, 4, func(ctx context.Context, d ports.Delivery) {
+		handle(ctx, d)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(acked) == n {
+			closeOnce.Do(func() { close(all) })
+		}
+	})
+	select {
+	case <-all:
+	case <-time.After(waitTimeout):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("acked %d of %d events after restart", len(acked), n)
+	}
+}
+
+func TestEmbedded(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		port    int
+		wantURL bool
+	}{
+		{name: "in-process only", port: -1},
+		{name: "random port", port: 0, wantURL: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e, err := StartEmbedded(EmbeddedConfig{StoreDir: t.TempDir(), Port: tt.port}, testLogger(t))
+			if err != nil {
+				t.Fatalf("StartEmbedded: %v", err)
+			}
+			defer e.Shutdown()
+			if got := e.ClientURL() != ""; got != tt.wantURL {
+				t.Fatalf("ClientURL() = %q, want a URL: %v", e.ClientURL(), tt.wantURL)
+			}
+			cfg := Config{Stream: StreamConfig{Name: "EVENTS", SubjectPrefix: "local"}}
+			c, err := ConnectEmbedded(t.Context(), e, cfg, testLogger(t))
+			if err != nil {
+				t.Fatalf("ConnectEmbedded: %v", err)
+			}
+			defer c.Close()
+			if err := c.EnsureStream(t.Context()); err != nil {
+				t.Fatalf("EnsureStream: %v", err)
+			}
+			if tt.wantURL { // the TCP listener serves the same stream
+				cfg.URL = e.ClientURL()
+				tcp, err := Connect(t.Context(), cfg, testLogger(t))
+				if err != nil {
+					t.Fatalf("Connect over TCP: %v", err)
+				}
+				defer tcp.Close()
+				if _, err := tcp.StreamSettings(t.Context()); err != nil {
+					t.Fatalf("StreamSettings over TCP: %v", err)
+				}
+			}
+			ev := newEvent(7)
+			if r := publishWait(t, NewPublisher(c), ev); r.Err != nil || r.Sequence != 1 {
+				t.Fatalf("publish: %+v", r)
+			}
+			got := make(chan domain.Event, 1)
+			stop := runConsumer(t, newConsumer(t, c), 1, func(ctx context.Context, d ports.Delivery) {
+				dec, err := domain.DecodeEvent(d.Data())
+				if err != nil {
+					t.Errorf("DecodeEvent: %v", err)
+				}
+				if err := d.Ack(ctx); err != nil {
+					t.Errorf("Ack: %v", err)
+				}
+				got <- dec
+			})
+			select {
+			case dec := <-got:
+				wantBody, _ := ev.Envelope()
+				gotBody, _ := dec.Envelope()
+				if string(gotBody) != string(wantBody) {
+					t.Fatalf("consumed %s\nwant     %s", gotBody, wantBody)
+				}
+			case <-time.After(waitTimeout):
+				t.Fatal("message not consumed")
+			}
+			stop()
+		})
+	}
+}
+
+func TestSubject(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                      string
+		source, entity, eventType string
+		want                      string
+	}{
+		{name: "plain", source: "main", entity: "Order", eventType: "INSERT", want: "p.x.main.Order.INSERT"},
+		{name: "empty source is default", entity: "Order", eventType: "UPDATE", want: "p.x.default.Order.UPDATE"},
+		{name: "dots", source: "db.eu", entity: "shop.Order", eventType: "DELETE", want: "p.x.db_eu.shop_Order.DELETE"},
+		{name: "wildcards", source: "*", entity: "Or>der", eventType: "CUSTOM", want: "p.x._.Or_der.CUSTOM"},
+		{name: "spaces and controls", source: "a b\tc", entity: "Line\nItem\x00", eventType: "INSERT", want: "p.x.a_b_c.Line_Item_.INSERT"},
+		{name: "unicode space", source: "a\u00a0b", entity: "Zoë", eventType: "INSERT", want: "p.x.a_b.Zoë.INSERT"},
+		{name: "empty tokens", source: "", entity: "", eventType: "", want: "p.x.default._._"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ev := domain.Event{Source: tt.source, EntityType: tt.entity, EventType: domain.EventType(tt.eventType)}
+			got := Subject("p.x", &ev)
+			if got != tt.want {
+				t.Fatalf("Subject = %q, want %q", got, tt.want)
+			}
+			if !validSubject(got, false) || strings.Count(got, ".") != 4 {
+				t.Fatalf("Subject %q is not five plain tokens", got)
+			}
+		})
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		wantErr string
+	}{
+		{name: "defaults", mod: func(*Config) {}},
+		{name: "bad storage", mod: func(c *Config) { c.Stream.Storage = "disk" }, wantErr: "storage"},
+		{name: "bad retention", mod: func(c *Config) { c.Stream.Retention = "forever" }, wantErr: "retention"},
+		{name: "stream name with dot", mod: func(c *Config) { c.Stream.Name = "A.B" }, wantErr: "stream name"},
+		{name: "wildcard prefix", mod: func(c *Config) { c.Stream.SubjectPrefix = "a.*" }, wantErr: "subject prefix"},
+		{name: "window beyond age", mod: func(c *Config) { c.Stream.MaxAge = time.Minute }, wantErr: "duplicate window"},
+		{name: "replicas", mod: func(c *Config) { c.Stream.Replicas = 7 }, wantErr: "replicas"},
+		{name: "max deliver", mod: func(c *Config) { c.Consumer.MaxDeliver = -5 }, wantErr: "max deliver"},
+		{name: "filter", mod: func(c *Config) { c.Consumer.FilterSubject = "a..b" }, wantErr: "filter subject"},
+		{name: "filter wildcard ok", mod: func(c *Config) { c.Consumer.FilterSubject = "fraiseql.events.*.Order.>" }},
+		{name: "unlimited age ok", mod: func(c *Config) { c.Stream.MaxAge = -1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var cfg Config
+			tt.mod(&cfg)
+			err := cfg.withDefaults().Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Validate = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("Validate = %v, want an error about %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func BenchmarkPublishAsync(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.Stream.Storage = "file"
+	c := setup(b, cfg)
+	p := NewPublisher(c)
+	events := make([]domain.Event, 1024)
+	for i := range events {
+		events[i] = newEvent(i)
+	}
+	var failed atomic.Int64
+	done := func(r ports.PublishResult) {
+		if r.Err != nil {
+			failed.Add(1)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	i := 0
+	for b.Loop() {
+		ev := events[i%len(events)]
+		ev.ID = uuid.NewString()
+		if err := p.Publish(b.Context(), ev, done); err != nil {
+			b.Fatalf("Publish: %v", err)
+		}
+		i++
+	}
+	if err := p.Flush(b.Context()); err != nil {
+		b.Fatalf("Flush: %v", err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if failed.Load() > 0 {
+		b.Fatalf("%d publications failed", failed.Load())
+	}
+	b.ReportMetric(float64(i)/elapsed.Seconds(), "events/s")
+}

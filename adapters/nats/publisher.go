@@ -1,0 +1,148 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// Publisher publishes events to the stream asynchronously, with
+// Nats-Msg-Id = event id. At most Config.MaxPending publications are
+// outstanding (sent, their done not yet returned); Publish blocks beyond
+// that. Publications are sent in the order of Publish calls. Safe for
+// concurrent use.
+//
+// done must not wait for a Publish on the same publisher (it holds one of
+// the MaxPending places until it returns).
+type Publisher struct {
+	c *Conn
+
+	turn  chan struct{} // one Publish sends at a time: send order = call order
+	slots chan struct{} // a token per outstanding publication
+
+	mu      sync.Mutex
+	next    uint64
+	pending map[uint64]chan struct{} // closed once done returned
+}
+
+var _ ports.EventPublisher = (*Publisher)(nil)
+
+// NewPublisher returns a publisher on c's stream.
+func NewPublisher(c *Conn) *Publisher {
+	return &Publisher{
+		c:       c,
+		turn:    make(chan struct{}, 1),
+		slots:   make(chan struct{}, c.cfg.MaxPending),
+		pending: map[uint64]chan struct{}{},
+	}
+}
+
+// Publish sends ev and returns once it is on its way; done reports the
+// server's answer. An acknowledgement that does not come within
+// Config.PublishTimeout, a lost connection and a closed Conn are errors in
+// done wrapping ports.ErrUnavailable: the caller republishes and the
+// duplicate window makes that safe. A returned error means nothing was
+// sent and done will not be called.
+func (p *Publisher) Publish(ctx context.Context, ev domain.Event, done func(ports.PublishResult)) error {
+	if ev.ID == "" {
+		return errors.New("nats: publish: event has no id (the deduplication key)")
+	}
+	body, err := ev.Envelope()
+	if err != nil {
+		return fmt.Errorf("nats: publish event %s: encode: %w", ev.ID, err)
+	}
+	msg := nats.NewMsg(Subject(p.c.cfg.Stream.SubjectPrefix, &ev))
+	msg.Data = body
+	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+
+	select {
+	case p.turn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("nats: publish event %s: %w", ev.ID, ctx.Err())
+	}
+	defer func() { <-p.turn }()
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("nats: publish event %s: %w", ev.ID, ctx.Err())
+	case <-p.c.closed:
+		return fmt.Errorf("nats: publish event %s: %w: %w", ev.ID, ports.ErrUnavailable, nats.ErrConnectionClosed)
+	}
+	fut, err := p.c.js.PublishMsgAsync(msg, jetstream.WithExpectStream(p.c.cfg.Stream.Name))
+	if err != nil {
+		<-p.slots
+		if p.c.nc.IsClosed() { // some client errors lose the cause's type
+			return fmt.Errorf("nats: publish event %s: %w: %w", ev.ID, ports.ErrUnavailable, err)
+		}
+		return interpretError("publish event "+ev.ID, err)
+	}
+
+	finished := make(chan struct{})
+	p.mu.Lock()
+	id := p.next
+	p.next++
+	p.pending[id] = finished
+	p.mu.Unlock()
+	go p.await(fut, ev.ID, id, finished, done)
+	return nil
+}
+
+// await calls done with the future's outcome, then frees the place.
+func (p *Publisher) await(fut jetstream.PubAckFuture, eventID string, id uint64, finished chan struct{}, done func(ports.PublishResult)) {
+	var res ports.PublishResult
+	select {
+	case ack := <-fut.Ok():
+		res = ports.PublishResult{Duplicate: ack.Duplicate, Sequence: ack.Sequence}
+	case err := <-fut.Err():
+		res.Err = interpretError("publish event "+eventID, err)
+	case <-p.c.closed:
+		// Close does not resolve outstanding futures: fail them here.
+		select {
+		case ack := <-fut.Ok():
+			res = ports.PublishResult{Duplicate: ack.Duplicate, Sequence: ack.Sequence}
+		default:
+			res.Err = fmt.Errorf("nats: publish event %s: %w: %w", eventID, ports.ErrUnavailable, nats.ErrConnectionClosed)
+		}
+	}
+	if done != nil {
+		done(res)
+	}
+	p.mu.Lock()
+	delete(p.pending, id)
+	p.mu.Unlock()
+	close(finished)
+	<-p.slots
+}
+
+// Flush waits until every publication whose Publish returned before the
+// call got its done callback (and the callback returned), or ctx ends.
+func (p *Publisher) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	waits := make([]chan struct{}, 0, len(p.pending))
+	for _, ch := range p.pending {
+		waits = append(waits, ch)
+	}
+	p.mu.Unlock()
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("nats: flush publications: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Pending is the number of outstanding publications.
+func (p *Publisher) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pending)
+}
