@@ -29,8 +29,8 @@ type StreamConfig struct {
 	Storage string
 	// Retention is "limits" (default), "workqueue" or "interest".
 	Retention string
-	// MaxAge is how long messages are kept: 0 means the default of 7 days
-	// (168h), a negative value means unlimited.
+	// MaxAge is how long messages are kept; 0 (or negative) = unlimited.
+	// The service's configuration defaults it to 7 days (168h).
 	MaxAge time.Duration
 	// MaxMsgs bounds the number of messages; 0 = unlimited.
 	MaxMsgs int64
@@ -82,7 +82,6 @@ const (
 	DefaultStreamName      = "FRAISEQL_EVENTS"
 	DefaultSubjectPrefix   = "fraiseql.events"
 	DefaultDurable         = "fraiseql-observer-workers"
-	DefaultMaxAge          = 7 * 24 * time.Hour
 	DefaultDuplicateWindow = 2 * time.Minute
 )
 
@@ -98,7 +97,6 @@ func (cfg Config) withDefaults() Config {
 	s.SubjectPrefix = cmp.Or(strings.TrimSuffix(s.SubjectPrefix, "."), DefaultSubjectPrefix)
 	s.Storage = cmp.Or(strings.ToLower(s.Storage), "file")
 	s.Retention = cmp.Or(strings.ToLower(s.Retention), "limits")
-	s.MaxAge = cmp.Or(s.MaxAge, DefaultMaxAge)
 	s.DuplicateWindow = cmp.Or(s.DuplicateWindow, DefaultDuplicateWindow)
 	s.Replicas = cmp.Or(s.Replicas, 1)
 
@@ -231,7 +229,7 @@ func connect(ctx context.Context, cfg Config, logger *slog.Logger, url string, e
 				log.Warn("nats disconnected, reconnecting", slog.String("error", err.Error()))
 				return
 			}
-			log.Info("nats disconnected")
+			log.Debug("nats disconnected")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", slog.String("server", redactURLs(nc.ConnectedUrl())))
@@ -334,8 +332,8 @@ func (c *Conn) EnsureStream(ctx context.Context) error {
 }
 
 // StreamSettings reads the stream's settings back from the server, in the
-// terms of StreamConfig (unlimited MaxAge reads as -1, unlimited MaxMsgs
-// and MaxBytes as 0). A missing stream wraps ports.ErrNotFound.
+// terms of StreamConfig (unlimited reads as 0). A missing stream wraps
+// ports.ErrNotFound.
 func (c *Conn) StreamSettings(ctx context.Context) (StreamConfig, error) {
 	st, err := c.js.Stream(ctx, c.cfg.Stream.Name)
 	if err != nil {
@@ -351,9 +349,6 @@ func (c *Conn) StreamSettings(ctx context.Context) (StreamConfig, error) {
 		MaxBytes:        max(sc.MaxBytes, 0),
 		DuplicateWindow: sc.Duplicates,
 		Replicas:        sc.Replicas,
-	}
-	if out.MaxAge == 0 {
-		out.MaxAge = -1
 	}
 	if len(sc.Subjects) > 0 {
 		out.SubjectPrefix = strings.TrimSuffix(sc.Subjects[0], ".>")

@@ -16,6 +16,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/ports"
+	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
 
 // waitTimeout bounds every wait for an asynchronous outcome; a correctness
@@ -149,6 +150,21 @@ func newConsumer(t testing.TB, c *Conn) *Consumer {
 	return cons
 }
 
+func TestEventBusConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunEventBus(t, func(t *testing.T) porttest.BusHarness {
+		cfg := testConfig(t)
+		cfg.Consumer.AckWait = 2 * time.Second
+		c := setup(t, cfg)
+		return porttest.BusHarness{
+			Publisher: NewPublisher(c),
+			NewConsumer: func(t *testing.T) ports.EventConsumer {
+				return newConsumer(t, dial(t, cfg)) // a process of its own
+			},
+		}
+	})
+}
+
 func TestStreamSettingsAppliedAndUpdated(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -168,16 +184,22 @@ func TestStreamSettingsAppliedAndUpdated(t *testing.T) {
 		{
 			name: "defaults",
 			set:  StreamConfig{},
-			want: StreamConfig{Storage: "file", Retention: "limits", MaxAge: DefaultMaxAge,
+			want: StreamConfig{Storage: "file", Retention: "limits",
 				DuplicateWindow: DefaultDuplicateWindow, Replicas: 1},
-			change: func(s *StreamConfig) { s.MaxMsgs = 100; s.DuplicateWindow = time.Minute },
+			change: func(s *StreamConfig) { s.MaxMsgs = 100; s.DuplicateWindow = time.Minute; s.MaxAge = time.Hour },
 		},
 		{
-			name: "unlimited age, interest retention",
+			name: "negative age is unlimited, interest retention",
 			set:  StreamConfig{Storage: "memory", Retention: "interest", MaxAge: -1, MaxBytes: 1 << 20},
-			want: StreamConfig{Storage: "memory", Retention: "interest", MaxAge: -1, MaxBytes: 1 << 20,
+			want: StreamConfig{Storage: "memory", Retention: "interest", MaxBytes: 1 << 20,
 				DuplicateWindow: DefaultDuplicateWindow, Replicas: 1},
 			change: func(s *StreamConfig) { s.MaxAge = 3 * time.Hour; s.MaxBytes = 0 },
+		},
+		{
+			name:   "limits back to unlimited",
+			set:    StreamConfig{Storage: "memory", MaxAge: time.Hour, MaxMsgs: 10, MaxBytes: 1 << 20},
+			want:   StreamConfig{Storage: "memory", Retention: "limits", MaxAge: time.Hour, MaxMsgs: 10, MaxBytes: 1 << 20, DuplicateWindow: DefaultDuplicateWindow, Replicas: 1},
+			change: func(s *StreamConfig) { s.MaxAge, s.MaxMsgs, s.MaxBytes = 0, 0, 0 },
 		},
 	}
 	for _, tt := range tests {
@@ -207,9 +229,6 @@ func TestStreamSettingsAppliedAndUpdated(t *testing.T) {
 				t.Fatalf("EnsureStream with a changed setting: %v", err)
 			}
 			tt.change(&want)
-			if want.MaxAge == 0 {
-				want.MaxAge = -1
-			}
 			got, err = c2.StreamSettings(t.Context())
 			if err != nil {
 				t.Fatalf("StreamSettings: %v", err)
@@ -911,6 +930,7 @@ func TestConfigValidation(t *testing.T) {
 		{name: "stream name with dot", mod: func(c *Config) { c.Stream.Name = "A.B" }, wantErr: "stream name"},
 		{name: "wildcard prefix", mod: func(c *Config) { c.Stream.SubjectPrefix = "a.*" }, wantErr: "subject prefix"},
 		{name: "window beyond age", mod: func(c *Config) { c.Stream.MaxAge = time.Minute }, wantErr: "duplicate window"},
+		{name: "zero age is unlimited", mod: func(c *Config) { c.Stream.MaxAge = 0; c.Stream.DuplicateWindow = time.Hour }},
 		{name: "replicas", mod: func(c *Config) { c.Stream.Replicas = 7 }, wantErr: "replicas"},
 		{name: "max deliver", mod: func(c *Config) { c.Consumer.MaxDeliver = -5 }, wantErr: "max deliver"},
 		{name: "filter", mod: func(c *Config) { c.Consumer.FilterSubject = "a..b" }, wantErr: "filter subject"},
