@@ -104,8 +104,8 @@ type countingMetrics struct {
 	duplicates, hits, misses, failOpen atomic.Int32
 }
 
-func (m *countingMetrics) DuplicateSkipped()  { m.duplicates.Add(1) }
-func (m *countingMetrics) FailOpen(string)    { m.failOpen.Add(1) }
+func (m *countingMetrics) DuplicateSkipped() { m.duplicates.Add(1) }
+func (m *countingMetrics) FailOpen(string)   { m.failOpen.Add(1) }
 func (m *countingMetrics) CacheResult(h bool) {
 	if h {
 		m.hits.Add(1)
