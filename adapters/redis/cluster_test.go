@@ -1,0 +1,187 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+	"github.com/fraiseql/fraiseql-observer/ports/porttest"
+)
+
+// privateCluster starts a three-master Redis Cluster from redis-server and
+// redis-cli and returns its seed addresses. Without them the test is
+// skipped, except under CI=true.
+func privateCluster(t *testing.T) []string {
+	t.Helper()
+	server, err1 := exec.LookPath("redis-server")
+	cli, err2 := exec.LookPath("redis-cli")
+	if err1 != nil || err2 != nil {
+		msg := fmt.Sprintf("redis-server or redis-cli not found: %v %v", err1, err2)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	var addrs []string
+	for i := range 3 {
+		port := freeClusterPort(t)
+		dir := filepath.Join(t.TempDir(), strconv.Itoa(i))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(server, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--save", "", "--appendonly", "no", "--dir", dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start redis-server: %v", err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	}
+	for _, a := range addrs {
+		waitListening(t, a)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	args := append([]string{"--cluster", "create"}, addrs...)
+	out, err := exec.CommandContext(ctx, cli, append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	host, port, _ := net.SplitHostPort(addrs[0])
+	deadline := time.Now().Add(30 * time.Second) // correctness timeout for the cluster to agree
+	for {
+		info, _ := exec.CommandContext(ctx, cli, "-h", host, "-p", port, "cluster", "info").Output()
+		if strings.Contains(string(info), "cluster_state:ok") {
+			return addrs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster did not reach state ok:\n%s", info)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// freeClusterPort returns a free port whose cluster bus port (+10000) is
+// free as well.
+func freeClusterPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		p := freePort(t)
+		if p+10000 > 65535 {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+10000)))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return p
+	}
+	t.Fatal("no free port pair for a cluster node")
+	return 0
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second) // correctness timeout for the server to listen
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not start listening: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCluster runs the suites and a multi-slot invalidation against a
+// three-master cluster: scripts route by their key, and SCAN+UNLINK covers
+// every master without cross-slot commands.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	addrs := privateCluster(t)
+	open := func(t *testing.T, prefix string) *Client {
+		t.Helper()
+		c, err := Open(t.Context(), Config{Addrs: addrs, Cluster: true, KeyPrefix: prefix})
+		if err != nil {
+			t.Fatalf("Open cluster: %v", err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+
+	t.Run("Deduplicator", func(t *testing.T) {
+		t.Parallel()
+		porttest.RunDeduplicator(t, func(t *testing.T) ports.Deduplicator { return NewDeduplicator(open(t, newPrefix())) })
+	})
+	t.Run("ResultCache", func(t *testing.T) {
+		t.Parallel()
+		porttest.RunResultCache(t, func(t *testing.T) ports.ResultCache { return NewResultCache(open(t, newPrefix())) })
+	})
+	t.Run("InvalidateAcrossMasters", func(t *testing.T) {
+		t.Parallel()
+		c := open(t, newPrefix())
+		var keep []string
+		for i := range 1000 {
+			keep = append(keep, fmt.Sprintf("order:%d", i))
+			for _, k := range []string{fmt.Sprintf("product:%d:detail", i), keep[i]} {
+				if err := c.rdb.Set(t.Context(), c.prefix+k, "v", time.Minute).Err(); err != nil {
+					t.Fatalf("SET %s: %v", k, err)
+				}
+			}
+		}
+		inv := NewInvalidator(c, nil)
+		ev := &domain.Event{ID: "ev-1", Data: map[string]any{"id": "7"}}
+		if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction("product:*:detail")); err != nil {
+			t.Fatalf("Execute glob: %v", err)
+		}
+		if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction("order:{{ id }}")); err != nil {
+			t.Fatalf("Execute exact: %v", err)
+		}
+		keep = slices.DeleteFunc(keep, func(k string) bool { return k == "order:7" })
+		slices.Sort(keep)
+		var (
+			left   []string
+			leftMu sync.Mutex // ForEachMaster calls in parallel
+		)
+		err := c.cluster.ForEachMaster(t.Context(), func(ctx context.Context, node *goredis.Client) error {
+			keys, err := node.Keys(ctx, domain.GlobEscape(c.prefix)+"*").Result()
+			for _, k := range keys {
+				leftMu.Lock()
+				left = append(left, strings.TrimPrefix(k, c.prefix))
+				leftMu.Unlock()
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("list keys: %v", err)
+		}
+		slices.Sort(left)
+		if !slices.Equal(left, keep) {
+			t.Fatalf("%d keys left, want the %d order keys other than order:7", len(left), len(keep))
+		}
+		if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction("order:*")); err != nil {
+			t.Fatalf("Execute cleanup: %v", err)
+		}
+	})
+}

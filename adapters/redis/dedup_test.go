@@ -1,0 +1,147 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+	"github.com/fraiseql/fraiseql-observer/ports/porttest"
+)
+
+func TestDeduplicatorConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunDeduplicator(t, func(t *testing.T) ports.Deduplicator {
+		return NewDeduplicator(openClient(t, ""))
+	})
+}
+
+func TestDeduplicatorSharedConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunDeduplicatorShared(t, func(t *testing.T) (a, b ports.Deduplicator) {
+		prefix := newPrefix()
+		return NewDeduplicator(openClient(t, prefix)), NewDeduplicator(openClient(t, prefix))
+	})
+}
+
+func TestResultCacheConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunResultCache(t, func(t *testing.T) ports.ResultCache {
+		return NewResultCache(openClient(t, ""))
+	})
+}
+
+func TestResultCacheSharedConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunResultCacheShared(t, func(t *testing.T) (a, b ports.ResultCache) {
+		prefix := newPrefix()
+		return NewResultCache(openClient(t, prefix)), NewResultCache(openClient(t, prefix))
+	})
+}
+
+// TestKeyPrefixIsolates proves two prefixes on one server do not see each
+// other's claims, done marks or results, and that keys follow the
+// documented layout.
+func TestKeyPrefixIsolates(t *testing.T) {
+	t.Parallel()
+	a, b := openClient(t, ""), openClient(t, "")
+	da, db := NewDeduplicator(a), NewDeduplicator(b)
+	ca, cb := NewResultCache(a), NewResultCache(b)
+	ctx := t.Context()
+
+	if res, err := da.Claim(ctx, "ev-1", "x", time.Minute); err != nil || res != ports.ClaimAcquired {
+		t.Fatalf("Claim on a = %v, %v", res, err)
+	}
+	if res, err := db.Claim(ctx, "ev-1", "y", time.Minute); err != nil || res != ports.ClaimAcquired {
+		t.Fatalf("Claim on b = %v, %v; want acquired (other prefix)", res, err)
+	}
+	if err := ca.Put(ctx, "k", time.Minute); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if hit, err := cb.Get(ctx, "k"); err != nil || hit {
+		t.Fatalf("Get on b = %v, %v; want a miss (other prefix)", hit, err)
+	}
+	for key, want := range map[string]string{
+		a.prefix + "dedup:v1:event:ev-1": "claim:x",
+		a.prefix + "cache:v1:result:k":   "1",
+	} {
+		got, err := a.rdb.Get(ctx, key).Result()
+		if err != nil || got != want {
+			t.Fatalf("GET %s = %q, %v; want %q", key, got, err, want)
+		}
+		ttl, err := a.rdb.PTTL(ctx, key).Result()
+		if err != nil || ttl <= 0 || ttl > time.Minute {
+			t.Fatalf("PTTL %s = %v, %v; want within (0, 1m]", key, ttl, err)
+		}
+	}
+}
+
+// TestTokenCannotPassForDone proves a token spelled like the done mark is
+// still an ordinary claim.
+func TestTokenCannotPassForDone(t *testing.T) {
+	t.Parallel()
+	d := NewDeduplicator(openClient(t, ""))
+	ctx := t.Context()
+	if res, err := d.Claim(ctx, "ev-1", "done", time.Minute); err != nil || res != ports.ClaimAcquired {
+		t.Fatalf("Claim by %q = %v, %v; want acquired", "done", res, err)
+	}
+	if res, err := d.Claim(ctx, "ev-1", "other", time.Minute); err != nil || res != ports.ClaimBusy {
+		t.Fatalf("Claim by other = %v, %v; want busy, not done", res, err)
+	}
+}
+
+func TestDedupAndCacheRefuseBadArguments(t *testing.T) {
+	t.Parallel()
+	c := openClient(t, "")
+	d, r := NewDeduplicator(c), NewResultCache(c)
+	tests := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"claim empty event id", func(ctx context.Context) error { _, err := d.Claim(ctx, "", "a", time.Second); return err }},
+		{"claim empty token", func(ctx context.Context) error { _, err := d.Claim(ctx, "ev", "", time.Second); return err }},
+		{"claim zero lease", func(ctx context.Context) error { _, err := d.Claim(ctx, "ev", "a", 0); return err }},
+		{"mark done negative window", func(ctx context.Context) error { return d.MarkDone(ctx, "ev", -time.Second) }},
+		{"put zero ttl", func(ctx context.Context) error { return r.Put(ctx, "k", 0) }},
+	}
+	t.Run("group", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				if err := tt.call(t.Context()); err == nil {
+					t.Fatal("no error")
+				}
+			})
+		}
+	})
+	if res, err := d.Claim(t.Context(), "ev", "b", time.Minute); err != nil || res != ports.ClaimAcquired {
+		t.Fatalf("Claim after refused calls = %v, %v; want acquired", res, err)
+	}
+}
+
+// BenchmarkClaimMarkDone measures one claim and one done mark per event, as
+// the dedup decorator does for every event, from parallel goroutines.
+func BenchmarkClaimMarkDone(b *testing.B) {
+	d := NewDeduplicator(openClient(b, ""))
+	var seq atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ev := fmt.Sprintf("ev-%d", seq.Add(1))
+			res, err := d.Claim(b.Context(), ev, "bench", time.Minute)
+			if err != nil || res != ports.ClaimAcquired {
+				b.Errorf("Claim = %v, %v", res, err)
+				return
+			}
+			if err := d.MarkDone(b.Context(), ev, time.Minute); err != nil {
+				b.Errorf("MarkDone: %v", err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

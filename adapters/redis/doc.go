@@ -1,0 +1,12 @@
+// Package redis implements the networked deduplicator, the action-result
+// cache and the `cache` action (key invalidation) on Redis, single node,
+// Sentinel or Cluster. It is the only package that imports go-redis; it
+// translates the driver's outage errors (refused or dropped connections,
+// timeouts, an exhausted pool, a closed client) into ports.ErrUnavailable
+// at the boundary.
+//
+// Keys, each preceded by Config.KeyPrefix:
+//
+//	dedup:v1:event:{id}    "claim:{token}" for the lease, then "done" for the window
+//	cache:v1:result:{key}  "1" for the TTL
+package redis

@@ -1,0 +1,167 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// scanCount is the COUNT hint of each SCAN round, and so the size of each
+// UNLINK batch.
+const scanCount = 500
+
+// Invalidator runs the `cache` action: it renders the action's key pattern
+// with the event's values glob-escaped (so they match only themselves),
+// prepends the key prefix and UNLINKs the single key, or every key matching
+// a pattern with wildcards (SCAN MATCH over every master). Safe for
+// concurrent use.
+type Invalidator struct {
+	c      *Client
+	logger *slog.Logger
+}
+
+var _ ports.ActionExecutor = (*Invalidator)(nil)
+
+// NewInvalidator returns the cache action executor; a nil logger discards.
+func NewInvalidator(c *Client, logger *slog.Logger) *Invalidator {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Invalidator{c: c, logger: logger}
+}
+
+// Execute invalidates the keys act names for ev. A bad action (no pattern,
+// an unsupported operation, a placeholder the event lacks) is a permanent
+// failure; Redis being unreachable is a transient one.
+func (inv *Invalidator) Execute(ctx context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) error {
+	if act == nil || act.Cache == nil || act.Cache.KeyPattern.IsZero() {
+		return domain.Permanent(errors.New("redis: invalidate: action has no key_pattern"))
+	}
+	if op := act.Cache.Operation; op != "" && op != "invalidate" {
+		return domain.Permanent(fmt.Errorf("redis: invalidate: cache operation %q is not supported (only invalidate)", op))
+	}
+	src := act.Cache.KeyPattern.Source()
+	rendered, missing := act.Cache.KeyPattern.Render(ev, domain.EscapeGlob)
+	if len(missing) > 0 {
+		// Rendering them empty could widen a glob to unrelated keys.
+		return domain.Permanent(fmt.Errorf("redis: invalidate %q: event has no value for %s", src, strings.Join(missing, ", ")))
+	}
+	if domain.HasGlob(rendered) {
+		if empty := emptyPlaceholders(act.Cache.KeyPattern, ev); len(empty) > 0 {
+			return domain.Permanent(fmt.Errorf("redis: invalidate %q: %s empty (null or \"\"), which would widen the pattern", src, strings.Join(empty, ", ")))
+		}
+	}
+	if rendered == "" {
+		return domain.Permanent(fmt.Errorf("redis: invalidate %q: the pattern renders empty", src))
+	}
+	pattern := domain.GlobEscape(inv.c.prefix) + rendered
+
+	var (
+		n   int64
+		err error
+	)
+	if domain.HasGlob(pattern) {
+		n, err = inv.c.unlinkMatching(ctx, pattern)
+	} else {
+		n, err = inv.c.rdb.Unlink(ctx, domain.GlobUnescape(pattern)).Result()
+	}
+	if err != nil {
+		return domain.Transient(inv.c.wrap(ctx, fmt.Sprintf("invalidate %q", pattern), err), 0)
+	}
+	attrs := []slog.Attr{slog.String("pattern", pattern), slog.Int64("keys_unlinked", n)}
+	if ev != nil {
+		attrs = append(attrs, slog.String("event_id", ev.ID))
+	}
+	if obs != nil {
+		attrs = append(attrs, slog.String("observer", obs.Name))
+	}
+	inv.logger.LogAttrs(ctx, slog.LevelDebug, "cache keys invalidated", append(attrs, slog.String("action", act.Name))...)
+	return nil
+}
+
+// unlinkMatching SCANs for pattern and UNLINKs each batch found, on every
+// master in Cluster mode, and returns how many keys it removed.
+func (c *Client) unlinkMatching(ctx context.Context, pattern string) (int64, error) {
+	var total atomic.Int64
+	if c.cluster != nil {
+		// A node refuses a multi-key UNLINK across hash slots: one key per
+		// command, pipelined.
+		err := c.cluster.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+			return scanUnlink(ctx, node, pattern, true, &total)
+		})
+		return total.Load(), err
+	}
+	err := scanUnlink(ctx, c.rdb, pattern, false, &total)
+	return total.Load(), err
+}
+
+func scanUnlink(ctx context.Context, node goredis.Cmdable, pattern string, perKey bool, total *atomic.Int64) error {
+	var cursor uint64
+	for {
+		keys, next, err := node.Scan(ctx, cursor, pattern, scanCount).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			n, err := unlink(ctx, node, keys, perKey)
+			total.Add(n)
+			if err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+func unlink(ctx context.Context, node goredis.Cmdable, keys []string, perKey bool) (int64, error) {
+	if !perKey {
+		return node.Unlink(ctx, keys...).Result()
+	}
+	pipe := node.Pipeline()
+	cmds := make([]*goredis.IntCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.Unlink(ctx, k)
+	}
+	_, err := pipe.Exec(ctx)
+	var n int64
+	for _, cmd := range cmds {
+		n += cmd.Val()
+	}
+	return n, err
+}
+
+// emptyPlaceholders lists the placeholders of t whose value in ev renders
+// empty (null or ""). Template keeps its parts private, so its source is
+// scanned the way CompileTemplate reads it; a compiled template's source is
+// known to be well-formed.
+func emptyPlaceholders(t *domain.Template, ev *domain.Event) []string {
+	var empty []string
+	rest := t.Source()
+	for {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			return empty
+		}
+		j := strings.Index(rest[i:], "}}")
+		if j < 0 {
+			return empty
+		}
+		if p, err := domain.ParsePath(strings.TrimSpace(rest[i+2 : i+j])); err == nil {
+			if v, ok := p.Resolve(ev); ok && domain.FormatValue(v) == "" {
+				empty = append(empty, p.String())
+			}
+		}
+		rest = rest[i+j+2:]
+	}
+}

@@ -1,0 +1,218 @@
+package redis
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+func cacheAction(pattern string) *domain.Action {
+	return &domain.Action{
+		Name:  "cache-1",
+		Type:  domain.ActionCache,
+		Cache: &domain.CacheAction{KeyPattern: domain.MustCompileTemplate(pattern), Operation: "invalidate"},
+	}
+}
+
+// remainingKeys lists the keys under c's prefix, without the prefix, sorted.
+func remainingKeys(t *testing.T, c *Client) []string {
+	t.Helper()
+	// Not t.Context(): this also runs in cleanups, after it is canceled.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var keys []string
+	iter := c.rdb.Scan(ctx, 0, domain.GlobEscape(c.prefix)+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, strings.TrimPrefix(iter.Val(), c.prefix))
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("scan: %v", err)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+func setKeys(t *testing.T, c *Client, keys ...string) {
+	t.Helper()
+	pipe := c.rdb.Pipeline()
+	for _, k := range keys {
+		pipe.Set(t.Context(), c.prefix+k, "v", 0)
+	}
+	if _, err := pipe.Exec(t.Context()); err != nil {
+		t.Fatalf("set keys: %v", err)
+	}
+}
+
+func TestInvalidatorRemovesOnlyMatchingKeys(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		prefix  string // "" means a fresh ordinary one
+		keys    []string
+		pattern string
+		data    map[string]any
+		want    []string // keys left, sorted
+	}{
+		{
+			name:    "exact key",
+			keys:    []string{"user:1", "user:10", "user:1:profile", "user:2"},
+			pattern: "user:{{ id }}",
+			data:    map[string]any{"id": "1"},
+			want:    []string{"user:10", "user:1:profile", "user:2"},
+		},
+		{
+			name:    "glob from the template",
+			keys:    []string{"user:1", "user:1:profile", "user:1:orders", "user:10:profile", "user:2:profile"},
+			pattern: "user:{{ id }}:*",
+			data:    map[string]any{"id": "1"},
+			want:    []string{"user:1", "user:10:profile", "user:2:profile"},
+		},
+		{
+			name:    "event value with a star matches only itself",
+			keys:    []string{"user:a*", "user:abc", "user:a", "user:a*:x", "user:ab:x"},
+			pattern: "user:{{ name }}",
+			data:    map[string]any{"name": "a*"},
+			want:    []string{"user:a", "user:a*:x", "user:ab:x", "user:abc"},
+		},
+		{
+			name:    "event value with a star inside a glob",
+			keys:    []string{"user:a*:x", "user:a*:y", "user:ab:x", "user:a:x", "user:a*"},
+			pattern: "user:{{ name }}:*",
+			data:    map[string]any{"name": "a*"},
+			want:    []string{"user:a*", "user:a:x", "user:ab:x"},
+		},
+		{
+			name:    "event value with brackets inside a glob",
+			keys:    []string{"user:[ab]:1", "user:a:1", "user:b:1", "user:[ab]"},
+			pattern: "user:{{ name }}:*",
+			data:    map[string]any{"name": "[ab]"},
+			want:    []string{"user:[ab]", "user:a:1", "user:b:1"},
+		},
+		{
+			name:    "event value with question mark and backslash",
+			keys:    []string{`q:a?\b`, `q:ax\b`, `q:a?b`},
+			pattern: "q:{{ v }}",
+			data:    map[string]any{"v": `a?\b`},
+			want:    []string{`q:a?b`, `q:ax\b`},
+		},
+		{
+			name:    "prefix with glob characters is literal",
+			prefix:  "[x]*" + newPrefix(),
+			keys:    []string{"user:1:a", "user:1:b", "user:2:a"},
+			pattern: "user:1:*",
+			want:    []string{"user:2:a"},
+		},
+		{
+			name:    "no match removes nothing",
+			keys:    []string{"user:1"},
+			pattern: "order:*",
+			want:    []string{"user:1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := openClient(t, tt.prefix)
+			// A neighbour sharing the prefix's first characters must survive.
+			neighbour := openClient(t, strings.TrimSuffix(c.prefix, ":")+"x:")
+			setKeys(t, neighbour, tt.keys...)
+			setKeys(t, c, tt.keys...)
+			var logs bytes.Buffer
+			inv := NewInvalidator(c, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+			ev := &domain.Event{ID: "ev-1", EntityType: "User", Data: tt.data}
+			if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction(tt.pattern)); err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			if got := remainingKeys(t, c); !slices.Equal(got, tt.want) {
+				t.Fatalf("keys left = %q, want %q", got, tt.want)
+			}
+			if got := remainingKeys(t, neighbour); len(got) != len(slices.Compact(slices.Sorted(slices.Values(tt.keys)))) {
+				t.Fatalf("neighbour prefix lost keys: %q left of %q", got, tt.keys)
+			}
+			removed := len(tt.keys) - len(tt.want)
+			if !strings.Contains(logs.String(), fmt.Sprintf("keys_unlinked=%d", removed)) {
+				t.Fatalf("debug log does not report %d keys unlinked: %s", removed, logs.String())
+			}
+		})
+	}
+}
+
+// TestInvalidatorGlobOverManyKeys needs several SCAN rounds (COUNT 500).
+func TestInvalidatorGlobOverManyKeys(t *testing.T) {
+	t.Parallel()
+	c := openClient(t, "")
+	const n = 2000
+	keys := make([]string, 0, n+300)
+	for i := range n {
+		keys = append(keys, fmt.Sprintf("product:%d:detail", i))
+	}
+	var keep []string
+	for i := range 100 {
+		keep = append(keep, fmt.Sprintf("product:%d", i), fmt.Sprintf("products:%d:detail", i), fmt.Sprintf("order:%d:detail", i))
+	}
+	setKeys(t, c, append(keys, keep...)...)
+	var logs bytes.Buffer
+	inv := NewInvalidator(c, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ev := &domain.Event{ID: "ev-1", Data: map[string]any{}}
+	if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction("product:*:detail")); err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	slices.Sort(keep)
+	if got := remainingKeys(t, c); !slices.Equal(got, keep) {
+		t.Fatalf("%d keys left, want the %d non-matching ones", len(got), len(keep))
+	}
+	if !strings.Contains(logs.String(), fmt.Sprintf("keys_unlinked=%d", n)) {
+		t.Fatalf("debug log does not report %d keys unlinked: %s", n, logs.String())
+	}
+}
+
+func TestInvalidatorPermanentFailures(t *testing.T) {
+	t.Parallel()
+	c := openClient(t, "")
+	keys := []string{"user:1", "user:2", "user::x", "user:"}
+	setKeys(t, c, keys...)
+	slices.Sort(keys)
+	unsupported := cacheAction("user:*")
+	unsupported.Cache.Operation = "refresh"
+	tests := []struct {
+		name    string
+		act     *domain.Action
+		data    map[string]any
+		wantMsg string
+	}{
+		{"missing placeholder in a glob", cacheAction("user:{{ id }}*"), map[string]any{}, "no value for id"},
+		{"missing placeholder in an exact key", cacheAction("user:{{ id }}"), map[string]any{"other": "1"}, "no value for id"},
+		{"missing nested placeholder", cacheAction("user:{{ data.customer.id }}:*"), map[string]any{"customer": map[string]any{}}, "no value for customer.id"},
+		{"null value in a glob", cacheAction("user:{{ id }}*"), map[string]any{"id": nil}, "id empty"},
+		{"empty value in a glob", cacheAction("user:{{ id }}:*"), map[string]any{"id": ""}, "id empty"},
+		{"unsupported operation", unsupported, map[string]any{}, `"refresh" is not supported`},
+		{"no config", &domain.Action{Name: "cache-1", Type: domain.ActionCache}, map[string]any{}, "no key_pattern"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			inv := NewInvalidator(c, nil)
+			ev := &domain.Event{ID: "ev-1", Data: tt.data}
+			err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, tt.act)
+			if !domain.IsPermanent(err) {
+				t.Fatalf("Execute = %v, want a permanent error", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Fatalf("Execute error %q does not say %q", err, tt.wantMsg)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		// Runs after the parallel subtests: nothing may have been removed.
+		if got := remainingKeys(t, c); !slices.Equal(got, keys) {
+			t.Errorf("keys left = %q, want all of %q", got, keys)
+		}
+	})
+}
