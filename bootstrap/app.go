@@ -16,8 +16,10 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
 	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
+	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	promadapter "github.com/fraiseql/fraiseql-observer/adapters/prometheus"
+	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
 	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -32,8 +34,9 @@ type App struct {
 	logger  *slog.Logger
 	metrics *promadapter.Metrics
 	env     func(string) (string, bool)
+	holder  string
 
-	db          *postgres.DB
+	db          *postgres.DB // the observer's own database (state, dead letters)
 	changeLog   *postgres.ChangeLog
 	memSource   *memory.Source
 	source      ports.EventSource
@@ -42,11 +45,16 @@ type App struct {
 	dlqCount    func(context.Context) (int64, error)
 	lease       ports.Lease
 
+	redis    *redisadapter.Client
+	nats     *natsadapter.Conn
+	embedded *natsadapter.Embedded
+
 	dispatcher *application.Dispatcher
 	processor  *application.Processor
-	scheduler  *application.Scheduler
+	runProc    application.RunProcessor
 	reader     *application.Reader
-	holder     string
+	bridges    []*bridgeUnit
+	worker     *application.Worker
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -62,10 +70,11 @@ type Options struct {
 	LookupEnv func(string) (string, bool)
 }
 
-// New builds the topology cfg names. For topologies with a database it
-// connects (retrying with backoff while the database is unreachable, until
-// ctx ends), migrates when database.migrate_on_start is set, and opens the
-// admin HTTP listener. The returned App must be closed.
+// New builds the topology cfg names. It connects to the databases
+// (retrying with backoff while one is unreachable, until ctx ends),
+// migrates when database.migrate_on_start is set, connects to Redis and
+// NATS when the topology uses them, and opens the admin HTTP listener. The
+// returned App must be closed.
 func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 	if opts.Logger == nil {
 		return nil, errors.New("bootstrap: logger is required")
@@ -83,58 +92,146 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(observers) == 0 {
-		a.logger.Warn("no observers configured: events will be read and checkpointed without actions")
+	if len(observers) == 0 && a.runsWorker() {
+		a.logger.Warn("no observers configured: events will be consumed without actions")
 	}
 
-	switch cfg.Topology {
-	case TopologyMemory:
+	switch {
+	case cfg.Topology == TopologyMemory:
 		if err := a.openMemory(ctx); err != nil {
 			return nil, err
 		}
-	case TopologyPostgresOnly:
-		if err := a.openPostgres(ctx); err != nil {
+	case cfg.Topology == TopologyMultiDatabase && cfg.Role == "bridge":
+		// A bridge-only process keeps its state in the source databases.
+	default:
+		if err := a.openStateDB(ctx); err != nil {
 			return nil, err
 		}
-	default:
-		return nil, &ConfigError{Key: "topology", Msg: fmt.Sprintf("%q is not available in this build", cfg.Topology)}
+	}
+	if cfg.Redis.Configured() {
+		if err := a.openRedis(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.buildProcessor(observers); err != nil {
+		return nil, err
 	}
 
-	dispatcher, err := a.executors()
-	if err != nil {
-		return nil, err
-	}
-	a.dispatcher = dispatcher
-	if err := a.checkSupported(observers); err != nil {
-		return nil, err
-	}
-	a.processor, err = application.NewProcessor(domain.NewMatcher(observers), application.ProcessorConfig{
-		Executor: dispatcher, DeadLetters: a.deadLetters, Metrics: a.metrics, Logger: a.logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.scheduler, err = application.NewScheduler(a.processor, application.SchedulerConfig{
-		MaxConcurrent: cfg.Performance.MaxConcurrentActions, Logger: a.logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.reader, err = application.NewReader(a.source, a.checkpoints, a.scheduler, application.ReaderConfig{
-		Name:               cfg.Reader.Name,
-		BatchSize:          cfg.Reader.BatchSize,
-		MaxInFlight:        cfg.Reader.MaxInFlight,
-		CheckpointInterval: cfg.Reader.CheckpointInterval,
-		Logger:             a.logger,
-		Metrics:            a.metrics,
-	})
-	if err != nil {
-		return nil, err
+	switch cfg.Topology {
+	case TopologyMemory, TopologyPostgresOnly, TopologyPostgresRedis:
+		if a.source == nil {
+			if err := a.openChangeLog(); err != nil {
+				return nil, err
+			}
+		}
+		if err := a.buildLocalReader(); err != nil {
+			return nil, err
+		}
+	case TopologyNATSDistributed, TopologyMultiDatabase:
+		if err := a.openNATS(ctx); err != nil {
+			return nil, err
+		}
+		if a.runsBridge() {
+			if err := a.buildBridges(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if a.runsWorker() {
+			if err := a.buildWorker(ctx); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := a.listenHTTP(); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+func (a *App) runsBridge() bool {
+	return a.cfg.Role == "all" || a.cfg.Role == "bridge"
+}
+
+func (a *App) runsWorker() bool {
+	return a.cfg.Role == "all" || a.cfg.Role == "worker"
+}
+
+// buildProcessor stacks executors and processor decorators from config:
+// Dedup(Processor(CachingExecutor(Dispatcher))).
+func (a *App) buildProcessor(observers []domain.Observer) error {
+	if a.deadLetters == nil {
+		return nil // a bridge-only process runs no actions
+	}
+	dispatcher, err := a.executors()
+	if err != nil {
+		return err
+	}
+	a.dispatcher = dispatcher
+	if err := a.checkSupported(observers); err != nil {
+		return err
+	}
+	var exec ports.ActionExecutor = dispatcher
+	perf := a.cfg.Performance
+	if perf.EnableCaching {
+		var cache ports.ResultCache = memory.NewResultCache(time.Now)
+		if a.redis != nil {
+			cache = redisadapter.NewResultCache(a.redis)
+		}
+		if exec, err = application.NewCachingExecutor(exec, cache, application.CacheConfig{
+			TTL: a.cfg.Redis.CacheTTL, Logger: a.logger, Metrics: a.metrics,
+		}); err != nil {
+			return err
+		}
+	}
+	a.processor, err = application.NewProcessor(domain.NewMatcher(observers), application.ProcessorConfig{
+		Executor: exec, DeadLetters: a.deadLetters, Metrics: a.metrics, Logger: a.logger,
+	})
+	if err != nil {
+		return err
+	}
+	a.runProc = a.processor
+	if perf.EnableDedup {
+		var store ports.Deduplicator = memory.NewDeduplicator(time.Now)
+		if a.redis != nil {
+			store = redisadapter.NewDeduplicator(a.redis)
+		}
+		if a.runProc, err = application.NewDedup(a.processor, store, application.DedupConfig{
+			Window: a.cfg.Redis.DedupWindow, Lease: a.cfg.Redis.DedupLease, Token: a.holder,
+			Logger: a.logger, Metrics: a.metrics,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *App) maxConcurrent() int {
+	if !a.cfg.Performance.EnableConcurrent {
+		return 1
+	}
+	return a.cfg.Performance.MaxConcurrentActions
+}
+
+func (a *App) buildLocalReader() error {
+	scheduler, err := application.NewScheduler(a.runProc, application.SchedulerConfig{
+		MaxConcurrent: a.maxConcurrent(), Logger: a.logger,
+	})
+	if err != nil {
+		return err
+	}
+	a.reader, err = application.NewReader(a.source, a.checkpoints, scheduler, a.readerConfig(a.cfg.Reader.Name))
+	return err
+}
+
+func (a *App) readerConfig(name string) application.ReaderConfig {
+	return application.ReaderConfig{
+		Name:               name,
+		BatchSize:          a.cfg.Reader.BatchSize,
+		MaxInFlight:        a.cfg.Reader.MaxInFlight,
+		CheckpointInterval: a.cfg.Reader.CheckpointInterval,
+		Logger:             a.logger,
+		Metrics:            a.metrics,
+	}
 }
 
 func (a *App) onClose(f func()) {
@@ -200,24 +297,48 @@ func (a *App) openMemory(ctx context.Context) error {
 	return nil
 }
 
-func (a *App) openPostgres(ctx context.Context) error {
+// openStateDB opens the observer's own database: migrations, checkpoints,
+// dead letters and the reader lease.
+func (a *App) openStateDB(ctx context.Context) error {
 	d, err := Connect(ctx, a.cfg.Database, a.logger)
 	if err != nil {
 		return err
 	}
 	a.db = d
 	a.onClose(d.Close)
-	pool := d.Pool
 	db := a.cfg.Database
 	if db.MigrateOnStart {
-		if err := postgres.Migrate(ctx, pool, postgres.MigrateConfig{
-			ChangeLogTable: db.ChangeLogTable, Channel: db.NotifyChannel, ObserverSchema: db.ObserverSchema,
-		}); err != nil {
-			return fmt.Errorf("migrate on start: %w", err)
+		if err := migrateDB(ctx, d, db); err != nil {
+			return err
 		}
 		a.logger.Info("database migrated", slog.String("change_log_table", db.ChangeLogTable), slog.String("observer_schema", db.ObserverSchema))
 	}
-	cl, err := postgres.NewChangeLog(pool, postgres.ChangeLogConfig{
+	if a.checkpoints, err = postgres.NewCheckpoints(d.Pool, db.ObserverSchema); err != nil {
+		return err
+	}
+	dl, err := postgres.NewDeadLetters(d.Pool, db.ObserverSchema)
+	if err != nil {
+		return err
+	}
+	a.deadLetters = dl
+	a.dlqCount = dl.Count
+	a.lease, err = postgres.NewLease(d.Pool, db.ObserverSchema)
+	return err
+}
+
+func migrateDB(ctx context.Context, d *postgres.DB, db DatabaseConfig) error {
+	if err := postgres.Migrate(ctx, d.Pool, postgres.MigrateConfig{
+		ChangeLogTable: db.ChangeLogTable, Channel: db.NotifyChannel, ObserverSchema: db.ObserverSchema,
+	}); err != nil {
+		return fmt.Errorf("migrate on start: %w", err)
+	}
+	return nil
+}
+
+// openChangeLog makes the state database's change log the event source.
+func (a *App) openChangeLog() error {
+	db := a.cfg.Database
+	cl, err := postgres.NewChangeLog(a.db.Pool, postgres.ChangeLogConfig{
 		Table: db.ChangeLogTable, Channel: db.NotifyChannel, PollInterval: db.PollInterval,
 	}, a.logger)
 	if err != nil {
@@ -226,18 +347,6 @@ func (a *App) openPostgres(ctx context.Context) error {
 	a.changeLog = cl
 	a.onClose(cl.Close)
 	a.source = cl
-	if a.checkpoints, err = postgres.NewCheckpoints(pool, db.ObserverSchema); err != nil {
-		return err
-	}
-	dl, err := postgres.NewDeadLetters(pool, db.ObserverSchema)
-	if err != nil {
-		return err
-	}
-	a.deadLetters = dl
-	a.dlqCount = dl.Count
-	if a.lease, err = postgres.NewLease(pool, db.ObserverSchema); err != nil {
-		return err
-	}
 	return nil
 }
 
@@ -284,10 +393,14 @@ func (a *App) executors() (*application.Dispatcher, error) {
 		return nil, err
 	}
 	a.onClose(wh.Close)
-	return application.NewDispatcher(map[domain.ActionType]ports.ActionExecutor{
+	executors := map[domain.ActionType]ports.ActionExecutor{
 		domain.ActionWebhook: wh,
 		domain.ActionLog:     logaction.NewExecutor(a.logger),
-	}), nil
+	}
+	if a.redis != nil {
+		executors[domain.ActionCache] = redisadapter.NewInvalidator(a.redis, a.logger)
+	}
+	return application.NewDispatcher(executors), nil
 }
 
 // Run runs the service until ctx ends: the reader (under the lease, so one
@@ -306,9 +419,43 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { a.pollGauges(ctx) })
 
-	err := application.RunWithLease(ctx, a.lease, application.LeaseConfig{
-		Name: "reader:" + a.cfg.Reader.Name, Holder: a.holder, TTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
-	}, a.reader.Run)
+	// The workloads of this topology and role run side by side; the first
+	// error stops them all.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2+len(a.bridges))
+	var runners sync.WaitGroup
+	run := func(f func(context.Context) error) {
+		runners.Go(func() {
+			if err := f(rctx); err != nil {
+				errs <- err
+				cancel()
+			}
+		})
+	}
+	if a.reader != nil {
+		run(func(ctx context.Context) error {
+			return application.RunWithLease(ctx, a.lease, application.LeaseConfig{
+				Name: "reader:" + a.cfg.Reader.Name, Holder: a.holder, TTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
+			}, a.reader.Run)
+		})
+	}
+	for _, b := range a.bridges {
+		run(func(ctx context.Context) error {
+			return application.RunWithLease(ctx, b.lease, application.LeaseConfig{
+				Name: "bridge:" + b.name, Holder: a.holder, TTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
+			}, b.reader.Run)
+		})
+	}
+	if a.worker != nil {
+		run(a.worker.Run)
+	}
+	runners.Wait()
+	var err error
+	select {
+	case err = <-errs:
+	default:
+	}
 
 	if a.httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -326,17 +473,23 @@ func (a *App) pollGauges(ctx context.Context) {
 	defer t.Stop()
 	for {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if n, err := a.dlqCount(qctx); err == nil {
-			a.metrics.SetDLQItems(n)
-		}
-		if a.changeLog != nil {
-			if n, err := a.changeLog.Backlog(qctx, a.reader.Status().Saved); err == nil {
-				a.metrics.SetBacklog(n)
-			}
-			if d, err := a.changeLog.OldestTransactionAge(qctx); err == nil {
-				a.metrics.SetOldestTransactionAge(d)
+		if a.dlqCount != nil {
+			if n, err := a.dlqCount(qctx); err == nil {
+				a.metrics.SetDLQItems(n)
 			}
 		}
+		var backlog int64
+		var oldest time.Duration
+		for _, src := range a.changeLogs() {
+			if n, err := src.log.Backlog(qctx, src.reader.Status().Saved); err == nil {
+				backlog += n
+			}
+			if d, err := src.log.OldestTransactionAge(qctx); err == nil {
+				oldest = max(oldest, d)
+			}
+		}
+		a.metrics.SetBacklog(backlog)
+		a.metrics.SetOldestTransactionAge(oldest)
 		cancel()
 		select {
 		case <-ctx.Done():

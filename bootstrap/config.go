@@ -42,6 +42,8 @@ type Config struct {
 	ObserversFile string            `koanf:"observers_file"`
 	Database      DatabaseConfig    `koanf:"database"`
 	Redis         RedisConfig       `koanf:"redis"`
+	NATS          NATSConfig        `koanf:"nats"`
+	Databases     []SourceDatabase  `koanf:"databases"`
 	Reader        ReaderConfig      `koanf:"reader"`
 	Performance   PerformanceConfig `koanf:"performance"`
 	HTTP          HTTPConfig        `koanf:"http"`
@@ -96,6 +98,47 @@ type RedisConfig struct {
 
 // Configured reports whether a Redis server is named.
 func (r RedisConfig) Configured() bool { return r.URL != "" || len(r.Addrs) > 0 }
+
+// NATSConfig is the JetStream connection, stream and consumer of the NATS
+// topologies.
+type NATSConfig struct {
+	URL                 string             `koanf:"url"`
+	Embedded            bool               `koanf:"embedded"`
+	StoreDir            string             `koanf:"store_dir"`
+	SubjectPrefix       string             `koanf:"subject_prefix"`
+	MaxPendingPublishes int                `koanf:"max_pending_publishes"`
+	Stream              NATSStreamConfig   `koanf:"stream"`
+	Consumer            NATSConsumerConfig `koanf:"consumer"`
+}
+
+// NATSStreamConfig is applied to the stream at every start (created or
+// updated).
+type NATSStreamConfig struct {
+	Name            string        `koanf:"name"`
+	Storage         string        `koanf:"storage"`
+	Retention       string        `koanf:"retention"`
+	MaxAge          time.Duration `koanf:"max_age"`
+	MaxMsgs         int64         `koanf:"max_msgs"`
+	MaxBytes        int64         `koanf:"max_bytes"`
+	DuplicateWindow time.Duration `koanf:"duplicate_window"`
+	Replicas        int           `koanf:"replicas"`
+}
+
+// NATSConsumerConfig is the durable pull consumer shared by all workers.
+type NATSConsumerConfig struct {
+	Durable       string        `koanf:"durable"`
+	AckWait       time.Duration `koanf:"ack_wait"`
+	MaxDeliver    int           `koanf:"max_deliver"`
+	MaxAckPending int           `koanf:"max_ack_pending"`
+}
+
+// SourceDatabase is one [[databases]] entry of the multi-database
+// topology: a change log with its own bridge and cursor.
+type SourceDatabase struct {
+	Name   string `koanf:"name"`
+	URL    string `koanf:"url"`
+	URLEnv string `koanf:"url_env"`
+}
 
 // PerformanceConfig turns dedup, caching and concurrency on and off.
 type PerformanceConfig struct {
@@ -202,6 +245,26 @@ func Defaults() Config {
 			DedupLease:     30 * time.Second,
 			CacheTTL:       time.Hour,
 		},
+		NATS: NATSConfig{
+			URL:                 "nats://127.0.0.1:4222",
+			StoreDir:            "data/nats",
+			SubjectPrefix:       "fraiseql.events",
+			MaxPendingPublishes: 1024,
+			Stream: NATSStreamConfig{
+				Name:            "FRAISEQL_EVENTS",
+				Storage:         "file",
+				Retention:       "limits",
+				MaxAge:          7 * 24 * time.Hour,
+				DuplicateWindow: 2 * time.Minute,
+				Replicas:        1,
+			},
+			Consumer: NATSConsumerConfig{
+				Durable:       "fraiseql-observer-workers",
+				AckWait:       30 * time.Second,
+				MaxDeliver:    10,
+				MaxAckPending: 1000,
+			},
+		},
 		Performance: PerformanceConfig{EnableConcurrent: true, MaxConcurrentActions: 32},
 		HTTP:        HTTPConfig{Listen: "127.0.0.1:9090", AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},
@@ -274,7 +337,7 @@ func LoadConfig(path string, environ []string) (Config, error) {
 		EnvironFunc: func() []string { return environ },
 		TransformFunc: func(name, value string) (string, any) {
 			key, ok := envKeys[name]
-			if !ok || known[key] == reflect.Slice && key == "observers" {
+			if !ok || known[key] == reflect.Array {
 				return "", nil // another program's FRAISEQL_* variable, or a secret named by *_env
 			}
 			v, err := parseEnvValue(known[key], value)
@@ -335,8 +398,11 @@ func collectKeys(t reflect.Type, prefix string, out map[string]reflect.Kind) {
 			continue
 		}
 		kind := ft.Kind()
-		if ft == reflect.TypeOf(time.Duration(0)) {
+		switch {
+		case ft == reflect.TypeOf(time.Duration(0)):
 			kind = reflect.Interface // marks durations
+		case kind == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			kind = reflect.Array // marks tables ([[observers]], [[databases]]): not settable from the environment
 		}
 		out[key] = kind
 	}
@@ -374,6 +440,12 @@ func parseEnvValue(kind reflect.Kind, v string) (any, error) {
 			return nil, fmt.Errorf("%q is not a boolean", v)
 		}
 		return b, nil
+	case reflect.Int64:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an integer", v)
+		}
+		return n, nil
 	case reflect.Int:
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -453,7 +525,12 @@ func (c *Config) Validate() error {
 			return &ConfigError{Key: "redis.url", Msg: "topology postgres-redis needs Redis: set redis.url (or redis.addrs)"}
 		}
 	case TopologyNATSDistributed, TopologyMultiDatabase:
-		return &ConfigError{Key: "topology", Msg: fmt.Sprintf("%q is not available in this build yet (available: %s, %s, %s)", c.Topology, TopologyPostgresOnly, TopologyPostgresRedis, TopologyMemory)}
+		if err := c.validateNATS(); err != nil {
+			return err
+		}
+	}
+	if len(c.Databases) > 0 && c.Topology != TopologyMultiDatabase {
+		return &ConfigError{Key: "databases", Msg: "only used by topology multi-database"}
 	}
 	if err := c.validateRedis(); err != nil {
 		return err
@@ -549,6 +626,86 @@ func (c *Config) validateRedis() error {
 		return &ConfigError{Key: "performance.enable_dedup", Msg: "needs Redis in topology " + c.Topology + ": set redis.url (or redis.addrs)"}
 	case c.Performance.EnableCaching:
 		return &ConfigError{Key: "performance.enable_caching", Msg: "needs Redis in topology " + c.Topology + ": set redis.url (or redis.addrs)"}
+	}
+	return nil
+}
+
+var tokenName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// validateNATS checks the NATS keys and the databases of the NATS
+// topologies.
+func (c *Config) validateNATS() error {
+	n := c.NATS
+	switch c.Role {
+	case "all", "bridge", "worker":
+	default:
+		return &ConfigError{Key: "role", Msg: fmt.Sprintf("%q is not one of all, bridge, worker", c.Role)}
+	}
+	if n.Embedded && c.Role != "all" {
+		return &ConfigError{Key: "nats.embedded", Msg: "an in-process server serves only its own process: use role = \"all\""}
+	}
+	if !n.Embedded && n.URL == "" {
+		return &ConfigError{Key: "nats.url", Msg: "required (or set nats.embedded = true)"}
+	}
+	if n.Embedded && n.StoreDir == "" {
+		return &ConfigError{Key: "nats.store_dir", Msg: "required with nats.embedded"}
+	}
+	if n.SubjectPrefix == "" || strings.ContainsAny(n.SubjectPrefix, "*> \t") || strings.HasSuffix(n.SubjectPrefix, ".") {
+		return &ConfigError{Key: "nats.subject_prefix", Msg: fmt.Sprintf("%q is not a subject prefix (tokens separated by dots, no wildcards)", n.SubjectPrefix)}
+	}
+	if !tokenName.MatchString(n.Stream.Name) {
+		return &ConfigError{Key: "nats.stream.name", Msg: fmt.Sprintf("%q: use letters, digits, - and _", n.Stream.Name)}
+	}
+	switch n.Stream.Storage {
+	case "file", "memory":
+	default:
+		return &ConfigError{Key: "nats.stream.storage", Msg: fmt.Sprintf("%q is not one of file, memory", n.Stream.Storage)}
+	}
+	switch n.Stream.Retention {
+	case "limits", "workqueue", "interest":
+	default:
+		return &ConfigError{Key: "nats.stream.retention", Msg: fmt.Sprintf("%q is not one of limits, workqueue, interest", n.Stream.Retention)}
+	}
+	checks := []struct {
+		key string
+		ok  bool
+		msg string
+	}{
+		{"nats.max_pending_publishes", n.MaxPendingPublishes >= 1, "must be at least 1"},
+		{"nats.stream.max_age", n.Stream.MaxAge >= 0, "must not be negative (0 = unlimited)"},
+		{"nats.stream.max_msgs", n.Stream.MaxMsgs >= 0, "must not be negative (0 = unlimited)"},
+		{"nats.stream.max_bytes", n.Stream.MaxBytes >= 0, "must not be negative (0 = unlimited)"},
+		{"nats.stream.duplicate_window", n.Stream.DuplicateWindow > 0, "must be positive"},
+		{"nats.stream.replicas", n.Stream.Replicas >= 1 && n.Stream.Replicas <= 5, "must be between 1 and 5"},
+		{"nats.consumer.durable", tokenName.MatchString(n.Consumer.Durable), "use letters, digits, - and _"},
+		{"nats.consumer.ack_wait", n.Consumer.AckWait >= time.Second, "must be at least 1s"},
+		{"nats.consumer.max_deliver", n.Consumer.MaxDeliver >= 1, "must be at least 1"},
+		{"nats.consumer.max_ack_pending", n.Consumer.MaxAckPending >= 1, "must be at least 1"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return &ConfigError{Key: ch.key, Msg: ch.msg}
+		}
+	}
+	if c.Topology == TopologyNATSDistributed {
+		return nil
+	}
+	if len(c.Databases) == 0 && c.Role != "worker" {
+		return &ConfigError{Key: "databases", Msg: "topology multi-database needs at least one [[databases]] entry"}
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Databases {
+		key := fmt.Sprintf("databases[%d]", i)
+		if !tokenName.MatchString(d.Name) {
+			return &ConfigError{Key: key + ".name", Msg: fmt.Sprintf("%q: required; use letters, digits, - and _ (it becomes a subject token and the events' source)", d.Name)}
+		}
+		if seen[d.Name] {
+			return &ConfigError{Key: key + ".name", Msg: fmt.Sprintf("%q is used twice", d.Name)}
+		}
+		seen[d.Name] = true
+		if (d.URL == "") == (d.URLEnv == "") {
+			return &ConfigError{Key: key + ".url", Msg: "set exactly one of url and url_env"}
+		}
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func (a *App) routes() http.Handler {
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"observers": len(a.processor.Matcher().Observers())})
+		writeJSON(w, http.StatusOK, map[string]int{"observers": a.Status().Observers})
 	})
 	if a.memSource != nil {
 		api.HandleFunc("POST /api/observers/events", a.handlePostEvents)
@@ -89,14 +89,42 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 		}
 		cancel()
 	}
-	st := a.reader.Status()
-	switch {
-	case st.Running && st.LastError != "":
-		ok, detail["reader"] = false, st.LastError
-	case st.Running:
-		detail["reader"] = "reading"
-	default:
-		detail["reader"] = "standby (another replica holds the lease, or starting)"
+	if a.redis != nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := a.redis.Ping(pctx); err != nil {
+			// Not fatal: dedup and caching fail open.
+			detail["redis"] = "unreachable (failing open): " + err.Error()
+		} else {
+			detail["redis"] = "ok"
+		}
+		cancel()
+	}
+	if a.nats != nil {
+		if err := a.nats.Ping(ctx); err != nil {
+			ok, detail["nats"] = false, err.Error()
+		} else {
+			detail["nats"] = "ok"
+		}
+	}
+	readerState := func(key string, r *application.Reader) {
+		st := r.Status()
+		switch {
+		case st.Running && st.LastError != "":
+			ok, detail[key] = false, st.LastError
+		case st.Running:
+			detail[key] = "reading"
+		default:
+			detail[key] = "standby (another replica holds the lease, or starting)"
+		}
+	}
+	if a.reader != nil {
+		readerState("reader", a.reader)
+	}
+	for _, b := range a.bridges {
+		readerState("bridge:"+b.name, b.reader)
+	}
+	if a.worker != nil {
+		detail["worker"] = "consuming"
 	}
 	return ok, detail
 }
@@ -112,17 +140,42 @@ func (a *App) handleReady(w http.ResponseWriter, r *http.Request) {
 
 // Status is the service's progress as the status command and API show it.
 type Status struct {
-	Topology  string                   `json:"topology"`
-	Holder    string                   `json:"holder"`
-	Reader    application.ReaderStatus `json:"reader"`
-	Observers int                      `json:"observers"`
+	Topology  string                              `json:"topology"`
+	Role      string                              `json:"role"`
+	Holder    string                              `json:"holder"`
+	Readers   map[string]application.ReaderStatus `json:"readers"`
+	Bridges   map[string]BridgeCounts             `json:"bridges,omitempty"`
+	Observers int                                 `json:"observers"`
+}
+
+// BridgeCounts is what one bridge published.
+type BridgeCounts struct {
+	Published  int64 `json:"published"`
+	Duplicates int64 `json:"duplicates"`
+}
+
+// Status returns the service's progress.
+func (a *App) Status() Status {
+	st := Status{Topology: a.cfg.Topology, Role: a.cfg.Role, Holder: a.holder, Readers: map[string]application.ReaderStatus{}}
+	if a.reader != nil {
+		st.Readers[a.cfg.Reader.Name] = a.reader.Status()
+	}
+	for _, b := range a.bridges {
+		st.Readers["bridge:"+b.name] = b.reader.Status()
+		if st.Bridges == nil {
+			st.Bridges = map[string]BridgeCounts{}
+		}
+		p, d := b.bridge.Counts()
+		st.Bridges[b.name] = BridgeCounts{Published: p, Duplicates: d}
+	}
+	if a.processor != nil {
+		st.Observers = len(a.processor.Matcher().Observers())
+	}
+	return st
 }
 
 func (a *App) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, Status{
-		Topology: a.cfg.Topology, Holder: a.holder, Reader: a.reader.Status(),
-		Observers: len(a.processor.Matcher().Observers()),
-	})
+	writeJSON(w, http.StatusOK, a.Status())
 }
 
 // handlePostEvents appends JSON-lines events to the memory source.

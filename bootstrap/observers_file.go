@@ -87,6 +87,10 @@ func LoadObservers(cfg Config, lookupEnv func(string) (string, bool)) ([]domain.
 // already started keep the observers they matched; nothing is dropped. On
 // error the running observers stay.
 func (a *App) Reload() error {
+	if a.processor == nil {
+		a.logger.Info("reload: this process runs no observers (bridge role)")
+		return nil
+	}
 	obs, err := LoadObservers(a.cfg, a.env)
 	if err == nil {
 		err = a.checkSupported(obs)

@@ -103,6 +103,25 @@ type Client struct {
 // first event. An unreachable server is an error wrapping
 // ports.ErrUnavailable; a bad configuration is an error naming the problem.
 func Open(ctx context.Context, cfg Config) (*Client, error) {
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+cfg.CommandTimeout)
+	defer cancel()
+	if err := c.rdb.Ping(pingCtx).Err(); err != nil {
+		_ = c.rdb.Close()
+		// The ping's own deadline is an outage, not the caller's cancellation.
+		return nil, c.wrap(ctx, "open: ping "+c.target, err)
+	}
+	return c, nil
+}
+
+// New builds the client without contacting Redis: connections are made on
+// first use, so a service can start (and fail open) while Redis is down. A
+// bad configuration is an error naming the problem.
+func New(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("redis: open: %w", err)
@@ -141,13 +160,6 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		})
 		c.cluster, _ = c.rdb.(*goredis.ClusterClient)
 		c.target = strings.Join(cfg.Addrs, ",")
-	}
-	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+cfg.CommandTimeout)
-	defer cancel()
-	if err := c.rdb.Ping(pingCtx).Err(); err != nil {
-		_ = c.rdb.Close()
-		// The ping's own deadline is an outage, not the caller's cancellation.
-		return nil, c.wrap(ctx, "open: ping "+c.target, err)
 	}
 	return c, nil
 }
