@@ -295,6 +295,11 @@ func (c *Conn) Ping(ctx context.Context) error {
 	if c.nc.IsClosed() {
 		return fmt.Errorf("nats: ping: %w: %w", ports.ErrUnavailable, nats.ErrConnectionClosed)
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+	}
 	return interpretError("ping", c.nc.FlushWithContext(ctx))
 }
 
