@@ -219,6 +219,10 @@ func (s *Source) normalize(ev domain.Event) (domain.Event, error) {
 	if ev.Data == nil {
 		ev.Data = map[string]any{}
 	}
+	if ev.Before != nil && ev.Changes == nil && ev.EventType == domain.EventUpdate {
+		// As the change log does: an update with a pre-image carries its diff.
+		ev.Changes = domain.ComputeChanges(ev.Before, ev.Data)
+	}
 	return ev, nil
 }
 
