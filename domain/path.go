@@ -92,15 +92,39 @@ func (p Path) Resolve(ev *Event) (any, bool) {
 		if ev.Changes == nil {
 			return nil, false
 		}
-		m := make(map[string]any, len(ev.Changes))
-		for k, c := range ev.Changes {
-			m[k] = map[string]any{"old": c.Old, "new": c.New}
+		if len(p.Segments) == 0 {
+			m := make(map[string]any, len(ev.Changes))
+			for k, c := range ev.Changes {
+				m[k] = map[string]any{"old": c.Old, "new": c.New}
+			}
+			return m, true
 		}
-		cur = m
+		c, ok := ev.Changes[p.Segments[0]]
+		if !ok {
+			return nil, false
+		}
+		rest := p.Segments[1:]
+		if len(rest) == 0 {
+			return map[string]any{"old": c.Old, "new": c.New}, true
+		}
+		switch rest[0] {
+		case "old":
+			cur = c.Old
+		case "new":
+			cur = c.New
+		default:
+			return nil, false
+		}
+		return resolveIn(cur, rest[1:])
 	case RootEvent:
 		return ev.metadata(p.Segments[0]), true
 	}
-	for _, seg := range p.Segments {
+	return resolveIn(cur, p.Segments)
+}
+
+// resolveIn walks segments down nested objects.
+func resolveIn(cur any, segments []string) (any, bool) {
+	for _, seg := range segments {
 		m, ok := cur.(map[string]any)
 		if !ok {
 			return nil, false
