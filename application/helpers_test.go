@@ -326,7 +326,7 @@ func runInBackground(t testing.TB, run func(ctx context.Context) error) *backgro
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	b := &background{cancel: cancel, done: make(chan error, 1)}
 	go func() { b.done <- run(ctx) }()
-	t.Cleanup(func() { b.Stop(t) })
+	t.Cleanup(func() { _ = b.Stop(t) })
 	return b
 }
 

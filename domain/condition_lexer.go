@@ -182,12 +182,12 @@ func (l *lexer) lexString() (token, *ConditionError) {
 	var b strings.Builder
 	for i := start + 1; i < len(l.src); i++ {
 		r := l.src[i]
-		switch {
-		case r == quote:
+		switch r {
+		case quote:
 			l.pos = i + 1
 			s := b.String()
 			return token{kind: tokString, col: start + 1, text: string(l.src[start:l.pos]), val: s}, nil
-		case r == '\\':
+		case '\\':
 			if i+1 >= len(l.src) {
 				return token{}, l.errorf(start, "unterminated string")
 			}

@@ -86,7 +86,9 @@ func (s *Source) AppendRaw(ctx context.Context, raw []byte) (ports.Position, err
 	}
 	ev, err := s.decode(raw)
 	if err != nil {
-		return s.add(ports.Record{Event: ev, Err: err, Raw: cloneBytes(raw)}), nil
+		// Not an error of the call: the bad input is stored as an invalid
+		// entry, which readers receive with Err set.
+		return s.add(ports.Record{Event: ev, Err: err, Raw: cloneBytes(raw)}), nil //nolint:nilerr // see above
 	}
 	return s.add(ports.Record{Event: ev}), nil
 }
@@ -114,8 +116,8 @@ func (s *Source) LoadJSONLines(ctx context.Context, r io.Reader) (int, error) {
 			s.add(ports.Record{Event: ev})
 			n++
 		}
-		if readErr != nil { // io.EOF
-			return n, nil
+		if readErr != nil { // io.EOF: the input ended
+			return n, nil //nolint:nilerr // io.EOF is the end, not a failure
 		}
 	}
 }

@@ -154,7 +154,7 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 		return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 	}
 
-	resp, err := e.client.Do(req)
+	resp, err := e.client.Do(req) //nolint:bodyclose // drainAndClose below closes it
 	if err != nil {
 		err = unwrapURLError(err)
 		switch {

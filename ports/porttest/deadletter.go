@@ -126,7 +126,7 @@ func RunDeadLetterStore(t *testing.T, newStore func(t *testing.T) ports.DeadLett
 		}
 		for _, tc := range cases {
 			got := ids(mustList(t, s, tc.filter))
-			if fmt.Sprint(got) != fmt.Sprint(tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) && (len(got) != 0 || len(tc.want) != 0) {
 				t.Errorf("%s: List(%+v) = %v, want %v", tc.name, tc.filter, got, tc.want)
 			}
 		}
