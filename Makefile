@@ -48,11 +48,14 @@ bench: services ## run the benchmarks (see README for the load harness)
 fuzz: ## fuzz the condition parser for 60s
 	$(GO) test -run '^$$' -fuzz FuzzCompileCondition -fuzztime 60s ./domain
 
+GOLANGCI_LINT ?= $(shell command -v golangci-lint 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/golangci-lint)
+
 .PHONY: lint
-lint: ## gofmt check, go vet, and golangci-lint when installed
+lint: ## gofmt check, go vet and golangci-lint (installs it with `make tools` when missing)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
-	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; else echo "golangci-lint not installed: make tools"; fi
+	@test -x "$(GOLANGCI_LINT)" || $(MAKE) tools
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: fmt
 fmt: ## format the code
