@@ -185,6 +185,14 @@ func (a *App) addBridge(_ context.Context, name, source string, db *postgres.DB,
 
 // buildWorker sets up the JetStream consumer and the worker.
 func (a *App) buildWorker(ctx context.Context) error {
+	maxDeliver := a.cfg.NATS.Consumer.MaxDeliver
+	for _, o := range a.processor.Matcher().Observers() {
+		if o.Retry.MaxAttempts > maxDeliver {
+			a.logger.Warn("observer retries more often than the consumer delivers: its actions are dead-lettered after nats.consumer.max_deliver deliveries",
+				slog.String("observer", o.Name), slog.Int("retry.max_attempts", o.Retry.MaxAttempts),
+				slog.Int("nats.consumer.max_deliver", maxDeliver))
+		}
+	}
 	consumer, err := natsadapter.NewConsumer(ctx, a.nats)
 	if err != nil {
 		return err
