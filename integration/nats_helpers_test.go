@@ -381,12 +381,12 @@ type hookReceiver struct {
 
 	mu       sync.Mutex
 	receipts []hookReceipt
-	holding  map[string]int     // requests held now, per worker
-	okByID   map[string]int     // 2xx answers per webhook-id
-	okEvents map[string]int     // 2xx answers per event id
-	heldIDs  map[string]string  // event id -> worker that held it
-	byWorker map[string]int     // 2xx answers per worker
-	sources  map[string]string  // event id -> source
+	holding  map[string]int    // requests held now, per worker
+	okByID   map[string]int    // 2xx answers per webhook-id
+	okEvents map[string]int    // 2xx answers per event id
+	heldIDs  map[string]string // event id -> worker that held it
+	byWorker map[string]int    // 2xx answers per worker
+	sources  map[string]string // event id -> source
 }
 
 func newHookReceiver(t testing.TB, hold func(worker string) bool) *hookReceiver {
