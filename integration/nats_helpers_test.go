@@ -386,14 +386,13 @@ type hookReceiver struct {
 	okEvents map[string]int    // 2xx answers per event id
 	heldIDs  map[string]string // event id -> worker that held it
 	byWorker map[string]int    // 2xx answers per worker
-	sources  map[string]string // event id -> source
 }
 
 func newHookReceiver(t testing.TB, hold func(worker string) bool) *hookReceiver {
 	t.Helper()
 	r := &hookReceiver{
 		hold: hold, holding: map[string]int{}, okByID: map[string]int{}, okEvents: map[string]int{},
-		heldIDs: map[string]string{}, byWorker: map[string]int{}, sources: map[string]string{},
+		heldIDs: map[string]string{}, byWorker: map[string]int{},
 	}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
@@ -431,7 +430,6 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.okByID[rc.WebhookID]++
 	r.okEvents[rc.Event.ID]++
 	r.byWorker[rc.Worker]++
-	r.sources[rc.Event.ID] = rc.Event.Source
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -70,7 +70,9 @@ func TestNATSWorkerKilledMidActionIsRedelivered(t *testing.T) {
 	e.startNATSProcess(t, b.dbURL, natsProcess{Role: "bridge", HookURL: recv.URL()})
 	worker := natsProcess{
 		Role: "worker", HookURL: recv.URL(), Concurrency: 4,
-		AckWait: 2 * time.Second, DedupLease: 3 * time.Second, ActionTimeout: 2 * time.Minute,
+		// A dedup claim shorter than the ack wait: only the heartbeats keep
+		// worker 2 from taking over worker 1's live messages.
+		AckWait: 2 * time.Second, DedupLease: time.Second, ActionTimeout: 2 * time.Minute,
 	}
 	w1 := worker
 	w1.Worker = "w1"
@@ -83,9 +85,9 @@ func TestNATSWorkerKilledMidActionIsRedelivered(t *testing.T) {
 	waitFor(t, "worker 1 holding requests while worker 2 delivers", func() bool {
 		return recv.held("w1") >= 1 && recv.deliveredByWorker()["w2"] >= 1
 	})
-	// Longer than the ack wait: worker 1's heartbeats must keep its
-	// messages from being redelivered while it lives.
-	time.Sleep(3 * time.Second)
+	// Twice the ack wait: worker 1's heartbeats must keep its messages
+	// from being redelivered while it lives.
+	time.Sleep(4 * time.Second)
 	heldBefore := recv.heldEvents()
 	for id := range heldBefore {
 		if got := recv.receiptsFor(id); len(got) != 0 && got[len(got)-1].Status != 0 {
@@ -162,7 +164,7 @@ func TestNATSBridgeKilledMidStream(t *testing.T) {
 	// past it.
 	waitWithin(t, time.Minute, "bridge mid-stream", func() bool {
 		m, covered := e.streamMsgs(t), b.coveredBy(t, "bridge:default")
-		return m >= 1500 && covered > 0 && int(m) > covered+100
+		return m >= 1500 && int(m) < total-500 && covered > 0 && int(m) > covered+100
 	})
 	bridge.kill(t)
 	if err := <-writerDone; err != nil {
@@ -290,11 +292,16 @@ func TestNATSTwoDatabasesOneStream(t *testing.T) {
 
 	recv.checkExactlyOnce(t, all)
 	for i, ids := range idsOf {
+		wrong := 0
 		for _, id := range ids {
-			rcs := recv.receiptsFor(id)
-			if got := rcs[0].Event.Source; got != names[i] {
-				t.Errorf("event %s from database %s has source %q", id, names[i], got)
+			if got := recv.receiptsFor(id)[0].Event.Source; got != names[i] {
+				if wrong++; wrong <= 3 {
+					t.Errorf("event %s from database %s has source %q", id, names[i], got)
+				}
 			}
+		}
+		if wrong > 0 {
+			t.Errorf("%d of %d events from database %s have another source", wrong, len(ids), names[i])
 		}
 	}
 	ctx := t.Context()
