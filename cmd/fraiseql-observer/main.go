@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 )
@@ -32,6 +33,16 @@ Commands:
   validate-config   load and check the configuration and observers, then exit
   watch TABLE       capture changes of an ordinary table (schema.table) [--entity NAME]
   unwatch TABLE     stop capturing changes of a table
+  status            checkpoints, backlog, leases, dead letters, oldest open transaction [--json]
+  dlq list          list dead letters [--observer NAME] [--limit N] [--after ID] [--json]
+  dlq show ID       one dead letter in full (event, error, attempts, raw input) [--json]
+  dlq retry ID      re-run that action once and print the real outcome [--json]
+  dlq retry-all     re-run every dead letter [--observer NAME] [--json]
+  dlq remove ID     delete a dead letter
+  dlq stats         dead letters per observer [--json]
+  debug-event       dry-run an event (JSON) against the observers [--file F | -] [--json]
+  replay --since T  move a reader's checkpoint back to re-process events created
+                    since T (RFC 3339, or a duration such as 2h) [--reader NAME] [--json]
   version           print the version
 
 Every command reads --config FILE (default: $FRAISEQL_CONFIG), then
@@ -84,11 +95,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", os.Getenv("FRAISEQL_CONFIG"), "configuration file (TOML)")
 	var topology, entity *string
+	var op opFlags
 	switch cmd {
 	case "run":
 		topology = fs.String("topology", "", "override the topology: "+strings.Join(bootstrap.Topologies, ", "))
 	case "watch":
 		entity = fs.String("entity", "", "entity type of the captured events (default: the table name)")
+	case "status", "dlq", "debug-event", "replay":
+		op.register(fs, cmd)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -117,6 +131,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			name = *entity
 		}
 		return watch(ctx, cmd == "watch", *configFile, positional[0], name, stdout, stderr)
+	case "status":
+		if len(positional) != 0 {
+			return usageErr("status takes no arguments, got %q", positional)
+		}
+		return withOperator(ctx, *configFile, stderr, func(o *bootstrap.Operator) error {
+			rep, err := o.Status(ctx)
+			if err != nil {
+				return err
+			}
+			return bootstrap.WriteStatus(stdout, rep, op.json)
+		})
+	case "dlq":
+		return dlq(ctx, *configFile, fs, positional, op, stdout, stderr)
+	case "debug-event":
+		return debugEvent(*configFile, positional, op, stdout)
+	case "replay":
+		if len(positional) != 0 {
+			return usageErr("replay takes no arguments, got %q", positional)
+		}
+		if op.since == "" {
+			return usageErr("replay needs --since TIME (RFC 3339, or a duration such as 2h meaning that long ago)")
+		}
+		since, err := bootstrap.ParseSince(op.since, time.Now())
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		return withOperator(ctx, *configFile, stderr, func(o *bootstrap.Operator) error {
+			res, err := o.Replay(ctx, op.reader, since)
+			if err != nil {
+				return err
+			}
+			return bootstrap.WriteReplay(stdout, res, op.json)
+		})
 	default:
 		fmt.Fprint(stderr, usage)
 		return usageErr("unknown command %q", cmd)
