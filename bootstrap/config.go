@@ -522,7 +522,14 @@ func (c *Config) Validate() error {
 			return &ConfigError{Key: "role", Msg: fmt.Sprintf("%q is only meaningful in the NATS topologies; use \"all\"", c.Role)}
 		}
 		if !c.Redis.Configured() {
-			return &ConfigError{Key: "redis.url", Msg: "topology postgres-redis needs Redis: set redis.url (or redis.addrs)"}
+			msg := "topology postgres-redis needs Redis: set redis.url (or redis.addrs)"
+			switch {
+			case c.Performance.EnableDedup:
+				msg += "; performance.enable_dedup is on"
+			case c.Performance.EnableCaching:
+				msg += "; performance.enable_caching is on"
+			}
+			return &ConfigError{Key: "redis.url", Msg: msg}
 		}
 	case TopologyNATSDistributed, TopologyMultiDatabase:
 		if err := c.validateNATS(); err != nil {

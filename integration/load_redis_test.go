@@ -1,0 +1,70 @@
+package integration
+
+import (
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/bootstrap"
+)
+
+// BenchmarkRedisVsPostgresOnly drains the same backlog (FRAISEQL_BENCH_ROWS
+// rows, default 100000, one entity each) twice in one run: with topology
+// postgres-only, then with postgres-redis (dedup and result caching on, so
+// every event costs a claim, a cache lookup, a cache write and a done mark
+// in Redis). Each drain has its own database; the timer covers the start
+// of the service to the last delivery. Run it with, for example:
+//
+//	FRAISEQL_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' \
+//	FRAISEQL_TEST_REDIS_URL='redis://127.0.0.1:6379/0' \
+//	    go test -run '^$' -bench RedisVsPostgresOnly -benchtime 1x ./integration/
+func BenchmarkRedisVsPostgresOnly(b *testing.B) {
+	rows := benchRows(b)
+	variants := []struct {
+		name   string
+		metric string
+		redis  bool
+	}{
+		{"postgres-only", "pg_only_events/s", false},
+		{"postgres-redis", "pg_redis_events/s", true},
+	}
+	elapsed := make([]time.Duration, len(variants))
+	for range b.N {
+		for i, v := range variants {
+			elapsed[i] += drainBacklog(b, rows, v.redis)
+		}
+	}
+	for i, v := range variants {
+		rate := float64(rows*b.N) / elapsed[i].Seconds()
+		b.ReportMetric(rate, v.metric)
+		b.Logf("%s: %d events in %s (%.0f events/s)", v.name, rows*b.N, elapsed[i].Round(time.Millisecond), rate)
+	}
+}
+
+// drainBacklog starts a service on a fresh database holding rows events
+// and returns how long it took to deliver them all.
+func drainBacklog(b *testing.B, rows int, withRedis bool) time.Duration {
+	b.Helper()
+	b.StopTimer()
+	defer b.StartTimer()
+	bundle := setup(b)
+	recv := &countingReceiver{}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	fillBacklog(b, bundle, rows)
+	cfg := benchConfig(bundle, srv.URL+"/hook")
+	if withRedis {
+		newRedisEnv(b, "").configure(&cfg)
+	} else {
+		cfg.Topology = bootstrap.TopologyPostgresOnly
+	}
+
+	b.StartTimer()
+	start := time.Now()
+	app := bundle.start(b, cfg)
+	waitCount(b, recv, int64(rows), time.Duration(rows)*time.Millisecond+time.Minute)
+	took := time.Since(start)
+	b.StopTimer()
+	app.stop(b)
+	return took
+}
