@@ -1,0 +1,572 @@
+package bootstrap_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
+	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// hookReceiver answers /ok with 200 and /fail with 500, and records the
+// entity ids of the bodies it was sent.
+type hookReceiver struct {
+	mu       sync.Mutex
+	requests map[string]int // path -> count
+	entities []string
+}
+
+func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	h.requests[r.URL.Path]++
+	if ev, err := domain.DecodeEvent(body); err == nil {
+		h.entities = append(h.entities, ev.EntityID)
+	}
+	h.mu.Unlock()
+	if r.URL.Path == "/fail" {
+		http.Error(w, "receiver down", http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *hookReceiver) count(path string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.requests[path]
+}
+
+func (h *hookReceiver) seen() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.entities...)
+}
+
+const operatorObservers = `
+[[observers]]
+name = "hooks"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+name = "ok-hook"
+type = "webhook"
+url = "RECEIVER/ok"
+[[observers.actions]]
+name = "fail-hook"
+type = "webhook"
+url = "RECEIVER/fail"
+`
+
+type opBundle struct {
+	cfg  bootstrap.Config
+	db   *postgres.DB
+	dl   *postgres.DeadLetters
+	cps  *postgres.Checkpoints
+	ls   *postgres.Lease
+	op   *bootstrap.Operator
+	recv *hookReceiver
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// setupOperator migrates a fresh database, writes a configuration whose
+// observers post to a local receiver and opens an Operator on it.
+func setupOperator(t *testing.T, observers string) *opBundle {
+	t.Helper()
+	recv := &hookReceiver{requests: map[string]int{}}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	url := testenv.NewDatabase(t)
+	file := filepath.Join(t.TempDir(), "config.toml")
+	body := "[database]\nurl = \"" + url + "\"\n[http]\nlisten = \"\"\n[security]\nallowed_networks = [\"127.0.0.1/32\"]\n" +
+		"[reader]\ncheckpoint_interval = \"50ms\"\nlease_ttl = \"3s\"\n" +
+		strings.ReplaceAll(observers, "RECEIVER", srv.URL)
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := bootstrap.LoadConfig(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := bootstrap.Migrate(ctx, cfg, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bootstrap.Connect(ctx, cfg.Database, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	b := &opBundle{cfg: cfg, db: db, recv: recv}
+	if b.dl, err = postgres.NewDeadLetters(db.Pool, ""); err != nil {
+		t.Fatal(err)
+	}
+	if b.cps, err = postgres.NewCheckpoints(db.Pool, ""); err != nil {
+		t.Fatal(err)
+	}
+	if b.ls, err = postgres.NewLease(db.Pool, ""); err != nil {
+		t.Fatal(err)
+	}
+	if b.op, err = bootstrap.OpenOperator(ctx, cfg, bootstrap.Options{Logger: quietLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.op.Close)
+	return b
+}
+
+func orderEvent(entityID string) domain.Event {
+	return domain.Event{
+		ID: "ev-" + entityID, EventType: domain.EventInsert, EntityType: "Order", EntityID: entityID,
+		Data: map[string]any{"status": "new"}, Timestamp: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+	}
+}
+
+func (b *opBundle) addDeadLetter(t *testing.T, d ports.DeadLetter) int64 {
+	t.Helper()
+	id, err := b.dl.Add(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func (b *opBundle) addAction(t *testing.T, entityID, observer, action string) int64 {
+	t.Helper()
+	return b.addDeadLetter(t, ports.DeadLetter{Event: orderEvent(entityID), Observer: observer, Action: action,
+		ActionType: domain.ActionWebhook, Error: "webhook: status 503", Attempts: 5})
+}
+
+func (b *opBundle) addInput(t *testing.T, raw []byte) int64 {
+	t.Helper()
+	return b.addDeadLetter(t, ports.DeadLetter{Event: domain.Event{ID: "broken"}, Error: "invalid event: not a JSON object",
+		Attempts: 1, Raw: raw})
+}
+
+func TestOperatorDeadLetters(t *testing.T) {
+	t.Parallel()
+	b := setupOperator(t, operatorObservers)
+	ctx := t.Context()
+	first := b.addAction(t, "o1", "hooks", "ok-hook")
+	second := b.addAction(t, "o2", "hooks", "fail-hook")
+	binary := b.addInput(t, []byte{0xff, 0xfe, 'x'})
+	text := b.addInput(t, []byte(`["not an object"]`))
+
+	t.Run("list", func(t *testing.T) {
+		cases := []struct {
+			name string
+			q    bootstrap.DeadLetterQuery
+			want []int64
+		}{
+			{"all", bootstrap.DeadLetterQuery{}, []int64{first, second, binary, text}},
+			{"by observer", bootstrap.DeadLetterQuery{Observer: "hooks"}, []int64{first, second}},
+			{"page", bootstrap.DeadLetterQuery{Limit: 2, AfterID: first}, []int64{second, binary}},
+			{"unknown observer", bootstrap.DeadLetterQuery{Observer: "nobody"}, nil},
+		}
+		for _, c := range cases {
+			items, err := b.op.ListDeadLetters(ctx, c.q)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			var got []int64
+			for _, it := range items {
+				got = append(got, it.ID)
+			}
+			if !equalIDs(got, c.want) {
+				t.Errorf("%s: ids %v, want %v", c.name, got, c.want)
+			}
+		}
+		items, _ := b.op.ListDeadLetters(ctx, bootstrap.DeadLetterQuery{Limit: 1})
+		var out bytes.Buffer
+		if err := bootstrap.WriteDeadLetters(&out, items, 1, false); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"hooks", "ok-hook", "ev-o1", "webhook: status 503", "--after " + strconv.FormatInt(first, 10)} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("listing lacks %q:\n%s", want, out.String())
+			}
+		}
+	})
+
+	t.Run("show", func(t *testing.T) {
+		cases := []struct {
+			id       int64
+			raw, enc string
+			observer string
+		}{
+			{first, "", "", "hooks"},
+			{binary, base64.StdEncoding.EncodeToString([]byte{0xff, 0xfe, 'x'}), "base64", ""},
+			{text, `["not an object"]`, "text", ""},
+		}
+		for _, c := range cases {
+			d, err := b.op.DeadLetter(ctx, c.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Raw != c.raw || d.RawEncoding != c.enc || d.Observer != c.observer {
+				t.Errorf("dead letter %d: raw %q (%s), observer %q; want %q (%s), %q", c.id, d.Raw, d.RawEncoding, d.Observer, c.raw, c.enc, c.observer)
+			}
+		}
+		d, _ := b.op.DeadLetter(ctx, first)
+		var out bytes.Buffer
+		if err := bootstrap.WriteDeadLetter(&out, d, false); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"observer:    hooks", "attempts:    5", `"entity_id": "o1"`, "webhook: status 503"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("show lacks %q:\n%s", want, out.String())
+			}
+		}
+		if _, err := b.op.DeadLetter(ctx, 999999); !errors.Is(err, bootstrap.ErrNotFound) {
+			t.Errorf("unknown id: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("stats and remove", func(t *testing.T) {
+		st, err := b.op.DeadLetterStats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Total != 4 || st.ByObserver["hooks"] != 2 || st.ByObserver[""] != 2 {
+			t.Errorf("stats = %+v, want 4: hooks 2, inputs 2", st)
+		}
+		if err := b.op.RemoveDeadLetter(ctx, text); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.op.RemoveDeadLetter(ctx, text); !errors.Is(err, bootstrap.ErrNotFound) {
+			t.Errorf("second remove: %v, want ErrNotFound", err)
+		}
+		if _, err := b.op.DeadLetter(ctx, text); !errors.Is(err, bootstrap.ErrNotFound) {
+			t.Errorf("show after remove: %v, want ErrNotFound", err)
+		}
+		if st, _ := b.op.DeadLetterStats(ctx); st.Total != 3 || st.ByObserver[""] != 1 {
+			t.Errorf("stats after remove = %+v", st)
+		}
+	})
+}
+
+func equalIDs(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestOperatorRetry(t *testing.T) {
+	t.Parallel()
+	b := setupOperator(t, operatorObservers)
+	ctx := t.Context()
+
+	ok := b.addAction(t, "o1", "hooks", "ok-hook")
+	res, err := b.op.RetryDeadLetter(ctx, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != bootstrap.RetrySucceeded || b.recv.count("/ok") != 1 {
+		t.Errorf("retry to a 200 receiver: %+v, %d requests", res, b.recv.count("/ok"))
+	}
+	if _, err := b.op.DeadLetter(ctx, ok); !errors.Is(err, bootstrap.ErrNotFound) {
+		t.Errorf("succeeded item still there: %v", err)
+	}
+
+	fail := b.addAction(t, "o2", "hooks", "fail-hook")
+	res, err = b.op.RetryDeadLetter(ctx, fail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != bootstrap.RetryFailed || !strings.Contains(res.Error, "500") {
+		t.Errorf("retry to a 500 receiver: %+v", res)
+	}
+	d, err := b.op.DeadLetter(ctx, fail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Attempts != 6 || !strings.Contains(d.Error, "status 500") || d.LastRetryAt == nil {
+		t.Errorf("failed item = attempts %d, error %q, last retry %v; want 6, the new error, a time", d.Attempts, d.Error, d.LastRetryAt)
+	}
+
+	input := b.addInput(t, []byte("garbage"))
+	res, err = b.op.RetryDeadLetter(ctx, input)
+	if err != nil || res.Status != bootstrap.RetryNotRetryable {
+		t.Errorf("retry of an input = %+v, %v; want not retryable", res, err)
+	}
+	if _, err := b.op.RetryDeadLetter(ctx, 999999); !errors.Is(err, bootstrap.ErrNotFound) {
+		t.Errorf("retry of an unknown id: %v, want ErrNotFound", err)
+	}
+}
+
+func TestOperatorRetryAll(t *testing.T) {
+	t.Parallel()
+	b := setupOperator(t, operatorObservers)
+	ctx := t.Context()
+	succeeded := b.addAction(t, "o1", "hooks", "ok-hook")
+	failed := b.addAction(t, "o2", "hooks", "fail-hook")
+	gone := b.addAction(t, "o3", "hooks", "removed-action")
+	input := b.addInput(t, []byte("garbage"))
+
+	rep, err := b.op.RetryAllDeadLetters(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Succeeded != 1 || rep.Failed != 1 || rep.NotRetryable != 2 || rep.OK() || len(rep.Results) != 4 {
+		t.Fatalf("report = %+v, want 1 succeeded, 1 failed, 2 not retryable", rep)
+	}
+	want := map[int64]bootstrap.RetryStatus{succeeded: bootstrap.RetrySucceeded, failed: bootstrap.RetryFailed,
+		gone: bootstrap.RetryNotRetryable, input: bootstrap.RetryNotRetryable}
+	for _, r := range rep.Results {
+		if want[r.ID] != r.Status {
+			t.Errorf("item %d: %s, want %s", r.ID, r.Status, want[r.ID])
+		}
+	}
+	var out bytes.Buffer
+	if err := bootstrap.WriteRetryReport(&out, rep, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "1 succeeded, 1 failed, 2 not retryable") {
+		t.Errorf("summary missing:\n%s", out.String())
+	}
+	// Only the failed and the unretryable items remain; the filter limits a
+	// second run to one observer.
+	st, _ := b.op.DeadLetterStats(ctx)
+	if st.Total != 3 {
+		t.Errorf("%d items left, want 3", st.Total)
+	}
+	rep, err = b.op.RetryAllDeadLetters(ctx, "nobody")
+	if err != nil || len(rep.Results) != 0 || !rep.OK() {
+		t.Errorf("retry-all of an observer without items = %+v, %v", rep, err)
+	}
+}
+
+// changeRow inserts one change-log row in its own transaction and returns
+// its position.
+func (b *opBundle) changeRow(t *testing.T, entityID string, age time.Duration) ports.Position {
+	t.Helper()
+	var txid string
+	var pk int64
+	err := b.db.Pool.QueryRow(t.Context(), `INSERT INTO core.tb_entity_change_log
+		(object_type, modification_type, object_id, object_data, created_at)
+		VALUES ('Order', 'INSERT', $1::uuid, '{"status": "new"}', now() - $2 * interval '1 second')
+		RETURNING txid::text, pk_entity_change_log`, entityID, int64(age/time.Second)).Scan(&txid, &pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := strconv.ParseUint(txid, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports.Position{TxID: tx, Seq: pk}
+}
+
+func TestOperatorStatus(t *testing.T) {
+	t.Parallel()
+	b := setupOperator(t, operatorObservers)
+	ctx := t.Context()
+	p1 := b.changeRow(t, "00000000-0000-0000-0000-000000000001", time.Minute)
+	b.changeRow(t, "00000000-0000-0000-0000-000000000002", 0)
+	b.changeRow(t, "00000000-0000-0000-0000-000000000003", 0)
+	if err := b.cps.Save(ctx, "default", p1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.cps.Save(ctx, "old-reader", ports.Position{}); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := b.ls.Acquire(ctx, "reader:default", "replica-7", time.Minute); err != nil || !held {
+		t.Fatalf("acquire: %v %v", held, err)
+	}
+	b.addAction(t, "o1", "hooks", "ok-hook")
+	b.addAction(t, "o2", "hooks", "fail-hook")
+	b.addInput(t, []byte("x"))
+
+	rep, err := b.op.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Databases) != 1 {
+		t.Fatalf("databases = %+v", rep.Databases)
+	}
+	d := rep.Databases[0]
+	if d.DeadLetterTotal != 3 || d.DeadLetters["hooks"] != 2 || d.DeadLetters[""] != 1 {
+		t.Errorf("dead letters = %d %v", d.DeadLetterTotal, d.DeadLetters)
+	}
+	if len(d.Checkpoints) != 2 {
+		t.Fatalf("checkpoints = %+v", d.Checkpoints)
+	}
+	def, old := d.Checkpoints[0], d.Checkpoints[1]
+	if def.Name != "default" || !def.Configured || !def.Stored || def.Position != p1 || def.Backlog != 2 || def.UpdatedAt == nil {
+		t.Errorf("default checkpoint = %+v, want stored at %s with backlog 2", def, p1)
+	}
+	if !def.Lease.Active || def.Lease.Holder != "replica-7" || def.Lease.Name != "reader:default" {
+		t.Errorf("default lease = %+v, want held by replica-7", def.Lease)
+	}
+	if old.Name != "old-reader" || old.Configured || old.Backlog != 3 || old.Lease.Holder != "" {
+		t.Errorf("other checkpoint = %+v, want unconfigured, backlog 3, free", old)
+	}
+	var out bytes.Buffer
+	if err := bootstrap.WriteStatus(&out, rep, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"default", p1.String(), "held by replica-7", "old-reader (not in this configuration)", "free",
+		"dead letters: 3 (", "hooks: 2", "oldest open transaction"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status text lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestOperatorReplay(t *testing.T) {
+	t.Parallel()
+	b := setupOperator(t, `
+[[observers]]
+name = "orders"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "webhook"
+url = "RECEIVER/ok"
+`)
+	ctx := t.Context()
+	ids := []string{"00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b", "00000000-0000-0000-0000-00000000000c"}
+	b.changeRow(t, ids[0], 3*time.Hour)
+	p2 := b.changeRow(t, ids[1], time.Hour)
+	p3 := b.changeRow(t, ids[2], 30*time.Minute)
+	if err := b.cps.Save(ctx, "default", p3); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now().Add(-2 * time.Hour)
+
+	// Refused while another process holds the reader's lease.
+	if held, err := b.ls.Acquire(ctx, "reader:default", "replica-7", time.Minute); err != nil || !held {
+		t.Fatalf("acquire: %v %v", held, err)
+	}
+	if _, err := b.op.Replay(ctx, "", since); !errors.Is(err, bootstrap.ErrReaderRunning) || !strings.Contains(err.Error(), "replica-7") {
+		t.Fatalf("replay under a held lease: %v, want ErrReaderRunning naming the holder", err)
+	}
+	if pos, _, _ := b.cps.Load(ctx, "default"); pos != p3 {
+		t.Fatalf("checkpoint moved to %s while refused", pos)
+	}
+	if err := b.ls.Release(ctx, "reader:default", "replica-7"); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := b.op.Replay(ctx, "nope", since); err == nil {
+		t.Error("replay of an unknown reader succeeded")
+	}
+	res, err := b.op.Replay(ctx, "", since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ports.Position{TxID: p2.TxID, Seq: p2.Seq - 1}
+	if !res.Moved || res.Old != p3 || res.New != want || res.Reread != 2 || res.Backlog != 2 {
+		t.Fatalf("replay = %+v, want moved from %s to %s, 2 rows", res, p3, want)
+	}
+	if pos, _, _ := b.cps.Load(ctx, "default"); pos != want {
+		t.Fatalf("stored checkpoint %s, want %s", pos, want)
+	}
+	var out bytes.Buffer
+	if err := bootstrap.WriteReplay(&out, res, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), p3.String()) || !strings.Contains(out.String(), "2 row(s) will be read again") {
+		t.Errorf("replay text:\n%s", out.String())
+	}
+	// The lease was released: a second replay to a later time does not
+	// move forward.
+	res, err = b.op.Replay(ctx, "", time.Now().Add(-45*time.Minute))
+	if err != nil || res.Moved || res.Reason == "" {
+		t.Errorf("replay forward = %+v, %v; want unchanged with a reason", res, err)
+	}
+
+	// A service started now delivers the two replayed events again, not the
+	// older one.
+	app, err := bootstrap.New(ctx, b.cfg, bootstrap.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- app.Run(rctx) }()
+	waitFor(t, "replayed deliveries", func() bool { return b.recv.count("/ok") >= 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	app.Close()
+	got := b.recv.seen()
+	slices.Sort(got) // different entities are delivered in parallel
+	if len(got) != 2 || got[0] != ids[1] || got[1] != ids[2] {
+		t.Errorf("delivered %v, want %v", got, ids[1:])
+	}
+}
+
+func TestOperatorDedupNote(t *testing.T) {
+	t.Parallel()
+	b := setupOperator(t, "[performance]\nenable_dedup = true\n"+operatorObservers)
+	ctx := t.Context()
+	b.changeRow(t, "00000000-0000-0000-0000-0000000000d1", time.Hour)
+	p := b.changeRow(t, "00000000-0000-0000-0000-0000000000d2", 0)
+	if err := b.cps.Save(ctx, "default", p); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.op.Replay(ctx, "default", time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Moved || !strings.Contains(res.Dedup, "skipped as duplicates") || !strings.Contains(res.Dedup, "restarting the service clears them") {
+		t.Errorf("dedup note = %q", res.Dedup)
+	}
+}
+
+func TestOperatorRefusesMemoryTopology(t *testing.T) {
+	t.Parallel()
+	cfg := bootstrap.Defaults()
+	cfg.Topology = bootstrap.TopologyMemory
+	_, err := bootstrap.OpenOperator(t.Context(), cfg, bootstrap.Options{Logger: quietLogger()})
+	var ce *bootstrap.ConfigError
+	if !errors.As(err, &ce) || ce.Key != "topology" {
+		t.Errorf("OpenOperator(memory) = %v, want a ConfigError on topology", err)
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		in   string
+		want time.Time
+		ok   bool
+	}{
+		{"2h", now.Add(-2 * time.Hour), true},
+		{"2026-04-30T10:00:00Z", time.Date(2026, 4, 30, 10, 0, 0, 0, time.UTC), true},
+		{"2026-04-30T10:00:00+02:00", time.Date(2026, 4, 30, 8, 0, 0, 0, time.UTC), true},
+		{"-2h", time.Time{}, false},
+		{"yesterday", time.Time{}, false},
+	}
+	for _, c := range cases {
+		got, err := bootstrap.ParseSince(c.in, now)
+		if (err == nil) != c.ok || c.ok && !got.Equal(c.want) {
+			t.Errorf("ParseSince(%q) = %v, %v; want %v (ok %v)", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
