@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -568,5 +569,109 @@ func TestParseSince(t *testing.T) {
 		if (err == nil) != c.ok || c.ok && !got.Equal(c.want) {
 			t.Errorf("ParseSince(%q) = %v, %v; want %v (ok %v)", c.in, got, err, c.want, c.ok)
 		}
+	}
+}
+
+func TestAdminAPIDeadLettersAndCheckpoints(t *testing.T) {
+	t.Parallel()
+	b := setupOperator(t, operatorObservers)
+	ctx := t.Context()
+	ok := b.addAction(t, "o1", "hooks", "ok-hook")
+	fail := b.addAction(t, "o2", "hooks", "fail-hook")
+	input := b.addInput(t, []byte("garbage"))
+	if err := b.cps.Save(ctx, "other", ports.Position{TxID: 5, Seq: 9}); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := b.cfg
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	env := func(k string) (string, bool) { return "tok", k == "FRAISEQL_ADMIN_TOKEN" }
+	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: quietLogger(), LookupEnv: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- app.Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		app.Close()
+	})
+	base := "http://" + app.HTTPAddr() + "/api/observers"
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("%s %s: body is not a JSON object: %v", method, path, err)
+		}
+		return resp.StatusCode, out
+	}
+	id := func(n int64) string { return strconv.FormatInt(n, 10) }
+
+	cases := []struct {
+		method, path, body string
+		code               int
+		check              func(map[string]any) bool
+	}{
+		{"GET", "/dlq", "", 200, func(m map[string]any) bool { return len(m["items"].([]any)) == 3 }},
+		{"GET", "/dlq?observer=hooks&limit=1", "", 200, func(m map[string]any) bool {
+			return len(m["items"].([]any)) == 1 && m["next_after"] == float64(ok)
+		}},
+		{"GET", "/dlq?limit=abc", "", 400, nil},
+		{"GET", "/dlq/stats", "", 200, func(m map[string]any) bool { return m["total"] == float64(3) }},
+		{"GET", "/dlq/" + id(input), "", 200, func(m map[string]any) bool { return m["raw"] == "garbage" && m["raw_encoding"] == "text" }},
+		{"GET", "/dlq/999999", "", 404, nil},
+		{"GET", "/dlq/abc", "", 400, nil},
+		{"POST", "/dlq/" + id(ok) + "/retry", "", 200, func(m map[string]any) bool { return m["status"] == "succeeded" }},
+		{"POST", "/dlq/" + id(input) + "/retry", "", 409, nil},
+		{"POST", "/dlq/999999/retry", "", 404, nil},
+		{"POST", "/dlq/retry-all", "", 200, func(m map[string]any) bool {
+			return m["succeeded"] == float64(0) && m["failed"] == float64(1) && m["not_retryable"] == float64(1)
+		}},
+		{"GET", "/dlq/" + id(fail), "", 200, func(m map[string]any) bool { return m["attempts"] == float64(6) }},
+		{"DELETE", "/dlq/" + id(input), "", 200, nil},
+		{"DELETE", "/dlq/" + id(input), "", 404, nil},
+		{"GET", "/checkpoints", "", 200, func(m map[string]any) bool {
+			cps := m["checkpoints"].([]any)
+			return len(cps) == 2 && cps[0].(map[string]any)["name"] == "default" && cps[0].(map[string]any)["reading"] == true
+		}},
+		// This process's reader holds the lease of "default".
+		{"PUT", "/checkpoints/default", `{"txid": 1, "seq": 0}`, 409, nil},
+		{"PUT", "/checkpoints/other", `{"txid": 3, "seq": 4}`, 200, func(m map[string]any) bool {
+			p := m["previous"].(map[string]any)
+			return p["txid"] == float64(5) && p["seq"] == float64(9)
+		}},
+		{"PUT", "/checkpoints/unknown", `{"txid": 3, "seq": 4}`, 404, nil},
+		{"PUT", "/checkpoints/other", `{"txid": 3}`, 400, nil},
+		{"PUT", "/checkpoints/other", `{"txid": 3, "seq": 4, "extra": 1}`, 400, nil},
+	}
+	for _, c := range cases {
+		if c.path == "/checkpoints" {
+			waitFor(t, "reader running", func() bool { return app.Reader().Status().Running })
+		}
+		code, body := call(c.method, c.path, c.body)
+		if code != c.code || c.check != nil && !c.check(body) {
+			t.Errorf("%s %s: %d %v, want %d", c.method, c.path, code, body, c.code)
+		}
+		if code >= 400 && body["error"] == nil {
+			t.Errorf("%s %s: error response without an error message: %v", c.method, c.path, body)
+		}
+	}
+	if pos, _, _ := b.cps.Load(ctx, "other"); pos != (ports.Position{TxID: 3, Seq: 4}) {
+		t.Errorf("checkpoint other = %s after PUT, want 3/4", pos)
+	}
+	if b.recv.count("/ok") != 1 {
+		t.Errorf("ok receiver got %d requests, want 1", b.recv.count("/ok"))
 	}
 }
