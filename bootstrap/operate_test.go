@@ -595,7 +595,9 @@ func TestAdminAPIDeadLettersAndCheckpoints(t *testing.T) {
 	go func() { done <- app.Run(rctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
 		app.Close()
 	})
 	base := "http://" + app.HTTPAddr() + "/api/observers"
