@@ -2,13 +2,19 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -24,6 +30,9 @@ func TestMigrateConfigErrors(t *testing.T) {
 		{"EmptyTablePart", MigrateConfig{ChangeLogTable: "core."}, "change_log_table"},
 		{"BlankChannel", MigrateConfig{Channel: "  "}, "channel"},
 		{"LongObserverSchema", MigrateConfig{ObserverSchema: strings.Repeat("s", 64)}, "observer_schema"},
+		{"NegativeBatchSize", MigrateConfig{BatchSize: -1}, "batch_size"},
+		{"NegativeLockTimeout", MigrateConfig{LockTimeout: -time.Second}, "lock_timeout"},
+		{"NegativeLockAttempts", MigrateConfig{LockAttempts: -1}, "lock_attempts"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,23 +156,7 @@ func TestMigrateExistingFraiseQLTable(t *testing.T) {
 	pool := newTestPool(t)
 	ctx := t.Context()
 	// FraiseQL's own table, without txid and object_key, already in use.
-	_, err := pool.Exec(ctx, `
-		CREATE SCHEMA core;
-		CREATE TABLE core.tb_entity_change_log (
-			pk_entity_change_log bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-			id uuid NOT NULL DEFAULT gen_random_uuid(),
-			fk_customer_org uuid,
-			fk_contact text,
-			tenant_id uuid,
-			object_type text NOT NULL,
-			object_id uuid NOT NULL,
-			modification_type text NOT NULL,
-			change_status text,
-			object_data jsonb,
-			object_data_before jsonb,
-			extra_metadata jsonb,
-			created_at timestamptz NOT NULL DEFAULT now()
-		);
+	_, err := pool.Exec(ctx, fraiseQLTableDDL+`;
 		INSERT INTO core.tb_entity_change_log (object_type, object_id, modification_type, object_data)
 		VALUES ('Order', '00000000-0000-4000-8000-000000000001', 'INSERT', '{"n": 1}'),
 		       ('Order', '00000000-0000-4000-8000-000000000002', 'NOOP', '{}'),
@@ -209,4 +202,589 @@ func TestMigrateRejectsForeignTable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "core.tb_entity_change_log") {
 		t.Fatalf("Migrate on an unrelated table = %v, want an error naming it", err)
 	}
+}
+
+// fraiseQLTableDDL is FraiseQL's own change log: no txid, no object_key.
+const fraiseQLTableDDL = `
+		CREATE SCHEMA core;
+		CREATE TABLE core.tb_entity_change_log (
+			pk_entity_change_log bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			id uuid NOT NULL DEFAULT gen_random_uuid(),
+			fk_customer_org uuid,
+			fk_contact text,
+			tenant_id uuid,
+			object_type text NOT NULL,
+			object_id uuid NOT NULL,
+			modification_type text NOT NULL,
+			change_status text,
+			object_data jsonb,
+			object_data_before jsonb,
+			extra_metadata jsonb,
+			created_at timestamptz NOT NULL DEFAULT now()
+		)`
+
+// fraiseQLPartitionedDDL is the same table partitioned by created_at (an
+// identity column needs PostgreSQL 17 there, so the key is a bigserial).
+const fraiseQLPartitionedDDL = `
+		CREATE SCHEMA core;
+		CREATE TABLE core.tb_entity_change_log (
+			pk_entity_change_log bigserial,
+			id uuid NOT NULL DEFAULT gen_random_uuid(),
+			fk_contact text,
+			tenant_id uuid,
+			object_type text NOT NULL,
+			object_id uuid NOT NULL,
+			modification_type text NOT NULL,
+			object_data jsonb,
+			object_data_before jsonb,
+			created_at timestamptz NOT NULL DEFAULT now(),
+			PRIMARY KEY (pk_entity_change_log, created_at)
+		) PARTITION BY RANGE (created_at);
+		CREATE TABLE core.tb_entity_change_log_default PARTITION OF core.tb_entity_change_log DEFAULT`
+
+// oldRowsSQL inserts $1 rows numbered 1..$1 (object_id oldRowID(n), pk n on
+// a fresh table) into the FraiseQL table.
+const oldRowsSQL = `
+		INSERT INTO core.tb_entity_change_log (object_type, object_id, modification_type, object_data)
+		SELECT 'Order', ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'INSERT', jsonb_build_object('n', i)
+		FROM generate_series(1, $1::int) AS i`
+
+func oldRowID(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+
+// createFraiseQLTable creates FraiseQL's table holding rows old rows.
+func createFraiseQLTable(t testing.TB, pool *pgxpool.Pool, rows int) {
+	t.Helper()
+	if _, err := pool.Exec(t.Context(), fraiseQLTableDDL); err != nil {
+		t.Fatalf("create FraiseQL table: %v", err)
+	}
+	if _, err := pool.Exec(t.Context(), oldRowsSQL, rows); err != nil {
+		t.Fatalf("insert %d rows: %v", rows, err)
+	}
+}
+
+// insertLive inserts one row the way the application does while Migrate
+// runs.
+func insertLive(ctx context.Context, q execer) error {
+	_, err := q.Exec(ctx, `
+		INSERT INTO core.tb_entity_change_log (object_type, object_id, modification_type, object_data)
+		VALUES ('Order', gen_random_uuid(), 'INSERT', '{"live": true}')`)
+	return err
+}
+
+// logRecorder is a slog.Handler keeping every record; hook, when set, runs
+// synchronously on each record in the logging goroutine.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+	hook    func(slog.Record)
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler            { return h }
+
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.records = append(h.records, r.Clone())
+	hook := h.hook
+	h.mu.Unlock()
+	if hook != nil {
+		hook(r)
+	}
+	return nil
+}
+
+// find returns the records with message msg.
+func (h *logRecorder) find(msg string) []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []slog.Record
+	for _, r := range h.records {
+		if r.Message == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// waitFor waits until a record with message msg arrived.
+func (h *logRecorder) waitFor(t testing.TB, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for len(h.find(msg)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q log record within %v", msg, waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func recordAttr(r slog.Record, key string) (slog.Value, bool) {
+	var v slog.Value
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v, found = a.Value, true
+			return false
+		}
+		return true
+	})
+	return v, found
+}
+
+// assertMigrated checks the finished change log by behaviour: a new row
+// gets its transaction's id, txid cannot be NULL, the temporary check is
+// gone and the (txid, pk) index is valid.
+func assertMigrated(t testing.TB, pool *pgxpool.Pool) {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var ownTxID bool
+	if err := tx.QueryRow(ctx, `
+		INSERT INTO core.tb_entity_change_log (object_type, object_id, modification_type)
+		VALUES ('Order', gen_random_uuid(), 'INSERT')
+		RETURNING txid = pg_current_xact_id()`).Scan(&ownTxID); err != nil || !ownTxID {
+		t.Fatalf("a new row's txid is its transaction's id: %v, %v", ownTxID, err)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO core.tb_entity_change_log (object_type, object_id, modification_type, txid)
+		VALUES ('Order', gen_random_uuid(), 'INSERT', NULL)`)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23502" {
+		t.Fatalf("inserting a NULL txid = %v, want a not-null violation", err)
+	}
+	var checks, invalid int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE conrelid = 'core.tb_entity_change_log'::regclass AND contype = 'c'`).Scan(&checks); err != nil || checks != 0 {
+		t.Fatalf("check constraints left on the change log = %d, %v; want 0", checks, err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_index WHERE indrelid = 'core.tb_entity_change_log'::regclass AND NOT indisvalid`).Scan(&invalid); err != nil || invalid != 0 {
+		t.Fatalf("invalid indexes on the change log = %d, %v; want 0", invalid, err)
+	}
+	var valid bool
+	var cols []string
+	if err := pool.QueryRow(ctx, `
+		SELECT i.indisvalid, array(
+			SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+			JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord)
+		FROM pg_index i WHERE i.indexrelid = to_regclass('core.tb_entity_change_log_txid_idx')`).Scan(&valid, &cols); err != nil {
+		t.Fatalf("txid index: %v", err)
+	}
+	if !valid || strings.Join(cols, ",") != "txid,pk_entity_change_log" {
+		t.Fatalf("txid index valid=%v on %v, want a valid index on (txid, pk_entity_change_log)", valid, cols)
+	}
+}
+
+// assertReadOrder reads the whole change log from the start: first the
+// old rows 1..old in pk order with the backfilled txid, then every later
+// row (total in all) in strictly increasing (txid, pk) order, then a row
+// inserted now, last, with a real txid.
+func assertReadOrder(t testing.TB, pool *pgxpool.Pool, old int) {
+	t.Helper()
+	var total int
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM core.tb_entity_change_log`).Scan(&total); err != nil {
+		t.Fatalf("count: %v", err)
+	}
+	if err := insertLive(t.Context(), pool); err != nil {
+		t.Fatalf("insert after migrate: %v", err)
+	}
+	cl, _ := newTestChangeLog(t, pool, ChangeLogConfig{})
+	got, _ := readUntil(t, cl, ports.Position{}, total+1)
+	var prev ports.Position
+	for i, r := range got {
+		if r.Err != nil {
+			t.Fatalf("record %d: %v", i, r.Err)
+		}
+		if i > 0 && (r.Position.TxID < prev.TxID || r.Position.TxID == prev.TxID && r.Position.Seq <= prev.Seq) {
+			t.Fatalf("record %d at %+v follows %+v", i, r.Position, prev)
+		}
+		prev = r.Position
+		if i < old && (r.Position.TxID != 1 || r.Event.EntityID != oldRowID(i+1)) {
+			t.Fatalf("record %d = %s at %+v, want old row %s with txid 1", i, r.Event.EntityID, r.Position, oldRowID(i+1))
+		}
+	}
+	if last := got[len(got)-1]; last.Position.TxID < 3 || last.Event.Data["live"] != true {
+		t.Fatalf("the row inserted after Migrate came last at %+v: %+v", last.Position, last.Event)
+	}
+}
+
+func TestMigrateLargeExistingTable(t *testing.T) {
+	t.Parallel()
+	const rows = 50_000
+	url := testenv.NewDatabase(t)
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("parse config: %v", err)
+	}
+	// DEBUG1 notices tell whether SET NOT NULL scanned the table.
+	var noticesMu sync.Mutex
+	var notices []string
+	pcfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		noticesMu.Lock()
+		defer noticesMu.Unlock()
+		notices = append(notices, n.Message)
+	}
+	pcfg.ConnConfig.RuntimeParams["client_min_messages"] = "debug1"
+	pool, err := pgxpool.NewWithConfig(t.Context(), pcfg)
+	if err != nil {
+		t.Fatalf("pgxpool.New: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	ctx := t.Context()
+	createFraiseQLTable(t, pool, rows)
+	var fileBefore, fileAfter int64
+	if err := pool.QueryRow(ctx, `SELECT pg_relation_filenode('core.tb_entity_change_log')::bigint`).Scan(&fileBefore); err != nil {
+		t.Fatalf("filenode: %v", err)
+	}
+
+	// The phase is set from Migrate's log records; an insert counts as
+	// concurrent with the backfill when it started and ended inside it.
+	const (
+		phaseBefore int32 = iota
+		phaseBackfill
+		phaseAfter
+	)
+	var phase atomic.Int32
+	logs := &logRecorder{hook: func(r slog.Record) {
+		switch r.Message {
+		case "backfilling txid of existing change-log rows":
+			phase.Store(phaseBackfill)
+		case "txid backfill finished":
+			phase.Store(phaseAfter)
+		}
+	}}
+	migrated := make(chan error, 1)
+	var inserts, duringBackfill int
+	var maxWait time.Duration
+	start := time.Now()
+	go func() {
+		migrated <- Migrate(ctx, pool, MigrateConfig{Logger: slog.New(logs), BatchSize: 1000})
+	}()
+	var migrateErr error
+	var migrateTook time.Duration
+insertLoop:
+	for {
+		select {
+		case migrateErr = <-migrated:
+			migrateTook = time.Since(start)
+			break insertLoop
+		default:
+		}
+		before := phase.Load()
+		t0 := time.Now()
+		if err := insertLive(ctx, pool); err != nil {
+			t.Fatalf("insert during migrate: %v", err)
+		}
+		wait := time.Since(t0)
+		maxWait = max(maxWait, wait)
+		inserts++
+		if before == phaseBackfill && phase.Load() == phaseBackfill {
+			duringBackfill++
+		}
+	}
+	if migrateErr != nil {
+		t.Fatalf("Migrate: %v", migrateErr)
+	}
+	t.Logf("migrated %d rows in %v; %d concurrent inserts (%d during the backfill), longest insert %v",
+		rows, migrateTook.Round(time.Millisecond), inserts, duringBackfill, maxWait.Round(time.Microsecond))
+	if duringBackfill == 0 {
+		t.Fatalf("no insert ran during the backfill (%d inserts in all)", inserts)
+	}
+	if maxWait > 2*time.Second {
+		t.Fatalf("an insert waited %v during Migrate, want < 2s", maxWait)
+	}
+	if err := pool.QueryRow(ctx, `SELECT pg_relation_filenode('core.tb_entity_change_log')::bigint`).Scan(&fileAfter); err != nil {
+		t.Fatalf("filenode: %v", err)
+	}
+	if fileAfter != fileBefore {
+		t.Fatalf("the change log was rewritten (filenode %d -> %d)", fileBefore, fileAfter)
+	}
+	noticesMu.Lock()
+	proved := false
+	for _, n := range notices {
+		proved = proved || strings.Contains(n, `"tb_entity_change_log.txid" are sufficient to prove`)
+	}
+	noticesMu.Unlock()
+	if !proved {
+		t.Fatalf("SET NOT NULL scanned the table instead of using the validated check")
+	}
+	if got := logs.find("txid backfill finished"); len(got) != 1 {
+		t.Fatalf("backfill finished %d times, want 1", len(got))
+	} else if n, _ := recordAttr(got[0], "rows"); n.Int64() < rows {
+		t.Fatalf("backfill reported %d rows, want at least %d", n.Int64(), rows)
+	}
+	assertMigrated(t, pool)
+	assertReadOrder(t, pool, rows)
+}
+
+func TestMigrateResumesInterruptedBackfill(t *testing.T) {
+	t.Parallel()
+	const (
+		rows      = 20_000
+		batch     = 1000
+		cancelAt  = 5
+		remaining = rows - cancelAt*batch
+	)
+	pool := newTestPool(t)
+	createFraiseQLTable(t, pool, rows)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	batches := 0
+	logs := &logRecorder{hook: func(r slog.Record) {
+		if r.Message == "txid backfill batch" {
+			if batches++; batches == cancelAt {
+				cancel()
+			}
+		}
+	}}
+	err := Migrate(ctx, pool, MigrateConfig{Logger: slog.New(logs), BatchSize: batch})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted Migrate = %v, want context.Canceled", err)
+	}
+	var done, null int
+	var notNull bool
+	if err := pool.QueryRow(t.Context(), `
+		SELECT count(*) FILTER (WHERE txid IS NOT NULL), count(*) FILTER (WHERE txid IS NULL),
+		       (SELECT attnotnull FROM pg_attribute WHERE attrelid = 'core.tb_entity_change_log'::regclass AND attname = 'txid')
+		FROM core.tb_entity_change_log`).Scan(&done, &null, &notNull); err != nil {
+		t.Fatalf("count: %v", err)
+	}
+	if done != cancelAt*batch || null != remaining || notNull {
+		t.Fatalf("after the interruption: %d rows backfilled, %d NULL, not null %v; want %d, %d, false", done, null, notNull, cancelAt*batch, remaining)
+	}
+	// A row written meanwhile gets a real txid and is read after the old ones.
+	if err := insertLive(t.Context(), pool); err != nil {
+		t.Fatalf("insert between runs: %v", err)
+	}
+
+	resumed := &logRecorder{}
+	if err := Migrate(t.Context(), pool, MigrateConfig{Logger: slog.New(resumed), BatchSize: batch}); err != nil {
+		t.Fatalf("resumed Migrate: %v", err)
+	}
+	started := resumed.find("backfilling txid of existing change-log rows")
+	if len(started) != 1 {
+		t.Fatalf("resumed backfill started %d times, want 1", len(started))
+	}
+	if n, _ := recordAttr(started[0], "rows"); n.Int64() != remaining {
+		t.Fatalf("resumed backfill has %d rows to do, want %d", n.Int64(), remaining)
+	}
+	if n := len(resumed.find("txid backfill batch")); n != remaining/batch {
+		t.Fatalf("resumed backfill ran %d batches, want %d", n, remaining/batch)
+	}
+	assertMigrated(t, pool)
+	assertReadOrder(t, pool, rows)
+}
+
+// TestMigrateResumesFromEachState starts Migrate from every state an
+// interrupted run (or an older version) can leave.
+func TestMigrateResumesFromEachState(t *testing.T) {
+	t.Parallel()
+	const rows = 3000
+	exec := func(t *testing.T, pool *pgxpool.Pool, stmts ...string) {
+		t.Helper()
+		for _, s := range stmts {
+			if _, err := pool.Exec(t.Context(), s); err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+		}
+	}
+	const (
+		addTxID    = `ALTER TABLE core.tb_entity_change_log ADD COLUMN txid xid8`
+		setDefault = `ALTER TABLE core.tb_entity_change_log ALTER COLUMN txid SET DEFAULT pg_current_xact_id()`
+		fillAll    = `UPDATE core.tb_entity_change_log SET txid = '1'`
+		addCheck   = `ALTER TABLE core.tb_entity_change_log ADD CONSTRAINT fraiseql_observer_txid_not_null CHECK (txid IS NOT NULL) NOT VALID`
+		validate   = `ALTER TABLE core.tb_entity_change_log VALIDATE CONSTRAINT fraiseql_observer_txid_not_null`
+		setNotNull = `ALTER TABLE core.tb_entity_change_log ALTER COLUMN txid SET NOT NULL`
+		addKey     = `ALTER TABLE core.tb_entity_change_log ADD COLUMN object_key text`
+	)
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, pool *pgxpool.Pool)
+		old   int // old rows read first, in pk order, with txid 1
+	}{
+		{"ColumnWithoutDefault", func(t *testing.T, pool *pgxpool.Pool) {
+			createFraiseQLTable(t, pool, rows)
+			exec(t, pool, addTxID)
+		}, rows},
+		{"PartlyBackfilled", func(t *testing.T, pool *pgxpool.Pool) {
+			createFraiseQLTable(t, pool, rows)
+			exec(t, pool, addTxID, setDefault, addKey,
+				`UPDATE core.tb_entity_change_log SET txid = '1' WHERE pk_entity_change_log % 3 = 0`)
+		}, rows},
+		{"CheckNotValid", func(t *testing.T, pool *pgxpool.Pool) {
+			createFraiseQLTable(t, pool, rows)
+			exec(t, pool, addTxID, setDefault, addKey, fillAll, addCheck)
+		}, rows},
+		{"CheckNotValidWithNullRows", func(t *testing.T, pool *pgxpool.Pool) {
+			createFraiseQLTable(t, pool, rows)
+			exec(t, pool, addTxID, setDefault, addKey, addCheck)
+		}, rows},
+		{"CheckValidated", func(t *testing.T, pool *pgxpool.Pool) {
+			createFraiseQLTable(t, pool, rows)
+			exec(t, pool, addTxID, setDefault, addKey, fillAll, addCheck, validate)
+		}, rows},
+		{"NotNullWithCheckLeft", func(t *testing.T, pool *pgxpool.Pool) {
+			createFraiseQLTable(t, pool, rows)
+			exec(t, pool, addTxID, setDefault, addKey, fillAll, addCheck, validate, setNotNull)
+		}, rows},
+		{"InvalidIndexLeft", func(t *testing.T, pool *pgxpool.Pool) {
+			createFraiseQLTable(t, pool, rows)
+			exec(t, pool, addTxID, setDefault, addKey, fillAll, setNotNull)
+			// A failed concurrent build leaves an INVALID index under the name.
+			_, err := pool.Exec(t.Context(), `CREATE UNIQUE INDEX CONCURRENTLY tb_entity_change_log_txid_idx ON core.tb_entity_change_log (object_type)`)
+			if err == nil {
+				t.Fatalf("the unique build over duplicates succeeded")
+			}
+			var valid bool
+			if err := pool.QueryRow(t.Context(), `SELECT indisvalid FROM pg_index WHERE indexrelid = 'core.tb_entity_change_log_txid_idx'::regclass`).Scan(&valid); err != nil || valid {
+				t.Fatalf("leftover index valid=%v, %v; want an invalid one", valid, err)
+			}
+		}, rows},
+		{"GapsInPK", func(t *testing.T, pool *pgxpool.Pool) {
+			exec(t, pool, fraiseQLTableDDL)
+			if _, err := pool.Exec(t.Context(), `
+				INSERT INTO core.tb_entity_change_log (pk_entity_change_log, object_type, object_id, modification_type, object_data)
+				OVERRIDING SYSTEM VALUE
+				SELECT i * 1000000, 'Order', ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'INSERT', '{}'
+				FROM generate_series(1, 50) AS i`); err != nil {
+				t.Fatalf("insert: %v", err)
+			}
+			exec(t, pool, `SELECT setval(pg_get_serial_sequence('core.tb_entity_change_log', 'pk_entity_change_log'), 50000000)`)
+		}, 50},
+		{"Partitioned", func(t *testing.T, pool *pgxpool.Pool) {
+			exec(t, pool, fraiseQLPartitionedDDL)
+			if _, err := pool.Exec(t.Context(), oldRowsSQL, rows); err != nil {
+				t.Fatalf("insert: %v", err)
+			}
+		}, rows},
+		{"EmptyTable", func(t *testing.T, pool *pgxpool.Pool) {
+			createFraiseQLTable(t, pool, 0)
+		}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool := newTestPool(t)
+			tc.setup(t, pool)
+			logs := &logRecorder{}
+			if err := Migrate(t.Context(), pool, MigrateConfig{Logger: slog.New(logs), BatchSize: 1000}); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			// Each backfill transaction starts at a NULL row: gaps in pk
+			// cost nothing.
+			if n := len(logs.find("txid backfill batch")); n > max(tc.old, 1) {
+				t.Fatalf("backfill ran %d batches for %d rows", n, tc.old)
+			}
+			assertMigrated(t, pool)
+			assertReadOrder(t, pool, tc.old)
+			// Once done, Migrate finds nothing to do.
+			again := &logRecorder{}
+			if err := Migrate(t.Context(), pool, MigrateConfig{Logger: slog.New(again)}); err != nil {
+				t.Fatalf("second Migrate: %v", err)
+			}
+			again.mu.Lock()
+			defer again.mu.Unlock()
+			if len(again.records) != 0 {
+				t.Fatalf("second Migrate logged %d records, first %q; want none", len(again.records), again.records[0].Message)
+			}
+		})
+	}
+}
+
+// TestMigrateLockTimeout holds a lock that conflicts with ALTER TABLE: the
+// migration's queued lock request must block writers for at most
+// LockTimeout at a time, retry, and give up after LockAttempts.
+func TestMigrateLockTimeout(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		attempts int
+		giveUp   bool
+	}{
+		{"RetriesUntilFree", 1000, false},
+		{"GivesUp", 2, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool := newTestPool(t)
+			ctx := t.Context()
+			createFraiseQLTable(t, pool, 100)
+			blocker, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatalf("begin: %v", err)
+			}
+			defer func() { _ = blocker.Rollback(context.Background()) }()
+			if _, err := blocker.Exec(ctx, `SELECT count(*) FROM core.tb_entity_change_log`); err != nil {
+				t.Fatalf("blocker: %v", err)
+			}
+			logs := &logRecorder{}
+			migrated := make(chan error, 1)
+			go func() {
+				migrated <- Migrate(ctx, pool, MigrateConfig{Logger: slog.New(logs), LockTimeout: 100 * time.Millisecond, LockAttempts: tc.attempts})
+			}()
+			logs.waitFor(t, "table lock not available, retrying")
+			if tc.giveUp {
+				err := <-migrated
+				var pgErr *pgconn.PgError
+				if !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+					t.Fatalf("Migrate behind a long transaction = %v, want a lock timeout", err)
+				}
+			} else {
+				// Migrate keeps asking for the lock; writers still get through.
+				for range 3 {
+					t0 := time.Now()
+					if err := insertLive(ctx, pool); err != nil {
+						t.Fatalf("insert while Migrate waits: %v", err)
+					}
+					if wait := time.Since(t0); wait > 2*time.Second {
+						t.Fatalf("an insert waited %v behind Migrate's lock request, want < 2s", wait)
+					}
+				}
+			}
+			if err := blocker.Commit(ctx); err != nil {
+				t.Fatalf("commit blocker: %v", err)
+			}
+			if tc.giveUp {
+				if err := Migrate(ctx, pool, MigrateConfig{}); err != nil {
+					t.Fatalf("Migrate once the table is free: %v", err)
+				}
+			} else if err := <-migrated; err != nil {
+				t.Fatalf("Migrate once the table is free: %v", err)
+			}
+			assertMigrated(t, pool)
+			assertReadOrder(t, pool, 100)
+		})
+	}
+}
+
+func TestMigrateConcurrentlyOnExistingTable(t *testing.T) {
+	t.Parallel()
+	const rows = 20_000
+	pool := newTestPool(t)
+	createFraiseQLTable(t, pool, rows)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	logs := make([]*logRecorder, len(errs))
+	for i := range errs {
+		logs[i] = &logRecorder{}
+		wg.Go(func() {
+			errs[i] = Migrate(t.Context(), pool, MigrateConfig{Logger: slog.New(logs[i]), BatchSize: 1000})
+		})
+	}
+	wg.Wait()
+	backfills := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Migrate #%d: %v", i+1, err)
+		}
+		backfills += len(logs[i].find("txid backfill finished"))
+	}
+	if backfills != 1 {
+		t.Fatalf("%d of the concurrent runs backfilled, want exactly 1", backfills)
+	}
+	assertMigrated(t, pool)
+	assertReadOrder(t, pool, rows)
 }
