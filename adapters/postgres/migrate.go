@@ -164,13 +164,17 @@ var changeLogColumns = []struct{ name, def string }{
 const txidDefault = "pg_current_xact_id()"
 
 // existingTableDefs replaces a column definition when the column is added to
-// an existing table. A volatile default on ADD COLUMN makes PostgreSQL
-// rewrite the whole table under an ACCESS EXCLUSIVE lock, so txid is added
-// without one; the default is set right after (new rows only) and the old
-// rows are backfilled in batches.
-var existingTableDefs = map[string]string{"txid": "xid8"}
+// an existing table. txid is added with the constant default backfillTxID,
+// which PostgreSQL (11+) stores in the catalog instead of writing it into
+// every row: the ALTER neither rewrites nor scans the table, old rows read
+// back backfillTxID, and NOT NULL holds at once. txidDefault is set in the
+// same transaction, for new rows only. (A volatile default would rewrite the
+// table under an ACCESS EXCLUSIVE lock; pg_current_xact_id() is STABLE, so
+// it would not, but old rows would get the migration's own xid, which a
+// transaction that started earlier and inserts later sorts before.)
+var existingTableDefs = map[string]string{"txid": "xid8 NOT NULL DEFAULT '" + backfillTxID + "'"}
 
-// backfillTxID is the txid given to rows that existed before the column: it
+// backfillTxID is the txid of the rows that existed before the column: it
 // sorts before every real transaction id (pg_current_xact_id() is at least
 // 3, the first normal xid), so the reader returns the old rows first, in pk
 // order, and always below pg_snapshot_xmin.
@@ -201,13 +205,16 @@ const (
 // creates the observer's schema.
 //
 // An existing table is never rewritten and writers are never blocked for
-// long: every step that needs a table lock that conflicts with INSERT runs
-// in its own short transaction with lock_timeout set (retried, see
-// MigrateConfig); the txid of old rows is backfilled in batches of one
-// transaction each (resumed where it stopped by the next call); NOT NULL is
-// proved by a validated CHECK constraint and the index is built
-// concurrently. Rows that still have a NULL txid are invisible to the
-// reader, so a reader must not start before Migrate returned nil.
+// long: every step that needs a table lock that conflicts with INSERT is a
+// catalog change run in its own short transaction with lock_timeout set
+// (retried, see MigrateConfig), and the index is built concurrently. A
+// missing txid column is added NOT NULL with a constant default that the
+// old rows read back (no rewrite, no scan); a txid column that exists but is
+// nullable (added by hand, or by an interrupted older migration) has its
+// NULLs backfilled in batches of one transaction each, resumed where they
+// stopped by the next call, and gets NOT NULL through a validated CHECK
+// constraint. Rows with a NULL txid are invisible to the reader, so a
+// reader must not start before Migrate returned nil.
 //
 // Migrate is idempotent; concurrent calls on one database are serialised by
 // a session-level advisory lock. On an up-to-date database it changes
@@ -432,7 +439,7 @@ func (m *migrator) complete(ctx context.Context, st changeLogState) error {
 		return err
 	}
 	if !st.columns["txid"] {
-		st.columns["txid"], st.txidDefault, st.txidNotNull = true, true, false
+		st.columns["txid"], st.txidDefault, st.txidNotNull = true, true, true
 	}
 	if !st.txidNotNull {
 		if err := m.backfill(ctx); err != nil {
@@ -455,8 +462,8 @@ func (m *migrator) complete(ctx context.Context, st changeLogState) error {
 }
 
 // addColumns adds the missing columns and txid's default in one short
-// transaction: both are catalog changes, and doing them together leaves no
-// moment in which new rows get a NULL txid.
+// transaction: all are catalog changes, and doing them together leaves no
+// moment in which new rows get the old rows' txid.
 func (m *migrator) addColumns(ctx context.Context, st changeLogState) error {
 	var stmts []string
 	for _, c := range changeLogColumns {

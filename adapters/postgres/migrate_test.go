@@ -410,113 +410,162 @@ func assertReadOrder(t testing.TB, pool *pgxpool.Pool, old int) {
 	}
 }
 
-func TestMigrateLargeExistingTable(t *testing.T) {
-	t.Parallel()
-	const rows = 50_000
-	url := testenv.NewDatabase(t)
-	pcfg, err := pgxpool.ParseConfig(url)
+// newNoticePool opens a pool on a fresh database whose sessions send DEBUG1
+// notices; proved reports whether one said that SET NOT NULL on the change
+// log's txid used a validated constraint instead of scanning the table.
+func newNoticePool(t testing.TB) (pool *pgxpool.Pool, proved func() bool) {
+	t.Helper()
+	pcfg, err := pgxpool.ParseConfig(testenv.NewDatabase(t))
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
 	}
-	// DEBUG1 notices tell whether SET NOT NULL scanned the table.
-	var noticesMu sync.Mutex
+	var mu sync.Mutex
 	var notices []string
 	pcfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
-		noticesMu.Lock()
-		defer noticesMu.Unlock()
+		mu.Lock()
+		defer mu.Unlock()
 		notices = append(notices, n.Message)
 	}
 	pcfg.ConnConfig.RuntimeParams["client_min_messages"] = "debug1"
-	pool, err := pgxpool.NewWithConfig(t.Context(), pcfg)
+	pool, err = pgxpool.NewWithConfig(t.Context(), pcfg)
 	if err != nil {
 		t.Fatalf("pgxpool.New: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	ctx := t.Context()
-	createFraiseQLTable(t, pool, rows)
-	var fileBefore, fileAfter int64
-	if err := pool.QueryRow(ctx, `SELECT pg_relation_filenode('core.tb_entity_change_log')::bigint`).Scan(&fileBefore); err != nil {
-		t.Fatalf("filenode: %v", err)
-	}
-
-	// The phase is set from Migrate's log records; an insert counts as
-	// concurrent with the backfill when it started and ended inside it.
-	const (
-		phaseBefore int32 = iota
-		phaseBackfill
-		phaseAfter
-	)
-	var phase atomic.Int32
-	logs := &logRecorder{hook: func(r slog.Record) {
-		switch r.Message {
-		case "backfilling txid of existing change-log rows":
-			phase.Store(phaseBackfill)
-		case "txid backfill finished":
-			phase.Store(phaseAfter)
+	return pool, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range notices {
+			if strings.Contains(n, `"tb_entity_change_log.txid" are sufficient to prove`) {
+				return true
+			}
 		}
-	}}
+		return false
+	}
+}
+
+// underLoad is what migrateUnderLoad saw.
+type underLoad struct {
+	took     time.Duration // Migrate's duration
+	inserts  int           // inserts while Migrate ran
+	inWindow int           // inserts that started and ended inside the step
+	maxWait  time.Duration // the longest insert
+}
+
+// migrateUnderLoad runs Migrate while inserting rows one at a time, as the
+// application would, until it returns. The step between the log records
+// begin and end is the window whose inserts are counted apart.
+func migrateUnderLoad(t testing.TB, pool *pgxpool.Pool, cfg MigrateConfig, logs *logRecorder, begin, end string) underLoad {
+	t.Helper()
+	ctx := t.Context()
+	var inStep atomic.Bool
+	logs.hook = func(r slog.Record) {
+		switch r.Message {
+		case begin:
+			inStep.Store(true)
+		case end:
+			inStep.Store(false)
+		}
+	}
+	cfg.Logger = slog.New(logs)
 	migrated := make(chan error, 1)
-	var inserts, duringBackfill int
-	var maxWait time.Duration
 	start := time.Now()
-	go func() {
-		migrated <- Migrate(ctx, pool, MigrateConfig{Logger: slog.New(logs), BatchSize: 1000})
-	}()
-	var migrateErr error
-	var migrateTook time.Duration
-insertLoop:
+	go func() { migrated <- Migrate(ctx, pool, cfg) }()
+	var res underLoad
 	for {
 		select {
-		case migrateErr = <-migrated:
-			migrateTook = time.Since(start)
-			break insertLoop
+		case err := <-migrated:
+			if err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			res.took = time.Since(start)
+			return res
 		default:
 		}
-		before := phase.Load()
+		inBefore := inStep.Load()
 		t0 := time.Now()
 		if err := insertLive(ctx, pool); err != nil {
-			t.Fatalf("insert during migrate: %v", err)
+			t.Fatalf("insert during Migrate: %v", err)
 		}
-		wait := time.Since(t0)
-		maxWait = max(maxWait, wait)
-		inserts++
-		if before == phaseBackfill && phase.Load() == phaseBackfill {
-			duringBackfill++
+		res.maxWait = max(res.maxWait, time.Since(t0))
+		res.inserts++
+		if inBefore && inStep.Load() {
+			res.inWindow++
 		}
 	}
-	if migrateErr != nil {
-		t.Fatalf("Migrate: %v", migrateErr)
-	}
-	t.Logf("migrated %d rows in %v; %d concurrent inserts (%d during the backfill), longest insert %v",
-		rows, migrateTook.Round(time.Millisecond), inserts, duringBackfill, maxWait.Round(time.Microsecond))
-	if duringBackfill == 0 {
-		t.Fatalf("no insert ran during the backfill (%d inserts in all)", inserts)
-	}
-	if maxWait > 2*time.Second {
-		t.Fatalf("an insert waited %v during Migrate, want < 2s", maxWait)
-	}
-	if err := pool.QueryRow(ctx, `SELECT pg_relation_filenode('core.tb_entity_change_log')::bigint`).Scan(&fileAfter); err != nil {
+}
+
+func filenode(t testing.TB, pool *pgxpool.Pool) int64 {
+	t.Helper()
+	var n int64
+	if err := pool.QueryRow(t.Context(), `SELECT pg_relation_filenode('core.tb_entity_change_log')::bigint`).Scan(&n); err != nil {
 		t.Fatalf("filenode: %v", err)
 	}
-	if fileAfter != fileBefore {
-		t.Fatalf("the change log was rewritten (filenode %d -> %d)", fileBefore, fileAfter)
+	return n
+}
+
+// TestMigrateUnderLoad migrates a large existing change log while the
+// application keeps inserting: no insert waits long, the table is not
+// rewritten, old rows are read first in pk order.
+func TestMigrateUnderLoad(t *testing.T) {
+	t.Parallel()
+	const rows = 50_000
+	cases := []struct {
+		name       string
+		setup      string // run after the rows are inserted
+		begin, end string // the step during which inserts must go through
+		backfill   bool
+	}{
+		// FraiseQL's table: txid is added with a constant default.
+		{"NoTxIDColumn", "", "building the txid index", "txid index built", false},
+		// A nullable txid added by hand: its NULLs are backfilled.
+		{"NullableTxIDColumn", `ALTER TABLE core.tb_entity_change_log ADD COLUMN txid xid8`,
+			"backfilling txid of existing change-log rows", "txid backfill finished", true},
 	}
-	noticesMu.Lock()
-	proved := false
-	for _, n := range notices {
-		proved = proved || strings.Contains(n, `"tb_entity_change_log.txid" are sufficient to prove`)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool, proved := newNoticePool(t)
+			createFraiseQLTable(t, pool, rows)
+			if tc.setup != "" {
+				if _, err := pool.Exec(t.Context(), tc.setup); err != nil {
+					t.Fatalf("setup: %v", err)
+				}
+			}
+			before := filenode(t, pool)
+			logs := &logRecorder{}
+			res := migrateUnderLoad(t, pool, MigrateConfig{BatchSize: 1000}, logs, tc.begin, tc.end)
+			t.Logf("%s: migrated %d rows in %v; %d concurrent inserts (%d during %q), longest insert %v",
+				tc.name, rows, res.took.Round(time.Millisecond), res.inserts, res.inWindow, tc.begin, res.maxWait.Round(time.Microsecond))
+			if res.inWindow == 0 {
+				t.Fatalf("no insert ran during %q (%d inserts in all)", tc.begin, res.inserts)
+			}
+			if res.maxWait > 2*time.Second {
+				t.Fatalf("an insert waited %v during Migrate, want < 2s", res.maxWait)
+			}
+			if after := filenode(t, pool); after != before {
+				t.Fatalf("the change log was rewritten (filenode %d -> %d)", before, after)
+			}
+			backfilled := logs.find("txid backfill finished")
+			if !tc.backfill {
+				if len(backfilled) != 0 {
+					t.Fatalf("Migrate backfilled a table that had no txid column")
+				}
+			} else {
+				if len(backfilled) != 1 {
+					t.Fatalf("backfill finished %d times, want 1", len(backfilled))
+				}
+				if n, _ := recordAttr(backfilled[0], "rows"); n.Int64() < rows {
+					t.Fatalf("backfill reported %d rows, want at least %d", n.Int64(), rows)
+				}
+				if !proved() {
+					t.Fatalf("SET NOT NULL scanned the table instead of using the validated check")
+				}
+			}
+			assertMigrated(t, pool)
+			assertReadOrder(t, pool, rows)
+		})
 	}
-	noticesMu.Unlock()
-	if !proved {
-		t.Fatalf("SET NOT NULL scanned the table instead of using the validated check")
-	}
-	if got := logs.find("txid backfill finished"); len(got) != 1 {
-		t.Fatalf("backfill finished %d times, want 1", len(got))
-	} else if n, _ := recordAttr(got[0], "rows"); n.Int64() < rows {
-		t.Fatalf("backfill reported %d rows, want at least %d", n.Int64(), rows)
-	}
-	assertMigrated(t, pool)
-	assertReadOrder(t, pool, rows)
 }
 
 func TestMigrateResumesInterruptedBackfill(t *testing.T) {
@@ -529,6 +578,10 @@ func TestMigrateResumesInterruptedBackfill(t *testing.T) {
 	)
 	pool := newTestPool(t)
 	createFraiseQLTable(t, pool, rows)
+	// A txid column added by hand, without default: every row is NULL.
+	if _, err := pool.Exec(t.Context(), `ALTER TABLE core.tb_entity_change_log ADD COLUMN txid xid8`); err != nil {
+		t.Fatalf("add txid: %v", err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	batches := 0
@@ -604,6 +657,9 @@ func TestMigrateResumesFromEachState(t *testing.T) {
 		setup func(t *testing.T, pool *pgxpool.Pool)
 		old   int // old rows read first, in pk order, with txid 1
 	}{
+		{"NoTxIDColumn", func(t *testing.T, pool *pgxpool.Pool) {
+			createFraiseQLTable(t, pool, rows)
+		}, rows},
 		{"ColumnWithoutDefault", func(t *testing.T, pool *pgxpool.Pool) {
 			createFraiseQLTable(t, pool, rows)
 			exec(t, pool, addTxID)
@@ -674,7 +730,7 @@ func TestMigrateResumesFromEachState(t *testing.T) {
 			}
 			// Each backfill transaction starts at a NULL row: gaps in pk
 			// cost nothing.
-			if n := len(logs.find("txid backfill batch")); n > max(tc.old, 1) {
+			if n := len(logs.find("txid backfill batch")); n > tc.old {
 				t.Fatalf("backfill ran %d batches for %d rows", n, tc.old)
 			}
 			assertMigrated(t, pool)
@@ -775,15 +831,15 @@ func TestMigrateConcurrentlyOnExistingTable(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	backfills := 0
+	builds := 0
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("concurrent Migrate #%d: %v", i+1, err)
 		}
-		backfills += len(logs[i].find("txid backfill finished"))
+		builds += len(logs[i].find("txid index built"))
 	}
-	if backfills != 1 {
-		t.Fatalf("%d of the concurrent runs backfilled, want exactly 1", backfills)
+	if builds != 1 {
+		t.Fatalf("%d of the concurrent runs built the index, want exactly 1", builds)
 	}
 	assertMigrated(t, pool)
 	assertReadOrder(t, pool, rows)
