@@ -308,7 +308,7 @@ func (a *App) openStateDB(ctx context.Context) error {
 	a.onClose(d.Close)
 	db := a.cfg.Database
 	if db.MigrateOnStart {
-		if err := migrateDB(ctx, d, db); err != nil {
+		if err := migrateDB(ctx, d, db, a.logger); err != nil {
 			return err
 		}
 		a.logger.Info("database migrated", slog.String("change_log_table", db.ChangeLogTable), slog.String("observer_schema", db.ObserverSchema))
@@ -326,9 +326,9 @@ func (a *App) openStateDB(ctx context.Context) error {
 	return err
 }
 
-func migrateDB(ctx context.Context, d *postgres.DB, db DatabaseConfig) error {
+func migrateDB(ctx context.Context, d *postgres.DB, db DatabaseConfig, logger *slog.Logger) error {
 	if err := postgres.Migrate(ctx, d.Pool, postgres.MigrateConfig{
-		ChangeLogTable: db.ChangeLogTable, Channel: db.NotifyChannel, ObserverSchema: db.ObserverSchema,
+		ChangeLogTable: db.ChangeLogTable, Channel: db.NotifyChannel, ObserverSchema: db.ObserverSchema, Logger: logger,
 	}); err != nil {
 		return fmt.Errorf("migrate on start: %w", err)
 	}

@@ -28,7 +28,7 @@ func Migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	pool := db.Pool
 	c := cfg.Database
 	return postgres.Migrate(ctx, pool, postgres.MigrateConfig{
-		ChangeLogTable: c.ChangeLogTable, Channel: c.NotifyChannel, ObserverSchema: c.ObserverSchema,
+		ChangeLogTable: c.ChangeLogTable, Channel: c.NotifyChannel, ObserverSchema: c.ObserverSchema, Logger: logger,
 	})
 }
 

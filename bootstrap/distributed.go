@@ -139,7 +139,7 @@ func (a *App) buildBridges(ctx context.Context) error {
 		}
 		a.onClose(db.Close)
 		if dbCfg.MigrateOnStart {
-			if err := migrateDB(ctx, db, dbCfg); err != nil {
+			if err := migrateDB(ctx, db, dbCfg, a.logger.With(slog.String("database", d.Name))); err != nil {
 				return fmt.Errorf("databases[%d] (%s): %w", i, d.Name, err)
 			}
 		}
