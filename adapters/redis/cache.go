@@ -26,7 +26,7 @@ func (r *ResultCache) key(key string) string { return r.c.prefix + "cache:v1:res
 
 // Get reports whether key holds a stored success.
 func (r *ResultCache) Get(ctx context.Context, key string) (bool, error) {
-	err := r.c.rdb.Get(ctx, r.key(key)).Err()
+	err := r.c.batch.do(ctx, goredis.NewStringCmd(ctx, "get", r.key(key)))
 	switch {
 	case err == nil:
 		return true, nil
@@ -41,7 +41,7 @@ func (r *ResultCache) Put(ctx context.Context, key string, ttl time.Duration) er
 	if ttl <= 0 {
 		return fmt.Errorf("redis: put result %s: ttl %v is not positive", key, ttl)
 	}
-	if err := r.c.rdb.Set(ctx, r.key(key), "1", time.Duration(millis(ttl))*time.Millisecond).Err(); err != nil {
+	if err := r.c.batch.do(ctx, goredis.NewStatusCmd(ctx, "set", r.key(key), "1", "px", millis(ttl))); err != nil {
 		return r.c.wrap(ctx, "put result "+key, err)
 	}
 	return nil

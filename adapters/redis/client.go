@@ -93,6 +93,7 @@ const (
 // result cache and the invalidator. Safe for concurrent use.
 type Client struct {
 	rdb     goredis.UniversalClient
+	batch   *batcher               // pipelines the commands of concurrent callers
 	cluster *goredis.ClusterClient // set in Cluster mode
 	prefix  string
 	target  string // redacted address, for messages
@@ -111,7 +112,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+cfg.CommandTimeout)
 	defer cancel()
 	if err := c.rdb.Ping(pingCtx).Err(); err != nil {
-		_ = c.rdb.Close()
+		_ = c.Close()
 		// The ping's own deadline is an outage, not the caller's cancellation.
 		return nil, c.wrap(ctx, "open: ping "+c.target, err)
 	}
@@ -161,6 +162,7 @@ func New(cfg Config) (*Client, error) {
 		c.cluster, _ = c.rdb.(*goredis.ClusterClient)
 		c.target = strings.Join(cfg.Addrs, ",")
 	}
+	c.batch = newBatcher(c.rdb, cfg.ConnectTimeout+cfg.CommandTimeout)
 	return c, nil
 }
 
@@ -174,6 +176,7 @@ func (c *Client) Ping(ctx context.Context) error {
 
 // Close closes the pool; later calls fail with ports.ErrUnavailable.
 func (c *Client) Close() error {
+	c.batch.close()
 	if err := c.rdb.Close(); err != nil {
 		return fmt.Errorf("redis: close: %w", err)
 	}

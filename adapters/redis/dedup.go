@@ -75,7 +75,7 @@ func (d *Deduplicator) Claim(ctx context.Context, eventID, token string, lease t
 	case lease <= 0:
 		return 0, fmt.Errorf("redis: claim %s: lease %v is not positive", eventID, lease)
 	}
-	res, err := claimScript.Run(ctx, d.c.rdb, []string{d.key(eventID)}, claimPrefix+token, millis(lease)).Int()
+	res, err := d.c.batch.evalScript(ctx, claimScript, []string{d.key(eventID)}, claimPrefix+token, millis(lease)).Int()
 	if err != nil {
 		return 0, d.c.wrap(ctx, "claim "+eventID, err)
 	}
@@ -95,7 +95,8 @@ func (d *Deduplicator) MarkDone(ctx context.Context, eventID string, window time
 	if window <= 0 {
 		return fmt.Errorf("redis: mark done %s: window %v is not positive", eventID, window)
 	}
-	if err := d.c.rdb.Set(ctx, d.key(eventID), doneValue, time.Duration(millis(window))*time.Millisecond).Err(); err != nil {
+	cmd := goredis.NewStatusCmd(ctx, "set", d.key(eventID), doneValue, "px", millis(window))
+	if err := d.c.batch.do(ctx, cmd); err != nil {
 		return d.c.wrap(ctx, "mark done "+eventID, err)
 	}
 	return nil
@@ -104,7 +105,7 @@ func (d *Deduplicator) MarkDone(ctx context.Context, eventID string, window time
 // Release deletes token's claim on eventID (compare-and-delete), leaving
 // another holder's claim and a done mark in place.
 func (d *Deduplicator) Release(ctx context.Context, eventID, token string) error {
-	if err := releaseScript.Run(ctx, d.c.rdb, []string{d.key(eventID)}, claimPrefix+token).Err(); err != nil {
+	if err := d.c.batch.evalScript(ctx, releaseScript, []string{d.key(eventID)}, claimPrefix+token).Err(); err != nil {
 		return d.c.wrap(ctx, "release "+eventID, err)
 	}
 	return nil
