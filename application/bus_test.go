@@ -186,7 +186,7 @@ func TestWorkerAcksNaksAndDeadLetters(t *testing.T) {
 		{"success acks", ok, "ack"},
 		{"transient naks", flaky, "nak"},
 		{"permanent is dead-lettered and acked", rejected, "ack"},
-		{"last delivery dead-letters and acks", hopeless, "ack"},
+		{"last delivery dead-letters and terminates", hopeless, "term"},
 		{"last attempt of the retry policy dead-letters and acks", finalAttempt, "ack"},
 		{"garbage is dead-lettered and terminated", garbage, "term"},
 		{"slow acks", slow, "ack"},

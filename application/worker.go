@@ -30,7 +30,7 @@ type WorkerConfig struct {
 // after its event is finished (every action succeeded or was parked); a
 // transient failure naks it with the delay the observer's retry policy
 // asks for; on the broker's last delivery the unfinished actions are
-// dead-lettered and the message acked, so nothing is left stuck. A body
+// dead-lettered and the message terminated, so nothing is left stuck. A body
 // that is not an event is dead-lettered with its raw bytes and terminated.
 type Worker struct {
 	consumer ports.EventConsumer
@@ -79,16 +79,24 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 
 	stopBeat := w.heartbeat(work, d)
 	next, done := w.proc.Step(work, run)
+	gaveUp := false
 	if !done && d.LastAttempt() && ctx.Err() == nil {
 		for !w.proc.GiveUp(work, run, "delivery limit reached (consumer max_deliver)") {
 			time.Sleep(w.cfg.RetryDelay) // the dead-letter store is down: keep the message in progress
 		}
-		done = true
+		done, gaveUp = true, true
 	}
 	stopBeat()
 
 	log := w.cfg.Logger.With(slog.String("event_id", ev.ID), slog.Int("delivery", d.Attempt()))
 	switch {
+	case gaveUp:
+		// Parked in the dead-letter queue: terminate so it is never
+		// redelivered (nor left stuck at max_deliver).
+		w.proc.Finish(work, run)
+		if err := d.Term(work); err != nil {
+			log.Warn("term failed", slog.String("error", err.Error()))
+		}
 	case done:
 		w.proc.Finish(work, run)
 		if err := d.Ack(work); err != nil {
