@@ -32,7 +32,7 @@ func (n *literalNode) truth(*Event) bool { return isTrue(n.v) }
 type pathNode struct{ path Path }
 
 func (n *pathNode) value(ev *Event) any {
-	v, ok := resolve(n.path, ev)
+	v, ok := n.path.Resolve(ev)
 	if !ok {
 		return nil
 	}
@@ -204,37 +204,6 @@ func (n *changedNode) truth(ev *Event) bool {
 }
 
 func (n *changedNode) value(ev *Event) any { return n.truth(ev) }
-
-// resolve reads p like Path.Resolve, but reads `changes.<field>.old|new...`
-// directly instead of building the whole diff as a map on every call.
-func resolve(p Path, ev *Event) (any, bool) {
-	if p.Root != RootChanges || len(p.Segments) < 2 {
-		return p.Resolve(ev)
-	}
-	ch, ok := ev.Changes[p.Segments[0]]
-	if !ok {
-		return nil, false
-	}
-	var cur any
-	switch p.Segments[1] {
-	case "old":
-		cur = ch.Old
-	case "new":
-		cur = ch.New
-	default:
-		return nil, false
-	}
-	for _, seg := range p.Segments[2:] {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[seg]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
-}
 
 // valuesEqual is ValuesEqual with an allocation-free path for the common
 // scalar cases: two json.Numbers, a number against a non-number, two

@@ -562,7 +562,9 @@ func TestCompareDecimalsAgreesWithCompareNumbers(t *testing.T) {
 	}
 }
 
-func TestResolveAgreesWithPathResolve(t *testing.T) {
+// TestChangesPathsResolveLikeTheFullDiff checks Path.Resolve's direct
+// reading of changes.<field>... against walking the whole diff as a map.
+func TestChangesPathsResolveLikeTheFullDiff(t *testing.T) {
 	t.Parallel()
 	upd := condUpdateEvent(t)
 	upd.Changes["nested"] = Change{Old: map[string]any{"k": json.Number("1")}, New: nil}
@@ -577,13 +579,28 @@ func TestResolveAgreesWithPathResolve(t *testing.T) {
 			t.Fatalf("ParsePath(%q): %v", src, err)
 		}
 		for i, ev := range evs {
-			got, gotOK := resolve(p, ev)
-			want, wantOK := p.Resolve(ev)
+			got, gotOK := p.Resolve(ev)
+			want, wantOK := resolveViaFullDiff(p, ev)
 			if gotOK != wantOK || !ValuesEqual(got, want) {
-				t.Errorf("event %d: resolve(%s) = %v, %v; Path.Resolve = %v, %v", i, src, got, gotOK, want, wantOK)
+				t.Errorf("event %d: Path.Resolve(%s) = %v, %v; via the full diff = %v, %v", i, src, got, gotOK, want, wantOK)
 			}
 		}
 	}
+}
+
+// resolveViaFullDiff is the reference: changes as one nested map.
+func resolveViaFullDiff(p Path, ev *Event) (any, bool) {
+	if p.Root != RootChanges {
+		return p.Resolve(ev)
+	}
+	if ev.Changes == nil {
+		return nil, false
+	}
+	m := make(map[string]any, len(ev.Changes))
+	for k, c := range ev.Changes {
+		m[k] = map[string]any{"old": c.Old, "new": c.New}
+	}
+	return resolveIn(m, p.Segments)
 }
 
 func TestConditionExplain(t *testing.T) {

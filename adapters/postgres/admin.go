@@ -168,19 +168,7 @@ func (s *ChangeLogStats) FirstSince(ctx context.Context, since time.Time) (ports
 // an xid anywhere in the cluster (prepared ones included), which holds
 // every reader back; 0 when there is none. See ChangeLog.OldestTransactionAge.
 func (s *ChangeLogStats) OldestTransactionAge(ctx context.Context) (time.Duration, error) {
-	var micros int64
-	err := s.pool.QueryRow(ctx, `
-		SELECT coalesce(floor(extract(epoch FROM clock_timestamp() - min(started)) * 1e6), 0)::bigint
-		FROM (
-			SELECT xact_start AS started FROM pg_stat_activity
-			WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
-			UNION ALL
-			SELECT prepared FROM pg_prepared_xacts
-		) open_transactions`).Scan(&micros)
-	if err != nil {
-		return 0, interpretError("oldest transaction age", err)
-	}
-	return time.Duration(max(micros, 0)) * time.Microsecond, nil
+	return oldestTransactionAge(ctx, s.pool)
 }
 
 // IsMissingRelation reports whether err comes from a table or schema that

@@ -247,8 +247,14 @@ func (c *ChangeLog) Backlog(ctx context.Context, after ports.Position) (int64, e
 // transactions included; 0 when there is none. Sessions of other roles are
 // only visible with pg_read_all_stats.
 func (c *ChangeLog) OldestTransactionAge(ctx context.Context) (time.Duration, error) {
+	return oldestTransactionAge(ctx, c.pool)
+}
+
+// oldestTransactionAge is the age of the oldest open transaction holding an
+// xid in the cluster, prepared ones included; 0 when there is none.
+func oldestTransactionAge(ctx context.Context, pool *pgxpool.Pool) (time.Duration, error) {
 	var micros int64
-	err := c.pool.QueryRow(ctx, `
+	err := pool.QueryRow(ctx, `
 		SELECT coalesce(floor(extract(epoch FROM clock_timestamp() - min(started)) * 1e6), 0)::bigint
 		FROM (
 			SELECT xact_start AS started FROM pg_stat_activity
