@@ -95,12 +95,12 @@ func (l *listener) run(ctx context.Context) {
 		}
 		connectedAt := time.Now()
 		l.pid.Store(conn.PgConn().PID())
-		l.firstAttemptOnce.Do(func() { close(l.firstAttempt) })
+		l.connects.Add(1)
 		if deaf {
 			l.signal() // rows may have been committed while no one listened
 			l.logger.Info("listener reconnected")
 		}
-		l.connects.Add(1)
+		l.firstAttemptOnce.Do(func() { close(l.firstAttempt) })
 		err = l.receive(ctx, conn)
 		l.pid.Store(0)
 		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
