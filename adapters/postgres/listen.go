@@ -95,11 +95,13 @@ func (l *listener) run(ctx context.Context) {
 		}
 		connectedAt := time.Now()
 		l.pid.Store(conn.PgConn().PID())
-		l.connects.Add(1)
 		if deaf {
 			l.signal() // rows may have been committed while no one listened
 			l.logger.Info("listener reconnected")
 		}
+		// Counted after the wake-up and before the first attempt is
+		// reported done, so observers of connects see a consistent state.
+		l.connects.Add(1)
 		l.firstAttemptOnce.Do(func() { close(l.firstAttempt) })
 		err = l.receive(ctx, conn)
 		l.pid.Store(0)
