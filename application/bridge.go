@@ -37,6 +37,7 @@ type Bridge struct {
 	stop context.CancelFunc
 
 	outstanding sync.WaitGroup
+	retryLog    logLimiter
 	published   atomic.Int64
 	duplicates  atomic.Int64
 }
@@ -52,7 +53,7 @@ func NewBridge(pub ports.EventPublisher, dlq ports.DeadLetterSink, cfg BridgeCon
 	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, 30*time.Second)
 	cfg.Metrics = cmp.Or[ports.Metrics](cfg.Metrics, ports.NopMetrics{})
 	ctx, stop := context.WithCancel(context.Background())
-	return &Bridge{pub: pub, dlq: dlq, cfg: cfg, ctx: ctx, stop: stop}, nil
+	return &Bridge{pub: pub, dlq: dlq, cfg: cfg, ctx: ctx, stop: stop, retryLog: logLimiter{interval: 10 * time.Second}}, nil
 }
 
 // Counts returns how many events were stored by the broker and how many
@@ -97,8 +98,11 @@ func (b *Bridge) retry(rec ports.Record, finish func(), cause error) {
 		b.outstanding.Done() // shutting down: the reader re-reads it after restart
 		return
 	}
-	b.cfg.Logger.Warn("publish failed, retrying", slog.String("event_id", rec.Event.ID),
-		slog.String("error", cause.Error()), slog.Duration("retry_in", b.cfg.RetryDelay))
+	if ok, suppressed := b.retryLog.allow(); ok {
+		b.cfg.Logger.Warn("publish failed, retrying", slog.String("event_id", rec.Event.ID),
+			slog.String("error", cause.Error()), slog.Duration("retry_in", b.cfg.RetryDelay),
+			slog.Int("suppressed_since_last_warning", suppressed))
+	}
 	time.AfterFunc(b.cfg.RetryDelay, func() { b.publish(rec, finish) })
 }
 

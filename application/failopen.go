@@ -9,35 +9,50 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
+// logLimiter lets a repeated warning through at most once per interval and
+// counts the ones it held back.
+type logLimiter struct {
+	interval time.Duration
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now and how many were held back since the
+// last one logged.
+func (l *logLimiter) allow() (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < l.interval {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return true, n
+}
+
 // failOpen reports that a component went on without its backing service:
 // a metric on every occurrence, a warning at most once per interval.
 type failOpen struct {
 	component string
 	logger    *slog.Logger
 	metrics   ports.Metrics
-	interval  time.Duration
-
-	mu         sync.Mutex
-	lastWarn   time.Time
-	suppressed int
+	limit     logLimiter
 }
 
 func newFailOpen(component string, logger *slog.Logger, metrics ports.Metrics) *failOpen {
-	return &failOpen{component: component, logger: logger, metrics: metrics, interval: 10 * time.Second}
+	return &failOpen{component: component, logger: logger, metrics: metrics, limit: logLimiter{interval: 10 * time.Second}}
 }
 
 func (f *failOpen) report(ctx context.Context, op string, err error) {
 	f.metrics.FailOpen(f.component)
-	f.mu.Lock()
-	now := time.Now()
-	if !f.lastWarn.IsZero() && now.Sub(f.lastWarn) < f.interval {
-		f.suppressed++
-		f.mu.Unlock()
+	ok, suppressed := f.limit.allow()
+	if !ok {
 		return
 	}
-	suppressed := f.suppressed
-	f.lastWarn, f.suppressed = now, 0
-	f.mu.Unlock()
 	f.logger.LogAttrs(ctx, slog.LevelWarn, f.component+" unavailable, continuing without it (fail-open)",
 		slog.String("operation", op), slog.String("error", err.Error()), slog.Int("suppressed_since_last_warning", suppressed))
 }

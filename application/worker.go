@@ -71,7 +71,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 	ev, err := domain.DecodeEvent(d.Data())
 	if err != nil {
-		w.parkUndecodable(work, d, err)
+		w.parkUndecodable(ctx, work, d, err)
 		return
 	}
 	run := w.proc.Start(work, ports.Record{Event: ev})
@@ -82,7 +82,7 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 	gaveUp := false
 	if !done && d.LastAttempt() && ctx.Err() == nil {
 		for !w.proc.GiveUp(work, run, "delivery limit reached (consumer max_deliver)") {
-			time.Sleep(w.cfg.RetryDelay) // the dead-letter store is down: keep the message in progress
+			sleep(work, w.cfg.RetryDelay) // the dead-letter store is down: keep the message in progress
 		}
 		done, gaveUp = true, true
 	}
@@ -140,20 +140,29 @@ func (w *Worker) heartbeat(ctx context.Context, d ports.Delivery) func() {
 	return func() { close(stop); <-stopped }
 }
 
-func (w *Worker) parkUndecodable(ctx context.Context, d ports.Delivery, cause error) {
-	stopBeat := w.heartbeat(ctx, d)
+// parkUndecodable dead-letters a body that is not an event and terminates
+// the message; while the dead-letter store is down it keeps retrying (the
+// message stays in progress) until shutdown, when the message is naked
+// for a later delivery instead.
+func (w *Worker) parkUndecodable(ctx, work context.Context, d ports.Delivery, cause error) {
+	stopBeat := w.heartbeat(work, d)
 	defer stopBeat()
 	raw := append([]byte(nil), d.Data()...)
 	for {
-		_, err := w.dlq.Add(ctx, ports.DeadLetter{Error: cause.Error(), Attempts: d.Attempt(), Raw: raw})
+		_, err := w.dlq.Add(work, ports.DeadLetter{Error: cause.Error(), Attempts: d.Attempt(), Raw: raw})
 		if err == nil {
 			break
 		}
 		w.cfg.Logger.Error("dead-letter write for an undecodable message failed, will retry", slog.String("error", err.Error()))
-		time.Sleep(w.cfg.RetryDelay)
+		if !sleep(ctx, w.cfg.RetryDelay) {
+			if err := d.Nak(work, 0); err != nil {
+				w.cfg.Logger.Warn("nak at shutdown failed; the broker redelivers after the ack wait", slog.String("error", err.Error()))
+			}
+			return
+		}
 	}
 	w.cfg.Logger.Error("undecodable message dead-lettered and terminated", slog.String("error", cause.Error()))
-	if err := d.Term(ctx); err != nil {
+	if err := d.Term(work); err != nil {
 		w.cfg.Logger.Warn("term failed", slog.String("error", err.Error()))
 	}
 }
