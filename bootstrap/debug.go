@@ -95,13 +95,30 @@ type DebugCache struct {
 	Mode string `json:"mode"`
 }
 
+// DebugEventID stands in for the id of an event given to debug-event
+// without one.
+const DebugEventID = "00000000-0000-0000-0000-000000000000"
+
 // DecodeDebugEvent reads an event in the envelope format of
 // domain.DecodeEvent (id, event_type, entity_type, entity_id, data,
-// before, changes, tenant_id, user_id, timestamp, source). When before is
-// present and changes is absent on an UPDATE, changes are computed as the
-// change log does; computed reports it.
+// before, changes, tenant_id, user_id, timestamp, source). An event
+// without an id gets the placeholder DebugEventID (a dry run needs none).
+// When before is present and changes is absent on an UPDATE, changes are
+// computed as the change log does; computed reports it.
 func DecodeDebugEvent(input []byte) (ev domain.Event, computed bool, err error) {
-	ev, err = domain.DecodeEvent(bytes.TrimSpace(input))
+	input = bytes.TrimSpace(input)
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(input))
+	dec.UseNumber() // re-encoding keeps numbers exactly as written
+	if dec.Decode(&m) == nil && m != nil && !dec.More() {
+		if _, ok := m["id"]; !ok {
+			m["id"] = DebugEventID
+			if b, err := json.Marshal(m); err == nil {
+				input = b
+			}
+		}
+	}
+	ev, err = domain.DecodeEvent(input)
 	if err != nil {
 		return ev, false, err
 	}

@@ -3,6 +3,7 @@ package bootstrap_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,5 +206,22 @@ func TestDebugEventInputs(t *testing.T) {
 		if c.ok && (rep.ChangesComputed || len(rep.Matched) != 1 || rep.Matched[0].Name != "created") {
 			t.Errorf("%s: report = %+v", c.name, rep)
 		}
+	}
+}
+
+func TestDecodeDebugEventWithoutID(t *testing.T) {
+	t.Parallel()
+	ev, _, err := bootstrap.DecodeDebugEvent([]byte(`{"event_type":"INSERT","entity_type":"Order","entity_id":"o1","data":{"total":100.10}}`))
+	if err != nil {
+		t.Fatalf("an event without id: %v", err)
+	}
+	if ev.ID != bootstrap.DebugEventID {
+		t.Errorf("id = %q, want the placeholder", ev.ID)
+	}
+	if got := ev.Data["total"]; fmt.Sprint(got) != "100.10" {
+		t.Errorf("total = %v, want 100.10 exactly as written", got)
+	}
+	if _, _, err := bootstrap.DecodeDebugEvent([]byte(`{"event_type":"INSERT","entity_type":"Order"} trailing`)); err == nil {
+		t.Error("trailing data accepted")
 	}
 }
