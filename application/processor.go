@@ -339,6 +339,9 @@ func (p *Processor) Finish(ctx context.Context, run *Run) {
 		outcome = "failed"
 	}
 	p.cfg.Metrics.EventProcessed(outcome)
+	if !p.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		return // skip building the attributes on the hot path
+	}
 	s := run.Summary
 	p.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "event processed",
 		slog.String("event_id", s.EventID), slog.String("outcome", outcome),
