@@ -1,8 +1,12 @@
 package application_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -291,4 +295,71 @@ func TestDecoratorsFailOpen(t *testing.T) {
 	if !dup.Summary.DuplicateSkipped {
 		t.Error("dedup did not resume after Redis came back")
 	}
+}
+
+// TestSummaryLoggedAtDebug checks the per-event summary line carries the
+// dedup and cache counters.
+func TestSummaryLoggedAtDebug(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cache := &fakeCache{keys: map[string]bool{}}
+	exec := ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })
+	cached, err := application.NewCachingExecutor(exec, cache, application.CacheConfig{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := []domain.Observer{{
+		Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
+		Retry:   domain.DefaultRetryPolicy,
+		Actions: []domain.Action{{Name: "a", Type: domain.ActionLog, Log: &domain.LogAction{Level: "info"}}},
+	}}
+	proc, err := application.NewProcessor(domain.NewMatcher(obs), application.ProcessorConfig{Executor: cached, DeadLetters: &deadLetterSink{}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dedup, err := application.NewDedup(proc, newFakeDedup(), application.DedupConfig{Token: "me", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runToEnd(t, dedup, decoratorRecord("s1"))
+	runToEnd(t, dedup, decoratorRecord("s1"))
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["msg"] == "event processed" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("got %d summary lines, want 2: %s", len(lines), buf.String())
+	}
+	first, second := lines[0], lines[1]
+	if first["level"] != "DEBUG" || first["cache_misses"] != float64(1) || first["cache_hits"] != float64(0) || first["duplicate_skipped"] != false || first["successful_actions"] != float64(1) {
+		t.Errorf("first summary = %v", first)
+	}
+	if second["duplicate_skipped"] != true || second["outcome"] != "duplicate" {
+		t.Errorf("second summary = %v", second)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
