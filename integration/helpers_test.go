@@ -34,13 +34,7 @@ const waitTimeout = 20 * time.Second
 // waitFor polls cond until it holds or waitTimeout passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitWithin(t, waitTimeout, what, cond)
 }
 
 // ---------------------------------------------------------------- logs
