@@ -70,7 +70,8 @@ func newJSEnv(t testing.TB) *jsEnv {
 		stream:      strings.ToUpper(testenv.Name("OBS")),
 		prefix:      testenv.Name("obs"),
 		durable:     testenv.Name("workers"),
-		redisPrefix: testenv.Name("obs") + ":",
+		// The Redis env deletes the keys under its prefix when the test ends.
+		redisPrefix: newRedisEnv(t, "").prefix,
 	}
 	nc, err := nats.Connect(e.natsURL, nats.Name("fraiseql-observer integration test"))
 	if err != nil {
