@@ -377,8 +377,11 @@ func (a *App) checkSupported(obs []domain.Observer) error {
 }
 
 func needs(t domain.ActionType) string {
-	if t == domain.ActionCache {
+	switch t {
+	case domain.ActionCache:
 		return " without Redis (set redis.url)"
+	case domain.ActionDatabase:
+		return " without a database"
 	}
 	return ""
 }
@@ -399,6 +402,9 @@ func (a *App) executors() (*application.Dispatcher, error) {
 	}
 	if a.redis != nil {
 		executors[domain.ActionCache] = redisadapter.NewInvalidator(a.redis, a.logger)
+	}
+	if a.db != nil {
+		executors[domain.ActionDatabase] = postgres.NewFunctionCaller(a.db.Pool)
 	}
 	return application.NewDispatcher(executors), nil
 }

@@ -214,6 +214,10 @@ type ActionConfig struct {
 	// cache
 	KeyPattern string `koanf:"key_pattern"`
 	Action     string `koanf:"action"`
+
+	// database
+	FunctionName string         `koanf:"function_name"`
+	Params       map[string]any `koanf:"params"`
 }
 
 // Defaults returns the configuration used for every key the file and the

@@ -190,6 +190,12 @@ func TestBuildObserversErrors(t *testing.T) {
 		{"bad template", func(o *bootstrap.ObserverConfig) {
 			o.Actions = []bootstrap.ActionConfig{{Type: "log", MessageTemplate: "{{ event.nope }}"}}
 		}, []string{"message_template", "nope"}},
+		{"database function name", func(o *bootstrap.ObserverConfig) {
+			o.Actions = []bootstrap.ActionConfig{{Type: "database", FunctionName: "fn; drop table x"}}
+		}, []string{"actions[0]", "function_name", "not an identifier"}},
+		{"database without function", func(o *bootstrap.ObserverConfig) {
+			o.Actions = []bootstrap.ActionConfig{{Type: "database", Params: map[string]any{"a": 1}}}
+		}, []string{"function_name", "required"}},
 		{"bad backoff", func(o *bootstrap.ObserverConfig) {
 			b := "random"
 			o.Retry = &bootstrap.RetryConfig{Backoff: &b}

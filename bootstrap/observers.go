@@ -9,15 +9,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
 // actionKeys lists the keys each action type reads; any other key set on
 // an action of that type is an error (nothing is read and ignored).
 var actionKeys = map[domain.ActionType][]string{
-	domain.ActionWebhook: {"url", "url_env", "method", "headers", "body_template", "timeout", "signing_secret", "signing_secret_env"},
-	domain.ActionLog:     {"level", "message_template"},
-	domain.ActionCache:   {"key_pattern", "action"},
+	domain.ActionWebhook:  {"url", "url_env", "method", "headers", "body_template", "timeout", "signing_secret", "signing_secret_env"},
+	domain.ActionLog:      {"level", "message_template"},
+	domain.ActionCache:    {"key_pattern", "action"},
+	domain.ActionDatabase: {"function_name", "params"},
 }
 
 // DefaultWebhookTimeout applies when a webhook action sets no timeout.
@@ -176,6 +178,14 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain
 			}
 		}
 		a.Log = l
+	case domain.ActionDatabase:
+		if ac.FunctionName == "" {
+			return a, errors.New("function_name: required")
+		}
+		if _, err := postgres.ParseFunctionName(ac.FunctionName); err != nil {
+			return a, fmt.Errorf("function_name: %w", err)
+		}
+		a.Database = &domain.DatabaseAction{FunctionName: ac.FunctionName, Params: ac.Params}
 	case domain.ActionCache:
 		c := &domain.CacheAction{Operation: ac.Action}
 		if c.Operation == "" {

@@ -51,6 +51,7 @@ type Operator struct {
 type stateDB struct {
 	name    string // "database", or "databases.<name>" for a multi-database source
 	url     string
+	db      *postgres.DB
 	cps     *postgres.Checkpoints
 	lease   *postgres.Lease
 	dl      *postgres.DeadLetters
@@ -103,6 +104,7 @@ func OpenOperator(ctx context.Context, cfg Config, opts Options) (_ *Operator, e
 	if o.state, err = o.openStateDB(ctx, "database", cfg.Database.URL, readers); err != nil {
 		return nil, err
 	}
+	a.db = o.state.db // database actions re-run there, as in the service
 	a.deadLetters = o.state.dl
 	a.checkpoints = o.state.cps
 	a.lease = o.state.lease
@@ -122,7 +124,7 @@ func (o *Operator) openStateDB(ctx context.Context, name, url string, readers []
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	o.app.onClose(d.Close)
-	s := &stateDB{name: name, url: postgres.Redact(url), readers: readers}
+	s := &stateDB{name: name, url: postgres.Redact(url), readers: readers, db: d}
 	schema := dbCfg.ObserverSchema
 	if s.cps, err = postgres.NewCheckpoints(d.Pool, schema); err != nil {
 		return nil, err
