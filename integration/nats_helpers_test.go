@@ -65,11 +65,11 @@ type jsEnv struct {
 func newJSEnv(t testing.TB) *jsEnv {
 	t.Helper()
 	e := &jsEnv{
-		natsURL:     testenv.NATSURL(t),
-		redisURL:    testenv.RedisURL(t),
-		stream:      strings.ToUpper(testenv.Name("OBS")),
-		prefix:      testenv.Name("obs"),
-		durable:     testenv.Name("workers"),
+		natsURL:  testenv.NATSURL(t),
+		redisURL: testenv.RedisURL(t),
+		stream:   strings.ToUpper(testenv.Name("OBS")),
+		prefix:   testenv.Name("obs"),
+		durable:  testenv.Name("workers"),
 		// The Redis env deletes the keys under its prefix when the test ends.
 		redisPrefix: newRedisEnv(t, "").prefix,
 	}
