@@ -20,6 +20,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	promadapter "github.com/fraiseql/fraiseql-observer/adapters/prometheus"
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
+	"github.com/fraiseql/fraiseql-observer/adapters/slack"
 	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -399,6 +400,7 @@ func (a *App) executors() (*application.Dispatcher, error) {
 	executors := map[domain.ActionType]ports.ActionExecutor{
 		domain.ActionWebhook: wh,
 		domain.ActionLog:     logaction.NewExecutor(a.logger),
+		domain.ActionSlack:   slack.NewExecutor(wh, a.logger),
 	}
 	if a.redis != nil {
 		executors[domain.ActionCache] = redisadapter.NewInvalidator(a.redis, a.logger)

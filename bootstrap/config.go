@@ -218,6 +218,11 @@ type ActionConfig struct {
 	// database
 	FunctionName string         `koanf:"function_name"`
 	Params       map[string]any `koanf:"params"`
+
+	// slack (and message_template above)
+	WebhookURL    string `koanf:"webhook_url"`
+	WebhookURLEnv string `koanf:"webhook_url_env"`
+	Channel       string `koanf:"channel"`
 }
 
 // Defaults returns the configuration used for every key the file and the

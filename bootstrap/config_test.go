@@ -240,3 +240,50 @@ func TestExampleConfigsLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadObserversRefusesActionsWithoutTheirService(t *testing.T) {
+	t.Parallel()
+	obs := func(a bootstrap.ActionConfig) []bootstrap.ObserverConfig {
+		return []bootstrap.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"}, Actions: []bootstrap.ActionConfig{a}}}
+	}
+	memory := bootstrap.Defaults()
+	memory.Topology = bootstrap.TopologyMemory
+	memory.Observers = obs(bootstrap.ActionConfig{Type: "database", FunctionName: "app.f"})
+	if _, err := bootstrap.LoadObservers(memory, nil); err == nil || !strings.Contains(err.Error(), "needs a database") {
+		t.Errorf("database action in the memory topology: %v", err)
+	}
+	noRedis := bootstrap.Defaults()
+	noRedis.Observers = obs(bootstrap.ActionConfig{Type: "cache", KeyPattern: "orders:*"})
+	if _, err := bootstrap.LoadObservers(noRedis, nil); err == nil || !strings.Contains(err.Error(), "redis.url") {
+		t.Errorf("cache action without Redis: %v", err)
+	}
+	withRedis := noRedis
+	withRedis.Redis.URL = "redis://127.0.0.1:6379/0"
+	if _, err := bootstrap.LoadObservers(withRedis, nil); err != nil {
+		t.Errorf("cache action with Redis: %v", err)
+	}
+}
+
+func TestBuildSlackAction(t *testing.T) {
+	t.Parallel()
+	env := func(k string) (string, bool) {
+		if k == "SLACK_URL" {
+			return "https://hooks.slack.com/services/T/B/x", true
+		}
+		return "", false
+	}
+	obs, err := bootstrap.BuildObservers([]bootstrap.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
+		Actions: []bootstrap.ActionConfig{{Type: "slack", WebhookURLEnv: "SLACK_URL", Channel: "#ops", MessageTemplate: "{{ event.entity_id }}"}}}}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := obs[0].Actions[0].Slack
+	if s == nil || s.WebhookURL != "https://hooks.slack.com/services/T/B/x" || s.Channel != "#ops" || s.MessageTemplate.Source() != "{{ event.entity_id }}" {
+		t.Errorf("slack action = %+v", s)
+	}
+	_, err = bootstrap.BuildObservers([]bootstrap.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
+		Actions: []bootstrap.ActionConfig{{Type: "slack", WebhookURL: "ftp://x"}}}}, env)
+	if err == nil || !strings.Contains(err.Error(), "webhook_url") {
+		t.Errorf("bad slack url: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
+	"github.com/fraiseql/fraiseql-observer/adapters/slack"
 	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
@@ -65,9 +66,25 @@ type DebugAction struct {
 	// Problem says why the action would fail without sending anything.
 	Problem string `json:"problem,omitempty"`
 
-	Webhook *DebugWebhook `json:"webhook,omitempty"`
-	Log     *DebugLog     `json:"log,omitempty"`
-	Cache   *DebugCache   `json:"cache,omitempty"`
+	Webhook  *DebugWebhook  `json:"webhook,omitempty"`
+	Log      *DebugLog      `json:"log,omitempty"`
+	Cache    *DebugCache    `json:"cache,omitempty"`
+	Slack    *DebugSlack    `json:"slack,omitempty"`
+	Database *DebugDatabase `json:"database,omitempty"`
+}
+
+// DebugSlack is the message a slack action would post. Only the webhook
+// URL's host is shown: its path is the secret.
+type DebugSlack struct {
+	Host    string `json:"host"`
+	Channel string `json:"channel,omitempty"`
+	Text    string `json:"text"`
+}
+
+// DebugDatabase is the call a database action would make.
+type DebugDatabase struct {
+	Function string `json:"function"`
+	Argument string `json:"argument"`
 }
 
 // DebugWebhook is the request a webhook action would send.
@@ -228,6 +245,27 @@ func debugAction(cfg Config, ev *domain.Event, o *domain.Observer, a *domain.Act
 			d.Problem = "the pattern renders empty: the invalidation fails permanently"
 		}
 		d.Cache = &DebugCache{Pattern: pattern, Mode: mode}
+	case a.Slack != nil:
+		tmpl := a.Slack.MessageTemplate
+		if tmpl == nil {
+			tmpl = domain.MustCompileTemplate(slack.DefaultMessage)
+		}
+		text, missing := tmpl.Render(ev, domain.EscapeNone)
+		d.Missing = missing
+		host := "(unparsable url)"
+		if u, err := url.Parse(a.Slack.WebhookURL); err == nil {
+			host = u.Host
+		}
+		d.Slack = &DebugSlack{Host: host, Channel: a.Slack.Channel, Text: text}
+	case a.Database != nil:
+		arg, err := json.Marshal(struct {
+			Event  domain.Event   `json:"event"`
+			Params map[string]any `json:"params"`
+		}{*ev, a.Database.Params})
+		if err != nil {
+			d.Problem = "the argument cannot be encoded: " + err.Error()
+		}
+		d.Database = &DebugDatabase{Function: a.Database.FunctionName, Argument: string(arg)}
 	}
 	return d
 }
@@ -332,6 +370,10 @@ func writeDebugAction(w io.Writer, a DebugAction) {
 		fmt.Fprintf(w, "    log at %s: %s\n", a.Log.Level, a.Log.Message)
 	case a.Cache != nil:
 		fmt.Fprintf(w, "    invalidate %s (%s)\n", a.Cache.Pattern, a.Cache.Mode)
+	case a.Slack != nil:
+		fmt.Fprintf(w, "    post to Slack (%s) %s: %s\n", a.Slack.Host, a.Slack.Channel, a.Slack.Text)
+	case a.Database != nil:
+		fmt.Fprintf(w, "    SELECT %s($1::jsonb) with $1 = %s\n", a.Database.Function, a.Database.Argument)
 	default:
 		fmt.Fprintln(w, "    (no dry-run rendering for this action type)")
 	}

@@ -20,6 +20,7 @@ var actionKeys = map[domain.ActionType][]string{
 	domain.ActionLog:      {"level", "message_template"},
 	domain.ActionCache:    {"key_pattern", "action"},
 	domain.ActionDatabase: {"function_name", "params"},
+	domain.ActionSlack:    {"webhook_url", "webhook_url_env", "channel", "message_template"},
 }
 
 // DefaultWebhookTimeout applies when a webhook action sets no timeout.
@@ -178,6 +179,21 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain
 			}
 		}
 		a.Log = l
+	case domain.ActionSlack:
+		u, err := valueOrEnv("webhook_url", ac.WebhookURL, ac.WebhookURLEnv, lookupEnv)
+		if err != nil {
+			return a, err
+		}
+		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			return a, errors.New("webhook_url: must start with https:// (or http://)")
+		}
+		sl := &domain.SlackAction{WebhookURL: u, Channel: ac.Channel}
+		if ac.MessageTemplate != "" {
+			if sl.MessageTemplate, err = domain.CompileTemplate(ac.MessageTemplate); err != nil {
+				return a, fmt.Errorf("message_template: %w", err)
+			}
+		}
+		a.Slack = sl
 	case domain.ActionDatabase:
 		if ac.FunctionName == "" {
 			return a, errors.New("function_name: required")

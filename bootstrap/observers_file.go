@@ -69,6 +69,9 @@ func LoadObservers(cfg Config, lookupEnv func(string) (string, bool)) ([]domain.
 		return nil, err
 	}
 	obs, err := BuildObservers(cfgs, lookupEnv)
+	if err == nil {
+		err = checkAvailable(cfg, obs)
+	}
 	if err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) && ce.File == "" {
@@ -101,5 +104,26 @@ func (a *App) Reload() error {
 	}
 	a.processor.SetMatcher(domain.NewMatcher(obs))
 	a.logger.Info("observers reloaded", slog.Int("observers", len(obs)))
+	return nil
+}
+
+// checkAvailable refuses actions the configuration gives nothing to run
+// on: a cache action without Redis, a database action without a database.
+func checkAvailable(cfg Config, obs []domain.Observer) error {
+	for _, o := range obs {
+		for i, act := range o.Actions {
+			var missing string
+			switch {
+			case act.Type == domain.ActionCache && !cfg.Redis.Configured():
+				missing = "Redis (set redis.url)"
+			case act.Type == domain.ActionDatabase && cfg.Topology == TopologyMemory:
+				missing = "a database (the memory topology has none)"
+			}
+			if missing != "" {
+				return &ConfigError{Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),
+					Msg: fmt.Sprintf("action type %s needs %s", act.Type, missing)}
+			}
+		}
+	}
 	return nil
 }

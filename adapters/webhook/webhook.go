@@ -115,43 +115,76 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	}
 	wh := act.Webhook
 	method := cmp.Or(strings.ToUpper(wh.Method), http.MethodPost)
-
-	u, err := url.Parse(wh.URL)
+	target, err := targetOf(method, wh.URL, act.Name)
 	if err != nil {
-		// url.Parse errors quote the whole URL, which may hold a token.
-		return domain.Permanent(fmt.Errorf("webhook: action %q: invalid url", act.Name))
-	}
-	target := u.Scheme + "://" + u.Host + u.EscapedPath()
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return domain.Permanent(fmt.Errorf("webhook: %s %s: url must be absolute http or https", method, target))
+		return err
 	}
 
 	body, err := e.body(ctx, ev, obs, act)
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 	}
+	return e.send(ctx, method, wh.URL, target, body, wh.Timeout, func(req *http.Request) error {
+		for k, v := range wh.Headers {
+			if strings.EqualFold(k, "Host") {
+				req.Host = v
+				continue
+			}
+			req.Header.Set(k, v)
+		}
+		if err := e.sign(req.Header, ev, obs, act, body); err != nil {
+			return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
+		}
+		return nil
+	})
+}
 
+// Post sends body as JSON to rawURL through the guarded client and
+// classifies the answer as Execute does. Actions that speak HTTP without
+// being webhooks (slack) use it.
+func (e *Executor) Post(ctx context.Context, rawURL string, body []byte, timeout time.Duration) error {
+	target, err := targetOf(http.MethodPost, rawURL, "")
+	if err != nil {
+		return err
+	}
+	return e.send(ctx, http.MethodPost, rawURL, target, body, timeout, nil)
+}
+
+// targetOf checks rawURL and returns it without query string, for messages
+// (a query may hold a token).
+func targetOf(method, rawURL, action string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Parse errors quote the whole URL, which may hold a token.
+		return "", domain.Permanent(fmt.Errorf("webhook: action %q: invalid url", action))
+	}
+	target := u.Scheme + "://" + u.Host + u.EscapedPath()
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return "", domain.Permanent(fmt.Errorf("webhook: %s %s: url must be absolute http or https", method, target))
+	}
+	return target, nil
+}
+
+// send makes the request (prepare adds headers) and classifies the answer:
+// nil for 2xx; transient for 408, 429, 5xx, timeouts and network errors
+// (with Retry-After); permanent for other statuses and refused addresses.
+func (e *Executor) send(ctx context.Context, method, rawURL, target string, body []byte, timeout time.Duration, prepare func(*http.Request) error) error {
 	reqCtx := ctx
-	if wh.Timeout > 0 {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		reqCtx, cancel = context.WithTimeout(ctx, wh.Timeout)
+		reqCtx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(reqCtx, method, wh.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(reqCtx, method, rawURL, bytes.NewReader(body))
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("webhook: %s %s: build request: %w", method, target, unwrapURLError(err)))
 	}
 	req.Header.Set("User-Agent", e.userAgent)
 	req.Header.Set("Content-Type", "application/json")
-	for k, v := range wh.Headers {
-		if strings.EqualFold(k, "Host") {
-			req.Host = v
-			continue
+	if prepare != nil {
+		if err := prepare(req); err != nil {
+			return err
 		}
-		req.Header.Set(k, v)
-	}
-	if err := e.sign(req.Header, ev, obs, act, body); err != nil {
-		return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 	}
 
 	resp, err := e.client.Do(req) //nolint:bodyclose // drainAndClose below closes it
@@ -161,7 +194,7 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 		case errors.Is(err, httpguard.ErrForbiddenAddress):
 			return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			return domain.Transient(fmt.Errorf("webhook: %s %s: no answer within %s: %w", method, target, wh.Timeout, err), 0)
+			return domain.Transient(fmt.Errorf("webhook: %s %s: no answer within %s: %w", method, target, timeout, err), 0)
 		default:
 			return domain.Transient(fmt.Errorf("webhook: %s %s: %w", method, target, err), 0)
 		}
