@@ -114,6 +114,13 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 			return nil, err
 		}
 	}
+	distributed := cfg.Topology == TopologyNATSDistributed || cfg.Topology == TopologyMultiDatabase
+	if distributed {
+		// Before the executors: nats actions publish on this connection.
+		if err := a.openNATS(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := a.buildProcessor(observers); err != nil {
 		return nil, err
 	}
@@ -129,9 +136,6 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 			return nil, err
 		}
 	case TopologyNATSDistributed, TopologyMultiDatabase:
-		if err := a.openNATS(ctx); err != nil {
-			return nil, err
-		}
 		if a.runsBridge() {
 			if err := a.buildBridges(ctx); err != nil {
 				return nil, err
@@ -383,6 +387,8 @@ func needs(t domain.ActionType) string {
 		return " without Redis (set redis.url)"
 	case domain.ActionDatabase:
 		return " without a database"
+	case domain.ActionNATS:
+		return " without NATS"
 	}
 	return ""
 }
@@ -407,6 +413,9 @@ func (a *App) executors() (*application.Dispatcher, error) {
 	}
 	if a.db != nil {
 		executors[domain.ActionDatabase] = postgres.NewFunctionCaller(a.db.Pool)
+	}
+	if a.nats != nil {
+		executors[domain.ActionNATS] = natsadapter.NewActionPublisher(a.nats)
 	}
 	return application.NewDispatcher(executors), nil
 }

@@ -223,6 +223,9 @@ type ActionConfig struct {
 	WebhookURL    string `koanf:"webhook_url"`
 	WebhookURLEnv string `koanf:"webhook_url_env"`
 	Channel       string `koanf:"channel"`
+
+	// nats
+	Subject string `koanf:"subject"`
 }
 
 // Defaults returns the configuration used for every key the file and the

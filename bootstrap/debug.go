@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
+	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/slack"
 	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -71,6 +72,12 @@ type DebugAction struct {
 	Cache    *DebugCache    `json:"cache,omitempty"`
 	Slack    *DebugSlack    `json:"slack,omitempty"`
 	Database *DebugDatabase `json:"database,omitempty"`
+	NATS     *DebugNATS     `json:"nats,omitempty"`
+}
+
+// DebugNATS is where a nats action would publish the event.
+type DebugNATS struct {
+	Subject string `json:"subject"`
 }
 
 // DebugSlack is the message a slack action would post. Only the webhook
@@ -257,6 +264,13 @@ func debugAction(cfg Config, ev *domain.Event, o *domain.Observer, a *domain.Act
 			host = u.Host
 		}
 		d.Slack = &DebugSlack{Host: host, Channel: a.Slack.Channel, Text: text}
+	case a.NATS != nil:
+		subject, missing := a.NATS.Subject.Render(ev, domain.EscapeSubjectToken)
+		d.Missing = missing
+		d.NATS = &DebugNATS{Subject: subject}
+		if len(missing) > 0 || natsadapter.ValidSubject(subject) != nil {
+			d.Problem = "the subject is not publishable: the action fails permanently"
+		}
 	case a.Database != nil:
 		arg, err := json.Marshal(struct {
 			Event  domain.Event   `json:"event"`
@@ -372,6 +386,8 @@ func writeDebugAction(w io.Writer, a DebugAction) {
 		fmt.Fprintf(w, "    invalidate %s (%s)\n", a.Cache.Pattern, a.Cache.Mode)
 	case a.Slack != nil:
 		fmt.Fprintf(w, "    post to Slack (%s) %s: %s\n", a.Slack.Host, a.Slack.Channel, a.Slack.Text)
+	case a.NATS != nil:
+		fmt.Fprintf(w, "    publish the event on %s\n", a.NATS.Subject)
 	case a.Database != nil:
 		fmt.Fprintf(w, "    SELECT %s($1::jsonb) with $1 = %s\n", a.Database.Function, a.Database.Argument)
 	default:

@@ -21,6 +21,7 @@ var actionKeys = map[domain.ActionType][]string{
 	domain.ActionCache:    {"key_pattern", "action"},
 	domain.ActionDatabase: {"function_name", "params"},
 	domain.ActionSlack:    {"webhook_url", "webhook_url_env", "channel", "message_template"},
+	domain.ActionNATS:     {"subject"},
 }
 
 // DefaultWebhookTimeout applies when a webhook action sets no timeout.
@@ -194,6 +195,15 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain
 			}
 		}
 		a.Slack = sl
+	case domain.ActionNATS:
+		if ac.Subject == "" {
+			return a, errors.New("subject: required")
+		}
+		subject, err := domain.CompileTemplate(ac.Subject)
+		if err != nil {
+			return a, fmt.Errorf("subject: %w", err)
+		}
+		a.NATS = &domain.NATSAction{Subject: subject}
 	case domain.ActionDatabase:
 		if ac.FunctionName == "" {
 			return a, errors.New("function_name: required")

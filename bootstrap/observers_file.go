@@ -118,6 +118,8 @@ func checkAvailable(cfg Config, obs []domain.Observer) error {
 				missing = "Redis (set redis.url)"
 			case act.Type == domain.ActionDatabase && cfg.Topology == TopologyMemory:
 				missing = "a database (the memory topology has none)"
+			case act.Type == domain.ActionNATS && cfg.Topology != TopologyNATSDistributed && cfg.Topology != TopologyMultiDatabase:
+				missing = "a NATS connection (topology nats-distributed or multi-database)"
 			}
 			if missing != "" {
 				return &ConfigError{Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),

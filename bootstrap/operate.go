@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -617,6 +618,15 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 			return nil, err
 		}
 	}
+	if usesAction(observers, domain.ActionNATS) {
+		// checkAvailable (in LoadObservers) made sure this is a NATS topology.
+		c, err := natsadapter.Connect(ctx, a.natsConfig(), a.logger)
+		if err != nil {
+			return nil, err
+		}
+		a.nats = c
+		a.onClose(c.Close)
+	}
 	if a.dispatcher, err = a.executors(); err != nil {
 		return nil, err
 	}
@@ -972,4 +982,16 @@ func WriteReplay(w io.Writer, r ReplayResult, asJSON bool) error {
 		fmt.Fprintln(w, "note: "+r.Dedup)
 	}
 	return nil
+}
+
+// usesAction reports whether any observer has an action of type t.
+func usesAction(obs []domain.Observer, t domain.ActionType) bool {
+	for _, o := range obs {
+		for _, a := range o.Actions {
+			if a.Type == t {
+				return true
+			}
+		}
+	}
+	return false
 }

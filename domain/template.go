@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // Template is a compiled text with `{{ path }}` placeholders (see Path).
@@ -34,6 +35,10 @@ const (
 	// only themselves in a Redis key pattern while the template's own text
 	// keeps its wildcards.
 	EscapeGlob
+	// EscapeSubjectToken writes values as EscapeNone does with '.', '*',
+	// '>', white space and control characters replaced by '_', so an event
+	// value stays one token of a NATS subject.
+	EscapeSubjectToken
 )
 
 // CompileTemplate parses src. An unclosed `{{`, an empty placeholder or a
@@ -113,6 +118,8 @@ func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string
 			writeJSONValue(&b, v)
 		case EscapeGlob:
 			b.WriteString(GlobEscape(FormatValue(v)))
+		case EscapeSubjectToken:
+			b.WriteString(subjectToken(FormatValue(v)))
 		default:
 			b.WriteString(FormatValue(v))
 		}
@@ -176,4 +183,14 @@ func GlobUnescape(pattern string) string {
 		b.WriteByte(pattern[i])
 	}
 	return b.String()
+}
+
+// subjectToken makes s safe as one NATS subject token.
+func subjectToken(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return '_'
+		}
+		return r
+	}, s)
 }

@@ -166,3 +166,12 @@ func TestNilAndEmptyTemplate(t *testing.T) {
 		t.Errorf("nil Source() = %q", nilTpl.Source())
 	}
 }
+
+func TestEscapeSubjectToken(t *testing.T) {
+	t.Parallel()
+	ev := &Event{EntityType: "Order", Data: map[string]any{"v": "a.b *c>\td", "n": json.Number("1.5")}}
+	got, missing := MustCompileTemplate("orders.{{ v }}.{{ n }}.{{ event.entity_type }}").Render(ev, EscapeSubjectToken)
+	if want := "orders.a_b__c__d.1_5.Order"; got != want || len(missing) != 0 {
+		t.Errorf("Render = %q %v, want %q", got, missing, want)
+	}
+}

@@ -1,0 +1,76 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// ActionPublisher runs `nats` actions: it publishes the event envelope on
+// the action's rendered subject, for other services, and returns once the
+// server has it (a flush round trip). Safe for concurrent use.
+type ActionPublisher struct {
+	c *Conn
+}
+
+var _ ports.ActionExecutor = (*ActionPublisher)(nil)
+
+// NewActionPublisher publishes through c.
+func NewActionPublisher(c *Conn) *ActionPublisher { return &ActionPublisher{c: c} }
+
+// ValidSubject reports why s cannot be published to: empty tokens,
+// wildcards, white space or control characters.
+func ValidSubject(s string) error {
+	if s == "" {
+		return errors.New("empty subject")
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" {
+			return fmt.Errorf("subject %q has an empty token", s)
+		}
+		for _, r := range tok {
+			if r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
+				return fmt.Errorf("subject %q contains %q", s, r)
+			}
+		}
+	}
+	return nil
+}
+
+// Execute publishes ev. Event values stay one subject token each (dots,
+// wildcards and spaces become '_'); a subject that still renders invalid
+// (a missing value, a wildcard in the template) fails permanently; a lost
+// connection is transient.
+func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, _ *domain.Observer, act *domain.Action) error {
+	if act.NATS == nil || act.NATS.Subject == nil {
+		return domain.Permanent(errors.New("nats: action without subject"))
+	}
+	subject, missing := act.NATS.Subject.Render(ev, domain.EscapeSubjectToken)
+	if len(missing) > 0 {
+		return domain.Permanent(fmt.Errorf("nats: subject template: the event has no value for %s", strings.Join(missing, ", ")))
+	}
+	if err := ValidSubject(subject); err != nil {
+		return domain.Permanent(fmt.Errorf("nats: %w", err))
+	}
+	body, err := ev.Envelope()
+	if err != nil {
+		return domain.Permanent(fmt.Errorf("nats: encode event: %w", err))
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = body
+	msg.Header.Set(nats.MsgIdHdr, ev.ID) // a JetStream stream on the subject dedupes redeliveries
+	if err := p.c.nc.PublishMsg(msg); err != nil {
+		return domain.Transient(interpretError("publish "+subject, err), 0)
+	}
+	if err := p.c.Ping(ctx); err != nil {
+		return domain.Transient(fmt.Errorf("nats: publish %s: not confirmed: %w", subject, err), 0)
+	}
+	return nil
+}
