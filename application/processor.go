@@ -54,7 +54,6 @@ type Run struct {
 	tasks      []*task
 	invalid    bool
 	invalidDLQ bool // the invalid input is parked
-	dlqErr     error
 }
 
 // Event returns the run's event.
@@ -313,7 +312,6 @@ func (p *Processor) parkInvalid(ctx context.Context, run *Run) (time.Time, bool)
 		Event: rec.Event, Error: rec.Err.Error(), Attempts: 1, Raw: rec.Raw,
 	})
 	if err != nil {
-		run.dlqErr = err
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter write for invalid input failed, will retry",
 			slog.String("event_id", rec.Event.ID), slog.String("error", rec.Err.Error()), slog.String("dlq_error", err.Error()))
 		return p.cfg.Now().Add(p.cfg.DeadLetterRetryDelay), false

@@ -367,30 +367,19 @@ func Connect(ctx context.Context, db DatabaseConfig, logger *slog.Logger) (*post
 }
 
 // checkSupported refuses observers whose actions have no executor in this
-// topology (a cache action without Redis, say) at load time rather than
-// dead-lettering every event at run time.
+// process. LoadObservers already refused actions whose service the
+// configuration lacks (checkAvailable), with the key to set; this catches
+// an executor that the wiring below failed to register.
 func (a *App) checkSupported(obs []domain.Observer) error {
 	for _, o := range obs {
 		for i, act := range o.Actions {
 			if !a.dispatcher.Supports(act.Type) {
 				return &ConfigError{File: a.cfg.File, Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),
-					Msg: fmt.Sprintf("action type %s is not available in topology %s%s", act.Type, a.cfg.Topology, needs(act.Type))}
+					Msg: fmt.Sprintf("action type %s is not available in topology %s", act.Type, a.cfg.Topology)}
 			}
 		}
 	}
 	return nil
-}
-
-func needs(t domain.ActionType) string {
-	switch t {
-	case domain.ActionCache:
-		return " without Redis (set redis.url)"
-	case domain.ActionDatabase:
-		return " without a database"
-	case domain.ActionNATS:
-		return " without NATS"
-	}
-	return ""
 }
 
 func (a *App) executors() (*application.Dispatcher, error) {
