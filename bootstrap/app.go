@@ -23,15 +23,16 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/slack"
 	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// App is the composition root: it builds one topology from a Config, runs
+// App is the composition root: it builds one topology from a config.Config, runs
 // it and closes what it opened in reverse order. Integration tests start
 // the real service through it.
 type App struct {
-	cfg     Config
+	cfg     config.Config
 	logger  *slog.Logger
 	metrics *promadapter.Metrics
 	env     func(string) (string, bool)
@@ -76,7 +77,7 @@ type Options struct {
 // migrates when database.migrate_on_start is set, connects to Redis and
 // NATS when the topology uses them, and opens the admin HTTP listener. The
 // returned App must be closed.
-func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
+func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err error) {
 	if opts.Logger == nil {
 		return nil, errors.New("bootstrap: logger is required")
 	}
@@ -89,7 +90,7 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 			a.Close()
 		}
 	}()
-	observers, err := LoadObservers(cfg, opts.LookupEnv)
+	observers, err := config.LoadObservers(cfg, opts.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -98,11 +99,11 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 	}
 
 	switch {
-	case cfg.Topology == TopologyMemory:
+	case cfg.Topology == config.TopologyMemory:
 		if err := a.openMemory(ctx); err != nil {
 			return nil, err
 		}
-	case cfg.Topology == TopologyMultiDatabase && cfg.Role == "bridge":
+	case cfg.Topology == config.TopologyMultiDatabase && cfg.Role == config.RoleBridge:
 		// A bridge-only process keeps its state in the source databases.
 	default:
 		if err := a.openStateDB(ctx); err != nil {
@@ -114,8 +115,7 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 			return nil, err
 		}
 	}
-	distributed := cfg.Topology == TopologyNATSDistributed || cfg.Topology == TopologyMultiDatabase
-	if distributed {
+	if cfg.Topology.Distributed() {
 		// Before the executors: nats actions publish on this connection.
 		if err := a.openNATS(ctx); err != nil {
 			return nil, err
@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 	}
 
 	switch cfg.Topology {
-	case TopologyMemory, TopologyPostgresOnly, TopologyPostgresRedis:
+	case config.TopologyMemory, config.TopologyPostgresOnly, config.TopologyPostgresRedis:
 		if a.source == nil {
 			if err := a.openChangeLog(); err != nil {
 				return nil, err
@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 		if err := a.buildLocalReader(); err != nil {
 			return nil, err
 		}
-	case TopologyNATSDistributed, TopologyMultiDatabase:
+	case config.TopologyNATSDistributed, config.TopologyMultiDatabase:
 		if a.runsBridge() {
 			if err := a.buildBridges(ctx); err != nil {
 				return nil, err
@@ -154,11 +154,11 @@ func New(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 }
 
 func (a *App) runsBridge() bool {
-	return a.cfg.Role == "all" || a.cfg.Role == "bridge"
+	return a.cfg.Role.RunsBridge()
 }
 
 func (a *App) runsWorker() bool {
-	return a.cfg.Role == "all" || a.cfg.Role == "worker"
+	return a.cfg.Role.RunsWorker()
 }
 
 // buildProcessor stacks executors and processor decorators from config:
@@ -290,12 +290,12 @@ func (a *App) openMemory(ctx context.Context) error {
 	if f := a.cfg.Memory.EventsFile; f != "" {
 		fh, err := os.Open(f)
 		if err != nil {
-			return &ConfigError{Key: "memory.events_file", Msg: err.Error()}
+			return &config.ConfigError{Key: "memory.events_file", Msg: err.Error()}
 		}
 		defer fh.Close()
 		n, err := a.memSource.LoadJSONLines(ctx, fh)
 		if err != nil {
-			return &ConfigError{File: f, Msg: err.Error()}
+			return &config.ConfigError{File: f, Msg: err.Error()}
 		}
 		a.logger.Info("events loaded", slog.String("file", f), slog.Int("events", n))
 	}
@@ -331,7 +331,7 @@ func (a *App) openStateDB(ctx context.Context) error {
 	return err
 }
 
-func migrateDB(ctx context.Context, d *postgres.DB, db DatabaseConfig, logger *slog.Logger) error {
+func migrateDB(ctx context.Context, d *postgres.DB, db config.DatabaseConfig, logger *slog.Logger) error {
 	if err := postgres.Migrate(ctx, d.Pool, postgres.MigrateConfig{
 		ChangeLogTable: db.ChangeLogTable, Channel: db.NotifyChannel, ObserverSchema: db.ObserverSchema, Logger: logger,
 	}); err != nil {
@@ -357,24 +357,24 @@ func (a *App) openChangeLog() error {
 
 // Connect opens the database and waits until it answers, retrying with
 // backoff (and logging each failure) until ctx ends.
-func Connect(ctx context.Context, db DatabaseConfig, logger *slog.Logger) (*postgres.DB, error) {
+func Connect(ctx context.Context, db config.DatabaseConfig, logger *slog.Logger) (*postgres.DB, error) {
 	d, err := postgres.Open(ctx, postgres.PoolConfig{URL: db.URL, MaxConns: db.MaxConnections, ConnectTimeout: db.ConnectTimeout}, logger)
 	var bad *postgres.ErrBadURL
 	if errors.As(err, &bad) {
-		return nil, &ConfigError{Key: "database.url", Msg: "cannot parse the connection string"}
+		return nil, &config.ConfigError{Key: "database.url", Msg: "cannot parse the connection string"}
 	}
 	return d, err
 }
 
 // checkSupported refuses observers whose actions have no executor in this
-// process. LoadObservers already refused actions whose service the
+// process. config.LoadObservers already refused actions whose service the
 // configuration lacks (checkAvailable), with the key to set; this catches
 // an executor that the wiring below failed to register.
 func (a *App) checkSupported(obs []domain.Observer) error {
 	for _, o := range obs {
 		for i, act := range o.Actions {
 			if !a.dispatcher.Supports(act.Type) {
-				return &ConfigError{File: a.cfg.File, Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),
+				return &config.ConfigError{File: a.cfg.File, Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),
 					Msg: fmt.Sprintf("action type %s is not available in topology %s", act.Type, a.cfg.Topology)}
 			}
 		}
@@ -385,7 +385,7 @@ func (a *App) checkSupported(obs []domain.Observer) error {
 func (a *App) executors() (*application.Dispatcher, error) {
 	policy, err := httpguard.ParsePolicy(a.cfg.Security.AllowPrivateNetworks, a.cfg.Security.AllowedNetworks)
 	if err != nil {
-		return nil, &ConfigError{Key: "security.allowed_networks", Msg: err.Error()}
+		return nil, &config.ConfigError{Key: "security.allowed_networks", Msg: err.Error()}
 	}
 	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy}, a.logger)
 	if err != nil {
@@ -510,4 +510,26 @@ func holderName() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// Reload re-reads the observers (main file's inline observers as loaded at
+// start, plus observers_file as it is now) and swaps them in. Events
+// already started keep the observers they matched; nothing is dropped. On
+// error the running observers stay.
+func (a *App) Reload() error {
+	if a.processor == nil {
+		a.logger.Info("reload: this process runs no observers (bridge role)")
+		return nil
+	}
+	obs, err := config.LoadObservers(a.cfg, a.env)
+	if err == nil {
+		err = a.checkSupported(obs)
+	}
+	if err != nil {
+		a.logger.Error("observer reload failed; keeping the running observers", slog.String("error", err.Error()))
+		return err
+	}
+	a.processor.SetMatcher(domain.NewMatcher(obs))
+	a.logger.Info("observers reloaded", slog.Int("observers", len(obs)))
+	return nil
 }

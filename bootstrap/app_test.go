@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
@@ -75,7 +76,7 @@ func setupMemory(t *testing.T, observers string) *memoryBundle {
 	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := bootstrap.LoadConfig(cfgFile, nil)
+	cfg, err := config.Load(cfgFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // connectOnce opens the configured database for a one-shot command: it
 // retries while the database is unreachable, but gives up after a bounded
 // wait instead of retrying forever.
-func connectOnce(ctx context.Context, cfg Config, logger *slog.Logger) (*postgres.DB, error) {
+func connectOnce(ctx context.Context, cfg config.Config, logger *slog.Logger) (*postgres.DB, error) {
 	cctx, cancel := context.WithTimeout(ctx, max(3*cfg.Database.ConnectTimeout, 15*time.Second))
 	defer cancel()
 	return Connect(cctx, cfg.Database, logger)
@@ -19,7 +20,7 @@ func connectOnce(ctx context.Context, cfg Config, logger *slog.Logger) (*postgre
 
 // Migrate creates or adapts the change-log table and the observer schema
 // named in cfg.
-func Migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
+func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	db, err := connectOnce(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -34,7 +35,7 @@ func Migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 // Watch installs (on) or removes (!on) the capture trigger of an ordinary
 // table; entity names the events' entity type (default: the table name).
-func Watch(ctx context.Context, cfg Config, logger *slog.Logger, on bool, table, entity string) error {
+func Watch(ctx context.Context, cfg config.Config, logger *slog.Logger, on bool, table, entity string) error {
 	db, err := connectOnce(ctx, cfg, logger)
 	if err != nil {
 		return err

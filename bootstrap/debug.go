@@ -14,6 +14,7 @@ import (
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/slack"
 	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
@@ -155,12 +156,12 @@ func DecodeDebugEvent(input []byte) (ev domain.Event, computed bool, err error) 
 
 // DebugEvent dry-runs input (an event envelope as JSON) against the
 // observers of cfg, resolving *_env values through lookupEnv.
-func DebugEvent(cfg Config, lookupEnv func(string) (string, bool), input []byte) (DebugReport, error) {
+func DebugEvent(cfg config.Config, lookupEnv func(string) (string, bool), input []byte) (DebugReport, error) {
 	ev, computed, err := DecodeDebugEvent(input)
 	if err != nil {
 		return DebugReport{}, err
 	}
-	observers, err := LoadObservers(cfg, lookupEnv)
+	observers, err := config.LoadObservers(cfg, lookupEnv)
 	if err != nil {
 		return DebugReport{}, err
 	}
@@ -192,7 +193,7 @@ func eventList(ts []domain.EventType) string {
 	return strings.Join(s, ", ")
 }
 
-func debugObserver(cfg Config, ev *domain.Event, o *domain.Observer) DebugObserver {
+func debugObserver(cfg config.Config, ev *domain.Event, o *domain.Observer) DebugObserver {
 	d := DebugObserver{Name: o.Name, Condition: o.Condition.Source(), Result: o.Condition.Eval(ev)}
 	for _, t := range o.Condition.Explain(ev) {
 		d.Trace = append(d.Trace, DebugTrace{Expr: t.Expr, Column: t.Column, Depth: t.Depth, Value: t.Value})
@@ -203,7 +204,7 @@ func debugObserver(cfg Config, ev *domain.Event, o *domain.Observer) DebugObserv
 	return d
 }
 
-func debugAction(cfg Config, ev *domain.Event, o *domain.Observer, a *domain.Action) DebugAction {
+func debugAction(cfg config.Config, ev *domain.Event, o *domain.Observer, a *domain.Action) DebugAction {
 	d := DebugAction{Name: a.Name, Type: string(a.Type)}
 	switch {
 	case a.Webhook != nil:

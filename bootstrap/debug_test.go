@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 const debugObservers = `
@@ -68,13 +69,13 @@ const debugInput = `{
   "before": {"status": "paid", "note": "fragile \"glass\"", "sku": "A*1", "total": 250}
 }`
 
-func debugConfig(t *testing.T) bootstrap.Config {
+func debugConfig(t *testing.T) config.Config {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "config.toml")
 	if err := os.WriteFile(file, []byte("topology = \"postgres-redis\"\n"+debugObservers), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := bootstrap.LoadConfig(file, nil)
+	cfg, err := config.Load(file, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

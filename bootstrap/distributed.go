@@ -11,6 +11,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
 	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -48,7 +49,7 @@ func (a *App) openRedis(ctx context.Context) error {
 	if r.PasswordEnv != "" {
 		v, ok := a.env(r.PasswordEnv)
 		if !ok {
-			return &ConfigError{File: a.cfg.File, Key: "redis.password_env", Msg: "environment variable " + r.PasswordEnv + " is not set"}
+			return &config.ConfigError{File: a.cfg.File, Key: "redis.password_env", Msg: "environment variable " + r.PasswordEnv + " is not set"}
 		}
 		password = v
 	}
@@ -59,7 +60,7 @@ func (a *App) openRedis(ctx context.Context) error {
 		ConnectTimeout: r.ConnectTimeout, CommandTimeout: r.CommandTimeout, KeyPrefix: r.KeyPrefix,
 	})
 	if err != nil {
-		return &ConfigError{File: a.cfg.File, Key: "redis.url", Msg: err.Error()}
+		return &config.ConfigError{File: a.cfg.File, Key: "redis.url", Msg: err.Error()}
 	}
 	a.redis = c
 	a.onClose(func() { _ = c.Close() })
@@ -97,7 +98,7 @@ func (a *App) openNATS(ctx context.Context) error {
 	if a.cfg.NATS.Embedded {
 		dir, derr := filepath.Abs(a.cfg.NATS.StoreDir)
 		if derr != nil {
-			return &ConfigError{File: a.cfg.File, Key: "nats.store_dir", Msg: derr.Error()}
+			return &config.ConfigError{File: a.cfg.File, Key: "nats.store_dir", Msg: derr.Error()}
 		}
 		if a.embedded, err = natsadapter.StartEmbedded(natsadapter.EmbeddedConfig{StoreDir: dir, Port: -1}, a.logger); err != nil {
 			return fmt.Errorf("start embedded nats: %w", err)
@@ -119,7 +120,7 @@ func (a *App) openNATS(ctx context.Context) error {
 // event's source is the entry's name).
 func (a *App) buildBridges(ctx context.Context) error {
 	pub := natsadapter.NewPublisher(a.nats)
-	if a.cfg.Topology == TopologyNATSDistributed {
+	if a.cfg.Topology == config.TopologyNATSDistributed {
 		return a.addBridge(ctx, "default", "", a.db, pub)
 	}
 	for i, d := range a.cfg.Databases {
@@ -127,7 +128,7 @@ func (a *App) buildBridges(ctx context.Context) error {
 		if d.URLEnv != "" {
 			v, ok := a.env(d.URLEnv)
 			if !ok || v == "" {
-				return &ConfigError{File: a.cfg.File, Key: fmt.Sprintf("databases[%d].url_env", i), Msg: "environment variable " + d.URLEnv + " is not set"}
+				return &config.ConfigError{File: a.cfg.File, Key: fmt.Sprintf("databases[%d].url_env", i), Msg: "environment variable " + d.URLEnv + " is not set"}
 			}
 			url = v
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -28,7 +29,7 @@ func (a *App) listenHTTP() error {
 	}
 	ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
 	if err != nil {
-		return &ConfigError{Key: "http.listen", Msg: err.Error()}
+		return &config.ConfigError{Key: "http.listen", Msg: err.Error()}
 	}
 	a.httpLn = ln
 	a.onClose(func() { _ = ln.Close() })
@@ -165,7 +166,7 @@ type BridgeCounts struct {
 
 // Status returns the service's progress.
 func (a *App) Status() Status {
-	st := Status{Topology: a.cfg.Topology, Role: a.cfg.Role, Holder: a.holder, Readers: map[string]application.ReaderStatus{}}
+	st := Status{Topology: string(a.cfg.Topology), Role: string(a.cfg.Role), Holder: a.holder, Readers: map[string]application.ReaderStatus{}}
 	if a.reader != nil {
 		st.Readers[a.cfg.Reader.Name] = a.reader.Status()
 	}
@@ -396,7 +397,7 @@ func (a *App) localReaders() (readers map[string]*application.Reader, elsewhere 
 	}
 	for _, b := range a.bridges {
 		readers["bridge:"+b.name] = b.reader
-		if a.cfg.Topology == TopologyMultiDatabase {
+		if a.cfg.Topology == config.TopologyMultiDatabase {
 			elsewhere["bridge:"+b.name] = "source database " + b.name
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -78,12 +79,12 @@ func leaseFor(checkpoint string) string {
 // OpenOperator connects to the configuration's state database (bounded
 // wait). It does not migrate. The memory topology keeps no state in a
 // database and is refused.
-func OpenOperator(ctx context.Context, cfg Config, opts Options) (_ *Operator, err error) {
+func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Operator, err error) {
 	if opts.Logger == nil {
 		return nil, errors.New("bootstrap: logger is required")
 	}
-	if cfg.Topology == TopologyMemory {
-		return nil, &ConfigError{File: cfg.File, Key: "topology", Msg: "the memory topology keeps its state in the running process: use the admin API (/api/observers/...) instead"}
+	if cfg.Topology == config.TopologyMemory {
+		return nil, &config.ConfigError{File: cfg.File, Key: "topology", Msg: "the memory topology keeps its state in the running process: use the admin API (/api/observers/...) instead"}
 	}
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
@@ -97,9 +98,9 @@ func OpenOperator(ctx context.Context, cfg Config, opts Options) (_ *Operator, e
 	}()
 	var readers []readerRef
 	switch cfg.Topology {
-	case TopologyPostgresOnly, TopologyPostgresRedis:
+	case config.TopologyPostgresOnly, config.TopologyPostgresRedis:
 		readers = []readerRef{{cfg.Reader.Name, leaseFor(cfg.Reader.Name)}}
-	case TopologyNATSDistributed:
+	case config.TopologyNATSDistributed:
 		readers = []readerRef{{"bridge:default", "bridge:default"}}
 	}
 	if o.state, err = o.openStateDB(ctx, "database", cfg.Database.URL, readers); err != nil {
@@ -137,7 +138,7 @@ func (o *Operator) openStateDB(ctx context.Context, name, url string, readers []
 		return nil, err
 	}
 	if s.log, err = postgres.NewChangeLogStats(d.Pool, dbCfg.ChangeLogTable); err != nil {
-		return nil, &ConfigError{File: o.app.cfg.File, Key: "database.change_log_table", Msg: err.Error()}
+		return nil, &config.ConfigError{File: o.app.cfg.File, Key: "database.change_log_table", Msg: err.Error()}
 	}
 	return s, nil
 }
@@ -146,7 +147,7 @@ func (o *Operator) openStateDB(ctx context.Context, name, url string, readers []
 // sources (opened on first use).
 func (o *Operator) databases(ctx context.Context) ([]*stateDB, error) {
 	out := []*stateDB{o.state}
-	if o.app.cfg.Topology != TopologyMultiDatabase {
+	if o.app.cfg.Topology != config.TopologyMultiDatabase {
 		return out, nil
 	}
 	for i, d := range o.app.cfg.Databases {
@@ -159,7 +160,7 @@ func (o *Operator) databases(ctx context.Context) ([]*stateDB, error) {
 		if d.URLEnv != "" {
 			v, ok := o.app.env(d.URLEnv)
 			if !ok || v == "" {
-				return nil, &ConfigError{File: o.app.cfg.File, Key: fmt.Sprintf("databases[%d].url_env", i), Msg: "environment variable " + d.URLEnv + " is not set"}
+				return nil, &config.ConfigError{File: o.app.cfg.File, Key: fmt.Sprintf("databases[%d].url_env", i), Msg: "environment variable " + d.URLEnv + " is not set"}
 			}
 			url = v
 		}
@@ -228,7 +229,7 @@ type LeaseStatus struct {
 // Status reads checkpoints, backlogs, leases, dead-letter counts and the
 // oldest open transaction of every database of the configuration.
 func (o *Operator) Status(ctx context.Context) (StatusReport, error) {
-	rep := StatusReport{Topology: o.app.cfg.Topology}
+	rep := StatusReport{Topology: string(o.app.cfg.Topology)}
 	dbs, err := o.databases(ctx)
 	if err != nil {
 		return rep, err
@@ -609,7 +610,7 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 		return o.retrier, nil
 	}
 	a := o.app
-	observers, err := LoadObservers(a.cfg, a.env)
+	observers, err := config.LoadObservers(a.cfg, a.env)
 	if err != nil {
 		return nil, err
 	}
@@ -619,7 +620,7 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 		}
 	}
 	if usesAction(observers, domain.ActionNATS) {
-		// checkAvailable (in LoadObservers) made sure this is a NATS topology.
+		// checkAvailable (in config.LoadObservers) made sure this is a NATS topology.
 		c, err := natsadapter.Connect(ctx, a.natsConfig(), a.logger)
 		if err != nil {
 			return nil, err
@@ -929,9 +930,9 @@ func (o *Operator) findReader(ctx context.Context, name string) (*stateDB, reade
 		case 1:
 			return all[0].s, all[0].r, nil
 		case 0:
-			return nil, readerRef{}, &ConfigError{Key: "--reader", Msg: "this configuration runs no reader (role " + o.app.cfg.Role + ")"}
+			return nil, readerRef{}, &config.ConfigError{Key: "--reader", Msg: "this configuration runs no reader (role " + string(o.app.cfg.Role) + ")"}
 		default:
-			return nil, readerRef{}, &ConfigError{Key: "--reader", Msg: "this configuration has several readers, name one of: " + strings.Join(names, ", ")}
+			return nil, readerRef{}, &config.ConfigError{Key: "--reader", Msg: "this configuration has several readers, name one of: " + strings.Join(names, ", ")}
 		}
 	}
 	for _, f := range all {
@@ -939,7 +940,7 @@ func (o *Operator) findReader(ctx context.Context, name string) (*stateDB, reade
 			return f.s, f.r, nil
 		}
 	}
-	return nil, readerRef{}, &ConfigError{Key: "--reader", Msg: fmt.Sprintf("%q is not a reader of this configuration (readers: %s)", name, strings.Join(names, ", "))}
+	return nil, readerRef{}, &config.ConfigError{Key: "--reader", Msg: fmt.Sprintf("%q is not a reader of this configuration (readers: %s)", name, strings.Join(names, ", "))}
 }
 
 // dedupNote tells, when dedup is on, which replayed events are skipped

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -77,7 +78,7 @@ url = "RECEIVER/fail"
 `
 
 type opBundle struct {
-	cfg  bootstrap.Config
+	cfg  config.Config
 	db   *postgres.DB
 	dl   *postgres.DeadLetters
 	cps  *postgres.Checkpoints
@@ -103,7 +104,7 @@ func setupOperator(t *testing.T, observers string) *opBundle {
 	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := bootstrap.LoadConfig(file, nil)
+	cfg, err := config.Load(file, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,10 +542,10 @@ func TestOperatorDedupNote(t *testing.T) {
 
 func TestOperatorRefusesMemoryTopology(t *testing.T) {
 	t.Parallel()
-	cfg := bootstrap.Defaults()
-	cfg.Topology = bootstrap.TopologyMemory
+	cfg := config.Defaults()
+	cfg.Topology = config.TopologyMemory
 	_, err := bootstrap.OpenOperator(t.Context(), cfg, bootstrap.Options{Logger: quietLogger()})
-	var ce *bootstrap.ConfigError
+	var ce *config.ConfigError
 	if !errors.As(err, &ce) || ce.Key != "topology" {
 		t.Errorf("OpenOperator(memory) = %v, want a ConfigError on topology", err)
 	}

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -79,6 +80,25 @@ type CacheAction struct {
 type DatabaseAction struct {
 	FunctionName string
 	Params       map[string]any
+}
+
+var identPart = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*$`)
+
+// SplitFunctionName checks the function name of a database action,
+// optionally schema-qualified ("notify_shipping" or "app.notify_shipping"),
+// and returns its one or two identifiers. Anything else is refused, so a
+// name can never carry SQL.
+func SplitFunctionName(name string) ([]string, error) {
+	parts := strings.Split(name, ".")
+	if len(parts) > 2 {
+		return nil, fmt.Errorf("function name %q: use name or schema.name", name)
+	}
+	for _, p := range parts {
+		if !identPart.MatchString(p) || len(p) > 63 {
+			return nil, fmt.Errorf("function name %q: %q is not an identifier (letters, digits, _ and $, at most 63)", name, p)
+		}
+	}
+	return parts, nil
 }
 
 // NATSAction publishes the event.

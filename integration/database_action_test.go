@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // TestDatabaseActionCallsTheFunction runs a `database` action end to end:
@@ -28,13 +28,13 @@ func TestDatabaseActionCallsTheFunction(t *testing.T) {
 	}
 	one := 1
 	cfg := b.config(
-		bootstrap.ObserverConfig{
+		config.ObserverConfig{
 			Name: "ship", Entity: "Order", Events: []string{"UPDATE"}, Condition: "status == 'shipped'",
-			Actions: []bootstrap.ActionConfig{{Type: "database", FunctionName: "app.enqueue_shipment", Params: map[string]any{"queue": "express"}}},
+			Actions: []config.ActionConfig{{Type: "database", FunctionName: "app.enqueue_shipment", Params: map[string]any{"queue": "express"}}},
 		},
-		bootstrap.ObserverConfig{
-			Name: "reject", Entity: "Parcel", Events: []string{"INSERT"}, Retry: &bootstrap.RetryConfig{MaxAttempts: &one},
-			Actions: []bootstrap.ActionConfig{{Type: "database", FunctionName: "app.reject"}},
+		config.ObserverConfig{
+			Name: "reject", Entity: "Parcel", Events: []string{"INSERT"}, Retry: &config.RetryConfig{MaxAttempts: &one},
+			Actions: []config.ActionConfig{{Type: "database", FunctionName: "app.reject"}},
 		},
 	)
 	app := b.start(t, cfg)

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 )
@@ -269,8 +270,8 @@ func newBundle(t testing.TB) *testBundle {
 // config is the service configuration for this test's database: short
 // poll and checkpoint intervals, admin HTTP on a free loopback port, and
 // loopback receivers allowed.
-func (b *testBundle) config(observers ...bootstrap.ObserverConfig) bootstrap.Config {
-	cfg := bootstrap.Defaults()
+func (b *testBundle) config(observers ...config.ObserverConfig) config.Config {
+	cfg := config.Defaults()
 	cfg.Database.URL = b.dbURL
 	cfg.Database.MigrateOnStart = true
 	cfg.Database.MaxConnections = 3
@@ -284,19 +285,19 @@ func (b *testBundle) config(observers ...bootstrap.ObserverConfig) bootstrap.Con
 }
 
 // retryPolicy is a RetryConfig with every field set.
-func retryPolicy(attempts int, initial, maxDelay time.Duration, backoff string) *bootstrap.RetryConfig {
-	return &bootstrap.RetryConfig{MaxAttempts: &attempts, InitialDelay: &initial, MaxDelay: &maxDelay, Backoff: &backoff}
+func retryPolicy(attempts int, initial, maxDelay time.Duration, backoff string) *config.RetryConfig {
+	return &config.RetryConfig{MaxAttempts: &attempts, InitialDelay: &initial, MaxDelay: &maxDelay, Backoff: &backoff}
 }
 
 // webhookObserver sends every event of entity (any kind) to url.
-func webhookObserver(name, entity, url string, retry *bootstrap.RetryConfig) bootstrap.ObserverConfig {
+func webhookObserver(name, entity, url string, retry *config.RetryConfig) config.ObserverConfig {
 	timeout := 10 * time.Second
-	return bootstrap.ObserverConfig{
+	return config.ObserverConfig{
 		Name:    name,
 		Entity:  entity,
 		Events:  []string{"INSERT", "UPDATE", "DELETE", "CUSTOM"},
 		Retry:   retry,
-		Actions: []bootstrap.ActionConfig{{Type: "webhook", URL: url, Timeout: &timeout}},
+		Actions: []config.ActionConfig{{Type: "webhook", URL: url, Timeout: &timeout}},
 	}
 }
 
@@ -473,7 +474,7 @@ type runningApp struct {
 
 // start builds the App for cfg and runs it until stop or the end of the
 // test.
-func (b *testBundle) start(t testing.TB, cfg bootstrap.Config) *runningApp {
+func (b *testBundle) start(t testing.TB, cfg config.Config) *runningApp {
 	t.Helper()
 	app, err := bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: b.logger, LookupEnv: noEnv})
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // The load harness of the NATS topologies. Run it with, for example:
@@ -21,7 +21,7 @@ import (
 // natsBenchConfig is the configuration of one process of the harness:
 // nats-distributed with the role, Redis dedup and result cache on (as in
 // configs/nats-distributed.toml), one webhook observer for every entity.
-func natsBenchConfig(bundle *testBundle, e *jsEnv, role, url string) bootstrap.Config {
+func natsBenchConfig(bundle *testBundle, e *jsEnv, role, url string) config.Config {
 	cfg := benchConfig(bundle, url)
 	e.configure(&cfg, role)
 	cfg.Performance.EnableCaching = true

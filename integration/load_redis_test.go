@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // BenchmarkRedisVsPostgresOnly drains the same backlog (FRAISEQL_BENCH_ROWS
@@ -56,7 +56,7 @@ func drainBacklog(b *testing.B, rows int, withRedis bool) time.Duration {
 	if withRedis {
 		newRedisEnv(b, "").configure(&cfg)
 	} else {
-		cfg.Topology = bootstrap.TopologyPostgresOnly
+		cfg.Topology = config.TopologyPostgresOnly
 	}
 
 	b.StartTimer()

@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // The load harness. Run it with, for example:
@@ -67,7 +67,7 @@ func (c *countingReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // benchConfig is the service configuration of the load harness: one
 // webhook observer for every entity, default tuning except the short
 // checkpoint interval.
-func benchConfig(bundle *testBundle, url string) bootstrap.Config {
+func benchConfig(bundle *testBundle, url string) config.Config {
 	cfg := bundle.config(webhookObserver("load", "*", url, nil))
 	cfg.Database.MaxConnections = 8
 	return cfg

@@ -6,7 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 )
@@ -31,9 +31,9 @@ func TestNATSActionPublishesForOtherServices(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	cfg := b.config(bootstrap.ObserverConfig{
+	cfg := b.config(config.ObserverConfig{
 		Name: "publish", Entity: "Order", Events: []string{"INSERT"},
-		Actions: []bootstrap.ActionConfig{{Type: "nats", Subject: out + ".{{ event.entity_type }}.{{ status }}"}},
+		Actions: []config.ActionConfig{{Type: "nats", Subject: out + ".{{ event.entity_type }}.{{ status }}"}},
 	})
 	e.configure(&cfg, "all")
 	b.start(t, cfg)

@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -114,9 +114,9 @@ func (e *jsEnv) deleteStream(t testing.TB) {
 // configure turns cfg into the nats-distributed topology on this test's
 // stream, with Redis dedup under the test's key prefix and the stream in
 // memory.
-func (e *jsEnv) configure(cfg *bootstrap.Config, role string) {
-	cfg.Topology = bootstrap.TopologyNATSDistributed
-	cfg.Role = role
+func (e *jsEnv) configure(cfg *config.Config, role string) {
+	cfg.Topology = config.TopologyNATSDistributed
+	cfg.Role = config.Role(role)
 	cfg.NATS.URL = e.natsURL
 	cfg.NATS.SubjectPrefix = e.prefix
 	cfg.NATS.Stream.Name = e.stream

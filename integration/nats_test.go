@@ -14,6 +14,7 @@ import (
 
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // The suites of the NATS topologies (issue 4), against the machine's NATS,
@@ -266,11 +267,11 @@ func TestNATSTwoDatabasesOneStream(t *testing.T) {
 	recv := newHookReceiver(t, nil)
 	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), nil))
 	e.configure(&cfg, "all")
-	cfg.Topology = bootstrap.TopologyMultiDatabase
+	cfg.Topology = config.TopologyMultiDatabase
 	names := make([]string, len(sources))
 	for i, s := range sources {
 		names[i] = databaseName(t, s.dbURL)
-		cfg.Databases = append(cfg.Databases, bootstrap.SourceDatabase{Name: names[i], URL: s.dbURL})
+		cfg.Databases = append(cfg.Databases, config.SourceDatabase{Name: names[i], URL: s.dbURL})
 	}
 	app := b.start(t, cfg) // migrates both source databases
 	waitFor(t, "both bridges reading", func() bool {
@@ -329,23 +330,23 @@ func TestNATSStreamSettingsApplied(t *testing.T) {
 	cases := []struct {
 		name     string
 		existing *natsadapter.StreamConfig // created before the App starts
-		settings bootstrap.NATSStreamConfig
+		settings config.NATSStreamConfig
 	}{
 		{
 			name: "created, memory work queue",
-			settings: bootstrap.NATSStreamConfig{Storage: "memory", Retention: "workqueue",
+			settings: config.NATSStreamConfig{Storage: "memory", Retention: "workqueue",
 				MaxAge: 90 * time.Minute, MaxMsgs: 12345, MaxBytes: 8 << 20, DuplicateWindow: 45 * time.Second, Replicas: 1},
 		},
 		{
 			name: "updated, memory interest",
 			existing: &natsadapter.StreamConfig{Storage: "memory", Retention: "interest",
 				MaxAge: time.Hour, MaxMsgs: 10, MaxBytes: 1 << 20, DuplicateWindow: 10 * time.Second},
-			settings: bootstrap.NATSStreamConfig{Storage: "memory", Retention: "interest",
+			settings: config.NATSStreamConfig{Storage: "memory", Retention: "interest",
 				MaxAge: 3 * time.Hour, MaxMsgs: 777, MaxBytes: 4 << 20, DuplicateWindow: 90 * time.Second, Replicas: 1},
 		},
 		{
 			name: "created, file limits, unlimited",
-			settings: bootstrap.NATSStreamConfig{Storage: "file", Retention: "limits",
+			settings: config.NATSStreamConfig{Storage: "file", Retention: "limits",
 				MaxAge: 0, MaxMsgs: 0, MaxBytes: 0, DuplicateWindow: 30 * time.Second, Replicas: 1},
 		},
 	}
@@ -462,7 +463,7 @@ func TestNATSEmbedded(t *testing.T) {
 	recv := newHookReceiver(t, nil)
 	store := t.TempDir()
 	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), nil))
-	cfg.Topology = bootstrap.TopologyNATSDistributed
+	cfg.Topology = config.TopologyNATSDistributed
 	cfg.Role = "all"
 	cfg.NATS.Embedded = true
 	cfg.NATS.StoreDir = store

@@ -15,7 +15,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 )
 
@@ -79,8 +79,8 @@ func (e *redisEnv) deleteKeys(ctx context.Context) error {
 
 // configure turns cfg into a postgres-redis configuration on this server
 // and prefix, with dedup and caching on.
-func (e *redisEnv) configure(cfg *bootstrap.Config) {
-	cfg.Topology = bootstrap.TopologyPostgresRedis
+func (e *redisEnv) configure(cfg *config.Config) {
+	cfg.Topology = config.TopologyPostgresRedis
 	cfg.Redis.URL = e.url
 	cfg.Redis.KeyPrefix = e.prefix
 	cfg.Performance.EnableDedup = true

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // Metric series of the postgres-redis topology.
@@ -76,13 +76,13 @@ func TestRedisPartialFailureRedelivery(t *testing.T) {
 		return http.StatusOK
 	})
 	timeout := 10 * time.Second
-	obs := bootstrap.ObserverConfig{
+	obs := config.ObserverConfig{
 		Name:   "orders",
 		Entity: "Order",
 		Events: []string{"INSERT"},
 		// The retry waits long enough for the stop to find it pending.
 		Retry: retryPolicy(5, 5*time.Second, 5*time.Second, "fixed"),
-		Actions: []bootstrap.ActionConfig{
+		Actions: []config.ActionConfig{
 			{Type: "webhook", Name: "ledger", URL: first.URL(), Timeout: &timeout},
 			{Type: "webhook", Name: "mailer", URL: second.URL(), Timeout: &timeout},
 		},
@@ -280,9 +280,9 @@ func TestRedisCacheInvalidation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := b.config(bootstrap.ObserverConfig{
+	cfg := b.config(config.ObserverConfig{
 		Name: "orders-cache", Entity: "Order", Events: []string{"INSERT"},
-		Actions: []bootstrap.ActionConfig{{Type: "cache", KeyPattern: "orders:{{ event.entity_id }}:*", Action: "invalidate"}},
+		Actions: []config.ActionConfig{{Type: "cache", KeyPattern: "orders:{{ event.entity_id }}:*", Action: "invalidate"}},
 	})
 	rd.configure(&cfg)
 	b.start(t, cfg)

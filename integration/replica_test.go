@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // While the database does not answer, bootstrap.New keeps retrying and
@@ -16,7 +17,7 @@ import (
 func TestDatabaseUnreachableAtStart(t *testing.T) {
 	t.Parallel()
 	logs := &logBuffer{}
-	cfg := bootstrap.Defaults()
+	cfg := config.Defaults()
 	cfg.Database.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/nowhere?sslmode=disable", freePort(t))
 	cfg.Database.MigrateOnStart = true
 	cfg.HTTP.Listen = "127.0.0.1:0"

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -28,20 +27,13 @@ var _ ports.ActionExecutor = (*FunctionCaller)(nil)
 // NewFunctionCaller calls functions in the database of pool.
 func NewFunctionCaller(pool *pgxpool.Pool) *FunctionCaller { return &FunctionCaller{pool: pool} }
 
-var identPart = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*$`)
-
 // ParseFunctionName checks a function name, optionally schema-qualified
-// ("notify_shipping" or "app.notify_shipping"), and returns it quoted for
-// SQL. Anything else is refused, so a name can never inject SQL.
+// ("notify_shipping" or "app.notify_shipping"), with
+// domain.SplitFunctionName and returns it quoted for SQL.
 func ParseFunctionName(name string) (string, error) {
-	parts := strings.Split(name, ".")
-	if len(parts) > 2 {
-		return "", fmt.Errorf("function name %q: use name or schema.name", name)
-	}
-	for _, p := range parts {
-		if !identPart.MatchString(p) || len(p) > 63 {
-			return "", fmt.Errorf("function name %q: %q is not an identifier (letters, digits, _ and $, at most 63)", name, p)
-		}
+	parts, err := domain.SplitFunctionName(name)
+	if err != nil {
+		return "", err
 	}
 	return pgx.Identifier(parts).Sanitize(), nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -78,7 +79,7 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	var ce *bootstrap.ConfigError
+	var ce *config.ConfigError
 	if errors.As(err, &ce) {
 		return 2
 	}
@@ -98,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var op opFlags
 	switch cmd {
 	case "run":
-		topology = fs.String("topology", "", "override the topology: "+strings.Join(bootstrap.Topologies, ", "))
+		topology = fs.String("topology", "", "override the topology: "+strings.Join(config.TopologyNames(), ", "))
 	case "watch":
 		entity = fs.String("entity", "", "entity type of the captured events (default: the table name)")
 	case "status", "dlq", "debug-event", "replay":
@@ -195,8 +196,8 @@ func buildVersion() string {
 	return version
 }
 
-func loadConfig(file string) (bootstrap.Config, error) {
-	return bootstrap.LoadConfig(file, os.Environ())
+func loadConfig(file string) (config.Config, error) {
+	return config.Load(file, os.Environ())
 }
 
 func validateConfig(file string, stdout io.Writer) error {
@@ -204,7 +205,7 @@ func validateConfig(file string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	obs, err := bootstrap.LoadObservers(cfg, os.LookupEnv)
+	obs, err := config.LoadObservers(cfg, os.LookupEnv)
 	if err != nil {
 		return err
 	}
@@ -225,7 +226,7 @@ func runService(ctx context.Context, file, topology string, stderr io.Writer) er
 		return err
 	}
 	if topology != "" {
-		cfg.Topology = topology
+		cfg.Topology = config.Topology(topology)
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
@@ -256,7 +257,7 @@ func runService(ctx context.Context, file, topology string, stderr io.Writer) er
 }
 
 func withFile(err error, file string) error {
-	var ce *bootstrap.ConfigError
+	var ce *config.ConfigError
 	if errors.As(err, &ce) && ce.File == "" {
 		ce.File = file
 	}

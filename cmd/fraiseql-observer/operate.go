@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // stdin is where debug-event reads "-" (a variable so tests can replace it).
@@ -195,7 +196,7 @@ func debugEvent(file string, positional []string, op opFlags, stdout io.Writer) 
 	}
 	rep, err := bootstrap.DebugEvent(cfg, os.LookupEnv, input)
 	if err != nil {
-		if _, ok := err.(*bootstrap.ConfigError); ok {
+		if _, ok := err.(*config.ConfigError); ok {
 			return err
 		}
 		return &exitError{code: 2, err: fmt.Errorf("debug-event: %w", err)}

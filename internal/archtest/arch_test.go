@@ -97,8 +97,8 @@ func violation(importer, imp string) string {
 	if under(imp, "adapters") && !under(importer, "adapters") && !under(importer, "bootstrap") && !under(importer, "integration") {
 		return "only bootstrap (the composition root) imports adapters"
 	}
-	if strings.HasPrefix(imp, "github.com/knadh/koanf") && !under(importer, "bootstrap") {
-		return "only bootstrap reads configuration"
+	if strings.HasPrefix(imp, "github.com/knadh/koanf") && !under(importer, "bootstrap/config") {
+		return "only bootstrap/config reads configuration"
 	}
 	if strings.HasPrefix(imp, "github.com/jackc/pgx") && !under(importer, "adapters/postgres") && !under(importer, "internal/testenv") {
 		return "only adapters/postgres talks to PostgreSQL"
@@ -122,6 +122,7 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{module + "/application", "github.com/jackc/pgx/v5"},
 		{module + "/ports", module + "/application"},
 		{module + "/adapters/webhook", "github.com/knadh/koanf/v2"},
+		{module + "/bootstrap", "github.com/knadh/koanf/v2"},
 		{module + "/cmd/fraiseql-observer", module + "/adapters/postgres"},
 		{module + "/adapters/webhook", "github.com/jackc/pgx/v5"},
 	}
@@ -134,7 +135,7 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{module + "/domain", "encoding/json"},
 		{module + "/application", module + "/ports"},
 		{module + "/bootstrap", module + "/adapters/postgres"},
-		{module + "/bootstrap", "github.com/knadh/koanf/v2"},
+		{module + "/bootstrap/config", "github.com/knadh/koanf/v2"},
 		{module + "/adapters/webhook", module + "/adapters/httpguard"},
 	}
 	for _, g := range good {

@@ -1,4 +1,4 @@
-package bootstrap_test
+package config_test
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -22,11 +22,11 @@ func writeConfig(t *testing.T, body string) string {
 
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
-	cfg, err := bootstrap.LoadConfig("", nil)
+	cfg, err := config.Load("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := bootstrap.Defaults()
+	want := config.Defaults()
 	if cfg.Topology != want.Topology || cfg.Database != want.Database || cfg.Reader != want.Reader || cfg.HTTP != want.HTTP {
 		t.Fatalf("defaults not applied: got %+v", cfg)
 	}
@@ -54,7 +54,7 @@ allowed_networks = ["10.0.0.0/8"]
 		"FRAISEQL_ADMIN_TOKEN=secret",             // a secret named by *_env: not a key, ignored
 		"FRAISEQL_TEST_DATABASE_URL=postgres://x", // another program's variable: ignored
 	}
-	cfg, err := bootstrap.LoadConfig(p, env)
+	cfg, err := config.Load(p, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,11 +106,11 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 			if tt.body != "" {
 				p = writeConfig(t, tt.body)
 			}
-			_, err := bootstrap.LoadConfig(p, tt.env)
+			_, err := config.Load(p, tt.env)
 			if err == nil {
 				t.Fatal("no error")
 			}
-			var ce *bootstrap.ConfigError
+			var ce *config.ConfigError
 			if !errors.As(err, &ce) {
 				t.Fatalf("error %T is not a ConfigError: %v", err, err)
 			}
@@ -131,11 +131,11 @@ func TestBuildObservers(t *testing.T) {
 	env := map[string]string{"HOOK_URL": "https://example.com/h", "HOOK_SECRET": "whsec_c2VjcmV0"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	three := 3
-	obs, err := bootstrap.BuildObservers([]bootstrap.ObserverConfig{{
+	obs, err := config.BuildObservers([]config.ObserverConfig{{
 		Name: "o", Entity: "Order", Events: []string{"update", "INSERT"},
 		Condition: "status == 'shipped'",
-		Retry:     &bootstrap.RetryConfig{MaxAttempts: &three},
-		Actions: []bootstrap.ActionConfig{
+		Retry:     &config.RetryConfig{MaxAttempts: &three},
+		Actions: []config.ActionConfig{
 			{Type: "webhook", URLEnv: "HOOK_URL", SigningSecretEnv: "HOOK_SECRET", BodyTemplate: `{"s":"{{ status }}"}`},
 			{Type: "log", MessageTemplate: "{{ event.id }}"},
 			{Type: "webhook", URL: "https://example.com/other", Method: "put"},
@@ -152,7 +152,7 @@ func TestBuildObservers(t *testing.T) {
 		t.Errorf("on_failure default = %q", o.OnFailure)
 	}
 	w := o.Actions[0].Webhook
-	if w.URL != env["HOOK_URL"] || w.SigningSecret != env["HOOK_SECRET"] || w.Method != "POST" || w.Timeout != bootstrap.DefaultWebhookTimeout {
+	if w.URL != env["HOOK_URL"] || w.SigningSecret != env["HOOK_SECRET"] || w.Method != "POST" || w.Timeout != config.DefaultWebhookTimeout {
 		t.Errorf("webhook = %+v", w)
 	}
 	names := []string{o.Actions[0].Name, o.Actions[1].Name, o.Actions[2].Name}
@@ -167,38 +167,38 @@ func TestBuildObservers(t *testing.T) {
 func TestBuildObserversErrors(t *testing.T) {
 	t.Parallel()
 	lookup := func(string) (string, bool) { return "", false }
-	valid := func() bootstrap.ObserverConfig {
-		return bootstrap.ObserverConfig{Name: "o", Entity: "Order", Events: []string{"UPDATE"},
-			Actions: []bootstrap.ActionConfig{{Type: "log"}}}
+	valid := func() config.ObserverConfig {
+		return config.ObserverConfig{Name: "o", Entity: "Order", Events: []string{"UPDATE"},
+			Actions: []config.ActionConfig{{Type: "log"}}}
 	}
 	tests := []struct {
 		name string
-		edit func(o *bootstrap.ObserverConfig)
+		edit func(o *config.ObserverConfig)
 		want []string
 	}{
-		{"condition syntax", func(o *bootstrap.ObserverConfig) { o.Condition = "status == 'a' && )" }, []string{`"o"`, "condition", "column 18"}},
-		{"webhook without url", func(o *bootstrap.ObserverConfig) { o.Actions = []bootstrap.ActionConfig{{Type: "webhook"}} }, []string{"actions[0]", "url"}},
-		{"url_env unset", func(o *bootstrap.ObserverConfig) {
-			o.Actions = []bootstrap.ActionConfig{{Type: "webhook", URLEnv: "NOPE"}}
+		{"condition syntax", func(o *config.ObserverConfig) { o.Condition = "status == 'a' && )" }, []string{`"o"`, "condition", "column 18"}},
+		{"webhook without url", func(o *config.ObserverConfig) { o.Actions = []config.ActionConfig{{Type: "webhook"}} }, []string{"actions[0]", "url"}},
+		{"url_env unset", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "webhook", URLEnv: "NOPE"}}
 		}, []string{"url_env", "NOPE"}},
-		{"key of another type", func(o *bootstrap.ObserverConfig) {
-			o.Actions = []bootstrap.ActionConfig{{Type: "log", URL: "https://x"}}
+		{"key of another type", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "log", URL: "https://x"}}
 		}, []string{"url", "not used by log actions"}},
-		{"unknown action type", func(o *bootstrap.ObserverConfig) { o.Actions = []bootstrap.ActionConfig{{Type: "fax"}} }, []string{"fax"}},
-		{"unknown event", func(o *bootstrap.ObserverConfig) { o.Events = []string{"UPSERT"} }, []string{"events[0]", "UPSERT"}},
-		{"no entity", func(o *bootstrap.ObserverConfig) { o.Entity = "" }, []string{"entity"}},
-		{"bad template", func(o *bootstrap.ObserverConfig) {
-			o.Actions = []bootstrap.ActionConfig{{Type: "log", MessageTemplate: "{{ event.nope }}"}}
+		{"unknown action type", func(o *config.ObserverConfig) { o.Actions = []config.ActionConfig{{Type: "fax"}} }, []string{"fax"}},
+		{"unknown event", func(o *config.ObserverConfig) { o.Events = []string{"UPSERT"} }, []string{"events[0]", "UPSERT"}},
+		{"no entity", func(o *config.ObserverConfig) { o.Entity = "" }, []string{"entity"}},
+		{"bad template", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "log", MessageTemplate: "{{ event.nope }}"}}
 		}, []string{"message_template", "nope"}},
-		{"database function name", func(o *bootstrap.ObserverConfig) {
-			o.Actions = []bootstrap.ActionConfig{{Type: "database", FunctionName: "fn; drop table x"}}
+		{"database function name", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "database", FunctionName: "fn; drop table x"}}
 		}, []string{"actions[0]", "function_name", "not an identifier"}},
-		{"database without function", func(o *bootstrap.ObserverConfig) {
-			o.Actions = []bootstrap.ActionConfig{{Type: "database", Params: map[string]any{"a": 1}}}
+		{"database without function", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "database", Params: map[string]any{"a": 1}}}
 		}, []string{"function_name", "required"}},
-		{"bad backoff", func(o *bootstrap.ObserverConfig) {
+		{"bad backoff", func(o *config.ObserverConfig) {
 			b := "random"
-			o.Retry = &bootstrap.RetryConfig{Backoff: &b}
+			o.Retry = &config.RetryConfig{Backoff: &b}
 		}, []string{"retry", "random"}},
 	}
 	for _, tt := range tests {
@@ -206,7 +206,7 @@ func TestBuildObserversErrors(t *testing.T) {
 			t.Parallel()
 			o := valid()
 			tt.edit(&o)
-			_, err := bootstrap.BuildObservers([]bootstrap.ObserverConfig{o}, lookup)
+			_, err := config.BuildObservers([]config.ObserverConfig{o}, lookup)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -217,7 +217,7 @@ func TestBuildObserversErrors(t *testing.T) {
 			}
 		})
 	}
-	_, err := bootstrap.BuildObservers([]bootstrap.ObserverConfig{valid(), valid()}, lookup)
+	_, err := config.BuildObservers([]config.ObserverConfig{valid(), valid()}, lookup)
 	if err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate names: %v", err)
 	}
@@ -225,17 +225,17 @@ func TestBuildObserversErrors(t *testing.T) {
 
 func TestExampleConfigsLoad(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("../configs/*.toml")
+	files, err := filepath.Glob("../../configs/*.toml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no example configs: %v", err)
 	}
 	for _, f := range files {
-		cfg, err := bootstrap.LoadConfig(f, nil)
+		cfg, err := config.Load(f, nil)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
-		if _, err := bootstrap.BuildObservers(cfg.Observers, func(string) (string, bool) { return "x", true }); err != nil {
+		if _, err := config.BuildObservers(cfg.Observers, func(string) (string, bool) { return "x", true }); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
@@ -243,23 +243,23 @@ func TestExampleConfigsLoad(t *testing.T) {
 
 func TestLoadObserversRefusesActionsWithoutTheirService(t *testing.T) {
 	t.Parallel()
-	obs := func(a bootstrap.ActionConfig) []bootstrap.ObserverConfig {
-		return []bootstrap.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"}, Actions: []bootstrap.ActionConfig{a}}}
+	obs := func(a config.ActionConfig) []config.ObserverConfig {
+		return []config.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"}, Actions: []config.ActionConfig{a}}}
 	}
-	memory := bootstrap.Defaults()
-	memory.Topology = bootstrap.TopologyMemory
-	memory.Observers = obs(bootstrap.ActionConfig{Type: "database", FunctionName: "app.f"})
-	if _, err := bootstrap.LoadObservers(memory, nil); err == nil || !strings.Contains(err.Error(), "needs a database") {
+	memory := config.Defaults()
+	memory.Topology = config.TopologyMemory
+	memory.Observers = obs(config.ActionConfig{Type: "database", FunctionName: "app.f"})
+	if _, err := config.LoadObservers(memory, nil); err == nil || !strings.Contains(err.Error(), "needs a database") {
 		t.Errorf("database action in the memory topology: %v", err)
 	}
-	noRedis := bootstrap.Defaults()
-	noRedis.Observers = obs(bootstrap.ActionConfig{Type: "cache", KeyPattern: "orders:*"})
-	if _, err := bootstrap.LoadObservers(noRedis, nil); err == nil || !strings.Contains(err.Error(), "redis.url") {
+	noRedis := config.Defaults()
+	noRedis.Observers = obs(config.ActionConfig{Type: "cache", KeyPattern: "orders:*"})
+	if _, err := config.LoadObservers(noRedis, nil); err == nil || !strings.Contains(err.Error(), "redis.url") {
 		t.Errorf("cache action without Redis: %v", err)
 	}
 	withRedis := noRedis
 	withRedis.Redis.URL = "redis://127.0.0.1:6379/0"
-	if _, err := bootstrap.LoadObservers(withRedis, nil); err != nil {
+	if _, err := config.LoadObservers(withRedis, nil); err != nil {
 		t.Errorf("cache action with Redis: %v", err)
 	}
 }
@@ -272,8 +272,8 @@ func TestBuildSlackAction(t *testing.T) {
 		}
 		return "", false
 	}
-	obs, err := bootstrap.BuildObservers([]bootstrap.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
-		Actions: []bootstrap.ActionConfig{{Type: "slack", WebhookURLEnv: "SLACK_URL", Channel: "#ops", MessageTemplate: "{{ event.entity_id }}"}}}}, env)
+	obs, err := config.BuildObservers([]config.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
+		Actions: []config.ActionConfig{{Type: "slack", WebhookURLEnv: "SLACK_URL", Channel: "#ops", MessageTemplate: "{{ event.entity_id }}"}}}}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,9 +281,45 @@ func TestBuildSlackAction(t *testing.T) {
 	if s == nil || s.WebhookURL != "https://hooks.slack.com/services/T/B/x" || s.Channel != "#ops" || s.MessageTemplate.Source() != "{{ event.entity_id }}" {
 		t.Errorf("slack action = %+v", s)
 	}
-	_, err = bootstrap.BuildObservers([]bootstrap.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
-		Actions: []bootstrap.ActionConfig{{Type: "slack", WebhookURL: "ftp://x"}}}}, env)
+	_, err = config.BuildObservers([]config.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
+		Actions: []config.ActionConfig{{Type: "slack", WebhookURL: "ftp://x"}}}}, env)
 	if err == nil || !strings.Contains(err.Error(), "webhook_url") {
 		t.Errorf("bad slack url: %v", err)
+	}
+}
+
+func TestTopologyAndRole(t *testing.T) {
+	t.Parallel()
+	for _, top := range config.Topologies {
+		got, err := config.ParseTopology(string(top))
+		if err != nil || got != top {
+			t.Errorf("ParseTopology(%q) = %q, %v", top, got, err)
+		}
+		want := top == config.TopologyNATSDistributed || top == config.TopologyMultiDatabase
+		if top.Distributed() != want {
+			t.Errorf("%s.Distributed() = %v, want %v", top, top.Distributed(), want)
+		}
+	}
+	if _, err := config.ParseTopology("mesh"); err == nil || !strings.Contains(err.Error(), "postgres-only") {
+		t.Errorf("ParseTopology(mesh) = %v, want an error listing the topologies", err)
+	}
+	roles := []struct {
+		role           config.Role
+		bridge, worker bool
+	}{
+		{config.RoleAll, true, true},
+		{config.RoleBridge, true, false},
+		{config.RoleWorker, false, true},
+	}
+	for _, r := range roles {
+		if got, err := config.ParseRole(string(r.role)); err != nil || got != r.role {
+			t.Errorf("ParseRole(%q) = %q, %v", r.role, got, err)
+		}
+		if r.role.RunsBridge() != r.bridge || r.role.RunsWorker() != r.worker {
+			t.Errorf("%s: RunsBridge %v RunsWorker %v", r.role, r.role.RunsBridge(), r.role.RunsWorker())
+		}
+	}
+	if _, err := config.ParseRole("leader"); err == nil {
+		t.Error("ParseRole(leader) accepted")
 	}
 }

@@ -1,9 +1,8 @@
-package bootstrap
+package config
 
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -85,28 +84,6 @@ func LoadObservers(cfg Config, lookupEnv func(string) (string, bool)) ([]domain.
 	return obs, nil
 }
 
-// Reload re-reads the observers (main file's inline observers as loaded at
-// start, plus observers_file as it is now) and swaps them in. Events
-// already started keep the observers they matched; nothing is dropped. On
-// error the running observers stay.
-func (a *App) Reload() error {
-	if a.processor == nil {
-		a.logger.Info("reload: this process runs no observers (bridge role)")
-		return nil
-	}
-	obs, err := LoadObservers(a.cfg, a.env)
-	if err == nil {
-		err = a.checkSupported(obs)
-	}
-	if err != nil {
-		a.logger.Error("observer reload failed; keeping the running observers", slog.String("error", err.Error()))
-		return err
-	}
-	a.processor.SetMatcher(domain.NewMatcher(obs))
-	a.logger.Info("observers reloaded", slog.Int("observers", len(obs)))
-	return nil
-}
-
 // checkAvailable refuses actions the configuration gives nothing to run
 // on: a cache action without Redis, a database action without a database.
 func checkAvailable(cfg Config, obs []domain.Observer) error {
@@ -118,7 +95,7 @@ func checkAvailable(cfg Config, obs []domain.Observer) error {
 				missing = "Redis (set redis.url)"
 			case act.Type == domain.ActionDatabase && cfg.Topology == TopologyMemory:
 				missing = "a database (the memory topology has none)"
-			case act.Type == domain.ActionNATS && cfg.Topology != TopologyNATSDistributed && cfg.Topology != TopologyMultiDatabase:
+			case act.Type == domain.ActionNATS && !cfg.Topology.Distributed():
 				missing = "a NATS connection (topology nats-distributed or multi-database)"
 			}
 			if missing != "" {

@@ -1,4 +1,4 @@
-package bootstrap
+package config
 
 import (
 	"errors"
@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
@@ -208,7 +207,7 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain
 		if ac.FunctionName == "" {
 			return a, errors.New("function_name: required")
 		}
-		if _, err := postgres.ParseFunctionName(ac.FunctionName); err != nil {
+		if _, err := domain.SplitFunctionName(ac.FunctionName); err != nil {
 			return a, fmt.Errorf("function_name: %w", err)
 		}
 		a.Database = &domain.DatabaseAction{FunctionName: ac.FunctionName, Params: ac.Params}

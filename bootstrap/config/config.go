@@ -1,0 +1,339 @@
+// Package config is the service configuration: the Config struct and its
+// sections, Defaults, Load (koanf: struct defaults, then a TOML file, then
+// FRAISEQL_* environment variables), Validate, and the observers it
+// describes (BuildObservers, LoadObservers, observers_file). Every problem
+// is a *ConfigError naming the file and the key. It imports koanf and the
+// domain only: no adapter, no I/O beyond reading the files it is given.
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Topology names how the service is deployed, and so which adapters make
+// it up (see ARCHITECTURE.md for the table).
+type Topology string
+
+// The topologies.
+const (
+	TopologyPostgresOnly    Topology = "postgres-only"
+	TopologyPostgresRedis   Topology = "postgres-redis"
+	TopologyNATSDistributed Topology = "nats-distributed"
+	TopologyMultiDatabase   Topology = "multi-database"
+	TopologyMemory          Topology = "memory"
+)
+
+// Topologies lists every topology.
+var Topologies = []Topology{TopologyPostgresOnly, TopologyPostgresRedis, TopologyNATSDistributed, TopologyMultiDatabase, TopologyMemory}
+
+// TopologyNames lists every topology name, for messages and usage text.
+func TopologyNames() []string {
+	out := make([]string, len(Topologies))
+	for i, t := range Topologies {
+		out[i] = string(t)
+	}
+	return out
+}
+
+// ParseTopology returns the topology named s.
+func ParseTopology(s string) (Topology, error) {
+	t := Topology(s)
+	if !t.Valid() {
+		return "", fmt.Errorf("%q is not one of %s", s, strings.Join(TopologyNames(), ", "))
+	}
+	return t, nil
+}
+
+// Valid reports whether t is one of Topologies.
+func (t Topology) Valid() bool { return slices.Contains(Topologies, t) }
+
+// Distributed reports whether t moves events over NATS JetStream: bridges
+// read the change logs, workers run the actions (and role applies).
+func (t Topology) Distributed() bool {
+	return t == TopologyNATSDistributed || t == TopologyMultiDatabase
+}
+
+// Role picks what a process of a NATS topology runs; the other topologies
+// always run everything (RoleAll).
+type Role string
+
+// The roles.
+const (
+	RoleAll    Role = "all"    // bridge and worker in one process
+	RoleBridge Role = "bridge" // change log to JetStream only
+	RoleWorker Role = "worker" // JetStream to actions only
+)
+
+// Roles lists every role.
+var Roles = []Role{RoleAll, RoleBridge, RoleWorker}
+
+// ParseRole returns the role named s.
+func ParseRole(s string) (Role, error) {
+	r := Role(s)
+	if !r.Valid() {
+		return "", fmt.Errorf("%q is not one of all, bridge, worker", s)
+	}
+	return r, nil
+}
+
+// Valid reports whether r is one of Roles.
+func (r Role) Valid() bool { return slices.Contains(Roles, r) }
+
+// RunsBridge reports whether a process with role r reads change logs.
+func (r Role) RunsBridge() bool { return r == RoleAll || r == RoleBridge }
+
+// RunsWorker reports whether a process with role r runs actions.
+func (r Role) RunsWorker() bool { return r == RoleAll || r == RoleWorker }
+
+// Config is the whole service configuration. Every key has a default (see
+// Defaults); a TOML file overrides them and FRAISEQL_* environment
+// variables override the file.
+type Config struct {
+	Topology      Topology          `koanf:"topology"`
+	Role          Role              `koanf:"role"`
+	ObserversFile string            `koanf:"observers_file"`
+	Database      DatabaseConfig    `koanf:"database"`
+	Redis         RedisConfig       `koanf:"redis"`
+	NATS          NATSConfig        `koanf:"nats"`
+	Databases     []SourceDatabase  `koanf:"databases"`
+	Reader        ReaderConfig      `koanf:"reader"`
+	Performance   PerformanceConfig `koanf:"performance"`
+	HTTP          HTTPConfig        `koanf:"http"`
+	Logging       LoggingConfig     `koanf:"logging"`
+	Security      SecurityConfig    `koanf:"security"`
+	Memory        MemoryConfig      `koanf:"memory"`
+	Observers     []ObserverConfig  `koanf:"observers"`
+
+	// File is the configuration file the values came from ("" for none).
+	File string `koanf:"-"`
+}
+
+// DatabaseConfig is the PostgreSQL connection and the change-log contract.
+type DatabaseConfig struct {
+	URL            string        `koanf:"url"`
+	ChangeLogTable string        `koanf:"change_log_table"`
+	NotifyChannel  string        `koanf:"notify_channel"`
+	ObserverSchema string        `koanf:"observer_schema"`
+	MaxConnections int           `koanf:"max_connections"`
+	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+	PollInterval   time.Duration `koanf:"poll_interval"`
+	MigrateOnStart bool          `koanf:"migrate_on_start"`
+}
+
+// ReaderConfig tunes the change-log reader.
+type ReaderConfig struct {
+	Name               string        `koanf:"name"`
+	BatchSize          int           `koanf:"batch_size"`
+	MaxInFlight        int           `koanf:"max_in_flight"`
+	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
+	LeaseTTL           time.Duration `koanf:"lease_ttl"`
+}
+
+// RedisConfig is the Redis connection (dedup, result cache, cache
+// invalidation). url takes redis:// or rediss://; for Sentinel set addrs
+// and master_name, for Cluster set addrs and cluster = true.
+type RedisConfig struct {
+	URL            string        `koanf:"url"`
+	Addrs          []string      `koanf:"addrs"`
+	MasterName     string        `koanf:"master_name"`
+	Cluster        bool          `koanf:"cluster"`
+	Username       string        `koanf:"username"`
+	PasswordEnv    string        `koanf:"password_env"`
+	PoolSize       int           `koanf:"pool_size"`
+	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+	CommandTimeout time.Duration `koanf:"command_timeout"`
+	KeyPrefix      string        `koanf:"key_prefix"`
+	DedupWindow    time.Duration `koanf:"dedup_window"`
+	DedupLease     time.Duration `koanf:"dedup_lease"`
+	CacheTTL       time.Duration `koanf:"cache_ttl"`
+}
+
+// Configured reports whether a Redis server is named.
+func (r RedisConfig) Configured() bool { return r.URL != "" || len(r.Addrs) > 0 }
+
+// NATSConfig is the JetStream connection, stream and consumer of the NATS
+// topologies.
+type NATSConfig struct {
+	URL                 string             `koanf:"url"`
+	Embedded            bool               `koanf:"embedded"`
+	StoreDir            string             `koanf:"store_dir"`
+	SubjectPrefix       string             `koanf:"subject_prefix"`
+	MaxPendingPublishes int                `koanf:"max_pending_publishes"`
+	Stream              NATSStreamConfig   `koanf:"stream"`
+	Consumer            NATSConsumerConfig `koanf:"consumer"`
+}
+
+// NATSStreamConfig is applied to the stream at every start (created or
+// updated).
+type NATSStreamConfig struct {
+	Name            string        `koanf:"name"`
+	Storage         string        `koanf:"storage"`
+	Retention       string        `koanf:"retention"`
+	MaxAge          time.Duration `koanf:"max_age"`
+	MaxMsgs         int64         `koanf:"max_msgs"`
+	MaxBytes        int64         `koanf:"max_bytes"`
+	DuplicateWindow time.Duration `koanf:"duplicate_window"`
+	Replicas        int           `koanf:"replicas"`
+}
+
+// NATSConsumerConfig is the durable pull consumer shared by all workers.
+type NATSConsumerConfig struct {
+	Durable       string        `koanf:"durable"`
+	AckWait       time.Duration `koanf:"ack_wait"`
+	MaxDeliver    int           `koanf:"max_deliver"`
+	MaxAckPending int           `koanf:"max_ack_pending"`
+}
+
+// SourceDatabase is one [[databases]] entry of the multi-database
+// topology: a change log with its own bridge and cursor.
+type SourceDatabase struct {
+	Name   string `koanf:"name"`
+	URL    string `koanf:"url"`
+	URLEnv string `koanf:"url_env"`
+}
+
+// PerformanceConfig turns dedup, caching and concurrency on and off.
+type PerformanceConfig struct {
+	EnableDedup          bool `koanf:"enable_dedup"`
+	EnableCaching        bool `koanf:"enable_caching"`
+	EnableConcurrent     bool `koanf:"enable_concurrent"`
+	MaxConcurrentActions int  `koanf:"max_concurrent_actions"`
+}
+
+// HTTPConfig is the admin HTTP server.
+type HTTPConfig struct {
+	Listen        string `koanf:"listen"`
+	AdminTokenEnv string `koanf:"admin_token_env"`
+}
+
+// LoggingConfig selects level and format.
+type LoggingConfig struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"` // auto | text | json
+}
+
+// SecurityConfig governs outbound requests.
+type SecurityConfig struct {
+	AllowPrivateNetworks bool     `koanf:"allow_private_networks"`
+	AllowedNetworks      []string `koanf:"allowed_networks"`
+}
+
+// MemoryConfig configures the memory topology.
+type MemoryConfig struct {
+	EventsFile string `koanf:"events_file"`
+}
+
+// ObserverConfig is one [[observers]] entry.
+type ObserverConfig struct {
+	Name      string         `koanf:"name"`
+	Entity    string         `koanf:"entity"`
+	Events    []string       `koanf:"events"`
+	Condition string         `koanf:"condition"`
+	OnFailure string         `koanf:"on_failure"`
+	Retry     *RetryConfig   `koanf:"retry"`
+	Actions   []ActionConfig `koanf:"actions"`
+}
+
+// RetryConfig is an observer's retry policy; unset fields take the
+// defaults (5 attempts, 100ms, 30s, exponential).
+type RetryConfig struct {
+	MaxAttempts  *int           `koanf:"max_attempts"`
+	InitialDelay *time.Duration `koanf:"initial_delay"`
+	MaxDelay     *time.Duration `koanf:"max_delay"`
+	Backoff      *string        `koanf:"backoff"`
+}
+
+// ActionConfig is one [[observers.actions]] entry; which keys apply
+// depends on Type, and a key set for another type is an error.
+type ActionConfig struct {
+	Type string `koanf:"type"`
+	Name string `koanf:"name"`
+
+	// webhook
+	URL              string            `koanf:"url"`
+	URLEnv           string            `koanf:"url_env"`
+	Method           string            `koanf:"method"`
+	Headers          map[string]string `koanf:"headers"`
+	BodyTemplate     string            `koanf:"body_template"`
+	Timeout          *time.Duration    `koanf:"timeout"`
+	SigningSecret    string            `koanf:"signing_secret"`
+	SigningSecretEnv string            `koanf:"signing_secret_env"`
+
+	// log
+	Level           string `koanf:"level"`
+	MessageTemplate string `koanf:"message_template"`
+
+	// cache
+	KeyPattern string `koanf:"key_pattern"`
+	Action     string `koanf:"action"`
+
+	// database
+	FunctionName string         `koanf:"function_name"`
+	Params       map[string]any `koanf:"params"`
+
+	// slack (and message_template above)
+	WebhookURL    string `koanf:"webhook_url"`
+	WebhookURLEnv string `koanf:"webhook_url_env"`
+	Channel       string `koanf:"channel"`
+
+	// nats
+	Subject string `koanf:"subject"`
+}
+
+// Defaults returns the configuration used for every key the file and the
+// environment leave unset.
+func Defaults() Config {
+	return Config{
+		Topology: TopologyPostgresOnly,
+		Role:     RoleAll,
+		Database: DatabaseConfig{
+			URL:            "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+			ChangeLogTable: "core.tb_entity_change_log",
+			NotifyChannel:  "fraiseql_events",
+			ObserverSchema: "observer",
+			MaxConnections: 10,
+			ConnectTimeout: 5 * time.Second,
+			PollInterval:   time.Second,
+		},
+		Reader: ReaderConfig{
+			Name:               "default",
+			BatchSize:          500,
+			MaxInFlight:        10000,
+			CheckpointInterval: time.Second,
+			LeaseTTL:           15 * time.Second,
+		},
+		Redis: RedisConfig{
+			ConnectTimeout: 2 * time.Second,
+			CommandTimeout: 500 * time.Millisecond,
+			DedupWindow:    time.Hour,
+			DedupLease:     30 * time.Second,
+			CacheTTL:       time.Hour,
+		},
+		NATS: NATSConfig{
+			URL:                 "nats://127.0.0.1:4222",
+			StoreDir:            "data/nats",
+			SubjectPrefix:       "fraiseql.events",
+			MaxPendingPublishes: 1024,
+			Stream: NATSStreamConfig{
+				Name:            "FRAISEQL_EVENTS",
+				Storage:         "file",
+				Retention:       "limits",
+				MaxAge:          7 * 24 * time.Hour,
+				DuplicateWindow: 2 * time.Minute,
+				Replicas:        1,
+			},
+			Consumer: NATSConsumerConfig{
+				Durable:       "fraiseql-observer-workers",
+				AckWait:       30 * time.Second,
+				MaxDeliver:    10,
+				MaxAckPending: 1000,
+			},
+		},
+		Performance: PerformanceConfig{EnableConcurrent: true, MaxConcurrentActions: 32},
+		HTTP:        HTTPConfig{Listen: "127.0.0.1:9090", AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
+		Logging:     LoggingConfig{Level: "info", Format: "auto"},
+	}
+}

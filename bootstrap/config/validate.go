@@ -1,0 +1,217 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Validate checks values and the dependencies between them.
+func (c *Config) Validate() error {
+	if _, err := ParseTopology(string(c.Topology)); err != nil {
+		return &ConfigError{Key: "topology", Msg: err.Error()}
+	}
+	switch c.Topology {
+	case TopologyPostgresOnly, TopologyMemory:
+		if c.Role != RoleAll {
+			return &ConfigError{Key: "role", Msg: fmt.Sprintf("%q is only meaningful in the NATS topologies; use \"all\"", c.Role)}
+		}
+	case TopologyPostgresRedis:
+		if c.Role != RoleAll {
+			return &ConfigError{Key: "role", Msg: fmt.Sprintf("%q is only meaningful in the NATS topologies; use \"all\"", c.Role)}
+		}
+		if !c.Redis.Configured() {
+			msg := "topology postgres-redis needs Redis: set redis.url (or redis.addrs)"
+			switch {
+			case c.Performance.EnableDedup:
+				msg += "; performance.enable_dedup is on"
+			case c.Performance.EnableCaching:
+				msg += "; performance.enable_caching is on"
+			}
+			return &ConfigError{Key: "redis.url", Msg: msg}
+		}
+	case TopologyNATSDistributed, TopologyMultiDatabase:
+		if err := c.validateNATS(); err != nil {
+			return err
+		}
+	}
+	if len(c.Databases) > 0 && c.Topology != TopologyMultiDatabase {
+		return &ConfigError{Key: "databases", Msg: "only used by topology multi-database"}
+	}
+	if err := c.validateRedis(); err != nil {
+		return err
+	}
+	if c.Topology != TopologyMemory {
+		if c.Database.URL == "" {
+			return &ConfigError{Key: "database.url", Msg: "required for topology " + string(c.Topology) + " (or set FRAISEQL_DATABASE_URL)"}
+		}
+		for key, v := range map[string]string{"database.change_log_table": c.Database.ChangeLogTable, "database.notify_channel": c.Database.NotifyChannel, "database.observer_schema": c.Database.ObserverSchema} {
+			if strings.TrimSpace(v) == "" {
+				return &ConfigError{Key: key, Msg: "must not be empty"}
+			}
+		}
+	}
+	positive := []struct {
+		key string
+		v   int64
+	}{
+		{"database.max_connections", int64(c.Database.MaxConnections)},
+		{"database.connect_timeout", int64(c.Database.ConnectTimeout)},
+		{"database.poll_interval", int64(c.Database.PollInterval)},
+		{"reader.batch_size", int64(c.Reader.BatchSize)},
+		{"reader.max_in_flight", int64(c.Reader.MaxInFlight)},
+		{"reader.checkpoint_interval", int64(c.Reader.CheckpointInterval)},
+		{"reader.lease_ttl", int64(c.Reader.LeaseTTL)},
+		{"performance.max_concurrent_actions", int64(c.Performance.MaxConcurrentActions)},
+		{"redis.connect_timeout", int64(c.Redis.ConnectTimeout)},
+		{"redis.command_timeout", int64(c.Redis.CommandTimeout)},
+		{"redis.dedup_window", int64(c.Redis.DedupWindow)},
+		{"redis.dedup_lease", int64(c.Redis.DedupLease)},
+		{"redis.cache_ttl", int64(c.Redis.CacheTTL)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return &ConfigError{Key: p.key, Msg: "must be positive"}
+		}
+	}
+	if c.Reader.Name == "" {
+		return &ConfigError{Key: "reader.name", Msg: "must not be empty"}
+	}
+	if c.Reader.LeaseTTL < 3*time.Second {
+		return &ConfigError{Key: "reader.lease_ttl", Msg: "must be at least 3s"}
+	}
+	switch c.Logging.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return &ConfigError{Key: "logging.level", Msg: fmt.Sprintf("%q is not one of debug, info, warn, error", c.Logging.Level)}
+	}
+	switch c.Logging.Format {
+	case "auto", "text", "json":
+	default:
+		return &ConfigError{Key: "logging.format", Msg: fmt.Sprintf("%q is not one of auto, text, json", c.Logging.Format)}
+	}
+	if c.Topology == TopologyMemory && c.Memory.EventsFile != "" {
+		if _, err := os.Stat(c.Memory.EventsFile); err != nil {
+			return &ConfigError{Key: "memory.events_file", Msg: err.Error()}
+		}
+	} else if c.Memory.EventsFile != "" {
+		return &ConfigError{Key: "memory.events_file", Msg: "only used by topology memory"}
+	}
+	return nil
+}
+
+// validateRedis checks the Redis keys and what depends on them.
+func (c *Config) validateRedis() error {
+	r := c.Redis
+	if r.URL != "" && len(r.Addrs) > 0 {
+		return &ConfigError{Key: "redis.url", Msg: "set redis.url or redis.addrs, not both"}
+	}
+	if r.URL != "" && !strings.HasPrefix(r.URL, "redis://") && !strings.HasPrefix(r.URL, "rediss://") && !strings.HasPrefix(r.URL, "unix://") {
+		return &ConfigError{Key: "redis.url", Msg: "must start with redis://, rediss:// or unix://"}
+	}
+	if r.MasterName != "" && len(r.Addrs) == 0 {
+		return &ConfigError{Key: "redis.master_name", Msg: "Sentinel needs redis.addrs"}
+	}
+	if r.Cluster && len(r.Addrs) == 0 {
+		return &ConfigError{Key: "redis.cluster", Msg: "Cluster needs redis.addrs"}
+	}
+	if r.Cluster && r.MasterName != "" {
+		return &ConfigError{Key: "redis.cluster", Msg: "choose Cluster (redis.cluster) or Sentinel (redis.master_name), not both"}
+	}
+	if len(r.Addrs) == 0 && (r.Username != "" || r.PasswordEnv != "") {
+		return &ConfigError{Key: "redis.username", Msg: "redis.username and redis.password_env apply to redis.addrs; put credentials in redis.url"}
+	}
+	if r.PoolSize < 0 {
+		return &ConfigError{Key: "redis.pool_size", Msg: "must not be negative"}
+	}
+	if r.Configured() || c.Topology == TopologyMemory || c.Topology == TopologyPostgresOnly {
+		return nil
+	}
+	switch {
+	case c.Performance.EnableDedup:
+		return &ConfigError{Key: "performance.enable_dedup", Msg: "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"}
+	case c.Performance.EnableCaching:
+		return &ConfigError{Key: "performance.enable_caching", Msg: "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"}
+	}
+	return nil
+}
+
+var tokenName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// validateNATS checks the NATS keys and the databases of the NATS
+// topologies.
+func (c *Config) validateNATS() error {
+	n := c.NATS
+	if _, err := ParseRole(string(c.Role)); err != nil {
+		return &ConfigError{Key: "role", Msg: err.Error()}
+	}
+	if n.Embedded && c.Role != RoleAll {
+		return &ConfigError{Key: "nats.embedded", Msg: "an in-process server serves only its own process: use role = \"all\""}
+	}
+	if !n.Embedded && n.URL == "" {
+		return &ConfigError{Key: "nats.url", Msg: "required (or set nats.embedded = true)"}
+	}
+	if n.Embedded && n.StoreDir == "" {
+		return &ConfigError{Key: "nats.store_dir", Msg: "required with nats.embedded"}
+	}
+	if n.SubjectPrefix == "" || strings.ContainsAny(n.SubjectPrefix, "*> \t") || strings.HasSuffix(n.SubjectPrefix, ".") {
+		return &ConfigError{Key: "nats.subject_prefix", Msg: fmt.Sprintf("%q is not a subject prefix (tokens separated by dots, no wildcards)", n.SubjectPrefix)}
+	}
+	if !tokenName.MatchString(n.Stream.Name) {
+		return &ConfigError{Key: "nats.stream.name", Msg: fmt.Sprintf("%q: use letters, digits, - and _", n.Stream.Name)}
+	}
+	switch n.Stream.Storage {
+	case "file", "memory":
+	default:
+		return &ConfigError{Key: "nats.stream.storage", Msg: fmt.Sprintf("%q is not one of file, memory", n.Stream.Storage)}
+	}
+	switch n.Stream.Retention {
+	case "limits", "workqueue", "interest":
+	default:
+		return &ConfigError{Key: "nats.stream.retention", Msg: fmt.Sprintf("%q is not one of limits, workqueue, interest", n.Stream.Retention)}
+	}
+	checks := []struct {
+		key string
+		ok  bool
+		msg string
+	}{
+		{"nats.max_pending_publishes", n.MaxPendingPublishes >= 1, "must be at least 1"},
+		{"nats.stream.max_age", n.Stream.MaxAge >= 0, "must not be negative (0 = unlimited)"},
+		{"nats.stream.max_msgs", n.Stream.MaxMsgs >= 0, "must not be negative (0 = unlimited)"},
+		{"nats.stream.max_bytes", n.Stream.MaxBytes >= 0, "must not be negative (0 = unlimited)"},
+		{"nats.stream.duplicate_window", n.Stream.DuplicateWindow > 0, "must be positive"},
+		{"nats.stream.replicas", n.Stream.Replicas >= 1 && n.Stream.Replicas <= 5, "must be between 1 and 5"},
+		{"nats.consumer.durable", tokenName.MatchString(n.Consumer.Durable), "use letters, digits, - and _"},
+		{"nats.consumer.ack_wait", n.Consumer.AckWait >= time.Second, "must be at least 1s"},
+		{"nats.consumer.max_deliver", n.Consumer.MaxDeliver >= 1, "must be at least 1"},
+		{"nats.consumer.max_ack_pending", n.Consumer.MaxAckPending >= 1, "must be at least 1"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return &ConfigError{Key: ch.key, Msg: ch.msg}
+		}
+	}
+	if c.Topology == TopologyNATSDistributed {
+		return nil
+	}
+	if len(c.Databases) == 0 && c.Role != RoleWorker {
+		return &ConfigError{Key: "databases", Msg: "topology multi-database needs at least one [[databases]] entry"}
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Databases {
+		key := fmt.Sprintf("databases[%d]", i)
+		if !tokenName.MatchString(d.Name) {
+			return &ConfigError{Key: key + ".name", Msg: fmt.Sprintf("%q: required; use letters, digits, - and _ (it becomes a subject token and the events' source)", d.Name)}
+		}
+		if seen[d.Name] {
+			return &ConfigError{Key: key + ".name", Msg: fmt.Sprintf("%q is used twice", d.Name)}
+		}
+		seen[d.Name] = true
+		if (d.URL == "") == (d.URLEnv == "") {
+			return &ConfigError{Key: key + ".url", Msg: "set exactly one of url and url_env"}
+		}
+	}
+	return nil
+}

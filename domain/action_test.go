@@ -1,0 +1,40 @@
+package domain_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+func TestSplitFunctionName(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		in   string
+		want []string // nil: refused
+	}{
+		{"notify", []string{"notify"}},
+		{"app.notify_shipping", []string{"app", "notify_shipping"}},
+		{"_f$1", []string{"_f$1"}},
+		{"fn; drop table x", nil},
+		{"a.b.c", nil},
+		{"1fn", nil},
+		{"", nil},
+		{"app.", nil},
+		{`"quoted"`, nil},
+		{strings.Repeat("a", 64), nil},
+	}
+	for _, c := range cases {
+		got, err := domain.SplitFunctionName(c.in)
+		if c.want == nil {
+			if err == nil {
+				t.Errorf("SplitFunctionName(%q) = %v, want an error", c.in, got)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("SplitFunctionName(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+}
