@@ -250,7 +250,7 @@ func (s *stateDB) status(ctx context.Context) (DatabaseStatus, error) {
 	if err != nil {
 		return ds, err
 	}
-	byName := map[string]postgres.CheckpointRecord{}
+	byName := map[string]ports.CheckpointRecord{}
 	for _, r := range stored {
 		byName[r.Name] = r
 	}

@@ -14,3 +14,7 @@ var ErrNotFound = errors.New("not found")
 // ErrUnavailable wraps failures to reach a backing service (connection
 // refused, timeout) so callers can tell outages from bad requests.
 var ErrUnavailable = errors.New("backing service unavailable")
+
+// ErrNotMigrated wraps failures caused by a store whose tables or schema
+// do not exist: the database was not migrated.
+var ErrNotMigrated = errors.New("store is not set up")

@@ -3,22 +3,38 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// Checkpoints keeps reader positions in memory. Safe for concurrent use.
+// Checkpoints keeps reader positions in memory, with the time of each save
+// by its clock. Safe for concurrent use.
 type Checkpoints struct {
+	now func() time.Time
+
 	mu  sync.RWMutex
-	pos map[string]ports.Position
+	pos map[string]ports.CheckpointRecord
 }
 
-var _ ports.CheckpointStore = (*Checkpoints)(nil)
+var (
+	_ ports.CheckpointStore  = (*Checkpoints)(nil)
+	_ ports.CheckpointLister = (*Checkpoints)(nil)
+)
 
-// NewCheckpoints returns an empty store.
-func NewCheckpoints() *Checkpoints {
-	return &Checkpoints{pos: map[string]ports.Position{}}
+// NewCheckpoints returns an empty store on the wall clock.
+func NewCheckpoints() *Checkpoints { return NewCheckpointsWithClock(nil) }
+
+// NewCheckpointsWithClock returns an empty store whose save times come
+// from now (nil means time.Now).
+func NewCheckpointsWithClock(now func() time.Time) *Checkpoints {
+	if now == nil {
+		now = time.Now
+	}
+	return &Checkpoints{now: now, pos: map[string]ports.CheckpointRecord{}}
 }
 
 // Load returns the position saved for name; ok is false when there is none.
@@ -28,8 +44,8 @@ func (c *Checkpoints) Load(ctx context.Context, name string) (ports.Position, bo
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	p, ok := c.pos[name]
-	return p, ok, nil
+	r, ok := c.pos[name]
+	return r.Position, ok, nil
 }
 
 // Save stores pos for name, replacing what was there.
@@ -39,6 +55,21 @@ func (c *Checkpoints) Save(ctx context.Context, name string, pos ports.Position)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pos[name] = pos
+	c.pos[name] = ports.CheckpointRecord{Name: name, Position: pos, UpdatedAt: c.now()}
 	return nil
+}
+
+// List returns every stored checkpoint in name order.
+func (c *Checkpoints) List(ctx context.Context) ([]ports.CheckpointRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memory: list checkpoints: %w", err)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]ports.CheckpointRecord, 0, len(c.pos))
+	for _, r := range c.pos {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b ports.CheckpointRecord) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }

@@ -23,7 +23,10 @@ type DeadLetters struct {
 	items  []ports.DeadLetter // ascending ID
 }
 
-var _ ports.DeadLetterStore = (*DeadLetters)(nil)
+var (
+	_ ports.DeadLetterStore   = (*DeadLetters)(nil)
+	_ ports.DeadLetterCounter = (*DeadLetters)(nil)
+)
 
 // NewDeadLetters returns an empty store; now stamps CreatedAt (nil means
 // time.Now).

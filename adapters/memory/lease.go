@@ -23,7 +23,10 @@ type lease struct {
 	until  time.Time
 }
 
-var _ ports.Lease = (*Lease)(nil)
+var (
+	_ ports.Lease          = (*Lease)(nil)
+	_ ports.LeaseInspector = (*Lease)(nil)
+)
 
 // NewLease returns a lease table with no holders; now is its clock (nil
 // means time.Now).
@@ -67,4 +70,19 @@ func (l *Lease) Release(ctx context.Context, name, holder string) error {
 		delete(l.leases, name)
 	}
 	return nil
+}
+
+// State reads the lease called name. An expired lease keeps naming its
+// last holder, with Active false.
+func (l *Lease) State(ctx context.Context, name string) (ports.LeaseState, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.LeaseState{}, fmt.Errorf("memory: read lease %q: %w", name, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := ports.LeaseState{Name: name, Now: l.now()}
+	if cur, ok := l.leases[name]; ok {
+		st.Holder, st.ExpiresAt, st.Active = cur.holder, cur.until, st.Now.Before(cur.until)
+	}
+	return st, nil
 }

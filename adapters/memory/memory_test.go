@@ -53,3 +53,46 @@ func newSource(t *testing.T, now func() time.Time, poll time.Duration) *memory.S
 	}
 	return src
 }
+
+func TestCheckpointListerConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunCheckpointLister(t, func(*testing.T) porttest.ListingCheckpointStore { return memory.NewCheckpoints() })
+}
+
+func TestLeaseInspectorConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunLeaseInspector(t, func(*testing.T) porttest.InspectableLease { return memory.NewLease(time.Now) })
+}
+
+func TestChangeLogInspectorConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunChangeLogInspector(t, func(t *testing.T) porttest.InspectorHarness {
+		src := newSource(t, time.Now, time.Minute)
+		return porttest.InspectorHarness{
+			Inspector: src,
+			Source:    src,
+			Append: func(ctx context.Context, ev domain.Event) error {
+				_, err := src.Append(ctx, ev)
+				return err
+			},
+		}
+	})
+}
+
+// An entry that is not an event has no timestamp: FirstSince takes the
+// time it was appended.
+func TestSourceFirstSinceInvalidEntry(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	src := newSource(t, func() time.Time { return now }, time.Minute)
+	pos, err := src.AppendRaw(t.Context(), []byte(`{"id":"x-1","entity_type":"Order","event_type":"BOGUS"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := src.FirstSince(t.Context(), now); err != nil || !ok || got != pos {
+		t.Errorf("FirstSince(append time) = %s, %v, %v; want %s", got, ok, err, pos)
+	}
+	if _, ok, err := src.FirstSince(t.Context(), now.Add(time.Second)); err != nil || ok {
+		t.Errorf("FirstSince(after the append) = %v, %v; want none", ok, err)
+	}
+}

@@ -35,11 +35,15 @@ type Source struct {
 
 	mu      sync.Mutex
 	entries []ports.Record
+	created []time.Time   // per entry: the event's timestamp, else when it was appended
 	notify  chan struct{} // closed and replaced on every append
 	read    int64         // Seq of the End of the latest Read
 }
 
-var _ ports.EventSource = (*Source)(nil)
+var (
+	_ ports.EventSource        = (*Source)(nil)
+	_ ports.ChangeLogInspector = (*Source)(nil)
+)
 
 // NewSource returns an empty log. now stamps events that have no
 // timestamp; nil means time.Now.
@@ -189,6 +193,65 @@ func (s *Source) Len() int {
 	return len(s.entries)
 }
 
+// Backlog counts the entries after `after` (none after a position with a
+// TxID, which lies after every entry).
+func (s *Source) Backlog(ctx context.Context, after ports.Position) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory: source backlog: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.countLocked(after, ports.Position{Seq: int64(len(s.entries))}), nil
+}
+
+// CountBetween counts the entries after `after` up to and including upTo.
+func (s *Source) CountBetween(ctx context.Context, after, upTo ports.Position) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory: count entries: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.countLocked(after, upTo), nil
+}
+
+// countLocked counts entries p with after < p <= upTo; s.mu must be held.
+func (s *Source) countLocked(after, upTo ports.Position) int64 {
+	if after.TxID != 0 {
+		return 0
+	}
+	first := max(after.Seq, 0) + 1 // the first entry after `after`
+	last := int64(len(s.entries))
+	if upTo.TxID == 0 {
+		last = min(last, upTo.Seq)
+	}
+	return max(last-first+1, 0)
+}
+
+// FirstSince returns the position of the first entry, in log order, whose
+// event timestamp (for an invalid entry: the time it was appended) is at
+// or after since.
+func (s *Source) FirstSince(ctx context.Context, since time.Time) (ports.Position, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.Position{}, false, fmt.Errorf("memory: find first entry since: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, at := range s.created {
+		if !at.Before(since) {
+			return s.entries[i].Position, true, nil
+		}
+	}
+	return ports.Position{}, false, nil
+}
+
+// OldestTransactionAge is always 0: the log has no transactions.
+func (s *Source) OldestTransactionAge(ctx context.Context) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory: oldest transaction: %w", err)
+	}
+	return 0, nil
+}
+
 func (s *Source) add(r ports.Record) ports.Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,6 +260,11 @@ func (s *Source) add(r ports.Record) ports.Position {
 		r.Err = fmt.Errorf("memory: entry %d: %w", r.Position.Seq, r.Err)
 	}
 	s.entries = append(s.entries, r)
+	created := r.Event.Timestamp
+	if created.IsZero() {
+		created = s.now()
+	}
+	s.created = append(s.created, created)
 	close(s.notify)
 	s.notify = make(chan struct{})
 	return r.Position

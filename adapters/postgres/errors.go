@@ -13,8 +13,8 @@ import (
 )
 
 // interpretError translates a driver error at the boundary: "no rows"
-// becomes ports.ErrNotFound and connection failures wrap
-// ports.ErrUnavailable. The operation names what was attempted.
+// becomes ports.ErrNotFound, a missing table or schema wraps
+// ports.ErrNotMigrated and connection failures wrap ports.ErrUnavailable. The operation names what was attempted.
 func interpretError(op string, err error) error {
 	if err == nil {
 		return nil
@@ -31,8 +31,17 @@ func interpretError(op string, err error) error {
 		return fmt.Errorf("postgres: %s: %w: %w", op, ports.ErrUnavailable, err)
 	}
 	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+		return fmt.Errorf("postgres: %s: %w", op, notMigrated{err})
+	}
 	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P03") {
 		return fmt.Errorf("postgres: %s: %w: %w", op, ports.ErrUnavailable, err)
 	}
 	return fmt.Errorf("postgres: %s: %w", op, err)
 }
+
+// notMigrated marks a missing table or schema with ports.ErrNotMigrated,
+// keeping the driver's message.
+type notMigrated struct{ error }
+
+func (e notMigrated) Unwrap() []error { return []error{e.error, ports.ErrNotMigrated} }

@@ -14,28 +14,28 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// This file holds the read-mostly queries of the operator commands
-// (status, replay) and the admin API: stored checkpoints with their save
+// This file holds the read-mostly queries of the operator use cases
+// (status, replay, the admin API): stored checkpoints with their save
 // times, lease holders, and positions and counts in the change log.
 
-// CheckpointRecord is a stored checkpoint and when it was last saved
-// (database clock).
-type CheckpointRecord struct {
-	Name      string
-	Position  ports.Position
-	UpdatedAt time.Time
-}
+var (
+	_ ports.CheckpointLister   = (*Checkpoints)(nil)
+	_ ports.LeaseInspector     = (*Lease)(nil)
+	_ ports.ChangeLogInspector = (*ChangeLogStats)(nil)
+	_ ports.DeadLetterCounter  = (*DeadLetters)(nil)
+)
 
-// List returns every stored checkpoint, in name order.
-func (c *Checkpoints) List(ctx context.Context) ([]CheckpointRecord, error) {
+// List returns every stored checkpoint, in name order, with its last save
+// time by the database clock.
+func (c *Checkpoints) List(ctx context.Context) ([]ports.CheckpointRecord, error) {
 	const op = "list checkpoints"
 	rows, err := c.pool.Query(ctx, `SELECT name, txid, seq, updated_at FROM `+c.table+` ORDER BY name`)
 	if err != nil {
 		return nil, interpretError(op, err)
 	}
-	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (CheckpointRecord, error) {
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ports.CheckpointRecord, error) {
 		var (
-			r    CheckpointRecord
+			r    ports.CheckpointRecord
 			txid int64
 		)
 		if err := row.Scan(&r.Name, &txid, &r.Position.Seq, &r.UpdatedAt); err != nil {
@@ -53,21 +53,10 @@ func (c *Checkpoints) List(ctx context.Context) ([]CheckpointRecord, error) {
 	return recs, nil
 }
 
-// LeaseState is who holds a lease, as the database sees it now.
-type LeaseState struct {
-	Name      string
-	Holder    string    // "" when nobody ever took it or it was released
-	ExpiresAt time.Time // zero when Holder is ""
-	// Active is true while the holder's lease has not expired.
-	Active bool
-	// Now is the database clock when the state was read.
-	Now time.Time
-}
-
 // State reads the lease called name; a name nobody holds has Holder "".
 // Expiry is judged by the database clock, as Acquire judges it.
-func (l *Lease) State(ctx context.Context, name string) (LeaseState, error) {
-	st := LeaseState{Name: name}
+func (l *Lease) State(ctx context.Context, name string) (ports.LeaseState, error) {
+	st := ports.LeaseState{Name: name}
 	var (
 		holder  *string
 		expires *time.Time
@@ -84,8 +73,8 @@ func (l *Lease) State(ctx context.Context, name string) (LeaseState, error) {
 	return st, nil
 }
 
-// ChangeLogStats answers questions about the change log without reading
-// events: how many rows lie after a position, where the rows created at or
+// ChangeLogStats is the ports.ChangeLogInspector of a change-log table: it
+// answers questions about the change log without reading events: how many rows lie after a position, where the rows created at or
 // after a time begin, and how old the oldest open transaction is. Unlike
 // ChangeLog it opens no LISTEN connection. Safe for concurrent use.
 type ChangeLogStats struct {
