@@ -1,3 +1,8 @@
+// Package bootstrap is the composition root: it builds one topology from a
+// configuration (App: New, Run, Close), the operator's use cases for the
+// one-shot commands (OpenOperator), the logger, and the migrate and watch
+// commands. It is the only package that knows which adapters make up a
+// topology.
 package bootstrap
 
 import (
@@ -13,22 +18,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
-	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	promadapter "github.com/fraiseql/fraiseql-observer/adapters/prometheus"
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
-	"github.com/fraiseql/fraiseql-observer/adapters/slack"
-	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
-	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// App is the composition root: it builds one topology from a config.Config, runs
+// App is the composition root: it builds one topology from a Config, runs
 // it and closes what it opened in reverse order. Integration tests start
 // the real service through it.
 type App struct {
@@ -42,21 +43,18 @@ type App struct {
 	changeLog   *postgres.ChangeLog
 	memSource   *memory.Source
 	source      ports.EventSource
-	checkpoints ports.CheckpointStore
-	deadLetters ports.DeadLetterStore
-	dlqCount    func(context.Context) (int64, error)
-	lease       ports.Lease
-
-	redis    *redisadapter.Client
-	nats     *natsadapter.Conn
-	embedded *natsadapter.Embedded
-
-	dispatcher *application.Dispatcher
-	processor  *application.Processor
-	runProc    application.RunProcessor
-	reader     *application.Reader
-	bridges    []*bridgeUnit
-	worker     *application.Worker
+	primary     *admin.Store // the state store: checkpoints, leases, dead letters
+	dlqCount    ports.DeadLetterCounter
+	redis       *redisadapter.Client
+	nats        *natsadapter.Conn
+	dispatcher  *application.Dispatcher
+	processor   *application.Processor
+	runProc     application.RunProcessor
+	reader      *application.Reader
+	bridges     []*bridgeUnit
+	worker      *application.Worker
+	state       *admin.State
+	deadLetters *admin.DeadLetters
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -94,26 +92,26 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	if len(observers) == 0 && a.runsWorker() {
+	if len(observers) == 0 && cfg.Role.RunsWorker() {
 		a.logger.Warn("no observers configured: events will be consumed without actions")
 	}
 
 	switch {
 	case cfg.Topology == config.TopologyMemory:
-		if err := a.openMemory(ctx); err != nil {
-			return nil, err
-		}
+		err = a.openMemory(ctx)
 	case cfg.Topology == config.TopologyMultiDatabase && cfg.Role == config.RoleBridge:
 		// A bridge-only process keeps its state in the source databases.
 	default:
-		if err := a.openStateDB(ctx); err != nil {
-			return nil, err
-		}
+		err = a.openStateDB(ctx)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Redis.Configured() {
-		if err := a.openRedis(ctx); err != nil {
+		if a.redis, err = connectRedis(ctx, cfg, a.env, a.logger); err != nil {
 			return nil, err
 		}
+		a.onClose(func() { _ = a.redis.Close() })
 	}
 	if cfg.Topology.Distributed() {
 		// Before the executors: nats actions publish on this connection.
@@ -124,119 +122,19 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if err := a.buildProcessor(observers); err != nil {
 		return nil, err
 	}
-
-	switch cfg.Topology {
-	case config.TopologyMemory, config.TopologyPostgresOnly, config.TopologyPostgresRedis:
-		if a.source == nil {
-			if err := a.openChangeLog(); err != nil {
-				return nil, err
-			}
-		}
-		if err := a.buildLocalReader(); err != nil {
-			return nil, err
-		}
-	case config.TopologyNATSDistributed, config.TopologyMultiDatabase:
-		if a.runsBridge() {
-			if err := a.buildBridges(ctx); err != nil {
-				return nil, err
-			}
-		}
-		if a.runsWorker() {
-			if err := a.buildWorker(ctx); err != nil {
-				return nil, err
-			}
-		}
+	if cfg.Topology.Distributed() {
+		err = a.buildDistributed(ctx)
+	} else {
+		err = a.buildLocalReader()
 	}
+	if err != nil {
+		return nil, err
+	}
+	a.buildAdmin()
 	if err := a.listenHTTP(); err != nil {
 		return nil, err
 	}
 	return a, nil
-}
-
-func (a *App) runsBridge() bool {
-	return a.cfg.Role.RunsBridge()
-}
-
-func (a *App) runsWorker() bool {
-	return a.cfg.Role.RunsWorker()
-}
-
-// buildProcessor stacks executors and processor decorators from config:
-// Dedup(Processor(CachingExecutor(Dispatcher))).
-func (a *App) buildProcessor(observers []domain.Observer) error {
-	if a.deadLetters == nil {
-		return nil // a bridge-only process runs no actions
-	}
-	dispatcher, err := a.executors()
-	if err != nil {
-		return err
-	}
-	a.dispatcher = dispatcher
-	if err := a.checkSupported(observers); err != nil {
-		return err
-	}
-	var exec ports.ActionExecutor = dispatcher
-	perf := a.cfg.Performance
-	if perf.EnableCaching {
-		var cache ports.ResultCache = memory.NewResultCache(time.Now)
-		if a.redis != nil {
-			cache = redisadapter.NewResultCache(a.redis)
-		}
-		if exec, err = application.NewCachingExecutor(exec, cache, application.CacheConfig{
-			TTL: a.cfg.Redis.CacheTTL, Logger: a.logger, Metrics: a.metrics,
-		}); err != nil {
-			return err
-		}
-	}
-	a.processor, err = application.NewProcessor(domain.NewMatcher(observers), application.ProcessorConfig{
-		Executor: exec, DeadLetters: a.deadLetters, Metrics: a.metrics, Logger: a.logger,
-	})
-	if err != nil {
-		return err
-	}
-	a.runProc = a.processor
-	if perf.EnableDedup {
-		var store ports.Deduplicator = memory.NewDeduplicator(time.Now)
-		if a.redis != nil {
-			store = redisadapter.NewDeduplicator(a.redis)
-		}
-		if a.runProc, err = application.NewDedup(a.processor, store, application.DedupConfig{
-			Window: a.cfg.Redis.DedupWindow, Lease: a.cfg.Redis.DedupLease, Token: a.holder,
-			Logger: a.logger, Metrics: a.metrics,
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (a *App) maxConcurrent() int {
-	if !a.cfg.Performance.EnableConcurrent {
-		return 1
-	}
-	return a.cfg.Performance.MaxConcurrentActions
-}
-
-func (a *App) buildLocalReader() error {
-	scheduler, err := application.NewScheduler(a.runProc, application.SchedulerConfig{
-		MaxConcurrent: a.maxConcurrent(), Logger: a.logger,
-	})
-	if err != nil {
-		return err
-	}
-	a.reader, err = application.NewReader(a.source, a.checkpoints, scheduler, a.readerConfig(a.cfg.Reader.Name))
-	return err
-}
-
-func (a *App) readerConfig(name string) application.ReaderConfig {
-	return application.ReaderConfig{
-		Name:               name,
-		BatchSize:          a.cfg.Reader.BatchSize,
-		MaxInFlight:        a.cfg.Reader.MaxInFlight,
-		CheckpointInterval: a.cfg.Reader.CheckpointInterval,
-		Logger:             a.logger,
-		Metrics:            a.metrics,
-	}
 }
 
 func (a *App) onClose(f func()) {
@@ -275,140 +173,6 @@ func (a *App) HTTPAddr() string {
 // otherwise).
 func (a *App) MemorySource() *memory.Source { return a.memSource }
 
-func (a *App) openMemory(ctx context.Context) error {
-	src, err := memory.NewSource(time.Now, memory.SourceConfig{PollInterval: a.cfg.Database.PollInterval})
-	if err != nil {
-		return err
-	}
-	a.memSource = src
-	a.source = src
-	a.checkpoints = memory.NewCheckpoints()
-	dl := memory.NewDeadLetters(time.Now)
-	a.deadLetters = dl
-	a.dlqCount = dl.Count
-	a.lease = memory.NewLease(time.Now)
-	if f := a.cfg.Memory.EventsFile; f != "" {
-		fh, err := os.Open(f)
-		if err != nil {
-			return &config.ConfigError{Key: "memory.events_file", Msg: err.Error()}
-		}
-		defer fh.Close()
-		n, err := a.memSource.LoadJSONLines(ctx, fh)
-		if err != nil {
-			return &config.ConfigError{File: f, Msg: err.Error()}
-		}
-		a.logger.Info("events loaded", slog.String("file", f), slog.Int("events", n))
-	}
-	return nil
-}
-
-// openStateDB opens the observer's own database: migrations, checkpoints,
-// dead letters and the reader lease.
-func (a *App) openStateDB(ctx context.Context) error {
-	d, err := Connect(ctx, a.cfg.Database, a.logger)
-	if err != nil {
-		return err
-	}
-	a.db = d
-	a.onClose(d.Close)
-	db := a.cfg.Database
-	if db.MigrateOnStart {
-		if err := migrateDB(ctx, d, db, a.logger); err != nil {
-			return err
-		}
-		a.logger.Info("database migrated", slog.String("change_log_table", db.ChangeLogTable), slog.String("observer_schema", db.ObserverSchema))
-	}
-	if a.checkpoints, err = postgres.NewCheckpoints(d.Pool, db.ObserverSchema); err != nil {
-		return err
-	}
-	dl, err := postgres.NewDeadLetters(d.Pool, db.ObserverSchema)
-	if err != nil {
-		return err
-	}
-	a.deadLetters = dl
-	a.dlqCount = dl.Count
-	a.lease, err = postgres.NewLease(d.Pool, db.ObserverSchema)
-	return err
-}
-
-func migrateDB(ctx context.Context, d *postgres.DB, db config.DatabaseConfig, logger *slog.Logger) error {
-	if err := postgres.Migrate(ctx, d.Pool, postgres.MigrateConfig{
-		ChangeLogTable: db.ChangeLogTable, Channel: db.NotifyChannel, ObserverSchema: db.ObserverSchema, Logger: logger,
-	}); err != nil {
-		return fmt.Errorf("migrate on start: %w", err)
-	}
-	return nil
-}
-
-// openChangeLog makes the state database's change log the event source.
-func (a *App) openChangeLog() error {
-	db := a.cfg.Database
-	cl, err := postgres.NewChangeLog(a.db.Pool, postgres.ChangeLogConfig{
-		Table: db.ChangeLogTable, Channel: db.NotifyChannel, PollInterval: db.PollInterval,
-	}, a.logger)
-	if err != nil {
-		return err
-	}
-	a.changeLog = cl
-	a.onClose(cl.Close)
-	a.source = cl
-	return nil
-}
-
-// Connect opens the database and waits until it answers, retrying with
-// backoff (and logging each failure) until ctx ends.
-func Connect(ctx context.Context, db config.DatabaseConfig, logger *slog.Logger) (*postgres.DB, error) {
-	d, err := postgres.Open(ctx, postgres.PoolConfig{URL: db.URL, MaxConns: db.MaxConnections, ConnectTimeout: db.ConnectTimeout}, logger)
-	var bad *postgres.ErrBadURL
-	if errors.As(err, &bad) {
-		return nil, &config.ConfigError{Key: "database.url", Msg: "cannot parse the connection string"}
-	}
-	return d, err
-}
-
-// checkSupported refuses observers whose actions have no executor in this
-// process. config.LoadObservers already refused actions whose service the
-// configuration lacks (checkAvailable), with the key to set; this catches
-// an executor that the wiring below failed to register.
-func (a *App) checkSupported(obs []domain.Observer) error {
-	for _, o := range obs {
-		for i, act := range o.Actions {
-			if !a.dispatcher.Supports(act.Type) {
-				return &config.ConfigError{File: a.cfg.File, Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),
-					Msg: fmt.Sprintf("action type %s is not available in topology %s", act.Type, a.cfg.Topology)}
-			}
-		}
-	}
-	return nil
-}
-
-func (a *App) executors() (*application.Dispatcher, error) {
-	policy, err := httpguard.ParsePolicy(a.cfg.Security.AllowPrivateNetworks, a.cfg.Security.AllowedNetworks)
-	if err != nil {
-		return nil, &config.ConfigError{Key: "security.allowed_networks", Msg: err.Error()}
-	}
-	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy}, a.logger)
-	if err != nil {
-		return nil, err
-	}
-	a.onClose(wh.Close)
-	executors := map[domain.ActionType]ports.ActionExecutor{
-		domain.ActionWebhook: wh,
-		domain.ActionLog:     logaction.NewExecutor(a.logger),
-		domain.ActionSlack:   slack.NewExecutor(wh, a.logger),
-	}
-	if a.redis != nil {
-		executors[domain.ActionCache] = redisadapter.NewInvalidator(a.redis, a.logger)
-	}
-	if a.db != nil {
-		executors[domain.ActionDatabase] = postgres.NewFunctionCaller(a.db.Pool)
-	}
-	if a.nats != nil {
-		executors[domain.ActionNATS] = natsadapter.NewActionPublisher(a.nats)
-	}
-	return application.NewDispatcher(executors), nil
-}
-
 // Run runs the service until ctx ends: the reader (under the lease, so one
 // replica reads at a time), the admin HTTP server and the gauges' poller.
 // On shutdown it stops reading, lets in-flight actions finish (bounded),
@@ -441,14 +205,14 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.reader != nil {
 		run(func(ctx context.Context) error {
-			return application.RunWithLease(ctx, a.lease, application.LeaseConfig{
+			return application.RunWithLease(ctx, a.primary.Leases, application.LeaseConfig{
 				Name: "reader:" + a.cfg.Reader.Name, Holder: a.holder, TTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
 			}, a.reader.Run)
 		})
 	}
 	for _, b := range a.bridges {
 		run(func(ctx context.Context) error {
-			return application.RunWithLease(ctx, b.lease, application.LeaseConfig{
+			return application.RunWithLease(ctx, b.store.Leases, application.LeaseConfig{
 				Name: "bridge:" + b.name, Holder: a.holder, TTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
 			}, b.reader.Run)
 		})
@@ -480,7 +244,7 @@ func (a *App) pollGauges(ctx context.Context) {
 	for {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if a.dlqCount != nil {
-			if n, err := a.dlqCount(qctx); err == nil {
+			if n, err := a.dlqCount.Count(qctx); err == nil {
 				a.metrics.SetDLQItems(n)
 			}
 		}
@@ -510,26 +274,4 @@ func holderName() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
-}
-
-// Reload re-reads the observers (main file's inline observers as loaded at
-// start, plus observers_file as it is now) and swaps them in. Events
-// already started keep the observers they matched; nothing is dropped. On
-// error the running observers stay.
-func (a *App) Reload() error {
-	if a.processor == nil {
-		a.logger.Info("reload: this process runs no observers (bridge role)")
-		return nil
-	}
-	obs, err := config.LoadObservers(a.cfg, a.env)
-	if err == nil {
-		err = a.checkSupported(obs)
-	}
-	if err != nil {
-		a.logger.Error("observer reload failed; keeping the running observers", slog.String("error", err.Error()))
-		return err
-	}
-	a.processor.SetMatcher(domain.NewMatcher(obs))
-	a.logger.Info("observers reloaded", slog.Int("observers", len(obs)))
-	return nil
 }

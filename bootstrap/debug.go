@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"maps"
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
@@ -321,83 +318,4 @@ func redactURL(u string) string {
 		p.RawQuery = q.Encode()
 	}
 	return p.Redacted()
-}
-
-// WriteDebugReport prints the dry run, or JSON.
-func WriteDebugReport(w io.Writer, r DebugReport, asJSON bool) error {
-	if asJSON {
-		return writeJSONTo(w, r)
-	}
-	ev := r.Event
-	fmt.Fprintf(w, "event %s: %s %s %s\n", ev.ID, ev.EventType, ev.EntityType, ev.EntityID)
-	if r.ChangesComputed {
-		fmt.Fprintf(w, "  changes computed from before and data: %s\n", strings.Join(slices.Sorted(maps.Keys(ev.Changes)), ", "))
-	}
-	if len(r.Matched) == 0 {
-		fmt.Fprintln(w, "no observer matches this entity and event kind")
-	}
-	for _, o := range r.Matched {
-		verdict := "actions would run"
-		if !o.Result {
-			verdict = "actions would NOT run"
-		}
-		fmt.Fprintf(w, "\nobserver %s: matches\n", o.Name)
-		if o.Condition == "" {
-			fmt.Fprintf(w, "  condition: (none) => true, %s\n", verdict)
-		} else {
-			fmt.Fprintf(w, "  condition: %s => %v, %s\n", o.Condition, o.Result, verdict)
-			for _, t := range o.Trace[1:] {
-				fmt.Fprintf(w, "    %s%s  => %s\n", strings.Repeat("  ", t.Depth-1), t.Expr, traceValue(t.Value))
-			}
-		}
-		for _, a := range o.Actions {
-			writeDebugAction(w, a)
-		}
-	}
-	if len(r.NotMatched) > 0 {
-		fmt.Fprintln(w, "\nnot matching:")
-		for _, s := range r.NotMatched {
-			fmt.Fprintf(w, "  %s: %s\n", s.Name, s.Reason)
-		}
-	}
-	return nil
-}
-
-func traceValue(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
-}
-
-func writeDebugAction(w io.Writer, a DebugAction) {
-	fmt.Fprintf(w, "  action %s (%s):\n", a.Name, a.Type)
-	switch {
-	case a.Webhook != nil:
-		wh := a.Webhook
-		fmt.Fprintf(w, "    %s %s (%s)\n", wh.Method, wh.URL, wh.Signing)
-		for _, k := range slices.Sorted(maps.Keys(wh.Headers)) {
-			fmt.Fprintf(w, "    %s: %s\n", k, wh.Headers[k])
-		}
-		fmt.Fprintf(w, "    body: %s\n", wh.Body)
-	case a.Log != nil:
-		fmt.Fprintf(w, "    log at %s: %s\n", a.Log.Level, a.Log.Message)
-	case a.Cache != nil:
-		fmt.Fprintf(w, "    invalidate %s (%s)\n", a.Cache.Pattern, a.Cache.Mode)
-	case a.Slack != nil:
-		fmt.Fprintf(w, "    post to Slack (%s) %s: %s\n", a.Slack.Host, a.Slack.Channel, a.Slack.Text)
-	case a.NATS != nil:
-		fmt.Fprintf(w, "    publish the event on %s\n", a.NATS.Subject)
-	case a.Database != nil:
-		fmt.Fprintf(w, "    SELECT %s($1::jsonb) with $1 = %s\n", a.Database.Function, a.Database.Argument)
-	default:
-		fmt.Fprintln(w, "    (no dry-run rendering for this action type)")
-	}
-	if len(a.Missing) > 0 {
-		fmt.Fprintf(w, "    missing placeholders: %s\n", strings.Join(a.Missing, ", "))
-	}
-	if a.Problem != "" {
-		fmt.Fprintf(w, "    problem: %s\n", a.Problem)
-	}
 }

@@ -4,23 +4,26 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
-	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
 	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// bridgeUnit is one database's bridge: its change log, cursor and lease.
+// This file wires the NATS topologies: bridges (change log to JetStream)
+// and the worker (JetStream to actions).
+
+// bridgeUnit is one database's bridge: its change log, state store and
+// reader.
 type bridgeUnit struct {
 	name   string
 	log    *postgres.ChangeLog
+	store  *admin.Store
 	reader *application.Reader
-	lease  ports.Lease
 	bridge *application.Bridge
 }
 
@@ -41,78 +44,17 @@ func (a *App) changeLogs() []changeLogReader {
 	return out
 }
 
-// openRedis connects to Redis. An unreachable Redis at start is not fatal:
-// dedup and caching fail open until it answers.
-func (a *App) openRedis(ctx context.Context) error {
-	r := a.cfg.Redis
-	password := ""
-	if r.PasswordEnv != "" {
-		v, ok := a.env(r.PasswordEnv)
-		if !ok {
-			return &config.ConfigError{File: a.cfg.File, Key: "redis.password_env", Msg: "environment variable " + r.PasswordEnv + " is not set"}
+// buildDistributed sets up what the role runs: the bridges and the worker.
+func (a *App) buildDistributed(ctx context.Context) error {
+	if a.cfg.Role.RunsBridge() {
+		if err := a.buildBridges(ctx); err != nil {
+			return err
 		}
-		password = v
 	}
-	redisadapter.SetLogger(a.logger)
-	c, err := redisadapter.New(redisadapter.Config{
-		URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName, Cluster: r.Cluster,
-		Username: r.Username, Password: password, PoolSize: r.PoolSize,
-		ConnectTimeout: r.ConnectTimeout, CommandTimeout: r.CommandTimeout, KeyPrefix: r.KeyPrefix,
-	})
-	if err != nil {
-		return &config.ConfigError{File: a.cfg.File, Key: "redis.url", Msg: err.Error()}
-	}
-	a.redis = c
-	a.onClose(func() { _ = c.Close() })
-	pctx, cancel := context.WithTimeout(ctx, r.ConnectTimeout)
-	defer cancel()
-	if err := c.Ping(pctx); err != nil {
-		a.logger.Warn("redis unreachable at start; dedup and caching fail open until it answers", slog.String("error", err.Error()))
+	if a.cfg.Role.RunsWorker() {
+		return a.buildWorker(ctx)
 	}
 	return nil
-}
-
-func (a *App) natsConfig() natsadapter.Config {
-	n := a.cfg.NATS
-	return natsadapter.Config{
-		URL:        n.URL,
-		ClientName: "fraiseql-observer " + a.holder,
-		MaxPending: n.MaxPendingPublishes,
-		Stream: natsadapter.StreamConfig{
-			Name: n.Stream.Name, SubjectPrefix: n.SubjectPrefix, Storage: n.Stream.Storage,
-			Retention: n.Stream.Retention, MaxAge: n.Stream.MaxAge, MaxMsgs: n.Stream.MaxMsgs,
-			MaxBytes: n.Stream.MaxBytes, DuplicateWindow: n.Stream.DuplicateWindow, Replicas: n.Stream.Replicas,
-		},
-		Consumer: natsadapter.ConsumerConfig{
-			Durable: n.Consumer.Durable, AckWait: n.Consumer.AckWait,
-			MaxDeliver: n.Consumer.MaxDeliver, MaxAckPending: n.Consumer.MaxAckPending,
-		},
-	}
-}
-
-// openNATS connects (starting the in-process server when nats.embedded)
-// and creates or updates the stream with every configured setting.
-func (a *App) openNATS(ctx context.Context) error {
-	cfg := a.natsConfig()
-	var err error
-	if a.cfg.NATS.Embedded {
-		dir, derr := filepath.Abs(a.cfg.NATS.StoreDir)
-		if derr != nil {
-			return &config.ConfigError{File: a.cfg.File, Key: "nats.store_dir", Msg: derr.Error()}
-		}
-		if a.embedded, err = natsadapter.StartEmbedded(natsadapter.EmbeddedConfig{StoreDir: dir, Port: -1}, a.logger); err != nil {
-			return fmt.Errorf("start embedded nats: %w", err)
-		}
-		a.onClose(a.embedded.Shutdown)
-		a.nats, err = natsadapter.ConnectEmbedded(ctx, a.embedded, cfg, a.logger)
-	} else {
-		a.nats, err = natsadapter.Connect(ctx, cfg, a.logger)
-	}
-	if err != nil {
-		return err
-	}
-	a.onClose(a.nats.Close)
-	return a.nats.EnsureStream(ctx)
 }
 
 // buildBridges sets up one bridge per database: nats-distributed reads the
@@ -121,66 +63,79 @@ func (a *App) openNATS(ctx context.Context) error {
 func (a *App) buildBridges(ctx context.Context) error {
 	pub := natsadapter.NewPublisher(a.nats)
 	if a.cfg.Topology == config.TopologyNATSDistributed {
-		return a.addBridge(ctx, "default", "", a.db, pub)
+		return a.addBridge("default", "", a.db, a.primary, pub)
 	}
 	for i, d := range a.cfg.Databases {
-		url := d.URL
-		if d.URLEnv != "" {
-			v, ok := a.env(d.URLEnv)
-			if !ok || v == "" {
-				return &config.ConfigError{File: a.cfg.File, Key: fmt.Sprintf("databases[%d].url_env", i), Msg: "environment variable " + d.URLEnv + " is not set"}
-			}
-			url = v
+		url, err := sourceURL(a.cfg, a.env, i)
+		if err != nil {
+			return err
 		}
 		dbCfg := a.cfg.Database
 		dbCfg.URL = url
-		db, err := Connect(ctx, dbCfg, a.logger.With(slog.String("database", d.Name)))
+		log := a.logger.With(slog.String("database", d.Name))
+		db, err := Connect(ctx, dbCfg, log)
 		if err != nil {
 			return fmt.Errorf("databases[%d] (%s): %w", i, d.Name, err)
 		}
 		a.onClose(db.Close)
 		if dbCfg.MigrateOnStart {
-			if err := migrateDB(ctx, db, dbCfg, a.logger.With(slog.String("database", d.Name))); err != nil {
+			if err := migrateDB(ctx, db, dbCfg, log); err != nil {
 				return fmt.Errorf("databases[%d] (%s): %w", i, d.Name, err)
 			}
 		}
-		if err := a.addBridge(ctx, d.Name, d.Name, db, pub); err != nil {
+		store, _, err := sourceStore(a.cfg, db, d.Name, url)
+		if err != nil {
+			return err
+		}
+		if err := a.addBridge(d.Name, d.Name, db, store, pub); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (a *App) addBridge(_ context.Context, name, source string, db *postgres.DB, pub ports.EventPublisher) error {
+// sourceURL resolves the url of the i-th [[databases]] entry.
+func sourceURL(cfg config.Config, env func(string) (string, bool), i int) (string, error) {
+	d := cfg.Databases[i]
+	if d.URLEnv == "" {
+		return d.URL, nil
+	}
+	v, ok := env(d.URLEnv)
+	if !ok || v == "" {
+		return "", &config.ConfigError{File: cfg.File, Key: fmt.Sprintf("databases[%d].url_env", i), Msg: "environment variable " + d.URLEnv + " is not set"}
+	}
+	return v, nil
+}
+
+// sourceStore is the state a multi-database source keeps: its bridge's
+// checkpoint and lease, and the invalid rows its bridge parks.
+func sourceStore(cfg config.Config, db *postgres.DB, name, url string) (*admin.Store, *postgres.DeadLetters, error) {
+	s, dl, err := postgresStore(cfg, db, "databases."+name, url, []admin.Reader{admin.ReaderOf("bridge:" + name)})
+	if s != nil {
+		s.Where = "source database " + name
+	}
+	return s, dl, err
+}
+
+func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store, pub ports.EventPublisher) error {
 	dbc := a.cfg.Database
+	log := a.logger.With(slog.String("bridge", name))
 	cl, err := postgres.NewChangeLog(db.Pool, postgres.ChangeLogConfig{
 		Table: dbc.ChangeLogTable, Channel: dbc.NotifyChannel, PollInterval: dbc.PollInterval, Source: source,
-	}, a.logger.With(slog.String("bridge", name)))
+	}, log)
 	if err != nil {
 		return err
 	}
 	a.onClose(cl.Close)
-	cps, err := postgres.NewCheckpoints(db.Pool, dbc.ObserverSchema)
+	bridge, err := application.NewBridge(pub, store.DeadLetters, application.BridgeConfig{Logger: log, Metrics: a.metrics})
 	if err != nil {
 		return err
 	}
-	dlq, err := postgres.NewDeadLetters(db.Pool, dbc.ObserverSchema)
+	reader, err := application.NewReader(cl, store.Checkpoints, bridge, a.readerConfig("bridge:"+name))
 	if err != nil {
 		return err
 	}
-	lease, err := postgres.NewLease(db.Pool, dbc.ObserverSchema)
-	if err != nil {
-		return err
-	}
-	bridge, err := application.NewBridge(pub, dlq, application.BridgeConfig{Logger: a.logger.With(slog.String("bridge", name)), Metrics: a.metrics})
-	if err != nil {
-		return err
-	}
-	reader, err := application.NewReader(cl, cps, bridge, a.readerConfig("bridge:"+name))
-	if err != nil {
-		return err
-	}
-	a.bridges = append(a.bridges, &bridgeUnit{name: name, log: cl, reader: reader, lease: lease, bridge: bridge})
+	a.bridges = append(a.bridges, &bridgeUnit{name: name, log: cl, store: store, reader: reader, bridge: bridge})
 	return nil
 }
 
@@ -198,7 +153,7 @@ func (a *App) buildWorker(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.worker, err = application.NewWorker(consumer, a.runProc, a.deadLetters, application.WorkerConfig{
+	a.worker, err = application.NewWorker(consumer, a.runProc, a.primary.DeadLetters, application.WorkerConfig{
 		Concurrency:        a.maxConcurrent(),
 		InProgressInterval: max(a.cfg.NATS.Consumer.AckWait/3, 500*time.Millisecond),
 		Logger:             a.logger,

@@ -1,7 +1,6 @@
 package bootstrap_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
+	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -174,16 +174,16 @@ func TestOperatorDeadLetters(t *testing.T) {
 	t.Run("list", func(t *testing.T) {
 		cases := []struct {
 			name string
-			q    bootstrap.DeadLetterQuery
+			q    admin.DeadLetterQuery
 			want []int64
 		}{
-			{"all", bootstrap.DeadLetterQuery{}, []int64{first, second, binary, text}},
-			{"by observer", bootstrap.DeadLetterQuery{Observer: "hooks"}, []int64{first, second}},
-			{"page", bootstrap.DeadLetterQuery{Limit: 2, AfterID: first}, []int64{second, binary}},
-			{"unknown observer", bootstrap.DeadLetterQuery{Observer: "nobody"}, nil},
+			{"all", admin.DeadLetterQuery{}, []int64{first, second, binary, text}},
+			{"by observer", admin.DeadLetterQuery{Observer: "hooks"}, []int64{first, second}},
+			{"page", admin.DeadLetterQuery{Limit: 2, AfterID: first}, []int64{second, binary}},
+			{"unknown observer", admin.DeadLetterQuery{Observer: "nobody"}, nil},
 		}
 		for _, c := range cases {
-			items, err := b.op.ListDeadLetters(ctx, c.q)
+			items, err := b.op.DeadLetters().List(ctx, c.q)
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
@@ -193,16 +193,6 @@ func TestOperatorDeadLetters(t *testing.T) {
 			}
 			if !equalIDs(got, c.want) {
 				t.Errorf("%s: ids %v, want %v", c.name, got, c.want)
-			}
-		}
-		items, _ := b.op.ListDeadLetters(ctx, bootstrap.DeadLetterQuery{Limit: 1})
-		var out bytes.Buffer
-		if err := bootstrap.WriteDeadLetters(&out, items, 1, false); err != nil {
-			t.Fatal(err)
-		}
-		for _, want := range []string{"hooks", "ok-hook", "ev-o1", "webhook: status 503", "--after " + strconv.FormatInt(first, 10)} {
-			if !strings.Contains(out.String(), want) {
-				t.Errorf("listing lacks %q:\n%s", want, out.String())
 			}
 		}
 	})
@@ -218,7 +208,7 @@ func TestOperatorDeadLetters(t *testing.T) {
 			{text, `["not an object"]`, "text", ""},
 		}
 		for _, c := range cases {
-			d, err := b.op.DeadLetter(ctx, c.id)
+			d, err := b.op.DeadLetters().Get(ctx, c.id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -226,39 +216,29 @@ func TestOperatorDeadLetters(t *testing.T) {
 				t.Errorf("dead letter %d: raw %q (%s), observer %q; want %q (%s), %q", c.id, d.Raw, d.RawEncoding, d.Observer, c.raw, c.enc, c.observer)
 			}
 		}
-		d, _ := b.op.DeadLetter(ctx, first)
-		var out bytes.Buffer
-		if err := bootstrap.WriteDeadLetter(&out, d, false); err != nil {
-			t.Fatal(err)
-		}
-		for _, want := range []string{"observer:    hooks", "attempts:    5", `"entity_id": "o1"`, "webhook: status 503"} {
-			if !strings.Contains(out.String(), want) {
-				t.Errorf("show lacks %q:\n%s", want, out.String())
-			}
-		}
-		if _, err := b.op.DeadLetter(ctx, 999999); !errors.Is(err, bootstrap.ErrNotFound) {
+		if _, err := b.op.DeadLetters().Get(ctx, 999999); !errors.Is(err, ports.ErrNotFound) {
 			t.Errorf("unknown id: %v, want ErrNotFound", err)
 		}
 	})
 
 	t.Run("stats and remove", func(t *testing.T) {
-		st, err := b.op.DeadLetterStats(ctx)
+		st, err := b.op.DeadLetters().Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if st.Total != 4 || st.ByObserver["hooks"] != 2 || st.ByObserver[""] != 2 {
 			t.Errorf("stats = %+v, want 4: hooks 2, inputs 2", st)
 		}
-		if err := b.op.RemoveDeadLetter(ctx, text); err != nil {
+		if err := b.op.DeadLetters().Remove(ctx, text); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.op.RemoveDeadLetter(ctx, text); !errors.Is(err, bootstrap.ErrNotFound) {
+		if err := b.op.DeadLetters().Remove(ctx, text); !errors.Is(err, ports.ErrNotFound) {
 			t.Errorf("second remove: %v, want ErrNotFound", err)
 		}
-		if _, err := b.op.DeadLetter(ctx, text); !errors.Is(err, bootstrap.ErrNotFound) {
+		if _, err := b.op.DeadLetters().Get(ctx, text); !errors.Is(err, ports.ErrNotFound) {
 			t.Errorf("show after remove: %v, want ErrNotFound", err)
 		}
-		if st, _ := b.op.DeadLetterStats(ctx); st.Total != 3 || st.ByObserver[""] != 1 {
+		if st, _ := b.op.DeadLetters().Stats(ctx); st.Total != 3 || st.ByObserver[""] != 1 {
 			t.Errorf("stats after remove = %+v", st)
 		}
 	})
@@ -282,26 +262,26 @@ func TestOperatorRetry(t *testing.T) {
 	ctx := t.Context()
 
 	ok := b.addAction(t, "o1", "hooks", "ok-hook")
-	res, err := b.op.RetryDeadLetter(ctx, ok)
+	res, err := b.op.DeadLetters().Retry(ctx, ok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != bootstrap.RetrySucceeded || b.recv.count("/ok") != 1 {
+	if res.Status != admin.RetrySucceeded || b.recv.count("/ok") != 1 {
 		t.Errorf("retry to a 200 receiver: %+v, %d requests", res, b.recv.count("/ok"))
 	}
-	if _, err := b.op.DeadLetter(ctx, ok); !errors.Is(err, bootstrap.ErrNotFound) {
+	if _, err := b.op.DeadLetters().Get(ctx, ok); !errors.Is(err, ports.ErrNotFound) {
 		t.Errorf("succeeded item still there: %v", err)
 	}
 
 	fail := b.addAction(t, "o2", "hooks", "fail-hook")
-	res, err = b.op.RetryDeadLetter(ctx, fail)
+	res, err = b.op.DeadLetters().Retry(ctx, fail)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != bootstrap.RetryFailed || !strings.Contains(res.Error, "500") {
+	if res.Status != admin.RetryFailed || !strings.Contains(res.Error, "500") {
 		t.Errorf("retry to a 500 receiver: %+v", res)
 	}
-	d, err := b.op.DeadLetter(ctx, fail)
+	d, err := b.op.DeadLetters().Get(ctx, fail)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,11 +290,11 @@ func TestOperatorRetry(t *testing.T) {
 	}
 
 	input := b.addInput(t, []byte("garbage"))
-	res, err = b.op.RetryDeadLetter(ctx, input)
-	if err != nil || res.Status != bootstrap.RetryNotRetryable {
+	res, err = b.op.DeadLetters().Retry(ctx, input)
+	if err != nil || res.Status != admin.RetryNotRetryable {
 		t.Errorf("retry of an input = %+v, %v; want not retryable", res, err)
 	}
-	if _, err := b.op.RetryDeadLetter(ctx, 999999); !errors.Is(err, bootstrap.ErrNotFound) {
+	if _, err := b.op.DeadLetters().Retry(ctx, 999999); !errors.Is(err, ports.ErrNotFound) {
 		t.Errorf("retry of an unknown id: %v, want ErrNotFound", err)
 	}
 }
@@ -328,34 +308,27 @@ func TestOperatorRetryAll(t *testing.T) {
 	gone := b.addAction(t, "o3", "hooks", "removed-action")
 	input := b.addInput(t, []byte("garbage"))
 
-	rep, err := b.op.RetryAllDeadLetters(ctx, "")
+	rep, err := b.op.DeadLetters().RetryAll(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Succeeded != 1 || rep.Failed != 1 || rep.NotRetryable != 2 || rep.OK() || len(rep.Results) != 4 {
 		t.Fatalf("report = %+v, want 1 succeeded, 1 failed, 2 not retryable", rep)
 	}
-	want := map[int64]bootstrap.RetryStatus{succeeded: bootstrap.RetrySucceeded, failed: bootstrap.RetryFailed,
-		gone: bootstrap.RetryNotRetryable, input: bootstrap.RetryNotRetryable}
+	want := map[int64]admin.RetryStatus{succeeded: admin.RetrySucceeded, failed: admin.RetryFailed,
+		gone: admin.RetryNotRetryable, input: admin.RetryNotRetryable}
 	for _, r := range rep.Results {
 		if want[r.ID] != r.Status {
 			t.Errorf("item %d: %s, want %s", r.ID, r.Status, want[r.ID])
 		}
 	}
-	var out bytes.Buffer
-	if err := bootstrap.WriteRetryReport(&out, rep, false); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "1 succeeded, 1 failed, 2 not retryable") {
-		t.Errorf("summary missing:\n%s", out.String())
-	}
 	// Only the failed and the unretryable items remain; the filter limits a
 	// second run to one observer.
-	st, _ := b.op.DeadLetterStats(ctx)
+	st, _ := b.op.DeadLetters().Stats(ctx)
 	if st.Total != 3 {
 		t.Errorf("%d items left, want 3", st.Total)
 	}
-	rep, err = b.op.RetryAllDeadLetters(ctx, "nobody")
+	rep, err = b.op.DeadLetters().RetryAll(ctx, "nobody")
 	if err != nil || len(rep.Results) != 0 || !rep.OK() {
 		t.Errorf("retry-all of an observer without items = %+v, %v", rep, err)
 	}
@@ -401,7 +374,7 @@ func TestOperatorStatus(t *testing.T) {
 	b.addAction(t, "o2", "hooks", "fail-hook")
 	b.addInput(t, []byte("x"))
 
-	rep, err := b.op.Status(ctx)
+	rep, err := b.op.State.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,16 +397,6 @@ func TestOperatorStatus(t *testing.T) {
 	}
 	if old.Name != "old-reader" || old.Configured || old.Backlog != 3 || old.Lease.Holder != "" {
 		t.Errorf("other checkpoint = %+v, want unconfigured, backlog 3, free", old)
-	}
-	var out bytes.Buffer
-	if err := bootstrap.WriteStatus(&out, rep, false); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"default", p1.String(), "held by replica-7", "old-reader (not in this configuration)", "free",
-		"dead letters: 3 (", "hooks: 2", "oldest open transaction"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("status text lacks %q:\n%s", want, out.String())
-		}
 	}
 }
 
@@ -462,7 +425,7 @@ url = "RECEIVER/ok"
 	if held, err := b.ls.Acquire(ctx, "reader:default", "replica-7", time.Minute); err != nil || !held {
 		t.Fatalf("acquire: %v %v", held, err)
 	}
-	if _, err := b.op.Replay(ctx, "", since); !errors.Is(err, bootstrap.ErrReaderRunning) || !strings.Contains(err.Error(), "replica-7") {
+	if _, err := b.op.State.Replay(ctx, "", since); !errors.Is(err, admin.ErrReaderRunning) || !strings.Contains(err.Error(), "replica-7") {
 		t.Fatalf("replay under a held lease: %v, want ErrReaderRunning naming the holder", err)
 	}
 	if pos, _, _ := b.cps.Load(ctx, "default"); pos != p3 {
@@ -472,10 +435,10 @@ url = "RECEIVER/ok"
 		t.Fatal(err)
 	}
 
-	if _, err := b.op.Replay(ctx, "nope", since); err == nil {
+	if _, err := b.op.State.Replay(ctx, "nope", since); err == nil {
 		t.Error("replay of an unknown reader succeeded")
 	}
-	res, err := b.op.Replay(ctx, "", since)
+	res, err := b.op.State.Replay(ctx, "", since)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,16 +449,9 @@ url = "RECEIVER/ok"
 	if pos, _, _ := b.cps.Load(ctx, "default"); pos != want {
 		t.Fatalf("stored checkpoint %s, want %s", pos, want)
 	}
-	var out bytes.Buffer
-	if err := bootstrap.WriteReplay(&out, res, false); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), p3.String()) || !strings.Contains(out.String(), "2 row(s) will be read again") {
-		t.Errorf("replay text:\n%s", out.String())
-	}
 	// The lease was released: a second replay to a later time does not
 	// move forward.
-	res, err = b.op.Replay(ctx, "", time.Now().Add(-45*time.Minute))
+	res, err = b.op.State.Replay(ctx, "", time.Now().Add(-45*time.Minute))
 	if err != nil || res.Moved || res.Reason == "" {
 		t.Errorf("replay forward = %+v, %v; want unchanged with a reason", res, err)
 	}
@@ -531,7 +487,7 @@ func TestOperatorDedupNote(t *testing.T) {
 	if err := b.cps.Save(ctx, "default", p); err != nil {
 		t.Fatal(err)
 	}
-	res, err := b.op.Replay(ctx, "default", time.Now().Add(-2*time.Hour))
+	res, err := b.op.State.Replay(ctx, "default", time.Now().Add(-2*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,28 +504,6 @@ func TestOperatorRefusesMemoryTopology(t *testing.T) {
 	var ce *config.ConfigError
 	if !errors.As(err, &ce) || ce.Key != "topology" {
 		t.Errorf("OpenOperator(memory) = %v, want a ConfigError on topology", err)
-	}
-}
-
-func TestParseSince(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	cases := []struct {
-		in   string
-		want time.Time
-		ok   bool
-	}{
-		{"2h", now.Add(-2 * time.Hour), true},
-		{"2026-04-30T10:00:00Z", time.Date(2026, 4, 30, 10, 0, 0, 0, time.UTC), true},
-		{"2026-04-30T10:00:00+02:00", time.Date(2026, 4, 30, 8, 0, 0, 0, time.UTC), true},
-		{"-2h", time.Time{}, false},
-		{"yesterday", time.Time{}, false},
-	}
-	for _, c := range cases {
-		got, err := bootstrap.ParseSince(c.in, now)
-		if (err == nil) != c.ok || c.ok && !got.Equal(c.want) {
-			t.Errorf("ParseSince(%q) = %v, %v; want %v (ok %v)", c.in, got, err, c.want, c.ok)
-		}
 	}
 }
 

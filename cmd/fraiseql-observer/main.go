@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
@@ -80,7 +81,8 @@ func exitCode(err error) int {
 		return ee.code
 	}
 	var ce *config.ConfigError
-	if errors.As(err, &ce) {
+	var re *admin.RequestError
+	if errors.As(err, &ce) || errors.As(err, &re) {
 		return 2
 	}
 	return 1
@@ -137,11 +139,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return usageErr("status takes no arguments, got %q", positional)
 		}
 		return withOperator(ctx, *configFile, stderr, func(o *bootstrap.Operator) error {
-			rep, err := o.Status(ctx)
+			rep, err := o.State.Status(ctx)
 			if err != nil {
 				return err
 			}
-			return bootstrap.WriteStatus(stdout, rep, op.json)
+			return writeStatus(stdout, rep, op.json)
 		})
 	case "dlq":
 		return dlq(ctx, *configFile, fs, positional, op, stdout, stderr)
@@ -154,16 +156,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if op.since == "" {
 			return usageErr("replay needs --since TIME (RFC 3339, or a duration such as 2h meaning that long ago)")
 		}
-		since, err := bootstrap.ParseSince(op.since, time.Now())
+		since, err := admin.ParseSince(op.since, time.Now())
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
 		return withOperator(ctx, *configFile, stderr, func(o *bootstrap.Operator) error {
-			res, err := o.Replay(ctx, op.reader, since)
+			res, err := o.State.Replay(ctx, op.reader, since)
 			if err != nil {
 				return err
 			}
-			return bootstrap.WriteReplay(stdout, res, op.json)
+			return writeReplay(stdout, res, op.json)
 		})
 	default:
 		fmt.Fprint(stderr, usage)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
@@ -111,53 +112,54 @@ func dlq(ctx context.Context, file string, fs *flag.FlagSet, positional []string
 		return usageErr("dlq list: --limit and --after must not be negative")
 	}
 	return withOperator(ctx, file, stderr, func(o *bootstrap.Operator) error {
+		d := o.DeadLetters()
 		switch sub {
 		case "list":
-			items, err := o.ListDeadLetters(ctx, bootstrap.DeadLetterQuery{Observer: op.observer, Limit: op.limit, AfterID: op.after})
+			items, err := d.List(ctx, admin.DeadLetterQuery{Observer: op.observer, Limit: op.limit, AfterID: op.after})
 			if err != nil {
 				return err
 			}
-			return bootstrap.WriteDeadLetters(stdout, items, op.limit, op.json)
+			return writeDeadLetters(stdout, items, op.limit, op.json)
 		case "show":
-			d, err := o.DeadLetter(ctx, id)
+			d, err := d.Get(ctx, id)
 			if err != nil {
 				return err
 			}
-			return bootstrap.WriteDeadLetter(stdout, d, op.json)
+			return writeDeadLetter(stdout, d, op.json)
 		case "remove":
-			if err := o.RemoveDeadLetter(ctx, id); err != nil {
+			if err := d.Remove(ctx, id); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintf(stdout, "dead letter %d removed\n", id)
 			return err
 		case "stats":
-			st, err := o.DeadLetterStats(ctx)
+			st, err := d.Stats(ctx)
 			if err != nil {
 				return err
 			}
-			return bootstrap.WriteDeadLetterStats(stdout, st, op.json)
+			return writeDeadLetterStats(stdout, st, op.json)
 		case "retry":
-			res, err := o.RetryDeadLetter(ctx, id)
+			res, err := d.Retry(ctx, id)
 			if err != nil {
 				return err
 			}
-			if err := bootstrap.WriteRetryResult(stdout, res, op.json); err != nil {
+			if err := writeRetryResult(stdout, res, op.json); err != nil {
 				return err
 			}
 			switch res.Status {
-			case bootstrap.RetrySucceeded:
+			case admin.RetrySucceeded:
 				return nil
-			case bootstrap.RetryFailed:
+			case admin.RetryFailed:
 				return fmt.Errorf("dead letter %d failed again: %s", id, res.Error)
 			default:
 				return fmt.Errorf("dead letter %d cannot be retried: %s", id, res.Error)
 			}
 		default: // retry-all
-			rep, err := o.RetryAllDeadLetters(ctx, op.observer)
+			rep, err := d.RetryAll(ctx, op.observer)
 			if err != nil {
 				return err
 			}
-			if err := bootstrap.WriteRetryReport(stdout, rep, op.json); err != nil {
+			if err := writeRetryReport(stdout, rep, op.json); err != nil {
 				return err
 			}
 			if !rep.OK() {
@@ -201,5 +203,5 @@ func debugEvent(file string, positional []string, op opFlags, stdout io.Writer) 
 		}
 		return &exitError{code: 2, err: fmt.Errorf("debug-event: %w", err)}
 	}
-	return bootstrap.WriteDebugReport(stdout, rep, op.json)
+	return writeDebugReport(stdout, rep, op.json)
 }

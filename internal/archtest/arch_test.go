@@ -85,13 +85,17 @@ func violation(importer, imp string) string {
 		if own && !under(imp, "domain") && !under(imp, "ports") || !own && !isStd(imp) {
 			return "ports depends on domain and the standard library only"
 		}
+	case under(importer, "application/admin"):
+		if own && !under(imp, "domain") && !under(imp, "ports") && rel(imp) != "application" && !under(imp, "application/admin") || !own && !isStd(imp) {
+			return "application/admin depends on domain, ports and application only"
+		}
 	case under(importer, "application"):
 		if own && !under(imp, "domain") && !under(imp, "ports") || !own && !isStd(imp) {
 			return "application depends on domain and ports only"
 		}
 	case under(importer, "cmd"):
-		if own && !under(imp, "bootstrap") {
-			return "cmd talks to bootstrap only"
+		if own && !under(imp, "bootstrap") && !under(imp, "application/admin") && !under(imp, "domain") && !under(imp, "ports") {
+			return "cmd talks to bootstrap and renders the reports of application/admin"
 		}
 	}
 	if under(imp, "adapters") && !under(importer, "adapters") && !under(importer, "bootstrap") && !under(importer, "integration") {

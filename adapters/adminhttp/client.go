@@ -1,0 +1,120 @@
+package adminhttp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// Client calls a running service's admin API: the command line uses it
+// for status and replay in the memory topology, whose state only the
+// running process holds.
+type Client struct {
+	base  string // e.g. http://127.0.0.1:9090
+	token string
+	http  *http.Client
+}
+
+// NewClient calls the API at base with the bearer token; every call is
+// bounded by timeout (default 30s).
+func NewClient(base, token string, timeout time.Duration) *Client {
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	return &Client{base: base, token: token, http: &http.Client{Timeout: timeout}}
+}
+
+// Status returns the running service's persisted-state report
+// (GET /api/observers/state).
+func (c *Client) Status(ctx context.Context) (admin.StatusReport, error) {
+	var rep admin.StatusReport
+	err := c.call(ctx, http.MethodGet, "/api/observers/state", nil, &rep)
+	return rep, err
+}
+
+// Replay asks the running service to replay reader since a time
+// (POST /api/observers/replay).
+func (c *Client) Replay(ctx context.Context, reader string, since time.Time) (admin.ReplayResult, error) {
+	var res admin.ReplayResult
+	body := replayRequest{Since: since.UTC().Format(time.RFC3339Nano), Reader: reader}
+	err := c.call(ctx, http.MethodPost, "/api/observers/replay", body, &res)
+	return res, err
+}
+
+// call sends one request and decodes the answer into out. An error answer
+// becomes an error wrapping what its status means: 400 *admin.RequestError,
+// 404 ports.ErrNotFound, 409 admin.ErrReaderRunning, 503
+// ports.ErrUnavailable; a service that cannot be reached wraps
+// ports.ErrUnavailable too.
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("admin api: encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("admin api: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin api at %s: %w: %w", c.base, ports.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxEventsBody))
+	if err != nil {
+		return fmt.Errorf("admin api at %s: read answer: %w", c.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
+			e.Error = http.StatusText(resp.StatusCode)
+		}
+		return statusError(resp.StatusCode, e.Error)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("admin api at %s: decode answer: %w", c.base, err)
+	}
+	return nil
+}
+
+func statusError(code int, msg string) error {
+	switch code {
+	case http.StatusBadRequest:
+		return &admin.RequestError{Msg: msg}
+	case http.StatusNotFound:
+		return &remoteError{msg: msg, is: ports.ErrNotFound}
+	case http.StatusConflict:
+		return &remoteError{msg: msg, is: admin.ErrReaderRunning}
+	case http.StatusServiceUnavailable:
+		return &remoteError{msg: msg, is: ports.ErrUnavailable}
+	}
+	return errors.New("admin api: " + http.StatusText(code) + ": " + msg)
+}
+
+// remoteError is the service's error message, matching the sentinel its
+// status stands for.
+type remoteError struct {
+	msg string
+	is  error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.is }

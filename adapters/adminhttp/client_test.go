@@ -1,0 +1,64 @@
+package adminhttp_test
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
+	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+func TestClient(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "tok")
+	ctx := t.Context()
+	for _, age := range []time.Duration{time.Hour, time.Minute} {
+		if _, err := b.src.Append(ctx, domain.Event{EventType: domain.EventInsert, EntityType: "Order", EntityID: "o", Timestamp: time.Now().Add(-age)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.cps.Save(ctx, "default", ports.Position{Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c := adminhttp.NewClient(b.srv.URL, "tok", 5*time.Second)
+
+	rep, err := c.Status(ctx)
+	if err != nil || rep.Topology != "memory" || len(rep.Databases) != 1 || rep.Databases[0].Checkpoints[0].Position.Seq != 2 {
+		t.Fatalf("Status = %+v, %v", rep, err)
+	}
+
+	if held, err := b.lease.Acquire(ctx, "reader:default", "replica-7", time.Minute); err != nil || !held {
+		t.Fatal(held, err)
+	}
+	if _, err := c.Replay(ctx, "", time.Now().Add(-2*time.Hour)); !errors.Is(err, admin.ErrReaderRunning) || err.Error() == "" {
+		t.Errorf("Replay under a held lease = %v, want ErrReaderRunning", err)
+	}
+	var re *admin.RequestError
+	if _, err := c.Replay(ctx, "nope", time.Now()); !errors.As(err, &re) {
+		t.Errorf("Replay of an unknown reader = %v, want a RequestError", err)
+	}
+	if err := b.lease.Release(ctx, "reader:default", "replica-7"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Replay(ctx, "", time.Now().Add(-2*time.Hour))
+	if err != nil || !res.Moved || res.New != (ports.Position{}) || res.Reread != 2 {
+		t.Errorf("Replay = %+v, %v; want moved to the start", res, err)
+	}
+
+	if _, err := adminhttp.NewClient(b.srv.URL, "wrong", time.Second).Status(ctx); err == nil {
+		t.Error("Status with a wrong token succeeded")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if _, err := adminhttp.NewClient("http://"+addr, "tok", time.Second).Status(ctx); !errors.Is(err, ports.ErrUnavailable) {
+		t.Errorf("Status of a service that is not running = %v, want ErrUnavailable", err)
+	}
+}

@@ -1,0 +1,399 @@
+// Package adminhttp is the admin HTTP API, an inbound adapter: routes,
+// bearer-token auth, JSON errors and request limits over the operator use
+// cases of application/admin and a small Runtime that the running service
+// satisfies. Client calls the same API from the command line. It imports
+// the standard library, domain, ports, application and application/admin
+// only; the /metrics handler is handed in.
+//
+//	GET    /healthz                             liveness
+//	GET    /readyz                              dependencies reachable, readers alive (503 otherwise)
+//	GET    /metrics                             Prometheus
+//	GET    /api/observers/status                the running process's progress
+//	GET    /api/observers/state                 persisted state (as `status --json`)
+//	POST   /api/observers/replay                {"since": "2h", "reader": ""} (as `replay --json`)
+//	POST   /api/observers/reload                re-read the observers
+//	POST   /api/observers/events                JSON lines (memory topology)
+//	GET    /api/observers/dlq                   ?observer=&limit=&after=
+//	GET    /api/observers/dlq/stats
+//	GET    /api/observers/dlq/{id}
+//	POST   /api/observers/dlq/{id}/retry
+//	POST   /api/observers/dlq/retry-all         ?observer=
+//	DELETE /api/observers/dlq/{id}
+//	GET    /api/observers/checkpoints
+//	PUT    /api/observers/checkpoints/{name}    {"txid": N, "seq": N}
+//
+// Everything under /api/observers needs "Authorization: Bearer <token>";
+// without a configured token it answers 403. Errors are JSON
+// {"error": "..."}: 400 bad input, 401 no or wrong token, 404 unknown id or
+// name, 409 conflicts (an item that cannot be retried, a checkpoint whose
+// reader is running), 503 when a store is unreachable.
+package adminhttp
+
+import (
+	"cmp"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// Request body limits.
+const (
+	maxEventsBody = 16 << 20 // POST /events: JSON lines
+	maxSmallBody  = 1 << 16  // every other body
+)
+
+// ErrNoEventInput is what Runtime.PostEvents returns in a topology that
+// takes no posted events (all but memory).
+var ErrNoEventInput = errors.New("this topology takes no posted events")
+
+// Runtime is what only the running process knows.
+type Runtime interface {
+	// Ready reports whether the dependencies answer; detail says what
+	// failed.
+	Ready(ctx context.Context) (ok bool, detail map[string]string)
+	// Status is the process's live progress.
+	Status() admin.LiveStatus
+	// Reload re-reads the observers; on error the running ones stay.
+	Reload() error
+	// PostEvents appends JSON-lines events to the process's source and
+	// returns how many it accepted, or ErrNoEventInput.
+	PostEvents(ctx context.Context, body io.Reader) (accepted int, err error)
+}
+
+// Config is what the API serves.
+type Config struct {
+	// Token is the bearer token; "" closes /api/observers (403).
+	Token string
+	// TokenEnv names where the token comes from, for the warning logged
+	// when it is missing.
+	TokenEnv string
+	Runtime  Runtime
+	State    *admin.State
+	// DeadLetters is nil in a process that keeps no dead letters (a
+	// multi-database bridge): the dlq routes then do not exist.
+	DeadLetters *admin.DeadLetters
+	Metrics     http.Handler
+	Logger      *slog.Logger
+	// Now is the clock for relative replay times (default time.Now).
+	Now func() time.Time
+}
+
+type server struct{ Config }
+
+// NewHandler returns the API's handler.
+func NewHandler(cfg Config) (http.Handler, error) {
+	if cfg.Runtime == nil || cfg.State == nil || cfg.Metrics == nil || cfg.Logger == nil {
+		return nil, errors.New("adminhttp: runtime, state, metrics and logger are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &server{cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", cfg.Metrics)
+
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/observers/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Runtime.Status())
+	})
+	api.HandleFunc("POST /api/observers/reload", s.reload)
+	api.HandleFunc("POST /api/observers/events", s.postEvents)
+	api.HandleFunc("GET /api/observers/state", s.state)
+	api.HandleFunc("POST /api/observers/replay", s.replay)
+	if cfg.DeadLetters != nil {
+		s.deadLetterRoutes(api)
+	}
+	if cfg.State.Stores.Primary != nil {
+		api.HandleFunc("GET /api/observers/checkpoints", s.checkpoints)
+		api.HandleFunc("PUT /api/observers/checkpoints/{name}", s.putCheckpoint)
+	}
+	mux.Handle("/api/observers/", s.requireToken(api))
+	return mux, nil
+}
+
+// requireToken guards the API with the bearer token; without a token the
+// API is closed.
+func (s *server) requireToken(next http.Handler) http.Handler {
+	if s.Token == "" {
+		s.Logger.Warn("admin API disabled: set the environment variable named by http.admin_token_env",
+			slog.String("http.admin_token_env", s.TokenEnv))
+	}
+	want := []byte("Bearer " + s.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Token == "" {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "admin API disabled: no token configured"})
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) ready(w http.ResponseWriter, r *http.Request) {
+	ok, detail := s.Runtime.Ready(r.Context())
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, detail)
+}
+
+func (s *server) reload(w http.ResponseWriter, _ *http.Request) {
+	if err := s.Runtime.Reload(); err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"observers": s.Runtime.Status().Observers})
+}
+
+func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
+	n, err := s.Runtime.PostEvents(r.Context(), io.LimitReader(r.Body, maxEventsBody))
+	switch {
+	case errors.Is(err, ErrNoEventInput):
+		writeError(w, http.StatusNotFound, err)
+	case err != nil:
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error(), "accepted": n})
+	default:
+		writeJSON(w, http.StatusAccepted, map[string]int{"accepted": n})
+	}
+}
+
+func (s *server) state(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.State.Status(r.Context())
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// replayRequest is the body of POST /replay.
+type replayRequest struct {
+	Since  string `json:"since"`
+	Reader string `json:"reader"`
+}
+
+func (s *server) replay(w http.ResponseWriter, r *http.Request) {
+	var body replayRequest
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("body: want {\"since\": \"2h\", \"reader\": \"\"}: %w", err))
+		return
+	}
+	since, err := admin.ParseSince(body.Since, s.Now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	res, err := s.State.Replay(r.Context(), body.Reader, since)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *server) deadLetterRoutes(api *http.ServeMux) {
+	d := s.DeadLetters
+	api.HandleFunc("GET /api/observers/dlq", func(w http.ResponseWriter, r *http.Request) {
+		q, err := dlqQuery(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		items, err := d.List(r.Context(), q)
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		for i := range items {
+			items[i] = items[i].Brief()
+		}
+		resp := map[string]any{"items": items}
+		if len(items) > 0 && len(items) == cmp.Or(q.Limit, admin.DefaultLimit) {
+			resp["next_after"] = items[len(items)-1].ID
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
+	api.HandleFunc("GET /api/observers/dlq/stats", func(w http.ResponseWriter, r *http.Request) {
+		st, err := d.Stats(r.Context())
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	api.HandleFunc("GET /api/observers/dlq/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		v, err := d.Get(r.Context(), id)
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	})
+	api.HandleFunc("DELETE /api/observers/dlq/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		if err := d.Remove(r.Context(), id); err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int64{"removed": id})
+	})
+	api.HandleFunc("POST /api/observers/dlq/{id}/retry", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := pathID(w, r)
+		if !ok {
+			return
+		}
+		res, err := d.Retry(r.Context(), id)
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		if res.Status == admin.RetryNotRetryable {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": res.Error, "result": res})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	api.HandleFunc("POST /api/observers/dlq/retry-all", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := d.RetryAll(r.Context(), r.URL.Query().Get("observer"))
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	})
+}
+
+func dlqQuery(r *http.Request) (admin.DeadLetterQuery, error) {
+	v := r.URL.Query()
+	q := admin.DeadLetterQuery{Observer: v.Get("observer")}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return q, fmt.Errorf("limit %q: want an integer from 1 to 1000", s)
+		}
+		q.Limit = n
+	}
+	if s := v.Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return q, fmt.Errorf("after %q: want a dead-letter id", s)
+		}
+		q.AfterID = n
+	}
+	return q, nil
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	s := r.PathValue("id")
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 1 {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("dead-letter id %q: want a positive integer", s))
+		return 0, false
+	}
+	return id, true
+}
+
+func (s *server) checkpoints(w http.ResponseWriter, r *http.Request) {
+	views, err := s.State.Checkpoints(r.Context(), s.Runtime.Status().Readers)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"checkpoints": views})
+}
+
+// putCheckpoint moves a checkpoint with admin.State.SetCheckpoint: it
+// takes the reader's lease for the move, so it refuses with 409 while any
+// reader holds that lease, this process's own included (a running reader
+// keeps its position in memory and its next save would overwrite the
+// moved checkpoint). Stop the readers of that name first, or use replay.
+func (s *server) putCheckpoint(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		TxID *uint64 `json:"txid"`
+		Seq  *int64  `json:"seq"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("body: want {\"txid\": N, \"seq\": N}: %w", err))
+		return
+	}
+	if body.TxID == nil || body.Seq == nil || *body.Seq < 0 {
+		writeError(w, http.StatusBadRequest, errors.New("body: txid and seq are required, seq not negative"))
+		return
+	}
+	name := r.PathValue("name")
+	pos := ports.Position{TxID: *body.TxID, Seq: *body.Seq}
+	res, err := s.State.SetCheckpoint(r.Context(), name, pos)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	resp := map[string]any{"name": name, "position": pos}
+	if res.OldStored {
+		resp["previous"] = res.Old
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// decodeBody decodes a small JSON body, refusing unknown fields.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxSmallBody))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// writeStoreError maps a use case's error to its status: 400 bad request,
+// 404 unknown, 409 conflict, 503 store or process unable to serve, 500
+// otherwise.
+func writeStoreError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	var re *admin.RequestError
+	switch {
+	case errors.As(err, &re):
+		code = http.StatusBadRequest
+	case errors.Is(err, ports.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, admin.ErrReaderRunning), errors.Is(err, admin.ErrCheckpointElsewhere):
+		code = http.StatusConflict
+	case errors.Is(err, ports.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, admin.ErrNoActions):
+		code = http.StatusServiceUnavailable
+	}
+	writeError(w, code, err)
+}

@@ -1,0 +1,214 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// Operator is what the operator commands (status, dlq, replay) run on:
+// the admin use cases over the stores a configuration names, without
+// readers, workers or the admin server. Close it when done.
+type Operator struct {
+	// State reports the persisted state and replays.
+	State *admin.State
+
+	cfg         config.Config
+	env         func(string) (string, bool)
+	logger      *slog.Logger
+	holder      string
+	deps        actionDeps
+	deadLetters *admin.DeadLetters
+
+	mu      sync.Mutex
+	retrier *application.DeadLetterRetrier // built on first retry
+	sources []*admin.Store                 // multi-database sources, opened on first use
+	closers []func()
+}
+
+// OpenOperator connects to the configuration's state database (bounded
+// wait). It does not migrate. The memory topology keeps no state in a
+// database and is refused.
+func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Operator, err error) {
+	if opts.Logger == nil {
+		return nil, errors.New("bootstrap: logger is required")
+	}
+	if cfg.Topology == config.TopologyMemory {
+		return nil, &config.ConfigError{File: cfg.File, Key: "topology", Msg: "the memory topology keeps its state in the running process: use the admin API (/api/observers/...) instead"}
+	}
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName()}
+	defer func() {
+		if err != nil {
+			o.Close()
+		}
+	}()
+	primary, err := o.openStore(ctx, "database", cfg.Database.URL, primaryReaders(cfg))
+	if err != nil {
+		return nil, err
+	}
+	var sources func(context.Context) ([]*admin.Store, error)
+	if cfg.Topology == config.TopologyMultiDatabase {
+		sources = o.openSources
+	}
+	o.State = &admin.State{Topology: string(cfg.Topology), Stores: admin.Stores{Primary: primary, Sources: sources},
+		Holder: o.holder, LeaseTTL: cfg.Reader.LeaseTTL, Logger: o.logger, DedupNote: dedupNote(cfg)}
+	o.deadLetters = &admin.DeadLetters{Store: primary.DeadLetters, Retrier: o.buildRetrier}
+	return o, nil
+}
+
+// DeadLetters returns the dead-letter commands on the state database.
+func (o *Operator) DeadLetters() *admin.DeadLetters { return o.deadLetters }
+
+// Close releases what the operator opened, in reverse order.
+func (o *Operator) Close() {
+	o.mu.Lock()
+	closers := o.closers
+	o.closers = nil
+	o.mu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
+	}
+}
+
+func (o *Operator) onClose(f func()) {
+	o.mu.Lock()
+	o.closers = append(o.closers, f)
+	o.mu.Unlock()
+}
+
+// openStore connects to one database holding observer state.
+func (o *Operator) openStore(ctx context.Context, name, url string, readers []admin.Reader) (*admin.Store, error) {
+	dbCfg := o.cfg.Database
+	dbCfg.URL = url
+	cctx, cancel := context.WithTimeout(ctx, max(3*dbCfg.ConnectTimeout, 15*time.Second))
+	defer cancel()
+	d, err := Connect(cctx, dbCfg, o.logger)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	o.onClose(d.Close)
+	if o.deps.db == nil {
+		o.deps.db = d // database actions re-run on the state database, as in the service
+	}
+	s, _, err := postgresStore(o.cfg, d, name, url, readers)
+	return s, err
+}
+
+// openSources opens the multi-database sources on first use.
+func (o *Operator) openSources(ctx context.Context) ([]*admin.Store, error) {
+	o.mu.Lock()
+	opened := o.sources
+	o.mu.Unlock()
+	if opened != nil {
+		return opened, nil
+	}
+	var out []*admin.Store
+	for i, d := range o.cfg.Databases {
+		url, err := sourceURL(o.cfg, o.env, i)
+		if err != nil {
+			return nil, err
+		}
+		s, err := o.openStore(ctx, "databases."+d.Name, url, []admin.Reader{admin.ReaderOf("bridge:" + d.Name)})
+		if err != nil {
+			return nil, err
+		}
+		s.Where = "source database " + d.Name
+		out = append(out, s)
+	}
+	o.mu.Lock()
+	o.sources = out
+	o.mu.Unlock()
+	return out, nil
+}
+
+// buildRetrier builds the observers and action executors the way run does
+// (Redis when configured, the SSRF policy, every executor), once.
+func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRetrier, error) {
+	if r := o.builtRetrier(); r != nil {
+		return r, nil
+	}
+	observers, err := config.LoadObservers(o.cfg, o.env)
+	if err != nil {
+		return nil, err
+	}
+	deps := o.deps
+	if o.cfg.Redis.Configured() {
+		if deps.redis, err = connectRedis(ctx, o.cfg, o.env, o.logger); err != nil {
+			return nil, err
+		}
+		o.onClose(func() { _ = deps.redis.Close() })
+	}
+	if usesAction(observers, domain.ActionNATS) {
+		// LoadObservers made sure this is a NATS topology.
+		if deps.nats, err = natsadapter.Connect(ctx, natsConfig(o.cfg, o.holder), o.logger); err != nil {
+			return nil, err
+		}
+		o.onClose(deps.nats.Close)
+	}
+	dispatcher, closeExec, err := buildExecutors(o.cfg, o.logger, deps)
+	if err != nil {
+		return nil, err
+	}
+	o.onClose(closeExec)
+	if err := checkSupported(o.cfg, dispatcher, observers); err != nil {
+		return nil, err
+	}
+	m := domain.NewMatcher(observers)
+	r := &application.DeadLetterRetrier{
+		Store: o.deadLetters.Store, Executor: dispatcher, Matcher: func() *domain.Matcher { return m }, Now: time.Now,
+	}
+	o.mu.Lock()
+	o.retrier = r
+	o.mu.Unlock()
+	return r, nil
+}
+
+func (o *Operator) builtRetrier() *application.DeadLetterRetrier {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.retrier
+}
+
+// usesAction reports whether any observer has an action of type t.
+func usesAction(obs []domain.Observer, t domain.ActionType) bool {
+	for _, o := range obs {
+		for _, a := range o.Actions {
+			if a.Type == t {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dedupNote tells, when dedup is on, which replayed events are skipped
+// and how to avoid it, as the dedup store actually behaves.
+func dedupNote(c config.Config) string {
+	if !c.Performance.EnableDedup {
+		return ""
+	}
+	note := fmt.Sprintf("dedup is enabled (performance.enable_dedup): events that completed less than redis.dedup_window (%s) ago are skipped as duplicates when they are read again.", c.Redis.DedupWindow)
+	if c.Redis.Configured() {
+		note += fmt.Sprintf(" Their marks are the Redis keys %sdedup:v1:event:<event id>; to process them again, delete those keys before the service reads them (e.g. redis-cli --scan --pattern '%sdedup:v1:event:*' | xargs -r redis-cli unlink, which clears the marks of every event), or replay once the window has passed.",
+			c.Redis.KeyPrefix, domain.GlobEscape(c.Redis.KeyPrefix))
+	} else {
+		note += " The marks are kept in the running process only: restarting the service clears them."
+	}
+	if c.Performance.EnableCaching {
+		note += fmt.Sprintf(" With performance.enable_caching, actions that succeeded less than redis.cache_ttl (%s) ago are not repeated either (keys %scache:v1:result:*).", c.Redis.CacheTTL, c.Redis.KeyPrefix)
+	}
+	return note
+}

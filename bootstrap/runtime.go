@@ -1,0 +1,173 @@
+package bootstrap
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// This file is the running App's side of the admin API: the operator use
+// cases over its stores, and what only a running process knows (ready,
+// live status, reload).
+
+// buildAdmin builds the operator use cases over the stores this process
+// opened, with the retrier of its own executors (built once).
+func (a *App) buildAdmin() {
+	var sources []*admin.Store
+	for _, b := range a.bridges {
+		if b.store != a.primary {
+			sources = append(sources, b.store)
+		}
+	}
+	a.state = &admin.State{
+		Topology: string(a.cfg.Topology),
+		Stores: admin.Stores{Primary: a.primary,
+			Sources: func(context.Context) ([]*admin.Store, error) { return sources, nil }},
+		Holder: a.holder, LeaseTTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
+		DedupNote: dedupNote(a.cfg),
+	}
+	if a.primary == nil {
+		return
+	}
+	retrier := func(context.Context) (*application.DeadLetterRetrier, error) { return nil, admin.ErrNoActions }
+	if a.dispatcher != nil && a.processor != nil {
+		r := &application.DeadLetterRetrier{Store: a.primary.DeadLetters, Executor: a.dispatcher, Matcher: a.processor.Matcher, Now: time.Now}
+		retrier = func(context.Context) (*application.DeadLetterRetrier, error) { return r, nil }
+	}
+	a.deadLetters = &admin.DeadLetters{Store: a.primary.DeadLetters, Retrier: retrier}
+}
+
+// Reload re-reads the observers (main file's inline observers as loaded at
+// start, plus observers_file as it is now) and swaps them in. Events
+// already started keep the observers they matched; nothing is dropped. On
+// error the running observers stay.
+func (a *App) Reload() error {
+	if a.processor == nil {
+		a.logger.Info("reload: this process runs no observers (bridge role)")
+		return nil
+	}
+	obs, err := config.LoadObservers(a.cfg, a.env)
+	if err == nil {
+		err = checkSupported(a.cfg, a.dispatcher, obs)
+	}
+	if err != nil {
+		a.logger.Error("observer reload failed; keeping the running observers", slog.String("error", err.Error()))
+		return err
+	}
+	a.processor.SetMatcher(domain.NewMatcher(obs))
+	a.logger.Info("observers reloaded", slog.Int("observers", len(obs)))
+	return nil
+}
+
+// Ready reports whether the dependencies answer; detail says what failed.
+func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
+	detail := map[string]string{}
+	ok := true
+	if a.db != nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := a.db.Ping(pctx); err != nil {
+			ok, detail["database"] = false, err.Error()
+		} else {
+			detail["database"] = "ok"
+		}
+		cancel()
+	}
+	if a.redis != nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := a.redis.Ping(pctx); err != nil {
+			// Not fatal: dedup and caching fail open.
+			detail["redis"] = "unreachable (failing open): " + err.Error()
+		} else {
+			detail["redis"] = "ok"
+		}
+		cancel()
+	}
+	if a.nats != nil {
+		if err := a.nats.Ping(ctx); err != nil {
+			ok, detail["nats"] = false, err.Error()
+		} else {
+			detail["nats"] = "ok"
+		}
+	}
+	readerState := func(key string, r *application.Reader) {
+		st := r.Status()
+		switch {
+		case st.Running && st.LastError != "":
+			ok, detail[key] = false, st.LastError
+		case st.Running:
+			detail[key] = "reading"
+		default:
+			detail[key] = "standby (another replica holds the lease, or starting)"
+		}
+	}
+	if a.reader != nil {
+		readerState("reader", a.reader)
+	}
+	for _, b := range a.bridges {
+		readerState("bridge:"+b.name, b.reader)
+	}
+	if a.worker != nil {
+		detail["worker"] = "consuming"
+	}
+	return ok, detail
+}
+
+// Status returns the service's progress.
+func (a *App) Status() admin.LiveStatus {
+	st := admin.LiveStatus{Topology: string(a.cfg.Topology), Role: string(a.cfg.Role), Holder: a.holder, Readers: map[string]application.ReaderStatus{}}
+	if a.reader != nil {
+		st.Readers[a.cfg.Reader.Name] = a.reader.Status()
+	}
+	for _, b := range a.bridges {
+		st.Readers["bridge:"+b.name] = b.reader.Status()
+		if st.Bridges == nil {
+			st.Bridges = map[string]admin.BridgeCounts{}
+		}
+		p, d := b.bridge.Counts()
+		st.Bridges[b.name] = admin.BridgeCounts{Published: p, Duplicates: d}
+	}
+	if a.processor != nil {
+		st.Observers = len(a.processor.Matcher().Observers())
+	}
+	return st
+}
+
+// PostEvents appends JSON-lines events to the memory topology's source.
+func (a *App) PostEvents(ctx context.Context, body io.Reader) (int, error) {
+	if a.memSource == nil {
+		return 0, adminhttp.ErrNoEventInput
+	}
+	return a.memSource.LoadJSONLines(ctx, body)
+}
+
+// listenHTTP opens the admin listener (http.listen; "" disables it).
+func (a *App) listenHTTP() error {
+	if a.cfg.HTTP.Listen == "" {
+		return nil
+	}
+	token, _ := a.env(a.cfg.HTTP.AdminTokenEnv)
+	h, err := adminhttp.NewHandler(adminhttp.Config{
+		Token: token, TokenEnv: a.cfg.HTTP.AdminTokenEnv, Runtime: a, State: a.state, DeadLetters: a.deadLetters,
+		Metrics: a.metrics.Handler(), Logger: a.logger,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
+	if err != nil {
+		return &config.ConfigError{Key: "http.listen", Msg: err.Error()}
+	}
+	a.httpLn = ln
+	a.onClose(func() { _ = ln.Close() })
+	a.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 1 << 16}
+	return nil
+}
