@@ -2,12 +2,14 @@ package bootstrap_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
+	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
+	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
@@ -126,8 +128,8 @@ func TestDebugEvent(t *testing.T) {
 	if len(shipped.Actions) != 3 {
 		t.Fatalf("actions = %+v", shipped.Actions)
 	}
-	wh := shipped.Actions[0].Webhook
-	if wh == nil || wh.Method != "POST" || wh.Signing != "signed" || wh.Headers["X-Team"] != "logistics" {
+	wh, ok := shipped.Actions[0].Details.(webhook.RequestPreview)
+	if !ok || wh.Method != "POST" || wh.Signing != "signed" || wh.Headers["X-Team"] != "logistics" {
 		t.Fatalf("webhook = %+v", wh)
 	}
 	var body map[string]any
@@ -140,13 +142,12 @@ func TestDebugEvent(t *testing.T) {
 	if m := shipped.Actions[0].Missing; len(m) != 1 || m[0] != "gift_wrap" {
 		t.Errorf("missing placeholders = %v, want [gift_wrap]", m)
 	}
-	if lg := shipped.Actions[1].Log; lg == nil || lg.Level != "warn" || lg.Message != "order o-42 went from paid to shipped" {
+	if lg, ok := shipped.Actions[1].Details.(logaction.RecordPreview); !ok || lg.Level != "warn" || lg.Message != "order o-42 went from paid to shipped" {
 		t.Errorf("log = %+v", lg)
 	}
-	if c := shipped.Actions[2].Cache; c == nil || c.Pattern != `app:order:A\*1:*` || c.Mode != "SCAN MATCH + UNLINK" {
+	if c, ok := shipped.Actions[2].Details.(redisadapter.InvalidationPreview); !ok || c.Pattern != `app:order:A\*1:*` || c.Mode != "SCAN MATCH + UNLINK" {
 		t.Errorf("cache = %+v, want the sku glob-escaped after the key prefix", c)
 	}
-
 }
 
 func TestDebugEventInputs(t *testing.T) {
@@ -170,22 +171,5 @@ func TestDebugEventInputs(t *testing.T) {
 		if c.ok && (rep.ChangesComputed || len(rep.Matched) != 1 || rep.Matched[0].Name != "created") {
 			t.Errorf("%s: report = %+v", c.name, rep)
 		}
-	}
-}
-
-func TestDecodeDebugEventWithoutID(t *testing.T) {
-	t.Parallel()
-	ev, _, err := bootstrap.DecodeDebugEvent([]byte(`{"event_type":"INSERT","entity_type":"Order","entity_id":"o1","data":{"total":100.10}}`))
-	if err != nil {
-		t.Fatalf("an event without id: %v", err)
-	}
-	if ev.ID != bootstrap.DebugEventID {
-		t.Errorf("id = %q, want the placeholder", ev.ID)
-	}
-	if got := ev.Data["total"]; fmt.Sprint(got) != "100.10" {
-		t.Errorf("total = %v, want 100.10 exactly as written", got)
-	}
-	if _, _, err := bootstrap.DecodeDebugEvent([]byte(`{"event_type":"INSERT","entity_type":"Order"} trailing`)); err == nil {
-		t.Error("trailing data accepted")
 	}
 }

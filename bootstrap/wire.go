@@ -239,6 +239,19 @@ func buildExecutors(cfg config.Config, logger *slog.Logger, deps actionDeps) (_ 
 	return application.NewDispatcher(executors), wh.Close, nil
 }
 
+// previewers describe each action type for the dry run, as the executors
+// of buildExecutors would run it; none of them connects to anything.
+func previewers(cfg config.Config) map[domain.ActionType]ports.ActionPreviewer {
+	return map[domain.ActionType]ports.ActionPreviewer{
+		domain.ActionWebhook:  webhook.Previewer,
+		domain.ActionLog:      logaction.Previewer,
+		domain.ActionSlack:    slack.Previewer,
+		domain.ActionCache:    redisadapter.NewPreviewer(cfg.Redis.KeyPrefix),
+		domain.ActionDatabase: postgres.FunctionPreviewer,
+		domain.ActionNATS:     natsadapter.Previewer,
+	}
+}
+
 // checkSupported refuses observers whose actions have no executor in this
 // process. LoadObservers already refused actions whose service the
 // configuration lacks, with the key to set; this catches an executor that

@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
 )
 
 // This file renders the operator commands' results: text for a person, or
@@ -238,7 +237,7 @@ func writeReplay(w io.Writer, r admin.ReplayResult, asJSON bool) error {
 }
 
 // writeDebugReport prints the dry run, or JSON.
-func writeDebugReport(w io.Writer, r bootstrap.DebugReport, asJSON bool) error {
+func writeDebugReport(w io.Writer, r admin.DebugReport, asJSON bool) error {
 	if asJSON {
 		return writeJSON(w, r)
 	}
@@ -285,27 +284,12 @@ func traceValue(v any) string {
 	return string(b)
 }
 
-func writeDebugAction(w io.Writer, a bootstrap.DebugAction) {
+func writeDebugAction(w io.Writer, a admin.DebugAction) {
 	fmt.Fprintf(w, "  action %s (%s):\n", a.Name, a.Type)
-	switch {
-	case a.Webhook != nil:
-		wh := a.Webhook
-		fmt.Fprintf(w, "    %s %s (%s)\n", wh.Method, wh.URL, wh.Signing)
-		for _, k := range slices.Sorted(maps.Keys(wh.Headers)) {
-			fmt.Fprintf(w, "    %s: %s\n", k, wh.Headers[k])
-		}
-		fmt.Fprintf(w, "    body: %s\n", wh.Body)
-	case a.Log != nil:
-		fmt.Fprintf(w, "    log at %s: %s\n", a.Log.Level, a.Log.Message)
-	case a.Cache != nil:
-		fmt.Fprintf(w, "    invalidate %s (%s)\n", a.Cache.Pattern, a.Cache.Mode)
-	case a.Slack != nil:
-		fmt.Fprintf(w, "    post to Slack (%s) %s: %s\n", a.Slack.Host, a.Slack.Channel, a.Slack.Text)
-	case a.NATS != nil:
-		fmt.Fprintf(w, "    publish the event on %s\n", a.NATS.Subject)
-	case a.Database != nil:
-		fmt.Fprintf(w, "    SELECT %s($1::jsonb) with $1 = %s\n", a.Database.Function, a.Database.Argument)
-	default:
+	for _, l := range a.Lines {
+		fmt.Fprintf(w, "    %s\n", l)
+	}
+	if len(a.Lines) == 0 {
 		fmt.Fprintln(w, "    (no dry-run rendering for this action type)")
 	}
 	if len(a.Missing) > 0 {

@@ -185,7 +185,7 @@ func TestWriteDebugReport(t *testing.T) {
 			}
 		}
 		if asJSON {
-			var back bootstrap.DebugReport
+			var back admin.DebugReport
 			if err := json.Unmarshal(out.Bytes(), &back); err != nil || len(back.Matched) != 2 {
 				t.Errorf("JSON output does not decode: %v", err)
 			}

@@ -1,0 +1,100 @@
+package webhook
+
+import (
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// RequestPreview is the request a webhook action would send. A signing
+// secret shows as Signing "signed"; header values and URL parts that may
+// hold credentials are redacted.
+type RequestPreview struct {
+	Method  string            `json:"method"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers"`
+	Signing string            `json:"signing"` // "signed" or "unsigned"
+	Body    string            `json:"body"`
+}
+
+// Previewer describes webhook actions for the dry run.
+var Previewer ports.ActionPreviewer = ports.ActionPreviewerFunc(Preview)
+
+// Preview renders the request act would send for ev, without sending it.
+func Preview(ev *domain.Event, obs *domain.Observer, act *domain.Action) ports.ActionPreview {
+	wh := act.Webhook
+	if wh == nil {
+		return ports.ActionPreview{Problem: "the webhook action has no configuration"}
+	}
+	var p ports.ActionPreview
+	body := ""
+	if wh.BodyTemplate != nil {
+		body, p.Missing = wh.BodyTemplate.Render(ev, domain.EscapeJSON)
+	} else if b, err := ev.Envelope(); err == nil {
+		body = string(b)
+	} else {
+		p.Problem = "the event envelope cannot be encoded: " + err.Error()
+	}
+	headers := map[string]string{
+		"Content-Type":      "application/json",
+		"webhook-id":        MessageID(ev.ID, obs.Name, act.Name),
+		"webhook-timestamp": "(unix time of sending)",
+	}
+	for k, v := range wh.Headers {
+		headers[k] = redactHeader(k, v)
+	}
+	signing := "unsigned"
+	if wh.SigningSecret != "" {
+		signing = "signed"
+	}
+	req := RequestPreview{Method: wh.Method, URL: redactURL(wh.URL), Headers: headers, Signing: signing, Body: body}
+	p.Details = req
+	p.Lines = append(p.Lines, req.Method+" "+req.URL+" ("+req.Signing+")")
+	for _, k := range slices.Sorted(maps.Keys(req.Headers)) {
+		p.Lines = append(p.Lines, k+": "+req.Headers[k])
+	}
+	p.Lines = append(p.Lines, "body: "+req.Body)
+	return p
+}
+
+// sensitiveHeader reports header names whose values are credentials.
+func sensitiveHeader(name string) bool {
+	n := strings.ToLower(name)
+	if n == "authorization" || n == "proxy-authorization" || n == "cookie" {
+		return true
+	}
+	for _, s := range []string{"token", "secret", "key", "password", "auth", "signature"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func redactHeader(name, value string) string {
+	if sensitiveHeader(name) {
+		return "(redacted)"
+	}
+	return value
+}
+
+// redactURL hides the password and the query values of u, which may hold
+// credentials.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	if p.RawQuery != "" {
+		q := p.Query()
+		for k := range q {
+			q[k] = []string{"redacted"}
+		}
+		p.RawQuery = q.Encode()
+	}
+	return p.Redacted()
+}

@@ -1,0 +1,53 @@
+package webhook_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+func TestPreview(t *testing.T) {
+	t.Parallel()
+	ev := &domain.Event{ID: "e1", EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o-42", Data: map[string]any{"note": `a "b"`}}
+	obs := &domain.Observer{Name: "shipped"}
+	act := &domain.Action{Name: "hook", Type: domain.ActionWebhook, Webhook: &domain.WebhookAction{
+		URL: "https://user:pass-word@hooks.example.com/orders?token=abc123", Method: "POST",
+		Headers:       map[string]string{"Authorization": "Bearer top-secret", "X-Api-Key": "k-123", "X-Team": "logistics"},
+		BodyTemplate:  domain.MustCompileTemplate(`{"order": "{{ event.entity_id }}", "note": "{{ note }}", "gift": "{{ gift }}"}`),
+		SigningSecret: "whsec_c2VjcmV0",
+	}}
+	p := webhook.Previewer.Preview(ev, obs, act)
+	req, ok := p.Details.(webhook.RequestPreview)
+	if !ok {
+		t.Fatalf("details = %T, want RequestPreview", p.Details)
+	}
+	if req.Method != "POST" || req.Signing != "signed" || req.Headers["X-Team"] != "logistics" ||
+		req.Headers["webhook-id"] != webhook.MessageID("e1", "shipped", "hook") ||
+		req.Body != `{"order": "o-42", "note": "a \"b\"", "gift": ""}` {
+		t.Errorf("request = %+v", req)
+	}
+	if len(p.Missing) != 1 || p.Missing[0] != "gift" || p.Problem != "" {
+		t.Errorf("missing %v, problem %q", p.Missing, p.Problem)
+	}
+	if p.Lines[0] != "POST https://user:xxxxx@hooks.example.com/orders?token=redacted (signed)" || !strings.HasPrefix(p.Lines[len(p.Lines)-1], "body: ") {
+		t.Errorf("lines = %q", p.Lines)
+	}
+	text := fmt.Sprintf("%+v %q", p.Details, p.Lines)
+	for _, secret := range []string{"pass-word", "abc123", "top-secret", "k-123", "whsec_", "c2VjcmV0"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("preview shows the secret %q: %s", secret, text)
+		}
+	}
+
+	act.Webhook.BodyTemplate, act.Webhook.SigningSecret = nil, ""
+	p = webhook.Preview(ev, obs, act)
+	if req := p.Details.(webhook.RequestPreview); !strings.Contains(req.Body, `"entity_id":"o-42"`) || req.Signing != "unsigned" {
+		t.Errorf("default body preview = %+v", req)
+	}
+	if p := webhook.Preview(ev, obs, &domain.Action{Type: domain.ActionWebhook}); p.Problem == "" || p.Details != nil {
+		t.Errorf("preview without config = %+v", p)
+	}
+}
