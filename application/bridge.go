@@ -30,16 +30,27 @@ type BridgeConfig struct {
 // the reader's checkpoint can pass it) only after the broker acknowledged
 // it. Invalid rows are dead-lettered here, since workers never see them.
 type Bridge struct {
-	pub  ports.EventPublisher
-	dlq  ports.DeadLetterSink
-	cfg  BridgeConfig
-	ctx  context.Context // publications outlive Handle calls
-	stop context.CancelFunc
+	pub ports.EventPublisher
+	dlq ports.DeadLetterSink
+	cfg BridgeConfig
 
+	term       atomic.Pointer[bridgeTerm] // the current or next Run's
+	retryLog   logLimiter
+	published  atomic.Int64
+	duplicates atomic.Int64
+}
+
+// bridgeTerm is the state of one Run: publications outlive the Handle
+// calls and end with the Run that took them.
+type bridgeTerm struct {
+	ctx         context.Context
+	stop        context.CancelFunc
 	outstanding sync.WaitGroup
-	retryLog    logLimiter
-	published   atomic.Int64
-	duplicates  atomic.Int64
+}
+
+func newBridgeTerm() *bridgeTerm {
+	ctx, stop := context.WithCancel(context.Background())
+	return &bridgeTerm{ctx: ctx, stop: stop}
 }
 
 var _ Handler = (*Bridge)(nil)
@@ -52,8 +63,9 @@ func NewBridge(pub ports.EventPublisher, dlq ports.DeadLetterSink, cfg BridgeCon
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, time.Second)
 	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, 30*time.Second)
 	cfg.Metrics = cmp.Or[ports.Metrics](cfg.Metrics, ports.NopMetrics{})
-	ctx, stop := context.WithCancel(context.Background())
-	return &Bridge{pub: pub, dlq: dlq, cfg: cfg, ctx: ctx, stop: stop, retryLog: logLimiter{interval: 10 * time.Second}}, nil
+	b := &Bridge{pub: pub, dlq: dlq, cfg: cfg, retryLog: logLimiter{interval: 10 * time.Second}}
+	b.term.Store(newBridgeTerm())
+	return b, nil
 }
 
 // Counts returns how many events were stored by the broker and how many
@@ -65,19 +77,23 @@ func (b *Bridge) Counts() (published, duplicates int64) {
 // Handle publishes rec (blocking while the publisher's bound of
 // unacknowledged messages is reached: back-pressure on the reader).
 func (b *Bridge) Handle(rec ports.Record, finish func()) {
-	b.outstanding.Add(1)
+	t := b.term.Load()
+	if t.ctx.Err() != nil {
+		return // the term ended: the reader reads it again in the next one
+	}
+	t.outstanding.Add(1)
 	if rec.Err != nil {
-		go b.parkInvalid(rec, finish)
+		go b.parkInvalid(t, rec, finish)
 		return
 	}
-	b.publish(rec, finish)
+	b.publish(t, rec, finish)
 }
 
-func (b *Bridge) publish(rec ports.Record, finish func()) {
+func (b *Bridge) publish(t *bridgeTerm, rec ports.Record, finish func()) {
 	ev := rec.Event
-	err := b.pub.Publish(b.ctx, ev, func(res ports.PublishResult) {
+	err := b.pub.Publish(t.ctx, ev, func(res ports.PublishResult) {
 		if res.Err != nil {
-			b.retry(rec, finish, res.Err)
+			b.retry(t, rec, finish, res.Err)
 			return
 		}
 		b.published.Add(1)
@@ -86,16 +102,16 @@ func (b *Bridge) publish(rec ports.Record, finish func()) {
 		}
 		b.cfg.Metrics.Published(res.Duplicate)
 		finish()
-		b.outstanding.Done()
+		t.outstanding.Done()
 	})
 	if err != nil {
-		b.retry(rec, finish, err)
+		b.retry(t, rec, finish, err)
 	}
 }
 
-func (b *Bridge) retry(rec ports.Record, finish func(), cause error) {
-	if b.ctx.Err() != nil {
-		b.outstanding.Done() // shutting down: the reader re-reads it after restart
+func (b *Bridge) retry(t *bridgeTerm, rec ports.Record, finish func(), cause error) {
+	if t.ctx.Err() != nil {
+		t.outstanding.Done() // the term ended: the reader re-reads it in the next one
 		return
 	}
 	if ok, suppressed := b.retryLog.allow(); ok {
@@ -103,13 +119,13 @@ func (b *Bridge) retry(rec ports.Record, finish func(), cause error) {
 			slog.String("error", cause.Error()), slog.Duration("retry_in", b.cfg.RetryDelay),
 			slog.Int("suppressed_since_last_warning", suppressed))
 	}
-	time.AfterFunc(b.cfg.RetryDelay, func() { b.publish(rec, finish) })
+	time.AfterFunc(b.cfg.RetryDelay, func() { b.publish(t, rec, finish) })
 }
 
-func (b *Bridge) parkInvalid(rec ports.Record, finish func()) {
-	defer b.outstanding.Done()
+func (b *Bridge) parkInvalid(t *bridgeTerm, rec ports.Record, finish func()) {
+	defer t.outstanding.Done()
 	for {
-		_, err := b.dlq.Add(b.ctx, ports.DeadLetter{Event: rec.Event, Error: rec.Err.Error(), Attempts: 1, Raw: rec.Raw})
+		_, err := b.dlq.Add(t.ctx, ports.DeadLetter{Event: rec.Event, Error: rec.Err.Error(), Attempts: 1, Raw: rec.Raw})
 		if err == nil {
 			b.cfg.Metrics.DeadLettered()
 			b.cfg.Logger.Error("invalid input dead-lettered", slog.String("event_id", rec.Event.ID),
@@ -118,23 +134,33 @@ func (b *Bridge) parkInvalid(rec ports.Record, finish func()) {
 			return
 		}
 		b.cfg.Logger.Error("dead-letter write for invalid input failed, will retry", slog.String("error", err.Error()))
-		if !sleep(b.ctx, b.cfg.RetryDelay) {
+		if !sleep(t.ctx, b.cfg.RetryDelay) {
 			return
 		}
 	}
 }
 
 // Run waits for ctx to end, then for outstanding acknowledgements (up to
-// DrainTimeout), then stops retries.
+// DrainTimeout), then stops retries; records handed in afterwards are
+// dropped until Begin.
 func (b *Bridge) Run(ctx context.Context) error {
+	t := b.term.Load()
 	<-ctx.Done()
 	drained := make(chan struct{})
-	go func() { b.outstanding.Wait(); close(drained) }()
+	go func() { t.outstanding.Wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(b.cfg.DrainTimeout):
 		b.cfg.Logger.Warn("bridge shutdown: acknowledgements still outstanding; those events are re-published after restart")
 	}
-	b.stop()
+	t.stop()
 	return nil
+}
+
+// Begin starts a new term after a Run returned, with fresh publication
+// state; the first term needs none.
+func (b *Bridge) Begin() {
+	if b.term.Load().ctx.Err() != nil {
+		b.term.Store(newBridgeTerm())
+	}
 }

@@ -103,6 +103,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	defer r.update(func(s *ReaderStatus) { s.Running = false })
 	log.Info("reader started", slog.String("checkpoint", start.String()))
 
+	r.handler.Begin() // a new term: the handler may have run a previous one
 	handlerDone := make(chan error, 1)
 	hctx, stopHandler := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHandler()

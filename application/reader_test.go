@@ -28,6 +28,8 @@ type handlerSpy struct {
 
 var _ application.Handler = (*handlerSpy)(nil)
 
+func (h *handlerSpy) Begin() { h.next.Begin() }
+
 func (h *handlerSpy) Handle(rec ports.Record, finish func()) {
 	h.mu.Lock()
 	h.handled = append(h.handled, rec.Position)

@@ -16,8 +16,13 @@ import (
 // succeeded, was dead-lettered or logged, or the record was skipped), and
 // never for work abandoned at shutdown. Run works until ctx ends, then
 // finishes or abandons what is in progress and returns; the Reader saves
-// its final checkpoint after Run returned.
+// its final checkpoint after Run returned. A handler serves one reader
+// term after another (the reader stops when its lease is lost and starts
+// again when it is regained): Begin starts a term, before the term's Run
+// and its first Handle; records handed in after Run returned and before
+// the next Begin are dropped.
 type Handler interface {
+	Begin()
 	Handle(rec ports.Record, finish func())
 	Run(ctx context.Context) error
 }
@@ -132,7 +137,8 @@ func (s *Scheduler) Pending() int {
 }
 
 // Run works until ctx ends, then waits (up to ShutdownGrace) for steps in
-// progress, abandons every unfinished run and returns.
+// progress, abandons every unfinished run and returns. Records handed in
+// from then on are dropped (the reader reads them again) until Begin.
 func (s *Scheduler) Run(ctx context.Context) error {
 	// Actions get a context that outlives ctx by the grace period, so a
 	// shutdown lets in-flight requests complete.
@@ -174,6 +180,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		s.cfg.Logger.Info("unfinished events left for the next start", slog.Int("events", len(abandon)))
 	}
 	return nil
+}
+
+// Begin readies the scheduler for another term after a Run returned (a
+// reader that regains its lease runs it again and re-reads what was
+// abandoned); records handed in before Begin are dropped.
+func (s *Scheduler) Begin() {
+	s.mu.Lock()
+	s.closed = false
+	s.mu.Unlock()
 }
 
 func (s *Scheduler) worker(ctx, work context.Context) {
