@@ -51,6 +51,7 @@ type App struct {
 	processor   *application.Processor
 	runProc     application.RunProcessor
 	reader      *application.Reader
+	pauser      *application.Pauser // memory topology: replay pauses the reader
 	bridges     []*bridgeUnit
 	worker      *application.Worker
 	state       *admin.State
@@ -204,10 +205,14 @@ func (a *App) Run(ctx context.Context) error {
 		})
 	}
 	if a.reader != nil {
+		lease, work := ports.Lease(a.primary.Leases), a.reader.Run
+		if a.pauser != nil {
+			lease, work = a.pauser.Lease(), a.pauser.Work(work)
+		}
 		run(func(ctx context.Context) error {
-			return application.RunWithLease(ctx, a.primary.Leases, application.LeaseConfig{
+			return application.RunWithLease(ctx, lease, application.LeaseConfig{
 				Name: "reader:" + a.cfg.Reader.Name, Holder: a.holder, TTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
-			}, a.reader.Run)
+			}, work)
 		})
 	}
 	for _, b := range a.bridges {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -84,6 +85,7 @@ type opBundle struct {
 	cps  *postgres.Checkpoints
 	ls   *postgres.Lease
 	op   *bootstrap.Operator
+	cmds *admin.DeadLetters
 	recv *hookReceiver
 }
 
@@ -131,6 +133,9 @@ func setupOperator(t *testing.T, observers string) *opBundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.op.Close)
+	if b.cmds, err = b.op.DeadLetters(); err != nil {
+		t.Fatal(err)
+	}
 	return b
 }
 
@@ -183,7 +188,7 @@ func TestOperatorDeadLetters(t *testing.T) {
 			{"unknown observer", admin.DeadLetterQuery{Observer: "nobody"}, nil},
 		}
 		for _, c := range cases {
-			items, err := b.op.DeadLetters().List(ctx, c.q)
+			items, err := b.cmds.List(ctx, c.q)
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
@@ -208,7 +213,7 @@ func TestOperatorDeadLetters(t *testing.T) {
 			{text, `["not an object"]`, "text", ""},
 		}
 		for _, c := range cases {
-			d, err := b.op.DeadLetters().Get(ctx, c.id)
+			d, err := b.cmds.Get(ctx, c.id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -216,29 +221,29 @@ func TestOperatorDeadLetters(t *testing.T) {
 				t.Errorf("dead letter %d: raw %q (%s), observer %q; want %q (%s), %q", c.id, d.Raw, d.RawEncoding, d.Observer, c.raw, c.enc, c.observer)
 			}
 		}
-		if _, err := b.op.DeadLetters().Get(ctx, 999999); !errors.Is(err, ports.ErrNotFound) {
+		if _, err := b.cmds.Get(ctx, 999999); !errors.Is(err, ports.ErrNotFound) {
 			t.Errorf("unknown id: %v, want ErrNotFound", err)
 		}
 	})
 
 	t.Run("stats and remove", func(t *testing.T) {
-		st, err := b.op.DeadLetters().Stats(ctx)
+		st, err := b.cmds.Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if st.Total != 4 || st.ByObserver["hooks"] != 2 || st.ByObserver[""] != 2 {
 			t.Errorf("stats = %+v, want 4: hooks 2, inputs 2", st)
 		}
-		if err := b.op.DeadLetters().Remove(ctx, text); err != nil {
+		if err := b.cmds.Remove(ctx, text); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.op.DeadLetters().Remove(ctx, text); !errors.Is(err, ports.ErrNotFound) {
+		if err := b.cmds.Remove(ctx, text); !errors.Is(err, ports.ErrNotFound) {
 			t.Errorf("second remove: %v, want ErrNotFound", err)
 		}
-		if _, err := b.op.DeadLetters().Get(ctx, text); !errors.Is(err, ports.ErrNotFound) {
+		if _, err := b.cmds.Get(ctx, text); !errors.Is(err, ports.ErrNotFound) {
 			t.Errorf("show after remove: %v, want ErrNotFound", err)
 		}
-		if st, _ := b.op.DeadLetters().Stats(ctx); st.Total != 3 || st.ByObserver[""] != 1 {
+		if st, _ := b.cmds.Stats(ctx); st.Total != 3 || st.ByObserver[""] != 1 {
 			t.Errorf("stats after remove = %+v", st)
 		}
 	})
@@ -262,26 +267,26 @@ func TestOperatorRetry(t *testing.T) {
 	ctx := t.Context()
 
 	ok := b.addAction(t, "o1", "hooks", "ok-hook")
-	res, err := b.op.DeadLetters().Retry(ctx, ok)
+	res, err := b.cmds.Retry(ctx, ok)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Status != admin.RetrySucceeded || b.recv.count("/ok") != 1 {
 		t.Errorf("retry to a 200 receiver: %+v, %d requests", res, b.recv.count("/ok"))
 	}
-	if _, err := b.op.DeadLetters().Get(ctx, ok); !errors.Is(err, ports.ErrNotFound) {
+	if _, err := b.cmds.Get(ctx, ok); !errors.Is(err, ports.ErrNotFound) {
 		t.Errorf("succeeded item still there: %v", err)
 	}
 
 	fail := b.addAction(t, "o2", "hooks", "fail-hook")
-	res, err = b.op.DeadLetters().Retry(ctx, fail)
+	res, err = b.cmds.Retry(ctx, fail)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Status != admin.RetryFailed || !strings.Contains(res.Error, "500") {
 		t.Errorf("retry to a 500 receiver: %+v", res)
 	}
-	d, err := b.op.DeadLetters().Get(ctx, fail)
+	d, err := b.cmds.Get(ctx, fail)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,11 +295,11 @@ func TestOperatorRetry(t *testing.T) {
 	}
 
 	input := b.addInput(t, []byte("garbage"))
-	res, err = b.op.DeadLetters().Retry(ctx, input)
+	res, err = b.cmds.Retry(ctx, input)
 	if err != nil || res.Status != admin.RetryNotRetryable {
 		t.Errorf("retry of an input = %+v, %v; want not retryable", res, err)
 	}
-	if _, err := b.op.DeadLetters().Retry(ctx, 999999); !errors.Is(err, ports.ErrNotFound) {
+	if _, err := b.cmds.Retry(ctx, 999999); !errors.Is(err, ports.ErrNotFound) {
 		t.Errorf("retry of an unknown id: %v, want ErrNotFound", err)
 	}
 }
@@ -308,7 +313,7 @@ func TestOperatorRetryAll(t *testing.T) {
 	gone := b.addAction(t, "o3", "hooks", "removed-action")
 	input := b.addInput(t, []byte("garbage"))
 
-	rep, err := b.op.DeadLetters().RetryAll(ctx, "")
+	rep, err := b.cmds.RetryAll(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,11 +329,11 @@ func TestOperatorRetryAll(t *testing.T) {
 	}
 	// Only the failed and the unretryable items remain; the filter limits a
 	// second run to one observer.
-	st, _ := b.op.DeadLetters().Stats(ctx)
+	st, _ := b.cmds.Stats(ctx)
 	if st.Total != 3 {
 		t.Errorf("%d items left, want 3", st.Total)
 	}
-	rep, err = b.op.DeadLetters().RetryAll(ctx, "nobody")
+	rep, err = b.cmds.RetryAll(ctx, "nobody")
 	if err != nil || len(rep.Results) != 0 || !rep.OK() {
 		t.Errorf("retry-all of an observer without items = %+v, %v", rep, err)
 	}
@@ -496,15 +501,87 @@ func TestOperatorDedupNote(t *testing.T) {
 	}
 }
 
-func TestOperatorRefusesMemoryTopology(t *testing.T) {
+// The memory topology keeps its state in the running process: the
+// operator's status and replay ask its admin API, and a replay pauses the
+// in-process reader, moves its checkpoint and resumes it, so the events
+// are delivered again.
+func TestOperatorOnMemoryTopology(t *testing.T) {
 	t.Parallel()
+	recv := &hookReceiver{requests: map[string]int{}}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
 	cfg := config.Defaults()
 	cfg.Topology = config.TopologyMemory
-	_, err := bootstrap.OpenOperator(t.Context(), cfg, bootstrap.Options{Logger: quietLogger()})
+	cfg.HTTP.Listen = addr
+	cfg.Reader.CheckpointInterval = 20 * time.Millisecond
+	cfg.Reader.LeaseTTL = 3 * time.Second
+	cfg.Security.AllowedNetworks = []string{"127.0.0.1/32"}
+	cfg.Observers = []config.ObserverConfig{{Name: "orders", Entity: "Order", Events: []string{"INSERT"},
+		Actions: []config.ActionConfig{{Type: "webhook", URL: srv.URL + "/ok"}}}}
+	ctx := t.Context()
+
+	// Refused without what the API needs; dead letters are refused.
+	noToken := func(string) (string, bool) { return "", false }
 	var ce *config.ConfigError
-	if !errors.As(err, &ce) || ce.Key != "topology" {
-		t.Errorf("OpenOperator(memory) = %v, want a ConfigError on topology", err)
+	if _, err := bootstrap.OpenOperator(ctx, cfg, bootstrap.Options{Logger: quietLogger(), LookupEnv: noToken}); !errors.As(err, &ce) ||
+		ce.Key != "http.admin_token_env" || !strings.Contains(err.Error(), "memory topology") {
+		t.Errorf("OpenOperator(memory) without a token = %v, want a ConfigError on http.admin_token_env", err)
 	}
+	env := func(k string) (string, bool) { return "tok", k == "FRAISEQL_ADMIN_TOKEN" }
+	op, err := bootstrap.OpenOperator(ctx, cfg, bootstrap.Options{Logger: quietLogger(), LookupEnv: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	if _, err := op.DeadLetters(); !errors.As(err, &ce) || ce.Key != "topology" {
+		t.Errorf("DeadLetters(memory) = %v, want a ConfigError on topology", err)
+	}
+	if _, err := op.State.Status(ctx); !errors.Is(err, ports.ErrUnavailable) {
+		t.Errorf("Status with no service running = %v, want ErrUnavailable", err)
+	}
+
+	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: quietLogger(), LookupEnv: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- app.Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		app.Close()
+	})
+	for _, id := range []string{"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"} {
+		if _, err := app.MemorySource().Append(ctx, domain.Event{EventType: domain.EventInsert, EntityType: "Order", EntityID: id,
+			Timestamp: time.Now().Add(-time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both events delivered", func() bool { return recv.count("/ok") == 2 })
+	waitFor(t, "the checkpoint saved", func() bool {
+		rep, err := op.State.Status(ctx)
+		return err == nil && len(rep.Databases) == 1 && len(rep.Databases[0].Checkpoints) == 1 &&
+			rep.Databases[0].Checkpoints[0].Position == ports.Position{Seq: 2}
+	})
+	rep, err := op.State.Status(ctx)
+	if err != nil || rep.Topology != "memory" || rep.Databases[0].Name != "memory" || !rep.Databases[0].Checkpoints[0].Lease.Active {
+		t.Fatalf("status = %+v, %v; want the memory store with the reader's lease held", rep, err)
+	}
+
+	res, err := op.State.Replay(ctx, "", time.Now().Add(-2*time.Hour))
+	if err != nil || !res.Moved || res.New != (ports.Position{}) || res.Reread != 2 {
+		t.Fatalf("replay = %+v, %v; want moved to the start, 2 rows", res, err)
+	}
+	waitFor(t, "the replayed events delivered again", func() bool { return recv.count("/ok") == 4 })
 }
 
 func TestAdminAPIDeadLettersAndCheckpoints(t *testing.T) {

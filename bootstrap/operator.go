@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
@@ -16,12 +18,20 @@ import (
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
+// StateCommands report a deployment's persisted state and replay a
+// reader: *admin.State over the stores, or, for the memory topology, the
+// running service's admin API (*adminhttp.Client).
+type StateCommands interface {
+	Status(ctx context.Context) (admin.StatusReport, error)
+	Replay(ctx context.Context, reader string, since time.Time) (admin.ReplayResult, error)
+}
+
 // Operator is what the operator commands (status, dlq, replay) run on:
 // the admin use cases over the stores a configuration names, without
 // readers, workers or the admin server. Close it when done.
 type Operator struct {
 	// State reports the persisted state and replays.
-	State *admin.State
+	State StateCommands
 
 	cfg         config.Config
 	env         func(string) (string, bool)
@@ -37,19 +47,23 @@ type Operator struct {
 }
 
 // OpenOperator connects to the configuration's state database (bounded
-// wait). It does not migrate. The memory topology keeps no state in a
-// database and is refused.
+// wait). It does not migrate. The memory topology keeps its state in the
+// running process: status and replay ask its admin API (http.listen, the
+// token from http.admin_token_env); its dead letters are refused.
 func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Operator, err error) {
 	if opts.Logger == nil {
 		return nil, errors.New("bootstrap: logger is required")
-	}
-	if cfg.Topology == config.TopologyMemory {
-		return nil, &config.ConfigError{File: cfg.File, Key: "topology", Msg: "the memory topology keeps its state in the running process: use the admin API (/api/observers/...) instead"}
 	}
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
 	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName()}
+	if cfg.Topology == config.TopologyMemory {
+		if o.State, err = adminClient(cfg, opts.LookupEnv); err != nil {
+			return nil, err
+		}
+		return o, nil
+	}
 	defer func() {
 		if err != nil {
 			o.Close()
@@ -70,7 +84,39 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 }
 
 // DeadLetters returns the dead-letter commands on the state database.
-func (o *Operator) DeadLetters() *admin.DeadLetters { return o.deadLetters }
+func (o *Operator) DeadLetters() (*admin.DeadLetters, error) {
+	if o.deadLetters == nil {
+		return nil, &config.ConfigError{File: o.cfg.File, Key: "topology",
+			Msg: "the memory topology keeps its dead letters in the running process: use the admin API (/api/observers/dlq)"}
+	}
+	return o.deadLetters, nil
+}
+
+// adminClient reaches the running memory-topology service's admin API.
+func adminClient(cfg config.Config, env func(string) (string, bool)) (*adminhttp.Client, error) {
+	const why = "the memory topology keeps its state in the running process: status and replay ask its admin API"
+	host, port, err := net.SplitHostPort(cfg.HTTP.Listen)
+	switch {
+	case cfg.HTTP.Listen == "":
+		return nil, &config.ConfigError{File: cfg.File, Key: "http.listen", Msg: why + ", which is off"}
+	case err != nil:
+		return nil, &config.ConfigError{File: cfg.File, Key: "http.listen", Msg: err.Error()}
+	case port == "0":
+		return nil, &config.ConfigError{File: cfg.File, Key: "http.listen", Msg: why + ", whose port 0 is chosen at start: set a fixed port"}
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	token, _ := env(cfg.HTTP.AdminTokenEnv)
+	if token == "" {
+		return nil, &config.ConfigError{File: cfg.File, Key: "http.admin_token_env",
+			Msg: why + ", with the token in the environment variable " + cfg.HTTP.AdminTokenEnv + ", which is not set"}
+	}
+	return adminhttp.NewClient("http://"+net.JoinHostPort(host, port), token, 30*time.Second), nil
+}
 
 // Close releases what the operator opened, in reverse order.
 func (o *Operator) Close() {

@@ -35,6 +35,18 @@ func (a *App) buildAdmin() {
 		Holder: a.holder, LeaseTTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
 		DedupNote: dedupNote(a.cfg),
 	}
+	if a.memSource != nil {
+		// The memory topology's only reader runs here: a replay pauses it
+		// (its term ends, saving its checkpoint and releasing its lease),
+		// moves the checkpoint and resumes it.
+		a.pauser = application.NewPauser(a.primary.Leases)
+		a.state.Pause = func(ctx context.Context, checkpoint string) (func(), error) {
+			if checkpoint != a.cfg.Reader.Name {
+				return func() {}, nil
+			}
+			return a.pauser.Resume, a.pauser.Pause(ctx)
+		}
+	}
 	if a.primary == nil {
 		return
 	}

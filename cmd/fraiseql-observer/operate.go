@@ -112,7 +112,10 @@ func dlq(ctx context.Context, file string, fs *flag.FlagSet, positional []string
 		return usageErr("dlq list: --limit and --after must not be negative")
 	}
 	return withOperator(ctx, file, stderr, func(o *bootstrap.Operator) error {
-		d := o.DeadLetters()
+		d, err := o.DeadLetters()
+		if err != nil {
+			return err
+		}
 		switch sub {
 		case "list":
 			items, err := d.List(ctx, admin.DeadLetterQuery{Observer: op.observer, Limit: op.limit, AfterID: op.after})

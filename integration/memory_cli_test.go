@@ -1,0 +1,101 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The memory topology keeps its state in the running process: `status`
+// and `replay` ask the service's admin API, and a replay makes the
+// service deliver the events again.
+func TestCLIStatusAndReplayOnMemoryTopology(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	recv := newReceiver(t, nil)
+	file := writeFile(t, "memory.toml", fmt.Sprintf(`
+topology = "memory"
+[http]
+listen = %q
+[reader]
+checkpoint_interval = "50ms"
+lease_ttl = "3s"
+[logging]
+format = "json"
+[security]
+allowed_networks = ["127.0.0.1/32"]
+[[observers]]
+name = "orders"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "webhook"
+url = %q
+`, addr, recv.URL()))
+	env := cliEnv("FRAISEQL_ADMIN_TOKEN=tok")
+	svc := startService(t, env, file)
+	waitFor(t, "service reading", func() bool { return svc.stderr.count("reader started") >= 1 })
+
+	lines := `{"event_type":"INSERT","entity_type":"Order","entity_id":"o1","timestamp":"2020-01-01T00:00:00Z"}
+{"event_type":"INSERT","entity_type":"Order","entity_id":"o2","timestamp":"2020-01-01T00:00:01Z"}`
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/api/observers/events", strings.NewReader(lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("post events = %d", resp.StatusCode)
+	}
+	waitFor(t, "both events delivered", func() bool { return len(recv.delivered()) == 2 })
+
+	var rep struct {
+		Topology  string `json:"topology"`
+		Databases []struct {
+			Checkpoints []struct {
+				Name     string `json:"name"`
+				Position struct {
+					Seq int64 `json:"seq"`
+				} `json:"position"`
+			} `json:"checkpoints"`
+		} `json:"databases"`
+	}
+	waitFor(t, "status shows the saved checkpoint", func() bool {
+		stdout, _, code := cli(t, env, "status", "--config", file, "--json")
+		return code == 0 && json.Unmarshal([]byte(stdout), &rep) == nil && rep.Topology == "memory" &&
+			len(rep.Databases) == 1 && len(rep.Databases[0].Checkpoints) == 1 && rep.Databases[0].Checkpoints[0].Position.Seq == 2
+	})
+	if stdout, stderr, code := cli(t, env, "status", "--config", file); code != 0 || !strings.Contains(stdout, "held by") {
+		t.Errorf("status: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	since := time.Date(2019, 12, 31, 0, 0, 0, 0, time.UTC).Format(time.RFC3339)
+	stdout, stderr, code := cli(t, env, "replay", "--config", file, "--since", since)
+	if code != 0 || !strings.Contains(stdout, "2 row(s) will be read again") {
+		t.Fatalf("replay: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	waitFor(t, "the replayed events delivered again", func() bool { return len(recv.delivered()) == 4 })
+
+	if _, stderr, code := cli(t, env, "dlq", "list", "--config", file); code != 2 || !strings.Contains(stderr, "memory topology") {
+		t.Errorf("dlq on memory: exit %d, stderr %q; want 2 naming the memory topology", code, stderr)
+	}
+	if _, stderr, code := cli(t, cliEnv(), "status", "--config", file); code != 2 || !strings.Contains(stderr, "FRAISEQL_ADMIN_TOKEN") {
+		t.Errorf("status without the token: exit %d, stderr %q; want 2 naming the variable", code, stderr)
+	}
+	if code := svc.terminate(t); code != 0 {
+		t.Errorf("exit status after SIGTERM = %d", code)
+	}
+}
