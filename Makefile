@@ -34,7 +34,7 @@ test: services ## run every test (unit and integration, race detector on) agains
 
 .PHONY: test-unit
 test-unit: ## run the tests that need no service
-	$(GO) test -race -count=1 ./domain/... ./application/... ./adapters/memory/... ./adapters/webhook/... ./adapters/httpguard/... ./adapters/logaction/... ./internal/archtest/...
+	$(GO) test -race -count=1 ./domain/... ./application/... ./adapters/memory/... ./adapters/webhook/... ./adapters/httpguard/... ./adapters/logaction/... ./adapters/adminhttp/... ./bootstrap/config/... ./internal/archtest/...
 
 .PHONY: test-integration
 test-integration: services ## run the end-to-end suites against the real services

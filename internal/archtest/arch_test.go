@@ -1,6 +1,6 @@
-// Package archtest checks the hexagonal dependency rules of
-// ARCHITECTURE.md on the real import graph (go list), so a forbidden
-// import fails the test suite.
+// Package archtest checks the dependency rules of ARCHITECTURE.md on the
+// real import graph (go list), production and test imports alike, so a
+// forbidden import fails the test suite.
 package archtest
 
 import (
@@ -15,13 +15,15 @@ import (
 const module = "github.com/fraiseql/fraiseql-observer"
 
 type pkg struct {
-	ImportPath string
-	Imports    []string
+	ImportPath   string
+	Imports      []string
+	TestImports  []string // of the package's own _test.go files
+	XTestImports []string // of its external _test package
 }
 
 func listPackages(t *testing.T) []pkg {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-json=ImportPath,Imports", module+"/...")
+	cmd := exec.Command("go", "list", "-json=ImportPath,Imports,TestImports,XTestImports", module+"/...")
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -56,95 +58,275 @@ var pureStd = map[string]bool{
 	"iter": true, "io": true, "crypto/sha256": true, "encoding/hex": true,
 }
 
+// adapterExceptions are the adapter-to-adapter imports that exist, and
+// why (ARCHITECTURE.md lists them too). Every other adapter imports no
+// other adapter.
+var adapterExceptions = map[string]map[string]string{
+	"adapters/webhook": {"adapters/httpguard": "the webhook executor dials through the SSRF policy"},
+	"adapters/slack":   {"adapters/webhook": "slack posts through the webhook executor's guarded client and status policy"},
+}
+
+// testAdapterExceptions are further adapter-to-adapter imports of tests.
+var testAdapterExceptions = map[string]map[string]string{
+	"adapters/slack": {"adapters/httpguard": "its tests build the webhook executor slack posts through"},
+}
+
+// configDeps are the modules bootstrap/config reads configuration with.
+var configDeps = []string{"github.com/knadh/koanf", "github.com/go-viper/mapstructure", "github.com/pelletier/go-toml"}
+
 func rel(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, module), "/") }
 
 func under(p, dir string) bool { r := rel(p); return r == dir || strings.HasPrefix(r, dir+"/") }
 
 func isStd(p string) bool { return !strings.Contains(strings.Split(p, "/")[0], ".") }
 
+// adapterOf names the adapter package p belongs to ("adapters/x"), or "".
+func adapterOf(p string) string {
+	parts := strings.SplitN(rel(p), "/", 3)
+	if len(parts) < 2 || parts[0] != "adapters" || !strings.HasPrefix(p, module) {
+		return ""
+	}
+	return parts[0] + "/" + parts[1]
+}
+
 func TestDependencyRules(t *testing.T) {
 	t.Parallel()
+	withTests := 0
 	for _, p := range listPackages(t) {
 		for _, imp := range p.Imports {
-			if msg := violation(p.ImportPath, imp); msg != "" {
+			if msg := violation(p.ImportPath, imp, false); msg != "" {
 				t.Errorf("%s imports %s: %s", rel(p.ImportPath), imp, msg)
 			}
 		}
+		if len(p.TestImports)+len(p.XTestImports) > 0 {
+			withTests++
+		}
+		for _, imp := range append(p.TestImports, p.XTestImports...) {
+			if msg := violation(p.ImportPath, imp, true); msg != "" {
+				t.Errorf("tests of %s import %s: %s", rel(p.ImportPath), imp, msg)
+			}
+		}
+	}
+	if withTests < 5 {
+		t.Fatalf("go list reported test imports for only %d packages", withTests)
 	}
 }
 
-// violation returns why importer may not import imp, or "".
-func violation(importer, imp string) string {
+// violation returns why importer may not import imp, or "". test says the
+// import is made by importer's tests.
+func violation(importer, imp string, test bool) string {
 	own := strings.HasPrefix(imp, module)
+	if test && imp == importer {
+		return "" // an external test package imports the package it tests
+	}
+	if msg := thirdPartyViolation(importer, imp, test); msg != "" {
+		return msg
+	}
+	// Tests may use the shared test support: the conformance suites, the
+	// internal helpers and the in-memory product adapters as test doubles
+	// (they pass the same suites). The pure core's tests stay pure.
+	testSupport := own && (under(imp, "ports/porttest") || under(imp, "internal") || under(imp, "adapters/memory"))
+	pureCore := under(importer, "domain") || under(importer, "ports") && !under(importer, "ports/porttest")
+	if test && testSupport && !pureCore {
+		return ""
+	}
+	ownOnly := func(msg string, dirs ...string) string {
+		if !own {
+			if !isStd(imp) {
+				return msg
+			}
+			return ""
+		}
+		for _, d := range dirs {
+			if under(imp, d) {
+				return ""
+			}
+		}
+		return msg
+	}
 	switch {
 	case under(importer, "domain"):
-		if own && !under(imp, "domain") || !own && !pureStd[imp] {
+		stdOK := pureStd[imp] || test && isStd(imp) // tests may use testing, sync, reflect...
+		if own && !under(imp, "domain") || !own && !stdOK {
 			return "domain is pure: standard library without I/O only"
 		}
-	case under(importer, "ports") && !under(importer, "ports/porttest"):
-		if own && !under(imp, "domain") && !under(imp, "ports") || !own && !isStd(imp) {
-			return "ports depends on domain and the standard library only"
+	case under(importer, "ports/porttest"):
+		if own && !under(imp, "domain") && !under(imp, "ports") {
+			return "the conformance suites depend on domain and ports only"
 		}
+	case under(importer, "ports"):
+		return ownOnly("ports depends on domain and the standard library only", "domain", "ports")
 	case under(importer, "application/admin"):
-		if own && !under(imp, "domain") && !under(imp, "ports") && rel(imp) != "application" && !under(imp, "application/admin") || !own && !isStd(imp) {
-			return "application/admin depends on domain, ports and application only"
+		if own && rel(imp) == "application" {
+			return ""
 		}
+		return ownOnly("application/admin depends on domain, ports and application only", "domain", "ports", "application/admin")
 	case under(importer, "application"):
-		if own && !under(imp, "domain") && !under(imp, "ports") || !own && !isStd(imp) {
-			return "application depends on domain and ports only"
+		return ownOnly("application depends on domain and ports only", "domain", "ports")
+	case under(importer, "adapters/adminhttp"):
+		return ownOnly("adapters/adminhttp, an inbound adapter, depends on the standard library, domain, ports, application and application/admin only",
+			"domain", "ports", "application", "adapters/adminhttp")
+	case adapterOf(importer) != "":
+		return adapterViolation(adapterOf(importer), imp, test)
+	case under(importer, "bootstrap/config"):
+		if own && !under(imp, "domain") && !under(imp, "bootstrap/config") {
+			return "bootstrap/config depends on domain and koanf only: no adapter, no use case"
+		}
+		if !own && !isStd(imp) && !hasAnyPrefix(imp, configDeps) {
+			return "bootstrap/config reads configuration with koanf only"
+		}
+	case under(importer, "bootstrap"):
+		if own && (under(imp, "cmd") || under(imp, "integration")) {
+			return "the composition root does not depend on its callers"
 		}
 	case under(importer, "cmd"):
 		if own && !under(imp, "bootstrap") && !under(imp, "application/admin") && !under(imp, "domain") && !under(imp, "ports") {
 			return "cmd talks to bootstrap and renders the reports of application/admin"
 		}
 	}
-	if under(imp, "adapters") && !under(importer, "adapters") && !under(importer, "bootstrap") && !under(importer, "integration") {
+	integrationTest := test && under(importer, "integration")
+	if own && under(imp, "adapters") && !under(importer, "adapters") && !under(importer, "bootstrap") && !integrationTest {
 		return "only bootstrap (the composition root) imports adapters"
 	}
-	if strings.HasPrefix(imp, "github.com/knadh/koanf") && !under(importer, "bootstrap/config") {
+	return ""
+}
+
+// adapterViolation: an adapter implements ports on one technology; it
+// calls no use case, knows no composition root and imports no other
+// adapter but the listed exceptions.
+func adapterViolation(adapter, imp string, test bool) string {
+	if !strings.HasPrefix(imp, module) {
+		return ""
+	}
+	other := adapterOf(imp)
+	switch {
+	case under(imp, "application"):
+		return "adapters implement ports; they do not call the use cases"
+	case under(imp, "bootstrap"), under(imp, "cmd"):
+		return "adapters do not know the composition root"
+	case other == "" || other == adapter:
+		return ""
+	case adapterExceptions[adapter][other] != "", test && testAdapterExceptions[adapter][other] != "":
+		return ""
+	}
+	return "an adapter does not import another adapter (the exceptions are listed in ARCHITECTURE.md)"
+}
+
+// thirdPartyViolation keeps each technology in its adapter.
+func thirdPartyViolation(importer, imp string, test bool) string {
+	integrationTest := test && under(importer, "integration")
+	switch {
+	case strings.HasPrefix(imp, "github.com/knadh/koanf") && !under(importer, "bootstrap/config"):
 		return "only bootstrap/config reads configuration"
-	}
-	if strings.HasPrefix(imp, "github.com/jackc/pgx") && !under(importer, "adapters/postgres") && !under(importer, "internal/testenv") {
+	case strings.HasPrefix(imp, "github.com/jackc/pgx") && !under(importer, "adapters/postgres") && !under(importer, "internal/testenv") && !integrationTest:
 		return "only adapters/postgres talks to PostgreSQL"
-	}
-	if strings.HasPrefix(imp, "github.com/redis/go-redis") && !under(importer, "adapters/redis") {
+	case strings.HasPrefix(imp, "github.com/redis/go-redis") && !under(importer, "adapters/redis") && !integrationTest:
 		return "only adapters/redis talks to Redis"
-	}
-	if strings.HasPrefix(imp, "github.com/nats-io/") && !under(importer, "adapters/nats") {
+	case strings.HasPrefix(imp, "github.com/nats-io/") && !under(importer, "adapters/nats") && !integrationTest:
 		return "only adapters/nats talks to NATS"
 	}
 	return ""
 }
 
-func TestViolationCatchesForbiddenImports(t *testing.T) {
-	t.Parallel()
-	bad := [][2]string{
-		{module + "/domain", "net/http"},
-		{module + "/domain", "os"},
-		{module + "/domain", module + "/ports"},
-		{module + "/application", module + "/adapters/postgres"},
-		{module + "/application", "github.com/jackc/pgx/v5"},
-		{module + "/ports", module + "/application"},
-		{module + "/adapters/webhook", "github.com/knadh/koanf/v2"},
-		{module + "/bootstrap", "github.com/knadh/koanf/v2"},
-		{module + "/cmd/fraiseql-observer", module + "/adapters/postgres"},
-		{module + "/adapters/webhook", "github.com/jackc/pgx/v5"},
-	}
-	for _, b := range bad {
-		if violation(b[0], b[1]) == "" {
-			t.Errorf("%s importing %s should be a violation", rel(b[0]), b[1])
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
 		}
 	}
-	good := [][2]string{
-		{module + "/domain", "encoding/json"},
-		{module + "/application", module + "/ports"},
-		{module + "/bootstrap", module + "/adapters/postgres"},
-		{module + "/bootstrap/config", "github.com/knadh/koanf/v2"},
-		{module + "/adapters/webhook", module + "/adapters/httpguard"},
+	return false
+}
+
+type importCase struct {
+	importer, imp string
+	test          bool
+}
+
+func TestViolationCatchesForbiddenImports(t *testing.T) {
+	t.Parallel()
+	m := func(p string) string { return module + "/" + p }
+	bad := []importCase{
+		// The pure core and the ports.
+		{m("domain"), "net/http", false},
+		{m("domain"), "os", false},
+		{m("domain"), m("ports"), false},
+		{m("ports"), m("application"), false},
+		{m("ports/porttest"), m("adapters/memory"), false},
+		// The use cases.
+		{m("application"), m("adapters/postgres"), false},
+		{m("application"), "github.com/jackc/pgx/v5", false},
+		{m("application"), m("application/admin"), false},
+		{m("application/admin"), m("adapters/memory"), false},
+		{m("application/admin"), m("bootstrap/config"), false},
+		{m("application/admin"), "github.com/google/uuid", false},
+		// Adapters: no use case, no composition root, no other adapter.
+		{m("adapters/postgres"), m("application"), false},
+		{m("adapters/redis"), m("application/admin"), false},
+		{m("adapters/nats"), m("bootstrap"), false},
+		{m("adapters/redis"), m("adapters/postgres"), false},
+		{m("adapters/slack"), m("adapters/httpguard"), false},
+		{m("adapters/webhook"), m("adapters/slack"), false},
+		{m("adapters/webhook"), "github.com/knadh/koanf/v2", false},
+		{m("adapters/webhook"), "github.com/jackc/pgx/v5", false},
+		// The inbound adapter: standard library and the inner layers only.
+		{m("adapters/adminhttp"), m("adapters/postgres"), false},
+		{m("adapters/adminhttp"), m("bootstrap"), false},
+		{m("adapters/adminhttp"), "github.com/prometheus/client_golang/prometheus", false},
+		// Configuration: koanf and the domain only.
+		{m("bootstrap/config"), m("adapters/postgres"), false},
+		{m("bootstrap/config"), m("application"), false},
+		{m("bootstrap/config"), "github.com/redis/go-redis/v9", false},
+		{m("bootstrap"), "github.com/knadh/koanf/v2", false},
+		{m("bootstrap"), m("cmd/fraiseql-observer"), false},
+		{m("internal/testenv"), m("adapters/postgres"), false},
+		// cmd renders reports; it builds nothing.
+		{m("cmd/fraiseql-observer"), m("adapters/postgres"), false},
+		{m("cmd/fraiseql-observer"), m("adapters/adminhttp"), false},
+		{m("cmd/fraiseql-observer"), m("application"), false},
+		// Test imports are checked too.
+		{m("domain"), m("adapters/memory"), true},
+		{m("domain"), m("internal/testenv"), true},
+		{m("application"), m("adapters/postgres"), true},
+		{m("adapters/redis"), m("adapters/postgres"), true},
+		{m("adapters/redis"), m("application"), true},
+		{m("adapters/webhook"), "github.com/jackc/pgx/v5", true},
+		{m("bootstrap"), "github.com/nats-io/nats.go", true},
+		{m("cmd/fraiseql-observer"), m("adapters/postgres"), true},
+	}
+	for _, b := range bad {
+		if violation(b.importer, b.imp, b.test) == "" {
+			t.Errorf("%s importing %s (test %v) should be a violation", rel(b.importer), b.imp, b.test)
+		}
+	}
+	good := []importCase{
+		{m("domain"), "encoding/json", false},
+		{m("domain"), "testing", true},
+		{m("application"), m("ports"), false},
+		{m("application/admin"), m("application"), false},
+		{m("application/admin"), m("ports"), false},
+		{m("application"), m("adapters/memory"), true},
+		{m("application/admin"), m("adapters/memory"), true},
+		{m("adapters/webhook"), m("adapters/httpguard"), false},
+		{m("adapters/slack"), m("adapters/webhook"), false},
+		{m("adapters/slack"), m("adapters/httpguard"), true},
+		{m("adapters/postgres"), m("ports/porttest"), true},
+		{m("adapters/redis"), m("internal/testenv"), true},
+		{m("adapters/adminhttp"), m("application/admin"), false},
+		{m("adapters/adminhttp"), m("application"), false},
+		{m("adapters/adminhttp"), "net/http", false},
+		{m("adapters/adminhttp"), m("adapters/memory"), true},
+		{m("bootstrap"), m("adapters/postgres"), false},
+		{m("bootstrap/config"), "github.com/knadh/koanf/v2", false},
+		{m("bootstrap/config"), "github.com/pelletier/go-toml/v2", false},
+		{m("bootstrap/config"), m("domain"), false},
+		{m("cmd/fraiseql-observer"), m("bootstrap/config"), false},
+		{m("cmd/fraiseql-observer"), m("application/admin"), false},
+		{m("integration"), "github.com/jackc/pgx/v5", true},
+		{m("integration"), m("adapters/nats"), true},
 	}
 	for _, g := range good {
-		if msg := violation(g[0], g[1]); msg != "" {
-			t.Errorf("%s importing %s should be allowed, got %q", rel(g[0]), g[1], msg)
+		if msg := violation(g.importer, g.imp, g.test); msg != "" {
+			t.Errorf("%s importing %s (test %v) should be allowed, got %q", rel(g.importer), g.imp, g.test, msg)
 		}
 	}
 }
