@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -234,4 +235,19 @@ func TestAdminAPI(t *testing.T) {
 		code, metrics := get("/metrics", "")
 		return code == http.StatusOK && strings.Contains(metrics, `fraiseql_observer_events_processed_total{outcome="ok"} 1`)
 	})
+}
+
+// The SSRF policy is parsed where the executors are built; a bad entry is
+// a configuration error naming the key.
+func TestBadAllowedNetworkIsAConfigError(t *testing.T) {
+	t.Parallel()
+	cfg := config.Defaults()
+	cfg.Topology = config.TopologyMemory
+	cfg.HTTP.Listen = ""
+	cfg.Security.AllowedNetworks = []string{"10.0.0.0/33"}
+	_, err := bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: slog.New(slog.DiscardHandler)})
+	var ce *config.ConfigError
+	if !errors.As(err, &ce) || ce.Key != "security.allowed_networks" {
+		t.Errorf("New with a bad allowed network = %v, want a ConfigError on security.allowed_networks", err)
+	}
 }

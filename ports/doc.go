@@ -1,9 +1,27 @@
-// Package ports declares the outbound interfaces the application needs:
-// event sources, checkpoints, dead letters, leases and action executors.
+// Package ports declares the outbound interfaces the application needs;
+// each doc comment is the contract:
+//
+//   - EventSource: read the change log (or another source) in a stable
+//     order, and wait for more; Position orders it.
+//   - CheckpointStore, and CheckpointLister for operators: per reader, the
+//     position up to which every event is finished.
+//   - Lease, and LeaseInspector for operators: one active holder per name.
+//   - DeadLetterSink, DeadLetterStore (administration) and
+//     DeadLetterCounter: parked failed work.
+//   - ChangeLogInspector: backlog, counts, the first position since a
+//     time, the oldest open transaction (status and replay).
+//   - ActionExecutor: run one action; ActionPreviewer: describe it
+//     without running it (the dry run).
+//   - Deduplicator and ResultCache: process an event once; do not repeat
+//     an action that succeeded.
+//   - EventPublisher, EventConsumer and Delivery: the bus of the NATS
+//     topologies.
+//   - Metrics: what the application measures.
+//
 // Adapters implement them; every adapter of a port passes the shared
-// conformance suite in ports/porttest. (In this project "ports" means the
-// driven side only; inbound entry points are the CLI and admin HTTP in
-// bootstrap.)
+// conformance suite in ports/porttest. In this project "ports" means the
+// driven side only; the inbound side is the CLI (cmd) and the admin HTTP
+// API (adapters/adminhttp), over the use cases of application/admin.
 package ports
 
 import "errors"
