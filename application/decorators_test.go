@@ -1,7 +1,6 @@
 package application_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -301,7 +301,7 @@ func TestDecoratorsFailOpen(t *testing.T) {
 // dedup and cache counters.
 func TestSummaryLoggedAtDebug(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testsupport.Buffer
 	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cache := &fakeCache{keys: map[string]bool{}}
 	exec := ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })
@@ -344,22 +344,4 @@ func TestSummaryLoggedAtDebug(t *testing.T) {
 	if second["duplicate_skipped"] != true || second["outcome"] != "duplicate" {
 		t.Errorf("second summary = %v", second)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -2,7 +2,6 @@ package memory_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,26 +26,6 @@ func TestDeduplicatorSharedConformance(t *testing.T) {
 func TestResultCacheConformance(t *testing.T) {
 	t.Parallel()
 	porttest.RunResultCache(t, func(*testing.T) ports.ResultCache { return memory.NewResultCache(time.Now) })
-}
-
-// fakeClock is a settable clock for expiry at exact instants.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 func TestDeduplicatorExpiryFollowsInjectedClock(t *testing.T) {
@@ -91,7 +70,7 @@ func TestDeduplicatorExpiryFollowsInjectedClock(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			clock := newFakeClock()
+			clock := newClock()
 			d := memory.NewDeduplicator(clock.Now)
 			for i, s := range tt.steps {
 				clock.Advance(s.advance)
@@ -114,7 +93,7 @@ func TestDeduplicatorExpiryFollowsInjectedClock(t *testing.T) {
 
 func TestResultCacheExpiryFollowsInjectedClock(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clock := newClock()
 	c := memory.NewResultCache(clock.Now)
 	if err := c.Put(t.Context(), "k", time.Minute); err != nil {
 		t.Fatalf("Put: %v", err)
