@@ -492,12 +492,13 @@ func TestExecuteStatus(t *testing.T) {
 				t.Fatalf("error %v does not carry status %d", err, tt.status)
 			}
 			msg := err.Error()
-			for _, want := range []string{"POST", b.srv.URL + "/hooks/orders", strconv.Itoa(tt.status)} {
+			for _, want := range []string{"POST", b.srv.URL, strconv.Itoa(tt.status)} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("error %q does not name %q", msg, want)
 				}
 			}
-			for _, leak := range []string{"QUERYSECRET", "token=", "whsec_", base64.StdEncoding.EncodeToString([]byte("SIGNINGKEY"))} {
+			// The target is scheme, host and port: a path may be a credential.
+			for _, leak := range []string{"/hooks/orders", "QUERYSECRET", "token=", "whsec_", base64.StdEncoding.EncodeToString([]byte("SIGNINGKEY"))} {
 				if strings.Contains(msg, leak) {
 					t.Errorf("error %q leaks %q", msg, leak)
 				}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
@@ -185,5 +186,46 @@ func TestProxyForwardsFreezesAndCuts(t *testing.T) {
 	if c3, err := d.DialContext(ctx, "tcp", p.Addr()); err == nil {
 		_ = c3.Close()
 		t.Fatal("cut proxy accepted a connection")
+	}
+}
+
+func TestReceiverAnswersByPath(t *testing.T) {
+	t.Parallel()
+	r := testsupport.StartReceiver(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]int{"/ok": 204, "/status/503/x": 503, "/status/301": 301, "/status/400/a/b": 400} {
+		resp, err := client.Post(r.URL+path, "application/json", strings.NewReader(`{"p":"`+path+`"}`))
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST %s = %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	if n := len(r.Requests()); n != 4 {
+		t.Fatalf("%d requests recorded, want 4", n)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL+"/hang/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case <-r.Hung():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Hung not closed after a /hang request")
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("a /hang request got an answer")
 	}
 }
