@@ -18,7 +18,6 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
-	"github.com/fraiseql/fraiseql-observer/ports"
 	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
 
@@ -105,11 +104,11 @@ func TestCluster(t *testing.T) {
 
 	t.Run("Deduplicator", func(t *testing.T) {
 		t.Parallel()
-		porttest.RunDeduplicator(t, func(t *testing.T) ports.Deduplicator { return NewDeduplicator(open(t, newPrefix())) })
+		porttest.RunDeduplicator(t, redisFeatures, dedupHarness(open))
 	})
 	t.Run("ResultCache", func(t *testing.T) {
 		t.Parallel()
-		porttest.RunResultCache(t, func(t *testing.T) ports.ResultCache { return NewResultCache(open(t, newPrefix())) })
+		porttest.RunResultCache(t, redisFeatures, cacheHarness(open))
 	})
 	t.Run("InvalidateAcrossMasters", func(t *testing.T) {
 		t.Parallel()
