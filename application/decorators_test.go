@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -343,5 +344,56 @@ func TestSummaryLoggedAtDebug(t *testing.T) {
 	}
 	if second["duplicate_skipped"] != true || second["outcome"] != "duplicate" {
 		t.Errorf("second summary = %v", second)
+	}
+}
+
+// TestFailOpenWarnsOncePerIntervalOfItsClock drives the dedup decorator's
+// fail-open warnings with an injected clock: one warning per 10s of that
+// clock, however many failures, the next one counting those held back.
+func TestFailOpenWarnsOncePerIntervalOfItsClock(t *testing.T) {
+	t.Parallel()
+	const warning = "dedup unavailable, continuing without it (fail-open)"
+	clock := newClock()
+	logs := &testsupport.Logs{}
+	store := newFakeDedup()
+	store.fail.Store(true)
+	metrics := &countingMetrics{}
+	proc, err := application.NewProcessor(domain.NewMatcher([]domain.Observer{{
+		Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert},
+		Actions: []domain.Action{{Name: "a", Type: domain.ActionLog, Log: &domain.LogAction{Level: "info"}}},
+	}}), application.ProcessorConfig{
+		Executor:    ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil }),
+		DeadLetters: &deadLetterSink{}, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dedup, err := application.NewDedup(proc, store, application.DedupConfig{
+		Token: "me", Logger: slog.New(logs), Metrics: metrics, Now: clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		runToEnd(t, dedup, decoratorRecord(fmt.Sprint("e", i)))
+	}
+	heldBack := int64(metrics.failOpen.Load()) - 1
+	if n := len(logs.Find(warning)); n != 1 || heldBack < 3 {
+		t.Fatalf("%d warnings for %d fail-open reports within one interval, want 1", n, heldBack+1)
+	}
+	clock.Advance(10*time.Second - time.Nanosecond)
+	runToEnd(t, dedup, decoratorRecord("e4"))
+	heldBack = int64(metrics.failOpen.Load()) - 1
+	if n := len(logs.Find(warning)); n != 1 {
+		t.Fatalf("%d warnings before the interval passed, want 1", n)
+	}
+	clock.Advance(time.Nanosecond)
+	runToEnd(t, dedup, decoratorRecord("e5"))
+	warnings := logs.Find(warning)
+	if len(warnings) != 2 {
+		t.Fatalf("%d warnings once the interval passed, want 2", len(warnings))
+	}
+	if got := warnings[1].Attrs["suppressed_since_last_warning"]; got != heldBack {
+		t.Errorf("suppressed_since_last_warning = %v, want the %d held back", got, heldBack)
 	}
 }
