@@ -17,6 +17,9 @@ type CacheConfig struct {
 	TTL     time.Duration
 	Logger  *slog.Logger
 	Metrics ports.Metrics
+	// Now is the clock of the fail-open warnings' rate limit (default
+	// time.Now).
+	Now func() time.Time
 }
 
 // CachingExecutor is an ActionExecutor decorator: an action that already
@@ -40,7 +43,10 @@ func NewCachingExecutor(next ports.ActionExecutor, cache ports.ResultCache, cfg 
 	}
 	cfg.TTL = cmp.Or(cfg.TTL, time.Hour)
 	cfg.Metrics = cmp.Or[ports.Metrics](cfg.Metrics, ports.NopMetrics{})
-	return &CachingExecutor{next: next, cache: cache, cfg: cfg, open: newFailOpen("cache", cfg.Logger, cfg.Metrics)}, nil
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &CachingExecutor{next: next, cache: cache, cfg: cfg, open: newFailOpen("cache", cfg.Logger, cfg.Metrics, cfg.Now)}, nil
 }
 
 // ResultKey is the cache key of one action's result for one event.

@@ -1,10 +1,10 @@
 package application_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -301,7 +302,7 @@ func TestDecoratorsFailOpen(t *testing.T) {
 // dedup and cache counters.
 func TestSummaryLoggedAtDebug(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testsupport.Buffer
 	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cache := &fakeCache{keys: map[string]bool{}}
 	exec := ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })
@@ -346,20 +347,53 @@ func TestSummaryLoggedAtDebug(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+// TestFailOpenWarnsOncePerIntervalOfItsClock drives the dedup decorator's
+// fail-open warnings with an injected clock: one warning per 10s of that
+// clock, however many failures, the next one counting those held back.
+func TestFailOpenWarnsOncePerIntervalOfItsClock(t *testing.T) {
+	t.Parallel()
+	const warning = "dedup unavailable, continuing without it (fail-open)"
+	clock := newClock()
+	logs := &testsupport.Logs{}
+	store := newFakeDedup()
+	store.fail.Store(true)
+	metrics := &countingMetrics{}
+	proc, err := application.NewProcessor(domain.NewMatcher([]domain.Observer{{
+		Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert},
+		Actions: []domain.Action{{Name: "a", Type: domain.ActionLog, Log: &domain.LogAction{Level: "info"}}},
+	}}), application.ProcessorConfig{
+		Executor:    ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil }),
+		DeadLetters: &deadLetterSink{}, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dedup, err := application.NewDedup(proc, store, application.DedupConfig{
+		Token: "me", Logger: slog.New(logs), Metrics: metrics, Now: clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		runToEnd(t, dedup, decoratorRecord(fmt.Sprint("e", i)))
+	}
+	heldBack := int64(metrics.failOpen.Load()) - 1
+	if n := len(logs.Find(warning)); n != 1 || heldBack < 3 {
+		t.Fatalf("%d warnings for %d fail-open reports within one interval, want 1", n, heldBack+1)
+	}
+	clock.Advance(10*time.Second - time.Nanosecond)
+	runToEnd(t, dedup, decoratorRecord("e4"))
+	heldBack = int64(metrics.failOpen.Load()) - 1
+	if n := len(logs.Find(warning)); n != 1 {
+		t.Fatalf("%d warnings before the interval passed, want 1", n)
+	}
+	clock.Advance(time.Nanosecond)
+	runToEnd(t, dedup, decoratorRecord("e5"))
+	warnings := logs.Find(warning)
+	if len(warnings) != 2 {
+		t.Fatalf("%d warnings once the interval passed, want 2", len(warnings))
+	}
+	if got := warnings[1].Attrs["suppressed_since_last_warning"]; got != heldBack {
+		t.Errorf("suppressed_since_last_warning = %v, want the %d held back", got, heldBack)
+	}
 }

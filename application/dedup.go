@@ -61,7 +61,7 @@ func NewDedup(next RunProcessor, store ports.Deduplicator, cfg DedupConfig) (*De
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics)}, nil
+	return &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics, cfg.Now)}, nil
 }
 
 func state(run *Run) dedupState {

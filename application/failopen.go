@@ -9,10 +9,11 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// logLimiter lets a repeated warning through at most once per interval and
-// counts the ones it held back.
+// logLimiter lets a repeated warning through at most once per interval,
+// judged by its clock, and counts the ones it held back.
 type logLimiter struct {
 	interval time.Duration
+	now      func() time.Time // nil means time.Now
 
 	mu         sync.Mutex
 	last       time.Time
@@ -24,7 +25,11 @@ type logLimiter struct {
 func (l *logLimiter) allow() (bool, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := time.Now()
+	clock := l.now
+	if clock == nil {
+		clock = time.Now
+	}
+	now := clock()
 	if !l.last.IsZero() && now.Sub(l.last) < l.interval {
 		l.suppressed++
 		return false, 0
@@ -43,8 +48,14 @@ type failOpen struct {
 	limit     logLimiter
 }
 
-func newFailOpen(component string, logger *slog.Logger, metrics ports.Metrics) *failOpen {
-	return &failOpen{component: component, logger: logger, metrics: metrics, limit: logLimiter{interval: 10 * time.Second}}
+// failOpenInterval is the least time between two fail-open warnings of one
+// component.
+const failOpenInterval = 10 * time.Second
+
+// newFailOpen reports for component; now is the clock of the warnings'
+// rate limit.
+func newFailOpen(component string, logger *slog.Logger, metrics ports.Metrics, now func() time.Time) *failOpen {
+	return &failOpen{component: component, logger: logger, metrics: metrics, limit: logLimiter{interval: failOpenInterval, now: now}}
 }
 
 func (f *failOpen) report(ctx context.Context, op string, err error) {

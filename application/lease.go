@@ -16,6 +16,9 @@ type LeaseConfig struct {
 	Holder string        // this process, e.g. hostname and pid
 	TTL    time.Duration // default 15s; renewed every TTL/3
 	Logger *slog.Logger
+	// Now is the clock that judges how long renewal has been failing
+	// (default time.Now); the renewal ticks themselves are real time.
+	Now func() time.Time
 }
 
 // RunWithLease runs fn only while this process holds the named lease, so
@@ -29,6 +32,9 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 		return errors.New("lease: lease, logger, name and holder are required")
 	}
 	cfg.TTL = cmp.Or(cfg.TTL, 15*time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	log := cfg.Logger.With(slog.String("lease", cfg.Name), slog.String("holder", cfg.Holder))
 	renew := cfg.TTL / 3
 	waiting := false
@@ -80,7 +86,7 @@ func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *sl
 	}()
 	ticker := time.NewTicker(cfg.TTL / 3)
 	defer ticker.Stop()
-	lastRenew := time.Now()
+	lastRenew := cfg.Now()
 	for {
 		select {
 		case err := <-done:
@@ -89,12 +95,12 @@ func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *sl
 			held, err := lease.Acquire(fctx, cfg.Name, cfg.Holder, cfg.TTL)
 			switch {
 			case err == nil && held:
-				lastRenew = time.Now()
+				lastRenew = cfg.Now()
 			case err == nil && !held:
 				log.Error("lease lost to another replica, stopping work")
 				cancel()
 				return <-done
-			case time.Since(lastRenew) > cfg.TTL*2/3:
+			case cfg.Now().Sub(lastRenew) > cfg.TTL*2/3:
 				log.Error("cannot renew lease before it expires, stopping work", slog.String("error", err.Error()))
 				cancel()
 				return <-done

@@ -228,3 +228,55 @@ func TestRunWithLeaseRequiresConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestRunWithLeaseJudgesFailedRenewalByItsClock fails every renewal and
+// moves the injected clock: work goes on while the last renewal is at most
+// two thirds of the TTL old by that clock, however many renewals failed
+// (real time passes too), and stops once it is older.
+func TestRunWithLeaseJudgesFailedRenewalByItsClock(t *testing.T) {
+	t.Parallel()
+	const ttl = 30 * time.Millisecond // renewals every 10ms of real time
+	clock := newClock()
+	acquired := clock.Now() // the clock stands still until the test moves it
+	var acquires atomic.Int32
+	fake := &lease{
+		AcquireFunc: func(context.Context, string, string, time.Duration) (bool, error) {
+			if acquires.Add(1) == 1 {
+				return true, nil
+			}
+			return false, fmt.Errorf("lease: %w", ports.ErrUnavailable)
+		},
+		ReleaseFunc: func(context.Context, string, string) error { return nil },
+	}
+	cfg := leaseConfig("me", ttl)
+	cfg.Now = clock.Now
+	working := make(chan context.Context, 1)
+	run := runInBackground(t, func(ctx context.Context) error {
+		return application.RunWithLease(ctx, fake, cfg, func(ctx context.Context) error {
+			working <- ctx
+			<-ctx.Done()
+			return nil
+		})
+	})
+	var work context.Context
+	select {
+	case work = <-working:
+	case <-time.After(waitTimeout):
+		t.Fatal("fn did not start")
+	}
+	stillWorking := func(what string, renewals int32) {
+		t.Helper()
+		eventually(t, what, func() bool { return acquires.Load() >= renewals })
+		if work.Err() != nil {
+			t.Fatalf("%s: work stopped while the last renewal is %s old by the clock, within 2/3 of the %s TTL", what, clock.Now().Sub(acquired), ttl)
+		}
+	}
+	stillWorking("ten failed renewals", 11)
+	clock.Advance(ttl * 2 / 3) // exactly two thirds: not yet too old
+	stillWorking("ten more failed renewals", acquires.Load()+10)
+	clock.Advance(time.Nanosecond)
+	eventually(t, "work stopped once the last renewal is older than 2/3 of the TTL", func() bool { return work.Err() != nil })
+	if err := run.Stop(t); err != nil {
+		t.Errorf("RunWithLease = %v, want nil", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -19,7 +20,7 @@ const dlqRetryDelay = 50 * time.Millisecond
 
 type procBundle struct {
 	proc    *application.Processor
-	clock   *clock
+	clock   *testsupport.Clock
 	dlq     *memory.DeadLetters
 	metrics *metrics
 	calls   *callLog

@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 // binDir holds the fraiseql-observer binary built for this test run.
@@ -96,61 +96,35 @@ func cli(t testing.TB, env []string, args ...string) (stdout, stderr string, cod
 	return out.String(), errOut.String(), code
 }
 
-// service is a `run` subprocess.
+// service is a `run` subprocess: Kill sends SIGKILL, Terminate SIGTERM.
 type service struct {
-	cmd    *exec.Cmd
+	*testsupport.Process
 	stderr *logBuffer
-	done   chan struct{}
-	err    error
 }
 
 // startService runs `fraiseql-observer run --config file`; the test's end
 // kills it if it still runs.
 func startService(t testing.TB, env []string, file string) *service {
 	t.Helper()
-	s := &service{stderr: &logBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(binary(t), "run", "--config", file)
-	s.cmd.Env = env
-	s.cmd.Stderr = s.stderr
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start service: %v", err)
-	}
-	go func() { s.err = s.cmd.Wait(); close(s.done) }()
+	s := &service{stderr: &logBuffer{}}
+	cmd := exec.Command(binary(t), "run", "--config", file)
+	cmd.Env = env
+	cmd.Stderr = s.stderr
+	// Registered before StartProcess's own cleanup, so it runs after it:
+	// the process is gone and its stderr complete.
 	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
 		if t.Failed() {
 			t.Logf("service stderr (tail):\n%s", s.stderr.tail(6000))
 		}
 	})
+	s.Process = testsupport.StartProcess(t, cmd)
 	return s
 }
 
 // terminate sends SIGTERM and returns the exit code.
 func (s *service) terminate(t testing.TB) int {
 	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("service did not exit within 60s of SIGTERM")
-	}
-	var ee *exec.ExitError
-	switch {
-	case s.err == nil:
-		return 0
-	case errors.As(s.err, &ee):
-		return ee.ExitCode()
-	default:
-		t.Fatalf("wait for service: %v", s.err)
-		return -1
-	}
+	return s.Terminate(t, 60*time.Second)
 }
 
 // serviceConfig writes a config file for `run` against the database in

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -10,10 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +23,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 // waitTimeout bounds every wait for an observable outcome: generous, for a
@@ -42,22 +40,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 // logBuffer collects JSON log lines (of the in-process App or of a
 // subprocess's stderr). Safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ testsupport.Buffer }
 
 // records returns the JSON log records whose "msg" is msg.
 func (l *logBuffer) records(msg string) []map[string]any {
@@ -549,32 +532,5 @@ func httpGet(t testing.TB, url string) (int, string) {
 // 0 when absent.
 func (r *runningApp) metric(t testing.TB, series string) float64 {
 	t.Helper()
-	code, body := httpGet(t, "http://"+r.app.HTTPAddr()+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics answered %d", code)
-	}
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", series, err)
-			}
-			return f
-		}
-	}
-	return 0
-}
-
-// freePort returns a loopback port nothing listens on.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return port
+	return scrapeMetric(t, r.app.HTTPAddr(), series)
 }

@@ -8,11 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -292,31 +290,12 @@ func (e *jsEnv) startNATSProcess(t testing.TB, dbURL string, p natsProcess) *ser
 		}
 	}
 	waitWithin(t, 30*time.Second, p.Role+" "+p.Worker+" process started", func() bool {
-		select {
-		case <-s.done:
-			t.Fatalf("%s %s process exited early: %v\n%s", p.Role, p.Worker, s.err, s.stderr.tail(4000))
-		default:
+		if s.Exited() {
+			t.Fatalf("%s %s process exited early: %v\n%s", p.Role, p.Worker, s.Err(), s.stderr.tail(4000))
 		}
 		return ready()
 	})
 	return s
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (s *service) kill(t testing.TB) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("SIGKILL: %v", err)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("process did not die within 30s of SIGKILL")
-	}
-	var ee *exec.ExitError
-	if !errors.As(s.err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("process ended with %v, want killed by SIGKILL", s.err)
-	}
 }
 
 // adminAddr is the admin HTTP address the process logged.

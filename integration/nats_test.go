@@ -95,7 +95,7 @@ func TestNATSWorkerKilledMidActionIsRedelivered(t *testing.T) {
 			t.Fatalf("event %s, held by live worker 1, was delivered by %s", id, got[len(got)-1].Worker)
 		}
 	}
-	p1.kill(t)
+	p1.Kill(t)
 	waitFor(t, "worker 1's held requests abandoned", func() bool { return recv.held("w1") == 0 })
 	held := recv.heldEvents()
 
@@ -167,7 +167,7 @@ func TestNATSBridgeKilledMidStream(t *testing.T) {
 		m, covered := e.streamMsgs(t), b.coveredBy(t, "bridge:default")
 		return m >= 1500 && int(m) < total-500 && covered > 0 && int(m) > covered+100
 	})
-	bridge.kill(t)
+	bridge.Kill(t)
 	if err := <-writerDone; err != nil {
 		t.Fatalf("insert: %v", err)
 	}

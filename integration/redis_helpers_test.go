@@ -3,13 +3,10 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 // ---------------------------------------------------------------- Redis
@@ -119,22 +117,14 @@ type privateRedis struct {
 	bin  string
 	port int
 	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testsupport.Process // nil while stopped
 }
 
 // startPrivateRedis starts redis-server on a free loopback port. Without
 // the binary the test is skipped, except under CI=true where it fails.
 func startPrivateRedis(t testing.TB) *privateRedis {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server not found: %v", err)
-		}
-		t.Skipf("redis-server not found: %v", err)
-	}
-	p := &privateRedis{bin: bin, port: freePort(t), dir: t.TempDir()}
+	p := &privateRedis{bin: testsupport.Binary(t, "redis-server"), port: testsupport.FreePort(t), dir: t.TempDir()}
 	p.start(t)
 	t.Cleanup(func() { p.stop(t) })
 	return p
@@ -147,44 +137,21 @@ func (p *privateRedis) addr() string { return net.JoinHostPort("127.0.0.1", strc
 // start runs the server and waits until it accepts connections.
 func (p *privateRedis) start(t testing.TB) {
 	t.Helper()
-	p.cmd = exec.Command(p.bin, "--port", strconv.Itoa(p.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", p.dir)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	done := make(chan struct{})
-	p.done = done
-	cmd := p.cmd
-	go func() { _ = cmd.Wait(); close(done) }()
-	waitFor(t, "redis-server listening on "+p.addr(), func() bool {
-		select {
-		case <-done:
-			t.Fatalf("redis-server on port %d exited at start", p.port)
-		default:
-		}
-		conn, err := net.DialTimeout("tcp", p.addr(), time.Second)
-		if err != nil {
-			return false
-		}
-		_ = conn.Close()
-		return true
-	})
+	p.proc = testsupport.StartProcess(t, exec.Command(p.bin, "--port", strconv.Itoa(p.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", p.dir))
+	p.proc.WaitListening(t, p.addr(), waitTimeout)
 }
 
 // stop kills the server (SIGKILL: no goodbye to the clients) and waits for
 // it to exit. Safe to call when it is not running.
 func (p *privateRedis) stop(t testing.TB) {
 	t.Helper()
-	if p.cmd == nil {
+	if p.proc == nil || p.proc.Exited() { // stopped, or killed by its own cleanup
+		p.proc = nil
 		return
 	}
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		t.Errorf("redis-server did not exit within 30s of SIGKILL")
-	}
-	p.cmd = nil
+	p.proc.Kill(t)
+	p.proc = nil
 }
 
 // redisState is what the App's /readyz reports for Redis: "ok", or
@@ -293,29 +260,10 @@ func startRedisService(t testing.TB, env []string, file string) *service {
 	t.Helper()
 	s := startService(t, env, file)
 	waitFor(t, "service reading", func() bool {
-		select {
-		case <-s.done:
-			t.Fatalf("service exited early: %v\n%s", s.err, s.stderr.tail(4000))
-		default:
+		if s.Exited() {
+			t.Fatalf("service exited early: %v\n%s", s.Err(), s.stderr.tail(4000))
 		}
 		return s.stderr.count("reader started") >= 1
 	})
 	return s
-}
-
-// sigkill kills the service with SIGKILL and waits until it is gone.
-func sigkill(t testing.TB, s *service) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("SIGKILL: %v", err)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("service did not die within 30s of SIGKILL")
-	}
-	var ee *exec.ExitError
-	if !errors.As(s.err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("service ended with %v, want killed by SIGKILL", s.err)
-	}
 }

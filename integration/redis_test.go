@@ -153,7 +153,7 @@ func TestRedisSIGKILLMidStream(t *testing.T) {
 	ids := b.eventIDs(t)
 	waitFor(t, "half of the events delivered", func() bool { return len(recv.delivered()) >= events/2 })
 	inFlight := recv.inFlight()
-	sigkill(t, svc1)
+	svc1.Kill(t)
 	beforeKill := len(recv.deliveredByEvent())
 	if beforeKill >= events {
 		t.Fatalf("all %d events delivered before the kill; the test needs some left", events)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 // While the database does not answer, bootstrap.New keeps retrying and
@@ -18,7 +19,7 @@ func TestDatabaseUnreachableAtStart(t *testing.T) {
 	t.Parallel()
 	logs := &logBuffer{}
 	cfg := config.Defaults()
-	cfg.Database.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/nowhere?sslmode=disable", freePort(t))
+	cfg.Database.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/nowhere?sslmode=disable", testsupport.FreePort(t))
 	cfg.Database.MigrateOnStart = true
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	logger := slog.New(slog.NewJSONHandler(logs, nil))

@@ -1,25 +1,24 @@
 package logaction_test
 
 import (
-	"context"
 	"log/slog"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 type testBundle struct {
 	exec    *logaction.Executor
-	handler *recordHandler
+	handler *testsupport.Logs
 }
 
 func setup(t *testing.T, minLevel slog.Level) *testBundle {
 	t.Helper()
-	h := &recordHandler{min: minLevel}
+	h := &testsupport.Logs{Min: minLevel}
 	return &testBundle{exec: logaction.NewExecutor(slog.New(h)), handler: h}
 }
 
@@ -69,16 +68,16 @@ func TestExecute(t *testing.T) {
 			if err := b.exec.Execute(t.Context(), ev, &domain.Observer{Name: "order-shipped"}, act); err != nil {
 				t.Fatalf("Execute: %v", err)
 			}
-			recs := b.handler.records()
+			recs := b.handler.Records()
 			if len(recs) != 1 {
 				t.Fatalf("got %d records, want 1", len(recs))
 			}
 			r := recs[0]
-			if r.level != tt.wantLevel {
-				t.Errorf("level = %v, want %v", r.level, tt.wantLevel)
+			if r.Level != tt.wantLevel {
+				t.Errorf("level = %v, want %v", r.Level, tt.wantLevel)
 			}
-			if r.msg != tt.wantMsg {
-				t.Errorf("message = %q, want %q", r.msg, tt.wantMsg)
+			if r.Message != tt.wantMsg {
+				t.Errorf("message = %q, want %q", r.Message, tt.wantMsg)
 			}
 			want := map[string]string{
 				"event_id":    ev.ID,
@@ -89,11 +88,11 @@ func TestExecute(t *testing.T) {
 				"action":      "log-1",
 			}
 			for k, v := range want {
-				if got, ok := r.attrs[k].(string); !ok || got != v {
-					t.Errorf("attribute %s = %v, want %q", k, r.attrs[k], v)
+				if got, ok := r.Attrs[k].(string); !ok || got != v {
+					t.Errorf("attribute %s = %v, want %q", k, r.Attrs[k], v)
 				}
 			}
-			got, present := r.attrs["missing_placeholders"]
+			got, present := r.Attrs["missing_placeholders"]
 			if tt.wantMissing == nil {
 				if present {
 					t.Errorf("missing_placeholders = %v, want absent", got)
@@ -114,7 +113,7 @@ func TestExecuteBelowHandlerLevel(t *testing.T) {
 	if err := b.exec.Execute(t.Context(), newEvent(), &domain.Observer{Name: "o"}, act); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
-	if recs := b.handler.records(); len(recs) != 0 {
+	if recs := b.handler.Records(); len(recs) != 0 {
 		t.Fatalf("got %d records below the handler's level, want 0", len(recs))
 	}
 }
@@ -136,7 +135,7 @@ func TestExecuteInvalid(t *testing.T) {
 			if !domain.IsPermanent(err) {
 				t.Fatalf("Execute = %v, want a permanent error", err)
 			}
-			if recs := b.handler.records(); len(recs) != 0 {
+			if recs := b.handler.Records(); len(recs) != 0 {
 				t.Errorf("got %d records for an invalid action", len(recs))
 			}
 		})
@@ -151,40 +150,4 @@ func TestNewExecutorNilLogger(t *testing.T) {
 		}
 	}()
 	logaction.NewExecutor(nil)
-}
-
-// recordHandler captures records at or above min.
-type recordHandler struct {
-	min  slog.Level
-	mu   sync.Mutex
-	recs []capturedRecord
-}
-
-type capturedRecord struct {
-	level slog.Level
-	msg   string
-	attrs map[string]any
-}
-
-func (h *recordHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.min }
-
-func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
-	rec := capturedRecord{level: r.Level, msg: r.Message, attrs: map[string]any{}}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.attrs[a.Key] = a.Value.Any()
-		return true
-	})
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.recs = append(h.recs, rec)
-	return nil
-}
-
-func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
-
-func (h *recordHandler) records() []capturedRecord {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]capturedRecord(nil), h.recs...)
 }

@@ -2,7 +2,6 @@ package memory_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,42 +10,50 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
 
-func TestDeduplicatorConformance(t *testing.T) {
-	t.Parallel()
-	porttest.RunDeduplicator(t, func(*testing.T) ports.Deduplicator { return memory.NewDeduplicator(time.Now) })
+// The memory adapters run each suite twice: judging expiry by a clock the
+// suite moves, and by the real clock (their default). The state lives in
+// one process, where every component shares one instance: the second
+// instance of the shared cases is the same one.
+var memoryClocks = []struct {
+	name     string
+	features porttest.StoreFeatures
+	clock    func() (now func() time.Time, advance func(time.Duration))
+}{
+	{"InjectedClock", porttest.StoreFeatures{SharedAcrossInstances: true, ExpiryByClock: true}, func() (func() time.Time, func(time.Duration)) {
+		c := newClock()
+		return c.Now, c.Advance
+	}},
+	{"RealClock", porttest.StoreFeatures{SharedAcrossInstances: true}, func() (func() time.Time, func(time.Duration)) {
+		return nil, nil
+	}},
 }
 
-func TestDeduplicatorSharedConformance(t *testing.T) {
+func TestDeduplicatorConformance(t *testing.T) {
 	t.Parallel()
-	porttest.RunDeduplicatorShared(t, func(*testing.T) (a, b ports.Deduplicator) {
-		d := memory.NewDeduplicator(nil) // one process: both "instances" are the same table
-		return d, d
-	})
+	for _, v := range memoryClocks {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			porttest.RunDeduplicator(t, v.features, func(*testing.T) porttest.DedupHarness {
+				now, advance := v.clock()
+				d := memory.NewDeduplicator(now)
+				return porttest.DedupHarness{Dedup: d, Other: d, Advance: advance}
+			})
+		})
+	}
 }
 
 func TestResultCacheConformance(t *testing.T) {
 	t.Parallel()
-	porttest.RunResultCache(t, func(*testing.T) ports.ResultCache { return memory.NewResultCache(time.Now) })
-}
-
-// fakeClock is a settable clock for expiry at exact instants.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	for _, v := range memoryClocks {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			porttest.RunResultCache(t, v.features, func(*testing.T) porttest.CacheHarness {
+				now, advance := v.clock()
+				c := memory.NewResultCache(now)
+				return porttest.CacheHarness{Cache: c, Other: c, Advance: advance}
+			})
+		})
+	}
 }
 
 func TestDeduplicatorExpiryFollowsInjectedClock(t *testing.T) {
@@ -91,7 +98,7 @@ func TestDeduplicatorExpiryFollowsInjectedClock(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			clock := newFakeClock()
+			clock := newClock()
 			d := memory.NewDeduplicator(clock.Now)
 			for i, s := range tt.steps {
 				clock.Advance(s.advance)
@@ -114,7 +121,7 @@ func TestDeduplicatorExpiryFollowsInjectedClock(t *testing.T) {
 
 func TestResultCacheExpiryFollowsInjectedClock(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clock := newClock()
 	c := memory.NewResultCache(clock.Now)
 	if err := c.Put(t.Context(), "k", time.Minute); err != nil {
 		t.Fatalf("Put: %v", err)

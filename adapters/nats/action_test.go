@@ -1,6 +1,10 @@
 package nats
 
 import (
+	"context"
+	"log/slog"
+	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -8,6 +12,8 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
+	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
 
 func TestActionPublisherPublishesTheEnvelope(t *testing.T) {
@@ -75,5 +81,98 @@ func TestValidSubject(t *testing.T) {
 		if err := ValidSubject(bad); err == nil {
 			t.Errorf("ValidSubject(%q) accepted", bad)
 		}
+	}
+}
+
+// natsPassword is planted in every server URL of the conformance suite; the
+// test server requires no authentication, so it is carried, not checked.
+const natsPassword = "NATSPASSWORD-2b7d41"
+
+func TestActionPublisherConformance(t *testing.T) {
+	t.Parallel()
+	serverURL, err := url.Parse(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// target publishes through a connection of its own, via a proxy the
+	// test can freeze or cut, with a password in the URL.
+	target := func(t *testing.T, subject string) (porttest.ActionTarget, *testsupport.Proxy) {
+		t.Helper()
+		proxy := testsupport.StartProxy(t, serverURL.Host)
+		cfg := testConfig(t)
+		cfg.URL = "nats://conformance:" + natsPassword + "@" + proxy.Addr()
+		act := &domain.Action{Name: "nats-1", Type: domain.ActionNATS, NATS: &domain.NATSAction{Subject: domain.MustCompileTemplate(subject)}}
+		// Not dial: its test logger would log the asynchronous close after
+		// the test ended.
+		c, err := Connect(t.Context(), cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("Connect: %v", err)
+		}
+		t.Cleanup(c.Close)
+		return porttest.ActionTarget{Executor: NewActionPublisher(c), Action: act}, proxy
+	}
+	prefix := testenv.Name("conf")
+	publish := func(subject string) func(t *testing.T) porttest.ActionTarget {
+		return func(t *testing.T) porttest.ActionTarget {
+			tg, _ := target(t, subject)
+			return tg
+		}
+	}
+	porttest.RunActionExecutor(t, porttest.ActionHarness{
+		Features: porttest.ActionFeatures{TransientFailures: true, PermanentFailures: true, Blocks: true},
+		Success: func(t *testing.T) porttest.ActionTarget {
+			subject := testenv.Name(prefix)
+			seen := subscribeIDs(t, subject+".>")
+			tg, _ := target(t, subject+".{{ event.entity_type }}.{{ event.event_type }}")
+			tg.Took = func(_ context.Context, ev *domain.Event) (bool, error) { return seen(ev.ID), nil }
+			return tg
+		},
+		Transient: map[string]func(t *testing.T) porttest.ActionTarget{
+			"server gone": func(t *testing.T) porttest.ActionTarget {
+				tg, proxy := target(t, prefix+".gone")
+				proxy.Cut()
+				return tg
+			},
+		},
+		Permanent: map[string]func(t *testing.T) porttest.ActionTarget{
+			"wildcard subject":         publish(prefix + ".*"),
+			"value missing from event": publish(prefix + ".{{ nope }}"),
+			"empty token":              publish(prefix + "..x"),
+		},
+		Blocking: func(t *testing.T) porttest.ActionTarget {
+			tg, proxy := target(t, prefix+".silent")
+			proxy.Freeze()
+			tg.Reached = porttest.ReachedWhen(proxy.Held())
+			return tg
+		},
+		Secrets: []string{natsPassword},
+	})
+}
+
+// subscribeIDs subscribes to subject on the test server and returns a
+// function reporting whether a message with that Nats-Msg-Id arrived.
+func subscribeIDs(t *testing.T, subject string) func(id string) bool {
+	t.Helper()
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	if _, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		mu.Lock()
+		ids[m.Header.Get(nats.MsgIdHdr)] = true
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return func(id string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return ids[id]
 	}
 }

@@ -1,14 +1,12 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
@@ -30,28 +29,10 @@ type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type testBundle struct {
 	pool *pgxpool.Pool
 	cl   *ChangeLog
-	logs *syncBuffer
+	logs *testsupport.Buffer
 }
 
 // newTestPool opens a pool on a fresh database.
@@ -78,9 +59,9 @@ func setup(t testing.TB, cfg ChangeLogConfig) *testBundle {
 	return &testBundle{pool: pool, cl: cl, logs: logs}
 }
 
-func newTestChangeLog(t testing.TB, pool *pgxpool.Pool, cfg ChangeLogConfig) (*ChangeLog, *syncBuffer) {
+func newTestChangeLog(t testing.TB, pool *pgxpool.Pool, cfg ChangeLogConfig) (*ChangeLog, *testsupport.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testsupport.Buffer{}
 	cl, err := NewChangeLog(pool, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("NewChangeLog: %v", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -271,65 +272,11 @@ func insertLive(ctx context.Context, q execer) error {
 	return err
 }
 
-// logRecorder is a slog.Handler keeping every record; hook, when set, runs
-// synchronously on each record in the logging goroutine.
-type logRecorder struct {
-	mu      sync.Mutex
-	records []slog.Record
-	hook    func(slog.Record)
-}
-
-func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *logRecorder) WithGroup(string) slog.Handler            { return h }
-
-func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	h.records = append(h.records, r.Clone())
-	hook := h.hook
-	h.mu.Unlock()
-	if hook != nil {
-		hook(r)
-	}
-	return nil
-}
-
-// find returns the records with message msg.
-func (h *logRecorder) find(msg string) []slog.Record {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []slog.Record
-	for _, r := range h.records {
-		if r.Message == msg {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// waitFor waits until a record with message msg arrived.
-func (h *logRecorder) waitFor(t testing.TB, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for len(h.find(msg)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q log record within %v", msg, waitTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func recordAttr(r slog.Record, key string) (slog.Value, bool) {
-	var v slog.Value
-	found := false
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == key {
-			v, found = a.Value, true
-			return false
-		}
-		return true
-	})
-	return v, found
+// recordAttr returns the attribute key of r as an int64 (slog.Int and
+// slog.Int64 values).
+func recordAttr(r testsupport.Record, key string) (int64, bool) {
+	n, ok := r.Attrs[key].(int64)
+	return n, ok
 }
 
 // assertMigrated checks the finished change log by behaviour: a new row
@@ -455,11 +402,11 @@ type underLoad struct {
 // migrateUnderLoad runs Migrate while inserting rows one at a time, as the
 // application would, until it returns. The step between the log records
 // begin and end is the window whose inserts are counted apart.
-func migrateUnderLoad(t testing.TB, pool *pgxpool.Pool, cfg MigrateConfig, logs *logRecorder, begin, end string) underLoad {
+func migrateUnderLoad(t testing.TB, pool *pgxpool.Pool, cfg MigrateConfig, logs *testsupport.Logs, begin, end string) underLoad {
 	t.Helper()
 	ctx := t.Context()
 	var inStep atomic.Bool
-	logs.hook = func(r slog.Record) {
+	logs.Hook = func(r testsupport.Record) {
 		switch r.Message {
 		case begin:
 			inStep.Store(true)
@@ -533,7 +480,7 @@ func TestMigrateUnderLoad(t *testing.T) {
 				}
 			}
 			before := filenode(t, pool)
-			logs := &logRecorder{}
+			logs := &testsupport.Logs{}
 			res := migrateUnderLoad(t, pool, MigrateConfig{BatchSize: 1000}, logs, tc.begin, tc.end)
 			t.Logf("%s: migrated %d rows in %v; %d concurrent inserts (%d during %q), longest insert %v",
 				tc.name, rows, res.took.Round(time.Millisecond), res.inserts, res.inWindow, tc.begin, res.maxWait.Round(time.Microsecond))
@@ -546,7 +493,7 @@ func TestMigrateUnderLoad(t *testing.T) {
 			if after := filenode(t, pool); after != before {
 				t.Fatalf("the change log was rewritten (filenode %d -> %d)", before, after)
 			}
-			backfilled := logs.find("txid backfill finished")
+			backfilled := logs.Find("txid backfill finished")
 			if !tc.backfill {
 				if len(backfilled) != 0 {
 					t.Fatalf("Migrate backfilled a table that had no txid column")
@@ -555,8 +502,8 @@ func TestMigrateUnderLoad(t *testing.T) {
 				if len(backfilled) != 1 {
 					t.Fatalf("backfill finished %d times, want 1", len(backfilled))
 				}
-				if n, _ := recordAttr(backfilled[0], "rows"); n.Int64() < rows {
-					t.Fatalf("backfill reported %d rows, want at least %d", n.Int64(), rows)
+				if n, _ := recordAttr(backfilled[0], "rows"); n < rows {
+					t.Fatalf("backfill reported %d rows, want at least %d", n, rows)
 				}
 				if !proved() {
 					t.Fatalf("SET NOT NULL scanned the table instead of using the validated check")
@@ -585,7 +532,7 @@ func TestMigrateResumesInterruptedBackfill(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	batches := 0
-	logs := &logRecorder{hook: func(r slog.Record) {
+	logs := &testsupport.Logs{Hook: func(r testsupport.Record) {
 		if r.Message == "txid backfill batch" {
 			if batches++; batches == cancelAt {
 				cancel()
@@ -612,18 +559,18 @@ func TestMigrateResumesInterruptedBackfill(t *testing.T) {
 		t.Fatalf("insert between runs: %v", err)
 	}
 
-	resumed := &logRecorder{}
+	resumed := &testsupport.Logs{}
 	if err := Migrate(t.Context(), pool, MigrateConfig{Logger: slog.New(resumed), BatchSize: batch}); err != nil {
 		t.Fatalf("resumed Migrate: %v", err)
 	}
-	started := resumed.find("backfilling txid of existing change-log rows")
+	started := resumed.Find("backfilling txid of existing change-log rows")
 	if len(started) != 1 {
 		t.Fatalf("resumed backfill started %d times, want 1", len(started))
 	}
-	if n, _ := recordAttr(started[0], "rows"); n.Int64() != remaining {
-		t.Fatalf("resumed backfill has %d rows to do, want %d", n.Int64(), remaining)
+	if n, _ := recordAttr(started[0], "rows"); n != remaining {
+		t.Fatalf("resumed backfill has %d rows to do, want %d", n, remaining)
 	}
-	if n := len(resumed.find("txid backfill batch")); n != remaining/batch {
+	if n := len(resumed.Find("txid backfill batch")); n != remaining/batch {
 		t.Fatalf("resumed backfill ran %d batches, want %d", n, remaining/batch)
 	}
 	assertMigrated(t, pool)
@@ -724,26 +671,24 @@ func TestMigrateResumesFromEachState(t *testing.T) {
 			t.Parallel()
 			pool := newTestPool(t)
 			tc.setup(t, pool)
-			logs := &logRecorder{}
+			logs := &testsupport.Logs{}
 			if err := Migrate(t.Context(), pool, MigrateConfig{Logger: slog.New(logs), BatchSize: 1000}); err != nil {
 				t.Fatalf("Migrate: %v", err)
 			}
 			// Each backfill transaction starts at a NULL row: gaps in pk
 			// cost nothing.
-			if n := len(logs.find("txid backfill batch")); n > tc.old {
+			if n := len(logs.Find("txid backfill batch")); n > tc.old {
 				t.Fatalf("backfill ran %d batches for %d rows", n, tc.old)
 			}
 			assertMigrated(t, pool)
 			assertReadOrder(t, pool, tc.old)
 			// Once done, Migrate finds nothing to do.
-			again := &logRecorder{}
+			again := &testsupport.Logs{}
 			if err := Migrate(t.Context(), pool, MigrateConfig{Logger: slog.New(again)}); err != nil {
 				t.Fatalf("second Migrate: %v", err)
 			}
-			again.mu.Lock()
-			defer again.mu.Unlock()
-			if len(again.records) != 0 {
-				t.Fatalf("second Migrate logged %d records, first %q; want none", len(again.records), again.records[0].Message)
+			if recs := again.Records(); len(recs) != 0 {
+				t.Fatalf("second Migrate logged %d records, first %q; want none", len(recs), recs[0].Message)
 			}
 		})
 	}
@@ -776,12 +721,12 @@ func TestMigrateLockTimeout(t *testing.T) {
 			if _, err := blocker.Exec(ctx, `SELECT count(*) FROM core.tb_entity_change_log`); err != nil {
 				t.Fatalf("blocker: %v", err)
 			}
-			logs := &logRecorder{}
+			logs := &testsupport.Logs{}
 			migrated := make(chan error, 1)
 			go func() {
 				migrated <- Migrate(ctx, pool, MigrateConfig{Logger: slog.New(logs), LockTimeout: 100 * time.Millisecond, LockAttempts: tc.attempts})
 			}()
-			logs.waitFor(t, "table lock not available, retrying")
+			logs.WaitFor(t, "table lock not available, retrying", waitTimeout)
 			if tc.giveUp {
 				err := <-migrated
 				var pgErr *pgconn.PgError
@@ -823,9 +768,9 @@ func TestMigrateConcurrentlyOnExistingTable(t *testing.T) {
 	createFraiseQLTable(t, pool, rows)
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
-	logs := make([]*logRecorder, len(errs))
+	logs := make([]*testsupport.Logs, len(errs))
 	for i := range errs {
-		logs[i] = &logRecorder{}
+		logs[i] = &testsupport.Logs{}
 		wg.Go(func() {
 			errs[i] = Migrate(t.Context(), pool, MigrateConfig{Logger: slog.New(logs[i]), BatchSize: 1000})
 		})
@@ -836,7 +781,7 @@ func TestMigrateConcurrentlyOnExistingTable(t *testing.T) {
 		if err != nil {
 			t.Fatalf("concurrent Migrate #%d: %v", i+1, err)
 		}
-		builds += len(logs[i].find("txid index built"))
+		builds += len(logs[i].Find("txid index built"))
 	}
 	if builds != 1 {
 		t.Fatalf("%d of the concurrent runs built the index, want exactly 1", builds)

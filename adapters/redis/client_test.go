@@ -12,6 +12,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -58,7 +59,7 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 
 func TestOpenUnreachableIsUnavailable(t *testing.T) {
 	t.Parallel()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
 	tests := []struct {
 		name string
 		cfg  Config
@@ -135,7 +136,8 @@ func operations(c *Client) map[string]func(ctx context.Context) error {
 
 func TestStoppedRedisIsUnavailable(t *testing.T) {
 	t.Parallel()
-	redisURL, stop := privateRedis(t)
+	addr, server := privateRedis(t)
+	redisURL := "redis://" + addr + "/0"
 	c, err := Open(t.Context(), Config{URL: redisURL, CommandTimeout: 200 * time.Millisecond, ConnectTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -147,7 +149,7 @@ func TestStoppedRedisIsUnavailable(t *testing.T) {
 			t.Fatalf("%s while Redis runs: %v", name, err)
 		}
 	}
-	stop()
+	server.Kill(t)
 	for name, op := range ops {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

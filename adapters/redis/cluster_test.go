@@ -17,7 +17,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
-	"github.com/fraiseql/fraiseql-observer/ports"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
 
@@ -26,36 +26,24 @@ import (
 // skipped, except under CI=true.
 func privateCluster(t *testing.T) []string {
 	t.Helper()
-	server, err1 := exec.LookPath("redis-server")
-	cli, err2 := exec.LookPath("redis-cli")
-	if err1 != nil || err2 != nil {
-		msg := fmt.Sprintf("redis-server or redis-cli not found: %v %v", err1, err2)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	cli := testsupport.Binary(t, "redis-cli")
+	server := testsupport.Binary(t, "redis-server")
 	var addrs []string
+	procs := map[string]*testsupport.Process{}
 	for i := range 3 {
 		port := freeClusterPort(t)
 		dir := filepath.Join(t.TempDir(), strconv.Itoa(i))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(server, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		procs[addr] = testsupport.StartProcess(t, exec.Command(server, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-			"--save", "", "--appendonly", "no", "--dir", dir)
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start redis-server: %v", err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-		addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			"--save", "", "--appendonly", "no", "--dir", dir))
+		addrs = append(addrs, addr)
 	}
 	for _, a := range addrs {
-		waitListening(t, a)
+		procs[a].WaitListening(t, a, listenTimeout)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -83,7 +71,7 @@ func privateCluster(t *testing.T) []string {
 func freeClusterPort(t *testing.T) int {
 	t.Helper()
 	for range 100 {
-		p := freePort(t)
+		p := testsupport.FreePort(t)
 		if p+10000 > 65535 {
 			continue
 		}
@@ -96,22 +84,6 @@ func freeClusterPort(t *testing.T) int {
 	}
 	t.Fatal("no free port pair for a cluster node")
 	return 0
-}
-
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second) // correctness timeout for the server to listen
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = conn.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not start listening: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestCluster runs the suites and a multi-slot invalidation against a
@@ -132,11 +104,11 @@ func TestCluster(t *testing.T) {
 
 	t.Run("Deduplicator", func(t *testing.T) {
 		t.Parallel()
-		porttest.RunDeduplicator(t, func(t *testing.T) ports.Deduplicator { return NewDeduplicator(open(t, newPrefix())) })
+		porttest.RunDeduplicator(t, redisFeatures, dedupHarness(open))
 	})
 	t.Run("ResultCache", func(t *testing.T) {
 		t.Parallel()
-		porttest.RunResultCache(t, func(t *testing.T) ports.ResultCache { return NewResultCache(open(t, newPrefix())) })
+		porttest.RunResultCache(t, redisFeatures, cacheHarness(open))
 	})
 	t.Run("InvalidateAcrossMasters", func(t *testing.T) {
 		t.Parallel()

@@ -11,34 +11,36 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
 
-func TestDeduplicatorConformance(t *testing.T) {
-	t.Parallel()
-	porttest.RunDeduplicator(t, func(t *testing.T) ports.Deduplicator {
-		return NewDeduplicator(openClient(t, ""))
-	})
+// redisFeatures: two clients on one key prefix are two processes sharing
+// the state; Redis judges expiry by its own clock.
+var redisFeatures = porttest.StoreFeatures{SharedAcrossInstances: true}
+
+// dedupHarness and cacheHarness give the suites two clients (two
+// processes) on one fresh key prefix; open connects one client.
+func dedupHarness(open func(t *testing.T, prefix string) *Client) func(t *testing.T) porttest.DedupHarness {
+	return func(t *testing.T) porttest.DedupHarness {
+		prefix := newPrefix()
+		return porttest.DedupHarness{Dedup: NewDeduplicator(open(t, prefix)), Other: NewDeduplicator(open(t, prefix))}
+	}
 }
 
-func TestDeduplicatorSharedConformance(t *testing.T) {
-	t.Parallel()
-	porttest.RunDeduplicatorShared(t, func(t *testing.T) (a, b ports.Deduplicator) {
+func cacheHarness(open func(t *testing.T, prefix string) *Client) func(t *testing.T) porttest.CacheHarness {
+	return func(t *testing.T) porttest.CacheHarness {
 		prefix := newPrefix()
-		return NewDeduplicator(openClient(t, prefix)), NewDeduplicator(openClient(t, prefix))
-	})
+		return porttest.CacheHarness{Cache: NewResultCache(open(t, prefix)), Other: NewResultCache(open(t, prefix))}
+	}
+}
+
+func openSingle(t *testing.T, prefix string) *Client { return openClient(t, prefix) }
+
+func TestDeduplicatorConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunDeduplicator(t, redisFeatures, dedupHarness(openSingle))
 }
 
 func TestResultCacheConformance(t *testing.T) {
 	t.Parallel()
-	porttest.RunResultCache(t, func(t *testing.T) ports.ResultCache {
-		return NewResultCache(openClient(t, ""))
-	})
-}
-
-func TestResultCacheSharedConformance(t *testing.T) {
-	t.Parallel()
-	porttest.RunResultCacheShared(t, func(t *testing.T) (a, b ports.ResultCache) {
-		prefix := newPrefix()
-		return NewResultCache(openClient(t, prefix)), NewResultCache(openClient(t, prefix))
-	})
+	porttest.RunResultCache(t, redisFeatures, cacheHarness(openSingle))
 }
 
 // TestKeyPrefixIsolates proves two prefixes on one server do not see each

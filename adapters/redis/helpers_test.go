@@ -2,9 +2,7 @@ package redis
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 // newPrefix returns a key prefix unique to one test.
@@ -42,57 +41,20 @@ func openClient(t testing.TB, prefix string) *Client {
 	return c
 }
 
-// privateRedis starts a throwaway redis-server on a free port and returns
-// its URL and a function that stops it. Without redis-server on PATH the
-// test is skipped, except under CI=true.
-func privateRedis(t *testing.T) (redisURL string, stop func()) {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server not found: %v", err)
-		}
-		t.Skipf("redis-server not found: %v", err)
-	}
-	port := freePort(t)
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}
-	t.Cleanup(stop)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(10 * time.Second) // correctness timeout for the server to listen
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = conn.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not start: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Sprintf("redis://%s/0", addr), stop
-}
+// listenTimeout bounds the wait for a private server to listen: a
+// correctness timeout for a loaded machine.
+const listenTimeout = 10 * time.Second
 
-// freePort returns a TCP port nothing listens on right now.
-func freePort(t *testing.T) int {
+// privateRedis starts a throwaway redis-server (with extra arguments, such
+// as --requirepass) on a free loopback port and returns its host:port and
+// the process, which the test may kill.
+func privateRedis(t *testing.T, extra ...string) (addr string, proc *testsupport.Process) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	port := testsupport.FreePort(t)
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir()}, extra...)
+	proc = testsupport.StartProcess(t, exec.Command(testsupport.Binary(t, "redis-server"), args...))
+	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	proc.WaitListening(t, addr, listenTimeout)
+	return addr, proc
 }

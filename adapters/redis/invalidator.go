@@ -64,15 +64,7 @@ func (inv *Invalidator) Execute(ctx context.Context, ev *domain.Event, obs *doma
 	}
 	pattern := domain.GlobEscape(inv.c.prefix) + rendered
 
-	var (
-		n   int64
-		err error
-	)
-	if domain.HasGlob(pattern) {
-		n, err = inv.c.unlinkMatching(ctx, pattern)
-	} else {
-		n, err = inv.c.rdb.Unlink(ctx, domain.GlobUnescape(pattern)).Result()
-	}
+	n, err := inv.unlink(ctx, pattern)
 	if err != nil {
 		return domain.Transient(inv.c.wrap(ctx, fmt.Sprintf("invalidate %q", pattern), err), 0)
 	}
@@ -85,6 +77,33 @@ func (inv *Invalidator) Execute(ctx context.Context, ev *domain.Event, obs *doma
 	}
 	inv.logger.LogAttrs(ctx, slog.LevelDebug, "cache keys invalidated", append(attrs, slog.String("action", act.Name))...)
 	return nil
+}
+
+// unlink removes the key pattern names, or every key matching it, and
+// returns as soon as ctx ends. go-redis honours a deadline but not a
+// cancellation in the middle of a read, so the calls run aside; abandoned,
+// they end on their own within the command timeout.
+func (inv *Invalidator) unlink(ctx context.Context, pattern string) (int64, error) {
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		if domain.HasGlob(pattern) {
+			r.n, r.err = inv.c.unlinkMatching(ctx, pattern)
+		} else {
+			r.n, r.err = inv.c.rdb.Unlink(ctx, domain.GlobUnescape(pattern)).Result()
+		}
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 // unlinkMatching SCANs for pattern and UNLINKs each batch found, on every
@@ -106,6 +125,9 @@ func (c *Client) unlinkMatching(ctx context.Context, pattern string) (int64, err
 func scanUnlink(ctx context.Context, node goredis.Cmdable, pattern string, perKey bool, total *atomic.Int64) error {
 	var cursor uint64
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		keys, next, err := node.Scan(ctx, cursor, pattern, scanCount).Result()
 		if err != nil {
 			return err

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
+	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
 
 func cacheAction(pattern string) *domain.Action {
@@ -214,5 +216,81 @@ func TestInvalidatorPermanentFailures(t *testing.T) {
 		if got := remainingKeys(t, c); !slices.Equal(got, keys) {
 			t.Errorf("keys left = %q, want all of %q", got, keys)
 		}
+	})
+}
+
+// redisPassword protects the private server of the conformance suite.
+const redisPassword = "REDISPASSWORD-83f2a6"
+
+func TestInvalidatorConformance(t *testing.T) {
+	t.Parallel()
+	addr, _ := privateRedis(t, "--requirepass", redisPassword)
+	// target invalidates pattern through a client of its own, via a proxy
+	// the test can freeze or cut, with the password in the URL.
+	target := func(t *testing.T, pattern string, commandTimeout time.Duration) (porttest.ActionTarget, *Client, *testsupport.Proxy) {
+		t.Helper()
+		proxy := testsupport.StartProxy(t, addr)
+		c, err := Open(t.Context(), Config{
+			URL:            "redis://:" + redisPassword + "@" + proxy.Addr() + "/0",
+			KeyPrefix:      newPrefix(),
+			CommandTimeout: commandTimeout,
+		})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return porttest.ActionTarget{Executor: NewInvalidator(c, nil), Action: cacheAction(pattern)}, c, proxy
+	}
+	invalidate := func(pattern string) func(t *testing.T) porttest.ActionTarget {
+		return func(t *testing.T) porttest.ActionTarget {
+			tg, _, _ := target(t, pattern, 0)
+			return tg
+		}
+	}
+	porttest.RunActionExecutor(t, porttest.ActionHarness{
+		Features: porttest.ActionFeatures{TransientFailures: true, PermanentFailures: true, Blocks: true},
+		Success: func(t *testing.T) porttest.ActionTarget {
+			tg, c, _ := target(t, "order:{{ event.entity_id }}:*", 0)
+			keys := func(ev *domain.Event) []string {
+				return []string{c.prefix + "order:" + ev.EntityID + ":detail", c.prefix + "order:" + ev.EntityID + ":lines"}
+			}
+			tg.Prepare = func(ctx context.Context, ev *domain.Event) error {
+				for _, k := range keys(ev) {
+					if err := c.rdb.Set(ctx, k, "v", time.Hour).Err(); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			tg.Took = func(ctx context.Context, ev *domain.Event) (bool, error) {
+				n, err := c.rdb.Exists(ctx, keys(ev)...).Result()
+				return n == 0, err
+			}
+			return tg
+		},
+		Transient: map[string]func(t *testing.T) porttest.ActionTarget{
+			"redis unreachable": func(t *testing.T) porttest.ActionTarget {
+				tg, _, proxy := target(t, "order:{{ event.entity_id }}", 0)
+				proxy.Cut()
+				return tg
+			},
+			"redis silent past the command timeout": func(t *testing.T) porttest.ActionTarget {
+				tg, _, proxy := target(t, "order:{{ event.entity_id }}:*", 200*time.Millisecond)
+				proxy.Freeze()
+				return tg
+			},
+		},
+		Permanent: map[string]func(t *testing.T) porttest.ActionTarget{
+			"pattern renders empty":        invalidate("{{ note }}"),
+			"empty value widens a glob":    invalidate("order:{{ note }}*"),
+			"value missing from the event": invalidate("order:{{ nope }}"),
+		},
+		Blocking: func(t *testing.T) porttest.ActionTarget {
+			tg, _, proxy := target(t, "order:{{ event.entity_id }}:*", time.Hour)
+			proxy.Freeze()
+			tg.Reached = porttest.ReachedWhen(proxy.Held())
+			return tg
+		},
+		Secrets: []string{redisPassword},
 	})
 }

@@ -3,15 +3,11 @@ package slack_test
 import (
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 
-	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
-	"github.com/fraiseql/fraiseql-observer/adapters/slack"
-	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
@@ -33,16 +29,7 @@ func TestSlackPostsTheRenderedMessage(t *testing.T) {
 		w.WriteHeader(code)
 	}))
 	t.Cleanup(srv.Close)
-	policy, err := httpguard.ParsePolicy(false, []string{"127.0.0.1/32"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.DiscardHandler)
-	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ex := slack.NewExecutor(wh, logger)
+	ex := newExecutor(t)
 	ev := &domain.Event{ID: "e1", EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o1",
 		Data: map[string]any{"status": `shipped "fast"`}}
 	obs := &domain.Observer{Name: "o"}

@@ -86,7 +86,7 @@ func (e *Executor) Close() { e.client.CloseIdleConnections() }
 // StatusError is the failure for a response outside 2xx.
 type StatusError struct {
 	Method     string
-	Target     string // scheme://host/path, without query string
+	Target     string // scheme://host[:port] only: a path or query may hold a token
 	StatusCode int
 	Body       string // at most 256 bytes of the response body
 }
@@ -150,15 +150,16 @@ func (e *Executor) Post(ctx context.Context, rawURL string, body []byte, timeout
 	return e.send(ctx, http.MethodPost, rawURL, target, body, timeout, nil)
 }
 
-// targetOf checks rawURL and returns it without query string, for messages
-// (a query may hold a token).
+// targetOf checks rawURL and returns what messages may show of it: scheme,
+// host and port. Its path (a Slack webhook's credential), query, user
+// information and fragment may hold secrets and stay out of every error.
 func targetOf(method, rawURL, action string) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// url.Parse errors quote the whole URL, which may hold a token.
 		return "", domain.Permanent(fmt.Errorf("webhook: action %q: invalid url", action))
 	}
-	target := u.Scheme + "://" + u.Host + u.EscapedPath()
+	target := u.Scheme + "://" + u.Host
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return "", domain.Permanent(fmt.Errorf("webhook: %s %s: url must be absolute http or https", method, target))
 	}

@@ -9,22 +9,48 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// RunResultCache checks the ports.ResultCache contract. newCache must
-// return an isolated instance on every call. The expiry cases wait about a
-// second with a 300ms TTL; the adapter must judge expiry by a real clock.
-func RunResultCache(t *testing.T, newCache func(t *testing.T) ports.ResultCache) {
+// CacheHarness is a result cache under test.
+type CacheHarness struct {
+	// Cache is the instance under test, isolated from other harnesses.
+	Cache ports.ResultCache
+	// Other is a second instance over Cache's state; set exactly when
+	// StoreFeatures.SharedAcrossInstances.
+	Other ports.ResultCache
+	// Advance moves the instances' clock forward; set exactly when
+	// StoreFeatures.ExpiryByClock.
+	Advance func(d time.Duration)
+}
+
+// RunResultCache checks the ports.ResultCache contract. newHarness must
+// return an isolated harness on every call, consistent with features.
+func RunResultCache(t *testing.T, features StoreFeatures, newHarness func(t *testing.T) CacheHarness) {
 	t.Helper()
 	const ttl = time.Hour
+	newCache := func(t *testing.T) (ports.ResultCache, func(time.Duration)) {
+		t.Helper()
+		h := newHarness(t)
+		checkStoreHarness(t, features, h.Other != nil, h.Advance != nil)
+		return h.Cache, passTime(h.Advance)
+	}
+	shared := func(t *testing.T) (a, b ports.ResultCache, wait func(time.Duration)) {
+		t.Helper()
+		if !features.SharedAcrossInstances {
+			t.Skip("instances of this adapter share no state")
+		}
+		h := newHarness(t)
+		checkStoreHarness(t, features, h.Other != nil, h.Advance != nil)
+		return h.Cache, h.Other, passTime(h.Advance)
+	}
 
 	t.Run("MissOnUnknownKey", func(t *testing.T) {
 		t.Parallel()
-		c := newCache(t)
+		c, _ := newCache(t)
 		mustCacheGet(t, c, newResultKey("webhook-1"), false)
 	})
 
 	t.Run("PutThenHit", func(t *testing.T) {
 		t.Parallel()
-		c := newCache(t)
+		c, _ := newCache(t)
 		key := newResultKey("webhook-1")
 		mustCachePut(t, c, key, ttl)
 		mustCacheGet(t, c, key, true)
@@ -33,7 +59,7 @@ func RunResultCache(t *testing.T, newCache func(t *testing.T) ports.ResultCache)
 
 	t.Run("KeysAreIndependent", func(t *testing.T) {
 		t.Parallel()
-		c := newCache(t)
+		c, _ := newCache(t)
 		k1 := newResultKey("webhook-1")
 		k2 := newResultKey("webhook-2")
 		mustCachePut(t, c, k1, ttl)
@@ -45,40 +71,46 @@ func RunResultCache(t *testing.T, newCache func(t *testing.T) ports.ResultCache)
 
 	t.Run("EntryExpiresAfterTTL", func(t *testing.T) {
 		t.Parallel()
-		c := newCache(t)
+		c, wait := newCache(t)
 		short, long := newResultKey("webhook-1"), newResultKey("webhook-2")
 		mustCachePut(t, c, short, 300*time.Millisecond)
 		mustCachePut(t, c, long, ttl)
 		mustCacheGet(t, c, short, true)
-		time.Sleep(time.Second) // correctness wait: well past the 300ms TTL
+		wait(time.Second) // well past the 300ms TTL
 		mustCacheGet(t, c, short, false)
 		mustCacheGet(t, c, long, true)
 	})
 
 	t.Run("PutTwiceRefreshesTTL", func(t *testing.T) {
 		t.Parallel()
-		c := newCache(t)
+		c, wait := newCache(t)
 		key := newResultKey("webhook-1")
 		mustCachePut(t, c, key, 300*time.Millisecond)
 		mustCachePut(t, c, key, ttl)
 		mustCacheGet(t, c, key, true)
-		time.Sleep(time.Second) // correctness wait: well past the first 300ms TTL
+		wait(time.Second) // well past the first 300ms TTL
 		mustCacheGet(t, c, key, true)
 	})
-}
 
-// RunResultCacheShared checks that two instances over one backing store see
-// each other's entries. newPair returns two such instances, isolated from
-// other calls.
-func RunResultCacheShared(t *testing.T, newPair func(t *testing.T) (a, b ports.ResultCache)) {
-	t.Helper()
+	// Two instances over one state (two processes, in production) see
+	// each other's entries.
 	t.Run("PutIsSeenByTheOther", func(t *testing.T) {
 		t.Parallel()
-		a, b := newPair(t)
+		a, b, _ := shared(t)
 		key := newResultKey("webhook-1")
 		mustCacheGet(t, b, key, false)
 		mustCachePut(t, a, key, time.Hour)
 		mustCacheGet(t, b, key, true)
+	})
+
+	t.Run("ExpiryIsSeenByTheOther", func(t *testing.T) {
+		t.Parallel()
+		a, b, wait := shared(t)
+		key := newResultKey("webhook-1")
+		mustCachePut(t, a, key, 300*time.Millisecond)
+		mustCacheGet(t, b, key, true)
+		wait(time.Second) // well past the 300ms TTL
+		mustCacheGet(t, b, key, false)
 	})
 }
 

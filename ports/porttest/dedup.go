@@ -2,6 +2,7 @@ package porttest
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,17 +12,58 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// RunDeduplicator checks the ports.Deduplicator contract. newDedup must
-// return an isolated instance on every call. The expiry cases wait about a
-// second with 300ms leases and windows; the adapter must judge expiry by a
-// real clock.
-func RunDeduplicator(t *testing.T, newDedup func(t *testing.T) ports.Deduplicator) {
+// StoreFeatures says what a Deduplicator or ResultCache adapter can do, so
+// that the suite runs every case that applies (watermill's
+// pubsub/tests.Features).
+type StoreFeatures struct {
+	// SharedAcrossInstances: the harness hands out a second instance over
+	// the same state (another process's, in production; the same instance
+	// when the state lives in one process), and the suite checks that each
+	// sees the other's writes.
+	SharedAcrossInstances bool
+	// ExpiryByClock: the instances judge expiry by a clock the harness
+	// moves (Advance). Otherwise they judge it by real time, and each
+	// expiry case waits about a second with 300ms leases and TTLs.
+	ExpiryByClock bool
+}
+
+// DedupHarness is a deduplicator under test.
+type DedupHarness struct {
+	// Dedup is the instance under test, isolated from other harnesses.
+	Dedup ports.Deduplicator
+	// Other is a second instance over Dedup's state; set exactly when
+	// StoreFeatures.SharedAcrossInstances.
+	Other ports.Deduplicator
+	// Advance moves the instances' clock forward; set exactly when
+	// StoreFeatures.ExpiryByClock.
+	Advance func(d time.Duration)
+}
+
+// RunDeduplicator checks the ports.Deduplicator contract. newHarness must
+// return an isolated harness on every call, consistent with features.
+func RunDeduplicator(t *testing.T, features StoreFeatures, newHarness func(t *testing.T) DedupHarness) {
 	t.Helper()
 	const lease, window = time.Minute, time.Hour
+	newDedup := func(t *testing.T) (ports.Deduplicator, func(time.Duration)) {
+		t.Helper()
+		h := newHarness(t)
+		checkStoreHarness(t, features, h.Other != nil, h.Advance != nil)
+		return h.Dedup, passTime(h.Advance)
+	}
+	shared := func(t *testing.T) (a, b ports.Deduplicator, wait func(time.Duration)) {
+		t.Helper()
+		if !features.SharedAcrossInstances {
+			t.Skip("instances of this adapter share no state")
+		}
+		h := newHarness(t)
+		checkStoreHarness(t, features, h.Other != nil, h.Advance != nil)
+		return h.Dedup, h.Other, passTime(h.Advance)
+	}
 
 	t.Run("FirstClaimWinsOthersBusy", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, _ := newDedup(t)
+		ev := newEventID()
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimAcquired)
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimBusy)
 		mustDedupClaim(t, d, ev, "c", lease, ports.ClaimBusy)
@@ -29,7 +71,8 @@ func RunDeduplicator(t *testing.T, newDedup func(t *testing.T) ports.Deduplicato
 
 	t.Run("EventsAreIndependent", func(t *testing.T) {
 		t.Parallel()
-		d, e1, e2 := newDedup(t), newEventID(), newEventID()
+		d, _ := newDedup(t)
+		e1, e2 := newEventID(), newEventID()
 		mustDedupClaim(t, d, e1, "a", lease, ports.ClaimAcquired)
 		mustDedupClaim(t, d, e2, "b", lease, ports.ClaimAcquired)
 		mustDedupMarkDone(t, d, e1, window)
@@ -39,7 +82,8 @@ func RunDeduplicator(t *testing.T, newDedup func(t *testing.T) ports.Deduplicato
 
 	t.Run("SameTokenReclaims", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, _ := newDedup(t)
+		ev := newEventID()
 		for range 3 {
 			mustDedupClaim(t, d, ev, "a", lease, ports.ClaimAcquired)
 		}
@@ -48,16 +92,18 @@ func RunDeduplicator(t *testing.T, newDedup func(t *testing.T) ports.Deduplicato
 
 	t.Run("ReclaimExtendsLease", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, wait := newDedup(t)
+		ev := newEventID()
 		mustDedupClaim(t, d, ev, "a", 300*time.Millisecond, ports.ClaimAcquired)
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimAcquired)
-		time.Sleep(time.Second) // correctness wait: well past the first 300ms lease
+		wait(time.Second) // well past the first 300ms lease
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimBusy)
 	})
 
 	t.Run("MarkDoneAnswersDoneToEveryone", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, _ := newDedup(t)
+		ev := newEventID()
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimAcquired)
 		mustDedupMarkDone(t, d, ev, window)
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimDone)
@@ -68,14 +114,15 @@ func RunDeduplicator(t *testing.T, newDedup func(t *testing.T) ports.Deduplicato
 
 	t.Run("MarkDoneWithoutClaim", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, _ := newDedup(t)
+		ev := newEventID()
 		mustDedupMarkDone(t, d, ev, window)
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimDone)
 	})
 
 	t.Run("ExactlyOneConcurrentClaimerWins", func(t *testing.T) {
 		t.Parallel()
-		d := newDedup(t)
+		d, _ := newDedup(t)
 		for round := range 3 {
 			ev := newEventID()
 			const claimers = 20
@@ -114,28 +161,31 @@ func RunDeduplicator(t *testing.T, newDedup func(t *testing.T) ports.Deduplicato
 
 	t.Run("ClaimExpiresAfterLease", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, wait := newDedup(t)
+		ev := newEventID()
 		mustDedupClaim(t, d, ev, "a", 300*time.Millisecond, ports.ClaimAcquired)
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimBusy)
-		time.Sleep(time.Second) // correctness wait: well past the 300ms lease
+		wait(time.Second) // well past the 300ms lease
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimAcquired)
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimBusy)
 	})
 
 	t.Run("DoneMarkExpiresAfterWindow", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, wait := newDedup(t)
+		ev := newEventID()
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimAcquired)
 		mustDedupMarkDone(t, d, ev, 300*time.Millisecond)
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimDone)
-		time.Sleep(time.Second) // correctness wait: well past the 300ms window
+		wait(time.Second) // well past the 300ms window
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimAcquired)
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimBusy)
 	})
 
 	t.Run("ReleaseByHolderFreesAtOnce", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, _ := newDedup(t)
+		ev := newEventID()
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimAcquired)
 		mustDedupRelease(t, d, ev, "a")
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimAcquired)
@@ -144,7 +194,8 @@ func RunDeduplicator(t *testing.T, newDedup func(t *testing.T) ports.Deduplicato
 
 	t.Run("ReleaseByNonHolderIsNoOp", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, _ := newDedup(t)
+		ev := newEventID()
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimAcquired)
 		mustDedupRelease(t, d, ev, "b")
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimBusy)
@@ -154,25 +205,20 @@ func RunDeduplicator(t *testing.T, newDedup func(t *testing.T) ports.Deduplicato
 
 	t.Run("ReleaseKeepsDoneMark", func(t *testing.T) {
 		t.Parallel()
-		d, ev := newDedup(t), newEventID()
+		d, _ := newDedup(t)
+		ev := newEventID()
 		mustDedupClaim(t, d, ev, "a", lease, ports.ClaimAcquired)
 		mustDedupMarkDone(t, d, ev, window)
 		mustDedupRelease(t, d, ev, "a")
 		mustDedupRelease(t, d, ev, "b")
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimDone)
 	})
-}
 
-// RunDeduplicatorShared checks that two instances over one backing store
-// (two processes, in production) see each other's claims, done marks and
-// releases. newPair returns two such instances, isolated from other calls.
-func RunDeduplicatorShared(t *testing.T, newPair func(t *testing.T) (a, b ports.Deduplicator)) {
-	t.Helper()
-	const lease, window = time.Minute, time.Hour
-
+	// Two instances over one state (two processes, in production) see
+	// each other's claims, done marks and releases.
 	t.Run("ClaimIsSeenByTheOther", func(t *testing.T) {
 		t.Parallel()
-		a, b := newPair(t)
+		a, b, _ := shared(t)
 		ev := newEventID()
 		mustDedupClaim(t, a, ev, "proc-a", lease, ports.ClaimAcquired)
 		mustDedupClaim(t, b, ev, "proc-b", lease, ports.ClaimBusy)
@@ -181,7 +227,7 @@ func RunDeduplicatorShared(t *testing.T, newPair func(t *testing.T) (a, b ports.
 
 	t.Run("DoneIsSeenByTheOther", func(t *testing.T) {
 		t.Parallel()
-		a, b := newPair(t)
+		a, b, _ := shared(t)
 		ev := newEventID()
 		mustDedupClaim(t, a, ev, "proc-a", lease, ports.ClaimAcquired)
 		mustDedupMarkDone(t, a, ev, window)
@@ -190,7 +236,7 @@ func RunDeduplicatorShared(t *testing.T, newPair func(t *testing.T) (a, b ports.
 
 	t.Run("ReleaseIsSeenByTheOther", func(t *testing.T) {
 		t.Parallel()
-		a, b := newPair(t)
+		a, b, _ := shared(t)
 		ev := newEventID()
 		mustDedupClaim(t, a, ev, "proc-a", lease, ports.ClaimAcquired)
 		mustDedupRelease(t, b, ev, "proc-b") // not the holder: no effect
@@ -198,6 +244,41 @@ func RunDeduplicatorShared(t *testing.T, newPair func(t *testing.T) (a, b ports.
 		mustDedupRelease(t, a, ev, "proc-a")
 		mustDedupClaim(t, b, ev, "proc-b", lease, ports.ClaimAcquired)
 	})
+
+	t.Run("ExpiryIsSeenByTheOther", func(t *testing.T) {
+		t.Parallel()
+		a, b, wait := shared(t)
+		ev := newEventID()
+		mustDedupClaim(t, a, ev, "proc-a", 300*time.Millisecond, ports.ClaimAcquired)
+		mustDedupClaim(t, b, ev, "proc-b", lease, ports.ClaimBusy)
+		wait(time.Second) // well past the 300ms lease
+		mustDedupClaim(t, b, ev, "proc-b", lease, ports.ClaimAcquired)
+	})
+}
+
+// passTime returns how the suite lets time pass: the harness's clock when
+// it has one, else a real wait (a correctness wait, not a speed target).
+func passTime(advance func(time.Duration)) func(time.Duration) {
+	if advance != nil {
+		return advance
+	}
+	return time.Sleep
+}
+
+// checkStoreHarness fails the test when a harness contradicts its
+// features, so that a flag cannot silently skip or weaken a case.
+func checkStoreHarness(t *testing.T, f StoreFeatures, hasOther, hasAdvance bool) {
+	t.Helper()
+	var problems []string
+	if f.SharedAcrossInstances != hasOther {
+		problems = append(problems, fmt.Sprintf("SharedAcrossInstances is %v but a second instance is given: %v", f.SharedAcrossInstances, hasOther))
+	}
+	if f.ExpiryByClock != hasAdvance {
+		problems = append(problems, fmt.Sprintf("ExpiryByClock is %v but Advance is given: %v", f.ExpiryByClock, hasAdvance))
+	}
+	if len(problems) > 0 {
+		t.Fatalf("inconsistent store harness: %s", strings.Join(problems, "; "))
+	}
 }
 
 func newEventID() string { return uuid.NewString() }

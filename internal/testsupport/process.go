@@ -1,0 +1,153 @@
+package testsupport
+
+import (
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// exitTimeout bounds the wait for a signalled process to be gone: a
+// correctness timeout for a loaded machine, not a speed target.
+const exitTimeout = 30 * time.Second
+
+// Process is a child process started by a test (a service under test, a
+// private redis-server). The test's end kills it if it still runs.
+type Process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // cmd.Wait's result, set before done is closed
+}
+
+// StartProcess starts cmd and waits for it in the background.
+func StartProcess(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	p := &Process{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// Done is closed once the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is the process's exit error (nil for exit status 0); valid once Done
+// is closed.
+func (p *Process) Err() error {
+	<-p.done
+	return p.err
+}
+
+// Exited reports, without waiting, whether the process has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill sends SIGKILL (no chance to clean up) and waits until the process
+// is gone. The test fails unless the process died of that signal.
+func (p *Process) Kill(t testing.TB) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL %s: %v", p.cmd.Path, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(exitTimeout):
+		t.Fatalf("%s did not die within %v of SIGKILL", p.cmd.Path, exitTimeout)
+	}
+	var ee *exec.ExitError
+	if !errors.As(p.err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("%s ended with %v, want killed by SIGKILL", p.cmd.Path, p.err)
+	}
+}
+
+// Terminate sends SIGTERM, waits up to timeout for the process to exit and
+// returns its exit status.
+func (p *Process) Terminate(t testing.TB, timeout time.Duration) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s: %v", p.cmd.Path, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %v of SIGTERM", p.cmd.Path, timeout)
+	}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &ee):
+		return ee.ExitCode()
+	default:
+		t.Fatalf("wait for %s: %v", p.cmd.Path, p.err)
+		return -1
+	}
+}
+
+// WaitListening waits until addr accepts TCP connections. The test fails
+// when the process exits first or after timeout.
+func (p *Process) WaitListening(t testing.TB, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if p.Exited() {
+			t.Fatalf("%s exited before listening on %s: %v", p.cmd.Path, addr, p.err)
+		}
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not listen on %s within %v: %v", p.cmd.Path, addr, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Binary returns the path of the program name on PATH. Without it the test
+// is skipped, except under CI=true where a missing program is a failure.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not found: %v", name, err)
+		}
+		t.Skipf("%s not found: %v", name, err)
+	}
+	return path
+}
+
+// FreePort returns a loopback TCP port nothing listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if err := ln.Close(); err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	return port
+}
