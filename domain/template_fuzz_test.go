@@ -14,9 +14,9 @@ import (
 // outside strings. want lists the body's keys; the value of "a", when
 // wantA is set, is the text of v the placeholder must yield.
 var jsonBodyTemplates = []struct {
-	src      string
-	keys     []string
-	wantA    func(v string) string
+	src   string
+	keys  []string
+	wantA func(v string) string
 	// unquoted, when set, finds in "a" the value an unquoted {{ v }}
 	// yields; only non-string values are tried there.
 	unquoted func(a any) any
