@@ -69,10 +69,13 @@ type EmailAction struct {
 	ReplyTo      string
 }
 
-// CacheAction invalidates Redis keys.
+// CacheAction invalidates Redis keys. The keys are the application's:
+// KeyPrefix (literal, may be empty) is put in front of the rendered
+// pattern, and nothing else is.
 type CacheAction struct {
 	KeyPattern *Template
 	Operation  string // "invalidate" (empty means invalidate)
+	KeyPrefix  string
 }
 
 // DatabaseAction calls a PostgreSQL function.
