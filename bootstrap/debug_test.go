@@ -14,7 +14,7 @@ import (
 const debugObservers = `
 [redis]
 url = "redis://127.0.0.1:1"
-key_prefix = "app:"
+key_prefix = "observer:" # the observer's own keys, never in front of the cache action's
 
 [[observers]]
 name = "shipped"
@@ -34,6 +34,7 @@ message_template = "order {{ event.entity_id }} went from {{ changes.status.old 
 [[observers.actions]]
 type = "cache"
 key_pattern = "order:{{ sku }}:*"
+key_prefix = "app:"
 
 [[observers]]
 name = "big-orders"

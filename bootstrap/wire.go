@@ -246,7 +246,7 @@ func previewers(cfg config.Config) map[domain.ActionType]ports.ActionPreviewer {
 		domain.ActionWebhook:  webhook.Previewer,
 		domain.ActionLog:      logaction.Previewer,
 		domain.ActionSlack:    slack.Previewer,
-		domain.ActionCache:    redisadapter.NewPreviewer(cfg.Redis.KeyPrefix),
+		domain.ActionCache:    redisadapter.Previewer,
 		domain.ActionDatabase: postgres.FunctionPreviewer,
 		domain.ActionNATS:     natsadapter.Previewer,
 	}

@@ -70,16 +70,26 @@ type EmailAction struct {
 	ReplyTo      string
 }
 
-// CacheAction invalidates Redis keys.
+// CacheAction invalidates Redis keys. The keys are the application's:
+// KeyPrefix (literal, may be empty) is put in front of the rendered
+// pattern, and nothing else is.
 type CacheAction struct {
 	KeyPattern *Template
 	Operation  string // "invalidate" (empty means invalidate)
+	// KeyPrefix is put in front of the rendered pattern (the application's
+	// key namespace, not the observer's redis.key_prefix).
+	KeyPrefix string
+	// Timeout bounds the UNLINK or the whole SCAN+UNLINK walk (0: the
+	// executor's default).
+	Timeout time.Duration
 }
 
 // DatabaseAction calls a PostgreSQL function.
 type DatabaseAction struct {
 	FunctionName string
 	Params       map[string]any
+	// Timeout bounds the call (0: the executor's default).
+	Timeout time.Duration
 }
 
 var identPart = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*$`)

@@ -511,57 +511,6 @@ func TestConditionConcurrentEval(t *testing.T) {
 	}
 }
 
-func TestCompareDecimalsAgreesWithCompareNumbers(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"100.00", "100", 0},
-		{"0", "-0", 0},
-		{"0.000", "0e10", 0},
-		{"1e2", "100", 0},
-		{"1E+2", "10000e-2", 0},
-		{"0.1", "1e-1", 0},
-		{"007", "7", 0},
-		{"1", "2", -1},
-		{"-1", "-2", 1},
-		{"-1", "1", -1},
-		{"0", "0.0001", -1},
-		{"-0.0001", "0", -1},
-		{"100.0001", "100", 1},
-		{"99.999", "100", -1},
-		{"123456789012345678901234567890", "123456789012345678901234567891", -1},
-		{"1.5", "1.25", 1},
-		{"10", "9.99999999999999999999", 1},
-		{"1e300", "1e299", 1},
-		{"-1e300", "-1e299", -1},
-		{"1e-300", "0", 1},
-		{"12.340", "1234e-2", 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.a+" vs "+tt.b, func(t *testing.T) {
-			t.Parallel()
-			got, ok := compareDecimals(tt.a, tt.b)
-			if !ok || got != tt.want {
-				t.Errorf("compareDecimals(%s, %s) = %d, %v; want %d", tt.a, tt.b, got, ok, tt.want)
-			}
-			ref, ok := CompareNumbers(json.Number(tt.a), json.Number(tt.b))
-			if !ok || ref != tt.want {
-				t.Errorf("CompareNumbers(%s, %s) = %d, %v; the expectation is wrong", tt.a, tt.b, ref, ok)
-			}
-			if eq := valuesEqual(json.Number(tt.a), json.Number(tt.b)); eq != (tt.want == 0) {
-				t.Errorf("valuesEqual(%s, %s) = %v", tt.a, tt.b, eq)
-			}
-		})
-	}
-	for _, bad := range []string{"", "-", "1.", ".5", "1e", "+1", "1/2", "0x10", "1e99999999", strings.Repeat("1", maxFastDecimalLen+1)} {
-		if _, ok := compareDecimals(bad, "1"); ok {
-			t.Errorf("compareDecimals(%q, 1) accepted the input", bad)
-		}
-	}
-}
-
 // TestChangesPathsResolveLikeTheFullDiff checks Path.Resolve's direct
 // reading of changes.<field>... against walking the whole diff as a map.
 func TestChangesPathsResolveLikeTheFullDiff(t *testing.T) {

@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"math/big"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -137,7 +134,7 @@ func NewEventFromChange(r RawChange) (Event, error) {
 // input and JSON null yield an empty map; any other non-object is
 // ErrInvalidEvent.
 func DecodeObject(b []byte) (map[string]any, error) {
-	if len(b) == 0 || strings.TrimSpace(string(b)) == "null" {
+	if t := bytes.TrimSpace(b); len(t) == 0 || string(t) == "null" { // no copy of b
 		return map[string]any{}, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -203,16 +200,18 @@ func ComputeChanges(before, after map[string]any) map[string]Change {
 	return changes
 }
 
-// ValuesEqual compares two JSON values deeply, numbers numerically.
+// ValuesEqual compares two JSON values deeply, numbers numerically and
+// exactly (100.00 equals 100, 1e2 equals 100, -0 equals 0). Its cost is
+// linear in the size of the values.
 func ValuesEqual(a, b any) bool {
-	if an, ok := toRat(a); ok {
-		bn, ok := toRat(b)
-		return ok && an.Cmp(bn) == 0
+	if an, ok := numberOf(a); ok {
+		bn, ok := numberOf(b)
+		return ok && compareParsed(&an, &bn) == 0
 	}
 	switch av := a.(type) {
 	case nil:
 		return b == nil
-	case json.Number: // beyond big.Rat's exponent range: compare as written
+	case json.Number: // not valid JSON number text: compare as written
 		bv, ok := b.(json.Number)
 		return ok && av == bv
 	case string:
@@ -249,37 +248,16 @@ func ValuesEqual(a, b any) bool {
 	}
 }
 
-// toRat converts JSON numbers and Go numeric types to an exact rational.
-func toRat(v any) (*big.Rat, bool) {
-	switch n := v.(type) {
-	case json.Number:
-		r, ok := new(big.Rat).SetString(string(n))
-		return r, ok
-	case float64:
-		// A float64 comes from decimal text (a config file, a literal): read
-		// it as the shortest decimal that round-trips, so 0.1 equals the
-		// JSON number 0.1 rather than its binary approximation.
-		if math.IsNaN(n) || math.IsInf(n, 0) {
-			return nil, false
-		}
-		return new(big.Rat).SetString(strconv.FormatFloat(n, 'g', -1, 64))
-	case int:
-		return new(big.Rat).SetInt64(int64(n)), true
-	case int64:
-		return new(big.Rat).SetInt64(n), true
-	}
-	return nil, false
-}
-
-// CompareNumbers compares two values numerically; ok is false when either is
-// not a number.
+// CompareNumbers compares two values numerically and exactly (json.Number,
+// float64 as its shortest decimal, int, int64); ok is false when either is
+// not a number. Its cost is linear in the length of the numbers' text.
 func CompareNumbers(a, b any) (cmp int, ok bool) {
-	ar, ok1 := toRat(a)
-	br, ok2 := toRat(b)
+	an, ok1 := numberOf(a)
+	bn, ok2 := numberOf(b)
 	if !ok1 || !ok2 {
 		return 0, false
 	}
-	return ar.Cmp(br), true
+	return compareParsed(&an, &bn), true
 }
 
 // Envelope is the event as sent to receivers (webhook default body, NATS

@@ -17,6 +17,10 @@ type Template struct {
 type templatePart struct {
 	text string
 	path *Path
+	// For a placeholder: where it sits when the template is read as JSON
+	// (EscapeJSON). inString: inside a "..." string of the template's own
+	// text; afterBackslash: right after an unfinished escape there.
+	inString, afterBackslash bool
 }
 
 // Escaping selects how placeholder values are written.
@@ -26,9 +30,16 @@ type Escaping int
 const (
 	// EscapeNone writes values as FormatValue renders them.
 	EscapeNone Escaping = iota
-	// EscapeJSON writes strings JSON-escaped without surrounding quotes (so
-	// `"{{ name }}"` stays a valid JSON string), numbers and booleans as
-	// literals, objects and arrays as JSON and null as `null`.
+	// EscapeJSON renders a JSON text. A placeholder inside a string of the
+	// template (`"{{ note }}"`, `"id-{{ id }}"`, a key) always yields string
+	// content: a string value JSON-escaped, any other value its JSON text
+	// (`{"a":1}`, `12.50`, `true`, `null`) escaped the same way, so event
+	// data can neither end the string nor add keys. A placeholder outside
+	// strings yields a JSON value: numbers and booleans as literals, objects
+	// and arrays as JSON, null as `null`, and strings JSON-escaped without
+	// quotes (write `"{{ name }}"` for a string). A placeholder right after
+	// an unfinished backslash escape inside a string (`"C:\{{ dir }}"` as
+	// written in the template) completes it as `\\`, a literal backslash.
 	EscapeJSON
 	// EscapeGlob writes values as EscapeNone does, with the glob
 	// metacharacters * ? [ ] \ backslash-escaped, so event values match
@@ -39,6 +50,12 @@ const (
 	// '>', white space and control characters replaced by '_', so an event
 	// value stays one token of a NATS subject.
 	EscapeSubjectToken
+	// EscapeSlack writes values as EscapeNone does with &, < and >
+	// replaced by &amp; &lt; &gt; (Slack's message escaping), so event data
+	// cannot mention (`<!channel>`) or disguise a link
+	// (`<http://evil|click>`), while the template's own text keeps its
+	// Slack markup.
+	EscapeSlack
 )
 
 // CompileTemplate parses src. An unclosed `{{`, an empty placeholder or a
@@ -47,6 +64,7 @@ const (
 func CompileTemplate(src string) (*Template, error) {
 	t := &Template{src: src}
 	rest, offset := src, 0
+	var js jsonScan
 	for {
 		i := strings.Index(rest, "{{")
 		if i < 0 {
@@ -57,6 +75,7 @@ func CompileTemplate(src string) (*Template, error) {
 		}
 		if i > 0 {
 			t.parts = append(t.parts, templatePart{text: rest[:i]})
+			js.text(rest[:i])
 		}
 		j := strings.Index(rest[i:], "}}")
 		if j < 0 {
@@ -70,7 +89,8 @@ func CompileTemplate(src string) (*Template, error) {
 		if err != nil {
 			return nil, fmt.Errorf("template: placeholder at offset %d: %w", offset+i, err)
 		}
-		t.parts = append(t.parts, templatePart{path: &p})
+		t.parts = append(t.parts, templatePart{path: &p, inString: js.inString, afterBackslash: js.escaped})
+		js.escaped = false // the placeholder completes a pending escape
 		offset += i + j + 2
 		rest = rest[i+j+2:]
 	}
@@ -108,6 +128,9 @@ func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string
 			b.WriteString(p.text)
 			continue
 		}
+		if esc == EscapeJSON && p.afterBackslash {
+			b.WriteByte('\\')
+		}
 		v, ok := p.path.Resolve(ev)
 		if !ok {
 			missing = append(missing, p.path.String())
@@ -115,7 +138,13 @@ func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string
 		}
 		switch esc {
 		case EscapeJSON:
-			writeJSONValue(&b, v)
+			if p.inString {
+				writeJSONStringContent(&b, jsonText(v))
+			} else {
+				writeJSONValue(&b, v)
+			}
+		case EscapeSlack:
+			b.WriteString(SlackEscape(FormatValue(v)))
 		case EscapeGlob:
 			b.WriteString(GlobEscape(FormatValue(v)))
 		case EscapeSubjectToken:
@@ -127,17 +156,64 @@ func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string
 	return b.String(), missing
 }
 
+// jsonScan follows the template's own text as JSON far enough to know
+// whether a position is inside a string.
+type jsonScan struct {
+	inString, escaped bool
+}
+
+func (s *jsonScan) text(t string) {
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case !s.inString:
+			s.inString = c == '"'
+		case s.escaped:
+			s.escaped = false
+		case c == '\\':
+			s.escaped = true
+		case c == '"':
+			s.inString = false
+		}
+	}
+}
+
+// jsonText is a value's text inside a JSON string: a string as it is,
+// null as "null", anything else as its JSON text.
+func jsonText(v any) string {
+	if v == nil {
+		return "null"
+	}
+	return FormatValue(v)
+}
+
+// writeJSONStringContent writes s JSON-escaped, without the quotes.
+func writeJSONStringContent(b *strings.Builder, s string) {
+	enc, _ := json.Marshal(s) // a string always marshals
+	b.Write(enc[1 : len(enc)-1])
+}
+
 func writeJSONValue(b *strings.Builder, v any) {
 	switch x := v.(type) {
 	case nil:
 		b.WriteString("null")
 	case string:
-		enc, _ := json.Marshal(x) // a string always marshals
-		b.Write(enc[1 : len(enc)-1])
+		writeJSONStringContent(b, x)
 	default:
 		b.WriteString(FormatValue(x))
 	}
 }
+
+// SlackEscape replaces &, < and > with &amp; &lt; &gt;, the three
+// characters Slack reads as markup in message text.
+func SlackEscape(s string) string {
+	if !strings.ContainsAny(s, "&<>") {
+		return s
+	}
+	return slackEscaper.Replace(s)
+}
+
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // GlobEscape backslash-escapes the glob metacharacters * ? [ ] and \.
 func GlobEscape(s string) string {

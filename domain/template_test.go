@@ -21,6 +21,7 @@ func templateTestEvent() *Event {
 			"customer": map[string]any{"email": "a@example.com", "tier": "gold"},
 			"items":    []any{num("1"), "two"},
 			"nothing":  nil,
+			"markup":   "<!channel> & <http://evil|click>",
 		},
 	}
 }
@@ -53,6 +54,17 @@ func TestTemplateRender(t *testing.T) {
 		{name: "json writes arrays raw", src: `{"i":{{ items }}}`, esc: EscapeJSON, want: `{"i":[1,"two"]}`},
 		{name: "json writes null", src: `{"n":{{ nothing }},"t":{{ event.tenant_id }}}`, esc: EscapeJSON, want: `{"n":null,"t":null}`},
 		{name: "json missing value renders empty", src: `{"m":"{{ missing }}"}`, esc: EscapeJSON, want: `{"m":""}`, wantMissing: []string{"missing"}},
+		{name: "json quoted object is a string", src: `{"c":"{{ customer }}"}`, esc: EscapeJSON, want: `{"c":"{\"email\":\"a@example.com\",\"tier\":\"gold\"}"}`},
+		{name: "json quoted array is a string", src: `{"i":"{{ items }}"}`, esc: EscapeJSON, want: `{"i":"[1,\"two\"]"}`},
+		{name: "json quoted number bool and null are strings", src: `{"t":"{{ total }}","p":"{{ paid }}","n":"{{ nothing }}"}`, esc: EscapeJSON, want: `{"t":"12.50","p":"false","n":"null"}`},
+		{name: "json quoted with text around", src: `{"a":"{{ status }}: {{ customer }}!"}`, esc: EscapeJSON, want: `{"a":"new: {\"email\":\"a@example.com\",\"tier\":\"gold\"}!"}`},
+		{name: "json placeholder as a key", src: `{"{{ customer }}":{{ total }}}`, esc: EscapeJSON, want: `{"{\"email\":\"a@example.com\",\"tier\":\"gold\"}":12.50}`},
+		{name: "json escaped quote keeps the string open", src: `{"a":"say \"{{ items }}\"","b":{{ items }}}`, esc: EscapeJSON, want: `{"a":"say \"[1,\"two\"]\"","b":[1,"two"]}`},
+		{name: "json escaped backslash closes the escape", src: `{"a":"\\","b":{{ items }}}`, esc: EscapeJSON, want: `{"a":"\\","b":[1,"two"]}`},
+		{name: "json placeholder after a lone backslash", src: `{"p":"C:\{{ status }}"}`, esc: EscapeJSON, want: `{"p":"C:\\new"}`},
+		{name: "json missing after a lone backslash", src: `{"p":"C:\{{ missing }}"}`, esc: EscapeJSON, want: `{"p":"C:\\"}`, wantMissing: []string{"missing"}},
+		{name: "slack escapes markup in values only", src: "<!here> {{ markup }} <https://example.com|docs>", esc: EscapeSlack, want: "<!here> &lt;!channel&gt; &amp; &lt;http://evil|click&gt; <https://example.com|docs>"},
+		{name: "slack leaves plain values alone", src: "{{ status }} {{ total }}", esc: EscapeSlack, want: "new 12.50"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

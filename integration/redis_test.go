@@ -248,7 +248,9 @@ func TestRedisStoppedMidRun(t *testing.T) {
 
 // A cache action removes exactly the keys its pattern names for the
 // event: the event's values are glob-escaped, the pattern's own * is a
-// wildcard, and the service's key prefix applies.
+// wildcard, and the action's key_prefix applies (the observer's own
+// redis.key_prefix is its namespace for dedup and results, never put in
+// front of application keys).
 func TestRedisCacheInvalidation(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -282,9 +284,10 @@ func TestRedisCacheInvalidation(t *testing.T) {
 
 	cfg := b.config(config.ObserverConfig{
 		Name: "orders-cache", Entity: "Order", Events: []string{"INSERT"},
-		Actions: []config.ActionConfig{{Type: "cache", KeyPattern: "orders:{{ event.entity_id }}:*", Action: "invalidate"}},
+		Actions: []config.ActionConfig{{Type: "cache", KeyPattern: "orders:{{ event.entity_id }}:*", KeyPrefix: rd.prefix, Action: "invalidate"}},
 	})
 	rd.configure(&cfg)
+	cfg.Redis.KeyPrefix = rd.prefix + "observer:" // must not reach the invalidated keys
 	b.start(t, cfg)
 	b.insert(t, change{Entity: "Order", Kind: "INSERT", ID: plain, Data: `{}`})
 	b.insertKeyed(t, "Order", globby)

@@ -26,13 +26,14 @@ var ErrForbiddenAddress = errors.New("forbidden address")
 // The zero value is the strict default: only public unicast addresses.
 type Policy struct {
 	// AllowPrivate allows loopback, private (RFC 1918, fc00::/7), CGNAT
-	// 100.64.0.0/10, unspecified and reserved addresses. Link-local
-	// (169.254.0.0/16 with the cloud metadata address 169.254.169.254,
-	// fe80::/10) and multicast stay refused even then; only an Allowed
-	// prefix opens them.
+	// 100.64.0.0/10, local-use NAT64, unspecified and reserved addresses.
+	// Link-local (169.254.0.0/16, fe80::/10) and multicast stay refused
+	// even then; only an Allowed prefix opens them.
 	AllowPrivate bool
 	// Allowed networks are permitted whatever their class (e.g. 127.0.0.1/32
-	// for tests, or an internal receiver's subnet).
+	// for tests, or an internal receiver's subnet), except the cloud
+	// metadata addresses (see MetadataAddresses): those open only when
+	// listed one by one, as a single address.
 	Allowed []netip.Prefix
 }
 
@@ -96,11 +97,34 @@ var (
 		{netip.MustParsePrefix("192.0.0.0/24"), "reserved"},
 		{netip.MustParsePrefix("198.18.0.0/15"), "reserved"},
 		{netip.MustParsePrefix("240.0.0.0/4"), "reserved"}, // includes broadcast
+		{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use NAT64"},
 	}
 	// Prefixes that embed an IPv4 address the traffic may end up at.
-	nat64     = netip.MustParsePrefix("64:ff9b::/96")
-	sixToFour = netip.MustParsePrefix("2002::/16")
+	nat64         = netip.MustParsePrefix("64:ff9b::/96")   // RFC 6052 well-known prefix
+	nat64Local    = netip.MustParsePrefix("64:ff9b:1::/48") // RFC 8215 local use, any RFC 6052 length from /48
+	sixToFour     = netip.MustParsePrefix("2002::/16")
+	teredo        = netip.MustParsePrefix("2001::/32")
+	v4Compatible  = netip.MustParsePrefix("::/96")           // deprecated ::a.b.c.d
+	v4Translated  = netip.MustParsePrefix("::ffff:0:0:0/96") // SIIT ::ffff:0:a.b.c.d
+	v6Unspecified = netip.IPv6Unspecified()
+	v6Loopback    = netip.IPv6Loopback()
 )
+
+// MetadataAddresses are the cloud instance-metadata and credential
+// endpoints the guard refuses whatever the class of their network, even
+// with AllowPrivate or an Allowed prefix that covers them, unless the
+// address itself is listed in Allowed. Each maps to its owner.
+var MetadataAddresses = map[netip.Addr]string{
+	netip.MustParseAddr("169.254.169.254"): "instance metadata (AWS, GCP, Azure, Oracle, OpenStack, DigitalOcean, ...)",
+	netip.MustParseAddr("fd00:ec2::254"):   "AWS instance metadata (IPv6)",
+	netip.MustParseAddr("169.254.170.2"):   "AWS ECS task metadata and credentials",
+	netip.MustParseAddr("169.254.170.23"):  "AWS EKS Pod Identity credentials",
+	netip.MustParseAddr("fd00:ec2::23"):    "AWS EKS Pod Identity credentials (IPv6)",
+	netip.MustParseAddr("fd20:ce::254"):    "GCP metadata server (IPv6)",
+	netip.MustParseAddr("100.100.100.200"): "Alibaba Cloud instance metadata",
+	netip.MustParseAddr("192.0.0.192"):     "Oracle Cloud instance metadata",
+	netip.MustParseAddr("168.63.129.16"):   "Azure WireServer (host platform endpoint)",
+}
 
 type classPrefix struct {
 	prefix netip.Prefix
@@ -109,22 +133,36 @@ type classPrefix struct {
 
 // Check returns nil when the policy lets connections reach ip, else an
 // error wrapping ErrForbiddenAddress that names the address and its class.
+// An IPv6 address that carries an IPv4 one (IPv4-mapped, -compatible or
+// -translated, NAT64, 6to4, Teredo) is judged by the IPv4 address too.
 func (p Policy) Check(ip netip.Addr) error {
 	if !ip.IsValid() {
 		return fmt.Errorf("httpguard: invalid address: %w", ErrForbiddenAddress)
 	}
 	ip = ip.WithZone("").Unmap()
+	embedded := embeddedIPv4(ip)
+	// Metadata endpoints first: no class allowance or covering prefix
+	// opens them, only the address itself listed.
+	if owner, ok := MetadataAddresses[ip]; ok && !p.listed(ip) {
+		return fmt.Errorf("httpguard: %s is a cloud metadata address (%s): %w", ip, owner, ErrForbiddenAddress)
+	}
+	for _, e := range embedded {
+		if owner, ok := MetadataAddresses[e.addr]; ok && !p.listed(e.addr) && !p.listed(ip) {
+			return fmt.Errorf("httpguard: %s embeds (%s) %s, a cloud metadata address (%s): %w", ip, e.how, e.addr, owner, ErrForbiddenAddress)
+		}
+	}
 	if p.allowed(ip) {
 		return nil
 	}
 	if class := p.refusal(ip); class != "" {
 		return fmt.Errorf("httpguard: %s is %s: %w", ip, class, ErrForbiddenAddress)
 	}
-	// An IPv6 address that embeds an IPv4 one (NAT64, 6to4) is judged by
-	// the embedded address too.
-	if embedded, ok := embeddedIPv4(ip); ok && !p.allowed(embedded) {
-		if class := p.refusal(embedded); class != "" {
-			return fmt.Errorf("httpguard: %s embeds %s which is %s: %w", ip, embedded, class, ErrForbiddenAddress)
+	for _, e := range embedded {
+		if p.allowed(e.addr) {
+			continue
+		}
+		if class := p.refusal(e.addr); class != "" {
+			return fmt.Errorf("httpguard: %s embeds (%s) %s which is %s: %w", ip, e.how, e.addr, class, ErrForbiddenAddress)
 		}
 	}
 	return nil
@@ -133,6 +171,16 @@ func (p Policy) Check(ip netip.Addr) error {
 func (p Policy) allowed(ip netip.Addr) bool {
 	for _, pfx := range p.Allowed {
 		if pfx.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// listed reports whether ip itself, as a single address, is Allowed.
+func (p Policy) listed(ip netip.Addr) bool {
+	for _, pfx := range p.Allowed {
+		if pfx.IsSingleIP() && pfx.Addr() == ip {
 			return true
 		}
 	}
@@ -157,18 +205,46 @@ func (p Policy) refusal(ip netip.Addr) string {
 	return ""
 }
 
-func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
-	if !ip.Is6() {
-		return netip.Addr{}, false
+// embeddedAddr is an IPv4 address carried inside an IPv6 one.
+type embeddedAddr struct {
+	addr netip.Addr
+	how  string
+}
+
+// embeddedIPv4 returns the IPv4 addresses that traffic to ip may reach: the
+// one a translation or tunnelling scheme puts inside it. For local-use
+// NAT64 the prefix length is not known, so every RFC 6052 position from
+// /48 on is returned.
+func embeddedIPv4(ip netip.Addr) []embeddedAddr {
+	if !ip.Is6() || ip.Is4In6() {
+		return nil
 	}
 	b := ip.As16()
+	v4 := func(a, b2, c, d byte) netip.Addr { return netip.AddrFrom4([4]byte{a, b2, c, d}) }
 	switch {
 	case nat64.Contains(ip):
-		return netip.AddrFrom4([4]byte(b[12:16])), true
+		return []embeddedAddr{{v4(b[12], b[13], b[14], b[15]), "NAT64"}}
+	case nat64Local.Contains(ip):
+		return []embeddedAddr{
+			{v4(b[6], b[7], b[9], b[10]), "NAT64 /48"},
+			{v4(b[7], b[9], b[10], b[11]), "NAT64 /56"},
+			{v4(b[9], b[10], b[11], b[12]), "NAT64 /64"},
+			{v4(b[12], b[13], b[14], b[15]), "NAT64 /96"},
+		}
 	case sixToFour.Contains(ip):
-		return netip.AddrFrom4([4]byte(b[2:6])), true
+		return []embeddedAddr{{v4(b[2], b[3], b[4], b[5]), "6to4"}}
+	case teredo.Contains(ip):
+		// 2001:0:<server>:<flags>:<port ^ 0xffff>:<client ^ 0xffffffff>
+		return []embeddedAddr{
+			{v4(b[12]^0xff, b[13]^0xff, b[14]^0xff, b[15]^0xff), "Teredo client"},
+			{v4(b[4], b[5], b[6], b[7]), "Teredo server"},
+		}
+	case v4Translated.Contains(ip):
+		return []embeddedAddr{{v4(b[12], b[13], b[14], b[15]), "IPv4-translated"}}
+	case v4Compatible.Contains(ip) && ip != v6Unspecified && ip != v6Loopback:
+		return []embeddedAddr{{v4(b[12], b[13], b[14], b[15]), "IPv4-compatible"}}
 	}
-	return netip.Addr{}, false
+	return nil
 }
 
 // Control is a net.Dialer Control function enforcing the policy on the

@@ -21,6 +21,8 @@ func TestPolicyCheck(t *testing.T) {
 	permissive := httpguard.Policy{AllowPrivate: true}
 	loopbackAllowed := mustPolicy(t, false, "127.0.0.1/32", "::1")
 	metadataAllowed := mustPolicy(t, true, "169.254.169.254")
+	coveringPrefixes := mustPolicy(t, true, "fd00::/8", "100.64.0.0/10", "169.254.0.0/16", "192.0.0.0/24", "168.63.0.0/16", "64:ff9b::/96")
+	listedMetadata := mustPolicy(t, true, "fd00:ec2::254", "100.100.100.200", "::ffff:192.0.0.192")
 
 	tests := []struct {
 		name   string
@@ -64,6 +66,61 @@ func TestPolicyCheck(t *testing.T) {
 		{"other private outside allowed", loopbackAllowed, "10.0.0.1", false},
 		{"allowed metadata", metadataAllowed, "169.254.169.254", true},
 		{"other link-local not allowed", metadataAllowed, "169.254.1.1", false},
+
+		// Cloud metadata endpoints stay refused with private networks
+		// allowed and under covering prefixes; only listing opens them.
+		{"aws imds v6 though private allowed", permissive, "fd00:ec2::254", false},
+		{"aws eks pod identity v6 though private allowed", permissive, "fd00:ec2::23", false},
+		{"aws ecs task metadata though private allowed", permissive, "169.254.170.2", false},
+		{"aws eks pod identity though private allowed", permissive, "169.254.170.23", false},
+		{"gcp metadata v6 though private allowed", permissive, "fd20:ce::254", false},
+		{"alibaba metadata though private allowed", permissive, "100.100.100.200", false},
+		{"oracle metadata though private allowed", permissive, "192.0.0.192", false},
+		{"azure wireserver though public", strict, "168.63.129.16", false},
+		{"azure wireserver neighbour is public", strict, "168.63.129.17", true},
+		{"other unique local allowed", permissive, "fd00:ec2::1", true},
+		{"other cgnat allowed", permissive, "100.100.100.201", true},
+		{"aws imds v6 under a covering prefix", coveringPrefixes, "fd00:ec2::254", false},
+		{"alibaba under a covering prefix", coveringPrefixes, "100.100.100.200", false},
+		{"aws imds under a covering prefix", coveringPrefixes, "169.254.169.254", false},
+		{"oracle under a covering prefix", coveringPrefixes, "192.0.0.192", false},
+		{"azure wireserver under a covering prefix", coveringPrefixes, "168.63.129.16", false},
+		{"covering prefix opens the rest", coveringPrefixes, "169.254.1.1", true},
+		{"listed aws imds v6", listedMetadata, "fd00:ec2::254", true},
+		{"listed alibaba", listedMetadata, "100.100.100.200", true},
+		{"listed oracle as mapped", listedMetadata, "192.0.0.192", true},
+		{"unlisted metadata beside listed ones", listedMetadata, "169.254.169.254", false},
+
+		// IPv6 forms that carry an IPv4 address are judged by it.
+		{"mapped metadata though private allowed", permissive, "::ffff:169.254.169.254", false},
+		{"mapped alibaba though private allowed", permissive, "::ffff:100.100.100.200", false},
+		{"nat64 of metadata", permissive, "64:ff9b::a9fe:a9fe", false},
+		{"nat64 of alibaba", permissive, "64:ff9b::6464:64c8", false},
+		{"nat64 of metadata under an allowed nat64 prefix", coveringPrefixes, "64:ff9b::a9fe:a9fe", false},
+		{"nat64 of private under an allowed nat64 prefix", coveringPrefixes, "64:ff9b::a00:1", true},
+		{"nat64 of private with private allowed", permissive, "64:ff9b::a00:1", true},
+		{"local-use nat64 is private", strict, "64:ff9b:1::5db8:d822", false},
+		{"local-use nat64 of public with private allowed", permissive, "64:ff9b:1::5db8:d822", true},
+		{"local-use nat64 /96 of metadata", permissive, "64:ff9b:1::a9fe:a9fe", false},
+		{"local-use nat64 /64 of metadata", permissive, "64:ff9b:1:0:a9:fea9:fe00:0", false},
+		{"local-use nat64 /48 of metadata", permissive, "64:ff9b:1:a9fe:a9:fe00::", false},
+		{"local-use nat64 /56 of link-local", permissive, "64:ff9b:1:a9:fe:101::", false},
+		{"teredo client metadata", permissive, "2001:0:4136:e378:8000:63bf:5601:5601", false},
+		{"teredo client private", strict, "2001:0:4136:e378:8000:63bf:f5ff:fffe", false},
+		{"teredo client private with private allowed", permissive, "2001:0:4136:e378:8000:63bf:f5ff:fffe", true},
+		{"teredo client public", strict, "2001:0:4136:e378:8000:63bf:a247:27dd", true},
+		{"teredo server loopback", strict, "2001:0:7f00:1:8000:63bf:a247:27dd", false},
+		{"6to4 of metadata", permissive, "2002:a9fe:a9fe::1", false},
+		{"6to4 of private", strict, "2002:a00:1::1", false},
+		{"6to4 of private with private allowed", permissive, "2002:a00:1::1", true},
+		{"6to4 of public", strict, "2002:5db8:d822::1", true},
+		{"ipv4-compatible metadata", permissive, "::a9fe:a9fe", false},
+		{"ipv4-compatible private", strict, "::a00:1", false},
+		{"ipv4-compatible private with private allowed", permissive, "::a00:1", true},
+		{"ipv4-compatible public", strict, "::5db8:d822", true},
+		{"ipv4-translated metadata", permissive, "::ffff:0:a9fe:a9fe", false},
+		{"ipv4-translated loopback", strict, "::ffff:0:7f00:1", false},
+		{"ipv4-translated public", strict, "::ffff:0:5db8:d822", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,9 +22,14 @@ type DB struct {
 }
 
 // ErrBadURL wraps a connection string that does not parse.
-type ErrBadURL struct{ Err error }
+type ErrBadURL struct {
+	Err error
+	url string // the connection string, to scrub its secrets from Err's text
+}
 
-func (e *ErrBadURL) Error() string { return "cannot parse database url: " + e.Err.Error() }
+func (e *ErrBadURL) Error() string {
+	return "cannot parse database url: " + scrub(e.Err.Error(), e.url)
+}
 func (e *ErrBadURL) Unwrap() error { return e.Err }
 
 // Open creates a pool and waits until the database answers, retrying with
@@ -34,7 +38,7 @@ func (e *ErrBadURL) Unwrap() error { return e.Err }
 func Open(ctx context.Context, cfg PoolConfig, logger *slog.Logger) (*DB, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, &ErrBadURL{Err: err}
+		return nil, &ErrBadURL{Err: err, url: cfg.URL}
 	}
 	if cfg.MaxConns > 0 {
 		pcfg.MaxConns = int32(min(cfg.MaxConns, 1<<20))
@@ -56,10 +60,10 @@ func Open(ctx context.Context, cfg PoolConfig, logger *slog.Logger) (*DB, error)
 		}
 		if ctx.Err() != nil {
 			pool.Close()
-			return nil, fmt.Errorf("postgres: database unreachable at %s: %w", Redact(cfg.URL), err)
+			return nil, fmt.Errorf("postgres: database unreachable at %s: %w", Redact(cfg.URL), &redactedError{err: err, conn: cfg.URL})
 		}
 		logger.Error("database unreachable, retrying", slog.String("database", Redact(cfg.URL)),
-			slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
+			slog.String("error", scrub(err.Error(), cfg.URL)), slog.Duration("retry_in", backoff))
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -73,11 +77,3 @@ func (d *DB) Ping(ctx context.Context) error { return interpretError("ping", d.P
 
 // Close closes the pool.
 func (d *DB) Close() { d.Pool.Close() }
-
-// Redact hides the password of a connection URL.
-func Redact(u string) string {
-	if p, err := url.Parse(u); err == nil && p.Scheme != "" {
-		return p.Redacted()
-	}
-	return "(unparsable url)"
-}

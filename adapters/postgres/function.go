@@ -1,11 +1,14 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -15,17 +18,62 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
+// DefaultFunctionTimeout bounds one database action call.
+const DefaultFunctionTimeout = 30 * time.Second
+
+// functionClientGrace is how long after the server's statement_timeout
+// the client gives up on its own (a server that does not answer at all).
+const functionClientGrace = 2 * time.Second
+
+// FunctionCallerConfig tunes the database action.
+type FunctionCallerConfig struct {
+	// Timeout bounds one call (default 30s): the server cancels the
+	// statement after it (statement_timeout, set for the call's own
+	// transaction only) and the client gives up 2s later. A call that
+	// times out is a transient failure.
+	Timeout time.Duration
+}
+
+func (c FunctionCallerConfig) withDefaults() FunctionCallerConfig {
+	c.Timeout = cmp.Or(c.Timeout, DefaultFunctionTimeout)
+	return c
+}
+
+// Validate reports invalid settings, naming the key.
+func (c FunctionCallerConfig) Validate() error {
+	if c.Timeout < time.Millisecond {
+		return fmt.Errorf("timeout: %s is below 1ms", c.Timeout)
+	}
+	return nil
+}
+
 // FunctionCaller runs `database` actions: `SELECT fn($1::jsonb)` with
-// {"event": <the event envelope>, "params": <the action's params>}.
-// Safe for concurrent use.
+// {"event": <the event envelope>, "params": <the action's params>}, each
+// call bounded by a timeout. Safe for concurrent use.
 type FunctionCaller struct {
-	pool *pgxpool.Pool
+	pool      *pgxpool.Pool
+	timeout   time.Duration
+	timeoutMS string // statement_timeout value
 }
 
 var _ ports.ActionExecutor = (*FunctionCaller)(nil)
 
-// NewFunctionCaller calls functions in the database of pool.
-func NewFunctionCaller(pool *pgxpool.Pool) *FunctionCaller { return &FunctionCaller{pool: pool} }
+// NewFunctionCaller calls functions in the database of pool with the
+// default timeout (30s).
+func NewFunctionCaller(pool *pgxpool.Pool) *FunctionCaller {
+	f, _ := NewFunctionCallerConfig(pool, FunctionCallerConfig{}) // the defaults are valid
+	return f
+}
+
+// NewFunctionCallerConfig calls functions in the database of pool as cfg
+// says.
+func NewFunctionCallerConfig(pool *pgxpool.Pool, cfg FunctionCallerConfig) (*FunctionCaller, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("postgres: new function caller: %w", err)
+	}
+	return &FunctionCaller{pool: pool, timeout: cfg.Timeout, timeoutMS: strconv.FormatInt(cfg.Timeout.Milliseconds(), 10)}, nil
+}
 
 // ParseFunctionName checks a function name, optionally schema-qualified
 // ("notify_shipping" or "app.notify_shipping"), with
@@ -56,14 +104,35 @@ func (f *FunctionCaller) Execute(ctx context.Context, ev *domain.Event, _ *domai
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("postgres: database action %s: encode argument: %w", fn, err))
 	}
-	if _, err := f.pool.Exec(ctx, `SELECT `+fn+`($1::jsonb)`, string(arg)); err != nil {
+	// One round trip: the batch runs as one implicit transaction, so the
+	// statement_timeout set for it (set_config's is_local) ends with it.
+	timeout, timeoutMS := f.timeout, f.timeoutMS
+	if t := act.Database.Timeout; t > 0 {
+		timeout, timeoutMS = t, strconv.FormatInt(t.Milliseconds(), 10)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, timeout+functionClientGrace)
+	defer cancel()
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT set_config('statement_timeout', $1, true)`, timeoutMS)
+	batch.Queue(`SELECT `+fn+`($1::jsonb)`, string(arg))
+	if err := f.pool.SendBatch(callCtx, batch).Close(); err != nil {
 		werr := interpretError("call "+fn, err)
-		if errors.Is(werr, ports.ErrUnavailable) || ctx.Err() != nil || retryableSQL(err) {
+		if isStatementTimeout(err) || callCtx.Err() != nil {
+			return domain.Transient(fmt.Errorf("%w (timeout %s)", werr, timeout), 0)
+		}
+		if errors.Is(werr, ports.ErrUnavailable) || retryableSQL(err) {
 			return domain.Transient(werr, 0)
 		}
 		return domain.Permanent(werr)
 	}
 	return nil
+}
+
+// isStatementTimeout reports a statement cancelled by statement_timeout
+// (or any other cancel request: 57014).
+func isStatementTimeout(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "57014"
 }
 
 // retryableSQL reports errors that a later attempt can get past.

@@ -176,3 +176,102 @@ func newPoolAt(t *testing.T, rawURL string) *pgxpool.Pool {
 	t.Cleanup(pool.Close)
 	return pool
 }
+
+// TestFunctionCallerTimeout: a function that runs longer than the timeout
+// is cancelled on the server (its backend is freed, not left sleeping)
+// and fails transiently; the timeout does not outlive the call.
+func TestFunctionCallerTimeout(t *testing.T) {
+	t.Parallel()
+	url := testenv.NewDatabase(t)
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.MaxConns = 1 // the next query reuses the call's connection
+	pool, err := pgxpool.NewWithConfig(t.Context(), pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	ctx := t.Context()
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION slow(arg jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(30) $$;
+		CREATE FUNCTION quick(arg jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(0.05) $$;`); err != nil {
+		t.Fatal(err)
+	}
+	caller, err := NewFunctionCallerConfig(pool, FunctionCallerConfig{Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &domain.Event{ID: "e-1", EventType: domain.EventInsert, EntityType: "Order", EntityID: "o-1", Data: map[string]any{}}
+	act := func(fn string) *domain.Action {
+		return &domain.Action{Name: "db", Type: domain.ActionDatabase, Database: &domain.DatabaseAction{FunctionName: fn}}
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- caller.Execute(ctx, ev, &domain.Observer{Name: "o"}, act("slow")) }()
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("a 30s function was not stopped by a 300ms timeout")
+	}
+	if err == nil || domain.IsPermanent(err) {
+		t.Fatalf("timed-out call: err = %v, want a transient failure", err)
+	}
+	if !strings.Contains(err.Error(), "timeout 300ms") {
+		t.Errorf("error %q does not name the timeout", err)
+	}
+	// The server stopped the statement: no backend of this database is
+	// still sleeping (a client-side cancel alone would leave it for 30s).
+	var sleeping int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%slow(%' AND state = 'active' AND pid <> pg_backend_pid()`).Scan(&sleeping); err != nil {
+		t.Fatal(err)
+	}
+	if sleeping != 0 {
+		t.Errorf("%d backends still run the timed-out function", sleeping)
+	}
+	var st string
+	if err := pool.QueryRow(ctx, `SHOW statement_timeout`).Scan(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st != "0" {
+		t.Errorf("statement_timeout after the call = %s; the call's timeout leaked to the pooled connection", st)
+	}
+	if err := caller.Execute(ctx, ev, &domain.Observer{Name: "o"}, act("quick")); err != nil {
+		t.Errorf("a call within the timeout: %v", err)
+	}
+}
+
+func TestFunctionCallerConfig(t *testing.T) {
+	t.Parallel()
+	if c := NewFunctionCaller(nil); c.timeout != DefaultFunctionTimeout || c.timeoutMS != "30000" {
+		t.Errorf("default timeout = %s (%s ms), want 30s", c.timeout, c.timeoutMS)
+	}
+	for _, bad := range []time.Duration{-time.Second, time.Microsecond} {
+		if _, err := NewFunctionCallerConfig(nil, FunctionCallerConfig{Timeout: bad}); err == nil || !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("timeout %s: err = %v, want one naming timeout", bad, err)
+		}
+	}
+}
+
+// An action's own timeout overrides the executor's default.
+func TestFunctionCallerActionTimeout(t *testing.T) {
+	t.Parallel()
+	pool := newPoolAt(t, testenv.NewDatabase(t))
+	ctx := t.Context()
+	if _, err := pool.Exec(ctx, `CREATE FUNCTION slow(arg jsonb) RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(30) $$`); err != nil {
+		t.Fatal(err)
+	}
+	caller := NewFunctionCaller(pool) // 30s default
+	ev := &domain.Event{ID: "e-1", EventType: domain.EventInsert, EntityType: "Order", EntityID: "o-1", Data: map[string]any{}}
+	act := &domain.Action{Name: "db", Type: domain.ActionDatabase,
+		Database: &domain.DatabaseAction{FunctionName: "slow", Timeout: 200 * time.Millisecond}}
+	start := time.Now()
+	err := caller.Execute(ctx, ev, &domain.Observer{Name: "o"}, act)
+	if err == nil || domain.IsPermanent(err) || !strings.Contains(err.Error(), "timeout 200ms") {
+		t.Fatalf("err = %v, want a transient failure naming the action's 200ms timeout", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the call took %s: the action's timeout was not applied", took)
+	}
+}

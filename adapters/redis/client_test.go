@@ -118,8 +118,8 @@ func TestAddrsSingleNode(t *testing.T) {
 // operations calls every I/O method of the adapters once.
 func operations(c *Client) map[string]func(ctx context.Context) error {
 	d, r, inv := NewDeduplicator(c), NewResultCache(c), NewInvalidator(c, nil)
-	glob := cacheAction("user:{{ id }}:*")
-	exact := cacheAction("user:{{ id }}")
+	glob := cacheAction(c.prefix, "user:{{ id }}:*")
+	exact := cacheAction(c.prefix, "user:{{ id }}")
 	ev := &domain.Event{ID: "ev-1", Data: map[string]any{"id": "42"}}
 	obs := &domain.Observer{Name: "o"}
 	return map[string]func(ctx context.Context) error{

@@ -124,10 +124,10 @@ func TestCluster(t *testing.T) {
 		}
 		inv := NewInvalidator(c, nil)
 		ev := &domain.Event{ID: "ev-1", Data: map[string]any{"id": "7"}}
-		if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction("product:*:detail")); err != nil {
+		if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction(c.prefix, "product:*:detail")); err != nil {
 			t.Fatalf("Execute glob: %v", err)
 		}
-		if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction("order:{{ id }}")); err != nil {
+		if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction(c.prefix, "order:{{ id }}")); err != nil {
 			t.Fatalf("Execute exact: %v", err)
 		}
 		keep = slices.DeleteFunc(keep, func(k string) bool { return k == "order:7" })
@@ -152,7 +152,7 @@ func TestCluster(t *testing.T) {
 		if !slices.Equal(left, keep) {
 			t.Fatalf("%d keys left, want the %d order keys other than order:7", len(left), len(keep))
 		}
-		if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction("order:*")); err != nil {
+		if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction(c.prefix, "order:*")); err != nil {
 			t.Fatalf("Execute cleanup: %v", err)
 		}
 	})

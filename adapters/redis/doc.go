@@ -9,4 +9,8 @@
 //
 //	dedup:v1:event:{id}    "claim:{token}" for the lease, then "done" for the window
 //	cache:v1:result:{key}  "1" for the TTL
+//
+// The cache action's keys are the application's: Invalidator puts only the
+// action's own key_prefix in front of the rendered pattern, never
+// Config.KeyPrefix.
 package redis

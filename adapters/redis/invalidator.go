@@ -1,12 +1,14 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -18,29 +20,71 @@ import (
 // UNLINK batch.
 const scanCount = 500
 
+// DefaultInvalidateTimeout bounds one cache action: the UNLINK, or the
+// whole SCAN+UNLINK walk of a pattern.
+const DefaultInvalidateTimeout = 30 * time.Second
+
+// InvalidatorConfig tunes the cache action.
+type InvalidatorConfig struct {
+	// Timeout bounds one invalidation, UNLINK or the whole SCAN+UNLINK
+	// walk over every master (default 30s). One that runs out is a
+	// transient failure; keys removed before it stay removed, and the
+	// retry walks again.
+	Timeout time.Duration
+}
+
+func (c InvalidatorConfig) withDefaults() InvalidatorConfig {
+	c.Timeout = cmp.Or(c.Timeout, DefaultInvalidateTimeout)
+	return c
+}
+
+// Validate reports invalid settings, naming the key.
+func (c InvalidatorConfig) Validate() error {
+	if c.Timeout <= 0 {
+		return fmt.Errorf("timeout: %s is not positive", c.Timeout)
+	}
+	return nil
+}
+
 // Invalidator runs the `cache` action: it renders the action's key pattern
 // with the event's values glob-escaped (so they match only themselves),
-// prepends the key prefix and UNLINKs the single key, or every key matching
-// a pattern with wildcards (SCAN MATCH over every master). Safe for
-// concurrent use.
+// prepends the action's own key_prefix (the keys are the application's:
+// the client's KeyPrefix, the observer's namespace, is not used) and
+// UNLINKs the single key, or every key matching a pattern with wildcards
+// (SCAN MATCH over every master), within a timeout. Safe for concurrent
+// use.
 type Invalidator struct {
-	c      *Client
-	logger *slog.Logger
+	c       *Client
+	logger  *slog.Logger
+	timeout time.Duration
 }
 
 var _ ports.ActionExecutor = (*Invalidator)(nil)
 
-// NewInvalidator returns the cache action executor; a nil logger discards.
+// NewInvalidator returns the cache action executor with the default
+// timeout (30s); a nil logger discards.
 func NewInvalidator(c *Client, logger *slog.Logger) *Invalidator {
+	inv, _ := NewInvalidatorConfig(c, logger, InvalidatorConfig{}) // the defaults are valid
+	return inv
+}
+
+// NewInvalidatorConfig returns the cache action executor tuned by cfg; a
+// nil logger discards.
+func NewInvalidatorConfig(c *Client, logger *slog.Logger, cfg InvalidatorConfig) (*Invalidator, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("redis: new invalidator: %w", err)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Invalidator{c: c, logger: logger}
+	return &Invalidator{c: c, logger: logger, timeout: cfg.Timeout}, nil
 }
 
 // Execute invalidates the keys act names for ev. A bad action (no pattern,
 // an unsupported operation, a placeholder the event lacks) is a permanent
-// failure; Redis being unreachable is a transient one.
+// failure; Redis being unreachable, or slower than the timeout, is a
+// transient one.
 func (inv *Invalidator) Execute(ctx context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) error {
 	if act == nil || act.Cache == nil || act.Cache.KeyPattern.IsZero() {
 		return domain.Permanent(errors.New("redis: invalidate: action has no key_pattern"))
@@ -62,11 +106,21 @@ func (inv *Invalidator) Execute(ctx context.Context, ev *domain.Event, obs *doma
 	if rendered == "" {
 		return domain.Permanent(fmt.Errorf("redis: invalidate %q: the pattern renders empty", src))
 	}
-	pattern := domain.GlobEscape(inv.c.prefix) + rendered
+	pattern := domain.GlobEscape(act.Cache.KeyPrefix) + rendered
 
-	n, err := inv.unlink(ctx, pattern)
+	timeout := inv.timeout
+	if act.Cache.Timeout > 0 {
+		timeout = act.Cache.Timeout
+	}
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	n, err := inv.unlink(callCtx, pattern)
 	if err != nil {
-		return domain.Transient(inv.c.wrap(ctx, fmt.Sprintf("invalidate %q", pattern), err), 0)
+		op := fmt.Sprintf("invalidate %q", pattern)
+		if ctx.Err() == nil && callCtx.Err() != nil {
+			op += fmt.Sprintf(" (timeout %s, %d keys unlinked)", timeout, n)
+		}
+		return domain.Transient(inv.c.wrap(ctx, op, err), 0)
 	}
 	attrs := []slog.Attr{slog.String("pattern", pattern), slog.Int64("keys_unlinked", n)}
 	if ev != nil {

@@ -15,11 +15,13 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
 
-func cacheAction(pattern string) *domain.Action {
+// cacheAction is a cache action on pattern with the action key prefix
+// prefix (the tests pass their client's prefix, to stay in their own keys).
+func cacheAction(prefix, pattern string) *domain.Action {
 	return &domain.Action{
 		Name:  "cache-1",
 		Type:  domain.ActionCache,
-		Cache: &domain.CacheAction{KeyPattern: domain.MustCompileTemplate(pattern), Operation: "invalidate"},
+		Cache: &domain.CacheAction{KeyPattern: domain.MustCompileTemplate(pattern), Operation: "invalidate", KeyPrefix: prefix},
 	}
 }
 
@@ -129,7 +131,7 @@ func TestInvalidatorRemovesOnlyMatchingKeys(t *testing.T) {
 			var logs bytes.Buffer
 			inv := NewInvalidator(c, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 			ev := &domain.Event{ID: "ev-1", EntityType: "User", Data: tt.data}
-			if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction(tt.pattern)); err != nil {
+			if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction(c.prefix, tt.pattern)); err != nil {
 				t.Fatalf("Execute: %v", err)
 			}
 			if got := remainingKeys(t, c); !slices.Equal(got, tt.want) {
@@ -163,7 +165,7 @@ func TestInvalidatorGlobOverManyKeys(t *testing.T) {
 	var logs bytes.Buffer
 	inv := NewInvalidator(c, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ev := &domain.Event{ID: "ev-1", Data: map[string]any{}}
-	if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction("product:*:detail")); err != nil {
+	if err := inv.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, cacheAction(c.prefix, "product:*:detail")); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
 	slices.Sort(keep)
@@ -181,7 +183,7 @@ func TestInvalidatorPermanentFailures(t *testing.T) {
 	keys := []string{"user:1", "user:2", "user::x", "user:"}
 	setKeys(t, c, keys...)
 	slices.Sort(keys)
-	unsupported := cacheAction("user:*")
+	unsupported := cacheAction(c.prefix, "user:*")
 	unsupported.Cache.Operation = "refresh"
 	tests := []struct {
 		name    string
@@ -189,11 +191,11 @@ func TestInvalidatorPermanentFailures(t *testing.T) {
 		data    map[string]any
 		wantMsg string
 	}{
-		{"missing placeholder in a glob", cacheAction("user:{{ id }}*"), map[string]any{}, "no value for id"},
-		{"missing placeholder in an exact key", cacheAction("user:{{ id }}"), map[string]any{"other": "1"}, "no value for id"},
-		{"missing nested placeholder", cacheAction("user:{{ data.customer.id }}:*"), map[string]any{"customer": map[string]any{}}, "no value for customer.id"},
-		{"null value in a glob", cacheAction("user:{{ id }}*"), map[string]any{"id": nil}, "id empty"},
-		{"empty value in a glob", cacheAction("user:{{ id }}:*"), map[string]any{"id": ""}, "id empty"},
+		{"missing placeholder in a glob", cacheAction(c.prefix, "user:{{ id }}*"), map[string]any{}, "no value for id"},
+		{"missing placeholder in an exact key", cacheAction(c.prefix, "user:{{ id }}"), map[string]any{"other": "1"}, "no value for id"},
+		{"missing nested placeholder", cacheAction(c.prefix, "user:{{ data.customer.id }}:*"), map[string]any{"customer": map[string]any{}}, "no value for customer.id"},
+		{"null value in a glob", cacheAction(c.prefix, "user:{{ id }}*"), map[string]any{"id": nil}, "id empty"},
+		{"empty value in a glob", cacheAction(c.prefix, "user:{{ id }}:*"), map[string]any{"id": ""}, "id empty"},
 		{"unsupported operation", unsupported, map[string]any{}, `"refresh" is not supported`},
 		{"no config", &domain.Action{Name: "cache-1", Type: domain.ActionCache}, map[string]any{}, "no key_pattern"},
 	}
@@ -239,7 +241,7 @@ func TestInvalidatorConformance(t *testing.T) {
 			t.Fatalf("Open: %v", err)
 		}
 		t.Cleanup(func() { _ = c.Close() })
-		return porttest.ActionTarget{Executor: NewInvalidator(c, nil), Action: cacheAction(pattern)}, c, proxy
+		return porttest.ActionTarget{Executor: NewInvalidator(c, nil), Action: cacheAction(c.prefix, pattern)}, c, proxy
 	}
 	invalidate := func(pattern string) func(t *testing.T) porttest.ActionTarget {
 		return func(t *testing.T) porttest.ActionTarget {

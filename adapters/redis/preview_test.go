@@ -8,7 +8,7 @@ import (
 
 func TestPreviewer(t *testing.T) {
 	t.Parallel()
-	pv := NewPreviewer("app:")
+	pv := Previewer
 	ev := &domain.Event{ID: "e1", EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o-1",
 		Data: map[string]any{"sku": "A*1", "empty": ""}}
 	cases := []struct {
@@ -21,7 +21,7 @@ func TestPreviewer(t *testing.T) {
 		{"order:{{ empty }}*", "app:order:*", "SCAN MATCH + UNLINK", false, true},
 	}
 	for _, c := range cases {
-		act := &domain.Action{Type: domain.ActionCache, Cache: &domain.CacheAction{KeyPattern: domain.MustCompileTemplate(c.pattern)}}
+		act := &domain.Action{Type: domain.ActionCache, Cache: &domain.CacheAction{KeyPattern: domain.MustCompileTemplate(c.pattern), KeyPrefix: "app:"}}
 		p := pv.Preview(ev, nil, act)
 		inv, ok := p.Details.(InvalidationPreview)
 		if !ok || inv.Pattern != c.want || inv.Mode != c.mode || (len(p.Missing) > 0) != c.missing || (p.Problem != "") != c.problem {

@@ -30,7 +30,7 @@ func Preview(ev *domain.Event, _ *domain.Observer, act *domain.Action) ports.Act
 	}
 	var p ports.ActionPreview
 	msg := MessagePreview{Host: "(unparsable url)", Channel: sl.Channel}
-	msg.Text, p.Missing = tmpl.Render(ev, domain.EscapeNone)
+	msg.Text, p.Missing = tmpl.Render(ev, domain.EscapeSlack)
 	if u, err := url.Parse(sl.WebhookURL); err == nil {
 		msg.Host = u.Host
 	}

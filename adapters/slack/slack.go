@@ -54,7 +54,7 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	if tmpl == nil {
 		tmpl = defaultTemplate
 	}
-	text, missing := tmpl.Render(ev, domain.EscapeNone)
+	text, missing := tmpl.Render(ev, domain.EscapeSlack) // event data cannot add Slack markup
 	if len(missing) > 0 {
 		e.logger.WarnContext(ctx, "slack message template has missing placeholders",
 			slog.String("event_id", ev.ID), slog.String("observer", obs.Name), slog.String("action", act.Name),

@@ -268,6 +268,7 @@ type ActionConfig struct {
 
 	// cache
 	KeyPattern string `koanf:"key_pattern"`
+	KeyPrefix  string `koanf:"key_prefix"`
 	Action     string `koanf:"action"`
 
 	// database

@@ -323,3 +323,40 @@ func TestTopologyAndRole(t *testing.T) {
 		t.Error("ParseRole(leader) accepted")
 	}
 }
+
+// The database and cache actions take a timeout of their own, and the
+// cache action an application key prefix of its own.
+func TestBuildActionTimeoutsAndCachePrefix(t *testing.T) {
+	t.Parallel()
+	lookup := func(string) (string, bool) { return "", false }
+	d := 2 * time.Second
+	obs, err := config.BuildObservers([]config.ObserverConfig{{
+		Name: "o", Entity: "Order", Events: []string{"INSERT"},
+		Actions: []config.ActionConfig{
+			{Type: "database", FunctionName: "app.f", Timeout: &d},
+			{Type: "cache", KeyPattern: "order:{{ id }}", KeyPrefix: "shop:", Timeout: &d},
+			{Type: "cache", KeyPattern: "order:{{ id }}:*"},
+		},
+	}}, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := obs[0].Actions
+	if a[0].Database.Timeout != d || a[1].Cache.Timeout != d || a[1].Cache.KeyPrefix != "shop:" {
+		t.Errorf("database = %+v, cache = %+v", a[0].Database, a[1].Cache)
+	}
+	if a[2].Cache.Timeout != 0 || a[2].Cache.KeyPrefix != "" {
+		t.Errorf("cache without timeout/prefix = %+v, want the executor's default and no prefix", a[2].Cache)
+	}
+	zero := time.Duration(0)
+	for _, ac := range []config.ActionConfig{
+		{Type: "database", FunctionName: "f", Timeout: &zero},
+		{Type: "cache", KeyPattern: "k", Timeout: &zero},
+	} {
+		_, err := config.BuildObservers([]config.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
+			Actions: []config.ActionConfig{ac}}}, lookup)
+		if err == nil || !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("%s action with timeout 0: err = %v, want one naming timeout", ac.Type, err)
+		}
+	}
+}

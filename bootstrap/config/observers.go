@@ -17,8 +17,8 @@ import (
 var actionKeys = map[domain.ActionType][]string{
 	domain.ActionWebhook:  {"url", "url_env", "method", "headers", "body_template", "timeout", "signing_secret", "signing_secret_env"},
 	domain.ActionLog:      {"level", "message_template"},
-	domain.ActionCache:    {"key_pattern", "action"},
-	domain.ActionDatabase: {"function_name", "params"},
+	domain.ActionCache:    {"key_pattern", "key_prefix", "action", "timeout"},
+	domain.ActionDatabase: {"function_name", "params", "timeout"},
 	domain.ActionSlack:    {"webhook_url", "webhook_url_env", "channel", "message_template"},
 	domain.ActionNATS:     {"subject"},
 }
@@ -211,8 +211,20 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain
 			return a, fmt.Errorf("function_name: %w", err)
 		}
 		a.Database = &domain.DatabaseAction{FunctionName: ac.FunctionName, Params: ac.Params}
+		if ac.Timeout != nil {
+			if *ac.Timeout < time.Millisecond {
+				return a, fmt.Errorf("timeout: %s is below 1ms", *ac.Timeout)
+			}
+			a.Database.Timeout = *ac.Timeout
+		}
 	case domain.ActionCache:
-		c := &domain.CacheAction{Operation: ac.Action}
+		c := &domain.CacheAction{Operation: ac.Action, KeyPrefix: ac.KeyPrefix}
+		if ac.Timeout != nil {
+			if *ac.Timeout <= 0 {
+				return a, fmt.Errorf("timeout: %s is not positive", *ac.Timeout)
+			}
+			c.Timeout = *ac.Timeout
+		}
 		if c.Operation == "" {
 			c.Operation = "invalidate"
 		}

@@ -111,7 +111,7 @@ func TestWriteReplay(t *testing.T) {
 const debugObservers = `
 [redis]
 url = "redis://127.0.0.1:1"
-key_prefix = "app:"
+key_prefix = "observer:" # the observer's own keys, never in front of the cache action's
 
 [[observers]]
 name = "shipped"
@@ -131,6 +131,7 @@ message_template = "order {{ event.entity_id }} went from {{ changes.status.old 
 [[observers.actions]]
 type = "cache"
 key_pattern = "order:{{ sku }}:*"
+key_prefix = "app:"
 
 [[observers]]
 name = "big-orders"
