@@ -225,7 +225,7 @@ func debugAction(cfg Config, ev *domain.Event, o *domain.Observer, a *domain.Act
 			headers[k] = redactHeader(k, v)
 		}
 		signing := "unsigned"
-		if wh.SigningSecret != "" {
+		if len(wh.SigningSecrets) > 0 {
 			signing = "signed"
 		}
 		d.Missing = missing
