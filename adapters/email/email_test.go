@@ -876,3 +876,41 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestCheckAction(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		edit    func(*domain.EmailAction)
+		wantErr string
+	}{
+		{name: "valid fixed addresses", edit: func(e *domain.EmailAction) {
+			e.Cc, e.Bcc, e.ReplyTo = []string{"Zoë <z@example.com>"}, []string{"b@example.com"}, "r@example.com"
+		}},
+		{name: "templates are checked when rendered, not here", edit: func(e *domain.EmailAction) {
+			e.ToTemplate = domain.MustCompileTemplate("{{ bad }}")
+		}},
+		{name: "bad to", edit: func(e *domain.EmailAction) { e.To = []string{"x"} }, wantErr: "to[0]"},
+		{name: "bad cc", edit: func(e *domain.EmailAction) { e.Cc = []string{"a@example.com", "b@"} }, wantErr: "cc[1]"},
+		{name: "bad bcc", edit: func(e *domain.EmailAction) { e.Bcc = []string{"<>"} }, wantErr: "bcc[0]"},
+		{name: "bad reply_to", edit: func(e *domain.EmailAction) { e.ReplyTo = "a@example.com, b@example.com" }, wantErr: "reply_to"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := email.CheckAction(newAction(tt.edit).Email)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CheckAction: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("CheckAction = %v, want an error naming %q", err, tt.wantErr)
+			}
+		})
+	}
+	if email.CheckAction(nil) == nil {
+		t.Error("CheckAction(nil) = nil")
+	}
+}

@@ -86,6 +86,29 @@ func render(ev *domain.Event, act *domain.EmailAction) (r rendered, missing []st
 	return r, missing, nil
 }
 
+// CheckAction checks the fixed addresses of act (to, cc, bcc, reply_to)
+// with the rules Execute applies, so config load can refuse a bad one;
+// the error names the field (e.g. "cc[1]").
+func CheckAction(act *domain.EmailAction) error {
+	if act == nil {
+		return errors.New("no email config")
+	}
+	for _, list := range []struct {
+		field string
+		addrs []string
+	}{{"to", act.To}, {"cc", act.Cc}, {"bcc", act.Bcc}} {
+		if _, err := parseEach(list.field, list.addrs); err != nil {
+			return err
+		}
+	}
+	if act.ReplyTo != "" {
+		if _, err := parseOne("reply_to", act.ReplyTo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // parseEach parses one address per entry of field.
 func parseEach(field string, entries []string) ([]*mail.Address, error) {
 	out := make([]*mail.Address, 0, len(entries))
