@@ -40,12 +40,15 @@ type Action struct {
 
 // WebhookAction posts to an HTTP endpoint.
 type WebhookAction struct {
-	URL           string // resolved from url or url_env
-	Method        string
-	Headers       map[string]string
-	BodyTemplate  *Template // nil: the event envelope
-	Timeout       time.Duration
-	SigningSecret string // resolved from signing_secret or signing_secret_env; never logged
+	URL          string // resolved from url or url_env
+	Method       string
+	Headers      map[string]string
+	BodyTemplate *Template // nil: the event envelope
+	Timeout      time.Duration
+	// SigningSecrets are the Standard Webhooks keys ("whsec_" + base64),
+	// resolved from signing_secret(s) or their _env forms; the request is
+	// signed with each (several while a receiver rotates). Never logged.
+	SigningSecrets []string
 }
 
 // LogAction writes a log record.
@@ -61,13 +64,20 @@ type SlackAction struct {
 	MessageTemplate *Template
 }
 
-// EmailAction sends mail through the configured SMTP server.
+// EmailAction sends mail through the configured SMTP server. Addresses
+// are RFC 5322 ("a@example.com" or "Name <a@example.com>"); the adapter
+// checks them. Values in the subject and the text body are written as they
+// are, in the HTML body HTML-escaped.
 type EmailAction struct {
-	To           []string
-	ToTemplate   *Template
-	Subject      *Template
-	BodyTemplate *Template
-	ReplyTo      string
+	To               []string  // to: fixed recipients
+	ToTemplate       *Template // to_template: renders one or more comma-separated recipients
+	Cc               []string  // cc: copy recipients, shown in the Cc header
+	Bcc              []string  // bcc: blind copies, in the SMTP envelope only, never in a header
+	ReplyTo          string    // reply_to
+	Subject          string    // subject: a fixed subject
+	SubjectTemplate  *Template // subject_template: a rendered subject
+	BodyTemplate     *Template // body_template: the text/plain part
+	HTMLBodyTemplate *Template // html_body_template: the text/html part (multipart/alternative with a text part)
 }
 
 // CacheAction invalidates Redis keys. The keys are the application's:
@@ -148,9 +158,7 @@ func (a Action) Validate() error {
 			return fmt.Errorf("slack action needs webhook_url or webhook_url_env")
 		}
 	case ActionEmail:
-		if a.Email == nil || (len(a.Email.To) == 0 && a.Email.ToTemplate.IsZero()) {
-			return fmt.Errorf("email action needs to or to_template")
-		}
+		return a.Email.validate()
 	case ActionCache:
 		if a.Cache == nil || a.Cache.KeyPattern.IsZero() {
 			return fmt.Errorf("cache action needs key_pattern")
@@ -168,6 +176,32 @@ func (a Action) Validate() error {
 		}
 	default:
 		return fmt.Errorf("unknown action type %q", a.Type)
+	}
+	return nil
+}
+
+func (e *EmailAction) validate() error {
+	if e == nil || (len(e.To) == 0 && e.ToTemplate.IsZero()) {
+		return fmt.Errorf("email action needs to or to_template")
+	}
+	for _, list := range []struct {
+		key   string
+		addrs []string
+	}{{"to", e.To}, {"cc", e.Cc}, {"bcc", e.Bcc}} {
+		for i, addr := range list.addrs {
+			if strings.TrimSpace(addr) == "" {
+				return fmt.Errorf("email %s[%d] is empty", list.key, i)
+			}
+		}
+	}
+	switch {
+	case e.Subject == "" && e.SubjectTemplate.IsZero():
+		return fmt.Errorf("email action needs subject or subject_template")
+	case e.Subject != "" && !e.SubjectTemplate.IsZero():
+		return fmt.Errorf("email action takes subject or subject_template, not both")
+	}
+	if e.BodyTemplate.IsZero() && e.HTMLBodyTemplate.IsZero() {
+		return fmt.Errorf("email action needs body_template or html_body_template")
 	}
 	return nil
 }

@@ -33,10 +33,26 @@ func TestActionValidate(t *testing.T) {
 		{name: "log with bad level", action: Action{Type: ActionLog, Log: &LogAction{Level: "loud"}}, errMentions: `"loud"`},
 		{name: "slack", action: Action{Type: ActionSlack, Slack: &SlackAction{WebhookURL: "https://hooks.slack.com/x"}}},
 		{name: "slack without url", action: Action{Type: ActionSlack, Slack: &SlackAction{Channel: "#x"}}, errMentions: "webhook_url"},
-		{name: "email with to", action: Action{Type: ActionEmail, Email: &EmailAction{To: []string{"a@example.com"}}}},
-		{name: "email with to template", action: Action{Type: ActionEmail, Email: &EmailAction{ToTemplate: tpl}}},
-		{name: "email without recipient", action: Action{Type: ActionEmail, Email: &EmailAction{Subject: tpl}}, errMentions: "to_template"},
-		{name: "email with empty to template", action: Action{Type: ActionEmail, Email: &EmailAction{ToTemplate: MustCompileTemplate("")}}, errMentions: "to"},
+		{name: "email with to", action: emailAction(func(e *EmailAction) {})},
+		{name: "email with to template", action: emailAction(func(e *EmailAction) { e.To, e.ToTemplate = nil, tpl })},
+		{name: "email with subject template and html body only", action: emailAction(func(e *EmailAction) {
+			e.Subject, e.SubjectTemplate, e.BodyTemplate, e.HTMLBodyTemplate = "", tpl, nil, tpl
+		})},
+		{name: "email with every field", action: emailAction(func(e *EmailAction) {
+			e.ToTemplate, e.Cc, e.Bcc, e.ReplyTo, e.HTMLBodyTemplate = tpl, []string{"c@example.com"}, []string{"b@example.com"}, "r@example.com", tpl
+		})},
+		{name: "email without config", action: Action{Type: ActionEmail}, errMentions: "to_template"},
+		{name: "email without recipient", action: emailAction(func(e *EmailAction) { e.To = nil }), errMentions: "to_template"},
+		{name: "email with empty to template", action: emailAction(func(e *EmailAction) { e.To, e.ToTemplate = nil, MustCompileTemplate("") }), errMentions: "to"},
+		{name: "email with an empty to entry", action: emailAction(func(e *EmailAction) { e.To = append(e.To, " ") }), errMentions: "to[1]"},
+		{name: "email with an empty cc entry", action: emailAction(func(e *EmailAction) { e.Cc = []string{""} }), errMentions: "cc[0]"},
+		{name: "email with an empty bcc entry", action: emailAction(func(e *EmailAction) { e.Bcc = []string{""} }), errMentions: "bcc[0]"},
+		{name: "email without subject", action: emailAction(func(e *EmailAction) { e.Subject = "" }), errMentions: "subject_template"},
+		{name: "email with both subjects", action: emailAction(func(e *EmailAction) { e.SubjectTemplate = tpl }), errMentions: "not both"},
+		{name: "email without body", action: emailAction(func(e *EmailAction) { e.BodyTemplate = nil }), errMentions: "html_body_template"},
+		{name: "email with empty bodies", action: emailAction(func(e *EmailAction) {
+			e.BodyTemplate, e.HTMLBodyTemplate = MustCompileTemplate(""), MustCompileTemplate("")
+		}), errMentions: "body_template"},
 		{name: "cache", action: Action{Type: ActionCache, Cache: &CacheAction{KeyPattern: tpl, Operation: "invalidate"}}},
 		{name: "cache with default operation", action: Action{Type: ActionCache, Cache: &CacheAction{KeyPattern: tpl}}},
 		{name: "cache without pattern", action: Action{Type: ActionCache, Cache: &CacheAction{Operation: "invalidate"}}, errMentions: "key_pattern"},
@@ -65,6 +81,13 @@ func TestActionValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// emailAction is a complete email action changed by edit.
+func emailAction(edit func(*EmailAction)) Action {
+	e := &EmailAction{To: []string{"a@example.com"}, Subject: "Order shipped", BodyTemplate: MustCompileTemplate("{{ status }}")}
+	edit(e)
+	return Action{Type: ActionEmail, Email: e}
 }
 
 func validObserver(name string) Observer {

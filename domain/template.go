@@ -56,6 +56,10 @@ const (
 	// (`<http://evil|click>`), while the template's own text keeps its
 	// Slack markup.
 	EscapeSlack
+	// EscapeHTML writes values as EscapeNone does with & < > " and '
+	// replaced by character references, so an event value is text in an
+	// HTML document while the template's own markup stays markup.
+	EscapeHTML
 )
 
 // CompileTemplate parses src. An unclosed `{{`, an empty placeholder or a
@@ -149,6 +153,8 @@ func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string
 			b.WriteString(GlobEscape(FormatValue(v)))
 		case EscapeSubjectToken:
 			b.WriteString(subjectToken(FormatValue(v)))
+		case EscapeHTML:
+			b.WriteString(htmlEscaper.Replace(FormatValue(v)))
 		default:
 			b.WriteString(FormatValue(v))
 		}
@@ -260,6 +266,9 @@ func GlobUnescape(pattern string) string {
 	}
 	return b.String()
 }
+
+// htmlEscaper escapes the five characters html.EscapeString escapes.
+var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
 
 // subjectToken makes s safe as one NATS subject token.
 func subjectToken(s string) string {

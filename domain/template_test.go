@@ -187,3 +187,30 @@ func TestEscapeSubjectToken(t *testing.T) {
 		t.Errorf("Render = %q %v, want %q", got, missing, want)
 	}
 }
+
+func TestEscapeHTML(t *testing.T) {
+	t.Parallel()
+	ev := &Event{EntityType: "Order<1>", Data: map[string]any{
+		"note":     `<script>alert("x")</script> & 'y'`,
+		"n":        json.Number("1.5"),
+		"customer": map[string]any{"name": "<b>"},
+	}}
+	tests := []struct {
+		name, src, want string
+	}{
+		{"string value escaped, template markup kept", "<p>{{ note }}</p>", "<p>&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#39;y&#39;</p>"},
+		{"number as is", "<td>{{ n }}</td>", "<td>1.5</td>"},
+		{"object as escaped JSON", "<pre>{{ customer }}</pre>", `<pre>{&#34;name&#34;:&#34;\u003cb\u003e&#34;}</pre>`},
+		{"metadata escaped", "<h1>{{ event.entity_type }}</h1>", "<h1>Order&lt;1&gt;</h1>"},
+		{"literal text not escaped", `<a href="x">&amp;</a>`, `<a href="x">&amp;</a>`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, missing := MustCompileTemplate(tt.src).Render(ev, EscapeHTML)
+			if got != tt.want || len(missing) != 0 {
+				t.Errorf("Render = %q %v, want %q", got, missing, tt.want)
+			}
+		})
+	}
+}

@@ -24,7 +24,7 @@ const (
 	headerSecret = "HEADERSECRET-7d3b"
 )
 
-var signingSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("SIGNINGKEY-5e8f"))
+var signingSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("SIGNINGKEY-5e8f-24-bytes-long"))
 
 func TestExecutorConformance(t *testing.T) {
 	t.Parallel()
@@ -47,7 +47,7 @@ func TestExecutorConformance(t *testing.T) {
 		t.Cleanup(exec.Close)
 		act := newAction(base+mode+"/hooks/"+pathSecret+"?token="+querySecret, func(wh *domain.WebhookAction) {
 			wh.Headers = map[string]string{"Authorization": "Bearer " + headerSecret}
-			wh.SigningSecret = signingSecret
+			wh.SigningSecrets = []string{signingSecret}
 			if edit != nil {
 				edit(wh)
 			}

@@ -48,7 +48,7 @@ func Preview(ev *domain.Event, obs *domain.Observer, act *domain.Action) ports.A
 		headers[k] = redactHeader(k, v)
 	}
 	signing := "unsigned"
-	if wh.SigningSecret != "" {
+	if len(wh.SigningSecrets) > 0 {
 		signing = "signed"
 	}
 	req := RequestPreview{Method: wh.Method, URL: redactURL(wh.URL), Headers: headers, Signing: signing, Body: body}

@@ -15,9 +15,9 @@ func TestPreview(t *testing.T) {
 	obs := &domain.Observer{Name: "shipped"}
 	act := &domain.Action{Name: "hook", Type: domain.ActionWebhook, Webhook: &domain.WebhookAction{
 		URL: "https://user:pass-word@hooks.example.com/orders?token=abc123", Method: "POST",
-		Headers:       map[string]string{"Authorization": "Bearer top-secret", "X-Api-Key": "k-123", "X-Team": "logistics"},
-		BodyTemplate:  domain.MustCompileTemplate(`{"order": "{{ event.entity_id }}", "note": "{{ note }}", "gift": "{{ gift }}"}`),
-		SigningSecret: "whsec_c2VjcmV0",
+		Headers:        map[string]string{"Authorization": "Bearer top-secret", "X-Api-Key": "k-123", "X-Team": "logistics"},
+		BodyTemplate:   domain.MustCompileTemplate(`{"order": "{{ event.entity_id }}", "note": "{{ note }}", "gift": "{{ gift }}"}`),
+		SigningSecrets: []string{"whsec_c2VjcmV0"},
 	}}
 	p := webhook.Previewer.Preview(ev, obs, act)
 	req, ok := p.Details.(webhook.RequestPreview)
@@ -42,7 +42,7 @@ func TestPreview(t *testing.T) {
 		}
 	}
 
-	act.Webhook.BodyTemplate, act.Webhook.SigningSecret = nil, ""
+	act.Webhook.BodyTemplate, act.Webhook.SigningSecrets = nil, nil
 	p = webhook.Preview(ev, obs, act)
 	if req := p.Details.(webhook.RequestPreview); !strings.Contains(req.Body, `"entity_id":"o-42"`) || req.Signing != "unsigned" {
 		t.Errorf("default body preview = %+v", req)

@@ -244,28 +244,48 @@ func (e *Executor) body(ctx context.Context, ev *domain.Event, obs *domain.Obser
 }
 
 // sign sets webhook-id and webhook-timestamp, and webhook-signature when
-// the action has a signing secret (Standard Webhooks, v1 HMAC-SHA256).
+// the action has signing secrets: one Standard Webhooks v1 signature
+// (HMAC-SHA256) per secret, space-separated, in the order configured, so a
+// receiver rotating its secret verifies with either.
 func (e *Executor) sign(h http.Header, ev *domain.Event, obs *domain.Observer, act *domain.Action, body []byte) error {
 	id := MessageID(ev.ID, observerName(obs), act.Name)
 	ts := strconv.FormatInt(e.now().Unix(), 10)
 	h.Set("webhook-id", id)
 	h.Set("webhook-timestamp", ts)
-	if act.Webhook.SigningSecret == "" {
+	if len(act.Webhook.SigningSecrets) == 0 {
 		h.Del("webhook-signature")
 		return nil
 	}
-	key, err := signingKey(act.Webhook.SigningSecret)
-	if err != nil {
-		return err
+	keys := make([][]byte, len(act.Webhook.SigningSecrets))
+	for i, secret := range act.Webhook.SigningSecrets {
+		key, err := ParseSigningSecret(secret)
+		if err != nil {
+			return fmt.Errorf("signing secret %d of %d: %w", i+1, len(keys), err)
+		}
+		keys[i] = key
 	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id))
-	mac.Write([]byte{'.'})
-	mac.Write([]byte(ts))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	h.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	h.Set("webhook-signature", signature(keys, id, ts, body))
 	return nil
+}
+
+// signature returns the webhook-signature value: "v1,<base64 HMAC-SHA256
+// of id.ts.body>" for each key, separated by spaces.
+func signature(keys [][]byte, id, ts string, body []byte) string {
+	var b strings.Builder
+	for i, key := range keys {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id))
+		mac.Write([]byte{'.'})
+		mac.Write([]byte(ts))
+		mac.Write([]byte{'.'})
+		mac.Write(body)
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("v1,")
+		b.WriteString(base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	return b.String()
 }
 
 // MessageID is the webhook-id of an action's delivery of an event: stable
@@ -275,19 +295,33 @@ func MessageID(eventID, observer, action string) string {
 	return eventID + "." + hex.EncodeToString(sum[:])[:12]
 }
 
-// signingKey returns the HMAC key: the base64-decoded part after "whsec_",
-// else the secret's raw bytes. The error never contains the secret.
-func signingKey(secret string) ([]byte, error) {
-	rest, ok := strings.CutPrefix(secret, secretPrefix)
+// ErrInvalidSigningSecret is wrapped by ParseSigningSecret's errors.
+var ErrInvalidSigningSecret = errors.New("invalid signing secret")
+
+// The Standard Webhooks specification asks for symmetric keys of 24 to 64
+// random bytes.
+const (
+	minSecretBytes = 24
+	maxSecretBytes = 64
+)
+
+// ParseSigningSecret decodes a Standard Webhooks signing secret, "whsec_"
+// followed by the standard (padded) base64 encoding of 24 to 64 bytes, as
+// the specification's reference libraries read it, and returns the HMAC
+// key. Config load calls it so a bad secret is refused at start. Errors
+// wrap ErrInvalidSigningSecret and never contain the secret or part of it.
+func ParseSigningSecret(s string) ([]byte, error) {
+	rest, ok := strings.CutPrefix(s, secretPrefix)
 	if !ok {
-		return []byte(secret), nil
+		return nil, fmt.Errorf(`%w: it must be "whsec_" followed by base64 (the Standard Webhooks format)`, ErrInvalidSigningSecret)
 	}
-	key, err := base64.StdEncoding.DecodeString(rest)
+	key, err := base64.StdEncoding.Strict().DecodeString(rest)
 	if err != nil {
-		return nil, errors.New("signing secret has the whsec_ prefix but is not valid base64")
+		return nil, fmt.Errorf(`%w: the part after "whsec_" is not standard base64`, ErrInvalidSigningSecret)
 	}
-	if len(key) == 0 {
-		return nil, errors.New("signing secret is empty after the whsec_ prefix")
+	if len(key) < minSecretBytes || len(key) > maxSecretBytes {
+		return nil, fmt.Errorf("%w: it decodes to %d bytes, the Standard Webhooks specification asks for %d to %d",
+			ErrInvalidSigningSecret, len(key), minSecretBytes, maxSecretBytes)
 	}
 	return key, nil
 }

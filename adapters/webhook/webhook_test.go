@@ -23,6 +23,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
 // fixedNow is the executor's clock in every test.
@@ -319,26 +320,35 @@ func TestExecuteMethodAndHeaders(t *testing.T) {
 	}
 }
 
+// secretOf is the whsec_ form of key.
+func secretOf(key []byte) string { return "whsec_" + base64.StdEncoding.EncodeToString(key) }
+
 func TestExecuteSignature(t *testing.T) {
 	t.Parallel()
 	b := setup(t, webhook.Config{})
-	rawKey := []byte("0123456789abcdef0123456789abcdef")
+	key1 := []byte("0123456789abcdef0123456789abcdef")
+	key2 := []byte("the-new-secret-after-rotation!!")
 
+	hmacOf := func(key []byte, id, ts string, body []byte) string {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id + "." + ts + "." + string(body)))
+		return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	}
 	tests := []struct {
-		name   string
-		secret string
-		key    []byte
-		tmpl   *domain.Template
+		name    string
+		secrets []string
+		keys    [][]byte
+		tmpl    *domain.Template
 	}{
-		{name: "whsec base64 key", secret: "whsec_" + base64.StdEncoding.EncodeToString(rawKey), key: rawKey},
-		{name: "raw secret", secret: "plain-secret", key: []byte("plain-secret")},
-		{name: "raw secret with template body", secret: "plain-secret", key: []byte("plain-secret"), tmpl: domain.MustCompileTemplate(`{"s":"{{ status }}"}`)},
+		{name: "one secret", secrets: []string{secretOf(key1)}, keys: [][]byte{key1}},
+		{name: "one secret with template body", secrets: []string{secretOf(key1)}, keys: [][]byte{key1}, tmpl: domain.MustCompileTemplate(`{"s":"{{ status }}"}`)},
+		{name: "rotated pair in configured order", secrets: []string{secretOf(key2), secretOf(key1)}, keys: [][]byte{key2, key1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := newEvent()
 			act := newAction(b.srv.URL, func(wh *domain.WebhookAction) {
-				wh.SigningSecret = tt.secret
+				wh.SigningSecrets = tt.secrets
 				wh.BodyTemplate = tt.tmpl
 			})
 			if err := b.exec.Execute(t.Context(), ev, testObserver, act); err != nil {
@@ -349,31 +359,135 @@ func TestExecuteSignature(t *testing.T) {
 			if ts != strconv.FormatInt(fixedNow.Unix(), 10) {
 				t.Errorf("webhook-timestamp = %q", ts)
 			}
-			mac := hmac.New(sha256.New, tt.key)
-			mac.Write([]byte(id + "." + ts + "." + string(req.Body)))
-			want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
-			if got := req.Header.Get("webhook-signature"); got != want {
-				t.Errorf("webhook-signature = %q, want %q", got, want)
+			var want []string
+			for _, key := range tt.keys {
+				want = append(want, hmacOf(key, id, ts, req.Body))
+			}
+			if got := req.Header.Get("webhook-signature"); got != strings.Join(want, " ") {
+				t.Errorf("webhook-signature = %q, want %q", got, strings.Join(want, " "))
 			}
 		})
 	}
 
-	t.Run("bad whsec secret is permanent and not leaked", func(t *testing.T) {
-		secret := "whsec_!!not-base64-SECRETVALUE"
-		act := newAction(b.srv.URL, func(wh *domain.WebhookAction) { wh.SigningSecret = secret })
-		err := b.exec.Execute(t.Context(), newEvent(), testObserver, act)
-		if !domain.IsPermanent(err) {
-			t.Fatalf("Execute = %v, want a permanent error", err)
-		}
-		if strings.Contains(err.Error(), "SECRETVALUE") {
-			t.Errorf("error leaks the secret: %v", err)
-		}
-		select {
-		case r := <-b.reqs:
-			t.Errorf("request sent despite the bad secret: %+v", r)
-		default:
-		}
-	})
+	for _, bad := range []struct{ name, secret string }{
+		{"raw secret", "plain-SECRETVALUE-without-prefix"},
+		{"not base64", "whsec_!!not-base64-SECRETVALUE"},
+		{"too short", secretOf([]byte("SECRETVALUE"))},
+	} {
+		t.Run("bad secret is permanent and not leaked: "+bad.name, func(t *testing.T) {
+			act := newAction(b.srv.URL, func(wh *domain.WebhookAction) { wh.SigningSecrets = []string{secretOf(key1), bad.secret} })
+			err := b.exec.Execute(t.Context(), newEvent(), testObserver, act)
+			if !domain.IsPermanent(err) || !errors.Is(err, webhook.ErrInvalidSigningSecret) {
+				t.Fatalf("Execute = %v, want a permanent ErrInvalidSigningSecret", err)
+			}
+			if !strings.Contains(err.Error(), "signing secret 2 of 2") {
+				t.Errorf("error %q does not say which secret is bad", err)
+			}
+			for _, leak := range []string{"SECRETVALUE", bad.secret[len(bad.secret)-6:], secretOf(key1)[6:]} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("error %q leaks %q", err, leak)
+				}
+			}
+			select {
+			case r := <-b.reqs:
+				t.Errorf("request sent despite the bad secret: %+v", r)
+			default:
+			}
+		})
+	}
+}
+
+// TestRotatedSecretsVerifyWithReferenceLibrary checks a delivery signed
+// with a rotated pair with the Standard Webhooks reference Go library: a
+// receiver holding either secret accepts it, one holding another does not.
+func TestRotatedSecretsVerifyWithReferenceLibrary(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{Now: time.Now}) // the reference checks the timestamp against its own clock
+	oldSecret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	newSecret := secretOf([]byte("a-brand-new-32-byte-signing-key!"))
+	otherSecret := secretOf([]byte("some-other-receivers-signing-key"))
+
+	act := newAction(b.srv.URL, func(wh *domain.WebhookAction) { wh.SigningSecrets = []string{newSecret, oldSecret} })
+	if err := b.exec.Execute(t.Context(), newEvent(), testObserver, act); err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	req := b.next(t)
+	if n := len(strings.Fields(req.Header.Get("webhook-signature"))); n != 2 {
+		t.Fatalf("webhook-signature %q has %d signatures, want 2", req.Header.Get("webhook-signature"), n)
+	}
+	for _, tt := range []struct {
+		name   string
+		secret string
+		ok     bool
+	}{
+		{"new secret", newSecret, true},
+		{"old secret", oldSecret, true},
+		{"unrelated secret", otherSecret, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			wh, err := standardwebhooks.NewWebhook(tt.secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = wh.Verify(req.Body, req.Header)
+			if tt.ok && err != nil {
+				t.Errorf("reference Verify with the %s: %v", tt.name, err)
+			}
+			if !tt.ok && err == nil {
+				t.Errorf("reference Verify accepted a signature made without the %s", tt.name)
+			}
+		})
+	}
+}
+
+func TestParseSigningSecret(t *testing.T) {
+	t.Parallel()
+	key24 := []byte("MfKQ9r8GKYqrTwjUPD8ILPZI")
+	tests := []struct {
+		name    string
+		secret  string
+		want    []byte
+		wantErr string
+	}{
+		{name: "spec test vector secret", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", want: mustDecode(t, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")},
+		{name: "24 bytes", secret: secretOf(key24), want: key24},
+		{name: "64 bytes", secret: secretOf([]byte(strings.Repeat("k", 64))), want: []byte(strings.Repeat("k", 64))},
+		{name: "no prefix", secret: "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", wantErr: `"whsec_" followed by base64`},
+		{name: "raw text", secret: "my webhook secret", wantErr: `"whsec_" followed by base64`},
+		{name: "empty", secret: "", wantErr: `"whsec_" followed by base64`},
+		{name: "prefix only", secret: "whsec_", wantErr: "decodes to 0 bytes"},
+		{name: "url-safe alphabet", secret: "whsec_" + base64.URLEncoding.EncodeToString([]byte("\xfb\xff\xfe-24-bytes-of-key-material")), wantErr: "not standard base64"},
+		{name: "missing padding", secret: "whsec_" + base64.RawStdEncoding.EncodeToString([]byte("twenty-five-bytes-of-key!")), wantErr: "not standard base64"},
+		{name: "too short", secret: secretOf([]byte("short-key")), wantErr: "decodes to 9 bytes"},
+		{name: "too long", secret: secretOf([]byte(strings.Repeat("k", 65))), wantErr: "decodes to 65 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := webhook.ParseSigningSecret(tt.secret)
+			if tt.wantErr == "" {
+				if err != nil || string(got) != string(tt.want) {
+					t.Fatalf("ParseSigningSecret = %q, %v; want %q", got, err, tt.want)
+				}
+				return
+			}
+			if !errors.Is(err, webhook.ErrInvalidSigningSecret) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("ParseSigningSecret error = %v, want ErrInvalidSigningSecret mentioning %q", err, tt.wantErr)
+			}
+			if rest := strings.TrimPrefix(tt.secret, "whsec_"); len(rest) >= 4 && strings.Contains(err.Error(), rest[:4]) {
+				t.Errorf("error %q quotes the secret", err)
+			}
+		})
+	}
+}
+
+func mustDecode(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestExecuteWebhookID(t *testing.T) {
@@ -453,7 +567,7 @@ func TestExecuteStatus(t *testing.T) {
 		t.Run(strconv.Itoa(tt.status)+" "+tt.retryAfter, func(t *testing.T) {
 			// Sequential: requests share the bundle's receiver.
 			act := newAction(b.srv.URL+"/hooks/orders?token=QUERYSECRET", func(wh *domain.WebhookAction) {
-				wh.SigningSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("SIGNINGKEY"))
+				wh.SigningSecrets = []string{secretOf([]byte("SIGNINGKEY-of-24-bytes-xx"))}
 				wh.Headers = map[string]string{"X-Test-Status": strconv.Itoa(tt.status)}
 				if tt.retryAfter != "" {
 					wh.Headers["X-Test-Retry-After"] = tt.retryAfter
@@ -497,8 +611,7 @@ func TestExecuteStatus(t *testing.T) {
 					t.Errorf("error %q does not name %q", msg, want)
 				}
 			}
-			// The target is scheme, host and port: a path may be a credential.
-			for _, leak := range []string{"/hooks/orders", "QUERYSECRET", "token=", "whsec_", base64.StdEncoding.EncodeToString([]byte("SIGNINGKEY"))} {
+			for _, leak := range []string{"/hooks/orders", "QUERYSECRET", "token=", "whsec_", secretOf([]byte("SIGNINGKEY-of-24-bytes-xx"))[6:]} {
 				if strings.Contains(msg, leak) {
 					t.Errorf("error %q leaks %q", msg, leak)
 				}
@@ -680,7 +793,7 @@ func BenchmarkWebhookExecute(b *testing.B) {
 	}
 	b.Cleanup(exec.Close)
 	ev := newEvent()
-	act := newAction(srv.URL+"/hook", func(wh *domain.WebhookAction) { wh.SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" })
+	act := newAction(srv.URL+"/hook", func(wh *domain.WebhookAction) { wh.SigningSecrets = []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"} })
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -152,7 +152,7 @@ func TestBuildObservers(t *testing.T) {
 		t.Errorf("on_failure default = %q", o.OnFailure)
 	}
 	w := o.Actions[0].Webhook
-	if w.URL != env["HOOK_URL"] || w.SigningSecret != env["HOOK_SECRET"] || w.Method != "POST" || w.Timeout != config.DefaultWebhookTimeout {
+	if w.URL != env["HOOK_URL"] || len(w.SigningSecrets) != 1 || w.SigningSecrets[0] != env["HOOK_SECRET"] || w.Method != "POST" || w.Timeout != config.DefaultWebhookTimeout {
 		t.Errorf("webhook = %+v", w)
 	}
 	names := []string{o.Actions[0].Name, o.Actions[1].Name, o.Actions[2].Name}

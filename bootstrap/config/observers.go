@@ -149,11 +149,13 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain
 			return a, err
 		}
 		w := &domain.WebhookAction{
-			URL:           url,
-			Method:        strings.ToUpper(ac.Method),
-			Headers:       ac.Headers,
-			Timeout:       DefaultWebhookTimeout,
-			SigningSecret: secret,
+			URL:     url,
+			Method:  strings.ToUpper(ac.Method),
+			Headers: ac.Headers,
+			Timeout: DefaultWebhookTimeout,
+		}
+		if secret != "" {
+			w.SigningSecrets = []string{secret}
 		}
 		if w.Method == "" {
 			w.Method = http.MethodPost
