@@ -98,6 +98,17 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"env not an integer", "", []string{"FRAISEQL_READER_BATCH_SIZE=many"}, []string{"reader.batch_size", "FRAISEQL_READER_BATCH_SIZE"}},
 		{"env not a boolean", "", []string{"FRAISEQL_DATABASE_MIGRATE_ON_START=yes please"}, []string{"database.migrate_on_start"}},
 		{"env not a duration", "", []string{"FRAISEQL_DATABASE_POLL_INTERVAL=soon"}, []string{"database.poll_interval", "duration"}},
+		// A number where a duration is expected would read as nanoseconds,
+		// a fraction where an integer is expected would be truncated.
+		{"number as duration", "[database]\npoll_interval = 5", nil, []string{"database.poll_interval", `write a duration string such as "5s"`}},
+		{"fraction as duration", "[reader]\ncheckpoint_interval = 1.5", nil, []string{"reader.checkpoint_interval", `write a duration string such as "5s"`}},
+		{"number as observer retry delay", "[[observers]]\nname = \"a\"\n[observers.retry]\ninitial_delay = 100", nil, []string{"observers[0].retry.initial_delay", `write a duration string such as "5s"`}},
+		{"number as action timeout", "[[observers]]\nname = \"a\"\nentity = \"*\"\nevents = [\"INSERT\"]\n[[observers.actions]]\ntype = \"webhook\"\nurl = \"https://example.com/\"\ntimeout = 5", nil, []string{"observers[0].actions[0].timeout", `write a duration string such as "5s"`}},
+		{"fraction as integer", "[reader]\nbatch_size = 3.7", nil, []string{"reader.batch_size", "3.7", "not a whole number"}},
+		{"fraction as int64", "[nats.stream]\nmax_msgs = 10.5", nil, []string{"nats.stream.max_msgs", "not a whole number"}},
+		{"fraction as observer attempts", "[[observers]]\nname = \"a\"\n[observers.retry]\nmax_attempts = 2.5", nil, []string{"observers[0].retry.max_attempts", "not a whole number"}},
+		{"env number as duration", "", []string{"FRAISEQL_DATABASE_POLL_INTERVAL=5"}, []string{"database.poll_interval", "FRAISEQL_DATABASE_POLL_INTERVAL", `write a duration string such as "5s"`}},
+		{"env fraction as integer", "", []string{"FRAISEQL_READER_MAX_IN_FLIGHT=3.7"}, []string{"reader.max_in_flight", "FRAISEQL_READER_MAX_IN_FLIGHT", "not an integer"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

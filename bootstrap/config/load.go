@@ -106,7 +106,7 @@ func Load(path string, environ []string) (Config, error) {
 
 	var cfg Config
 	dc := &mapstructure.DecoderConfig{
-		DecodeHook:  mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc()),
+		DecodeHook:  decodeHook(),
 		ErrorUnused: true,
 		TagName:     "koanf",
 		Result:      &cfg,
@@ -192,19 +192,19 @@ func parseEnvValue(kind reflect.Kind, v string) (any, error) {
 	case reflect.Int64:
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%q is not an integer", v)
+			return nil, fmt.Errorf("%q is not an integer (a whole number such as 3)", v)
 		}
 		return n, nil
 	case reflect.Int:
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			return nil, fmt.Errorf("%q is not an integer", v)
+			return nil, fmt.Errorf("%q is not an integer (a whole number such as 3)", v)
 		}
 		return n, nil
 	case reflect.Interface: // duration
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			return nil, fmt.Errorf("%q is not a duration (use e.g. 500ms, 5s, 5m)", v)
+			return nil, fmt.Errorf("%q is not a duration: write a duration string such as \"5s\" (units ns, us, ms, s, m, h)", v)
 		}
 		return d, nil
 	case reflect.Slice:

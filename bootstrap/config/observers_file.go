@@ -47,7 +47,7 @@ func LoadObserverConfigs(cfg Config) ([]ObserverConfig, error) {
 	}
 	var f observersFile
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:  mapstructure.StringToTimeDurationHookFunc(),
+		DecodeHook:  decodeHook(),
 		ErrorUnused: true,
 		TagName:     "koanf",
 		Result:      &f,
