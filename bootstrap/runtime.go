@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
@@ -180,6 +179,6 @@ func (a *App) listenHTTP() error {
 	}
 	a.httpLn = ln
 	a.onClose(func() { _ = ln.Close() })
-	a.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 1 << 16}
+	a.httpSrv = adminhttp.NewServer(h, adminhttp.ServerConfig{})
 	return nil
 }

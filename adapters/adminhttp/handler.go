@@ -268,7 +268,9 @@ func (s *server) deadLetterRoutes(api *http.ServeMux) {
 		if !ok {
 			return
 		}
+		lr := startLongRunning(w, s.Now)
 		res, err := d.Retry(r.Context(), id)
+		lr.answer()
 		if err != nil {
 			writeStoreError(w, err)
 			return
@@ -280,7 +282,9 @@ func (s *server) deadLetterRoutes(api *http.ServeMux) {
 		writeJSON(w, http.StatusOK, res)
 	})
 	api.HandleFunc("POST /api/observers/dlq/retry-all", func(w http.ResponseWriter, r *http.Request) {
+		lr := startLongRunning(w, s.Now)
 		rep, err := d.RetryAll(r.Context(), r.URL.Query().Get("observer"))
+		lr.answer()
 		if err != nil {
 			writeStoreError(w, err)
 			return
