@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -28,7 +29,9 @@ type BridgeConfig struct {
 // Bridge is the Handler that moves change-log events to the bus: each
 // event is published with its id as the message id, and is finished (so
 // the reader's checkpoint can pass it) only after the broker acknowledged
-// it. Invalid rows are dead-lettered here, since workers never see them.
+// it. Invalid rows, and events the bus refuses for good (larger than its
+// max_payload, an invalid subject), are dead-lettered here, since workers
+// never see them.
 type Bridge struct {
 	pub ports.EventPublisher
 	dlq ports.DeadLetterSink
@@ -83,7 +86,7 @@ func (b *Bridge) Handle(rec ports.Record, finish func()) {
 	}
 	t.outstanding.Add(1)
 	if rec.Err != nil {
-		go b.parkInvalid(t, rec, finish)
+		go b.park(t, rec, finish, ports.DeadLetter{Event: rec.Event, Error: rec.Err.Error(), Attempts: 1, Raw: rec.Raw}, "invalid input dead-lettered")
 		return
 	}
 	b.publish(t, rec, finish)
@@ -114,6 +117,14 @@ func (b *Bridge) retry(t *bridgeTerm, rec ports.Record, finish func(), cause err
 		t.outstanding.Done() // the term ended: the reader re-reads it in the next one
 		return
 	}
+	if domain.IsPermanent(cause) {
+		// The bus refuses this event whatever the retry (larger than its
+		// max_payload, an invalid subject): park it, and let the
+		// checkpoint move on.
+		go b.park(t, rec, finish, ports.DeadLetter{Event: rec.Event, Attempts: 1,
+			Error: "the bus refused the event: " + cause.Error()}, "event refused by the bus dead-lettered")
+		return
+	}
 	if ok, suppressed := b.retryLog.allow(); ok {
 		b.cfg.Logger.Warn("publish failed, retrying", slog.String("event_id", rec.Event.ID),
 			slog.String("error", cause.Error()), slog.Duration("retry_in", b.cfg.RetryDelay),
@@ -122,18 +133,21 @@ func (b *Bridge) retry(t *bridgeTerm, rec ports.Record, finish func(), cause err
 	time.AfterFunc(b.cfg.RetryDelay, func() { b.publish(t, rec, finish) })
 }
 
-func (b *Bridge) parkInvalid(t *bridgeTerm, rec ports.Record, finish func()) {
+// park dead-letters d for rec and finishes it; while the dead-letter
+// store is unreachable it retries until the term ends (the reader then
+// reads rec again). A store that refuses d for good gets its fallback form.
+func (b *Bridge) park(t *bridgeTerm, rec ports.Record, finish func(), d ports.DeadLetter, msg string) {
 	defer t.outstanding.Done()
 	for {
-		_, err := b.dlq.Add(t.ctx, ports.DeadLetter{Event: rec.Event, Error: rec.Err.Error(), Attempts: 1, Raw: rec.Raw})
+		err := parkDeadLetter(t.ctx, b.dlq, b.cfg.Logger, d, positionOf(rec))
 		if err == nil {
 			b.cfg.Metrics.DeadLettered()
-			b.cfg.Logger.Error("invalid input dead-lettered", slog.String("event_id", rec.Event.ID),
-				slog.String("position", rec.Position.String()), slog.String("error", rec.Err.Error()))
+			b.cfg.Logger.Error(msg, slog.String("event_id", rec.Event.ID),
+				slog.String("position", rec.Position.String()), slog.String("error", d.Error))
 			finish()
 			return
 		}
-		b.cfg.Logger.Error("dead-letter write for invalid input failed, will retry", slog.String("error", err.Error()))
+		b.cfg.Logger.Error("dead-letter write failed, will retry", slog.String("event_id", rec.Event.ID), slog.String("error", err.Error()))
 		if !sleep(t.ctx, b.cfg.RetryDelay) {
 			return
 		}

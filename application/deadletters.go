@@ -60,7 +60,15 @@ func (r *DeadLetterRetrier) Retry(ctx context.Context, id int64) (RetryOutcome, 
 	if act == nil {
 		return out, fmt.Errorf("dead letter %d: observer %q has no action %q any more: %w", id, d.Observer, d.Action, ErrNotRetryable)
 	}
-	if execErr := r.Executor.Execute(ctx, &d.Event, obs, act); execErr != nil {
+	ev := d.Event
+	if len(d.Raw) > 0 {
+		// The fallback form (the store refused the item as it was) keeps
+		// the event's whole envelope in Raw.
+		if full, err := domain.DecodeEvent(d.Raw); err == nil {
+			ev = full
+		}
+	}
+	if execErr := r.Executor.Execute(ctx, &ev, obs, act); execErr != nil {
 		out.Error = execErr.Error()
 		if err := r.Store.MarkRetried(ctx, id, execErr.Error(), r.now()); err != nil {
 			return out, fmt.Errorf("dead letter %d: record failed retry: %w", id, err)

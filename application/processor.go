@@ -287,10 +287,10 @@ func (p *Processor) finishFailed(ctx context.Context, run *Run, t *task, cause e
 		t.finished, t.lastErr = true, nil
 		return
 	}
-	_, err := p.cfg.DeadLetters.Add(ctx, ports.DeadLetter{
+	err := parkDeadLetter(ctx, p.cfg.DeadLetters, p.cfg.Logger, ports.DeadLetter{
 		Event: *ev, Observer: t.obs.Name, Action: t.act.Name, ActionType: t.act.Type,
 		Error: cause.Error(), Attempts: t.attempts,
-	})
+	}, positionOf(run.Record))
 	if err != nil {
 		t.lastErr = cause
 		t.due = p.cfg.Now().Add(p.cfg.DeadLetterRetryDelay)
@@ -308,9 +308,9 @@ func (p *Processor) parkInvalid(ctx context.Context, run *Run) (time.Time, bool)
 		return time.Time{}, true
 	}
 	rec := run.Record
-	_, err := p.cfg.DeadLetters.Add(ctx, ports.DeadLetter{
+	err := parkDeadLetter(ctx, p.cfg.DeadLetters, p.cfg.Logger, ports.DeadLetter{
 		Event: rec.Event, Error: rec.Err.Error(), Attempts: 1, Raw: rec.Raw,
-	})
+	}, positionOf(rec))
 	if err != nil {
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter write for invalid input failed, will retry",
 			slog.String("event_id", rec.Event.ID), slog.String("error", rec.Err.Error()), slog.String("dlq_error", err.Error()))

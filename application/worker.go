@@ -81,10 +81,16 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 	next, done := w.proc.Step(work, run)
 	gaveUp := false
 	if !done && d.LastAttempt() && ctx.Err() == nil {
-		for !w.proc.GiveUp(work, run, "delivery limit reached (consumer max_deliver)") {
-			sleep(work, w.cfg.RetryDelay) // the dead-letter store is down: keep the message in progress
+		// The dead-letter store is unreachable while GiveUp fails: keep the
+		// message in progress and try again, until shutdown (a refusal for
+		// good is stored in its fallback form, so it never loops here).
+		for !gaveUp {
+			gaveUp = w.proc.GiveUp(work, run, "delivery limit reached (consumer max_deliver)")
+			if !gaveUp && !sleep(ctx, w.cfg.RetryDelay) {
+				break
+			}
 		}
-		done, gaveUp = true, true
+		done = gaveUp
 	}
 	stopBeat()
 
@@ -149,7 +155,7 @@ func (w *Worker) parkUndecodable(ctx, work context.Context, d ports.Delivery, ca
 	defer stopBeat()
 	raw := append([]byte(nil), d.Data()...)
 	for {
-		_, err := w.dlq.Add(work, ports.DeadLetter{Error: cause.Error(), Attempts: d.Attempt(), Raw: raw})
+		err := parkDeadLetter(work, w.dlq, w.cfg.Logger, ports.DeadLetter{Error: cause.Error(), Attempts: d.Attempt(), Raw: raw}, "")
 		if err == nil {
 			break
 		}

@@ -26,7 +26,11 @@ type DeadLetter struct {
 // DeadLetterSink parks failed work durably.
 //
 // Add stores d (ID and CreatedAt are assigned) and returns its ID; once it
-// returns nil the item survives a restart (durable adapters). Safe for
+// returns nil the item survives a restart (durable adapters). An error
+// wrapping domain.ErrPermanent means d can never be stored as it is (a
+// value the store refuses, such as a \u0000 in a jsonb column); an item
+// whose text fields are valid UTF-8 without NUL bytes, whose event has no
+// data and whose other bytes are in Raw can always be stored. Safe for
 // concurrent use.
 type DeadLetterSink interface {
 	Add(ctx context.Context, d DeadLetter) (int64, error)

@@ -990,3 +990,43 @@ func BenchmarkPublishAsync(b *testing.B) {
 	}
 	b.ReportMetric(float64(i)/elapsed.Seconds(), "events/s")
 }
+
+// TestPublishRefusedMessagesArePermanent: a message the bus refuses
+// whatever the retry (over max_payload, over the stream's message size, an
+// over-long subject) fails with a permanent error, so the bridge
+// dead-letters it instead of republishing it for ever, and the connection
+// keeps serving the next event.
+func TestPublishRefusedMessagesArePermanent(t *testing.T) {
+	t.Parallel()
+	c := setup(t, testConfig(t))
+	p := NewPublisher(c)
+	huge := newEvent(1)
+	huge.Data = map[string]any{"blob": strings.Repeat("x", int(c.nc.MaxPayload())+1)}
+	long := newEvent(2)
+	long.EntityType = strings.Repeat("E", 2000)
+	for name, ev := range map[string]domain.Event{"over max_payload": huge, "over-long subject": long} {
+		err := p.Publish(t.Context(), ev, func(ports.PublishResult) { t.Errorf("%s: done called for a refused publication", name) })
+		if err == nil || !domain.IsPermanent(err) {
+			t.Fatalf("%s: Publish = %v, want a permanent error", name, err)
+		}
+	}
+	if r := publishWait(t, p, newEvent(3)); r.Err != nil {
+		t.Fatalf("the next event after refused ones: %v", r.Err)
+	}
+
+	// The stream's own limit is answered by the server, in done.
+	st, err := c.js.Stream(t.Context(), c.cfg.Stream.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := st.CachedInfo().Config
+	sc.MaxMsgSize = 2048
+	if _, err := c.js.UpdateStream(t.Context(), sc); err != nil {
+		t.Fatalf("UpdateStream: %v", err)
+	}
+	big := newEvent(4)
+	big.Data = map[string]any{"blob": strings.Repeat("y", 4096)}
+	if r := publishWait(t, p, big); r.Err == nil || !domain.IsPermanent(r.Err) {
+		t.Fatalf("over the stream's max message size: %+v, want a permanent error", r)
+	}
+}

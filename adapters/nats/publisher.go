@@ -49,7 +49,10 @@ func NewPublisher(c *Conn) *Publisher {
 // Config.PublishTimeout, a lost connection and a closed Conn are errors in
 // done wrapping ports.ErrUnavailable: the caller republishes and the
 // duplicate window makes that safe. A returned error means nothing was
-// sent and done will not be called.
+// sent and done will not be called. A message the server refuses whatever
+// the retry (larger than its max_payload or the stream's maximum message
+// size, an invalid subject) fails with an error wrapping
+// domain.ErrPermanent, in the returned error or in done.
 func (p *Publisher) Publish(ctx context.Context, ev domain.Event, done func(ports.PublishResult)) error {
 	if ev.ID == "" {
 		return errors.New("nats: publish: event has no id (the deduplication key)")
@@ -61,6 +64,9 @@ func (p *Publisher) Publish(ctx context.Context, ev domain.Event, done func(port
 	msg := nats.NewMsg(Subject(p.c.cfg.Stream.SubjectPrefix, &ev))
 	msg.Data = body
 	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+	if err := p.check(msg); err != nil {
+		return interpretError("publish event "+ev.ID, err)
+	}
 
 	select {
 	case p.turn <- struct{}{}:
@@ -91,6 +97,32 @@ func (p *Publisher) Publish(ctx context.Context, ev domain.Event, done func(port
 	p.pending[id] = finished
 	p.mu.Unlock()
 	go p.await(fut, ev.ID, id, finished, done)
+	return nil
+}
+
+// maxSubjectBytes bounds a subject well below the server's control-line
+// limit (max_control_line, 4 KiB by default), which the server enforces by
+// closing the connection: an over-long entity type must fail its own
+// publication, not every publication.
+const maxSubjectBytes = 1024
+
+// check refuses, before anything is sent, a message the server would
+// refuse: larger than its max_payload (the client skips that check while
+// reconnecting, and the server then closes the connection), or with an
+// over-long subject.
+func (p *Publisher) check(msg *nats.Msg) error {
+	if len(msg.Subject) > maxSubjectBytes {
+		return fmt.Errorf("subject of %d bytes is longer than %d: %w", len(msg.Subject), maxSubjectBytes, nats.ErrBadSubject)
+	}
+	size := int64(len(msg.Data) + len(msg.Subject))
+	for k, vs := range msg.Header {
+		for _, v := range vs {
+			size += int64(len(k) + len(v) + 4)
+		}
+	}
+	if limit := p.c.nc.MaxPayload(); limit > 0 && size > limit {
+		return fmt.Errorf("message of about %d bytes is larger than the server's max_payload of %d bytes: %w", size, limit, nats.ErrMaxPayload)
+	}
 	return nil
 }
 

@@ -70,3 +70,39 @@ func TestDeadLettersCountDurabilityAndErrors(t *testing.T) {
 		t.Fatalf("Get on a missing table = %v, want an error other than ErrNotFound", err)
 	}
 }
+
+// TestDeadLetterWritesThatCanNeverSucceedArePermanent: values PostgreSQL
+// refuses whatever the retry (a \u0000 in jsonb, SQLSTATE 22P05; a NUL
+// byte in text, 22021) are classified permanent, so that callers store a
+// fallback form instead of retrying for ever.
+func TestDeadLetterWritesThatCanNeverSucceedArePermanent(t *testing.T) {
+	t.Parallel()
+	pool, newSchema := newStateSchemas(t)
+	s, err := NewDeadLetters(pool, newSchema(t))
+	if err != nil {
+		t.Fatalf("NewDeadLetters: %v", err)
+	}
+	tests := []struct {
+		name string
+		d    ports.DeadLetter
+	}{
+		{"NUL in the event's data", ports.DeadLetter{Error: "boom", Attempts: 1,
+			Event: domain.Event{ID: "e", EventType: domain.EventInsert, EntityType: "Order", Data: map[string]any{"note": "a\x00b"}}}},
+		{"NUL in the error text", ports.DeadLetter{Error: "bad byte \x00 here", Attempts: 1,
+			Event: domain.Event{ID: "e", EventType: domain.EventInsert, EntityType: "Order"}}},
+		{"invalid UTF-8 in the observer name", ports.DeadLetter{Error: "boom", Observer: "o\xff", Attempts: 1,
+			Event: domain.Event{ID: "e", EventType: domain.EventInsert, EntityType: "Order"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := s.Add(t.Context(), tt.d)
+			if err == nil {
+				t.Fatal("Add succeeded; the test needs a value PostgreSQL refuses")
+			}
+			if !domain.IsPermanent(err) || errors.Is(err, ports.ErrUnavailable) {
+				t.Fatalf("Add = %v: want a permanent error", err)
+			}
+		})
+	}
+}

@@ -9,12 +9,18 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
 // interpretError translates a driver error at the boundary: "no rows"
 // becomes ports.ErrNotFound, a missing table or schema wraps
-// ports.ErrNotMigrated and connection failures wrap ports.ErrUnavailable. The operation names what was attempted.
+// ports.ErrNotMigrated, connection failures wrap ports.ErrUnavailable, and
+// errors that the same statement with the same values can never get past
+// (data exceptions such as 22P05, a \u0000 in jsonb; integrity constraint
+// violations; program limits such as a value too large) wrap
+// domain.ErrPermanent, so that no loop retries them. The operation names
+// what was attempted.
 func interpretError(op string, err error) error {
 	if err == nil {
 		return nil
@@ -37,7 +43,25 @@ func interpretError(op string, err error) error {
 	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P03") {
 		return fmt.Errorf("postgres: %s: %w: %w", op, ports.ErrUnavailable, err)
 	}
+	if errors.As(err, &pgErr) && permanentSQLState(pgErr.Code) {
+		return fmt.Errorf("postgres: %s: %w: %w", op, domain.ErrPermanent, err)
+	}
 	return fmt.Errorf("postgres: %s: %w", op, err)
+}
+
+// permanentSQLState reports the SQLSTATE classes whose errors depend only
+// on the statement and its values: 22 data exception (invalid text
+// representation, untranslatable character, numeric out of range, ...),
+// 23 integrity constraint violation and 54 program limit exceeded.
+func permanentSQLState(code string) bool {
+	if len(code) < 2 {
+		return false
+	}
+	switch code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
 }
 
 // notMigrated marks a missing table or schema with ports.ErrNotMigrated,

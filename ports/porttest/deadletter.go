@@ -64,6 +64,17 @@ func RunDeadLetterStore(t *testing.T, newStore func(t *testing.T) ports.DeadLett
 				Attempts: 1,
 				Raw:      []byte("{\"modification_type\":\"BOGUS\",\"bin\":\"\x00\xff\xfe\"}\n\x00\x01\x02"),
 			}},
+			// The form that can always be stored (see ports.DeadLetterSink):
+			// the event without data, the original in Raw.
+			{"FallbackForm", ports.DeadLetter{
+				Event:      domain.Event{ID: "e-\uFFFD", EventType: domain.EventInsert, EntityType: "Order", EntityID: "o-1"},
+				Observer:   "order-shipped",
+				Action:     "hook",
+				ActionType: domain.ActionWebhook,
+				Error:      "400 [stored in fallback form, the original is in raw: \uFFFD]",
+				Attempts:   3,
+				Raw:        []byte(`{"id":"e-\u0000","data":{"note":"a\u0000b"}}` + "\x00\xff"),
+			}},
 		}
 		for _, tc := range cases {
 			id := mustAdd(t, s, tc.give)
