@@ -20,18 +20,30 @@ func connectOnce(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 }
 
 // Migrate creates or adapts the change-log table and the observer schema
-// named in cfg.
-func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+// named in cfg. The warnings are about the existing table, for the
+// operator (e.g. contract columns that allow NULL); Migrate also logs
+// them.
+func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) (warnings []string, _ error) {
 	db, err := connectOnce(ctx, cfg, logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer db.Close()
 	pool := db.Pool
 	c := cfg.Database
-	return postgres.Migrate(ctx, pool, postgres.MigrateConfig{
+	if err := postgres.Migrate(ctx, pool, postgres.MigrateConfig{
 		ChangeLogTable: c.ChangeLogTable, Channel: c.NotifyChannel, ObserverSchema: c.ObserverSchema, Logger: logger,
-	})
+	}); err != nil {
+		return nil, err
+	}
+	warn, err := postgres.NullableContractColumns(ctx, pool, c.ChangeLogTable)
+	if err != nil {
+		return nil, err
+	}
+	if warn != "" {
+		warnings = append(warnings, warn)
+	}
+	return warnings, nil
 }
 
 // Watch installs (on) or removes (!on) the capture trigger of an ordinary

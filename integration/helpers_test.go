@@ -221,7 +221,7 @@ type testBundle struct {
 func setup(t testing.TB) *testBundle {
 	t.Helper()
 	b := newBundle(t)
-	if err := bootstrap.Migrate(t.Context(), b.config(), b.logger); err != nil {
+	if _, err := bootstrap.Migrate(t.Context(), b.config(), b.logger); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	return b

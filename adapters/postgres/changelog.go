@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -91,7 +92,7 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 		// sort by the txid::text output column.
 		readSQL: `
 			SELECT c.pk_entity_change_log, c.txid::text AS txid_text, c.id::text, c.created_at,
-			       c.object_type, c.modification_type, coalesce(c.object_key, c.object_id::text, ''),
+			       c.object_type, c.modification_type, coalesce(c.object_key, c.object_id::text),
 			       c.object_id::text, c.object_key, c.object_data::text, c.object_data_before::text,
 			       coalesce(c.tenant_id::text, ''), coalesce(c.fk_contact::text, '')
 			FROM ` + tbl.Sanitize() + ` AS c
@@ -109,15 +110,17 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 }
 
 // changeRow is one change-log row as read; it is also the Raw form of a
-// row that cannot become an event.
+// row that cannot become an event. The contract columns are read as
+// nullable: an existing table may allow NULL in them, and such a row must
+// become an invalid record, not fail the whole read.
 type changeRow struct {
 	PK               int64           `json:"pk_entity_change_log"`
 	TxID             string          `json:"txid"`
-	ID               string          `json:"id"`
-	CreatedAt        time.Time       `json:"created_at"`
-	ObjectType       string          `json:"object_type"`
-	ModificationType string          `json:"modification_type"`
-	EntityID         string          `json:"-"`
+	ID               *string         `json:"id"`
+	CreatedAt        *time.Time      `json:"created_at"`
+	ObjectType       *string         `json:"object_type"`
+	ModificationType *string         `json:"modification_type"`
+	EntityID         *string         `json:"-"`
 	ObjectID         *string         `json:"object_id"`
 	ObjectKey        *string         `json:"object_key"`
 	ObjectData       *string         `json:"-"`
@@ -126,6 +129,41 @@ type changeRow struct {
 	BeforeJSON       json.RawMessage `json:"object_data_before"`
 	TenantID         string          `json:"tenant_id"`
 	UserID           string          `json:"fk_contact"`
+}
+
+// nullContractColumns names the contract columns the row has NULL in:
+// id, created_at, object_type, modification_type, and the entity (object_id
+// or object_key) of an INSERT, UPDATE or DELETE (a CUSTOM event may
+// concern no entity).
+func (r *changeRow) nullContractColumns() []string {
+	var missing []string
+	for _, c := range []struct {
+		name string
+		null bool
+	}{
+		{"id", r.ID == nil},
+		{"created_at", r.CreatedAt == nil},
+		{"object_type", r.ObjectType == nil},
+		{"modification_type", r.ModificationType == nil},
+	} {
+		if c.null {
+			missing = append(missing, c.name)
+		}
+	}
+	if r.EntityID == nil && r.ModificationType != nil {
+		switch strings.ToUpper(strings.TrimSpace(*r.ModificationType)) {
+		case "INSERT", "UPDATE", "DELETE":
+			missing = append(missing, "object_id")
+		}
+	}
+	return missing
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 func optionalBytes(s *string) []byte {
@@ -174,18 +212,26 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit int) (
 // record turns a row into a Record; ok is false for rows that are not
 // events (NOOP, READ).
 func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool) {
-	ev, err := domain.NewEventFromChange(domain.RawChange{
-		ID:               r.ID,
-		CreatedAt:        r.CreatedAt,
-		ObjectType:       r.ObjectType,
-		ModificationType: r.ModificationType,
-		ObjectID:         r.EntityID,
-		ObjectData:       optionalBytes(r.ObjectData),
-		ObjectDataBefore: optionalBytes(r.ObjectDataBefore),
-		TenantID:         r.TenantID,
-		UserID:           r.UserID,
-		Source:           c.cfg.Source,
-	})
+	var (
+		ev  domain.Event
+		err error
+	)
+	if missing := r.nullContractColumns(); len(missing) > 0 {
+		err = fmt.Errorf("NULL in %s: %w", strings.Join(missing, ", "), domain.ErrInvalidEvent)
+	} else {
+		ev, err = domain.NewEventFromChange(domain.RawChange{
+			ID:               *r.ID,
+			CreatedAt:        *r.CreatedAt,
+			ObjectType:       *r.ObjectType,
+			ModificationType: *r.ModificationType,
+			ObjectID:         deref(r.EntityID),
+			ObjectData:       optionalBytes(r.ObjectData),
+			ObjectDataBefore: optionalBytes(r.ObjectDataBefore),
+			TenantID:         r.TenantID,
+			UserID:           r.UserID,
+			Source:           c.cfg.Source,
+		})
+	}
 	switch {
 	case err == nil:
 		return ports.Record{Position: pos, Event: ev}, true
@@ -201,15 +247,19 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 	if mErr != nil { // jsonb text is always valid JSON; keep the record anyway
 		raw = nil
 	}
+	var created time.Time
+	if r.CreatedAt != nil {
+		created = *r.CreatedAt
+	}
 	return ports.Record{
 		Position: pos,
 		Event: domain.Event{
-			ID:         r.ID,
-			EntityType: r.ObjectType,
-			EntityID:   r.EntityID,
+			ID:         deref(r.ID),
+			EntityType: deref(r.ObjectType),
+			EntityID:   deref(r.EntityID),
 			TenantID:   r.TenantID,
 			UserID:     r.UserID,
-			Timestamp:  r.CreatedAt,
+			Timestamp:  created,
 			Source:     c.cfg.Source,
 		},
 		Err: fmt.Errorf("change log row %d: %w", r.PK, err),

@@ -794,3 +794,69 @@ func BenchmarkChangeLogRead(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// TestChangeLogNullContractColumns: an existing FraiseQL table may allow
+// NULL in the contract columns. Such a row becomes an invalid record (the
+// raw row as JSON, its position) and the rows after it flow. Before, the
+// scan into non-nullable strings failed the whole batch, which was
+// retried for ever: nothing after the row was ever read.
+func TestChangeLogNullContractColumns(t *testing.T) {
+	t.Parallel()
+	const eventID = "7f0c1d7e-5c1a-4e0e-9d55-0d3f3b8d2a10"
+	cases := []struct {
+		name    string
+		columns string // the row's id, created_at, object_type, modification_type, object_id
+		values  string
+		want    string // the error names these columns
+		wantID  string
+	}{
+		{"NullID", "id, object_type, modification_type, object_id", "NULL, 'Order', 'INSERT', gen_random_uuid()", "id", ""},
+		{"NullCreatedAt", "id, created_at, object_type, modification_type, object_id", "'" + eventID + "', NULL, 'Order', 'INSERT', gen_random_uuid()", "created_at", eventID},
+		{"NullObjectType", "id, object_type, modification_type, object_id", "'" + eventID + "', NULL, 'INSERT', gen_random_uuid()", "object_type", eventID},
+		{"NullModificationType", "id, object_type, modification_type, object_id", "'" + eventID + "', 'Order', NULL, gen_random_uuid()", "modification_type", eventID},
+		{"NullObjectIDOfAnInsert", "id, object_type, modification_type, object_id", "'" + eventID + "', 'Order', 'INSERT', NULL", "object_id", eventID},
+		{"SeveralNulls", "id, created_at, object_type, modification_type", "NULL, NULL, NULL, NULL", "id, created_at, object_type, modification_type", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, ChangeLogConfig{})
+			ctx := t.Context()
+			// An existing table as FraiseQL may have made it: nothing NOT NULL.
+			for _, col := range []string{"id", "created_at", "object_type", "modification_type"} {
+				if _, err := b.pool.Exec(ctx, `ALTER TABLE core.tb_entity_change_log ALTER COLUMN `+col+` DROP NOT NULL`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "k0", Data: `{}`})
+			if _, err := b.pool.Exec(ctx, `INSERT INTO core.tb_entity_change_log (`+tc.columns+`, object_data) VALUES (`+tc.values+`, '{"a": 1}')`); err != nil {
+				t.Fatalf("insert the row with NULLs: %v", err)
+			}
+			insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "k2", Data: `{}`})
+
+			got, _ := readUntil(t, b.cl, ports.Position{}, 3)
+			if got[0].Err != nil || got[2].Err != nil || got[2].Event.EntityID != "k2" {
+				t.Fatalf("the rows around the NULLs: %+v, %+v", got[0], got[2])
+			}
+			bad := got[1]
+			if !errors.Is(bad.Err, domain.ErrInvalidEvent) || !strings.Contains(bad.Err.Error(), "NULL in "+tc.want) {
+				t.Fatalf("Err = %v, want invalid naming NULL in %s", bad.Err, tc.want)
+			}
+			if bad.Position.IsZero() || bad.Event.ID != tc.wantID {
+				t.Fatalf("record = %+v, want its position and known id", bad)
+			}
+			var raw map[string]any
+			if err := json.Unmarshal(bad.Raw, &raw); err != nil {
+				t.Fatalf("Raw is not JSON: %v: %s", err, bad.Raw)
+			}
+			if raw["pk_entity_change_log"] == nil || fmt.Sprint(raw["object_data"]) != "map[a:1]" {
+				t.Fatalf("Raw = %s, want the row", bad.Raw)
+			}
+			for _, col := range strings.Split(tc.want, ", ") {
+				if v, ok := raw[col]; col != "object_id" && (!ok || v != nil) {
+					t.Fatalf("Raw %s = %v, want null", col, v)
+				}
+			}
+		})
+	}
+}

@@ -402,6 +402,10 @@ func (m *migrator) run(ctx context.Context) error {
 		}
 	} else if err := m.complete(ctx, st); err != nil {
 		return err
+	} else if warn, err := nullableContractColumns(ctx, m.conn, m.tbl); err != nil {
+		return err
+	} else if warn != "" {
+		m.logger.Warn(warn)
 	}
 	return m.lockedTx(ctx, "notify trigger", func(tx pgx.Tx) error {
 		return migrateNotify(ctx, tx, m.tbl, m.cfg.ObserverSchema, m.cfg.Channel)
@@ -660,6 +664,47 @@ func (m *migrator) lockedTx(ctx context.Context, op string, fn func(pgx.Tx) erro
 func isLockConflict(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "55P03" || pgErr.Code == "40P01")
+}
+
+// contractColumns are the change-log columns every event needs; a row
+// with NULL in one of them cannot become an event.
+var contractColumns = []string{"id", "created_at", "object_type", "modification_type"}
+
+// NullableContractColumns checks an existing change log (cfg's table) and
+// returns a warning naming its contract columns that allow NULL, or ""
+// when there are none (or the table does not exist). Migrate logs the same
+// warning; it changes nothing, since tightening a column is the
+// application's decision.
+func NullableContractColumns(ctx context.Context, pool *pgxpool.Pool, table string) (string, error) {
+	tbl, err := parseTableName("change_log_table", cmp.Or(table, DefaultChangeLogTable))
+	if err != nil {
+		return "", fmt.Errorf("postgres: check change log: %w", err)
+	}
+	return nullableContractColumns(ctx, pool, tbl)
+}
+
+func nullableContractColumns(ctx context.Context, q querier, tbl tableName) (string, error) {
+	rows, err := q.Query(ctx, `
+		SELECT a.attname
+		FROM pg_attribute a
+		JOIN pg_class c ON c.oid = a.attrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+		  AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull
+		  AND a.attname = ANY($3)
+		ORDER BY array_position($3, a.attname::text)`, tbl.Schema, tbl.Table, contractColumns)
+	if err != nil {
+		return "", interpretError("check change log columns", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", interpretError("check change log columns", err)
+	}
+	if len(names) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("change log %s allows NULL in %s: a row with NULL there cannot become an event and is dead-lettered as invalid input (the rows after it still flow); consider ALTER TABLE %s ALTER COLUMN ... SET NOT NULL",
+		tbl, strings.Join(names, ", "), tbl.Sanitize()), nil
 }
 
 // querier is a connection or a transaction.

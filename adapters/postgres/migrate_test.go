@@ -789,3 +789,41 @@ func TestMigrateConcurrentlyOnExistingTable(t *testing.T) {
 	assertMigrated(t, pool)
 	assertReadOrder(t, pool, rows)
 }
+
+// TestMigrateWarnsAboutNullableContractColumns: an existing table that
+// allows NULL in contract columns is accepted (rows with NULL there are
+// dead-lettered) but Migrate says so, naming them; a table made by
+// Migrate has none to warn about.
+func TestMigrateWarnsAboutNullableContractColumns(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t)
+	ctx := t.Context()
+	ddl := strings.NewReplacer("id uuid NOT NULL", "id uuid", "object_type text NOT NULL", "object_type text").Replace(fraiseQLTableDDL)
+	if _, err := pool.Exec(ctx, ddl); err != nil {
+		t.Fatalf("create table: %v", err)
+	}
+	logs := &testsupport.Buffer{}
+	if err := Migrate(ctx, pool, MigrateConfig{Logger: slog.New(slog.NewTextHandler(logs, nil))}); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	warn, err := NullableContractColumns(ctx, pool, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"allows NULL in id, object_type:", "dead-lettered"} {
+		if !strings.Contains(warn, w) {
+			t.Errorf("warning %q does not say %q", warn, w)
+		}
+		if !strings.Contains(logs.String(), w) {
+			t.Errorf("Migrate's log does not say %q:\n%s", w, logs)
+		}
+	}
+
+	fresh := newTestPool(t)
+	if err := Migrate(ctx, fresh, MigrateConfig{}); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if warn, err := NullableContractColumns(ctx, fresh, ""); err != nil || warn != "" {
+		t.Fatalf("a table made by Migrate: warning %q, %v; want none", warn, err)
+	}
+}

@@ -272,12 +272,16 @@ func migrate(ctx context.Context, file string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := bootstrap.NewLogger(stderr, cfg.Logging.Level, cfg.Logging.Format)
-	if err := bootstrap.Migrate(ctx, cfg, logger); err != nil {
+	warnings, err := bootstrap.Migrate(ctx, cfg, logger)
+	if err != nil {
 		return err
 	}
 	db := cfg.Database
 	fmt.Fprintf(stdout, "migrated: change log %s (notify channel %s), observer schema %s\n",
 		db.ChangeLogTable, db.NotifyChannel, db.ObserverSchema)
+	for _, w := range warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return nil
 }
 

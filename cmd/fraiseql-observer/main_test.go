@@ -144,3 +144,21 @@ func TestOperatorCommandsAgainstDatabase(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateWarnsAboutNullableContractColumns: migrate accepts an
+// existing change log that allows NULL in contract columns and prints a
+// warning naming them.
+func TestMigrateWarnsAboutNullableContractColumns(t *testing.T) {
+	t.Parallel()
+	url := testenv.NewDatabase(t)
+	testenv.Exec(t, url, `CREATE SCHEMA core; CREATE TABLE core.tb_entity_change_log (
+		pk_entity_change_log bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id uuid, created_at timestamptz,
+		object_type text, modification_type text NOT NULL, object_id uuid, object_data jsonb)`)
+	stdout, stderr, code := runCLI(t, "migrate", "--config", writeConfig(t, url, ""))
+	if code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "warning: change log core.tb_entity_change_log allows NULL in id, created_at, object_type:") {
+		t.Fatalf("migrate output does not warn about the nullable columns:\n%s", stdout)
+	}
+}

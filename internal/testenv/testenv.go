@@ -161,3 +161,19 @@ func redact(u string) string {
 	}
 	return strings.SplitN(u, "@", 2)[0]
 }
+
+// Exec runs sql (one or more statements) on the database at url, for
+// tests whose package may not talk to PostgreSQL itself.
+func Exec(t testing.TB, url, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", redact(url), err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+}
