@@ -155,11 +155,19 @@ func (b *Bridge) park(t *bridgeTerm, rec ports.Record, finish func(), d ports.De
 }
 
 // Run waits for ctx to end, then for outstanding acknowledgements (up to
-// DrainTimeout), then stops retries; records handed in afterwards are
-// dropped until Begin.
+// DrainTimeout; not at all when ctx ended with the cause
+// ports.ErrLeaseLost), then stops retries; records handed in afterwards
+// are dropped until Begin.
 func (b *Bridge) Run(ctx context.Context) error {
 	t := b.term.Load()
 	<-ctx.Done()
+	if errors.Is(context.Cause(ctx), ports.ErrLeaseLost) {
+		// Another bridge owns the stream now: stop at once; the new holder
+		// republishes what is unacknowledged (the duplicate window makes it
+		// safe).
+		t.stop()
+		return nil
+	}
 	drained := make(chan struct{})
 	go func() { t.outstanding.Wait(); close(drained) }()
 	select {

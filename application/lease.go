@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -24,9 +25,12 @@ type LeaseConfig struct {
 // RunWithLease runs fn only while this process holds the named lease, so
 // that of several replicas exactly one works at a time and another takes
 // over when it dies. When renewal fails or the lease is lost, fn's context
-// is cancelled and, after fn returns, the lease is sought again. Returns
-// nil when ctx ends (after releasing the lease), or fn's error when fn
-// fails (fn returning its context's cancellation is not a failure).
+// is cancelled with the cause ports.ErrLeaseLost (context.Cause), so that
+// fn stops the term's work at once rather than finishing it, and, after fn
+// returns, the lease is sought again. Returns nil when ctx ends (after
+// releasing the lease), or fn's error when fn fails (fn returning its
+// context's cancellation, or an error wrapping ports.ErrLeaseLost, ends
+// the term and is not a failure).
 func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn func(ctx context.Context) error) error {
 	if lease == nil || cfg.Logger == nil || cfg.Name == "" || cfg.Holder == "" {
 		return errors.New("lease: lease, logger, name and holder are required")
@@ -58,6 +62,10 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 		waiting = false
 		log.Info("lease acquired")
 		err = runHolding(ctx, lease, cfg, log, fn)
+		if errors.Is(err, ports.ErrLeaseLost) {
+			log.Warn("term ended: the lease is lost", slog.String("error", err.Error()))
+			err = nil
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if rerr := lease.Release(rctx, cfg.Name, cfg.Holder); rerr != nil {
 			log.Warn("cannot release lease", slog.String("error", rerr.Error()))
@@ -74,12 +82,13 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 // lost. fn returning the cancellation of its context (ctx ended or the
 // lease was lost) is a clean stop, not an error.
 func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *slog.Logger, fn func(context.Context) error) error {
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	fctx, cancelCause := context.WithCancelCause(ctx)
+	defer cancelCause(nil)
+	cancel := func() { cancelCause(fmt.Errorf("lease %q: %w", cfg.Name, ports.ErrLeaseLost)) }
 	done := make(chan error, 1)
 	go func() {
 		err := fn(fctx)
-		if fctx.Err() != nil && errors.Is(err, context.Canceled) {
+		if fctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, ports.ErrLeaseLost)) {
 			err = nil
 		}
 		done <- err

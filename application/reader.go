@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -26,6 +27,12 @@ type ReaderConfig struct {
 	// RetryMin and RetryMax bound the backoff after source or checkpoint
 	// errors (defaults 100ms and 10s).
 	RetryMin, RetryMax time.Duration
+	// Fence is the lease the reader runs under (RunWithLease's name and
+	// holder); when set, every checkpoint save is fenced by it
+	// (CheckpointStore.SaveFenced), so a reader that lost its lease never
+	// overwrites the checkpoint. A refused save ends the term: Run returns
+	// an error wrapping ports.ErrLeaseLost.
+	Fence ports.Fence
 	Logger             *slog.Logger
 	Metrics            ports.Metrics
 	Now                func() time.Time
@@ -91,7 +98,10 @@ func (r *Reader) update(f func(s *ReaderStatus)) {
 // Run loads the checkpoint, then reads until ctx ends; it then waits for
 // the handler to finish or abandon its work and saves the final
 // checkpoint. Source and store errors are logged and retried with backoff;
-// Run returns nil after a clean shutdown.
+// Run returns nil after a clean shutdown. When ctx ends with the cause
+// ports.ErrLeaseLost (RunWithLease), or a fenced save finds the lease lost,
+// the handler is stopped with that cause, no final save is attempted, and
+// Run returns an error wrapping ports.ErrLeaseLost.
 func (r *Reader) Run(ctx context.Context) error {
 	log := r.cfg.Logger.With(slog.String("reader", r.cfg.Name))
 	start, err := r.loadCheckpoint(ctx, log)
@@ -105,21 +115,33 @@ func (r *Reader) Run(ctx context.Context) error {
 
 	r.handler.Begin() // a new term: the handler may have run a previous one
 	handlerDone := make(chan error, 1)
-	hctx, stopHandler := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHandler()
+	hctx, stopHandler := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopHandler(nil)
 	go func() { handlerDone <- r.handler.Run(hctx) }()
 
+	// The term ends when ctx ends, or when a fenced save finds the lease
+	// lost; the handler learns which (context.Cause), so that the work of
+	// a lost term stops at once instead of after a shutdown grace.
+	tctx, endTerm := context.WithCancelCause(ctx)
+	defer endTerm(nil)
 	saved := start
-	r.readLoop(ctx, log, tr, &saved)
+	r.readLoop(tctx, log, tr, &saved, endTerm)
 
-	stopHandler()
+	cause := context.Cause(tctx)
+	stopHandler(cause)
 	if err := <-handlerDone; err != nil {
 		log.Error("handler stopped with an error", slog.String("error", err.Error()))
 	}
+	pos, pending := tr.state()
+	if errors.Is(cause, ports.ErrLeaseLost) {
+		// No final save: the checkpoint belongs to whoever holds the lease now.
+		log.Warn("reader stopped: the lease is lost", slog.String("checkpoint", saved.String()), slog.Int("unfinished", pending))
+		return fmt.Errorf("reader %s: %w", r.cfg.Name, cause)
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	r.save(sctx, log, tr, &saved)
-	pos, pending := tr.state()
+	r.save(sctx, log, tr, &saved, nil)
+	pos, pending = tr.state()
 	log.Info("reader stopped", slog.String("checkpoint", pos.String()), slog.Int("unfinished", pending))
 	return nil
 }
@@ -140,14 +162,17 @@ func (r *Reader) loadCheckpoint(ctx context.Context, log *slog.Logger) (ports.Po
 	}
 }
 
-func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, saved *ports.Position) {
+func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, saved *ports.Position, endTerm context.CancelCauseFunc) {
 	readPos, _ := tr.state()
 	lastSave := r.cfg.Now()
 	backoff := r.cfg.RetryMin
 	for ctx.Err() == nil {
 		if r.cfg.Now().Sub(lastSave) >= r.cfg.CheckpointInterval {
-			r.save(ctx, log, tr, saved)
+			r.save(ctx, log, tr, saved, endTerm)
 			lastSave = r.cfg.Now()
+			if ctx.Err() != nil {
+				return
+			}
 		}
 		_, pending := tr.state()
 		r.cfg.Metrics.InFlight(pending)
@@ -191,14 +216,31 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, sa
 	}
 }
 
-// save stores the safe position when it moved.
-func (r *Reader) save(ctx context.Context, log *slog.Logger, tr *tracker, saved *ports.Position) {
+// save stores the safe position when it moved (fenced by the lease when
+// cfg.Fence is set). A save the fence refuses ends the term (endTerm with
+// the error; nil at the final save).
+func (r *Reader) save(ctx context.Context, log *slog.Logger, tr *tracker, saved *ports.Position, endTerm context.CancelCauseFunc) {
 	pos, pending := tr.state()
 	r.update(func(s *ReaderStatus) { s.InFlight = pending })
 	if pos == *saved {
 		return
 	}
-	if err := r.checkpoints.Save(ctx, r.cfg.Name, pos); err != nil {
+	var err error
+	if r.cfg.Fence.IsZero() {
+		err = r.checkpoints.Save(ctx, r.cfg.Name, pos)
+	} else {
+		err = r.checkpoints.SaveFenced(ctx, r.cfg.Name, pos, r.cfg.Fence)
+	}
+	if errors.Is(err, ports.ErrLeaseLost) {
+		log.Error("checkpoint save refused: this process no longer holds the lease; ending the term",
+			slog.String("lease", r.cfg.Fence.Lease), slog.String("error", err.Error()))
+		r.update(func(s *ReaderStatus) { s.LastError = err.Error() })
+		if endTerm != nil {
+			endTerm(err)
+		}
+		return
+	}
+	if err != nil {
 		log.Warn("cannot save checkpoint, will retry", slog.String("error", err.Error()))
 		r.update(func(s *ReaderStatus) { s.LastError = err.Error() })
 		return

@@ -110,6 +110,10 @@ func (s *checkpointStore) Save(ctx context.Context, name string, pos ports.Posit
 	return s.SaveFunc(ctx, name, pos)
 }
 
+func (s *checkpointStore) SaveFenced(ctx context.Context, name string, pos ports.Position, _ ports.Fence) error {
+	return s.SaveFunc(ctx, name, pos)
+}
+
 type pipeline struct {
 	reader  *application.Reader
 	spy     *handlerSpy

@@ -137,8 +137,11 @@ func (s *Scheduler) Pending() int {
 }
 
 // Run works until ctx ends, then waits (up to ShutdownGrace) for steps in
-// progress, abandons every unfinished run and returns. Records handed in
-// from then on are dropped (the reader reads them again) until Begin.
+// progress, abandons every unfinished run and returns. When ctx ends with
+// the cause ports.ErrLeaseLost (the reader's term ended with its lease),
+// the actions in progress see their context cancelled at once instead.
+// Records handed in from then on are dropped (the reader reads them
+// again) until Begin.
 func (s *Scheduler) Run(ctx context.Context) error {
 	// Actions get a context that outlives ctx by the grace period, so a
 	// shutdown lets in-flight requests complete.
@@ -149,6 +152,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		wg.Go(func() { s.worker(ctx, work) })
 	}
 	<-ctx.Done()
+	if errors.Is(context.Cause(ctx), ports.ErrLeaseLost) {
+		// Another replica owns the work now: stop this term's actions at
+		// once (they are abandoned and re-run by the new holder).
+		cancelWork()
+	}
 	grace := time.AfterFunc(s.cfg.ShutdownGrace, cancelWork)
 	wg.Wait()
 	grace.Stop()

@@ -2,6 +2,8 @@ package application_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,4 +107,162 @@ func TestBridgeWorksAgainInANewTerm(t *testing.T) {
 		defer pub.mu.Unlock()
 		return pub.stored[id] == 1
 	})
+}
+
+// TestReaderSavesAreFencedByTheLease: a reader whose lease another holder
+// took cannot overwrite the checkpoint (here one the new holder moved
+// back, as an operator's replay does); its term ends with
+// ports.ErrLeaseLost. Before, its saves were unconditional: the stale
+// reader overwrote the checkpoint with its own position.
+func TestReaderSavesAreFencedByTheLease(t *testing.T) {
+	t.Parallel()
+	clock := newClock()
+	leases := memory.NewLease(clock.Now)
+	cps := memory.NewCheckpointsWithLease(leases)
+	src := newMemorySource(t)
+	exec, _ := recording(nil)
+	proc := newProcessor(t, []domain.Observer{observer("obs", "*", "act")}, exec, memory.NewDeadLetters(nil), application.ProcessorConfig{})
+	sched, err := application.NewScheduler(proc, application.SchedulerConfig{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 15 * time.Second
+	if held, err := leases.Acquire(t.Context(), "reader:default", "me", ttl); err != nil || !held {
+		t.Fatalf("Acquire = %v, %v", held, err)
+	}
+	reader, err := application.NewReader(src, cps, sched, application.ReaderConfig{
+		CheckpointInterval: 5 * time.Millisecond, Logger: discardLogger(),
+		Fence: ports.Fence{Lease: "reader:default", Holder: "me"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := runInBackground(t, reader.Run)
+	appendEvents(t, src, "a", "b")
+	eventually(t, "the first events' checkpoint", savedAt(t, cps, 2))
+
+	// The lease runs out (this process's renewals failed) and another
+	// replica takes it and moves the checkpoint back.
+	clock.Advance(ttl + time.Second)
+	if held, err := leases.Acquire(t.Context(), "reader:default", "other", ttl); err != nil || !held {
+		t.Fatalf("Acquire(other) = %v, %v", held, err)
+	}
+	moved := ports.Position{Seq: 1}
+	if err := cps.SaveFenced(t.Context(), "default", moved, ports.Fence{Lease: "reader:default", Holder: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, src, "c") // the stale reader has progress to save
+
+	err = run.Wait(t)
+	if !errors.Is(err, ports.ErrLeaseLost) {
+		t.Fatalf("Run = %v, want the term ended with ErrLeaseLost", err)
+	}
+	if got := loadCheckpoint(t, cps); got != moved {
+		t.Fatalf("checkpoint = %+v, want %+v: the stale reader overwrote it", got, moved)
+	}
+}
+
+// TestRunWithLeaseSeeksTheLeaseAgainAfterAFencedTerm: work that ends with
+// ports.ErrLeaseLost (a fenced save refused) ends the term, not the
+// service: the lease is sought again and the next term runs.
+func TestRunWithLeaseSeeksTheLeaseAgainAfterAFencedTerm(t *testing.T) {
+	t.Parallel()
+	var terms atomic.Int32
+	run := runInBackground(t, func(ctx context.Context) error {
+		return application.RunWithLease(ctx, memory.NewLease(nil), leaseConfig("me", 300*time.Millisecond), func(ctx context.Context) error {
+			if terms.Add(1) == 1 {
+				return fmt.Errorf("reader default: %w", ports.ErrLeaseLost)
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	})
+	eventually(t, "a second term", func() bool { return terms.Load() == 2 })
+	if err := run.Stop(t); err != nil {
+		t.Fatalf("RunWithLease = %v, want nil", err)
+	}
+}
+
+// TestLostTermStopsItsActionsAtOnce: when the lease is lost, the actions
+// of the term see their context cancelled at once (here well under the
+// 30s shutdown grace), and the event is run again in the next term.
+// Before, a process that lost its lease kept running actions for up to
+// the grace period, concurrently with the new holder.
+func TestLostTermStopsItsActionsAtOnce(t *testing.T) {
+	t.Parallel()
+	var (
+		calls     atomic.Int32
+		cancelled = make(chan struct{})
+	)
+	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // a receiver that hangs
+			close(cancelled)
+			return ctx.Err()
+		}
+		return nil
+	})
+	proc := newProcessor(t, []domain.Observer{observer("obs", "*", "act")}, exec, memory.NewDeadLetters(nil), application.ProcessorConfig{})
+	sched, err := application.NewScheduler(proc, application.SchedulerConfig{Logger: discardLogger(), ShutdownGrace: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	reader, err := application.NewReader(src, cps, sched, application.ReaderConfig{CheckpointInterval: 5 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := &lossyLease{mem: memory.NewLease(nil)}
+	run := runInBackground(t, func(ctx context.Context) error {
+		return application.RunWithLease(ctx, lease, leaseConfig("me", 300*time.Millisecond), reader.Run)
+	})
+	appendEvents(t, src, "a")
+	eventually(t, "the action running", func() bool { return calls.Load() == 1 })
+	lease.lost.Store(true)
+	select {
+	case <-cancelled:
+	case <-time.After(waitTimeout):
+		t.Fatalf("the action of the lost term was not cancelled within %v", waitTimeout)
+	}
+	lease.lost.Store(false)
+	eventually(t, "the event run again and finished in the next term", savedAt(t, cps, 1))
+	if err := run.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hangingPublisher never acknowledges: every publication stays
+// outstanding.
+type hangingPublisher struct{ published atomic.Int32 }
+
+func (p *hangingPublisher) Publish(context.Context, domain.Event, func(ports.PublishResult)) error {
+	p.published.Add(1)
+	return nil
+}
+
+// TestLostTermStopsTheBridgeAtOnce: a bridge whose lease is lost does not
+// wait out its drain (30s) for acknowledgements: the term ends at once.
+func TestLostTermStopsTheBridgeAtOnce(t *testing.T) {
+	t.Parallel()
+	pub := &hangingPublisher{}
+	bridge, err := application.NewBridge(pub, memory.NewDeadLetters(nil), application.BridgeConfig{DrainTimeout: 30 * time.Second, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	reader, err := application.NewReader(src, cps, bridge, application.ReaderConfig{CheckpointInterval: 5 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := &lossyLease{mem: memory.NewLease(nil)}
+	run := runInBackground(t, func(ctx context.Context) error {
+		return application.RunWithLease(ctx, lease, leaseConfig("me", 300*time.Millisecond), reader.Run)
+	})
+	appendEvents(t, src, "a")
+	eventually(t, "the publication outstanding", func() bool { return pub.published.Load() == 1 })
+	lease.lost.Store(true)
+	eventually(t, "the term ended", func() bool { return !reader.Status().Running })
+	if err := run.Stop(t); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -131,7 +131,7 @@ func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store
 	if err != nil {
 		return err
 	}
-	reader, err := application.NewReader(cl, store.Checkpoints, bridge, a.readerConfig("bridge:"+name))
+	reader, err := application.NewReader(cl, store.Checkpoints, bridge, a.readerConfig("bridge:"+name, "bridge:"+name))
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,8 @@ func (a *App) openMemory(ctx context.Context) error {
 	}
 	a.memSource, a.source = src, src
 	dl := memory.NewDeadLetters(time.Now)
-	a.primary = &admin.Store{Name: "memory", Checkpoints: memory.NewCheckpoints(), Leases: memory.NewLease(time.Now),
+	leases := memory.NewLease(time.Now)
+	a.primary = &admin.Store{Name: "memory", Checkpoints: memory.NewCheckpointsWithLease(leases), Leases: leases,
 		DeadLetters: dl, ChangeLog: src, Readers: primaryReaders(a.cfg)}
 	a.dlqCount = dl
 	if f := a.cfg.Memory.EventsFile; f != "" {
@@ -345,13 +346,16 @@ func (a *App) buildLocalReader() error {
 	if err != nil {
 		return err
 	}
-	a.reader, err = application.NewReader(a.source, a.primary.Checkpoints, scheduler, a.readerConfig(a.cfg.Reader.Name))
+	a.reader, err = application.NewReader(a.source, a.primary.Checkpoints, scheduler, a.readerConfig(a.cfg.Reader.Name, "reader:"+a.cfg.Reader.Name))
 	return err
 }
 
-func (a *App) readerConfig(name string) application.ReaderConfig {
+// readerConfig is the configuration of the reader with checkpoint name
+// that runs under lease (its saves are fenced by it).
+func (a *App) readerConfig(name, lease string) application.ReaderConfig {
 	return application.ReaderConfig{
 		Name:               name,
+		Fence:              ports.Fence{Lease: lease, Holder: a.holder},
 		BatchSize:          a.cfg.Reader.BatchSize,
 		MaxInFlight:        a.cfg.Reader.MaxInFlight,
 		CheckpointInterval: a.cfg.Reader.CheckpointInterval,

@@ -4,7 +4,8 @@
 //   - EventSource: read the change log (or another source) in a stable
 //     order, and wait for more; Position orders it.
 //   - CheckpointStore, and CheckpointLister for operators: per reader, the
-//     position up to which every event is finished.
+//     position up to which every event is finished; saves can be fenced
+//     by the reader's lease.
 //   - Lease, and LeaseInspector for operators: one active holder per name.
 //   - DeadLetterSink, DeadLetterStore (administration) and
 //     DeadLetterCounter: parked failed work.
@@ -36,3 +37,8 @@ var ErrUnavailable = errors.New("backing service unavailable")
 // ErrNotMigrated wraps failures caused by a store whose tables or schema
 // do not exist: the database was not migrated.
 var ErrNotMigrated = errors.New("store is not set up")
+
+// ErrLeaseLost marks work refused or ended because its holder no longer
+// holds the lease it runs under (another holder took it, or it expired):
+// a fenced checkpoint save, a reader term.
+var ErrLeaseLost = errors.New("lease not held")

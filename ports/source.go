@@ -71,11 +71,31 @@ type EventSource interface {
 //
 // Load returns ok=false when the name has no checkpoint. Save overwrites;
 // a later Load returns what the last successful Save stored, also from
-// another process (durable adapters). Safe for concurrent use.
+// another process (durable adapters).
+//
+// SaveFenced saves as Save does, but only while fence.Holder holds the
+// lease fence.Lease (unexpired, by the lease store's clock) in the Lease
+// that keeps its state with this store (the same database schema, the same
+// memory lease table); the check and the write are one atomic step. When
+// the holder does not hold the lease (another holder took it, it was
+// released, it expired, or it was never taken) nothing is written and the
+// error wraps ErrLeaseLost. So a reader that lost its lease can never
+// overwrite the checkpoint of the reader that took over, nor a checkpoint
+// an operator moved. Safe for concurrent use.
 type CheckpointStore interface {
 	Load(ctx context.Context, name string) (pos Position, ok bool, err error)
 	Save(ctx context.Context, name string, pos Position) error
+	SaveFenced(ctx context.Context, name string, pos Position, fence Fence) error
 }
+
+// Fence names the lease a checkpoint save depends on.
+type Fence struct {
+	Lease  string // the lease's name, e.g. "reader:default"
+	Holder string // who must hold it
+}
+
+// IsZero reports an unset fence.
+func (f Fence) IsZero() bool { return f == Fence{} }
 
 // Lease makes at most one holder at a time active for a name.
 //

@@ -86,7 +86,8 @@ func setup(t *testing.T, token string) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bundle{rt: &runtime{ready: true}, src: src, cps: memory.NewCheckpoints(), lease: memory.NewLease(nil),
+	lease := memory.NewLease(nil)
+	b := &bundle{rt: &runtime{ready: true}, src: src, cps: memory.NewCheckpointsWithLease(lease), lease: lease,
 		dl: memory.NewDeadLetters(nil), calls: map[string]int{}}
 	b.rt.status = admin.LiveStatus{Topology: "memory", Role: "all", Observers: 1,
 		Readers: map[string]application.ReaderStatus{"default": {Running: true, ReadAt: ports.Position{Seq: 2}}}}

@@ -14,7 +14,8 @@ import (
 // Checkpoints keeps reader positions in memory, with the time of each save
 // by its clock. Safe for concurrent use.
 type Checkpoints struct {
-	now func() time.Time
+	now   func() time.Time
+	lease *Lease // SaveFenced's fence; nil refuses every fenced save
 
 	mu  sync.RWMutex
 	pos map[string]ports.CheckpointRecord
@@ -37,6 +38,14 @@ func NewCheckpointsWithClock(now func() time.Time) *Checkpoints {
 	return &Checkpoints{now: now, pos: map[string]ports.CheckpointRecord{}}
 }
 
+// NewCheckpointsWithLease returns an empty store on the wall clock whose
+// SaveFenced is fenced by lease (the store's "lease table").
+func NewCheckpointsWithLease(lease *Lease) *Checkpoints {
+	c := NewCheckpointsWithClock(nil)
+	c.lease = lease
+	return c
+}
+
 // Load returns the position saved for name; ok is false when there is none.
 func (c *Checkpoints) Load(ctx context.Context, name string) (ports.Position, bool, error) {
 	if err := ctx.Err(); err != nil {
@@ -52,6 +61,29 @@ func (c *Checkpoints) Load(ctx context.Context, name string) (ports.Position, bo
 func (c *Checkpoints) Save(ctx context.Context, name string, pos ports.Position) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memory: save checkpoint %q: %w", name, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pos[name] = ports.CheckpointRecord{Name: name, Position: pos, UpdatedAt: c.now()}
+	return nil
+}
+
+// SaveFenced stores pos for name only while fence.Holder holds the
+// unexpired lease fence.Lease of the store's Lease (checked under the
+// lease table's lock, so no Acquire slips in between); otherwise it stores
+// nothing and returns an error wrapping ports.ErrLeaseLost. A store made
+// without a Lease refuses every fenced save.
+func (c *Checkpoints) SaveFenced(ctx context.Context, name string, pos ports.Position, fence ports.Fence) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: save checkpoint %q: %w", name, err)
+	}
+	if c.lease == nil {
+		return fmt.Errorf("memory: save checkpoint %q: no lease table to fence with: %w", name, ports.ErrLeaseLost)
+	}
+	c.lease.mu.Lock()
+	defer c.lease.mu.Unlock()
+	if !c.lease.heldLocked(fence.Lease, fence.Holder) {
+		return fmt.Errorf("memory: save checkpoint %q: %s does not hold lease %q: %w", name, fence.Holder, fence.Lease, ports.ErrLeaseLost)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -59,6 +59,13 @@ func (l *Lease) Acquire(ctx context.Context, name, holder string, ttl time.Durat
 	return true, nil
 }
 
+// heldLocked reports whether holder has an unexpired lease on name; l.mu
+// must be held.
+func (l *Lease) heldLocked(name, holder string) bool {
+	cur, ok := l.leases[name]
+	return ok && cur.holder == holder && l.now().Before(cur.until)
+}
+
 // Release frees name if holder has it; otherwise it does nothing.
 func (l *Lease) Release(ctx context.Context, name, holder string) error {
 	if err := ctx.Err(); err != nil {

@@ -16,6 +16,14 @@ func TestCheckpointsConformance(t *testing.T) {
 	porttest.RunCheckpointStore(t, func(*testing.T) ports.CheckpointStore { return memory.NewCheckpoints() })
 }
 
+func TestCheckpointsFencedConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunFencedCheckpointStore(t, func(*testing.T) (ports.CheckpointStore, ports.Lease) {
+		l := memory.NewLease(time.Now)
+		return memory.NewCheckpointsWithLease(l), l
+	})
+}
+
 func TestDeadLettersConformance(t *testing.T) {
 	t.Parallel()
 	porttest.RunDeadLetterStore(t, func(*testing.T) ports.DeadLetterStore { return memory.NewDeadLetters(time.Now) })

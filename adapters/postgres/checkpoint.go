@@ -16,8 +16,9 @@ import (
 // table, so a restarted or replacing process resumes where the last one
 // finished. Safe for concurrent use.
 type Checkpoints struct {
-	pool  *pgxpool.Pool
-	table string
+	pool   *pgxpool.Pool
+	table  string
+	leases string // the leases table of the same schema: SaveFenced's fence
 }
 
 var _ ports.CheckpointStore = (*Checkpoints)(nil)
@@ -29,7 +30,8 @@ func NewCheckpoints(pool *pgxpool.Pool, schema string) (*Checkpoints, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: new checkpoints: %w", err)
 	}
-	return &Checkpoints{pool: pool, table: table}, nil
+	leases, _ := stateTable(pool, schema, "leases") // same arguments: cannot fail now
+	return &Checkpoints{pool: pool, table: table, leases: leases}, nil
 }
 
 // Load returns the position saved for name; ok is false when there is none.
@@ -61,4 +63,33 @@ func (c *Checkpoints) Save(ctx context.Context, name string, pos ports.Position)
 		ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, seq = excluded.seq, updated_at = excluded.updated_at`,
 		name, int64(pos.TxID), pos.Seq)
 	return interpretError(op, err)
+}
+
+// SaveFenced stores pos for name only while fence.Holder holds the
+// unexpired lease fence.Lease of the same schema's leases table (see
+// Lease), in one statement: the lease row is locked (FOR SHARE) for the
+// write, so another holder's Acquire cannot slip in between the check and
+// the write. Otherwise it stores nothing and returns an error wrapping
+// ports.ErrLeaseLost.
+func (c *Checkpoints) SaveFenced(ctx context.Context, name string, pos ports.Position, fence ports.Fence) error {
+	op := fmt.Sprintf("save checkpoint %q", name)
+	if pos.TxID > math.MaxInt64 {
+		return fmt.Errorf("postgres: %s: txid %d does not fit in a bigint", op, pos.TxID)
+	}
+	tag, err := c.pool.Exec(ctx, `WITH held AS (
+			SELECT 1 FROM `+c.leases+`
+			WHERE name = $4 AND holder = $5 AND expires_at > now()
+			FOR SHARE
+		)
+		INSERT INTO `+c.table+` (name, txid, seq, updated_at)
+		SELECT $1, $2, $3, now() FROM held
+		ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, seq = excluded.seq, updated_at = excluded.updated_at`,
+		name, int64(pos.TxID), pos.Seq, fence.Lease, fence.Holder)
+	if err != nil {
+		return interpretError(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: %s: %s does not hold lease %q: %w", op, fence.Holder, fence.Lease, ports.ErrLeaseLost)
+	}
+	return nil
 }

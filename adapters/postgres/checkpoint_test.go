@@ -20,6 +20,23 @@ func TestCheckpointsConformance(t *testing.T) {
 	})
 }
 
+func TestCheckpointsFencedConformance(t *testing.T) {
+	t.Parallel()
+	pool, newSchema := newStateSchemas(t)
+	porttest.RunFencedCheckpointStore(t, func(t *testing.T) (ports.CheckpointStore, ports.Lease) {
+		schema := newSchema(t)
+		c, err := NewCheckpoints(pool, schema)
+		if err != nil {
+			t.Fatalf("NewCheckpoints: %v", err)
+		}
+		l, err := NewLease(pool, schema)
+		if err != nil {
+			t.Fatalf("NewLease: %v", err)
+		}
+		return c, l
+	})
+}
+
 func TestCheckpointsDurableAndTxIDRange(t *testing.T) {
 	t.Parallel()
 	pool, newSchema := newStateSchemas(t)

@@ -220,7 +220,9 @@ func (s *State) MoveCheckpoint(ctx context.Context, req MoveRequest) (MoveResult
 	if err != nil || !move {
 		return res, err
 	}
-	if err := st.Checkpoints.Save(ctx, r.Checkpoint, target); err != nil {
+	// Fenced: should the lease run out meanwhile and a reader take it, the
+	// move is refused rather than overwriting that reader's progress.
+	if err := st.Checkpoints.SaveFenced(ctx, r.Checkpoint, target, ports.Fence{Lease: r.Lease, Holder: req.Holder}); err != nil {
 		return res, err
 	}
 	res.New, res.Moved = target, true

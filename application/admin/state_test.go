@@ -32,7 +32,8 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bundle{src: src, cps: memory.NewCheckpoints(), lease: memory.NewLease(nil), dl: memory.NewDeadLetters(nil)}
+	lease := memory.NewLease(nil)
+	b := &bundle{src: src, cps: memory.NewCheckpointsWithLease(lease), lease: lease, dl: memory.NewDeadLetters(nil)}
 	b.store = &admin.Store{Name: "memory", Checkpoints: b.cps, Leases: b.lease, DeadLetters: b.dl, ChangeLog: src,
 		Readers: []admin.Reader{admin.ReaderOf("default")}}
 	b.state = &admin.State{Topology: "memory", Stores: admin.Stores{Primary: b.store}, Holder: "me",
