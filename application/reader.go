@@ -33,9 +33,13 @@ type ReaderConfig struct {
 	// overwrites the checkpoint. A refused save ends the term: Run returns
 	// an error wrapping ports.ErrLeaseLost.
 	Fence ports.Fence
-	Logger             *slog.Logger
-	Metrics            ports.Metrics
-	Now                func() time.Time
+	// StallAfter is how long the checkpoint may stay put while events are
+	// unfinished before the reader counts as stalled (default 5m): Status
+	// says ReaderStalled and a warning is logged.
+	StallAfter time.Duration
+	Logger     *slog.Logger
+	Metrics    ports.Metrics
+	Now        func() time.Time
 }
 
 // Reader moves events from a source to a Handler and saves the checkpoint:
@@ -49,16 +53,36 @@ type Reader struct {
 
 	mu     sync.Mutex
 	status ReaderStatus
+	tr     *tracker // the current term's; nil between terms
 }
+
+// ReaderState tells what a reader is doing.
+type ReaderState string
+
+// The reader states.
+const (
+	// ReaderStandby: no term runs (another replica holds the lease, or
+	// the process is starting or stopping).
+	ReaderStandby ReaderState = "standby"
+	// ReaderReading: a term runs and the checkpoint moves.
+	ReaderReading ReaderState = "reading"
+	// ReaderStalled: a term runs, events are unfinished, and the
+	// checkpoint has not moved for longer than StallAfter.
+	ReaderStalled ReaderState = "stalled"
+)
 
 // ReaderStatus is a snapshot for health checks and the status command.
 type ReaderStatus struct {
+	State      ReaderState
 	Running    bool
 	ReadAt     ports.Position // next read continues after this
 	Saved      ports.Position // last saved checkpoint
 	InFlight   int
 	LastReadAt time.Time // last successful read
 	LastError  string    // last read or checkpoint error, "" after a success
+	// ProgressAt is when the safe position last moved, or when work
+	// became pending after none was (zero between terms).
+	ProgressAt time.Time
 }
 
 // NewReader builds a reader; Run starts it.
@@ -72,6 +96,7 @@ func NewReader(source ports.EventSource, checkpoints ports.CheckpointStore, hand
 	cfg.CheckpointInterval = cmp.Or(cfg.CheckpointInterval, time.Second)
 	cfg.RetryMin = cmp.Or(cfg.RetryMin, 100*time.Millisecond)
 	cfg.RetryMax = cmp.Or(cfg.RetryMax, 10*time.Second)
+	cfg.StallAfter = cmp.Or(cfg.StallAfter, 5*time.Minute)
 	cfg.Metrics = cmp.Or[ports.Metrics](cfg.Metrics, ports.NopMetrics{})
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -85,8 +110,21 @@ func NewReader(source ports.EventSource, checkpoints ports.CheckpointStore, hand
 // Status returns a snapshot of the reader's progress.
 func (r *Reader) Status() ReaderStatus {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.status
+	st, tr := r.status, r.tr
+	r.mu.Unlock()
+	st.State = ReaderStandby
+	if st.Running && tr != nil {
+		st.InFlight, st.ProgressAt = tr.progress()
+		st.State = ReaderReading
+		if r.stalled(st) {
+			st.State = ReaderStalled
+		}
+	}
+	return st
+}
+
+func (r *Reader) stalled(st ReaderStatus) bool {
+	return st.InFlight > 0 && r.cfg.Now().Sub(st.ProgressAt) > r.cfg.StallAfter
 }
 
 func (r *Reader) update(f func(s *ReaderStatus)) {
@@ -108,9 +146,16 @@ func (r *Reader) Run(ctx context.Context) error {
 	if err != nil {
 		return err // ctx ended before the checkpoint could be loaded
 	}
-	tr := newTracker(start)
-	r.update(func(s *ReaderStatus) { s.Running, s.ReadAt, s.Saved = true, start, start })
-	defer r.update(func(s *ReaderStatus) { s.Running = false })
+	tr := newTracker(start, r.cfg.Now)
+	r.mu.Lock()
+	r.tr = tr
+	r.status.Running, r.status.ReadAt, r.status.Saved = true, start, start
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.tr, r.status.Running, r.status.ProgressAt = nil, false, time.Time{}
+		r.mu.Unlock()
+	}()
 	log.Info("reader started", slog.String("checkpoint", start.String()))
 
 	r.handler.Begin() // a new term: the handler may have run a previous one
@@ -166,6 +211,7 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, sa
 	readPos, _ := tr.state()
 	lastSave := r.cfg.Now()
 	backoff := r.cfg.RetryMin
+	wasStalled := false
 	for ctx.Err() == nil {
 		if r.cfg.Now().Sub(lastSave) >= r.cfg.CheckpointInterval {
 			r.save(ctx, log, tr, saved, endTerm)
@@ -173,6 +219,7 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, sa
 			if ctx.Err() != nil {
 				return
 			}
+			wasStalled = r.reportStall(log, wasStalled)
 		}
 		_, pending := tr.state()
 		r.cfg.Metrics.InFlight(pending)
@@ -214,6 +261,22 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, sa
 			}
 		}
 	}
+}
+
+// reportStall logs when the reader becomes stalled, and when it moves
+// again; it returns whether it is stalled now.
+func (r *Reader) reportStall(log *slog.Logger, was bool) bool {
+	st := r.Status()
+	now := st.State == ReaderStalled
+	switch {
+	case now && !was:
+		log.Warn("reader stalled: the checkpoint has not moved while events are unfinished",
+			slog.Duration("for", r.cfg.Now().Sub(st.ProgressAt).Round(time.Second)), slog.Int("unfinished", st.InFlight),
+			slog.String("checkpoint", st.Saved.String()), slog.Duration("stall_after", r.cfg.StallAfter))
+	case was && !now:
+		log.Info("reader moving again", slog.String("checkpoint", st.Saved.String()))
+	}
+	return now
 }
 
 // save stores the safe position when it moved (fenced by the lease when

@@ -581,3 +581,56 @@ func TestNewReaderValidates(t *testing.T) {
 		})
 	}
 }
+
+// TestReaderStates: standby between terms, reading while the checkpoint
+// moves, stalled once it has not moved for StallAfter while events are
+// unfinished, reading again when it moves.
+func TestReaderStates(t *testing.T) {
+	t.Parallel()
+	clock := newClock()
+	release := make(chan struct{})
+	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	proc := newProcessor(t, []domain.Observer{observer("obs", "*", "act")}, exec, memory.NewDeadLetters(nil), application.ProcessorConfig{})
+	sched, err := application.NewScheduler(proc, application.SchedulerConfig{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := application.NewReader(src, cps, sched, application.ReaderConfig{
+		StallAfter: time.Minute, CheckpointInterval: time.Millisecond, Logger: discardLogger(), Now: clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() application.ReaderState { return reader.Status().State }
+	if s := state(); s != application.ReaderStandby {
+		t.Fatalf("before Run: %q, want standby", s)
+	}
+	run := runInBackground(t, reader.Run)
+	eventually(t, "reading", func() bool { return state() == application.ReaderReading })
+	appendEvents(t, src, "a")
+	eventually(t, "the event in flight", func() bool { return reader.Status().InFlight == 1 })
+	clock.Advance(59 * time.Second)
+	if s := state(); s != application.ReaderReading {
+		t.Fatalf("before StallAfter: %q, want reading", s)
+	}
+	clock.Advance(2 * time.Second)
+	if s := state(); s != application.ReaderStalled {
+		t.Fatalf("after StallAfter with the event unfinished: %q, want stalled", s)
+	}
+	close(release)
+	eventually(t, "reading again once the checkpoint moved", func() bool { return state() == application.ReaderReading })
+	if err := run.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if s := state(); s != application.ReaderStandby {
+		t.Fatalf("after Run: %q, want standby", s)
+	}
+}

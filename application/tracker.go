@@ -2,6 +2,7 @@ package application
 
 import (
 	"sync"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -10,11 +11,15 @@ import (
 // up to which every entry is finished: the safe checkpoint.
 type tracker struct {
 	mu        sync.Mutex
+	now       func() time.Time
 	base      uint64 // sequence number of entries[0]
 	entries   []trackedEntry
 	committed ports.Position
 	pending   int
-	freed     chan struct{}
+	// progressAt is when the safe position last moved, or when work became
+	// pending after none was: how long the checkpoint has been held back.
+	progressAt time.Time
+	freed      chan struct{}
 }
 
 type trackedEntry struct {
@@ -22,8 +27,8 @@ type trackedEntry struct {
 	finished bool
 }
 
-func newTracker(start ports.Position) *tracker {
-	return &tracker{committed: start, freed: make(chan struct{}, 1)}
+func newTracker(start ports.Position, now func() time.Time) *tracker {
+	return &tracker{committed: start, now: now, progressAt: now(), freed: make(chan struct{}, 1)}
 }
 
 // add appends a position in read order and returns its sequence number.
@@ -35,6 +40,9 @@ func (t *tracker) add(pos ports.Position, finished bool) uint64 {
 	seq := t.base + uint64(len(t.entries))
 	t.entries = append(t.entries, trackedEntry{pos: pos, finished: finished})
 	if !finished {
+		if t.pending == 0 {
+			t.progressAt = t.now()
+		}
 		t.pending++
 	}
 	t.advanceLocked()
@@ -68,6 +76,7 @@ func (t *tracker) advanceLocked() {
 	if n == 0 {
 		return
 	}
+	t.progressAt = t.now()
 	clear(t.entries[:n])
 	t.entries = t.entries[n:]
 	t.base += uint64(n)
@@ -81,4 +90,12 @@ func (t *tracker) state() (ports.Position, int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.committed, t.pending
+}
+
+// progress returns the number of unfinished entries and since when the
+// safe position has not moved while work was pending.
+func (t *tracker) progress() (pending int, since time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pending, t.progressAt
 }

@@ -2,6 +2,7 @@ package application
 
 import (
 	"testing"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -39,7 +40,7 @@ func TestTracker(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tr := newTracker(ports.Position{Seq: tt.start})
+			tr := newTracker(ports.Position{Seq: tt.start}, time.Now)
 			var seqs []uint64
 			for _, o := range tt.ops {
 				switch o.kind {
@@ -68,7 +69,7 @@ func TestTracker(t *testing.T) {
 
 func TestTrackerSignalsFreedRoom(t *testing.T) {
 	t.Parallel()
-	tr := newTracker(ports.Position{})
+	tr := newTracker(ports.Position{}, time.Now)
 	a := tr.add(ports.Position{Seq: 1}, false)
 	b := tr.add(ports.Position{Seq: 2}, false)
 	select {

@@ -64,8 +64,15 @@ type memoryBundle struct {
 // setupMemory runs the memory topology with observers from observers_file.
 func setupMemory(t *testing.T, observers string) *memoryBundle {
 	t.Helper()
-	recv := &receiver{}
-	srv := httptest.NewServer(recv)
+	return setupMemoryWith(t, observers, "", &receiver{})
+}
+
+// setupMemoryWith is setupMemory with extra [reader] keys and the
+// receiver's handler.
+func setupMemoryWith(t *testing.T, observers, readerKeys string, handler http.Handler) *memoryBundle {
+	t.Helper()
+	recv, _ := handler.(*receiver)
+	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
 	obsFile := filepath.Join(dir, "observers.toml")
@@ -73,7 +80,7 @@ func setupMemory(t *testing.T, observers string) *memoryBundle {
 		t.Fatal(err)
 	}
 	cfgFile := filepath.Join(dir, "config.toml")
-	body := "topology = \"memory\"\nobservers_file = \"" + obsFile + "\"\n[http]\nlisten = \"127.0.0.1:0\"\n[security]\nallowed_networks = [\"127.0.0.1/32\"]\n[reader]\ncheckpoint_interval = \"50ms\"\n"
+	body := "topology = \"memory\"\nobservers_file = \"" + obsFile + "\"\n[http]\nlisten = \"127.0.0.1:0\"\n[security]\nallowed_networks = [\"127.0.0.1/32\"]\n[reader]\ncheckpoint_interval = \"50ms\"\n" + readerKeys
 	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -249,5 +256,40 @@ func TestBadAllowedNetworkIsAConfigError(t *testing.T) {
 	var ce *config.ConfigError
 	if !errors.As(err, &ce) || ce.Key != "security.allowed_networks" {
 		t.Errorf("New with a bad allowed network = %v, want a ConfigError on security.allowed_networks", err)
+	}
+}
+
+// TestReadyzTellsReadingFromStalled: /readyz answers 200 "reading" while
+// the checkpoint moves, and 503 "stalled" once it has not moved for
+// reader.stall_after while an event is unfinished (here a receiver that
+// keeps failing); the live status says so too. Before, /readyz said
+// "reading" whatever happened.
+func TestReadyzTellsReadingFromStalled(t *testing.T) {
+	t.Parallel()
+	failing := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	observers := strings.Replace(shippedObserver, "[[observers.actions]]", "[observers.retry]\nmax_attempts = 1000\ninitial_delay = \"100ms\"\nmax_delay = \"100ms\"\n[[observers.actions]]", 1)
+	b := setupMemoryWith(t, observers, "stall_after = \"1s\"\n", failing)
+	base := "http://" + b.app.HTTPAddr()
+	readyz := func() (int, map[string]string) {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var detail map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&detail)
+		return resp.StatusCode, detail
+	}
+	waitFor(t, "reading", func() bool { code, d := readyz(); return code == http.StatusOK && d["reader"] == "reading" })
+	line := `{"event_type":"UPDATE","entity_type":"Order","entity_id":"o9","data":{"status":"shipped"},"before":{"status":"new"}}`
+	if _, err := b.app.PostEvents(t.Context(), strings.NewReader(line+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stalled", func() bool {
+		code, d := readyz()
+		return code == http.StatusServiceUnavailable && strings.HasPrefix(d["reader"], "stalled")
+	})
+	if st := b.app.Status().Readers["default"]; st.State != "stalled" || st.InFlight != 1 {
+		t.Fatalf("status = %+v, want stalled with the event unfinished", st)
 	}
 }

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -112,6 +113,9 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 	readerState := func(key string, r *application.Reader) {
 		st := r.Status()
 		switch {
+		case st.State == application.ReaderStalled:
+			ok, detail[key] = false, fmt.Sprintf("stalled: the checkpoint %s has not moved for %s while %d events are unfinished (reader.stall_after %s)",
+				st.Saved, time.Since(st.ProgressAt).Round(time.Second), st.InFlight, a.cfg.Reader.StallAfter)
 		case st.Running && st.LastError != "":
 			ok, detail[key] = false, st.LastError
 		case st.Running:

@@ -359,6 +359,7 @@ func (a *App) readerConfig(name, lease string) application.ReaderConfig {
 		BatchSize:          a.cfg.Reader.BatchSize,
 		MaxInFlight:        a.cfg.Reader.MaxInFlight,
 		CheckpointInterval: a.cfg.Reader.CheckpointInterval,
+		StallAfter:         a.cfg.Reader.StallAfter,
 		Logger:             a.logger,
 		Metrics:            a.metrics,
 	}

@@ -130,6 +130,9 @@ type ReaderConfig struct {
 	MaxInFlight        int           `koanf:"max_in_flight"`
 	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
 	LeaseTTL           time.Duration `koanf:"lease_ttl"`
+	// StallAfter: a reader whose checkpoint has not moved for this long
+	// while events are unfinished is stalled (/readyz answers 503).
+	StallAfter time.Duration `koanf:"stall_after"`
 }
 
 // RedisConfig is the Redis connection (dedup, result cache, cache
@@ -305,6 +308,7 @@ func Defaults() Config {
 			MaxInFlight:        10000,
 			CheckpointInterval: time.Second,
 			LeaseTTL:           15 * time.Second,
+			StallAfter:         5 * time.Minute,
 		},
 		Redis: RedisConfig{
 			ConnectTimeout: 2 * time.Second,

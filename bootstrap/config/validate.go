@@ -64,6 +64,7 @@ func (c *Config) Validate() error {
 		{"reader.max_in_flight", int64(c.Reader.MaxInFlight)},
 		{"reader.checkpoint_interval", int64(c.Reader.CheckpointInterval)},
 		{"reader.lease_ttl", int64(c.Reader.LeaseTTL)},
+		{"reader.stall_after", int64(c.Reader.StallAfter)},
 		{"performance.max_concurrent_actions", int64(c.Performance.MaxConcurrentActions)},
 		{"redis.connect_timeout", int64(c.Redis.ConnectTimeout)},
 		{"redis.command_timeout", int64(c.Redis.CommandTimeout)},
