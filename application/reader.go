@@ -21,6 +21,12 @@ type ReaderConfig struct {
 	// MaxInFlight bounds events read but not finished (default 10000);
 	// reading pauses at the bound.
 	MaxInFlight int
+	// MaxInFlightBytes bounds the weight (Record.Size) of the events read
+	// but not finished (default 64 MiB): reading pauses at the bound, and
+	// each read's byte budget is the room left (a read returns at least one
+	// record, so the weight may pass the bound by one event, at most the
+	// source's per-event limit).
+	MaxInFlightBytes int64
 	// CheckpointInterval is how often the safe position is saved
 	// (default 1s); it is also saved at shutdown.
 	CheckpointInterval time.Duration
@@ -73,13 +79,15 @@ const (
 
 // ReaderStatus is a snapshot for health checks and the status command.
 type ReaderStatus struct {
-	State      ReaderState
-	Running    bool
-	ReadAt     ports.Position // next read continues after this
-	Saved      ports.Position // last saved checkpoint
-	InFlight   int
-	LastReadAt time.Time // last successful read
-	LastError  string    // last read or checkpoint error, "" after a success
+	State    ReaderState
+	Running  bool
+	ReadAt   ports.Position // next read continues after this
+	Saved    ports.Position // last saved checkpoint
+	InFlight int
+	// InFlightBytes is the weight of the unfinished events (Record.Size).
+	InFlightBytes int64
+	LastReadAt    time.Time // last successful read
+	LastError     string    // last read or checkpoint error, "" after a success
 	// ProgressAt is when the safe position last moved, or when work
 	// became pending after none was (zero between terms).
 	ProgressAt time.Time
@@ -93,6 +101,7 @@ func NewReader(source ports.EventSource, checkpoints ports.CheckpointStore, hand
 	cfg.Name = cmp.Or(cfg.Name, "default")
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 500)
 	cfg.MaxInFlight = cmp.Or(cfg.MaxInFlight, 10000)
+	cfg.MaxInFlightBytes = cmp.Or(cfg.MaxInFlightBytes, 64<<20)
 	cfg.CheckpointInterval = cmp.Or(cfg.CheckpointInterval, time.Second)
 	cfg.RetryMin = cmp.Or(cfg.RetryMin, 100*time.Millisecond)
 	cfg.RetryMax = cmp.Or(cfg.RetryMax, 10*time.Second)
@@ -101,8 +110,8 @@ func NewReader(source ports.EventSource, checkpoints ports.CheckpointStore, hand
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.BatchSize < 1 || cfg.MaxInFlight < 1 || cfg.CheckpointInterval < 0 {
-		return nil, errors.New("reader: batch size and max in flight must be positive")
+	if cfg.BatchSize < 1 || cfg.MaxInFlight < 1 || cfg.MaxInFlightBytes < 1 || cfg.CheckpointInterval < 0 {
+		return nil, errors.New("reader: batch size, max in flight and max in-flight bytes must be positive")
 	}
 	return &Reader{source: source, checkpoints: checkpoints, handler: handler, cfg: cfg}, nil
 }
@@ -115,6 +124,7 @@ func (r *Reader) Status() ReaderStatus {
 	st.State = ReaderStandby
 	if st.Running && tr != nil {
 		st.InFlight, st.ProgressAt = tr.progress()
+		_, st.InFlightBytes = tr.load()
 		st.State = ReaderReading
 		if r.stalled(st) {
 			st.State = ReaderStalled
@@ -221,10 +231,10 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, sa
 			}
 			wasStalled = r.reportStall(log, wasStalled)
 		}
-		_, pending := tr.state()
+		pending, weight := tr.load()
 		r.cfg.Metrics.InFlight(pending)
-		room := r.cfg.MaxInFlight - pending
-		if room <= 0 {
+		room, roomBytes := r.cfg.MaxInFlight-pending, r.cfg.MaxInFlightBytes-weight
+		if room <= 0 || roomBytes <= 0 {
 			select {
 			case <-ctx.Done():
 			case <-tr.freed:
@@ -232,7 +242,7 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, sa
 			}
 			continue
 		}
-		batch, err := r.source.Read(ctx, readPos, min(r.cfg.BatchSize, room))
+		batch, err := r.source.Read(ctx, readPos, ports.ReadLimit{Rows: min(r.cfg.BatchSize, room), Bytes: roomBytes})
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -245,12 +255,12 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, sa
 		}
 		backoff = r.cfg.RetryMin
 		for _, rec := range batch.Records {
-			seq := tr.add(rec.Position, false)
+			seq := tr.add(rec.Position, false, rec.Size)
 			r.handler.Handle(rec, func() { tr.finish(seq) })
 		}
 		examined := batch.End != readPos
 		if n := len(batch.Records); examined && (n == 0 || batch.Records[n-1].Position.Less(batch.End)) {
-			tr.add(batch.End, true) // skipped rows after the last record
+			tr.add(batch.End, true, 0) // skipped rows after the last record
 		}
 		readPos = batch.End
 		r.update(func(s *ReaderStatus) { s.ReadAt, s.LastReadAt, s.LastError = readPos, r.cfg.Now(), "" })

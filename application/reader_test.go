@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,13 +83,13 @@ func (h *handlerSpy) peakInFlight() int {
 
 // eventSource is a fake source whose methods are function fields.
 type eventSource struct {
-	ReadFunc func(ctx context.Context, after ports.Position, limit int) (ports.Batch, error)
+	ReadFunc func(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error)
 	WaitFunc func(ctx context.Context) error
 }
 
 var _ ports.EventSource = (*eventSource)(nil)
 
-func (s *eventSource) Read(ctx context.Context, after ports.Position, limit int) (ports.Batch, error) {
+func (s *eventSource) Read(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
 	return s.ReadFunc(ctx, after, limit)
 }
 
@@ -407,6 +408,52 @@ func TestReaderMaxInFlight(t *testing.T) {
 	}
 }
 
+// TestReaderMaxInFlightBytes: reading pauses when the unfinished events
+// weigh MaxInFlightBytes (Record.Size), whatever their count, and goes on
+// as they finish. Before, only the count was bounded: big events filled
+// memory (40 rows of 10 MiB took the process to 2 GB).
+func TestReaderMaxInFlightBytes(t *testing.T) {
+	t.Parallel()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	for i := range 20 {
+		if _, err := src.Append(t.Context(), event(fmt.Sprint("e-", i), "order", fmt.Sprint("ent", i),
+			map[string]any{"blob": strings.Repeat("x", 1000)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := src.Read(t.Context(), ports.Position{}, ports.ReadLimit{Rows: 1})
+	if err != nil || first.Records[0].Size < 1000 {
+		t.Fatalf("the source does not weigh its events: %+v, %v", first, err)
+	}
+	size := first.Records[0].Size
+	release := make(chan struct{})
+	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec,
+		reader: application.ReaderConfig{MaxInFlightBytes: 3 * size, BatchSize: 10}})
+	runInBackground(t, p.reader.Run)
+
+	eventually(t, "the byte bound reached", func() bool { return len(p.spy.handledPositions()) == 3 })
+	time.Sleep(30 * time.Millisecond) // room for a wrong extra read
+	if got := len(p.spy.handledPositions()); got != 3 {
+		t.Fatalf("%d records of %d bytes handed to the handler under a %d-byte bound, want 3", got, size, 3*size)
+	}
+	if st := p.reader.Status(); st.InFlightBytes != 3*size {
+		t.Errorf("status in-flight bytes = %d, want %d", st.InFlightBytes, 3*size)
+	}
+	close(release)
+	eventually(t, "checkpoint at 20", savedAt(t, cps, 20))
+	if got := p.spy.peakInFlight(); got != 3 {
+		t.Errorf("at most %d records in flight, want 3", got)
+	}
+}
+
 // failFirst counts calls and reports whether this one is among the first n.
 func failFirst(n int) func() bool {
 	var calls atomic.Int32
@@ -430,7 +477,7 @@ func TestReaderRetriesStoreErrors(t *testing.T) {
 			readFails, loadFails, saveFails := failFirst(tt.failReads), failFirst(tt.failLoads), failFirst(tt.failSaves)
 			var failed atomic.Int32
 			src := &eventSource{
-				ReadFunc: func(ctx context.Context, after ports.Position, limit int) (ports.Batch, error) {
+				ReadFunc: func(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
 					if readFails() {
 						failed.Add(1)
 						return ports.Batch{}, fmt.Errorf("read: %w", ports.ErrUnavailable)
@@ -476,9 +523,9 @@ func TestReaderRetriesStoreErrors(t *testing.T) {
 // entry the source examines but skips (a NOOP row).
 func scriptedSource(script string) *eventSource {
 	return &eventSource{
-		ReadFunc: func(_ context.Context, after ports.Position, limit int) (ports.Batch, error) {
+		ReadFunc: func(_ context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
 			b := ports.Batch{End: after}
-			for seq := after.Seq + 1; seq <= int64(len(script)) && seq <= after.Seq+int64(limit); seq++ {
+			for seq := after.Seq + 1; seq <= int64(len(script)) && seq <= after.Seq+int64(limit.Rows); seq++ {
 				b.End = ports.Position{Seq: seq}
 				if script[seq-1] == 'E' {
 					b.Records = append(b.Records, record(seq, seqEvent(fmt.Sprint("ent", seq), 0)))

@@ -16,6 +16,7 @@ type tracker struct {
 	entries   []trackedEntry
 	committed ports.Position
 	pending   int
+	bytes     int64 // Size of the unfinished entries
 	// progressAt is when the safe position last moved, or when work became
 	// pending after none was: how long the checkpoint has been held back.
 	progressAt time.Time
@@ -24,6 +25,7 @@ type tracker struct {
 
 type trackedEntry struct {
 	pos      ports.Position
+	size     int64
 	finished bool
 }
 
@@ -31,19 +33,20 @@ func newTracker(start ports.Position, now func() time.Time) *tracker {
 	return &tracker{committed: start, now: now, progressAt: now(), freed: make(chan struct{}, 1)}
 }
 
-// add appends a position in read order and returns its sequence number.
-// A finished entry (a skipped stretch of the source) never counts as
-// pending.
-func (t *tracker) add(pos ports.Position, finished bool) uint64 {
+// add appends a position in read order, weighing size bytes, and returns
+// its sequence number. A finished entry (a skipped stretch of the source)
+// never counts as pending.
+func (t *tracker) add(pos ports.Position, finished bool, size int64) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	seq := t.base + uint64(len(t.entries))
-	t.entries = append(t.entries, trackedEntry{pos: pos, finished: finished})
+	t.entries = append(t.entries, trackedEntry{pos: pos, size: size, finished: finished})
 	if !finished {
 		if t.pending == 0 {
 			t.progressAt = t.now()
 		}
 		t.pending++
+		t.bytes += size
 	}
 	t.advanceLocked()
 	return seq
@@ -59,6 +62,7 @@ func (t *tracker) finish(seq uint64) {
 	}
 	t.entries[i].finished = true
 	t.pending--
+	t.bytes -= t.entries[i].size
 	t.advanceLocked()
 	t.mu.Unlock()
 	select {
@@ -98,4 +102,12 @@ func (t *tracker) progress() (pending int, since time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.pending, t.progressAt
+}
+
+// load returns the number and the weight in bytes of the unfinished
+// entries.
+func (t *tracker) load() (pending int, bytes int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pending, t.bytes
 }

@@ -45,9 +45,9 @@ func TestTracker(t *testing.T) {
 			for _, o := range tt.ops {
 				switch o.kind {
 				case "add":
-					seqs = append(seqs, tr.add(ports.Position{Seq: o.seq}, false))
+					seqs = append(seqs, tr.add(ports.Position{Seq: o.seq}, false, 0))
 				case "skip":
-					seqs = append(seqs, tr.add(ports.Position{Seq: o.seq}, true))
+					seqs = append(seqs, tr.add(ports.Position{Seq: o.seq}, true, 0))
 				case "finish":
 					s := uint64(1000 + o.seq) // unknown unless it names an add
 					if int(o.seq) < len(seqs) {
@@ -70,8 +70,8 @@ func TestTracker(t *testing.T) {
 func TestTrackerSignalsFreedRoom(t *testing.T) {
 	t.Parallel()
 	tr := newTracker(ports.Position{}, time.Now)
-	a := tr.add(ports.Position{Seq: 1}, false)
-	b := tr.add(ports.Position{Seq: 2}, false)
+	a := tr.add(ports.Position{Seq: 1}, false, 0)
+	b := tr.add(ports.Position{Seq: 2}, false, 0)
 	select {
 	case <-tr.freed:
 		t.Fatalf("freed signalled before any finish")

@@ -41,7 +41,7 @@ func primaryReaders(cfg config.Config) []admin.Reader {
 }
 
 func (a *App) openMemory(ctx context.Context) error {
-	src, err := memory.NewSource(time.Now, memory.SourceConfig{PollInterval: a.cfg.Database.PollInterval})
+	src, err := memory.NewSource(time.Now, memory.SourceConfig{PollInterval: a.cfg.Database.PollInterval, MaxEventBytes: a.cfg.Reader.MaxEventBytes})
 	if err != nil {
 		return err
 	}
@@ -333,6 +333,7 @@ func (a *App) buildLocalReader() error {
 		db := a.cfg.Database
 		cl, err := postgres.NewChangeLog(a.db.Pool, postgres.ChangeLogConfig{
 			Table: db.ChangeLogTable, Channel: db.NotifyChannel, PollInterval: db.PollInterval,
+			MaxEventBytes: a.cfg.Reader.MaxEventBytes,
 		}, a.logger)
 		if err != nil {
 			return err
@@ -358,6 +359,7 @@ func (a *App) readerConfig(name, lease string) application.ReaderConfig {
 		Fence:              ports.Fence{Lease: lease, Holder: a.holder},
 		BatchSize:          a.cfg.Reader.BatchSize,
 		MaxInFlight:        a.cfg.Reader.MaxInFlight,
+		MaxInFlightBytes:   a.cfg.Reader.MaxInFlightBytes,
 		CheckpointInterval: a.cfg.Reader.CheckpointInterval,
 		StallAfter:         a.cfg.Reader.StallAfter,
 		Logger:             a.logger,

@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -30,12 +31,31 @@ func (p Position) IsZero() bool { return p == Position{} }
 // Record is one entry read from a source. When the entry cannot become an
 // event, Err says why (wrapping domain.ErrInvalidEvent), Raw holds its
 // bytes and Event carries what could be read (at least ID when known).
+// Size is what the record weighs in bytes as the source counts them (the
+// change log: the JSON text of object_data and object_data_before; an
+// invalid record: at least len(Raw)); readers bound their memory by it.
 type Record struct {
 	Position Position
 	Event    domain.Event
 	Err      error
 	Raw      []byte
+	Size     int64
 }
+
+// ReadLimit bounds one Read: at most Rows entries are examined (Rows must
+// be positive), and the records returned weigh at most Bytes in all (their
+// Size) unless the first alone weighs more (it is still returned, so a
+// read always makes progress); Bytes 0 means no byte bound.
+type ReadLimit struct {
+	Rows  int
+	Bytes int64
+}
+
+// ErrEventTooLarge marks (with domain.ErrInvalidEvent) an entry larger
+// than the source's per-event limit: it is returned as an invalid record
+// whose Raw identifies it (its position, id, entity and size, not its
+// payload), and the payload is never loaded.
+var ErrEventTooLarge = errors.New("event larger than the per-event limit")
 
 // Batch is the result of one Read. End is the last position the read
 // examined, including entries that were skipped (NOOP and READ rows); it
@@ -48,8 +68,11 @@ type Batch struct {
 
 // EventSource reads events in a stable order.
 //
-// Read examines up to limit entries strictly after `after`, in position
-// order, and returns those that are events or invalid inputs. It never
+// Read examines up to limit.Rows entries strictly after `after`, in
+// position order, and returns those that are events or invalid inputs,
+// stopping early at the byte budget limit.Bytes (see ReadLimit). An entry
+// larger than the source's per-event limit is returned as an invalid
+// record wrapping ErrEventTooLarge, without its payload. It never
 // returns an entry while an earlier position may still appear (for the
 // change log: rows of transactions that have not committed yet hold back
 // everything after them), so a reader that continues from Batch.End never
@@ -62,7 +85,7 @@ type Batch struct {
 //
 // Safe for concurrent use.
 type EventSource interface {
-	Read(ctx context.Context, after Position, limit int) (Batch, error)
+	Read(ctx context.Context, after Position, limit ReadLimit) (Batch, error)
 	Wait(ctx context.Context) error
 }
 

@@ -38,9 +38,14 @@ func TestSourceConformance(t *testing.T) {
 	t.Parallel()
 	porttest.RunEventSource(t, func(t *testing.T) porttest.SourceHarness {
 		// A long poll interval proves that appends, not polling, wake Wait.
-		src := newSource(t, time.Now, time.Minute)
+		const maxEvent = 64 << 10
+		src, err := memory.NewSource(time.Now, memory.SourceConfig{PollInterval: time.Minute, MaxEventBytes: maxEvent})
+		if err != nil {
+			t.Fatal(err)
+		}
 		return porttest.SourceHarness{
-			Source: src,
+			MaxEventBytes: maxEvent,
+			Source:        src,
 			Append: func(ctx context.Context, ev domain.Event) error {
 				_, err := src.Append(ctx, ev)
 				return err

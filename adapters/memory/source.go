@@ -24,14 +24,22 @@ type SourceConfig struct {
 	// PollInterval bounds how long Wait blocks without an append (default
 	// 1s). Appends wake waiters at once; the interval is only a backstop.
 	PollInterval time.Duration
+	// MaxEventBytes is the per-event limit (default 1 MiB): an event whose
+	// data and before weigh more, as JSON, is stored without them, as an
+	// invalid entry (ports.ErrEventTooLarge).
+	MaxEventBytes int64
 }
+
+// defaultMaxEventBytes is the change log's default limit too.
+const defaultMaxEventBytes = 1 << 20
 
 // Source is an append-only in-memory event log implementing
 // ports.EventSource. Entry n (counting from 1) sits at Position{Seq: n}.
 // Safe for concurrent use.
 type Source struct {
-	now  func() time.Time
-	poll time.Duration
+	now      func() time.Time
+	poll     time.Duration
+	maxEvent int64
 
 	mu      sync.Mutex
 	entries []ports.Record
@@ -51,13 +59,17 @@ func NewSource(now func() time.Time, cfg SourceConfig) (*Source, error) {
 	if cfg.PollInterval < 0 {
 		return nil, fmt.Errorf("memory: new source: poll interval %v is negative", cfg.PollInterval)
 	}
+	if cfg.MaxEventBytes < 0 {
+		return nil, fmt.Errorf("memory: new source: max event bytes %d is negative", cfg.MaxEventBytes)
+	}
 	if now == nil {
 		now = time.Now
 	}
 	return &Source{
-		now:    now,
-		poll:   cmp.Or(cfg.PollInterval, time.Second),
-		notify: make(chan struct{}),
+		now:      now,
+		poll:     cmp.Or(cfg.PollInterval, time.Second),
+		maxEvent: cmp.Or(cfg.MaxEventBytes, defaultMaxEventBytes),
+		notify:   make(chan struct{}),
 	}, nil
 }
 
@@ -126,11 +138,12 @@ func (s *Source) LoadJSONLines(ctx context.Context, r io.Reader) (int, error) {
 	}
 }
 
-// Read returns up to limit entries after `after`, in order. Positions with
-// a TxID lie after every entry of this log.
-func (s *Source) Read(ctx context.Context, after ports.Position, limit int) (ports.Batch, error) {
-	if limit <= 0 {
-		return ports.Batch{}, fmt.Errorf("memory: read events: limit %d is not positive", limit)
+// Read returns up to limit.Rows entries after `after`, in order, within
+// the byte budget limit.Bytes (the first always). Positions with a TxID
+// lie after every entry of this log.
+func (s *Source) Read(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
+	if limit.Rows <= 0 || limit.Bytes < 0 {
+		return ports.Batch{}, fmt.Errorf("memory: read events: limit %+v: rows must be positive, bytes not negative", limit)
 	}
 	if err := ctx.Err(); err != nil {
 		return ports.Batch{}, fmt.Errorf("memory: read events: %w", err)
@@ -142,11 +155,17 @@ func (s *Source) Read(ctx context.Context, after ports.Position, limit int) (por
 	if after.TxID != 0 {
 		start = total
 	}
-	end := min(start+int64(limit), total)
+	end := min(start+int64(limit.Rows), total)
 	b := ports.Batch{End: after}
 	if end > start {
 		b.Records = make([]ports.Record, 0, end-start)
-		for _, r := range s.entries[start:end] {
+		var weight int64
+		for i, r := range s.entries[start:end] {
+			weight += r.Size
+			if i > 0 && limit.Bytes > 0 && weight > limit.Bytes {
+				end = start + int64(i)
+				break
+			}
 			r.Event = cloneEvent(r.Event)
 			r.Raw = cloneBytes(r.Raw)
 			b.Records = append(b.Records, r)
@@ -253,6 +272,7 @@ func (s *Source) OldestTransactionAge(ctx context.Context) (time.Duration, error
 }
 
 func (s *Source) add(r ports.Record) ports.Position {
+	s.weigh(&r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.Position = ports.Position{Seq: int64(len(s.entries)) + 1}
@@ -268,6 +288,39 @@ func (s *Source) add(r ports.Record) ports.Position {
 	close(s.notify)
 	s.notify = make(chan struct{})
 	return r.Position
+}
+
+// weigh sets r.Size: an event's data and before as JSON (as the change
+// log counts object_data and object_data_before), an invalid entry's raw
+// bytes. An event over the per-event limit becomes an invalid entry that
+// keeps only what identifies it.
+func (s *Source) weigh(r *ports.Record) {
+	if r.Err != nil {
+		r.Size = int64(len(r.Raw))
+		return
+	}
+	size := int64(0)
+	for _, part := range []map[string]any{r.Event.Data, r.Event.Before} {
+		if part != nil {
+			b, _ := json.Marshal(part) // decoded JSON always encodes
+			size += int64(len(b))
+		}
+	}
+	r.Size = size
+	if size <= s.maxEvent {
+		return
+	}
+	ev := r.Event
+	id := map[string]any{"id": ev.ID, "event_type": ev.EventType, "entity_type": ev.EntityType, "entity_id": ev.EntityID, "payload_bytes": size}
+	raw, _ := json.Marshal(id)
+	*r = ports.Record{
+		Event: domain.Event{ID: ev.ID, EventType: ev.EventType, EntityType: ev.EntityType, EntityID: ev.EntityID,
+			TenantID: ev.TenantID, UserID: ev.UserID, Timestamp: ev.Timestamp, Source: ev.Source},
+		Err: fmt.Errorf("its data and before are %d bytes, over the %d-byte limit: %w: %w",
+			size, s.maxEvent, ports.ErrEventTooLarge, domain.ErrInvalidEvent),
+		Raw:  raw,
+		Size: int64(len(raw)),
+	}
 }
 
 // normalize applies Append's defaults and validation.

@@ -23,7 +23,7 @@ func newClock() *testsupport.Clock {
 
 func readAll(t *testing.T, src *memory.Source) []ports.Record {
 	t.Helper()
-	b, err := src.Read(t.Context(), ports.Position{}, 1000)
+	b, err := src.Read(t.Context(), ports.Position{}, ports.ReadLimit{Rows: 1000})
 	if err != nil {
 		t.Fatalf("Read: %v", err)
 	}
@@ -270,7 +270,7 @@ func TestSourceWait(t *testing.T) {
 					t.Fatalf("Append: %v", err)
 				}
 			}
-			if _, err := src.Read(t.Context(), ports.Position{}, 2); err != nil {
+			if _, err := src.Read(t.Context(), ports.Position{}, ports.ReadLimit{Rows: 2}); err != nil {
 				t.Fatalf("Read: %v", err)
 			}
 		}},
@@ -297,14 +297,14 @@ func TestSourceReadAndConfigErrors(t *testing.T) {
 		t.Fatal("NewSource with a negative poll interval succeeded")
 	}
 	src := newSource(t, nil, 0)
-	if _, err := src.Read(t.Context(), ports.Position{}, 0); err == nil {
+	if _, err := src.Read(t.Context(), ports.Position{}, ports.ReadLimit{Rows: 0}); err == nil {
 		t.Fatal("Read with limit 0 succeeded")
 	}
 	if _, err := src.Append(t.Context(), domain.Event{EventType: domain.EventInsert, EntityType: "Order"}); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
 	// A change-log position (with a TxID) lies after every entry of this log.
-	b, err := src.Read(t.Context(), ports.Position{TxID: 1}, 10)
+	b, err := src.Read(t.Context(), ports.Position{TxID: 1}, ports.ReadLimit{Rows: 10})
 	if err != nil || len(b.Records) != 0 || b.End != (ports.Position{TxID: 1}) {
 		t.Fatalf("Read after a TxID position = %+v, %v", b, err)
 	}

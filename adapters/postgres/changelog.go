@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -24,18 +25,28 @@ const DefaultPollInterval = time.Second
 // LISTEN, so that a reader's first Read happens after it.
 const listenReadyTimeout = 5 * time.Second
 
+// DefaultMaxEventBytes is the default per-event limit: NATS's default
+// max_payload (1 MiB), so that an event the reader accepts fits the bus,
+// and a sane webhook body.
+const DefaultMaxEventBytes = 1 << 20
+
 // ChangeLogConfig configures the change-log reader.
 type ChangeLogConfig struct {
 	Table        string        // default "core.tb_entity_change_log"
 	Channel      string        // default "fraiseql_events"
 	PollInterval time.Duration // default 1s; the fallback when no NOTIFY arrives
 	Source       string        // copied into every Event.Source (database name in multi-database setups)
+	// MaxEventBytes is the per-event limit (default 1 MiB): a row whose
+	// object_data and object_data_before weigh more, as JSON text, is read
+	// without them and returned as an invalid record (ports.ErrEventTooLarge).
+	MaxEventBytes int64
 }
 
 func (c ChangeLogConfig) withDefaults() ChangeLogConfig {
 	c.Table = cmp.Or(c.Table, DefaultChangeLogTable)
 	c.Channel = cmp.Or(c.Channel, DefaultChannel)
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.MaxEventBytes = cmp.Or(c.MaxEventBytes, DefaultMaxEventBytes)
 	return c
 }
 
@@ -49,6 +60,9 @@ func (c ChangeLogConfig) Validate() error {
 	}
 	if c.PollInterval < 0 {
 		return fmt.Errorf("poll_interval: %s is negative", c.PollInterval)
+	}
+	if c.MaxEventBytes < 0 {
+		return fmt.Errorf("max_event_bytes: %d is negative", c.MaxEventBytes)
 	}
 	return nil
 }
@@ -88,18 +102,39 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 	c := &ChangeLog{
 		pool: pool,
 		cfg:  cfg,
-		// Every column is qualified: an unqualified ORDER BY txid would
-		// sort by the txid::text output column.
+		// q: the next $3 readable rows with the size of their payload
+		// (object_data and object_data_before as JSON text, counted by the
+		// database); the window keeps the running total of what will be
+		// shipped (a row over the per-event limit $4 ships no payload) and
+		// the rows within the byte budget $5 (the first always) are
+		// returned, with their payload rendered only when it is within the
+		// limit (the jsonb values pass the window as they are stored). One
+		// index scan, no join, no sort. Every column is qualified: an
+		// unqualified ORDER BY txid would sort by the txid::text output
+		// column.
 		readSQL: `
-			SELECT c.pk_entity_change_log, c.txid::text AS txid_text, c.id::text, c.created_at,
-			       c.object_type, c.modification_type, coalesce(c.object_key, c.object_id::text),
-			       c.object_id::text, c.object_key, c.object_data::text, c.object_data_before::text,
-			       coalesce(c.tenant_id::text, ''), coalesce(c.fk_contact::text, '')
-			FROM ` + tbl.Sanitize() + ` AS c
-			WHERE (c.txid, c.pk_entity_change_log) > ($1::text::xid8, $2::bigint)
-			  AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY c.txid, c.pk_entity_change_log
-			LIMIT $3`,
+			SELECT b.pk_entity_change_log, b.txid::text AS txid_text, b.id::text, b.created_at,
+			       b.object_type, b.modification_type, coalesce(b.object_key, b.object_id::text),
+			       b.object_id::text, b.object_key,
+			       CASE WHEN b.size <= $4 THEN b.object_data::text END,
+			       CASE WHEN b.size <= $4 THEN b.object_data_before::text END,
+			       coalesce(b.tenant_id::text, ''), coalesce(b.fk_contact::text, ''), b.size
+			FROM (
+				SELECT q.*, sum(CASE WHEN q.size <= $4 THEN q.size ELSE 0 END) OVER w AS running, row_number() OVER w AS n
+				FROM (
+					SELECT c.pk_entity_change_log, c.txid, c.id, c.created_at, c.object_type, c.modification_type,
+					       c.object_id, c.object_key, c.object_data, c.object_data_before, c.tenant_id, c.fk_contact,
+					       coalesce(octet_length(c.object_data::text), 0) + coalesce(octet_length(c.object_data_before::text), 0) AS size
+					FROM ` + tbl.Sanitize() + ` AS c
+					WHERE (c.txid, c.pk_entity_change_log) > ($1::text::xid8, $2::bigint)
+					  AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
+					ORDER BY c.txid, c.pk_entity_change_log
+					LIMIT $3
+				) AS q
+				WINDOW w AS (ORDER BY q.txid, q.pk_entity_change_log ROWS UNBOUNDED PRECEDING)
+			) AS b
+			WHERE b.n = 1 OR b.running <= $5
+			ORDER BY b.txid, b.pk_entity_change_log`,
 		backlogSQL: `
 			SELECT count(*) FROM ` + tbl.Sanitize() + `
 			WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
@@ -129,6 +164,10 @@ type changeRow struct {
 	BeforeJSON       json.RawMessage `json:"object_data_before"`
 	TenantID         string          `json:"tenant_id"`
 	UserID           string          `json:"fk_contact"`
+	// Size is the payload's weight: object_data and object_data_before as
+	// JSON text, in bytes (counted by the database, also for a row read
+	// without its payload).
+	Size int64 `json:"payload_bytes"`
 }
 
 // nullContractColumns names the contract columns the row has NULL in:
@@ -177,20 +216,24 @@ func optionalBytes(s *string) []byte {
 // see in the same order; see ports.EventSource. Rows that cannot become
 // events are returned as records with Err set; NOOP and READ rows are
 // examined but not returned.
-func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit int) (ports.Batch, error) {
-	if limit <= 0 {
-		return ports.Batch{}, fmt.Errorf("postgres: read change log: limit %d is not positive", limit)
+func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
+	if limit.Rows <= 0 || limit.Bytes < 0 {
+		return ports.Batch{}, fmt.Errorf("postgres: read change log: limit %+v: rows must be positive, bytes not negative", limit)
 	}
-	rows, err := c.pool.Query(ctx, c.readSQL, strconv.FormatUint(after.TxID, 10), after.Seq, limit)
+	budget := limit.Bytes
+	if budget == 0 {
+		budget = math.MaxInt64
+	}
+	rows, err := c.pool.Query(ctx, c.readSQL, strconv.FormatUint(after.TxID, 10), after.Seq, limit.Rows, c.cfg.MaxEventBytes, budget)
 	if err != nil {
 		return ports.Batch{}, interpretError("read change log", err)
 	}
 	defer rows.Close()
-	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit, 1024))}
+	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit.Rows, 1024))}
 	for rows.Next() {
 		var r changeRow
 		if err := rows.Scan(&r.PK, &r.TxID, &r.ID, &r.CreatedAt, &r.ObjectType, &r.ModificationType,
-			&r.EntityID, &r.ObjectID, &r.ObjectKey, &r.ObjectData, &r.ObjectDataBefore, &r.TenantID, &r.UserID); err != nil {
+			&r.EntityID, &r.ObjectID, &r.ObjectKey, &r.ObjectData, &r.ObjectDataBefore, &r.TenantID, &r.UserID, &r.Size); err != nil {
 			return ports.Batch{}, interpretError("read change log", err)
 		}
 		txid, err := strconv.ParseUint(r.TxID, 10, 64)
@@ -218,6 +261,13 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 	)
 	if missing := r.nullContractColumns(); len(missing) > 0 {
 		err = fmt.Errorf("NULL in %s: %w", strings.Join(missing, ", "), domain.ErrInvalidEvent)
+	} else if r.Size > c.cfg.MaxEventBytes {
+		if _, perr := domain.ParseEventType(*r.ModificationType); errors.Is(perr, domain.ErrSkipEvent) {
+			return ports.Record{}, false // a NOOP or READ row: skipped whatever its size
+		}
+		// Read without its payload (see readSQL): park it, move on.
+		err = fmt.Errorf("its payload (object_data and object_data_before) is %d bytes, over the %d-byte limit (reader.max_event_bytes): %w: %w",
+			r.Size, c.cfg.MaxEventBytes, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
 	} else {
 		ev, err = domain.NewEventFromChange(domain.RawChange{
 			ID:               *r.ID,
@@ -234,7 +284,7 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 	}
 	switch {
 	case err == nil:
-		return ports.Record{Position: pos, Event: ev}, true
+		return ports.Record{Position: pos, Event: ev, Size: r.Size}, true
 	case errors.Is(err, domain.ErrSkipEvent):
 		return ports.Record{}, false
 	}
@@ -262,8 +312,9 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 			Timestamp:  created,
 			Source:     c.cfg.Source,
 		},
-		Err: fmt.Errorf("change log row %d: %w", r.PK, err),
-		Raw: raw,
+		Err:  fmt.Errorf("change log row %d: %w", r.PK, err),
+		Raw:  raw,
+		Size: int64(len(raw)),
 	}, true
 }
 

@@ -101,7 +101,7 @@ func readUntil(t testing.TB, cl *ChangeLog, after ports.Position, n int) ([]port
 	deadline := time.Now().Add(waitTimeout)
 	var got []ports.Record
 	for len(got) < n {
-		b, err := cl.Read(context.Background(), after, 100)
+		b, err := cl.Read(context.Background(), after, ports.ReadLimit{Rows: 100})
 		if err != nil {
 			t.Fatalf("Read(%+v): %v", after, err)
 		}
@@ -115,7 +115,7 @@ func readUntil(t testing.TB, cl *ChangeLog, after ports.Position, n int) ([]port
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	b, err := cl.Read(context.Background(), after, 100)
+	b, err := cl.Read(context.Background(), after, ports.ReadLimit{Rows: 100})
 	if err != nil {
 		t.Fatalf("Read(%+v): %v", after, err)
 	}
@@ -127,7 +127,7 @@ func readUntil(t testing.TB, cl *ChangeLog, after ports.Position, n int) ([]port
 
 func mustRead(t testing.TB, cl *ChangeLog, after ports.Position, limit int) ports.Batch {
 	t.Helper()
-	b, err := cl.Read(context.Background(), after, limit)
+	b, err := cl.Read(context.Background(), after, ports.ReadLimit{Rows: limit})
 	if err != nil {
 		t.Fatalf("Read(%+v, %d): %v", after, limit, err)
 	}
@@ -186,7 +186,7 @@ func TestChangeLogDatabaseDownIsNotAnError(t *testing.T) {
 	if err := cl.Wait(t.Context()); err != nil {
 		t.Fatalf("Wait falls back to polling: %v", err)
 	}
-	_, err = cl.Read(t.Context(), ports.Position{}, 10)
+	_, err = cl.Read(t.Context(), ports.Position{}, ports.ReadLimit{Rows: 10})
 	if !errors.Is(err, ports.ErrUnavailable) {
 		t.Fatalf("Read with the database down = %v, want ports.ErrUnavailable", err)
 	}
@@ -722,7 +722,8 @@ func TestChangeLogBacklogAndOldestTransaction(t *testing.T) {
 func TestChangeLogConformance(t *testing.T) {
 	t.Parallel()
 	porttest.RunEventSource(t, func(t *testing.T) porttest.SourceHarness {
-		b := setup(t, ChangeLogConfig{})
+		const maxEvent = 64 << 10
+		b := setup(t, ChangeLogConfig{MaxEventBytes: maxEvent})
 		appendRow := func(ctx context.Context, ev domain.Event) error {
 			data, err := json.Marshal(ev.Data)
 			if err != nil {
@@ -749,6 +750,7 @@ func TestChangeLogConformance(t *testing.T) {
 					VALUES ('Order', 'BOGUS', '{}')`)
 				return err
 			},
+			MaxEventBytes: maxEvent,
 		}
 	})
 }
@@ -778,7 +780,7 @@ func BenchmarkChangeLogRead(b *testing.B) {
 	for b.Loop() {
 		var n int
 		for after := (ports.Position{}); ; {
-			got, err := bundle.cl.Read(ctx, after, batch)
+			got, err := bundle.cl.Read(ctx, after, ports.ReadLimit{Rows: batch})
 			if err != nil {
 				b.Fatalf("Read: %v", err)
 			}

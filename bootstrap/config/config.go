@@ -125,9 +125,14 @@ type DatabaseConfig struct {
 
 // ReaderConfig tunes the change-log reader.
 type ReaderConfig struct {
-	Name               string        `koanf:"name"`
-	BatchSize          int           `koanf:"batch_size"`
-	MaxInFlight        int           `koanf:"max_in_flight"`
+	Name        string `koanf:"name"`
+	BatchSize   int    `koanf:"batch_size"`
+	MaxInFlight int    `koanf:"max_in_flight"`
+	// MaxInFlightBytes bounds the payload bytes of events read but not
+	// finished; MaxEventBytes is the per-event limit (larger events are
+	// dead-lettered without their payload).
+	MaxInFlightBytes   int64         `koanf:"max_in_flight_bytes"`
+	MaxEventBytes      int64         `koanf:"max_event_bytes"`
 	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
 	LeaseTTL           time.Duration `koanf:"lease_ttl"`
 	// StallAfter: a reader whose checkpoint has not moved for this long
@@ -306,6 +311,8 @@ func Defaults() Config {
 			Name:               "default",
 			BatchSize:          500,
 			MaxInFlight:        10000,
+			MaxInFlightBytes:   64 << 20,
+			MaxEventBytes:      1 << 20,
 			CheckpointInterval: time.Second,
 			LeaseTTL:           15 * time.Second,
 			StallAfter:         5 * time.Minute,

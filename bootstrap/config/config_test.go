@@ -108,6 +108,9 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"fraction as int64", "[nats.stream]\nmax_msgs = 10.5", nil, []string{"nats.stream.max_msgs", "not a whole number"}},
 		{"fraction as observer attempts", "[[observers]]\nname = \"a\"\n[observers.retry]\nmax_attempts = 2.5", nil, []string{"observers[0].retry.max_attempts", "not a whole number"}},
 		{"env number as duration", "", []string{"FRAISEQL_DATABASE_POLL_INTERVAL=5"}, []string{"database.poll_interval", "FRAISEQL_DATABASE_POLL_INTERVAL", `write a duration string such as "5s"`}},
+		{"event limit above the in-flight bound", "[reader]\nmax_event_bytes = 2048\nmax_in_flight_bytes = 1024", nil, []string{"reader.max_event_bytes", "max_in_flight_bytes"}},
+		{"zero in-flight bytes", "[reader]\nmax_in_flight_bytes = 0", nil, []string{"reader.max_in_flight_bytes", "positive"}},
+		{"zero stall_after", "[reader]\nstall_after = \"0s\"", nil, []string{"reader.stall_after", "positive"}},
 		{"env fraction as integer", "", []string{"FRAISEQL_READER_MAX_IN_FLIGHT=3.7"}, []string{"reader.max_in_flight", "FRAISEQL_READER_MAX_IN_FLIGHT", "not an integer"}},
 	}
 	for _, tt := range tests {

@@ -62,6 +62,8 @@ func (c *Config) Validate() error {
 		{"database.poll_interval", int64(c.Database.PollInterval)},
 		{"reader.batch_size", int64(c.Reader.BatchSize)},
 		{"reader.max_in_flight", int64(c.Reader.MaxInFlight)},
+		{"reader.max_in_flight_bytes", c.Reader.MaxInFlightBytes},
+		{"reader.max_event_bytes", c.Reader.MaxEventBytes},
 		{"reader.checkpoint_interval", int64(c.Reader.CheckpointInterval)},
 		{"reader.lease_ttl", int64(c.Reader.LeaseTTL)},
 		{"reader.stall_after", int64(c.Reader.StallAfter)},
@@ -79,6 +81,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Reader.Name == "" {
 		return &ConfigError{Key: "reader.name", Msg: "must not be empty"}
+	}
+	if c.Reader.MaxEventBytes > c.Reader.MaxInFlightBytes {
+		return &ConfigError{Key: "reader.max_event_bytes", Msg: fmt.Sprintf("%d is larger than reader.max_in_flight_bytes (%d)", c.Reader.MaxEventBytes, c.Reader.MaxInFlightBytes)}
 	}
 	if c.Reader.LeaseTTL < 3*time.Second {
 		return &ConfigError{Key: "reader.lease_ttl", Msg: "must be at least 3s"}

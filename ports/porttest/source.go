@@ -3,6 +3,7 @@ package porttest
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,11 +21,13 @@ import (
 // equal to the before-image on DELETE) with an empty Source; a source that
 // stamps its own name must be built with an empty one for the suite.
 // AppendInvalid commits one entry that cannot become an event; nil when the
-// source cannot hold such entries.
+// source cannot hold such entries. MaxEventBytes is the per-event limit the
+// source was built with.
 type SourceHarness struct {
 	Source        ports.EventSource
 	Append        func(ctx context.Context, ev domain.Event) error
 	AppendInvalid func(ctx context.Context) error
+	MaxEventBytes int64
 }
 
 // RunEventSource checks the ports.EventSource contract. newHarness must
@@ -39,7 +42,7 @@ func RunEventSource(t *testing.T, newHarness func(t *testing.T) SourceHarness) {
 	t.Run("EmptySource", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
-		b, err := h.Source.Read(t.Context(), ports.Position{}, 10)
+		b, err := h.Source.Read(t.Context(), ports.Position{}, ports.ReadLimit{Rows: 10})
 		if err != nil {
 			t.Fatalf("Read: %v", err)
 		}
@@ -238,6 +241,65 @@ func RunEventSource(t *testing.T, newHarness func(t *testing.T) SourceHarness) {
 			t.Fatalf("record after the invalid one: %s", d)
 		}
 	})
+
+	t.Run("ByteBudgetEndsARead", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		for i := range 5 {
+			ev := sampleEvent(i, domain.EventInsert)
+			ev.Data["blob"] = strings.Repeat("x", 1000)
+			mustAppend(t, h, ev)
+		}
+		all, _ := readUntil(t, h.Source, ports.Position{}, 100, 5)
+		size := all[0].Size
+		if size < 1000 {
+			t.Fatalf("Size = %d, want the payload's weight (at least the 1000-byte blob)", size)
+		}
+		for _, tc := range []struct {
+			budget int64
+			want   int
+		}{
+			{2*size + size/2, 2}, // stops before the record that would go over
+			{2 * size, 2},        // exactly two fit
+			{1, 1},               // the first record always comes, so a read makes progress
+			{0, 5},               // no byte bound
+		} {
+			b, err := h.Source.Read(t.Context(), ports.Position{}, ports.ReadLimit{Rows: 100, Bytes: tc.budget})
+			if err != nil {
+				t.Fatalf("Read: %v", err)
+			}
+			if len(b.Records) != tc.want || b.End != b.Records[len(b.Records)-1].Position {
+				t.Fatalf("byte budget %d (records of %d bytes): %d records, End %+v; want %d ending at the last", tc.budget, size, len(b.Records), b.End, tc.want)
+			}
+		}
+	})
+
+	t.Run("OversizeEntryIsAnInvalidRecordWithoutItsPayload", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		if h.MaxEventBytes == 0 {
+			t.Skip("the harness does not say its source's per-event limit")
+		}
+		big := sampleEvent(1, domain.EventInsert)
+		big.Data["blob"] = strings.Repeat("y", int(h.MaxEventBytes))
+		small := sampleEvent(2, domain.EventInsert)
+		mustAppend(t, h, big)
+		mustAppend(t, h, small)
+		got, _ := readUntil(t, h.Source, ports.Position{}, 100, 2)
+		rec := got[0]
+		if !errors.Is(rec.Err, ports.ErrEventTooLarge) || !errors.Is(rec.Err, domain.ErrInvalidEvent) {
+			t.Fatalf("oversize record Err = %v, want ErrEventTooLarge and ErrInvalidEvent", rec.Err)
+		}
+		if rec.Event.ID != big.ID || len(rec.Raw) == 0 {
+			t.Fatalf("oversize record = id %q, raw %d bytes; want its id and what identifies it", rec.Event.ID, len(rec.Raw))
+		}
+		if int64(len(rec.Raw)) >= h.MaxEventBytes || rec.Size >= h.MaxEventBytes || len(rec.Event.Data) > 0 {
+			t.Fatalf("oversize record carries its payload: raw %d bytes, size %d, data %d keys", len(rec.Raw), rec.Size, len(rec.Event.Data))
+		}
+		if got[1].Err != nil || got[1].Event.ID != small.ID {
+			t.Fatalf("record after the oversize one = %+v", got[1])
+		}
+	})
 }
 
 func mustAppend(t *testing.T, h SourceHarness, ev domain.Event) {
@@ -249,7 +311,7 @@ func mustAppend(t *testing.T, h SourceHarness, ev domain.Event) {
 
 func mustRead(t *testing.T, src ports.EventSource, after ports.Position, limit int) ports.Batch {
 	t.Helper()
-	b, err := src.Read(t.Context(), after, limit)
+	b, err := src.Read(t.Context(), after, ports.ReadLimit{Rows: limit})
 	if err != nil {
 		t.Fatalf("Read(%+v, %d): %v", after, limit, err)
 	}
