@@ -15,8 +15,9 @@ type DedupConfig struct {
 	// Window is how long a processed event stays marked done (default 1h).
 	Window time.Duration
 	// Lease is how long a claim lasts without renewal (default 30s). Each
-	// step renews it; a process that dies leaves the event claimable after
-	// the lease, never marked done.
+	// step renews it, and a heartbeat renews it every Lease/3 while the
+	// step's actions run; a process that dies leaves the event claimable
+	// after the lease, never marked done.
 	Lease time.Duration
 	// Token identifies this process's claims (required).
 	Token   string
@@ -106,8 +107,46 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 		return d.cfg.Now().Add(max(d.cfg.Lease/4, 100*time.Millisecond)), false
 	default:
 		setState(run, dedupClaimed)
+		// Keep the claim while the actions run: an action longer than the
+		// lease must not let another process claim and run the event too.
+		stop := d.heartbeat(ctx, run.Record.Event.ID)
+		defer stop()
 	}
 	return d.next.Step(ctx, run)
+}
+
+// heartbeat renews the claim of eventID every Lease/3 until stopped. A
+// renewal that finds the claim held elsewhere is logged (the lease ran out
+// between renewals, e.g. the store was unreachable); store errors fail
+// open as claims do.
+func (d *Dedup) heartbeat(ctx context.Context, eventID string) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(max(d.cfg.Lease/3, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				res, err := d.store.Claim(ctx, eventID, d.cfg.Token, d.cfg.Lease)
+				switch {
+				case err != nil:
+					if ctx.Err() == nil {
+						d.open.report(ctx, "renew claim", err)
+					}
+				case res != ports.ClaimAcquired:
+					d.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "dedup claim lost while the event's actions run",
+						slog.String("event_id", eventID), slog.String("claim", res.String()))
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // Finish marks the event done (unless it was a skipped duplicate), then
