@@ -229,3 +229,40 @@ func TestReceiverAnswersByPath(t *testing.T) {
 		t.Fatal("a /hang request got an answer")
 	}
 }
+
+func TestPostgresClusterRestarts(t *testing.T) {
+	t.Parallel()
+	pg := testsupport.StartPostgres(t)
+	dial := func() error {
+		c, err := net.DialTimeout("tcp", pg.Addr(), time.Second)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err
+	}
+	if err := dial(); err != nil {
+		t.Fatalf("the cluster does not listen: %v", err)
+	}
+	pg.Crash(t)
+	if err := dial(); err == nil {
+		t.Fatal("the crashed cluster still listens")
+	}
+	pg.Start(t)
+	if err := dial(); err != nil {
+		t.Fatalf("the restarted cluster does not listen: %v", err)
+	}
+	if !strings.HasPrefix(pg.URL("postgres"), "postgres://postgres@127.0.0.1:") {
+		t.Fatalf("URL = %q", pg.URL("postgres"))
+	}
+}
+
+func TestNATSServerKilledAndRestarted(t *testing.T) {
+	t.Parallel()
+	nodes := testsupport.StartNATSCluster(t, 3)
+	if got := testsupport.URLs(nodes); strings.Count(got, ",") != 2 {
+		t.Fatalf("URLs = %q", got)
+	}
+	nodes[1].Kill(t)
+	nodes[1].Start(t)
+	nodes[1].WaitHealthy(t, time.Minute)
+}
