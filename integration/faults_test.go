@@ -23,8 +23,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
@@ -96,20 +100,6 @@ func (w *writer) halt() {
 		close(w.stop)
 	}
 	<-w.done
-}
-
-// eventIDs returns every event id of the change log at url.
-func eventIDs(t testing.TB, pool *pgxpool.Pool) []string {
-	t.Helper()
-	rows, err := pool.Query(t.Context(), `SELECT id::text FROM core.tb_entity_change_log ORDER BY txid, pk_entity_change_log`)
-	if err != nil {
-		t.Fatalf("read change log: %v", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatalf("read change log: %v", err)
-	}
-	return ids
 }
 
 // TestFaultBadInputsDoNotStallTheStream: rows that cannot become events
@@ -270,7 +260,7 @@ func TestFaultLeaseTakenAwayAndGivenBack(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // a few more rows in the new term
 	w.halt()
 
-	all := eventIDs(t, b.pool)
+	all := b.eventIDs(t)
 	recv.waitDelivered(t, all)
 	b.waitCheckpointAtEnd(t)
 	got := recv.deliveredByEvent()
@@ -305,7 +295,7 @@ func TestFaultPostgresRestartedMidStream(t *testing.T) {
 	waitWithin(t, time.Minute, "deliveries after the restart", func() bool { return w.written.Load() >= 150 })
 	w.halt()
 
-	all := eventIDs(t, b.pool)
+	all := b.eventIDs(t)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -363,4 +353,311 @@ func newBundleAt(t testing.TB, url string) *testBundle {
 		t.Fatalf("migrate: %v", err)
 	}
 	return b
+}
+
+// natsFaultConfig is the nats-distributed topology (bridge and worker in
+// one process, no Redis) on the servers at url, with this test's stream,
+// subject prefix and durable; replicas copies of the stream, on file.
+func natsFaultConfig(t testing.TB, b *testBundle, url string, replicas int, observers ...config.ObserverConfig) config.Config {
+	t.Helper()
+	cfg := b.config(observers...)
+	cfg.Topology = config.TopologyNATSDistributed
+	cfg.Role = config.RoleAll
+	cfg.NATS.URL = url
+	cfg.NATS.SubjectPrefix = testenv.Name("obs")
+	cfg.NATS.Stream.Name = strings.ToUpper(testenv.Name("OBS"))
+	cfg.NATS.Stream.Storage = "file"
+	cfg.NATS.Stream.Replicas = replicas
+	cfg.NATS.Consumer.Durable = testenv.Name("workers")
+	cfg.NATS.Consumer.AckWait = 5 * time.Second
+	return cfg
+}
+
+// waitAllDelivered waits (up to limit) until every event of the change
+// log got a 2xx answer from recv.
+func waitAllDelivered(t testing.TB, b *testBundle, recv *receiver, limit time.Duration) []string {
+	t.Helper()
+	all := b.eventIDs(t)
+	waitWithin(t, limit, fmt.Sprintf("all %d events delivered", len(all)), func() bool {
+		got := recv.deliveredByEvent()
+		for _, id := range all {
+			if got[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	return all
+}
+
+// TestFaultNATSServerKilledMidStream: the only JetStream server (a
+// private one, file store) is SIGKILLed while the bridge publishes and
+// workers consume, then restarted on the same port and store. Every event
+// is delivered.
+func TestFaultNATSServerKilledMidStream(t *testing.T) {
+	t.Parallel()
+	srv := testsupport.StartNATS(t)
+	b := setup(t)
+	recv := newReceiver(t, nil)
+	app := b.start(t, natsFaultConfig(t, b, srv.URL(), 1, webhookObserver("orders", "Order", recv.URL(), nil)))
+	waitFor(t, "bridge reading", func() bool { return app.bridgeReading(t, "default") })
+	w := startWriter(t, b.pool, 10*time.Millisecond)
+	waitFor(t, "deliveries before the kill", func() bool { return len(recv.deliveredByEvent()) >= 50 })
+	srv.Kill(t)
+	time.Sleep(time.Second) // the bridge publishes into the void, the workers lose their consumer
+	srv.Start(t)
+	srv.WaitHealthy(t, 30*time.Second)
+	waitWithin(t, time.Minute, "rows written after the restart", func() bool { return w.written.Load() >= 200 })
+	w.halt()
+	all := waitAllDelivered(t, b, recv, 2*time.Minute)
+	got := recv.deliveredByEvent()
+	faultCounts{written: len(all), delivered: len(got), deadLettered: len(b.deadLetters(t)), duplicates: duplicates(got)}.log(t, "nats-server-killed")
+}
+
+// TestFaultNATSClusterNodeKilledMidStream: a three-node JetStream cluster,
+// the stream replicated on all three; the node leading the stream is
+// SIGKILLed while the bridge publishes, then restarted. Nothing is lost.
+func TestFaultNATSClusterNodeKilledMidStream(t *testing.T) {
+	t.Parallel()
+	nodes := testsupport.StartNATSCluster(t, 3)
+	b := setup(t)
+	recv := newReceiver(t, nil)
+	cfg := natsFaultConfig(t, b, testsupport.URLs(nodes), 3, webhookObserver("orders", "Order", recv.URL(), nil))
+	app := b.start(t, cfg)
+	waitFor(t, "bridge reading", func() bool { return app.bridgeReading(t, "default") })
+	w := startWriter(t, b.pool, 10*time.Millisecond)
+	waitFor(t, "deliveries before the kill", func() bool { return len(recv.deliveredByEvent()) >= 50 })
+
+	leader := streamLeader(t, testsupport.URLs(nodes), cfg.NATS.Stream.Name)
+	var victim *testsupport.NATSServer
+	for _, n := range nodes {
+		if n.Name() == leader {
+			victim = n
+		}
+	}
+	if victim == nil {
+		t.Fatalf("stream leader %q is none of the nodes", leader)
+	}
+	victim.Kill(t)
+	waitWithin(t, time.Minute, "rows written with a node down", func() bool { return w.written.Load() >= 150 })
+	victim.Start(t)
+	victim.WaitHealthy(t, time.Minute)
+	waitWithin(t, time.Minute, "rows written after the restart", func() bool { return w.written.Load() >= 250 })
+	w.halt()
+	all := waitAllDelivered(t, b, recv, 2*time.Minute)
+	got := recv.deliveredByEvent()
+	if len(got) != len(all) {
+		t.Fatalf("delivered %d of %d events", len(got), len(all))
+	}
+	faultCounts{written: len(all), delivered: len(got), deadLettered: len(b.deadLetters(t)), duplicates: duplicates(got),
+		extra: fmt.Sprintf("killed=%s (stream leader) replicas=3", leader)}.log(t, "nats-cluster-node-killed")
+}
+
+// streamLeader names the server leading the stream.
+func streamLeader(t testing.TB, urls, stream string) string {
+	t.Helper()
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader string
+	waitFor(t, "a stream leader", func() bool {
+		s, err := js.Stream(t.Context(), stream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(t.Context())
+		if err != nil || info.Cluster == nil {
+			return false
+		}
+		leader = info.Cluster.Leader
+		return leader != ""
+	})
+	return leader
+}
+
+// TestFaultEventLargerThanTheBus: an event within reader.max_event_bytes
+// but larger than NATS's max_payload is dead-lettered by the bridge (the
+// reason, the event) and finished: the bridge's checkpoint passes it and
+// the events after it are delivered. A crafted message whose dead letter
+// the store cannot hold as it is (a \u0000 in its data) is parked by the
+// worker in fallback form. Shutdown does not wait out a drain.
+func TestFaultEventLargerThanTheBus(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	e := newJSEnv(t)
+	recv := newReceiver(t, func(rc receipt) int {
+		if rc.Event.Data["reject"] == true {
+			return http.StatusBadRequest
+		}
+		return http.StatusNoContent
+	})
+	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), retryPolicy(3, 20*time.Millisecond, 20*time.Millisecond, "fixed")))
+	e.configure(&cfg, "all")
+	cfg.Reader.MaxEventBytes = 4 << 20 // the reader takes it; the bus (1 MiB max_payload) will not
+	app := b.start(t, cfg)
+	waitFor(t, "bridge reading", func() bool { return app.bridgeReading(t, "default") })
+
+	ids := b.insert(t,
+		change{Entity: "Order", Kind: "INSERT", Data: `{"n": 1}`},
+		change{Entity: "Order", Kind: "INSERT", Data: `{"blob": "` + strings.Repeat("z", 3<<19) + `"}`},
+		change{Entity: "Order", Kind: "INSERT", Data: `{"n": 3}`},
+	)
+	big := ids[1]
+	crafted := domainEnvelope(t, `{"reject": true, "note": "a\u0000b"}`)
+	if _, err := e.js.Publish(t.Context(), e.prefix+".default.Order.INSERT", crafted.body, jetstream.WithMsgID(crafted.id)); err != nil {
+		t.Fatalf("publish the crafted message: %v", err)
+	}
+	ids = append(ids, b.insert(t, change{Entity: "Order", Kind: "INSERT", Data: `{"n": 4}`})...)
+	recv.waitDelivered(t, []string{ids[0], ids[2], ids[3]})
+	b.waitNamedCheckpointAtEnd(t, "bridge:default", waitTimeout)
+	waitFor(t, "both dead letters", func() bool { return len(b.deadLetters(t)) == 2 })
+	byEvent := map[string]deadLetter{}
+	for _, d := range b.deadLetters(t) {
+		byEvent[d.EventID] = d
+	}
+	if d := byEvent[big]; !strings.Contains(d.Error, "bus refused") || !strings.Contains(d.Error, "maximum payload") {
+		t.Errorf("the big event's dead letter = %q, want the bus's refusal", d.Error)
+	}
+	if d := byEvent[crafted.id]; !strings.Contains(d.Error, "fallback form") || !strings.Contains(string(d.Raw), `a\u0000b`) {
+		t.Errorf("the crafted message's dead letter = %q (raw %q), want the fallback form with the original", d.Error, d.Raw)
+	}
+	stopped := time.Now()
+	app.stop(t)
+	took := time.Since(stopped)
+	if took > 20*time.Second {
+		t.Errorf("shutdown took %v: a drain was waited out", took)
+	}
+	got := recv.deliveredByEvent()
+	faultCounts{written: len(ids) + 1, delivered: len(got), deadLettered: 2, duplicates: duplicates(got),
+		extra: fmt.Sprintf("shutdown=%v", took.Round(time.Millisecond))}.log(t, "event-larger-than-the-bus")
+}
+
+// crafted is a message published straight to the stream.
+type crafted struct {
+	id   string
+	body []byte
+}
+
+// domainEnvelope builds an event envelope with the given data (JSON text,
+// kept as written).
+func domainEnvelope(t testing.TB, data string) crafted {
+	t.Helper()
+	id := newUUID()
+	body := fmt.Sprintf(`{"id": %q, "event_type": "INSERT", "entity_type": "Order", "entity_id": %q, "data": %s, "timestamp": %q}`,
+		id, newUUID(), data, time.Now().UTC().Format(time.RFC3339Nano))
+	return crafted{id: id, body: []byte(body)}
+}
+
+// memoryBoundMiB is the README's stated bound on the service's peak RSS
+// with the default reader limits (max_in_flight_bytes 64 MiB,
+// max_event_bytes 1 MiB) and max_concurrent_actions 32.
+const memoryBoundMiB = 400
+
+// TestFaultMemoryBoundedByBytes: 40 rows of 10 MiB (over
+// reader.max_event_bytes) and 120 rows of 900 KiB, with the receiver
+// down, then up. The big rows are dead-lettered without their payload
+// being loaded, the 900 KiB rows fill the in-flight byte bound and wait;
+// the service's peak RSS (the binary, defaults) stays under
+// memoryBoundMiB. Before, RSS grew by about 50 MB per event (2 GB for the
+// 40 big rows alone).
+func TestFaultMemoryBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var down atomic.Bool
+	down.Store(true)
+	recv := newReceiver(t, func(receipt) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	})
+	ctx := t.Context()
+	if _, err := b.pool.Exec(ctx, `INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_id, object_data)
+		SELECT 'Order', 'INSERT', gen_random_uuid(), jsonb_build_object('blob', repeat('x', 10 << 20)) FROM generate_series(1, 40)`); err != nil {
+		t.Fatalf("insert the 10 MiB rows: %v", err)
+	}
+	if _, err := b.pool.Exec(ctx, `INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_id, object_data)
+		SELECT 'Order', 'INSERT', gen_random_uuid(), jsonb_build_object('n', i, 'blob', repeat('y', 900 << 10)) FROM generate_series(1, 120) AS i`); err != nil {
+		t.Fatalf("insert the 900 KiB rows: %v", err)
+	}
+	file := writeFile(t, "memory.toml", fmt.Sprintf(`
+[database]
+url = %q
+max_connections = 3
+poll_interval = "200ms"
+
+[reader]
+checkpoint_interval = "100ms"
+
+[http]
+listen = "127.0.0.1:0"
+
+[logging]
+format = "json"
+
+[security]
+allowed_networks = ["127.0.0.1/32"]
+
+[[observers]]
+name = "orders"
+entity = "Order"
+events = ["INSERT"]
+[observers.retry]
+max_attempts = 1000
+initial_delay = "200ms"
+max_delay = "1s"
+[[observers.actions]]
+type = "webhook"
+url = %q
+`, b.dbURL, recv.URL()))
+	svc := startService(t, cliEnv(), file)
+	waitWithin(t, time.Minute, "the big rows dead-lettered", func() bool { return len(b.deadLetters(t)) == 40 })
+	// The 900 KiB events fill the in-flight byte bound and are retried.
+	waitWithin(t, time.Minute, "retries of the in-flight events", func() bool {
+		attempts := map[string]int{}
+		for _, rc := range recv.all() {
+			attempts[rc.Event.ID]++
+		}
+		twice := 0
+		for _, n := range attempts {
+			if n >= 3 {
+				twice++
+			}
+		}
+		return twice >= 40
+	})
+	held := len(recv.all())
+	if distinct := len(distinctEvents(recv.all())); distinct > 80 {
+		t.Errorf("%d distinct events attempted while the receiver was down: more than the 64 MiB in-flight bound holds", distinct)
+	}
+	peakDown := svc.PeakRSS(t)
+	down.Store(false)
+	ids := b.eventIDs(t)
+	waitWithin(t, 2*time.Minute, "the 900 KiB events delivered", func() bool { return len(recv.deliveredByEvent()) == 120 })
+	b.waitCheckpointAtEnd(t)
+	peak := svc.PeakRSS(t)
+	if code := svc.terminate(t); code != 0 {
+		t.Errorf("exit status %d", code)
+	}
+	got := recv.deliveredByEvent()
+	faultCounts{written: len(ids), delivered: len(got), deadLettered: len(b.deadLetters(t)), duplicates: duplicates(got),
+		extra: fmt.Sprintf("peak_rss_receiver_down=%dMiB peak_rss=%dMiB bound=%dMiB requests_while_down=%d", peakDown>>20, peak>>20, memoryBoundMiB, held)}.log(t, "memory-bounded-by-bytes")
+	if peak > memoryBoundMiB<<20 {
+		t.Fatalf("peak RSS %d MiB over the stated bound of %d MiB", peak>>20, memoryBoundMiB)
+	}
+}
+
+// distinctEvents is the set of event ids among receipts.
+func distinctEvents(rcs []receipt) map[string]bool {
+	out := map[string]bool{}
+	for _, rc := range rcs {
+		out[rc.Event.ID] = true
+	}
+	return out
 }

@@ -78,6 +78,10 @@ func newNATSServer(t testing.TB, name string) *NATSServer {
 	return &NATSServer{name: name, bin: Binary(t, "nats-server"), dir: dir, port: FreePort(t), httpPort: FreePort(t), t: t}
 }
 
+// Name is the server's name (server_name: n1, n2, ...), as JetStream
+// reports a stream's leader.
+func (s *NATSServer) Name() string { return s.name }
+
 // URL is the client address.
 func (s *NATSServer) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 
