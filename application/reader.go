@@ -187,16 +187,16 @@ func (r *Reader) Run(ctx context.Context) error {
 	if err := <-handlerDone; err != nil {
 		log.Error("handler stopped with an error", slog.String("error", err.Error()))
 	}
-	pos, pending := tr.state()
 	if errors.Is(cause, ports.ErrLeaseLost) {
 		// No final save: the checkpoint belongs to whoever holds the lease now.
+		_, pending := tr.state()
 		log.Warn("reader stopped: the lease is lost", slog.String("checkpoint", saved.String()), slog.Int("unfinished", pending))
 		return fmt.Errorf("reader %s: %w", r.cfg.Name, cause)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	r.save(sctx, log, tr, &saved, nil)
-	pos, pending = tr.state()
+	pos, pending := tr.state()
 	log.Info("reader stopped", slog.String("checkpoint", pos.String()), slog.Int("unfinished", pending))
 	return nil
 }

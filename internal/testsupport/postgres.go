@@ -47,7 +47,7 @@ func StartPostgres(t testing.TB) *PostgresCluster {
 		t.Fatalf("temp dir: %v", err)
 	}
 	t.Cleanup(func() {
-		c.stop(10*time.Second, "immediate")
+		_, _ = c.stop(10*time.Second, "immediate") // already stopped is fine
 		_ = os.RemoveAll(c.dir)
 	})
 	if c.runAs != "" {
