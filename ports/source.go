@@ -32,8 +32,9 @@ func (p Position) IsZero() bool { return p == Position{} }
 // event, Err says why (wrapping domain.ErrInvalidEvent), Raw holds its
 // bytes and Event carries what could be read (at least ID when known).
 // Size is what the record weighs in bytes as the source counts them (the
-// change log: the JSON text of object_data and object_data_before; an
-// invalid record: at least len(Raw)); readers bound their memory by it.
+// change log: the JSON text of object_data and object_data_before, or for
+// a small payload its stored size; an invalid record: at least len(Raw));
+// readers bound their memory by it.
 type Record struct {
 	Position Position
 	Event    domain.Event

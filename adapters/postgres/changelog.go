@@ -30,6 +30,13 @@ const listenReadyTimeout = 5 * time.Second
 // and a sane webhook body.
 const DefaultMaxEventBytes = 1 << 20
 
+// textPerStoredByte bounds how many bytes of JSON text one stored byte of
+// jsonb can render to: 6 for an escaped control character (\u0001),
+// times 128 for pglz compression (a match of up to 273 bytes costs about
+// three). A payload stored in MaxEventBytes/textPerStoredByte bytes or
+// less is under the limit whatever it holds.
+const textPerStoredByte = 6 * 128
+
 // ChangeLogConfig configures the change-log reader.
 type ChangeLogConfig struct {
 	Table        string        // default "core.tb_entity_change_log"
@@ -104,7 +111,9 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 		cfg:  cfg,
 		// q: the next $3 readable rows with the size of their payload
 		// (object_data and object_data_before as JSON text, counted by the
-		// database); the window keeps the running total of what will be
+		// database; a payload stored in at most $6 bytes cannot be over
+		// the limit and is weighed by its stored size, which spares
+		// rendering it twice); the window keeps the running total of what will be
 		// shipped (a row over the per-event limit $4 ships no payload) and
 		// the rows within the byte budget $5 (the first always) are
 		// returned, with their payload rendered only when it is within the
@@ -124,7 +133,10 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 				FROM (
 					SELECT c.pk_entity_change_log, c.txid, c.id, c.created_at, c.object_type, c.modification_type,
 					       c.object_id, c.object_key, c.object_data, c.object_data_before, c.tenant_id, c.fk_contact,
-					       coalesce(octet_length(c.object_data::text), 0) + coalesce(octet_length(c.object_data_before::text), 0) AS size
+					       CASE WHEN coalesce(pg_column_size(c.object_data), 0) + coalesce(pg_column_size(c.object_data_before), 0) <= $6
+					            THEN coalesce(pg_column_size(c.object_data), 0) + coalesce(pg_column_size(c.object_data_before), 0)
+					            ELSE coalesce(octet_length(c.object_data::text), 0) + coalesce(octet_length(c.object_data_before::text), 0)
+					       END AS size
 					FROM ` + tbl.Sanitize() + ` AS c
 					WHERE (c.txid, c.pk_entity_change_log) > ($1::text::xid8, $2::bigint)
 					  AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
@@ -224,7 +236,8 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.
 	if budget == 0 {
 		budget = math.MaxInt64
 	}
-	rows, err := c.pool.Query(ctx, c.readSQL, strconv.FormatUint(after.TxID, 10), after.Seq, limit.Rows, c.cfg.MaxEventBytes, budget)
+	rows, err := c.pool.Query(ctx, c.readSQL, strconv.FormatUint(after.TxID, 10), after.Seq, limit.Rows, c.cfg.MaxEventBytes, budget,
+		c.cfg.MaxEventBytes/textPerStoredByte)
 	if err != nil {
 		return ports.Batch{}, interpretError("read change log", err)
 	}
