@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 			a.Close()
 		}
 	}()
-	observers, err := config.LoadObservers(cfg, opts.LookupEnv)
+	observers, err := LoadObservers(cfg, opts.LookupEnv)
 	if err != nil {
 		return nil, err
 	}

@@ -60,7 +60,7 @@ func DebugEvent(cfg config.Config, lookupEnv func(string) (string, bool), input 
 	if err != nil {
 		return admin.DebugReport{}, err
 	}
-	observers, err := config.LoadObservers(cfg, lookupEnv)
+	observers, err := LoadObservers(cfg, lookupEnv)
 	if err != nil {
 		return admin.DebugReport{}, err
 	}

@@ -186,7 +186,7 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 	if r := o.builtRetrier(); r != nil {
 		return r, nil
 	}
-	observers, err := config.LoadObservers(o.cfg, o.env)
+	observers, err := LoadObservers(o.cfg, o.env)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 		}
 		o.onClose(deps.nats.Close)
 	}
-	dispatcher, closeExec, err := buildExecutors(o.cfg, o.logger, deps)
+	dispatcher, closeExec, err := buildExecutors(o.cfg, o.env, o.logger, deps)
 	if err != nil {
 		return nil, err
 	}

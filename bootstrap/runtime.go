@@ -67,7 +67,7 @@ func (a *App) Reload() error {
 		a.logger.Info("reload: this process runs no observers (bridge role)")
 		return nil
 	}
-	obs, err := config.LoadObservers(a.cfg, a.env)
+	obs, err := LoadObservers(a.cfg, a.env)
 	if err == nil {
 		err = checkSupported(a.cfg, a.dispatcher, obs)
 	}

@@ -104,6 +104,7 @@ type Config struct {
 	HTTP          HTTPConfig        `koanf:"http"`
 	Logging       LoggingConfig     `koanf:"logging"`
 	Security      SecurityConfig    `koanf:"security"`
+	Email         EmailConfig       `koanf:"email"`
 	Memory        MemoryConfig      `koanf:"memory"`
 	Observers     []ObserverConfig  `koanf:"observers"`
 
@@ -221,6 +222,32 @@ type SecurityConfig struct {
 	AllowedNetworks      []string `koanf:"allowed_networks"`
 }
 
+// EmailConfig is the SMTP server email actions send through. Without a
+// host there is none, and an email action is refused at load.
+type EmailConfig struct {
+	Host string `koanf:"host"` // host name or IP address; "" = no SMTP server
+	// Port 0 takes the port of the tls mode: 25 (none), 587 (starttls),
+	// 465 (tls).
+	Port     int    `koanf:"port"`
+	From     string `koanf:"from"` // the sender, "Name <address>" or an address
+	TLS      string `koanf:"tls"`  // none | starttls (refuses a server without it) | tls (implicit, from the first byte)
+	Username string `koanf:"username"`
+	// PasswordEnv names the environment variable holding the password
+	// (with username; needs tls = starttls or tls).
+	PasswordEnv string `koanf:"password_env"`
+	// Timeout bounds the connection set-up, then each message's exchange.
+	Timeout  time.Duration `koanf:"timeout"`
+	HELOName string        `koanf:"helo_name"` // the EHLO name; "" = this machine's host name
+	// MaxIdleConns is how many open sessions are kept for the next
+	// messages; 0 opens a session per message.
+	MaxIdleConns int `koanf:"max_idle_conns"`
+	// IdleTimeout closes a kept session unused this long.
+	IdleTimeout time.Duration `koanf:"idle_timeout"`
+}
+
+// Configured reports whether an SMTP server is named.
+func (e EmailConfig) Configured() bool { return e.Host != "" }
+
 // MemoryConfig configures the memory topology.
 type MemoryConfig struct {
 	EventsFile string `koanf:"events_file"`
@@ -253,14 +280,21 @@ type ActionConfig struct {
 	Name string `koanf:"name"`
 
 	// webhook
-	URL              string            `koanf:"url"`
-	URLEnv           string            `koanf:"url_env"`
-	Method           string            `koanf:"method"`
-	Headers          map[string]string `koanf:"headers"`
-	BodyTemplate     string            `koanf:"body_template"`
+	URL     string            `koanf:"url"`
+	URLEnv  string            `koanf:"url_env"`
+	Method  string            `koanf:"method"`
+	Headers map[string]string `koanf:"headers"`
+	// HeadersEnv maps a header name to the environment variable holding
+	// its value (credentials: never printed).
+	HeadersEnv       map[string]string `koanf:"headers_env"`
+	BodyTemplate     string            `koanf:"body_template"` // also email
 	Timeout          *time.Duration    `koanf:"timeout"`
 	SigningSecret    string            `koanf:"signing_secret"`
 	SigningSecretEnv string            `koanf:"signing_secret_env"`
+	// SigningSecretsEnv names environment variables holding more signing
+	// secrets, one each: the request is signed with every secret (key
+	// rotation).
+	SigningSecretsEnv []string `koanf:"signing_secrets_env"`
 
 	// log
 	Level           string `koanf:"level"`
@@ -280,8 +314,17 @@ type ActionConfig struct {
 	WebhookURLEnv string `koanf:"webhook_url_env"`
 	Channel       string `koanf:"channel"`
 
-	// nats
+	// nats (a template), email (a fixed subject)
 	Subject string `koanf:"subject"`
+
+	// email (and subject, body_template above)
+	To               []string `koanf:"to"`
+	ToTemplate       string   `koanf:"to_template"`
+	Cc               []string `koanf:"cc"`
+	Bcc              []string `koanf:"bcc"`
+	ReplyTo          string   `koanf:"reply_to"`
+	SubjectTemplate  string   `koanf:"subject_template"`
+	HTMLBodyTemplate string   `koanf:"html_body_template"`
 }
 
 // Defaults returns the configuration used for every key the file and the
@@ -335,6 +378,7 @@ func Defaults() Config {
 		},
 		Performance: PerformanceConfig{EnableConcurrent: true, MaxConcurrentActions: 32},
 		HTTP:        HTTPConfig{Listen: "127.0.0.1:9090", AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
+		Email:       EmailConfig{TLS: "starttls", Timeout: 10 * time.Second, MaxIdleConns: 2, IdleTimeout: 30 * time.Second},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},
 	}
 }

@@ -61,13 +61,14 @@ func LoadObserverConfigs(cfg Config) ([]ObserverConfig, error) {
 	return append(out, f.Observers...), nil
 }
 
-// LoadObservers loads and compiles every observer of cfg.
-func LoadObservers(cfg Config, lookupEnv func(string) (string, bool)) ([]domain.Observer, error) {
+// LoadObservers loads and compiles every observer of cfg, running checks
+// on the actions' values (see Checks).
+func LoadObservers(cfg Config, lookupEnv func(string) (string, bool), checks Checks) ([]domain.Observer, error) {
 	cfgs, err := LoadObserverConfigs(cfg)
 	if err != nil {
 		return nil, err
 	}
-	obs, err := BuildObservers(cfgs, lookupEnv)
+	obs, err := BuildObservers(cfgs, lookupEnv, checks)
 	if err == nil {
 		err = checkAvailable(cfg, obs)
 	}
@@ -85,7 +86,8 @@ func LoadObservers(cfg Config, lookupEnv func(string) (string, bool)) ([]domain.
 }
 
 // checkAvailable refuses actions the configuration gives nothing to run
-// on: a cache action without Redis, a database action without a database.
+// on: a cache action without Redis, a database action without a database,
+// an email action without an SMTP server.
 func checkAvailable(cfg Config, obs []domain.Observer) error {
 	for _, o := range obs {
 		for i, act := range o.Actions {
@@ -95,6 +97,8 @@ func checkAvailable(cfg Config, obs []domain.Observer) error {
 				missing = "Redis (set redis.url)"
 			case act.Type == domain.ActionDatabase && cfg.Topology == TopologyMemory:
 				missing = "a database (the memory topology has none)"
+			case act.Type == domain.ActionEmail && !cfg.Email.Configured():
+				missing = "an SMTP server (set email.host, and email.from)"
 			case act.Type == domain.ActionNATS && !cfg.Topology.Distributed():
 				missing = "a NATS connection (topology nats-distributed or multi-database)"
 			}

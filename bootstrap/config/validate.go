@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/mail"
 	"os"
 	"regexp"
 	"strings"
@@ -41,6 +43,9 @@ func (c *Config) Validate() error {
 		return &ConfigError{Key: "databases", Msg: "only used by topology multi-database"}
 	}
 	if err := c.validateRedis(); err != nil {
+		return err
+	}
+	if err := c.Email.validate(); err != nil {
 		return err
 	}
 	if c.Topology != TopologyMemory {
@@ -212,6 +217,62 @@ func (c *Config) validateNATS() error {
 		if (d.URL == "") == (d.URLEnv == "") {
 			return &ConfigError{Key: key + ".url", Msg: "set exactly one of url and url_env"}
 		}
+	}
+	return nil
+}
+
+// validate checks the [email] keys: without a host none of the server's
+// keys may be set (they would be read and ignored).
+func (e EmailConfig) validate() error {
+	switch e.TLS {
+	case "none", "starttls", "tls":
+	default:
+		return &ConfigError{Key: "email.tls", Msg: fmt.Sprintf("%q is not one of none, starttls, tls", e.TLS)}
+	}
+	checks := []struct {
+		key string
+		ok  bool
+		msg string
+	}{
+		{"email.port", e.Port >= 0 && e.Port <= 65535, "must be between 1 and 65535 (0: the tls mode's port, 25, 587 or 465)"},
+		{"email.timeout", e.Timeout > 0, "must be positive"},
+		{"email.idle_timeout", e.IdleTimeout > 0, "must be positive"},
+		{"email.max_idle_conns", e.MaxIdleConns >= 0, "must not be negative (0: a new session per message)"},
+		{"email.helo_name", !strings.ContainsAny(e.HELOName, " \t\r\n"), "must be a host name, without spaces"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return &ConfigError{Key: ch.key, Msg: ch.msg}
+		}
+	}
+	if !e.Configured() {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"email.from", e.From != ""}, {"email.port", e.Port != 0}, {"email.username", e.Username != ""},
+			{"email.password_env", e.PasswordEnv != ""}, {"email.helo_name", e.HELOName != ""}} {
+			if k.set {
+				return &ConfigError{Key: k.key, Msg: "set without email.host (the SMTP server)"}
+			}
+		}
+		return nil
+	}
+	if strings.ContainsAny(e.Host, " \t\r\n/:") && net.ParseIP(e.Host) == nil {
+		return &ConfigError{Key: "email.host", Msg: fmt.Sprintf("%q is not a host name or IP address (the port goes in email.port)", e.Host)}
+	}
+	if e.From == "" {
+		return &ConfigError{Key: "email.from", Msg: "required with email.host: the sender address"}
+	}
+	if _, err := mail.ParseAddress(e.From); err != nil {
+		return &ConfigError{Key: "email.from", Msg: fmt.Sprintf("%q is not an email address: %v", e.From, err)}
+	}
+	switch {
+	case e.Username != "" && e.PasswordEnv == "":
+		return &ConfigError{Key: "email.password_env", Msg: "required with email.username: the environment variable holding the password"}
+	case e.Username == "" && e.PasswordEnv != "":
+		return &ConfigError{Key: "email.username", Msg: "required with email.password_env"}
+	case e.Username != "" && e.TLS == "none":
+		return &ConfigError{Key: "email.tls", Msg: "\"none\" with email.username would send the password in clear: use starttls or tls"}
 	}
 	return nil
 }

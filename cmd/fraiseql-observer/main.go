@@ -207,7 +207,7 @@ func validateConfig(file string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	obs, err := config.LoadObservers(cfg, os.LookupEnv)
+	obs, err := bootstrap.LoadObservers(cfg, os.LookupEnv)
 	if err != nil {
 		return err
 	}

@@ -169,7 +169,9 @@ func TestWriteDebugReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secretEnv := func(k string) (string, bool) { return "whsec_YS1icmFuZC1uZXctMzItYnl0ZS1zaWduaW5nLWtleSE=", k == "HOOK_SECRET" }
+	secretEnv := func(k string) (string, bool) {
+		return "whsec_YS1icmFuZC1uZXctMzItYnl0ZS1zaWduaW5nLWtleSE=", k == "HOOK_SECRET"
+	}
 	rep, err := bootstrap.DebugEvent(cfg, secretEnv, []byte(debugInput))
 	if err != nil {
 		t.Fatal(err)
