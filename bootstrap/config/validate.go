@@ -129,11 +129,21 @@ func (c *Config) validateRedis() error {
 	if r.Configured() || c.Topology == TopologyMemory || c.Topology == TopologyPostgresOnly {
 		return nil
 	}
-	switch {
-	case c.Performance.EnableDedup:
-		return &ConfigError{Key: "performance.enable_dedup", Msg: "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"}
-	case c.Performance.EnableCaching:
-		return &ConfigError{Key: "performance.enable_caching", Msg: "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"}
+	if c.Topology.Distributed() && !c.Role.RunsWorker() {
+		return nil // a bridge runs no actions: dedup and caching do not apply
+	}
+	for _, f := range []struct {
+		key string
+		on  bool
+	}{{keyEnableDedup, c.Performance.EnableDedup}, {keyEnableCaching, c.Performance.EnableCaching}} {
+		if !f.on {
+			continue
+		}
+		msg := "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"
+		if !c.IsSet(f.key) {
+			msg = "on by default in topology " + string(c.Topology) + ", and needs Redis: set redis.url (or redis.addrs), or " + f.key + " = false"
+		}
+		return &ConfigError{Key: f.key, Msg: msg}
 	}
 	return nil
 }

@@ -228,9 +228,8 @@ func runService(ctx context.Context, file, topology string, stderr io.Writer) er
 		return err
 	}
 	if topology != "" {
-		cfg.Topology = config.Topology(topology)
-		if err := cfg.Validate(); err != nil {
-			return err
+		if err := cfg.SetTopology(config.Topology(topology)); err != nil {
+			return withFile(err, file)
 		}
 	}
 	logger := bootstrap.NewLogger(stderr, cfg.Logging.Level, cfg.Logging.Format)
