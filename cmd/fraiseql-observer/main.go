@@ -233,7 +233,7 @@ func runService(ctx context.Context, file, topology string, stderr io.Writer) er
 		}
 	}
 	logger := bootstrap.NewLogger(stderr, cfg.Logging.Level, cfg.Logging.Format)
-	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger})
+	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger, Version: buildVersion()})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while waiting for the database
