@@ -136,3 +136,48 @@ func envNames(v reflect.Value, key string, f func(key, name string)) {
 		}
 	}
 }
+
+// EnvConfigFile is the variable naming the configuration file when
+// --config is not given.
+const EnvConfigFile = EnvPrefix + "CONFIG"
+
+// EnvVariables maps every FRAISEQL_* variable that sets a key to that key
+// (FRAISEQL_DATABASE_URL to database.url). Tables ([[observers]],
+// [[databases]]) have none.
+func EnvVariables() map[string]string {
+	known := map[string]reflect.Kind{}
+	collectKeys(reflect.TypeOf(Config{}), "", known)
+	out := make(map[string]string, len(known))
+	for key, kind := range known {
+		if kind != reflect.Array {
+			out[EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, ".", "_"))] = key
+		}
+	}
+	return out
+}
+
+// UnknownEnv lists the FRAISEQL_* variables of environ that configure
+// nothing: not a key, not FRAISEQL_CONFIG, not a variable a *_env key of
+// cfg names. Load ignores them (they may belong to another program), so a
+// misspelt name would otherwise go unnoticed.
+func UnknownEnv(cfg Config, environ []string) []string {
+	keys := EnvVariables()
+	named := map[string]bool{EnvConfigFile: true}
+	if refs, err := EnvReferences(cfg, func(string) (string, bool) { return "", false }); err == nil {
+		for _, r := range refs {
+			named[r.Variable] = true
+		}
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || named[name] {
+			continue
+		}
+		if _, ok := keys[name]; !ok {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
