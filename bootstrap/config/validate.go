@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -24,11 +25,15 @@ func (c *Config) Validate() error {
 		}
 		if !c.Redis.Configured() {
 			msg := "topology postgres-redis needs Redis: set redis.url (or redis.addrs)"
-			switch {
-			case c.Performance.EnableDedup:
-				msg += "; performance.enable_dedup is on"
-			case c.Performance.EnableCaching:
-				msg += "; performance.enable_caching is on"
+			var on []string
+			for key, v := range map[string]bool{keyEnableDedup: c.Performance.EnableDedup, keyEnableCaching: c.Performance.EnableCaching} {
+				if v {
+					on = append(on, key)
+				}
+			}
+			if len(on) > 0 {
+				slices.Sort(on)
+				msg += "; " + strings.Join(on, " and ") + " on"
 			}
 			return &ConfigError{Key: "redis.url", Msg: msg}
 		}
