@@ -238,7 +238,7 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 		}
 		p.finishFailed(ctx, run, t, err)
 	}
-	p.cfg.Metrics.ActionExecuted(t.act.Type, detail.Outcome, took)
+	p.cfg.Metrics.ActionExecuted(detail)
 	run.Summary.Add(detail)
 	if note.cacheMiss {
 		run.Summary.CacheMisses++

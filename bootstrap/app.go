@@ -69,6 +69,8 @@ type Options struct {
 	Logger *slog.Logger
 	// LookupEnv resolves *_env secrets (default os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// Version is the build's version, for fraiseql_observer_build_info.
+	Version string
 }
 
 // New builds the topology cfg names. It connects to the databases
@@ -83,7 +85,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(), env: opts.LookupEnv, holder: holderName()}
+	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(promadapter.BuildInfo{Version: opts.Version}), env: opts.LookupEnv, holder: holderName()}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -239,39 +241,6 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return err
-}
-
-// pollGauges refreshes the gauges that need a query: backlog, dead-letter
-// count and the oldest open transaction.
-func (a *App) pollGauges(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if a.dlqCount != nil {
-			if n, err := a.dlqCount.Count(qctx); err == nil {
-				a.metrics.SetDLQItems(n)
-			}
-		}
-		var backlog int64
-		var oldest time.Duration
-		for _, src := range a.changeLogs() {
-			if n, err := src.log.Backlog(qctx, src.reader.Status().Saved); err == nil {
-				backlog += n
-			}
-			if d, err := src.log.OldestTransactionAge(qctx); err == nil {
-				oldest = max(oldest, d)
-			}
-		}
-		a.metrics.SetBacklog(backlog)
-		a.metrics.SetOldestTransactionAge(oldest)
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 func holderName() string {

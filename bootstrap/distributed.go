@@ -27,23 +27,6 @@ type bridgeUnit struct {
 	bridge *application.Bridge
 }
 
-type changeLogReader struct {
-	log    *postgres.ChangeLog
-	reader *application.Reader
-}
-
-// changeLogs lists the change logs this process reads, for the gauges.
-func (a *App) changeLogs() []changeLogReader {
-	var out []changeLogReader
-	if a.changeLog != nil && a.reader != nil {
-		out = append(out, changeLogReader{a.changeLog, a.reader})
-	}
-	for _, b := range a.bridges {
-		out = append(out, changeLogReader{b.log, b.reader})
-	}
-	return out
-}
-
 // buildDistributed sets up what the role runs: the bridges and the worker.
 func (a *App) buildDistributed(ctx context.Context) error {
 	if a.cfg.Role.RunsBridge() {

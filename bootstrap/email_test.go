@@ -162,7 +162,7 @@ func TestLoadObserversAppliesTheAdapterChecks(t *testing.T) {
 		want         []string
 	}{
 		{"short rotated secret", "type = \"webhook\"\nurl = \"https://example.com/h\"\nsigning_secrets_env = [\"NEW\", \"OLD\"]\n",
-			[]string{`observers[1] ("o")`, "signing_secrets_env[1] (OLD)", "decodes to 18 bytes"}},
+			[]string{`observers.toml: observers[0] ("o")`, "signing_secrets_env[1] (OLD)", "decodes to 18 bytes"}},
 		{"secret without the prefix", "type = \"webhook\"\nurl = \"https://example.com/h\"\nsigning_secret = \"my webhook secret\"\n",
 			[]string{"signing_secret:", `"whsec_" followed by base64`}},
 		{"bad cc", "type = \"email\"\nto = [\"ops@example.com\"]\ncc = [\"ops at example\"]\nsubject = \"s\"\nbody_template = \"b\"\n",

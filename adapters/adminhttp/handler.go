@@ -21,8 +21,9 @@
 //	DELETE /api/observers/dlq/{id}
 //	GET    /api/observers/checkpoints
 //	PUT    /api/observers/checkpoints/{name}    {"txid": N, "seq": N}
+//	GET    /debug/pprof/...                     profiles, with http.pprof = true only
 //
-// Everything under /api/observers needs "Authorization: Bearer <token>";
+// Everything under /api/observers and /debug/pprof needs "Authorization: Bearer <token>";
 // without a configured token it answers 403. Errors are JSON
 // {"error": "..."}: 400 bad input, 401 no or wrong token, 404 unknown id or
 // name, 409 conflicts (an item that cannot be retried, a checkpoint whose
@@ -39,6 +40,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -83,7 +85,10 @@ type Config struct {
 	// multi-database bridge): the dlq routes then do not exist.
 	DeadLetters *admin.DeadLetters
 	Metrics     http.Handler
-	Logger      *slog.Logger
+	// PProf serves net/http/pprof under /debug/pprof/, behind the token
+	// (http.pprof; off by default).
+	PProf  bool
+	Logger *slog.Logger
 	// Now is the clock for relative replay times (default time.Now).
 	Now func() time.Time
 }
@@ -122,16 +127,31 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		api.HandleFunc("PUT /api/observers/checkpoints/{name}", s.putCheckpoint)
 	}
 	mux.Handle("/api/observers/", s.requireToken(api))
-	return mux, nil
-}
-
-// requireToken guards the API with the bearer token; without a token the
-// API is closed.
-func (s *server) requireToken(next http.Handler) http.Handler {
+	if cfg.PProf {
+		mux.Handle("/debug/pprof/", s.requireToken(pprofHandler()))
+	}
 	if s.Token == "" {
 		s.Logger.Warn("admin API disabled: set the environment variable named by http.admin_token_env",
 			slog.String("http.admin_token_env", s.TokenEnv))
 	}
+	return mux, nil
+}
+
+// pprofHandler serves net/http/pprof's profiles under /debug/pprof/.
+func pprofHandler() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /debug/pprof/", pprof.Index)
+	m.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return m
+}
+
+// requireToken guards a handler with the bearer token; without a token
+// it is closed (403).
+func (s *server) requireToken(next http.Handler) http.Handler {
 	want := []byte("Bearer " + s.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.Token == "" {

@@ -110,6 +110,9 @@ type Config struct {
 
 	// File is the configuration file the values came from ("" for none).
 	File string `koanf:"-"`
+	// explicit holds the keys the file or the environment set (Load
+	// fills it): a topology-dependent default never overrides them.
+	explicit map[string]bool
 }
 
 // DatabaseConfig is the PostgreSQL connection and the change-log contract.
@@ -208,7 +211,18 @@ type PerformanceConfig struct {
 type HTTPConfig struct {
 	Listen        string `koanf:"listen"`
 	AdminTokenEnv string `koanf:"admin_token_env"`
+	// PProf serves net/http/pprof under /debug/pprof/, behind the admin
+	// token; off by default.
+	PProf bool `koanf:"pprof"`
 }
+
+// DefaultAdminPort is the admin HTTP server's default port. Not 9090,
+// which is Prometheus's own (a Prometheus scraping this service often
+// runs on the same host), nor any port of the 9100-9999 range that
+// Prometheus allocates to exporters (fully allocated): 8079 is the default
+// of no common infrastructure service and stays clear of the usual
+// development ports (8080, 8000, 8888).
+const DefaultAdminPort = 8079
 
 // LoggingConfig selects level and format.
 type LoggingConfig struct {
@@ -377,7 +391,7 @@ func Defaults() Config {
 			},
 		},
 		Performance: PerformanceConfig{EnableConcurrent: true, MaxConcurrentActions: 32},
-		HTTP:        HTTPConfig{Listen: "127.0.0.1:9090", AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
+		HTTP:        HTTPConfig{Listen: fmt.Sprintf("127.0.0.1:%d", DefaultAdminPort), AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
 		Email:       EmailConfig{TLS: "starttls", Timeout: 10 * time.Second, MaxIdleConns: 2, IdleTimeout: 30 * time.Second},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},
 	}

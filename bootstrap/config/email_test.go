@@ -202,7 +202,7 @@ func TestEmailActionNeedsSMTPServer(t *testing.T) {
 	cfg.Email = config.Defaults().Email
 	_, err = config.LoadObservers(cfg, nil, config.Checks{})
 	var ce *config.ConfigError
-	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "email.host") || !strings.Contains(ce.Key, "actions[0]") {
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "email.host") || !strings.Contains(err.Error(), "actions[0]") {
 		t.Errorf("email action without email.host: %v, want a ConfigError naming the action and email.host", err)
 	}
 }

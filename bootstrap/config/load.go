@@ -53,6 +53,7 @@ func Load(path string, environ []string) (Config, error) {
 	known := map[string]reflect.Kind{}
 	collectKeys(reflect.TypeOf(Config{}), "", known)
 
+	var fileKeys []string
 	if path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {
@@ -71,6 +72,7 @@ func Load(path string, environ []string) (Config, error) {
 				return Config{}, &ConfigError{File: path, Key: key, Msg: "unknown key" + suggest(key, known)}
 			}
 		}
+		fileKeys = kf.Keys()
 		if err := k.Merge(kf); err != nil {
 			return Config{}, &ConfigError{File: path, Msg: err.Error()}
 		}
@@ -119,6 +121,8 @@ func Load(path string, environ []string) (Config, error) {
 		return Config{}, decodeError(path, err)
 	}
 	cfg.File = path
+	cfg.explicit = explicitKeys(fileKeys, environ, envKeys)
+	cfg.applyTopologyDefaults()
 	if err := cfg.Validate(); err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) && ce.File == "" {

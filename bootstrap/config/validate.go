@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,11 +27,15 @@ func (c *Config) Validate() error {
 		}
 		if !c.Redis.Configured() {
 			msg := "topology postgres-redis needs Redis: set redis.url (or redis.addrs)"
-			switch {
-			case c.Performance.EnableDedup:
-				msg += "; performance.enable_dedup is on"
-			case c.Performance.EnableCaching:
-				msg += "; performance.enable_caching is on"
+			var on []string
+			for key, v := range map[string]bool{keyEnableDedup: c.Performance.EnableDedup, keyEnableCaching: c.Performance.EnableCaching} {
+				if v {
+					on = append(on, key)
+				}
+			}
+			if len(on) > 0 {
+				slices.Sort(on)
+				msg += "; " + strings.Join(on, " and ") + " on"
 			}
 			return &ConfigError{Key: "redis.url", Msg: msg}
 		}
@@ -134,11 +139,21 @@ func (c *Config) validateRedis() error {
 	if r.Configured() || c.Topology == TopologyMemory || c.Topology == TopologyPostgresOnly {
 		return nil
 	}
-	switch {
-	case c.Performance.EnableDedup:
-		return &ConfigError{Key: "performance.enable_dedup", Msg: "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"}
-	case c.Performance.EnableCaching:
-		return &ConfigError{Key: "performance.enable_caching", Msg: "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"}
+	if c.Topology.Distributed() && !c.Role.RunsWorker() {
+		return nil // a bridge runs no actions: dedup and caching do not apply
+	}
+	for _, f := range []struct {
+		key string
+		on  bool
+	}{{keyEnableDedup, c.Performance.EnableDedup}, {keyEnableCaching, c.Performance.EnableCaching}} {
+		if !f.on {
+			continue
+		}
+		msg := "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"
+		if !c.IsSet(f.key) {
+			msg = "on by default in topology " + string(c.Topology) + ", and needs Redis: set redis.url (or redis.addrs), or " + f.key + " = false"
+		}
+		return &ConfigError{Key: f.key, Msg: msg}
 	}
 	return nil
 }
