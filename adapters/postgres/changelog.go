@@ -194,7 +194,9 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit int) (
 		return ports.Batch{}, interpretError("read change log", err)
 	}
 	defer rows.Close()
-	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit, 1024))}
+	// A busy reader reads a few rows at a time: a batch sized for limit
+	// would be allocated and zeroed (limit × ~200 bytes) on every read.
+	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit, 16))}
 	examined := 0
 	for rows.Next() {
 		examined++

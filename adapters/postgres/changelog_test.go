@@ -751,3 +751,29 @@ func BenchmarkChangeLogRead(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkChangeLogReadFew reads the last 5 rows with a limit of 500, as
+// a reader that keeps up with the writers does.
+func BenchmarkChangeLogReadFew(b *testing.B) {
+	const rows, few, limit = 1_000, 5, 500
+	bundle := setup(b, ChangeLogConfig{})
+	_, err := bundle.pool.Exec(context.Background(), `
+		INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_id, object_data)
+		SELECT 'Order', 'INSERT', gen_random_uuid(), jsonb_build_object('id', i, 'status', 'new')
+		FROM generate_series(1, $1) AS i`, rows)
+	if err != nil {
+		b.Fatalf("seed: %v", err)
+	}
+	all, _ := readUntil(b, bundle.cl, ports.Position{}, rows)
+	after := all[len(all)-few-1].Position
+	ctx := context.Background()
+	for b.Loop() {
+		got, err := bundle.cl.Read(ctx, after, limit)
+		if err != nil {
+			b.Fatalf("Read: %v", err)
+		}
+		if len(got.Records) != few {
+			b.Fatalf("read %d rows, want %d", len(got.Records), few)
+		}
+	}
+}
