@@ -74,22 +74,19 @@ type ChangeLog struct {
 
 // wakeTuning paces Wait (see there).
 type wakeTuning struct {
-	busyRate      float64       // rows/s from which the reader polls while rows keep coming
-	rateWindow    time.Duration // the rate is measured over windows this long
-	busyWindow    time.Duration // at that rate, rows read this recently: poll, do not arm
+	quietMin      time.Duration // bounds of the quiet (no rows read) required before arming
+	quietMax      time.Duration
+	quietStep     time.Duration // the first quiet requirement above zero
 	busyPoll      time.Duration // the pause of a busy reader's Wait
 	unsafePollMin time.Duration // first pause while writers that may have missed the arm run
 	unsafePollMax time.Duration // the pause doubles up to this
 }
 
 // defaultWakeTuning keeps the reader within about a millisecond of a
-// commit while it is idle or busy. Below 1000 rows/s a notification per
-// commit costs the writers little (the lock NOTIFY takes is free most of
-// the time) and wakes the reader sooner than a poll would.
+// commit while it is idle or busy.
 var defaultWakeTuning = wakeTuning{
-	busyRate:      1000,
-	rateWindow:    100 * time.Millisecond,
-	busyWindow:    20 * time.Millisecond,
+	quietMax:      time.Second,
+	quietStep:     time.Millisecond,
 	busyPoll:      time.Millisecond,
 	unsafePollMin: time.Millisecond,
 	unsafePollMax: 20 * time.Millisecond,
@@ -97,16 +94,16 @@ var defaultWakeTuning = wakeTuning{
 
 // wakeState is what Wait knows of the arm.
 type wakeState struct {
-	mu          sync.Mutex
-	lastActive  time.Time     // last read that examined rows, or last notification
-	windowStart time.Time     // the current rate window
-	windowRows  int           // rows examined in it
-	highRate    bool          // the last complete window's rate was at least busyRate
-	armed       bool          // the listener session holds the wake-up lock for this reader (a reconnection signals, which clears it)
-	safe        bool          // every writer that probed before the arm has ended
-	horizon     uint64        // next transaction id just after the arm
-	pause       time.Duration // the next pause while not yet safe
-	armPause    time.Duration // the next pause after a failed arm
+	mu         sync.Mutex
+	lastActive time.Time     // last read that examined rows, or last notification
+	quiet      time.Duration // the quiet required before arming
+	armedOnce  bool
+	notesAtArm int64         // listener.received at the last arm
+	armed      bool          // the listener session holds the wake-up lock for this reader (a reconnection signals, which clears it)
+	safe       bool          // every writer that probed before the arm has ended
+	horizon    uint64        // next transaction id just after the arm
+	pause      time.Duration // the next pause while not yet safe
+	armPause   time.Duration // the next pause after a failed arm
 }
 
 var _ ports.EventSource = (*ChangeLog)(nil)
@@ -197,9 +194,7 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit int) (
 	// A busy reader reads a few rows at a time: a batch sized for limit
 	// would be allocated and zeroed (limit × ~200 bytes) on every read.
 	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit, 16))}
-	examined := 0
 	for rows.Next() {
-		examined++
 		var r changeRow
 		if err := rows.Scan(&r.PK, &r.TxID, &r.ID, &r.CreatedAt, &r.ObjectType, &r.ModificationType,
 			&r.EntityID, &r.ObjectID, &r.ObjectKey, &r.ObjectData, &r.ObjectDataBefore, &r.TenantID, &r.UserID); err != nil {
@@ -218,8 +213,8 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit int) (
 	if err := rows.Err(); err != nil {
 		return ports.Batch{}, interpretError("read change log", err)
 	}
-	if examined > 0 {
-		c.active(examined)
+	if batch.End != after {
+		c.active()
 	}
 	return batch, nil
 }
@@ -275,10 +270,16 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 // costs the application's writers next to nothing (see
 // notifyFunctionBody): writers notify only while a reader waits.
 //
-//   - Busy: at busyRate rows/s or more, while the last rows were read (or
-//     a notification came) less than busyWindow ago, Wait only sleeps
-//     busyPoll; no writer notifies. Below that rate a notification per
-//     commit is cheap, and faster than a poll.
+//   - Busy: while the last rows were read (or a notification came) less
+//     than the quiet requirement ago, Wait only sleeps busyPoll; no writer
+//     notifies. Every commit between an arm and its release notifies, so
+//     the requirement follows what arming costs: the listener receives
+//     every notification on the channel, and when more than 2 came in
+//     since the last arm (the writers commit faster than the reader
+//     disarms: a notification per commit would start to cost them) the
+//     requirement doubles, from quietStep up to quietMax; at 1 or none it
+//     halves, down to zero (arm at once: a notification wakes the reader
+//     sooner than a poll).
 //   - Idle: Wait arms (takes the wake-up lock on the LISTEN session) and
 //     returns at once, so that the caller reads again: rows committed
 //     before the arm were not announced.
@@ -299,8 +300,9 @@ func (c *ChangeLog) Wait(ctx context.Context) error {
 	}
 	w := &c.wake
 	w.mu.Lock()
+	quiet := min(max(w.quiet, c.tune.quietMin), c.tune.quietMax)
 	switch {
-	case !w.armed && w.highRate && c.now().Sub(w.lastActive) < c.tune.busyWindow:
+	case !w.armed && c.now().Sub(w.lastActive) < quiet:
 		w.mu.Unlock()
 		return c.block(ctx, min(c.tune.busyPoll, c.cfg.PollInterval))
 	case !w.armed:
@@ -353,6 +355,20 @@ func (c *ChangeLog) arm(ctx context.Context) error {
 	}
 	defer w.mu.Unlock()
 	w.armPause = c.tune.busyPoll
+	notes := c.listener.received.Load()
+	if w.armedOnce {
+		switch cost := notes - w.notesAtArm; {
+		case cost > 2:
+			w.quiet = max(2*w.quiet, c.tune.quietStep)
+		case cost <= 1:
+			w.quiet /= 2
+			if w.quiet < c.tune.quietStep {
+				w.quiet = 0
+			}
+		}
+		w.quiet = min(w.quiet, c.tune.quietMax)
+	}
+	w.armedOnce, w.notesAtArm = true, notes
 	w.armed = true
 	w.horizon, w.safe = res.next, res.xmin >= res.next // nothing was running: no writer can have missed the arm
 	w.pause = c.tune.unsafePollMin
@@ -368,25 +384,19 @@ func (c *ChangeLog) block(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.listener.notify:
-		c.active(0)
+		c.active()
 		return nil
 	case <-t.C:
 		return nil
 	}
 }
 
-// active records that the reader read n rows (or, n = 0, was notified):
-// it is about to be busy, so the arm, if any, is released.
-func (c *ChangeLog) active(n int) {
+// active records that the reader read rows or was notified: it is about
+// to be busy, so the arm, if any, is released.
+func (c *ChangeLog) active() {
 	w := &c.wake
-	now := c.now()
 	w.mu.Lock()
-	w.lastActive = now
-	if elapsed := now.Sub(w.windowStart); elapsed >= c.tune.rateWindow {
-		w.highRate = float64(w.windowRows) >= c.tune.busyRate*elapsed.Seconds()
-		w.windowStart, w.windowRows = now, 0
-	}
-	w.windowRows += n
+	w.lastActive = c.now()
 	wasArmed := w.armed
 	w.armed = false
 	w.mu.Unlock()

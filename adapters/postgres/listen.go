@@ -50,6 +50,7 @@ type listener struct {
 
 	pid      atomic.Uint32 // backend pid of the current LISTEN connection, 0 when down
 	connects atomic.Int64  // successful LISTENs so far
+	received atomic.Int64  // notifications received so far
 	armed    atomic.Bool   // the current session holds the wake-up lock
 
 	mu       sync.Mutex
@@ -271,6 +272,7 @@ func (l *listener) receive(ctx context.Context, conn *pgx.Conn) error {
 		kicked := waitCtx.Err() != nil
 		kick()
 		if n != nil {
+			l.received.Add(1)
 			l.signal()
 			// The reader is about to be busy: release the arm at once,
 			// here, rather than when its goroutine runs, since every

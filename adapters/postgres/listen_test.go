@@ -24,10 +24,14 @@ import (
 const noPoll = time.Hour
 
 // notifyCounter counts, on a LISTEN connection of its own, the
-// notifications the change-log trigger sends (empty payload).
+// notifications the change-log trigger sends on channel. Its sentinels go
+// to a channel of their own, so that they do not wake the reader (which
+// would release its arm): notifications of all channels arrive in commit
+// order.
 type notifyCounter struct {
-	pool    *pgxpool.Pool
-	channel string
+	pool     *pgxpool.Pool
+	channel  string
+	sentinel string
 
 	mu        sync.Mutex
 	empty     int
@@ -43,11 +47,13 @@ func newNotifyCounter(t testing.TB, pool *pgxpool.Pool, channel string) *notifyC
 		cancel()
 		t.Fatalf("connect counter: %v", err)
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
-		cancel()
-		t.Fatalf("LISTEN: %v", err)
+	n := &notifyCounter{pool: pool, channel: channel, sentinel: channel + "_sentinel", sentinels: map[string]bool{}}
+	for _, ch := range []string{n.channel, n.sentinel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			cancel()
+			t.Fatalf("LISTEN: %v", err)
+		}
 	}
-	n := &notifyCounter{pool: pool, channel: channel, sentinels: map[string]bool{}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -57,7 +63,7 @@ func newNotifyCounter(t testing.TB, pool *pgxpool.Pool, channel string) *notifyC
 				return
 			}
 			n.mu.Lock()
-			if msg.Payload == "" {
+			if msg.Channel == n.channel {
 				n.empty++
 			} else {
 				n.sentinels[msg.Payload] = true
@@ -82,7 +88,7 @@ func (n *notifyCounter) count(t testing.TB) int {
 	n.next++
 	sentinel := fmt.Sprintf("sentinel-%d", n.next)
 	n.mu.Unlock()
-	if _, err := n.pool.Exec(t.Context(), `SELECT pg_notify($1, $2)`, n.channel, sentinel); err != nil {
+	if _, err := n.pool.Exec(t.Context(), `SELECT pg_notify($1, $2)`, n.sentinel, sentinel); err != nil {
 		t.Fatalf("notify sentinel: %v", err)
 	}
 	deadline := time.Now().Add(waitTimeout)
@@ -343,16 +349,33 @@ func TestChangeLogWakeUp(t *testing.T) {
 		if got := r.records(); len(got) != 0 {
 			t.Fatalf("read %d records of an uncommitted transaction", len(got))
 		}
+		r.hold.Store(true)
 		if err := tx.Commit(t.Context()); err != nil {
 			t.Fatalf("commit: %v", err)
 		}
-		got := r.waitRecords(t, 1, waitTimeout)
-		if got[0].Event.EntityID != "spanning" {
+		select {
+		case <-r.held:
+		case <-time.After(waitTimeout):
+			t.Fatalf("the spanning writer's row not read within %v (poll interval %v)", waitTimeout, noPoll)
+		}
+		if got := r.records(); got[0].Event.EntityID != "spanning" {
 			t.Fatalf("read %q, want the spanning writer's row", got[0].Event.EntityID)
 		}
 		if n := counter.count(t); n != 0 {
 			t.Fatalf("%d notifications from a writer that probed before the arm, want 0 (the test must exercise the silent path)", n)
 		}
+		// Found by a poll, not by a notification: the read itself
+		// released the arm, so the writers of a busy reader stay silent.
+		waitServerArmed(t, b.pool, DefaultChannel, 0, false)
+		if err := insertOrder(t.Context(), b.pool, "while busy"); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+		if n := counter.count(t); n != 0 {
+			t.Fatalf("%d notifications while the reader was busy, want 0", n)
+		}
+		r.hold.Store(false)
+		r.release <- struct{}{}
+		r.waitRecords(t, 2, waitTimeout)
 		waitSettled(t, b.cl) // and the reader went back to waiting for notifications
 	})
 	t.Run("ManyShortWriters", func(t *testing.T) {
@@ -507,7 +530,7 @@ func TestChangeLogBusyReaderSendsNoNotify(t *testing.T) {
 		b := setup(t, ChangeLogConfig{PollInterval: noPoll})
 		// Busy for as long as rows keep coming: the reader polls and
 		// never arms.
-		b.cl.tune.busyRate, b.cl.tune.busyWindow = 0, time.Hour
+		b.cl.tune.quietMin, b.cl.tune.quietMax = time.Hour, time.Hour
 		counter := newNotifyCounter(t, b.pool, DefaultChannel)
 		r := startLoopReader(t, b.cl)
 		waitSettled(t, b.cl)
@@ -556,12 +579,14 @@ func TestChangeLogListenerReconnects(t *testing.T) {
 	}
 }
 
-// TestChangeLogArmSurvivesProbes arms and disarms while writers probe the
-// lock: an arm that meets a probe is retried, and the lock is never left
-// held by a writer.
+// TestChangeLogArmSurvivesProbes arms the listener again and again while
+// writers probe the lock: an arm that meets a probe is retried, each arm
+// makes the writers notify (and the first notification releases it), and
+// no lock is left held, by a writer or by the listener.
 func TestChangeLogArmSurvivesProbes(t *testing.T) {
 	t.Parallel()
 	b := setup(t, ChangeLogConfig{PollInterval: noPoll})
+	l := b.cl.listener
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	var writes atomic.Int64
@@ -578,17 +603,69 @@ func TestChangeLogArmSurvivesProbes(t *testing.T) {
 			}
 		})
 	}
+	retries := 0
 	for range 50 {
-		settle(t, b.cl)
-		b.cl.active(0) // disarm, as a notification does
-		waitServerArmed(t, b.pool, DefaultChannel, 0, false)
+		before := l.received.Load()
+		for {
+			res, err := l.arm(t.Context())
+			if err != nil {
+				t.Fatalf("arm: %v", err)
+			}
+			if res.held {
+				break
+			}
+			retries++
+		}
+		deadline := time.Now().Add(waitTimeout)
+		for l.received.Load() == before || l.armed.Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("armed listener: no notification or not released within %v (armed %v)", waitTimeout, l.armed.Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	cancel()
 	wg.Wait()
+	waitServerArmed(t, b.pool, DefaultChannel, 0, false)
 	var held int
 	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int4::oid`,
 		wakeLockClass).Scan(&held); err != nil || held != 0 {
 		t.Fatalf("wake-up locks held after the writers stopped = %d, %v; want 0", held, err)
 	}
-	t.Logf("%d inserts during 50 arm/disarm cycles", writes.Load())
+	t.Logf("%d inserts during 50 arm/disarm cycles, %d arms retried", writes.Load(), retries)
+}
+
+// TestListenerArmBoundsCoverRunningWriters checks the bound the race
+// closure relies on: every transaction that had its id before the arm is
+// below the arm's next id, and not below its xmin while it runs. (The
+// snapshot's xmax is not such a bound: it is the latest completed id + 1,
+// below a writer that took its id after the last completion; that shows
+// whenever no newer transaction of the cluster ends in between.)
+func TestListenerArmBoundsCoverRunningWriters(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{PollInterval: noPoll})
+	l := b.cl.listener
+	check := func() {
+		tx, err := b.pool.Begin(t.Context())
+		if err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		defer tx.Rollback(context.Background()) //nolint:errcheck // a transaction only to hold an xid
+		var xid uint64
+		if err := tx.QueryRow(t.Context(), `SELECT pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
+			t.Fatalf("xid: %v", err)
+		}
+		res, err := l.arm(t.Context())
+		if err != nil || !res.held {
+			t.Fatalf("arm = %+v, %v", res, err)
+		}
+		if res.next <= xid || res.xmin > xid {
+			t.Fatalf("arm bounds xmin %d, next %d do not cover the running writer %d", res.xmin, res.next, xid)
+		}
+	}
+	for range 20 {
+		check()
+		l.disarm()
+		waitServerArmed(t, b.pool, DefaultChannel, 0, false)
+	}
 }
