@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -101,7 +102,7 @@ $fn$`
 // the running service.
 type captureBench struct {
 	bundle  *testBundle
-	cfg     bootstrap.Config
+	cfg     config.Config
 	pgbench string
 	script  string
 	seconds int
@@ -112,13 +113,13 @@ type captureBench struct {
 func newCaptureBench(b *testing.B, pgbench string, seconds int) *captureBench {
 	b.Helper()
 	bundle := setup(b)
-	cfg := bundle.config(bootstrap.ObserverConfig{
+	cfg := bundle.config(config.ObserverConfig{
 		Name: "unmatched", Entity: "Unmatched", Events: []string{"INSERT"},
-		Actions: []bootstrap.ActionConfig{{Type: "log"}},
+		Actions: []config.ActionConfig{{Type: "log"}},
 	})
 	// The product's defaults, but for a checkpoint saved often enough to
 	// time the catch-up; the trigger is managed by the benchmark.
-	defaults := bootstrap.Defaults()
+	defaults := config.Defaults()
 	cfg.Database.PollInterval = defaults.Database.PollInterval
 	cfg.Database.MaxConnections = defaults.Database.MaxConnections
 	cfg.Database.MigrateOnStart = false
