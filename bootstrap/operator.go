@@ -46,8 +46,9 @@ type Operator struct {
 	closers []func()
 }
 
-// OpenOperator connects to the configuration's state database (bounded
-// wait). It does not migrate. The memory topology keeps its state in the
+// OpenOperator connects to the configuration's state database (one
+// attempt: a database that is down is an error at once; see
+// WaitForDatabases). It does not migrate. The memory topology keeps its state in the
 // running process: status and replay ask its admin API (http.listen, the
 // token from http.admin_token_env); its dead letters are refused.
 func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Operator, err error) {
@@ -139,11 +140,9 @@ func (o *Operator) onClose(f func()) {
 func (o *Operator) openStore(ctx context.Context, name, url string, readers []admin.Reader) (*admin.Store, error) {
 	dbCfg := o.cfg.Database
 	dbCfg.URL = url
-	cctx, cancel := context.WithTimeout(ctx, max(3*dbCfg.ConnectTimeout, 15*time.Second))
-	defer cancel()
-	d, err := Connect(cctx, dbCfg, o.logger)
+	d, err := connectDB(ctx, dbCfg, name, o.logger)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
 	o.onClose(d.Close)
 	if o.deps.db == nil {
