@@ -54,6 +54,7 @@ type App struct {
 	pauser      *application.Pauser // memory topology: replay pauses the reader
 	bridges     []*bridgeUnit
 	worker      *application.Worker
+	retention   []retentionJob
 	state       *admin.State
 	deadLetters *admin.DeadLetters
 
@@ -131,6 +132,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if err != nil {
 		return nil, err
 	}
+	if err := a.buildRetention(); err != nil {
+		return nil, err
+	}
 	a.buildAdmin()
 	if err := a.listenHTTP(); err != nil {
 		return nil, err
@@ -194,7 +198,7 @@ func (a *App) Run(ctx context.Context) error {
 	// error stops them all.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2+len(a.bridges))
+	errs := make(chan error, 2+len(a.bridges)+len(a.retention))
 	var runners sync.WaitGroup
 	run := func(f func(context.Context) error) {
 		runners.Go(func() {
@@ -225,6 +229,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.worker != nil {
 		run(a.worker.Run)
 	}
+	a.runRetention(run)
 	runners.Wait()
 	var err error
 	select {

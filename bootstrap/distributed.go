@@ -21,6 +21,7 @@ import (
 // reader.
 type bridgeUnit struct {
 	name   string
+	db     *postgres.DB
 	log    *postgres.ChangeLog
 	store  *admin.Store
 	reader *application.Reader
@@ -135,7 +136,7 @@ func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store
 	if err != nil {
 		return err
 	}
-	a.bridges = append(a.bridges, &bridgeUnit{name: name, log: cl, store: store, reader: reader, bridge: bridge})
+	a.bridges = append(a.bridges, &bridgeUnit{name: name, db: db, log: cl, store: store, reader: reader, bridge: bridge})
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
+	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
@@ -40,6 +41,10 @@ type Operator struct {
 	deps        actionDeps
 	deadLetters *admin.DeadLetters
 
+	primary   *admin.Store // nil in the memory topology
+	primaryDB *postgres.DB
+	dbs       map[*admin.Store]*postgres.DB
+
 	mu      sync.Mutex
 	retrier *application.DeadLetterRetrier // built on first retry
 	sources []*admin.Store                 // multi-database sources, opened on first use
@@ -58,7 +63,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName()}
+	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName(), dbs: map[*admin.Store]*postgres.DB{}}
 	if cfg.Topology == config.TopologyMemory {
 		if o.State, err = adminClient(cfg, opts.LookupEnv); err != nil {
 			return nil, err
@@ -74,6 +79,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	if err != nil {
 		return nil, err
 	}
+	o.primary, o.primaryDB = primary, o.dbOf(primary)
 	var sources func(context.Context) ([]*admin.Store, error)
 	if cfg.Topology == config.TopologyMultiDatabase {
 		sources = o.openSources
@@ -149,7 +155,20 @@ func (o *Operator) openStore(ctx context.Context, name, url string, readers []ad
 		o.deps.db = d // database actions re-run on the state database, as in the service
 	}
 	s, _, err := postgresStore(o.cfg, d, name, url, readers)
-	return s, err
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	o.dbs[s] = d
+	o.mu.Unlock()
+	return s, nil
+}
+
+// dbOf returns the database a store of the operator is in.
+func (o *Operator) dbOf(s *admin.Store) *postgres.DB {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.dbs[s]
 }
 
 // openSources opens the multi-database sources on first use.

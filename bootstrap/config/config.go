@@ -106,6 +106,7 @@ type Config struct {
 	Security      SecurityConfig    `koanf:"security"`
 	Email         EmailConfig       `koanf:"email"`
 	Memory        MemoryConfig      `koanf:"memory"`
+	Retention     RetentionConfig   `koanf:"retention"`
 	Observers     []ObserverConfig  `koanf:"observers"`
 
 	// File is the configuration file the values came from ("" for none).
@@ -380,5 +381,6 @@ func Defaults() Config {
 		HTTP:        HTTPConfig{Listen: "127.0.0.1:9090", AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
 		Email:       EmailConfig{TLS: "starttls", Timeout: 10 * time.Second, MaxIdleConns: 2, IdleTimeout: 30 * time.Second},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},
+		Retention:   RetentionConfig{Interval: time.Hour, BatchSize: 1000},
 	}
 }

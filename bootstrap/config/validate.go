@@ -48,6 +48,9 @@ func (c *Config) Validate() error {
 	if err := c.Email.validate(); err != nil {
 		return err
 	}
+	if err := c.Retention.validate(c.Topology); err != nil {
+		return err
+	}
 	if c.Topology != TopologyMemory {
 		if c.Database.URL == "" {
 			return &ConfigError{Key: "database.url", Msg: "required for topology " + string(c.Topology) + " (or set FRAISEQL_DATABASE_URL)"}

@@ -59,6 +59,7 @@ type invocation struct {
 	wait       time.Duration
 	topology   string // run
 	entity     string // watch
+	dryRun     bool   // prune
 	op         opFlags
 }
 
@@ -156,6 +157,13 @@ func commandList() []any {
 				fs.StringVar(&inv.op.reader, "reader", "", "the reader (checkpoint `NAME`) to move (default: the configuration's only reader)")
 			},
 			run: replay},
+		&command{name: "prune", oneShot: true, summary: "delete what [retention] lets go: old change-log rows, dead letters [--dry-run]",
+			help: "Deletes, in small batches, the change-log rows behind every stored checkpoint and older than retention.change_log,\n" +
+				"and the dead letters older than retention.dead_letters, printing progress and a final count.",
+			flags: func(fs *flag.FlagSet, inv *invocation) {
+				fs.BoolVar(&inv.dryRun, "dry-run", false, "count what would be deleted, delete nothing")
+			},
+			run: prune},
 		&command{name: "version", summary: "print the version", help: "Prints the version, the Go version and the platform.", run: printVersion},
 		&command{name: "help", args: "[COMMAND [SUBCOMMAND]]", maxArgs: 2, summary: "show the usage of a command",
 			help: "Shows the usage of the command given, or of every command.", run: help},

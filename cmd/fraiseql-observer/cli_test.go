@@ -280,3 +280,37 @@ func forward(ctx context.Context, t *testing.T, addr, target string) {
 		})
 	}
 }
+
+// prune: a configuration without ages is refused; with them, a dry run
+// and a prune print each table's count and a total.
+func TestPruneCommand(t *testing.T) {
+	t.Parallel()
+	db := testenv.NewDatabase(t)
+	off := writeConfig(t, db, cliObserver)
+	on := writeConfig(t, db, cliObserver+"\n[retention]\nchange_log = \"720h\"\ndead_letters = \"2160h\"\n")
+	if _, stderr, code := runCLI(t, "migrate", "--config", on); code != 0 {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	cases := []struct {
+		args   []string
+		code   int
+		stdout []string
+		stderr string
+	}{
+		{[]string{"prune", "--config", off}, 2, nil, "retention: sets no age"},
+		{[]string{"prune", "--config", on, "--dry-run"}, 0, []string{
+			"change_log (database): no reader has stored a checkpoint yet",
+			"dead_letters (database): 0 rows would be deleted",
+			"dry run: 0 rows would be pruned, nothing was deleted",
+		}, ""},
+		{[]string{"prune", "--config", on}, 0, []string{"dead_letters (database): 0 rows deleted", "pruned 0 rows"}, ""},
+		{[]string{"prune", "extra", "--config", on}, 2, nil, "prune takes no arguments"},
+	}
+	for _, c := range cases {
+		stdout, stderr, code := runCLI(t, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.stderr) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, stderr, c.code, c.stderr)
+		}
+		mustContain(t, "stdout", stdout, c.stdout...)
+	}
+}

@@ -154,3 +154,32 @@ func debugEvent(inv *invocation) error {
 	}
 	return writeDebugReport(stdout, rep, op.json)
 }
+
+// prune applies [retention] once, printing each batch and a final count.
+func prune(inv *invocation) error {
+	out := inv.stdout
+	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+		rep, err := o.Prune(ctx, inv.dryRun, func(p admin.PruneProgress) {
+			where := p.Table + " (" + p.Where + ")"
+			switch {
+			case p.Note != "":
+				fmt.Fprintf(out, "%s: %s\n", where, p.Note)
+			case inv.dryRun:
+				fmt.Fprintf(out, "%s: %d rows would be deleted\n", where, p.Total)
+			case p.Done:
+				fmt.Fprintf(out, "%s: %d rows deleted\n", where, p.Total)
+			default:
+				fmt.Fprintf(out, "%s: deleted %d rows, %d so far\n", where, p.Batch, p.Total)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if rep.DryRun {
+			_, err = fmt.Fprintf(out, "dry run: %d rows would be pruned, nothing was deleted\n", rep.Total)
+		} else {
+			_, err = fmt.Fprintf(out, "pruned %d rows\n", rep.Total)
+		}
+		return err
+	})
+}
