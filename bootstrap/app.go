@@ -20,6 +20,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
+	oteladapter "github.com/fraiseql/fraiseql-observer/adapters/otel"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	promadapter "github.com/fraiseql/fraiseql-observer/adapters/prometheus"
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
@@ -55,6 +56,7 @@ type App struct {
 	bridges     []*bridgeUnit
 	worker      *application.Worker
 	retention   []retentionJob
+	tracer      *oteladapter.Tracer // nil when tracing is off
 	state       *admin.State
 	deadLetters *admin.DeadLetters
 
@@ -70,6 +72,8 @@ type Options struct {
 	Logger *slog.Logger
 	// LookupEnv resolves *_env secrets (default os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// Version is the build's version (the traces' service.version).
+	Version string
 }
 
 // New builds the topology cfg names. It connects to the databases
@@ -98,6 +102,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		a.logger.Warn("no observers configured: events will be consumed without actions")
 	}
 
+	if err := a.startTracing(ctx, opts.Version); err != nil {
+		return nil, err
+	}
 	switch {
 	case cfg.Topology == config.TopologyMemory:
 		err = a.openMemory(ctx)

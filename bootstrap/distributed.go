@@ -132,7 +132,13 @@ func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store
 	if err != nil {
 		return err
 	}
-	reader, err := application.NewReader(cl, store.Checkpoints, bridge, a.readerConfig("bridge:"+name))
+	var handler application.Handler = bridge
+	if a.tracer != nil {
+		if handler, err = application.NewTracedHandler(bridge, a.tracer); err != nil {
+			return err
+		}
+	}
+	reader, err := application.NewReader(cl, store.Checkpoints, handler, a.readerConfig("bridge:"+name))
 	if err != nil {
 		return err
 	}

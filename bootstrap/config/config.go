@@ -107,6 +107,7 @@ type Config struct {
 	Email         EmailConfig       `koanf:"email"`
 	Memory        MemoryConfig      `koanf:"memory"`
 	Retention     RetentionConfig   `koanf:"retention"`
+	Tracing       TracingConfig     `koanf:"tracing"`
 	Observers     []ObserverConfig  `koanf:"observers"`
 
 	// File is the configuration file the values came from ("" for none).
@@ -382,5 +383,6 @@ func Defaults() Config {
 		Email:       EmailConfig{TLS: "starttls", Timeout: 10 * time.Second, MaxIdleConns: 2, IdleTimeout: 30 * time.Second},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},
 		Retention:   RetentionConfig{Interval: time.Hour, BatchSize: 1000},
+		Tracing:     TracingConfig{Protocol: TracingHTTP, SampleRatio: 1},
 	}
 }

@@ -174,7 +174,7 @@ func runService(inv *invocation) error {
 		return err
 	}
 	logger := bootstrap.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
-	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger})
+	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger, Version: buildVersion()})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while waiting for the database
