@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -28,6 +29,7 @@ import (
 type command struct {
 	name    string // as typed: "status", "dlq list"
 	args    string // the positional arguments in the synopsis: "SCHEMA.TABLE"
+	argsFor string // what they are, for errors: "one table name (schema.table)"
 	minArgs int
 	maxArgs int
 	summary string // one line, for the list of commands
@@ -63,6 +65,8 @@ type invocation struct {
 	op         opFlags
 }
 
+const tableArg = "one table name (schema.table)"
+
 // errHelp ends parsing when help was asked for (printed already).
 var errHelp = errors.New("help requested")
 
@@ -78,7 +82,7 @@ func jsonFlag(fs *flag.FlagSet, inv *invocation) {
 // function so that the commands' run functions may refer to it (help).
 func commandList() []any {
 	dlqID := func(name, summary, help string) *command {
-		return &command{name: "dlq " + name, args: "ID", minArgs: 1, maxArgs: 1, oneShot: true, summary: summary, help: help,
+		return &command{name: "dlq " + name, args: "ID", argsFor: "one dead-letter id", minArgs: 1, maxArgs: 1, oneShot: true, summary: summary, help: help,
 			flags: func(fs *flag.FlagSet, inv *invocation) {
 				if name != "remove" {
 					jsonFlag(fs, inv)
@@ -103,14 +107,14 @@ func commandList() []any {
 		&command{name: "validate-config", summary: "load and check the configuration and observers, then exit",
 			help: "Loads the configuration (--config FILE, then FRAISEQL_* variables) and the observers, checks them as run would, and prints a summary.",
 			run:  validateConfig},
-		&command{name: "watch", args: "SCHEMA.TABLE", minArgs: 1, maxArgs: 1, oneShot: true,
+		&command{name: "watch", args: "SCHEMA.TABLE", argsFor: tableArg, minArgs: 1, maxArgs: 1, oneShot: true,
 			summary: "capture changes of an ordinary table [--entity NAME]",
 			help:    "Installs a trigger that writes the table's inserts, updates and deletes to the change log.\nThe table needs a single-column primary key.",
 			flags: func(fs *flag.FlagSet, inv *invocation) {
 				fs.StringVar(&inv.entity, "entity", "", "entity type `NAME` of the captured events (default: the table name)")
 			},
 			run: watch},
-		&command{name: "unwatch", args: "SCHEMA.TABLE", minArgs: 1, maxArgs: 1, oneShot: true,
+		&command{name: "unwatch", args: "SCHEMA.TABLE", argsFor: tableArg, minArgs: 1, maxArgs: 1, oneShot: true,
 			summary: "stop capturing changes of a table", help: "Removes the capture trigger installed by watch.", run: watch},
 		&command{name: "status", oneShot: true, summary: "checkpoints, backlog, leases, dead letters, oldest open transaction [--json]",
 			help:  "Prints each reader's checkpoint, its backlog and lease, the dead letters per observer and the age of the oldest open transaction.",
@@ -363,7 +367,7 @@ func checkArgs(c *command, positional []string) error {
 		}
 		return usageErr("%s takes no arguments%s, got %q", c.name, hint, positional)
 	case c.minArgs == c.maxArgs:
-		return usageErr("%s takes %s, got %d arguments", c.name, c.args, n)
+		return usageErr("%s takes %s, got %d arguments", c.name, cmp.Or(c.argsFor, c.args), n)
 	default:
 		return usageErr("%s takes at most %d arguments (%s), got %q", c.name, c.maxArgs, c.args, positional)
 	}

@@ -59,7 +59,7 @@ func TestOperatorCommandUsage(t *testing.T) {
 	}{
 		{[]string{"dlq"}, "needs a subcommand"},
 		{[]string{"dlq", "purge"}, `unknown dlq subcommand "purge"`},
-		{[]string{"dlq", "show"}, "dlq show takes ID"},
+		{[]string{"dlq", "show"}, "one dead-letter id"},
 		{[]string{"dlq", "show", "abc"}, "not a dead-letter id"},
 		{[]string{"dlq", "retry", "0"}, "not a dead-letter id"},
 		{[]string{"dlq", "show", "1", "--observer", "x"}, "flag provided but not defined: -observer"},
