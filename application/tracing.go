@@ -150,7 +150,13 @@ func (p *TracedProcessor) end(run *Run, outcome string) {
 	delete(run.Values, traceKey)
 	if span.Recording() {
 		s := run.Summary
-		if outcome == "" {
+		switch {
+		case outcome != "":
+		case run.Record.Err != nil:
+			outcome = "invalid" // parked as a dead letter
+		case run.Skipped:
+			outcome = "duplicate"
+		default:
 			outcome = OutcomeSucceeded
 			for _, d := range s.Actions {
 				if d.Outcome == domain.OutcomeDeadLettered || d.Outcome == domain.OutcomeFailedLogged {

@@ -322,3 +322,40 @@ func BenchmarkTracing(b *testing.B) {
 		})
 	}
 }
+
+// stubProc is a RunProcessor whose runs are made by start.
+type stubProc struct {
+	application.RunProcessor
+	start func(rec ports.Record) *application.Run
+}
+
+func (s stubProc) Start(_ context.Context, rec ports.Record) *application.Run { return s.start(rec) }
+func (s stubProc) Finish(context.Context, *application.Run)                   {}
+
+// A duplicate (skipped by dedup) and an invalid input end their spans
+// with that outcome.
+func TestTracedProcessorOutcomes(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		run  func(rec ports.Record) *application.Run
+		want string
+	}{
+		{"duplicate", func(rec ports.Record) *application.Run { return &application.Run{Record: rec, Skipped: true} }, "duplicate"},
+		{"invalid", func(rec ports.Record) *application.Run {
+			rec.Err = domain.ErrInvalidEvent
+			return &application.Run{Record: rec}
+		}, "invalid"},
+	} {
+		tracer := &fakeTracer{}
+		p, err := application.NewTracedProcessor(stubProc{start: c.run}, tracer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := p.Start(t.Context(), record(1, event("e", "Order", "o", nil)))
+		p.Finish(t.Context(), run)
+		if ev := tracer.named(application.SpanEvent); len(ev) != 1 || ev[0].attrs[application.AttrOutcome] != c.want || ev[0].ended != 1 {
+			t.Errorf("%s: event spans %+v, want one ended with outcome %s", c.name, ev, c.want)
+		}
+	}
+}
