@@ -46,12 +46,12 @@ type Reader struct {
 
 // ReaderStatus is a snapshot for health checks and the status command.
 type ReaderStatus struct {
-	Running    bool
-	ReadAt     ports.Position // next read continues after this
-	Saved      ports.Position // last saved checkpoint
-	InFlight   int
-	LastReadAt time.Time // last successful read
-	LastError  string    // last read or checkpoint error, "" after a success
+	Running    bool           `json:"running"`
+	ReadAt     ports.Position `json:"read_at"` // next read continues after this
+	Saved      ports.Position `json:"saved"`   // last saved checkpoint
+	InFlight   int            `json:"in_flight"`
+	LastReadAt time.Time      `json:"last_read_at,omitzero"` // last successful read
+	LastError  string         `json:"last_error,omitempty"`  // last read or checkpoint error, "" after a success
 }
 
 // NewReader builds a reader; Run starts it.

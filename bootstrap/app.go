@@ -20,6 +20,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
+	oteladapter "github.com/fraiseql/fraiseql-observer/adapters/otel"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	promadapter "github.com/fraiseql/fraiseql-observer/adapters/prometheus"
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
@@ -54,6 +55,8 @@ type App struct {
 	pauser      *application.Pauser // memory topology: replay pauses the reader
 	bridges     []*bridgeUnit
 	worker      *application.Worker
+	retention   []retentionJob
+	tracer      *oteladapter.Tracer // nil when tracing is off
 	state       *admin.State
 	deadLetters *admin.DeadLetters
 
@@ -69,7 +72,8 @@ type Options struct {
 	Logger *slog.Logger
 	// LookupEnv resolves *_env secrets (default os.LookupEnv).
 	LookupEnv func(string) (string, bool)
-	// Version is the build's version, for fraiseql_observer_build_info.
+	// Version is the build's version (fraiseql_observer_build_info, the
+	// traces' service.version).
 	Version string
 }
 
@@ -99,6 +103,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		a.logger.Warn("no observers configured: events will be consumed without actions")
 	}
 
+	if err := a.startTracing(ctx, opts.Version); err != nil {
+		return nil, err
+	}
 	switch {
 	case cfg.Topology == config.TopologyMemory:
 		err = a.openMemory(ctx)
@@ -131,6 +138,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		err = a.buildLocalReader()
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := a.buildRetention(); err != nil {
 		return nil, err
 	}
 	a.buildAdmin()
@@ -196,7 +206,7 @@ func (a *App) Run(ctx context.Context) error {
 	// error stops them all.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2+len(a.bridges))
+	errs := make(chan error, 2+len(a.bridges)+len(a.retention))
 	var runners sync.WaitGroup
 	run := func(f func(context.Context) error) {
 		runners.Go(func() {
@@ -227,6 +237,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.worker != nil {
 		run(a.worker.Run)
 	}
+	a.runRetention(run)
 	runners.Wait()
 	var err error
 	select {

@@ -21,6 +21,7 @@ import (
 // reader.
 type bridgeUnit struct {
 	name   string
+	db     *postgres.DB
 	log    *postgres.ChangeLog
 	store  *admin.Store
 	reader *application.Reader
@@ -114,11 +115,17 @@ func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store
 	if err != nil {
 		return err
 	}
-	reader, err := application.NewReader(cl, store.Checkpoints, bridge, a.readerConfig("bridge:"+name))
+	var handler application.Handler = bridge
+	if a.tracer != nil {
+		if handler, err = application.NewTracedHandler(bridge, a.tracer); err != nil {
+			return err
+		}
+	}
+	reader, err := application.NewReader(cl, store.Checkpoints, handler, a.readerConfig("bridge:"+name))
 	if err != nil {
 		return err
 	}
-	a.bridges = append(a.bridges, &bridgeUnit{name: name, log: cl, store: store, reader: reader, bridge: bridge})
+	a.bridges = append(a.bridges, &bridgeUnit{name: name, db: db, log: cl, store: store, reader: reader, bridge: bridge})
 	return nil
 }
 

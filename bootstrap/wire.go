@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -210,6 +211,8 @@ type actionDeps struct {
 	db    *postgres.DB
 	redis *redisadapter.Client
 	nats  *natsadapter.Conn
+	// propagate sends the trace context on webhooks (nil: tracing off).
+	propagate func(context.Context, http.Header)
 }
 
 // actionChecks are the action adapters' checks config.LoadObservers runs
@@ -240,7 +243,7 @@ func buildExecutors(cfg config.Config, env func(string) (string, bool), logger *
 	if err != nil {
 		return nil, nil, &config.ConfigError{File: cfg.File, Key: "security.allowed_networks", Msg: err.Error()}
 	}
-	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy}, logger)
+	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy, Propagate: deps.propagate}, logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -335,7 +338,7 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	if a.primary == nil {
 		return nil // a bridge-only process runs no actions
 	}
-	dispatcher, closeExec, err := buildExecutors(a.cfg, a.env, a.logger, actionDeps{db: a.db, redis: a.redis, nats: a.nats})
+	dispatcher, closeExec, err := buildExecutors(a.cfg, a.env, a.logger, actionDeps{db: a.db, redis: a.redis, nats: a.nats, propagate: a.propagate()})
 	if err != nil {
 		return err
 	}
@@ -357,6 +360,11 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 			return err
 		}
 	}
+	if a.tracer != nil {
+		if exec, err = application.NewTracedExecutor(exec, a.tracer); err != nil {
+			return err
+		}
+	}
 	a.processor, err = application.NewProcessor(domain.NewMatcher(observers), application.ProcessorConfig{
 		Executor: exec, DeadLetters: a.primary.DeadLetters, Metrics: a.metrics, Logger: a.logger,
 	})
@@ -373,6 +381,11 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 			Window: a.cfg.Redis.DedupWindow, Lease: a.cfg.Redis.DedupLease, Token: a.holder,
 			Logger: a.logger, Metrics: a.metrics,
 		}); err != nil {
+			return err
+		}
+	}
+	if a.tracer != nil {
+		if a.runProc, err = application.NewTracedProcessor(a.runProc, a.tracer); err != nil {
 			return err
 		}
 	}

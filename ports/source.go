@@ -35,6 +35,9 @@ type Record struct {
 	Event    domain.Event
 	Err      error
 	Raw      []byte
+	// Headers came with the event from the bus (the trace context of the
+	// bridge that published it); nil for a record read from a source.
+	Headers Headers
 }
 
 // Batch is the result of one Read. End is the last position the read

@@ -5,6 +5,7 @@
 // the standard library, domain, ports, application and application/admin
 // only; the /metrics handler is handed in.
 //
+//	GET    /api/openapi.json                    this API's OpenAPI 3.1 document
 //	GET    /healthz                             liveness
 //	GET    /readyz                              dependencies reachable, readers alive (503 otherwise)
 //	GET    /metrics                             Prometheus
@@ -28,12 +29,17 @@
 // {"error": "..."}: 400 bad input, 401 no or wrong token, 404 unknown id or
 // name, 409 conflicts (an item that cannot be retried, a checkpoint whose
 // reader is running), 503 when a store is unreachable.
+//
+// openapi.json is the contract: every route registered here is in it, and
+// every answer of the handler tests validates against its schema (see
+// contract_test.go). JSON keys are snake_case.
 package adminhttp
 
 import (
 	"cmp"
 	"context"
 	"crypto/subtle"
+	_ "embed" // the OpenAPI document
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,10 +99,44 @@ type Config struct {
 	Now func() time.Time
 }
 
+// OpenAPI is the API's OpenAPI 3.1 document, served at /api/openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
 type server struct{ Config }
 
+// Handler serves the admin API.
+type Handler struct {
+	mux    *http.ServeMux
+	routes *[]string
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Routes lists the patterns registered, in registration order ("GET
+// /readyz"; a pattern without a method mounts a handler of its own).
+func (h *Handler) Routes() []string { return append([]string(nil), *h.routes...) }
+
+// router is a ServeMux that remembers every pattern registered on it, so
+// that the contract test enumerates the routes from the registrations.
+type router struct {
+	*http.ServeMux
+	routes *[]string
+}
+
+func (r router) Handle(pattern string, h http.Handler) {
+	*r.routes = append(*r.routes, pattern)
+	r.ServeMux.Handle(pattern, h)
+}
+
+func (r router) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	*r.routes = append(*r.routes, pattern)
+	r.ServeMux.HandleFunc(pattern, h)
+}
+
 // NewHandler returns the API's handler.
-func NewHandler(cfg Config) (http.Handler, error) {
+func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.Runtime == nil || cfg.State == nil || cfg.Metrics == nil || cfg.Logger == nil {
 		return nil, errors.New("adminhttp: runtime, state, metrics and logger are required")
 	}
@@ -104,14 +144,19 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Now = time.Now
 	}
 	s := &server{cfg}
-	mux := http.NewServeMux()
+	routes := new([]string)
+	mux := router{http.NewServeMux(), routes}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", cfg.Metrics)
+	mux.HandleFunc("GET /api/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(OpenAPI)
+	})
 
-	api := http.NewServeMux()
+	api := router{http.NewServeMux(), routes}
 	api.HandleFunc("GET /api/observers/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Runtime.Status())
 	})
@@ -128,13 +173,16 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	}
 	mux.Handle("/api/observers/", s.requireToken(api))
 	if cfg.PProf {
-		mux.Handle("/debug/pprof/", s.requireToken(pprofHandler()))
+		// Go's own profiles: registered on the bare mux, outside the
+		// recorded routes, because they are not part of the API contract
+		// (openapi.json) but net/http/pprof's.
+		mux.ServeMux.Handle("/debug/pprof/", s.requireToken(pprofHandler()))
 	}
 	if s.Token == "" {
 		s.Logger.Warn("admin API disabled: set the environment variable named by http.admin_token_env",
 			slog.String("http.admin_token_env", s.TokenEnv))
 	}
-	return mux, nil
+	return &Handler{mux: mux.ServeMux, routes: routes}, nil
 }
 
 // pprofHandler serves net/http/pprof's profiles under /debug/pprof/.
@@ -230,7 +278,7 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (s *server) deadLetterRoutes(api *http.ServeMux) {
+func (s *server) deadLetterRoutes(api router) {
 	d := s.DeadLetters
 	api.HandleFunc("GET /api/observers/dlq", func(w http.ResponseWriter, r *http.Request) {
 		q, err := dlqQuery(r)

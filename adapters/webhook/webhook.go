@@ -51,6 +51,10 @@ type Config struct {
 	UserAgent           string           // default "fraiseql-observer"
 	Now                 func() time.Time // default time.Now; used for webhook-timestamp and Retry-After dates
 	MaxIdleConnsPerHost int              // default 64
+	// Propagate, when set, writes the trace context of a request's ctx
+	// into its headers (traceparent, tracestate): the receiver's spans
+	// join the action's trace.
+	Propagate func(ctx context.Context, h http.Header)
 }
 
 // Executor runs webhook actions. Safe for concurrent use.
@@ -59,6 +63,7 @@ type Executor struct {
 	logger    *slog.Logger
 	userAgent string
 	now       func() time.Time
+	propagate func(ctx context.Context, h http.Header)
 }
 
 var _ ports.ActionExecutor = (*Executor)(nil)
@@ -82,6 +87,7 @@ func NewExecutor(cfg Config, logger *slog.Logger) (*Executor, error) {
 		logger:    logger,
 		userAgent: cfg.UserAgent,
 		now:       cfg.Now,
+		propagate: cfg.Propagate,
 	}, nil
 }
 
@@ -234,6 +240,9 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 	}
 	req.Header.Set("User-Agent", e.userAgent)
 	req.Header.Set("Content-Type", "application/json")
+	if e.propagate != nil {
+		e.propagate(ctx, req.Header)
+	}
 	if prepare != nil {
 		if err := prepare(req); err != nil {
 			return err

@@ -870,3 +870,37 @@ func TestExecuteSecretHeaders(t *testing.T) {
 		})
 	}
 }
+
+type traceKey struct{}
+
+// With Propagate, the request carries the trace context of its ctx (the
+// action's span); without, no traceparent is sent.
+func TestExecutePropagatesTheTraceContext(t *testing.T) {
+	t.Parallel()
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	propagate := func(ctx context.Context, h http.Header) {
+		if v, ok := ctx.Value(traceKey{}).(string); ok {
+			h.Set("traceparent", v)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		cfg  webhook.Config
+		want string
+	}{
+		{"propagating", webhook.Config{Propagate: propagate}, tp},
+		{"not propagating", webhook.Config{}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, c.cfg)
+			ctx := context.WithValue(t.Context(), traceKey{}, tp)
+			if err := b.exec.Execute(ctx, newEvent(), testObserver, newAction(b.srv.URL+"/hook", nil)); err != nil {
+				t.Fatal(err)
+			}
+			if got := b.next(t).Header.Get("traceparent"); got != c.want {
+				t.Errorf("traceparent = %q, want %q", got, c.want)
+			}
+		})
+	}
+}

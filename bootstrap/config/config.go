@@ -106,6 +106,8 @@ type Config struct {
 	Security      SecurityConfig    `koanf:"security"`
 	Email         EmailConfig       `koanf:"email"`
 	Memory        MemoryConfig      `koanf:"memory"`
+	Retention     RetentionConfig   `koanf:"retention"`
+	Tracing       TracingConfig     `koanf:"tracing"`
 	Observers     []ObserverConfig  `koanf:"observers"`
 
 	// File is the configuration file the values came from ("" for none).
@@ -394,5 +396,7 @@ func Defaults() Config {
 		HTTP:        HTTPConfig{Listen: fmt.Sprintf("127.0.0.1:%d", DefaultAdminPort), AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
 		Email:       EmailConfig{TLS: "starttls", Timeout: 10 * time.Second, MaxIdleConns: 2, IdleTimeout: 30 * time.Second},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},
+		Retention:   RetentionConfig{Interval: time.Hour, BatchSize: 1000},
+		Tracing:     TracingConfig{Protocol: TracingHTTP, SampleRatio: 1},
 	}
 }

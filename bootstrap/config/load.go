@@ -205,6 +205,12 @@ func parseEnvValue(kind reflect.Kind, v string) (any, error) {
 			return nil, fmt.Errorf("%q is not an integer", v)
 		}
 		return n, nil
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", v)
+		}
+		return f, nil
 	case reflect.Interface: // duration
 		d, err := time.ParseDuration(v)
 		if err != nil {

@@ -53,6 +53,12 @@ func (c *Config) Validate() error {
 	if err := c.Email.validate(); err != nil {
 		return err
 	}
+	if err := c.Retention.validate(c.Topology); err != nil {
+		return err
+	}
+	if err := c.Tracing.validate(); err != nil {
+		return err
+	}
 	if c.Topology != TopologyMemory {
 		if c.Database.URL == "" {
 			return &ConfigError{Key: "database.url", Msg: "required for topology " + string(c.Topology) + " (or set FRAISEQL_DATABASE_URL)"}

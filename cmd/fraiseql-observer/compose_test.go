@@ -261,13 +261,13 @@ func checkDockerfile(t reporter, df dockerfile) {
 // command want without positional arguments.
 func checkObserverArgs(t reporter, where string, args []string, want string) {
 	t.Helper()
-	inv, err := parseArgs(args, io.Discard)
+	inv, err := parseArgs(args, io.Discard, io.Discard)
 	if err != nil {
 		t.Errorf("%s: %q: %v", where, args, err)
 		return
 	}
-	if inv.cmd != want || len(inv.positional) != 0 {
-		t.Errorf("%s: %q runs %q with arguments %q, want %q without arguments", where, args, inv.cmd, inv.positional, want)
+	if inv.cmd.name != want || len(inv.positional) != 0 {
+		t.Errorf("%s: %q runs %q with arguments %q, want %q without arguments", where, args, inv.cmd.name, inv.positional, want)
 	}
 }
 
@@ -436,7 +436,7 @@ func checkObserverService(t reporter, where string, svc *composeService, c compo
 	}
 	slices.Sort(environ)
 	var out, errOut bytes.Buffer
-	if err := validateConfig(host, environ, false, false, &out, &errOut); err != nil {
+	if err := checkConfig(host, environ, false, false, &out, &errOut); err != nil {
 		t.Errorf("%s: validate-config %s with the service's environment: %v", where, host, err)
 		return ""
 	}

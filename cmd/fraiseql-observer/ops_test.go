@@ -133,7 +133,7 @@ url_env = "BILLING_DATABASE_URL"
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			var out, errOut bytes.Buffer
-			err := validateConfig(file, c.environ, false, false, &out, &errOut)
+			err := checkConfig(file, c.environ, false, false, &out, &errOut)
 			code := 0
 			if err != nil {
 				code = exitCode(err)
@@ -180,7 +180,7 @@ headers = { Authorization = "Bearer headersecret6", "X-Api-Key" = "apikey7", "X-
 	for _, asJSON := range []bool{false, true} {
 		var out, errOut bytes.Buffer
 		environ := []string{"FRAISEQL_ADMIN_TOKEN=admintoken8", "FRAISEQL_LOGGING_LEVEL=debug"}
-		if err := validateConfig(file, environ, true, asJSON, &out, &errOut); err != nil {
+		if err := checkConfig(file, environ, true, asJSON, &out, &errOut); err != nil {
 			t.Fatalf("json=%v: %v\n%s", asJSON, err, errOut.String())
 		}
 		got := out.String()
