@@ -273,7 +273,8 @@ func serverArmed(t testing.TB, pool *pgxpool.Pool, channel string, pid uint32) b
 	var n int
 	err := pool.QueryRow(t.Context(), `
 		SELECT count(*) FROM pg_locks
-		WHERE locktype = 'advisory' AND classid = $1::int4::oid AND objid = hashtext($2)::oid AND objsubid = 2
+		WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND classid = $1::int4::oid AND objid = hashtext($2)::oid AND objsubid = 2
 		  AND mode = 'ExclusiveLock' AND granted AND ($3 = 0 OR pid = $3)`, wakeLockClass, channel, int64(pid)).Scan(&n)
 	if err != nil {
 		t.Fatalf("pg_locks: %v", err)
@@ -628,7 +629,8 @@ func TestChangeLogArmSurvivesProbes(t *testing.T) {
 	wg.Wait()
 	waitServerArmed(t, b.pool, DefaultChannel, 0, false)
 	var held int
-	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int4::oid`,
+	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int4::oid
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
 		wakeLockClass).Scan(&held); err != nil || held != 0 {
 		t.Fatalf("wake-up locks held after the writers stopped = %d, %v; want 0", held, err)
 	}
