@@ -24,8 +24,18 @@ build: ## build the binary into bin/
 services: ## start PostgreSQL, Redis and NATS on this machine if they are down
 	@./.ci/services
 
+# The services `make run` starts: only those the topology of $(CONFIG) uses
+# (override with TOPOLOGY=...).
+TOPOLOGY ?= $(or $(shell sed -n 's/^topology *= *"\([a-z-]*\)".*/\1/p' $(CONFIG) 2>/dev/null | head -n1),postgres-only)
+SERVICES_postgres-only    := postgres
+SERVICES_postgres-redis   := postgres redis
+SERVICES_nats-distributed := postgres redis nats
+SERVICES_multi-database   := postgres redis nats
+SERVICES_memory           :=
+
 .PHONY: run
-run: services build ## run the service against the local PostgreSQL with configs/postgres-only.toml (migrates on start)
+run: build ## run the service with CONFIG (default configs/postgres-only.toml), starting only the services its topology needs
+	$(if $(strip $(SERVICES_$(TOPOLOGY))),./.ci/services $(SERVICES_$(TOPOLOGY)))
 	$(BIN) run --config $(CONFIG)
 
 .PHONY: test
@@ -34,7 +44,7 @@ test: services ## run every test (unit and integration, race detector on) agains
 
 .PHONY: test-unit
 test-unit: ## run the tests that need no service
-	$(GO) test -race -count=1 ./domain/... ./application/... ./adapters/memory/... ./adapters/webhook/... ./adapters/httpguard/... ./adapters/logaction/... ./adapters/adminhttp/... ./bootstrap/config/... ./internal/archtest/...
+	$(GO) test -race -count=1 ./domain/... ./application/... ./adapters/memory/... ./adapters/webhook/... ./adapters/httpguard/... ./adapters/logaction/... ./adapters/adminhttp/... ./adapters/prometheus/... ./bootstrap/config/... ./docker/... ./internal/archtest/...
 
 .PHONY: test-integration
 test-integration: services ## run the end-to-end suites against the real services
@@ -70,5 +80,5 @@ tools: ## install golangci-lint
 	$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 .PHONY: image
-image: ## build the container image fraiseql-observer (needs a Docker engine)
-	docker build -f docker/Dockerfile -t fraiseql-observer:$(VERSION) .
+image: ## build the container image fraiseql-observer:VERSION (and :latest; needs a Docker engine)
+	docker build -f docker/Dockerfile --build-arg VERSION=$(VERSION) -t fraiseql-observer:$(VERSION) -t fraiseql-observer .

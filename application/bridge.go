@@ -94,7 +94,7 @@ func (b *Bridge) Handle(rec ports.Record, finish func()) {
 
 func (b *Bridge) publish(t *bridgeTerm, rec ports.Record, finish func()) {
 	ev := rec.Event
-	err := b.pub.Publish(t.ctx, ev, func(res ports.PublishResult) {
+	err := b.pub.Publish(t.ctx, ev, rec.Headers, func(res ports.PublishResult) {
 		if res.Err != nil {
 			b.retry(t, rec, finish, res.Err)
 			return

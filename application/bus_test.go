@@ -23,7 +23,7 @@ type fakePublisher struct {
 	failFirst atomic.Int32
 }
 
-func (p *fakePublisher) Publish(_ context.Context, ev domain.Event, done func(ports.PublishResult)) error {
+func (p *fakePublisher) Publish(_ context.Context, ev domain.Event, _ ports.Headers, done func(ports.PublishResult)) error {
 	go func() {
 		if p.failFirst.Add(-1) >= 0 {
 			done(ports.PublishResult{Err: errors.New("ack timeout")})
@@ -96,6 +96,7 @@ func TestBridgeFinishesOnlyAfterAck(t *testing.T) {
 // fakeDelivery records how the worker ended a message.
 type fakeDelivery struct {
 	data       []byte
+	headers    ports.Headers
 	attempt    int
 	last       bool
 	mu         sync.Mutex
@@ -104,9 +105,10 @@ type fakeDelivery struct {
 	inProgress atomic.Int32
 }
 
-func (d *fakeDelivery) Data() []byte      { return d.data }
-func (d *fakeDelivery) Attempt() int      { return d.attempt }
-func (d *fakeDelivery) LastAttempt() bool { return d.last }
+func (d *fakeDelivery) Data() []byte           { return d.data }
+func (d *fakeDelivery) Headers() ports.Headers { return d.headers }
+func (d *fakeDelivery) Attempt() int           { return d.attempt }
+func (d *fakeDelivery) LastAttempt() bool      { return d.last }
 func (d *fakeDelivery) end(o string, delay time.Duration) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

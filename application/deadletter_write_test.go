@@ -162,14 +162,14 @@ type refusingPublisher struct {
 	attempts sync.Map // event id -> *atomic.Int32
 }
 
-func (p *refusingPublisher) Publish(ctx context.Context, ev domain.Event, done func(ports.PublishResult)) error {
+func (p *refusingPublisher) Publish(ctx context.Context, ev domain.Event, hdr ports.Headers, done func(ports.PublishResult)) error {
 	n, _ := p.attempts.LoadOrStore(ev.ID, &atomic.Int32{})
 	n.(*atomic.Int32).Add(1)
 	if p.refuse[ev.ID] {
 		go done(ports.PublishResult{Err: fmt.Errorf("nats: maximum payload exceeded: %w", domain.ErrPermanent)})
 		return nil
 	}
-	return p.fakePublisher.Publish(ctx, ev, done)
+	return p.fakePublisher.Publish(ctx, ev, hdr, done)
 }
 
 // TestBridgeDeadLettersEventsTheBusRefuses: an event the bus refuses for

@@ -18,6 +18,9 @@
 //     repeated; both fail open.
 //   - DeadLetterRetrier: re-runs one parked action and reports the real
 //     outcome.
+//   - TracedProcessor, TracedExecutor and TracedHandler: decorators that
+//     record an event's span, each action attempt's and the bridge's
+//     publication over ports.Tracer.
 //
 // The operator use cases (status, checkpoint moves, replay, dead-letter
 // commands, the dry run) are in application/admin.

@@ -22,6 +22,7 @@ type Pauser struct {
 	mu      sync.Mutex
 	paused  bool
 	held    bool               // the work's holder has the lease
+	pending int                // Acquire calls under way: each may end holding it
 	cancel  context.CancelFunc // ends the current term; nil between terms
 	changed chan struct{}      // closed and replaced when held changes
 }
@@ -68,7 +69,7 @@ func (p *Pauser) Pause(ctx context.Context) error {
 	if p.cancel != nil {
 		p.cancel()
 	}
-	for p.held {
+	for p.held || p.pending > 0 {
 		ch := p.changed
 		p.mu.Unlock()
 		select {
@@ -93,11 +94,19 @@ func (p *Pauser) Resume() {
 func (p *Pauser) setHeld(held bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.setHeldLocked(held)
+}
+
+func (p *Pauser) setHeldLocked(held bool) {
 	if p.held != held {
 		p.held = held
-		close(p.changed)
-		p.changed = make(chan struct{})
+		p.notifyLocked()
 	}
+}
+
+func (p *Pauser) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // pausableLease refuses a new term while paused; renewals of a running
@@ -106,15 +115,22 @@ type pausableLease struct{ p *Pauser }
 
 func (l pausableLease) Acquire(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	l.p.mu.Lock()
-	refuse := l.p.paused && !l.p.held
-	l.p.mu.Unlock()
-	if refuse {
+	if l.p.paused && !l.p.held {
+		l.p.mu.Unlock()
 		return false, nil
 	}
+	// Counted while under way, so that a Pause that begins meanwhile waits
+	// for its outcome: the store may grant the lease before this returns.
+	l.p.pending++
+	l.p.mu.Unlock()
 	held, err := l.p.lease.Acquire(ctx, name, holder, ttl)
+	l.p.mu.Lock()
+	defer l.p.mu.Unlock()
+	l.p.pending--
 	if err == nil {
-		l.p.setHeld(held)
+		l.p.setHeldLocked(held)
 	}
+	l.p.notifyLocked() // a Pause may be waiting for pending to reach 0
 	return held, err
 }
 

@@ -199,7 +199,7 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 	}
 	attempt := t.attempts + 1
 	start := p.cfg.Now()
-	actx, note := withAttemptNote(ctx)
+	actx, note := withAttemptNote(ctx, attempt)
 	err := p.cfg.Executor.Execute(actx, ev, t.obs, t.act)
 	took := p.cfg.Now().Sub(start)
 	if err != nil && ctx.Err() != nil {
@@ -238,7 +238,7 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 		}
 		p.finishFailed(ctx, run, t, err)
 	}
-	p.cfg.Metrics.ActionExecuted(t.act.Type, detail.Outcome, took)
+	p.cfg.Metrics.ActionExecuted(detail)
 	run.Summary.Add(detail)
 	if note.cacheMiss {
 		run.Summary.CacheMisses++
@@ -247,12 +247,23 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 
 type attemptNoteKey struct{}
 
-// attemptNote lets executor decorators report facts about one attempt.
-type attemptNote struct{ cached, cacheMiss bool }
+// attemptNote carries facts about one attempt between the processor and
+// the executor decorators: the attempt number (for tracing), and whether
+// the result cache answered.
+type attemptNote struct {
+	attempt           int
+	cached, cacheMiss bool
+}
 
-func withAttemptNote(ctx context.Context) (context.Context, *attemptNote) {
-	n := &attemptNote{}
+func withAttemptNote(ctx context.Context, attempt int) (context.Context, *attemptNote) {
+	n := &attemptNote{attempt: attempt}
 	return context.WithValue(ctx, attemptNoteKey{}, n), n
+}
+
+// noteOf returns the note of the attempt running under ctx, if any.
+func noteOf(ctx context.Context) *attemptNote {
+	n, _ := ctx.Value(attemptNoteKey{}).(*attemptNote)
+	return n
 }
 
 // MarkCached tells the processor that the attempt running under ctx was

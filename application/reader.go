@@ -79,18 +79,19 @@ const (
 
 // ReaderStatus is a snapshot for health checks and the status command.
 type ReaderStatus struct {
-	State    ReaderState
-	Running  bool
-	ReadAt   ports.Position // next read continues after this
-	Saved    ports.Position // last saved checkpoint
-	InFlight int
+	// State is standby, reading or stalled.
+	State    ReaderState    `json:"state"`
+	Running  bool           `json:"running"`
+	ReadAt   ports.Position `json:"read_at"` // next read continues after this
+	Saved    ports.Position `json:"saved"`   // last saved checkpoint
+	InFlight int            `json:"in_flight"`
 	// InFlightBytes is the weight of the unfinished events (Record.Size).
-	InFlightBytes int64
-	LastReadAt    time.Time // last successful read
-	LastError     string    // last read or checkpoint error, "" after a success
+	InFlightBytes int64     `json:"in_flight_bytes"`
+	LastReadAt    time.Time `json:"last_read_at,omitzero"` // last successful read
+	LastError     string    `json:"last_error,omitempty"`  // last read or checkpoint error, "" after a success
 	// ProgressAt is when the safe position last moved, or when work
 	// became pending after none was (zero between terms).
-	ProgressAt time.Time
+	ProgressAt time.Time `json:"progress_at,omitzero"`
 }
 
 // NewReader builds a reader; Run starts it.

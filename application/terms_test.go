@@ -37,11 +37,11 @@ func (l *lossyLease) Release(ctx context.Context, name, holder string) error {
 // publisher does, and acknowledges the others.
 type ctxPublisher struct{ fakePublisher }
 
-func (p *ctxPublisher) Publish(ctx context.Context, ev domain.Event, done func(ports.PublishResult)) error {
+func (p *ctxPublisher) Publish(ctx context.Context, ev domain.Event, hdr ports.Headers, done func(ports.PublishResult)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return p.fakePublisher.Publish(ctx, ev, done)
+	return p.fakePublisher.Publish(ctx, ev, hdr, done)
 }
 
 // loseAndRegain runs handler behind a reader under a lease for two terms:
@@ -235,7 +235,7 @@ func TestLostTermStopsItsActionsAtOnce(t *testing.T) {
 // outstanding.
 type hangingPublisher struct{ published atomic.Int32 }
 
-func (p *hangingPublisher) Publish(context.Context, domain.Event, func(ports.PublishResult)) error {
+func (p *hangingPublisher) Publish(context.Context, domain.Event, ports.Headers, func(ports.PublishResult)) error {
 	p.published.Add(1)
 	return nil
 }

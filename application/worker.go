@@ -74,7 +74,7 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 		w.parkUndecodable(ctx, work, d, err)
 		return
 	}
-	run := w.proc.Start(work, ports.Record{Event: ev})
+	run := w.proc.Start(work, ports.Record{Event: ev, Headers: d.Headers()})
 	run.Attempt = d.Attempt()
 
 	stopBeat := w.heartbeat(work, d)

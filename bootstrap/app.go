@@ -20,6 +20,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
+	oteladapter "github.com/fraiseql/fraiseql-observer/adapters/otel"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	promadapter "github.com/fraiseql/fraiseql-observer/adapters/prometheus"
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
@@ -54,6 +55,8 @@ type App struct {
 	pauser      *application.Pauser // memory topology: replay pauses the reader
 	bridges     []*bridgeUnit
 	worker      *application.Worker
+	retention   []retentionJob
+	tracer      *oteladapter.Tracer // nil when tracing is off
 	state       *admin.State
 	deadLetters *admin.DeadLetters
 
@@ -69,6 +72,9 @@ type Options struct {
 	Logger *slog.Logger
 	// LookupEnv resolves *_env secrets (default os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// Version is the build's version (fraiseql_observer_build_info, the
+	// traces' service.version).
+	Version string
 }
 
 // New builds the topology cfg names. It connects to the databases
@@ -83,13 +89,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(), env: opts.LookupEnv, holder: holderName()}
+	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(promadapter.BuildInfo{Version: opts.Version}), env: opts.LookupEnv, holder: holderName()}
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
-	observers, err := config.LoadObservers(cfg, opts.LookupEnv)
+	observers, err := LoadObservers(cfg, opts.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +103,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		a.logger.Warn("no observers configured: events will be consumed without actions")
 	}
 
+	if err := a.startTracing(ctx, opts.Version); err != nil {
+		return nil, err
+	}
 	switch {
 	case cfg.Topology == config.TopologyMemory:
 		err = a.openMemory(ctx)
@@ -129,6 +138,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		err = a.buildLocalReader()
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := a.buildRetention(); err != nil {
 		return nil, err
 	}
 	a.buildAdmin()
@@ -194,7 +206,7 @@ func (a *App) Run(ctx context.Context) error {
 	// error stops them all.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2+len(a.bridges))
+	errs := make(chan error, 2+len(a.bridges)+len(a.retention))
 	var runners sync.WaitGroup
 	run := func(f func(context.Context) error) {
 		runners.Go(func() {
@@ -225,6 +237,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.worker != nil {
 		run(a.worker.Run)
 	}
+	a.runRetention(run)
 	runners.Wait()
 	var err error
 	select {
@@ -239,39 +252,6 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return err
-}
-
-// pollGauges refreshes the gauges that need a query: backlog, dead-letter
-// count and the oldest open transaction.
-func (a *App) pollGauges(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if a.dlqCount != nil {
-			if n, err := a.dlqCount.Count(qctx); err == nil {
-				a.metrics.SetDLQItems(n)
-			}
-		}
-		var backlog int64
-		var oldest time.Duration
-		for _, src := range a.changeLogs() {
-			if n, err := src.log.Backlog(qctx, src.reader.Status().Saved); err == nil {
-				backlog += n
-			}
-			if d, err := src.log.OldestTransactionAge(qctx); err == nil {
-				oldest = max(oldest, d)
-			}
-		}
-		a.metrics.SetBacklog(backlog)
-		a.metrics.SetOldestTransactionAge(oldest)
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 func holderName() string {

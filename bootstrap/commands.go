@@ -2,7 +2,12 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
@@ -10,13 +15,77 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
-// connectOnce opens the configured database for a one-shot command: it
-// retries while the database is unreachable, but gives up after a bounded
-// wait instead of retrying forever.
+// connectOnce opens the configured database for a one-shot command: one
+// attempt, bounded by database.connect_timeout; a database that does not
+// answer is an error naming it (WaitForDatabases waits first, for --wait).
 func connectOnce(ctx context.Context, cfg config.Config, logger *slog.Logger) (*postgres.DB, error) {
-	cctx, cancel := context.WithTimeout(ctx, max(3*cfg.Database.ConnectTimeout, 15*time.Second))
+	return connectDB(ctx, cfg.Database, "database", logger)
+}
+
+// connectDB opens db for a one-shot command in one attempt; the error
+// names what (the configuration key) and where (the address, password
+// redacted).
+func connectDB(ctx context.Context, db config.DatabaseConfig, what string, logger *slog.Logger) (*postgres.DB, error) {
+	d, err := postgres.Open(ctx, postgres.PoolConfig{
+		URL: db.URL, MaxConns: db.MaxConnections, ConnectTimeout: db.ConnectTimeout, Once: true,
+	}, logger)
+	var bad *postgres.ErrBadURL
+	switch {
+	case errors.As(err, &bad):
+		return nil, &config.ConfigError{Key: what + ".url", Msg: "cannot parse the connection string"}
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return d, nil
+}
+
+// stateDatabases lists the databases a one-shot command of cfg talks to:
+// the state database (none in the memory topology) and the
+// multi-database sources. The URLs of sources given by url_env are looked
+// up in env.
+func stateDatabases(cfg config.Config, env func(string) (string, bool)) (map[string]config.DatabaseConfig, error) {
+	out := map[string]config.DatabaseConfig{}
+	if cfg.Topology == config.TopologyMemory {
+		return out, nil
+	}
+	out["database"] = cfg.Database
+	for i, d := range cfg.Databases {
+		url, err := sourceURL(cfg, env, i)
+		if err != nil {
+			return nil, err
+		}
+		db := cfg.Database
+		db.URL = url
+		out["databases."+d.Name] = db
+	}
+	return out, nil
+}
+
+// WaitForDatabases waits up to wait for every database cfg names to
+// answer (the one-shot commands' --wait), logging each failure; it
+// returns the last error when one still does not answer.
+func WaitForDatabases(ctx context.Context, cfg config.Config, wait time.Duration, logger *slog.Logger) error {
+	dbs, err := stateDatabases(cfg, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	return Connect(cctx, cfg.Database, logger)
+	for _, what := range slices.Sorted(maps.Keys(dbs)) {
+		db := dbs[what]
+		d, err := postgres.Open(wctx, postgres.PoolConfig{URL: db.URL, MaxConns: 1, ConnectTimeout: db.ConnectTimeout}, logger)
+		var bad *postgres.ErrBadURL
+		switch {
+		case errors.As(err, &bad):
+			return &config.ConfigError{Key: what + ".url", Msg: "cannot parse the connection string"}
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			return fmt.Errorf("%s: waited %s: %w", what, wait, err)
+		}
+		d.Close()
+	}
+	return nil
 }
 
 // Migrate creates or adapts the change-log table and the observer schema
@@ -72,7 +141,7 @@ func DebugEvent(cfg config.Config, lookupEnv func(string) (string, bool), input 
 	if err != nil {
 		return admin.DebugReport{}, err
 	}
-	observers, err := config.LoadObservers(cfg, lookupEnv)
+	observers, err := LoadObservers(cfg, lookupEnv)
 	if err != nil {
 		return admin.DebugReport{}, err
 	}

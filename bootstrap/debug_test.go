@@ -81,9 +81,12 @@ func debugConfig(t *testing.T) config.Config {
 	return cfg
 }
 
+// hookSecret is a valid Standard Webhooks secret (32 bytes).
+const hookSecret = "whsec_YS1icmFuZC1uZXctMzItYnl0ZS1zaWduaW5nLWtleSE="
+
 func secretEnv(k string) (string, bool) {
 	if k == "HOOK_SECRET" {
-		return "whsec_c2VjcmV0LXNpZ25pbmcta2V5", true
+		return hookSecret, true
 	}
 	return "", false
 }
@@ -141,7 +144,7 @@ func TestDebugEvent(t *testing.T) {
 		return d
 	}
 	wh := details(0)
-	if wh == nil || wh["method"] != "POST" || wh["signing"] != "signed" || wh["headers"].(map[string]any)["X-Team"] != "logistics" {
+	if wh == nil || wh["method"] != "POST" || wh["signing"] != "signed with 1 secret" || wh["headers"].(map[string]any)["X-Team"] != "logistics" {
 		t.Fatalf("webhook = %+v", wh)
 	}
 	var body map[string]any

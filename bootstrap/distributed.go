@@ -21,27 +21,11 @@ import (
 // reader.
 type bridgeUnit struct {
 	name   string
+	db     *postgres.DB
 	log    *postgres.ChangeLog
 	store  *admin.Store
 	reader *application.Reader
 	bridge *application.Bridge
-}
-
-type changeLogReader struct {
-	log    *postgres.ChangeLog
-	reader *application.Reader
-}
-
-// changeLogs lists the change logs this process reads, for the gauges.
-func (a *App) changeLogs() []changeLogReader {
-	var out []changeLogReader
-	if a.changeLog != nil && a.reader != nil {
-		out = append(out, changeLogReader{a.changeLog, a.reader})
-	}
-	for _, b := range a.bridges {
-		out = append(out, changeLogReader{b.log, b.reader})
-	}
-	return out
 }
 
 // buildDistributed sets up what the role runs: the bridges and the worker.
@@ -132,11 +116,17 @@ func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store
 	if err != nil {
 		return err
 	}
-	reader, err := application.NewReader(cl, store.Checkpoints, bridge, a.readerConfig("bridge:"+name, "bridge:"+name))
+	var handler application.Handler = bridge
+	if a.tracer != nil {
+		if handler, err = application.NewTracedHandler(bridge, a.tracer); err != nil {
+			return err
+		}
+	}
+	reader, err := application.NewReader(cl, store.Checkpoints, handler, a.readerConfig("bridge:"+name, "bridge:"+name))
 	if err != nil {
 		return err
 	}
-	a.bridges = append(a.bridges, &bridgeUnit{name: name, log: cl, store: store, reader: reader, bridge: bridge})
+	a.bridges = append(a.bridges, &bridgeUnit{name: name, db: db, log: cl, store: store, reader: reader, bridge: bridge})
 	return nil
 }
 

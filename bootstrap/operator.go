@@ -12,6 +12,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
+	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
@@ -40,14 +41,19 @@ type Operator struct {
 	deps        actionDeps
 	deadLetters *admin.DeadLetters
 
+	primary   *admin.Store // nil in the memory topology
+	primaryDB *postgres.DB
+	dbs       map[*admin.Store]*postgres.DB
+
 	mu      sync.Mutex
 	retrier *application.DeadLetterRetrier // built on first retry
 	sources []*admin.Store                 // multi-database sources, opened on first use
 	closers []func()
 }
 
-// OpenOperator connects to the configuration's state database (bounded
-// wait). It does not migrate. The memory topology keeps its state in the
+// OpenOperator connects to the configuration's state database (one
+// attempt: a database that is down is an error at once; see
+// WaitForDatabases). It does not migrate. The memory topology keeps its state in the
 // running process: status and replay ask its admin API (http.listen, the
 // token from http.admin_token_env); its dead letters are refused.
 func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Operator, err error) {
@@ -57,7 +63,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName()}
+	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName(), dbs: map[*admin.Store]*postgres.DB{}}
 	if cfg.Topology == config.TopologyMemory {
 		if o.State, err = adminClient(cfg, opts.LookupEnv); err != nil {
 			return nil, err
@@ -73,6 +79,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	if err != nil {
 		return nil, err
 	}
+	o.primary, o.primaryDB = primary, o.dbOf(primary)
 	var sources func(context.Context) ([]*admin.Store, error)
 	if cfg.Topology == config.TopologyMultiDatabase {
 		sources = o.openSources
@@ -139,18 +146,29 @@ func (o *Operator) onClose(f func()) {
 func (o *Operator) openStore(ctx context.Context, name, url string, readers []admin.Reader) (*admin.Store, error) {
 	dbCfg := o.cfg.Database
 	dbCfg.URL = url
-	cctx, cancel := context.WithTimeout(ctx, max(3*dbCfg.ConnectTimeout, 15*time.Second))
-	defer cancel()
-	d, err := Connect(cctx, dbCfg, o.logger)
+	d, err := connectDB(ctx, dbCfg, name, o.logger)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
 	o.onClose(d.Close)
 	if o.deps.db == nil {
 		o.deps.db = d // database actions re-run on the state database, as in the service
 	}
 	s, _, err := postgresStore(o.cfg, d, name, url, readers)
-	return s, err
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	o.dbs[s] = d
+	o.mu.Unlock()
+	return s, nil
+}
+
+// dbOf returns the database a store of the operator is in.
+func (o *Operator) dbOf(s *admin.Store) *postgres.DB {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.dbs[s]
 }
 
 // openSources opens the multi-database sources on first use.
@@ -186,7 +204,7 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 	if r := o.builtRetrier(); r != nil {
 		return r, nil
 	}
-	observers, err := config.LoadObservers(o.cfg, o.env)
+	observers, err := LoadObservers(o.cfg, o.env)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +222,7 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 		}
 		o.onClose(deps.nats.Close)
 	}
-	dispatcher, closeExec, err := buildExecutors(o.cfg, o.logger, deps)
+	dispatcher, closeExec, err := buildExecutors(o.cfg, o.env, o.logger, deps)
 	if err != nil {
 		return nil, err
 	}

@@ -67,7 +67,7 @@ func (a *App) Reload() error {
 		a.logger.Info("reload: this process runs no observers (bridge role)")
 		return nil
 	}
-	obs, err := config.LoadObservers(a.cfg, a.env)
+	obs, err := LoadObservers(a.cfg, a.env)
 	if err == nil {
 		err = checkSupported(a.cfg, a.dispatcher, obs)
 	}
@@ -172,7 +172,7 @@ func (a *App) listenHTTP() error {
 	token, _ := a.env(a.cfg.HTTP.AdminTokenEnv)
 	h, err := adminhttp.NewHandler(adminhttp.Config{
 		Token: token, TokenEnv: a.cfg.HTTP.AdminTokenEnv, Runtime: a, State: a.state, DeadLetters: a.deadLetters,
-		Metrics: a.metrics.Handler(), Logger: a.logger,
+		Metrics: a.metrics.Handler(), PProf: a.cfg.HTTP.PProf, Logger: a.logger,
 	})
 	if err != nil {
 		return err

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/adapters/email"
 	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
 	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
@@ -210,16 +212,39 @@ type actionDeps struct {
 	db    *postgres.DB
 	redis *redisadapter.Client
 	nats  *natsadapter.Conn
+	// propagate sends the trace context on webhooks (nil: tracing off).
+	propagate func(context.Context, http.Header)
+}
+
+// actionChecks are the action adapters' checks config.LoadObservers runs
+// on configured values: the Standard Webhooks format of every signing
+// secret, the fixed addresses of email actions.
+func actionChecks() config.Checks {
+	return config.Checks{
+		SigningSecret: func(s string) error {
+			_, err := webhook.ParseSigningSecret(s)
+			return err
+		},
+		Email: email.CheckAction,
+	}
+}
+
+// LoadObservers loads and compiles the observers of cfg (the main file's
+// and observers_file's), resolving *_env values through lookupEnv, with
+// the action adapters' checks: what run would refuse, validate-config
+// refuses.
+func LoadObservers(cfg config.Config, lookupEnv func(string) (string, bool)) ([]domain.Observer, error) {
+	return config.LoadObservers(cfg, lookupEnv, actionChecks())
 }
 
 // buildExecutors registers one executor per action type the connections
-// allow; close releases them.
-func buildExecutors(cfg config.Config, logger *slog.Logger, deps actionDeps) (_ *application.Dispatcher, closeFn func(), _ error) {
+// and the configuration allow; close releases them.
+func buildExecutors(cfg config.Config, env func(string) (string, bool), logger *slog.Logger, deps actionDeps) (_ *application.Dispatcher, closeFn func(), _ error) {
 	policy, err := httpguard.ParsePolicy(cfg.Security.AllowPrivateNetworks, cfg.Security.AllowedNetworks)
 	if err != nil {
 		return nil, nil, &config.ConfigError{File: cfg.File, Key: "security.allowed_networks", Msg: err.Error()}
 	}
-	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy}, logger)
+	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy, Propagate: deps.propagate}, logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -227,6 +252,16 @@ func buildExecutors(cfg config.Config, logger *slog.Logger, deps actionDeps) (_ 
 		domain.ActionWebhook: wh,
 		domain.ActionLog:     logaction.NewExecutor(logger),
 		domain.ActionSlack:   slack.NewExecutor(wh, logger),
+	}
+	closeFn = wh.Close
+	if cfg.Email.Configured() {
+		mailer, err := newEmailExecutor(cfg, env, logger)
+		if err != nil {
+			wh.Close()
+			return nil, nil, err
+		}
+		executors[domain.ActionEmail] = mailer
+		closeFn = func() { mailer.Close(); wh.Close() }
 	}
 	if deps.redis != nil {
 		executors[domain.ActionCache] = redisadapter.NewInvalidator(deps.redis, logger)
@@ -237,7 +272,35 @@ func buildExecutors(cfg config.Config, logger *slog.Logger, deps actionDeps) (_ 
 	if deps.nats != nil {
 		executors[domain.ActionNATS] = natsadapter.NewActionPublisher(deps.nats)
 	}
-	return application.NewDispatcher(executors), wh.Close, nil
+	return application.NewDispatcher(executors), closeFn, nil
+}
+
+// newEmailExecutor builds the email executor on [email]; the password
+// comes from the variable email.password_env names. No connection is made
+// before the first message.
+func newEmailExecutor(cfg config.Config, env func(string) (string, bool), logger *slog.Logger) (*email.Executor, error) {
+	e := cfg.Email
+	password := ""
+	if e.PasswordEnv != "" {
+		v, ok := env(e.PasswordEnv)
+		if !ok || v == "" {
+			return nil, &config.ConfigError{File: cfg.File, Key: "email.password_env", Msg: "environment variable " + e.PasswordEnv + " is not set"}
+		}
+		password = v
+	}
+	maxIdle := e.MaxIdleConns
+	if maxIdle == 0 {
+		maxIdle = -1 // the adapter's "a session per message"
+	}
+	mailer, err := email.NewExecutor(email.Config{
+		Host: e.Host, Port: e.Port, From: e.From, TLS: email.TLSMode(e.TLS),
+		Username: e.Username, Password: password, Timeout: e.Timeout, HELOName: e.HELOName,
+		MaxIdleConns: maxIdle, IdleTimeout: e.IdleTimeout,
+	}, logger)
+	if err != nil {
+		return nil, &config.ConfigError{File: cfg.File, Key: "email", Msg: err.Error()}
+	}
+	return mailer, nil
 }
 
 // previewers describe each action type for the dry run, as the executors
@@ -250,6 +313,7 @@ func previewers(cfg config.Config) map[domain.ActionType]ports.ActionPreviewer {
 		domain.ActionCache:    redisadapter.Previewer,
 		domain.ActionDatabase: postgres.FunctionPreviewer,
 		domain.ActionNATS:     natsadapter.Previewer,
+		domain.ActionEmail:    email.NewPreviewer(cfg.Email.From),
 	}
 }
 
@@ -275,7 +339,7 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	if a.primary == nil {
 		return nil // a bridge-only process runs no actions
 	}
-	dispatcher, closeExec, err := buildExecutors(a.cfg, a.logger, actionDeps{db: a.db, redis: a.redis, nats: a.nats})
+	dispatcher, closeExec, err := buildExecutors(a.cfg, a.env, a.logger, actionDeps{db: a.db, redis: a.redis, nats: a.nats, propagate: a.propagate()})
 	if err != nil {
 		return err
 	}
@@ -297,6 +361,11 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 			return err
 		}
 	}
+	if a.tracer != nil {
+		if exec, err = application.NewTracedExecutor(exec, a.tracer); err != nil {
+			return err
+		}
+	}
 	a.processor, err = application.NewProcessor(domain.NewMatcher(observers), application.ProcessorConfig{
 		Executor: exec, DeadLetters: a.primary.DeadLetters, Metrics: a.metrics, Logger: a.logger,
 	})
@@ -313,6 +382,11 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 			Window: a.cfg.Redis.DedupWindow, Lease: a.cfg.Redis.DedupLease, Token: a.holder,
 			Logger: a.logger, Metrics: a.metrics,
 		}); err != nil {
+			return err
+		}
+	}
+	if a.tracer != nil {
+		if a.runProc, err = application.NewTracedProcessor(a.runProc, a.tracer); err != nil {
 			return err
 		}
 	}

@@ -40,11 +40,16 @@ type Action struct {
 
 // WebhookAction posts to an HTTP endpoint.
 type WebhookAction struct {
-	URL          string // resolved from url or url_env
-	Method       string
-	Headers      map[string]string
-	BodyTemplate *Template // nil: the event envelope
-	Timeout      time.Duration
+	URL     string // resolved from url or url_env
+	Method  string
+	Headers map[string]string
+	// SecretHeaders are header values taken from the environment
+	// (headers_env): credentials such as an Authorization token. They are
+	// sent like Headers and never shown: not by the dry run, nor in logs,
+	// errors or dead letters.
+	SecretHeaders map[string]string
+	BodyTemplate  *Template // nil: the event envelope
+	Timeout       time.Duration
 	// SigningSecrets are the Standard Webhooks keys ("whsec_" + base64),
 	// resolved from signing_secret(s) or their _env forms; the request is
 	// signed with each (several while a receiver rotates). Never logged.

@@ -20,7 +20,8 @@ type PublishResult struct {
 
 // EventPublisher publishes events to the bus for workers.
 //
-// Publish queues ev and returns at once unless the publisher's bound of
+// Publish queues ev, with hdr as the message's headers (may be nil), and
+// returns at once unless the publisher's bound of
 // unacknowledged publications is reached, in which case it blocks until
 // there is room or ctx ends. done is called exactly once, from another
 // goroutine, when the broker acknowledged the message as stored durably
@@ -28,7 +29,7 @@ type PublishResult struct {
 // Publications of one publisher are stored in the order of Publish calls
 // when they succeed. Safe for concurrent use.
 type EventPublisher interface {
-	Publish(ctx context.Context, ev domain.Event, done func(PublishResult)) error
+	Publish(ctx context.Context, ev domain.Event, hdr Headers, done func(PublishResult)) error
 }
 
 // Delivery is one message handed to a worker. Exactly one of Ack, Nak or
@@ -36,6 +37,8 @@ type EventPublisher interface {
 type Delivery interface {
 	// Data is the message body (an event envelope, or garbage).
 	Data() []byte
+	// Headers are the headers it was published with (nil for none).
+	Headers() Headers
 	// Attempt counts deliveries of this message, from 1.
 	Attempt() int
 	// LastAttempt reports whether the broker will not deliver it again.

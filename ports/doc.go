@@ -16,8 +16,13 @@
 //   - Deduplicator and ResultCache: process an event once; do not repeat
 //     an action that succeeded.
 //   - EventPublisher, EventConsumer and Delivery: the bus of the NATS
-//     topologies.
-//   - Metrics: what the application measures.
+//     topologies; messages carry Headers (the trace context).
+//   - Metrics: what the application measures; RetentionMetrics: what
+//     retention deleted.
+//   - Tracer and Span: spans and the trace context (NopTracer records
+//     nothing).
+//   - Pruner: delete, in bounded batches, the rows a retention Cutoff lets
+//     go, or count them.
 //
 // Adapters implement them; every adapter of a port passes the shared
 // conformance suite in ports/porttest. In this project "ports" means the

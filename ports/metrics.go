@@ -1,10 +1,6 @@
 package ports
 
-import (
-	"time"
-
-	"github.com/fraiseql/fraiseql-observer/domain"
-)
+import "github.com/fraiseql/fraiseql-observer/domain"
 
 // Metrics receives what the application measures. Implementations must be
 // safe for concurrent use and cheap: they are called on the hot path.
@@ -13,9 +9,9 @@ type Metrics interface {
 	// outcome is "ok", "failed" (some action dead-lettered or logged),
 	// "no_match", "duplicate" or "invalid".
 	EventProcessed(outcome string)
-	// ActionExecuted counts one action attempt and its duration; outcome is
-	// a domain.ActionOutcome.
-	ActionExecuted(t domain.ActionType, outcome domain.ActionOutcome, d time.Duration)
+	// ActionExecuted counts one action attempt: its observer, action type,
+	// outcome and duration.
+	ActionExecuted(d domain.ActionDetail)
 	// RetryScheduled counts a failed attempt that will be tried again.
 	RetryScheduled(t domain.ActionType)
 	// DeadLettered counts an item parked in the dead-letter queue.
@@ -42,14 +38,14 @@ type Metrics interface {
 // no service).
 type NopMetrics struct{}
 
-func (NopMetrics) EventProcessed(string)                                                 {}
-func (NopMetrics) ActionExecuted(domain.ActionType, domain.ActionOutcome, time.Duration) {}
-func (NopMetrics) RetryScheduled(domain.ActionType)                                      {}
-func (NopMetrics) DeadLettered()                                                         {}
-func (NopMetrics) ConditionSkipped()                                                     {}
-func (NopMetrics) Checkpoint(string, Position)                                           {}
-func (NopMetrics) InFlight(int)                                                          {}
-func (NopMetrics) DuplicateSkipped()                                                     {}
-func (NopMetrics) CacheResult(bool)                                                      {}
-func (NopMetrics) FailOpen(string)                                                       {}
-func (NopMetrics) Published(bool)                                                        {}
+func (NopMetrics) EventProcessed(string)              {}
+func (NopMetrics) ActionExecuted(domain.ActionDetail) {}
+func (NopMetrics) RetryScheduled(domain.ActionType)   {}
+func (NopMetrics) DeadLettered()                      {}
+func (NopMetrics) ConditionSkipped()                  {}
+func (NopMetrics) Checkpoint(string, Position)        {}
+func (NopMetrics) InFlight(int)                       {}
+func (NopMetrics) DuplicateSkipped()                  {}
+func (NopMetrics) CacheResult(bool)                   {}
+func (NopMetrics) FailOpen(string)                    {}
+func (NopMetrics) Published(bool)                     {}

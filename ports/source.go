@@ -41,6 +41,9 @@ type Record struct {
 	Err      error
 	Raw      []byte
 	Size     int64
+	// Headers came with the event from the bus (the trace context of the
+	// bridge that published it); nil for a record read from a source.
+	Headers Headers
 }
 
 // ReadLimit bounds one Read: at most Rows entries are examined (Rows must

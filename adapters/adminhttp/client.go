@@ -18,7 +18,7 @@ import (
 // for status and replay in the memory topology, whose state only the
 // running process holds.
 type Client struct {
-	base  string // e.g. http://127.0.0.1:9090
+	base  string // e.g. http://127.0.0.1:8079
 	token string
 	http  *http.Client
 }
@@ -47,6 +47,29 @@ func (c *Client) Replay(ctx context.Context, reader string, since time.Time) (ad
 	body := replayRequest{Since: since.UTC().Format(time.RFC3339Nano), Reader: reader}
 	err := c.call(ctx, http.MethodPost, "/api/observers/replay", body, &res)
 	return res, err
+}
+
+// Ready asks the service whether it is ready (GET /readyz, which needs no
+// token): ok is true for 200, false for 503; detail is the service's word
+// per dependency. A service that cannot be reached, or another answer, is
+// an error wrapping ports.ErrUnavailable.
+func (c *Client) Ready(ctx context.Context) (ok bool, detail map[string]string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/readyz", nil)
+	if err != nil {
+		return false, nil, fmt.Errorf("admin api: %w", err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, nil, fmt.Errorf("admin api at %s: %w: %w", c.base, ports.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return false, nil, fmt.Errorf("admin api at %s: /readyz answered %s: %w", c.base, resp.Status, ports.ErrUnavailable)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxSmallBody)).Decode(&detail); err != nil {
+		return false, nil, fmt.Errorf("admin api at %s: decode /readyz: %w", c.base, err)
+	}
+	return resp.StatusCode == http.StatusOK, detail, nil
 }
 
 // call sends one request and decodes the answer into out. An error answer

@@ -5,6 +5,7 @@
 // the standard library, domain, ports, application and application/admin
 // only; the /metrics handler is handed in.
 //
+//	GET    /api/openapi.json                    this API's OpenAPI 3.1 document
 //	GET    /healthz                             liveness
 //	GET    /readyz                              dependencies reachable, readers alive (503 otherwise)
 //	GET    /metrics                             Prometheus
@@ -21,24 +22,31 @@
 //	DELETE /api/observers/dlq/{id}
 //	GET    /api/observers/checkpoints
 //	PUT    /api/observers/checkpoints/{name}    {"txid": N, "seq": N}
+//	GET    /debug/pprof/...                     profiles, with http.pprof = true only
 //
-// Everything under /api/observers needs "Authorization: Bearer <token>";
+// Everything under /api/observers and /debug/pprof needs "Authorization: Bearer <token>";
 // without a configured token it answers 403. Errors are JSON
 // {"error": "..."}: 400 bad input, 401 no or wrong token, 404 unknown id or
 // name, 409 conflicts (an item that cannot be retried, a checkpoint whose
 // reader is running), 503 when a store is unreachable.
+//
+// openapi.json is the contract: every route registered here is in it, and
+// every answer of the handler tests validates against its schema (see
+// contract_test.go). JSON keys are snake_case.
 package adminhttp
 
 import (
 	"cmp"
 	"context"
 	"crypto/subtle"
+	_ "embed" // the OpenAPI document
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -83,15 +91,52 @@ type Config struct {
 	// multi-database bridge): the dlq routes then do not exist.
 	DeadLetters *admin.DeadLetters
 	Metrics     http.Handler
-	Logger      *slog.Logger
+	// PProf serves net/http/pprof under /debug/pprof/, behind the token
+	// (http.pprof; off by default).
+	PProf  bool
+	Logger *slog.Logger
 	// Now is the clock for relative replay times (default time.Now).
 	Now func() time.Time
 }
 
+// OpenAPI is the API's OpenAPI 3.1 document, served at /api/openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
 type server struct{ Config }
 
+// Handler serves the admin API.
+type Handler struct {
+	mux    *http.ServeMux
+	routes *[]string
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Routes lists the patterns registered, in registration order ("GET
+// /readyz"; a pattern without a method mounts a handler of its own).
+func (h *Handler) Routes() []string { return append([]string(nil), *h.routes...) }
+
+// router is a ServeMux that remembers every pattern registered on it, so
+// that the contract test enumerates the routes from the registrations.
+type router struct {
+	*http.ServeMux
+	routes *[]string
+}
+
+func (r router) Handle(pattern string, h http.Handler) {
+	*r.routes = append(*r.routes, pattern)
+	r.ServeMux.Handle(pattern, h)
+}
+
+func (r router) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	*r.routes = append(*r.routes, pattern)
+	r.ServeMux.HandleFunc(pattern, h)
+}
+
 // NewHandler returns the API's handler.
-func NewHandler(cfg Config) (http.Handler, error) {
+func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.Runtime == nil || cfg.State == nil || cfg.Metrics == nil || cfg.Logger == nil {
 		return nil, errors.New("adminhttp: runtime, state, metrics and logger are required")
 	}
@@ -99,14 +144,19 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		cfg.Now = time.Now
 	}
 	s := &server{cfg}
-	mux := http.NewServeMux()
+	routes := new([]string)
+	mux := router{http.NewServeMux(), routes}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", cfg.Metrics)
+	mux.HandleFunc("GET /api/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(OpenAPI)
+	})
 
-	api := http.NewServeMux()
+	api := router{http.NewServeMux(), routes}
 	api.HandleFunc("GET /api/observers/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Runtime.Status())
 	})
@@ -122,16 +172,34 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		api.HandleFunc("PUT /api/observers/checkpoints/{name}", s.putCheckpoint)
 	}
 	mux.Handle("/api/observers/", s.requireToken(api))
-	return mux, nil
-}
-
-// requireToken guards the API with the bearer token; without a token the
-// API is closed.
-func (s *server) requireToken(next http.Handler) http.Handler {
+	if cfg.PProf {
+		// Go's own profiles: registered on the bare mux, outside the
+		// recorded routes, because they are not part of the API contract
+		// (openapi.json) but net/http/pprof's.
+		mux.ServeMux.Handle("/debug/pprof/", s.requireToken(pprofHandler()))
+	}
 	if s.Token == "" {
 		s.Logger.Warn("admin API disabled: set the environment variable named by http.admin_token_env",
 			slog.String("http.admin_token_env", s.TokenEnv))
 	}
+	return &Handler{mux: mux.ServeMux, routes: routes}, nil
+}
+
+// pprofHandler serves net/http/pprof's profiles under /debug/pprof/.
+func pprofHandler() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /debug/pprof/", pprof.Index)
+	m.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return m
+}
+
+// requireToken guards a handler with the bearer token; without a token
+// it is closed (403).
+func (s *server) requireToken(next http.Handler) http.Handler {
 	want := []byte("Bearer " + s.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.Token == "" {
@@ -210,7 +278,7 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (s *server) deadLetterRoutes(api *http.ServeMux) {
+func (s *server) deadLetterRoutes(api router) {
 	d := s.DeadLetters
 	api.HandleFunc("GET /api/observers/dlq", func(w http.ResponseWriter, r *http.Request) {
 		q, err := dlqQuery(r)

@@ -67,15 +67,16 @@ func (r *runtime) PostEvents(_ context.Context, body io.Reader) (int, error) {
 }
 
 type bundle struct {
-	rt    *runtime
-	src   *memory.Source
-	cps   *memory.Checkpoints
-	lease *memory.Lease
-	dl    *memory.DeadLetters
-	state *admin.State
-	srv   *httptest.Server
-	calls map[string]int
-	mu    sync.Mutex
+	rt      *runtime
+	src     *memory.Source
+	cps     *memory.Checkpoints
+	lease   *memory.Lease
+	dl      *memory.DeadLetters
+	state   *admin.State
+	srv     *httptest.Server
+	handler *adminhttp.Handler
+	calls   map[string]int
+	mu      sync.Mutex
 }
 
 // setup serves the API over memory stores with token "tok"; the retrier's
@@ -90,7 +91,7 @@ func setup(t *testing.T, token string) *bundle {
 	b := &bundle{rt: &runtime{ready: true}, src: src, cps: memory.NewCheckpointsWithLease(lease), lease: lease,
 		dl: memory.NewDeadLetters(nil), calls: map[string]int{}}
 	b.rt.status = admin.LiveStatus{Topology: "memory", Role: "all", Observers: 1,
-		Readers: map[string]application.ReaderStatus{"default": {Running: true, ReadAt: ports.Position{Seq: 2}}}}
+		Readers: map[string]application.ReaderStatus{"default": {State: application.ReaderReading, Running: true, ReadAt: ports.Position{Seq: 2}}}}
 	store := &admin.Store{Name: "memory", Checkpoints: b.cps, Leases: b.lease, DeadLetters: b.dl, ChangeLog: src,
 		Readers: []admin.Reader{admin.ReaderOf("default")}}
 	logger := slog.New(slog.DiscardHandler)
@@ -116,7 +117,11 @@ func setup(t *testing.T, token string) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.srv = httptest.NewServer(h)
+	b.handler = h
+	seen.Lock()
+	seen.routes = h.Routes()
+	seen.Unlock()
+	b.srv = httptest.NewServer(conform(t, h))
 	t.Cleanup(b.srv.Close)
 	return b
 }
@@ -178,7 +183,7 @@ func TestHealthReadyMetricsAndToken(t *testing.T) {
 		}
 	}
 	if code, body := b.call(t, "GET", "/api/observers/status", "tok", ""); code != 200 || body["topology"] != "memory" ||
-		body["readers"].(map[string]any)["default"].(map[string]any)["Running"] != true {
+		body["readers"].(map[string]any)["default"].(map[string]any)["running"] != true {
 		t.Errorf("status = %d %v", code, body)
 	}
 	b.rt.mu.Lock()

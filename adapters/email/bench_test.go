@@ -6,6 +6,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/email"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/smtptest"
 )
 
 // BenchmarkExecute sends one message per iteration to the in-process SMTP
@@ -28,7 +29,7 @@ func BenchmarkExecute(b *testing.B) {
 			{"per-message", -1},
 		} {
 			b.Run(mode.name+"/"+reuse.name, func(b *testing.B) {
-				ts := startServer(b, serverConfig{StartTLS: mode.startTLS, Discard: true})
+				ts := smtptest.Start(b, smtptest.Config{StartTLS: mode.startTLS, Discard: true})
 				exec, _ := newExecutor(b, ts, func(c *email.Config) { c.TLS, c.MaxIdleConns = mode.tls, reuse.maxIdle })
 				ev, act := newEvent(), newAction(func(e *domain.EmailAction) {
 					e.HTMLBodyTemplate = domain.MustCompileTemplate("<p>{{ note }}</p>")
@@ -40,7 +41,7 @@ func BenchmarkExecute(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(ts.conns.Load())/float64(b.N), "conns/op")
+				b.ReportMetric(float64(ts.Conns())/float64(b.N), "conns/op")
 			})
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/email"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/smtptest"
 )
 
 // fixedNow is the executor's clock (the Date header) in every test.
@@ -32,7 +33,7 @@ var testObserver = &domain.Observer{Name: "order-shipped"}
 
 // newExecutor builds an executor for ts (tls none unless edit says
 // otherwise) that trusts the test certificate.
-func newExecutor(t testing.TB, ts *testServer, edit func(*email.Config)) (*email.Executor, *recordHandler) {
+func newExecutor(t testing.TB, ts *smtptest.Server, edit func(*email.Config)) (*email.Executor, *recordHandler) {
 	t.Helper()
 	cfg := email.Config{
 		Host:     ts.Host,
@@ -165,7 +166,7 @@ func addresses(t *testing.T, h mail.Header, key string) []*mail.Address {
 
 func TestExecuteRendersEveryField(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{})
+	ts := smtptest.Start(t, smtptest.Config{})
 	exec, _ := newExecutor(t, ts, nil)
 	ev := newEvent()
 	act := newAction(func(e *domain.EmailAction) {
@@ -181,7 +182,7 @@ func TestExecuteRendersEveryField(t *testing.T) {
 	if err := exec.Execute(t.Context(), ev, testObserver, act); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
-	got := ts.next(t)
+	got := ts.Next(t)
 
 	// Envelope: every recipient, bcc included; nothing the subject tried to add.
 	if got.From != "orders@example.com" {
@@ -251,7 +252,7 @@ func TestExecuteRendersEveryField(t *testing.T) {
 
 func TestExecuteBodies(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{})
+	ts := smtptest.Start(t, smtptest.Config{})
 	exec, _ := newExecutor(t, ts, nil)
 	tests := []struct {
 		name     string
@@ -279,7 +280,7 @@ func TestExecuteBodies(t *testing.T) {
 			if err := exec.Execute(t.Context(), newEvent(), testObserver, act); err != nil {
 				t.Fatalf("Execute: %v", err)
 			}
-			m := parse(t, ts.next(t).Data)
+			m := parse(t, ts.Next(t).Data)
 			if m.Type != tt.wantType {
 				t.Errorf("Content-Type = %q, want %q", m.Type, tt.wantType)
 			}
@@ -297,7 +298,7 @@ func TestExecuteBodies(t *testing.T) {
 
 func TestExecuteRecipientsFromTemplate(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{})
+	ts := smtptest.Start(t, smtptest.Config{})
 	exec, _ := newExecutor(t, ts, nil)
 	tests := []struct {
 		name string
@@ -314,7 +315,7 @@ func TestExecuteRecipientsFromTemplate(t *testing.T) {
 			if err := exec.Execute(t.Context(), newEvent(), testObserver, act); err != nil {
 				t.Fatalf("Execute: %v", err)
 			}
-			got := ts.next(t)
+			got := ts.Next(t)
 			if !slices.Equal(got.Rcpts, tt.want) {
 				t.Errorf("RCPT TO = %v, want %v", got.Rcpts, tt.want)
 			}
@@ -331,7 +332,7 @@ func TestExecuteRecipientsFromTemplate(t *testing.T) {
 
 func TestExecuteBadAddressIsPermanentAndNamesField(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{})
+	ts := smtptest.Start(t, smtptest.Config{})
 	exec, _ := newExecutor(t, ts, nil)
 	many := make([]string, email.MaxRecipients)
 	for i := range many {
@@ -369,7 +370,7 @@ func TestExecuteBadAddressIsPermanentAndNamesField(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		if n := ts.conns.Load(); n != 0 {
+		if n := ts.Conns(); n != 0 {
 			t.Errorf("%d connections were made for messages that cannot be sent", n)
 		}
 	})
@@ -379,58 +380,58 @@ func TestExecuteStartTLS(t *testing.T) {
 	t.Parallel()
 	t.Run("upgrades and verifies the certificate", func(t *testing.T) {
 		t.Parallel()
-		ts := startServer(t, serverConfig{StartTLS: true})
+		ts := smtptest.Start(t, smtptest.Config{StartTLS: true})
 		exec, _ := newExecutor(t, ts, func(c *email.Config) { c.TLS = email.TLSStartTLS })
 		if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 			t.Fatalf("Execute: %v", err)
 		}
-		if got := ts.next(t); !got.TLS {
+		if got := ts.Next(t); !got.TLS {
 			t.Error("the message was sent without TLS")
 		}
 	})
 	t.Run("default mode is starttls", func(t *testing.T) {
 		t.Parallel()
-		ts := startServer(t, serverConfig{StartTLS: true})
+		ts := smtptest.Start(t, smtptest.Config{StartTLS: true})
 		exec, _ := newExecutor(t, ts, func(c *email.Config) { c.TLS = "" })
 		if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 			t.Fatalf("Execute: %v", err)
 		}
-		if got := ts.next(t); !got.TLS {
+		if got := ts.Next(t); !got.TLS {
 			t.Error("the default mode sent without TLS")
 		}
 	})
 	t.Run("server without STARTTLS: nothing sent in clear", func(t *testing.T) {
 		t.Parallel()
-		ts := startServer(t, serverConfig{})
+		ts := smtptest.Start(t, smtptest.Config{})
 		exec, _ := newExecutor(t, ts, func(c *email.Config) { c.TLS = email.TLSStartTLS })
 		err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil))
 		if err == nil || domain.IsPermanent(err) {
 			t.Fatalf("Execute = %v, want a transient error", err)
 		}
-		ts.none(t)
+		ts.None(t)
 	})
 	t.Run("untrusted certificate: nothing sent", func(t *testing.T) {
 		t.Parallel()
-		ts := startServer(t, serverConfig{StartTLS: true})
+		ts := smtptest.Start(t, smtptest.Config{StartTLS: true})
 		exec, _ := newExecutor(t, ts, func(c *email.Config) { c.TLS, c.TLSConfig = email.TLSStartTLS, nil })
 		err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil))
 		if err == nil {
 			t.Fatal("Execute = nil with a certificate nobody trusts")
 		}
-		ts.none(t)
+		ts.None(t)
 	})
 }
 
 func TestExecuteImplicitTLS(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{Implicit: true, Username: "mailer", Password: testPassword})
+	ts := smtptest.Start(t, smtptest.Config{Implicit: true, Username: "mailer", Password: testPassword})
 	exec, _ := newExecutor(t, ts, func(c *email.Config) {
 		c.TLS, c.Username, c.Password = email.TLSImplicit, "mailer", testPassword
 	})
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
-	got := ts.next(t)
+	got := ts.Next(t)
 	if !got.TLS || got.AuthUser != "mailer" {
 		t.Errorf("TLS = %v, authenticated user = %q; want TLS and mailer (AUTH PLAIN over implicit TLS)", got.TLS, got.AuthUser)
 	}
@@ -438,7 +439,7 @@ func TestExecuteImplicitTLS(t *testing.T) {
 
 func TestExecuteAuth(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{StartTLS: true, Username: "mailer", Password: testPassword})
+	ts := smtptest.Start(t, smtptest.Config{StartTLS: true, Username: "mailer", Password: testPassword})
 	tests := []struct {
 		name      string
 		user      string
@@ -463,7 +464,7 @@ func TestExecuteAuth(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Execute: %v", err)
 				}
-				if got := ts.next(t); got.AuthUser != "mailer" || !got.TLS {
+				if got := ts.Next(t); got.AuthUser != "mailer" || !got.TLS {
 					t.Errorf("authenticated user = %q, TLS = %v", got.AuthUser, got.TLS)
 				}
 				return
@@ -502,10 +503,10 @@ func TestExecuteReplyClasses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var reject sync.Once // only the first message is refused
-			ts := startServer(t, serverConfig{Reply: func(cmd, _ string) error {
+			ts := smtptest.Start(t, smtptest.Config{Reply: func(cmd, _ string) error {
 				var err error
 				if cmd == tt.cmd {
-					reject.Do(func() { err = smtpError(tt.code, "test reply") })
+					reject.Do(func() { err = smtptest.Reply(tt.code, "test reply") })
 				}
 				return err
 			}})
@@ -520,12 +521,12 @@ func TestExecuteReplyClasses(t *testing.T) {
 			if msg := err.Error(); !strings.Contains(msg, ts.Addr) || !strings.Contains(msg, strings.Fields(tt.name)[1]) {
 				t.Errorf("error %q does not name the server and the reply code", msg)
 			}
-			ts.none(t)
+			ts.None(t)
 			// The next message goes through (a fresh session).
 			if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 				t.Fatalf("Execute after the refusal: %v", err)
 			}
-			ts.next(t)
+			ts.Next(t)
 		})
 	}
 }
@@ -565,7 +566,7 @@ func silentListener(t *testing.T) (host string, port int) {
 func TestExecuteServerThatNeverAnswers(t *testing.T) {
 	t.Parallel()
 	host, port := silentListener(t)
-	target := &testServer{Host: host, Port: port}
+	target := &smtptest.Server{Host: host, Port: port}
 
 	t.Run("returns within the timeout", func(t *testing.T) {
 		t.Parallel()
@@ -606,7 +607,7 @@ func TestExecuteServerThatStallsMidMessage(t *testing.T) {
 	stall := make(chan struct{})
 	t.Cleanup(func() { close(stall) })
 	var first sync.Once
-	ts := startServer(t, serverConfig{Reply: func(cmd, _ string) error {
+	ts := smtptest.Start(t, smtptest.Config{Reply: func(cmd, _ string) error {
 		if cmd == "DATA" {
 			stalled := false
 			first.Do(func() { stalled = true })
@@ -621,7 +622,7 @@ func TestExecuteServerThatStallsMidMessage(t *testing.T) {
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 		t.Fatalf("first Execute: %v", err)
 	}
-	ts.next(t)
+	ts.Next(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	err := exec.Execute(ctx, newEvent(), testObserver, newAction(nil))
@@ -635,14 +636,14 @@ func TestExecuteServerThatStallsMidMessage(t *testing.T) {
 
 func TestExecuteReusesConnection(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{StartTLS: true})
+	ts := smtptest.Start(t, smtptest.Config{StartTLS: true})
 	const timeout = 200 * time.Millisecond
 	exec, _ := newExecutor(t, ts, func(c *email.Config) { c.TLS, c.Timeout = email.TLSStartTLS, timeout })
 	for range 10 {
 		if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 			t.Fatalf("Execute: %v", err)
 		}
-		ts.next(t)
+		ts.Next(t)
 	}
 	// Idle past the per-command timeout: the session must still be usable.
 	last := time.Now()
@@ -650,33 +651,33 @@ func TestExecuteReusesConnection(t *testing.T) {
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 		t.Fatalf("Execute after idling: %v", err)
 	}
-	ts.next(t)
-	if n := ts.conns.Load(); n != 1 {
+	ts.Next(t)
+	if n := ts.Conns(); n != 1 {
 		t.Errorf("11 sequential messages opened %d sessions, want 1", n)
 	}
 }
 
 func TestExecuteReplacesDroppedConnection(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{ReadTimeout: 200 * time.Millisecond})
+	ts := smtptest.Start(t, smtptest.Config{ReadTimeout: 200 * time.Millisecond})
 	exec, _ := newExecutor(t, ts, nil)
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
-	ts.next(t)
-	waitFor(t, func() bool { return ts.closed.Load() == 1 }) // the server dropped the idle session
+	ts.Next(t)
+	waitFor(t, func() bool { return ts.Closed() == 1 }) // the server dropped the idle session
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 		t.Fatalf("Execute on a dropped session: %v (want a transparent new session)", err)
 	}
-	ts.next(t)
-	if n := ts.conns.Load(); n != 2 {
+	ts.Next(t)
+	if n := ts.Conns(); n != 2 {
 		t.Errorf("sessions = %d, want 2", n)
 	}
 }
 
 func TestExecuteConcurrent(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{})
+	ts := smtptest.Start(t, smtptest.Config{})
 	exec, _ := newExecutor(t, ts, nil)
 	const workers, each = 6, 5
 	var wg sync.WaitGroup
@@ -696,37 +697,37 @@ func TestExecuteConcurrent(t *testing.T) {
 		}
 	}
 	for range workers * each {
-		ts.next(t)
+		ts.Next(t)
 	}
-	if n := ts.conns.Load(); n > workers*each {
+	if n := ts.Conns(); n > workers*each {
 		t.Errorf("%d sessions for %d messages", n, workers*each)
 	}
 }
 
 func TestCloseQuitsKeptConnections(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{})
+	ts := smtptest.Start(t, smtptest.Config{})
 	exec, _ := newExecutor(t, ts, nil)
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
-	ts.next(t)
-	if n := ts.closed.Load(); n != 0 {
+	ts.Next(t)
+	if n := ts.Closed(); n != 0 {
 		t.Fatalf("the session ended after one message (%d closed): nothing is kept", n)
 	}
 	exec.Close()
-	waitFor(t, func() bool { return ts.closed.Load() == 1 })
+	waitFor(t, func() bool { return ts.Closed() == 1 })
 	// After Close a message still goes out, on a session of its own.
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 		t.Fatalf("Execute after Close: %v", err)
 	}
-	ts.next(t)
-	waitFor(t, func() bool { return ts.closed.Load() == 2 })
+	ts.Next(t)
+	waitFor(t, func() bool { return ts.Closed() == 2 })
 }
 
 func TestExecuteMessageIDStable(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{})
+	ts := smtptest.Start(t, smtptest.Config{})
 	exec, _ := newExecutor(t, ts, nil)
 	send := func(t *testing.T, ev *domain.Event, action string) mail.Header {
 		t.Helper()
@@ -735,7 +736,7 @@ func TestExecuteMessageIDStable(t *testing.T) {
 		if err := exec.Execute(t.Context(), ev, testObserver, act); err != nil {
 			t.Fatalf("Execute: %v", err)
 		}
-		return parse(t, ts.next(t).Data).Header
+		return parse(t, ts.Next(t).Data).Header
 	}
 	ev := newEvent()
 	first := send(t, ev, "email-1")
@@ -761,7 +762,7 @@ func TestExecuteMessageIDStable(t *testing.T) {
 
 func TestExecuteLogsMissingPlaceholders(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{})
+	ts := smtptest.Start(t, smtptest.Config{})
 	exec, logs := newExecutor(t, ts, nil)
 	act := newAction(func(e *domain.EmailAction) {
 		e.Subject, e.SubjectTemplate = "", domain.MustCompileTemplate("Order {{ nope }}")
@@ -770,7 +771,7 @@ func TestExecuteLogsMissingPlaceholders(t *testing.T) {
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, act); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
-	ts.next(t)
+	ts.Next(t)
 	recs := logs.records()
 	if len(recs) != 1 || recs[0].Level != slog.LevelWarn {
 		t.Fatalf("want one warning, got %+v", recs)
@@ -785,7 +786,7 @@ func TestExecuteLogsMissingPlaceholders(t *testing.T) {
 
 func TestExecuteInvalidAction(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, serverConfig{})
+	ts := smtptest.Start(t, smtptest.Config{})
 	exec, _ := newExecutor(t, ts, nil)
 	for name, act := range map[string]*domain.Action{
 		"no email config": {Name: "e", Type: domain.ActionEmail},
@@ -800,7 +801,7 @@ func TestExecuteInvalidAction(t *testing.T) {
 	if err := exec.Execute(t.Context(), nil, testObserver, newAction(nil)); !domain.IsPermanent(err) {
 		t.Errorf("nil event: Execute = %v, want a permanent error", err)
 	}
-	ts.none(t)
+	ts.None(t)
 }
 
 func TestNewExecutorValidates(t *testing.T) {

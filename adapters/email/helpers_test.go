@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+
+	"github.com/fraiseql/fraiseql-observer/internal/smtptest"
 )
 
 // newTLSConfig trusts the test server's certificate.
-func newTLSConfig(ts *testServer) *tls.Config {
+func newTLSConfig(ts *smtptest.Server) *tls.Config {
 	return &tls.Config{RootCAs: ts.CA, MinVersion: tls.VersionTLS12}
 }
 

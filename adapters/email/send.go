@@ -141,7 +141,7 @@ func (e *Executor) transact(c *conn, from string, rcpts []string, msg *gomail.Ms
 	}
 	for _, rcpt := range rcpts {
 		if err := e.command(c, func() error { return c.smtp.Rcpt(rcpt) }); err != nil {
-			return fmt.Errorf("RCPT TO <%s>: %w", rcpt, err)
+			return fmt.Errorf("RCPT TO %s: %w", rcpt, err) // rcpt is "<address>"
 		}
 	}
 	var w io.WriteCloser

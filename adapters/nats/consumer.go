@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -160,7 +161,24 @@ type delivery struct {
 
 var _ ports.Delivery = (*delivery)(nil)
 
-func (d *delivery) Data() []byte      { return d.msg.Data() }
+func (d *delivery) Data() []byte { return d.msg.Data() }
+
+// Headers returns the message's headers, keys lower-cased, the server's
+// own (Nats-*) left out; nil when there are none.
+func (d *delivery) Headers() ports.Headers {
+	var h ports.Headers
+	for k, v := range d.msg.Headers() {
+		k = strings.ToLower(k)
+		if len(v) == 0 || strings.HasPrefix(k, "nats-") {
+			continue
+		}
+		if h == nil {
+			h = ports.Headers{}
+		}
+		h[k] = v[0]
+	}
+	return h
+}
 func (d *delivery) Attempt() int      { return d.attempt }
 func (d *delivery) LastAttempt() bool { return d.last }
 

@@ -95,7 +95,7 @@ func newEvent(i int) domain.Event {
 func publishWait(t testing.TB, p *Publisher, ev domain.Event) ports.PublishResult {
 	t.Helper()
 	ch := make(chan ports.PublishResult, 1)
-	if err := p.Publish(t.Context(), ev, func(r ports.PublishResult) { ch <- r }); err != nil {
+	if err := p.Publish(t.Context(), ev, nil, func(r ports.PublishResult) { ch <- r }); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	select {
@@ -271,7 +271,7 @@ func TestPublishStoresEveryEventOnce(t *testing.T) {
 		results = make([][]ports.PublishResult, n)
 	)
 	for i := range n {
-		err := p.Publish(t.Context(), newEvent(i), func(r ports.PublishResult) {
+		err := p.Publish(t.Context(), newEvent(i), nil, func(r ports.PublishResult) {
 			mu.Lock()
 			results[i] = append(results[i], r)
 			mu.Unlock()
@@ -349,12 +349,12 @@ func TestPublishBlocksAtMaxPending(t *testing.T) {
 	gate := make(chan struct{})
 	var got atomic.Int64
 	for i := range maxPending {
-		if err := p.Publish(t.Context(), newEvent(i), func(ports.PublishResult) { <-gate; got.Add(1) }); err != nil {
+		if err := p.Publish(t.Context(), newEvent(i), nil, func(ports.PublishResult) { <-gate; got.Add(1) }); err != nil {
 			t.Fatalf("Publish %d: %v", i, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	err := p.Publish(ctx, newEvent(99), func(ports.PublishResult) { t.Error("done of a refused publication called") })
+	err := p.Publish(ctx, newEvent(99), nil, func(ports.PublishResult) { t.Error("done of a refused publication called") })
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Publish beyond MaxPending = %v, want it to block until ctx ends", err)
@@ -390,7 +390,7 @@ func TestPublishBlocksAtMaxPending(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for i := range perWorker {
-				err := p.Publish(t.Context(), newEvent(i), func(r ports.PublishResult) {
+				err := p.Publish(t.Context(), newEvent(i), nil, func(r ports.PublishResult) {
 					if r.Err != nil {
 						t.Errorf("publication failed: %v", r.Err)
 					}
@@ -432,7 +432,7 @@ func TestPublishAfterCloseIsUnavailable(t *testing.T) {
 	c := dial(t, cfg)
 	p := NewPublisher(c)
 	c.Close()
-	err := p.Publish(t.Context(), newEvent(1), func(ports.PublishResult) { t.Error("done called for a refused publication") })
+	err := p.Publish(t.Context(), newEvent(1), nil, func(ports.PublishResult) { t.Error("done called for a refused publication") })
 	if !errors.Is(err, ports.ErrUnavailable) {
 		t.Fatalf("Publish after Close = %v, want ErrUnavailable", err)
 	}
@@ -484,7 +484,7 @@ func TestConsumersShareTheDurable(t *testing.T) {
 	for i := range n {
 		ev := newEvent(i)
 		want[ev.ID] = true
-		if err := p.Publish(t.Context(), ev, func(r ports.PublishResult) {
+		if err := p.Publish(t.Context(), ev, nil, func(r ports.PublishResult) {
 			if r.Err != nil {
 				t.Errorf("publication failed: %v", r.Err)
 			}
@@ -720,7 +720,7 @@ func TestConsumeReturnsAfterCancelWithNoHandlerRunning(t *testing.T) {
 	const n = 200
 	p := NewPublisher(c)
 	for i := range n {
-		if err := p.Publish(t.Context(), newEvent(i), func(ports.PublishResult) {}); err != nil {
+		if err := p.Publish(t.Context(), newEvent(i), nil, func(ports.PublishResult) {}); err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
 	}
@@ -975,7 +975,7 @@ func BenchmarkPublishAsync(b *testing.B) {
 	for b.Loop() {
 		ev := events[i%len(events)]
 		ev.ID = uuid.NewString()
-		if err := p.Publish(b.Context(), ev, done); err != nil {
+		if err := p.Publish(b.Context(), ev, nil, done); err != nil {
 			b.Fatalf("Publish: %v", err)
 		}
 		i++
@@ -1005,7 +1005,7 @@ func TestPublishRefusedMessagesArePermanent(t *testing.T) {
 	long := newEvent(2)
 	long.EntityType = strings.Repeat("E", 2000)
 	for name, ev := range map[string]domain.Event{"over max_payload": huge, "over-long subject": long} {
-		err := p.Publish(t.Context(), ev, func(ports.PublishResult) { t.Errorf("%s: done called for a refused publication", name) })
+		err := p.Publish(t.Context(), ev, nil, func(ports.PublishResult) { t.Errorf("%s: done called for a refused publication", name) })
 		if err == nil || !domain.IsPermanent(err) {
 			t.Fatalf("%s: Publish = %v, want a permanent error", name, err)
 		}

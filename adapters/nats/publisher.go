@@ -44,7 +44,8 @@ func NewPublisher(c *Conn) *Publisher {
 	}
 }
 
-// Publish sends ev and returns once it is on its way; done reports the
+// Publish sends ev (with hdr as message headers, Nats-Msg-Id = ev.ID
+// besides) and returns once it is on its way; done reports the
 // server's answer. An acknowledgement that does not come within
 // Config.PublishTimeout, a lost connection and a closed Conn are errors in
 // done wrapping ports.ErrUnavailable: the caller republishes and the
@@ -53,7 +54,7 @@ func NewPublisher(c *Conn) *Publisher {
 // the retry (larger than its max_payload or the stream's maximum message
 // size, an invalid subject) fails with an error wrapping
 // domain.ErrPermanent, in the returned error or in done.
-func (p *Publisher) Publish(ctx context.Context, ev domain.Event, done func(ports.PublishResult)) error {
+func (p *Publisher) Publish(ctx context.Context, ev domain.Event, hdr ports.Headers, done func(ports.PublishResult)) error {
 	if ev.ID == "" {
 		return errors.New("nats: publish: event has no id (the deduplication key)")
 	}
@@ -63,6 +64,9 @@ func (p *Publisher) Publish(ctx context.Context, ev domain.Event, done func(port
 	}
 	msg := nats.NewMsg(Subject(p.c.cfg.Stream.SubjectPrefix, &ev))
 	msg.Data = body
+	for k, v := range hdr {
+		msg.Header.Set(k, v)
+	}
 	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
 	if err := p.check(msg); err != nil {
 		return interpretError("publish event "+ev.ID, err)

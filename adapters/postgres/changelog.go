@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,7 +19,8 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// DefaultPollInterval is how long Wait blocks when no notification arrives.
+// DefaultPollInterval is the longest Wait blocks when no notification
+// arrives.
 const DefaultPollInterval = time.Second
 
 // listenReadyTimeout bounds how long NewChangeLog waits for the first
@@ -77,15 +79,53 @@ func (c ChangeLogConfig) Validate() error {
 // ChangeLog reads the change log in commit-safe order: rows are ordered by
 // (txid, pk) and only rows of transactions older than the oldest one still
 // running are returned, so a transaction that commits late can never be
-// skipped. A LISTEN connection wakes Wait; the poll interval is the
+// skipped. A LISTEN connection wakes Wait, which asks the writers for a
+// notification only while it waits (see Wait); the poll interval is the
 // fallback. It implements ports.EventSource and is safe for concurrent use.
 type ChangeLog struct {
 	pool     *pgxpool.Pool
 	cfg      ChangeLogConfig
 	listener *listener
+	tune     wakeTuning
+	now      func() time.Time
+	wake     wakeState
 
 	readSQL    string
 	backlogSQL string
+}
+
+// wakeTuning paces Wait (see there).
+type wakeTuning struct {
+	quietMin      time.Duration // bounds of the quiet (no rows read) required before arming
+	quietMax      time.Duration
+	quietStep     time.Duration // the first quiet requirement above zero
+	busyPoll      time.Duration // the pause of a busy reader's Wait
+	unsafePollMin time.Duration // first pause while writers that may have missed the arm run
+	unsafePollMax time.Duration // the pause doubles up to this
+}
+
+// defaultWakeTuning keeps the reader within about a millisecond of a
+// commit while it is idle or busy.
+var defaultWakeTuning = wakeTuning{
+	quietMax:      time.Second,
+	quietStep:     time.Millisecond,
+	busyPoll:      time.Millisecond,
+	unsafePollMin: time.Millisecond,
+	unsafePollMax: 20 * time.Millisecond,
+}
+
+// wakeState is what Wait knows of the arm.
+type wakeState struct {
+	mu         sync.Mutex
+	lastActive time.Time     // last read that examined rows, or last notification
+	quiet      time.Duration // the quiet required before arming
+	armedOnce  bool
+	notesAtArm int64         // listener.received at the last arm
+	armed      bool          // the listener session holds the wake-up lock for this reader (a reconnection signals, which clears it)
+	safe       bool          // every writer that probed before the arm has ended
+	horizon    uint64        // next transaction id just after the arm
+	pause      time.Duration // the next pause while not yet safe
+	armPause   time.Duration // the next pause after a failed arm
 }
 
 var _ ports.EventSource = (*ChangeLog)(nil)
@@ -109,18 +149,21 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 	c := &ChangeLog{
 		pool: pool,
 		cfg:  cfg,
+		wake: wakeState{armPause: defaultWakeTuning.busyPoll},
+		tune: defaultWakeTuning,
+		now:  time.Now,
 		// q: the next $3 readable rows with the size of their payload
 		// (object_data and object_data_before as JSON text, counted by the
 		// database; a payload stored in at most $6 bytes cannot be over
 		// the limit and is weighed by its stored size, which spares
-		// rendering it twice); the window keeps the running total of what will be
-		// shipped (a row over the per-event limit $4 ships no payload) and
-		// the rows within the byte budget $5 (the first always) are
-		// returned, with their payload rendered only when it is within the
-		// limit (the jsonb values pass the window as they are stored). One
-		// index scan, no join, no sort. Every column is qualified: an
-		// unqualified ORDER BY txid would sort by the txid::text output
-		// column.
+		// rendering it twice); the window keeps the running total of what
+		// will be shipped (a row over the per-event limit $4 ships no
+		// payload) and the rows within the byte budget $5 (the first
+		// always) are returned, with their payload rendered only when it
+		// is within the limit (the jsonb values pass the window as they
+		// are stored). One index scan, no join, no sort. Every column is
+		// qualified: an unqualified ORDER BY txid would sort by the
+		// txid::text output column.
 		readSQL: `
 			SELECT b.pk_entity_change_log, b.txid::text AS txid_text, b.id::text, b.created_at,
 			       b.object_type, b.modification_type, coalesce(b.object_key, b.object_id::text),
@@ -242,7 +285,9 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.
 		return ports.Batch{}, interpretError("read change log", err)
 	}
 	defer rows.Close()
-	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit.Rows, 1024))}
+	// A busy reader reads a few rows at a time: a batch sized for limit
+	// would be allocated and zeroed (limit × ~200 bytes) on every read.
+	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit.Rows, 16))}
 	for rows.Next() {
 		var r changeRow
 		if err := rows.Scan(&r.PK, &r.TxID, &r.ID, &r.CreatedAt, &r.ObjectType, &r.ModificationType,
@@ -261,6 +306,9 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.
 	}
 	if err := rows.Err(); err != nil {
 		return ports.Batch{}, interpretError("read change log", err)
+	}
+	if batch.End != after {
+		c.active()
 	}
 	return batch, nil
 }
@@ -331,19 +379,154 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 	}, true
 }
 
-// Wait blocks until a notification arrives, the poll interval passes, or
-// ctx ends (then it returns ctx.Err()).
+// Wait blocks until new rows may be readable, the poll interval passes, or
+// ctx ends (then it returns ctx.Err()). It is built so that the capture
+// costs the application's writers next to nothing (see
+// notifyFunctionBody): writers notify only while a reader waits.
+//
+//   - Busy: while the last rows were read (or a notification came) less
+//     than the quiet requirement ago, Wait only sleeps busyPoll; no writer
+//     notifies. Every commit between an arm and its release notifies, so
+//     the requirement follows what arming costs: the listener receives
+//     every notification on the channel, and when more than 2 came in
+//     since the last arm (the writers commit faster than the reader
+//     disarms: a notification per commit would start to cost them) the
+//     requirement doubles, from quietStep up to quietMax; at 1 or none it
+//     halves, down to zero (arm at once: a notification wakes the reader
+//     sooner than a poll).
+//   - Idle: Wait arms (takes the wake-up lock on the LISTEN session) and
+//     returns at once, so that the caller reads again: rows committed
+//     before the arm were not announced.
+//   - Armed, not yet safe: a writer that probed the lock just before the
+//     arm does not notify. Every such writer had its transaction id before
+//     the arm, so it is below the next id read just after it; Wait polls,
+//     with growing pauses, until the oldest running transaction is past
+//     that bound, then returns once more for the read that covers them.
+//   - Armed and safe: Wait blocks until a notification or the poll
+//     interval. A notification (the reader is about to be busy) or a read
+//     that finds rows releases the arm.
+//
+// While the listener is down Wait falls back to the poll interval; its
+// reconnection wakes the reader.
 func (c *ChangeLog) Wait(ctx context.Context) error {
-	t := time.NewTimer(c.cfg.PollInterval)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w := &c.wake
+	w.mu.Lock()
+	quiet := min(max(w.quiet, c.tune.quietMin), c.tune.quietMax)
+	switch {
+	case !w.armed && c.now().Sub(w.lastActive) < quiet:
+		w.mu.Unlock()
+		return c.block(ctx, min(c.tune.busyPoll, c.cfg.PollInterval))
+	case !w.armed:
+		w.mu.Unlock()
+		return c.arm(ctx)
+	case !w.safe:
+		horizon, pause := w.horizon, w.pause
+		w.pause = min(2*w.pause, c.tune.unsafePollMax)
+		w.mu.Unlock()
+		if xmin, err := c.oldestRunning(ctx); err == nil && xmin >= horizon {
+			w.mu.Lock()
+			if w.armed && w.horizon == horizon {
+				w.safe = true
+			}
+			w.mu.Unlock()
+			return nil // the read that covers the last writers that probed before the arm
+		} else if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return c.block(ctx, min(pause, c.cfg.PollInterval))
+	default:
+		w.mu.Unlock()
+		return c.block(ctx, c.cfg.PollInterval)
+	}
+}
+
+// arm takes the wake-up lock and returns, so that the caller reads again.
+func (c *ChangeLog) arm(ctx context.Context) error {
+	res, err := c.listener.arm(ctx)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, errNotListening):
+		return c.block(ctx, c.cfg.PollInterval) // the reconnection signals
+	case err != nil:
+		c.listener.logger.Warn("cannot arm the wake-up, polling", "error", err)
+		return c.block(ctx, min(c.tune.unsafePollMax, c.cfg.PollInterval))
+	}
+	w := &c.wake
+	w.mu.Lock()
+	if !res.held {
+		// A writer's probe held the lock at that instant (try again
+		// soon), or another reader of the channel is armed: then the
+		// writers notify, which wakes this reader too, and the pause
+		// grows to bound the polling.
+		pause := w.armPause
+		w.armPause = min(2*pause, c.tune.unsafePollMax)
+		w.mu.Unlock()
+		return c.block(ctx, min(pause, c.cfg.PollInterval))
+	}
+	defer w.mu.Unlock()
+	w.armPause = c.tune.busyPoll
+	notes := c.listener.received.Load()
+	if w.armedOnce {
+		switch cost := notes - w.notesAtArm; {
+		case cost > 2:
+			w.quiet = max(2*w.quiet, c.tune.quietStep)
+		case cost <= 1:
+			w.quiet /= 2
+			if w.quiet < c.tune.quietStep {
+				w.quiet = 0
+			}
+		}
+		w.quiet = min(w.quiet, c.tune.quietMax)
+	}
+	w.armedOnce, w.notesAtArm = true, notes
+	w.armed = true
+	w.horizon, w.safe = res.next, res.xmin >= res.next // nothing was running: no writer can have missed the arm
+	w.pause = c.tune.unsafePollMin
+	return nil
+}
+
+// block waits for a notification, d, or the end of ctx. A notification
+// releases the arm: the reader is about to be busy.
+func (c *ChangeLog) block(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.listener.notify:
+		c.active()
 		return nil
 	case <-t.C:
 		return nil
 	}
+}
+
+// active records that the reader read rows or was notified: it is about
+// to be busy, so the arm, if any, is released.
+func (c *ChangeLog) active() {
+	w := &c.wake
+	w.mu.Lock()
+	w.lastActive = c.now()
+	wasArmed := w.armed
+	w.armed = false
+	w.mu.Unlock()
+	if wasArmed {
+		c.listener.disarm()
+	}
+}
+
+// oldestRunning is the snapshot's xmin: every transaction of the cluster
+// with a lower id has ended.
+func (c *ChangeLog) oldestRunning(ctx context.Context) (uint64, error) {
+	var s string
+	if err := c.pool.QueryRow(ctx, `SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text`).Scan(&s); err != nil {
+		return 0, interpretError("oldest running transaction", err)
+	}
+	return strconv.ParseUint(s, 10, 64)
 }
 
 // Backlog counts the committed rows after `after`, including rows held

@@ -550,41 +550,15 @@ func TestChangeLogWait(t *testing.T) {
 	t.Parallel()
 	t.Run("WakesOnCommittedInsert", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t, ChangeLogConfig{PollInterval: time.Minute})
-		ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-		defer cancel()
-		done := make(chan error, 1)
-		go func() { done <- b.cl.Wait(ctx) }()
-		insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1"})
-		if err := <-done; err != nil {
-			t.Fatalf("Wait after an insert = %v, want nil", err)
-		}
-	})
-	t.Run("NotWokenByUncommittedInsert", func(t *testing.T) {
-		t.Parallel()
-		b := setup(t, ChangeLogConfig{PollInterval: time.Minute})
-		tx, err := b.pool.Begin(t.Context())
-		if err != nil {
-			t.Fatalf("begin: %v", err)
-		}
-		insertChange(t, tx, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1"})
-		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-		defer cancel()
-		if err := b.cl.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Wait with only an open transaction = %v, want the ctx deadline", err)
-		}
-		if err := tx.Commit(t.Context()); err != nil {
-			t.Fatalf("commit: %v", err)
-		}
-		ctx, cancel = context.WithTimeout(t.Context(), waitTimeout)
-		defer cancel()
-		if err := b.cl.Wait(ctx); err != nil {
-			t.Fatalf("Wait after the commit = %v, want nil", err)
-		}
+		b := setup(t, ChangeLogConfig{PollInterval: noPoll})
+		expectWake(t, b.cl, func() {
+			insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1"})
+		})
 	})
 	t.Run("ReturnsAfterPollInterval", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, ChangeLogConfig{PollInterval: 50 * time.Millisecond})
+		settle(t, b.cl)
 		ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 		defer cancel()
 		if err := b.cl.Wait(ctx); err != nil {
@@ -593,55 +567,19 @@ func TestChangeLogWait(t *testing.T) {
 	})
 	t.Run("ReturnsContextError", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t, ChangeLogConfig{PollInterval: time.Minute})
+		b := setup(t, ChangeLogConfig{PollInterval: noPoll})
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		if err := b.cl.Wait(ctx); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Wait with a cancelled ctx = %v, want context.Canceled", err)
 		}
-	})
-}
-
-func TestChangeLogListenerReconnects(t *testing.T) {
-	t.Parallel()
-	b := setup(t, ChangeLogConfig{PollInterval: time.Minute})
-	l := b.cl.listener
-	pid := l.pid.Load()
-	if pid == 0 || l.connects.Load() != 1 {
-		t.Fatalf("listener not connected after NewChangeLog (pid %d, connects %d)", pid, l.connects.Load())
-	}
-	var terminated bool
-	if err := b.pool.QueryRow(t.Context(), `SELECT pg_terminate_backend($1)`, int32(pid)).Scan(&terminated); err != nil || !terminated {
-		t.Fatalf("pg_terminate_backend(%d) = %v, %v", pid, terminated, err)
-	}
-	deadline := time.Now().Add(waitTimeout)
-	for l.connects.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("listener did not reconnect within %v", waitTimeout)
+		settle(t, b.cl)
+		ctx, cancel = context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		if err := b.cl.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("armed Wait with a deadline = %v, want context.DeadlineExceeded", err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if l.pid.Load() == pid {
-		t.Fatalf("listener still reports the terminated backend %d", pid)
-	}
-	// The reconnect signalled once: rows may have arrived while deaf.
-	select {
-	case <-l.notify:
-	default:
-		t.Fatal("no wake-up after reconnecting")
-	}
-
-	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- b.cl.Wait(ctx) }()
-	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1"})
-	if err := <-done; err != nil {
-		t.Fatalf("Wait after reconnect and insert = %v, want nil", err)
-	}
-	if logs := b.logs.String(); !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "listener connection lost") {
-		t.Fatalf("no warning about the lost connection in the logs:\n%s", logs)
-	}
+	})
 }
 
 func TestChangeLogCloseStopsListener(t *testing.T) {
@@ -860,5 +798,31 @@ func TestChangeLogNullContractColumns(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkChangeLogReadFew reads the last 5 rows with a limit of 500, as
+// a reader that keeps up with the writers does.
+func BenchmarkChangeLogReadFew(b *testing.B) {
+	const rows, few, limit = 1_000, 5, 500
+	bundle := setup(b, ChangeLogConfig{})
+	_, err := bundle.pool.Exec(context.Background(), `
+		INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_id, object_data)
+		SELECT 'Order', 'INSERT', gen_random_uuid(), jsonb_build_object('id', i, 'status', 'new')
+		FROM generate_series(1, $1) AS i`, rows)
+	if err != nil {
+		b.Fatalf("seed: %v", err)
+	}
+	all, _ := readUntil(b, bundle.cl, ports.Position{}, rows)
+	after := all[len(all)-few-1].Position
+	ctx := context.Background()
+	for b.Loop() {
+		got, err := bundle.cl.Read(ctx, after, ports.ReadLimit{Rows: limit})
+		if err != nil {
+			b.Fatalf("Read: %v", err)
+		}
+		if len(got.Records) != few {
+			b.Fatalf("read %d rows, want %d", len(got.Records), few)
+		}
 	}
 }

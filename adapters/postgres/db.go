@@ -14,6 +14,9 @@ type PoolConfig struct {
 	URL            string
 	MaxConns       int
 	ConnectTimeout time.Duration
+	// Once makes Open try a single time (one-shot commands fail at once
+	// when the database is down) instead of retrying until ctx ends.
+	Once bool
 }
 
 // DB is an open connection pool.
@@ -33,8 +36,8 @@ func (e *ErrBadURL) Error() string {
 func (e *ErrBadURL) Unwrap() error { return e.Err }
 
 // Open creates a pool and waits until the database answers, retrying with
-// capped exponential backoff (logging each failure) until ctx ends. A URL
-// that does not parse is an *ErrBadURL.
+// capped exponential backoff (logging each failure) until ctx ends, or
+// trying once with cfg.Once. A URL that does not parse is an *ErrBadURL.
 func Open(ctx context.Context, cfg PoolConfig, logger *slog.Logger) (*DB, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
@@ -58,7 +61,7 @@ func Open(ctx context.Context, cfg PoolConfig, logger *slog.Logger) (*DB, error)
 		if err == nil {
 			return &DB{Pool: pool}, nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || cfg.Once {
 			pool.Close()
 			return nil, fmt.Errorf("postgres: database unreachable at %s: %w", Redact(cfg.URL), &redactedError{err: err, conn: cfg.URL})
 		}

@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,11 +18,26 @@ const (
 	listenBackoffMax = 5 * time.Second
 )
 
+// wakeLockClass is the first key of the advisory lock through which a
+// reader asks for a NOTIFY; the second is hashtext(channel). A reader about
+// to block holds it in exclusive mode on its LISTEN session; the change-log
+// trigger probes it in share mode and notifies only when the probe fails
+// (see notifyFunctionBody). The two-int key space is apart from the
+// one-bigint keys of pg_advisory_lock(bigint).
+const wakeLockClass int32 = 0x46514C57 // "FQLW"
+
+// errNotListening is returned by arm while the LISTEN connection is down.
+var errNotListening = errors.New("listener not connected")
+
 // listener holds a dedicated connection (outside the pool) that LISTENs on
 // the change-log channel and turns every notification into a signal on
 // notify. When the connection breaks it reconnects with capped exponential
 // backoff and signals once afterwards, since rows may have arrived while it
 // was deaf.
+//
+// The same session holds the wake-up lock while the reader waits (arm and
+// disarm), so a reader that dies or loses its connection never leaves the
+// writers notifying on its behalf.
 type listener struct {
 	connConfig *pgx.ConnConfig
 	channel    string
@@ -33,10 +50,37 @@ type listener struct {
 
 	pid      atomic.Uint32 // backend pid of the current LISTEN connection, 0 when down
 	connects atomic.Int64  // successful LISTENs so far
+	received atomic.Int64  // notifications received so far
+	armed    atomic.Bool   // the current session holds the wake-up lock
+
+	mu       sync.Mutex
+	requests []wakeRequest      // arm/disarm requests for the connection's goroutine
+	kick     context.CancelFunc // interrupts the current WaitForNotification; nil when not waiting
 
 	cancel    context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
+}
+
+// wakeRequest asks the connection's goroutine to take (arm) or release the
+// wake-up lock; reply, when set, receives the outcome of an arm.
+type wakeRequest struct {
+	arm   bool
+	reply chan armResult
+}
+
+// armResult is the outcome of an arm.
+type armResult struct {
+	// held is false when a writer's probe held the lock at that instant,
+	// or another reader of the channel is armed (then the writers notify
+	// already): the reader is not armed and should poll.
+	held bool
+	// next is the next transaction id to be assigned, read after the lock
+	// was granted: every writer that probed before the arm (and so will
+	// not notify) had its id by then, so it is below next. xmin is the
+	// oldest transaction running at that moment (next when none ran).
+	xmin, next uint64
+	err        error
 }
 
 func startListener(connConfig *pgx.ConnConfig, channel string, logger *slog.Logger) *listener {
@@ -73,12 +117,76 @@ func (l *listener) signal() {
 	}
 }
 
+// arm takes the wake-up lock on the LISTEN session, after which every
+// writer that commits a change-log row notifies. It returns errNotListening
+// while the connection is down.
+func (l *listener) arm(ctx context.Context) (armResult, error) {
+	if l.pid.Load() == 0 {
+		return armResult{}, errNotListening
+	}
+	reply := make(chan armResult, 1)
+	l.request(wakeRequest{arm: true, reply: reply})
+	select {
+	case r := <-reply:
+		return r, r.err
+	case <-ctx.Done():
+		return armResult{}, ctx.Err() // the goroutine still answers into the buffered reply
+	case <-l.done:
+		return armResult{}, errNotListening
+	}
+}
+
+// disarm releases the wake-up lock without waiting for the outcome.
+func (l *listener) disarm() { l.request(wakeRequest{}) }
+
+func (l *listener) request(r wakeRequest) {
+	l.mu.Lock()
+	l.requests = append(l.requests, r)
+	kick := l.kick
+	l.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+}
+
+// takeRequests returns the pending requests; when there are none it
+// installs kick, under the same lock, so that a request arriving later
+// interrupts the wait that follows.
+func (l *listener) takeRequests(kick context.CancelFunc) []wakeRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	reqs := l.requests
+	l.requests = nil
+	if len(reqs) == 0 {
+		l.kick = kick
+	}
+	return reqs
+}
+
+func (l *listener) clearKick() {
+	l.mu.Lock()
+	l.kick = nil
+	l.mu.Unlock()
+}
+
+// failRequests answers every pending arm with err; used while the
+// connection is down.
+func (l *listener) failRequests(err error) {
+	for _, r := range l.takeRequests(nil) {
+		if r.reply != nil {
+			r.reply <- armResult{err: err}
+		}
+	}
+}
+
 func (l *listener) run(ctx context.Context) {
 	defer close(l.done)
+	defer l.failRequests(errNotListening)
 	defer l.firstAttemptOnce.Do(func() { close(l.firstAttempt) })
 	backoff := listenBackoffMin
 	deaf := false // a connection failed or broke: rows may have been missed
 	for ctx.Err() == nil {
+		l.failRequests(errNotListening)
 		conn, err := l.connect(ctx)
 		if err != nil {
 			l.firstAttemptOnce.Do(func() { close(l.firstAttempt) })
@@ -94,6 +202,7 @@ func (l *listener) run(ctx context.Context) {
 			continue
 		}
 		connectedAt := time.Now()
+		l.armed.Store(false) // a new session holds no lock
 		l.pid.Store(conn.PgConn().PID())
 		if deaf {
 			l.signal() // rows may have been committed while no one listened
@@ -105,8 +214,9 @@ func (l *listener) run(ctx context.Context) {
 		l.firstAttemptOnce.Do(func() { close(l.firstAttempt) })
 		err = l.receive(ctx, conn)
 		l.pid.Store(0)
+		l.armed.Store(false)
 		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = conn.Close(closeCtx)
+		_ = conn.Close(closeCtx) // ends the session, and so releases the wake-up lock
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -138,16 +248,118 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// receive signals for every notification until the connection breaks or
-// ctx ends.
+// wakeStatementTimeout bounds an arm or disarm on the LISTEN connection; a
+// connection that does not answer in time is replaced.
+const wakeStatementTimeout = 10 * time.Second
+
+// receive signals for every notification and serves arm and disarm
+// requests until the connection breaks or ctx ends.
 func (l *listener) receive(ctx context.Context, conn *pgx.Conn) error {
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		waitCtx, kick := context.WithCancel(ctx)
+		reqs := l.takeRequests(kick)
+		if len(reqs) > 0 {
+			kick()
+			for _, r := range reqs {
+				if err := l.serve(ctx, conn, r); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		n, err := conn.WaitForNotification(waitCtx)
+		l.clearKick()
+		kicked := waitCtx.Err() != nil
+		kick()
+		if n != nil {
+			l.received.Add(1)
+			l.signal()
+			// The reader is about to be busy: release the arm at once,
+			// here, rather than when its goroutine runs, since every
+			// commit until then notifies.
+			if err := l.serve(ctx, conn, wakeRequest{}); err != nil {
+				return err
+			}
+		}
+		switch {
+		case err == nil:
+		case kicked && ctx.Err() == nil && !conn.IsClosed():
+			// Interrupted to serve a request; a wait that times out leaves
+			// the connection usable.
+		default:
 			return err
 		}
-		l.signal()
 	}
 }
+
+// serve runs one arm or disarm on conn. An error means the connection is
+// no longer trusted.
+func (l *listener) serve(ctx context.Context, conn *pgx.Conn, r wakeRequest) error {
+	ctx, cancel := context.WithTimeout(ctx, wakeStatementTimeout)
+	defer cancel()
+	if !r.arm {
+		if !l.armed.Load() {
+			return nil
+		}
+		if _, err := conn.Exec(ctx, `SELECT pg_catalog.pg_advisory_unlock_all()`); err != nil {
+			return interpretError("listen: disarm", err)
+		}
+		l.armed.Store(false)
+		return nil
+	}
+	var res armResult
+	var err error
+	res.held, res.xmin, res.next, err = l.lockAndSnapshot(ctx, conn)
+	if err != nil {
+		res.err = interpretError("listen: arm", err)
+	}
+	r.reply <- res
+	return res.err
+}
+
+// lockAndSnapshot takes the wake-up lock in exclusive mode without waiting
+// (never behind a writer: its probe holds the lock for a moment only) and then
+// reads the oldest running and the next transaction id, in a second
+// statement so that both are read after the lock was granted. Both
+// statements go in one round trip.
+func (l *listener) lockAndSnapshot(ctx context.Context, conn *pgx.Conn) (held bool, xmin, next uint64, err error) {
+	held = l.armed.Load()
+	var lo, hi string
+	batch := &pgx.Batch{}
+	if !held {
+		batch.Queue(`SELECT pg_catalog.pg_try_advisory_lock($1, pg_catalog.hashtext($2))`, wakeLockClass, l.channel).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&held) })
+	}
+	batch.Queue(xidBoundsSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&lo, &hi) })
+	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+		return false, 0, 0, err
+	}
+	l.armed.Store(held)
+	if !held {
+		return false, 0, 0, nil
+	}
+	if xmin, err = strconv.ParseUint(lo, 10, 64); err != nil {
+		return held, 0, 0, err
+	}
+	if next, err = strconv.ParseUint(hi, 10, 64); err != nil {
+		return held, 0, 0, err
+	}
+	return held, xmin, next, nil
+}
+
+// xidBoundsSQL returns, as text, the oldest running transaction id (the
+// snapshot's xmin) and the next id to be assigned. The snapshot's xmax is
+// not the latter: it is the latest completed id + 1, and transactions that
+// took their ids after it are running but in neither bound. The next id
+// comes from age(), which counts from it for a session without an id of
+// its own, taken modulo 2^32 from a normal id (>= 3) near xmax and added
+// back to the 64-bit xmax; the two are always within 2^31 of each other.
+const xidBoundsSQL = `
+	SELECT pg_catalog.pg_snapshot_xmin(s)::text,
+	       (x.base + pg_catalog.age((x.base % 4294967296)::text::xid))::text
+	FROM pg_catalog.pg_current_snapshot() AS s,
+	     LATERAL (SELECT pg_catalog.pg_snapshot_xmax(s)::text::numeric
+	                     + CASE WHEN pg_catalog.pg_snapshot_xmax(s)::text::numeric % 4294967296 < 3 THEN 3 ELSE 0 END AS base) AS x`
 
 // close stops the goroutine and waits for it to close the connection.
 func (l *listener) close() {

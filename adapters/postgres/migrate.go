@@ -35,8 +35,31 @@ const migrateLockKey int64 = 0x4672_6169_7365_514c // "FraiseQL"
 const notifyTriggerName = "fraiseql_observer_notify"
 
 // notifyFunctionName is the trigger function, in the observer schema, that
-// sends pg_notify(TG_ARGV[0]) with an empty payload.
+// wakes the reader of channel TG_ARGV[0] (see notifyFunctionBody).
 const notifyFunctionName = "notify_change_log"
+
+// notifyFunctionBody wakes a waiting reader without costing the writers
+// their commit rate. PostgreSQL serialises the commits of transactions
+// that issued NOTIFY (a database-wide lock held through commit), so the
+// function notifies only while a reader waits: a reader about to block
+// holds the advisory lock (wakeLockClass, hashtext(channel)) in exclusive
+// mode (ChangeLog.Wait), and the share-mode probe here fails exactly then.
+// Probes of concurrent writers never conflict with each other, and a
+// successful probe is released in the same expression, so it is never
+// held past this call (nor across an interruption). A writer that probed
+// just before a reader armed does not notify: the reader covers it by
+// watching that transaction end (see ChangeLog.Wait). The body reads no
+// table and no snapshot, needs no privilege beyond EXECUTE, and a
+// REPEATABLE READ writer sees the reader's current state.
+var notifyFunctionBody = `
+BEGIN
+	IF NOT (pg_catalog.pg_try_advisory_lock_shared(` + strconv.Itoa(int(wakeLockClass)) + `, pg_catalog.hashtext(TG_ARGV[0]))
+	        AND pg_catalog.pg_advisory_unlock_shared(` + strconv.Itoa(int(wakeLockClass)) + `, pg_catalog.hashtext(TG_ARGV[0]))) THEN
+		PERFORM pg_catalog.pg_notify(TG_ARGV[0], '');
+	END IF;
+	RETURN NULL;
+END
+`
 
 // MigrateConfig names what Migrate creates or completes and paces the
 // adaptation of an existing change log.
@@ -201,8 +224,9 @@ const (
 
 // Migrate creates the change log when it is missing, completes an existing
 // one (FraiseQL's own) with the txid and object_key columns and the
-// (txid, pk) index, installs the statement-level NOTIFY trigger and
-// creates the observer's schema.
+// (txid, pk) index, installs the statement-level wake-up trigger (which
+// notifies only while a reader waits, see notifyFunctionBody) and creates
+// the observer's schema.
 //
 // An existing table is never rewritten and writers are never blocked for
 // long: every step that needs a table lock that conflicts with INSERT is a
@@ -737,18 +761,27 @@ func tableColumns(ctx context.Context, q querier, tbl tableName) (map[string]boo
 
 func migrateNotify(ctx context.Context, tx pgx.Tx, tbl tableName, observerSchema, channel string) error {
 	fn := pgx.Identifier{observerSchema, notifyFunctionName}.Sanitize()
-	if _, err := tx.Exec(ctx, `CREATE OR REPLACE FUNCTION `+fn+`() RETURNS trigger LANGUAGE plpgsql AS $fn$
-BEGIN
-	PERFORM pg_notify(TG_ARGV[0], '');
-	RETURN NULL;
-END
-$fn$`); err != nil {
-		return interpretError("create notify function", err)
+	// The function is replaced in place (same oid, so the trigger keeps
+	// pointing at it): an installation with the notify-always body of
+	// earlier versions is upgraded without touching the table. An
+	// up-to-date body is left alone, so that no session has to recompile it.
+	var body string
+	err := tx.QueryRow(ctx, `SELECT coalesce((SELECT prosrc FROM pg_catalog.pg_proc WHERE oid = to_regprocedure($1)), '')`,
+		fn+"()").Scan(&body)
+	if err != nil {
+		return interpretError("look up notify function", err)
+	}
+	if body != notifyFunctionBody {
+		if _, err := tx.Exec(ctx, `CREATE OR REPLACE FUNCTION `+fn+`() RETURNS trigger LANGUAGE plpgsql AS `+
+			dollarQuote(notifyFunctionBody)); err != nil {
+			return interpretError("create notify function", err)
+		}
 	}
 	// The trigger is replaced only when missing or pointing at another
-	// channel or function, so that a routine migrate takes no table lock.
+	// channel or function, so that a routine migrate (or an upgrade of the
+	// function) takes no table lock.
 	var current string
-	err := tx.QueryRow(ctx, `
+	err = tx.QueryRow(ctx, `
 		SELECT t.tgfoid::regprocedure::text || '|' || encode(t.tgargs, 'escape')
 		FROM pg_trigger t
 		WHERE t.tgrelid = to_regclass($1) AND t.tgname = $2`,
@@ -773,6 +806,15 @@ $fn$`); err != nil {
 		return interpretError("create notify trigger", err)
 	}
 	return nil
+}
+
+// dollarQuote quotes body with a dollar tag that does not occur in it.
+func dollarQuote(body string) string {
+	tag := "$fn$"
+	for i := 0; strings.Contains(body, tag); i++ {
+		tag = "$fn" + strconv.Itoa(i) + "$"
+	}
+	return tag + body + tag
 }
 
 // quoteLiteral quotes s as an SQL string literal, independent of

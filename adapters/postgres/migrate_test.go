@@ -90,15 +90,10 @@ func TestMigrate(t *testing.T) {
 			if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM observer.checkpoints`).Scan(&n); err != nil {
 				t.Fatalf("observer schema missing: %v", err)
 			}
-			cl, _ := newTestChangeLog(t, pool, ChangeLogConfig{PollInterval: time.Minute})
-			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- cl.Wait(ctx) }()
-			insertChange(t, pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1", Data: `{"a": 1}`})
-			if err := <-done; err != nil {
-				t.Fatalf("Wait after insert = %v", err)
-			}
+			cl, _ := newTestChangeLog(t, pool, ChangeLogConfig{PollInterval: noPoll})
+			expectWake(t, cl, func() {
+				insertChange(t, pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1", Data: `{"a": 1}`})
+			})
 			got, _ := readUntil(t, cl, ports.Position{}, 1)
 			if got[0].Event.EntityID != "1" {
 				t.Fatalf("read %+v", got[0].Event)
@@ -120,17 +115,12 @@ func TestMigrateCustomNames(t *testing.T) {
 	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM "obs state".leases`).Scan(&n); err != nil {
 		t.Fatalf("observer schema missing: %v", err)
 	}
-	cl, _ := newTestChangeLog(t, pool, ChangeLogConfig{Table: cfg.ChangeLogTable, Channel: cfg.Channel, PollInterval: time.Minute})
-	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- cl.Wait(ctx) }()
-	if _, err := pool.Exec(t.Context(), `INSERT INTO public."Events Log" (object_type, modification_type, object_key) VALUES ('Order', 'INSERT', 'x')`); err != nil {
-		t.Fatalf("insert: %v", err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("Wait on the custom channel = %v", err)
-	}
+	cl, _ := newTestChangeLog(t, pool, ChangeLogConfig{Table: cfg.ChangeLogTable, Channel: cfg.Channel, PollInterval: noPoll})
+	expectWake(t, cl, func() {
+		if _, err := pool.Exec(t.Context(), `INSERT INTO public."Events Log" (object_type, modification_type, object_key) VALUES ('Order', 'INSERT', 'x')`); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+	})
 	got, _ := readUntil(t, cl, ports.Position{}, 1)
 	if got[0].Event.EntityID != "x" {
 		t.Fatalf("read %+v", got[0].Event)
@@ -141,15 +131,12 @@ func TestMigrateCustomNames(t *testing.T) {
 	if err := Migrate(t.Context(), pool, cfg); err != nil {
 		t.Fatalf("Migrate with a new channel: %v", err)
 	}
-	moved, _ := newTestChangeLog(t, pool, ChangeLogConfig{Table: cfg.ChangeLogTable, Channel: "other", PollInterval: time.Minute})
-	done = make(chan error, 1)
-	go func() { done <- moved.Wait(ctx) }()
-	if _, err := pool.Exec(t.Context(), `INSERT INTO public."Events Log" (object_type, modification_type, object_key) VALUES ('Order', 'INSERT', 'y')`); err != nil {
-		t.Fatalf("insert: %v", err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("Wait on the new channel = %v", err)
-	}
+	moved, _ := newTestChangeLog(t, pool, ChangeLogConfig{Table: cfg.ChangeLogTable, Channel: "other", PollInterval: noPoll})
+	expectWake(t, moved, func() {
+		if _, err := pool.Exec(t.Context(), `INSERT INTO public."Events Log" (object_type, modification_type, object_key) VALUES ('Order', 'INSERT', 'y')`); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+	})
 }
 
 func TestMigrateExistingFraiseQLTable(t *testing.T) {
@@ -191,6 +178,109 @@ func TestMigrateExistingFraiseQLTable(t *testing.T) {
 		  AND column_name IN ('txid', 'object_key', 'extra_metadata', 'change_status')`).Scan(&cols); err != nil || cols != 4 {
 		t.Fatalf("columns after migrate = %d, %v; want 4", cols, err)
 	}
+}
+
+// oldNotifyBody is the trigger function of earlier versions: a NOTIFY per
+// statement, whether or not a reader waits.
+const oldNotifyBody = `
+BEGIN
+	PERFORM pg_notify(TG_ARGV[0], '');
+	RETURN NULL;
+END
+`
+
+// notifyObjects returns the oids of the notify function and trigger, the
+// function's body and the xmin of its catalog row.
+func notifyObjects(t testing.TB, pool *pgxpool.Pool) (fnOID, trgOID uint32, body, rowXmin string) {
+	t.Helper()
+	err := pool.QueryRow(t.Context(), `
+		SELECT p.oid, t.oid, p.prosrc, p.xmin::text
+		FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+		WHERE t.tgrelid = 'core.tb_entity_change_log'::regclass AND t.tgname = $1`, notifyTriggerName).
+		Scan(&fnOID, &trgOID, &body, &rowXmin)
+	if err != nil {
+		t.Fatalf("look up notify trigger: %v", err)
+	}
+	return fnOID, trgOID, body, rowXmin
+}
+
+// TestMigrateUpgradesNotifyTrigger upgrades an installation whose trigger
+// notifies on every statement: the function is replaced in place, without
+// a table lock (a writer's transaction stays open throughout), and the
+// upgraded capture notifies only a waiting reader.
+func TestMigrateUpgradesNotifyTrigger(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t)
+	ctx := t.Context()
+	createFraiseQLTable(t, pool, 3)
+	if err := Migrate(ctx, pool, MigrateConfig{}); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE OR REPLACE FUNCTION observer.notify_change_log() RETURNS trigger LANGUAGE plpgsql AS $fn$`+
+		oldNotifyBody+`$fn$`); err != nil {
+		t.Fatalf("install the old function: %v", err)
+	}
+	fnOID, trgOID, body, _ := notifyObjects(t, pool)
+	if body != oldNotifyBody {
+		t.Fatalf("old body not installed: %q", body)
+	}
+	before := filenode(t, pool)
+	counter := newNotifyCounter(t, pool, DefaultChannel)
+	if err := insertLive(ctx, pool); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	if n := counter.count(t); n != 1 {
+		t.Fatalf("the old trigger sent %d notifications for one commit without a reader, want 1", n)
+	}
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit: no-op
+	if err := insertLive(ctx, tx); err != nil {
+		t.Fatalf("insert in the open transaction: %v", err)
+	}
+	if err := Migrate(ctx, pool, MigrateConfig{LockTimeout: 100 * time.Millisecond, LockAttempts: 1}); err != nil {
+		t.Fatalf("Migrate with a writer's transaction open: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	gotFn, gotTrg, body, rowXmin := notifyObjects(t, pool)
+	switch {
+	case body != notifyFunctionBody:
+		t.Fatalf("function body after the upgrade = %q", body)
+	case gotFn != fnOID || gotTrg != trgOID:
+		t.Fatalf("function/trigger recreated (oids %d/%d -> %d/%d), want replaced in place", fnOID, trgOID, gotFn, gotTrg)
+	case filenode(t, pool) != before:
+		t.Fatal("the change log was rewritten")
+	}
+	if err := Migrate(ctx, pool, MigrateConfig{}); err != nil {
+		t.Fatalf("Migrate again: %v", err)
+	}
+	if _, _, _, again := notifyObjects(t, pool); again != rowXmin {
+		t.Fatal("Migrate rewrote an up-to-date notify function")
+	}
+
+	// No reader waits: no notification.
+	sent := counter.count(t)
+	for range 3 {
+		if err := insertLive(ctx, pool); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+	}
+	if n := counter.count(t); n != sent {
+		t.Fatalf("%d notifications without a waiting reader after the upgrade, want none", n-sent)
+	}
+	// A waiting reader is woken.
+	cl, _ := newTestChangeLog(t, pool, ChangeLogConfig{PollInterval: noPoll})
+	expectWake(t, cl, func() {
+		if err := insertLive(ctx, pool); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+	})
+	readUntil(t, cl, ports.Position{}, 3+6)
 }
 
 func TestMigrateRejectsForeignTable(t *testing.T) {

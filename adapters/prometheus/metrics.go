@@ -1,10 +1,22 @@
 // Package prometheus implements ports.Metrics with the Prometheus client
 // and the metric names of the original FraiseQL observer
-// (fraiseql_observer_*).
+// (fraiseql_observer_*). README.md lists every metric, its type, labels
+// and meaning; a test keeps that list complete.
+//
+// Names kept from the original (the Rust crate fraiseql-observers):
+// events_processed_total, events_failed_total,
+// events_deserialization_failures_total, action_executed_total,
+// action_duration_seconds, action_errors_total, dedup_detected_total,
+// dedup_processing_skipped_total, cache_hits_total, cache_misses_total,
+// backlog_size (deprecated for backlog_rows) and dlq_items. Not kept:
+// cache_evictions_total (Redis expires results itself; nothing here sees
+// an eviction) and the job_* family (there is no job queue).
 package prometheus
 
 import (
 	"net/http"
+	"runtime"
+	"sync"
 	"time"
 
 	prom "github.com/prometheus/client_golang/prometheus"
@@ -19,70 +31,118 @@ const namespace = "fraiseql_observer"
 
 // Metrics is a ports.Metrics backed by its own registry.
 type Metrics struct {
-	reg                  *prom.Registry
-	eventsProcessed      *prom.CounterVec
-	actionsExecuted      *prom.CounterVec
-	actionDuration       *prom.HistogramVec
-	retries              *prom.CounterVec
-	deadLettered         prom.Counter
-	conditionsSkipped    prom.Counter
-	checkpointTxID       *prom.GaugeVec
-	checkpointSeq        *prom.GaugeVec
-	inFlight             prom.Gauge
-	backlog              prom.Gauge
-	dlqItems             prom.Gauge
-	oldestTransactionAge prom.Gauge
-	dedupSkipped         prom.Counter
-	cacheHits            prom.Counter
-	cacheMisses          prom.Counter
-	failOpen             *prom.CounterVec
-	published            *prom.CounterVec
+	reg                   *prom.Registry
+	eventsProcessed       *prom.CounterVec
+	eventsFailed          *prom.CounterVec
+	deserializationFailed prom.Counter
+	actionExecuted        *prom.CounterVec
+	actionsExecutedOld    *prom.CounterVec // deprecated alias
+	actionErrors          *prom.CounterVec
+	actionDuration        *prom.HistogramVec
+	retries               *prom.CounterVec
+	deadLettered          prom.Counter
+	conditionsSkipped     prom.Counter
+	checkpointTxID        *prom.GaugeVec
+	checkpointSeq         *prom.GaugeVec
+	inFlight              prom.Gauge
+	backlogRows           *prom.GaugeVec
+	backlogSize           prom.Gauge // deprecated: the sum of backlogRows
+	dlqItems              prom.Gauge
+	oldestTransactionAge  prom.Gauge
+	dedupSkipped          prom.Counter
+	dedupDetected         prom.Counter
+	cacheHits             prom.Counter
+	cacheMisses           prom.Counter
+	failOpen              *prom.CounterVec
+	published             *prom.CounterVec
+
+	mu      sync.Mutex
+	backlog map[string]int64 // rows per reader, for the deprecated sum
 }
 
 var _ ports.Metrics = (*Metrics)(nil)
 
+// BuildInfo describes the running binary for fraiseql_observer_build_info.
+type BuildInfo struct {
+	Version string // e.g. "v1.2.0" or a commit; "" reads as "dev"
+}
+
 // New registers every metric, plus the Go and process collectors.
-func New() *Metrics {
+func New(build BuildInfo) *Metrics {
+	counter := func(name, help string) prom.Counter {
+		return prom.NewCounter(prom.CounterOpts{Namespace: namespace, Name: name, Help: help})
+	}
+	counterVec := func(name, help string, labels ...string) *prom.CounterVec {
+		return prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	}
+	gauge := func(name, help string) prom.Gauge {
+		return prom.NewGauge(prom.GaugeOpts{Namespace: namespace, Name: name, Help: help})
+	}
+	gaugeVec := func(name, help string, labels ...string) *prom.GaugeVec {
+		return prom.NewGaugeVec(prom.GaugeOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	}
 	m := &Metrics{
 		reg: prom.NewRegistry(),
-		eventsProcessed: prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: "events_processed_total",
-			Help: "Events whose every action is finished, by outcome (ok, failed, no_match, duplicate, invalid)."}, []string{"outcome"}),
-		actionsExecuted: prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: "actions_executed_total",
-			Help: "Action attempts by type and outcome."}, []string{"action_type", "outcome"}),
+		eventsProcessed: counterVec("events_processed_total",
+			"Events whose every action is finished, by outcome (ok, failed, no_match, duplicate, invalid).", "outcome"),
+		eventsFailed: counterVec("events_failed_total",
+			"Events finished with a failure, by error_type: action_failed (an action was dead-lettered or logged as failed), invalid (the row or message was not an event).", "error_type"),
+		deserializationFailed: counter("events_deserialization_failures_total",
+			"Change-log rows or messages that could not be decoded into an event (parked in the dead-letter queue)."),
+		actionExecuted: counterVec("action_executed_total",
+			"Action attempts by action type, observer and outcome (succeeded, cached, retrying, dead_lettered, failed_logged).", "action_type", "observer", "outcome"),
+		actionsExecutedOld: counterVec("actions_executed_total",
+			"Deprecated: use action_executed_total. Action attempts by type and outcome.", "action_type", "outcome"),
+		actionErrors: counterVec("action_errors_total",
+			"Failed action attempts by action type, observer and error_type (retrying: another attempt is scheduled; dead_lettered or failed_logged: the last one).", "action_type", "observer", "error_type"),
 		actionDuration: prom.NewHistogramVec(prom.HistogramOpts{Namespace: namespace, Name: "action_duration_seconds",
 			Help: "Duration of action attempts.", Buckets: prom.ExponentialBuckets(0.001, 2.5, 12)}, []string{"action_type"}),
-		retries: prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: "retries_scheduled_total",
-			Help: "Failed action attempts that will be tried again."}, []string{"action_type"}),
-		deadLettered: prom.NewCounter(prom.CounterOpts{Namespace: namespace, Name: "dead_lettered_total",
-			Help: "Items parked in the dead-letter queue."}),
-		conditionsSkipped: prom.NewCounter(prom.CounterOpts{Namespace: namespace, Name: "conditions_skipped_total",
-			Help: "Matched observers whose condition was false."}),
-		checkpointTxID: prom.NewGaugeVec(prom.GaugeOpts{Namespace: namespace, Name: "checkpoint_txid",
-			Help: "Transaction id part of the saved reader checkpoint."}, []string{"reader"}),
-		checkpointSeq: prom.NewGaugeVec(prom.GaugeOpts{Namespace: namespace, Name: "checkpoint_position",
-			Help: "Row position part of the saved reader checkpoint."}, []string{"reader"}),
-		inFlight: prom.NewGauge(prom.GaugeOpts{Namespace: namespace, Name: "events_in_flight",
-			Help: "Events read but not finished."}),
-		backlog: prom.NewGauge(prom.GaugeOpts{Namespace: namespace, Name: "backlog_size",
-			Help: "Change-log rows after the saved checkpoint."}),
-		dlqItems: prom.NewGauge(prom.GaugeOpts{Namespace: namespace, Name: "dlq_items",
-			Help: "Items in the dead-letter queue."}),
-		oldestTransactionAge: prom.NewGauge(prom.GaugeOpts{Namespace: namespace, Name: "oldest_transaction_age_seconds",
-			Help: "Age of the oldest open transaction; it holds the change-log reader back."}),
-		dedupSkipped: prom.NewCounter(prom.CounterOpts{Namespace: namespace, Name: "dedup_processing_skipped_total",
-			Help: "Events skipped because they were already processed."}),
-		cacheHits: prom.NewCounter(prom.CounterOpts{Namespace: namespace, Name: "cache_hits_total",
-			Help: "Actions not repeated because the result cache held their success."}),
-		cacheMisses: prom.NewCounter(prom.CounterOpts{Namespace: namespace, Name: "cache_misses_total",
-			Help: "Result-cache lookups that found nothing."}),
-		failOpen: prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: "fail_open_total",
-			Help: "Operations that went on without their backing service (Redis down), by component."}, []string{"component"}),
+		retries: counterVec("retries_scheduled_total",
+			"Failed action attempts that will be tried again.", "action_type"),
+		deadLettered: counter("dead_lettered_total",
+			"Items parked in the dead-letter queue."),
+		conditionsSkipped: counter("conditions_skipped_total",
+			"Matched observers whose condition was false."),
+		checkpointTxID: gaugeVec("checkpoint_txid",
+			"Transaction id part of the saved reader checkpoint.", "reader"),
+		checkpointSeq: gaugeVec("checkpoint_position",
+			"Row position part of the saved reader checkpoint.", "reader"),
+		inFlight: gauge("events_in_flight",
+			"Events read but not finished."),
+		backlogRows: gaugeVec("backlog_rows",
+			"Change-log rows after the reader's saved checkpoint (on a standby replica: after the stored checkpoint of the replica that reads).", "reader"),
+		backlogSize: gauge("backlog_size",
+			"Deprecated: use backlog_rows. Change-log rows after the saved checkpoints, summed over this process's readers."),
+		dlqItems: gauge("dlq_items",
+			"Items in the dead-letter queue."),
+		oldestTransactionAge: gauge("oldest_transaction_age_seconds",
+			"Age of the oldest open transaction; it holds the change-log reader back."),
+		dedupSkipped: counter("dedup_processing_skipped_total",
+			"Events skipped because they were already processed."),
+		dedupDetected: counter("dedup_detected_total",
+			"Duplicate events detected (each one is skipped: equal to dedup_processing_skipped_total)."),
+		cacheHits: counter("cache_hits_total",
+			"Actions not repeated because the result cache held their success."),
+		cacheMisses: counter("cache_misses_total",
+			"Result-cache lookups that found nothing."),
+		failOpen: counterVec("fail_open_total",
+			"Operations that went on without their backing service (Redis down), by component.", "component"),
+		published: counterVec("bridge_published_total",
+			"Events the bridge published and the broker acknowledged, by result (stored, duplicate).", "result"),
+		backlog: map[string]int64{},
 	}
-	m.published = prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: "bridge_published_total",
-		Help: "Events the bridge published and the broker acknowledged, by result (stored, duplicate)."}, []string{"result"})
-	m.reg.MustRegister(m.dedupSkipped, m.cacheHits, m.cacheMisses, m.failOpen, m.published)
-	m.reg.MustRegister(m.eventsProcessed, m.actionsExecuted, m.actionDuration, m.retries, m.deadLettered,
-		m.conditionsSkipped, m.checkpointTxID, m.checkpointSeq, m.inFlight, m.backlog, m.dlqItems, m.oldestTransactionAge,
+	version := build.Version
+	if version == "" {
+		version = "dev"
+	}
+	buildInfo := gaugeVec("build_info",
+		"Always 1; the labels say which build runs (version, go_version).", "version", "go_version")
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	m.reg.MustRegister(buildInfo, m.eventsProcessed, m.eventsFailed, m.deserializationFailed,
+		m.actionExecuted, m.actionsExecutedOld, m.actionErrors, m.actionDuration, m.retries, m.deadLettered,
+		m.conditionsSkipped, m.checkpointTxID, m.checkpointSeq, m.inFlight, m.backlogRows, m.backlogSize,
+		m.dlqItems, m.oldestTransactionAge, m.dedupSkipped, m.dedupDetected, m.cacheHits, m.cacheMisses,
+		m.failOpen, m.published,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -95,19 +155,38 @@ func (m *Metrics) Handler() http.Handler {
 // Registry exposes the registry so other adapters can add their metrics.
 func (m *Metrics) Registry() *prom.Registry { return m.reg }
 
-func (m *Metrics) EventProcessed(outcome string) { m.eventsProcessed.WithLabelValues(outcome).Inc() }
+func (m *Metrics) EventProcessed(outcome string) {
+	m.eventsProcessed.WithLabelValues(outcome).Inc()
+	switch outcome {
+	case "failed":
+		m.eventsFailed.WithLabelValues("action_failed").Inc()
+	case "invalid":
+		m.eventsFailed.WithLabelValues("invalid").Inc()
+		m.deserializationFailed.Inc()
+	}
+}
 
-func (m *Metrics) ActionExecuted(t domain.ActionType, o domain.ActionOutcome, d time.Duration) {
-	m.actionsExecuted.WithLabelValues(string(t), string(o)).Inc()
-	m.actionDuration.WithLabelValues(string(t)).Observe(d.Seconds())
+func (m *Metrics) ActionExecuted(d domain.ActionDetail) {
+	t, o := string(d.ActionType), string(d.Outcome)
+	m.actionExecuted.WithLabelValues(t, d.Observer, o).Inc()
+	m.actionsExecutedOld.WithLabelValues(t, o).Inc()
+	m.actionDuration.WithLabelValues(t).Observe(d.Duration.Seconds())
+	switch d.Outcome {
+	case domain.OutcomeRetrying, domain.OutcomeDeadLettered, domain.OutcomeFailedLogged:
+		m.actionErrors.WithLabelValues(t, d.Observer, o).Inc()
+	}
 }
 
 func (m *Metrics) RetryScheduled(t domain.ActionType) { m.retries.WithLabelValues(string(t)).Inc() }
 func (m *Metrics) DeadLettered()                      { m.deadLettered.Inc() }
 func (m *Metrics) ConditionSkipped()                  { m.conditionsSkipped.Inc() }
 func (m *Metrics) InFlight(n int)                     { m.inFlight.Set(float64(n)) }
-func (m *Metrics) DuplicateSkipped()                  { m.dedupSkipped.Inc() }
 func (m *Metrics) FailOpen(component string)          { m.failOpen.WithLabelValues(component).Inc() }
+
+func (m *Metrics) DuplicateSkipped() {
+	m.dedupSkipped.Inc()
+	m.dedupDetected.Inc()
+}
 
 func (m *Metrics) CacheResult(hit bool) {
 	if hit {
@@ -122,8 +201,19 @@ func (m *Metrics) Checkpoint(name string, pos ports.Position) {
 	m.checkpointSeq.WithLabelValues(name).Set(float64(pos.Seq))
 }
 
-// SetBacklog records the number of change-log rows not yet checkpointed.
-func (m *Metrics) SetBacklog(n int64) { m.backlog.Set(float64(n)) }
+// SetBacklog records the change-log rows after reader's checkpoint (and
+// the deprecated backlog_size, the sum over readers).
+func (m *Metrics) SetBacklog(reader string, rows int64) {
+	m.backlogRows.WithLabelValues(reader).Set(float64(rows))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.backlog[reader] = rows
+	var sum int64
+	for _, n := range m.backlog {
+		sum += n
+	}
+	m.backlogSize.Set(float64(sum))
+}
 
 // SetDLQItems records the dead-letter queue's size.
 func (m *Metrics) SetDLQItems(n int64) { m.dlqItems.Set(float64(n)) }

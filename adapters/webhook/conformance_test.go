@@ -22,6 +22,7 @@ const (
 	pathSecret   = "PATHSECRET-4f1c"
 	querySecret  = "QUERYSECRET-9a2e"
 	headerSecret = "HEADERSECRET-7d3b"
+	envSecret    = "ENVHEADERSECRET-2c6a" // a headers_env value
 )
 
 var signingSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("SIGNINGKEY-5e8f-24-bytes-long"))
@@ -30,7 +31,8 @@ func TestExecutorConformance(t *testing.T) {
 	t.Parallel()
 	// target aims a webhook at path on a receiver of its own (see
 	// testsupport.Receiver for the answers by path), with a secret in the
-	// path, the query, a header and the signing secret.
+	// path, the query, a header, a header from the environment and the
+	// signing secret.
 	target := func(t *testing.T, cfg webhook.Config, base, mode string, edit func(*domain.WebhookAction)) (porttest.ActionTarget, *testsupport.Receiver) {
 		t.Helper()
 		recv := testsupport.StartReceiver(t)
@@ -47,6 +49,7 @@ func TestExecutorConformance(t *testing.T) {
 		t.Cleanup(exec.Close)
 		act := newAction(base+mode+"/hooks/"+pathSecret+"?token="+querySecret, func(wh *domain.WebhookAction) {
 			wh.Headers = map[string]string{"Authorization": "Bearer " + headerSecret}
+			wh.SecretHeaders = map[string]string{"X-Receiver-Token": envSecret}
 			wh.SigningSecrets = []string{signingSecret}
 			if edit != nil {
 				edit(wh)
@@ -66,7 +69,8 @@ func TestExecutorConformance(t *testing.T) {
 			tg, recv := target(t, webhook.Config{}, "", "/ok", nil)
 			tg.Took = func(_ context.Context, ev *domain.Event) (bool, error) {
 				for _, r := range recv.Requests() {
-					if strings.HasPrefix(r.Header.Get("webhook-id"), ev.ID+".") && r.Header.Get("Authorization") == "Bearer "+headerSecret {
+					if strings.HasPrefix(r.Header.Get("webhook-id"), ev.ID+".") && r.Header.Get("Authorization") == "Bearer "+headerSecret &&
+						r.Header.Get("X-Receiver-Token") == envSecret {
 						return true, nil
 					}
 				}
@@ -110,7 +114,7 @@ func TestExecutorConformance(t *testing.T) {
 			tg.Reached = porttest.ReachedWhen(recv.Hung())
 			return tg
 		},
-		Secrets: []string{pathSecret, querySecret, headerSecret, signingSecret},
+		Secrets: []string{pathSecret, querySecret, headerSecret, envSecret, signingSecret},
 	})
 }
 

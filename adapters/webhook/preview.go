@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"fmt"
 	"maps"
 	"net/url"
 	"slices"
@@ -10,15 +11,19 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// RequestPreview is the request a webhook action would send. A signing
-// secret shows as Signing "signed"; header values and URL parts that may
-// hold credentials are redacted.
+// RequestPreview is the request a webhook action would send. Signing
+// secrets show only as their number; header values from the environment
+// (headers_env), other header values and URL parts that may hold
+// credentials are redacted.
 type RequestPreview struct {
 	Method  string            `json:"method"`
 	URL     string            `json:"url"`
 	Headers map[string]string `json:"headers"`
-	Signing string            `json:"signing"` // "signed" or "unsigned"
-	Body    string            `json:"body"`
+	// Signing is "unsigned", "signed with 1 secret" or "signed with N
+	// secrets" (one signature per secret, while a receiver rotates).
+	Signing    string `json:"signing"`
+	Signatures int    `json:"signatures"`
+	Body       string `json:"body"`
 }
 
 // Previewer describes webhook actions for the dry run.
@@ -47,11 +52,18 @@ func Preview(ev *domain.Event, obs *domain.Observer, act *domain.Action) ports.A
 	for k, v := range wh.Headers {
 		headers[k] = redactHeader(k, v)
 	}
-	signing := "unsigned"
-	if len(wh.SigningSecrets) > 0 {
-		signing = "signed"
+	for k := range wh.SecretHeaders {
+		headers[k] = redacted + " (from the environment)"
 	}
-	req := RequestPreview{Method: wh.Method, URL: redactURL(wh.URL), Headers: headers, Signing: signing, Body: body}
+	n := len(wh.SigningSecrets)
+	signing := "unsigned"
+	switch {
+	case n == 1:
+		signing = "signed with 1 secret"
+	case n > 1:
+		signing = fmt.Sprintf("signed with %d secrets", n)
+	}
+	req := RequestPreview{Method: wh.Method, URL: redactURL(wh.URL), Headers: headers, Signing: signing, Signatures: n, Body: body}
 	p.Details = req
 	p.Lines = append(p.Lines, req.Method+" "+req.URL+" ("+req.Signing+")")
 	for _, k := range slices.Sorted(maps.Keys(req.Headers)) {
@@ -77,7 +89,7 @@ func sensitiveHeader(name string) bool {
 
 func redactHeader(name, value string) string {
 	if sensitiveHeader(name) {
-		return "(redacted)"
+		return redacted
 	}
 	return value
 }

@@ -38,6 +38,11 @@ const (
 	maxRetryAfter = time.Hour
 	// secretPrefix marks a base64 Standard Webhooks signing key.
 	secretPrefix = "whsec_"
+	// redacted replaces a credential in what is shown.
+	redacted = "(redacted)"
+	// minEchoed is the shortest credential (or start of one) removed from
+	// an echoed response body: shorter runs match by coincidence.
+	minEchoed = 4
 )
 
 // Config configures an Executor. Zero values take the noted defaults.
@@ -46,6 +51,10 @@ type Config struct {
 	UserAgent           string           // default "fraiseql-observer"
 	Now                 func() time.Time // default time.Now; used for webhook-timestamp and Retry-After dates
 	MaxIdleConnsPerHost int              // default 64
+	// Propagate, when set, writes the trace context of a request's ctx
+	// into its headers (traceparent, tracestate): the receiver's spans
+	// join the action's trace.
+	Propagate func(ctx context.Context, h http.Header)
 }
 
 // Executor runs webhook actions. Safe for concurrent use.
@@ -54,6 +63,7 @@ type Executor struct {
 	logger    *slog.Logger
 	userAgent string
 	now       func() time.Time
+	propagate func(ctx context.Context, h http.Header)
 }
 
 var _ ports.ActionExecutor = (*Executor)(nil)
@@ -77,6 +87,7 @@ func NewExecutor(cfg Config, logger *slog.Logger) (*Executor, error) {
 		logger:    logger,
 		userAgent: cfg.UserAgent,
 		now:       cfg.Now,
+		propagate: cfg.Propagate,
 	}, nil
 }
 
@@ -124,19 +135,66 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 	}
-	return e.send(ctx, method, wh.URL, target, body, wh.Timeout, func(req *http.Request) error {
-		for k, v := range wh.Headers {
-			if strings.EqualFold(k, "Host") {
-				req.Host = v
-				continue
+	err = e.send(ctx, method, wh.URL, target, body, wh.Timeout, func(req *http.Request) error {
+		for _, headers := range []map[string]string{wh.Headers, wh.SecretHeaders} {
+			for k, v := range headers {
+				if strings.EqualFold(k, "Host") {
+					req.Host = v
+					continue
+				}
+				req.Header.Set(k, v)
 			}
-			req.Header.Set(k, v)
 		}
 		if err := e.sign(req.Header, ev, obs, act, body); err != nil {
 			return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 		}
 		return nil
 	})
+	redactEcho(err, wh)
+	return err
+}
+
+// redactEcho removes from a failed response's quoted body the credentials
+// the request carried (headers_env values, and header values whose names
+// say they are credentials), which a receiver may echo back: the error
+// goes to logs and dead letters. A credential cut by the quote's length
+// limit is removed too.
+func redactEcho(err error, wh *domain.WebhookAction) {
+	var se *StatusError
+	if !errors.As(err, &se) || se.Body == "" {
+		return
+	}
+	var secrets []string
+	add := func(v string) {
+		secrets = append(secrets, v)
+		if fields := strings.Fields(v); len(fields) > 1 { // "Bearer <token>": the token alone too
+			for _, f := range fields {
+				if len(f) >= minEchoed {
+					secrets = append(secrets, f)
+				}
+			}
+		}
+	}
+	for _, v := range wh.SecretHeaders {
+		add(v)
+	}
+	for k, v := range wh.Headers {
+		if sensitiveHeader(k) {
+			add(v)
+		}
+	}
+	for _, v := range secrets {
+		if len(v) < minEchoed {
+			continue
+		}
+		se.Body = strings.ReplaceAll(se.Body, v, redacted)
+		for n := min(len(v)-1, len(se.Body)); n >= minEchoed; n-- {
+			if cut, ok := strings.CutSuffix(se.Body, v[:n]); ok {
+				se.Body = cut + redacted
+				break
+			}
+		}
+	}
 }
 
 // Post sends body as JSON to rawURL through the guarded client and
@@ -182,6 +240,9 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 	}
 	req.Header.Set("User-Agent", e.userAgent)
 	req.Header.Set("Content-Type", "application/json")
+	if e.propagate != nil {
+		e.propagate(ctx, req.Header)
+	}
 	if prepare != nil {
 		if err := prepare(req); err != nil {
 			return err

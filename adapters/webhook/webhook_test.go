@@ -802,3 +802,105 @@ func BenchmarkWebhookExecute(b *testing.B) {
 		}
 	}
 }
+
+// Header values from the environment (headers_env) are sent like the
+// others; a receiver that echoes them (or a credential-named header) in a
+// failure's body does not put them in the error, which goes to logs and
+// dead letters, even when the quote's length limit cuts them.
+func TestExecuteSecretHeaders(t *testing.T) {
+	t.Parallel()
+	const token = "tok-9f8e7d6c5b4a39281706"
+	const apiKey = "key-1a2b3c4d5e6f"
+	got := make(chan http.Header, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		if r.URL.Query().Get("echo") == "" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		pad, _ := strconv.Atoi(r.URL.Query().Get("pad"))
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, strings.Repeat("x", pad)+"key="+r.Header.Get("X-Api-Key")+" auth="+r.Header.Get("Authorization"))
+	}))
+	t.Cleanup(srv.Close)
+	exec, err := webhook.NewExecutor(webhook.Config{Policy: loopbackPolicy(t)}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(exec.Close)
+	act := func(query string) *domain.Action {
+		return newAction(srv.URL+"/h"+query, func(wh *domain.WebhookAction) {
+			wh.Headers = map[string]string{"X-Api-Key": apiKey, "X-Team": "ops"}
+			wh.SecretHeaders = map[string]string{"Authorization": "Bearer " + token}
+		})
+	}
+
+	if err := exec.Execute(t.Context(), newEvent(), testObserver, act("")); err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	if h := <-got; h.Get("Authorization") != "Bearer "+token || h.Get("X-Api-Key") != apiKey || h.Get("X-Team") != "ops" {
+		t.Fatalf("headers sent = %v, want the environment's Authorization with the fixed headers", h)
+	}
+
+	leaks := []string{token, token[:8], token[len(token)-8:], apiKey, "Bearer tok"}
+	for _, tt := range []struct {
+		name string
+		pad  int
+	}{
+		{"whole echo", 0},
+		{"token cut by the quote limit", 256 - len("key="+apiKey+" auth=Bearer ") - 10},
+		{"key cut by the quote limit", 256 - len("key=") - 6},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := exec.Execute(t.Context(), newEvent(), testObserver, act("?echo=1&pad="+strconv.Itoa(tt.pad)))
+			<-got
+			var serr *webhook.StatusError
+			if !errors.As(err, &serr) || serr.StatusCode != http.StatusUnauthorized || domain.IsPermanent(err) != true {
+				t.Fatalf("Execute = %v, want a permanent 401", err)
+			}
+			msg := err.Error()
+			for _, leak := range leaks {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error %q carries %q", msg, leak)
+				}
+			}
+			if !strings.Contains(msg, "(redacted)") {
+				t.Errorf("error %q does not show where the credential was", msg)
+			}
+		})
+	}
+}
+
+type traceKey struct{}
+
+// With Propagate, the request carries the trace context of its ctx (the
+// action's span); without, no traceparent is sent.
+func TestExecutePropagatesTheTraceContext(t *testing.T) {
+	t.Parallel()
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	propagate := func(ctx context.Context, h http.Header) {
+		if v, ok := ctx.Value(traceKey{}).(string); ok {
+			h.Set("traceparent", v)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		cfg  webhook.Config
+		want string
+	}{
+		{"propagating", webhook.Config{Propagate: propagate}, tp},
+		{"not propagating", webhook.Config{}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, c.cfg)
+			ctx := context.WithValue(t.Context(), traceKey{}, tp)
+			if err := b.exec.Execute(ctx, newEvent(), testObserver, newAction(b.srv.URL+"/hook", nil)); err != nil {
+				t.Fatal(err)
+			}
+			if got := b.next(t).Header.Get("traceparent"); got != c.want {
+				t.Errorf("traceparent = %q, want %q", got, c.want)
+			}
+		})
+	}
+}

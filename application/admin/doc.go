@@ -3,7 +3,8 @@
 // (MoveCheckpoint, the one lease-guarded implementation, used by Replay and
 // by the admin API's checkpoint PUT), replaying since a time, the
 // dead-letter commands (list, show, remove, stats, retry, retry-all) and
-// the dry run of an event (DryRun). The CLI (cmd/fraiseql-observer) and the
+// the dry run of an event (DryRun), and retention (Retention: what the
+// prune command and the service's periodic prune delete). The CLI (cmd/fraiseql-observer) and the
 // admin HTTP API (adapters/adminhttp) both call them; bootstrap builds them
 // from ports.
 //

@@ -104,11 +104,17 @@ type Config struct {
 	HTTP          HTTPConfig        `koanf:"http"`
 	Logging       LoggingConfig     `koanf:"logging"`
 	Security      SecurityConfig    `koanf:"security"`
+	Email         EmailConfig       `koanf:"email"`
 	Memory        MemoryConfig      `koanf:"memory"`
+	Retention     RetentionConfig   `koanf:"retention"`
+	Tracing       TracingConfig     `koanf:"tracing"`
 	Observers     []ObserverConfig  `koanf:"observers"`
 
 	// File is the configuration file the values came from ("" for none).
 	File string `koanf:"-"`
+	// explicit holds the keys the file or the environment set (Load
+	// fills it): a topology-dependent default never overrides them.
+	explicit map[string]bool
 }
 
 // DatabaseConfig is the PostgreSQL connection and the change-log contract.
@@ -215,7 +221,18 @@ type PerformanceConfig struct {
 type HTTPConfig struct {
 	Listen        string `koanf:"listen"`
 	AdminTokenEnv string `koanf:"admin_token_env"`
+	// PProf serves net/http/pprof under /debug/pprof/, behind the admin
+	// token; off by default.
+	PProf bool `koanf:"pprof"`
 }
+
+// DefaultAdminPort is the admin HTTP server's default port. Not 9090,
+// which is Prometheus's own (a Prometheus scraping this service often
+// runs on the same host), nor any port of the 9100-9999 range that
+// Prometheus allocates to exporters (fully allocated): 8079 is the default
+// of no common infrastructure service and stays clear of the usual
+// development ports (8080, 8000, 8888).
+const DefaultAdminPort = 8079
 
 // LoggingConfig selects level and format.
 type LoggingConfig struct {
@@ -228,6 +245,32 @@ type SecurityConfig struct {
 	AllowPrivateNetworks bool     `koanf:"allow_private_networks"`
 	AllowedNetworks      []string `koanf:"allowed_networks"`
 }
+
+// EmailConfig is the SMTP server email actions send through. Without a
+// host there is none, and an email action is refused at load.
+type EmailConfig struct {
+	Host string `koanf:"host"` // host name or IP address; "" = no SMTP server
+	// Port 0 takes the port of the tls mode: 25 (none), 587 (starttls),
+	// 465 (tls).
+	Port     int    `koanf:"port"`
+	From     string `koanf:"from"` // the sender, "Name <address>" or an address
+	TLS      string `koanf:"tls"`  // none | starttls (refuses a server without it) | tls (implicit, from the first byte)
+	Username string `koanf:"username"`
+	// PasswordEnv names the environment variable holding the password
+	// (with username; needs tls = starttls or tls).
+	PasswordEnv string `koanf:"password_env"`
+	// Timeout bounds the connection set-up, then each message's exchange.
+	Timeout  time.Duration `koanf:"timeout"`
+	HELOName string        `koanf:"helo_name"` // the EHLO name; "" = this machine's host name
+	// MaxIdleConns is how many open sessions are kept for the next
+	// messages; 0 opens a session per message.
+	MaxIdleConns int `koanf:"max_idle_conns"`
+	// IdleTimeout closes a kept session unused this long.
+	IdleTimeout time.Duration `koanf:"idle_timeout"`
+}
+
+// Configured reports whether an SMTP server is named.
+func (e EmailConfig) Configured() bool { return e.Host != "" }
 
 // MemoryConfig configures the memory topology.
 type MemoryConfig struct {
@@ -261,14 +304,21 @@ type ActionConfig struct {
 	Name string `koanf:"name"`
 
 	// webhook
-	URL              string            `koanf:"url"`
-	URLEnv           string            `koanf:"url_env"`
-	Method           string            `koanf:"method"`
-	Headers          map[string]string `koanf:"headers"`
-	BodyTemplate     string            `koanf:"body_template"`
+	URL     string            `koanf:"url"`
+	URLEnv  string            `koanf:"url_env"`
+	Method  string            `koanf:"method"`
+	Headers map[string]string `koanf:"headers"`
+	// HeadersEnv maps a header name to the environment variable holding
+	// its value (credentials: never printed).
+	HeadersEnv       map[string]string `koanf:"headers_env"`
+	BodyTemplate     string            `koanf:"body_template"` // also email
 	Timeout          *time.Duration    `koanf:"timeout"`
 	SigningSecret    string            `koanf:"signing_secret"`
 	SigningSecretEnv string            `koanf:"signing_secret_env"`
+	// SigningSecretsEnv names environment variables holding more signing
+	// secrets, one each: the request is signed with every secret (key
+	// rotation).
+	SigningSecretsEnv []string `koanf:"signing_secrets_env"`
 
 	// log
 	Level           string `koanf:"level"`
@@ -288,8 +338,17 @@ type ActionConfig struct {
 	WebhookURLEnv string `koanf:"webhook_url_env"`
 	Channel       string `koanf:"channel"`
 
-	// nats
+	// nats (a template), email (a fixed subject)
 	Subject string `koanf:"subject"`
+
+	// email (and subject, body_template above)
+	To               []string `koanf:"to"`
+	ToTemplate       string   `koanf:"to_template"`
+	Cc               []string `koanf:"cc"`
+	Bcc              []string `koanf:"bcc"`
+	ReplyTo          string   `koanf:"reply_to"`
+	SubjectTemplate  string   `koanf:"subject_template"`
+	HTMLBodyTemplate string   `koanf:"html_body_template"`
 }
 
 // Defaults returns the configuration used for every key the file and the
@@ -345,7 +404,10 @@ func Defaults() Config {
 			},
 		},
 		Performance: PerformanceConfig{EnableConcurrent: true, MaxConcurrentActions: 32},
-		HTTP:        HTTPConfig{Listen: "127.0.0.1:9090", AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
+		HTTP:        HTTPConfig{Listen: fmt.Sprintf("127.0.0.1:%d", DefaultAdminPort), AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
+		Email:       EmailConfig{TLS: "starttls", Timeout: 10 * time.Second, MaxIdleConns: 2, IdleTimeout: 30 * time.Second},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},
+		Retention:   RetentionConfig{Interval: time.Hour, BatchSize: 1000},
+		Tracing:     TracingConfig{Protocol: TracingHTTP, SampleRatio: 1},
 	}
 }

@@ -142,7 +142,7 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 
 func TestBuildObservers(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"HOOK_URL": "https://example.com/h", "HOOK_SECRET": "whsec_c2VjcmV0"}
+	env := map[string]string{"HOOK_URL": "https://example.com/h", "HOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	three := 3
 	obs, err := config.BuildObservers([]config.ObserverConfig{{
@@ -154,7 +154,7 @@ func TestBuildObservers(t *testing.T) {
 			{Type: "log", MessageTemplate: "{{ event.id }}"},
 			{Type: "webhook", URL: "https://example.com/other", Method: "put"},
 		},
-	}}, lookup)
+	}}, lookup, config.Checks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestBuildObserversErrors(t *testing.T) {
 			t.Parallel()
 			o := valid()
 			tt.edit(&o)
-			_, err := config.BuildObservers([]config.ObserverConfig{o}, lookup)
+			_, err := config.BuildObservers([]config.ObserverConfig{o}, lookup, config.Checks{})
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -231,7 +231,7 @@ func TestBuildObserversErrors(t *testing.T) {
 			}
 		})
 	}
-	_, err := config.BuildObservers([]config.ObserverConfig{valid(), valid()}, lookup)
+	_, err := config.BuildObservers([]config.ObserverConfig{valid(), valid()}, lookup, config.Checks{})
 	if err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate names: %v", err)
 	}
@@ -249,7 +249,7 @@ func TestExampleConfigsLoad(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
-		if _, err := config.BuildObservers(cfg.Observers, func(string) (string, bool) { return "x", true }); err != nil {
+		if _, err := config.BuildObservers(cfg.Observers, func(string) (string, bool) { return "x", true }, config.Checks{}); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
@@ -263,17 +263,17 @@ func TestLoadObserversRefusesActionsWithoutTheirService(t *testing.T) {
 	memory := config.Defaults()
 	memory.Topology = config.TopologyMemory
 	memory.Observers = obs(config.ActionConfig{Type: "database", FunctionName: "app.f"})
-	if _, err := config.LoadObservers(memory, nil); err == nil || !strings.Contains(err.Error(), "needs a database") {
+	if _, err := config.LoadObservers(memory, nil, config.Checks{}); err == nil || !strings.Contains(err.Error(), "needs a database") {
 		t.Errorf("database action in the memory topology: %v", err)
 	}
 	noRedis := config.Defaults()
 	noRedis.Observers = obs(config.ActionConfig{Type: "cache", KeyPattern: "orders:*"})
-	if _, err := config.LoadObservers(noRedis, nil); err == nil || !strings.Contains(err.Error(), "redis.url") {
+	if _, err := config.LoadObservers(noRedis, nil, config.Checks{}); err == nil || !strings.Contains(err.Error(), "redis.url") {
 		t.Errorf("cache action without Redis: %v", err)
 	}
 	withRedis := noRedis
 	withRedis.Redis.URL = "redis://127.0.0.1:6379/0"
-	if _, err := config.LoadObservers(withRedis, nil); err != nil {
+	if _, err := config.LoadObservers(withRedis, nil, config.Checks{}); err != nil {
 		t.Errorf("cache action with Redis: %v", err)
 	}
 }
@@ -287,7 +287,7 @@ func TestBuildSlackAction(t *testing.T) {
 		return "", false
 	}
 	obs, err := config.BuildObservers([]config.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
-		Actions: []config.ActionConfig{{Type: "slack", WebhookURLEnv: "SLACK_URL", Channel: "#ops", MessageTemplate: "{{ event.entity_id }}"}}}}, env)
+		Actions: []config.ActionConfig{{Type: "slack", WebhookURLEnv: "SLACK_URL", Channel: "#ops", MessageTemplate: "{{ event.entity_id }}"}}}}, env, config.Checks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestBuildSlackAction(t *testing.T) {
 		t.Errorf("slack action = %+v", s)
 	}
 	_, err = config.BuildObservers([]config.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
-		Actions: []config.ActionConfig{{Type: "slack", WebhookURL: "ftp://x"}}}}, env)
+		Actions: []config.ActionConfig{{Type: "slack", WebhookURL: "ftp://x"}}}}, env, config.Checks{})
 	if err == nil || !strings.Contains(err.Error(), "webhook_url") {
 		t.Errorf("bad slack url: %v", err)
 	}
@@ -351,7 +351,7 @@ func TestBuildActionTimeoutsAndCachePrefix(t *testing.T) {
 			{Type: "cache", KeyPattern: "order:{{ id }}", KeyPrefix: "shop:", Timeout: &d},
 			{Type: "cache", KeyPattern: "order:{{ id }}:*"},
 		},
-	}}, lookup)
+	}}, lookup, config.Checks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestBuildActionTimeoutsAndCachePrefix(t *testing.T) {
 		{Type: "cache", KeyPattern: "k", Timeout: &zero},
 	} {
 		_, err := config.BuildObservers([]config.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
-			Actions: []config.ActionConfig{ac}}}, lookup)
+			Actions: []config.ActionConfig{ac}}}, lookup, config.Checks{})
 		if err == nil || !strings.Contains(err.Error(), "timeout") {
 			t.Errorf("%s action with timeout 0: err = %v, want one naming timeout", ac.Type, err)
 		}

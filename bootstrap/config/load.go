@@ -53,6 +53,7 @@ func Load(path string, environ []string) (Config, error) {
 	known := map[string]reflect.Kind{}
 	collectKeys(reflect.TypeOf(Config{}), "", known)
 
+	var fileKeys []string
 	if path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {
@@ -71,6 +72,7 @@ func Load(path string, environ []string) (Config, error) {
 				return Config{}, &ConfigError{File: path, Key: key, Msg: "unknown key" + suggest(key, known)}
 			}
 		}
+		fileKeys = kf.Keys()
 		if err := k.Merge(kf); err != nil {
 			return Config{}, &ConfigError{File: path, Msg: err.Error()}
 		}
@@ -119,6 +121,8 @@ func Load(path string, environ []string) (Config, error) {
 		return Config{}, decodeError(path, err)
 	}
 	cfg.File = path
+	cfg.explicit = explicitKeys(fileKeys, environ, envKeys)
+	cfg.applyTopologyDefaults()
 	if err := cfg.Validate(); err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) && ce.File == "" {
@@ -201,6 +205,12 @@ func parseEnvValue(kind reflect.Kind, v string) (any, error) {
 			return nil, fmt.Errorf("%q is not an integer (a whole number such as 3)", v)
 		}
 		return n, nil
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", v)
+		}
+		return f, nil
 	case reflect.Interface: // duration
 		d, err := time.ParseDuration(v)
 		if err != nil {

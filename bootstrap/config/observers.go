@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -15,7 +16,10 @@ import (
 // actionKeys lists the keys each action type reads; any other key set on
 // an action of that type is an error (nothing is read and ignored).
 var actionKeys = map[domain.ActionType][]string{
-	domain.ActionWebhook:  {"url", "url_env", "method", "headers", "body_template", "timeout", "signing_secret", "signing_secret_env"},
+	domain.ActionWebhook: {"url", "url_env", "method", "headers", "headers_env", "body_template", "timeout",
+		"signing_secret", "signing_secret_env", "signing_secrets_env"},
+	domain.ActionEmail: {"to", "to_template", "cc", "bcc", "reply_to", "subject", "subject_template",
+		"body_template", "html_body_template"},
 	domain.ActionLog:      {"level", "message_template"},
 	domain.ActionCache:    {"key_pattern", "key_prefix", "action", "timeout"},
 	domain.ActionDatabase: {"function_name", "params", "timeout"},
@@ -26,14 +30,28 @@ var actionKeys = map[domain.ActionType][]string{
 // DefaultWebhookTimeout applies when a webhook action sets no timeout.
 const DefaultWebhookTimeout = 10 * time.Second
 
+// Checks are the action adapters' own checks of configured values, run
+// while observers load so that a value the adapter would refuse is a
+// ConfigError naming its key at start, not a failure at the first event.
+// This package imports no adapter: the composition root passes them. A nil
+// check is skipped.
+type Checks struct {
+	// SigningSecret checks one webhook signing secret. Its error must not
+	// contain the secret.
+	SigningSecret func(secret string) error
+	// Email checks an email action's fixed addresses; the error names the
+	// field ("cc[1]: ...").
+	Email func(*domain.EmailAction) error
+}
+
 // BuildObservers compiles observer configs into domain observers: it
 // checks keys per action type, resolves *_env secrets from lookupEnv,
-// compiles conditions and templates, and validates the set. Errors name
-// the observer and the key.
-func BuildObservers(cfgs []ObserverConfig, lookupEnv func(string) (string, bool)) ([]domain.Observer, error) {
+// compiles conditions and templates, runs checks, and validates the set.
+// Errors name the observer and the key.
+func BuildObservers(cfgs []ObserverConfig, lookupEnv func(string) (string, bool), checks Checks) ([]domain.Observer, error) {
 	out := make([]domain.Observer, 0, len(cfgs))
 	for i, oc := range cfgs {
-		o, err := buildObserver(oc, lookupEnv)
+		o, err := buildObserver(oc, lookupEnv, checks)
 		if err != nil {
 			where := fmt.Sprintf("observers[%d]", i)
 			if oc.Name != "" {
@@ -49,7 +67,7 @@ func BuildObservers(cfgs []ObserverConfig, lookupEnv func(string) (string, bool)
 	return out, nil
 }
 
-func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool)) (domain.Observer, error) {
+func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool), checks Checks) (domain.Observer, error) {
 	if strings.TrimSpace(oc.Name) == "" {
 		return domain.Observer{}, errors.New("name: required")
 	}
@@ -104,7 +122,7 @@ func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool)) (do
 	}
 	counts := map[domain.ActionType]int{}
 	for j, ac := range oc.Actions {
-		a, err := buildAction(ac, lookupEnv)
+		a, err := buildAction(ac, lookupEnv, checks)
 		if err != nil {
 			return o, fmt.Errorf("actions[%d]: %w", j, err)
 		}
@@ -120,7 +138,7 @@ func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool)) (do
 	return o, o.Validate()
 }
 
-func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain.Action, error) {
+func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool), checks Checks) (domain.Action, error) {
 	t := domain.ActionType(ac.Type)
 	allowed, ok := actionKeys[t]
 	if !ok {
@@ -144,18 +162,24 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain
 		if err != nil {
 			return a, err
 		}
-		secret, err := valueOrEnv("signing_secret", ac.SigningSecret, ac.SigningSecretEnv, lookupEnv)
+		secrets, err := signingSecrets(ac, lookupEnv, checks.SigningSecret)
+		if err != nil {
+			return a, err
+		}
+		if err := checkHeaders("headers", ac.Headers); err != nil {
+			return a, err
+		}
+		secretHeaders, err := headersFromEnv(ac.HeadersEnv, ac.Headers, lookupEnv)
 		if err != nil {
 			return a, err
 		}
 		w := &domain.WebhookAction{
-			URL:     url,
-			Method:  strings.ToUpper(ac.Method),
-			Headers: ac.Headers,
-			Timeout: DefaultWebhookTimeout,
-		}
-		if secret != "" {
-			w.SigningSecrets = []string{secret}
+			URL:            url,
+			Method:         strings.ToUpper(ac.Method),
+			Headers:        ac.Headers,
+			SecretHeaders:  secretHeaders,
+			Timeout:        DefaultWebhookTimeout,
+			SigningSecrets: secrets,
 		}
 		if w.Method == "" {
 			w.Method = http.MethodPost
@@ -219,6 +243,32 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool)) (domain
 			}
 			a.Database.Timeout = *ac.Timeout
 		}
+	case domain.ActionEmail:
+		e := &domain.EmailAction{To: ac.To, Cc: ac.Cc, Bcc: ac.Bcc, ReplyTo: ac.ReplyTo, Subject: ac.Subject}
+		for _, t := range []struct {
+			key, src string
+			dst      **domain.Template
+		}{
+			{"to_template", ac.ToTemplate, &e.ToTemplate},
+			{"subject_template", ac.SubjectTemplate, &e.SubjectTemplate},
+			{"body_template", ac.BodyTemplate, &e.BodyTemplate},
+			{"html_body_template", ac.HTMLBodyTemplate, &e.HTMLBodyTemplate},
+		} {
+			if t.src == "" {
+				continue
+			}
+			tmpl, err := domain.CompileTemplate(t.src)
+			if err != nil {
+				return a, fmt.Errorf("%s: %w", t.key, err)
+			}
+			*t.dst = tmpl
+		}
+		if checks.Email != nil {
+			if err := checks.Email(e); err != nil {
+				return a, err
+			}
+		}
+		a.Email = e
 	case domain.ActionCache:
 		c := &domain.CacheAction{Operation: ac.Action, KeyPrefix: ac.KeyPrefix}
 		if ac.Timeout != nil {
@@ -276,4 +326,121 @@ func valueOrEnv(key, direct, envName string, lookupEnv func(string) (string, boo
 		return "", fmt.Errorf("%s_env: environment variable %s is not set", key, envName)
 	}
 	return v, nil
+}
+
+// signingSecrets resolves a webhook's signing secrets, in order:
+// signing_secret or signing_secret_env, then each variable named by
+// signing_secrets_env. Each is checked; an error names the key and the
+// variable, never the secret.
+func signingSecrets(ac ActionConfig, lookupEnv func(string) (string, bool), check func(string) error) ([]string, error) {
+	type source struct{ key, value string }
+	var srcs []source
+	one, err := valueOrEnv("signing_secret", ac.SigningSecret, ac.SigningSecretEnv, lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case one != "" && ac.SigningSecretEnv != "":
+		srcs = append(srcs, source{fmt.Sprintf("signing_secret_env (%s)", ac.SigningSecretEnv), one})
+	case one != "":
+		srcs = append(srcs, source{"signing_secret", one})
+	}
+	for i, name := range ac.SigningSecretsEnv {
+		key := fmt.Sprintf("signing_secrets_env[%d]", i)
+		if strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("%s: names no environment variable", key)
+		}
+		v, ok := lookupEnv(name)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%s: environment variable %s is not set", key, name)
+		}
+		srcs = append(srcs, source{fmt.Sprintf("%s (%s)", key, name), v})
+	}
+	out := make([]string, 0, len(srcs))
+	for i, src := range srcs {
+		if check != nil {
+			if err := check(src.value); err != nil {
+				return nil, fmt.Errorf("%s: %w", src.key, err)
+			}
+		}
+		for _, prev := range srcs[:i] {
+			if prev.value == src.value {
+				return nil, fmt.Errorf("%s: the same secret as %s", src.key, prev.key)
+			}
+		}
+		out = append(out, src.value)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// headersFromEnv resolves headers_env (header name -> environment variable)
+// into header values. A header may not be set in headers too. Errors name
+// the header and the variable, never the value.
+func headersFromEnv(names, fixed map[string]string, lookupEnv func(string) (string, bool)) (map[string]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(names))
+	for _, h := range slices.Sorted(maps.Keys(names)) {
+		key := "headers_env." + h
+		if !validHeaderName(h) {
+			return nil, fmt.Errorf("%s: %q is not a header name", key, h)
+		}
+		for _, other := range slices.Sorted(maps.Keys(fixed)) {
+			if strings.EqualFold(other, h) {
+				return nil, fmt.Errorf("%s: header %s is also set in headers: set it in one place", key, h)
+			}
+		}
+		for other := range out {
+			if strings.EqualFold(other, h) {
+				return nil, fmt.Errorf("%s: header %s is also set as %s (header names ignore case)", key, h, other)
+			}
+		}
+		env := names[h]
+		if strings.TrimSpace(env) == "" {
+			return nil, fmt.Errorf("%s: names no environment variable", key)
+		}
+		v, ok := lookupEnv(env)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%s: environment variable %s is not set", key, env)
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			return nil, fmt.Errorf("%s: environment variable %s holds a line break or NUL; a header value is one line (a trailing newline from a secret file?)", key, env)
+		}
+		out[h] = v
+	}
+	return out, nil
+}
+
+// checkHeaders checks the names and values of fixed headers.
+func checkHeaders(key string, headers map[string]string) error {
+	for _, h := range slices.Sorted(maps.Keys(headers)) {
+		if !validHeaderName(h) {
+			return fmt.Errorf("%s.%s: %q is not a header name", key, h, h)
+		}
+		if strings.ContainsAny(headers[h], "\r\n\x00") {
+			return fmt.Errorf("%s.%s: the value holds a line break or NUL; a header value is one line", key, h)
+		}
+	}
+	return nil
+}
+
+// validHeaderName reports whether s is an HTTP field name (an RFC 9110
+// token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

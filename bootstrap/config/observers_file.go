@@ -1,7 +1,7 @@
 package config
 
 import (
-	"errors"
+	"cmp"
 	"fmt"
 	"os"
 
@@ -23,9 +23,18 @@ type observersFile struct {
 // file followed by those in observers_file (when set). Errors name the
 // file, line or key.
 func LoadObserverConfigs(cfg Config) ([]ObserverConfig, error) {
-	out := append([]ObserverConfig(nil), cfg.Observers...)
+	fromFile, err := loadObserversFile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]ObserverConfig(nil), cfg.Observers...), fromFile...), nil
+}
+
+// loadObserversFile reads the [[observers]] of observers_file (none when
+// it is not set).
+func loadObserversFile(cfg Config) ([]ObserverConfig, error) {
 	if cfg.ObserversFile == "" {
-		return out, nil
+		return nil, nil
 	}
 	path := cfg.ObserversFile
 	raw, err := os.ReadFile(path)
@@ -58,50 +67,82 @@ func LoadObserverConfigs(cfg Config) ([]ObserverConfig, error) {
 	if err := dec.Decode(k.Raw()); err != nil {
 		return nil, decodeError(path, err)
 	}
-	return append(out, f.Observers...), nil
+	return f.Observers, nil
 }
 
-// LoadObservers loads and compiles every observer of cfg.
-func LoadObservers(cfg Config, lookupEnv func(string) (string, bool)) ([]domain.Observer, error) {
-	cfgs, err := LoadObserverConfigs(cfg)
+// LoadObservers loads and compiles every observer of cfg: the main file's
+// [[observers]], then observers_file's, running checks on the actions'
+// values (see Checks). An error names the file the observer is in and its
+// index within that file.
+func LoadObservers(cfg Config, lookupEnv func(string) (string, bool), checks Checks) ([]domain.Observer, error) {
+	fromFile, err := loadObserversFile(cfg)
 	if err != nil {
 		return nil, err
 	}
-	obs, err := BuildObservers(cfgs, lookupEnv)
-	if err == nil {
-		err = checkAvailable(cfg, obs)
+	type origin struct {
+		file  string
+		index int
 	}
-	if err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) && ce.File == "" {
-			ce.File = cfg.File
-			if cfg.ObserversFile != "" {
-				ce.File = fmt.Sprintf("%s or %s", cfg.File, cfg.ObserversFile)
+	var (
+		obs   []domain.Observer
+		where []origin
+	)
+	for _, part := range []struct {
+		file string
+		cfgs []ObserverConfig
+	}{{cfg.File, cfg.Observers}, {cfg.ObserversFile, fromFile}} {
+		for i, oc := range part.cfgs {
+			key := observerKey(i, oc.Name)
+			o, err := buildObserver(oc, lookupEnv, checks)
+			if err == nil {
+				err = checkAvailable(cfg, o)
 			}
+			if err != nil {
+				return nil, &ConfigError{File: part.file, Key: key, Msg: err.Error()}
+			}
+			for j, prev := range obs {
+				if prev.Name == o.Name {
+					return nil, &ConfigError{File: part.file, Key: key, Msg: fmt.Sprintf(
+						"name %q is already used by observers[%d] of %s", o.Name, where[j].index, cmp.Or(where[j].file, "the configuration"))}
+				}
+			}
+			obs = append(obs, o)
+			where = append(where, origin{part.file, i})
 		}
-		return nil, err
+	}
+	if err := domain.ValidateObservers(obs); err != nil {
+		return nil, &ConfigError{File: cfg.File, Key: "observers", Msg: err.Error()}
 	}
 	return obs, nil
 }
 
+// observerKey names the i-th observer of a file, with its name when set.
+func observerKey(i int, name string) string {
+	key := fmt.Sprintf("observers[%d]", i)
+	if name != "" {
+		key += fmt.Sprintf(" (%q)", name)
+	}
+	return key
+}
+
 // checkAvailable refuses actions the configuration gives nothing to run
-// on: a cache action without Redis, a database action without a database.
-func checkAvailable(cfg Config, obs []domain.Observer) error {
-	for _, o := range obs {
-		for i, act := range o.Actions {
-			var missing string
-			switch {
-			case act.Type == domain.ActionCache && !cfg.Redis.Configured():
-				missing = "Redis (set redis.url)"
-			case act.Type == domain.ActionDatabase && cfg.Topology == TopologyMemory:
-				missing = "a database (the memory topology has none)"
-			case act.Type == domain.ActionNATS && !cfg.Topology.Distributed():
-				missing = "a NATS connection (topology nats-distributed or multi-database)"
-			}
-			if missing != "" {
-				return &ConfigError{Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),
-					Msg: fmt.Sprintf("action type %s needs %s", act.Type, missing)}
-			}
+// on: a cache action without Redis, a database action without a database,
+// an email action without an SMTP server.
+func checkAvailable(cfg Config, o domain.Observer) error {
+	for i, act := range o.Actions {
+		var missing string
+		switch {
+		case act.Type == domain.ActionCache && !cfg.Redis.Configured():
+			missing = "Redis (set redis.url)"
+		case act.Type == domain.ActionDatabase && cfg.Topology == TopologyMemory:
+			missing = "a database (the memory topology has none)"
+		case act.Type == domain.ActionEmail && !cfg.Email.Configured():
+			missing = "an SMTP server (set email.host, and email.from)"
+		case act.Type == domain.ActionNATS && !cfg.Topology.Distributed():
+			missing = "a NATS connection (topology nats-distributed or multi-database)"
+		}
+		if missing != "" {
+			return fmt.Errorf("actions[%d]: action type %s needs %s", i, act.Type, missing)
 		}
 	}
 	return nil

@@ -2,8 +2,11 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/mail"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -24,11 +27,15 @@ func (c *Config) Validate() error {
 		}
 		if !c.Redis.Configured() {
 			msg := "topology postgres-redis needs Redis: set redis.url (or redis.addrs)"
-			switch {
-			case c.Performance.EnableDedup:
-				msg += "; performance.enable_dedup is on"
-			case c.Performance.EnableCaching:
-				msg += "; performance.enable_caching is on"
+			var on []string
+			for key, v := range map[string]bool{keyEnableDedup: c.Performance.EnableDedup, keyEnableCaching: c.Performance.EnableCaching} {
+				if v {
+					on = append(on, key)
+				}
+			}
+			if len(on) > 0 {
+				slices.Sort(on)
+				msg += "; " + strings.Join(on, " and ") + " on"
 			}
 			return &ConfigError{Key: "redis.url", Msg: msg}
 		}
@@ -41,6 +48,15 @@ func (c *Config) Validate() error {
 		return &ConfigError{Key: "databases", Msg: "only used by topology multi-database"}
 	}
 	if err := c.validateRedis(); err != nil {
+		return err
+	}
+	if err := c.Email.validate(); err != nil {
+		return err
+	}
+	if err := c.Retention.validate(c.Topology); err != nil {
+		return err
+	}
+	if err := c.Tracing.validate(); err != nil {
 		return err
 	}
 	if c.Topology != TopologyMemory {
@@ -135,11 +151,21 @@ func (c *Config) validateRedis() error {
 	if r.Configured() || c.Topology == TopologyMemory || c.Topology == TopologyPostgresOnly {
 		return nil
 	}
-	switch {
-	case c.Performance.EnableDedup:
-		return &ConfigError{Key: "performance.enable_dedup", Msg: "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"}
-	case c.Performance.EnableCaching:
-		return &ConfigError{Key: "performance.enable_caching", Msg: "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"}
+	if c.Topology.Distributed() && !c.Role.RunsWorker() {
+		return nil // a bridge runs no actions: dedup and caching do not apply
+	}
+	for _, f := range []struct {
+		key string
+		on  bool
+	}{{keyEnableDedup, c.Performance.EnableDedup}, {keyEnableCaching, c.Performance.EnableCaching}} {
+		if !f.on {
+			continue
+		}
+		msg := "needs Redis in topology " + string(c.Topology) + ": set redis.url (or redis.addrs)"
+		if !c.IsSet(f.key) {
+			msg = "on by default in topology " + string(c.Topology) + ", and needs Redis: set redis.url (or redis.addrs), or " + f.key + " = false"
+		}
+		return &ConfigError{Key: f.key, Msg: msg}
 	}
 	return nil
 }
@@ -218,6 +244,62 @@ func (c *Config) validateNATS() error {
 		if (d.URL == "") == (d.URLEnv == "") {
 			return &ConfigError{Key: key + ".url", Msg: "set exactly one of url and url_env"}
 		}
+	}
+	return nil
+}
+
+// validate checks the [email] keys: without a host none of the server's
+// keys may be set (they would be read and ignored).
+func (e EmailConfig) validate() error {
+	switch e.TLS {
+	case "none", "starttls", "tls":
+	default:
+		return &ConfigError{Key: "email.tls", Msg: fmt.Sprintf("%q is not one of none, starttls, tls", e.TLS)}
+	}
+	checks := []struct {
+		key string
+		ok  bool
+		msg string
+	}{
+		{"email.port", e.Port >= 0 && e.Port <= 65535, "must be between 1 and 65535 (0: the tls mode's port, 25, 587 or 465)"},
+		{"email.timeout", e.Timeout > 0, "must be positive"},
+		{"email.idle_timeout", e.IdleTimeout > 0, "must be positive"},
+		{"email.max_idle_conns", e.MaxIdleConns >= 0, "must not be negative (0: a new session per message)"},
+		{"email.helo_name", !strings.ContainsAny(e.HELOName, " \t\r\n"), "must be a host name, without spaces"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return &ConfigError{Key: ch.key, Msg: ch.msg}
+		}
+	}
+	if !e.Configured() {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"email.from", e.From != ""}, {"email.port", e.Port != 0}, {"email.username", e.Username != ""},
+			{"email.password_env", e.PasswordEnv != ""}, {"email.helo_name", e.HELOName != ""}} {
+			if k.set {
+				return &ConfigError{Key: k.key, Msg: "set without email.host (the SMTP server)"}
+			}
+		}
+		return nil
+	}
+	if strings.ContainsAny(e.Host, " \t\r\n/:") && net.ParseIP(e.Host) == nil {
+		return &ConfigError{Key: "email.host", Msg: fmt.Sprintf("%q is not a host name or IP address (the port goes in email.port)", e.Host)}
+	}
+	if e.From == "" {
+		return &ConfigError{Key: "email.from", Msg: "required with email.host: the sender address"}
+	}
+	if _, err := mail.ParseAddress(e.From); err != nil {
+		return &ConfigError{Key: "email.from", Msg: fmt.Sprintf("%q is not an email address: %v", e.From, err)}
+	}
+	switch {
+	case e.Username != "" && e.PasswordEnv == "":
+		return &ConfigError{Key: "email.password_env", Msg: "required with email.username: the environment variable holding the password"}
+	case e.Username == "" && e.PasswordEnv != "":
+		return &ConfigError{Key: "email.username", Msg: "required with email.password_env"}
+	case e.Username != "" && e.TLS == "none":
+		return &ConfigError{Key: "email.tls", Msg: "\"none\" with email.username would send the password in clear: use starttls or tls"}
 	}
 	return nil
 }

@@ -5,13 +5,15 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,34 +25,6 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
-
-const usage = `fraiseql-observer turns PostgreSQL data changes into reliable actions.
-
-Usage:
-  fraiseql-observer <command> [--config FILE] [flags]
-
-Commands:
-  run               run the service (topology from the config or --topology)
-  migrate           create or adapt the change-log table and the observer schema
-  validate-config   load and check the configuration and observers, then exit
-  watch TABLE       capture changes of an ordinary table (schema.table) [--entity NAME]
-  unwatch TABLE     stop capturing changes of a table
-  status            checkpoints, backlog, leases, dead letters, oldest open transaction [--json]
-  dlq list          list dead letters [--observer NAME] [--limit N] [--after ID] [--json]
-  dlq show ID       one dead letter in full (event, error, attempts, raw input) [--json]
-  dlq retry ID      re-run that action once and print the real outcome [--json]
-  dlq retry-all     re-run every dead letter [--observer NAME] [--json]
-  dlq remove ID     delete a dead letter
-  dlq stats         dead letters per observer [--json]
-  debug-event       dry-run an event (JSON) against the observers [--file F | -] [--json]
-  replay --since T  move a reader's checkpoint back to re-process events created
-                    since T (RFC 3339, or a duration such as 2h) [--reader NAME] [--json]
-  version           print the version
-
-Every command reads --config FILE (default: $FRAISEQL_CONFIG), then
-FRAISEQL_* environment variables (e.g. FRAISEQL_DATABASE_URL).
-Exit status: 0 ok, 1 runtime failure, 2 bad usage or configuration.
-`
 
 // exitError carries an exit status.
 type exitError struct {
@@ -89,103 +63,50 @@ func exitCode(err error) int {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usageErr("no command given")
-	}
-	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := fs.String("config", os.Getenv("FRAISEQL_CONFIG"), "configuration file (TOML)")
-	var topology, entity *string
-	var op opFlags
-	switch cmd {
-	case "run":
-		topology = fs.String("topology", "", "override the topology: "+strings.Join(config.TopologyNames(), ", "))
-	case "watch":
-		entity = fs.String("entity", "", "entity type of the captured events (default: the table name)")
-	case "status", "dlq", "debug-event", "replay":
-		op.register(fs, cmd)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
+	inv, err := parseArgs(args, stdout, stderr)
+	if errors.Is(err, errHelp) {
 		return nil
 	}
-	positional, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if inv.wait < 0 {
+		return usageErr("%s: --wait must not be negative", inv.cmd.name)
+	}
+	inv.ctx = ctx
+	return inv.cmd.run(inv)
+}
+
+func printVersion(inv *invocation) error {
+	fmt.Fprintf(inv.stdout, "fraiseql-observer %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}
+
+func status(inv *invocation) error {
+	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+		rep, err := o.State.Status(ctx)
+		if err != nil {
+			return err
+		}
+		return writeStatus(inv.stdout, rep, inv.op.json)
+	})
+}
+
+func replay(inv *invocation) error {
+	if inv.op.since == "" {
+		return usageErr("replay needs --since TIME (RFC 3339, or a duration such as 2h meaning that long ago)")
+	}
+	since, err := admin.ParseSince(inv.op.since, time.Now())
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-
-	switch cmd {
-	case "version":
-		fmt.Fprintf(stdout, "fraiseql-observer %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return nil
-	case "validate-config":
-		return validateConfig(*configFile, stdout)
-	case "run":
-		return runService(ctx, *configFile, *topology, stderr)
-	case "migrate":
-		return migrate(ctx, *configFile, stdout, stderr)
-	case "watch", "unwatch":
-		if len(positional) != 1 {
-			return usageErr("%s takes one table name (schema.table), got %d arguments", cmd, len(positional))
-		}
-		name := ""
-		if entity != nil {
-			name = *entity
-		}
-		return watch(ctx, cmd == "watch", *configFile, positional[0], name, stdout, stderr)
-	case "status":
-		if len(positional) != 0 {
-			return usageErr("status takes no arguments, got %q", positional)
-		}
-		return withOperator(ctx, *configFile, stderr, func(o *bootstrap.Operator) error {
-			rep, err := o.State.Status(ctx)
-			if err != nil {
-				return err
-			}
-			return writeStatus(stdout, rep, op.json)
-		})
-	case "dlq":
-		return dlq(ctx, *configFile, fs, positional, op, stdout, stderr)
-	case "debug-event":
-		return debugEvent(*configFile, positional, op, stdout)
-	case "replay":
-		if len(positional) != 0 {
-			return usageErr("replay takes no arguments, got %q", positional)
-		}
-		if op.since == "" {
-			return usageErr("replay needs --since TIME (RFC 3339, or a duration such as 2h meaning that long ago)")
-		}
-		since, err := admin.ParseSince(op.since, time.Now())
+	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+		res, err := o.State.Replay(ctx, inv.op.reader, since)
 		if err != nil {
-			return &exitError{code: 2, err: err}
+			return err
 		}
-		return withOperator(ctx, *configFile, stderr, func(o *bootstrap.Operator) error {
-			res, err := o.State.Replay(ctx, op.reader, since)
-			if err != nil {
-				return err
-			}
-			return writeReplay(stdout, res, op.json)
-		})
-	default:
-		fmt.Fprint(stderr, usage)
-		return usageErr("unknown command %q", cmd)
-	}
-}
-
-// parseInterspersed lets flags follow positional arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return positional, nil
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
+		return writeReplay(inv.stdout, res, inv.op.json)
+	})
 }
 
 func buildVersion() string {
@@ -202,14 +123,57 @@ func loadConfig(file string) (config.Config, error) {
 	return config.Load(file, os.Environ())
 }
 
-func validateConfig(file string, stdout io.Writer) error {
-	cfg, err := loadConfig(file)
+// prepare loads the configuration and builds the logger of a command;
+// for a one-shot command with --wait it then waits for the databases.
+func prepare(inv *invocation) (config.Config, *slog.Logger, error) {
+	cfg, err := loadConfig(inv.configFile)
+	if err != nil {
+		return cfg, nil, err
+	}
+	logger := bootstrap.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
+	if inv.cmd.oneShot && inv.wait > 0 {
+		if err := bootstrap.WaitForDatabases(inv.ctx, cfg, inv.wait, logger); err != nil {
+			return cfg, nil, withFile(err, inv.configFile)
+		}
+	}
+	return cfg, logger, nil
+}
+
+func validateConfig(inv *invocation) error {
+	return checkConfig(inv.configFile, os.Environ(), inv.print, inv.op.json, inv.stdout, inv.stderr)
+}
+
+// checkConfig loads the configuration with environ as the environment,
+// checks every *_env reference and the observers, and prints a summary,
+// or with print the effective configuration (secrets redacted). Unset
+// optional references and FRAISEQL_* variables that configure nothing are
+// warnings on stderr.
+func checkConfig(file string, environ []string, print, asJSON bool, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(file, environ)
 	if err != nil {
 		return err
 	}
-	obs, err := config.LoadObservers(cfg, os.LookupEnv)
+	lookup := lookupIn(environ)
+	optional, err := config.CheckEnv(cfg, lookup)
 	if err != nil {
 		return err
+	}
+	obs, err := bootstrap.LoadObservers(cfg, lookup)
+	if err != nil {
+		return err
+	}
+	for _, r := range optional {
+		fmt.Fprintf(stderr, "warning: %s: environment variable %s is not set: %s\n", r.Key, r.Variable, r.Effect)
+	}
+	for _, name := range config.UnknownEnv(cfg, environ) {
+		fmt.Fprintf(stderr, "warning: %s configures nothing: it is not a configuration key's variable, nor named by an *_env key\n", name)
+	}
+	if print {
+		tree, err := bootstrap.EffectiveConfig(cfg)
+		if err != nil {
+			return err
+		}
+		return writeEffectiveConfig(stdout, cfg.File, tree, asJSON)
 	}
 	fmt.Fprintf(stdout, "configuration ok: topology %s, %d observer(s)\n", cfg.Topology, len(obs))
 	for _, o := range obs {
@@ -222,19 +186,52 @@ func validateConfig(file string, stdout io.Writer) error {
 	return nil
 }
 
-func runService(ctx context.Context, file, topology string, stderr io.Writer) error {
+// lookupIn looks variables up in environ ("NAME=value" entries; the last
+// one wins, as in os.Getenv).
+func lookupIn(environ []string) func(string) (string, bool) {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// healthcheck asks the running service's /readyz at http.listen.
+func healthcheck(inv *invocation) error {
+	cfg, err := loadConfig(inv.configFile)
+	if err != nil {
+		return err
+	}
+	detail, err := bootstrap.Healthcheck(inv.ctx, cfg, inv.timeout)
+	if err != nil {
+		return err
+	}
+	parts := make([]string, 0, len(detail))
+	for _, k := range slices.Sorted(maps.Keys(detail)) {
+		parts = append(parts, k+" "+detail[k])
+	}
+	fmt.Fprintf(inv.stdout, "ready: %s\n", strings.Join(parts, ", "))
+	return nil
+}
+
+func runService(inv *invocation) error {
+	ctx, file := inv.ctx, inv.configFile
 	cfg, err := loadConfig(file)
 	if err != nil {
 		return err
 	}
-	if topology != "" {
-		cfg.Topology = config.Topology(topology)
-		if err := cfg.Validate(); err != nil {
-			return err
+	if inv.topology != "" {
+		if err := cfg.SetTopology(config.Topology(inv.topology)); err != nil {
+			return withFile(err, file)
 		}
 	}
-	logger := bootstrap.NewLogger(stderr, cfg.Logging.Level, cfg.Logging.Format)
-	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger})
+	if err := requireObservers(cfg); err != nil {
+		return err
+	}
+	logger := bootstrap.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
+	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger, Version: buildVersion()})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while waiting for the database
@@ -258,6 +255,29 @@ func runService(ctx context.Context, file, topology string, stderr io.Writer) er
 	return nil
 }
 
+// requireObservers refuses a process that would run actions without any
+// observer: every event would be consumed and nothing done. A bridge-only
+// process runs no actions and needs none.
+func requireObservers(cfg config.Config) error {
+	if !cfg.Role.RunsWorker() {
+		return nil
+	}
+	obs, err := bootstrap.LoadObservers(cfg, os.LookupEnv)
+	if err != nil {
+		return withFile(err, cfg.File)
+	}
+	if len(obs) > 0 {
+		return nil
+	}
+	where := "observers"
+	if cfg.ObserversFile != "" {
+		where = "observers (and observers_file " + cfg.ObserversFile + ")"
+	}
+	return withFile(&config.ConfigError{Key: "observers", Msg: fmt.Sprintf(
+		"no observers configured in %s: role %s of topology %s runs actions, and every event would be consumed with none run",
+		where, cfg.Role, cfg.Topology)}, cfg.File)
+}
+
 func withFile(err error, file string) error {
 	var ce *config.ConfigError
 	if errors.As(err, &ce) && ce.File == "" {
@@ -266,41 +286,40 @@ func withFile(err error, file string) error {
 	return err
 }
 
-func migrate(ctx context.Context, file string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(file)
+func migrate(inv *invocation) error {
+	cfg, logger, err := prepare(inv)
 	if err != nil {
 		return err
 	}
-	logger := bootstrap.NewLogger(stderr, cfg.Logging.Level, cfg.Logging.Format)
-	warnings, err := bootstrap.Migrate(ctx, cfg, logger)
+	warnings, err := bootstrap.Migrate(inv.ctx, cfg, logger)
 	if err != nil {
-		return err
+		return withFile(err, inv.configFile)
 	}
 	db := cfg.Database
-	fmt.Fprintf(stdout, "migrated: change log %s (notify channel %s), observer schema %s\n",
+	fmt.Fprintf(inv.stdout, "migrated: change log %s (notify channel %s), observer schema %s\n",
 		db.ChangeLogTable, db.NotifyChannel, db.ObserverSchema)
 	for _, w := range warnings {
-		fmt.Fprintf(stdout, "warning: %s\n", w)
+		fmt.Fprintf(inv.stdout, "warning: %s\n", w)
 	}
 	return nil
 }
 
-func watch(ctx context.Context, on bool, file, table, entity string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(file)
+func watch(inv *invocation) error {
+	on, table, entity := inv.cmd.name == "watch", inv.positional[0], inv.entity
+	cfg, logger, err := prepare(inv)
 	if err != nil {
 		return err
 	}
-	logger := bootstrap.NewLogger(stderr, cfg.Logging.Level, cfg.Logging.Format)
-	if err := bootstrap.Watch(ctx, cfg, logger, on, table, entity); err != nil {
-		return err
+	if err := bootstrap.Watch(inv.ctx, cfg, logger, on, table, entity); err != nil {
+		return withFile(err, inv.configFile)
 	}
 	if !on {
-		fmt.Fprintf(stdout, "unwatched %s\n", table)
+		fmt.Fprintf(inv.stdout, "unwatched %s\n", table)
 		return nil
 	}
 	if entity == "" {
 		entity = table[strings.LastIndex(table, ".")+1:]
 	}
-	fmt.Fprintf(stdout, "watching %s: changes become %s events in %s\n", table, entity, cfg.Database.ChangeLogTable)
+	fmt.Fprintf(inv.stdout, "watching %s: changes become %s events in %s\n", table, entity, cfg.Database.ChangeLogTable)
 	return nil
 }

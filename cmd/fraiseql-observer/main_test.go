@@ -62,7 +62,7 @@ func TestOperatorCommandUsage(t *testing.T) {
 		{[]string{"dlq", "show"}, "one dead-letter id"},
 		{[]string{"dlq", "show", "abc"}, "not a dead-letter id"},
 		{[]string{"dlq", "retry", "0"}, "not a dead-letter id"},
-		{[]string{"dlq", "show", "1", "--observer", "x"}, "does not take --observer"},
+		{[]string{"dlq", "show", "1", "--observer", "x"}, "flag provided but not defined: -observer"},
 		{[]string{"dlq", "list", "--limit", "-1"}, "must not be negative"},
 		{[]string{"dlq", "list", "--bogus"}, "flag provided but not defined"},
 		{[]string{"replay"}, "needs --since"},

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
@@ -27,91 +27,36 @@ type opFlags struct {
 	reader   string
 }
 
-func (f *opFlags) register(fs *flag.FlagSet, cmd string) {
-	fs.BoolVar(&f.json, "json", false, "print JSON")
-	switch cmd {
-	case "dlq":
-		fs.StringVar(&f.observer, "observer", "", "only dead letters of this observer (list, retry-all)")
-		fs.IntVar(&f.limit, "limit", 0, "list at most N items (default 100)")
-		fs.Int64Var(&f.after, "after", 0, "list items with an id greater than ID (paging)")
-	case "debug-event":
-		fs.StringVar(&f.file, "file", "", "read the event from this file (- for standard input)")
-	case "replay":
-		fs.StringVar(&f.since, "since", "", "re-process events created at or after this time (RFC 3339, or a duration such as 2h)")
-		fs.StringVar(&f.reader, "reader", "", "the reader (checkpoint name) to move (default: the configuration's only reader)")
-	}
-}
-
 // withOperator opens the configuration's databases for one operator
-// command.
-func withOperator(ctx context.Context, file string, stderr io.Writer, f func(o *bootstrap.Operator) error) error {
-	cfg, err := loadConfig(file)
+// command (waiting for them first with --wait) and runs f.
+func withOperator(inv *invocation, f func(ctx context.Context, o *bootstrap.Operator) error) error {
+	cfg, logger, err := prepare(inv)
 	if err != nil {
 		return err
 	}
-	logger := bootstrap.NewLogger(stderr, cfg.Logging.Level, cfg.Logging.Format)
-	o, err := bootstrap.OpenOperator(ctx, cfg, bootstrap.Options{Logger: logger})
+	o, err := bootstrap.OpenOperator(inv.ctx, cfg, bootstrap.Options{Logger: logger})
 	if err != nil {
-		return withFile(err, file)
+		return withFile(err, inv.configFile)
 	}
 	defer o.Close()
-	return withFile(f(o), file)
+	return withFile(f(inv.ctx, o), inv.configFile)
 }
 
-// dlqFlags lists the flags each dlq subcommand accepts (besides --config).
-var dlqFlags = map[string][]string{
-	"list":      {"json", "observer", "limit", "after"},
-	"show":      {"json"},
-	"retry":     {"json"},
-	"retry-all": {"json", "observer"},
-	"remove":    {},
-	"stats":     {"json"},
-}
-
-func dlq(ctx context.Context, file string, fs *flag.FlagSet, positional []string, op opFlags, stdout, stderr io.Writer) error {
-	if len(positional) == 0 {
-		return usageErr("dlq needs a subcommand: list, show ID, retry ID, retry-all, remove ID or stats")
-	}
-	sub, rest := positional[0], positional[1:]
-	allowed, ok := dlqFlags[sub]
-	if !ok {
-		return usageErr("unknown dlq subcommand %q (list, show, retry, retry-all, remove, stats)", sub)
-	}
-	var bad error
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "config" || bad != nil {
-			return
-		}
-		for _, a := range allowed {
-			if a == f.Name {
-				return
-			}
-		}
-		bad = usageErr("dlq %s does not take --%s", sub, f.Name)
-	})
-	if bad != nil {
-		return bad
-	}
+func runDLQ(inv *invocation) error {
+	sub := strings.TrimPrefix(inv.cmd.name, "dlq ")
+	op, stdout := inv.op, inv.stdout
 	var id int64
-	switch sub {
-	case "show", "retry", "remove":
-		if len(rest) != 1 {
-			return usageErr("dlq %s takes one dead-letter id, got %d arguments", sub, len(rest))
-		}
-		n, err := strconv.ParseInt(rest[0], 10, 64)
+	if inv.cmd.minArgs == 1 {
+		n, err := strconv.ParseInt(inv.positional[0], 10, 64)
 		if err != nil || n < 1 {
-			return usageErr("dlq %s: %q is not a dead-letter id (a positive integer)", sub, rest[0])
+			return usageErr("dlq %s: %q is not a dead-letter id (a positive integer)", sub, inv.positional[0])
 		}
 		id = n
-	default:
-		if len(rest) != 0 {
-			return usageErr("dlq %s takes no arguments, got %q", sub, rest)
-		}
 	}
 	if op.limit < 0 || op.after < 0 {
 		return usageErr("dlq list: --limit and --after must not be negative")
 	}
-	return withOperator(ctx, file, stderr, func(o *bootstrap.Operator) error {
+	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
 		d, err := o.DeadLetters()
 		if err != nil {
 			return err
@@ -173,7 +118,8 @@ func dlq(ctx context.Context, file string, fs *flag.FlagSet, positional []string
 	})
 }
 
-func debugEvent(file string, positional []string, op opFlags, stdout io.Writer) error {
+func debugEvent(inv *invocation) error {
+	positional, op, stdout := inv.positional, inv.op, inv.stdout
 	src := op.file
 	switch {
 	case len(positional) == 1 && src == "":
@@ -195,7 +141,7 @@ func debugEvent(file string, positional []string, op opFlags, stdout io.Writer) 
 	if err != nil {
 		return usageErr("debug-event: read event: %v", err)
 	}
-	cfg, err := loadConfig(file)
+	cfg, err := loadConfig(inv.configFile)
 	if err != nil {
 		return err
 	}
@@ -207,4 +153,33 @@ func debugEvent(file string, positional []string, op opFlags, stdout io.Writer) 
 		return &exitError{code: 2, err: fmt.Errorf("debug-event: %w", err)}
 	}
 	return writeDebugReport(stdout, rep, op.json)
+}
+
+// prune applies [retention] once, printing each batch and a final count.
+func prune(inv *invocation) error {
+	out := inv.stdout
+	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+		rep, err := o.Prune(ctx, inv.dryRun, func(p admin.PruneProgress) {
+			where := p.Table + " (" + p.Where + ")"
+			switch {
+			case p.Note != "":
+				fmt.Fprintf(out, "%s: %s\n", where, p.Note)
+			case inv.dryRun:
+				fmt.Fprintf(out, "%s: %d rows would be deleted\n", where, p.Total)
+			case p.Done:
+				fmt.Fprintf(out, "%s: %d rows deleted\n", where, p.Total)
+			default:
+				fmt.Fprintf(out, "%s: deleted %d rows, %d so far\n", where, p.Batch, p.Total)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if rep.DryRun {
+			_, err = fmt.Fprintf(out, "dry run: %d rows would be pruned, nothing was deleted\n", rep.Total)
+		} else {
+			_, err = fmt.Fprintf(out, "pruned %d rows\n", rep.Total)
+		}
+		return err
+	})
 }

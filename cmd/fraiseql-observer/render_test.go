@@ -169,7 +169,9 @@ func TestWriteDebugReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secretEnv := func(k string) (string, bool) { return "whsec_c2VjcmV0LXNpZ25pbmcta2V5", k == "HOOK_SECRET" }
+	secretEnv := func(k string) (string, bool) {
+		return "whsec_YS1icmFuZC1uZXctMzItYnl0ZS1zaWduaW5nLWtleSE=", k == "HOOK_SECRET"
+	}
 	rep, err := bootstrap.DebugEvent(cfg, secretEnv, []byte(debugInput))
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +182,7 @@ func TestWriteDebugReport(t *testing.T) {
 			t.Fatal(err)
 		}
 		text := out.String()
-		for _, secret := range []string{"top-secret-token", "abc123", "whsec_", "c2VjcmV0LXNpZ25pbmcta2V5"} {
+		for _, secret := range []string{"top-secret-token", "abc123", "whsec_", "YS1icmFuZC1uZXctMzItYnl0ZS1zaWduaW5nLWtleSE="} {
 			if strings.Contains(text, secret) {
 				t.Errorf("json=%v: output contains the secret %q:\n%s", asJSON, secret, text)
 			}
@@ -197,7 +199,7 @@ func TestWriteDebugReport(t *testing.T) {
 			"condition: status == 'shipped' && field_changed('status') => true, actions would run",
 			"field_changed('status')  => true",
 			"condition: total > 1000 => false, actions would NOT run",
-			"POST https://hooks.example.com/orders?token=redacted (signed)",
+			"POST https://hooks.example.com/orders?token=redacted (signed with 1 secret)",
 			"Authorization: (redacted)",
 			`body: {"order": "o-42"`,
 			"missing placeholders: gift_wrap",

@@ -224,6 +224,12 @@ func thirdPartyViolation(importer, imp string, test bool) string {
 		return "only adapters/redis talks to Redis"
 	case strings.HasPrefix(imp, "github.com/nats-io/") && !under(importer, "adapters/nats") && !integrationTest:
 		return "only adapters/nats talks to NATS"
+	case strings.HasPrefix(imp, "go.opentelemetry.io/proto/") || strings.HasPrefix(imp, "google.golang.org/"):
+		if !under(importer, "internal/otlptest") {
+			return "only internal/otlptest (the tests' OTLP receiver) speaks the OTLP protocol and gRPC"
+		}
+	case strings.HasPrefix(imp, "go.opentelemetry.io/") && !under(importer, "adapters/otel"):
+		return "only adapters/otel uses OpenTelemetry"
 	}
 	return ""
 }
@@ -256,6 +262,10 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{m("application"), m("adapters/postgres"), false},
 		{m("application"), "github.com/jackc/pgx/v5", false},
 		{m("application"), m("application/admin"), false},
+		{m("application"), "go.opentelemetry.io/otel/trace", false},
+		{m("adapters/webhook"), "go.opentelemetry.io/otel/propagation", false},
+		{m("adapters/otel"), "go.opentelemetry.io/proto/otlp/collector/trace/v1", true},
+		{m("integration"), "google.golang.org/grpc", true},
 		{m("application/admin"), m("adapters/memory"), false},
 		{m("application/admin"), m("bootstrap/config"), false},
 		{m("application/admin"), "github.com/google/uuid", false},
@@ -323,6 +333,10 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{m("cmd/fraiseql-observer"), m("application/admin"), false},
 		{m("integration"), "github.com/jackc/pgx/v5", true},
 		{m("integration"), m("adapters/nats"), true},
+		{m("adapters/otel"), "go.opentelemetry.io/otel/sdk/trace", false},
+		{m("adapters/otel"), m("internal/otlptest"), true},
+		{m("internal/otlptest"), "go.opentelemetry.io/proto/otlp/trace/v1", false},
+		{m("internal/otlptest"), "google.golang.org/grpc", false},
 	}
 	for _, g := range good {
 		if msg := violation(g.importer, g.imp, g.test); msg != "" {

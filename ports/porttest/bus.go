@@ -2,6 +2,7 @@ package porttest
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -53,6 +54,32 @@ func RunEventBus(t *testing.T, newHarness func(t *testing.T) BusHarness) {
 			}
 			if g.attempt != 1 {
 				t.Fatalf("event %s: first delivery has Attempt %d", ev.ID, g.attempt)
+			}
+		}
+	})
+
+	t.Run("HeadersArriveWithTheEvent", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		want := ports.Headers{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "congo=t61rcWkgMzE"}
+		with, without := sampleEvent(1, domain.EventInsert), sampleEvent(2, domain.EventInsert)
+		if r := busPublishHeaders(t, h.Publisher, with, want); r.Err != nil {
+			t.Fatalf("publish: %v", r.Err)
+		}
+		if r := busPublish(t, h.Publisher, without); r.Err != nil {
+			t.Fatalf("publish: %v", r.Err)
+		}
+		got := busCollect(t, h.NewConsumer(t), 2, func(ctx context.Context, d ports.Delivery) error { return d.Ack(ctx) })
+		for _, g := range got {
+			ev, err := domain.DecodeEvent(g.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case ev.ID == with.ID && !maps.Equal(g.headers, want):
+				t.Errorf("headers of %s = %v, want exactly %v", ev.ID, g.headers, want)
+			case ev.ID == without.ID && len(g.headers) != 0:
+				t.Errorf("headers of %s = %v, want none", ev.ID, g.headers)
 			}
 		}
 	})
@@ -119,12 +146,18 @@ func RunEventBus(t *testing.T, newHarness func(t *testing.T) BusHarness) {
 type busDelivery struct {
 	data    []byte
 	attempt int
+	headers ports.Headers
 }
 
 func busPublish(t *testing.T, p ports.EventPublisher, ev domain.Event) ports.PublishResult {
 	t.Helper()
+	return busPublishHeaders(t, p, ev, nil)
+}
+
+func busPublishHeaders(t *testing.T, p ports.EventPublisher, ev domain.Event, hdr ports.Headers) ports.PublishResult {
+	t.Helper()
 	ch := make(chan ports.PublishResult, 2)
-	if err := p.Publish(t.Context(), ev, func(r ports.PublishResult) { ch <- r }); err != nil {
+	if err := p.Publish(t.Context(), ev, hdr, func(r ports.PublishResult) { ch <- r }); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	var r ports.PublishResult
@@ -151,7 +184,7 @@ func busCollect(t *testing.T, c ports.EventConsumer, n int, act func(context.Con
 	go func() {
 		errc <- c.Consume(ctx, 2, func(ctx context.Context, d ports.Delivery) {
 			mu.Lock()
-			got = append(got, busDelivery{data: append([]byte(nil), d.Data()...), attempt: d.Attempt()})
+			got = append(got, busDelivery{data: append([]byte(nil), d.Data()...), attempt: d.Attempt(), headers: d.Headers()})
 			if len(got) == n {
 				close(full)
 			}

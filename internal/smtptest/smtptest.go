@@ -1,4 +1,12 @@
-package email_test
+// Package smtptest is an in-process SMTP server on 127.0.0.1 for tests
+// (github.com/emersion/go-smtp): STARTTLS or implicit TLS with a
+// self-signed certificate, AUTH PLAIN, scripted replies per command, and
+// the messages it accepted. The protocol goes over TCP, as with a real
+// server.
+//
+// Only tests import it. It is the one place besides go.mod that knows
+// go-smtp, which the service itself never uses (it sends with go-mail).
+package smtptest
 
 import (
 	"crypto/ecdsa"
@@ -21,55 +29,67 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// received is one message as the test server saw it.
-type received struct {
-	From     string
-	Rcpts    []string
-	Data     []byte
-	HELO     string
-	TLS      bool
-	AuthUser string
+// Message is one message as the server accepted it.
+type Message struct {
+	From     string   // MAIL FROM
+	Rcpts    []string // RCPT TO, in order
+	Data     []byte   // the message as sent after DATA
+	HELO     string   // the EHLO/HELO name
+	TLS      bool     // the session was encrypted
+	AuthUser string   // the user that authenticated, or ""
 }
 
-// serverConfig shapes a test SMTP server.
-type serverConfig struct {
+// Config shapes a server.
+type Config struct {
 	StartTLS bool   // offer STARTTLS with the test certificate
 	Implicit bool   // speak TLS from the first byte
 	Username string // when set, AUTH PLAIN (over TLS only) is required
 	Password string
-	// Reply, when set, may answer a command with an error: cmd is "MAIL",
-	// "RCPT" (arg the recipient) or "DATA".
+	// Reply, when set, may answer a command with an error (see Reply): cmd
+	// is "MAIL" (arg the sender), "RCPT" (arg the recipient) or "DATA"
+	// (arg "", asked once the message was read). Called concurrently by
+	// different sessions.
 	Reply func(cmd, arg string) error
-	// ReadTimeout closes connections idle this long (server side).
+	// ReadTimeout closes connections idle this long (server side);
+	// default a minute.
 	ReadTimeout time.Duration
-	// Discard drops accepted messages instead of queueing them (benchmarks).
+	// Discard drops accepted messages instead of keeping them (benchmarks).
 	Discard bool
 }
 
-// testServer is an in-process SMTP server (emersion/go-smtp) on 127.0.0.1.
-type testServer struct {
-	Host string
-	Port int
-	Addr string
+// maxKept bounds the accepted messages a server keeps for Next; a session
+// whose message does not fit waits until the test takes one.
+const maxKept = 256
+
+// Server is a running test server.
+type Server struct {
+	Host string         // "127.0.0.1"
+	Port int            // the port it listens on
+	Addr string         // host:port
 	CA   *x509.CertPool // trusts the server's certificate
 
-	msgs   chan received
-	conns  atomic.Int64 // TCP connections accepted
-	closed atomic.Int64 // TCP connections the server closed
-	cfg    serverConfig
+	msgs   chan Message
+	mu     sync.Mutex
+	all    []Message // every accepted message, for Messages
+	conns  atomic.Int64
+	closed atomic.Int64
+	cfg    Config
 }
 
-// startServer starts a server that stops when the test ends.
-func startServer(t testing.TB, cfg serverConfig) *testServer {
+// Start starts a server that stops when the test ends.
+func Start(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	ts := &testServer{msgs: make(chan received, 256), cfg: cfg}
-	cert, pool := testCertificate(t)
-	ts.CA = pool
+	s := &Server{msgs: make(chan Message, maxKept), cfg: cfg}
+	cert, pool := certificate(t)
+	s.CA = pool
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &session{ts: ts, conn: c}, nil
+		return &session{srv: s, conn: c}, nil
 	}))
 	srv.Domain = "localhost"
-	srv.ReadTimeout = cmpDuration(cfg.ReadTimeout, time.Minute)
+	srv.ReadTimeout = time.Minute
+	if cfg.ReadTimeout > 0 {
+		srv.ReadTimeout = cfg.ReadTimeout
+	}
 	srv.WriteTimeout = time.Minute
 	srv.MaxRecipients = 200
 	srv.ErrorLog = discardLogger{}
@@ -81,14 +101,14 @@ func startServer(t testing.TB, cfg serverConfig) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln = &countingListener{Listener: ln, accepted: &ts.conns, closed: &ts.closed}
+	ln = &countingListener{Listener: ln, accepted: &s.conns, closed: &s.closed}
 	if cfg.Implicit {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
-	ts.Addr = ln.Addr().String()
-	host, port, _ := net.SplitHostPort(ts.Addr)
-	ts.Host = host
-	ts.Port, _ = strconv.Atoi(port)
+	s.Addr = ln.Addr().String()
+	host, port, _ := net.SplitHostPort(s.Addr)
+	s.Host = host
+	s.Port, _ = strconv.Atoi(port)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -99,40 +119,59 @@ func startServer(t testing.TB, cfg serverConfig) *testServer {
 		_ = ln.Close() // Close misses a listener Serve has not registered yet
 		<-done
 	})
-	return ts
+	return s
 }
 
-func cmpDuration(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
+// ClientTLS is a client TLS configuration that trusts the server.
+func (s *Server) ClientTLS() *tls.Config {
+	return &tls.Config{RootCAs: s.CA, MinVersion: tls.VersionTLS12}
 }
 
-// next returns the next message the server accepted.
-func (ts *testServer) next(t testing.TB) received {
+// Next returns the next message the server accepted, failing the test
+// when none comes within 10 seconds.
+func (s *Server) Next(t testing.TB) Message {
 	t.Helper()
 	select {
-	case m := <-ts.msgs:
+	case m := <-s.msgs:
 		return m
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server received no message")
-		return received{}
+		return Message{}
 	}
 }
 
-// none checks that no message was accepted.
-func (ts *testServer) none(t testing.TB) {
+// None fails the test when a message was accepted and not taken yet.
+func (s *Server) None(t testing.TB) {
 	t.Helper()
 	select {
-	case m := <-ts.msgs:
+	case m := <-s.msgs:
 		t.Errorf("the server accepted a message: from %s to %v", m.From, m.Rcpts)
 	default:
 	}
 }
 
+// Messages returns every message accepted so far, in order, whether or
+// not Next took it.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.all...)
+}
+
+// Conns is the number of TCP connections accepted so far.
+func (s *Server) Conns() int64 { return s.conns.Load() }
+
+// Closed is the number of those connections closed so far.
+func (s *Server) Closed() int64 { return s.closed.Load() }
+
+// Reply is an SMTP error reply with code (e.g. 451, 550) for
+// Config.Reply.
+func Reply(code int, msg string) error {
+	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 0, 0}, Message: msg}
+}
+
 type session struct {
-	ts    *testServer
+	srv   *Server
 	conn  *smtp.Conn
 	user  string
 	from  string
@@ -142,7 +181,7 @@ type session struct {
 var _ smtp.AuthSession = (*session)(nil)
 
 func (s *session) AuthMechanisms() []string {
-	if s.ts.cfg.Username == "" {
+	if s.srv.cfg.Username == "" {
 		return nil
 	}
 	return []string{sasl.Plain}
@@ -150,7 +189,7 @@ func (s *session) AuthMechanisms() []string {
 
 func (s *session) Auth(string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(_, username, password string) error {
-		if username != s.ts.cfg.Username || password != s.ts.cfg.Password {
+		if username != s.srv.cfg.Username || password != s.srv.cfg.Password {
 			return smtp.ErrAuthFailed
 		}
 		s.user = username
@@ -159,14 +198,14 @@ func (s *session) Auth(string) (sasl.Server, error) {
 }
 
 func (s *session) reply(cmd, arg string) error {
-	if s.ts.cfg.Reply == nil {
+	if s.srv.cfg.Reply == nil {
 		return nil
 	}
-	return s.ts.cfg.Reply(cmd, arg)
+	return s.srv.cfg.Reply(cmd, arg)
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	if s.ts.cfg.Username != "" && s.user == "" {
+	if s.srv.cfg.Username != "" && s.user == "" {
 		return smtp.ErrAuthRequired
 	}
 	if err := s.reply("MAIL", from); err != nil {
@@ -192,11 +231,15 @@ func (s *session) Data(r io.Reader) error {
 	if err := s.reply("DATA", ""); err != nil {
 		return err
 	}
-	if s.ts.cfg.Discard {
+	if s.srv.cfg.Discard {
 		return nil
 	}
 	_, isTLS := s.conn.TLSConnectionState()
-	s.ts.msgs <- received{From: s.from, Rcpts: s.rcpts, Data: data, HELO: s.conn.Hostname(), TLS: isTLS, AuthUser: s.user}
+	m := Message{From: s.from, Rcpts: s.rcpts, Data: data, HELO: s.conn.Hostname(), TLS: isTLS, AuthUser: s.user}
+	s.srv.mu.Lock()
+	s.srv.all = append(s.srv.all, m)
+	s.srv.mu.Unlock()
+	s.srv.msgs <- m
 	return nil
 }
 
@@ -235,11 +278,6 @@ type discardLogger struct{}
 func (discardLogger) Printf(string, ...any) {}
 func (discardLogger) Println(...any)        {}
 
-// smtpError is an SMTP reply for Reply.
-func smtpError(code int, msg string) error {
-	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 0, 0}, Message: msg}
-}
-
 var (
 	certOnce sync.Once
 	certPair tls.Certificate
@@ -247,9 +285,9 @@ var (
 	certErr  error
 )
 
-// testCertificate is a self-signed certificate for 127.0.0.1 and
+// certificate is a self-signed certificate for 127.0.0.1, ::1 and
 // localhost, made once per test binary.
-func testCertificate(t testing.TB) (tls.Certificate, *x509.CertPool) {
+func certificate(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	certOnce.Do(func() {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -1,0 +1,118 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// ChangeLogPruner deletes change-log rows that every reader has passed
+// (ports.Pruner): rows at or before the cutoff's position, in reading
+// order (txid, pk), and created before its time. Each Prune is one short
+// DELETE of at most limit rows, found through the (txid, pk) index.
+type ChangeLogPruner struct {
+	pool  *pgxpool.Pool
+	table string
+}
+
+var _ ports.Pruner = (*ChangeLogPruner)(nil)
+
+// NewChangeLogPruner returns a pruner of table ("" means
+// "core.tb_entity_change_log").
+func NewChangeLogPruner(pool *pgxpool.Pool, table string) (*ChangeLogPruner, error) {
+	if pool == nil {
+		return nil, errors.New("postgres: new change log pruner: nil pool")
+	}
+	if table == "" {
+		table = DefaultChangeLogTable
+	}
+	tbl, err := parseTableName("change_log_table", table)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: new change log pruner: %w", err)
+	}
+	return &ChangeLogPruner{pool: pool, table: tbl.Sanitize()}, nil
+}
+
+const changeLogPrunable = `(txid, pk_entity_change_log) <= ($1::text::xid8, $2::bigint) AND created_at < $3`
+
+func changeLogArgs(cut ports.Cutoff) ([]any, error) {
+	if cut.UpTo == nil {
+		return nil, errors.New("a change log is pruned only up to a position every reader has passed")
+	}
+	return []any{strconv.FormatUint(cut.UpTo.TxID, 10), cut.UpTo.Seq, cut.Before}, nil
+}
+
+// Prune deletes up to limit prunable rows, oldest first in reading order.
+func (p *ChangeLogPruner) Prune(ctx context.Context, cut ports.Cutoff, limit int) (int64, error) {
+	const op = "prune change log"
+	args, err := changeLogArgs(cut)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	tag, err := p.pool.Exec(ctx, `DELETE FROM `+p.table+` WHERE ctid = ANY(ARRAY(
+		SELECT ctid FROM `+p.table+` WHERE `+changeLogPrunable+`
+		ORDER BY txid, pk_entity_change_log LIMIT $4))`, append(args, limit)...)
+	if err != nil {
+		return 0, interpretError(op, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// CountPrunable counts the rows Prune would delete.
+func (p *ChangeLogPruner) CountPrunable(ctx context.Context, cut ports.Cutoff) (int64, error) {
+	const op = "count prunable change log rows"
+	args, err := changeLogArgs(cut)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	var n int64
+	if err := p.pool.QueryRow(ctx, `SELECT count(*) FROM `+p.table+` WHERE `+changeLogPrunable, args...).Scan(&n); err != nil {
+		return 0, interpretError(op, err)
+	}
+	return n, nil
+}
+
+var _ ports.Pruner = (*DeadLetters)(nil)
+
+// A dead letter's age is that of its last retry, or of its parking.
+const deadLetterPrunable = `coalesce(last_retry_at, created_at) < $1`
+
+func deadLetterCutoff(op string, cut ports.Cutoff) error {
+	if cut.UpTo != nil {
+		return fmt.Errorf("postgres: %s: dead letters have no position", op)
+	}
+	return nil
+}
+
+// Prune deletes up to limit dead letters not retried since the cutoff,
+// oldest first (ports.Pruner).
+func (s *DeadLetters) Prune(ctx context.Context, cut ports.Cutoff, limit int) (int64, error) {
+	const op = "prune dead letters"
+	if err := deadLetterCutoff(op, cut); err != nil {
+		return 0, err
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM `+s.table+` WHERE id = ANY(ARRAY(
+		SELECT id FROM `+s.table+` WHERE `+deadLetterPrunable+` ORDER BY id LIMIT $2))`, cut.Before, limit)
+	if err != nil {
+		return 0, interpretError(op, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// CountPrunable counts the dead letters Prune would delete.
+func (s *DeadLetters) CountPrunable(ctx context.Context, cut ports.Cutoff) (int64, error) {
+	const op = "count prunable dead letters"
+	if err := deadLetterCutoff(op, cut); err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+s.table+` WHERE `+deadLetterPrunable, cut.Before).Scan(&n); err != nil {
+		return 0, interpretError(op, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,62 @@
+package config
+
+import "strings"
+
+// Keys whose default depends on the topology: dedup and the action-result
+// cache are what postgres-redis and the NATS topologies are for, so there
+// they are on unless the file or the environment turns them off; in
+// postgres-only and memory they are off unless turned on.
+const (
+	keyEnableDedup   = "performance.enable_dedup"
+	keyEnableCaching = "performance.enable_caching"
+)
+
+// UsesRedis reports whether Redis dedup and result caching are part of
+// topology t (postgres-redis and the NATS topologies): there
+// performance.enable_dedup and performance.enable_caching default to true.
+func (t Topology) UsesRedis() bool {
+	return t == TopologyPostgresRedis || t.Distributed()
+}
+
+// IsSet reports whether key (e.g. "performance.enable_dedup") was set by
+// the configuration file or a FRAISEQL_* variable rather than left to its
+// default.
+func (c Config) IsSet(key string) bool { return c.explicit[key] }
+
+// SetTopology changes the topology (run --topology), applies that
+// topology's defaults to the keys neither the file nor the environment
+// set, and validates the result.
+func (c *Config) SetTopology(t Topology) error {
+	c.Topology = t
+	c.applyTopologyDefaults()
+	return c.Validate()
+}
+
+// applyTopologyDefaults sets the topology-dependent defaults of the keys
+// the file and the environment left unset; an explicit value, false
+// included, always wins.
+func (c *Config) applyTopologyDefaults() {
+	on := c.Topology.UsesRedis()
+	if !c.IsSet(keyEnableDedup) {
+		c.Performance.EnableDedup = on
+	}
+	if !c.IsSet(keyEnableCaching) {
+		c.Performance.EnableCaching = on
+	}
+}
+
+// explicitKeys lists the keys set by the file (fileKeys) or by a
+// FRAISEQL_* variable of environ that names a key of known.
+func explicitKeys(fileKeys []string, environ []string, known map[string]string) map[string]bool {
+	out := make(map[string]bool, len(fileKeys))
+	for _, k := range fileKeys {
+		out[k] = true
+	}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if key, ok := known[name]; ok {
+			out[key] = true
+		}
+	}
+	return out
+}

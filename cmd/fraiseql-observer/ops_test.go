@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// healthcheck: exit 0 when /readyz answers 200, 1 when it answers 503 or
+// nobody answers, 2 when the configuration gives nothing to ask.
+func TestHealthcheckCommand(t *testing.T) {
+	t.Parallel()
+	serve := func(t *testing.T, code int, body string) string {
+		t.Helper()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/readyz" {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			_, _ = w.Write([]byte(body))
+		}))
+		t.Cleanup(srv.Close)
+		return srv.Listener.Addr().String()
+	}
+	closedPort := func(t *testing.T) string {
+		t.Helper()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
+	}
+	config := func(t *testing.T, listen string) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "config.toml")
+		if err := os.WriteFile(p, []byte("[http]\nlisten = \""+listen+"\"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	unspecified := func(t *testing.T) string {
+		t.Helper()
+		_, port, _ := net.SplitHostPort(serve(t, http.StatusOK, `{"database":"ok"}`))
+		return "0.0.0.0:" + port // as in a container: reached on loopback
+	}
+	cases := []struct {
+		name   string
+		listen func(t *testing.T) string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"ready", func(t *testing.T) string { return serve(t, http.StatusOK, `{"database":"ok","reader":"reading"}`) },
+			0, "ready: database ok, reader reading", ""},
+		{"ready on a standby", func(t *testing.T) string {
+			return serve(t, http.StatusOK, `{"database":"ok","reader":"standby (another replica holds the lease, or starting)"}`)
+		}, 0, "reader standby", ""},
+		{"listening on 0.0.0.0", unspecified, 0, "database ok", ""},
+		{"not ready", func(t *testing.T) string {
+			return serve(t, http.StatusServiceUnavailable, `{"database":"connection refused","reader":"reading"}`)
+		}, 1, "", "not ready: database: connection refused"},
+		{"nobody listening", closedPort, 1, "", "connection refused"},
+		{"admin server off", func(*testing.T) string { return "" }, 2, "", "http.listen: the admin HTTP server is off"},
+		{"port 0", func(*testing.T) string { return "127.0.0.1:0" }, 2, "", "port 0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			stdout, stderr, code := runCLI(t, "healthcheck", "--config", config(t, c.listen(t)), "--timeout", "2s")
+			if code != c.code || !strings.Contains(stdout, c.stdout) || !strings.Contains(stderr, c.stderr) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, stdout, stderr, c.code, c.stdout, c.stderr)
+			}
+		})
+	}
+	if _, stderr, code := runCLI(t, "healthcheck", "extra"); code != 2 || !strings.Contains(stderr, "takes no arguments") {
+		t.Errorf("healthcheck extra: exit %d, %q", code, stderr)
+	}
+	if _, stderr, code := runCLI(t, "healthcheck", "--bogus"); code != 2 || !strings.Contains(stderr, "flag provided but not defined") {
+		t.Errorf("healthcheck --bogus: exit %d, %q", code, stderr)
+	}
+}
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// validate-config checks every *_env reference with the environment it is
+// given: an unset url_env of multi-database used to pass.
+func TestValidateConfigChecksEnvReferences(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "multi.toml", `
+topology = "multi-database"
+[redis]
+url = "redis://127.0.0.1:6379/0"
+[nats]
+url = "nats://127.0.0.1:4222"
+[[databases]]
+name = "orders"
+url = "postgres://postgres@127.0.0.1/orders"
+[[databases]]
+name = "billing"
+url_env = "BILLING_DATABASE_URL"
+`)
+	cases := []struct {
+		name    string
+		environ []string
+		code    int
+		stderr  string
+	}{
+		{"unset", nil, 2, "databases[1].url_env: environment variable BILLING_DATABASE_URL is not set"},
+		{"empty", []string{"BILLING_DATABASE_URL="}, 2, "BILLING_DATABASE_URL is not set"},
+		{"set", []string{"BILLING_DATABASE_URL=postgres://postgres@127.0.0.1/billing", "FRAISEQL_ADMIN_TOKEN=t"}, 0, ""},
+		{"worker needs no source", []string{"FRAISEQL_ROLE=worker"}, 0, "warning: databases[1].url_env: environment variable BILLING_DATABASE_URL is not set: unused"},
+		{"admin token unset is a warning", []string{"BILLING_DATABASE_URL=x"}, 0, "warning: http.admin_token_env: environment variable FRAISEQL_ADMIN_TOKEN is not set: the admin API answers 403"},
+		{"a misspelt variable is a warning", []string{"BILLING_DATABASE_URL=x", "FRAISEQL_DATABSE_URL=postgres://x"}, 0, "warning: FRAISEQL_DATABSE_URL configures nothing"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errOut bytes.Buffer
+			err := checkConfig(file, c.environ, false, false, &out, &errOut)
+			code := 0
+			if err != nil {
+				code = exitCode(err)
+				errOut.WriteString(err.Error())
+			}
+			if code != c.code || !strings.Contains(errOut.String(), c.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d, %q", code, errOut.String(), c.code, c.stderr)
+			}
+		})
+	}
+}
+
+// --print shows the effective configuration, defaults and topology
+// defaults included, with every secret redacted, as TOML or JSON.
+func TestValidateConfigPrintRedacts(t *testing.T) {
+	t.Parallel()
+	obsFile := writeFile(t, "observers.toml", `
+[[observers]]
+name = "from-file"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "slack"
+webhook_url = "https://hooks.slack.com/services/T000/B000/slacksecretpath"
+`)
+	file := writeFile(t, "config.toml", `
+topology = "postgres-redis"
+observers_file = '`+obsFile+`'
+[database]
+url = "postgres://app:dbpassword1@db.internal:5432/app?sslmode=require&sslpassword=keypass2"
+[redis]
+url = "redis://default:redispass3@cache.internal:6379/0"
+[[observers]]
+name = "hook"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "webhook"
+url = "https://example.com/hook?token=querysecret4&plain=x"
+signing_secret = "whsec_c2lnbmluZ3NlY3JldDUtMjQtYnl0ZXMtbG9uZw=="
+headers = { Authorization = "Bearer headersecret6", "X-Api-Key" = "apikey7", "X-Trace" = "visible-header" }
+`)
+	secrets := []string{"dbpassword1", "keypass2", "redispass3", "querysecret4", "c2lnbmluZ3NlY3JldDUtMjQtYnl0ZXMtbG9uZw==", "headersecret6", "apikey7", "slacksecretpath"}
+	for _, asJSON := range []bool{false, true} {
+		var out, errOut bytes.Buffer
+		environ := []string{"FRAISEQL_ADMIN_TOKEN=admintoken8", "FRAISEQL_LOGGING_LEVEL=debug"}
+		if err := checkConfig(file, environ, true, asJSON, &out, &errOut); err != nil {
+			t.Fatalf("json=%v: %v\n%s", asJSON, err, errOut.String())
+		}
+		got := out.String()
+		for _, s := range append(secrets, "admintoken8") {
+			if strings.Contains(got, s) {
+				t.Errorf("json=%v: printed secret %q:\n%s", asJSON, s, got)
+			}
+		}
+		for _, want := range []string{
+			"db.internal:5432", "sslmode=require", "cache.internal:6379", "hooks.slack.com", "visible-header",
+			"FRAISEQL_ADMIN_TOKEN", "from-file", "(redacted)", "debug", "8079",
+		} {
+			if !strings.Contains(got, want) {
+				t.Errorf("json=%v: output lacks %q:\n%s", asJSON, want, got)
+			}
+		}
+		if asJSON {
+			var tree map[string]any
+			if err := json.Unmarshal(out.Bytes(), &tree); err != nil {
+				t.Fatalf("--json output is not JSON: %v", err)
+			}
+			perf, _ := tree["performance"].(map[string]any)
+			if perf["enable_dedup"] != true || perf["enable_caching"] != true {
+				t.Errorf("performance = %v, want the topology's defaults (dedup and caching on)", perf)
+			}
+			if obs, _ := tree["observers"].([]any); len(obs) != 2 {
+				t.Errorf("observers = %v, want both files'", tree["observers"])
+			}
+		} else if !strings.HasPrefix(got, "# Effective configuration") || !strings.Contains(got, "[[observers.actions]]") {
+			t.Errorf("TOML output:\n%s", got)
+		}
+	}
+}
