@@ -81,6 +81,8 @@ type task struct {
 	lastErr error
 	// failure is the error of the latest failed attempt.
 	failure error
+	// firstFailure is when the first attempt failed (zero until then).
+	firstFailure time.Time
 }
 
 // ProcessorConfig holds the processor's dependencies and tuning.
@@ -218,7 +220,7 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 			detail.Outcome = domain.OutcomeCached
 		}
 		t.finished = true
-	case !domain.IsPermanent(err) && t.obs.Retry.ShouldRetry(attempt):
+	case !domain.IsPermanent(err) && t.retries(attempt, p.cfg.Now()):
 		t.failure = err
 		delay := max(t.obs.Retry.Delay(attempt, p.cfg.Jitter()), domain.RetryAfter(err))
 		t.due = p.cfg.Now().Add(delay)
@@ -227,7 +229,7 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 		p.cfg.Metrics.RetryScheduled(t.act.Type)
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "action failed, retry scheduled",
 			slog.String("event_id", ev.ID), slog.String("observer", t.obs.Name), slog.String("action", t.act.Name),
-			slog.Int("attempt", attempt), slog.Int("max_attempts", t.obs.Retry.MaxAttempts),
+			slog.Int("attempt", attempt), slog.String("retry_limits", t.obs.Retry.Limits()),
 			slog.Duration("retry_in", delay), slog.String("error", err.Error()))
 	default:
 		detail.Error = err.Error()
@@ -243,6 +245,15 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 	if note.cacheMiss {
 		run.Summary.CacheMisses++
 	}
+}
+
+// retries records a failed attempt at now and reports whether the
+// observer's policy tries the action again.
+func (t *task) retries(attempt int, now time.Time) bool {
+	if t.firstFailure.IsZero() {
+		t.firstFailure = now
+	}
+	return t.obs.Retry.ShouldRetry(attempt, now.Sub(t.firstFailure))
 }
 
 type attemptNoteKey struct{}

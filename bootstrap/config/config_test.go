@@ -145,7 +145,7 @@ func TestBuildObservers(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := obs[0]
-	if o.Retry.MaxAttempts != 3 || o.Retry.InitialDelay != 100*time.Millisecond {
+	if o.Retry.MaxAttempts != 3 || o.Retry.InitialDelay != time.Second {
 		t.Errorf("retry = %+v, want max 3 and the default delays", o.Retry)
 	}
 	if o.OnFailure != "dlq" {

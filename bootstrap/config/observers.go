@@ -29,11 +29,16 @@ const DefaultWebhookTimeout = 10 * time.Second
 // BuildObservers compiles observer configs into domain observers: it
 // checks keys per action type, resolves *_env secrets from lookupEnv,
 // compiles conditions and templates, and validates the set. Errors name
-// the observer and the key.
+// the observer and the key. Retry keys an observer leaves unset take
+// domain.DefaultRetryPolicy (LoadObservers uses [retry] instead).
 func BuildObservers(cfgs []ObserverConfig, lookupEnv func(string) (string, bool)) ([]domain.Observer, error) {
+	return buildObservers(cfgs, domain.DefaultRetryPolicy, lookupEnv)
+}
+
+func buildObservers(cfgs []ObserverConfig, retry domain.RetryPolicy, lookupEnv func(string) (string, bool)) ([]domain.Observer, error) {
 	out := make([]domain.Observer, 0, len(cfgs))
 	for i, oc := range cfgs {
-		o, err := buildObserver(oc, lookupEnv)
+		o, err := buildObserver(oc, retry, lookupEnv)
 		if err != nil {
 			where := fmt.Sprintf("observers[%d]", i)
 			if oc.Name != "" {
@@ -49,7 +54,7 @@ func BuildObservers(cfgs []ObserverConfig, lookupEnv func(string) (string, bool)
 	return out, nil
 }
 
-func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool)) (domain.Observer, error) {
+func buildObserver(oc ObserverConfig, retry domain.RetryPolicy, lookupEnv func(string) (string, bool)) (domain.Observer, error) {
 	if strings.TrimSpace(oc.Name) == "" {
 		return domain.Observer{}, errors.New("name: required")
 	}
@@ -57,7 +62,6 @@ func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool)) (do
 		Name:      oc.Name,
 		Entity:    oc.Entity,
 		OnFailure: domain.FailurePolicy(oc.OnFailure),
-		Retry:     domain.DefaultRetryPolicy,
 	}
 	if o.OnFailure == "" {
 		o.OnFailure = domain.FailureDLQ
@@ -82,21 +86,8 @@ func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool)) (do
 		}
 		o.Condition = c
 	}
-	if r := oc.Retry; r != nil {
-		if r.MaxAttempts != nil {
-			o.Retry.MaxAttempts = *r.MaxAttempts
-		}
-		if r.InitialDelay != nil {
-			o.Retry.InitialDelay = *r.InitialDelay
-		}
-		if r.MaxDelay != nil {
-			o.Retry.MaxDelay = *r.MaxDelay
-		}
-		if r.Backoff != nil {
-			o.Retry.Backoff = domain.Backoff(*r.Backoff)
-		}
-	}
-	if err := o.Retry.Validate(); err != nil {
+	var err error
+	if o.Retry, err = applyRetry(retry, oc.Retry); err != nil {
 		return o, fmt.Errorf("retry: %w", err)
 	}
 	if len(oc.Actions) == 0 {

@@ -67,7 +67,7 @@ func LoadObservers(cfg Config, lookupEnv func(string) (string, bool)) ([]domain.
 	if err != nil {
 		return nil, err
 	}
-	obs, err := BuildObservers(cfgs, lookupEnv)
+	obs, err := buildObservers(cfgs, cfg.Retry.Policy(), lookupEnv)
 	if err == nil {
 		err = checkAvailable(cfg, obs)
 	}
