@@ -284,6 +284,17 @@ func webhookObserver(name, entity, url string, retry *config.RetryConfig) config
 	}
 }
 
+// actionIdentity is the identity the configuration gives actions[i] of
+// o (its name, or the one derived from its content).
+func actionIdentity(t testing.TB, o config.ObserverConfig, i int) string {
+	t.Helper()
+	obs, err := config.BuildObservers([]config.ObserverConfig{o}, noEnv)
+	if err != nil {
+		t.Fatalf("build observer %s: %v", o.Name, err)
+	}
+	return obs[0].Actions[i].Name
+}
+
 // change is one change-log row to insert; Data and Before are JSON text
 // ("" for NULL), ID a uuid ("" for a new one).
 type change struct {

@@ -93,15 +93,18 @@ func buildObserver(oc ObserverConfig, retry domain.RetryPolicy, lookupEnv func(s
 	if len(oc.Actions) == 0 {
 		return o, errors.New("actions: at least one action is required")
 	}
-	counts := map[domain.ActionType]int{}
+	derived := map[string]int{} // identity -> index of the unnamed action that has it
 	for j, ac := range oc.Actions {
 		a, err := buildAction(ac, lookupEnv)
 		if err != nil {
 			return o, fmt.Errorf("actions[%d]: %w", j, err)
 		}
-		counts[a.Type]++
 		if a.Name == "" {
-			a.Name = fmt.Sprintf("%s-%d", a.Type, counts[a.Type])
+			a.Name = actionIdentity(ac)
+			if k, dup := derived[a.Name]; dup {
+				return o, fmt.Errorf("actions[%d]: identical to actions[%d]; give each a name (name = \"...\") to tell them apart", j, k)
+			}
+			derived[a.Name] = j
 		}
 		if err := a.Validate(); err != nil {
 			return o, fmt.Errorf("actions[%d]: %w", j, err)
