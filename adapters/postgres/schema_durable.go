@@ -1,0 +1,30 @@
+package postgres
+
+import "github.com/jackc/pgx/v5"
+
+// durableStatements creates the durable delivery state in schema: the
+// retry store (parked actions, one row per event and observer) and the
+// delivery log. Every statement is idempotent.
+func durableStatements(schema string) []string {
+	s := pgx.Identifier{schema}.Sanitize()
+	return []string{
+		`CREATE TABLE IF NOT EXISTS ` + s + `.retries (
+			id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			event_id    text NOT NULL,
+			observer    text NOT NULL,
+			entity_key  text NOT NULL,
+			event       jsonb NOT NULL,
+			actions     jsonb NOT NULL,
+			endpoints   text[] NOT NULL,
+			due_at      timestamptz NOT NULL,
+			state       text NOT NULL CHECK (state IN ('due', 'waiting')),
+			holder      text,
+			claim_until timestamptz,
+			created_at  timestamptz NOT NULL DEFAULT now(),
+			UNIQUE (event_id, observer)
+		)`,
+		`CREATE INDEX IF NOT EXISTS retries_due_idx ON ` + s + `.retries (due_at, id) WHERE state = 'due'`,
+		`CREATE INDEX IF NOT EXISTS retries_key_idx ON ` + s + `.retries (observer, entity_key, id)`,
+		`CREATE INDEX IF NOT EXISTS retries_endpoints_idx ON ` + s + `.retries USING gin (endpoints)`,
+	}
+}
