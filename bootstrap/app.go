@@ -48,6 +48,7 @@ type App struct {
 	redis       *redisadapter.Client
 	nats        *natsadapter.Conn
 	dispatcher  *application.Dispatcher
+	exec        ports.ActionExecutor // the processor's executor stack
 	processor   *application.Processor
 	runProc     application.RunProcessor
 	reader      *application.Reader
@@ -56,6 +57,12 @@ type App struct {
 	worker      *application.Worker
 	state       *admin.State
 	deadLetters *admin.DeadLetters
+
+	// durable delivery (durable.go)
+	retries     ports.RetryStore
+	blocked     *application.BlockedKeys
+	runner      *application.RetryRunner
+	maintenance *application.Maintenance
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -194,7 +201,7 @@ func (a *App) Run(ctx context.Context) error {
 	// error stops them all.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2+len(a.bridges))
+	errs := make(chan error, 4+len(a.bridges))
 	var runners sync.WaitGroup
 	run := func(f func(context.Context) error) {
 		runners.Go(func() {
@@ -205,7 +212,7 @@ func (a *App) Run(ctx context.Context) error {
 		})
 	}
 	if a.reader != nil {
-		lease, work := ports.Lease(a.primary.Leases), a.reader.Run
+		lease, work := ports.Lease(a.primary.Leases), a.leaseWork
 		if a.pauser != nil {
 			lease, work = a.pauser.Lease(), a.pauser.Work(work)
 		}
@@ -224,6 +231,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.worker != nil {
 		run(a.worker.Run)
+		a.runDistributedRetries(run)
 	}
 	runners.Wait()
 	var err error

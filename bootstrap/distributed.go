@@ -113,6 +113,7 @@ func sourceStore(cfg config.Config, db *postgres.DB, name, url string) (*admin.S
 	s, dl, err := postgresStore(cfg, db, "databases."+name, url, []admin.Reader{admin.ReaderOf("bridge:" + name)})
 	if s != nil {
 		s.Where = "source database " + name
+		s.Retries = nil // parked retries live in the workers' state database
 	}
 	return s, dl, err
 }

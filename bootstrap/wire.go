@@ -47,8 +47,10 @@ func (a *App) openMemory(ctx context.Context) error {
 	}
 	a.memSource, a.source = src, src
 	dl := memory.NewDeadLetters(time.Now)
+	retries := memory.NewRetries(dl, time.Now)
+	a.retries = retries
 	a.primary = &admin.Store{Name: "memory", Checkpoints: memory.NewCheckpoints(), Leases: memory.NewLease(time.Now),
-		DeadLetters: dl, ChangeLog: src, Readers: primaryReaders(a.cfg)}
+		DeadLetters: dl, ChangeLog: src, Retries: retries, Readers: primaryReaders(a.cfg)}
 	a.dlqCount = dl
 	if f := a.cfg.Memory.EventsFile; f != "" {
 		fh, err := os.Open(f)
@@ -84,6 +86,10 @@ func (a *App) openStateDB(ctx context.Context) error {
 	var dl *postgres.DeadLetters
 	a.primary, dl, err = postgresStore(a.cfg, d, "database", db.URL, primaryReaders(a.cfg))
 	a.dlqCount = dl
+	if err != nil {
+		return err
+	}
+	a.retries, err = postgres.NewRetries(d.Pool, db.ObserverSchema)
 	return err
 }
 
@@ -104,6 +110,9 @@ func postgresStore(cfg config.Config, d *postgres.DB, name, url string, readers 
 		return nil, nil, err
 	}
 	s.DeadLetters = dl
+	if s.Retries, err = postgres.NewRetries(d.Pool, schema); err != nil {
+		return nil, nil, err
+	}
 	if s.ChangeLog, err = postgres.NewChangeLogStats(d.Pool, cfg.Database.ChangeLogTable); err != nil {
 		return nil, nil, &config.ConfigError{File: cfg.File, Key: "database.change_log_table", Msg: err.Error()}
 	}
@@ -269,7 +278,8 @@ func checkSupported(cfg config.Config, d *application.Dispatcher, obs []domain.O
 }
 
 // buildProcessor stacks executors and processor decorators from config:
-// Dedup(Processor(CachingExecutor(Dispatcher))).
+// Dedup(Processor(CachingExecutor(Dispatcher))), and the retry runner
+// over the same executors.
 func (a *App) buildProcessor(observers []domain.Observer) error {
 	if a.primary == nil {
 		return nil // a bridge-only process runs no actions
@@ -296,10 +306,13 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 			return err
 		}
 	}
-	a.processor, err = application.NewProcessor(domain.NewMatcher(observers), application.ProcessorConfig{
-		Executor: exec, DeadLetters: a.primary.DeadLetters, Metrics: a.metrics, Logger: a.logger,
-	})
-	if err != nil {
+	a.exec = exec
+	pc := application.ProcessorConfig{Executor: exec, DeadLetters: a.primary.DeadLetters, Metrics: a.metrics, Logger: a.logger}
+	a.durable(&pc)
+	if a.processor, err = application.NewProcessor(domain.NewMatcher(observers), pc); err != nil {
+		return err
+	}
+	if err := a.buildRunner(); err != nil {
 		return err
 	}
 	a.runProc = a.processor

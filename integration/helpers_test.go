@@ -261,6 +261,7 @@ func (b *testBundle) config(observers ...config.ObserverConfig) config.Config {
 	cfg.Database.PollInterval = 200 * time.Millisecond
 	cfg.Reader.CheckpointInterval = 100 * time.Millisecond
 	cfg.Reader.LeaseTTL = 3 * time.Second
+	cfg.Retry.PollInterval = 100 * time.Millisecond
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Security.AllowedNetworks = []string{"127.0.0.1/32"}
 	cfg.Observers = observers

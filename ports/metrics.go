@@ -11,6 +11,7 @@ import (
 type Metrics interface {
 	// EventProcessed counts an event whose every action is finished;
 	// outcome is "ok", "failed" (some action dead-lettered or logged),
+	// "parked" (some action waits in the durable retry store),
 	// "no_match", "duplicate" or "invalid".
 	EventProcessed(outcome string)
 	// ActionExecuted counts one action attempt and its duration; outcome is

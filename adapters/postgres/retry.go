@@ -67,10 +67,21 @@ func derived(actions []ports.RetryAction) ([]string, time.Time) {
 	return endpoints, due
 }
 
+// lockKey takes the advisory lock of a key (entityKey as stored).
 func (s *Retries) lockKey(ctx context.Context, tx pgx.Tx, observer, entityKey string) error {
 	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2 || E'\n' || $3))`, retryLockClass, observer, entityKey)
 	return err
 }
+
+// Entity keys hold NUL bytes (domain.Event.EntityKey), which PostgreSQL
+// text cannot: they are stored escaped, reversibly.
+var (
+	keyEscaper   = strings.NewReplacer(`\`, `\\`, "\x00", `\0`)
+	keyUnescaper = strings.NewReplacer(`\\`, `\`, `\0`, "\x00")
+)
+
+func storedKey(k string) string { return keyEscaper.Replace(k) }
+func entityKey(k string) string { return keyUnescaper.Replace(k) }
 
 // Park stores item, due when its key has no other item, else waiting,
 // under the key's advisory lock.
@@ -90,8 +101,9 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 	endpoints, due := derived(item.Actions)
 	var out ports.RetryItem
 	created := false
+	key := storedKey(item.EntityKey)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := s.lockKey(ctx, tx, item.Observer, item.EntityKey); err != nil {
+		if err := s.lockKey(ctx, tx, item.Observer, key); err != nil {
 			return err
 		}
 		stored, err := scanRetry(tx.QueryRow(ctx, `SELECT `+retryColumns+` FROM `+s.table+`
@@ -109,7 +121,7 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 				CASE WHEN EXISTS (SELECT 1 FROM `+s.table+` WHERE observer = $2 AND entity_key = $3)
 				THEN 'waiting' ELSE 'due' END)
 			RETURNING `+retryColumns,
-			item.Event.ID, item.Observer, item.EntityKey, string(envelope), actions, endpoints, due))
+			item.Event.ID, item.Observer, key, string(envelope), actions, endpoints, due))
 		created = err == nil
 		return err
 	})
@@ -275,7 +287,9 @@ func (s *Retries) Keys(ctx context.Context) ([]ports.RetryKey, error) {
 	}
 	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ports.RetryKey, error) {
 		var k ports.RetryKey
-		return k, row.Scan(&k.Observer, &k.EntityKey, &k.Items)
+		err := row.Scan(&k.Observer, &k.EntityKey, &k.Items)
+		k.EntityKey = entityKey(k.EntityKey)
+		return k, err
 	})
 	return keys, interpretError(op, err)
 }
@@ -369,6 +383,7 @@ func scanRetry(row pgx.Row) (ports.RetryItem, error) {
 	if err := row.Scan(&it.ID, &event, &it.Observer, &it.EntityKey, &actions, &it.Endpoints, &it.Due, &state, &it.CreatedAt); err != nil {
 		return it, err
 	}
+	it.EntityKey = entityKey(it.EntityKey)
 	it.State = ports.RetryState(state)
 	dec := json.NewDecoder(bytes.NewReader(event))
 	dec.UseNumber()

@@ -34,6 +34,8 @@ type Store struct {
 	Leases      LeaseStore
 	DeadLetters ports.DeadLetterStore
 	ChangeLog   ports.ChangeLogInspector
+	// Retries counts the parked retries kept here (nil: none are).
+	Retries ports.RetryCounter
 	// Readers are the readers of the configuration whose checkpoints this
 	// store keeps.
 	Readers []Reader

@@ -24,6 +24,15 @@ type RetrySection struct {
 	MaxAge           time.Duration `koanf:"max_age"`
 	Backoff          string        `koanf:"backoff"`
 	InMemoryAttempts int           `koanf:"in_memory_attempts"`
+
+	// The retry runner, which runs parked actions when they are due.
+	// RunnerConcurrency is how many parked items run at once;
+	// PollInterval how often the store is asked for due items (parking
+	// and recovered endpoints wake it at once); ClaimTTL how long a runner
+	// keeps an item it took (longer than the item's actions may take).
+	RunnerConcurrency int           `koanf:"runner_concurrency"`
+	PollInterval      time.Duration `koanf:"poll_interval"`
+	ClaimTTL          time.Duration `koanf:"claim_ttl"`
 }
 
 func defaultRetry() RetrySection {
@@ -31,6 +40,7 @@ func defaultRetry() RetrySection {
 	return RetrySection{
 		MaxAttempts: p.MaxAttempts, InitialDelay: p.InitialDelay, MaxDelay: p.MaxDelay,
 		MaxAge: p.MaxAge, Backoff: string(p.Backoff), InMemoryAttempts: p.InMemoryAttempts,
+		RunnerConcurrency: 16, PollInterval: time.Second, ClaimTTL: 5 * time.Minute,
 	}
 }
 
@@ -49,6 +59,14 @@ func (c *Config) validateRetry() error {
 	}
 	if err := c.Retry.Policy().Validate(); err != nil {
 		return &ConfigError{Key: "retry", Msg: err.Error()}
+	}
+	switch {
+	case c.Retry.RunnerConcurrency < 1:
+		return &ConfigError{Key: "retry.runner_concurrency", Msg: "must be at least 1"}
+	case c.Retry.PollInterval < 10*time.Millisecond:
+		return &ConfigError{Key: "retry.poll_interval", Msg: "must be at least 10ms"}
+	case c.Retry.ClaimTTL < time.Second:
+		return &ConfigError{Key: "retry.claim_ttl", Msg: "must be at least 1s"}
 	}
 	return nil
 }

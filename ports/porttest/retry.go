@@ -84,8 +84,10 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 	t.Run("RoundTripsEveryField", func(t *testing.T) {
 		t.Parallel()
 		s := newStores(t).Retries
-		give := retryItem(7, "order-shipped", "Order:7", "https://hooks.example.com:443", 0)
+		give := retryItem(7, "order-shipped", "", "https://hooks.example.com:443", 0)
 		give.Event = sampleEvent(7, domain.EventUpdate)
+		give.Event.Source = "db-main"
+		give.EntityKey = give.Event.EntityKey() // holds NUL bytes
 		give.Actions = append(give.Actions, ports.RetryAction{
 			Action: "slack-0badf00d", ActionType: domain.ActionSlack, Endpoint: "https://hooks.slack.com:443",
 			Attempts: 0, Due: at(2 * time.Second),
@@ -101,6 +103,9 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 		got := claimOne(t, s, "h", at(time.Hour))
 		if got.ID != stored.ID || got.Observer != give.Observer || got.EntityKey != give.EntityKey || got.State != ports.RetryDue {
 			t.Fatalf("claimed %+v, want item %d of %s/%s", got, stored.ID, give.Observer, give.EntityKey)
+		}
+		if keys := mustKeys(t, s); len(keys) != 1 || keys[0].EntityKey != give.EntityKey {
+			t.Errorf("Keys = %+v, want the entity key %q as parked", keys, give.EntityKey)
 		}
 		if d := diffEvent(give.Event, got.Event); d != "" {
 			t.Errorf("Event: %s", d)

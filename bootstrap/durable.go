@@ -1,0 +1,128 @@
+package bootstrap
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// This file wires durable delivery: the retry store behind the
+// processor, the retry runner and the maintenance loop.
+
+// durable adds durable retries to the processor's configuration: after
+// their in-memory attempts, unfinished actions park in the state store.
+// In the local topologies the processor also holds an entity's later
+// events behind its parked ones (the NATS topologies keep no order per
+// entity).
+func (a *App) durable(pc *application.ProcessorConfig) {
+	if a.retries == nil {
+		return
+	}
+	pc.Retries = a.retries
+	if !a.cfg.Topology.Distributed() {
+		a.blocked = application.NewBlockedKeys()
+		pc.Blocked = a.blocked
+	}
+	pc.OnPark = a.wakeRunner
+	pc.Endpoint = a.endpointOf
+}
+
+// endpointOf names where an action delivers.
+func (a *App) endpointOf(obs *domain.Observer, act *domain.Action) string {
+	return domain.Endpoint(obs, act)
+}
+
+func (a *App) wakeRunner() {
+	if a.runner != nil {
+		a.runner.Wake()
+	}
+}
+
+// buildRunner builds the retry runner over the processor's executor stack
+// and the maintenance loop.
+func (a *App) buildRunner() error {
+	if a.retries == nil || a.processor == nil {
+		return nil
+	}
+	r := a.cfg.Retry
+	var err error
+	a.runner, err = application.NewRetryRunner(a.retries, a.exec, a.processor.Matcher, application.RetryRunnerConfig{
+		Holder: a.holder, Concurrency: r.RunnerConcurrency, PollInterval: r.PollInterval, ClaimTTL: r.ClaimTTL,
+		Blocked: a.blocked, Logger: a.logger, Metrics: a.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	a.maintenance, err = application.NewMaintenance(application.MaintenanceConfig{Retries: a.retries, Logger: a.logger})
+	return err
+}
+
+// leaseWork is what a local topology runs while it holds the reader's
+// lease: the parked keys are loaded first (the reader must not run an
+// event ahead of its entity's parked ones), then the reader, the retry
+// runner and the maintenance loop run side by side until ctx ends or one
+// fails.
+func (a *App) leaseWork(ctx context.Context) error {
+	if a.blocked != nil {
+		backoff := 100 * time.Millisecond
+		for {
+			err := a.blocked.Load(ctx, a.retries)
+			if err == nil {
+				break
+			}
+			a.logger.Warn("cannot load the parked keys, retrying before reading", slog.String("error", err.Error()))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+		}
+	}
+	fns := []func(context.Context) error{a.reader.Run}
+	if a.runner != nil {
+		fns = append(fns, a.runner.Run, a.maintenance.Run)
+	}
+	return runAll(ctx, fns...)
+}
+
+// runAll runs fns side by side until ctx ends or one of them fails; the
+// first error stops the others and is returned.
+func runAll(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for _, f := range fns {
+		wg.Go(func() {
+			if err := f(ctx); err != nil {
+				once.Do(func() { first = err })
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// runDistributedRetries runs, in a NATS worker, the retry runner (workers
+// share the parked items by claim) and the maintenance loop (one worker at
+// a time, under the "maintenance" lease).
+func (a *App) runDistributedRetries(run func(func(context.Context) error)) {
+	if a.runner == nil {
+		return
+	}
+	run(a.runner.Run)
+	run(func(ctx context.Context) error {
+		return application.RunWithLease(ctx, a.primary.Leases, application.LeaseConfig{
+			Name: "maintenance", Holder: a.holder, TTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
+		}, a.maintenance.Run)
+	})
+}
