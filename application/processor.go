@@ -313,11 +313,6 @@ func withAttemptNote(ctx context.Context, attempt int) (context.Context, *attemp
 	return context.WithValue(ctx, attemptNoteKey{}, n), n
 }
 
-// noteOf returns the note of the attempt running under ctx, if any.
-func noteOf(ctx context.Context) *attemptNote {
-	n, _ := ctx.Value(attemptNoteKey{}).(*attemptNote)
-	return n
-}
 
 // MarkCached tells the processor that the attempt running under ctx was
 // answered from the action-result cache (the cache decorator calls it).

@@ -61,6 +61,9 @@ type App struct {
 	// durable delivery (durable.go)
 	retries     ports.RetryStore
 	blocked     *application.BlockedKeys
+	guard       *application.EndpointGuard
+	emailServer string // the SMTP server's host:port, once the email executor is built
+	delivery    *promadapter.DeliveryMetrics
 	runner      *application.RetryRunner
 	maintenance *application.Maintenance
 
@@ -91,6 +94,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		opts.LookupEnv = os.LookupEnv
 	}
 	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(), env: opts.LookupEnv, holder: holderName()}
+	a.delivery = promadapter.NewDeliveryMetrics(a.metrics.Registry())
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -271,6 +275,7 @@ func (a *App) pollGauges(ctx context.Context) {
 				oldest = max(oldest, d)
 			}
 		}
+		a.pollDurable(qctx)
 		a.metrics.SetBacklog(backlog)
 		a.metrics.SetOldestTransactionAge(oldest)
 		cancel()

@@ -7,7 +7,10 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
 // This file wires durable delivery: the retry store behind the
@@ -29,11 +32,80 @@ func (a *App) durable(pc *application.ProcessorConfig) {
 	}
 	pc.OnPark = a.wakeRunner
 	pc.Endpoint = a.endpointOf
+	pc.Delivery = a.delivery
 }
 
-// endpointOf names where an action delivers.
+// endpointOf names where an action delivers: email goes to the SMTP
+// server (emailServer, set where the email executor is built, from
+// email.Executor.Server()), the rest as domain.Endpoint says.
 func (a *App) endpointOf(obs *domain.Observer, act *domain.Action) string {
+	if act.Type == domain.ActionEmail && a.emailServer != "" {
+		return "smtp://" + a.emailServer
+	}
 	return domain.Endpoint(obs, act)
+}
+
+// guarded puts the endpoint guard ([delivery]: circuit breaker, rate
+// limit, concurrency cap per endpoint) in front of next.
+func (a *App) guarded(next ports.ActionExecutor) (ports.ActionExecutor, error) {
+	d := a.cfg.Delivery
+	over := map[string]application.EndpointPolicy{}
+	for name, l := range d.Overrides() {
+		over[name] = endpointPolicy(l)
+	}
+	var err error
+	a.guard, err = application.NewEndpointGuard(next, application.EndpointGuardConfig{
+		Default: endpointPolicy(d.Defaults()), Overrides: over, Endpoint: a.endpointOf,
+		OnRecover: a.recovered, Logger: a.logger, Metrics: a.delivery,
+	})
+	return a.guard, err
+}
+
+func endpointPolicy(l config.EndpointLimits) application.EndpointPolicy {
+	return application.EndpointPolicy{BreakerFailures: l.BreakerFailures, ProbeInterval: l.ProbeInterval,
+		Rate: float64(l.RateLimit), Burst: l.RateBurst, MaxConcurrent: l.MaxConcurrent}
+}
+
+// recovered makes the parked backlog of an endpoint that answers again
+// (its circuit closed, or its first answer in this process) due now,
+// whatever its backoff had reached, and wakes the runner.
+func (a *App) recovered(ctx context.Context, endpoint string) {
+	if a.retries == nil {
+		return
+	}
+	n, err := a.retries.MakeDue(ctx, endpoint, time.Now())
+	if err != nil {
+		a.logger.Warn("cannot make the parked retries of a recovered endpoint due; they run at their own times",
+			slog.String("endpoint", endpoint), slog.String("error", err.Error()))
+		return
+	}
+	if n > 0 {
+		a.logger.Info("parked retries of the recovered endpoint are due now", slog.String("endpoint", endpoint), slog.Int64("items", n))
+		a.wakeRunner()
+	}
+}
+
+// endpointHealth is the admin API's endpoint report (nil in a process
+// that runs no actions).
+func (a *App) endpointHealth() *admin.Endpoints {
+	if a.guard == nil {
+		return nil
+	}
+	e := &admin.Endpoints{Live: a.guard.Status}
+	if a.primary != nil {
+		e.Retries = a.primary.Retries
+	}
+	return e
+}
+
+// pollDurable refreshes the parked-retry gauges.
+func (a *App) pollDurable(ctx context.Context) {
+	if a.primary == nil || a.primary.Retries == nil {
+		return
+	}
+	if c, err := a.primary.Retries.Counts(ctx); err == nil {
+		a.delivery.RetryItems(c.Due, c.Waiting)
+	}
 }
 
 func (a *App) wakeRunner() {
@@ -52,7 +124,7 @@ func (a *App) buildRunner() error {
 	var err error
 	a.runner, err = application.NewRetryRunner(a.retries, a.exec, a.processor.Matcher, application.RetryRunnerConfig{
 		Holder: a.holder, Concurrency: r.RunnerConcurrency, PollInterval: r.PollInterval, ClaimTTL: r.ClaimTTL,
-		Blocked: a.blocked, Logger: a.logger, Metrics: a.metrics,
+		Blocked: a.blocked, Logger: a.logger, Metrics: a.metrics, Delivery: a.delivery, Skip: a.guard.Skip,
 	})
 	if err != nil {
 		return err

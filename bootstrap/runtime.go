@@ -169,7 +169,7 @@ func (a *App) listenHTTP() error {
 	token, _ := a.env(a.cfg.HTTP.AdminTokenEnv)
 	h, err := adminhttp.NewHandler(adminhttp.Config{
 		Token: token, TokenEnv: a.cfg.HTTP.AdminTokenEnv, Runtime: a, State: a.state, DeadLetters: a.deadLetters,
-		Metrics: a.metrics.Handler(), Logger: a.logger,
+		Metrics: a.metrics.Handler(), Logger: a.logger, Endpoints: a.endpointHealth(),
 	})
 	if err != nil {
 		return err

@@ -293,7 +293,10 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	if err := checkSupported(a.cfg, dispatcher, observers); err != nil {
 		return err
 	}
-	var exec ports.ActionExecutor = dispatcher
+	exec, err := a.guarded(dispatcher)
+	if err != nil {
+		return err
+	}
 	perf := a.cfg.Performance
 	if perf.EnableCaching {
 		var cache ports.ResultCache = memory.NewResultCache(time.Now)

@@ -21,6 +21,7 @@
 //	DELETE /api/observers/dlq/{id}
 //	GET    /api/observers/checkpoints
 //	PUT    /api/observers/checkpoints/{name}    {"txid": N, "seq": N}
+//	GET    /api/observers/endpoints             endpoint health: circuits, limits, parked retries
 //
 // Everything under /api/observers needs "Authorization: Bearer <token>";
 // without a configured token it answers 403. Errors are JSON
@@ -84,6 +85,8 @@ type Config struct {
 	DeadLetters *admin.DeadLetters
 	Metrics     http.Handler
 	Logger      *slog.Logger
+	// Endpoints reports endpoint health (nil: the route does not exist).
+	Endpoints *admin.Endpoints
 	// Now is the clock for relative replay times (default time.Now).
 	Now func() time.Time
 }
@@ -121,6 +124,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		api.HandleFunc("GET /api/observers/checkpoints", s.checkpoints)
 		api.HandleFunc("PUT /api/observers/checkpoints/{name}", s.putCheckpoint)
 	}
+	s.durableRoutes(api)
 	mux.Handle("/api/observers/", s.requireToken(api))
 	return mux, nil
 }

@@ -49,9 +49,12 @@ type DatabaseStatus struct {
 	Checkpoints []CheckpointStatus `json:"checkpoints"`
 	// DeadLetters counts items per observer ("" for inputs that never
 	// became events).
-	DeadLetters      map[string]int `json:"dead_letters"`
-	DeadLetterTotal  int            `json:"dead_letters_total"`
-	OldestTxnSeconds float64        `json:"oldest_open_transaction_seconds"`
+	DeadLetters     map[string]int `json:"dead_letters"`
+	DeadLetterTotal int            `json:"dead_letters_total"`
+	// ParkedRetries counts the actions parked for retry (nil when this
+	// store keeps none).
+	ParkedRetries    *ports.RetryCounts `json:"parked_retries,omitempty"`
+	OldestTxnSeconds float64            `json:"oldest_open_transaction_seconds"`
 }
 
 // CheckpointStatus is one reader's or bridge's saved position.
@@ -139,6 +142,9 @@ func storeStatus(ctx context.Context, s *Store) (DatabaseStatus, error) {
 	}
 	for _, n := range ds.DeadLetters {
 		ds.DeadLetterTotal += n
+	}
+	if ds.ParkedRetries, err = parkedRetries(ctx, s); err != nil {
+		return ds, err
 	}
 	age, err := s.ChangeLog.OldestTransactionAge(ctx)
 	if err != nil {

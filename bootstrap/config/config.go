@@ -102,6 +102,7 @@ type Config struct {
 	Reader        ReaderConfig      `koanf:"reader"`
 	Performance   PerformanceConfig `koanf:"performance"`
 	Retry         RetrySection      `koanf:"retry"`
+	Delivery      DeliverySection   `koanf:"delivery"`
 	HTTP          HTTPConfig        `koanf:"http"`
 	Logging       LoggingConfig     `koanf:"logging"`
 	Security      SecurityConfig    `koanf:"security"`
@@ -338,6 +339,7 @@ func Defaults() Config {
 		},
 		Performance: PerformanceConfig{EnableConcurrent: true, MaxConcurrentActions: 32},
 		Retry:       defaultRetry(),
+		Delivery:    defaultDelivery(),
 		HTTP:        HTTPConfig{Listen: "127.0.0.1:9090", AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},
 	}

@@ -1,0 +1,88 @@
+package adminhttp_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
+	"github.com/fraiseql/fraiseql-observer/adapters/memory"
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// durableBundle serves the API with the durable-delivery routes set by
+// configure, over memory stores, with token "tok".
+func durableSetup(t *testing.T, configure func(cfg *adminhttp.Config)) *bundle {
+	t.Helper()
+	src, err := memory.NewSource(nil, memory.SourceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{rt: &runtime{ready: true}, src: src, cps: memory.NewCheckpoints(), lease: memory.NewLease(nil), dl: memory.NewDeadLetters(nil)}
+	store := &admin.Store{Name: "memory", Checkpoints: b.cps, Leases: b.lease, DeadLetters: b.dl, ChangeLog: src}
+	logger := slog.New(slog.DiscardHandler)
+	b.state = &admin.State{Topology: "memory", Stores: admin.Stores{Primary: store}, Holder: "me", Logger: logger}
+	cfg := adminhttp.Config{Token: "tok", Runtime: b.rt, State: b.state, Logger: logger,
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "") })}
+	configure(&cfg)
+	h, err := adminhttp.NewHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.srv = httptest.NewServer(h)
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func TestEndpointsRoute(t *testing.T) {
+	t.Parallel()
+	retries := memory.NewRetries(memory.NewDeadLetters(nil), nil)
+	for i, ep := range []string{"https://down:443", "https://down:443", "https://idle:443"} {
+		ev := domain.Event{ID: string(rune('a' + i)), EntityType: "Order", EntityID: "1"}
+		if _, _, err := retries.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+			Actions: []ports.RetryAction{{Action: "w", Endpoint: ep, Due: time.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := []application.EndpointStatus{{Endpoint: "https://down:443", State: application.CircuitOpen, ConsecutiveFailures: 5},
+		{Endpoint: "https://up:443", State: application.CircuitClosed}}
+	b := durableSetup(t, func(cfg *adminhttp.Config) {
+		cfg.Endpoints = &admin.Endpoints{Live: func() []application.EndpointStatus { return live }, Retries: retries}
+	})
+	code, body := b.call(t, "GET", "/api/observers/endpoints", "tok", "")
+	if code != 200 {
+		t.Fatalf("GET /endpoints = %d %v", code, body)
+	}
+	eps := body["endpoints"].([]any)
+	want := []struct {
+		name   string
+		parked float64
+		state  string
+	}{{"https://down:443", 2, "open"}, {"https://idle:443", 1, ""}, {"https://up:443", 0, "closed"}}
+	if len(eps) != len(want) {
+		t.Fatalf("endpoints = %v, want %d", eps, len(want))
+	}
+	for i, w := range want {
+		e := eps[i].(map[string]any)
+		state := ""
+		if l, ok := e["live"].(map[string]any); ok {
+			state, _ = l["state"].(string)
+		}
+		if e["endpoint"] != w.name || e["parked"] != w.parked || state != w.state {
+			t.Errorf("endpoints[%d] = %v, want %s with %v parked, state %q", i, e, w.name, w.parked, w.state)
+		}
+	}
+	if code, _ := b.call(t, "GET", "/api/observers/endpoints", "", ""); code != 401 {
+		t.Errorf("without the token = %d, want 401", code)
+	}
+	none := durableSetup(t, func(*adminhttp.Config) {})
+	if code, _ := none.call(t, "GET", "/api/observers/endpoints", "tok", ""); code != 404 {
+		t.Errorf("in a process without actions = %d, want 404", code)
+	}
+}

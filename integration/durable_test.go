@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+)
+
+// durablePolicy is a retry policy for the durable-delivery tests: quick
+// in-memory attempts, then parked retries for an hour at most a few
+// seconds apart.
+func durablePolicy(inMemory int, maxDelay time.Duration) *config.RetryConfig {
+	initial, maxAge, backoff := 100*time.Millisecond, time.Hour, "exponential"
+	return &config.RetryConfig{InitialDelay: &initial, MaxDelay: &maxDelay, MaxAge: &maxAge, Backoff: &backoff, InMemoryAttempts: &inMemory}
+}
+
+// switchReceiver answers 503 while down, else 204.
+func switchReceiver(t testing.TB) (*receiver, *atomic.Bool) {
+	t.Helper()
+	down := &atomic.Bool{}
+	recv := newReceiver(t, func(receipt) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	})
+	return recv, down
+}
+
+// TestEndpointBreakerOpensProbesAndCloses: a receiver that keeps failing
+// opens its endpoint's circuit after delivery.breaker_failures; while open
+// new events park without an attempt and only probes reach the receiver,
+// one per probe interval; when a probe succeeds the circuit closes and the
+// whole backlog is delivered at once, whatever its backoff had reached.
+func TestEndpointBreakerOpensProbesAndCloses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	recv, down := switchReceiver(t)
+	down.Store(true)
+	// One attempt in memory, then parked 10-20s out: only waking the
+	// backlog on recovery delivers those within seconds.
+	policy := durablePolicy(1, time.Minute)
+	initial := 20 * time.Second
+	policy.InitialDelay = &initial
+	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), policy))
+	cfg.Delivery.BreakerFailures = 3
+	cfg.Delivery.ProbeInterval = time.Second
+	app := b.start(t, cfg)
+	endpoint := `endpoint="` + mustEndpoint(t, recv.URL()) + `"`
+
+	first := b.insert(t, orders(10)...)
+	waitFor(t, "the circuit open", func() bool { return app.metric(t, "fraiseql_observer_endpoint_state{"+endpoint+"}") == 2 })
+	b.waitCheckpointAtEnd(t) // parked events are finished for the checkpoint
+	openedAt, before := time.Now(), len(recv.all())
+
+	second := b.insert(t, orders(40)...)
+	b.waitCheckpointAtEnd(t)
+	time.Sleep(2500 * time.Millisecond) // a few probe intervals
+	probes := len(recv.all()) - before
+	if limit := int(time.Since(openedAt)/time.Second) + 2; probes > limit {
+		t.Errorf("%d requests reached the receiver in %v while the circuit was open, want at most one probe per second (%d)",
+			probes, time.Since(openedAt).Round(time.Millisecond), limit)
+	}
+	if got := app.metric(t, `fraiseql_observer_endpoint_deferred_total{`+endpoint+`,reason="open"}`); got < float64(len(second)) {
+		t.Errorf("endpoint_deferred_total{reason=open} = %v, want at least the %d new events parked without an attempt", got, len(second))
+	}
+
+	down.Store(false)
+	back := time.Now()
+	recv.waitDelivered(t, append(first, second...))
+	if took := time.Since(back); took > 6*time.Second {
+		t.Errorf("backlog delivered %v after the receiver came back, want within seconds (probe interval 1s)", took.Round(time.Millisecond))
+	}
+	if got := app.metric(t, "fraiseql_observer_endpoint_state{"+endpoint+"}"); got != 0 {
+		t.Errorf("endpoint_state = %v after recovery, want 0 (closed)", got)
+	}
+	if got := app.metric(t, `fraiseql_observer_endpoint_transitions_total{`+endpoint+`,state="closed"}`); got < 2 {
+		t.Errorf(`transitions to closed = %v, want the initial state and the recovery`, got)
+	}
+	if dl := b.deadLetters(t); len(dl) != 0 {
+		t.Errorf("dead letters = %+v, want none", dl)
+	}
+	waitFor(t, "the retry store empty", func() bool { return b.parkedItems(t) == 0 })
+}
+
+// mustEndpoint names a receiver URL's endpoint as the service does.
+func mustEndpoint(t testing.TB, url string) string {
+	t.Helper()
+	return config.NormalizeEndpoint(url)
+}
+
+// parkedItems counts the rows of observer.retries.
+func (b *testBundle) parkedItems(t testing.TB) int {
+	t.Helper()
+	var n int
+	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM observer.retries`).Scan(&n); err != nil {
+		t.Fatalf("count parked items: %v", err)
+	}
+	return n
+}
