@@ -313,7 +313,6 @@ func withAttemptNote(ctx context.Context, attempt int) (context.Context, *attemp
 	return context.WithValue(ctx, attemptNoteKey{}, n), n
 }
 
-
 // MarkCached tells the processor that the attempt running under ctx was
 // answered from the action-result cache (the cache decorator calls it).
 func MarkCached(ctx context.Context) {

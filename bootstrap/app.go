@@ -62,6 +62,9 @@ type App struct {
 	retries     ports.RetryStore
 	blocked     *application.BlockedKeys
 	guard       *application.EndpointGuard
+	deliveryLog ports.DeliveryLog
+	writer      *application.DeliveryWriter
+	deliveries  *admin.Deliveries
 	emailServer string // the SMTP server's host:port, once the email executor is built
 	delivery    *promadapter.DeliveryMetrics
 	runner      *application.RetryRunner
@@ -206,6 +209,7 @@ func (a *App) Run(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, 4+len(a.bridges))
+	stopWriter := a.startWriter(ctx)
 	var runners sync.WaitGroup
 	run := func(f func(context.Context) error) {
 		runners.Go(func() {
@@ -238,6 +242,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.runDistributedRetries(run)
 	}
 	runners.Wait()
+	stopWriter() // after the workloads: their last attempts are recorded
 	var err error
 	select {
 	case err = <-errs:

@@ -129,8 +129,59 @@ func (a *App) buildRunner() error {
 	if err != nil {
 		return err
 	}
-	a.maintenance, err = application.NewMaintenance(application.MaintenanceConfig{Retries: a.retries, Logger: a.logger})
+	mc := application.MaintenanceConfig{Retries: a.retries, Logger: a.logger}
+	if a.deliveryLog != nil {
+		mc.Deliveries, mc.Retention = a.deliveryLog, a.cfg.Delivery.LogRetention
+	}
+	a.maintenance, err = application.NewMaintenance(mc)
 	return err
+}
+
+// recorded puts the delivery recorder (delivery.log = "failures" or
+// "all") in front of next; its records are written in batches by the
+// writer, which runs for the whole life of the process (startWriter).
+func (a *App) recorded(next ports.ActionExecutor) (ports.ActionExecutor, error) {
+	mode := a.cfg.Delivery.Log
+	if mode == config.DeliveryLogOff || a.deliveryLog == nil {
+		return next, nil
+	}
+	if a.writer == nil {
+		var err error
+		if a.writer, err = application.NewDeliveryWriter(a.deliveryLog, application.DeliveryWriterConfig{
+			Logger: a.logger, Metrics: a.delivery,
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return application.NewDeliveryRecorder(next, a.writer, mode == config.DeliveryLogAll, a.endpointOf, nil)
+}
+
+// operatorExecutor runs what an operator asks for (dlq retry, resend):
+// the dispatcher without the endpoint guard, its attempts recorded.
+func (a *App) operatorExecutor() ports.ActionExecutor {
+	exec, err := a.recorded(a.dispatcher)
+	if err != nil {
+		return a.dispatcher
+	}
+	return exec
+}
+
+// startWriter runs the delivery-log writer until the returned function is
+// called (it then writes what is queued and returns).
+func (a *App) startWriter(ctx context.Context) func() {
+	if a.writer == nil {
+		return func() {}
+	}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = a.writer.Run(wctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // leaseWork is what a local topology runs while it holds the reader's

@@ -39,6 +39,7 @@ type Operator struct {
 	holder      string
 	deps        actionDeps
 	deadLetters *admin.DeadLetters
+	durable     DurableCommands
 
 	mu      sync.Mutex
 	retrier *application.DeadLetterRetrier // built on first retry
@@ -59,9 +60,11 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	}
 	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName()}
 	if cfg.Topology == config.TopologyMemory {
-		if o.State, err = adminClient(cfg, opts.LookupEnv); err != nil {
+		c, err := adminClient(cfg, opts.LookupEnv)
+		if err != nil {
 			return nil, err
 		}
+		o.State, o.durable = c, c
 		return o, nil
 	}
 	defer func() {
@@ -80,6 +83,9 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	o.State = &admin.State{Topology: string(cfg.Topology), Stores: admin.Stores{Primary: primary, Sources: sources},
 		Holder: o.holder, LeaseTTL: cfg.Reader.LeaseTTL, Logger: o.logger, DedupNote: dedupNote(cfg)}
 	o.deadLetters = &admin.DeadLetters{Store: primary.DeadLetters, Retrier: o.buildRetrier}
+	if err := o.openDurable(); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 

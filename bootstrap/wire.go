@@ -48,7 +48,7 @@ func (a *App) openMemory(ctx context.Context) error {
 	a.memSource, a.source = src, src
 	dl := memory.NewDeadLetters(time.Now)
 	retries := memory.NewRetries(dl, time.Now)
-	a.retries = retries
+	a.retries, a.deliveryLog = retries, memory.NewDeliveryLog(0)
 	a.primary = &admin.Store{Name: "memory", Checkpoints: memory.NewCheckpoints(), Leases: memory.NewLease(time.Now),
 		DeadLetters: dl, ChangeLog: src, Retries: retries, Readers: primaryReaders(a.cfg)}
 	a.dlqCount = dl
@@ -89,7 +89,10 @@ func (a *App) openStateDB(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.retries, err = postgres.NewRetries(d.Pool, db.ObserverSchema)
+	if a.retries, err = postgres.NewRetries(d.Pool, db.ObserverSchema); err != nil {
+		return err
+	}
+	a.deliveryLog, err = postgres.NewDeliveryLog(d.Pool, db.ObserverSchema)
 	return err
 }
 
@@ -278,8 +281,8 @@ func checkSupported(cfg config.Config, d *application.Dispatcher, obs []domain.O
 }
 
 // buildProcessor stacks executors and processor decorators from config:
-// Dedup(Processor(CachingExecutor(Dispatcher))), and the retry runner
-// over the same executors.
+// Dedup(Processor(CachingExecutor(DeliveryRecorder(EndpointGuard(
+// Dispatcher))))), and the retry runner over the same executors.
 func (a *App) buildProcessor(observers []domain.Observer) error {
 	if a.primary == nil {
 		return nil // a bridge-only process runs no actions
@@ -295,6 +298,9 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	}
 	exec, err := a.guarded(dispatcher)
 	if err != nil {
+		return err
+	}
+	if exec, err = a.recorded(exec); err != nil {
 		return err
 	}
 	perf := a.cfg.Performance

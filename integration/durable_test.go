@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"encoding/json"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,4 +102,64 @@ func (b *testBundle) parkedItems(t testing.TB) int {
 		t.Fatalf("count parked items: %v", err)
 	}
 	return n
+}
+
+// TestDeliveryLogRecordsAttempts: with delivery.log = "failures" each
+// failed attempt is recorded with its status code, attempt number and
+// endpoint, successes are not; `deliveries` lists them by event.
+func TestDeliveryLogRecordsAttempts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	recv := newReceiver(t, func(rc receipt) int {
+		if rc.Attempt <= 2 {
+			return http.StatusBadGateway
+		}
+		return http.StatusOK
+	})
+	b.start(t, b.config(webhookObserver("orders", "Order", recv.URL(), durablePolicy(5, time.Second))))
+	id := b.insert(t, orders(1)...)[0]
+	recv.waitDelivered(t, []string{id})
+
+	env := cliEnv("FRAISEQL_DATABASE_URL=" + b.dbURL)
+	var page struct {
+		Deliveries []struct {
+			EventID    string `json:"event_id"`
+			Observer   string `json:"observer"`
+			Endpoint   string `json:"endpoint"`
+			Attempt    int    `json:"attempt"`
+			Trigger    string `json:"trigger"`
+			Outcome    string `json:"outcome"`
+			StatusCode int    `json:"status_code"`
+			Error      string `json:"error"`
+		} `json:"deliveries"`
+	}
+	waitFor(t, "two failed attempts in the delivery log", func() bool {
+		out, errOut, code := cli(t, env, "deliveries", "--event", id, "--json")
+		if code != 0 {
+			t.Fatalf("deliveries exit %d: %s", code, errOut)
+		}
+		if err := json.Unmarshal([]byte(out), &page); err != nil {
+			t.Fatalf("deliveries --json: %v\n%s", err, out)
+		}
+		return len(page.Deliveries) >= 2
+	})
+	if len(page.Deliveries) != 2 {
+		t.Fatalf("deliveries = %+v, want the two failed attempts only (failures mode)", page.Deliveries)
+	}
+	for i, d := range page.Deliveries { // newest first
+		if d.EventID != id || d.Observer != "orders" || d.Endpoint != mustEndpoint(t, recv.URL()) || d.Attempt != 2-i ||
+			d.Trigger != "live" || d.Outcome != "transient" || d.StatusCode != http.StatusBadGateway || !strings.Contains(d.Error, "502") {
+			t.Errorf("deliveries[%d] = %+v", i, d)
+		}
+	}
+	out, errOut, code := cli(t, env, "deliveries", "--status", "502", "--observer", "orders")
+	if code != 0 || strings.Count(out, id) != 2 || !strings.Contains(out, "transient") {
+		t.Errorf("deliveries --status 502 (table) exit %d:\n%s%s", code, out, errOut)
+	}
+	if out, _, code := cli(t, env, "deliveries", "--status", "ok", "--json"); code != 0 || strings.Contains(out, id) {
+		t.Errorf("deliveries --status ok listed a success in failures mode:\n%s", out)
+	}
+	if _, errOut, code := cli(t, env, "deliveries", "--status", "meh"); code != 2 || !strings.Contains(errOut, "status") {
+		t.Errorf("deliveries --status meh: exit %d, %s; want 2 naming status", code, errOut)
+	}
 }

@@ -86,3 +86,60 @@ func TestEndpointsRoute(t *testing.T) {
 		t.Errorf("in a process without actions = %d, want 404", code)
 	}
 }
+
+func TestDeliveriesRoute(t *testing.T) {
+	t.Parallel()
+	log := memory.NewDeliveryLog(0)
+	now := time.Now()
+	for i, r := range []ports.DeliveryRecord{
+		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliveryTransient, StatusCode: 503, At: now.Add(-3 * time.Hour)},
+		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliverySucceeded, StatusCode: 200, At: now.Add(-time.Hour)},
+		{EventID: "e2", Observer: "p", Endpoint: "https://y:443", Outcome: ports.DeliveryPermanent, StatusCode: 400, At: now},
+	} {
+		r.Attempt = i + 1
+		if err := log.Append(t.Context(), []ports.DeliveryRecord{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := durableSetup(t, func(cfg *adminhttp.Config) { cfg.Deliveries = &admin.Deliveries{Log: log} })
+	cases := []struct {
+		query string
+		code  int
+		n     int
+	}{
+		{"", 200, 3},
+		{"?event=e1", 200, 2},
+		{"?observer=p", 200, 1},
+		{"?endpoint=https://x:443&status=failed", 200, 1},
+		{"?status=200", 200, 1},
+		{"?since=2h", 200, 2},
+		{"?until=2h", 200, 1},
+		{"?limit=1", 200, 1},
+		{"?status=nope", 400, 0},
+		{"?since=yesterday", 400, 0},
+		{"?limit=x", 400, 0},
+		{"?limit=5000", 400, 0},
+	}
+	for _, c := range cases {
+		code, body := b.call(t, "GET", "/api/observers/deliveries"+c.query, "tok", "")
+		if code != c.code {
+			t.Errorf("GET /deliveries%s = %d %v, want %d", c.query, code, body, c.code)
+			continue
+		}
+		if code == 200 {
+			if got := len(body["deliveries"].([]any)); got != c.n {
+				t.Errorf("GET /deliveries%s: %d records, want %d", c.query, got, c.n)
+			}
+		}
+	}
+	none := durableSetup(t, func(cfg *adminhttp.Config) { cfg.Deliveries = &admin.Deliveries{} })
+	if code, _ := none.call(t, "GET", "/api/observers/deliveries", "tok", ""); code != 503 {
+		t.Errorf("without a delivery log = %d, want 503", code)
+	}
+	// The client speaks the same API.
+	c := adminhttp.NewClient(b.srv.URL, "tok", time.Second)
+	page, err := c.Deliveries(t.Context(), admin.DeliveryQuery{EventID: "e1", Status: "ok", Since: now.Add(-2 * time.Hour)})
+	if err != nil || len(page.Deliveries) != 1 || page.Deliveries[0].StatusCode != 200 {
+		t.Fatalf("Client.Deliveries = %+v, %v", page, err)
+	}
+}

@@ -22,6 +22,7 @@
 //	GET    /api/observers/checkpoints
 //	PUT    /api/observers/checkpoints/{name}    {"txid": N, "seq": N}
 //	GET    /api/observers/endpoints             endpoint health: circuits, limits, parked retries
+//	GET    /api/observers/deliveries            ?event=&observer=&endpoint=&status=&since=&until=&limit=&before=
 //
 // Everything under /api/observers needs "Authorization: Bearer <token>";
 // without a configured token it answers 403. Errors are JSON
@@ -87,6 +88,8 @@ type Config struct {
 	Logger      *slog.Logger
 	// Endpoints reports endpoint health (nil: the route does not exist).
 	Endpoints *admin.Endpoints
+	// Deliveries lists the delivery log (nil: the route does not exist).
+	Deliveries *admin.Deliveries
 	// Now is the clock for relative replay times (default time.Now).
 	Now func() time.Time
 }

@@ -43,3 +43,22 @@ func TestRetriesKeepWhatTheCallerParked(t *testing.T) {
 		t.Fatalf("stored item shares the caller's memory: %+v", got[0])
 	}
 }
+
+func TestDeliveryLogConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunDeliveryLog(t, func(*testing.T) ports.DeliveryLog { return memory.NewDeliveryLog(0) })
+}
+
+func TestDeliveryLogKeepsTheNewest(t *testing.T) {
+	t.Parallel()
+	l := memory.NewDeliveryLog(3)
+	for i := range 5 {
+		if err := l.Append(t.Context(), []ports.DeliveryRecord{{EventID: string(rune('a' + i))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.List(t.Context(), ports.DeliveryFilter{})
+	if err != nil || len(got) != 3 || got[0].EventID != "e" || got[2].EventID != "c" {
+		t.Fatalf("List = %+v, %v; want the newest 3", got, err)
+	}
+}

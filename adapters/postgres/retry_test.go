@@ -68,3 +68,15 @@ func TestRetriesRepairReleasesAStrandedKey(t *testing.T) {
 		t.Fatalf("Complete with a dead letter holding NUL and invalid UTF-8: %v", err)
 	}
 }
+
+func TestDeliveryLogConformance(t *testing.T) {
+	t.Parallel()
+	pool, newSchema := newStateSchemas(t)
+	porttest.RunDeliveryLog(t, func(t *testing.T) ports.DeliveryLog {
+		l, err := NewDeliveryLog(pool, newSchema(t))
+		if err != nil {
+			t.Fatalf("NewDeliveryLog: %v", err)
+		}
+		return l
+	})
+}

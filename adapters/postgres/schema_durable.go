@@ -26,5 +26,24 @@ func durableStatements(schema string) []string {
 		`CREATE INDEX IF NOT EXISTS retries_due_idx ON ` + s + `.retries (due_at, id) WHERE state = 'due'`,
 		`CREATE INDEX IF NOT EXISTS retries_key_idx ON ` + s + `.retries (observer, entity_key, id)`,
 		`CREATE INDEX IF NOT EXISTS retries_endpoints_idx ON ` + s + `.retries USING gin (endpoints)`,
+		`CREATE TABLE IF NOT EXISTS ` + s + `.deliveries (
+			id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			at          timestamptz NOT NULL,
+			event_id    text NOT NULL,
+			observer    text NOT NULL,
+			action      text NOT NULL,
+			action_type text NOT NULL,
+			endpoint    text NOT NULL,
+			attempt     integer NOT NULL,
+			trigger     text NOT NULL,
+			outcome     text NOT NULL,
+			status_code integer,
+			latency_us  bigint NOT NULL,
+			error       text NOT NULL DEFAULT '',
+			response    text NOT NULL DEFAULT ''
+		)`,
+		`CREATE INDEX IF NOT EXISTS deliveries_at_idx ON ` + s + `.deliveries (at)`,
+		`CREATE INDEX IF NOT EXISTS deliveries_event_idx ON ` + s + `.deliveries (event_id, id)`,
+		`CREATE INDEX IF NOT EXISTS deliveries_endpoint_idx ON ` + s + `.deliveries (endpoint, id)`,
 	}
 }

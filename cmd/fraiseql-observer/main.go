@@ -45,6 +45,9 @@ Commands:
   debug-event       dry-run an event (JSON) against the observers [--file F | -] [--json]
   replay --since T  move a reader's checkpoint back to re-process events created
                     since T (RFC 3339, or a duration such as 2h) [--reader NAME] [--json]
+  deliveries        attempts of the delivery log [--event ID] [--observer NAME]
+                    [--endpoint E] [--status ok|failed|CODE] [--since T] [--until T]
+                    [--limit N] [--before ID] [--json]
   version           print the version
 
 Every command reads --config FILE (default: $FRAISEQL_CONFIG), then
@@ -99,6 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	configFile := fs.String("config", os.Getenv("FRAISEQL_CONFIG"), "configuration file (TOML)")
 	var topology, entity *string
 	var op opFlags
+	var df durableFlags
 	switch cmd {
 	case "run":
 		topology = fs.String("topology", "", "override the topology: "+strings.Join(config.TopologyNames(), ", "))
@@ -106,6 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		entity = fs.String("entity", "", "entity type of the captured events (default: the table name)")
 	case "status", "dlq", "debug-event", "replay":
 		op.register(fs, cmd)
+	case "deliveries", "resend":
+		df.register(fs, cmd)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -147,6 +153,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 	case "dlq":
 		return dlq(ctx, *configFile, fs, positional, op, stdout, stderr)
+	case "deliveries":
+		return deliveries(ctx, *configFile, positional, df, stdout, stderr)
 	case "debug-event":
 		return debugEvent(*configFile, positional, op, stdout)
 	case "replay":

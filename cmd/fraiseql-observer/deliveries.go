@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap"
+)
+
+// The durable-delivery commands: deliveries (and resend).
+
+// durableFlags are the flags of deliveries and resend.
+type durableFlags struct {
+	json     bool
+	event    string
+	observer string
+	action   string
+	endpoint string
+	status   string
+	since    string
+	until    string
+	limit    int
+	before   int64
+}
+
+func (f *durableFlags) register(fs *flag.FlagSet, cmd string) {
+	fs.BoolVar(&f.json, "json", false, "print JSON")
+	switch cmd {
+	case "deliveries":
+		fs.StringVar(&f.event, "event", "", "only attempts for this event id")
+		fs.StringVar(&f.observer, "observer", "", "only attempts of this observer")
+		fs.StringVar(&f.endpoint, "endpoint", "", "only attempts to this endpoint (scheme://host:port, as status and the admin API name it)")
+		fs.StringVar(&f.status, "status", "", "only attempts that went ok, failed, or got this HTTP status code")
+		fs.StringVar(&f.since, "since", "", "only attempts at or after this time (RFC 3339, or a duration such as 2h meaning that long ago)")
+		fs.StringVar(&f.until, "until", "", "only attempts before this time (RFC 3339, or a duration meaning that long ago)")
+		fs.IntVar(&f.limit, "limit", 0, "print at most N attempts (default 100, at most 1000)")
+		fs.Int64Var(&f.before, "before", 0, "print attempts with an id smaller than ID (paging)")
+	case "resend":
+		fs.StringVar(&f.observer, "observer", "", "only this observer's actions")
+		fs.StringVar(&f.action, "action", "", "only this action (its name or identity)")
+	}
+}
+
+func deliveries(ctx context.Context, file string, positional []string, f durableFlags, stdout, stderr io.Writer) error {
+	if len(positional) != 0 {
+		return usageErr("deliveries takes no arguments, got %q (filter with --event, --observer, --endpoint, --status)", positional)
+	}
+	q := admin.DeliveryQuery{EventID: f.event, Observer: f.observer, Endpoint: f.endpoint, Status: f.status, Limit: f.limit, Before: f.before}
+	now := time.Now()
+	for _, t := range []struct {
+		name, val string
+		dst       *time.Time
+	}{{"--since", f.since, &q.Since}, {"--until", f.until, &q.Until}} {
+		if t.val == "" {
+			continue
+		}
+		at, err := admin.ParseSince(t.val, now)
+		if err != nil {
+			return usageErr("%s: %v", t.name, err)
+		}
+		*t.dst = at
+	}
+	if f.limit < 0 || f.before < 0 {
+		return usageErr("deliveries: --limit and --before must not be negative")
+	}
+	return withOperator(ctx, file, stderr, func(o *bootstrap.Operator) error {
+		page, err := o.Durable().Deliveries(ctx, q)
+		if err != nil {
+			return err
+		}
+		return writeDeliveries(stdout, page, f.json)
+	})
+}
+
+// writeDeliveries prints a page of the delivery log as a table, or JSON.
+func writeDeliveries(w io.Writer, page admin.DeliveryPage, asJSON bool) error {
+	if asJSON {
+		return writeJSON(w, page)
+	}
+	if len(page.Deliveries) == 0 {
+		_, err := fmt.Fprintln(w, "no deliveries recorded (delivery.log = \"failures\" records failed attempts only)")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAT\tEVENT\tOBSERVER/ACTION\tENDPOINT\tATTEMPT\tTRIGGER\tOUTCOME\tSTATUS\tLATENCY\tERROR")
+	for _, d := range page.Deliveries {
+		status := "-"
+		if d.StatusCode != 0 {
+			status = fmt.Sprint(d.StatusCode)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s/%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.At.UTC().Format(time.RFC3339Nano), d.EventID,
+			d.Observer, d.Action, d.Endpoint, d.Attempt, d.Trigger, d.Outcome, status, d.Latency.Round(time.Microsecond), oneLine(d.Error, 120))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if page.NextBefore != 0 {
+		fmt.Fprintf(w, "more: --before %d\n", page.NextBefore)
+	}
+	return nil
+}
+
+// oneLine shortens s to n runes on one line.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
