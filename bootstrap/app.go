@@ -65,6 +65,7 @@ type App struct {
 	deliveryLog ports.DeliveryLog
 	writer      *application.DeliveryWriter
 	deliveries  *admin.Deliveries
+	resend      *admin.Resend
 	emailServer string // the SMTP server's host:port, once the email executor is built
 	delivery    *promadapter.DeliveryMetrics
 	runner      *application.RetryRunner

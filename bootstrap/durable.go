@@ -166,6 +166,15 @@ func (a *App) operatorExecutor() ports.ActionExecutor {
 	return exec
 }
 
+// resender re-runs events for the admin API's resend, with the running
+// observers and executors (ErrNoActions in a bridge-only process).
+func (a *App) resender(context.Context) (*application.Resender, error) {
+	if a.dispatcher == nil || a.processor == nil {
+		return nil, admin.ErrNoActions
+	}
+	return &application.Resender{Executor: a.operatorExecutor(), Matcher: a.processor.Matcher}, nil
+}
+
 // startWriter runs the delivery-log writer until the returned function is
 // called (it then writes what is queued and returns).
 func (a *App) startWriter(ctx context.Context) func() {

@@ -16,6 +16,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
 // StateCommands report a deployment's persisted state and replay a
@@ -40,6 +41,8 @@ type Operator struct {
 	deps        actionDeps
 	deadLetters *admin.DeadLetters
 	durable     DurableCommands
+	log         ports.DeliveryLog           // the state database's delivery log
+	writer      *application.DeliveryWriter // records the attempts of dlq retry and resend
 
 	mu      sync.Mutex
 	retrier *application.DeadLetterRetrier // built on first retry
@@ -83,7 +86,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	o.State = &admin.State{Topology: string(cfg.Topology), Stores: admin.Stores{Primary: primary, Sources: sources},
 		Holder: o.holder, LeaseTTL: cfg.Reader.LeaseTTL, Logger: o.logger, DedupNote: dedupNote(cfg)}
 	o.deadLetters = &admin.DeadLetters{Store: primary.DeadLetters, Retrier: o.buildRetrier}
-	if err := o.openDurable(); err != nil {
+	if err := o.openDurable(admin.Stores{Primary: primary, Sources: sources}); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -220,7 +223,7 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 	}
 	m := domain.NewMatcher(observers)
 	r := &application.DeadLetterRetrier{
-		Store: o.deadLetters.Store, Executor: dispatcher, Matcher: func() *domain.Matcher { return m }, Now: time.Now,
+		Store: o.deadLetters.Store, Executor: o.recorded(dispatcher), Matcher: func() *domain.Matcher { return m }, Now: time.Now,
 	}
 	o.mu.Lock()
 	o.retrier = r

@@ -57,6 +57,7 @@ func (a *App) buildAdmin() {
 	}
 	a.deadLetters = &admin.DeadLetters{Store: a.primary.DeadLetters, Retrier: retrier}
 	a.deliveries = &admin.Deliveries{Log: a.deliveryLog}
+	a.resend = &admin.Resend{Stores: a.state.Stores, Resender: a.resender}
 }
 
 // Reload re-reads the observers (main file's inline observers as loaded at
@@ -170,7 +171,7 @@ func (a *App) listenHTTP() error {
 	token, _ := a.env(a.cfg.HTTP.AdminTokenEnv)
 	h, err := adminhttp.NewHandler(adminhttp.Config{
 		Token: token, TokenEnv: a.cfg.HTTP.AdminTokenEnv, Runtime: a, State: a.state, DeadLetters: a.deadLetters,
-		Metrics: a.metrics.Handler(), Logger: a.logger, Endpoints: a.endpointHealth(), Deliveries: a.deliveries,
+		Metrics: a.metrics.Handler(), Logger: a.logger, Endpoints: a.endpointHealth(), Deliveries: a.deliveries, Resend: a.resend,
 	})
 	if err != nil {
 		return err

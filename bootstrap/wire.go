@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
@@ -116,8 +117,13 @@ func postgresStore(cfg config.Config, d *postgres.DB, name, url string, readers 
 	if s.Retries, err = postgres.NewRetries(d.Pool, schema); err != nil {
 		return nil, nil, err
 	}
-	if s.ChangeLog, err = postgres.NewChangeLogStats(d.Pool, cfg.Database.ChangeLogTable); err != nil {
+	stats, err := postgres.NewChangeLogStats(d.Pool, cfg.Database.ChangeLogTable)
+	if err != nil {
 		return nil, nil, &config.ConfigError{File: cfg.File, Key: "database.change_log_table", Msg: err.Error()}
+	}
+	s.ChangeLog = stats
+	if source, ok := strings.CutPrefix(name, "databases."); ok {
+		s.ChangeLog = stats.WithSource(source) // events read from it carry the source's name, as its bridge publishes them
 	}
 	return s, dl, nil
 }

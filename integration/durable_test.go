@@ -1,13 +1,17 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
@@ -162,4 +166,95 @@ func TestDeliveryLogRecordsAttempts(t *testing.T) {
 	if _, errOut, code := cli(t, env, "deliveries", "--status", "meh"); code != 2 || !strings.Contains(errOut, "status") {
 		t.Errorf("deliveries --status meh: exit %d, %s; want 2 naming status", code, errOut)
 	}
+}
+
+// startWithToken starts the App with the admin API open under token.
+func (b *testBundle) startWithToken(t testing.TB, cfg config.Config, token string) *runningApp {
+	t.Helper()
+	cfg.HTTP.AdminTokenEnv = "TEST_ADMIN_TOKEN"
+	app, err := bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: b.logger, LookupEnv: func(k string) (string, bool) {
+		if k == "TEST_ADMIN_TOKEN" {
+			return token, true
+		}
+		return "", false
+	}})
+	if err != nil {
+		t.Fatalf("bootstrap.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningApp{app: app, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- app.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// TestResendRedeliversAndIsRecorded: resend re-runs the actions of an
+// event that was delivered, past dedup and the result cache, from the
+// command line and from the admin API, and the delivery log records it.
+func TestResendRedeliversAndIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	recv := newReceiver(t, nil)
+	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), nil))
+	cfg.Performance.EnableDedup, cfg.Performance.EnableCaching = true, true
+	cfg.Delivery.Log = "all"
+	app := b.startWithToken(t, cfg, "sesame")
+	ids := b.insert(t, orders(2)...)
+	recv.waitDelivered(t, ids)
+
+	env := cliEnv("FRAISEQL_DATABASE_URL="+b.dbURL, "FRAISEQL_DELIVERY_LOG=all", "FRAISEQL_SECURITY_ALLOWED_NETWORKS=127.0.0.1/32")
+	cfgFile := writeFile(t, "resend.toml", fmt.Sprintf("[[observers]]\nname = \"orders\"\nentity = \"Order\"\nevents = [\"INSERT\"]\n[[observers.actions]]\ntype = \"webhook\"\nurl = %q\ntimeout = \"10s\"\n", recv.URL()))
+	out, errOut, code := cli(t, env, "resend", ids[0], "--config", cfgFile, "--json")
+	if code != 0 {
+		t.Fatalf("resend exit %d: %s%s", code, out, errOut)
+	}
+	var rep struct {
+		Store     string `json:"store"`
+		Succeeded int    `json:"succeeded"`
+		Failed    int    `json:"failed"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Succeeded != 1 || rep.Failed != 0 || rep.Store != "database" {
+		t.Fatalf("resend report %s: %+v %v", out, rep, err)
+	}
+	// The running service's admin API, past its dedup marks and cache.
+	status, body := httpPost(t, "http://"+app.app.HTTPAddr()+"/api/observers/events/"+ids[1]+"/resend", "sesame", `{"observer": "orders"}`)
+	if status != http.StatusOK || !strings.Contains(body, `"succeeded": 1`) {
+		t.Fatalf("POST resend = %d %s", status, body)
+	}
+	waitFor(t, "both events delivered twice", func() bool {
+		n := recv.deliveredByEvent()
+		return n[ids[0]] == 2 && n[ids[1]] == 2
+	})
+	waitFor(t, "the resends in the delivery log", func() bool {
+		var n int
+		if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM observer.deliveries WHERE trigger = 'resend' AND outcome = 'succeeded'
+			AND status_code = 204 AND event_id = ANY($1)`, ids).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 2
+	})
+	if _, errOut, code := cli(t, env, "resend", newUUID(), "--config", cfgFile); code != 1 || !strings.Contains(errOut, "not in the change log") {
+		t.Errorf("resend of an unknown event: exit %d, %s; want 1 saying it is not in the change log", code, errOut)
+	}
+	if _, errOut, code := cli(t, env, "resend", ids[0], "--config", cfgFile, "--observer", "nope"); code != 2 || !strings.Contains(errOut, "nope") {
+		t.Errorf("resend to an unknown observer: exit %d, %s; want 2 naming it", code, errOut)
+	}
+}
+
+func httpPost(t testing.TB, url, token, body string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
 }

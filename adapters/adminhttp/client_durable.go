@@ -10,6 +10,15 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 )
 
+// Resend asks the running service to resend an event
+// (POST /api/observers/events/{id}/resend).
+func (c *Client) Resend(ctx context.Context, req admin.ResendRequest) (admin.ResendReport, error) {
+	var rep admin.ResendReport
+	body := map[string]string{"observer": req.Observer, "action": req.Action}
+	err := c.call(ctx, http.MethodPost, "/api/observers/events/"+url.PathEscape(req.EventID)+"/resend", body, &rep)
+	return rep, err
+}
+
 // Deliveries lists the running service's delivery log
 // (GET /api/observers/deliveries).
 func (c *Client) Deliveries(ctx context.Context, q admin.DeliveryQuery) (admin.DeliveryPage, error) {

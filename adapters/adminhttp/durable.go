@@ -3,6 +3,7 @@ package adminhttp
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -11,9 +12,12 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 )
 
-// durableRoutes serves durable delivery: endpoint health and the delivery
-// log.
+// durableRoutes serves durable delivery: endpoint health, the delivery
+// log and resend.
 func (s *server) durableRoutes(api *http.ServeMux) {
+	if s.Resend != nil {
+		api.HandleFunc("POST /api/observers/events/{id}/resend", s.resend)
+	}
 	if s.Endpoints != nil {
 		api.HandleFunc("GET /api/observers/endpoints", func(w http.ResponseWriter, r *http.Request) {
 			views, err := s.Endpoints.List(r.Context())
@@ -39,6 +43,26 @@ func (s *server) durableRoutes(api *http.ServeMux) {
 			writeJSON(w, http.StatusOK, page)
 		})
 	}
+}
+
+// resend re-runs an event's actions; the body is optional.
+func (s *server) resend(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Observer string `json:"observer"`
+		Action   string `json:"action"`
+	}
+	if r.ContentLength != 0 {
+		if err := decodeBody(r, &body); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("body: want {\"observer\": \"\", \"action\": \"\"}: %w", err))
+			return
+		}
+	}
+	rep, err := s.Resend.Resend(r.Context(), admin.ResendRequest{EventID: r.PathValue("id"), Observer: body.Observer, Action: body.Action})
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // writeDurableError is writeStoreError, with 503 for a deployment that

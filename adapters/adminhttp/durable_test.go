@@ -1,6 +1,8 @@
 package adminhttp_test
 
 import (
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -141,5 +143,70 @@ func TestDeliveriesRoute(t *testing.T) {
 	page, err := c.Deliveries(t.Context(), admin.DeliveryQuery{EventID: "e1", Status: "ok", Since: now.Add(-2 * time.Hour)})
 	if err != nil || len(page.Deliveries) != 1 || page.Deliveries[0].StatusCode != 200 {
 		t.Fatalf("Client.Deliveries = %+v, %v", page, err)
+	}
+}
+
+func TestResendRoute(t *testing.T) {
+	t.Parallel()
+	var b *bundle
+	var ran []string
+	exec := ports.ActionExecutorFunc(func(_ context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) error {
+		ran = append(ran, ev.ID+":"+obs.Name+"/"+act.Name)
+		if act.Name == "bad" {
+			return errors.New("status 500")
+		}
+		return nil
+	})
+	obs := []domain.Observer{{Name: "hooks", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
+		Retry: domain.DefaultRetryPolicy, Actions: []domain.Action{{Name: "good", Type: domain.ActionLog}, {Name: "bad", Type: domain.ActionLog}}}}
+	m := domain.NewMatcher(obs)
+	b = durableSetup(t, func(cfg *adminhttp.Config) {
+		cfg.Resend = &admin.Resend{Stores: cfg.State.Stores, Resender: func(context.Context) (*application.Resender, error) {
+			return &application.Resender{Executor: exec, Matcher: func() *domain.Matcher { return m }}, nil
+		}}
+	})
+	if _, err := b.src.Append(t.Context(), domain.Event{ID: "ev-1", EventType: domain.EventInsert, EntityType: "Order", EntityID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := b.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", "")
+	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 1.0 || body["store"] != "memory" {
+		t.Fatalf("resend = %d %v, want both actions run, one failing", code, body)
+	}
+	code, body = b.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", `{"action": "good"}`)
+	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 0.0 {
+		t.Fatalf("resend of one action = %d %v", code, body)
+	}
+	if len(ran) != 3 || ran[2] != "ev-1:hooks/good" {
+		t.Errorf("ran %v", ran)
+	}
+	for _, c := range []struct {
+		path, body string
+		code       int
+	}{
+		{"/api/observers/events/nope/resend", "", 404},
+		{"/api/observers/events/ev-1/resend", `{"observer": "nope"}`, 400},
+		{"/api/observers/events/ev-1/resend", `{"action": "missing"}`, 400},
+		{"/api/observers/events/ev-1/resend", `{"unknown": 1}`, 400},
+	} {
+		if code, body := b.call(t, "POST", c.path, "tok", c.body); code != c.code {
+			t.Errorf("POST %s %s = %d %v, want %d", c.path, c.body, code, body, c.code)
+		}
+	}
+	c := adminhttp.NewClient(b.srv.URL, "tok", time.Second)
+	rep, err := c.Resend(t.Context(), admin.ResendRequest{EventID: "ev-1", Action: "bad"})
+	if err != nil || rep.Failed != 1 || rep.OK() {
+		t.Fatalf("Client.Resend = %+v, %v", rep, err)
+	}
+	if _, err := c.Resend(t.Context(), admin.ResendRequest{EventID: "missing"}); !errors.Is(err, ports.ErrNotFound) {
+		t.Errorf("Client.Resend(missing) = %v, want ports.ErrNotFound", err)
+	}
+	noActions := durableSetup(t, func(cfg *adminhttp.Config) {
+		cfg.Resend = &admin.Resend{Stores: cfg.State.Stores, Resender: func(context.Context) (*application.Resender, error) { return nil, admin.ErrNoActions }}
+	})
+	if _, err := noActions.src.Append(t.Context(), domain.Event{ID: "ev-1", EventType: domain.EventInsert, EntityType: "Order", EntityID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := noActions.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", ""); code != 503 {
+		t.Errorf("resend in a process without actions = %d, want 503", code)
 	}
 }

@@ -23,6 +23,7 @@
 //	PUT    /api/observers/checkpoints/{name}    {"txid": N, "seq": N}
 //	GET    /api/observers/endpoints             endpoint health: circuits, limits, parked retries
 //	GET    /api/observers/deliveries            ?event=&observer=&endpoint=&status=&since=&until=&limit=&before=
+//	POST   /api/observers/events/{id}/resend    {"observer": "", "action": ""} (both optional)
 //
 // Everything under /api/observers needs "Authorization: Bearer <token>";
 // without a configured token it answers 403. Errors are JSON
@@ -90,6 +91,8 @@ type Config struct {
 	Endpoints *admin.Endpoints
 	// Deliveries lists the delivery log (nil: the route does not exist).
 	Deliveries *admin.Deliveries
+	// Resend re-runs an event's actions (nil: the route does not exist).
+	Resend *admin.Resend
 	// Now is the clock for relative replay times (default time.Now).
 	Now func() time.Time
 }

@@ -114,3 +114,43 @@ func oneLine(s string, n int) string {
 	}
 	return s
 }
+
+func resend(ctx context.Context, file string, positional []string, f durableFlags, stdout, stderr io.Writer) error {
+	if len(positional) != 1 {
+		return usageErr("resend takes one event id, got %d arguments", len(positional))
+	}
+	req := admin.ResendRequest{EventID: positional[0], Observer: f.observer, Action: f.action}
+	return withOperator(ctx, file, stderr, func(o *bootstrap.Operator) error {
+		rep, err := o.Durable().Resend(ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := writeResend(stdout, rep, f.json); err != nil {
+			return err
+		}
+		if !rep.OK() {
+			return fmt.Errorf("resend of %s: %d succeeded, %d failed", rep.EventID, rep.Succeeded, rep.Failed)
+		}
+		return nil
+	})
+}
+
+// writeResend prints what a resend did, or JSON.
+func writeResend(w io.Writer, rep admin.ResendReport, asJSON bool) error {
+	if asJSON {
+		return writeJSON(w, rep)
+	}
+	fmt.Fprintf(w, "event %s (from %s)\n", rep.EventID, rep.Store)
+	for _, r := range rep.Results {
+		switch {
+		case r.Skipped != "":
+			fmt.Fprintf(w, "  %s/%s: skipped (%s)\n", r.Observer, r.Action, r.Skipped)
+		case r.Succeeded:
+			fmt.Fprintf(w, "  %s/%s: succeeded\n", r.Observer, r.Action)
+		default:
+			fmt.Fprintf(w, "  %s/%s: failed: %s\n", r.Observer, r.Action, oneLine(r.Error, 200))
+		}
+	}
+	_, err := fmt.Fprintf(w, "%d succeeded, %d failed, %d skipped\n", rep.Succeeded, rep.Failed, rep.Skipped)
+	return err
+}

@@ -48,6 +48,9 @@ Commands:
   deliveries        attempts of the delivery log [--event ID] [--observer NAME]
                     [--endpoint E] [--status ok|failed|CODE] [--since T] [--until T]
                     [--limit N] [--before ID] [--json]
+  resend EVENT_ID   re-run the actions of a delivered event (no dedup, no cached
+                    results), recorded in the delivery log [--observer NAME]
+                    [--action NAME] [--json]
   version           print the version
 
 Every command reads --config FILE (default: $FRAISEQL_CONFIG), then
@@ -155,6 +158,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return dlq(ctx, *configFile, fs, positional, op, stdout, stderr)
 	case "deliveries":
 		return deliveries(ctx, *configFile, positional, df, stdout, stderr)
+	case "resend":
+		return resend(ctx, *configFile, positional, df, stdout, stderr)
 	case "debug-event":
 		return debugEvent(*configFile, positional, op, stdout)
 	case "replay":
