@@ -258,3 +258,38 @@ func httpPost(t testing.TB, url, token, body string) (int, string) {
 	raw, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(raw)
 }
+
+// TestNATSWorkersParkAndAck: in the NATS topology a worker parks what its
+// in-memory attempts did not deliver in the state database and acks the
+// message, so a dead receiver's messages do not fill max_ack_pending;
+// the workers' retry runner delivers them once the receiver is back.
+func TestNATSWorkersParkAndAck(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	e := newJSEnv(t)
+	recv, down := switchReceiver(t)
+	down.Store(true)
+	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), durablePolicy(2, 2*time.Second)))
+	e.configure(&cfg, "all")
+	cfg.NATS.Consumer.MaxAckPending = 50 // fewer than the events: parked messages must be acked
+	cfg.Delivery.BreakerFailures = 5
+	cfg.Delivery.ProbeInterval = time.Second
+	b.start(t, cfg)
+
+	const n = 200
+	insertBacklog(t, b.pool, n)
+	ids := b.eventIDs(t)
+	waitFor(t, "every message acknowledged while the receiver is down", func() bool {
+		ci := e.consumerInfo(t)
+		return ci.NumAckPending == 0 && ci.NumPending == 0 && b.parkedItems(t) == n
+	})
+	if got := len(recv.delivered()); got != 0 {
+		t.Fatalf("%d deliveries while the receiver was down", got)
+	}
+	down.Store(false)
+	recv.waitDelivered(t, ids)
+	waitFor(t, "the retry store empty", func() bool { return b.parkedItems(t) == 0 })
+	if dl := b.deadLetters(t); len(dl) != 0 {
+		t.Errorf("%d dead letters, want none", len(dl))
+	}
+}
