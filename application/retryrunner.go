@@ -28,7 +28,7 @@ type RetryRunnerConfig struct {
 	Holder string
 	// BatchSize bounds the items claimed by one query (default 64).
 	BatchSize int
-	// Concurrency is how many items run at once (default 16); items of
+	// Concurrency is how many items run at once (default 32); items of
 	// one key run one after the other.
 	Concurrency int
 	// ClaimTTL is how long a claim lasts (default 5m): longer than any
@@ -76,7 +76,7 @@ func NewRetryRunner(store ports.RetryStore, exec ports.ActionExecutor, matcher f
 		return nil, errors.New("retry runner: store, executor, matcher, logger and holder are required")
 	}
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 64)
-	cfg.Concurrency = cmp.Or(cfg.Concurrency, 16)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
 	cfg.ClaimTTL = cmp.Or(cfg.ClaimTTL, 5*time.Minute)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 30*time.Second)
@@ -331,7 +331,7 @@ func (r *RetryRunner) settle(ctx context.Context, it ports.RetryItem, remaining 
 				return ports.RetryItem{}, false, true
 			}
 		} else {
-			if next, claimed, err = r.store.Complete(ctx, it.ID, r.claim(), dead); err == nil {
+			if next, claimed, err = r.store.Complete(ctx, it, r.claim(), dead); err == nil {
 				r.cfg.Delivery.RetrySettled("completed")
 				if r.cfg.Blocked != nil {
 					r.cfg.Blocked.Done(it.Observer, it.EntityKey)

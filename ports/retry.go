@@ -95,13 +95,15 @@ type RetryKey struct {
 // Reschedule replaces the actions of an item that holder claimed (its
 // Endpoints and Due follow them), stores dead (the dead letters of the
 // actions that failed for good) in the same transaction, and releases the
-// claim. Complete deletes an item that c.Holder claimed, stores dead in
-// the same transaction and makes the next waiting item of its key due
-// (in parking order) and returns it; next.ID is 0 when the key has no
-// item left. When next is due at c.Now (and nobody holds it) it is
-// claimed for c.Holder until c.Now+c.TTL and claimed is true: the caller
-// runs or reschedules it. Both return an error wrapping ErrNotFound for
-// an unknown item and ErrClaimLost when another holder claimed it since.
+// claim. Complete deletes item (its ID, Observer and EntityKey, as
+// claimed) when c.Holder claimed it, stores dead in the same transaction
+// and makes the next waiting item of its key due (in parking order) and
+// returns it; next.ID is 0 when the key has no item left. When next is
+// due at c.Now (and nobody holds it) it is claimed for c.Holder until
+// c.Now+c.TTL and claimed is true: the caller runs or reschedules it.
+// Both return an error wrapping ErrNotFound for an unknown item and
+// ErrClaimLost when another holder claimed it since; then nothing
+// changed.
 //
 // MakeDue makes every action of endpoint in RetryDue items due at now
 // (their items too) and returns how many items it changed; waiting items
@@ -117,7 +119,7 @@ type RetryStore interface {
 	Park(ctx context.Context, item RetryItem) (stored RetryItem, created bool, err error)
 	ClaimDue(ctx context.Context, c RetryClaim, limit int, skip []string) ([]RetryItem, error)
 	Reschedule(ctx context.Context, id int64, holder string, actions []RetryAction, dead []DeadLetter) error
-	Complete(ctx context.Context, id int64, c RetryClaim, dead []DeadLetter) (next RetryItem, claimed bool, err error)
+	Complete(ctx context.Context, item RetryItem, c RetryClaim, dead []DeadLetter) (next RetryItem, claimed bool, err error)
 	MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error)
 	Keys(ctx context.Context) ([]RetryKey, error)
 	Repair(ctx context.Context) (int64, error)

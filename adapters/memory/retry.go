@@ -178,7 +178,8 @@ func (s *Retries) Reschedule(ctx context.Context, id int64, holder string, actio
 }
 
 // Complete deletes a claimed item and makes the next of its key due.
-func (s *Retries) Complete(ctx context.Context, id int64, c ports.RetryClaim, dead []ports.DeadLetter) (ports.RetryItem, bool, error) {
+func (s *Retries) Complete(ctx context.Context, item ports.RetryItem, c ports.RetryClaim, dead []ports.DeadLetter) (ports.RetryItem, bool, error) {
+	id := item.ID
 	if err := ctx.Err(); err != nil {
 		return ports.RetryItem{}, false, fmt.Errorf("memory: complete retry %d: %w", id, err)
 	}

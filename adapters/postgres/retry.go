@@ -67,12 +67,6 @@ func derived(actions []ports.RetryAction) ([]string, time.Time) {
 	return endpoints, due
 }
 
-// lockKey takes the advisory lock of a key (entityKey as stored).
-func (s *Retries) lockKey(ctx context.Context, tx pgx.Tx, observer, entityKey string) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2 || E'\n' || $3))`, retryLockClass, observer, entityKey)
-	return err
-}
-
 // Entity keys hold NUL bytes (domain.Event.EntityKey), which PostgreSQL
 // text cannot: they are stored escaped, reversibly.
 var (
@@ -99,36 +93,43 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 		return ports.RetryItem{}, false, fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	endpoints, due := derived(item.Actions)
-	var out ports.RetryItem
-	created := false
 	key := storedKey(item.EntityKey)
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := s.lockKey(ctx, tx, item.Observer, key); err != nil {
-			return err
-		}
-		stored, err := scanRetry(tx.QueryRow(ctx, `SELECT `+retryColumns+` FROM `+s.table+`
-			WHERE event_id = $1 AND observer = $2`, item.Event.ID, item.Observer))
-		if err == nil {
-			out = stored // parked before: nothing changes
-			return nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		out, err = scanRetry(tx.QueryRow(ctx, `INSERT INTO `+s.table+`
-			(event_id, observer, entity_key, event, actions, endpoints, due_at, state)
-			VALUES ($1, $2, $3, $4, $5, $6, $7,
-				CASE WHEN EXISTS (SELECT 1 FROM `+s.table+` WHERE observer = $2 AND entity_key = $3)
-				THEN 'waiting' ELSE 'due' END)
-			RETURNING `+retryColumns,
-			item.Event.ID, item.Observer, key, string(envelope), actions, endpoints, due))
-		created = err == nil
-		return err
-	})
+	// One round trip: a batch runs in one implicit transaction, so the
+	// key's advisory lock is held until the insert commits, and the insert
+	// (a statement of its own, with a snapshot taken after the lock) sees
+	// every item a concurrent Complete left.
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2 || E'\n' || $3))`, retryLockClass, item.Observer, key)
+	batch.Queue(`INSERT INTO `+s.table+`
+		(event_id, observer, entity_key, event, actions, endpoints, due_at, state)
+		VALUES ($1, $2, $3, $4, $5, $6, $7,
+			CASE WHEN EXISTS (SELECT 1 FROM `+s.table+` WHERE observer = $2 AND entity_key = $3)
+			THEN 'waiting' ELSE 'due' END)
+		ON CONFLICT (event_id, observer) DO NOTHING
+		RETURNING `+retryColumns,
+		item.Event.ID, item.Observer, key, string(envelope), actions, endpoints, due)
+	br := s.pool.SendBatch(ctx, batch)
+	_, err = br.Exec()
+	var out ports.RetryItem
+	if err == nil {
+		out, err = scanRetry(br.QueryRow())
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		return out, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return ports.RetryItem{}, false, interpretError(op, err)
+	}
+	// Parked before: nothing changes.
+	out, err = scanRetry(s.pool.QueryRow(ctx, `SELECT `+retryColumns+` FROM `+s.table+`
+		WHERE event_id = $1 AND observer = $2`, item.Event.ID, item.Observer))
 	if err != nil {
 		return ports.RetryItem{}, false, interpretError(op, err)
 	}
-	return out, created, nil
+	return out, false, nil
 }
 
 // ClaimDue claims up to limit due, unclaimed items, earliest Due first,
@@ -206,54 +207,116 @@ func (s *Retries) Reschedule(ctx context.Context, id int64, holder string, actio
 }
 
 // Complete deletes a claimed item, stores dead and makes the next item of
-// its key due, claiming it for c.Holder when it is due at c.Now.
-func (s *Retries) Complete(ctx context.Context, id int64, c ports.RetryClaim, dead []ports.DeadLetter) (ports.RetryItem, bool, error) {
-	op := fmt.Sprintf("complete retry %d", id)
-	var next ports.RetryItem
-	var ok bool
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		k, err := s.held(ctx, tx, id, c.Holder)
-		if err != nil {
-			return err
+// its key due, claiming it for c.Holder when it is due at c.Now. One round
+// trip: a batch runs in one implicit transaction under the key's advisory
+// lock; each statement sees what the one before it did.
+func (s *Retries) Complete(ctx context.Context, item ports.RetryItem, c ports.RetryClaim, dead []ports.DeadLetter) (ports.RetryItem, bool, error) {
+	op := fmt.Sprintf("complete retry %d", item.ID)
+	dl := deadColumns{}
+	for _, d := range dead {
+		if err := dl.add(d); err != nil {
+			return ports.RetryItem{}, false, fmt.Errorf("postgres: %s: %w", op, err)
 		}
-		if err := s.lockKey(ctx, tx, k.Observer, k.EntityKey); err != nil {
-			return err
-		}
-		if err := s.insertDead(ctx, tx, dead); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM `+s.table+` WHERE id = $1`, id); err != nil {
-			return err
-		}
-		head, err := scanRetry(tx.QueryRow(ctx, `UPDATE `+s.table+` SET state = 'due'
-			WHERE id = (SELECT id FROM `+s.table+` WHERE observer = $1 AND entity_key = $2 ORDER BY id LIMIT 1)
-			RETURNING `+retryColumns, k.Observer, k.EntityKey))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // the key is empty
-		}
-		if err != nil {
-			return err
-		}
-		next = head
-		if c.TTL <= 0 {
-			return nil
-		}
-		claimedHead, err := scanRetry(tx.QueryRow(ctx, `UPDATE `+s.table+` SET holder = $2, claim_until = $3
-			WHERE id = $1 AND due_at <= $4 AND (claim_until IS NULL OR claim_until <= $4)
-			RETURNING `+retryColumns, head.ID, c.Holder, c.Now.Add(c.TTL), c.Now))
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return nil // promoted, not due yet (or held elsewhere)
-		case err != nil:
-			return err
-		}
-		next, ok = claimedHead, true
-		return nil
-	})
+	}
+	key := storedKey(item.EntityKey)
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2 || E'\n' || $3))`, retryLockClass, item.Observer, key)
+	// Delete the item if c.Holder holds it, with its dead letters; report
+	// who holds it otherwise (the statement reads the table as it was).
+	batch.Queue(`WITH d AS (
+			DELETE FROM `+s.table+` WHERE id = $1 AND holder = $2 AND observer = $3 AND entity_key = $4 RETURNING id),
+		dl AS (
+			INSERT INTO `+s.dead+` (event_id, event, observer, action, action_type, error, attempts)
+			SELECT x.event_id, x.event::jsonb, x.observer, x.action, x.action_type, x.error, x.attempts
+			FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[])
+				AS x(event_id, event, observer, action, action_type, error, attempts)
+			WHERE EXISTS (SELECT 1 FROM d)
+			RETURNING 1)
+		SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM dl), (SELECT coalesce(holder, '') FROM `+s.table+` WHERE id = $1)`,
+		item.ID, c.Holder, item.Observer, key, dl.eventID, dl.event, dl.observer, dl.action, dl.actionType, dl.errText, dl.attempts)
+	// Promote the key's next item and claim it when it is due (only when
+	// the item above was deleted).
+	batch.Queue(`WITH head AS (
+			SELECT id, due_at, claim_until FROM `+s.table+`
+			WHERE observer = $1 AND entity_key = $2 ORDER BY id LIMIT 1)
+		UPDATE `+s.table+` t SET state = 'due',
+			holder = CASE WHEN $3 AND head.due_at <= $4 AND (head.claim_until IS NULL OR head.claim_until <= $4) THEN $5 ELSE t.holder END,
+			claim_until = CASE WHEN $3 AND head.due_at <= $4 AND (head.claim_until IS NULL OR head.claim_until <= $4) THEN $6 ELSE t.claim_until END
+		FROM head
+		WHERE t.id = head.id AND NOT EXISTS (SELECT 1 FROM `+s.table+` WHERE id = $7)
+		RETURNING `+prefixed("t.", retryColumns)+`, coalesce(t.holder = $5 AND t.claim_until = $6, false)`,
+		item.Observer, key, c.TTL > 0, c.Now, c.Holder, c.Now.Add(c.TTL), item.ID)
+	br := s.pool.SendBatch(ctx, batch)
+	next, claimed, err := completeResults(br, len(dead))
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return ports.RetryItem{}, false, interpretError(op, err)
 	}
-	return next, ok, nil
+	return next, claimed, nil
+}
+
+// completeResults reads the answers of Complete's batch.
+func completeResults(br pgx.BatchResults, dead int) (ports.RetryItem, bool, error) {
+	if _, err := br.Exec(); err != nil {
+		return ports.RetryItem{}, false, err
+	}
+	var deleted, stored int64
+	var holder *string
+	if err := br.QueryRow().Scan(&deleted, &stored, &holder); err != nil {
+		return ports.RetryItem{}, false, err
+	}
+	switch {
+	case deleted == 0 && holder == nil:
+		return ports.RetryItem{}, false, pgx.ErrNoRows
+	case deleted == 0:
+		return ports.RetryItem{}, false, fmt.Errorf("held by %q: %w", *holder, ports.ErrClaimLost)
+	case stored != int64(dead):
+		return ports.RetryItem{}, false, fmt.Errorf("%d of %d dead letters stored", stored, dead)
+	}
+	var next ports.RetryItem
+	var claimed bool
+	rows, err := br.Query()
+	if err != nil {
+		return next, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if next, err = scanRetry(scanWithClaimed{rows, &claimed}); err != nil {
+			return next, false, err
+		}
+	}
+	return next, claimed, rows.Err()
+}
+
+// scanWithClaimed scans a retry row followed by a claimed flag.
+type scanWithClaimed struct {
+	rows    pgx.Rows
+	claimed *bool
+}
+
+func (s scanWithClaimed) Scan(dest ...any) error { return s.rows.Scan(append(dest, s.claimed)...) }
+
+// deadColumns are dead letters as column arrays, for one INSERT.
+type deadColumns struct {
+	eventID, event, observer, action, actionType, errText []string
+	attempts                                              []int32
+}
+
+func (c *deadColumns) add(d ports.DeadLetter) error {
+	envelope, err := d.Event.Envelope()
+	if err != nil {
+		return fmt.Errorf("encode event %q: %w", d.Event.ID, err)
+	}
+	c.eventID = append(c.eventID, d.Event.ID)
+	c.event = append(c.event, string(envelope))
+	c.observer = append(c.observer, d.Observer)
+	c.action = append(c.action, d.Action)
+	c.actionType = append(c.actionType, string(d.ActionType))
+	c.errText = append(c.errText, storableText(d.Error))
+	c.attempts = append(c.attempts, int32(min(d.Attempts, 1<<30)))
+	return nil
 }
 
 // MakeDue makes the actions of endpoint in due items due at now.

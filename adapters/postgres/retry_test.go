@@ -64,7 +64,7 @@ func TestRetriesRepairReleasesAStrandedKey(t *testing.T) {
 		t.Fatalf("ClaimDue after Repair = %v, %v; want item %d", got, err, second.ID)
 	}
 	dead := []ports.DeadLetter{{Event: got[0].Event, Observer: "o", Action: "a", Error: "nul \x00 and \xfe", Attempts: 3}}
-	if _, _, err := r.Complete(ctx, got[0].ID, ports.RetryClaim{Holder: "h", Now: now, TTL: time.Minute}, dead); err != nil {
+	if _, _, err := r.Complete(ctx, got[0], ports.RetryClaim{Holder: "h", Now: now, TTL: time.Minute}, dead); err != nil {
 		t.Fatalf("Complete with a dead letter holding NUL and invalid UTF-8: %v", err)
 	}
 }

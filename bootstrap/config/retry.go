@@ -40,7 +40,7 @@ func defaultRetry() RetrySection {
 	return RetrySection{
 		MaxAttempts: p.MaxAttempts, InitialDelay: p.InitialDelay, MaxDelay: p.MaxDelay,
 		MaxAge: p.MaxAge, Backoff: string(p.Backoff), InMemoryAttempts: p.InMemoryAttempts,
-		RunnerConcurrency: 16, PollInterval: time.Second, ClaimTTL: 5 * time.Minute,
+		RunnerConcurrency: 32, PollInterval: time.Second, ClaimTTL: 5 * time.Minute,
 	}
 }
 

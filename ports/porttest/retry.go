@@ -143,7 +143,7 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 		if err := s.Reschedule(t.Context(), early.ID, "a", early.Actions, nil); !errors.Is(err, ports.ErrClaimLost) {
 			t.Fatalf("Reschedule by a after b took the item: %v, want ports.ErrClaimLost", err)
 		}
-		if _, _, err := s.Complete(t.Context(), early.ID, ports.RetryClaim{Holder: "a", Now: now, TTL: time.Minute}, nil); !errors.Is(err, ports.ErrClaimLost) {
+		if _, _, err := s.Complete(t.Context(), early, ports.RetryClaim{Holder: "a", Now: now, TTL: time.Minute}, nil); !errors.Is(err, ports.ErrClaimLost) {
 			t.Fatalf("Complete by a after b took the item: %v, want ports.ErrClaimLost", err)
 		}
 		if _, err := s.ClaimDue(t.Context(), ports.RetryClaim{Holder: "a", Now: now, TTL: time.Minute}, 0, nil); err == nil {
@@ -254,7 +254,7 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 			if i == 1 {
 				dead = []ports.DeadLetter{sampleDeadLetter(i, "obs")}
 			}
-			next, ok, err := s.Complete(t.Context(), cur.ID, c, dead)
+			next, ok, err := s.Complete(t.Context(), cur, c, dead)
 			if err != nil {
 				t.Fatalf("Complete(%d): %v", cur.ID, err)
 			}
@@ -278,7 +278,7 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 		if dls := mustList(t, st.DeadLetters, ports.DeadLetterFilter{}); len(dls) != 1 {
 			t.Errorf("dead letters = %d, want the one stored by Complete", len(dls))
 		}
-		if _, _, err := s.Complete(t.Context(), cur.ID, c, nil); !errors.Is(err, ports.ErrNotFound) {
+		if _, _, err := s.Complete(t.Context(), cur, c, nil); !errors.Is(err, ports.ErrNotFound) {
 			t.Errorf("Complete(completed) = %v, want ports.ErrNotFound", err)
 		}
 	})
@@ -289,7 +289,7 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 		mustPark(t, s, retryItem(1, "obs", "Order:1", "e", 0))
 		second := mustPark(t, s, retryItem(2, "obs", "Order:1", "e", time.Hour))
 		head := claimOne(t, s, "h", at(0))
-		next, ok, err := s.Complete(t.Context(), head.ID, ports.RetryClaim{Holder: "h", Now: at(0), TTL: time.Minute}, nil)
+		next, ok, err := s.Complete(t.Context(), head, ports.RetryClaim{Holder: "h", Now: at(0), TTL: time.Minute}, nil)
 		if err != nil || ok || next.ID != second.ID || next.State != ports.RetryDue {
 			t.Fatalf("Complete = %d (%s), claimed %v, %v; want item %d promoted but not claimed", next.ID, next.State, ok, err, second.ID)
 		}
@@ -323,7 +323,7 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 			for _, it := range got {
 				for ok := true; ok; completed++ {
 					var err error
-					if it, ok, err = s.Complete(t.Context(), it.ID, ports.RetryClaim{Holder: "runner", Now: at(0), TTL: time.Minute}, nil); err != nil {
+					if it, ok, err = s.Complete(t.Context(), it, ports.RetryClaim{Holder: "runner", Now: at(0), TTL: time.Minute}, nil); err != nil {
 						t.Fatalf("Complete: %v", err)
 					}
 				}
