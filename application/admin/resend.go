@@ -17,16 +17,19 @@ type ResendRequest struct {
 	Action   string `json:"action,omitempty"`
 }
 
+// ResendResult is what re-running one action did.
+type ResendResult = application.ResendOutcome
+
 // ResendReport is what a resend did.
 type ResendReport struct {
 	EventID string `json:"event_id"`
 	// Store is where the event was found ("database", "databases.<name>",
 	// "memory").
-	Store     string                      `json:"store"`
-	Results   []application.ResendOutcome `json:"results"`
-	Succeeded int                         `json:"succeeded"`
-	Failed    int                         `json:"failed"`
-	Skipped   int                         `json:"skipped"`
+	Store     string         `json:"store"`
+	Results   []ResendResult `json:"results"`
+	Succeeded int            `json:"succeeded"`
+	Failed    int            `json:"failed"`
+	Skipped   int            `json:"skipped"`
 }
 
 // OK reports whether every action that ran succeeded (and one ran).
@@ -43,7 +46,7 @@ type Resend struct {
 
 // Resend reads the event from the change log by id and runs its actions.
 func (r *Resend) Resend(ctx context.Context, req ResendRequest) (ResendReport, error) {
-	rep := ResendReport{EventID: req.EventID, Results: []application.ResendOutcome{}}
+	rep := ResendReport{EventID: req.EventID, Results: []ResendResult{}}
 	if req.EventID == "" {
 		return rep, &RequestError{Key: "event", Msg: "an event id is required"}
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -55,7 +54,7 @@ func TestWriteDeliveriesAndResend(t *testing.T) {
 		t.Errorf("empty page: %q %v", out.String(), err)
 	}
 	out.Reset()
-	rep := admin.ResendReport{EventID: "e1", Store: "database", Succeeded: 1, Failed: 1, Skipped: 1, Results: []application.ResendOutcome{
+	rep := admin.ResendReport{EventID: "e1", Store: "database", Succeeded: 1, Failed: 1, Skipped: 1, Results: []admin.ResendResult{
 		{Observer: "o", Action: "a", Succeeded: true}, {Observer: "o", Action: "b", Error: "status 500"}, {Observer: "p", Action: "c", Skipped: "condition is false"}}}
 	if err := writeResend(&out, rep, false); err != nil {
 		t.Fatal(err)
