@@ -87,11 +87,14 @@ type EndpointGuard struct {
 	next ports.ActionExecutor
 	cfg  EndpointGuardConfig
 
-	mu  sync.Mutex
+	names sync.Map // *domain.Action -> endpoint name (actions are immutable once loaded)
+
+	mu  sync.RWMutex
 	eps map[string]*endpointState
 }
 
 type endpointState struct {
+	mu       sync.Mutex // guards the fields below
 	name     string
 	policy   EndpointPolicy
 	state    string
@@ -127,9 +130,27 @@ func NewEndpointGuard(next ports.ActionExecutor, cfg EndpointGuardConfig) (*Endp
 	return &EndpointGuard{next: next, cfg: cfg, eps: map[string]*endpointState{}}, nil
 }
 
-// endpoint returns the state of name, creating it; g.mu must be held.
+// nameOf names act's endpoint, parsing its URL once.
+func (g *EndpointGuard) nameOf(obs *domain.Observer, act *domain.Action) string {
+	if n, ok := g.names.Load(act); ok {
+		return n.(string)
+	}
+	n := g.cfg.Endpoint(obs, act)
+	g.names.Store(act, n)
+	return n
+}
+
+// endpoint returns the state of name, creating it.
 func (g *EndpointGuard) endpoint(name string, now time.Time) *endpointState {
+	g.mu.RLock()
 	e, ok := g.eps[name]
+	g.mu.RUnlock()
+	if ok {
+		return e
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e, ok = g.eps[name]
 	if !ok {
 		p, over := g.cfg.Overrides[name]
 		if !over {
@@ -146,20 +167,20 @@ func (g *EndpointGuard) endpoint(name string, now time.Time) *endpointState {
 
 // Execute runs act unless its endpoint cannot take it now.
 func (g *EndpointGuard) Execute(ctx context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) error {
-	name := g.cfg.Endpoint(obs, act)
+	name := g.nameOf(obs, act)
 	now := g.cfg.Now()
-	g.mu.Lock()
 	e := g.endpoint(name, now)
+	e.mu.Lock()
 	probe, deferral := g.admit(e, now)
-	g.mu.Unlock()
+	e.mu.Unlock()
 	if deferral != nil {
 		g.cfg.Metrics.EndpointDeferred(name, string(deferral.Reason))
 		return deferral
 	}
 	err := g.next.Execute(ctx, ev, obs, act)
-	g.mu.Lock()
+	e.mu.Lock()
 	recovered := g.record(ctx, e, probe, err)
-	g.mu.Unlock()
+	e.mu.Unlock()
 	if recovered {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		g.cfg.OnRecover(rctx, name)
@@ -168,7 +189,7 @@ func (g *EndpointGuard) Execute(ctx context.Context, ev *domain.Event, obs *doma
 	return err
 }
 
-// admit decides whether an attempt runs now; g.mu must be held.
+// admit decides whether an attempt runs now; e.mu must be held.
 func (g *EndpointGuard) admit(e *endpointState, now time.Time) (probe bool, d *domain.DeferredError) {
 	defer func() {
 		if d != nil {
@@ -203,7 +224,7 @@ func (g *EndpointGuard) admit(e *endpointState, now time.Time) (probe bool, d *d
 }
 
 // record counts an attempt's outcome and moves the circuit; it reports
-// whether the endpoint recovered. g.mu must be held.
+// whether the endpoint recovered. e.mu must be held.
 func (g *EndpointGuard) record(ctx context.Context, e *endpointState, probe bool, err error) (recovered bool) {
 	e.inFlight--
 	now := g.cfg.Now()
@@ -262,23 +283,34 @@ func (g *EndpointGuard) transition(e *endpointState, to string, now time.Time) {
 // open circuits whose next probe is not due, and those probing.
 func (g *EndpointGuard) Skip() []string {
 	now := g.cfg.Now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	var out []string
-	for _, e := range g.eps {
+	for _, e := range g.all() {
+		e.mu.Lock()
 		if e.state == CircuitHalfOpen || e.state == CircuitOpen && now.Before(e.probe) {
 			out = append(out, e.name)
 		}
+		e.mu.Unlock()
+	}
+	return out
+}
+
+// all returns every endpoint's state.
+func (g *EndpointGuard) all() []*endpointState {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	out := make([]*endpointState, 0, len(g.eps))
+	for _, e := range g.eps {
+		out = append(out, e)
 	}
 	return out
 }
 
 // Status reports every endpoint seen, in name order.
 func (g *EndpointGuard) Status() []EndpointStatus {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make([]EndpointStatus, 0, len(g.eps))
-	for _, e := range g.eps {
+	eps := g.all()
+	out := make([]EndpointStatus, 0, len(eps))
+	for _, e := range eps {
+		e.mu.Lock()
 		st := EndpointStatus{Endpoint: e.name, State: e.state, ConsecutiveFailures: e.failures, Since: e.since,
 			InFlight: e.inFlight, LastError: e.lastErr, Succeeded: e.succeeded, Failed: e.failed, Deferred: e.deferred,
 			BreakerFailures: e.policy.BreakerFailures, RateLimit: e.policy.Rate, RateBurst: e.bucket.Burst, MaxConcurrent: e.policy.MaxConcurrent}
@@ -286,6 +318,7 @@ func (g *EndpointGuard) Status() []EndpointStatus {
 			p := e.probe
 			st.NextProbe = &p
 		}
+		e.mu.Unlock()
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b EndpointStatus) int { return cmp.Compare(a.Endpoint, b.Endpoint) })

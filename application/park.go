@@ -66,7 +66,7 @@ func (p *Processor) parkObserver(ctx context.Context, run *Run, obs *domain.Obse
 		group = append(group, t)
 		attempted = attempted || t.attempts > 0
 		item.Actions = append(item.Actions, ports.RetryAction{
-			Action: t.act.Name, ActionType: t.act.Type, Endpoint: t.endpoint, Attempts: t.attempts,
+			Action: t.act.Name, ActionType: t.act.Type, Endpoint: p.cfg.Endpoint(t.obs, t.act), Attempts: t.attempts,
 			LastError: errText(t.failure), FirstFailure: t.firstFailure, Due: t.due,
 		})
 	}

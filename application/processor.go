@@ -84,8 +84,6 @@ type task struct {
 	failure error
 	// firstFailure is when the first attempt failed (zero until then).
 	firstFailure time.Time
-	// endpoint is where the action delivers (ProcessorConfig.Endpoint).
-	endpoint string
 	// park marks an unfinished action to be parked in the retry store at
 	// the end of the step; hold marks one that must not be attempted
 	// before it is (an earlier event of its key is parked, or its endpoint
@@ -184,7 +182,7 @@ func (p *Processor) Start(_ context.Context, rec ports.Record) *Run {
 		held := p.cfg.Retries != nil && p.cfg.Blocked != nil && p.cfg.Blocked.Has(obs.Name, ev.EntityKey())
 		for i := range obs.Actions {
 			act := &obs.Actions[i]
-			run.tasks = append(run.tasks, &task{obs: obs, act: act, due: now, endpoint: p.cfg.Endpoint(obs, act), park: held, hold: held})
+			run.tasks = append(run.tasks, &task{obs: obs, act: act, due: now, park: held, hold: held})
 		}
 	}
 	return run
