@@ -65,6 +65,9 @@ type EndpointGuardConfig struct {
 	// OnRecover is called when an endpoint's circuit closes again (the
 	// composition root makes its parked backlog due at once).
 	OnRecover func(ctx context.Context, endpoint string)
+	// OnChange is told each circuit transition (called with the
+	// endpoint's lock held: it must not block; EndpointReporter.Changed).
+	OnChange func(EndpointStatus)
 	// ConcurrencyWait is how long an attempt over the concurrency cap is
 	// deferred (default 50ms).
 	ConcurrencyWait time.Duration
@@ -121,6 +124,9 @@ func NewEndpointGuard(next ports.ActionExecutor, cfg EndpointGuardConfig) (*Endp
 	}
 	if cfg.OnRecover == nil {
 		cfg.OnRecover = func(context.Context, string) {}
+	}
+	if cfg.OnChange == nil {
+		cfg.OnChange = func(EndpointStatus) {}
 	}
 	cfg.ConcurrencyWait = cmp.Or(cfg.ConcurrencyWait, 50*time.Millisecond)
 	cfg.Metrics = cmp.Or[ports.DeliveryMetrics](cfg.Metrics, ports.NopDeliveryMetrics{})
@@ -216,8 +222,8 @@ func (g *EndpointGuard) admit(e *endpointState, now time.Time) (probe bool, d *d
 		return false, &domain.DeferredError{Endpoint: e.name, Reason: domain.DeferRate, Until: now.Add(wait)}
 	}
 	if probe {
-		g.transition(e, CircuitHalfOpen, now)
 		e.probe = now.Add(e.policy.ProbeInterval)
+		g.transition(e, CircuitHalfOpen, now)
 	}
 	e.inFlight++
 	return probe, nil
@@ -231,8 +237,8 @@ func (g *EndpointGuard) record(ctx context.Context, e *endpointState, probe bool
 	switch {
 	case err != nil && ctx.Err() != nil: // interrupted: says nothing about the endpoint
 		if probe {
-			g.transition(e, CircuitOpen, now)
 			e.probe = now
+			g.transition(e, CircuitOpen, now)
 		}
 		return false
 	case err == nil || domain.IsPermanent(err): // the endpoint answered
@@ -257,13 +263,13 @@ func (g *EndpointGuard) record(ctx context.Context, e *endpointState, probe bool
 	e.lastErr = err.Error()
 	switch {
 	case probe || e.state == CircuitHalfOpen:
-		g.transition(e, CircuitOpen, now)
 		e.probe = now.Add(e.policy.ProbeInterval)
+		g.transition(e, CircuitOpen, now)
 		g.cfg.Logger.Debug("endpoint probe failed, circuit stays open", slog.String("endpoint", e.name),
 			slog.Time("next_probe", e.probe), slog.String("error", e.lastErr))
 	case e.state == CircuitClosed && e.policy.BreakerFailures > 0 && e.failures >= e.policy.BreakerFailures:
-		g.transition(e, CircuitOpen, now)
 		e.probe = now.Add(e.policy.ProbeInterval)
+		g.transition(e, CircuitOpen, now)
 		g.cfg.Logger.Warn("endpoint circuit opened: no attempts until a probe succeeds; new events park without an attempt",
 			slog.String("endpoint", e.name), slog.Int("consecutive_failures", e.failures),
 			slog.Duration("probe_interval", e.policy.ProbeInterval), slog.String("error", e.lastErr))
@@ -271,12 +277,14 @@ func (g *EndpointGuard) record(ctx context.Context, e *endpointState, probe bool
 	return false
 }
 
+// transition moves e to state to and reports it; e.mu must be held.
 func (g *EndpointGuard) transition(e *endpointState, to string, now time.Time) {
 	if e.state == to {
 		return
 	}
 	e.state, e.since = to, now
 	g.cfg.Metrics.EndpointState(e.name, to)
+	g.cfg.OnChange(e.status())
 }
 
 // Skip lists the endpoints whose parked items need not be claimed now:
@@ -311,16 +319,21 @@ func (g *EndpointGuard) Status() []EndpointStatus {
 	out := make([]EndpointStatus, 0, len(eps))
 	for _, e := range eps {
 		e.mu.Lock()
-		st := EndpointStatus{Endpoint: e.name, State: e.state, ConsecutiveFailures: e.failures, Since: e.since,
-			InFlight: e.inFlight, LastError: e.lastErr, Succeeded: e.succeeded, Failed: e.failed, Deferred: e.deferred,
-			BreakerFailures: e.policy.BreakerFailures, RateLimit: e.policy.Rate, RateBurst: e.bucket.Burst, MaxConcurrent: e.policy.MaxConcurrent}
-		if e.state != CircuitClosed {
-			p := e.probe
-			st.NextProbe = &p
-		}
+		out = append(out, e.status())
 		e.mu.Unlock()
-		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b EndpointStatus) int { return cmp.Compare(a.Endpoint, b.Endpoint) })
 	return out
+}
+
+// status snapshots e; e.mu must be held.
+func (e *endpointState) status() EndpointStatus {
+	st := EndpointStatus{Endpoint: e.name, State: e.state, ConsecutiveFailures: e.failures, Since: e.since,
+		InFlight: e.inFlight, LastError: e.lastErr, Succeeded: e.succeeded, Failed: e.failed, Deferred: e.deferred,
+		BreakerFailures: e.policy.BreakerFailures, RateLimit: e.policy.Rate, RateBurst: e.bucket.Burst, MaxConcurrent: e.policy.MaxConcurrent}
+	if e.state != CircuitClosed {
+		p := e.probe
+		st.NextProbe = &p
+	}
+	return st
 }

@@ -64,6 +64,7 @@ type App struct {
 	guard       *application.EndpointGuard
 	deliveryLog ports.DeliveryLog
 	writer      *application.DeliveryWriter
+	reporter    *application.EndpointReporter
 	deliveries  *admin.Deliveries
 	resend      *admin.Resend
 	emailServer string // the SMTP server's host:port, once the email executor is built

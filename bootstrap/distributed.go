@@ -113,7 +113,7 @@ func sourceStore(cfg config.Config, db *postgres.DB, name, url string) (*admin.S
 	s, dl, err := postgresStore(cfg, db, "databases."+name, url, []admin.Reader{admin.ReaderOf("bridge:" + name)})
 	if s != nil {
 		s.Where = "source database " + name
-		s.Retries = nil // parked retries live in the workers' state database
+		s.Retries, s.Endpoints = nil, nil // parked retries and endpoint states live in the workers' state database
 	}
 	return s, dl, err
 }

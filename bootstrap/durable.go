@@ -53,10 +53,18 @@ func (a *App) guarded(next ports.ActionExecutor) (ports.ActionExecutor, error) {
 	for name, l := range d.Overrides() {
 		over[name] = endpointPolicy(l)
 	}
+	var onChange func(application.EndpointStatus)
+	if a.primary != nil && a.primary.Endpoints != nil {
+		r, err := application.NewEndpointReporter(a.primary.Endpoints, a.holder, a.logger, nil)
+		if err != nil {
+			return nil, err
+		}
+		a.reporter, onChange = r, r.Changed
+	}
 	var err error
 	a.guard, err = application.NewEndpointGuard(next, application.EndpointGuardConfig{
 		Default: endpointPolicy(d.Defaults()), Overrides: over, Endpoint: a.endpointOf,
-		OnRecover: a.recovered, Logger: a.logger, Metrics: a.delivery,
+		OnRecover: a.recovered, OnChange: onChange, Logger: a.logger, Metrics: a.delivery,
 	})
 	return a.guard, err
 }
@@ -175,17 +183,22 @@ func (a *App) resender(context.Context) (*application.Resender, error) {
 	return &application.Resender{Executor: a.operatorExecutor(), Matcher: a.processor.Matcher}, nil
 }
 
-// startWriter runs the delivery-log writer until the returned function is
-// called (it then writes what is queued and returns).
+// startWriter runs the delivery-log writer and the endpoint reporter
+// until the returned function is called (they then write what is queued
+// and return).
 func (a *App) startWriter(ctx context.Context) func() {
-	if a.writer == nil {
-		return func() {}
+	var runs []func(context.Context) error
+	if a.writer != nil {
+		runs = append(runs, a.writer.Run)
+	}
+	if a.reporter != nil {
+		runs = append(runs, a.reporter.Run)
 	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = a.writer.Run(wctx)
+		_ = runAll(wctx, runs...)
 	}()
 	return func() {
 		cancel()

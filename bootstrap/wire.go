@@ -51,7 +51,7 @@ func (a *App) openMemory(ctx context.Context) error {
 	retries := memory.NewRetries(dl, time.Now)
 	a.retries, a.deliveryLog = retries, memory.NewDeliveryLog(0)
 	a.primary = &admin.Store{Name: "memory", Checkpoints: memory.NewCheckpoints(), Leases: memory.NewLease(time.Now),
-		DeadLetters: dl, ChangeLog: src, Retries: retries, Readers: primaryReaders(a.cfg)}
+		DeadLetters: dl, ChangeLog: src, Retries: retries, Endpoints: memory.NewEndpointStates(), Readers: primaryReaders(a.cfg)}
 	a.dlqCount = dl
 	if f := a.cfg.Memory.EventsFile; f != "" {
 		fh, err := os.Open(f)
@@ -115,6 +115,9 @@ func postgresStore(cfg config.Config, d *postgres.DB, name, url string, readers 
 	}
 	s.DeadLetters = dl
 	if s.Retries, err = postgres.NewRetries(d.Pool, schema); err != nil {
+		return nil, nil, err
+	}
+	if s.Endpoints, err = postgres.NewEndpointStates(d.Pool, schema); err != nil {
 		return nil, nil, err
 	}
 	stats, err := postgres.NewChangeLogStats(d.Pool, cfg.Database.ChangeLogTable)

@@ -59,6 +59,15 @@ func TestEndpointBreakerOpensProbesAndCloses(t *testing.T) {
 
 	first := b.insert(t, orders(10)...)
 	waitFor(t, "the circuit open", func() bool { return app.metric(t, "fraiseql_observer_endpoint_state{"+endpoint+"}") == 2 })
+	env := cliEnv("FRAISEQL_DATABASE_URL=" + b.dbURL)
+	statusShows := func(state string) bool {
+		out, errOut, code := cli(t, env, "status")
+		if code != 0 {
+			t.Fatalf("status exit %d: %s", code, errOut)
+		}
+		return strings.Contains(out, "endpoint "+mustEndpoint(t, recv.URL())+": "+state) && strings.Contains(out, "parked retries:")
+	}
+	waitFor(t, "status showing the circuit open", func() bool { return statusShows("open") || statusShows("half_open") })
 	b.waitCheckpointAtEnd(t) // parked events are finished for the checkpoint
 	openedAt, before := time.Now(), len(recv.all())
 
@@ -83,6 +92,7 @@ func TestEndpointBreakerOpensProbesAndCloses(t *testing.T) {
 	if got := app.metric(t, "fraiseql_observer_endpoint_state{"+endpoint+"}"); got != 0 {
 		t.Errorf("endpoint_state = %v after recovery, want 0 (closed)", got)
 	}
+	waitFor(t, "status showing the circuit closed", func() bool { return statusShows("closed") })
 	if got := app.metric(t, `fraiseql_observer_endpoint_transitions_total{`+endpoint+`,state="closed"}`); got < 2 {
 		t.Errorf(`transitions to closed = %v, want the initial state and the recovery`, got)
 	}

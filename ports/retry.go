@@ -142,3 +142,27 @@ type RetryCounts struct {
 type RetryCounter interface {
 	Counts(ctx context.Context) (RetryCounts, error)
 }
+
+// EndpointState is an endpoint's circuit as a process last reported it.
+type EndpointState struct {
+	Endpoint string `json:"endpoint"`
+	// Holder is the process that reported it.
+	Holder              string     `json:"holder"`
+	State               string     `json:"state"` // closed, half_open, open
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	Since               time.Time  `json:"since"` // of the state
+	NextProbe           *time.Time `json:"next_probe,omitempty"`
+	LastError           string     `json:"last_error,omitempty"`
+	ReportedAt          time.Time  `json:"reported_at"`
+}
+
+// EndpointStates keeps the last reported circuit state of each endpoint,
+// so that status can show it without asking the running processes.
+//
+// Report stores s for s.Endpoint, replacing what any process reported for
+// it before. List returns every stored state in endpoint order. Safe for
+// concurrent use.
+type EndpointStates interface {
+	Report(ctx context.Context, s EndpointState) error
+	List(ctx context.Context) ([]EndpointState, error)
+}

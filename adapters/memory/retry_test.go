@@ -62,3 +62,8 @@ func TestDeliveryLogKeepsTheNewest(t *testing.T) {
 		t.Fatalf("List = %+v, %v; want the newest 3", got, err)
 	}
 }
+
+func TestEndpointStatesConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunEndpointStates(t, func(*testing.T) ports.EndpointStates { return memory.NewEndpointStates() })
+}

@@ -80,3 +80,15 @@ func TestDeliveryLogConformance(t *testing.T) {
 		return l
 	})
 }
+
+func TestEndpointStatesConformance(t *testing.T) {
+	t.Parallel()
+	pool, newSchema := newStateSchemas(t)
+	porttest.RunEndpointStates(t, func(t *testing.T) ports.EndpointStates {
+		s, err := NewEndpointStates(pool, newSchema(t))
+		if err != nil {
+			t.Fatalf("NewEndpointStates: %v", err)
+		}
+		return s
+	})
+}

@@ -3,8 +3,9 @@ package postgres
 import "github.com/jackc/pgx/v5"
 
 // durableStatements creates the durable delivery state in schema: the
-// retry store (parked actions, one row per event and observer) and the
-// delivery log. Every statement is idempotent.
+// retry store (parked actions, one row per event and observer), the
+// delivery log and the endpoints' last reported circuit states. Every
+// statement is idempotent.
 func durableStatements(schema string) []string {
 	s := pgx.Identifier{schema}.Sanitize()
 	return []string{
@@ -45,5 +46,15 @@ func durableStatements(schema string) []string {
 		`CREATE INDEX IF NOT EXISTS deliveries_at_idx ON ` + s + `.deliveries (at)`,
 		`CREATE INDEX IF NOT EXISTS deliveries_event_idx ON ` + s + `.deliveries (event_id, id)`,
 		`CREATE INDEX IF NOT EXISTS deliveries_endpoint_idx ON ` + s + `.deliveries (endpoint, id)`,
+		`CREATE TABLE IF NOT EXISTS ` + s + `.endpoint_states (
+			endpoint             text PRIMARY KEY,
+			holder               text NOT NULL,
+			state                text NOT NULL,
+			consecutive_failures integer NOT NULL,
+			since                timestamptz NOT NULL,
+			next_probe           timestamptz,
+			last_error           text NOT NULL DEFAULT '',
+			reported_at          timestamptz NOT NULL
+		)`,
 	}
 }

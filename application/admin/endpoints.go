@@ -27,6 +27,22 @@ func parkedRetries(ctx context.Context, s *Store) (*ports.RetryCounts, error) {
 	return &c, nil
 }
 
+// endpointStates lists the circuit states reported to s (nil when it
+// keeps none, or its database predates them).
+func endpointStates(ctx context.Context, s *Store) ([]ports.EndpointState, error) {
+	if s.Endpoints == nil {
+		return nil, nil
+	}
+	states, err := s.Endpoints.List(ctx)
+	switch {
+	case errors.Is(err, ports.ErrNotMigrated):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("list endpoint states: %w", err)
+	}
+	return states, nil
+}
+
 // EndpointView is an endpoint's health as the admin API shows it: the
 // circuit, limits and counts of this process (absent for an endpoint this
 // process has not called) and the parked retries waiting for it.

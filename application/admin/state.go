@@ -53,8 +53,12 @@ type DatabaseStatus struct {
 	DeadLetterTotal int            `json:"dead_letters_total"`
 	// ParkedRetries counts the actions parked for retry (nil when this
 	// store keeps none).
-	ParkedRetries    *ports.RetryCounts `json:"parked_retries,omitempty"`
-	OldestTxnSeconds float64            `json:"oldest_open_transaction_seconds"`
+	ParkedRetries *ports.RetryCounts `json:"parked_retries,omitempty"`
+	// Endpoints are the endpoints' circuit states as the processes last
+	// reported them (transitions only: an endpoint never in trouble is
+	// absent).
+	Endpoints        []ports.EndpointState `json:"endpoints,omitempty"`
+	OldestTxnSeconds float64               `json:"oldest_open_transaction_seconds"`
 }
 
 // CheckpointStatus is one reader's or bridge's saved position.
@@ -144,6 +148,9 @@ func storeStatus(ctx context.Context, s *Store) (DatabaseStatus, error) {
 		ds.DeadLetterTotal += n
 	}
 	if ds.ParkedRetries, err = parkedRetries(ctx, s); err != nil {
+		return ds, err
+	}
+	if ds.Endpoints, err = endpointStates(ctx, s); err != nil {
 		return ds, err
 	}
 	age, err := s.ChangeLog.OldestTransactionAge(ctx)

@@ -65,3 +65,23 @@ func TestWriteDeliveriesAndResend(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteDurableStatus(t *testing.T) {
+	t.Parallel()
+	probe := time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC)
+	d := admin.DatabaseStatus{
+		ParkedRetries: &ports.RetryCounts{Due: 2, Waiting: 5, ByObserver: map[string]int64{"orders": 7}, ByEndpoint: map[string]int64{"https://x:443": 7},
+			OldestFailure: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		Endpoints: []ports.EndpointState{{Endpoint: "https://x:443", Holder: "proc-1", State: "open", ConsecutiveFailures: 5,
+			Since: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC), NextProbe: &probe, LastError: "transient: status 503", ReportedAt: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)}},
+	}
+	var out bytes.Buffer
+	writeDurable(&out, d)
+	for _, want := range []string{"parked retries: 2 due, 5 waiting", "oldest first failure 2026-01-01T00:00:00Z", "by observer: orders: 7",
+		"by endpoint: https://x:443: 7", "endpoint https://x:443: open since 2026-01-02T03:04:00Z, 5 consecutive failures, next probe 2026-01-02T03:05:00Z",
+		"last error: transient: status 503", "reported by proc-1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+}
