@@ -288,18 +288,36 @@ func (g *EndpointGuard) transition(e *endpointState, to string, now time.Time) {
 }
 
 // Skip lists the endpoints whose parked items need not be claimed now:
-// open circuits whose next probe is not due, and those probing.
-func (g *EndpointGuard) Skip() []string {
+// open circuits whose next probe is not due, those probing, and those at
+// their rate limit or concurrency cap (claiming their items would only
+// reschedule them); until is the earliest time one of them may take an
+// attempt again (zero when none is skipped).
+func (g *EndpointGuard) Skip() (skip []string, until time.Time) {
 	now := g.cfg.Now()
-	var out []string
+	later := func(t time.Time) {
+		if until.IsZero() || t.Before(until) {
+			until = t
+		}
+	}
 	for _, e := range g.all() {
 		e.mu.Lock()
-		if e.state == CircuitHalfOpen || e.state == CircuitOpen && now.Before(e.probe) {
-			out = append(out, e.name)
+		switch wait := e.bucket.Wait(now); {
+		case e.state == CircuitHalfOpen:
+			skip = append(skip, e.name)
+			later(now.Add(g.cfg.ConcurrencyWait))
+		case e.state == CircuitOpen && now.Before(e.probe):
+			skip = append(skip, e.name)
+			later(e.probe)
+		case wait > 0:
+			skip = append(skip, e.name)
+			later(now.Add(wait))
+		case e.policy.MaxConcurrent > 0 && e.inFlight >= e.policy.MaxConcurrent:
+			skip = append(skip, e.name)
+			later(now.Add(g.cfg.ConcurrencyWait))
 		}
 		e.mu.Unlock()
 	}
-	return out
+	return skip, until
 }
 
 // all returns every endpoint's state.

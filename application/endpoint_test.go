@@ -95,8 +95,8 @@ func TestEndpointBreakerOpensProbesAndCloses(t *testing.T) {
 	if !until.Equal(b.clock.Now().Add(10*time.Second)) || b.calls.len() != 3 {
 		t.Fatalf("deferral until %v after %d calls, want the probe time and no new call", until, b.calls.len())
 	}
-	if skip := b.guard.Skip(); !slices.Equal(skip, []string{hookEndpoint}) {
-		t.Errorf("Skip = %v, want the open endpoint", skip)
+	if skip, until := b.guard.Skip(); !slices.Equal(skip, []string{hookEndpoint}) || !until.Equal(b.clock.Now().Add(10*time.Second)) {
+		t.Errorf("Skip = %v until %v, want the open endpoint until its probe", skip, until)
 	}
 	// Another endpoint is not affected.
 	b.answer.set(nil)
@@ -106,7 +106,7 @@ func TestEndpointBreakerOpensProbesAndCloses(t *testing.T) {
 	// At the probe time one probe goes out; it fails: open again.
 	b.answer.set(down)
 	b.clock.Advance(10 * time.Second)
-	if skip := b.guard.Skip(); len(skip) != 0 {
+	if skip, _ := b.guard.Skip(); len(skip) != 0 {
 		t.Errorf("Skip at the probe time = %v, want none (a probe is due)", skip)
 	}
 	if err := b.exec(t, hook); !errors.Is(err, down) {
@@ -224,7 +224,13 @@ func TestEndpointRateLimitDefersWithoutBlocking(t *testing.T) {
 			t.Fatalf("unlimited endpoint = %v", err)
 		}
 	}
+	if skip, until := b.guard.Skip(); !slices.Equal(skip, []string{hookEndpoint}) || !until.Equal(b.clock.Now().Add(100*time.Millisecond)) {
+		t.Errorf("Skip at the rate limit = %v until %v, want %s until the next token (its parked items would only be rescheduled)", skip, until, hookEndpoint)
+	}
 	b.clock.Advance(100 * time.Millisecond)
+	if skip, _ := b.guard.Skip(); len(skip) != 0 {
+		t.Errorf("Skip with a token available = %v, want none", skip)
+	}
 	if err := b.exec(t, hook); err != nil {
 		t.Fatalf("after the wait = %v", err)
 	}

@@ -41,8 +41,10 @@ type RetryRunnerConfig struct {
 	// its context ends (default 30s).
 	ShutdownGrace time.Duration
 	// Skip names the endpoints whose items are left alone for now (open
-	// circuits not due for a probe; default none).
-	Skip func() []string
+	// circuits not due for a probe, endpoints at their limits; default
+	// none) and when one of them may be tried again: the runner looks
+	// again then rather than after a whole PollInterval.
+	Skip func() (skip []string, until time.Time)
 	// Blocked is told about completed items (local topologies).
 	Blocked  *BlockedKeys
 	Logger   *slog.Logger
@@ -84,7 +86,7 @@ func NewRetryRunner(store ports.RetryStore, exec ports.ActionExecutor, matcher f
 		return nil, errors.New("retry runner: batch size, concurrency, claim ttl and poll interval must be positive")
 	}
 	if cfg.Skip == nil {
-		cfg.Skip = func() []string { return nil }
+		cfg.Skip = func() ([]string, time.Time) { return nil, time.Time{} }
 	}
 	cfg.Metrics = cmp.Or[ports.Metrics](cfg.Metrics, ports.NopMetrics{})
 	cfg.Delivery = cmp.Or[ports.DeliveryMetrics](cfg.Delivery, ports.NopDeliveryMetrics{})
@@ -131,13 +133,14 @@ func (r *RetryRunner) Run(ctx context.Context) error {
 			continue
 		}
 		limit := min(free, r.cfg.BatchSize)
-		items, err := r.store.ClaimDue(ctx, r.claim(), limit, r.cfg.Skip())
+		skip, until := r.cfg.Skip()
+		items, err := r.store.ClaimDue(ctx, r.claim(), limit, skip)
 		if err != nil {
 			if ok, suppressed := r.errLog.allow(); ok && ctx.Err() == nil {
 				r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "cannot claim parked retries, will retry",
 					slog.String("error", err.Error()), slog.Int("suppressed_since_last_warning", suppressed))
 			}
-			r.idle(ctx)
+			r.idle(ctx, time.Time{})
 			continue
 		}
 		for _, it := range items {
@@ -154,7 +157,7 @@ func (r *RetryRunner) Run(ctx context.Context) error {
 			})
 		}
 		if len(items) < limit {
-			r.idle(ctx)
+			r.idle(ctx, until)
 		}
 	}
 	grace := time.AfterFunc(r.cfg.ShutdownGrace, cancelWork)
@@ -169,7 +172,8 @@ func (r *RetryRunner) Run(ctx context.Context) error {
 func (r *RetryRunner) RunDue(ctx context.Context) (int, error) {
 	n := 0
 	for {
-		items, err := r.store.ClaimDue(ctx, r.claim(), r.cfg.BatchSize, r.cfg.Skip())
+		skip, _ := r.cfg.Skip()
+		items, err := r.store.ClaimDue(ctx, r.claim(), r.cfg.BatchSize, skip)
 		if err != nil {
 			return n, fmt.Errorf("claim parked retries: %w", err)
 		}
@@ -184,9 +188,14 @@ func (r *RetryRunner) RunDue(ctx context.Context) (int, error) {
 	}
 }
 
-// idle waits for a wake-up, the poll interval or the end of ctx.
-func (r *RetryRunner) idle(ctx context.Context) {
-	t := time.NewTimer(r.cfg.PollInterval)
+// idle waits for a wake-up, the poll interval (or until, when a skipped
+// endpoint may be tried again sooner) or the end of ctx.
+func (r *RetryRunner) idle(ctx context.Context, until time.Time) {
+	wait := r.cfg.PollInterval
+	if !until.IsZero() {
+		wait = min(wait, max(until.Sub(r.cfg.Now()), time.Millisecond))
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -16,6 +16,18 @@ type TokenBucket struct {
 // Take admits one attempt at now and returns 0, or returns how long until
 // a token is available (nothing is taken then).
 func (b *TokenBucket) Take(now time.Time) time.Duration {
+	if wait := b.Wait(now); wait > 0 {
+		return wait
+	}
+	if b.Rate > 0 {
+		b.tokens--
+	}
+	return 0
+}
+
+// Wait returns how long until a token is available at now (0: one is),
+// taking nothing.
+func (b *TokenBucket) Wait(now time.Time) time.Duration {
 	if b.Rate <= 0 {
 		return 0
 	}
@@ -28,9 +40,7 @@ func (b *TokenBucket) Take(now time.Time) time.Duration {
 		b.last = now
 	}
 	if b.tokens >= 1 {
-		b.tokens--
 		return 0
 	}
-	wait := time.Duration((1 - b.tokens) / b.Rate * float64(time.Second))
-	return max(wait, time.Nanosecond)
+	return max(time.Duration((1-b.tokens)/b.Rate*float64(time.Second)), time.Nanosecond)
 }

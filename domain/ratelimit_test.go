@@ -44,3 +44,20 @@ func TestTokenBucket(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenBucketWaitTakesNothing(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := TokenBucket{Rate: 1, Burst: 1}
+	for range 3 {
+		if w := b.Wait(start); w != 0 {
+			t.Fatalf("Wait on a full bucket = %v", w)
+		}
+	}
+	if w := b.Take(start); w != 0 {
+		t.Fatalf("Take after Waits = %v: Wait took a token", w)
+	}
+	if w := b.Wait(start.Add(400 * time.Millisecond)); w != 600*time.Millisecond {
+		t.Fatalf("Wait on an empty bucket = %v, want 600ms", w)
+	}
+}
