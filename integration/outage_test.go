@@ -225,8 +225,12 @@ func TestReceiverDownForMinutes(t *testing.T) {
 	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
 	t.Logf("outage: %d events parked; live receiver latency p50 %v, p99 %v, max %v; heap grew %.1f MiB from %d to %d parked",
 		total, p50, p99, lat[len(lat)-1], float64(grown)/(1<<20), total/5, total)
-	if p50 > 250*time.Millisecond || p99 > 2*time.Second {
-		t.Errorf("live receiver latency p50 %v, p99 %v: the other observer's events must keep flowing within milliseconds", p50, p99)
+	// Tens of milliseconds on an idle machine (p50 27ms, p99 92ms); the
+	// bounds leave room for the race detector and a loaded shared machine.
+	// Without parking, the reader stops at reader.max_in_flight and the
+	// live receiver never gets every event: the wait above times out.
+	if p50 > time.Second || p99 > 5*time.Second {
+		t.Errorf("live receiver latency p50 %v, p99 %v: the other observer's events must keep flowing", p50, p99)
 	}
 	if grown > 32<<20 {
 		t.Errorf("heap grew %.1f MiB while 12 000 more events were parked: memory must stay flat", float64(grown)/(1<<20))
