@@ -226,10 +226,15 @@ func TestReceiverDownForMinutes(t *testing.T) {
 	t.Logf("outage: %d events parked; live receiver latency p50 %v, p99 %v, max %v; heap grew %.1f MiB from %d to %d parked",
 		total, p50, p99, lat[len(lat)-1], float64(grown)/(1<<20), total/5, total)
 	// Tens of milliseconds on an idle machine (p50 27ms, p99 92ms); the
-	// bounds leave room for the race detector and a loaded shared machine.
-	// Without parking, the reader stops at reader.max_in_flight and the
-	// live receiver never gets every event: the wait above times out.
-	if p50 > time.Second || p99 > 5*time.Second {
+	// bounds leave room for a loaded shared machine, and for the race
+	// detector much more. Without parking, the reader stops at
+	// reader.max_in_flight and the live receiver never gets every event:
+	// the wait above times out.
+	p50Bound, p99Bound := time.Second, 5*time.Second
+	if raceDetector {
+		p50Bound, p99Bound = 10*time.Second, 30*time.Second
+	}
+	if p50 > p50Bound || p99 > p99Bound {
 		t.Errorf("live receiver latency p50 %v, p99 %v: the other observer's events must keep flowing", p50, p99)
 	}
 	if grown > 32<<20 {
