@@ -60,7 +60,7 @@ func (r *DeadLetterRetrier) Retry(ctx context.Context, id int64) (RetryOutcome, 
 	if act == nil {
 		return out, fmt.Errorf("dead letter %d: observer %q has no action %q any more: %w", id, d.Observer, d.Action, ErrNotRetryable)
 	}
-	if execErr := r.Executor.Execute(ctx, &d.Event, obs, act); execErr != nil {
+	if execErr := r.Executor.Execute(WithTrigger(ctx, TriggerDeadLetterRetry, d.Attempts+1), &d.Event, obs, act); execErr != nil {
 		out.Error = execErr.Error()
 		if err := r.Store.MarkRetried(ctx, id, execErr.Error(), r.now()); err != nil {
 			return out, fmt.Errorf("dead letter %d: record failed retry: %w", id, err)
