@@ -68,7 +68,7 @@ func (r *DeadLetterRetrier) Retry(ctx context.Context, id int64) (RetryOutcome, 
 			ev = full
 		}
 	}
-	if execErr := r.Executor.Execute(ctx, &ev, obs, act); execErr != nil {
+	if execErr := r.Executor.Execute(WithTrigger(ctx, TriggerDeadLetterRetry, d.Attempts+1), &ev, obs, act); execErr != nil {
 		out.Error = execErr.Error()
 		if err := r.Store.MarkRetried(ctx, id, execErr.Error(), r.now()); err != nil {
 			return out, fmt.Errorf("dead letter %d: record failed retry: %w", id, err)

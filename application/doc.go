@@ -16,8 +16,15 @@
 //   - Dedup (a processor decorator) and CachingExecutor (an executor
 //     decorator): an event processed once, an action that succeeded not
 //     repeated; both fail open.
-//   - DeadLetterRetrier: re-runs one parked action and reports the real
-//     outcome.
+//   - DeadLetterRetrier: re-runs one dead-lettered action and reports the
+//     real outcome.
+//   - Durable retries: the processor parks unfinished actions in a
+//     RetryStore after their in-memory attempts (BlockedKeys holds an
+//     entity's later events behind them); RetryRunner runs the due ones;
+//     Maintenance repairs the store and prunes the delivery log.
+//   - EndpointGuard (an executor decorator): circuit breaker, rate limit
+//     and concurrency cap per endpoint. DeliveryRecorder and
+//     DeliveryWriter: the delivery log. Resender: an operator's resend.
 //   - TracedProcessor, TracedExecutor and TracedHandler: decorators that
 //     record an event's span, each action attempt's and the bridge's
 //     publication over ports.Tracer.

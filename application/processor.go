@@ -23,17 +23,18 @@ type RunProcessor interface {
 	// action.
 	Start(ctx context.Context, rec ports.Record) *Run
 	// Step runs the actions that are due. It returns done=true when every
-	// action is finished (succeeded, dead-lettered or logged), otherwise
-	// the time the next step is due.
+	// action is finished (succeeded, dead-lettered or logged, or parked in
+	// the durable retry store), otherwise the time the next step is due.
 	Step(ctx context.Context, run *Run) (next time.Time, done bool)
 	// Finish is called once after Step reported done.
 	Finish(ctx context.Context, run *Run)
 	// Abandon is called when the run will not be finished by this process.
 	Abandon(ctx context.Context, run *Run)
-	// GiveUp finishes every unfinished action as failed for good (parked
-	// per on_failure) because the event will not be delivered again; it
-	// reports whether the run is now done (false when a dead-letter write
-	// failed; call again).
+	// GiveUp finishes every unfinished action because the event will not
+	// be delivered again: parked in the durable retry store when there is
+	// one and the observer's policy retries it, else failed for good
+	// (dead-lettered per on_failure). It reports whether the run is now
+	// done (false when a dead-letter write failed; call again).
 	GiveUp(ctx context.Context, run *Run, reason string) bool
 }
 
@@ -81,6 +82,13 @@ type task struct {
 	lastErr error
 	// failure is the error of the latest failed attempt.
 	failure error
+	// firstFailure is when the first attempt failed (zero until then).
+	firstFailure time.Time
+	// park marks an unfinished action to be parked in the retry store at
+	// the end of the step; hold marks one that must not be attempted
+	// before it is (an earlier event of its key is parked, or its endpoint
+	// is down).
+	park, hold bool
 }
 
 // ProcessorConfig holds the processor's dependencies and tuning.
@@ -94,6 +102,22 @@ type ProcessorConfig struct {
 	// DeadLetterRetryDelay is the wait before retrying a failed write to
 	// the dead-letter queue (default 1s).
 	DeadLetterRetryDelay time.Duration
+
+	// Retries, when set, parks an action durably once it has failed its
+	// observer's retry.in_memory_attempts (or its endpoint is down): the
+	// action then counts as finished for the checkpoint and the retry
+	// runner takes it over. Nil keeps every retry in memory.
+	Retries ports.RetryStore
+	// Blocked, when set (with Retries), holds back an observer's events of
+	// an entity while that entity has parked items of the observer: they
+	// are parked behind them without an attempt, in change-log order.
+	Blocked *BlockedKeys
+	// Endpoint names where an action delivers (default domain.Endpoint).
+	Endpoint func(obs *domain.Observer, act *domain.Action) string
+	// Delivery receives the parking metrics (default none).
+	Delivery ports.DeliveryMetrics
+	// OnPark is called after a step parked items (it wakes the runner).
+	OnPark func()
 }
 
 // Processor is the base RunProcessor: event → observers → conditions →
@@ -118,6 +142,13 @@ func NewProcessor(m *domain.Matcher, cfg ProcessorConfig) (*Processor, error) {
 		cfg.Jitter = rand.Float64
 	}
 	cfg.DeadLetterRetryDelay = cmp.Or(cfg.DeadLetterRetryDelay, time.Second)
+	if cfg.Endpoint == nil {
+		cfg.Endpoint = domain.Endpoint
+	}
+	cfg.Delivery = cmp.Or[ports.DeliveryMetrics](cfg.Delivery, ports.NopDeliveryMetrics{})
+	if cfg.OnPark == nil {
+		cfg.OnPark = func() {}
+	}
 	p := &Processor{cfg: cfg}
 	p.matcher.Store(m)
 	return p, nil
@@ -146,8 +177,12 @@ func (p *Processor) Start(_ context.Context, rec ports.Record) *Run {
 			p.cfg.Metrics.ConditionSkipped()
 			continue
 		}
+		// An entity with parked items of this observer holds its later
+		// events back: they are parked behind, in change-log order.
+		held := p.cfg.Retries != nil && p.cfg.Blocked != nil && p.cfg.Blocked.Has(obs.Name, ev.EntityKey())
 		for i := range obs.Actions {
-			run.tasks = append(run.tasks, &task{obs: obs, act: &obs.Actions[i], due: now})
+			act := &obs.Actions[i]
+			run.tasks = append(run.tasks, &task{obs: obs, act: act, due: now, park: held, hold: held})
 		}
 	}
 	return run
@@ -162,7 +197,7 @@ func (p *Processor) Step(ctx context.Context, run *Run) (time.Time, bool) {
 		return p.parkInvalid(ctx, run)
 	}
 	for _, t := range run.tasks {
-		if t.finished || p.cfg.Now().Before(t.due) {
+		if t.finished || t.park || p.cfg.Now().Before(t.due) {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -174,6 +209,7 @@ func (p *Processor) Step(ctx context.Context, run *Run) (time.Time, bool) {
 		}
 		p.attempt(ctx, run, t)
 	}
+	p.parkMarked(ctx, run)
 	return p.next(run)
 }
 
@@ -206,6 +242,10 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 		// Interrupted by shutdown: not an attempt; the event is re-read later.
 		return
 	}
+	if d, ok := domain.AsDeferred(err); ok {
+		p.deferred(t, d) // not an attempt
+		return
+	}
 	t.attempts = attempt
 	detail := domain.ActionDetail{
 		Observer: t.obs.Name, Action: t.act.Name, ActionType: t.act.Type,
@@ -218,16 +258,17 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 			detail.Outcome = domain.OutcomeCached
 		}
 		t.finished = true
-	case !domain.IsPermanent(err) && t.obs.Retry.ShouldRetry(attempt):
+	case !domain.IsPermanent(err) && t.retries(attempt, p.cfg.Now()):
 		t.failure = err
 		delay := max(t.obs.Retry.Delay(attempt, p.cfg.Jitter()), domain.RetryAfter(err))
 		t.due = p.cfg.Now().Add(delay)
+		t.park = p.cfg.Retries != nil && t.obs.Retry.Parks(attempt)
 		detail.Outcome = domain.OutcomeRetrying
 		detail.Error = err.Error()
 		p.cfg.Metrics.RetryScheduled(t.act.Type)
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "action failed, retry scheduled",
 			slog.String("event_id", ev.ID), slog.String("observer", t.obs.Name), slog.String("action", t.act.Name),
-			slog.Int("attempt", attempt), slog.Int("max_attempts", t.obs.Retry.MaxAttempts),
+			slog.Int("attempt", attempt), slog.String("retry_limits", t.obs.Retry.Limits()),
 			slog.Duration("retry_in", delay), slog.String("error", err.Error()))
 	default:
 		detail.Error = err.Error()
@@ -245,25 +286,29 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 	}
 }
 
+// retries records a failed attempt at now and reports whether the
+// observer's policy tries the action again.
+func (t *task) retries(attempt int, now time.Time) bool {
+	if t.firstFailure.IsZero() {
+		t.firstFailure = now
+	}
+	return t.obs.Retry.ShouldRetry(attempt, now.Sub(t.firstFailure))
+}
+
 type attemptNoteKey struct{}
 
-// attemptNote carries facts about one attempt between the processor and
-// the executor decorators: the attempt number (for tracing), and whether
-// the result cache answered.
+// attemptNote carries facts about one attempt between the processor (or
+// the retry runner) and the executor decorators: the attempt number for
+// the delivery log and tracing, and whether the result cache answered.
 type attemptNote struct {
 	attempt           int
+	trigger           string // what ran the attempt: "live", "retry", "resend", "dlq_retry"
 	cached, cacheMiss bool
 }
 
 func withAttemptNote(ctx context.Context, attempt int) (context.Context, *attemptNote) {
-	n := &attemptNote{attempt: attempt}
+	n := &attemptNote{attempt: attempt, trigger: TriggerLive}
 	return context.WithValue(ctx, attemptNoteKey{}, n), n
-}
-
-// noteOf returns the note of the attempt running under ctx, if any.
-func noteOf(ctx context.Context) *attemptNote {
-	n, _ := ctx.Value(attemptNoteKey{}).(*attemptNote)
-	return n
 }
 
 // MarkCached tells the processor that the attempt running under ctx was
@@ -346,6 +391,8 @@ func (p *Processor) Finish(ctx context.Context, run *Run) {
 		outcome = "no_match"
 	case run.Summary.FailedActions > 0 && p.anyFinalFailure(run):
 		outcome = "failed"
+	case run.Summary.ParkedActions > 0:
+		outcome = "parked"
 	}
 	p.cfg.Metrics.EventProcessed(outcome)
 	if !p.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
@@ -354,7 +401,7 @@ func (p *Processor) Finish(ctx context.Context, run *Run) {
 	s := run.Summary
 	p.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "event processed",
 		slog.String("event_id", s.EventID), slog.String("outcome", outcome),
-		slog.Int("successful_actions", s.SuccessfulActions), slog.Int("failed_actions", s.FailedActions),
+		slog.Int("successful_actions", s.SuccessfulActions), slog.Int("failed_actions", s.FailedActions), slog.Int("parked_actions", s.ParkedActions),
 		slog.Int("conditions_skipped", s.ConditionsSkipped), slog.Bool("duplicate_skipped", s.DuplicateSkipped),
 		slog.Int("cache_hits", s.CacheHits), slog.Int("cache_misses", s.CacheMisses),
 		slog.Duration("actions_duration", s.Duration), slog.Duration("elapsed", p.cfg.Now().Sub(run.Started)))
@@ -375,6 +422,9 @@ func (p *Processor) GiveUp(ctx context.Context, run *Run, reason string) bool {
 	if run.invalid {
 		_, done := p.parkInvalid(ctx, run)
 		return done
+	}
+	if p.parkForGood(ctx, run) {
+		return true
 	}
 	for _, t := range run.tasks {
 		if t.finished {

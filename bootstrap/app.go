@@ -49,6 +49,7 @@ type App struct {
 	redis       *redisadapter.Client
 	nats        *natsadapter.Conn
 	dispatcher  *application.Dispatcher
+	exec        ports.ActionExecutor // the processor's executor stack
 	processor   *application.Processor
 	runProc     application.RunProcessor
 	reader      *application.Reader
@@ -59,6 +60,20 @@ type App struct {
 	tracer      *oteladapter.Tracer // nil when tracing is off
 	state       *admin.State
 	deadLetters *admin.DeadLetters
+
+	// durable delivery (durable.go)
+	retries     ports.RetryStore
+	blocked     *application.BlockedKeys
+	guard       *application.EndpointGuard
+	deliveryLog ports.DeliveryLog
+	writer      *application.DeliveryWriter
+	reporter    *application.EndpointReporter
+	deliveries  *admin.Deliveries
+	resend      *admin.Resend
+	emailServer string // the SMTP server's host:port, once the email executor is built
+	delivery    *promadapter.DeliveryMetrics
+	runner      *application.RetryRunner
+	maintenance *application.Maintenance
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -90,6 +105,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 		opts.LookupEnv = os.LookupEnv
 	}
 	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(promadapter.BuildInfo{Version: opts.Version}), env: opts.LookupEnv, holder: holderName()}
+	a.delivery = promadapter.NewDeliveryMetrics(a.metrics.Registry())
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -206,7 +222,8 @@ func (a *App) Run(ctx context.Context) error {
 	// error stops them all.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2+len(a.bridges)+len(a.retention))
+	errs := make(chan error, 4+len(a.bridges)+len(a.retention))
+	stopWriter := a.startWriter(ctx)
 	var runners sync.WaitGroup
 	run := func(f func(context.Context) error) {
 		runners.Go(func() {
@@ -217,7 +234,7 @@ func (a *App) Run(ctx context.Context) error {
 		})
 	}
 	if a.reader != nil {
-		lease, work := ports.Lease(a.primary.Leases), a.reader.Run
+		lease, work := ports.Lease(a.primary.Leases), a.leaseWork
 		if a.pauser != nil {
 			lease, work = a.pauser.Lease(), a.pauser.Work(work)
 		}
@@ -236,9 +253,11 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.worker != nil {
 		run(a.worker.Run)
+		a.runDistributedRetries(run)
 	}
 	a.runRetention(run)
 	runners.Wait()
+	stopWriter() // after the workloads: their last attempts are recorded
 	var err error
 	select {
 	case err = <-errs:

@@ -262,13 +262,21 @@ func TestBadAllowedNetworkIsAConfigError(t *testing.T) {
 // TestReadyzTellsReadingFromStalled: /readyz answers 200 "reading" while
 // the checkpoint moves, and 503 "stalled" once it has not moved for
 // reader.stall_after while an event is unfinished (here a receiver that
-// keeps failing); the live status says so too. Before, /readyz said
+// holds the request); the live status says so too. Before, /readyz said
 // "reading" whatever happened.
 func TestReadyzTellsReadingFromStalled(t *testing.T) {
 	t.Parallel()
-	failing := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
-	observers := strings.Replace(shippedObserver, "[[observers.actions]]", "[observers.retry]\nmax_attempts = 1000\ninitial_delay = \"100ms\"\nmax_delay = \"100ms\"\n[[observers.actions]]", 1)
-	b := setupMemoryWith(t, observers, "stall_after = \"1s\"\n", failing)
+	release := make(chan struct{})
+	hanging := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	observers := strings.Replace(shippedObserver, "url = \"RECEIVER/hook\"", "url = \"RECEIVER/hook\"\ntimeout = \"60s\"", 1)
+	b := setupMemoryWith(t, observers, "stall_after = \"1s\"\n", hanging)
+	t.Cleanup(func() { close(release) }) // before the service stops: its action returns
 	base := "http://" + b.app.HTTPAddr()
 	readyz := func() (int, map[string]string) {
 		resp, err := http.Get(base + "/readyz")

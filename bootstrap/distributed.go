@@ -97,6 +97,7 @@ func sourceStore(cfg config.Config, db *postgres.DB, name, url string) (*admin.S
 	s, dl, err := postgresStore(cfg, db, "databases."+name, url, []admin.Reader{admin.ReaderOf("bridge:" + name)})
 	if s != nil {
 		s.Where = "source database " + name
+		s.Retries, s.Endpoints = nil, nil // parked retries and endpoint states live in the workers' state database
 	}
 	return s, dl, err
 }
@@ -134,9 +135,9 @@ func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store
 func (a *App) buildWorker(ctx context.Context) error {
 	maxDeliver := a.cfg.NATS.Consumer.MaxDeliver
 	for _, o := range a.processor.Matcher().Observers() {
-		if o.Retry.MaxAttempts > maxDeliver {
-			a.logger.Warn("observer retries more often than the consumer delivers: its actions are dead-lettered after nats.consumer.max_deliver deliveries",
-				slog.String("observer", o.Name), slog.Int("retry.max_attempts", o.Retry.MaxAttempts),
+		if o.Retry.InMemoryAttempts > maxDeliver {
+			a.logger.Warn("observer makes more in-memory attempts than the consumer delivers: its unfinished actions are parked for retry at delivery nats.consumer.max_deliver",
+				slog.String("observer", o.Name), slog.Int("retry.in_memory_attempts", o.Retry.InMemoryAttempts),
 				slog.Int("nats.consumer.max_deliver", maxDeliver))
 		}
 	}

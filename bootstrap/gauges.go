@@ -98,7 +98,8 @@ func (a *App) backlogSources() []backlogSource {
 }
 
 // pollGauges refreshes the gauges that need a query: backlog per reader,
-// dead-letter count and the oldest open transaction.
+// dead-letter count, the oldest open transaction, and the parked retries
+// and endpoint states.
 func (a *App) pollGauges(ctx context.Context) {
 	t := time.NewTicker(gaugeEvery)
 	defer t.Stop()
@@ -128,6 +129,7 @@ func (a *App) pollGauges(ctx context.Context) {
 			}
 		}
 		a.metrics.SetOldestTransactionAge(oldest)
+		a.pollDurable(qctx)
 		cancel()
 		select {
 		case <-ctx.Done():

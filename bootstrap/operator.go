@@ -17,6 +17,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
 // StateCommands report a deployment's persisted state and replay a
@@ -40,6 +41,9 @@ type Operator struct {
 	holder      string
 	deps        actionDeps
 	deadLetters *admin.DeadLetters
+	durable     DurableCommands
+	log         ports.DeliveryLog           // the state database's delivery log
+	writer      *application.DeliveryWriter // records the attempts of dlq retry and resend
 
 	primary   *admin.Store // nil in the memory topology
 	primaryDB *postgres.DB
@@ -65,9 +69,11 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	}
 	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName(), dbs: map[*admin.Store]*postgres.DB{}}
 	if cfg.Topology == config.TopologyMemory {
-		if o.State, err = adminClient(cfg, opts.LookupEnv); err != nil {
+		c, err := adminClient(cfg, opts.LookupEnv)
+		if err != nil {
 			return nil, err
 		}
+		o.State, o.durable = c, c
 		return o, nil
 	}
 	defer func() {
@@ -87,6 +93,9 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	o.State = &admin.State{Topology: string(cfg.Topology), Stores: admin.Stores{Primary: primary, Sources: sources},
 		Holder: o.holder, LeaseTTL: cfg.Reader.LeaseTTL, Logger: o.logger, DedupNote: dedupNote(cfg)}
 	o.deadLetters = &admin.DeadLetters{Store: primary.DeadLetters, Retrier: o.buildRetrier}
+	if err := o.openDurable(admin.Stores{Primary: primary, Sources: sources}); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -232,7 +241,7 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 	}
 	m := domain.NewMatcher(observers)
 	r := &application.DeadLetterRetrier{
-		Store: o.deadLetters.Store, Executor: dispatcher, Matcher: func() *domain.Matcher { return m }, Now: time.Now,
+		Store: o.deadLetters.Store, Executor: o.recorded(dispatcher), Matcher: func() *domain.Matcher { return m }, Now: time.Now,
 	}
 	o.mu.Lock()
 	o.retrier = r

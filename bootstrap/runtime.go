@@ -52,10 +52,12 @@ func (a *App) buildAdmin() {
 	}
 	retrier := func(context.Context) (*application.DeadLetterRetrier, error) { return nil, admin.ErrNoActions }
 	if a.dispatcher != nil && a.processor != nil {
-		r := &application.DeadLetterRetrier{Store: a.primary.DeadLetters, Executor: a.dispatcher, Matcher: a.processor.Matcher, Now: time.Now}
+		r := &application.DeadLetterRetrier{Store: a.primary.DeadLetters, Executor: a.operatorExecutor(), Matcher: a.processor.Matcher, Now: time.Now}
 		retrier = func(context.Context) (*application.DeadLetterRetrier, error) { return r, nil }
 	}
 	a.deadLetters = &admin.DeadLetters{Store: a.primary.DeadLetters, Retrier: retrier}
+	a.deliveries = &admin.Deliveries{Log: a.deliveryLog}
+	a.resend = &admin.Resend{Stores: a.state.Stores, Resender: a.resender}
 }
 
 // Reload re-reads the observers (main file's inline observers as loaded at
@@ -172,7 +174,7 @@ func (a *App) listenHTTP() error {
 	token, _ := a.env(a.cfg.HTTP.AdminTokenEnv)
 	h, err := adminhttp.NewHandler(adminhttp.Config{
 		Token: token, TokenEnv: a.cfg.HTTP.AdminTokenEnv, Runtime: a, State: a.state, DeadLetters: a.deadLetters,
-		Metrics: a.metrics.Handler(), PProf: a.cfg.HTTP.PProf, Logger: a.logger,
+		Metrics: a.metrics.Handler(), PProf: a.cfg.HTTP.PProf, Logger: a.logger, Endpoints: a.endpointHealth(), Deliveries: a.deliveries, Resend: a.resend,
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/email"
@@ -49,9 +50,11 @@ func (a *App) openMemory(ctx context.Context) error {
 	}
 	a.memSource, a.source = src, src
 	dl := memory.NewDeadLetters(time.Now)
+	retries := memory.NewRetries(dl, time.Now)
+	a.retries, a.deliveryLog = retries, memory.NewDeliveryLog(0)
 	leases := memory.NewLease(time.Now)
 	a.primary = &admin.Store{Name: "memory", Checkpoints: memory.NewCheckpointsWithLease(leases), Leases: leases,
-		DeadLetters: dl, ChangeLog: src, Readers: primaryReaders(a.cfg)}
+		DeadLetters: dl, ChangeLog: src, Retries: retries, Endpoints: memory.NewEndpointStates(), Readers: primaryReaders(a.cfg)}
 	a.dlqCount = dl
 	if f := a.cfg.Memory.EventsFile; f != "" {
 		fh, err := os.Open(f)
@@ -87,6 +90,13 @@ func (a *App) openStateDB(ctx context.Context) error {
 	var dl *postgres.DeadLetters
 	a.primary, dl, err = postgresStore(a.cfg, d, "database", db.URL, primaryReaders(a.cfg))
 	a.dlqCount = dl
+	if err != nil {
+		return err
+	}
+	if a.retries, err = postgres.NewRetries(d.Pool, db.ObserverSchema); err != nil {
+		return err
+	}
+	a.deliveryLog, err = postgres.NewDeliveryLog(d.Pool, db.ObserverSchema)
 	return err
 }
 
@@ -107,8 +117,19 @@ func postgresStore(cfg config.Config, d *postgres.DB, name, url string, readers 
 		return nil, nil, err
 	}
 	s.DeadLetters = dl
-	if s.ChangeLog, err = postgres.NewChangeLogStats(d.Pool, cfg.Database.ChangeLogTable); err != nil {
+	if s.Retries, err = postgres.NewRetries(d.Pool, schema); err != nil {
+		return nil, nil, err
+	}
+	if s.Endpoints, err = postgres.NewEndpointStates(d.Pool, schema); err != nil {
+		return nil, nil, err
+	}
+	stats, err := postgres.NewChangeLogStats(d.Pool, cfg.Database.ChangeLogTable)
+	if err != nil {
 		return nil, nil, &config.ConfigError{File: cfg.File, Key: "database.change_log_table", Msg: err.Error()}
+	}
+	s.ChangeLog = stats
+	if source, ok := strings.CutPrefix(name, "databases."); ok {
+		s.ChangeLog = stats.WithSource(source) // events read from it carry the source's name, as its bridge publishes them
 	}
 	return s, dl, nil
 }
@@ -214,6 +235,9 @@ type actionDeps struct {
 	nats  *natsadapter.Conn
 	// propagate sends the trace context on webhooks (nil: tracing off).
 	propagate func(context.Context, http.Header)
+	// emailServer, when set, receives the SMTP server's host:port once the
+	// email executor is built (endpoint health keys email by it).
+	emailServer *string
 }
 
 // actionChecks are the action adapters' checks config.LoadObservers runs
@@ -261,6 +285,9 @@ func buildExecutors(cfg config.Config, env func(string) (string, bool), logger *
 			return nil, nil, err
 		}
 		executors[domain.ActionEmail] = mailer
+		if deps.emailServer != nil {
+			*deps.emailServer = mailer.Server()
+		}
 		closeFn = func() { mailer.Close(); wh.Close() }
 	}
 	if deps.redis != nil {
@@ -334,12 +361,13 @@ func checkSupported(cfg config.Config, d *application.Dispatcher, obs []domain.O
 }
 
 // buildProcessor stacks executors and processor decorators from config:
-// Dedup(Processor(CachingExecutor(Dispatcher))).
+// Dedup(Processor(CachingExecutor(DeliveryRecorder(EndpointGuard(
+// Dispatcher))))), and the retry runner over the same executors.
 func (a *App) buildProcessor(observers []domain.Observer) error {
 	if a.primary == nil {
 		return nil // a bridge-only process runs no actions
 	}
-	dispatcher, closeExec, err := buildExecutors(a.cfg, a.env, a.logger, actionDeps{db: a.db, redis: a.redis, nats: a.nats, propagate: a.propagate()})
+	dispatcher, closeExec, err := buildExecutors(a.cfg, a.env, a.logger, actionDeps{db: a.db, redis: a.redis, nats: a.nats, propagate: a.propagate(), emailServer: &a.emailServer})
 	if err != nil {
 		return err
 	}
@@ -348,7 +376,13 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	if err := checkSupported(a.cfg, dispatcher, observers); err != nil {
 		return err
 	}
-	var exec ports.ActionExecutor = dispatcher
+	exec, err := a.guarded(dispatcher)
+	if err != nil {
+		return err
+	}
+	if exec, err = a.recorded(exec); err != nil {
+		return err
+	}
 	perf := a.cfg.Performance
 	if perf.EnableCaching {
 		var cache ports.ResultCache = memory.NewResultCache(time.Now)
@@ -366,10 +400,13 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 			return err
 		}
 	}
-	a.processor, err = application.NewProcessor(domain.NewMatcher(observers), application.ProcessorConfig{
-		Executor: exec, DeadLetters: a.primary.DeadLetters, Metrics: a.metrics, Logger: a.logger,
-	})
-	if err != nil {
+	a.exec = exec
+	pc := application.ProcessorConfig{Executor: exec, DeadLetters: a.primary.DeadLetters, Metrics: a.metrics, Logger: a.logger}
+	a.durable(&pc)
+	if a.processor, err = application.NewProcessor(domain.NewMatcher(observers), pc); err != nil {
+		return err
+	}
+	if err := a.buildRunner(); err != nil {
 		return err
 	}
 	a.runProc = a.processor

@@ -24,8 +24,11 @@ const (
 // Action is one configured action of an observer. Exactly one of the typed
 // configs matching Type is set.
 type Action struct {
-	// Name identifies the action within its observer (default "<type>-<n>",
-	// n counting from 1); it keys dead letters and cached results.
+	// Name identifies the action within its observer: the configured
+	// name, or an identity derived from the action's configuration
+	// ("<type>-<hash>", see the configuration), so it does not depend on
+	// the action's position. It keys dead letters, parked retries, cached
+	// results, webhook-id and the delivery log.
 	Name string
 	Type ActionType
 

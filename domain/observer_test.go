@@ -121,7 +121,7 @@ func TestObserverValidate(t *testing.T) {
 		{name: "noop event", mutate: func(o *Observer) { o.Events = []EventType{"NOOP"} }, mentions: []string{`"obs"`, "events", `"NOOP"`}},
 		{name: "bad on_failure", mutate: func(o *Observer) { o.OnFailure = "drop" }, mentions: []string{`"obs"`, "on_failure", `"drop"`}},
 		{name: "empty on_failure", mutate: func(o *Observer) { o.OnFailure = "" }, mentions: []string{`"obs"`, "on_failure"}},
-		{name: "bad retry", mutate: func(o *Observer) { o.Retry.MaxAttempts = 0 }, mentions: []string{`"obs"`, "retry", "max_attempts"}},
+		{name: "bad retry", mutate: func(o *Observer) { o.Retry.MaxAttempts = -1 }, mentions: []string{`"obs"`, "retry", "max_attempts"}},
 		{name: "no actions", mutate: func(o *Observer) { o.Actions = nil }, mentions: []string{`"obs"`, "actions"}},
 		{name: "invalid action", mutate: func(o *Observer) {
 			o.Actions = append(o.Actions, Action{Name: "log-2", Type: ActionLog, Log: &LogAction{Level: "x"}})

@@ -16,27 +16,48 @@ const (
 )
 
 // RetryPolicy decides how often and when a failed action is tried again.
-// MaxAttempts counts the first attempt.
+// An action is retried while both bounds allow it: MaxAttempts (counting
+// the first attempt; 0 means no limit) and MaxAge (the time since the
+// action's first failure; 0 means no limit). At least one bound is set.
 type RetryPolicy struct {
 	MaxAttempts  int
 	InitialDelay time.Duration
 	MaxDelay     time.Duration
-	Backoff      Backoff
+	// MaxAge bounds the retries in time: a failure later than MaxAge after
+	// the first failure is final, so the last attempt happens at or after
+	// MaxAge (retries last at least MaxAge, give or take one gap).
+	MaxAge  time.Duration
+	Backoff Backoff
+	// InMemoryAttempts is how many attempts run in memory (quick retries
+	// for blips) before an unfinished action is parked in the durable
+	// retry store with its next due time. 0 keeps every attempt in memory
+	// (no durable parking).
+	InMemoryAttempts int
 }
 
-// DefaultRetryPolicy is used when an observer sets none.
+// DefaultRetryPolicy is used when an observer sets none: retries for at
+// least 24 hours after the first failure, exponentially from about one
+// second and at most an hour apart, the first three in memory.
 var DefaultRetryPolicy = RetryPolicy{
-	MaxAttempts:  5,
-	InitialDelay: 100 * time.Millisecond,
-	MaxDelay:     30 * time.Second,
-	Backoff:      BackoffExponential,
+	MaxAttempts:      0,
+	InitialDelay:     time.Second,
+	MaxDelay:         time.Hour,
+	MaxAge:           24 * time.Hour,
+	Backoff:          BackoffExponential,
+	InMemoryAttempts: 3,
 }
 
 // Validate reports the first invalid field.
 func (p RetryPolicy) Validate() error {
 	switch {
-	case p.MaxAttempts < 1:
-		return fmt.Errorf("max_attempts must be at least 1, got %d", p.MaxAttempts)
+	case p.MaxAttempts < 0:
+		return fmt.Errorf("max_attempts must not be negative, got %d", p.MaxAttempts)
+	case p.MaxAge < 0:
+		return fmt.Errorf("max_age must not be negative, got %s", p.MaxAge)
+	case p.MaxAttempts == 0 && p.MaxAge == 0:
+		return fmt.Errorf("max_attempts or max_age must bound the retries (both are unlimited)")
+	case p.InMemoryAttempts < 0:
+		return fmt.Errorf("in_memory_attempts must not be negative, got %d", p.InMemoryAttempts)
 	case p.InitialDelay < 0:
 		return fmt.Errorf("initial_delay must not be negative, got %s", p.InitialDelay)
 	case p.MaxDelay < p.InitialDelay:
@@ -51,8 +72,32 @@ func (p RetryPolicy) Validate() error {
 }
 
 // ShouldRetry reports whether another attempt follows failed attempt number
-// attempt (1-based).
-func (p RetryPolicy) ShouldRetry(attempt int) bool { return attempt < p.MaxAttempts }
+// attempt (1-based), which failed sinceFirst after the action's first
+// failure (0 for the first failure).
+func (p RetryPolicy) ShouldRetry(attempt int, sinceFirst time.Duration) bool {
+	if p.MaxAttempts > 0 && attempt >= p.MaxAttempts {
+		return false
+	}
+	return p.MaxAge == 0 || sinceFirst < p.MaxAge
+}
+
+// Parks reports whether an action that failed attempt number attempt and
+// will be retried waits in the durable retry store (true) or in memory.
+func (p RetryPolicy) Parks(attempt int) bool {
+	return p.InMemoryAttempts > 0 && attempt >= p.InMemoryAttempts
+}
+
+// Limits describes the bounds for logs: "5 attempts", "24h0m0s",
+// "5 attempts or 24h0m0s".
+func (p RetryPolicy) Limits() string {
+	switch {
+	case p.MaxAttempts > 0 && p.MaxAge > 0:
+		return fmt.Sprintf("%d attempts or %s", p.MaxAttempts, p.MaxAge)
+	case p.MaxAttempts > 0:
+		return fmt.Sprintf("%d attempts", p.MaxAttempts)
+	}
+	return p.MaxAge.String()
+}
 
 // Delay is the wait before the attempt that follows failed attempt number
 // attempt (1-based). jitter in [0,1) spreads exponential delays over

@@ -23,7 +23,12 @@ func TestRetryPolicyValidate(t *testing.T) {
 		{name: "equal delays", mutate: func(p *RetryPolicy) { p.MaxDelay = p.InitialDelay }},
 		{name: "exponential", mutate: func(p *RetryPolicy) { p.Backoff = BackoffExponential }},
 		{name: "fixed", mutate: func(p *RetryPolicy) { p.Backoff = BackoffFixed }},
-		{name: "zero attempts", mutate: func(p *RetryPolicy) { p.MaxAttempts = 0 }, errMentions: "max_attempts"},
+		{name: "zero attempts and no max age", mutate: func(p *RetryPolicy) { p.MaxAttempts = 0 }, errMentions: "max_attempts or max_age"},
+		{name: "unlimited attempts within a max age", mutate: func(p *RetryPolicy) { p.MaxAttempts, p.MaxAge = 0, time.Hour }},
+		{name: "both bounds", mutate: func(p *RetryPolicy) { p.MaxAge = time.Hour }},
+		{name: "negative max age", mutate: func(p *RetryPolicy) { p.MaxAge = -time.Second }, errMentions: "max_age"},
+		{name: "in-memory attempts", mutate: func(p *RetryPolicy) { p.InMemoryAttempts = 3 }},
+		{name: "negative in-memory attempts", mutate: func(p *RetryPolicy) { p.InMemoryAttempts = -1 }, errMentions: "in_memory_attempts"},
 		{name: "negative attempts", mutate: func(p *RetryPolicy) { p.MaxAttempts = -2 }, errMentions: "max_attempts"},
 		{name: "negative initial delay", mutate: func(p *RetryPolicy) { p.InitialDelay = -time.Second }, errMentions: "initial_delay"},
 		{name: "max below initial", mutate: func(p *RetryPolicy) { p.MaxDelay = time.Millisecond }, errMentions: "max_delay"},
@@ -135,22 +140,127 @@ func TestRetryPolicyDelayExponentialGrowthAndJitterRange(t *testing.T) {
 
 func TestRetryPolicyShouldRetry(t *testing.T) {
 	t.Parallel()
+	h := time.Hour
 	tests := []struct {
-		max, attempt int
-		want         bool
+		name       string
+		max        int
+		maxAge     time.Duration
+		attempt    int
+		sinceFirst time.Duration
+		want       bool
 	}{
-		{max: 1, attempt: 1, want: false},
-		{max: 3, attempt: 1, want: true},
-		{max: 3, attempt: 2, want: true},
-		{max: 3, attempt: 3, want: false},
-		{max: 3, attempt: 4, want: false},
+		{name: "single attempt", max: 1, attempt: 1, want: false},
+		{name: "first of three", max: 3, attempt: 1, want: true},
+		{name: "second of three", max: 3, attempt: 2, want: true},
+		{name: "third of three", max: 3, attempt: 3, want: false},
+		{name: "past the limit", max: 3, attempt: 4, want: false},
+		{name: "age only, young", maxAge: 24 * h, attempt: 500, sinceFirst: 23 * h, want: true},
+		{name: "age only, just below", maxAge: 24 * h, attempt: 30, sinceFirst: 24*h - time.Nanosecond, want: true},
+		{name: "age only, reached", maxAge: 24 * h, attempt: 30, sinceFirst: 24 * h, want: false},
+		{name: "both, attempts first", max: 5, maxAge: 24 * h, attempt: 5, sinceFirst: time.Minute, want: false},
+		{name: "both, age first", max: 50, maxAge: h, attempt: 5, sinceFirst: 2 * h, want: false},
+		{name: "both, neither", max: 50, maxAge: h, attempt: 5, sinceFirst: time.Minute, want: true},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%d of %d", tt.attempt, tt.max), func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p := RetryPolicy{MaxAttempts: tt.max}
-			if got := p.ShouldRetry(tt.attempt); got != tt.want {
-				t.Errorf("ShouldRetry(%d) with max %d = %v, want %v", tt.attempt, tt.max, got, tt.want)
+			p := RetryPolicy{MaxAttempts: tt.max, MaxAge: tt.maxAge}
+			if got := p.ShouldRetry(tt.attempt, tt.sinceFirst); got != tt.want {
+				t.Errorf("ShouldRetry(%d, %v) with max %d, max age %v = %v, want %v", tt.attempt, tt.sinceFirst, tt.max, tt.maxAge, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetryPolicyParks(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		inMemory, attempt int
+		want              bool
+	}{
+		{inMemory: 0, attempt: 1, want: false},
+		{inMemory: 0, attempt: 100, want: false},
+		{inMemory: 1, attempt: 1, want: true},
+		{inMemory: 3, attempt: 1, want: false},
+		{inMemory: 3, attempt: 2, want: false},
+		{inMemory: 3, attempt: 3, want: true},
+		{inMemory: 3, attempt: 9, want: true},
+	}
+	for _, tt := range tests {
+		p := RetryPolicy{InMemoryAttempts: tt.inMemory}
+		if got := p.Parks(tt.attempt); got != tt.want {
+			t.Errorf("Parks(%d) with in_memory_attempts %d = %v, want %v", tt.attempt, tt.inMemory, got, tt.want)
+		}
+	}
+}
+
+// TestDefaultRetryScheduleOver24Hours walks the default policy's schedule
+// on a simulated clock, with the jitter at both extremes and at random:
+// the action is retried for at least 24 hours after its first failure,
+// no gap exceeds the one-hour cap, gaps grow exponentially from about a
+// second until the cap, and the first three attempts run in memory.
+func TestDefaultRetryScheduleOver24Hours(t *testing.T) {
+	t.Parallel()
+	p := DefaultRetryPolicy
+	if err := p.Validate(); err != nil {
+		t.Fatalf("DefaultRetryPolicy is invalid: %v", err)
+	}
+	rng := uint64(42)
+	random := func() float64 { // xorshift: deterministic, no math/rand in the pure core's tests
+		rng ^= rng << 13
+		rng ^= rng >> 7
+		rng ^= rng << 17
+		return float64(rng%1_000_000) / 1_000_000
+	}
+	for _, tc := range []struct {
+		name         string
+		jitter       func() float64
+		minN, maxN   int
+		lastGapAtMin time.Duration
+	}{
+		{name: "no jitter", jitter: func() float64 { return 0 }, minN: 30, maxN: 60},
+		{name: "full jitter", jitter: func() float64 { return 0.999 }, minN: 30, maxN: 40},
+		{name: "random jitter", jitter: random, minN: 30, maxN: 60},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+			at := start // attempt 1 fails here: the first failure
+			attempts := []time.Time{at}
+			var gaps []time.Duration
+			for attempt := 1; p.ShouldRetry(attempt, at.Sub(start)); attempt++ {
+				gap := p.Delay(attempt, tc.jitter())
+				if gap <= 0 || gap > p.MaxDelay {
+					t.Fatalf("gap after attempt %d = %v, want within (0, %v]", attempt, gap, p.MaxDelay)
+				}
+				if parks := p.Parks(attempt); parks != (attempt >= 3) {
+					t.Fatalf("Parks(%d) = %v: the first three attempts run in memory", attempt, parks)
+				}
+				at = at.Add(gap)
+				attempts = append(attempts, at)
+				gaps = append(gaps, gap)
+				if len(attempts) > 10_000 {
+					t.Fatal("the schedule does not end")
+				}
+			}
+			last := attempts[len(attempts)-1].Sub(start)
+			if last < 24*time.Hour || last >= 24*time.Hour+p.MaxDelay {
+				t.Errorf("last attempt %v after the first failure, want within [24h, 25h)", last)
+			}
+			if n := len(attempts); n < tc.minN || n > tc.maxN {
+				t.Errorf("%d attempts over %v, want %d to %d", n, last, tc.minN, tc.maxN)
+			}
+			if gaps[0] < 500*time.Millisecond || gaps[0] >= time.Second {
+				t.Errorf("first gap %v, want about a second ([0.5s, 1s))", gaps[0])
+			}
+			// Nominal (pre-jitter) gaps double from 1s until the one-hour
+			// cap; equal jitter puts each gap within [nominal/2, nominal].
+			nominal := time.Second
+			for i := 1; i < len(gaps); i++ {
+				nominal = min(2*nominal, p.MaxDelay)
+				if gaps[i] < nominal/2 || gaps[i] > nominal {
+					t.Errorf("gap %d = %v, want within [%v, %v]", i+1, gaps[i], nominal/2, nominal)
+				}
 			}
 		})
 	}

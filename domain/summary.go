@@ -12,6 +12,7 @@ const (
 	OutcomeRetrying     ActionOutcome = "retrying"      // failed, another attempt is scheduled
 	OutcomeDeadLettered ActionOutcome = "dead_lettered" // failed for the last time, parked
 	OutcomeFailedLogged ActionOutcome = "failed_logged" // failed for the last time, on_failure = log
+	OutcomeParked       ActionOutcome = "parked"        // unfinished, parked in the durable retry store
 )
 
 // ActionDetail records one attempt of one action.
@@ -30,6 +31,7 @@ type ExecutionSummary struct {
 	EventID           string
 	SuccessfulActions int
 	FailedActions     int
+	ParkedActions     int
 	ConditionsSkipped int
 	DuplicateSkipped  bool
 	CacheHits         int
@@ -49,6 +51,8 @@ func (s *ExecutionSummary) Add(d ActionDetail) {
 	case OutcomeCached:
 		s.SuccessfulActions++
 		s.CacheHits++
+	case OutcomeParked:
+		s.ParkedActions++
 	case OutcomeRetrying, OutcomeDeadLettered, OutcomeFailedLogged:
 		s.FailedActions++
 		if d.Error != "" {

@@ -562,7 +562,8 @@ const memoryBoundMiB = 400
 // TestFaultMemoryBoundedByBytes: 40 rows of 10 MiB (over
 // reader.max_event_bytes) and 120 rows of 900 KiB, with the receiver
 // down, then up. The big rows are dead-lettered without their payload
-// being loaded, the 900 KiB rows fill the in-flight byte bound and wait;
+// being loaded, the 900 KiB rows fill the in-flight byte bound and wait
+// (retried in memory: no circuit breaker, no parking, the worst case);
 // the service's peak RSS (the binary, defaults) stays under
 // memoryBoundMiB. Before, RSS grew by about 50 MB per event (2 GB for the
 // 40 big rows alone).
@@ -604,12 +605,19 @@ format = "json"
 [security]
 allowed_networks = ["127.0.0.1/32"]
 
+# The worst case for memory: the failing events stay in memory (no circuit
+# opens, no action is parked in the retry store), so the reader's byte
+# bound is what holds them.
+[delivery]
+breaker_failures = 1000000
+
 [[observers]]
 name = "orders"
 entity = "Order"
 events = ["INSERT"]
 [observers.retry]
 max_attempts = 1000
+in_memory_attempts = 1000
 initial_delay = "200ms"
 max_delay = "1s"
 [[observers.actions]]

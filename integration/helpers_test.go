@@ -261,6 +261,7 @@ func (b *testBundle) config(observers ...config.ObserverConfig) config.Config {
 	cfg.Database.PollInterval = 200 * time.Millisecond
 	cfg.Reader.CheckpointInterval = 100 * time.Millisecond
 	cfg.Reader.LeaseTTL = 3 * time.Second
+	cfg.Retry.PollInterval = 100 * time.Millisecond
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Security.AllowedNetworks = []string{"127.0.0.1/32"}
 	cfg.Observers = observers
@@ -282,6 +283,17 @@ func webhookObserver(name, entity, url string, retry *config.RetryConfig) config
 		Retry:   retry,
 		Actions: []config.ActionConfig{{Type: "webhook", URL: url, Timeout: &timeout}},
 	}
+}
+
+// actionIdentity is the identity the configuration gives actions[i] of
+// o (its name, or the one derived from its content).
+func actionIdentity(t testing.TB, o config.ObserverConfig, i int) string {
+	t.Helper()
+	obs, err := config.BuildObservers([]config.ObserverConfig{o}, noEnv, config.Checks{})
+	if err != nil {
+		t.Fatalf("build observer %s: %v", o.Name, err)
+	}
+	return obs[0].Actions[i].Name
 }
 
 // change is one change-log row to insert; Data and Before are JSON text

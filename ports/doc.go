@@ -15,6 +15,10 @@
 //     without running it (the dry run).
 //   - Deduplicator and ResultCache: process an event once; do not repeat
 //     an action that succeeded.
+//   - RetryStore and RetryCounter: unfinished actions parked durably, in
+//     order per observer and entity; DeliveryLog: each attempt's outcome
+//     (with ResponseNote, how an executor reports the answer);
+//     DeliveryMetrics.
 //   - EventPublisher, EventConsumer and Delivery: the bus of the NATS
 //     topologies; messages carry Headers (the trace context).
 //   - Metrics: what the application measures; RetentionMetrics: what

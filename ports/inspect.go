@@ -59,12 +59,17 @@ type LeaseInspector interface {
 // reading order, among those created at or after since; ok is false when
 // there is none. OldestTransactionAge is the age of the oldest open
 // transaction that holds readers back, 0 when there is none (always 0 for
-// a source without transactions). Safe for concurrent use.
+// a source without transactions). Event returns the entry whose event id
+// is id, as Read returns it (an invalid entry with Err set), or an error
+// wrapping ErrNotFound when there is none (also for an id that cannot be
+// one, such as a non-UUID in a change log); entries of transactions that
+// have not committed are not found. Safe for concurrent use.
 type ChangeLogInspector interface {
 	Backlog(ctx context.Context, after Position) (int64, error)
 	CountBetween(ctx context.Context, after, upTo Position) (int64, error)
 	FirstSince(ctx context.Context, since time.Time) (pos Position, ok bool, err error)
 	OldestTransactionAge(ctx context.Context) (time.Duration, error)
+	Event(ctx context.Context, id string) (Record, error)
 }
 
 // DeadLetterCounter counts the items of a DeadLetterStore (the dlq_items

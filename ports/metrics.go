@@ -7,6 +7,7 @@ import "github.com/fraiseql/fraiseql-observer/domain"
 type Metrics interface {
 	// EventProcessed counts an event whose every action is finished;
 	// outcome is "ok", "failed" (some action dead-lettered or logged),
+	// "parked" (some action waits in the durable retry store),
 	// "no_match", "duplicate" or "invalid".
 	EventProcessed(outcome string)
 	// ActionExecuted counts one action attempt: its observer, action type,

@@ -22,6 +22,9 @@
 //	DELETE /api/observers/dlq/{id}
 //	GET    /api/observers/checkpoints
 //	PUT    /api/observers/checkpoints/{name}    {"txid": N, "seq": N}
+//	GET    /api/observers/endpoints             endpoint health: circuits, limits, parked retries
+//	GET    /api/observers/deliveries            ?event=&observer=&endpoint=&status=&since=&until=&limit=&before=
+//	POST   /api/observers/events/{id}/resend    {"observer": "", "action": ""} (both optional)
 //	GET    /debug/pprof/...                     profiles, with http.pprof = true only
 //
 // Everything under /api/observers and /debug/pprof needs "Authorization: Bearer <token>";
@@ -91,10 +94,16 @@ type Config struct {
 	// multi-database bridge): the dlq routes then do not exist.
 	DeadLetters *admin.DeadLetters
 	Metrics     http.Handler
+	Logger      *slog.Logger
 	// PProf serves net/http/pprof under /debug/pprof/, behind the token
 	// (http.pprof; off by default).
-	PProf  bool
-	Logger *slog.Logger
+	PProf bool
+	// Endpoints reports endpoint health (nil: the route does not exist).
+	Endpoints *admin.Endpoints
+	// Deliveries lists the delivery log (nil: the route does not exist).
+	Deliveries *admin.Deliveries
+	// Resend re-runs an event's actions (nil: the route does not exist).
+	Resend *admin.Resend
 	// Now is the clock for relative replay times (default time.Now).
 	Now func() time.Time
 }
@@ -171,6 +180,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		api.HandleFunc("GET /api/observers/checkpoints", s.checkpoints)
 		api.HandleFunc("PUT /api/observers/checkpoints/{name}", s.putCheckpoint)
 	}
+	s.durableRoutes(api)
 	mux.Handle("/api/observers/", s.requireToken(api))
 	if cfg.PProf {
 		// Go's own profiles: registered on the bare mux, outside the

@@ -138,6 +138,22 @@ func (s *Source) LoadJSONLines(ctx context.Context, r io.Reader) (int, error) {
 	}
 }
 
+// Event returns the entry whose event id is id.
+func (s *Source) Event(ctx context.Context, id string) (ports.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.Record{}, fmt.Errorf("memory: find event %s: %w", id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.entries) - 1; i >= 0; i-- {
+		if r := s.entries[i]; r.Event.ID == id && id != "" {
+			r.Event, r.Raw = cloneEvent(r.Event), cloneBytes(r.Raw)
+			return r, nil
+		}
+	}
+	return ports.Record{}, fmt.Errorf("memory: find event %s: %w", id, ports.ErrNotFound)
+}
+
 // Read returns up to limit.Rows entries after `after`, in order, within
 // the byte budget limit.Bytes (the first always). Positions with a TxID
 // lie after every entry of this log.

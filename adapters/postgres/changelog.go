@@ -253,13 +253,6 @@ func (r *changeRow) nullContractColumns() []string {
 	return missing
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
 func optionalBytes(s *string) []byte {
 	if s == nil {
 		return nil

@@ -78,8 +78,9 @@ func (l *Lease) State(ctx context.Context, name string) (ports.LeaseState, error
 // after a time begin, and how old the oldest open transaction is. Unlike
 // ChangeLog it opens no LISTEN connection. Safe for concurrent use.
 type ChangeLogStats struct {
-	pool  *pgxpool.Pool
-	table string
+	pool   *pgxpool.Pool
+	table  string
+	source string // stamped on the events Event returns
 }
 
 // NewChangeLogStats returns the statistics of table ("" means

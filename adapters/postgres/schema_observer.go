@@ -5,10 +5,11 @@ import (
 )
 
 // observerSchemaStatements creates the observer's own state in schema:
-// checkpoints, dead letters and leases. Every statement is idempotent.
+// checkpoints, dead letters and leases, then the durable delivery state
+// (durableStatements). Every statement is idempotent.
 func observerSchemaStatements(schema string) []string {
 	s := pgx.Identifier{schema}.Sanitize()
-	return []string{
+	return append([]string{
 		`CREATE SCHEMA IF NOT EXISTS ` + s,
 		`CREATE TABLE IF NOT EXISTS ` + s + `.checkpoints (
 			name        text PRIMARY KEY,
@@ -35,5 +36,5 @@ func observerSchemaStatements(schema string) []string {
 			holder      text NOT NULL,
 			expires_at  timestamptz NOT NULL
 		)`,
-	}
+	}, durableStatements(schema)...)
 }

@@ -263,15 +263,20 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 	}
 	defer drainAndClose(resp.Body)
 
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	var snippet []byte
+	if !ok || ports.WantsResponse(ctx) {
+		snippet, _ = io.ReadAll(io.LimitReader(resp.Body, max(maxErrorBody, ports.MaxResponseSnippet)))
+		ports.NoteResponse(ctx, resp.StatusCode, snippet) // for the delivery log
+	}
+	if ok {
 		return nil
 	}
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	serr := &StatusError{
 		Method:     method,
 		Target:     target,
 		StatusCode: resp.StatusCode,
-		Body:       strings.ToValidUTF8(trimPartialRune(snippet), ""),
+		Body:       strings.ToValidUTF8(trimPartialRune(snippet[:min(len(snippet), maxErrorBody)]), ""),
 	}
 	switch {
 	case resp.StatusCode == http.StatusRequestTimeout,

@@ -49,9 +49,16 @@ type DatabaseStatus struct {
 	Checkpoints []CheckpointStatus `json:"checkpoints"`
 	// DeadLetters counts items per observer ("" for inputs that never
 	// became events).
-	DeadLetters      map[string]int `json:"dead_letters"`
-	DeadLetterTotal  int            `json:"dead_letters_total"`
-	OldestTxnSeconds float64        `json:"oldest_open_transaction_seconds"`
+	DeadLetters     map[string]int `json:"dead_letters"`
+	DeadLetterTotal int            `json:"dead_letters_total"`
+	// ParkedRetries counts the actions parked for retry (nil when this
+	// store keeps none).
+	ParkedRetries *ports.RetryCounts `json:"parked_retries,omitempty"`
+	// Endpoints are the endpoints' circuit states as the processes last
+	// reported them (transitions only: an endpoint never in trouble is
+	// absent).
+	Endpoints        []ports.EndpointState `json:"endpoints,omitempty"`
+	OldestTxnSeconds float64               `json:"oldest_open_transaction_seconds"`
 }
 
 // CheckpointStatus is one reader's or bridge's saved position.
@@ -139,6 +146,12 @@ func storeStatus(ctx context.Context, s *Store) (DatabaseStatus, error) {
 	}
 	for _, n := range ds.DeadLetters {
 		ds.DeadLetterTotal += n
+	}
+	if ds.ParkedRetries, err = parkedRetries(ctx, s); err != nil {
+		return ds, err
+	}
+	if ds.Endpoints, err = endpointStates(ctx, s); err != nil {
+		return ds, err
 	}
 	age, err := s.ChangeLog.OldestTransactionAge(ctx)
 	if err != nil {

@@ -34,6 +34,11 @@ type Store struct {
 	Leases      LeaseStore
 	DeadLetters ports.DeadLetterStore
 	ChangeLog   ports.ChangeLogInspector
+	// Retries counts the parked retries kept here (nil: none are).
+	Retries ports.RetryCounter
+	// Endpoints holds the endpoints' last reported circuit states (nil:
+	// none are kept here).
+	Endpoints ports.EndpointStates
 	// Readers are the readers of the configuration whose checkpoints this
 	// store keeps.
 	Readers []Reader

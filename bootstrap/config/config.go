@@ -101,6 +101,8 @@ type Config struct {
 	Databases     []SourceDatabase  `koanf:"databases"`
 	Reader        ReaderConfig      `koanf:"reader"`
 	Performance   PerformanceConfig `koanf:"performance"`
+	Retry         RetrySection      `koanf:"retry"`
+	Delivery      DeliverySection   `koanf:"delivery"`
 	HTTP          HTTPConfig        `koanf:"http"`
 	Logging       LoggingConfig     `koanf:"logging"`
 	Security      SecurityConfig    `koanf:"security"`
@@ -289,12 +291,14 @@ type ObserverConfig struct {
 }
 
 // RetryConfig is an observer's retry policy; unset fields take the
-// defaults (5 attempts, 100ms, 30s, exponential).
+// values of [retry] (see RetrySection).
 type RetryConfig struct {
-	MaxAttempts  *int           `koanf:"max_attempts"`
-	InitialDelay *time.Duration `koanf:"initial_delay"`
-	MaxDelay     *time.Duration `koanf:"max_delay"`
-	Backoff      *string        `koanf:"backoff"`
+	MaxAttempts      *int           `koanf:"max_attempts"`
+	InitialDelay     *time.Duration `koanf:"initial_delay"`
+	MaxDelay         *time.Duration `koanf:"max_delay"`
+	MaxAge           *time.Duration `koanf:"max_age"`
+	Backoff          *string        `koanf:"backoff"`
+	InMemoryAttempts *int           `koanf:"in_memory_attempts"`
 }
 
 // ActionConfig is one [[observers.actions]] entry; which keys apply
@@ -404,6 +408,8 @@ func Defaults() Config {
 			},
 		},
 		Performance: PerformanceConfig{EnableConcurrent: true, MaxConcurrentActions: 32},
+		Retry:       defaultRetry(),
+		Delivery:    defaultDelivery(),
 		HTTP:        HTTPConfig{Listen: fmt.Sprintf("127.0.0.1:%d", DefaultAdminPort), AdminTokenEnv: "FRAISEQL_ADMIN_TOKEN"},
 		Email:       EmailConfig{TLS: "starttls", Timeout: 10 * time.Second, MaxIdleConns: 2, IdleTimeout: 30 * time.Second},
 		Logging:     LoggingConfig{Level: "info", Format: "auto"},

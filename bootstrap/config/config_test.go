@@ -159,7 +159,7 @@ func TestBuildObservers(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := obs[0]
-	if o.Retry.MaxAttempts != 3 || o.Retry.InitialDelay != 100*time.Millisecond {
+	if o.Retry.MaxAttempts != 3 || o.Retry.InitialDelay != time.Second {
 		t.Errorf("retry = %+v, want max 3 and the default delays", o.Retry)
 	}
 	if o.OnFailure != "dlq" {
@@ -169,9 +169,10 @@ func TestBuildObservers(t *testing.T) {
 	if w.URL != env["HOOK_URL"] || len(w.SigningSecrets) != 1 || w.SigningSecrets[0] != env["HOOK_SECRET"] || w.Method != "POST" || w.Timeout != config.DefaultWebhookTimeout {
 		t.Errorf("webhook = %+v", w)
 	}
-	names := []string{o.Actions[0].Name, o.Actions[1].Name, o.Actions[2].Name}
-	if strings.Join(names, ",") != "webhook-1,log-1,webhook-2" {
-		t.Errorf("default action names = %v", names)
+	for i, prefix := range []string{"webhook-", "log-", "webhook-"} {
+		if name := o.Actions[i].Name; !strings.HasPrefix(name, prefix) || len(name) != len(prefix)+8 {
+			t.Errorf("actions[%d] identity = %q, want %s<8 hex digits>", i, name, prefix)
+		}
 	}
 	if o.Actions[2].Webhook.Method != "PUT" {
 		t.Errorf("method not upper-cased: %q", o.Actions[2].Webhook.Method)

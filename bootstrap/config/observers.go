@@ -47,11 +47,17 @@ type Checks struct {
 // BuildObservers compiles observer configs into domain observers: it
 // checks keys per action type, resolves *_env secrets from lookupEnv,
 // compiles conditions and templates, runs checks, and validates the set.
-// Errors name the observer and the key.
+// Errors name the observer and the key. Retry keys an observer leaves
+// unset take domain.DefaultRetryPolicy (LoadObservers uses [retry]
+// instead).
 func BuildObservers(cfgs []ObserverConfig, lookupEnv func(string) (string, bool), checks Checks) ([]domain.Observer, error) {
+	return buildObservers(cfgs, domain.DefaultRetryPolicy, lookupEnv, checks)
+}
+
+func buildObservers(cfgs []ObserverConfig, retry domain.RetryPolicy, lookupEnv func(string) (string, bool), checks Checks) ([]domain.Observer, error) {
 	out := make([]domain.Observer, 0, len(cfgs))
 	for i, oc := range cfgs {
-		o, err := buildObserver(oc, lookupEnv, checks)
+		o, err := buildObserver(oc, retry, lookupEnv, checks)
 		if err != nil {
 			where := fmt.Sprintf("observers[%d]", i)
 			if oc.Name != "" {
@@ -67,7 +73,7 @@ func BuildObservers(cfgs []ObserverConfig, lookupEnv func(string) (string, bool)
 	return out, nil
 }
 
-func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool), checks Checks) (domain.Observer, error) {
+func buildObserver(oc ObserverConfig, retry domain.RetryPolicy, lookupEnv func(string) (string, bool), checks Checks) (domain.Observer, error) {
 	if strings.TrimSpace(oc.Name) == "" {
 		return domain.Observer{}, errors.New("name: required")
 	}
@@ -75,7 +81,6 @@ func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool), che
 		Name:      oc.Name,
 		Entity:    oc.Entity,
 		OnFailure: domain.FailurePolicy(oc.OnFailure),
-		Retry:     domain.DefaultRetryPolicy,
 	}
 	if o.OnFailure == "" {
 		o.OnFailure = domain.FailureDLQ
@@ -100,35 +105,25 @@ func buildObserver(oc ObserverConfig, lookupEnv func(string) (string, bool), che
 		}
 		o.Condition = c
 	}
-	if r := oc.Retry; r != nil {
-		if r.MaxAttempts != nil {
-			o.Retry.MaxAttempts = *r.MaxAttempts
-		}
-		if r.InitialDelay != nil {
-			o.Retry.InitialDelay = *r.InitialDelay
-		}
-		if r.MaxDelay != nil {
-			o.Retry.MaxDelay = *r.MaxDelay
-		}
-		if r.Backoff != nil {
-			o.Retry.Backoff = domain.Backoff(*r.Backoff)
-		}
-	}
-	if err := o.Retry.Validate(); err != nil {
+	var err error
+	if o.Retry, err = applyRetry(retry, oc.Retry); err != nil {
 		return o, fmt.Errorf("retry: %w", err)
 	}
 	if len(oc.Actions) == 0 {
 		return o, errors.New("actions: at least one action is required")
 	}
-	counts := map[domain.ActionType]int{}
+	derived := map[string]int{} // identity -> index of the unnamed action that has it
 	for j, ac := range oc.Actions {
 		a, err := buildAction(ac, lookupEnv, checks)
 		if err != nil {
 			return o, fmt.Errorf("actions[%d]: %w", j, err)
 		}
-		counts[a.Type]++
 		if a.Name == "" {
-			a.Name = fmt.Sprintf("%s-%d", a.Type, counts[a.Type])
+			a.Name = actionIdentity(ac)
+			if k, dup := derived[a.Name]; dup {
+				return o, fmt.Errorf("actions[%d]: identical to actions[%d]; give each a name (name = \"...\") to tell them apart", j, k)
+			}
+			derived[a.Name] = j
 		}
 		if err := a.Validate(); err != nil {
 			return o, fmt.Errorf("actions[%d]: %w", j, err)

@@ -93,7 +93,7 @@ func LoadObservers(cfg Config, lookupEnv func(string) (string, bool), checks Che
 	}{{cfg.File, cfg.Observers}, {cfg.ObserversFile, fromFile}} {
 		for i, oc := range part.cfgs {
 			key := observerKey(i, oc.Name)
-			o, err := buildObserver(oc, lookupEnv, checks)
+			o, err := buildObserver(oc, cfg.Retry.Policy(), lookupEnv, checks)
 			if err == nil {
 				err = checkAvailable(cfg, o)
 			}

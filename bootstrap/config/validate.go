@@ -59,6 +59,12 @@ func (c *Config) Validate() error {
 	if err := c.Tracing.validate(); err != nil {
 		return err
 	}
+	if err := c.validateRetry(); err != nil {
+		return err
+	}
+	if err := c.validateDelivery(); err != nil {
+		return err
+	}
 	if c.Topology != TopologyMemory {
 		if c.Database.URL == "" {
 			return &ConfigError{Key: "database.url", Msg: "required for topology " + string(c.Topology) + " (or set FRAISEQL_DATABASE_URL)"}

@@ -63,6 +63,7 @@ type invocation struct {
 	entity     string        // watch
 	dryRun     bool          // prune
 	print      bool          // validate-config
+	durable    durableFlags  // deliveries, resend
 	timeout    time.Duration // healthcheck
 	op         opFlags
 }
@@ -182,6 +183,7 @@ func commandList() []any {
 				fs.DurationVar(&inv.timeout, "timeout", 5*time.Second, "how long to wait for the answer (`DURATION`)")
 			},
 			run: healthcheck},
+		durableCommands()[0], durableCommands()[1],
 		&command{name: "version", summary: "print the version", help: "Prints the version, the Go version and the platform.", run: printVersion},
 		&command{name: "help", args: "[COMMAND [SUBCOMMAND]]", maxArgs: 2, summary: "show the usage of a command",
 			help: "Shows the usage of the command given, or of every command.", run: help},

@@ -169,6 +169,8 @@ func TestOneShotCommandsFailFastWhenTheDatabaseIsDown(t *testing.T) {
 			args = append(args, "1")
 		case c.args == "SCHEMA.TABLE":
 			args = append(args, "public.orders")
+		case c.args == "EVENT_ID":
+			args = append(args, "7d1c0d5e-0b7c-4d5c-9b1e-1f7c0a3e9a01")
 		case c.name == "replay":
 			args = append(args, "--since", "1h")
 		}

@@ -60,6 +60,7 @@ func writeStatus(w io.Writer, rep admin.StatusReport, asJSON bool) error {
 			fmt.Fprintf(w, " (%s)", strings.Join(parts, ", "))
 		}
 		fmt.Fprintln(w)
+		writeDurable(w, d)
 		if d.OldestTxnSeconds > 0 {
 			fmt.Fprintf(w, "  oldest open transaction: %s (readers cannot pass rows of younger transactions until it ends)\n",
 				time.Duration(d.OldestTxnSeconds*float64(time.Second)).Round(time.Millisecond))

@@ -56,6 +56,7 @@ var pureStd = map[string]bool{
 	"math": true, "math/big": true, "regexp": true, "slices": true, "sort": true, "strconv": true,
 	"strings": true, "time": true, "unicode": true, "unicode/utf8": true, "unicode/utf16": true,
 	"iter": true, "io": true, "crypto/sha256": true, "encoding/hex": true,
+	"net/url": true, // parsing only: endpoints of webhook and Slack targets
 }
 
 // adapterExceptions are the adapter-to-adapter imports that exist, and

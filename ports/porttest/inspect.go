@@ -292,4 +292,6 @@ func RunChangeLogInspector(t *testing.T, newHarness func(t *testing.T) Inspector
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+
+	runEventLookup(t, newHarness)
 }

@@ -1,0 +1,212 @@
+package adminhttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
+	"github.com/fraiseql/fraiseql-observer/adapters/memory"
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// durableBundle serves the API with the durable-delivery routes set by
+// configure, over memory stores, with token "tok".
+func durableSetup(t *testing.T, configure func(cfg *adminhttp.Config)) *bundle {
+	t.Helper()
+	src, err := memory.NewSource(nil, memory.SourceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{rt: &runtime{ready: true}, src: src, cps: memory.NewCheckpoints(), lease: memory.NewLease(nil), dl: memory.NewDeadLetters(nil)}
+	store := &admin.Store{Name: "memory", Checkpoints: b.cps, Leases: b.lease, DeadLetters: b.dl, ChangeLog: src}
+	logger := slog.New(slog.DiscardHandler)
+	b.state = &admin.State{Topology: "memory", Stores: admin.Stores{Primary: store}, Holder: "me", Logger: logger}
+	cfg := adminhttp.Config{Token: "tok", Runtime: b.rt, State: b.state, Logger: logger,
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "") })}
+	configure(&cfg)
+	h, err := adminhttp.NewHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.srv = httptest.NewServer(h)
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func TestEndpointsRoute(t *testing.T) {
+	t.Parallel()
+	retries := memory.NewRetries(memory.NewDeadLetters(nil), nil)
+	for i, ep := range []string{"https://down:443", "https://down:443", "https://idle:443"} {
+		ev := domain.Event{ID: string(rune('a' + i)), EntityType: "Order", EntityID: "1"}
+		if _, _, err := retries.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+			Actions: []ports.RetryAction{{Action: "w", Endpoint: ep, Due: time.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := []application.EndpointStatus{{Endpoint: "https://down:443", State: application.CircuitOpen, ConsecutiveFailures: 5},
+		{Endpoint: "https://up:443", State: application.CircuitClosed}}
+	b := durableSetup(t, func(cfg *adminhttp.Config) {
+		cfg.Endpoints = &admin.Endpoints{Live: func() []application.EndpointStatus { return live }, Retries: retries}
+	})
+	code, body := b.call(t, "GET", "/api/observers/endpoints", "tok", "")
+	if code != 200 {
+		t.Fatalf("GET /endpoints = %d %v", code, body)
+	}
+	eps := body["endpoints"].([]any)
+	want := []struct {
+		name   string
+		parked float64
+		state  string
+	}{{"https://down:443", 2, "open"}, {"https://idle:443", 1, ""}, {"https://up:443", 0, "closed"}}
+	if len(eps) != len(want) {
+		t.Fatalf("endpoints = %v, want %d", eps, len(want))
+	}
+	for i, w := range want {
+		e := eps[i].(map[string]any)
+		state := ""
+		if l, ok := e["live"].(map[string]any); ok {
+			state, _ = l["state"].(string)
+		}
+		if e["endpoint"] != w.name || e["parked"] != w.parked || state != w.state {
+			t.Errorf("endpoints[%d] = %v, want %s with %v parked, state %q", i, e, w.name, w.parked, w.state)
+		}
+	}
+	if code, _ := b.call(t, "GET", "/api/observers/endpoints", "", ""); code != 401 {
+		t.Errorf("without the token = %d, want 401", code)
+	}
+	none := durableSetup(t, func(*adminhttp.Config) {})
+	if code, _ := none.call(t, "GET", "/api/observers/endpoints", "tok", ""); code != 404 {
+		t.Errorf("in a process without actions = %d, want 404", code)
+	}
+}
+
+func TestDeliveriesRoute(t *testing.T) {
+	t.Parallel()
+	log := memory.NewDeliveryLog(0)
+	now := time.Now()
+	for i, r := range []ports.DeliveryRecord{
+		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliveryTransient, StatusCode: 503, At: now.Add(-3 * time.Hour)},
+		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliverySucceeded, StatusCode: 200, At: now.Add(-time.Hour)},
+		{EventID: "e2", Observer: "p", Endpoint: "https://y:443", Outcome: ports.DeliveryPermanent, StatusCode: 400, At: now},
+	} {
+		r.Attempt = i + 1
+		if err := log.Append(t.Context(), []ports.DeliveryRecord{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := durableSetup(t, func(cfg *adminhttp.Config) { cfg.Deliveries = &admin.Deliveries{Log: log} })
+	cases := []struct {
+		query string
+		code  int
+		n     int
+	}{
+		{"", 200, 3},
+		{"?event=e1", 200, 2},
+		{"?observer=p", 200, 1},
+		{"?endpoint=https://x:443&status=failed", 200, 1},
+		{"?status=200", 200, 1},
+		{"?since=2h", 200, 2},
+		{"?until=2h", 200, 1},
+		{"?limit=1", 200, 1},
+		{"?status=nope", 400, 0},
+		{"?since=yesterday", 400, 0},
+		{"?limit=x", 400, 0},
+		{"?limit=5000", 400, 0},
+	}
+	for _, c := range cases {
+		code, body := b.call(t, "GET", "/api/observers/deliveries"+c.query, "tok", "")
+		if code != c.code {
+			t.Errorf("GET /deliveries%s = %d %v, want %d", c.query, code, body, c.code)
+			continue
+		}
+		if code == 200 {
+			if got := len(body["deliveries"].([]any)); got != c.n {
+				t.Errorf("GET /deliveries%s: %d records, want %d", c.query, got, c.n)
+			}
+		}
+	}
+	none := durableSetup(t, func(cfg *adminhttp.Config) { cfg.Deliveries = &admin.Deliveries{} })
+	if code, _ := none.call(t, "GET", "/api/observers/deliveries", "tok", ""); code != 503 {
+		t.Errorf("without a delivery log = %d, want 503", code)
+	}
+	// The client speaks the same API.
+	c := adminhttp.NewClient(b.srv.URL, "tok", time.Second)
+	page, err := c.Deliveries(t.Context(), admin.DeliveryQuery{EventID: "e1", Status: "ok", Since: now.Add(-2 * time.Hour)})
+	if err != nil || len(page.Deliveries) != 1 || page.Deliveries[0].StatusCode != 200 {
+		t.Fatalf("Client.Deliveries = %+v, %v", page, err)
+	}
+}
+
+func TestResendRoute(t *testing.T) {
+	t.Parallel()
+	var b *bundle
+	var ran []string
+	exec := ports.ActionExecutorFunc(func(_ context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) error {
+		ran = append(ran, ev.ID+":"+obs.Name+"/"+act.Name)
+		if act.Name == "bad" {
+			return errors.New("status 500")
+		}
+		return nil
+	})
+	obs := []domain.Observer{{Name: "hooks", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
+		Retry: domain.DefaultRetryPolicy, Actions: []domain.Action{{Name: "good", Type: domain.ActionLog}, {Name: "bad", Type: domain.ActionLog}}}}
+	m := domain.NewMatcher(obs)
+	b = durableSetup(t, func(cfg *adminhttp.Config) {
+		cfg.Resend = &admin.Resend{Stores: cfg.State.Stores, Resender: func(context.Context) (*application.Resender, error) {
+			return &application.Resender{Executor: exec, Matcher: func() *domain.Matcher { return m }}, nil
+		}}
+	})
+	if _, err := b.src.Append(t.Context(), domain.Event{ID: "ev-1", EventType: domain.EventInsert, EntityType: "Order", EntityID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := b.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", "")
+	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 1.0 || body["store"] != "memory" {
+		t.Fatalf("resend = %d %v, want both actions run, one failing", code, body)
+	}
+	code, body = b.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", `{"action": "good"}`)
+	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 0.0 {
+		t.Fatalf("resend of one action = %d %v", code, body)
+	}
+	if len(ran) != 3 || ran[2] != "ev-1:hooks/good" {
+		t.Errorf("ran %v", ran)
+	}
+	for _, c := range []struct {
+		path, body string
+		code       int
+	}{
+		{"/api/observers/events/nope/resend", "", 404},
+		{"/api/observers/events/ev-1/resend", `{"observer": "nope"}`, 400},
+		{"/api/observers/events/ev-1/resend", `{"action": "missing"}`, 400},
+		{"/api/observers/events/ev-1/resend", `{"unknown": 1}`, 400},
+	} {
+		if code, body := b.call(t, "POST", c.path, "tok", c.body); code != c.code {
+			t.Errorf("POST %s %s = %d %v, want %d", c.path, c.body, code, body, c.code)
+		}
+	}
+	c := adminhttp.NewClient(b.srv.URL, "tok", time.Second)
+	rep, err := c.Resend(t.Context(), admin.ResendRequest{EventID: "ev-1", Action: "bad"})
+	if err != nil || rep.Failed != 1 || rep.OK() {
+		t.Fatalf("Client.Resend = %+v, %v", rep, err)
+	}
+	if _, err := c.Resend(t.Context(), admin.ResendRequest{EventID: "missing"}); !errors.Is(err, ports.ErrNotFound) {
+		t.Errorf("Client.Resend(missing) = %v, want ports.ErrNotFound", err)
+	}
+	noActions := durableSetup(t, func(cfg *adminhttp.Config) {
+		cfg.Resend = &admin.Resend{Stores: cfg.State.Stores, Resender: func(context.Context) (*application.Resender, error) { return nil, admin.ErrNoActions }}
+	})
+	if _, err := noActions.src.Append(t.Context(), domain.Event{ID: "ev-1", EventType: domain.EventInsert, EntityType: "Order", EntityID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := noActions.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", ""); code != 503 {
+		t.Errorf("resend in a process without actions = %d, want 503", code)
+	}
+}

@@ -1,0 +1,69 @@
+package memory_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/memory"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+	"github.com/fraiseql/fraiseql-observer/ports/porttest"
+)
+
+func TestRetriesConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunRetryStore(t, func(*testing.T) porttest.RetryStores {
+		dl := memory.NewDeadLetters(time.Now)
+		r := memory.NewRetries(dl, time.Now)
+		return porttest.RetryStores{Retries: r, Counter: r, DeadLetters: dl}
+	})
+}
+
+// TestRetriesKeepWhatTheCallerParked checks that the store copies what it
+// is given and what it hands out.
+func TestRetriesKeepWhatTheCallerParked(t *testing.T) {
+	t.Parallel()
+	clock := newClock()
+	r := memory.NewRetries(memory.NewDeadLetters(clock.Now), clock.Now)
+	data := map[string]any{"k": "v"}
+	acts := []ports.RetryAction{{Action: "a", Endpoint: "e", Due: clock.Now()}}
+	it, _, err := r.Park(t.Context(), ports.RetryItem{Event: domain.Event{ID: "e1", Data: data}, Observer: "o", EntityKey: "k", Actions: acts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data["k"], acts[0].Action = "changed", "changed"
+	if !it.CreatedAt.Equal(clock.Now()) {
+		t.Errorf("CreatedAt = %v, want the injected clock's %v", it.CreatedAt, clock.Now())
+	}
+	got, err := r.ClaimDue(t.Context(), ports.RetryClaim{Holder: "h", Now: clock.Now(), TTL: time.Minute}, 1, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ClaimDue = %v, %v", got, err)
+	}
+	if got[0].Event.Data["k"] != "v" || got[0].Actions[0].Action != "a" {
+		t.Fatalf("stored item shares the caller's memory: %+v", got[0])
+	}
+}
+
+func TestDeliveryLogConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunDeliveryLog(t, func(*testing.T) ports.DeliveryLog { return memory.NewDeliveryLog(0) })
+}
+
+func TestDeliveryLogKeepsTheNewest(t *testing.T) {
+	t.Parallel()
+	l := memory.NewDeliveryLog(3)
+	for i := range 5 {
+		if err := l.Append(t.Context(), []ports.DeliveryRecord{{EventID: string(rune('a' + i))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.List(t.Context(), ports.DeliveryFilter{})
+	if err != nil || len(got) != 3 || got[0].EventID != "e" || got[2].EventID != "c" {
+		t.Fatalf("List = %+v, %v; want the newest 3", got, err)
+	}
+}
+
+func TestEndpointStatesConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunEndpointStates(t, func(*testing.T) ports.EndpointStates { return memory.NewEndpointStates() })
+}

@@ -1,0 +1,440 @@
+package application_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/adapters/memory"
+	"github.com/fraiseql/fraiseql-observer/application"
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// durableBundle is a processor and a retry runner over one memory retry
+// store, on a settable clock.
+type durableBundle struct {
+	clock   *testsupport.Clock
+	dead    *memory.DeadLetters
+	store   *parkLog
+	blocked *application.BlockedKeys
+	proc    *application.Processor
+	runner  *application.RetryRunner
+	calls   *callLog
+	fail    *switchable
+}
+
+// switchable answers every attempt with its current error (nil: success).
+type switchable struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (s *switchable) set(err error) { s.mu.Lock(); s.err = err; s.mu.Unlock() }
+func (s *switchable) get() error    { s.mu.Lock(); defer s.mu.Unlock(); return s.err }
+
+// parkLog is the memory retry store recording what the runner settles.
+type parkLog struct {
+	*memory.Retries
+	mu          sync.Mutex
+	rescheduled []ports.RetryAction
+}
+
+func (p *parkLog) Park(ctx context.Context, it ports.RetryItem) (ports.RetryItem, bool, error) {
+	stored, created, err := p.Retries.Park(ctx, it)
+	if err == nil {
+		p.mu.Lock()
+		p.rescheduled = append(p.rescheduled, ports.RetryAction{Due: stored.Due})
+		p.mu.Unlock()
+	}
+	return stored, created, err
+}
+
+func (p *parkLog) Reschedule(ctx context.Context, id int64, holder string, actions []ports.RetryAction, dead []ports.DeadLetter) error {
+	p.mu.Lock()
+	p.rescheduled = append(p.rescheduled, actions...)
+	p.mu.Unlock()
+	return p.Retries.Reschedule(ctx, id, holder, actions, dead)
+}
+
+func (p *parkLog) lastDue(t testing.TB) time.Time {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.rescheduled) == 0 {
+		t.Fatal("nothing rescheduled")
+	}
+	return p.rescheduled[len(p.rescheduled)-1].Due
+}
+
+func newDurable(t testing.TB, obs []domain.Observer) *durableBundle {
+	t.Helper()
+	b := &durableBundle{clock: newClock(), blocked: application.NewBlockedKeys(), fail: &switchable{}}
+	b.dead = memory.NewDeadLetters(b.clock.Now)
+	b.store = &parkLog{Retries: memory.NewRetries(b.dead, b.clock.Now)}
+	var exec ports.ActionExecutorFunc
+	exec, b.calls = recording(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return b.fail.get() })
+	b.proc = newProcessor(t, obs, exec, b.dead, application.ProcessorConfig{
+		Now: b.clock.Now, Jitter: func() float64 { return 0 }, Retries: b.store, Blocked: b.blocked,
+	})
+	var err error
+	b.runner, err = application.NewRetryRunner(b.store, exec, b.proc.Matcher, application.RetryRunnerConfig{
+		Holder: "test", Blocked: b.blocked, Logger: discardLogger(), Now: b.clock.Now, Jitter: func() float64 { return 0 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// process runs ev through the processor to the end, moving the clock to
+// each step's due time; it returns the run and the number of steps.
+func (b *durableBundle) process(t testing.TB, ev domain.Event) *application.Run {
+	t.Helper()
+	run := b.proc.Start(t.Context(), record(1, ev))
+	for range 100 {
+		next, done := b.proc.Step(t.Context(), run)
+		if done {
+			b.proc.Finish(t.Context(), run)
+			return run
+		}
+		b.clock.Set(next)
+	}
+	t.Fatalf("event %s not finished after 100 steps", ev.ID)
+	return nil
+}
+
+func (b *durableBundle) counts(t testing.TB) ports.RetryCounts {
+	t.Helper()
+	c, err := b.store.Counts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (b *durableBundle) runDue(t testing.TB) int {
+	t.Helper()
+	n, err := b.runner.RunDue(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func durableObserver(name, entity string, inMemory int, actions ...string) domain.Observer {
+	o := observer(name, entity, actions...)
+	o.Retry = domain.RetryPolicy{MaxAge: time.Hour, InitialDelay: time.Second, MaxDelay: time.Minute,
+		Backoff: domain.BackoffExponential, InMemoryAttempts: inMemory}
+	return o
+}
+
+// orderKey is the entity key of Order id.
+func orderKey(id string) string { return event("", "Order", id, nil).EntityKey() }
+
+var errDown = domain.Transient(errors.New("connection refused"), 0)
+
+func TestProcessorParksAfterInMemoryAttempts(t *testing.T) {
+	t.Parallel()
+	b := newDurable(t, []domain.Observer{durableObserver("hooks", "Order", 3, "a", "b")})
+	b.fail.set(errDown)
+	start := b.clock.Now()
+	run := b.process(t, event("e1", "Order", "1", nil))
+
+	if n := b.calls.len(); n != 6 {
+		t.Errorf("%d attempts before parking, want 3 per action (in_memory_attempts)", n)
+	}
+	if run.Summary.ParkedActions != 2 || run.Pending() != 0 {
+		t.Errorf("summary %+v, pending %d: want both actions parked and the event finished", run.Summary, run.Pending())
+	}
+	c := b.counts(t)
+	if c.Due != 1 || c.Waiting != 0 || c.ByObserver["hooks"] != 1 {
+		t.Fatalf("store %+v, want one due item for hooks", c)
+	}
+	if !b.blocked.Has("hooks", orderKey("1")) {
+		t.Error("the parked key is not blocked")
+	}
+	// The item carries each action's attempts, error, first failure and
+	// the policy's due time for the fourth attempt.
+	retry := durableObserver("hooks", "Order", 3).Retry
+	wantDue := start.Add(retry.Delay(1, 0) + retry.Delay(2, 0) + retry.Delay(3, 0))
+	got, err := b.store.ClaimDue(t.Context(), ports.RetryClaim{Holder: "x", Now: b.clock.Now().Add(time.Hour), TTL: time.Minute}, 10, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ClaimDue = %v, %v", got, err)
+	}
+	for _, a := range got[0].Actions {
+		if a.Attempts != 3 || a.LastError == "" || !a.FirstFailure.Equal(start) || !a.Due.Equal(wantDue) {
+			t.Errorf("parked action %+v: want 3 attempts, the error, first failure %v, due %v", a, start, wantDue)
+		}
+	}
+}
+
+func TestProcessorHoldsLaterEventsOfAParkedKey(t *testing.T) {
+	t.Parallel()
+	b := newDurable(t, []domain.Observer{durableObserver("hooks", "Order", 1, "a"), durableObserver("audit", "Order", 1, "a")})
+	b.fail.set(errDown)
+	b.process(t, event("e1", "Order", "1", nil)) // both observers park e1 after one attempt
+	b.fail.set(nil)
+	before := b.calls.len()
+
+	run := b.process(t, event("e2", "Order", "1", nil))
+	if n := b.calls.len() - before; n != 0 {
+		t.Fatalf("e2 of a parked entity made %d attempts, want none (held behind e1)", n)
+	}
+	if run.Summary.ParkedActions != 2 {
+		t.Errorf("e2 summary %+v, want both observers' actions parked", run.Summary)
+	}
+	if c := b.counts(t); c.Due != 2 || c.Waiting != 2 {
+		t.Fatalf("store %+v, want e1 due and e2 waiting for each observer", c)
+	}
+	b.process(t, event("e3", "Order", "2", nil)) // another entity is not held back
+	if n := b.calls.len() - before; n != 2 {
+		t.Fatalf("e3 of another entity made %d attempts, want 2", n)
+	}
+
+	// The runner delivers e1 then e2 per observer, and releases the key.
+	b.clock.Advance(time.Minute)
+	if n := b.runDue(t); n != 4 {
+		t.Errorf("runner ran %d items, want 4", n)
+	}
+	var order []string
+	for _, c := range b.calls.all()[before+2:] {
+		order = append(order, c.Observer+"@"+c.EventID)
+	}
+	for _, obs := range []string{"hooks", "audit"} {
+		if i, j := slices.Index(order, obs+"@e1"), slices.Index(order, obs+"@e2"); i < 0 || j < i {
+			t.Errorf("runner order %v: %s's e1 must run before its e2", order, obs)
+		}
+	}
+	if b.blocked.Has("hooks", orderKey("1")) || b.blocked.Has("audit", orderKey("1")) {
+		t.Error("keys still blocked after their items completed")
+	}
+	before = b.calls.len()
+	b.process(t, event("e4", "Order", "1", nil))
+	if n := b.calls.len() - before; n != 2 {
+		t.Errorf("e4 after the key was released made %d attempts, want 2 (run directly)", n)
+	}
+}
+
+func TestProcessorParksWithoutAnAttemptWhenTheEndpointIsDown(t *testing.T) {
+	t.Parallel()
+	b := newDurable(t, []domain.Observer{durableObserver("hooks", "Order", 3, "a")})
+	b.fail.set(&domain.DeferredError{Endpoint: "https://x:443", Reason: domain.DeferOpen, Until: b.clock.Now().Add(30 * time.Second)})
+	run := b.process(t, event("e1", "Order", "1", nil))
+	if run.Summary.ParkedActions != 1 || run.Summary.FailedActions != 0 {
+		t.Fatalf("summary %+v, want the action parked, no failure", run.Summary)
+	}
+	got, err := b.store.ClaimDue(t.Context(), ports.RetryClaim{Holder: "x", Now: b.clock.Now().Add(30 * time.Second), TTL: time.Minute}, 10, nil)
+	if err != nil || len(got) != 1 || got[0].Actions[0].Attempts != 0 {
+		t.Fatalf("parked %+v, %v: want one item with no attempt counted, due at the next probe", got, err)
+	}
+}
+
+func TestProcessorDeferredByRateStaysInMemoryWithoutAnAttempt(t *testing.T) {
+	t.Parallel()
+	b := newDurable(t, []domain.Observer{durableObserver("hooks", "Order", 1, "a")})
+	until := b.clock.Now().Add(200 * time.Millisecond)
+	b.fail.set(&domain.DeferredError{Endpoint: "https://x:443", Reason: domain.DeferRate, Until: until})
+	run := b.proc.Start(t.Context(), record(1, event("e1", "Order", "1", nil)))
+	next, done := b.proc.Step(t.Context(), run)
+	if done || !next.Equal(until) {
+		t.Fatalf("Step = %v, %v; want not done, next at the deferral %v", next, done, until)
+	}
+	b.fail.set(nil)
+	b.clock.Set(until)
+	if _, done := b.proc.Step(t.Context(), run); !done {
+		t.Fatal("not done after the deferral passed")
+	}
+	if run.Summary.Actions[len(run.Summary.Actions)-1].Attempt != 1 {
+		t.Errorf("summary %+v: the deferral counted as an attempt", run.Summary.Actions)
+	}
+	if c := b.counts(t); c.Due+c.Waiting != 0 {
+		t.Errorf("a rate deferral parked an item: %+v", c)
+	}
+}
+
+// failingPark is a retry store whose Park fails.
+type failingPark struct{ ports.RetryStore }
+
+func (failingPark) Park(context.Context, ports.RetryItem) (ports.RetryItem, bool, error) {
+	return ports.RetryItem{}, false, fmt.Errorf("park: %w", ports.ErrUnavailable)
+}
+
+func TestProcessorRetriesInMemoryWhenParkingFails(t *testing.T) {
+	t.Parallel()
+	clock := newClock()
+	fail := &switchable{err: errDown}
+	exec, calls := recording(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return fail.get() })
+	p := newProcessor(t, []domain.Observer{durableObserver("hooks", "Order", 1, "a")}, exec, memory.NewDeadLetters(clock.Now),
+		application.ProcessorConfig{Now: clock.Now, Jitter: func() float64 { return 0 }, Retries: failingPark{}, Blocked: application.NewBlockedKeys()})
+	run := p.Start(t.Context(), record(1, event("e1", "Order", "1", nil)))
+	next, done := p.Step(t.Context(), run)
+	if done {
+		t.Fatal("the event finished although parking failed: it would be lost")
+	}
+	fail.set(nil)
+	clock.Set(next)
+	if _, done := p.Step(t.Context(), run); !done || calls.len() != 2 {
+		t.Fatalf("done %v after %d attempts, want the in-memory retry to deliver it", done, calls.len())
+	}
+}
+
+func TestRetryRunnerDeadLettersWhenThePolicyEnds(t *testing.T) {
+	t.Parallel()
+	obs := durableObserver("hooks", "Order", 1, "a")
+	obs.Retry.MaxAge = 10 * time.Minute
+	b := newDurable(t, []domain.Observer{obs})
+	b.fail.set(errDown)
+	b.process(t, event("e1", "Order", "1", nil))
+	b.process(t, event("e2", "Order", "1", nil)) // held behind e1
+	for i := 0; b.counts(t).Due+b.counts(t).Waiting > 1 && i < 100; i++ {
+		b.clock.Advance(time.Minute)
+		b.runDue(t)
+	}
+	dls, err := b.dead.List(t.Context(), ports.DeadLetterFilter{})
+	if err != nil || len(dls) != 1 || dls[0].Event.ID != "e1" || dls[0].Observer != "hooks" || dls[0].Action != "a" || dls[0].Attempts < 5 {
+		t.Fatalf("dead letters %+v, %v: want e1's action after its attempts", dls, err)
+	}
+	c := b.counts(t)
+	if c.Due != 1 || c.Waiting != 0 {
+		t.Fatalf("store %+v: e2 should be the key's due head now", c)
+	}
+}
+
+// TestRetryScheduleOverADayThroughTheRunner runs the default policy end to
+// end on a settable clock: three quick attempts in memory, then parked
+// attempts at the policy's times until a day has passed since the first
+// failure, then the dead-letter queue. No gap exceeds an hour.
+func TestRetryScheduleOverADayThroughTheRunner(t *testing.T) {
+	t.Parallel()
+	obs := observer("hooks", "Order", "a")
+	obs.Retry = domain.DefaultRetryPolicy
+	b := newDurable(t, []domain.Observer{obs})
+	b.fail.set(errDown)
+	start := b.clock.Now()
+	times := []time.Time{}
+	b.process(t, event("e1", "Order", "1", nil))
+	if n := b.calls.len(); n != 3 {
+		t.Fatalf("%d attempts in memory, want 3", n)
+	}
+	times = append(times, start)
+	for range 200 {
+		c := b.counts(t)
+		if c.Due == 0 {
+			break
+		}
+		b.clock.Set(b.store.lastDue(t)) // parked, then rescheduled at the policy's times
+		before := b.calls.len()
+		if b.runDue(t) != 1 || b.calls.len() != before+1 {
+			t.Fatalf("at %v the runner made %d attempts, want 1", b.clock.Now().Sub(start), b.calls.len()-before)
+		}
+		times = append(times, b.clock.Now())
+	}
+	if c := b.counts(t); c.Due+c.Waiting != 0 {
+		t.Fatalf("still parked after the schedule: %+v", c)
+	}
+	last := times[len(times)-1].Sub(start)
+	if last < 24*time.Hour || last >= 25*time.Hour {
+		t.Errorf("last attempt %v after the first failure, want within [24h, 25h)", last)
+	}
+	for i := 1; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap > time.Hour {
+			t.Errorf("gap %d = %v exceeds max_delay", i, gap)
+		}
+	}
+	dls, err := b.dead.List(t.Context(), ports.DeadLetterFilter{})
+	if err != nil || len(dls) != 1 || dls[0].Attempts != b.calls.len() {
+		t.Fatalf("dead letters %+v, %v: want one with all %d attempts", dls, err, b.calls.len())
+	}
+	if b.blocked.Has("hooks", orderKey("1")) {
+		t.Error("the key stays blocked after its item was dead-lettered")
+	}
+}
+
+func TestRetryRunnerDeadLettersActionsNoLongerConfigured(t *testing.T) {
+	t.Parallel()
+	b := newDurable(t, []domain.Observer{durableObserver("hooks", "Order", 1, "a")})
+	b.fail.set(errDown)
+	b.process(t, event("e1", "Order", "1", nil))
+	b.proc.SetMatcher(domain.NewMatcher([]domain.Observer{durableObserver("hooks", "Order", 1, "renamed")}))
+	b.clock.Advance(time.Hour)
+	before := b.calls.len()
+	b.runDue(t)
+	if b.calls.len() != before {
+		t.Error("the runner ran an action that is no longer configured")
+	}
+	dls, err := b.dead.List(t.Context(), ports.DeadLetterFilter{})
+	if err != nil || len(dls) != 1 || dls[0].Action != "a" {
+		t.Fatalf("dead letters %+v, %v: want the orphaned action", dls, err)
+	}
+}
+
+// TestRetryRunnerRunsConcurrentlyAndWakes runs the runner for real: items
+// parked for several keys are delivered once the receiver is back.
+func TestRetryRunnerRunsConcurrentlyAndWakes(t *testing.T) {
+	t.Parallel()
+	dead := memory.NewDeadLetters(nil)
+	store := memory.NewRetries(dead, nil)
+	var mu sync.Mutex
+	delivered := map[string][]string{}
+	exec := ports.ActionExecutorFunc(func(_ context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		mu.Lock()
+		delivered[ev.EntityID] = append(delivered[ev.EntityID], ev.ID)
+		mu.Unlock()
+		return nil
+	})
+	obs := []domain.Observer{durableObserver("hooks", "Order", 1, "a")}
+	m := domain.NewMatcher(obs)
+	blocked := application.NewBlockedKeys()
+	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
+		Holder: "h", Logger: discardLogger(), PollInterval: time.Hour, Concurrency: 3, BatchSize: 2, Blocked: blocked,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := runInBackground(t, r.Run)
+	const keys, per = 5, 4
+	for k := range keys {
+		for i := range per {
+			ev := event(fmt.Sprintf("k%d-%d", k, i), "Order", fmt.Sprint(k), nil)
+			if _, _, err := store.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+				Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
+				t.Fatal(err)
+			}
+			blocked.Add("hooks", ev.EntityKey())
+		}
+	}
+	r.Wake()
+	eventually(t, "every parked item delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, ids := range delivered {
+			n += len(ids)
+		}
+		return n == keys*per
+	})
+	for k := range keys {
+		want := []string{}
+		for i := range per {
+			want = append(want, fmt.Sprintf("k%d-%d", k, i))
+		}
+		mu.Lock()
+		got := delivered[fmt.Sprint(k)]
+		mu.Unlock()
+		if !slices.Equal(got, want) {
+			t.Errorf("entity %d delivered %v, want %v in order", k, got, want)
+		}
+	}
+	if blocked.Len() != 0 {
+		t.Errorf("%d keys still blocked", blocked.Len())
+	}
+	if err := bg.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+}

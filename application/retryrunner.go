@@ -1,0 +1,396 @@
+package application
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// The triggers of an attempt, as the delivery log records them.
+const (
+	TriggerLive            = "live"      // the event's first processing
+	TriggerRetry           = "retry"     // the retry runner, for a parked action
+	TriggerResend          = "resend"    // an operator's resend
+	TriggerDeadLetterRetry = "dlq_retry" // an operator's dlq retry
+)
+
+// RetryRunnerConfig tunes the RetryRunner.
+type RetryRunnerConfig struct {
+	// Holder names this process in its claims (required).
+	Holder string
+	// BatchSize bounds the items claimed by one query (default 64).
+	BatchSize int
+	// Concurrency is how many items run at once (default 32); items of
+	// one key run one after the other.
+	Concurrency int
+	// ClaimTTL is how long a claim lasts (default 5m): longer than any
+	// item's actions take, so no other process takes an item in progress.
+	ClaimTTL time.Duration
+	// PollInterval is how often the store is asked for due items when
+	// nothing wakes the runner (default 1s).
+	PollInterval time.Duration
+	// ShutdownGrace bounds how long Run waits for items in progress after
+	// its context ends (default 30s).
+	ShutdownGrace time.Duration
+	// Skip names the endpoints whose items are left alone for now (open
+	// circuits not due for a probe, endpoints at their limits; default
+	// none) and when one of them may be tried again: the runner looks
+	// again then rather than after a whole PollInterval.
+	Skip func() (skip []string, until time.Time)
+	// Blocked is told about completed items (local topologies).
+	Blocked  *BlockedKeys
+	Logger   *slog.Logger
+	Metrics  ports.Metrics
+	Delivery ports.DeliveryMetrics
+	Now      func() time.Time
+	Jitter   func() float64
+}
+
+// RetryRunner runs the parked actions that are due: it claims due items
+// in bounded batches (memory stays flat however many are parked), runs
+// their due actions through the executor stack and settles each item:
+// completed (the key's next item becomes due, and runs next in the same
+// goroutine), rescheduled with the observer's backoff, or with actions
+// dead-lettered once the policy gives up. An action its endpoint defers is
+// not an attempt. Several runners (processes) may share a store: claims
+// keep them apart.
+type RetryRunner struct {
+	store   ports.RetryStore
+	exec    ports.ActionExecutor
+	matcher func() *domain.Matcher
+	cfg     RetryRunnerConfig
+	wake    chan struct{}
+	freed   chan struct{}
+	errLog  logLimiter
+}
+
+// NewRetryRunner builds a runner; Run starts it.
+func NewRetryRunner(store ports.RetryStore, exec ports.ActionExecutor, matcher func() *domain.Matcher, cfg RetryRunnerConfig) (*RetryRunner, error) {
+	if store == nil || exec == nil || matcher == nil || cfg.Logger == nil || cfg.Holder == "" {
+		return nil, errors.New("retry runner: store, executor, matcher, logger and holder are required")
+	}
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, 64)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
+	cfg.ClaimTTL = cmp.Or(cfg.ClaimTTL, 5*time.Minute)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
+	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 30*time.Second)
+	if cfg.BatchSize < 1 || cfg.Concurrency < 1 || cfg.ClaimTTL <= 0 || cfg.PollInterval <= 0 {
+		return nil, errors.New("retry runner: batch size, concurrency, claim ttl and poll interval must be positive")
+	}
+	if cfg.Skip == nil {
+		cfg.Skip = func() ([]string, time.Time) { return nil, time.Time{} }
+	}
+	cfg.Metrics = cmp.Or[ports.Metrics](cfg.Metrics, ports.NopMetrics{})
+	cfg.Delivery = cmp.Or[ports.DeliveryMetrics](cfg.Delivery, ports.NopDeliveryMetrics{})
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = rand.Float64
+	}
+	return &RetryRunner{store: store, exec: exec, matcher: matcher, cfg: cfg,
+		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
+		errLog: logLimiter{interval: 10 * time.Second, now: cfg.Now}}, nil
+}
+
+// Wake makes the runner look for due items now (after items were parked
+// or an endpoint recovered).
+func (r *RetryRunner) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *RetryRunner) claim() ports.RetryClaim {
+	return ports.RetryClaim{Holder: r.cfg.Holder, Now: r.cfg.Now(), TTL: r.cfg.ClaimTTL}
+}
+
+// Run claims and runs due items until ctx ends, then waits (up to
+// ShutdownGrace) for the items in progress and returns nil. An item
+// interrupted by shutdown is released unchanged (or, if the process dies,
+// taken again when its claim expires).
+func (r *RetryRunner) Run(ctx context.Context) error {
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	slots := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for ctx.Err() == nil {
+		free := cap(slots) - len(slots)
+		if free == 0 {
+			select {
+			case <-ctx.Done():
+			case <-r.freed:
+			}
+			continue
+		}
+		limit := min(free, r.cfg.BatchSize)
+		skip, until := r.cfg.Skip()
+		items, err := r.store.ClaimDue(ctx, r.claim(), limit, skip)
+		if err != nil {
+			if ok, suppressed := r.errLog.allow(); ok && ctx.Err() == nil {
+				r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "cannot claim parked retries, will retry",
+					slog.String("error", err.Error()), slog.Int("suppressed_since_last_warning", suppressed))
+			}
+			r.idle(ctx, time.Time{})
+			continue
+		}
+		for _, it := range items {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() {
+					<-slots
+					select {
+					case r.freed <- struct{}{}:
+					default:
+					}
+				}()
+				r.chain(ctx, work, it)
+			})
+		}
+		if len(items) < limit {
+			r.idle(ctx, until)
+		}
+	}
+	grace := time.AfterFunc(r.cfg.ShutdownGrace, cancelWork)
+	wg.Wait()
+	grace.Stop()
+	return nil
+}
+
+// RunDue runs every item due now, one after the other, and returns how
+// many it ran (a key's next items included): what Run does in one pass,
+// without concurrency. For tools and tests.
+func (r *RetryRunner) RunDue(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		skip, _ := r.cfg.Skip()
+		items, err := r.store.ClaimDue(ctx, r.claim(), r.cfg.BatchSize, skip)
+		if err != nil {
+			return n, fmt.Errorf("claim parked retries: %w", err)
+		}
+		if len(items) == 0 {
+			return n, nil
+		}
+		for _, it := range items {
+			for claimed := true; claimed; n++ {
+				it, claimed = r.runItem(ctx, ctx, it)
+			}
+		}
+	}
+}
+
+// idle waits for a wake-up, the poll interval (or until, when a skipped
+// endpoint may be tried again sooner) or the end of ctx.
+func (r *RetryRunner) idle(ctx context.Context, until time.Time) {
+	wait := r.cfg.PollInterval
+	if !until.IsZero() {
+		wait = min(wait, max(until.Sub(r.cfg.Now()), time.Millisecond))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-r.wake:
+	case <-t.C:
+	}
+}
+
+// chain runs it, then each next item of its key that Complete hands over.
+func (r *RetryRunner) chain(ctx, work context.Context, it ports.RetryItem) {
+	for {
+		next, claimed := r.runItem(ctx, work, it)
+		if !claimed {
+			return
+		}
+		if ctx.Err() != nil {
+			r.settle(work, next, next.Actions, nil, nil)
+			return
+		}
+		it = next
+	}
+}
+
+// runItem runs the due actions of it and settles it; it returns the key's
+// next item when Complete claimed it for this runner.
+func (r *RetryRunner) runItem(ctx, work context.Context, it ports.RetryItem) (ports.RetryItem, bool) {
+	obs, known := r.matcher().Observer(it.Observer)
+	var remaining []ports.RetryAction
+	var dead []ports.DeadLetter
+	var logged []ports.RetryAction // failed for good, on_failure = log
+	for _, a := range it.Actions {
+		if a.Due.After(r.cfg.Now()) || ctx.Err() != nil {
+			remaining = append(remaining, a)
+			continue
+		}
+		var act *domain.Action
+		if known {
+			act = findAction(obs, a.Action)
+		}
+		if act == nil {
+			dead = append(dead, r.deadLetter(it, a, fmt.Errorf("observer %q has no action %q any more (its configuration changed); last error: %s", it.Observer, a.Action, a.LastError)))
+			continue
+		}
+		a, outcome := r.attempt(work, it, obs, act, a)
+		switch outcome {
+		case attemptSucceeded:
+		case attemptPending:
+			remaining = append(remaining, a)
+		case attemptFailed:
+			if obs.OnFailure == domain.FailureLog {
+				logged = append(logged, a)
+			} else {
+				dead = append(dead, r.deadLetter(it, a, errors.New(a.LastError)))
+			}
+		}
+	}
+	next, claimed, ok := r.settle(work, it, remaining, dead, logged)
+	if !ok {
+		return ports.RetryItem{}, false
+	}
+	return next, claimed
+}
+
+type attemptOutcome int
+
+const (
+	attemptSucceeded attemptOutcome = iota
+	attemptPending                  // not run (deferred, interrupted) or failed and retried later
+	attemptFailed                   // failed for good
+)
+
+// attempt runs one parked action and returns it updated.
+func (r *RetryRunner) attempt(ctx context.Context, it ports.RetryItem, obs *domain.Observer, act *domain.Action, a ports.RetryAction) (ports.RetryAction, attemptOutcome) {
+	attempt := a.Attempts + 1
+	actx, note := withAttemptNote(ctx, attempt)
+	note.trigger = TriggerRetry
+	start := r.cfg.Now()
+	err := r.exec.Execute(actx, &it.Event, obs, act)
+	now := r.cfg.Now()
+	took := now.Sub(start)
+	if d, ok := domain.AsDeferred(err); ok {
+		a.Due = d.Until // not an attempt
+		if a.Due.Before(now) {
+			a.Due = now
+		}
+		return a, attemptPending
+	}
+	if err != nil && ctx.Err() != nil {
+		return a, attemptPending // interrupted by shutdown: not an attempt
+	}
+	log := r.cfg.Logger.With(slog.String("event_id", it.Event.ID), slog.String("observer", it.Observer),
+		slog.String("action", a.Action), slog.Int64("retry_id", it.ID), slog.Int("attempt", attempt))
+	a.Attempts = attempt
+	if err == nil {
+		outcome := domain.OutcomeSucceeded
+		if note.cached {
+			outcome = domain.OutcomeCached
+		}
+		r.cfg.Metrics.ActionExecuted(domain.ActionDetail{Observer: it.Observer, Action: a.Action, ActionType: act.Type, Attempt: attempt, Outcome: outcome, Duration: took})
+		log.LogAttrs(ctx, slog.LevelDebug, "parked action succeeded")
+		return a, attemptSucceeded
+	}
+	if a.FirstFailure.IsZero() {
+		a.FirstFailure = now
+	}
+	a.LastError = err.Error()
+	if !domain.IsPermanent(err) && obs.Retry.ShouldRetry(attempt, now.Sub(a.FirstFailure)) {
+		delay := max(obs.Retry.Delay(attempt, r.cfg.Jitter()), domain.RetryAfter(err))
+		a.Due = now.Add(delay)
+		r.cfg.Metrics.ActionExecuted(domain.ActionDetail{Observer: it.Observer, Action: a.Action, ActionType: act.Type, Attempt: attempt, Outcome: domain.OutcomeRetrying, Duration: took})
+		r.cfg.Metrics.RetryScheduled(act.Type)
+		log.LogAttrs(ctx, slog.LevelWarn, "parked action failed, retry scheduled",
+			slog.Duration("retry_in", delay), slog.String("retry_limits", obs.Retry.Limits()), slog.String("error", a.LastError))
+		return a, attemptPending
+	}
+	outcome := domain.OutcomeDeadLettered
+	if obs.OnFailure == domain.FailureLog {
+		outcome = domain.OutcomeFailedLogged
+	}
+	r.cfg.Metrics.ActionExecuted(domain.ActionDetail{Observer: it.Observer, Action: a.Action, ActionType: act.Type, Attempt: attempt, Outcome: outcome, Duration: took})
+	return a, attemptFailed
+}
+
+func (r *RetryRunner) deadLetter(it ports.RetryItem, a ports.RetryAction, cause error) ports.DeadLetter {
+	return ports.DeadLetter{Event: it.Event, Observer: it.Observer, Action: a.Action, ActionType: a.ActionType,
+		Error: cause.Error(), Attempts: a.Attempts}
+}
+
+// settle completes or reschedules it, retrying a failing store a few
+// times; ok is false when it could not (the claim expires and the item is
+// run again: at least once).
+func (r *RetryRunner) settle(ctx context.Context, it ports.RetryItem, remaining []ports.RetryAction, dead []ports.DeadLetter, logged []ports.RetryAction) (next ports.RetryItem, claimed, ok bool) {
+	var err error
+	for try := range 4 {
+		if try > 0 && !sleep(ctx, time.Duration(try)*time.Second) {
+			break
+		}
+		if len(remaining) > 0 {
+			if err = r.store.Reschedule(ctx, it.ID, r.cfg.Holder, remaining, dead); err == nil {
+				r.cfg.Delivery.RetrySettled(settleOutcome(it.Actions, remaining))
+				r.settled(ctx, it, dead, logged)
+				return ports.RetryItem{}, false, true
+			}
+		} else {
+			if next, claimed, err = r.store.Complete(ctx, it, r.claim(), dead); err == nil {
+				r.cfg.Delivery.RetrySettled("completed")
+				if r.cfg.Blocked != nil {
+					r.cfg.Blocked.Done(it.Observer, it.EntityKey)
+				}
+				r.settled(ctx, it, dead, logged)
+				return next, claimed, true
+			}
+		}
+		if errors.Is(err, ports.ErrClaimLost) || errors.Is(err, ports.ErrNotFound) {
+			break
+		}
+	}
+	r.cfg.Logger.LogAttrs(ctx, slog.LevelError, "cannot settle a parked item; it runs again when its claim expires",
+		slog.Int64("retry_id", it.ID), slog.String("event_id", it.Event.ID), slog.String("observer", it.Observer), slog.String("error", err.Error()))
+	return ports.RetryItem{}, false, false
+}
+
+// settled logs and counts the actions an item gave up on.
+func (r *RetryRunner) settled(ctx context.Context, it ports.RetryItem, dead []ports.DeadLetter, logged []ports.RetryAction) {
+	for _, d := range dead {
+		r.cfg.Metrics.DeadLettered()
+		r.cfg.Logger.LogAttrs(ctx, slog.LevelError, "action dead-lettered",
+			slog.String("event_id", it.Event.ID), slog.String("entity_type", it.Event.EntityType), slog.String("entity_id", it.Event.EntityID),
+			slog.String("observer", d.Observer), slog.String("action", d.Action), slog.Int("attempts", d.Attempts), slog.String("error", d.Error))
+	}
+	for _, a := range logged {
+		r.cfg.Logger.LogAttrs(ctx, slog.LevelError, "action failed for good (on_failure = log)",
+			slog.String("event_id", it.Event.ID), slog.String("entity_type", it.Event.EntityType), slog.String("entity_id", it.Event.EntityID),
+			slog.String("observer", it.Observer), slog.String("action", a.Action), slog.Int("attempts", a.Attempts), slog.String("error", a.LastError))
+	}
+}
+
+// settleOutcome tells a rescheduled item from one released unchanged.
+func settleOutcome(before, after []ports.RetryAction) string {
+	if len(before) != len(after) {
+		return "rescheduled"
+	}
+	for i := range before {
+		if before[i].Attempts != after[i].Attempts {
+			return "rescheduled"
+		}
+	}
+	return "released"
+}
+
+func findAction(obs *domain.Observer, name string) *domain.Action {
+	for i := range obs.Actions {
+		if obs.Actions[i].Name == name {
+			return &obs.Actions[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+)
+
+// durablePolicy is a retry policy for the durable-delivery tests: quick
+// in-memory attempts, then parked retries for an hour at most a few
+// seconds apart.
+func durablePolicy(inMemory int, maxDelay time.Duration) *config.RetryConfig {
+	initial, maxAge, backoff := 100*time.Millisecond, time.Hour, "exponential"
+	return &config.RetryConfig{InitialDelay: &initial, MaxDelay: &maxDelay, MaxAge: &maxAge, Backoff: &backoff, InMemoryAttempts: &inMemory}
+}
+
+// switchReceiver answers 503 while down, else 204.
+func switchReceiver(t testing.TB) (*receiver, *atomic.Bool) {
+	t.Helper()
+	down := &atomic.Bool{}
+	recv := newReceiver(t, func(receipt) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	})
+	return recv, down
+}
+
+// TestEndpointBreakerOpensProbesAndCloses: a receiver that keeps failing
+// opens its endpoint's circuit after delivery.breaker_failures; while open
+// new events park without an attempt and only probes reach the receiver,
+// one per probe interval; when a probe succeeds the circuit closes and the
+// whole backlog is delivered at once, whatever its backoff had reached.
+func TestEndpointBreakerOpensProbesAndCloses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	recv, down := switchReceiver(t)
+	down.Store(true)
+	// One attempt in memory, then parked 10-20s out: only waking the
+	// backlog on recovery delivers those within seconds.
+	policy := durablePolicy(1, time.Minute)
+	initial := 20 * time.Second
+	policy.InitialDelay = &initial
+	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), policy))
+	cfg.Delivery.BreakerFailures = 3
+	cfg.Delivery.ProbeInterval = time.Second
+	app := b.start(t, cfg)
+	endpoint := `endpoint="` + mustEndpoint(t, recv.URL()) + `"`
+
+	first := b.insert(t, orders(10)...)
+	waitFor(t, "the circuit open", func() bool { return app.metric(t, "fraiseql_observer_endpoint_state{"+endpoint+"}") == 2 })
+	env := cliEnv("FRAISEQL_DATABASE_URL=" + b.dbURL)
+	statusShows := func(state string) bool {
+		out, errOut, code := cli(t, env, "status")
+		if code != 0 {
+			t.Fatalf("status exit %d: %s", code, errOut)
+		}
+		return strings.Contains(out, "endpoint "+mustEndpoint(t, recv.URL())+": "+state) && strings.Contains(out, "parked retries:")
+	}
+	waitFor(t, "status showing the circuit open", func() bool { return statusShows("open") || statusShows("half_open") })
+	b.waitCheckpointAtEnd(t) // parked events are finished for the checkpoint
+	openedAt, before := time.Now(), len(recv.all())
+
+	second := b.insert(t, orders(40)...)
+	b.waitCheckpointAtEnd(t)
+	time.Sleep(2500 * time.Millisecond) // a few probe intervals
+	probes := len(recv.all()) - before
+	if limit := int(time.Since(openedAt)/time.Second) + 2; probes > limit {
+		t.Errorf("%d requests reached the receiver in %v while the circuit was open, want at most one probe per second (%d)",
+			probes, time.Since(openedAt).Round(time.Millisecond), limit)
+	}
+	if got := app.metric(t, `fraiseql_observer_endpoint_deferred_total{`+endpoint+`,reason="open"}`); got < float64(len(second)) {
+		t.Errorf("endpoint_deferred_total{reason=open} = %v, want at least the %d new events parked without an attempt", got, len(second))
+	}
+
+	down.Store(false)
+	back := time.Now()
+	recv.waitDelivered(t, append(first, second...))
+	if took := time.Since(back); took > 6*time.Second {
+		t.Errorf("backlog delivered %v after the receiver came back, want within seconds (probe interval 1s)", took.Round(time.Millisecond))
+	}
+	if got := app.metric(t, "fraiseql_observer_endpoint_state{"+endpoint+"}"); got != 0 {
+		t.Errorf("endpoint_state = %v after recovery, want 0 (closed)", got)
+	}
+	waitFor(t, "status showing the circuit closed", func() bool { return statusShows("closed") })
+	if got := app.metric(t, `fraiseql_observer_endpoint_transitions_total{`+endpoint+`,state="closed"}`); got < 2 {
+		t.Errorf(`transitions to closed = %v, want the initial state and the recovery`, got)
+	}
+	if dl := b.deadLetters(t); len(dl) != 0 {
+		t.Errorf("dead letters = %+v, want none", dl)
+	}
+	waitFor(t, "the retry store empty", func() bool { return b.parkedItems(t) == 0 })
+}
+
+// mustEndpoint names a receiver URL's endpoint as the service does.
+func mustEndpoint(t testing.TB, url string) string {
+	t.Helper()
+	return config.NormalizeEndpoint(url)
+}
+
+// parkedItems counts the rows of observer.retries.
+func (b *testBundle) parkedItems(t testing.TB) int {
+	t.Helper()
+	var n int
+	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM observer.retries`).Scan(&n); err != nil {
+		t.Fatalf("count parked items: %v", err)
+	}
+	return n
+}
+
+// TestDeliveryLogRecordsAttempts: with delivery.log = "failures" each
+// failed attempt is recorded with its status code, attempt number and
+// endpoint, successes are not; `deliveries` lists them by event.
+func TestDeliveryLogRecordsAttempts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	recv := newReceiver(t, func(rc receipt) int {
+		if rc.Attempt <= 2 {
+			return http.StatusBadGateway
+		}
+		return http.StatusOK
+	})
+	b.start(t, b.config(webhookObserver("orders", "Order", recv.URL(), durablePolicy(5, time.Second))))
+	id := b.insert(t, orders(1)...)[0]
+	recv.waitDelivered(t, []string{id})
+
+	env := cliEnv("FRAISEQL_DATABASE_URL=" + b.dbURL)
+	var page struct {
+		Deliveries []struct {
+			EventID    string `json:"event_id"`
+			Observer   string `json:"observer"`
+			Endpoint   string `json:"endpoint"`
+			Attempt    int    `json:"attempt"`
+			Trigger    string `json:"trigger"`
+			Outcome    string `json:"outcome"`
+			StatusCode int    `json:"status_code"`
+			Error      string `json:"error"`
+		} `json:"deliveries"`
+	}
+	waitFor(t, "two failed attempts in the delivery log", func() bool {
+		out, errOut, code := cli(t, env, "deliveries", "--event", id, "--json")
+		if code != 0 {
+			t.Fatalf("deliveries exit %d: %s", code, errOut)
+		}
+		if err := json.Unmarshal([]byte(out), &page); err != nil {
+			t.Fatalf("deliveries --json: %v\n%s", err, out)
+		}
+		return len(page.Deliveries) >= 2
+	})
+	if len(page.Deliveries) != 2 {
+		t.Fatalf("deliveries = %+v, want the two failed attempts only (failures mode)", page.Deliveries)
+	}
+	for i, d := range page.Deliveries { // newest first
+		if d.EventID != id || d.Observer != "orders" || d.Endpoint != mustEndpoint(t, recv.URL()) || d.Attempt != 2-i ||
+			d.Trigger != "live" || d.Outcome != "transient" || d.StatusCode != http.StatusBadGateway || !strings.Contains(d.Error, "502") {
+			t.Errorf("deliveries[%d] = %+v", i, d)
+		}
+	}
+	out, errOut, code := cli(t, env, "deliveries", "--status", "502", "--observer", "orders")
+	if code != 0 || strings.Count(out, id) != 2 || !strings.Contains(out, "transient") {
+		t.Errorf("deliveries --status 502 (table) exit %d:\n%s%s", code, out, errOut)
+	}
+	if out, _, code := cli(t, env, "deliveries", "--status", "ok", "--json"); code != 0 || strings.Contains(out, id) {
+		t.Errorf("deliveries --status ok listed a success in failures mode:\n%s", out)
+	}
+	if _, errOut, code := cli(t, env, "deliveries", "--status", "meh"); code != 2 || !strings.Contains(errOut, "status") {
+		t.Errorf("deliveries --status meh: exit %d, %s; want 2 naming status", code, errOut)
+	}
+}
+
+// startWithToken starts the App with the admin API open under token.
+func (b *testBundle) startWithToken(t testing.TB, cfg config.Config, token string) *runningApp {
+	t.Helper()
+	cfg.HTTP.AdminTokenEnv = "TEST_ADMIN_TOKEN"
+	app, err := bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: b.logger, LookupEnv: func(k string) (string, bool) {
+		if k == "TEST_ADMIN_TOKEN" {
+			return token, true
+		}
+		return "", false
+	}})
+	if err != nil {
+		t.Fatalf("bootstrap.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningApp{app: app, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- app.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// TestResendRedeliversAndIsRecorded: resend re-runs the actions of an
+// event that was delivered, past dedup and the result cache, from the
+// command line and from the admin API, and the delivery log records it.
+func TestResendRedeliversAndIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	recv := newReceiver(t, nil)
+	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), nil))
+	cfg.Performance.EnableDedup, cfg.Performance.EnableCaching = true, true
+	cfg.Delivery.Log = "all"
+	app := b.startWithToken(t, cfg, "sesame")
+	ids := b.insert(t, orders(2)...)
+	recv.waitDelivered(t, ids)
+
+	env := cliEnv("FRAISEQL_DATABASE_URL="+b.dbURL, "FRAISEQL_DELIVERY_LOG=all", "FRAISEQL_SECURITY_ALLOWED_NETWORKS=127.0.0.1/32")
+	cfgFile := writeFile(t, "resend.toml", fmt.Sprintf("[[observers]]\nname = \"orders\"\nentity = \"Order\"\nevents = [\"INSERT\"]\n[[observers.actions]]\ntype = \"webhook\"\nurl = %q\ntimeout = \"10s\"\n", recv.URL()))
+	out, errOut, code := cli(t, env, "resend", ids[0], "--config", cfgFile, "--json")
+	if code != 0 {
+		t.Fatalf("resend exit %d: %s%s", code, out, errOut)
+	}
+	var rep struct {
+		Store     string `json:"store"`
+		Succeeded int    `json:"succeeded"`
+		Failed    int    `json:"failed"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Succeeded != 1 || rep.Failed != 0 || rep.Store != "database" {
+		t.Fatalf("resend report %s: %+v %v", out, rep, err)
+	}
+	// The running service's admin API, past its dedup marks and cache.
+	status, body := httpPost(t, "http://"+app.app.HTTPAddr()+"/api/observers/events/"+ids[1]+"/resend", "sesame", `{"observer": "orders"}`)
+	if status != http.StatusOK || !strings.Contains(body, `"succeeded": 1`) {
+		t.Fatalf("POST resend = %d %s", status, body)
+	}
+	waitFor(t, "both events delivered twice", func() bool {
+		n := recv.deliveredByEvent()
+		return n[ids[0]] == 2 && n[ids[1]] == 2
+	})
+	waitFor(t, "the resends in the delivery log", func() bool {
+		var n int
+		if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM observer.deliveries WHERE trigger = 'resend' AND outcome = 'succeeded'
+			AND status_code = 204 AND event_id = ANY($1)`, ids).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 2
+	})
+	if _, errOut, code := cli(t, env, "resend", newUUID(), "--config", cfgFile); code != 1 || !strings.Contains(errOut, "not in the change log") {
+		t.Errorf("resend of an unknown event: exit %d, %s; want 1 saying it is not in the change log", code, errOut)
+	}
+	if _, errOut, code := cli(t, env, "resend", ids[0], "--config", cfgFile, "--observer", "nope"); code != 2 || !strings.Contains(errOut, "nope") {
+		t.Errorf("resend to an unknown observer: exit %d, %s; want 2 naming it", code, errOut)
+	}
+}
+
+func httpPost(t testing.TB, url, token, body string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+// TestNATSWorkersParkAndAck: in the NATS topology a worker parks what its
+// in-memory attempts did not deliver in the state database and acks the
+// message, so a dead receiver's messages do not fill max_ack_pending;
+// the workers' retry runner delivers them once the receiver is back.
+func TestNATSWorkersParkAndAck(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	e := newJSEnv(t)
+	recv, down := switchReceiver(t)
+	down.Store(true)
+	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), durablePolicy(2, 2*time.Second)))
+	e.configure(&cfg, "all")
+	cfg.NATS.Consumer.MaxAckPending = 50 // fewer than the events: parked messages must be acked
+	cfg.Delivery.BreakerFailures = 5
+	cfg.Delivery.ProbeInterval = time.Second
+	b.start(t, cfg)
+
+	const n = 200
+	insertBacklog(t, b.pool, n)
+	ids := b.eventIDs(t)
+	waitFor(t, "every message acknowledged while the receiver is down", func() bool {
+		ci := e.consumerInfo(t)
+		return ci.NumAckPending == 0 && ci.NumPending == 0 && b.parkedItems(t) == n
+	})
+	if got := len(recv.delivered()); got != 0 {
+		t.Fatalf("%d deliveries while the receiver was down", got)
+	}
+	down.Store(false)
+	recv.waitDelivered(t, ids)
+	waitFor(t, "the retry store empty", func() bool { return b.parkedItems(t) == 0 })
+	if dl := b.deadLetters(t); len(dl) != 0 {
+		t.Errorf("%d dead letters, want none", len(dl))
+	}
+}

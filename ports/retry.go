@@ -1,0 +1,168 @@
+package ports
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// ErrClaimLost is returned when an item is settled by a holder whose
+// claim another holder has taken over (the claim had expired).
+var ErrClaimLost = errors.New("claim lost to another holder")
+
+// RetryState is where a parked item stands in the queue of its key (its
+// observer and entity).
+type RetryState string
+
+// The retry states.
+const (
+	// RetryDue: the first item of its key; it runs once Due has passed.
+	RetryDue RetryState = "due"
+	// RetryWaiting: an earlier item of the same key is parked; this one
+	// becomes due when every earlier one is completed.
+	RetryWaiting RetryState = "waiting"
+)
+
+// RetryAction is one unfinished action of a parked item.
+type RetryAction struct {
+	// Action is the action's identity (domain.Action.Name).
+	Action     string            `json:"action"`
+	ActionType domain.ActionType `json:"action_type"`
+	// Endpoint is where the action delivers (see the endpoint guard).
+	Endpoint string `json:"endpoint"`
+	// Attempts counts the attempts made so far (0: never attempted, e.g.
+	// parked behind an earlier item or while its endpoint was down).
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error,omitempty"`
+	// FirstFailure is when its first attempt failed (zero before).
+	FirstFailure time.Time `json:"first_failure,omitzero"`
+	// Due is when its next attempt may run.
+	Due time.Time `json:"due"`
+}
+
+// RetryItem is one event's unfinished actions of one observer, parked
+// durably until they are due.
+type RetryItem struct {
+	ID       int64
+	Event    domain.Event
+	Observer string
+	// EntityKey is the event's domain.Event.EntityKey: items of one
+	// observer and entity key run one after the other, in parking order.
+	EntityKey string
+	Actions   []RetryAction
+	// The store derives the fields below.
+	Endpoints []string  // the distinct endpoints of Actions
+	Due       time.Time // the earliest Due of Actions
+	State     RetryState
+	CreatedAt time.Time
+}
+
+// RetryClaim is who claims items, by the caller's clock, and for how long.
+type RetryClaim struct {
+	Holder string
+	Now    time.Time
+	TTL    time.Duration
+}
+
+// RetryKey is an observer and an entity key with parked items.
+type RetryKey struct {
+	Observer  string
+	EntityKey string
+	// Items counts the key's parked items (Keys sets it).
+	Items int64
+}
+
+// RetryStore parks unfinished actions durably, so that the reader's
+// checkpoint can move past their events while a receiver is down, and
+// hands them to retry runners when they are due.
+//
+// Park stores item (ID, Endpoints, Due, State and CreatedAt are
+// assigned; Due is the earliest Due of its actions) and returns it as
+// stored, with created=true. The store keeps the order of each key
+// (Observer, EntityKey): an item is RetryDue when no other item of its key
+// is parked, else RetryWaiting behind them, decided under a per-key lock
+// so that a concurrent Complete never leaves a key without a due head.
+// Parking the same event for the same observer again returns the stored
+// item with created=false and changes nothing.
+//
+// ClaimDue claims up to limit RetryDue items whose Due is not after
+// c.Now and which nobody holds (or whose claim expired), for c.Holder
+// until c.Now+c.TTL, earliest Due first; concurrent callers never get the
+// same item. Items whose every endpoint is in skip are left alone.
+//
+// Reschedule replaces the actions of an item that holder claimed (its
+// Endpoints and Due follow them), stores dead (the dead letters of the
+// actions that failed for good) in the same transaction, and releases the
+// claim. Complete deletes item (its ID, Observer and EntityKey, as
+// claimed) when c.Holder claimed it, stores dead in the same transaction
+// and makes the next waiting item of its key due (in parking order) and
+// returns it; next.ID is 0 when the key has no item left. When next is
+// due at c.Now (and nobody holds it) it is claimed for c.Holder until
+// c.Now+c.TTL and claimed is true: the caller runs or reschedules it.
+// Both return an error wrapping ErrNotFound for an unknown item and
+// ErrClaimLost when another holder claimed it since; then nothing
+// changed.
+//
+// MakeDue makes every action of endpoint in RetryDue items due at now
+// (their items too) and returns how many items it changed; waiting items
+// keep their place. Keys lists every key with parked items and how many
+// it has. Repair makes
+// the first item of every key due when it is waiting (a safety net:
+// nothing should strand a key) and returns how many it changed.
+//
+// Every change is durable once the call returns nil (durable adapters);
+// times are the caller's. Safe for concurrent use, also from several
+// processes for networked adapters.
+type RetryStore interface {
+	Park(ctx context.Context, item RetryItem) (stored RetryItem, created bool, err error)
+	ClaimDue(ctx context.Context, c RetryClaim, limit int, skip []string) ([]RetryItem, error)
+	Reschedule(ctx context.Context, id int64, holder string, actions []RetryAction, dead []DeadLetter) error
+	Complete(ctx context.Context, item RetryItem, c RetryClaim, dead []DeadLetter) (next RetryItem, claimed bool, err error)
+	MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error)
+	Keys(ctx context.Context) ([]RetryKey, error)
+	Repair(ctx context.Context) (int64, error)
+}
+
+// RetryCounts is what a RetryStore holds, for status and metrics.
+type RetryCounts struct {
+	Due     int64 `json:"due"`
+	Waiting int64 `json:"waiting"`
+	// ByObserver and ByEndpoint count items (an item with actions on two
+	// endpoints counts for both).
+	ByObserver map[string]int64 `json:"by_observer"`
+	ByEndpoint map[string]int64 `json:"by_endpoint"`
+	// OldestFailure is the earliest first failure of any parked action
+	// (zero when none failed yet).
+	OldestFailure time.Time `json:"oldest_failure,omitzero"`
+}
+
+// RetryCounter counts what a RetryStore holds. Safe for concurrent use.
+type RetryCounter interface {
+	Counts(ctx context.Context) (RetryCounts, error)
+}
+
+// EndpointState is an endpoint's circuit as a process last reported it.
+type EndpointState struct {
+	Endpoint string `json:"endpoint"`
+	// Holder is the process that reported it.
+	Holder              string     `json:"holder"`
+	State               string     `json:"state"` // closed, half_open, open
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	Since               time.Time  `json:"since"` // of the state
+	NextProbe           *time.Time `json:"next_probe,omitempty"`
+	LastError           string     `json:"last_error,omitempty"`
+	ReportedAt          time.Time  `json:"reported_at"`
+}
+
+// EndpointStates keeps the last reported circuit state of each endpoint,
+// so that status can show it without asking the running processes.
+//
+// Report stores s for s.Endpoint, replacing what any process reported for
+// it before. List returns every stored state in endpoint order. Safe for
+// concurrent use.
+type EndpointStates interface {
+	Report(ctx context.Context, s EndpointState) error
+	List(ctx context.Context) ([]EndpointState, error)
+}
