@@ -3,10 +3,6 @@ package adminhttp_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -18,27 +14,14 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// durableBundle serves the API with the durable-delivery routes set by
-// configure, over memory stores, with token "tok".
+// durableSetup serves the API over memory stores with token "tok" and
+// the durable-delivery routes set by configure, through conform.
 func durableSetup(t *testing.T, configure func(cfg *adminhttp.Config)) *bundle {
 	t.Helper()
-	src, err := memory.NewSource(nil, memory.SourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &bundle{rt: &runtime{ready: true}, src: src, cps: memory.NewCheckpoints(), lease: memory.NewLease(nil), dl: memory.NewDeadLetters(nil)}
-	store := &admin.Store{Name: "memory", Checkpoints: b.cps, Leases: b.lease, DeadLetters: b.dl, ChangeLog: src}
-	logger := slog.New(slog.DiscardHandler)
-	b.state = &admin.State{Topology: "memory", Stores: admin.Stores{Primary: store}, Holder: "me", Logger: logger}
-	cfg := adminhttp.Config{Token: "tok", Runtime: b.rt, State: b.state, Logger: logger,
-		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "") })}
+	b := newBundle(t)
+	cfg := b.config("tok")
 	configure(&cfg)
-	h, err := adminhttp.NewHandler(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.srv = httptest.NewServer(h)
-	t.Cleanup(b.srv.Close)
+	b.serve(t, cfg)
 	return b
 }
 
@@ -93,12 +76,17 @@ func TestDeliveriesRoute(t *testing.T) {
 	t.Parallel()
 	log := memory.NewDeliveryLog(0)
 	now := time.Now()
+	// Every field set somewhere, so that conform checks each against the
+	// schema.
 	for i, r := range []ports.DeliveryRecord{
-		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliveryTransient, StatusCode: 503, At: now.Add(-3 * time.Hour)},
-		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliverySucceeded, StatusCode: 200, At: now.Add(-time.Hour)},
-		{EventID: "e2", Observer: "p", Endpoint: "https://y:443", Outcome: ports.DeliveryPermanent, StatusCode: 400, At: now},
+		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliveryTransient, StatusCode: 503, At: now.Add(-3 * time.Hour),
+			Trigger: application.TriggerLive, Error: "status 503", Response: "busy"},
+		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliverySucceeded, StatusCode: 200, At: now.Add(-time.Hour),
+			Trigger: application.TriggerRetry, Response: `{"ok": true}`},
+		{EventID: "e2", Observer: "p", Endpoint: "https://y:443", Outcome: ports.DeliveryPermanent, StatusCode: 400, At: now,
+			Trigger: application.TriggerResend, Error: "status 400"},
 	} {
-		r.Attempt = i + 1
+		r.Attempt, r.Action, r.ActionType, r.Latency = i+1, "hook", domain.ActionWebhook, time.Duration(i+1)*time.Millisecond
 		if err := log.Append(t.Context(), []ports.DeliveryRecord{r}); err != nil {
 			t.Fatal(err)
 		}
@@ -157,8 +145,15 @@ func TestResendRoute(t *testing.T) {
 		}
 		return nil
 	})
+	quiet, err := domain.CompileCondition("total > 100")
+	if err != nil {
+		t.Fatal(err)
+	}
 	obs := []domain.Observer{{Name: "hooks", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
-		Retry: domain.DefaultRetryPolicy, Actions: []domain.Action{{Name: "good", Type: domain.ActionLog}, {Name: "bad", Type: domain.ActionLog}}}}
+		Retry: domain.DefaultRetryPolicy, Actions: []domain.Action{{Name: "good", Type: domain.ActionLog}, {Name: "bad", Type: domain.ActionLog}}},
+		// Its condition is false for ev-1: its action is reported skipped.
+		{Name: "big-orders", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, Condition: quiet, OnFailure: domain.FailureDLQ,
+			Retry: domain.DefaultRetryPolicy, Actions: []domain.Action{{Name: "notify", Type: domain.ActionLog}}}}
 	m := domain.NewMatcher(obs)
 	b = durableSetup(t, func(cfg *adminhttp.Config) {
 		cfg.Resend = &admin.Resend{Stores: cfg.State.Stores, Resender: func(context.Context) (*application.Resender, error) {
@@ -169,8 +164,8 @@ func TestResendRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body := b.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", "")
-	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 1.0 || body["store"] != "memory" {
-		t.Fatalf("resend = %d %v, want both actions run, one failing", code, body)
+	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 1.0 || body["skipped"] != 1.0 || body["store"] != "memory" {
+		t.Fatalf("resend = %d %v, want both actions of hooks run, one failing, and big-orders' skipped", code, body)
 	}
 	code, body = b.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", `{"action": "good"}`)
 	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 0.0 {
