@@ -35,8 +35,13 @@ func TestEndpointsRoute(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	live := []application.EndpointStatus{{Endpoint: "https://down:443", State: application.CircuitOpen, ConsecutiveFailures: 5},
-		{Endpoint: "https://up:443", State: application.CircuitClosed}}
+	// Every field set somewhere, so that conform checks each against the
+	// schema.
+	probe := time.Now().Add(time.Minute)
+	live := []application.EndpointStatus{{Endpoint: "https://down:443", State: application.CircuitOpen, ConsecutiveFailures: 5,
+		Since: time.Now(), NextProbe: &probe, LastError: "status 503", Failed: 5, Deferred: 2, BreakerFailures: 5},
+		{Endpoint: "https://up:443", State: application.CircuitClosed, InFlight: 1, Succeeded: 7, BreakerFailures: 5,
+			RateLimit: 2.5, RateBurst: 5, MaxConcurrent: 4}}
 	b := durableSetup(t, func(cfg *adminhttp.Config) {
 		cfg.Endpoints = &admin.Endpoints{Live: func() []application.EndpointStatus { return live }, Retries: retries}
 	})
@@ -203,5 +208,43 @@ func TestResendRoute(t *testing.T) {
 	}
 	if code, _ := noActions.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", ""); code != 503 {
 		t.Errorf("resend in a process without actions = %d, want 503", code)
+	}
+}
+
+// The status report (GET /state, as status --json) shows the retries
+// parked in a store and the endpoint states reported to it; conform checks
+// them against the schema with every field set.
+func TestStateReportsParkedRetriesAndEndpoints(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "tok")
+	ctx := t.Context()
+	failed := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, id := range []string{"ev-1", "ev-2"} { // one key: the second waits behind the first
+		ev := domain.Event{ID: id, EventType: domain.EventInsert, EntityType: "Order", EntityID: "o1"}
+		if _, _, err := b.retries.Park(ctx, ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+			Actions: []ports.RetryAction{{Action: "ok-hook", ActionType: domain.ActionWebhook, Endpoint: "https://down:443", Attempts: 3,
+				LastError: "status 503", FirstFailure: failed, Due: failed.Add(time.Hour)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe := failed.Add(time.Minute)
+	if err := b.states.Report(ctx, ports.EndpointState{Endpoint: "https://down:443", Holder: "worker-1", State: application.CircuitOpen,
+		ConsecutiveFailures: 5, Since: failed, NextProbe: &probe, LastError: "status 503", ReportedAt: failed}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := b.call(t, "GET", "/api/observers/state", "tok", "")
+	if code != 200 {
+		t.Fatalf("state = %d %v", code, body)
+	}
+	db := body["databases"].([]any)[0].(map[string]any)
+	parked, _ := db["parked_retries"].(map[string]any)
+	if parked == nil || parked["due"] != 1.0 || parked["waiting"] != 1.0 || parked["oldest_failure"] != "2026-01-02T03:04:05Z" ||
+		parked["by_endpoint"].(map[string]any)["https://down:443"] != 2.0 || parked["by_observer"].(map[string]any)["hooks"] != 2.0 {
+		t.Errorf("parked_retries = %v, want 1 due and 1 waiting for hooks on https://down:443", db["parked_retries"])
+	}
+	eps, _ := db["endpoints"].([]any)
+	if len(eps) != 1 || eps[0].(map[string]any)["state"] != "open" || eps[0].(map[string]any)["holder"] != "worker-1" ||
+		eps[0].(map[string]any)["next_probe"] != "2026-01-02T03:05:05Z" {
+		t.Errorf("endpoints = %v, want https://down:443 open, reported by worker-1", db["endpoints"])
 	}
 }
