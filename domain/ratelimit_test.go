@@ -17,11 +17,16 @@ func TestTokenBucket(t *testing.T) {
 	if w := b.Take(start); w != 100*time.Millisecond {
 		t.Fatalf("take past the burst waits %v, want 100ms", w)
 	}
-	if w := b.Take(start.Add(50 * time.Millisecond)); w != 50*time.Millisecond {
-		t.Fatalf("take half-way waits %v, want 50ms (nothing taken by the refused take)", w)
+	// The refused take reserved the token due at 100ms: the next one is
+	// the one after it.
+	if w := b.Take(start.Add(50 * time.Millisecond)); w != 150*time.Millisecond {
+		t.Fatalf("take half-way waits %v, want 150ms (behind the reservation at 100ms)", w)
 	}
 	if w := b.Take(start.Add(100 * time.Millisecond)); w != 0 {
-		t.Fatalf("take after 100ms waits %v", w)
+		t.Fatalf("take at the first reservation waits %v", w)
+	}
+	if w := b.Take(start.Add(200 * time.Millisecond)); w != 0 {
+		t.Fatalf("take at the second reservation waits %v", w)
 	}
 	// Over a simulated minute, one taker retrying at each answer gets the
 	// rate, within one token.
@@ -45,6 +50,52 @@ func TestTokenBucket(t *testing.T) {
 	}
 }
 
+// Many attempts refused together come back one after the other at the
+// rate, even when each comes back a little late: the rate is kept, not
+// lost to a stampede of retries.
+func TestTokenBucketSpacesRefusedAttempts(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const rate, n = 50, 400
+	b := TokenBucket{Rate: rate, Burst: 1}
+	type pending struct{ at time.Time }
+	var queue []pending
+	for range n {
+		queue = append(queue, pending{start})
+	}
+	var admitted []time.Time
+	takes := 0
+	for len(queue) > 0 {
+		// The earliest comes back first, 3ms late (a busy scheduler).
+		i := 0
+		for j := range queue {
+			if queue[j].at.Before(queue[i].at) {
+				i = j
+			}
+		}
+		p := queue[i]
+		queue = append(queue[:i], queue[i+1:]...)
+		takes++
+		if w := b.Take(p.at); w == 0 {
+			admitted = append(admitted, p.at)
+		} else {
+			queue = append(queue, pending{p.at.Add(w + 3*time.Millisecond)})
+		}
+	}
+	got := float64(n-1) / admitted[n-1].Sub(admitted[0]).Seconds()
+	if got < rate*0.97 || got > rate*1.03 {
+		t.Errorf("admitted at %.1f/s, want %d/s", got, rate)
+	}
+	if takes > 2*n+1 {
+		t.Errorf("%d takes for %d attempts: refused attempts came back more than once", takes, n)
+	}
+	for i := 1; i < len(admitted); i++ {
+		if d := admitted[i].Sub(admitted[i-1]); d < 0 {
+			t.Fatalf("admitted out of time order at %d", i)
+		}
+	}
+}
+
 func TestTokenBucketWaitTakesNothing(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -59,5 +110,20 @@ func TestTokenBucketWaitTakesNothing(t *testing.T) {
 	}
 	if w := b.Wait(start.Add(400 * time.Millisecond)); w != 600*time.Millisecond {
 		t.Fatalf("Wait on an empty bucket = %v, want 600ms", w)
+	}
+	if w := b.Wait(start.Add(400 * time.Millisecond)); w != 600*time.Millisecond {
+		t.Fatalf("a second Wait = %v, want 600ms: Wait reserved", w)
+	}
+}
+
+func TestTokenBucketReservationsAreBounded(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := TokenBucket{Rate: 1, Burst: 1}
+	for range MaxReservations + 100 {
+		b.Take(start)
+	}
+	if len(b.reserved) != MaxReservations {
+		t.Errorf("%d reservations kept, want at most %d", len(b.reserved), MaxReservations)
 	}
 }

@@ -3,10 +3,6 @@ package adminhttp_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -18,27 +14,14 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// durableBundle serves the API with the durable-delivery routes set by
-// configure, over memory stores, with token "tok".
+// durableSetup serves the API over memory stores with token "tok" and
+// the durable-delivery routes set by configure, through conform.
 func durableSetup(t *testing.T, configure func(cfg *adminhttp.Config)) *bundle {
 	t.Helper()
-	src, err := memory.NewSource(nil, memory.SourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &bundle{rt: &runtime{ready: true}, src: src, cps: memory.NewCheckpoints(), lease: memory.NewLease(nil), dl: memory.NewDeadLetters(nil)}
-	store := &admin.Store{Name: "memory", Checkpoints: b.cps, Leases: b.lease, DeadLetters: b.dl, ChangeLog: src}
-	logger := slog.New(slog.DiscardHandler)
-	b.state = &admin.State{Topology: "memory", Stores: admin.Stores{Primary: store}, Holder: "me", Logger: logger}
-	cfg := adminhttp.Config{Token: "tok", Runtime: b.rt, State: b.state, Logger: logger,
-		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "") })}
+	b := newBundle(t)
+	cfg := b.config("tok")
 	configure(&cfg)
-	h, err := adminhttp.NewHandler(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.srv = httptest.NewServer(h)
-	t.Cleanup(b.srv.Close)
+	b.serve(t, cfg)
 	return b
 }
 
@@ -52,8 +35,13 @@ func TestEndpointsRoute(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	live := []application.EndpointStatus{{Endpoint: "https://down:443", State: application.CircuitOpen, ConsecutiveFailures: 5},
-		{Endpoint: "https://up:443", State: application.CircuitClosed}}
+	// Every field set somewhere, so that conform checks each against the
+	// schema.
+	probe := time.Now().Add(time.Minute)
+	live := []application.EndpointStatus{{Endpoint: "https://down:443", State: application.CircuitOpen, ConsecutiveFailures: 5,
+		Since: time.Now(), NextProbe: &probe, LastError: "status 503", Failed: 5, Deferred: 2, BreakerFailures: 5},
+		{Endpoint: "https://up:443", State: application.CircuitClosed, InFlight: 1, Succeeded: 7, BreakerFailures: 5,
+			RateLimit: 2.5, RateBurst: 5, MaxConcurrent: 4}}
 	b := durableSetup(t, func(cfg *adminhttp.Config) {
 		cfg.Endpoints = &admin.Endpoints{Live: func() []application.EndpointStatus { return live }, Retries: retries}
 	})
@@ -93,12 +81,17 @@ func TestDeliveriesRoute(t *testing.T) {
 	t.Parallel()
 	log := memory.NewDeliveryLog(0)
 	now := time.Now()
+	// Every field set somewhere, so that conform checks each against the
+	// schema.
 	for i, r := range []ports.DeliveryRecord{
-		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliveryTransient, StatusCode: 503, At: now.Add(-3 * time.Hour)},
-		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliverySucceeded, StatusCode: 200, At: now.Add(-time.Hour)},
-		{EventID: "e2", Observer: "p", Endpoint: "https://y:443", Outcome: ports.DeliveryPermanent, StatusCode: 400, At: now},
+		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliveryTransient, StatusCode: 503, At: now.Add(-3 * time.Hour),
+			Trigger: application.TriggerLive, Error: "status 503", Response: "busy"},
+		{EventID: "e1", Observer: "o", Endpoint: "https://x:443", Outcome: ports.DeliverySucceeded, StatusCode: 200, At: now.Add(-time.Hour),
+			Trigger: application.TriggerRetry, Response: `{"ok": true}`},
+		{EventID: "e2", Observer: "p", Endpoint: "https://y:443", Outcome: ports.DeliveryPermanent, StatusCode: 400, At: now,
+			Trigger: application.TriggerResend, Error: "status 400"},
 	} {
-		r.Attempt = i + 1
+		r.Attempt, r.Action, r.ActionType, r.Latency = i+1, "hook", domain.ActionWebhook, time.Duration(i+1)*time.Millisecond
 		if err := log.Append(t.Context(), []ports.DeliveryRecord{r}); err != nil {
 			t.Fatal(err)
 		}
@@ -157,8 +150,15 @@ func TestResendRoute(t *testing.T) {
 		}
 		return nil
 	})
+	quiet, err := domain.CompileCondition("total > 100")
+	if err != nil {
+		t.Fatal(err)
+	}
 	obs := []domain.Observer{{Name: "hooks", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
-		Retry: domain.DefaultRetryPolicy, Actions: []domain.Action{{Name: "good", Type: domain.ActionLog}, {Name: "bad", Type: domain.ActionLog}}}}
+		Retry: domain.DefaultRetryPolicy, Actions: []domain.Action{{Name: "good", Type: domain.ActionLog}, {Name: "bad", Type: domain.ActionLog}}},
+		// Its condition is false for ev-1: its action is reported skipped.
+		{Name: "big-orders", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, Condition: quiet, OnFailure: domain.FailureDLQ,
+			Retry: domain.DefaultRetryPolicy, Actions: []domain.Action{{Name: "notify", Type: domain.ActionLog}}}}
 	m := domain.NewMatcher(obs)
 	b = durableSetup(t, func(cfg *adminhttp.Config) {
 		cfg.Resend = &admin.Resend{Stores: cfg.State.Stores, Resender: func(context.Context) (*application.Resender, error) {
@@ -169,8 +169,8 @@ func TestResendRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body := b.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", "")
-	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 1.0 || body["store"] != "memory" {
-		t.Fatalf("resend = %d %v, want both actions run, one failing", code, body)
+	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 1.0 || body["skipped"] != 1.0 || body["store"] != "memory" {
+		t.Fatalf("resend = %d %v, want both actions of hooks run, one failing, and big-orders' skipped", code, body)
 	}
 	code, body = b.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", `{"action": "good"}`)
 	if code != 200 || body["succeeded"] != 1.0 || body["failed"] != 0.0 {
@@ -208,5 +208,43 @@ func TestResendRoute(t *testing.T) {
 	}
 	if code, _ := noActions.call(t, "POST", "/api/observers/events/ev-1/resend", "tok", ""); code != 503 {
 		t.Errorf("resend in a process without actions = %d, want 503", code)
+	}
+}
+
+// The status report (GET /state, as status --json) shows the retries
+// parked in a store and the endpoint states reported to it; conform checks
+// them against the schema with every field set.
+func TestStateReportsParkedRetriesAndEndpoints(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "tok")
+	ctx := t.Context()
+	failed := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, id := range []string{"ev-1", "ev-2"} { // one key: the second waits behind the first
+		ev := domain.Event{ID: id, EventType: domain.EventInsert, EntityType: "Order", EntityID: "o1"}
+		if _, _, err := b.retries.Park(ctx, ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+			Actions: []ports.RetryAction{{Action: "ok-hook", ActionType: domain.ActionWebhook, Endpoint: "https://down:443", Attempts: 3,
+				LastError: "status 503", FirstFailure: failed, Due: failed.Add(time.Hour)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe := failed.Add(time.Minute)
+	if err := b.states.Report(ctx, ports.EndpointState{Endpoint: "https://down:443", Holder: "worker-1", State: application.CircuitOpen,
+		ConsecutiveFailures: 5, Since: failed, NextProbe: &probe, LastError: "status 503", ReportedAt: failed}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := b.call(t, "GET", "/api/observers/state", "tok", "")
+	if code != 200 {
+		t.Fatalf("state = %d %v", code, body)
+	}
+	db := body["databases"].([]any)[0].(map[string]any)
+	parked, _ := db["parked_retries"].(map[string]any)
+	if parked == nil || parked["due"] != 1.0 || parked["waiting"] != 1.0 || parked["oldest_failure"] != "2026-01-02T03:04:05Z" ||
+		parked["by_endpoint"].(map[string]any)["https://down:443"] != 2.0 || parked["by_observer"].(map[string]any)["hooks"] != 2.0 {
+		t.Errorf("parked_retries = %v, want 1 due and 1 waiting for hooks on https://down:443", db["parked_retries"])
+	}
+	eps, _ := db["endpoints"].([]any)
+	if len(eps) != 1 || eps[0].(map[string]any)["state"] != "open" || eps[0].(map[string]any)["holder"] != "worker-1" ||
+		eps[0].(map[string]any)["next_probe"] != "2026-01-02T03:05:05Z" {
+		t.Errorf("endpoints = %v, want https://down:443 open, reported by worker-1", db["endpoints"])
 	}
 }

@@ -72,6 +72,9 @@ type bundle struct {
 	cps     *memory.Checkpoints
 	lease   *memory.Lease
 	dl      *memory.DeadLetters
+	retries *memory.Retries
+	states  *memory.EndpointStates
+	log     *memory.DeliveryLog
 	state   *admin.State
 	srv     *httptest.Server
 	handler *adminhttp.Handler
@@ -79,9 +82,9 @@ type bundle struct {
 	mu      sync.Mutex
 }
 
-// setup serves the API over memory stores with token "tok"; the retrier's
-// "fail-hook" action fails.
-func setup(t *testing.T, token string) *bundle {
+// newBundle makes the memory stores, the runtime and the state use cases
+// of a test; serve starts its server.
+func newBundle(t *testing.T) *bundle {
 	t.Helper()
 	src, err := memory.NewSource(nil, memory.SourceConfig{})
 	if err != nil {
@@ -89,13 +92,49 @@ func setup(t *testing.T, token string) *bundle {
 	}
 	lease := memory.NewLease(nil)
 	b := &bundle{rt: &runtime{ready: true}, src: src, cps: memory.NewCheckpointsWithLease(lease), lease: lease,
-		dl: memory.NewDeadLetters(nil), calls: map[string]int{}}
+		dl: memory.NewDeadLetters(nil), states: memory.NewEndpointStates(), log: memory.NewDeliveryLog(0), calls: map[string]int{}}
+	b.retries = memory.NewRetries(b.dl, nil)
 	b.rt.status = admin.LiveStatus{Topology: "memory", Role: "all", Observers: 1,
 		Readers: map[string]application.ReaderStatus{"default": {State: application.ReaderReading, Running: true, ReadAt: ports.Position{Seq: 2}}}}
 	store := &admin.Store{Name: "memory", Checkpoints: b.cps, Leases: b.lease, DeadLetters: b.dl, ChangeLog: src,
-		Readers: []admin.Reader{admin.ReaderOf("default")}}
-	logger := slog.New(slog.DiscardHandler)
-	b.state = &admin.State{Topology: "memory", Stores: admin.Stores{Primary: store}, Holder: "me", LeaseTTL: time.Minute, Logger: logger}
+		Retries: b.retries, Endpoints: b.states, Readers: []admin.Reader{admin.ReaderOf("default")}}
+	b.state = &admin.State{Topology: "memory", Stores: admin.Stores{Primary: store}, Holder: "me", LeaseTTL: time.Minute,
+		Logger: slog.New(slog.DiscardHandler)}
+	return b
+}
+
+// config is the API over b's stores with token and no optional route.
+func (b *bundle) config(token string) adminhttp.Config {
+	return adminhttp.Config{
+		Token: token, TokenEnv: "FRAISEQL_ADMIN_TOKEN", Runtime: b.rt, State: b.state, Logger: b.state.Logger,
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metric 1\n") }),
+	}
+}
+
+// serve builds the handler of cfg and serves it through conform, so that
+// every answer is checked against openapi.json; its routes join those a
+// full run must see answer 2xx.
+func (b *bundle) serve(t *testing.T, cfg adminhttp.Config) {
+	t.Helper()
+	h, err := adminhttp.NewHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.handler = h
+	seen.Lock()
+	for _, r := range h.Routes() {
+		seen.routes[r] = true
+	}
+	seen.Unlock()
+	b.srv = httptest.NewServer(conform(t, h))
+	t.Cleanup(b.srv.Close)
+}
+
+// setup serves the whole API (every optional route) over memory stores
+// with token ("" closes it); the executor's "fail-hook" action fails.
+func setup(t *testing.T, token string) *bundle {
+	t.Helper()
+	b := newBundle(t)
 	obs := domain.Observer{Name: "hooks", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, Retry: domain.DefaultRetryPolicy,
 		Actions: []domain.Action{{Name: "ok-hook", Type: domain.ActionLog}, {Name: "fail-hook", Type: domain.ActionLog}}}
 	m := domain.NewMatcher([]domain.Observer{obs})
@@ -109,20 +148,13 @@ func setup(t *testing.T, token string) *bundle {
 		return nil
 	})
 	retrier := &application.DeadLetterRetrier{Store: b.dl, Executor: exec, Matcher: func() *domain.Matcher { return m }}
-	h, err := adminhttp.NewHandler(adminhttp.Config{
-		Token: token, TokenEnv: "FRAISEQL_ADMIN_TOKEN", Runtime: b.rt, State: b.state, Logger: logger,
-		DeadLetters: &admin.DeadLetters{Store: b.dl, Retrier: func(context.Context) (*application.DeadLetterRetrier, error) { return retrier, nil }},
-		Metrics:     http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metric 1\n") }),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.handler = h
-	seen.Lock()
-	seen.routes = h.Routes()
-	seen.Unlock()
-	b.srv = httptest.NewServer(conform(t, h))
-	t.Cleanup(b.srv.Close)
+	resender := &application.Resender{Executor: exec, Matcher: func() *domain.Matcher { return m }}
+	cfg := b.config(token)
+	cfg.DeadLetters = &admin.DeadLetters{Store: b.dl, Retrier: func(context.Context) (*application.DeadLetterRetrier, error) { return retrier, nil }}
+	cfg.Endpoints = &admin.Endpoints{Retries: b.retries}
+	cfg.Deliveries = &admin.Deliveries{Log: b.log}
+	cfg.Resend = &admin.Resend{Stores: b.state.Stores, Resender: func(context.Context) (*application.Resender, error) { return resender, nil }}
+	b.serve(t, cfg)
 	return b
 }
 
