@@ -426,7 +426,9 @@ func TestFaultNATSClusterNodeKilledMidStream(t *testing.T) {
 	app := b.start(t, cfg)
 	waitFor(t, "bridge reading", func() bool { return app.bridgeReading(t, "default") })
 	w := startWriter(t, b.pool, 10*time.Millisecond)
-	waitFor(t, "deliveries before the kill", func() bool { return len(recv.deliveredByEvent()) >= 50 })
+	// A replicated stream and consumer on three fresh servers can take a
+	// while to settle on a loaded machine (elections): wait generously.
+	waitWithin(t, 2*time.Minute, "deliveries before the kill", func() bool { return len(recv.deliveredByEvent()) >= 50 })
 
 	leader := streamLeader(t, testsupport.URLs(nodes), cfg.NATS.Stream.Name)
 	var victim *testsupport.NATSServer
