@@ -127,3 +127,52 @@ func TestTokenBucketReservationsAreBounded(t *testing.T) {
 		t.Errorf("%d reservations kept, want at most %d", len(b.reserved), MaxReservations)
 	}
 }
+
+// Attempts whose reservations matured while they were held up (a pause)
+// and that come back together are spaced by the gate: at most the burst
+// at once, then one per interval; the endpoint never sees more than the
+// rate plus the burst in any second.
+func TestTokenBucketLateReturnsAreSpaced(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const rate = 50
+	b := TokenBucket{Rate: rate, Burst: 1}
+	if w := b.Take(start); w != 0 {
+		t.Fatalf("first take waits %v", w)
+	}
+	var waits []time.Duration
+	for range 10 {
+		waits = append(waits, b.Take(start))
+	}
+	// Everyone was held up by a 500ms pause and comes back at once; each
+	// retries at the wait it is given.
+	type pending struct{ at time.Time }
+	queue := make([]pending, len(waits))
+	for i := range queue {
+		queue[i] = pending{start.Add(500 * time.Millisecond)}
+	}
+	var admitted []time.Time
+	for steps := 0; len(queue) > 0; steps++ {
+		if steps > 1000 {
+			t.Fatal("attempts never admitted")
+		}
+		i := 0
+		for j := range queue {
+			if queue[j].at.Before(queue[i].at) {
+				i = j
+			}
+		}
+		p := queue[i]
+		queue = append(queue[:i], queue[i+1:]...)
+		if w := b.Take(p.at); w == 0 {
+			admitted = append(admitted, p.at)
+		} else {
+			queue = append(queue, pending{p.at.Add(w)})
+		}
+	}
+	for i := 1; i < len(admitted); i++ {
+		if d := admitted[i].Sub(admitted[i-1]); d < time.Second/rate-time.Microsecond {
+			t.Fatalf("admissions %d and %d only %v apart, want at least %v (burst 1)", i-1, i, d, time.Second/rate)
+		}
+	}
+}

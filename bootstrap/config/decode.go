@@ -16,9 +16,21 @@ var durationType = reflect.TypeOf(time.Duration(0))
 // what would be read wrongly: a bare number where a duration is expected
 // (mapstructure would read `timeout = 5` as 5ns) and a fraction where an
 // integer is expected (it would truncate 3.7 to 3). The error becomes a
-// ConfigError naming the key (decodeError).
+// ConfigError naming the key (decodeError). A single string where a list
+// of strings is expected is that one-element list (`to = "ops@x.com"`).
 func decodeHook() mapstructure.DecodeHookFunc {
-	return mapstructure.ComposeDecodeHookFunc(strictNumbers, mapstructure.StringToTimeDurationHookFunc())
+	return mapstructure.ComposeDecodeHookFunc(strictNumbers, oneStringList, mapstructure.StringToTimeDurationHookFunc())
+}
+
+var stringsType = reflect.TypeOf([]string(nil))
+
+// oneStringList reads a string given for a list of strings as a list of
+// one.
+func oneStringList(from, to reflect.Type, data any) (any, error) {
+	if to == stringsType && from.Kind() == reflect.String {
+		return []string{data.(string)}, nil
+	}
+	return data, nil
 }
 
 func strictNumbers(from, to reflect.Type, data any) (any, error) {

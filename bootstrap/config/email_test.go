@@ -336,3 +336,36 @@ func TestWebhookHeadersEnv(t *testing.T) {
 		t.Errorf("headers_env on a log action: %v", err)
 	}
 }
+
+// A single address may be written as a string where a list is expected.
+func TestEmailAddressAsOneString(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(writeConfig(t, `
+[email]
+host = "smtp.example.com"
+from = "shop@example.com"
+
+[[observers]]
+name = "notify"
+entity = "Order"
+events = "INSERT"
+[[observers.actions]]
+type = "email"
+to = "ops@example.com"
+cc = "sales@example.com"
+subject = "s"
+body_template = "b"
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := config.LoadObservers(cfg, nil, config.Checks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := obs[0].Actions[0].Email
+	if !slices.Equal(e.To, []string{"ops@example.com"}) || !slices.Equal(e.Cc, []string{"sales@example.com"}) ||
+		len(obs[0].Events) != 1 || obs[0].Events[0] != domain.EventInsert {
+		t.Errorf("to = %q, cc = %q, events = %v; want one-element lists", e.To, e.Cc, obs[0].Events)
+	}
+}
