@@ -26,6 +26,7 @@ import (
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -111,7 +112,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 			a.Close()
 		}
 	}()
-	observers, err := LoadObservers(cfg, opts.LookupEnv)
+	observers, err := actions.LoadObservers(cfg, opts.LookupEnv)
 	if err != nil {
 		return nil, err
 	}

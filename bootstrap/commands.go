@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
-	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
@@ -131,19 +130,4 @@ func Watch(ctx context.Context, cfg config.Config, logger *slog.Logger, on bool,
 		return postgres.Watch(ctx, pool, wc)
 	}
 	return postgres.Unwatch(ctx, pool, wc)
-}
-
-// DebugEvent dry-runs input (an event envelope as JSON) against the
-// observers of cfg, resolving *_env values through lookupEnv: each action
-// is described by its adapter's previewer, without side effects.
-func DebugEvent(cfg config.Config, lookupEnv func(string) (string, bool), input []byte) (admin.DebugReport, error) {
-	ev, computed, err := admin.DecodeEvent(input)
-	if err != nil {
-		return admin.DebugReport{}, err
-	}
-	observers, err := LoadObservers(cfg, lookupEnv)
-	if err != nil {
-		return admin.DebugReport{}, err
-	}
-	return admin.DryRun{Previewers: previewers(cfg)}.Run(ev, computed, observers), nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -39,7 +40,7 @@ type Operator struct {
 	env         func(string) (string, bool)
 	logger      *slog.Logger
 	holder      string
-	deps        actionDeps
+	deps        actions.Deps
 	deadLetters *admin.DeadLetters
 	durable     DurableCommands
 	log         ports.DeliveryLog           // the state database's delivery log
@@ -160,8 +161,8 @@ func (o *Operator) openStore(ctx context.Context, name, url string, readers []ad
 		return nil, err
 	}
 	o.onClose(d.Close)
-	if o.deps.db == nil {
-		o.deps.db = d // database actions re-run on the state database, as in the service
+	if o.deps.DB == nil {
+		o.deps.DB = d // database actions re-run on the state database, as in the service
 	}
 	s, _, err := postgresStore(o.cfg, d, name, url, readers)
 	if err != nil {
@@ -213,30 +214,30 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 	if r := o.builtRetrier(); r != nil {
 		return r, nil
 	}
-	observers, err := LoadObservers(o.cfg, o.env)
+	observers, err := actions.LoadObservers(o.cfg, o.env)
 	if err != nil {
 		return nil, err
 	}
 	deps := o.deps
 	if o.cfg.Redis.Configured() {
-		if deps.redis, err = connectRedis(ctx, o.cfg, o.env, o.logger); err != nil {
+		if deps.Redis, err = connectRedis(ctx, o.cfg, o.env, o.logger); err != nil {
 			return nil, err
 		}
-		o.onClose(func() { _ = deps.redis.Close() })
+		o.onClose(func() { _ = deps.Redis.Close() })
 	}
-	if usesAction(observers, domain.ActionNATS) {
+	if actions.Uses(observers, domain.ActionNATS) {
 		// LoadObservers made sure this is a NATS topology.
-		if deps.nats, err = natsadapter.Connect(ctx, natsConfig(o.cfg, o.holder), o.logger); err != nil {
+		if deps.NATS, err = natsadapter.Connect(ctx, natsConfig(o.cfg, o.holder), o.logger); err != nil {
 			return nil, err
 		}
-		o.onClose(deps.nats.Close)
+		o.onClose(deps.NATS.Close)
 	}
-	dispatcher, closeExec, err := buildExecutors(o.cfg, o.env, o.logger, deps)
+	dispatcher, closeExec, err := actions.Build(o.cfg, o.env, o.logger, deps)
 	if err != nil {
 		return nil, err
 	}
 	o.onClose(closeExec)
-	if err := checkSupported(o.cfg, dispatcher, observers); err != nil {
+	if err := actions.CheckSupported(o.cfg, dispatcher, observers); err != nil {
 		return nil, err
 	}
 	m := domain.NewMatcher(observers)
@@ -253,18 +254,6 @@ func (o *Operator) builtRetrier() *application.DeadLetterRetrier {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.retrier
-}
-
-// usesAction reports whether any observer has an action of type t.
-func usesAction(obs []domain.Observer, t domain.ActionType) bool {
-	for _, o := range obs {
-		for _, a := range o.Actions {
-			if a.Type == t {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // dedupNote tells, when dedup is on, which replayed events are skipped

@@ -37,7 +37,7 @@ func (l *localDurable) Resend(ctx context.Context, req admin.ResendRequest) (adm
 // openDurable builds the durable-delivery commands over the state
 // database the operator opened; resend searches stores for the event.
 func (o *Operator) openDurable(stores admin.Stores) error {
-	log, err := postgres.NewDeliveryLog(o.deps.db.Pool, o.cfg.Database.ObserverSchema)
+	log, err := postgres.NewDeliveryLog(o.deps.DB.Pool, o.cfg.Database.ObserverSchema)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
@@ -69,9 +70,9 @@ func (a *App) Reload() error {
 		a.logger.Info("reload: this process runs no observers (bridge role)")
 		return nil
 	}
-	obs, err := LoadObservers(a.cfg, a.env)
+	obs, err := actions.LoadObservers(a.cfg, a.env)
 	if err == nil {
-		err = checkSupported(a.cfg, a.dispatcher, obs)
+		err = actions.CheckSupported(a.cfg, a.dispatcher, obs)
 	}
 	if err != nil {
 		a.logger.Error("observer reload failed; keeping the running observers", slog.String("error", err.Error()))

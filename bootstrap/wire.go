@@ -5,23 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observer/adapters/email"
-	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
-	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
 	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
-	"github.com/fraiseql/fraiseql-observer/adapters/slack"
-	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -227,139 +222,6 @@ func (a *App) openNATS(ctx context.Context) error {
 	return a.nats.EnsureStream(ctx)
 }
 
-// actionDeps are the connections the action executors run on (nil when
-// the process has none).
-type actionDeps struct {
-	db    *postgres.DB
-	redis *redisadapter.Client
-	nats  *natsadapter.Conn
-	// propagate sends the trace context on webhooks (nil: tracing off).
-	propagate func(context.Context, http.Header)
-	// emailServer, when set, receives the SMTP server's host:port once the
-	// email executor is built (endpoint health keys email by it).
-	emailServer *string
-}
-
-// actionChecks are the action adapters' checks config.LoadObservers runs
-// on configured values: the Standard Webhooks format of every signing
-// secret, the fixed addresses of email actions.
-func actionChecks() config.Checks {
-	return config.Checks{
-		SigningSecret: func(s string) error {
-			_, err := webhook.ParseSigningSecret(s)
-			return err
-		},
-		Email: email.CheckAction,
-	}
-}
-
-// LoadObservers loads and compiles the observers of cfg (the main file's
-// and observers_file's), resolving *_env values through lookupEnv, with
-// the action adapters' checks: what run would refuse, validate-config
-// refuses.
-func LoadObservers(cfg config.Config, lookupEnv func(string) (string, bool)) ([]domain.Observer, error) {
-	return config.LoadObservers(cfg, lookupEnv, actionChecks())
-}
-
-// buildExecutors registers one executor per action type the connections
-// and the configuration allow; close releases them.
-func buildExecutors(cfg config.Config, env func(string) (string, bool), logger *slog.Logger, deps actionDeps) (_ *application.Dispatcher, closeFn func(), _ error) {
-	policy, err := httpguard.ParsePolicy(cfg.Security.AllowPrivateNetworks, cfg.Security.AllowedNetworks)
-	if err != nil {
-		return nil, nil, &config.ConfigError{File: cfg.File, Key: "security.allowed_networks", Msg: err.Error()}
-	}
-	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy, Propagate: deps.propagate}, logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	executors := map[domain.ActionType]ports.ActionExecutor{
-		domain.ActionWebhook: wh,
-		domain.ActionLog:     logaction.NewExecutor(logger),
-		domain.ActionSlack:   slack.NewExecutor(wh, logger),
-	}
-	closeFn = wh.Close
-	if cfg.Email.Configured() {
-		mailer, err := newEmailExecutor(cfg, env, logger)
-		if err != nil {
-			wh.Close()
-			return nil, nil, err
-		}
-		executors[domain.ActionEmail] = mailer
-		if deps.emailServer != nil {
-			*deps.emailServer = mailer.Server()
-		}
-		closeFn = func() { mailer.Close(); wh.Close() }
-	}
-	if deps.redis != nil {
-		executors[domain.ActionCache] = redisadapter.NewInvalidator(deps.redis, logger)
-	}
-	if deps.db != nil {
-		executors[domain.ActionDatabase] = postgres.NewFunctionCaller(deps.db.Pool)
-	}
-	if deps.nats != nil {
-		executors[domain.ActionNATS] = natsadapter.NewActionPublisher(deps.nats)
-	}
-	return application.NewDispatcher(executors), closeFn, nil
-}
-
-// newEmailExecutor builds the email executor on [email]; the password
-// comes from the variable email.password_env names. No connection is made
-// before the first message.
-func newEmailExecutor(cfg config.Config, env func(string) (string, bool), logger *slog.Logger) (*email.Executor, error) {
-	e := cfg.Email
-	password := ""
-	if e.PasswordEnv != "" {
-		v, ok := env(e.PasswordEnv)
-		if !ok || v == "" {
-			return nil, &config.ConfigError{File: cfg.File, Key: "email.password_env", Msg: "environment variable " + e.PasswordEnv + " is not set"}
-		}
-		password = v
-	}
-	maxIdle := e.MaxIdleConns
-	if maxIdle == 0 {
-		maxIdle = -1 // the adapter's "a session per message"
-	}
-	mailer, err := email.NewExecutor(email.Config{
-		Host: e.Host, Port: e.Port, From: e.From, TLS: email.TLSMode(e.TLS),
-		Username: e.Username, Password: password, Timeout: e.Timeout, HELOName: e.HELOName,
-		MaxIdleConns: maxIdle, IdleTimeout: e.IdleTimeout,
-	}, logger)
-	if err != nil {
-		return nil, &config.ConfigError{File: cfg.File, Key: "email", Msg: err.Error()}
-	}
-	return mailer, nil
-}
-
-// previewers describe each action type for the dry run, as the executors
-// of buildExecutors would run it; none of them connects to anything.
-func previewers(cfg config.Config) map[domain.ActionType]ports.ActionPreviewer {
-	return map[domain.ActionType]ports.ActionPreviewer{
-		domain.ActionWebhook:  webhook.Previewer,
-		domain.ActionLog:      logaction.Previewer,
-		domain.ActionSlack:    slack.Previewer,
-		domain.ActionCache:    redisadapter.Previewer,
-		domain.ActionDatabase: postgres.FunctionPreviewer,
-		domain.ActionNATS:     natsadapter.Previewer,
-		domain.ActionEmail:    email.NewPreviewer(cfg.Email.From),
-	}
-}
-
-// checkSupported refuses observers whose actions have no executor in this
-// process. LoadObservers already refused actions whose service the
-// configuration lacks, with the key to set; this catches an executor that
-// the wiring failed to register.
-func checkSupported(cfg config.Config, d *application.Dispatcher, obs []domain.Observer) error {
-	for _, o := range obs {
-		for i, act := range o.Actions {
-			if !d.Supports(act.Type) {
-				return &config.ConfigError{File: cfg.File, Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),
-					Msg: fmt.Sprintf("action type %s is not available in topology %s", act.Type, cfg.Topology)}
-			}
-		}
-	}
-	return nil
-}
-
 // buildProcessor stacks executors and processor decorators from config:
 // Dedup(Processor(CachingExecutor(DeliveryRecorder(EndpointGuard(
 // Dispatcher))))), and the retry runner over the same executors.
@@ -367,13 +229,13 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	if a.primary == nil {
 		return nil // a bridge-only process runs no actions
 	}
-	dispatcher, closeExec, err := buildExecutors(a.cfg, a.env, a.logger, actionDeps{db: a.db, redis: a.redis, nats: a.nats, propagate: a.propagate(), emailServer: &a.emailServer})
+	dispatcher, closeExec, err := actions.Build(a.cfg, a.env, a.logger, actions.Deps{DB: a.db, Redis: a.redis, NATS: a.nats, Propagate: a.propagate(), EmailServer: &a.emailServer})
 	if err != nil {
 		return err
 	}
 	a.onClose(closeExec)
 	a.dispatcher = dispatcher
-	if err := checkSupported(a.cfg, dispatcher, observers); err != nil {
+	if err := actions.CheckSupported(a.cfg, dispatcher, observers); err != nil {
 		return err
 	}
 	exec, err := a.guarded(dispatcher)

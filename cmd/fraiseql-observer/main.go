@@ -20,6 +20,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
@@ -158,7 +159,7 @@ func checkConfig(file string, environ []string, print, asJSON bool, stdout, stde
 	if err != nil {
 		return err
 	}
-	obs, err := bootstrap.LoadObservers(cfg, lookup)
+	obs, err := actions.LoadObservers(cfg, lookup)
 	if err != nil {
 		return err
 	}
@@ -262,7 +263,7 @@ func requireObservers(cfg config.Config) error {
 	if !cfg.Role.RunsWorker() {
 		return nil
 	}
-	obs, err := bootstrap.LoadObservers(cfg, os.LookupEnv)
+	obs, err := actions.LoadObservers(cfg, os.LookupEnv)
 	if err != nil {
 		return withFile(err, cfg.File)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
@@ -145,7 +146,7 @@ func debugEvent(inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	rep, err := bootstrap.DebugEvent(cfg, os.LookupEnv, input)
+	rep, err := actions.DebugEvent(cfg, os.LookupEnv, input)
 	if err != nil {
 		if _, ok := err.(*config.ConfigError); ok {
 			return err
