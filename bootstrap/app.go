@@ -7,10 +7,7 @@ package bootstrap
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +25,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -105,7 +103,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(promadapter.BuildInfo{Version: opts.Version}), env: opts.LookupEnv, holder: holderName()}
+	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(promadapter.BuildInfo{Version: opts.Version}), env: opts.LookupEnv, holder: stores.HolderName()}
 	a.delivery = promadapter.NewDeliveryMetrics(a.metrics.Registry())
 	defer func() {
 		if err != nil {
@@ -125,17 +123,17 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	}
 	switch {
 	case cfg.Topology == config.TopologyMemory:
-		err = a.openMemory(ctx)
+		err = a.useState(stores.OpenMemory(ctx, cfg, a.logger))
 	case cfg.Topology == config.TopologyMultiDatabase && cfg.Role == config.RoleBridge:
 		// A bridge-only process keeps its state in the source databases.
 	default:
-		err = a.openStateDB(ctx)
+		err = a.useState(stores.OpenDatabase(ctx, cfg, a.logger))
 	}
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Redis.Configured() {
-		if a.redis, err = connectRedis(ctx, cfg, a.env, a.logger); err != nil {
+		if a.redis, err = stores.ConnectRedis(ctx, cfg, a.env, a.logger); err != nil {
 			return nil, err
 		}
 		a.onClose(func() { _ = a.redis.Close() })
@@ -272,11 +270,4 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return err
-}
-
-func holderName() string {
-	host, _ := os.Hostname()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
 }

@@ -12,31 +12,8 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 )
-
-// connectOnce opens the configured database for a one-shot command: one
-// attempt, bounded by database.connect_timeout; a database that does not
-// answer is an error naming it (WaitForDatabases waits first, for --wait).
-func connectOnce(ctx context.Context, cfg config.Config, logger *slog.Logger) (*postgres.DB, error) {
-	return connectDB(ctx, cfg.Database, "database", logger)
-}
-
-// connectDB opens db for a one-shot command in one attempt; the error
-// names what (the configuration key) and where (the address, password
-// redacted).
-func connectDB(ctx context.Context, db config.DatabaseConfig, what string, logger *slog.Logger) (*postgres.DB, error) {
-	d, err := postgres.Open(ctx, postgres.PoolConfig{
-		URL: db.URL, MaxConns: db.MaxConnections, ConnectTimeout: db.ConnectTimeout, Once: true,
-	}, logger)
-	var bad *postgres.ErrBadURL
-	switch {
-	case errors.As(err, &bad):
-		return nil, &config.ConfigError{Key: what + ".url", Msg: "cannot parse the connection string"}
-	case err != nil:
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return d, nil
-}
 
 // stateDatabases lists the databases a one-shot command of cfg talks to:
 // the state database (none in the memory topology) and the
@@ -49,7 +26,7 @@ func stateDatabases(cfg config.Config, env func(string) (string, bool)) (map[str
 	}
 	out["database"] = cfg.Database
 	for i, d := range cfg.Databases {
-		url, err := sourceURL(cfg, env, i)
+		url, err := stores.SourceURL(cfg, env, i)
 		if err != nil {
 			return nil, err
 		}
@@ -92,7 +69,7 @@ func WaitForDatabases(ctx context.Context, cfg config.Config, wait time.Duration
 // operator (e.g. contract columns that allow NULL); Migrate also logs
 // them.
 func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) (warnings []string, _ error) {
-	db, err := connectOnce(ctx, cfg, logger)
+	db, err := stores.ConnectOnce(ctx, cfg.Database, "database", logger)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +94,7 @@ func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) (warni
 // Watch installs (on) or removes (!on) the capture trigger of an ordinary
 // table; entity names the events' entity type (default: the table name).
 func Watch(ctx context.Context, cfg config.Config, logger *slog.Logger, on bool, table, entity string) error {
-	db, err := connectOnce(ctx, cfg, logger)
+	db, err := stores.ConnectOnce(ctx, cfg.Database, "database", logger)
 	if err != nil {
 		return err
 	}

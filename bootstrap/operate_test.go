@@ -23,6 +23,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -114,7 +115,7 @@ func setupOperator(t *testing.T, observers string) *opBundle {
 	if _, err := bootstrap.Migrate(ctx, cfg, quietLogger()); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bootstrap.Connect(ctx, cfg.Database, quietLogger())
+	db, err := stores.Connect(ctx, cfg.Database, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

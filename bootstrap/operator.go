@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -68,7 +68,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName(), dbs: map[*admin.Store]*postgres.DB{}}
+	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: stores.HolderName(), dbs: map[*admin.Store]*postgres.DB{}}
 	if cfg.Topology == config.TopologyMemory {
 		c, err := adminClient(cfg, opts.LookupEnv)
 		if err != nil {
@@ -82,7 +82,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 			o.Close()
 		}
 	}()
-	primary, err := o.openStore(ctx, "database", cfg.Database.URL, primaryReaders(cfg))
+	primary, err := o.openStore(ctx, "database", cfg.Database.URL, stores.PrimaryReaders(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 		sources = o.openSources
 	}
 	o.State = &admin.State{Topology: string(cfg.Topology), Stores: admin.Stores{Primary: primary, Sources: sources},
-		Holder: o.holder, LeaseTTL: cfg.Reader.LeaseTTL, Logger: o.logger, DedupNote: dedupNote(cfg)}
+		Holder: o.holder, LeaseTTL: cfg.Reader.LeaseTTL, Logger: o.logger, DedupNote: stores.DedupNote(cfg)}
 	o.deadLetters = &admin.DeadLetters{Store: primary.DeadLetters, Retrier: o.buildRetrier}
 	if err := o.openDurable(admin.Stores{Primary: primary, Sources: sources}); err != nil {
 		return nil, err
@@ -156,7 +156,7 @@ func (o *Operator) onClose(f func()) {
 func (o *Operator) openStore(ctx context.Context, name, url string, readers []admin.Reader) (*admin.Store, error) {
 	dbCfg := o.cfg.Database
 	dbCfg.URL = url
-	d, err := connectDB(ctx, dbCfg, name, o.logger)
+	d, err := stores.ConnectOnce(ctx, dbCfg, name, o.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (o *Operator) openStore(ctx context.Context, name, url string, readers []ad
 	if o.deps.DB == nil {
 		o.deps.DB = d // database actions re-run on the state database, as in the service
 	}
-	s, _, err := postgresStore(o.cfg, d, name, url, readers)
+	s, _, err := stores.Postgres(o.cfg, d, name, url, readers)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func (o *Operator) openSources(ctx context.Context) ([]*admin.Store, error) {
 	}
 	var out []*admin.Store
 	for i, d := range o.cfg.Databases {
-		url, err := sourceURL(o.cfg, o.env, i)
+		url, err := stores.SourceURL(o.cfg, o.env, i)
 		if err != nil {
 			return nil, err
 		}
@@ -220,14 +220,14 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 	}
 	deps := o.deps
 	if o.cfg.Redis.Configured() {
-		if deps.Redis, err = connectRedis(ctx, o.cfg, o.env, o.logger); err != nil {
+		if deps.Redis, err = stores.ConnectRedis(ctx, o.cfg, o.env, o.logger); err != nil {
 			return nil, err
 		}
 		o.onClose(func() { _ = deps.Redis.Close() })
 	}
 	if actions.Uses(observers, domain.ActionNATS) {
 		// LoadObservers made sure this is a NATS topology.
-		if deps.NATS, err = natsadapter.Connect(ctx, natsConfig(o.cfg, o.holder), o.logger); err != nil {
+		if deps.NATS, err = natsadapter.Connect(ctx, stores.NATSConfig(o.cfg, o.holder), o.logger); err != nil {
 			return nil, err
 		}
 		o.onClose(deps.NATS.Close)
@@ -254,23 +254,4 @@ func (o *Operator) builtRetrier() *application.DeadLetterRetrier {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.retrier
-}
-
-// dedupNote tells, when dedup is on, which replayed events are skipped
-// and how to avoid it, as the dedup store actually behaves.
-func dedupNote(c config.Config) string {
-	if !c.Performance.EnableDedup {
-		return ""
-	}
-	note := fmt.Sprintf("dedup is enabled (performance.enable_dedup): events that completed less than redis.dedup_window (%s) ago are skipped as duplicates when they are read again.", c.Redis.DedupWindow)
-	if c.Redis.Configured() {
-		note += fmt.Sprintf(" Their marks are the Redis keys %sdedup:v1:event:<event id>; to process them again, delete those keys before the service reads them (e.g. redis-cli --scan --pattern '%sdedup:v1:event:*' | xargs -r redis-cli unlink, which clears the marks of every event), or replay once the window has passed.",
-			c.Redis.KeyPrefix, domain.GlobEscape(c.Redis.KeyPrefix))
-	} else {
-		note += " The marks are kept in the running process only: restarting the service clears them."
-	}
-	if c.Performance.EnableCaching {
-		note += fmt.Sprintf(" With performance.enable_caching, actions that succeeded less than redis.cache_ttl (%s) ago are not repeated either (keys %scache:v1:result:*).", c.Redis.CacheTTL, c.Redis.KeyPrefix)
-	}
-	return note
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
@@ -34,7 +35,7 @@ func (a *App) buildAdmin() {
 		Stores: admin.Stores{Primary: a.primary,
 			Sources: func(context.Context) ([]*admin.Store, error) { return sources, nil }},
 		Holder: a.holder, LeaseTTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
-		DedupNote: dedupNote(a.cfg),
+		DedupNote: stores.DedupNote(a.cfg),
 	}
 	if a.memSource != nil {
 		// The memory topology's only reader runs here: a replay pauses it
