@@ -1,7 +1,9 @@
 // Package bootstrap is the composition root: it builds one topology from a
-// configuration (App: New, Run, Close), the operator's use cases for the
-// one-shot commands (OpenOperator), the logger, and the migrate and watch
-// commands. It is the only package that knows which adapters make up a
+// configuration (App: New, Run, Close), and holds the migrate and watch
+// commands. Its subpackages are the root's other rooms: the state stores
+// (stores), the action executors and previewers (actions), the one-shot
+// commands (operate), observability (telemetry) and the configuration
+// (config). Only the composition root knows which adapters make up a
 // topology.
 package bootstrap
 

@@ -22,6 +22,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/operate"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -84,7 +85,7 @@ func printVersion(inv *invocation) error {
 }
 
 func status(inv *invocation) error {
-	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		rep, err := o.State.Status(ctx)
 		if err != nil {
 			return err
@@ -101,7 +102,7 @@ func replay(inv *invocation) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		res, err := o.State.Replay(ctx, inv.op.reader, since)
 		if err != nil {
 			return err
@@ -133,7 +134,7 @@ func prepare(inv *invocation) (config.Config, *slog.Logger, error) {
 	}
 	logger := bootstrap.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
 	if inv.cmd.oneShot && inv.wait > 0 {
-		if err := bootstrap.WaitForDatabases(inv.ctx, cfg, inv.wait, logger); err != nil {
+		if err := operate.WaitForDatabases(inv.ctx, cfg, inv.wait, logger); err != nil {
 			return cfg, nil, withFile(err, inv.configFile)
 		}
 	}
@@ -205,7 +206,7 @@ func healthcheck(inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	detail, err := bootstrap.Healthcheck(inv.ctx, cfg, inv.timeout)
+	detail, err := operate.Healthcheck(inv.ctx, cfg, inv.timeout)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,10 @@
-package bootstrap
+// Package operate is the part of the composition root that serves the
+// one-shot commands: the Operator (status, replay, dlq, deliveries,
+// resend, prune) over the stores a configuration names, without readers,
+// workers or the admin server (for the memory topology, through the
+// running service's admin API); WaitForDatabases (--wait) and
+// Healthcheck. The running service is bootstrap.App.
+package operate
 
 import (
 	"context"
@@ -56,12 +62,19 @@ type Operator struct {
 	closers []func()
 }
 
-// OpenOperator connects to the configuration's state database (one
+// Options carries what the process hands the operator.
+type Options struct {
+	Logger *slog.Logger
+	// LookupEnv resolves *_env secrets (default os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+}
+
+// Open connects to the configuration's state database (one
 // attempt: a database that is down is an error at once; see
 // WaitForDatabases). It does not migrate. The memory topology keeps its state in the
 // running process: status and replay ask its admin API (http.listen, the
 // token from http.admin_token_env); its dead letters are refused.
-func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Operator, err error) {
+func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Operator, err error) {
 	if opts.Logger == nil {
 		return nil, errors.New("bootstrap: logger is required")
 	}
