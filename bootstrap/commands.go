@@ -53,3 +53,10 @@ func Watch(ctx context.Context, cfg config.Config, logger *slog.Logger, on bool,
 	}
 	return postgres.Unwatch(ctx, pool, wc)
 }
+
+// EffectiveConfig is config.Effective with PostgreSQL's redaction of
+// connection strings: the configuration as validate-config --print shows
+// it, secrets redacted.
+func EffectiveConfig(cfg config.Config) (map[string]any, error) {
+	return config.Effective(cfg, postgres.Redact)
+}
