@@ -217,7 +217,7 @@ func (a *App) Run(ctx context.Context) error {
 		})
 		a.logger.Info("admin http listening", slog.String("addr", a.HTTPAddr()))
 	}
-	wg.Go(func() { a.pollGauges(ctx) })
+	wg.Go(func() { a.gauges().Run(ctx) })
 
 	// The workloads of this topology and role run side by side; the first
 	// error stops them all.

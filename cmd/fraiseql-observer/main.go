@@ -23,6 +23,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/operate"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -132,7 +133,7 @@ func prepare(inv *invocation) (config.Config, *slog.Logger, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
-	logger := bootstrap.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
+	logger := telemetry.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
 	if inv.cmd.oneShot && inv.wait > 0 {
 		if err := operate.WaitForDatabases(inv.ctx, cfg, inv.wait, logger); err != nil {
 			return cfg, nil, withFile(err, inv.configFile)
@@ -232,7 +233,7 @@ func runService(inv *invocation) error {
 	if err := requireObservers(cfg); err != nil {
 		return err
 	}
-	logger := bootstrap.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
+	logger := telemetry.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
 	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger, Version: buildVersion()})
 	if err != nil {
 		if ctx.Err() != nil {
