@@ -2,7 +2,7 @@
 // action adapters: per action type, the executor a process registers (over
 // the connections it has), the previewer the dry run asks, and the checks
 // of configured values the adapters own. The service (bootstrap.App) and
-// the one-shot commands (bootstrap/operator) build their executors here.
+// the one-shot commands (bootstrap/operate) build their executors here.
 package actions
 
 import (

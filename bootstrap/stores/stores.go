@@ -1,6 +1,6 @@
 // Package stores is the part of the composition root that opens where a
 // topology keeps its state, for the service (bootstrap.App) and the
-// one-shot commands (bootstrap/operator) alike: PostgreSQL (Connect with
+// one-shot commands (bootstrap/operate) alike: PostgreSQL (Connect with
 // retries, ConnectOnce, MigrateOnStart) and the state stores of a database
 // (Postgres, Source), a process's primary state (OpenDatabase,
 // OpenMemory), Redis (dedup marks, cached results), the NATS connection
