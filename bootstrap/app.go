@@ -1,16 +1,15 @@
 // Package bootstrap is the composition root: it builds one topology from a
-// configuration (App: New, Run, Close), the operator's use cases for the
-// one-shot commands (OpenOperator), the logger, and the migrate and watch
-// commands. It is the only package that knows which adapters make up a
+// configuration (App: New, Run, Close), and holds the migrate and watch
+// commands. Its subpackages are the root's other rooms: the state stores
+// (stores), the action executors and previewers (actions), the one-shot
+// commands (operate), observability (telemetry) and the configuration
+// (config). Only the composition root knows which adapters make up a
 // topology.
 package bootstrap
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,7 +25,9 @@ import (
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -104,14 +105,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(promadapter.BuildInfo{Version: opts.Version}), env: opts.LookupEnv, holder: holderName()}
+	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(promadapter.BuildInfo{Version: opts.Version}), env: opts.LookupEnv, holder: stores.HolderName()}
 	a.delivery = promadapter.NewDeliveryMetrics(a.metrics.Registry())
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
-	observers, err := LoadObservers(cfg, opts.LookupEnv)
+	observers, err := actions.LoadObservers(cfg, opts.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -124,17 +125,17 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	}
 	switch {
 	case cfg.Topology == config.TopologyMemory:
-		err = a.openMemory(ctx)
+		err = a.useState(stores.OpenMemory(ctx, cfg, a.logger))
 	case cfg.Topology == config.TopologyMultiDatabase && cfg.Role == config.RoleBridge:
 		// A bridge-only process keeps its state in the source databases.
 	default:
-		err = a.openStateDB(ctx)
+		err = a.useState(stores.OpenDatabase(ctx, cfg, a.logger))
 	}
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Redis.Configured() {
-		if a.redis, err = connectRedis(ctx, cfg, a.env, a.logger); err != nil {
+		if a.redis, err = stores.ConnectRedis(ctx, cfg, a.env, a.logger); err != nil {
 			return nil, err
 		}
 		a.onClose(func() { _ = a.redis.Close() })
@@ -216,7 +217,7 @@ func (a *App) Run(ctx context.Context) error {
 		})
 		a.logger.Info("admin http listening", slog.String("addr", a.HTTPAddr()))
 	}
-	wg.Go(func() { a.pollGauges(ctx) })
+	wg.Go(func() { a.gauges().Run(ctx) })
 
 	// The workloads of this topology and role run side by side; the first
 	// error stops them all.
@@ -271,11 +272,4 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return err
-}
-
-func holderName() string {
-	host, _ := os.Hostname()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
 }

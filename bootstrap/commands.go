@@ -2,98 +2,19 @@ package bootstrap
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"maps"
-	"os"
-	"slices"
-	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
-	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 )
-
-// connectOnce opens the configured database for a one-shot command: one
-// attempt, bounded by database.connect_timeout; a database that does not
-// answer is an error naming it (WaitForDatabases waits first, for --wait).
-func connectOnce(ctx context.Context, cfg config.Config, logger *slog.Logger) (*postgres.DB, error) {
-	return connectDB(ctx, cfg.Database, "database", logger)
-}
-
-// connectDB opens db for a one-shot command in one attempt; the error
-// names what (the configuration key) and where (the address, password
-// redacted).
-func connectDB(ctx context.Context, db config.DatabaseConfig, what string, logger *slog.Logger) (*postgres.DB, error) {
-	d, err := postgres.Open(ctx, postgres.PoolConfig{
-		URL: db.URL, MaxConns: db.MaxConnections, ConnectTimeout: db.ConnectTimeout, Once: true,
-	}, logger)
-	var bad *postgres.ErrBadURL
-	switch {
-	case errors.As(err, &bad):
-		return nil, &config.ConfigError{Key: what + ".url", Msg: "cannot parse the connection string"}
-	case err != nil:
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return d, nil
-}
-
-// stateDatabases lists the databases a one-shot command of cfg talks to:
-// the state database (none in the memory topology) and the
-// multi-database sources. The URLs of sources given by url_env are looked
-// up in env.
-func stateDatabases(cfg config.Config, env func(string) (string, bool)) (map[string]config.DatabaseConfig, error) {
-	out := map[string]config.DatabaseConfig{}
-	if cfg.Topology == config.TopologyMemory {
-		return out, nil
-	}
-	out["database"] = cfg.Database
-	for i, d := range cfg.Databases {
-		url, err := sourceURL(cfg, env, i)
-		if err != nil {
-			return nil, err
-		}
-		db := cfg.Database
-		db.URL = url
-		out["databases."+d.Name] = db
-	}
-	return out, nil
-}
-
-// WaitForDatabases waits up to wait for every database cfg names to
-// answer (the one-shot commands' --wait), logging each failure; it
-// returns the last error when one still does not answer.
-func WaitForDatabases(ctx context.Context, cfg config.Config, wait time.Duration, logger *slog.Logger) error {
-	dbs, err := stateDatabases(cfg, os.LookupEnv)
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	for _, what := range slices.Sorted(maps.Keys(dbs)) {
-		db := dbs[what]
-		d, err := postgres.Open(wctx, postgres.PoolConfig{URL: db.URL, MaxConns: 1, ConnectTimeout: db.ConnectTimeout}, logger)
-		var bad *postgres.ErrBadURL
-		switch {
-		case errors.As(err, &bad):
-			return &config.ConfigError{Key: what + ".url", Msg: "cannot parse the connection string"}
-		case err != nil && ctx.Err() != nil:
-			return ctx.Err()
-		case err != nil:
-			return fmt.Errorf("%s: waited %s: %w", what, wait, err)
-		}
-		d.Close()
-	}
-	return nil
-}
 
 // Migrate creates or adapts the change-log table and the observer schema
 // named in cfg. The warnings are about the existing table, for the
 // operator (e.g. contract columns that allow NULL); Migrate also logs
 // them.
 func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) (warnings []string, _ error) {
-	db, err := connectOnce(ctx, cfg, logger)
+	db, err := stores.ConnectOnce(ctx, cfg.Database, "database", logger)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +39,7 @@ func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) (warni
 // Watch installs (on) or removes (!on) the capture trigger of an ordinary
 // table; entity names the events' entity type (default: the table name).
 func Watch(ctx context.Context, cfg config.Config, logger *slog.Logger, on bool, table, entity string) error {
-	db, err := connectOnce(ctx, cfg, logger)
+	db, err := stores.ConnectOnce(ctx, cfg.Database, "database", logger)
 	if err != nil {
 		return err
 	}
@@ -133,17 +54,9 @@ func Watch(ctx context.Context, cfg config.Config, logger *slog.Logger, on bool,
 	return postgres.Unwatch(ctx, pool, wc)
 }
 
-// DebugEvent dry-runs input (an event envelope as JSON) against the
-// observers of cfg, resolving *_env values through lookupEnv: each action
-// is described by its adapter's previewer, without side effects.
-func DebugEvent(cfg config.Config, lookupEnv func(string) (string, bool), input []byte) (admin.DebugReport, error) {
-	ev, computed, err := admin.DecodeEvent(input)
-	if err != nil {
-		return admin.DebugReport{}, err
-	}
-	observers, err := LoadObservers(cfg, lookupEnv)
-	if err != nil {
-		return admin.DebugReport{}, err
-	}
-	return admin.DryRun{Previewers: previewers(cfg)}.Run(ev, computed, observers), nil
+// EffectiveConfig is config.Effective with PostgreSQL's redaction of
+// connection strings: the configuration as validate-config --print shows
+// it, secrets redacted.
+func EffectiveConfig(cfg config.Config) (map[string]any, error) {
+	return config.Effective(cfg, postgres.Redact)
 }

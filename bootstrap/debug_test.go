@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
@@ -94,7 +94,7 @@ func secretEnv(k string) (string, bool) {
 func TestDebugEvent(t *testing.T) {
 	t.Parallel()
 	cfg := debugConfig(t)
-	rep, err := bootstrap.DebugEvent(cfg, secretEnv, []byte(debugInput))
+	rep, err := actions.DebugEvent(cfg, secretEnv, []byte(debugInput))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestDebugEventInputs(t *testing.T) {
 		{"insert without before", `{"id": "1", "event_type": "INSERT", "entity_type": "Order", "data": {}}`, true},
 	}
 	for _, c := range cases {
-		rep, err := bootstrap.DebugEvent(cfg, secretEnv, []byte(c.input))
+		rep, err := actions.DebugEvent(cfg, secretEnv, []byte(c.input))
 		if (err == nil) != c.ok {
 			t.Errorf("%s: err = %v, want ok %v", c.name, err, c.ok)
 		}

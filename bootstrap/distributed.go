@@ -11,6 +11,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -50,24 +51,24 @@ func (a *App) buildBridges(ctx context.Context) error {
 		return a.addBridge("default", "", a.db, a.primary, pub)
 	}
 	for i, d := range a.cfg.Databases {
-		url, err := sourceURL(a.cfg, a.env, i)
+		url, err := stores.SourceURL(a.cfg, a.env, i)
 		if err != nil {
 			return err
 		}
 		dbCfg := a.cfg.Database
 		dbCfg.URL = url
 		log := a.logger.With(slog.String("database", d.Name))
-		db, err := Connect(ctx, dbCfg, log)
+		db, err := stores.Connect(ctx, dbCfg, log)
 		if err != nil {
 			return fmt.Errorf("databases[%d] (%s): %w", i, d.Name, err)
 		}
 		a.onClose(db.Close)
 		if dbCfg.MigrateOnStart {
-			if err := migrateDB(ctx, db, dbCfg, log); err != nil {
+			if err := stores.MigrateOnStart(ctx, db, dbCfg, log); err != nil {
 				return fmt.Errorf("databases[%d] (%s): %w", i, d.Name, err)
 			}
 		}
-		store, _, err := sourceStore(a.cfg, db, d.Name, url)
+		store, _, err := stores.Source(a.cfg, db, d.Name, url)
 		if err != nil {
 			return err
 		}
@@ -76,30 +77,6 @@ func (a *App) buildBridges(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// sourceURL resolves the url of the i-th [[databases]] entry.
-func sourceURL(cfg config.Config, env func(string) (string, bool), i int) (string, error) {
-	d := cfg.Databases[i]
-	if d.URLEnv == "" {
-		return d.URL, nil
-	}
-	v, ok := env(d.URLEnv)
-	if !ok || v == "" {
-		return "", &config.ConfigError{File: cfg.File, Key: fmt.Sprintf("databases[%d].url_env", i), Msg: "environment variable " + d.URLEnv + " is not set"}
-	}
-	return v, nil
-}
-
-// sourceStore is the state a multi-database source keeps: its bridge's
-// checkpoint and lease, and the invalid rows its bridge parks.
-func sourceStore(cfg config.Config, db *postgres.DB, name, url string) (*admin.Store, *postgres.DeadLetters, error) {
-	s, dl, err := postgresStore(cfg, db, "databases."+name, url, []admin.Reader{admin.ReaderOf("bridge:" + name)})
-	if s != nil {
-		s.Where = "source database " + name
-		s.Retries, s.Endpoints = nil, nil // parked retries and endpoint states live in the workers' state database
-	}
-	return s, dl, err
 }
 
 func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store, pub ports.EventPublisher) error {

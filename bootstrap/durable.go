@@ -106,16 +106,6 @@ func (a *App) endpointHealth() *admin.Endpoints {
 	return e
 }
 
-// pollDurable refreshes the parked-retry gauges.
-func (a *App) pollDurable(ctx context.Context) {
-	if a.primary == nil || a.primary.Retries == nil {
-		return
-	}
-	if c, err := a.primary.Retries.Counts(ctx); err == nil {
-		a.delivery.RetryItems(c.Due, c.Waiting)
-	}
-}
-
 func (a *App) wakeRunner() {
 	if a.runner != nil {
 		a.runner.Wake()

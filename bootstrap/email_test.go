@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/smtptest"
@@ -126,7 +127,7 @@ func TestEmailPasswordEnvUnset(t *testing.T) {
 	}
 }
 
-// bootstrap.LoadObservers (run, validate-config, debug-event, reload, dlq
+// actions.LoadObservers (run, validate-config, debug-event, reload, dlq
 // retry) applies the adapters' checks: a signing secret the Standard
 // Webhooks libraries would refuse and a fixed address that is not one
 // stop the load, naming the key and never the secret.
@@ -151,7 +152,7 @@ func TestLoadObserversAppliesTheAdapterChecks(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.ObserversFile = file
-		_, err := bootstrap.LoadObservers(cfg, env)
+		_, err := actions.LoadObservers(cfg, env)
 		return err
 	}
 	if err := load(t, "type = \"webhook\"\nurl = \"https://example.com/h\"\nsigning_secrets_env = [\"NEW\"]\n"); err != nil {
@@ -209,7 +210,7 @@ func TestDebugEventEmailAndSecrets(t *testing.T) {
 	}
 	input := `{"id": "e-1", "event_type": "UPDATE", "entity_type": "Order", "entity_id": "o-7",
 		"data": {"status": "shipped", "note": "<fragile>", "customer": {"name": "Zoë", "email": "zoe@example.com"}}}`
-	rep, err := bootstrap.DebugEvent(cfg, env, []byte(input))
+	rep, err := actions.DebugEvent(cfg, env, []byte(input))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +272,7 @@ func TestExampleConfigsPassTheAdapterChecks(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
-		if _, err := bootstrap.LoadObservers(cfg, env); err != nil {
+		if _, err := actions.LoadObservers(cfg, env); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}

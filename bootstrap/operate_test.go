@@ -23,6 +23,8 @@ import (
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/operate"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -84,7 +86,7 @@ type opBundle struct {
 	dl   *postgres.DeadLetters
 	cps  *postgres.Checkpoints
 	ls   *postgres.Lease
-	op   *bootstrap.Operator
+	op   *operate.Operator
 	cmds *admin.DeadLetters
 	recv *hookReceiver
 }
@@ -114,7 +116,7 @@ func setupOperator(t *testing.T, observers string) *opBundle {
 	if _, err := bootstrap.Migrate(ctx, cfg, quietLogger()); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bootstrap.Connect(ctx, cfg.Database, quietLogger())
+	db, err := stores.Connect(ctx, cfg.Database, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func setupOperator(t *testing.T, observers string) *opBundle {
 	if b.ls, err = postgres.NewLease(db.Pool, ""); err != nil {
 		t.Fatal(err)
 	}
-	if b.op, err = bootstrap.OpenOperator(ctx, cfg, bootstrap.Options{Logger: quietLogger()}); err != nil {
+	if b.op, err = operate.Open(ctx, cfg, operate.Options{Logger: quietLogger()}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.op.Close)
@@ -529,12 +531,12 @@ func TestOperatorOnMemoryTopology(t *testing.T) {
 	// Refused without what the API needs; dead letters are refused.
 	noToken := func(string) (string, bool) { return "", false }
 	var ce *config.ConfigError
-	if _, err := bootstrap.OpenOperator(ctx, cfg, bootstrap.Options{Logger: quietLogger(), LookupEnv: noToken}); !errors.As(err, &ce) ||
+	if _, err := operate.Open(ctx, cfg, operate.Options{Logger: quietLogger(), LookupEnv: noToken}); !errors.As(err, &ce) ||
 		ce.Key != "http.admin_token_env" || !strings.Contains(err.Error(), "memory topology") {
-		t.Errorf("OpenOperator(memory) without a token = %v, want a ConfigError on http.admin_token_env", err)
+		t.Errorf("operate.Open(memory) without a token = %v, want a ConfigError on http.admin_token_env", err)
 	}
 	env := func(k string) (string, bool) { return "tok", k == "FRAISEQL_ADMIN_TOKEN" }
-	op, err := bootstrap.OpenOperator(ctx, cfg, bootstrap.Options{Logger: quietLogger(), LookupEnv: env})
+	op, err := operate.Open(ctx, cfg, operate.Options{Logger: quietLogger(), LookupEnv: env})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,9 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/adminhttp"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
@@ -33,7 +35,7 @@ func (a *App) buildAdmin() {
 		Stores: admin.Stores{Primary: a.primary,
 			Sources: func(context.Context) ([]*admin.Store, error) { return sources, nil }},
 		Holder: a.holder, LeaseTTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
-		DedupNote: dedupNote(a.cfg),
+		DedupNote: stores.DedupNote(a.cfg),
 	}
 	if a.memSource != nil {
 		// The memory topology's only reader runs here: a replay pauses it
@@ -69,9 +71,9 @@ func (a *App) Reload() error {
 		a.logger.Info("reload: this process runs no observers (bridge role)")
 		return nil
 	}
-	obs, err := LoadObservers(a.cfg, a.env)
+	obs, err := actions.LoadObservers(a.cfg, a.env)
 	if err == nil {
-		err = checkSupported(a.cfg, a.dispatcher, obs)
+		err = actions.CheckSupported(a.cfg, a.dispatcher, obs)
 	}
 	if err != nil {
 		a.logger.Error("observer reload failed; keeping the running observers", slog.String("error", err.Error()))

@@ -2,362 +2,42 @@ package bootstrap
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"log/slog"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/fraiseql/fraiseql-observer/adapters/email"
-	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
-	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
-	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
-	"github.com/fraiseql/fraiseql-observer/adapters/slack"
-	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/application"
-	"github.com/fraiseql/fraiseql-observer/application/admin"
-	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// This file wires what every topology shares: the state store, Redis,
-// NATS, the action executors and the processor stack.
+// This file wires what every topology shares: the state store, NATS, the
+// action executors and the processor stack.
 
-// primaryReaders are the readers whose checkpoints the state store keeps:
-// the local reader, or nats-distributed's bridge. (Multi-database bridges
-// keep theirs in their source databases.)
-func primaryReaders(cfg config.Config) []admin.Reader {
-	switch {
-	case !cfg.Topology.Distributed():
-		return []admin.Reader{admin.ReaderOf(cfg.Reader.Name)}
-	case cfg.Topology == config.TopologyNATSDistributed:
-		return []admin.Reader{admin.ReaderOf("bridge:default")}
+// useState takes the primary state a stores.Open* call opened.
+func (a *App) useState(st *stores.State, err error) error {
+	if err != nil {
+		return err
 	}
+	if st.DB != nil {
+		a.db = st.DB
+		a.onClose(st.DB.Close)
+	}
+	if st.Memory != nil {
+		a.memSource, a.source = st.Memory, st.Memory
+	}
+	a.primary, a.dlqCount, a.retries, a.deliveryLog = st.Store, st.DeadLetters, st.Retries, st.DeliveryLog
 	return nil
 }
 
-func (a *App) openMemory(ctx context.Context) error {
-	src, err := memory.NewSource(time.Now, memory.SourceConfig{PollInterval: a.cfg.Database.PollInterval, MaxEventBytes: a.cfg.Reader.MaxEventBytes})
-	if err != nil {
-		return err
-	}
-	a.memSource, a.source = src, src
-	dl := memory.NewDeadLetters(time.Now)
-	retries := memory.NewRetries(dl, time.Now)
-	a.retries, a.deliveryLog = retries, memory.NewDeliveryLog(0)
-	leases := memory.NewLease(time.Now)
-	a.primary = &admin.Store{Name: "memory", Checkpoints: memory.NewCheckpointsWithLease(leases), Leases: leases,
-		DeadLetters: dl, ChangeLog: src, Retries: retries, Endpoints: memory.NewEndpointStates(), Readers: primaryReaders(a.cfg)}
-	a.dlqCount = dl
-	if f := a.cfg.Memory.EventsFile; f != "" {
-		fh, err := os.Open(f)
-		if err != nil {
-			return &config.ConfigError{Key: "memory.events_file", Msg: err.Error()}
-		}
-		defer fh.Close()
-		n, err := src.LoadJSONLines(ctx, fh)
-		if err != nil {
-			return &config.ConfigError{File: f, Msg: err.Error()}
-		}
-		a.logger.Info("events loaded", slog.String("file", f), slog.Int("events", n))
-	}
-	return nil
-}
-
-// openStateDB opens the observer's own database: migrations, checkpoints,
-// dead letters and the reader lease.
-func (a *App) openStateDB(ctx context.Context) error {
-	d, err := Connect(ctx, a.cfg.Database, a.logger)
-	if err != nil {
-		return err
-	}
-	a.db = d
-	a.onClose(d.Close)
-	db := a.cfg.Database
-	if db.MigrateOnStart {
-		if err := migrateDB(ctx, d, db, a.logger); err != nil {
-			return err
-		}
-		a.logger.Info("database migrated", slog.String("change_log_table", db.ChangeLogTable), slog.String("observer_schema", db.ObserverSchema))
-	}
-	var dl *postgres.DeadLetters
-	a.primary, dl, err = postgresStore(a.cfg, d, "database", db.URL, primaryReaders(a.cfg))
-	a.dlqCount = dl
-	if err != nil {
-		return err
-	}
-	if a.retries, err = postgres.NewRetries(d.Pool, db.ObserverSchema); err != nil {
-		return err
-	}
-	a.deliveryLog, err = postgres.NewDeliveryLog(d.Pool, db.ObserverSchema)
+// openNATS connects to NATS (nats actions publish on it, bridges and the
+// worker use it); what it opens is closed with the App.
+func (a *App) openNATS(ctx context.Context) (err error) {
+	a.nats, err = stores.OpenNATS(ctx, a.cfg, a.holder, a.logger, a.onClose)
 	return err
-}
-
-// postgresStore is the state kept in database d: its checkpoints, leases,
-// dead letters and change log.
-func postgresStore(cfg config.Config, d *postgres.DB, name, url string, readers []admin.Reader) (*admin.Store, *postgres.DeadLetters, error) {
-	schema := cfg.Database.ObserverSchema
-	s := &admin.Store{Name: name, URL: postgres.Redact(url), Readers: readers}
-	var err error
-	if s.Checkpoints, err = postgres.NewCheckpoints(d.Pool, schema); err != nil {
-		return nil, nil, err
-	}
-	if s.Leases, err = postgres.NewLease(d.Pool, schema); err != nil {
-		return nil, nil, err
-	}
-	dl, err := postgres.NewDeadLetters(d.Pool, schema)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.DeadLetters = dl
-	if s.Retries, err = postgres.NewRetries(d.Pool, schema); err != nil {
-		return nil, nil, err
-	}
-	if s.Endpoints, err = postgres.NewEndpointStates(d.Pool, schema); err != nil {
-		return nil, nil, err
-	}
-	stats, err := postgres.NewChangeLogStats(d.Pool, cfg.Database.ChangeLogTable)
-	if err != nil {
-		return nil, nil, &config.ConfigError{File: cfg.File, Key: "database.change_log_table", Msg: err.Error()}
-	}
-	s.ChangeLog = stats
-	if source, ok := strings.CutPrefix(name, "databases."); ok {
-		s.ChangeLog = stats.WithSource(source) // events read from it carry the source's name, as its bridge publishes them
-	}
-	return s, dl, nil
-}
-
-func migrateDB(ctx context.Context, d *postgres.DB, db config.DatabaseConfig, logger *slog.Logger) error {
-	if err := postgres.Migrate(ctx, d.Pool, postgres.MigrateConfig{
-		ChangeLogTable: db.ChangeLogTable, Channel: db.NotifyChannel, ObserverSchema: db.ObserverSchema, Logger: logger,
-	}); err != nil {
-		return fmt.Errorf("migrate on start: %w", err)
-	}
-	return nil
-}
-
-// Connect opens the database and waits until it answers, retrying with
-// backoff (and logging each failure) until ctx ends.
-func Connect(ctx context.Context, db config.DatabaseConfig, logger *slog.Logger) (*postgres.DB, error) {
-	d, err := postgres.Open(ctx, postgres.PoolConfig{URL: db.URL, MaxConns: db.MaxConnections, ConnectTimeout: db.ConnectTimeout}, logger)
-	var bad *postgres.ErrBadURL
-	if errors.As(err, &bad) {
-		return nil, &config.ConfigError{Key: "database.url", Msg: "cannot parse the connection string"}
-	}
-	return d, err
-}
-
-// connectRedis connects to Redis. An unreachable Redis at start is not
-// fatal: dedup and caching fail open until it answers.
-func connectRedis(ctx context.Context, cfg config.Config, env func(string) (string, bool), logger *slog.Logger) (*redisadapter.Client, error) {
-	r := cfg.Redis
-	password := ""
-	if r.PasswordEnv != "" {
-		v, ok := env(r.PasswordEnv)
-		if !ok {
-			return nil, &config.ConfigError{File: cfg.File, Key: "redis.password_env", Msg: "environment variable " + r.PasswordEnv + " is not set"}
-		}
-		password = v
-	}
-	redisadapter.SetLogger(logger)
-	c, err := redisadapter.New(redisadapter.Config{
-		URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName, Cluster: r.Cluster,
-		Username: r.Username, Password: password, PoolSize: r.PoolSize,
-		ConnectTimeout: r.ConnectTimeout, CommandTimeout: r.CommandTimeout, KeyPrefix: r.KeyPrefix,
-	})
-	if err != nil {
-		return nil, &config.ConfigError{File: cfg.File, Key: "redis.url", Msg: err.Error()}
-	}
-	pctx, cancel := context.WithTimeout(ctx, r.ConnectTimeout)
-	defer cancel()
-	if err := c.Ping(pctx); err != nil {
-		logger.Warn("redis unreachable at start; dedup and caching fail open until it answers", slog.String("error", err.Error()))
-	}
-	return c, nil
-}
-
-func natsConfig(cfg config.Config, holder string) natsadapter.Config {
-	n := cfg.NATS
-	return natsadapter.Config{
-		URL:        n.URL,
-		ClientName: "fraiseql-observer " + holder,
-		MaxPending: n.MaxPendingPublishes,
-		Stream: natsadapter.StreamConfig{
-			Name: n.Stream.Name, SubjectPrefix: n.SubjectPrefix, Storage: n.Stream.Storage,
-			Retention: n.Stream.Retention, MaxAge: n.Stream.MaxAge, MaxMsgs: n.Stream.MaxMsgs,
-			MaxBytes: n.Stream.MaxBytes, DuplicateWindow: n.Stream.DuplicateWindow, Replicas: n.Stream.Replicas,
-		},
-		Consumer: natsadapter.ConsumerConfig{
-			Durable: n.Consumer.Durable, AckWait: n.Consumer.AckWait,
-			MaxDeliver: n.Consumer.MaxDeliver, MaxAckPending: n.Consumer.MaxAckPending,
-		},
-	}
-}
-
-// openNATS connects (starting the in-process server when nats.embedded)
-// and creates or updates the stream with every configured setting.
-func (a *App) openNATS(ctx context.Context) error {
-	cfg := natsConfig(a.cfg, a.holder)
-	var err error
-	if a.cfg.NATS.Embedded {
-		dir, derr := filepath.Abs(a.cfg.NATS.StoreDir)
-		if derr != nil {
-			return &config.ConfigError{File: a.cfg.File, Key: "nats.store_dir", Msg: derr.Error()}
-		}
-		embedded, eerr := natsadapter.StartEmbedded(natsadapter.EmbeddedConfig{StoreDir: dir, Port: -1}, a.logger)
-		if eerr != nil {
-			return fmt.Errorf("start embedded nats: %w", eerr)
-		}
-		a.onClose(embedded.Shutdown)
-		a.nats, err = natsadapter.ConnectEmbedded(ctx, embedded, cfg, a.logger)
-	} else {
-		a.nats, err = natsadapter.Connect(ctx, cfg, a.logger)
-	}
-	if err != nil {
-		return err
-	}
-	a.onClose(a.nats.Close)
-	return a.nats.EnsureStream(ctx)
-}
-
-// actionDeps are the connections the action executors run on (nil when
-// the process has none).
-type actionDeps struct {
-	db    *postgres.DB
-	redis *redisadapter.Client
-	nats  *natsadapter.Conn
-	// propagate sends the trace context on webhooks (nil: tracing off).
-	propagate func(context.Context, http.Header)
-	// emailServer, when set, receives the SMTP server's host:port once the
-	// email executor is built (endpoint health keys email by it).
-	emailServer *string
-}
-
-// actionChecks are the action adapters' checks config.LoadObservers runs
-// on configured values: the Standard Webhooks format of every signing
-// secret, the fixed addresses of email actions.
-func actionChecks() config.Checks {
-	return config.Checks{
-		SigningSecret: func(s string) error {
-			_, err := webhook.ParseSigningSecret(s)
-			return err
-		},
-		Email: email.CheckAction,
-	}
-}
-
-// LoadObservers loads and compiles the observers of cfg (the main file's
-// and observers_file's), resolving *_env values through lookupEnv, with
-// the action adapters' checks: what run would refuse, validate-config
-// refuses.
-func LoadObservers(cfg config.Config, lookupEnv func(string) (string, bool)) ([]domain.Observer, error) {
-	return config.LoadObservers(cfg, lookupEnv, actionChecks())
-}
-
-// buildExecutors registers one executor per action type the connections
-// and the configuration allow; close releases them.
-func buildExecutors(cfg config.Config, env func(string) (string, bool), logger *slog.Logger, deps actionDeps) (_ *application.Dispatcher, closeFn func(), _ error) {
-	policy, err := httpguard.ParsePolicy(cfg.Security.AllowPrivateNetworks, cfg.Security.AllowedNetworks)
-	if err != nil {
-		return nil, nil, &config.ConfigError{File: cfg.File, Key: "security.allowed_networks", Msg: err.Error()}
-	}
-	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy, Propagate: deps.propagate}, logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	executors := map[domain.ActionType]ports.ActionExecutor{
-		domain.ActionWebhook: wh,
-		domain.ActionLog:     logaction.NewExecutor(logger),
-		domain.ActionSlack:   slack.NewExecutor(wh, logger),
-	}
-	closeFn = wh.Close
-	if cfg.Email.Configured() {
-		mailer, err := newEmailExecutor(cfg, env, logger)
-		if err != nil {
-			wh.Close()
-			return nil, nil, err
-		}
-		executors[domain.ActionEmail] = mailer
-		if deps.emailServer != nil {
-			*deps.emailServer = mailer.Server()
-		}
-		closeFn = func() { mailer.Close(); wh.Close() }
-	}
-	if deps.redis != nil {
-		executors[domain.ActionCache] = redisadapter.NewInvalidator(deps.redis, logger)
-	}
-	if deps.db != nil {
-		executors[domain.ActionDatabase] = postgres.NewFunctionCaller(deps.db.Pool)
-	}
-	if deps.nats != nil {
-		executors[domain.ActionNATS] = natsadapter.NewActionPublisher(deps.nats)
-	}
-	return application.NewDispatcher(executors), closeFn, nil
-}
-
-// newEmailExecutor builds the email executor on [email]; the password
-// comes from the variable email.password_env names. No connection is made
-// before the first message.
-func newEmailExecutor(cfg config.Config, env func(string) (string, bool), logger *slog.Logger) (*email.Executor, error) {
-	e := cfg.Email
-	password := ""
-	if e.PasswordEnv != "" {
-		v, ok := env(e.PasswordEnv)
-		if !ok || v == "" {
-			return nil, &config.ConfigError{File: cfg.File, Key: "email.password_env", Msg: "environment variable " + e.PasswordEnv + " is not set"}
-		}
-		password = v
-	}
-	maxIdle := e.MaxIdleConns
-	if maxIdle == 0 {
-		maxIdle = -1 // the adapter's "a session per message"
-	}
-	mailer, err := email.NewExecutor(email.Config{
-		Host: e.Host, Port: e.Port, From: e.From, TLS: email.TLSMode(e.TLS),
-		Username: e.Username, Password: password, Timeout: e.Timeout, HELOName: e.HELOName,
-		MaxIdleConns: maxIdle, IdleTimeout: e.IdleTimeout,
-	}, logger)
-	if err != nil {
-		return nil, &config.ConfigError{File: cfg.File, Key: "email", Msg: err.Error()}
-	}
-	return mailer, nil
-}
-
-// previewers describe each action type for the dry run, as the executors
-// of buildExecutors would run it; none of them connects to anything.
-func previewers(cfg config.Config) map[domain.ActionType]ports.ActionPreviewer {
-	return map[domain.ActionType]ports.ActionPreviewer{
-		domain.ActionWebhook:  webhook.Previewer,
-		domain.ActionLog:      logaction.Previewer,
-		domain.ActionSlack:    slack.Previewer,
-		domain.ActionCache:    redisadapter.Previewer,
-		domain.ActionDatabase: postgres.FunctionPreviewer,
-		domain.ActionNATS:     natsadapter.Previewer,
-		domain.ActionEmail:    email.NewPreviewer(cfg.Email.From),
-	}
-}
-
-// checkSupported refuses observers whose actions have no executor in this
-// process. LoadObservers already refused actions whose service the
-// configuration lacks, with the key to set; this catches an executor that
-// the wiring failed to register.
-func checkSupported(cfg config.Config, d *application.Dispatcher, obs []domain.Observer) error {
-	for _, o := range obs {
-		for i, act := range o.Actions {
-			if !d.Supports(act.Type) {
-				return &config.ConfigError{File: cfg.File, Key: fmt.Sprintf("observers (%q).actions[%d]", o.Name, i),
-					Msg: fmt.Sprintf("action type %s is not available in topology %s", act.Type, cfg.Topology)}
-			}
-		}
-	}
-	return nil
 }
 
 // buildProcessor stacks executors and processor decorators from config:
@@ -367,13 +47,13 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	if a.primary == nil {
 		return nil // a bridge-only process runs no actions
 	}
-	dispatcher, closeExec, err := buildExecutors(a.cfg, a.env, a.logger, actionDeps{db: a.db, redis: a.redis, nats: a.nats, propagate: a.propagate(), emailServer: &a.emailServer})
+	dispatcher, closeExec, err := actions.Build(a.cfg, a.env, a.logger, actions.Deps{DB: a.db, Redis: a.redis, NATS: a.nats, Propagate: a.propagate(), EmailServer: &a.emailServer})
 	if err != nil {
 		return err
 	}
 	a.onClose(closeExec)
 	a.dispatcher = dispatcher
-	if err := checkSupported(a.cfg, dispatcher, observers); err != nil {
+	if err := actions.CheckSupported(a.cfg, dispatcher, observers); err != nil {
 		return err
 	}
 	exec, err := a.guarded(dispatcher)

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/operate"
 )
 
 // retentionFixture fills the change log with n rows, each in its own
@@ -76,7 +76,7 @@ func TestPruneBehindEveryReader(t *testing.T) {
 	}
 	all := b.seqs(t)
 
-	op, err := bootstrap.OpenOperator(ctx, b.retentionConfig(), bootstrap.Options{Logger: b.logger, LookupEnv: noEnv})
+	op, err := operate.Open(ctx, b.retentionConfig(), operate.Options{Logger: b.logger, LookupEnv: noEnv})
 	if err != nil {
 		t.Fatal(err)
 	}

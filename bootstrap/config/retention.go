@@ -21,7 +21,7 @@ type RetentionConfig struct {
 	// BatchSize bounds the rows one statement deletes.
 	BatchSize int `koanf:"batch_size"`
 	// A delivery log's age (delivery_log) joins these keys when the
-	// delivery log exists: bootstrap's retentionRules adds its rule.
+	// delivery log exists: bootstrap/stores.RetentionRules adds its rule.
 }
 
 // Enabled reports whether any table is pruned.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/operate"
 )
 
 // The durable-delivery commands: deliveries (and resend).
@@ -84,7 +84,7 @@ func deliveries(inv *invocation) error {
 	if f.limit < 0 || f.before < 0 {
 		return usageErr("deliveries: --limit and --before must not be negative")
 	}
-	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		page, err := o.Durable().Deliveries(ctx, q)
 		if err != nil {
 			return err
@@ -133,7 +133,7 @@ func oneLine(s string, n int) string {
 func resend(inv *invocation) error {
 	f := inv.durable
 	req := admin.ResendRequest{EventID: inv.positional[0], Observer: f.observer, Action: f.action}
-	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		rep, err := o.Durable().Resend(ctx, req)
 		if err != nil {
 			return err

@@ -20,7 +20,10 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/operate"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -83,7 +86,7 @@ func printVersion(inv *invocation) error {
 }
 
 func status(inv *invocation) error {
-	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		rep, err := o.State.Status(ctx)
 		if err != nil {
 			return err
@@ -100,7 +103,7 @@ func replay(inv *invocation) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		res, err := o.State.Replay(ctx, inv.op.reader, since)
 		if err != nil {
 			return err
@@ -130,9 +133,9 @@ func prepare(inv *invocation) (config.Config, *slog.Logger, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
-	logger := bootstrap.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
+	logger := telemetry.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
 	if inv.cmd.oneShot && inv.wait > 0 {
-		if err := bootstrap.WaitForDatabases(inv.ctx, cfg, inv.wait, logger); err != nil {
+		if err := operate.WaitForDatabases(inv.ctx, cfg, inv.wait, logger); err != nil {
 			return cfg, nil, withFile(err, inv.configFile)
 		}
 	}
@@ -158,7 +161,7 @@ func checkConfig(file string, environ []string, print, asJSON bool, stdout, stde
 	if err != nil {
 		return err
 	}
-	obs, err := bootstrap.LoadObservers(cfg, lookup)
+	obs, err := actions.LoadObservers(cfg, lookup)
 	if err != nil {
 		return err
 	}
@@ -204,7 +207,7 @@ func healthcheck(inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	detail, err := bootstrap.Healthcheck(inv.ctx, cfg, inv.timeout)
+	detail, err := operate.Healthcheck(inv.ctx, cfg, inv.timeout)
 	if err != nil {
 		return err
 	}
@@ -230,7 +233,7 @@ func runService(inv *invocation) error {
 	if err := requireObservers(cfg); err != nil {
 		return err
 	}
-	logger := bootstrap.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
+	logger := telemetry.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
 	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger, Version: buildVersion()})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -262,7 +265,7 @@ func requireObservers(cfg config.Config) error {
 	if !cfg.Role.RunsWorker() {
 		return nil
 	}
-	obs, err := bootstrap.LoadObservers(cfg, os.LookupEnv)
+	obs, err := actions.LoadObservers(cfg, os.LookupEnv)
 	if err != nil {
 		return withFile(err, cfg.File)
 	}

@@ -9,8 +9,9 @@ import (
 	"strings"
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/operate"
 )
 
 // stdin is where debug-event reads "-" (a variable so tests can replace it).
@@ -29,12 +30,12 @@ type opFlags struct {
 
 // withOperator opens the configuration's databases for one operator
 // command (waiting for them first with --wait) and runs f.
-func withOperator(inv *invocation, f func(ctx context.Context, o *bootstrap.Operator) error) error {
+func withOperator(inv *invocation, f func(ctx context.Context, o *operate.Operator) error) error {
 	cfg, logger, err := prepare(inv)
 	if err != nil {
 		return err
 	}
-	o, err := bootstrap.OpenOperator(inv.ctx, cfg, bootstrap.Options{Logger: logger})
+	o, err := operate.Open(inv.ctx, cfg, operate.Options{Logger: logger})
 	if err != nil {
 		return withFile(err, inv.configFile)
 	}
@@ -56,7 +57,7 @@ func runDLQ(inv *invocation) error {
 	if op.limit < 0 || op.after < 0 {
 		return usageErr("dlq list: --limit and --after must not be negative")
 	}
-	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		d, err := o.DeadLetters()
 		if err != nil {
 			return err
@@ -145,7 +146,7 @@ func debugEvent(inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	rep, err := bootstrap.DebugEvent(cfg, os.LookupEnv, input)
+	rep, err := actions.DebugEvent(cfg, os.LookupEnv, input)
 	if err != nil {
 		if _, ok := err.(*config.ConfigError); ok {
 			return err
@@ -158,7 +159,7 @@ func debugEvent(inv *invocation) error {
 // prune applies [retention] once, printing each batch and a final count.
 func prune(inv *invocation) error {
 	out := inv.stdout
-	return withOperator(inv, func(ctx context.Context, o *bootstrap.Operator) error {
+	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		rep, err := o.Prune(ctx, inv.dryRun, func(p admin.PruneProgress) {
 			where := p.Table + " (" + p.Where + ")"
 			switch {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
-	"github.com/fraiseql/fraiseql-observer/bootstrap"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -172,7 +172,7 @@ func TestWriteDebugReport(t *testing.T) {
 	secretEnv := func(k string) (string, bool) {
 		return "whsec_YS1icmFuZC1uZXctMzItYnl0ZS1zaWduaW5nLWtleSE=", k == "HOOK_SECRET"
 	}
-	rep, err := bootstrap.DebugEvent(cfg, secretEnv, []byte(debugInput))
+	rep, err := actions.DebugEvent(cfg, secretEnv, []byte(debugInput))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,9 @@
 // Package archtest checks the dependency rules of ARCHITECTURE.md on the
 // real import graph (go list), production and test imports alike, so a
-// forbidden import fails the test suite.
+// forbidden import fails the test suite; and, reading the source
+// (source_test.go), the size limits of files and of bootstrap's own
+// package, and that no code asserts to a concrete adapter type outside
+// that adapter.
 package archtest
 
 import (
@@ -177,8 +180,15 @@ func violation(importer, imp string, test bool) string {
 			return "bootstrap/config reads configuration with koanf only"
 		}
 	case under(importer, "bootstrap"):
+		// The composition root is bootstrap and its subpackages (stores,
+		// actions, operate, telemetry): all of them may import adapters
+		// (see the last rule). The subpackages are rooms beside App, which
+		// imports them; none of them builds on App.
 		if own && (under(imp, "cmd") || under(imp, "integration")) {
 			return "the composition root does not depend on its callers"
+		}
+		if own && !test && rel(imp) == "bootstrap" && rel(importer) != "bootstrap" {
+			return "bootstrap's subpackages stand beside App: bootstrap imports them, never the reverse"
 		}
 	case under(importer, "cmd"):
 		if own && !under(imp, "bootstrap") && !under(imp, "application/admin") && !under(imp, "domain") && !under(imp, "ports") {
@@ -289,6 +299,12 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{m("bootstrap/config"), "github.com/redis/go-redis/v9", false},
 		{m("bootstrap"), "github.com/knadh/koanf/v2", false},
 		{m("bootstrap"), m("cmd/fraiseql-observer"), false},
+		// The composition root's rooms do not build on App.
+		{m("bootstrap/operate"), m("bootstrap"), false},
+		{m("bootstrap/stores"), m("bootstrap"), false},
+		{m("bootstrap/actions"), m("cmd/fraiseql-observer"), false},
+		{m("bootstrap/telemetry"), m("integration"), false},
+		{m("bootstrap/stores"), "github.com/knadh/koanf/v2", false},
 		{m("internal/testenv"), m("adapters/postgres"), false},
 		// cmd renders reports; it builds nothing.
 		{m("cmd/fraiseql-observer"), m("adapters/postgres"), false},
@@ -327,6 +343,14 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{m("adapters/adminhttp"), "net/http", false},
 		{m("adapters/adminhttp"), m("adapters/memory"), true},
 		{m("bootstrap"), m("adapters/postgres"), false},
+		{m("bootstrap"), m("bootstrap/stores"), false},
+		{m("bootstrap/actions"), m("adapters/webhook"), false},
+		{m("bootstrap/stores"), m("adapters/postgres"), false},
+		{m("bootstrap/operate"), m("adapters/adminhttp"), false},
+		{m("bootstrap/operate"), m("bootstrap/stores"), false},
+		{m("bootstrap/telemetry"), m("adapters/otel"), false},
+		{m("bootstrap/operate"), m("bootstrap"), true},
+		{m("cmd/fraiseql-observer"), m("bootstrap/operate"), false},
 		{m("bootstrap/config"), "github.com/knadh/koanf/v2", false},
 		{m("bootstrap/config"), "github.com/pelletier/go-toml/v2", false},
 		{m("bootstrap/config"), m("domain"), false},

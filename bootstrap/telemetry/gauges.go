@@ -1,9 +1,10 @@
-package bootstrap
+package telemetry
 
 import (
 	"context"
 	"time"
 
+	promadapter "github.com/fraiseql/fraiseql-observer/adapters/prometheus"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -22,13 +23,13 @@ const (
 	largeBacklogRows   = 100_000
 )
 
-// backlogSource is one reader of a change log: the reader's live status,
+// BacklogSource is one reader of a change log: the reader's live status,
 // the store of its checkpoint and the count of rows after a position.
-type backlogSource struct {
-	reader      string // the checkpoint name, and the metric's label
-	status      func() application.ReaderStatus
-	checkpoints ports.CheckpointStore
-	count       func(ctx context.Context, after ports.Position) (int64, error)
+type BacklogSource struct {
+	Reader      string // the checkpoint name, and the metric's label
+	Status      func() application.ReaderStatus
+	Checkpoints ports.CheckpointStore
+	Count       func(ctx context.Context, after ports.Position) (int64, error)
 }
 
 // backlogGauge decides when each reader's backlog is counted again, and
@@ -51,13 +52,13 @@ func newBacklogGauge(now func() time.Time) *backlogGauge {
 // (counted reports that): a reader that reads counts from its live saved
 // checkpoint; a standby one from the stored checkpoint of the replica that
 // reads (not from the start of the table).
-func (g *backlogGauge) refresh(ctx context.Context, src backlogSource) (rows int64, counted bool, err error) {
-	st := src.status()
+func (g *backlogGauge) refresh(ctx context.Context, src BacklogSource) (rows int64, counted bool, err error) {
+	st := src.Status()
 	every := backlogSlowEvery
 	if st.Running {
 		every = backlogActiveEvery
 	}
-	prev, seen := g.last[src.reader]
+	prev, seen := g.last[src.Reader]
 	if seen && prev.rows >= largeBacklogRows {
 		every = backlogSlowEvery
 	}
@@ -66,7 +67,7 @@ func (g *backlogGauge) refresh(ctx context.Context, src backlogSource) (rows int
 	}
 	after := st.Saved
 	if !st.Running {
-		pos, ok, err := src.checkpoints.Load(ctx, src.reader)
+		pos, ok, err := src.Checkpoints.Load(ctx, src.Reader)
 		if err != nil {
 			return prev.rows, false, err
 		}
@@ -74,62 +75,66 @@ func (g *backlogGauge) refresh(ctx context.Context, src backlogSource) (rows int
 			after = pos
 		}
 	}
-	n, err := src.count(ctx, after)
+	n, err := src.Count(ctx, after)
 	if err != nil {
 		return prev.rows, false, err
 	}
-	g.last[src.reader] = backlogCount{at: g.now(), rows: n}
+	g.last[src.Reader] = backlogCount{at: g.now(), rows: n}
 	return n, true, nil
 }
 
-// backlogSources lists the change logs this process reads, with their
-// readers.
-func (a *App) backlogSources() []backlogSource {
-	var out []backlogSource
-	if a.changeLog != nil && a.reader != nil {
-		out = append(out, backlogSource{reader: a.cfg.Reader.Name, status: a.reader.Status,
-			checkpoints: a.primary.Checkpoints, count: a.changeLog.Backlog})
-	}
-	for _, b := range a.bridges {
-		out = append(out, backlogSource{reader: "bridge:" + b.name, status: b.reader.Status,
-			checkpoints: b.store.Checkpoints, count: b.log.Backlog})
-	}
-	return out
+// Gauges refreshes the gauges that need a query: backlog per reader,
+// dead-letter count, the oldest open transaction, and the parked retries.
+type Gauges struct {
+	Metrics  *promadapter.Metrics
+	Delivery *promadapter.DeliveryMetrics
+	// DeadLetters counts the dead letters kept by this process's state
+	// store (nil: none).
+	DeadLetters ports.DeadLetterCounter
+	// Backlogs are the change logs this process reads, with their readers.
+	Backlogs []BacklogSource
+	// ChangeLogs are the change logs whose oldest open transaction is
+	// watched.
+	ChangeLogs []TransactionAger
+	// Retries counts the parked retries (nil: none are kept here).
+	Retries ports.RetryCounter
 }
 
-// pollGauges refreshes the gauges that need a query: backlog per reader,
-// dead-letter count, the oldest open transaction, and the parked retries
-// and endpoint states.
-func (a *App) pollGauges(ctx context.Context) {
+// TransactionAger tells the age of the oldest open transaction of a
+// change log's database (postgres.ChangeLog).
+type TransactionAger interface {
+	OldestTransactionAge(ctx context.Context) (time.Duration, error)
+}
+
+// Run refreshes the gauges every few seconds until ctx ends.
+func (g Gauges) Run(ctx context.Context) {
 	t := time.NewTicker(gaugeEvery)
 	defer t.Stop()
 	backlog := newBacklogGauge(time.Now)
-	sources := a.backlogSources()
 	for {
 		qctx, cancel := context.WithTimeout(ctx, gaugeEvery)
-		if a.dlqCount != nil {
-			if n, err := a.dlqCount.Count(qctx); err == nil {
-				a.metrics.SetDLQItems(n)
+		if g.DeadLetters != nil {
+			if n, err := g.DeadLetters.Count(qctx); err == nil {
+				g.Metrics.SetDLQItems(n)
 			}
 		}
-		for _, src := range sources {
+		for _, src := range g.Backlogs {
 			if n, counted, err := backlog.refresh(qctx, src); err == nil && counted {
-				a.metrics.SetBacklog(src.reader, n)
+				g.Metrics.SetBacklog(src.Reader, n)
 			}
 		}
 		var oldest time.Duration
-		if a.changeLog != nil {
-			if d, err := a.changeLog.OldestTransactionAge(qctx); err == nil {
-				oldest = d
-			}
-		}
-		for _, b := range a.bridges {
-			if d, err := b.log.OldestTransactionAge(qctx); err == nil {
+		for _, cl := range g.ChangeLogs {
+			if d, err := cl.OldestTransactionAge(qctx); err == nil {
 				oldest = max(oldest, d)
 			}
 		}
-		a.metrics.SetOldestTransactionAge(oldest)
-		a.pollDurable(qctx)
+		g.Metrics.SetOldestTransactionAge(oldest)
+		if g.Retries != nil {
+			if c, err := g.Retries.Counts(qctx); err == nil {
+				g.Delivery.RetryItems(c.Due, c.Waiting)
+			}
+		}
 		cancel()
 		select {
 		case <-ctx.Done():

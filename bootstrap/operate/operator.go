@@ -1,9 +1,14 @@
-package bootstrap
+// Package operate is the part of the composition root that serves the
+// one-shot commands: the Operator (status, replay, dlq, deliveries,
+// resend, prune) over the stores a configuration names, without readers,
+// workers or the admin server (for the memory topology, through the
+// running service's admin API); WaitForDatabases (--wait) and
+// Healthcheck. The running service is bootstrap.App.
+package operate
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -15,7 +20,9 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -39,7 +46,7 @@ type Operator struct {
 	env         func(string) (string, bool)
 	logger      *slog.Logger
 	holder      string
-	deps        actionDeps
+	deps        actions.Deps
 	deadLetters *admin.DeadLetters
 	durable     DurableCommands
 	log         ports.DeliveryLog           // the state database's delivery log
@@ -55,19 +62,26 @@ type Operator struct {
 	closers []func()
 }
 
-// OpenOperator connects to the configuration's state database (one
+// Options carries what the process hands the operator.
+type Options struct {
+	Logger *slog.Logger
+	// LookupEnv resolves *_env secrets (default os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+}
+
+// Open connects to the configuration's state database (one
 // attempt: a database that is down is an error at once; see
 // WaitForDatabases). It does not migrate. The memory topology keeps its state in the
 // running process: status and replay ask its admin API (http.listen, the
 // token from http.admin_token_env); its dead letters are refused.
-func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Operator, err error) {
+func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Operator, err error) {
 	if opts.Logger == nil {
 		return nil, errors.New("bootstrap: logger is required")
 	}
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: holderName(), dbs: map[*admin.Store]*postgres.DB{}}
+	o := &Operator{cfg: cfg, env: opts.LookupEnv, logger: opts.Logger, holder: stores.HolderName(), dbs: map[*admin.Store]*postgres.DB{}}
 	if cfg.Topology == config.TopologyMemory {
 		c, err := adminClient(cfg, opts.LookupEnv)
 		if err != nil {
@@ -81,7 +95,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 			o.Close()
 		}
 	}()
-	primary, err := o.openStore(ctx, "database", cfg.Database.URL, primaryReaders(cfg))
+	primary, err := o.openStore(ctx, "database", cfg.Database.URL, stores.PrimaryReaders(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +105,7 @@ func OpenOperator(ctx context.Context, cfg config.Config, opts Options) (_ *Oper
 		sources = o.openSources
 	}
 	o.State = &admin.State{Topology: string(cfg.Topology), Stores: admin.Stores{Primary: primary, Sources: sources},
-		Holder: o.holder, LeaseTTL: cfg.Reader.LeaseTTL, Logger: o.logger, DedupNote: dedupNote(cfg)}
+		Holder: o.holder, LeaseTTL: cfg.Reader.LeaseTTL, Logger: o.logger, DedupNote: stores.DedupNote(cfg)}
 	o.deadLetters = &admin.DeadLetters{Store: primary.DeadLetters, Retrier: o.buildRetrier}
 	if err := o.openDurable(admin.Stores{Primary: primary, Sources: sources}); err != nil {
 		return nil, err
@@ -155,15 +169,15 @@ func (o *Operator) onClose(f func()) {
 func (o *Operator) openStore(ctx context.Context, name, url string, readers []admin.Reader) (*admin.Store, error) {
 	dbCfg := o.cfg.Database
 	dbCfg.URL = url
-	d, err := connectDB(ctx, dbCfg, name, o.logger)
+	d, err := stores.ConnectOnce(ctx, dbCfg, name, o.logger)
 	if err != nil {
 		return nil, err
 	}
 	o.onClose(d.Close)
-	if o.deps.db == nil {
-		o.deps.db = d // database actions re-run on the state database, as in the service
+	if o.deps.DB == nil {
+		o.deps.DB = d // database actions re-run on the state database, as in the service
 	}
-	s, _, err := postgresStore(o.cfg, d, name, url, readers)
+	s, _, err := stores.Postgres(o.cfg, d, name, url, readers)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +204,7 @@ func (o *Operator) openSources(ctx context.Context) ([]*admin.Store, error) {
 	}
 	var out []*admin.Store
 	for i, d := range o.cfg.Databases {
-		url, err := sourceURL(o.cfg, o.env, i)
+		url, err := stores.SourceURL(o.cfg, o.env, i)
 		if err != nil {
 			return nil, err
 		}
@@ -213,30 +227,30 @@ func (o *Operator) buildRetrier(ctx context.Context) (*application.DeadLetterRet
 	if r := o.builtRetrier(); r != nil {
 		return r, nil
 	}
-	observers, err := LoadObservers(o.cfg, o.env)
+	observers, err := actions.LoadObservers(o.cfg, o.env)
 	if err != nil {
 		return nil, err
 	}
 	deps := o.deps
 	if o.cfg.Redis.Configured() {
-		if deps.redis, err = connectRedis(ctx, o.cfg, o.env, o.logger); err != nil {
+		if deps.Redis, err = stores.ConnectRedis(ctx, o.cfg, o.env, o.logger); err != nil {
 			return nil, err
 		}
-		o.onClose(func() { _ = deps.redis.Close() })
+		o.onClose(func() { _ = deps.Redis.Close() })
 	}
-	if usesAction(observers, domain.ActionNATS) {
+	if actions.Uses(observers, domain.ActionNATS) {
 		// LoadObservers made sure this is a NATS topology.
-		if deps.nats, err = natsadapter.Connect(ctx, natsConfig(o.cfg, o.holder), o.logger); err != nil {
+		if deps.NATS, err = natsadapter.Connect(ctx, stores.NATSConfig(o.cfg, o.holder), o.logger); err != nil {
 			return nil, err
 		}
-		o.onClose(deps.nats.Close)
+		o.onClose(deps.NATS.Close)
 	}
-	dispatcher, closeExec, err := buildExecutors(o.cfg, o.env, o.logger, deps)
+	dispatcher, closeExec, err := actions.Build(o.cfg, o.env, o.logger, deps)
 	if err != nil {
 		return nil, err
 	}
 	o.onClose(closeExec)
-	if err := checkSupported(o.cfg, dispatcher, observers); err != nil {
+	if err := actions.CheckSupported(o.cfg, dispatcher, observers); err != nil {
 		return nil, err
 	}
 	m := domain.NewMatcher(observers)
@@ -253,35 +267,4 @@ func (o *Operator) builtRetrier() *application.DeadLetterRetrier {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.retrier
-}
-
-// usesAction reports whether any observer has an action of type t.
-func usesAction(obs []domain.Observer, t domain.ActionType) bool {
-	for _, o := range obs {
-		for _, a := range o.Actions {
-			if a.Type == t {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// dedupNote tells, when dedup is on, which replayed events are skipped
-// and how to avoid it, as the dedup store actually behaves.
-func dedupNote(c config.Config) string {
-	if !c.Performance.EnableDedup {
-		return ""
-	}
-	note := fmt.Sprintf("dedup is enabled (performance.enable_dedup): events that completed less than redis.dedup_window (%s) ago are skipped as duplicates when they are read again.", c.Redis.DedupWindow)
-	if c.Redis.Configured() {
-		note += fmt.Sprintf(" Their marks are the Redis keys %sdedup:v1:event:<event id>; to process them again, delete those keys before the service reads them (e.g. redis-cli --scan --pattern '%sdedup:v1:event:*' | xargs -r redis-cli unlink, which clears the marks of every event), or replay once the window has passed.",
-			c.Redis.KeyPrefix, domain.GlobEscape(c.Redis.KeyPrefix))
-	} else {
-		note += " The marks are kept in the running process only: restarting the service clears them."
-	}
-	if c.Performance.EnableCaching {
-		note += fmt.Sprintf(" With performance.enable_caching, actions that succeeded less than redis.cache_ttl (%s) ago are not repeated either (keys %scache:v1:result:*).", c.Redis.CacheTTL, c.Redis.KeyPrefix)
-	}
-	return note
 }

@@ -1,4 +1,4 @@
-package bootstrap
+package config
 
 import (
 	"fmt"
@@ -7,15 +7,12 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
-	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // Redacted replaces a secret in the effective configuration.
 const Redacted = "(redacted)"
 
-// EffectiveConfig is the configuration the service runs with, as a tree of
+// Effective is the configuration the service runs with, as a tree of
 // keys (the TOML keys) for printing: defaults, then the file, then the
 // FRAISEQL_* variables, with the topology's defaults applied; observers
 // holds those of the main file followed by those of observers_file.
@@ -23,20 +20,27 @@ const Redacted = "(redacted)"
 // the password and secret parameters of connection strings; every query
 // value of an action URL; the path of a Slack webhook URL; header values
 // whose names suggest credentials. *_env keys name variables and are kept.
-func EffectiveConfig(cfg config.Config) (map[string]any, error) {
-	observers, err := config.LoadObserverConfigs(cfg)
+// redactConn hides the password of a connection string (the adapters
+// know their formats: bootstrap passes postgres.Redact).
+func Effective(cfg Config, redactConn func(string) string) (map[string]any, error) {
+	observers, err := LoadObserverConfigs(cfg)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Observers = observers
-	tree, _ := effectiveValue(reflect.ValueOf(cfg), "", false).(map[string]any)
+	tree, _ := effective{redactConn: redactConn}.value(reflect.ValueOf(cfg), "", false).(map[string]any)
 	return tree, nil
 }
 
-// effectiveValue converts v (found at key) into plain values, redacted.
+// effective converts a configuration into the printed tree.
+type effective struct {
+	redactConn func(string) string
+}
+
+// value converts v (found at key) into plain values, redacted.
 // With sparse (observers: most keys belong to other action types) empty
 // values are left out.
-func effectiveValue(v reflect.Value, key string, sparse bool) any {
+func (e effective) value(v reflect.Value, key string, sparse bool) any {
 	if v.Type() == reflect.TypeOf(time.Duration(0)) {
 		return time.Duration(v.Int()).String()
 	}
@@ -45,7 +49,7 @@ func effectiveValue(v reflect.Value, key string, sparse bool) any {
 		if v.IsNil() {
 			return nil
 		}
-		return effectiveValue(v.Elem(), key, sparse)
+		return e.value(v.Elem(), key, sparse)
 	case reflect.Struct:
 		out := map[string]any{}
 		t := v.Type()
@@ -58,7 +62,7 @@ func effectiveValue(v reflect.Value, key string, sparse bool) any {
 			if sparse && fv.IsZero() {
 				continue
 			}
-			if val := effectiveValue(fv, tag, sparse || tag == "observers"); val != nil {
+			if val := e.value(fv, tag, sparse || tag == "observers"); val != nil {
 				out[tag] = val
 			}
 		}
@@ -69,7 +73,7 @@ func effectiveValue(v reflect.Value, key string, sparse bool) any {
 		}
 		out := make([]any, 0, v.Len())
 		for i := range v.Len() {
-			out = append(out, effectiveValue(v.Index(i), key, sparse))
+			out = append(out, e.value(v.Index(i), key, sparse))
 		}
 		return out
 	case reflect.Map:
@@ -78,7 +82,7 @@ func effectiveValue(v reflect.Value, key string, sparse bool) any {
 		sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
 		for _, k := range keys {
 			name := fmt.Sprint(k)
-			val := effectiveValue(v.MapIndex(k), name, sparse)
+			val := e.value(v.MapIndex(k), name, sparse)
 			if key == "headers" && sensitiveName(name) {
 				val = Redacted
 			}
@@ -86,14 +90,14 @@ func effectiveValue(v reflect.Value, key string, sparse bool) any {
 		}
 		return out
 	case reflect.String:
-		return redactValue(key, v.String())
+		return e.redactValue(key, v.String())
 	default:
 		return v.Interface()
 	}
 }
 
 // redactValue hides what a string value of key may carry in secret.
-func redactValue(key, s string) string {
+func (e effective) redactValue(key, s string) string {
 	switch {
 	case s == "" || strings.HasSuffix(key, "_env"):
 		return s
@@ -105,7 +109,7 @@ func redactValue(key, s string) string {
 	case key == "url" && isActionURL(s):
 		return redactQueryValues(s)
 	case key == "url" || strings.HasSuffix(key, "_url"):
-		return postgres.Redact(s)
+		return e.redactConn(s)
 	case sensitiveName(key):
 		return Redacted
 	}

@@ -1,4 +1,4 @@
-package bootstrap
+package telemetry
 
 import (
 	"bytes"

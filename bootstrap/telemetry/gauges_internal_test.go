@@ -1,4 +1,4 @@
-package bootstrap
+package telemetry
 
 import (
 	"context"
@@ -70,8 +70,8 @@ func TestBacklogGauge(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := &countRecorder{rows: c.rows}
-			src := backlogSource{reader: "default", checkpoints: cps, count: rec.count,
-				status: func() application.ReaderStatus { return application.ReaderStatus{Running: c.running, Saved: live} }}
+			src := BacklogSource{Reader: "default", Checkpoints: cps, Count: rec.count,
+				Status: func() application.ReaderStatus { return application.ReaderStatus{Running: c.running, Saved: live} }}
 			g := newBacklogGauge(func() time.Time { return now })
 			for i, s := range c.steps {
 				now = now.Add(s.after)
@@ -97,8 +97,8 @@ func TestBacklogGaugeCountFails(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	rec := &countRecorder{rows: 5}
-	src := backlogSource{reader: "default", checkpoints: memory.NewCheckpoints(), count: rec.count,
-		status: func() application.ReaderStatus { return application.ReaderStatus{Running: true} }}
+	src := BacklogSource{Reader: "default", Checkpoints: memory.NewCheckpoints(), Count: rec.count,
+		Status: func() application.ReaderStatus { return application.ReaderStatus{Running: true} }}
 	g := newBacklogGauge(func() time.Time { return now })
 	if n, counted, err := g.refresh(t.Context(), src); err != nil || !counted || n != 5 {
 		t.Fatalf("first refresh: %d %v %v", n, counted, err)

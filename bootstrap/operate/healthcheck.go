@@ -1,4 +1,4 @@
-package bootstrap
+package operate
 
 import (
 	"context"

@@ -1,4 +1,9 @@
-package bootstrap
+// Package telemetry is the part of the composition root that sets up
+// what the service tells about itself: the process logger (NewLogger),
+// the tracer of [tracing] (OpenTracer) and the gauges that need a query
+// (Gauges: backlog per reader, dead letters, the oldest open transaction,
+// parked retries). Metrics themselves are adapters/prometheus.
+package telemetry
 
 import (
 	"io"

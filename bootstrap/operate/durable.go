@@ -1,4 +1,4 @@
-package bootstrap
+package operate
 
 import (
 	"context"
@@ -35,14 +35,15 @@ func (l *localDurable) Resend(ctx context.Context, req admin.ResendRequest) (adm
 }
 
 // openDurable builds the durable-delivery commands over the state
-// database the operator opened; resend searches stores for the event.
-func (o *Operator) openDurable(stores admin.Stores) error {
-	log, err := postgres.NewDeliveryLog(o.deps.db.Pool, o.cfg.Database.ObserverSchema)
+// database the operator opened; resend searches the stores of all for the
+// event.
+func (o *Operator) openDurable(all admin.Stores) error {
+	log, err := postgres.NewDeliveryLog(o.deps.DB.Pool, o.cfg.Database.ObserverSchema)
 	if err != nil {
 		return err
 	}
 	o.log = log
-	o.durable = &localDurable{deliveries: &admin.Deliveries{Log: log}, resend: &admin.Resend{Stores: stores, Resender: o.buildResender}}
+	o.durable = &localDurable{deliveries: &admin.Deliveries{Log: log}, resend: &admin.Resend{Stores: all, Resender: o.buildResender}}
 	return nil
 }
 

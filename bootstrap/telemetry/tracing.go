@@ -1,0 +1,45 @@
+package telemetry
+
+import (
+	"context"
+	"log/slog"
+
+	oteladapter "github.com/fraiseql/fraiseql-observer/adapters/otel"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+)
+
+// OpenTracer builds the tracer of [tracing]: OTLP when an endpoint is
+// configured (or named by the standard OTEL_EXPORTER_OTLP_* variables),
+// or nil when tracing is off.
+func OpenTracer(ctx context.Context, cfg config.Config, env func(string) (string, bool), version string, logger *slog.Logger) (*oteladapter.Tracer, error) {
+	t := cfg.Tracing
+	protocol := t.Protocol
+	if t.Endpoint == "" {
+		on, envProtocol := oteladapter.EnvEndpoint(env)
+		if !on {
+			return nil, nil
+		}
+		protocol = envProtocol
+	}
+	headers := map[string]string{}
+	for h, name := range t.HeadersEnv {
+		v, ok := env(name)
+		if !ok || v == "" {
+			return nil, &config.ConfigError{File: cfg.File, Key: "tracing.headers_env", Msg: "environment variable " + name + " (header " + h + ") is not set"}
+		}
+		headers[h] = v
+	}
+	tracer, err := oteladapter.New(ctx, oteladapter.Config{
+		Endpoint: t.Endpoint, Protocol: protocol, Insecure: t.Insecure, Headers: headers, SampleRatio: t.SampleRatio,
+		ServiceName: "fraiseql-observer", ServiceVersion: version,
+	})
+	if err != nil {
+		return nil, &config.ConfigError{File: cfg.File, Key: "tracing", Msg: err.Error()}
+	}
+	where := t.Endpoint
+	if where == "" {
+		where = "from OTEL_EXPORTER_OTLP_* variables"
+	}
+	logger.Info("tracing on", slog.String("endpoint", where), slog.String("protocol", protocol), slog.Float64("sample_ratio", t.SampleRatio))
+	return tracer, nil
+}
