@@ -39,7 +39,7 @@ run: build ## run the service with CONFIG (default configs/postgres-only.toml), 
 	$(BIN) run --config $(CONFIG)
 
 .PHONY: test
-test: services ## run every test (unit and integration, race detector on) against the local services
+test: services promtool ## run every test (unit and integration, race detector on) against the local services
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: test-unit
@@ -74,6 +74,13 @@ fmt: ## format the code
 .PHONY: tidy
 tidy: ## tidy go.mod
 	$(GO) mod tidy
+
+.PHONY: promtool
+promtool: ## install promtool (Debian package prometheus) when missing: the alert-rule tests need it
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; }
 
 .PHONY: tools
 tools: ## install golangci-lint
