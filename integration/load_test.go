@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fraiseql/fraiseql-observer/adapters/logaction"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
@@ -90,42 +93,135 @@ func waitCount(b *testing.B, c *countingReceiver, n int64, limit time.Duration) 
 func BenchmarkDrainBacklog(b *testing.B) {
 	rows := benchRows(b)
 	total := 0
+	var cpu time.Duration
 	for range b.N {
 		b.StopTimer()
 		bundle := setup(b)
 		recv := &countingReceiver{}
 		srv := httptest.NewServer(recv)
-		if _, err := bundle.pool.Exec(b.Context(), `INSERT INTO core.tb_entity_change_log
-			(object_type, modification_type, object_id, object_data)
-			SELECT 'Order', 'INSERT', gen_random_uuid(), jsonb_build_object('n', g, 'status', 'new')
-			FROM generate_series(1, $1::int) AS g`, rows); err != nil {
-			b.Fatalf("insert backlog: %v", err)
-		}
+		insertBacklog(b, bundle.pool, rows)
 		cfg := benchConfig(bundle, srv.URL+"/hook")
 
+		cpu0 := processCPU(b)
 		b.StartTimer()
 		app := bundle.start(b, cfg)
 		waitCount(b, recv, int64(rows), time.Duration(rows)*time.Millisecond+time.Minute)
 		b.StopTimer()
+		cpu += processCPU(b) - cpu0
 
 		app.stop(b)
 		srv.Close()
 		total += rows
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+	// The receiver runs in this process: its CPU is in the figure.
+	b.ReportMetric(cpu.Seconds()*10000/float64(total), "cpu_s/10k")
 }
 
-// BenchmarkCommitToDelivery inserts 1000 rows/s for 10s, one row per
-// transaction, and measures for each event the time from its insert to
-// its arrival at the webhook.
+// countingHandler counts the log records whose message is msg and passes
+// every record on to next (a JSON handler over io.Discard in the
+// benchmark, so that the log action's encoding cost stays in the figure).
+type countingHandler struct {
+	next slog.Handler
+	msg  string
+	n    *atomic.Int64
+}
+
+func (h countingHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h countingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return countingHandler{next: h.next.WithAttrs(attrs), msg: h.msg, n: h.n}
+}
+
+func (h countingHandler) WithGroup(name string) slog.Handler {
+	return countingHandler{next: h.next.WithGroup(name), msg: h.msg, n: h.n}
+}
+
+// BenchmarkDrainBacklogLog measures the pipeline without HTTP: a backlog
+// of change-log rows (one entity each) through one log action, whose
+// records are JSON-encoded to io.Discard. cpu_s/10k is this process's CPU
+// (user+system) per 10k events while draining.
+func BenchmarkDrainBacklogLog(b *testing.B) {
+	rows := benchRows(b)
+	total := 0
+	var cpu time.Duration
+	for range b.N {
+		b.StopTimer()
+		bundle := setup(b)
+		insertBacklog(b, bundle.pool, rows)
+		var logged atomic.Int64
+		bundle.logger = slog.New(countingHandler{
+			next: slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}),
+			msg:  logaction.DefaultMessage,
+			n:    &logged,
+		})
+		cfg := bundle.config(config.ObserverConfig{
+			Name:    "load",
+			Entity:  "*",
+			Events:  []string{"INSERT", "UPDATE", "DELETE", "CUSTOM"},
+			Actions: []config.ActionConfig{{Type: "log"}},
+		})
+		cfg.Database.MaxConnections = 8
+
+		cpu0 := processCPU(b)
+		b.StartTimer()
+		app := bundle.start(b, cfg)
+		deadline := time.Now().Add(time.Duration(rows)*time.Millisecond + time.Minute)
+		for logged.Load() < int64(rows) {
+			if time.Now().After(deadline) {
+				b.Fatalf("only %d of %d events logged", logged.Load(), rows)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		b.StopTimer()
+		cpu += processCPU(b) - cpu0
+
+		app.stop(b)
+		total += rows
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(cpu.Seconds()*10000/float64(total), "cpu_s/10k")
+}
+
+// benchRate is the insert rate of BenchmarkCommitToDelivery:
+// FRAISEQL_BENCH_RATE rows/s (default 1000).
+func benchRate(b *testing.B) int {
+	b.Helper()
+	v := os.Getenv("FRAISEQL_BENCH_RATE")
+	if v == "" {
+		return 1000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("FRAISEQL_BENCH_RATE=%q is not a positive integer", v)
+	}
+	return n
+}
+
+// BenchmarkCommitToDelivery inserts FRAISEQL_BENCH_RATE rows/s (default
+// 1000) for 10s, one row per transaction, and measures for each event the
+// time from its insert to its arrival at the webhook. cpu_s/10k is this
+// process's CPU per 10k events over the run: the service's, the
+// receiver's and the writers' client side.
 func BenchmarkCommitToDelivery(b *testing.B) {
 	const (
-		rate     = 1000
 		duration = 10 * time.Second
 		writers  = 4
 	)
+	rate := benchRate(b)
+	var cpu time.Duration
 	var all []time.Duration
 	achieved := 0.0
+	events := 0
 	for range b.N {
 		b.StopTimer()
 		bundle := setup(b)
@@ -158,6 +254,7 @@ func BenchmarkCommitToDelivery(b *testing.B) {
 			b.Fatal(err)
 		}
 
+		cpu0 := processCPU(b)
 		b.StartTimer()
 		jobs := make(chan struct{}, rate)
 		var wg sync.WaitGroup
@@ -176,12 +273,12 @@ func BenchmarkCommitToDelivery(b *testing.B) {
 		}
 		// Each tick releases every insert due by now, so a late tick does
 		// not lower the rate.
-		ticker := time.NewTicker(time.Second / rate)
+		ticker := time.NewTicker(time.Second / time.Duration(rate))
 		start := time.Now()
 		sent, dropped := 0, 0
 		for due := 0; due < rate*int(duration/time.Second); {
 			<-ticker.C
-			for due = min(int(time.Since(start).Seconds()*rate), rate*int(duration/time.Second)); sent+dropped < due; {
+			for due = min(int(time.Since(start).Seconds()*float64(rate)), rate*int(duration/time.Second)); sent+dropped < due; {
 				select {
 				case jobs <- struct{}{}:
 					sent++
@@ -199,6 +296,8 @@ func BenchmarkCommitToDelivery(b *testing.B) {
 		achieved = float64(sent) / time.Since(start).Seconds()
 		waitCount(b, recv, int64(sent), time.Minute)
 		b.StopTimer()
+		cpu += processCPU(b) - cpu0
+		events += sent
 
 		app.stop(b)
 		srv.Close()
@@ -221,4 +320,5 @@ func BenchmarkCommitToDelivery(b *testing.B) {
 	b.ReportMetric(pct(0.50), "p50_ms")
 	b.ReportMetric(pct(0.99), "p99_ms")
 	b.ReportMetric(achieved, "rows/s")
+	b.ReportMetric(cpu.Seconds()*10000/float64(events), "cpu_s/10k")
 }
