@@ -28,7 +28,8 @@ type ReaderConfig struct {
 	// source's per-event limit).
 	MaxInFlightBytes int64
 	// CheckpointInterval is how often the safe position is saved
-	// (default 1s); it is also saved at shutdown.
+	// (default 1s), beside the reads (a save never delays a read); it is
+	// also saved at shutdown.
 	CheckpointInterval time.Duration
 	// RetryMin and RetryMax bound the backoff after source or checkpoint
 	// errors (defaults 100ms and 10s).
@@ -180,8 +181,16 @@ func (r *Reader) Run(ctx context.Context) error {
 	// a lost term stops at once instead of after a shutdown grace.
 	tctx, endTerm := context.WithCancelCause(ctx)
 	defer endTerm(nil)
+	// Checkpoint saves run beside the reads: a slow save (a commit on a
+	// busy database) never holds back the next read.
 	saved := start
-	r.readLoop(tctx, log, tr, &saved, endTerm)
+	saverDone := make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		r.saveLoop(tctx, log, tr, &saved, endTerm)
+	}()
+	r.readLoop(tctx, log, tr) // returns when the term ends
+	<-saverDone
 
 	cause := context.Cause(tctx)
 	stopHandler(cause)
@@ -218,20 +227,30 @@ func (r *Reader) loadCheckpoint(ctx context.Context, log *slog.Logger) (ports.Po
 	}
 }
 
-func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, saved *ports.Position, endTerm context.CancelCauseFunc) {
-	readPos, _ := tr.state()
-	lastSave := r.cfg.Now()
-	backoff := r.cfg.RetryMin
+// saveLoop saves the safe position every CheckpointInterval until ctx
+// ends (the final save is Run's) and reports a stall.
+func (r *Reader) saveLoop(ctx context.Context, log *slog.Logger, tr *tracker, saved *ports.Position, endTerm context.CancelCauseFunc) {
+	tick := time.NewTicker(r.cfg.CheckpointInterval)
+	defer tick.Stop()
 	wasStalled := false
-	for ctx.Err() == nil {
-		if r.cfg.Now().Sub(lastSave) >= r.cfg.CheckpointInterval {
-			r.save(ctx, log, tr, saved, endTerm)
-			lastSave = r.cfg.Now()
-			if ctx.Err() != nil {
-				return
-			}
-			wasStalled = r.reportStall(log, wasStalled)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
+		r.save(ctx, log, tr, saved, endTerm)
+		if ctx.Err() != nil {
+			return
+		}
+		wasStalled = r.reportStall(log, wasStalled)
+	}
+}
+
+func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
+	readPos, _ := tr.state()
+	backoff := r.cfg.RetryMin
+	for ctx.Err() == nil {
 		pending, weight := tr.load()
 		r.cfg.Metrics.InFlight(pending)
 		room, roomBytes := r.cfg.MaxInFlight-pending, r.cfg.MaxInFlightBytes-weight
@@ -239,7 +258,6 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker, sa
 			select {
 			case <-ctx.Done():
 			case <-tr.freed:
-			case <-time.After(r.cfg.CheckpointInterval):
 			}
 			continue
 		}

@@ -598,6 +598,48 @@ func TestReaderShutdownSavesFinalCheckpoint(t *testing.T) {
 	}
 }
 
+// TestReaderReadsWhileASaveHangs: a checkpoint save that does not return
+// holds back neither the reads nor the events; the checkpoint follows once
+// the store answers again.
+func TestReaderReadsWhileASaveHangs(t *testing.T) {
+	t.Parallel()
+	src, memCps := newMemorySource(t), memory.NewCheckpoints()
+	hang := make(chan struct{})
+	var saving sync.Once
+	entered := make(chan struct{})
+	cps := &checkpointStore{
+		LoadFunc: memCps.Load,
+		SaveFunc: func(ctx context.Context, name string, pos ports.Position) error {
+			saving.Do(func() { close(entered) })
+			select {
+			case <-hang:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return memCps.Save(ctx, name, pos)
+		},
+	}
+	exec, _ := recording(nil)
+	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec})
+	run := runInBackground(t, p.reader.Run)
+	appendEvents(t, src, "A")
+	eventually(t, "the first save under way", func() bool {
+		select {
+		case <-entered:
+			return true
+		default:
+			return false
+		}
+	})
+	appendEvents(t, src, "B", "C")
+	eventually(t, "events read and finished while the save hangs", func() bool { return p.spy.finishedAll(1, 2, 3) })
+	close(hang)
+	eventually(t, "checkpoint at 3", savedAt(t, memCps, 3))
+	if err := run.Stop(t); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+}
+
 func TestNewReaderValidates(t *testing.T) {
 	t.Parallel()
 	src, cps := newMemorySource(t), memory.NewCheckpoints()
