@@ -260,12 +260,6 @@ func CompareNumbers(a, b any) (cmp int, ok bool) {
 	return compareParsed(&an, &bn), true
 }
 
-// Envelope is the event as sent to receivers (webhook default body, NATS
-// payload, dead-letter record).
-func (e Event) Envelope() ([]byte, error) {
-	return json.Marshal(e)
-}
-
 // DecodeEvent parses an Envelope, keeping numbers as json.Number.
 func DecodeEvent(b []byte) (Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
