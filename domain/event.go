@@ -130,13 +130,19 @@ func NewEventFromChange(r RawChange) (Event, error) {
 	return ev, nil
 }
 
-// DecodeObject decodes a JSON object keeping numbers as json.Number. Empty
-// input and JSON null yield an empty map; any other non-object is
-// ErrInvalidEvent.
+// DecodeObject decodes a JSON object keeping numbers as json.Number, as
+// encoding/json's Decoder with UseNumber does (a parser of its own takes
+// the common case, without the Decoder's buffers). Empty input and JSON
+// null yield an empty map; any other non-object is ErrInvalidEvent.
 func DecodeObject(b []byte) (map[string]any, error) {
 	if t := bytes.TrimSpace(b); len(t) == 0 || string(t) == "null" { // no copy of b
 		return map[string]any{}, nil
 	}
+	if m, ok := decodeObjectFast(b); ok {
+		return m, nil
+	}
+	// Not an object, not valid, or beyond the fast parser: encoding/json
+	// decides, with its messages.
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any

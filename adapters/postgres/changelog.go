@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -89,6 +90,7 @@ type ChangeLog struct {
 	tune     wakeTuning
 	now      func() time.Time
 	wake     wakeState
+	lastRows atomic.Int64 // records the last Read returned: the next one's first capacity
 
 	readSQL    string
 	backlogSQL string
@@ -278,11 +280,14 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.
 		return ports.Batch{}, interpretError("read change log", err)
 	}
 	defer rows.Close()
-	// A busy reader reads a few rows at a time: a batch sized for limit
-	// would be allocated and zeroed (limit × ~200 bytes) on every read.
-	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit.Rows, 16))}
+	// A reader that keeps up reads a few rows at a time: a batch sized for
+	// limit would be allocated and zeroed (limit × ~300 bytes) on every
+	// read. The previous read's count sizes this one, so that a draining
+	// reader allocates its batch once instead of growing it by doubling.
+	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit.Rows, max(16, int(c.lastRows.Load()))))}
+	var r changeRow // one per read: nothing keeps it (record copies what it needs)
 	for rows.Next() {
-		var r changeRow
+		r = changeRow{}
 		if err := rows.Scan(&r.PK, &r.TxID, &r.ID, &r.CreatedAt, &r.ObjectType, &r.ModificationType,
 			&r.EntityID, &r.ObjectID, &r.ObjectKey, &r.ObjectData, &r.ObjectDataBefore, &r.TenantID, &r.UserID, &r.Size); err != nil {
 			return ports.Batch{}, interpretError("read change log", err)
@@ -300,6 +305,7 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.
 	if err := rows.Err(); err != nil {
 		return ports.Batch{}, interpretError("read change log", err)
 	}
+	c.lastRows.Store(int64(len(batch.Records)))
 	if batch.End != after {
 		c.active()
 	}
