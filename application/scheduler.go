@@ -54,11 +54,20 @@ type Scheduler struct {
 	timers   map[*entityQueue]*time.Timer
 	closed   bool
 	wake     chan struct{}
+	// spare holds emptied queues for reuse (at most maxSpareQueues): a
+	// drain of distinct entities would otherwise allocate a queue, its
+	// slice and a run holder per event.
+	spare []*entityQueue
 }
 
+// maxSpareQueues bounds Scheduler.spare.
+const maxSpareQueues = 256
+
 type entityQueue struct {
-	key  string
-	runs []*queuedRun
+	key   string
+	runs  []*queuedRun
+	first queuedRun     // the run of a queue's first event
+	slot  [1]*queuedRun // runs' first backing array
 }
 
 type queuedRun struct {
@@ -99,13 +108,33 @@ func (s *Scheduler) Handle(rec ports.Record, finish func()) {
 	if s.closed {
 		return // shutting down: the record is re-read after restart
 	}
-	q, ok := s.entities[key]
-	if !ok {
-		q = &entityQueue{key: key}
-		s.entities[key] = q
-		s.pushReadyLocked(q)
+	if q, ok := s.entities[key]; ok {
+		q.runs = append(q.runs, &queuedRun{rec: rec, finish: finish})
+		return
 	}
-	q.runs = append(q.runs, &queuedRun{rec: rec, finish: finish})
+	var q *entityQueue
+	if n := len(s.spare); n > 0 {
+		q, s.spare[n-1] = s.spare[n-1], nil
+		s.spare = s.spare[:n-1]
+	} else {
+		q = &entityQueue{}
+	}
+	q.key = key
+	q.first = queuedRun{rec: rec, finish: finish}
+	q.slot[0] = &q.first
+	q.runs = q.slot[:1]
+	s.entities[key] = q
+	s.pushReadyLocked(q)
+}
+
+// recycleLocked keeps an emptied queue, deleted from s.entities and on no
+// list or timer, for a later entity; s.mu must be held.
+func (s *Scheduler) recycleLocked(q *entityQueue) {
+	if len(s.spare) >= maxSpareQueues {
+		return
+	}
+	*q = entityQueue{}
+	s.spare = append(s.spare, q)
 }
 
 // pushReadyLocked makes q runnable; s.mu must be held.
@@ -236,10 +265,14 @@ func (s *Scheduler) process(ctx, work context.Context, q *entityQueue) {
 	defer s.mu.Unlock()
 	switch {
 	case done:
+		if q.runs[0] == &q.first {
+			q.first = queuedRun{} // let the event go while the queue lives on
+		}
 		q.runs[0] = nil
 		q.runs = q.runs[1:]
 		if len(q.runs) == 0 {
 			delete(s.entities, q.key)
+			s.recycleLocked(q)
 			return
 		}
 		if ctx.Err() == nil {

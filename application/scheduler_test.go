@@ -66,10 +66,12 @@ func TestSchedulerKeepsEntityOrder(t *testing.T) {
 		name          string
 		maxConcurrent int
 		failSome      bool
+		waves         bool // each entity's queue empties (and is reused) between its events
 	}{
 		{name: "one worker", maxConcurrent: 1},
 		{name: "many workers", maxConcurrent: 8},
 		{name: "many workers with retries", maxConcurrent: 8, failSome: true},
+		{name: "queues emptied between events", maxConcurrent: 8, failSome: true, waves: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,6 +109,9 @@ func TestSchedulerKeepsEntityOrder(t *testing.T) {
 				for e := range entities {
 					seq++
 					b.handle(record(seq, seqEvent(fmt.Sprint("ent", e), n)))
+				}
+				if tt.waves {
+					eventually(t, "the wave finished", func() bool { return b.finished.len() == (n+1)*entities && b.sched.Pending() == 0 })
 				}
 			}
 			eventually(t, "every event finished", func() bool { return b.finished.len() == entities*perEntity })
