@@ -640,6 +640,63 @@ func TestReaderReadsWhileASaveHangs(t *testing.T) {
 	}
 }
 
+// TestReaderWaitsAfterAShortRead: a read that returned fewer records than
+// asked for is followed by Wait, not by a read that would come back
+// empty; a full read is followed by the next read at once.
+func TestReaderWaitsAfterAShortRead(t *testing.T) {
+	t.Parallel()
+	const batch = 4
+	var (
+		mu    sync.Mutex
+		calls []string
+		next  int64
+	)
+	// Reads return, in turn, a full batch, one record, then nothing.
+	sizes := []int{batch, 1}
+	src := &eventSource{
+		ReadFunc: func(_ context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls = append(calls, fmt.Sprintf("read(%d)", limit.Rows))
+			b := ports.Batch{End: after}
+			if len(sizes) > 0 {
+				n := sizes[0]
+				sizes = sizes[1:]
+				for range n {
+					next++
+					b.Records = append(b.Records, record(next, seqEvent(fmt.Sprint("e", next), 0)))
+				}
+				b.End = b.Records[len(b.Records)-1].Position
+			}
+			return b, nil
+		},
+		WaitFunc: func(ctx context.Context) error {
+			mu.Lock()
+			calls = append(calls, "wait")
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Millisecond):
+			}
+			return nil
+		},
+	}
+	exec, _ := recording(nil)
+	p := newPipeline(t, pipelineSetup{source: src, checkpoints: memory.NewCheckpoints(), exec: exec, reader: application.ReaderConfig{BatchSize: batch}})
+	run := runInBackground(t, p.reader.Run)
+	eventually(t, "both batches finished", func() bool { return p.spy.finishedAll(1, 2, 3, 4, 5) })
+	eventually(t, "a few calls", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) >= 4 })
+	if err := run.Stop(t); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"read(4)", "read(4)", "wait", "read(4)"}
+	if !slices.Equal(calls[:4], want) {
+		t.Errorf("calls = %v, want them to start with %v", calls, want)
+	}
+}
+
 func TestNewReaderValidates(t *testing.T) {
 	t.Parallel()
 	src, cps := newMemorySource(t), memory.NewCheckpoints()
