@@ -33,7 +33,7 @@ func (e Event) AppendEnvelope(dst []byte) ([]byte, error) {
 // its first len(dst) bytes).
 func (e *Event) appendFast(dst []byte) ([]byte, bool) {
 	start := len(dst)
-	ok := true
+	var ok bool
 	dst = append(dst, `{"id":`...)
 	dst = appendJSONString(dst, e.ID)
 	dst = append(dst, `,"event_type":`...)
@@ -93,7 +93,7 @@ func appendChanges(dst []byte, m map[string]Change) ([]byte, bool) {
 	}
 	slices.Sort(keys)
 	dst = append(dst, '{')
-	ok := true
+	var ok bool
 	for i, k := range keys {
 		if i > 0 {
 			dst = append(dst, ',')
@@ -126,7 +126,7 @@ func appendJSONObject(dst []byte, m map[string]any) ([]byte, bool) {
 	}
 	slices.Sort(keys)
 	dst = append(dst, '{')
-	ok := true
+	var ok bool
 	for i, k := range keys {
 		if i > 0 {
 			dst = append(dst, ',')
@@ -168,7 +168,7 @@ func appendJSONValue(dst []byte, v any) ([]byte, bool) {
 			return append(dst, "null"...), true
 		}
 		dst = append(dst, '[')
-		ok := true
+		var ok bool
 		for i, e := range x {
 			if i > 0 {
 				dst = append(dst, ',')
