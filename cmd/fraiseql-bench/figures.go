@@ -82,6 +82,8 @@ type machine struct {
 	CPUModel   string `json:"cpu_model"`
 	GoVersion  string `json:"go_version"`
 	PostgreSQL string `json:"postgresql"`
+	LoadBefore string `json:"load_average_before"` // /proc/loadavg at the start
+	LoadAfter  string `json:"load_average_after"`  // and at the end
 }
 
 // report is the harness's output.
@@ -96,6 +98,9 @@ type report struct {
 func (r report) markdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s, PostgreSQL %s. ", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.PostgreSQL)
+	if r.Machine.LoadBefore != "" {
+		fmt.Fprintf(&b, "Load average %s at the start, %s at the end. ", r.Machine.LoadBefore, r.Machine.LoadAfter)
+	}
 	if r.Runs > 1 {
 		fmt.Fprintf(&b, "%d runs, min–max per cell.\n", r.Runs)
 	} else {

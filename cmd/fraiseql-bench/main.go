@@ -173,11 +173,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	loadBefore := loadAvg()
 	if err := h.run(ctx); err != nil {
 		return err
 	}
 	rep := report{
-		Machine: machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), PostgreSQL: pg},
+		Machine: machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), PostgreSQL: pg,
+			LoadBefore: loadBefore, LoadAfter: loadAvg()},
 		Command: strings.Join(append([]string{filepath.Base(args[0])}, args[1:]...), " "),
 		Runs:    opt.Runs,
 		Figures: h.figs,

@@ -101,3 +101,17 @@ func cpuModel() string {
 	}
 	return "unknown"
 }
+
+// loadAvg is the 1-, 5- and 15-minute load averages of /proc/loadavg, or
+// "unknown": on a shared machine they say how much else was running.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -79,6 +79,9 @@ func TestParseProc(t *testing.T) {
 	if kb, err := procPeakRSS(os.Getpid()); err != nil || kb <= 0 {
 		t.Errorf("procPeakRSS(self) = %d, %v", kb, err)
 	}
+	if la := loadAvg(); len(strings.Fields(la)) != 3 {
+		t.Errorf("loadAvg = %q, want three numbers", la)
+	}
 }
 
 func TestReportRendering(t *testing.T) {
