@@ -1,0 +1,245 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// batchRequest is one batch a batchReceiver took.
+type batchRequest struct {
+	WebhookID string
+	Attempt   int // requests with this webhook-id so far, this one included
+	Events    []domain.Event
+	Status    int
+}
+
+// batchReceiver takes batch documents; it answers 503 to the first request
+// of each webhook-id when failFirst is set, else 204.
+type batchReceiver struct {
+	failFirst bool
+
+	mu       sync.Mutex
+	reqs     []batchRequest
+	attempts map[string]int
+}
+
+func (r *batchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var doc struct {
+		Type    string            `json:"type"`
+		BatchID string            `json:"batch_id"`
+		Count   int               `json:"count"`
+		Events  []json.RawMessage `json:"events"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil || doc.Type != "batch" || doc.Count != len(doc.Events) ||
+		doc.BatchID != req.Header.Get("webhook-id") {
+		http.Error(w, "not a batch document", http.StatusBadRequest)
+		return
+	}
+	br := batchRequest{WebhookID: doc.BatchID, Status: http.StatusNoContent}
+	for _, raw := range doc.Events {
+		ev, err := domain.DecodeEvent(raw)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		br.Events = append(br.Events, ev)
+	}
+	r.mu.Lock()
+	r.attempts[br.WebhookID]++
+	br.Attempt = r.attempts[br.WebhookID]
+	if r.failFirst && br.Attempt == 1 {
+		br.Status = http.StatusServiceUnavailable
+	}
+	r.reqs = append(r.reqs, br)
+	r.mu.Unlock()
+	w.WriteHeader(br.Status)
+}
+
+func (r *batchReceiver) all() []batchRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]batchRequest(nil), r.reqs...)
+}
+
+// batchedObserver is webhookObserver with its action batched.
+func batchedObserver(url string, maxEvents int, maxWait time.Duration, retry *config.RetryConfig) config.ObserverConfig {
+	o := webhookObserver("batched", "*", url, retry)
+	o.Actions[0].Batch = &config.BatchConfig{MaxEvents: &maxEvents, MaxWait: &maxWait}
+	return o
+}
+
+// TestBatchedWebhookRetriesWholeBatches drains a backlog of several
+// entities to a receiver that fails the first request of every batch:
+// each failed batch is sent again with the same webhook-id and the same
+// events, every event is delivered, each entity's events arrive in
+// change-log order, and the delivery log has each event's failed and
+// successful attempt.
+func TestBatchedWebhookRetriesWholeBatches(t *testing.T) {
+	t.Parallel()
+	const entities, perEntity, maxEvents = 12, 8, 5
+	b := setup(t)
+	ids := make([]string, entities)
+	for e := range ids {
+		ids[e] = newUUID()
+	}
+	for n := range perEntity {
+		var changes []change
+		for e := range entities {
+			changes = append(changes, change{Entity: "Order", Kind: "UPDATE", ID: ids[e], Data: fmt.Sprintf(`{"n": %d}`, n)})
+		}
+		b.insert(t, changes...)
+	}
+	recv := &batchReceiver{failFirst: true, attempts: map[string]int{}}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	cfg := b.config(batchedObserver(srv.URL+"/hook", maxEvents, 300*time.Millisecond,
+		retryPolicy(10, 50*time.Millisecond, 50*time.Millisecond, "fixed")))
+	cfg.Delivery.Log = config.DeliveryLogAll
+	cfg.Delivery.BreakerFailures = 0 // every batch fails once: the breaker is not under test
+	app := b.start(t, cfg)
+	defer app.stop(t)
+
+	delivered := func() map[string][]int {
+		out := map[string][]int{}
+		for _, r := range recv.all() {
+			if r.Status != http.StatusNoContent {
+				continue
+			}
+			for _, ev := range r.Events {
+				n, _ := strconv.Atoi(fmt.Sprint(ev.Data["n"]))
+				out[ev.EntityID] = append(out[ev.EntityID], n)
+			}
+		}
+		return out
+	}
+	waitFor(t, "every event delivered", func() bool {
+		n := 0
+		for _, ns := range delivered() {
+			n += len(ns)
+		}
+		return n >= entities*perEntity
+	})
+	for e, id := range ids {
+		got := delivered()[id]
+		if len(got) != perEntity {
+			t.Errorf("entity %d: delivered %v, want each of its %d events once", e, got, perEntity)
+			continue
+		}
+		for n, v := range got {
+			if v != n {
+				t.Errorf("entity %d: delivered in the order %v, want change-log order", e, got)
+				break
+			}
+		}
+	}
+	first := map[string][]string{} // webhook-id → event ids of its failed first request
+	resent := 0
+	for _, r := range recv.all() {
+		seen := map[string]bool{}
+		var evs []string
+		for _, ev := range r.Events {
+			if seen[ev.EntityID] {
+				t.Errorf("batch %s holds two events of entity %s", r.WebhookID, ev.EntityID)
+			}
+			seen[ev.EntityID] = true
+			evs = append(evs, ev.ID)
+		}
+		if len(evs) > maxEvents {
+			t.Errorf("batch %s holds %d events, over max_events %d", r.WebhookID, len(evs), maxEvents)
+		}
+		if r.Attempt == 1 {
+			first[r.WebhookID] = evs
+			continue
+		}
+		resent++
+		if fmt.Sprint(first[r.WebhookID]) != fmt.Sprint(evs) {
+			t.Errorf("batch %s resent with %v, first sent with %v: one id, one set of events", r.WebhookID, evs, first[r.WebhookID])
+		}
+	}
+	for id := range first {
+		if recv.attempts[id] < 2 {
+			t.Errorf("failed batch %s was not sent again with its webhook-id", id)
+		}
+	}
+	t.Logf("%d requests, %d batches resent with their webhook-id", len(recv.all()), resent)
+
+	waitFor(t, "the delivery log of every event", func() bool {
+		var missing int
+		if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM (
+			SELECT event_id FROM observer.deliveries WHERE observer = 'batched' GROUP BY event_id
+			HAVING count(*) FILTER (WHERE outcome = 'succeeded' AND status_code = 204) = 1
+			   AND count(*) FILTER (WHERE outcome = 'transient' AND status_code = 503) >= 1) ok`).Scan(&missing); err != nil {
+			t.Fatal(err)
+		}
+		return missing == entities*perEntity
+	})
+	if dl := b.deadLetters(t); len(dl) != 0 {
+		t.Errorf("dead letters = %v, want none", dl)
+	}
+}
+
+// BenchmarkDrainBacklogBatched is BenchmarkDrainBacklog with the webhook
+// batched (max_events 100): events/s delivered in batches to a receiver
+// that answers at once.
+func BenchmarkDrainBacklogBatched(b *testing.B) {
+	rows := benchRows(b)
+	total := 0
+	for range b.N {
+		b.StopTimer()
+		bundle := setup(b)
+		var events atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var doc struct {
+				Count int `json:"count"`
+			}
+			body, err := io.ReadAll(r.Body)
+			if err != nil || json.Unmarshal(body, &doc) != nil {
+				http.Error(w, "bad batch", http.StatusBadRequest)
+				return
+			}
+			events.Add(int64(doc.Count))
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		if _, err := bundle.pool.Exec(b.Context(), `INSERT INTO core.tb_entity_change_log
+			(object_type, modification_type, object_id, object_data)
+			SELECT 'Order', 'INSERT', gen_random_uuid(), jsonb_build_object('n', g, 'status', 'new')
+			FROM generate_series(1, $1::int) AS g`, rows); err != nil {
+			b.Fatalf("insert backlog: %v", err)
+		}
+		cfg := benchConfig(bundle, srv.URL+"/hook")
+		maxEvents := 100
+		cfg.Observers[0].Actions[0].Batch = &config.BatchConfig{MaxEvents: &maxEvents}
+
+		b.StartTimer()
+		app := bundle.start(b, cfg)
+		deadline := time.Now().Add(time.Duration(rows)*time.Millisecond + time.Minute)
+		for events.Load() < int64(rows) {
+			if time.Now().After(deadline) {
+				b.Fatalf("only %d of %d events delivered", events.Load(), rows)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		b.StopTimer()
+
+		app.stop(b)
+		srv.Close()
+		total += rows
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+}
