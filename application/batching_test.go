@@ -393,3 +393,41 @@ func TestBatcherKeepsEntityOrder(t *testing.T) {
 		t.Fatalf("%d dead letters, want none", n)
 	}
 }
+
+// TestBatcherBatchIsOneAttemptForTheGuard: below the batcher, the
+// endpoint guard sees one attempt per batch (a concurrency cap of 1 lets
+// a batch of 3 through), and what it defers, every member gets.
+func TestBatcherBatchIsOneAttemptForTheGuard(t *testing.T) {
+	t.Parallel()
+	f := &fakeBatches{}
+	d := application.NewDispatcher(map[domain.ActionType]ports.ActionExecutor{domain.ActionWebhook: f})
+	guard, err := application.NewEndpointGuard(d, application.EndpointGuardConfig{
+		Default: application.EndpointPolicy{MaxConcurrent: 1, Rate: 0.001, Burst: 1}, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := application.NewBatcher(guard, application.BatcherConfig{Bodies: d, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := batchedObserver(domain.Batching{MaxEvents: 3, MaxBytes: 1 << 20, MaxWait: time.Hour})
+	for _, err := range executeAll(t.Context(), b, &obs, "a", "b", "c") {
+		if err != nil {
+			t.Fatalf("member: %v (a batch is one attempt for the guard)", err)
+		}
+	}
+	st := guard.Status()
+	if len(st) != 1 || st[0].Succeeded != 1 {
+		t.Fatalf("guard status %+v, want one successful attempt", st)
+	}
+	// The rate limit (burst 1) defers the next batch: every member is told.
+	for _, err := range executeAll(t.Context(), b, &obs, "d", "e", "f") {
+		if _, ok := domain.AsDeferred(err); !ok {
+			t.Fatalf("member: %v, want the guard's deferral", err)
+		}
+	}
+	if len(f.all()) != 1 {
+		t.Fatalf("%d batches sent, want 1", len(f.all()))
+	}
+}

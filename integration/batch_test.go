@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -172,8 +173,11 @@ func TestBatchedWebhookRetriesWholeBatches(t *testing.T) {
 			t.Errorf("batch %s resent with %v, first sent with %v: one id, one set of events", r.WebhookID, evs, first[r.WebhookID])
 		}
 	}
+	recv.mu.Lock()
+	attempts := maps.Clone(recv.attempts)
+	recv.mu.Unlock()
 	for id := range first {
-		if recv.attempts[id] < 2 {
+		if attempts[id] < 2 {
 			t.Errorf("failed batch %s was not sent again with its webhook-id", id)
 		}
 	}
