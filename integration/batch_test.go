@@ -274,3 +274,64 @@ func drainBatched(b *testing.B, maxEvents int) {
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(cpu.Seconds()/float64(total)*10000, "cpu-s/10k")
 }
+
+// TestBatchedWebhookInEveryTopology drains a backlog to a batched webhook
+// in postgres-redis (dedup and caching on: each event gets its own dedup
+// mark and cached result) and in nats-distributed (bridge and worker in
+// one process): every event delivered once, in batches of more than one.
+func TestBatchedWebhookInEveryTopology(t *testing.T) {
+	t.Parallel()
+	const n = 300
+	for _, topo := range []string{"postgres-redis", "nats-distributed"} {
+		t.Run(topo, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			recv := &batchReceiver{attempts: map[string]int{}}
+			srv := httptest.NewServer(recv)
+			t.Cleanup(srv.Close)
+			obs := batchedObserver(srv.URL+"/hook", 50, 100*time.Millisecond, nil)
+			cfg := b.config(obs)
+			var rd *redisEnv
+			if topo == "postgres-redis" {
+				rd = newRedisEnv(t, "")
+				rd.configure(&cfg)
+			} else {
+				newJSEnv(t).configure(&cfg, "all")
+			}
+			app := b.start(t, cfg)
+			defer app.stop(t)
+			b.insert(t, orders(n)...)
+			ids := b.eventIDs(t)
+			delivered := func() (map[string]int, int) {
+				got, largest := map[string]int{}, 0
+				for _, r := range recv.all() {
+					largest = max(largest, len(r.Events))
+					for _, ev := range r.Events {
+						got[ev.ID]++
+					}
+				}
+				return got, largest
+			}
+			waitFor(t, "every event delivered", func() bool { got, _ := delivered(); return len(got) >= n })
+			got, largest := delivered()
+			for _, id := range ids {
+				if got[id] != 1 {
+					t.Errorf("event %s delivered %d times, want once", id, got[id])
+				}
+			}
+			if largest < 2 {
+				t.Errorf("largest batch holds %d events: nothing was batched", largest)
+			}
+			if rd != nil {
+				waitFor(t, "a dedup mark and a cached result per event", func() bool {
+					for _, id := range ids {
+						if !rd.exists(t, dedupKey(id)) || !rd.exists(t, resultKey(id, "batched", actionIdentity(t, obs, 0))) {
+							return false
+						}
+					}
+					return true
+				})
+			}
+		})
+	}
+}
