@@ -431,3 +431,61 @@ func TestBatcherBatchIsOneAttemptForTheGuard(t *testing.T) {
 		t.Fatalf("%d batches sent, want 1", len(f.all()))
 	}
 }
+
+// blockingBatches holds each batch until its context ends.
+type blockingBatches struct {
+	fakeBatches
+	started   chan struct{}
+	cancelled chan error
+}
+
+func (f *blockingBatches) ExecuteBatch(ctx context.Context, _ ports.ActionBatch) error {
+	close(f.started)
+	<-ctx.Done()
+	f.cancelled <- ctx.Err()
+	return domain.Transient(ctx.Err(), 0)
+}
+
+func TestBatcherCancelsTheRequestWhenEveryMemberLeft(t *testing.T) {
+	t.Parallel()
+	f := &blockingBatches{started: make(chan struct{}), cancelled: make(chan error, 1)}
+	d := application.NewDispatcher(map[domain.ActionType]ports.ActionExecutor{domain.ActionWebhook: f})
+	b, err := application.NewBatcher(d, application.BatcherConfig{Bodies: d, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := batchedObserver(domain.Batching{MaxEvents: 2, MaxBytes: 1 << 20, MaxWait: time.Hour})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan []error, 1)
+	go func() { done <- executeAll(ctx, b, &obs, "a", "b") }()
+	<-f.started // the batch is in flight
+	cancel()
+	for _, err := range <-done {
+		if err == nil || domain.IsPermanent(err) {
+			t.Fatalf("member: %v, want a transient error", err)
+		}
+	}
+	select {
+	case err := <-f.cancelled:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("request context: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request of a batch every member left was not cancelled")
+	}
+}
+
+func TestDispatcherRefusesBatchesOfATypeThatCannot(t *testing.T) {
+	t.Parallel()
+	d := application.NewDispatcher(map[domain.ActionType]ports.ActionExecutor{
+		domain.ActionLog: ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil }),
+	})
+	ev := event("e", "order", "x", nil)
+	act := &domain.Action{Name: "l", Type: domain.ActionLog}
+	if _, err := d.BatchBody(t.Context(), &ev, &domain.Observer{Name: "o"}, act); !domain.IsPermanent(err) {
+		t.Errorf("BatchBody of a log action: %v, want a permanent failure", err)
+	}
+	if err := d.ExecuteBatch(t.Context(), ports.ActionBatch{Action: act}); !domain.IsPermanent(err) {
+		t.Errorf("ExecuteBatch of a log action: %v, want a permanent failure", err)
+	}
+}
