@@ -199,14 +199,14 @@ func TestBatchedWebhookRetriesWholeBatches(t *testing.T) {
 	}
 }
 
-// BenchmarkDrainBacklogBatched drains the same backlog as
+// BenchmarkBatchedDrain drains the same backlog as
 // BenchmarkDrainBacklog twice per run, one event per request and then in
 // batches of 100 (max_events 100, the other batch keys at their
 // defaults), to a receiver that answers at once: events/s, and the CPU
 // time of the test process (the service and the receiver; PostgreSQL not
 // included) per 10 000 events. Run it with -count N: the two variants
 // alternate, so a loaded machine weighs on both alike.
-func BenchmarkDrainBacklogBatched(b *testing.B) {
+func BenchmarkBatchedDrain(b *testing.B) {
 	b.Run("one-per-request", func(b *testing.B) { drainBatched(b, 0) })
 	b.Run("batches-of-100", func(b *testing.B) { drainBatched(b, 100) })
 }
