@@ -204,8 +204,12 @@ func TestBatchedWebhookRetriesWholeBatches(t *testing.T) {
 // batches of 100 (max_events 100, the other batch keys at their
 // defaults), to a receiver that answers at once: events/s, and the CPU
 // time of the test process (the service and the receiver; PostgreSQL not
-// included) per 10 000 events. Run it with -count N: the two variants
-// alternate, so a loaded machine weighs on both alike.
+// included) per 10 000 events. On a loaded machine run the variants in
+// turn, so the load weighs on both alike:
+//
+//	for i in 1 2 3; do for v in one-per-request batches-of-100; do
+//	  go test -run '^$' -bench "BatchedDrain/$v\$" -benchtime 1x ./integration/
+//	done; done
 func BenchmarkBatchedDrain(b *testing.B) {
 	b.Run("one-per-request", func(b *testing.B) { drainBatched(b, 0) })
 	b.Run("batches-of-100", func(b *testing.B) { drainBatched(b, 100) })
