@@ -40,7 +40,7 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, db.drop()) }()
-	cfgs, ports, names, cleanup, err := h.prepare(ctx, topoPostgresOnly, db, "")
+	cfgs, ports, names, cleanup, err := h.prepare(ctx, topoPostgresOnly, 0, db, "")
 	defer func() { err = errors.Join(err, cleanup()) }()
 	if err != nil {
 		return err

@@ -34,11 +34,13 @@ type serviceConfig struct {
 	Durable     string
 	Listen      string // admin HTTP, 127.0.0.1:port
 	HookURL     string // the webhook every event is sent to; "" for an observer that matches nothing
+	BatchEvents int    // > 0: the webhook action sends batches of up to this many events ([observers.actions.batch] max_events)
 }
 
 // toml renders the configuration: the product's defaults but for the
 // names that isolate the run, the admin listener with pprof, the loopback
-// receiver allowed, and one observer.
+// receiver allowed, and one observer (its webhook batched when
+// BatchEvents > 0, the other batch keys at their defaults).
 func (c serviceConfig) toml() string {
 	var b strings.Builder
 	q := strconv.Quote
@@ -61,6 +63,9 @@ func (c serviceConfig) toml() string {
 	if c.HookURL != "" {
 		fmt.Fprintf(&b, "\n[[observers]]\nname = \"bench\"\nentity = \"*\"\nevents = [\"INSERT\", \"UPDATE\", \"DELETE\"]\n"+
 			"[[observers.actions]]\ntype = \"webhook\"\nurl = %s\n", q(c.HookURL))
+		if c.BatchEvents > 0 {
+			fmt.Fprintf(&b, "[observers.actions.batch]\nmax_events = %d\n", c.BatchEvents)
+		}
 	} else {
 		b.WriteString("\n[[observers]]\nname = \"unmatched\"\nentity = \"Unmatched\"\nevents = [\"INSERT\"]\n" +
 			"[[observers.actions]]\ntype = \"log\"\n")

@@ -25,8 +25,27 @@ type options struct {
 	WriteLength  time.Duration // each pgbench run
 	HammerConns  int
 	HammerLength time.Duration
-	Writers      int // connections of the steady-rate writer
+	Writers      int   // connections of the steady-rate writer
+	Batches      []int // webhook variants per topology: 0 one event per request, n batches of up to n events
 	Services     services
+}
+
+// column is the table column of a topology's variant: the topology's
+// name alone when the only variant is one event per request, else the
+// name and the variant.
+func (o options) column(topo string, batch int) string {
+	if len(o.Batches) == 1 && o.Batches[0] == 0 {
+		return topo
+	}
+	return topo + ", " + batchLabel(batch)
+}
+
+// batchLabel names a webhook variant.
+func batchLabel(batch int) string {
+	if batch == 0 {
+		return "one per request"
+	}
+	return fmt.Sprintf("batches of %d", batch)
 }
 
 // harness runs the measurements of one invocation.
@@ -68,8 +87,10 @@ func (h *harness) run(ctx context.Context) error {
 			return err
 		}
 		for _, topo := range h.opt.Topologies {
-			if err := h.topology(ctx, topo); err != nil {
-				return fmt.Errorf("%s: %w", topo, err)
+			for _, batch := range h.opt.Batches { // the variants alternate: same load, side by side
+				if err := h.topology(ctx, topo, batch); err != nil {
+					return fmt.Errorf("%s: %w", h.opt.column(topo, batch), err)
+				}
 			}
 		}
 	}
@@ -88,12 +109,12 @@ func processes(topo string) (product string, names, roles []string) {
 	}
 }
 
-// prepare writes the configuration of every process of topo on db and
-// migrates db with the binary; cleanup removes the run's Redis keys and
-// stream.
-func (h *harness) prepare(ctx context.Context, topo string, db *database, hookURL string) (cfgs []string, ports []int, names []string, cleanup func() error, err error) {
+// prepare writes the configuration of every process of topo on db, its
+// webhook batched when batch > 0, and migrates db with the binary;
+// cleanup removes the run's Redis keys and stream.
+func (h *harness) prepare(ctx context.Context, topo string, batch int, db *database, hookURL string) (cfgs []string, ports []int, names []string, cleanup func() error, err error) {
 	product, names, roles := processes(topo)
-	base := serviceConfig{Topology: product, DatabaseURL: db.URL, HookURL: hookURL}
+	base := serviceConfig{Topology: product, DatabaseURL: db.URL, HookURL: hookURL, BatchEvents: batch}
 	cleanup = func() error { return nil }
 	if topo != topoPostgresOnly {
 		base.RedisURL, base.RedisPrefix = h.opt.Services.RedisURL, db.name+":"
@@ -164,6 +185,15 @@ func (h *harness) waitDelivered(ctx context.Context, s *service, n int, limit ti
 	return nil
 }
 
+// profileLabel names a variant's profiles: the topology, and batchN for
+// a batched webhook.
+func profileLabel(topo string, batch int) string {
+	if batch == 0 {
+		return topo
+	}
+	return fmt.Sprintf("%s-batch%d", topo, batch)
+}
+
 // profileAsync fetches CPU profiles of s into the pprof dir, when set;
 // wait returns its error.
 func (h *harness) profileAsync(ctx context.Context, s *service, label string) (wait func() error) {
@@ -177,16 +207,18 @@ func (h *harness) profileAsync(ctx context.Context, s *service, label string) (w
 	return func() error { return <-done }
 }
 
-// topology measures one topology: the drain of a backlog, then the steady
-// rates, on a database of its own.
-func (h *harness) topology(ctx context.Context, topo string) (err error) {
-	h.log.Info("topology", "name", topo)
+// topology measures one topology with one webhook variant (batch 0: one
+// event per request): the drain of a backlog, then the steady rates, on a
+// database of its own.
+func (h *harness) topology(ctx context.Context, topo string, batch int) (err error) {
+	col := h.opt.column(topo, batch)
+	h.log.Info("topology", "name", topo, "webhook", batchLabel(batch))
 	db, err := createDatabase(ctx, h.opt.Services.DatabaseURL, int32(h.opt.Writers+2))
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, db.drop()) }()
-	cfgs, ports, names, cleanup, err := h.prepare(ctx, topo, db, h.recv.URL)
+	cfgs, ports, names, cleanup, err := h.prepare(ctx, topo, batch, db, h.recv.URL)
 	defer func() { err = errors.Join(err, cleanup()) }()
 	if err != nil {
 		return err
@@ -209,7 +241,7 @@ func (h *harness) topology(ctx context.Context, topo string) (err error) {
 		if err := s.waitPath(ctx, "/healthz", time.Minute); err != nil {
 			return err
 		}
-		waitProfile = h.profileAsync(ctx, s, topo+"-drain")
+		waitProfile = h.profileAsync(ctx, s, profileLabel(topo, batch)+"-drain")
 	}
 	if err := h.waitDelivered(ctx, s, len(ids), time.Duration(len(ids))*time.Millisecond+2*time.Minute); err != nil {
 		return err
@@ -223,13 +255,14 @@ func (h *harness) topology(ctx context.Context, topo string) (err error) {
 	if err != nil {
 		return err
 	}
-	col := topo
 	f := h.figs
 	f.add(tableTopologies, fmt.Sprintf("drain %d events, events/s", h.opt.Rows), col, float64(res.Delivered)/res.Last.Sub(started).Seconds())
 	f.add(tableTopologies, "drain, CPU s per 10k events", col, cpuPer10k(cpu, h.hz, res.Delivered))
 	f.add(tableTopologies, "drain, peak RSS MB", col, float64(rss)/1024)
-	dups, missing := res.Duplicates, res.Missing
-	h.log.Info("drained", "topology", topo, "delivered", res.Delivered, "duplicates", res.Duplicates, "missing", res.Missing, "unexpected", res.Unexpected)
+	f.add(tableTopologies, "drain, events per request", col, float64(res.Delivered)/float64(max(res.Requests, 1)))
+	dups, missing, malformed := res.Duplicates, res.Missing, res.Malformed
+	h.log.Info("drained", "column", col, "delivered", res.Delivered, "requests", res.Requests, "duplicates", res.Duplicates,
+		"missing", res.Missing, "unexpected", res.Unexpected, "malformed", res.Malformed)
 	if err := waitProfile(); err != nil {
 		return err
 	}
@@ -245,7 +278,7 @@ func (h *harness) topology(ctx context.Context, topo string) (err error) {
 		}
 		waitProfile := func() error { return nil }
 		if i == 0 {
-			waitProfile = h.profileAsync(ctx, s, fmt.Sprintf("%s-%dtxs", topo, rate))
+			waitProfile = h.profileAsync(ctx, s, fmt.Sprintf("%s-%dtxs", profileLabel(topo, batch), rate))
 		}
 		sr, err := writeSteady(ctx, db.Pool, rate, h.opt.Duration, h.opt.Writers)
 		if err != nil {
@@ -269,8 +302,9 @@ func (h *harness) topology(ctx context.Context, topo string) (err error) {
 		}
 		dups += res.Duplicates
 		missing += res.Missing
-		h.log.Info("steady rate", "topology", topo, "rate", rate, "achieved", int(sr.Achieved), "dropped", sr.Dropped,
-			"delivered", res.Delivered, "p50_ms", lat.P50, "p99_ms", lat.P99, "max_ms", lat.Max)
+		malformed += res.Malformed
+		h.log.Info("steady rate", "column", col, "rate", rate, "achieved", int(sr.Achieved), "dropped", sr.Dropped,
+			"delivered", res.Delivered, "requests", res.Requests, "p50_ms", lat.P50, "p99_ms", lat.P99, "max_ms", lat.Max)
 		if err := waitProfile(); err != nil {
 			return err
 		}
@@ -281,5 +315,6 @@ func (h *harness) topology(ctx context.Context, topo string) (err error) {
 	f.add(tableTopologies, "peak RSS MB, whole run", col, float64(rss)/1024)
 	f.count(tableTopologies, "duplicates", col, dups)
 	f.count(tableTopologies, "missing", col, missing)
+	f.count(tableTopologies, "malformed requests", col, malformed)
 	return nil
 }

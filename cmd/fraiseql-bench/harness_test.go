@@ -15,7 +15,8 @@ import (
 
 // TestHarnessPostgresOnly runs the harness end to end with tiny numbers
 // against the machine's PostgreSQL (skipped without one, a failure under
-// CI=true): every event delivered once, the table has every row, a CPU
+// CI=true), with both webhook variants (-batch 0,100): every event
+// delivered once in each, the table has every row and both columns, a CPU
 // profile of each phase is written.
 func TestHarnessPostgresOnly(t *testing.T) {
 	t.Parallel()
@@ -23,7 +24,8 @@ func TestHarnessPostgresOnly(t *testing.T) {
 	bin := observerBinary(t)
 	prof := t.TempDir()
 	opt, _, err := parseFlags([]string{"-bin", bin, "-topologies", "postgres-only", "-rows", "500", "-duration", "1s", "-rates", "400",
-		"-clients", "8", "-write-duration", "1s", "-hammer-conns", "4", "-hammer-duration", "200ms", "-pprof", prof, "-pprof-duration", "1s"}, io.Discard)
+		"-clients", "8", "-write-duration", "1s", "-hammer-conns", "4", "-hammer-duration", "200ms", "-pprof", prof, "-pprof-duration", "1s",
+		"-batch", "0,100"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,18 +51,33 @@ func TestHarnessPostgresOnly(t *testing.T) {
 		}
 		return vs[0]
 	}
-	const col = "postgres-only"
-	if got := value(tableTopologies, "missing", col); got != 0 {
-		t.Errorf("missing = %v, want 0", got)
+	const one, batched = "postgres-only, one per request", "postgres-only, batches of 100"
+	if cols := f.cols[tableTopologies]; strings.Join(cols, "|") != one+"|"+batched {
+		t.Fatalf("columns %q, want %q and %q", cols, one, batched)
 	}
-	if got := value(tableTopologies, "duplicates", col); got != 0 {
-		t.Errorf("duplicates = %v, want 0", got)
-	}
-	for _, row := range []string{"drain 500 events, events/s", "drain, CPU s per 10k events", "drain, peak RSS MB",
-		"400 tx/s: achieved tx/s", "400 tx/s: p50 ms", "400 tx/s: p99 ms", "400 tx/s: max ms", "400 tx/s: CPU s per 10k events", "peak RSS MB, whole run"} {
-		if got := value(tableTopologies, row, col); got <= 0 {
-			t.Errorf("%s = %v, want > 0", row, got)
+	for _, col := range []string{one, batched} {
+		for _, row := range []string{"missing", "duplicates", "malformed requests"} {
+			if got := value(tableTopologies, row, col); got != 0 {
+				t.Errorf("%s: %s = %v, want 0", col, row, got)
+			}
 		}
+		for _, row := range []string{"drain 500 events, events/s", "drain, CPU s per 10k events", "drain, peak RSS MB", "drain, events per request",
+			"400 tx/s: achieved tx/s", "400 tx/s: p50 ms", "400 tx/s: p99 ms", "400 tx/s: max ms", "400 tx/s: CPU s per 10k events", "peak RSS MB, whole run"} {
+			if got := value(tableTopologies, row, col); got <= 0 {
+				t.Errorf("%s: %s = %v, want > 0", col, row, got)
+			}
+		}
+		if p50, p99 := value(tableTopologies, "400 tx/s: p50 ms", col), value(tableTopologies, "400 tx/s: p99 ms", col); p50 > p99 {
+			t.Errorf("%s: p50 %v > p99 %v", col, p50, p99)
+		}
+	}
+	// One event per request, and the batched variant really sent batches:
+	// a 500-event backlog drains in requests of more than one event.
+	if got := value(tableTopologies, "drain, events per request", one); got != 1 {
+		t.Errorf("%s: drain, events per request = %v, want 1", one, got)
+	}
+	if got := value(tableTopologies, "drain, events per request", batched); got <= 1 || got > 100 {
+		t.Errorf("%s: drain, events per request = %v, want more than 1, at most 100", batched, got)
 	}
 	for _, row := range []string{"receiver alone, 4 connections, req/s", "application commits/s, 8 clients, no trigger, no service",
 		"application commits/s, 8 clients, capture installed, service running", "ratio with/without capture, 8 clients"} {
@@ -68,21 +85,19 @@ func TestHarnessPostgresOnly(t *testing.T) {
 			t.Errorf("%s = %v, want > 0", row, got)
 		}
 	}
-	if p50, p99 := value(tableTopologies, "400 tx/s: p50 ms", col), value(tableTopologies, "400 tx/s: p99 ms", col); p50 > p99 {
-		t.Errorf("p50 %v > p99 %v", p50, p99)
-	}
 
 	var md bytes.Buffer
 	rep := report{Machine: machine{CPUs: 2}, Command: "fraiseql-bench", Runs: 1, Figures: f}
 	if err := rep.markdown(&md); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| figure | postgres-only |", "| missing | 0 |", "| duplicates | 0 |", "| 400 tx/s: p99 ms |", "| ceiling | value |"} {
+	for _, want := range []string{"| figure | " + one + " | " + batched + " |", "| missing | 0 | 0 |", "| duplicates | 0 | 0 |", "| 400 tx/s: p99 ms |", "| ceiling | value |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, md.String())
 		}
 	}
-	for _, name := range []string{"run1-postgres-only-drain-service.pprof", "run1-postgres-only-400txs-service.pprof"} {
+	for _, name := range []string{"run1-postgres-only-drain-service.pprof", "run1-postgres-only-400txs-service.pprof",
+		"run1-postgres-only-batch100-drain-service.pprof", "run1-postgres-only-batch100-400txs-service.pprof"} {
 		if st, err := os.Stat(filepath.Join(prof, name)); err != nil || st.Size() == 0 {
 			t.Errorf("profile %s: %v", name, err)
 		}

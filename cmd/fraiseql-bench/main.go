@@ -76,12 +76,39 @@ func parseInts(flagName, s string) ([]int, error) {
 	return out, nil
 }
 
+// maxBatchEvents is the product's bound on batch.max_events
+// (domain.MaxBatchEvents; the harness imports nothing of the service).
+const maxBatchEvents = 10000
+
+// parseBatches reads -batch: a comma-separated list of distinct webhook
+// variants, 0 (one event per request) or a batch.max_events.
+func parseBatches(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || n > maxBatchEvents {
+			return nil, usageError{fmt.Errorf("-batch: %q is not 0 or a batch size of 1 to %d", f, maxBatchEvents)}
+		}
+		if slices.Contains(out, n) {
+			return nil, usageError{fmt.Errorf("-batch: %d twice", n)}
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, usageError{errors.New("-batch: no variant (0 is one event per request)")}
+	}
+	return out, nil
+}
+
 // parseFlags turns the command line into options.
 func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs := flag.NewFlagSet("fraiseql-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opt options
-	var topologies, rates, clients string
+	var topologies, rates, clients, batches string
 	var asJSON bool
 	fs.StringVar(&opt.Bin, "bin", "", "the fraiseql-observer binary to measure (default: build ./cmd/fraiseql-observer)")
 	fs.StringVar(&topologies, "topologies", strings.Join(allTopologies, ","), "comma-separated: "+strings.Join(allTopologies, ", "))
@@ -97,6 +124,8 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs.IntVar(&opt.HammerConns, "hammer-conns", 32, "connections hammering the receiver for its ceiling")
 	fs.DurationVar(&opt.HammerLength, "hammer-duration", 3*time.Second, "length of the receiver's ceiling run")
 	fs.IntVar(&opt.Writers, "writers", 8, "connections of the steady-rate writer")
+	fs.StringVar(&batches, "batch", "0", "webhook variants, comma-separated: 0 one event per request, N batches of up to N events\n"+
+		"([observers.actions.batch] max_events = N); two or more (e.g. 0,100) measure each topology once per variant, side by side")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return opt, false, err
@@ -120,6 +149,9 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 		return opt, false, err
 	}
 	if opt.Clients, err = parseInts("clients", clients); err != nil {
+		return opt, false, err
+	}
+	if opt.Batches, err = parseBatches(batches); err != nil {
 		return opt, false, err
 	}
 	switch {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,23 +14,28 @@ import (
 	"time"
 )
 
-// maxBody bounds what the receiver reads of one request.
-const maxBody = 1 << 20
+// maxBody bounds what the receiver reads of one request: above the
+// largest body a batch may have (batch.max_bytes is at most 16 MiB).
+const maxBody = 17 << 20
 
 // receiver is the webhook the service delivers to: it answers 204 at
 // once and, per phase, counts each event id and records commit→delivery
-// latencies (arrival minus the writer's t_ns in the event's data).
+// latencies (arrival minus the writer's t_ns in the event's data). A
+// request carries one event envelope, or a batch document
+// ({"type":"batch","count":n,"events":[...]}) whose every event is
+// counted as if it had come alone, with the batch's arrival time.
 type receiver struct {
 	srv  *http.Server
 	ln   net.Listener
 	URL  string
 	reqs atomic.Int64 // every request, all phases
 
-	mu      sync.Mutex
-	seen    map[string]int // event id -> deliveries, this phase
-	lat     []time.Duration
-	last    time.Time // last arrival, this phase
-	badBody int
+	mu        sync.Mutex
+	seen      map[string]int // event id -> deliveries, this phase
+	lat       []time.Duration
+	last      time.Time // last arrival, this phase
+	badBody   int       // bodies that are neither an event nor a well-formed batch, this phase
+	phaseReqs int       // requests with a body, this phase
 }
 
 func startReceiver() (*receiver, error) {
@@ -45,6 +51,48 @@ func startReceiver() (*receiver, error) {
 
 func (r *receiver) close() { _ = r.srv.Close() }
 
+// delivered is one event of a request: its id and the writer's t_ns.
+type delivered struct {
+	ID   string `json:"id"`
+	Data struct {
+		T int64 `json:"t_ns"`
+	} `json:"data"`
+}
+
+// parseBody reads a request body: one event envelope, or a batch
+// document whose count matches its events and whose every event has an
+// id. Anything else is an error.
+func parseBody(body []byte) ([]delivered, error) {
+	var doc struct {
+		delivered
+		Type   string            `json:"type"`
+		Count  int               `json:"count"`
+		Events []json.RawMessage `json:"events"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("parse body: %w", err)
+	}
+	if doc.Type != "batch" {
+		if doc.ID == "" {
+			return nil, errors.New("parse body: event without an id")
+		}
+		return []delivered{doc.delivered}, nil
+	}
+	if doc.Count != len(doc.Events) || doc.Count == 0 {
+		return nil, fmt.Errorf("parse batch: count %d, %d events", doc.Count, len(doc.Events))
+	}
+	out := make([]delivered, len(doc.Events))
+	for i, raw := range doc.Events {
+		if err := json.Unmarshal(raw, &out[i]); err != nil {
+			return nil, fmt.Errorf("parse batch event %d: %w", i, err)
+		}
+		if out[i].ID == "" {
+			return nil, fmt.Errorf("parse batch event %d: no id", i)
+		}
+	}
+	return out, nil
+}
+
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	at := time.Now()
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxBody))
@@ -53,25 +101,21 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.reqs.Add(1)
-	var env struct {
-		ID   string `json:"id"`
-		Data struct {
-			T int64 `json:"t_ns"`
-		} `json:"data"`
-	}
-	if json.Unmarshal(body, &env) != nil || env.ID == "" {
-		r.mu.Lock()
-		r.badBody++
-		r.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
+	evs, err := parseBody(body)
 	r.mu.Lock()
-	r.seen[env.ID]++
-	if env.Data.T != 0 {
-		r.lat = append(r.lat, at.Sub(time.Unix(0, env.Data.T)))
+	r.phaseReqs++
+	if err != nil {
+		r.badBody++
 	}
-	r.last = at
+	for _, ev := range evs {
+		r.seen[ev.ID]++
+		if ev.Data.T != 0 {
+			r.lat = append(r.lat, at.Sub(time.Unix(0, ev.Data.T)))
+		}
+	}
+	if len(evs) > 0 {
+		r.last = at
+	}
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -83,6 +127,7 @@ func (r *receiver) reset() {
 	r.lat = nil
 	r.last = time.Time{}
 	r.badBody = 0
+	r.phaseReqs = 0
 	r.mu.Unlock()
 }
 
@@ -99,6 +144,8 @@ type phaseResult struct {
 	Duplicates int // deliveries beyond the first, of any id
 	Missing    int // expected ids never received
 	Unexpected int // ids received that were not expected, and bodies without an id
+	Malformed  int // bodies that were neither an event nor a well-formed batch (also in Unexpected)
+	Requests   int // requests with a body
 	Latencies  []time.Duration
 	Last       time.Time
 }
@@ -106,7 +153,7 @@ type phaseResult struct {
 func (r *receiver) result(expected []string) phaseResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res := phaseResult{Latencies: r.lat, Last: r.last, Unexpected: r.badBody}
+	res := phaseResult{Latencies: r.lat, Last: r.last, Unexpected: r.badBody, Malformed: r.badBody, Requests: r.phaseReqs}
 	want := make(map[string]bool, len(expected))
 	for _, id := range expected {
 		want[id] = true

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -151,8 +152,23 @@ func TestParseFlags(t *testing.T) {
 	if !asJSON || strings.Join(opt.Topologies, ",") != "postgres-only,distributed" || len(opt.Rates) != 2 || opt.Rates[1] != 2000 || len(opt.Clients) != 0 {
 		t.Errorf("options = %+v json %v", opt, asJSON)
 	}
-	if opt.Rows != 100000 || opt.Duration != 10*time.Second || opt.Runs != 1 || len(opt.Topologies) != 2 {
+	if opt.Rows != 100000 || opt.Duration != 10*time.Second || opt.Runs != 1 || len(opt.Topologies) != 2 || !slices.Equal(opt.Batches, []int{0}) {
 		t.Errorf("defaults = %+v", opt)
+	}
+	if got := opt.column("postgres-only", 0); got != "postgres-only" {
+		t.Errorf("column without -batch = %q, want the topology alone", got)
+	}
+	opt, _, err = parseFlags([]string{"-batch", "0, 100"}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(opt.Batches, []int{0, 100}) || opt.column("distributed", 0) != "distributed, one per request" ||
+		opt.column("distributed", 100) != "distributed, batches of 100" {
+		t.Errorf("-batch 0,100: batches %v, columns %q, %q", opt.Batches, opt.column("distributed", 0), opt.column("distributed", 100))
+	}
+	opt, _, err = parseFlags([]string{"-batch", "50"}, &stderr)
+	if err != nil || opt.column("postgres-only", 50) != "postgres-only, batches of 50" {
+		t.Errorf("-batch 50: %v, column %q", err, opt.column("postgres-only", 50))
 	}
 	for _, bad := range [][]string{
 		{"-topologies", "postgres-only,kafka"},
@@ -161,6 +177,11 @@ func TestParseFlags(t *testing.T) {
 		{"-rows", "0"},
 		{"-runs", "0"},
 		{"-duration", "1ms"},
+		{"-batch", "-1"},
+		{"-batch", "10001"},
+		{"-batch", "0,0"},
+		{"-batch", ""},
+		{"-batch", "many"},
 		{"extra"},
 	} {
 		_, _, err := parseFlags(bad, &stderr)
@@ -200,21 +221,25 @@ func TestConfigValidates(t *testing.T) {
 	t.Parallel()
 	bin := observerBinary(t)
 	dir := t.TempDir()
-	for _, topo := range allTopologies {
+	for _, v := range []struct {
+		topo  string
+		batch int
+	}{{topoPostgresOnly, 0}, {topoPostgresRedis, 0}, {topoDistributed, 0}, {topoPostgresOnly, 100}, {topoDistributed, 7}} {
+		topo := v.topo
 		product, names, roles := processes(topo)
 		for i, name := range names {
 			c := serviceConfig{Topology: product, Role: roles[i], DatabaseURL: "postgres://postgres@127.0.0.1:5432/bench_x?sslmode=disable",
-				Listen: "127.0.0.1:18079", HookURL: "http://127.0.0.1:18080/hook"}
+				Listen: "127.0.0.1:18079", HookURL: "http://127.0.0.1:18080/hook", BatchEvents: v.batch}
 			if topo != topoPostgresOnly {
 				c.RedisURL, c.RedisPrefix = "redis://127.0.0.1:6379/0", "bench_x:"
 			}
 			if topo == topoDistributed {
 				c.NATSURL, c.Stream, c.Subject, c.Durable = "nats://127.0.0.1:4222", "BENCH_X", "bench.bench_x", "bench_x"
 			}
-			if i == 0 && topo == topoPostgresOnly {
+			if i == 0 && topo == topoPostgresOnly && v.batch == 0 {
 				c.HookURL = "" // the write ceiling's observer that matches nothing
 			}
-			p, err := c.write(dir, topo+"-"+name)
+			p, err := c.write(dir, fmt.Sprintf("%s-%d-%s", topo, v.batch, name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -231,9 +256,36 @@ func TestConfigValidates(t *testing.T) {
 			if roles[i] != "" && !strings.Contains(out, "role = '"+roles[i]+"'") {
 				t.Errorf("%s %s: role %s not in the effective configuration", topo, name, roles[i])
 			}
+			// The batch table: max_events as asked, the other keys left
+			// to their defaults; no table without -batch.
+			if hasBatch := strings.Contains(out, "[observers.actions.batch]"); hasBatch != (v.batch > 0 && c.HookURL != "") {
+				t.Errorf("%s %s batch %d: batch table in the effective configuration: %v:\n%s", topo, name, v.batch, hasBatch, out)
+			} else if hasBatch {
+				_, table, _ := strings.Cut(out, "[observers.actions.batch]\n")
+				table, _, _ = strings.Cut(table, "\n\n")
+				if got, want := strings.TrimSpace(table), fmt.Sprintf("max_events = %d", v.batch); got != want {
+					t.Errorf("%s %s batch %d: batch table %q, want %q alone", topo, name, v.batch, got, want)
+				}
+			}
 			if topo == topoDistributed && (!strings.Contains(out, "name = 'BENCH_X'") || !strings.Contains(out, "key_prefix = 'bench_x:'")) {
 				t.Errorf("%s %s: stream or key prefix not in the effective configuration:\n%s", topo, name, out)
 			}
+		}
+	}
+	// -batch's bound is the product's: the largest batch validates, one
+	// more is refused.
+	for _, c := range []struct {
+		n  int
+		ok bool
+	}{{maxBatchEvents, true}, {maxBatchEvents + 1, false}} {
+		cfg := serviceConfig{Topology: "postgres-only", DatabaseURL: "postgres://postgres@127.0.0.1:5432/bench_x?sslmode=disable",
+			Listen: "127.0.0.1:18079", HookURL: "http://127.0.0.1:18080/hook", BatchEvents: c.n}
+		p, err := cfg.write(dir, fmt.Sprintf("bound-%d", c.n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := runCommand(t.Context(), bin, "token", p, "validate-config"); (err == nil) != c.ok {
+			t.Errorf("validate-config with max_events = %d: %v, want valid %v", c.n, err, c.ok)
 		}
 	}
 	// And a configuration the binary refuses is reported as an error.
@@ -285,6 +337,9 @@ func TestReceiverCounts(t *testing.T) {
 	if r.distinct() != 3 {
 		t.Errorf("distinct = %d, want 3", r.distinct())
 	}
+	if res.Malformed != 1 || res.Requests != 5 {
+		t.Errorf("malformed %d, requests %d, want 1 and 5", res.Malformed, res.Requests)
+	}
 	before := r.reqs.Load()
 	rps, err := hammer(t.Context(), r.URL, 2, 100*time.Millisecond)
 	if err != nil || rps <= 0 {
@@ -292,5 +347,77 @@ func TestReceiverCounts(t *testing.T) {
 	}
 	if r.reqs.Load() <= before {
 		t.Error("the hammer's requests did not reach the receiver")
+	}
+}
+
+// TestReceiverBatches: a batch document counts each of its events (ids,
+// duplicates, latency from each event's own t_ns, one arrival for all);
+// a malformed batch is counted as malformed, answered, and counts none of
+// its events.
+func TestReceiverBatches(t *testing.T) {
+	t.Parallel()
+	r, err := startReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	post := func(body string) {
+		t.Helper()
+		resp, err := http.Post(r.URL, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	now := time.Now()
+	ev := func(id string, ago time.Duration) string {
+		return fmt.Sprintf(`{"id":%q,"event_type":"INSERT","entity_type":"Order","data":{"t_ns":%d,"type":"x"}}`, id, now.Add(-ago).UnixNano())
+	}
+	post(`{"type":"batch","batch_id":"batch_1","count":3,"events":[` + ev("a", 50*time.Millisecond) + "," + ev("b", 20*time.Millisecond) + "," + ev("c", 20*time.Millisecond) + `]}`)
+	post(`{"type":"batch","batch_id":"batch_2","count":1,"events":[` + ev("c", 10*time.Millisecond) + `]}`) // c again: a duplicate
+	post(ev("d", 10*time.Millisecond))                                                                      // one event alone still counts
+	for _, bad := range []string{
+		`{"type":"batch","batch_id":"batch_3","count":2,"events":[` + ev("x", 0) + `]}`, // count disagrees
+		`{"type":"batch","batch_id":"batch_4","count":1,"events":[{"data":{}}]}`,        // an event without an id
+		`{"type":"batch","batch_id":"batch_5","count":1,"events":["not an event"]}`,     // an event that is not an object
+		`{"type":"batch","batch_id":"batch_6","count":0,"events":[]}`,                   // empty
+		`{"type":"batch","batch_id":"batch_7","count":1,"events":[` + ev("y", 0) + `,`,  // truncated
+	} {
+		post(bad)
+	}
+	res := r.result([]string{"a", "b", "c", "d", "e"})
+	if res.Delivered != 4 || res.Duplicates != 1 || res.Missing != 1 || res.Malformed != 5 || res.Unexpected != 5 || res.Requests != 8 {
+		t.Errorf("result = %+v, want delivered 4, duplicates 1, missing 1 (e), malformed 5 (also unexpected), 8 requests", res)
+	}
+	if len(res.Latencies) != 5 {
+		t.Fatalf("latencies = %v, want one per event received (5)", res.Latencies)
+	}
+	lat := slices.Clone(res.Latencies)
+	slices.Sort(lat)
+	if lat[0] < 10*time.Millisecond || lat[4] < 50*time.Millisecond || lat[4] > time.Minute {
+		t.Errorf("latencies = %v, want each event's own: from 10ms up, the largest at least 50ms", res.Latencies)
+	}
+	if r.distinct() != 4 {
+		t.Errorf("distinct = %d, want 4 (no id of a malformed batch)", r.distinct())
+	}
+}
+
+func TestParseBody(t *testing.T) {
+	t.Parallel()
+	evs, err := parseBody([]byte(`{"type":"batch","batch_id":"b","count":2,"events":[{"id":"a","data":{"t_ns":5}},{"id":"b","data":{}}]}`))
+	if err != nil || len(evs) != 2 || evs[0].ID != "a" || evs[0].Data.T != 5 || evs[1].ID != "b" || evs[1].Data.T != 0 {
+		t.Errorf("batch: %+v, %v", evs, err)
+	}
+	evs, err = parseBody([]byte(`{"id":"a","data":{"t_ns":7}}`))
+	if err != nil || len(evs) != 1 || evs[0].ID != "a" || evs[0].Data.T != 7 {
+		t.Errorf("one event: %+v, %v", evs, err)
+	}
+	for _, bad := range []string{``, `null`, `[]`, `{"data":{}}`, `{"type":"batch","count":1}`, `{"type":"batch","count":1,"events":[{"id":""}]}`} {
+		if evs, err := parseBody([]byte(bad)); err == nil {
+			t.Errorf("parseBody(%q) = %+v, want an error", bad, evs)
+		}
 	}
 }
