@@ -10,6 +10,7 @@
 //
 //	make bench-e2e ARGS='-runs 2'
 //	go run ./cmd/fraiseql-bench -topologies postgres-only -rows 20000 -pprof /tmp/prof
+//	go run ./cmd/fraiseql-bench -batch 0,100   # each topology unbatched and in batches of 100
 //
 // It is an outer-ring tool: it treats the service as a black box (its
 // binary, configuration file and admin API) and talks to the services
