@@ -54,6 +54,15 @@ test-integration: services ## run the end-to-end suites against the real service
 bench: services ## run the benchmarks (see README for the load harness)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# The end-to-end load harness (cmd/fraiseql-bench): the real binary per
+# topology against the local services; flags in ARGS, e.g.
+#   make bench-e2e ARGS='-runs 2 -topologies postgres-only -pprof /tmp/prof'
+ARGS ?=
+.PHONY: bench-e2e
+bench-e2e: services ## run the end-to-end load harness and print its table (ARGS passes flags; see README, Performance)
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/fraiseql-observer
+	$(GO) run ./cmd/fraiseql-bench -bin $(BIN) $(ARGS)
+
 .PHONY: fuzz
 fuzz: ## fuzz the condition parser for 60s
 	$(GO) test -run '^$$' -fuzz FuzzCompileCondition -fuzztime 60s ./domain

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,10 +45,10 @@ func (p *ctxPublisher) Publish(ctx context.Context, ev domain.Event, hdr ports.H
 	return p.fakePublisher.Publish(ctx, ev, hdr, done)
 }
 
-// loseAndRegain runs handler behind a reader under a lease for two terms:
-// an event is finished in the first, the lease is lost (the term ends) and
-// regained, and an event appended then must be finished in the second
-// term too. Scheduler and Bridge must both work again after their Run
+// loseAndRegain runs handler behind a reader under a lease for four
+// terms: an event is finished in the first, then three times the lease is
+// lost (the term ends) and regained, and an event appended then must be
+// finished in the new term too. Scheduler and Bridge must both work again after their Run
 // returned.
 func loseAndRegain(t *testing.T, handler application.Handler, finished func(id string) bool) {
 	t.Helper()
@@ -71,13 +72,16 @@ func loseAndRegain(t *testing.T, handler application.Handler, finished func(id s
 	first := appendEvents(t, src, "a")[0]
 	eventually(t, "the first term's event finished", func() bool { return finished(first) && savedAt(t, cps, 1)() })
 
-	lease.lost.Store(true)
-	eventually(t, "the term ended with the lease", func() bool { return !reader.Status().Running })
-	lease.lost.Store(false)
-	eventually(t, "a second term", func() bool { return terms.Load() == 2 && reader.Status().Running })
+	// Lost and regained again and again: every term works.
+	for term := int32(2); term <= 4; term++ {
+		lease.lost.Store(true)
+		eventually(t, "the term ended with the lease", func() bool { return !reader.Status().Running })
+		lease.lost.Store(false)
+		eventually(t, "another term", func() bool { return terms.Load() == term && reader.Status().Running })
 
-	second := appendEvents(t, src, "b")[0]
-	eventually(t, "the second term's event finished", func() bool { return finished(second) && savedAt(t, cps, 2)() })
+		next := appendEvents(t, src, "e"+strconv.Itoa(int(term)))[0]
+		eventually(t, "the new term's event finished", func() bool { return finished(next) && savedAt(t, cps, int64(term))() })
+	}
 	if err := run.Stop(t); err != nil {
 		t.Fatalf("RunWithLease = %v", err)
 	}

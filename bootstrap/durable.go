@@ -128,7 +128,9 @@ func (a *App) buildRunner() error {
 		return err
 	}
 	mc := application.MaintenanceConfig{Retries: a.retries, Logger: a.logger}
-	if a.deliveryLog != nil {
+	if a.deliveryLog != nil && a.db == nil {
+		// The memory topology's delivery log; a database's is pruned by
+		// retention (buildRetention), counted and shown by prune.
 		mc.Deliveries, mc.Retention = a.deliveryLog, a.cfg.Delivery.LogRetention
 	}
 	a.maintenance, err = application.NewMaintenance(mc)

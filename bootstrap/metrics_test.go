@@ -93,7 +93,7 @@ func TestServiceMetrics(t *testing.T) {
 	}
 	waitFor(t, "three deliveries counted", func() bool {
 		out = scrape()
-		return strings.Contains(out, `fraiseql_observer_action_executed_total{action_type="webhook",observer="hooks",outcome="succeeded"} 3`)
+		return strings.Contains(out, `fraiseql_observer_action_executed_total{action="ok-hook",action_type="webhook",observer="hooks",outcome="succeeded"} 3`)
 	})
 }
 

@@ -29,12 +29,12 @@ type retentionJob struct {
 // process keeps state in: the state database (its change log unless the
 // sources are elsewhere) and, for multi-database bridges, each source.
 func (a *App) buildRetention() error {
-	if !a.cfg.Retention.Enabled() {
+	if !a.cfg.Prunes() {
 		return nil
 	}
-	metrics := promadapter.NewRetentionMetrics(a.metrics, admin.TableChangeLog, admin.TableDeadLetters)
-	add := func(db *postgres.DB, store *admin.Store, changeLog bool) error {
-		rules, err := stores.RetentionRules(a.cfg, db, store, changeLog)
+	metrics := promadapter.NewRetentionMetrics(a.metrics, admin.TableChangeLog, admin.TableDeadLetters, admin.TableDeliveryLog)
+	add := func(db *postgres.DB, store *admin.Store, scope stores.RetentionScope) error {
+		rules, err := stores.RetentionRules(a.cfg, db, store, scope)
 		if err != nil || len(rules) == 0 {
 			return err
 		}
@@ -46,13 +46,14 @@ func (a *App) buildRetention() error {
 		return nil
 	}
 	if a.db != nil && a.primary != nil {
-		if err := add(a.db, a.primary, a.cfg.Topology != config.TopologyMultiDatabase); err != nil {
+		scope := stores.RetentionScope{ChangeLog: a.cfg.Topology != config.TopologyMultiDatabase, State: true}
+		if err := add(a.db, a.primary, scope); err != nil {
 			return err
 		}
 	}
 	for _, b := range a.bridges {
 		if b.store != a.primary {
-			if err := add(b.db, b.store, true); err != nil {
+			if err := add(b.db, b.store, stores.RetentionScope{ChangeLog: true}); err != nil {
 				return err
 			}
 		}

@@ -41,8 +41,8 @@ func (a *App) openNATS(ctx context.Context) (err error) {
 }
 
 // buildProcessor stacks executors and processor decorators from config:
-// Dedup(Processor(CachingExecutor(DeliveryRecorder(EndpointGuard(
-// Dispatcher))))), and the retry runner over the same executors.
+// Dedup(Processor(CachingExecutor(DeliveryRecorder(Batcher(EndpointGuard(
+// Dispatcher)))))), and the retry runner over the same executors.
 func (a *App) buildProcessor(observers []domain.Observer) error {
 	if a.primary == nil {
 		return nil // a bridge-only process runs no actions
@@ -58,6 +58,11 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	}
 	exec, err := a.guarded(dispatcher)
 	if err != nil {
+		return err
+	}
+	// Batched webhook actions: one request per batch, through the guard
+	// (one attempt per batch), recorded and cached per event above it.
+	if exec, err = application.NewBatcher(exec, application.BatcherConfig{Bodies: dispatcher, Logger: a.logger}); err != nil {
 		return err
 	}
 	if exec, err = a.recorded(exec); err != nil {
@@ -110,11 +115,26 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	return nil
 }
 
+// maxConcurrent is how many events run actions at once: the scheduler's
+// (or the NATS worker's) workers. Each event in a forming batch holds a
+// worker until its batch is answered, so batched actions add their
+// max_events (observers as loaded at start), and a batch can fill while
+// max_concurrent_actions events run the other actions.
 func (a *App) maxConcurrent() int {
 	if !a.cfg.Performance.EnableConcurrent {
 		return 1
 	}
-	return a.cfg.Performance.MaxConcurrentActions
+	n := a.cfg.Performance.MaxConcurrentActions
+	if a.processor != nil {
+		for _, o := range a.processor.Matcher().Observers() {
+			for i := range o.Actions {
+				if b := domain.BatchingOf(&o.Actions[i]); b != nil {
+					n += b.MaxEvents
+				}
+			}
+		}
+	}
+	return n
 }
 
 // buildLocalReader reads the change log (or the memory source) in this

@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
@@ -57,6 +59,63 @@ type WebhookAction struct {
 	// resolved from signing_secret(s) or their _env forms; the request is
 	// signed with each (several while a receiver rotates). Never logged.
 	SigningSecrets []string
+	// Batch, when set, delivers the action's events in batches: one
+	// request carries several events (nil: one request per event).
+	Batch *Batching
+}
+
+// Batching bounds the batches of a batched action: a batch is sent when it
+// holds MaxEvents events, when one more would take its body over MaxBytes,
+// or MaxWait after its first event joined, whichever comes first.
+type Batching struct {
+	MaxEvents int
+	MaxBytes  int
+	MaxWait   time.Duration
+}
+
+// The bounds of a Batching.
+const (
+	MaxBatchEvents = 10000
+	MinBatchBytes  = 1 << 10
+	MaxBatchBytes  = 16 << 20
+	MaxBatchWait   = 10 * time.Second
+)
+
+// Validate checks b's bounds; errors name the key (batch.max_events, ...).
+func (b *Batching) Validate() error {
+	switch {
+	case b.MaxEvents < 1 || b.MaxEvents > MaxBatchEvents:
+		return fmt.Errorf("batch.max_events must be 1 to %d, got %d", MaxBatchEvents, b.MaxEvents)
+	case b.MaxBytes < MinBatchBytes || b.MaxBytes > MaxBatchBytes:
+		return fmt.Errorf("batch.max_bytes must be %d to %d, got %d", MinBatchBytes, MaxBatchBytes, b.MaxBytes)
+	case b.MaxWait <= 0 || b.MaxWait > MaxBatchWait:
+		return fmt.Errorf("batch.max_wait must be positive and at most %s, got %s", MaxBatchWait, b.MaxWait)
+	}
+	return nil
+}
+
+// BatchingOf returns the batching of a (nil when a is not batched).
+func BatchingOf(a *Action) *Batching {
+	if a == nil || a.Webhook == nil {
+		return nil
+	}
+	return a.Webhook.Batch
+}
+
+// BatchID is the identity of a batch of an observer's action: derived
+// from the observer, the action and the ids of its events in order, so a
+// batch sent again with exactly the same events keeps its id and any other
+// batch has another. It reads "batch_" and 32 hex digits.
+func BatchID(observer, action string, eventIDs []string) string {
+	h := sha256.New()
+	h.Write([]byte(observer))
+	h.Write([]byte{0})
+	h.Write([]byte(action))
+	for _, id := range eventIDs {
+		h.Write([]byte{0})
+		h.Write([]byte(id))
+	}
+	return "batch_" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // LogAction writes a log record.
@@ -151,6 +210,9 @@ func (a Action) Validate() error {
 		}
 		if a.Webhook.Timeout <= 0 {
 			return fmt.Errorf("webhook timeout must be positive")
+		}
+		if a.Webhook.Batch != nil {
+			return a.Webhook.Batch.Validate()
 		}
 	case ActionLog:
 		if a.Log == nil {

@@ -1,13 +1,9 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +17,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/internal/pgbench"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -53,7 +50,7 @@ import (
 // FRAISEQL_BENCH_CAPTURE_SECONDS (default 3) each pgbench run's length.
 // pgbench is looked up on PATH, then in `pg_config --bindir`.
 func BenchmarkCaptureCommitRate(b *testing.B) {
-	pgbench := findPgbench(b)
+	pgbenchBin := findPgbench(b)
 	reps := envPositive(b, "FRAISEQL_BENCH_CAPTURE_REPS", 3)
 	seconds := envPositive(b, "FRAISEQL_BENCH_CAPTURE_SECONDS", 3)
 	clients := []int{8, 16}
@@ -61,7 +58,7 @@ func BenchmarkCaptureCommitRate(b *testing.B) {
 
 	for range b.N {
 		b.StopTimer()
-		bench := newCaptureBench(b, pgbench, seconds)
+		bench := newCaptureBench(b, pgbenchBin, seconds)
 		results := map[string][]captureRun{} // variant/clients -> one run per repetition
 		for rep := range reps {
 			for _, v := range variants {
@@ -110,7 +107,7 @@ type captureBench struct {
 	counter *channelCounter
 }
 
-func newCaptureBench(b *testing.B, pgbench string, seconds int) *captureBench {
+func newCaptureBench(b *testing.B, pgbenchBin string, seconds int) *captureBench {
 	b.Helper()
 	bundle := setup(b)
 	cfg := bundle.config(config.ObserverConfig{
@@ -124,13 +121,12 @@ func newCaptureBench(b *testing.B, pgbench string, seconds int) *captureBench {
 	cfg.Database.MaxConnections = defaults.Database.MaxConnections
 	cfg.Database.MigrateOnStart = false
 	cfg.Reader.CheckpointInterval = 100 * time.Millisecond
-	script := filepath.Join(b.TempDir(), "insert.sql")
-	if err := os.WriteFile(script, []byte(`INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_id, object_data) `+
-		`VALUES ('Order', 'INSERT', gen_random_uuid(), '{"status": "new", "total": 12.5}');`+"\n"), 0o600); err != nil {
+	script, err := pgbench.WriteScript(b.TempDir())
+	if err != nil {
 		b.Fatal(err)
 	}
 	return &captureBench{
-		bundle: bundle, cfg: cfg, pgbench: pgbench, script: script, seconds: seconds,
+		bundle: bundle, cfg: cfg, pgbench: pgbenchBin, script: script, seconds: seconds,
 		counter: newChannelCounter(b, bundle, cfg.Database.NotifyChannel),
 	}
 }
@@ -146,7 +142,7 @@ func (c *captureBench) use(b *testing.B, v string) {
 	}
 	switch v {
 	case "d":
-		if _, err := c.bundle.pool.Exec(ctx, `DROP TRIGGER IF EXISTS fraiseql_observer_notify ON core.tb_entity_change_log`); err != nil {
+		if _, err := c.bundle.pool.Exec(ctx, `DROP TRIGGER IF EXISTS `+pgbench.TriggerName+` ON core.tb_entity_change_log`); err != nil {
 			b.Fatalf("drop trigger: %v", err)
 		}
 		if c.app == nil {
@@ -154,7 +150,7 @@ func (c *captureBench) use(b *testing.B, v string) {
 			c.app.waitReading(b)
 		}
 	case "a":
-		if _, err := c.bundle.pool.Exec(ctx, `DROP TRIGGER IF EXISTS fraiseql_observer_notify ON core.tb_entity_change_log`); err != nil {
+		if _, err := c.bundle.pool.Exec(ctx, `DROP TRIGGER IF EXISTS `+pgbench.TriggerName+` ON core.tb_entity_change_log`); err != nil {
 			b.Fatalf("drop trigger: %v", err)
 		}
 	case "b", "c":
@@ -173,11 +169,6 @@ func (c *captureBench) use(b *testing.B, v string) {
 	}
 }
 
-var (
-	tpsLine     = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
-	commitsLine = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
-)
-
 // run empties the change log, runs pgbench with n clients and, when the
 // service runs, waits until its reader has every row.
 func (c *captureBench) run(b *testing.B, n int) captureRun {
@@ -188,25 +179,14 @@ func (c *captureBench) run(b *testing.B, n int) captureRun {
 	}
 	before := c.counter.count(b)
 	cpuStart := processCPU(b)
-	cmd := exec.CommandContext(ctx, c.pgbench, "-n", "-M", "prepared", "-f", c.script,
-		"-c", strconv.Itoa(n), "-j", "2", "-T", strconv.Itoa(c.seconds), c.bundle.dbURL)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
 	b.StartTimer()
-	err := cmd.Run()
+	res, err := pgbench.Run(ctx, c.pgbench, c.script, n, time.Duration(c.seconds)*time.Second, c.bundle.dbURL)
 	b.StopTimer()
 	ended := time.Now()
 	if err != nil {
-		b.Fatalf("pgbench: %v\n%s", err, out.String())
+		b.Fatal(err)
 	}
-	var run captureRun
-	m := tpsLine.FindStringSubmatch(out.String())
-	cm := commitsLine.FindStringSubmatch(out.String())
-	if m == nil || cm == nil {
-		b.Fatalf("no tps in pgbench's output:\n%s", out.String())
-	}
-	run.tps, _ = strconv.ParseFloat(m[1], 64)
-	run.commits, _ = strconv.ParseInt(cm[1], 10, 64)
+	run := captureRun{tps: res.TPS, commits: res.Commits}
 	run.notifications = c.counter.count(b) - before
 	if c.app != nil {
 		c.waitReadAtEnd(b)
@@ -365,24 +345,18 @@ func (c *channelCounter) count(b *testing.B) int {
 	return n
 }
 
-// findPgbench returns the pgbench binary: on PATH, else in pg_config's
-// bindir. Without one the benchmark is skipped (a failure under CI=true).
+// findPgbench returns the pgbench binary. Without one the benchmark is
+// skipped (a failure under CI=true).
 func findPgbench(b *testing.B) string {
 	b.Helper()
-	if p, err := exec.LookPath("pgbench"); err == nil {
+	p, err := pgbench.Find()
+	if err == nil {
 		return p
 	}
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "pgbench")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	msg := "pgbench not found on PATH nor in `pg_config --bindir` (install the PostgreSQL client package)"
 	if os.Getenv("CI") == "true" {
-		b.Fatal(msg)
+		b.Fatal(err)
 	}
-	b.Skip(msg)
+	b.Skip(err)
 	return ""
 }
 

@@ -2,9 +2,11 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"net/mail"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,5 +89,84 @@ func TestEmailActionRetriesAndDeadLetters(t *testing.T) {
 	}
 	if got := app.metric(t, `fraiseql_observer_retries_scheduled_total{action_type="email"}`); got != 1 {
 		t.Errorf("retries_scheduled_total{email} = %v, want 1", got)
+	}
+}
+
+// TestEmailEndpointBreaker: email actions share one endpoint, the SMTP
+// server (smtp://host:port): while it answers 4xx the circuit opens, the
+// events park without an attempt, the delivery log names that endpoint,
+// and when the server is back the backlog is delivered and the circuit
+// closes.
+func TestEmailEndpointBreaker(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var down atomic.Bool
+	down.Store(true)
+	ts := smtptest.Start(t, smtptest.Config{Reply: func(cmd, _ string) error {
+		if cmd == "RCPT" && down.Load() {
+			return smtptest.Reply(421, "service not available")
+		}
+		return nil
+	}})
+	policy := durablePolicy(1, time.Minute)
+	initial := 20 * time.Second
+	policy.InitialDelay = &initial
+	cfg := b.config(config.ObserverConfig{
+		Name: "notify", Entity: "Customer", Events: []string{"INSERT"}, Retry: policy,
+		Actions: []config.ActionConfig{{Type: "email", ToTemplate: "{{ email }}", SubjectTemplate: "Hi", BodyTemplate: "Hello"}},
+	})
+	cfg.Email = config.Defaults().Email
+	cfg.Email.Host, cfg.Email.Port, cfg.Email.From, cfg.Email.TLS = ts.Host, ts.Port, "shop@example.com", "none"
+	cfg.Delivery.BreakerFailures = 3
+	cfg.Delivery.ProbeInterval = time.Second
+	app := b.start(t, cfg)
+	endpoint := fmt.Sprintf("smtp://%s:%d", ts.Host, ts.Port)
+	state := `fraiseql_observer_endpoint_state{endpoint="` + endpoint + `"}`
+
+	var changes []change
+	for i := range 6 {
+		changes = append(changes, change{Entity: "Customer", Kind: "INSERT", Data: fmt.Sprintf(`{"email": "c%d@example.com"}`, i)})
+	}
+	b.insert(t, changes...)
+	waitFor(t, "the SMTP server's circuit open", func() bool { return app.metric(t, state) == 2 })
+	var endpoints []string
+	waitFor(t, "the failures in the delivery log", func() bool {
+		endpoints = endpoints[:0]
+		rows, err := b.pool.Query(t.Context(), `SELECT DISTINCT endpoint FROM observer.deliveries WHERE action_type = 'email'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e string
+			if err := rows.Scan(&e); err != nil {
+				t.Fatal(err)
+			}
+			endpoints = append(endpoints, e)
+		}
+		return len(endpoints) > 0
+	})
+	if len(endpoints) != 1 || endpoints[0] != endpoint {
+		t.Errorf("delivery log endpoints = %v, want [%s]", endpoints, endpoint)
+	}
+
+	// The server is back; the parked events are due only in 14-19s, so the
+	// next new event is the probe that closes the circuit, and closing it
+	// makes the backlog due at once.
+	down.Store(false)
+	changes = append(changes, change{Entity: "Customer", Kind: "INSERT", Data: `{"email": "late@example.com"}`})
+	b.insert(t, changes[len(changes)-1])
+	got := map[string]bool{}
+	for range changes {
+		msg := ts.Next(t)
+		got[strings.Join(msg.Rcpts, ",")] = true
+	}
+	if len(got) != len(changes) {
+		t.Errorf("delivered to %v, want each of the %d customers", got, len(changes))
+	}
+	waitFor(t, "the circuit closed", func() bool { return app.metric(t, state) == 0 })
+	waitFor(t, "the retry store empty", func() bool { return b.parkedItems(t) == 0 })
+	if dl := b.deadLetters(t); len(dl) != 0 {
+		t.Errorf("dead letters = %+v, want none", dl)
 	}
 }

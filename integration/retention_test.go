@@ -126,10 +126,37 @@ func TestServicePrunes(t *testing.T) {
 	b.saveCheckpoint(t, "bridge:elsewhere", pos[2])
 	cfg := b.retentionConfig()
 	cfg.Retention.Interval = 200 * time.Millisecond
+	cfg.Delivery.LogRetention = 24 * time.Hour
 	app := b.start(t, cfg)
+	// The delivery log is pruned by delivery.log_retention: two records
+	// older than a day go, the recent one stays.
+	if _, err := b.pool.Exec(t.Context(), `INSERT INTO observer.deliveries (at, event_id, observer, action, action_type, endpoint, attempt, trigger, outcome, latency_us)
+		SELECT now() - (d || ' hours')::interval, 'e' || d, 'o', 'a', 'webhook', 'http://127.0.0.1', 1, 'event', 'succeeded', 1000
+		FROM unnest(ARRAY[49, 30, 1]) AS d`); err != nil {
+		t.Fatal(err)
+	}
 	// The local reader reaches the end; then everything old and behind
 	// bridge:elsewhere goes (rows 0-2).
 	waitFor(t, "rows behind every checkpoint pruned", func() bool { return len(b.rows(t)) == 3 })
+	waitFor(t, "old delivery records pruned", func() bool {
+		return app.metric(t, `fraiseql_observer_pruned_rows_total{table="delivery_log"}`) == 2
+	})
+	var left []string
+	rows, err := b.pool.Query(t.Context(), `SELECT event_id FROM observer.deliveries WHERE observer = 'o'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, id)
+	}
+	rows.Close()
+	if !slices.Equal(left, []string{"e1"}) {
+		t.Errorf("delivery log after pruning: %v, want [e1]", left)
+	}
 	if got, want := b.seqs(t), []int64{pos[3].Seq, pos[4].Seq, pos[5].Seq}; !slices.Equal(got, want) {
 		t.Errorf("change log: %v, want %v", got, want)
 	}

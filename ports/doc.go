@@ -18,6 +18,7 @@
 //   - RetryStore and RetryCounter: unfinished actions parked durably, in
 //     order per observer and entity; DeliveryLog: each attempt's outcome
 //     (with ResponseNote, how an executor reports the answer);
+//     EndpointStates: each endpoint's circuit state, for operators;
 //     DeliveryMetrics.
 //   - EventPublisher, EventConsumer and Delivery: the bus of the NATS
 //     topologies; messages carry Headers (the trace context).
@@ -29,7 +30,10 @@
 //     go, or count them.
 //
 // Adapters implement them; every adapter of a port passes the shared
-// conformance suite in ports/porttest. In this project "ports" means the
+// conformance suite in ports/porttest (memory and PostgreSQL, Redis or
+// NATS alike). Pruner (PostgreSQL only: the change log, dead letters, the
+// delivery log) and ActionPreviewer (one per action kind, each describing
+// its own action) are tested by each adapter's own tests. In this project "ports" means the
 // driven side only; the inbound side is the CLI (cmd) and the admin HTTP
 // API (adapters/adminhttp), over the use cases of application/admin.
 package ports

@@ -22,6 +22,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/email"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/smtptest"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 // fixedNow is the executor's clock (the Date header) in every test.
@@ -33,7 +34,7 @@ var testObserver = &domain.Observer{Name: "order-shipped"}
 
 // newExecutor builds an executor for ts (tls none unless edit says
 // otherwise) that trusts the test certificate.
-func newExecutor(t testing.TB, ts *smtptest.Server, edit func(*email.Config)) (*email.Executor, *recordHandler) {
+func newExecutor(t testing.TB, ts *smtptest.Server, edit func(*email.Config)) (*email.Executor, *testsupport.Logs) {
 	t.Helper()
 	cfg := email.Config{
 		Host:     ts.Host,
@@ -48,7 +49,7 @@ func newExecutor(t testing.TB, ts *smtptest.Server, edit func(*email.Config)) (*
 	if edit != nil {
 		edit(&cfg)
 	}
-	logs := &recordHandler{}
+	logs := &testsupport.Logs{}
 	exec, err := email.NewExecutor(cfg, slog.New(logs))
 	if err != nil {
 		t.Fatalf("NewExecutor: %v", err)
@@ -772,15 +773,15 @@ func TestExecuteLogsMissingPlaceholders(t *testing.T) {
 		t.Fatalf("Execute: %v", err)
 	}
 	ts.Next(t)
-	recs := logs.records()
+	recs := logs.Records()
 	if len(recs) != 1 || recs[0].Level != slog.LevelWarn {
 		t.Fatalf("want one warning, got %+v", recs)
 	}
-	if got, _ := recs[0].attrs["missing_placeholders"].([]string); !slices.Equal(got, []string{"nope", "customer.phone"}) {
-		t.Errorf("missing_placeholders = %v", recs[0].attrs["missing_placeholders"])
+	if got, _ := recs[0].Attrs["missing_placeholders"].([]string); !slices.Equal(got, []string{"nope", "customer.phone"}) {
+		t.Errorf("missing_placeholders = %v", recs[0].Attrs["missing_placeholders"])
 	}
-	if recs[0].attrs["action"] != "email-1" || recs[0].attrs["observer"] != testObserver.Name {
-		t.Errorf("attributes = %v", recs[0].attrs)
+	if recs[0].Attrs["action"] != "email-1" || recs[0].Attrs["observer"] != testObserver.Name {
+		t.Errorf("attributes = %v", recs[0].Attrs)
 	}
 }
 
@@ -832,7 +833,7 @@ func TestNewExecutorValidates(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(&cfg)
 			}
-			exec, err := email.NewExecutor(cfg, slog.New(&recordHandler{}))
+			exec, err := email.NewExecutor(cfg, slog.New(&testsupport.Logs{}))
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("NewExecutor: %v", err)
@@ -856,7 +857,7 @@ func TestNewExecutorValidates(t *testing.T) {
 func TestDefaultPorts(t *testing.T) {
 	t.Parallel()
 	for mode, want := range map[email.TLSMode]int{email.TLSNone: 25, email.TLSStartTLS: 587, email.TLSImplicit: 465} {
-		exec, err := email.NewExecutor(email.Config{Host: "mail.example.com", From: "a@example.com", TLS: mode}, slog.New(&recordHandler{}))
+		exec, err := email.NewExecutor(email.Config{Host: "mail.example.com", From: "a@example.com", TLS: mode}, slog.New(&testsupport.Logs{}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -116,3 +116,48 @@ func (s *DeadLetters) CountPrunable(ctx context.Context, cut ports.Cutoff) (int6
 	}
 	return n, nil
 }
+
+// DeliveryLogPruner prunes the delivery log by age for retention
+// (ports.Pruner): a record's age is that of its attempt.
+type DeliveryLogPruner struct{ log *DeliveryLog }
+
+var _ ports.Pruner = DeliveryLogPruner{}
+
+// Pruner returns the retention pruner of the log.
+func (l *DeliveryLog) Pruner() DeliveryLogPruner { return DeliveryLogPruner{log: l} }
+
+func deliveryCutoff(op string, cut ports.Cutoff) error {
+	if cut.UpTo != nil {
+		return fmt.Errorf("postgres: %s: delivery records have no position", op)
+	}
+	return nil
+}
+
+// Prune deletes up to limit delivery records older than the cutoff,
+// oldest first.
+func (p DeliveryLogPruner) Prune(ctx context.Context, cut ports.Cutoff, limit int) (int64, error) {
+	const op = "prune delivery log"
+	if err := deliveryCutoff(op, cut); err != nil {
+		return 0, err
+	}
+	t := p.log.table
+	tag, err := p.log.pool.Exec(ctx, `DELETE FROM `+t+` WHERE id = ANY(ARRAY(
+		SELECT id FROM `+t+` WHERE at < $1 ORDER BY at, id LIMIT $2))`, cut.Before, limit)
+	if err != nil {
+		return 0, interpretError(op, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// CountPrunable counts the delivery records Prune would delete.
+func (p DeliveryLogPruner) CountPrunable(ctx context.Context, cut ports.Cutoff) (int64, error) {
+	const op = "count prunable delivery records"
+	if err := deliveryCutoff(op, cut); err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := p.log.pool.QueryRow(ctx, `SELECT count(*) FROM `+p.log.table+` WHERE at < $1`, cut.Before).Scan(&n); err != nil {
+		return 0, interpretError(op, err)
+	}
+	return n, nil
+}

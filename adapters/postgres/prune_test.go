@@ -146,3 +146,50 @@ func TestDeadLetterPruner(t *testing.T) {
 		t.Error("Prune of dead letters with a position: no error")
 	}
 }
+
+// Delivery records go when older than the cutoff, at most limit per
+// statement, oldest first.
+func TestDeliveryLogPruner(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool, newSchema := newStateSchemas(t)
+	log, err := NewDeliveryLog(pool, newSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	var recs []ports.DeliveryRecord
+	for i, age := range []time.Duration{72 * time.Hour, 48 * time.Hour, 30 * time.Hour, time.Hour, 0} {
+		recs = append(recs, ports.DeliveryRecord{At: now.Add(-age), EventID: "e" + strconv.Itoa(i), Observer: "o", Action: "a",
+			ActionType: domain.ActionWebhook, Attempt: 1, Outcome: ports.DeliverySucceeded})
+	}
+	if err := log.Append(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	p := log.Pruner()
+	cut := ports.Cutoff{Before: now.Add(-24 * time.Hour)}
+	if n, err := p.CountPrunable(ctx, cut); err != nil || n != 3 {
+		t.Fatalf("CountPrunable = %d, %v; want 3", n, err)
+	}
+	if n, err := p.Prune(ctx, cut, 2); err != nil || n != 2 {
+		t.Fatalf("Prune(limit 2) = %d, %v; want 2", n, err)
+	}
+	left, err := log.List(ctx, ports.DeliveryFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range left {
+		ids = append(ids, r.EventID)
+	}
+	slices.Sort(ids)
+	if want := []string{"e2", "e3", "e4"}; !slices.Equal(ids, want) {
+		t.Fatalf("after the first prune: %v, want %v (oldest first)", ids, want)
+	}
+	if n, err := p.Prune(ctx, cut, 10); err != nil || n != 1 {
+		t.Fatalf("second Prune = %d, %v; want 1", n, err)
+	}
+	if _, err := p.Prune(ctx, ports.Cutoff{Before: now, UpTo: &ports.Position{}}, 10); err == nil {
+		t.Error("Prune of delivery records with a position: no error")
+	}
+}

@@ -90,11 +90,11 @@ func New(build BuildInfo) *Metrics {
 		deserializationFailed: counter("events_deserialization_failures_total",
 			"Change-log rows or messages that could not be decoded into an event (parked in the dead-letter queue)."),
 		actionExecuted: counterVec("action_executed_total",
-			"Action attempts by action type, observer and outcome (succeeded, cached, retrying, dead_lettered, failed_logged).", "action_type", "observer", "outcome"),
+			"Action attempts by action type, observer, action (its name or identity) and outcome (succeeded, cached, retrying, dead_lettered, failed_logged).", "action_type", "observer", "action", "outcome"),
 		actionsExecutedOld: counterVec("actions_executed_total",
 			"Deprecated: use action_executed_total. Action attempts by type and outcome.", "action_type", "outcome"),
 		actionErrors: counterVec("action_errors_total",
-			"Failed action attempts by action type, observer and error_type (retrying: another attempt is scheduled; dead_lettered or failed_logged: the last one).", "action_type", "observer", "error_type"),
+			"Failed action attempts by action type, observer, action (its name or identity) and error_type (retrying: another attempt is scheduled; dead_lettered or failed_logged: the last one).", "action_type", "observer", "action", "error_type"),
 		actionDuration: prom.NewHistogramVec(prom.HistogramOpts{Namespace: namespace, Name: "action_duration_seconds",
 			Help: "Duration of action attempts.", Buckets: prom.ExponentialBuckets(0.001, 2.5, 12)}, []string{"action_type"}),
 		retries: counterVec("retries_scheduled_total",
@@ -168,12 +168,12 @@ func (m *Metrics) EventProcessed(outcome string) {
 
 func (m *Metrics) ActionExecuted(d domain.ActionDetail) {
 	t, o := string(d.ActionType), string(d.Outcome)
-	m.actionExecuted.WithLabelValues(t, d.Observer, o).Inc()
+	m.actionExecuted.WithLabelValues(t, d.Observer, d.Action, o).Inc()
 	m.actionsExecutedOld.WithLabelValues(t, o).Inc()
 	m.actionDuration.WithLabelValues(t).Observe(d.Duration.Seconds())
 	switch d.Outcome {
 	case domain.OutcomeRetrying, domain.OutcomeDeadLettered, domain.OutcomeFailedLogged:
-		m.actionErrors.WithLabelValues(t, d.Observer, o).Inc()
+		m.actionErrors.WithLabelValues(t, d.Observer, d.Action, o).Inc()
 	}
 }
 

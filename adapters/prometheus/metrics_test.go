@@ -42,12 +42,12 @@ func TestEveryMetricIsSetByItsMethod(t *testing.T) {
 		`fraiseql_observer_events_failed_total{error_type="action_failed"} 1`,
 		`fraiseql_observer_events_failed_total{error_type="invalid"} 1`,
 		`fraiseql_observer_events_deserialization_failures_total 1`,
-		`fraiseql_observer_action_executed_total{action_type="webhook",observer="orders",outcome="succeeded"} 1`,
-		`fraiseql_observer_action_executed_total{action_type="webhook",observer="orders",outcome="retrying"} 1`,
-		`fraiseql_observer_action_executed_total{action_type="log",observer="audit",outcome="dead_lettered"} 1`,
+		`fraiseql_observer_action_executed_total{action="orders-hook",action_type="webhook",observer="orders",outcome="succeeded"} 1`,
+		`fraiseql_observer_action_executed_total{action="orders-hook",action_type="webhook",observer="orders",outcome="retrying"} 1`,
+		`fraiseql_observer_action_executed_total{action="log-3f2a9c1e",action_type="log",observer="audit",outcome="dead_lettered"} 1`,
 		`fraiseql_observer_actions_executed_total{action_type="webhook",outcome="succeeded"} 1`,
-		`fraiseql_observer_action_errors_total{action_type="webhook",error_type="retrying",observer="orders"} 1`,
-		`fraiseql_observer_action_errors_total{action_type="log",error_type="dead_lettered",observer="audit"} 1`,
+		`fraiseql_observer_action_errors_total{action="orders-hook",action_type="webhook",error_type="retrying",observer="orders"} 1`,
+		`fraiseql_observer_action_errors_total{action="log-3f2a9c1e",action_type="log",error_type="dead_lettered",observer="audit"} 1`,
 		`fraiseql_observer_action_duration_seconds_count{action_type="webhook"} 2`,
 		`fraiseql_observer_retries_scheduled_total{action_type="webhook"} 1`,
 		`fraiseql_observer_dead_lettered_total 1`,
@@ -74,7 +74,7 @@ func TestEveryMetricIsSetByItsMethod(t *testing.T) {
 		}
 	}
 	// No error series for attempts that succeeded.
-	if strings.Contains(out, `action_errors_total{action_type="webhook",error_type="succeeded"`) {
+	if strings.Contains(out, `action_errors_total{action="orders-hook",action_type="webhook",error_type="succeeded"`) {
 		t.Error("a success counted as an action error")
 	}
 }
@@ -85,9 +85,9 @@ func drive(m *promadapter.Metrics) {
 	m.EventProcessed("ok")
 	m.EventProcessed("failed")
 	m.EventProcessed("invalid")
-	m.ActionExecuted(domain.ActionDetail{Observer: "orders", ActionType: domain.ActionWebhook, Outcome: domain.OutcomeSucceeded, Duration: 30 * time.Millisecond})
-	m.ActionExecuted(domain.ActionDetail{Observer: "orders", ActionType: domain.ActionWebhook, Outcome: domain.OutcomeRetrying, Duration: time.Second})
-	m.ActionExecuted(domain.ActionDetail{Observer: "audit", ActionType: domain.ActionLog, Outcome: domain.OutcomeDeadLettered})
+	m.ActionExecuted(domain.ActionDetail{Observer: "orders", Action: "orders-hook", ActionType: domain.ActionWebhook, Outcome: domain.OutcomeSucceeded, Duration: 30 * time.Millisecond})
+	m.ActionExecuted(domain.ActionDetail{Observer: "orders", Action: "orders-hook", ActionType: domain.ActionWebhook, Outcome: domain.OutcomeRetrying, Duration: time.Second})
+	m.ActionExecuted(domain.ActionDetail{Observer: "audit", Action: "log-3f2a9c1e", ActionType: domain.ActionLog, Outcome: domain.OutcomeDeadLettered})
 	m.RetryScheduled(domain.ActionWebhook)
 	m.DeadLettered()
 	m.ConditionSkipped()

@@ -24,6 +24,16 @@ type RequestPreview struct {
 	Signing    string `json:"signing"`
 	Signatures int    `json:"signatures"`
 	Body       string `json:"body"`
+	// Batch is the batching of a batched action (nil: one request per
+	// event); Body then shows the batch document with this event alone.
+	Batch *BatchPreview `json:"batch,omitempty"`
+}
+
+// BatchPreview is a batched action's batching.
+type BatchPreview struct {
+	MaxEvents int    `json:"max_events"`
+	MaxBytes  int    `json:"max_bytes"`
+	MaxWait   string `json:"max_wait"`
 }
 
 // Previewer describes webhook actions for the dry run.
@@ -44,9 +54,17 @@ func Preview(ev *domain.Event, obs *domain.Observer, act *domain.Action) ports.A
 	} else {
 		p.Problem = "the event envelope cannot be encoded: " + err.Error()
 	}
+	id := MessageID(ev.ID, obs.Name, act.Name)
+	if wh.Batch != nil && p.Problem == "" {
+		// A batched action sends the batch document; shown with this
+		// event alone, as a batch of one.
+		id = domain.BatchID(obs.Name, act.Name, []string{ev.ID})
+		body = string(BatchDocument(ports.ActionBatch{ID: id, Events: []ports.BatchEvent{{Event: ev,
+			Body: batchEntry([]byte(body), wh.BodyTemplate != nil)}}}))
+	}
 	headers := map[string]string{
 		"Content-Type":      "application/json",
-		"webhook-id":        MessageID(ev.ID, obs.Name, act.Name),
+		"webhook-id":        id,
 		"webhook-timestamp": "(unix time of sending)",
 	}
 	for k, v := range wh.Headers {
@@ -64,8 +82,15 @@ func Preview(ev *domain.Event, obs *domain.Observer, act *domain.Action) ports.A
 		signing = fmt.Sprintf("signed with %d secrets", n)
 	}
 	req := RequestPreview{Method: wh.Method, URL: redactURL(wh.URL), Headers: headers, Signing: signing, Signatures: n, Body: body}
+	if b := wh.Batch; b != nil {
+		req.Batch = &BatchPreview{MaxEvents: b.MaxEvents, MaxBytes: b.MaxBytes, MaxWait: b.MaxWait.String()}
+	}
 	p.Details = req
 	p.Lines = append(p.Lines, req.Method+" "+req.URL+" ("+req.Signing+")")
+	if b := req.Batch; b != nil {
+		p.Lines = append(p.Lines, fmt.Sprintf("batched: up to %d events or %d bytes per request, sent at most %s after its first event; "+
+			"the body below is this event's batch of one, each event of a batch is one entry of \"events\"", b.MaxEvents, b.MaxBytes, b.MaxWait))
+	}
 	for _, k := range slices.Sorted(maps.Keys(req.Headers)) {
 		p.Lines = append(p.Lines, k+": "+req.Headers[k])
 	}

@@ -124,18 +124,38 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	if ev == nil {
 		return domain.Permanent(errors.New("webhook: no event"))
 	}
-	wh := act.Webhook
-	method := cmp.Or(strings.ToUpper(wh.Method), http.MethodPost)
-	target, err := targetOf(method, wh.URL, act.Name)
+	if act.Webhook.Batch != nil { // a batched action always sends the batch document: here a batch of one
+		body, err := e.BatchBody(ctx, ev, obs, act)
+		if err != nil {
+			return err
+		}
+		return e.ExecuteBatch(ctx, ports.ActionBatch{
+			ID: domain.BatchID(observerName(obs), act.Name, []string{ev.ID}), Observer: obs, Action: act,
+			Events: []ports.BatchEvent{{Event: ev, Body: body}},
+		})
+	}
+	method, target, err := requestTarget(act)
 	if err != nil {
 		return err
 	}
-
 	body, err := e.body(ctx, ev, obs, act)
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 	}
-	err = e.send(ctx, method, wh.URL, target, body, wh.Timeout, func(req *http.Request) error {
+	return e.deliver(ctx, act, method, target, MessageID(ev.ID, observerName(obs), act.Name), body)
+}
+
+// requestTarget returns act's method and what messages may show of its URL.
+func requestTarget(act *domain.Action) (method, target string, err error) {
+	method = cmp.Or(strings.ToUpper(act.Webhook.Method), http.MethodPost)
+	target, err = targetOf(method, act.Webhook.URL, act.Name)
+	return method, target, err
+}
+
+// deliver sends body with act's headers, signed with webhook-id id.
+func (e *Executor) deliver(ctx context.Context, act *domain.Action, method, target, id string, body []byte) error {
+	wh := act.Webhook
+	err := e.send(ctx, method, wh.URL, target, body, wh.Timeout, func(req *http.Request) error {
 		for _, headers := range []map[string]string{wh.Headers, wh.SecretHeaders} {
 			for k, v := range headers {
 				if strings.EqualFold(k, "Host") {
@@ -145,7 +165,7 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 				req.Header.Set(k, v)
 			}
 		}
-		if err := e.sign(req.Header, ev, obs, act, body); err != nil {
+		if err := e.sign(req.Header, id, act, body); err != nil {
 			return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 		}
 		return nil
@@ -309,12 +329,11 @@ func (e *Executor) body(ctx context.Context, ev *domain.Event, obs *domain.Obser
 	return []byte(out), nil
 }
 
-// sign sets webhook-id and webhook-timestamp, and webhook-signature when
+// sign sets webhook-id (id) and webhook-timestamp, and webhook-signature when
 // the action has signing secrets: one Standard Webhooks v1 signature
 // (HMAC-SHA256) per secret, space-separated, in the order configured, so a
 // receiver rotating its secret verifies with either.
-func (e *Executor) sign(h http.Header, ev *domain.Event, obs *domain.Observer, act *domain.Action, body []byte) error {
-	id := MessageID(ev.ID, observerName(obs), act.Name)
+func (e *Executor) sign(h http.Header, id string, act *domain.Action, body []byte) error {
 	ts := strconv.FormatInt(e.now().Unix(), 10)
 	h.Set("webhook-id", id)
 	h.Set("webhook-timestamp", ts)

@@ -16,12 +16,13 @@ import (
 const (
 	TableChangeLog   = "change_log"
 	TableDeadLetters = "dead_letters"
+	TableDeliveryLog = "delivery_log"
 )
 
 // RetentionRule is one table's retention: rows older than Age go.
 type RetentionRule struct {
-	// Table names what is pruned (TableChangeLog, TableDeadLetters, or
-	// another store's table such as a delivery log).
+	// Table names what is pruned (TableChangeLog, TableDeadLetters,
+	// TableDeliveryLog).
 	Table string
 	// Where names the database, for progress and logs.
 	Where string

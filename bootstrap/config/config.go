@@ -323,6 +323,9 @@ type ActionConfig struct {
 	// secrets, one each: the request is signed with every secret (key
 	// rotation).
 	SigningSecretsEnv []string `koanf:"signing_secrets_env"`
+	// Batch ([observers.actions.batch]) delivers the action's events in
+	// batches (nil: one request per event).
+	Batch *BatchConfig `koanf:"batch"`
 
 	// log
 	Level           string `koanf:"level"`
@@ -354,6 +357,22 @@ type ActionConfig struct {
 	SubjectTemplate  string   `koanf:"subject_template"`
 	HTMLBodyTemplate string   `koanf:"html_body_template"`
 }
+
+// BatchConfig is a webhook action's [observers.actions.batch]: a batch
+// is sent when it holds max_events events, when the next event would take
+// its body over max_bytes, or max_wait after its first event joined.
+type BatchConfig struct {
+	MaxEvents *int           `koanf:"max_events"` // default 100, 1 to 10000
+	MaxBytes  *int           `koanf:"max_bytes"`  // default 1 MiB, 1 KiB to 16 MiB
+	MaxWait   *time.Duration `koanf:"max_wait"`   // default 20ms, at most 10s
+}
+
+// The defaults of [observers.actions.batch].
+const (
+	DefaultBatchEvents = 100
+	DefaultBatchBytes  = 1 << 20
+	DefaultBatchWait   = 20 * time.Millisecond
+)
 
 // Defaults returns the configuration used for every key the file and the
 // environment leave unset.

@@ -17,7 +17,8 @@ import (
 // webhook URL by its scheme and host; a URL without its user
 // information and query values). So reordering the actions of a file
 // changes no identity, rotating a secret keeps it, and any other edit
-// makes a new action. The result reads "<type>-<8 hex digits>", e.g.
+// makes a new action; batching (batch) is how the action delivers, not
+// what, and does not count. The result reads "<type>-<8 hex digits>", e.g.
 // "webhook-3f2a9c1e".
 func actionIdentity(ac ActionConfig) string {
 	v := reflect.ValueOf(ac)
@@ -26,7 +27,7 @@ func actionIdentity(ac ActionConfig) string {
 	for i := range t.NumField() {
 		key := t.Field(i).Tag.Get("koanf")
 		f := v.Field(i)
-		if key == "" || key == "name" || f.IsZero() {
+		if key == "" || key == "name" || key == "batch" || f.IsZero() {
 			continue
 		}
 		keys[key] = identityValue(key, f.Interface())

@@ -17,7 +17,7 @@ import (
 // an action of that type is an error (nothing is read and ignored).
 var actionKeys = map[domain.ActionType][]string{
 	domain.ActionWebhook: {"url", "url_env", "method", "headers", "headers_env", "body_template", "timeout",
-		"signing_secret", "signing_secret_env", "signing_secrets_env"},
+		"signing_secret", "signing_secret_env", "signing_secrets_env", "batch"},
 	domain.ActionEmail: {"to", "to_template", "cc", "bcc", "reply_to", "subject", "subject_template",
 		"body_template", "html_body_template"},
 	domain.ActionLog:      {"level", "message_template"},
@@ -187,6 +187,9 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool), checks 
 				return a, fmt.Errorf("body_template: %w", err)
 			}
 		}
+		if ac.Batch != nil {
+			w.Batch = ac.Batch.batching()
+		}
 		a.Webhook = w
 	case domain.ActionLog:
 		l := &domain.LogAction{Level: strings.ToLower(ac.Level)}
@@ -305,6 +308,21 @@ func checkActionKeys(ac ActionConfig, allowed []string) error {
 		}
 	}
 	return nil
+}
+
+// batching is b with its defaults (checked by domain.Batching.Validate).
+func (b *BatchConfig) batching() *domain.Batching {
+	out := &domain.Batching{MaxEvents: DefaultBatchEvents, MaxBytes: DefaultBatchBytes, MaxWait: DefaultBatchWait}
+	if b.MaxEvents != nil {
+		out.MaxEvents = *b.MaxEvents
+	}
+	if b.MaxBytes != nil {
+		out.MaxBytes = *b.MaxBytes
+	}
+	if b.MaxWait != nil {
+		out.MaxWait = *b.MaxWait
+	}
+	return out
 }
 
 // valueOrEnv resolves a value given directly or through the environment

@@ -144,6 +144,9 @@ func checkAvailable(cfg Config, o domain.Observer) error {
 		if missing != "" {
 			return fmt.Errorf("actions[%d]: action type %s needs %s", i, act.Type, missing)
 		}
+		if domain.BatchingOf(&act) != nil && !cfg.Performance.EnableConcurrent {
+			return fmt.Errorf("actions[%d].batch: needs performance.enable_concurrent = true (a batch forms from events processed at the same time)", i)
+		}
 	}
 	return nil
 }

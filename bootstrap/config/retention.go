@@ -20,12 +20,17 @@ type RetentionConfig struct {
 	Interval time.Duration `koanf:"interval"`
 	// BatchSize bounds the rows one statement deletes.
 	BatchSize int `koanf:"batch_size"`
-	// A delivery log's age (delivery_log) joins these keys when the
-	// delivery log exists: bootstrap/stores.RetentionRules adds its rule.
+	// The delivery log's age is delivery.log_retention: with delivery.log
+	// on, retention prunes it too (Config.Prunes).
 }
 
-// Enabled reports whether any table is pruned.
+// Enabled reports whether [retention] sets an age for any table.
 func (r RetentionConfig) Enabled() bool { return r.ChangeLog > 0 || r.DeadLetters > 0 }
+
+// Prunes reports whether retention has anything to prune in a database:
+// an age in [retention], or the delivery log (delivery.log on, kept for
+// delivery.log_retention).
+func (c Config) Prunes() bool { return c.Retention.Enabled() || c.Delivery.Log != DeliveryLogOff }
 
 func (r RetentionConfig) validate(t Topology) error {
 	for key, v := range map[string]time.Duration{"retention.change_log": r.ChangeLog, "retention.dead_letters": r.DeadLetters} {

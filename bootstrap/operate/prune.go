@@ -14,15 +14,16 @@ import (
 // (the prune command); with dryRun it only counts. progress hears each
 // batch.
 func (o *Operator) Prune(ctx context.Context, dryRun bool, progress func(admin.PruneProgress)) (admin.PruneReport, error) {
-	if !o.cfg.Retention.Enabled() {
+	if !o.cfg.Prunes() {
 		return admin.PruneReport{}, &config.ConfigError{File: o.cfg.File, Key: "retention",
-			Msg: "sets no age: nothing to prune (set retention.change_log and/or retention.dead_letters)"}
+			Msg: "sets no age and delivery.log is off: nothing to prune (set retention.change_log and/or retention.dead_letters)"}
 	}
 	if o.primary == nil {
 		return admin.PruneReport{}, &config.ConfigError{File: o.cfg.File, Key: "topology",
 			Msg: "the memory topology keeps nothing across restarts: there is nothing to prune"}
 	}
-	rules, err := stores.RetentionRules(o.cfg, o.primaryDB, o.primary, o.cfg.Topology != config.TopologyMultiDatabase)
+	rules, err := stores.RetentionRules(o.cfg, o.primaryDB, o.primary,
+		stores.RetentionScope{ChangeLog: o.cfg.Topology != config.TopologyMultiDatabase, State: true})
 	if err != nil {
 		return admin.PruneReport{}, err
 	}
@@ -32,7 +33,7 @@ func (o *Operator) Prune(ctx context.Context, dryRun bool, progress func(admin.P
 			return admin.PruneReport{}, err
 		}
 		for _, s := range sources {
-			more, err := stores.RetentionRules(o.cfg, o.dbOf(s), s, true)
+			more, err := stores.RetentionRules(o.cfg, o.dbOf(s), s, stores.RetentionScope{ChangeLog: true})
 			if err != nil {
 				return admin.PruneReport{}, err
 			}

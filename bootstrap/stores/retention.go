@@ -9,13 +9,22 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// RetentionRules are the rules ([retention]) for the database db holding
-// store; the change log is pruned only where this deployment reads it
-// (changeLog), behind every checkpoint stored there.
-func RetentionRules(cfg config.Config, db *postgres.DB, store *admin.Store, changeLog bool) ([]admin.RetentionRule, error) {
+// RetentionScope says which of a database's tables are this deployment's
+// to prune.
+type RetentionScope struct {
+	// ChangeLog: this deployment reads the database's change log (rows go
+	// behind every checkpoint stored there).
+	ChangeLog bool
+	// State: the database holds the deployment's state (the delivery log).
+	State bool
+}
+
+// RetentionRules are the rules ([retention], and delivery.log_retention
+// for the delivery log) for the database db holding store.
+func RetentionRules(cfg config.Config, db *postgres.DB, store *admin.Store, scope RetentionScope) ([]admin.RetentionRule, error) {
 	r := cfg.Retention
 	var rules []admin.RetentionRule
-	if r.ChangeLog > 0 && changeLog {
+	if r.ChangeLog > 0 && scope.ChangeLog {
 		p, err := postgres.NewChangeLogPruner(db.Pool, cfg.Database.ChangeLogTable)
 		if err != nil {
 			return nil, &config.ConfigError{File: cfg.File, Key: "database.change_log_table", Msg: err.Error()}
@@ -34,8 +43,14 @@ func RetentionRules(cfg config.Config, db *postgres.DB, store *admin.Store, chan
 		}
 		rules = append(rules, admin.RetentionRule{Table: admin.TableDeadLetters, Where: store.Name, Age: r.DeadLetters, Pruner: dl})
 	}
-	// The delivery log's rule (its own age key and pruner) joins here when
-	// the delivery log exists.
+	if scope.State && cfg.Delivery.Log != config.DeliveryLogOff {
+		log, err := postgres.NewDeliveryLog(db.Pool, cfg.Database.ObserverSchema)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, admin.RetentionRule{Table: admin.TableDeliveryLog, Where: store.Name,
+			Age: cfg.Delivery.LogRetention, Pruner: log.Pruner()})
+	}
 	return rules, nil
 }
 

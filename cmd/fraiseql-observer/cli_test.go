@@ -288,7 +288,8 @@ func forward(ctx context.Context, t *testing.T, addr, target string) {
 func TestPruneCommand(t *testing.T) {
 	t.Parallel()
 	db := testenv.NewDatabase(t)
-	off := writeConfig(t, db, cliObserver)
+	off := writeConfig(t, db, cliObserver+"\n[delivery]\nlog = \"off\"\n")
+	deliveries := writeConfig(t, db, cliObserver)
 	on := writeConfig(t, db, cliObserver+"\n[retention]\nchange_log = \"720h\"\ndead_letters = \"2160h\"\n")
 	if _, stderr, code := runCLI(t, "migrate", "--config", on); code != 0 {
 		t.Fatalf("migrate: %s", stderr)
@@ -299,10 +300,15 @@ func TestPruneCommand(t *testing.T) {
 		stdout []string
 		stderr string
 	}{
-		{[]string{"prune", "--config", off}, 2, nil, "retention: sets no age"},
+		{[]string{"prune", "--config", off}, 2, nil, "retention: sets no age and delivery.log is off"},
+		{[]string{"prune", "--config", deliveries, "--dry-run"}, 0, []string{
+			"delivery_log (database): 0 rows would be deleted",
+			"dry run: 0 rows would be pruned, nothing was deleted",
+		}, ""},
 		{[]string{"prune", "--config", on, "--dry-run"}, 0, []string{
 			"change_log (database): no reader has stored a checkpoint yet",
 			"dead_letters (database): 0 rows would be deleted",
+			"delivery_log (database): 0 rows would be deleted",
 			"dry run: 0 rows would be pruned, nothing was deleted",
 		}, ""},
 		{[]string{"prune", "--config", on}, 0, []string{"dead_letters (database): 0 rows deleted", "pruned 0 rows"}, ""},

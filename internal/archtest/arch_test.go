@@ -17,6 +17,9 @@ import (
 
 const module = "github.com/fraiseql/fraiseql-observer"
 
+// benchTool is the end-to-end load harness (ARCHITECTURE.md, cmd).
+const benchTool = "cmd/fraiseql-bench"
+
 type pkg struct {
 	ImportPath   string
 	Imports      []string
@@ -190,6 +193,17 @@ func violation(importer, imp string, test bool) string {
 		if own && !test && rel(imp) == "bootstrap" && rel(importer) != "bootstrap" {
 			return "bootstrap's subpackages stand beside App: bootstrap imports them, never the reverse"
 		}
+	case under(importer, benchTool):
+		// The load harness is an outer-ring tool: it runs the service's
+		// binary as a black box and imports none of its packages, only the
+		// pgbench runner it shares with the capture benchmark.
+		if own && !under(imp, "internal/pgbench") {
+			return "cmd/fraiseql-bench measures the binary from outside: it imports internal/pgbench only"
+		}
+	case under(importer, "internal/pgbench"):
+		if !isStd(imp) {
+			return "internal/pgbench runs the pgbench program with the standard library only"
+		}
 	case under(importer, "cmd"):
 		if own && !under(imp, "bootstrap") && !under(imp, "application/admin") && !under(imp, "domain") && !under(imp, "ports") {
 			return "cmd talks to bootstrap and renders the reports of application/admin"
@@ -225,7 +239,9 @@ func adapterViolation(adapter, imp string, test bool) string {
 
 // thirdPartyViolation keeps each technology in its adapter.
 func thirdPartyViolation(importer, imp string, test bool) string {
-	integrationTest := test && under(importer, "integration")
+	// The integration tests and the load harness set up and tear down the
+	// services' state (databases, keys, streams) with the clients directly.
+	integrationTest := test && under(importer, "integration") || under(importer, benchTool)
 	switch {
 	case strings.HasPrefix(imp, "github.com/knadh/koanf") && !under(importer, "bootstrap/config"):
 		return "only bootstrap/config reads configuration"
@@ -319,6 +335,14 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{m("adapters/webhook"), "github.com/jackc/pgx/v5", true},
 		{m("bootstrap"), "github.com/nats-io/nats.go", true},
 		{m("cmd/fraiseql-observer"), m("adapters/postgres"), true},
+		// The load harness measures the binary from outside.
+		{m("cmd/fraiseql-bench"), m("bootstrap"), false},
+		{m("cmd/fraiseql-bench"), m("adapters/postgres"), false},
+		{m("cmd/fraiseql-bench"), m("application"), false},
+		{m("cmd/fraiseql-bench"), "go.opentelemetry.io/otel", false},
+		{m("cmd/fraiseql-observer"), m("internal/pgbench"), false},
+		{m("internal/pgbench"), "github.com/jackc/pgx/v5", false},
+		{m("internal/pgbench"), m("domain"), false},
 	}
 	for _, b := range bad {
 		if violation(b.importer, b.imp, b.test) == "" {
@@ -362,6 +386,13 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{m("adapters/otel"), m("internal/otlptest"), true},
 		{m("internal/otlptest"), "go.opentelemetry.io/proto/otlp/trace/v1", false},
 		{m("internal/otlptest"), "google.golang.org/grpc", false},
+		{m("cmd/fraiseql-bench"), "github.com/jackc/pgx/v5", false},
+		{m("cmd/fraiseql-bench"), "github.com/redis/go-redis/v9", false},
+		{m("cmd/fraiseql-bench"), "github.com/nats-io/nats.go/jetstream", false},
+		{m("cmd/fraiseql-bench"), m("internal/pgbench"), false},
+		{m("cmd/fraiseql-bench"), m("internal/testenv"), true},
+		{m("integration"), m("internal/pgbench"), true},
+		{m("internal/pgbench"), "os/exec", false},
 	}
 	for _, g := range good {
 		if msg := violation(g.importer, g.imp, g.test); msg != "" {

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// stopTimeout bounds a child's graceful stop before it is killed.
+const stopTimeout = 30 * time.Second
+
+// child is one fraiseql-observer process.
+type child struct {
+	name    string
+	cmd     *exec.Cmd
+	port    int
+	logPath string
+	done    chan struct{}
+	err     error
+}
+
+// service is the processes of one topology.
+type service struct {
+	children []*child
+	token    string
+}
+
+// freePort returns a loopback port nobody listens on now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// childEnv is this process's environment without FRAISEQL_* variables
+// (the children read their whole configuration from the file), plus the
+// admin token.
+func childEnv(token string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "FRAISEQL_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, adminTokenEnv+"="+token)
+}
+
+// runCommand runs a one-shot command of the binary (migrate,
+// validate-config) with cfgPath and returns its combined output.
+func runCommand(ctx context.Context, bin, token, cfgPath string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append(args, "--config", cfgPath)...)
+	cmd.Env = childEnv(token)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// startChild starts `bin run --config cfgPath`, its output into dir.
+func startChild(bin, dir, name, cfgPath, token string, port int) (*child, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("create log %s: %w", logPath, err)
+	}
+	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Env = childEnv(token)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, port: port, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		_ = f.Close()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// logTail is the end of the child's output, for error messages.
+func (c *child) logTail() string {
+	b, err := os.ReadFile(c.logPath)
+	if err != nil {
+		return ""
+	}
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
+// stop sends SIGTERM to every child, waits, and kills what is left.
+func (s *service) stop() error {
+	var errs []error
+	for _, c := range s.children {
+		if !c.exited() {
+			_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, c := range s.children {
+		select {
+		case <-c.done:
+		case <-time.After(stopTimeout):
+			_ = c.cmd.Process.Kill()
+			<-c.done
+			errs = append(errs, fmt.Errorf("%s did not stop within %v after SIGTERM", c.name, stopTimeout))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// alive returns an error naming a child that has exited.
+func (s *service) alive() error {
+	for _, c := range s.children {
+		if c.exited() {
+			return fmt.Errorf("%s exited: %v\n%s", c.name, c.err, c.logTail())
+		}
+	}
+	return nil
+}
+
+// cpuTicks is the CPU time of every child so far, in clock ticks.
+func (s *service) cpuTicks() (int64, error) {
+	var sum int64
+	for _, c := range s.children {
+		n, err := procCPUTicks(c.cmd.Process.Pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// peakRSS is the sum of the children's peak resident sets, in kB.
+func (s *service) peakRSS() (int64, error) {
+	var sum int64
+	for _, c := range s.children {
+		n, err := procPeakRSS(c.cmd.Process.Pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// get asks a child's admin API for path with the admin token.
+func (s *service) get(ctx context.Context, c *child, path string, timeout time.Duration) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", c.port, path), nil)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("request %s: %w", path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("GET %s of %s: %w", path, c.name, err)
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error { err := c.ReadCloser.Close(); c.cancel(); return err }
+
+// waitPath waits until every child answers 200 on path (/healthz: the
+// admin API is up; /readyz: ready), up to limit.
+func (s *service) waitPath(ctx context.Context, path string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for _, c := range s.children {
+		for {
+			if err := s.alive(); err != nil {
+				return err
+			}
+			resp, err := s.get(ctx, c, path, time.Second)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not answering 200 on %s within %v (last: %v)", c.name, path, limit, err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for %s: %w", path, ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// profile fetches a CPU profile of every child over d and writes it to
+// dir as <label>-<child>.pprof.
+func (s *service) profile(ctx context.Context, dir, label string, d time.Duration) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.children))
+	for i, c := range s.children {
+		wg.Go(func() {
+			errs[i] = s.profileOne(ctx, c, filepath.Join(dir, label+"-"+c.name+".pprof"), d)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *service) profileOne(ctx context.Context, c *child, path string, d time.Duration) error {
+	resp, err := s.get(ctx, c, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d/time.Second)), d+30*time.Second)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("cpu profile of %s: %s: %s", c.name, resp.Status, b)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("cpu profile of %s: %w", c.name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	return nil
+}
