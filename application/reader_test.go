@@ -640,9 +640,10 @@ func TestReaderReadsWhileASaveHangs(t *testing.T) {
 	}
 }
 
-// TestReaderWaitsAfterAShortRead: a read that returned fewer records than
-// asked for is followed by Wait, not by a read that would come back
-// empty; a full read is followed by the next read at once.
+// TestReaderWaitsAfterAShortRead: a read that returned one record (or
+// none) is followed by Wait, not by a read that would come back empty; a
+// full read, or one that found several records, is followed by the next
+// read at once.
 func TestReaderWaitsAfterAShortRead(t *testing.T) {
 	t.Parallel()
 	const batch = 4
@@ -651,8 +652,8 @@ func TestReaderWaitsAfterAShortRead(t *testing.T) {
 		calls []string
 		next  int64
 	)
-	// Reads return, in turn, a full batch, one record, then nothing.
-	sizes := []int{batch, 1}
+	// Reads return, in turn, a full batch, two records, one, then nothing.
+	sizes := []int{batch, 2, 1}
 	src := &eventSource{
 		ReadFunc: func(_ context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
 			mu.Lock()
@@ -684,15 +685,15 @@ func TestReaderWaitsAfterAShortRead(t *testing.T) {
 	exec, _ := recording(nil)
 	p := newPipeline(t, pipelineSetup{source: src, checkpoints: memory.NewCheckpoints(), exec: exec, reader: application.ReaderConfig{BatchSize: batch}})
 	run := runInBackground(t, p.reader.Run)
-	eventually(t, "both batches finished", func() bool { return p.spy.finishedAll(1, 2, 3, 4, 5) })
-	eventually(t, "a few calls", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) >= 4 })
+	eventually(t, "the batches finished", func() bool { return p.spy.finishedAll(1, 2, 3, 4, 5, 6, 7) })
+	eventually(t, "a few calls", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) >= 5 })
 	if err := run.Stop(t); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := []string{"read(4)", "read(4)", "wait", "read(4)"}
-	if !slices.Equal(calls[:4], want) {
+	want := []string{"read(4)", "read(4)", "read(4)", "wait", "read(4)"}
+	if !slices.Equal(calls[:5], want) {
 		t.Errorf("calls = %v, want them to start with %v", calls, want)
 	}
 }
