@@ -185,33 +185,57 @@ func takePuts(run *Run) *stepCache {
 // between renewals, e.g. the store was unreachable); store errors fail
 // open as claims do.
 func (d *Dedup) heartbeat(ctx context.Context, eventID string) (stop func()) {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(max(d.cfg.Lease/3, time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				res, err := d.store.Claim(ctx, eventID, d.cfg.Token, d.cfg.Lease)
-				switch {
-				case err != nil:
-					if ctx.Err() == nil {
-						d.open.report(ctx, "renew claim", err)
-					}
-				case res != ports.ClaimAcquired:
-					d.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "dedup claim lost while the event's actions run",
-						slog.String("event_id", eventID), slog.String("claim", res.String()))
-				}
+	return every(ctx, max(d.cfg.Lease/3, time.Millisecond), func() {
+		res, err := d.store.Claim(ctx, eventID, d.cfg.Token, d.cfg.Lease)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				d.open.report(ctx, "renew claim", err)
 			}
+		case res != ports.ClaimAcquired:
+			d.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "dedup claim lost while the event's actions run",
+				slog.String("event_id", eventID), slog.String("claim", res.String()))
 		}
-	}()
-	return func() { close(done); <-stopped }
+	})
+}
+
+// every runs f every interval (the next one interval after f returned)
+// until stop, which returns once no f is running. A timer, not a
+// goroutine: stopping costs no wake-up of another goroutine, and a step
+// that ends before the first interval (nearly all) costs one timer.
+func every(ctx context.Context, interval time.Duration, f func()) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		running sync.WaitGroup
+		t       *time.Timer
+	)
+	beat := func() {
+		mu.Lock()
+		if stopped || ctx.Err() != nil {
+			mu.Unlock()
+			return
+		}
+		running.Add(1)
+		mu.Unlock()
+		defer running.Done()
+		f()
+		mu.Lock()
+		if !stopped {
+			t.Reset(interval)
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	t = time.AfterFunc(interval, beat)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+		running.Wait()
+	}
 }
 
 // Finish marks the event done (unless it was a skipped duplicate), then
