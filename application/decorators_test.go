@@ -129,13 +129,35 @@ type decoratorBundle struct {
 	proc    application.RunProcessor
 }
 
+// forDecoratorModes runs test over a fresh bundle with the cache's
+// traffic separate from the claim's (Dedup without DedupConfig.Cache) and
+// paired with it.
+func forDecoratorModes(t *testing.T, test func(t *testing.T, b *decoratorBundle)) {
+	t.Helper()
+	for _, paired := range []bool{false, true} {
+		name := map[bool]string{false: "separate", true: "paired"}[paired]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, setupDecorators(t, paired))
+		})
+	}
+}
+
 // setupDecorators stacks Dedup(Processor(CachingExecutor(executor))) over
-// one observer with two actions, a and b.
-func setupDecorators(t *testing.T) *decoratorBundle {
+// one observer with two actions, a and b; paired gives Dedup the caching
+// executor (DedupConfig.Cache).
+func setupDecorators(t *testing.T, paired bool) *decoratorBundle {
+	t.Helper()
+	dedup, cache := newFakeDedup(), &fakeCache{keys: map[string]bool{}}
+	b := buildDecorators(t, dedup, cache, paired)
+	b.dedup, b.cache = dedup, cache
+	return b
+}
+
+// buildDecorators is setupDecorators over the given stores.
+func buildDecorators(t *testing.T, dedup ports.Deduplicator, cache ports.ResultCache, paired bool) *decoratorBundle {
 	t.Helper()
 	b := &decoratorBundle{
-		dedup:   newFakeDedup(),
-		cache:   &fakeCache{keys: map[string]bool{}},
 		metrics: &countingMetrics{},
 		calls:   map[string]*atomic.Int32{"a": {}, "b": {}},
 	}
@@ -148,7 +170,7 @@ func setupDecorators(t *testing.T) *decoratorBundle {
 		return nil
 	})
 	logger := discardLogger()
-	cached, err := application.NewCachingExecutor(exec, b.cache, application.CacheConfig{Logger: logger, Metrics: b.metrics})
+	cached, err := application.NewCachingExecutor(exec, cache, application.CacheConfig{Logger: logger, Metrics: b.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +188,11 @@ func setupDecorators(t *testing.T) *decoratorBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.proc, err = application.NewDedup(proc, b.dedup, application.DedupConfig{Token: "me", Logger: logger, Metrics: b.metrics})
+	cfg := application.DedupConfig{Token: "me", Logger: logger, Metrics: b.metrics}
+	if paired {
+		cfg.Cache = cached
+	}
+	b.proc, err = application.NewDedup(proc, dedup, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +201,13 @@ func setupDecorators(t *testing.T) *decoratorBundle {
 
 func decoratorRecord(id string) ports.Record {
 	return ports.Record{Event: domain.Event{ID: id, EventType: domain.EventInsert, EntityType: "Order", EntityID: "o-" + id, Data: map[string]any{}}}
+}
+
+// waitMarks waits for the done marks p sent in the background, if any.
+func waitMarks(p application.RunProcessor) {
+	if d, ok := p.(*application.Dedup); ok {
+		d.Wait()
+	}
 }
 
 // runToEnd drives a run like the scheduler does, stepping until done.
@@ -186,6 +219,7 @@ func runToEnd(t *testing.T, p application.RunProcessor, rec ports.Record) *appli
 		next, done := p.Step(ctx, run)
 		if done {
 			p.Finish(ctx, run)
+			waitMarks(p)
 			return run
 		}
 		time.Sleep(max(time.Until(next), 0))
@@ -196,107 +230,111 @@ func runToEnd(t *testing.T, p application.RunProcessor, rec ports.Record) *appli
 
 func TestDedupRunsActionsOncePerEvent(t *testing.T) {
 	t.Parallel()
-	b := setupDecorators(t)
-	first := runToEnd(t, b.proc, decoratorRecord("e1"))
-	second := runToEnd(t, b.proc, decoratorRecord("e1")) // delivered again
-	if got := b.calls["a"].Load() + b.calls["b"].Load(); got != 2 {
-		t.Fatalf("actions ran %d times over two deliveries, want 2", got)
-	}
-	if first.Summary.DuplicateSkipped || !second.Summary.DuplicateSkipped {
-		t.Errorf("DuplicateSkipped first=%v second=%v", first.Summary.DuplicateSkipped, second.Summary.DuplicateSkipped)
-	}
-	if b.metrics.duplicates.Load() != 1 {
-		t.Errorf("duplicate metric = %d", b.metrics.duplicates.Load())
-	}
-	if b.dedup.state("e1") != "done" {
-		t.Errorf("event not marked done: %q", b.dedup.state("e1"))
-	}
+	forDecoratorModes(t, func(t *testing.T, b *decoratorBundle) {
+		first := runToEnd(t, b.proc, decoratorRecord("e1"))
+		second := runToEnd(t, b.proc, decoratorRecord("e1")) // delivered again
+		if got := b.calls["a"].Load() + b.calls["b"].Load(); got != 2 {
+			t.Fatalf("actions ran %d times over two deliveries, want 2", got)
+		}
+		if first.Summary.DuplicateSkipped || !second.Summary.DuplicateSkipped {
+			t.Errorf("DuplicateSkipped first=%v second=%v", first.Summary.DuplicateSkipped, second.Summary.DuplicateSkipped)
+		}
+		if b.metrics.duplicates.Load() != 1 {
+			t.Errorf("duplicate metric = %d", b.metrics.duplicates.Load())
+		}
+		if b.dedup.state("e1") != "done" {
+			t.Errorf("event not marked done: %q", b.dedup.state("e1"))
+		}
+	})
 }
 
 func TestDedupBusyClaimWaitsAndAbandonReleases(t *testing.T) {
 	t.Parallel()
-	b := setupDecorators(t)
-	ctx := t.Context()
-	// Another process holds the claim: no action runs, a later step is due.
-	if _, err := b.dedup.Claim(ctx, "e2", "other", time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	run := b.proc.Start(ctx, decoratorRecord("e2"))
-	next, done := b.proc.Step(ctx, run)
-	if done || next.IsZero() || b.calls["a"].Load() != 0 {
-		t.Fatalf("busy claim: done=%v next=%v calls=%d", done, next, b.calls["a"].Load())
-	}
-	// The other holder releases; this process claims, and when abandoned
-	// releases its own claim, never marking the event done.
-	if err := b.dedup.Release(ctx, "e2", "other"); err != nil {
-		t.Fatal(err)
-	}
-	b.failB.Store(100)
-	if _, done := b.proc.Step(ctx, run); done {
-		t.Fatal("done although b keeps failing")
-	}
-	if b.dedup.state("e2") != "me" {
-		t.Fatalf("claim holder = %q, want me", b.dedup.state("e2"))
-	}
-	b.proc.Abandon(ctx, run)
-	if s := b.dedup.state("e2"); s != "" {
-		t.Fatalf("after abandon the claim is %q, want released", s)
-	}
+	forDecoratorModes(t, func(t *testing.T, b *decoratorBundle) {
+		ctx := t.Context()
+		// Another process holds the claim: no action runs, a later step is due.
+		if _, err := b.dedup.Claim(ctx, "e2", "other", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		run := b.proc.Start(ctx, decoratorRecord("e2"))
+		next, done := b.proc.Step(ctx, run)
+		if done || next.IsZero() || b.calls["a"].Load() != 0 {
+			t.Fatalf("busy claim: done=%v next=%v calls=%d", done, next, b.calls["a"].Load())
+		}
+		// The other holder releases; this process claims, and when abandoned
+		// releases its own claim, never marking the event done.
+		if err := b.dedup.Release(ctx, "e2", "other"); err != nil {
+			t.Fatal(err)
+		}
+		b.failB.Store(100)
+		if _, done := b.proc.Step(ctx, run); done {
+			t.Fatal("done although b keeps failing")
+		}
+		if b.dedup.state("e2") != "me" {
+			t.Fatalf("claim holder = %q, want me", b.dedup.state("e2"))
+		}
+		b.proc.Abandon(ctx, run)
+		if s := b.dedup.state("e2"); s != "" {
+			t.Fatalf("after abandon the claim is %q, want released", s)
+		}
+	})
 }
 
 func TestCacheSkipsActionsThatAlreadySucceeded(t *testing.T) {
 	t.Parallel()
-	b := setupDecorators(t)
-	ctx := t.Context()
-	// First delivery: a succeeds, b fails; the run is abandoned (a crash or
-	// a NATS nak) before b's retry.
-	b.failB.Store(1)
-	run := b.proc.Start(ctx, decoratorRecord("e3"))
-	if _, done := b.proc.Step(ctx, run); done {
-		t.Fatal("done although b failed")
-	}
-	b.proc.Abandon(ctx, run)
-	// Redelivery: a is served from the cache, b runs and succeeds.
-	again := runToEnd(t, b.proc, decoratorRecord("e3"))
-	if a := b.calls["a"].Load(); a != 1 {
-		t.Errorf("action a ran %d times, want 1", a)
-	}
-	if bb := b.calls["b"].Load(); bb != 2 {
-		t.Errorf("action b ran %d times, want 2", bb)
-	}
-	if again.Summary.CacheHits != 1 || again.Summary.CacheMisses != 1 {
-		t.Errorf("summary hits=%d misses=%d, want 1 and 1", again.Summary.CacheHits, again.Summary.CacheMisses)
-	}
-	if b.metrics.hits.Load() != 1 || b.metrics.misses.Load() != 3 {
-		t.Errorf("metrics hits=%d misses=%d, want 1 and 3", b.metrics.hits.Load(), b.metrics.misses.Load())
-	}
-	b.cache.mu.Lock()
-	defer b.cache.mu.Unlock()
-	if len(b.cache.keys) != 2 {
-		t.Errorf("cache holds %d results, want the 2 successes", len(b.cache.keys))
-	}
+	forDecoratorModes(t, func(t *testing.T, b *decoratorBundle) {
+		ctx := t.Context()
+		// First delivery: a succeeds, b fails; the run is abandoned (a crash or
+		// a NATS nak) before b's retry.
+		b.failB.Store(1)
+		run := b.proc.Start(ctx, decoratorRecord("e3"))
+		if _, done := b.proc.Step(ctx, run); done {
+			t.Fatal("done although b failed")
+		}
+		b.proc.Abandon(ctx, run)
+		// Redelivery: a is served from the cache, b runs and succeeds.
+		again := runToEnd(t, b.proc, decoratorRecord("e3"))
+		if a := b.calls["a"].Load(); a != 1 {
+			t.Errorf("action a ran %d times, want 1", a)
+		}
+		if bb := b.calls["b"].Load(); bb != 2 {
+			t.Errorf("action b ran %d times, want 2", bb)
+		}
+		if again.Summary.CacheHits != 1 || again.Summary.CacheMisses != 1 {
+			t.Errorf("summary hits=%d misses=%d, want 1 and 1", again.Summary.CacheHits, again.Summary.CacheMisses)
+		}
+		if b.metrics.hits.Load() != 1 || b.metrics.misses.Load() != 3 {
+			t.Errorf("metrics hits=%d misses=%d, want 1 and 3", b.metrics.hits.Load(), b.metrics.misses.Load())
+		}
+		b.cache.mu.Lock()
+		defer b.cache.mu.Unlock()
+		if len(b.cache.keys) != 2 {
+			t.Errorf("cache holds %d results, want the 2 successes", len(b.cache.keys))
+		}
+	})
 }
 
 func TestDecoratorsFailOpen(t *testing.T) {
 	t.Parallel()
-	b := setupDecorators(t)
-	b.dedup.fail.Store(true)
-	b.cache.fail.Store(true)
-	run := runToEnd(t, b.proc, decoratorRecord("e4"))
-	if run.Summary.SuccessfulActions != 2 || b.calls["a"].Load() != 1 || b.calls["b"].Load() != 1 {
-		t.Fatalf("with Redis down the actions must still run: %+v", run.Summary)
-	}
-	if b.metrics.failOpen.Load() < 3 {
-		t.Errorf("fail-open metric = %d, want at least claim + cache get/put", b.metrics.failOpen.Load())
-	}
-	// Redis back: dedup resumes.
-	b.dedup.fail.Store(false)
-	b.cache.fail.Store(false)
-	runToEnd(t, b.proc, decoratorRecord("e5"))
-	dup := runToEnd(t, b.proc, decoratorRecord("e5"))
-	if !dup.Summary.DuplicateSkipped {
-		t.Error("dedup did not resume after Redis came back")
-	}
+	forDecoratorModes(t, func(t *testing.T, b *decoratorBundle) {
+		b.dedup.fail.Store(true)
+		b.cache.fail.Store(true)
+		run := runToEnd(t, b.proc, decoratorRecord("e4"))
+		if run.Summary.SuccessfulActions != 2 || b.calls["a"].Load() != 1 || b.calls["b"].Load() != 1 {
+			t.Fatalf("with Redis down the actions must still run: %+v", run.Summary)
+		}
+		if b.metrics.failOpen.Load() < 3 {
+			t.Errorf("fail-open metric = %d, want at least claim + cache get/put", b.metrics.failOpen.Load())
+		}
+		// Redis back: dedup resumes.
+		b.dedup.fail.Store(false)
+		b.cache.fail.Store(false)
+		runToEnd(t, b.proc, decoratorRecord("e5"))
+		dup := runToEnd(t, b.proc, decoratorRecord("e5"))
+		if !dup.Summary.DuplicateSkipped {
+			t.Error("dedup did not resume after Redis came back")
+		}
+	})
 }
 
 // TestSummaryLoggedAtDebug checks the per-event summary line carries the

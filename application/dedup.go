@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -20,7 +21,14 @@ type DedupConfig struct {
 	// after the lease, never marked done.
 	Lease time.Duration
 	// Token identifies this process's claims (required).
-	Token   string
+	Token string
+	// Cache, when set (the CachingExecutor under this decorator's
+	// processor), has each step look up the results of its due actions
+	// together with the claim, and store its successes together with the
+	// done mark: with the Redis adapter's pipelining, two round trips per
+	// event on the path of its actions instead of four. Each call keeps
+	// its own result and fail-open report.
+	Cache   *CachingExecutor
 	Logger  *slog.Logger
 	Metrics ports.Metrics
 	Now     func() time.Time
@@ -37,11 +45,30 @@ type Dedup struct {
 	store ports.Deduplicator
 	cfg   DedupConfig
 	open  *failOpen
+
+	// Done marks are sent in the background (Finish does not wait for the
+	// round trip), at most maxPendingMarks at a time; marking holds the
+	// events whose mark is on its way, so that this process never claims
+	// one again in between (another process sees the claim until the
+	// mark replaces it).
+	slots   chan struct{}
+	mu      sync.Mutex
+	marking map[string]chan struct{}
+	marks   sync.WaitGroup
 }
+
+// maxPendingMarks bounds the done marks (and the result writes they wait
+// for) in flight; Finish waits for a place beyond it.
+const maxPendingMarks = 1024
 
 var _ RunProcessor = (*Dedup)(nil)
 
-const dedupStateKey = "dedup"
+const (
+	dedupStateKey = "dedup"
+	// dedupPutsKey holds the stepCache of a step that reported done: its
+	// result writes are awaited in Finish, after the done mark was sent.
+	dedupPutsKey = "dedup_puts"
+)
 
 type dedupState int
 
@@ -62,7 +89,8 @@ func NewDedup(next RunProcessor, store ports.Deduplicator, cfg DedupConfig) (*De
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics, cfg.Now)}, nil
+	return &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics, cfg.Now),
+		slots: make(chan struct{}, maxPendingMarks), marking: map[string]chan struct{}{}}, nil
 }
 
 func state(run *Run) dedupState {
@@ -85,6 +113,24 @@ func (d *Dedup) Start(ctx context.Context, rec ports.Record) *Run { return d.nex
 func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 	if run.Record.Err != nil || run.Skipped || state(run) == dedupFailedOpen {
 		return d.next.Step(ctx, run)
+	}
+	if inFlight := d.markInFlight(run.Record.Event.ID); inFlight != nil {
+		// This process finished the event a moment ago: claim once the
+		// mark landed (the claim then says done).
+		select {
+		case <-inFlight:
+		case <-ctx.Done():
+			return d.cfg.Now(), false
+		}
+	}
+	// The due actions' cache lookups go out with the claim; they are used
+	// only if the claim is ours (a lookup before the claim sees what one
+	// after it would: only a claim holder stores successes).
+	sctx, sc := ctx, (*stepCache)(nil)
+	if d.cfg.Cache != nil {
+		if keys := dueResultKeys(run, d.cfg.Now()); len(keys) > 0 {
+			sctx, sc = d.cfg.Cache.prefetch(ctx, keys)
+		}
 	}
 	res, err := d.store.Claim(ctx, run.Record.Event.ID, d.cfg.Token, d.cfg.Lease)
 	switch {
@@ -112,7 +158,26 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 		stop := d.heartbeat(ctx, run.Record.Event.ID)
 		defer stop()
 	}
-	return d.next.Step(ctx, run)
+	next, done := d.next.Step(sctx, run)
+	if done && sc != nil {
+		// Finish sends the done mark, then waits for these writes.
+		run.Values[dedupPutsKey] = sc
+	} else {
+		// A step that is not the last stores its successes before it ends:
+		// a redelivery elsewhere must find them.
+		sc.wait()
+	}
+	return next, done
+}
+
+// takePuts returns (and forgets) the result writes a done step left
+// outstanding.
+func takePuts(run *Run) *stepCache {
+	sc, _ := run.Values[dedupPutsKey].(*stepCache)
+	if sc != nil {
+		delete(run.Values, dedupPutsKey)
+	}
+	return sc
 }
 
 // heartbeat renews the claim of eventID every Lease/3 until stopped. A
@@ -120,49 +185,116 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 // between renewals, e.g. the store was unreachable); store errors fail
 // open as claims do.
 func (d *Dedup) heartbeat(ctx context.Context, eventID string) (stop func()) {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(max(d.cfg.Lease/3, time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				res, err := d.store.Claim(ctx, eventID, d.cfg.Token, d.cfg.Lease)
-				switch {
-				case err != nil:
-					if ctx.Err() == nil {
-						d.open.report(ctx, "renew claim", err)
-					}
-				case res != ports.ClaimAcquired:
-					d.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "dedup claim lost while the event's actions run",
-						slog.String("event_id", eventID), slog.String("claim", res.String()))
-				}
+	return every(ctx, max(d.cfg.Lease/3, time.Millisecond), func() {
+		res, err := d.store.Claim(ctx, eventID, d.cfg.Token, d.cfg.Lease)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				d.open.report(ctx, "renew claim", err)
 			}
+		case res != ports.ClaimAcquired:
+			d.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "dedup claim lost while the event's actions run",
+				slog.String("event_id", eventID), slog.String("claim", res.String()))
 		}
-	}()
-	return func() { close(done); <-stopped }
+	})
+}
+
+// every runs f every interval (the next one interval after f returned)
+// until stop, which returns once no f is running. A timer, not a
+// goroutine: stopping costs no wake-up of another goroutine, and a step
+// that ends before the first interval (nearly all) costs one timer.
+func every(ctx context.Context, interval time.Duration, f func()) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		running sync.WaitGroup
+		t       *time.Timer
+	)
+	beat := func() {
+		mu.Lock()
+		if stopped || ctx.Err() != nil {
+			mu.Unlock()
+			return
+		}
+		running.Add(1)
+		mu.Unlock()
+		defer running.Done()
+		f()
+		mu.Lock()
+		if !stopped {
+			t.Reset(interval)
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	t = time.AfterFunc(interval, beat)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+		running.Wait()
+	}
 }
 
 // Finish marks the event done (unless it was a skipped duplicate), then
-// delegates.
+// delegates. The mark and the last step's result writes are sent in the
+// background: the caller (the scheduler's checkpoint, the worker's ack)
+// does not wait for their round trip. Nothing depends on it: an acked
+// message or a checkpointed event is not delivered again, a redelivery
+// elsewhere finds this process's claim until the mark replaces it, and
+// this process waits for the mark before it claims the event again. A
+// mark that fails is reported (fail-open) as before; the claim then
+// expires after its lease, as when a synchronous mark failed.
 func (d *Dedup) Finish(ctx context.Context, run *Run) {
-	if run.Record.Err == nil && !run.Skipped && state(run) != dedupUnclaimed {
-		if err := d.store.MarkDone(ctx, run.Record.Event.ID, d.cfg.Window); err != nil {
-			d.open.report(ctx, "mark done", err)
-		}
+	puts := takePuts(run)
+	if run.Record.Err != nil || run.Skipped || state(run) == dedupUnclaimed {
+		puts.wait()
+		d.next.Finish(ctx, run)
+		return
 	}
+	id := run.Record.Event.ID
+	d.slots <- struct{}{} // places free as marks return: bounded by the store's timeout
+	done := make(chan struct{})
+	d.mu.Lock()
+	d.marking[id] = done
+	d.mu.Unlock()
+	mctx := context.WithoutCancel(ctx) // a shutdown still lets the mark land
+	d.marks.Go(func() {
+		defer func() {
+			d.mu.Lock()
+			if d.marking[id] == done {
+				delete(d.marking, id)
+			}
+			d.mu.Unlock()
+			close(done)
+			<-d.slots
+		}()
+		if err := d.store.MarkDone(mctx, id, d.cfg.Window); err != nil {
+			d.open.report(mctx, "mark done", err)
+		}
+		puts.wait()
+	})
 	d.next.Finish(ctx, run)
 }
+
+// markInFlight returns the channel closed when eventID's background done
+// mark returned, or nil.
+func (d *Dedup) markInFlight(eventID string) chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.marking[eventID]
+}
+
+// Wait returns once every done mark sent so far returned (bootstrap calls
+// it before closing the store).
+func (d *Dedup) Wait() { d.marks.Wait() }
 
 // Abandon releases the claim so a redelivery can take the event at once,
 // then delegates.
 func (d *Dedup) Abandon(ctx context.Context, run *Run) {
+	takePuts(run).wait()
 	if state(run) == dedupClaimed {
 		if err := d.store.Release(ctx, run.Record.Event.ID, d.cfg.Token); err != nil {
 			d.open.report(ctx, "release", err)

@@ -126,24 +126,11 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 
 // heartbeat tells the broker the message is in progress until stopped.
 func (w *Worker) heartbeat(ctx context.Context, d ports.Delivery) func() {
-	stop := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(w.cfg.InProgressInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if err := d.InProgress(ctx); err != nil {
-					w.cfg.Logger.Warn("in-progress signal failed", slog.String("error", err.Error()))
-				}
-			}
+	return every(ctx, w.cfg.InProgressInterval, func() {
+		if err := d.InProgress(ctx); err != nil {
+			w.cfg.Logger.Warn("in-progress signal failed", slog.String("error", err.Error()))
 		}
-	}()
-	return func() { close(stop); <-stopped }
+	})
 }
 
 // parkUndecodable dead-letters a body that is not an event and terminates

@@ -69,16 +69,18 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 		return err
 	}
 	perf := a.cfg.Performance
+	var caching *application.CachingExecutor
 	if perf.EnableCaching {
 		var cache ports.ResultCache = memory.NewResultCache(time.Now)
 		if a.redis != nil {
 			cache = redisadapter.NewResultCache(a.redis)
 		}
-		if exec, err = application.NewCachingExecutor(exec, cache, application.CacheConfig{
+		if caching, err = application.NewCachingExecutor(exec, cache, application.CacheConfig{
 			TTL: a.cfg.Redis.CacheTTL, Logger: a.logger, Metrics: a.metrics,
 		}); err != nil {
 			return err
 		}
+		exec = caching
 	}
 	if a.tracer != nil {
 		if exec, err = application.NewTracedExecutor(exec, a.tracer); err != nil {
@@ -100,12 +102,15 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 		if a.redis != nil {
 			store = redisadapter.NewDeduplicator(a.redis)
 		}
-		if a.runProc, err = application.NewDedup(a.processor, store, application.DedupConfig{
-			Window: a.cfg.Redis.DedupWindow, Lease: a.cfg.Redis.DedupLease, Token: a.holder,
+		dedup, err := application.NewDedup(a.processor, store, application.DedupConfig{
+			Window: a.cfg.Redis.DedupWindow, Lease: a.cfg.Redis.DedupLease, Token: a.holder, Cache: caching,
 			Logger: a.logger, Metrics: a.metrics,
-		}); err != nil {
+		})
+		if err != nil {
 			return err
 		}
+		a.runProc = dedup
+		a.onClose(dedup.Wait) // closers run in reverse: before the Redis client closes
 	}
 	if a.tracer != nil {
 		if a.runProc, err = application.NewTracedProcessor(a.runProc, a.tracer); err != nil {

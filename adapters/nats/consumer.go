@@ -182,9 +182,18 @@ func (d *delivery) Headers() ports.Headers {
 func (d *delivery) Attempt() int      { return d.attempt }
 func (d *delivery) LastAttempt() bool { return d.last }
 
-// Ack acknowledges the message and waits for the server's confirmation.
+// Ack acknowledges the message without waiting for the server's
+// confirmation: the acknowledgement leaves with the connection's next
+// flush, together with the other workers' (one write, no round trip per
+// message). An acknowledgement lost on the way means a redelivery after
+// the ack wait, which the dedup done mark (set before the ack) skips; a
+// confirmation would not have prevented it either, it only told the
+// worker so. An error means it was not sent (connection closed).
 func (d *delivery) Ack(ctx context.Context) error {
-	return interpretError("ack", d.msg.DoubleAck(ctx))
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nats: ack: %w", err)
+	}
+	return interpretError("ack", d.msg.Ack())
 }
 
 // Nak asks for redelivery after delay (at once when delay is not positive).

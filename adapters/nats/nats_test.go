@@ -1030,3 +1030,72 @@ func TestPublishRefusedMessagesArePermanent(t *testing.T) {
 		t.Fatalf("over the stream's max message size: %+v, want a permanent error", r)
 	}
 }
+
+// TestPublishReportsInSendOrder: done callbacks come one at a time, in the
+// order of the Publish calls (the bridge's checkpoint moves in that order),
+// and Flush waits for the held ones.
+func TestPublishReportsInSendOrder(t *testing.T) {
+	t.Parallel()
+	c := setup(t, testConfig(t))
+	p := NewPublisher(c)
+	const n = 500
+	var (
+		mu      sync.Mutex
+		order   []int
+		inDone  atomic.Int32
+		overlap atomic.Bool
+	)
+	hold := make(chan struct{})
+	for i := range n {
+		err := p.Publish(t.Context(), newEvent(i), nil, func(r ports.PublishResult) {
+			if inDone.Add(1) > 1 {
+				overlap.Store(true)
+			}
+			defer inDone.Add(-1)
+			if i == 0 {
+				<-hold
+			}
+			if r.Err != nil {
+				t.Errorf("event %d: %v", i, r.Err)
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+		})
+		if err != nil {
+			t.Fatalf("Publish %d: %v", i, err)
+		}
+	}
+	// The first done is held: Flush waits, and nothing after it is reported.
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	err := p.Flush(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush with the first done held = %v, want the deadline", err)
+	}
+	if p.Pending() != n {
+		t.Fatalf("Pending = %d with every done outstanding, want %d", p.Pending(), n)
+	}
+	close(hold)
+	fctx, fcancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer fcancel()
+	if err := p.Flush(fctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if p.Pending() != 0 {
+		t.Fatalf("Pending after Flush = %d", p.Pending())
+	}
+	if overlap.Load() {
+		t.Error("done callbacks ran concurrently")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != n {
+		t.Fatalf("%d done calls, want %d", len(order), n)
+	}
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("done #%d was event %d, want publish order", i, got)
+		}
+	}
+}

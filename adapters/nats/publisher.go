@@ -16,20 +16,41 @@ import (
 // Publisher publishes events to the stream asynchronously, with
 // Nats-Msg-Id = event id. At most Config.MaxPending publications are
 // outstanding (sent, their done not yet returned); Publish blocks beyond
-// that. Publications are sent in the order of Publish calls. Safe for
-// concurrent use.
+// that. Publications are sent in the order of Publish calls, and their
+// done callbacks run in that order, one after the other, from one
+// goroutine (started while publications are outstanding): the
+// acknowledgements of one stream come back in order, so waiting for them
+// in order costs nothing, and the caller's checkpoint moves in order.
+// Safe for concurrent use.
 //
 // done must not wait for a Publish on the same publisher (it holds one of
-// the MaxPending places until it returns).
+// the MaxPending places until it returns), and should return quickly: the
+// next publication's done waits for it.
 type Publisher struct {
 	c *Conn
 
 	turn  chan struct{} // one Publish sends at a time: send order = call order
 	slots chan struct{} // a token per outstanding publication
 
-	mu      sync.Mutex
-	next    uint64
-	pending map[uint64]chan struct{} // closed once done returned
+	mu        sync.Mutex
+	queue     []outstanding // sent, done not yet called; in send order
+	acking    bool          // the goroutine calling done is running
+	issued    uint64        // publications sent
+	completed uint64        // publications whose done returned
+	flushes   []flushWaiter
+}
+
+// outstanding is a publication sent and not yet reported.
+type outstanding struct {
+	fut     jetstream.PubAckFuture
+	eventID string
+	done    func(ports.PublishResult)
+}
+
+// flushWaiter is a Flush waiting for completed to reach upTo.
+type flushWaiter struct {
+	upTo uint64
+	ch   chan struct{}
 }
 
 var _ ports.EventPublisher = (*Publisher)(nil)
@@ -37,10 +58,9 @@ var _ ports.EventPublisher = (*Publisher)(nil)
 // NewPublisher returns a publisher on c's stream.
 func NewPublisher(c *Conn) *Publisher {
 	return &Publisher{
-		c:       c,
-		turn:    make(chan struct{}, 1),
-		slots:   make(chan struct{}, c.cfg.MaxPending),
-		pending: map[uint64]chan struct{}{},
+		c:     c,
+		turn:  make(chan struct{}, 1),
+		slots: make(chan struct{}, c.cfg.MaxPending),
 	}
 }
 
@@ -94,13 +114,14 @@ func (p *Publisher) Publish(ctx context.Context, ev domain.Event, hdr ports.Head
 		return interpretError("publish event "+ev.ID, err)
 	}
 
-	finished := make(chan struct{})
 	p.mu.Lock()
-	id := p.next
-	p.next++
-	p.pending[id] = finished
+	p.queue = append(p.queue, outstanding{fut: fut, eventID: ev.ID, done: done})
+	p.issued++
+	if !p.acking {
+		p.acking = true
+		go p.report()
+	}
 	p.mu.Unlock()
-	go p.await(fut, ev.ID, id, finished, done)
 	return nil
 }
 
@@ -130,8 +151,44 @@ func (p *Publisher) check(msg *nats.Msg) error {
 	return nil
 }
 
-// await calls done with the future's outcome, then frees the place.
-func (p *Publisher) await(fut jetstream.PubAckFuture, eventID string, id uint64, finished chan struct{}, done func(ports.PublishResult)) {
+// report calls done for the outstanding publications in send order, and
+// ends when none is left (Publish starts it again).
+func (p *Publisher) report() {
+	for {
+		p.mu.Lock()
+		if len(p.queue) == 0 {
+			p.queue = p.queue[:0:0] // let a burst's backing array go
+			p.acking = false
+			p.mu.Unlock()
+			return
+		}
+		o := p.queue[0]
+		p.queue[0] = outstanding{}
+		p.queue = p.queue[1:]
+		p.mu.Unlock()
+
+		res := p.await(o.fut, o.eventID)
+		if o.done != nil {
+			o.done(res)
+		}
+		p.mu.Lock()
+		p.completed++
+		waiters := p.flushes[:0]
+		for _, w := range p.flushes {
+			if w.upTo <= p.completed {
+				close(w.ch)
+			} else {
+				waiters = append(waiters, w)
+			}
+		}
+		p.flushes = waiters
+		p.mu.Unlock()
+		<-p.slots
+	}
+}
+
+// await returns the future's outcome.
+func (p *Publisher) await(fut jetstream.PubAckFuture, eventID string) ports.PublishResult {
 	var res ports.PublishResult
 	select {
 	case ack := <-fut.Ok():
@@ -147,38 +204,31 @@ func (p *Publisher) await(fut jetstream.PubAckFuture, eventID string, id uint64,
 			res.Err = fmt.Errorf("nats: publish event %s: %w: %w", eventID, ports.ErrUnavailable, nats.ErrConnectionClosed)
 		}
 	}
-	if done != nil {
-		done(res)
-	}
-	p.mu.Lock()
-	delete(p.pending, id)
-	p.mu.Unlock()
-	close(finished)
-	<-p.slots
+	return res
 }
 
 // Flush waits until every publication whose Publish returned before the
 // call got its done callback (and the callback returned), or ctx ends.
 func (p *Publisher) Flush(ctx context.Context) error {
 	p.mu.Lock()
-	waits := make([]chan struct{}, 0, len(p.pending))
-	for _, ch := range p.pending {
-		waits = append(waits, ch)
+	if p.completed >= p.issued {
+		p.mu.Unlock()
+		return nil
 	}
+	w := flushWaiter{upTo: p.issued, ch: make(chan struct{})}
+	p.flushes = append(p.flushes, w)
 	p.mu.Unlock()
-	for _, ch := range waits {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("nats: flush publications: %w", ctx.Err())
-		}
+	select {
+	case <-w.ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("nats: flush publications: %w", ctx.Err())
 	}
-	return nil
 }
 
 // Pending is the number of outstanding publications.
 func (p *Publisher) Pending() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.pending)
+	return int(p.issued - p.completed)
 }

@@ -55,6 +55,10 @@ type Metrics struct {
 	cacheMisses           prom.Counter
 	failOpen              *prom.CounterVec
 	published             *prom.CounterVec
+	// publishedStored and publishedDuplicate resolve their series on first
+	// use: the bridge counts every publication, and a label lookup per
+	// event cost it 7% of its CPU.
+	publishedStored, publishedDuplicate func() prom.Counter
 
 	mu      sync.Mutex
 	backlog map[string]int64 // rows per reader, for the deprecated sum
@@ -137,6 +141,8 @@ func New(build BuildInfo) *Metrics {
 	}
 	buildInfo := gaugeVec("build_info",
 		"Always 1; the labels say which build runs (version, go_version).", "version", "go_version")
+	m.publishedStored = sync.OnceValue(func() prom.Counter { return m.published.WithLabelValues("stored") })
+	m.publishedDuplicate = sync.OnceValue(func() prom.Counter { return m.published.WithLabelValues("duplicate") })
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(buildInfo, m.eventsProcessed, m.eventsFailed, m.deserializationFailed,
 		m.actionExecuted, m.actionsExecutedOld, m.actionErrors, m.actionDuration, m.retries, m.deadLettered,
@@ -225,8 +231,8 @@ func (m *Metrics) SetOldestTransactionAge(d time.Duration) { m.oldestTransaction
 // Published counts a publication the broker acknowledged.
 func (m *Metrics) Published(duplicate bool) {
 	if duplicate {
-		m.published.WithLabelValues("duplicate").Inc()
+		m.publishedDuplicate().Inc()
 	} else {
-		m.published.WithLabelValues("stored").Inc()
+		m.publishedStored().Inc()
 	}
 }

@@ -1,0 +1,242 @@
+package application_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// pairWait bounds how long a gated call waits for its partner: long
+// enough never to expire when the calls are paired, short enough to fail
+// the test quickly when they are sent one after the other.
+const pairWait = 2 * time.Second
+
+// gatedDedup is a fakeDedup whose Claim waits for a cache lookup to have
+// started, and whose MarkDone signals: it proves the calls travel together.
+type gatedDedup struct {
+	*fakeDedup
+	lookupStarted chan struct{}
+	markSent      chan struct{}
+	claimAlone    atomic.Bool // a claim gave up waiting for the lookup
+}
+
+func (g *gatedDedup) Claim(ctx context.Context, id, token string, lease time.Duration) (ports.ClaimResult, error) {
+	select {
+	case <-g.lookupStarted:
+	case <-time.After(pairWait):
+		g.claimAlone.Store(true)
+	}
+	return g.fakeDedup.Claim(ctx, id, token, lease)
+}
+
+func (g *gatedDedup) MarkDone(ctx context.Context, id string, window time.Duration) error {
+	close(g.markSent)
+	return g.fakeDedup.MarkDone(ctx, id, window)
+}
+
+// gatedCache is a fakeCache whose Get signals and whose Put waits for the
+// done mark (or a slow store's delay) before storing.
+type gatedCache struct {
+	*fakeCache
+	lookupStarted chan struct{}
+	markSent      chan struct{} // nil: Put takes putDelay instead
+	putDelay      time.Duration
+	putAlone      atomic.Bool // a put gave up waiting for the done mark
+	once          atomic.Bool
+}
+
+func (g *gatedCache) Get(ctx context.Context, key string) (bool, error) {
+	if g.once.CompareAndSwap(false, true) {
+		close(g.lookupStarted)
+	}
+	return g.fakeCache.Get(ctx, key)
+}
+
+func (g *gatedCache) Put(ctx context.Context, key string, ttl time.Duration) error {
+	if g.markSent != nil {
+		select {
+		case <-g.markSent:
+		case <-time.After(pairWait):
+			g.putAlone.Store(true)
+		}
+	} else {
+		time.Sleep(g.putDelay)
+	}
+	return g.fakeCache.Put(ctx, key, ttl)
+}
+
+func (g *gatedCache) stored(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.keys[key]
+}
+
+// pairedBundle stacks Dedup(Processor(CachingExecutor)) with the gated
+// stores over one observer with actions a and b, Dedup given the cache.
+func pairedBundle(t *testing.T, putDelay time.Duration) (*decoratorBundle, *gatedDedup, *gatedCache) {
+	t.Helper()
+	lookup, mark := make(chan struct{}), make(chan struct{})
+	d := &gatedDedup{fakeDedup: newFakeDedup(), lookupStarted: lookup, markSent: mark}
+	c := &gatedCache{fakeCache: &fakeCache{keys: map[string]bool{}}, lookupStarted: lookup, putDelay: putDelay}
+	if putDelay == 0 {
+		c.markSent = mark
+	}
+	return buildDecorators(t, d, c, true), d, c
+}
+
+func TestDedupSendsLookupsWithTheClaimAndWritesWithTheDoneMark(t *testing.T) {
+	t.Parallel()
+	b, d, c := pairedBundle(t, 0)
+	ctx := t.Context()
+	run := b.proc.Start(ctx, decoratorRecord("p1"))
+	if _, done := b.proc.Step(ctx, run); !done {
+		t.Fatal("step not done")
+	}
+	if d.claimAlone.Load() {
+		t.Error("the claim went out before any cache lookup of the step had started")
+	}
+	b.proc.Finish(ctx, run)
+	waitMarks(b.proc)
+	if c.putAlone.Load() {
+		t.Error("the result writes were awaited before the done mark was sent")
+	}
+	// Once the mark returned, the writes are stored.
+	for _, act := range []string{"a", "b"} {
+		if !c.stored("p1:o:" + act) {
+			t.Errorf("Finish returned before the success of %s was stored", act)
+		}
+	}
+	if d.state("p1") != "done" || b.calls["a"].Load() != 1 || b.calls["b"].Load() != 1 {
+		t.Fatalf("state %q, calls a=%d b=%d", d.state("p1"), b.calls["a"].Load(), b.calls["b"].Load())
+	}
+}
+
+func TestDedupStepThatIsNotDoneStoresItsSuccessesBeforeReturning(t *testing.T) {
+	t.Parallel()
+	b, _, c := pairedBundle(t, 50*time.Millisecond)
+	ctx := t.Context()
+	b.failB.Store(1)
+	run := b.proc.Start(ctx, decoratorRecord("p2"))
+	if _, done := b.proc.Step(ctx, run); done {
+		t.Fatal("done although b failed")
+	}
+	// A nak follows at once: a redelivery elsewhere must find a's success.
+	if !c.stored("p2:o:a") {
+		t.Fatal("the step returned before a's success was stored")
+	}
+	b.proc.Abandon(ctx, run)
+	again := runToEnd(t, b.proc, decoratorRecord("p2"))
+	if b.calls["a"].Load() != 1 || again.Summary.CacheHits != 1 {
+		t.Fatalf("a ran %d times, cache hits %d", b.calls["a"].Load(), again.Summary.CacheHits)
+	}
+}
+
+func TestDedupPairedLookupUnusedWhenTheEventIsDone(t *testing.T) {
+	t.Parallel()
+	b, d, _ := pairedBundle(t, time.Millisecond)
+	ctx := t.Context()
+	if err := d.fakeDedup.MarkDone(ctx, "p3", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	run := runToEnd(t, b.proc, decoratorRecord("p3"))
+	if !run.Summary.DuplicateSkipped || b.calls["a"].Load()+b.calls["b"].Load() != 0 {
+		t.Fatalf("done event: skipped=%v calls=%d", run.Summary.DuplicateSkipped, b.calls["a"].Load()+b.calls["b"].Load())
+	}
+	if b.metrics.hits.Load()+b.metrics.misses.Load() != 0 {
+		t.Errorf("cache metrics counted for a skipped event: hits %d misses %d", b.metrics.hits.Load(), b.metrics.misses.Load())
+	}
+}
+
+// slowMarkDedup is a fakeDedup whose MarkDone waits for release.
+type slowMarkDedup struct {
+	*fakeDedup
+	release chan struct{}
+	claims  atomic.Int32
+	marking atomic.Int32
+}
+
+func (s *slowMarkDedup) Claim(ctx context.Context, id, token string, lease time.Duration) (ports.ClaimResult, error) {
+	s.claims.Add(1)
+	return s.fakeDedup.Claim(ctx, id, token, lease)
+}
+
+func (s *slowMarkDedup) MarkDone(ctx context.Context, id string, window time.Duration) error {
+	s.marking.Add(1)
+	<-s.release
+	return s.fakeDedup.MarkDone(ctx, id, window)
+}
+
+func TestDedupFinishSendsTheDoneMarkInTheBackground(t *testing.T) {
+	t.Parallel()
+	store := &slowMarkDedup{fakeDedup: newFakeDedup(), release: make(chan struct{})}
+	b := buildDecorators(t, store, &fakeCache{keys: map[string]bool{}}, true)
+	ctx := t.Context()
+	run := b.proc.Start(ctx, decoratorRecord("m1"))
+	if _, done := b.proc.Step(ctx, run); !done {
+		t.Fatal("step not done")
+	}
+	b.proc.Finish(ctx, run) // returns with the mark still on its way
+	eventually(t, "the done mark sent", func() bool { return store.marking.Load() == 1 })
+	if store.state("m1") == "done" {
+		t.Fatal("marked done before the store answered")
+	}
+	// Delivered again to this process meanwhile: no claim (it would be
+	// ours, and run the actions again) until the mark landed; then skipped.
+	claims := store.claims.Load()
+	again := b.proc.Start(ctx, decoratorRecord("m1"))
+	stepped := make(chan bool)
+	go func() {
+		_, done := b.proc.Step(ctx, again)
+		stepped <- done
+	}()
+	select {
+	case <-stepped:
+		t.Fatal("the redelivery stepped while the done mark was on its way")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if store.claims.Load() != claims {
+		t.Fatal("the redelivery claimed the event while its done mark was on its way")
+	}
+	close(store.release)
+	if done := <-stepped; !done || !again.Summary.DuplicateSkipped {
+		t.Fatalf("redelivery after the mark: done=%v skipped=%v", done, again.Summary.DuplicateSkipped)
+	}
+	if b.calls["a"].Load() != 1 || b.calls["b"].Load() != 1 {
+		t.Fatalf("actions ran a=%d b=%d, want once each", b.calls["a"].Load(), b.calls["b"].Load())
+	}
+}
+
+func TestDedupBoundsTheDoneMarksInFlight(t *testing.T) {
+	t.Parallel()
+	store := &slowMarkDedup{fakeDedup: newFakeDedup(), release: make(chan struct{})}
+	b := buildDecorators(t, store, &fakeCache{keys: map[string]bool{}}, true)
+	ctx := t.Context()
+	const bound = 1024 // application's maxPendingMarks
+	finish := func(id string) {
+		run := b.proc.Start(ctx, decoratorRecord(id))
+		if _, done := b.proc.Step(ctx, run); !done {
+			t.Error("step not done")
+		}
+		b.proc.Finish(ctx, run)
+	}
+	for i := range bound {
+		finish(fmt.Sprint("b", i))
+	}
+	over := make(chan struct{})
+	go func() { finish("over"); close(over) }()
+	select {
+	case <-over:
+		t.Fatal("a Finish beyond the bound did not wait for a place")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(store.release)
+	<-over
+	waitMarks(b.proc)
+	if store.state("over") != "done" || store.state("b0") != "done" {
+		t.Fatalf("after release: over=%q b0=%q", store.state("over"), store.state("b0"))
+	}
+}
