@@ -203,13 +203,6 @@ func decoratorRecord(id string) ports.Record {
 	return ports.Record{Event: domain.Event{ID: id, EventType: domain.EventInsert, EntityType: "Order", EntityID: "o-" + id, Data: map[string]any{}}}
 }
 
-// waitMarks waits for the done marks p sent in the background, if any.
-func waitMarks(p application.RunProcessor) {
-	if d, ok := p.(*application.Dedup); ok {
-		d.Wait()
-	}
-}
-
 // runToEnd drives a run like the scheduler does, stepping until done.
 func runToEnd(t *testing.T, p application.RunProcessor, rec ports.Record) *application.Run {
 	t.Helper()
@@ -219,7 +212,6 @@ func runToEnd(t *testing.T, p application.RunProcessor, rec ports.Record) *appli
 		next, done := p.Step(ctx, run)
 		if done {
 			p.Finish(ctx, run)
-			waitMarks(p)
 			return run
 		}
 		time.Sleep(max(time.Until(next), 0))

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -45,21 +44,7 @@ type Dedup struct {
 	store ports.Deduplicator
 	cfg   DedupConfig
 	open  *failOpen
-
-	// Done marks are sent in the background (Finish does not wait for the
-	// round trip), at most maxPendingMarks at a time; marking holds the
-	// events whose mark is on its way, so that this process never claims
-	// one again in between (another process sees the claim until the
-	// mark replaces it).
-	slots   chan struct{}
-	mu      sync.Mutex
-	marking map[string]chan struct{}
-	marks   sync.WaitGroup
 }
-
-// maxPendingMarks bounds the done marks (and the result writes they wait
-// for) in flight; Finish waits for a place beyond it.
-const maxPendingMarks = 1024
 
 var _ RunProcessor = (*Dedup)(nil)
 
@@ -89,8 +74,7 @@ func NewDedup(next RunProcessor, store ports.Deduplicator, cfg DedupConfig) (*De
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics, cfg.Now),
-		slots: make(chan struct{}, maxPendingMarks), marking: map[string]chan struct{}{}}, nil
+	return &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics, cfg.Now)}, nil
 }
 
 func state(run *Run) dedupState {
@@ -113,15 +97,6 @@ func (d *Dedup) Start(ctx context.Context, rec ports.Record) *Run { return d.nex
 func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 	if run.Record.Err != nil || run.Skipped || state(run) == dedupFailedOpen {
 		return d.next.Step(ctx, run)
-	}
-	if inFlight := d.markInFlight(run.Record.Event.ID); inFlight != nil {
-		// This process finished the event a moment ago: claim once the
-		// mark landed (the claim then says done).
-		select {
-		case <-inFlight:
-		case <-ctx.Done():
-			return d.cfg.Now(), false
-		}
 	}
 	// The due actions' cache lookups go out with the claim; they are used
 	// only if the claim is ours (a lookup before the claim sees what one
@@ -238,58 +213,19 @@ func every(ctx context.Context, interval time.Duration, f func()) (stop func()) 
 	}
 }
 
-// Finish marks the event done (unless it was a skipped duplicate), then
-// delegates. The mark and the last step's result writes are sent in the
-// background: the caller (the scheduler's checkpoint, the worker's ack)
-// does not wait for their round trip. Nothing depends on it: an acked
-// message or a checkpointed event is not delivered again, a redelivery
-// elsewhere finds this process's claim until the mark replaces it, and
-// this process waits for the mark before it claims the event again. A
-// mark that fails is reported (fail-open) as before; the claim then
-// expires after its lease, as when a synchronous mark failed.
+// Finish marks the event done (unless it was a skipped duplicate), waits
+// for the last step's result writes (sent before, so both travel
+// together), then delegates.
 func (d *Dedup) Finish(ctx context.Context, run *Run) {
 	puts := takePuts(run)
-	if run.Record.Err != nil || run.Skipped || state(run) == dedupUnclaimed {
-		puts.wait()
-		d.next.Finish(ctx, run)
-		return
-	}
-	id := run.Record.Event.ID
-	d.slots <- struct{}{} // places free as marks return: bounded by the store's timeout
-	done := make(chan struct{})
-	d.mu.Lock()
-	d.marking[id] = done
-	d.mu.Unlock()
-	mctx := context.WithoutCancel(ctx) // a shutdown still lets the mark land
-	d.marks.Go(func() {
-		defer func() {
-			d.mu.Lock()
-			if d.marking[id] == done {
-				delete(d.marking, id)
-			}
-			d.mu.Unlock()
-			close(done)
-			<-d.slots
-		}()
-		if err := d.store.MarkDone(mctx, id, d.cfg.Window); err != nil {
-			d.open.report(mctx, "mark done", err)
+	if run.Record.Err == nil && !run.Skipped && state(run) != dedupUnclaimed {
+		if err := d.store.MarkDone(ctx, run.Record.Event.ID, d.cfg.Window); err != nil {
+			d.open.report(ctx, "mark done", err)
 		}
-		puts.wait()
-	})
+	}
+	puts.wait()
 	d.next.Finish(ctx, run)
 }
-
-// markInFlight returns the channel closed when eventID's background done
-// mark returned, or nil.
-func (d *Dedup) markInFlight(eventID string) chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.marking[eventID]
-}
-
-// Wait returns once every done mark sent so far returned (bootstrap calls
-// it before closing the store).
-func (d *Dedup) Wait() { d.marks.Wait() }
 
 // Abandon releases the claim so a redelivery can take the event at once,
 // then delegates.

@@ -2,7 +2,6 @@ package application_test
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,11 +99,10 @@ func TestDedupSendsLookupsWithTheClaimAndWritesWithTheDoneMark(t *testing.T) {
 		t.Error("the claim went out before any cache lookup of the step had started")
 	}
 	b.proc.Finish(ctx, run)
-	waitMarks(b.proc)
 	if c.putAlone.Load() {
 		t.Error("the result writes were awaited before the done mark was sent")
 	}
-	// Once the mark returned, the writes are stored.
+	// Finish returns only once the writes are stored.
 	for _, act := range []string{"a", "b"} {
 		if !c.stored("p1:o:" + act) {
 			t.Errorf("Finish returned before the success of %s was stored", act)
@@ -148,95 +146,5 @@ func TestDedupPairedLookupUnusedWhenTheEventIsDone(t *testing.T) {
 	}
 	if b.metrics.hits.Load()+b.metrics.misses.Load() != 0 {
 		t.Errorf("cache metrics counted for a skipped event: hits %d misses %d", b.metrics.hits.Load(), b.metrics.misses.Load())
-	}
-}
-
-// slowMarkDedup is a fakeDedup whose MarkDone waits for release.
-type slowMarkDedup struct {
-	*fakeDedup
-	release chan struct{}
-	claims  atomic.Int32
-	marking atomic.Int32
-}
-
-func (s *slowMarkDedup) Claim(ctx context.Context, id, token string, lease time.Duration) (ports.ClaimResult, error) {
-	s.claims.Add(1)
-	return s.fakeDedup.Claim(ctx, id, token, lease)
-}
-
-func (s *slowMarkDedup) MarkDone(ctx context.Context, id string, window time.Duration) error {
-	s.marking.Add(1)
-	<-s.release
-	return s.fakeDedup.MarkDone(ctx, id, window)
-}
-
-func TestDedupFinishSendsTheDoneMarkInTheBackground(t *testing.T) {
-	t.Parallel()
-	store := &slowMarkDedup{fakeDedup: newFakeDedup(), release: make(chan struct{})}
-	b := buildDecorators(t, store, &fakeCache{keys: map[string]bool{}}, true)
-	ctx := t.Context()
-	run := b.proc.Start(ctx, decoratorRecord("m1"))
-	if _, done := b.proc.Step(ctx, run); !done {
-		t.Fatal("step not done")
-	}
-	b.proc.Finish(ctx, run) // returns with the mark still on its way
-	eventually(t, "the done mark sent", func() bool { return store.marking.Load() == 1 })
-	if store.state("m1") == "done" {
-		t.Fatal("marked done before the store answered")
-	}
-	// Delivered again to this process meanwhile: no claim (it would be
-	// ours, and run the actions again) until the mark landed; then skipped.
-	claims := store.claims.Load()
-	again := b.proc.Start(ctx, decoratorRecord("m1"))
-	stepped := make(chan bool)
-	go func() {
-		_, done := b.proc.Step(ctx, again)
-		stepped <- done
-	}()
-	select {
-	case <-stepped:
-		t.Fatal("the redelivery stepped while the done mark was on its way")
-	case <-time.After(100 * time.Millisecond):
-	}
-	if store.claims.Load() != claims {
-		t.Fatal("the redelivery claimed the event while its done mark was on its way")
-	}
-	close(store.release)
-	if done := <-stepped; !done || !again.Summary.DuplicateSkipped {
-		t.Fatalf("redelivery after the mark: done=%v skipped=%v", done, again.Summary.DuplicateSkipped)
-	}
-	if b.calls["a"].Load() != 1 || b.calls["b"].Load() != 1 {
-		t.Fatalf("actions ran a=%d b=%d, want once each", b.calls["a"].Load(), b.calls["b"].Load())
-	}
-}
-
-func TestDedupBoundsTheDoneMarksInFlight(t *testing.T) {
-	t.Parallel()
-	store := &slowMarkDedup{fakeDedup: newFakeDedup(), release: make(chan struct{})}
-	b := buildDecorators(t, store, &fakeCache{keys: map[string]bool{}}, true)
-	ctx := t.Context()
-	const bound = 1024 // application's maxPendingMarks
-	finish := func(id string) {
-		run := b.proc.Start(ctx, decoratorRecord(id))
-		if _, done := b.proc.Step(ctx, run); !done {
-			t.Error("step not done")
-		}
-		b.proc.Finish(ctx, run)
-	}
-	for i := range bound {
-		finish(fmt.Sprint("b", i))
-	}
-	over := make(chan struct{})
-	go func() { finish("over"); close(over) }()
-	select {
-	case <-over:
-		t.Fatal("a Finish beyond the bound did not wait for a place")
-	case <-time.After(100 * time.Millisecond):
-	}
-	close(store.release)
-	<-over
-	waitMarks(b.proc)
-	if store.state("over") != "done" || store.state("b0") != "done" {
-		t.Fatalf("after release: over=%q b0=%q", store.state("over"), store.state("b0"))
 	}
 }

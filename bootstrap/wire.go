@@ -102,15 +102,12 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 		if a.redis != nil {
 			store = redisadapter.NewDeduplicator(a.redis)
 		}
-		dedup, err := application.NewDedup(a.processor, store, application.DedupConfig{
+		if a.runProc, err = application.NewDedup(a.processor, store, application.DedupConfig{
 			Window: a.cfg.Redis.DedupWindow, Lease: a.cfg.Redis.DedupLease, Token: a.holder, Cache: caching,
 			Logger: a.logger, Metrics: a.metrics,
-		})
-		if err != nil {
+		}); err != nil {
 			return err
 		}
-		a.runProc = dedup
-		a.onClose(dedup.Wait) // closers run in reverse: before the Redis client closes
 	}
 	if a.tracer != nil {
 		if a.runProc, err = application.NewTracedProcessor(a.runProc, a.tracer); err != nil {
