@@ -32,16 +32,21 @@ import (
 // is bounded (a backlog, or 10s of steady inserts), so -benchtime 1x is
 // the useful setting.
 
-// benchRows is the backlog size of BenchmarkDrainBacklog.
-func benchRows(b *testing.B) int {
+// benchRows is the backlog size of BenchmarkDrainBacklog:
+// FRAISEQL_BENCH_ROWS (default 100000).
+func benchRows(b *testing.B) int { return benchEnvInt(b, "FRAISEQL_BENCH_ROWS", 100000) }
+
+// benchEnvInt reads the positive integer in the environment variable
+// name, or def when it is unset.
+func benchEnvInt(b *testing.B, name string, def int) int {
 	b.Helper()
-	v := os.Getenv("FRAISEQL_BENCH_ROWS")
+	v := os.Getenv(name)
 	if v == "" {
-		return 100000
+		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
-		b.Fatalf("FRAISEQL_BENCH_ROWS=%q is not a positive integer", v)
+		b.Fatalf("%s=%q is not a positive integer", name, v)
 	}
 	return n
 }
@@ -79,12 +84,19 @@ func benchConfig(bundle *testBundle, url string) config.Config {
 // waitCount waits until c has seen n requests, up to limit.
 func waitCount(b *testing.B, c *countingReceiver, n int64, limit time.Duration) {
 	b.Helper()
+	waitCounter(b, &c.n, n, limit, "delivered")
+}
+
+// waitCounter waits until counter reaches n, up to limit, polling every
+// 2ms; what names the events counted in the failure.
+func waitCounter(b *testing.B, counter *atomic.Int64, n int64, limit time.Duration, what string) {
+	b.Helper()
 	deadline := time.Now().Add(limit)
-	for c.n.Load() < n {
+	for counter.Load() < n {
 		if time.Now().After(deadline) {
-			b.Fatalf("only %d of %d events delivered within %s", c.n.Load(), n, limit)
+			b.Fatalf("only %d of %d events %s within %s", counter.Load(), n, what, limit)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -175,13 +187,7 @@ func BenchmarkDrainBacklogLog(b *testing.B) {
 		cpu0 := processCPU(b)
 		b.StartTimer()
 		app := bundle.start(b, cfg)
-		deadline := time.Now().Add(time.Duration(rows)*time.Millisecond + time.Minute)
-		for logged.Load() < int64(rows) {
-			if time.Now().After(deadline) {
-				b.Fatalf("only %d of %d events logged", logged.Load(), rows)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		waitCounter(b, &logged, int64(rows), time.Duration(rows)*time.Millisecond+time.Minute, "logged")
 		b.StopTimer()
 		cpu += processCPU(b) - cpu0
 
@@ -194,18 +200,7 @@ func BenchmarkDrainBacklogLog(b *testing.B) {
 
 // benchRate is the insert rate of BenchmarkCommitToDelivery:
 // FRAISEQL_BENCH_RATE rows/s (default 1000).
-func benchRate(b *testing.B) int {
-	b.Helper()
-	v := os.Getenv("FRAISEQL_BENCH_RATE")
-	if v == "" {
-		return 1000
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		b.Fatalf("FRAISEQL_BENCH_RATE=%q is not a positive integer", v)
-	}
-	return n
-}
+func benchRate(b *testing.B) int { return benchEnvInt(b, "FRAISEQL_BENCH_RATE", 1000) }
 
 // BenchmarkCommitToDelivery inserts FRAISEQL_BENCH_RATE rows/s (default
 // 1000) for 10s, one row per transaction, and measures for each event the

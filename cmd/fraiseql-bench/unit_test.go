@@ -298,17 +298,16 @@ func TestConfigValidates(t *testing.T) {
 	}
 }
 
-// TestReceiverCounts: duplicates, missing and unexpected events are
-// counted per phase, latencies come from t_ns, and the hammer counts
-// requests.
-func TestReceiverCounts(t *testing.T) {
-	t.Parallel()
+// testReceiver starts a receiver (closed with the test) and returns it
+// with a function that posts a body to it and expects 204.
+func testReceiver(t *testing.T) (*receiver, func(body string)) {
+	t.Helper()
 	r, err := startReceiver()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.close()
-	post := func(body string) {
+	t.Cleanup(r.close)
+	return r, func(body string) {
 		t.Helper()
 		resp, err := http.Post(r.URL, "application/json", strings.NewReader(body))
 		if err != nil {
@@ -319,6 +318,14 @@ func TestReceiverCounts(t *testing.T) {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 	}
+}
+
+// TestReceiverCounts: duplicates, missing and unexpected events are
+// counted per phase, latencies come from t_ns, and the hammer counts
+// requests.
+func TestReceiverCounts(t *testing.T) {
+	t.Parallel()
+	r, post := testReceiver(t)
 	post(`{"id":"old","data":{}}`)
 	r.reset() // a new phase forgets the old one
 	sent := time.Now().Add(-5 * time.Millisecond).UnixNano()
@@ -356,22 +363,7 @@ func TestReceiverCounts(t *testing.T) {
 // its events.
 func TestReceiverBatches(t *testing.T) {
 	t.Parallel()
-	r, err := startReceiver()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	post := func(body string) {
-		t.Helper()
-		resp, err := http.Post(r.URL, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			t.Fatalf("status %d", resp.StatusCode)
-		}
-	}
+	r, post := testReceiver(t)
 	now := time.Now()
 	ev := func(id string, ago time.Duration) string {
 		return fmt.Sprintf(`{"id":%q,"event_type":"INSERT","entity_type":"Order","data":{"t_ns":%d,"type":"x"}}`, id, now.Add(-ago).UnixNano())
