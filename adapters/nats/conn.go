@@ -330,11 +330,29 @@ func (c *Conn) EnsureStream(ctx context.Context) error {
 		Replicas:   s.Replicas,
 		Discard:    jetstream.DiscardOld,
 	}
-	if _, err := c.js.CreateOrUpdateStream(ctx, sc); err != nil {
-		return interpretError("ensure stream "+s.Name, err)
+	// A server-side failure (API code 5xx: the server could not create the
+	// stream's store, say while it removes an account directory another
+	// client just emptied) is retried a few times before it is an error.
+	var err error
+	for attempt := 1; ; attempt++ {
+		if _, err = c.js.CreateOrUpdateStream(ctx, sc); err == nil {
+			return nil
+		}
+		var api *jetstream.APIError
+		if attempt == ensureStreamAttempts || !errors.As(err, &api) || api.Code < 500 {
+			return interpretError("ensure stream "+s.Name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return interpretError("ensure stream "+s.Name, err)
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
 	}
-	return nil
 }
+
+// ensureStreamAttempts bounds the attempts of EnsureStream on server-side
+// failures.
+const ensureStreamAttempts = 4
 
 // StreamSettings reads the stream's settings back from the server, in the
 // terms of StreamConfig (unlimited reads as 0). A missing stream wraps
