@@ -333,19 +333,34 @@ func (c *Conn) EnsureStream(ctx context.Context) error {
 	// A server-side failure (API code 5xx: the server could not create the
 	// stream's store, say while it removes an account directory another
 	// client just emptied) is retried a few times before it is an error.
-	var err error
+	err := retryServerErrors(ctx, ensureStreamAttempts, 200*time.Millisecond, func() error {
+		_, err := c.js.CreateOrUpdateStream(ctx, sc)
+		return err
+	})
+	if err != nil {
+		return interpretError("ensure stream "+s.Name, err)
+	}
+	return nil
+}
+
+// retryServerErrors runs f up to attempts times while it fails with a
+// JetStream API error of code 500 or above, pausing pause × the attempt
+// number between tries; it returns f's last error (or ctx's end, with
+// that error, during a pause).
+func retryServerErrors(ctx context.Context, attempts int, pause time.Duration, f func() error) error {
 	for attempt := 1; ; attempt++ {
-		if _, err = c.js.CreateOrUpdateStream(ctx, sc); err == nil {
+		err := f()
+		if err == nil {
 			return nil
 		}
 		var api *jetstream.APIError
-		if attempt == ensureStreamAttempts || !errors.As(err, &api) || api.Code < 500 {
-			return interpretError("ensure stream "+s.Name, err)
+		if attempt >= attempts || !errors.As(err, &api) || api.Code < 500 {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return interpretError("ensure stream "+s.Name, err)
-		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			return err
+		case <-time.After(time.Duration(attempt) * pause):
 		}
 	}
 }
