@@ -446,12 +446,7 @@ func TestDedupClaimHeartbeatsWhileAnActionRuns(t *testing.T) {
 			return nil // a concurrent run: counted, and over at once
 		}
 		started <- struct{}{}
-		select { // an action far longer than the lease
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return untilReleased(ctx, release) // an action far longer than the lease
 	})
 	replica := func(token string) application.RunProcessor {
 		proc := newProcessor(t, []domain.Observer{observer("obs", "*", "act")}, exec, memory.NewDeadLetters(nil), application.ProcessorConfig{})

@@ -24,6 +24,25 @@ var errBoom = errors.New("boom")
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// untilReleased waits until release is closed (nil) or ctx ends (its
+// error): an action that hangs until the test lets it go.
+func untilReleased(ctx context.Context, release <-chan struct{}) error {
+	select {
+	case <-release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// blockedUntil is an executor whose every action waits until release is
+// closed or its context ends.
+func blockedUntil(release <-chan struct{}) ports.ActionExecutorFunc {
+	return func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		return untilReleased(ctx, release)
+	}
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()

@@ -373,14 +373,7 @@ func TestReaderMaxInFlight(t *testing.T) {
 			t.Parallel()
 			src, cps := newMemorySource(t), memory.NewCheckpoints()
 			release := make(chan struct{})
-			exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
-				select {
-				case <-release:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			})
+			exec := blockedUntil(release)
 			p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec,
 				reader: application.ReaderConfig{MaxInFlight: tt.maxInFlight, BatchSize: 10}})
 			var entities []string
@@ -427,14 +420,7 @@ func TestReaderMaxInFlightBytes(t *testing.T) {
 	}
 	size := first.Records[0].Size
 	release := make(chan struct{})
-	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	exec := blockedUntil(release)
 	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec,
 		reader: application.ReaderConfig{MaxInFlightBytes: 3 * size, BatchSize: 10}})
 	runInBackground(t, p.reader.Run)
@@ -736,14 +722,7 @@ func TestReaderStates(t *testing.T) {
 	t.Parallel()
 	clock := newClock()
 	release := make(chan struct{})
-	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	exec := blockedUntil(release)
 	src, cps := newMemorySource(t), memory.NewCheckpoints()
 	proc := newProcessor(t, []domain.Observer{observer("obs", "*", "act")}, exec, memory.NewDeadLetters(nil), application.ProcessorConfig{})
 	sched, err := application.NewScheduler(proc, application.SchedulerConfig{Logger: discardLogger()})

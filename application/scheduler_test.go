@@ -150,11 +150,7 @@ func TestSchedulerEntitiesRunConcurrently(t *testing.T) {
 	release := make(chan struct{})
 	exec, calls := recording(func(ctx context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
 		if ev.EntityID == "A" {
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return untilReleased(ctx, release)
 		}
 		return nil
 	})
@@ -283,12 +279,7 @@ func TestSchedulerMaxConcurrent(t *testing.T) {
 				defer running.Add(-1)
 				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 				}
-				select {
-				case <-release:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+				return untilReleased(ctx, release)
 			})
 			b := setupScheduler(t, schedSetup{exec: exec, cfg: application.SchedulerConfig{MaxConcurrent: limit}})
 			runInBackground(t, b.sched.Run)
@@ -342,12 +333,7 @@ func TestSchedulerShutdown(t *testing.T) {
 			exec, calls := recording(func(ctx context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
 				switch ev.EntityID {
 				case "A": // in flight at shutdown, completes once released
-					select {
-					case <-release:
-						return nil
-					case <-ctx.Done():
-						return ctx.Err()
-					}
+					return untilReleased(ctx, release)
 				case "B": // waiting for a retry at shutdown
 					return domain.Transient(errBoom, 0)
 				case "C": // in flight at shutdown, never completes by itself

@@ -211,15 +211,7 @@ func TestLostTermStopsItsActionsAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, cps := newMemorySource(t), memory.NewCheckpoints()
-	reader, err := application.NewReader(src, cps, sched, application.ReaderConfig{CheckpointInterval: 5 * time.Millisecond, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lease := &lossyLease{mem: memory.NewLease(nil)}
-	run := runInBackground(t, func(ctx context.Context) error {
-		return application.RunWithLease(ctx, lease, leaseConfig("me", 300*time.Millisecond), reader.Run)
-	})
+	src, cps, _, lease, run := underLossyLease(t, sched)
 	appendEvents(t, src, "a")
 	eventually(t, "the action running", func() bool { return calls.Load() == 1 })
 	lease.lost.Store(true)
@@ -233,6 +225,22 @@ func TestLostTermStopsItsActionsAtOnce(t *testing.T) {
 	if err := run.Stop(t); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// underLossyLease runs a reader of a new memory source into handler, under
+// a lossy lease (TTL 300ms), until the test ends.
+func underLossyLease(t *testing.T, handler application.Handler) (*memory.Source, *memory.Checkpoints, *application.Reader, *lossyLease, *background) {
+	t.Helper()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	reader, err := application.NewReader(src, cps, handler, application.ReaderConfig{CheckpointInterval: 5 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := &lossyLease{mem: memory.NewLease(nil)}
+	run := runInBackground(t, func(ctx context.Context) error {
+		return application.RunWithLease(ctx, lease, leaseConfig("me", 300*time.Millisecond), reader.Run)
+	})
+	return src, cps, reader, lease, run
 }
 
 // hangingPublisher never acknowledges: every publication stays
@@ -253,15 +261,7 @@ func TestLostTermStopsTheBridgeAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, cps := newMemorySource(t), memory.NewCheckpoints()
-	reader, err := application.NewReader(src, cps, bridge, application.ReaderConfig{CheckpointInterval: 5 * time.Millisecond, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lease := &lossyLease{mem: memory.NewLease(nil)}
-	run := runInBackground(t, func(ctx context.Context) error {
-		return application.RunWithLease(ctx, lease, leaseConfig("me", 300*time.Millisecond), reader.Run)
-	})
+	src, _, reader, lease, run := underLossyLease(t, bridge)
 	appendEvents(t, src, "a")
 	eventually(t, "the publication outstanding", func() bool { return pub.published.Load() == 1 })
 	lease.lost.Store(true)

@@ -247,12 +247,7 @@ func drainBatched(b *testing.B, maxEvents int) {
 			events.Add(n)
 			w.WriteHeader(http.StatusNoContent)
 		}))
-		if _, err := bundle.pool.Exec(b.Context(), `INSERT INTO core.tb_entity_change_log
-			(object_type, modification_type, object_id, object_data)
-			SELECT 'Order', 'INSERT', gen_random_uuid(), jsonb_build_object('n', g, 'status', 'new')
-			FROM generate_series(1, $1::int) AS g`, rows); err != nil {
-			b.Fatalf("insert backlog: %v", err)
-		}
+		insertBacklog(b, bundle.pool, rows)
 		cfg := benchConfig(bundle, srv.URL+"/hook")
 		if maxEvents > 0 {
 			cfg.Observers[0].Actions[0].Batch = &config.BatchConfig{MaxEvents: &maxEvents}

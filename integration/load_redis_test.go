@@ -51,7 +51,7 @@ func drainBacklog(b *testing.B, rows int, withRedis bool) time.Duration {
 	recv := &countingReceiver{}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
-	fillBacklog(b, bundle, rows)
+	insertBacklog(b, bundle.pool, rows)
 	cfg := benchConfig(bundle, srv.URL+"/hook")
 	if withRedis {
 		newRedisEnv(b, "").configure(&cfg)

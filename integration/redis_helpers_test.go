@@ -194,18 +194,6 @@ func (b *testBundle) insertKeyed(t testing.TB, entity, key string) string {
 	return id
 }
 
-// fillBacklog writes n INSERT rows of entity Order, one entity each, in
-// one statement.
-func fillBacklog(tb testing.TB, b *testBundle, n int) {
-	tb.Helper()
-	if _, err := b.pool.Exec(tb.Context(), `INSERT INTO core.tb_entity_change_log
-		(object_type, modification_type, object_id, object_data)
-		SELECT 'Order', 'INSERT', gen_random_uuid(), jsonb_build_object('n', g, 'status', 'new')
-		FROM generate_series(1, $1::int) AS g`, n); err != nil {
-		tb.Fatalf("insert backlog: %v", err)
-	}
-}
-
 // ---------------------------------------------------------------- subprocess
 
 // redisServiceConfig writes a postgres-redis config file for `run`; the

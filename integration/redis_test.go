@@ -149,7 +149,7 @@ func TestRedisSIGKILLMidStream(t *testing.T) {
 	env := cliEnv("FRAISEQL_DATABASE_URL="+b.dbURL, "FRAISEQL_REDIS_URL="+rd.url, "FRAISEQL_REDIS_KEY_PREFIX="+rd.prefix)
 
 	svc1 := startRedisService(t, env, file)
-	fillBacklog(t, b, events)
+	insertBacklog(t, b.pool, events)
 	ids := b.eventIDs(t)
 	waitFor(t, "half of the events delivered", func() bool { return len(recv.delivered()) >= events/2 })
 	inFlight := recv.inFlight()
