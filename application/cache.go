@@ -87,10 +87,15 @@ func (c *CachingExecutor) Execute(ctx context.Context, ev *domain.Event, obs *do
 		sc.put(ctx, key)
 		return nil
 	}
+	c.store(ctx, key)
+	return nil
+}
+
+// store records key's success; a failure is reported and fails open.
+func (c *CachingExecutor) store(ctx context.Context, key string) {
 	if err := c.cache.Put(ctx, key, c.cfg.TTL); err != nil {
 		c.open.report(ctx, "put", err)
 	}
-	return nil
 }
 
 // stepCache is the result-cache traffic of one Dedup step: the lookups of
@@ -159,12 +164,7 @@ func (sc *stepCache) get(ctx context.Context, cache ports.ResultCache, key strin
 
 // put stores key's success without making the caller wait; wait waits.
 func (sc *stepCache) put(ctx context.Context, key string) {
-	c := sc.owner
-	sc.puts.Go(func() {
-		if err := c.cache.Put(ctx, key, c.cfg.TTL); err != nil {
-			c.open.report(ctx, "put", err)
-		}
-	})
+	sc.puts.Go(func() { sc.owner.store(ctx, key) })
 }
 
 // wait returns once every put of the step returned; nil-safe.
@@ -183,8 +183,8 @@ func dueResultKeys(run *Run, now time.Time) []string {
 	}
 	var keys []string
 	for _, t := range run.tasks {
-		if t.finished || t.park || t.lastErr != nil || now.Before(t.due) {
-			continue
+		if !t.dueAt(now) || t.lastErr != nil {
+			continue // not taken up, or taken up to be dead-lettered
 		}
 		keys = append(keys, ResultKey(run.Event(), t.obs, t.act))
 	}

@@ -197,7 +197,7 @@ func (p *Processor) Step(ctx context.Context, run *Run) (time.Time, bool) {
 		return p.parkInvalid(ctx, run)
 	}
 	for _, t := range run.tasks {
-		if t.finished || t.park || p.cfg.Now().Before(t.due) {
+		if !t.dueAt(p.cfg.Now()) {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -211,6 +211,12 @@ func (p *Processor) Step(ctx context.Context, run *Run) (time.Time, bool) {
 	}
 	p.parkMarked(ctx, run)
 	return p.next(run)
+}
+
+// dueAt reports whether a Step at now takes t up: unfinished, not marked
+// for parking, and due.
+func (t *task) dueAt(now time.Time) bool {
+	return !t.finished && !t.park && !now.Before(t.due)
 }
 
 func (p *Processor) next(run *Run) (time.Time, bool) {
