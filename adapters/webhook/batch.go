@@ -26,7 +26,7 @@ func (e *Executor) BatchBody(ctx context.Context, ev *domain.Event, obs *domain.
 	}
 	body, err := e.body(ctx, ev, obs, act)
 	if err != nil {
-		method, target, terr := requestTarget(act)
+		method, target, terr := e.requestTarget(act)
 		if terr != nil {
 			return nil, terr
 		}
@@ -57,7 +57,7 @@ func (e *Executor) ExecuteBatch(ctx context.Context, b ports.ActionBatch) error 
 	if len(b.Events) == 0 {
 		return domain.Permanent(errors.New("webhook: empty batch"))
 	}
-	method, target, err := requestTarget(b.Action)
+	method, target, err := e.requestTarget(b.Action)
 	if err != nil {
 		return err
 	}

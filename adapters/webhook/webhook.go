@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -60,10 +61,14 @@ type Config struct {
 // Executor runs webhook actions. Safe for concurrent use.
 type Executor struct {
 	client    *http.Client
+	transport http.RoundTripper // client's: requests go straight to it (no redirects are followed)
 	logger    *slog.Logger
-	userAgent string
+	userAgent []string // the User-Agent header's value, shared by every request
 	now       func() time.Time
 	propagate func(ctx context.Context, h http.Header)
+	targets   memo[string, parsedURL] // raw URL → parsed, per configured URL
+	ids       memo[idKey, string]     // observer/action → webhook-id suffix
+	keys      memo[string, []byte]    // signing secret → HMAC key
 }
 
 var _ ports.ActionExecutor = (*Executor)(nil)
@@ -80,12 +85,14 @@ func NewExecutor(cfg Config, logger *slog.Logger) (*Executor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	client := httpguard.NewClient(cfg.Policy, httpguard.ClientConfig{
+		MaxIdleConnsPerHost: cmp.Or(cfg.MaxIdleConnsPerHost, 64),
+	})
 	return &Executor{
-		client: httpguard.NewClient(cfg.Policy, httpguard.ClientConfig{
-			MaxIdleConnsPerHost: cmp.Or(cfg.MaxIdleConnsPerHost, 64),
-		}),
+		client:    client,
+		transport: client.Transport,
 		logger:    logger,
-		userAgent: cfg.UserAgent,
+		userAgent: []string{cfg.UserAgent},
 		now:       cfg.Now,
 		propagate: cfg.Propagate,
 	}, nil
@@ -134,7 +141,7 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 			Events: []ports.BatchEvent{{Event: ev, Body: body}},
 		})
 	}
-	method, target, err := requestTarget(act)
+	method, target, err := e.requestTarget(act)
 	if err != nil {
 		return err
 	}
@@ -142,20 +149,20 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 	}
-	return e.deliver(ctx, act, method, target, MessageID(ev.ID, observerName(obs), act.Name), body)
+	return e.deliver(ctx, act, method, target, ev.ID+"."+e.idSuffix(observerName(obs), act.Name), body)
 }
 
 // requestTarget returns act's method and what messages may show of its URL.
-func requestTarget(act *domain.Action) (method, target string, err error) {
+func (e *Executor) requestTarget(act *domain.Action) (method, target string, err error) {
 	method = cmp.Or(strings.ToUpper(act.Webhook.Method), http.MethodPost)
-	target, err = targetOf(method, act.Webhook.URL, act.Name)
-	return method, target, err
+	p, err := e.parse(method, act.Webhook.URL, act.Name)
+	return method, p.target, err
 }
 
 // deliver sends body with act's headers, signed with webhook-id id.
 func (e *Executor) deliver(ctx context.Context, act *domain.Action, method, target, id string, body []byte) error {
 	wh := act.Webhook
-	err := e.send(ctx, method, wh.URL, target, body, wh.Timeout, func(req *http.Request) error {
+	err := e.send(ctx, method, wh.URL, target, body, wh.Timeout, len(wh.Headers)+len(wh.SecretHeaders), func(req *http.Request) error {
 		for _, headers := range []map[string]string{wh.Headers, wh.SecretHeaders} {
 			for k, v := range headers {
 				if strings.EqualFold(k, "Host") {
@@ -221,45 +228,127 @@ func redactEcho(err error, wh *domain.WebhookAction) {
 // classifies the answer as Execute does. Actions that speak HTTP without
 // being webhooks (slack) use it.
 func (e *Executor) Post(ctx context.Context, rawURL string, body []byte, timeout time.Duration) error {
-	target, err := targetOf(http.MethodPost, rawURL, "")
+	p, err := e.parse(http.MethodPost, rawURL, "")
 	if err != nil {
 		return err
 	}
-	return e.send(ctx, http.MethodPost, rawURL, target, body, timeout, nil)
+	return e.send(ctx, http.MethodPost, rawURL, p.target, body, timeout, 0, nil)
 }
 
-// targetOf checks rawURL and returns what messages may show of it: scheme,
-// host and port. Its path (a Slack webhook's credential), query, user
-// information and fragment may hold secrets and stay out of every error.
-func targetOf(method, rawURL, action string) (string, error) {
+// parsedURL is a checked request URL and what messages may show of it.
+type parsedURL struct {
+	url    *url.URL // shared: copied before a request uses it
+	target string
+}
+
+// parse checks rawURL (once per URL: the result is kept) and returns it
+// parsed with what messages may show of it.
+func (e *Executor) parse(method, rawURL, action string) (parsedURL, error) {
+	p, ok := e.targets.get(rawURL)
+	if !ok {
+		u, target, err := targetOf(method, rawURL, action)
+		if err != nil {
+			return parsedURL{}, err
+		}
+		p = parsedURL{url: u, target: target}
+		e.targets.put(rawURL, p)
+	}
+	return p, nil
+}
+
+// targetOf checks rawURL and returns it parsed with what messages may show
+// of it: scheme, host and port. Its path (a Slack webhook's credential),
+// query, user information and fragment may hold secrets and stay out of
+// every error.
+func targetOf(method, rawURL, action string) (*url.URL, string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// url.Parse errors quote the whole URL, which may hold a token.
-		return "", domain.Permanent(fmt.Errorf("webhook: action %q: invalid url", action))
+		return nil, "", domain.Permanent(fmt.Errorf("webhook: action %q: invalid url", action))
 	}
 	target := u.Scheme + "://" + u.Host
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return "", domain.Permanent(fmt.Errorf("webhook: %s %s: url must be absolute http or https", method, target))
+		return nil, "", domain.Permanent(fmt.Errorf("webhook: %s %s: url must be absolute http or https", method, target))
 	}
-	return target, nil
+	return u, target, nil
+}
+
+// validMethod reports whether method is an HTTP token (RFC 9110 5.6.2),
+// as http.NewRequest requires.
+func validMethod(method string) bool {
+	if method == "" {
+		return false
+	}
+	for i := range len(method) {
+		c := method[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// contentTypeJSON is the Content-Type header's value, shared by every
+// request (nothing writes into a request's header values).
+var contentTypeJSON = []string{"application/json"}
+
+// newRequest builds the request without parsing rawURL again: the parsed
+// URL is copied, the header map sized for the headers a webhook sets.
+func (e *Executor) newRequest(ctx context.Context, method, rawURL string, body []byte, extraHeaders int) (*http.Request, error) {
+	p, ok := e.targets.get(rawURL)
+	if !ok { // not through parse (a caller that checked nothing): parse now
+		var err error
+		if p, err = e.parse(method, rawURL, ""); err != nil {
+			return nil, err
+		}
+	}
+	if !validMethod(method) {
+		return nil, domain.Permanent(fmt.Errorf("webhook: %s %s: build request: invalid method %q", method, p.target, method))
+	}
+	u := *p.url
+	h := make(http.Header, 8+extraHeaders)
+	h["User-Agent"] = e.userAgent
+	h["Content-Type"] = contentTypeJSON
+	req := &http.Request{
+		Method:        method,
+		URL:           &u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		ContentLength: int64(len(body)),
+		Host:          strings.TrimSuffix(u.Host, ":"), // as http.NewRequest: an empty port dropped
+	}
+	if len(body) == 0 {
+		req.Body, req.GetBody = http.NoBody, nil
+	}
+	if u.User != nil { // as http.Client does; a configured Authorization header replaces it
+		password, _ := u.User.Password()
+		req.SetBasicAuth(u.User.Username(), password)
+	}
+	return req.WithContext(ctx), nil
 }
 
 // send makes the request (prepare adds headers) and classifies the answer:
 // nil for 2xx; transient for 408, 429, 5xx, timeouts and network errors
 // (with Retry-After); permanent for other statuses and refused addresses.
-func (e *Executor) send(ctx context.Context, method, rawURL, target string, body []byte, timeout time.Duration, prepare func(*http.Request) error) error {
+// extraHeaders is how many headers prepare adds (a size hint).
+func (e *Executor) send(ctx context.Context, method, rawURL, target string, body []byte, timeout time.Duration, extraHeaders int, prepare func(*http.Request) error) error {
 	reqCtx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		reqCtx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(reqCtx, method, rawURL, bytes.NewReader(body))
+	req, err := e.newRequest(reqCtx, method, rawURL, body, extraHeaders)
 	if err != nil {
-		return domain.Permanent(fmt.Errorf("webhook: %s %s: build request: %w", method, target, unwrapURLError(err)))
+		return err
 	}
-	req.Header.Set("User-Agent", e.userAgent)
-	req.Header.Set("Content-Type", "application/json")
 	if e.propagate != nil {
 		e.propagate(ctx, req.Header)
 	}
@@ -269,7 +358,9 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 		}
 	}
 
-	resp, err := e.client.Do(req) //nolint:bodyclose // drainAndClose below closes it
+	// Straight to the transport: the client would only add redirects (not
+	// followed), cookies (none) and copies of the request.
+	resp, err := e.transport.RoundTrip(req) //nolint:bodyclose // drainAndClose below closes it
 	if err != nil {
 		err = unwrapURLError(err)
 		switch {
@@ -286,7 +377,9 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	var snippet []byte
 	if !ok || ports.WantsResponse(ctx) {
-		snippet, _ = io.ReadAll(io.LimitReader(resp.Body, max(maxErrorBody, ports.MaxResponseSnippet)))
+		if resp.ContentLength != 0 { // 0: known empty (a 204, or Content-Length: 0)
+			snippet, _ = io.ReadAll(io.LimitReader(resp.Body, max(maxErrorBody, ports.MaxResponseSnippet)))
+		}
 		ports.NoteResponse(ctx, resp.StatusCode, snippet) // for the delivery log
 	}
 	if ok {
@@ -335,21 +428,27 @@ func (e *Executor) body(ctx context.Context, ev *domain.Event, obs *domain.Obser
 // receiver rotating its secret verifies with either.
 func (e *Executor) sign(h http.Header, id string, act *domain.Action, body []byte) error {
 	ts := strconv.FormatInt(e.now().Unix(), 10)
-	h.Set("webhook-id", id)
-	h.Set("webhook-timestamp", ts)
+	// Canonical keys written directly: what Header.Set does, without
+	// canonicalising the names again for every request.
+	h["Webhook-Id"] = []string{id}
+	h["Webhook-Timestamp"] = []string{ts}
 	if len(act.Webhook.SigningSecrets) == 0 {
-		h.Del("webhook-signature")
+		delete(h, "Webhook-Signature")
 		return nil
 	}
 	keys := make([][]byte, len(act.Webhook.SigningSecrets))
 	for i, secret := range act.Webhook.SigningSecrets {
-		key, err := ParseSigningSecret(secret)
-		if err != nil {
-			return fmt.Errorf("signing secret %d of %d: %w", i+1, len(keys), err)
+		key, ok := e.keys.get(secret)
+		if !ok {
+			var err error
+			if key, err = ParseSigningSecret(secret); err != nil {
+				return fmt.Errorf("signing secret %d of %d: %w", i+1, len(keys), err)
+			}
+			e.keys.put(secret, key)
 		}
 		keys[i] = key
 	}
-	h.Set("webhook-signature", signature(keys, id, ts, body))
+	h["Webhook-Signature"] = []string{signature(keys, id, ts, body)}
 	return nil
 }
 
@@ -376,8 +475,58 @@ func signature(keys [][]byte, id, ts string, body []byte) string {
 // MessageID is the webhook-id of an action's delivery of an event: stable
 // across retries, distinct between actions of the same event.
 func MessageID(eventID, observer, action string) string {
+	return eventID + "." + messageIDSuffix(observer, action)
+}
+
+// messageIDSuffix is the part of MessageID after the event id.
+func messageIDSuffix(observer, action string) string {
 	sum := sha256.Sum256([]byte(observer + "/" + action))
-	return eventID + "." + hex.EncodeToString(sum[:])[:12]
+	return hex.EncodeToString(sum[:6])
+}
+
+// idKey names an observer's action.
+type idKey struct{ observer, action string }
+
+// idSuffix is messageIDSuffix, computed once per observer and action.
+func (e *Executor) idSuffix(observer, action string) string {
+	k := idKey{observer, action}
+	s, ok := e.ids.get(k)
+	if !ok {
+		s = messageIDSuffix(observer, action)
+		e.ids.put(k, s)
+	}
+	return s
+}
+
+// memoLimit bounds each of an Executor's memos: the values come from
+// configuration (URLs, secrets, observer and action names), which a reload
+// may change; past the limit a value is computed each time.
+const memoLimit = 1024
+
+// memo is a bounded map of values computed from configuration. Safe for
+// concurrent use; the zero memo is empty.
+type memo[K comparable, V any] struct {
+	mu sync.RWMutex
+	m  map[K]V
+}
+
+func (c *memo[K, V]) get(k K) (V, bool) {
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	return v, ok
+}
+
+func (c *memo[K, V]) put(k K, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= memoLimit {
+		return
+	}
+	if c.m == nil {
+		c.m = make(map[K]V)
+	}
+	c.m[k] = v
 }
 
 // ErrInvalidSigningSecret is wrapped by ParseSigningSecret's errors.

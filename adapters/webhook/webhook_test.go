@@ -320,6 +320,48 @@ func TestExecuteMethodAndHeaders(t *testing.T) {
 	}
 }
 
+// TestExecuteRequestTarget covers what the request takes from the URL:
+// user information sent as basic auth (a configured Authorization header
+// wins), an empty port, a custom method token, and URLs past the
+// executor's memo of parsed URLs still reaching their own path.
+func TestExecuteRequestTarget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, webhook.Config{})
+	userURL := strings.Replace(b.srv.URL, "http://", "http://alice:s3cr%40t@", 1) + "/u"
+	if err := b.exec.Execute(t.Context(), newEvent(), testObserver, newAction(userURL, nil)); err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:s3cr@t"))
+	if req := b.next(t); req.Header.Get("Authorization") != want || req.Path != "/u" {
+		t.Errorf("Authorization = %q on %s, want %q on /u", req.Header.Get("Authorization"), req.Path, want)
+	}
+	act := newAction(userURL, func(wh *domain.WebhookAction) { wh.Headers = map[string]string{"Authorization": "Bearer t"} })
+	if err := b.exec.Execute(t.Context(), newEvent(), testObserver, act); err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	if got := b.next(t).Header.Get("Authorization"); got != "Bearer t" {
+		t.Errorf("Authorization = %q, want the configured header", got)
+	}
+
+	act = newAction(b.srv.URL+"/p", func(wh *domain.WebhookAction) { wh.Method = "purge" })
+	if err := b.exec.Execute(t.Context(), newEvent(), testObserver, act); err != nil {
+		t.Fatalf("Execute PURGE: %v", err)
+	}
+	if req := b.next(t); req.Method != "PURGE" {
+		t.Errorf("method = %q, want PURGE", req.Method)
+	}
+
+	for i := range 1100 { // more distinct URLs than the executor keeps parsed
+		path := "/n" + strconv.Itoa(i)
+		if err := b.exec.Execute(t.Context(), newEvent(), testObserver, newAction(b.srv.URL+path, nil)); err != nil {
+			t.Fatalf("Execute %s: %v", path, err)
+		}
+		if req := b.next(t); req.Path != path {
+			t.Fatalf("request %d went to %s, want %s", i, req.Path, path)
+		}
+	}
+}
+
 // secretOf is the whsec_ form of key.
 func secretOf(key []byte) string { return "whsec_" + base64.StdEncoding.EncodeToString(key) }
 
@@ -750,6 +792,8 @@ func TestExecuteInvalidConfig(t *testing.T) {
 		{"relative url", newAction("/hook", nil)},
 		{"ftp url", newAction("ftp://127.0.0.1/x", nil)},
 		{"bad method", newAction(b.srv.URL, func(wh *domain.WebhookAction) { wh.Method = "BAD METHOD" })},
+		{"method with a slash", newAction(b.srv.URL, func(wh *domain.WebhookAction) { wh.Method = "GET/1" })},
+		{"method not ascii", newAction(b.srv.URL, func(wh *domain.WebhookAction) { wh.Method = "PÜT" })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
