@@ -254,7 +254,12 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 		pending, weight := tr.load()
 		r.cfg.Metrics.InFlight(pending)
 		room, roomBytes := r.cfg.MaxInFlight-pending, r.cfg.MaxInFlightBytes-weight
-		if room <= 0 || roomBytes <= 0 {
+		if room <= 0 || roomBytes <= 0 || pending > 0 && (room < r.lowRoom() || roomBytes < r.cfg.MaxInFlightBytes/8) {
+			// Full, or nearly: wait for room for half a batch (and an
+			// eighth of the byte bound) while work is in flight. Reading
+			// as each event finishes read a handful of rows per query
+			// when the actions were the bottleneck: the reads' cost went
+			// up as the throughput went down.
 			select {
 			case <-ctx.Done():
 			case <-tr.freed:
@@ -304,6 +309,10 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 		}
 	}
 }
+
+// lowRoom is the free room, in events, below which the reader waits for
+// more before reading while work is in flight: half a batch.
+func (r *Reader) lowRoom() int { return max(1, min(r.cfg.BatchSize, r.cfg.MaxInFlight)/2) }
 
 // reportStall logs when the reader becomes stalled, and when it moves
 // again; it returns whether it is stalled now.

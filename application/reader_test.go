@@ -401,6 +401,65 @@ func TestReaderMaxInFlight(t *testing.T) {
 	}
 }
 
+// TestReaderReadsHalfABatchWhenFull: at the in-flight bound, the reader
+// waits until half a batch of room is free before its next read, rather
+// than reading a row or two as each event finishes (which multiplied the
+// reads when the actions were the bottleneck).
+func TestReaderReadsHalfABatchWhenFull(t *testing.T) {
+	t.Parallel()
+	mem := newMemorySource(t)
+	var entities []string
+	for i := range 200 {
+		entities = append(entities, fmt.Sprint("ent", i))
+	}
+	appendEvents(t, mem, entities...)
+	var (
+		mu    sync.Mutex
+		reads []int // each read's row limit
+	)
+	src := &eventSource{
+		ReadFunc: func(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
+			mu.Lock()
+			reads = append(reads, limit.Rows)
+			mu.Unlock()
+			return mem.Read(ctx, after, limit)
+		},
+		WaitFunc: mem.Wait,
+	}
+	tokens := make(chan struct{})
+	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		select { // one event finishes per token
+		case <-tokens:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	cps := memory.NewCheckpoints()
+	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec,
+		reader: application.ReaderConfig{MaxInFlight: 20, BatchSize: 10}})
+	runInBackground(t, p.reader.Run)
+	for range 200 {
+		select {
+		case tokens <- struct{}{}:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event took a token for 10s")
+		}
+		time.Sleep(50 * time.Microsecond) // finishes one at a time, reads in between
+	}
+	eventually(t, "checkpoint at 200", savedAt(t, cps, 200))
+	mu.Lock()
+	defer mu.Unlock()
+	for i, rows := range reads {
+		if rows < 5 {
+			t.Fatalf("read %d of %d asked for %d rows, want at least half a batch (5): %v", i+1, len(reads), rows, reads)
+		}
+	}
+	if p.spy.peakInFlight() > 20 {
+		t.Errorf("peak in flight %d, want at most 20", p.spy.peakInFlight())
+	}
+}
+
 // TestReaderMaxInFlightBytes: reading pauses when the unfinished events
 // weigh MaxInFlightBytes (Record.Size), whatever their count, and goes on
 // as they finish. Before, only the count was bounded: big events filled
