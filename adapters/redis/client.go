@@ -89,6 +89,11 @@ const (
 	dialAttempts = 1
 )
 
+// protocol is RESP2: the observer uses no RESP3 feature (push messages,
+// client-side caching), and go-redis checks every RESP3 reply for pending
+// push notifications.
+const protocol = 2
+
 // Client is a connection pool to Redis shared by the deduplicator, the
 // result cache and the invalidator. Safe for concurrent use.
 type Client struct {
@@ -140,6 +145,7 @@ func New(cfg Config) (*Client, error) {
 		opts.ContextTimeoutEnabled = true
 		opts.MaxRetries = maxRetries
 		opts.DialerRetries = dialAttempts
+		opts.Protocol = protocol
 		// NewClient rather than NewUniversalClient: only Options carries the
 		// network of a unix:// URL.
 		c.rdb = goredis.NewClient(opts)
@@ -158,6 +164,7 @@ func New(cfg Config) (*Client, error) {
 			ContextTimeoutEnabled: true,
 			MaxRetries:            maxRetries,
 			DialerRetries:         dialAttempts,
+			Protocol:              protocol,
 		})
 		c.cluster, _ = c.rdb.(*goredis.ClusterClient)
 		c.target = strings.Join(cfg.Addrs, ",")

@@ -2,7 +2,10 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -55,6 +58,9 @@ return 0
 // using the same server and key prefix. Safe for concurrent use.
 type Deduplicator struct {
 	c *Client
+	// scriptOnly is set once the server refused SET with both NX and GET
+	// (Redis before 7.0): every claim then runs claimScript.
+	scriptOnly atomic.Bool
 }
 
 var _ ports.Deduplicator = (*Deduplicator)(nil)
@@ -65,7 +71,8 @@ func NewDeduplicator(c *Client) *Deduplicator { return &Deduplicator{c: c} }
 func (d *Deduplicator) key(eventID string) string { return d.c.prefix + "dedup:v1:event:" + eventID }
 
 // Claim takes eventID for token for lease, extends token's own claim, or
-// reports the event done or busy, in one atomic script.
+// reports the event done or busy: atomically, by SET NX GET (Redis 7.0 and
+// later), with claimScript for the extension (and on older servers).
 func (d *Deduplicator) Claim(ctx context.Context, eventID, token string, lease time.Duration) (ports.ClaimResult, error) {
 	switch {
 	case eventID == "":
@@ -75,7 +82,27 @@ func (d *Deduplicator) Claim(ctx context.Context, eventID, token string, lease t
 	case lease <= 0:
 		return 0, fmt.Errorf("redis: claim %s: lease %v is not positive", eventID, lease)
 	}
-	res, err := d.c.batch.evalScript(ctx, claimScript, []string{d.key(eventID)}, claimPrefix+token, millis(lease)).Int()
+	key, value := d.key(eventID), claimPrefix+token
+	if !d.scriptOnly.Load() {
+		// The common case in one native command, no script: SET NX takes a
+		// free key and GET returns what held it otherwise.
+		cmd := goredis.NewStringCmd(ctx, "set", key, value, "nx", "get", "px", millis(lease))
+		err := d.c.batch.do(ctx, cmd)
+		switch {
+		case errors.Is(err, goredis.Nil): // the key was free: taken
+			return ports.ClaimAcquired, nil
+		case err == nil && cmd.Val() == doneValue:
+			return ports.ClaimDone, nil
+		case err == nil && cmd.Val() != value:
+			return ports.ClaimBusy, nil
+		case err == nil: // the caller's own claim: extended by the script
+		case isSyntaxError(err):
+			d.scriptOnly.Store(true)
+		default:
+			return 0, d.c.wrap(ctx, "claim "+eventID, err)
+		}
+	}
+	res, err := d.c.batch.evalScript(ctx, claimScript, []string{key}, value, millis(lease)).Int()
 	if err != nil {
 		return 0, d.c.wrap(ctx, "claim "+eventID, err)
 	}
@@ -109,6 +136,12 @@ func (d *Deduplicator) Release(ctx context.Context, eventID, token string) error
 		return d.c.wrap(ctx, "release "+eventID, err)
 	}
 	return nil
+}
+
+// isSyntaxError reports whether Redis refused a command's form (as Redis
+// before 7.0 refuses SET with both NX and GET).
+func isSyntaxError(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "syntax error")
 }
 
 // millis converts a positive duration to whole milliseconds, at least 1.

@@ -1,8 +1,15 @@
 package redis
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,6 +43,125 @@ func openSingle(t *testing.T, prefix string) *Client { return openClient(t, pref
 func TestDeduplicatorConformance(t *testing.T) {
 	t.Parallel()
 	porttest.RunDeduplicator(t, redisFeatures, dedupHarness(openSingle))
+}
+
+// TestDeduplicatorConformanceScriptOnly runs the suite on the claim path
+// of servers before Redis 7.0 (which refuse SET with both NX and GET):
+// every claim by claimScript.
+func TestDeduplicatorConformanceScriptOnly(t *testing.T) {
+	t.Parallel()
+	porttest.RunDeduplicator(t, redisFeatures, func(t *testing.T) porttest.DedupHarness {
+		h := dedupHarness(openSingle)(t)
+		for _, d := range []ports.Deduplicator{h.Dedup, h.Other} {
+			d.(*Deduplicator).scriptOnly.Store(true)
+		}
+		return h
+	})
+}
+
+// TestOldServerSwitchesToTheScript: a server that refuses SET NX GET with
+// a syntax error (Redis 6.2's answer; here a fake server speaking RESP)
+// turns the deduplicator to claimScript for good, and that claim's answer
+// is the script's.
+func TestOldServerSwitchesToTheScript(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[string]int{} // commands received, by name
+	addr := fakeRedis(t, func(args []string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		name := strings.ToLower(args[0])
+		seen[name]++
+		switch {
+		case name == "set" && slices.Contains(args, "nx") && slices.Contains(args, "get"):
+			return "-ERR syntax error\r\n"
+		case name == "evalsha":
+			return ":1\r\n" // scriptAcquired
+		case name == "ping":
+			return "+PONG\r\n"
+		case name == "hello": // as a server before 6.0
+			return "-ERR unknown command 'HELLO'\r\n"
+		}
+		return "+OK\r\n"
+	})
+	c, err := Open(t.Context(), Config{URL: "redis://" + addr + "/0", KeyPrefix: newPrefix()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	d := NewDeduplicator(c)
+	for i := range 2 {
+		if res, err := d.Claim(t.Context(), "ev", "a", time.Minute); err != nil || res != ports.ClaimAcquired {
+			t.Fatalf("claim %d = %v, %v; want acquired by the script", i+1, res, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !d.scriptOnly.Load() || seen["set"] != 1 || seen["evalsha"] != 2 {
+		t.Errorf("script only = %v after SET %d times and EVALSHA %d times; want true, 1 and 2",
+			d.scriptOnly.Load(), seen["set"], seen["evalsha"])
+	}
+}
+
+// fakeRedis serves RESP on a loopback port: each command (an array of bulk
+// strings) is answered with answer(args), raw RESP.
+func fakeRedis(t *testing.T, answer func(args []string) string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				rd := bufio.NewReader(conn)
+				for {
+					args, err := readRESPArray(rd)
+					if err != nil {
+						return
+					}
+					if _, err := io.WriteString(conn, answer(args)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// readRESPArray reads one "*N" array of "$len" bulk strings.
+func readRESPArray(rd *bufio.Reader) ([]string, error) {
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "*")))
+	if err != nil || n < 1 {
+		return nil, fmt.Errorf("not a command array: %q", line)
+	}
+	args := make([]string, n)
+	for i := range args {
+		if line, err = rd.ReadString('\n'); err != nil {
+			return nil, err
+		}
+		size, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "$")))
+		if err != nil {
+			return nil, fmt.Errorf("not a bulk string: %q", line)
+		}
+		buf := make([]byte, size+2)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		args[i] = string(buf[:size])
+	}
+	return args, nil
 }
 
 func TestResultCacheConformance(t *testing.T) {
