@@ -14,8 +14,8 @@ const Redacted = "(redacted)"
 
 // Effective is the configuration the service runs with, as a tree of
 // keys (the TOML keys) for printing: defaults, then the file, then the
-// FRAISEQL_* variables, with the topology's defaults applied; observers
-// holds those of the main file followed by those of observers_file.
+// FRAISEQL_* variables, with the topology's defaults applied (and a
+// batched action's batch defaults); observers holds those of the main file followed by those of observers_file.
 // Secrets are redacted: values of keys naming a password, secret or token;
 // the password and secret parameters of connection strings; every query
 // value of an action URL; the path of a Slack webhook URL; header values
@@ -26,6 +26,14 @@ func Effective(cfg Config, redactConn func(string) string) (map[string]any, erro
 	observers, err := LoadObserverConfigs(cfg)
 	if err != nil {
 		return nil, err
+	}
+	for i := range observers {
+		for j, ac := range observers[i].Actions {
+			if ac.Batch != nil { // the batch keys left out run with their defaults: show them
+				b := ac.Batch.batching()
+				observers[i].Actions[j].Batch = &BatchConfig{MaxEvents: &b.MaxEvents, MaxBytes: &b.MaxBytes, MaxWait: &b.MaxWait}
+			}
+		}
 	}
 	cfg.Observers = observers
 	tree, _ := effective{redactConn: redactConn}.value(reflect.ValueOf(cfg), "", false).(map[string]any)

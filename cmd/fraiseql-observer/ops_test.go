@@ -175,6 +175,8 @@ type = "webhook"
 url = "https://example.com/hook?token=querysecret4&plain=x"
 signing_secret = "whsec_c2lnbmluZ3NlY3JldDUtMjQtYnl0ZXMtbG9uZw=="
 headers = { Authorization = "Bearer headersecret6", "X-Api-Key" = "apikey7", "X-Trace" = "visible-header" }
+[observers.actions.batch]
+max_events = 50
 `)
 	secrets := []string{"dbpassword1", "keypass2", "redispass3", "querysecret4", "c2lnbmluZ3NlY3JldDUtMjQtYnl0ZXMtbG9uZw==", "headersecret6", "apikey7", "slacksecretpath"}
 	for _, asJSON := range []bool{false, true} {
@@ -206,8 +208,17 @@ headers = { Authorization = "Bearer headersecret6", "X-Api-Key" = "apikey7", "X-
 			if perf["enable_dedup"] != true || perf["enable_caching"] != true {
 				t.Errorf("performance = %v, want the topology's defaults (dedup and caching on)", perf)
 			}
-			if obs, _ := tree["observers"].([]any); len(obs) != 2 {
-				t.Errorf("observers = %v, want both files'", tree["observers"])
+			obs, _ := tree["observers"].([]any)
+			if len(obs) != 2 {
+				t.Fatalf("observers = %v, want both files'", tree["observers"])
+			}
+			// The batch keys left out are shown with the defaults they run with.
+			hook, _ := obs[0].(map[string]any)
+			acts, _ := hook["actions"].([]any)
+			act, _ := acts[0].(map[string]any)
+			batch, _ := act["batch"].(map[string]any)
+			if batch["max_events"] != float64(50) || batch["max_bytes"] != float64(1<<20) || batch["max_wait"] != "20ms" {
+				t.Errorf("batch = %v, want max_events 50 and the defaults max_bytes 1048576, max_wait 20ms", act["batch"])
 			}
 		} else if !strings.HasPrefix(got, "# Effective configuration") || !strings.Contains(got, "[[observers.actions]]") {
 			t.Errorf("TOML output:\n%s", got)
