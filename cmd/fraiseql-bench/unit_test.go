@@ -256,15 +256,17 @@ func TestConfigValidates(t *testing.T) {
 			if roles[i] != "" && !strings.Contains(out, "role = '"+roles[i]+"'") {
 				t.Errorf("%s %s: role %s not in the effective configuration", topo, name, roles[i])
 			}
-			// The batch table: max_events as asked, the other keys left
-			// to their defaults; no table without -batch.
+			// The batch table: max_events as asked, the other keys at
+			// their defaults (which the effective configuration shows);
+			// no table without -batch.
 			if hasBatch := strings.Contains(out, "[observers.actions.batch]"); hasBatch != (v.batch > 0 && c.HookURL != "") {
 				t.Errorf("%s %s batch %d: batch table in the effective configuration: %v:\n%s", topo, name, v.batch, hasBatch, out)
 			} else if hasBatch {
 				_, table, _ := strings.Cut(out, "[observers.actions.batch]\n")
 				table, _, _ = strings.Cut(table, "\n\n")
-				if got, want := strings.TrimSpace(table), fmt.Sprintf("max_events = %d", v.batch); got != want {
-					t.Errorf("%s %s batch %d: batch table %q, want %q alone", topo, name, v.batch, got, want)
+				want := fmt.Sprintf("max_bytes = 1048576\nmax_events = %d\nmax_wait = '20ms'", v.batch)
+				if got := strings.TrimSpace(table); got != want {
+					t.Errorf("%s %s batch %d: batch table %q, want %q", topo, name, v.batch, got, want)
 				}
 			}
 			if topo == topoDistributed && (!strings.Contains(out, "name = 'BENCH_X'") || !strings.Contains(out, "key_prefix = 'bench_x:'")) {
