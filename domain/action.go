@@ -275,3 +275,21 @@ func (e *EmailAction) validate() error {
 	}
 	return nil
 }
+
+// IsHTTPToken reports whether s is an HTTP token (RFC 9110 5.6.2), the
+// form of a method and of a header field name.
+func IsHTTPToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -38,3 +38,15 @@ func TestSplitFunctionName(t *testing.T) {
 		}
 	}
 }
+
+func TestIsHTTPToken(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]bool{
+		"POST": true, "purge": true, "X-Api-Key": true, "!#$%&'*+-.^_`|~09az": true,
+		"": false, "GET /": false, "PÜT": false, "X:Y": false, "a\tb": false, "(x)": false,
+	} {
+		if got := domain.IsHTTPToken(s); got != want {
+			t.Errorf("IsHTTPToken(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -1,13 +1,9 @@
 package redis
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,7 +63,7 @@ func TestOldServerSwitchesToTheScript(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	seen := map[string]int{} // commands received, by name
-	addr := fakeRedis(t, func(args []string) string {
+	url := fakeRedis(t, func(args []string) string {
 		mu.Lock()
 		defer mu.Unlock()
 		name := strings.ToLower(args[0])
@@ -84,7 +80,7 @@ func TestOldServerSwitchesToTheScript(t *testing.T) {
 		}
 		return "+OK\r\n"
 	})
-	c, err := Open(t.Context(), Config{URL: "redis://" + addr + "/0", KeyPrefix: newPrefix()})
+	c, err := Open(t.Context(), Config{URL: url, KeyPrefix: newPrefix()})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -101,67 +97,6 @@ func TestOldServerSwitchesToTheScript(t *testing.T) {
 		t.Errorf("script only = %v after SET %d times and EVALSHA %d times; want true, 1 and 2",
 			d.scriptOnly.Load(), seen["set"], seen["evalsha"])
 	}
-}
-
-// fakeRedis serves RESP on a loopback port: each command (an array of bulk
-// strings) is answered with answer(args), raw RESP.
-func fakeRedis(t *testing.T, answer func(args []string) string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				rd := bufio.NewReader(conn)
-				for {
-					args, err := readRESPArray(rd)
-					if err != nil {
-						return
-					}
-					if _, err := io.WriteString(conn, answer(args)); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// readRESPArray reads one "*N" array of "$len" bulk strings.
-func readRESPArray(rd *bufio.Reader) ([]string, error) {
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "*")))
-	if err != nil || n < 1 {
-		return nil, fmt.Errorf("not a command array: %q", line)
-	}
-	args := make([]string, n)
-	for i := range args {
-		if line, err = rd.ReadString('\n'); err != nil {
-			return nil, err
-		}
-		size, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "$")))
-		if err != nil {
-			return nil, fmt.Errorf("not a bulk string: %q", line)
-		}
-		buf := make([]byte, size+2)
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return nil, err
-		}
-		args[i] = string(buf[:size])
-	}
-	return args, nil
 }
 
 func TestResultCacheConformance(t *testing.T) {

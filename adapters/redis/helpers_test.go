@@ -1,10 +1,16 @@
 package redis
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,4 +63,86 @@ func privateRedis(t *testing.T, extra ...string) (addr string, proc *testsupport
 	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	proc.WaitListening(t, addr, listenTimeout)
 	return addr, proc
+}
+
+// fakeRedis serves RESP on a loopback port and returns its redis:// URL:
+// each command (an array of bulk strings) is answered with answer(args),
+// raw RESP. Connections are closed when the test ends.
+func fakeRedis(t *testing.T, answer func(args []string) string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				r, w := bufio.NewReader(c), bufio.NewWriter(c)
+				for {
+					args, err := readCommand(r)
+					if err != nil {
+						return
+					}
+					_, _ = w.WriteString(answer(args))
+					if r.Buffered() == 0 && w.Flush() != nil {
+						return
+					}
+				}
+			})
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return "redis://" + l.Addr().String() + "/0"
+}
+
+// readCommand reads one RESP array of bulk strings.
+func readCommand(r *bufio.Reader) ([]string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(line, "*") {
+		return nil, errors.New("not an array")
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+	if err != nil || n < 1 {
+		return nil, fmt.Errorf("bad array length %q", line)
+	}
+	args := make([]string, n)
+	for i := range args {
+		hdr, err := r.ReadString('\n')
+		if err != nil {
+			return nil, err
+		}
+		size, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(hdr, "$")))
+		if err != nil || size < 0 {
+			return nil, fmt.Errorf("bad bulk length %q", hdr)
+		}
+		buf := make([]byte, size+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		args[i] = string(buf[:size])
+	}
+	return args, nil
 }

@@ -1,17 +1,12 @@
 package redis
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -68,36 +63,7 @@ func TestInvalidatorKeysAreTheApplications(t *testing.T) {
 // silentRedis accepts connections and never answers: a Redis that stopped
 // answering (stopped process, dead network path behind a live socket).
 func silentRedis(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go func() { _, _ = io.Copy(io.Discard, c) }()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return "redis://" + l.Addr().String() + "/0"
+	return fakeRedis(t, func([]string) string { return "" })
 }
 
 // endlessScanRedis answers at once, and forever: SCAN always returns one
@@ -105,104 +71,19 @@ func silentRedis(t *testing.T) string {
 // its own; each command is quick, so only a bound on the whole walk stops
 // it.
 func endlessScanRedis(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serveEndlessScan(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return "redis://" + l.Addr().String() + "/0"
-}
-
-func serveEndlessScan(c net.Conn) {
-	r, w := bufio.NewReader(c), bufio.NewWriter(c)
-	for {
-		args, err := readCommand(r)
-		if err != nil {
-			return
-		}
+	return fakeRedis(t, func(args []string) string {
 		switch strings.ToUpper(args[0]) {
 		case "SCAN":
-			_, _ = w.WriteString("*2\r\n$1\r\n7\r\n*1\r\n$3\r\nk:1\r\n")
+			return "*2\r\n$1\r\n7\r\n*1\r\n$3\r\nk:1\r\n"
 		case "UNLINK":
-			_, _ = w.WriteString(":" + strconv.Itoa(len(args)-1) + "\r\n")
+			return ":" + strconv.Itoa(len(args)-1) + "\r\n"
 		case "PING":
-			_, _ = w.WriteString("+PONG\r\n")
-		default:
-			_, _ = w.WriteString("-ERR unknown command '" + args[0] + "'\r\n")
+			return "+PONG\r\n"
 		}
-		if r.Buffered() == 0 {
-			if w.Flush() != nil {
-				return
-			}
-		}
-	}
+		return "-ERR unknown command '" + args[0] + "'\r\n"
+	})
 }
 
-// readCommand reads one RESP array of bulk strings.
-func readCommand(r *bufio.Reader) ([]string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return nil, err
-	}
-	if !strings.HasPrefix(line, "*") {
-		return nil, errors.New("not an array")
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
-	if err != nil || n < 1 {
-		return nil, fmt.Errorf("bad array length %q", line)
-	}
-	args := make([]string, n)
-	for i := range args {
-		hdr, err := r.ReadString('\n')
-		if err != nil {
-			return nil, err
-		}
-		size, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(hdr, "$")))
-		if err != nil || size < 0 {
-			return nil, fmt.Errorf("bad bulk length %q", hdr)
-		}
-		buf := make([]byte, size+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, err
-		}
-		args[i] = string(buf[:size])
-	}
-	return args, nil
-}
-
-// TestInvalidatorTimeout: the cache action gives up after its timeout,
-// with a transient failure, whether Redis stops answering (UNLINK, SCAN)
-// or answers every command quickly in a walk that never ends; the
-// per-command timeout of the client is long here, so only the action's
-// own bound can stop it.
 func TestInvalidatorTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 300 * time.Millisecond

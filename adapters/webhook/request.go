@@ -51,24 +51,6 @@ func targetOf(method, rawURL, action string) (*url.URL, string, error) {
 	return u, target, nil
 }
 
-// validMethod reports whether method is an HTTP token (RFC 9110 5.6.2),
-// as http.NewRequest requires.
-func validMethod(method string) bool {
-	if method == "" {
-		return false
-	}
-	for i := range len(method) {
-		c := method[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // contentTypeJSON is the Content-Type header's value, shared by every
 // request (nothing writes into a request's header values).
 var contentTypeJSON = []string{"application/json"}
@@ -83,7 +65,7 @@ func (e *Executor) newRequest(ctx context.Context, method, rawURL string, body [
 			return nil, err
 		}
 	}
-	if !validMethod(method) {
+	if !domain.IsHTTPToken(method) {
 		return nil, domain.Permanent(fmt.Errorf("webhook: %s %s: build request: invalid method %q", method, p.target, method))
 	}
 	u := *p.url

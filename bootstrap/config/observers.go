@@ -399,7 +399,7 @@ func headersFromEnv(names, fixed map[string]string, lookupEnv func(string) (stri
 	out := make(map[string]string, len(names))
 	for _, h := range slices.Sorted(maps.Keys(names)) {
 		key := "headers_env." + h
-		if !validHeaderName(h) {
+		if !domain.IsHTTPToken(h) {
 			return nil, fmt.Errorf("%s: %q is not a header name", key, h)
 		}
 		for _, other := range slices.Sorted(maps.Keys(fixed)) {
@@ -431,7 +431,7 @@ func headersFromEnv(names, fixed map[string]string, lookupEnv func(string) (stri
 // checkHeaders checks the names and values of fixed headers.
 func checkHeaders(key string, headers map[string]string) error {
 	for _, h := range slices.Sorted(maps.Keys(headers)) {
-		if !validHeaderName(h) {
+		if !domain.IsHTTPToken(h) {
 			return fmt.Errorf("%s.%s: %q is not a header name", key, h, h)
 		}
 		if strings.ContainsAny(headers[h], "\r\n\x00") {
@@ -439,21 +439,4 @@ func checkHeaders(key string, headers map[string]string) error {
 		}
 	}
 	return nil
-}
-
-// validHeaderName reports whether s is an HTTP field name (an RFC 9110
-// token).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
