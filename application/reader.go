@@ -250,22 +250,42 @@ func (r *Reader) saveLoop(ctx context.Context, log *slog.Logger, tr *tracker, sa
 func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 	readPos, _ := tr.state()
 	backoff := r.cfg.RetryMin
+	var lowSince time.Time // when the room fell below half a batch; zero when it is not
 	for ctx.Err() == nil {
 		pending, weight := tr.load()
 		r.cfg.Metrics.InFlight(pending)
 		room, roomBytes := r.cfg.MaxInFlight-pending, r.cfg.MaxInFlightBytes-weight
-		if room <= 0 || roomBytes <= 0 || pending > 0 && (room < r.lowRoom() || roomBytes < r.cfg.MaxInFlightBytes/8) {
-			// Full, or nearly: wait for room for half a batch (and an
-			// eighth of the byte bound) while work is in flight. Reading
-			// as each event finishes read a handful of rows per query
-			// when the actions were the bottleneck: the reads' cost went
-			// up as the throughput went down.
-			select {
+		if room <= 0 || roomBytes <= 0 {
+			select { // full: wait until an event finishes
 			case <-ctx.Done():
 			case <-tr.freed:
 			}
 			continue
 		}
+		if pending > 0 && (room < r.lowRoom() || roomBytes < r.cfg.MaxInFlightBytes/8) {
+			// Nearly full: wait for room for half a batch (and an eighth
+			// of the byte bound), for at most lowRoomWait. Reading as
+			// each event finishes read a handful of rows per query when
+			// the actions were the bottleneck: the reads' cost went up as
+			// the throughput went down. The bound keeps events that hold
+			// their room for long (a retry's backoff) from stopping the
+			// reads for the others.
+			now := time.Now()
+			if lowSince.IsZero() {
+				lowSince = now
+			}
+			if left := lowRoomWait - now.Sub(lowSince); left > 0 {
+				t := time.NewTimer(left)
+				select {
+				case <-ctx.Done():
+				case <-tr.freed:
+				case <-t.C:
+				}
+				t.Stop()
+				continue
+			}
+		}
+		lowSince = time.Time{}
 		limit := ports.ReadLimit{Rows: min(r.cfg.BatchSize, room), Bytes: roomBytes}
 		batch, err := r.source.Read(ctx, readPos, limit)
 		if err != nil {
@@ -310,8 +330,13 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 	}
 }
 
-// lowRoom is the free room, in events, below which the reader waits for
-// more before reading while work is in flight: half a batch.
+// lowRoomWait bounds how long the reader waits for room for half a batch
+// before it reads into the room there is.
+const lowRoomWait = 20 * time.Millisecond
+
+// lowRoom is the free room, in events, below which the reader waits (at
+// most lowRoomWait) for more before reading while work is in flight: half
+// a batch.
 func (r *Reader) lowRoom() int { return max(1, min(r.cfg.BatchSize, r.cfg.MaxInFlight)/2) }
 
 // reportStall logs when the reader becomes stalled, and when it moves

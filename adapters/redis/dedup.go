@@ -93,9 +93,9 @@ func (d *Deduplicator) Claim(ctx context.Context, eventID, token string, lease t
 			return ports.ClaimAcquired, nil
 		case err == nil && cmd.Val() == doneValue:
 			return ports.ClaimDone, nil
-		case err == nil && cmd.Val() != value:
+		case err == nil && cmd.Val() != value && strings.HasPrefix(cmd.Val(), claimPrefix):
 			return ports.ClaimBusy, nil
-		case err == nil: // the caller's own claim: extended by the script
+		case err == nil: // the caller's own claim (extended by the script), or a reply no claim explains
 		case isSyntaxError(err):
 			d.scriptOnly.Store(true)
 		default:

@@ -99,6 +99,38 @@ func TestOldServerSwitchesToTheScript(t *testing.T) {
 	}
 }
 
+// TestUnexplainedReplyGoesToTheScript: a SET NX GET reply that is neither
+// a claim nor the done mark (a server that ignores GET and answers OK)
+// is not taken for busy: the script decides.
+func TestUnexplainedReplyGoesToTheScript(t *testing.T) {
+	t.Parallel()
+	url := fakeRedis(t, func(args []string) string {
+		switch strings.ToLower(args[0]) {
+		case "set":
+			return "$2\r\nOK\r\n"
+		case "evalsha":
+			return ":2\r\n" // scriptDone
+		case "ping":
+			return "+PONG\r\n"
+		case "hello":
+			return "-ERR unknown command 'HELLO'\r\n"
+		}
+		return "+OK\r\n"
+	})
+	c, err := Open(t.Context(), Config{URL: url, KeyPrefix: newPrefix()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	d := NewDeduplicator(c)
+	if res, err := d.Claim(t.Context(), "ev", "a", time.Minute); err != nil || res != ports.ClaimDone {
+		t.Fatalf("Claim = %v, %v; want the script's answer (done)", res, err)
+	}
+	if d.scriptOnly.Load() {
+		t.Error("an unexplained reply switched the deduplicator to the script for good")
+	}
+}
+
 func TestResultCacheConformance(t *testing.T) {
 	t.Parallel()
 	porttest.RunResultCache(t, redisFeatures, cacheHarness(openSingle))

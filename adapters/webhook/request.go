@@ -69,6 +69,7 @@ func (e *Executor) newRequest(ctx context.Context, method, rawURL string, body [
 		return nil, domain.Permanent(fmt.Errorf("webhook: %s %s: build request: invalid method %q", method, p.target, method))
 	}
 	u := *p.url
+	u.Host = strings.TrimSuffix(u.Host, ":") // as http.NewRequest: an empty port dropped
 	h := make(http.Header, 8+extraHeaders)
 	h["User-Agent"] = e.userAgent
 	h["Content-Type"] = contentTypeJSON
@@ -82,7 +83,7 @@ func (e *Executor) newRequest(ctx context.Context, method, rawURL string, body [
 		Body:          io.NopCloser(bytes.NewReader(body)),
 		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
 		ContentLength: int64(len(body)),
-		Host:          strings.TrimSuffix(u.Host, ":"), // as http.NewRequest: an empty port dropped
+		Host:          u.Host,
 	}
 	if len(body) == 0 {
 		req.Body, req.GetBody = http.NoBody, nil

@@ -375,3 +375,36 @@ func TestBuildActionTimeoutsAndCachePrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestEffectiveLeavesTheConfigAsItIs: the printed configuration shows a
+// batch's defaults without writing them into the configuration it was
+// given.
+func TestEffectiveLeavesTheConfigAsItIs(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(writeConfig(t, `
+[[observers]]
+name = "o"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "webhook"
+url = "http://127.0.0.1:9/h"
+[observers.actions.batch]
+max_events = 50
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := config.Effective(cfg, func(s string) string { return s })
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, _ := tree["observers"].([]any)
+	act := obs[0].(map[string]any)["actions"].([]any)[0].(map[string]any)
+	if batch := act["batch"].(map[string]any); batch["max_bytes"] == nil || batch["max_wait"] == nil {
+		t.Errorf("printed batch = %v, want its defaults shown", batch)
+	}
+	if b := cfg.Observers[0].Actions[0].Batch; b.MaxBytes != nil || b.MaxWait != nil {
+		t.Errorf("the configuration's batch was written: max_bytes %v, max_wait %v", b.MaxBytes, b.MaxWait)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +29,7 @@ func Effective(cfg Config, redactConn func(string) string) (map[string]any, erro
 		return nil, err
 	}
 	for i := range observers {
+		observers[i].Actions = slices.Clone(observers[i].Actions) // the caller's configuration is left as it is
 		for j, ac := range observers[i].Actions {
 			if ac.Batch != nil { // the batch keys left out run with their defaults: show them
 				b := ac.Batch.batching()
