@@ -402,11 +402,11 @@ func TestRetryRunnerRunsConcurrentlyAndWakes(t *testing.T) {
 	for k := range keys {
 		for i := range per {
 			ev := event(fmt.Sprintf("k%d-%d", k, i), "Order", fmt.Sprint(k), nil)
+			blocked.Add("hooks", ev.EntityKey()) // before the store, as the processor does: the runner may complete it at once
 			if _, _, err := store.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
 				Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
 				t.Fatal(err)
 			}
-			blocked.Add("hooks", ev.EntityKey())
 		}
 	}
 	r.Wake()

@@ -73,7 +73,17 @@ func (p *Processor) parkObserver(ctx context.Context, run *Run, obs *domain.Obse
 	if len(group) == 0 {
 		return false
 	}
+	// Counted before the item is in the store: a runner that completes it
+	// at once then finds it counted (counted after, its completion could
+	// come first and leave the key blocked with nothing parked). The
+	// scheduler runs no later event of this entity meanwhile.
+	if p.cfg.Blocked != nil {
+		p.cfg.Blocked.Add(obs.Name, item.EntityKey)
+	}
 	stored, created, err := p.cfg.Retries.Park(ctx, item)
+	if (err != nil || !created) && p.cfg.Blocked != nil {
+		p.cfg.Blocked.Done(obs.Name, item.EntityKey)
+	}
 	if err != nil {
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "cannot park actions in the retry store; retrying in memory",
 			slog.String("event_id", ev.ID), slog.String("observer", obs.Name), slog.String("error", err.Error()))
@@ -87,9 +97,6 @@ func (p *Processor) parkObserver(ctx context.Context, run *Run, obs *domain.Obse
 		return false
 	}
 	if created {
-		if p.cfg.Blocked != nil {
-			p.cfg.Blocked.Add(obs.Name, item.EntityKey)
-		}
 		p.cfg.Delivery.Parked(stored.State)
 	}
 	for _, t := range group {
