@@ -401,6 +401,15 @@ func TestReaderMaxInFlight(t *testing.T) {
 	}
 }
 
+// numbered returns n names: prefix0, prefix1, ...
+func numbered(prefix string, n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprint(prefix, i)
+	}
+	return names
+}
+
 // TestReaderReadsHalfABatchWhenFull: at the in-flight bound, the reader
 // waits until half a batch of room is free before its next read, rather
 // than reading a row or two as each event finishes (which multiplied the
@@ -408,11 +417,7 @@ func TestReaderMaxInFlight(t *testing.T) {
 func TestReaderReadsHalfABatchWhenFull(t *testing.T) {
 	t.Parallel()
 	mem := newMemorySource(t)
-	var entities []string
-	for i := range 200 {
-		entities = append(entities, fmt.Sprint("ent", i))
-	}
-	appendEvents(t, mem, entities...)
+	appendEvents(t, mem, numbered("ent", 200)...)
 	var (
 		mu    sync.Mutex
 		reads []int // each read's row limit
@@ -474,14 +479,7 @@ func TestReaderReadsHalfABatchWhenFull(t *testing.T) {
 func TestReaderReadsPastEventsHoldingTheirRoom(t *testing.T) {
 	t.Parallel()
 	mem := newMemorySource(t)
-	var entities []string
-	for i := range 16 {
-		entities = append(entities, fmt.Sprint("stuck", i))
-	}
-	for i := range 30 {
-		entities = append(entities, fmt.Sprint("free", i))
-	}
-	appendEvents(t, mem, entities...)
+	appendEvents(t, mem, append(numbered("stuck", 16), numbered("free", 30)...)...)
 	release := make(chan struct{})
 	var freeDone atomic.Int32
 	exec := ports.ActionExecutorFunc(func(ctx context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {

@@ -80,12 +80,7 @@ func TestOldServerSwitchesToTheScript(t *testing.T) {
 		}
 		return "+OK\r\n"
 	})
-	c, err := Open(t.Context(), Config{URL: url, KeyPrefix: newPrefix()})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	d := NewDeduplicator(c)
+	d := NewDeduplicator(openURL(t, url))
 	for i := range 2 {
 		if res, err := d.Claim(t.Context(), "ev", "a", time.Minute); err != nil || res != ports.ClaimAcquired {
 			t.Fatalf("claim %d = %v, %v; want acquired by the script", i+1, res, err)
@@ -97,6 +92,18 @@ func TestOldServerSwitchesToTheScript(t *testing.T) {
 		t.Errorf("script only = %v after SET %d times and EVALSHA %d times; want true, 1 and 2",
 			d.scriptOnly.Load(), seen["set"], seen["evalsha"])
 	}
+}
+
+// openURL opens a client on url (a fake server) and closes it when the
+// test ends.
+func openURL(t *testing.T, url string) *Client {
+	t.Helper()
+	c, err := Open(t.Context(), Config{URL: url, KeyPrefix: newPrefix()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // TestUnexplainedReplyGoesToTheScript: a SET NX GET reply that is neither
@@ -117,12 +124,7 @@ func TestUnexplainedReplyGoesToTheScript(t *testing.T) {
 		}
 		return "+OK\r\n"
 	})
-	c, err := Open(t.Context(), Config{URL: url, KeyPrefix: newPrefix()})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	d := NewDeduplicator(c)
+	d := NewDeduplicator(openURL(t, url))
 	if res, err := d.Claim(t.Context(), "ev", "a", time.Minute); err != nil || res != ports.ClaimDone {
 		t.Fatalf("Claim = %v, %v; want the script's answer (done)", res, err)
 	}

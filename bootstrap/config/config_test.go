@@ -381,17 +381,7 @@ func TestBuildActionTimeoutsAndCachePrefix(t *testing.T) {
 // given.
 func TestEffectiveLeavesTheConfigAsItIs(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Load(writeConfig(t, `
-[[observers]]
-name = "o"
-entity = "Order"
-events = ["INSERT"]
-[[observers.actions]]
-type = "webhook"
-url = "http://127.0.0.1:9/h"
-[observers.actions.batch]
-max_events = 50
-`), nil)
+	cfg, err := config.Load(writeConfig(t, batchedHook+"[observers.actions.batch]\nmax_events = 50\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
