@@ -86,12 +86,19 @@ func (e *Event) estimateSize() int {
 	return n + 32*(len(e.Data)+len(e.Before)+2*len(e.Changes))
 }
 
-func appendChanges(dst []byte, m map[string]Change) ([]byte, bool) {
-	keys := make([]string, 0, len(m))
+// sortedKeys appends m's keys to buf and sorts them (json.Marshal's
+// order); a caller passes a small array's slice to spare the allocation.
+func sortedKeys[V any](m map[string]V, buf []string) []string {
 	for k := range m {
-		keys = append(keys, k)
+		buf = append(buf, k)
 	}
-	slices.Sort(keys)
+	slices.Sort(buf)
+	return buf
+}
+
+func appendChanges(dst []byte, m map[string]Change) ([]byte, bool) {
+	var small [16]string
+	keys := sortedKeys(m, small[:0])
 	dst = append(dst, '{')
 	var ok bool
 	for i, k := range keys {
@@ -120,11 +127,7 @@ func appendJSONObject(dst []byte, m map[string]any) ([]byte, bool) {
 		return append(dst, "null"...), true
 	}
 	var small [16]string
-	keys := small[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := sortedKeys(m, small[:0])
 	dst = append(dst, '{')
 	var ok bool
 	for i, k := range keys {

@@ -253,19 +253,13 @@ func drainBatched(b *testing.B, maxEvents int) {
 			cfg.Observers[0].Actions[0].Batch = &config.BatchConfig{MaxEvents: &maxEvents}
 		}
 
-		cpu0 := processCPU(b)
-		b.StartTimer()
-		app := bundle.start(b, cfg)
-		waitCounter(b, &events, int64(rows), time.Duration(rows)*time.Millisecond+time.Minute, "delivered")
-		b.StopTimer()
-		cpu += processCPU(b) - cpu0
-
-		app.stop(b)
+		cpu += timedDrain(b, bundle, cfg, func() {
+			waitCounter(b, &events, int64(rows), time.Duration(rows)*time.Millisecond+time.Minute, "delivered")
+		})
 		srv.Close()
 		total += rows
 	}
-	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(cpu.Seconds()*10000/float64(total), "cpu_s/10k")
+	reportDrain(b, total, cpu)
 }
 
 // TestBatchedWebhookInEveryTopology drains a backlog to a batched webhook

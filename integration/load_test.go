@@ -114,19 +114,34 @@ func BenchmarkDrainBacklog(b *testing.B) {
 		insertBacklog(b, bundle.pool, rows)
 		cfg := benchConfig(bundle, srv.URL+"/hook")
 
-		cpu0 := processCPU(b)
-		b.StartTimer()
-		app := bundle.start(b, cfg)
-		waitCount(b, recv, int64(rows), time.Duration(rows)*time.Millisecond+time.Minute)
-		b.StopTimer()
-		cpu += processCPU(b) - cpu0
-
-		app.stop(b)
+		cpu += timedDrain(b, bundle, cfg, func() {
+			waitCount(b, recv, int64(rows), time.Duration(rows)*time.Millisecond+time.Minute)
+		})
 		srv.Close()
 		total += rows
 	}
-	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
 	// The receiver runs in this process: its CPU is in the figure.
+	reportDrain(b, total, cpu)
+}
+
+// timedDrain starts the service on cfg and runs wait (until the backlog
+// is delivered) with the benchmark timer running, then stops the service;
+// it returns this process's CPU (user+system) over the timed part.
+func timedDrain(b *testing.B, bundle *testBundle, cfg config.Config, wait func()) time.Duration {
+	cpu0 := processCPU(b)
+	b.StartTimer()
+	app := bundle.start(b, cfg)
+	wait()
+	b.StopTimer()
+	cpu := processCPU(b) - cpu0
+	app.stop(b)
+	return cpu
+}
+
+// reportDrain reports events/s and cpu_s/10k for total events drained
+// with cpu of this process's CPU.
+func reportDrain(b *testing.B, total int, cpu time.Duration) {
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(cpu.Seconds()*10000/float64(total), "cpu_s/10k")
 }
 
@@ -184,18 +199,12 @@ func BenchmarkDrainBacklogLog(b *testing.B) {
 		})
 		cfg.Database.MaxConnections = 8
 
-		cpu0 := processCPU(b)
-		b.StartTimer()
-		app := bundle.start(b, cfg)
-		waitCounter(b, &logged, int64(rows), time.Duration(rows)*time.Millisecond+time.Minute, "logged")
-		b.StopTimer()
-		cpu += processCPU(b) - cpu0
-
-		app.stop(b)
+		cpu += timedDrain(b, bundle, cfg, func() {
+			waitCounter(b, &logged, int64(rows), time.Duration(rows)*time.Millisecond+time.Minute, "logged")
+		})
 		total += rows
 	}
-	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(cpu.Seconds()*10000/float64(total), "cpu_s/10k")
+	reportDrain(b, total, cpu)
 }
 
 // benchRate is the insert rate of BenchmarkCommitToDelivery:
