@@ -107,7 +107,6 @@ func (c *CachingExecutor) store(ctx context.Context, key string) {
 // returned, so nothing is finished before its success is stored.
 type stepCache struct {
 	owner *CachingExecutor
-	ctx   context.Context // the step's: lookups outlive a Step that returns early
 
 	mu      sync.Mutex
 	lookups map[string]*cacheLookup
@@ -126,7 +125,7 @@ type stepCacheKey struct{}
 // Execute. A lookup nobody takes ends on its own (bounded by the store's
 // timeout); len(keys) is the number of the event's due actions.
 func (c *CachingExecutor) prefetch(ctx context.Context, keys []string) (context.Context, *stepCache) {
-	sc := &stepCache{owner: c, ctx: ctx, lookups: make(map[string]*cacheLookup, len(keys))}
+	sc := &stepCache{owner: c, lookups: make(map[string]*cacheLookup, len(keys))}
 	for _, k := range keys {
 		if _, dup := sc.lookups[k]; dup {
 			continue
