@@ -56,9 +56,9 @@ func ResultKey(ev *domain.Event, obs *domain.Observer, act *domain.Action) strin
 }
 
 // Execute runs act unless the cache holds its success. Within a step that
-// Dedup opened (stepCache in ctx) the lookup may already be under way and
-// the success is stored without waiting; Dedup waits for it before the
-// step ends or the event is marked done.
+// Dedup opened (stepCache in ctx) the lookup may already be answered and
+// the success is kept for Dedup to store when the step ends (a last step:
+// together with the done mark).
 func (c *CachingExecutor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) error {
 	key := ResultKey(ev, obs, act)
 	sc, _ := ctx.Value(stepCacheKey{}).(*stepCache)
@@ -84,7 +84,7 @@ func (c *CachingExecutor) Execute(ctx context.Context, ev *domain.Event, obs *do
 		return err
 	}
 	if sc != nil {
-		sc.put(ctx, key)
+		sc.put(key)
 		return nil
 	}
 	c.store(ctx, key)
@@ -98,46 +98,89 @@ func (c *CachingExecutor) store(ctx context.Context, key string) {
 	}
 }
 
+// storeMany records the successes of keys in one call; a failure is
+// reported and fails open.
+func (c *CachingExecutor) storeMany(ctx context.Context, keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	if err := c.cache.PutMany(ctx, keys, c.cfg.TTL); err != nil {
+		c.open.report(ctx, "put", err)
+	}
+}
+
 // stepCache is the result-cache traffic of one Dedup step: the lookups of
-// the step's due actions, started together with the claim, and the writes
-// of its successes, sent together with the done mark. With a batching
-// store (the Redis adapter pipelines concurrent calls) each pair shares a
-// round trip instead of following one another. Every call keeps its own
-// context, result and fail-open report; wait returns once every write
-// returned, so nothing is finished before its success is stored.
+// the step's due actions, made together with the claim (for a prepared
+// run, together with the claims of its whole batch), and the writes of its
+// successes, kept until the step ends and then sent in one call (with the
+// done marks of its batch, when the step was the run's last). Every lookup
+// keeps its own result and fail-open report.
 type stepCache struct {
 	owner *CachingExecutor
 
 	mu      sync.Mutex
 	lookups map[string]*cacheLookup
-	puts    sync.WaitGroup
+	puts    []string
 }
 
+// cacheLookup is one key's answer, valid once done is closed.
 type cacheLookup struct {
-	done chan struct{}
+	done <-chan struct{}
 	hit  bool
 	err  error
 }
 
 type stepCacheKey struct{}
 
-// prefetch starts a lookup for each key and returns ctx carrying them for
-// Execute. A lookup nobody takes ends on its own (bounded by the store's
-// timeout); len(keys) is the number of the event's due actions.
-func (c *CachingExecutor) prefetch(ctx context.Context, keys []string) (context.Context, *stepCache) {
+// newStepCache returns the step cache whose lookup of keys[i] is ls[i].
+func (c *CachingExecutor) newStepCache(keys []string, ls []cacheLookup) *stepCache {
 	sc := &stepCache{owner: c, lookups: make(map[string]*cacheLookup, len(keys))}
-	for _, k := range keys {
-		if _, dup := sc.lookups[k]; dup {
-			continue
+	for i, k := range keys {
+		if _, dup := sc.lookups[k]; !dup {
+			sc.lookups[k] = &ls[i]
 		}
-		l := &cacheLookup{done: make(chan struct{})}
-		sc.lookups[k] = l
-		go func() {
-			defer close(l.done)
-			l.hit, l.err = c.cache.Get(ctx, k)
-		}()
 	}
-	return context.WithValue(ctx, stepCacheKey{}, sc), sc
+	return sc
+}
+
+// in returns ctx carrying sc for Execute.
+func (sc *stepCache) in(ctx context.Context) context.Context {
+	return context.WithValue(ctx, stepCacheKey{}, sc)
+}
+
+// prefetch looks up every key in one call, in the background, and returns
+// ctx carrying the step cache for Execute. A lookup nobody takes ends on
+// its own (bounded by the store's timeout).
+func (c *CachingExecutor) prefetch(ctx context.Context, keys []string) (context.Context, *stepCache) {
+	done := make(chan struct{})
+	ls := make([]cacheLookup, len(keys))
+	for i := range ls {
+		ls[i].done = done
+	}
+	go func() {
+		defer close(done)
+		answer(ls, c.getMany(ctx, keys))
+	}()
+	sc := c.newStepCache(keys, ls)
+	return sc.in(ctx), sc
+}
+
+// getMany looks keys up, as answer wants them.
+func (c *CachingExecutor) getMany(ctx context.Context, keys []string) func(i int) (bool, error) {
+	hits, err := c.cache.GetMany(ctx, keys)
+	return func(i int) (bool, error) {
+		if err != nil {
+			return false, err
+		}
+		return hits[i], nil
+	}
+}
+
+// answer fills every lookup of ls from got.
+func answer(ls []cacheLookup, got func(i int) (bool, error)) {
+	for i := range ls {
+		ls[i].hit, ls[i].err = got(i)
+	}
 }
 
 // get returns the prefetched answer for key (once; a second call looks up
@@ -161,15 +204,29 @@ func (sc *stepCache) get(ctx context.Context, cache ports.ResultCache, key strin
 	}
 }
 
-// put stores key's success without making the caller wait; wait waits.
-func (sc *stepCache) put(ctx context.Context, key string) {
-	sc.puts.Go(func() { sc.owner.store(ctx, key) })
+// put keeps key's success to be stored when the step ends.
+func (sc *stepCache) put(key string) {
+	sc.mu.Lock()
+	sc.puts = append(sc.puts, key)
+	sc.mu.Unlock()
 }
 
-// wait returns once every put of the step returned; nil-safe.
-func (sc *stepCache) wait() {
-	if sc != nil {
-		sc.puts.Wait()
+// takePuts returns (and forgets) the successes not stored yet; nil-safe.
+func (sc *stepCache) takePuts() []string {
+	if sc == nil {
+		return nil
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	keys := sc.puts
+	sc.puts = nil
+	return keys
+}
+
+// flush stores the successes not stored yet; nil-safe.
+func (sc *stepCache) flush(ctx context.Context) {
+	if keys := sc.takePuts(); len(keys) > 0 {
+		sc.owner.storeMany(ctx, keys)
 	}
 }
 

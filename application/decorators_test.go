@@ -24,7 +24,9 @@ type fakeDedup struct {
 	mu      sync.Mutex
 	holders map[string]string // event id -> token, or "done"
 	fail    atomic.Bool
-	calls   atomic.Int32
+	calls   atomic.Int32 // claims, one per event
+	// manyCalls counts ClaimMany calls
+	manyCalls atomic.Int32
 }
 
 var _ ports.Deduplicator = (*fakeDedup)(nil)
@@ -73,6 +75,28 @@ func (f *fakeDedup) Release(_ context.Context, id, token string) error {
 	return nil
 }
 
+func (f *fakeDedup) ClaimMany(ctx context.Context, ids []string, token string, lease time.Duration) ([]ports.ClaimResult, error) {
+	f.manyCalls.Add(1)
+	res := make([]ports.ClaimResult, len(ids))
+	for i, id := range ids {
+		r, err := f.Claim(ctx, id, token, lease)
+		if err != nil {
+			return nil, err
+		}
+		res[i] = r
+	}
+	return res, nil
+}
+
+func (f *fakeDedup) MarkDoneMany(ctx context.Context, ids []string, window time.Duration) error {
+	for _, id := range ids {
+		if err := f.MarkDone(ctx, id, window); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *fakeDedup) state(id string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -101,6 +125,27 @@ func (c *fakeCache) Put(_ context.Context, key string, _ time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.keys[key] = true
+	return nil
+}
+
+func (c *fakeCache) GetMany(ctx context.Context, keys []string) ([]bool, error) {
+	hits := make([]bool, len(keys))
+	for i, key := range keys {
+		hit, err := c.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		hits[i] = hit
+	}
+	return hits, nil
+}
+
+func (c *fakeCache) PutMany(ctx context.Context, keys []string, ttl time.Duration) error {
+	for _, key := range keys {
+		if err := c.Put(ctx, key, ttl); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -157,6 +202,13 @@ func setupDecorators(t *testing.T, paired bool) *decoratorBundle {
 // buildDecorators is setupDecorators over the given stores.
 func buildDecorators(t *testing.T, dedup ports.Deduplicator, cache ports.ResultCache, paired bool) *decoratorBundle {
 	t.Helper()
+	return buildDecoratorsAt(t, dedup, cache, paired, nil)
+}
+
+// buildDecoratorsAt is buildDecorators with Dedup on the clock now (nil:
+// time.Now).
+func buildDecoratorsAt(t *testing.T, dedup ports.Deduplicator, cache ports.ResultCache, paired bool, now func() time.Time) *decoratorBundle {
+	t.Helper()
 	b := &decoratorBundle{
 		metrics: &countingMetrics{},
 		calls:   map[string]*atomic.Int32{"a": {}, "b": {}},
@@ -188,7 +240,7 @@ func buildDecorators(t *testing.T, dedup ports.Deduplicator, cache ports.ResultC
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := application.DedupConfig{Token: "me", Logger: logger, Metrics: b.metrics}
+	cfg := application.DedupConfig{Token: "me", Logger: logger, Metrics: b.metrics, Now: now}
 	if paired {
 		cfg.Cache = cached
 	}

@@ -24,10 +24,10 @@ type DedupConfig struct {
 	Token string
 	// Cache, when set (the CachingExecutor under this decorator's
 	// processor), has each step look up the results of its due actions
-	// together with the claim, and store its successes together with the
-	// done mark: with the Redis adapter's pipelining, two round trips per
-	// event on the path of its actions instead of four. Each call keeps
-	// its own result and fail-open report.
+	// together with the claim (Prepare: of a whole batch in one call),
+	// and store its successes together with the done mark (Finish: of a
+	// whole batch). Each lookup keeps its own result and fail-open
+	// report.
 	Cache   *CachingExecutor
 	Logger  *slog.Logger
 	Metrics ports.Metrics
@@ -52,9 +52,23 @@ var _ RunProcessor = (*Dedup)(nil)
 const (
 	dedupStateKey = "dedup"
 	// dedupPutsKey holds the stepCache of a step that reported done: its
-	// result writes are awaited in Finish, after the done mark was sent.
+	// result writes go out in Finish, together with the done mark.
 	dedupPutsKey = "dedup_puts"
+	// dedupPreparedKey holds the preparedClaim Prepare left for the first
+	// Step.
+	dedupPreparedKey = "dedup_prepared"
 )
+
+// preparedClaim is a claim Prepare took (with its batch) and the answers
+// to the first step's cache lookups. A Step uses it while it is fresh (a
+// third of the lease old at most, so the heartbeat that starts with the
+// step renews the claim in time); after that the Step claims again.
+type preparedClaim struct {
+	res   ports.ClaimResult
+	err   error
+	at    time.Time
+	cache *stepCache
+}
 
 type dedupState int
 
@@ -90,8 +104,97 @@ func setState(run *Run, s dedupState) {
 	run.Values[dedupStateKey] = s
 }
 
-// Start delegates; the claim is taken by the first Step.
+// Start delegates; the claim is taken by Prepare or the first Step.
 func (d *Dedup) Start(ctx context.Context, rec ports.Record) *Run { return d.next.Start(ctx, rec) }
+
+// Prepare claims the runs' events in one ClaimMany and, at the same time,
+// looks up the results of their first steps' actions in one GetMany: a
+// batch of events costs two round trips instead of one (shared) per event
+// on the path of its actions. The answers wait in each run for its first
+// Step.
+func (d *Dedup) Prepare(ctx context.Context, runs ...*Run) {
+	defer d.next.Prepare(ctx, runs...)
+	claim := make([]*Run, 0, len(runs))
+	ids := make([]string, 0, len(runs))
+	for _, run := range runs {
+		if run.Record.Err != nil || run.Skipped || state(run) != dedupUnclaimed {
+			continue
+		}
+		claim = append(claim, run)
+		ids = append(ids, run.Record.Event.ID)
+	}
+	if len(claim) == 0 {
+		return
+	}
+	now := d.cfg.Now()
+	var (
+		keys   []string
+		counts []int // keys per run of claim
+	)
+	if d.cfg.Cache != nil {
+		counts = make([]int, len(claim))
+		for i, run := range claim {
+			due := dueResultKeys(run, now)
+			keys = append(keys, due...)
+			counts[i] = len(due)
+		}
+	}
+	var (
+		ls     = make([]cacheLookup, len(keys))
+		looked = make(chan struct{})
+	)
+	if len(keys) > 0 {
+		go func() {
+			defer close(looked)
+			answer(ls, d.cfg.Cache.getMany(ctx, keys))
+		}()
+	} else {
+		close(looked)
+	}
+	res, err := d.store.ClaimMany(ctx, ids, d.cfg.Token, d.cfg.Lease)
+	<-looked
+	off := 0
+	for i, run := range claim {
+		p := &preparedClaim{err: err, at: now}
+		if err == nil {
+			p.res = res[i]
+			if p.res == ports.ClaimAcquired {
+				setState(run, dedupClaimed) // Abandon releases it
+			}
+		}
+		if counts != nil {
+			n := counts[i]
+			for j := range ls[off : off+n] {
+				ls[off+j].done = looked
+			}
+			if n > 0 {
+				p.cache = d.cfg.Cache.newStepCache(keys[off:off+n], ls[off:off+n])
+			}
+			off += n
+		}
+		if run.Values == nil {
+			run.Values = map[string]any{}
+		}
+		run.Values[dedupPreparedKey] = p
+	}
+}
+
+// takePrepared returns (and forgets) what Prepare left for run, if it is
+// still fresh at now.
+func (d *Dedup) takePrepared(run *Run, now time.Time) *preparedClaim {
+	p, _ := run.Values[dedupPreparedKey].(*preparedClaim)
+	if p == nil {
+		return nil
+	}
+	delete(run.Values, dedupPreparedKey)
+	if now.Sub(p.at) >= d.cfg.Lease/3 {
+		if state(run) == dedupClaimed {
+			setState(run, dedupUnclaimed) // the claim may have run out: claim again
+		}
+		return nil
+	}
+	return p
+}
 
 // Step claims (or renews the claim of) the event, then delegates. A done
 // event is skipped; a claim held elsewhere is retried after a short wait.
@@ -99,16 +202,28 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 	if run.Record.Err != nil || run.Skipped || state(run) == dedupFailedOpen {
 		return d.next.Step(ctx, run)
 	}
-	// The due actions' cache lookups go out with the claim; they are used
-	// only if the claim is ours (a lookup before the claim sees what one
-	// after it would: only a claim holder stores successes).
-	sctx, sc := ctx, (*stepCache)(nil)
-	if d.cfg.Cache != nil {
-		if keys := dueResultKeys(run, d.cfg.Now()); len(keys) > 0 {
-			sctx, sc = d.cfg.Cache.prefetch(ctx, keys)
+	var (
+		sctx = ctx
+		sc   *stepCache
+		res  ports.ClaimResult
+		err  error
+	)
+	if p := d.takePrepared(run, d.cfg.Now()); p != nil {
+		res, err, sc = p.res, p.err, p.cache
+		if sc != nil {
+			sctx = sc.in(ctx)
 		}
+	} else {
+		// The due actions' cache lookups go out with the claim; they are
+		// used only if the claim is ours (a lookup before the claim sees
+		// what one after it would: only a claim holder stores successes).
+		if d.cfg.Cache != nil {
+			if keys := dueResultKeys(run, d.cfg.Now()); len(keys) > 0 {
+				sctx, sc = d.cfg.Cache.prefetch(ctx, keys)
+			}
+		}
+		res, err = d.store.Claim(ctx, run.Record.Event.ID, d.cfg.Token, d.cfg.Lease)
 	}
-	res, err := d.store.Claim(ctx, run.Record.Event.ID, d.cfg.Token, d.cfg.Lease)
 	switch {
 	case err != nil:
 		if ctx.Err() != nil {
@@ -136,24 +251,24 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 	}
 	next, done := d.next.Step(sctx, run)
 	if done && sc != nil {
-		// Finish sends the done mark, then waits for these writes.
+		// Finish stores these successes together with the done mark.
 		run.Values[dedupPutsKey] = sc
 	} else {
 		// A step that is not the last stores its successes before it ends:
 		// a redelivery elsewhere must find them.
-		sc.wait()
+		sc.flush(ctx)
 	}
 	return next, done
 }
 
-// takePuts returns (and forgets) the result writes a done step left
-// outstanding.
-func takePuts(run *Run) *stepCache {
+// takePuts returns (and forgets) the successes a done step left to store.
+func takePuts(run *Run) []string {
 	sc, _ := run.Values[dedupPutsKey].(*stepCache)
-	if sc != nil {
-		delete(run.Values, dedupPutsKey)
+	if sc == nil {
+		return nil
 	}
-	return sc
+	delete(run.Values, dedupPutsKey)
+	return sc.takePuts()
 }
 
 // heartbeat renews the claim of eventID every Lease/3 until stopped. A
@@ -214,24 +329,41 @@ func every(ctx context.Context, interval time.Duration, f func()) (stop func()) 
 	}
 }
 
-// Finish marks the event done (unless it was a skipped duplicate), waits
-// for the last step's result writes (sent before, so both travel
-// together), then delegates.
-func (d *Dedup) Finish(ctx context.Context, run *Run) {
-	puts := takePuts(run)
-	if run.Record.Err == nil && !run.Skipped && state(run) != dedupUnclaimed {
-		if err := d.store.MarkDone(ctx, run.Record.Event.ID, d.cfg.Window); err != nil {
+// Finish marks the runs' events done (except skipped duplicates) in one
+// MarkDoneMany, stores their last steps' successes in one PutMany at the
+// same time, waits for both, then delegates.
+func (d *Dedup) Finish(ctx context.Context, runs ...*Run) {
+	var puts, ids []string
+	for _, run := range runs {
+		puts = append(puts, takePuts(run)...)
+		if run.Record.Err == nil && !run.Skipped && state(run) != dedupUnclaimed {
+			ids = append(ids, run.Record.Event.ID)
+		}
+	}
+	stored := make(chan struct{})
+	if len(puts) > 0 {
+		go func() {
+			defer close(stored)
+			d.cfg.Cache.storeMany(ctx, puts)
+		}()
+	} else {
+		close(stored)
+	}
+	if len(ids) > 0 {
+		if err := d.store.MarkDoneMany(ctx, ids, d.cfg.Window); err != nil {
 			d.open.report(ctx, "mark done", err)
 		}
 	}
-	puts.wait()
-	d.next.Finish(ctx, run)
+	<-stored
+	d.next.Finish(ctx, runs...)
 }
 
-// Abandon releases the claim so a redelivery can take the event at once,
-// then delegates.
+// Abandon stores the successes not stored yet, releases the claim so a
+// redelivery can take the event at once, then delegates.
 func (d *Dedup) Abandon(ctx context.Context, run *Run) {
-	takePuts(run).wait()
+	if puts := takePuts(run); len(puts) > 0 {
+		d.cfg.Cache.storeMany(ctx, puts)
+	}
 	if state(run) == dedupClaimed {
 		if err := d.store.Release(ctx, run.Record.Event.ID, d.cfg.Token); err != nil {
 			d.open.report(ctx, "release", err)

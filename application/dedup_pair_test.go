@@ -15,7 +15,8 @@ import (
 const pairWait = 2 * time.Second
 
 // gatedDedup is a fakeDedup whose Claim waits for a cache lookup to have
-// started, and whose MarkDone signals: it proves the calls travel together.
+// started, and whose MarkDoneMany signals: it proves the calls travel
+// together.
 type gatedDedup struct {
 	*fakeDedup
 	lookupStarted chan struct{}
@@ -32,13 +33,13 @@ func (g *gatedDedup) Claim(ctx context.Context, id, token string, lease time.Dur
 	return g.fakeDedup.Claim(ctx, id, token, lease)
 }
 
-func (g *gatedDedup) MarkDone(ctx context.Context, id string, window time.Duration) error {
+func (g *gatedDedup) MarkDoneMany(ctx context.Context, ids []string, window time.Duration) error {
 	close(g.markSent)
-	return g.fakeDedup.MarkDone(ctx, id, window)
+	return g.fakeDedup.MarkDoneMany(ctx, ids, window)
 }
 
-// gatedCache is a fakeCache whose Get signals and whose Put waits for the
-// done mark (or a slow store's delay) before storing.
+// gatedCache is a fakeCache whose GetMany signals and whose PutMany waits
+// for the done mark (or a slow store's delay) before storing.
 type gatedCache struct {
 	*fakeCache
 	lookupStarted chan struct{}
@@ -48,14 +49,14 @@ type gatedCache struct {
 	once          atomic.Bool
 }
 
-func (g *gatedCache) Get(ctx context.Context, key string) (bool, error) {
+func (g *gatedCache) GetMany(ctx context.Context, keys []string) ([]bool, error) {
 	if g.once.CompareAndSwap(false, true) {
 		close(g.lookupStarted)
 	}
-	return g.fakeCache.Get(ctx, key)
+	return g.fakeCache.GetMany(ctx, keys)
 }
 
-func (g *gatedCache) Put(ctx context.Context, key string, ttl time.Duration) error {
+func (g *gatedCache) PutMany(ctx context.Context, keys []string, ttl time.Duration) error {
 	if g.markSent != nil {
 		select {
 		case <-g.markSent:
@@ -65,7 +66,7 @@ func (g *gatedCache) Put(ctx context.Context, key string, ttl time.Duration) err
 	} else {
 		time.Sleep(g.putDelay)
 	}
-	return g.fakeCache.Put(ctx, key, ttl)
+	return g.fakeCache.PutMany(ctx, keys, ttl)
 }
 
 func (g *gatedCache) stored(key string) bool {
@@ -137,7 +138,7 @@ func TestDedupPairedLookupUnusedWhenTheEventIsDone(t *testing.T) {
 	t.Parallel()
 	b, d, _ := pairedBundle(t, time.Millisecond)
 	ctx := t.Context()
-	if err := d.fakeDedup.MarkDone(ctx, "p3", time.Hour); err != nil {
+	if err := d.MarkDone(ctx, "p3", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	run := runToEnd(t, b.proc, decoratorRecord("p3"))

@@ -290,11 +290,13 @@ type recordingProc struct {
 	abandoned []string
 }
 
-func (p *recordingProc) Finish(ctx context.Context, run *application.Run) {
+func (p *recordingProc) Finish(ctx context.Context, runs ...*application.Run) {
 	p.mu.Lock()
-	p.finished = append(p.finished, run.Event().ID)
+	for _, run := range runs {
+		p.finished = append(p.finished, run.Event().ID)
+	}
 	p.mu.Unlock()
-	p.RunProcessor.Finish(ctx, run)
+	p.RunProcessor.Finish(ctx, runs...)
 }
 
 func (p *recordingProc) Abandon(ctx context.Context, run *application.Run) {

@@ -15,19 +15,28 @@ import (
 )
 
 // RunProcessor drives one event through its life. The scheduler calls
-// Start once, Step until it reports done, then Finish; when shutdown leaves
-// a run unfinished it calls Abandon instead of Finish. Decorators (dedup)
-// wrap a RunProcessor and add to each phase.
+// Start once, Prepare (optionally), Step until it reports done, then
+// Finish; when shutdown leaves a run unfinished it calls Abandon instead
+// of Finish. Prepare and Finish take several runs at once, so that a
+// decorator can do their store work together (Dedup claims them, and
+// marks them done, in one round trip each). Decorators (dedup) wrap a
+// RunProcessor and add to each phase.
 type RunProcessor interface {
 	// Start matches observers and evaluates conditions; it performs no
 	// action.
 	Start(ctx context.Context, rec ports.Record) *Run
+	// Prepare readies runs Start returned for their first Step; it
+	// performs no action, and a Step works the same whether or not its
+	// run was prepared.
+	Prepare(ctx context.Context, runs ...*Run)
 	// Step runs the actions that are due. It returns done=true when every
 	// action is finished (succeeded, dead-lettered or logged, or parked in
 	// the durable retry store), otherwise the time the next step is due.
 	Step(ctx context.Context, run *Run) (next time.Time, done bool)
-	// Finish is called once after Step reported done.
-	Finish(ctx context.Context, run *Run)
+	// Finish is called once for each run after its Step reported done;
+	// several runs may be finished in one call (under the caller's ctx,
+	// not each run's).
+	Finish(ctx context.Context, runs ...*Run)
 	// Abandon is called when the run will not be finished by this process.
 	Abandon(ctx context.Context, run *Run)
 	// GiveUp finishes every unfinished action because the event will not
@@ -385,8 +394,17 @@ func (p *Processor) parkInvalid(ctx context.Context, run *Run) (time.Time, bool)
 	return time.Time{}, true
 }
 
-// Finish logs the summary and counts the event.
-func (p *Processor) Finish(ctx context.Context, run *Run) {
+// Prepare does nothing for the base processor.
+func (p *Processor) Prepare(context.Context, ...*Run) {}
+
+// Finish logs each run's summary and counts the event.
+func (p *Processor) Finish(ctx context.Context, runs ...*Run) {
+	for _, run := range runs {
+		p.finish(ctx, run)
+	}
+}
+
+func (p *Processor) finish(ctx context.Context, run *Run) {
 	outcome := "ok"
 	switch {
 	case run.invalid:

@@ -38,6 +38,15 @@ type SchedulerConfig struct {
 	// after its context ends (default 30s); their actions see a context
 	// that ends after the grace period.
 	ShutdownGrace time.Duration
+	// Batch, when positive, has events started and prepared ahead of
+	// their first step, and finished after their last, up to Batch at a
+	// time (RunProcessor.Prepare and Finish with many runs: with Dedup,
+	// one round trip claims a batch and one marks a batch done). The
+	// workers do not wait for the finishing: they go on with other
+	// entities, and the entity's next event starts once its predecessor
+	// is finished. Zero starts and finishes each event in the worker
+	// that steps it.
+	Batch int
 }
 
 // Scheduler runs events through a RunProcessor: events of the same entity
@@ -54,6 +63,13 @@ type Scheduler struct {
 	timers   map[*entityQueue]*time.Timer
 	closed   bool
 	wake     chan struct{}
+	// fresh holds queues whose head is not started yet, for the
+	// preparer; finishing holds runs that are done, for the finisher
+	// (both only when cfg.Batch > 0).
+	fresh     []*entityQueue
+	finishing []finishing
+	prepWake  chan struct{}
+	finWake   chan struct{}
 	// spare holds emptied queues for reuse (at most maxSpareQueues): a
 	// drain of distinct entities would otherwise allocate a queue, its
 	// slice and a run holder per event.
@@ -68,6 +84,12 @@ type entityQueue struct {
 	runs  []*queuedRun
 	first queuedRun     // the run of a queue's first event
 	slot  [1]*queuedRun // runs' first backing array
+}
+
+// finishing is a done run waiting for the finisher.
+type finishing struct {
+	q    *entityQueue
+	head *queuedRun
 }
 
 type queuedRun struct {
@@ -87,6 +109,9 @@ func NewScheduler(proc RunProcessor, cfg SchedulerConfig) (*Scheduler, error) {
 	if cfg.MaxConcurrent < 1 {
 		return nil, errors.New("scheduler: max concurrent must be at least 1")
 	}
+	if cfg.Batch < 0 {
+		return nil, errors.New("scheduler: batch must not be negative")
+	}
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 30*time.Second)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -97,6 +122,8 @@ func NewScheduler(proc RunProcessor, cfg SchedulerConfig) (*Scheduler, error) {
 		entities: map[string]*entityQueue{},
 		timers:   map[*entityQueue]*time.Timer{},
 		wake:     make(chan struct{}, cfg.MaxConcurrent),
+		prepWake: make(chan struct{}, 1),
+		finWake:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -124,7 +151,27 @@ func (s *Scheduler) Handle(rec ports.Record, finish func()) {
 	q.slot[0] = &q.first
 	q.runs = q.slot[:1]
 	s.entities[key] = q
+	s.pushHeadLocked(q)
+}
+
+// pushHeadLocked makes q's unstarted head runnable: through the preparer
+// when batching, else straight to the workers; s.mu must be held.
+func (s *Scheduler) pushHeadLocked(q *entityQueue) {
+	if s.cfg.Batch > 0 && q.runs[0].run == nil {
+		s.fresh = append(s.fresh, q)
+		signal(s.prepWake)
+		return
+	}
 	s.pushReadyLocked(q)
+}
+
+// signal wakes the goroutine waiting on c (capacity 1) unless a wake-up is
+// pending already.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 // recycleLocked keeps an emptied queue, deleted from s.entities and on no
@@ -176,9 +223,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// shutdown lets in-flight requests complete.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	var wg sync.WaitGroup
+	var wg, helpers sync.WaitGroup
 	for range s.cfg.MaxConcurrent {
 		wg.Go(func() { s.worker(ctx, work) })
+	}
+	finished := make(chan struct{})
+	if s.cfg.Batch > 0 {
+		helpers.Go(func() { s.preparer(ctx, work) })
+		helpers.Go(func() { s.finisher(ctx, work, finished) })
 	}
 	<-ctx.Done()
 	if errors.Is(context.Cause(ctx), ports.ErrLeaseLost) {
@@ -188,6 +240,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	grace := time.AfterFunc(s.cfg.ShutdownGrace, cancelWork)
 	wg.Wait()
+	close(finished) // no run becomes done any more: the finisher ends once it finished every one
+	helpers.Wait()
 	grace.Stop()
 
 	s.mu.Lock()
@@ -205,7 +259,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 	}
 	s.entities = map[string]*entityQueue{}
-	s.ready = nil
+	s.ready, s.fresh = nil, nil
 	s.mu.Unlock()
 
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -256,6 +310,13 @@ func (s *Scheduler) process(ctx, work context.Context, q *entityQueue) {
 		head.run = s.proc.Start(work, head.rec)
 	}
 	next, done := s.proc.Step(work, head.run)
+	if done && s.cfg.Batch > 0 {
+		s.mu.Lock()
+		s.finishing = append(s.finishing, finishing{q: q, head: head})
+		s.mu.Unlock()
+		signal(s.finWake)
+		return
+	}
 	if done {
 		s.proc.Finish(work, head.run)
 		head.finish()
@@ -265,19 +326,7 @@ func (s *Scheduler) process(ctx, work context.Context, q *entityQueue) {
 	defer s.mu.Unlock()
 	switch {
 	case done:
-		if q.runs[0] == &q.first {
-			q.first = queuedRun{} // let the event go while the queue lives on
-		}
-		q.runs[0] = nil
-		q.runs = q.runs[1:]
-		if len(q.runs) == 0 {
-			delete(s.entities, q.key)
-			s.recycleLocked(q)
-			return
-		}
-		if ctx.Err() == nil {
-			s.pushReadyLocked(q)
-		}
+		s.advanceLocked(ctx, q)
 	case ctx.Err() != nil:
 		// Shutting down: leave the run for Run to abandon.
 	default:
@@ -291,5 +340,108 @@ func (s *Scheduler) process(ctx, work context.Context, q *entityQueue) {
 			delete(s.timers, q)
 			s.pushReadyLocked(q)
 		})
+	}
+}
+
+// advanceLocked drops q's finished head and makes the next event runnable,
+// or retires the queue; s.mu must be held.
+func (s *Scheduler) advanceLocked(ctx context.Context, q *entityQueue) {
+	if q.runs[0] == &q.first {
+		q.first = queuedRun{} // let the event go while the queue lives on
+	}
+	q.runs[0] = nil
+	q.runs = q.runs[1:]
+	if len(q.runs) == 0 {
+		delete(s.entities, q.key)
+		s.recycleLocked(q)
+		return
+	}
+	if ctx.Err() == nil {
+		s.pushHeadLocked(q)
+	}
+}
+
+// preparer starts the heads of fresh queues, prepares them together (up to
+// cfg.Batch at a time) and hands them to the workers, until ctx ends.
+func (s *Scheduler) preparer(ctx, work context.Context) {
+	qs := make([]*entityQueue, 0, s.cfg.Batch)
+	heads := make([]*queuedRun, 0, s.cfg.Batch)
+	runs := make([]*Run, 0, s.cfg.Batch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.prepWake:
+		}
+		for ctx.Err() == nil {
+			qs, heads, runs = qs[:0], heads[:0], runs[:0]
+			s.mu.Lock()
+			n := min(len(s.fresh), s.cfg.Batch)
+			for _, q := range s.fresh[:n] {
+				qs, heads = append(qs, q), append(heads, q.runs[0])
+			}
+			s.fresh = append(s.fresh[:0], s.fresh[n:]...)
+			s.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			for _, h := range heads {
+				h.run = s.proc.Start(work, h.rec)
+				runs = append(runs, h.run)
+			}
+			s.proc.Prepare(work, runs...)
+			s.mu.Lock()
+			for _, q := range qs {
+				s.pushReadyLocked(q)
+			}
+			s.mu.Unlock()
+			clear(qs[:n])
+			clear(heads[:n])
+			clear(runs[:n])
+		}
+	}
+}
+
+// finisher finishes done runs together (up to cfg.Batch at a time), then
+// lets their entities go on. Once stop is closed (no run becomes done any
+// more) it finishes what is left and returns.
+func (s *Scheduler) finisher(ctx, work context.Context, stop <-chan struct{}) {
+	batch := make([]finishing, 0, s.cfg.Batch)
+	runs := make([]*Run, 0, s.cfg.Batch)
+	for {
+		stopping := false
+		select {
+		case <-s.finWake:
+		case <-stop:
+			stopping = true
+		}
+		for {
+			batch, runs = batch[:0], runs[:0]
+			s.mu.Lock()
+			n := min(len(s.finishing), s.cfg.Batch)
+			batch = append(batch, s.finishing[:n]...)
+			s.finishing = append(s.finishing[:0], s.finishing[n:]...)
+			s.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			for _, f := range batch {
+				runs = append(runs, f.head.run)
+			}
+			s.proc.Finish(work, runs...)
+			for _, f := range batch {
+				f.head.finish()
+			}
+			s.mu.Lock()
+			for _, f := range batch {
+				s.advanceLocked(ctx, f.q)
+			}
+			s.mu.Unlock()
+			clear(batch[:n])
+			clear(runs[:n])
+		}
+		if stopping {
+			return
+		}
 	}
 }

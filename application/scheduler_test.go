@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -67,11 +68,15 @@ func TestSchedulerKeepsEntityOrder(t *testing.T) {
 		maxConcurrent int
 		failSome      bool
 		waves         bool // each entity's queue empties (and is reused) between its events
+		batch         int
 	}{
 		{name: "one worker", maxConcurrent: 1},
 		{name: "many workers", maxConcurrent: 8},
 		{name: "many workers with retries", maxConcurrent: 8, failSome: true},
 		{name: "queues emptied between events", maxConcurrent: 8, failSome: true, waves: true},
+		{name: "one worker, batched", maxConcurrent: 1, batch: 4},
+		{name: "many workers with retries, batched", maxConcurrent: 8, failSome: true, batch: 4},
+		{name: "queues emptied between events, batched", maxConcurrent: 8, failSome: true, waves: true, batch: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,7 +107,7 @@ func TestSchedulerKeepsEntityOrder(t *testing.T) {
 				done[ev.EntityID] = append(done[ev.EntityID], n)
 				return nil
 			})
-			b := setupScheduler(t, schedSetup{exec: exec, retry: fixedRetry(3, time.Millisecond), cfg: application.SchedulerConfig{MaxConcurrent: tt.maxConcurrent}})
+			b := setupScheduler(t, schedSetup{exec: exec, retry: fixedRetry(3, time.Millisecond), cfg: application.SchedulerConfig{MaxConcurrent: tt.maxConcurrent, Batch: tt.batch}})
 			runInBackground(t, b.sched.Run)
 			seq := int64(0)
 			for n := range perEntity {
@@ -327,79 +332,88 @@ func TestSchedulerShutdown(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			release := make(chan struct{})
-			exec, calls := recording(func(ctx context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
-				switch ev.EntityID {
-				case "A": // in flight at shutdown, completes once released
-					return untilReleased(ctx, release)
-				case "B": // waiting for a retry at shutdown
-					return domain.Transient(errBoom, 0)
-				case "C": // in flight at shutdown, never completes by itself
-					<-ctx.Done()
-					return ctx.Err()
-				}
-				return nil
+		for _, batch := range []int{0, 4} {
+			t.Run(fmt.Sprintf("%s/batch=%d", tt.name, batch), func(t *testing.T) {
+				t.Parallel()
+				testSchedulerShutdown(t, tt.entities, tt.grace, batch, tt.wantFinished, tt.wantAbandoned)
 			})
-			b := setupScheduler(t, schedSetup{
-				exec:  exec,
-				retry: fixedRetry(3, time.Hour),
-				cfg:   application.SchedulerConfig{MaxConcurrent: 4, ShutdownGrace: tt.grace},
-			})
-			run := runInBackground(t, b.sched.Run)
-			seq := int64(0)
-			for n := range 2 {
-				for _, e := range tt.entities {
-					seq++
-					b.handle(record(seq, seqEvent(e, n)))
-				}
-			}
-			eventually(t, "the first events started", func() bool {
-				for _, e := range tt.entities {
-					if calls.count(e+"-0") != 1 {
-						return false
-					}
-				}
-				return true
-			})
-			run.Cancel()
-			// Room for a shutdown that wrongly cuts the grace period short
-			// to end A-0's context before it is released.
-			time.Sleep(20 * time.Millisecond)
-			close(release)
-			if err := run.Wait(t); err != nil {
-				t.Fatalf("Run = %v, want nil", err)
-			}
+		}
+	}
+}
 
-			finished, abandoned := b.proc.state()
-			if !slices.Equal(finished, tt.wantFinished) {
-				t.Errorf("Finish called for %v, want %v", finished, tt.wantFinished)
+// testSchedulerShutdown gives entities two events each, shuts down while
+// the first of each runs and checks which were finished and abandoned.
+func testSchedulerShutdown(t *testing.T, entities []string, grace time.Duration, batch int, wantFinished, wantAbandoned []string) {
+	t.Helper()
+	release := make(chan struct{})
+	exec, calls := recording(func(ctx context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		switch ev.EntityID {
+		case "A": // in flight at shutdown, completes once released
+			return untilReleased(ctx, release)
+		case "B": // waiting for a retry at shutdown
+			return domain.Transient(errBoom, 0)
+		case "C": // in flight at shutdown, never completes by itself
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	b := setupScheduler(t, schedSetup{
+		exec:  exec,
+		retry: fixedRetry(3, time.Hour),
+		cfg:   application.SchedulerConfig{MaxConcurrent: 4, ShutdownGrace: grace, Batch: batch},
+	})
+	run := runInBackground(t, b.sched.Run)
+	seq := int64(0)
+	for n := range 2 {
+		for _, e := range entities {
+			seq++
+			b.handle(record(seq, seqEvent(e, n)))
+		}
+	}
+	eventually(t, "the first events started", func() bool {
+		for _, e := range entities {
+			if calls.count(e+"-0") != 1 {
+				return false
 			}
-			slices.Sort(abandoned)
-			if !slices.Equal(abandoned, tt.wantAbandoned) {
-				t.Errorf("Abandon called for %v, want %v", abandoned, tt.wantAbandoned)
-			}
-			if b.finished.len() != len(tt.wantFinished) {
-				t.Errorf("%d finish callbacks, want %d (%v)", b.finished.len(), len(tt.wantFinished), tt.wantFinished)
-			}
-			for _, id := range tt.wantFinished {
-				if b.finished.times(id) != 1 {
-					t.Errorf("finish callback for %s called %d times, want 1", id, b.finished.times(id))
-				}
-			}
-			for _, e := range tt.entities {
-				if calls.count(e+"-0") != 1 || calls.count(e+"-1") != 0 {
-					t.Errorf("entity %s: first event executed %d times, queued one %d times; want 1 and 0", e, calls.count(e+"-0"), calls.count(e+"-1"))
-				}
-			}
+		}
+		return true
+	})
+	run.Cancel()
+	// Room for a shutdown that wrongly cuts the grace period short
+	// to end A-0's context before it is released.
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	if err := run.Wait(t); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
 
-			// After shutdown, records are dropped: they are re-read after a restart.
-			b.handle(record(seq+1, seqEvent("D", 0)))
-			if b.sched.Pending() != 0 {
-				t.Errorf("Pending() = %d after shutdown, want 0", b.sched.Pending())
-			}
-		})
+	finished, abandoned := b.proc.state()
+	if !slices.Equal(finished, wantFinished) {
+		t.Errorf("Finish called for %v, want %v", finished, wantFinished)
+	}
+	slices.Sort(abandoned)
+	if !slices.Equal(abandoned, wantAbandoned) {
+		t.Errorf("Abandon called for %v, want %v", abandoned, wantAbandoned)
+	}
+	if b.finished.len() != len(wantFinished) {
+		t.Errorf("%d finish callbacks, want %d (%v)", b.finished.len(), len(wantFinished), wantFinished)
+	}
+	for _, id := range wantFinished {
+		if b.finished.times(id) != 1 {
+			t.Errorf("finish callback for %s called %d times, want 1", id, b.finished.times(id))
+		}
+	}
+	for _, e := range entities {
+		if calls.count(e+"-0") != 1 || calls.count(e+"-1") != 0 {
+			t.Errorf("entity %s: first event executed %d times, queued one %d times; want 1 and 0", e, calls.count(e+"-0"), calls.count(e+"-1"))
+		}
+	}
+
+	// After shutdown, records are dropped: they are re-read after a restart.
+	b.handle(record(seq+1, seqEvent("D", 0)))
+	if b.sched.Pending() != 0 {
+		t.Errorf("Pending() = %d after shutdown, want 0", b.sched.Pending())
 	}
 }
 
@@ -417,6 +431,8 @@ func TestNewSchedulerValidates(t *testing.T) {
 		{name: "no processor", cfg: application.SchedulerConfig{Logger: discardLogger()}},
 		{name: "no logger", proc: proc},
 		{name: "negative max concurrent", proc: proc, cfg: application.SchedulerConfig{Logger: discardLogger(), MaxConcurrent: -1}},
+		{name: "negative batch", proc: proc, cfg: application.SchedulerConfig{Logger: discardLogger(), Batch: -1}},
+		{name: "batch", proc: proc, cfg: application.SchedulerConfig{Logger: discardLogger(), Batch: 64}, ok: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -463,4 +479,129 @@ func BenchmarkSchedulerThroughput(b *testing.B) {
 		total += events
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+}
+
+// batchProbe wraps a RunProcessor and records the calls of a batching
+// scheduler: the size of every Prepare and Finish and the order of the
+// phases. Its first Prepare waits for firstPrepare and its first Finish
+// for firstFinish, so that the next ones find several runs waiting.
+type batchProbe struct {
+	application.RunProcessor
+	firstPrepare, firstFinish chan struct{}
+
+	mu       sync.Mutex
+	log      []string // "prepare:id", "step:id", "finished:id"
+	prepares []int
+	finishes []int
+}
+
+func (p *batchProbe) note(phase string, runs ...*application.Run) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range runs {
+		p.log = append(p.log, phase+":"+r.Event().ID)
+	}
+}
+
+func (p *batchProbe) Prepare(ctx context.Context, runs ...*application.Run) {
+	p.mu.Lock()
+	first := len(p.prepares) == 0
+	p.prepares = append(p.prepares, len(runs))
+	p.mu.Unlock()
+	if first {
+		<-p.firstPrepare
+	}
+	p.note("prepare", runs...)
+	p.RunProcessor.Prepare(ctx, runs...)
+}
+
+func (p *batchProbe) Step(ctx context.Context, run *application.Run) (time.Time, bool) {
+	p.note("step", run)
+	return p.RunProcessor.Step(ctx, run)
+}
+
+func (p *batchProbe) Finish(ctx context.Context, runs ...*application.Run) {
+	p.mu.Lock()
+	first := len(p.finishes) == 0
+	p.finishes = append(p.finishes, len(runs))
+	p.mu.Unlock()
+	if first {
+		<-p.firstFinish
+	}
+	p.RunProcessor.Finish(ctx, runs...)
+	p.note("finished", runs...)
+}
+
+// With Batch set, events are prepared together before their first step and
+// finished together after their last, an entity's next event steps only
+// after its predecessor was finished, and every event is finished once.
+func TestSchedulerBatchPreparesAndFinishesTogether(t *testing.T) {
+	t.Parallel()
+	const entities, perEntity, batch = 12, 2, 5
+	b := setupScheduler(t, schedSetup{exec: ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })})
+	probe := &batchProbe{RunProcessor: b.proc, firstPrepare: make(chan struct{}), firstFinish: make(chan struct{})}
+	sched, err := application.NewScheduler(probe, application.SchedulerConfig{MaxConcurrent: 4, Batch: batch, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := newFinishLog()
+	runInBackground(t, sched.Run)
+	seq := int64(0)
+	for n := range perEntity {
+		for e := range entities {
+			seq++
+			rec := record(seq, seqEvent(fmt.Sprint("e", e), n))
+			sched.Handle(rec, finished.finisher(rec.Event.ID))
+		}
+	}
+	close(probe.firstPrepare) // every event is handed in: the next Prepare finds several
+	eventually(t, "the first finish waits while other runs are done", func() bool {
+		probe.mu.Lock()
+		defer probe.mu.Unlock()
+		steps := 0
+		for _, l := range probe.log {
+			if strings.HasPrefix(l, "step:") {
+				steps++
+			}
+		}
+		return steps >= 4
+	})
+	close(probe.firstFinish)
+	eventually(t, "every event finished", func() bool { return finished.len() == entities*perEntity })
+
+	probe.mu.Lock()
+	defer probe.mu.Unlock()
+	if slices.Max(probe.prepares) < 2 || slices.Max(probe.prepares) > batch {
+		t.Errorf("Prepare sizes %v: want some with several runs, none over %d", probe.prepares, batch)
+	}
+	if slices.Max(probe.finishes) < 2 || slices.Max(probe.finishes) > batch {
+		t.Errorf("Finish sizes %v: want some with several runs, none over %d", probe.finishes, batch)
+	}
+	at := map[string]int{}
+	for i, l := range probe.log {
+		if _, seen := at[l]; seen {
+			t.Errorf("%s twice", l)
+		}
+		at[l] = i
+	}
+	for e := range entities {
+		for n := range perEntity {
+			id := seqEvent(fmt.Sprint("e", e), n).ID
+			prep, okP := at["prepare:"+id]
+			step, okS := at["step:"+id]
+			fin, okF := at["finished:"+id]
+			if !okP || !okS || !okF || prep > step || step > fin {
+				t.Errorf("%s: prepare at %d (%v), step at %d (%v), finished at %d (%v); want in that order", id, prep, okP, step, okS, fin, okF)
+			}
+			if finished.times(id) != 1 {
+				t.Errorf("%s finish callback called %d times, want 1", id, finished.times(id))
+			}
+			if n > 0 {
+				prev := seqEvent(fmt.Sprint("e", e), n-1).ID
+				if at["finished:"+prev] > at["prepare:"+id] {
+					t.Errorf("%s was prepared before %s was finished", id, prev)
+				}
+			}
+		}
+	}
 }

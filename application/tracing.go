@@ -125,10 +125,19 @@ func (p *TracedProcessor) Step(ctx context.Context, run *Run) (time.Time, bool) 
 	return p.next.Step(p.in(ctx, run), run)
 }
 
-// Finish ends the event's span with the summary.
-func (p *TracedProcessor) Finish(ctx context.Context, run *Run) {
-	p.next.Finish(p.in(ctx, run), run)
-	p.end(run, "")
+// Prepare delegates under the caller's context (it serves many events).
+func (p *TracedProcessor) Prepare(ctx context.Context, runs ...*Run) { p.next.Prepare(ctx, runs...) }
+
+// Finish ends each event's span with its summary. A single run finishes
+// under its span; several finish together under the caller's context.
+func (p *TracedProcessor) Finish(ctx context.Context, runs ...*Run) {
+	if len(runs) == 1 {
+		ctx = p.in(ctx, runs[0])
+	}
+	p.next.Finish(ctx, runs...)
+	for _, run := range runs {
+		p.end(run, "")
+	}
 }
 
 // Abandon ends the event's span unfinished.

@@ -330,7 +330,7 @@ type stubProc struct {
 }
 
 func (s stubProc) Start(_ context.Context, rec ports.Record) *application.Run { return s.start(rec) }
-func (s stubProc) Finish(context.Context, *application.Run)                   {}
+func (s stubProc) Finish(context.Context, ...*application.Run)                {}
 
 // A duplicate (skipped by dedup) and an invalid input end their spans
 // with that outcome.

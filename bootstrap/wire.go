@@ -139,6 +139,21 @@ func (a *App) maxConcurrent() int {
 	return n
 }
 
+// dedupBatch is how many events the scheduler claims together ahead of
+// their first step, and marks done together after their last, when
+// dedup is on.
+const dedupBatch = 128
+
+// schedulerBatch is the scheduler's Batch: dedupBatch with dedup (its
+// claims and done marks are what batching saves), else none (nothing to
+// save, and one hand-over less per event).
+func (a *App) schedulerBatch() int {
+	if a.cfg.Performance.EnableDedup {
+		return dedupBatch
+	}
+	return 0
+}
+
 // buildLocalReader reads the change log (or the memory source) in this
 // process and runs the actions here.
 func (a *App) buildLocalReader() error {
@@ -155,7 +170,7 @@ func (a *App) buildLocalReader() error {
 		a.onClose(cl.Close)
 	}
 	scheduler, err := application.NewScheduler(a.runProc, application.SchedulerConfig{
-		MaxConcurrent: a.maxConcurrent(), Logger: a.logger,
+		MaxConcurrent: a.maxConcurrent(), Logger: a.logger, Batch: a.schedulerBatch(),
 	})
 	if err != nil {
 		return err

@@ -43,6 +43,13 @@ func (c ClaimResult) String() string {
 // claim. Release drops token's claim (a no-op when token does not hold it),
 // so the event can be claimed again at once; it never removes a done mark.
 //
+// ClaimMany is Claim for several events at once (one round trip for a
+// networked adapter): it returns one result per id, in order, each what
+// Claim would have answered for it, or an error and no results (claims
+// it took before failing expire after their lease). MarkDoneMany is
+// MarkDone for every id, in one round trip; on error some may be marked.
+// An empty ids list does nothing.
+//
 // A claim never outlives its lease: a holder that dies leaves the event
 // claimable after the lease, never marked done. Safe for concurrent use;
 // shared between processes for networked adapters.
@@ -50,15 +57,22 @@ type Deduplicator interface {
 	Claim(ctx context.Context, eventID, token string, lease time.Duration) (ClaimResult, error)
 	MarkDone(ctx context.Context, eventID string, window time.Duration) error
 	Release(ctx context.Context, eventID, token string) error
+	ClaimMany(ctx context.Context, eventIDs []string, token string, lease time.Duration) ([]ClaimResult, error)
+	MarkDoneMany(ctx context.Context, eventIDs []string, window time.Duration) error
 }
 
 // ResultCache remembers which actions already succeeded for an event, so a
 // redelivered event does not repeat them.
 //
 // Get reports whether key holds a stored success (false after the TTL).
-// Put stores a success for ttl; callers put only successes. Safe for
-// concurrent use; shared between processes for networked adapters.
+// Put stores a success for ttl; callers put only successes. GetMany and
+// PutMany do the same for several keys in one round trip: GetMany returns
+// one answer per key, in order, or an error and no answers; PutMany
+// stores every key (on error, some may be stored). Safe for concurrent
+// use; shared between processes for networked adapters.
 type ResultCache interface {
 	Get(ctx context.Context, key string) (bool, error)
 	Put(ctx context.Context, key string, ttl time.Duration) error
+	GetMany(ctx context.Context, keys []string) ([]bool, error)
+	PutMany(ctx context.Context, keys []string, ttl time.Duration) error
 }

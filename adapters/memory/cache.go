@@ -34,35 +34,58 @@ func NewResultCache(now func() time.Time) *ResultCache {
 
 // Get reports whether key holds an unexpired success.
 func (c *ResultCache) Get(ctx context.Context, key string) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, fmt.Errorf("memory: get result %q: %w", key, err)
+	hits, err := c.GetMany(ctx, []string{key})
+	if err != nil {
+		return false, err
 	}
+	return hits[0], nil
+}
+
+// GetMany answers Get for every key under one lock.
+func (c *ResultCache) GetMany(ctx context.Context, keys []string) ([]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memory: get %d results: %w", len(keys), err)
+	}
+	hits := make([]bool, len(keys))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	until, ok := c.entries[key]
-	return ok && c.now().Before(until), nil
+	now := c.now()
+	for i, key := range keys {
+		until, ok := c.entries[key]
+		hits[i] = ok && now.Before(until)
+	}
+	return hits, nil
 }
 
 // Put stores a success for key until now+ttl, replacing an earlier one.
 func (c *ResultCache) Put(ctx context.Context, key string, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memory: put result %q: %w", key, err)
-	}
-	if ttl <= 0 {
-		return fmt.Errorf("memory: put result %q: ttl %v is not positive", key, ttl)
+	return c.PutMany(ctx, []string{key}, ttl)
+}
+
+// PutMany stores every key as Put would, under one lock.
+func (c *ResultCache) PutMany(ctx context.Context, keys []string, ttl time.Duration) error {
+	for _, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("memory: put result %q: %w", key, err)
+		}
+		if ttl <= 0 {
+			return fmt.Errorf("memory: put result %q: ttl %v is not positive", key, ttl)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	_, existed := c.entries[key]
-	c.entries[key] = now.Add(ttl)
-	if !existed && len(c.entries) >= c.sweepAt {
-		for k, until := range c.entries {
-			if !now.Before(until) {
-				delete(c.entries, k)
+	for _, key := range keys {
+		_, existed := c.entries[key]
+		c.entries[key] = now.Add(ttl)
+		if !existed && len(c.entries) >= c.sweepAt {
+			for k, until := range c.entries {
+				if !now.Before(until) {
+					delete(c.entries, k)
+				}
 			}
+			c.sweepAt = max(minSweepSize, 2*len(c.entries))
 		}
-		c.sweepAt = max(minSweepSize, 2*len(c.entries))
 	}
 	return nil
 }

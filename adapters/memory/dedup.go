@@ -46,52 +46,87 @@ func NewDeduplicator(now func() time.Time) *Deduplicator {
 // Claim takes eventID for token until now+lease, extends token's own claim,
 // or reports the event done or busy.
 func (d *Deduplicator) Claim(ctx context.Context, eventID, token string, lease time.Duration) (ports.ClaimResult, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("memory: claim %q: %w", eventID, err)
+	res, err := d.ClaimMany(ctx, []string{eventID}, token, lease)
+	if err != nil {
+		return 0, err
 	}
-	switch {
-	case eventID == "":
-		return 0, fmt.Errorf("memory: claim: empty event id")
-	case token == "":
-		return 0, fmt.Errorf("memory: claim %q: empty token", eventID)
-	case lease <= 0:
-		return 0, fmt.Errorf("memory: claim %q: lease %v is not positive", eventID, lease)
+	return res[0], nil
+}
+
+// ClaimMany claims every id as Claim would, under one lock.
+func (d *Deduplicator) ClaimMany(ctx context.Context, eventIDs []string, token string, lease time.Duration) ([]ports.ClaimResult, error) {
+	for _, id := range eventIDs {
+		if err := checkClaim(ctx, id, token, lease); err != nil {
+			return nil, err
+		}
 	}
+	res := make([]ports.ClaimResult, len(eventIDs))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
+	for i, id := range eventIDs {
+		res[i] = d.claimLocked(now, id, token, lease)
+	}
+	return res, nil
+}
+
+func checkClaim(ctx context.Context, eventID, token string, lease time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: claim %q: %w", eventID, err)
+	}
+	switch {
+	case eventID == "":
+		return fmt.Errorf("memory: claim: empty event id")
+	case token == "":
+		return fmt.Errorf("memory: claim %q: empty token", eventID)
+	case lease <= 0:
+		return fmt.Errorf("memory: claim %q: lease %v is not positive", eventID, lease)
+	}
+	return nil
+}
+
+func (d *Deduplicator) claimLocked(now time.Time, eventID, token string, lease time.Duration) ports.ClaimResult {
 	cur, ok := d.entries[eventID]
 	if ok && now.Before(cur.until) {
 		switch {
 		case cur.done:
-			return ports.ClaimDone, nil
+			return ports.ClaimDone
 		case cur.token != token:
-			return ports.ClaimBusy, nil
+			return ports.ClaimBusy
 		}
 	}
 	d.entries[eventID] = dedupEntry{token: token, until: now.Add(lease)}
 	if !ok {
 		d.sweepLocked(now)
 	}
-	return ports.ClaimAcquired, nil
+	return ports.ClaimAcquired
 }
 
 // MarkDone records eventID as processed until now+window, replacing any
 // claim.
 func (d *Deduplicator) MarkDone(ctx context.Context, eventID string, window time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memory: mark done %q: %w", eventID, err)
-	}
-	if window <= 0 {
-		return fmt.Errorf("memory: mark done %q: window %v is not positive", eventID, window)
+	return d.MarkDoneMany(ctx, []string{eventID}, window)
+}
+
+// MarkDoneMany marks every id done as MarkDone would, under one lock.
+func (d *Deduplicator) MarkDoneMany(ctx context.Context, eventIDs []string, window time.Duration) error {
+	for _, id := range eventIDs {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("memory: mark done %q: %w", id, err)
+		}
+		if window <= 0 {
+			return fmt.Errorf("memory: mark done %q: window %v is not positive", id, window)
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	_, existed := d.entries[eventID]
-	d.entries[eventID] = dedupEntry{done: true, until: now.Add(window)}
-	if !existed {
-		d.sweepLocked(now)
+	for _, id := range eventIDs {
+		_, existed := d.entries[id]
+		d.entries[id] = dedupEntry{done: true, until: now.Add(window)}
+		if !existed {
+			d.sweepLocked(now)
+		}
 	}
 	return nil
 }

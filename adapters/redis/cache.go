@@ -26,23 +26,55 @@ func (r *ResultCache) key(key string) string { return r.c.prefix + "cache:v1:res
 
 // Get reports whether key holds a stored success.
 func (r *ResultCache) Get(ctx context.Context, key string) (bool, error) {
-	err := r.c.batch.do(ctx, goredis.NewStringCmd(ctx, "get", r.key(key)))
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, goredis.Nil):
-		return false, nil
+	hits, err := r.GetMany(ctx, []string{key})
+	if err != nil {
+		return false, err
 	}
-	return false, r.c.wrap(ctx, "get result "+key, err)
+	return hits[0], nil
+}
+
+// GetMany answers Get for every key in one pipeline.
+func (r *ResultCache) GetMany(ctx context.Context, keys []string) ([]bool, error) {
+	cmds := make([]goredis.Cmder, len(keys))
+	for i, key := range keys {
+		cmds[i] = goredis.NewStringCmd(ctx, "get", r.key(key))
+	}
+	if err := r.c.batch.doAll(ctx, cmds); err != nil {
+		return nil, r.c.wrap(ctx, getOp(keys), err)
+	}
+	hits := make([]bool, len(keys))
+	for i, cmd := range cmds {
+		switch err := cmd.Err(); {
+		case err == nil:
+			hits[i] = true
+		case !errors.Is(err, goredis.Nil):
+			return nil, r.c.wrap(ctx, "get result "+keys[i], err)
+		}
+	}
+	return hits, nil
+}
+
+// getOp names a GetMany for its errors.
+func getOp(keys []string) string {
+	if len(keys) == 1 {
+		return "get result " + keys[0]
+	}
+	return fmt.Sprintf("get %d results", len(keys))
 }
 
 // Put stores a success for key for ttl, replacing an earlier one.
 func (r *ResultCache) Put(ctx context.Context, key string, ttl time.Duration) error {
-	if ttl <= 0 {
-		return fmt.Errorf("redis: put result %s: ttl %v is not positive", key, ttl)
+	return r.PutMany(ctx, []string{key}, ttl)
+}
+
+// PutMany stores every key as Put would, in one pipeline.
+func (r *ResultCache) PutMany(ctx context.Context, keys []string, ttl time.Duration) error {
+	if ttl <= 0 && len(keys) > 0 {
+		return fmt.Errorf("redis: put result %s: ttl %v is not positive", keys[0], ttl)
 	}
-	if err := r.c.batch.do(ctx, goredis.NewStatusCmd(ctx, "set", r.key(key), "1", "px", millis(ttl))); err != nil {
-		return r.c.wrap(ctx, "put result "+key, err)
+	cmds := make([]goredis.Cmder, len(keys))
+	for i, key := range keys {
+		cmds[i] = goredis.NewStatusCmd(ctx, "set", r.key(key), "1", "px", millis(ttl))
 	}
-	return nil
+	return r.c.setAll(ctx, cmds, func(i int) string { return "put result " + keys[i] })
 }

@@ -74,35 +74,81 @@ func (d *Deduplicator) key(eventID string) string { return d.c.prefix + "dedup:v
 // reports the event done or busy: atomically, by SET NX GET (Redis 7.0 and
 // later), with claimScript for the extension (and on older servers).
 func (d *Deduplicator) Claim(ctx context.Context, eventID, token string, lease time.Duration) (ports.ClaimResult, error) {
-	switch {
-	case eventID == "":
-		return 0, fmt.Errorf("redis: claim: empty event id")
-	case token == "":
-		return 0, fmt.Errorf("redis: claim %s: empty token", eventID)
-	case lease <= 0:
-		return 0, fmt.Errorf("redis: claim %s: lease %v is not positive", eventID, lease)
+	res, err := d.ClaimMany(ctx, []string{eventID}, token, lease)
+	if err != nil {
+		return 0, err
 	}
-	key, value := d.key(eventID), claimPrefix+token
+	return res[0], nil
+}
+
+// ClaimMany claims every id as Claim would, the SET NX GET of all of them
+// in one pipeline; the few that need claimScript (the caller's own claims,
+// older servers) run it afterwards.
+func (d *Deduplicator) ClaimMany(ctx context.Context, eventIDs []string, token string, lease time.Duration) ([]ports.ClaimResult, error) {
+	for _, id := range eventIDs {
+		switch {
+		case id == "":
+			return nil, fmt.Errorf("redis: claim: empty event id")
+		case token == "":
+			return nil, fmt.Errorf("redis: claim %s: empty token", id)
+		case lease <= 0:
+			return nil, fmt.Errorf("redis: claim %s: lease %v is not positive", id, lease)
+		}
+	}
+	res := make([]ports.ClaimResult, len(eventIDs))
+	value := claimPrefix + token
 	if !d.scriptOnly.Load() {
 		// The common case in one native command, no script: SET NX takes a
 		// free key and GET returns what held it otherwise.
-		cmd := goredis.NewStringCmd(ctx, "set", key, value, "nx", "get", "px", millis(lease))
-		err := d.c.batch.do(ctx, cmd)
-		switch {
-		case errors.Is(err, goredis.Nil): // the key was free: taken
-			return ports.ClaimAcquired, nil
-		case err == nil && cmd.Val() == doneValue:
-			return ports.ClaimDone, nil
-		case err == nil && cmd.Val() != value && strings.HasPrefix(cmd.Val(), claimPrefix):
-			return ports.ClaimBusy, nil
-		case err == nil: // the caller's own claim (extended by the script), or a reply no claim explains
-		case isSyntaxError(err):
-			d.scriptOnly.Store(true)
-		default:
-			return 0, d.c.wrap(ctx, "claim "+eventID, err)
+		cmds := make([]goredis.Cmder, len(eventIDs))
+		for i, id := range eventIDs {
+			cmds[i] = goredis.NewStringCmd(ctx, "set", d.key(id), value, "nx", "get", "px", millis(lease))
+		}
+		if err := d.c.batch.doAll(ctx, cmds); err != nil {
+			return nil, d.c.wrap(ctx, claimOp(eventIDs), err)
+		}
+		for i, c := range cmds {
+			cmd := c.(*goredis.StringCmd)
+			err := cmd.Err()
+			switch {
+			case errors.Is(err, goredis.Nil): // the key was free: taken
+				res[i] = ports.ClaimAcquired
+			case err == nil && cmd.Val() == doneValue:
+				res[i] = ports.ClaimDone
+			case err == nil && cmd.Val() != value && strings.HasPrefix(cmd.Val(), claimPrefix):
+				res[i] = ports.ClaimBusy
+			case err == nil: // the caller's own claim (extended by the script), or a reply no claim explains
+			case isSyntaxError(err):
+				d.scriptOnly.Store(true)
+			default:
+				return nil, d.c.wrap(ctx, "claim "+eventIDs[i], err)
+			}
 		}
 	}
-	res, err := d.c.batch.evalScript(ctx, claimScript, []string{key}, value, millis(lease)).Int()
+	for i, id := range eventIDs {
+		if res[i] != 0 {
+			continue
+		}
+		r, err := d.claimByScript(ctx, id, value, lease)
+		if err != nil {
+			return nil, err
+		}
+		res[i] = r
+	}
+	return res, nil
+}
+
+// claimOp names a ClaimMany for its errors.
+func claimOp(ids []string) string {
+	if len(ids) == 1 {
+		return "claim " + ids[0]
+	}
+	return fmt.Sprintf("claim %d events", len(ids))
+}
+
+// claimByScript claims eventID with claimScript.
+func (d *Deduplicator) claimByScript(ctx context.Context, eventID, value string, lease time.Duration) (ports.ClaimResult, error) {
+	res, err := d.c.batch.evalScript(ctx, claimScript, []string{d.key(eventID)}, value, millis(lease)).Int()
 	if err != nil {
 		return 0, d.c.wrap(ctx, "claim "+eventID, err)
 	}
@@ -119,14 +165,19 @@ func (d *Deduplicator) Claim(ctx context.Context, eventID, token string, lease t
 
 // MarkDone records eventID as processed for window, replacing any claim.
 func (d *Deduplicator) MarkDone(ctx context.Context, eventID string, window time.Duration) error {
-	if window <= 0 {
-		return fmt.Errorf("redis: mark done %s: window %v is not positive", eventID, window)
+	return d.MarkDoneMany(ctx, []string{eventID}, window)
+}
+
+// MarkDoneMany marks every id done as MarkDone would, in one pipeline.
+func (d *Deduplicator) MarkDoneMany(ctx context.Context, eventIDs []string, window time.Duration) error {
+	if window <= 0 && len(eventIDs) > 0 {
+		return fmt.Errorf("redis: mark done %s: window %v is not positive", eventIDs[0], window)
 	}
-	cmd := goredis.NewStatusCmd(ctx, "set", d.key(eventID), doneValue, "px", millis(window))
-	if err := d.c.batch.do(ctx, cmd); err != nil {
-		return d.c.wrap(ctx, "mark done "+eventID, err)
+	cmds := make([]goredis.Cmder, len(eventIDs))
+	for i, id := range eventIDs {
+		cmds[i] = goredis.NewStatusCmd(ctx, "set", d.key(id), doneValue, "px", millis(window))
 	}
-	return nil
+	return d.c.setAll(ctx, cmds, func(i int) string { return "mark done " + eventIDs[i] })
 }
 
 // Release deletes token's claim on eventID (compare-and-delete), leaving

@@ -1,6 +1,7 @@
 package porttest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -92,6 +93,33 @@ func RunResultCache(t *testing.T, features StoreFeatures, newHarness func(t *tes
 		mustCacheGet(t, c, key, true)
 	})
 
+	t.Run("ManyAnswersEachAsOneWould", func(t *testing.T) {
+		t.Parallel()
+		c, wait := newCache(t)
+		stored, short, missing := newResultKey("webhook-1"), newResultKey("webhook-2"), newResultKey("webhook-3")
+		if err := c.PutMany(t.Context(), []string{stored}, ttl); err != nil {
+			t.Fatalf("PutMany: %v", err)
+		}
+		if err := c.PutMany(t.Context(), []string{short}, 300*time.Millisecond); err != nil {
+			t.Fatalf("PutMany: %v", err)
+		}
+		keys := []string{missing, stored, short, stored}
+		mustCacheGetMany(t, c, keys, []bool{false, true, true, true})
+		wait(time.Second) // well past the 300ms TTL
+		mustCacheGetMany(t, c, keys, []bool{false, true, false, true})
+		if err := c.PutMany(t.Context(), []string{missing, short}, ttl); err != nil {
+			t.Fatalf("PutMany: %v", err)
+		}
+		mustCacheGetMany(t, c, keys, []bool{true, true, true, true})
+		mustCacheGetMany(t, c, nil, []bool{})
+		if err := c.PutMany(t.Context(), nil, ttl); err != nil {
+			t.Fatalf("PutMany(no keys): %v", err)
+		}
+		if err := c.PutMany(t.Context(), []string{newResultKey("webhook-4")}, 0); err == nil {
+			t.Fatal("PutMany with a zero ttl: no error")
+		}
+	})
+
 	// Two instances over one state (two processes, in production) see
 	// each other's entries.
 	t.Run("PutIsSeenByTheOther", func(t *testing.T) {
@@ -133,5 +161,16 @@ func mustCachePut(t *testing.T, c ports.ResultCache, key string, ttl time.Durati
 	t.Helper()
 	if err := c.Put(t.Context(), key, ttl); err != nil {
 		t.Fatalf("Put(%q, %v): %v", key, ttl, err)
+	}
+}
+
+func mustCacheGetMany(t *testing.T, c ports.ResultCache, keys []string, want []bool) {
+	t.Helper()
+	got, err := c.GetMany(t.Context(), keys)
+	if err != nil {
+		t.Fatalf("GetMany(%d keys): %v", len(keys), err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("GetMany = %v, want %v", got, want)
 	}
 }

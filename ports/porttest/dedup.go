@@ -214,6 +214,85 @@ func RunDeduplicator(t *testing.T, features StoreFeatures, newHarness func(t *te
 		mustDedupClaim(t, d, ev, "b", lease, ports.ClaimDone)
 	})
 
+	t.Run("ClaimManyAnswersEachAsClaimWould", func(t *testing.T) {
+		t.Parallel()
+		d, _ := newDedup(t)
+		free, own, others, done := newEventID(), newEventID(), newEventID(), newEventID()
+		mustDedupClaim(t, d, own, "a", lease, ports.ClaimAcquired)
+		mustDedupClaim(t, d, others, "b", lease, ports.ClaimAcquired)
+		mustDedupMarkDone(t, d, done, window)
+		ids := []string{free, own, others, done}
+		got, err := d.ClaimMany(t.Context(), ids, "a", lease)
+		if err != nil {
+			t.Fatalf("ClaimMany: %v", err)
+		}
+		want := []ports.ClaimResult{ports.ClaimAcquired, ports.ClaimAcquired, ports.ClaimBusy, ports.ClaimDone}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("ClaimMany = %v, want %v", got, want)
+		}
+		mustDedupClaim(t, d, free, "b", lease, ports.ClaimBusy) // taken by the batch
+		if res, err := d.ClaimMany(t.Context(), nil, "a", lease); err != nil || len(res) != 0 {
+			t.Fatalf("ClaimMany(no ids) = %v, %v; want nothing", res, err)
+		}
+		if _, err := d.ClaimMany(t.Context(), []string{newEventID(), ""}, "a", lease); err == nil {
+			t.Fatal("ClaimMany with an empty id: no error")
+		}
+	})
+
+	t.Run("MarkDoneManyMarksEvery", func(t *testing.T) {
+		t.Parallel()
+		d, _ := newDedup(t)
+		ids := []string{newEventID(), newEventID(), newEventID()}
+		mustDedupClaim(t, d, ids[0], "a", lease, ports.ClaimAcquired)
+		if err := d.MarkDoneMany(t.Context(), ids, window); err != nil {
+			t.Fatalf("MarkDoneMany: %v", err)
+		}
+		for _, id := range ids {
+			mustDedupClaim(t, d, id, "b", lease, ports.ClaimDone)
+		}
+		if err := d.MarkDoneMany(t.Context(), nil, window); err != nil {
+			t.Fatalf("MarkDoneMany(no ids): %v", err)
+		}
+		if err := d.MarkDoneMany(t.Context(), []string{newEventID()}, 0); err == nil {
+			t.Fatal("MarkDoneMany with a zero window: no error")
+		}
+	})
+
+	t.Run("ClaimManyExactlyOneConcurrentWinner", func(t *testing.T) {
+		t.Parallel()
+		d, _ := newDedup(t)
+		ids := []string{newEventID(), newEventID(), newEventID()}
+		const claimers = 10
+		var (
+			wg      sync.WaitGroup
+			start   = make(chan struct{})
+			results = make([][]ports.ClaimResult, claimers)
+			errs    = make([]error, claimers)
+		)
+		for i := range claimers {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = d.ClaimMany(t.Context(), ids, fmt.Sprintf("token-%d", i), lease)
+			})
+		}
+		close(start)
+		wg.Wait()
+		for j := range ids {
+			acquired := 0
+			for i := range claimers {
+				if errs[i] != nil {
+					t.Fatalf("ClaimMany by token-%d: %v", i, errs[i])
+				}
+				if results[i][j] == ports.ClaimAcquired {
+					acquired++
+				}
+			}
+			if acquired != 1 {
+				t.Fatalf("event %d: %d of %d concurrent batches acquired it, want exactly 1", j, acquired, claimers)
+			}
+		}
+	})
+
 	// Two instances over one state (two processes, in production) see
 	// each other's claims, done marks and releases.
 	t.Run("ClaimIsSeenByTheOther", func(t *testing.T) {
