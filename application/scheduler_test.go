@@ -503,14 +503,20 @@ func (p *batchProbe) note(phase string, runs ...*application.Run) {
 	}
 }
 
-func (p *batchProbe) Prepare(ctx context.Context, runs ...*application.Run) {
+// enter records a call of n runs in sizes and, for the first call, waits
+// for gate.
+func (p *batchProbe) enter(sizes *[]int, n int, gate <-chan struct{}) {
 	p.mu.Lock()
-	first := len(p.prepares) == 0
-	p.prepares = append(p.prepares, len(runs))
+	first := len(*sizes) == 0
+	*sizes = append(*sizes, n)
 	p.mu.Unlock()
 	if first {
-		<-p.firstPrepare
+		<-gate
 	}
+}
+
+func (p *batchProbe) Prepare(ctx context.Context, runs ...*application.Run) {
+	p.enter(&p.prepares, len(runs), p.firstPrepare)
 	p.note("prepare", runs...)
 	p.RunProcessor.Prepare(ctx, runs...)
 }
@@ -521,13 +527,7 @@ func (p *batchProbe) Step(ctx context.Context, run *application.Run) (time.Time,
 }
 
 func (p *batchProbe) Finish(ctx context.Context, runs ...*application.Run) {
-	p.mu.Lock()
-	first := len(p.finishes) == 0
-	p.finishes = append(p.finishes, len(runs))
-	p.mu.Unlock()
-	if first {
-		<-p.firstFinish
-	}
+	p.enter(&p.finishes, len(runs), p.firstFinish)
 	p.RunProcessor.Finish(ctx, runs...)
 	p.note("finished", runs...)
 }
