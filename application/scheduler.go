@@ -65,8 +65,12 @@ type Scheduler struct {
 	wake     chan struct{}
 	// fresh holds queues whose head is not started yet, for the
 	// preparer; finishing holds runs that are done, for the finisher
-	// (both only when cfg.Batch > 0).
+	// (both only when cfg.Batch > 0). ahead counts the runs prepared and
+	// not yet stepped: at most 2*cfg.Batch, so that runs (and their
+	// claims) are made shortly before the workers need them, not for
+	// every event in flight.
 	fresh     []*entityQueue
+	ahead     int
 	finishing []finishing
 	prepWake  chan struct{}
 	finWake   chan struct{}
@@ -96,6 +100,7 @@ type queuedRun struct {
 	rec    ports.Record
 	run    *Run // nil until started
 	finish func()
+	ahead  bool // prepared, not yet stepped (counted in Scheduler.ahead)
 }
 
 var _ Handler = (*Scheduler)(nil)
@@ -259,7 +264,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 	}
 	s.entities = map[string]*entityQueue{}
-	s.ready, s.fresh = nil, nil
+	s.ready, s.fresh, s.ahead = nil, nil, 0
 	s.mu.Unlock()
 
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -304,6 +309,13 @@ func (s *Scheduler) worker(ctx, work context.Context) {
 func (s *Scheduler) process(ctx, work context.Context, q *entityQueue) {
 	s.mu.Lock()
 	head := q.runs[0]
+	if head.ahead {
+		head.ahead = false
+		s.ahead--
+		if s.ahead <= s.cfg.Batch && len(s.fresh) > 0 {
+			signal(s.prepWake) // room for another batch
+		}
+	}
 	s.mu.Unlock()
 
 	if head.run == nil {
@@ -362,7 +374,8 @@ func (s *Scheduler) advanceLocked(ctx context.Context, q *entityQueue) {
 }
 
 // preparer starts the heads of fresh queues, prepares them together (up to
-// cfg.Batch at a time) and hands them to the workers, until ctx ends.
+// cfg.Batch at a time, and 2*cfg.Batch not yet stepped) and hands them to
+// the workers, until ctx ends.
 func (s *Scheduler) preparer(ctx, work context.Context) {
 	qs := make([]*entityQueue, 0, s.cfg.Batch)
 	heads := make([]*queuedRun, 0, s.cfg.Batch)
@@ -376,10 +389,13 @@ func (s *Scheduler) preparer(ctx, work context.Context) {
 		for ctx.Err() == nil {
 			qs, heads, runs = qs[:0], heads[:0], runs[:0]
 			s.mu.Lock()
-			n := min(len(s.fresh), s.cfg.Batch)
+			n := max(min(len(s.fresh), s.cfg.Batch, 2*s.cfg.Batch-s.ahead), 0)
 			for _, q := range s.fresh[:n] {
-				qs, heads = append(qs, q), append(heads, q.runs[0])
+				h := q.runs[0]
+				h.ahead = true
+				qs, heads = append(qs, q), append(heads, h)
 			}
+			s.ahead += n
 			s.fresh = append(s.fresh[:0], s.fresh[n:]...)
 			s.mu.Unlock()
 			if n == 0 {

@@ -577,6 +577,19 @@ func TestSchedulerBatchPreparesAndFinishesTogether(t *testing.T) {
 	if slices.Max(probe.finishes) < 2 || slices.Max(probe.finishes) > batch {
 		t.Errorf("Finish sizes %v: want some with several runs, none over %d", probe.finishes, batch)
 	}
+	ahead, maxAhead := 0, 0 // prepared, not yet stepped
+	for _, l := range probe.log {
+		switch {
+		case strings.HasPrefix(l, "prepare:"):
+			ahead++
+		case strings.HasPrefix(l, "step:"):
+			ahead--
+		}
+		maxAhead = max(maxAhead, ahead)
+	}
+	if maxAhead > 2*batch {
+		t.Errorf("%d runs prepared ahead of the workers at once, want at most %d", maxAhead, 2*batch)
+	}
 	at := map[string]int{}
 	for i, l := range probe.log {
 		if _, seen := at[l]; seen {
