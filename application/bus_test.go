@@ -3,6 +3,7 @@ package application_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -123,18 +124,40 @@ func (d *fakeDelivery) Nak(_ context.Context, t time.Duration) error { return d.
 func (d *fakeDelivery) Term(context.Context) error                   { return d.end("term", 0) }
 func (d *fakeDelivery) InProgress(context.Context) error             { d.inProgress.Add(1); return nil }
 
-// fakeConsumer hands a fixed list of deliveries to the handler.
-type fakeConsumer struct{ deliveries []*fakeDelivery }
+// fakeConsumer hands a fixed list of deliveries to the handler, one after
+// the other, or all at once when concurrent.
+type fakeConsumer struct {
+	deliveries []*fakeDelivery
+	concurrent bool
+}
 
 func (c *fakeConsumer) Consume(ctx context.Context, _ int, handle func(context.Context, ports.Delivery)) error {
+	var wg sync.WaitGroup
 	for _, d := range c.deliveries {
+		if c.concurrent {
+			wg.Go(func() { handle(ctx, d) })
+			continue
+		}
 		handle(ctx, d)
 	}
+	wg.Wait()
 	return nil
 }
 
 func TestWorkerAcksNaksAndDeadLetters(t *testing.T) {
 	t.Parallel()
+	for _, batch := range []int{0, 3} {
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
+			t.Parallel()
+			testWorkerAcksNaksAndDeadLetters(t, batch)
+		})
+	}
+}
+
+// testWorkerAcksNaksAndDeadLetters runs one delivery of each kind through a
+// worker with the given Batch (deliveries handed in concurrently when
+// batching).
+func testWorkerAcksNaksAndDeadLetters(t *testing.T, batch int) {
 	ev := func(id string) []byte {
 		b, err := domain.Event{ID: id, EventType: domain.EventInsert, EntityType: "Order", EntityID: id, Data: map[string]any{}}.Envelope()
 		if err != nil {
@@ -172,8 +195,8 @@ func TestWorkerAcksNaksAndDeadLetters(t *testing.T) {
 	finalAttempt := &fakeDelivery{data: ev("flaky"), attempt: 5}
 	garbage := &fakeDelivery{data: []byte("{not json"), attempt: 1}
 	slow := &fakeDelivery{data: ev("slow"), attempt: 1}
-	consumer := &fakeConsumer{deliveries: []*fakeDelivery{ok, flaky, rejected, hopeless, finalAttempt, garbage, slow}}
-	w, err := application.NewWorker(consumer, proc, dlq, application.WorkerConfig{InProgressInterval: 30 * time.Millisecond, Logger: discardLogger()})
+	consumer := &fakeConsumer{deliveries: []*fakeDelivery{ok, flaky, rejected, hopeless, finalAttempt, garbage, slow}, concurrent: batch > 0}
+	w, err := application.NewWorker(consumer, proc, dlq, application.WorkerConfig{InProgressInterval: 30 * time.Millisecond, Logger: discardLogger(), Batch: batch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,5 +243,175 @@ func TestWorkerAcksNaksAndDeadLetters(t *testing.T) {
 	}
 	if d := byEvent[""]; string(d.Raw) != "{not json" {
 		t.Errorf("garbage dead letter raw = %q", d.Raw)
+	}
+}
+
+// ackProbe is a fakeDelivery whose Ack records the event's dedup state at
+// that moment.
+type ackProbe struct {
+	*fakeDelivery
+	id      string
+	dedup   *fakeDedup
+	atAckMu sync.Mutex
+	atAck   string
+}
+
+func (a *ackProbe) Ack(ctx context.Context) error {
+	a.atAckMu.Lock()
+	a.atAck = a.dedup.state(a.id)
+	a.atAckMu.Unlock()
+	return a.fakeDelivery.Ack(ctx)
+}
+
+// probeConsumer hands its deliveries to the handler all at once.
+type probeConsumer struct{ deliveries []*ackProbe }
+
+func (c *probeConsumer) Consume(ctx context.Context, _ int, handle func(context.Context, ports.Delivery)) error {
+	var wg sync.WaitGroup
+	for _, d := range c.deliveries {
+		wg.Go(func() { handle(ctx, d) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// With Batch, the worker claims messages beyond its Concurrency while the
+// first ones run, claims each event once (the step uses the prepared
+// claim), steps at most Concurrency at once and acks a message only after
+// its event was marked done.
+func TestWorkerBatchClaimsAheadAndAcksAfterTheDoneMark(t *testing.T) {
+	t.Parallel()
+	const messages, concurrency, batch = 12, 2, 6
+	release := make(chan struct{})
+	w, consumer, dedup, most := batchWorker(t, messages, concurrency, batch, release)
+	bg := runInBackground(t, w.Run)
+	claimed := func() int {
+		n := 0
+		for _, d := range consumer.deliveries {
+			if dedup.state(d.id) == "me" {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, "messages claimed beyond the ones running", func() bool { return claimed() > concurrency })
+	close(release)
+	if err := bg.Wait(t); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range consumer.deliveries {
+		if d.outcome != "ack" || d.atAck != "done" {
+			t.Errorf("%s: outcome %q, dedup state at the ack %q; want ack after done", d.id, d.outcome, d.atAck)
+		}
+	}
+	if got := dedup.calls.Load(); got != messages {
+		t.Errorf("%d claims for %d messages, want one each (the steps use the prepared claims)", got, messages)
+	}
+	if got := most.Load(); got > concurrency {
+		t.Errorf("%d steps ran at once, want at most %d", got, concurrency)
+	}
+}
+
+// At shutdown, messages prepared and waiting for a step slot are released
+// (their claims dropped) and naked for redelivery at once; the one
+// running finishes and is acked.
+func TestWorkerBatchShutdownReleasesWaitingMessages(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	w, consumer, dedup, _ := batchWorker(t, 3, 1, 4, release)
+	bg := runInBackground(t, w.Run)
+	eventually(t, "every message claimed", func() bool {
+		for _, d := range consumer.deliveries {
+			if dedup.state(d.id) != "me" {
+				return false
+			}
+		}
+		return true
+	})
+	bg.Cancel()
+	eventually(t, "the waiting messages naked", func() bool {
+		naked := 0
+		for _, d := range consumer.deliveries {
+			d.mu.Lock()
+			if d.outcome == "nak" && d.nakDelay == 0 {
+				naked++
+			}
+			d.mu.Unlock()
+		}
+		return naked == 2
+	})
+	close(release)
+	if err := bg.Wait(t); err != nil {
+		t.Fatal(err)
+	}
+	acked := 0
+	for _, d := range consumer.deliveries {
+		switch {
+		case d.outcome == "ack" && dedup.state(d.id) == "done":
+			acked++
+		case d.outcome == "nak" && dedup.state(d.id) == "":
+		default:
+			t.Errorf("%s: outcome %q, dedup state %q; want acked and done, or naked and released", d.id, d.outcome, dedup.state(d.id))
+		}
+	}
+	if acked != 1 {
+		t.Errorf("%d acked, want the 1 running at shutdown", acked)
+	}
+}
+
+// batchWorker builds a worker (Concurrency concurrency, Batch batch) over
+// Dedup with a fakeDedup, for messages messages handed in at once, whose
+// action waits for release; most is the most steps seen running at once.
+func batchWorker(t *testing.T, messages, concurrency, batch int, release chan struct{}) (*application.Worker, *probeConsumer, *fakeDedup, *atomic.Int32) {
+	t.Helper()
+	var running, most atomic.Int32
+	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		return untilReleased(ctx, release)
+	})
+	obs := []domain.Observer{{
+		Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
+		Retry:   domain.RetryPolicy{MaxAttempts: 3, InitialDelay: time.Second, MaxDelay: time.Second, Backoff: domain.BackoffFixed},
+		Actions: []domain.Action{{Name: "hook", Type: domain.ActionWebhook}},
+	}}
+	dlq := memory.NewDeadLetters(nil)
+	base, err := application.NewProcessor(domain.NewMatcher(obs), application.ProcessorConfig{Executor: exec, DeadLetters: dlq, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dedup := newFakeDedup()
+	proc, err := application.NewDedup(base, dedup, application.DedupConfig{Token: "me", Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer := &probeConsumer{}
+	for i := range messages {
+		id := fmt.Sprint("m", i)
+		b, err := domain.Event{ID: id, EventType: domain.EventInsert, EntityType: "Order", EntityID: id, Data: map[string]any{}}.Envelope()
+		if err != nil {
+			t.Fatal(err)
+		}
+		consumer.deliveries = append(consumer.deliveries, &ackProbe{fakeDelivery: &fakeDelivery{data: b, attempt: 1}, id: id, dedup: dedup})
+	}
+	w, err := application.NewWorker(consumer, proc, dlq, application.WorkerConfig{Concurrency: concurrency, Batch: batch, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, consumer, dedup, &most
+}
+
+func TestNewWorkerRefusesANegativeBatch(t *testing.T) {
+	t.Parallel()
+	proc := newProcessor(t, nil, ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil }),
+		memory.NewDeadLetters(nil), application.ProcessorConfig{})
+	if _, err := application.NewWorker(&fakeConsumer{}, proc, memory.NewDeadLetters(nil), application.WorkerConfig{Logger: discardLogger(), Batch: -1}); err == nil {
+		t.Fatal("NewWorker accepted batch -1")
 	}
 }

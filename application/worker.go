@@ -22,6 +22,14 @@ type WorkerConfig struct {
 	// RetryDelay is the wait before retrying a failed dead-letter write
 	// (default 1s).
 	RetryDelay time.Duration
+	// Batch, when positive, takes up to Batch messages beyond Concurrency
+	// from the bus and prepares them (RunProcessor.Prepare: with Dedup,
+	// claims them) while earlier ones run, and prepares and finishes runs
+	// together, up to Batch at a time (with Dedup: one ClaimMany, one
+	// MarkDoneMany); a message's step does not wait for its claim, and
+	// finishing holds no step slot. Zero prepares nothing ahead and
+	// finishes each message alone.
+	Batch int
 	Logger     *slog.Logger
 	Now        func() time.Time
 }
@@ -37,6 +45,10 @@ type Worker struct {
 	proc     RunProcessor
 	dlq      ports.DeadLetterSink
 	cfg      WorkerConfig
+	// With cfg.Batch: steps holds a token per message stepping (at most
+	// Concurrency), prep and fin gather runs to prepare and to finish.
+	steps     chan struct{}
+	prep, fin *gang
 }
 
 // NewWorker builds a worker.
@@ -50,7 +62,16 @@ func NewWorker(consumer ports.EventConsumer, proc RunProcessor, dlq ports.DeadLe
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Worker{consumer: consumer, proc: proc, dlq: dlq, cfg: cfg}, nil
+	if cfg.Batch < 0 {
+		return nil, errors.New("worker: batch must not be negative")
+	}
+	w := &Worker{consumer: consumer, proc: proc, dlq: dlq, cfg: cfg}
+	if cfg.Batch > 0 {
+		w.steps = make(chan struct{}, cfg.Concurrency)
+		w.prep = newGang(cfg.Batch, proc.Prepare)
+		w.fin = newGang(cfg.Batch, proc.Finish)
+	}
+	return w, nil
 }
 
 // Run consumes until ctx ends. Messages in progress at shutdown finish
@@ -61,7 +82,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// Handlers get a context that survives shutdown so the step in progress
 	// can finish and its message can be acked or naked.
 	work := context.WithoutCancel(ctx)
-	err := w.consumer.Consume(ctx, w.cfg.Concurrency, func(_ context.Context, d ports.Delivery) {
+	err := w.consumer.Consume(ctx, w.cfg.Concurrency+w.cfg.Batch, func(_ context.Context, d ports.Delivery) {
 		w.handle(ctx, work, d)
 	})
 	w.cfg.Logger.Info("worker stopped")
@@ -78,6 +99,20 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 	run.Attempt = d.Attempt()
 
 	stopBeat := w.heartbeat(work, d)
+	if w.steps != nil {
+		w.prep.do(work, run)
+		select {
+		case w.steps <- struct{}{}:
+		case <-ctx.Done():
+			stopBeat()
+			w.proc.Abandon(work, run)
+			if err := d.Nak(work, 0); err != nil {
+				w.cfg.Logger.Warn("nak at shutdown failed; the broker redelivers after the ack wait",
+					slog.String("event_id", ev.ID), slog.String("error", err.Error()))
+			}
+			return
+		}
+	}
 	next, done := w.proc.Step(work, run)
 	gaveUp := false
 	if !done && d.LastAttempt() && ctx.Err() == nil {
@@ -92,6 +127,9 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 		}
 		done = gaveUp
 	}
+	if w.steps != nil {
+		<-w.steps // finishing holds no step slot
+	}
 	stopBeat()
 
 	log := w.cfg.Logger.With(slog.String("event_id", ev.ID), slog.Int("delivery", d.Attempt()))
@@ -99,12 +137,12 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 	case gaveUp:
 		// Parked in the dead-letter queue: terminate so it is never
 		// redelivered (nor left stuck at max_deliver).
-		w.proc.Finish(work, run)
+		w.finish(work, run)
 		if err := d.Term(work); err != nil {
 			log.Warn("term failed", slog.String("error", err.Error()))
 		}
 	case done:
-		w.proc.Finish(work, run)
+		w.finish(work, run)
 		if err := d.Ack(work); err != nil {
 			// The broker redelivers it; dedup and the result cache keep the
 			// actions from repeating.
@@ -122,6 +160,15 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 			log.Warn("nak failed; the broker redelivers after the ack wait", slog.String("error", err.Error()))
 		}
 	}
+}
+
+// finish finishes run, with the others finishing meanwhile when batching.
+func (w *Worker) finish(ctx context.Context, run *Run) {
+	if w.fin != nil {
+		w.fin.do(ctx, run)
+		return
+	}
+	w.proc.Finish(ctx, run)
 }
 
 // heartbeat tells the broker the message is in progress until stopped.

@@ -124,6 +124,7 @@ func (a *App) buildWorker(ctx context.Context) error {
 	}
 	a.worker, err = application.NewWorker(consumer, a.runProc, a.primary.DeadLetters, application.WorkerConfig{
 		Concurrency:        a.maxConcurrent(),
+		Batch:              a.dedupBatch(),
 		InProgressInterval: max(a.cfg.NATS.Consumer.AckWait/3, 500*time.Millisecond),
 		Logger:             a.logger,
 	})

@@ -139,17 +139,17 @@ func (a *App) maxConcurrent() int {
 	return n
 }
 
-// dedupBatch is how many events the scheduler claims together ahead of
-// their first step, and marks done together after their last, when
-// dedup is on.
-const dedupBatch = 128
+// dedupBatchSize is how many events the scheduler (or the NATS worker)
+// claims together ahead of their first step, and marks done together
+// after their last, when dedup is on.
+const dedupBatchSize = 128
 
-// schedulerBatch is the scheduler's Batch: dedupBatch with dedup (its
-// claims and done marks are what batching saves), else none (nothing to
-// save, and one hand-over less per event).
-func (a *App) schedulerBatch() int {
+// dedupBatch is the scheduler's and the worker's Batch: dedupBatchSize
+// with dedup (its claims and done marks are what batching saves), else
+// none (nothing to save, and one hand-over less per event).
+func (a *App) dedupBatch() int {
 	if a.cfg.Performance.EnableDedup {
-		return dedupBatch
+		return dedupBatchSize
 	}
 	return 0
 }
@@ -170,7 +170,7 @@ func (a *App) buildLocalReader() error {
 		a.onClose(cl.Close)
 	}
 	scheduler, err := application.NewScheduler(a.runProc, application.SchedulerConfig{
-		MaxConcurrent: a.maxConcurrent(), Logger: a.logger, Batch: a.schedulerBatch(),
+		MaxConcurrent: a.maxConcurrent(), Logger: a.logger, Batch: a.dedupBatch(),
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,76 @@
+package application
+
+import (
+	"context"
+	"sync"
+)
+
+// gang calls fn with the runs of concurrent callers together, up to max
+// at a time: the first caller leads, serves one batch (its own run first
+// among those waiting) and hands the lead to the first caller still
+// waiting, so no caller serves others for long. Every do returns after fn
+// returned for a batch holding its run. The Worker prepares and finishes
+// its messages' runs through gangs: with Dedup, one ClaimMany and one
+// MarkDoneMany for what arrived or finished meanwhile.
+type gang struct {
+	fn  func(ctx context.Context, runs ...*Run)
+	max int
+
+	mu      sync.Mutex
+	queue   []gangReq
+	leading bool
+}
+
+type gangReq struct {
+	run *Run
+	// done receives false once the run was served, or true to hand the
+	// lead to this caller (its run then heads the queue); nil for the
+	// caller that took the lead itself.
+	done chan bool
+}
+
+func newGang(max int, fn func(ctx context.Context, runs ...*Run)) *gang {
+	return &gang{fn: fn, max: max}
+}
+
+// do returns once fn returned for a batch holding run.
+func (g *gang) do(ctx context.Context, run *Run) {
+	g.mu.Lock()
+	if g.leading {
+		r := gangReq{run: run, done: make(chan bool, 1)}
+		g.queue = append(g.queue, r)
+		g.mu.Unlock()
+		if lead := <-r.done; !lead {
+			return
+		}
+		g.mu.Lock()
+	} else {
+		g.leading = true
+		g.queue = append(g.queue, gangReq{run: run})
+	}
+	// Leading, with the lock held and this caller's run at the head.
+	n := min(len(g.queue), g.max)
+	batch := make([]gangReq, n)
+	copy(batch, g.queue)
+	g.queue = append(g.queue[:0], g.queue[n:]...)
+	g.mu.Unlock()
+
+	runs := make([]*Run, n)
+	for i, r := range batch {
+		runs[i] = r.run
+	}
+	g.fn(ctx, runs...)
+	for _, r := range batch[1:] {
+		r.done <- false
+	}
+
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		next := g.queue[0]
+		g.mu.Unlock()
+		next.done <- true
+		return
+	}
+	g.leading = false
+	g.mu.Unlock()
+}
