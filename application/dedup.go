@@ -25,9 +25,10 @@ type DedupConfig struct {
 	// Cache, when set (the CachingExecutor under this decorator's
 	// processor), has each step look up the results of its due actions
 	// together with the claim (Prepare: of a whole batch in one call),
-	// and store its successes together with the done mark (Finish: of a
-	// whole batch). Each lookup keeps its own result and fail-open
-	// report.
+	// and leave the successes of a run's last step to Finish, which
+	// stores them (in one call for its runs) only where the done mark
+	// does not cover them. Each lookup keeps its own result and
+	// fail-open report.
 	Cache   *CachingExecutor
 	Logger  *slog.Logger
 	Metrics ports.Metrics
@@ -330,8 +331,12 @@ func every(ctx context.Context, interval time.Duration, f func()) (stop func()) 
 }
 
 // Finish marks the runs' events done (except skipped duplicates) in one
-// MarkDoneMany, stores their last steps' successes in one PutMany at the
-// same time, waits for both, then delegates.
+// MarkDoneMany and returns once it answered, then delegates. The successes
+// their last steps kept are stored only where the done mark does not
+// already cover them: a done event is skipped whole when delivered again,
+// so while the cache's TTL is within the dedup window its entries would
+// never be read. Otherwise (a longer TTL, or a done mark that failed) one
+// PutMany stores them.
 func (d *Dedup) Finish(ctx context.Context, runs ...*Run) {
 	var puts, ids []string
 	for _, run := range runs {
@@ -340,8 +345,9 @@ func (d *Dedup) Finish(ctx context.Context, runs ...*Run) {
 			ids = append(ids, run.Record.Event.ID)
 		}
 	}
+	covered := d.cfg.Cache != nil && d.cfg.Cache.cfg.TTL <= d.cfg.Window
 	stored := make(chan struct{})
-	if len(puts) > 0 {
+	if len(puts) > 0 && !covered {
 		go func() {
 			defer close(stored)
 			d.cfg.Cache.storeMany(ctx, puts)
@@ -352,6 +358,9 @@ func (d *Dedup) Finish(ctx context.Context, runs ...*Run) {
 	if len(ids) > 0 {
 		if err := d.store.MarkDoneMany(ctx, ids, d.cfg.Window); err != nil {
 			d.open.report(ctx, "mark done", err)
+			if covered {
+				d.cfg.Cache.storeMany(ctx, puts) // a redelivery must find them
+			}
 		}
 	}
 	<-stored

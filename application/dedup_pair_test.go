@@ -76,7 +76,8 @@ func (g *gatedCache) stored(key string) bool {
 }
 
 // pairedBundle stacks Dedup(Processor(CachingExecutor)) with the gated
-// stores over one observer with actions a and b, Dedup given the cache.
+// stores over one observer with actions a and b, Dedup given the cache
+// (whose TTL outlives the dedup window).
 func pairedBundle(t *testing.T, putDelay time.Duration) (*decoratorBundle, *gatedDedup, *gatedCache) {
 	t.Helper()
 	lookup, mark := make(chan struct{}), make(chan struct{})
@@ -85,7 +86,9 @@ func pairedBundle(t *testing.T, putDelay time.Duration) (*decoratorBundle, *gate
 	if putDelay == 0 {
 		c.markSent = mark
 	}
-	return buildDecorators(t, d, c, true), d, c
+	// A cache TTL longer than the dedup window: the done mark does not
+	// cover the successes, Finish stores them.
+	return buildDecoratorsWith(t, d, c, decoratorOpts{paired: true, cacheTTL: 2 * time.Hour}), d, c
 }
 
 func TestDedupSendsLookupsWithTheClaimAndWritesWithTheDoneMark(t *testing.T) {
@@ -147,5 +150,47 @@ func TestDedupPairedLookupUnusedWhenTheEventIsDone(t *testing.T) {
 	}
 	if b.metrics.hits.Load()+b.metrics.misses.Load() != 0 {
 		t.Errorf("cache metrics counted for a skipped event: hits %d misses %d", b.metrics.hits.Load(), b.metrics.misses.Load())
+	}
+}
+
+// With the cache's TTL within the dedup window (the default), the done mark
+// covers the last step's successes: Finish stores none of them, and a
+// redelivery is skipped whole. When the done mark cannot be written, they
+// are stored so that a redelivery finds them.
+func TestDedupDoneMarkCoversTheSuccesses(t *testing.T) {
+	t.Parallel()
+	b := setupDecorators(t, true)
+	ctx := t.Context()
+	runToEnd(t, b.proc, decoratorRecord("c1"))
+	if got := b.dedup.state("c1"); got != "done" {
+		t.Fatalf("c1 is %q, want done", got)
+	}
+	if n := len(b.cache.keys); n != 0 {
+		t.Fatalf("the cache holds %d results although the done mark covers them", n)
+	}
+	again := runToEnd(t, b.proc, decoratorRecord("c1"))
+	if !again.Summary.DuplicateSkipped || b.calls["a"].Load() != 1 || b.calls["b"].Load() != 1 {
+		t.Fatalf("redelivery: skipped=%v, a ran %d, b ran %d times", again.Summary.DuplicateSkipped, b.calls["a"].Load(), b.calls["b"].Load())
+	}
+
+	run := b.proc.Start(ctx, decoratorRecord("c2"))
+	if _, done := b.proc.Step(ctx, run); !done {
+		t.Fatal("step not done")
+	}
+	b.dedup.fail.Store(true) // the done mark fails
+	b.proc.Finish(ctx, run)
+	b.dedup.fail.Store(false)
+	for _, act := range []string{"a", "b"} {
+		b.cache.mu.Lock()
+		stored := b.cache.keys["c2:o:"+act]
+		b.cache.mu.Unlock()
+		if !stored {
+			t.Errorf("the done mark failed and the success of %s was not stored", act)
+		}
+	}
+	again = runToEnd(t, b.proc, decoratorRecord("c2"))
+	if again.Summary.CacheHits != 2 || b.calls["a"].Load() != 2 || b.calls["b"].Load() != 2 {
+		t.Fatalf("redelivery after a failed done mark: %d cache hits, a ran %d, b ran %d times; want 2 hits, nothing run again",
+			again.Summary.CacheHits, b.calls["a"].Load(), b.calls["b"].Load())
 	}
 }
