@@ -29,9 +29,9 @@ type WorkerConfig struct {
 	// MarkDoneMany); a message's step does not wait for its claim, and
 	// finishing holds no step slot. Zero prepares nothing ahead and
 	// finishes each message alone.
-	Batch int
-	Logger     *slog.Logger
-	Now        func() time.Time
+	Batch  int
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Worker processes events delivered by the bus. A message is acked only
