@@ -259,8 +259,12 @@ func TestReceiverDownForMinutes(t *testing.T) {
 	waitWithin(t, 3*time.Minute, "the backlog delivered", func() bool { return down.count() == total })
 	took := time.Since(back)
 	t.Logf("backlog of %d events delivered %v after the receiver came back (%.0f events/s)", total, took.Round(time.Millisecond), float64(total)/took.Seconds())
-	if took > time.Minute {
-		t.Errorf("the backlog took %v after the receiver came back, want seconds", took.Round(time.Millisecond))
+	// A liveness bound, not a speed target: alone this takes about 20s
+	// (700 events/s); in the whole suite under the race detector on two
+	// cores it has taken a minute. Stuck parked items would take the
+	// full 3 minutes of the wait above.
+	if took > 150*time.Second {
+		t.Errorf("the backlog took %v after the receiver came back, want well under the 3 minute wait", took.Round(time.Millisecond))
 	}
 	for name, r := range map[string]*leanReceiver{"down": down, "live": live} {
 		if bad := r.outOfOrder(); len(bad) > 0 {
