@@ -178,16 +178,7 @@ func testWorkerAcksNaksAndDeadLetters(t *testing.T, batch int) {
 		}
 		return nil
 	})
-	obs := []domain.Observer{{
-		Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
-		Retry:   domain.RetryPolicy{MaxAttempts: 5, InitialDelay: time.Second, MaxDelay: time.Second, Backoff: domain.BackoffFixed},
-		Actions: []domain.Action{{Name: "hook", Type: domain.ActionWebhook}},
-	}}
-	dlq := memory.NewDeadLetters(nil)
-	proc, err := application.NewProcessor(domain.NewMatcher(obs), application.ProcessorConfig{Executor: exec, DeadLetters: dlq, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proc, dlq := hookProcessor(t, exec, 5)
 	ok := &fakeDelivery{data: ev("ok"), attempt: 1}
 	flaky := &fakeDelivery{data: ev("flaky"), attempt: 2}
 	rejected := &fakeDelivery{data: ev("rejected"), attempt: 1}
@@ -376,16 +367,7 @@ func batchWorker(t *testing.T, messages, concurrency, batch int, release chan st
 		}
 		return untilReleased(ctx, release)
 	})
-	obs := []domain.Observer{{
-		Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
-		Retry:   domain.RetryPolicy{MaxAttempts: 3, InitialDelay: time.Second, MaxDelay: time.Second, Backoff: domain.BackoffFixed},
-		Actions: []domain.Action{{Name: "hook", Type: domain.ActionWebhook}},
-	}}
-	dlq := memory.NewDeadLetters(nil)
-	base, err := application.NewProcessor(domain.NewMatcher(obs), application.ProcessorConfig{Executor: exec, DeadLetters: dlq, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, dlq := hookProcessor(t, exec, 3)
 	dedup := newFakeDedup()
 	proc, err := application.NewDedup(base, dedup, application.DedupConfig{Token: "me", Logger: discardLogger()})
 	if err != nil {
@@ -414,4 +396,22 @@ func TestNewWorkerRefusesANegativeBatch(t *testing.T) {
 	if _, err := application.NewWorker(&fakeConsumer{}, proc, memory.NewDeadLetters(nil), application.WorkerConfig{Logger: discardLogger(), Batch: -1}); err == nil {
 		t.Fatal("NewWorker accepted batch -1")
 	}
+}
+
+// hookProcessor is a Processor over one observer of Order inserts with one
+// webhook action run by exec, retried up to maxAttempts a second apart,
+// dead-lettering into the returned store.
+func hookProcessor(t *testing.T, exec ports.ActionExecutor, maxAttempts int) (*application.Processor, *memory.DeadLetters) {
+	t.Helper()
+	obs := []domain.Observer{{
+		Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
+		Retry:   domain.RetryPolicy{MaxAttempts: maxAttempts, InitialDelay: time.Second, MaxDelay: time.Second, Backoff: domain.BackoffFixed},
+		Actions: []domain.Action{{Name: "hook", Type: domain.ActionWebhook}},
+	}}
+	dlq := memory.NewDeadLetters(nil)
+	proc, err := application.NewProcessor(domain.NewMatcher(obs), application.ProcessorConfig{Executor: exec, DeadLetters: dlq, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proc, dlq
 }

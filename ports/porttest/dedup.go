@@ -127,19 +127,12 @@ func RunDeduplicator(t *testing.T, features StoreFeatures, newHarness func(t *te
 			ev := newEventID()
 			const claimers = 20
 			var (
-				wg      sync.WaitGroup
-				start   = make(chan struct{})
 				results = make([]ports.ClaimResult, claimers)
 				errs    = make([]error, claimers)
 			)
-			for i := range claimers {
-				wg.Go(func() {
-					<-start
-					results[i], errs[i] = d.Claim(t.Context(), ev, fmt.Sprintf("token-%d", i), lease)
-				})
-			}
-			close(start)
-			wg.Wait()
+			atOnce(claimers, func(i int) {
+				results[i], errs[i] = d.Claim(t.Context(), ev, fmt.Sprintf("token-%d", i), lease)
+			})
 			acquired := 0
 			for i, res := range results {
 				if errs[i] != nil {
@@ -264,19 +257,12 @@ func RunDeduplicator(t *testing.T, features StoreFeatures, newHarness func(t *te
 		ids := []string{newEventID(), newEventID(), newEventID()}
 		const claimers = 10
 		var (
-			wg      sync.WaitGroup
-			start   = make(chan struct{})
 			results = make([][]ports.ClaimResult, claimers)
 			errs    = make([]error, claimers)
 		)
-		for i := range claimers {
-			wg.Go(func() {
-				<-start
-				results[i], errs[i] = d.ClaimMany(t.Context(), ids, fmt.Sprintf("token-%d", i), lease)
-			})
-		}
-		close(start)
-		wg.Wait()
+		atOnce(claimers, func(i int) {
+			results[i], errs[i] = d.ClaimMany(t.Context(), ids, fmt.Sprintf("token-%d", i), lease)
+		})
 		for j := range ids {
 			acquired := 0
 			for i := range claimers {
@@ -333,6 +319,21 @@ func RunDeduplicator(t *testing.T, features StoreFeatures, newHarness func(t *te
 		wait(time.Second) // well past the 300ms lease
 		mustDedupClaim(t, b, ev, "proc-b", lease, ports.ClaimAcquired)
 	})
+}
+
+// atOnce runs f(0) … f(n-1) in n goroutines released together and waits
+// for them.
+func atOnce(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
 }
 
 // passTime returns how the suite lets time pass: the harness's clock when
