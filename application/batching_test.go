@@ -344,14 +344,7 @@ func TestBatcherKeepsEntityOrder(t *testing.T) {
 	}
 	finished := newFinishLog()
 	bg := runInBackground(t, sched.Run)
-	seq := int64(0)
-	for n := range perEntity {
-		for e := range entities {
-			seq++
-			rec := record(seq, seqEvent(fmt.Sprint("ent", e), n))
-			sched.Handle(rec, finished.finisher(rec.Event.ID))
-		}
-	}
+	handleRounds(sched, finished, "ent", entities, perEntity)
 	eventually(t, "every event finished", func() bool { return finished.len() == entities*perEntity })
 	if err := bg.Stop(t); err != nil {
 		t.Fatal(err)

@@ -546,14 +546,7 @@ func TestSchedulerBatchPreparesAndFinishesTogether(t *testing.T) {
 	}
 	finished := newFinishLog()
 	runInBackground(t, sched.Run)
-	seq := int64(0)
-	for n := range perEntity {
-		for e := range entities {
-			seq++
-			rec := record(seq, seqEvent(fmt.Sprint("e", e), n))
-			sched.Handle(rec, finished.finisher(rec.Event.ID))
-		}
-	}
+	handleRounds(sched, finished, "e", entities, perEntity)
 	close(probe.firstPrepare) // every event is handed in: the next Prepare finds several
 	eventually(t, "the first finish waits while other runs are done", func() bool {
 		probe.mu.Lock()
@@ -615,6 +608,19 @@ func TestSchedulerBatchPreparesAndFinishesTogether(t *testing.T) {
 					t.Errorf("%s was prepared before %s was finished", id, prev)
 				}
 			}
+		}
+	}
+}
+
+// handleRounds hands sched perEntity rounds of one event for each of
+// entities entities (prefix0 …), in order, each finished into finished.
+func handleRounds(sched application.Handler, finished *finishLog, prefix string, entities, perEntity int) {
+	seq := int64(0)
+	for n := range perEntity {
+		for e := range entities {
+			seq++
+			rec := record(seq, seqEvent(fmt.Sprint(prefix, e), n))
+			sched.Handle(rec, finished.finisher(rec.Event.ID))
 		}
 	}
 }
