@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -93,6 +94,16 @@ func (e *redisEnv) exists(t testing.TB, key string) bool {
 		t.Fatalf("redis EXISTS %s%s: %v", e.prefix, key, err)
 	}
 	return n == 1
+}
+
+// value returns key's string value (without the prefix), "" when absent.
+func (e *redisEnv) value(t testing.TB, key string) string {
+	t.Helper()
+	v, err := e.rdb.Get(t.Context(), e.prefix+key).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		t.Fatalf("redis GET %s%s: %v", e.prefix, key, err)
+	}
+	return v
 }
 
 // set creates key (without the prefix).
