@@ -111,6 +111,53 @@ func mustEndpoint(t testing.TB, url string) string {
 	return config.NormalizeEndpoint(url)
 }
 
+// logParkedOnFailure has a failed test log the retry store's items by state,
+// claim and due time, and the endpoint states the service reported, so that
+// a backlog that was not delivered can be told apart: items claimed and
+// never settled, items due but skipped, an endpoint left open or probing.
+func (b *testBundle) logParkedOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rows, err := b.pool.Query(ctx, `
+			SELECT state, coalesce(holder, ''), coalesce(claim_until > now(), false), due_at <= now(), count(*)
+			FROM observer.retries GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`)
+		if err != nil {
+			t.Logf("retry store: %v", err)
+			return
+		}
+		for rows.Next() {
+			var state, holder string
+			var claimed, due bool
+			var n int
+			if err := rows.Scan(&state, &holder, &claimed, &due, &n); err != nil {
+				t.Logf("retry store: %v", err)
+				break
+			}
+			t.Logf("retry store: %d items state=%s holder=%q claimed=%v due=%v", n, state, holder, claimed, due)
+		}
+		rows.Close()
+		rows, err = b.pool.Query(ctx, `SELECT endpoint, state, consecutive_failures, coalesce(next_probe::text, ''), reported_at::text FROM observer.endpoint_states`)
+		if err != nil {
+			t.Logf("endpoint states: %v", err)
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var endpoint, state, probe, reported string
+			var failures int
+			if err := rows.Scan(&endpoint, &state, &failures, &probe, &reported); err != nil {
+				t.Logf("endpoint states: %v", err)
+				return
+			}
+			t.Logf("endpoint %s: %s, %d consecutive failures, next probe %q, reported %s", endpoint, state, failures, probe, reported)
+		}
+	})
+}
+
 // parkedItems counts the rows of observer.retries.
 func (b *testBundle) parkedItems(t testing.TB) int {
 	t.Helper()
@@ -288,6 +335,7 @@ func TestNATSWorkersParkAndAck(t *testing.T) {
 	cfg.Delivery.BreakerFailures = 5
 	cfg.Delivery.ProbeInterval = time.Second
 	b.start(t, cfg)
+	b.logParkedOnFailure(t)
 
 	const n = 200
 	insertBacklog(t, b.pool, n)

@@ -204,6 +204,7 @@ func TestReceiverDownForMinutes(t *testing.T) {
 	cfg.Delivery.BreakerFailures = 5
 	cfg.Delivery.ProbeInterval = 500 * time.Millisecond
 	app := b.start(t, cfg)
+	b.logParkedOnFailure(t)
 	app.waitReading(t)
 
 	entities := make([]string, nEntities)
