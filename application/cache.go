@@ -152,6 +152,13 @@ func (sc *stepCache) in(ctx context.Context) context.Context {
 // ctx carrying the step cache for Execute. A lookup nobody takes ends on
 // its own (bounded by the store's timeout).
 func (c *CachingExecutor) prefetch(ctx context.Context, keys []string) (context.Context, *stepCache) {
+	sc := c.newStepCache(keys, c.lookUp(ctx, keys))
+	return sc.in(ctx), sc
+}
+
+// lookUp starts one GetMany for keys and returns a lookup per key, each
+// answered when the call returned.
+func (c *CachingExecutor) lookUp(ctx context.Context, keys []string) []cacheLookup {
 	done := make(chan struct{})
 	ls := make([]cacheLookup, len(keys))
 	for i := range ls {
@@ -159,28 +166,16 @@ func (c *CachingExecutor) prefetch(ctx context.Context, keys []string) (context.
 	}
 	go func() {
 		defer close(done)
-		answer(ls, c.getMany(ctx, keys))
-	}()
-	sc := c.newStepCache(keys, ls)
-	return sc.in(ctx), sc
-}
-
-// getMany looks keys up, as answer wants them.
-func (c *CachingExecutor) getMany(ctx context.Context, keys []string) func(i int) (bool, error) {
-	hits, err := c.cache.GetMany(ctx, keys)
-	return func(i int) (bool, error) {
-		if err != nil {
-			return false, err
+		hits, err := c.cache.GetMany(ctx, keys)
+		for i := range ls {
+			if err != nil {
+				ls[i].err = err
+			} else {
+				ls[i].hit = hits[i]
+			}
 		}
-		return hits[i], nil
-	}
-}
-
-// answer fills every lookup of ls from got.
-func answer(ls []cacheLookup, got func(i int) (bool, error)) {
-	for i := range ls {
-		ls[i].hit, ls[i].err = got(i)
-	}
+	}()
+	return ls
 }
 
 // get returns the prefetched answer for key (once; a second call looks up

@@ -111,8 +111,9 @@ func (d *Dedup) Start(ctx context.Context, rec ports.Record) *Run { return d.nex
 // Prepare claims the runs' events in one ClaimMany and, at the same time,
 // looks up the results of their first steps' actions in one GetMany: a
 // batch of events costs two round trips instead of one (shared) per event
-// on the path of its actions. The answers wait in each run for its first
-// Step.
+// on the path of its actions. The claims wait in each run for its first
+// Step, and so do the lookups (that Step waits for their answer if it has
+// not come yet).
 func (d *Dedup) Prepare(ctx context.Context, runs ...*Run) {
 	defer d.next.Prepare(ctx, runs...)
 	claim := make([]*Run, 0, len(runs))
@@ -130,30 +131,20 @@ func (d *Dedup) Prepare(ctx context.Context, runs ...*Run) {
 	now := d.cfg.Now()
 	var (
 		keys   []string
-		counts []int // keys per run of claim
+		counts = make([]int, len(claim)) // keys per run of claim
 	)
 	if d.cfg.Cache != nil {
-		counts = make([]int, len(claim))
 		for i, run := range claim {
 			due := dueResultKeys(run, now)
 			keys = append(keys, due...)
 			counts[i] = len(due)
 		}
 	}
-	var (
-		ls     = make([]cacheLookup, len(keys))
-		looked = make(chan struct{})
-	)
+	var ls []cacheLookup // answered in the background, waited for by the Step that takes them
 	if len(keys) > 0 {
-		go func() {
-			defer close(looked)
-			answer(ls, d.cfg.Cache.getMany(ctx, keys))
-		}()
-	} else {
-		close(looked)
+		ls = d.cfg.Cache.lookUp(ctx, keys)
 	}
 	res, err := d.store.ClaimMany(ctx, ids, d.cfg.Token, d.cfg.Lease)
-	<-looked
 	off := 0
 	for i, run := range claim {
 		p := &preparedClaim{err: err, at: now}
@@ -163,14 +154,8 @@ func (d *Dedup) Prepare(ctx context.Context, runs ...*Run) {
 				setState(run, dedupClaimed) // Abandon releases it
 			}
 		}
-		if counts != nil {
-			n := counts[i]
-			for j := range ls[off : off+n] {
-				ls[off+j].done = looked
-			}
-			if n > 0 {
-				p.cache = d.cfg.Cache.newStepCache(keys[off:off+n], ls[off:off+n])
-			}
+		if n := counts[i]; n > 0 {
+			p.cache = d.cfg.Cache.newStepCache(keys[off:off+n], ls[off:off+n])
 			off += n
 		}
 		if run.Values == nil {

@@ -64,13 +64,14 @@ func (c *ResultCache) Put(ctx context.Context, key string, ttl time.Duration) er
 
 // PutMany stores every key as Put would, under one lock.
 func (c *ResultCache) PutMany(ctx context.Context, keys []string, ttl time.Duration) error {
-	for _, key := range keys {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("memory: put result %q: %w", key, err)
-		}
-		if ttl <= 0 {
-			return fmt.Errorf("memory: put result %q: ttl %v is not positive", key, ttl)
-		}
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: put result %q: %w", keys[0], err)
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("memory: put result %q: ttl %v is not positive", keys[0], ttl)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -110,13 +110,14 @@ func (d *Deduplicator) MarkDone(ctx context.Context, eventID string, window time
 
 // MarkDoneMany marks every id done as MarkDone would, under one lock.
 func (d *Deduplicator) MarkDoneMany(ctx context.Context, eventIDs []string, window time.Duration) error {
-	for _, id := range eventIDs {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("memory: mark done %q: %w", id, err)
-		}
-		if window <= 0 {
-			return fmt.Errorf("memory: mark done %q: window %v is not positive", id, window)
-		}
+	if len(eventIDs) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: mark done %q: %w", eventIDs[0], err)
+	}
+	if window <= 0 {
+		return fmt.Errorf("memory: mark done %q: window %v is not positive", eventIDs[0], window)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

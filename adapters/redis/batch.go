@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -167,16 +168,26 @@ func (b *batcher) evalScript(ctx context.Context, script *goredis.Script, keys [
 	}
 }
 
-// setAll runs cmds (writes answering OK) in one pipeline and returns the
-// first error, naming its command with op(i).
-func (c *Client) setAll(ctx context.Context, cmds []goredis.Cmder, op func(i int) string) error {
+// setAll runs cmds (writes answering OK), the writes of keys, in one
+// pipeline and returns the first error: a command's named one+" "+its
+// key, the pipeline's named as batchOp names it.
+func (c *Client) setAll(ctx context.Context, cmds []goredis.Cmder, keys []string, one, many string) error {
 	if err := c.batch.doAll(ctx, cmds); err != nil {
-		return c.wrap(ctx, op(0), err)
+		return c.wrap(ctx, batchOp(keys, one, many), err)
 	}
 	for i, cmd := range cmds {
 		if err := cmd.Err(); err != nil {
-			return c.wrap(ctx, op(i), err)
+			return c.wrap(ctx, one+" "+keys[i], err)
 		}
 	}
 	return nil
+}
+
+// batchOp names a call over keys for its errors: one+" "+the key for a
+// single key, else many formatted with their number.
+func batchOp(keys []string, one, many string) string {
+	if len(keys) == 1 {
+		return one + " " + keys[0]
+	}
+	return fmt.Sprintf(many, len(keys))
 }

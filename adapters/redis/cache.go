@@ -40,7 +40,7 @@ func (r *ResultCache) GetMany(ctx context.Context, keys []string) ([]bool, error
 		cmds[i] = goredis.NewStringCmd(ctx, "get", r.key(key))
 	}
 	if err := r.c.batch.doAll(ctx, cmds); err != nil {
-		return nil, r.c.wrap(ctx, getOp(keys), err)
+		return nil, r.c.wrap(ctx, batchOp(keys, "get result", "get %d results"), err)
 	}
 	hits := make([]bool, len(keys))
 	for i, cmd := range cmds {
@@ -52,14 +52,6 @@ func (r *ResultCache) GetMany(ctx context.Context, keys []string) ([]bool, error
 		}
 	}
 	return hits, nil
-}
-
-// getOp names a GetMany for its errors.
-func getOp(keys []string) string {
-	if len(keys) == 1 {
-		return "get result " + keys[0]
-	}
-	return fmt.Sprintf("get %d results", len(keys))
 }
 
 // Put stores a success for key for ttl, replacing an earlier one.
@@ -76,5 +68,5 @@ func (r *ResultCache) PutMany(ctx context.Context, keys []string, ttl time.Durat
 	for i, key := range keys {
 		cmds[i] = goredis.NewStatusCmd(ctx, "set", r.key(key), "1", "px", millis(ttl))
 	}
-	return r.c.setAll(ctx, cmds, func(i int) string { return "put result " + keys[i] })
+	return r.c.setAll(ctx, cmds, keys, "put result", "put %d results")
 }

@@ -105,7 +105,7 @@ func (d *Deduplicator) ClaimMany(ctx context.Context, eventIDs []string, token s
 			cmds[i] = goredis.NewStringCmd(ctx, "set", d.key(id), value, "nx", "get", "px", millis(lease))
 		}
 		if err := d.c.batch.doAll(ctx, cmds); err != nil {
-			return nil, d.c.wrap(ctx, claimOp(eventIDs), err)
+			return nil, d.c.wrap(ctx, batchOp(eventIDs, "claim", "claim %d events"), err)
 		}
 		for i, c := range cmds {
 			cmd := c.(*goredis.StringCmd)
@@ -136,14 +136,6 @@ func (d *Deduplicator) ClaimMany(ctx context.Context, eventIDs []string, token s
 		res[i] = r
 	}
 	return res, nil
-}
-
-// claimOp names a ClaimMany for its errors.
-func claimOp(ids []string) string {
-	if len(ids) == 1 {
-		return "claim " + ids[0]
-	}
-	return fmt.Sprintf("claim %d events", len(ids))
 }
 
 // claimByScript claims eventID with claimScript.
@@ -177,7 +169,7 @@ func (d *Deduplicator) MarkDoneMany(ctx context.Context, eventIDs []string, wind
 	for i, id := range eventIDs {
 		cmds[i] = goredis.NewStatusCmd(ctx, "set", d.key(id), doneValue, "px", millis(window))
 	}
-	return d.c.setAll(ctx, cmds, func(i int) string { return "mark done " + eventIDs[i] })
+	return d.c.setAll(ctx, cmds, eventIDs, "mark done", "mark %d events done")
 }
 
 // Release deletes token's claim on eventID (compare-and-delete), leaving
