@@ -558,6 +558,19 @@ func (b *testBundle) coveredBy(t testing.TB, name string) int {
 	return n
 }
 
+// rewindCheckpoint moves the checkpoint called name back so that it covers
+// the first n rows of the change log.
+func (b *testBundle) rewindCheckpoint(t testing.TB, name string, n int) {
+	t.Helper()
+	tag, err := b.pool.Exec(t.Context(), `UPDATE observer.checkpoints c SET txid = l.txid, seq = l.pk
+		FROM (SELECT txid::text::bigint AS txid, pk_entity_change_log AS pk FROM core.tb_entity_change_log
+		      ORDER BY txid, pk_entity_change_log OFFSET $2 - 1 LIMIT 1) AS l
+		WHERE c.name = $1`, name, n)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("rewind checkpoint %s to row %d: %v (%d rows updated)", name, n, err, tag.RowsAffected())
+	}
+}
+
 // waitNamedCheckpointAtEnd waits until the checkpoint called name covers
 // the whole change log.
 func (b *testBundle) waitNamedCheckpointAtEnd(t testing.TB, name string, limit time.Duration) {
