@@ -96,10 +96,12 @@ func TestHarnessPostgresOnly(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, md.String())
 		}
 	}
-	for _, name := range []string{"run1-postgres-only-drain-service.pprof", "run1-postgres-only-400txs-service.pprof",
-		"run1-postgres-only-batch100-drain-service.pprof", "run1-postgres-only-batch100-400txs-service.pprof"} {
-		if st, err := os.Stat(filepath.Join(prof, name)); err != nil || st.Size() == 0 {
-			t.Errorf("profile %s: %v", name, err)
+	for _, phase := range []string{"run1-postgres-only-drain-service", "run1-postgres-only-400txs-service",
+		"run1-postgres-only-batch100-drain-service", "run1-postgres-only-batch100-400txs-service"} {
+		for _, name := range []string{phase + ".pprof", phase + ".allocs.pprof"} {
+			if st, err := os.Stat(filepath.Join(prof, name)); err != nil || st.Size() == 0 {
+				t.Errorf("profile %s: %v", name, err)
+			}
 		}
 	}
 }

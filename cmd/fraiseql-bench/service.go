@@ -227,40 +227,42 @@ func (s *service) waitPath(ctx context.Context, path string, limit time.Duration
 	return nil
 }
 
-// profile fetches a CPU profile of every child over d and writes it to
-// dir as <label>-<child>.pprof.
+// profile fetches a CPU profile and an allocation profile (what was
+// allocated during the same d) of every child and writes them to dir as
+// <label>-<child>.pprof and <label>-<child>.allocs.pprof.
 func (s *service) profile(ctx context.Context, dir, label string, d time.Duration) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(s.children))
+	errs := make([]error, 2*len(s.children))
 	for i, c := range s.children {
-		wg.Go(func() {
-			errs[i] = s.profileOne(ctx, c, filepath.Join(dir, label+"-"+c.name+".pprof"), d)
-		})
+		base := filepath.Join(dir, label+"-"+c.name)
+		wg.Go(func() { errs[2*i] = s.profileOne(ctx, c, "profile", base+".pprof", d) })
+		wg.Go(func() { errs[2*i+1] = s.profileOne(ctx, c, "allocs", base+".allocs.pprof", d) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (s *service) profileOne(ctx context.Context, c *child, path string, d time.Duration) error {
-	resp, err := s.get(ctx, c, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d/time.Second)), d+30*time.Second)
+// profileOne fetches /debug/pprof/<kind>?seconds=d from c into path.
+func (s *service) profileOne(ctx context.Context, c *child, kind, path string, d time.Duration) error {
+	resp, err := s.get(ctx, c, fmt.Sprintf("/debug/pprof/%s?seconds=%d", kind, int(d/time.Second)), d+30*time.Second)
 	if err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
+		return fmt.Errorf("%s profile: %w", kind, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("cpu profile of %s: %s: %s", c.name, resp.Status, b)
+		return fmt.Errorf("%s profile of %s: %s: %s", kind, c.name, resp.Status, b)
 	}
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
+		return fmt.Errorf("%s profile: %w", kind, err)
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
 		_ = f.Close()
-		return fmt.Errorf("cpu profile of %s: %w", c.name, err)
+		return fmt.Errorf("%s profile of %s: %w", kind, c.name, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
+		return fmt.Errorf("%s profile: %w", kind, err)
 	}
 	return nil
 }
