@@ -112,7 +112,6 @@ func (s *NATSServer) Start(t testing.TB) {
 		t.Fatalf("write nats config: %v", err)
 	}
 	cmd := exec.Command(s.bin, "-c", path)
-	cmd.Stdout, cmd.Stderr = nil, nil
 	s.proc = StartProcess(t, cmd)
 	s.proc.WaitListening(t, fmt.Sprintf("127.0.0.1:%d", s.port), 30*time.Second)
 }

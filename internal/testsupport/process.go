@@ -3,11 +3,13 @@ package testsupport
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,18 +22,26 @@ const exitTimeout = 30 * time.Second
 // Process is a child process started by a test (a service under test, a
 // private redis-server). The test's end kills it if it still runs.
 type Process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // cmd.Wait's result, set before done is closed
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error       // cmd.Wait's result, set before done is closed
+	output *tailBuffer // stdout and stderr, when cmd had neither set
 }
 
-// StartProcess starts cmd and waits for it in the background.
+// StartProcess starts cmd and waits for it in the background. When cmd
+// has neither Stdout nor Stderr set, the end of its output is kept for the
+// failure messages of WaitListening.
 func StartProcess(t testing.TB, cmd *exec.Cmd) *Process {
 	t.Helper()
+	var output *tailBuffer
+	if cmd.Stdout == nil && cmd.Stderr == nil {
+		output = &tailBuffer{max: 4096}
+		cmd.Stdout, cmd.Stderr = output, output
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
-	p := &Process{cmd: cmd, done: make(chan struct{})}
+	p := &Process{cmd: cmd, done: make(chan struct{}), output: output}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		select {
@@ -113,7 +123,7 @@ func (p *Process) WaitListening(t testing.TB, addr string, timeout time.Duration
 	deadline := time.Now().Add(timeout)
 	for {
 		if p.Exited() {
-			t.Fatalf("%s exited before listening on %s: %v", p.cmd.Path, addr, p.err)
+			t.Fatalf("%s exited before listening on %s: %v; its output ends: %s", p.cmd.Path, addr, p.err, p.output)
 		}
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -141,18 +151,59 @@ func Binary(t testing.TB, name string) string {
 	return path
 }
 
-// FreePort returns a loopback TCP port nothing listens on right now.
+// FreePort returns a loopback TCP port nothing listens on right now, for a
+// server a test starts. It is picked below the kernel's ephemeral range
+// (ip_local_port_range), where outgoing connections take their source
+// ports: a port found free there can be taken by some client between this
+// check and the server's bind, and the server then fails to start (seen
+// with a nats-server of a cluster while many tests ran). A port is handed
+// out once per test binary.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi := portRange()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if portsGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // in use
+		}
+		if err := ln.Close(); err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		portsGiven[port] = true
+		return port
+	}
+	t.Fatalf("no free port in %d-%d after 1000 tries", lo, hi)
+	return 0
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// portRange is where FreePort looks: from 10000 up to the start of the
+// ephemeral range (32768 by Linux's default), or 20000-30000 when that
+// range cannot be read or starts too low.
+func portRange() (lo, hi int) {
+	lo, hi = 20000, 30000
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+		return lo, hi
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatalf("find a free port: %v", err)
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return lo, hi
 	}
-	return port
+	if start, err := strconv.Atoi(f[0]); err == nil && start > 12000 {
+		return 10000, start
+	}
+	return lo, hi
 }
 
 // Pid is the process id.
@@ -178,4 +229,34 @@ func (p *Process) PeakRSS(t testing.TB) int64 {
 	}
 	t.Fatal("no VmHWM in /proc status")
 	return 0
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (w *tailBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	if over := len(w.b) - w.max; over > 0 {
+		w.b = append(w.b[:0], w.b[over:]...)
+	}
+	return len(p), nil
+}
+
+// String is what was kept, "(none)" for a nil buffer or no output.
+func (w *tailBuffer) String() string {
+	if w == nil {
+		return "(none)"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.b) == 0 {
+		return "(none)"
+	}
+	return strings.TrimSpace(string(w.b))
 }

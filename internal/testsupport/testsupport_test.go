@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -265,4 +266,37 @@ func TestNATSServerKilledAndRestarted(t *testing.T) {
 	nodes[1].Kill(t)
 	nodes[1].Start(t)
 	nodes[1].WaitHealthy(t, time.Minute)
+}
+
+func TestFreePortIsBelowTheEphemeralRangeAndNotRepeated(t *testing.T) {
+	lo, hi := testsupport.PortRange()
+	seen := map[int]bool{}
+	for range 50 {
+		p := testsupport.FreePort(t)
+		if p < lo || p >= hi {
+			t.Fatalf("port %d outside %d-%d", p, lo, hi)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var start int
+		if _, err := fmt.Sscan(string(b), &start); err == nil && start > 12000 && hi > start {
+			t.Fatalf("range %d-%d reaches into the ephemeral range starting at %d", lo, hi, start)
+		}
+	}
+}
+
+func TestTailBufferKeepsTheEnd(t *testing.T) {
+	w := testsupport.NewTailBuffer(8)
+	for _, s := range []string{"abc", "defgh", "ijk"} {
+		if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+		}
+	}
+	if got := w.String(); got != "defghijk" {
+		t.Fatalf("kept %q, want the last 8 bytes %q", got, "defghijk")
+	}
 }
