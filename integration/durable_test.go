@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
@@ -155,7 +158,55 @@ func (b *testBundle) logParkedOnFailure(t *testing.T) {
 			}
 			t.Logf("endpoint %s: %s, %d consecutive failures, next probe %q, reported %s", endpoint, state, failures, probe, reported)
 		}
+		logSessions(ctx, t, b.pool)
+		logRetryRunnerGoroutines(t)
 	})
+}
+
+// logSessions logs the database's other sessions grouped by state, wait
+// and statement: where the service's connections are and what they wait on.
+func logSessions(ctx context.Context, t *testing.T, pool *pgxpool.Pool) {
+	rows, err := pool.Query(ctx, `
+		SELECT coalesce(state, ''), coalesce(wait_event_type || '/' || wait_event, ''), left(regexp_replace(query, '\s+', ' ', 'g'), 100), count(*)
+		FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+		GROUP BY 1, 2, 3 ORDER BY 4 DESC`)
+	if err != nil {
+		t.Logf("sessions: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state, wait, query string
+		var n int
+		if err := rows.Scan(&state, &wait, &query, &n); err != nil {
+			t.Logf("sessions: %v", err)
+			return
+		}
+		t.Logf("sessions: %d %s wait=%q: %s", n, state, wait, query)
+	}
+}
+
+// logRetryRunnerGoroutines logs the stacks of this process's goroutines
+// that run parked retries (the service runs in the test's process), so
+// that a runner whose items stay claimed shows where they wait.
+func logRetryRunnerGoroutines(t *testing.T) {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	stacks := map[string]int{}
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if !strings.Contains(g, "RetryRunner") || strings.Contains(g, "logRetryRunnerGoroutines") {
+			continue
+		}
+		_, body, _ := strings.Cut(g, "\n") // drop "goroutine N [state]:", keep the frames
+		state := g[:strings.IndexByte(g+"\n", '\n')]
+		if i := strings.Index(state, "["); i >= 0 {
+			state = state[i:]
+		}
+		stacks[state+"\n"+body]++
+	}
+	for st, n := range stacks {
+		t.Logf("%d retry-runner goroutines %s", n, st)
+	}
 }
 
 // parkedItems counts the rows of observer.retries.
