@@ -225,7 +225,7 @@ func TestFaultReceiverFailsThirtyPercent(t *testing.T) {
 // which (as an operator's replay would) moves the checkpoint back to the
 // start; then the lease is free again. The service stands by, takes the
 // lease back and resumes; it never overwrites the moved checkpoint (its
-// saves are fenced), so every event written before the takeover is
+// saves are fenced), so every event delivered before the takeover is
 // delivered again, and nothing is lost.
 func TestFaultLeaseTakenAwayAndGivenBack(t *testing.T) {
 	t.Parallel()
@@ -255,6 +255,11 @@ func TestFaultLeaseTakenAwayAndGivenBack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("take the lease away: %v", err)
 	}
+	// Rows written before the takeover but not yet delivered then are
+	// delivered once, in the new term (failed 1 in 8 full runs when the
+	// check counted every row written before the takeover): the ones
+	// delivered by then are those that must come again.
+	deliveredThen := recv.deliveredByEvent()
 	waitFor(t, "the service standing by", func() bool { return !app.reading(t) })
 	waitWithin(t, 30*time.Second, "the service reading again", func() bool { return app.reading(t) })
 	time.Sleep(500 * time.Millisecond) // a few more rows in the new term
@@ -264,14 +269,18 @@ func TestFaultLeaseTakenAwayAndGivenBack(t *testing.T) {
 	recv.waitDelivered(t, all)
 	b.waitCheckpointAtEnd(t)
 	got := recv.deliveredByEvent()
-	replayed := 0
+	replayed, due := 0, 0
 	for _, id := range before {
+		if deliveredThen[id] == 0 {
+			continue
+		}
+		due++
 		if got[id] >= 2 {
 			replayed++
 		}
 	}
-	if replayed != len(before) {
-		t.Fatalf("%d of the %d events written before the takeover were delivered again: the stale term overwrote the moved checkpoint", replayed, len(before))
+	if due < 30 || replayed != due {
+		t.Fatalf("%d of the %d events delivered before the takeover were delivered again: the stale term overwrote the moved checkpoint", replayed, due)
 	}
 	faultCounts{written: len(all), delivered: len(got), deadLettered: len(b.deadLetters(t)), duplicates: duplicates(got),
 		extra: fmt.Sprintf("replayed=%d (the checkpoint moved back while the lease was away)", replayed)}.log(t, "lease-taken-away")
