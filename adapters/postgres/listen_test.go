@@ -561,12 +561,32 @@ func TestChangeLogListenerReconnects(t *testing.T) {
 	if err := b.pool.QueryRow(t.Context(), `SELECT pg_terminate_backend($1)`, int32(pid)).Scan(&terminated); err != nil || !terminated {
 		t.Fatalf("pg_terminate_backend(%d) = %v, %v", pid, terminated, err)
 	}
+	// pg_terminate_backend only signals: until the old session is gone it
+	// may still hold the arm (and a commit would notify it).
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var alive bool
+		if err := b.pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, int32(pid)).Scan(&alive); err != nil {
+			t.Fatalf("pg_stat_activity: %v", err)
+		}
+		if !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d still there %v after pg_terminate_backend", pid, waitTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	// A row committed while no one listens: the reconnection wakes the
-	// reader, which then arms on the new session.
+	// reader (it signals just before it counts the connection), which then
+	// arms on the new session.
 	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "deaf"})
 	r.waitRecords(t, 1, waitTimeout)
-	if l.connects.Load() < 2 || l.pid.Load() == pid {
-		t.Fatalf("listener did not reconnect (connects %d, pid %d)", l.connects.Load(), l.pid.Load())
+	for l.connects.Load() < 2 || l.pid.Load() == pid || l.pid.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("listener did not reconnect (connects %d, pid %d)", l.connects.Load(), l.pid.Load())
+		}
+		time.Sleep(time.Millisecond)
 	}
 	waitSettled(t, b.cl)
 	waitServerArmed(t, b.pool, DefaultChannel, l.pid.Load(), true)
