@@ -197,12 +197,9 @@ func logRetryRunnerGoroutines(t *testing.T) {
 		if !strings.Contains(g, "RetryRunner") || strings.Contains(g, "logRetryRunnerGoroutines") {
 			continue
 		}
-		_, body, _ := strings.Cut(g, "\n") // drop "goroutine N [state]:", keep the frames
-		state := g[:strings.IndexByte(g+"\n", '\n')]
-		if i := strings.Index(state, "["); i >= 0 {
-			state = state[i:]
-		}
-		stacks[state+"\n"+body]++
+		header, frames, _ := strings.Cut(g, "\n") // "goroutine N [state]:", then the frames
+		_, state, _ := strings.Cut(header, " [")
+		stacks["["+state+"\n"+frames]++
 	}
 	for st, n := range stacks {
 		t.Logf("%d retry-runner goroutines %s", n, st)

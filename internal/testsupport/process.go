@@ -24,8 +24,8 @@ const exitTimeout = 30 * time.Second
 type Process struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
-	err    error       // cmd.Wait's result, set before done is closed
-	output *tailBuffer // stdout and stderr, when cmd had neither set
+	err    error   // cmd.Wait's result, set before done is closed
+	output *Buffer // the end of stdout and stderr, when cmd had neither set
 }
 
 // StartProcess starts cmd and waits for it in the background. When cmd
@@ -33,9 +33,9 @@ type Process struct {
 // failure messages of WaitListening.
 func StartProcess(t testing.TB, cmd *exec.Cmd) *Process {
 	t.Helper()
-	var output *tailBuffer
+	var output *Buffer
 	if cmd.Stdout == nil && cmd.Stderr == nil {
-		output = &tailBuffer{max: 4096}
+		output = &Buffer{Max: 4096}
 		cmd.Stdout, cmd.Stderr = output, output
 	}
 	if err := cmd.Start(); err != nil {
@@ -123,7 +123,7 @@ func (p *Process) WaitListening(t testing.TB, addr string, timeout time.Duration
 	deadline := time.Now().Add(timeout)
 	for {
 		if p.Exited() {
-			t.Fatalf("%s exited before listening on %s: %v; its output ends: %s", p.cmd.Path, addr, p.err, p.output)
+			t.Fatalf("%s exited before listening on %s: %v; its output ends: %s", p.cmd.Path, addr, p.err, p.outputTail())
 		}
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -231,32 +231,14 @@ func (p *Process) PeakRSS(t testing.TB) int64 {
 	return 0
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (w *tailBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.b = append(w.b, p...)
-	if over := len(w.b) - w.max; over > 0 {
-		w.b = append(w.b[:0], w.b[over:]...)
-	}
-	return len(p), nil
-}
-
-// String is what was kept, "(none)" for a nil buffer or no output.
-func (w *tailBuffer) String() string {
-	if w == nil {
+// outputTail is the end of the process's output for a failure message,
+// "(none)" when it was not kept or is empty.
+func (p *Process) outputTail() string {
+	if p.output == nil {
 		return "(none)"
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.b) == 0 {
-		return "(none)"
+	if out := strings.TrimSpace(p.output.String()); out != "" {
+		return out
 	}
-	return strings.TrimSpace(string(w.b))
+	return "(none)"
 }

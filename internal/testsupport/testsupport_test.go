@@ -289,8 +289,8 @@ func TestFreePortIsBelowTheEphemeralRangeAndNotRepeated(t *testing.T) {
 	}
 }
 
-func TestTailBufferKeepsTheEnd(t *testing.T) {
-	w := testsupport.NewTailBuffer(8)
+func TestBufferWithMaxKeepsTheEnd(t *testing.T) {
+	w := &testsupport.Buffer{Max: 8}
 	for _, s := range []string{"abc", "defgh", "ijk"} {
 		if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
 			t.Fatalf("Write(%q) = %d, %v", s, n, err)
