@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -31,6 +32,15 @@ func (b *BlockedKeys) Has(observer, entityKey string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.keys[blockedKey{observer, entityKey}] > 0
+}
+
+// HasEvent is Has for ev's entity; it builds the entity key only while
+// some key is blocked (the key is an allocation per event and observer).
+func (b *BlockedKeys) HasEvent(observer string, ev *domain.Event) bool {
+	b.mu.Lock()
+	empty := len(b.keys) == 0
+	b.mu.Unlock()
+	return !empty && b.Has(observer, ev.EntityKey())
 }
 
 // Add counts an item parked for the key.

@@ -188,7 +188,7 @@ func (p *Processor) Start(_ context.Context, rec ports.Record) *Run {
 		}
 		// An entity with parked items of this observer holds its later
 		// events back: they are parked behind, in change-log order.
-		held := p.cfg.Retries != nil && p.cfg.Blocked != nil && p.cfg.Blocked.Has(obs.Name, ev.EntityKey())
+		held := p.cfg.Retries != nil && p.cfg.Blocked != nil && p.cfg.Blocked.HasEvent(obs.Name, ev)
 		for i := range obs.Actions {
 			act := &obs.Actions[i]
 			run.tasks = append(run.tasks, &task{obs: obs, act: act, due: now, park: held, hold: held})

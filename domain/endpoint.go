@@ -80,6 +80,9 @@ func (e *DeferredError) Error() string {
 
 // AsDeferred returns the deferral err carries, if any.
 func AsDeferred(err error) (*DeferredError, bool) {
+	if err == nil { // the common case, without errors.As's allocation
+		return nil, false
+	}
 	var d *DeferredError
 	ok := errors.As(err, &d)
 	return d, ok

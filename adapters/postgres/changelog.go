@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -206,21 +207,24 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 // nullable: an existing table may allow NULL in them, and such a row must
 // become an invalid record, not fail the whole read.
 type changeRow struct {
-	PK               int64           `json:"pk_entity_change_log"`
-	TxID             string          `json:"txid"`
-	ID               *string         `json:"id"`
-	CreatedAt        *time.Time      `json:"created_at"`
-	ObjectType       *string         `json:"object_type"`
-	ModificationType *string         `json:"modification_type"`
-	EntityID         *string         `json:"-"`
-	ObjectID         *string         `json:"object_id"`
-	ObjectKey        *string         `json:"object_key"`
-	ObjectData       *string         `json:"-"`
-	ObjectDataBefore *string         `json:"-"`
-	ObjectDataJSON   json.RawMessage `json:"object_data"`
-	BeforeJSON       json.RawMessage `json:"object_data_before"`
-	TenantID         string          `json:"tenant_id"`
-	UserID           string          `json:"fk_contact"`
+	PK   int64  `json:"pk_entity_change_log"`
+	TxID string `json:"txid"`
+	// Nullable columns scan into pgtype values rather than pointers: a
+	// pointer destination costs the reader an allocation per column and
+	// row. The JSON form (null when not Valid) is the same.
+	ID               pgtype.Text        `json:"id"`
+	CreatedAt        pgtype.Timestamptz `json:"created_at"`
+	ObjectType       pgtype.Text        `json:"object_type"`
+	ModificationType pgtype.Text        `json:"modification_type"`
+	EntityID         pgtype.Text        `json:"-"`
+	ObjectID         pgtype.Text        `json:"object_id"`
+	ObjectKey        pgtype.Text        `json:"object_key"`
+	ObjectData       []byte             `json:"-"` // JSON text; nil for NULL
+	ObjectDataBefore []byte             `json:"-"`
+	ObjectDataJSON   json.RawMessage    `json:"object_data"`
+	BeforeJSON       json.RawMessage    `json:"object_data_before"`
+	TenantID         string             `json:"tenant_id"`
+	UserID           string             `json:"fk_contact"`
 	// Size is the payload's weight: object_data and object_data_before as
 	// JSON text, in bytes (counted by the database, also for a row read
 	// without its payload).
@@ -237,17 +241,17 @@ func (r *changeRow) nullContractColumns() []string {
 		name string
 		null bool
 	}{
-		{"id", r.ID == nil},
-		{"created_at", r.CreatedAt == nil},
-		{"object_type", r.ObjectType == nil},
-		{"modification_type", r.ModificationType == nil},
+		{"id", !r.ID.Valid},
+		{"created_at", !r.CreatedAt.Valid},
+		{"object_type", !r.ObjectType.Valid},
+		{"modification_type", !r.ModificationType.Valid},
 	} {
 		if c.null {
 			missing = append(missing, c.name)
 		}
 	}
-	if r.EntityID == nil && r.ModificationType != nil {
-		switch strings.ToUpper(strings.TrimSpace(*r.ModificationType)) {
+	if !r.EntityID.Valid && r.ModificationType.Valid {
+		switch strings.ToUpper(strings.TrimSpace(r.ModificationType.String)) {
 		case "INSERT", "UPDATE", "DELETE":
 			missing = append(missing, "object_id")
 		}
@@ -255,11 +259,12 @@ func (r *changeRow) nullContractColumns() []string {
 	return missing
 }
 
-func optionalBytes(s *string) []byte {
-	if s == nil {
-		return nil
+// text is the string of a nullable text column ("" for NULL).
+func text(t pgtype.Text) string {
+	if !t.Valid {
+		return ""
 	}
-	return []byte(*s)
+	return t.String
 }
 
 // Read returns up to limit rows after `after` that every later reader will
@@ -321,8 +326,10 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 	)
 	if missing := r.nullContractColumns(); len(missing) > 0 {
 		err = fmt.Errorf("NULL in %s: %w", strings.Join(missing, ", "), domain.ErrInvalidEvent)
+	} else if r.CreatedAt.InfinityModifier != pgtype.Finite {
+		err = fmt.Errorf("created_at is %s, not a point in time: %w", r.CreatedAt.InfinityModifier, domain.ErrInvalidEvent)
 	} else if r.Size > c.cfg.MaxEventBytes {
-		if _, perr := domain.ParseEventType(*r.ModificationType); errors.Is(perr, domain.ErrSkipEvent) {
+		if _, perr := domain.ParseEventType(r.ModificationType.String); errors.Is(perr, domain.ErrSkipEvent) {
 			return ports.Record{}, false // a NOOP or READ row: skipped whatever its size
 		}
 		// Read without its payload (see readSQL): park it, move on.
@@ -330,13 +337,13 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 			r.Size, c.cfg.MaxEventBytes, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
 	} else {
 		ev, err = domain.NewEventFromChange(domain.RawChange{
-			ID:               *r.ID,
-			CreatedAt:        *r.CreatedAt,
-			ObjectType:       *r.ObjectType,
-			ModificationType: *r.ModificationType,
-			ObjectID:         deref(r.EntityID),
-			ObjectData:       optionalBytes(r.ObjectData),
-			ObjectDataBefore: optionalBytes(r.ObjectDataBefore),
+			ID:               r.ID.String,
+			CreatedAt:        r.CreatedAt.Time,
+			ObjectType:       r.ObjectType.String,
+			ModificationType: r.ModificationType.String,
+			ObjectID:         text(r.EntityID),
+			ObjectData:       r.ObjectData,
+			ObjectDataBefore: r.ObjectDataBefore,
 			TenantID:         r.TenantID,
 			UserID:           r.UserID,
 			Source:           c.cfg.Source,
@@ -351,22 +358,22 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 	if !errors.Is(err, domain.ErrInvalidEvent) {
 		err = fmt.Errorf("%w: %w", domain.ErrInvalidEvent, err)
 	}
-	r.ObjectDataJSON = optionalBytes(r.ObjectData)
-	r.BeforeJSON = optionalBytes(r.ObjectDataBefore)
+	r.ObjectDataJSON = r.ObjectData
+	r.BeforeJSON = r.ObjectDataBefore
 	raw, mErr := json.Marshal(r)
 	if mErr != nil { // jsonb text is always valid JSON; keep the record anyway
 		raw = nil
 	}
 	var created time.Time
-	if r.CreatedAt != nil {
-		created = *r.CreatedAt
+	if r.CreatedAt.Valid && r.CreatedAt.InfinityModifier == pgtype.Finite {
+		created = r.CreatedAt.Time
 	}
 	return ports.Record{
 		Position: pos,
 		Event: domain.Event{
-			ID:         deref(r.ID),
-			EntityType: deref(r.ObjectType),
-			EntityID:   deref(r.EntityID),
+			ID:         text(r.ID),
+			EntityType: text(r.ObjectType),
+			EntityID:   text(r.EntityID),
 			TenantID:   r.TenantID,
 			UserID:     r.UserID,
 			Timestamp:  created,

@@ -735,6 +735,32 @@ func BenchmarkChangeLogRead(b *testing.B) {
 	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
 
+// TestChangeLogInfiniteCreatedAt: created_at = 'infinity' (a timestamptz
+// PostgreSQL accepts, which no Go time holds) becomes an invalid record
+// naming it, with its position, and the rows after it flow; the read is
+// not failed (which would be retried for ever).
+func TestChangeLogInfiniteCreatedAt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "k0", Data: `{}`})
+	if _, err := b.pool.Exec(t.Context(), `INSERT INTO core.tb_entity_change_log (id, created_at, object_type, modification_type, object_key, object_data)
+		VALUES (gen_random_uuid(), '-infinity', 'Order', 'INSERT', 'k1', '{"a": 1}')`); err != nil {
+		t.Fatal(err)
+	}
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "k2", Data: `{}`})
+	got, _ := readUntil(t, b.cl, ports.Position{}, 3)
+	if got[0].Err != nil || got[2].Err != nil || got[2].Event.EntityID != "k2" {
+		t.Fatalf("the rows around the infinite one: %+v, %+v", got[0], got[2])
+	}
+	bad := got[1]
+	if !errors.Is(bad.Err, domain.ErrInvalidEvent) || !strings.Contains(bad.Err.Error(), "created_at is -infinity") {
+		t.Fatalf("Err = %v, want invalid naming created_at -infinity", bad.Err)
+	}
+	if bad.Position.IsZero() || bad.Event.EntityID != "k1" || !strings.Contains(string(bad.Raw), `"created_at":"-infinity"`) {
+		t.Fatalf("record = %+v (raw %s), want its position, entity and raw row", bad, bad.Raw)
+	}
+}
+
 // TestChangeLogNullContractColumns: an existing FraiseQL table may allow
 // NULL in the contract columns. Such a row becomes an invalid record (the
 // raw row as JSON, its position) and the rows after it flow. Before, the

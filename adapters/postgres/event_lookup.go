@@ -47,7 +47,7 @@ func (s *ChangeLogStats) Event(ctx context.Context, id string) (ports.Record, er
 	decoder := &ChangeLog{cfg: ChangeLogConfig{Source: s.source}.withDefaults()}
 	rec, ok := decoder.record(ports.Position{TxID: txid, Seq: r.PK}, &r)
 	if !ok {
-		return ports.Record{}, fmt.Errorf("postgres: %s: the row is a %s, not an event: %w", op, deref(r.ModificationType), ports.ErrNotFound)
+		return ports.Record{}, fmt.Errorf("postgres: %s: the row is a %s, not an event: %w", op, text(r.ModificationType), ports.ErrNotFound)
 	}
 	return rec, nil
 }
