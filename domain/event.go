@@ -96,6 +96,10 @@ func NewEventFromChange(r RawChange) (Event, error) {
 	if strings.TrimSpace(r.ObjectType) == "" {
 		return Event{}, fmt.Errorf("empty object_type: %w", ErrInvalidEvent)
 	}
+	if !JSONTime(r.CreatedAt) {
+		return Event{}, fmt.Errorf("created_at %s: outside the years 0 to 9999 that an event's JSON timestamp holds: %w",
+			r.CreatedAt.Format(time.RFC3339Nano), ErrInvalidEvent)
+	}
 	data, err := DecodeObject(r.ObjectData)
 	if err != nil {
 		return Event{}, fmt.Errorf("object_data: %w", err)
@@ -128,6 +132,13 @@ func NewEventFromChange(r RawChange) (Event, error) {
 		ev.Changes = ComputeChanges(before, data)
 	}
 	return ev, nil
+}
+
+// JSONTime reports whether t has a JSON form (RFC 3339 holds the years 0
+// to 9999; PostgreSQL timestamps reach 294276).
+func JSONTime(t time.Time) bool {
+	y := t.Year()
+	return y >= 0 && y <= 9999
 }
 
 // DecodeObject decodes a JSON object keeping numbers as json.Number, as

@@ -495,3 +495,32 @@ func TestEntityKey(t *testing.T) {
 		})
 	}
 }
+
+// TestNewEventFromChangeTimestampJSONRange: a created_at that JSON cannot
+// carry (RFC 3339 holds the years 0 to 9999) makes the row invalid rather
+// than an event that every store and action would fail to encode.
+func TestNewEventFromChangeTimestampJSONRange(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		at    time.Time
+		valid bool
+	}{
+		{time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), true},
+		{time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), true},
+		{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{time.Date(-1, 12, 31, 0, 0, 0, 0, time.UTC), false},
+	} {
+		ev, err := NewEventFromChange(RawChange{ID: "e1", CreatedAt: c.at, ObjectType: "Order", ModificationType: "INSERT", ObjectID: "1"})
+		if c.valid {
+			if err != nil {
+				t.Errorf("created_at %v: %v", c.at, err)
+			} else if _, err := ev.Envelope(); err != nil {
+				t.Errorf("created_at %v: envelope: %v", c.at, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), "created_at") {
+			t.Errorf("created_at %v: error %v, want invalid naming created_at", c.at, err)
+		}
+	}
+}

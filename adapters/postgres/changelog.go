@@ -365,7 +365,7 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 		raw = nil
 	}
 	var created time.Time
-	if r.CreatedAt.Valid && r.CreatedAt.InfinityModifier == pgtype.Finite {
+	if r.CreatedAt.Valid && r.CreatedAt.InfinityModifier == pgtype.Finite && domain.JSONTime(r.CreatedAt.Time) {
 		created = r.CreatedAt.Time
 	}
 	return ports.Record{

@@ -761,6 +761,31 @@ func TestChangeLogInfiniteCreatedAt(t *testing.T) {
 	}
 }
 
+// TestChangeLogCreatedAtPastYear9999: a created_at PostgreSQL holds but
+// JSON does not (RFC 3339 ends at 9999) becomes an invalid record whose
+// event can be written as JSON (the dead-letter store needs it), and the
+// rows after it flow.
+func TestChangeLogCreatedAtPastYear9999(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{})
+	if _, err := b.pool.Exec(t.Context(), `INSERT INTO core.tb_entity_change_log (id, created_at, object_type, modification_type, object_key, object_data)
+		VALUES (gen_random_uuid(), '12000-01-01T00:00:00Z', 'Order', 'INSERT', 'k0', '{"a": 1}')`); err != nil {
+		t.Fatal(err)
+	}
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "k1", Data: `{}`})
+	got, _ := readUntil(t, b.cl, ports.Position{}, 2)
+	bad := got[0]
+	if !errors.Is(bad.Err, domain.ErrInvalidEvent) || !strings.Contains(bad.Err.Error(), "created_at 12000-01-01T00:00:00Z: outside the years 0 to 9999") {
+		t.Fatalf("Err = %v, want invalid naming created_at", bad.Err)
+	}
+	if _, err := bad.Event.Envelope(); err != nil || !bad.Event.Timestamp.IsZero() {
+		t.Fatalf("the invalid record's event: timestamp %v, envelope error %v; want zero and none", bad.Event.Timestamp, err)
+	}
+	if got[1].Err != nil || got[1].Event.EntityID != "k1" {
+		t.Fatalf("the row after it: %+v", got[1])
+	}
+}
+
 // TestChangeLogNullContractColumns: an existing FraiseQL table may allow
 // NULL in the contract columns. Such a row becomes an invalid record (the
 // raw row as JSON, its position) and the rows after it flow. Before, the
