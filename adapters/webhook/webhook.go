@@ -185,6 +185,9 @@ func (e *Executor) deliver(ctx context.Context, act *domain.Action, method, targ
 // goes to logs and dead letters. A credential cut by the quote's length
 // limit is removed too.
 func redactEcho(err error, wh *domain.WebhookAction) {
+	if err == nil { // without errors.As's allocation
+		return
+	}
 	var se *StatusError
 	if !errors.As(err, &se) || se.Body == "" {
 		return
@@ -467,6 +470,9 @@ func unwrapURLError(err error) error {
 // drainAndClose reads what is left of a body, up to maxDrain, so the
 // connection goes back to the pool, then closes it.
 func drainAndClose(body io.ReadCloser) {
+	if body == http.NoBody { // a 204 or Content-Length: 0, the common answer
+		return
+	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
 	_ = body.Close()
 }
