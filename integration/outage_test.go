@@ -343,7 +343,9 @@ func TestRestartDuringOutage(t *testing.T) {
 // below it, without holding up the workers. The lower bound is loose: with
 // a burst of 1 every late wake-up of a deferred attempt is time the bucket
 // cannot give back, and a loaded machine (the suite's parallel tests)
-// wakes late: 42.7/s was seen once under load.
+// wakes late: 42.7/s and 32.5/s were seen with a benchmark running beside
+// the suite. Half the limit still catches a limiter that waits twice as
+// long as it should.
 func TestRateLimitHolds(t *testing.T) {
 	t.Parallel()
 	const n, rate = 400, 50
@@ -362,8 +364,8 @@ func TestRateLimitHolds(t *testing.T) {
 	at := recv.arrivals()
 	measured := float64(n-1) / at[n-1].Sub(at[0]).Seconds()
 	t.Logf("%d events at %.1f/s (limit %d/s)", n, measured, rate)
-	if measured < rate*0.7 || measured > rate*1.1 {
-		t.Errorf("measured rate %.1f/s, want %d/s (at most 10%% over, at most 30%% under)", measured, rate)
+	if measured < rate*0.5 || measured > rate*1.1 {
+		t.Errorf("measured rate %.1f/s, want %d/s (at most 10%% over, at most half under)", measured, rate)
 	}
 	// Over any second, never more than the limit plus the burst.
 	for i, j := 0, 0; i < n; i++ {

@@ -1,6 +1,7 @@
 package prometheus_test
 
 import (
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"runtime"
@@ -112,5 +113,38 @@ func TestBuildInfoDefaultsToDev(t *testing.T) {
 	t.Parallel()
 	if out := scrape(t, promadapter.New(promadapter.BuildInfo{})); !strings.Contains(out, `version="dev"`) {
 		t.Errorf("build_info without a version:\n%s", out)
+	}
+}
+
+// TestActionExecutedCountsEveryCall: the series ActionExecuted resolves
+// once per action and outcome count every later call too, also past the
+// bound of series it keeps resolved.
+func TestActionExecutedCountsEveryCall(t *testing.T) {
+	t.Parallel()
+	m := promadapter.New(promadapter.BuildInfo{})
+	for range 3 {
+		m.ActionExecuted(domain.ActionDetail{Observer: "orders", Action: "hook", ActionType: domain.ActionWebhook, Outcome: domain.OutcomeRetrying, Duration: time.Second})
+	}
+	for i := range 4100 { // more actions than the memo keeps
+		m.ActionExecuted(domain.ActionDetail{Observer: "many", Action: fmt.Sprintf("a%d", i), ActionType: domain.ActionLog, Outcome: domain.OutcomeSucceeded})
+	}
+	for range 2 {
+		m.ActionExecuted(domain.ActionDetail{Observer: "many", Action: "a4099", ActionType: domain.ActionLog, Outcome: domain.OutcomeSucceeded})
+	}
+	out := scrape(t, m)
+	for _, want := range []string{
+		`fraiseql_observer_action_executed_total{action="hook",action_type="webhook",observer="orders",outcome="retrying"} 3`,
+		`fraiseql_observer_action_errors_total{action="hook",action_type="webhook",error_type="retrying",observer="orders"} 3`,
+		`fraiseql_observer_action_executed_total{action="a4099",action_type="log",observer="many",outcome="succeeded"} 3`,
+		`fraiseql_observer_action_executed_total{action="a0",action_type="log",observer="many",outcome="succeeded"} 1`,
+		`fraiseql_observer_action_duration_seconds_count{action_type="webhook"} 3`,
+		`fraiseql_observer_action_duration_seconds_count{action_type="log"} 4102`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	if strings.Contains(out, `action_errors_total{action="a0"`) {
+		t.Error("a success counted as an action error")
 	}
 }
