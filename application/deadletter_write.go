@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -64,6 +65,9 @@ func fallbackDeadLetter(d ports.DeadLetter, refusal error, where string) ports.D
 	}
 	reason += "]"
 	ev := d.Event
+	if !domain.JSONTime(ev.Timestamp) { // it would fail the event's encoding again
+		ev.Timestamp = time.Time{}
+	}
 	return ports.DeadLetter{
 		Event: domain.Event{
 			ID: storable(ev.ID), EventType: domain.EventType(storable(string(ev.EventType))),

@@ -34,6 +34,7 @@ func (s *pickyStore) Add(ctx context.Context, d ports.DeadLetter) (int64, error)
 	s.adds.Add(1)
 	env, err := d.Event.Envelope()
 	if err != nil {
+		s.refused.Add(1)
 		return 0, err
 	}
 	bad := bytes.Contains(env, []byte(`\u0000`))
@@ -83,6 +84,22 @@ func TestProcessorStoresRefusedDeadLettersInFallbackForm(t *testing.T) {
 				}
 				if got.ID != nul.ID || got.Data["note"] != "a\x00b" {
 					t.Fatalf("raw event = %+v, want the original", got)
+				}
+			},
+		},
+		{
+			// An event no JSON can hold (time formats zone offsets under 24
+			// hours only): its encoding fails for good, and the fallback
+			// form leaves the timestamp out.
+			name: "event whose timestamp JSON cannot hold",
+			rec: ports.Record{Position: ports.Position{TxID: 7, Seq: 44}, Event: func() domain.Event {
+				ev := event("e-tz", "Order", "o-2", nil)
+				ev.Timestamp = time.Date(2024, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600))
+				return ev
+			}()},
+			wantRaw: func(t *testing.T, raw []byte) {
+				if !strings.Contains(string(raw), "e-tz") {
+					t.Fatalf("raw = %q, want the event in text", raw)
 				}
 			},
 		},

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"unicode/utf8"
 )
@@ -22,8 +23,8 @@ func (e Event) AppendEnvelope(dst []byte) ([]byte, error) {
 		return out, nil
 	}
 	b, err := json.Marshal(e)
-	if err != nil {
-		return dst, err
+	if err != nil { // no attempt can change that: permanent
+		return dst, Permanent(fmt.Errorf("encode event %q as JSON: %w: %w", e.ID, err, ErrInvalidEvent))
 	}
 	return append(dst, b...), nil
 }

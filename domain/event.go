@@ -96,17 +96,20 @@ func NewEventFromChange(r RawChange) (Event, error) {
 	if strings.TrimSpace(r.ObjectType) == "" {
 		return Event{}, fmt.Errorf("empty object_type: %w", ErrInvalidEvent)
 	}
+	if strings.TrimSpace(r.ID) == "" { // the deduplication key and the bus's message id
+		return Event{}, fmt.Errorf("empty id: %w", ErrInvalidEvent)
+	}
 	if !JSONTime(r.CreatedAt) {
 		return Event{}, fmt.Errorf("created_at %s: outside the years 0 to 9999 that an event's JSON timestamp holds: %w",
 			r.CreatedAt.Format(time.RFC3339Nano), ErrInvalidEvent)
 	}
-	data, err := DecodeObject(r.ObjectData)
+	data, err := decodePayload(r.ObjectData)
 	if err != nil {
 		return Event{}, fmt.Errorf("object_data: %w", err)
 	}
 	var before map[string]any
 	if len(r.ObjectDataBefore) > 0 && string(r.ObjectDataBefore) != "null" {
-		if before, err = DecodeObject(r.ObjectDataBefore); err != nil {
+		if before, err = decodePayload(r.ObjectDataBefore); err != nil {
 			return Event{}, fmt.Errorf("object_data_before: %w", err)
 		}
 	}
@@ -134,11 +137,13 @@ func NewEventFromChange(r RawChange) (Event, error) {
 	return ev, nil
 }
 
-// JSONTime reports whether t has a JSON form (RFC 3339 holds the years 0
-// to 9999; PostgreSQL timestamps reach 294276).
+// JSONTime reports whether t has a JSON form: RFC 3339 holds the years 0
+// to 9999 (PostgreSQL timestamps reach 294276) and zone offsets under 24
+// hours (time.Parse accepts +24:00 and more, which time cannot format).
 func JSONTime(t time.Time) bool {
 	y := t.Year()
-	return y >= 0 && y <= 9999
+	_, off := t.Zone()
+	return y >= 0 && y <= 9999 && off > -24*3600 && off < 24*3600
 }
 
 // DecodeObject decodes a JSON object keeping numbers as json.Number, as
@@ -146,11 +151,35 @@ func JSONTime(t time.Time) bool {
 // the common case, without the Decoder's buffers). Empty input and JSON
 // null yield an empty map; any other non-object is ErrInvalidEvent.
 func DecodeObject(b []byte) (map[string]any, error) {
-	if t := bytes.TrimSpace(b); len(t) == 0 || string(t) == "null" { // no copy of b
-		return map[string]any{}, nil
+	m, _, err := decodeObject(b)
+	return m, err
+}
+
+// MaxPayloadDepth bounds how deep an event's object_data and
+// object_data_before may nest. encoding/json refuses to decode JSON nested
+// deeper than 10000 levels, and an event's envelope nests its payload up to
+// three levels deeper (data; changes, field, old/new): without a bound
+// well below, a payload accepted here would make an envelope that no store
+// or worker could decode again.
+const MaxPayloadDepth = 1000
+
+// decodePayload is DecodeObject for an event's payload: deeper than
+// MaxPayloadDepth is an invalid event.
+func decodePayload(b []byte) (map[string]any, error) {
+	m, depth, err := decodeObject(b)
+	if err == nil && depth > MaxPayloadDepth {
+		return nil, fmt.Errorf("nested %d levels deep, over the %d an event's payload may be: %w", depth, MaxPayloadDepth, ErrInvalidEvent)
 	}
-	if m, ok := decodeObjectFast(b); ok {
-		return m, nil
+	return m, err
+}
+
+// decodeObject is DecodeObject that also reports how deep the object nests.
+func decodeObject(b []byte) (map[string]any, int, error) {
+	if t := bytes.TrimSpace(b); len(t) == 0 || string(t) == "null" { // no copy of b
+		return map[string]any{}, 0, nil
+	}
+	if m, depth, ok := decodeObjectDepth(b); ok {
+		return m, depth, nil
 	}
 	// Not an object, not valid, or beyond the fast parser: encoding/json
 	// decides, with its messages.
@@ -158,16 +187,16 @@ func DecodeObject(b []byte) (map[string]any, error) {
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("not valid JSON: %v: %w", err, ErrInvalidEvent)
+		return nil, 0, fmt.Errorf("not valid JSON: %v: %w", err, ErrInvalidEvent)
 	}
 	if err := expectEOF(dec); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("not a JSON object (%s): %w", jsonKind(v), ErrInvalidEvent)
+		return nil, 0, fmt.Errorf("not a JSON object (%s): %w", jsonKind(v), ErrInvalidEvent)
 	}
-	return m, nil
+	return m, valueDepth(m), nil
 }
 
 // expectEOF fails when dec holds more than the one value already decoded.
@@ -288,8 +317,12 @@ func DecodeEvent(b []byte) (Event, error) {
 	if err := expectEOF(dec); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
-	if ev.ID == "" || ev.EntityType == "" {
+	if strings.TrimSpace(ev.ID) == "" || ev.EntityType == "" {
 		return Event{}, fmt.Errorf("decode event: missing id or entity_type: %w", ErrInvalidEvent)
+	}
+	if !JSONTime(ev.Timestamp) { // it could not be encoded again (for a store, a webhook, a dead letter)
+		return Event{}, fmt.Errorf("decode event: timestamp %s: outside what JSON holds (years 0 to 9999, zone offsets under 24 hours): %w",
+			ev.Timestamp.Format(time.RFC3339Nano), ErrInvalidEvent)
 	}
 	if _, err := ParseEventType(string(ev.EventType)); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)

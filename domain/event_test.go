@@ -447,6 +447,10 @@ func TestDecodeEventErrors(t *testing.T) {
 		{name: "noop event type", in: `{"id":"1","event_type":"NOOP","entity_type":"Order"}`, wantErr: ErrSkipEvent},
 		{name: "data not an object", in: `{"id":"1","event_type":"INSERT","entity_type":"Order","data":[1]}`, wantErr: ErrInvalidEvent},
 		{name: "trailing data", in: `{"id":"1","event_type":"INSERT","entity_type":"Order"} x`, wantErr: ErrInvalidEvent},
+		{name: "blank id", in: `{"id":" ","event_type":"INSERT","entity_type":"Order"}`, wantErr: ErrInvalidEvent},
+		// time.Parse accepts a zone offset of 24 hours, which no time can be
+		// formatted with: the event could not be stored or sent again.
+		{name: "zone offset of 24 hours", in: `{"id":"1","event_type":"INSERT","entity_type":"Order","timestamp":"2024-01-01T00:00:00+24:00"}`, wantErr: ErrInvalidEvent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -521,6 +525,91 @@ func TestNewEventFromChangeTimestampJSONRange(t *testing.T) {
 		}
 		if !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), "created_at") {
 			t.Errorf("created_at %v: error %v, want invalid naming created_at", c.at, err)
+		}
+	}
+}
+
+// TestNewEventFromChangeRefusesBlankID: the id is the deduplication key and
+// the bus's message id; a text id column may hold ”.
+func TestNewEventFromChangeRefusesBlankID(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"", "  "} {
+		_, err := NewEventFromChange(RawChange{ID: id, CreatedAt: time.Now(), ObjectType: "Order", ModificationType: "INSERT", ObjectID: "1"})
+		if !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), "empty id") {
+			t.Errorf("id %q: error %v, want invalid naming the empty id", id, err)
+		}
+	}
+}
+
+// TestNewEventFromChangePayloadDepth: a payload nested deeper than
+// MaxPayloadDepth is an invalid event (its envelope, a few levels deeper,
+// must stay decodable by encoding/json, which stops at 10000), on the fast
+// parser's path and on encoding/json's; MaxPayloadDepth itself is fine,
+// and its envelope decodes again.
+func TestNewEventFromChangePayloadDepth(t *testing.T) {
+	t.Parallel()
+	nest := func(depth int, inner string) string {
+		return strings.Repeat(`{"a":`, depth) + inner + strings.Repeat("}", depth)
+	}
+	for _, c := range []struct {
+		name, data, before string
+		valid              bool
+	}{
+		{"at the limit", nest(MaxPayloadDepth, "1"), "", true},
+		{"at the limit, arrays", `{"a":` + strings.Repeat("[", MaxPayloadDepth-1) + strings.Repeat("]", MaxPayloadDepth-1) + "}", "", true},
+		{"one over", nest(MaxPayloadDepth+1, "1"), "", false},
+		{"one over in the pre-image", "{}", nest(MaxPayloadDepth+1, "1"), false},
+		{"an update at the limit", nest(MaxPayloadDepth, "2"), nest(MaxPayloadDepth, "1"), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := RawChange{ID: "e1", CreatedAt: time.Now(), ObjectType: "Order", ModificationType: "INSERT", ObjectID: "1", ObjectData: []byte(c.data)}
+			if c.before != "" {
+				r.ModificationType, r.ObjectDataBefore = "UPDATE", []byte(c.before)
+			}
+			ev, err := NewEventFromChange(r)
+			if !c.valid {
+				if !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), "levels deep") {
+					t.Fatalf("error %v, want invalid naming the depth", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := ev.Envelope()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := DecodeEvent(env); err != nil {
+				t.Fatalf("the envelope does not decode again: %v", err)
+			}
+		})
+	}
+}
+
+// TestEnvelopeErrorIsPermanent: an event that cannot be encoded fails
+// for good (no store or attempt can change it) and as an invalid event.
+func TestEnvelopeErrorIsPermanent(t *testing.T) {
+	t.Parallel()
+	ev := Event{ID: "e1", EventType: EventInsert, EntityType: "Order", Timestamp: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	_, err := ev.Envelope()
+	if !IsPermanent(err) || !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), "e1") {
+		t.Fatalf("error %v, want permanent, invalid and naming the event", err)
+	}
+}
+
+// TestValueDepthMatchesTheFastParser: the depth measured on what
+// encoding/json decoded (its path in decodeObject) is the fast parser's.
+func TestValueDepthMatchesTheFastParser(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{`{}`, `{"a":1}`, `{"a":{}}`, `{"a":[]}`, `{"a":[1,{"b":[[2]]}],"c":{"d":3}}`, `{"a":[[[[[[]]]]]]}`} {
+		m, fastDepth, ok := decodeObjectDepth([]byte(in))
+		if !ok {
+			t.Fatalf("%s: the fast parser refused it", in)
+		}
+		if got := valueDepth(m); got != fastDepth {
+			t.Errorf("%s: valueDepth %d, the fast parser %d", in, got, fastDepth)
 		}
 	}
 }

@@ -16,24 +16,51 @@ const maxJSONDepth = 10000
 // caller then decodes with encoding/json, which has the last word and the
 // error messages.
 func decodeObjectFast(b []byte) (map[string]any, bool) {
+	m, _, ok := decodeObjectDepth(b)
+	return m, ok
+}
+
+// decodeObjectDepth is decodeObjectFast that also reports how deep the
+// object nests (1: no object or array inside).
+func decodeObjectDepth(b []byte) (map[string]any, int, bool) {
 	p := jsonParser{b: b, s: string(b)}
 	p.space()
 	if p.i >= len(b) || b[p.i] != '{' {
-		return nil, false
+		return nil, 0, false
 	}
 	m, ok := p.object()
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
 	p.space()
-	return m, p.i == len(b)
+	return m, p.maxDepth, p.i == len(b)
+}
+
+// valueDepth is how deep v (as encoding/json decodes) nests: 0 for a
+// scalar, 1 for an object or array of scalars.
+func valueDepth(v any) int {
+	d := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, e := range v {
+			d = max(d, valueDepth(e))
+		}
+	case []any:
+		for _, e := range v {
+			d = max(d, valueDepth(e))
+		}
+	default:
+		return 0
+	}
+	return d + 1
 }
 
 type jsonParser struct {
-	b     []byte
-	s     string // b as a string, copied once: keys, strings and numbers are slices of it
-	i     int
-	depth int
+	b        []byte
+	s        string // b as a string, copied once: keys, strings and numbers are slices of it
+	i        int
+	depth    int
+	maxDepth int // the deepest depth reached
 }
 
 func (p *jsonParser) space() {
@@ -87,6 +114,7 @@ func (p *jsonParser) object() (map[string]any, bool) {
 	if p.depth++; p.depth > maxJSONDepth {
 		return nil, false
 	}
+	p.maxDepth = max(p.maxDepth, p.depth)
 	defer func() { p.depth-- }()
 	p.i++ // {
 	m := map[string]any{}
@@ -146,6 +174,7 @@ func (p *jsonParser) array() (any, bool) {
 	if p.depth++; p.depth > maxJSONDepth {
 		return nil, false
 	}
+	p.maxDepth = max(p.maxDepth, p.depth)
 	defer func() { p.depth-- }()
 	p.i++ // [
 	a := []any{}

@@ -221,14 +221,36 @@ type changeRow struct {
 	ObjectKey        pgtype.Text        `json:"object_key"`
 	ObjectData       []byte             `json:"-"` // JSON text; nil for NULL
 	ObjectDataBefore []byte             `json:"-"`
-	ObjectDataJSON   json.RawMessage    `json:"object_data"`
-	BeforeJSON       json.RawMessage    `json:"object_data_before"`
 	TenantID         string             `json:"tenant_id"`
 	UserID           string             `json:"fk_contact"`
 	// Size is the payload's weight: object_data and object_data_before as
 	// JSON text, in bytes (counted by the database, also for a row read
 	// without its payload).
 	Size int64 `json:"payload_bytes"`
+}
+
+// rawJSON is the row as a JSON object (the invalid record's Raw): its
+// columns, then object_data and object_data_before as the database wrote
+// them (null when NULL or not read). The payload is spliced in, not passed
+// through encoding/json, which would refuse one nested deeper than its
+// limit and leave the dead letter without the data.
+func (r *changeRow) rawJSON() []byte {
+	head, err := json.Marshal(r)
+	if err != nil || len(head) < 2 { // strings and numbers: cannot fail
+		head = []byte(fmt.Sprintf(`{"pk_entity_change_log":%d}`, r.PK))
+	}
+	raw := append(head[:len(head)-1:len(head)-1], `,"object_data":`...)
+	raw = appendJSONOrNull(raw, r.ObjectData)
+	raw = append(raw, `,"object_data_before":`...)
+	raw = appendJSONOrNull(raw, r.ObjectDataBefore)
+	return append(raw, '}')
+}
+
+func appendJSONOrNull(dst, v []byte) []byte {
+	if v == nil {
+		return append(dst, "null"...)
+	}
+	return append(dst, v...)
 }
 
 // nullContractColumns names the contract columns the row has NULL in:
@@ -358,12 +380,7 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 	if !errors.Is(err, domain.ErrInvalidEvent) {
 		err = fmt.Errorf("%w: %w", domain.ErrInvalidEvent, err)
 	}
-	r.ObjectDataJSON = r.ObjectData
-	r.BeforeJSON = r.ObjectDataBefore
-	raw, mErr := json.Marshal(r)
-	if mErr != nil { // jsonb text is always valid JSON; keep the record anyway
-		raw = nil
-	}
+	raw := r.rawJSON()
 	var created time.Time
 	if r.CreatedAt.Valid && r.CreatedAt.InfinityModifier == pgtype.Finite && domain.JSONTime(r.CreatedAt.Time) {
 		created = r.CreatedAt.Time

@@ -786,6 +786,37 @@ func TestChangeLogCreatedAtPastYear9999(t *testing.T) {
 	}
 }
 
+// TestChangeLogPayloadTooDeep: object_data nested deeper than
+// domain.MaxPayloadDepth becomes an invalid record naming the depth, whose
+// Raw keeps the payload even past encoding/json's own limit of 10000
+// levels (the dead letter must carry the data); the rows after it flow.
+func TestChangeLogPayloadTooDeep(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{})
+	for i, depth := range []int{domain.MaxPayloadDepth + 1, 10001} {
+		deep := strings.Repeat(`{"a":`, depth) + "1" + strings.Repeat("}", depth)
+		if _, err := b.pool.Exec(t.Context(), `INSERT INTO core.tb_entity_change_log (id, object_type, modification_type, object_key, object_data)
+			VALUES (gen_random_uuid(), 'Order', 'INSERT', $1, $2::jsonb)`, fmt.Sprintf("deep%d", i), deep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "after", Data: `{}`})
+	got, _ := readUntil(t, b.cl, ports.Position{}, 3)
+	for i, depth := range []int{domain.MaxPayloadDepth + 1, 10001} {
+		bad := got[i]
+		if !errors.Is(bad.Err, domain.ErrInvalidEvent) || !strings.Contains(bad.Err.Error(), fmt.Sprintf("nested %d levels deep", depth)) &&
+			!strings.Contains(bad.Err.Error(), "exceeded max depth") {
+			t.Fatalf("depth %d: Err = %v, want invalid naming the depth", depth, bad.Err)
+		}
+		if n := strings.Count(string(bad.Raw), `{"a": `); n != depth || !strings.Contains(string(bad.Raw), `"pk_entity_change_log":`) {
+			t.Fatalf("depth %d: Raw holds %d levels of the payload (%d bytes), want the row and all %d", depth, n, len(bad.Raw), depth)
+		}
+	}
+	if got[2].Err != nil || got[2].Event.EntityID != "after" {
+		t.Fatalf("the row after them: %+v", got[2])
+	}
+}
+
 // TestChangeLogNullContractColumns: an existing FraiseQL table may allow
 // NULL in the contract columns. Such a row becomes an invalid record (the
 // raw row as JSON, its position) and the rows after it flow. Before, the
