@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -93,6 +95,8 @@ type ChangeLog struct {
 	wake     wakeState
 	lastRows atomic.Int64 // records the last Read returned: the next one's first capacity
 
+	table      string // the change log, quoted
+	logger     *slog.Logger
 	readSQL    string
 	backlogSQL string
 }
@@ -150,11 +154,13 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 	}
 	tbl, _ := parseTableName("change_log_table", cfg.Table)
 	c := &ChangeLog{
-		pool: pool,
-		cfg:  cfg,
-		wake: wakeState{armPause: defaultWakeTuning.busyPoll},
-		tune: defaultWakeTuning,
-		now:  time.Now,
+		pool:   pool,
+		cfg:    cfg,
+		table:  tbl.Sanitize(),
+		logger: logger,
+		wake:   wakeState{armPause: defaultWakeTuning.busyPoll},
+		tune:   defaultWakeTuning,
+		now:    time.Now,
 		// q: the next $3 readable rows with the size of their payload
 		// (object_data and object_data_before as JSON text, counted by the
 		// database; a payload stored in at most $6 bytes cannot be over
@@ -227,6 +233,9 @@ type changeRow struct {
 	// JSON text, in bytes (counted by the database, also for a row read
 	// without its payload).
 	Size int64 `json:"payload_bytes"`
+	// unrenderable: read without its payload, which PostgreSQL could not
+	// render as text (Size is then the stored size).
+	unrenderable bool
 }
 
 // rawJSON is the row as a JSON object (the invalid record's Raw): its
@@ -297,12 +306,104 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.
 	if limit.Rows <= 0 || limit.Bytes < 0 {
 		return ports.Batch{}, fmt.Errorf("postgres: read change log: limit %+v: rows must be positive, bytes not negative", limit)
 	}
+	batch, err := c.read(ctx, after, limit, false)
+	if err == nil || !unrenderable(err) || ctx.Err() != nil {
+		return batch, err
+	}
+	return c.readAroundUnrenderable(ctx, after, limit, err)
+}
+
+// unrenderable reports a failure of PostgreSQL to render a value as text:
+// a jsonb payload whose text passes its 1 GB limit for one value (a few MB
+// stored can be: compressed repetitions, control characters written as
+// \u0001) fails with "out of memory", SQLSTATE 54000 (or 53200).
+func unrenderable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "54000" || pgErr.Code == "53200")
+}
+
+// readAroundUnrenderable answers a read that failed because a row in its
+// window has a payload PostgreSQL cannot render as text: such a row fails
+// every read that reaches it, which would stop the stream there for ever.
+// It finds the row (only payloads stored in more than
+// MaxEventBytes/textPerStoredByte bytes are rendered to be measured, so
+// only those are tried, one by one) and returns the rows before it, or,
+// when it is the first, the row itself read without its payload as an
+// invalid record (ports.ErrEventTooLarge) to dead-letter. A row found by
+// none (cause came from something else) returns cause.
+func (c *ChangeLog) readAroundUnrenderable(ctx context.Context, after ports.Position, limit ports.ReadLimit, cause error) (ports.Batch, error) {
+	const op = "read change log around a payload that cannot be rendered"
+	rows, err := c.pool.Query(ctx, `
+		SELECT c.txid::text, c.pk_entity_change_log,
+		       coalesce(pg_column_size(c.object_data), 0) + coalesce(pg_column_size(c.object_data_before), 0) > $4
+		FROM `+c.table+` AS c
+		WHERE (c.txid, c.pk_entity_change_log) > ($1::text::xid8, $2::bigint)
+		  AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY c.txid, c.pk_entity_change_log
+		LIMIT $3`, strconv.FormatUint(after.TxID, 10), after.Seq, limit.Rows, c.cfg.MaxEventBytes/textPerStoredByte)
+	if err != nil {
+		return ports.Batch{}, interpretError(op, err)
+	}
+	type key struct {
+		txid string
+		pk   int64
+		big  bool
+	}
+	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (key, error) {
+		var k key
+		return k, row.Scan(&k.txid, &k.pk, &k.big)
+	})
+	if err != nil {
+		return ports.Batch{}, interpretError(op, err)
+	}
+	for i, k := range keys {
+		if !k.big {
+			continue
+		}
+		_, rerr := c.pool.Exec(ctx, `
+			SELECT coalesce(octet_length(object_data::text), 0) + coalesce(octet_length(object_data_before::text), 0)
+			FROM `+c.table+` WHERE txid = $1::text::xid8 AND pk_entity_change_log = $2`, k.txid, k.pk)
+		switch {
+		case rerr == nil:
+			continue
+		case !unrenderable(rerr):
+			return ports.Batch{}, interpretError(op, rerr)
+		}
+		c.logger.Warn("a change-log row's payload cannot be rendered as JSON text by PostgreSQL; it is read without it, as an invalid event",
+			slog.Int64("pk_entity_change_log", k.pk), slog.String("txid", k.txid), slog.String("error", rerr.Error()))
+		var before ports.Batch
+		if i > 0 { // the rows before it, then it (each failed render takes seconds: not again on the next read)
+			if before, err = c.read(ctx, after, ports.ReadLimit{Rows: i, Bytes: limit.Bytes}, false); err != nil {
+				return ports.Batch{}, err
+			}
+			prev := keys[i-1]
+			if txid, _ := strconv.ParseUint(prev.txid, 10, 64); before.End != (ports.Position{TxID: txid, Seq: prev.pk}) {
+				return before, nil // the byte budget ended it earlier
+			}
+		}
+		bad, err := c.read(ctx, cmp.Or(before.End, after), ports.ReadLimit{Rows: 1}, true)
+		if err != nil {
+			return ports.Batch{}, err
+		}
+		bad.Records = append(before.Records, bad.Records...)
+		return bad, nil
+	}
+	return ports.Batch{}, cause
+}
+
+// read runs readSQL; withoutPayload reads the rows without their payloads
+// and measures them only as stored (nothing is rendered as text), each an
+// invalid record: for a row whose payload cannot be rendered.
+func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.ReadLimit, withoutPayload bool) (ports.Batch, error) {
 	budget := limit.Bytes
 	if budget == 0 {
 		budget = math.MaxInt64
 	}
-	rows, err := c.pool.Query(ctx, c.readSQL, strconv.FormatUint(after.TxID, 10), after.Seq, limit.Rows, c.cfg.MaxEventBytes, budget,
-		c.cfg.MaxEventBytes/textPerStoredByte)
+	maxEvent, measureStored := c.cfg.MaxEventBytes, c.cfg.MaxEventBytes/textPerStoredByte
+	if withoutPayload {
+		maxEvent, measureStored = -1, math.MaxInt32 // $6 is compared with pg_column_size (int4)
+	}
+	rows, err := c.pool.Query(ctx, c.readSQL, strconv.FormatUint(after.TxID, 10), after.Seq, limit.Rows, maxEvent, budget, measureStored)
 	if err != nil {
 		return ports.Batch{}, interpretError("read change log", err)
 	}
@@ -325,6 +426,7 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.
 		}
 		pos := ports.Position{TxID: txid, Seq: r.PK}
 		batch.End = pos
+		r.unrenderable = withoutPayload
 		if rec, ok := c.record(pos, &r); ok {
 			batch.Records = append(batch.Records, rec)
 		}
@@ -350,6 +452,12 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 		err = fmt.Errorf("NULL in %s: %w", strings.Join(missing, ", "), domain.ErrInvalidEvent)
 	} else if r.CreatedAt.InfinityModifier != pgtype.Finite {
 		err = fmt.Errorf("created_at is %s, not a point in time: %w", r.CreatedAt.InfinityModifier, domain.ErrInvalidEvent)
+	} else if r.unrenderable {
+		if _, perr := domain.ParseEventType(r.ModificationType.String); errors.Is(perr, domain.ErrSkipEvent) {
+			return ports.Record{}, false
+		}
+		err = fmt.Errorf("its payload (object_data and object_data_before, %d bytes as stored) cannot be rendered as JSON text by PostgreSQL (over its limit of 1 GB for one value): %w: %w",
+			r.Size, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
 	} else if r.Size > c.cfg.MaxEventBytes {
 		if _, perr := domain.ParseEventType(r.ModificationType.String); errors.Is(perr, domain.ErrSkipEvent) {
 			return ports.Record{}, false // a NOOP or READ row: skipped whatever its size

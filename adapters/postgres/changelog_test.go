@@ -817,6 +817,43 @@ func TestChangeLogPayloadTooDeep(t *testing.T) {
 	}
 }
 
+// TestChangeLogPayloadThatCannotBeRendered: a payload of a few MB stored
+// whose JSON text passes PostgreSQL's 1 GB limit for one value (180M
+// control characters, each written as \u0001) failed every read that
+// reached it ("out of memory", SQLSTATE 54000): the stream stopped there
+// for ever. The rows before it are read, it becomes an invalid record
+// (too large, without its payload), and the rows after it flow. A large
+// payload that renders (stored above the size from which payloads are
+// measured as text) is told apart from it.
+func TestChangeLogPayloadThatCannotBeRendered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{})
+	ctx := t.Context()
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "before", Data: `{}`})
+	if _, err := b.pool.Exec(ctx, `INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_key, object_data)
+		VALUES ('Order', 'INSERT', 'large', jsonb_build_object('a', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 200) AS i))),
+		       ('Order', 'INSERT', 'unrenderable', jsonb_build_object('a', repeat(chr(1), 180000000))),
+		       ('Order', 'INSERT', 'after', '{}')`); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readUntil(t, b.cl, ports.Position{}, 4)
+	for i, want := range []string{"before", "large", "unrenderable", "after"} {
+		if got[i].Event.EntityID != want {
+			t.Fatalf("record %d is %q (%v), want %q", i, got[i].Event.EntityID, got[i].Err, want)
+		}
+		if bad := want == "unrenderable"; bad != (got[i].Err != nil) {
+			t.Fatalf("record %s: error %v", want, got[i].Err)
+		}
+	}
+	bad := got[2]
+	if !errors.Is(bad.Err, ports.ErrEventTooLarge) || !errors.Is(bad.Err, domain.ErrInvalidEvent) || !strings.Contains(bad.Err.Error(), "cannot be rendered") {
+		t.Fatalf("Err = %v, want too large and invalid, saying it cannot be rendered", bad.Err)
+	}
+	if !strings.Contains(string(bad.Raw), `"object_data":null`) || bad.Position.IsZero() {
+		t.Fatalf("record = %+v (raw %s), want its position and the row without its payload", bad, bad.Raw)
+	}
+}
+
 // TestChangeLogNullContractColumns: an existing FraiseQL table may allow
 // NULL in the contract columns. Such a row becomes an invalid record (the
 // raw row as JSON, its position) and the rows after it flow. Before, the
