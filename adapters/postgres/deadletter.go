@@ -18,7 +18,7 @@ import (
 const defaultDeadLetterLimit = 100
 
 // deadLetterColumns is the select list scanned by scanDeadLetter.
-const deadLetterColumns = `id, event, observer, action, action_type, error, attempts, raw, created_at, last_retry_at`
+const deadLetterColumns = `id, event, observer, action, action_type, error, attempts, raw, created_at, last_retry_at, event_id`
 
 // DeadLetters is the durable dead-letter queue in the observer schema's
 // dead_letters table. The event is kept as its JSON envelope (numbers
@@ -165,9 +165,10 @@ func scanDeadLetter(row pgx.Row) (ports.DeadLetter, error) {
 		event      []byte
 		actionType string
 		lastRetry  *time.Time
+		eventID    string
 	)
 	err := row.Scan(&d.ID, &event, &d.Observer, &d.Action, &actionType, &d.Error, &d.Attempts,
-		&d.Raw, &d.CreatedAt, &lastRetry)
+		&d.Raw, &d.CreatedAt, &lastRetry, &eventID)
 	if err != nil {
 		return ports.DeadLetter{}, err
 	}
@@ -180,7 +181,14 @@ func scanDeadLetter(row pgx.Row) (ports.DeadLetter, error) {
 	dec := json.NewDecoder(bytes.NewReader(event))
 	dec.UseNumber()
 	if err := dec.Decode(&d.Event); err != nil {
-		return ports.DeadLetter{}, fmt.Errorf("decode event of dead letter %d: %w", d.ID, err)
+		// One item the code cannot read back (stored by an older version,
+		// edited by hand) must not fail every page that holds it: it is
+		// listed with its id, the stored event kept in Raw and the reason.
+		d.Event = domain.Event{ID: eventID}
+		if d.Raw == nil {
+			d.Raw = event
+		}
+		d.Error += fmt.Sprintf(" [the stored event cannot be decoded (%v); it is in raw]", err)
 	}
 	return d, nil
 }

@@ -156,9 +156,30 @@ func (s *Retries) ClaimDue(ctx context.Context, c ports.RetryClaim, limit int, s
 	if err != nil {
 		return nil, interpretError(op, err)
 	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ports.RetryItem, error) { return scanRetry(row) })
-	if err != nil {
+	var (
+		items  []ports.RetryItem
+		broken []undecodableRetry
+	)
+	for rows.Next() {
+		it, err := scanRetry(rows)
+		var bad undecodableRetry
+		switch {
+		case errors.As(err, &bad):
+			broken = append(broken, bad)
+			continue
+		case err != nil:
+			rows.Close()
+			return nil, interpretError(op, err)
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, interpretError(op, err)
+	}
+	for _, bad := range broken {
+		if err := s.deadLetterUndecodable(ctx, bad, c.Holder); err != nil {
+			return nil, interpretError(op, err)
+		}
 	}
 	slices.SortFunc(items, func(a, b ports.RetryItem) int { return cmp.Or(a.Due.Compare(b.Due), cmp.Compare(a.ID, b.ID)) })
 	return items, nil
@@ -437,6 +458,42 @@ func encodeActions(actions []ports.RetryAction) (string, error) {
 	return string(b), nil
 }
 
+// undecodableRetry is a retry row whose event or actions the code cannot
+// read back (stored by an older version, edited by hand).
+type undecodableRetry struct {
+	id  int64
+	err error
+}
+
+func (u undecodableRetry) Error() string {
+	return fmt.Sprintf("decode retry %d: %v", u.id, u.err)
+}
+
+// deadLetterUndecodable moves an undecodable item, claimed by holder, to
+// the dead letters in one statement: its stored event as it is, its
+// actions' names, the reason. Left in the store it would fail every claim
+// of the batches it falls in, and hold its entity's later events back for
+// ever. (An entity the processor counts as blocked stays so until the
+// next reader term reloads the counts: its later events go through the
+// store meanwhile, in order.)
+func (s *Retries) deadLetterUndecodable(ctx context.Context, bad undecodableRetry, holder string) error {
+	reason := storableText(fmt.Sprintf("the retry store's item %d cannot be decoded (%v): its actions were not run; the stored event is kept as it was", bad.id, bad.err))
+	_, err := s.pool.Exec(ctx, `WITH gone AS (
+			DELETE FROM `+s.table+` WHERE id = $1 AND holder = $2
+			RETURNING event, observer, actions)
+		INSERT INTO `+s.dead+` (event_id, event, observer, action, action_type, error, attempts)
+		SELECT coalesce(CASE WHEN jsonb_typeof(event) = 'object' THEN event->>'id' END, ''), event, observer,
+		       coalesce((SELECT string_agg(a->>'action', ', ') FROM jsonb_array_elements(
+		           CASE WHEN jsonb_typeof(actions) = 'array' THEN actions ELSE '[]' END) AS a
+		         WHERE jsonb_typeof(a) = 'object'), ''),
+		       '', $3, 0
+		FROM gone`, bad.id, holder, reason)
+	if err != nil {
+		return fmt.Errorf("dead-letter undecodable retry %d: %w", bad.id, err)
+	}
+	return nil
+}
+
 func scanRetry(row pgx.Row) (ports.RetryItem, error) {
 	var (
 		it             ports.RetryItem
@@ -451,10 +508,10 @@ func scanRetry(row pgx.Row) (ports.RetryItem, error) {
 	dec := json.NewDecoder(bytes.NewReader(event))
 	dec.UseNumber()
 	if err := dec.Decode(&it.Event); err != nil {
-		return it, fmt.Errorf("decode event of retry %d: %w", it.ID, err)
+		return it, undecodableRetry{it.ID, fmt.Errorf("event: %w", err)}
 	}
 	if err := json.Unmarshal(actions, &it.Actions); err != nil {
-		return it, fmt.Errorf("decode actions of retry %d: %w", it.ID, err)
+		return it, undecodableRetry{it.ID, fmt.Errorf("actions: %w", err)}
 	}
 	return it, nil
 }

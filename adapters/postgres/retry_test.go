@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,4 +93,64 @@ func TestEndpointStatesConformance(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// TestRetriesUndecodableItemIsDeadLettered: an item whose stored event or
+// actions the code cannot read back (an older version's, one edited by
+// hand) failed every claim of the batch it fell in and, being due first,
+// came back in every batch. It is moved to the dead letters (its stored
+// event kept, its actions named, the reason given), the other items of
+// the batch are claimed, and the dead-letter list shows it.
+func TestRetriesUndecodableItemIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	pool, newSchema := newStateSchemas(t)
+	schema := newSchema(t)
+	r, err := NewRetries(pool, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := NewDeadLetters(pool, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var ids []int64
+	for _, id := range []string{"e1", "e2", "e3"} {
+		it, _, err := r.Park(ctx, ports.RetryItem{Event: domain.Event{ID: id, EntityType: "Order", EntityID: id}, Observer: "o", EntityKey: "Order:" + id,
+			Actions: []ports.RetryAction{{Action: "hook", ActionType: domain.ActionWebhook, Endpoint: "e", Due: now}}})
+		if err != nil {
+			t.Fatalf("Park: %v", err)
+		}
+		ids = append(ids, it.ID)
+	}
+	// e1: an event whose id is a number; e2: actions that are no list.
+	if _, err := pool.Exec(ctx, `UPDATE `+r.table+` SET event = '{"id": 1, "entity_type": "Order"}' WHERE id = $1`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE `+r.table+` SET actions = '{"not": "a list"}' WHERE id = $1`, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.ClaimDue(ctx, ports.RetryClaim{Holder: "h", Now: now, TTL: time.Minute}, 10, nil)
+	if err != nil || len(got) != 1 || got[0].Event.ID != "e3" {
+		t.Fatalf("ClaimDue = %+v, %v; want e3 alone", got, err)
+	}
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+r.table).Scan(&left); err != nil || left != 1 {
+		t.Fatalf("%d items left in the store (%v), want e3's", left, err)
+	}
+	dead, err := dl.List(ctx, ports.DeadLetterFilter{})
+	if err != nil || len(dead) != 2 {
+		t.Fatalf("dead letters = %+v, %v; want the two undecodable items", dead, err)
+	}
+	for i, want := range []struct{ eventID, action, in string }{{"1", "hook", "event"}, {"e2", "", "actions"}} {
+		d := dead[i]
+		if d.Event.ID != want.eventID || d.Action != want.action || d.Observer != "o" ||
+			!strings.Contains(d.Error, fmt.Sprintf("item %d cannot be decoded (%s:", ids[i], want.in)) {
+			t.Errorf("dead letter %d = %+v, want event %q, action %q and the reason naming the %s", i, d, want.eventID, want.action, want.in)
+		}
+	}
+	if !strings.Contains(dead[0].Error, "the stored event cannot be decoded") || !strings.Contains(string(dead[0].Raw), `"id": 1`) {
+		t.Errorf("the listed dead letter whose event does not decode: error %q, raw %s; want the note and the stored event", dead[0].Error, dead[0].Raw)
+	}
 }
