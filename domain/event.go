@@ -306,8 +306,17 @@ func CompareNumbers(a, b any) (cmp int, ok bool) {
 	return compareParsed(&an, &bn), true
 }
 
-// DecodeEvent parses an Envelope, keeping numbers as json.Number.
-func DecodeEvent(b []byte) (Event, error) {
+// decodeEventJSON decodes b as encoding/json does with UseNumber (a parser
+// of its own takes the envelopes this service writes).
+func decodeEventJSON(b []byte) (Event, error) {
+	if ev, ok := decodeEventFast(b); ok {
+		return ev, nil
+	}
+	return decodeEventStd(b)
+}
+
+// decodeEventStd is decodeEventJSON by encoding/json alone.
+func decodeEventStd(b []byte) (Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var ev Event
@@ -316,6 +325,15 @@ func DecodeEvent(b []byte) (Event, error) {
 	}
 	if err := expectEOF(dec); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	return ev, nil
+}
+
+// DecodeEvent parses an Envelope, keeping numbers as json.Number.
+func DecodeEvent(b []byte) (Event, error) {
+	ev, err := decodeEventJSON(b)
+	if err != nil {
+		return Event{}, err
 	}
 	if strings.TrimSpace(ev.ID) == "" || ev.EntityType == "" {
 		return Event{}, fmt.Errorf("decode event: missing id or entity_type: %w", ErrInvalidEvent)

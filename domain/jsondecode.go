@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"encoding/json"
 	"unicode/utf8"
 )
@@ -275,4 +276,158 @@ func (p *jsonParser) number() (any, bool) {
 	}
 	p.i = i
 	return json.Number(p.s[start:i]), true
+}
+
+// decodeEventFast decodes an envelope as DecodeEvent's encoding/json
+// decoder does, for the envelopes this service writes: an object whose
+// keys are exactly Event's JSON names, each once, with values of their
+// types (or null). ok is false for anything else (other or differently
+// cased keys, a key twice, another type, a timestamp time does not
+// parse): the caller then decodes with encoding/json, which has the last
+// word.
+func decodeEventFast(b []byte) (ev Event, ok bool) {
+	p := jsonParser{b: b, s: string(b)}
+	p.space()
+	if p.i >= len(b) || b[p.i] != '{' {
+		return Event{}, false
+	}
+	p.depth++
+	p.i++
+	p.space()
+	if p.i < len(b) && b[p.i] == '}' {
+		p.i++
+		p.space()
+		return ev, p.i == len(b)
+	}
+	var seen uint16
+	for {
+		p.space()
+		if p.i >= len(b) || b[p.i] != '"' {
+			return Event{}, false
+		}
+		k, ok := p.str()
+		if !ok {
+			return Event{}, false
+		}
+		p.space()
+		if p.i >= len(b) || b[p.i] != ':' {
+			return Event{}, false
+		}
+		p.i++
+		p.space()
+		start := p.i
+		v, ok := p.value()
+		if !ok || k == "timestamp" && bytes.IndexByte(b[start:p.i], '\\') >= 0 {
+			// (time.Time decodes the literal as written: an escape fails it)
+			return Event{}, false
+		}
+		bit, ok := ev.setField(k, v)
+		if !ok || seen&bit != 0 {
+			return Event{}, false
+		}
+		seen |= bit
+		more, ok := p.next('}')
+		if !ok {
+			return Event{}, false
+		}
+		if !more {
+			break
+		}
+	}
+	p.space()
+	return ev, p.i == len(b)
+}
+
+// setField sets the field named k (its exact JSON name) to v, as
+// encoding/json would; bit identifies the field. ok is false for another
+// key or a value encoding/json would refuse or treat otherwise.
+func (e *Event) setField(k string, v any) (bit uint16, ok bool) {
+	str := func(dst *string) bool {
+		switch v := v.(type) {
+		case nil: // null leaves a string as it is
+			return true
+		case string:
+			*dst = v
+			return true
+		}
+		return false
+	}
+	obj := func(dst *map[string]any) bool {
+		switch v := v.(type) {
+		case nil:
+			return true
+		case map[string]any:
+			*dst = v
+			return true
+		}
+		return false
+	}
+	switch k {
+	case "id":
+		return 1 << 0, str(&e.ID)
+	case "event_type":
+		s := string(e.EventType)
+		ok = str(&s)
+		e.EventType = EventType(s)
+		return 1 << 1, ok
+	case "entity_type":
+		return 1 << 2, str(&e.EntityType)
+	case "entity_id":
+		return 1 << 3, str(&e.EntityID)
+	case "data":
+		return 1 << 4, obj(&e.Data)
+	case "before":
+		return 1 << 5, obj(&e.Before)
+	case "changes":
+		return 1 << 6, e.setChanges(v)
+	case "tenant_id":
+		return 1 << 7, str(&e.TenantID)
+	case "user_id":
+		return 1 << 8, str(&e.UserID)
+	case "timestamp":
+		var s string
+		if v == nil || !str(&s) {
+			return 1 << 9, v == nil // null leaves the time as it is
+		}
+		return 1 << 9, e.Timestamp.UnmarshalJSON([]byte(`"`+s+`"`)) == nil
+	case "source":
+		return 1 << 10, str(&e.Source)
+	}
+	return 0, false
+}
+
+// setChanges sets Changes from v: null, or an object whose values are
+// null or objects with the keys old and new (each at most once, as the
+// parser's map holds).
+func (e *Event) setChanges(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		out := make(map[string]Change, len(v))
+		for k, c := range v {
+			switch c := c.(type) {
+			case nil:
+				out[k] = Change{}
+			case map[string]any:
+				var ch Change
+				for ck, cv := range c {
+					switch ck {
+					case "old":
+						ch.Old = cv
+					case "new":
+						ch.New = cv
+					default:
+						return false
+					}
+				}
+				out[k] = ch
+			default:
+				return false
+			}
+		}
+		e.Changes = out
+		return true
+	}
+	return false
 }
