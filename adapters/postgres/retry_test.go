@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 	"github.com/fraiseql/fraiseql-observer/ports/porttest"
@@ -28,18 +30,30 @@ func TestRetriesConformance(t *testing.T) {
 	})
 }
 
-// TestRetriesRepairReleasesAStrandedKey strands a key by deleting its due
-// head behind the store's back (as an operator's DELETE would) and checks
-// that Repair makes the next item due, and that the store copes with
-// texts PostgreSQL cannot hold.
-func TestRetriesRepairReleasesAStrandedKey(t *testing.T) {
-	t.Parallel()
+// newRetryStores opens a retry store and its dead letters in a schema of
+// their own.
+func newRetryStores(t *testing.T) (*pgxpool.Pool, *Retries, *DeadLetters) {
+	t.Helper()
 	pool, newSchema := newStateSchemas(t)
 	schema := newSchema(t)
 	r, err := NewRetries(pool, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
+	dl, err := NewDeadLetters(pool, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool, r, dl
+}
+
+// TestRetriesRepairReleasesAStrandedKey strands a key by deleting its due
+// head behind the store's back (as an operator's DELETE would) and checks
+// that Repair makes the next item due, and that the store copes with
+// texts PostgreSQL cannot hold.
+func TestRetriesRepairReleasesAStrandedKey(t *testing.T) {
+	t.Parallel()
+	pool, r, _ := newRetryStores(t)
 	ctx := t.Context()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	park := func(id string) ports.RetryItem {
@@ -103,16 +117,7 @@ func TestEndpointStatesConformance(t *testing.T) {
 // the batch are claimed, and the dead-letter list shows it.
 func TestRetriesUndecodableItemIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	pool, newSchema := newStateSchemas(t)
-	schema := newSchema(t)
-	r, err := NewRetries(pool, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dl, err := NewDeadLetters(pool, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, r, dl := newRetryStores(t)
 	ctx := t.Context()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var ids []int64
