@@ -117,38 +117,53 @@ func (p *jsonParser) object() (map[string]any, bool) {
 	}
 	p.maxDepth = max(p.maxDepth, p.depth)
 	defer func() { p.depth-- }()
-	p.i++ // {
 	m := map[string]any{}
-	p.space()
-	if p.i < len(p.b) && p.b[p.i] == '}' {
-		p.i++
-		return m, true
-	}
-	for {
-		p.space()
-		if p.i >= len(p.b) || p.b[p.i] != '"' {
-			return nil, false
-		}
-		k, ok := p.str()
-		if !ok {
-			return nil, false
-		}
-		p.space()
-		if p.i >= len(p.b) || p.b[p.i] != ':' {
-			return nil, false
-		}
-		p.i++
-		v, ok := p.value()
+	for more := p.open(); more; {
+		k, v, _, next, ok := p.member()
 		if !ok {
 			return nil, false
 		}
 		m[k] = v
-		if more, ok := p.next('}'); !ok {
-			return nil, false
-		} else if !more {
-			return m, true
-		}
+		more = next
 	}
+	return m, true
+}
+
+// open passes the '{' at p.i and the space after it: more reports a
+// member to come (false after "{}").
+func (p *jsonParser) open() (more bool) {
+	p.i++ // {
+	p.space()
+	if p.i < len(p.b) && p.b[p.i] == '}' {
+		p.i++
+		return false
+	}
+	return true
+}
+
+// member parses `"key": value` at p.i and the ',' or '}' after it: more
+// reports another member to come; raw is the value's literal.
+func (p *jsonParser) member() (k string, v any, raw []byte, more, ok bool) {
+	p.space()
+	if p.i >= len(p.b) || p.b[p.i] != '"' {
+		return "", nil, nil, false, false
+	}
+	if k, ok = p.str(); !ok {
+		return "", nil, nil, false, false
+	}
+	p.space()
+	if p.i >= len(p.b) || p.b[p.i] != ':' {
+		return "", nil, nil, false, false
+	}
+	p.i++
+	p.space()
+	start := p.i
+	if v, ok = p.value(); !ok {
+		return "", nil, nil, false, false
+	}
+	raw = p.b[start:p.i]
+	more, ok = p.next('}')
+	return k, v, raw, more, ok
 }
 
 // next passes the ',' or the closing byte after a member or element:
@@ -292,32 +307,10 @@ func decodeEventFast(b []byte) (ev Event, ok bool) {
 		return Event{}, false
 	}
 	p.depth++
-	p.i++
-	p.space()
-	if p.i < len(b) && b[p.i] == '}' {
-		p.i++
-		p.space()
-		return ev, p.i == len(b)
-	}
 	var seen uint16
-	for {
-		p.space()
-		if p.i >= len(b) || b[p.i] != '"' {
-			return Event{}, false
-		}
-		k, ok := p.str()
-		if !ok {
-			return Event{}, false
-		}
-		p.space()
-		if p.i >= len(b) || b[p.i] != ':' {
-			return Event{}, false
-		}
-		p.i++
-		p.space()
-		start := p.i
-		v, ok := p.value()
-		if !ok || k == "timestamp" && bytes.IndexByte(b[start:p.i], '\\') >= 0 {
+	for more := p.open(); more; {
+		k, v, raw, next, ok := p.member()
+		if !ok || k == "timestamp" && bytes.IndexByte(raw, '\\') >= 0 {
 			// (time.Time decodes the literal as written: an escape fails it)
 			return Event{}, false
 		}
@@ -326,13 +319,7 @@ func decodeEventFast(b []byte) (ev Event, ok bool) {
 			return Event{}, false
 		}
 		seen |= bit
-		more, ok := p.next('}')
-		if !ok {
-			return Event{}, false
-		}
-		if !more {
-			break
-		}
+		more = next
 	}
 	p.space()
 	return ev, p.i == len(b)
