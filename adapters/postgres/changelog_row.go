@@ -117,19 +117,18 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 		err = fmt.Errorf("NULL in %s: %w", strings.Join(missing, ", "), domain.ErrInvalidEvent)
 	} else if r.CreatedAt.InfinityModifier != pgtype.Finite {
 		err = fmt.Errorf("created_at is %s, not a point in time: %w", r.CreatedAt.InfinityModifier, domain.ErrInvalidEvent)
-	} else if r.unrenderable {
-		if _, perr := domain.ParseEventType(r.ModificationType.String); errors.Is(perr, domain.ErrSkipEvent) {
-			return ports.Record{}, false
-		}
-		err = fmt.Errorf("its payload (object_data and object_data_before, %d bytes as stored) cannot be rendered as JSON text by PostgreSQL (over its limit of 1 GB for one value): %w: %w",
-			r.Size, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
-	} else if r.Size > c.cfg.MaxEventBytes {
+	} else if r.unrenderable || r.Size > c.cfg.MaxEventBytes {
+		// Read without its payload (see readSQL): park it, move on.
 		if _, perr := domain.ParseEventType(r.ModificationType.String); errors.Is(perr, domain.ErrSkipEvent) {
 			return ports.Record{}, false // a NOOP or READ row: skipped whatever its size
 		}
-		// Read without its payload (see readSQL): park it, move on.
-		err = fmt.Errorf("its payload (object_data and object_data_before) is %d bytes, over the %d-byte limit (reader.max_event_bytes): %w: %w",
-			r.Size, c.cfg.MaxEventBytes, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
+		if r.unrenderable {
+			err = fmt.Errorf("its payload (object_data and object_data_before, %d bytes as stored) cannot be rendered as JSON text by PostgreSQL (over its limit of 1 GB for one value): %w: %w",
+				r.Size, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
+		} else {
+			err = fmt.Errorf("its payload (object_data and object_data_before) is %d bytes, over the %d-byte limit (reader.max_event_bytes): %w: %w",
+				r.Size, c.cfg.MaxEventBytes, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
+		}
 	} else {
 		ev, err = domain.NewEventFromChange(domain.RawChange{
 			ID:               r.ID.String,
