@@ -38,9 +38,8 @@ func (b *BlockedKeys) Has(observer, entityKey string) bool {
 // some key is blocked (the key is an allocation per event and observer).
 func (b *BlockedKeys) HasEvent(observer string, ev *domain.Event) bool {
 	b.mu.Lock()
-	empty := len(b.keys) == 0
-	b.mu.Unlock()
-	return !empty && b.Has(observer, ev.EntityKey())
+	defer b.mu.Unlock()
+	return len(b.keys) > 0 && b.keys[blockedKey{observer, ev.EntityKey()}] > 0
 }
 
 // Add counts an item parked for the key.
