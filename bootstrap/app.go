@@ -71,7 +71,6 @@ type App struct {
 	reporter    *application.EndpointReporter
 	deliveries  *admin.Deliveries
 	resend      *admin.Resend
-	emailServer string // the SMTP server's host:port, once the email executor is built
 	delivery    *promadapter.DeliveryMetrics
 	runner      *application.RetryRunner
 	maintenance *application.Maintenance
@@ -119,6 +118,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if len(observers) == 0 && cfg.Role.RunsWorker() {
 		a.logger.Warn("no observers configured: events will be consumed without actions")
 	}
+	a.warnUnusedOverrides(observers)
 
 	if err := a.startTracing(ctx, opts.Version); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"log/slog"
 	"sync"
 	"time"
@@ -35,14 +36,9 @@ func (a *App) durable(pc *application.ProcessorConfig) {
 	pc.Delivery = a.delivery
 }
 
-// endpointOf names where an action delivers: email goes to the SMTP
-// server (emailServer, set where the email executor is built, from
-// email.Executor.Server()), the rest as domain.Endpoint says.
+// endpointOf names where an action delivers (actions.EndpointOf).
 func (a *App) endpointOf(obs *domain.Observer, act *domain.Action) string {
-	if act.Type == domain.ActionEmail && a.emailServer != "" {
-		return "smtp://" + a.emailServer
-	}
-	return domain.Endpoint(obs, act)
+	return actions.EndpointOf(a.cfg, obs, act)
 }
 
 // guarded puts the endpoint guard ([delivery]: circuit breaker, rate

@@ -81,7 +81,19 @@ func (a *App) Reload() error {
 	}
 	a.processor.SetMatcher(domain.NewMatcher(obs))
 	a.logger.Info("observers reloaded", slog.Int("observers", len(obs)))
+	a.warnUnusedOverrides(obs)
 	return nil
+}
+
+// warnUnusedOverrides logs each [[delivery.endpoints]] entry that
+// matches no action of observers (in a bridge-only process none apply).
+func (a *App) warnUnusedOverrides(observers []domain.Observer) {
+	if !a.cfg.Role.RunsWorker() {
+		return
+	}
+	for _, msg := range actions.UnusedEndpointOverrides(a.cfg, observers) {
+		a.logger.Warn(msg)
+	}
 }
 
 // Ready reports whether the dependencies answer; detail says what failed.

@@ -47,7 +47,7 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	if a.primary == nil {
 		return nil // a bridge-only process runs no actions
 	}
-	dispatcher, closeExec, err := actions.Build(a.cfg, a.env, a.logger, actions.Deps{DB: a.db, Redis: a.redis, NATS: a.nats, Propagate: a.propagate(), EmailServer: &a.emailServer})
+	dispatcher, closeExec, err := actions.Build(a.cfg, a.env, a.logger, actions.Deps{DB: a.db, Redis: a.redis, NATS: a.nats, Propagate: a.propagate()})
 	if err != nil {
 		return err
 	}

@@ -33,9 +33,6 @@ type Deps struct {
 	NATS  *natsadapter.Conn
 	// Propagate sends the trace context on webhooks (nil: tracing off).
 	Propagate func(context.Context, http.Header)
-	// EmailServer, when set, receives the SMTP server's host:port once the
-	// email executor is built (endpoint health keys email by it).
-	EmailServer *string
 }
 
 // Checks are the action adapters' checks config.LoadObservers runs on
@@ -83,9 +80,6 @@ func Build(cfg config.Config, env func(string) (string, bool), logger *slog.Logg
 			return nil, nil, err
 		}
 		executors[domain.ActionEmail] = mailer
-		if deps.EmailServer != nil {
-			*deps.EmailServer = mailer.Server()
-		}
 		closeFn = func() { mailer.Close(); wh.Close() }
 	}
 	if deps.Redis != nil {

@@ -112,6 +112,14 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"zero in-flight bytes", "[reader]\nmax_in_flight_bytes = 0", nil, []string{"reader.max_in_flight_bytes", "positive"}},
 		{"zero stall_after", "[reader]\nstall_after = \"0s\"", nil, []string{"reader.stall_after", "positive"}},
 		{"env fraction as integer", "", []string{"FRAISEQL_READER_MAX_IN_FLIGHT=3.7"}, []string{"reader.max_in_flight", "FRAISEQL_READER_MAX_IN_FLIGHT", "not an integer"}},
+		// What the adapters refuse at run must be refused by validate-config
+		// too, naming the key.
+		{"several redis addrs without sentinel or cluster", "[redis]\naddrs = [\"127.0.0.1:6379\", \"127.0.0.1:6380\"]", nil, []string{"redis.addrs", "Sentinel", "Cluster"}},
+		{"redis addr without port", "[redis]\naddrs = [\"127.0.0.1\"]", nil, []string{"redis.addrs[0]", "not host:port"}},
+		{"redis cluster addr without host", "[redis]\ncluster = true\naddrs = [\"127.0.0.1:7000\", \":7001\"]", nil, []string{"redis.addrs[1]", "not host:port"}},
+		{"nats subject prefix with an empty token", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\nsubject_prefix = \"fraiseql..events\"", nil, []string{"nats.subject_prefix", "fraiseql..events"}},
+		{"nats subject prefix starting with a dot", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\nsubject_prefix = \".events\"", nil, []string{"nats.subject_prefix"}},
+		{"nats duplicate window beyond max age", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\n[nats.stream]\nmax_age = \"1m\"\nduplicate_window = \"2m\"", nil, []string{"nats.stream.duplicate_window", "nats.stream.max_age"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -217,6 +217,19 @@ func parseEnvValue(kind reflect.Kind, v string) (any, error) {
 			return nil, fmt.Errorf("%q is not a duration: write a duration string such as \"5s\" (units ns, us, ms, s, m, h)", v)
 		}
 		return d, nil
+	case reflect.Map: // NAME=VALUE pairs, comma-separated
+		out := map[string]any{}
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(p, "=")
+			if k, val = strings.TrimSpace(k), strings.TrimSpace(val); !ok || k == "" || val == "" {
+				return nil, fmt.Errorf("%q is not a list of NAME=VALUE pairs separated by commas", p)
+			}
+			out[k] = val
+		}
+		return out, nil
 	case reflect.Slice:
 		var out []string
 		for _, p := range strings.Split(v, ",") {

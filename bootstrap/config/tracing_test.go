@@ -48,3 +48,21 @@ headers_env  = { authorization = "OTLP_AUTH" }
 		}
 	}
 }
+
+// A table key is settable from the environment as NAME=VALUE pairs; a
+// pair without '=' is refused naming the variable and the key.
+func TestTracingHeadersFromTheEnvironment(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("", []string{"FRAISEQL_TRACING_HEADERS_ENV=authorization=OTLP_AUTH, x-tenant = OTLP_TENANT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := cfg.Tracing.HeadersEnv; len(h) != 2 || h["authorization"] != "OTLP_AUTH" || h["x-tenant"] != "OTLP_TENANT" {
+		t.Errorf("headers_env = %v, want authorization=OTLP_AUTH, x-tenant=OTLP_TENANT", h)
+	}
+	_, err = config.Load("", []string{"FRAISEQL_TRACING_HEADERS_ENV=authorization"})
+	var ce *config.ConfigError
+	if !errors.As(err, &ce) || ce.Key != "tracing.headers_env" || !strings.Contains(err.Error(), "FRAISEQL_TRACING_HEADERS_ENV") || !strings.Contains(err.Error(), "NAME=VALUE") {
+		t.Errorf("error %v, want a ConfigError naming tracing.headers_env and the variable", err)
+	}
+}

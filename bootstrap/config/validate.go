@@ -151,6 +151,14 @@ func (c *Config) validateRedis() error {
 	if len(r.Addrs) == 0 && (r.Username != "" || r.PasswordEnv != "") {
 		return &ConfigError{Key: "redis.username", Msg: "redis.username and redis.password_env apply to redis.addrs; put credentials in redis.url"}
 	}
+	if len(r.Addrs) > 1 && r.MasterName == "" && !r.Cluster {
+		return &ConfigError{Key: "redis.addrs", Msg: fmt.Sprintf("%d addresses need Sentinel (redis.master_name) or Cluster (redis.cluster = true); one address is a single server", len(r.Addrs))}
+	}
+	for i, a := range r.Addrs {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return &ConfigError{Key: fmt.Sprintf("redis.addrs[%d]", i), Msg: fmt.Sprintf("%q is not host:port", a)}
+		}
+	}
 	if r.PoolSize < 0 {
 		return &ConfigError{Key: "redis.pool_size", Msg: "must not be negative"}
 	}
@@ -178,6 +186,20 @@ func (c *Config) validateRedis() error {
 
 var tokenName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// subjectPrefix reports whether p is a NATS subject without wildcards:
+// non-empty tokens separated by dots, no '*', '>' or white space.
+func subjectPrefix(p string) bool {
+	if p == "" || strings.ContainsAny(p, " \t\r\n") {
+		return false
+	}
+	for t := range strings.SplitSeq(p, ".") {
+		if t == "" || strings.ContainsAny(t, "*>") {
+			return false
+		}
+	}
+	return true
+}
+
 // validateNATS checks the NATS keys and the databases of the NATS
 // topologies.
 func (c *Config) validateNATS() error {
@@ -194,7 +216,7 @@ func (c *Config) validateNATS() error {
 	if n.Embedded && n.StoreDir == "" {
 		return &ConfigError{Key: "nats.store_dir", Msg: "required with nats.embedded"}
 	}
-	if n.SubjectPrefix == "" || strings.ContainsAny(n.SubjectPrefix, "*> \t") || strings.HasSuffix(n.SubjectPrefix, ".") {
+	if !subjectPrefix(n.SubjectPrefix) {
 		return &ConfigError{Key: "nats.subject_prefix", Msg: fmt.Sprintf("%q is not a subject prefix (tokens separated by dots, no wildcards)", n.SubjectPrefix)}
 	}
 	if !tokenName.MatchString(n.Stream.Name) {
@@ -230,6 +252,9 @@ func (c *Config) validateNATS() error {
 		if !ch.ok {
 			return &ConfigError{Key: ch.key, Msg: ch.msg}
 		}
+	}
+	if n.Stream.MaxAge > 0 && n.Stream.DuplicateWindow > n.Stream.MaxAge {
+		return &ConfigError{Key: "nats.stream.duplicate_window", Msg: fmt.Sprintf("%s must not exceed nats.stream.max_age (%s): JetStream refuses the stream", n.Stream.DuplicateWindow, n.Stream.MaxAge)}
 	}
 	if c.Topology == TopologyNATSDistributed {
 		return nil

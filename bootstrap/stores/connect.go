@@ -58,7 +58,7 @@ func ConnectRedis(ctx context.Context, cfg config.Config, env func(string) (stri
 	password := ""
 	if r.PasswordEnv != "" {
 		v, ok := env(r.PasswordEnv)
-		if !ok {
+		if !ok || v == "" {
 			return nil, &config.ConfigError{File: cfg.File, Key: "redis.password_env", Msg: "environment variable " + r.PasswordEnv + " is not set"}
 		}
 		password = v
@@ -70,7 +70,11 @@ func ConnectRedis(ctx context.Context, cfg config.Config, env func(string) (stri
 		ConnectTimeout: r.ConnectTimeout, CommandTimeout: r.CommandTimeout, KeyPrefix: r.KeyPrefix,
 	})
 	if err != nil {
-		return nil, &config.ConfigError{File: cfg.File, Key: "redis.url", Msg: err.Error()}
+		key := "redis.url"
+		if len(r.Addrs) > 0 {
+			key = "redis.addrs"
+		}
+		return nil, &config.ConfigError{File: cfg.File, Key: key, Msg: err.Error()}
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.ConnectTimeout)
 	defer cancel()

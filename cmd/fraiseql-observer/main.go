@@ -168,6 +168,9 @@ func checkConfig(file string, environ []string, print, asJSON bool, stdout, stde
 	for _, r := range optional {
 		fmt.Fprintf(stderr, "warning: %s: environment variable %s is not set: %s\n", r.Key, r.Variable, r.Effect)
 	}
+	for _, msg := range actions.UnusedEndpointOverrides(cfg, obs) {
+		fmt.Fprintf(stderr, "warning: %s\n", msg)
+	}
 	for _, name := range config.UnknownEnv(cfg, environ) {
 		fmt.Fprintf(stderr, "warning: %s configures nothing: it is not a configuration key's variable, nor named by an *_env key\n", name)
 	}

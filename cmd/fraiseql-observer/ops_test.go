@@ -225,3 +225,57 @@ max_events = 50
 		}
 	}
 }
+
+// An endpoint override that matches no action (here: the port is
+// missing on an https endpoint that is not on 443) is a warning naming the
+// entry, and the endpoints that do match are not.
+func TestValidateConfigWarnsOfUnusedEndpointOverrides(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "config.toml", `
+topology = "memory"
+[email]
+host = "127.0.0.1"
+from = "observer@example.com"
+[[delivery.endpoints]]
+endpoint = "https://hooks.example.com"
+rate_limit = 5
+[[delivery.endpoints]]
+endpoint = "https://hooks.example.com:8443/any/path"
+rate_limit = 5
+[[delivery.endpoints]]
+endpoint = "smtp://127.0.0.1:587"
+max_concurrent = 2
+[[delivery.endpoints]]
+endpoint = "log:orders/gone"
+[[observers]]
+name = "orders"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "webhook"
+url = "https://hooks.example.com:8443/orders"
+[[observers.actions]]
+type = "email"
+to = ["ops@example.com"]
+subject = "order"
+body_template = "order"
+`)
+	var out, errOut bytes.Buffer
+	if err := checkConfig(file, []string{"FRAISEQL_ADMIN_TOKEN=t"}, false, false, &out, &errOut); err != nil {
+		t.Fatalf("checkConfig: %v (stderr %s)", err, errOut.String())
+	}
+	got := errOut.String()
+	for _, want := range []string{
+		`warning: delivery.endpoints[0]: endpoint "https://hooks.example.com" ("https://hooks.example.com:443" as the service names it) matches no configured action`,
+		`warning: delivery.endpoints[3]: endpoint "log:orders/gone"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("stderr %q lacks %q", got, want)
+		}
+	}
+	for _, unwanted := range []string{"delivery.endpoints[1]", "delivery.endpoints[2]"} {
+		if strings.Contains(got, unwanted) {
+			t.Errorf("stderr %q warns of %s, which matches an action", got, unwanted)
+		}
+	}
+}

@@ -1,0 +1,40 @@
+package stores_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
+)
+
+// An empty password variable is refused at run as validate-config refuses
+// it, naming the key; the server is never dialled.
+func TestConnectRedisRefusesAnEmptyPasswordVariable(t *testing.T) {
+	t.Parallel()
+	cfg := config.Defaults()
+	cfg.File = "observer.toml"
+	cfg.Redis.Addrs = []string{"127.0.0.1:1"}
+	cfg.Redis.PasswordEnv = "REDIS_PASSWORD"
+	for name, env := range map[string]func(string) (string, bool){
+		"unset": func(string) (string, bool) { return "", false },
+		"empty": func(string) (string, bool) { return "", true },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, err := stores.ConnectRedis(context.Background(), cfg, env, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err == nil {
+				_ = c.Close()
+				t.Fatal("no error")
+			}
+			var ce *config.ConfigError
+			if !errors.As(err, &ce) || ce.Key != "redis.password_env" || !strings.Contains(err.Error(), "REDIS_PASSWORD") {
+				t.Fatalf("error %v does not name redis.password_env and the variable", err)
+			}
+		})
+	}
+}
