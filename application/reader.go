@@ -44,9 +44,19 @@ type ReaderConfig struct {
 	// unfinished before the reader counts as stalled (default 5m): Status
 	// says ReaderStalled and a warning is logged.
 	StallAfter time.Duration
-	Logger     *slog.Logger
-	Metrics    ports.Metrics
-	Now        func() time.Time
+	// CoalesceWait is the pause after a read that reached the end of what
+	// was readable (fewer records than asked for) with more than one
+	// record: the source is busy, and reading again at once would find the
+	// few rows committed during the read, one round trip each. After the
+	// pause one read collects what was committed meanwhile: fewer reads
+	// per event (less CPU in the service and in the source, more for the
+	// application's own writes) for at most this much latency. 0 reads
+	// again at once. A read that found one record or none waits for the
+	// source instead (EventSource.Wait); a full read reads again at once.
+	CoalesceWait time.Duration
+	Logger       *slog.Logger
+	Metrics      ports.Metrics
+	Now          func() time.Time
 }
 
 // Reader moves events from a source to a Handler and saves the checkpoint:
@@ -112,7 +122,7 @@ func NewReader(source ports.EventSource, checkpoints ports.CheckpointStore, hand
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.BatchSize < 1 || cfg.MaxInFlight < 1 || cfg.MaxInFlightBytes < 1 || cfg.CheckpointInterval < 0 {
+	if cfg.BatchSize < 1 || cfg.MaxInFlight < 1 || cfg.MaxInFlightBytes < 1 || cfg.CheckpointInterval < 0 || cfg.CoalesceWait < 0 {
 		return nil, errors.New("reader: batch size, max in flight and max in-flight bytes must be positive")
 	}
 	return &Reader{source: source, checkpoints: checkpoints, handler: handler, cfg: cfg}, nil
@@ -319,13 +329,19 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 		// as before: at higher rates that read finds the rows committed
 		// meanwhile, and a Wait would cost more than it saves. A read cut
 		// short by rows that are not events (NOOP, READ) costs one Wait,
-		// which returns at once while the source is busy.
+		// which returns at once while the source is busy. A read of more
+		// that did not fill the batch pauses CoalesceWait first (rows that
+		// are not events do not count: a backlog of them is read a batch
+		// per pause).
 		short := len(batch.Records) <= 1 && len(batch.Records) < limit.Rows && got <= limit.Bytes/2
-		if !examined || short {
+		switch {
+		case !examined || short:
 			if err := r.source.Wait(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("waiting for events failed", slog.String("error", err.Error()))
 				sleep(ctx, backoff)
 			}
+		case r.cfg.CoalesceWait > 0 && len(batch.Records) < limit.Rows && got <= limit.Bytes/2:
+			sleep(ctx, r.cfg.CoalesceWait)
 		}
 	}
 }

@@ -190,6 +190,7 @@ func (a *App) readerConfig(name, lease string) application.ReaderConfig {
 		MaxInFlightBytes:   a.cfg.Reader.MaxInFlightBytes,
 		CheckpointInterval: a.cfg.Reader.CheckpointInterval,
 		StallAfter:         a.cfg.Reader.StallAfter,
+		CoalesceWait:       a.cfg.Reader.CoalesceWait,
 		Logger:             a.logger,
 		Metrics:            a.metrics,
 	}

@@ -146,6 +146,11 @@ type ReaderConfig struct {
 	// StallAfter: a reader whose checkpoint has not moved for this long
 	// while events are unfinished is stalled (/readyz answers 503).
 	StallAfter time.Duration `koanf:"stall_after"`
+	// CoalesceWait: after a read that found several rows but did not fill
+	// the batch (the writers are busy), the reader pauses this long so
+	// that its next read collects what was committed meanwhile; "0s"
+	// reads again at once.
+	CoalesceWait time.Duration `koanf:"coalesce_wait"`
 }
 
 // RedisConfig is the Redis connection (dedup, result cache, cache
@@ -398,6 +403,7 @@ func Defaults() Config {
 			CheckpointInterval: time.Second,
 			LeaseTTL:           15 * time.Second,
 			StallAfter:         5 * time.Minute,
+			CoalesceWait:       2 * time.Millisecond,
 		},
 		Redis: RedisConfig{
 			ConnectTimeout: 2 * time.Second,

@@ -107,6 +107,9 @@ func (c *Config) Validate() error {
 	if c.Reader.MaxEventBytes > c.Reader.MaxInFlightBytes {
 		return &ConfigError{Key: "reader.max_event_bytes", Msg: fmt.Sprintf("%d is larger than reader.max_in_flight_bytes (%d)", c.Reader.MaxEventBytes, c.Reader.MaxInFlightBytes)}
 	}
+	if c.Reader.CoalesceWait < 0 || c.Reader.CoalesceWait > time.Second {
+		return &ConfigError{Key: "reader.coalesce_wait", Msg: fmt.Sprintf("%s must be between 0s and 1s", c.Reader.CoalesceWait)}
+	}
 	if c.Reader.LeaseTTL < 3*time.Second {
 		return &ConfigError{Key: "reader.lease_ttl", Msg: "must be at least 3s"}
 	}
