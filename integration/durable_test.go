@@ -380,6 +380,12 @@ func TestNATSWorkersParkAndAck(t *testing.T) {
 	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), durablePolicy(2, 2*time.Second)))
 	e.configure(&cfg, "all")
 	cfg.NATS.Consumer.MaxAckPending = 50 // fewer than the events: parked messages must be acked
+	// The test helper's 3 connections would starve the retry runner: its
+	// 32 items in flight, and its next claim, queue behind each other for
+	// them (one Complete per delivered item), so that on a loaded machine
+	// the backlog is delivered in pool hand-offs, each waiting for a
+	// goroutine to be scheduled, and can take longer than waitTimeout.
+	cfg.Database.MaxConnections = config.Defaults().Database.MaxConnections
 	cfg.Delivery.BreakerFailures = 5
 	cfg.Delivery.ProbeInterval = time.Second
 	b.start(t, cfg)
