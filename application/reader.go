@@ -123,7 +123,7 @@ func NewReader(source ports.EventSource, checkpoints ports.CheckpointStore, hand
 		cfg.Now = time.Now
 	}
 	if cfg.BatchSize < 1 || cfg.MaxInFlight < 1 || cfg.MaxInFlightBytes < 1 || cfg.CheckpointInterval < 0 || cfg.CoalesceWait < 0 {
-		return nil, errors.New("reader: batch size, max in flight and max in-flight bytes must be positive")
+		return nil, errors.New("reader: batch size, max in flight and max in-flight bytes must be positive, checkpoint interval and coalesce wait not negative")
 	}
 	return &Reader{source: source, checkpoints: checkpoints, handler: handler, cfg: cfg}, nil
 }

@@ -111,6 +111,8 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"event limit above the in-flight bound", "[reader]\nmax_event_bytes = 2048\nmax_in_flight_bytes = 1024", nil, []string{"reader.max_event_bytes", "max_in_flight_bytes"}},
 		{"zero in-flight bytes", "[reader]\nmax_in_flight_bytes = 0", nil, []string{"reader.max_in_flight_bytes", "positive"}},
 		{"zero stall_after", "[reader]\nstall_after = \"0s\"", nil, []string{"reader.stall_after", "positive"}},
+		{"negative coalesce_wait", "[reader]\ncoalesce_wait = \"-1ms\"", nil, []string{"reader.coalesce_wait", "between 0s and 1s"}},
+		{"coalesce_wait over a second", "", []string{"FRAISEQL_READER_COALESCE_WAIT=2s"}, []string{"reader.coalesce_wait", "between 0s and 1s"}},
 		{"env fraction as integer", "", []string{"FRAISEQL_READER_MAX_IN_FLIGHT=3.7"}, []string{"reader.max_in_flight", "FRAISEQL_READER_MAX_IN_FLIGHT", "not an integer"}},
 		// What the adapters refuse at run must be refused by validate-config
 		// too, naming the key.
