@@ -2,13 +2,13 @@ package bootstrap
 
 import (
 	"context"
-	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/application/admin"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"

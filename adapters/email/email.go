@@ -66,6 +66,14 @@ func DefaultPort(mode TLSMode) int {
 	}
 }
 
+// ServerAddr is the SMTP server an Executor with these settings reaches,
+// as host:port: the host as the executor uses it (trimmed), port 0 the
+// mode's default port (DefaultPort). The composition root names email
+// endpoints by it before any executor exists.
+func ServerAddr(host string, port int, mode TLSMode) string {
+	return net.JoinHostPort(strings.TrimSpace(host), strconv.Itoa(cmp.Or(port, DefaultPort(cmp.Or(mode, DefaultTLS)))))
+}
+
 // Config configures an Executor. Zero values take the noted defaults.
 type Config struct {
 	Host     string  // SMTP server host name or IP literal; required
@@ -123,7 +131,7 @@ func NewExecutor(cfg Config, logger *slog.Logger) (*Executor, error) {
 		return nil, fmt.Errorf("email: new executor: from %q is not an address: %w", cfg.From, err)
 	}
 	e := &Executor{
-		addr:       net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
+		addr:       ServerAddr(cfg.Host, cfg.Port, cfg.TLS),
 		from:       from,
 		fromDomain: messageIDDomain(from.Address),
 		host:       cfg.Host,

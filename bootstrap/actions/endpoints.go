@@ -2,8 +2,6 @@ package actions
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/email"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
@@ -16,11 +14,7 @@ import (
 // says.
 func EndpointOf(cfg config.Config, obs *domain.Observer, act *domain.Action) string {
 	if act.Type == domain.ActionEmail && cfg.Email.Configured() {
-		port := cfg.Email.Port
-		if port == 0 {
-			port = email.DefaultPort(email.TLSMode(cfg.Email.TLS))
-		}
-		return "smtp://" + net.JoinHostPort(cfg.Email.Host, strconv.Itoa(port))
+		return "smtp://" + email.ServerAddr(cfg.Email.Host, cfg.Email.Port, email.TLSMode(cfg.Email.TLS))
 	}
 	return domain.Endpoint(obs, act)
 }
