@@ -333,14 +333,14 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 		// that did not fill the batch pauses CoalesceWait first (rows that
 		// are not events do not count: a backlog of them is read a batch
 		// per pause).
-		short := len(batch.Records) <= 1 && len(batch.Records) < limit.Rows && got <= limit.Bytes/2
+		atEnd := len(batch.Records) < limit.Rows && got <= limit.Bytes/2 // neither the row nor the byte limit cut it
 		switch {
-		case !examined || short:
+		case !examined || atEnd && len(batch.Records) <= 1:
 			if err := r.source.Wait(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("waiting for events failed", slog.String("error", err.Error()))
 				sleep(ctx, backoff)
 			}
-		case r.cfg.CoalesceWait > 0 && len(batch.Records) < limit.Rows && got <= limit.Bytes/2:
+		case atEnd && r.cfg.CoalesceWait > 0:
 			sleep(ctx, r.cfg.CoalesceWait)
 		}
 	}
