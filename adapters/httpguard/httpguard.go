@@ -274,19 +274,15 @@ type ClientConfig struct {
 // to the caller as it is. Per-request deadlines come from the request
 // context.
 func NewClient(p Policy, cfg ClientConfig) *http.Client {
-	dialer := &net.Dialer{
-		Timeout:   cmp.Or(cfg.DialTimeout, 10*time.Second),
-		KeepAlive: 30 * time.Second,
-		Control:   p.Control,
-	}
+	dialer := NewDialer(p, cfg)
 	perHost := cmp.Or(cfg.MaxIdleConnsPerHost, 64)
 	transport := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          max(cmp.Or(cfg.MaxIdleConns, 512), perHost),
+		MaxIdleConns:          MaxIdleConns(cfg),
 		MaxIdleConnsPerHost:   perHost,
-		IdleConnTimeout:       cmp.Or(cfg.IdleConnTimeout, 90*time.Second),
+		IdleConnTimeout:       IdleConnTimeout(cfg),
 		TLSHandshakeTimeout:   cmp.Or(cfg.TLSHandshakeTimeout, 10*time.Second),
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
@@ -301,4 +297,25 @@ func NewClient(p Policy, cfg ClientConfig) *http.Client {
 			return http.ErrUseLastResponse
 		},
 	}
+}
+
+// NewDialer returns the dialer of NewClient's connections: every address
+// it connects to passes p, and an attempt gives up after cfg.DialTimeout.
+func NewDialer(p Policy, cfg ClientConfig) *net.Dialer {
+	return &net.Dialer{
+		Timeout:   cmp.Or(cfg.DialTimeout, 10*time.Second),
+		KeepAlive: 30 * time.Second,
+		Control:   p.Control,
+	}
+}
+
+// IdleConnTimeout is how long an idle connection of cfg's client is kept.
+func IdleConnTimeout(cfg ClientConfig) time.Duration {
+	return cmp.Or(cfg.IdleConnTimeout, 90*time.Second)
+}
+
+// MaxIdleConns is how many idle connections cfg's client keeps over all
+// hosts (at least its per-host number).
+func MaxIdleConns(cfg ClientConfig) int {
+	return max(cmp.Or(cfg.MaxIdleConns, 512), cmp.Or(cfg.MaxIdleConnsPerHost, 64))
 }

@@ -59,7 +59,8 @@ type Config struct {
 // Executor runs webhook actions. Safe for concurrent use.
 type Executor struct {
 	client    *http.Client
-	transport http.RoundTripper // client's: requests go straight to it (no redirects are followed)
+	transport http.RoundTripper // client's: https requests go straight to it (no redirects are followed)
+	h1        *h1Client         // http requests
 	logger    *slog.Logger
 	userAgent []string // the User-Agent header's value, shared by every request
 	now       func() time.Time
@@ -83,12 +84,17 @@ func NewExecutor(cfg Config, logger *slog.Logger) (*Executor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	client := httpguard.NewClient(cfg.Policy, httpguard.ClientConfig{
-		MaxIdleConnsPerHost: cmp.Or(cfg.MaxIdleConnsPerHost, 64),
-	})
+	clientCfg := httpguard.ClientConfig{MaxIdleConnsPerHost: cmp.Or(cfg.MaxIdleConnsPerHost, 64)}
+	client := httpguard.NewClient(cfg.Policy, clientCfg)
 	return &Executor{
 		client:    client,
 		transport: client.Transport,
+		h1: &h1Client{
+			dial:         httpguard.NewDialer(cfg.Policy, clientCfg).DialContext,
+			maxIdle:      clientCfg.MaxIdleConnsPerHost,
+			maxIdleTotal: httpguard.MaxIdleConns(clientCfg),
+			idleTimeout:  httpguard.IdleConnTimeout(clientCfg),
+		},
 		logger:    logger,
 		userAgent: []string{cfg.UserAgent},
 		now:       cfg.Now,
@@ -97,7 +103,10 @@ func NewExecutor(cfg Config, logger *slog.Logger) (*Executor, error) {
 }
 
 // Close releases idle connections.
-func (e *Executor) Close() { e.client.CloseIdleConnections() }
+func (e *Executor) Close() {
+	e.client.CloseIdleConnections()
+	e.h1.closeIdle()
+}
 
 // StatusError is the failure for a response outside 2xx.
 type StatusError struct {
@@ -260,13 +269,22 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 		}
 	}
 
-	// Straight to the transport: the client would only add redirects (not
-	// followed), cookies (none) and copies of the request.
-	resp, err := e.transport.RoundTrip(req) //nolint:bodyclose // drainAndClose below closes it
+	snippet := func(status int) int {
+		if status >= 200 && status < 300 && !ports.WantsResponse(ctx) {
+			return 0
+		}
+		return max(maxErrorBody, ports.MaxResponseSnippet)
+	}
+	var ans h1Answer
+	if req.URL.Scheme == "http" {
+		ans, err = e.h1.do(reqCtx, req, body, snippet)
+	} else {
+		ans, err = e.roundTrip(req, snippet)
+	}
 	if err != nil {
 		err = unwrapURLError(err)
 		switch {
-		case errors.Is(err, httpguard.ErrForbiddenAddress):
+		case errors.Is(err, httpguard.ErrForbiddenAddress), errors.Is(err, errInvalidRequest):
 			return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			return domain.Transient(fmt.Errorf("webhook: %s %s: no answer within %s: %w", method, target, timeout, err), 0)
@@ -274,15 +292,10 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 			return domain.Transient(fmt.Errorf("webhook: %s %s: %w", method, target, err), 0)
 		}
 	}
-	defer drainAndClose(resp.Body)
 
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	var snippet []byte
+	ok := ans.status >= 200 && ans.status < 300
 	if !ok || ports.WantsResponse(ctx) {
-		if resp.ContentLength != 0 { // 0: known empty (a 204, or Content-Length: 0)
-			snippet, _ = io.ReadAll(io.LimitReader(resp.Body, max(maxErrorBody, ports.MaxResponseSnippet)))
-		}
-		ports.NoteResponse(ctx, resp.StatusCode, snippet) // for the delivery log
+		ports.NoteResponse(ctx, ans.status, ans.snippet) // for the delivery log
 	}
 	if ok {
 		return nil
@@ -290,17 +303,34 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 	serr := &StatusError{
 		Method:     method,
 		Target:     target,
-		StatusCode: resp.StatusCode,
-		Body:       strings.ToValidUTF8(trimPartialRune(snippet[:min(len(snippet), maxErrorBody)]), ""),
+		StatusCode: ans.status,
+		Body:       strings.ToValidUTF8(trimPartialRune(ans.snippet[:min(len(ans.snippet), maxErrorBody)]), ""),
 	}
 	switch {
-	case resp.StatusCode == http.StatusRequestTimeout,
-		resp.StatusCode == http.StatusTooManyRequests,
-		resp.StatusCode >= 500:
-		return domain.Transient(serr, retryAfter(resp.Header.Get("Retry-After"), e.now()))
+	case ans.status == http.StatusRequestTimeout,
+		ans.status == http.StatusTooManyRequests,
+		ans.status >= 500:
+		return domain.Transient(serr, retryAfter(ans.retryAfter, e.now()))
 	default:
 		return domain.Permanent(serr)
 	}
+}
+
+// roundTrip sends req through net/http's transport (https endpoints) and
+// reads the answer as h1Client.do does. Straight to the transport: the
+// client would only add redirects (not followed), cookies (none) and
+// copies of the request.
+func (e *Executor) roundTrip(req *http.Request, snippet func(status int) int) (h1Answer, error) {
+	resp, err := e.transport.RoundTrip(req) //nolint:bodyclose // drainAndClose below closes it
+	if err != nil {
+		return h1Answer{}, err
+	}
+	defer drainAndClose(resp.Body)
+	ans := h1Answer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+	if n := snippet(resp.StatusCode); n > 0 && resp.ContentLength != 0 { // 0: known empty (a 204, or Content-Length: 0)
+		ans.snippet, _ = io.ReadAll(io.LimitReader(resp.Body, int64(n)))
+	}
+	return ans, nil
 }
 
 // body renders the request body: the body template JSON-escaped when set,

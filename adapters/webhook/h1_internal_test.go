@@ -1,0 +1,125 @@
+package webhook
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCleartextIdleConnectionsExpire closes a kept-alive connection once
+// it was idle for the idle timeout, without another request to notice,
+// and keeps none after closeIdle.
+func TestCleartextIdleConnectionsExpire(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := make(chan struct{}, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						closed <- struct{}{} // the client closed its end
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	c := &h1Client{dial: (&net.Dialer{}).DialContext, maxIdle: 4, maxIdleTotal: 4, idleTimeout: 50 * time.Millisecond}
+	req := &http.Request{Method: http.MethodPost, URL: &url.URL{Scheme: "http", Host: ln.Addr().String(), Path: "/"}, Host: ln.Addr().String(), Header: http.Header{}}
+	never := func(int) int { return 0 }
+	if _, err := c.do(t.Context(), req, []byte("{}"), never); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle connection was not closed")
+	}
+	c.mu.Lock()
+	n := c.nIdle
+	c.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d idle connections counted after the reaping, want 0", n)
+	}
+
+	c.closeIdle()
+	if _, err := c.do(t.Context(), req, []byte("{}"), never); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed: // closed after its request, not kept
+	case <-time.After(10 * time.Second):
+		t.Fatal("a connection was kept after closeIdle")
+	}
+}
+
+// FuzzReadAnswer reads arbitrary bytes as an answer's head and chunked
+// body: an error or a result, never a panic, never more than the bounds.
+func FuzzReadAnswer(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+		"HTTP/1.1 503 x\r\nTransfer-Encoding: chunked\r\nRetry-After: 5\r\n\r\n3;a=b\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+		"HTTP/1.0 204\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		br := bufio.NewReaderSize(bytes.NewReader(data), h1BufferSize)
+		h, err := readAnswerHead(br)
+		if err != nil {
+			return
+		}
+		if h.status < 100 || h.status > 999 {
+			t.Fatalf("status %d accepted", h.status)
+		}
+		if h.chunked {
+			n, err := io.Copy(io.Discard, io.LimitReader(&chunkedReader{r: br}, maxDrain+1))
+			if err == nil && n > int64(len(data)) {
+				t.Fatalf("read %d body bytes from %d input bytes", n, len(data))
+			}
+		}
+	})
+}
+
+// TestReadHeadLineJoinsLongLines reads a header line longer than the
+// buffer whole.
+func TestReadHeadLineJoinsLongLines(t *testing.T) {
+	t.Parallel()
+	long := "X-Long: " + strings.Repeat("v", 3*h1BufferSize)
+	br := bufio.NewReaderSize(strings.NewReader(long+"\r\nnext\r\n"), h1BufferSize)
+	budget := h1MaxHeaderBytes
+	line, err := readHeadLine(br, &budget)
+	if err != nil || string(line) != long {
+		t.Fatalf("readHeadLine = %d bytes, %v; want %d bytes", len(line), err, len(long))
+	}
+	if line, err := readHeadLine(br, &budget); err != nil || string(line) != "next" {
+		t.Fatalf("then readHeadLine = %q, %v", line, err)
+	}
+	if _, err := readHeadLine(br, &budget); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("at the end: %v, want io.ErrUnexpectedEOF", err)
+	}
+}
