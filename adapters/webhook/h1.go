@@ -168,26 +168,35 @@ func (c *h1Client) closeIdle() {
 }
 
 // do sends req (its method, URL, Host and headers) with body and reads
-// the answer, with up to snippet(status) bytes of its body. ctx bounds it all. A
-// kept-alive connection that fails before any byte of the answer arrives
-// (the server closed it while idle) is replaced once by a new one.
-func (c *h1Client) do(ctx context.Context, req *http.Request, body []byte, snippet func(status int) int) (h1Answer, error) {
-	head, err := requestHead(req, body)
-	if err != nil {
+// the answer, with snippetSize(status, wants) bytes of its body at most.
+// ctx, and deadline unless zero, bound it all. A kept-alive connection
+// that fails before any byte of the answer arrives (the server closed it
+// while idle) is replaced once by a new one.
+func (c *h1Client) do(ctx context.Context, deadline time.Time, req *http.Request, body []byte, wants bool) (h1Answer, error) {
+	if err := validHeaders(req); err != nil {
 		return h1Answer{}, err
+	}
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
 	}
 	addr := hostPort(req.URL.Hostname(), req.URL.Port())
 	for attempt := 0; ; attempt++ {
 		hc := c.get(addr, time.Now())
 		reused := hc != nil
 		if !reused {
-			nc, err := c.dial(ctx, "tcp", addr)
+			dialCtx := ctx
+			if !deadline.IsZero() {
+				var cancel context.CancelFunc
+				dialCtx, cancel = context.WithDeadline(ctx, deadline)
+				defer cancel()
+			}
+			nc, err := c.dial(dialCtx, "tcp", addr)
 			if err != nil {
 				return h1Answer{}, err
 			}
 			hc = &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, h1BufferSize), bw: bufio.NewWriterSize(nc, h1BufferSize)}
 		}
-		ans, keep, started, err := hc.roundTrip(ctx, req.Method, head, body, snippet)
+		ans, keep, started, err := hc.roundTrip(ctx, deadline, req, body, wants)
 		switch {
 		case err == nil && keep:
 			c.put(addr, hc, time.Now())
@@ -201,8 +210,7 @@ func (c *h1Client) do(ctx context.Context, req *http.Request, body []byte, snipp
 			return h1Answer{}, fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// The connection's deadline is ctx's: the poller may see it
-			// pass before ctx's own timer does.
+			// The connection's deadline is ctx's or the request's timeout.
 			return h1Answer{}, fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 		}
 		if !reused || started || attempt > 0 {
@@ -214,8 +222,7 @@ func (c *h1Client) do(ctx context.Context, req *http.Request, body []byte, snipp
 // roundTrip writes the request and reads the answer on hc. keep reports
 // whether hc may serve another request; started whether any byte of the
 // answer arrived.
-func (hc *h1Conn) roundTrip(ctx context.Context, method string, head, body []byte, snippet func(status int) int) (ans h1Answer, keep, started bool, err error) {
-	deadline, _ := ctx.Deadline()
+func (hc *h1Conn) roundTrip(ctx context.Context, deadline time.Time, req *http.Request, body []byte, wants bool) (ans h1Answer, keep, started bool, err error) {
 	if err := hc.nc.SetDeadline(deadline); err != nil {
 		return ans, false, false, err
 	}
@@ -226,9 +233,7 @@ func (hc *h1Conn) roundTrip(ctx context.Context, method string, head, body []byt
 		}
 	}()
 
-	if _, err := hc.bw.Write(head); err != nil {
-		return ans, false, false, err
-	}
+	writeHead(hc.bw, req, len(body))
 	if _, err := hc.bw.Write(body); err != nil {
 		return ans, false, false, err
 	}
@@ -256,7 +261,7 @@ func (hc *h1Conn) roundTrip(ctx context.Context, method string, head, body []byt
 	ans.status, ans.retryAfter = h.status, h.retryAfter
 	var b io.Reader
 	switch {
-	case method == http.MethodHead || h.status == http.StatusNoContent || h.status == http.StatusNotModified:
+	case req.Method == http.MethodHead || h.status == http.StatusNoContent || h.status == http.StatusNotModified:
 		return ans, h.keepAlive, true, nil
 	case h.chunked:
 		b = &chunkedReader{r: hc.br}
@@ -268,7 +273,7 @@ func (hc *h1Conn) roundTrip(ctx context.Context, method string, head, body []byt
 	default: // delimited by the connection's end
 		b, h.keepAlive = hc.br, false
 	}
-	if size := snippet(h.status); size > 0 {
+	if size := snippetSize(h.status, wants); size > 0 {
 		buf := make([]byte, size)
 		n := 0
 		for n < size && err == nil {
@@ -313,49 +318,53 @@ func (l *lengthReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// requestHead is the request line and headers of req, with a
-// Content-Length for body. Header names and values are checked as
-// net/http checks them: a value cannot smuggle another header.
-func requestHead(req *http.Request, body []byte) ([]byte, error) {
-	size := 64 + len(req.URL.Path) + len(req.URL.RawQuery) + len(req.Host)
-	for k, vs := range req.Header {
-		for _, v := range vs {
-			size += len(k) + len(v) + 4
-		}
-	}
-	b := make([]byte, 0, size)
-	b = append(b, req.Method...)
-	b = append(b, ' ')
-	b = append(b, req.URL.RequestURI()...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
+// validHeaders checks req's Host and header names and values as net/http
+// does: a value cannot smuggle another header.
+func validHeaders(req *http.Request) error {
 	if !httpguts.ValidHostHeader(req.Host) {
-		return nil, fmt.Errorf("%w: Host header %q", errInvalidRequest, req.Host)
+		return fmt.Errorf("%w: Host header %q", errInvalidRequest, req.Host)
 	}
-	b = append(b, req.Host...)
-	b = append(b, "\r\n"...)
 	for k, vs := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
-			return nil, fmt.Errorf("%w: header name %q", errInvalidRequest, k)
+			return fmt.Errorf("%w: header name %q", errInvalidRequest, k)
 		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("%w: a value of header %q holds a line break or control character", errInvalidRequest, k)
+			}
+		}
+	}
+	return nil
+}
+
+// writeHead writes req's request line and headers (checked by
+// validHeaders), with a Content-Length for a body of n bytes, into w; w's
+// error, sticky, shows at its Flush.
+func writeHead(w *bufio.Writer, req *http.Request, n int) {
+	_, _ = w.WriteString(req.Method)
+	_ = w.WriteByte(' ')
+	_, _ = w.WriteString(req.URL.RequestURI())
+	_, _ = w.WriteString(" HTTP/1.1\r\nHost: ")
+	_, _ = w.WriteString(req.Host)
+	_, _ = w.WriteString("\r\n")
+	for k, vs := range req.Header {
 		if k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" {
 			continue // written here, or not ours to set (as net/http ignores them)
 		}
 		for _, v := range vs {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return nil, fmt.Errorf("%w: a value of header %q holds a line break or control character", errInvalidRequest, k)
-			}
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, v...)
-			b = append(b, "\r\n"...)
+			_, _ = w.WriteString(k)
+			_, _ = w.WriteString(": ")
+			_, _ = w.WriteString(v)
+			_, _ = w.WriteString("\r\n")
 		}
 	}
-	if len(body) > 0 || req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, int64(len(body)), 10)
-		b = append(b, "\r\n"...)
+	if n > 0 || req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
+		var digits [20]byte
+		_, _ = w.WriteString("Content-Length: ")
+		_, _ = w.Write(strconv.AppendInt(digits[:0], int64(n), 10))
+		_, _ = w.WriteString("\r\n")
 	}
-	return append(b, "\r\n"...), nil
+	_, _ = w.WriteString("\r\n")
 }
 
 // hostPort is the dial address of a URL's host and port (80 by default).

@@ -3,14 +3,19 @@ package webhook
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
 // TestCleartextIdleConnectionsExpire closes a kept-alive connection once
@@ -47,8 +52,7 @@ func TestCleartextIdleConnectionsExpire(t *testing.T) {
 	}()
 	c := &h1Client{dial: (&net.Dialer{}).DialContext, maxIdle: 4, maxIdleTotal: 4, idleTimeout: 50 * time.Millisecond}
 	req := &http.Request{Method: http.MethodPost, URL: &url.URL{Scheme: "http", Host: ln.Addr().String(), Path: "/"}, Host: ln.Addr().String(), Header: http.Header{}}
-	never := func(int) int { return 0 }
-	if _, err := c.do(t.Context(), req, []byte("{}"), never); err != nil {
+	if _, err := c.do(t.Context(), time.Time{}, req, []byte("{}"), false); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -64,7 +68,7 @@ func TestCleartextIdleConnectionsExpire(t *testing.T) {
 	}
 
 	c.closeIdle()
-	if _, err := c.do(t.Context(), req, []byte("{}"), never); err != nil {
+	if _, err := c.do(t.Context(), time.Time{}, req, []byte("{}"), false); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -121,5 +125,50 @@ func TestReadHeadLineJoinsLongLines(t *testing.T) {
 	}
 	if _, err := readHeadLine(br, &budget); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("at the end: %v, want io.ErrUnexpectedEOF", err)
+	}
+}
+
+// TestHTTPSPath sends an https request through net/http's transport (here
+// the test server's, which trusts its certificate): the body arrives with
+// its length, a failure's status, body and Retry-After are read, and the
+// request timeout ends a request the receiver holds.
+func TestHTTPSPath(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/hang":
+			<-r.Context().Done()
+		case "/echo":
+			if r.ContentLength != int64(len(body)) || r.Header.Get("Webhook-Id") == "" {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Retry-After", "9")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write(body)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	e, err := NewExecutor(Config{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	e.transport = srv.Client().Transport
+	ev := &domain.Event{ID: "e1", EntityType: "Order", EntityID: "o1", EventType: domain.EventInsert, Data: map[string]any{"n": 1.0}}
+	act := &domain.Action{Name: "a", Webhook: &domain.WebhookAction{URL: srv.URL + "/echo"}}
+	err = e.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, act)
+	var se *StatusError
+	if !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable || !strings.Contains(se.Body, `"e1"`) {
+		t.Fatalf("Execute = %v, want a 503 echoing the envelope", err)
+	}
+	if d := domain.RetryAfter(err); d != 9*time.Second {
+		t.Errorf("Retry-After = %v, want 9s", d)
+	}
+	act.Webhook.URL, act.Webhook.Timeout = srv.URL+"/hang", 100*time.Millisecond
+	err = e.Execute(t.Context(), ev, &domain.Observer{Name: "o"}, act)
+	if !errors.Is(err, context.DeadlineExceeded) || domain.IsPermanent(err) {
+		t.Fatalf("Execute = %v, want a transient timeout", err)
 	}
 }

@@ -1,10 +1,7 @@
 package webhook
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,7 +12,7 @@ import (
 
 // parsedURL is a checked request URL and what messages may show of it.
 type parsedURL struct {
-	url    *url.URL // shared: copied before a request uses it
+	url    *url.URL // shared: read, never modified (the https path copies it)
 	target string
 }
 
@@ -28,6 +25,7 @@ func (e *Executor) parse(method, rawURL, action string) (parsedURL, error) {
 		if err != nil {
 			return parsedURL{}, err
 		}
+		u.Host = strings.TrimSuffix(u.Host, ":") // as http.NewRequest: an empty port dropped
 		p = parsedURL{url: u, target: target}
 		e.targets.put(rawURL, p)
 	}
@@ -55,9 +53,11 @@ func targetOf(method, rawURL, action string) (*url.URL, string, error) {
 // request (nothing writes into a request's header values).
 var contentTypeJSON = []string{"application/json"}
 
-// newRequest builds the request without parsing rawURL again: the parsed
-// URL is copied, the header map sized for the headers a webhook sets.
-func (e *Executor) newRequest(ctx context.Context, method, rawURL string, body []byte, extraHeaders int) (*http.Request, error) {
+// newRequest builds the request without parsing rawURL again and without
+// a body or context (the client of its scheme adds them): its URL is the
+// shared parsed one, not to be modified; its header map sized for the
+// headers a webhook sets.
+func (e *Executor) newRequest(method, rawURL string, extraHeaders int) (*http.Request, error) {
 	p, ok := e.targets.get(rawURL)
 	if !ok { // not through parse (a caller that checked nothing): parse now
 		var err error
@@ -68,31 +68,24 @@ func (e *Executor) newRequest(ctx context.Context, method, rawURL string, body [
 	if !domain.IsHTTPToken(method) {
 		return nil, domain.Permanent(fmt.Errorf("webhook: %s %s: build request: invalid method %q", method, p.target, method))
 	}
-	u := *p.url
-	u.Host = strings.TrimSuffix(u.Host, ":") // as http.NewRequest: an empty port dropped
 	h := make(http.Header, 8+extraHeaders)
 	h["User-Agent"] = e.userAgent
 	h["Content-Type"] = contentTypeJSON
 	req := &http.Request{
-		Method:        method,
-		URL:           &u,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
-		ContentLength: int64(len(body)),
-		Host:          u.Host,
+		Method:     method,
+		URL:        p.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Body:       http.NoBody,
+		Host:       p.url.Host,
 	}
-	if len(body) == 0 {
-		req.Body, req.GetBody = http.NoBody, nil
+	if u := p.url.User; u != nil { // as http.Client does; a configured Authorization header replaces it
+		password, _ := u.Password()
+		req.SetBasicAuth(u.Username(), password)
 	}
-	if u.User != nil { // as http.Client does; a configured Authorization header replaces it
-		password, _ := u.User.Password()
-		req.SetBasicAuth(u.User.Username(), password)
-	}
-	return req.WithContext(ctx), nil
+	return req, nil
 }
 
 // idKey names an observer's action.

@@ -30,3 +30,17 @@ func TestSignatureTestVector(t *testing.T) {
 		t.Errorf("rotated signature = %q, want the vector's signature last after a space", got)
 	}
 }
+
+// signature returns the webhook-signature value the executor sends for
+// keys: "v1,<base64 HMAC-SHA256 of id.ts.body>" for each, separated by
+// spaces.
+func signature(keys [][]byte, id, ts string, body []byte) string {
+	var b []byte
+	for i, key := range keys {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = newSigner(key).appendSignature(b, id, ts, body)
+	}
+	return string(b)
+}

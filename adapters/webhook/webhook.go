@@ -5,6 +5,7 @@
 package webhook
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/hmac"
@@ -13,12 +14,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -67,7 +70,7 @@ type Executor struct {
 	propagate func(ctx context.Context, h http.Header)
 	targets   memo[string, parsedURL] // raw URL → parsed, per configured URL
 	ids       memo[idKey, string]     // observer/action → webhook-id suffix
-	keys      memo[string, []byte]    // signing secret → HMAC key
+	keys      memo[string, *signer]   // signing secret → its signer
 }
 
 var _ ports.ActionExecutor = (*Executor)(nil)
@@ -250,13 +253,11 @@ func (e *Executor) Post(ctx context.Context, rawURL string, body []byte, timeout
 // (with Retry-After); permanent for other statuses and refused addresses.
 // extraHeaders is how many headers prepare adds (a size hint).
 func (e *Executor) send(ctx context.Context, method, rawURL, target string, body []byte, timeout time.Duration, extraHeaders int, prepare func(*http.Request) error) error {
-	reqCtx := ctx
+	var deadline time.Time
 	if timeout > 0 {
-		var cancel context.CancelFunc
-		reqCtx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
+		deadline = time.Now().Add(timeout)
 	}
-	req, err := e.newRequest(reqCtx, method, rawURL, body, extraHeaders)
+	req, err := e.newRequest(method, rawURL, extraHeaders)
 	if err != nil {
 		return err
 	}
@@ -269,17 +270,12 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 		}
 	}
 
-	snippet := func(status int) int {
-		if status >= 200 && status < 300 && !ports.WantsResponse(ctx) {
-			return 0
-		}
-		return max(maxErrorBody, ports.MaxResponseSnippet)
-	}
+	wants := ports.WantsResponse(ctx)
 	var ans h1Answer
 	if req.URL.Scheme == "http" {
-		ans, err = e.h1.do(reqCtx, req, body, snippet)
+		ans, err = e.h1.do(ctx, deadline, req, body, wants)
 	} else {
-		ans, err = e.roundTrip(req, snippet)
+		ans, err = e.roundTrip(ctx, deadline, req, body, wants)
 	}
 	if err != nil {
 		err = unwrapURLError(err)
@@ -294,7 +290,7 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 	}
 
 	ok := ans.status >= 200 && ans.status < 300
-	if !ok || ports.WantsResponse(ctx) {
+	if !ok || wants {
 		ports.NoteResponse(ctx, ans.status, ans.snippet) // for the delivery log
 	}
 	if ok {
@@ -316,21 +312,43 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 	}
 }
 
-// roundTrip sends req through net/http's transport (https endpoints) and
-// reads the answer as h1Client.do does. Straight to the transport: the
-// client would only add redirects (not followed), cookies (none) and
-// copies of the request.
-func (e *Executor) roundTrip(req *http.Request, snippet func(status int) int) (h1Answer, error) {
-	resp, err := e.transport.RoundTrip(req) //nolint:bodyclose // drainAndClose below closes it
+// roundTrip sends req through net/http's transport (https endpoints),
+// with body, and reads the answer as h1Client.do does. Straight to the
+// transport: the client would only add redirects (not followed), cookies
+// (none) and copies of the request.
+func (e *Executor) roundTrip(ctx context.Context, deadline time.Time, req *http.Request, body []byte, wants bool) (h1Answer, error) {
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	u := *req.URL // the shared parsed URL: the transport gets its own
+	req.URL = &u
+	if len(body) > 0 {
+		req.ContentLength = int64(len(body))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	resp, err := e.transport.RoundTrip(req.WithContext(ctx)) //nolint:bodyclose // drainAndClose below closes it
 	if err != nil {
 		return h1Answer{}, err
 	}
 	defer drainAndClose(resp.Body)
 	ans := h1Answer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
-	if n := snippet(resp.StatusCode); n > 0 && resp.ContentLength != 0 { // 0: known empty (a 204, or Content-Length: 0)
+	if n := snippetSize(resp.StatusCode, wants); n > 0 && resp.ContentLength != 0 { // 0: known empty (a 204, or Content-Length: 0)
 		ans.snippet, _ = io.ReadAll(io.LimitReader(resp.Body, int64(n)))
 	}
 	return ans, nil
+}
+
+// snippetSize is how much of an answer's body is read: none of a
+// success's unless the delivery log wants it (wants), enough of a
+// failure's for its error and the delivery log.
+func snippetSize(status int, wants bool) int {
+	if status >= 200 && status < 300 && !wants {
+		return 0
+	}
+	return max(maxErrorBody, ports.MaxResponseSnippet)
 }
 
 // body renders the request body: the body template JSON-escaped when set,
@@ -368,40 +386,50 @@ func (e *Executor) sign(h http.Header, id string, act *domain.Action, body []byt
 		delete(h, "Webhook-Signature")
 		return nil
 	}
-	keys := make([][]byte, len(act.Webhook.SigningSecrets))
+	var sig []byte
 	for i, secret := range act.Webhook.SigningSecrets {
-		key, ok := e.keys.get(secret)
+		sg, ok := e.keys.get(secret)
 		if !ok {
-			var err error
-			if key, err = ParseSigningSecret(secret); err != nil {
-				return fmt.Errorf("signing secret %d of %d: %w", i+1, len(keys), err)
+			key, err := ParseSigningSecret(secret)
+			if err != nil {
+				return fmt.Errorf("signing secret %d of %d: %w", i+1, len(act.Webhook.SigningSecrets), err)
 			}
-			e.keys.put(secret, key)
+			sg = newSigner(key)
+			e.keys.put(secret, sg)
 		}
-		keys[i] = key
+		if i > 0 {
+			sig = append(sig, ' ')
+		}
+		sig = sg.appendSignature(sig, id, ts, body)
 	}
-	h["Webhook-Signature"] = []string{signature(keys, id, ts, body)}
+	h["Webhook-Signature"] = []string{string(sig)}
 	return nil
 }
 
-// signature returns the webhook-signature value: "v1,<base64 HMAC-SHA256
-// of id.ts.body>" for each key, separated by spaces.
-func signature(keys [][]byte, id, ts string, body []byte) string {
-	var b strings.Builder
-	for i, key := range keys {
-		mac := hmac.New(sha256.New, key)
-		mac.Write([]byte(id))
-		mac.Write([]byte{'.'})
-		mac.Write([]byte(ts))
-		mac.Write([]byte{'.'})
-		mac.Write(body)
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString("v1,")
-		b.WriteString(base64.StdEncoding.EncodeToString(mac.Sum(nil)))
-	}
-	return b.String()
+// signer makes the v1 signatures of one key. hmac.New hashes the key's
+// pads (two SHA-256 blocks) each time: the keyed hashes are reused.
+type signer struct{ macs sync.Pool }
+
+func newSigner(key []byte) *signer {
+	s := &signer{}
+	s.macs.New = func() any { return hmac.New(sha256.New, key) }
+	return s
+}
+
+// appendSignature appends "v1,<base64 HMAC-SHA256 of id.ts.body>" to dst.
+func (s *signer) appendSignature(dst []byte, id, ts string, body []byte) []byte {
+	mac, _ := s.macs.Get().(hash.Hash)
+	mac.Reset()
+	_, _ = io.WriteString(mac, id)
+	_, _ = mac.Write([]byte{'.'})
+	_, _ = io.WriteString(mac, ts)
+	_, _ = mac.Write([]byte{'.'})
+	_, _ = mac.Write(body)
+	var sum [sha256.Size]byte
+	dst = append(dst, "v1,"...)
+	dst = base64.StdEncoding.AppendEncode(dst, mac.Sum(sum[:0]))
+	s.macs.Put(mac)
+	return dst
 }
 
 // MessageID is the webhook-id of an action's delivery of an event: stable
