@@ -191,6 +191,7 @@ func (a *App) readerConfig(name, lease string) application.ReaderConfig {
 		CheckpointInterval: a.cfg.Reader.CheckpointInterval,
 		StallAfter:         a.cfg.Reader.StallAfter,
 		CoalesceWait:       a.cfg.Reader.CoalesceWait,
+		CoalesceWaitMax:    a.cfg.Reader.CoalesceWaitMax,
 		Logger:             a.logger,
 		Metrics:            a.metrics,
 	}

@@ -113,6 +113,8 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"zero stall_after", "[reader]\nstall_after = \"0s\"", nil, []string{"reader.stall_after", "positive"}},
 		{"negative coalesce_wait", "[reader]\ncoalesce_wait = \"-1ms\"", nil, []string{"reader.coalesce_wait", "between 0s and 1s"}},
 		{"coalesce_wait over a second", "", []string{"FRAISEQL_READER_COALESCE_WAIT=2s"}, []string{"reader.coalesce_wait", "between 0s and 1s"}},
+		{"negative coalesce_wait_max", "[reader]\ncoalesce_wait_max = \"-1ms\"", nil, []string{"reader.coalesce_wait_max", "between 0s and 1s"}},
+		{"coalesce_wait_max over a second", "", []string{"FRAISEQL_READER_COALESCE_WAIT_MAX=1500ms"}, []string{"reader.coalesce_wait_max", "between 0s and 1s"}},
 		{"env fraction as integer", "", []string{"FRAISEQL_READER_MAX_IN_FLIGHT=3.7"}, []string{"reader.max_in_flight", "FRAISEQL_READER_MAX_IN_FLIGHT", "not an integer"}},
 		// What the adapters refuse at run must be refused by validate-config
 		// too, naming the key.

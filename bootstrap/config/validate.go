@@ -110,6 +110,9 @@ func (c *Config) Validate() error {
 	if c.Reader.CoalesceWait < 0 || c.Reader.CoalesceWait > time.Second {
 		return &ConfigError{Key: "reader.coalesce_wait", Msg: fmt.Sprintf("%s must be between 0s and 1s", c.Reader.CoalesceWait)}
 	}
+	if c.Reader.CoalesceWaitMax < 0 || c.Reader.CoalesceWaitMax > time.Second {
+		return &ConfigError{Key: "reader.coalesce_wait_max", Msg: fmt.Sprintf("%s must be between 0s and 1s", c.Reader.CoalesceWaitMax)}
+	}
 	if c.Reader.LeaseTTL < 3*time.Second {
 		return &ConfigError{Key: "reader.lease_ttl", Msg: "must be at least 3s"}
 	}
