@@ -22,6 +22,70 @@ func (finishingHandler) Begin()                               {}
 func (finishingHandler) Handle(_ ports.Record, finish func()) { finish() }
 func (finishingHandler) Run(ctx context.Context) error        { <-ctx.Done(); return nil }
 
+// timedReads is a source whose n-th read serves counts[n] records (none
+// after the last count) and notes when each read and each Wait came, since
+// start; Wait blocks until its context ends.
+type timedReads struct {
+	mu     sync.Mutex
+	counts []int
+	start  time.Time
+	reads  []time.Duration
+	waits  []time.Duration
+}
+
+func newTimedReads(counts ...int) *timedReads {
+	return &timedReads{counts: counts, start: time.Now()}
+}
+
+func (s *timedReads) source() *eventSource {
+	return &eventSource{
+		ReadFunc: func(_ context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			b := ports.Batch{End: after}
+			if len(s.reads) >= len(s.counts) {
+				return b, nil
+			}
+			for range min(s.counts[len(s.reads)], limit.Rows) {
+				b.End = ports.Position{Seq: b.End.Seq + 1}
+				b.Records = append(b.Records, record(b.End.Seq, seqEvent(fmt.Sprint("ent", b.End.Seq), 0)))
+			}
+			s.reads = append(s.reads, time.Since(s.start))
+			return b, nil
+		},
+		WaitFunc: func(ctx context.Context) error {
+			s.mu.Lock()
+			s.waits = append(s.waits, time.Since(s.start))
+			s.mu.Unlock()
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	}
+}
+
+// runFor runs a reader of s with cfg for a second of the bubble's time and
+// returns when each read and each Wait came.
+func (s *timedReads) runFor(t *testing.T, cfg application.ReaderConfig) (reads, waits []time.Duration) {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := application.NewReader(s.source(), memory.NewCheckpoints(), finishingHandler{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	time.Sleep(time.Second)
+	synctest.Wait()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads, s.waits
+}
+
 // A read that found several records without filling the batch is followed
 // by a pause of CoalesceWait before the next read; a full read is followed
 // by the next read at once; a read of one record waits for the source;
@@ -33,53 +97,7 @@ func TestReaderCoalescesReadsWhileTheSourceIsBusy(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				// Each read serves the next count of records (10 = a full batch).
-				counts := []int{3, 10, 4, 1}
-				var (
-					mu    sync.Mutex
-					at    []time.Duration // each read's time since the start
-					waits []time.Duration // each Wait's time since the start
-				)
-				start := time.Now()
-				src := &eventSource{
-					ReadFunc: func(_ context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
-						mu.Lock()
-						defer mu.Unlock()
-						b := ports.Batch{End: after}
-						if len(at) >= len(counts) {
-							return b, nil
-						}
-						for range min(counts[len(at)], limit.Rows) {
-							b.End = ports.Position{Seq: b.End.Seq + 1}
-							b.Records = append(b.Records, record(b.End.Seq, seqEvent(fmt.Sprint("ent", b.End.Seq), 0)))
-						}
-						at = append(at, time.Since(start))
-						return b, nil
-					},
-					WaitFunc: func(ctx context.Context) error {
-						mu.Lock()
-						waits = append(waits, time.Since(start))
-						mu.Unlock()
-						<-ctx.Done()
-						return ctx.Err()
-					},
-				}
-				r, err := application.NewReader(src, memory.NewCheckpoints(), finishingHandler{}, application.ReaderConfig{
-					BatchSize: 10, CoalesceWait: wait, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(t.Context())
-				done := make(chan error, 1)
-				go func() { done <- r.Run(ctx) }()
-				time.Sleep(time.Second)
-				synctest.Wait()
-				cancel()
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
-				mu.Lock()
-				defer mu.Unlock()
+				at, waits := newTimedReads(3, 10, 4, 1).runFor(t, application.ReaderConfig{BatchSize: 10, CoalesceWait: wait})
 				// 3 of 10: pause; 10 of 10: at once; 4 of 10: pause; 1: Wait.
 				want := []time.Duration{0, wait, wait, 2 * wait}
 				if fmt.Sprint(at) != fmt.Sprint(want) {
@@ -114,47 +132,9 @@ func TestReaderCoalescePauseGrowsWithTheWriteRate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				counts := []int{100, 100, 30, 2, 1}
-				var (
-					mu sync.Mutex
-					at []time.Duration
-				)
-				start := time.Now()
-				src := &eventSource{
-					ReadFunc: func(_ context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
-						mu.Lock()
-						defer mu.Unlock()
-						b := ports.Batch{End: after}
-						if len(at) >= len(counts) {
-							return b, nil
-						}
-						for range min(counts[len(at)], limit.Rows) {
-							b.End = ports.Position{Seq: b.End.Seq + 1}
-							b.Records = append(b.Records, record(b.End.Seq, seqEvent(fmt.Sprint("ent", b.End.Seq), 0)))
-						}
-						at = append(at, time.Since(start))
-						return b, nil
-					},
-					WaitFunc: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
-				}
-				r, err := application.NewReader(src, memory.NewCheckpoints(), finishingHandler{}, application.ReaderConfig{
+				at, _ := newTimedReads(100, 100, 30, 2, 1).runFor(t, application.ReaderConfig{
 					BatchSize: 1000, CoalesceWait: 2 * time.Millisecond, CoalesceWaitMax: tt.waitMax,
-					Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(t.Context())
-				done := make(chan error, 1)
-				go func() { done <- r.Run(ctx) }()
-				time.Sleep(time.Second)
-				synctest.Wait()
-				cancel()
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
-				mu.Lock()
-				defer mu.Unlock()
 				if fmt.Sprint(at) != fmt.Sprint(tt.wantRead) {
 					t.Errorf("reads at %v, want %v", at, tt.wantRead)
 				}
