@@ -3,6 +3,7 @@ package webhook
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -234,15 +235,21 @@ func (hc *h1Conn) roundTrip(ctx context.Context, deadline time.Time, req *http.R
 	}()
 
 	writeHead(hc.bw, req, len(body))
-	if _, err := hc.bw.Write(body); err != nil {
-		return ans, false, false, err
-	}
-	if err := hc.bw.Flush(); err != nil {
-		return ans, false, false, err
+	_, werr := hc.bw.Write(body)
+	if werr == nil {
+		werr = hc.bw.Flush()
 	}
 	if _, err := hc.br.Peek(1); err != nil {
-		return ans, false, false, err
+		return ans, false, false, cmp.Or(werr, err)
 	}
+	// An answer came, even if the request could not be written whole: a
+	// receiver may answer early (413) and close without reading the body.
+	// The connection is not reused then.
+	defer func() {
+		if werr != nil {
+			keep = false
+		}
+	}()
 	var h answerHead
 	for interim := 0; ; interim++ {
 		if h, err = readAnswerHead(hc.br); err != nil {

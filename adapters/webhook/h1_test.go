@@ -336,3 +336,32 @@ func TestCleartextCancelEndsTheRequest(t *testing.T) {
 		t.Errorf("Execute returned %v after the cancel", d)
 	}
 }
+
+// TestCleartextEarlyAnswer reads the answer of a receiver that refuses a
+// large body after its head and closes without reading the rest: the
+// request's status (413, permanent) is the outcome, not the failed write.
+func TestCleartextEarlyAnswer(t *testing.T) {
+	t.Parallel()
+	srv := newRawServer(t, func(s *rawServer, _ int, c net.Conn, br *bufio.Reader) {
+		tp := textproto.NewReader(br)
+		if _, err := tp.ReadLine(); err != nil {
+			return
+		}
+		if _, err := tp.ReadMIMEHeader(); err != nil {
+			return
+		}
+		s.requests.Add(1)
+		_, _ = io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo long")
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		time.Sleep(200 * time.Millisecond) // then closed with the body unread
+	})
+	ev := newEvent()
+	ev.Data = map[string]any{"blob": strings.Repeat("x", 32<<20)}
+	err := newH1Executor(t).Execute(t.Context(), ev, testObserver, newAction(srv.url, nil))
+	var se *webhook.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 413 || !domain.IsPermanent(err) {
+		t.Fatalf("Execute = %.200v, want a permanent 413", err)
+	}
+}
