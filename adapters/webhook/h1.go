@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +36,10 @@ const (
 	h1MaxHeaderBytes = 1 << 20
 	// h1MaxInterim bounds the 1xx answers read before the final one.
 	h1MaxInterim = 8
+	// h1CheckAfter is how long a connection may stay idle before its reuse
+	// checks that the server did not close it, or send on it, meanwhile
+	// (closedOrTalking): a connection in steady use is not checked.
+	h1CheckAfter = 50 * time.Millisecond
 )
 
 var (
@@ -85,7 +89,8 @@ func (c *h1Client) get(addr string, now time.Time) *h1Conn {
 		conns[len(conns)-1] = nil
 		conns = conns[:len(conns)-1]
 		c.nIdle--
-		if now.Sub(hc.idleSince) < c.idleTimeout {
+		idle := now.Sub(hc.idleSince)
+		if idle < c.idleTimeout && (idle < h1CheckAfter || !hc.closedOrTalking()) {
 			c.idle[addr] = conns
 			return hc
 		}
@@ -182,7 +187,10 @@ func (c *h1Client) do(ctx context.Context, deadline time.Time, req *http.Request
 	}
 	addr := hostPort(req.URL.Hostname(), req.URL.Port())
 	for attempt := 0; ; attempt++ {
-		hc := c.get(addr, time.Now())
+		var hc *h1Conn
+		if attempt == 0 { // a resend always goes on a new connection
+			hc = c.get(addr, time.Now())
+		}
 		reused := hc != nil
 		if !reused {
 			dialCtx := ctx
@@ -234,13 +242,9 @@ func (hc *h1Conn) roundTrip(ctx context.Context, deadline time.Time, req *http.R
 		}
 	}()
 
-	writeHead(hc.bw, req, len(body))
-	_, werr := hc.bw.Write(body)
-	if werr == nil {
-		werr = hc.bw.Flush()
-	}
-	if _, err := hc.br.Peek(1); err != nil {
-		return ans, false, false, cmp.Or(werr, err)
+	werr, perr := hc.send(req, body)
+	if perr != nil {
+		return ans, false, false, cmp.Or(werr, perr)
 	}
 	// An answer came, even if the request could not be written whole: a
 	// receiver may answer early (413) and close without reading the body.
@@ -303,34 +307,52 @@ func (hc *h1Conn) roundTrip(ctx context.Context, deadline time.Time, req *http.R
 	return ans, err == nil && n <= maxDrain, true, nil
 }
 
-// lengthReader reads a body of known length, and reports a connection
-// that ends before it as io.ErrUnexpectedEOF.
-type lengthReader struct {
-	r    *bufio.Reader
-	left int64
-}
+// h1WriteAlone is the body size up to which the request is written
+// before the answer is awaited: the socket's buffer takes it. A larger
+// body is written while the answer is awaited, so that a receiver that
+// answers early (413) and stops reading is heard, not waited out.
+const h1WriteAlone = 64 << 10
 
-func (l *lengthReader) Read(p []byte) (int, error) {
-	if l.left == 0 {
-		return 0, io.EOF
+// send writes req with body and waits for the first byte of the answer.
+// werr is the write's error (an answer may still have come); perr, when
+// set, means no answer came.
+func (hc *h1Conn) send(req *http.Request, body []byte) (werr, perr error) {
+	write := func() error {
+		writeHead(hc.bw, req, len(body))
+		if _, err := hc.bw.Write(body); err != nil {
+			return err
+		}
+		return hc.bw.Flush()
 	}
-	if int64(len(p)) > l.left {
-		p = p[:l.left]
+	if len(body) <= h1WriteAlone {
+		werr = write()
+		_, perr = hc.br.Peek(1)
+		return werr, perr
 	}
-	n, err := l.r.Read(p)
-	l.left -= int64(n)
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
+	done := make(chan error, 1)
+	go func() { done <- write() }()
+	_, perr = hc.br.Peek(1)
+	select {
+	case werr = <-done:
+	default: // answered (or failed) before the body was written: stop writing
+		_ = hc.nc.SetWriteDeadline(time.Unix(1, 0))
+		werr = <-done
+		if werr == nil {
+			werr = errors.New("answered before the request was written")
+		}
 	}
-	return n, err
+	return werr, perr
 }
 
 // validHeaders checks req's Host and header names and values as net/http
 // does: a value cannot smuggle another header.
 func validHeaders(req *http.Request) error {
-	if !httpguts.ValidHostHeader(req.Host) {
+	host := cmp.Or(req.Host, req.URL.Host) // an empty Host override: the URL's, as net/http
+	host, err := httpguts.PunycodeHostPort(host)
+	if err != nil || !httpguts.ValidHostHeader(host) {
 		return fmt.Errorf("%w: Host header %q", errInvalidRequest, req.Host)
 	}
+	req.Host = removeZone(host)
 	for k, vs := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
 			return fmt.Errorf("%w: header name %q", errInvalidRequest, k)
@@ -374,191 +396,27 @@ func writeHead(w *bufio.Writer, req *http.Request, n int) {
 	_, _ = w.WriteString("\r\n")
 }
 
+// removeZone drops the zone of an IPv6 literal host ("[fe80::1%en0]:80"),
+// which has no meaning to the receiver, as net/http does.
+func removeZone(host string) string {
+	if !strings.HasPrefix(host, "[") {
+		return host
+	}
+	i := strings.LastIndex(host, "]")
+	if i < 0 {
+		return host
+	}
+	j := strings.LastIndex(host[:i], "%")
+	if j < 0 {
+		return host
+	}
+	return host[:j] + host[i:]
+}
+
 // hostPort is the dial address of a URL's host and port (80 by default).
 func hostPort(host, port string) string {
 	if port == "" {
 		port = "80"
 	}
 	return net.JoinHostPort(host, port)
-}
-
-// answerHead is what the client reads of an answer's head.
-type answerHead struct {
-	status        int
-	contentLength int64 // -1: not given
-	chunked       bool
-	keepAlive     bool
-	retryAfter    string
-}
-
-// readAnswerHead reads a status line and the headers after it.
-func readAnswerHead(br *bufio.Reader) (answerHead, error) {
-	h := answerHead{contentLength: -1}
-	budget := h1MaxHeaderBytes
-	line, err := readHeadLine(br, &budget)
-	if err != nil {
-		return h, err
-	}
-	// HTTP/1.x SP 3DIGIT [SP reason]
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' ||
-		len(line) > 12 && line[12] != ' ' {
-		return h, fmt.Errorf("%w: status line %q", errH1Protocol, truncate(line))
-	}
-	minor := line[7]
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 100 {
-		return h, fmt.Errorf("%w: status line %q", errH1Protocol, truncate(line))
-	}
-	h.status = status
-	h.keepAlive = minor != '0'
-	for {
-		line, err := readHeadLine(br, &budget)
-		if err != nil {
-			return h, err
-		}
-		if len(line) == 0 {
-			return h, nil
-		}
-		if line[0] == ' ' || line[0] == '\t' { // obsolete line folding
-			return h, fmt.Errorf("%w: folded header line", errH1Protocol)
-		}
-		name, value, ok := bytes.Cut(line, []byte{':'})
-		if !ok {
-			return h, fmt.Errorf("%w: header line %q", errH1Protocol, truncate(line))
-		}
-		value = bytes.TrimSpace(value)
-		switch {
-		case asciiEqualFold(name, "content-length"):
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || h.contentLength >= 0 && n != h.contentLength {
-				return h, fmt.Errorf("%w: Content-Length %q", errH1Protocol, truncate(value))
-			}
-			h.contentLength = n
-		case asciiEqualFold(name, "transfer-encoding"):
-			if !asciiEqualFold(value, "chunked") {
-				return h, fmt.Errorf("%w: Transfer-Encoding %q", errH1Protocol, truncate(value))
-			}
-			h.chunked = true
-		case asciiEqualFold(name, "connection"):
-			for tok := range bytes.SplitSeq(value, []byte{','}) {
-				tok = bytes.TrimSpace(tok)
-				switch {
-				case asciiEqualFold(tok, "close"):
-					h.keepAlive = false
-				case asciiEqualFold(tok, "keep-alive") && minor == '0':
-					h.keepAlive = true
-				}
-			}
-		case asciiEqualFold(name, "retry-after"):
-			h.retryAfter = string(value)
-		}
-		if h.chunked {
-			h.contentLength = -1 // Transfer-Encoding overrides Content-Length
-		}
-	}
-}
-
-// readHeadLine reads one line of an answer's head without its CRLF,
-// charging it to budget.
-func readHeadLine(br *bufio.Reader, budget *int) ([]byte, error) {
-	var long []byte
-	for {
-		part, err := br.ReadSlice('\n')
-		*budget -= len(part)
-		if *budget < 0 {
-			return nil, fmt.Errorf("%w: answer head larger than %d bytes", errH1Protocol, h1MaxHeaderBytes)
-		}
-		switch {
-		case err == nil:
-			if long != nil {
-				part = append(long, part...)
-			}
-			return bytes.TrimRight(part, "\r\n"), nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			long = append(long, part...)
-		case errors.Is(err, io.EOF) && len(part)+len(long) == 0:
-			return nil, io.ErrUnexpectedEOF
-		default:
-			return nil, err
-		}
-	}
-}
-
-// chunkedReader reads a chunked body, trailers included, and reports
-// io.EOF at its end.
-type chunkedReader struct {
-	r    *bufio.Reader
-	left int64 // bytes left in the current chunk
-	done bool
-}
-
-func (c *chunkedReader) Read(p []byte) (int, error) {
-	if c.done {
-		return 0, io.EOF
-	}
-	if c.left == 0 {
-		budget := h1MaxHeaderBytes
-		line, err := readHeadLine(c.r, &budget)
-		if err != nil {
-			return 0, err
-		}
-		size, _, _ := bytes.Cut(line, []byte{';'}) // chunk extensions ignored
-		n, err := strconv.ParseInt(string(bytes.TrimSpace(size)), 16, 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%w: chunk size %q", errH1Protocol, truncate(line))
-		}
-		if n == 0 {
-			for { // trailers, up to the empty line
-				line, err := readHeadLine(c.r, &budget)
-				if err != nil {
-					return 0, err
-				}
-				if len(line) == 0 {
-					c.done = true
-					return 0, io.EOF
-				}
-			}
-		}
-		c.left = n
-	}
-	if int64(len(p)) > c.left {
-		p = p[:c.left]
-	}
-	n, err := c.r.Read(p)
-	c.left -= int64(n)
-	if c.left == 0 && err == nil {
-		if _, err := c.r.Discard(2); err != nil { // the chunk's CRLF
-			return n, err
-		}
-	}
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
-}
-
-// asciiEqualFold reports whether b equals the lower-case ASCII s, ignoring
-// case.
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// truncate shortens what an error quotes of an answer.
-func truncate(b []byte) string {
-	if len(b) > 64 {
-		return string(b[:64]) + "..."
-	}
-	return string(b)
 }

@@ -172,3 +172,28 @@ func TestHTTPSPath(t *testing.T) {
 		t.Fatalf("Execute = %v, want a transient timeout", err)
 	}
 }
+
+// TestChunkedReaderEnds reads a chunked body to its end, and reports one
+// cut short, or a chunk not followed by CRLF, as an error rather than as
+// the body's end.
+func TestChunkedReaderEnds(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in      string
+		want    string
+		wantErr error
+	}{
+		{"3\r\nabc\r\n0\r\n\r\n", "abc", nil},
+		{"3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n", "abcde", nil},
+		{"3\r\nabc", "abc", io.ErrUnexpectedEOF},
+		{"3\r\nabc\r\n", "abc", io.ErrUnexpectedEOF},
+		{"3\r\nabc\r\n5", "abc", io.ErrUnexpectedEOF},
+		{"3\r\nabc\r\n0\r\n", "abc", io.ErrUnexpectedEOF},
+		{"3\r\nabcXY0\r\n\r\n", "abc", errH1Protocol},
+	} {
+		got, err := io.ReadAll(&chunkedReader{r: bufio.NewReader(strings.NewReader(tt.in))})
+		if string(got) != tt.want || !errors.Is(err, tt.wantErr) && (tt.wantErr != nil || err != nil) {
+			t.Errorf("%q: read %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

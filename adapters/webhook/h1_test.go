@@ -170,6 +170,7 @@ func TestCleartextConnectionReuse(t *testing.T) {
 		{"HTTP/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 3},
 		{"body too long to drain", "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(long)) + "\r\n\r\n" + long, 3},
 		{"body to the end", "HTTP/1.1 200 OK\r\n\r\nthe rest", 3},
+		{"HTTP/1.0 close wins", "HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n", 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -261,6 +262,8 @@ func TestCleartextMalformedAnswers(t *testing.T) {
 		{"HTTP/2 status line", "HTTP/2 200\r\n\r\n"},
 		{"switching protocols", "HTTP/1.1 101 Switching Protocols\r\n\r\n"},
 		{"negative length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"},
+		{"signed length", "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx"},
+		{"signed chunk size", "HTTP/1.1 500 x\r\nTransfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\n"},
 		{"two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx"},
 		{"gzip transfer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"},
 		{"folded header", "HTTP/1.1 200 OK\r\nX-A: 1\r\n  2\r\n\r\n"},
@@ -363,5 +366,144 @@ func TestCleartextEarlyAnswer(t *testing.T) {
 	var se *webhook.StatusError
 	if !errors.As(err, &se) || se.StatusCode != 413 || !domain.IsPermanent(err) {
 		t.Fatalf("Execute = %.200v, want a permanent 413", err)
+	}
+}
+
+// TestCleartextResendDialsANewConnection sends a request whose kept-alive
+// connection the receiver had closed once more on a new connection, not
+// on the next idle one, which the receiver closed too.
+func TestCleartextResendDialsANewConnection(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := newRawServer(t, func(s *rawServer, conn int, c net.Conn, br *bufio.Reader) {
+		if _, _, ok := s.readRequest(br); !ok {
+			return
+		}
+		if conn < 2 {
+			<-release // both first requests in flight at once: two connections
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		if conn < 2 {
+			return // then closed, though the answer said keep-alive
+		}
+		for {
+			if _, _, ok := s.readRequest(br); !ok {
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		}
+	})
+	exec := newH1Executor(t)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)) }()
+	}
+	for srv.requests.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(10 * time.Millisecond) // the closes reach the client; within h1CheckAfter: no check before reuse
+	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)); err != nil {
+		t.Fatalf("Execute with two closed connections idle: %v", err)
+	}
+	if got := srv.conns.Load(); got != 3 {
+		t.Errorf("%d connections, want 3 (the resend on a new one)", got)
+	}
+}
+
+// TestCleartextIdleConnectionChecked does not send on a connection that
+// sat idle while the receiver wrote on it (a 408 before closing it): the
+// 408 is not taken for the next request's answer.
+func TestCleartextIdleConnectionChecked(t *testing.T) {
+	t.Parallel()
+	srv := newRawServer(t, func(s *rawServer, conn int, c net.Conn, br *bufio.Reader) {
+		for {
+			if _, _, ok := s.readRequest(br); !ok {
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+			if conn == 0 {
+				time.Sleep(20 * time.Millisecond)
+				_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+				time.Sleep(time.Second) // open: only the 408 tells
+				return
+			}
+		}
+	})
+	exec := newH1Executor(t)
+	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)); err != nil {
+		t.Fatalf("Execute after the 408 on the idle connection: %v", err)
+	}
+	if got := srv.conns.Load(); got != 2 {
+		t.Errorf("%d connections, want 2", got)
+	}
+}
+
+// TestCleartextEarlyAnswerWhileTheReceiverHolds reads the early answer of
+// a receiver that stops reading a large body but keeps the connection
+// open: the 413, at once, not a timeout.
+func TestCleartextEarlyAnswerWhileTheReceiverHolds(t *testing.T) {
+	t.Parallel()
+	srv := newRawServer(t, func(s *rawServer, _ int, c net.Conn, br *bufio.Reader) {
+		tp := textproto.NewReader(br)
+		if _, err := tp.ReadLine(); err != nil {
+			return
+		}
+		if _, err := tp.ReadMIMEHeader(); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+		time.Sleep(5 * time.Second) // holds the connection, reading nothing
+	})
+	ev := newEvent()
+	ev.Data = map[string]any{"blob": strings.Repeat("x", 32<<20)}
+	act := newAction(srv.url, func(wh *domain.WebhookAction) { wh.Timeout = 3 * time.Second })
+	start := time.Now()
+	err := newH1Executor(t).Execute(t.Context(), ev, testObserver, act)
+	var se *webhook.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 413 || !domain.IsPermanent(err) {
+		t.Fatalf("Execute = %.200v, want a permanent 413", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the 413 took %v", d)
+	}
+}
+
+// TestCleartextHost sends an internationalised Host override in its ASCII
+// form, and the URL's host for an empty one.
+func TestCleartextHost(t *testing.T) {
+	t.Parallel()
+	hosts := make(chan string, 2)
+	srv := newRawServer(t, func(s *rawServer, _ int, c net.Conn, br *bufio.Reader) {
+		for {
+			h, _, ok := s.readRequest(br)
+			if !ok {
+				return
+			}
+			hosts <- h.Get("Host")
+			_, _ = io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		}
+	})
+	exec := newH1Executor(t)
+	for _, override := range []string{"bücher.example", ""} {
+		act := newAction(srv.url, func(wh *domain.WebhookAction) { wh.Headers = map[string]string{"Host": override} })
+		if err := exec.Execute(t.Context(), newEvent(), testObserver, act); err != nil {
+			t.Fatalf("Host %q: %v", override, err)
+		}
+	}
+	if got, want := <-hosts, "xn--bcher-kva.example"; got != want {
+		t.Errorf("Host = %q, want %q", got, want)
+	}
+	if got, want := <-hosts, strings.TrimPrefix(strings.TrimSuffix(srv.url, "/hook"), "http://"); got != want {
+		t.Errorf("Host for an empty override = %q, want %q", got, want)
 	}
 }
