@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -340,35 +341,6 @@ func TestCleartextCancelEndsTheRequest(t *testing.T) {
 	}
 }
 
-// TestCleartextEarlyAnswer reads the answer of a receiver that refuses a
-// large body after its head and closes without reading the rest: the
-// request's status (413, permanent) is the outcome, not the failed write.
-func TestCleartextEarlyAnswer(t *testing.T) {
-	t.Parallel()
-	srv := newRawServer(t, func(s *rawServer, _ int, c net.Conn, br *bufio.Reader) {
-		tp := textproto.NewReader(br)
-		if _, err := tp.ReadLine(); err != nil {
-			return
-		}
-		if _, err := tp.ReadMIMEHeader(); err != nil {
-			return
-		}
-		s.requests.Add(1)
-		_, _ = io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo long")
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		time.Sleep(200 * time.Millisecond) // then closed with the body unread
-	})
-	ev := newEvent()
-	ev.Data = map[string]any{"blob": strings.Repeat("x", 32<<20)}
-	err := newH1Executor(t).Execute(t.Context(), ev, testObserver, newAction(srv.url, nil))
-	var se *webhook.StatusError
-	if !errors.As(err, &se) || se.StatusCode != 413 || !domain.IsPermanent(err) {
-		t.Fatalf("Execute = %.200v, want a permanent 413", err)
-	}
-}
-
 // TestCleartextResendDialsANewConnection sends a request whose kept-alive
 // connection the receiver had closed once more on a new connection, not
 // on the next idle one, which the receiver closed too.
@@ -448,33 +420,46 @@ func TestCleartextIdleConnectionChecked(t *testing.T) {
 	}
 }
 
-// TestCleartextEarlyAnswerWhileTheReceiverHolds reads the early answer of
-// a receiver that stops reading a large body but keeps the connection
-// open: the 413, at once, not a timeout.
-func TestCleartextEarlyAnswerWhileTheReceiverHolds(t *testing.T) {
+// TestCleartextEarlyAnswer reads the answer of a receiver that refuses a
+// large body after its head, without reading the rest, and then closes
+// the connection or holds it open: the request's status (413, permanent)
+// is the outcome, at once, not the failed write nor a timeout.
+func TestCleartextEarlyAnswer(t *testing.T) {
 	t.Parallel()
-	srv := newRawServer(t, func(s *rawServer, _ int, c net.Conn, br *bufio.Reader) {
-		tp := textproto.NewReader(br)
-		if _, err := tp.ReadLine(); err != nil {
-			return
-		}
-		if _, err := tp.ReadMIMEHeader(); err != nil {
-			return
-		}
-		_, _ = io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
-		time.Sleep(5 * time.Second) // holds the connection, reading nothing
-	})
-	ev := newEvent()
-	ev.Data = map[string]any{"blob": strings.Repeat("x", 32<<20)}
-	act := newAction(srv.url, func(wh *domain.WebhookAction) { wh.Timeout = 3 * time.Second })
-	start := time.Now()
-	err := newH1Executor(t).Execute(t.Context(), ev, testObserver, act)
-	var se *webhook.StatusError
-	if !errors.As(err, &se) || se.StatusCode != 413 || !domain.IsPermanent(err) {
-		t.Fatalf("Execute = %.200v, want a permanent 413", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("the 413 took %v", d)
+	for _, holds := range []bool{false, true} {
+		t.Run(fmt.Sprint("holds=", holds), func(t *testing.T) {
+			t.Parallel()
+			srv := newRawServer(t, func(_ *rawServer, _ int, c net.Conn, br *bufio.Reader) {
+				tp := textproto.NewReader(br)
+				if _, err := tp.ReadLine(); err != nil {
+					return
+				}
+				if _, err := tp.ReadMIMEHeader(); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo long")
+				if holds {
+					<-t.Context().Done() // open, reading nothing, until the test ends
+					return
+				}
+				if tc, ok := c.(*net.TCPConn); ok {
+					_ = tc.CloseWrite()
+				}
+				time.Sleep(200 * time.Millisecond) // then closed with the body unread
+			})
+			ev := newEvent()
+			ev.Data = map[string]any{"blob": strings.Repeat("x", 32<<20)}
+			act := newAction(srv.url, func(wh *domain.WebhookAction) { wh.Timeout = 3 * time.Second })
+			start := time.Now()
+			err := newH1Executor(t).Execute(t.Context(), ev, testObserver, act)
+			var se *webhook.StatusError
+			if !errors.As(err, &se) || se.StatusCode != 413 || !domain.IsPermanent(err) {
+				t.Fatalf("Execute = %.200v, want a permanent 413", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("the 413 took %v", d)
+			}
+		})
 	}
 }
 
