@@ -28,10 +28,7 @@ func (l *lengthReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.left -= int64(n)
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
+	return n, unexpectedEOF(err)
 }
 
 // answerHead is what the client reads of an answer's head.
@@ -191,10 +188,7 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 			_, _ = c.r.Discard(2)
 		}
 	}
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
+	return n, unexpectedEOF(err)
 }
 
 // unexpectedEOF turns the end of the connection inside a body into

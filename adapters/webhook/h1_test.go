@@ -91,6 +91,12 @@ func (s *rawServer) readRequest(br *bufio.Reader) (http.Header, []byte, bool) {
 	return http.Header(h), body, true
 }
 
+// deliver runs a webhook action posting an event to s.
+func (s *rawServer) deliver(t *testing.T, exec *webhook.Executor) error {
+	t.Helper()
+	return exec.Execute(t.Context(), newEvent(), testObserver, newAction(s.url, nil))
+}
+
 // serveEach answers every request of a connection with answer(conn, i).
 func serveEach(answer func(conn, i int) string) func(s *rawServer, conn int, c net.Conn, br *bufio.Reader) {
 	return func(s *rawServer, conn int, c net.Conn, br *bufio.Reader) {
@@ -191,7 +197,7 @@ func TestCleartextConnectionReuse(t *testing.T) {
 			})
 			exec := newH1Executor(t)
 			for range 3 {
-				if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)); err != nil {
+				if err := srv.deliver(t, exec); err != nil {
 					t.Fatalf("Execute: %v", err)
 				}
 			}
@@ -214,7 +220,7 @@ func TestCleartextStaleConnectionIsReplaced(t *testing.T) {
 	})
 	exec := newH1Executor(t)
 	for i := range 2 {
-		if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)); err != nil {
+		if err := srv.deliver(t, exec); err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
 		time.Sleep(20 * time.Millisecond) // the close reaches the client
@@ -232,7 +238,7 @@ func TestCleartextNoAnswerIsNotResent(t *testing.T) {
 	srv := newRawServer(t, func(s *rawServer, _ int, _ net.Conn, br *bufio.Reader) {
 		s.readRequest(br) // then closed without an answer
 	})
-	err := newH1Executor(t).Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil))
+	err := srv.deliver(t, newH1Executor(t))
 	if err == nil || domain.IsPermanent(err) {
 		t.Fatalf("Execute = %v, want a transient error", err)
 	}
@@ -247,7 +253,7 @@ func TestCleartextInterimAnswers(t *testing.T) {
 	srv := newRawServer(t, serveEach(func(int, int) string {
 		return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
 	}))
-	if err := newH1Executor(t).Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)); err != nil {
+	if err := srv.deliver(t, newH1Executor(t)); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
 }
@@ -280,7 +286,7 @@ func TestCleartextMalformedAnswers(t *testing.T) {
 					_, _ = io.WriteString(c, tt.answer)
 				}
 			})
-			err := newH1Executor(t).Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil))
+			err := srv.deliver(t, newH1Executor(t))
 			if err == nil || domain.IsPermanent(err) {
 				t.Fatalf("Execute = %v, want a transient error", err)
 			}
@@ -297,7 +303,7 @@ func TestCleartextTruncatedErrorBody(t *testing.T) {
 			_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 100\r\n\r\nbad field")
 		}
 	})
-	err := newH1Executor(t).Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil))
+	err := srv.deliver(t, newH1Executor(t))
 	var se *webhook.StatusError
 	if !errors.As(err, &se) || se.StatusCode != 400 || se.Body != "bad field" || !domain.IsPermanent(err) {
 		t.Fatalf("Execute = %v, want a permanent 400 quoting %q", err, "bad field")
@@ -368,7 +374,7 @@ func TestCleartextResendDialsANewConnection(t *testing.T) {
 	exec := newH1Executor(t)
 	errs := make(chan error, 2)
 	for range 2 {
-		go func() { errs <- exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)) }()
+		go func() { errs <- srv.deliver(t, exec) }()
 	}
 	for srv.requests.Load() < 2 {
 		time.Sleep(time.Millisecond)
@@ -380,7 +386,7 @@ func TestCleartextResendDialsANewConnection(t *testing.T) {
 		}
 	}
 	time.Sleep(10 * time.Millisecond) // the closes reach the client; within h1CheckAfter: no check before reuse
-	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)); err != nil {
+	if err := srv.deliver(t, exec); err != nil {
 		t.Fatalf("Execute with two closed connections idle: %v", err)
 	}
 	if got := srv.conns.Load(); got != 3 {
@@ -402,17 +408,17 @@ func TestCleartextIdleConnectionChecked(t *testing.T) {
 			if conn == 0 {
 				time.Sleep(20 * time.Millisecond)
 				_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-				time.Sleep(time.Second) // open: only the 408 tells
+				<-t.Context().Done() // open until the test ends: only the 408 tells
 				return
 			}
 		}
 	})
 	exec := newH1Executor(t)
-	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)); err != nil {
+	if err := srv.deliver(t, exec); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(150 * time.Millisecond)
-	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(srv.url, nil)); err != nil {
+	if err := srv.deliver(t, exec); err != nil {
 		t.Fatalf("Execute after the 408 on the idle connection: %v", err)
 	}
 	if got := srv.conns.Load(); got != 2 {
