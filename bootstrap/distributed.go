@@ -84,7 +84,7 @@ func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store
 	log := a.logger.With(slog.String("bridge", name))
 	cl, err := postgres.NewChangeLog(db.Pool, postgres.ChangeLogConfig{
 		Table: dbc.ChangeLogTable, Channel: dbc.NotifyChannel, PollInterval: dbc.PollInterval, Source: source,
-		MaxEventBytes: a.cfg.Reader.MaxEventBytes,
+		MaxEventBytes: a.cfg.Reader.MaxEventBytes, PollOnly: dbc.Wake == config.WakePoll,
 	}, log)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	redisadapter "github.com/fraiseql/fraiseql-observer/adapters/redis"
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -161,7 +162,7 @@ func (a *App) buildLocalReader() error {
 		db := a.cfg.Database
 		cl, err := postgres.NewChangeLog(a.db.Pool, postgres.ChangeLogConfig{
 			Table: db.ChangeLogTable, Channel: db.NotifyChannel, PollInterval: db.PollInterval,
-			MaxEventBytes: a.cfg.Reader.MaxEventBytes,
+			MaxEventBytes: a.cfg.Reader.MaxEventBytes, PollOnly: db.Wake == config.WakePoll,
 		}, a.logger)
 		if err != nil {
 			return err

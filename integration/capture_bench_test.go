@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -32,8 +33,9 @@ import (
 //	   service running and draining the table
 //	c  the current capture (NOTIFY only while the reader waits), with the
 //	   service running and draining the table
-//	d  no trigger, with the service running and draining the table (it
-//	   polls): what reading alone costs, the floor for c
+//	d  database.wake = "poll": no trigger (the service's migrate drops
+//	   it), with the service running and draining the table by polling:
+//	   what reading alone costs, the floor for c
 //
 // The service is the real one (postgres-only topology, default tuning but
 // for a 100ms checkpoint interval): it reads, matches and checkpoints every
@@ -104,6 +106,7 @@ type captureBench struct {
 	script  string
 	seconds int
 	app     *runningApp
+	appWake string // the app's database.wake
 	counter *channelCounter
 }
 
@@ -132,40 +135,29 @@ func newCaptureBench(b *testing.B, pgbenchBin string, seconds int) *captureBench
 }
 
 // use sets variant v up: the trigger function and whether the service
-// runs; "" stops the service.
+// runs, and how it wakes; "" stops the service.
 func (c *captureBench) use(b *testing.B, v string) {
 	b.Helper()
 	ctx := b.Context()
-	if v != "b" && v != "c" && v != "d" && c.app != nil { // a, or the end
+	wake := map[string]string{"b": config.WakeNotify, "c": config.WakeNotify, "d": config.WakePoll}[v]
+	if c.app != nil && c.appWake != wake { // a, the end, or the other way of waking
 		c.app.stop(b)
 		c.app = nil
 	}
-	switch v {
-	case "d":
-		if _, err := c.bundle.pool.Exec(ctx, `DROP TRIGGER IF EXISTS `+pgbench.TriggerName+` ON core.tb_entity_change_log`); err != nil {
-			b.Fatalf("drop trigger: %v", err)
+	cfg := c.cfg
+	cfg.Database.Wake = cmp.Or(wake, config.WakePoll)
+	if _, err := bootstrap.Migrate(ctx, cfg, c.bundle.logger); err != nil { // b, c: the trigger with the current function; a, d: none
+		b.Fatalf("migrate: %v", err)
+	}
+	if v == "b" {
+		if _, err := c.bundle.pool.Exec(ctx, oldNotifyFunction); err != nil {
+			b.Fatalf("install the old trigger function: %v", err)
 		}
-		if c.app == nil {
-			c.app = c.bundle.start(b, c.cfg)
-			c.app.waitReading(b)
-		}
-	case "a":
-		if _, err := c.bundle.pool.Exec(ctx, `DROP TRIGGER IF EXISTS `+pgbench.TriggerName+` ON core.tb_entity_change_log`); err != nil {
-			b.Fatalf("drop trigger: %v", err)
-		}
-	case "b", "c":
-		if _, err := bootstrap.Migrate(ctx, c.cfg, c.bundle.logger); err != nil { // the trigger, with the current function
-			b.Fatalf("migrate: %v", err)
-		}
-		if v == "b" {
-			if _, err := c.bundle.pool.Exec(ctx, oldNotifyFunction); err != nil {
-				b.Fatalf("install the old trigger function: %v", err)
-			}
-		}
-		if c.app == nil {
-			c.app = c.bundle.start(b, c.cfg)
-			c.app.waitReading(b)
-		}
+	}
+	if wake != "" && c.app == nil {
+		c.app = c.bundle.start(b, cfg)
+		c.app.waitReading(b)
+		c.appWake = wake
 	}
 }
 

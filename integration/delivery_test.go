@@ -7,16 +7,29 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
 // A transaction that commits late must not be skipped: while it is open,
 // later transactions' events are held back; after it commits, both are
-// delivered exactly once.
+// delivered exactly once. Whether the reader is woken by NOTIFY or polls.
 func TestLateCommitDeliversBothOnce(t *testing.T) {
 	t.Parallel()
+	for _, wake := range []string{config.WakeNotify, config.WakePoll} {
+		t.Run("wake="+wake, func(t *testing.T) {
+			t.Parallel()
+			testLateCommitDeliversBothOnce(t, wake)
+		})
+	}
+}
+
+func testLateCommitDeliversBothOnce(t *testing.T, wake string) {
 	b := setup(t)
 	recv := newReceiver(t, nil)
-	app := b.start(t, b.config(webhookObserver("all-orders", "Order", recv.URL(), nil)))
+	cfg := b.config(webhookObserver("all-orders", "Order", recv.URL(), nil))
+	b.useWake(t, &cfg, wake)
+	app := b.start(t, cfg)
 	app.waitReading(t)
 	ctx := t.Context()
 

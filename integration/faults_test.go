@@ -289,13 +289,24 @@ func TestFaultLeaseTakenAwayAndGivenBack(t *testing.T) {
 // TestFaultPostgresRestartedMidStream: the service reads from a private
 // PostgreSQL cluster that crashes (pg_ctl stop -m immediate) and comes
 // back mid-stream while rows are written. Every row that the change log
-// holds at the end is delivered.
+// holds at the end is delivered, whether the reader is woken by NOTIFY
+// (its listener reconnects) or polls (database.wake = "poll").
 func TestFaultPostgresRestartedMidStream(t *testing.T) {
 	t.Parallel()
+	for _, wake := range []string{config.WakeNotify, config.WakePoll} {
+		t.Run("wake="+wake, func(t *testing.T) {
+			t.Parallel()
+			testFaultPostgresRestartedMidStream(t, wake)
+		})
+	}
+}
+
+func testFaultPostgresRestartedMidStream(t *testing.T, wake string) {
 	pg := testsupport.StartPostgres(t)
 	b := newBundleAt(t, pg.URL("postgres"))
 	recv := newReceiver(t, nil)
 	cfg := b.config(webhookObserver("orders", "Order", recv.URL(), nil))
+	b.useWake(t, &cfg, wake)
 	app := b.start(t, cfg)
 	app.waitReading(t)
 	w := startWriter(t, b.pool, 10*time.Millisecond)
@@ -332,7 +343,7 @@ func TestFaultPostgresRestartedMidStream(t *testing.T) {
 	b.waitCheckpointAtEnd(t)
 	got := recv.deliveredByEvent()
 	faultCounts{written: len(all), delivered: len(got), deadLettered: len(b.deadLetters(t)), duplicates: duplicates(got),
-		extra: fmt.Sprintf("insert_errors_during_restart=%d", w.errors.Load())}.log(t, "postgres-restarted")
+		extra: fmt.Sprintf("insert_errors_during_restart=%d", w.errors.Load())}.log(t, "postgres-restarted-wake-"+wake)
 	if len(got) != len(all) {
 		t.Fatalf("delivered %d distinct events, the change log holds %d", len(got), len(all))
 	}

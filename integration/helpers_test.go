@@ -22,6 +22,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/pgbench"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
@@ -266,6 +267,25 @@ func (b *testBundle) config(observers ...config.ObserverConfig) config.Config {
 	cfg.Security.AllowedNetworks = []string{"127.0.0.1/32"}
 	cfg.Observers = observers
 	return cfg
+}
+
+// useWake sets cfg's database.wake and migrates b's database with it, as
+// `fraiseql-observer migrate` would: the notify trigger is then on the
+// change log for notify and gone for poll (checked).
+func (b *testBundle) useWake(t testing.TB, cfg *config.Config, wake string) {
+	t.Helper()
+	cfg.Database.Wake = wake
+	if _, err := bootstrap.Migrate(t.Context(), *cfg, b.logger); err != nil {
+		t.Fatalf("migrate with database.wake = %s: %v", wake, err)
+	}
+	var triggers int
+	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'core.tb_entity_change_log'::regclass AND tgname = $1`,
+		pgbench.TriggerName).Scan(&triggers); err != nil {
+		t.Fatalf("count notify triggers: %v", err)
+	}
+	if want := map[string]int{config.WakeNotify: 1, config.WakePoll: 0}[wake]; triggers != want {
+		t.Fatalf("database.wake = %s: %d notify triggers on the change log after migrate, want %d", wake, triggers, want)
+	}
 }
 
 // retryPolicy is a RetryConfig with every field set.

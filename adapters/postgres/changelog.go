@@ -49,6 +49,10 @@ type ChangeLogConfig struct {
 	// object_data and object_data_before weigh more, as JSON text, is read
 	// without them and returned as an invalid record (ports.ErrEventTooLarge).
 	MaxEventBytes int64
+	// PollOnly reads without NOTIFY (database.wake = "poll", for a change
+	// log without the notify trigger: see MigrateConfig.PollOnly): no
+	// LISTEN connection, and Wait polls (see pollWait).
+	PollOnly bool
 }
 
 func (c ChangeLogConfig) withDefaults() ChangeLogConfig {
@@ -81,7 +85,7 @@ func (c ChangeLogConfig) Validate() error {
 // running are returned, so a transaction that commits late can never be
 // skipped. A LISTEN connection wakes Wait, which asks the writers for a
 // notification only while it waits (see Wait); the poll interval is the
-// fallback. It implements ports.EventSource and is safe for concurrent use.
+// fallback. With PollOnly it polls instead (see pollWait). It implements ports.EventSource and is safe for concurrent use.
 type ChangeLog struct {
 	pool     *pgxpool.Pool
 	cfg      ChangeLogConfig
@@ -105,6 +109,7 @@ type wakeTuning struct {
 	busyPoll      time.Duration // the pause of a busy reader's Wait
 	unsafePollMin time.Duration // first pause while writers that may have missed the arm run
 	unsafePollMax time.Duration // the pause doubles up to this
+	pollBusyFor   time.Duration // PollOnly: how long after the last rows Wait keeps polling busyPoll
 }
 
 // defaultWakeTuning keeps the reader within about a millisecond of a
@@ -115,6 +120,7 @@ var defaultWakeTuning = wakeTuning{
 	busyPoll:      time.Millisecond,
 	unsafePollMin: time.Millisecond,
 	unsafePollMax: 20 * time.Millisecond,
+	pollBusyFor:   100 * time.Millisecond,
 }
 
 // wakeState is what Wait knows of the arm.
@@ -129,6 +135,7 @@ type wakeState struct {
 	horizon    uint64        // next transaction id just after the arm
 	pause      time.Duration // the next pause while not yet safe
 	armPause   time.Duration // the next pause after a failed arm
+	idlePause  time.Duration // PollOnly: the next pause of an idle reader (0: twice busyPoll)
 }
 
 var _ ports.EventSource = (*ChangeLog)(nil)
@@ -198,6 +205,9 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 		backlogSQL: `
 			SELECT count(*) FROM ` + tbl.Sanitize() + `
 			WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
+	}
+	if cfg.PollOnly {
+		return c, nil
 	}
 	c.listener = startListener(pool.Config().ConnConfig.Copy(), cfg.Channel, logger.With("component", "changelog-listener", "channel", cfg.Channel))
 	c.listener.awaitFirstAttempt(listenReadyTimeout)
@@ -375,10 +385,13 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 //     that finds rows releases the arm.
 //
 // While the listener is down Wait falls back to the poll interval; its
-// reconnection wakes the reader.
+// reconnection wakes the reader. With PollOnly, see pollWait.
 func (c *ChangeLog) Wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if c.listener == nil {
+		return c.pollWait(ctx)
 	}
 	w := &c.wake
 	w.mu.Lock()
@@ -457,15 +470,42 @@ func (c *ChangeLog) arm(ctx context.Context) error {
 	return nil
 }
 
+// pollWait is Wait without NOTIFY: it sleeps pollPause.
+func (c *ChangeLog) pollWait(ctx context.Context) error {
+	return c.block(ctx, c.pollPause())
+}
+
+// pollPause is busyPoll while rows were read less than pollBusyFor ago,
+// then pauses that double from twice busyPoll up to the poll interval;
+// rows read start over. A reader that keeps up with steady writers so
+// stays within about busyPoll of a commit, an idle one reads once per poll
+// interval, and the first row after a quiet spell waits up to the pause
+// reached (at most the poll interval).
+func (c *ChangeLog) pollPause() time.Duration {
+	w := &c.wake
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c.now().Sub(w.lastActive) < c.tune.pollBusyFor {
+		return min(c.tune.busyPoll, c.cfg.PollInterval)
+	}
+	d := min(cmp.Or(w.idlePause, 2*c.tune.busyPoll), c.cfg.PollInterval)
+	w.idlePause = min(2*d, c.cfg.PollInterval)
+	return d
+}
+
 // block waits for a notification, d, or the end of ctx. A notification
 // releases the arm: the reader is about to be busy.
 func (c *ChangeLog) block(ctx context.Context, d time.Duration) error {
+	var notify <-chan struct{} // nil (never ready) with PollOnly
+	if c.listener != nil {
+		notify = c.listener.notify
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-c.listener.notify:
+	case <-notify:
 		c.active()
 		return nil
 	case <-t.C:
@@ -479,6 +519,7 @@ func (c *ChangeLog) active() {
 	w := &c.wake
 	w.mu.Lock()
 	w.lastActive = c.now()
+	w.idlePause = 0
 	wasArmed := w.armed
 	w.armed = false
 	w.mu.Unlock()
@@ -536,5 +577,7 @@ func oldestTransactionAge(ctx context.Context, pool *pgxpool.Pool) (time.Duratio
 // Close stops the listener and closes its connection. Read keeps working
 // (the pool belongs to the caller); Wait then only polls.
 func (c *ChangeLog) Close() {
-	c.listener.close()
+	if c.listener != nil {
+		c.listener.close()
+	}
 }

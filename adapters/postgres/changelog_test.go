@@ -52,7 +52,7 @@ func newTestPool(t testing.TB) *pgxpool.Pool {
 func setup(t testing.TB, cfg ChangeLogConfig) *testBundle {
 	t.Helper()
 	pool := newTestPool(t)
-	if err := Migrate(context.Background(), pool, MigrateConfig{ChangeLogTable: cfg.Table, Channel: cfg.Channel}); err != nil {
+	if err := Migrate(context.Background(), pool, MigrateConfig{ChangeLogTable: cfg.Table, Channel: cfg.Channel, PollOnly: cfg.PollOnly}); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	cl, logs := newTestChangeLog(t, pool, cfg)
@@ -657,11 +657,22 @@ func TestChangeLogBacklogAndOldestTransaction(t *testing.T) {
 	}
 }
 
+// TestChangeLogConformance runs the event-source suite against both ways
+// of waking: NOTIFY and polling (database.wake = "poll").
 func TestChangeLogConformance(t *testing.T) {
 	t.Parallel()
+	for _, pollOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PollOnly=%v", pollOnly), func(t *testing.T) {
+			t.Parallel()
+			runChangeLogConformance(t, pollOnly)
+		})
+	}
+}
+
+func runChangeLogConformance(t *testing.T, pollOnly bool) {
 	porttest.RunEventSource(t, func(t *testing.T) porttest.SourceHarness {
 		const maxEvent = 64 << 10
-		b := setup(t, ChangeLogConfig{MaxEventBytes: maxEvent})
+		b := setup(t, ChangeLogConfig{MaxEventBytes: maxEvent, PollOnly: pollOnly})
 		appendRow := func(ctx context.Context, ev domain.Event) error {
 			data, err := json.Marshal(ev.Data)
 			if err != nil {

@@ -45,6 +45,12 @@ type MigrateConfig struct {
 	// LockAttempts is how many times such a statement is tried before
 	// Migrate gives up; default 5.
 	LockAttempts int
+	// PollOnly leaves the change log without the notify trigger (and drops
+	// it when present): for readers that poll (ChangeLogConfig.PollOnly,
+	// database.wake = "poll"). The trigger costs the writers a share of
+	// their commit rate; without it a reader idle for a while finds new
+	// rows only at its next poll.
+	PollOnly bool
 }
 
 func (c MigrateConfig) withDefaults() MigrateConfig {
@@ -222,6 +228,9 @@ func (m *migrator) run(ctx context.Context) error {
 		m.logger.Warn(warn)
 	}
 	return m.lockedTx(ctx, "notify trigger", func(tx pgx.Tx) error {
+		if m.cfg.PollOnly {
+			return dropNotify(ctx, tx, m.tbl)
+		}
 		return migrateNotify(ctx, tx, m.tbl, m.cfg.ObserverSchema, m.cfg.Channel)
 	})
 }

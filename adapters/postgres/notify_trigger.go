@@ -90,3 +90,21 @@ func migrateNotify(ctx context.Context, tx pgx.Tx, tbl tableName, observerSchema
 	}
 	return nil
 }
+
+// dropNotify removes the notify trigger from the change log when it is
+// there (a routine migrate of a table without it takes no table lock). The
+// function stays: other change logs may use it.
+func dropNotify(ctx context.Context, tx pgx.Tx, tbl tableName) error {
+	var present bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
+		tbl.Sanitize(), notifyTriggerName).Scan(&present); err != nil {
+		return interpretError("look up notify trigger", err)
+	}
+	if !present {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `DROP TRIGGER `+pgx.Identifier{notifyTriggerName}.Sanitize()+` ON `+tbl.Sanitize()); err != nil {
+		return interpretError("drop notify trigger", err)
+	}
+	return nil
+}

@@ -129,7 +129,18 @@ type DatabaseConfig struct {
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
 	PollInterval   time.Duration `koanf:"poll_interval"`
 	MigrateOnStart bool          `koanf:"migrate_on_start"`
+	// Wake is how a reader learns of new rows: WakeNotify (the default: a
+	// trigger on the change log notifies a waiting reader) or WakePoll (no
+	// trigger: the reader polls, every millisecond while rows come, backing
+	// off to poll_interval when none do).
+	Wake string `koanf:"wake"`
 }
+
+// The values of database.wake.
+const (
+	WakeNotify = "notify"
+	WakePoll   = "poll"
+)
 
 // ReaderConfig tunes the change-log reader.
 type ReaderConfig struct {
@@ -397,6 +408,7 @@ func Defaults() Config {
 			MaxConnections: 10,
 			ConnectTimeout: 5 * time.Second,
 			PollInterval:   time.Second,
+			Wake:           WakeNotify,
 		},
 		Reader: ReaderConfig{
 			Name:               "default",

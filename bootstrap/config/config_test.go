@@ -50,6 +50,7 @@ allowed_networks = ["10.0.0.0/8"]
 		"FRAISEQL_READER_BATCH_SIZE=75",
 		"FRAISEQL_DATABASE_MIGRATE_ON_START=true",
 		"FRAISEQL_DATABASE_CHANGE_LOG_TABLE=other.log",
+		"FRAISEQL_DATABASE_WAKE=poll",
 		"FRAISEQL_SECURITY_ALLOWED_NETWORKS=127.0.0.1/32, ::1/128",
 		"FRAISEQL_ADMIN_TOKEN=secret",             // a secret named by *_env: not a key, ignored
 		"FRAISEQL_TEST_DATABASE_URL=postgres://x", // another program's variable: ignored
@@ -64,7 +65,7 @@ allowed_networks = ["10.0.0.0/8"]
 	if cfg.Database.PollInterval != 250*time.Millisecond {
 		t.Errorf("database.poll_interval = %s, want the file's 250ms", cfg.Database.PollInterval)
 	}
-	if cfg.Reader.BatchSize != 75 || !cfg.Database.MigrateOnStart || cfg.Database.ChangeLogTable != "other.log" {
+	if cfg.Reader.BatchSize != 75 || !cfg.Database.MigrateOnStart || cfg.Database.ChangeLogTable != "other.log" || cfg.Database.Wake != config.WakePoll {
 		t.Errorf("environment overrides not applied: %+v %+v", cfg.Reader, cfg.Database)
 	}
 	if got := strings.Join(cfg.Security.AllowedNetworks, ","); got != "127.0.0.1/32,::1/128" {
@@ -115,6 +116,8 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"coalesce_wait over a second", "", []string{"FRAISEQL_READER_COALESCE_WAIT=2s"}, []string{"reader.coalesce_wait", "between 0s and 1s"}},
 		{"negative coalesce_wait_max", "[reader]\ncoalesce_wait_max = \"-1ms\"", nil, []string{"reader.coalesce_wait_max", "between 0s and 1s"}},
 		{"coalesce_wait_max over a second", "", []string{"FRAISEQL_READER_COALESCE_WAIT_MAX=1500ms"}, []string{"reader.coalesce_wait_max", "between 0s and 1s"}},
+		{"unknown wake", "[database]\nwake = \"listen\"", nil, []string{"database.wake", `"listen"`, `"notify" or "poll"`}},
+		{"env unknown wake", "", []string{"FRAISEQL_DATABASE_WAKE=Poll"}, []string{"database.wake", `"Poll"`}},
 		{"env fraction as integer", "", []string{"FRAISEQL_READER_MAX_IN_FLIGHT=3.7"}, []string{"reader.max_in_flight", "FRAISEQL_READER_MAX_IN_FLIGHT", "not an integer"}},
 		// What the adapters refuse at run must be refused by validate-config
 		// too, naming the key.

@@ -69,6 +69,9 @@ func (c *Config) Validate() error {
 		if c.Database.URL == "" {
 			return &ConfigError{Key: "database.url", Msg: "required for topology " + string(c.Topology) + " (or set FRAISEQL_DATABASE_URL)"}
 		}
+		if c.Database.Wake != WakeNotify && c.Database.Wake != WakePoll {
+			return &ConfigError{Key: "database.wake", Msg: fmt.Sprintf("%q is not %q or %q", c.Database.Wake, WakeNotify, WakePoll)}
+		}
 		for key, v := range map[string]string{"database.change_log_table": c.Database.ChangeLogTable, "database.notify_channel": c.Database.NotifyChannel, "database.observer_schema": c.Database.ObserverSchema} {
 			if strings.TrimSpace(v) == "" {
 				return &ConfigError{Key: key, Msg: "must not be empty"}

@@ -45,6 +45,7 @@ func ConnectOnce(ctx context.Context, db config.DatabaseConfig, what string, log
 func MigrateOnStart(ctx context.Context, d *postgres.DB, db config.DatabaseConfig, logger *slog.Logger) error {
 	if err := postgres.Migrate(ctx, d.Pool, postgres.MigrateConfig{
 		ChangeLogTable: db.ChangeLogTable, Channel: db.NotifyChannel, ObserverSchema: db.ObserverSchema, Logger: logger,
+		PollOnly: db.Wake == config.WakePoll,
 	}); err != nil {
 		return fmt.Errorf("migrate on start: %w", err)
 	}

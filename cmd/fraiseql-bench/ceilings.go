@@ -12,9 +12,11 @@ import (
 // ceilings measures what bounds every topology, in the same run: the
 // receiver's own request rate, and the application's single-row commit
 // rate on the change log (a) without the capture's trigger and without
-// the service, (b) with the capture the binary's migration installs and
-// the service (postgres-only, an observer matching nothing) running, as
-// BenchmarkCaptureCommitRate's a and c; interleaved per client count.
+// the service, then with the service (postgres-only, an observer matching
+// nothing) running and the change log as the binary's migration leaves it
+// for (b) database.wake = notify (the trigger installed) and (c)
+// database.wake = poll (no trigger), as BenchmarkCaptureCommitRate's a, c
+// and d; interleaved per client count.
 func (h *harness) ceilings(ctx context.Context) (err error) {
 	h.recv.reset()
 	rps, err := hammer(ctx, h.recv.URL, h.opt.HammerConns, h.opt.HammerLength)
@@ -40,10 +42,15 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, db.drop()) }()
-	cfgs, ports, names, cleanup, err := h.prepare(ctx, topoPostgresOnly, 0, db, "")
-	defer func() { err = errors.Join(err, cleanup()) }()
-	if err != nil {
-		return err
+	wakes := []string{wakeNotify, wakePoll}
+	services := make(map[string]preparedService, len(wakes))
+	for _, wake := range wakes {
+		cfgs, ports, names, cleanup, err := h.prepare(ctx, topoPostgresOnly, 0, db, "", wake)
+		defer func() { err = errors.Join(err, cleanup()) }()
+		if err != nil {
+			return err
+		}
+		services[wake] = preparedService{cfgs, ports, names}
 	}
 	for _, n := range h.opt.Clients {
 		// a: the application alone.
@@ -54,34 +61,47 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		// b: the capture installed (by the binary's migration) and the service running.
-		if _, err := runCommand(ctx, h.opt.Bin, h.token, cfgs[0], "migrate"); err != nil {
-			return err
-		}
-		s, err := h.start(cfgs, ports, names)
-		if err != nil {
-			return err
-		}
-		b, err := func() (r pgbench.Result, err error) {
-			defer func() { err = errors.Join(err, s.stop()) }()
-			if err := s.waitPath(ctx, "/readyz", time.Minute); err != nil {
-				return r, err
-			}
-			r, err = h.commitRate(ctx, db, bin, script, n)
-			if err == nil {
-				err = s.alive()
-			}
-			return r, err
-		}()
-		if err != nil {
-			return err
-		}
 		h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, no trigger, no service", n), colValue, a.TPS)
-		h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, capture installed, service running", n), colValue, b.TPS)
-		h.figs.add(tableCeilings, fmt.Sprintf("ratio with/without capture, %d clients", n), colValue, b.TPS/a.TPS)
-		h.log.Info("write ceiling", "clients", n, "without", int(a.TPS), "with", int(b.TPS))
+		for _, wake := range wakes {
+			r, err := h.commitRateWithService(ctx, db, bin, script, n, services[wake])
+			if err != nil {
+				return fmt.Errorf("database.wake = %s: %w", wake, err)
+			}
+			h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, service running, database.wake = %s", n, wake), colValue, r.TPS)
+			h.figs.add(tableCeilings, fmt.Sprintf("ratio to no trigger and no service, %d clients, database.wake = %s", n, wake), colValue, r.TPS/a.TPS)
+			h.log.Info("write ceiling", "clients", n, "wake", wake, "without", int(a.TPS), "with", int(r.TPS))
+		}
 	}
 	return nil
+}
+
+// preparedService is what prepare wrote for one configuration.
+type preparedService struct {
+	cfgs  []string
+	ports []int
+	names []string
+}
+
+// commitRateWithService migrates the change log with the binary and p's
+// configuration (so the trigger is as that configuration wants it),
+// starts the service and runs pgbench while it runs.
+func (h *harness) commitRateWithService(ctx context.Context, db *database, bin, script string, clients int, p preparedService) (r pgbench.Result, err error) {
+	if _, err := runCommand(ctx, h.opt.Bin, h.token, p.cfgs[0], "migrate"); err != nil {
+		return r, err
+	}
+	s, err := h.start(p.cfgs, p.ports, p.names)
+	if err != nil {
+		return r, err
+	}
+	defer func() { err = errors.Join(err, s.stop()) }()
+	if err := s.waitPath(ctx, "/readyz", time.Minute); err != nil {
+		return r, err
+	}
+	r, err = h.commitRate(ctx, db, bin, script, clients)
+	if err == nil {
+		err = s.alive()
+	}
+	return r, err
 }
 
 // commitRate empties the change log and runs pgbench on it.

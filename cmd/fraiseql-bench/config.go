@@ -17,6 +17,12 @@ const (
 
 var allTopologies = []string{topoPostgresOnly, topoPostgresRedis, topoDistributed}
 
+// The values of database.wake.
+const (
+	wakeNotify = "notify"
+	wakePoll   = "poll"
+)
+
 // adminTokenEnv is the variable the generated configuration names as
 // http.admin_token_env; the harness sets it in its children's environment.
 const adminTokenEnv = "FRAISEQL_BENCH_ADMIN_TOKEN"
@@ -35,6 +41,7 @@ type serviceConfig struct {
 	Listen      string // admin HTTP, 127.0.0.1:port
 	HookURL     string // the webhook every event is sent to; "" for an observer that matches nothing
 	BatchEvents int    // > 0: the webhook action sends batches of up to this many events ([observers.actions.batch] max_events)
+	Wake        string // database.wake: notify or poll
 }
 
 // toml renders the configuration: the product's defaults but for the
@@ -49,6 +56,9 @@ func (c serviceConfig) toml() string {
 		fmt.Fprintf(&b, "role = %s\n", q(c.Role))
 	}
 	fmt.Fprintf(&b, "\n[database]\nurl = %s\nmigrate_on_start = true\n", q(c.DatabaseURL))
+	if c.Wake != "" {
+		fmt.Fprintf(&b, "wake = %s\n", q(c.Wake))
+	}
 	if c.RedisURL != "" {
 		fmt.Fprintf(&b, "\n[redis]\nurl = %s\nkey_prefix = %s\n", q(c.RedisURL), q(c.RedisPrefix))
 	}

@@ -25,8 +25,9 @@ type options struct {
 	WriteLength  time.Duration // each pgbench run
 	HammerConns  int
 	HammerLength time.Duration
-	Writers      int   // connections of the steady-rate writer
-	Batches      []int // webhook variants per topology: 0 one event per request, n batches of up to n events
+	Writers      int    // connections of the steady-rate writer
+	Batches      []int  // webhook variants per topology: 0 one event per request, n batches of up to n events
+	Wake         string // database.wake of the measured topologies: notify or poll
 	Services     services
 }
 
@@ -110,11 +111,13 @@ func processes(topo string) (product string, names, roles []string) {
 }
 
 // prepare writes the configuration of every process of topo on db, its
-// webhook batched when batch > 0, and migrates db with the binary;
+// webhook batched when batch > 0, waking as wake says (database.wake),
+// and migrates db with the binary (which installs the notify trigger or,
+// for poll, drops it);
 // cleanup removes the run's Redis keys and stream.
-func (h *harness) prepare(ctx context.Context, topo string, batch int, db *database, hookURL string) (cfgs []string, ports []int, names []string, cleanup func() error, err error) {
+func (h *harness) prepare(ctx context.Context, topo string, batch int, db *database, hookURL, wake string) (cfgs []string, ports []int, names []string, cleanup func() error, err error) {
 	product, names, roles := processes(topo)
-	base := serviceConfig{Topology: product, DatabaseURL: db.URL, HookURL: hookURL, BatchEvents: batch}
+	base := serviceConfig{Topology: product, DatabaseURL: db.URL, HookURL: hookURL, BatchEvents: batch, Wake: wake}
 	cleanup = func() error { return nil }
 	if topo != topoPostgresOnly {
 		base.RedisURL, base.RedisPrefix = h.opt.Services.RedisURL, db.name+":"
@@ -135,7 +138,7 @@ func (h *harness) prepare(ctx context.Context, topo string, batch int, db *datab
 		}
 		c := base
 		c.Role, c.Listen = roles[i], fmt.Sprintf("127.0.0.1:%d", port)
-		p, err := c.write(h.dir, fmt.Sprintf("%s-%s-%s", topo, db.name, name))
+		p, err := c.write(h.dir, fmt.Sprintf("%s-%s-%s-%s", topo, db.name, name, wake))
 		if err != nil {
 			return nil, nil, nil, cleanup, err
 		}
@@ -218,7 +221,7 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 		return err
 	}
 	defer func() { err = errors.Join(err, db.drop()) }()
-	cfgs, ports, names, cleanup, err := h.prepare(ctx, topo, batch, db, h.recv.URL)
+	cfgs, ports, names, cleanup, err := h.prepare(ctx, topo, batch, db, h.recv.URL, h.opt.Wake)
 	defer func() { err = errors.Join(err, cleanup()) }()
 	if err != nil {
 		return err

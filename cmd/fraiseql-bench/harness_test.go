@@ -80,7 +80,8 @@ func TestHarnessPostgresOnly(t *testing.T) {
 		t.Errorf("%s: drain, events per request = %v, want more than 1, at most 100", batched, got)
 	}
 	for _, row := range []string{"receiver alone, 4 connections, req/s", "application commits/s, 8 clients, no trigger, no service",
-		"application commits/s, 8 clients, capture installed, service running", "ratio with/without capture, 8 clients"} {
+		"application commits/s, 8 clients, service running, database.wake = notify", "ratio to no trigger and no service, 8 clients, database.wake = notify",
+		"application commits/s, 8 clients, service running, database.wake = poll", "ratio to no trigger and no service, 8 clients, database.wake = poll"} {
 		if got := value(tableCeilings, row, colValue); got <= 0 {
 			t.Errorf("%s = %v, want > 0", row, got)
 		}

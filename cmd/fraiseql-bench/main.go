@@ -127,6 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs.IntVar(&opt.Writers, "writers", 8, "connections of the steady-rate writer")
 	fs.StringVar(&batches, "batch", "0", "webhook variants, comma-separated: 0 one event per request, N batches of up to N events\n"+
 		"([observers.actions.batch] max_events = N); two or more (e.g. 0,100) measure each topology once per variant, side by side")
+	fs.StringVar(&opt.Wake, "wake", wakeNotify, "database.wake of the measured topologies: notify or poll (the write ceiling measures both)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return opt, false, err
@@ -156,6 +157,8 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 		return opt, false, err
 	}
 	switch {
+	case opt.Wake != wakeNotify && opt.Wake != wakePoll:
+		return opt, false, usageError{fmt.Errorf("-wake: %q is not %s or %s", opt.Wake, wakeNotify, wakePoll)}
 	case opt.Rows < 1:
 		return opt, false, usageError{errors.New("-rows must be at least 1")}
 	case opt.Runs < 1:

@@ -152,7 +152,7 @@ func TestParseFlags(t *testing.T) {
 	if !asJSON || strings.Join(opt.Topologies, ",") != "postgres-only,distributed" || len(opt.Rates) != 2 || opt.Rates[1] != 2000 || len(opt.Clients) != 0 {
 		t.Errorf("options = %+v json %v", opt, asJSON)
 	}
-	if opt.Rows != 100000 || opt.Duration != 10*time.Second || opt.Runs != 1 || len(opt.Topologies) != 2 || !slices.Equal(opt.Batches, []int{0}) {
+	if opt.Rows != 100000 || opt.Duration != 10*time.Second || opt.Runs != 1 || len(opt.Topologies) != 2 || !slices.Equal(opt.Batches, []int{0}) || opt.Wake != wakeNotify {
 		t.Errorf("defaults = %+v", opt)
 	}
 	if got := opt.column("postgres-only", 0); got != "postgres-only" {
@@ -165,6 +165,9 @@ func TestParseFlags(t *testing.T) {
 	if !slices.Equal(opt.Batches, []int{0, 100}) || opt.column("distributed", 0) != "distributed, one per request" ||
 		opt.column("distributed", 100) != "distributed, batches of 100" {
 		t.Errorf("-batch 0,100: batches %v, columns %q, %q", opt.Batches, opt.column("distributed", 0), opt.column("distributed", 100))
+	}
+	if opt, _, err = parseFlags([]string{"-wake", "poll"}, &stderr); err != nil || opt.Wake != wakePoll {
+		t.Errorf("-wake poll: %v, wake %q", err, opt.Wake)
 	}
 	opt, _, err = parseFlags([]string{"-batch", "50"}, &stderr)
 	if err != nil || opt.column("postgres-only", 50) != "postgres-only, batches of 50" {
@@ -182,6 +185,7 @@ func TestParseFlags(t *testing.T) {
 		{"-batch", "0,0"},
 		{"-batch", ""},
 		{"-batch", "many"},
+		{"-wake", "listen"},
 		{"extra"},
 	} {
 		_, _, err := parseFlags(bad, &stderr)
@@ -229,7 +233,7 @@ func TestConfigValidates(t *testing.T) {
 		product, names, roles := processes(topo)
 		for i, name := range names {
 			c := serviceConfig{Topology: product, Role: roles[i], DatabaseURL: "postgres://postgres@127.0.0.1:5432/bench_x?sslmode=disable",
-				Listen: "127.0.0.1:18079", HookURL: "http://127.0.0.1:18080/hook", BatchEvents: v.batch}
+				Listen: "127.0.0.1:18079", HookURL: "http://127.0.0.1:18080/hook", BatchEvents: v.batch, Wake: []string{wakeNotify, wakePoll}[i%2]}
 			if topo != topoPostgresOnly {
 				c.RedisURL, c.RedisPrefix = "redis://127.0.0.1:6379/0", "bench_x:"
 			}
@@ -248,7 +252,7 @@ func TestConfigValidates(t *testing.T) {
 				t.Errorf("%s %s: %v", topo, name, err)
 				continue
 			}
-			for _, want := range []string{"topology = '" + product + "'", "listen = '127.0.0.1:18079'", "pprof = true"} {
+			for _, want := range []string{"topology = '" + product + "'", "listen = '127.0.0.1:18079'", "pprof = true", "wake = '" + c.Wake + "'"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("%s %s: effective configuration lacks %q:\n%s", topo, name, want, out)
 				}
