@@ -132,7 +132,7 @@ type DatabaseConfig struct {
 	// Wake is how a reader learns of new rows: WakeNotify (the default: a
 	// trigger on the change log notifies a waiting reader) or WakePoll (no
 	// trigger: the reader polls, every millisecond while rows come, backing
-	// off to poll_interval when none do).
+	// off to poll_interval, then 100ms by default, when none do).
 	Wake string `koanf:"wake"`
 }
 

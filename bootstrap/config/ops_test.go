@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
@@ -45,6 +46,41 @@ func TestDedupAndCachingDefaultByTopology(t *testing.T) {
 			if cfg.Performance.EnableDedup != c.dedup || cfg.Performance.EnableCaching != c.caching {
 				t.Errorf("enable_dedup = %v, enable_caching = %v; want %v, %v",
 					cfg.Performance.EnableDedup, cfg.Performance.EnableCaching, c.dedup, c.caching)
+			}
+		})
+	}
+}
+
+// database.poll_interval defaults to 100ms under database.wake = "poll"
+// (it bounds the first row's wait after a quiet spell there), 1s under
+// notify; an explicit value wins either way.
+func TestPollIntervalDefaultFollowsWake(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		toml string
+		env  []string
+		want time.Duration
+	}{
+		{"notify", "", nil, time.Second},
+		{"poll in the file", "[database]\nwake = \"poll\"\n", nil, config.PollIntervalPolling},
+		{"poll in the environment", "", []string{"FRAISEQL_DATABASE_WAKE=poll"}, config.PollIntervalPolling},
+		{"poll, interval in the file", "[database]\nwake = \"poll\"\npoll_interval = \"2s\"\n", nil, 2 * time.Second},
+		{"poll, interval in the environment", "[database]\nwake = \"poll\"\n", []string{"FRAISEQL_DATABASE_POLL_INTERVAL=20ms"}, 20 * time.Millisecond},
+		{"notify, interval in the file", "[database]\npoll_interval = \"300ms\"\n", nil, 300 * time.Millisecond},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := config.Load(writeConfig(t, c.toml), c.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Database.PollInterval != c.want {
+				t.Errorf("database.poll_interval = %v, want %v", cfg.Database.PollInterval, c.want)
+			}
+			if err := cfg.SetTopology(config.TopologyPostgresOnly); err != nil || cfg.Database.PollInterval != c.want {
+				t.Errorf("after SetTopology: database.poll_interval = %v (%v), want %v", cfg.Database.PollInterval, err, c.want)
 			}
 		})
 	}

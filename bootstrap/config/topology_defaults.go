@@ -1,6 +1,9 @@
 package config
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Keys whose default depends on the topology: dedup and the action-result
 // cache are what postgres-redis and the NATS topologies are for, so there
@@ -10,6 +13,16 @@ const (
 	keyEnableDedup   = "performance.enable_dedup"
 	keyEnableCaching = "performance.enable_caching"
 )
+
+// keyPollInterval defaults to PollIntervalPolling under database.wake =
+// "poll": there it bounds how long the first row after a quiet spell
+// waits, not only a lost notification's.
+const keyPollInterval = "database.poll_interval"
+
+// PollIntervalPolling is database.poll_interval's default under
+// database.wake = "poll" (1s under notify): an idle reader reads ten times
+// a second.
+const PollIntervalPolling = 100 * time.Millisecond
 
 // UsesRedis reports whether Redis dedup and result caching are part of
 // topology t (postgres-redis and the NATS topologies): there
@@ -32,9 +45,10 @@ func (c *Config) SetTopology(t Topology) error {
 	return c.Validate()
 }
 
-// applyTopologyDefaults sets the topology-dependent defaults of the keys
-// the file and the environment left unset; an explicit value, false
-// included, always wins.
+// applyTopologyDefaults sets the topology-dependent defaults (and
+// poll_interval's under database.wake = "poll") of the keys the file and
+// the environment left unset; an explicit value, false included, always
+// wins.
 func (c *Config) applyTopologyDefaults() {
 	on := c.Topology.UsesRedis()
 	if !c.IsSet(keyEnableDedup) {
@@ -42,6 +56,12 @@ func (c *Config) applyTopologyDefaults() {
 	}
 	if !c.IsSet(keyEnableCaching) {
 		c.Performance.EnableCaching = on
+	}
+	if !c.IsSet(keyPollInterval) {
+		c.Database.PollInterval = Defaults().Database.PollInterval
+		if c.Database.Wake == WakePoll {
+			c.Database.PollInterval = PollIntervalPolling
+		}
 	}
 }
 
