@@ -20,6 +20,17 @@ func writeConfig(t *testing.T, body string) string {
 	return p
 }
 
+// loadConfig loads body as a configuration file with environ; an error
+// fails the test.
+func loadConfig(t *testing.T, body string, environ []string) config.Config {
+	t.Helper()
+	cfg, err := config.Load(writeConfig(t, body), environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
 	cfg, err := config.Load("", nil)

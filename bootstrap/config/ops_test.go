@@ -39,10 +39,7 @@ func TestDedupAndCachingDefaultByTopology(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := config.Load(writeConfig(t, c.toml), c.env)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := loadConfig(t, c.toml, c.env)
 			if cfg.Performance.EnableDedup != c.dedup || cfg.Performance.EnableCaching != c.caching {
 				t.Errorf("enable_dedup = %v, enable_caching = %v; want %v, %v",
 					cfg.Performance.EnableDedup, cfg.Performance.EnableCaching, c.dedup, c.caching)
@@ -72,10 +69,7 @@ func TestPollIntervalDefaultFollowsWake(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := config.Load(writeConfig(t, c.toml), c.env)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := loadConfig(t, c.toml, c.env)
 			if cfg.Database.PollInterval != c.want {
 				t.Errorf("database.poll_interval = %v, want %v", cfg.Database.PollInterval, c.want)
 			}
