@@ -89,13 +89,17 @@ type captureRun struct {
 
 func captureKey(variant string, clients int) string { return fmt.Sprintf("%s%d", variant, clients) }
 
-// oldNotifyFunction is the trigger function of earlier versions.
+// oldNotifyFunction is the trigger function of the first versions;
+// oldNotifyTrigger their trigger, without a WHEN clause.
 const oldNotifyFunction = `CREATE OR REPLACE FUNCTION observer.notify_change_log() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
 	PERFORM pg_notify(TG_ARGV[0], '');
 	RETURN NULL;
 END
 $fn$`
+
+const oldNotifyTrigger = `CREATE TRIGGER ` + pgbench.TriggerName + ` AFTER INSERT ON core.tb_entity_change_log
+	FOR EACH STATEMENT EXECUTE FUNCTION observer.notify_change_log('fraiseql_events')`
 
 // captureBench holds one database, the pgbench script and, for b and c,
 // the running service.
@@ -150,8 +154,10 @@ func (c *captureBench) use(b *testing.B, v string) {
 		b.Fatalf("migrate: %v", err)
 	}
 	if v == "b" {
-		if _, err := c.bundle.pool.Exec(ctx, oldNotifyFunction); err != nil {
-			b.Fatalf("install the old trigger function: %v", err)
+		for _, q := range []string{oldNotifyFunction, `DROP TRIGGER ` + pgbench.TriggerName + ` ON core.tb_entity_change_log`, oldNotifyTrigger} {
+			if _, err := c.bundle.pool.Exec(ctx, q); err != nil {
+				b.Fatalf("install the old trigger: %v", err)
+			}
 		}
 	}
 	if wake != "" && c.app == nil {

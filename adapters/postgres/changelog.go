@@ -134,7 +134,7 @@ type wakeState struct {
 	safe       bool          // every writer that probed before the arm has ended
 	horizon    uint64        // next transaction id just after the arm
 	pause      time.Duration // the next pause while not yet safe
-	armPause   time.Duration // the next pause after a failed arm
+	armPause   time.Duration // the next pause after a failed arm (busyPoll again after rows)
 	idlePause  time.Duration // PollOnly: the next pause of an idle reader (0: twice busyPoll)
 }
 
@@ -374,12 +374,16 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 //     sooner than a poll).
 //   - Idle: Wait arms (takes the wake-up lock on the LISTEN session) and
 //     returns at once, so that the caller reads again: rows committed
-//     before the arm were not announced.
-//   - Armed, not yet safe: a writer that probed the lock just before the
+//     before the arm were not announced. The arm fails while a writer that
+//     probed the lock has not ended (the trigger's probe holds it until
+//     then); Wait then polls, with pauses growing to unsafePollMax.
+//   - Armed, not yet safe: with the trigger of earlier versions (a probe
+//     released at once), a writer that probed the lock just before the
 //     arm does not notify. Every such writer had its transaction id before
 //     the arm, so it is below the next id read just after it; Wait polls,
 //     with growing pauses, until the oldest running transaction is past
 //     that bound, then returns once more for the read that covers them.
+//     (With the current trigger no such writer is left by then.)
 //   - Armed and safe: Wait blocks until a notification or the poll
 //     interval. A notification (the reader is about to be busy) or a read
 //     that finds rows releases the arm.
@@ -439,7 +443,7 @@ func (c *ChangeLog) arm(ctx context.Context) error {
 	w := &c.wake
 	w.mu.Lock()
 	if !res.held {
-		// A writer's probe held the lock at that instant (try again
+		// A writer that probed the lock has not ended (try again
 		// soon), or another reader of the channel is armed: then the
 		// writers notify, which wakes this reader too, and the pause
 		// grows to bound the polling.
@@ -520,6 +524,10 @@ func (c *ChangeLog) active() {
 	w.mu.Lock()
 	w.lastActive = c.now()
 	w.idlePause = 0
+	// A failed arm after rows is a writer committing: poll again soon.
+	// The pause grows only while arms fail and no rows come (a long
+	// transaction that probed holds the lock, and the rows behind it).
+	w.armPause = c.tune.busyPoll
 	wasArmed := w.armed
 	w.armed = false
 	w.mu.Unlock()

@@ -21,8 +21,8 @@ const (
 // wakeLockClass is the first key of the advisory lock through which a
 // reader asks for a NOTIFY; the second is hashtext(channel). A reader about
 // to block holds it in exclusive mode on its LISTEN session; the change-log
-// trigger probes it in share mode and notifies only when the probe fails
-// (see notifyFunctionBody). The two-int key space is apart from the
+// trigger takes it in share mode until the writer's transaction ends and
+// notifies only when that fails (see notifyFunctionBody). The two-int key space is apart from the
 // one-bigint keys of pg_advisory_lock(bigint).
 const wakeLockClass int32 = 0x46514C57 // "FQLW"
 
@@ -71,9 +71,10 @@ type wakeRequest struct {
 
 // armResult is the outcome of an arm.
 type armResult struct {
-	// held is false when a writer's probe held the lock at that instant,
-	// or another reader of the channel is armed (then the writers notify
-	// already): the reader is not armed and should poll.
+	// held is false when a writer that probed the lock has not ended yet
+	// (an earlier version's trigger: probed at that instant), or another
+	// reader of the channel is armed (then the writers notify already):
+	// the reader is not armed and should poll.
 	held bool
 	// next is the next transaction id to be assigned, read after the lock
 	// was granted: every writer that probed before the arm (and so will
@@ -318,7 +319,7 @@ func (l *listener) serve(ctx context.Context, conn *pgx.Conn, r wakeRequest) err
 }
 
 // lockAndSnapshot takes the wake-up lock in exclusive mode without waiting
-// (never behind a writer: its probe holds the lock for a moment only) and then
+// (never behind a writer: its probe holds the lock until it commits) and then
 // reads the oldest running and the next transaction id, in a second
 // statement so that both are read after the lock was granted. Both
 // statements go in one round trip.

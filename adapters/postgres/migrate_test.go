@@ -204,10 +204,14 @@ func notifyObjects(t testing.TB, pool *pgxpool.Pool) (fnOID, trgOID uint32, body
 	return fnOID, trgOID, body, rowXmin
 }
 
-// TestMigrateUpgradesNotifyTrigger upgrades an installation whose trigger
-// notifies on every statement: the function is replaced in place, without
-// a table lock (a writer's transaction stays open throughout), and the
-// upgraded capture notifies only a waiting reader.
+// TestMigrateUpgradesNotifyTrigger upgrades an installation of an earlier
+// version, whose trigger has no WHEN clause and whose function notifies on
+// every statement: the trigger is recreated with its WHEN clause, which
+// needs a brief table lock (bounded by LockTimeout: behind a writer's open
+// transaction Migrate gives up and leaves the old capture working), and
+// the function is replaced in place; an up-to-date installation is left
+// alone without a table lock. The upgraded capture notifies only a waiting
+// reader.
 func TestMigrateUpgradesNotifyTrigger(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
@@ -216,11 +220,16 @@ func TestMigrateUpgradesNotifyTrigger(t *testing.T) {
 	if err := Migrate(ctx, pool, MigrateConfig{}); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	if _, err := pool.Exec(ctx, `CREATE OR REPLACE FUNCTION observer.notify_change_log() RETURNS trigger LANGUAGE plpgsql AS $fn$`+
-		oldNotifyBody+`$fn$`); err != nil {
-		t.Fatalf("install the old function: %v", err)
+	for _, q := range []string{
+		`CREATE OR REPLACE FUNCTION observer.notify_change_log() RETURNS trigger LANGUAGE plpgsql AS $fn$` + oldNotifyBody + `$fn$`,
+		`DROP TRIGGER ` + notifyTriggerName + ` ON core.tb_entity_change_log`,
+		`CREATE TRIGGER ` + notifyTriggerName + ` AFTER INSERT ON core.tb_entity_change_log FOR EACH STATEMENT EXECUTE FUNCTION observer.notify_change_log('fraiseql_events')`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatalf("install the earlier version's capture: %v", err)
+		}
 	}
-	fnOID, trgOID, body, _ := notifyObjects(t, pool)
+	fnOID, _, body, _ := notifyObjects(t, pool)
 	if body != oldNotifyBody {
 		t.Fatalf("old body not installed: %q", body)
 	}
@@ -233,34 +242,54 @@ func TestMigrateUpgradesNotifyTrigger(t *testing.T) {
 		t.Fatalf("the old trigger sent %d notifications for one commit without a reader, want 1", n)
 	}
 
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatalf("begin: %v", err)
+	// Behind a writer's open transaction the upgrade waits for the table
+	// lock, at most LockTimeout per attempt, then gives up.
+	withWriterOpen := func(migrate func() error) error {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit: no-op
+		if err := insertLive(ctx, tx); err != nil {
+			t.Fatalf("insert in the open transaction: %v", err)
+		}
+		err = migrate()
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		return err
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit: no-op
-	if err := insertLive(ctx, tx); err != nil {
-		t.Fatalf("insert in the open transaction: %v", err)
+	quick := func() error {
+		return Migrate(ctx, pool, MigrateConfig{LockTimeout: 100 * time.Millisecond, LockAttempts: 1})
 	}
-	if err := Migrate(ctx, pool, MigrateConfig{LockTimeout: 100 * time.Millisecond, LockAttempts: 1}); err != nil {
-		t.Fatalf("Migrate with a writer's transaction open: %v", err)
+	var pgErr *pgconn.PgError
+	if err := withWriterOpen(quick); !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+		t.Fatalf("upgrade behind a writer's open transaction = %v, want a lock timeout", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatalf("commit: %v", err)
+	if _, _, body, _ := notifyObjects(t, pool); body != oldNotifyBody {
+		t.Fatal("a failed upgrade changed the function")
 	}
-	gotFn, gotTrg, body, rowXmin := notifyObjects(t, pool)
+
+	if err := Migrate(ctx, pool, MigrateConfig{}); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	gotFn, trgOID, body, rowXmin := notifyObjects(t, pool)
 	switch {
 	case body != notifyFunctionBody:
 		t.Fatalf("function body after the upgrade = %q", body)
-	case gotFn != fnOID || gotTrg != trgOID:
-		t.Fatalf("function/trigger recreated (oids %d/%d -> %d/%d), want replaced in place", fnOID, trgOID, gotFn, gotTrg)
+	case gotFn != fnOID:
+		t.Fatalf("function recreated (oid %d -> %d), want replaced in place", fnOID, gotFn)
+	case !strings.Contains(triggerWhen(t, pool), "pg_try_advisory_xact_lock_shared"):
+		t.Fatalf("trigger after the upgrade has WHEN %q, want the probe", triggerWhen(t, pool))
 	case filenode(t, pool) != before:
 		t.Fatal("the change log was rewritten")
 	}
-	if err := Migrate(ctx, pool, MigrateConfig{}); err != nil {
-		t.Fatalf("Migrate again: %v", err)
+	// Up to date: no table lock, nothing rewritten.
+	if err := withWriterOpen(quick); err != nil {
+		t.Fatalf("Migrate of an up-to-date capture with a writer's transaction open: %v", err)
 	}
-	if _, _, _, again := notifyObjects(t, pool); again != rowXmin {
-		t.Fatal("Migrate rewrote an up-to-date notify function")
+	if _, trg, _, again := notifyObjects(t, pool); again != rowXmin || trg != trgOID {
+		t.Fatal("Migrate rewrote an up-to-date notify function or trigger")
 	}
 
 	// No reader waits: no notification.
@@ -280,7 +309,43 @@ func TestMigrateUpgradesNotifyTrigger(t *testing.T) {
 			t.Fatalf("insert: %v", err)
 		}
 	})
-	readUntil(t, cl, ports.Position{}, 3+6)
+	readUntil(t, cl, ports.Position{}, 3+7) // 3 rows before, 7 inserted since
+}
+
+// triggerWhen is the notify trigger's WHEN clause as PostgreSQL prints it.
+func triggerWhen(t testing.TB, pool *pgxpool.Pool) string {
+	t.Helper()
+	var when string
+	if err := pool.QueryRow(t.Context(), `SELECT coalesce(pg_get_expr(tgqual, tgrelid), '') FROM pg_trigger
+		WHERE tgrelid = 'core.tb_entity_change_log'::regclass AND tgname = $1`, notifyTriggerName).Scan(&when); err != nil {
+		t.Fatalf("look up the trigger's WHEN clause: %v", err)
+	}
+	return when
+}
+
+// TestMigrateKeepsCurrentTrigger migrates twice for channels whose
+// hashtext is positive and negative (PostgreSQL prints the two forms of
+// the WHEN clause's key differently): the second leaves the trigger alone.
+func TestMigrateKeepsCurrentTrigger(t *testing.T) {
+	t.Parallel()
+	for _, channel := range []string{"ch_a", "ch_b"} { // hashtext 1511040857, -669259638
+		t.Run(channel, func(t *testing.T) {
+			t.Parallel()
+			pool := newTestPool(t)
+			var first uint32
+			for i := range 2 {
+				if err := Migrate(t.Context(), pool, MigrateConfig{Channel: channel}); err != nil {
+					t.Fatalf("Migrate: %v", err)
+				}
+				_, trg, _, _ := notifyObjects(t, pool)
+				if i == 0 {
+					first = trg
+				} else if trg != first {
+					t.Fatalf("the second Migrate recreated the trigger (WHEN %q)", triggerWhen(t, pool))
+				}
+			}
+		})
+	}
 }
 
 func TestMigrateRejectsForeignTable(t *testing.T) {

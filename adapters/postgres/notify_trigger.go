@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -22,25 +23,37 @@ const notifyFunctionName = "notify_change_log"
 // notifyFunctionBody wakes a waiting reader without costing the writers
 // their commit rate. PostgreSQL serialises the commits of transactions
 // that issued NOTIFY (a database-wide lock held through commit), so the
-// function notifies only while a reader waits: a reader about to block
-// holds the advisory lock (wakeLockClass, hashtext(channel)) in exclusive
-// mode (ChangeLog.Wait), and the share-mode probe here fails exactly then.
-// Probes of concurrent writers never conflict with each other, and a
-// successful probe is released in the same expression, so it is never
-// held past this call (nor across an interruption). A writer that probed
-// just before a reader armed does not notify: the reader covers it by
-// watching that transaction end (see ChangeLog.Wait). The body reads no
+// writers notify only while a reader waits: a reader about to block holds
+// the advisory lock (wakeLockClass, hashtext(channel)) in exclusive mode
+// (ChangeLog.Wait), and a writer's share-mode probe fails exactly then.
+//
+// The probe is the trigger's WHEN clause (notifyWhen), so that the
+// function runs only to notify: a statement whose probe succeeds costs
+// the writer one trip through the lock manager and no PL/pgSQL call. The
+// probe is transaction-level: it is released when the writer's
+// transaction ends (no second trip to release it), and until then a
+// reader cannot arm (its exclusive try fails and it polls), so no writer
+// that probed before an arm can commit after it without notifying. The
+// function probes again itself, so that the trigger of an installation
+// without the WHEN clause still notifies only a waiting reader. Probes of
+// concurrent writers never conflict with each other; the body reads no
 // table and no snapshot, needs no privilege beyond EXECUTE, and a
 // REPEATABLE READ writer sees the reader's current state.
 var notifyFunctionBody = `
 BEGIN
-	IF NOT (pg_catalog.pg_try_advisory_lock_shared(` + strconv.Itoa(int(wakeLockClass)) + `, pg_catalog.hashtext(TG_ARGV[0]))
-	        AND pg_catalog.pg_advisory_unlock_shared(` + strconv.Itoa(int(wakeLockClass)) + `, pg_catalog.hashtext(TG_ARGV[0]))) THEN
+	IF NOT pg_catalog.pg_try_advisory_xact_lock_shared(` + strconv.Itoa(int(wakeLockClass)) + `, pg_catalog.hashtext(TG_ARGV[0])) THEN
 		PERFORM pg_catalog.pg_notify(TG_ARGV[0], '');
 	END IF;
 	RETURN NULL;
 END
 `
+
+// notifyWhen is the trigger's WHEN clause for a channel whose
+// hashtext is key: the transaction-level share-mode probe of the wake-up
+// lock, true (fire the function) when a reader holds it.
+func notifyWhen(key int32) string {
+	return `NOT pg_catalog.pg_try_advisory_xact_lock_shared(` + strconv.Itoa(int(wakeLockClass)) + `, ` + strconv.Itoa(int(key)) + `)`
+}
 
 func migrateNotify(ctx context.Context, tx pgx.Tx, tbl tableName, observerSchema, channel string) error {
 	fn := pgx.Identifier{observerSchema, notifyFunctionName}.Sanitize()
@@ -60,12 +73,13 @@ func migrateNotify(ctx context.Context, tx pgx.Tx, tbl tableName, observerSchema
 			return interpretError("create notify function", err)
 		}
 	}
-	// The trigger is replaced only when missing or pointing at another
-	// channel or function, so that a routine migrate (or an upgrade of the
-	// function) takes no table lock.
+	// The trigger is replaced only when missing, pointing at another
+	// channel or function, or without its WHEN clause (earlier versions),
+	// so that a routine migrate (or an upgrade of the function) takes no
+	// table lock.
 	var current string
 	err = tx.QueryRow(ctx, `
-		SELECT t.tgfoid::regprocedure::text || '|' || encode(t.tgargs, 'escape')
+		SELECT t.tgfoid::regprocedure::text || '|' || encode(t.tgargs, 'escape') || '|' || coalesce(pg_catalog.pg_get_expr(t.tgqual, t.tgrelid), '')
 		FROM pg_trigger t
 		WHERE t.tgrelid = to_regclass($1) AND t.tgname = $2`,
 		tbl.Sanitize(), notifyTriggerName).Scan(&current)
@@ -73,11 +87,12 @@ func migrateNotify(ctx context.Context, tx pgx.Tx, tbl tableName, observerSchema
 		return interpretError("look up notify trigger", err)
 	}
 	var want string
-	if err := tx.QueryRow(ctx, `SELECT to_regprocedure($1)::text || '|' || encode(convert_to($2, 'UTF8') || '\x00'::bytea, 'escape')`,
-		fn+"()", channel).Scan(&want); err != nil {
+	var key int32
+	if err := tx.QueryRow(ctx, `SELECT to_regprocedure($1)::text || '|' || encode(convert_to($2, 'UTF8') || '\x00'::bytea, 'escape'), pg_catalog.hashtext($2)`,
+		fn+"()", channel).Scan(&want, &key); err != nil {
 		return interpretError("look up notify function", err)
 	}
-	if current == want {
+	if prefix, qual, ok := cutLast(current, "|"); ok && prefix == want && currentWhen(qual, key) {
 		return nil
 	}
 	trg := pgx.Identifier{notifyTriggerName}.Sanitize()
@@ -85,10 +100,27 @@ func migrateNotify(ctx context.Context, tx pgx.Tx, tbl tableName, observerSchema
 		return interpretError("drop notify trigger", err)
 	}
 	if _, err := tx.Exec(ctx, `CREATE TRIGGER `+trg+` AFTER INSERT ON `+tbl.Sanitize()+
-		` FOR EACH STATEMENT EXECUTE FUNCTION `+fn+`(`+quoteLiteral(channel)+`)`); err != nil {
+		` FOR EACH STATEMENT WHEN (`+notifyWhen(key)+`) EXECUTE FUNCTION `+fn+`(`+quoteLiteral(channel)+`)`); err != nil {
 		return interpretError("create notify trigger", err)
 	}
 	return nil
+}
+
+// currentWhen reports whether qual, a WHEN clause as PostgreSQL prints it
+// back, is notifyWhen(key): "(NOT pg_try_advisory_xact_lock_shared(C, K))"
+// with a negative K printed as '-K'::integer.
+func currentWhen(qual string, key int32) bool {
+	call := "pg_try_advisory_xact_lock_shared(" + strconv.Itoa(int(wakeLockClass)) + ", "
+	k := strconv.Itoa(int(key))
+	return strings.Contains(qual, call+k+")") || strings.Contains(qual, call+"'"+k+"'::integer)")
+}
+
+// cutLast slices s around the last sep.
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
 }
 
 // dropNotify removes the notify trigger from the change log when it is
