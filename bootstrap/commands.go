@@ -23,7 +23,7 @@ func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) (warni
 	c := cfg.Database
 	if err := postgres.Migrate(ctx, pool, postgres.MigrateConfig{
 		ChangeLogTable: c.ChangeLogTable, Channel: c.NotifyChannel, ObserverSchema: c.ObserverSchema, Logger: logger,
-		PollOnly: c.Wake == config.WakePoll,
+		Trigger: stores.TriggerPolicy(c),
 	}); err != nil {
 		return nil, err
 	}

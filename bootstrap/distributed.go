@@ -64,7 +64,7 @@ func (a *App) buildBridges(ctx context.Context) error {
 		}
 		a.onClose(db.Close)
 		if dbCfg.MigrateOnStart {
-			if err := stores.MigrateOnStart(ctx, db, dbCfg, log); err != nil {
+			if err := stores.MigrateOnStart(ctx, db, dbCfg, true, log); err != nil { // this bridge reads it
 				return fmt.Errorf("databases[%d] (%s): %w", i, d.Name, err)
 			}
 		}

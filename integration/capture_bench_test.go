@@ -150,6 +150,9 @@ func (c *captureBench) use(b *testing.B, v string) {
 	}
 	cfg := c.cfg
 	cfg.Database.Wake = cmp.Or(wake, config.WakePoll)
+	if cfg.Database.Wake == config.WakePoll {
+		cfg.Database.PollInterval = config.PollIntervalPolling // the product's default there
+	}
 	if _, err := bootstrap.Migrate(ctx, cfg, c.bundle.logger); err != nil { // b, c: the trigger with the current function; a, d: none
 		b.Fatalf("migrate: %v", err)
 	}

@@ -50,7 +50,7 @@ type ChangeLogConfig struct {
 	// without them and returned as an invalid record (ports.ErrEventTooLarge).
 	MaxEventBytes int64
 	// PollOnly reads without NOTIFY (database.wake = "poll", for a change
-	// log without the notify trigger: see MigrateConfig.PollOnly): no
+	// log without the notify trigger: see TriggerDrop): no
 	// LISTEN connection, and Wait polls (see pollWait).
 	PollOnly bool
 }
@@ -206,6 +206,7 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 			SELECT count(*) FROM ` + tbl.Sanitize() + `
 			WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
 	}
+	c.warnOnTrigger()
 	if cfg.PollOnly {
 		return c, nil
 	}

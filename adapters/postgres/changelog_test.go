@@ -52,11 +52,19 @@ func newTestPool(t testing.TB) *pgxpool.Pool {
 func setup(t testing.TB, cfg ChangeLogConfig) *testBundle {
 	t.Helper()
 	pool := newTestPool(t)
-	if err := Migrate(context.Background(), pool, MigrateConfig{ChangeLogTable: cfg.Table, Channel: cfg.Channel, PollOnly: cfg.PollOnly}); err != nil {
+	if err := Migrate(context.Background(), pool, MigrateConfig{ChangeLogTable: cfg.Table, Channel: cfg.Channel, Trigger: triggerFor(cfg.PollOnly)}); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	cl, logs := newTestChangeLog(t, pool, cfg)
 	return &testBundle{pool: pool, cl: cl, logs: logs}
+}
+
+// triggerFor is the trigger policy of a reader that polls or not.
+func triggerFor(pollOnly bool) TriggerPolicy {
+	if pollOnly {
+		return TriggerDrop
+	}
+	return TriggerInstall
 }
 
 func newTestChangeLog(t testing.TB, pool *pgxpool.Pool, cfg ChangeLogConfig) (*ChangeLog, *testsupport.Buffer) {

@@ -45,13 +45,29 @@ type MigrateConfig struct {
 	// LockAttempts is how many times such a statement is tried before
 	// Migrate gives up; default 5.
 	LockAttempts int
-	// PollOnly leaves the change log without the notify trigger (and drops
-	// it when present): for readers that poll (ChangeLogConfig.PollOnly,
-	// database.wake = "poll"). The trigger costs the writers a share of
-	// their commit rate; without it a reader idle for a while finds new
-	// rows only at its next poll.
-	PollOnly bool
+	// Trigger says what Migrate does with the notify trigger: install or
+	// upgrade it (TriggerInstall, the default), drop it (TriggerDrop), or
+	// leave it as it is (TriggerKeep).
+	Trigger TriggerPolicy
 }
+
+// TriggerPolicy is what Migrate does with the change log's notify trigger.
+type TriggerPolicy int
+
+const (
+	// TriggerInstall installs or upgrades it: for readers woken by NOTIFY.
+	TriggerInstall TriggerPolicy = iota
+	// TriggerDrop leaves the change log without it (dropped when present):
+	// for readers that poll (ChangeLogConfig.PollOnly, database.wake =
+	// "poll"). The trigger costs the writers a share of their commit
+	// rate; without it a reader idle for a while finds new rows only at
+	// its next poll.
+	TriggerDrop
+	// TriggerKeep leaves it as it is: for a process that does not read
+	// this change log (a NATS worker), whose settings must not decide how
+	// its readers are woken.
+	TriggerKeep
+)
 
 func (c MigrateConfig) withDefaults() MigrateConfig {
 	c.ChangeLogTable = cmp.Or(c.ChangeLogTable, DefaultChangeLogTable)
@@ -84,6 +100,8 @@ func (c MigrateConfig) Validate() error {
 		return fmt.Errorf("lock_timeout: %s is negative", c.LockTimeout)
 	case c.LockAttempts < 0:
 		return fmt.Errorf("lock_attempts: %d is negative", c.LockAttempts)
+	case c.Trigger < TriggerInstall || c.Trigger > TriggerKeep:
+		return fmt.Errorf("trigger: unknown policy %d", c.Trigger)
 	}
 	return nil
 }
@@ -228,8 +246,11 @@ func (m *migrator) run(ctx context.Context) error {
 		m.logger.Warn(warn)
 	}
 	return m.lockedTx(ctx, "notify trigger", func(tx pgx.Tx) error {
-		if m.cfg.PollOnly {
+		switch m.cfg.Trigger {
+		case TriggerDrop:
 			return dropNotify(ctx, tx, m.tbl)
+		case TriggerKeep:
+			return nil
 		}
 		return migrateNotify(ctx, tx, m.tbl, m.cfg.ObserverSchema, m.cfg.Channel)
 	})

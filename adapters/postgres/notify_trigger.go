@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -139,4 +140,29 @@ func dropNotify(ctx context.Context, tx pgx.Tx, tbl tableName) error {
 		return interpretError("drop notify trigger", err)
 	}
 	return nil
+}
+
+// warnOnTrigger logs a warning when the change log's notify trigger does
+// not suit how this reader is woken (migrate sets it as database.wake
+// says): a reader that polls while the trigger is installed leaves the
+// writers paying for it, and one woken by NOTIFY without it finds new rows
+// only at its poll interval. A database that cannot be asked is not an
+// error here.
+func (c *ChangeLog) warnOnTrigger() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var present bool
+	if err := c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
+		c.table, notifyTriggerName).Scan(&present); err != nil {
+		c.logger.Debug("cannot look up the notify trigger", "error", interpretError("look up notify trigger", err))
+		return
+	}
+	switch {
+	case present && c.cfg.PollOnly:
+		c.logger.Warn("the change log has the notify trigger but this reader polls (database.wake = \"poll\"): the writers pay for a trigger no one needs; run `fraiseql-observer migrate` with this configuration, or start with database.migrate_on_start, to drop it",
+			"table", c.table, "trigger", notifyTriggerName)
+	case !present && !c.cfg.PollOnly:
+		c.logger.Warn("the change log has no notify trigger but this reader waits for NOTIFY (database.wake = \"notify\"): new rows are found only at each poll interval; run `fraiseql-observer migrate` with this configuration, or start with database.migrate_on_start, to install it",
+			"table", c.table, "trigger", notifyTriggerName, "poll_interval", c.cfg.PollInterval)
+	}
 }

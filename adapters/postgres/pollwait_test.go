@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func TestChangeLogPollOnly(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
 	ctx := t.Context()
-	if err := Migrate(ctx, pool, MigrateConfig{PollOnly: true}); err != nil {
+	if err := Migrate(ctx, pool, MigrateConfig{Trigger: TriggerDrop}); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	if n := notifyTriggers(t, pool); n != 0 {
@@ -84,10 +85,16 @@ func TestChangeLogPollOnly(t *testing.T) {
 	// ever: it blocks at least busyPoll).
 	waitCtx, cancel := context.WithTimeout(ctx, waitTimeout)
 	defer cancel()
+	start := time.Now()
 	for range 8 {
 		if err := cl.Wait(waitCtx); err != nil {
 			t.Fatalf("idle Wait = %v, want nil after the pause", err)
 		}
+	}
+	// Never a busy loop: eight idle waits pause at least 2+4+...+50ms
+	// (the backoff, capped at the 50ms poll interval).
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Fatalf("8 idle Waits took %v, want the backed-off pauses (at least 150ms)", took)
 	}
 
 	// A late commit: the open transaction's row is held back, the later
@@ -116,23 +123,61 @@ func TestChangeLogPollOnly(t *testing.T) {
 	cl.Close() // idempotent without a listener
 }
 
-// TestMigratePollOnlyDropsTheTrigger switches a change log from notify to
-// poll and back: the poll-only migrate drops the trigger, a second one
-// changes nothing, and a notify migrate installs it again.
-func TestMigratePollOnlyDropsTheTrigger(t *testing.T) {
+// TestMigrateTriggerPolicies switches a change log between the policies:
+// TriggerDrop drops the trigger, a second one changes nothing,
+// TriggerKeep leaves it absent or present as it is, TriggerInstall
+// installs it again; an unknown policy is refused.
+func TestMigrateTriggerPolicies(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
 	ctx := t.Context()
 	for i, step := range []struct {
-		pollOnly bool
-		want     int
-	}{{false, 1}, {true, 0}, {true, 0}, {false, 1}} {
-		if err := Migrate(ctx, pool, MigrateConfig{PollOnly: step.pollOnly}); err != nil {
-			t.Fatalf("step %d: Migrate(PollOnly %v): %v", i, step.pollOnly, err)
+		policy TriggerPolicy
+		want   int
+	}{{TriggerInstall, 1}, {TriggerDrop, 0}, {TriggerDrop, 0}, {TriggerKeep, 0}, {TriggerInstall, 1}, {TriggerKeep, 1}} {
+		if err := Migrate(ctx, pool, MigrateConfig{Trigger: step.policy}); err != nil {
+			t.Fatalf("step %d: Migrate(Trigger %d): %v", i, step.policy, err)
 		}
 		if n := notifyTriggers(t, pool); n != step.want {
-			t.Fatalf("step %d: %d notify triggers after Migrate(PollOnly %v), want %d", i, n, step.pollOnly, step.want)
+			t.Fatalf("step %d: %d notify triggers after Migrate(Trigger %d), want %d", i, n, step.policy, step.want)
 		}
+	}
+	if err := Migrate(ctx, pool, MigrateConfig{Trigger: TriggerKeep + 1}); err == nil || !strings.Contains(err.Error(), "trigger") {
+		t.Fatalf("Migrate with an unknown trigger policy = %v, want an error naming it", err)
+	}
+}
+
+// TestChangeLogWarnsOnTriggerMismatch opens readers on change logs whose
+// trigger does not suit them: each logs a warning naming the fix; a
+// reader that fits logs none.
+func TestChangeLogWarnsOnTriggerMismatch(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name          string
+		trigger       TriggerPolicy
+		pollOnly      bool
+		wantWarnAbout string // "" for no warning
+	}{
+		{"notify reader, trigger installed", TriggerInstall, false, ""},
+		{"poll reader, trigger dropped", TriggerDrop, true, ""},
+		{"poll reader, trigger installed", TriggerInstall, true, "has the notify trigger but this reader polls"},
+		{"notify reader, no trigger", TriggerDrop, false, "has no notify trigger but this reader waits for NOTIFY"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			pool := newTestPool(t)
+			if err := Migrate(t.Context(), pool, MigrateConfig{Trigger: c.trigger}); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+			_, logs := newTestChangeLog(t, pool, ChangeLogConfig{PollInterval: time.Minute, PollOnly: c.pollOnly})
+			got := logs.String()
+			switch {
+			case c.wantWarnAbout == "" && strings.Contains(got, "level=WARN"):
+				t.Fatalf("warning for a fitting trigger:\n%s", got)
+			case c.wantWarnAbout != "" && (!strings.Contains(got, c.wantWarnAbout) || !strings.Contains(got, "fraiseql-observer migrate")):
+				t.Fatalf("log lacks the warning %q and its fix:\n%s", c.wantWarnAbout, got)
+			}
+		})
 	}
 }
 

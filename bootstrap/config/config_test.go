@@ -128,6 +128,8 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"negative coalesce_wait_max", "[reader]\ncoalesce_wait_max = \"-1ms\"", nil, []string{"reader.coalesce_wait_max", "between 0s and 1s"}},
 		{"coalesce_wait_max over a second", "", []string{"FRAISEQL_READER_COALESCE_WAIT_MAX=1500ms"}, []string{"reader.coalesce_wait_max", "between 0s and 1s"}},
 		{"unknown wake", "[database]\nwake = \"listen\"", nil, []string{"database.wake", `"listen"`, `"notify" or "poll"`}},
+		{"unknown wake in memory", "topology = \"memory\"\n[database]\nwake = \"sometimes\"", nil, []string{"database.wake", `"sometimes"`}},
+		{"poll interval under a millisecond when polling", "[database]\nwake = \"poll\"\npoll_interval = \"500us\"", nil, []string{"database.poll_interval", "at least 1ms"}},
 		{"env unknown wake", "", []string{"FRAISEQL_DATABASE_WAKE=Poll"}, []string{"database.wake", `"Poll"`}},
 		{"env fraction as integer", "", []string{"FRAISEQL_READER_MAX_IN_FLIGHT=3.7"}, []string{"reader.max_in_flight", "FRAISEQL_READER_MAX_IN_FLIGHT", "not an integer"}},
 		// What the adapters refuse at run must be refused by validate-config

@@ -65,6 +65,7 @@ func TestPollIntervalDefaultFollowsWake(t *testing.T) {
 		{"poll, interval in the file", "[database]\nwake = \"poll\"\npoll_interval = \"2s\"\n", nil, 2 * time.Second},
 		{"poll, interval in the environment", "[database]\nwake = \"poll\"\n", []string{"FRAISEQL_DATABASE_POLL_INTERVAL=20ms"}, 20 * time.Millisecond},
 		{"notify, interval in the file", "[database]\npoll_interval = \"300ms\"\n", nil, 300 * time.Millisecond},
+		{"poll in the memory topology (no change log to poll)", "topology = \"memory\"\n[database]\nwake = \"poll\"\n", nil, time.Second},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -73,7 +74,7 @@ func TestPollIntervalDefaultFollowsWake(t *testing.T) {
 			if cfg.Database.PollInterval != c.want {
 				t.Errorf("database.poll_interval = %v, want %v", cfg.Database.PollInterval, c.want)
 			}
-			if err := cfg.SetTopology(config.TopologyPostgresOnly); err != nil || cfg.Database.PollInterval != c.want {
+			if err := cfg.SetTopology(cfg.Topology); err != nil || cfg.Database.PollInterval != c.want {
 				t.Errorf("after SetTopology: database.poll_interval = %v (%v), want %v", cfg.Database.PollInterval, err, c.want)
 			}
 		})

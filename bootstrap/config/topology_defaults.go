@@ -59,7 +59,7 @@ func (c *Config) applyTopologyDefaults() {
 	}
 	if !c.IsSet(keyPollInterval) {
 		c.Database.PollInterval = Defaults().Database.PollInterval
-		if c.Database.Wake == WakePoll {
+		if c.Database.Wake == WakePoll && c.Topology != TopologyMemory {
 			c.Database.PollInterval = PollIntervalPolling
 		}
 	}

@@ -65,12 +65,15 @@ func (c *Config) Validate() error {
 	if err := c.validateDelivery(); err != nil {
 		return err
 	}
+	if c.Database.Wake != WakeNotify && c.Database.Wake != WakePoll {
+		return &ConfigError{Key: "database.wake", Msg: fmt.Sprintf("%q is not %q or %q", c.Database.Wake, WakeNotify, WakePoll)}
+	}
+	if c.Database.Wake == WakePoll && c.Database.PollInterval > 0 && c.Database.PollInterval < time.Millisecond {
+		return &ConfigError{Key: "database.poll_interval", Msg: fmt.Sprintf("%s: under database.wake = %q the reader polls this often while idle; at least 1ms", c.Database.PollInterval, WakePoll)}
+	}
 	if c.Topology != TopologyMemory {
 		if c.Database.URL == "" {
 			return &ConfigError{Key: "database.url", Msg: "required for topology " + string(c.Topology) + " (or set FRAISEQL_DATABASE_URL)"}
-		}
-		if c.Database.Wake != WakeNotify && c.Database.Wake != WakePoll {
-			return &ConfigError{Key: "database.wake", Msg: fmt.Sprintf("%q is not %q or %q", c.Database.Wake, WakeNotify, WakePoll)}
 		}
 		for key, v := range map[string]string{"database.change_log_table": c.Database.ChangeLogTable, "database.notify_channel": c.Database.NotifyChannel, "database.observer_schema": c.Database.ObserverSchema} {
 			if strings.TrimSpace(v) == "" {

@@ -41,15 +41,46 @@ func ConnectOnce(ctx context.Context, db config.DatabaseConfig, what string, log
 	return d, nil
 }
 
-// MigrateOnStart migrates database d (database.migrate_on_start).
-func MigrateOnStart(ctx context.Context, d *postgres.DB, db config.DatabaseConfig, logger *slog.Logger) error {
+// MigrateOnStart migrates database d (database.migrate_on_start). The
+// notify trigger follows database.wake only when reads says this process
+// reads d's change log; otherwise it is left as it is, so that a process
+// that does not read it (a NATS worker) never decides how its readers are
+// woken.
+func MigrateOnStart(ctx context.Context, d *postgres.DB, db config.DatabaseConfig, reads bool, logger *slog.Logger) error {
+	trigger := postgres.TriggerKeep
+	if reads {
+		trigger = TriggerPolicy(db)
+	}
 	if err := postgres.Migrate(ctx, d.Pool, postgres.MigrateConfig{
 		ChangeLogTable: db.ChangeLogTable, Channel: db.NotifyChannel, ObserverSchema: db.ObserverSchema, Logger: logger,
-		PollOnly: db.Wake == config.WakePoll,
+		Trigger: trigger,
 	}); err != nil {
 		return fmt.Errorf("migrate on start: %w", err)
 	}
 	return nil
+}
+
+// TriggerPolicy is what migrating with db does with the notify trigger:
+// install it under database.wake = "notify", drop it under "poll".
+func TriggerPolicy(db config.DatabaseConfig) postgres.TriggerPolicy {
+	if db.Wake == config.WakePoll {
+		return postgres.TriggerDrop
+	}
+	return postgres.TriggerInstall
+}
+
+// ReadsPrimaryChangeLog reports whether a process of cfg reads the
+// change log of [database]: every topology's but multi-database's (whose
+// bridges read [[databases]]), and for nats-distributed only the roles
+// that run the bridge.
+func ReadsPrimaryChangeLog(cfg config.Config) bool {
+	switch cfg.Topology {
+	case config.TopologyMultiDatabase:
+		return false
+	case config.TopologyNATSDistributed:
+		return cfg.Role.RunsBridge()
+	}
+	return true
 }
 
 // ConnectRedis connects to Redis. An unreachable Redis at start is not

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 )
@@ -36,5 +37,38 @@ func TestConnectRedisRefusesAnEmptyPasswordVariable(t *testing.T) {
 				t.Fatalf("error %v does not name redis.password_env and the variable", err)
 			}
 		})
+	}
+}
+
+// Only a process that reads [database]'s change log lets database.wake
+// decide its notify trigger at start; the migrate command follows wake.
+func TestTriggerPolicyFollowsWakeAndRole(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		topo  config.Topology
+		role  config.Role
+		reads bool
+	}{
+		{config.TopologyPostgresOnly, config.RoleAll, true},
+		{config.TopologyPostgresRedis, config.RoleAll, true},
+		{config.TopologyMemory, config.RoleAll, true},
+		{config.TopologyNATSDistributed, config.RoleAll, true},
+		{config.TopologyNATSDistributed, config.RoleBridge, true},
+		{config.TopologyNATSDistributed, config.RoleWorker, false},
+		{config.TopologyMultiDatabase, config.RoleAll, false}, // its bridges read [[databases]]
+	} {
+		cfg := config.Defaults()
+		cfg.Topology, cfg.Role = c.topo, c.role
+		if got := stores.ReadsPrimaryChangeLog(cfg); got != c.reads {
+			t.Errorf("%s role %s: ReadsPrimaryChangeLog = %v, want %v", c.topo, c.role, got, c.reads)
+		}
+	}
+	db := config.Defaults().Database
+	if got := stores.TriggerPolicy(db); got != postgres.TriggerInstall {
+		t.Errorf("wake notify: policy %d, want install", got)
+	}
+	db.Wake = config.WakePoll
+	if got := stores.TriggerPolicy(db); got != postgres.TriggerDrop {
+		t.Errorf("wake poll: policy %d, want drop", got)
 	}
 }

@@ -100,7 +100,7 @@ func OpenDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger) (
 		}
 	}()
 	if db.MigrateOnStart {
-		if err := MigrateOnStart(ctx, d, db, logger); err != nil {
+		if err := MigrateOnStart(ctx, d, db, ReadsPrimaryChangeLog(cfg), logger); err != nil {
 			return nil, err
 		}
 		logger.Info("database migrated", slog.String("change_log_table", db.ChangeLogTable), slog.String("observer_schema", db.ObserverSchema))

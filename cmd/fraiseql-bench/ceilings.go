@@ -45,10 +45,10 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 	wakes := []string{wakeNotify, wakePoll}
 	services := make(map[string]preparedService, len(wakes))
 	for _, wake := range wakes {
-		cfgs, ports, names, cleanup, err := h.prepare(ctx, topoPostgresOnly, 0, db, "", wake)
-		defer func() { err = errors.Join(err, cleanup()) }()
-		if err != nil {
-			return err
+		cfgs, ports, names, cleanup, perr := h.prepare(ctx, topoPostgresOnly, 0, db, "", wake)
+		defer func() { err = errors.Join(err, cleanup()) }() // the function's err
+		if perr != nil {
+			return perr
 		}
 		services[wake] = preparedService{cfgs, ports, names}
 	}
