@@ -85,7 +85,8 @@ func (c ChangeLogConfig) Validate() error {
 // running are returned, so a transaction that commits late can never be
 // skipped. A LISTEN connection wakes Wait, which asks the writers for a
 // notification only while it waits (see Wait); the poll interval is the
-// fallback. With PollOnly it polls instead (see pollWait). It implements ports.EventSource and is safe for concurrent use.
+// fallback. With PollOnly it polls instead (see pollWait). It implements
+// ports.EventSource and is safe for concurrent use.
 type ChangeLog struct {
 	pool     *pgxpool.Pool
 	cfg      ChangeLogConfig
