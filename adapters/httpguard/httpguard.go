@@ -275,7 +275,7 @@ type ClientConfig struct {
 // context.
 func NewClient(p Policy, cfg ClientConfig) *http.Client {
 	dialer := NewDialer(p, cfg)
-	perHost := cmp.Or(cfg.MaxIdleConnsPerHost, 64)
+	perHost := MaxIdleConnsPerHost(cfg)
 	transport := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
@@ -317,5 +317,11 @@ func IdleConnTimeout(cfg ClientConfig) time.Duration {
 // MaxIdleConns is how many idle connections cfg's client keeps over all
 // hosts (at least its per-host number).
 func MaxIdleConns(cfg ClientConfig) int {
-	return max(cmp.Or(cfg.MaxIdleConns, 512), cmp.Or(cfg.MaxIdleConnsPerHost, 64))
+	return max(cmp.Or(cfg.MaxIdleConns, 512), MaxIdleConnsPerHost(cfg))
+}
+
+// MaxIdleConnsPerHost is how many idle connections cfg's client keeps per
+// host.
+func MaxIdleConnsPerHost(cfg ClientConfig) int {
+	return cmp.Or(cfg.MaxIdleConnsPerHost, 64)
 }

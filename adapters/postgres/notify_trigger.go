@@ -128,10 +128,9 @@ func cutLast(s, sep string) (before, after string, found bool) {
 // there (a routine migrate of a table without it takes no table lock). The
 // function stays: other change logs may use it.
 func dropNotify(ctx context.Context, tx pgx.Tx, tbl tableName) error {
-	var present bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
-		tbl.Sanitize(), notifyTriggerName).Scan(&present); err != nil {
-		return interpretError("look up notify trigger", err)
+	present, err := notifyTriggerPresent(ctx, tx, tbl.Sanitize())
+	if err != nil {
+		return err
 	}
 	if !present {
 		return nil
@@ -151,10 +150,9 @@ func dropNotify(ctx context.Context, tx pgx.Tx, tbl tableName) error {
 func (c *ChangeLog) warnOnTrigger() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var present bool
-	if err := c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
-		c.table, notifyTriggerName).Scan(&present); err != nil {
-		c.logger.Debug("cannot look up the notify trigger", "error", interpretError("look up notify trigger", err))
+	present, err := notifyTriggerPresent(ctx, c.pool, c.table)
+	if err != nil {
+		c.logger.Debug("cannot look up the notify trigger", "error", err)
 		return
 	}
 	switch {
@@ -165,4 +163,18 @@ func (c *ChangeLog) warnOnTrigger() {
 		c.logger.Warn("the change log has no notify trigger but this reader waits for NOTIFY (database.wake = \"notify\"): new rows are found only at each poll interval; run `fraiseql-observer migrate` with this configuration, or start with database.migrate_on_start, to install it",
 			"table", c.table, "trigger", notifyTriggerName, "poll_interval", c.cfg.PollInterval)
 	}
+}
+
+// notifyTriggerPresent reports whether the change log table (quoted) has
+// the notify trigger.
+func notifyTriggerPresent(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, table string,
+) (bool, error) {
+	var present bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2)`,
+		table, notifyTriggerName).Scan(&present); err != nil {
+		return false, interpretError("look up notify trigger", err)
+	}
+	return present, nil
 }

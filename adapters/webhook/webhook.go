@@ -94,7 +94,7 @@ func NewExecutor(cfg Config, logger *slog.Logger) (*Executor, error) {
 		transport: client.Transport,
 		h1: &h1Client{
 			dial:         httpguard.NewDialer(cfg.Policy, clientCfg).DialContext,
-			maxIdle:      clientCfg.MaxIdleConnsPerHost,
+			maxIdle:      httpguard.MaxIdleConnsPerHost(clientCfg),
 			maxIdleTotal: httpguard.MaxIdleConns(clientCfg),
 			idleTimeout:  httpguard.IdleConnTimeout(clientCfg),
 		},
