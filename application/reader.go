@@ -336,27 +336,29 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 		}
 		readPos = batch.End
 		r.update(func(s *ReaderStatus) { s.ReadAt, s.LastReadAt, s.LastError = readPos, r.cfg.Now(), "" })
-		// A read that found a single record or none, far from the byte
+		// A read that examined a single row or none, far from the byte
 		// budget, reached the end of what was readable while events
 		// arrive one at a time: the next read waits for the source
 		// instead of coming back empty (at 400 events/s, 2.8 reads per
-		// event became 2.0). A read that found more reads again at once,
-		// as before: at higher rates that read finds the rows committed
-		// meanwhile, and a Wait would cost more than it saves. A read cut
-		// short by rows that are not events (NOOP, READ) costs one Wait,
-		// which returns at once while the source is busy. A read of more
-		// that did not fill the batch pauses CoalesceWait first (rows that
-		// are not events do not count: a backlog of them is read a batch
-		// per pause).
-		atEnd := len(batch.Records) < limit.Rows && got <= limit.Bytes/2 // neither the row nor the byte limit cut it
+		// event became 2.0). A read that examined more reads again at
+		// once when the row limit cut it, as before: that read finds the
+		// rows committed meanwhile, and a Wait would cost more than it
+		// saves; one that did not fill the batch pauses CoalesceWait
+		// first (growing with the rate of rows: see CoalesceWaitMax).
+		// Rows skipped by the source (not events, entities no observer
+		// wants) count as examined: a stream of them is read as seldom as
+		// one of events. A read cut short by the byte budget reads again
+		// at once.
+		rows := len(batch.Records) + batch.Skipped
+		atEnd := rows < limit.Rows && got <= limit.Bytes/2 // neither the row nor the byte limit cut it
 		switch {
-		case !examined || atEnd && len(batch.Records) <= 1:
+		case !examined || atEnd && rows <= 1:
 			if err := r.source.Wait(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("waiting for events failed", slog.String("error", err.Error()))
 				sleep(ctx, backoff)
 			}
 		case atEnd && r.cfg.CoalesceWait > 0:
-			sleep(ctx, r.coalescePause(len(batch.Records), cycle))
+			sleep(ctx, r.coalescePause(rows, cycle))
 		}
 	}
 }

@@ -23,10 +23,12 @@ func (finishingHandler) Handle(_ ports.Record, finish func()) { finish() }
 func (finishingHandler) Run(ctx context.Context) error        { <-ctx.Done(); return nil }
 
 // timedReads is a source whose n-th read serves counts[n] records (none
-// after the last count) and notes when each read and each Wait came, since
-// start; Wait blocks until its context ends.
+// after the last count; with skip, examines that many rows and returns
+// none, as rows no observer wants) and notes when each read and each Wait
+// came, since start; Wait blocks until its context ends.
 type timedReads struct {
 	mu     sync.Mutex
+	skip   bool
 	counts []int
 	start  time.Time
 	reads  []time.Duration
@@ -48,6 +50,10 @@ func (s *timedReads) source() *eventSource {
 			}
 			for range min(s.counts[len(s.reads)], limit.Rows) {
 				b.End = ports.Position{Seq: b.End.Seq + 1}
+				if s.skip {
+					b.Skipped++
+					continue
+				}
 				b.Records = append(b.Records, record(b.End.Seq, seqEvent(fmt.Sprint("ent", b.End.Seq), 0)))
 			}
 			s.reads = append(s.reads, time.Since(s.start))
@@ -89,15 +95,23 @@ func (s *timedReads) runFor(t *testing.T, cfg application.ReaderConfig) (reads, 
 // A read that found several records without filling the batch is followed
 // by a pause of CoalesceWait before the next read; a full read is followed
 // by the next read at once; a read of one record waits for the source;
-// with CoalesceWait 0 the reader reads again at once.
+// with CoalesceWait 0 the reader reads again at once. Rows the source
+// examined and skipped (Batch.Skipped: rows no observer wants) pace the
+// reads as records do.
 func TestReaderCoalescesReadsWhileTheSourceIsBusy(t *testing.T) {
 	t.Parallel()
-	for _, wait := range []time.Duration{0, 5 * time.Millisecond} {
-		t.Run(fmt.Sprint("coalesce_wait=", wait), func(t *testing.T) {
+	for _, tt := range []struct {
+		wait time.Duration
+		skip bool
+	}{{0, false}, {5 * time.Millisecond, false}, {5 * time.Millisecond, true}} {
+		wait := tt.wait
+		t.Run(fmt.Sprint("coalesce_wait=", wait, ",skipped=", tt.skip), func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				// Each read serves the next count of records (10 = a full batch).
-				at, waits := newTimedReads(3, 10, 4, 1).runFor(t, application.ReaderConfig{BatchSize: 10, CoalesceWait: wait})
+				src := newTimedReads(3, 10, 4, 1)
+				src.skip = tt.skip
+				at, waits := src.runFor(t, application.ReaderConfig{BatchSize: 10, CoalesceWait: wait})
 				// 3 of 10: pause; 10 of 10: at once; 4 of 10: pause; 1: Wait.
 				want := []time.Duration{0, wait, wait, 2 * wait}
 				if fmt.Sprint(at) != fmt.Sprint(want) {

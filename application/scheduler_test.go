@@ -580,8 +580,11 @@ func TestSchedulerBatchPreparesAndFinishesTogether(t *testing.T) {
 		}
 		maxAhead = max(maxAhead, ahead)
 	}
-	if maxAhead > 2*batch {
-		t.Errorf("%d runs prepared ahead of the workers at once, want at most %d", maxAhead, 2*batch)
+	// A worker counts its run stepped when it takes it, a moment before
+	// the probe notes the step: up to MaxConcurrent (4) runs may be
+	// noted late.
+	if maxAhead > 2*batch+4 {
+		t.Errorf("%d runs prepared ahead of the workers at once, want at most %d (and 4 taken, not yet noted)", maxAhead, 2*batch)
 	}
 	at := map[string]int{}
 	for i, l := range probe.log {

@@ -80,6 +80,9 @@ func (a *App) Reload() error {
 		return err
 	}
 	a.processor.SetMatcher(domain.NewMatcher(obs))
+	if a.changeLog != nil {
+		a.changeLog.SetEntities(a.observedEntities())
+	}
 	a.logger.Info("observers reloaded", slog.Int("observers", len(obs)))
 	a.warnUnusedOverrides(obs)
 	return nil

@@ -155,6 +155,17 @@ func (a *App) dedupBatch() int {
 	return 0
 }
 
+// observedEntities is what the local change-log reader returns: the
+// entity types of the observers, or nil (every row) when one observes
+// "*". Rows of other entities would match no observer.
+func (a *App) observedEntities() []string {
+	entities, every := a.processor.Matcher().Entities()
+	if every {
+		return nil
+	}
+	return entities
+}
+
 // buildLocalReader reads the change log (or the memory source) in this
 // process and runs the actions here.
 func (a *App) buildLocalReader() error {
@@ -163,6 +174,7 @@ func (a *App) buildLocalReader() error {
 		cl, err := postgres.NewChangeLog(a.db.Pool, postgres.ChangeLogConfig{
 			Table: db.ChangeLogTable, Channel: db.NotifyChannel, PollInterval: db.PollInterval,
 			MaxEventBytes: a.cfg.Reader.MaxEventBytes, PollOnly: db.Wake == config.WakePoll,
+			Entities: a.observedEntities(),
 		}, a.logger)
 		if err != nil {
 			return err

@@ -119,6 +119,21 @@ func NewMatcher(obs []Observer) *Matcher {
 // Observers returns every observer in configuration order.
 func (m *Matcher) Observers() []*Observer { return m.all }
 
+// Entities returns the entity types some observer names, sorted, and
+// whether an observer of "*" takes every entity (entities is then nil):
+// events of other entities match no observer.
+func (m *Matcher) Entities() (entities []string, every bool) {
+	if len(m.wildcard) > 0 {
+		return nil, true
+	}
+	entities = make([]string, 0, len(m.byEntity))
+	for e := range m.byEntity {
+		entities = append(entities, e)
+	}
+	slices.Sort(entities)
+	return entities, false
+}
+
 // Observer returns the observer with the given name.
 func (m *Matcher) Observer(name string) (*Observer, bool) {
 	for _, o := range m.all {

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -293,5 +294,29 @@ func TestMatcherEmpty(t *testing.T) {
 	}
 	if _, ok := m.Observer("x"); ok {
 		t.Error("Observer(x) found on empty matcher")
+	}
+}
+
+// Entities lists the entity types observers name, once each and sorted;
+// an observer of "*" takes every entity; no observers want none.
+func TestMatcherEntities(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		entities []string
+		want     string
+		every    bool
+	}{
+		{nil, "[]", false},
+		{[]string{"Order", "Invoice", "Order"}, "[Invoice Order]", false},
+		{[]string{"Order", "*"}, "[]", true},
+	} {
+		obs := make([]Observer, len(tt.entities))
+		for i, e := range tt.entities {
+			obs[i] = Observer{Name: "o" + e + strings.Repeat("x", i), Entity: e}
+		}
+		got, every := NewMatcher(obs).Entities()
+		if every != tt.every || fmt.Sprint(got) != tt.want || (every && got != nil) {
+			t.Errorf("Entities of %v = %v, %v; want %s, %v", tt.entities, got, every, tt.want, tt.every)
+		}
 	}
 }

@@ -62,12 +62,16 @@ type ReadLimit struct {
 var ErrEventTooLarge = errors.New("event larger than the per-event limit")
 
 // Batch is the result of one Read. End is the last position the read
-// examined, including entries that were skipped (NOOP and READ rows); it
-// equals the requested position when nothing was examined. A reader
-// continues from End.
+// examined, including entries that were skipped (NOOP and READ rows, or
+// rows of entities the source was told no observer wants); it equals the
+// requested position when nothing was examined. A reader continues from
+// End. Skipped counts the entries examined and not returned: with
+// len(Records) it is how many the read examined (a source that does not
+// count them leaves it 0).
 type Batch struct {
 	Records []Record
 	End     Position
+	Skipped int
 }
 
 // EventSource reads events in a stable order.

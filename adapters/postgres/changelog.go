@@ -53,6 +53,13 @@ type ChangeLogConfig struct {
 	// log without the notify trigger: see TriggerDrop): no
 	// LISTEN connection, and Wait polls (see pollWait).
 	PollOnly bool
+	// Entities, when not nil, are the only object_type values whose rows
+	// become records: the others (no observer would match them) are
+	// examined in the database and skipped there, their payload never
+	// rendered nor sent, like NOOP rows. A row with NULL object_type is
+	// still returned (an invalid record). Nil returns every row. See
+	// SetEntities.
+	Entities []string
 }
 
 func (c ChangeLogConfig) withDefaults() ChangeLogConfig {
@@ -94,7 +101,8 @@ type ChangeLog struct {
 	tune     wakeTuning
 	now      func() time.Time
 	wake     wakeState
-	lastRows atomic.Int64 // records the last Read returned: the next one's first capacity
+	lastRows atomic.Int64             // records the last Read returned: the next one's first capacity
+	entities atomic.Pointer[[]string] // see ChangeLogConfig.Entities; nil: every row
 
 	table      string // the change log, quoted
 	logger     *slog.Logger
@@ -158,55 +166,19 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 	}
 	tbl, _ := parseTableName("change_log_table", cfg.Table)
 	c := &ChangeLog{
-		pool:   pool,
-		cfg:    cfg,
-		table:  tbl.Sanitize(),
-		logger: logger,
-		wake:   wakeState{armPause: defaultWakeTuning.busyPoll},
-		tune:   defaultWakeTuning,
-		now:    time.Now,
-		// q: the next $3 readable rows with the size of their payload
-		// (object_data and object_data_before as JSON text, counted by the
-		// database; a payload stored in at most $6 bytes cannot be over
-		// the limit and is weighed by its stored size, which spares
-		// rendering it twice); the window keeps the running total of what
-		// will be shipped (a row over the per-event limit $4 ships no
-		// payload) and the rows within the byte budget $5 (the first
-		// always) are returned, with their payload rendered only when it
-		// is within the limit (the jsonb values pass the window as they
-		// are stored). One index scan, no join, no sort. Every column is
-		// qualified: an unqualified ORDER BY txid would sort by the
-		// txid::text output column.
-		readSQL: `
-			SELECT b.pk_entity_change_log, b.txid::text AS txid_text, b.id::text, b.created_at,
-			       b.object_type, b.modification_type, coalesce(b.object_key, b.object_id::text),
-			       b.object_id::text, b.object_key,
-			       CASE WHEN b.size <= $4 THEN b.object_data::text END,
-			       CASE WHEN b.size <= $4 THEN b.object_data_before::text END,
-			       coalesce(b.tenant_id::text, ''), coalesce(b.fk_contact::text, ''), b.size
-			FROM (
-				SELECT q.*, sum(CASE WHEN q.size <= $4 THEN q.size ELSE 0 END) OVER w AS running, row_number() OVER w AS n
-				FROM (
-					SELECT c.pk_entity_change_log, c.txid, c.id, c.created_at, c.object_type, c.modification_type,
-					       c.object_id, c.object_key, c.object_data, c.object_data_before, c.tenant_id, c.fk_contact,
-					       CASE WHEN coalesce(pg_column_size(c.object_data), 0) + coalesce(pg_column_size(c.object_data_before), 0) <= $6
-					            THEN coalesce(pg_column_size(c.object_data), 0) + coalesce(pg_column_size(c.object_data_before), 0)
-					            ELSE coalesce(octet_length(c.object_data::text), 0) + coalesce(octet_length(c.object_data_before::text), 0)
-					       END AS size
-					FROM ` + tbl.Sanitize() + ` AS c
-					WHERE (c.txid, c.pk_entity_change_log) > ($1::text::xid8, $2::bigint)
-					  AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
-					ORDER BY c.txid, c.pk_entity_change_log
-					LIMIT $3
-				) AS q
-				WINDOW w AS (ORDER BY q.txid, q.pk_entity_change_log ROWS UNBOUNDED PRECEDING)
-			) AS b
-			WHERE b.n = 1 OR b.running <= $5
-			ORDER BY b.txid, b.pk_entity_change_log`,
+		pool:    pool,
+		cfg:     cfg,
+		table:   tbl.Sanitize(),
+		logger:  logger,
+		wake:    wakeState{armPause: defaultWakeTuning.busyPoll},
+		tune:    defaultWakeTuning,
+		now:     time.Now,
+		readSQL: readSQL(tbl.Sanitize()),
 		backlogSQL: `
 			SELECT count(*) FROM ` + tbl.Sanitize() + `
 			WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
 	}
+	c.SetEntities(cfg.Entities)
 	c.warnOnTrigger()
 	if cfg.PollOnly {
 		return c, nil
@@ -303,7 +275,7 @@ func (c *ChangeLog) readAroundUnrenderable(ctx context.Context, after ports.Posi
 		if err != nil {
 			return ports.Batch{}, err
 		}
-		bad.Records = append(before.Records, bad.Records...)
+		bad.Records, bad.Skipped = append(before.Records, bad.Records...), bad.Skipped+before.Skipped
 		return bad, nil
 	}
 	return ports.Batch{}, cause
@@ -321,7 +293,11 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 	if withoutPayload {
 		maxEvent, measureStored = -1, math.MaxInt32 // $6 is compared with pg_column_size (int4)
 	}
-	rows, err := c.pool.Query(ctx, c.readSQL, strconv.FormatUint(after.TxID, 10), after.Seq, limit.Rows, maxEvent, budget, measureStored)
+	var entities any // NULL: every row
+	if e := c.entities.Load(); e != nil {
+		entities = *e
+	}
+	rows, err := c.pool.Query(ctx, c.readSQL, strconv.FormatUint(after.TxID, 10), after.Seq, limit.Rows, maxEvent, budget, measureStored, entities)
 	if err != nil {
 		return ports.Batch{}, interpretError("read change log", err)
 	}
@@ -334,7 +310,8 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 	var r changeRow // one per read: nothing keeps it (record copies what it needs)
 	for rows.Next() {
 		r = changeRow{}
-		if err := rows.Scan(&r.PK, &r.TxID, &r.ID, &r.CreatedAt, &r.ObjectType, &r.ModificationType,
+		var wanted bool
+		if err := rows.Scan(&r.PK, &r.TxID, &wanted, &r.ID, &r.CreatedAt, &r.ObjectType, &r.ModificationType,
 			&r.EntityID, &r.ObjectID, &r.ObjectKey, &r.ObjectData, &r.ObjectDataBefore, &r.TenantID, &r.UserID, &r.Size); err != nil {
 			return ports.Batch{}, interpretError("read change log", err)
 		}
@@ -345,8 +322,14 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 		pos := ports.Position{TxID: txid, Seq: r.PK}
 		batch.End = pos
 		r.unrenderable = withoutPayload
+		if !wanted {
+			batch.Skipped++ // an entity no observer names: examined, not returned
+			continue
+		}
 		if rec, ok := c.record(pos, &r); ok {
 			batch.Records = append(batch.Records, rec)
+		} else {
+			batch.Skipped++
 		}
 	}
 	if err := rows.Err(); err != nil {

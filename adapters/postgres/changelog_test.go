@@ -964,3 +964,64 @@ func BenchmarkChangeLogReadFew(b *testing.B) {
 		}
 	}
 }
+
+// TestChangeLogSkipsEntitiesNoObserverWants: with Entities, rows of other
+// object types are examined (End moves past them, Skipped counts them)
+// but not returned, and their payload weighs nothing against the byte
+// budget (it is neither rendered nor sent); a row with NULL object_type
+// is still returned, as an invalid record. SetEntities(nil) returns every
+// row from the next read on.
+func TestChangeLogSkipsEntitiesNoObserverWants(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{Entities: []string{"Order"}})
+	ctx := t.Context()
+	big := `{"note": "` + strings.Repeat("x", 2000) + `"}`
+	insertChange(t, b.pool, change{ObjectType: "Invoice", ModificationType: "INSERT", ObjectKey: "i1", Data: big})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "o1", Data: `{"n": 1}`})
+	if _, err := b.pool.Exec(ctx, `ALTER TABLE core.tb_entity_change_log ALTER COLUMN object_type DROP NOT NULL`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, `INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_key) VALUES (NULL, 'INSERT', 'null-type')`); err != nil {
+		t.Fatal(err)
+	}
+	insertChange(t, b.pool, change{ObjectType: "Invoice", ModificationType: "INSERT", ObjectKey: "i2", Data: big})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "o2", Data: `{"n": 2}`})
+	var lastPK int64
+	if err := b.pool.QueryRow(ctx, `SELECT max(pk_entity_change_log) FROM core.tb_entity_change_log`).Scan(&lastPK); err != nil {
+		t.Fatal(err)
+	}
+	// Once no transaction elsewhere in the cluster holds the rows back,
+	// one read within a 500-byte budget takes them all.
+	deadline := time.Now().Add(waitTimeout)
+	var batch ports.Batch
+	for {
+		var err error
+		if batch, err = b.cl.Read(ctx, ports.Position{}, ports.ReadLimit{Rows: 100, Bytes: 500}); err != nil {
+			t.Fatal(err)
+		}
+		if batch.End.Seq == lastPK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("End %+v did not reach pk %d within %v", batch.End, lastPK, waitTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var keys []string
+	for _, r := range batch.Records {
+		keys = append(keys, r.Event.EntityID)
+		if (r.Err != nil) != (r.Event.EntityID == "null-type") {
+			t.Fatalf("record %+v: only the NULL object_type row is invalid", r)
+		}
+	}
+	if fmt.Sprint(keys) != "[o1 null-type o2]" || batch.Skipped != 2 {
+		t.Fatalf("records %q, skipped %d; want o1, the invalid NULL-type row, o2, and 2 skipped", keys, batch.Skipped)
+	}
+
+	b.cl.SetEntities(nil)
+	insertChange(t, b.pool, change{ObjectType: "Invoice", ModificationType: "INSERT", ObjectKey: "i3", Data: `{}`})
+	got, _ := readUntil(t, b.cl, batch.End, 1)
+	if got[0].Event.EntityType != "Invoice" || got[0].Event.EntityID != "i3" {
+		t.Fatalf("after SetEntities(nil) read %+v, want the Invoice i3", got[0].Event)
+	}
+}

@@ -63,12 +63,16 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 		}
 		h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, no trigger, no service", n), colValue, a.TPS)
 		for _, wake := range wakes {
-			r, err := h.commitRateWithService(ctx, db, bin, script, n, services[wake])
+			r, cpu, err := h.commitRateWithService(ctx, db, bin, script, n, services[wake])
 			if err != nil {
 				return fmt.Errorf("database.wake = %s: %w", wake, err)
 			}
 			h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, service running, database.wake = %s", n, wake), colValue, r.TPS)
 			h.figs.add(tableCeilings, fmt.Sprintf("ratio to no trigger and no service, %d clients, database.wake = %s", n, wake), colValue, r.TPS/a.TPS)
+			if r.Commits > 0 {
+				h.figs.add(tableCeilings, fmt.Sprintf("service CPU s per 10k rows written, %d clients, database.wake = %s", n, wake), colValue,
+					float64(cpu)/float64(h.hz)*10000/float64(r.Commits))
+			}
 			h.log.Info("write ceiling", "clients", n, "wake", wake, "without", int(a.TPS), "with", int(r.TPS))
 		}
 	}
@@ -84,24 +88,33 @@ type preparedService struct {
 
 // commitRateWithService migrates the change log with the binary and p's
 // configuration (so the trigger is as that configuration wants it),
-// starts the service and runs pgbench while it runs.
-func (h *harness) commitRateWithService(ctx context.Context, db *database, bin, script string, clients int, p preparedService) (r pgbench.Result, err error) {
+// starts the service and runs pgbench while it runs; cpu is the CPU the
+// service used meanwhile, in clock ticks (reading the rows pgbench wrote,
+// of an entity its observer does not name).
+func (h *harness) commitRateWithService(ctx context.Context, db *database, bin, script string, clients int, p preparedService) (r pgbench.Result, cpu int64, err error) {
 	if _, err := runCommand(ctx, h.opt.Bin, h.token, p.cfgs[0], "migrate"); err != nil {
-		return r, err
+		return r, 0, err
 	}
 	s, err := h.start(p.cfgs, p.ports, p.names)
 	if err != nil {
-		return r, err
+		return r, 0, err
 	}
 	defer func() { err = errors.Join(err, s.stop()) }()
 	if err := s.waitPath(ctx, "/readyz", time.Minute); err != nil {
-		return r, err
+		return r, 0, err
 	}
-	r, err = h.commitRate(ctx, db, bin, script, clients)
+	before, err := s.cpuTicks()
+	if err != nil {
+		return r, 0, err
+	}
+	if r, err = h.commitRate(ctx, db, bin, script, clients); err != nil {
+		return r, 0, err
+	}
+	after, err := s.cpuTicks()
 	if err == nil {
 		err = s.alive()
 	}
-	return r, err
+	return r, after - before, err
 }
 
 // commitRate empties the change log and runs pgbench on it.
