@@ -16,7 +16,8 @@ import (
 // nothing) running and the change log as the binary's migration leaves it
 // for (b) database.wake = notify (the trigger installed) and (c)
 // database.wake = poll (no trigger), as BenchmarkCaptureCommitRate's a, c
-// and d; interleaved per client count.
+// and d; interleaved per client count, (a) measured again after (c) and
+// the ratios taken to the mean of both.
 func (h *harness) ceilings(ctx context.Context) (err error) {
 	h.recv.reset()
 	rps, err := hammer(ctx, h.recv.URL, h.opt.HammerConns, h.opt.HammerLength)
@@ -53,27 +54,49 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 		services[wake] = preparedService{cfgs, ports, names}
 	}
 	for _, n := range h.opt.Clients {
-		// a: the application alone.
-		if _, err := db.Pool.Exec(ctx, `DROP TRIGGER IF EXISTS `+pgbench.TriggerName+` ON core.tb_entity_change_log`); err != nil {
-			return fmt.Errorf("drop the capture trigger: %w", err)
+		// a: the application alone, before and after the runs with the
+		// service; the ratios are to their mean, so that the machine's
+		// drift over the minute (its speed varies by the hour, by ±20%
+		// between runs) weighs on both sides alike.
+		alone := func() (float64, error) {
+			if _, err := db.Pool.Exec(ctx, `DROP TRIGGER IF EXISTS `+pgbench.TriggerName+` ON core.tb_entity_change_log`); err != nil {
+				return 0, fmt.Errorf("drop the capture trigger: %w", err)
+			}
+			r, err := h.commitRate(ctx, db, bin, script, n)
+			return r.TPS, err
 		}
-		a, err := h.commitRate(ctx, db, bin, script, n)
+		before, err := alone()
 		if err != nil {
 			return err
 		}
-		h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, no trigger, no service", n), colValue, a.TPS)
+		type withService struct {
+			tps, cpuPer10k float64
+		}
+		got := make(map[string]withService, len(wakes))
 		for _, wake := range wakes {
 			r, cpu, err := h.commitRateWithService(ctx, db, bin, script, n, services[wake])
 			if err != nil {
 				return fmt.Errorf("database.wake = %s: %w", wake, err)
 			}
-			h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, service running, database.wake = %s", n, wake), colValue, r.TPS)
-			h.figs.add(tableCeilings, fmt.Sprintf("ratio to no trigger and no service, %d clients, database.wake = %s", n, wake), colValue, r.TPS/a.TPS)
+			w := withService{tps: r.TPS}
 			if r.Commits > 0 {
-				h.figs.add(tableCeilings, fmt.Sprintf("service CPU s per 10k rows written, %d clients, database.wake = %s", n, wake), colValue,
-					float64(cpu)/float64(h.hz)*10000/float64(r.Commits))
+				w.cpuPer10k = float64(cpu) / float64(h.hz) * 10000 / float64(r.Commits)
 			}
-			h.log.Info("write ceiling", "clients", n, "wake", wake, "without", int(a.TPS), "with", int(r.TPS))
+			got[wake] = w
+		}
+		after, err := alone()
+		if err != nil {
+			return err
+		}
+		a := (before + after) / 2
+		h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, no trigger, no service (mean of before and after)", n), colValue, a)
+		h.figs.add(tableCeilings, fmt.Sprintf("application alone after / before, %d clients (the machine's drift)", n), colValue, after/before)
+		for _, wake := range wakes {
+			w := got[wake]
+			h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, service running, database.wake = %s", n, wake), colValue, w.tps)
+			h.figs.add(tableCeilings, fmt.Sprintf("ratio to no trigger and no service, %d clients, database.wake = %s", n, wake), colValue, w.tps/a)
+			h.figs.add(tableCeilings, fmt.Sprintf("service CPU s per 10k rows written, %d clients, database.wake = %s", n, wake), colValue, w.cpuPer10k)
+			h.log.Info("write ceiling", "clients", n, "wake", wake, "without", int(a), "with", int(w.tps))
 		}
 	}
 	return nil
