@@ -17,6 +17,12 @@ const (
 
 var allTopologies = []string{topoPostgresOnly, topoPostgresRedis, topoDistributed}
 
+// The values of -ceiling-observer.
+const (
+	ceilingOther = "other" // an entity pgbench does not write
+	ceilingEvery = "every" // every entity, a condition no row meets
+)
+
 // The values of database.wake.
 const (
 	wakeNotify = "notify"
@@ -42,6 +48,7 @@ type serviceConfig struct {
 	HookURL     string // the webhook every event is sent to; "" for an observer that matches nothing
 	BatchEvents int    // > 0: the webhook action sends batches of up to this many events ([observers.actions.batch] max_events)
 	Wake        string // database.wake: notify or poll
+	EveryEntity bool   // without HookURL: the observer takes every entity, with a condition no row meets
 }
 
 // toml renders the configuration: the product's defaults but for the
@@ -76,6 +83,9 @@ func (c serviceConfig) toml() string {
 		if c.BatchEvents > 0 {
 			fmt.Fprintf(&b, "[observers.actions.batch]\nmax_events = %d\n", c.BatchEvents)
 		}
+	} else if c.EveryEntity {
+		b.WriteString("\n[[observers]]\nname = \"unmet\"\nentity = \"*\"\nevents = [\"INSERT\"]\ncondition = \"total < 0\"\n" +
+			"[[observers.actions]]\ntype = \"log\"\n")
 	} else {
 		b.WriteString("\n[[observers]]\nname = \"unmatched\"\nentity = \"Unmatched\"\nevents = [\"INSERT\"]\n" +
 			"[[observers.actions]]\ntype = \"log\"\n")

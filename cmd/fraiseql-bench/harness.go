@@ -28,7 +28,12 @@ type options struct {
 	Writers      int    // connections of the steady-rate writer
 	Batches      []int  // webhook variants per topology: 0 one event per request, n batches of up to n events
 	Wake         string // database.wake of the measured topologies: notify or poll
-	Services     services
+	// CeilingObserver is the observer of the service during the write
+	// ceiling: ceilingOther (an entity pgbench does not write: its rows
+	// are skipped in the read's query) or ceilingEvery (every entity, a
+	// condition no row meets: each row is read, decoded and evaluated).
+	CeilingObserver string
+	Services        services
 }
 
 // column is the table column of a topology's variant: the topology's
@@ -117,7 +122,7 @@ func processes(topo string) (product string, names, roles []string) {
 // cleanup removes the run's Redis keys and stream.
 func (h *harness) prepare(ctx context.Context, topo string, batch int, db *database, hookURL, wake string) (cfgs []string, ports []int, names []string, cleanup func() error, err error) {
 	product, names, roles := processes(topo)
-	base := serviceConfig{Topology: product, DatabaseURL: db.URL, HookURL: hookURL, BatchEvents: batch, Wake: wake}
+	base := serviceConfig{Topology: product, DatabaseURL: db.URL, HookURL: hookURL, BatchEvents: batch, Wake: wake, EveryEntity: h.opt.CeilingObserver == ceilingEvery}
 	cleanup = func() error { return nil }
 	if topo != topoPostgresOnly {
 		base.RedisURL, base.RedisPrefix = h.opt.Services.RedisURL, db.name+":"

@@ -128,6 +128,9 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs.StringVar(&batches, "batch", "0", "webhook variants, comma-separated: 0 one event per request, N batches of up to N events\n"+
 		"([observers.actions.batch] max_events = N); two or more (e.g. 0,100) measure each topology once per variant, side by side")
 	fs.StringVar(&opt.Wake, "wake", wakeNotify, "database.wake of the measured topologies: notify or poll (the write ceiling measures both)")
+	fs.StringVar(&opt.CeilingObserver, "ceiling-observer", ceilingOther, "the service's observer during the write ceiling: "+ceilingOther+
+		" (an entity pgbench does not write: its rows are skipped in the read's query) or "+ceilingEvery+
+		" (every entity, a condition no row meets: each row is read, decoded and evaluated)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return opt, false, err
@@ -159,6 +162,8 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	switch {
 	case opt.Wake != wakeNotify && opt.Wake != wakePoll:
 		return opt, false, usageError{fmt.Errorf("-wake: %q is not %s or %s", opt.Wake, wakeNotify, wakePoll)}
+	case opt.CeilingObserver != ceilingOther && opt.CeilingObserver != ceilingEvery:
+		return opt, false, usageError{fmt.Errorf("-ceiling-observer: %q is not %s or %s", opt.CeilingObserver, ceilingOther, ceilingEvery)}
 	case opt.Rows < 1:
 		return opt, false, usageError{errors.New("-rows must be at least 1")}
 	case opt.Runs < 1:

@@ -166,8 +166,11 @@ func TestParseFlags(t *testing.T) {
 		opt.column("distributed", 100) != "distributed, batches of 100" {
 		t.Errorf("-batch 0,100: batches %v, columns %q, %q", opt.Batches, opt.column("distributed", 0), opt.column("distributed", 100))
 	}
-	if opt, _, err = parseFlags([]string{"-wake", "poll"}, &stderr); err != nil || opt.Wake != wakePoll {
-		t.Errorf("-wake poll: %v, wake %q", err, opt.Wake)
+	if opt, _, err = parseFlags([]string{"-wake", "poll"}, &stderr); err != nil || opt.Wake != wakePoll || opt.CeilingObserver != ceilingOther {
+		t.Errorf("-wake poll: %v, wake %q, ceiling observer %q", err, opt.Wake, opt.CeilingObserver)
+	}
+	if opt, _, err = parseFlags([]string{"-ceiling-observer", "every"}, &stderr); err != nil || opt.CeilingObserver != ceilingEvery {
+		t.Errorf("-ceiling-observer every: %v, %q", err, opt.CeilingObserver)
 	}
 	opt, _, err = parseFlags([]string{"-batch", "50"}, &stderr)
 	if err != nil || opt.column("postgres-only", 50) != "postgres-only, batches of 50" {
@@ -186,6 +189,7 @@ func TestParseFlags(t *testing.T) {
 		{"-batch", ""},
 		{"-batch", "many"},
 		{"-wake", "listen"},
+		{"-ceiling-observer", "all"},
 		{"extra"},
 	} {
 		_, _, err := parseFlags(bad, &stderr)
@@ -243,6 +247,9 @@ func TestConfigValidates(t *testing.T) {
 			if i == 0 && topo == topoPostgresOnly && v.batch == 0 {
 				c.HookURL = "" // the write ceiling's observer that matches nothing
 			}
+			if i == 0 && topo == topoDistributed && v.batch == 0 {
+				c.HookURL, c.EveryEntity = "", true // the write ceiling's observer of every entity, whose condition no row meets
+			}
 			p, err := c.write(dir, fmt.Sprintf("%s-%d-%s", topo, v.batch, name))
 			if err != nil {
 				t.Fatal(err)
@@ -256,6 +263,9 @@ func TestConfigValidates(t *testing.T) {
 				if !strings.Contains(out, want) {
 					t.Errorf("%s %s: effective configuration lacks %q:\n%s", topo, name, want, out)
 				}
+			}
+			if c.EveryEntity && (!strings.Contains(out, "entity = '*'") || !strings.Contains(out, "condition = 'total < 0'")) {
+				t.Errorf("%s %s: the observer of every entity with its condition not in the effective configuration:\n%s", topo, name, out)
 			}
 			if roles[i] != "" && !strings.Contains(out, "role = '"+roles[i]+"'") {
 				t.Errorf("%s %s: role %s not in the effective configuration", topo, name, roles[i])
