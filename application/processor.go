@@ -197,6 +197,34 @@ func (p *Processor) Start(_ context.Context, rec ports.Record) *Run {
 	return run
 }
 
+// Unwanted reports whether rec is a valid event no observer acts on: none
+// matches its entity and kind, or the conditions of all that do are false.
+// Such an event is finished as it is (counted as processed, outcome
+// "no_match", with its false conditions) without a run: the scheduler
+// need not queue it behind its entity, claim it or mark it done. An
+// invalid record is never unwanted (it is dead-lettered).
+func (p *Processor) Unwanted(rec ports.Record) bool {
+	if rec.Err != nil {
+		return false
+	}
+	ev := &rec.Event
+	falseConditions := 0
+	for _, obs := range p.matcher.Load().Match(ev) {
+		if obs.Condition != nil && !obs.Condition.Eval(ev) {
+			falseConditions++
+			continue
+		}
+		if len(obs.Actions) > 0 {
+			return false
+		}
+	}
+	for range falseConditions {
+		p.cfg.Metrics.ConditionSkipped()
+	}
+	p.cfg.Metrics.EventProcessed("no_match")
+	return true
+}
+
 // Step runs the due actions of run one after the other.
 func (p *Processor) Step(ctx context.Context, run *Run) (time.Time, bool) {
 	if run.Skipped {

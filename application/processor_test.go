@@ -211,6 +211,21 @@ func TestProcessorMatchingAndConditions(t *testing.T) {
 			if want := map[string]int{tt.wantOutcome: 1}; !mapsEqual(events, want) {
 				t.Errorf("metrics EventProcessed = %v, want %v", events, want)
 			}
+
+			// Unwanted tells the no_match events without a run, counted
+			// as the run counts them; the others it leaves uncounted.
+			u := setupProcessor(t, procSetup{observers: tt.observers})
+			unwanted := u.proc.Unwanted(record(1, tt.ev))
+			if unwanted != (tt.wantOutcome == "no_match") {
+				t.Fatalf("Unwanted = %v, want %v (outcome %s)", unwanted, !unwanted, tt.wantOutcome)
+			}
+			uEvents, _, _, uSkipped := u.metrics.snapshot()
+			if unwanted && (uSkipped != tt.wantSkipped || !mapsEqual(uEvents, events)) {
+				t.Errorf("Unwanted counted %v and %d false conditions, want %v and %d", uEvents, uSkipped, events, tt.wantSkipped)
+			}
+			if !unwanted && (uSkipped != 0 || len(uEvents) != 0) {
+				t.Errorf("Unwanted of a wanted event counted %v and %d false conditions", uEvents, uSkipped)
+			}
 		})
 	}
 }
@@ -737,5 +752,19 @@ func TestNewProcessorRequiresDependencies(t *testing.T) {
 				t.Errorf("NewProcessor = %v, %v; want ok=%v", p, err, tt.ok)
 			}
 		})
+	}
+}
+
+// An invalid record is never unwanted, whatever the observers: it is
+// dead-lettered, so it needs its run.
+func TestProcessorUnwantedKeepsInvalidRecords(t *testing.T) {
+	t.Parallel()
+	b := setupProcessor(t, procSetup{observers: []domain.Observer{observer("orders", "order", "notify")}})
+	rec := ports.Record{Event: domain.Event{ID: "bad-1"}, Err: fmt.Errorf("decode event: %w", domain.ErrInvalidEvent)}
+	if b.proc.Unwanted(rec) {
+		t.Fatal("an invalid record is unwanted")
+	}
+	if events, _, _, skipped := b.metrics.snapshot(); len(events) != 0 || skipped != 0 {
+		t.Fatalf("Unwanted counted %v, %d", events, skipped)
 	}
 }

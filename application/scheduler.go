@@ -47,6 +47,10 @@ type SchedulerConfig struct {
 	// is finished. Zero starts and finishes each event in the worker
 	// that steps it.
 	Batch int
+	// Unwanted, when set, tells the events that need no run (see
+	// Processor.Unwanted): Handle finishes them at once, unqueued. Their
+	// entity's order does not matter: they do nothing.
+	Unwanted func(ports.Record) bool
 }
 
 // Scheduler runs events through a RunProcessor: events of the same entity
@@ -132,8 +136,13 @@ func NewScheduler(proc RunProcessor, cfg SchedulerConfig) (*Scheduler, error) {
 	}, nil
 }
 
-// Handle queues rec behind earlier events of its entity.
+// Handle queues rec behind earlier events of its entity, or finishes it at
+// once when cfg.Unwanted says it needs no run.
 func (s *Scheduler) Handle(rec ports.Record, finish func()) {
+	if s.cfg.Unwanted != nil && s.cfg.Unwanted(rec) {
+		finish()
+		return
+	}
 	key := rec.Event.EntityKey()
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -627,3 +627,32 @@ func handleRounds(sched application.Handler, finished *finishLog, prefix string,
 		}
 	}
 }
+
+// An event SchedulerConfig.Unwanted refuses is finished at once, without a
+// run, even while an earlier event of its entity is still running; the
+// events around it go through the processor in order.
+func TestSchedulerFinishesUnwantedEventsAtOnce(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	b := setupScheduler(t, schedSetup{
+		exec: ports.ActionExecutorFunc(func(_ context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+			if ev.ID == "e-0" {
+				<-release
+			}
+			return nil
+		}),
+		cfg: application.SchedulerConfig{Unwanted: func(rec ports.Record) bool { return rec.Event.ID == "e-1" }},
+	})
+	runInBackground(t, b.sched.Run)
+	b.handle(record(1, seqEvent("e", 0)))
+	b.handle(record(2, seqEvent("e", 1)))
+	b.handle(record(3, seqEvent("e", 2)))
+	if !b.finished.has("e-1") || b.finished.has("e-0") {
+		t.Fatalf("finished %v while e-0 runs, want e-1 alone", b.finished.order)
+	}
+	close(release)
+	eventually(t, "e-0 and e-2 finished", func() bool { return b.finished.has("e-0") && b.finished.has("e-2") })
+	if finished, _ := b.proc.state(); !slices.Equal(finished, []string{"e-0", "e-2"}) {
+		t.Fatalf("runs finished by the processor: %v, want e-0 then e-2 (no run for e-1)", finished)
+	}
+}

@@ -183,7 +183,7 @@ func (a *App) buildLocalReader() error {
 		a.onClose(cl.Close)
 	}
 	scheduler, err := application.NewScheduler(a.runProc, application.SchedulerConfig{
-		MaxConcurrent: a.maxConcurrent(), Logger: a.logger, Batch: a.dedupBatch(),
+		MaxConcurrent: a.maxConcurrent(), Logger: a.logger, Batch: a.dedupBatch(), Unwanted: a.processor.Unwanted,
 	})
 	if err != nil {
 		return err
