@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -158,13 +159,14 @@ func TestWorkerAcksNaksAndDeadLetters(t *testing.T) {
 // worker with the given Batch (deliveries handed in concurrently when
 // batching).
 func testWorkerAcksNaksAndDeadLetters(t *testing.T, batch int) {
-	ev := func(id string) []byte {
-		b, err := domain.Event{ID: id, EventType: domain.EventInsert, EntityType: "Order", EntityID: id, Data: map[string]any{}}.Envelope()
+	evOf := func(entity, id string) []byte {
+		b, err := domain.Event{ID: id, EventType: domain.EventInsert, EntityType: entity, EntityID: id, Data: map[string]any{}}.Envelope()
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
+	ev := func(id string) []byte { return evOf("Order", id) }
 	var slowCalls atomic.Int32
 	exec := ports.ActionExecutorFunc(func(_ context.Context, e *domain.Event, _ *domain.Observer, _ *domain.Action) error {
 		switch e.ID {
@@ -186,8 +188,11 @@ func testWorkerAcksNaksAndDeadLetters(t *testing.T, batch int) {
 	finalAttempt := &fakeDelivery{data: ev("flaky"), attempt: 5}
 	garbage := &fakeDelivery{data: []byte("{not json"), attempt: 1}
 	slow := &fakeDelivery{data: ev("slow"), attempt: 1}
-	consumer := &fakeConsumer{deliveries: []*fakeDelivery{ok, flaky, rejected, hopeless, finalAttempt, garbage, slow}, concurrent: batch > 0}
-	w, err := application.NewWorker(consumer, proc, dlq, application.WorkerConfig{InProgressInterval: 30 * time.Millisecond, Logger: discardLogger(), Batch: batch})
+	unwanted := &fakeDelivery{data: evOf("Invoice", "unwanted"), attempt: 1} // no observer of Invoice
+	consumer := &fakeConsumer{deliveries: []*fakeDelivery{ok, flaky, rejected, hopeless, finalAttempt, garbage, slow, unwanted}, concurrent: batch > 0}
+	rp := &recordingProc{RunProcessor: proc}
+	w, err := application.NewWorker(consumer, rp, dlq, application.WorkerConfig{InProgressInterval: 30 * time.Millisecond, Logger: discardLogger(), Batch: batch,
+		Unwanted: proc.Unwanted})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,11 +211,15 @@ func testWorkerAcksNaksAndDeadLetters(t *testing.T, batch int) {
 		{"last attempt of the retry policy dead-letters and acks", finalAttempt, "ack"},
 		{"garbage is dead-lettered and terminated", garbage, "term"},
 		{"slow acks", slow, "ack"},
+		{"an event no observer acts on acks at once", unwanted, "ack"},
 	}
 	for _, c := range checks {
 		if c.d.outcome != c.want {
 			t.Errorf("%s: outcome %q, want %q", c.name, c.d.outcome, c.want)
 		}
+	}
+	if finished, _ := rp.state(); slices.Contains(finished, "unwanted") {
+		t.Error("the event no observer acts on went through a run")
 	}
 	if flaky.nakDelay < 900*time.Millisecond || flaky.nakDelay > time.Second {
 		t.Errorf("nak delay %s, want the policy's 1s", flaky.nakDelay)

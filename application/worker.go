@@ -29,9 +29,12 @@ type WorkerConfig struct {
 	// MarkDoneMany); a message's step does not wait for its claim, and
 	// finishing holds no step slot. Zero prepares nothing ahead and
 	// finishes each message alone.
-	Batch  int
-	Logger *slog.Logger
-	Now    func() time.Time
+	Batch int
+	// Unwanted, when set, tells the events that need no run (see
+	// Processor.Unwanted): their messages are acked at once.
+	Unwanted func(ports.Record) bool
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Worker processes events delivered by the bus. A message is acked only
@@ -95,7 +98,14 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 		w.parkUndecodable(ctx, work, d, err)
 		return
 	}
-	run := w.proc.Start(work, ports.Record{Event: ev, Headers: d.Headers()})
+	rec := ports.Record{Event: ev, Headers: d.Headers()}
+	if w.cfg.Unwanted != nil && w.cfg.Unwanted(rec) {
+		if err := d.Ack(work); err != nil {
+			w.cfg.Logger.Warn("ack failed", slog.String("event_id", ev.ID), slog.Int("delivery", d.Attempt()), slog.String("error", err.Error()))
+		}
+		return
+	}
+	run := w.proc.Start(work, rec)
 	run.Attempt = d.Attempt()
 
 	stopBeat := w.heartbeat(work, d)

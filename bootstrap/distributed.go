@@ -126,6 +126,7 @@ func (a *App) buildWorker(ctx context.Context) error {
 		Concurrency:        a.maxConcurrent(),
 		Batch:              a.dedupBatch(),
 		InProgressInterval: max(a.cfg.NATS.Consumer.AckWait/3, 500*time.Millisecond),
+		Unwanted:           a.processor.Unwanted,
 		Logger:             a.logger,
 	})
 	return err
