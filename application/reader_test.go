@@ -240,6 +240,8 @@ func TestReaderDeliversEveryEvent(t *testing.T) {
 			// Events appended while the reader waits are delivered too.
 			ids = append(ids, appendEvents(t, src, "late0", "late1", "late0")...)
 			eventually(t, "checkpoint at 33", savedAt(t, cps, 33))
+			// The status notes a save just after the store took it.
+			eventually(t, "status saved at 33", func() bool { return p.reader.Status().Saved == ports.Position{Seq: 33} })
 			if st := p.reader.Status(); !st.Running || st.Saved != (ports.Position{Seq: 33}) || st.ReadAt != (ports.Position{Seq: 33}) || st.LastReadAt.IsZero() {
 				t.Errorf("Status() = %+v, want running, saved and read at 33", st)
 			}
