@@ -180,12 +180,10 @@ func (p *Processor) Start(_ context.Context, rec ports.Record) *Run {
 		return run
 	}
 	ev := run.Event()
-	for _, obs := range p.matcher.Load().Match(ev) {
-		if obs.Condition != nil && !obs.Condition.Eval(ev) {
-			run.Summary.ConditionsSkipped++
-			p.cfg.Metrics.ConditionSkipped()
-			continue
-		}
+	acting, skipped := p.matcher.Load().Acting(ev)
+	run.Summary.ConditionsSkipped += skipped
+	p.conditionsSkipped(skipped)
+	for _, obs := range acting {
 		// An entity with parked items of this observer holds its later
 		// events back: they are parked behind, in change-log order.
 		held := p.cfg.Retries != nil && p.cfg.Blocked != nil && p.cfg.Blocked.HasEvent(obs.Name, ev)
@@ -207,22 +205,22 @@ func (p *Processor) Unwanted(rec ports.Record) bool {
 	if rec.Err != nil {
 		return false
 	}
-	ev := &rec.Event
-	falseConditions := 0
-	for _, obs := range p.matcher.Load().Match(ev) {
-		if obs.Condition != nil && !obs.Condition.Eval(ev) {
-			falseConditions++
-			continue
-		}
+	acting, skipped := p.matcher.Load().Acting(&rec.Event)
+	for _, obs := range acting {
 		if len(obs.Actions) > 0 {
 			return false
 		}
 	}
-	for range falseConditions {
-		p.cfg.Metrics.ConditionSkipped()
-	}
+	p.conditionsSkipped(skipped)
 	p.cfg.Metrics.EventProcessed("no_match")
 	return true
+}
+
+// conditionsSkipped counts n observers whose condition was false.
+func (p *Processor) conditionsSkipped(n int) {
+	for range n {
+		p.cfg.Metrics.ConditionSkipped()
+	}
 }
 
 // Step runs the due actions of run one after the other.

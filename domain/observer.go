@@ -119,6 +119,22 @@ func NewMatcher(obs []Observer) *Matcher {
 // Observers returns every observer in configuration order.
 func (m *Matcher) Observers() []*Observer { return m.all }
 
+// Acting returns the observers that act on ev: those Match returns whose
+// condition holds, in Match's order, and how many of Match's have a false
+// condition.
+func (m *Matcher) Acting(ev *Event) (acting []*Observer, falseConditions int) {
+	matched := m.Match(ev)
+	acting = matched[:0] // Match returns a fresh slice: filtered in place
+	for _, o := range matched {
+		if !o.Condition.Eval(ev) {
+			falseConditions++
+			continue
+		}
+		acting = append(acting, o)
+	}
+	return acting, falseConditions
+}
+
 // Entities returns the entity types some observer names, sorted, and
 // whether an observer of "*" takes every entity (entities is then nil):
 // events of other entities match no observer.

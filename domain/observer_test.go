@@ -320,3 +320,34 @@ func TestMatcherEntities(t *testing.T) {
 		}
 	}
 }
+
+// Acting keeps Match's order, drops the observers whose condition is
+// false and counts them.
+func TestMatcherActing(t *testing.T) {
+	t.Parallel()
+	paid, err := CompileCondition("status == 'paid'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := []Observer{
+		{Name: "any", Entity: "*", Events: []EventType{EventInsert}},
+		{Name: "paid", Entity: "Order", Events: []EventType{EventInsert}, Condition: paid},
+		{Name: "all", Entity: "Order", Events: []EventType{EventInsert}},
+	}
+	m := NewMatcher(obs)
+	names := func(os []*Observer) (out []string) {
+		for _, o := range os {
+			out = append(out, o.Name)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		status, want string
+		skipped      int
+	}{{"paid", "[paid all any]", 0}, {"new", "[all any]", 1}} {
+		acting, skipped := m.Acting(&Event{EventType: EventInsert, EntityType: "Order", Data: map[string]any{"status": tt.status}})
+		if got := fmt.Sprint(names(acting)); got != tt.want || skipped != tt.skipped {
+			t.Errorf("status %s: Acting = %s, %d; want %s, %d", tt.status, got, skipped, tt.want, tt.skipped)
+		}
+	}
+}
