@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -46,6 +45,7 @@ type Dedup struct {
 	store ports.Deduplicator
 	cfg   DedupConfig
 	open  *failOpen
+	beats *pulse[string] // renews the claims of running steps
 }
 
 var _ RunProcessor = (*Dedup)(nil)
@@ -90,7 +90,9 @@ func NewDedup(next RunProcessor, store ports.Deduplicator, cfg DedupConfig) (*De
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics, cfg.Now)}, nil
+	d := &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics, cfg.Now)}
+	d.beats = newPulse(cfg.Lease/3, d.renew)
+	return d, nil
 }
 
 func state(run *Run) dedupState {
@@ -232,8 +234,8 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 		setState(run, dedupClaimed)
 		// Keep the claim while the actions run: an action longer than the
 		// lease must not let another process claim and run the event too.
-		stop := d.heartbeat(ctx, run.Record.Event.ID)
-		defer stop()
+		b := d.beats.start(ctx, run.Record.Event.ID)
+		defer d.beats.stop(b)
 	}
 	next, done := d.next.Step(sctx, run)
 	if done && sc != nil {
@@ -257,61 +259,20 @@ func takePuts(run *Run) []string {
 	return sc.takePuts()
 }
 
-// heartbeat renews the claim of eventID every Lease/3 until stopped. A
-// renewal that finds the claim held elsewhere is logged (the lease ran out
-// between renewals, e.g. the store was unreachable); store errors fail
-// open as claims do.
-func (d *Dedup) heartbeat(ctx context.Context, eventID string) (stop func()) {
-	return every(ctx, max(d.cfg.Lease/3, time.Millisecond), func() {
-		res, err := d.store.Claim(ctx, eventID, d.cfg.Token, d.cfg.Lease)
-		switch {
-		case err != nil:
-			if ctx.Err() == nil {
-				d.open.report(ctx, "renew claim", err)
-			}
-		case res != ports.ClaimAcquired:
-			d.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "dedup claim lost while the event's actions run",
-				slog.String("event_id", eventID), slog.String("claim", res.String()))
+// renew renews the claim of eventID: the heartbeat (d.beats) of a step
+// whose actions run, at most every Lease/3. A renewal that finds the claim
+// held elsewhere is logged (the lease ran out between renewals, e.g. the
+// store was unreachable); store errors fail open as claims do.
+func (d *Dedup) renew(ctx context.Context, eventID string) {
+	res, err := d.store.Claim(ctx, eventID, d.cfg.Token, d.cfg.Lease)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			d.open.report(ctx, "renew claim", err)
 		}
-	})
-}
-
-// every runs f every interval (the next one interval after f returned)
-// until stop, which returns once no f is running. A timer, not a
-// goroutine: stopping costs no wake-up of another goroutine, and a step
-// that ends before the first interval (nearly all) costs one timer.
-func every(ctx context.Context, interval time.Duration, f func()) (stop func()) {
-	var (
-		mu      sync.Mutex
-		stopped bool
-		running sync.WaitGroup
-		t       *time.Timer
-	)
-	beat := func() {
-		mu.Lock()
-		if stopped || ctx.Err() != nil {
-			mu.Unlock()
-			return
-		}
-		running.Add(1)
-		mu.Unlock()
-		defer running.Done()
-		f()
-		mu.Lock()
-		if !stopped {
-			t.Reset(interval)
-		}
-		mu.Unlock()
-	}
-	mu.Lock()
-	t = time.AfterFunc(interval, beat)
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
-		running.Wait()
+	case res != ports.ClaimAcquired:
+		d.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "dedup claim lost while the event's actions run",
+			slog.String("event_id", eventID), slog.String("claim", res.String()))
 	}
 }
 

@@ -52,6 +52,7 @@ type Worker struct {
 	// Concurrency), prep and fin gather runs to prepare and to finish.
 	steps     chan struct{}
 	prep, fin *gang
+	beats     *pulse[ports.Delivery] // in-progress signals of messages running
 }
 
 // NewWorker builds a worker.
@@ -69,6 +70,7 @@ func NewWorker(consumer ports.EventConsumer, proc RunProcessor, dlq ports.DeadLe
 		return nil, errors.New("worker: batch must not be negative")
 	}
 	w := &Worker{consumer: consumer, proc: proc, dlq: dlq, cfg: cfg}
+	w.beats = newPulse(cfg.InProgressInterval, w.inProgress)
 	if cfg.Batch > 0 {
 		w.steps = make(chan struct{}, cfg.Concurrency)
 		w.prep = newGang(cfg.Batch, proc.Prepare)
@@ -113,13 +115,13 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 	run := w.proc.Start(work, rec)
 	run.Attempt = d.Attempt()
 
-	stopBeat := w.heartbeat(work, d)
+	hb := w.beats.start(work, d)
 	if w.steps != nil {
 		w.prep.do(work, run)
 		select {
 		case w.steps <- struct{}{}:
 		case <-ctx.Done():
-			stopBeat()
+			w.beats.stop(hb)
 			w.proc.Abandon(work, run)
 			if err := d.Nak(work, 0); err != nil {
 				w.cfg.Logger.Warn("nak at shutdown failed; the broker redelivers after the ack wait",
@@ -145,7 +147,7 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 	if w.steps != nil {
 		<-w.steps // finishing holds no step slot
 	}
-	stopBeat()
+	w.beats.stop(hb)
 
 	switch {
 	case gaveUp:
@@ -185,13 +187,13 @@ func (w *Worker) finish(ctx context.Context, run *Run) {
 	w.proc.Finish(ctx, run)
 }
 
-// heartbeat tells the broker the message is in progress until stopped.
-func (w *Worker) heartbeat(ctx context.Context, d ports.Delivery) func() {
-	return every(ctx, w.cfg.InProgressInterval, func() {
-		if err := d.InProgress(ctx); err != nil {
-			w.cfg.Logger.Warn("in-progress signal failed", slog.String("error", err.Error()))
-		}
-	})
+// inProgress tells the broker the message is still being worked on: the
+// heartbeat (w.beats) of a message in progress, every InProgressInterval
+// at most.
+func (w *Worker) inProgress(ctx context.Context, d ports.Delivery) {
+	if err := d.InProgress(ctx); err != nil {
+		w.cfg.Logger.Warn("in-progress signal failed", slog.String("error", err.Error()))
+	}
 }
 
 // parkUndecodable dead-letters a body that is not an event and terminates
@@ -199,8 +201,8 @@ func (w *Worker) heartbeat(ctx context.Context, d ports.Delivery) func() {
 // message stays in progress) until shutdown, when the message is naked
 // for a later delivery instead.
 func (w *Worker) parkUndecodable(ctx, work context.Context, d ports.Delivery, cause error) {
-	stopBeat := w.heartbeat(work, d)
-	defer stopBeat()
+	b := w.beats.start(work, d)
+	defer w.beats.stop(b)
 	raw := append([]byte(nil), d.Data()...)
 	for {
 		err := parkDeadLetter(work, w.dlq, w.cfg.Logger, ports.DeadLetter{Error: cause.Error(), Attempts: d.Attempt(), Raw: raw}, "")
