@@ -438,3 +438,69 @@ func TestRetryRunnerRunsConcurrentlyAndWakes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// claimCutOff is a retry store whose ClaimDue commits its claim even when
+// the caller's context ends while it is in flight, as PostgreSQL's does
+// (the UPDATE commits, the client stops reading the answer): it waits a
+// little, or for the context, claims, and reports the context's error if
+// it ended.
+type claimCutOff struct {
+	ports.RetryStore
+	inFlight chan struct{}
+}
+
+func (s *claimCutOff) ClaimDue(ctx context.Context, c ports.RetryClaim, limit int, skip []string) ([]ports.RetryItem, error) {
+	select {
+	case s.inFlight <- struct{}{}:
+	default:
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(100 * time.Millisecond):
+	}
+	items, err := s.RetryStore.ClaimDue(context.WithoutCancel(ctx), c, limit, skip)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return items, err
+}
+
+// TestRetryRunnerStoppedDuringAClaimLeavesNothingClaimed: a runner
+// stopped while a claim is in flight leaves no item claimed: another
+// runner (the restarted process) takes them at once, not after the claim
+// TTL, which would hold the keys' later events back for as long.
+func TestRetryRunnerStoppedDuringAClaimLeavesNothingClaimed(t *testing.T) {
+	t.Parallel()
+	dead := memory.NewDeadLetters(nil)
+	mem := memory.NewRetries(dead, nil)
+	store := &claimCutOff{RetryStore: mem, inFlight: make(chan struct{}, 1)}
+	exec, calls := recording(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })
+	obs := []domain.Observer{durableObserver("hooks", "Order", 1, "a")}
+	m := domain.NewMatcher(obs)
+	const n = 3
+	for i := range n {
+		ev := event(fmt.Sprintf("e%d", i), "Order", fmt.Sprint(i), nil)
+		if _, _, err := mem.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+			Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
+		Holder: "stopped", Logger: discardLogger(), PollInterval: time.Hour, ClaimTTL: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := runInBackground(t, r.Run)
+	<-store.inFlight
+	if err := bg.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+	got, err := mem.ClaimDue(t.Context(), ports.RetryClaim{Holder: "restarted", Now: time.Now(), TTL: time.Minute}, 10, nil)
+	if err != nil || len(got) != n {
+		t.Fatalf("after the runner stopped during a claim, another runner claimed %d items (%v), want all %d: none may stay claimed by the stopped runner", len(got), err, n)
+	}
+	if c := calls.all(); len(c) != 0 {
+		t.Errorf("the stopped runner ran %d actions, want none", len(c))
+	}
+}

@@ -116,11 +116,15 @@ func (r *RetryRunner) claim() ports.RetryClaim {
 
 // Run claims and runs due items until ctx ends, then waits (up to
 // ShutdownGrace) for the items in progress and returns nil. An item
-// interrupted by shutdown is released unchanged (or, if the process dies,
-// taken again when its claim expires).
+// interrupted by shutdown, or claimed as ctx ended, is released unchanged
+// (or, if the process dies, taken again when its claim expires).
 func (r *RetryRunner) Run(ctx context.Context) error {
+	// work ends ShutdownGrace after ctx: the items in progress, and a
+	// claim under way, get that long to settle.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.ShutdownGrace, cancelWork) })
+	defer stopGrace()
 	slots := make(chan struct{}, r.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for ctx.Err() == nil {
@@ -134,7 +138,12 @@ func (r *RetryRunner) Run(ctx context.Context) error {
 		}
 		limit := min(free, r.cfg.BatchSize)
 		skip, until := r.cfg.Skip()
-		items, err := r.store.ClaimDue(ctx, r.claim(), limit, skip)
+		// Claimed under work, not ctx: a claim cut off by ctx may have been
+		// committed without its answer read (PostgreSQL), and those items
+		// would stay claimed for ClaimTTL, their keys' events held back,
+		// by a runner that no longer exists. Claimed items that ctx
+		// ended meanwhile go to chain, which releases them unchanged.
+		items, err := r.store.ClaimDue(work, r.claim(), limit, skip)
 		if err != nil {
 			if ok, suppressed := r.errLog.allow(); ok && ctx.Err() == nil {
 				r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "cannot claim parked retries, will retry",
@@ -160,9 +169,7 @@ func (r *RetryRunner) Run(ctx context.Context) error {
 			r.idle(ctx, until)
 		}
 	}
-	grace := time.AfterFunc(r.cfg.ShutdownGrace, cancelWork)
 	wg.Wait()
-	grace.Stop()
 	return nil
 }
 
