@@ -297,6 +297,7 @@ func TestRestartDuringOutage(t *testing.T) {
 	t.Parallel()
 	const nEntities, before, after = 100, 20, 10
 	b := setup(t)
+	b.logParkedOnFailure(t)
 	down, live := newLeanReceiver(t), newLeanReceiver(t)
 	down.down.Store(true)
 	cfg := b.config(
