@@ -52,6 +52,17 @@ type listener struct {
 	connects atomic.Int64  // successful LISTENs so far
 	received atomic.Int64  // notifications received so far
 	armed    atomic.Bool   // the current session holds the wake-up lock
+	arms     atomic.Int64  // arms that took the lock so far
+
+	// keepGap: a notification that finds the reader waiting (see
+	// ChangeLog.block) at least keepGap after the previous one, from a
+	// trigger that names its transaction, leaves the arm in place (see
+	// keepArm); zero releases it at every notification. Nanoseconds.
+	keepGap  atomic.Int64
+	waiting  atomic.Bool   // the reader is blocked waiting for a wake-up
+	kept     atomic.Bool   // the last notification left the arm in place
+	notedTx  atomic.Uint64 // the highest transaction id a notification named
+	lastNote time.Time     // when the last notification came (the connection's goroutine only)
 
 	mu       sync.Mutex
 	requests []wakeRequest      // arm/disarm requests for the connection's goroutine
@@ -84,7 +95,7 @@ type armResult struct {
 	err        error
 }
 
-func startListener(connConfig *pgx.ConnConfig, channel string, logger *slog.Logger) *listener {
+func startListener(connConfig *pgx.ConnConfig, channel string, keepGap time.Duration, logger *slog.Logger) *listener {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &listener{
 		connConfig:   connConfig,
@@ -95,6 +106,7 @@ func startListener(connConfig *pgx.ConnConfig, channel string, logger *slog.Logg
 		cancel:       cancel,
 		done:         make(chan struct{}),
 	}
+	l.keepGap.Store(int64(keepGap))
 	go l.run(ctx)
 	return l
 }
@@ -274,12 +286,16 @@ func (l *listener) receive(ctx context.Context, conn *pgx.Conn) error {
 		kick()
 		if n != nil {
 			l.received.Add(1)
+			keep := l.keepArm(time.Now(), n.Payload)
+			l.kept.Store(keep)
 			l.signal()
-			// The reader is about to be busy: release the arm at once,
-			// here, rather than when its goroutine runs, since every
-			// commit until then notifies.
-			if err := l.serve(ctx, conn, wakeRequest{}); err != nil {
-				return err
+			// The reader is about to be busy: unless the commits come
+			// sparsely, release the arm at once, here, rather than when
+			// its goroutine runs, since every commit until then notifies.
+			if !keep {
+				if err := l.serve(ctx, conn, wakeRequest{}); err != nil {
+					return err
+				}
 			}
 		}
 		switch {
@@ -292,6 +308,42 @@ func (l *listener) receive(ctx context.Context, conn *pgx.Conn) error {
 		}
 	}
 }
+
+// keepArm notes the notification that came at now with payload and
+// reports whether it leaves the arm in place: the reader was waiting for
+// it (it keeps up), it came at least keepGap after the previous one (the
+// commits are sparse), and it names its transaction (the trigger of this
+// version; the reader must read that transaction's rows before it waits
+// again, see ChangeLog.Wait).
+//
+// Sparse commits keep the arm: every one of them notifies, but that costs
+// the writers nothing they would notice (the commits that notify are
+// serialised, which matters only when they come close together), and the
+// reader is spared two round trips per commit (the release, and the next
+// arm with the read that must follow it). Close commits, or a reader
+// still busy with earlier rows, release it: a notification per commit
+// would then cost the writers their commit rate, and one that finds the
+// reader busy wakes no one.
+func (l *listener) keepArm(now time.Time, payload string) bool {
+	gap := now.Sub(l.lastNote)
+	l.lastNote = now
+	tx, err := strconv.ParseUint(payload, 10, 64)
+	if err != nil {
+		return false // an earlier version's trigger: no transaction named
+	}
+	for {
+		noted := l.notedTx.Load()
+		if tx <= noted || l.notedTx.CompareAndSwap(noted, tx) {
+			break
+		}
+	}
+	keepGap := time.Duration(l.keepGap.Load())
+	return keepGap > 0 && gap >= keepGap && l.waiting.Load()
+}
+
+// keeps reports whether the session holds the arm and the last
+// notification left it in place (see keepArm).
+func (l *listener) keeps() bool { return l.kept.Load() && l.armed.Load() }
 
 // serve runs one arm or disarm on conn. An error means the connection is
 // no longer trusted.
@@ -334,6 +386,9 @@ func (l *listener) lockAndSnapshot(ctx context.Context, conn *pgx.Conn) (held bo
 	batch.Queue(xidBoundsSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&lo, &hi) })
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		return false, 0, 0, err
+	}
+	if held && !l.armed.Load() {
+		l.arms.Add(1)
 	}
 	l.armed.Store(held)
 	if !held {

@@ -494,6 +494,9 @@ func TestChangeLogBusyReaderSendsNoNotify(t *testing.T) {
 		if err := Watch(t.Context(), b.pool, WatchConfig{Table: "public.items"}); err != nil {
 			t.Fatalf("Watch: %v", err)
 		}
+		// Every notification releases the arm (sparse commits keep it:
+		// TestChangeLogKeepsArmForSparseCommits).
+		b.cl.listener.keepGap.Store(0)
 		counter := newNotifyCounter(t, b.pool, DefaultChannel)
 		r := startLoopReader(t, b.cl)
 		r.hold.Store(true)
@@ -525,6 +528,7 @@ func TestChangeLogBusyReaderSendsNoNotify(t *testing.T) {
 		// Busy for as long as rows keep coming: the reader polls and
 		// never arms.
 		b.cl.tune.quietMin, b.cl.tune.quietMax = time.Hour, time.Hour
+		b.cl.listener.keepGap.Store(0) // every notification releases the arm
 		counter := newNotifyCounter(t, b.pool, DefaultChannel)
 		r := startLoopReader(t, b.cl)
 		waitSettled(t, b.cl)
@@ -683,4 +687,86 @@ func TestListenerArmBoundsCoverRunningWriters(t *testing.T) {
 		l.disarm()
 		waitServerArmed(t, b.pool, DefaultChannel, 0, false)
 	}
+}
+
+// TestChangeLogKeepsArmForSparseCommits: commits that come far apart to a
+// reader waiting for them keep the arm (each notifies; the reader does
+// not release and take the lock again per commit) and each is read at
+// once, also while another transaction of the cluster, older than the
+// notified ones and writing no row, holds their rows back and then ends
+// without a notification; the first commit that finds the reader busy
+// releases the arm.
+func TestChangeLogKeepsArmForSparseCommits(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{PollInterval: noPoll})
+	counter := newNotifyCounter(t, b.pool, DefaultChannel)
+	r := startLoopReader(t, b.cl)
+	waitSettled(t, b.cl)
+	armsBefore := b.cl.listener.arms.Load()
+	gap := 3 * b.cl.tune.keepArmedGap
+	const sparse = 40
+	for i := range sparse {
+		if i == sparse/2 {
+			// An older transaction with an id, writing nothing to the
+			// change log, open across the next commit: the reader cannot
+			// read past it until it ends, which notifies no one.
+			tx, err := b.pool.Begin(t.Context())
+			if err != nil {
+				t.Fatalf("begin: %v", err)
+			}
+			if _, err := tx.Exec(t.Context(), `SELECT pg_catalog.pg_current_xact_id()`); err != nil {
+				t.Fatalf("take an id: %v", err)
+			}
+			if err := insertOrder(t.Context(), b.pool, "held back"); err != nil {
+				t.Fatalf("insert: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if got := len(r.records()); got != i {
+				t.Fatalf("read %d records while an older transaction runs, want %d", got, i)
+			}
+			if err := tx.Rollback(t.Context()); err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+			r.waitRecords(t, i+1, waitTimeout)
+			time.Sleep(gap)
+			continue
+		}
+		if err := insertOrder(t.Context(), b.pool, fmt.Sprintf("sparse-%d", i)); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+		r.waitRecords(t, i+1, waitTimeout)
+		time.Sleep(gap)
+	}
+	if n := b.cl.listener.arms.Load() - armsBefore; n > sparse/4 {
+		t.Errorf("%d arms for %d commits %v apart, want the arm kept (a few at most)", n, sparse, gap)
+	}
+	if n := counter.count(t); n != sparse {
+		t.Errorf("%d notifications for %d sparse commits, want one each", n, sparse)
+	}
+
+	// Busy: the reader holds the next record; the commits behind it find
+	// it busy. The first of them releases the arm, the rest stay silent.
+	waitSettled(t, b.cl)
+	r.hold.Store(true)
+	if err := insertOrder(t.Context(), b.pool, "first"); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+	select {
+	case <-r.held:
+	case <-time.After(waitTimeout):
+		t.Fatalf("reader not woken within %v", waitTimeout)
+	}
+	for i := range 20 {
+		if err := insertOrder(t.Context(), b.pool, fmt.Sprintf("busy-%d", i)); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+		time.Sleep(gap) // far apart, but the reader is busy
+	}
+	waitServerArmed(t, b.pool, DefaultChannel, 0, false)
+	if n := counter.count(t) - sparse; n != 2 {
+		t.Errorf("%d notifications for the commit that woke the reader and 20 while it was busy, want 2 (the second released the arm)", n)
+	}
+	r.hold.Store(false)
+	r.release <- struct{}{}
+	r.waitRecords(t, sparse+21, waitTimeout)
 }

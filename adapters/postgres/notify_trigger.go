@@ -40,10 +40,14 @@ const notifyFunctionName = "notify_change_log"
 // concurrent writers never conflict with each other; the body reads no
 // table and no snapshot, needs no privilege beyond EXECUTE, and a
 // REPEATABLE READ writer sees the reader's current state.
+//
+// The payload is the writer's transaction id: a reader that keeps its arm
+// between notifications (listener.keepArm) learns from it which rows it
+// must read before it may wait again.
 var notifyFunctionBody = `
 BEGIN
 	IF NOT pg_catalog.pg_try_advisory_xact_lock_shared(` + strconv.Itoa(int(wakeLockClass)) + `, pg_catalog.hashtext(TG_ARGV[0])) THEN
-		PERFORM pg_catalog.pg_notify(TG_ARGV[0], '');
+		PERFORM pg_catalog.pg_notify(TG_ARGV[0], pg_catalog.pg_current_xact_id()::text);
 	END IF;
 	RETURN NULL;
 END
