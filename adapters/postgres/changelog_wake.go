@@ -175,7 +175,8 @@ func (c *ChangeLog) pollPause() time.Duration {
 }
 
 // block waits for a notification, d, or the end of ctx. A notification
-// releases the arm: the reader is about to be busy.
+// releases the arm (the reader is about to be busy) unless the listener
+// keeps it (see active).
 func (c *ChangeLog) block(ctx context.Context, d time.Duration) error {
 	var notify <-chan struct{} // nil (never ready) with PollOnly
 	if c.listener != nil {
