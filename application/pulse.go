@@ -34,7 +34,6 @@ type beat[K any] struct {
 	key     K
 	at      uint64 // the tick it was added or last fired at
 	running bool
-	stopped bool
 }
 
 func newPulse[K any](interval time.Duration, fire func(context.Context, K)) *pulse[K] {
@@ -61,7 +60,6 @@ func (p *pulse[K]) start(ctx context.Context, key K) *beat[K] {
 // starts afterwards.
 func (p *pulse[K]) stop(b *beat[K]) {
 	p.mu.Lock()
-	b.stopped = true
 	delete(p.beats, b)
 	for b.running {
 		p.idle.Wait()

@@ -124,8 +124,7 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 			w.beats.stop(hb)
 			w.proc.Abandon(work, run)
 			if err := d.Nak(work, 0); err != nil {
-				w.cfg.Logger.Warn("nak at shutdown failed; the broker redelivers after the ack wait",
-					slog.String("event_id", ev.ID), slog.String("error", err.Error()))
+				warn("nak at shutdown failed; the broker redelivers after the ack wait", err)
 			}
 			return
 		}

@@ -61,6 +61,7 @@ func (c *ChangeLog) Wait(ctx context.Context) error {
 	w := &c.wake
 	w.mu.Lock()
 	quiet := min(max(w.quiet, c.tune.quietMin), c.tune.quietMax)
+	noted := c.listener.notedTx.Load()
 	switch {
 	case !w.armed && c.now().Sub(w.lastActive) < quiet:
 		w.mu.Unlock()
@@ -68,14 +69,14 @@ func (c *ChangeLog) Wait(ctx context.Context) error {
 	case !w.armed:
 		w.mu.Unlock()
 		return c.arm(ctx)
-	case w.safe && c.listener.notedTx.Load() > w.readTx:
+	case w.safe && noted > w.readTx:
 		// A kept arm, and a notified transaction whose rows the reads
 		// have not reached: an older transaction still running holds
 		// them back (reads stop at the oldest running one, anywhere in
 		// the cluster), and it may end without a notification. Poll, as
 		// after an arm, until every transaction up to the notified one
 		// has ended.
-		w.safe, w.horizon, w.pause = false, c.listener.notedTx.Load()+1, c.tune.unsafePollMin
+		w.safe, w.horizon, w.pause = false, noted+1, c.tune.unsafePollMin
 		w.mu.Unlock()
 		return c.block(ctx, min(c.tune.unsafePollMin, c.cfg.PollInterval))
 	case !w.safe:

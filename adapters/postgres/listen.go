@@ -331,11 +331,8 @@ func (l *listener) keepArm(now time.Time, payload string) bool {
 	if err != nil {
 		return false // an earlier version's trigger: no transaction named
 	}
-	for {
-		noted := l.notedTx.Load()
-		if tx <= noted || l.notedTx.CompareAndSwap(noted, tx) {
-			break
-		}
+	if tx > l.notedTx.Load() { // this goroutine is the only writer
+		l.notedTx.Store(tx)
 	}
 	keepGap := time.Duration(l.keepGap.Load())
 	return keepGap > 0 && gap >= keepGap && l.waiting.Load()
