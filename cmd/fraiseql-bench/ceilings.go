@@ -78,11 +78,7 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 			if err != nil {
 				return fmt.Errorf("database.wake = %s: %w", wake, err)
 			}
-			w := withService{tps: r.TPS}
-			if r.Commits > 0 {
-				w.cpuPer10k = float64(cpu) / float64(h.hz) * 10000 / float64(r.Commits)
-			}
-			got[wake] = w
+			got[wake] = withService{tps: r.TPS, cpuPer10k: cpuPer10k(cpu, h.hz, int(r.Commits))}
 		}
 		after, err := alone()
 		if err != nil {
