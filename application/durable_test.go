@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -503,4 +504,105 @@ func TestRetryRunnerStoppedDuringAClaimLeavesNothingClaimed(t *testing.T) {
 	if c := calls.all(); len(c) != 0 {
 		t.Errorf("the stopped runner ran %d actions, want none", len(c))
 	}
+}
+
+// claimAnswerLost is a retry store whose ClaimDue calls that claim
+// something, numbered in lose (from 1), commit their claim and then fail,
+// as a PostgreSQL ClaimDue does when the connection drops after the UPDATE
+// committed and before its answer was read.
+type claimAnswerLost struct {
+	ports.RetryStore
+	mu    sync.Mutex
+	calls int // that claimed something
+	lose  map[int]bool
+	lost  []string // the holders of the calls that failed
+}
+
+func (s *claimAnswerLost) ClaimDue(ctx context.Context, c ports.RetryClaim, limit int, skip []string) ([]ports.RetryItem, error) {
+	items, err := s.RetryStore.ClaimDue(ctx, c, limit, skip)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(items) == 0 {
+		return items, err
+	}
+	s.calls++
+	if s.lose[s.calls] {
+		s.lost = append(s.lost, c.Holder)
+		return nil, errors.New("read claimed retries: connection reset by peer")
+	}
+	return items, err
+}
+
+// TestRetryRunnerReleasesAClaimWhoseAnswerWasLost: when ClaimDue fails
+// after the store committed its claim, the runner releases what that call
+// claimed, so the items run at the next look (not after ClaimTTL, an hour
+// here, holding their keys back as long), while an item claimed by an
+// earlier call and still running keeps its claim and settles.
+func TestRetryRunnerReleasesAClaimWhoseAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	mem := memory.NewRetries(memory.NewDeadLetters(nil), nil)
+	store := &claimAnswerLost{RetryStore: mem, lose: map[int]bool{2: true}}
+	running, finish := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var delivered []string
+	exec := ports.ActionExecutorFunc(func(_ context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		if ev.ID == "slow" {
+			close(running)
+			<-finish
+		}
+		mu.Lock()
+		delivered = append(delivered, ev.ID)
+		mu.Unlock()
+		return nil
+	})
+	obs := []domain.Observer{durableObserver("hooks", "Order", 1, "a")}
+	m := domain.NewMatcher(obs)
+	park := func(id, entity string) {
+		t.Helper()
+		ev := event(id, "Order", entity, nil)
+		if _, _, err := mem.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+			Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	park("slow", "1")
+	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
+		Holder: "p", Logger: discardLogger(), PollInterval: 20 * time.Millisecond, ClaimTTL: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := runInBackground(t, r.Run)
+	<-running // call 1 claimed "slow", which now runs
+	park("lost", "2")
+	r.Wake() // call 2 claims "lost" and loses the answer
+	eventually(t, `"lost" delivered while "slow" still runs`, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Equal(delivered, []string{"lost"})
+	})
+	close(finish)
+	eventually(t, "every item completed", func() bool { return len(mustRetryKeys(t, mem)) == 0 })
+	if err := bg.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.lost) != 1 || !strings.HasPrefix(store.lost[0], "p/") {
+		t.Errorf("holders of the failed claims = %q, want one of the runner's own (p/...)", store.lost)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"lost", "slow"}; !slices.Equal(delivered, want) {
+		t.Errorf("delivered %v, want %v, each once", delivered, want)
+	}
+}
+
+func mustRetryKeys(t *testing.T, s ports.RetryStore) []ports.RetryKey {
+	t.Helper()
+	keys, err := s.Keys(t.Context())
+	if err != nil {
+		t.Fatalf("Keys: %v", err)
+	}
+	return keys
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -70,6 +72,7 @@ type RetryRunner struct {
 	wake    chan struct{}
 	freed   chan struct{}
 	errLog  logLimiter
+	claims  atomic.Uint64 // numbers the holders of ClaimDue calls
 }
 
 // NewRetryRunner builds a runner; Run starts it.
@@ -110,8 +113,26 @@ func (r *RetryRunner) Wake() {
 	}
 }
 
-func (r *RetryRunner) claim() ports.RetryClaim {
-	return ports.RetryClaim{Holder: r.cfg.Holder, Now: r.cfg.Now(), TTL: r.cfg.ClaimTTL}
+func (r *RetryRunner) claim(holder string) ports.RetryClaim {
+	return ports.RetryClaim{Holder: holder, Now: r.cfg.Now(), TTL: r.cfg.ClaimTTL}
+}
+
+// claimDue claims up to limit due items under a holder of their own (this
+// process's Holder and the call's number), which their settlements and the
+// next items of their keys keep. When the call fails, the store may still
+// have committed the claim without its answer reaching here (a connection
+// lost after commit): the holder's claims are released, so those items run
+// at once rather than after ClaimTTL, and no item in progress is touched.
+func (r *RetryRunner) claimDue(ctx context.Context, limit int, skip []string) (string, []ports.RetryItem, error) {
+	holder := r.cfg.Holder + "/" + strconv.FormatUint(r.claims.Add(1), 10)
+	items, err := r.store.ClaimDue(ctx, r.claim(holder), limit, skip)
+	if err == nil {
+		return holder, items, nil
+	}
+	if _, rerr := r.store.Release(ctx, holder); rerr != nil {
+		err = fmt.Errorf("%w (releasing what it may have claimed failed too, those items wait out their claim: %w)", err, rerr)
+	}
+	return "", nil, err
 }
 
 // Run claims and runs due items until ctx ends, then waits (up to
@@ -143,7 +164,7 @@ func (r *RetryRunner) Run(ctx context.Context) error {
 		// would stay claimed for ClaimTTL, their keys' events held back,
 		// by a runner that no longer exists. Claimed items that ctx
 		// ended meanwhile go to chain, which releases them unchanged.
-		items, err := r.store.ClaimDue(work, r.claim(), limit, skip)
+		holder, items, err := r.claimDue(work, limit, skip)
 		if err != nil {
 			if ok, suppressed := r.errLog.allow(); ok && ctx.Err() == nil {
 				r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "cannot claim parked retries, will retry",
@@ -162,7 +183,7 @@ func (r *RetryRunner) Run(ctx context.Context) error {
 					default:
 					}
 				}()
-				r.chain(ctx, work, it)
+				r.chain(ctx, work, holder, it)
 			})
 		}
 		if len(items) < limit {
@@ -180,7 +201,7 @@ func (r *RetryRunner) RunDue(ctx context.Context) (int, error) {
 	n := 0
 	for {
 		skip, _ := r.cfg.Skip()
-		items, err := r.store.ClaimDue(ctx, r.claim(), r.cfg.BatchSize, skip)
+		holder, items, err := r.claimDue(ctx, r.cfg.BatchSize, skip)
 		if err != nil {
 			return n, fmt.Errorf("claim parked retries: %w", err)
 		}
@@ -189,7 +210,7 @@ func (r *RetryRunner) RunDue(ctx context.Context) (int, error) {
 		}
 		for _, it := range items {
 			for claimed := true; claimed; n++ {
-				it, claimed = r.runItem(ctx, ctx, it)
+				it, claimed = r.runItem(ctx, ctx, holder, it)
 			}
 		}
 	}
@@ -211,24 +232,25 @@ func (r *RetryRunner) idle(ctx context.Context, until time.Time) {
 	}
 }
 
-// chain runs it, then each next item of its key that Complete hands over.
-func (r *RetryRunner) chain(ctx, work context.Context, it ports.RetryItem) {
+// chain runs it, claimed for holder, then each next item of its key that
+// Complete hands over.
+func (r *RetryRunner) chain(ctx, work context.Context, holder string, it ports.RetryItem) {
 	for {
-		next, claimed := r.runItem(ctx, work, it)
+		next, claimed := r.runItem(ctx, work, holder, it)
 		if !claimed {
 			return
 		}
 		if ctx.Err() != nil {
-			r.settle(work, next, next.Actions, nil, nil)
+			r.settle(work, holder, next, next.Actions, nil, nil)
 			return
 		}
 		it = next
 	}
 }
 
-// runItem runs the due actions of it and settles it; it returns the key's
-// next item when Complete claimed it for this runner.
-func (r *RetryRunner) runItem(ctx, work context.Context, it ports.RetryItem) (ports.RetryItem, bool) {
+// runItem runs the due actions of it, claimed for holder, and settles it;
+// it returns the key's next item when Complete claimed it for holder.
+func (r *RetryRunner) runItem(ctx, work context.Context, holder string, it ports.RetryItem) (ports.RetryItem, bool) {
 	obs, known := r.matcher().Observer(it.Observer)
 	var remaining []ports.RetryAction
 	var dead []ports.DeadLetter
@@ -259,7 +281,7 @@ func (r *RetryRunner) runItem(ctx, work context.Context, it ports.RetryItem) (po
 			}
 		}
 	}
-	next, claimed, ok := r.settle(work, it, remaining, dead, logged)
+	next, claimed, ok := r.settle(work, holder, it, remaining, dead, logged)
 	if !ok {
 		return ports.RetryItem{}, false
 	}
@@ -331,23 +353,23 @@ func (r *RetryRunner) deadLetter(it ports.RetryItem, a ports.RetryAction, cause 
 		Error: cause.Error(), Attempts: a.Attempts}
 }
 
-// settle completes or reschedules it, retrying a failing store a few
-// times; ok is false when it could not (the claim expires and the item is
-// run again: at least once).
-func (r *RetryRunner) settle(ctx context.Context, it ports.RetryItem, remaining []ports.RetryAction, dead []ports.DeadLetter, logged []ports.RetryAction) (next ports.RetryItem, claimed, ok bool) {
+// settle completes or reschedules it, claimed for holder, retrying a
+// failing store a few times; ok is false when it could not (the claim
+// expires and the item is run again: at least once).
+func (r *RetryRunner) settle(ctx context.Context, holder string, it ports.RetryItem, remaining []ports.RetryAction, dead []ports.DeadLetter, logged []ports.RetryAction) (next ports.RetryItem, claimed, ok bool) {
 	var err error
 	for try := range 4 {
 		if try > 0 && !sleep(ctx, time.Duration(try)*time.Second) {
 			break
 		}
 		if len(remaining) > 0 {
-			if err = r.store.Reschedule(ctx, it.ID, r.cfg.Holder, remaining, dead); err == nil {
+			if err = r.store.Reschedule(ctx, it.ID, holder, remaining, dead); err == nil {
 				r.cfg.Delivery.RetrySettled(settleOutcome(it.Actions, remaining))
 				r.settled(ctx, it, dead, logged)
 				return ports.RetryItem{}, false, true
 			}
 		} else {
-			if next, claimed, err = r.store.Complete(ctx, it, r.claim(), dead); err == nil {
+			if next, claimed, err = r.store.Complete(ctx, it, r.claim(holder), dead); err == nil {
 				r.cfg.Delivery.RetrySettled("completed")
 				if r.cfg.Blocked != nil {
 					r.cfg.Blocked.Done(it.Observer, it.EntityKey)

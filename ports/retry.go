@@ -105,6 +105,13 @@ type RetryKey struct {
 // ErrClaimLost when another holder claimed it since; then nothing
 // changed.
 //
+// Release drops every claim holder holds, leaving those items as they
+// were (claimable at once), and returns how many it released. A runner
+// claims with a holder name of its own per ClaimDue call and releases it
+// when that call fails: the store may have committed the claim without
+// the runner reading its answer, and those items would otherwise wait out
+// their claim. Release with no such claim returns 0.
+//
 // MakeDue makes every action of endpoint in RetryDue items due at now
 // (their items too) and returns how many items it changed; waiting items
 // keep their place. Keys lists every key with parked items and how many
@@ -120,6 +127,7 @@ type RetryStore interface {
 	ClaimDue(ctx context.Context, c RetryClaim, limit int, skip []string) ([]RetryItem, error)
 	Reschedule(ctx context.Context, id int64, holder string, actions []RetryAction, dead []DeadLetter) error
 	Complete(ctx context.Context, item RetryItem, c RetryClaim, dead []DeadLetter) (next RetryItem, claimed bool, err error)
+	Release(ctx context.Context, holder string) (int64, error)
 	MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error)
 	Keys(ctx context.Context) ([]RetryKey, error)
 	Repair(ctx context.Context) (int64, error)

@@ -3,6 +3,7 @@ package memory
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -218,6 +219,26 @@ func (s *Retries) deadLetter(ctx context.Context, dead []ports.DeadLetter) error
 		}
 	}
 	return nil
+}
+
+// Release drops holder's claims.
+func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory: release claims of %q: %w", holder, err)
+	}
+	if holder == "" {
+		return 0, errors.New("memory: release claims: empty holder")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, it := range s.items {
+		if it.holder == holder {
+			it.holder, it.until = "", time.Time{}
+			n++
+		}
+	}
+	return n, nil
 }
 
 // MakeDue makes the actions of endpoint in due items due at now.

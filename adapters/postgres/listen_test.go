@@ -746,7 +746,14 @@ func TestChangeLogKeepsArmForSparseCommits(t *testing.T) {
 
 	// Busy: the reader holds the next record; the commits behind it find
 	// it busy. The first of them releases the arm, the rest stay silent.
+	// The reader must be blocked in Wait when "first" commits, or the
+	// listener releases the arm at "first" already.
 	waitSettled(t, b.cl)
+	for deadline := time.Now().Add(waitTimeout); !b.cl.listener.waiting.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("reader not waiting within %v", waitTimeout)
+		}
+	}
 	r.hold.Store(true)
 	if err := insertOrder(t.Context(), b.pool, "first"); err != nil {
 		t.Fatalf("insert: %v", err)

@@ -340,6 +340,19 @@ func (c *deadColumns) add(d ports.DeadLetter) error {
 	return nil
 }
 
+// Release drops holder's claims.
+func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
+	op := fmt.Sprintf("release claims of %q", holder)
+	if holder == "" {
+		return 0, errors.New("postgres: release claims: empty holder")
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE `+s.table+` SET holder = NULL, claim_until = NULL WHERE holder = $1`, holder)
+	if err != nil {
+		return 0, interpretError(op, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // MakeDue makes the actions of endpoint in due items due at now.
 func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error) {
 	op := "make " + endpoint + " due"

@@ -22,6 +22,9 @@ type Proxy struct {
 	thaw   chan struct{} // closed by Cut: ends every held copy
 	held   chan struct{} // closed the first time a frozen proxy holds a client's bytes
 	holdOn sync.Once
+	// drop and dropped: see DropAnswer.
+	drop    func([]byte) bool
+	dropped chan struct{}
 }
 
 // StartProxy listens on a free loopback port and forwards each connection
@@ -88,6 +91,32 @@ func (p *Proxy) track(c net.Conn) bool {
 	return true
 }
 
+// DropAnswer makes the proxy drop the next bytes a server sends that match
+// (one read's worth) and close that connection, both ways, instead of
+// forwarding them: the server did the work, the client never hears the
+// answer (for PostgreSQL, a statement committed and the connection lost
+// before its reply). Only the first match is dropped; the returned channel
+// is closed then.
+func (p *Proxy) DropAnswer(match func([]byte) bool) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop, p.dropped = match, make(chan struct{})
+	return p.dropped
+}
+
+// dropping reports whether b is the answer DropAnswer waits for, and then
+// stops waiting.
+func (p *Proxy) dropping(b []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drop == nil || !p.drop(b) {
+		return false
+	}
+	p.drop = nil
+	close(p.dropped)
+	return true
+}
+
 func (p *Proxy) isFrozen() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -139,6 +168,11 @@ func (p *Proxy) copy(dst, src net.Conn, fromClient bool) {
 					p.holdOn.Do(func() { close(p.held) })
 				}
 				<-p.thaw
+				return
+			}
+			if !fromClient && p.dropping(buf[:n]) {
+				_ = src.Close()
+				_ = dst.Close()
 				return
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {

@@ -190,6 +190,38 @@ func TestProxyForwardsFreezesAndCuts(t *testing.T) {
 	}
 }
 
+func TestProxyDropsOneMatchingAnswer(t *testing.T) {
+	t.Parallel()
+	p := testsupport.StartProxy(t, echoServer(t))
+	dropped := p.DropAnswer(func(b []byte) bool { return strings.Contains(string(b), "secret") })
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if got, err := roundTrip(c, r, "hello", 10*time.Second); err != nil || got != "hello" {
+		t.Fatalf("round trip before the match = %q, %v", got, err)
+	}
+	if got, err := roundTrip(c, r, "a secret", 10*time.Second); err == nil {
+		t.Fatalf("the matching answer was forwarded: %q", got)
+	}
+	select {
+	case <-dropped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("DropAnswer's channel not closed after the drop")
+	}
+	// The connection is gone; a new one forwards everything again.
+	c2, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got, err := roundTrip(c2, bufio.NewReader(c2), "another secret", 10*time.Second); err != nil || got != "another secret" {
+		t.Fatalf("round trip after the drop = %q, %v; only the first match is dropped", got, err)
+	}
+}
+
 func TestReceiverAnswersByPath(t *testing.T) {
 	t.Parallel()
 	r := testsupport.StartReceiver(t)

@@ -165,6 +165,41 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 		}
 	})
 
+	t.Run("ReleaseDropsOnlyTheHoldersClaims", func(t *testing.T) {
+		t.Parallel()
+		s := newStores(t).Retries
+		first := mustPark(t, s, retryItem(1, "obs", "Order:1", "e", 0))
+		second := mustPark(t, s, retryItem(2, "obs", "Order:2", "e", 0))
+		third := mustPark(t, s, retryItem(3, "obs", "Order:3", "e", 0))
+		lost := mustClaim(t, s, ports.RetryClaim{Holder: "p/1", Now: at(0), TTL: time.Hour}, 2, nil)
+		kept := claimOne(t, s, "p/2", at(0))
+		if want := []int64{first.ID, second.ID}; !slices.Equal(itemIDs(lost), want) || kept.ID != third.ID {
+			t.Fatalf("claims = %v and %d, want %v and %d", itemIDs(lost), kept.ID, want, third.ID)
+		}
+		n, err := s.Release(t.Context(), "p/1")
+		if err != nil || n != 2 {
+			t.Fatalf("Release(p/1) = %d, %v; want 2, nil", n, err)
+		}
+		// Within the hour p/1's claims would have lasted, another holder
+		// takes them at once, unchanged; p/2's claim stays.
+		again := mustClaim(t, s, ports.RetryClaim{Holder: "q", Now: at(time.Second), TTL: time.Minute}, 10, nil)
+		if want := []int64{first.ID, second.ID}; !slices.Equal(itemIDs(again), want) {
+			t.Fatalf("claim after Release(p/1) = %v, want %v (not p/2's %d)", itemIDs(again), want, kept.ID)
+		}
+		if d := diffActions(first.Actions, again[0].Actions); d != "" {
+			t.Errorf("released item changed: %s", d)
+		}
+		if err := s.Reschedule(t.Context(), kept.ID, "p/2", kept.Actions, nil); err != nil {
+			t.Errorf("Reschedule by p/2 after Release(p/1): %v", err)
+		}
+		if n, err := s.Release(t.Context(), "p/1"); err != nil || n != 0 {
+			t.Errorf("second Release(p/1) = %d, %v; want 0, nil", n, err)
+		}
+		if _, err := s.Release(t.Context(), ""); err == nil {
+			t.Error("Release of the empty holder succeeded")
+		}
+	})
+
 	t.Run("ConcurrentClaimsNeverShareAnItem", func(t *testing.T) {
 		t.Parallel()
 		s := newStores(t).Retries
