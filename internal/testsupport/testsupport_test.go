@@ -137,18 +137,26 @@ func roundTrip(c net.Conn, r *bufio.Reader, msg string, wait time.Duration) (str
 	return strings.TrimSuffix(line, "\n"), err
 }
 
-func TestProxyForwardsFreezesAndCuts(t *testing.T) {
-	t.Parallel()
-	p := testsupport.StartProxy(t, echoServer(t))
-	c, err := net.Dial("tcp", p.Addr())
+// dialHello connects to addr (closed at the test's end) and checks that
+// a line makes the round trip.
+func dialHello(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { _ = c.Close() })
 	r := bufio.NewReader(c)
 	if got, err := roundTrip(c, r, "hello", 10*time.Second); err != nil || got != "hello" {
 		t.Fatalf("forwarded round trip = %q, %v", got, err)
 	}
+	return c, r
+}
+
+func TestProxyForwardsFreezesAndCuts(t *testing.T) {
+	t.Parallel()
+	p := testsupport.StartProxy(t, echoServer(t))
+	c, r := dialHello(t, p.Addr())
 
 	p.Freeze()
 	select {
@@ -194,15 +202,7 @@ func TestProxyDropsOneMatchingAnswer(t *testing.T) {
 	t.Parallel()
 	p := testsupport.StartProxy(t, echoServer(t))
 	dropped := p.DropAnswer(func(b []byte) bool { return strings.Contains(string(b), "secret") })
-	c, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := bufio.NewReader(c)
-	if got, err := roundTrip(c, r, "hello", 10*time.Second); err != nil || got != "hello" {
-		t.Fatalf("round trip before the match = %q, %v", got, err)
-	}
+	c, r := dialHello(t, p.Addr())
 	if got, err := roundTrip(c, r, "a secret", 10*time.Second); err == nil {
 		t.Fatalf("the matching answer was forwarded: %q", got)
 	}
