@@ -600,3 +600,69 @@ func TestRetryRunnerReleasesAClaimWhoseAnswerWasLost(t *testing.T) {
 		t.Errorf("delivered %v, want %v, each once", delivered, want)
 	}
 }
+
+// completeAnswerLost is a retry store whose first Complete commits and
+// then fails, as when the connection drops before its answer is read.
+type completeAnswerLost struct {
+	ports.RetryStore
+	once sync.Once
+	lost chan string // the Next of the Complete that failed
+}
+
+func (s *completeAnswerLost) Complete(ctx context.Context, item ports.RetryItem, c ports.RetryClaim, dead []ports.DeadLetter) (ports.RetryItem, bool, error) {
+	next, claimed, err := s.RetryStore.Complete(ctx, item, c, dead)
+	lose := false
+	s.once.Do(func() { lose = err == nil })
+	if lose {
+		s.lost <- c.Next
+		return ports.RetryItem{}, false, errors.New("complete retry: connection reset by peer")
+	}
+	return next, claimed, err
+}
+
+// TestRetryRunnerReleasesTheNextItemOfALostComplete: Complete committed
+// (the item deleted, its key's next item claimed) and its answer was
+// lost. The runner's retry finds the item gone, counts it completed and
+// releases the holder the next item was claimed for: the next item runs
+// at the next look, not after ClaimTTL (an hour here).
+func TestRetryRunnerReleasesTheNextItemOfALostComplete(t *testing.T) {
+	t.Parallel()
+	mem := memory.NewRetries(memory.NewDeadLetters(nil), nil)
+	store := &completeAnswerLost{RetryStore: mem, lost: make(chan string, 1)}
+	exec, calls := recording(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })
+	m := domain.NewMatcher([]domain.Observer{durableObserver("hooks", "Order", 1, "a")})
+	blocked := application.NewBlockedKeys()
+	for _, id := range []string{"first", "second"} {
+		ev := event(id, "Order", "1", nil)
+		blocked.Add("hooks", ev.EntityKey())
+		if _, _, err := mem.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+			Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
+		Holder: "p", Logger: discardLogger(), PollInterval: 20 * time.Millisecond, ClaimTTL: time.Hour, Blocked: blocked,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := runInBackground(t, r.Run)
+	if next := <-store.lost; !strings.HasPrefix(next, "p/") {
+		t.Errorf("Complete's Next = %q, want a holder of the runner's own (p/...)", next)
+	}
+	eventually(t, "both items delivered and completed", func() bool {
+		keys, err := mem.Keys(t.Context())
+		return err == nil && len(keys) == 0 && len(calls.all()) == 2
+	})
+	eventually(t, "the key unblocked", func() bool { return blocked.Len() == 0 })
+	if err := bg.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range calls.all() {
+		got = append(got, c.EventID)
+	}
+	if want := []string{"first", "second"}; !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want %v in order, each once", got, want)
+	}
+}

@@ -72,7 +72,7 @@ type RetryRunner struct {
 	wake    chan struct{}
 	freed   chan struct{}
 	errLog  logLimiter
-	claims  atomic.Uint64 // numbers the holders of ClaimDue calls
+	claims  atomic.Uint64 // numbers the holders of claims (see newHolder)
 }
 
 // NewRetryRunner builds a runner; Run starts it.
@@ -117,14 +117,18 @@ func (r *RetryRunner) claim(holder string) ports.RetryClaim {
 	return ports.RetryClaim{Holder: holder, Now: r.cfg.Now(), TTL: r.cfg.ClaimTTL}
 }
 
-// claimDue claims up to limit due items under a holder of their own (this
-// process's Holder and the call's number), which their settlements and the
-// next items of their keys keep. When the call fails, the store may still
-// have committed the claim without its answer reaching here (a connection
-// lost after commit): the holder's claims are released, so those items run
-// at once rather than after ClaimTTL, and no item in progress is touched.
+// newHolder names the claims of one store call: this process's Holder and
+// a number. A call whose answer is lost (a connection lost after commit)
+// may have claimed items nobody runs; releasing its holder frees them at
+// once rather than after ClaimTTL, and touches no item in progress.
+func (r *RetryRunner) newHolder() string {
+	return r.cfg.Holder + "/" + strconv.FormatUint(r.claims.Add(1), 10)
+}
+
+// claimDue claims up to limit due items under a new holder, which their
+// settlements keep; when the call fails, it releases that holder.
 func (r *RetryRunner) claimDue(ctx context.Context, limit int, skip []string) (string, []ports.RetryItem, error) {
-	holder := r.cfg.Holder + "/" + strconv.FormatUint(r.claims.Add(1), 10)
+	holder := r.newHolder()
 	items, err := r.store.ClaimDue(ctx, r.claim(holder), limit, skip)
 	if err == nil {
 		return holder, items, nil
@@ -209,8 +213,9 @@ func (r *RetryRunner) RunDue(ctx context.Context) (int, error) {
 			return n, nil
 		}
 		for _, it := range items {
+			h := holder // the batch's; a next item Complete hands over comes with its own
 			for claimed := true; claimed; n++ {
-				it, claimed = r.runItem(ctx, ctx, holder, it)
+				it, h, claimed = r.runItem(ctx, ctx, h, it)
 			}
 		}
 	}
@@ -236,21 +241,22 @@ func (r *RetryRunner) idle(ctx context.Context, until time.Time) {
 // Complete hands over.
 func (r *RetryRunner) chain(ctx, work context.Context, holder string, it ports.RetryItem) {
 	for {
-		next, claimed := r.runItem(ctx, work, holder, it)
+		next, nextHolder, claimed := r.runItem(ctx, work, holder, it)
 		if !claimed {
 			return
 		}
 		if ctx.Err() != nil {
-			r.settle(work, holder, next, next.Actions, nil, nil)
+			r.settle(work, nextHolder, next, next.Actions, nil, nil)
 			return
 		}
-		it = next
+		it, holder = next, nextHolder
 	}
 }
 
 // runItem runs the due actions of it, claimed for holder, and settles it;
-// it returns the key's next item when Complete claimed it for holder.
-func (r *RetryRunner) runItem(ctx, work context.Context, holder string, it ports.RetryItem) (ports.RetryItem, bool) {
+// it returns the key's next item when Complete claimed it, and the holder
+// it claimed it for.
+func (r *RetryRunner) runItem(ctx, work context.Context, holder string, it ports.RetryItem) (ports.RetryItem, string, bool) {
 	obs, known := r.matcher().Observer(it.Observer)
 	var remaining []ports.RetryAction
 	var dead []ports.DeadLetter
@@ -281,11 +287,11 @@ func (r *RetryRunner) runItem(ctx, work context.Context, holder string, it ports
 			}
 		}
 	}
-	next, claimed, ok := r.settle(work, holder, it, remaining, dead, logged)
+	next, nextHolder, claimed, ok := r.settle(work, holder, it, remaining, dead, logged)
 	if !ok {
-		return ports.RetryItem{}, false
+		return ports.RetryItem{}, "", false
 	}
-	return next, claimed
+	return next, nextHolder, claimed
 }
 
 type attemptOutcome int
@@ -355,9 +361,16 @@ func (r *RetryRunner) deadLetter(it ports.RetryItem, a ports.RetryAction, cause 
 
 // settle completes or reschedules it, claimed for holder, retrying a
 // failing store a few times; ok is false when it could not (the claim
-// expires and the item is run again: at least once).
-func (r *RetryRunner) settle(ctx context.Context, holder string, it ports.RetryItem, remaining []ports.RetryAction, dead []ports.DeadLetter, logged []ports.RetryAction) (next ports.RetryItem, claimed, ok bool) {
+// expires and the item is run again: at least once). Complete claims the
+// key's next item for a new holder, nextHolder: when a Complete's answer
+// was lost, that holder is released, so the next item runs at the next
+// look instead of after ClaimTTL.
+func (r *RetryRunner) settle(ctx context.Context, holder string, it ports.RetryItem, remaining []ports.RetryAction, dead []ports.DeadLetter, logged []ports.RetryAction) (next ports.RetryItem, nextHolder string, claimed, ok bool) {
 	var err error
+	failed := false // a try failed: it may have committed without its answer
+	if len(remaining) == 0 {
+		nextHolder = r.newHolder()
+	}
 	for try := range 4 {
 		if try > 0 && !sleep(ctx, time.Duration(try)*time.Second) {
 			break
@@ -366,25 +379,52 @@ func (r *RetryRunner) settle(ctx context.Context, holder string, it ports.RetryI
 			if err = r.store.Reschedule(ctx, it.ID, holder, remaining, dead); err == nil {
 				r.cfg.Delivery.RetrySettled(settleOutcome(it.Actions, remaining))
 				r.settled(ctx, it, dead, logged)
-				return ports.RetryItem{}, false, true
+				return ports.RetryItem{}, "", false, true
 			}
 		} else {
-			if next, claimed, err = r.store.Complete(ctx, it, r.claim(holder), dead); err == nil {
-				r.cfg.Delivery.RetrySettled("completed")
-				if r.cfg.Blocked != nil {
-					r.cfg.Blocked.Done(it.Observer, it.EntityKey)
+			c := r.claim(holder)
+			c.Next = nextHolder
+			next, claimed, err = r.store.Complete(ctx, it, c, dead)
+			if err == nil || (failed && errors.Is(err, ports.ErrNotFound)) {
+				// Not found after a failed try: that try completed it and
+				// its answer, with the next item, was lost.
+				r.completed(ctx, it, dead, logged)
+				if err != nil {
+					r.release(ctx, nextHolder)
+					return ports.RetryItem{}, "", false, true
 				}
-				r.settled(ctx, it, dead, logged)
-				return next, claimed, true
+				return next, nextHolder, claimed, true
 			}
 		}
 		if errors.Is(err, ports.ErrClaimLost) || errors.Is(err, ports.ErrNotFound) {
 			break
 		}
+		failed = true
 	}
 	r.cfg.Logger.LogAttrs(ctx, slog.LevelError, "cannot settle a parked item; it runs again when its claim expires",
 		slog.Int64("retry_id", it.ID), slog.String("event_id", it.Event.ID), slog.String("observer", it.Observer), slog.String("error", err.Error()))
-	return ports.RetryItem{}, false, false
+	if nextHolder != "" && failed {
+		r.release(ctx, nextHolder) // the last try may have completed it and claimed the next
+	}
+	return ports.RetryItem{}, "", false, false
+}
+
+// completed counts and logs it completed.
+func (r *RetryRunner) completed(ctx context.Context, it ports.RetryItem, dead []ports.DeadLetter, logged []ports.RetryAction) {
+	r.cfg.Delivery.RetrySettled("completed")
+	if r.cfg.Blocked != nil {
+		r.cfg.Blocked.Done(it.Observer, it.EntityKey)
+	}
+	r.settled(ctx, it, dead, logged)
+}
+
+// release drops holder's claims (a store call's whose answer was lost),
+// logging when it cannot: those items then wait out their claim.
+func (r *RetryRunner) release(ctx context.Context, holder string) {
+	if _, err := r.store.Release(ctx, holder); err != nil {
+		r.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "cannot release the claims of a store call whose answer was lost; those items run when their claim expires",
+			slog.String("holder", holder), slog.String("error", err.Error()))
+	}
 }
 
 // settled logs and counts the actions an item gave up on.

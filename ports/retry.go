@@ -64,6 +64,10 @@ type RetryClaim struct {
 	Holder string
 	Now    time.Time
 	TTL    time.Duration
+	// Next, when set, is the holder Complete claims the key's next item
+	// for (default Holder): a holder of its own, which the caller can
+	// Release if Complete's answer is lost.
+	Next string
 }
 
 // RetryKey is an observer and an entity key with parked items.
@@ -99,8 +103,8 @@ type RetryKey struct {
 // claimed) when c.Holder claimed it, stores dead in the same transaction
 // and makes the next waiting item of its key due (in parking order) and
 // returns it; next.ID is 0 when the key has no item left. When next is
-// due at c.Now (and nobody holds it) it is claimed for c.Holder until
-// c.Now+c.TTL and claimed is true: the caller runs or reschedules it.
+// due at c.Now (and nobody holds it) it is claimed for c.Next (c.Holder
+// when Next is empty) until c.Now+c.TTL and claimed is true: the caller runs or reschedules it.
 // Both return an error wrapping ErrNotFound for an unknown item and
 // ErrClaimLost when another holder claimed it since; then nothing
 // changed.

@@ -206,7 +206,7 @@ func (s *Retries) Complete(ctx context.Context, item ports.RetryItem, c ports.Re
 	if next.Due.After(c.Now) || c.TTL <= 0 || (next.holder != "" && next.until.After(c.Now)) {
 		return cloneItem(next.RetryItem), false, nil
 	}
-	next.holder, next.until = c.Holder, c.Now.Add(c.TTL)
+	next.holder, next.until = cmp.Or(c.Next, c.Holder), c.Now.Add(c.TTL)
 	return cloneItem(next.RetryItem), true, nil
 }
 

@@ -228,7 +228,8 @@ func (s *Retries) Reschedule(ctx context.Context, id int64, holder string, actio
 }
 
 // Complete deletes a claimed item, stores dead and makes the next item of
-// its key due, claiming it for c.Holder when it is due at c.Now. One round
+// its key due, claiming it for c.Next (or c.Holder) when it is due at
+// c.Now. One round
 // trip: a batch runs in one implicit transaction under the key's advisory
 // lock; each statement sees what the one before it did.
 func (s *Retries) Complete(ctx context.Context, item ports.RetryItem, c ports.RetryClaim, dead []ports.DeadLetter) (ports.RetryItem, bool, error) {
@@ -266,7 +267,7 @@ func (s *Retries) Complete(ctx context.Context, item ports.RetryItem, c ports.Re
 		FROM head
 		WHERE t.id = head.id AND NOT EXISTS (SELECT 1 FROM `+s.table+` WHERE id = $7)
 		RETURNING `+prefixed("t.", retryColumns)+`, coalesce(t.holder = $5 AND t.claim_until = $6, false)`,
-		item.Observer, key, c.TTL > 0, c.Now, c.Holder, c.Now.Add(c.TTL), item.ID)
+		item.Observer, key, c.TTL > 0, c.Now, cmp.Or(c.Next, c.Holder), c.Now.Add(c.TTL), item.ID)
 	br := s.pool.SendBatch(ctx, batch)
 	next, claimed, err := completeResults(br, len(dead))
 	if cerr := br.Close(); err == nil {

@@ -200,6 +200,27 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 		}
 	})
 
+	t.Run("CompleteClaimsTheNextItemForNext", func(t *testing.T) {
+		t.Parallel()
+		s := newStores(t).Retries
+		first := mustPark(t, s, retryItem(1, "obs", "Order:1", "e", 0))
+		second := mustPark(t, s, retryItem(2, "obs", "Order:1", "e", 0))
+		cur := claimOne(t, s, "p/1", at(0))
+		next, claimed, err := s.Complete(t.Context(), cur, ports.RetryClaim{Holder: "p/1", Next: "p/2", Now: at(0), TTL: time.Hour}, nil)
+		if err != nil || !claimed || next.ID != second.ID {
+			t.Fatalf("Complete(%d) with Next = %d, %v, %v; want %d claimed", first.ID, next.ID, claimed, err, second.ID)
+		}
+		if err := s.Reschedule(t.Context(), next.ID, "p/1", next.Actions, nil); !errors.Is(err, ports.ErrClaimLost) {
+			t.Fatalf("Reschedule of the next item by Holder = %v, want ports.ErrClaimLost: it is Next's", err)
+		}
+		if n, err := s.Release(t.Context(), "p/2"); err != nil || n != 1 {
+			t.Fatalf("Release(p/2) = %d, %v; want the next item's claim", n, err)
+		}
+		if got := claimOne(t, s, "q", at(time.Second)); got.ID != second.ID {
+			t.Fatalf("claim after Release(p/2) = %d, want %d", got.ID, second.ID)
+		}
+	})
+
 	t.Run("ConcurrentClaimsNeverShareAnItem", func(t *testing.T) {
 		t.Parallel()
 		s := newStores(t).Retries
