@@ -39,23 +39,8 @@ func TestRetryRunnerRecoversAClaimWhoseAnswerWasLost(t *testing.T) {
 		mu.Unlock()
 		return nil
 	})
-	m := hooksMatcher()
 	dropped := proxy.DropAnswer(updatedRows.Match)
-	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
-		Holder: "p", Logger: b.logger, PollInterval: 50 * time.Millisecond, ClaimTTL: time.Hour,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	startRunner(t, b, store, exec)
 	select {
 	case <-dropped:
 	case <-time.After(30 * time.Second):
@@ -103,22 +88,7 @@ func TestRetryRunnerRecoversTheNextItemOfALostComplete(t *testing.T) {
 		delivered = append(delivered, ev.ID)
 		return nil
 	})
-	m := hooksMatcher()
-	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
-		Holder: "p", Logger: b.logger, PollInterval: 50 * time.Millisecond, ClaimTTL: time.Hour,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	startRunner(t, b, store, exec)
 	waitFor(t, "both items delivered and completed", func() bool {
 		mu.Lock()
 		n := len(delivered)
@@ -188,4 +158,26 @@ func hooksMatcher() *domain.Matcher {
 	return domain.NewMatcher([]domain.Observer{{Name: "hooks", Entity: "Order", Events: []domain.EventType{domain.EventUpdate},
 		Retry:   domain.RetryPolicy{MaxAge: time.Hour, InitialDelay: time.Second, MaxDelay: time.Minute, Backoff: domain.BackoffExponential},
 		Actions: []domain.Action{{Name: "a", Type: domain.ActionWebhook}}}})
+}
+
+// startRunner runs a retry runner (holder "p", observer "hooks", polling
+// every 50ms, claims of an hour) on store until the test ends.
+func startRunner(t *testing.T, b *testBundle, store ports.RetryStore, exec ports.ActionExecutor) {
+	t.Helper()
+	m := hooksMatcher()
+	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
+		Holder: "p", Logger: b.logger, PollInterval: 50 * time.Millisecond, ClaimTTL: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 }
