@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -664,5 +665,59 @@ func TestRetryRunnerReleasesTheNextItemOfALostComplete(t *testing.T) {
 	}
 	if want := []string{"first", "second"}; !slices.Equal(got, want) {
 		t.Errorf("delivered %v, want %v in order, each once", got, want)
+	}
+}
+
+// rescheduleAnswerLost is a retry store whose first Reschedule commits
+// and then fails, as when the connection drops before its answer is read.
+type rescheduleAnswerLost struct {
+	ports.RetryStore
+	once sync.Once
+}
+
+func (s *rescheduleAnswerLost) Reschedule(ctx context.Context, id int64, holder string, actions []ports.RetryAction, dead []ports.DeadLetter) error {
+	err := s.RetryStore.Reschedule(ctx, id, holder, actions, dead)
+	lose := false
+	s.once.Do(func() { lose = err == nil })
+	if lose {
+		return errors.New("reschedule retry: connection reset by peer")
+	}
+	return err
+}
+
+// TestRetryRunnerRescheduleWhoseAnswerWasLost: the retried Reschedule
+// finds the claim gone (the lost try released it) and says the item was
+// most likely settled, as a warning, not that it could not be settled.
+func TestRetryRunnerRescheduleWhoseAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	mem := memory.NewRetries(memory.NewDeadLetters(nil), nil)
+	exec, _ := recording(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return errDown })
+	m := domain.NewMatcher([]domain.Observer{durableObserver("hooks", "Order", 1, "a")})
+	ev := event("e1", "Order", "1", nil)
+	if _, _, err := mem.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+		Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testsupport.Logs{}
+	r, err := application.NewRetryRunner(&rescheduleAnswerLost{RetryStore: mem}, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
+		Holder: "p", Logger: slog.New(logs), ClaimTTL: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.RunDue(t.Context()); err != nil || n != 1 {
+		t.Fatalf("RunDue = %d, %v; want the one item", n, err)
+	}
+	if got := logs.Find("cannot settle a parked item; it runs again when its claim expires"); len(got) != 0 {
+		t.Errorf("logged %d errors that the item could not be settled; its lost Reschedule had settled it", len(got))
+	}
+	warned := logs.Find("a parked item's claim was gone when its settlement was retried: the failed try most likely settled it (else its new holder runs it)")
+	if len(warned) != 1 || warned[0].Level != slog.LevelWarn {
+		t.Errorf("warnings = %+v, want one", warned)
+	}
+	// The item was rescheduled (one more attempt) and nobody holds it.
+	got, err := mem.ClaimDue(t.Context(), ports.RetryClaim{Holder: "q", Now: time.Now().Add(time.Hour), TTL: time.Minute}, 10, nil)
+	if err != nil || len(got) != 1 || got[0].Actions[0].Attempts != 2 {
+		t.Fatalf("after the lost Reschedule, claim = %+v, %v; want the item, rescheduled with 2 attempts", got, err)
 	}
 }

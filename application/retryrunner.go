@@ -401,7 +401,13 @@ func (r *RetryRunner) settle(ctx context.Context, holder string, it ports.RetryI
 		}
 		failed = true
 	}
-	r.cfg.Logger.LogAttrs(ctx, slog.LevelError, "cannot settle a parked item; it runs again when its claim expires",
+	level, msg := slog.LevelError, "cannot settle a parked item; it runs again when its claim expires"
+	if failed && errors.Is(err, ports.ErrClaimLost) {
+		// Reschedule releases the claim: a failed try whose answer was
+		// lost leaves exactly this.
+		level, msg = slog.LevelWarn, "a parked item's claim was gone when its settlement was retried: the failed try most likely settled it (else its new holder runs it)"
+	}
+	r.cfg.Logger.LogAttrs(ctx, level, msg,
 		slog.Int64("retry_id", it.ID), slog.String("event_id", it.Event.ID), slog.String("observer", it.Observer), slog.String("error", err.Error()))
 	if nextHolder != "" && failed {
 		r.release(ctx, nextHolder) // the last try may have completed it and claimed the next
