@@ -402,9 +402,10 @@ func (r *RetryRunner) settle(ctx context.Context, holder string, it ports.RetryI
 		failed = true
 	}
 	level, msg := slog.LevelError, "cannot settle a parked item; it runs again when its claim expires"
-	if failed && errors.Is(err, ports.ErrClaimLost) {
+	if len(remaining) > 0 && failed && errors.Is(err, ports.ErrClaimLost) {
 		// Reschedule releases the claim: a failed try whose answer was
-		// lost leaves exactly this.
+		// lost leaves exactly this. (A Complete that committed leaves the
+		// item gone, handled above.)
 		level, msg = slog.LevelWarn, "a parked item's claim was gone when its settlement was retried: the failed try most likely settled it (else its new holder runs it)"
 	}
 	r.cfg.Logger.LogAttrs(ctx, level, msg,

@@ -229,9 +229,8 @@ func (s *Retries) Reschedule(ctx context.Context, id int64, holder string, actio
 
 // Complete deletes a claimed item, stores dead and makes the next item of
 // its key due, claiming it for c.Next (or c.Holder) when it is due at
-// c.Now. One round
-// trip: a batch runs in one implicit transaction under the key's advisory
-// lock; each statement sees what the one before it did.
+// c.Now. One round trip: a batch runs in one implicit transaction under
+// the key's advisory lock; each statement sees what the one before it did.
 func (s *Retries) Complete(ctx context.Context, item ports.RetryItem, c ports.RetryClaim, dead []ports.DeadLetter) (ports.RetryItem, bool, error) {
 	op := fmt.Sprintf("complete retry %d", item.ID)
 	dl := deadColumns{}
