@@ -405,10 +405,7 @@ func TestRetryRunnerRunsConcurrentlyAndWakes(t *testing.T) {
 		for i := range per {
 			ev := event(fmt.Sprintf("k%d-%d", k, i), "Order", fmt.Sprint(k), nil)
 			blocked.Add("hooks", ev.EntityKey()) // before the store, as the processor does: the runner may complete it at once
-			if _, _, err := store.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
-				Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
-				t.Fatal(err)
-			}
+			parkNow(t, store, ev)
 		}
 	}
 	r.Wake()
@@ -482,10 +479,7 @@ func TestRetryRunnerStoppedDuringAClaimLeavesNothingClaimed(t *testing.T) {
 	const n = 3
 	for i := range n {
 		ev := event(fmt.Sprintf("e%d", i), "Order", fmt.Sprint(i), nil)
-		if _, _, err := mem.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
-			Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
-			t.Fatal(err)
-		}
+		parkNow(t, mem, ev)
 	}
 	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
 		Holder: "stopped", Logger: discardLogger(), PollInterval: time.Hour, ClaimTTL: time.Hour,
@@ -558,15 +552,7 @@ func TestRetryRunnerReleasesAClaimWhoseAnswerWasLost(t *testing.T) {
 	})
 	obs := []domain.Observer{durableObserver("hooks", "Order", 1, "a")}
 	m := domain.NewMatcher(obs)
-	park := func(id, entity string) {
-		t.Helper()
-		ev := event(id, "Order", entity, nil)
-		if _, _, err := mem.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
-			Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	park("slow", "1")
+	parkNow(t, mem, event("slow", "Order", "1", nil))
 	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
 		Holder: "p", Logger: discardLogger(), PollInterval: 20 * time.Millisecond, ClaimTTL: time.Hour,
 	})
@@ -575,7 +561,7 @@ func TestRetryRunnerReleasesAClaimWhoseAnswerWasLost(t *testing.T) {
 	}
 	bg := runInBackground(t, r.Run)
 	<-running // call 1 claimed "slow", which now runs
-	park("lost", "2")
+	parkNow(t, mem, event("lost", "Order", "2", nil))
 	r.Wake() // call 2 claims "lost" and loses the answer
 	eventually(t, `"lost" delivered while "slow" still runs`, func() bool {
 		mu.Lock()
@@ -636,10 +622,7 @@ func TestRetryRunnerReleasesTheNextItemOfALostComplete(t *testing.T) {
 	for _, id := range []string{"first", "second"} {
 		ev := event(id, "Order", "1", nil)
 		blocked.Add("hooks", ev.EntityKey())
-		if _, _, err := mem.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
-			Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
-			t.Fatal(err)
-		}
+		parkNow(t, mem, ev)
 	}
 	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
 		Holder: "p", Logger: discardLogger(), PollInterval: 20 * time.Millisecond, ClaimTTL: time.Hour, Blocked: blocked,
@@ -694,10 +677,7 @@ func TestRetryRunnerRescheduleWhoseAnswerWasLost(t *testing.T) {
 	exec, _ := recording(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return errDown })
 	m := domain.NewMatcher([]domain.Observer{durableObserver("hooks", "Order", 1, "a")})
 	ev := event("e1", "Order", "1", nil)
-	if _, _, err := mem.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
-		Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
-		t.Fatal(err)
-	}
+	parkNow(t, mem, ev)
 	logs := &testsupport.Logs{}
 	r, err := application.NewRetryRunner(&rescheduleAnswerLost{RetryStore: mem}, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
 		Holder: "p", Logger: slog.New(logs), ClaimTTL: time.Hour,
@@ -719,5 +699,15 @@ func TestRetryRunnerRescheduleWhoseAnswerWasLost(t *testing.T) {
 	got, err := mem.ClaimDue(t.Context(), ports.RetryClaim{Holder: "q", Now: time.Now().Add(time.Hour), TTL: time.Minute}, 10, nil)
 	if err != nil || len(got) != 1 || got[0].Actions[0].Attempts != 2 {
 		t.Fatalf("after the lost Reschedule, claim = %+v, %v; want the item, rescheduled with 2 attempts", got, err)
+	}
+}
+
+// parkNow parks ev for observer "hooks", action "a" (one attempt made),
+// due now.
+func parkNow(t *testing.T, s ports.RetryStore, ev domain.Event) {
+	t.Helper()
+	if _, _, err := s.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+		Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
+		t.Fatal(err)
 	}
 }
