@@ -305,6 +305,11 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 		f.add(tableTopologies, fmt.Sprintf("%d tx/s: p50 ms", rate), col, lat.P50)
 		f.add(tableTopologies, fmt.Sprintf("%d tx/s: p99 ms", rate), col, lat.P99)
 		f.add(tableTopologies, fmt.Sprintf("%d tx/s: max ms", rate), col, lat.Max)
+		after := summarize(sinceCommit(res.Arrived, sr.Committed))
+		f.add(tableTopologies, fmt.Sprintf("%d tx/s: p50 ms after the commit", rate), col, after.P50)
+		f.add(tableTopologies, fmt.Sprintf("%d tx/s: p99 ms after the commit", rate), col, after.P99)
+		f.add(tableTopologies, fmt.Sprintf("%d tx/s: max ms after the commit", rate), col, after.Max)
+		f.add(tableTopologies, fmt.Sprintf("%d tx/s: writer's insert and commit, p99 ms", rate), col, summarize(sr.Commits).P99)
 		if i == 0 {
 			f.add(tableTopologies, fmt.Sprintf("%d tx/s: CPU s per 10k events", rate), col, cpuPer10k(cpu1-cpu0, h.hz, res.Delivered))
 		}
@@ -312,7 +317,8 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 		missing += res.Missing
 		malformed += res.Malformed
 		h.log.Info("steady rate", "column", col, "rate", rate, "achieved", int(sr.Achieved), "dropped", sr.Dropped,
-			"delivered", res.Delivered, "requests", res.Requests, "p50_ms", lat.P50, "p99_ms", lat.P99, "max_ms", lat.Max)
+			"delivered", res.Delivered, "requests", res.Requests, "p50_ms", lat.P50, "p99_ms", lat.P99, "max_ms", lat.Max,
+			"p99_ms_after_commit", after.P99)
 		if err := waitProfile(); err != nil {
 			return err
 		}

@@ -62,13 +62,19 @@ func TestHarnessPostgresOnly(t *testing.T) {
 			}
 		}
 		for _, row := range []string{"drain 500 events, events/s", "drain, CPU s per 10k events", "drain, peak RSS MB", "drain, events per request",
-			"400 tx/s: achieved tx/s", "400 tx/s: p50 ms", "400 tx/s: p99 ms", "400 tx/s: max ms", "400 tx/s: CPU s per 10k events", "peak RSS MB, whole run"} {
+			"400 tx/s: achieved tx/s", "400 tx/s: p50 ms", "400 tx/s: p99 ms", "400 tx/s: max ms", "400 tx/s: CPU s per 10k events", "peak RSS MB, whole run",
+			"400 tx/s: p50 ms after the commit", "400 tx/s: max ms after the commit", "400 tx/s: writer's insert and commit, p99 ms"} {
 			if got := value(tableTopologies, row, col); got <= 0 {
 				t.Errorf("%s: %s = %v, want > 0", col, row, got)
 			}
 		}
 		if p50, p99 := value(tableTopologies, "400 tx/s: p50 ms", col), value(tableTopologies, "400 tx/s: p99 ms", col); p50 > p99 {
 			t.Errorf("%s: p50 %v > p99 %v", col, p50, p99)
+		}
+		// From the commit's answer the latency is at most that from
+		// before the insert: the same deliveries, a later start.
+		if after, from := value(tableTopologies, "400 tx/s: max ms after the commit", col), value(tableTopologies, "400 tx/s: max ms", col); after > from {
+			t.Errorf("%s: max after the commit %v > max from before the insert %v", col, after, from)
 		}
 	}
 	// One event per request, and the batched variant really sent batches:

@@ -31,7 +31,8 @@ type receiver struct {
 	reqs atomic.Int64 // every request, all phases
 
 	mu        sync.Mutex
-	seen      map[string]int // event id -> deliveries, this phase
+	seen      map[string]int       // event id -> deliveries, this phase
+	first     map[string]time.Time // event id -> its first arrival, this phase
 	lat       []time.Duration
 	last      time.Time // last arrival, this phase
 	badBody   int       // bodies that are neither an event nor a well-formed batch, this phase
@@ -43,7 +44,7 @@ func startReceiver() (*receiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("receiver listen: %w", err)
 	}
-	r := &receiver{ln: ln, URL: "http://" + ln.Addr().String() + "/hook", seen: map[string]int{}}
+	r := &receiver{ln: ln, URL: "http://" + ln.Addr().String() + "/hook", seen: map[string]int{}, first: map[string]time.Time{}}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
@@ -108,7 +109,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.badBody++
 	}
 	for _, ev := range evs {
-		r.seen[ev.ID]++
+		if r.seen[ev.ID]++; r.seen[ev.ID] == 1 {
+			r.first[ev.ID] = at
+		}
 		if ev.Data.T != 0 {
 			r.lat = append(r.lat, at.Sub(time.Unix(0, ev.Data.T)))
 		}
@@ -124,6 +127,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 func (r *receiver) reset() {
 	r.mu.Lock()
 	r.seen = map[string]int{}
+	r.first = map[string]time.Time{}
 	r.lat = nil
 	r.last = time.Time{}
 	r.badBody = 0
@@ -147,13 +151,14 @@ type phaseResult struct {
 	Malformed  int // bodies that were neither an event nor a well-formed batch (also in Unexpected)
 	Requests   int // requests with a body
 	Latencies  []time.Duration
+	Arrived    map[string]time.Time // each id's first arrival
 	Last       time.Time
 }
 
 func (r *receiver) result(expected []string) phaseResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res := phaseResult{Latencies: r.lat, Last: r.last, Unexpected: r.badBody, Malformed: r.badBody, Requests: r.phaseReqs}
+	res := phaseResult{Latencies: r.lat, Arrived: r.first, Last: r.last, Unexpected: r.badBody, Malformed: r.badBody, Requests: r.phaseReqs}
 	want := make(map[string]bool, len(expected))
 	for _, id := range expected {
 		want[id] = true

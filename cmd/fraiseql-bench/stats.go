@@ -26,6 +26,21 @@ func summarize(lat []time.Duration) latencySummary {
 	return latencySummary{P50: ms(percentile(s, 0.50)), P99: ms(percentile(s, 0.99)), Max: ms(percentile(s, 1))}
 }
 
+// sinceCommit is each delivered id's first arrival minus the time its
+// insert returned (committed), for the ids in both. An arrival before the
+// writer saw its own commit's answer (the writer's goroutine ran late)
+// counts as 0: the commit was visible, the delivery was at least that
+// quick.
+func sinceCommit(arrived, committed map[string]time.Time) []time.Duration {
+	lat := make([]time.Duration, 0, len(committed))
+	for id, at := range committed {
+		if got, ok := arrived[id]; ok {
+			lat = append(lat, max(got.Sub(at), 0))
+		}
+	}
+	return lat
+}
+
 // cpuPer10k is CPU seconds per 10 000 events.
 func cpuPer10k(ticks, hz int64, events int) float64 {
 	if events == 0 || hz == 0 {

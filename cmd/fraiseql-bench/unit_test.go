@@ -41,6 +41,14 @@ func TestPercentile(t *testing.T) {
 	if sum.P50 != 2 || sum.P99 != 10 || sum.Max != 10 {
 		t.Errorf("summarize = %+v, want p50 2, p99 10, max 10", sum)
 	}
+	t0 := time.Unix(1000, 0)
+	arrived := map[string]time.Time{"a": t0.Add(ms(4)), "b": t0.Add(-ms(1)), "stray": t0}
+	committed := map[string]time.Time{"a": t0, "b": t0, "lost": t0}
+	got := sinceCommit(arrived, committed)
+	slices.Sort(got)
+	if !slices.Equal(got, []time.Duration{0, ms(4)}) { // b arrived before its commit's answer: 0; lost and stray are not pairs
+		t.Errorf("sinceCommit = %v, want [0 4ms]", got)
+	}
 	if got := cpuPer10k(250, 100, 5000); got != 5 { // 2.5 s for 5000 events
 		t.Errorf("cpuPer10k = %v, want 5", got)
 	}
@@ -356,6 +364,9 @@ func TestReceiverCounts(t *testing.T) {
 	}
 	if len(res.Latencies) != 1 || res.Latencies[0] < 5*time.Millisecond || res.Latencies[0] > time.Minute {
 		t.Errorf("latencies = %v, want one of at least 5ms", res.Latencies)
+	}
+	if len(res.Arrived) != 3 || !res.Arrived["a"].Before(res.Arrived["b"]) {
+		t.Errorf("arrived = %v, want the first arrival of a, b and stray (a's first before b)", res.Arrived)
 	}
 	if r.distinct() != 3 {
 		t.Errorf("distinct = %d, want 3", r.distinct())

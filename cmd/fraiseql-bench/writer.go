@@ -43,37 +43,52 @@ func writeBacklog(ctx context.Context, pool *pgxpool.Pool, rows int) ([]string, 
 
 // steadyResult is what a steady-rate writer did.
 type steadyResult struct {
-	IDs      []string
+	IDs []string
+	// Committed is when each id's insert returned: its transaction had
+	// committed (the answer comes after the commit), so delivery latency
+	// measured from it leaves out the writer's own insert and commit.
+	Committed map[string]time.Time
+	// Commits are the writer's insert-and-commit times (from t_ns to
+	// Committed), one per row.
+	Commits  []time.Duration
 	Achieved float64 // transactions/s
 	Dropped  int     // inserts not made: the writers were a whole second behind
 }
 
 // writeSteady commits one row per transaction at rate/s for d, with
 // writers connections; each row's object_data carries t_ns, the time
-// just before its insert.
+// just before its insert, and the result when each insert returned.
 func writeSteady(ctx context.Context, pool *pgxpool.Pool, rate int, d time.Duration, writers int) (steadyResult, error) {
 	total := int(float64(rate) * d.Seconds())
 	jobs := make(chan struct{}, rate)
 	var (
-		mu     sync.Mutex
-		ids    = make([]string, 0, total)
-		failed atomic.Value
-		wg     sync.WaitGroup
+		mu        sync.Mutex
+		ids       = make([]string, 0, total)
+		committed = make(map[string]time.Time, total)
+		commits   = make([]time.Duration, 0, total)
+		failed    atomic.Value
+		wg        sync.WaitGroup
 	)
 	for range writers {
 		wg.Go(func() {
 			for range jobs {
 				var id string
+				start := time.Now()
 				err := pool.QueryRow(ctx, `INSERT INTO core.tb_entity_change_log
 					(object_type, modification_type, object_id, object_data)
 					VALUES ('Order', 'INSERT', gen_random_uuid(), jsonb_build_object('t_ns', $1::bigint))
-					RETURNING id::text`, time.Now().UnixNano()).Scan(&id)
+					RETURNING id::text`, start.UnixNano()).Scan(&id)
+				// Scan returns once the statement's ReadyForQuery came,
+				// which the server sends after the implicit commit.
+				at := time.Now()
 				if err != nil {
 					failed.CompareAndSwap(nil, err)
 					continue
 				}
 				mu.Lock()
 				ids = append(ids, id)
+				committed[id] = at
+				commits = append(commits, at.Sub(start))
 				mu.Unlock()
 			}
 		})
@@ -105,5 +120,5 @@ func writeSteady(ctx context.Context, pool *pgxpool.Pool, rate int, d time.Durat
 	if err := ctx.Err(); err != nil {
 		return steadyResult{}, fmt.Errorf("insert at %d/s: %w", rate, err)
 	}
-	return steadyResult{IDs: ids, Achieved: float64(len(ids)) / elapsed.Seconds(), Dropped: dropped}, nil
+	return steadyResult{IDs: ids, Committed: committed, Commits: commits, Achieved: float64(len(ids)) / elapsed.Seconds(), Dropped: dropped}, nil
 }
