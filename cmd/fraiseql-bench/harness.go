@@ -20,6 +20,7 @@ type options struct {
 	Rates        []int
 	Runs         int
 	PprofDir     string
+	TraceDir     string        // per-event times of each steady phase, as CSV
 	Profile      time.Duration // length of each CPU profile
 	Clients      []int         // pgbench clients of the write ceiling
 	WriteLength  time.Duration // each pgbench run
@@ -305,11 +306,17 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 		f.add(tableTopologies, fmt.Sprintf("%d tx/s: p50 ms", rate), col, lat.P50)
 		f.add(tableTopologies, fmt.Sprintf("%d tx/s: p99 ms", rate), col, lat.P99)
 		f.add(tableTopologies, fmt.Sprintf("%d tx/s: max ms", rate), col, lat.Max)
-		after := summarize(sinceCommit(res.Arrived, sr.Committed))
+		after := summarize(sinceCommit(res.Arrived, sr.Rows))
 		f.add(tableTopologies, fmt.Sprintf("%d tx/s: p50 ms after the commit", rate), col, after.P50)
 		f.add(tableTopologies, fmt.Sprintf("%d tx/s: p99 ms after the commit", rate), col, after.P99)
 		f.add(tableTopologies, fmt.Sprintf("%d tx/s: max ms after the commit", rate), col, after.Max)
-		f.add(tableTopologies, fmt.Sprintf("%d tx/s: writer's insert and commit, p99 ms", rate), col, summarize(sr.Commits).P99)
+		f.add(tableTopologies, fmt.Sprintf("%d tx/s: writer's insert and commit, p99 ms", rate), col, summarize(commitTimes(sr.Rows)).P99)
+		if h.opt.TraceDir != "" {
+			name := fmt.Sprintf("run%d-%s-%dtxs.csv", h.runIdx+1, profileLabel(topo, batch), rate)
+			if err := writeTrace(filepath.Join(h.opt.TraceDir, name), sr.Rows, res.Arrived); err != nil {
+				return err
+			}
+		}
 		if i == 0 {
 			f.add(tableTopologies, fmt.Sprintf("%d tx/s: CPU s per 10k events", rate), col, cpuPer10k(cpu1-cpu0, h.hz, res.Delivered))
 		}

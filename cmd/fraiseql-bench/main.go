@@ -3,8 +3,8 @@
 // processes per topology against the machine's PostgreSQL, Redis and NATS
 // (each run in a database, Redis key prefix and JetStream stream of its
 // own, removed at the end), delivers to a webhook receiver of its own, and
-// prints one markdown table: drain rate, commit→delivery latency at steady
-// rates, peak RSS, CPU per 10k events, duplicates and missing events, next
+// prints one markdown table: drain rate, latency at steady rates (from
+// before the writer's insert, and from its commit's answer), peak RSS, CPU per 10k events, duplicates and missing events, next
 // to the ceilings measured in the same run (the receiver's request rate,
 // the application's commit rate with and without the capture).
 //
@@ -120,6 +120,8 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs.BoolVar(&asJSON, "json", false, "print JSON instead of the markdown table")
 	fs.StringVar(&opt.PprofDir, "pprof", "", "write CPU and allocation profiles of the service (drain, first rate) into this directory")
 	fs.DurationVar(&opt.Profile, "pprof-duration", 10*time.Second, "length of each profile")
+	fs.StringVar(&opt.TraceDir, "trace", "", "write each steady phase's rows as CSV into this directory: id, and the Unix ns of\n"+
+		"the insert's start, its return (after the commit) and the first arrival (empty: never arrived)")
 	fs.StringVar(&clients, "clients", "8,16", "pgbench clients of the write ceiling (empty: skip it)")
 	fs.DurationVar(&opt.WriteLength, "write-duration", 3*time.Second, "length of each pgbench run")
 	fs.IntVar(&opt.HammerConns, "hammer-conns", 32, "connections hammering the receiver for its ceiling")
@@ -195,9 +197,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if opt.PprofDir != "" {
-		if err := os.MkdirAll(opt.PprofDir, 0o750); err != nil {
-			return fmt.Errorf("-pprof: %w", err)
+	for flag, dir := range map[string]string{"-pprof": opt.PprofDir, "-trace": opt.TraceDir} {
+		if dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
 		}
 	}
 	h, err := newHarness(opt, log)

@@ -43,11 +43,16 @@ func TestPercentile(t *testing.T) {
 	}
 	t0 := time.Unix(1000, 0)
 	arrived := map[string]time.Time{"a": t0.Add(ms(4)), "b": t0.Add(-ms(1)), "stray": t0}
-	committed := map[string]time.Time{"a": t0, "b": t0, "lost": t0}
-	got := sinceCommit(arrived, committed)
+	rows := map[string]written{"a": {t0.Add(-ms(2)), t0}, "b": {t0.Add(-ms(3)), t0}, "lost": {t0, t0}}
+	got := sinceCommit(arrived, rows)
 	slices.Sort(got)
 	if !slices.Equal(got, []time.Duration{0, ms(4)}) { // b arrived before its commit's answer: 0; lost and stray are not pairs
 		t.Errorf("sinceCommit = %v, want [0 4ms]", got)
+	}
+	got = commitTimes(rows)
+	slices.Sort(got)
+	if !slices.Equal(got, []time.Duration{0, ms(2), ms(3)}) {
+		t.Errorf("commitTimes = %v, want [0 2ms 3ms]", got)
 	}
 	if got := cpuPer10k(250, 100, 5000); got != 5 { // 2.5 s for 5000 events
 		t.Errorf("cpuPer10k = %v, want 5", got)
@@ -438,5 +443,33 @@ func TestParseBody(t *testing.T) {
 		if evs, err := parseBody([]byte(bad)); err == nil {
 			t.Errorf("parseBody(%q) = %+v, want an error", bad, evs)
 		}
+	}
+}
+
+// TestWriteTrace: one line per row written, in the order the inserts
+// started, the arrival empty for a row that never arrived.
+func TestWriteTrace(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1000, 0)
+	rows := map[string]written{
+		"late":  {Start: t0.Add(2 * time.Millisecond), Committed: t0.Add(3 * time.Millisecond)},
+		"early": {Start: t0, Committed: t0.Add(time.Millisecond)},
+	}
+	path := filepath.Join(t.TempDir(), "trace.csv")
+	if err := writeTrace(path, rows, map[string]time.Time{"early": t0.Add(4 * time.Millisecond), "stray": t0}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "id,start_ns,committed_ns,arrived_ns\n" +
+		"early,1000000000000,1000001000000,1000004000000\n" +
+		"late,1000002000000,1000003000000,\n"
+	if string(got) != want {
+		t.Errorf("trace =\n%s\nwant\n%s", got, want)
+	}
+	if err := writeTrace(filepath.Join(path, "under-a-file.csv"), rows, nil); err == nil || !strings.Contains(err.Error(), "-trace") {
+		t.Errorf("writeTrace under a file: %v, want an error naming -trace", err)
 	}
 }

@@ -44,30 +44,33 @@ func writeBacklog(ctx context.Context, pool *pgxpool.Pool, rows int) ([]string, 
 // steadyResult is what a steady-rate writer did.
 type steadyResult struct {
 	IDs []string
-	// Committed is when each id's insert returned: its transaction had
-	// committed (the answer comes after the commit), so delivery latency
-	// measured from it leaves out the writer's own insert and commit.
-	Committed map[string]time.Time
-	// Commits are the writer's insert-and-commit times (from t_ns to
-	// Committed), one per row.
-	Commits  []time.Duration
+	// Rows are each id's insert: when it started and when it returned.
+	Rows     map[string]written
 	Achieved float64 // transactions/s
 	Dropped  int     // inserts not made: the writers were a whole second behind
 }
+
+// written is one row's insert: Start is its t_ns, Committed when the
+// insert returned, which is after its transaction committed (the server
+// answers ReadyForQuery after the implicit commit), so that delivery
+// latency measured from it leaves out the writer's own insert and commit.
+type written struct{ Start, Committed time.Time }
 
 // writeSteady commits one row per transaction at rate/s for d, with
 // writers connections; each row's object_data carries t_ns, the time
 // just before its insert, and the result when each insert returned.
 func writeSteady(ctx context.Context, pool *pgxpool.Pool, rate int, d time.Duration, writers int) (steadyResult, error) {
+	if err := warmPool(ctx, pool, writers); err != nil {
+		return steadyResult{}, err
+	}
 	total := int(float64(rate) * d.Seconds())
 	jobs := make(chan struct{}, rate)
 	var (
-		mu        sync.Mutex
-		ids       = make([]string, 0, total)
-		committed = make(map[string]time.Time, total)
-		commits   = make([]time.Duration, 0, total)
-		failed    atomic.Value
-		wg        sync.WaitGroup
+		mu     sync.Mutex
+		ids    = make([]string, 0, total)
+		rows   = make(map[string]written, total)
+		failed atomic.Value
+		wg     sync.WaitGroup
 	)
 	for range writers {
 		wg.Go(func() {
@@ -78,17 +81,14 @@ func writeSteady(ctx context.Context, pool *pgxpool.Pool, rate int, d time.Durat
 					(object_type, modification_type, object_id, object_data)
 					VALUES ('Order', 'INSERT', gen_random_uuid(), jsonb_build_object('t_ns', $1::bigint))
 					RETURNING id::text`, start.UnixNano()).Scan(&id)
-				// Scan returns once the statement's ReadyForQuery came,
-				// which the server sends after the implicit commit.
-				at := time.Now()
+				at := time.Now() // after the commit (see written)
 				if err != nil {
 					failed.CompareAndSwap(nil, err)
 					continue
 				}
 				mu.Lock()
 				ids = append(ids, id)
-				committed[id] = at
-				commits = append(commits, at.Sub(start))
+				rows[id] = written{Start: start, Committed: at}
 				mu.Unlock()
 			}
 		})
@@ -120,5 +120,30 @@ func writeSteady(ctx context.Context, pool *pgxpool.Pool, rate int, d time.Durat
 	if err := ctx.Err(); err != nil {
 		return steadyResult{}, fmt.Errorf("insert at %d/s: %w", rate, err)
 	}
-	return steadyResult{IDs: ids, Committed: committed, Commits: commits, Achieved: float64(len(ids)) / elapsed.Seconds(), Dropped: dropped}, nil
+	return steadyResult{IDs: ids, Rows: rows, Achieved: float64(len(ids)) / elapsed.Seconds(), Dropped: dropped}, nil
+}
+
+// warmPool opens n of pool's connections before a steady phase, so that
+// no insert of the phase waits for a connection to be made (a first
+// insert took up to 180 ms on a busy machine, and held back every later
+// row until it committed): an application's pool is warm in its steady
+// state.
+func warmPool(ctx context.Context, pool *pgxpool.Pool, n int) error {
+	conns := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range n {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("open the writer's connections: %w", err)
+		}
+		conns = append(conns, c)
+		if err := c.Ping(ctx); err != nil {
+			return fmt.Errorf("open the writer's connections: %w", err)
+		}
+	}
+	return nil
 }
