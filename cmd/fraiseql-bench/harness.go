@@ -278,6 +278,11 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 	if err := s.waitPath(ctx, "/readyz", time.Minute); err != nil {
 		return err
 	}
+	settled, err := s.settle(ctx, settleQuiet, settleMax)
+	if err != nil {
+		return err
+	}
+	h.log.Info("settled after the drain", "column", col, "waited", settled.Round(time.Millisecond))
 
 	for i, rate := range h.opt.Rates {
 		h.recv.reset()

@@ -159,6 +159,44 @@ func (s *service) cpuTicks() (int64, error) {
 	return sum, nil
 }
 
+const (
+	// settleQuiet: the service counts as settled after a drain once its
+	// processes used at most one clock tick (1/100 s) of CPU within this.
+	settleQuiet = 250 * time.Millisecond
+	// settleMax bounds the wait for it; a service still busy then is
+	// measured as it is.
+	settleMax = 20 * time.Second
+)
+
+// settle waits until the service's processes are idle: at most one tick
+// of CPU within quiet, or max passed. After a drain the service still
+// writes the drain's delivery records and returns memory, and a steady
+// phase that started meanwhile measured that work's latency, not its
+// own. It returns how long it waited.
+func (s *service) settle(ctx context.Context, quiet, max time.Duration) (time.Duration, error) {
+	start := time.Now()
+	prev, err := s.cpuTicks()
+	if err != nil {
+		return 0, err
+	}
+	for time.Since(start) < max {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
+		case <-time.After(quiet):
+		}
+		now, err := s.cpuTicks()
+		if err != nil {
+			return 0, err
+		}
+		if now-prev <= 1 {
+			break
+		}
+		prev = now
+	}
+	return time.Since(start), nil
+}
+
 // peakRSS is the sum of the children's peak resident sets, in kB.
 func (s *service) peakRSS() (int64, error) {
 	var sum int64

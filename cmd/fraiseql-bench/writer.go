@@ -56,6 +56,12 @@ type steadyResult struct {
 // latency measured from it leaves out the writer's own insert and commit.
 type written struct{ Start, Committed time.Time }
 
+// steadyInsertSQL is a steady phase's insert; $1 the row's t_ns.
+const steadyInsertSQL = `INSERT INTO core.tb_entity_change_log
+	(object_type, modification_type, object_id, object_data)
+	VALUES ('Order', 'INSERT', gen_random_uuid(), jsonb_build_object('t_ns', $1::bigint))
+	RETURNING id::text`
+
 // writeSteady commits one row per transaction at rate/s for d, with
 // writers connections; each row's object_data carries t_ns, the time
 // just before its insert, and the result when each insert returned.
@@ -77,10 +83,7 @@ func writeSteady(ctx context.Context, pool *pgxpool.Pool, rate int, d time.Durat
 			for range jobs {
 				var id string
 				start := time.Now()
-				err := pool.QueryRow(ctx, `INSERT INTO core.tb_entity_change_log
-					(object_type, modification_type, object_id, object_data)
-					VALUES ('Order', 'INSERT', gen_random_uuid(), jsonb_build_object('t_ns', $1::bigint))
-					RETURNING id::text`, start.UnixNano()).Scan(&id)
+				err := pool.QueryRow(ctx, steadyInsertSQL, start.UnixNano()).Scan(&id)
 				at := time.Now() // after the commit (see written)
 				if err != nil {
 					failed.CompareAndSwap(nil, err)
@@ -123,11 +126,14 @@ func writeSteady(ctx context.Context, pool *pgxpool.Pool, rate int, d time.Durat
 	return steadyResult{IDs: ids, Rows: rows, Achieved: float64(len(ids)) / elapsed.Seconds(), Dropped: dropped}, nil
 }
 
-// warmPool opens n of pool's connections before a steady phase, so that
-// no insert of the phase waits for a connection to be made (a first
-// insert took up to 180 ms on a busy machine, and held back every later
-// row until it committed): an application's pool is warm in its steady
-// state.
+// warmPool readies n of pool's connections before a steady phase, as an
+// application's are in its steady state: each is opened and runs the
+// phase's insert once in a transaction it rolls back (the statement
+// prepared, the server's caches of the table, its trigger and function
+// loaded; a rolled-back row is never read and its notification never
+// sent). Without it the first inserts of a phase took 30-180 ms on a busy
+// machine, connecting or loading, and held back every later row until
+// they committed.
 func warmPool(ctx context.Context, pool *pgxpool.Pool, n int) error {
 	conns := make([]*pgxpool.Conn, 0, n)
 	defer func() {
@@ -138,11 +144,20 @@ func warmPool(ctx context.Context, pool *pgxpool.Pool, n int) error {
 	for range n {
 		c, err := pool.Acquire(ctx)
 		if err != nil {
-			return fmt.Errorf("open the writer's connections: %w", err)
+			return fmt.Errorf("ready the writer's connections: %w", err)
 		}
 		conns = append(conns, c)
-		if err := c.Ping(ctx); err != nil {
-			return fmt.Errorf("open the writer's connections: %w", err)
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("ready the writer's connections: %w", err)
+		}
+		var id string
+		err = tx.QueryRow(ctx, steadyInsertSQL, int64(0)).Scan(&id)
+		if rerr := tx.Rollback(ctx); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return fmt.Errorf("ready the writer's connections: %w", err)
 		}
 	}
 	return nil
