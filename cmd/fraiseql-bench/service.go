@@ -169,17 +169,17 @@ const (
 )
 
 // settle waits until the service's processes are idle: at most one tick
-// of CPU within quiet, or max passed. After a drain the service still
+// of CPU within quiet, or limit passed. After a drain the service still
 // writes the drain's delivery records and returns memory, and a steady
 // phase that started meanwhile measured that work's latency, not its
 // own. It returns how long it waited.
-func (s *service) settle(ctx context.Context, quiet, max time.Duration) (time.Duration, error) {
+func (s *service) settle(ctx context.Context, quiet, limit time.Duration) (time.Duration, error) {
 	start := time.Now()
 	prev, err := s.cpuTicks()
 	if err != nil {
 		return 0, err
 	}
-	for time.Since(start) < max {
+	for time.Since(start) < limit {
 		select {
 		case <-ctx.Done():
 			return time.Since(start), ctx.Err()
