@@ -16,8 +16,7 @@ import (
 // nothing) running and the change log as the binary's migration leaves it
 // for (b) database.wake = notify (the trigger installed) and (c)
 // database.wake = poll (no trigger), as BenchmarkCaptureCommitRate's a, c
-// and d; interleaved per client count, (a) measured again after (c) and
-// the ratios taken to the mean of both.
+// and d; alternated per client count in rounds (see writeCeiling).
 func (h *harness) ceilings(ctx context.Context) (err error) {
 	h.recv.reset()
 	rps, err := hammer(ctx, h.recv.URL, h.opt.HammerConns, h.opt.HammerLength)
@@ -54,46 +53,65 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 		services[wake] = preparedService{cfgs, ports, names}
 	}
 	for _, n := range h.opt.Clients {
-		// a: the application alone, before and after the runs with the
-		// service; the ratios are to their mean, so that the machine's
-		// drift over the minute (its speed varies by the hour, by ±20%
-		// between runs) weighs on both sides alike.
-		alone := func() (float64, error) {
-			if _, err := db.Pool.Exec(ctx, `DROP TRIGGER IF EXISTS `+pgbench.TriggerName+` ON core.tb_entity_change_log`); err != nil {
-				return 0, fmt.Errorf("drop the capture trigger: %w", err)
-			}
-			r, err := h.commitRate(ctx, db, bin, script, n)
-			return r.TPS, err
-		}
-		before, err := alone()
-		if err != nil {
+		if err := h.writeCeiling(ctx, db, bin, script, n, wakes, services); err != nil {
 			return err
 		}
-		type withService struct {
-			tps, cpuPer10k float64
+	}
+	return nil
+}
+
+// writeCeiling measures the commit rate of clients pgbench clients in
+// WriteRounds rounds: the application alone (a), then with the service
+// under each wake, with a again after the last round. Each round's
+// ratios are to the mean of the a before and the a after it, so that
+// the machine's drift (its speed varies by the hour, by ±20% between
+// runs a minute apart) weighs on both sides alike; the figures are the
+// medians over the rounds.
+func (h *harness) writeCeiling(ctx context.Context, db *database, bin, script string, n int, wakes []string, services map[string]preparedService) error {
+	alone := func() (float64, error) {
+		if _, err := db.Pool.Exec(ctx, `DROP TRIGGER IF EXISTS `+pgbench.TriggerName+` ON core.tb_entity_change_log`); err != nil {
+			return 0, fmt.Errorf("drop the capture trigger: %w", err)
 		}
-		got := make(map[string]withService, len(wakes))
+		r, err := h.commitRate(ctx, db, bin, script, n)
+		return r.TPS, err
+	}
+	before, err := alone()
+	if err != nil {
+		return err
+	}
+	first := before
+	var means []float64
+	tps, ratios, cpus := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	for range h.opt.WriteRounds {
+		got := make(map[string]float64, len(wakes))
 		for _, wake := range wakes {
 			r, cpu, err := h.commitRateWithService(ctx, db, bin, script, n, services[wake])
 			if err != nil {
 				return fmt.Errorf("database.wake = %s: %w", wake, err)
 			}
-			got[wake] = withService{tps: r.TPS, cpuPer10k: cpuPer10k(cpu, h.hz, int(r.Commits))}
+			got[wake] = r.TPS
+			cpus[wake] = append(cpus[wake], cpuPer10k(cpu, h.hz, int(r.Commits)))
 		}
 		after, err := alone()
 		if err != nil {
 			return err
 		}
 		a := (before + after) / 2
-		h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, no trigger, no service (mean of before and after)", n), colValue, a)
-		h.figs.add(tableCeilings, fmt.Sprintf("application alone after / before, %d clients (the machine's drift)", n), colValue, after/before)
+		means = append(means, a)
 		for _, wake := range wakes {
-			w := got[wake]
-			h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, service running, database.wake = %s", n, wake), colValue, w.tps)
-			h.figs.add(tableCeilings, fmt.Sprintf("ratio to no trigger and no service, %d clients, database.wake = %s", n, wake), colValue, w.tps/a)
-			h.figs.add(tableCeilings, fmt.Sprintf("service CPU s per 10k rows written, %d clients, database.wake = %s", n, wake), colValue, w.cpuPer10k)
-			h.log.Info("write ceiling", "clients", n, "wake", wake, "without", int(a), "with", int(w.tps))
+			tps[wake] = append(tps[wake], got[wake])
+			ratios[wake] = append(ratios[wake], got[wake]/a)
 		}
+		before = after
+	}
+	rounds := fmt.Sprintf("median of %d rounds", h.opt.WriteRounds)
+	h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, no trigger, no service (%s)", n, rounds), colValue, median(means))
+	h.figs.add(tableCeilings, fmt.Sprintf("application alone last / first, %d clients (the machine's drift)", n), colValue, before/first)
+	for _, wake := range wakes {
+		h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, service running, database.wake = %s (%s)", n, wake, rounds), colValue, median(tps[wake]))
+		h.figs.add(tableCeilings, fmt.Sprintf("ratio to no trigger and no service, %d clients, database.wake = %s (%s)", n, wake, rounds), colValue, median(ratios[wake]))
+		h.figs.add(tableCeilings, fmt.Sprintf("service CPU s per 10k rows written, %d clients, database.wake = %s (%s)", n, wake, rounds), colValue, median(cpus[wake]))
+		h.log.Info("write ceiling", "clients", n, "wake", wake, "ratios", ratios[wake])
 	}
 	return nil
 }

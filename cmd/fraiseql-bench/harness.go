@@ -24,6 +24,7 @@ type options struct {
 	Profile      time.Duration // length of each CPU profile
 	Clients      []int         // pgbench clients of the write ceiling
 	WriteLength  time.Duration // each pgbench run
+	WriteRounds  int           // rounds of the write ceiling per client count
 	HammerConns  int
 	HammerLength time.Duration
 	Writers      int    // connections of the steady-rate writer

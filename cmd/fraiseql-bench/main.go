@@ -124,6 +124,8 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 		"the insert's start, its return (after the commit) and the first arrival (empty: never arrived)")
 	fs.StringVar(&clients, "clients", "8,16", "pgbench clients of the write ceiling (empty: skip it)")
 	fs.DurationVar(&opt.WriteLength, "write-duration", 3*time.Second, "length of each pgbench run")
+	fs.IntVar(&opt.WriteRounds, "write-rounds", 3, "rounds of the write ceiling per client count: the application alone, then with the\n"+
+		"service under each wake, alternated; the ratios are the median of the rounds'")
 	fs.IntVar(&opt.HammerConns, "hammer-conns", 32, "connections hammering the receiver for its ceiling")
 	fs.DurationVar(&opt.HammerLength, "hammer-duration", 3*time.Second, "length of the receiver's ceiling run")
 	fs.IntVar(&opt.Writers, "writers", 8, "connections of the steady-rate writer")
@@ -168,8 +170,8 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 		return opt, false, usageError{fmt.Errorf("-ceiling-observer: %q is not %s or %s", opt.CeilingObserver, ceilingOther, ceilingEvery)}
 	case opt.Rows < 1:
 		return opt, false, usageError{errors.New("-rows must be at least 1")}
-	case opt.Runs < 1:
-		return opt, false, usageError{errors.New("-runs must be at least 1")}
+	case opt.Runs < 1 || opt.WriteRounds < 1:
+		return opt, false, usageError{errors.New("-runs and -write-rounds must be at least 1")}
 	case opt.Duration < 100*time.Millisecond:
 		return opt, false, usageError{errors.New("-duration must be at least 100ms")}
 	case opt.Profile < time.Second:

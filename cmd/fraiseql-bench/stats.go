@@ -76,6 +76,20 @@ func writeTrace(path string, rows map[string]written, arrived map[string]time.Ti
 	return nil
 }
 
+// median is the median of xs (the mean of the middle two for an even
+// count), 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
 // cpuPer10k is CPU seconds per 10 000 events.
 func cpuPer10k(ticks, hz int64, events int) float64 {
 	if events == 0 || hz == 0 {

@@ -54,6 +54,14 @@ func TestPercentile(t *testing.T) {
 	if !slices.Equal(got, []time.Duration{0, ms(2), ms(3)}) {
 		t.Errorf("commitTimes = %v, want [0 2ms 3ms]", got)
 	}
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{0.9, 0.7, 0.8}, 0.8}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(c.xs); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.xs, got, c.want)
+		}
+	}
 	if got := cpuPer10k(250, 100, 5000); got != 5 { // 2.5 s for 5000 events
 		t.Errorf("cpuPer10k = %v, want 5", got)
 	}
@@ -165,7 +173,7 @@ func TestParseFlags(t *testing.T) {
 	if !asJSON || strings.Join(opt.Topologies, ",") != "postgres-only,distributed" || len(opt.Rates) != 2 || opt.Rates[1] != 2000 || len(opt.Clients) != 0 {
 		t.Errorf("options = %+v json %v", opt, asJSON)
 	}
-	if opt.Rows != 100000 || opt.Duration != 10*time.Second || opt.Runs != 1 || len(opt.Topologies) != 2 || !slices.Equal(opt.Batches, []int{0}) || opt.Wake != wakeNotify {
+	if opt.Rows != 100000 || opt.Duration != 10*time.Second || opt.Runs != 1 || len(opt.Topologies) != 2 || !slices.Equal(opt.Batches, []int{0}) || opt.Wake != wakeNotify || opt.WriteRounds != 3 {
 		t.Errorf("defaults = %+v", opt)
 	}
 	if got := opt.column("postgres-only", 0); got != "postgres-only" {
@@ -195,6 +203,7 @@ func TestParseFlags(t *testing.T) {
 		{"-rates", "0"},
 		{"-rows", "0"},
 		{"-runs", "0"},
+		{"-write-rounds", "0"},
 		{"-duration", "1ms"},
 		{"-batch", "-1"},
 		{"-batch", "10001"},
