@@ -161,7 +161,7 @@ func (s *service) cpuTicks() (int64, error) {
 
 const (
 	// settleQuiet: the service counts as settled after a drain once its
-	// processes used at most one clock tick (1/100 s) of CPU within this.
+	// processes used at most one clock tick of CPU within this.
 	settleQuiet = 250 * time.Millisecond
 	// settleMax bounds the wait for it; a service still busy then is
 	// measured as it is.
@@ -169,10 +169,11 @@ const (
 )
 
 // settle waits until the service's processes are idle: at most one tick
-// of CPU within quiet, or limit passed. After a drain the service still
-// writes the drain's delivery records and returns memory, and a steady
-// phase that started meanwhile measured that work's latency, not its
-// own. It returns how long it waited.
+// of CPU within quiet, or limit passed. A steady phase that started
+// while the service was still busy after a drain (writing the drain's
+// delivery records, returning memory) would measure that work's delays
+// too; on the development machine the service was idle within one
+// interval after each drain so far. It returns how long it waited.
 func (s *service) settle(ctx context.Context, quiet, limit time.Duration) (time.Duration, error) {
 	start := time.Now()
 	prev, err := s.cpuTicks()
