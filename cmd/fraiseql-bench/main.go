@@ -4,8 +4,9 @@
 // (each run in a database, Redis key prefix and JetStream stream of its
 // own, removed at the end), delivers to a webhook receiver of its own, and
 // prints one markdown table: drain rate, latency at steady rates (from
-// before the writer's insert, and from its commit's answer), peak RSS, CPU per 10k events, duplicates and missing events, next
-// to the ceilings measured in the same run (the receiver's request rate,
+// before the writer's insert, and from its commit's answer), peak RSS,
+// CPU per 10k events, duplicates and missing events, next to the
+// ceilings measured in the same run (the receiver's request rate,
 // the application's commit rate with and without the capture).
 //
 //	make bench-e2e ARGS='-runs 2'
@@ -199,12 +200,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	for flag, dir := range map[string]string{"-pprof": opt.PprofDir, "-trace": opt.TraceDir} {
+	for name, dir := range map[string]string{"-pprof": opt.PprofDir, "-trace": opt.TraceDir} {
 		if dir == "" {
 			continue
 		}
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return fmt.Errorf("%s: %w", flag, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	h, err := newHarness(opt, log)
