@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -299,10 +301,10 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 		if err != nil {
 			return err
 		}
-		if err := h.waitDelivered(ctx, s, len(sr.IDs), time.Minute); err != nil {
+		if err := h.waitDelivered(ctx, s, len(sr.Rows), time.Minute); err != nil {
 			return err
 		}
-		res := h.recv.result(sr.IDs)
+		res := h.recv.result(slices.Collect(maps.Keys(sr.Rows)))
 		cpu1, err := s.cpuTicks()
 		if err != nil {
 			return err
