@@ -41,8 +41,9 @@ type SchedulerConfig struct {
 	// Batch, when positive, has events started and prepared ahead of
 	// their first step, and finished after their last, up to Batch at a
 	// time (RunProcessor.Prepare and Finish with many runs: with Dedup,
-	// one round trip claims a batch and one marks a batch done). The
-	// workers do not wait for the finishing: they go on with other
+	// one round trip claims a batch and one marks a batch done; while
+	// work is queued, the finishing lingers for more done runs, see
+	// linger). The workers do not wait for the finishing: they go on with other
 	// entities, and the entity's next event starts once its predecessor
 	// is finished. Zero starts and finishes each event in the worker
 	// that steps it.
@@ -427,6 +428,45 @@ func (s *Scheduler) preparer(ctx, work context.Context) {
 	}
 }
 
+const (
+	// lingerRuns and lingerMax bound the finisher's linger: it waits for
+	// up to lingerRuns done runs, lingerMax at most.
+	lingerRuns = 32
+	lingerMax  = time.Millisecond
+)
+
+// linger lets done runs gather for the finisher while the workers have
+// more queued work (so more runs become done soon): until lingerRuns are
+// done, lingerMax passed or stop is closed. Without it, a finisher that
+// is woken by each run marks one event done per round trip. With no work
+// queued (a low rate) it returns at once, so a done mark is not delayed
+// when no other run would share it.
+func (s *Scheduler) linger(stop <-chan struct{}) {
+	s.mu.Lock()
+	wait := len(s.finishing) < lingerRuns && (len(s.ready) > 0 || s.ahead > 0)
+	s.mu.Unlock()
+	if !wait {
+		return
+	}
+	t := time.NewTimer(lingerMax)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case <-stop:
+			return
+		case <-s.finWake:
+			s.mu.Lock()
+			n := len(s.finishing)
+			s.mu.Unlock()
+			if n >= lingerRuns {
+				return
+			}
+		}
+	}
+}
+
 // finisher finishes done runs together (up to cfg.Batch at a time), then
 // lets their entities go on. Once stop is closed (no run becomes done any
 // more) it finishes what is left and returns.
@@ -441,6 +481,9 @@ func (s *Scheduler) finisher(ctx, work context.Context, stop <-chan struct{}) {
 			stopping = true
 		}
 		for {
+			if !stopping {
+				s.linger(stop)
+			}
 			batch, runs = batch[:0], runs[:0]
 			s.mu.Lock()
 			n := min(len(s.finishing), s.cfg.Batch)
