@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -118,9 +119,18 @@ func (c *CachingExecutor) storeMany(ctx context.Context, keys []string) {
 type stepCache struct {
 	owner *CachingExecutor
 
-	mu      sync.Mutex
-	lookups map[string]*cacheLookup
+	mu sync.Mutex
+	// lookups pairs each distinct key with its lookup, until a get takes
+	// it; a slice, searched in order, since a step has a few due actions
+	// (a map per event was a twentieth of a Redis drain's allocations).
+	lookups []keyedLookup
 	puts    []string
+}
+
+// keyedLookup is a step's lookup of key.
+type keyedLookup struct {
+	key string
+	l   *cacheLookup
 }
 
 // cacheLookup is one key's answer, valid once done is closed.
@@ -134,10 +144,10 @@ type stepCacheKey struct{}
 
 // newStepCache returns the step cache whose lookup of keys[i] is ls[i].
 func (c *CachingExecutor) newStepCache(keys []string, ls []cacheLookup) *stepCache {
-	sc := &stepCache{owner: c, lookups: make(map[string]*cacheLookup, len(keys))}
+	sc := &stepCache{owner: c, lookups: make([]keyedLookup, 0, len(keys))}
 	for i, k := range keys {
-		if _, dup := sc.lookups[k]; !dup {
-			sc.lookups[k] = &ls[i]
+		if !slices.ContainsFunc(sc.lookups, func(kl keyedLookup) bool { return kl.key == k }) {
+			sc.lookups = append(sc.lookups, keyedLookup{key: k, l: &ls[i]})
 		}
 	}
 	return sc
@@ -184,9 +194,12 @@ func (sc *stepCache) get(ctx context.Context, cache ports.ResultCache, key strin
 	if sc == nil {
 		return cache.Get(ctx, key)
 	}
+	var l *cacheLookup
 	sc.mu.Lock()
-	l := sc.lookups[key]
-	delete(sc.lookups, key)
+	if i := slices.IndexFunc(sc.lookups, func(kl keyedLookup) bool { return kl.key == key }); i >= 0 {
+		l = sc.lookups[i].l
+		sc.lookups = slices.Delete(sc.lookups, i, i+1)
+	}
 	sc.mu.Unlock()
 	if l == nil {
 		return cache.Get(ctx, key)

@@ -50,15 +50,15 @@ type Dedup struct {
 
 var _ RunProcessor = (*Dedup)(nil)
 
-const (
-	dedupStateKey = "dedup"
-	// dedupPutsKey holds the stepCache of a step that reported done: its
-	// result writes go out in Finish, together with the done mark.
-	dedupPutsKey = "dedup_puts"
-	// dedupPreparedKey holds the preparedClaim Prepare left for the first
-	// Step.
-	dedupPreparedKey = "dedup_prepared"
-)
+// dedupRun is Dedup's state of one run.
+type dedupRun struct {
+	state dedupState
+	// prepared is the claim Prepare took for the first Step.
+	prepared *preparedClaim
+	// puts is the stepCache of a step that reported done: its result
+	// writes go out in Finish, together with the done mark.
+	puts *stepCache
+}
 
 // preparedClaim is a claim Prepare took (with its batch) and the answers
 // to the first step's cache lookups. A Step uses it while it is fresh (a
@@ -95,17 +95,9 @@ func NewDedup(next RunProcessor, store ports.Deduplicator, cfg DedupConfig) (*De
 	return d, nil
 }
 
-func state(run *Run) dedupState {
-	s, _ := run.Values[dedupStateKey].(dedupState)
-	return s
-}
+func state(run *Run) dedupState { return run.dedup.state }
 
-func setState(run *Run, s dedupState) {
-	if run.Values == nil {
-		run.Values = map[string]any{}
-	}
-	run.Values[dedupStateKey] = s
-}
+func setState(run *Run, s dedupState) { run.dedup.state = s }
 
 // Start delegates; the claim is taken by Prepare or the first Step.
 func (d *Dedup) Start(ctx context.Context, rec ports.Record) *Run { return d.next.Start(ctx, rec) }
@@ -160,21 +152,18 @@ func (d *Dedup) Prepare(ctx context.Context, runs ...*Run) {
 			p.cache = d.cfg.Cache.newStepCache(keys[off:off+n], ls[off:off+n])
 			off += n
 		}
-		if run.Values == nil {
-			run.Values = map[string]any{}
-		}
-		run.Values[dedupPreparedKey] = p
+		run.dedup.prepared = p
 	}
 }
 
 // takePrepared returns (and forgets) what Prepare left for run, if it is
 // still fresh at now.
 func (d *Dedup) takePrepared(run *Run, now time.Time) *preparedClaim {
-	p, _ := run.Values[dedupPreparedKey].(*preparedClaim)
+	p := run.dedup.prepared
 	if p == nil {
 		return nil
 	}
-	delete(run.Values, dedupPreparedKey)
+	run.dedup.prepared = nil
 	if now.Sub(p.at) >= d.cfg.Lease/3 {
 		if state(run) == dedupClaimed {
 			setState(run, dedupUnclaimed) // the claim may have run out: claim again
@@ -240,7 +229,7 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 	next, done := d.next.Step(sctx, run)
 	if done && sc != nil {
 		// Finish stores these successes together with the done mark.
-		run.Values[dedupPutsKey] = sc
+		run.dedup.puts = sc
 	} else {
 		// A step that is not the last stores its successes before it ends:
 		// a redelivery elsewhere must find them.
@@ -251,12 +240,9 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 
 // takePuts returns (and forgets) the successes a done step left to store.
 func takePuts(run *Run) []string {
-	sc, _ := run.Values[dedupPutsKey].(*stepCache)
-	if sc == nil {
-		return nil
-	}
-	delete(run.Values, dedupPutsKey)
-	return sc.takePuts()
+	sc := run.dedup.puts
+	run.dedup.puts = nil
+	return sc.takePuts() // nil-safe
 }
 
 // renew renews the claim of eventID: the heartbeat (d.beats) of a step

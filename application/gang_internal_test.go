@@ -32,7 +32,7 @@ func TestGangServesConcurrentCallersTogether(t *testing.T) {
 	})
 	runs := make([]*Run, callers)
 	for i := range runs {
-		runs[i] = &Run{Values: map[string]any{"i": i}}
+		runs[i] = &Run{Attempt: i}
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
@@ -42,7 +42,7 @@ func TestGangServesConcurrentCallersTogether(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			if served[r] != 1 {
-				errs <- fmt.Errorf("run %v returned after being served %d times", r.Values["i"], served[r])
+				errs <- fmt.Errorf("run %v returned after being served %d times", r.Attempt, served[r])
 			}
 		})
 	}

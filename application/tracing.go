@@ -48,8 +48,6 @@ const (
 	OutcomePermanent = "permanent" // failed for good
 )
 
-const traceKey = "trace.span"
-
 // TracedProcessor is a RunProcessor decorator: a span from Start to Finish
 // (or Abandon) of each event, a child of the trace context the event came
 // with (Record.Headers: the bridge's publication), and the parent of the
@@ -99,17 +97,13 @@ func (p *TracedProcessor) Start(ctx context.Context, rec ports.Record) *Run {
 	}
 	run := p.next.Start(sctx, rec)
 	if sctx != parent || span.Recording() {
-		if run.Values == nil {
-			run.Values = map[string]any{}
-		}
-		run.Values[traceKey] = span
+		run.span = span
 	}
 	return run
 }
 
 func (p *TracedProcessor) spanOf(run *Run) (ports.Span, bool) {
-	s, ok := run.Values[traceKey].(ports.Span)
-	return s, ok
+	return run.span, run.span != nil
 }
 
 // in returns ctx carrying run's span.
@@ -156,7 +150,7 @@ func (p *TracedProcessor) end(run *Run, outcome string) {
 	if !ok {
 		return
 	}
-	delete(run.Values, traceKey)
+	run.span = nil
 	if span.Recording() {
 		s := run.Summary
 		switch {

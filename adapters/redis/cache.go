@@ -65,8 +65,9 @@ func (r *ResultCache) PutMany(ctx context.Context, keys []string, ttl time.Durat
 		return fmt.Errorf("redis: put result %s: ttl %v is not positive", keys[0], ttl)
 	}
 	cmds := make([]goredis.Cmder, len(keys))
+	px := any(millis(ttl)) // boxed once for every command
 	for i, key := range keys {
-		cmds[i] = goredis.NewStatusCmd(ctx, "set", r.key(key), "1", "px", millis(ttl))
+		cmds[i] = goredis.NewStatusCmd(ctx, "set", r.key(key), "1", "px", px)
 	}
 	return r.c.setAll(ctx, cmds, keys, "put result", "put %d results")
 }

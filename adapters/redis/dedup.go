@@ -101,8 +101,9 @@ func (d *Deduplicator) ClaimMany(ctx context.Context, eventIDs []string, token s
 		// The common case in one native command, no script: SET NX takes a
 		// free key and GET returns what held it otherwise.
 		cmds := make([]goredis.Cmder, len(eventIDs))
+		val, px := any(value), any(millis(lease)) // boxed once for every command
 		for i, id := range eventIDs {
-			cmds[i] = goredis.NewStringCmd(ctx, "set", d.key(id), value, "nx", "get", "px", millis(lease))
+			cmds[i] = goredis.NewStringCmd(ctx, "set", d.key(id), val, "nx", "get", "px", px)
 		}
 		if err := d.c.batch.doAll(ctx, cmds); err != nil {
 			return nil, d.c.wrap(ctx, batchOp(eventIDs, "claim", "claim %d events"), err)
@@ -166,8 +167,9 @@ func (d *Deduplicator) MarkDoneMany(ctx context.Context, eventIDs []string, wind
 		return fmt.Errorf("redis: mark done %s: window %v is not positive", eventIDs[0], window)
 	}
 	cmds := make([]goredis.Cmder, len(eventIDs))
+	px := any(millis(window)) // boxed once for every command
 	for i, id := range eventIDs {
-		cmds[i] = goredis.NewStatusCmd(ctx, "set", d.key(id), doneValue, "px", millis(window))
+		cmds[i] = goredis.NewStatusCmd(ctx, "set", d.key(id), doneValue, "px", px)
 	}
 	return d.c.setAll(ctx, cmds, eventIDs, "mark done", "mark %d events done")
 }
