@@ -125,6 +125,7 @@ type stepCache struct {
 	// (a map per event was a twentieth of a Redis drain's allocations).
 	lookups []keyedLookup
 	puts    []string
+	putsBuf [2]string // puts' first backing array: most steps run one or two actions
 }
 
 // keyedLookup is a step's lookup of key.
@@ -145,6 +146,7 @@ type stepCacheKey struct{}
 // newStepCache returns the step cache whose lookup of keys[i] is ls[i].
 func (c *CachingExecutor) newStepCache(keys []string, ls []cacheLookup) *stepCache {
 	sc := &stepCache{owner: c, lookups: make([]keyedLookup, 0, len(keys))}
+	sc.puts = sc.putsBuf[:0]
 	for i, k := range keys {
 		if !slices.ContainsFunc(sc.lookups, func(kl keyedLookup) bool { return kl.key == k }) {
 			sc.lookups = append(sc.lookups, keyedLookup{key: k, l: &ls[i]})

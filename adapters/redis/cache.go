@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -33,23 +32,24 @@ func (r *ResultCache) Get(ctx context.Context, key string) (bool, error) {
 	return hits[0], nil
 }
 
-// GetMany answers Get for every key in one pipeline.
+// GetMany answers Get for every key in one pipeline, an EXISTS per key
+// (an integer reply: a GET's nil reply for a miss, the common case, cost
+// the client an error value per key).
 func (r *ResultCache) GetMany(ctx context.Context, keys []string) ([]bool, error) {
 	cmds := make([]goredis.Cmder, len(keys))
 	for i, key := range keys {
-		cmds[i] = goredis.NewStringCmd(ctx, "get", r.key(key))
+		cmds[i] = goredis.NewIntCmd(ctx, "exists", r.key(key))
 	}
 	if err := r.c.batch.doAll(ctx, cmds); err != nil {
 		return nil, r.c.wrap(ctx, batchOp(keys, "get result", "get %d results"), err)
 	}
 	hits := make([]bool, len(keys))
-	for i, cmd := range cmds {
-		switch err := cmd.Err(); {
-		case err == nil:
-			hits[i] = true
-		case !errors.Is(err, goredis.Nil):
+	for i, c := range cmds {
+		n, err := c.(*goredis.IntCmd).Result()
+		if err != nil {
 			return nil, r.c.wrap(ctx, "get result "+keys[i], err)
 		}
+		hits[i] = n > 0
 	}
 	return hits, nil
 }
