@@ -3,6 +3,7 @@ package application
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // gang calls fn with the runs of concurrent callers together, up to max
@@ -12,9 +13,17 @@ import (
 // returned for a batch holding its run. The Worker prepares and finishes
 // its messages' runs through gangs: with Dedup, one ClaimMany and one
 // MarkDoneMany for what arrived or finished meanwhile.
+//
+// With busy set, a leader that finds fewer than lingerRuns waiting lingers
+// while busy reports that more callers will come soon: until lingerRuns
+// wait, lingerMax passed or busy reports false (as the Scheduler's
+// finisher does, see Scheduler.linger). busy is asked again when a caller
+// joins and at each poke (call it when busy's answer may have changed).
 type gang struct {
-	fn  func(ctx context.Context, runs ...*Run)
-	max int
+	fn   func(ctx context.Context, runs ...*Run)
+	max  int
+	busy func() bool
+	grew chan struct{} // signalled when a caller joins the queue, and by poke
 
 	mu      sync.Mutex
 	queue   []gangReq
@@ -30,7 +39,36 @@ type gangReq struct {
 }
 
 func newGang(max int, fn func(ctx context.Context, runs ...*Run)) *gang {
-	return &gang{fn: fn, max: max}
+	return &gang{fn: fn, max: max, grew: make(chan struct{}, 1)}
+}
+
+// poke has a lingering leader ask busy again.
+func (g *gang) poke() { signal(g.grew) }
+
+// linger waits, while g.busy reports true, until min(lingerRuns, g.max)
+// callers are queued, lingerMax passed or ctx ended.
+func (g *gang) linger(ctx context.Context) {
+	if g.busy == nil || !g.busy() {
+		return
+	}
+	want := min(lingerRuns, g.max)
+	t := time.NewTimer(lingerMax)
+	defer t.Stop()
+	for {
+		g.mu.Lock()
+		n := len(g.queue)
+		g.mu.Unlock()
+		if n >= want || !g.busy() {
+			return
+		}
+		select {
+		case <-g.grew:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // do returns once fn returned for a batch holding run.
@@ -40,15 +78,18 @@ func (g *gang) do(ctx context.Context, run *Run) {
 		r := gangReq{run: run, done: make(chan bool, 1)}
 		g.queue = append(g.queue, r)
 		g.mu.Unlock()
+		signal(g.grew)
 		if lead := <-r.done; !lead {
 			return
 		}
-		g.mu.Lock()
 	} else {
 		g.leading = true
 		g.queue = append(g.queue, gangReq{run: run})
+		g.mu.Unlock()
 	}
-	// Leading, with the lock held and this caller's run at the head.
+	// Leading, with this caller's run at the head.
+	g.linger(ctx)
+	g.mu.Lock()
 	n := min(len(g.queue), g.max)
 	batch := make([]gangReq, n)
 	copy(batch, g.queue)

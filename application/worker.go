@@ -26,8 +26,9 @@ type WorkerConfig struct {
 	// from the bus and prepares them (RunProcessor.Prepare: with Dedup,
 	// claims them) while earlier ones run, and prepares and finishes runs
 	// together, up to Batch at a time (with Dedup: one ClaimMany, one
-	// MarkDoneMany); a message's step does not wait for its claim, and
-	// finishing holds no step slot. Zero prepares nothing ahead and
+	// MarkDoneMany; each lingers up to 1 ms for more while the worker is
+	// busy, see gang.linger); a message's step does not wait for its
+	// claim, and finishing holds no step slot. Zero prepares nothing ahead and
 	// finishes each message alone.
 	Batch int
 	// Unwanted, when set, tells the events that need no run (see
@@ -75,6 +76,11 @@ func NewWorker(consumer ports.EventConsumer, proc RunProcessor, dlq ports.DeadLe
 		w.steps = make(chan struct{}, cfg.Concurrency)
 		w.prep = newGang(cfg.Batch, proc.Prepare)
 		w.fin = newGang(cfg.Batch, proc.Finish)
+		// While every step slot is taken, a prepared run waits for one
+		// anyway: its claim may wait for others' (see gang.linger). While
+		// half are, runs finish soon after each other.
+		w.prep.busy = func() bool { return len(w.steps) == cap(w.steps) }
+		w.fin.busy = func() bool { return len(w.steps) >= max(cap(w.steps)/2, 1) }
 	}
 	return w, nil
 }
@@ -144,7 +150,9 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 		done = gaveUp
 	}
 	if w.steps != nil {
-		<-w.steps // finishing holds no step slot
+		<-w.steps     // finishing holds no step slot
+		w.prep.poke() // a slot is free: a lingering claim need not wait
+		w.fin.poke()
 	}
 	w.beats.stop(hb)
 
