@@ -69,7 +69,8 @@ func TestGangServesConcurrentCallersTogether(t *testing.T) {
 
 // While busy reports true, the leader waits for lingerRuns callers or
 // lingerMax, whichever comes first, and stops waiting once busy reports
-// false; with busy false (or unset) it serves at once.
+// false (asked again at each arrival and poke); with busy false it serves
+// at once.
 func TestGangLingersWhileBusy(t *testing.T) {
 	t.Parallel()
 	const step = 10 * time.Microsecond

@@ -429,8 +429,8 @@ func (s *Scheduler) preparer(ctx, work context.Context) {
 }
 
 const (
-	// lingerRuns and lingerMax bound the finisher's linger: it waits for
-	// up to lingerRuns done runs, lingerMax at most.
+	// lingerRuns and lingerMax bound the finisher's linger (and a
+	// gang's): it waits for up to lingerRuns runs, lingerMax at most.
 	lingerRuns = 32
 	lingerMax  = time.Millisecond
 )
