@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -556,19 +557,49 @@ type underLoad struct {
 
 // migrateUnderLoad runs Migrate while inserting rows one at a time, as the
 // application would, until it returns. The step between the log records
-// begin and end is the window whose inserts are counted apart.
+// begin and end is the window whose inserts are counted apart. So that the
+// window holds inserts however fast the machine, a writer's transaction
+// that inserted a row when the step began stays open until an insert
+// went through inside the window (or 30s passed): a CREATE INDEX
+// CONCURRENTLY waits for it, and a step that blocked writers would block
+// the inserts instead.
 func migrateUnderLoad(t testing.TB, pool *pgxpool.Pool, cfg MigrateConfig, logs *testsupport.Logs, begin, end string) underLoad {
 	t.Helper()
 	ctx := t.Context()
 	var inStep atomic.Bool
+	held := make(chan pgx.Tx, 1)
 	logs.Hook = func(r testsupport.Record) {
 		switch r.Message {
 		case begin:
+			tx, err := pool.Begin(ctx)
+			if err == nil {
+				if err = insertLive(ctx, tx); err == nil {
+					held <- tx
+				} else {
+					_ = tx.Rollback(ctx)
+				}
+			}
+			if err != nil {
+				t.Errorf("open a writer's transaction at %q: %v", begin, err)
+			}
 			inStep.Store(true)
 		case end:
 			inStep.Store(false)
 		}
 	}
+	var (
+		holder   pgx.Tx
+		heldFrom time.Time
+	)
+	release := func() {
+		if holder != nil {
+			if err := holder.Commit(ctx); err != nil {
+				t.Errorf("commit the held writer's transaction: %v", err)
+			}
+			holder = nil
+		}
+	}
+	defer release()
 	cfg.Logger = slog.New(logs)
 	migrated := make(chan error, 1)
 	start := time.Now()
@@ -582,17 +613,25 @@ func migrateUnderLoad(t testing.TB, pool *pgxpool.Pool, cfg MigrateConfig, logs 
 			}
 			res.took = time.Since(start)
 			return res
+		case tx := <-held:
+			holder, heldFrom = tx, time.Now()
 		default:
 		}
 		inBefore := inStep.Load()
 		t0 := time.Now()
-		if err := insertLive(ctx, pool); err != nil {
-			t.Fatalf("insert during Migrate: %v", err)
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second) // a step that blocks writers fails here, not by hanging
+		err := insertLive(ictx, pool)
+		cancel()
+		if err != nil {
+			t.Fatalf("insert during Migrate (after %v): %v", time.Since(t0).Round(time.Millisecond), err)
 		}
 		res.maxWait = max(res.maxWait, time.Since(t0))
 		res.inserts++
 		if inBefore && inStep.Load() {
 			res.inWindow++
+		}
+		if holder != nil && (res.inWindow > 0 || time.Since(heldFrom) > 30*time.Second) {
+			release()
 		}
 	}
 }
