@@ -3,7 +3,6 @@ package application
 import (
 	"context"
 	"sync"
-	"time"
 )
 
 // gang calls fn with the runs of concurrent callers together, up to max
@@ -52,23 +51,12 @@ func (g *gang) linger(ctx context.Context) {
 		return
 	}
 	want := min(lingerRuns, g.max)
-	t := time.NewTimer(lingerMax)
-	defer t.Stop()
-	for {
+	lingerUntil(g.grew, ctx.Done(), func() bool {
 		g.mu.Lock()
 		n := len(g.queue)
 		g.mu.Unlock()
-		if n >= want || !g.busy() {
-			return
-		}
-		select {
-		case <-g.grew:
-		case <-t.C:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
+		return n >= want || !g.busy()
+	})
 }
 
 // do returns once fn returned for a batch holding run.

@@ -443,9 +443,23 @@ const (
 // when no other run would share it.
 func (s *Scheduler) linger(stop <-chan struct{}) {
 	s.mu.Lock()
-	wait := len(s.finishing) < lingerRuns && (len(s.ready) > 0 || s.ahead > 0)
+	queued := len(s.ready) > 0 || s.ahead > 0
 	s.mu.Unlock()
-	if !wait {
+	if !queued {
+		return
+	}
+	lingerUntil(s.finWake, stop, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.finishing) >= lingerRuns
+	})
+}
+
+// lingerUntil waits until enough reports true, lingerMax passed or stop is
+// closed (a nil stop never is); it asks enough first and again at each
+// signal on wake. The finisher's linger and a gang's share it.
+func lingerUntil(wake, stop <-chan struct{}, enough func() bool) {
+	if enough() {
 		return
 	}
 	t := time.NewTimer(lingerMax)
@@ -456,11 +470,8 @@ func (s *Scheduler) linger(stop <-chan struct{}) {
 			return
 		case <-stop:
 			return
-		case <-s.finWake:
-			s.mu.Lock()
-			n := len(s.finishing)
-			s.mu.Unlock()
-			if n >= lingerRuns {
+		case <-wake:
+			if enough() {
 				return
 			}
 		}
