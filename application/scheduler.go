@@ -352,6 +352,10 @@ func (s *Scheduler) process(ctx, work context.Context, q *entityQueue) {
 	case ctx.Err() != nil:
 		// Shutting down: leave the run for Run to abandon.
 	default:
+		if s.cfg.Batch > 0 {
+			// A lingering finisher asks again whether work is queued.
+			signal(s.finWake)
+		}
 		wait := max(next.Sub(s.cfg.Now()), 0)
 		s.timers[q] = time.AfterFunc(wait, func() {
 			s.mu.Lock()
@@ -437,21 +441,20 @@ const (
 
 // linger lets done runs gather for the finisher while the workers have
 // more queued work (so more runs become done soon): until lingerRuns are
-// done, lingerMax passed or stop is closed. Without it, a finisher that
-// is woken by each run marks one event done per round trip. With no work
-// queued (a low rate) it returns at once, so a done mark is not delayed
-// when no other run would share it.
+// done (a batch, when smaller), no work is queued any more, lingerMax
+// passed or stop is closed. Without it, a finisher that is woken by each
+// run marks one event done per round trip. With no work queued (a low
+// rate) it returns at once, so a done mark is not delayed when no other
+// run would share it; and once the queue ran dry it returns at the next
+// run's end, since an entity's next event becomes runnable only after the
+// finisher finished the one before (a few busy entities would otherwise
+// wait lingerMax per event).
 func (s *Scheduler) linger(stop <-chan struct{}) {
-	s.mu.Lock()
-	queued := len(s.ready) > 0 || s.ahead > 0
-	s.mu.Unlock()
-	if !queued {
-		return
-	}
+	enough := min(lingerRuns, max(s.cfg.Batch, 1))
 	lingerUntil(s.finWake, stop, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return len(s.finishing) >= lingerRuns
+		return len(s.finishing) >= enough || len(s.ready) == 0 && s.ahead == 0
 	})
 }
 

@@ -31,7 +31,7 @@ func BenchmarkRedisVsPostgresOnly(b *testing.B) {
 	elapsed := make([]time.Duration, len(variants))
 	for range b.N {
 		for i, v := range variants {
-			elapsed[i] += drainBacklog(b, rows, v.redis)
+			elapsed[i] += drainBacklog(b, rows, 0, v.redis)
 		}
 	}
 	for i, v := range variants {
@@ -41,9 +41,30 @@ func BenchmarkRedisVsPostgresOnly(b *testing.B) {
 	}
 }
 
+// BenchmarkRedisHotEntities drains a backlog whose events belong to a few
+// entities (FRAISEQL_BENCH_HOT_ROWS rows, default 10000, over
+// FRAISEQL_BENCH_HOT_ENTITIES, default 16) with topology postgres-redis:
+// each entity's events run one after the other, the next only once the
+// one before is marked done, so the figure is bound by the per-event
+// round (a step, the batched done mark) rather than by throughput:
+//
+//	go test -run '^$' -bench RedisHotEntities -benchtime 1x ./integration/
+func BenchmarkRedisHotEntities(b *testing.B) {
+	rows := benchEnvInt(b, "FRAISEQL_BENCH_HOT_ROWS", 10000)
+	entities := benchEnvInt(b, "FRAISEQL_BENCH_HOT_ENTITIES", 16)
+	var elapsed time.Duration
+	for range b.N {
+		elapsed += drainBacklog(b, rows, entities, true)
+	}
+	rate := float64(rows*b.N) / elapsed.Seconds()
+	b.ReportMetric(rate, "events/s")
+	b.Logf("%d events of %d entities in %s (%.0f events/s)", rows*b.N, entities, elapsed.Round(time.Millisecond), rate)
+}
+
 // drainBacklog starts a service on a fresh database holding rows events
-// and returns how long it took to deliver them all.
-func drainBacklog(b *testing.B, rows int, withRedis bool) time.Duration {
+// (of as many entities, or of entities when positive) and returns how long
+// it took to deliver them all.
+func drainBacklog(b *testing.B, rows, entities int, withRedis bool) time.Duration {
 	b.Helper()
 	b.StopTimer()
 	defer b.StartTimer()
@@ -51,7 +72,11 @@ func drainBacklog(b *testing.B, rows int, withRedis bool) time.Duration {
 	recv := &countingReceiver{}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
-	insertBacklog(b, bundle.pool, rows)
+	if entities > 0 {
+		insertEntityBacklog(b, bundle.pool, rows, entities)
+	} else {
+		insertBacklog(b, bundle.pool, rows)
+	}
 	cfg := benchConfig(bundle, srv.URL+"/hook")
 	if withRedis {
 		newRedisEnv(b, "").configure(&cfg)

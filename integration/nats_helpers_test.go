@@ -521,6 +521,18 @@ func insertBacklog(t testing.TB, pool *pgxpool.Pool, n int) {
 	}
 }
 
+// insertEntityBacklog inserts n INSERT events of the given number of
+// entities (Orders), spread round-robin, in one statement.
+func insertEntityBacklog(t testing.TB, pool *pgxpool.Pool, n, entities int) {
+	t.Helper()
+	if _, err := pool.Exec(t.Context(), `WITH e AS (SELECT array_agg(gen_random_uuid()) AS ids FROM generate_series(1, $2::int))
+		INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_id, object_data)
+		SELECT 'Order', 'INSERT', e.ids[1 + g % $2::int], jsonb_build_object('n', g, 'status', 'new')
+		FROM e, generate_series(1, $1::int) AS g`, n, entities); err != nil {
+		t.Fatalf("insert backlog of %d entities: %v", entities, err)
+	}
+}
+
 // eventIDs returns every event id of the change log in reading order.
 func (b *testBundle) eventIDs(t testing.TB) []string {
 	t.Helper()
