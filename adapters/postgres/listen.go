@@ -139,6 +139,11 @@ func (l *listener) arm(ctx context.Context) (armResult, error) {
 	}
 	reply := make(chan armResult, 1)
 	l.request(wakeRequest{arm: true, reply: reply})
+	if l.pid.Load() == 0 {
+		// The connection went down after the check above: its goroutine
+		// may have answered the pending requests before this one came.
+		l.failRequests(errNotListening)
+	}
 	select {
 	case r := <-reply:
 		return r, r.err
@@ -184,8 +189,12 @@ func (l *listener) clearKick() {
 
 // failRequests answers every pending arm with err; used while the
 // connection is down.
-func (l *listener) failRequests(err error) {
-	for _, r := range l.takeRequests(nil) {
+func (l *listener) failRequests(err error) { failArms(l.takeRequests(nil), err) }
+
+// failArms answers every arm among reqs with err (a disarm needs no
+// answer: the session that held the lock is gone).
+func failArms(reqs []wakeRequest, err error) {
+	for _, r := range reqs {
 		if r.reply != nil {
 			r.reply <- armResult{err: err}
 		}
@@ -228,6 +237,9 @@ func (l *listener) run(ctx context.Context) {
 		err = l.receive(ctx, conn)
 		l.pid.Store(0)
 		l.armed.Store(false)
+		// Answer the arms queued meanwhile now, not after the close and
+		// the backoff: their readers poll instead of waiting seconds.
+		l.failRequests(errNotListening)
 		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = conn.Close(closeCtx) // ends the session, and so releases the wake-up lock
 		cancel()
@@ -273,8 +285,11 @@ func (l *listener) receive(ctx context.Context, conn *pgx.Conn) error {
 		reqs := l.takeRequests(kick)
 		if len(reqs) > 0 {
 			kick()
-			for _, r := range reqs {
+			for i, r := range reqs {
 				if err := l.serve(ctx, conn, r); err != nil {
+					// The requests taken with it are answered: an arm
+					// left unanswered would hold its reader for good.
+					failArms(reqs[i+1:], errNotListening)
 					return err
 				}
 			}

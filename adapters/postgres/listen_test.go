@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -776,4 +779,45 @@ func TestChangeLogKeepsArmForSparseCommits(t *testing.T) {
 	r.hold.Store(false)
 	r.release <- struct{}{}
 	r.waitRecords(t, sparse+21, waitTimeout)
+}
+
+// TestListenerAnswersArmsWhenItsConnectionFails queues a disarm and an arm
+// together (the reader released the arm after rows, then waited again)
+// while the LISTEN connection hangs, then cuts it: the disarm fails, and
+// the arm taken with it must still be answered (it was dropped, and its
+// reader waited in Wait for good), soon (before the backoff), so that the
+// reader polls meanwhile.
+func TestListenerAnswersArmsWhenItsConnectionFails(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t)
+	cc := pool.Config().ConnConfig.Copy()
+	proxy := testsupport.StartProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
+	host, port, _ := net.SplitHostPort(proxy.Addr())
+	p, _ := strconv.Atoi(port)
+	cc.Host, cc.Port = host, uint16(p)
+	l := startListener(cc, "arm_answered", 0, slog.New(slog.DiscardHandler))
+	t.Cleanup(l.close)
+	l.awaitFirstAttempt(waitTimeout)
+	if res, err := l.arm(t.Context()); err != nil || !res.held {
+		t.Fatalf("first arm: %+v, %v", res, err)
+	}
+	proxy.Freeze()
+	reply := make(chan armResult, 1)
+	l.mu.Lock()
+	l.requests = append(l.requests, wakeRequest{}, wakeRequest{arm: true, reply: reply})
+	kick := l.kick
+	l.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+	<-proxy.Held() // the disarm reached the (silent) server: both were taken
+	proxy.Cut()
+	select {
+	case res := <-reply:
+		if res.err == nil {
+			t.Fatalf("the arm taken with the failed disarm succeeded: %+v", res)
+		}
+	case <-time.After(listenBackoffMin):
+		t.Fatal("the arm taken with the failed disarm was not answered")
+	}
 }
