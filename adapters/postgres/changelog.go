@@ -311,6 +311,8 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 	// reader allocates its batch once instead of growing it by doubling.
 	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit.Rows, max(16, int(c.lastRows.Load()))))}
 	var r changeRow // one per read: nothing keeps it (record copies what it needs)
+	var examined int
+	var weight int64 // the sizes the byte budget counted
 	for rows.Next() {
 		r = changeRow{}
 		var wanted bool
@@ -324,6 +326,10 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 		}
 		pos := ports.Position{TxID: txid, Seq: r.PK}
 		batch.End = pos
+		examined++
+		if r.Size <= int64(maxEvent) {
+			weight += r.Size
+		}
 		r.unrenderable = withoutPayload
 		if !wanted {
 			batch.Skipped++ // an entity no observer names: examined, not returned
@@ -340,7 +346,16 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 	}
 	c.lastRows.Store(int64(len(batch.Records)))
 	if c.listener != nil {
-		c.reached(max(after.TxID, batch.End.TxID))
+		// The read covers its last transaction whole unless a limit may
+		// have cut it: the row limit reached, or the byte budget (a row
+		// left out weighs at most MaxEventBytes and did not fit, so what
+		// came weighs more than the budget less that). A kept arm's Wait
+		// must not block while that transaction's other rows are unread.
+		tx := max(after.TxID, batch.End.TxID)
+		if cut := examined == limit.Rows || limit.Bytes > 0 && weight > limit.Bytes-int64(c.cfg.MaxEventBytes); cut && tx > 0 {
+			tx--
+		}
+		c.reached(tx)
 	}
 	if batch.End != after {
 		c.active()

@@ -821,3 +821,89 @@ func TestListenerAnswersArmsWhenItsConnectionFails(t *testing.T) {
 		t.Fatal("the arm taken with the failed disarm was not answered")
 	}
 }
+
+// TestChangeLogKeptArmWaitsNotForACutRead: with the arm kept (sparse
+// commits), a transaction of a small row and a large one is read with a
+// byte budget that cuts it after the small row. Its notification was
+// consumed, so the next Wait must not block (until the poll interval)
+// while the large row is unread: the read did not cover the transaction.
+func TestChangeLogKeptArmWaitsNotForACutRead(t *testing.T) {
+	t.Parallel()
+	const poll = 3 * time.Second
+	b := setup(t, ChangeLogConfig{PollInterval: poll})
+	ctx := t.Context()
+	var pos ports.Position
+	read := func(limit ports.ReadLimit) ports.Batch {
+		t.Helper()
+		batch, err := b.cl.Read(ctx, pos, limit)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		pos = batch.End
+		return batch
+	}
+	all := ports.ReadLimit{Rows: 100}
+	// waitFor runs Wait while commit commits, and fails unless it returns
+	// within waitTimeout.
+	waitFor := func(commit func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- b.cl.Wait(ctx) }()
+		for deadline := time.Now().Add(waitTimeout); !b.cl.listener.waiting.Load(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("reader not waiting")
+			}
+		}
+		if err := commit(); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("wait: %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("wait not woken by the commit")
+		}
+	}
+	// Arm: the first Waits arm and return; then Wait blocks, armed.
+	armed := func() bool {
+		b.cl.wake.mu.Lock()
+		defer b.cl.wake.mu.Unlock()
+		return b.cl.wake.armed && b.cl.wake.safe
+	}
+	for deadline := time.Now().Add(waitTimeout); !armed(); {
+		read(all)
+		if err := b.cl.Wait(ctx); err != nil {
+			t.Fatalf("wait: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("reader not armed")
+		}
+	}
+	read(all)
+	waitFor(func() error { return insertOrder(ctx, b.pool, "sparse") })
+	if got := read(all); len(got.Records) != 1 || !b.cl.listener.keeps() {
+		t.Fatalf("read %d records, arm kept %v: want 1 and the arm kept", len(got.Records), b.cl.listener.keeps())
+	}
+	time.Sleep(3 * b.cl.tune.keepArmedGap)
+	waitFor(func() error {
+		_, err := b.pool.Exec(ctx, `INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_key, object_data)
+			VALUES ('Order', 'INSERT', 'small', '{}'),
+			       ('Order', 'INSERT', 'large', jsonb_build_object('blob', (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 2000) AS g)))`)
+		return err
+	})
+	if got := read(ports.ReadLimit{Rows: 100, Bytes: 1000}); len(got.Records) != 1 || got.Records[0].Event.EntityID != "small" {
+		t.Fatalf("the cut read returned %d records, want the small row alone", len(got.Records))
+	}
+	start := time.Now()
+	if err := b.cl.Wait(ctx); err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if took := time.Since(start); took >= poll {
+		t.Errorf("Wait blocked %v (the poll interval) with the transaction's large row unread", took)
+	}
+	if got := read(all); len(got.Records) != 1 || got.Records[0].Event.EntityID != "large" {
+		t.Fatalf("read %d records after the wait, want the large row", len(got.Records))
+	}
+}
