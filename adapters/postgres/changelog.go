@@ -310,8 +310,7 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 	// read. The previous read's count sizes this one, so that a draining
 	// reader allocates its batch once instead of growing it by doubling.
 	batch := ports.Batch{End: after, Records: make([]ports.Record, 0, min(limit.Rows, max(16, int(c.lastRows.Load()))))}
-	var r changeRow // one per read: nothing keeps it (record copies what it needs)
-	var examined int
+	var r changeRow  // one per read: nothing keeps it (record copies what it needs)
 	var weight int64 // the sizes the byte budget counted
 	for rows.Next() {
 		r = changeRow{}
@@ -326,7 +325,6 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 		}
 		pos := ports.Position{TxID: txid, Seq: r.PK}
 		batch.End = pos
-		examined++
 		if r.Size <= int64(maxEvent) {
 			weight += r.Size
 		}
@@ -352,6 +350,7 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 		// came weighs more than the budget less that). A kept arm's Wait
 		// must not block while that transaction's other rows are unread.
 		tx := max(after.TxID, batch.End.TxID)
+		examined := len(batch.Records) + batch.Skipped // every row is one or the other
 		if cut := examined == limit.Rows || limit.Bytes > 0 && weight > limit.Bytes-int64(c.cfg.MaxEventBytes); cut && tx > 0 {
 			tx--
 		}
