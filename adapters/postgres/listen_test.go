@@ -829,7 +829,10 @@ func TestListenerAnswersArmsWhenItsConnectionFails(t *testing.T) {
 // while the large row is unread: the read did not cover the transaction.
 func TestChangeLogKeptArmWaitsNotForACutRead(t *testing.T) {
 	t.Parallel()
-	const poll = 3 * time.Second
+	// Longer than any other test's transaction holds the cluster's
+	// oldest running one back (reads stop there), so that only the defect
+	// makes Wait block this long.
+	const poll = time.Minute
 	b := setup(t, ChangeLogConfig{PollInterval: poll})
 	ctx := t.Context()
 	var pos ports.Position
@@ -841,6 +844,19 @@ func TestChangeLogKeptArmWaitsNotForACutRead(t *testing.T) {
 		}
 		pos = batch.End
 		return batch
+	}
+	// records reads until records come (another test's transaction
+	// running since before the commit holds them back meanwhile).
+	records := func(limit ports.ReadLimit) []ports.Record {
+		t.Helper()
+		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(time.Millisecond) {
+			if got := read(limit).Records; len(got) > 0 {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no record read within %v", waitTimeout)
+			}
+		}
 	}
 	all := ports.ReadLimit{Rows: 100}
 	// waitFor runs Wait while commit commits, and fails unless it returns
@@ -883,8 +899,8 @@ func TestChangeLogKeptArmWaitsNotForACutRead(t *testing.T) {
 	}
 	read(all)
 	waitFor(func() error { return insertOrder(ctx, b.pool, "sparse") })
-	if got := read(all); len(got.Records) != 1 || !b.cl.listener.keeps() {
-		t.Fatalf("read %d records, arm kept %v: want 1 and the arm kept", len(got.Records), b.cl.listener.keeps())
+	if got := records(all); len(got) != 1 || !b.cl.listener.keeps() {
+		t.Fatalf("read %d records, arm kept %v: want 1 and the arm kept", len(got), b.cl.listener.keeps())
 	}
 	time.Sleep(3 * b.cl.tune.keepArmedGap)
 	waitFor(func() error {
@@ -893,8 +909,8 @@ func TestChangeLogKeptArmWaitsNotForACutRead(t *testing.T) {
 			       ('Order', 'INSERT', 'large', jsonb_build_object('blob', (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 2000) AS g)))`)
 		return err
 	})
-	if got := read(ports.ReadLimit{Rows: 100, Bytes: 1000}); len(got.Records) != 1 || got.Records[0].Event.EntityID != "small" {
-		t.Fatalf("the cut read returned %d records, want the small row alone", len(got.Records))
+	if got := records(ports.ReadLimit{Rows: 100, Bytes: 1000}); len(got) != 1 || got[0].Event.EntityID != "small" {
+		t.Fatalf("the cut read returned %d records, want the small row alone", len(got))
 	}
 	start := time.Now()
 	if err := b.cl.Wait(ctx); err != nil {
@@ -903,7 +919,7 @@ func TestChangeLogKeptArmWaitsNotForACutRead(t *testing.T) {
 	if took := time.Since(start); took >= poll {
 		t.Errorf("Wait blocked %v (the poll interval) with the transaction's large row unread", took)
 	}
-	if got := read(all); len(got.Records) != 1 || got.Records[0].Event.EntityID != "large" {
-		t.Fatalf("read %d records after the wait, want the large row", len(got.Records))
+	if got := records(all); len(got) != 1 || got[0].Event.EntityID != "large" {
+		t.Fatalf("read %d records after the wait, want the large row", len(got))
 	}
 }
