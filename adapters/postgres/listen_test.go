@@ -226,6 +226,29 @@ func (c *ChangeLog) settled() bool {
 	return c.wake.armed && c.wake.safe && c.listener.armed.Load()
 }
 
+// waitBlocked waits until cl's reader is blocked in Wait, armed and safe,
+// its reads past every notified transaction: the state in which a commit's
+// notification finds it waiting (see listener.keepArm). A loaded machine
+// can take longer than a test's gap between commits to bring the reader
+// back into Wait after a read.
+func waitBlocked(t testing.TB, cl *ChangeLog) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cl.blocked() {
+		if time.Now().After(deadline) {
+			t.Fatalf("reader not blocked in Wait within %v", waitTimeout)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func (c *ChangeLog) blocked() bool {
+	c.wake.mu.Lock()
+	caughtUp := c.listener.notedTx.Load() <= c.wake.readTx
+	c.wake.mu.Unlock()
+	return c.settled() && caughtUp && c.listener.waiting.Load()
+}
+
 func waitSettled(t testing.TB, cl *ChangeLog) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
@@ -731,6 +754,7 @@ func TestChangeLogKeepsArmForSparseCommits(t *testing.T) {
 				t.Fatalf("rollback: %v", err)
 			}
 			r.waitRecords(t, i+1, waitTimeout)
+			waitBlocked(t, b.cl)
 			time.Sleep(gap)
 			continue
 		}
@@ -738,6 +762,7 @@ func TestChangeLogKeepsArmForSparseCommits(t *testing.T) {
 			t.Fatalf("insert: %v", err)
 		}
 		r.waitRecords(t, i+1, waitTimeout)
+		waitBlocked(t, b.cl)
 		time.Sleep(gap)
 	}
 	if n := b.cl.listener.arms.Load() - armsBefore; n > sparse/4 {
@@ -751,12 +776,7 @@ func TestChangeLogKeepsArmForSparseCommits(t *testing.T) {
 	// it busy. The first of them releases the arm, the rest stay silent.
 	// The reader must be blocked in Wait when "first" commits, or the
 	// listener releases the arm at "first" already.
-	waitSettled(t, b.cl)
-	for deadline := time.Now().Add(waitTimeout); !b.cl.listener.waiting.Load(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("reader not waiting within %v", waitTimeout)
-		}
-	}
+	waitBlocked(t, b.cl)
 	r.hold.Store(true)
 	if err := insertOrder(t.Context(), b.pool, "first"); err != nil {
 		t.Fatalf("insert: %v", err)
