@@ -148,6 +148,7 @@ type wakeState struct {
 	readTx     uint64        // the highest transaction id reads reached (their end, or a horizon passed)
 	armPause   time.Duration // the next pause after a failed arm (busyPoll again after rows)
 	idlePause  time.Duration // PollOnly: the next pause of an idle reader (0: twice busyPoll)
+	armPending bool          // an arm went unanswered for a poll interval (warned once)
 }
 
 var _ ports.EventSource = (*ChangeLog)(nil)

@@ -50,7 +50,10 @@ import (
 //     up to that transaction.
 //
 // While the listener is down Wait falls back to the poll interval; its
-// reconnection wakes the reader. With PollOnly, see pollWait.
+// reconnection wakes the reader. While its connection hangs (an arm not
+// answered within the poll interval), each Wait returns after that long,
+// so that the reader polls, until the arm is answered or the statement
+// timeout replaces the connection (see listener.arm). With PollOnly, see pollWait.
 func (c *ChangeLog) Wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -105,12 +108,26 @@ func (c *ChangeLog) Wait(ctx context.Context) error {
 
 // arm takes the wake-up lock and returns, so that the caller reads again.
 func (c *ChangeLog) arm(ctx context.Context) error {
-	res, err := c.listener.arm(ctx)
+	patience := min(c.cfg.PollInterval, wakeStatementTimeout)
+	res, err := c.listener.arm(ctx, patience)
+	pending := errors.Is(err, errArmPending)
+	c.wake.mu.Lock()
+	warn := pending && !c.wake.armPending
+	c.wake.armPending = pending
+	c.wake.mu.Unlock()
+	if warn {
+		c.listener.logger.Warn("the wake-up connection does not answer, polling", "waited", patience)
+	}
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(err, errNotListening):
 		return c.block(ctx, c.cfg.PollInterval) // the reconnection signals
+	case pending:
+		// The LISTEN connection hangs: the reader waited a poll
+		// interval, and reads (polls) until the arm is answered or the
+		// statement timeout replaces the connection.
+		return nil
 	case err != nil:
 		c.listener.logger.Warn("cannot arm the wake-up, polling", "error", err)
 		return c.block(ctx, min(c.tune.unsafePollMax, c.cfg.PollInterval))

@@ -29,6 +29,10 @@ const wakeLockClass int32 = 0x46514C57 // "FQLW"
 // errNotListening is returned by arm while the LISTEN connection is down.
 var errNotListening = errors.New("listener not connected")
 
+// errArmPending: an arm not answered within its caller's patience (see
+// listener.arm).
+var errArmPending = errors.New("listener: arm not answered yet")
+
 // listener holds a dedicated connection (outside the pool) that LISTENs on
 // the change-log channel and turns every notification into a signal on
 // notify. When the connection breaks it reconnects with capped exponential
@@ -67,6 +71,9 @@ type listener struct {
 	mu       sync.Mutex
 	requests []wakeRequest      // arm/disarm requests for the connection's goroutine
 	kick     context.CancelFunc // interrupts the current WaitForNotification; nil when not waiting
+	// pendingArm: the reply of an arm whose caller stopped waiting (see
+	// arm); the next arm takes it over.
+	pendingArm chan armResult
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -133,25 +140,61 @@ func (l *listener) signal() {
 // arm takes the wake-up lock on the LISTEN session, after which every
 // writer that commits a change-log row notifies. It returns errNotListening
 // while the connection is down.
-func (l *listener) arm(ctx context.Context) (armResult, error) {
-	if l.pid.Load() == 0 {
-		return armResult{}, errNotListening
+//
+// It waits for the answer at most patience: a connection that hangs
+// without breaking answers only when wakeStatementTimeout replaces it, and
+// meanwhile its reader should poll. Then (or when ctx ends) it returns
+// errArmPending and keeps the request's reply: the next arm waits for that
+// answer instead of queuing another request, so a hung connection holds at
+// most one arm per listener (an answer that came meanwhile is dropped,
+// and the lock asked for again).
+func (l *listener) arm(ctx context.Context, patience time.Duration) (armResult, error) {
+	l.mu.Lock()
+	reply := l.pendingArm
+	l.pendingArm = nil
+	l.mu.Unlock()
+	if reply != nil {
+		select {
+		case <-reply:
+			// Answered while no one waited: what it says of the lock
+			// may be stale (a notification since may have released
+			// it). Ask again.
+			reply = nil
+		default:
+		}
 	}
-	reply := make(chan armResult, 1)
-	l.request(wakeRequest{arm: true, reply: reply})
-	if l.pid.Load() == 0 {
-		// The connection went down after the check above: its goroutine
-		// may have answered the pending requests before this one came.
-		l.failRequests(errNotListening)
+	if reply == nil {
+		if l.pid.Load() == 0 {
+			return armResult{}, errNotListening
+		}
+		reply = make(chan armResult, 1)
+		l.request(wakeRequest{arm: true, reply: reply})
+		if l.pid.Load() == 0 {
+			// The connection went down after the check above: its
+			// goroutine may have answered the pending requests before
+			// this one came.
+			l.failRequests(errNotListening)
+		}
 	}
+	t := time.NewTimer(patience)
+	defer t.Stop()
 	select {
 	case r := <-reply:
 		return r, r.err
-	case <-ctx.Done():
-		return armResult{}, ctx.Err() // the goroutine still answers into the buffered reply
 	case <-l.done:
 		return armResult{}, errNotListening
+	case <-ctx.Done():
+	case <-t.C:
 	}
+	// The goroutine still answers into the buffered reply (or fails it
+	// with the connection).
+	l.mu.Lock()
+	l.pendingArm = reply
+	l.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return armResult{}, err
+	}
+	return armResult{}, errArmPending
 }
 
 // disarm releases the wake-up lock without waiting for the outcome.

@@ -651,7 +651,7 @@ func TestChangeLogArmSurvivesProbes(t *testing.T) {
 	for range 50 {
 		before := l.received.Load()
 		for {
-			res, err := l.arm(t.Context())
+			res, err := l.arm(t.Context(), waitTimeout)
 			if err != nil {
 				t.Fatalf("arm: %v", err)
 			}
@@ -700,7 +700,7 @@ func TestListenerArmBoundsCoverRunningWriters(t *testing.T) {
 		if err := tx.QueryRow(t.Context(), `SELECT pg_current_xact_id()::text::bigint`).Scan(&xid); err != nil {
 			t.Fatalf("xid: %v", err)
 		}
-		res, err := l.arm(t.Context())
+		res, err := l.arm(t.Context(), waitTimeout)
 		if err != nil || !res.held {
 			t.Fatalf("arm = %+v, %v", res, err)
 		}
@@ -810,15 +810,11 @@ func TestChangeLogKeepsArmForSparseCommits(t *testing.T) {
 func TestListenerAnswersArmsWhenItsConnectionFails(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
-	cc := pool.Config().ConnConfig.Copy()
-	proxy := testsupport.StartProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
-	host, port, _ := net.SplitHostPort(proxy.Addr())
-	p, _ := strconv.Atoi(port)
-	cc.Host, cc.Port = host, uint16(p)
+	cc, proxy := proxiedConnConfig(t, pool)
 	l := startListener(cc, "arm_answered", 0, slog.New(slog.DiscardHandler))
 	t.Cleanup(l.close)
 	l.awaitFirstAttempt(waitTimeout)
-	if res, err := l.arm(t.Context()); err != nil || !res.held {
+	if res, err := l.arm(t.Context(), waitTimeout); err != nil || !res.held {
 		t.Fatalf("first arm: %+v, %v", res, err)
 	}
 	proxy.Freeze()
@@ -839,6 +835,88 @@ func TestListenerAnswersArmsWhenItsConnectionFails(t *testing.T) {
 		}
 	case <-time.After(listenBackoffMin):
 		t.Fatal("the arm taken with the failed disarm was not answered")
+	}
+}
+
+// proxiedConnConfig is pool's connection configuration through a proxy
+// the test can freeze or cut.
+func proxiedConnConfig(t testing.TB, pool *pgxpool.Pool) (*pgx.ConnConfig, *testsupport.Proxy) {
+	t.Helper()
+	cc := pool.Config().ConnConfig.Copy()
+	proxy := testsupport.StartProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
+	host, port, _ := net.SplitHostPort(proxy.Addr())
+	p, _ := strconv.Atoi(port)
+	cc.Host, cc.Port = host, uint16(p)
+	return cc, proxy
+}
+
+// TestChangeLogPollsWhileTheWakeConnectionHangs: the LISTEN connection
+// stops answering, without breaking, as the reader arms. Each Wait must
+// return after about the poll interval, so that the reader reads (polls),
+// not after wakeStatementTimeout replaces the connection; the Waits that
+// follow wait for the same arm instead of queuing one each, and warn once.
+func TestChangeLogPollsWhileTheWakeConnectionHangs(t *testing.T) {
+	t.Parallel()
+	const poll = 200 * time.Millisecond
+	b := setup(t, ChangeLogConfig{PollInterval: poll})
+	cc, proxy := proxiedConnConfig(t, b.pool)
+	logger := b.cl.listener.logger
+	b.cl.listener.close()
+	l := startListener(cc, b.cl.cfg.Channel, b.cl.tune.keepArmedGap, logger)
+	b.cl.listener = l // no reader runs yet
+	l.awaitFirstAttempt(waitTimeout)
+	settle(t, b.cl)
+	b.cl.active() // rows came: the arm is released
+	for deadline := time.Now().Add(waitTimeout); l.armed.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("arm not released within %v", waitTimeout)
+		}
+	}
+	b.cl.wake.mu.Lock()
+	b.cl.wake.lastActive = time.Time{} // quiet long enough to arm
+	b.cl.wake.mu.Unlock()
+
+	proxy.Freeze()
+	for i := range 3 {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 2*wakeStatementTimeout)
+		err := b.cl.Wait(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("Wait %d: %v", i, err)
+		}
+		if took := time.Since(start); took >= wakeStatementTimeout/2 {
+			t.Fatalf("Wait %d took %v with the wake-up connection hanging, want about the poll interval %v", i, took, poll)
+		}
+		l.mu.Lock()
+		queued, pending := len(l.requests), l.pendingArm != nil
+		l.mu.Unlock()
+		if queued != 0 || !pending {
+			t.Fatalf("after Wait %d: %d requests queued, an arm pending: %v; want the one arm, taken and pending", i, queued, pending)
+		}
+	}
+	select {
+	case <-proxy.Held():
+	default:
+		t.Fatal("the arm never reached the (silent) server")
+	}
+	if n := strings.Count(b.logs.String(), "does not answer"); n != 1 {
+		t.Errorf("%d warnings of the hung wake-up connection, want 1:\n%s", n, b.logs.String())
+	}
+
+	// Cut: the pending arm is answered with the connection's failure, and
+	// the next Wait learns that the listener is down (it polls).
+	proxy.Cut()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*wakeStatementTimeout)
+	defer cancel()
+	if err := b.cl.Wait(ctx); err != nil {
+		t.Fatalf("Wait after the cut: %v", err)
+	}
+	l.mu.Lock()
+	pending := l.pendingArm != nil
+	l.mu.Unlock()
+	if pending {
+		t.Error("an arm still pending after the connection was cut")
 	}
 }
 
