@@ -51,9 +51,10 @@ import (
 //
 // While the listener is down Wait falls back to the poll interval; its
 // reconnection wakes the reader. While its connection hangs (an arm not
-// answered within the poll interval), each Wait returns after that long,
-// so that the reader polls, until the arm is answered or the statement
-// timeout replaces the connection (see listener.arm). With PollOnly, see pollWait.
+// answered within the poll interval, at least armPatienceMin), each Wait
+// returns after that long, so that the reader polls, until the arm is
+// answered or the statement timeout replaces the connection (see
+// listener.arm). With PollOnly, see pollWait.
 func (c *ChangeLog) Wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -106,9 +107,14 @@ func (c *ChangeLog) Wait(ctx context.Context) error {
 	}
 }
 
+// armPatienceMin is the least a reader waits for an arm's answer, so that
+// a short poll interval does not give up on a healthy connection to a
+// distant server (see listener.arm).
+const armPatienceMin = 100 * time.Millisecond
+
 // arm takes the wake-up lock and returns, so that the caller reads again.
 func (c *ChangeLog) arm(ctx context.Context) error {
-	patience := min(c.cfg.PollInterval, wakeStatementTimeout)
+	patience := min(max(c.cfg.PollInterval, armPatienceMin), wakeStatementTimeout)
 	res, err := c.listener.arm(ctx, patience)
 	pending := errors.Is(err, errArmPending)
 	c.wake.mu.Lock()

@@ -143,11 +143,14 @@ func (l *listener) signal() {
 //
 // It waits for the answer at most patience: a connection that hangs
 // without breaking answers only when wakeStatementTimeout replaces it, and
-// meanwhile its reader should poll. Then (or when ctx ends) it returns
-// errArmPending and keeps the request's reply: the next arm waits for that
-// answer instead of queuing another request, so a hung connection holds at
-// most one arm per listener (an answer that came meanwhile is dropped,
-// and the lock asked for again).
+// meanwhile its reader should poll. Then it returns errArmPending
+// (ctx.Err() when ctx ended) and keeps the request's reply: the next arm
+// takes that answer over instead of queuing another request, so a hung
+// connection holds at most one arm of its (one) reader. An answer that
+// came while no one waited is used if it still holds (an error, the lock
+// not taken, or the lock still held: only this reader's arms take it, and
+// every release and reconnection clears armed), else dropped and the lock
+// asked for again (a notification released it since).
 func (l *listener) arm(ctx context.Context, patience time.Duration) (armResult, error) {
 	l.mu.Lock()
 	reply := l.pendingArm
@@ -155,10 +158,10 @@ func (l *listener) arm(ctx context.Context, patience time.Duration) (armResult, 
 	l.mu.Unlock()
 	if reply != nil {
 		select {
-		case <-reply:
-			// Answered while no one waited: what it says of the lock
-			// may be stale (a notification since may have released
-			// it). Ask again.
+		case r := <-reply:
+			if r.err != nil || !r.held || l.armed.Load() {
+				return r, r.err
+			}
 			reply = nil
 		default:
 		}

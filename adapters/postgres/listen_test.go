@@ -888,9 +888,19 @@ func TestChangeLogPollsWhileTheWakeConnectionHangs(t *testing.T) {
 		if took := time.Since(start); took >= wakeStatementTimeout/2 {
 			t.Fatalf("Wait %d took %v with the wake-up connection hanging, want about the poll interval %v", i, took, poll)
 		}
-		l.mu.Lock()
-		queued, pending := len(l.requests), l.pendingArm != nil
-		l.mu.Unlock()
+		// The connection's goroutine takes the request when it is
+		// kicked, which a loaded machine may delay past the poll
+		// interval; a second request would stay queued for good.
+		var queued int
+		var pending bool
+		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(time.Millisecond) {
+			l.mu.Lock()
+			queued, pending = len(l.requests), l.pendingArm != nil
+			l.mu.Unlock()
+			if queued == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
 		if queued != 0 || !pending {
 			t.Fatalf("after Wait %d: %d requests queued, an arm pending: %v; want the one arm, taken and pending", i, queued, pending)
 		}
@@ -904,9 +914,14 @@ func TestChangeLogPollsWhileTheWakeConnectionHangs(t *testing.T) {
 		t.Errorf("%d warnings of the hung wake-up connection, want 1:\n%s", n, b.logs.String())
 	}
 
-	// Cut: the pending arm is answered with the connection's failure, and
-	// the next Wait learns that the listener is down (it polls).
+	// Cut: the pending arm is answered with the connection's failure,
+	// and a Wait after that learns that the listener is down (it polls).
 	proxy.Cut()
+	for deadline := time.Now().Add(waitTimeout); l.pid.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cut connection not given up within %v", waitTimeout)
+		}
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*wakeStatementTimeout)
 	defer cancel()
 	if err := b.cl.Wait(ctx); err != nil {
@@ -917,6 +932,44 @@ func TestChangeLogPollsWhileTheWakeConnectionHangs(t *testing.T) {
 	l.mu.Unlock()
 	if pending {
 		t.Error("an arm still pending after the connection was cut")
+	}
+}
+
+// TestListenerTakesOverAnAnsweredArm: an arm answered after its reader
+// stopped waiting (a slow connection) is used by the next arm while the
+// lock is still held, and asked for again once a release dropped it.
+func TestListenerTakesOverAnAnsweredArm(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t)
+	l := startListener(pool.Config().ConnConfig.Copy(), "arm_taken_over", 0, slog.New(slog.DiscardHandler))
+	t.Cleanup(l.close)
+	l.awaitFirstAttempt(waitTimeout)
+	first, err := l.arm(t.Context(), waitTimeout)
+	if err != nil || !first.held {
+		t.Fatalf("first arm: %+v, %v", first, err)
+	}
+	answered := func(res armResult) {
+		reply := make(chan armResult, 1)
+		reply <- res
+		l.mu.Lock()
+		l.pendingArm = reply
+		l.mu.Unlock()
+	}
+	stale := armResult{held: true, xmin: 1, next: 2} // bounds no live arm reads
+	answered(stale)
+	if res, err := l.arm(t.Context(), waitTimeout); err != nil || res != stale {
+		t.Fatalf("arm with the lock still held = %+v, %v; want the answer taken over, %+v", res, err, stale)
+	}
+	l.disarm()
+	for deadline := time.Now().Add(waitTimeout); l.armed.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not released within %v", waitTimeout)
+		}
+	}
+	answered(stale)
+	res, err := l.arm(t.Context(), waitTimeout)
+	if err != nil || !res.held || res == stale || res.next < first.next {
+		t.Fatalf("arm after a release = %+v, %v; want the lock asked for again (next >= %d), not %+v", res, err, first.next, stale)
 	}
 }
 
