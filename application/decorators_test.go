@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
@@ -507,51 +508,55 @@ func TestFailOpenWarnsOncePerIntervalOfItsClock(t *testing.T) {
 // only between steps and expired under a long action.
 func TestDedupClaimHeartbeatsWhileAnActionRuns(t *testing.T) {
 	t.Parallel()
-	const lease = 200 * time.Millisecond
-	store := memory.NewDeduplicator(time.Now)
-	var calls atomic.Int32
-	started := make(chan struct{}, 1)
-	release := make(chan struct{})
-	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
-		if calls.Add(1) > 1 {
-			return nil // a concurrent run: counted, and over at once
+	// In a bubble (fake time): the heartbeat is never late, however loaded
+	// the machine; a claim that is not renewed still expires.
+	synctest.Test(t, func(t *testing.T) {
+		const lease = 200 * time.Millisecond
+		store := memory.NewDeduplicator(time.Now)
+		var calls atomic.Int32
+		started := make(chan struct{}, 1)
+		release := make(chan struct{})
+		exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+			if calls.Add(1) > 1 {
+				return nil // a concurrent run: counted, and over at once
+			}
+			started <- struct{}{}
+			return untilReleased(ctx, release) // an action far longer than the lease
+		})
+		replica := func(token string) application.RunProcessor {
+			proc := newProcessor(t, []domain.Observer{observer("obs", "*", "act")}, exec, memory.NewDeadLetters(nil), application.ProcessorConfig{})
+			d, err := application.NewDedup(proc, store, application.DedupConfig{Token: token, Lease: lease, Logger: discardLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
 		}
-		started <- struct{}{}
-		return untilReleased(ctx, release) // an action far longer than the lease
-	})
-	replica := func(token string) application.RunProcessor {
-		proc := newProcessor(t, []domain.Observer{observer("obs", "*", "act")}, exec, memory.NewDeadLetters(nil), application.ProcessorConfig{})
-		d, err := application.NewDedup(proc, store, application.DedupConfig{Token: token, Lease: lease, Logger: discardLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	a, b := replica("a"), replica("b")
-	rec := record(1, event("e-1", "Order", "o-1", nil))
+		a, b := replica("a"), replica("b")
+		rec := record(1, event("e-1", "Order", "o-1", nil))
 
-	stepped := make(chan bool, 1)
-	go func() {
-		run := a.Start(t.Context(), rec)
-		_, done := a.Step(t.Context(), run)
-		stepped <- done
-	}()
-	<-started
-	// Well past the lease (five of them) while the action still runs: the
-	// second replica must find the claim busy.
-	deadline := time.Now().Add(5 * lease)
-	for time.Now().Before(deadline) {
-		run := b.Start(t.Context(), rec)
-		if next, done := b.Step(t.Context(), run); done || next.IsZero() {
-			t.Fatalf("the second replica's step: done=%v next=%v, want busy", done, next)
+		stepped := make(chan bool, 1)
+		go func() {
+			run := a.Start(t.Context(), rec)
+			_, done := a.Step(t.Context(), run)
+			stepped <- done
+		}()
+		<-started
+		// Well past the lease (five of them) while the action still runs: the
+		// second replica must find the claim busy.
+		deadline := time.Now().Add(5 * lease)
+		for time.Now().Before(deadline) {
+			run := b.Start(t.Context(), rec)
+			if next, done := b.Step(t.Context(), run); done || next.IsZero() {
+				t.Fatalf("the second replica's step: done=%v next=%v, want busy", done, next)
+			}
+			time.Sleep(lease / 4)
 		}
-		time.Sleep(lease / 4)
-	}
-	if n := calls.Load(); n != 1 {
-		t.Fatalf("the action ran %d times at once, want once", n)
-	}
-	close(release)
-	if done := <-stepped; !done {
-		t.Fatal("the first replica's step did not finish")
-	}
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("the action ran %d times at once, want once", n)
+		}
+		close(release)
+		if done := <-stepped; !done {
+			t.Fatal("the first replica's step did not finish")
+		}
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
@@ -418,60 +419,64 @@ func numbered(prefix string, n int) []string {
 // reads when the actions were the bottleneck).
 func TestReaderReadsHalfABatchWhenFull(t *testing.T) {
 	t.Parallel()
-	mem := newMemorySource(t)
-	appendEvents(t, mem, numbered("ent", 200)...)
-	var (
-		mu    sync.Mutex
-		reads []int // each read's row limit
-	)
-	src := &eventSource{
-		ReadFunc: func(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
-			mu.Lock()
-			reads = append(reads, limit.Rows)
-			mu.Unlock()
-			return mem.Read(ctx, after, limit)
-		},
-		WaitFunc: mem.Wait,
-	}
-	tokens := make(chan struct{})
-	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
-		select { // one event finishes per token
-		case <-tokens:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
+	// In a bubble (fake time): the 50µs pace between tokens is exact, so
+	// room comes back well within lowRoomWait however loaded the machine.
+	synctest.Test(t, func(t *testing.T) {
+		mem := newMemorySource(t)
+		appendEvents(t, mem, numbered("ent", 200)...)
+		var (
+			mu    sync.Mutex
+			reads []int // each read's row limit
+		)
+		src := &eventSource{
+			ReadFunc: func(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
+				mu.Lock()
+				reads = append(reads, limit.Rows)
+				mu.Unlock()
+				return mem.Read(ctx, after, limit)
+			},
+			WaitFunc: mem.Wait,
+		}
+		tokens := make(chan struct{})
+		exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+			select { // one event finishes per token
+			case <-tokens:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		cps := memory.NewCheckpoints()
+		p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec,
+			reader: application.ReaderConfig{MaxInFlight: 20, BatchSize: 10}})
+		runInBackground(t, p.reader.Run)
+		for range 200 {
+			select {
+			case tokens <- struct{}{}:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no event took a token for 10s")
+			}
+			time.Sleep(50 * time.Microsecond) // finishes one at a time, reads in between
+		}
+		eventually(t, "checkpoint at 200", savedAt(t, cps, 200))
+		mu.Lock()
+		defer mu.Unlock()
+		// A read below half a batch happens only when the room stayed short
+		// for lowRoomWait (20ms): rare here, where an event finishes every
+		// ~50µs; before, nearly every read was of one or two rows.
+		small := 0
+		for _, rows := range reads {
+			if rows < 5 {
+				small++
+			}
+		}
+		if small > len(reads)/10 || len(reads) > 60 {
+			t.Fatalf("%d reads, %d of them below half a batch (5 rows): %v; want at most 60, and few small", len(reads), small, reads)
+		}
+		if p.spy.peakInFlight() > 20 {
+			t.Errorf("peak in flight %d, want at most 20", p.spy.peakInFlight())
 		}
 	})
-	cps := memory.NewCheckpoints()
-	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec,
-		reader: application.ReaderConfig{MaxInFlight: 20, BatchSize: 10}})
-	runInBackground(t, p.reader.Run)
-	for range 200 {
-		select {
-		case tokens <- struct{}{}:
-		case <-time.After(10 * time.Second):
-			t.Fatal("no event took a token for 10s")
-		}
-		time.Sleep(50 * time.Microsecond) // finishes one at a time, reads in between
-	}
-	eventually(t, "checkpoint at 200", savedAt(t, cps, 200))
-	mu.Lock()
-	defer mu.Unlock()
-	// A read below half a batch happens only when the room stayed short
-	// for lowRoomWait (20ms): rare here, where an event finishes every
-	// ~50µs; before, nearly every read was of one or two rows.
-	small := 0
-	for _, rows := range reads {
-		if rows < 5 {
-			small++
-		}
-	}
-	if small > len(reads)/10 || len(reads) > 60 {
-		t.Fatalf("%d reads, %d of them below half a batch (5 rows): %v; want at most 60, and few small", len(reads), small, reads)
-	}
-	if p.spy.peakInFlight() > 20 {
-		t.Errorf("peak in flight %d, want at most 20", p.spy.peakInFlight())
-	}
 }
 
 // TestReaderReadsPastEventsHoldingTheirRoom: events that keep their room

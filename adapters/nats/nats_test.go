@@ -633,8 +633,10 @@ func TestRedelivery(t *testing.T) {
 		{
 			name: "in progress extends the ack wait", maxDeliver: 5, want: 1,
 			act: func(ctx context.Context, d ports.Delivery) error {
-				for range 4 { // 1.6s of work against a 1s ack wait
-					time.Sleep(400 * time.Millisecond)
+				// 1.6s of work against a 1s ack wait, a beat every
+				// 200ms: 800ms of slack each for a loaded machine.
+				for range 8 {
+					time.Sleep(200 * time.Millisecond)
 					if err := d.InProgress(ctx); err != nil {
 						return err
 					}

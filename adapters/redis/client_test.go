@@ -138,7 +138,7 @@ func TestStoppedRedisIsUnavailable(t *testing.T) {
 	t.Parallel()
 	addr, server := privateRedis(t)
 	redisURL := "redis://" + addr + "/0"
-	c, err := Open(t.Context(), Config{URL: redisURL, CommandTimeout: 200 * time.Millisecond, ConnectTimeout: 500 * time.Millisecond})
+	c, err := Open(t.Context(), Config{URL: redisURL, CommandTimeout: 2 * time.Second, ConnectTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -399,6 +399,7 @@ func TestCleartextResendDialsANewConnection(t *testing.T) {
 // 408 is not taken for the next request's answer.
 func TestCleartextIdleConnectionChecked(t *testing.T) {
 	t.Parallel()
+	wrote := make(chan struct{})
 	srv := newRawServer(t, func(s *rawServer, conn int, c net.Conn, br *bufio.Reader) {
 		for {
 			if _, _, ok := s.readRequest(br); !ok {
@@ -408,6 +409,7 @@ func TestCleartextIdleConnectionChecked(t *testing.T) {
 			if conn == 0 {
 				time.Sleep(20 * time.Millisecond)
 				_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+				close(wrote)
 				<-t.Context().Done() // open until the test ends: only the 408 tells
 				return
 			}
@@ -417,7 +419,8 @@ func TestCleartextIdleConnectionChecked(t *testing.T) {
 	if err := srv.deliver(t, exec); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(150 * time.Millisecond)
+	<-wrote
+	time.Sleep(100 * time.Millisecond) // idle past h1CheckAfter (50ms): checked before its reuse
 	if err := srv.deliver(t, exec); err != nil {
 		t.Fatalf("Execute after the 408 on the idle connection: %v", err)
 	}
