@@ -226,6 +226,19 @@ func (c *ChangeLog) settled() bool {
 	return c.wake.armed && c.wake.safe && c.listener.armed.Load()
 }
 
+// waitUntil polls cond until it holds, failing the test after waitTimeout
+// with what was awaited.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, waitTimeout)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
 // waitBlocked waits until cl's reader is blocked in Wait, armed and safe,
 // its reads past every notified transaction: the state in which a commit's
 // notification finds it waiting (see listener.keepArm). A loaded machine
@@ -233,13 +246,7 @@ func (c *ChangeLog) settled() bool {
 // back into Wait after a read.
 func waitBlocked(t testing.TB, cl *ChangeLog) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cl.blocked() {
-		if time.Now().After(deadline) {
-			t.Fatalf("reader not blocked in Wait within %v", waitTimeout)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+	waitUntil(t, "the reader blocked in Wait", cl.blocked)
 }
 
 func (c *ChangeLog) blocked() bool {
@@ -251,13 +258,7 @@ func (c *ChangeLog) blocked() bool {
 
 func waitSettled(t testing.TB, cl *ChangeLog) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cl.settled() {
-		if time.Now().After(deadline) {
-			t.Fatalf("change log not armed within %v", waitTimeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "the change log armed", cl.settled)
 }
 
 // settle calls Wait until cl is settled.
@@ -794,11 +795,7 @@ func TestChangeLogKeepsArmForSparseCommits(t *testing.T) {
 			// Its notification finds the reader busy: the listener
 			// releases the arm, on its own connection, which a loaded
 			// machine may finish later than the gap.
-			for deadline := time.Now().Add(waitTimeout); b.cl.listener.armed.Load(); time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("arm not released within %v of a commit that found the reader busy", waitTimeout)
-				}
-			}
+			waitUntil(t, "the arm released after a commit that found the reader busy", func() bool { return !b.cl.listener.armed.Load() })
 		}
 		time.Sleep(gap) // far apart, but the reader is busy
 	}
@@ -879,11 +876,7 @@ func TestChangeLogPollsWhileTheWakeConnectionHangs(t *testing.T) {
 	l.awaitFirstAttempt(waitTimeout)
 	settle(t, b.cl)
 	b.cl.active() // rows came: the arm is released
-	for deadline := time.Now().Add(waitTimeout); l.armed.Load(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("arm not released within %v", waitTimeout)
-		}
-	}
+	waitUntil(t, "the arm released", func() bool { return !l.armed.Load() })
 	b.cl.wake.mu.Lock()
 	b.cl.wake.lastActive = time.Time{} // quiet long enough to arm
 	b.cl.wake.mu.Unlock()
@@ -903,18 +896,16 @@ func TestChangeLogPollsWhileTheWakeConnectionHangs(t *testing.T) {
 		// The connection's goroutine takes the request when it is
 		// kicked, which a loaded machine may delay past the poll
 		// interval; a second request would stay queued for good.
-		var queued int
-		var pending bool
-		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(time.Millisecond) {
+		waitUntil(t, fmt.Sprintf("after Wait %d, every request taken (a second would stay queued)", i), func() bool {
 			l.mu.Lock()
-			queued, pending = len(l.requests), l.pendingArm != nil
-			l.mu.Unlock()
-			if queued == 0 || time.Now().After(deadline) {
-				break
-			}
-		}
-		if queued != 0 || !pending {
-			t.Fatalf("after Wait %d: %d requests queued, an arm pending: %v; want the one arm, taken and pending", i, queued, pending)
+			defer l.mu.Unlock()
+			return len(l.requests) == 0
+		})
+		l.mu.Lock()
+		pending := l.pendingArm != nil
+		l.mu.Unlock()
+		if !pending {
+			t.Fatalf("after Wait %d: no arm pending; want the one arm, taken and pending", i)
 		}
 	}
 	select {
@@ -929,11 +920,7 @@ func TestChangeLogPollsWhileTheWakeConnectionHangs(t *testing.T) {
 	// Cut: the pending arm is answered with the connection's failure,
 	// and a Wait after that learns that the listener is down (it polls).
 	proxy.Cut()
-	for deadline := time.Now().Add(waitTimeout); l.pid.Load() != 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the cut connection not given up within %v", waitTimeout)
-		}
-	}
+	waitUntil(t, "the cut connection given up", func() bool { return l.pid.Load() == 0 })
 	ctx, cancel := context.WithTimeout(t.Context(), 2*wakeStatementTimeout)
 	defer cancel()
 	if err := b.cl.Wait(ctx); err != nil {
@@ -973,11 +960,7 @@ func TestListenerTakesOverAnAnsweredArm(t *testing.T) {
 		t.Fatalf("arm with the lock still held = %+v, %v; want the answer taken over, %+v", res, err, stale)
 	}
 	l.disarm()
-	for deadline := time.Now().Add(waitTimeout); l.armed.Load(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not released within %v", waitTimeout)
-		}
-	}
+	waitUntil(t, "the arm released", func() bool { return !l.armed.Load() })
 	answered(stale)
 	res, err := l.arm(t.Context(), waitTimeout)
 	if err != nil || !res.held || res == stale || res.next < first.next {
