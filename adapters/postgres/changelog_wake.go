@@ -49,6 +49,9 @@ import (
 //     still running holds its rows back) it polls as when not yet safe,
 //     up to that transaction.
 //
+// Wait is meant for one caller at a time (the reader): concurrent Waits
+// are safe but share one arm (see listener.arm), and may wait longer.
+//
 // While the listener is down Wait falls back to the poll interval; its
 // reconnection wakes the reader. While its connection hangs (an arm not
 // answered within the poll interval, at least armPatienceMin), each Wait

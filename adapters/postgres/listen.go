@@ -72,8 +72,10 @@ type listener struct {
 	requests []wakeRequest      // arm/disarm requests for the connection's goroutine
 	kick     context.CancelFunc // interrupts the current WaitForNotification; nil when not waiting
 	// pendingArm: the reply of an arm whose caller stopped waiting (see
-	// arm); the next arm takes it over.
-	pendingArm chan armResult
+	// arm); the next arm takes it over. pendingConn: connects when it
+	// was asked for (the session that answers it).
+	pendingArm  chan armResult
+	pendingConn int64
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -148,18 +150,19 @@ func (l *listener) signal() {
 // takes that answer over instead of queuing another request, so a hung
 // connection holds at most one arm of its (one) reader. An answer that
 // came while no one waited is used if it still holds (an error, the lock
-// not taken, or the lock still held: only this reader's arms take it, and
-// every release and reconnection clears armed), else dropped and the lock
-// asked for again (a notification released it since).
+// not taken, or the lock still held by the session that answered: only
+// arms take it, and every release and reconnection clears armed), else
+// dropped and the lock asked for again (a notification released it
+// since, or the lock is another session's).
 func (l *listener) arm(ctx context.Context, patience time.Duration) (armResult, error) {
 	l.mu.Lock()
-	reply := l.pendingArm
+	reply, conn := l.pendingArm, l.pendingConn
 	l.pendingArm = nil
 	l.mu.Unlock()
 	if reply != nil {
 		select {
 		case r := <-reply:
-			if r.err != nil || !r.held || l.armed.Load() {
+			if r.err != nil || !r.held || (l.armed.Load() && l.connects.Load() == conn) {
 				return r, r.err
 			}
 			reply = nil
@@ -170,6 +173,7 @@ func (l *listener) arm(ctx context.Context, patience time.Duration) (armResult, 
 		if l.pid.Load() == 0 {
 			return armResult{}, errNotListening
 		}
+		conn = l.connects.Load()
 		reply = make(chan armResult, 1)
 		l.request(wakeRequest{arm: true, reply: reply})
 		if l.pid.Load() == 0 {
@@ -192,7 +196,7 @@ func (l *listener) arm(ctx context.Context, patience time.Duration) (armResult, 
 	// The goroutine still answers into the buffered reply (or fails it
 	// with the connection).
 	l.mu.Lock()
-	l.pendingArm = reply
+	l.pendingArm, l.pendingConn = reply, conn
 	l.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return armResult{}, err

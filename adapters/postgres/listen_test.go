@@ -936,7 +936,8 @@ func TestChangeLogPollsWhileTheWakeConnectionHangs(t *testing.T) {
 
 // TestListenerTakesOverAnAnsweredArm: an arm answered after its reader
 // stopped waiting (a slow connection) is used by the next arm while the
-// lock is still held, and asked for again once a release dropped it.
+// lock is still held by the session that answered, and asked for again
+// when the lock is another session's or a release dropped it.
 func TestListenerTakesOverAnAnsweredArm(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
@@ -947,21 +948,26 @@ func TestListenerTakesOverAnAnsweredArm(t *testing.T) {
 	if err != nil || !first.held {
 		t.Fatalf("first arm: %+v, %v", first, err)
 	}
-	answered := func(res armResult) {
+	session := l.connects.Load()
+	answered := func(res armResult, conn int64) {
 		reply := make(chan armResult, 1)
 		reply <- res
 		l.mu.Lock()
-		l.pendingArm = reply
+		l.pendingArm, l.pendingConn = reply, conn
 		l.mu.Unlock()
 	}
 	stale := armResult{held: true, xmin: 1, next: 2} // bounds no live arm reads
-	answered(stale)
+	answered(stale, session-1)
+	if res, err := l.arm(t.Context(), waitTimeout); err != nil || res == stale {
+		t.Fatalf("arm with the lock held by a later session = %+v, %v; want the lock asked for again, not %+v", res, err, stale)
+	}
+	answered(stale, session)
 	if res, err := l.arm(t.Context(), waitTimeout); err != nil || res != stale {
 		t.Fatalf("arm with the lock still held = %+v, %v; want the answer taken over, %+v", res, err, stale)
 	}
 	l.disarm()
 	waitUntil(t, "the arm released", func() bool { return !l.armed.Load() })
-	answered(stale)
+	answered(stale, session)
 	res, err := l.arm(t.Context(), waitTimeout)
 	if err != nil || !res.held || res == stale || res.next < first.next {
 		t.Fatalf("arm after a release = %+v, %v; want the lock asked for again (next >= %d), not %+v", res, err, first.next, stale)
