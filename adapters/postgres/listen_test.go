@@ -1001,14 +1001,12 @@ func TestChangeLogKeptArmWaitsNotForACutRead(t *testing.T) {
 	// running since before the commit holds them back meanwhile).
 	records := func(limit ports.ReadLimit) []ports.Record {
 		t.Helper()
-		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(time.Millisecond) {
-			if got := read(limit).Records; len(got) > 0 {
-				return got
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no record read within %v", waitTimeout)
-			}
-		}
+		var got []ports.Record
+		waitUntil(t, "a record read", func() bool {
+			got = read(limit).Records
+			return len(got) > 0
+		})
+		return got
 	}
 	all := ports.ReadLimit{Rows: 100}
 	// waitFor runs Wait while commit commits, and fails unless it returns
@@ -1017,11 +1015,7 @@ func TestChangeLogKeptArmWaitsNotForACutRead(t *testing.T) {
 		t.Helper()
 		done := make(chan error, 1)
 		go func() { done <- b.cl.Wait(ctx) }()
-		for deadline := time.Now().Add(waitTimeout); !b.cl.listener.waiting.Load(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("reader not waiting")
-			}
-		}
+		waitUntil(t, "the reader waiting", b.cl.listener.waiting.Load)
 		if err := commit(); err != nil {
 			t.Fatalf("commit: %v", err)
 		}
