@@ -16,7 +16,9 @@ import (
 // nothing) running and the change log as the binary's migration leaves it
 // for (b) database.wake = notify (the trigger installed) and (c)
 // database.wake = poll (no trigger), as BenchmarkCaptureCommitRate's a, c
-// and d; alternated per client count in rounds (see writeCeiling).
+// and d, and (d) the trigger installed but no service running: what the
+// trigger alone costs, apart from the service's reads on the same cores;
+// alternated per client count in rounds (see writeCeiling).
 func (h *harness) ceilings(ctx context.Context) (err error) {
 	h.recv.reset()
 	rps, err := hammer(ctx, h.recv.URL, h.opt.HammerConns, h.opt.HammerLength)
@@ -62,7 +64,8 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 
 // writeCeiling measures the commit rate of clients pgbench clients in
 // WriteRounds rounds: the application alone (a), then with the service
-// under each wake, with a again after the last round. Each round's
+// under each wake, then with notify's trigger and no service (d), with a
+// again after the last round. Each round's
 // ratios are to the mean of the a before and the a after it, so that
 // the machine's drift (its speed varies by the hour, by ±20% between
 // runs a minute apart) weighs on both sides alike; the figures are the
@@ -92,6 +95,10 @@ func (h *harness) writeCeiling(ctx context.Context, db *database, bin, script st
 			got[wake] = r.TPS
 			cpus[wake] = append(cpus[wake], cpuPer10k(cpu, h.hz, int(r.Commits)))
 		}
+		trig, err := h.commitRateWithTrigger(ctx, db, bin, script, n, services[wakeNotify])
+		if err != nil {
+			return fmt.Errorf("the capture trigger without the service: %w", err)
+		}
 		after, err := alone()
 		if err != nil {
 			return err
@@ -102,6 +109,8 @@ func (h *harness) writeCeiling(ctx context.Context, db *database, bin, script st
 			tps[wake] = append(tps[wake], got[wake])
 			ratios[wake] = append(ratios[wake], got[wake]/a)
 		}
+		tps[triggerOnly] = append(tps[triggerOnly], trig.TPS)
+		ratios[triggerOnly] = append(ratios[triggerOnly], trig.TPS/a)
 		before = after
 	}
 	rounds := fmt.Sprintf("median of %d rounds", h.opt.WriteRounds)
@@ -113,7 +122,33 @@ func (h *harness) writeCeiling(ctx context.Context, db *database, bin, script st
 		h.figs.add(tableCeilings, fmt.Sprintf("service CPU s per 10k rows written, %d clients, database.wake = %s (%s)", n, wake, rounds), colValue, median(cpus[wake]))
 		h.log.Info("write ceiling", "clients", n, "wake", wake, "ratios", ratios[wake])
 	}
+	h.figs.add(tableCeilings, fmt.Sprintf("application commits/s, %d clients, capture trigger installed, no service (%s)", n, rounds), colValue, median(tps[triggerOnly]))
+	h.figs.add(tableCeilings, fmt.Sprintf("ratio to no trigger and no service, %d clients, capture trigger installed, no service (%s)", n, rounds), colValue, median(ratios[triggerOnly]))
+	h.log.Info("write ceiling", "clients", n, "wake", "notify's trigger, no service", "ratios", ratios[triggerOnly])
 	return nil
+}
+
+// triggerOnly keys writeCeiling's figures of the trigger without the
+// service.
+const triggerOnly = "trigger only"
+
+// commitRateWithTrigger migrates the change log with notify's
+// configuration p (so the capture trigger is installed, as the service
+// would install it) and runs pgbench without starting the service: what
+// the trigger alone costs the writers.
+func (h *harness) commitRateWithTrigger(ctx context.Context, db *database, bin, script string, clients int, p preparedService) (pgbench.Result, error) {
+	if _, err := runCommand(ctx, h.opt.Bin, h.token, p.cfgs[0], "migrate"); err != nil {
+		return pgbench.Result{}, err
+	}
+	var installed bool
+	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'core.tb_entity_change_log'::regclass AND tgname = $1)`,
+		pgbench.TriggerName).Scan(&installed); err != nil {
+		return pgbench.Result{}, fmt.Errorf("look up the capture trigger: %w", err)
+	}
+	if !installed {
+		return pgbench.Result{}, fmt.Errorf("migrate with %s installed no %s trigger on the change log", p.cfgs[0], pgbench.TriggerName)
+	}
+	return h.commitRate(ctx, db, bin, script, clients)
 }
 
 // preparedService is what prepare wrote for one configuration.

@@ -90,7 +90,9 @@ func TestHarnessPostgresOnly(t *testing.T) {
 		"application commits/s, 8 clients, service running, database.wake = notify (median of 2 rounds)",
 		"ratio to no trigger and no service, 8 clients, database.wake = notify (median of 2 rounds)",
 		"application commits/s, 8 clients, service running, database.wake = poll (median of 2 rounds)",
-		"ratio to no trigger and no service, 8 clients, database.wake = poll (median of 2 rounds)"} {
+		"ratio to no trigger and no service, 8 clients, database.wake = poll (median of 2 rounds)",
+		"application commits/s, 8 clients, capture trigger installed, no service (median of 2 rounds)",
+		"ratio to no trigger and no service, 8 clients, capture trigger installed, no service (median of 2 rounds)"} {
 		if got := value(tableCeilings, row, colValue); got <= 0 {
 			t.Errorf("%s = %v, want > 0", row, got)
 		}
