@@ -16,7 +16,7 @@ import (
 // nothing) running and the change log as the binary's migration leaves it
 // for (b) database.wake = notify (the trigger installed) and (c)
 // database.wake = poll (no trigger), as BenchmarkCaptureCommitRate's a, c
-// and d, and (d) the trigger installed but no service running: what the
+// and d, and (t) the trigger installed but no service running: what the
 // trigger alone costs, apart from the service's reads on the same cores;
 // alternated per client count in rounds (see writeCeiling).
 func (h *harness) ceilings(ctx context.Context) (err error) {
@@ -64,7 +64,7 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 
 // writeCeiling measures the commit rate of clients pgbench clients in
 // WriteRounds rounds: the application alone (a), then with the service
-// under each wake, then with notify's trigger and no service (d), with a
+// under each wake, then with notify's trigger and no service (t), with a
 // again after the last round. Each round's
 // ratios are to the mean of the a before and the a after it, so that
 // the machine's drift (its speed varies by the hour, by ±20% between
