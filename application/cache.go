@@ -160,12 +160,26 @@ func (sc *stepCache) in(ctx context.Context) context.Context {
 	return context.WithValue(ctx, stepCacheKey{}, sc)
 }
 
-// prefetch looks up every key in one call, in the background, and returns
-// ctx carrying the step cache for Execute. A lookup nobody takes ends on
-// its own (bounded by the store's timeout).
-func (c *CachingExecutor) prefetch(ctx context.Context, keys []string) (context.Context, *stepCache) {
-	sc := c.newStepCache(keys, c.lookUp(ctx, keys))
-	return sc.in(ctx), sc
+// closedDone is the done channel of lookups answered before they were
+// handed out.
+var closedDone = func() <-chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
+// lookedUp returns answered lookups of n keys: hits[i], or err for each.
+func lookedUp(n int, hits []bool, err error) []cacheLookup {
+	ls := make([]cacheLookup, n)
+	for i := range ls {
+		ls[i].done = closedDone
+		if err != nil {
+			ls[i].err = err
+		} else {
+			ls[i].hit = hits[i]
+		}
+	}
+	return ls
 }
 
 // lookUp starts one GetMany for keys and returns a lookup per key, each

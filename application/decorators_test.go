@@ -108,6 +108,7 @@ type fakeCache struct {
 	mu   sync.Mutex
 	keys map[string]bool
 	fail atomic.Bool
+	gets atomic.Int32 // GetMany calls
 }
 
 func (c *fakeCache) Get(_ context.Context, key string) (bool, error) {
@@ -130,6 +131,7 @@ func (c *fakeCache) Put(_ context.Context, key string, _ time.Duration) error {
 }
 
 func (c *fakeCache) GetMany(ctx context.Context, keys []string) ([]bool, error) {
+	c.gets.Add(1)
 	hits := make([]bool, len(keys))
 	for i, key := range keys {
 		hit, err := c.Get(ctx, key)

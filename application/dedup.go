@@ -134,11 +134,7 @@ func (d *Dedup) Prepare(ctx context.Context, runs ...*Run) {
 			counts[i] = len(due)
 		}
 	}
-	var ls []cacheLookup // answered in the background, waited for by the Step that takes them
-	if len(keys) > 0 {
-		ls = d.cfg.Cache.lookUp(ctx, keys)
-	}
-	res, err := d.store.ClaimMany(ctx, ids, d.cfg.Token, d.cfg.Lease)
+	ls, res, err := d.claimLookUp(ctx, ids, keys)
 	off := 0
 	for i, run := range claim {
 		p := &preparedClaim{err: err, at: now}
@@ -154,6 +150,25 @@ func (d *Dedup) Prepare(ctx context.Context, runs ...*Run) {
 		}
 		run.dedup.prepared = p
 	}
+}
+
+// claimLookUp claims ids and looks up keys (none: no lookup): in one round
+// trip when the store holds the cache's entries too (ports.ClaimLookUp),
+// else the lookups in the background (waited for by the Step that takes
+// them) while the claims are made.
+func (d *Dedup) claimLookUp(ctx context.Context, ids, keys []string) ([]cacheLookup, []ports.ClaimResult, error) {
+	if len(keys) == 0 {
+		res, err := d.store.ClaimMany(ctx, ids, d.cfg.Token, d.cfg.Lease)
+		return nil, res, err
+	}
+	if cl, ok := d.store.(ports.ClaimLookUp); ok {
+		if r, ok := cl.ClaimManyLookUp(ctx, ids, d.cfg.Token, d.cfg.Lease, d.cfg.Cache.cache, keys); ok {
+			return lookedUp(len(keys), r.Hits, r.LookUpErr), r.Claims, r.ClaimErr
+		}
+	}
+	ls := d.cfg.Cache.lookUp(ctx, keys)
+	res, err := d.store.ClaimMany(ctx, ids, d.cfg.Token, d.cfg.Lease)
+	return ls, res, err
 }
 
 // takePrepared returns (and forgets) what Prepare left for run, if it is
@@ -194,12 +209,18 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 		// The due actions' cache lookups go out with the claim; they are
 		// used only if the claim is ours (a lookup before the claim sees
 		// what one after it would: only a claim holder stores successes).
+		var keys []string
 		if d.cfg.Cache != nil {
-			if keys := dueResultKeys(run, d.cfg.Now()); len(keys) > 0 {
-				sctx, sc = d.cfg.Cache.prefetch(ctx, keys)
-			}
+			keys = dueResultKeys(run, d.cfg.Now())
 		}
-		res, err = d.store.Claim(ctx, run.Record.Event.ID, d.cfg.Token, d.cfg.Lease)
+		ls, claims, cerr := d.claimLookUp(ctx, []string{run.Record.Event.ID}, keys)
+		if err = cerr; err == nil {
+			res = claims[0]
+		}
+		if len(keys) > 0 {
+			sc = d.cfg.Cache.newStepCache(keys, ls)
+			sctx = sc.in(ctx)
+		}
 	}
 	switch {
 	case err != nil:

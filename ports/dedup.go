@@ -76,3 +76,28 @@ type ResultCache interface {
 	GetMany(ctx context.Context, keys []string) ([]bool, error)
 	PutMany(ctx context.Context, keys []string, ttl time.Duration) error
 }
+
+// ClaimLookUp is a capability of a Deduplicator whose store also holds a
+// ResultCache's entries (the Redis adapters over one client): it claims
+// events and looks up action results in one round trip, where the two
+// calls would each cost one.
+//
+// ClaimManyLookUp answers ClaimMany(ctx, eventIDs, token, lease) and
+// cache.GetMany(ctx, keys) together when cache is a result cache over the
+// same store, and returns ok true; the answers and errors are each what
+// that call would have returned (a failed round trip fails both). When
+// cache is another store's, or the adapter cannot combine the two at the
+// moment, it does nothing and returns ok false: the caller makes the two
+// calls itself.
+type ClaimLookUp interface {
+	ClaimManyLookUp(ctx context.Context, eventIDs []string, token string, lease time.Duration, cache ResultCache, keys []string) (ClaimLookUpResult, bool)
+}
+
+// ClaimLookUpResult is ClaimManyLookUp's answer: ClaimMany's and GetMany's.
+type ClaimLookUpResult struct {
+	Claims   []ClaimResult
+	ClaimErr error
+	Hits     []bool
+	// LookUpErr is GetMany's error; Hits is nil with it.
+	LookUpErr error
+}

@@ -36,13 +36,24 @@ func (r *ResultCache) Get(ctx context.Context, key string) (bool, error) {
 // (an integer reply: a GET's nil reply for a miss, the common case, cost
 // the client an error value per key).
 func (r *ResultCache) GetMany(ctx context.Context, keys []string) ([]bool, error) {
+	cmds := r.existsCmds(ctx, keys)
+	if err := r.c.batch.doAll(ctx, cmds); err != nil {
+		return nil, r.c.wrap(ctx, batchOp(keys, "get result", "get %d results"), err)
+	}
+	return r.existsReplies(ctx, keys, cmds)
+}
+
+// existsCmds are GetMany's commands.
+func (r *ResultCache) existsCmds(ctx context.Context, keys []string) []goredis.Cmder {
 	cmds := make([]goredis.Cmder, len(keys))
 	for i, key := range keys {
 		cmds[i] = goredis.NewIntCmd(ctx, "exists", r.key(key))
 	}
-	if err := r.c.batch.doAll(ctx, cmds); err != nil {
-		return nil, r.c.wrap(ctx, batchOp(keys, "get result", "get %d results"), err)
-	}
+	return cmds
+}
+
+// existsReplies reads the answers of existsCmds.
+func (r *ResultCache) existsReplies(ctx context.Context, keys []string, cmds []goredis.Cmder) ([]bool, error) {
 	hits := make([]bool, len(keys))
 	for i, c := range cmds {
 		n, err := c.(*goredis.IntCmd).Result()

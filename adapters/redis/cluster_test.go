@@ -110,6 +110,10 @@ func TestCluster(t *testing.T) {
 		t.Parallel()
 		porttest.RunResultCache(t, redisFeatures, cacheHarness(open))
 	})
+	t.Run("ClaimLookUp", func(t *testing.T) {
+		t.Parallel()
+		porttest.RunClaimLookUp(t, claimLookUpHarness(open))
+	})
 	t.Run("InvalidateAcrossMasters", func(t *testing.T) {
 		t.Parallel()
 		c := open(t, newPrefix())

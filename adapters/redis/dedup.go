@@ -85,45 +85,88 @@ func (d *Deduplicator) Claim(ctx context.Context, eventID, token string, lease t
 // in one pipeline; the few that need claimScript (the caller's own claims,
 // older servers) run it afterwards.
 func (d *Deduplicator) ClaimMany(ctx context.Context, eventIDs []string, token string, lease time.Duration) ([]ports.ClaimResult, error) {
-	for _, id := range eventIDs {
-		switch {
-		case id == "":
-			return nil, fmt.Errorf("redis: claim: empty event id")
-		case token == "":
-			return nil, fmt.Errorf("redis: claim %s: empty token", id)
-		case lease <= 0:
-			return nil, fmt.Errorf("redis: claim %s: lease %v is not positive", id, lease)
-		}
+	if err := checkClaims(eventIDs, token, lease); err != nil {
+		return nil, err
 	}
-	res := make([]ports.ClaimResult, len(eventIDs))
-	value := claimPrefix + token
+	var cmds []goredis.Cmder
 	if !d.scriptOnly.Load() {
-		// The common case in one native command, no script: SET NX takes a
-		// free key and GET returns what held it otherwise.
-		cmds := make([]goredis.Cmder, len(eventIDs))
-		val, px := any(value), any(millis(lease)) // boxed once for every command
-		for i, id := range eventIDs {
-			cmds[i] = goredis.NewStringCmd(ctx, "set", d.key(id), val, "nx", "get", "px", px)
-		}
+		cmds = d.claimCmds(ctx, eventIDs, token, lease)
 		if err := d.c.batch.doAll(ctx, cmds); err != nil {
 			return nil, d.c.wrap(ctx, batchOp(eventIDs, "claim", "claim %d events"), err)
 		}
-		for i, c := range cmds {
-			cmd := c.(*goredis.StringCmd)
-			err := cmd.Err()
-			switch {
-			case errors.Is(err, goredis.Nil): // the key was free: taken
-				res[i] = ports.ClaimAcquired
-			case err == nil && cmd.Val() == doneValue:
-				res[i] = ports.ClaimDone
-			case err == nil && cmd.Val() != value && strings.HasPrefix(cmd.Val(), claimPrefix):
-				res[i] = ports.ClaimBusy
-			case err == nil: // the caller's own claim (extended by the script), or a reply no claim explains
-			case isSyntaxError(err):
-				d.scriptOnly.Store(true)
-			default:
-				return nil, d.c.wrap(ctx, "claim "+eventIDs[i], err)
-			}
+	}
+	return d.claimReplies(ctx, eventIDs, token, lease, cmds)
+}
+
+// ClaimManyLookUp is ClaimMany and cache's GetMany in one pipeline, when
+// cache is a ResultCache over d's client (see ports.ClaimLookUp); on
+// servers that need claimScript it declines (ok false).
+func (d *Deduplicator) ClaimManyLookUp(ctx context.Context, eventIDs []string, token string, lease time.Duration, cache ports.ResultCache, keys []string) (ports.ClaimLookUpResult, bool) {
+	rc, ok := cache.(*ResultCache)
+	if !ok || rc.c != d.c || d.scriptOnly.Load() || checkClaims(eventIDs, token, lease) != nil {
+		return ports.ClaimLookUpResult{}, false
+	}
+	claims := d.claimCmds(ctx, eventIDs, token, lease)
+	lookups := rc.existsCmds(ctx, keys)
+	var res ports.ClaimLookUpResult
+	if err := d.c.batch.doAll(ctx, append(claims[:len(claims):len(claims)], lookups...)); err != nil {
+		res.ClaimErr = d.c.wrap(ctx, batchOp(eventIDs, "claim", "claim %d events"), err)
+		res.LookUpErr = d.c.wrap(ctx, batchOp(keys, "get result", "get %d results"), err)
+		return res, true
+	}
+	res.Hits, res.LookUpErr = rc.existsReplies(ctx, keys, lookups)
+	res.Claims, res.ClaimErr = d.claimReplies(ctx, eventIDs, token, lease, claims)
+	return res, true
+}
+
+// checkClaims refuses a claim that cannot be taken: an empty id or token,
+// a lease that is not positive.
+func checkClaims(eventIDs []string, token string, lease time.Duration) error {
+	for _, id := range eventIDs {
+		switch {
+		case id == "":
+			return fmt.Errorf("redis: claim: empty event id")
+		case token == "":
+			return fmt.Errorf("redis: claim %s: empty token", id)
+		case lease <= 0:
+			return fmt.Errorf("redis: claim %s: lease %v is not positive", id, lease)
+		}
+	}
+	return nil
+}
+
+// claimCmds are the SET NX GET commands that claim eventIDs for token:
+// SET NX takes a free key and GET returns what held it otherwise.
+func (d *Deduplicator) claimCmds(ctx context.Context, eventIDs []string, token string, lease time.Duration) []goredis.Cmder {
+	cmds := make([]goredis.Cmder, len(eventIDs))
+	val, px := any(claimPrefix+token), any(millis(lease)) // boxed once for every command
+	for i, id := range eventIDs {
+		cmds[i] = goredis.NewStringCmd(ctx, "set", d.key(id), val, "nx", "get", "px", px)
+	}
+	return cmds
+}
+
+// claimReplies reads the answers of claimCmds (nil: none were sent, on
+// servers before 7.0); the ids they leave open (the caller's own claims,
+// replies no claim explains, older servers) are claimed with claimScript.
+func (d *Deduplicator) claimReplies(ctx context.Context, eventIDs []string, token string, lease time.Duration, cmds []goredis.Cmder) ([]ports.ClaimResult, error) {
+	res := make([]ports.ClaimResult, len(eventIDs))
+	value := claimPrefix + token
+	for i, c := range cmds {
+		cmd := c.(*goredis.StringCmd)
+		err := cmd.Err()
+		switch {
+		case errors.Is(err, goredis.Nil): // the key was free: taken
+			res[i] = ports.ClaimAcquired
+		case err == nil && cmd.Val() == doneValue:
+			res[i] = ports.ClaimDone
+		case err == nil && cmd.Val() != value && strings.HasPrefix(cmd.Val(), claimPrefix):
+			res[i] = ports.ClaimBusy
+		case err == nil: // the caller's own claim (extended by the script), or a reply no claim explains
+		case isSyntaxError(err):
+			d.scriptOnly.Store(true)
+		default:
+			return nil, d.c.wrap(ctx, "claim "+eventIDs[i], err)
 		}
 	}
 	for i, id := range eventIDs {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/ports"
 	"github.com/fraiseql/fraiseql-observer/ports/porttest"
 )
@@ -34,7 +35,50 @@ func cacheHarness(open func(t *testing.T, prefix string) *Client) func(t *testin
 	}
 }
 
+// claimLookUpHarness gives the suite a deduplicator and a result cache on
+// one client, and a result cache on a second client (another store, to
+// the adapter) on the same prefix.
+func claimLookUpHarness(open func(t *testing.T, prefix string) *Client) func(t *testing.T) porttest.ClaimLookUpHarness {
+	return func(t *testing.T) porttest.ClaimLookUpHarness {
+		prefix := newPrefix()
+		c := open(t, prefix)
+		return porttest.ClaimLookUpHarness{Dedup: NewDeduplicator(c), Cache: NewResultCache(c), Foreign: NewResultCache(open(t, prefix))}
+	}
+}
+
 func openSingle(t *testing.T, prefix string) *Client { return openClient(t, prefix) }
+
+func TestClaimLookUpConformance(t *testing.T) {
+	t.Parallel()
+	porttest.RunClaimLookUp(t, claimLookUpHarness(openSingle))
+}
+
+// TestClaimLookUpFailsBoth: a round trip that fails fails the claims and
+// the lookups alike; on the script path (servers before 7.0) the adapter
+// declines, and the caller makes the two calls.
+func TestClaimLookUpFailsBoth(t *testing.T) {
+	t.Parallel()
+	c, err := Open(t.Context(), Config{URL: testenv.RedisURL(t), KeyPrefix: newPrefix()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	d, rc := NewDeduplicator(c), NewResultCache(c)
+	d.scriptOnly.Store(true)
+	if _, ok := d.ClaimManyLookUp(t.Context(), []string{"e1"}, "a", time.Minute, rc, []string{"e1:o:a"}); ok {
+		t.Error("ClaimManyLookUp combined on the script path")
+	}
+	d.scriptOnly.Store(false)
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	r, ok := d.ClaimManyLookUp(t.Context(), []string{"e1"}, "a", time.Minute, rc, []string{"e1:o:a"})
+	if !ok {
+		t.Fatal("ClaimManyLookUp declined")
+	}
+	if r.ClaimErr == nil || r.LookUpErr == nil || r.Claims != nil || r.Hits != nil {
+		t.Errorf("after Close: %+v, want both errors and no answers", r)
+	}
+}
 
 func TestDeduplicatorConformance(t *testing.T) {
 	t.Parallel()
