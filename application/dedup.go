@@ -103,8 +103,9 @@ func setState(run *Run, s dedupState) { run.dedup.state = s }
 func (d *Dedup) Start(ctx context.Context, rec ports.Record) *Run { return d.next.Start(ctx, rec) }
 
 // Prepare claims the runs' events in one ClaimMany and, at the same time,
-// looks up the results of their first steps' actions in one GetMany: a
-// batch of events costs two round trips instead of one (shared) per event
+// looks up the results of their first steps' actions in one GetMany (one
+// round trip for both when the store offers ports.ClaimLookUp): a batch of
+// events costs one or two round trips instead of one (shared) per event
 // on the path of its actions. The claims wait in each run for its first
 // Step, and so do the lookups (that Step waits for their answer if it has
 // not come yet).

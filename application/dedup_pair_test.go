@@ -25,12 +25,22 @@ type gatedDedup struct {
 }
 
 func (g *gatedDedup) Claim(ctx context.Context, id, token string, lease time.Duration) (ports.ClaimResult, error) {
+	g.awaitLookup()
+	return g.fakeDedup.Claim(ctx, id, token, lease)
+}
+
+func (g *gatedDedup) ClaimMany(ctx context.Context, ids []string, token string, lease time.Duration) ([]ports.ClaimResult, error) {
+	g.awaitLookup()
+	return g.fakeDedup.ClaimMany(ctx, ids, token, lease)
+}
+
+// awaitLookup waits for a cache lookup to have started, at most pairWait.
+func (g *gatedDedup) awaitLookup() {
 	select {
 	case <-g.lookupStarted:
 	case <-time.After(pairWait):
 		g.claimAlone.Store(true)
 	}
-	return g.fakeDedup.Claim(ctx, id, token, lease)
 }
 
 func (g *gatedDedup) MarkDoneMany(ctx context.Context, ids []string, window time.Duration) error {
