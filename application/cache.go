@@ -170,15 +170,8 @@ var closedDone = func() <-chan struct{} {
 
 // lookedUp returns answered lookups of n keys: hits[i], or err for each.
 func lookedUp(n int, hits []bool, err error) []cacheLookup {
-	ls := make([]cacheLookup, n)
-	for i := range ls {
-		ls[i].done = closedDone
-		if err != nil {
-			ls[i].err = err
-		} else {
-			ls[i].hit = hits[i]
-		}
-	}
+	ls := newLookups(n, closedDone)
+	answer(ls, hits, err)
 	return ls
 }
 
@@ -186,22 +179,33 @@ func lookedUp(n int, hits []bool, err error) []cacheLookup {
 // answered when the call returned.
 func (c *CachingExecutor) lookUp(ctx context.Context, keys []string) []cacheLookup {
 	done := make(chan struct{})
-	ls := make([]cacheLookup, len(keys))
-	for i := range ls {
-		ls[i].done = done
-	}
+	ls := newLookups(len(keys), done)
 	go func() {
 		defer close(done)
 		hits, err := c.cache.GetMany(ctx, keys)
-		for i := range ls {
-			if err != nil {
-				ls[i].err = err
-			} else {
-				ls[i].hit = hits[i]
-			}
-		}
+		answer(ls, hits, err)
 	}()
 	return ls
+}
+
+// newLookups returns n lookups, valid once done is closed.
+func newLookups(n int, done <-chan struct{}) []cacheLookup {
+	ls := make([]cacheLookup, n)
+	for i := range ls {
+		ls[i].done = done
+	}
+	return ls
+}
+
+// answer gives ls[i] the answer hits[i], or err to each.
+func answer(ls []cacheLookup, hits []bool, err error) {
+	for i := range ls {
+		if err != nil {
+			ls[i].err = err
+		} else {
+			ls[i].hit = hits[i]
+		}
+	}
 }
 
 // get returns the prefetched answer for key (once; a second call looks up

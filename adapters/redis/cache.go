@@ -38,9 +38,14 @@ func (r *ResultCache) Get(ctx context.Context, key string) (bool, error) {
 func (r *ResultCache) GetMany(ctx context.Context, keys []string) ([]bool, error) {
 	cmds := r.existsCmds(ctx, keys)
 	if err := r.c.batch.doAll(ctx, cmds); err != nil {
-		return nil, r.c.wrap(ctx, batchOp(keys, "get result", "get %d results"), err)
+		return nil, r.lookupsFailed(ctx, keys, err)
 	}
 	return r.existsReplies(ctx, keys, cmds)
+}
+
+// lookupsFailed is the error of lookups of keys whose round trip failed.
+func (r *ResultCache) lookupsFailed(ctx context.Context, keys []string, err error) error {
+	return r.c.wrap(ctx, batchOp(keys, "get result", "get %d results"), err)
 }
 
 // existsCmds are GetMany's commands.

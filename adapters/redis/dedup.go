@@ -92,7 +92,7 @@ func (d *Deduplicator) ClaimMany(ctx context.Context, eventIDs []string, token s
 	if !d.scriptOnly.Load() {
 		cmds = d.claimCmds(ctx, eventIDs, token, lease)
 		if err := d.c.batch.doAll(ctx, cmds); err != nil {
-			return nil, d.c.wrap(ctx, batchOp(eventIDs, "claim", "claim %d events"), err)
+			return nil, d.claimsFailed(ctx, eventIDs, err)
 		}
 	}
 	return d.claimReplies(ctx, eventIDs, token, lease, cmds)
@@ -110,13 +110,17 @@ func (d *Deduplicator) ClaimManyLookUp(ctx context.Context, eventIDs []string, t
 	lookups := rc.existsCmds(ctx, keys)
 	var res ports.ClaimLookUpResult
 	if err := d.c.batch.doAll(ctx, append(claims[:len(claims):len(claims)], lookups...)); err != nil {
-		res.ClaimErr = d.c.wrap(ctx, batchOp(eventIDs, "claim", "claim %d events"), err)
-		res.LookUpErr = d.c.wrap(ctx, batchOp(keys, "get result", "get %d results"), err)
+		res.ClaimErr, res.LookUpErr = d.claimsFailed(ctx, eventIDs, err), rc.lookupsFailed(ctx, keys, err)
 		return res, true
 	}
 	res.Hits, res.LookUpErr = rc.existsReplies(ctx, keys, lookups)
 	res.Claims, res.ClaimErr = d.claimReplies(ctx, eventIDs, token, lease, claims)
 	return res, true
+}
+
+// claimsFailed is the error of claims of eventIDs whose round trip failed.
+func (d *Deduplicator) claimsFailed(ctx context.Context, eventIDs []string, err error) error {
+	return d.c.wrap(ctx, batchOp(eventIDs, "claim", "claim %d events"), err)
 }
 
 // checkClaims refuses a claim that cannot be taken: an empty id or token,
