@@ -10,8 +10,9 @@ package postgres
 // and object_data_before as JSON text, counted by the database; a payload
 // stored in at most $6 bytes cannot be over the limit and is weighed by
 // its stored size, which spares rendering it twice); a row not wanted (an
-// entity outside $7) weighs nothing and ships only its position and
-// columns, no payload. The window keeps the running total of what will be
+// entity outside $7) weighs nothing and ships only its position (every
+// other column NULL or empty: rendering them as text cost the database
+// and the reader more than the row's examination). The window keeps the running total of what will be
 // shipped (a row over the per-event limit $4 ships no payload) and the
 // rows within the byte budget $5 (the first always) are returned, with
 // their payload rendered only when it is within the limit (the jsonb
@@ -20,12 +21,15 @@ package postgres
 // by the txid::text output column.
 func readSQL(table string) string {
 	return `
-			SELECT b.pk_entity_change_log, b.txid::text AS txid_text, b.wanted, b.id::text, b.created_at,
-			       b.object_type, b.modification_type, coalesce(b.object_key, b.object_id::text),
-			       b.object_id::text, b.object_key,
+			SELECT b.pk_entity_change_log, b.txid::text AS txid_text, b.wanted,
+			       CASE WHEN b.wanted THEN b.id::text END, CASE WHEN b.wanted THEN b.created_at END,
+			       CASE WHEN b.wanted THEN b.object_type END, CASE WHEN b.wanted THEN b.modification_type END,
+			       CASE WHEN b.wanted THEN coalesce(b.object_key, b.object_id::text) END,
+			       CASE WHEN b.wanted THEN b.object_id::text END, CASE WHEN b.wanted THEN b.object_key END,
 			       CASE WHEN b.wanted AND b.size <= $4 THEN b.object_data::text END,
 			       CASE WHEN b.wanted AND b.size <= $4 THEN b.object_data_before::text END,
-			       coalesce(b.tenant_id::text, ''), coalesce(b.fk_contact::text, ''), b.size
+			       CASE WHEN b.wanted THEN coalesce(b.tenant_id::text, '') ELSE '' END,
+			       CASE WHEN b.wanted THEN coalesce(b.fk_contact::text, '') ELSE '' END, b.size
 			FROM (
 				SELECT q.*, sum(CASE WHEN q.size <= $4 THEN q.size ELSE 0 END) OVER w AS running, row_number() OVER w AS n
 				FROM (

@@ -720,9 +720,21 @@ func nullJSON(b []byte) *string {
 	return &s
 }
 
-func BenchmarkChangeLogRead(b *testing.B) {
+func BenchmarkChangeLogRead(b *testing.B) { benchmarkReadAll(b, ChangeLogConfig{}, true) }
+
+// BenchmarkChangeLogReadSkipped reads the same rows as
+// BenchmarkChangeLogRead when no observer names their entity: each row
+// is examined (its position) and skipped, as the service reads a busy
+// change log whose rows it does not want.
+func BenchmarkChangeLogReadSkipped(b *testing.B) {
+	benchmarkReadAll(b, ChangeLogConfig{Entities: []string{"Unmatched"}}, false)
+}
+
+// benchmarkReadAll reads 10 000 seeded rows in batches of 500 per
+// iteration: as records when wanted, else as skipped rows.
+func benchmarkReadAll(b *testing.B, cfg ChangeLogConfig, wanted bool) {
 	const rows, batch = 10_000, 500
-	bundle := setup(b, ChangeLogConfig{})
+	bundle := setup(b, cfg)
 	_, err := bundle.pool.Exec(context.Background(), `
 		INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_id, object_data, object_data_before)
 		SELECT 'Order', 'UPDATE', gen_random_uuid(),
@@ -732,9 +744,8 @@ func BenchmarkChangeLogRead(b *testing.B) {
 	if err != nil {
 		b.Fatalf("seed: %v", err)
 	}
-	readUntil(b, bundle.cl, ports.Position{}, rows) // visible before timing starts
 	ctx := context.Background()
-	for b.Loop() {
+	readAll := func() int { // the rows read, as records when wanted, else as skipped rows
 		var n int
 		for after := (ports.Position{}); ; {
 			got, err := bundle.cl.Read(ctx, after, ports.ReadLimit{Rows: batch})
@@ -742,12 +753,24 @@ func BenchmarkChangeLogRead(b *testing.B) {
 				b.Fatalf("Read: %v", err)
 			}
 			if got.End == after {
-				break
+				return n
 			}
-			n += len(got.Records)
+			if wanted {
+				n += len(got.Records)
+			} else if len(got.Records) == 0 {
+				n += got.Skipped
+			}
 			after = got.End
 		}
-		if n != rows {
+	}
+	for deadline := time.Now().Add(10 * time.Second); readAll() != rows; { // visible before timing starts
+		if time.Now().After(deadline) {
+			b.Fatalf("the %d seeded rows did not become readable", rows)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for b.Loop() {
+		if n := readAll(); n != rows {
 			b.Fatalf("read %d rows, want %d", n, rows)
 		}
 	}
