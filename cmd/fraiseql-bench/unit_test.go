@@ -482,3 +482,48 @@ func TestWriteTrace(t *testing.T) {
 		t.Errorf("writeTrace under a file: %v, want an error naming -trace", err)
 	}
 }
+
+// TestDrainShares: each run's drain of the other topologies is divided by
+// postgres-only's of the same run and webhook variant; without a
+// postgres-only drain nothing is recorded.
+func TestDrainShares(t *testing.T) {
+	t.Parallel()
+	opt := options{Rows: 100, Topologies: allTopologies, Batches: []int{0, 100}}
+	h := &harness{opt: opt, figs: newFigures()}
+	drains := [][]float64{ // per run, as measured: each topology one per request, then in batches of 100
+		{40000, 80000, 30000, 60000, 10000, 20000},
+		{20000, 50000, 18000, 45000, 5000, 25000},
+	}
+	for run, d := range drains {
+		h.runIdx = run
+		i := 0
+		for _, topo := range opt.Topologies {
+			for _, batch := range opt.Batches {
+				h.figs.add(tableTopologies, opt.drainRow(), opt.column(topo, batch), d[i])
+				i++
+			}
+		}
+		h.drainShares()
+	}
+	want := map[string][]float64{
+		opt.column(topoPostgresRedis, 0):   {30000.0 / 40000, 18000.0 / 20000},
+		opt.column(topoDistributed, 0):     {10000.0 / 40000, 5000.0 / 20000},
+		opt.column(topoPostgresRedis, 100): {60000.0 / 80000, 45000.0 / 50000},
+		opt.column(topoDistributed, 100):   {20000.0 / 80000, 25000.0 / 50000},
+	}
+	for col, w := range want {
+		if got := h.figs.vals[figKey{tableTopologies, drainShareRow, col}]; fmt.Sprint(got) != fmt.Sprint(w) {
+			t.Errorf("%s: shares %v, want %v", col, got, w)
+		}
+	}
+	if got := h.figs.vals[figKey{tableTopologies, drainShareRow, opt.column(topoPostgresOnly, 0)}]; got != nil {
+		t.Errorf("postgres-only has shares %v", got)
+	}
+
+	alone := &harness{opt: options{Rows: 100, Topologies: []string{topoPostgresRedis}, Batches: []int{0}}, figs: newFigures()}
+	alone.figs.add(tableTopologies, alone.opt.drainRow(), alone.opt.column(topoPostgresRedis, 0), 30000)
+	alone.drainShares()
+	if rows := alone.figs.rows[tableTopologies]; len(rows) != 1 {
+		t.Errorf("without postgres-only: rows %q, want the drain alone", rows)
+	}
+}
