@@ -277,6 +277,10 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 		return err
 	}
 	h.recv.reset()
+	busy0, err := machineBusy()
+	if err != nil {
+		return err
+	}
 	started := time.Now()
 	s, err := h.start(cfgs, ports, names)
 	if err != nil {
@@ -296,6 +300,10 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 		return err
 	}
 	res := h.recv.result(ids)
+	busy1, err := machineBusy()
+	if err != nil {
+		return err
+	}
 	cpu, err := s.cpuTicks()
 	if err != nil {
 		return err
@@ -307,6 +315,7 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 	f := h.figs
 	f.add(tableTopologies, h.opt.drainRow(), col, float64(res.Delivered)/res.Last.Sub(started).Seconds())
 	f.add(tableTopologies, "drain, CPU s per 10k events", col, cpuPer10k(cpu, h.hz, res.Delivered))
+	f.add(tableTopologies, "drain, machine CPU s per 10k events (every process)", col, cpuPer10k(busy1-busy0, h.hz, res.Delivered))
 	f.add(tableTopologies, "drain, peak RSS MB", col, float64(rss)/1024)
 	f.add(tableTopologies, "drain, events per request", col, float64(res.Delivered)/float64(max(res.Requests, 1)))
 	dups, missing, malformed := res.Duplicates, res.Missing, res.Malformed

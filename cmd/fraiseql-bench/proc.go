@@ -65,6 +65,38 @@ func procCPUTicks(pid int) (int64, error) {
 	return parseStatCPU(string(b))
 }
 
+// parseMachineBusy returns the clock ticks every CPU spent busy (user,
+// nice, system, irq, softirq, steal: all but idle and iowait; guest time
+// is counted in user already) from the text of /proc/stat.
+func parseMachineBusy(stat string) (int64, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("parse /proc/stat: first line %q is not the cpu total with 8 counters", line)
+	}
+	var busy int64
+	for i, name := range []string{"user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"} {
+		n, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse /proc/stat %s %q: %w", name, f[i+1], err)
+		}
+		if name != "idle" && name != "iowait" {
+			busy += n
+		}
+	}
+	return busy, nil
+}
+
+// machineBusy reads the machine's busy CPU time so far, in clock ticks
+// (see parseMachineBusy).
+func machineBusy() (int64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read machine cpu: %w", err)
+	}
+	return parseMachineBusy(string(b))
+}
+
 // procPeakRSS reads a process's peak resident set size, in kB.
 func procPeakRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

@@ -94,7 +94,19 @@ func TestParseProc(t *testing.T) {
 	if _, err := parseStatusHWM("VmHWM:\t 12 MB\n"); err == nil {
 		t.Error("parseStatusHWM with another unit: no error")
 	}
+	procStat := "cpu  1000 20 300 9000 50 7 8 9 0 0\ncpu0 500 10 150 4500 25 3 4 4 0 0\n"
+	if got, err := parseMachineBusy(procStat); err != nil || got != 1000+20+300+7+8+9 {
+		t.Errorf("parseMachineBusy = %d, %v, want 1344", got, err)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8\n", "cpu 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n"} {
+		if _, err := parseMachineBusy(bad); err == nil {
+			t.Errorf("parseMachineBusy(%q): no error", bad)
+		}
+	}
 	// This process's own files parse.
+	if _, err := machineBusy(); err != nil {
+		t.Errorf("machineBusy: %v", err)
+	}
 	if _, err := procCPUTicks(os.Getpid()); err != nil {
 		t.Errorf("procCPUTicks(self): %v", err)
 	}
