@@ -46,13 +46,7 @@ func blockedUntil(release <-chan struct{}) ports.ActionExecutorFunc {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testsupport.WaitUntil(t, waitTimeout, 2*time.Millisecond, what, cond)
 }
 
 // newClock is the tests' settable time source.

@@ -19,6 +19,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 // receiver records webhook bodies.
@@ -44,13 +45,7 @@ func (r *receiver) count() int {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsupport.WaitUntil(t, 10*time.Second, 10*time.Millisecond, what, cond)
 }
 
 type memoryBundle struct {

@@ -23,6 +23,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -34,13 +35,7 @@ const workerHeader = "X-Worker"
 // timeout for the larger suites, never a speed assertion.
 func waitWithin(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.WaitUntil(t, limit, 20*time.Millisecond, what, cond)
 }
 
 // ---------------------------------------------------------------- JetStream

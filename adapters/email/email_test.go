@@ -870,13 +870,7 @@ func TestDefaultPorts(t *testing.T) {
 // waitFor polls cond until it holds, failing the test after 10s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsupport.WaitUntil(t, 10*time.Second, 10*time.Millisecond, "the condition", cond)
 }
 
 func TestCheckAction(t *testing.T) {

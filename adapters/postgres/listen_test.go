@@ -230,13 +230,7 @@ func (c *ChangeLog) settled() bool {
 // with what was awaited.
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, waitTimeout)
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
+	testsupport.WaitUntil(t, waitTimeout, 200*time.Microsecond, what, cond)
 }
 
 // waitBlocked waits until cl's reader is blocked in Wait, armed and safe,
