@@ -111,6 +111,11 @@ func (h *harness) run(ctx context.Context) error {
 // drainRow is the topologies table's row of the drain rate.
 func (o options) drainRow() string { return fmt.Sprintf("drain %d events, events/s", o.Rows) }
 
+// drainFirstRow is the row of the time from the processes' start to the
+// drain's first delivery: start-up (connections, migrations, a stream and
+// consumer) and the first read, which the drain rate includes.
+const drainFirstRow = "drain, start to first delivery, s"
+
 // drainShareRow is the row of each topology's drain rate as a share of
 // postgres-only's with the same webhook variant, in the same run.
 const drainShareRow = "drain, share of postgres-only's in the same run"
@@ -318,6 +323,9 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 	f.add(tableTopologies, "drain, machine CPU s per 10k events (every process)", col, cpuPer10k(busy1-busy0, h.hz, res.Delivered))
 	f.add(tableTopologies, "drain, peak RSS MB", col, float64(rss)/1024)
 	f.add(tableTopologies, "drain, events per request", col, float64(res.Delivered)/float64(max(res.Requests, 1)))
+	if first := res.first(); !first.IsZero() {
+		f.add(tableTopologies, drainFirstRow, col, first.Sub(started).Seconds())
+	}
 	dups, missing, malformed := res.Duplicates, res.Missing, res.Malformed
 	h.log.Info("drained", "column", col, "delivered", res.Delivered, "requests", res.Requests, "duplicates", res.Duplicates,
 		"missing", res.Missing, "unexpected", res.Unexpected, "malformed", res.Malformed)

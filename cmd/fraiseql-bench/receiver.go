@@ -155,6 +155,18 @@ type phaseResult struct {
 	Last       time.Time
 }
 
+// first is the earliest first arrival of the phase's events (zero when
+// none arrived).
+func (p phaseResult) first() time.Time {
+	var first time.Time
+	for _, at := range p.Arrived {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	return first
+}
+
 func (r *receiver) result(expected []string) phaseResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()

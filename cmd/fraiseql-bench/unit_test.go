@@ -394,6 +394,12 @@ func TestReceiverCounts(t *testing.T) {
 	if len(res.Arrived) != 3 || !res.Arrived["a"].Before(res.Arrived["b"]) {
 		t.Errorf("arrived = %v, want the first arrival of a, b and stray (a's first before b)", res.Arrived)
 	}
+	if first := res.first(); !first.Equal(res.Arrived["a"]) {
+		t.Errorf("first = %v, want a's first arrival %v", first, res.Arrived["a"])
+	}
+	if first := (phaseResult{}).first(); !first.IsZero() {
+		t.Errorf("first of a phase without arrivals = %v, want zero", first)
+	}
 	if r.distinct() != 3 {
 		t.Errorf("distinct = %d, want 3", r.distinct())
 	}
