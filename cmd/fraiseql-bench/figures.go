@@ -47,7 +47,9 @@ func (f *figures) count(table, row, col string, n int) {
 	f.ints[figKey{table, row, col}] = true
 }
 
-// cell renders a cell: the value, or min–max over the runs.
+// cell renders a cell: the value, or min–max over the runs, and with
+// three runs or more their median (single runs of this machine vary by
+// ±15% minutes apart: the median says where most of them fell).
 func (f *figures) cell(k figKey) string {
 	vs := f.vals[k]
 	if len(vs) == 0 {
@@ -60,6 +62,9 @@ func (f *figures) cell(k figKey) string {
 	lo, hi := slices.Min(vs), slices.Max(vs)
 	if num(lo) == num(hi) {
 		return num(lo)
+	}
+	if len(vs) >= 3 {
+		return num(lo) + "–" + num(hi) + " (median " + num(median(vs)) + ")"
 	}
 	return num(lo) + "–" + num(hi)
 }
@@ -101,9 +106,12 @@ func (r report) markdown(w io.Writer) error {
 	if r.Machine.LoadBefore != "" {
 		fmt.Fprintf(&b, "Load average %s at the start, %s at the end. ", r.Machine.LoadBefore, r.Machine.LoadAfter)
 	}
-	if r.Runs > 1 {
+	switch {
+	case r.Runs >= 3:
+		fmt.Fprintf(&b, "%d runs, min–max and median per cell.\n", r.Runs)
+	case r.Runs > 1:
 		fmt.Fprintf(&b, "%d runs, min–max per cell.\n", r.Runs)
-	} else {
+	default:
 		b.WriteString("1 run.\n")
 	}
 	fmt.Fprintf(&b, "Command: `%s`\n", r.Command)
@@ -140,6 +148,7 @@ type jsonFigure struct {
 	Values []float64 `json:"values"` // one per run
 	Min    float64   `json:"min"`
 	Max    float64   `json:"max"`
+	Median float64   `json:"median"`
 }
 
 // json writes the report as one JSON document.
@@ -157,7 +166,7 @@ func (r report) json(w io.Writer) error {
 				if len(vs) == 0 {
 					continue
 				}
-				out.Figures = append(out.Figures, jsonFigure{Table: t, Figure: row, Column: c, Values: vs, Min: slices.Min(vs), Max: slices.Max(vs)})
+				out.Figures = append(out.Figures, jsonFigure{Table: t, Figure: row, Column: c, Values: vs, Min: slices.Min(vs), Max: slices.Max(vs), Median: median(vs)})
 			}
 		}
 	}

@@ -165,6 +165,23 @@ func TestReportRendering(t *testing.T) {
 	if g := out.Figures[0]; g.Figure != "drain 100 events, events/s" || g.Column != "postgres-only" || g.Min != 14123.4 || g.Max != 15000 || len(g.Values) != 2 {
 		t.Errorf("first json figure = %+v", g)
 	}
+	if g := out.Figures[0]; g.Median != 14561.7 {
+		t.Errorf("first json figure's median = %v, want 14561.7 (the mean of the middle two)", g.Median)
+	}
+
+	// A third run: the cells that vary show the median too.
+	f.add(tableTopologies, "drain 100 events, events/s", "postgres-only", 20000)
+	f.add(tableTopologies, "400 tx/s: p99 ms", "postgres-only", 6.234)
+	rep.Runs = 3
+	b.Reset()
+	if err := rep.markdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"3 runs, min–max and median per cell.", "| drain 100 events, events/s | 14123–20000 (median 15000) | 6543 |", "| 400 tx/s: p99 ms | 6.23 | – |"} {
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("markdown of three runs lacks %q:\n%s", line, b.String())
+		}
+	}
 	for _, c := range []struct {
 		v    float64
 		want string
