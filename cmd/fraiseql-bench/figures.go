@@ -49,7 +49,7 @@ func (f *figures) count(table, row, col string, n int) {
 
 // cell renders a cell: the value, or min–max over the runs, and with
 // three runs or more their median (single runs of this machine vary by
-// ±15% minutes apart: the median says where most of them fell).
+// up to ±30% minutes apart: the median says where most of them fell).
 func (f *figures) cell(k figKey) string {
 	vs := f.vals[k]
 	if len(vs) == 0 {
