@@ -279,8 +279,7 @@ func (b *testBundle) useWake(t testing.TB, cfg *config.Config, wake string) {
 		t.Fatalf("migrate with database.wake = %s: %v", wake, err)
 	}
 	var triggers int
-	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'core.tb_entity_change_log'::regclass AND tgname = $1`,
-		pgbench.TriggerName).Scan(&triggers); err != nil {
+	if err := b.pool.QueryRow(t.Context(), pgbench.TriggerCountSQL, pgbench.TriggerName).Scan(&triggers); err != nil {
 		t.Fatalf("count notify triggers: %v", err)
 	}
 	if want := map[string]int{config.WakeNotify: 1, config.WakePoll: 0}[wake]; triggers != want {

@@ -763,12 +763,9 @@ func benchmarkReadAll(b *testing.B, cfg ChangeLogConfig, wanted bool) {
 			after = got.End
 		}
 	}
-	for deadline := time.Now().Add(10 * time.Second); readAll() != rows; { // visible before timing starts
-		if time.Now().After(deadline) {
-			b.Fatalf("the %d seeded rows did not become readable", rows)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// Visible before timing starts.
+	testsupport.WaitUntil(b, 10*time.Second, 10*time.Millisecond, fmt.Sprintf("the %d seeded rows to become readable", rows),
+		func() bool { return readAll() == rows })
 	for b.Loop() {
 		if n := readAll(); n != rows {
 			b.Fatalf("read %d rows, want %d", n, rows)

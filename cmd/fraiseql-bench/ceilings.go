@@ -140,12 +140,11 @@ func (h *harness) commitRateWithTrigger(ctx context.Context, db *database, bin, 
 	if _, err := runCommand(ctx, h.opt.Bin, h.token, p.cfgs[0], "migrate"); err != nil {
 		return pgbench.Result{}, err
 	}
-	var installed bool
-	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'core.tb_entity_change_log'::regclass AND tgname = $1)`,
-		pgbench.TriggerName).Scan(&installed); err != nil {
+	var triggers int
+	if err := db.Pool.QueryRow(ctx, pgbench.TriggerCountSQL, pgbench.TriggerName).Scan(&triggers); err != nil {
 		return pgbench.Result{}, fmt.Errorf("look up the capture trigger: %w", err)
 	}
-	if !installed {
+	if triggers != 1 {
 		return pgbench.Result{}, fmt.Errorf("migrate with %s installed no %s trigger on the change log", p.cfgs[0], pgbench.TriggerName)
 	}
 	return h.commitRate(ctx, db, bin, script, clients)

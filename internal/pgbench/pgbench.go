@@ -23,6 +23,10 @@ import (
 // migration installs); dropping it leaves the application alone.
 const TriggerName = "fraiseql_observer_notify"
 
+// TriggerCountSQL counts the capture's triggers on the change log (0 or
+// 1), with TriggerName as $1.
+const TriggerCountSQL = `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'core.tb_entity_change_log'::regclass AND tgname = $1`
+
 // InsertSQL is the application's transaction: one change-log row.
 const InsertSQL = `INSERT INTO core.tb_entity_change_log (object_type, modification_type, object_id, object_data) ` +
 	`VALUES ('Order', 'INSERT', gen_random_uuid(), '{"status": "new", "total": 12.5}');`
