@@ -51,7 +51,9 @@ type ReaderConfig struct {
 	// pause one read collects what was committed meanwhile: fewer reads
 	// per event (less CPU in the service and in the source, more for the
 	// application's own writes) for at most this much latency. 0 reads
-	// again at once. A read that found one record or none waits for the
+	// again at once while the rate is below coalesceRampLow (above it the
+	// pause grows towards CoalesceWaitMax, if that is set). A read that
+	// found one record or none waits for the
 	// source instead (EventSource.Wait); a full read reads again at once.
 	CoalesceWait time.Duration
 	// CoalesceWaitMax is the pause while the writers are busiest (at or
@@ -357,8 +359,10 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 				log.Warn("waiting for events failed", slog.String("error", err.Error()))
 				sleep(ctx, backoff)
 			}
-		case atEnd && r.cfg.CoalesceWait > 0:
-			sleep(ctx, r.coalescePause(rows, cycle))
+		case atEnd && (r.cfg.CoalesceWait > 0 || r.cfg.CoalesceWaitMax > 0):
+			if pause := r.coalescePause(rows, cycle); pause > 0 {
+				sleep(ctx, pause)
+			}
 		}
 	}
 }

@@ -25,14 +25,16 @@ func (finishingHandler) Run(ctx context.Context) error        { <-ctx.Done(); re
 // timedReads is a source whose n-th read serves counts[n] records (none
 // after the last count; with skip, examines that many rows and returns
 // none, as rows no observer wants) and notes when each read and each Wait
-// came, since start; Wait blocks until its context ends.
+// came, since start (a read is noted when it returns, readTime after it
+// began); Wait blocks until its context ends.
 type timedReads struct {
-	mu     sync.Mutex
-	skip   bool
-	counts []int
-	start  time.Time
-	reads  []time.Duration
-	waits  []time.Duration
+	mu       sync.Mutex
+	skip     bool
+	readTime time.Duration
+	counts   []int
+	start    time.Time
+	reads    []time.Duration
+	waits    []time.Duration
 }
 
 func newTimedReads(counts ...int) *timedReads {
@@ -42,6 +44,7 @@ func newTimedReads(counts ...int) *timedReads {
 func (s *timedReads) source() *eventSource {
 	return &eventSource{
 		ReadFunc: func(_ context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
+			time.Sleep(s.readTime)
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			b := ports.Batch{End: after}
@@ -155,4 +158,30 @@ func TestReaderCoalescePauseGrowsWithTheWriteRate(t *testing.T) {
 			})
 		})
 	}
+}
+
+// With CoalesceWait 0 the pause still grows to CoalesceWaitMax with the
+// rate (from 0 at 2 500 rows/s): coalesce_wait = "0s" reads again at once
+// only while the writers are slow.
+func TestReaderCoalescePauseGrowsFromZero(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		src := newTimedReads(100, 100, 30, 2, 1)
+		src.readTime = time.Millisecond
+		at, _ := src.runFor(t, application.ReaderConfig{BatchSize: 1000, CoalesceWaitMax: 10 * time.Millisecond})
+		if len(at) != 5 {
+			t.Fatalf("reads at %v, want 5", at)
+		}
+		// The first read has no rate: the second starts at once. The
+		// second found 100 records in 1ms: 10ms pause. The third, 30 in
+		// 11ms (2 727/s): 0.3ms. The fourth, 2 in 1.3ms: none.
+		gaps := []time.Duration{at[1] - at[0], at[2] - at[1], at[3] - at[2], at[4] - at[3]}
+		want := []time.Duration{time.Millisecond, 11 * time.Millisecond, time.Millisecond + 303030*time.Nanosecond, time.Millisecond}
+		for i := range gaps {
+			if d := gaps[i] - want[i]; d < -time.Microsecond || d > time.Microsecond {
+				t.Errorf("gaps between reads %v, want %v", gaps, want)
+				break
+			}
+		}
+	})
 }

@@ -5,9 +5,22 @@ import (
 	"log/slog"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/telemetry"
 )
+
+// Preflight runs the checks of cfg that run makes with the adapters'
+// own parsers before it connects to anything (config.Load made the
+// others): the outbound network policy and the tracing endpoint, so that
+// validate-config refuses what run would.
+func Preflight(cfg config.Config) error {
+	if _, err := actions.Policy(cfg); err != nil {
+		return err
+	}
+	return telemetry.CheckTracing(cfg)
+}
 
 // Migrate creates or adapts the change-log table and the observer schema
 // named in cfg. The warnings are about the existing table, for the

@@ -47,29 +47,41 @@ var DefaultRetryPolicy = RetryPolicy{
 	InMemoryAttempts: 3,
 }
 
-// Validate reports the first invalid field.
+// Validate reports the first invalid field as a *RetryPolicyError.
 func (p RetryPolicy) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &RetryPolicyError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
 	switch {
 	case p.MaxAttempts < 0:
-		return fmt.Errorf("max_attempts must not be negative, got %d", p.MaxAttempts)
+		return bad("max_attempts", "must not be negative, got %d", p.MaxAttempts)
 	case p.MaxAge < 0:
-		return fmt.Errorf("max_age must not be negative, got %s", p.MaxAge)
+		return bad("max_age", "must not be negative, got %s", p.MaxAge)
 	case p.MaxAttempts == 0 && p.MaxAge == 0:
-		return fmt.Errorf("max_attempts or max_age must bound the retries (both are unlimited)")
+		return bad("max_attempts", "or max_age must bound the retries (both are unlimited)")
 	case p.InMemoryAttempts < 0:
-		return fmt.Errorf("in_memory_attempts must not be negative, got %d", p.InMemoryAttempts)
+		return bad("in_memory_attempts", "must not be negative, got %d", p.InMemoryAttempts)
 	case p.InitialDelay < 0:
-		return fmt.Errorf("initial_delay must not be negative, got %s", p.InitialDelay)
+		return bad("initial_delay", "must not be negative, got %s", p.InitialDelay)
 	case p.MaxDelay < p.InitialDelay:
-		return fmt.Errorf("max_delay (%s) must not be less than initial_delay (%s)", p.MaxDelay, p.InitialDelay)
+		return bad("max_delay", "(%s) must not be less than initial_delay (%s)", p.MaxDelay, p.InitialDelay)
 	}
 	switch p.Backoff {
 	case BackoffExponential, BackoffLinear, BackoffFixed:
 		return nil
 	default:
-		return fmt.Errorf("backoff must be exponential, linear or fixed, got %q", p.Backoff)
+		return bad("backoff", "must be exponential, linear or fixed, got %q", p.Backoff)
 	}
 }
+
+// RetryPolicyError is an invalid field of a RetryPolicy, named as its
+// configuration key (max_attempts, max_age, backoff, ...).
+type RetryPolicyError struct {
+	Field string
+	Msg   string
+}
+
+func (e *RetryPolicyError) Error() string { return e.Field + " " + e.Msg }
 
 // ShouldRetry reports whether another attempt follows failed attempt number
 // attempt (1-based), which failed sinceFirst after the action's first

@@ -139,6 +139,13 @@ func newExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error)
 	return nil, fmt.Errorf("otel: protocol %q is not %s or %s", cfg.Protocol, ProtocolGRPC, ProtocolHTTP)
 }
 
+// CheckEndpoint reports what New would refuse in cfg.Endpoint (with
+// cfg.Insecure), without connecting: nil for "" (the environment's).
+func CheckEndpoint(cfg Config) error {
+	_, _, _, err := endpoint(cfg)
+	return err
+}
+
 // endpoint splits cfg.Endpoint into the exporter's host:port, URL path
 // (HTTP) and whether TLS is off; host is "" when the environment names
 // the endpoint.
@@ -269,22 +276,14 @@ func (sp span) SetError(err error) {
 
 func (sp span) End() { sp.s.End() }
 
-// EnvEndpoint reports whether the standard variables name a collector,
-// and which protocol they ask for (ProtocolHTTP when they do not say, as
-// the specification's default).
-func EnvEndpoint(lookup func(string) (string, bool)) (ok bool, protocol string) {
-	for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
-		if v, set := lookup(k); set && strings.TrimSpace(v) != "" {
-			ok = true
-			break
-		}
-	}
-	protocol = ProtocolHTTP
+// EnvProtocol is the protocol the standard variables ask for
+// (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL;
+// ProtocolHTTP when they do not say, as the specification's default).
+func EnvProtocol(lookup func(string) (string, bool)) string {
 	for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
 		if v, set := lookup(k); set && strings.TrimSpace(v) != "" {
-			protocol = strings.TrimSpace(v)
-			break
+			return strings.TrimSpace(v)
 		}
 	}
-	return ok, protocol
+	return ProtocolHTTP
 }

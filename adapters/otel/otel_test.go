@@ -162,24 +162,41 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-func TestEnvEndpoint(t *testing.T) {
+func TestEnvProtocol(t *testing.T) {
 	t.Parallel()
 	env := func(m map[string]string) func(string) (string, bool) {
 		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 	}
 	cases := []struct {
 		env      map[string]string
-		ok       bool
 		protocol string
 	}{
-		{nil, false, oteladapter.ProtocolHTTP},
-		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, true, oteladapter.ProtocolHTTP},
-		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, true, oteladapter.ProtocolGRPC},
-		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": " ", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, false, oteladapter.ProtocolGRPC},
+		{nil, oteladapter.ProtocolHTTP},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, oteladapter.ProtocolGRPC},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, oteladapter.ProtocolGRPC},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": " ", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, oteladapter.ProtocolGRPC},
 	}
 	for _, c := range cases {
-		if ok, p := oteladapter.EnvEndpoint(env(c.env)); ok != c.ok || p != c.protocol {
-			t.Errorf("EnvEndpoint(%v) = %v, %s; want %v, %s", c.env, ok, p, c.ok, c.protocol)
+		if p := oteladapter.EnvProtocol(env(c.env)); p != c.protocol {
+			t.Errorf("EnvProtocol(%v) = %s, want %s", c.env, p, c.protocol)
+		}
+	}
+}
+
+func TestCheckEndpoint(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		endpoint string
+		insecure bool
+		ok       bool
+	}{
+		{"", false, true}, {"collector:4317", true, true}, {"http://collector:4318", false, true},
+		{"collector:", false, false}, {":4317", false, false}, {"ftp://collector", false, false},
+		{"https://collector:4318", true, false}, {"http://", false, false},
+	} {
+		err := oteladapter.CheckEndpoint(oteladapter.Config{Endpoint: c.endpoint, Insecure: c.insecure})
+		if (err == nil) != c.ok {
+			t.Errorf("CheckEndpoint(%q, insecure %v) = %v, want ok %v", c.endpoint, c.insecure, err, c.ok)
 		}
 	}
 }

@@ -56,12 +56,23 @@ func LoadObservers(cfg config.Config, lookupEnv func(string) (string, bool)) ([]
 	return config.LoadObservers(cfg, lookupEnv, Checks())
 }
 
+// Policy is the outbound network policy of [security]; an entry of
+// security.allowed_networks that is not a network or address is a
+// *config.ConfigError naming the key.
+func Policy(cfg config.Config) (httpguard.Policy, error) {
+	policy, err := httpguard.ParsePolicy(cfg.Security.AllowPrivateNetworks, cfg.Security.AllowedNetworks)
+	if err != nil {
+		return policy, &config.ConfigError{File: cfg.File, Key: "security.allowed_networks", Msg: err.Error()}
+	}
+	return policy, nil
+}
+
 // Build registers one executor per action type the connections and the
 // configuration allow; closeFn releases them.
 func Build(cfg config.Config, env func(string) (string, bool), logger *slog.Logger, deps Deps) (_ *application.Dispatcher, closeFn func(), _ error) {
-	policy, err := httpguard.ParsePolicy(cfg.Security.AllowPrivateNetworks, cfg.Security.AllowedNetworks)
+	policy, err := Policy(cfg)
 	if err != nil {
-		return nil, nil, &config.ConfigError{File: cfg.File, Key: "security.allowed_networks", Msg: err.Error()}
+		return nil, nil, err
 	}
 	wh, err := webhook.NewExecutor(webhook.Config{Policy: policy, Propagate: deps.Propagate}, logger)
 	if err != nil {

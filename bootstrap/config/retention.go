@@ -45,7 +45,11 @@ func (r RetentionConfig) validate(t Topology) error {
 		return &ConfigError{Key: "retention.batch_size", Msg: fmt.Sprintf("%d is not between 1 and 100000", r.BatchSize)}
 	}
 	if t == TopologyMemory && r.Enabled() {
-		return &ConfigError{Key: "retention", Msg: "the memory topology keeps nothing across restarts: there is nothing to prune"}
+		key := "retention.change_log"
+		if r.ChangeLog == 0 {
+			key = "retention.dead_letters"
+		}
+		return &ConfigError{Key: key, Msg: "the memory topology keeps nothing across restarts: there is nothing to prune"}
 	}
 	return nil
 }

@@ -39,7 +39,8 @@ batch_size   = 200
 		{"[retention]\ninterval = \"0s\"\n", "retention.interval", "must be positive"},
 		{"[retention]\nbatch_size = 0\n", "retention.batch_size", "not between 1 and 100000"},
 		{"[retention]\nbatch_size = 1000000\n", "retention.batch_size", "not between 1 and 100000"},
-		{"topology = \"memory\"\n[retention]\ndead_letters = \"24h\"\n", "retention", "memory topology"},
+		{"topology = \"memory\"\n[retention]\ndead_letters = \"24h\"\n", "retention.dead_letters", "memory topology"},
+		{"topology = \"memory\"\n[retention]\nchange_log = \"24h\"\n", "retention.change_log", "memory topology"},
 		{"[retention]\nchange_logs = \"24h\"\n", "retention.change_logs", "unknown key"},
 	}
 	for _, c := range cases {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -58,6 +59,10 @@ func (c *Config) validateRetry() error {
 		return &ConfigError{Key: "retry.in_memory_attempts", Msg: "must be at least 1 (the first attempt)"}
 	}
 	if err := c.Retry.Policy().Validate(); err != nil {
+		var pe *domain.RetryPolicyError
+		if errors.As(err, &pe) {
+			return &ConfigError{Key: "retry." + pe.Field, Msg: pe.Msg}
+		}
 		return &ConfigError{Key: "retry", Msg: err.Error()}
 	}
 	switch {

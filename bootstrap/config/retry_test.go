@@ -86,10 +86,11 @@ func TestRetryConfigErrors(t *testing.T) {
 		body string
 		want []string
 	}{
-		{"global unbounded", "[retry]\nmax_age = \"0s\"\nmax_attempts = 0", []string{"retry", "max_attempts or max_age"}},
+		{"global unbounded", "[retry]\nmax_age = \"0s\"\nmax_attempts = 0", []string{"retry.max_attempts: or max_age must bound"}},
+		{"global max delay below initial", "[retry]\ninitial_delay = \"10s\"\nmax_delay = \"1s\"", []string{"retry.max_delay: (1s) must not be less than initial_delay (10s)"}},
 		{"global in-memory zero", "[retry]\nin_memory_attempts = 0", []string{"retry.in_memory_attempts", "at least 1"}},
-		{"global negative max age", "[retry]\nmax_age = \"-1h\"", []string{"retry", "max_age"}},
-		{"global bad backoff", "[retry]\nbackoff = \"random\"", []string{"retry", "random"}},
+		{"global negative max age", "[retry]\nmax_age = \"-1h\"", []string{"retry.max_age: must not be negative"}},
+		{"global bad backoff", "[retry]\nbackoff = \"random\"", []string{"retry.backoff: must be", "random"}},
 		{"observer unbounded", observer("max_age = \"0s\""), []string{"observers[0]", "max_attempts or max_age"}},
 		{"observer in-memory zero", observer("in_memory_attempts = 0"), []string{"observers[0]", "in_memory_attempts"}},
 		{"observer negative attempts", observer("max_attempts = -1"), []string{"observers[0]", "max_attempts"}},

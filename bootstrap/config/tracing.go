@@ -36,6 +36,40 @@ type TracingConfig struct {
 	HeadersEnv map[string]string `koanf:"headers_env"`
 }
 
+// tracingEndpointVars are the standard variables that turn tracing on
+// without tracing.endpoint (the exporter reads them itself).
+var tracingEndpointVars = []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+
+// TracingOn reports whether tracing is on: tracing.endpoint is set, or
+// lookupEnv finds one of the standard endpoint variables (not empty).
+func (c Config) TracingOn(lookupEnv func(string) (string, bool)) bool {
+	if strings.TrimSpace(c.Tracing.Endpoint) != "" {
+		return true
+	}
+	for _, k := range tracingEndpointVars {
+		if v, ok := lookupEnv(k); ok && strings.TrimSpace(v) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// TracingKeysSet lists the [tracing] keys other than endpoint that the
+// file or the environment set: with tracing off they have no effect,
+// which run and validate-config say in a warning.
+func (c Config) TracingKeysSet() []string {
+	var keys []string
+	for _, k := range []string{"tracing.protocol", "tracing.sample_ratio", "tracing.insecure"} {
+		if c.IsSet(k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(c.Tracing.HeadersEnv) > 0 {
+		keys = append(keys, "tracing.headers_env")
+	}
+	return keys
+}
+
 func (t TracingConfig) validate() error {
 	switch t.Protocol {
 	case TracingGRPC, TracingHTTP:

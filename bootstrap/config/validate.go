@@ -107,8 +107,14 @@ func (c *Config) Validate() error {
 			return &ConfigError{Key: p.key, Msg: "must be positive"}
 		}
 	}
+	if err := validListen(c.HTTP.Listen); err != nil {
+		return err
+	}
 	if c.Reader.Name == "" {
 		return &ConfigError{Key: "reader.name", Msg: "must not be empty"}
+	}
+	if c.Topology == TopologyMultiDatabase && c.Reader.Name != Defaults().Reader.Name {
+		return &ConfigError{Key: "reader.name", Msg: "multi-database names each bridge by its [[databases]] name: leave reader.name unset"}
 	}
 	if c.Reader.MaxEventBytes > c.Reader.MaxInFlightBytes {
 		return &ConfigError{Key: "reader.max_event_bytes", Msg: fmt.Sprintf("%d is larger than reader.max_in_flight_bytes (%d)", c.Reader.MaxEventBytes, c.Reader.MaxInFlightBytes)}
@@ -343,6 +349,23 @@ func (e EmailConfig) validate() error {
 		return &ConfigError{Key: "email.username", Msg: "required with email.password_env"}
 	case e.Username != "" && e.TLS == "none":
 		return &ConfigError{Key: "email.tls", Msg: "\"none\" with email.username would send the password in clear: use starttls or tls"}
+	}
+	return nil
+}
+
+// validListen checks http.listen as net.Listen would read it, without
+// resolving the host: "" (no admin server) or host:port with a port
+// number or service name.
+func validListen(listen string) error {
+	if listen == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		return &ConfigError{Key: "http.listen", Msg: fmt.Sprintf("%q is not host:port (e.g. \":8079\", \"127.0.0.1:8079\"; empty: no admin server): %v", listen, err)}
 	}
 	return nil
 }

@@ -13,13 +13,18 @@ import (
 // or nil when tracing is off.
 func OpenTracer(ctx context.Context, cfg config.Config, env func(string) (string, bool), version string, logger *slog.Logger) (*oteladapter.Tracer, error) {
 	t := cfg.Tracing
+	if !cfg.TracingOn(env) {
+		if keys := cfg.TracingKeysSet(); len(keys) > 0 {
+			logger.Warn("tracing is off (no tracing.endpoint, no OTEL_EXPORTER_OTLP_ENDPOINT): these keys have no effect",
+				slog.Any("keys", keys))
+		}
+		return nil, nil
+	}
 	protocol := t.Protocol
 	if t.Endpoint == "" {
-		on, envProtocol := oteladapter.EnvEndpoint(env)
-		if !on {
-			return nil, nil
-		}
-		protocol = envProtocol
+		protocol = oteladapter.EnvProtocol(env)
+	} else if err := CheckTracing(cfg); err != nil {
+		return nil, err
 	}
 	headers := map[string]string{}
 	for h, name := range t.HeadersEnv {
@@ -42,4 +47,14 @@ func OpenTracer(ctx context.Context, cfg config.Config, env func(string) (string
 	}
 	logger.Info("tracing on", slog.String("endpoint", where), slog.String("protocol", protocol), slog.Float64("sample_ratio", t.SampleRatio))
 	return tracer, nil
+}
+
+// CheckTracing reports what OpenTracer would refuse in tracing.endpoint
+// (with tracing.insecure), without connecting; validate-config runs it.
+func CheckTracing(cfg config.Config) error {
+	t := cfg.Tracing
+	if err := oteladapter.CheckEndpoint(oteladapter.Config{Endpoint: t.Endpoint, Insecure: t.Insecure}); err != nil {
+		return &config.ConfigError{File: cfg.File, Key: "tracing.endpoint", Msg: err.Error()}
+	}
+	return nil
 }

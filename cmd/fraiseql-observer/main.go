@@ -142,6 +142,11 @@ func prepare(inv *invocation) (config.Config, *slog.Logger, error) {
 	return cfg, logger, nil
 }
 
+// unknownEnvWarning follows the name of a FRAISEQL_* variable that
+// configures nothing (config.UnknownEnv), in run's log and
+// validate-config's warnings.
+const unknownEnvWarning = "configures nothing: it is not a configuration key's variable (tables such as [[observers]] have none), nor named by an *_env key"
+
 func validateConfig(inv *invocation) error {
 	return checkConfig(inv.configFile, os.Environ(), inv.print, inv.op.json, inv.stdout, inv.stderr)
 }
@@ -165,6 +170,12 @@ func checkConfig(file string, environ []string, print, asJSON bool, stdout, stde
 	if err != nil {
 		return err
 	}
+	if err := bootstrap.Preflight(cfg); err != nil {
+		return err
+	}
+	if keys := cfg.TracingKeysSet(); len(keys) > 0 && !cfg.TracingOn(lookup) {
+		fmt.Fprintf(stderr, "warning: tracing is off (no tracing.endpoint, no OTEL_EXPORTER_OTLP_ENDPOINT): %s have no effect\n", strings.Join(keys, ", "))
+	}
 	for _, r := range optional {
 		fmt.Fprintf(stderr, "warning: %s: environment variable %s is not set: %s\n", r.Key, r.Variable, r.Effect)
 	}
@@ -172,7 +183,7 @@ func checkConfig(file string, environ []string, print, asJSON bool, stdout, stde
 		fmt.Fprintf(stderr, "warning: %s\n", msg)
 	}
 	for _, name := range config.UnknownEnv(cfg, environ) {
-		fmt.Fprintf(stderr, "warning: %s configures nothing: it is not a configuration key's variable, nor named by an *_env key\n", name)
+		fmt.Fprintf(stderr, "warning: %s %s\n", name, unknownEnvWarning)
 	}
 	if print {
 		tree, err := bootstrap.EffectiveConfig(cfg)
@@ -237,6 +248,9 @@ func runService(inv *invocation) error {
 		return err
 	}
 	logger := telemetry.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
+	for _, name := range config.UnknownEnv(cfg, os.Environ()) {
+		logger.Warn(name+" "+unknownEnvWarning, slog.String("variable", name))
+	}
 	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger, Version: buildVersion()})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -146,6 +146,47 @@ url_env = "BILLING_DATABASE_URL"
 	}
 }
 
+// validate-config refuses what run refuses with the adapters' own parsers
+// (security.allowed_networks, tracing.endpoint) and says which [tracing]
+// keys do nothing while tracing is off, whose headers_env variables it
+// then does not require.
+func TestValidateConfigChecksWhatRunChecks(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		body    string
+		environ []string
+		code    int
+		stderr  string
+	}{
+		{"a network that is not one", "[security]\nallowed_networks = [\"nope\"]", nil, 2, "security.allowed_networks: "},
+		{"a tracing endpoint without a port", "[tracing]\nendpoint = \"collector:\"", nil, 2, "tracing.endpoint: "},
+		{"a tracing endpoint without a host", "[tracing]\nendpoint = \":4317\"", nil, 2, "tracing.endpoint: "},
+		{"tracing keys while tracing is off", "[tracing]\nsample_ratio = 0.5\n[tracing.headers_env]\nauthorization = \"NOPE_UNSET\"", nil, 0,
+			"warning: tracing is off (no tracing.endpoint, no OTEL_EXPORTER_OTLP_ENDPOINT): tracing.sample_ratio, tracing.headers_env have no effect"},
+		{"headers variable unset while tracing is off", "[tracing.headers_env]\nauthorization = \"NOPE_UNSET\"", nil, 0,
+			"warning: tracing.headers_env.authorization: environment variable NOPE_UNSET is not set: unused: tracing is off"},
+		{"headers variable unset with tracing on", "[tracing.headers_env]\nauthorization = \"NOPE_UNSET\"", []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318"}, 2,
+			"tracing.headers_env.authorization: environment variable NOPE_UNSET is not set"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			body := "topology = \"memory\"\n" + cliObserver + c.body
+			var out, errOut bytes.Buffer
+			err := checkConfig(writeFile(t, "config.toml", body), append(c.environ, "FRAISEQL_ADMIN_TOKEN=t"), false, false, &out, &errOut)
+			code := 0
+			if err != nil {
+				code = exitCode(err)
+				errOut.WriteString(err.Error())
+			}
+			if code != c.code || !strings.Contains(errOut.String(), c.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d, %q", code, errOut.String(), c.code, c.stderr)
+			}
+		})
+	}
+}
+
 // --print shows the effective configuration, defaults and topology
 // defaults included, with every secret redacted, as TOML or JSON.
 func TestValidateConfigPrintRedacts(t *testing.T) {
