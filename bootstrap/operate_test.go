@@ -27,6 +27,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -512,12 +513,7 @@ func TestOperatorOnMemoryTopology(t *testing.T) {
 	recv := &hookReceiver{requests: map[string]int{}}
 	srv := httptest.NewServer(recv)
 	t.Cleanup(srv.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsupport.FreePort(t)))
 	cfg := config.Defaults()
 	cfg.Topology = config.TopologyMemory
 	cfg.HTTP.Listen = addr

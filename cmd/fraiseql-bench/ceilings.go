@@ -47,12 +47,12 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 	wakes := []string{wakeNotify, wakePoll}
 	services := make(map[string]preparedService, len(wakes))
 	for _, wake := range wakes {
-		cfgs, ports, names, cleanup, perr := h.prepare(ctx, topoPostgresOnly, 0, db, "", wake)
+		cfgs, names, cleanup, perr := h.prepare(ctx, topoPostgresOnly, 0, db, "", wake)
 		defer func() { err = errors.Join(err, cleanup()) }() // the function's err
 		if perr != nil {
 			return perr
 		}
-		services[wake] = preparedService{cfgs, ports, names}
+		services[wake] = preparedService{cfgs, names}
 	}
 	for _, n := range h.opt.Clients {
 		if err := h.writeCeiling(ctx, db, bin, script, n, wakes, services); err != nil {
@@ -153,7 +153,6 @@ func (h *harness) commitRateWithTrigger(ctx context.Context, db *database, bin, 
 // preparedService is what prepare wrote for one configuration.
 type preparedService struct {
 	cfgs  []string
-	ports []int
 	names []string
 }
 
@@ -166,7 +165,7 @@ func (h *harness) commitRateWithService(ctx context.Context, db *database, bin, 
 	if _, err := runCommand(ctx, h.opt.Bin, h.token, p.cfgs[0], "migrate"); err != nil {
 		return r, 0, err
 	}
-	s, err := h.start(p.cfgs, p.ports, p.names)
+	s, err := h.start(p.cfgs, p.names)
 	if err != nil {
 		return r, 0, err
 	}

@@ -166,7 +166,7 @@ func processes(topo string) (product string, names, roles []string) {
 // and migrates db with the binary (which installs the notify trigger or,
 // for poll, drops it);
 // cleanup removes the run's Redis keys and stream.
-func (h *harness) prepare(ctx context.Context, topo string, batch int, db *database, hookURL, wake string) (cfgs []string, ports []int, names []string, cleanup func() error, err error) {
+func (h *harness) prepare(ctx context.Context, topo string, batch int, db *database, hookURL, wake string) (cfgs, names []string, cleanup func() error, err error) {
 	product, names, roles := processes(topo)
 	base := serviceConfig{Topology: product, DatabaseURL: db.URL, HookURL: hookURL, BatchEvents: batch, Wake: wake, EveryEntity: h.opt.CeilingObserver == ceilingEvery}
 	cleanup = func() error { return nil }
@@ -183,29 +183,25 @@ func (h *harness) prepare(ctx context.Context, topo string, batch int, db *datab
 		}
 	}
 	for i, name := range names {
-		port, err := freePort()
-		if err != nil {
-			return nil, nil, nil, cleanup, err
-		}
 		c := base
-		c.Role, c.Listen = roles[i], fmt.Sprintf("127.0.0.1:%d", port)
+		c.Role, c.Listen = roles[i], "127.0.0.1:0" // the child logs the port it got (child.adminPort)
 		p, err := c.write(h.dir, fmt.Sprintf("%s-%s-%s-%s", topo, db.name, name, wake))
 		if err != nil {
-			return nil, nil, nil, cleanup, err
+			return nil, nil, cleanup, err
 		}
-		cfgs, ports = append(cfgs, p), append(ports, port)
+		cfgs = append(cfgs, p)
 	}
 	if _, err := runCommand(ctx, h.opt.Bin, h.token, cfgs[0], "migrate", "--wait", "30s"); err != nil {
-		return nil, nil, nil, cleanup, err
+		return nil, nil, cleanup, err
 	}
-	return cfgs, ports, names, cleanup, nil
+	return cfgs, names, cleanup, nil
 }
 
 // start starts a topology's processes.
-func (h *harness) start(cfgs []string, ports []int, names []string) (*service, error) {
+func (h *harness) start(cfgs, names []string) (*service, error) {
 	s := &service{token: h.token}
 	for i, cfg := range cfgs {
-		c, err := startChild(h.opt.Bin, h.dir, names[i]+"-"+filepath.Base(strings.TrimSuffix(cfg, ".toml")), cfg, h.token, ports[i])
+		c, err := startChild(h.opt.Bin, h.dir, names[i]+"-"+filepath.Base(strings.TrimSuffix(cfg, ".toml")), cfg, h.token)
 		if err != nil {
 			_ = s.stop()
 			return nil, err
@@ -272,7 +268,7 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 		return err
 	}
 	defer func() { err = errors.Join(err, db.drop()) }()
-	cfgs, ports, names, cleanup, err := h.prepare(ctx, topo, batch, db, h.recv.URL, h.opt.Wake)
+	cfgs, names, cleanup, err := h.prepare(ctx, topo, batch, db, h.recv.URL, h.opt.Wake)
 	defer func() { err = errors.Join(err, cleanup()) }()
 	if err != nil {
 		return err
@@ -287,7 +283,7 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 		return err
 	}
 	started := time.Now()
-	s, err := h.start(cfgs, ports, names)
+	s, err := h.start(cfgs, names)
 	if err != nil {
 		return err
 	}

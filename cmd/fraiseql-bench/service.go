@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,7 +26,8 @@ const stopTimeout = 30 * time.Second
 type child struct {
 	name    string
 	cmd     *exec.Cmd
-	port    int
+	mu      sync.Mutex
+	port    int // the admin API's, once read from the log (adminPort)
 	logPath string
 	done    chan struct{}
 	err     error
@@ -33,16 +37,6 @@ type child struct {
 type service struct {
 	children []*child
 	token    string
-}
-
-// freePort returns a loopback port nobody listens on now.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // childEnv is this process's environment without FRAISEQL_* variables
@@ -73,7 +67,7 @@ func runCommand(ctx context.Context, bin, token, cfgPath string, args ...string)
 }
 
 // startChild starts `bin run --config cfgPath`, its output into dir.
-func startChild(bin, dir, name, cfgPath, token string, port int) (*child, error) {
+func startChild(bin, dir, name, cfgPath, token string) (*child, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -86,13 +80,60 @@ func startChild(bin, dir, name, cfgPath, token string, port int) (*child, error)
 		_ = f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	c := &child{name: name, cmd: cmd, port: port, logPath: logPath, done: make(chan struct{})}
+	c := &child{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		_ = f.Close()
 		close(c.done)
 	}()
 	return c, nil
+}
+
+// adminPort is the port of the child's admin API: it listens on
+// 127.0.0.1:0 (a port picked beforehand could be taken by an outgoing
+// connection before the child binds it) and logs the address it got,
+// which adminPort reads from its log once (an error until it is there).
+func (c *child) adminPort() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.port != 0 {
+		return c.port, nil
+	}
+	b, err := os.ReadFile(c.logPath)
+	if err != nil {
+		return 0, fmt.Errorf("%s: read log: %w", c.name, err)
+	}
+	port, ok := loggedAdminPort(b)
+	if !ok {
+		return 0, fmt.Errorf("%s: admin API not listening yet (no %q in its log)", c.name, adminListeningMsg)
+	}
+	c.port = port
+	return port, nil
+}
+
+// adminListeningMsg is the service's log message with the admin API's
+// address (attribute addr).
+const adminListeningMsg = "admin http listening"
+
+// loggedAdminPort finds the port in the JSON log line of
+// adminListeningMsg.
+func loggedAdminPort(log []byte) (int, bool) {
+	for line := range bytes.Lines(log) {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal(line, &rec) != nil || rec.Msg != adminListeningMsg {
+			continue
+		}
+		_, p, err := net.SplitHostPort(rec.Addr)
+		if err != nil {
+			return 0, false
+		}
+		port, err := strconv.Atoi(p)
+		return port, err == nil && port > 0
+	}
+	return 0, false
 }
 
 func (c *child) exited() bool {
@@ -213,8 +254,12 @@ func (s *service) peakRSS() (int64, error) {
 
 // get asks a child's admin API for path with the admin token.
 func (s *service) get(ctx context.Context, c *child, path string, timeout time.Duration) (*http.Response, error) {
+	port, err := c.adminPort()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", c.port, path), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("request %s: %w", path, err)

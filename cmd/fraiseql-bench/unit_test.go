@@ -562,3 +562,21 @@ func TestDrainShares(t *testing.T) {
 		t.Errorf("without postgres-only: rows %q, want the drain alone", rows)
 	}
 }
+
+// The children listen on port 0; the harness reads the port they got
+// from their JSON log.
+func TestLoggedAdminPort(t *testing.T) {
+	t.Parallel()
+	log := []byte(`{"time":"2026-11-29T12:00:00Z","level":"INFO","msg":"tracing on"}
+not json
+{"time":"2026-11-29T12:00:00Z","level":"INFO","msg":"admin http listening","addr":"127.0.0.1:41234"}
+`)
+	if port, ok := loggedAdminPort(log); !ok || port != 41234 {
+		t.Errorf("loggedAdminPort = %d, %v; want 41234, true", port, ok)
+	}
+	for _, l := range []string{``, `{"msg":"admin http listening","addr":"127.0.0.1"}`, `{"msg":"admin http listening","addr":"127.0.0.1:0"}`, `{"msg":"started","addr":"127.0.0.1:80"}`} {
+		if port, ok := loggedAdminPort([]byte(l)); ok {
+			t.Errorf("loggedAdminPort(%q) = %d, want none", l, port)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 // everyCommand lists every command and subcommand of the grammar, as typed.
@@ -137,18 +139,13 @@ url = "postgres://127.0.0.1:1/a"
 	}
 }
 
-// freeAddr returns a loopback address nobody listens on.
+// freeAddr returns a loopback address nobody listens on, below the
+// kernel's ephemeral range (testsupport.FreePort): a port released by a
+// listener on :0 may be taken by an outgoing connection before the
+// test binds it again.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testsupport.FreePort(t)))
 }
 
 // One-shot commands fail within seconds when the database is down, with

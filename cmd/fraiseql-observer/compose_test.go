@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 )
 
 const dockerDir = "../../docker"
@@ -602,9 +603,7 @@ func (r *recorder) Errorf(format string, args ...any) {
 // (it used to wait for Redis and NATS with postgres-only).
 func TestMakeRunStartsOnlyWhatTheTopologyNeeds(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("make"); err != nil {
-		t.Skipf("make: %v", err)
-	}
+	testsupport.Binary(t, "make") // under CI=true a missing make fails
 	cases := []struct{ config, services string }{
 		{"configs/postgres-only.toml", "./.ci/services postgres\n"},
 		{"configs/postgres-redis.toml", "./.ci/services postgres redis\n"},
