@@ -618,8 +618,10 @@ func TestExecuteServerThatStallsMidMessage(t *testing.T) {
 		}
 		return nil
 	}})
-	// The first message opens the session that the next ones reuse.
-	exec, _ := newExecutor(t, ts, func(c *email.Config) { c.Timeout = 300 * time.Millisecond })
+	// The first message opens the session that the next ones reuse. The
+	// per-command timeout is well below the test's deadline and well above
+	// what a command takes on a loaded machine.
+	exec, _ := newExecutor(t, ts, func(c *email.Config) { c.Timeout = 2 * time.Second })
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 		t.Fatalf("first Execute: %v", err)
 	}
@@ -638,7 +640,7 @@ func TestExecuteServerThatStallsMidMessage(t *testing.T) {
 func TestExecuteReusesConnection(t *testing.T) {
 	t.Parallel()
 	ts := smtptest.Start(t, smtptest.Config{StartTLS: true})
-	const timeout = 200 * time.Millisecond
+	const timeout = 2 * time.Second
 	exec, _ := newExecutor(t, ts, func(c *email.Config) { c.TLS, c.Timeout = email.TLSStartTLS, timeout })
 	for range 10 {
 		if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
@@ -660,7 +662,9 @@ func TestExecuteReusesConnection(t *testing.T) {
 
 func TestExecuteReplacesDroppedConnection(t *testing.T) {
 	t.Parallel()
-	ts := smtptest.Start(t, smtptest.Config{ReadTimeout: 200 * time.Millisecond})
+	// The server's idle limit holds mid-session too: long enough for any
+	// command's answer on a loaded machine.
+	ts := smtptest.Start(t, smtptest.Config{ReadTimeout: 2 * time.Second})
 	exec, _ := newExecutor(t, ts, nil)
 	if err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(nil)); err != nil {
 		t.Fatalf("Execute: %v", err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	promadapter "github.com/fraiseql/fraiseql-observer/adapters/prometheus"
+	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
 const promDir = "../../docker/prometheus"
@@ -56,6 +57,17 @@ func exposedFamilies(t *testing.T) []string {
 	t.Helper()
 	m := promadapter.New(promadapter.BuildInfo{Version: "test"})
 	drive(m)
+	// The metrics registered beside them, as bootstrap does: durable
+	// delivery and retention.
+	d := promadapter.NewDeliveryMetrics(m.Registry())
+	d.Parked(ports.RetryDue)
+	d.RetrySettled("completed")
+	d.RetryItems(1, 0)
+	d.EndpointState("https://hooks.example:443", "open")
+	d.EndpointDeferred("https://hooks.example:443", "open")
+	d.DeliveriesLogged(2)
+	d.DeliveriesDropped(1)
+	promadapter.NewRetentionMetrics(m, "change_log").Pruned("change_log", 3)
 	var out []string
 	for l := range strings.Lines(scrape(t, m)) {
 		if name, ok := strings.CutPrefix(l, "# TYPE "); ok {

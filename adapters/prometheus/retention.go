@@ -18,7 +18,7 @@ var _ ports.RetentionMetrics = (*RetentionMetrics)(nil)
 // with a zero series for each table named.
 func NewRetentionMetrics(m *Metrics, tables ...string) *RetentionMetrics {
 	r := &RetentionMetrics{pruned: prom.NewCounterVec(prom.CounterOpts{Namespace: namespace, Name: "pruned_rows_total",
-		Help: "Rows deleted by retention, by table (change_log, dead_letters)."}, []string{"table"})}
+		Help: "Rows deleted by retention, by table (change_log, dead_letters, delivery_log)."}, []string{"table"})}
 	m.reg.MustRegister(r.pruned)
 	for _, t := range tables {
 		r.pruned.WithLabelValues(t)

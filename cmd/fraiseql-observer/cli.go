@@ -254,10 +254,23 @@ func writeCommandUsage(w io.Writer, c *command) {
 		if name != "" {
 			spec += " " + name
 		}
+		if !zeroDefault(f.DefValue) && !strings.Contains(usage, "default") {
+			usage += " (default " + f.DefValue + ")"
+		}
 		fmt.Fprintf(&b, "  %s\n        %s\n", spec, usage)
 	})
 	b.WriteString("  -h, --help\n        show this help\n")
 	_, _ = io.WriteString(w, b.String())
+}
+
+// zeroDefault reports whether a flag's default is its type's zero value,
+// which the usage does not print.
+func zeroDefault(v string) bool {
+	switch v {
+	case "", "0", "false", "0s":
+		return true
+	}
+	return false
 }
 
 func upperFirst(s string) string {

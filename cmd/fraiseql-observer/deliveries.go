@@ -43,7 +43,7 @@ func durableCommands() []any {
 				fs.StringVar(&f.event, "event", "", "only attempts for the event `ID`")
 				fs.StringVar(&f.observer, "observer", "", "only attempts of the observer `NAME`")
 				fs.StringVar(&f.endpoint, "endpoint", "", "only attempts to the `ENDPOINT` (scheme://host:port, as status and the admin API name it)")
-				fs.StringVar(&f.status, "status", "", "only attempts that went `ok`, failed, or got this HTTP status code")
+				fs.StringVar(&f.status, "status", "", "only attempts with this `STATUS`: ok, failed, or an HTTP status code")
 				fs.StringVar(&f.since, "since", "", "only attempts at or after `TIME` (RFC 3339, or a duration such as 2h meaning that long ago)")
 				fs.StringVar(&f.until, "until", "", "only attempts before `TIME` (RFC 3339, or a duration meaning that long ago)")
 				fs.IntVar(&f.limit, "limit", 0, "print at most `N` attempts (default 100, at most 1000)")
