@@ -3,7 +3,6 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,14 +14,9 @@ import (
 // service deliver the events again.
 func TestCLIStatusAndReplayOnMemoryTopology(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	recv := newReceiver(t, nil)
-	file := writeFile(t, "memory.toml", fmt.Sprintf(`
+	configText := func(listen string) string {
+		return fmt.Sprintf(`
 topology = "memory"
 [http]
 listen = %q
@@ -40,9 +34,16 @@ events = ["INSERT"]
 [[observers.actions]]
 type = "webhook"
 url = %q
-`, addr, recv.URL()))
+`, listen, recv.URL())
+	}
 	env := cliEnv("FRAISEQL_ADMIN_TOKEN=tok")
-	svc := startService(t, env, file)
+	// The service takes a port of the kernel's choosing and logs it (a
+	// port picked here and bound later could be taken in between); the
+	// commands find it, as an operator's would, in http.listen of their
+	// config: the same configuration with that port.
+	svc := startService(t, env, writeFile(t, "memory.toml", configText("127.0.0.1:0")))
+	addr := svc.adminAddr(t)
+	file := writeFile(t, "memory.toml", configText(addr))
 	waitFor(t, "service reading", func() bool { return svc.stderr.count("reader started") >= 1 })
 
 	lines := `{"event_type":"INSERT","entity_type":"Order","entity_id":"o1","timestamp":"2020-01-01T00:00:00Z"}

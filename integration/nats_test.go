@@ -72,8 +72,10 @@ func TestNATSWorkerKilledMidActionIsRedelivered(t *testing.T) {
 	worker := natsProcess{
 		Role: "worker", HookURL: recv.URL(), Concurrency: 4,
 		// A dedup claim shorter than the ack wait: only the heartbeats keep
-		// worker 2 from taking over worker 1's live messages.
-		AckWait: 2 * time.Second, DedupLease: time.Second, ActionTimeout: 2 * time.Minute,
+		// worker 2 from taking over worker 1's live messages. Seconds, not
+		// fractions: worker 1 renews every third of them (1s, 2s), and a
+		// stall of worker 1 on a loaded machine must not outlast them.
+		AckWait: 6 * time.Second, DedupLease: 3 * time.Second, ActionTimeout: 2 * time.Minute,
 	}
 	w1 := worker
 	w1.Worker = "w1"
@@ -86,9 +88,9 @@ func TestNATSWorkerKilledMidActionIsRedelivered(t *testing.T) {
 	waitFor(t, "worker 1 holding requests while worker 2 delivers", func() bool {
 		return recv.held("w1") >= 1 && recv.deliveredByWorker()["w2"] >= 1
 	})
-	// Twice the ack wait: worker 1's heartbeats must keep its messages
-	// from being redelivered while it lives.
-	time.Sleep(4 * time.Second)
+	// Twice the ack wait (four dedup leases): worker 1's heartbeats must
+	// keep its messages from being redelivered while it lives.
+	time.Sleep(2 * worker.AckWait)
 	heldBefore := recv.heldEvents()
 	for id := range heldBefore {
 		if got := recv.receiptsFor(id); len(got) != 0 && got[len(got)-1].Status != 0 {

@@ -171,6 +171,29 @@ func (b *testBundle) insertStream(t testing.TB, entities []string, from, to, bat
 	}
 }
 
+// attemptStarts returns the start times of observer's attempts recorded
+// in the delivery log (delivery.log = "all"), in order.
+func (b *testBundle) attemptStarts(t testing.TB, observer string) []time.Time {
+	t.Helper()
+	rows, err := b.pool.Query(t.Context(), `SELECT at FROM observer.deliveries WHERE observer = $1 ORDER BY at`, observer)
+	if err != nil {
+		t.Fatalf("read the delivery log: %v", err)
+	}
+	defer rows.Close()
+	var out []time.Time
+	for rows.Next() {
+		var at time.Time
+		if err := rows.Scan(&at); err != nil {
+			t.Fatalf("read the delivery log: %v", err)
+		}
+		out = append(out, at)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("read the delivery log: %v", err)
+	}
+	return out
+}
+
 func heapInUse() uint64 {
 	runtime.GC()
 	var m runtime.MemStats
@@ -185,7 +208,11 @@ func heapInUse() uint64 {
 // nothing is dead-lettered, and once the receiver is back it gets the
 // whole backlog within seconds, each entity's events in change-log order.
 func TestReceiverDownForMinutes(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its heap bound measures the test binary's heap, which
+	// must then hold this test's service alone. The parallel tests wait
+	// until the sequential ones are done, so none of their live data (the
+	// 900 KiB bodies of TestFaultMemoryBoundedByBytes's receipts, private
+	// clusters, ...) is counted here.
 	if testing.Short() {
 		t.Skip("long outage test")
 	}
@@ -238,13 +265,11 @@ func TestReceiverDownForMinutes(t *testing.T) {
 	if p50 > p50Bound || p99 > p99Bound {
 		t.Errorf("live receiver latency p50 %v, p99 %v: the other observer's events must keep flowing", p50, p99)
 	}
-	// The heap is the test binary's: the other integration tests run in
-	// parallel in it, and under the race detector (slower, so more of
-	// them overlap this window) their live data has added 33 MiB here.
-	heapBound := int64(32 << 20)
-	if raceDetector {
-		heapBound = 64 << 20
-	}
+	// The heap is the test binary's, with no other test running (see
+	// above): this service and the test's receivers, which grew 3.7-3.9
+	// MiB here under the race detector. 16 MiB allows about 1.4 KiB for
+	// each of the 12 000 events parked in between.
+	const heapBound = int64(16 << 20)
 	if grown > heapBound {
 		t.Errorf("heap grew %.1f MiB while 12 000 more events were parked (bound %d MiB): memory must stay flat", float64(grown)/(1<<20), heapBound>>20)
 	}
@@ -340,13 +365,18 @@ func TestRestartDuringOutage(t *testing.T) {
 }
 
 // TestRateLimitHolds: an endpoint limited to 50 attempts a second gets
-// its events at no more than that rate (10% for the clock) and not far
-// below it, without holding up the workers. The lower bound is loose: with
-// a burst of 1 every late wake-up of a deferred attempt is time the bucket
-// cannot give back, and a loaded machine (the suite's parallel tests)
-// wakes late: 42.7/s and 32.5/s were seen with a benchmark running beside
-// the suite. Half the limit still catches a limiter that waits twice as
-// long as it should.
+// its events at no more than that rate, without holding up the workers.
+// The rate is measured on the sender's attempt start times (the delivery
+// log, delivery.log = "all"), not on arrival at the receiver, where the
+// scheduling of the receiver's goroutines bunches requests up. The upper
+// bounds allow 10% (an attempt's start is taken just before its token, and
+// a goroutine preempted in between moves it earlier); an endpoint without
+// the limit gets the 400 events as fast as the workers send them, several
+// times the limit. The lower bound is only one of liveness: with a burst
+// of 1 every late wake-up of a deferred attempt is time the bucket cannot
+// give back, and a loaded machine wakes late (32.5/s seen with a
+// benchmark running beside the suite); a fifth of the limit still catches
+// a limiter stuck or counting per minute.
 func TestRateLimitHolds(t *testing.T) {
 	t.Parallel()
 	const n, rate = 400, 50
@@ -355,6 +385,7 @@ func TestRateLimitHolds(t *testing.T) {
 	cfg := b.config(webhookObserver("limited", "Order", recv.URL(), durablePolicy(3, time.Second)))
 	limit, burst := rate, 1
 	cfg.Delivery.Endpoints = []config.EndpointConfig{{Endpoint: recv.srv.URL, RateLimit: &limit, RateBurst: &burst}}
+	cfg.Delivery.Log = config.DeliveryLogAll
 	b.start(t, cfg)
 	entities := make([]string, n)
 	for i := range entities {
@@ -362,19 +393,27 @@ func TestRateLimitHolds(t *testing.T) {
 	}
 	b.insertStream(t, entities, 0, 1, n, 0)
 	waitWithin(t, 2*time.Minute, "every event delivered", func() bool { return recv.count() == n })
-	at := recv.arrivals()
-	measured := float64(n-1) / at[n-1].Sub(at[0]).Seconds()
-	t.Logf("%d events at %.1f/s (limit %d/s)", n, measured, rate)
-	if measured < rate*0.5 || measured > rate*1.1 {
-		t.Errorf("measured rate %.1f/s, want %d/s (at most 10%% over, at most half under)", measured, rate)
+	var at []time.Time
+	waitFor(t, "every attempt in the delivery log", func() bool {
+		at = b.attemptStarts(t, "limited")
+		return len(at) >= n
+	})
+	m := len(at) // every attempt takes a token, a failed one too
+	measured := float64(m-1) / at[m-1].Sub(at[0]).Seconds()
+	t.Logf("%d attempts for %d events at %.1f/s (limit %d/s)", m, n, measured, rate)
+	if measured < rate/5 || measured > rate*1.1 {
+		t.Errorf("measured rate %.1f/s, want %d/s (at most 10%% over, and at least a fifth of it)", measured, rate)
 	}
-	// Over any second, never more than the limit plus the burst.
-	for i, j := 0, 0; i < n; i++ {
-		for j < n && at[j].Sub(at[i]) < time.Second {
+	// Over any second, never more than the limit plus the burst (10% for
+	// the start times, see above).
+	maxPerSecond := rate + burst + rate/10
+	for i, j := 0, 0; i < m; i++ {
+		for j < m && at[j].Sub(at[i]) < time.Second {
 			j++
 		}
-		if j-i > rate+burst+1 {
-			t.Fatalf("%d events within one second from %v, want at most %d", j-i, at[i].Format(time.StampMilli), rate+burst)
+		if j-i > maxPerSecond {
+			t.Fatalf("%d attempts started within one second from %v, want at most %d (limit %d, burst %d)",
+				j-i, at[i].Format(time.StampMicro), maxPerSecond, rate, burst)
 		}
 	}
 	if dl := b.deadLetters(t); len(dl) != 0 {
