@@ -99,18 +99,6 @@ func (r *leanReceiver) requestCount() int {
 	return r.requests
 }
 
-// arrivals returns the arrival times of the delivered events, in order.
-func (r *leanReceiver) arrivals() []time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]time.Time, 0, len(r.delivered))
-	for _, d := range r.delivered {
-		out = append(out, d.at)
-	}
-	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
-	return out
-}
-
 func (r *leanReceiver) duplicates() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
