@@ -152,7 +152,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if cfg.Topology.Distributed() {
 		err = a.buildDistributed(ctx)
 	} else {
-		err = a.buildLocalReader()
+		err = a.buildLocalReader(ctx)
 	}
 	if err != nil {
 		return nil, err

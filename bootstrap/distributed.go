@@ -49,7 +49,7 @@ func (a *App) buildDistributed(ctx context.Context) error {
 func (a *App) buildBridges(ctx context.Context) error {
 	pub := natsadapter.NewPublisher(a.nats)
 	if a.cfg.Topology == config.TopologyNATSDistributed {
-		return a.addBridge(a.cfg.Reader.Name, "", a.db, a.primary, pub)
+		return a.addBridge(ctx, a.cfg.Reader.Name, "", a.db, a.primary, pub)
 	}
 	for i, d := range a.cfg.Databases {
 		url, err := stores.SourceURL(a.cfg, a.env, i)
@@ -73,17 +73,17 @@ func (a *App) buildBridges(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := a.addBridge(d.Name, d.Name, db, store, pub); err != nil {
+		if err := a.addBridge(ctx, d.Name, d.Name, db, store, pub); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (a *App) addBridge(name, source string, db *postgres.DB, store *admin.Store, pub ports.EventPublisher) error {
+func (a *App) addBridge(ctx context.Context, name, source string, db *postgres.DB, store *admin.Store, pub ports.EventPublisher) error {
 	dbc := a.cfg.Database
 	log := a.logger.With(slog.String("bridge", name))
-	cl, err := postgres.NewChangeLog(db.Pool, postgres.ChangeLogConfig{
+	cl, err := postgres.NewChangeLog(ctx, db.Pool, postgres.ChangeLogConfig{
 		Table: dbc.ChangeLogTable, Channel: dbc.NotifyChannel, PollInterval: dbc.PollInterval, Source: source,
 		MaxEventBytes: a.cfg.Reader.MaxEventBytes, PollOnly: dbc.Wake == config.WakePoll,
 	}, log)

@@ -168,10 +168,10 @@ func (a *App) observedEntities() []string {
 
 // buildLocalReader reads the change log (or the memory source) in this
 // process and runs the actions here.
-func (a *App) buildLocalReader() error {
+func (a *App) buildLocalReader(ctx context.Context) error {
 	if a.source == nil {
 		db := a.cfg.Database
-		cl, err := postgres.NewChangeLog(a.db.Pool, postgres.ChangeLogConfig{
+		cl, err := postgres.NewChangeLog(ctx, a.db.Pool, postgres.ChangeLogConfig{
 			Table: db.ChangeLogTable, Channel: db.NotifyChannel, PollInterval: db.PollInterval,
 			MaxEventBytes: a.cfg.Reader.MaxEventBytes, PollOnly: db.Wake == config.WakePoll,
 			Entities: a.observedEntities(),

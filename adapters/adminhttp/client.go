@@ -110,7 +110,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
 			e.Error = http.StatusText(resp.StatusCode)
 		}
-		return statusError(resp.StatusCode, e.Error)
+		return statusError(resp.StatusCode, e.Error, "admin api at "+c.base+": "+method+" "+path)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("admin api at %s: decode answer: %w", c.base, err)
@@ -118,18 +118,21 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	return nil
 }
 
-func statusError(code int, msg string) error {
+// statusError is the error of an answer with status code and message
+// msg to the call named by where (the service and the request): a 400 is
+// the caller's mistake and says msg alone, as a local check would.
+func statusError(code int, msg, where string) error {
 	switch code {
 	case http.StatusBadRequest:
 		return &admin.RequestError{Msg: msg}
 	case http.StatusNotFound:
-		return &remoteError{msg: msg, is: ports.ErrNotFound}
+		return &remoteError{msg: where + ": " + msg, is: ports.ErrNotFound}
 	case http.StatusConflict:
-		return &remoteError{msg: msg, is: admin.ErrReaderRunning}
+		return &remoteError{msg: where + ": " + msg, is: admin.ErrReaderRunning}
 	case http.StatusServiceUnavailable:
-		return &remoteError{msg: msg, is: ports.ErrUnavailable}
+		return &remoteError{msg: where + ": " + msg, is: ports.ErrUnavailable}
 	}
-	return errors.New("admin api: " + http.StatusText(code) + ": " + msg)
+	return errors.New(where + ": " + http.StatusText(code) + ": " + msg)
 }
 
 // remoteError is the service's error message, matching the sentinel its

@@ -153,11 +153,12 @@ type wakeState struct {
 
 var _ ports.EventSource = (*ChangeLog)(nil)
 
-// NewChangeLog starts the listener and waits (at most 5s) for its first
-// LISTEN, so that notifications for rows committed after the caller's first
-// Read are not lost. A database that is down is not an error: the listener
-// keeps reconnecting and Wait falls back to polling.
-func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) (*ChangeLog, error) {
+// NewChangeLog starts the listener and waits (at most 5s, or until ctx
+// ends) for its first LISTEN, so that notifications for rows committed
+// after the caller's first Read are not lost. A database that is down is
+// not an error: the listener keeps reconnecting and Wait falls back to
+// polling.
+func NewChangeLog(ctx context.Context, pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) (*ChangeLog, error) {
 	if pool == nil {
 		return nil, errors.New("postgres: new change log: nil pool")
 	}
@@ -183,12 +184,12 @@ func NewChangeLog(pool *pgxpool.Pool, cfg ChangeLogConfig, logger *slog.Logger) 
 			WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
 	}
 	c.SetEntities(cfg.Entities)
-	c.warnOnTrigger()
+	c.warnOnTrigger(ctx)
 	if cfg.PollOnly {
 		return c, nil
 	}
 	c.listener = startListener(pool.Config().ConnConfig.Copy(), cfg.Channel, c.tune.keepArmedGap, logger.With("component", "changelog-listener", "channel", cfg.Channel))
-	c.listener.awaitFirstAttempt(listenReadyTimeout)
+	c.listener.awaitFirstAttempt(ctx, listenReadyTimeout)
 	return c, nil
 }
 

@@ -71,7 +71,7 @@ func triggerFor(pollOnly bool) TriggerPolicy {
 func newTestChangeLog(t testing.TB, pool *pgxpool.Pool, cfg ChangeLogConfig) (*ChangeLog, *testsupport.Buffer) {
 	t.Helper()
 	logs := &testsupport.Buffer{}
-	cl, err := NewChangeLog(pool, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	cl, err := NewChangeLog(t.Context(), pool, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("NewChangeLog: %v", err)
 	}
@@ -168,7 +168,7 @@ func TestNewChangeLogConfig(t *testing.T) {
 				t.Fatalf("pgxpool.New: %v", err)
 			}
 			defer pool.Close()
-			cl, err := NewChangeLog(pool, tc.cfg, tc.logger)
+			cl, err := NewChangeLog(t.Context(), pool, tc.cfg, tc.logger)
 			if err == nil {
 				cl.Close()
 				t.Fatalf("NewChangeLog(%+v) = nil error, want one naming %q", tc.cfg, tc.wantErr)
@@ -187,7 +187,7 @@ func TestChangeLogDatabaseDownIsNotAnError(t *testing.T) {
 		t.Fatalf("pgxpool.New: %v", err)
 	}
 	defer pool.Close()
-	cl, err := NewChangeLog(pool, ChangeLogConfig{PollInterval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	cl, err := NewChangeLog(t.Context(), pool, ChangeLogConfig{PollInterval: 10 * time.Millisecond}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("NewChangeLog with the database down: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -40,7 +41,7 @@ func interpretError(op string, err error) error {
 	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
 		return fmt.Errorf("postgres: %s: %w", op, notMigrated{err})
 	}
-	if errors.As(err, &pgErr) && (pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P03") {
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P03") {
 		return fmt.Errorf("postgres: %s: %w: %w", op, ports.ErrUnavailable, err)
 	}
 	if errors.As(err, &pgErr) && permanentSQLState(pgErr.Code) {
@@ -69,3 +70,28 @@ func permanentSQLState(code string) bool {
 type notMigrated struct{ error }
 
 func (e notMigrated) Unwrap() []error { return []error{e.error, ports.ErrNotMigrated} }
+
+// inTx runs fn in a transaction of db: fn's own errors come back as they
+// are (fn interprets the driver's), while a failure to begin or to commit
+// is interpreted here, as op.
+func inTx(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, op string, fn func(pgx.Tx) error) error {
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		if err := fn(tx); err != nil {
+			return txFuncError{err}
+		}
+		return nil
+	})
+	var fe txFuncError
+	if errors.As(err, &fe) {
+		return fe.err
+	}
+	return interpretError(op, err)
+}
+
+// txFuncError carries the error of inTx's fn through pgx.BeginFunc.
+type txFuncError struct{ err error }
+
+func (e txFuncError) Error() string { return e.err.Error() }
+func (e txFuncError) Unwrap() error { return e.err }

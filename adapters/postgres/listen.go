@@ -122,11 +122,12 @@ func startListener(connConfig *pgx.ConnConfig, channel string, keepGap time.Dura
 
 // awaitFirstAttempt blocks until the first LISTEN succeeded or failed, at
 // most timeout.
-func (l *listener) awaitFirstAttempt(timeout time.Duration) {
+func (l *listener) awaitFirstAttempt(ctx context.Context, timeout time.Duration) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-l.firstAttempt:
+	case <-ctx.Done(): // the caller is stopping: it will not read
 	case <-t.C:
 		l.logger.Warn("listener not ready, relying on polling until it connects", "waited", timeout)
 	}
@@ -317,7 +318,9 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 		return nil, interpretError("listen: connect", err)
 	}
 	if _, err := conn.Exec(connectCtx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
-		_ = conn.Close(context.Background())
+		closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Second)
+		_ = conn.Close(closeCtx)
+		cancelClose()
 		return nil, interpretError("listen", err)
 	}
 	return conn, nil

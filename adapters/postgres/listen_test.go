@@ -815,7 +815,7 @@ func TestListenerAnswersArmsWhenItsConnectionFails(t *testing.T) {
 	cc, proxy := proxiedConnConfig(t, pool)
 	l := startListener(cc, "arm_answered", 0, slog.New(slog.DiscardHandler))
 	t.Cleanup(l.close)
-	l.awaitFirstAttempt(waitTimeout)
+	l.awaitFirstAttempt(t.Context(), waitTimeout)
 	if res, err := l.arm(t.Context(), waitTimeout); err != nil || !res.held {
 		t.Fatalf("first arm: %+v, %v", res, err)
 	}
@@ -867,7 +867,7 @@ func TestChangeLogPollsWhileTheWakeConnectionHangs(t *testing.T) {
 	b.cl.listener.close()
 	l := startListener(cc, b.cl.cfg.Channel, b.cl.tune.keepArmedGap, logger)
 	b.cl.listener = l // no reader runs yet
-	l.awaitFirstAttempt(waitTimeout)
+	l.awaitFirstAttempt(t.Context(), waitTimeout)
 	settle(t, b.cl)
 	b.cl.active() // rows came: the arm is released
 	waitUntil(t, "the arm released", func() bool { return !l.armed.Load() })
@@ -937,7 +937,7 @@ func TestListenerTakesOverAnAnsweredArm(t *testing.T) {
 	pool := newTestPool(t)
 	l := startListener(pool.Config().ConnConfig.Copy(), "arm_taken_over", 0, slog.New(slog.DiscardHandler))
 	t.Cleanup(l.close)
-	l.awaitFirstAttempt(waitTimeout)
+	l.awaitFirstAttempt(t.Context(), waitTimeout)
 	first, err := l.arm(t.Context(), waitTimeout)
 	if err != nil || !first.held {
 		t.Fatalf("first arm: %+v, %v", first, err)

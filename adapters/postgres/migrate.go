@@ -219,7 +219,7 @@ func (m *migrator) release(locked bool) {
 }
 
 func (m *migrator) run(ctx context.Context) error {
-	err := pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+	err := inTx(ctx, m.conn, "migrate: observer schema", func(tx pgx.Tx) error {
 		for _, stmt := range observerSchemaStatements(m.cfg.ObserverSchema) {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return interpretError("migrate: observer schema", err)
@@ -264,7 +264,7 @@ func (m *migrator) run(ctx context.Context) error {
 func (m *migrator) lockedTx(ctx context.Context, op string, fn func(pgx.Tx) error) error {
 	timeout := strconv.FormatInt(max(m.cfg.LockTimeout.Milliseconds(), 1), 10) + "ms"
 	for attempt := 1; ; attempt++ {
-		err := pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+		err := inTx(ctx, m.conn, "migrate: "+op, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, timeout); err != nil {
 				return interpretError("migrate: set lock_timeout", err)
 			}

@@ -147,7 +147,7 @@ func (m *migrator) inspect(ctx context.Context) (changeLogState, error) {
 // create makes a fresh change log, index included, in one transaction: the
 // table is new, so nobody waits for it.
 func (m *migrator) create(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+	return inTx(ctx, m.conn, "migrate: create change log", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{m.tbl.Schema}.Sanitize()); err != nil {
 			return interpretError("migrate: create schema", err)
 		}

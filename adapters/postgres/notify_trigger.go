@@ -151,8 +151,8 @@ func dropNotify(ctx context.Context, tx pgx.Tx, tbl tableName) error {
 // writers paying for it, and one woken by NOTIFY without it finds new rows
 // only at its poll interval. A database that cannot be asked is not an
 // error here.
-func (c *ChangeLog) warnOnTrigger() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func (c *ChangeLog) warnOnTrigger(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	present, err := notifyTriggerPresent(ctx, c.pool, c.table)
 	if err != nil {

@@ -77,7 +77,7 @@ func Watch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
 	if err != nil {
 		return fmt.Errorf("postgres: watch: %w", err)
 	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err = inTx(ctx, pool, "transaction", func(tx pgx.Tx) error {
 		pk, err := lookupPrimaryKey(ctx, tx, t.table)
 		if err != nil {
 			return err
@@ -130,7 +130,7 @@ func Unwatch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
 	if err != nil {
 		return fmt.Errorf("postgres: unwatch: %w", err)
 	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err = inTx(ctx, pool, "transaction", func(tx pgx.Tx) error {
 		fn, watched, err := captureFunctionOf(ctx, tx, t.table)
 		if err != nil {
 			return err
