@@ -101,7 +101,14 @@ func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *sl
 		case err := <-done:
 			return err
 		case <-ticker.C:
-			held, err := lease.Acquire(fctx, cfg.Name, cfg.Holder, cfg.TTL)
+			// A renewal that hangs (a connection that neither answers nor
+			// breaks) must not keep the work going past the lease's
+			// expiry: it ends just after the point where a failed renewal
+			// stops the work (2/3 of the TTL since the last one).
+			giveUp := lastRenew.Add(cfg.TTL * 2 / 3)
+			rctx, cancelRenew := context.WithTimeout(fctx, max(giveUp.Sub(cfg.Now()), 0)+cfg.TTL/30)
+			held, err := lease.Acquire(rctx, cfg.Name, cfg.Holder, cfg.TTL)
+			cancelRenew()
 			switch {
 			case err == nil && held:
 				lastRenew = cfg.Now()

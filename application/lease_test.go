@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/memory"
@@ -279,4 +280,46 @@ func TestRunWithLeaseJudgesFailedRenewalByItsClock(t *testing.T) {
 	if err := run.Stop(t); err != nil {
 		t.Errorf("RunWithLease = %v, want nil", err)
 	}
+}
+
+// A renewal that hangs (a lease store whose connection neither answers
+// nor breaks) ends in time for the work to stop before the lease expires:
+// with a 30s TTL, the renewal at 10s gives up at 21s and the work stops
+// then, not after the lease is another replica's.
+func TestRunWithLeaseStopsWorkWhenRenewalHangs(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 30 * time.Second
+		var acquires atomic.Int32
+		fake := &lease{
+			AcquireFunc: func(ctx context.Context, _, _ string, _ time.Duration) (bool, error) {
+				if acquires.Add(1) == 1 {
+					return true, nil
+				}
+				<-ctx.Done() // hangs until its deadline
+				return false, fmt.Errorf("lease: %w", ctx.Err())
+			},
+			ReleaseFunc: func(context.Context, string, string) error { return nil },
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		start := time.Now()
+		stoppedAfter := make(chan time.Duration, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- application.RunWithLease(ctx, fake, leaseConfig("me", ttl), func(ctx context.Context) error {
+				<-ctx.Done()
+				stoppedAfter <- time.Since(start)
+				cancel() // end RunWithLease rather than seek the lease again
+				return nil
+			})
+		}()
+		took := <-stoppedAfter
+		if took >= ttl*3/4 {
+			t.Errorf("work stopped %v after the lease was taken, want before %v (the renewal hung)", took, ttl*3/4)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("RunWithLease = %v, want nil", err)
+		}
+	})
 }

@@ -1,6 +1,8 @@
 package application
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"time"
 
@@ -8,12 +10,19 @@ import (
 )
 
 // tracker follows read positions in order and yields the highest position
-// up to which every entry is finished: the safe checkpoint.
+// up to which every entry is finished: the safe checkpoint. Entries that
+// finish behind one that does not (an action retried in memory for hours
+// while the stream goes on) are compacted: of each run of finished
+// entries only the last is kept (its position is where the safe
+// checkpoint moves once the run leads), so the tracker holds at most
+// about twice as many entries as are unfinished (bounded by the reader's
+// in-flight limits), not one per entry read since.
 type tracker struct {
 	mu        sync.Mutex
 	now       func() time.Time
-	base      uint64 // sequence number of entries[0]
+	next      uint64 // the sequence number of the next entry
 	entries   []trackedEntry
+	compactAt int // compact when entries grow to this many (see add)
 	committed ports.Position
 	pending   int
 	bytes     int64 // Size of the unfinished entries
@@ -24,13 +33,17 @@ type tracker struct {
 }
 
 type trackedEntry struct {
+	seq      uint64
 	pos      ports.Position
 	size     int64
 	finished bool
 }
 
+// minCompact is the fewest entries compacted at once.
+const minCompact = 1024
+
 func newTracker(start ports.Position, now func() time.Time) *tracker {
-	return &tracker{committed: start, now: now, progressAt: now(), freed: make(chan struct{}, 1)}
+	return &tracker{committed: start, now: now, progressAt: now(), compactAt: minCompact, freed: make(chan struct{}, 1)}
 }
 
 // add appends a position in read order, weighing size bytes, and returns
@@ -39,8 +52,9 @@ func newTracker(start ports.Position, now func() time.Time) *tracker {
 func (t *tracker) add(pos ports.Position, finished bool, size int64) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	seq := t.base + uint64(len(t.entries))
-	t.entries = append(t.entries, trackedEntry{pos: pos, size: size, finished: finished})
+	seq := t.next
+	t.next++
+	t.entries = append(t.entries, trackedEntry{seq: seq, pos: pos, size: size, finished: finished})
 	if !finished {
 		if t.pending == 0 {
 			t.progressAt = t.now()
@@ -49,14 +63,17 @@ func (t *tracker) add(pos ports.Position, finished bool, size int64) uint64 {
 		t.bytes += size
 	}
 	t.advanceLocked()
+	if len(t.entries) >= t.compactAt {
+		t.compactLocked()
+	}
 	return seq
 }
 
 // finish marks the entry with sequence number seq finished.
 func (t *tracker) finish(seq uint64) {
 	t.mu.Lock()
-	i := seq - t.base
-	if seq < t.base || i >= uint64(len(t.entries)) || t.entries[i].finished {
+	i, ok := t.findLocked(seq)
+	if !ok || t.entries[i].finished {
 		t.mu.Unlock()
 		return
 	}
@@ -71,6 +88,20 @@ func (t *tracker) finish(seq uint64) {
 	}
 }
 
+// findLocked returns the index of the entry seq: at seq's offset from the
+// first entry until a compaction removed some, else by binary search (the
+// entries stay in sequence order).
+func (t *tracker) findLocked(seq uint64) (int, bool) {
+	if len(t.entries) == 0 || seq < t.entries[0].seq {
+		return 0, false
+	}
+	if d := seq - t.entries[0].seq; d < uint64(len(t.entries)) && t.entries[d].seq == seq {
+		return int(d), true
+	}
+	i, ok := slices.BinarySearchFunc(t.entries, seq, func(e trackedEntry, s uint64) int { return cmp.Compare(e.seq, s) })
+	return i, ok
+}
+
 func (t *tracker) advanceLocked() {
 	n := 0
 	for n < len(t.entries) && t.entries[n].finished {
@@ -83,10 +114,25 @@ func (t *tracker) advanceLocked() {
 	t.progressAt = t.now()
 	clear(t.entries[:n])
 	t.entries = t.entries[n:]
-	t.base += uint64(n)
 	if len(t.entries) == 0 {
 		t.entries = nil // let the old backing array go
 	}
+}
+
+// compactLocked drops every finished entry followed by another finished
+// one, and sets the next compaction at twice what is left (at least
+// minCompact): amortised, a constant cost per entry.
+func (t *tracker) compactLocked() {
+	kept := t.entries[:0]
+	for i, e := range t.entries {
+		if e.finished && i+1 < len(t.entries) && t.entries[i+1].finished {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(t.entries[len(kept):])
+	t.entries = kept
+	t.compactAt = max(2*len(kept), minCompact)
 }
 
 // state returns the safe checkpoint and the number of unfinished entries.

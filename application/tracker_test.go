@@ -95,3 +95,50 @@ func TestTrackerSignalsFreedRoom(t *testing.T) {
 		t.Errorf("state() = %v, %d; want 2, 0", pos, pending)
 	}
 }
+
+// Entries that finish behind one that does not cost nothing: the tracker
+// holds the unfinished one alone, and the safe position jumps to the last
+// entry once it finishes.
+func TestTrackerHoldsOnlyUnfinishedEntries(t *testing.T) {
+	t.Parallel()
+	tr := newTracker(ports.Position{Seq: 0}, time.Now)
+	stuck := tr.add(ports.Position{Seq: 1}, false, 10)
+	for i := int64(2); i <= 100_000; i++ {
+		if i%3 == 0 {
+			tr.add(ports.Position{Seq: i}, true, 0) // a skipped stretch
+			continue
+		}
+		tr.finish(tr.add(ports.Position{Seq: i}, false, 100))
+	}
+	if len(tr.entries) > 2*minCompact {
+		t.Fatalf("%d entries kept behind one unfinished entry; want at most %d", len(tr.entries), 2*minCompact)
+	}
+	if pos, pending := tr.state(); pos.Seq != 0 || pending != 1 {
+		t.Errorf("state() = %v, %d; want the start, 1 pending", pos, pending)
+	}
+	if pending, bytes := tr.load(); pending != 1 || bytes != 10 {
+		t.Errorf("load() = %d, %d; want 1, 10", pending, bytes)
+	}
+	tr.finish(stuck)
+	if pos, pending := tr.state(); pos.Seq != 100_000 || pending != 0 {
+		t.Errorf("state() = %v, %d after the stuck entry finished; want 100000, 0", pos, pending)
+	}
+}
+
+// BenchmarkTracker adds and finishes entries with 500 in flight, finished
+// in a shuffled order within each window (as concurrent actions end).
+func BenchmarkTracker(b *testing.B) {
+	tr := newTracker(ports.Position{}, time.Now)
+	const window = 500
+	seqs := make([]uint64, 0, window)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		seqs = append(seqs, tr.add(ports.Position{Seq: int64(i)}, false, 100))
+		if len(seqs) == window {
+			for j := range window {
+				tr.finish(seqs[(j*7)%window])
+			}
+			seqs = seqs[:0]
+		}
+	}
+}
