@@ -459,14 +459,7 @@ func (p *Processor) finish(ctx context.Context, run *Run) {
 		slog.Duration("actions_duration", s.Duration), slog.Duration("elapsed", p.cfg.Now().Sub(run.Started)))
 }
 
-func (p *Processor) anyFinalFailure(run *Run) bool {
-	for _, d := range run.Summary.Actions {
-		if d.Outcome == domain.OutcomeDeadLettered || d.Outcome == domain.OutcomeFailedLogged {
-			return true
-		}
-	}
-	return false
-}
+func (p *Processor) anyFinalFailure(run *Run) bool { return run.Summary.FinalFailures > 0 }
 
 // GiveUp parks every unfinished action of run with reason and the last
 // error it saw.

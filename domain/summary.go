@@ -36,14 +36,26 @@ type ExecutionSummary struct {
 	DuplicateSkipped  bool
 	CacheHits         int
 	CacheMisses       int
-	Duration          time.Duration
-	Actions           []ActionDetail
-	Errors            []string
+	// FinalFailures counts the attempts that failed for the last time
+	// (dead-lettered, or logged as failed).
+	FinalFailures int
+	Duration      time.Duration
+	// Actions and Errors are the latest MaxSummaryDetails attempts and
+	// error texts; OmittedActions and OmittedErrors count the earlier
+	// ones dropped (an action retried in memory many times over would
+	// otherwise keep every attempt). The counters above count them all.
+	Actions        []ActionDetail
+	Errors         []string
+	OmittedActions int
+	OmittedErrors  int
 }
+
+// MaxSummaryDetails bounds ExecutionSummary.Actions and Errors.
+const MaxSummaryDetails = 64
 
 // Add records an action attempt and updates the counters.
 func (s *ExecutionSummary) Add(d ActionDetail) {
-	s.Actions = append(s.Actions, d)
+	s.Actions = appendLatest(s.Actions, d, &s.OmittedActions)
 	s.Duration += d.Duration
 	switch d.Outcome {
 	case OutcomeSucceeded:
@@ -55,8 +67,23 @@ func (s *ExecutionSummary) Add(d ActionDetail) {
 		s.ParkedActions++
 	case OutcomeRetrying, OutcomeDeadLettered, OutcomeFailedLogged:
 		s.FailedActions++
+		if d.Outcome != OutcomeRetrying {
+			s.FinalFailures++
+		}
 		if d.Error != "" {
-			s.Errors = append(s.Errors, d.Observer+"/"+d.Action+": "+d.Error)
+			s.Errors = appendLatest(s.Errors, d.Observer+"/"+d.Action+": "+d.Error, &s.OmittedErrors)
 		}
 	}
+}
+
+// appendLatest appends v to list, dropping the oldest element (counted in
+// omitted) once list holds MaxSummaryDetails.
+func appendLatest[T any](list []T, v T, omitted *int) []T {
+	if len(list) < MaxSummaryDetails {
+		return append(list, v)
+	}
+	copy(list, list[1:])
+	list[len(list)-1] = v
+	*omitted++
+	return list
 }

@@ -64,3 +64,28 @@ func TestExecutionSummaryAdd(t *testing.T) {
 		})
 	}
 }
+
+// An action retried in memory many times over keeps the latest
+// MaxSummaryDetails attempts and error texts, counts the rest as omitted,
+// and still knows that one failed for good.
+func TestExecutionSummaryKeepsTheLatestDetails(t *testing.T) {
+	t.Parallel()
+	var s ExecutionSummary
+	s.Add(ActionDetail{Observer: "o", Action: "gone", Outcome: OutcomeDeadLettered, Error: "404"})
+	const n = 10_000
+	for i := range n {
+		s.Add(ActionDetail{Observer: "o", Action: "a", Attempt: i + 1, Outcome: OutcomeRetrying, Error: "503"})
+	}
+	if len(s.Actions) != MaxSummaryDetails || len(s.Errors) != MaxSummaryDetails {
+		t.Fatalf("%d actions, %d errors kept; want %d each", len(s.Actions), len(s.Errors), MaxSummaryDetails)
+	}
+	if s.OmittedActions != n+1-MaxSummaryDetails || s.OmittedErrors != n+1-MaxSummaryDetails {
+		t.Errorf("omitted %d actions, %d errors; want %d each", s.OmittedActions, s.OmittedErrors, n+1-MaxSummaryDetails)
+	}
+	if last := s.Actions[len(s.Actions)-1]; last.Attempt != n {
+		t.Errorf("last detail kept is attempt %d, want %d (the latest)", last.Attempt, n)
+	}
+	if s.FailedActions != n+1 || s.FinalFailures != 1 {
+		t.Errorf("failed %d, final failures %d; want %d, 1", s.FailedActions, s.FinalFailures, n+1)
+	}
+}
