@@ -198,6 +198,8 @@ func NewChangeLog(ctx context.Context, pool *pgxpool.Pool, cfg ChangeLogConfig, 
 // events are returned as records with Err set; NOOP and READ rows are
 // examined but not returned.
 func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	if limit.Rows <= 0 || limit.Bytes < 0 {
 		return ports.Batch{}, fmt.Errorf("postgres: read change log: limit %+v: rows must be positive, bytes not negative", limit)
 	}

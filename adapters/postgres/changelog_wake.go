@@ -264,6 +264,8 @@ func (c *ChangeLog) reached(tx uint64) {
 // oldestRunning is the snapshot's xmin: every transaction of the cluster
 // with a lower id has ended.
 func (c *ChangeLog) oldestRunning(ctx context.Context) (uint64, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	var s string
 	if err := c.pool.QueryRow(ctx, `SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text`).Scan(&s); err != nil {
 		return 0, interpretError("oldest running transaction", err)

@@ -36,6 +36,8 @@ func NewCheckpoints(pool *pgxpool.Pool, schema string) (*Checkpoints, error) {
 
 // Load returns the position saved for name; ok is false when there is none.
 func (c *Checkpoints) Load(ctx context.Context, name string) (ports.Position, bool, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("load checkpoint %q", name)
 	var txid, seq int64
 	err := c.pool.QueryRow(ctx, `SELECT txid, seq FROM `+c.table+` WHERE name = $1`, name).Scan(&txid, &seq)
@@ -54,6 +56,8 @@ func (c *Checkpoints) Load(ctx context.Context, name string) (ports.Position, bo
 // Save stores pos for name, replacing what was there. Transaction ids
 // (xid8) fit in a bigint in practice; one that does not is an error.
 func (c *Checkpoints) Save(ctx context.Context, name string, pos ports.Position) error {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("save checkpoint %q", name)
 	if pos.TxID > math.MaxInt64 {
 		return fmt.Errorf("postgres: %s: txid %d does not fit in a bigint", op, pos.TxID)
@@ -72,6 +76,8 @@ func (c *Checkpoints) Save(ctx context.Context, name string, pos ports.Position)
 // the write. Otherwise it stores nothing and returns an error wrapping
 // ports.ErrLeaseLost.
 func (c *Checkpoints) SaveFenced(ctx context.Context, name string, pos ports.Position, fence ports.Fence) error {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("save checkpoint %q", name)
 	if pos.TxID > math.MaxInt64 {
 		return fmt.Errorf("postgres: %s: txid %d does not fit in a bigint", op, pos.TxID)

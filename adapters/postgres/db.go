@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -80,3 +81,20 @@ func (d *DB) Ping(ctx context.Context) error { return interpretError("ping", d.P
 
 // Close closes the pool.
 func (d *DB) Close() { d.Pool.Close() }
+
+// opTimeout bounds each call of the stream's path on a connection of the
+// pool (a read of the change log, a checkpoint, a lease, a dead letter, an
+// item of the retry store, an endpoint's state) whose context has no
+// sooner deadline: a connection that neither answers nor breaks, or a
+// statement queued behind a lock for longer, becomes an error the caller
+// retries or reports instead of a wait without end. Every such call is a
+// few rows by an index; 30s is far beyond any of them. (Atomic: a test
+// shortens it.)
+var opTimeout atomic.Int64
+
+func init() { opTimeout.Store(int64(30 * time.Second)) }
+
+// withOpTimeout is ctx bounded by opTimeout.
+func withOpTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, time.Duration(opTimeout.Load()))
+}

@@ -31,6 +31,8 @@ func NewEndpointStates(pool *pgxpool.Pool, schema string) (*EndpointStates, erro
 
 // Report stores s for its endpoint, replacing the row.
 func (e *EndpointStates) Report(ctx context.Context, s ports.EndpointState) error {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	_, err := e.pool.Exec(ctx, `INSERT INTO `+e.table+`
 		(endpoint, holder, state, consecutive_failures, since, next_probe, last_error, reported_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)

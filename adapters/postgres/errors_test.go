@@ -1,9 +1,13 @@
 package postgres
 
 import (
+	"context"
 	"errors"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -75,4 +80,72 @@ func TestInTxInterpretsBeginAndCommit(t *testing.T) {
 	if err := inTx(ctx, down, "op", func(pgx.Tx) error { return nil }); !errors.Is(err, ports.ErrUnavailable) {
 		t.Errorf("begin failure = %v, want ports.ErrUnavailable", err)
 	}
+}
+
+// A call on the stream's path whose connection neither answers nor breaks
+// ends with an error after opTimeout instead of waiting for ever. Not
+// parallel: it shortens opTimeout, and the parallel tests wait until the
+// sequential ones are done.
+func TestStreamCallsEndWhenTheDatabaseHangs(t *testing.T) {
+	dbURL := testenv.NewDatabase(t)
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testsupport.StartProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", uint16(mustPort(t, proxy.Addr()))
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	t.Cleanup(proxy.Cut) // before the pool's close, which would wait on the frozen connections
+	if err := Migrate(t.Context(), pool, MigrateConfig{ChangeLogTable: DefaultChangeLogTable, Channel: DefaultChannel, ObserverSchema: "observer"}); err != nil {
+		t.Fatal(err)
+	}
+	cps, err := NewCheckpoints(pool, "observer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, err := NewLease(pool, "observer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Ping(t.Context()); err != nil { // a connection open before the freeze
+		t.Fatal(err)
+	}
+	old := opTimeout.Load()
+	opTimeout.Store(int64(300 * time.Millisecond))
+	t.Cleanup(func() { opTimeout.Store(old) })
+	proxy.Freeze()
+	for name, call := range map[string]func() error{
+		"save checkpoint": func() error { return cps.Save(context.Background(), "r", ports.Position{TxID: 1}) },
+		"acquire lease":   func() error { _, err := lease.Acquire(context.Background(), "l", "me", time.Minute); return err },
+	} {
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("%s through a frozen connection succeeded", name)
+			}
+			t.Logf("%s: %v after %v", name, err, time.Since(start).Round(time.Millisecond))
+		case <-time.After(waitTimeout):
+			t.Errorf("%s through a frozen connection still waiting after %v (opTimeout 300ms)", name, waitTimeout)
+		}
+	}
+}
+
+func mustPort(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

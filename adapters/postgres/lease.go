@@ -37,6 +37,8 @@ func NewLease(pool *pgxpool.Pool, schema string) (*Lease, error) {
 // when holder has it, in one atomic statement; either way it is held until
 // the database's now()+ttl. ttl is kept to the microsecond.
 func (l *Lease) Acquire(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("acquire lease %q", name)
 	if ttl < time.Microsecond {
 		return false, fmt.Errorf("postgres: %s: ttl %v is not positive", op, ttl)
@@ -61,6 +63,8 @@ func (l *Lease) Acquire(ctx context.Context, name, holder string, ttl time.Durat
 
 // Release frees name if holder has it; otherwise it does nothing.
 func (l *Lease) Release(ctx context.Context, name, holder string) error {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	_, err := l.pool.Exec(ctx, `DELETE FROM `+l.table+` WHERE name = $1 AND holder = $2`, name, holder)
 	return interpretError(fmt.Sprintf("release lease %q", name), err)
 }

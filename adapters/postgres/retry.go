@@ -80,6 +80,8 @@ func entityKey(k string) string { return keyUnescaper.Replace(k) }
 // Park stores item, due when its key has no other item, else waiting,
 // under the key's advisory lock.
 func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryItem, bool, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := "park retry of event " + item.Event.ID
 	if len(item.Actions) == 0 {
 		return ports.RetryItem{}, false, fmt.Errorf("postgres: %s: no actions", op)
@@ -135,6 +137,8 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 // ClaimDue claims up to limit due, unclaimed items, earliest Due first,
 // skipping rows other transactions hold.
 func (s *Retries) ClaimDue(ctx context.Context, c ports.RetryClaim, limit int, skip []string) ([]ports.RetryItem, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	const op = "claim retries"
 	if limit < 1 || c.Holder == "" || c.TTL <= 0 {
 		return nil, fmt.Errorf("postgres: %s: limit %d, holder %q and ttl %v must be set", op, limit, c.Holder, c.TTL)
@@ -203,6 +207,8 @@ func (s *Retries) held(ctx context.Context, tx pgx.Tx, id int64, holder string) 
 
 // Reschedule replaces the actions of a claimed item and releases it.
 func (s *Retries) Reschedule(ctx context.Context, id int64, holder string, actions []ports.RetryAction, dead []ports.DeadLetter) error {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("reschedule retry %d", id)
 	if len(actions) == 0 {
 		return fmt.Errorf("postgres: %s: no actions left (complete it instead)", op)
@@ -232,6 +238,8 @@ func (s *Retries) Reschedule(ctx context.Context, id int64, holder string, actio
 // c.Now. One round trip: a batch runs in one implicit transaction under
 // the key's advisory lock; each statement sees what the one before it did.
 func (s *Retries) Complete(ctx context.Context, item ports.RetryItem, c ports.RetryClaim, dead []ports.DeadLetter) (ports.RetryItem, bool, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("complete retry %d", item.ID)
 	dl := deadColumns{}
 	for _, d := range dead {
@@ -342,6 +350,8 @@ func (c *deadColumns) add(d ports.DeadLetter) error {
 
 // Release drops holder's claims.
 func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("release claims of %q", holder)
 	if holder == "" {
 		return 0, errors.New("postgres: release claims: empty holder")
@@ -355,6 +365,8 @@ func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
 
 // MakeDue makes the actions of endpoint in due items due at now.
 func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := "make " + endpoint + " due"
 	nowJSON, err := json.Marshal(now)
 	if err != nil {
