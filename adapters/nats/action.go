@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -46,8 +47,9 @@ func ValidSubject(s string) error {
 
 // Execute publishes ev. Event values stay one subject token each (dots,
 // wildcards and spaces become '_'); a subject that still renders invalid
-// (a missing value, a wildcard in the template) fails permanently; a lost
-// connection is transient.
+// (a missing value, a wildcard in the template, longer than 1024 bytes)
+// or a message over the server's max_payload fails permanently, before
+// anything is sent; a lost connection is transient.
 func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, _ *domain.Observer, act *domain.Action) error {
 	if act.NATS == nil || act.NATS.Subject == nil {
 		return domain.Permanent(errors.New("nats: action without subject"))
@@ -56,9 +58,6 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, _ *doma
 	if len(missing) > 0 {
 		return domain.Permanent(fmt.Errorf("nats: subject template: the event has no value for %s", strings.Join(missing, ", ")))
 	}
-	if err := ValidSubject(subject); err != nil {
-		return domain.Permanent(fmt.Errorf("nats: %w", err))
-	}
 	body, err := ev.Envelope()
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("nats: encode event: %w", err))
@@ -66,6 +65,15 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, _ *doma
 	msg := nats.NewMsg(subject)
 	msg.Data = body
 	msg.Header.Set(nats.MsgIdHdr, ev.ID) // a JetStream stream on the subject dedupes redeliveries
+	// Before ValidSubject, whose error quotes the subject: an over-long
+	// one is named by its start. Sending it would make the server close
+	// the connection the bridge and the consumer share, on every retry.
+	if err := checkMessage(p.c.nc, msg); err != nil {
+		return domain.Permanent(fmt.Errorf("nats: publish event %s to %s: %w", ev.ID, subjectStart(subject), err))
+	}
+	if err := ValidSubject(subject); err != nil {
+		return domain.Permanent(fmt.Errorf("nats: %w", err))
+	}
 	if err := p.c.nc.PublishMsg(msg); err != nil {
 		return domain.Transient(interpretError("publish "+subject, err), 0)
 	}
@@ -73,4 +81,18 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, _ *doma
 		return domain.Transient(fmt.Errorf("nats: publish %s: not confirmed: %w", subject, err), 0)
 	}
 	return nil
+}
+
+// subjectStart is s, or its first bytes when it is too long to quote in
+// an error whole.
+func subjectStart(s string) string {
+	const keep = 64
+	if len(s) <= keep {
+		return fmt.Sprintf("%q", s)
+	}
+	cut := keep
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q…", s[:cut])
 }

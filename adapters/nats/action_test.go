@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +68,60 @@ func TestActionPublisherPublishesTheEnvelope(t *testing.T) {
 		if err := p.Execute(t.Context(), &ev, &domain.Observer{Name: "o"}, act(subject)); err == nil || !domain.IsPermanent(err) {
 			t.Errorf("%s: err = %v, want permanent", name, err)
 		}
+	}
+}
+
+// TestActionPublisherRefusesOverlongMessages: a subject rendered from an
+// event field past the server's control-line limit, or a body past its
+// max_payload, fails permanently before anything is sent; the server never
+// closes the connection (shared with the bridge and the consumer), and
+// the next publication goes through it.
+func TestActionPublisherRefusesOverlongMessages(t *testing.T) {
+	t.Parallel()
+	c := dial(t, testConfig(t))
+	prefix := testenv.Name("actlong")
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync(prefix + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p := NewActionPublisher(c)
+	act := &domain.Action{Name: "nats-1", Type: domain.ActionNATS, NATS: &domain.NATSAction{Subject: domain.MustCompileTemplate(prefix + ".{{ status }}")}}
+	long := newEvent(1)
+	long.Data["status"] = strings.Repeat("s", 5000)
+	huge := newEvent(2)
+	huge.Data["blob"] = strings.Repeat("x", int(c.nc.MaxPayload())+1)
+	for name, tt := range map[string]struct {
+		ev   domain.Event
+		want string
+	}{
+		"over-long subject": {long, "longer than 1024"},
+		"over max_payload":  {huge, "max_payload"},
+	} {
+		err := p.Execute(t.Context(), &tt.ev, &domain.Observer{Name: "o"}, act)
+		if err == nil || !domain.IsPermanent(err) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want a permanent error naming %q", name, err, tt.want)
+		}
+		if err != nil && len(err.Error()) > 1000 {
+			t.Errorf("%s: the error quotes the whole subject: %d bytes", name, len(err.Error()))
+		}
+	}
+	ok := newEvent(3)
+	if err := p.Execute(t.Context(), &ok, &domain.Observer{Name: "o"}, act); err != nil {
+		t.Fatalf("the next publication: %v", err)
+	}
+	if msg, err := sub.NextMsg(10 * time.Second); err != nil || msg.Header.Get(nats.MsgIdHdr) != ok.ID {
+		t.Fatalf("the next publication did not arrive: %v %v", msg, err)
+	}
+	if n := c.nc.Stats().Reconnects; n != 0 {
+		t.Errorf("the connection was dropped and reconnected %d times", n)
 	}
 }
 

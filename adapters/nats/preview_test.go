@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -16,6 +17,7 @@ func TestPreview(t *testing.T) {
 		{"orders.{{ event.entity_id }}", "orders.o_1__", false},
 		{"orders.{{ nope }}", "orders.", true},
 		{"orders.*", "orders.*", true},
+		{"orders." + strings.Repeat("x", maxSubjectBytes), "orders." + strings.Repeat("x", maxSubjectBytes), true},
 	}
 	for _, c := range cases {
 		act := &domain.Action{Type: domain.ActionNATS, NATS: &domain.NATSAction{Subject: domain.MustCompileTemplate(c.subject)}}

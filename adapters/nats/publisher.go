@@ -132,10 +132,16 @@ func (p *Publisher) Publish(ctx context.Context, ev domain.Event, hdr ports.Head
 const maxSubjectBytes = 1024
 
 // check refuses, before anything is sent, a message the server would
-// refuse: larger than its max_payload (the client skips that check while
-// reconnecting, and the server then closes the connection), or with an
-// over-long subject.
-func (p *Publisher) check(msg *nats.Msg) error {
+// refuse: see checkMessage.
+func (p *Publisher) check(msg *nats.Msg) error { return checkMessage(p.c.nc, msg) }
+
+// checkMessage refuses, before anything is sent on nc, a message the
+// server would refuse by closing the connection, which every user of nc
+// shares: larger than its max_payload (the client skips that check while
+// reconnecting), or with an over-long subject (the client does not check
+// it). The error names the size and the limit and wraps nats.ErrBadSubject
+// or nats.ErrMaxPayload.
+func checkMessage(nc *nats.Conn, msg *nats.Msg) error {
 	if len(msg.Subject) > maxSubjectBytes {
 		return fmt.Errorf("subject of %d bytes is longer than %d: %w", len(msg.Subject), maxSubjectBytes, nats.ErrBadSubject)
 	}
@@ -145,7 +151,7 @@ func (p *Publisher) check(msg *nats.Msg) error {
 			size += int64(len(k) + len(v) + 4)
 		}
 	}
-	if limit := p.c.nc.MaxPayload(); limit > 0 && size > limit {
+	if limit := nc.MaxPayload(); limit > 0 && size > limit {
 		return fmt.Errorf("message of about %d bytes is larger than the server's max_payload of %d bytes: %w", size, limit, nats.ErrMaxPayload)
 	}
 	return nil

@@ -112,13 +112,16 @@ func (s *DeadLetters) Remove(ctx context.Context, id int64) error {
 }
 
 // MarkRetried records a failed retry of the item with id: one more
-// attempt, errText and at replace Error and LastRetryAt. An unknown id is
-// an error wrapping ports.ErrNotFound.
+// attempt, errText and at replace Error and LastRetryAt. errText comes
+// from the failed action (a receiver's reply may hold NUL bytes or invalid
+// UTF-8, which PostgreSQL text refuses): it is stored with those replaced
+// by U+FFFD, so that the retry is recorded whatever the reply. An unknown
+// id is an error wrapping ports.ErrNotFound.
 func (s *DeadLetters) MarkRetried(ctx context.Context, id int64, errText string, at time.Time) error {
 	op := fmt.Sprintf("mark dead letter %d retried", id)
 	tag, err := s.pool.Exec(ctx, `UPDATE `+s.table+`
 		SET attempts = attempts + 1, error = $2, last_retry_at = $3
-		WHERE id = $1`, id, errText, nullTime(at))
+		WHERE id = $1`, id, storableText(errText), nullTime(at))
 	if err != nil {
 		return interpretError(op, err)
 	}

@@ -106,3 +106,33 @@ func TestDeadLetterWritesThatCanNeverSucceedArePermanent(t *testing.T) {
 		})
 	}
 }
+
+// TestDeadLetterMarkRetriedStoresAnyErrorText: the error text of a failed
+// retry comes from the receiver (an SMTP reply, a response body) and may
+// hold NUL bytes or invalid UTF-8, which PostgreSQL text refuses; the
+// retry is recorded all the same, with those bytes replaced.
+func TestDeadLetterMarkRetriedStoresAnyErrorText(t *testing.T) {
+	t.Parallel()
+	pool, newSchema := newStateSchemas(t)
+	s, err := NewDeadLetters(pool, newSchema(t))
+	if err != nil {
+		t.Fatalf("NewDeadLetters: %v", err)
+	}
+	ctx := t.Context()
+	id, err := s.Add(ctx, ports.DeadLetter{Observer: "o", Action: "email-1", Error: "boom", Attempts: 1,
+		Event: domain.Event{ID: "e", EventType: domain.EventInsert, EntityType: "Order"}})
+	if err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	if err := s.MarkRetried(ctx, id, "550 bad \x00 reply \xff\xfe end", at); err != nil {
+		t.Fatalf("MarkRetried with NUL and invalid UTF-8 = %v", err)
+	}
+	got, err := s.Get(ctx, id)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if want := "550 bad \uFFFD reply \uFFFD end"; got.Error != want || got.Attempts != 2 || !got.LastRetryAt.Equal(at) {
+		t.Fatalf("after MarkRetried: error %q, attempts %d, last retry %v; want %q, 2, %v", got.Error, got.Attempts, got.LastRetryAt, want, at)
+	}
+}

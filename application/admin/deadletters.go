@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -215,6 +216,15 @@ func retryOne(ctx context.Context, r *application.DeadLetterRetrier, id int64) (
 
 // RetryAll re-runs every dead letter of observer ("" for all), in id
 // order, and reports each outcome; items removed meanwhile are skipped.
+//
+// One item the store cannot record (its failed retry not marked, or its
+// success not removed: a value the store refuses, a constraint, a bug) is
+// reported RetryFailed with that error, the item left in place, and the
+// rest is retried: stopping there would stop every later retry-all at the
+// same item. Only a failure that would fail every later item as well ends
+// the run with an error: the store unreachable (ports.ErrUnavailable), not
+// set up (ports.ErrNotMigrated), or ctx done. The report then holds the
+// outcomes so far, that item's included.
 func (d *DeadLetters) RetryAll(ctx context.Context, observer string) (RetryReport, error) {
 	rep := RetryReport{Results: []RetryResult{}}
 	r, err := d.Retrier(ctx)
@@ -237,9 +247,37 @@ func (d *DeadLetters) RetryAll(ctx context.Context, observer string) (RetryRepor
 				continue // removed since it was listed
 			}
 			if err != nil {
-				return rep, err
+				res = itemFailure(res, it, err)
+				rep.add(res)
+				if stopsRetryAll(ctx, err) {
+					return rep, fmt.Errorf("retry all dead letters: stopped at dead letter %d: %w", it.ID, err)
+				}
+				continue
 			}
 			rep.add(res)
 		}
 	}
+}
+
+// itemFailure is the outcome of an item whose retry could not be carried
+// through (err): failed, kept, with the error, named as it was listed.
+func itemFailure(res RetryResult, it ports.DeadLetter, err error) RetryResult {
+	res.ID = it.ID
+	res.EventID = cmp.Or(res.EventID, it.Event.ID)
+	res.Observer = cmp.Or(res.Observer, it.Observer)
+	res.Action = cmp.Or(res.Action, it.Action)
+	res.Status = RetryFailed
+	if res.Error != "" && !strings.Contains(err.Error(), res.Error) {
+		res.Error = res.Error + "; " + err.Error()
+	} else {
+		res.Error = err.Error()
+	}
+	return res
+}
+
+// stopsRetryAll reports a failure after which retrying the next items is
+// pointless: they would fail the same way.
+func stopsRetryAll(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, ports.ErrUnavailable) || errors.Is(err, ports.ErrNotMigrated) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +162,102 @@ func TestDeadLetterRetry(t *testing.T) {
 	b.mu.Unlock()
 	if len(calls) != 3 || calls[0] != "ok-hook@o1" {
 		t.Errorf("executor calls = %v, want each retryable action once per retry", calls)
+	}
+}
+
+// brokenStore fails MarkRetried and Remove for the ids listed, as a store
+// does for a value it refuses (PostgreSQL's SQLSTATE class 22) or when it
+// goes down.
+type brokenStore struct {
+	*memory.DeadLetters
+	markFails, removeFails map[int64]error
+}
+
+func (s *brokenStore) MarkRetried(ctx context.Context, id int64, errText string, at time.Time) error {
+	if err := s.markFails[id]; err != nil {
+		return err
+	}
+	return s.DeadLetters.MarkRetried(ctx, id, errText, at)
+}
+
+func (s *brokenStore) Remove(ctx context.Context, id int64) error {
+	if err := s.removeFails[id]; err != nil {
+		return err
+	}
+	return s.DeadLetters.Remove(ctx, id)
+}
+
+// TestDeadLetterRetryAllGoesPastAnItemTheStoreCannotRecord: an item whose
+// failed retry cannot be marked, or whose success cannot be removed, is
+// reported failed with the store's error and the items after it are still
+// retried (else every retry-all would stop at that item). A store that is
+// unavailable ends the run with an error.
+func TestDeadLetterRetryAllGoesPastAnItemTheStoreCannotRecord(t *testing.T) {
+	t.Parallel()
+	b := setupDLQ(t)
+	ctx := t.Context()
+	unmarkable := b.action(t, "o1", "hooks", "fail-hook")
+	unremovable := b.action(t, "o2", "hooks", "ok-hook")
+	fail := b.action(t, "o3", "hooks", "fail-hook")
+	ok := b.action(t, "o4", "hooks", "ok-hook")
+	store := &brokenStore{DeadLetters: b.dl,
+		markFails:   map[int64]error{unmarkable: fmt.Errorf("mark: invalid byte sequence (SQLSTATE 22021): %w", domain.ErrPermanent)},
+		removeFails: map[int64]error{unremovable: errors.New("remove: constraint violated")},
+	}
+	retrier, err := b.cmds.Retrier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retrier.Store, b.cmds.Store = store, store
+
+	rep, err := b.cmds.RetryAll(ctx, "")
+	if err != nil {
+		t.Fatalf("RetryAll = %v, want the broken items reported and the rest retried", err)
+	}
+	if len(rep.Results) != 4 || rep.Succeeded != 1 || rep.Failed != 3 || rep.OK() {
+		t.Fatalf("RetryAll = %+v, want 4 results: 1 succeeded, 3 failed", rep)
+	}
+	want := map[int64][]string{
+		unmarkable:  {"receiver down: 500", "SQLSTATE 22021"},
+		unremovable: {"the action succeeded", "constraint violated"},
+		fail:        {"receiver down: 500"},
+	}
+	for _, res := range rep.Results {
+		if res.ID == ok {
+			if res.Status != admin.RetrySucceeded {
+				t.Errorf("item after the broken ones: %+v, want succeeded", res)
+			}
+			continue
+		}
+		if res.Status != admin.RetryFailed || res.EventID == "" || res.Observer != "hooks" {
+			t.Errorf("item %d: %+v, want failed and named", res.ID, res)
+		}
+		for _, w := range want[res.ID] {
+			if !strings.Contains(res.Error, w) {
+				t.Errorf("item %d: error %q, want it to name %q", res.ID, res.Error, w)
+			}
+		}
+	}
+	if _, err := b.dl.Get(ctx, ok); !errors.Is(err, ports.ErrNotFound) {
+		t.Errorf("the succeeded item after the broken ones stays: %v", err)
+	}
+	if v, err := b.dl.Get(ctx, fail); err != nil || v.Attempts != 6 {
+		t.Errorf("the failed item after the broken ones: %+v, %v; want its retry recorded", v, err)
+	}
+
+	// An unreachable store fails every later item too: the run stops.
+	store.markFails[unmarkable] = fmt.Errorf("mark: connection refused: %w", ports.ErrUnavailable)
+	b.mu.Lock()
+	b.calls = nil
+	b.mu.Unlock()
+	rep, err = b.cmds.RetryAll(ctx, "")
+	if !errors.Is(err, ports.ErrUnavailable) || len(rep.Results) != 1 || rep.Results[0].ID != unmarkable || rep.Failed != 1 {
+		t.Fatalf("RetryAll with the store down = %+v, %v; want ErrUnavailable after the first item", rep, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.calls) != 1 {
+		t.Errorf("executor calls after the store went down: %v, want none past the first item", b.calls)
 	}
 }
 
