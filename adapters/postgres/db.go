@@ -83,8 +83,8 @@ func (d *DB) Ping(ctx context.Context) error { return interpretError("ping", d.P
 func (d *DB) Close() { d.Pool.Close() }
 
 // opTimeout bounds each call of the stream's path on a connection of the
-// pool (a read of the change log, a checkpoint, a lease, a dead letter, an
-// item of the retry store, an endpoint's state) whose context has no
+// pool (a read of the change log, a checkpoint, a lease, a dead letter
+// parked, an item of the retry store, an endpoint's state) whose context has no
 // sooner deadline: a connection that neither answers nor breaks, or a
 // statement queued behind a lock for longer, becomes an error the caller
 // retries or reports instead of a wait without end. Every such call is a

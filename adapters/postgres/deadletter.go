@@ -43,6 +43,8 @@ func NewDeadLetters(pool *pgxpool.Pool, schema string) (*DeadLetters, error) {
 // Add stores d, assigning its ID and CreatedAt (the database clock), and
 // returns the ID. The item is durable once Add returns nil.
 func (s *DeadLetters) Add(ctx context.Context, d ports.DeadLetter) (int64, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	const op = "add dead letter"
 	envelope, err := d.Event.Envelope()
 	if err != nil {
