@@ -10,26 +10,44 @@ import (
 )
 
 // ResultCache remembers action successes within one process, judging
-// expiry by the injected clock. Expired entries are swept lazily when the
-// table has doubled since the last sweep, so memory stays proportional to
-// the live entries. Safe for concurrent use.
+// expiry by the injected clock. Safe for concurrent use.
+//
+// Its table is bounded in entries and bytes (WithMaxEntries, WithMaxBytes;
+// an entry weighs its key and a fixed overhead). Expired entries are
+// dropped as writes come. When the table is full, a write evicts the
+// oldest entries (by when they were last put), counted in
+// Stats().Evicted. An evicted success is forgotten before its TTL ends:
+// a redelivered event runs that action again, as after a restart (nothing
+// here survives one). A key too heavy for the byte bound on its own is
+// refused with an error.
 type ResultCache struct {
 	now func() time.Time
 
-	mu      sync.Mutex
-	entries map[string]time.Time // key -> expiry
-	sweepAt int
+	mu    sync.Mutex
+	table table[struct{}]
 }
+
+// cacheSize is what the entry of key weighs in the table.
+func cacheSize(key string) int64 { return int64(len(key)) + entryOverhead }
 
 var _ ports.ResultCache = (*ResultCache)(nil)
 
 // NewResultCache returns an empty cache; now is its clock (nil means
-// time.Now).
-func NewResultCache(now func() time.Time) *ResultCache {
+// time.Now). Its table holds at most DefaultMaxEntries entries of
+// DefaultMaxBytes bytes in all unless opts say otherwise.
+func NewResultCache(now func() time.Time, opts ...TableOption) *ResultCache {
 	if now == nil {
 		now = time.Now
 	}
-	return &ResultCache{now: now, entries: map[string]time.Time{}, sweepAt: minSweepSize}
+	return &ResultCache{now: now, table: newTable[struct{}](opts)}
+}
+
+// Stats reports the table's size and the entries evicted or refused for
+// room so far.
+func (c *ResultCache) Stats() TableStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.table.stats()
 }
 
 // Get reports whether key holds an unexpired success.
@@ -51,8 +69,8 @@ func (c *ResultCache) GetMany(ctx context.Context, keys []string) ([]bool, error
 	defer c.mu.Unlock()
 	now := c.now()
 	for i, key := range keys {
-		until, ok := c.entries[key]
-		hits[i] = ok && now.Before(until)
+		s, ok := c.table.get(key)
+		hits[i] = ok && now.Before(s.until)
 	}
 	return hits, nil
 }
@@ -73,20 +91,16 @@ func (c *ResultCache) PutMany(ctx context.Context, keys []string, ttl time.Durat
 	if ttl <= 0 {
 		return fmt.Errorf("memory: put result %q: ttl %v is not positive", keys[0], ttl)
 	}
+	for _, key := range keys {
+		if size := cacheSize(key); !c.table.fits(size) {
+			return fmt.Errorf("memory: put result %.64q: entry of %d bytes exceeds the table's %d-byte bound", key, size, c.table.lim.maxBytes)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
 	for _, key := range keys {
-		_, existed := c.entries[key]
-		c.entries[key] = now.Add(ttl)
-		if !existed && len(c.entries) >= c.sweepAt {
-			for k, until := range c.entries {
-				if !now.Before(until) {
-					delete(c.entries, k)
-				}
-			}
-			c.sweepAt = max(minSweepSize, 2*len(c.entries))
-		}
+		c.table.set(now, key, struct{}{}, now.Add(ttl), evictable, cacheSize(key))
 	}
 	return nil
 }

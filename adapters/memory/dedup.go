@@ -9,38 +9,64 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// minSweepSize is the number of entries below which expired ones are not
-// swept: small tables are cheaper to keep than to scan.
-const minSweepSize = 1024
-
 // Deduplicator claims events within one process (the postgres-only and
-// memory topologies), judging expiry by the injected clock. Expired claims
-// and done marks are swept lazily when the table has doubled since the last
-// sweep, so memory stays proportional to the live entries. Safe for
+// memory topologies), judging expiry by the injected clock. Safe for
 // concurrent use.
+//
+// Its table is bounded in entries and bytes (WithMaxEntries, WithMaxBytes;
+// an entry weighs its event id, its claim's token and a fixed overhead).
+// Expired claims and done marks are dropped as writes come. When the table
+// is full, a write evicts the oldest done marks, counted in
+// Stats().Evicted. An evicted done mark is forgotten before its window
+// ends: a later duplicate of that event is claimed and runs again, as
+// after a restart (nothing here survives one).
+//
+// Live claims are never evicted: that would let a second claimer run the
+// event while its holder still does. When only live claims are left, a
+// claim of an event with no live entry is answered ClaimBusy (the caller
+// looks again later, as for another holder's claim: the event is delayed,
+// neither lost nor run twice) and a done mark of an event with no entry
+// is dropped, both counted in Stats().Refused. Live claims are the events
+// running in this process, which the reader's in-flight bound keeps far
+// below the default count, so with the defaults this does not happen. An
+// event id too heavy for the byte bound on its own is refused with an
+// error.
 type Deduplicator struct {
 	now func() time.Time
 
-	mu      sync.Mutex
-	entries map[string]dedupEntry
-	sweepAt int
+	mu    sync.Mutex
+	table table[dedupEntry]
 }
 
 type dedupEntry struct {
 	token string // holder of the claim; empty for a done mark
 	done  bool
-	until time.Time
+}
+
+// dedupSize is what the entry of eventID held by token (empty for a done
+// mark) weighs in the table.
+func dedupSize(eventID, token string) int64 {
+	return int64(len(eventID)+len(token)) + entryOverhead
 }
 
 var _ ports.Deduplicator = (*Deduplicator)(nil)
 
 // NewDeduplicator returns an empty deduplicator; now is its clock (nil
-// means time.Now).
-func NewDeduplicator(now func() time.Time) *Deduplicator {
+// means time.Now). Its table holds at most DefaultMaxEntries entries of
+// DefaultMaxBytes bytes in all unless opts say otherwise.
+func NewDeduplicator(now func() time.Time, opts ...TableOption) *Deduplicator {
 	if now == nil {
 		now = time.Now
 	}
-	return &Deduplicator{now: now, entries: map[string]dedupEntry{}, sweepAt: minSweepSize}
+	return &Deduplicator{now: now, table: newTable[dedupEntry](opts)}
+}
+
+// Stats reports the table's size and the entries evicted or refused for
+// room so far.
+func (d *Deduplicator) Stats() TableStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.table.stats()
 }
 
 // Claim takes eventID for token until now+lease, extends token's own claim,
@@ -56,7 +82,7 @@ func (d *Deduplicator) Claim(ctx context.Context, eventID, token string, lease t
 // ClaimMany claims every id as Claim would, under one lock.
 func (d *Deduplicator) ClaimMany(ctx context.Context, eventIDs []string, token string, lease time.Duration) ([]ports.ClaimResult, error) {
 	for _, id := range eventIDs {
-		if err := checkClaim(ctx, id, token, lease); err != nil {
+		if err := d.checkClaim(ctx, id, token, lease); err != nil {
 			return nil, err
 		}
 	}
@@ -70,7 +96,7 @@ func (d *Deduplicator) ClaimMany(ctx context.Context, eventIDs []string, token s
 	return res, nil
 }
 
-func checkClaim(ctx context.Context, eventID, token string, lease time.Duration) error {
+func (d *Deduplicator) checkClaim(ctx context.Context, eventID, token string, lease time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memory: claim %q: %w", eventID, err)
 	}
@@ -82,22 +108,30 @@ func checkClaim(ctx context.Context, eventID, token string, lease time.Duration)
 	case lease <= 0:
 		return fmt.Errorf("memory: claim %q: lease %v is not positive", eventID, lease)
 	}
+	return d.checkSize(eventID, token, "claim")
+}
+
+func (d *Deduplicator) checkSize(eventID, token, op string) error {
+	if size := dedupSize(eventID, token); !d.table.fits(size) {
+		return fmt.Errorf("memory: %s %.64q: entry of %d bytes exceeds the table's %d-byte bound", op, eventID, size, d.table.lim.maxBytes)
+	}
 	return nil
 }
 
 func (d *Deduplicator) claimLocked(now time.Time, eventID, token string, lease time.Duration) ports.ClaimResult {
-	cur, ok := d.entries[eventID]
+	cur, ok := d.table.get(eventID)
 	if ok && now.Before(cur.until) {
 		switch {
-		case cur.done:
+		case cur.val.done:
 			return ports.ClaimDone
-		case cur.token != token:
+		case cur.val.token != token:
 			return ports.ClaimBusy
 		}
 	}
-	d.entries[eventID] = dedupEntry{token: token, until: now.Add(lease)}
-	if !ok {
-		d.sweepLocked(now)
+	// Free, expired or token's own: a renewal always finds room (its entry
+	// makes it), a new claim only if something but live claims can go.
+	if !d.table.set(now, eventID, dedupEntry{token: token}, now.Add(lease), pinned, dedupSize(eventID, token)) {
+		return ports.ClaimBusy
 	}
 	return ports.ClaimAcquired
 }
@@ -119,15 +153,18 @@ func (d *Deduplicator) MarkDoneMany(ctx context.Context, eventIDs []string, wind
 	if window <= 0 {
 		return fmt.Errorf("memory: mark done %q: window %v is not positive", eventIDs[0], window)
 	}
+	for _, id := range eventIDs {
+		if err := d.checkSize(id, "", "mark done"); err != nil {
+			return err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
 	for _, id := range eventIDs {
-		_, existed := d.entries[id]
-		d.entries[id] = dedupEntry{done: true, until: now.Add(window)}
-		if !existed {
-			d.sweepLocked(now)
-		}
+		// Replacing a claim frees room; a new mark may find none left but
+		// live claims, and is then dropped (counted refused).
+		d.table.set(now, id, dedupEntry{done: true}, now.Add(window), evictable, dedupSize(id, ""))
 	}
 	return nil
 }
@@ -140,22 +177,8 @@ func (d *Deduplicator) Release(ctx context.Context, eventID, token string) error
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if cur, ok := d.entries[eventID]; ok && !cur.done && cur.token == token {
-		delete(d.entries, eventID)
+	if cur, ok := d.table.get(eventID); ok && !cur.val.done && cur.val.token == token {
+		d.table.remove(eventID)
 	}
 	return nil
-}
-
-// sweepLocked drops expired entries once the table has grown to sweepAt,
-// then sets the next threshold to twice the live entries.
-func (d *Deduplicator) sweepLocked(now time.Time) {
-	if len(d.entries) < d.sweepAt {
-		return
-	}
-	for id, e := range d.entries {
-		if !now.Before(e.until) {
-			delete(d.entries, id)
-		}
-	}
-	d.sweepAt = max(minSweepSize, 2*len(d.entries))
 }

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// TestExpiredEntriesAreSwept proves memory stays bounded: after many
-// short-lived entries expire, inserting more sweeps them.
+// TestExpiredEntriesAreSwept proves memory stays proportional to the live
+// entries, far below the bounds: after many short-lived entries expire,
+// inserting more drops them, from the map and from the queues.
 func TestExpiredEntriesAreSwept(t *testing.T) {
 	t.Parallel()
 	const n = 50_000
@@ -26,7 +29,7 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 					}, func() int {
 						d.mu.Lock()
 						defer d.mu.Unlock()
-						return len(d.entries)
+						return d.table.footprint()
 					}
 			},
 		},
@@ -41,7 +44,7 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 					}, func() int {
 						d.mu.Lock()
 						defer d.mu.Unlock()
-						return len(d.entries)
+						return d.table.footprint()
 					}
 			},
 		},
@@ -56,7 +59,47 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 					}, func() int {
 						c.mu.Lock()
 						defer c.mu.Unlock()
-						return len(c.entries)
+						return c.table.footprint()
+					}
+			},
+		},
+		{
+			// The long-lived mark stays at the head of its queue: the
+			// expired marks behind it go by the sweep.
+			name: "deduplicator done marks behind a long-lived one",
+			fill: func(t *testing.T, now func() time.Time) (func(int), func() int) {
+				d := NewDeduplicator(now)
+				if err := d.MarkDone(t.Context(), "long", 24*time.Hour); err != nil {
+					t.Fatalf("MarkDone: %v", err)
+				}
+				return func(i int) {
+						if err := d.MarkDone(t.Context(), fmt.Sprint("ev-", i), time.Second); err != nil {
+							t.Fatalf("MarkDone: %v", err)
+						}
+					}, func() int {
+						d.mu.Lock()
+						defer d.mu.Unlock()
+						return d.table.footprint()
+					}
+			},
+		},
+		{
+			// Each renewal leaves a stale item behind the long-lived claim
+			// at the head: they go by compaction.
+			name: "deduplicator claim renewed behind a long-lived one",
+			fill: func(t *testing.T, now func() time.Time) (func(int), func() int) {
+				d := NewDeduplicator(now)
+				if _, err := d.Claim(t.Context(), "long", "a", 24*time.Hour); err != nil {
+					t.Fatalf("Claim: %v", err)
+				}
+				return func(int) {
+						if res, err := d.Claim(t.Context(), "renewed", "a", time.Hour); err != nil || res != ports.ClaimAcquired {
+							t.Fatalf("Claim = %v, %v; want acquired", res, err)
+						}
+					}, func() int {
+						d.mu.Lock()
+						defer d.mu.Unlock()
+						return d.table.footprint()
 					}
 			},
 		},
@@ -77,9 +120,18 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 				insert(i)
 				peak = max(peak, size())
 			}
-			if limit := 2*minSweepSize + batch; peak > limit {
+			if limit := 2*minCompact + batch; peak > limit {
 				t.Fatalf("table peaked at %d entries with %d live, want at most %d", peak, batch, limit)
 			}
 		})
 	}
+}
+
+// footprint is the most of the map's entries and of each queue's items.
+func (t *table[V]) footprint() int {
+	n := len(t.entries)
+	for _, q := range t.queues {
+		n = max(n, q.len())
+	}
+	return n
 }
