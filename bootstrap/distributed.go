@@ -43,13 +43,13 @@ func (a *App) buildDistributed(ctx context.Context) error {
 }
 
 // buildBridges sets up one bridge per database: nats-distributed reads the
-// [database] change log (its checkpoint and lease: "bridge:" and
-// reader.name), multi-database each [[databases]] entry (the event's
-// source and the bridge's name are the entry's name).
+// [database] change log (its checkpoint and lease: bridge:default),
+// multi-database each [[databases]] entry (the event's source and the
+// bridge's name are the entry's name).
 func (a *App) buildBridges(ctx context.Context) error {
 	pub := natsadapter.NewPublisher(a.nats)
 	if a.cfg.Topology == config.TopologyNATSDistributed {
-		return a.addBridge(ctx, a.cfg.Reader.Name, "", a.db, a.primary, pub)
+		return a.addBridge(ctx, "default", "", a.db, a.primary, pub)
 	}
 	for i, d := range a.cfg.Databases {
 		url, err := stores.SourceURL(a.cfg, a.env, i)

@@ -467,8 +467,7 @@ func TestNATSUndecodableMessageIsDeadLettered(t *testing.T) {
 }
 
 // With nats.embedded the process runs its own JetStream server: events
-// flow end to end while nats.url points nowhere. The bridge's checkpoint
-// and lease are named by reader.name.
+// flow end to end while nats.url points nowhere.
 func TestNATSEmbedded(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -480,14 +479,13 @@ func TestNATSEmbedded(t *testing.T) {
 	cfg.NATS.Embedded = true
 	cfg.NATS.StoreDir = store
 	cfg.NATS.URL = "nats://127.0.0.1:1" // nothing listens: only the embedded server can serve
-	cfg.Reader.Name = "orders"          // the bridge's checkpoint and lease: bridge:orders
 	app := b.start(t, cfg)
-	waitFor(t, "bridge reading", func() bool { return app.bridgeReading(t, "orders") })
+	waitFor(t, "bridge reading", func() bool { return app.bridgeReading(t, "default") })
 
 	ids := b.insert(t, orders(10)...)
 	ids = append(ids, b.insert(t, orders(10)...)...)
 	waitFor(t, "every event delivered", func() bool { return recv.distinctDelivered() >= len(ids) })
-	b.waitNamedCheckpointAtEnd(t, "bridge:orders", waitTimeout)
+	b.waitNamedCheckpointAtEnd(t, "bridge:default", waitTimeout)
 	time.Sleep(300 * time.Millisecond)
 	recv.checkExactlyOnce(t, ids)
 

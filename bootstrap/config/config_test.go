@@ -128,6 +128,7 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"negative coalesce_wait_max", "[reader]\ncoalesce_wait_max = \"-1ms\"", nil, []string{"reader.coalesce_wait_max", "between 0s and 1s"}},
 		{"coalesce_wait_max over a second", "", []string{"FRAISEQL_READER_COALESCE_WAIT_MAX=1500ms"}, []string{"reader.coalesce_wait_max", "between 0s and 1s"}},
 		{"unknown wake", "[database]\nwake = \"listen\"", nil, []string{"database.wake", `"listen"`, `"notify" or "poll"`}},
+		{"reader name in nats-distributed", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\n[reader]\nname = \"orders\"", nil, []string{"reader.name", "bridge:default"}},
 		{"reader name in multi-database", "topology = \"multi-database\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\n[reader]\nname = \"billing\"\n[[databases]]\nname = \"a\"\nurl = \"postgres://127.0.0.1/a\"", nil, []string{"reader.name", "[[databases]] name"}},
 		{"admin listen without a port", "[http]\nlisten = \"localhost\"", nil, []string{"http.listen", `"localhost" is not host:port`}},
 		{"admin listen with a bad port", "", []string{"FRAISEQL_HTTP_LISTEN=127.0.0.1:99999"}, []string{"http.listen", "127.0.0.1:99999"}},

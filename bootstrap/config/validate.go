@@ -113,8 +113,8 @@ func (c *Config) Validate() error {
 	if c.Reader.Name == "" {
 		return &ConfigError{Key: "reader.name", Msg: "must not be empty"}
 	}
-	if c.Topology == TopologyMultiDatabase && c.Reader.Name != Defaults().Reader.Name {
-		return &ConfigError{Key: "reader.name", Msg: "multi-database names each bridge by its [[databases]] name: leave reader.name unset"}
+	if c.Topology.Distributed() && c.Reader.Name != Defaults().Reader.Name {
+		return &ConfigError{Key: "reader.name", Msg: "names the reader of postgres-only, postgres-redis and memory: nats-distributed's bridge is bridge:default, multi-database's are named by their [[databases]] name; leave reader.name unset"}
 	}
 	if c.Reader.MaxEventBytes > c.Reader.MaxInFlightBytes {
 		return &ConfigError{Key: "reader.max_event_bytes", Msg: fmt.Sprintf("%d is larger than reader.max_in_flight_bytes (%d)", c.Reader.MaxEventBytes, c.Reader.MaxInFlightBytes)}

@@ -51,7 +51,7 @@ func PrimaryReaders(cfg config.Config) []admin.Reader {
 	case !cfg.Topology.Distributed():
 		return []admin.Reader{admin.ReaderOf(cfg.Reader.Name)}
 	case cfg.Topology == config.TopologyNATSDistributed:
-		return []admin.Reader{admin.ReaderOf("bridge:" + cfg.Reader.Name)}
+		return []admin.Reader{admin.ReaderOf("bridge:default")}
 	}
 	return nil
 }
