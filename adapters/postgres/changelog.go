@@ -198,16 +198,23 @@ func NewChangeLog(ctx context.Context, pool *pgxpool.Pool, cfg ChangeLogConfig, 
 // events are returned as records with Err set; NOOP and READ rows are
 // examined but not returned.
 func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.ReadLimit) (ports.Batch, error) {
-	ctx, cancel := withOpTimeout(ctx)
-	defer cancel()
 	if limit.Rows <= 0 || limit.Bytes < 0 {
 		return ports.Batch{}, fmt.Errorf("postgres: read change log: limit %+v: rows must be positive, bytes not negative", limit)
 	}
-	batch, err := c.read(ctx, after, limit, false)
+	batch, err := c.boundedRead(ctx, after, limit, false)
 	if err == nil || !unrenderable(err) || ctx.Err() != nil {
 		return batch, err
 	}
 	return c.readAroundUnrenderable(ctx, after, limit, err)
+}
+
+// boundedRead is read within opTimeout (each statement of a read gets its
+// own, the search around an unrenderable row included: that search takes
+// seconds per large row and must not run out of a shared budget).
+func (c *ChangeLog) boundedRead(ctx context.Context, after ports.Position, limit ports.ReadLimit, withoutPayload bool) (ports.Batch, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
+	return c.read(ctx, after, limit, withoutPayload)
 }
 
 // unrenderable reports a failure of PostgreSQL to render a value as text:
@@ -230,7 +237,9 @@ func unrenderable(err error) bool {
 // none (cause came from something else) returns cause.
 func (c *ChangeLog) readAroundUnrenderable(ctx context.Context, after ports.Position, limit ports.ReadLimit, cause error) (ports.Batch, error) {
 	const op = "read change log around a payload that cannot be rendered"
-	rows, err := c.pool.Query(ctx, `
+	qctx, cancel := withOpTimeout(ctx)
+	defer cancel()
+	rows, err := c.pool.Query(qctx, `
 		SELECT c.txid::text, c.pk_entity_change_log,
 		       coalesce(pg_column_size(c.object_data), 0) + coalesce(pg_column_size(c.object_data_before), 0) > $4
 		FROM `+c.table+` AS c
@@ -257,9 +266,11 @@ func (c *ChangeLog) readAroundUnrenderable(ctx context.Context, after ports.Posi
 		if !k.big {
 			continue
 		}
-		_, rerr := c.pool.Exec(ctx, `
+		rctx, cancelRender := withOpTimeout(ctx)
+		_, rerr := c.pool.Exec(rctx, `
 			SELECT coalesce(octet_length(object_data::text), 0) + coalesce(octet_length(object_data_before::text), 0)
 			FROM `+c.table+` WHERE txid = $1::text::xid8 AND pk_entity_change_log = $2`, k.txid, k.pk)
+		cancelRender()
 		switch {
 		case rerr == nil:
 			continue
@@ -270,7 +281,7 @@ func (c *ChangeLog) readAroundUnrenderable(ctx context.Context, after ports.Posi
 			slog.Int64("pk_entity_change_log", k.pk), slog.String("txid", k.txid), slog.String("error", rerr.Error()))
 		var before ports.Batch
 		if i > 0 { // the rows before it, then it (each failed render takes seconds: not again on the next read)
-			if before, err = c.read(ctx, after, ports.ReadLimit{Rows: i, Bytes: limit.Bytes}, false); err != nil {
+			if before, err = c.boundedRead(ctx, after, ports.ReadLimit{Rows: i, Bytes: limit.Bytes}, false); err != nil {
 				return ports.Batch{}, err
 			}
 			prev := keys[i-1]
@@ -278,7 +289,7 @@ func (c *ChangeLog) readAroundUnrenderable(ctx context.Context, after ports.Posi
 				return before, nil // the byte budget ended it earlier
 			}
 		}
-		bad, err := c.read(ctx, cmp.Or(before.End, after), ports.ReadLimit{Rows: 1}, true)
+		bad, err := c.boundedRead(ctx, cmp.Or(before.End, after), ports.ReadLimit{Rows: 1}, true)
 		if err != nil {
 			return ports.Batch{}, err
 		}

@@ -87,9 +87,11 @@ func (d *DB) Close() { d.Pool.Close() }
 // parked, an item of the retry store, an endpoint's state) whose context has no
 // sooner deadline: a connection that neither answers nor breaks, or a
 // statement queued behind a lock for longer, becomes an error the caller
-// retries or reports instead of a wait without end. Every such call is a
-// few rows by an index; 30s is far beyond any of them. (Atomic: a test
-// shortens it.)
+// retries or reports instead of a wait without end. Every such statement
+// is a bounded read or a few rows by an index; 30s is far beyond any of
+// them. Bulk statements (MakeDue's update of an endpoint's whole backlog,
+// pruning, migrations) are not bounded by it. (Atomic: a test shortens
+// it.)
 var opTimeout atomic.Int64
 
 func init() { opTimeout.Store(int64(30 * time.Second)) }

@@ -365,8 +365,6 @@ func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
 
 // MakeDue makes the actions of endpoint in due items due at now.
 func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error) {
-	ctx, cancel := withOpTimeout(ctx)
-	defer cancel()
 	op := "make " + endpoint + " due"
 	nowJSON, err := json.Marshal(now)
 	if err != nil {
