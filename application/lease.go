@@ -43,7 +43,10 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 	renew := cfg.TTL / 3
 	waiting := false
 	for ctx.Err() == nil {
-		held, err := lease.Acquire(ctx, cfg.Name, cfg.Holder, cfg.TTL)
+		sent := cfg.Now()
+		actx, cancelAcquire := context.WithTimeout(ctx, cfg.TTL*2/3)
+		held, err := lease.Acquire(actx, cfg.Name, cfg.Holder, cfg.TTL)
+		cancelAcquire()
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("cannot acquire lease", slog.String("error", err.Error()))
@@ -61,7 +64,7 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 		}
 		waiting = false
 		log.Info("lease acquired")
-		err = runHolding(ctx, lease, cfg, log, fn)
+		err = runHolding(ctx, lease, cfg, log, sent, fn)
 		if errors.Is(err, ports.ErrLeaseLost) {
 			log.Warn("term ended: the lease is lost", slog.String("error", err.Error()))
 			err = nil
@@ -81,7 +84,17 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 // runHolding runs fn and renews the lease until fn returns or the lease is
 // lost. fn returning the cancellation of its context (ctx ended or the
 // lease was lost) is a clean stop, not an error.
-func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *slog.Logger, fn func(context.Context) error) error {
+//
+// The lease was last written by a call sent at lastSent (acquired: the
+// first): the store starts its TTL when the statement runs, no earlier,
+// so it holds until lastSent + TTL at least. The work stops before that: a
+// renewal is sent TTL/3 after the last successful one was sent, and again
+// TTL/10 after a failed one; each must answer by lastSent + 5/6 TTL (a
+// renewal that hangs, on a connection that neither answers nor breaks,
+// ends then); a failed renewal stops the work once lastSent is more than
+// 2/3 TTL old. So the work ends by lastSent + 5/6 TTL, while a slow but
+// healthy renewal has until then.
+func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *slog.Logger, acquired time.Time, fn func(context.Context) error) error {
 	fctx, cancelCause := context.WithCancelCause(ctx)
 	defer cancelCause(nil)
 	cancel := func() { cancelCause(fmt.Errorf("lease %q: %w", cfg.Name, ports.ErrLeaseLost)) }
@@ -93,35 +106,39 @@ func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *sl
 		}
 		done <- err
 	}()
-	ticker := time.NewTicker(cfg.TTL / 3)
-	defer ticker.Stop()
-	lastRenew := cfg.Now()
+	lastSent := acquired
+	timer := time.NewTimer(max(lastSent.Add(cfg.TTL/3).Sub(cfg.Now()), 0))
+	defer timer.Stop()
 	for {
 		select {
 		case err := <-done:
 			return err
-		case <-ticker.C:
-			// A renewal that hangs (a connection that neither answers nor
-			// breaks) must not keep the work going past the lease's
-			// expiry: it ends just after the point where a failed renewal
-			// stops the work (2/3 of the TTL since the last one).
-			giveUp := lastRenew.Add(cfg.TTL * 2 / 3)
-			rctx, cancelRenew := context.WithTimeout(fctx, max(giveUp.Sub(cfg.Now()), 0)+cfg.TTL/30)
+		case <-timer.C:
+			sent := cfg.Now()
+			budget := lastSent.Add(cfg.TTL * 5 / 6).Sub(sent)
+			if budget <= 0 {
+				log.Error("cannot renew lease before it expires, stopping work")
+				cancel()
+				return <-done
+			}
+			rctx, cancelRenew := context.WithTimeout(fctx, budget)
 			held, err := lease.Acquire(rctx, cfg.Name, cfg.Holder, cfg.TTL)
 			cancelRenew()
 			switch {
 			case err == nil && held:
-				lastRenew = cfg.Now()
+				lastSent = sent
+				timer.Reset(max(sent.Add(cfg.TTL/3).Sub(cfg.Now()), 0))
 			case err == nil && !held:
 				log.Error("lease lost to another replica, stopping work")
 				cancel()
 				return <-done
-			case cfg.Now().Sub(lastRenew) > cfg.TTL*2/3:
+			case cfg.Now().Sub(lastSent) > cfg.TTL*2/3:
 				log.Error("cannot renew lease before it expires, stopping work", slog.String("error", err.Error()))
 				cancel()
 				return <-done
 			default:
 				log.Warn("cannot renew lease, will retry", slog.String("error", err.Error()))
+				timer.Reset(cfg.TTL / 10)
 			}
 		}
 	}

@@ -282,44 +282,112 @@ func TestRunWithLeaseJudgesFailedRenewalByItsClock(t *testing.T) {
 	}
 }
 
-// A renewal that hangs (a lease store whose connection neither answers
-// nor breaks) ends in time for the work to stop before the lease expires:
-// with a 30s TTL, the renewal at 10s gives up at 21s and the work stops
-// then, not after the lease is another replica's.
-func TestRunWithLeaseStopsWorkWhenRenewalHangs(t *testing.T) {
+// leaseScenario runs RunWithLease with a 30s TTL in a synctest bubble:
+// the first Acquire takes the lease at once, renewal n (from 1) is
+// answered by renew(ctx, n). It returns when the work stopped (since the
+// start), or -1 when it still ran at the end (after limit).
+func leaseScenario(t *testing.T, limit time.Duration, renew func(ctx context.Context, n int) (bool, error)) time.Duration {
+	t.Helper()
+	var acquires atomic.Int32
+	fake := &lease{
+		AcquireFunc: func(ctx context.Context, _, _ string, _ time.Duration) (bool, error) {
+			n := int(acquires.Add(1)) - 1
+			if n == 0 {
+				return true, nil
+			}
+			return renew(ctx, n)
+		},
+		ReleaseFunc: func(context.Context, string, string) error { return nil },
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	start := time.Now()
+	stopped := make(chan time.Duration, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- application.RunWithLease(ctx, fake, leaseConfig("me", 30*time.Second), func(ctx context.Context) error {
+			<-ctx.Done()
+			stopped <- time.Since(start)
+			cancel() // end RunWithLease rather than seek the lease again
+			return nil
+		})
+	}()
+	took := time.Duration(-1)
+	select {
+	case took = <-stopped:
+	case <-time.After(limit):
+		cancel()
+		<-stopped
+	}
+	if err := <-done; err != nil {
+		t.Errorf("RunWithLease = %v, want nil", err)
+	}
+	return took
+}
+
+// hang blocks until ctx ends, as a call on a connection that neither
+// answers nor breaks.
+func hang(ctx context.Context) (bool, error) {
+	<-ctx.Done()
+	return false, fmt.Errorf("lease: %w", ctx.Err())
+}
+
+// The work stops before the lease can expire, however the renewals fail:
+// the lease holds until 30s after the last successful renewal was sent.
+func TestRunWithLeaseStopsWorkBeforeTheLeaseExpires(t *testing.T) {
+	t.Parallel()
+	t.Run("every renewal hangs", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			// Sent at 10s, it hangs until 25s (5/6 of the TTL): stop then.
+			if took := leaseScenario(t, time.Minute, func(ctx context.Context, _ int) (bool, error) { return hang(ctx) }); took < 0 || took > 25*time.Second {
+				t.Errorf("work stopped after %v, want by 25s (lease taken at 0, TTL 30s)", took)
+			}
+		})
+	})
+	t.Run("a late answer, then renewals hang", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			// Sent at 10s and answered at 20.9s: the lease holds until
+			// 40s (the store's clock started at the send), so the work
+			// must stop before 40s, however late the answer came.
+			took := leaseScenario(t, time.Minute, func(ctx context.Context, n int) (bool, error) {
+				if n == 1 { // written at once, its answer late but within its budget
+					select {
+					case <-time.After(10900 * time.Millisecond):
+						return true, nil
+					case <-ctx.Done():
+						return false, fmt.Errorf("lease: %w", ctx.Err())
+					}
+				}
+				return hang(ctx)
+			})
+			if took < 0 || took >= 40*time.Second {
+				t.Errorf("work stopped after %v, want before 40s (the lease renewed by a call sent at 10s)", took)
+			}
+		})
+	})
+}
+
+// A renewal that fails once and then takes a while but succeeds keeps the
+// work going: a failure is retried soon, and a slow renewal has until 5/6
+// of the TTL since the last successful one.
+func TestRunWithLeaseKeepsWorkingThroughASlowRenewal(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		const ttl = 30 * time.Second
-		var acquires atomic.Int32
-		fake := &lease{
-			AcquireFunc: func(ctx context.Context, _, _ string, _ time.Duration) (bool, error) {
-				if acquires.Add(1) == 1 {
-					return true, nil
+		took := leaseScenario(t, 2*time.Minute, func(ctx context.Context, n int) (bool, error) {
+			switch {
+			case n == 1:
+				return false, errors.New("lease: connection reset")
+			case n == 2: // a new connection first: TCP, TLS, authentication
+				select {
+				case <-time.After(4 * time.Second):
+				case <-ctx.Done():
+					return false, fmt.Errorf("lease: %w", ctx.Err())
 				}
-				<-ctx.Done() // hangs until its deadline
-				return false, fmt.Errorf("lease: %w", ctx.Err())
-			},
-			ReleaseFunc: func(context.Context, string, string) error { return nil },
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		start := time.Now()
-		stoppedAfter := make(chan time.Duration, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- application.RunWithLease(ctx, fake, leaseConfig("me", ttl), func(ctx context.Context) error {
-				<-ctx.Done()
-				stoppedAfter <- time.Since(start)
-				cancel() // end RunWithLease rather than seek the lease again
-				return nil
-			})
-		}()
-		took := <-stoppedAfter
-		if took >= ttl*3/4 {
-			t.Errorf("work stopped %v after the lease was taken, want before %v (the renewal hung)", took, ttl*3/4)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("RunWithLease = %v, want nil", err)
+			}
+			return true, nil
+		})
+		if took >= 0 {
+			t.Errorf("work stopped after %v, want it to go on (one failure, then a slow renewal that succeeded)", took)
 		}
 	})
 }
