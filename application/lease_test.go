@@ -374,10 +374,10 @@ func TestRunWithLeaseKeepsWorkingThroughASlowRenewal(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		took := leaseScenario(t, 2*time.Minute, func(ctx context.Context, n int) (bool, error) {
-			switch {
-			case n == 1:
+			switch n {
+			case 1:
 				return false, errors.New("lease: connection reset")
-			case n == 2: // a new connection first: TCP, TLS, authentication
+			case 2: // a new connection first: TCP, TLS, authentication
 				select {
 				case <-time.After(4 * time.Second):
 				case <-ctx.Done():
