@@ -14,8 +14,9 @@ import (
 // finish behind one that does not (an action retried in memory for hours
 // while the stream goes on) are compacted: of each run of finished
 // entries only the last is kept (its position is where the safe
-// checkpoint moves once the run leads), so the tracker holds at most
-// about twice as many entries as are unfinished (bounded by the reader's
+// checkpoint moves once the run leads), when the entries have doubled
+// since the last compaction: the tracker holds about four times as many
+// entries as are unfinished at most (those are bounded by the reader's
 // in-flight limits), not one per entry read since.
 type tracker struct {
 	mu        sync.Mutex
