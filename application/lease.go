@@ -62,6 +62,12 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 			sleep(ctx, renew)
 			continue
 		}
+		if late := cfg.Now().Sub(sent); late > cfg.TTL*2/3 {
+			// Held, but the answer came so late that the lease may
+			// expire before a renewal could: renew before working.
+			log.Warn("lease acquired late, renewing before work starts", slog.Duration("answer_after", late))
+			continue
+		}
 		waiting = false
 		log.Info("lease acquired")
 		err = runHolding(ctx, lease, cfg, log, sent, fn)
@@ -93,7 +99,9 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 // renewal that hangs, on a connection that neither answers nor breaks,
 // ends then); a failed renewal stops the work once lastSent is more than
 // 2/3 TTL old. So the work ends by lastSent + 5/6 TTL, while a slow but
-// healthy renewal has until then.
+// healthy renewal has until then. Renewals go on after ctx ended, until
+// fn returns: the work drains under the lease. (A lease lost during that
+// drain cannot stop it: fn's context has ended already.)
 func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *slog.Logger, acquired time.Time, fn func(context.Context) error) error {
 	fctx, cancelCause := context.WithCancelCause(ctx)
 	defer cancelCause(nil)
@@ -121,7 +129,10 @@ func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *sl
 				cancel()
 				return <-done
 			}
-			rctx, cancelRenew := context.WithTimeout(fctx, budget)
+			// Not fctx: once the parent ends, the work drains (the
+			// scheduler's grace, the bridge's acknowledgements) and the
+			// lease must stay held meanwhile.
+			rctx, cancelRenew := context.WithTimeout(context.WithoutCancel(fctx), budget)
 			held, err := lease.Acquire(rctx, cfg.Name, cfg.Holder, cfg.TTL)
 			cancelRenew()
 			switch {

@@ -391,3 +391,84 @@ func TestRunWithLeaseKeepsWorkingThroughASlowRenewal(t *testing.T) {
 		}
 	})
 }
+
+// A first Acquire that hangs is given up after 2/3 of the TTL and tried
+// again: the work starts once the store answers.
+func TestRunWithLeaseFirstAcquireThatHangsIsRetried(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var acquires atomic.Int32
+		fake := &lease{
+			AcquireFunc: func(ctx context.Context, _, _ string, _ time.Duration) (bool, error) {
+				if acquires.Add(1) == 1 {
+					return hang(ctx)
+				}
+				return true, nil
+			},
+			ReleaseFunc: func(context.Context, string, string) error { return nil },
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		start := time.Now()
+		started := make(chan time.Duration, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- application.RunWithLease(ctx, fake, leaseConfig("me", 30*time.Second), func(ctx context.Context) error {
+				started <- time.Since(start)
+				<-ctx.Done()
+				return nil
+			})
+		}()
+		select {
+		case at := <-started:
+			if at != 30*time.Second { // 20s for the hung call, 10s before the next
+				t.Errorf("work started after %v, want 30s", at)
+			}
+		case <-time.After(time.Hour):
+			t.Fatal("work never started: the first Acquire hung for good")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunWithLease = %v", err)
+		}
+	})
+}
+
+// After the parent context ends, the work drains (the scheduler's grace)
+// and the lease is renewed meanwhile, by a store that refuses a call whose
+// context has ended: no other replica takes it while the work goes on.
+func TestRunWithLeaseRenewsWhileTheWorkDrains(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var renewed, refused atomic.Int32
+		fake := &lease{
+			AcquireFunc: func(ctx context.Context, _, _ string, _ time.Duration) (bool, error) {
+				if err := ctx.Err(); err != nil {
+					refused.Add(1)
+					return false, fmt.Errorf("lease: %w", err)
+				}
+				renewed.Add(1)
+				return true, nil
+			},
+			ReleaseFunc: func(context.Context, string, string) error { return nil },
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			done <- application.RunWithLease(ctx, fake, leaseConfig("me", 15*time.Second), func(ctx context.Context) error {
+				<-ctx.Done()
+				time.Sleep(30 * time.Second) // a shutdown grace: the actions in progress finish
+				return nil
+			})
+		}()
+		time.Sleep(time.Second)
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunWithLease = %v", err)
+		}
+		// Renewals every 5s through the 30s drain.
+		if renewed.Load() < 6 || refused.Load() != 0 {
+			t.Errorf("%d renewals went through and %d were refused during the drain; want at least 6, none refused", renewed.Load()-1, refused.Load())
+		}
+	})
+}

@@ -89,8 +89,10 @@ func (d *DB) Close() { d.Pool.Close() }
 // statement queued behind a lock for longer, becomes an error the caller
 // retries or reports instead of a wait without end. Every such statement
 // is a bounded read or a few rows by an index; 30s is far beyond any of
-// them. Bulk statements (MakeDue's update of an endpoint's whole backlog,
-// pruning, migrations) are not bounded by it. (Atomic: a test shortens
+// them. Statements whose work grows with a backlog (MakeDue's update of
+// an endpoint's whole backlog; ClaimDue, which walks past the items of
+// skipped endpoints; Release, by holder without an index; pruning;
+// migrations) are not bounded by it. (Atomic: a test shortens
 // it.)
 var opTimeout atomic.Int64
 

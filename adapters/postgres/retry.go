@@ -137,8 +137,6 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 // ClaimDue claims up to limit due, unclaimed items, earliest Due first,
 // skipping rows other transactions hold.
 func (s *Retries) ClaimDue(ctx context.Context, c ports.RetryClaim, limit int, skip []string) ([]ports.RetryItem, error) {
-	ctx, cancel := withOpTimeout(ctx)
-	defer cancel()
 	const op = "claim retries"
 	if limit < 1 || c.Holder == "" || c.TTL <= 0 {
 		return nil, fmt.Errorf("postgres: %s: limit %d, holder %q and ttl %v must be set", op, limit, c.Holder, c.TTL)
@@ -350,8 +348,6 @@ func (c *deadColumns) add(d ports.DeadLetter) error {
 
 // Release drops holder's claims.
 func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
-	ctx, cancel := withOpTimeout(ctx)
-	defer cancel()
 	op := fmt.Sprintf("release claims of %q", holder)
 	if holder == "" {
 		return 0, errors.New("postgres: release claims: empty holder")
