@@ -23,14 +23,10 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 			fill: func(t *testing.T, now func() time.Time) (func(int), func() int) {
 				d := NewDeduplicator(now)
 				return func(i int) {
-						if _, err := d.Claim(t.Context(), fmt.Sprint("ev-", i), "a", time.Second); err != nil {
-							t.Fatalf("Claim: %v", err)
-						}
-					}, func() int {
-						d.mu.Lock()
-						defer d.mu.Unlock()
-						return d.table.footprint()
+					if _, err := d.Claim(t.Context(), fmt.Sprint("ev-", i), "a", time.Second); err != nil {
+						t.Fatalf("Claim: %v", err)
 					}
+				}, d.footprint
 			},
 		},
 		{
@@ -38,14 +34,10 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 			fill: func(t *testing.T, now func() time.Time) (func(int), func() int) {
 				d := NewDeduplicator(now)
 				return func(i int) {
-						if err := d.MarkDone(t.Context(), fmt.Sprint("ev-", i), time.Second); err != nil {
-							t.Fatalf("MarkDone: %v", err)
-						}
-					}, func() int {
-						d.mu.Lock()
-						defer d.mu.Unlock()
-						return d.table.footprint()
+					if err := d.MarkDone(t.Context(), fmt.Sprint("ev-", i), time.Second); err != nil {
+						t.Fatalf("MarkDone: %v", err)
 					}
+				}, d.footprint
 			},
 		},
 		{
@@ -53,14 +45,10 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 			fill: func(t *testing.T, now func() time.Time) (func(int), func() int) {
 				c := NewResultCache(now)
 				return func(i int) {
-						if err := c.Put(t.Context(), fmt.Sprint("k-", i), time.Second); err != nil {
-							t.Fatalf("Put: %v", err)
-						}
-					}, func() int {
-						c.mu.Lock()
-						defer c.mu.Unlock()
-						return c.table.footprint()
+					if err := c.Put(t.Context(), fmt.Sprint("k-", i), time.Second); err != nil {
+						t.Fatalf("Put: %v", err)
 					}
+				}, c.footprint
 			},
 		},
 		{
@@ -73,14 +61,10 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 					t.Fatalf("MarkDone: %v", err)
 				}
 				return func(i int) {
-						if err := d.MarkDone(t.Context(), fmt.Sprint("ev-", i), time.Second); err != nil {
-							t.Fatalf("MarkDone: %v", err)
-						}
-					}, func() int {
-						d.mu.Lock()
-						defer d.mu.Unlock()
-						return d.table.footprint()
+					if err := d.MarkDone(t.Context(), fmt.Sprint("ev-", i), time.Second); err != nil {
+						t.Fatalf("MarkDone: %v", err)
 					}
+				}, d.footprint
 			},
 		},
 		{
@@ -93,14 +77,10 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 					t.Fatalf("Claim: %v", err)
 				}
 				return func(int) {
-						if res, err := d.Claim(t.Context(), "renewed", "a", time.Hour); err != nil || res != ports.ClaimAcquired {
-							t.Fatalf("Claim = %v, %v; want acquired", res, err)
-						}
-					}, func() int {
-						d.mu.Lock()
-						defer d.mu.Unlock()
-						return d.table.footprint()
+					if res, err := d.Claim(t.Context(), "renewed", "a", time.Hour); err != nil || res != ports.ClaimAcquired {
+						t.Fatalf("Claim = %v, %v; want acquired", res, err)
 					}
+				}, d.footprint
 			},
 		},
 	}
@@ -134,4 +114,18 @@ func (t *table[V]) footprint() int {
 		n = max(n, q.len())
 	}
 	return n
+}
+
+// footprint is the table's footprint, under the deduplicator's lock.
+func (d *Deduplicator) footprint() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.table.footprint()
+}
+
+// footprint is the table's footprint, under the cache's lock.
+func (c *ResultCache) footprint() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.table.footprint()
 }

@@ -21,18 +21,7 @@ func TestActionPublisherPublishesTheEnvelope(t *testing.T) {
 	t.Parallel()
 	c := dial(t, testConfig(t))
 	prefix := testenv.Name("act")
-	nc, err := nats.Connect(testenv.NATSURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	sub, err := nc.SubscribeSync(prefix + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub := subscribeAll(t, prefix)
 	p := NewActionPublisher(c)
 	ev := newEvent(1)
 	act := func(subject string) *domain.Action {
@@ -80,18 +69,7 @@ func TestActionPublisherRefusesOverlongMessages(t *testing.T) {
 	t.Parallel()
 	c := dial(t, testConfig(t))
 	prefix := testenv.Name("actlong")
-	nc, err := nats.Connect(testenv.NATSURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	sub, err := nc.SubscribeSync(prefix + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub := subscribeAll(t, prefix)
 	p := NewActionPublisher(c)
 	act := &domain.Action{Name: "nats-1", Type: domain.ActionNATS, NATS: &domain.NATSAction{Subject: domain.MustCompileTemplate(prefix + ".{{ status }}")}}
 	long := newEvent(1)
@@ -230,4 +208,23 @@ func subscribeIDs(t *testing.T, subject string) func(id string) bool {
 		defer mu.Unlock()
 		return ids[id]
 	}
+}
+
+// subscribeAll subscribes, on a connection of its own, to every subject
+// under prefix, ready when it returns.
+func subscribeAll(t *testing.T, prefix string) *nats.Subscription {
+	t.Helper()
+	nc, err := nats.Connect(testenv.NATSURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync(prefix + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
 }
