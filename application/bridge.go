@@ -155,8 +155,8 @@ func (b *Bridge) park(t *bridgeTerm, rec ports.Record, finish func(), d ports.De
 }
 
 // Run waits for ctx to end, then for outstanding acknowledgements (up to
-// DrainTimeout; not at all when ctx ended with the cause
-// ports.ErrLeaseLost), then stops retries; records handed in afterwards
+// DrainTimeout, or until the lease is lost (LeaseLost); not at all when
+// ctx ended with the cause ports.ErrLeaseLost), then stops retries; records handed in afterwards
 // are dropped until Begin.
 func (b *Bridge) Run(ctx context.Context) error {
 	t := b.term.Load()
@@ -174,6 +174,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	case <-drained:
 	case <-time.After(b.cfg.DrainTimeout):
 		b.cfg.Logger.Warn("bridge shutdown: acknowledgements still outstanding; those events are re-published after restart")
+	case <-LeaseLost(ctx):
+		b.cfg.Logger.Warn("bridge shutdown: the lease was lost while acknowledgements were outstanding; the new holder re-publishes those events")
 	}
 	t.stop()
 	return nil

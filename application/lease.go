@@ -100,12 +100,18 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 // ends then); a failed renewal stops the work once lastSent is more than
 // 2/3 TTL old. So the work ends by lastSent + 5/6 TTL, while a slow but
 // healthy renewal has until then. Renewals go on after ctx ended, until
-// fn returns: the work drains under the lease. (A lease lost during that
-// drain cannot stop it: fn's context has ended already.)
+// fn returns: the work drains under the lease, and a lease lost during
+// that drain ends it (LeaseLost), fn's context having ended already.
 func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *slog.Logger, acquired time.Time, fn func(context.Context) error) error {
-	fctx, cancelCause := context.WithCancelCause(ctx)
+	lost, markLost := context.WithCancel(context.Background())
+	defer markLost()
+	cctx, cancelCause := context.WithCancelCause(ctx)
 	defer cancelCause(nil)
-	cancel := func() { cancelCause(fmt.Errorf("lease %q: %w", cfg.Name, ports.ErrLeaseLost)) }
+	fctx := context.WithValue(cctx, leaseLostKey{}, lost)
+	cancel := func() {
+		cancelCause(fmt.Errorf("lease %q: %w", cfg.Name, ports.ErrLeaseLost))
+		markLost()
+	}
 	done := make(chan error, 1)
 	go func() {
 		err := fn(fctx)
@@ -153,4 +159,18 @@ func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *sl
 			}
 		}
 	}
+}
+
+type leaseLostKey struct{}
+
+// LeaseLost is closed when the lease under which ctx's work runs (fn's
+// context in RunWithLease, and contexts derived from it, WithoutCancel
+// ones included) is lost, even after that context ended: work that
+// drains after a shutdown stops then. Nil (never closed) outside
+// RunWithLease.
+func LeaseLost(ctx context.Context) <-chan struct{} {
+	if lost, ok := ctx.Value(leaseLostKey{}).(context.Context); ok {
+		return lost.Done()
+	}
+	return nil
 }

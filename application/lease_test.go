@@ -472,3 +472,50 @@ func TestRunWithLeaseRenewsWhileTheWorkDrains(t *testing.T) {
 		}
 	})
 }
+
+// A lease lost while the work drains after a shutdown (the renewals hang
+// from then on) closes LeaseLost, though fn's context ended before: the
+// drain stops by 5/6 of the TTL after the last renewal was sent, before
+// another replica can take the lease.
+func TestRunWithLeaseSignalsALeaseLostDuringTheDrain(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var acquires atomic.Int32
+		fake := &lease{
+			AcquireFunc: func(ctx context.Context, _, _ string, _ time.Duration) (bool, error) {
+				if acquires.Add(1) <= 2 { // taken at 0, renewed at 10s
+					return true, nil
+				}
+				return hang(ctx)
+			},
+			ReleaseFunc: func(context.Context, string, string) error { return nil },
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		start := time.Now()
+		drainEnded := make(chan time.Duration, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- application.RunWithLease(ctx, fake, leaseConfig("me", 30*time.Second), func(ctx context.Context) error {
+				<-ctx.Done()
+				select {
+				case <-application.LeaseLost(ctx):
+				case <-time.After(5 * time.Minute): // a long shutdown grace
+				}
+				drainEnded <- time.Since(start)
+				return nil
+			})
+		}()
+		time.Sleep(15 * time.Second)
+		cancel()
+		// The renewal sent at 20s hangs until 35s (5/6 of the TTL after 10s).
+		if took := <-drainEnded; took > 35*time.Second {
+			t.Errorf("the drain ended after %v, want by 35s (lease renewed by a call sent at 10s, TTL 30s)", took)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("RunWithLease = %v", err)
+		}
+		if application.LeaseLost(context.Background()) != nil {
+			t.Error("LeaseLost outside RunWithLease is not nil")
+		}
+	})
+}

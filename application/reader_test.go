@@ -865,3 +865,51 @@ func TestReaderStates(t *testing.T) {
 		t.Fatalf("after Run: %q, want standby", s)
 	}
 }
+
+// The scheduler's shutdown grace ends when the lease is lost during it:
+// an action still running after the shutdown sees its context cancelled
+// once the renewals have failed long enough, not after the grace (a
+// minute here), so it cannot go on beside the replica that takes over.
+func TestSchedulerGraceEndsWhenTheLeaseIsLost(t *testing.T) {
+	t.Parallel()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	started, stopped := make(chan struct{}, 1), make(chan struct{})
+	exec, _ := recording(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		close(stopped)
+		return ctx.Err()
+	})
+	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: exec, grace: time.Minute})
+	var shutdown atomic.Bool
+	fake := &lease{
+		AcquireFunc: func(ctx context.Context, _, _ string, _ time.Duration) (bool, error) {
+			if shutdown.Load() {
+				return hang(ctx) // the store stops answering
+			}
+			return true, nil
+		},
+		ReleaseFunc: func(context.Context, string, string) error { return nil },
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- application.RunWithLease(ctx, fake, leaseConfig("me", 300*time.Millisecond), p.reader.Run)
+	}()
+	appendEvents(t, src, "A")
+	select {
+	case <-started:
+	case <-time.After(waitTimeout):
+		t.Fatal("the action never started")
+	}
+	shutdown.Store(true)
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(waitTimeout): // the grace is a minute
+		t.Fatal("the action still runs: the lost lease did not end the shutdown grace")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("RunWithLease = %v", err)
+	}
+}

@@ -230,7 +230,8 @@ func (s *Scheduler) Pending() int {
 // Run works until ctx ends, then waits (up to ShutdownGrace) for steps in
 // progress, abandons every unfinished run and returns. When ctx ends with
 // the cause ports.ErrLeaseLost (the reader's term ended with its lease),
-// the actions in progress see their context cancelled at once instead.
+// or the lease is lost during the grace (LeaseLost), the actions in
+// progress see their context cancelled at once instead.
 // Records handed in from then on are dropped (the reader reads them
 // again) until Begin.
 func (s *Scheduler) Run(ctx context.Context) error {
@@ -254,6 +255,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		cancelWork()
 	}
 	grace := time.AfterFunc(s.cfg.ShutdownGrace, cancelWork)
+	if lost := LeaseLost(ctx); lost != nil { // lost during the grace: stop then
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			select {
+			case <-lost:
+				cancelWork()
+			case <-stop:
+			}
+		}()
+	}
 	wg.Wait()
 	close(finished) // no run becomes done any more: the finisher ends once it finished every one
 	helpers.Wait()

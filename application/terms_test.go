@@ -270,3 +270,48 @@ func TestLostTermStopsTheBridgeAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBridgeDrainEndsWhenTheLeaseIsLost: after a shutdown the bridge waits
+// for its outstanding acknowledgements (30s here), but not past the loss of
+// its lease (the renewals hang from the shutdown on): the new holder
+// republishes what is unacknowledged.
+func TestBridgeDrainEndsWhenTheLeaseIsLost(t *testing.T) {
+	t.Parallel()
+	pub := &hangingPublisher{}
+	bridge, err := application.NewBridge(pub, memory.NewDeadLetters(nil), application.BridgeConfig{DrainTimeout: 30 * time.Second, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newMemorySource(t)
+	reader, err := application.NewReader(src, memory.NewCheckpoints(), bridge, application.ReaderConfig{CheckpointInterval: 5 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shutdown atomic.Bool
+	fake := &lease{
+		AcquireFunc: func(ctx context.Context, _, _ string, _ time.Duration) (bool, error) {
+			if shutdown.Load() {
+				return hang(ctx)
+			}
+			return true, nil
+		},
+		ReleaseFunc: func(context.Context, string, string) error { return nil },
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- application.RunWithLease(ctx, fake, leaseConfig("me", 300*time.Millisecond), reader.Run)
+	}()
+	appendEvents(t, src, "a")
+	eventually(t, "the publication outstanding", func() bool { return pub.published.Load() == 1 })
+	shutdown.Store(true)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("RunWithLease = %v", err)
+		}
+	case <-time.After(waitTimeout): // the drain is 30s
+		t.Fatal("the bridge still drains: the lost lease did not end it")
+	}
+}
