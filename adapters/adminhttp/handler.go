@@ -247,6 +247,8 @@ func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNoEventInput):
 		writeError(w, http.StatusNotFound, err)
+	case errors.Is(err, ports.ErrUnavailable): // the log is full
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "accepted": n})
 	case err != nil:
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error(), "accepted": n})
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -260,6 +261,10 @@ func TestReloadAndEvents(t *testing.T) {
 	b.rt.postErr = adminhttp.ErrNoEventInput
 	if code, _ := b.call(t, "POST", "/api/observers/events", "tok", "{}"); code != 404 {
 		t.Errorf("post events to a topology without input = %d, want 404", code)
+	}
+	b.rt.postErr = fmt.Errorf("line 1: the event log is full: %w", ports.ErrUnavailable)
+	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "{}"); code != 503 || !strings.Contains(fmt.Sprint(body["error"]), "full") {
+		t.Errorf("post events to a full log = %d %v, want 503", code, body)
 	}
 }
 

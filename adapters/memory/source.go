@@ -28,7 +28,30 @@ type SourceConfig struct {
 	// data and before weigh more, as JSON, is stored without them, as an
 	// invalid entry (ports.ErrEventTooLarge).
 	MaxEventBytes int64
+	// MaxEntries and MaxBytes bound the log (defaults DefaultLogEntries
+	// and DefaultLogBytes; the bytes are each entry's payload or raw
+	// input plus logEntryOverhead): the log keeps every entry for replay,
+	// so an append past either is refused with ErrLogFull rather than
+	// growing the process without end.
+	MaxEntries int
+	MaxBytes   int64
 }
+
+// The default bounds of the log.
+const (
+	DefaultLogEntries = 1 << 20   // 1 048 576
+	DefaultLogBytes   = 512 << 20 // 512 MiB
+)
+
+// logEntryOverhead is what an entry weighs besides its payload: the
+// record, its event's fields and its timestamp, about.
+const logEntryOverhead = 512
+
+// ErrLogFull is the error of an append past the log's bounds (SourceConfig
+// MaxEntries, MaxBytes). It wraps ports.ErrUnavailable: the service takes
+// no more events until it restarts (the memory topology keeps nothing
+// across restarts).
+var ErrLogFull = fmt.Errorf("memory: the event log is full: %w", ports.ErrUnavailable)
 
 // defaultMaxEventBytes is the change log's default limit too.
 const defaultMaxEventBytes = 1 << 20
@@ -37,15 +60,18 @@ const defaultMaxEventBytes = 1 << 20
 // ports.EventSource. Entry n (counting from 1) sits at Position{Seq: n}.
 // Safe for concurrent use.
 type Source struct {
-	now      func() time.Time
-	poll     time.Duration
-	maxEvent int64
+	now        func() time.Time
+	poll       time.Duration
+	maxEvent   int64
+	maxEntries int
+	maxBytes   int64
 
 	mu      sync.Mutex
 	entries []ports.Record
 	created []time.Time   // per entry: the event's timestamp, else when it was appended
 	notify  chan struct{} // closed and replaced on every append
 	read    int64         // Seq of the End of the latest Read
+	bytes   int64         // the entries' weight (see SourceConfig.MaxBytes)
 }
 
 var (
@@ -59,8 +85,9 @@ func NewSource(now func() time.Time, cfg SourceConfig) (*Source, error) {
 	if cfg.PollInterval < 0 {
 		return nil, fmt.Errorf("memory: new source: poll interval %v is negative", cfg.PollInterval)
 	}
-	if cfg.MaxEventBytes < 0 {
-		return nil, fmt.Errorf("memory: new source: max event bytes %d is negative", cfg.MaxEventBytes)
+	if cfg.MaxEventBytes < 0 || cfg.MaxEntries < 0 || cfg.MaxBytes < 0 {
+		return nil, fmt.Errorf("memory: new source: max event bytes %d, max entries %d and max bytes %d must not be negative",
+			cfg.MaxEventBytes, cfg.MaxEntries, cfg.MaxBytes)
 	}
 	if now == nil {
 		now = time.Now
@@ -68,8 +95,10 @@ func NewSource(now func() time.Time, cfg SourceConfig) (*Source, error) {
 	return &Source{
 		now:      now,
 		poll:     cmp.Or(cfg.PollInterval, time.Second),
-		maxEvent: cmp.Or(cfg.MaxEventBytes, defaultMaxEventBytes),
-		notify:   make(chan struct{}),
+		maxEvent:   cmp.Or(cfg.MaxEventBytes, defaultMaxEventBytes),
+		maxEntries: cmp.Or(cfg.MaxEntries, DefaultLogEntries),
+		maxBytes:   cmp.Or(cfg.MaxBytes, DefaultLogBytes),
+		notify:     make(chan struct{}),
 	}, nil
 }
 
@@ -86,7 +115,7 @@ func (s *Source) Append(ctx context.Context, ev domain.Event) (ports.Position, e
 	if err != nil {
 		return ports.Position{}, fmt.Errorf("memory: append event: %w", err)
 	}
-	return s.add(ports.Record{Event: ev}), nil
+	return s.add(ports.Record{Event: ev})
 }
 
 // AppendRaw decodes raw as an event envelope (domain.DecodeEvent, with the
@@ -104,9 +133,9 @@ func (s *Source) AppendRaw(ctx context.Context, raw []byte) (ports.Position, err
 	if err != nil {
 		// Not an error of the call: the bad input is stored as an invalid
 		// entry, which readers receive with Err set.
-		return s.add(ports.Record{Event: ev, Err: err, Raw: cloneBytes(raw)}), nil //nolint:nilerr // see above
+		return s.add(ports.Record{Event: ev, Err: err, Raw: cloneBytes(raw)})
 	}
-	return s.add(ports.Record{Event: ev}), nil
+	return s.add(ports.Record{Event: ev})
 }
 
 // LoadJSONLines appends one event per line of r (blank lines are skipped)
@@ -129,7 +158,9 @@ func (s *Source) LoadJSONLines(ctx context.Context, r io.Reader) (int, error) {
 			if err != nil {
 				return n, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, err)
 			}
-			s.add(ports.Record{Event: ev})
+			if _, err := s.add(ports.Record{Event: ev}); err != nil {
+				return n, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, err)
+			}
 			n++
 		}
 		if readErr != nil { // io.EOF: the input ended
@@ -287,10 +318,17 @@ func (s *Source) OldestTransactionAge(ctx context.Context) (time.Duration, error
 	return 0, nil
 }
 
-func (s *Source) add(r ports.Record) ports.Position {
+// add appends r, or refuses it with ErrLogFull past the log's bounds.
+func (s *Source) add(r ports.Record) (ports.Position, error) {
 	s.weigh(&r)
+	weight := max(r.Size, int64(len(r.Raw))) + logEntryOverhead
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.entries) >= s.maxEntries || s.bytes+weight > s.maxBytes {
+		return ports.Position{}, fmt.Errorf("%w (%d entries of at most %d, %d bytes of at most %d)",
+			ErrLogFull, len(s.entries), s.maxEntries, s.bytes, s.maxBytes)
+	}
+	s.bytes += weight
 	r.Position = ports.Position{Seq: int64(len(s.entries)) + 1}
 	if r.Err != nil {
 		r.Err = fmt.Errorf("memory: entry %d: %w", r.Position.Seq, r.Err)
@@ -303,7 +341,7 @@ func (s *Source) add(r ports.Record) ports.Position {
 	s.created = append(s.created, created)
 	close(s.notify)
 	s.notify = make(chan struct{})
-	return r.Position
+	return r.Position, nil
 }
 
 // weigh sets r.Size: an event's data and before as JSON (as the change

@@ -314,3 +314,46 @@ func TestSourceReadAndConfigErrors(t *testing.T) {
 		t.Fatalf("Append with a cancelled ctx = %v", err)
 	}
 }
+
+// The log keeps every entry for replay, within its bounds: an append past
+// the entries or the bytes allowed is refused with ErrLogFull (wrapping
+// ports.ErrUnavailable), and nothing is stored.
+func TestSourceRefusesAppendsPastItsBounds(t *testing.T) {
+	t.Parallel()
+	ev := func(i int) domain.Event {
+		return domain.Event{EntityType: "Order", EventType: domain.EventInsert, Data: map[string]any{"n": i}}
+	}
+	t.Run("entries", func(t *testing.T) {
+		t.Parallel()
+		src, err := memory.NewSource(nil, memory.SourceConfig{MaxEntries: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if _, err := src.Append(t.Context(), ev(i)); err != nil {
+				t.Fatalf("append %d: %v", i, err)
+			}
+		}
+		_, err = src.Append(t.Context(), ev(3))
+		if !errors.Is(err, memory.ErrLogFull) || !errors.Is(err, ports.ErrUnavailable) {
+			t.Fatalf("append past 3 entries = %v, want ErrLogFull", err)
+		}
+		if _, err := src.AppendRaw(t.Context(), []byte("not json")); !errors.Is(err, memory.ErrLogFull) {
+			t.Errorf("raw append past 3 entries = %v, want ErrLogFull", err)
+		}
+		if b, err := src.Read(t.Context(), ports.Position{}, ports.ReadLimit{Rows: 10}); err != nil || len(b.Records) != 3 {
+			t.Errorf("read %d records (%v), want the 3 appended", len(b.Records), err)
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		t.Parallel()
+		src, err := memory.NewSource(nil, memory.SourceConfig{MaxBytes: 4096})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := src.LoadJSONLines(t.Context(), strings.NewReader(strings.Repeat(`{"entity_type":"Order","event_type":"INSERT","data":{"blob":"`+strings.Repeat("x", 1000)+`"}}`+"\n", 5)))
+		if !errors.Is(err, memory.ErrLogFull) || !strings.Contains(err.Error(), "line 3") || n != 2 {
+			t.Errorf("load of five 1 KB events into 4 KiB = %d, %v; want 2 loaded, ErrLogFull at line 3", n, err)
+		}
+	})
+}
