@@ -93,8 +93,8 @@ func NewSource(now func() time.Time, cfg SourceConfig) (*Source, error) {
 		now = time.Now
 	}
 	return &Source{
-		now:      now,
-		poll:     cmp.Or(cfg.PollInterval, time.Second),
+		now:        now,
+		poll:       cmp.Or(cfg.PollInterval, time.Second),
 		maxEvent:   cmp.Or(cfg.MaxEventBytes, defaultMaxEventBytes),
 		maxEntries: cmp.Or(cfg.MaxEntries, DefaultLogEntries),
 		maxBytes:   cmp.Or(cfg.MaxBytes, DefaultLogBytes),
