@@ -107,19 +107,33 @@ type RetryResult struct {
 	Error    string      `json:"error,omitempty"`
 }
 
-// RetryReport is the outcome of a retry-all.
+// RetryReport is the outcome of a retry-all: the counts of every item,
+// the outcomes of the first MaxRetryResults (Omitted counts the others:
+// a dead-letter queue of a million items is not answered as a million
+// outcomes in memory).
 type RetryReport struct {
 	Results      []RetryResult `json:"results"`
 	Succeeded    int           `json:"succeeded"`
 	Failed       int           `json:"failed"`
 	NotRetryable int           `json:"not_retryable"`
+	Omitted      int           `json:"omitted,omitempty"`
 }
+
+// MaxRetryResults bounds RetryReport.Results.
+const MaxRetryResults = 1000
+
+// Total is the number of items retried.
+func (r RetryReport) Total() int { return r.Succeeded + r.Failed + r.NotRetryable }
 
 // OK reports whether every item succeeded.
 func (r RetryReport) OK() bool { return r.Failed == 0 && r.NotRetryable == 0 }
 
 func (r *RetryReport) add(res RetryResult) {
-	r.Results = append(r.Results, res)
+	if len(r.Results) < MaxRetryResults {
+		r.Results = append(r.Results, res)
+	} else {
+		r.Omitted++
+	}
 	switch res.Status {
 	case RetrySucceeded:
 		r.Succeeded++

@@ -294,3 +294,22 @@ func TestParseSince(t *testing.T) {
 		}
 	}
 }
+
+// A retry-all of more than MaxRetryResults items counts every outcome but
+// lists only the first MaxRetryResults.
+func TestDeadLetterRetryAllListsTheFirstOutcomes(t *testing.T) {
+	t.Parallel()
+	b := setupDLQ(t)
+	const n = admin.MaxRetryResults + 5
+	for i := range n {
+		b.action(t, fmt.Sprint("o", i), "hooks", "ok-hook")
+	}
+	rep, err := b.cmds.RetryAll(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Succeeded != n || rep.Total() != n || len(rep.Results) != admin.MaxRetryResults || rep.Omitted != 5 {
+		t.Errorf("report: %d succeeded (total %d), %d listed, %d omitted; want %d, %d, %d, 5",
+			rep.Succeeded, rep.Total(), len(rep.Results), rep.Omitted, n, n, admin.MaxRetryResults)
+	}
+}

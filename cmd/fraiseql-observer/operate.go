@@ -112,7 +112,7 @@ func runDLQ(inv *invocation) error {
 				return err
 			}
 			if !rep.OK() {
-				return fmt.Errorf("%d of %d dead letters did not succeed", rep.Failed+rep.NotRetryable, len(rep.Results))
+				return fmt.Errorf("%d of %d dead letters did not succeed", rep.Failed+rep.NotRetryable, rep.Total())
 			}
 			return nil
 		}

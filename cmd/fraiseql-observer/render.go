@@ -202,6 +202,9 @@ func writeRetryReport(w io.Writer, rep admin.RetryReport, asJSON bool) error {
 	for _, r := range rep.Results {
 		fmt.Fprintln(w, retryLine(r))
 	}
+	if rep.Omitted > 0 {
+		fmt.Fprintf(w, "(%d more outcomes not listed: the first %d are)\n", rep.Omitted, len(rep.Results))
+	}
 	_, err := fmt.Fprintf(w, "%d succeeded, %d failed, %d not retryable\n", rep.Succeeded, rep.Failed, rep.NotRetryable)
 	return err
 }

@@ -94,6 +94,9 @@ func TestWriteRetries(t *testing.T) {
 	mustContain(t, "retry-all", text, "1 succeeded, 1 failed, 2 not retryable", "dead letter 2 (hooks/fail-hook, event e2): failed again, kept: status 500")
 	one := render(t, func(w *bytes.Buffer) error { return writeRetryResult(w, rep.Results[0], false) })
 	mustContain(t, "retry", one, "dead letter 1 (hooks/ok-hook, event e1): succeeded, removed")
+	rep.Omitted, rep.Succeeded = 7, 8
+	text = render(t, func(w *bytes.Buffer) error { return writeRetryReport(w, rep, false) })
+	mustContain(t, "retry-all with outcomes omitted", text, "(7 more outcomes not listed: the first 4 are)", "8 succeeded, 1 failed, 2 not retryable")
 }
 
 func TestWriteReplay(t *testing.T) {
