@@ -1,7 +1,9 @@
 package memory
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -14,14 +16,28 @@ import (
 const defaultListLimit = 100
 
 // DeadLetters keeps dead letters in memory, for the memory topology. Items
-// are lost on restart. Safe for concurrent use.
+// are lost on restart. At most DefaultDeadLetters items and
+// DefaultDeadLetterBytes (their raw input, error and event payload, plus
+// an overhead each) are kept: an Add past either fails with an error
+// wrapping ports.ErrUnavailable (the writer retries and says why) rather
+// than growing the process without end. Safe for concurrent use.
 type DeadLetters struct {
 	now func() time.Time
 
-	mu     sync.Mutex
-	lastID int64
-	items  []ports.DeadLetter // ascending ID
+	mu       sync.Mutex
+	lastID   int64
+	items    []ports.DeadLetter // ascending ID
+	weights  []int64            // per item, as items
+	bytes    int64
+	maxItems int
+	maxBytes int64
 }
+
+// The default bounds of a DeadLetters.
+const (
+	DefaultDeadLetters     = 1 << 20   // 1 048 576
+	DefaultDeadLetterBytes = 512 << 20 // 512 MiB
+)
 
 var (
 	_ ports.DeadLetterStore   = (*DeadLetters)(nil)
@@ -34,7 +50,30 @@ func NewDeadLetters(now func() time.Time) *DeadLetters {
 	if now == nil {
 		now = time.Now
 	}
-	return &DeadLetters{now: now}
+	return &DeadLetters{now: now, maxItems: DefaultDeadLetters, maxBytes: DefaultDeadLetterBytes}
+}
+
+// WithBounds sets the store's bounds (n items, b bytes; 0 keeps the
+// default) and returns it.
+func (s *DeadLetters) WithBounds(n int, b int64) *DeadLetters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxItems, s.maxBytes = cmp.Or(n, s.maxItems), cmp.Or(b, s.maxBytes)
+	return s
+}
+
+// deadLetterWeight is what d weighs against the byte bound: its raw
+// input, its error and its event's payload as JSON, plus an overhead.
+func deadLetterWeight(d ports.DeadLetter) int64 {
+	w := int64(len(d.Raw)+len(d.Error)) + logEntryOverhead
+	for _, part := range []map[string]any{d.Event.Data, d.Event.Before} {
+		if part != nil {
+			if b, err := json.Marshal(part); err == nil {
+				w += int64(len(b))
+			}
+		}
+	}
+	return w
 }
 
 // Add stores a copy of d with a new ID and CreatedAt and returns the ID.
@@ -43,12 +82,19 @@ func (s *DeadLetters) Add(ctx context.Context, d ports.DeadLetter) (int64, error
 		return 0, fmt.Errorf("memory: add dead letter: %w", err)
 	}
 	d = clone(d)
+	w := deadLetterWeight(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.items) >= s.maxItems || s.bytes+w > s.maxBytes {
+		return 0, fmt.Errorf("memory: add dead letter: the store is full (%d items of at most %d, %d bytes of at most %d; remove or retry some): %w",
+			len(s.items), s.maxItems, s.bytes, s.maxBytes, ports.ErrUnavailable)
+	}
 	s.lastID++
 	d.ID = s.lastID
 	d.CreatedAt = s.now()
 	s.items = append(s.items, d)
+	s.weights = append(s.weights, w)
+	s.bytes += w
 	return d.ID, nil
 }
 
@@ -107,7 +153,9 @@ func (s *DeadLetters) Remove(ctx context.Context, id int64) error {
 	if !ok {
 		return fmt.Errorf("memory: remove dead letter %d: %w", id, ports.ErrNotFound)
 	}
+	s.bytes -= s.weights[i]
 	s.items = slices.Delete(s.items, i, i+1)
+	s.weights = slices.Delete(s.weights, i, i+1)
 	return nil
 }
 
@@ -125,6 +173,9 @@ func (s *DeadLetters) MarkRetried(ctx context.Context, id int64, errText string,
 		return fmt.Errorf("memory: mark dead letter %d retried: %w", id, ports.ErrNotFound)
 	}
 	s.items[i].Attempts++
+	delta := int64(len(errText) - len(s.items[i].Error))
+	s.weights[i] += delta
+	s.bytes += delta
 	s.items[i].Error = errText
 	s.items[i].LastRetryAt = at
 	return nil
