@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -103,14 +104,14 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 // fn returns: the work drains under the lease, and a lease lost during
 // that drain ends it (LeaseLost), fn's context having ended already.
 func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *slog.Logger, acquired time.Time, fn func(context.Context) error) error {
-	lost, markLost := context.WithCancel(context.Background())
-	defer markLost()
+	lost := make(chan struct{}) // closed when the lease is lost, never else
+	var markLost sync.Once
 	cctx, cancelCause := context.WithCancelCause(ctx)
 	defer cancelCause(nil)
-	fctx := context.WithValue(cctx, leaseLostKey{}, lost)
+	fctx := context.WithValue(cctx, leaseLostKey{}, (<-chan struct{})(lost))
 	cancel := func() {
 		cancelCause(fmt.Errorf("lease %q: %w", cfg.Name, ports.ErrLeaseLost))
-		markLost()
+		markLost.Do(func() { close(lost) })
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -169,8 +170,6 @@ type leaseLostKey struct{}
 // drains after a shutdown stops then. Nil (never closed) outside
 // RunWithLease.
 func LeaseLost(ctx context.Context) <-chan struct{} {
-	if lost, ok := ctx.Value(leaseLostKey{}).(context.Context); ok {
-		return lost.Done()
-	}
-	return nil
+	lost, _ := ctx.Value(leaseLostKey{}).(<-chan struct{})
+	return lost
 }

@@ -517,5 +517,25 @@ func TestRunWithLeaseSignalsALeaseLostDuringTheDrain(t *testing.T) {
 		if application.LeaseLost(context.Background()) != nil {
 			t.Error("LeaseLost outside RunWithLease is not nil")
 		}
+		// A term that ends without losing its lease leaves its signal open.
+		var kept <-chan struct{}
+		okLease := &lease{
+			AcquireFunc: func(context.Context, string, string, time.Duration) (bool, error) { return true, nil },
+			ReleaseFunc: func(context.Context, string, string) error { return nil },
+		}
+		ctx2, cancel2 := context.WithCancel(t.Context())
+		go func() { time.Sleep(time.Second); cancel2() }()
+		if err := application.RunWithLease(ctx2, okLease, leaseConfig("me", 30*time.Second), func(ctx context.Context) error {
+			kept = application.LeaseLost(ctx)
+			<-ctx.Done()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-kept:
+			t.Error("LeaseLost closed at a term's normal end")
+		default:
+		}
 	})
 }

@@ -488,3 +488,55 @@ func describe(v any) string {
 	}
 	return fmt.Sprintf("%q", fmt.Sprint(v))
 }
+
+// openapi.json has no object with a key twice: a JSON decoder keeps the
+// last, so the first would be silently dropped from the contract.
+func TestOpenAPIHasNoDuplicateKeys(t *testing.T) {
+	t.Parallel()
+	dec := json.NewDecoder(bytes.NewReader(adminhttp.OpenAPI))
+	type frame struct {
+		keys    map[string]bool
+		isObj   bool
+		wantKey bool
+	}
+	var stack []*frame
+	path := func() string { return fmt.Sprint(len(stack), " levels deep") }
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("openapi.json: %v", err)
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				if top != nil && top.isObj {
+					top.wantKey = true // the container was the value
+				}
+				stack = append(stack, &frame{keys: map[string]bool{}, isObj: v == '{', wantKey: v == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		default:
+			if top != nil && top.isObj {
+				if top.wantKey {
+					k := fmt.Sprint(v)
+					if top.keys[k] {
+						t.Errorf("openapi.json: key %q twice in one object (%s)", k, path())
+					}
+					top.keys[k] = true
+					top.wantKey = false
+				} else {
+					top.wantKey = true
+				}
+			}
+		}
+	}
+}

@@ -63,15 +63,11 @@ func (s *DeadLetters) WithBounds(n int, b int64) *DeadLetters {
 }
 
 // deadLetterWeight is what d weighs against the byte bound: its raw
-// input, its error and its event's payload as JSON, plus an overhead.
+// input, its texts and its event, plus an overhead.
 func deadLetterWeight(d ports.DeadLetter) int64 {
-	w := int64(len(d.Raw)+len(d.Error)) + logEntryOverhead
-	for _, part := range []map[string]any{d.Event.Data, d.Event.Before} {
-		if part != nil {
-			if b, err := json.Marshal(part); err == nil {
-				w += int64(len(b))
-			}
-		}
+	w := int64(len(d.Raw)+len(d.Error)+len(d.Observer)+len(d.Action)) + logEntryOverhead
+	if b, err := json.Marshal(d.Event); err == nil {
+		w += int64(len(b))
 	}
 	return w
 }
@@ -81,21 +77,43 @@ func (s *DeadLetters) Add(ctx context.Context, d ports.DeadLetter) (int64, error
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("memory: add dead letter: %w", err)
 	}
-	d = clone(d)
-	w := deadLetterWeight(d)
+	ids, err := s.addAll([]ports.DeadLetter{d}, true)
+	if err != nil {
+		return 0, err
+	}
+	return ids[0], nil
+}
+
+// addAll stores copies of ds, all or none: with bounded, none when they
+// do not all fit (an error wrapping ports.ErrUnavailable). The retry
+// store's settle adds unbounded: its items move here from the retry
+// store, which held them already, and a refusal there would re-run the
+// item's actions after its claim expired.
+func (s *DeadLetters) addAll(ds []ports.DeadLetter, bounded bool) ([]int64, error) {
+	copies, weights := make([]ports.DeadLetter, len(ds)), make([]int64, len(ds))
+	var total int64
+	for i, d := range ds {
+		copies[i] = clone(d)
+		weights[i] = deadLetterWeight(copies[i])
+		total += weights[i]
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.items) >= s.maxItems || s.bytes+w > s.maxBytes {
-		return 0, fmt.Errorf("memory: add dead letter: the store is full (%d items of at most %d, %d bytes of at most %d; remove or retry some): %w",
+	if bounded && (len(s.items)+len(ds) > s.maxItems || s.bytes+total > s.maxBytes) {
+		return nil, fmt.Errorf("memory: add dead letter: the store is full (%d items of at most %d, %d bytes of at most %d; remove or retry some): %w",
 			len(s.items), s.maxItems, s.bytes, s.maxBytes, ports.ErrUnavailable)
 	}
-	s.lastID++
-	d.ID = s.lastID
-	d.CreatedAt = s.now()
-	s.items = append(s.items, d)
-	s.weights = append(s.weights, w)
-	s.bytes += w
-	return d.ID, nil
+	ids := make([]int64, len(copies))
+	for i, d := range copies {
+		s.lastID++
+		d.ID = s.lastID
+		d.CreatedAt = s.now()
+		s.items = append(s.items, d)
+		ids[i] = d.ID
+	}
+	s.weights = append(s.weights, weights...)
+	s.bytes += total
+	return ids, nil
 }
 
 // List returns copies of the items matching f in ascending ID order.

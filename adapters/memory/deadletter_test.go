@@ -42,7 +42,7 @@ func TestDeadLettersRefuseAddsPastTheirBounds(t *testing.T) {
 	})
 	t.Run("bytes", func(t *testing.T) {
 		t.Parallel()
-		s := memory.NewDeadLetters(nil).WithBounds(0, 4096)
+		s := memory.NewDeadLetters(nil).WithBounds(0, 5000)
 		if _, err := s.Add(ctx, dl(1, strings.Repeat("x", 1500))); err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +50,7 @@ func TestDeadLettersRefuseAddsPastTheirBounds(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := s.Add(ctx, dl(3, strings.Repeat("x", 1500))); !errors.Is(err, ports.ErrUnavailable) {
-			t.Fatalf("a third 2 KB item into 4 KiB = %v, want refused", err)
+			t.Fatalf("a third 1.5 KB item into 5 000 bytes = %v, want refused", err)
 		}
 		if n, err := s.Count(ctx); err != nil || n != 2 {
 			t.Errorf("Count = %d, %v; want 2", n, err)

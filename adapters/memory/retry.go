@@ -213,10 +213,11 @@ func (s *Retries) Complete(ctx context.Context, item ports.RetryItem, c ports.Re
 // deadLetter stores dead; s.mu must be held. The dead-letter store has its
 // own lock and never calls back.
 func (s *Retries) deadLetter(ctx context.Context, dead []ports.DeadLetter) error {
-	for _, d := range dead {
-		if _, err := s.dead.Add(ctx, d); err != nil {
-			return fmt.Errorf("memory: settle retry: %w", err)
-		}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: settle retry: %w", err)
+	}
+	if _, err := s.dead.addAll(dead, false); err != nil {
+		return fmt.Errorf("memory: settle retry: %w", err)
 	}
 	return nil
 }

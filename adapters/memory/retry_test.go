@@ -67,3 +67,33 @@ func TestEndpointStatesConformance(t *testing.T) {
 	t.Parallel()
 	porttest.RunEndpointStates(t, func(*testing.T) ports.EndpointStates { return memory.NewEndpointStates() })
 }
+
+// A settle that dead-letters actions moves them from the retry store to
+// the dead-letter queue whatever the queue's bounds (the item held them
+// already; a refusal would re-run the item's actions once its claim
+// expired), all of them together.
+func TestRetriesSettleDeadLettersPastTheQueueBounds(t *testing.T) {
+	t.Parallel()
+	clock := newClock()
+	dl := memory.NewDeadLetters(clock.Now).WithBounds(1, 0)
+	if _, err := dl.Add(t.Context(), ports.DeadLetter{Observer: "o", Action: "x", Error: "earlier"}); err != nil {
+		t.Fatal(err)
+	}
+	r := memory.NewRetries(dl, clock.Now)
+	acts := []ports.RetryAction{{Action: "a", Endpoint: "e", Due: clock.Now()}, {Action: "b", Endpoint: "e", Due: clock.Now()}}
+	if _, _, err := r.Park(t.Context(), ports.RetryItem{Event: domain.Event{ID: "e1"}, Observer: "o", EntityKey: "k", Actions: acts}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.ClaimDue(t.Context(), ports.RetryClaim{Holder: "h", Now: clock.Now(), TTL: time.Minute}, 1, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ClaimDue = %v, %v", got, err)
+	}
+	dead := []ports.DeadLetter{{Event: got[0].Event, Observer: "o", Action: "a", Error: "gone"}, {Event: got[0].Event, Observer: "o", Action: "b", Error: "gone"}}
+	left := []ports.RetryAction{{Action: "c", Endpoint: "e", Due: clock.Now().Add(time.Hour)}}
+	if err := r.Reschedule(t.Context(), got[0].ID, "h", left, dead); err != nil {
+		t.Fatalf("Reschedule with two dead letters into a full queue: %v", err)
+	}
+	if n, err := dl.Count(t.Context()); err != nil || n != 3 {
+		t.Errorf("dead letters = %d, %v; want 3 (the earlier one and both moved)", n, err)
+	}
+}

@@ -29,8 +29,7 @@ type SourceConfig struct {
 	// invalid entry (ports.ErrEventTooLarge).
 	MaxEventBytes int64
 	// MaxEntries and MaxBytes bound the log (defaults DefaultLogEntries
-	// and DefaultLogBytes; the bytes are each entry's payload or raw
-	// input plus logEntryOverhead): the log keeps every entry for replay,
+	// and DefaultLogBytes; the bytes are each entry's weight, logWeight): the log keeps every entry for replay,
 	// so an append past either is refused with ErrLogFull rather than
 	// growing the process without end.
 	MaxEntries int
@@ -318,10 +317,19 @@ func (s *Source) OldestTransactionAge(ctx context.Context) (time.Duration, error
 	return 0, nil
 }
 
+// logWeight is what r weighs against the log's byte bound: its payload
+// twice (data and before, and the changes derived from them, which are at
+// most as large), its raw input, its text fields and an overhead.
+func logWeight(r *ports.Record) int64 {
+	ev := &r.Event
+	texts := len(ev.ID) + len(ev.EntityType) + len(ev.EntityID) + len(ev.TenantID) + len(ev.UserID) + len(ev.Source)
+	return 2*r.Size + int64(len(r.Raw)+texts) + logEntryOverhead
+}
+
 // add appends r, or refuses it with ErrLogFull past the log's bounds.
 func (s *Source) add(r ports.Record) (ports.Position, error) {
 	s.weigh(&r)
-	weight := max(r.Size, int64(len(r.Raw))) + logEntryOverhead
+	weight := logWeight(&r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.entries) >= s.maxEntries || s.bytes+weight > s.maxBytes {

@@ -347,13 +347,13 @@ func TestSourceRefusesAppendsPastItsBounds(t *testing.T) {
 	})
 	t.Run("bytes", func(t *testing.T) {
 		t.Parallel()
-		src, err := memory.NewSource(nil, memory.SourceConfig{MaxBytes: 4096})
+		src, err := memory.NewSource(nil, memory.SourceConfig{MaxBytes: 6000})
 		if err != nil {
 			t.Fatal(err)
 		}
 		n, err := src.LoadJSONLines(t.Context(), strings.NewReader(strings.Repeat(`{"entity_type":"Order","event_type":"INSERT","data":{"blob":"`+strings.Repeat("x", 1000)+`"}}`+"\n", 5)))
 		if !errors.Is(err, memory.ErrLogFull) || !strings.Contains(err.Error(), "line 3") || n != 2 {
-			t.Errorf("load of five 1 KB events into 4 KiB = %d, %v; want 2 loaded, ErrLogFull at line 3", n, err)
+			t.Errorf("load of five 1 KB events into 6 000 bytes = %d, %v; want 2 loaded, ErrLogFull at line 3", n, err)
 		}
 	})
 }
