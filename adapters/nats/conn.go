@@ -58,7 +58,16 @@ type ConsumerConfig struct {
 	// FilterSubject (default {prefix}.>). A single subject: the plural
 	// form needs NATS 2.10.
 	FilterSubject string
+	// MaxBytesInHand bounds the bytes of the messages a Consume has handed
+	// to its handlers and not seen finished (default 64 MiB): a message
+	// waits until the handlers finish enough (one larger than the whole
+	// bound waits until none is in hand).
+	MaxBytesInHand int64
 }
+
+// DefaultMaxBytesInHand is ConsumerConfig.MaxBytesInHand's default, the
+// reader's default in-flight bytes.
+const DefaultMaxBytesInHand = 64 << 20
 
 // Config describes the connection, the stream and the consumer.
 type Config struct {
@@ -106,6 +115,7 @@ func (cfg Config) withDefaults() Config {
 	c.MaxDeliver = cmp.Or(c.MaxDeliver, 10)
 	c.MaxAckPending = cmp.Or(c.MaxAckPending, 1000)
 	c.FilterSubject = cmp.Or(c.FilterSubject, s.SubjectPrefix+".>")
+	c.MaxBytesInHand = cmp.Or(c.MaxBytesInHand, DefaultMaxBytesInHand)
 	return cfg
 }
 
@@ -142,6 +152,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("consumer max deliver must be positive or -1, got %d", c.MaxDeliver)
 	case c.MaxAckPending < -1 || c.MaxAckPending == 0:
 		return fmt.Errorf("consumer max ack pending must be positive or -1, got %d", c.MaxAckPending)
+	case c.MaxBytesInHand < 0:
+		return fmt.Errorf("consumer max bytes in hand must not be negative, got %d", c.MaxBytesInHand)
 	case !validSubject(c.FilterSubject, true):
 		return fmt.Errorf("consumer filter subject %q is not a valid subject", c.FilterSubject)
 	}

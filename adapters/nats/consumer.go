@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -46,8 +47,9 @@ func NewConsumer(ctx context.Context, c *Conn) (*Consumer, error) {
 	return &Consumer{c: c, cons: cons, maxDeliver: cons.CachedInfo().Config.MaxDeliver}, nil
 }
 
-// Consume calls handle for each delivery from up to concurrency goroutines
-// until ctx ends. It then stops pulling, releases (naks) a message it had
+// Consume calls handle for each delivery from up to concurrency goroutines,
+// with at most ConsumerConfig.MaxBytesInHand of message data handed out
+// and not finished, until ctx ends. It then stops pulling, releases (naks) a message it had
 // not yet handed out, waits for the subscription to close and for the
 // running handlers, and returns nil. Messages buffered by the client but
 // not handed out are redelivered after the ack wait. If the subscription
@@ -62,12 +64,18 @@ func (c *Consumer) Consume(ctx context.Context, concurrency int, handle func(con
 	}
 	log := c.c.logger.With(slog.String("stream", c.c.cfg.Stream.Name), slog.String("consumer", c.c.cfg.Consumer.Durable))
 
+	// inHand bounds the bytes handed to the handlers and not finished
+	// (ConsumerConfig.MaxBytesInHand); a message larger than the bound
+	// takes all of it.
+	inHand := semaphore.NewWeighted(c.c.cfg.Consumer.MaxBytesInHand)
+	weight := func(m jetstream.Msg) int64 { return min(max(int64(len(m.Data())), 1), c.c.cfg.Consumer.MaxBytesInHand) }
 	work := make(chan jetstream.Msg)
 	var workers sync.WaitGroup
 	for range concurrency {
 		workers.Go(func() {
 			for m := range work {
 				handle(ctx, c.delivery(m))
+				inHand.Release(weight(m))
 			}
 		})
 	}
@@ -92,9 +100,14 @@ func (c *Consumer) Consume(ctx context.Context, concurrency int, handle func(con
 			release(m)
 			return
 		}
+		if inHand.Acquire(ctx, weight(m)) != nil { // ctx ended while the handlers held the bytes
+			release(m)
+			return
+		}
 		select {
 		case work <- m:
 		case <-ctx.Done():
+			inHand.Release(weight(m))
 			release(m)
 		}
 	}

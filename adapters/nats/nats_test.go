@@ -1148,3 +1148,74 @@ func TestPublishReportsInSendOrder(t *testing.T) {
 		}
 	}
 }
+
+// A Consume hands its handlers at most MaxBytesInHand of message data
+// not finished: with 1 MiB and handlers that hold 300 KB messages until
+// released, 3 are in hand however many handlers there are; every message
+// is handled once they are released.
+func TestConsumeBoundsTheBytesInHand(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Consumer.MaxBytesInHand = 1 << 20
+	c := setup(t, cfg)
+	p := NewPublisher(c)
+	const n, size = 10, 300 << 10
+	for i := range n {
+		ev := newEvent(i)
+		ev.Data["blob"] = strings.Repeat("x", size)
+		if err := p.Publish(t.Context(), ev, nil, func(r ports.PublishResult) {
+			if r.Err != nil {
+				t.Errorf("publication failed: %v", r.Err)
+			}
+		}); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	var (
+		mu             sync.Mutex
+		inHand, peak   int
+		handled        int
+		releaseHandler = make(chan struct{})
+	)
+	stop := runConsumer(t, newConsumer(t, dial(t, cfg)), 8, func(ctx context.Context, d ports.Delivery) {
+		mu.Lock()
+		inHand += len(d.Data())
+		peak = max(peak, inHand)
+		mu.Unlock()
+		select {
+		case <-releaseHandler:
+		case <-ctx.Done():
+		}
+		if err := d.Ack(ctx); err != nil {
+			t.Errorf("Ack: %v", err)
+		}
+		mu.Lock()
+		inHand -= len(d.Data())
+		handled++
+		mu.Unlock()
+	})
+	defer stop()
+	testsupport.WaitUntil(t, waitTimeout, 10*time.Millisecond, "handlers holding messages", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return inHand > 0
+	})
+	time.Sleep(300 * time.Millisecond) // more would be handed out now, were they allowed
+	mu.Lock()
+	held := peak
+	mu.Unlock()
+	if held > 1<<20 || held < 2*size {
+		t.Errorf("%d bytes in hand at most, want between %d and 1 MiB", held, 2*size)
+	}
+	close(releaseHandler)
+	testsupport.WaitUntil(t, waitTimeout, 10*time.Millisecond, "every message handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return handled == n
+	})
+}

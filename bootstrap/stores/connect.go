@@ -132,6 +132,7 @@ func NATSConfig(cfg config.Config, holder string) natsadapter.Config {
 		Consumer: natsadapter.ConsumerConfig{
 			Durable: n.Consumer.Durable, AckWait: n.Consumer.AckWait,
 			MaxDeliver: n.Consumer.MaxDeliver, MaxAckPending: n.Consumer.MaxAckPending,
+			MaxBytesInHand: cfg.Reader.MaxInFlightBytes, // a worker holds what it received as a reader holds what it read
 		},
 	}
 }
