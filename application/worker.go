@@ -42,7 +42,8 @@ type WorkerConfig struct {
 // after its event is finished (every action succeeded or was parked); a
 // transient failure naks it with the delay the observer's retry policy
 // asks for; on the broker's last delivery the unfinished actions are
-// dead-lettered and the message terminated, so nothing is left stuck. A body
+// parked in the durable retry store (those the policy would still retry)
+// or dead-lettered, and the message terminated, so nothing is left stuck. A body
 // that is not an event is dead-lettered with its raw bytes and terminated.
 type Worker struct {
 	consumer ports.EventConsumer
