@@ -549,21 +549,7 @@ func TestConsumersShareTheDurable(t *testing.T) {
 		})
 	}
 
-	p := NewPublisher(c)
-	for _, ev := range events {
-		if err := p.Publish(t.Context(), ev, nil, func(r ports.PublishResult) {
-			if r.Err != nil {
-				t.Errorf("publication failed: %v", r.Err)
-			}
-		}); err != nil {
-			t.Fatalf("Publish: %v", err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-	defer cancel()
-	if err := p.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
+	publishAll(t, c, events)
 
 	select {
 	case <-all:
@@ -1158,24 +1144,13 @@ func TestConsumeBoundsTheBytesInHand(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Consumer.MaxBytesInHand = 1 << 20
 	c := setup(t, cfg)
-	p := NewPublisher(c)
 	const n, size = 10, 300 << 10
-	for i := range n {
-		ev := newEvent(i)
-		ev.Data["blob"] = strings.Repeat("x", size)
-		if err := p.Publish(t.Context(), ev, nil, func(r ports.PublishResult) {
-			if r.Err != nil {
-				t.Errorf("publication failed: %v", r.Err)
-			}
-		}); err != nil {
-			t.Fatalf("Publish: %v", err)
-		}
+	events := make([]domain.Event, n)
+	for i := range events {
+		events[i] = newEvent(i)
+		events[i].Data["blob"] = strings.Repeat("x", size)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
-	defer cancel()
-	if err := p.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
+	publishAll(t, c, events)
 	var (
 		mu             sync.Mutex
 		inHand, peak   int
@@ -1218,4 +1193,25 @@ func TestConsumeBoundsTheBytesInHand(t *testing.T) {
 		defer mu.Unlock()
 		return handled == n
 	})
+}
+
+// publishAll publishes events through a Publisher of c and waits for
+// every acknowledgement.
+func publishAll(t *testing.T, c *Conn, events []domain.Event) {
+	t.Helper()
+	p := NewPublisher(c)
+	for _, ev := range events {
+		if err := p.Publish(t.Context(), ev, nil, func(r ports.PublishResult) {
+			if r.Err != nil {
+				t.Errorf("publication failed: %v", r.Err)
+			}
+		}); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
 }
