@@ -29,9 +29,9 @@ type SourceConfig struct {
 	// invalid entry (ports.ErrEventTooLarge).
 	MaxEventBytes int64
 	// MaxEntries and MaxBytes bound the log (defaults DefaultLogEntries
-	// and DefaultLogBytes; the bytes are each entry's weight, logWeight): the log keeps every entry for replay,
-	// so an append past either is refused with ErrLogFull rather than
-	// growing the process without end.
+	// and DefaultLogBytes; the bytes are each entry's weight, logWeight):
+	// the log keeps every entry for replay, so an append past either is
+	// refused with ErrLogFull rather than growing the process without end.
 	MaxEntries int
 	MaxBytes   int64
 }
