@@ -430,3 +430,17 @@ func TestEffectiveLeavesTheConfigAsItIs(t *testing.T) {
 		t.Errorf("the configuration's batch was written: max_bytes %v, max_wait %v", b.MaxBytes, b.MaxWait)
 	}
 }
+
+// A misspelt FRAISEQL_* variable is reported; the test suites' own
+// (FRAISEQL_TEST_*, often set in a developer's shell) and the variables a
+// key or an *_env key names are not.
+func TestUnknownEnv(t *testing.T) {
+	t.Parallel()
+	got := config.UnknownEnv(config.Defaults(), []string{
+		"FRAISEQL_DATABSE_URL=x", "FRAISEQL_DATABASE_URL=x", "FRAISEQL_ADMIN_TOKEN=t",
+		"FRAISEQL_TEST_DATABASE_URL=postgres://127.0.0.1/x", "FRAISEQL_CONFIG=c.toml", "HOME=/root",
+	})
+	if strings.Join(got, ",") != "FRAISEQL_DATABSE_URL" {
+		t.Errorf("UnknownEnv = %v, want [FRAISEQL_DATABSE_URL]", got)
+	}
+}

@@ -159,10 +159,16 @@ func EnvVariables() map[string]string {
 	return out
 }
 
+// TestEnvPrefix starts the variables that give the test suites their
+// services (FRAISEQL_TEST_DATABASE_URL, ...): set in a developer's shell,
+// they are not a misspelt key.
+const TestEnvPrefix = EnvPrefix + "TEST_"
+
 // UnknownEnv lists the FRAISEQL_* variables of environ that configure
 // nothing: not a key, not FRAISEQL_CONFIG, not a variable a *_env key of
-// cfg names. Load ignores them (they may belong to another program), so a
-// misspelt name would otherwise go unnoticed.
+// cfg names, not a test suite's (TestEnvPrefix). Load ignores them (they
+// may belong to another program), so a misspelt name would otherwise go
+// unnoticed.
 func UnknownEnv(cfg Config, environ []string) []string {
 	keys := EnvVariables()
 	named := map[string]bool{EnvConfigFile: true}
@@ -174,7 +180,7 @@ func UnknownEnv(cfg Config, environ []string) []string {
 	var out []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix) || named[name] {
+		if !strings.HasPrefix(name, EnvPrefix) || strings.HasPrefix(name, TestEnvPrefix) || named[name] {
 			continue
 		}
 		if _, ok := keys[name]; !ok {
