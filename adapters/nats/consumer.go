@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -123,8 +124,12 @@ func (c *Consumer) Consume(ctx context.Context, concurrency int, handle func(con
 		log.Warn("consume", slog.String("error", err.Error()))
 	}
 
+	// Each pull asks for at most twice concurrency messages and, in bytes,
+	// the in-hand bound (at least the server's max_payload, or a large
+	// message could never come): the client buffers about two pulls.
+	pullBytes := max(c.c.cfg.Consumer.MaxBytesInHand, c.c.nc.MaxPayload())
 	cc, err := c.cons.Consume(dispatch,
-		jetstream.PullMaxMessages(2*concurrency),
+		jetstream.PullMaxMessagesWithBytesLimit(2*concurrency, int(min(pullBytes, math.MaxInt32))),
 		jetstream.ConsumeErrHandler(onError))
 	if err != nil {
 		close(work)

@@ -1144,7 +1144,7 @@ func TestConsumeBoundsTheBytesInHand(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Consumer.MaxBytesInHand = 1 << 20
 	c := setup(t, cfg)
-	const n, size = 10, 300 << 10
+	const n, size = 40, 300 << 10
 	events := make([]domain.Event, n)
 	for i := range events {
 		events[i] = newEvent(i)
@@ -1157,7 +1157,8 @@ func TestConsumeBoundsTheBytesInHand(t *testing.T) {
 		handled        int
 		releaseHandler = make(chan struct{})
 	)
-	stop := runConsumer(t, newConsumer(t, dial(t, cfg)), 8, func(ctx context.Context, d ports.Delivery) {
+	cons := newConsumer(t, dial(t, cfg))
+	stop := runConsumer(t, cons, 8, func(ctx context.Context, d ports.Delivery) {
 		mu.Lock()
 		inHand += len(d.Data())
 		peak = max(peak, inHand)
@@ -1186,6 +1187,16 @@ func TestConsumeBoundsTheBytesInHand(t *testing.T) {
 	mu.Unlock()
 	if held > 1<<20 || held < 2*size {
 		t.Errorf("%d bytes in hand at most, want between %d and 1 MiB", held, 2*size)
+	}
+	// Delivered and not acknowledged: those in hand and those the client
+	// buffered, about two pulls of at most 1 MiB (3 messages) each.
+	info, err := cons.cons.Info(t.Context())
+	if err != nil {
+		t.Fatalf("consumer info: %v", err)
+	}
+	t.Logf("%d messages delivered and not acknowledged", info.NumAckPending)
+	if info.NumAckPending > 12 {
+		t.Errorf("%d messages delivered and not acknowledged, want at most 12 (3 in hand, two pulls of 1 MiB buffered)", info.NumAckPending)
 	}
 	close(releaseHandler)
 	testsupport.WaitUntil(t, waitTimeout, 10*time.Millisecond, "every message handled", func() bool {
