@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -11,8 +12,9 @@ import (
 // the observer and action too) within 64 MiB. At the default one-hour
 // dedup window and cache TTL that covers about 70 events (the cache:
 // action results) a second before the oldest entries are evicted; a
-// faster service wanting the whole window raises them or uses Redis. The count is far above the reader's
-// default in-flight bound (10 000 events), so live claims never fill it.
+// faster service wanting the whole window raises them or uses Redis. The
+// count is far above the reader's default in-flight bound (10 000
+// events), so live claims never fill it.
 const (
 	DefaultMaxEntries = 1 << 18 // 262 144
 	DefaultMaxBytes   = 64 << 20
@@ -137,6 +139,15 @@ func (t *table[V]) stats() TableStats {
 
 // fits reports whether an entry of size bytes can ever be stored.
 func (t *table[V]) fits(size int64) bool { return size <= t.lim.maxBytes }
+
+// checkFits is the error of op on key when its entry of size bytes can
+// never be stored, or nil.
+func (t *table[V]) checkFits(op, key string, size int64) error {
+	if t.fits(size) {
+		return nil
+	}
+	return fmt.Errorf("memory: %s %.64q: entry of %d bytes exceeds the table's %d-byte bound", op, key, size, t.lim.maxBytes)
+}
 
 func (t *table[V]) get(key string) (slot[V], bool) {
 	s, ok := t.entries[key]

@@ -92,8 +92,8 @@ func (c *ResultCache) PutMany(ctx context.Context, keys []string, ttl time.Durat
 		return fmt.Errorf("memory: put result %q: ttl %v is not positive", keys[0], ttl)
 	}
 	for _, key := range keys {
-		if size := cacheSize(key); !c.table.fits(size) {
-			return fmt.Errorf("memory: put result %.64q: entry of %d bytes exceeds the table's %d-byte bound", key, size, c.table.lim.maxBytes)
+		if err := c.table.checkFits("put result", key, cacheSize(key)); err != nil {
+			return err
 		}
 	}
 	c.mu.Lock()

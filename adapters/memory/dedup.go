@@ -108,14 +108,7 @@ func (d *Deduplicator) checkClaim(ctx context.Context, eventID, token string, le
 	case lease <= 0:
 		return fmt.Errorf("memory: claim %q: lease %v is not positive", eventID, lease)
 	}
-	return d.checkSize(eventID, token, "claim")
-}
-
-func (d *Deduplicator) checkSize(eventID, token, op string) error {
-	if size := dedupSize(eventID, token); !d.table.fits(size) {
-		return fmt.Errorf("memory: %s %.64q: entry of %d bytes exceeds the table's %d-byte bound", op, eventID, size, d.table.lim.maxBytes)
-	}
-	return nil
+	return d.table.checkFits("claim", eventID, dedupSize(eventID, token))
 }
 
 func (d *Deduplicator) claimLocked(now time.Time, eventID, token string, lease time.Duration) ports.ClaimResult {
@@ -154,7 +147,7 @@ func (d *Deduplicator) MarkDoneMany(ctx context.Context, eventIDs []string, wind
 		return fmt.Errorf("memory: mark done %q: window %v is not positive", eventIDs[0], window)
 	}
 	for _, id := range eventIDs {
-		if err := d.checkSize(id, "", "mark done"); err != nil {
+		if err := d.table.checkFits("mark done", id, dedupSize(id, "")); err != nil {
 			return err
 		}
 	}

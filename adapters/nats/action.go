@@ -26,11 +26,15 @@ var _ ports.ActionExecutor = (*ActionPublisher)(nil)
 // NewActionPublisher publishes through c.
 func NewActionPublisher(c *Conn) *ActionPublisher { return &ActionPublisher{c: c} }
 
-// ValidSubject reports why s cannot be published to: empty tokens,
+// ValidSubject reports why s cannot be published to: longer than
+// maxSubjectBytes (the server would close the connection), empty tokens,
 // wildcards, white space or control characters.
 func ValidSubject(s string) error {
-	if s == "" {
+	switch {
+	case s == "":
 		return errors.New("empty subject")
+	case len(s) > maxSubjectBytes:
+		return fmt.Errorf("subject %s of %d bytes is longer than %d", subjectStart(s), len(s), maxSubjectBytes)
 	}
 	for _, tok := range strings.Split(s, ".") {
 		if tok == "" {
@@ -58,6 +62,9 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, _ *doma
 	if len(missing) > 0 {
 		return domain.Permanent(fmt.Errorf("nats: subject template: the event has no value for %s", strings.Join(missing, ", ")))
 	}
+	if err := ValidSubject(subject); err != nil {
+		return domain.Permanent(fmt.Errorf("nats: %w", err))
+	}
 	body, err := ev.Envelope()
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("nats: encode event: %w", err))
@@ -65,14 +72,10 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, _ *doma
 	msg := nats.NewMsg(subject)
 	msg.Data = body
 	msg.Header.Set(nats.MsgIdHdr, ev.ID) // a JetStream stream on the subject dedupes redeliveries
-	// Before ValidSubject, whose error quotes the subject: an over-long
-	// one is named by its start. Sending it would make the server close
-	// the connection the bridge and the consumer share, on every retry.
+	// Sending a message over max_payload would make the server close the
+	// connection the bridge and the consumer share, on every retry.
 	if err := checkMessage(p.c.nc, msg); err != nil {
 		return domain.Permanent(fmt.Errorf("nats: publish event %s to %s: %w", ev.ID, subjectStart(subject), err))
-	}
-	if err := ValidSubject(subject); err != nil {
-		return domain.Permanent(fmt.Errorf("nats: %w", err))
 	}
 	if err := p.c.nc.PublishMsg(msg); err != nil {
 		return domain.Transient(interpretError("publish "+subject, err), 0)

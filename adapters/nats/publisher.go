@@ -88,7 +88,7 @@ func (p *Publisher) Publish(ctx context.Context, ev domain.Event, hdr ports.Head
 		msg.Header.Set(k, v)
 	}
 	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	if err := p.check(msg); err != nil {
+	if err := checkMessage(p.c.nc, msg); err != nil {
 		return interpretError("publish event "+ev.ID, err)
 	}
 
@@ -130,10 +130,6 @@ func (p *Publisher) Publish(ctx context.Context, ev domain.Event, hdr ports.Head
 // closing the connection: an over-long entity type must fail its own
 // publication, not every publication.
 const maxSubjectBytes = 1024
-
-// check refuses, before anything is sent, a message the server would
-// refuse: see checkMessage.
-func (p *Publisher) check(msg *nats.Msg) error { return checkMessage(p.c.nc, msg) }
 
 // checkMessage refuses, before anything is sent on nc, a message the
 // server would refuse by closing the connection, which every user of nc
