@@ -48,7 +48,7 @@ func EnvReferences(cfg Config, lookupEnv func(string) (string, bool)) ([]EnvRefe
 			}
 		case strings.HasPrefix(key, "tracing.headers_env.") && !cfg.TracingOn(lookupEnv):
 			ref.Required = false
-			ref.Effect = "unused: tracing is off (no tracing.endpoint, no OTEL_EXPORTER_OTLP_ENDPOINT)"
+			ref.Effect = "unused: " + TracingOff
 		case strings.HasPrefix(key, "databases[") && !cfg.Role.RunsBridge():
 			ref.Required = false
 			ref.Effect = "unused: role " + string(cfg.Role) + " reads no source database"

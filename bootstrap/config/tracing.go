@@ -40,6 +40,10 @@ type TracingConfig struct {
 // without tracing.endpoint (the exporter reads them itself).
 var tracingEndpointVars = []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"}
 
+// TracingOff says why tracing is off, in warnings about keys that then
+// have no effect.
+const TracingOff = "tracing is off (no tracing.endpoint, no OTEL_EXPORTER_OTLP_ENDPOINT)"
+
 // TracingOn reports whether tracing is on: tracing.endpoint is set, or
 // lookupEnv finds one of the standard endpoint variables (not empty).
 func (c Config) TracingOn(lookupEnv func(string) (string, bool)) bool {

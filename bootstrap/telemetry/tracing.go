@@ -15,7 +15,7 @@ func OpenTracer(ctx context.Context, cfg config.Config, env func(string) (string
 	t := cfg.Tracing
 	if !cfg.TracingOn(env) {
 		if keys := cfg.TracingKeysSet(); len(keys) > 0 {
-			logger.Warn("tracing is off (no tracing.endpoint, no OTEL_EXPORTER_OTLP_ENDPOINT): these keys have no effect",
+			logger.Warn(config.TracingOff+": these keys have no effect",
 				slog.Any("keys", keys))
 		}
 		return nil, nil

@@ -174,7 +174,7 @@ func checkConfig(file string, environ []string, print, asJSON bool, stdout, stde
 		return err
 	}
 	if keys := cfg.TracingKeysSet(); len(keys) > 0 && !cfg.TracingOn(lookup) {
-		fmt.Fprintf(stderr, "warning: tracing is off (no tracing.endpoint, no OTEL_EXPORTER_OTLP_ENDPOINT): %s have no effect\n", strings.Join(keys, ", "))
+		fmt.Fprintf(stderr, "warning: %s: %s have no effect\n", config.TracingOff, strings.Join(keys, ", "))
 	}
 	for _, r := range optional {
 		fmt.Fprintf(stderr, "warning: %s: environment variable %s is not set: %s\n", r.Key, r.Variable, r.Effect)
