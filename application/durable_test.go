@@ -76,7 +76,13 @@ func (p *parkLog) lastDue(t testing.TB) time.Time {
 
 func newDurable(t testing.TB, obs []domain.Observer) *durableBundle {
 	t.Helper()
-	b := &durableBundle{clock: newClock(), blocked: application.NewBlockedKeys(), fail: &switchable{}}
+	return newDurableWith(t, obs, application.NewBlockedKeys())
+}
+
+// newDurableWith is newDurable over blocked.
+func newDurableWith(t testing.TB, obs []domain.Observer, blocked *application.BlockedKeys) *durableBundle {
+	t.Helper()
+	b := &durableBundle{clock: newClock(), blocked: blocked, fail: &switchable{}}
 	b.dead = memory.NewDeadLetters(b.clock.Now)
 	b.store = &parkLog{Retries: memory.NewRetries(b.dead, b.clock.Now)}
 	var exec ports.ActionExecutorFunc
@@ -376,6 +382,103 @@ func TestRetryRunnerDeadLettersActionsNoLongerConfigured(t *testing.T) {
 	}
 }
 
+// TestProcessorHoldsParkedKeysPastTheExactBound: with more parked keys
+// than the exact bound, counted by the processor and then loaded from
+// the store at a new term, every key's later events are still held
+// behind its parked ones, and delivered in order once the receiver is
+// back; afterwards nothing is blocked.
+func TestProcessorHoldsParkedKeysPastTheExactBound(t *testing.T) {
+	t.Parallel()
+	const entities = 50
+	for _, load := range []bool{false, true} {
+		t.Run(fmt.Sprintf("loaded=%v", load), func(t *testing.T) {
+			t.Parallel()
+			blocked := application.NewBlockedKeysWithLimits(application.BlockedKeysLimits{MaxKeys: 3, Counters: 1 << 12})
+			b := newDurableWith(t, []domain.Observer{durableObserver("hooks", "Order", 1, "a")}, blocked)
+			b.fail.set(errDown)
+			for k := range entities {
+				b.process(t, event(fmt.Sprintf("e%d-0", k), "Order", fmt.Sprint(k), nil))
+			}
+			if load {
+				if err := blocked.Load(t.Context(), b.store); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := blocked.Spilled(); n != entities-3 {
+				t.Fatalf("%d items counted past the bound, want %d", n, entities-3)
+			}
+			b.fail.set(nil)
+			before := b.calls.len()
+			for k := range entities {
+				b.process(t, event(fmt.Sprintf("e%d-1", k), "Order", fmt.Sprint(k), nil))
+			}
+			if n := b.calls.len() - before; n != 0 {
+				t.Fatalf("later events of parked entities made %d attempts, want none (held)", n)
+			}
+			b.clock.Advance(time.Minute)
+			for range 10 {
+				if b.runDue(t) == 0 {
+					break
+				}
+			}
+			first := map[string]int{}
+			for i, c := range b.calls.all()[before:] {
+				first[c.EventID] = i + 1
+			}
+			for k := range entities {
+				e0, e1 := first[fmt.Sprintf("e%d-0", k)], first[fmt.Sprintf("e%d-1", k)]
+				if e0 == 0 || e1 == 0 || e1 < e0 {
+					t.Fatalf("entity %d: e0 delivered at %d, e1 at %d (0: never); want both, e0 first", k, e0, e1)
+				}
+			}
+			if n := blocked.Len(); n != 0 {
+				t.Errorf("%d keys or items still blocked after every item completed", n)
+			}
+			before = b.calls.len()
+			b.process(t, event("later", "Order", "7", nil))
+			if n := b.calls.len() - before; n != 1 {
+				t.Errorf("an event after the keys were released made %d attempts, want 1 (run directly)", n)
+			}
+		})
+	}
+}
+
+// TestProcessorSendsAFalsePositiveThroughTheStore: an entity the spill
+// table takes for a blocked one (with 4 counters every key is) is parked
+// behind nothing, due at once, and delivered by the runner without waiting
+// for the blocked entity.
+func TestProcessorSendsAFalsePositiveThroughTheStore(t *testing.T) {
+	t.Parallel()
+	blocked := application.NewBlockedKeysWithLimits(application.BlockedKeysLimits{MaxKeys: 1, Counters: 4})
+	b := newDurableWith(t, []domain.Observer{durableObserver("hooks", "Order", 1, "a")}, blocked)
+	b.fail.set(errDown)
+	b.process(t, event("a", "Order", "1", nil)) // counted exactly
+	b.process(t, event("b", "Order", "2", nil)) // spilled
+	b.fail.set(nil)
+	before := b.calls.len()
+	if !blocked.Has("hooks", orderKey("3")) {
+		t.Fatal("with 4 counters every key should be taken for a blocked one")
+	}
+	run := b.process(t, event("c", "Order", "3", nil))
+	if n := b.calls.len() - before; n != 0 || run.Summary.ParkedActions != 1 {
+		t.Fatalf("c made %d attempts, summary %+v; want it held (parked)", n, run.Summary)
+	}
+	if c := b.counts(t); c.Due != 3 || c.Waiting != 0 {
+		t.Fatalf("store %+v, want a, b and c due (c waits behind nothing)", c)
+	}
+	b.runDue(t) // without moving the clock: c is due now
+	if got := b.calls.all()[before:]; len(got) != 1 || got[0].EventID != "c" {
+		t.Fatalf("the runner at once delivered %v, want c alone (a and b wait for their backoff)", got)
+	}
+	b.clock.Advance(time.Minute)
+	if n := b.runDue(t); n != 2 {
+		t.Fatalf("runner ran %d items after the backoff, want a and b", n)
+	}
+	if blocked.Len() != 0 || blocked.Has("hooks", orderKey("3")) {
+		t.Errorf("Len %d after every item completed, want 0 and nothing blocked", blocked.Len())
+	}
+}
+
 // TestRetryRunnerRunsConcurrentlyAndWakes runs the runner for real: items
 // parked for several keys are delivered once the receiver is back.
 func TestRetryRunnerRunsConcurrentlyAndWakes(t *testing.T) {
@@ -570,8 +673,8 @@ func TestRetryRunnerReleasesAClaimWhoseAnswerWasLost(t *testing.T) {
 	})
 	close(finish)
 	eventually(t, "every item completed", func() bool {
-		keys, err := mem.Keys(t.Context())
-		return err == nil && len(keys) == 0
+		keys, err := countKeys(t.Context(), mem)
+		return err == nil && keys == 0
 	})
 	if err := bg.Stop(t); err != nil {
 		t.Fatal(err)
@@ -635,8 +738,8 @@ func TestRetryRunnerReleasesTheNextItemOfALostComplete(t *testing.T) {
 		t.Errorf("Complete's Next = %q, want a holder of the runner's own (p/...)", next)
 	}
 	eventually(t, "both items delivered and completed", func() bool {
-		keys, err := mem.Keys(t.Context())
-		return err == nil && len(keys) == 0 && len(calls.all()) == 2
+		keys, err := countKeys(t.Context(), mem)
+		return err == nil && keys == 0 && len(calls.all()) == 2
 	})
 	eventually(t, "the key unblocked", func() bool { return blocked.Len() == 0 })
 	if err := bg.Stop(t); err != nil {
@@ -710,4 +813,11 @@ func parkNow(t *testing.T, s ports.RetryStore, ev domain.Event) {
 		Actions: []ports.RetryAction{{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// countKeys counts the keys with parked items in s.
+func countKeys(ctx context.Context, s ports.RetryStore) (int, error) {
+	n := 0
+	err := s.Keys(ctx, func(ports.RetryKey) error { n++; return nil })
+	return n, err
 }

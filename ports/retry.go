@@ -118,8 +118,10 @@ type RetryKey struct {
 //
 // MakeDue makes every action of endpoint in RetryDue items due at now
 // (their items too) and returns how many items it changed; waiting items
-// keep their place. Keys lists every key with parked items and how many
-// it has. Repair makes
+// keep their place. Keys calls fn for every key with parked items and
+// how many it has, one at a time and in no particular order, without
+// holding them all in memory (fn must not call the store; its error ends
+// the listing and is returned). Repair makes
 // the first item of every key due when it is waiting (a safety net:
 // nothing should strand a key) and returns how many it changed.
 //
@@ -133,7 +135,7 @@ type RetryStore interface {
 	Complete(ctx context.Context, item RetryItem, c RetryClaim, dead []DeadLetter) (next RetryItem, claimed bool, err error)
 	Release(ctx context.Context, holder string) (int64, error)
 	MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error)
-	Keys(ctx context.Context) ([]RetryKey, error)
+	Keys(ctx context.Context, fn func(RetryKey) error) error
 	Repair(ctx context.Context) (int64, error)
 }
 

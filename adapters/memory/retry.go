@@ -268,19 +268,20 @@ func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (
 	return n, nil
 }
 
-// Keys lists the keys with parked items.
-func (s *Retries) Keys(ctx context.Context) ([]ports.RetryKey, error) {
+// Keys calls fn for each key with parked items, under the store's lock.
+func (s *Retries) Keys(ctx context.Context, fn func(ports.RetryKey) error) error {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("memory: retry keys: %w", err)
+		return fmt.Errorf("memory: retry keys: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]ports.RetryKey, 0, len(s.keys))
 	for k, ids := range s.keys {
 		k.Items = int64(len(ids))
-		out = append(out, k)
+		if err := fn(k); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // Repair makes the first item of each key due.

@@ -381,20 +381,25 @@ func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (
 	return tag.RowsAffected(), nil
 }
 
-// Keys lists the keys with parked items.
-func (s *Retries) Keys(ctx context.Context) ([]ports.RetryKey, error) {
+// Keys calls fn for each key with parked items, as the rows arrive.
+func (s *Retries) Keys(ctx context.Context, fn func(ports.RetryKey) error) error {
 	const op = "retry keys"
 	rows, err := s.pool.Query(ctx, `SELECT observer, entity_key, count(*) FROM `+s.table+` GROUP BY observer, entity_key`)
 	if err != nil {
-		return nil, interpretError(op, err)
+		return interpretError(op, err)
 	}
-	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ports.RetryKey, error) {
+	defer rows.Close()
+	for rows.Next() {
 		var k ports.RetryKey
-		err := row.Scan(&k.Observer, &k.EntityKey, &k.Items)
+		if err := rows.Scan(&k.Observer, &k.EntityKey, &k.Items); err != nil {
+			return interpretError(op, err)
+		}
 		k.EntityKey = entityKey(k.EntityKey)
-		return k, err
-	})
-	return keys, interpretError(op, err)
+		if err := fn(k); err != nil {
+			return err
+		}
+	}
+	return interpretError(op, rows.Err())
 }
 
 // Repair makes the first item of each key due when it is waiting.

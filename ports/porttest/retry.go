@@ -437,6 +437,11 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 		if !slices.Equal(keys, want) {
 			t.Errorf("Keys = %v, want %v", keys, want)
 		}
+		stop := errors.New("enough")
+		calls := 0
+		if err := s.Keys(t.Context(), func(ports.RetryKey) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+			t.Errorf("Keys with fn failing at the first key: %d calls, error %v; want 1 call and fn's error", calls, err)
+		}
 		c := mustCounts(t, st.Counter)
 		if c.Due != 2 || c.Waiting != 1 || c.ByObserver["a"] != 2 || c.ByObserver["b"] != 1 ||
 			c.ByEndpoint["https://x:443"] != 2 || c.ByEndpoint["https://y:443"] != 1 || !c.OldestFailure.Equal(at(-time.Hour)) {
@@ -493,7 +498,11 @@ func claimOne(t *testing.T, s ports.RetryStore, holder string, now time.Time) po
 
 func mustKeys(t *testing.T, s ports.RetryStore) []ports.RetryKey {
 	t.Helper()
-	keys, err := s.Keys(t.Context())
+	var keys []ports.RetryKey
+	err := s.Keys(t.Context(), func(k ports.RetryKey) error {
+		keys = append(keys, k)
+		return nil
+	})
 	if err != nil {
 		t.Fatalf("Keys: %v", err)
 	}
