@@ -66,11 +66,15 @@ func TestBlockedKeysBoundsItsMemory(t *testing.T) {
 					t.Fatalf("key %d is not blocked", i)
 				}
 			}
-			b.Done("hooks", "Order:never-added") // a key it never counted: no effect
 			for i := range n {
 				b.Done("hooks", key(i))
 				if i%3 == 0 && !b.Has("hooks", key(i)) {
 					t.Fatalf("key %d free with one of its two items still parked", i)
+				}
+			}
+			for i := 0; i < n; i += 3 {
+				if !b.Has("hooks", key(i)) {
+					t.Fatalf("key %d freed by other keys' Done with one of its items still parked", i)
 				}
 			}
 			for i := 0; i < n; i += 3 {
@@ -139,5 +143,28 @@ func TestBlockedKeysLoadStaysBounded(t *testing.T) {
 	}
 	if b.Has("stale", "Order:x") {
 		t.Error("a key counted before Load survived it")
+	}
+}
+
+// TestBlockedKeysKeyInBothPlaces: a key counted in the table and then,
+// once the exact map has room again, in the map too stays blocked until
+// all its items are done.
+func TestBlockedKeysKeyInBothPlaces(t *testing.T) {
+	t.Parallel()
+	b := application.NewBlockedKeysWithLimits(application.BlockedKeysLimits{MaxKeys: 1, Counters: 1 << 10})
+	b.Add("hooks", "Order:0") // fills the map
+	b.Add("hooks", "Order:1") // in the table
+	b.Done("hooks", "Order:0")
+	b.Add("hooks", "Order:1") // now in the map as well
+	if b.Spilled() != 1 || b.Len() != 2 {
+		t.Fatalf("Len %d, Spilled %d; want Order:1 counted once in each place", b.Len(), b.Spilled())
+	}
+	b.Done("hooks", "Order:1")
+	if !b.Has("hooks", "Order:1") {
+		t.Fatal("Order:1 free with one of its two items still parked")
+	}
+	b.Done("hooks", "Order:1")
+	if b.Has("hooks", "Order:1") || b.Len() != 0 {
+		t.Errorf("Order:1 blocked (Len %d) after both its items were done", b.Len())
 	}
 }

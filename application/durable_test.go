@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,10 +46,16 @@ type parkLog struct {
 	*memory.Retries
 	mu          sync.Mutex
 	rescheduled []ports.RetryAction
+	// loseAnswer makes the next Park commit and report an error (its
+	// answer lost), as a connection that drops after the commit does.
+	loseAnswer atomic.Bool
 }
 
 func (p *parkLog) Park(ctx context.Context, it ports.RetryItem) (ports.RetryItem, bool, error) {
 	stored, created, err := p.Retries.Park(ctx, it)
+	if err == nil && p.loseAnswer.CompareAndSwap(true, false) {
+		return ports.RetryItem{}, false, fmt.Errorf("park: connection lost after the commit: %w", ports.ErrUnavailable)
+	}
 	if err == nil {
 		p.mu.Lock()
 		p.rescheduled = append(p.rescheduled, ports.RetryAction{Due: stored.Due})
@@ -443,6 +450,53 @@ func TestProcessorHoldsParkedKeysPastTheExactBound(t *testing.T) {
 	}
 }
 
+// TestProcessorKeepsTheCountOfAParkWhoseAnswerWasLost: a park that
+// committed but answered with an error leaves its key counted, so the
+// entity's later events wait behind the parked item; parking the event
+// again (the store already has it) takes no second count, and once the
+// runner completes the item the key is free.
+func TestProcessorKeepsTheCountOfAParkWhoseAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	b := newDurable(t, []domain.Observer{durableObserver("hooks", "Order", 1, "a")})
+	b.fail.set(errDown)
+	b.store.loseAnswer.Store(true)
+	run := b.proc.Start(t.Context(), record(1, event("e1", "Order", "1", nil)))
+	next, done := b.proc.Step(t.Context(), run) // one attempt, then the park whose answer is lost
+	if done {
+		t.Fatal("e1 finished although its park reported an error")
+	}
+	if c := b.counts(t); c.Due != 1 {
+		t.Fatalf("store %+v, want e1 parked (the park committed)", c)
+	}
+	if !b.blocked.Has("hooks", orderKey("1")) {
+		t.Fatal("the key of an item parked by a park that reported an error is not blocked: later events would pass it")
+	}
+	b.fail.set(nil)
+	before := b.calls.len()
+	b.process(t, event("e2", "Order", "1", nil))
+	if n := b.calls.len() - before; n != 0 {
+		t.Fatalf("e2 made %d attempts, want none (held behind e1)", n)
+	}
+	b.fail.set(errDown)
+	b.clock.Set(next)
+	if _, done := b.proc.Step(t.Context(), run); !done { // fails again and parks again: the store has it
+		t.Fatal("e1 not finished by its second park")
+	}
+	b.fail.set(nil)
+	b.clock.Advance(time.Hour)
+	for range 5 {
+		if b.runDue(t) == 0 {
+			break
+		}
+	}
+	if c := b.counts(t); c.Due+c.Waiting != 0 {
+		t.Fatalf("store %+v after the runner, want empty", c)
+	}
+	if b.blocked.Has("hooks", orderKey("1")) {
+		t.Error("the key is still blocked after its items completed (counted twice)")
+	}
+}
+
 // TestProcessorSendsAFalsePositiveThroughTheStore: an entity the spill
 // table takes for a blocked one (with 4 counters every key is) is parked
 // behind nothing, due at once, and delivered by the runner without waiting
@@ -463,12 +517,19 @@ func TestProcessorSendsAFalsePositiveThroughTheStore(t *testing.T) {
 	if n := b.calls.len() - before; n != 0 || run.Summary.ParkedActions != 1 {
 		t.Fatalf("c made %d attempts, summary %+v; want it held (parked)", n, run.Summary)
 	}
+	if n := blocked.Spilled(); n != 2 {
+		t.Fatalf("%d items counted in the table, want b and c", n)
+	}
 	if c := b.counts(t); c.Due != 3 || c.Waiting != 0 {
 		t.Fatalf("store %+v, want a, b and c due (c waits behind nothing)", c)
 	}
 	b.runDue(t) // without moving the clock: c is due now
 	if got := b.calls.all()[before:]; len(got) != 1 || got[0].EventID != "c" {
 		t.Fatalf("the runner at once delivered %v, want c alone (a and b wait for their backoff)", got)
+	}
+	if !blocked.Has("hooks", orderKey("2")) || blocked.Spilled() != 1 {
+		t.Fatalf("after c completed: Order:2 blocked %v, %d items in the table; want b still counted there alone",
+			blocked.Has("hooks", orderKey("2")), blocked.Spilled())
 	}
 	b.clock.Advance(time.Minute)
 	if n := b.runDue(t); n != 2 {

@@ -76,13 +76,21 @@ func (p *Processor) parkObserver(ctx context.Context, run *Run, obs *domain.Obse
 	// Counted before the item is in the store: a runner that completes it
 	// at once then finds it counted (counted after, its completion could
 	// come first and leave the key blocked with nothing parked). The
-	// scheduler runs no later event of this entity meanwhile.
-	if p.cfg.Blocked != nil {
+	// scheduler runs no later event of this entity meanwhile. A park that
+	// failed may have committed all the same, so its count is kept (a
+	// count too high only sends the key's events through the store until
+	// the next Load; one too low would let them pass a parked item) and
+	// serves the observer's next park of this event.
+	carried := run.takeUncertain(obs)
+	if p.cfg.Blocked != nil && !carried {
 		p.cfg.Blocked.Add(obs.Name, item.EntityKey)
 	}
 	stored, created, err := p.cfg.Retries.Park(ctx, item)
-	if (err != nil || !created) && p.cfg.Blocked != nil {
-		p.cfg.Blocked.Done(obs.Name, item.EntityKey)
+	switch {
+	case err != nil:
+		run.uncertain = append(run.uncertain, obs)
+	case !created && !carried && p.cfg.Blocked != nil:
+		p.cfg.Blocked.Done(obs.Name, item.EntityKey) // the item was there, counted when it was stored
 	}
 	if err != nil {
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "cannot park actions in the retry store; retrying in memory",
@@ -147,4 +155,16 @@ func errText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// takeUncertain removes obs from r.uncertain, reporting whether it was
+// there.
+func (r *Run) takeUncertain(obs *domain.Observer) bool {
+	for i, o := range r.uncertain {
+		if o == obs {
+			r.uncertain = slices.Delete(r.uncertain, i, i+1)
+			return true
+		}
+	}
+	return false
 }

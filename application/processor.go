@@ -66,6 +66,10 @@ type Run struct {
 	tasks      []*task
 	invalid    bool
 	invalidDLQ bool // the invalid input is parked
+	// uncertain lists the observers whose last park failed with an error
+	// (it may have committed): the BlockedKeys count it took is kept and
+	// serves their next park.
+	uncertain []*domain.Observer
 }
 
 // Event returns the run's event.
