@@ -61,6 +61,7 @@ func Watch(ctx context.Context, cfg config.Config, logger *slog.Logger, on bool,
 	pool := db.Pool
 	wc := postgres.WatchConfig{
 		Table: table, Entity: entity, ChangeLogTable: cfg.Database.ChangeLogTable, ObserverSchema: cfg.Database.ObserverSchema,
+		Logger: logger,
 	}
 	if on {
 		return postgres.Watch(ctx, pool, wc)

@@ -262,25 +262,41 @@ func (m *migrator) run(ctx context.Context) error {
 // deadlock) is retried after a pause of LockTimeout, at most LockAttempts
 // times in all.
 func (m *migrator) lockedTx(ctx context.Context, op string, fn func(pgx.Tx) error) error {
-	timeout := strconv.FormatInt(max(m.cfg.LockTimeout.Milliseconds(), 1), 10) + "ms"
+	return lockedTx(ctx, m.conn, "migrate: "+op, lockRetry{timeout: m.cfg.LockTimeout, attempts: m.cfg.LockAttempts}, m.logger, fn)
+}
+
+// lockRetry bounds the waits of a statement that takes a table lock
+// conflicting with the application's writes.
+type lockRetry struct {
+	timeout  time.Duration // lock_timeout, and the pause between attempts
+	attempts int
+}
+
+// lockedTx runs fn in a transaction of db with lock_timeout r.timeout; a
+// lock timeout (or a deadlock) is retried, with a warning, after a pause
+// of r.timeout, at most r.attempts times in all.
+func lockedTx(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, op string, r lockRetry, logger *slog.Logger, fn func(pgx.Tx) error) error {
+	timeout := strconv.FormatInt(max(r.timeout.Milliseconds(), 1), 10) + "ms"
 	for attempt := 1; ; attempt++ {
-		err := inTx(ctx, m.conn, "migrate: "+op, func(tx pgx.Tx) error {
+		err := inTx(ctx, db, op, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, timeout); err != nil {
-				return interpretError("migrate: set lock_timeout", err)
+				return interpretError(op+": set lock_timeout", err)
 			}
 			return fn(tx)
 		})
 		if err == nil || !isLockConflict(err) {
 			return err
 		}
-		if attempt >= m.cfg.LockAttempts {
+		if attempt >= r.attempts {
 			return fmt.Errorf("%s: table lock not obtained in %d attempts of %s (a long transaction holds the table; retry later): %w",
-				op, attempt, m.cfg.LockTimeout, err)
+				op, attempt, r.timeout, err)
 		}
-		m.logger.Warn("table lock not available, retrying", slog.String("step", op), slog.Int("attempt", attempt),
-			slog.Int("max_attempts", m.cfg.LockAttempts), slog.Duration("lock_timeout", m.cfg.LockTimeout))
-		if !sleepCtx(ctx, m.cfg.LockTimeout) {
-			return interpretError("migrate: "+op, ctx.Err())
+		logger.Warn("table lock not available, retrying", slog.String("step", op), slog.Int("attempt", attempt),
+			slog.Int("max_attempts", r.attempts), slog.Duration("lock_timeout", r.timeout))
+		if !sleepCtx(ctx, r.timeout) {
+			return interpretError(op, ctx.Err())
 		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,6 +24,24 @@ type WatchConfig struct {
 	Entity         string // default: the table name
 	ChangeLogTable string // default "core.tb_entity_change_log"
 	ObserverSchema string // default "observer" (where the trigger function lives)
+	// LockTimeout bounds how long replacing the trigger waits for the
+	// table's lock, and so how long the application's queries queued
+	// behind it wait (default DefaultMigrateLockTimeout); LockAttempts is
+	// how many times it is tried (default DefaultMigrateLockAttempts),
+	// each failure logged to Logger (nil: discarded).
+	LockTimeout  time.Duration
+	LockAttempts int
+	Logger       *slog.Logger
+}
+
+// lock is c's lock bounds and logger, defaults applied.
+func (c WatchConfig) lock() (lockRetry, *slog.Logger) {
+	logger := c.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return lockRetry{timeout: cmp.Or(c.LockTimeout, DefaultMigrateLockTimeout),
+		attempts: cmp.Or(c.LockAttempts, DefaultMigrateLockAttempts)}, logger
 }
 
 // watchTarget is a validated WatchConfig.
@@ -77,7 +97,8 @@ func Watch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
 	if err != nil {
 		return fmt.Errorf("postgres: watch: %w", err)
 	}
-	err = inTx(ctx, pool, "transaction", func(tx pgx.Tx) error {
+	lock, logger := cfg.lock()
+	err = lockedTx(ctx, pool, "watch", lock, logger, func(tx pgx.Tx) error {
 		pk, err := lookupPrimaryKey(ctx, tx, t.table)
 		if err != nil {
 			return err
@@ -130,7 +151,8 @@ func Unwatch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
 	if err != nil {
 		return fmt.Errorf("postgres: unwatch: %w", err)
 	}
-	err = inTx(ctx, pool, "transaction", func(tx pgx.Tx) error {
+	lock, logger := cfg.lock()
+	err = lockedTx(ctx, pool, "unwatch", lock, logger, func(tx pgx.Tx) error {
 		fn, watched, err := captureFunctionOf(ctx, tx, t.table)
 		if err != nil {
 			return err

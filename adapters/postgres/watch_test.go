@@ -1,15 +1,21 @@
 package postgres
 
 import (
+	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -324,5 +330,78 @@ func TestDerivedName(t *testing.T) {
 		if na != derivedName("capture_", tc.a...) {
 			t.Fatalf("derivedName is not stable for %v", tc.a)
 		}
+	}
+}
+
+// TestWatchBehindALongTransaction: replacing or dropping the capture
+// trigger needs the table's exclusive lock. Behind a transaction that
+// holds the table, Watch and Unwatch wait at most LockTimeout per attempt
+// (the application's queries queued behind them wait no longer), log
+// each retry, give up after LockAttempts with the lock timeout, and
+// succeed once the table is free.
+func TestWatchBehindALongTransaction(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("watch=%v", on), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, ChangeLogConfig{})
+			ctx := t.Context()
+			if _, err := b.pool.Exec(ctx, `CREATE TABLE items (id int PRIMARY KEY)`); err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if !on {
+				if err := Watch(ctx, b.pool, WatchConfig{Table: "items"}); err != nil {
+					t.Fatalf("Watch: %v", err)
+				}
+			}
+			run := func(cfg WatchConfig) error {
+				cfg.Table = "items"
+				if on {
+					return Watch(ctx, b.pool, cfg)
+				}
+				return Unwatch(ctx, b.pool, cfg)
+			}
+			blocker, err := b.pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = blocker.Rollback(context.Background()) }()
+			if _, err := blocker.Exec(ctx, `INSERT INTO items VALUES (100)`); err != nil { // an application transaction, open
+				t.Fatal(err)
+			}
+
+			logs := &testsupport.Logs{}
+			err = run(WatchConfig{LockTimeout: 100 * time.Millisecond, LockAttempts: 2, Logger: slog.New(logs)})
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "55P03" || !strings.Contains(err.Error(), "2 attempts") {
+				t.Fatalf("behind a long transaction: %v; want a lock timeout after 2 attempts", err)
+			}
+			if n := len(logs.Find("table lock not available, retrying")); n != 1 {
+				t.Errorf("%d retries logged, want 1", n)
+			}
+
+			waiting := make(chan error, 1)
+			go func() { waiting <- run(WatchConfig{LockTimeout: 100 * time.Millisecond, LockAttempts: 1000}) }()
+			for i := range 3 { // writers get through while it keeps asking
+				t0 := time.Now()
+				if _, err := b.pool.Exec(ctx, `INSERT INTO items VALUES ($1)`, i); err != nil {
+					t.Fatal(err)
+				}
+				if wait := time.Since(t0); wait > 2*time.Second {
+					t.Fatalf("an insert waited %v behind the trigger's lock request, want < 2s", wait)
+				}
+			}
+			if err := blocker.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-waiting; err != nil {
+				t.Fatalf("once the table is free: %v", err)
+			}
+			var watched bool
+			if err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'items'::regclass AND tgname = $1)`,
+				captureTriggerName).Scan(&watched); err != nil || watched != on {
+				t.Errorf("watched = %v (%v), want %v", watched, err, on)
+			}
+		})
 	}
 }
