@@ -21,15 +21,19 @@ type Client struct {
 	base  string // e.g. http://127.0.0.1:8079
 	token string
 	http  *http.Client
+	// long makes the calls whose work grows with the installation
+	// (replay, resend): bounded by the caller's context only, as the
+	// server answers them when they are done.
+	long *http.Client
 }
 
-// NewClient calls the API at base with the bearer token; every call is
-// bounded by timeout (default 30s).
+// NewClient calls the API at base with the bearer token; every call but
+// replay and resend is bounded by timeout (default 30s).
 func NewClient(base, token string, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	return &Client{base: base, token: token, http: &http.Client{Timeout: timeout}}
+	return &Client{base: base, token: token, http: &http.Client{Timeout: timeout}, long: &http.Client{}}
 }
 
 // Status returns the running service's persisted-state report
@@ -45,7 +49,7 @@ func (c *Client) Status(ctx context.Context) (admin.StatusReport, error) {
 func (c *Client) Replay(ctx context.Context, reader string, since time.Time) (admin.ReplayResult, error) {
 	var res admin.ReplayResult
 	body := replayRequest{Since: since.UTC().Format(time.RFC3339Nano), Reader: reader}
-	err := c.call(ctx, http.MethodPost, "/api/observers/replay", body, &res)
+	err := c.callWith(ctx, c.long, http.MethodPost, "/api/observers/replay", body, &res)
 	return res, err
 }
 
@@ -78,6 +82,11 @@ func (c *Client) Ready(ctx context.Context) (ok bool, detail map[string]string, 
 // ports.ErrUnavailable; a service that cannot be reached wraps
 // ports.ErrUnavailable too.
 func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	return c.callWith(ctx, c.http, method, path, in, out)
+}
+
+// callWith is call through hc.
+func (c *Client) callWith(ctx context.Context, hc *http.Client, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -94,7 +103,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin api at %s: %w: %w", c.base, ports.ErrUnavailable, err)
 	}

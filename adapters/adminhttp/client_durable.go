@@ -15,7 +15,7 @@ import (
 func (c *Client) Resend(ctx context.Context, req admin.ResendRequest) (admin.ResendReport, error) {
 	var rep admin.ResendReport
 	body := map[string]string{"observer": req.Observer, "action": req.Action}
-	err := c.call(ctx, http.MethodPost, "/api/observers/events/"+url.PathEscape(req.EventID)+"/resend", body, &rep)
+	err := c.callWith(ctx, c.long, http.MethodPost, "/api/observers/events/"+url.PathEscape(req.EventID)+"/resend", body, &rep)
 	return rep, err
 }
 

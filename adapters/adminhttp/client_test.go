@@ -1,8 +1,11 @@
 package adminhttp_test
 
 import (
+	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -61,5 +64,34 @@ func TestClient(t *testing.T) {
 	ln.Close()
 	if _, err := adminhttp.NewClient("http://"+addr, "tok", time.Second).Status(ctx); !errors.Is(err, ports.ErrUnavailable) {
 		t.Errorf("Status of a service that is not running = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestClientWaitsForLongCalls: replay and resend are answered when their
+// work is done, which may take longer than the client's timeout for the
+// other calls; they are bounded by the caller's context only.
+func TestClientWaitsForLongCalls(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(500 * time.Millisecond)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	c := adminhttp.NewClient(srv.URL, "tok", 100*time.Millisecond)
+	ctx := t.Context()
+	if _, err := c.Status(ctx); !errors.Is(err, ports.ErrUnavailable) {
+		t.Errorf("Status slower than the timeout = %v, want ErrUnavailable", err)
+	}
+	if _, err := c.Replay(ctx, "", time.Now()); err != nil {
+		t.Errorf("Replay slower than the timeout: %v, want it waited for", err)
+	}
+	if _, err := c.Resend(ctx, admin.ResendRequest{EventID: "e"}); err != nil {
+		t.Errorf("Resend slower than the timeout: %v, want it waited for", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Replay(short, "", time.Now()); err == nil {
+		t.Error("Replay past its context's deadline succeeded")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -30,7 +29,7 @@ func (s *server) durableRoutes(api router) {
 	}
 	if s.Deliveries != nil {
 		api.HandleFunc("GET /api/observers/deliveries", func(w http.ResponseWriter, r *http.Request) {
-			q, err := deliveryQuery(r.URL.Query(), s.Now())
+			q, err := deliveryQuery(r, s.Now())
 			if err != nil {
 				writeError(w, http.StatusBadRequest, err)
 				return
@@ -57,7 +56,9 @@ func (s *server) resend(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	lr := startLongRunning(w, s.Now)
 	rep, err := s.Resend.Resend(r.Context(), admin.ResendRequest{EventID: r.PathValue("id"), Observer: body.Observer, Action: body.Action})
+	lr.answer()
 	if err != nil {
 		writeStoreError(w, err)
 		return
@@ -77,8 +78,12 @@ func writeDurableError(w http.ResponseWriter, err error) {
 
 // deliveryQuery reads the delivery-log filters of a query string; since
 // and until take an RFC 3339 time or a duration meaning that long ago.
-func deliveryQuery(v url.Values, now time.Time) (admin.DeliveryQuery, error) {
+func deliveryQuery(r *http.Request, now time.Time) (admin.DeliveryQuery, error) {
+	v := r.URL.Query()
 	q := admin.DeliveryQuery{EventID: v.Get("event"), Observer: v.Get("observer"), Endpoint: v.Get("endpoint"), Status: v.Get("status")}
+	if err := onlyParams(r, "event", "observer", "endpoint", "status", "since", "until", "limit", "before"); err != nil {
+		return q, err
+	}
 	for _, t := range []struct {
 		key string
 		dst *time.Time

@@ -114,6 +114,7 @@ func TestDeliveriesRoute(t *testing.T) {
 		{"?since=yesterday", 400, 0},
 		{"?limit=x", 400, 0},
 		{"?limit=5000", 400, 0},
+		{"?evnet=e1", 400, 0}, // a typo is refused, not ignored (it would list everything)
 	}
 	for _, c := range cases {
 		code, body := b.call(t, "GET", "/api/observers/deliveries"+c.query, "tok", "")

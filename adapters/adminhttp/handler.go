@@ -50,7 +50,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
@@ -282,7 +284,9 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	lr := startLongRunning(w, s.Now)
 	res, err := s.State.Replay(r.Context(), body.Reader, since)
+	lr.answer()
 	if err != nil {
 		writeStoreError(w, err)
 		return
@@ -362,6 +366,10 @@ func (s *server) deadLetterRoutes(api router) {
 		writeJSON(w, http.StatusOK, res)
 	})
 	api.HandleFunc("POST /api/observers/dlq/retry-all", func(w http.ResponseWriter, r *http.Request) {
+		if err := onlyParams(r, "observer"); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
 		lr := startLongRunning(w, s.Now)
 		rep, err := d.RetryAll(r.Context(), r.URL.Query().Get("observer"))
 		lr.answer()
@@ -373,13 +381,28 @@ func (s *server) deadLetterRoutes(api router) {
 	})
 }
 
+// onlyParams refuses a query with a parameter not in known (a typo such
+// as ?obsever= would otherwise widen the request to everything), naming
+// it.
+func onlyParams(r *http.Request, known ...string) error {
+	for k := range r.URL.Query() {
+		if !slices.Contains(known, k) {
+			return fmt.Errorf("unknown query parameter %q: want %s", k, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
 func dlqQuery(r *http.Request) (admin.DeadLetterQuery, error) {
 	v := r.URL.Query()
 	q := admin.DeadLetterQuery{Observer: v.Get("observer")}
+	if err := onlyParams(r, "observer", "limit", "after"); err != nil {
+		return q, err
+	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return q, fmt.Errorf("limit %q: want an integer from 1 to 1000", s)
+		if err != nil || n < 1 || n > admin.MaxListLimit {
+			return q, fmt.Errorf("limit %q: want an integer from 1 to %d", s, admin.MaxListLimit)
 		}
 		q.Limit = n
 	}

@@ -296,6 +296,8 @@ func TestDeadLettersAndCheckpoints(t *testing.T) {
 			return len(m["items"].([]any)) == 1 && m["next_after"] == float64(ok)
 		}},
 		{"GET", "/dlq?limit=abc", "", 400, nil},
+		{"GET", "/dlq?obsever=hooks", "", 400, func(m map[string]any) bool { return strings.Contains(m["error"].(string), `"obsever"`) }},
+		{"POST", "/dlq/retry-all?obsever=hooks", "", 400, func(m map[string]any) bool { return strings.Contains(m["error"].(string), `"obsever"`) }},
 		{"GET", "/dlq?after=-1", "", 400, nil},
 		{"GET", "/dlq/stats", "", 200, func(m map[string]any) bool { return m["total"] == float64(3) }},
 		{"GET", "/dlq/" + id(input), "", 200, func(m map[string]any) bool { return m["raw"] == "garbage" && m["raw_encoding"] == "text" }},

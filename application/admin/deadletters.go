@@ -33,8 +33,12 @@ type DeadLetterQuery struct {
 	AfterID  int64
 }
 
-// DefaultLimit is the page size of a listing without a limit.
-const DefaultLimit = 100
+// DefaultLimit is the page size of a listing without a limit;
+// MaxListLimit the largest page (each item holds its event).
+const (
+	DefaultLimit = 100
+	MaxListLimit = 1000
+)
 
 // DeadLetterView is a dead letter as the CLI and the admin API show it.
 // Raw input bytes are given as text when they are valid UTF-8, else as
@@ -149,6 +153,9 @@ func (d *DeadLetters) List(ctx context.Context, q DeadLetterQuery) ([]DeadLetter
 	if q.Limit < 0 || q.AfterID < 0 {
 		return nil, &RequestError{Key: "list dead letters", Msg: "limit and after must not be negative"}
 	}
+	if q.Limit > MaxListLimit {
+		return nil, &RequestError{Key: "limit", Msg: fmt.Sprintf("%d is over %d: page with after", q.Limit, MaxListLimit)}
+	}
 	items, err := d.Store.List(ctx, ports.DeadLetterFilter{Observer: q.Observer, Limit: cmp.Or(q.Limit, DefaultLimit), AfterID: q.AfterID})
 	if err != nil {
 		return nil, migrateHint(err)
@@ -240,7 +247,16 @@ func retryOne(ctx context.Context, r *application.DeadLetterRetrier, id int64) (
 // set up (ports.ErrNotMigrated), or ctx done. The report then holds the
 // outcomes so far, that item's included.
 func (d *DeadLetters) RetryAll(ctx context.Context, observer string) (RetryReport, error) {
+	return d.RetryAllProgress(ctx, observer, nil)
+}
+
+// RetryAllProgress is RetryAll calling progress (when not nil) with the
+// report so far after each page of DefaultLimit items.
+func (d *DeadLetters) RetryAllProgress(ctx context.Context, observer string, progress func(RetryReport)) (RetryReport, error) {
 	rep := RetryReport{Results: []RetryResult{}}
+	if progress == nil {
+		progress = func(RetryReport) {}
+	}
 	r, err := d.Retrier(ctx)
 	if err != nil {
 		return rep, err
@@ -270,6 +286,7 @@ func (d *DeadLetters) RetryAll(ctx context.Context, observer string) (RetryRepor
 			}
 			rep.add(res)
 		}
+		progress(rep)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -311,5 +312,36 @@ func TestDeadLetterRetryAllListsTheFirstOutcomes(t *testing.T) {
 	if rep.Succeeded != n || rep.Total() != n || len(rep.Results) != admin.MaxRetryResults || rep.Omitted != 5 {
 		t.Errorf("report: %d succeeded (total %d), %d listed, %d omitted; want %d, %d, %d, 5",
 			rep.Succeeded, rep.Total(), len(rep.Results), rep.Omitted, n, n, admin.MaxRetryResults)
+	}
+}
+
+// RetryAllProgress reports the counts so far after each page.
+func TestDeadLetterRetryAllReportsProgress(t *testing.T) {
+	t.Parallel()
+	b := setupDLQ(t)
+	const n = 2*admin.DefaultLimit + 50
+	for i := range n {
+		b.action(t, fmt.Sprint("o", i), "hooks", "ok-hook")
+	}
+	var seen []int
+	rep, err := b.cmds.RetryAllProgress(t.Context(), "", func(r admin.RetryReport) { seen = append(seen, r.Succeeded) })
+	if err != nil || rep.Succeeded != n {
+		t.Fatalf("report %d succeeded, %v; want %d", rep.Succeeded, err, n)
+	}
+	if want := []int{admin.DefaultLimit, 2 * admin.DefaultLimit, n}; !slices.Equal(seen, want) {
+		t.Errorf("progress %v, want %v", seen, want)
+	}
+}
+
+// A listing asks for at most MaxListLimit items (each holds its event).
+func TestDeadLetterListRefusesAPageOverTheBound(t *testing.T) {
+	t.Parallel()
+	b := setupDLQ(t)
+	var re *admin.RequestError
+	if _, err := b.cmds.List(t.Context(), admin.DeadLetterQuery{Limit: admin.MaxListLimit + 1}); !errors.As(err, &re) || re.Key != "limit" {
+		t.Errorf("List over the bound = %v, want a RequestError naming limit", err)
+	}
+	if _, err := b.cmds.List(t.Context(), admin.DeadLetterQuery{Limit: admin.MaxListLimit}); err != nil {
+		t.Errorf("List at the bound: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -206,7 +207,8 @@ type MoveResult struct {
 func (s *State) MoveCheckpoint(ctx context.Context, req MoveRequest) (MoveResult, error) {
 	res := MoveResult{}
 	st, r := req.Store, req.Reader
-	held, err := st.Leases.Acquire(ctx, r.Lease, req.Holder, cmp.Or(s.LeaseTTL, 15*time.Second))
+	ttl := cmp.Or(s.LeaseTTL, 15*time.Second)
+	held, err := st.Leases.Acquire(ctx, r.Lease, req.Holder, ttl)
 	if err != nil {
 		return res, migrateHint(err)
 	}
@@ -229,7 +231,21 @@ func (s *State) MoveCheckpoint(ctx context.Context, req MoveRequest) (MoveResult
 		return res, err
 	}
 	res.Old, res.OldStored, res.New = old, ok, old
-	target, move, err := req.Target(ctx, old, ok)
+	// Target may scan a large change log: the lease is renewed meanwhile
+	// (its end cancels Target, and the fenced save refuses).
+	tctx, stop := context.WithCancelCause(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		s.renewWhile(tctx, stop, st.Leases, r.Lease, req.Holder, ttl)
+	}()
+	target, move, err := req.Target(tctx, old, ok)
+	lost := context.Cause(tctx)
+	stop(nil)
+	<-renewed
+	if err != nil && lost != nil && !errors.Is(lost, context.Canceled) {
+		return res, lost
+	}
 	if err != nil || !move {
 		return res, err
 	}
@@ -240,6 +256,37 @@ func (s *State) MoveCheckpoint(ctx context.Context, req MoveRequest) (MoveResult
 	}
 	res.New, res.Moved = target, true
 	return res, nil
+}
+
+// renewWhile renews holder's lease every ttl/3 until ctx ends; a renewal
+// that finds the lease taken, or fails for longer than half the ttl,
+// cancels ctx with the reason.
+func (s *State) renewWhile(ctx context.Context, stop context.CancelCauseFunc, leases LeaseStore, lease, holder string, ttl time.Duration) {
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	lastHeld := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		held, err := leases.Acquire(ctx, lease, holder, ttl)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil && held:
+			lastHeld = time.Now()
+		case err == nil:
+			stop(fmt.Errorf("%w: lease %q was taken by another process while the move was being prepared; nothing moved", ErrReaderRunning, lease))
+			return
+		case time.Since(lastHeld) > ttl/2:
+			stop(fmt.Errorf("lease %q not renewed for %s while the move was being prepared; nothing moved: %w", lease, time.Since(lastHeld).Round(time.Millisecond), err))
+			return
+		default:
+			s.Logger.Warn("cannot renew the reader lease while preparing the checkpoint move; retrying", slog.String("lease", lease), slog.String("error", err.Error()))
+		}
+	}
 }
 
 // SetCheckpoint moves the checkpoint called name in the primary store to

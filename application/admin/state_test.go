@@ -259,3 +259,48 @@ func TestSetCheckpoint(t *testing.T) {
 		t.Errorf("checkpoints = %+v", views)
 	}
 }
+
+// TestMoveCheckpointRenewsTheLeaseWhileTargetRuns: a Target slower than
+// the lease's TTL (a scan of a large change log) still moves the
+// checkpoint; a lease taken by another process meanwhile ends Target and
+// moves nothing.
+func TestMoveCheckpointRenewsTheLeaseWhileTargetRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.state.LeaseTTL = 300 * time.Millisecond
+	ctx := t.Context()
+	p1 := b.appendAt(t, "o1", time.Hour)
+	if err := b.cps.Save(ctx, "default", p1); err != nil {
+		t.Fatal(err)
+	}
+	reader := b.store.Readers[0]
+	res, err := b.state.MoveCheckpoint(ctx, admin.MoveRequest{Store: b.store, Reader: reader, Holder: "slow",
+		Target: func(context.Context, ports.Position, bool) (ports.Position, bool, error) {
+			time.Sleep(time.Second) // over three TTLs
+			return ports.Position{}, true, nil
+		}})
+	if err != nil || !res.Moved {
+		t.Fatalf("a Target of three lease TTLs: %+v, %v; want moved", res, err)
+	}
+
+	res, err = b.state.MoveCheckpoint(ctx, admin.MoveRequest{Store: b.store, Reader: reader, Holder: "robbed",
+		Target: func(tctx context.Context, _ ports.Position, _ bool) (ports.Position, bool, error) {
+			// The lease is lost (the store forgot it) and another process takes it.
+			if err := b.lease.Release(ctx, reader.Lease, "robbed"); err != nil {
+				return ports.Position{}, false, err
+			}
+			b.hold(t, reader.Lease, "replica-9")
+			select {
+			case <-tctx.Done():
+				return ports.Position{}, false, tctx.Err()
+			case <-time.After(10 * time.Second):
+				return p1, true, nil
+			}
+		}})
+	if !errors.Is(err, admin.ErrReaderRunning) || res.Moved {
+		t.Fatalf("lease taken during Target: %+v, %v; want ErrReaderRunning and nothing moved", res, err)
+	}
+	if pos, _, _ := b.cps.Load(ctx, "default"); pos != (ports.Position{}) {
+		t.Errorf("checkpoint %s, want the first move's", pos)
+	}
+}

@@ -133,7 +133,7 @@ func commandList() []any {
 				flags: func(fs *flag.FlagSet, inv *invocation) {
 					jsonFlag(fs, inv)
 					observerFlag(fs, inv, "default: all")
-					fs.IntVar(&inv.op.limit, "limit", 0, "list at most `N` items (default 100)")
+					fs.IntVar(&inv.op.limit, "limit", 0, "list at most `N` items (default 100, at most 1000)")
 					fs.Int64Var(&inv.op.after, "after", 0, "list items with an id greater than `ID` (paging)")
 				},
 				run: runDLQ},

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
@@ -104,8 +106,21 @@ func runDLQ(inv *invocation) error {
 				return fmt.Errorf("dead letter %d cannot be retried: %s", id, res.Error)
 			}
 		default: // retry-all
-			rep, err := d.RetryAll(ctx, op.observer)
+			// Progress on stderr (stdout may be --json), at most every 2s.
+			last := time.Now()
+			rep, err := d.RetryAllProgress(ctx, op.observer, func(r admin.RetryReport) {
+				if time.Since(last) >= 2*time.Second {
+					last = time.Now()
+					fmt.Fprintf(inv.stderr, "retried %d dead letters so far: %d succeeded, %d failed, %d not retryable\n",
+						r.Total(), r.Succeeded, r.Failed, r.NotRetryable)
+				}
+			})
 			if err != nil {
+				if rep.Total() > 0 { // what was done before the stop
+					if werr := writeRetryReport(stdout, rep, op.json); werr != nil {
+						return errors.Join(err, werr)
+					}
+				}
 				return err
 			}
 			if err := writeRetryReport(stdout, rep, op.json); err != nil {
