@@ -91,7 +91,7 @@ func deliveryQuery(r *http.Request, now time.Time) (admin.DeliveryQuery, error) 
 		if s := v.Get(t.key); s != "" {
 			at, err := admin.ParseSince(s, now)
 			if err != nil {
-				return q, fmt.Errorf("%s: %w", t.key, err)
+				return q, fmt.Errorf("%s %w", t.key, err)
 			}
 			*t.dst = at
 		}

@@ -48,6 +48,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"slices"
@@ -245,8 +246,13 @@ func (s *server) reload(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
-	n, err := s.Runtime.PostEvents(r.Context(), io.LimitReader(r.Body, maxEventsBody))
+	n, err := s.Runtime.PostEvents(r.Context(), http.MaxBytesReader(w, r.Body, maxEventsBody))
+	var tooLarge *http.MaxBytesError
 	switch {
+	case errors.As(err, &tooLarge):
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
+			"error":    fmt.Sprintf("body over %d MiB: the events before the line it cut were accepted; send the rest in another request", maxEventsBody>>20),
+			"accepted": n})
 	case errors.Is(err, ErrNoEventInput):
 		writeError(w, http.StatusNotFound, err)
 	case errors.Is(err, ports.ErrUnavailable): // the log is full
@@ -281,7 +287,7 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 	}
 	since, err := admin.ParseSince(body.Since, s.Now())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, http.StatusBadRequest, fmt.Errorf("since %w", err))
 		return
 	}
 	lr := startLongRunning(w, s.Now)
@@ -451,6 +457,10 @@ func (s *server) putCheckpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	if body.TxID == nil || body.Seq == nil || *body.Seq < 0 {
 		writeError(w, http.StatusBadRequest, errors.New("body: txid and seq are required, seq not negative"))
+		return
+	}
+	if *body.TxID > math.MaxInt64 { // PostgreSQL's xid8 is a signed 64-bit value
+		writeError(w, http.StatusBadRequest, fmt.Errorf("body: txid %d is over %d", *body.TxID, int64(math.MaxInt64)))
 		return
 	}
 	name := r.PathValue("name")

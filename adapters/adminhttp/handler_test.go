@@ -254,6 +254,11 @@ func TestReloadAndEvents(t *testing.T) {
 	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "{}\n{}\n"); code != 202 || body["accepted"] != float64(2) {
 		t.Errorf("post events = %d %v", code, body)
 	}
+	// A body over 16 MiB is cut where the bound falls, and refused as too large.
+	big := strings.Repeat("{}\n", (16<<20)/3+10)
+	if code, body := b.call(t, "POST", "/api/observers/events", "tok", big); code != 413 || !strings.Contains(fmt.Sprint(body["error"]), "over 16 MiB") {
+		t.Errorf("post of a body over the bound = %d %v, want 413", code, body["error"])
+	}
 	b.rt.postErr = errors.New("line 3: bad")
 	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "x"); code != 400 || body["error"] != "line 3: bad" {
 		t.Errorf("post of bad events = %d %v", code, body)
@@ -323,6 +328,9 @@ func TestDeadLettersAndCheckpoints(t *testing.T) {
 		}},
 		{"PUT", "/checkpoints/unknown", `{"txid": 3, "seq": 4}`, 404, nil},
 		{"PUT", "/checkpoints/other", `{"txid": 3}`, 400, nil},
+		{"PUT", "/checkpoints/other", `{"txid": 9223372036854775808, "seq": 0}`, 400, func(m map[string]any) bool {
+			return strings.Contains(m["error"].(string), "txid 9223372036854775808 is over")
+		}},
 		{"PUT", "/checkpoints/other", `{"txid": 3, "seq": 4, "extra": 1}`, 400, nil},
 	}
 	for _, c := range cases {

@@ -32,8 +32,9 @@ type ReplayResult struct {
 	Dedup string `json:"dedup,omitempty"`
 }
 
-// ParseSince reads a --since value: an RFC 3339 time, or a duration such
-// as "2h" meaning that long before now.
+// ParseSince reads a point in time: an RFC 3339 time, or a duration such
+// as "2h" meaning that long before now. Its error names the value, not
+// the flag or key it came from (the caller's prefix).
 func ParseSince(s string, now time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
@@ -41,7 +42,7 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time (2026-01-02T15:04:05Z) or a positive duration (2h, 30m)", s)
+		return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time (2026-01-02T15:04:05Z) or a positive duration (2h, 30m)", s)
 	}
 	return now.Add(-d), nil
 }
@@ -124,9 +125,9 @@ func (s *State) findReader(ctx context.Context, name string) (*Store, Reader, er
 		case 1:
 			return all[0].s, all[0].r, nil
 		case 0:
-			return nil, Reader{}, &RequestError{Key: "--reader", Msg: "this configuration runs no reader"}
+			return nil, Reader{}, &RequestError{Key: "reader", Msg: "this configuration runs no reader"}
 		default:
-			return nil, Reader{}, &RequestError{Key: "--reader", Msg: "this configuration has several readers, name one of: " + strings.Join(names, ", ")}
+			return nil, Reader{}, &RequestError{Key: "reader", Msg: "this configuration has several readers, name one of: " + strings.Join(names, ", ")}
 		}
 	}
 	for _, f := range all {
@@ -134,5 +135,5 @@ func (s *State) findReader(ctx context.Context, name string) (*Store, Reader, er
 			return f.s, f.r, nil
 		}
 	}
-	return nil, Reader{}, &RequestError{Key: "--reader", Msg: fmt.Sprintf("%q is not a reader of this configuration (readers: %s)", name, strings.Join(names, ", "))}
+	return nil, Reader{}, &RequestError{Key: "reader", Msg: fmt.Sprintf("%q is not a reader of this configuration (readers: %s)", name, strings.Join(names, ", "))}
 }

@@ -111,6 +111,10 @@ url = "postgres://127.0.0.1:1/a"
 		{"dlq show without an id", []string{"dlq", "show"}, 2, "", []string{"dlq show takes one dead-letter id, got 0 arguments"}},
 		{"dlq show --observer", []string{"dlq", "show", "1", "--observer", "x"}, 2, "", []string{"Usage:\n  fraiseql-observer dlq show ID", "flag provided but not defined: -observer"}},
 		{"validate-config has no --wait", []string{"validate-config", "--wait", "1s"}, 2, "", []string{"flag provided but not defined: -wait"}},
+		{"validate-config --json without --print", []string{"validate-config", "--json"}, 2, "", []string{"--json goes with --print"}},
+		{"healthcheck --timeout 0", []string{"healthcheck", "--timeout", "0s"}, 2, "", []string{"--timeout 0s: want a positive duration"}},
+		{"deliveries --until bad", []string{"deliveries", "--until", "soon"}, 2, "", []string{`--until "soon": want an RFC 3339 time`}},
+		{"replay --since bad", []string{"replay", "--since", "soon"}, 2, "", []string{`--since "soon": want an RFC 3339 time`}},
 		// run refuses to consume events with nothing to do.
 		{"run without observers", []string{"run", "--config", noObservers}, 2, "",
 			[]string{noObservers, "observers: no observers configured", "role all of topology postgres-only runs actions"}},

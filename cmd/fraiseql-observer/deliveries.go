@@ -77,7 +77,7 @@ func deliveries(inv *invocation) error {
 		}
 		at, err := admin.ParseSince(t.val, now)
 		if err != nil {
-			return usageErr("%s: %v", t.name, err)
+			return usageErr("%s %v", t.name, err)
 		}
 		*t.dst = at
 	}

@@ -101,7 +101,7 @@ func replay(inv *invocation) error {
 	}
 	since, err := admin.ParseSince(inv.op.since, time.Now())
 	if err != nil {
-		return &exitError{code: 2, err: err}
+		return &exitError{code: 2, err: fmt.Errorf("--since %w", err)}
 	}
 	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		res, err := o.State.Replay(ctx, inv.op.reader, since)
@@ -148,6 +148,9 @@ func prepare(inv *invocation) (config.Config, *slog.Logger, error) {
 const unknownEnvWarning = "configures nothing: it is not a configuration key's variable (tables such as [[observers]] have none), nor named by an *_env key"
 
 func validateConfig(inv *invocation) error {
+	if inv.op.json && !inv.print {
+		return usageErr("validate-config: --json goes with --print (it prints the effective configuration as JSON)")
+	}
 	return checkConfig(inv.configFile, os.Environ(), inv.print, inv.op.json, inv.stdout, inv.stderr)
 }
 
@@ -217,6 +220,9 @@ func lookupIn(environ []string) func(string) (string, bool) {
 
 // healthcheck asks the running service's /readyz at http.listen.
 func healthcheck(inv *invocation) error {
+	if inv.timeout <= 0 {
+		return usageErr("healthcheck: --timeout %s: want a positive duration", inv.timeout)
+	}
 	cfg, err := loadConfig(inv.configFile)
 	if err != nil {
 		return err

@@ -150,7 +150,11 @@ func debugEvent(inv *invocation) error {
 		err   error
 	)
 	if src == "-" {
-		input, err = io.ReadAll(io.LimitReader(stdin, 16<<20))
+		const maxInput = 16 << 20
+		input, err = io.ReadAll(io.LimitReader(stdin, maxInput+1))
+		if err == nil && len(input) > maxInput {
+			err = fmt.Errorf("standard input is over %d MiB: one event is expected", maxInput>>20)
+		}
 	} else {
 		input, err = os.ReadFile(src)
 	}
