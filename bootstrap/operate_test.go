@@ -114,7 +114,7 @@ func setupOperator(t *testing.T, observers string) *opBundle {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	if _, err := bootstrap.Migrate(ctx, cfg, quietLogger()); err != nil {
+	if _, err := bootstrap.Migrate(ctx, cfg, quietLogger(), ""); err != nil {
 		t.Fatal(err)
 	}
 	db, err := stores.Connect(ctx, cfg.Database, quietLogger())

@@ -153,7 +153,7 @@ func (c *captureBench) use(b *testing.B, v string) {
 	if cfg.Database.Wake == config.WakePoll {
 		cfg.Database.PollInterval = config.PollIntervalPolling // the product's default there
 	}
-	if _, err := bootstrap.Migrate(ctx, cfg, c.bundle.logger); err != nil { // b, c: the trigger with the current function; a, d: none
+	if _, err := bootstrap.Migrate(ctx, cfg, c.bundle.logger, ""); err != nil { // b, c: the trigger with the current function; a, d: none
 		b.Fatalf("migrate: %v", err)
 	}
 	if v == "b" {

@@ -369,7 +369,7 @@ func newBundleAt(t testing.TB, url string) *testBundle {
 			t.Logf("service log (tail):\n%s", b.logs.tail(6000))
 		}
 	})
-	if _, err := bootstrap.Migrate(t.Context(), b.config(), b.logger); err != nil {
+	if _, err := bootstrap.Migrate(t.Context(), b.config(), b.logger, ""); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	return b

@@ -222,7 +222,7 @@ type testBundle struct {
 func setup(t testing.TB) *testBundle {
 	t.Helper()
 	b := newBundle(t)
-	if _, err := bootstrap.Migrate(t.Context(), b.config(), b.logger); err != nil {
+	if _, err := bootstrap.Migrate(t.Context(), b.config(), b.logger, ""); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	return b
@@ -275,7 +275,7 @@ func (b *testBundle) config(observers ...config.ObserverConfig) config.Config {
 func (b *testBundle) useWake(t testing.TB, cfg *config.Config, wake string) {
 	t.Helper()
 	cfg.Database.Wake = wake
-	if _, err := bootstrap.Migrate(t.Context(), *cfg, b.logger); err != nil {
+	if _, err := bootstrap.Migrate(t.Context(), *cfg, b.logger, ""); err != nil {
 		t.Fatalf("migrate with database.wake = %s: %v", wake, err)
 	}
 	var triggers int

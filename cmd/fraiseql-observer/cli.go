@@ -61,6 +61,7 @@ type invocation struct {
 	wait       time.Duration
 	topology   string        // run
 	entity     string        // watch
+	database   string        // migrate, watch, unwatch: a [[databases]] name
 	dryRun     bool          // prune
 	print      bool          // validate-config
 	durable    durableFlags  // deliveries, resend
@@ -79,6 +80,10 @@ func configFlag(fs *flag.FlagSet, inv *invocation) {
 
 func jsonFlag(fs *flag.FlagSet, inv *invocation) {
 	fs.BoolVar(&inv.op.json, "json", false, "print JSON (the admin API's shapes)")
+}
+
+func databaseFlag(fs *flag.FlagSet, inv *invocation) {
+	fs.StringVar(&inv.database, "database", "", "the [[databases]] entry `NAME` to work on (multi-database; default [database])")
 }
 
 // commandList is every command, in the order of the usage text. It is a
@@ -104,9 +109,10 @@ func commandList() []any {
 				fs.StringVar(&inv.topology, "topology", "", "override the topology: `NAME` is one of "+strings.Join(config.TopologyNames(), ", "))
 			},
 			run: runService},
-		&command{name: "migrate", oneShot: true, summary: "create or adapt the change-log table and the observer schema",
-			help: "Creates or adapts the change-log table, its trigger and the observer schema (checkpoints, dead letters, leases).",
-			run:  migrate},
+		&command{name: "migrate", oneShot: true, summary: "create or adapt the change-log table and the observer schema [--database NAME]",
+			help: "Creates or adapts the change-log table, its trigger and the observer schema (checkpoints, dead letters, leases)\n" +
+				"in [database], or with --database NAME in that [[databases]] entry (multi-database).",
+			flags: databaseFlag, run: migrate},
 		&command{name: "validate-config", summary: "load and check the configuration and observers, then exit",
 			help: "Loads the configuration (--config FILE, then FRAISEQL_* variables) and the observers, checks them and every *_env\n" +
 				"variable as run would, and prints a summary, or with --print the effective configuration (secrets redacted).",
@@ -116,14 +122,17 @@ func commandList() []any {
 			},
 			run: validateConfig},
 		&command{name: "watch", args: "SCHEMA.TABLE", argsFor: tableArg, minArgs: 1, maxArgs: 1, oneShot: true,
-			summary: "capture changes of an ordinary table [--entity NAME]",
-			help:    "Installs a trigger that writes the table's inserts, updates and deletes to the change log.\nThe table needs a single-column primary key.",
+			summary: "capture changes of an ordinary table [--entity NAME] [--database NAME]",
+			help: "Installs a trigger that writes the table's inserts, updates and deletes to the change log.\nThe table needs a single-column primary key." +
+				"\nIn the multi-database topology --database names the [[databases]] entry the table is in.",
 			flags: func(fs *flag.FlagSet, inv *invocation) {
 				fs.StringVar(&inv.entity, "entity", "", "entity type `NAME` of the captured events (default: the table name)")
+				databaseFlag(fs, inv)
 			},
 			run: watch},
 		&command{name: "unwatch", args: "SCHEMA.TABLE", argsFor: tableArg, minArgs: 1, maxArgs: 1, oneShot: true,
-			summary: "stop capturing changes of a table", help: "Removes the capture trigger installed by watch.", run: watch},
+			summary: "stop capturing changes of a table [--database NAME]", help: "Removes the capture trigger installed by watch.",
+			flags: databaseFlag, run: watch},
 		&command{name: "status", oneShot: true, summary: "checkpoints, backlog, leases, dead letters, oldest open transaction [--json]",
 			help:  "Prints each reader's checkpoint, its backlog and lease, the dead letters per observer and the age of the oldest open transaction.",
 			flags: jsonFlag, run: status},

@@ -317,13 +317,13 @@ func migrate(inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	warnings, err := bootstrap.Migrate(inv.ctx, cfg, logger)
+	warnings, err := bootstrap.Migrate(inv.ctx, cfg, logger, inv.database)
 	if err != nil {
 		return withFile(err, inv.configFile)
 	}
 	db := cfg.Database
-	fmt.Fprintf(inv.stdout, "migrated: change log %s (notify channel %s), observer schema %s\n",
-		db.ChangeLogTable, db.NotifyChannel, db.ObserverSchema)
+	fmt.Fprintf(inv.stdout, "migrated%s: change log %s (notify channel %s), observer schema %s\n",
+		inDatabase(inv.database), db.ChangeLogTable, db.NotifyChannel, db.ObserverSchema)
 	for _, w := range warnings {
 		fmt.Fprintf(inv.stdout, "warning: %s\n", w)
 	}
@@ -336,16 +336,24 @@ func watch(inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	if err := bootstrap.Watch(inv.ctx, cfg, logger, on, table, entity); err != nil {
+	if err := bootstrap.Watch(inv.ctx, cfg, logger, on, table, entity, inv.database); err != nil {
 		return withFile(err, inv.configFile)
 	}
 	if !on {
-		fmt.Fprintf(inv.stdout, "unwatched %s\n", table)
+		fmt.Fprintf(inv.stdout, "unwatched %s%s\n", table, inDatabase(inv.database))
 		return nil
 	}
 	if entity == "" {
 		entity = table[strings.LastIndex(table, ".")+1:]
 	}
-	fmt.Fprintf(inv.stdout, "watching %s: changes become %s events in %s\n", table, entity, cfg.Database.ChangeLogTable)
+	fmt.Fprintf(inv.stdout, "watching %s%s: changes become %s events in %s\n", table, inDatabase(inv.database), entity, cfg.Database.ChangeLogTable)
 	return nil
+}
+
+// inDatabase names a --database in a message ("" for [database]).
+func inDatabase(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " in database " + name
 }

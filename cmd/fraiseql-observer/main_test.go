@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 )
 
@@ -160,5 +162,53 @@ func TestMigrateWarnsAboutNullableContractColumns(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "warning: change log core.tb_entity_change_log allows NULL in id, created_at, object_type:") {
 		t.Fatalf("migrate output does not warn about the nullable columns:\n%s", stdout)
+	}
+}
+
+// TestWatchInASourceDatabase: in the multi-database topology migrate and
+// watch --database NAME work on that [[databases]] entry (whose bridge
+// reads its change log); watch without it is refused, naming the entries.
+func TestWatchInASourceDatabase(t *testing.T) {
+	t.Parallel()
+	state, orders := testenv.NewDatabase(t), testenv.NewDatabase(t)
+	cfg := writeConfig(t, state, `topology = "multi-database"
+[[databases]]
+name = "orders"
+url = "`+orders+`"
+[redis]
+url = "redis://127.0.0.1:6379/0"
+[nats]
+url = "nats://127.0.0.1:4222"
+`+cliObserver)
+	// topology must come before any table: move it to the top.
+	body, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(string(body), "topology = \"multi-database\"\n", 2)
+	if err := os.WriteFile(cfg, []byte("topology = \"multi-database\"\n"+lines[0]+lines[1]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, stderr, code := runCLI(t, "migrate", "--config", cfg, "--database", "orders"); code != 0 {
+		t.Fatalf("migrate --database orders: exit %d: %s", code, stderr)
+	}
+	testenv.Exec(t, orders, `CREATE TABLE items (id int PRIMARY KEY)`)
+	if _, stderr, code := runCLI(t, "watch", "public.items", "--config", cfg); code != 2 || !strings.Contains(stderr, "name one with --database (orders)") {
+		t.Errorf("watch without --database: exit %d, stderr %q; want refused naming orders", code, stderr)
+	}
+	stdout, stderr, code := runCLI(t, "watch", "public.items", "--config", cfg, "--database", "orders")
+	if code != 0 || !strings.Contains(stdout, "watching public.items in database orders") {
+		t.Fatalf("watch --database orders: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	testenv.Exec(t, orders, `INSERT INTO items VALUES (1)`)
+	conn, err := pgx.Connect(t.Context(), orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var n int
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM core.tb_entity_change_log WHERE object_type = 'items'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("change-log rows of items in the source database: %d, %v; want 1", n, err)
 	}
 }
