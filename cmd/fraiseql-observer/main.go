@@ -179,6 +179,9 @@ func checkConfig(file string, environ []string, print, asJSON bool, stdout, stde
 	if keys := cfg.TracingKeysSet(); len(keys) > 0 && !cfg.TracingOn(lookup) {
 		fmt.Fprintf(stderr, "warning: %s: %s have no effect\n", config.TracingOff, strings.Join(keys, ", "))
 	}
+	for _, idle := range cfg.IdleKeys() {
+		fmt.Fprintf(stderr, "warning: %s: %s have no effect\n", idle.Why, strings.Join(idle.Keys, ", "))
+	}
 	for _, r := range optional {
 		fmt.Fprintf(stderr, "warning: %s: environment variable %s is not set: %s\n", r.Key, r.Variable, r.Effect)
 	}
@@ -256,6 +259,9 @@ func runService(inv *invocation) error {
 	logger := telemetry.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
 	for _, name := range config.UnknownEnv(cfg, os.Environ()) {
 		logger.Warn(name+" "+unknownEnvWarning, slog.String("variable", name))
+	}
+	for _, idle := range cfg.IdleKeys() {
+		logger.Warn(idle.Why+": these keys have no effect", slog.Any("keys", idle.Keys))
 	}
 	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger, Version: buildVersion()})
 	if err != nil {

@@ -1,0 +1,54 @@
+package config
+
+import (
+	"slices"
+	"strings"
+)
+
+// IdleKeys are keys the file or the environment set that have no effect
+// with the rest of the configuration, and why; run and validate-config
+// warn of them (as of the [tracing] keys while tracing is off).
+type IdleKeys struct {
+	Keys []string
+	Why  string
+}
+
+// IdleKeys lists the groups of keys set to no effect: [nats] outside the
+// NATS topologies, delivery.log_retention with the delivery log off, the
+// dedup keys with dedup off and redis.cache_ttl with caching off.
+func (c Config) IdleKeys() []IdleKeys {
+	var out []IdleKeys
+	add := func(why string, keys ...string) {
+		var set []string
+		for _, k := range keys {
+			if c.IsSet(k) {
+				set = append(set, k)
+			}
+		}
+		if len(set) > 0 {
+			out = append(out, IdleKeys{Keys: set, Why: why})
+		}
+	}
+	if !c.Topology.Distributed() {
+		var nats []string
+		for k := range c.explicit {
+			// nats.store_dir is left out: the container image sets it
+			// (FRAISEQL_NATS_STORE_DIR) whatever the topology.
+			if strings.HasPrefix(k, "nats.") && k != "nats.store_dir" {
+				nats = append(nats, k)
+			}
+		}
+		slices.Sort(nats)
+		add("only the NATS topologies (nats-distributed, multi-database) use [nats]; this is "+string(c.Topology), nats...)
+	}
+	if c.Delivery.Log == DeliveryLogOff {
+		add(`the delivery log is off (delivery.log = "off")`, "delivery.log_retention")
+	}
+	if !c.Performance.EnableDedup {
+		add("dedup is off (performance.enable_dedup)", "redis.dedup_window", "redis.dedup_lease")
+	}
+	if !c.Performance.EnableCaching {
+		add("caching is off (performance.enable_caching)", "redis.cache_ttl")
+	}
+	return out
+}

@@ -1,0 +1,43 @@
+package config_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
+)
+
+// TestIdleKeys: keys set to no effect are named with the reason, from the
+// file and from the environment; the same keys where they work are not.
+func TestIdleKeys(t *testing.T) {
+	t.Parallel()
+	const redis = "[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n"
+	cases := []struct {
+		name    string
+		file    string
+		environ []string
+		want    []config.IdleKeys
+	}{
+		{"nothing idle", "", nil, nil},
+		{"[nats] in postgres-only", "[nats]\nurl = \"nats://127.0.0.1:4222\"\n[nats.stream]\nname = \"S\"\n", []string{"FRAISEQL_NATS_STORE_DIR=/data"},
+			[]config.IdleKeys{{Keys: []string{"nats.stream.name", "nats.url"},
+				Why: "only the NATS topologies (nats-distributed, multi-database) use [nats]; this is postgres-only"}}},
+		{"[nats] in nats-distributed", "topology = \"nats-distributed\"\n" + redis + "[nats]\nurl = \"nats://127.0.0.1:4222\"\n", nil, nil},
+		{"log_retention with the log off", "[delivery]\nlog = \"off\"\nlog_retention = \"48h\"\n", nil,
+			[]config.IdleKeys{{Keys: []string{"delivery.log_retention"}, Why: `the delivery log is off (delivery.log = "off")`}}},
+		{"dedup and cache keys with both off, one from the environment", "[redis]\ndedup_window = \"2h\"\n",
+			[]string{"FRAISEQL_REDIS_CACHE_TTL=5m"},
+			[]config.IdleKeys{{Keys: []string{"redis.dedup_window"}, Why: "dedup is off (performance.enable_dedup)"},
+				{Keys: []string{"redis.cache_ttl"}, Why: "caching is off (performance.enable_caching)"}}},
+		{"dedup keys with dedup on", "topology = \"postgres-redis\"\n" + redis + "dedup_window = \"2h\"\ncache_ttl = \"5m\"\n", nil, nil},
+	}
+	for _, c := range cases {
+		cfg, err := config.Load(writeConfig(t, c.file), c.environ)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := cfg.IdleKeys(); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: IdleKeys = %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}
