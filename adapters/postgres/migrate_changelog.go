@@ -235,6 +235,7 @@ func (m *migrator) addColumns(ctx context.Context, st changeLogState) error {
 // run already did.
 func (m *migrator) backfill(ctx context.Context) error {
 	var total int64
+	m.logger.Info("counting the change-log rows without a txid (a scan of the table)")
 	if err := m.conn.QueryRow(ctx, `SELECT count(*) FROM `+m.tbl.Sanitize()+` WHERE txid IS NULL`).Scan(&total); err != nil {
 		return interpretError("migrate: count rows to backfill", err)
 	}
@@ -315,6 +316,7 @@ func (m *migrator) setNotNull(ctx context.Context, check constraintState) error 
 	}
 	if check != checkValid {
 		start := time.Now()
+		m.logger.Info("validating the txid check (a scan of the table; writers are not held)")
 		if _, err := m.conn.Exec(ctx, `ALTER TABLE `+m.tbl.Sanitize()+` VALIDATE CONSTRAINT `+pgx.Identifier{txidCheckName}.Sanitize()); err != nil {
 			return interpretError("migrate: validate txid check", err)
 		}
