@@ -293,3 +293,18 @@ func IsHTTPToken(s string) bool {
 	}
 	return true
 }
+
+// DeliveryID names one action's delivery of an event: stable across
+// retries, distinct between the actions (and observers) of the same event.
+// It is the webhook-id of webhooks and the Nats-Msg-Id of nats actions,
+// so that a receiver (or a JetStream stream) dedupes retries of one
+// delivery and never drops another action's.
+func DeliveryID(eventID, observer, action string) string {
+	return eventID + "." + DeliveryIDSuffix(observer, action)
+}
+
+// DeliveryIDSuffix is the part of DeliveryID after the event id.
+func DeliveryIDSuffix(observer, action string) string {
+	sum := sha256.Sum256([]byte(observer + "/" + action))
+	return hex.EncodeToString(sum[:6])
+}

@@ -54,7 +54,7 @@ func ValidSubject(s string) error {
 // (a missing value, a wildcard in the template, longer than 1024 bytes)
 // or a message over the server's max_payload fails permanently, before
 // anything is sent; a lost connection is transient.
-func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, _ *domain.Observer, act *domain.Action) error {
+func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, obs *domain.Observer, act *domain.Action) error {
 	if act.NATS == nil || act.NATS.Subject == nil {
 		return domain.Permanent(errors.New("nats: action without subject"))
 	}
@@ -71,7 +71,10 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, _ *doma
 	}
 	msg := nats.NewMsg(subject)
 	msg.Data = body
-	msg.Header.Set(nats.MsgIdHdr, ev.ID) // a JetStream stream on the subject dedupes redeliveries
+	// A JetStream stream on the subject dedupes retries of this delivery
+	// (the id is per event, observer and action: another action's message
+	// of the same event is not a duplicate).
+	msg.Header.Set(nats.MsgIdHdr, domain.DeliveryID(ev.ID, observerName(obs), act.Name))
 	// Sending a message over max_payload would make the server close the
 	// connection the bridge and the consumer share, on every retry.
 	if err := checkMessage(p.c.nc, msg); err != nil {
@@ -98,4 +101,11 @@ func subjectStart(s string) string {
 		cut--
 	}
 	return fmt.Sprintf("%q…", s[:cut])
+}
+
+func observerName(obs *domain.Observer) string {
+	if obs == nil {
+		return ""
+	}
+	return obs.Name
 }

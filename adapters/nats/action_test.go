@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testenv"
@@ -34,7 +35,7 @@ func TestActionPublisherPublishesTheEnvelope(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no message: %v", err)
 	}
-	if msg.Subject != prefix+".orders.UPDATE" || msg.Header.Get(nats.MsgIdHdr) != ev.ID {
+	if msg.Subject != prefix+".orders.UPDATE" || msg.Header.Get(nats.MsgIdHdr) != domain.DeliveryID(ev.ID, "o", "nats-1") {
 		t.Errorf("subject %q, msg id %q", msg.Subject, msg.Header.Get(nats.MsgIdHdr))
 	}
 	got, err := domain.DecodeEvent(msg.Data)
@@ -95,7 +96,7 @@ func TestActionPublisherRefusesOverlongMessages(t *testing.T) {
 	if err := p.Execute(t.Context(), &ok, &domain.Observer{Name: "o"}, act); err != nil {
 		t.Fatalf("the next publication: %v", err)
 	}
-	if msg, err := sub.NextMsg(10 * time.Second); err != nil || msg.Header.Get(nats.MsgIdHdr) != ok.ID {
+	if msg, err := sub.NextMsg(10 * time.Second); err != nil || !strings.HasPrefix(msg.Header.Get(nats.MsgIdHdr), ok.ID+".") {
 		t.Fatalf("the next publication did not arrive: %v %v", msg, err)
 	}
 	if n := c.nc.Stats().Reconnects; n != 0 {
@@ -183,7 +184,8 @@ func TestActionPublisherConformance(t *testing.T) {
 }
 
 // subscribeIDs subscribes to subject on the test server and returns a
-// function reporting whether a message with that Nats-Msg-Id arrived.
+// function reporting whether a message of that event (a Nats-Msg-Id
+// "event id.suffix") arrived.
 func subscribeIDs(t *testing.T, subject string) func(id string) bool {
 	t.Helper()
 	nc, err := nats.Connect(testenv.NATSURL(t))
@@ -195,7 +197,8 @@ func subscribeIDs(t *testing.T, subject string) func(id string) bool {
 	ids := map[string]bool{}
 	if _, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		mu.Lock()
-		ids[m.Header.Get(nats.MsgIdHdr)] = true
+		event, _, _ := strings.Cut(m.Header.Get(nats.MsgIdHdr), ".")
+		ids[event] = true
 		mu.Unlock()
 	}); err != nil {
 		t.Fatal(err)
@@ -227,4 +230,38 @@ func subscribeAll(t *testing.T, prefix string) *nats.Subscription {
 		t.Fatal(err)
 	}
 	return sub
+}
+
+// TestActionPublisherTwoActionsOfOneEventBothReachAStream: a JetStream
+// stream on the subjects dedupes by Nats-Msg-Id; two actions (of one or two
+// observers) publishing the same event are two deliveries, both kept,
+// while a retry of one delivery is a duplicate.
+func TestActionPublisherTwoActionsOfOneEventBothReachAStream(t *testing.T) {
+	t.Parallel()
+	c := dial(t, testConfig(t))
+	prefix := testenv.Name("dup")
+	name := strings.ReplaceAll(prefix, ".", "_")
+	if _, err := c.js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ".>"},
+		Storage: jetstream.MemoryStorage, Duplicates: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.js.DeleteStream(context.Background(), name) })
+	p := NewActionPublisher(c)
+	ev := newEvent(1)
+	act := func(n string) *domain.Action {
+		return &domain.Action{Name: n, Type: domain.ActionNATS, NATS: &domain.NATSAction{Subject: domain.MustCompileTemplate(prefix + ".orders")}}
+	}
+	for _, d := range []struct{ obs, act string }{{"o", "a"}, {"o", "b"}, {"other", "a"}, {"o", "a"}} { // the last: a retry
+		if err := p.Execute(t.Context(), &ev, &domain.Observer{Name: d.obs}, act(d.act)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testsupport.WaitUntil(t, waitTimeout, 10*time.Millisecond, "three messages stored", func() bool {
+		info, err := c.js.Stream(t.Context(), name)
+		return err == nil && info.CachedInfo().State.Msgs == 3
+	})
+	time.Sleep(100 * time.Millisecond)
+	if info, err := c.js.Stream(t.Context(), name); err != nil || info.CachedInfo().State.Msgs != 3 {
+		t.Fatalf("stream holds %v messages (%v), want 3: one per action, the retry a duplicate", info.CachedInfo().State.Msgs, err)
+	}
 }

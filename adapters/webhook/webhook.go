@@ -11,7 +11,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -19,10 +18,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/fraiseql/fraiseql-observer/adapters/httpguard"
@@ -172,7 +173,8 @@ func (e *Executor) requestTarget(act *domain.Action) (method, target string, err
 // deliver sends body with act's headers, signed with webhook-id id.
 func (e *Executor) deliver(ctx context.Context, act *domain.Action, method, target, id string, body []byte) error {
 	wh := act.Webhook
-	err := e.send(ctx, method, wh.URL, target, body, wh.Timeout, len(wh.Headers)+len(wh.SecretHeaders), func(req *http.Request) error {
+	echoed := func() []string { return echoSecrets(wh.URL, wh) }
+	return e.send(ctx, method, wh.URL, target, body, wh.Timeout, len(wh.Headers)+len(wh.SecretHeaders), echoed, func(req *http.Request) error {
 		for _, headers := range []map[string]string{wh.Headers, wh.SecretHeaders} {
 			for k, v := range headers {
 				if strings.EqualFold(k, "Host") {
@@ -187,27 +189,23 @@ func (e *Executor) deliver(ctx context.Context, act *domain.Action, method, targ
 		}
 		return nil
 	})
-	redactEcho(err, wh)
-	return err
 }
 
-// redactEcho removes from a failed response's quoted body the credentials
-// the request carried (headers_env values, and header values whose names
-// say they are credentials), which a receiver may echo back: the error
-// goes to logs and dead letters. A credential cut by the quote's length
-// limit is removed too.
-func redactEcho(err error, wh *domain.WebhookAction) {
-	if err == nil { // without errors.As's allocation
-		return
-	}
-	var se *StatusError
-	if !errors.As(err, &se) || se.Body == "" {
-		return
-	}
+// echoSecrets are the credentials a request to rawURL with wh's headers
+// carries (wh may be nil): headers_env values and header values whose
+// names say they are credentials, "Bearer <token>"'s token alone, and the
+// URL's user information, query values and path segments that look like
+// tokens (a Slack webhook's path is its credential). A receiver
+// may echo any of them back in its answer, which goes to the delivery
+// log, logs and dead letters: redactText removes them.
+func echoSecrets(rawURL string, wh *domain.WebhookAction) []string {
 	var secrets []string
 	add := func(v string) {
+		if len(v) < minEchoed {
+			return
+		}
 		secrets = append(secrets, v)
-		if fields := strings.Fields(v); len(fields) > 1 { // "Bearer <token>": the token alone too
+		if fields := strings.Fields(v); len(fields) > 1 {
 			for _, f := range fields {
 				if len(f) >= minEchoed {
 					secrets = append(secrets, f)
@@ -215,26 +213,70 @@ func redactEcho(err error, wh *domain.WebhookAction) {
 			}
 		}
 	}
-	for _, v := range wh.SecretHeaders {
-		add(v)
-	}
-	for k, v := range wh.Headers {
-		if sensitiveHeader(k) {
+	if wh != nil {
+		for _, v := range wh.SecretHeaders {
 			add(v)
 		}
-	}
-	for _, v := range secrets {
-		if len(v) < minEchoed {
-			continue
+		for k, v := range wh.Headers {
+			if sensitiveHeader(k) {
+				add(v)
+			}
 		}
-		se.Body = strings.ReplaceAll(se.Body, v, redacted)
-		for n := min(len(v)-1, len(se.Body)); n >= minEchoed; n-- {
-			if cut, ok := strings.CutSuffix(se.Body, v[:n]); ok {
-				se.Body = cut + redacted
+	}
+	if u, err := url.Parse(rawURL); err == nil {
+		if u.User != nil {
+			add(u.User.Username())
+			if pw, ok := u.User.Password(); ok {
+				add(pw)
+				add(base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pw))) // the Basic-Auth header
+			}
+		}
+		for seg := range strings.SplitSeq(strings.Trim(u.EscapedPath(), "/"), "/") {
+			if !tokenLike(seg) {
+				continue // "hooks", "orders": words a receiver's message may use
+			}
+			add(seg)
+			if un, err := url.PathUnescape(seg); err == nil && un != seg {
+				add(un)
+			}
+		}
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				add(v)
+			}
+		}
+	}
+	// Longest first, so that a secret containing another is removed whole.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	return secrets
+}
+
+// tokenLike reports whether a URL path segment may be a credential: 16
+// bytes or more, or 8 or more mixing letters and digits.
+func tokenLike(seg string) bool {
+	if len(seg) >= 16 {
+		return true
+	}
+	if len(seg) < 8 {
+		return false
+	}
+	return strings.ContainsAny(seg, "0123456789") && strings.IndexFunc(seg, unicode.IsLetter) >= 0
+}
+
+// redactText replaces every secret in s, and a start of one (at least
+// minEchoed bytes) that s ends with (cut by a length limit), by
+// "(redacted)".
+func redactText(s string, secrets []string) string {
+	for _, v := range secrets {
+		s = strings.ReplaceAll(s, v, redacted)
+		for n := min(len(v)-1, len(s)); n >= minEchoed; n-- {
+			if cut, ok := strings.CutSuffix(s, v[:n]); ok {
+				s = cut + redacted
 				break
 			}
 		}
 	}
+	return s
 }
 
 // Post sends body as JSON to rawURL through the guarded client and
@@ -245,14 +287,17 @@ func (e *Executor) Post(ctx context.Context, rawURL string, body []byte, timeout
 	if err != nil {
 		return err
 	}
-	return e.send(ctx, http.MethodPost, rawURL, p.target, body, timeout, 0, nil)
+	return e.send(ctx, http.MethodPost, rawURL, p.target, body, timeout, 0, func() []string { return echoSecrets(rawURL, nil) }, nil)
 }
 
 // send makes the request (prepare adds headers) and classifies the answer:
-// nil for 2xx; transient for 408, 429, 5xx, timeouts and network errors
+// nil for 2xx; transient for 408, 425, 429, 5xx, timeouts and network errors
 // (with Retry-After); permanent for other statuses and refused addresses.
-// extraHeaders is how many headers prepare adds (a size hint).
-func (e *Executor) send(ctx context.Context, method, rawURL, target string, body []byte, timeout time.Duration, extraHeaders int, prepare func(*http.Request) error) error {
+// extraHeaders is how many headers prepare adds (a size hint); echoed
+// lists the request's credentials, removed from the answer's body before
+// it is recorded or quoted (echoSecrets).
+func (e *Executor) send(ctx context.Context, method, rawURL, target string, body []byte, timeout time.Duration, extraHeaders int,
+	echoed func() []string, prepare func(*http.Request) error) error {
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -290,9 +335,18 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 	}
 
 	ok := ans.status >= 200 && ans.status < 300
-	if !ok || wants {
-		ports.NoteResponse(ctx, ans.status, ans.snippet) // for the delivery log
+	if ok && !wants {
+		return nil
 	}
+	var secrets []string
+	if len(ans.snippet) > 0 && echoed != nil {
+		secrets = echoed()
+	}
+	snippet := ans.snippet
+	if len(secrets) > 0 {
+		snippet = []byte(redactText(string(snippet), secrets))
+	}
+	ports.NoteResponse(ctx, ans.status, snippet) // for the delivery log
 	if ok {
 		return nil
 	}
@@ -300,10 +354,11 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 		Method:     method,
 		Target:     target,
 		StatusCode: ans.status,
-		Body:       strings.ToValidUTF8(trimPartialRune(ans.snippet[:min(len(ans.snippet), maxErrorBody)]), ""),
+		Body:       redactText(strings.ToValidUTF8(trimPartialRune(ans.snippet[:min(len(ans.snippet), maxErrorBody)]), ""), secrets),
 	}
 	switch {
 	case ans.status == http.StatusRequestTimeout,
+		ans.status == http.StatusTooEarly,
 		ans.status == http.StatusTooManyRequests,
 		ans.status >= 500:
 		return domain.Transient(serr, retryAfter(ans.retryAfter, e.now()))
@@ -432,16 +487,16 @@ func (s *signer) appendSignature(dst []byte, id, ts string, body []byte) []byte 
 	return dst
 }
 
-// MessageID is the webhook-id of an action's delivery of an event: stable
-// across retries, distinct between actions of the same event.
+// MessageID is the webhook-id of an action's delivery of an event
+// (domain.DeliveryID): stable across retries, distinct between actions of
+// the same event.
 func MessageID(eventID, observer, action string) string {
-	return eventID + "." + messageIDSuffix(observer, action)
+	return domain.DeliveryID(eventID, observer, action)
 }
 
 // messageIDSuffix is the part of MessageID after the event id.
 func messageIDSuffix(observer, action string) string {
-	sum := sha256.Sum256([]byte(observer + "/" + action))
-	return hex.EncodeToString(sum[:6])
+	return domain.DeliveryIDSuffix(observer, action)
 }
 
 // ErrInvalidSigningSecret is wrapped by ParseSigningSecret's errors.

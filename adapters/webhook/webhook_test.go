@@ -8,11 +8,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,6 +25,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/adapters/webhook"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
+	"github.com/fraiseql/fraiseql-observer/ports"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
@@ -593,6 +596,7 @@ func TestExecuteStatus(t *testing.T) {
 		{status: 404, wantErr: true, permanent: true},
 		{status: 409, wantErr: true, permanent: true},
 		{status: 408, wantErr: true},
+		{status: 425, wantErr: true},
 		{status: 429, retryAfter: "120", wantErr: true, wantDelay: 120 * time.Second},
 		{status: 429, retryAfter: fixedNow.Add(90 * time.Second).Format(http.TimeFormat), wantErr: true, wantDelay: 90 * time.Second},
 		{status: 429, retryAfter: fixedNow.Add(-time.Hour).Format(http.TimeFormat), wantErr: true},
@@ -912,6 +916,67 @@ func TestExecuteSecretHeaders(t *testing.T) {
 				t.Errorf("error %q does not show where the credential was", msg)
 			}
 		})
+	}
+}
+
+// A receiver that echoes the URL's credentials (its user information,
+// path and query: a Slack webhook's path is its secret) or a header sent
+// has them removed from the recorded response (the delivery log) and from
+// the error, for failures and, with the log asking for every answer, for
+// successes too.
+func TestExecuteRedactsEchoedURLSecrets(t *testing.T) {
+	t.Parallel()
+	const (
+		user, pass = "svc-user", "pa55-w0rd-xyz"
+		pathToken  = "T0AB1CD2/B3EF4GH5/xoxhooksecret42"
+		query      = "qwerty-123-abc"
+		apiKey     = "key-1a2b3c4d5e6f"
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := http.StatusNotFound
+		if r.URL.Query().Get("ok") != "" {
+			code = http.StatusOK
+		}
+		w.WriteHeader(code)
+		_, _ = fmt.Fprintf(w, `{"path":%q,"query":%q,"auth":%q,"key":%q}`, r.URL.Path, r.URL.RawQuery, r.Header.Get("Authorization"), r.Header.Get("X-Api-Key"))
+	}))
+	t.Cleanup(srv.Close)
+	exec, err := webhook.NewExecutor(webhook.Config{Policy: loopbackPolicy(t)}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(exec.Close)
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaks := []string{pass, "xoxhooksecret42", query, apiKey, base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}
+	for _, ok := range []bool{false, true} {
+		target := "http://" + user + ":" + pass + "@" + u.Host + "/" + pathToken + "?token=" + query
+		if ok {
+			target += "&ok=yes"
+		}
+		act := newAction(target, func(wh *domain.WebhookAction) { wh.Headers = map[string]string{"X-Api-Key": apiKey} })
+		ctx, note := ports.WithResponseNote(t.Context())
+		err := exec.Execute(ctx, newEvent(), testObserver, act)
+		if ok != (err == nil) {
+			t.Fatalf("ok=%v: Execute = %v", ok, err)
+		}
+		status, body := note.Get()
+		texts := map[string]string{"recorded response": string(body)}
+		if err != nil {
+			texts["error"] = err.Error()
+		}
+		if status == 0 || !strings.Contains(string(body), "(redacted)") {
+			t.Errorf("ok=%v: recorded %d %q, want the answer with the credentials redacted", ok, status, body)
+		}
+		for what, text := range texts {
+			for _, leak := range leaks {
+				if strings.Contains(text, leak) {
+					t.Errorf("ok=%v: %s %q carries %q", ok, what, text, leak)
+				}
+			}
+		}
 	}
 }
 

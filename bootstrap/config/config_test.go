@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,7 +214,12 @@ func TestBuildObservers(t *testing.T) {
 
 func TestBuildObserversErrors(t *testing.T) {
 	t.Parallel()
-	lookup := func(string) (string, bool) { return "", false }
+	lookup := func(name string) (string, bool) {
+		if name == "HOOK_URL_NL" {
+			return "https://hooks.example.com/T0/B0/secret\n", true
+		}
+		return "", false
+	}
 	valid := func() config.ObserverConfig {
 		return config.ObserverConfig{Name: "o", Entity: "Order", Events: []string{"UPDATE"},
 			Actions: []config.ActionConfig{{Type: "log"}}}
@@ -243,6 +249,21 @@ func TestBuildObserversErrors(t *testing.T) {
 		{"database without function", func(o *config.ObserverConfig) {
 			o.Actions = []config.ActionConfig{{Type: "database", Params: map[string]any{"a": 1}}}
 		}, []string{"function_name", "required"}},
+		{"database params nan", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "database", FunctionName: "f", Params: map[string]any{"a": math.NaN()}}}
+		}, []string{"actions[0]", "params: not representable in JSON"}},
+		{"webhook url without host", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "webhook", URL: "https:///path"}}
+		}, []string{"actions[0]", "url: the URL has no host"}},
+		{"webhook url of another scheme", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "webhook", URL: "ftp://x.example.com/"}}
+		}, []string{"url: must start with https://"}},
+		{"webhook url_env with a trailing newline", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "webhook", URLEnv: "HOOK_URL_NL"}}
+		}, []string{"url_env (variable HOOK_URL_NL): the URL holds whitespace or a control character"}},
+		{"slack url_env with a trailing newline", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "slack", WebhookURLEnv: "HOOK_URL_NL"}}
+		}, []string{"webhook_url_env (variable HOOK_URL_NL): the URL holds whitespace"}},
 		{"bad backoff", func(o *config.ObserverConfig) {
 			b := "random"
 			o.Retry = &config.RetryConfig{Backoff: &b}

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
+	neturl "net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -157,6 +159,9 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool), checks 
 		if err != nil {
 			return a, err
 		}
+		if err := checkActionURL(keyOrEnv("url", ac.URLEnv), url); err != nil {
+			return a, err
+		}
 		secrets, err := signingSecrets(ac, lookupEnv, checks.SigningSecret)
 		if err != nil {
 			return a, err
@@ -208,8 +213,8 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool), checks 
 		if err != nil {
 			return a, err
 		}
-		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
-			return a, errors.New("webhook_url: must start with https:// (or http://)")
+		if err := checkActionURL(keyOrEnv("webhook_url", ac.WebhookURLEnv), u); err != nil {
+			return a, err
 		}
 		sl := &domain.SlackAction{WebhookURL: u, Channel: ac.Channel}
 		if ac.MessageTemplate != "" {
@@ -233,6 +238,9 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool), checks 
 		}
 		if _, err := domain.SplitFunctionName(ac.FunctionName); err != nil {
 			return a, fmt.Errorf("function_name: %w", err)
+		}
+		if _, err := json.Marshal(ac.Params); err != nil { // nan or inf: every call would fail
+			return a, fmt.Errorf("params: not representable in JSON: %w", err)
 		}
 		a.Database = &domain.DatabaseAction{FunctionName: ac.FunctionName, Params: ac.Params}
 		if ac.Timeout != nil {
@@ -327,6 +335,34 @@ func (b *BatchConfig) batching() *domain.Batching {
 
 // valueOrEnv resolves a value given directly or through the environment
 // variable named by the *_env key.
+// keyOrEnv names where a value came from: key, or key_env (variable).
+func keyOrEnv(key, envName string) string {
+	if envName == "" {
+		return key
+	}
+	return key + "_env (variable " + envName + ")"
+}
+
+// checkActionURL refuses a webhook or Slack URL that every delivery would
+// fail on: not http(s), no host, or holding whitespace or control
+// characters (a trailing newline read from a secret file). The URL is not
+// quoted: its path, query or user information may be a credential.
+func checkActionURL(key, raw string) error {
+	if strings.IndexFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return fmt.Errorf("%s: the URL holds whitespace or a control character (a trailing newline?)", key)
+	}
+	u, err := neturl.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: not a valid URL", key)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%s: must start with https:// (or http://)", key)
+	case u.Hostname() == "":
+		return fmt.Errorf("%s: the URL has no host", key)
+	}
+	return nil
+}
+
 func valueOrEnv(key, direct, envName string, lookupEnv func(string) (string, bool)) (string, error) {
 	if direct != "" && envName != "" {
 		return "", fmt.Errorf("%s and %s_env: set only one", key, key)
