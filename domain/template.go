@@ -60,6 +60,13 @@ const (
 	// replaced by character references, so an event value is text in an
 	// HTML document while the template's own markup stays markup.
 	EscapeHTML
+	// EscapeAddress renders an address list (an email's to_template): a
+	// template that is one placeholder alone takes the value as the list
+	// ("a@x.com, b@y.com"); in any other template a value has the list's
+	// structure characters (, ; < > " ( ) : \ and control characters)
+	// replaced by spaces, so event data in `{{ name }} <{{ email }}>`
+	// cannot add a recipient or change the address.
+	EscapeAddress
 )
 
 // CompileTemplate parses src. An unclosed `{{`, an empty placeholder or a
@@ -155,6 +162,12 @@ func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string
 			b.WriteString(subjectToken(FormatValue(v)))
 		case EscapeHTML:
 			b.WriteString(htmlEscaper.Replace(FormatValue(v)))
+		case EscapeAddress:
+			if len(t.parts) == 1 {
+				b.WriteString(FormatValue(v))
+			} else {
+				b.WriteString(addressPart(FormatValue(v)))
+			}
 		default:
 			b.WriteString(FormatValue(v))
 		}
@@ -275,6 +288,17 @@ func subjectToken(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
 			return '_'
+		}
+		return r
+	}, s)
+}
+
+// addressPart replaces an address list's structure characters in s by
+// spaces (EscapeAddress).
+func addressPart(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || strings.ContainsRune(`,;<>"():\`, r) {
+			return ' '
 		}
 		return r
 	}, s)

@@ -331,6 +331,33 @@ func TestExecuteRecipientsFromTemplate(t *testing.T) {
 	}
 }
 
+// Event data inside a to_template that is more than one placeholder
+// cannot add a recipient or change the address: the list's structure
+// characters in a value become spaces.
+func TestExecuteRecipientsTemplateResistsInjection(t *testing.T) {
+	t.Parallel()
+	ts := smtptest.Start(t, smtptest.Config{})
+	exec, _ := newExecutor(t, ts, nil)
+	ev := newEvent()
+	ev.Data["customer"] = map[string]any{"name": `Eve, evil@example.com, "x" <evil2@example.com>`, "email": "zoe@example.com"}
+	ev.Data["inject"] = `a@example.com", "evil3@example.com`
+	for _, tmpl := range []string{`{{ customer.name }} <{{ customer.email }}>`, `["ok@example.com", "{{ inject }}"]`} {
+		act := newAction(func(e *domain.EmailAction) { e.To, e.ToTemplate = nil, domain.MustCompileTemplate(tmpl) })
+		err := exec.Execute(t.Context(), ev, testObserver, act)
+		if err != nil && !domain.IsPermanent(err) {
+			t.Fatalf("%s: Execute = %v", tmpl, err)
+		}
+		if err == nil {
+			m := ts.Next(t)
+			for _, r := range m.Rcpts {
+				if strings.Contains(r, "evil") {
+					t.Errorf("%s: recipients %v: event data added one", tmpl, m.Rcpts)
+				}
+			}
+		}
+	}
+}
+
 func TestExecuteBadAddressIsPermanentAndNamesField(t *testing.T) {
 	t.Parallel()
 	ts := smtptest.Start(t, smtptest.Config{})

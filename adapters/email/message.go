@@ -50,7 +50,7 @@ func render(ev *domain.Event, act *domain.EmailAction) (r rendered, missing []st
 	r.HTML = collect(act.HTMLBodyTemplate, domain.EscapeHTML)
 	var toRendered string
 	if act.ToTemplate != nil {
-		toRendered = collect(act.ToTemplate, domain.EscapeNone)
+		toRendered = collect(act.ToTemplate, domain.EscapeAddress)
 	}
 
 	if r.To, err = parseEach("to", act.To); err != nil {
