@@ -49,9 +49,15 @@ type parkLog struct {
 	// loseAnswer makes the next Park commit and report an error (its
 	// answer lost), as a connection that drops after the commit does.
 	loseAnswer atomic.Bool
+	// refuse makes Park of this event id fail for good, storing nothing
+	// (a value the store cannot hold).
+	refuse atomic.Value
 }
 
 func (p *parkLog) Park(ctx context.Context, it ports.RetryItem) (ports.RetryItem, bool, error) {
+	if id, _ := p.refuse.Load().(string); id != "" && id == it.Event.ID {
+		return ports.RetryItem{}, false, domain.Permanent(errors.New("park: unsupported Unicode escape sequence (22P05)"))
+	}
 	stored, created, err := p.Retries.Park(ctx, it)
 	if err == nil && p.loseAnswer.CompareAndSwap(true, false) {
 		return ports.RetryItem{}, false, fmt.Errorf("park: connection lost after the commit: %w", ports.ErrUnavailable)
@@ -497,6 +503,68 @@ func TestProcessorKeepsTheCountOfAParkWhoseAnswerWasLost(t *testing.T) {
 	}
 }
 
+// TestProcessorDeadLettersWhatTheRetryStoreRefuses: an event held behind
+// a parked one whose own item the store refuses for good (a NUL in a jsonb
+// column) is dead-lettered, not re-parked without end; the parked event
+// keeps its key blocked, and the key is free once it completes.
+func TestProcessorDeadLettersWhatTheRetryStoreRefuses(t *testing.T) {
+	t.Parallel()
+	b := newDurable(t, []domain.Observer{durableObserver("hooks", "Order", 1, "a")})
+	b.fail.set(errDown)
+	b.process(t, event("e1", "Order", "1", nil)) // parked
+	b.fail.set(nil)
+	b.store.refuse.Store("e2")
+	before := b.calls.len()
+	b.process(t, event("e2", "Order", "1", nil)) // held, refused, dead-lettered: process fails after 100 steps otherwise
+	if n := b.calls.len() - before; n != 0 {
+		t.Errorf("e2 made %d attempts, want none (held behind e1)", n)
+	}
+	if n, err := b.dead.Count(t.Context()); err != nil || n != 1 {
+		t.Errorf("dead letters %d (%v), want e2's", n, err)
+	}
+	if !b.blocked.Has("hooks", orderKey("1")) {
+		t.Fatal("the key is free while e1 is parked")
+	}
+	b.clock.Advance(time.Hour)
+	b.runDue(t)
+	if b.blocked.Has("hooks", orderKey("1")) || b.blocked.Len() != 0 {
+		t.Errorf("the key is still blocked (Len %d) after e1 completed", b.blocked.Len())
+	}
+}
+
+// TestProcessorCountsAReparkAfterTheRunnerCompletedTheLostOne: a park
+// whose answer was lost stored the item; the runner completes it (its
+// count spent) while the event is retried in memory, fails, and is parked
+// again as a new item: that item is counted, so the entity's later events
+// wait behind it.
+func TestProcessorCountsAReparkAfterTheRunnerCompletedTheLostOne(t *testing.T) {
+	t.Parallel()
+	b := newDurable(t, []domain.Observer{durableObserver("hooks", "Order", 1, "a")})
+	b.fail.set(errDown)
+	b.store.loseAnswer.Store(true)
+	run := b.proc.Start(t.Context(), record(1, event("e1", "Order", "1", nil)))
+	next, done := b.proc.Step(t.Context(), run) // the park's answer is lost; back to memory
+	if done {
+		t.Fatal("e1 finished although its park reported an error")
+	}
+	b.fail.set(nil)
+	b.clock.Advance(time.Minute)  // within the policy's max_age of an hour
+	if n := b.runDue(t); n != 1 { // the runner delivers the stored item and completes it
+		t.Fatalf("runner ran %d items, want the lost park's", n)
+	}
+	b.fail.set(errDown)
+	b.clock.Set(later(next, b.clock.Now()))
+	if _, done := b.proc.Step(t.Context(), run); !done { // fails again, parked anew
+		t.Fatal("e1 not finished by its second park")
+	}
+	if c := b.counts(t); c.Due+c.Waiting != 1 {
+		t.Fatalf("store %+v, want the new item", c)
+	}
+	if !b.blocked.Has("hooks", orderKey("1")) {
+		t.Fatal("the new item's key is free: the entity's later events would pass it")
+	}
+}
+
 // TestProcessorSendsAFalsePositiveThroughTheStore: an entity the spill
 // table takes for a blocked one (with 4 counters every key is) is parked
 // behind nothing, due at once, and delivered by the runner without waiting
@@ -881,4 +949,12 @@ func countKeys(ctx context.Context, s ports.RetryStore) (int, error) {
 	n := 0
 	err := s.Keys(ctx, func(ports.RetryKey) error { n++; return nil })
 	return n, err
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -2,6 +2,7 @@ package application
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"time"
@@ -50,9 +51,11 @@ func (p *Processor) parkMarked(ctx context.Context, run *Run) {
 }
 
 // parkObserver parks every unfinished action of obs in run (those waiting
-// for a dead-letter write excepted) as one item. When the store refuses,
+// for a dead-letter write excepted) as one item. When the store fails,
 // attempted actions go back to in-memory retries; held ones (their key is
 // blocked) try parking again later, never running ahead of their key.
+// When it refuses the item for good (domain.ErrPermanent), the actions are
+// dead-lettered.
 func (p *Processor) parkObserver(ctx context.Context, run *Run, obs *domain.Observer) bool {
 	ev := run.Event()
 	now := p.cfg.Now()
@@ -86,11 +89,34 @@ func (p *Processor) parkObserver(ctx context.Context, run *Run, obs *domain.Obse
 		p.cfg.Blocked.Add(obs.Name, item.EntityKey)
 	}
 	stored, created, err := p.cfg.Retries.Park(ctx, item)
+	refused := err != nil && domain.IsPermanent(err) // nothing was stored
 	switch {
+	case refused:
+		if p.cfg.Blocked != nil && !carried {
+			p.cfg.Blocked.Done(obs.Name, item.EntityKey)
+		}
 	case err != nil:
 		run.uncertain = append(run.uncertain, obs)
+	case created && carried && p.cfg.Blocked != nil:
+		// The carried count may be spent: the runner may have completed
+		// the item the lost answer stored. Count this one (too high is
+		// safe).
+		p.cfg.Blocked.Add(obs.Name, item.EntityKey)
 	case !created && !carried && p.cfg.Blocked != nil:
 		p.cfg.Blocked.Done(obs.Name, item.EntityKey) // the item was there, counted when it was stored
+	}
+	if refused {
+		// Retrying cannot help (a value the store cannot hold): the
+		// actions are dead-lettered (the dead-letter queue keeps a form of
+		// any input) rather than held without end, which would stop the
+		// checkpoint and, behind them, the entity.
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "the retry store refuses these actions for good; dead-lettering them",
+			slog.String("event_id", ev.ID), slog.String("observer", obs.Name), slog.String("error", err.Error()))
+		for _, t := range group {
+			t.park, t.hold, t.due = false, false, now
+			t.lastErr = fmt.Errorf("the retry store refused to park it: %w", err)
+		}
+		return false
 	}
 	if err != nil {
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "cannot park actions in the retry store; retrying in memory",
