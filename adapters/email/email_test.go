@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -628,6 +629,32 @@ func TestExecuteServerThatNeverAnswers(t *testing.T) {
 			t.Fatal("Execute did not return after ctx was cancelled")
 		}
 	})
+}
+
+// A server that answers each command slowly (each within the timeout)
+// cannot hold a message longer than the timeout in all: 20 recipients at
+// 100ms each against a 500ms timeout fail transiently after about 500ms.
+func TestExecuteTimeoutBoundsTheWholeExchange(t *testing.T) {
+	t.Parallel()
+	ts := smtptest.Start(t, smtptest.Config{Reply: func(cmd, _ string) error {
+		if cmd == "RCPT" {
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil
+	}})
+	exec, _ := newExecutor(t, ts, func(c *email.Config) { c.Timeout = 500 * time.Millisecond })
+	rcpts := make([]string, 20)
+	for i := range rcpts {
+		rcpts[i] = fmt.Sprintf("r%d@example.com", i)
+	}
+	start := time.Now()
+	err := exec.Execute(t.Context(), newEvent(), testObserver, newAction(func(e *domain.EmailAction) { e.Bcc = rcpts }))
+	if err == nil || domain.IsPermanent(err) || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Execute = %v, want a transient timeout", err)
+	}
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("the exchange took %s, want it ended near the 500ms timeout (2s of replies)", took)
+	}
 }
 
 func TestExecuteServerThatStallsMidMessage(t *testing.T) {

@@ -134,24 +134,37 @@ func (e *Executor) send(ctx context.Context, msg *gomail.Msg) error {
 
 // transact runs one mail transaction: MAIL, RCPT for every recipient
 // (stopping at the first refusal, so a message goes to all or none), DATA,
-// the message, and the final dot; each step within the timeout.
+// the message, and the final dot; all of it within the timeout (a server
+// that answers each of 100 RCPTs slowly cannot hold the action for 100
+// timeouts).
 func (e *Executor) transact(c *conn, from string, rcpts []string, msg *gomail.Msg) error {
-	if err := e.command(c, func() error { return c.smtp.Mail(from) }); err != nil {
+	deadline := time.Now().Add(e.timeout)
+	command := func(f func() error) error {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("the exchange took longer than %s: %w", e.timeout, os.ErrDeadlineExceeded)
+		}
+		if err := c.smtp.UpdateDeadline(left); err != nil {
+			return err
+		}
+		return f()
+	}
+	if err := command(func() error { return c.smtp.Mail(from) }); err != nil {
 		return fmt.Errorf("MAIL FROM: %w", err)
 	}
 	for _, rcpt := range rcpts {
-		if err := e.command(c, func() error { return c.smtp.Rcpt(rcpt) }); err != nil {
+		if err := command(func() error { return c.smtp.Rcpt(rcpt) }); err != nil {
 			return fmt.Errorf("RCPT TO %s: %w", rcpt, err) // rcpt is "<address>"
 		}
 	}
 	var w io.WriteCloser
-	if err := e.command(c, func() (err error) { w, err = c.smtp.Data(); return err }); err != nil {
+	if err := command(func() (err error) { w, err = c.smtp.Data(); return err }); err != nil {
 		return fmt.Errorf("DATA: %w", err)
 	}
-	if err := e.command(c, func() error { _, err := msg.WriteTo(w); return err }); err != nil {
+	if err := command(func() error { _, err := msg.WriteTo(w); return err }); err != nil {
 		return fmt.Errorf("write message: %w", err)
 	}
-	if err := e.command(c, w.Close); err != nil {
+	if err := command(w.Close); err != nil {
 		return fmt.Errorf("end of message: %w", err)
 	}
 	return nil

@@ -120,7 +120,11 @@ func (inv *Invalidator) Execute(ctx context.Context, ev *domain.Event, obs *doma
 		if ctx.Err() == nil && callCtx.Err() != nil {
 			op += fmt.Sprintf(" (timeout %s, %d keys unlinked)", timeout, n)
 		}
-		return domain.Transient(inv.c.wrap(ctx, op, err), 0)
+		werr := inv.c.wrap(ctx, op, err)
+		if refusedForGood(err) {
+			return domain.Permanent(werr)
+		}
+		return domain.Transient(werr, 0)
 	}
 	attrs := []slog.Attr{slog.String("pattern", pattern), slog.Int64("keys_unlinked", n)}
 	if ev != nil {
@@ -240,4 +244,14 @@ func emptyPlaceholders(t *domain.Template, ev *domain.Event) []string {
 		}
 		rest = rest[i+j+2:]
 	}
+}
+
+// refusedForGood reports a server's error reply that a retry would get
+// again (NOPERM: the ACL forbids the key or the command; an unknown
+// command), as opposed to one of a server that cannot serve right now
+// (LOADING, READONLY, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, max clients) or a
+// network failure, which are retried.
+func refusedForGood(err error) bool {
+	var reply goredis.Error
+	return errors.As(err, &reply) && !errors.Is(err, goredis.Nil) && !isUnavailable(err)
 }

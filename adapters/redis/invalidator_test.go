@@ -296,3 +296,35 @@ func TestInvalidatorConformance(t *testing.T) {
 		Secrets: []string{redisPassword},
 	})
 }
+
+// A server's error reply that a retry would get again (NOPERM, an unknown
+// command) fails the action for good; one of a server that cannot serve
+// right now (LOADING) is retried.
+func TestInvalidatorClassifiesErrorReplies(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		reply     string
+		permanent bool
+	}{
+		{"-NOPERM this user has no permissions to run the 'unlink' command\r\n", true},
+		{"-ERR unknown command 'UNLINK', with args beginning with: \r\n", true},
+		{"-LOADING Redis is loading the dataset in memory\r\n", false},
+		{"-READONLY You can't write against a read only replica.\r\n", false},
+	} {
+		url := fakeRedis(t, func(args []string) string {
+			switch strings.ToLower(args[0]) {
+			case "unlink":
+				return tt.reply
+			case "hello":
+				return "-ERR unknown command 'HELLO'\r\n"
+			}
+			return "+OK\r\n"
+		})
+		inv := NewInvalidator(openURL(t, url), nil)
+		err := inv.Execute(t.Context(), &domain.Event{ID: "ev-1", Data: map[string]any{"id": "7"}}, &domain.Observer{Name: "o"},
+			cacheAction("", "user:{{ id }}"))
+		if err == nil || domain.IsPermanent(err) != tt.permanent {
+			t.Errorf("reply %q: Execute = %v, want permanent %v", strings.TrimSpace(tt.reply), err, tt.permanent)
+		}
+	}
+}
