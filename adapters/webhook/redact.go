@@ -1,0 +1,102 @@
+package webhook
+
+import (
+	"encoding/base64"
+	"net/url"
+	"slices"
+	"strings"
+	"unicode"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
+)
+
+// This file removes a request's credentials from what a receiver echoes
+// back (the delivery log's recorded answer, errors).
+
+// echoSecrets are the credentials a request to rawURL with wh's headers
+// carries (wh may be nil): headers_env values and header values whose
+// names say they are credentials, "Bearer <token>"'s token alone, and the
+// URL's user information, query values and path segments that look like
+// tokens (a Slack webhook's path is its credential). A receiver
+// may echo any of them back in its answer, which goes to the delivery
+// log, logs and dead letters: redactText removes them.
+func echoSecrets(rawURL string, wh *domain.WebhookAction) []string {
+	var secrets []string
+	add := func(v string) {
+		if len(v) < minEchoed {
+			return
+		}
+		secrets = append(secrets, v)
+		if fields := strings.Fields(v); len(fields) > 1 {
+			for _, f := range fields {
+				if len(f) >= minEchoed {
+					secrets = append(secrets, f)
+				}
+			}
+		}
+	}
+	if wh != nil {
+		for _, v := range wh.SecretHeaders {
+			add(v)
+		}
+		for k, v := range wh.Headers {
+			if sensitiveHeader(k) {
+				add(v)
+			}
+		}
+	}
+	if u, err := url.Parse(rawURL); err == nil {
+		if u.User != nil {
+			add(u.User.Username())
+			if pw, ok := u.User.Password(); ok {
+				add(pw)
+				add(base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pw))) // the Basic-Auth header
+			}
+		}
+		for seg := range strings.SplitSeq(strings.Trim(u.EscapedPath(), "/"), "/") {
+			if !tokenLike(seg) {
+				continue // "hooks", "orders": words a receiver's message may use
+			}
+			add(seg)
+			if un, err := url.PathUnescape(seg); err == nil && un != seg {
+				add(un)
+			}
+		}
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				add(v)
+			}
+		}
+	}
+	// Longest first, so that a secret containing another is removed whole.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	return secrets
+}
+
+// tokenLike reports whether a URL path segment may be a credential: 16
+// bytes or more, or 8 or more mixing letters and digits.
+func tokenLike(seg string) bool {
+	if len(seg) >= 16 {
+		return true
+	}
+	if len(seg) < 8 {
+		return false
+	}
+	return strings.ContainsAny(seg, "0123456789") && strings.IndexFunc(seg, unicode.IsLetter) >= 0
+}
+
+// redactText replaces every secret in s, and a start of one (at least
+// minEchoed bytes) that s ends with (cut by a length limit), by
+// "(redacted)".
+func redactText(s string, secrets []string) string {
+	for _, v := range secrets {
+		s = strings.ReplaceAll(s, v, redacted)
+		for n := min(len(v)-1, len(s)); n >= minEchoed; n-- {
+			if cut, ok := strings.CutSuffix(s, v[:n]); ok {
+				s = cut + redacted
+				break
+			}
+		}
+	}
+	return s
+}
