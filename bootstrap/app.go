@@ -28,6 +28,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
+	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -35,11 +36,15 @@ import (
 // it and closes what it opened in reverse order. Integration tests start
 // the real service through it.
 type App struct {
-	cfg     config.Config
-	logger  *slog.Logger
-	metrics *promadapter.Metrics
-	env     func(string) (string, bool)
-	holder  string
+	cfg    config.Config
+	logger *slog.Logger
+	// reloadMu makes reloads one at a time; startObservers are the
+	// observers the workers were sized for (maxConcurrent).
+	reloadMu       sync.Mutex
+	startObservers []domain.Observer
+	metrics        *promadapter.Metrics
+	env            func(string) (string, bool)
+	holder         string
 
 	db          *postgres.DB // the observer's own database (state, dead letters)
 	changeLog   *postgres.ChangeLog

@@ -66,6 +66,12 @@ func setupMemory(t *testing.T, observers string) *memoryBundle {
 // receiver's handler.
 func setupMemoryWith(t *testing.T, observers, readerKeys string, handler http.Handler) *memoryBundle {
 	t.Helper()
+	return setupMemoryLogged(t, observers, readerKeys, handler, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// setupMemoryLogged is setupMemoryWith logging to logger.
+func setupMemoryLogged(t *testing.T, observers, readerKeys string, handler http.Handler, logger *slog.Logger) *memoryBundle {
+	t.Helper()
 	recv, _ := handler.(*receiver)
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
@@ -83,7 +89,6 @@ func setupMemoryWith(t *testing.T, observers, readerKeys string, handler http.Ha
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	env := func(k string) (string, bool) {
 		if k == "FRAISEQL_ADMIN_TOKEN" {
 			return "tok", true
@@ -185,6 +190,34 @@ url = "RECEIVER/hook"
 	mustAppend(domain.Event{EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o4",
 		Data: map[string]any{"status": "pending"}})
 	waitFor(t, "delivery with the kept observers", func() bool { return b.recv.count() == 3 })
+}
+
+// A reload that adds batched actions beyond the workers sized at start
+// says so (batches could wait out max_wait before they fill).
+func TestReloadWarnsOfBatchesBeyondTheStartBudget(t *testing.T) {
+	t.Parallel()
+	logs := &testsupport.Logs{}
+	b := setupMemoryLogged(t, shippedObserver, "", &receiver{}, slog.New(logs))
+	batched := strings.ReplaceAll(`
+[[observers]]
+name = "batched"
+entity = "Order"
+events = ["UPDATE"]
+[[observers.actions]]
+type = "webhook"
+url = "RECEIVER/hook"
+[observers.actions.batch]
+max_events = 50
+`, "RECEIVER", b.recvURL)
+	if err := os.WriteFile(b.obsFile, []byte(batched), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.app.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(logs.Find("reload: the batched actions now ask for more workers than were sized at start; batches may wait out max_wait before they fill: restart to resize")); n != 1 {
+		t.Errorf("%d warnings of the workers' budget, want 1", n)
+	}
 }
 
 func TestAdminAPI(t *testing.T) {

@@ -71,6 +71,13 @@ func (a *App) Reload() error {
 		a.logger.Info("reload: this process runs no observers (bridge role)")
 		return nil
 	}
+	// One reload at a time (SIGHUP and POST /reload may overlap): the file
+	// read last is the one swapped in last.
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if a.cfg.ObserversFile == "" {
+		a.logger.Warn("reload: no observers_file is configured; the observers of the main file are kept as loaded at start (a reload re-reads observers_file only)")
+	}
 	obs, err := actions.LoadObservers(a.cfg, a.env)
 	if err == nil {
 		err = actions.CheckSupported(a.cfg, a.dispatcher, obs)
@@ -85,6 +92,12 @@ func (a *App) Reload() error {
 	}
 	a.logger.Info("observers reloaded", slog.Int("observers", len(obs)))
 	a.warnUnusedOverrides(obs)
+	if a.cfg.Performance.EnableConcurrent {
+		if need, have := batchWorkers(obs), batchWorkers(a.startObservers); need > have {
+			a.logger.Warn("reload: the batched actions now ask for more workers than were sized at start; batches may wait out max_wait before they fill: restart to resize",
+				slog.Int("batch_workers_needed", need), slog.Int("batch_workers_at_start", have))
+		}
+	}
 	return nil
 }
 

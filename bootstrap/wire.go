@@ -91,6 +91,7 @@ func (a *App) buildProcessor(observers []domain.Observer) error {
 	a.exec = exec
 	pc := application.ProcessorConfig{Executor: exec, DeadLetters: a.primary.DeadLetters, Metrics: a.metrics, Logger: a.logger}
 	a.durable(&pc)
+	a.startObservers = observers
 	if a.processor, err = application.NewProcessor(domain.NewMatcher(observers), pc); err != nil {
 		return err
 	}
@@ -127,13 +128,20 @@ func (a *App) maxConcurrent() int {
 	if !a.cfg.Performance.EnableConcurrent {
 		return 1
 	}
-	n := a.cfg.Performance.MaxConcurrentActions
-	if a.processor != nil {
-		for _, o := range a.processor.Matcher().Observers() {
-			for i := range o.Actions {
-				if b := domain.BatchingOf(&o.Actions[i]); b != nil {
-					n += b.MaxEvents
-				}
+	if a.processor == nil {
+		return a.cfg.Performance.MaxConcurrentActions
+	}
+	return a.cfg.Performance.MaxConcurrentActions + batchWorkers(a.startObservers)
+}
+
+// batchWorkers is the workers observers' batched actions add: their
+// max_events.
+func batchWorkers(observers []domain.Observer) int {
+	n := 0
+	for _, o := range observers {
+		for i := range o.Actions {
+			if b := domain.BatchingOf(&o.Actions[i]); b != nil {
+				n += b.MaxEvents
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -351,5 +352,45 @@ func TestCLIRunStopsOnSIGTERM(t *testing.T) {
 	}
 	if svc.stderr.count("fraiseql-observer stopped") != 1 {
 		t.Errorf("no \"fraiseql-observer stopped\" log record")
+	}
+}
+
+// TestSIGHUPWhileStarting: a SIGHUP that comes while run waits for its
+// database (Go's default for it ends the process) is noted, and the
+// observers are reloaded once the start completes; the process keeps
+// waiting and exits cleanly on SIGTERM.
+func TestSIGHUPWhileStarting(t *testing.T) {
+	t.Parallel()
+	port := testsupport.FreePort(t) // nothing listens there
+	file := writeFile(t, "config.toml", fmt.Sprintf(`
+[database]
+url = "postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable"
+connect_timeout = "200ms"
+
+[http]
+listen = ""
+
+[logging]
+format = "json"
+
+[[observers]]
+name = "orders"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "log"
+`, port))
+	svc := startService(t, cliEnv(), file)
+	waitFor(t, "the start waiting for the database", func() bool { return svc.stderr.count("database unreachable, retrying") >= 1 })
+	svc.Signal(t, syscall.SIGHUP)
+	waitFor(t, "the SIGHUP noted", func() bool {
+		return svc.stderr.count("SIGHUP while starting: the observers are reloaded once the start completes") >= 1
+	})
+	time.Sleep(300 * time.Millisecond)
+	if svc.Exited() {
+		t.Fatalf("the process ended on a SIGHUP while starting: %v", svc.Err())
+	}
+	if code := svc.Terminate(t, 30*time.Second); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0", code)
 	}
 }

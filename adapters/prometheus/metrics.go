@@ -95,7 +95,7 @@ func New(build BuildInfo) *Metrics {
 	m := &Metrics{
 		reg: prom.NewRegistry(),
 		eventsProcessed: counterVec("events_processed_total",
-			"Events whose every action is finished, by outcome (ok, failed, no_match, duplicate, invalid).", "outcome"),
+			"Events whose every action is finished, by outcome (ok, failed, parked, no_match, duplicate, invalid).", "outcome"),
 		eventsFailed: counterVec("events_failed_total",
 			"Events finished with a failure, by error_type: action_failed (an action was dead-lettered or logged as failed), invalid (the row or message was not an event).", "error_type"),
 		deserializationFailed: counter("events_deserialization_failures_total",

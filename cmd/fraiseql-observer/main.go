@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -263,6 +264,30 @@ func runService(inv *invocation) error {
 	for _, idle := range cfg.IdleKeys() {
 		logger.Warn(idle.Why+": these keys have no effect", slog.Any("keys", idle.Keys))
 	}
+	// SIGHUP reloads the observers. It is caught from here on: during a
+	// start that waits for the database, Go's default would end the
+	// process; the observers are read at the end of the start anyway.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var (
+		mu      sync.Mutex
+		running *bootstrap.App
+		pending bool // a SIGHUP came while starting: reload once started
+	)
+	go func() {
+		for range hup {
+			mu.Lock()
+			app := running
+			pending = app == nil
+			mu.Unlock()
+			if app != nil {
+				_ = app.Reload() // logs its outcome; a bad file keeps the running observers
+			} else {
+				logger.Info("SIGHUP while starting: the observers are reloaded once the start completes")
+			}
+		}
+	}()
 	app, err := bootstrap.New(ctx, cfg, bootstrap.Options{Logger: logger, Version: buildVersion()})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -271,14 +296,13 @@ func runService(inv *invocation) error {
 		return withFile(err, file)
 	}
 	defer app.Close()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			_ = app.Reload() // logs its outcome; a bad file keeps the running observers
-		}
-	}()
+	mu.Lock()
+	running = app
+	reload := pending
+	mu.Unlock()
+	if reload {
+		_ = app.Reload()
+	}
 	logger.Info("fraiseql-observer started", "version", buildVersion(), "topology", cfg.Topology)
 	if err := app.Run(ctx); err != nil {
 		return err

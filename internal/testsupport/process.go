@@ -54,6 +54,14 @@ func StartProcess(t testing.TB, cmd *exec.Cmd) *Process {
 	return p
 }
 
+// Signal sends sig to the process.
+func (p *Process) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v to %s: %v", sig, p.cmd.Path, err)
+	}
+}
+
 // Done is closed once the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
