@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	natsadapter "github.com/fraiseql/fraiseql-observer/adapters/nats"
 	"github.com/fraiseql/fraiseql-observer/adapters/postgres"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
@@ -122,9 +123,18 @@ func sourceNames(cfg config.Config) []string {
 	return names
 }
 
-// EffectiveConfig is config.Effective with PostgreSQL's redaction of
-// connection strings: the configuration as validate-config --print shows
-// it, secrets redacted.
+// EffectiveConfig is config.Effective with the adapters' redaction of
+// connection strings (NATS server lists, which may carry a token as the
+// user or several URLs, by the NATS adapter's; the others by
+// PostgreSQL's): the configuration as validate-config --print shows it,
+// secrets redacted.
 func EffectiveConfig(cfg config.Config) (map[string]any, error) {
-	return config.Effective(cfg, postgres.Redact)
+	return config.Effective(cfg, redactConn)
+}
+
+func redactConn(s string) string {
+	if strings.HasPrefix(s, "nats://") || strings.HasPrefix(s, "tls://") || strings.Contains(s, ",") {
+		return natsadapter.RedactURLs(s)
+	}
+	return postgres.Redact(s)
 }

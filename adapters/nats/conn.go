@@ -455,6 +455,10 @@ func retentionName(p jetstream.RetentionPolicy) string {
 	}
 }
 
+// RedactURLs hides credentials (user, password or token) in a
+// comma-separated NATS server list, for display.
+func RedactURLs(s string) string { return redactURLs(s) }
+
 // redactURLs hides credentials (user, password or token) in a
 // comma-separated server list.
 func redactURLs(s string) string {

@@ -187,6 +187,40 @@ func TestValidateConfigChecksWhatRunChecks(t *testing.T) {
 	}
 }
 
+// --print redacts a NATS server list's credentials: a token as the URL's
+// user, and every URL of a comma-separated list.
+func TestValidateConfigPrintRedactsNATSURLs(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "config.toml", `
+topology = "nats-distributed"
+[database]
+url = "postgres://postgres@127.0.0.1:5432/app"
+[redis]
+url = "redis://127.0.0.1:6379/0"
+[nats]
+url = "nats://natstoken9@127.0.0.1:4222,nats://user:natspass10@127.0.0.2:4222"
+[[observers]]
+name = "hook"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "log"
+`)
+	var out, errOut bytes.Buffer
+	if err := checkConfig(file, []string{"FRAISEQL_ADMIN_TOKEN=x"}, true, false, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	got := out.String()
+	for _, s := range []string{"natstoken9", "natspass10"} {
+		if strings.Contains(got, s) {
+			t.Errorf("printed secret %q:\n%s", s, got)
+		}
+	}
+	if !strings.Contains(got, "127.0.0.2:4222") {
+		t.Errorf("output lacks the second server:\n%s", got)
+	}
+}
+
 // --print shows the effective configuration, defaults and topology
 // defaults included, with every secret redacted, as TOML or JSON.
 func TestValidateConfigPrintRedacts(t *testing.T) {
