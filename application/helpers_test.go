@@ -64,6 +64,19 @@ type metrics struct {
 	deadLettered     int
 	conditionSkipped int
 	checkpoints      []ports.Position
+	inFlight         int // the last InFlight
+}
+
+func (m *metrics) InFlight(n int) {
+	m.mu.Lock()
+	m.inFlight = n
+	m.mu.Unlock()
+}
+
+func (m *metrics) lastInFlight() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.inFlight
 }
 
 var _ ports.Metrics = (*metrics)(nil)

@@ -190,6 +190,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		r.mu.Lock()
 		r.tr, r.status.Running, r.status.ProgressAt = nil, false, time.Time{}
 		r.mu.Unlock()
+		r.cfg.Metrics.InFlight(0) // a standby holds nothing: no stale value from its last term
 	}()
 	log.Info("reader started", slog.String("checkpoint", start.String()))
 

@@ -395,12 +395,33 @@ func TestReaderMaxInFlight(t *testing.T) {
 			if got := len(p.spy.handledPositions()); got != tt.maxInFlight {
 				t.Fatalf("%d records handed to the handler while all were blocked, want %d", got, tt.maxInFlight)
 			}
+			if n := p.metrics.lastInFlight(); n != tt.maxInFlight {
+				t.Errorf("events_in_flight %d while blocked, want %d", n, tt.maxInFlight)
+			}
 			close(release)
 			eventually(t, "checkpoint at 20", savedAt(t, cps, 20))
 			if got := p.spy.peakInFlight(); got != tt.maxInFlight {
 				t.Errorf("at most %d records in flight, want %d", got, tt.maxInFlight)
 			}
 		})
+	}
+}
+
+// A term that ends leaves events_in_flight at 0 (a standby holds
+// nothing), not at the count of its last read.
+func TestReaderInFlightGaugeEndsAtZero(t *testing.T) {
+	t.Parallel()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	release := make(chan struct{})
+	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: blockedUntil(release),
+		reader: application.ReaderConfig{MaxInFlight: 4, BatchSize: 10}, grace: 10 * time.Millisecond})
+	appendEvents(t, src, numbered("ent", 8)...)
+	bg := runInBackground(t, p.reader.Run)
+	eventually(t, "4 events in flight", func() bool { return p.metrics.lastInFlight() == 4 })
+	_ = bg.Stop(t)
+	close(release)
+	if n := p.metrics.lastInFlight(); n != 0 {
+		t.Errorf("events_in_flight %d after the term ended, want 0", n)
 	}
 }
 

@@ -106,6 +106,21 @@ type TransactionAger interface {
 	OldestTransactionAge(ctx context.Context) (time.Duration, error)
 }
 
+// oldestTransactionAge is the oldest open transaction's age over
+// agers; ok is false unless every one answered (a failed query says
+// nothing of its oldest transaction: 0 would look healthy through an
+// outage, so the gauge keeps its last value).
+func oldestTransactionAge(ctx context.Context, agers []TransactionAger) (oldest time.Duration, ok bool) {
+	for _, a := range agers {
+		d, err := a.OldestTransactionAge(ctx)
+		if err != nil {
+			return 0, false
+		}
+		oldest = max(oldest, d)
+	}
+	return oldest, true
+}
+
 // Run refreshes the gauges every few seconds until ctx ends.
 func (g Gauges) Run(ctx context.Context) {
 	t := time.NewTicker(gaugeEvery)
@@ -123,13 +138,9 @@ func (g Gauges) Run(ctx context.Context) {
 				g.Metrics.SetBacklog(src.Reader, n)
 			}
 		}
-		var oldest time.Duration
-		for _, cl := range g.ChangeLogs {
-			if d, err := cl.OldestTransactionAge(qctx); err == nil {
-				oldest = max(oldest, d)
-			}
+		if oldest, ok := oldestTransactionAge(qctx, g.ChangeLogs); ok {
+			g.Metrics.SetOldestTransactionAge(oldest)
 		}
-		g.Metrics.SetOldestTransactionAge(oldest)
 		if g.Retries != nil {
 			if c, err := g.Retries.Counts(qctx); err == nil {
 				g.Delivery.RetryItems(c.Due, c.Waiting)

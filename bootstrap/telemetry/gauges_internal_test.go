@@ -113,3 +113,22 @@ func TestBacklogGaugeCountFails(t *testing.T) {
 		t.Fatalf("after the failure: %d %v %v, want a new count", n, counted, err)
 	}
 }
+
+type ager struct {
+	d   time.Duration
+	err error
+}
+
+func (a ager) OldestTransactionAge(context.Context) (time.Duration, error) { return a.d, a.err }
+
+// The oldest transaction's age is the largest over the databases, and
+// unknown (the gauge keeps its value) when one of them does not answer.
+func TestOldestTransactionAge(t *testing.T) {
+	t.Parallel()
+	if d, ok := oldestTransactionAge(t.Context(), []TransactionAger{ager{d: time.Second}, ager{d: time.Minute}}); !ok || d != time.Minute {
+		t.Errorf("two answers = %v, %v; want 1m", d, ok)
+	}
+	if _, ok := oldestTransactionAge(t.Context(), []TransactionAger{ager{d: time.Second}, ager{err: errors.New("down")}}); ok {
+		t.Error("with a database down the age was taken as known")
+	}
+}
