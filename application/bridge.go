@@ -141,6 +141,9 @@ func (b *Bridge) park(t *bridgeTerm, rec ports.Record, finish func(), d ports.De
 	for {
 		err := parkDeadLetter(t.ctx, b.dlq, b.cfg.Logger, d, positionOf(rec))
 		if err == nil {
+			if rec.Err != nil { // a row that is not an event, as the processor counts one
+				b.cfg.Metrics.EventProcessed("invalid")
+			}
 			b.cfg.Metrics.DeadLettered()
 			b.cfg.Logger.Error(msg, slog.String("event_id", rec.Event.ID),
 				slog.String("position", rec.Position.String()), slog.String("error", d.Error))

@@ -191,8 +191,9 @@ func testWorkerAcksNaksAndDeadLetters(t *testing.T, batch int) {
 	unwanted := &fakeDelivery{data: evOf("Invoice", "unwanted"), attempt: 1} // no observer of Invoice
 	consumer := &fakeConsumer{deliveries: []*fakeDelivery{ok, flaky, rejected, hopeless, finalAttempt, garbage, slow, unwanted}, concurrent: batch > 0}
 	rp := &recordingProc{RunProcessor: proc}
+	wm := newMetrics()
 	w, err := application.NewWorker(consumer, rp, dlq, application.WorkerConfig{InProgressInterval: 30 * time.Millisecond, Logger: discardLogger(), Batch: batch,
-		Unwanted: proc.Unwanted})
+		Unwanted: proc.Unwanted, Metrics: wm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,6 +244,10 @@ func testWorkerAcksNaksAndDeadLetters(t *testing.T, batch int) {
 	}
 	if d := byEvent[""]; string(d.Raw) != "{not json" {
 		t.Errorf("garbage dead letter raw = %q", d.Raw)
+	}
+	// The garbage never reaches the processor: the worker counts it.
+	if events, _, dead, _ := wm.snapshot(); events["invalid"] != 1 || dead != 1 {
+		t.Errorf("worker metrics: %v events, %d dead-lettered; want the garbage counted as invalid and dead-lettered", events, dead)
 	}
 }
 

@@ -200,7 +200,8 @@ func TestBridgeDeadLettersEventsTheBusRefuses(t *testing.T) {
 	ids := appendEvents(t, src, "a", "b", "c")
 	pub := &refusingPublisher{fakePublisher: fakePublisher{stored: map[string]int{}}, refuse: map[string]bool{ids[1]: true}}
 	store := newPickyStore()
-	bridge, err := application.NewBridge(pub, store, application.BridgeConfig{RetryDelay: 5 * time.Millisecond, DrainTimeout: time.Minute, Logger: discardLogger()})
+	bm := newMetrics()
+	bridge, err := application.NewBridge(pub, store, application.BridgeConfig{RetryDelay: 5 * time.Millisecond, DrainTimeout: time.Minute, Logger: discardLogger(), Metrics: bm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +225,9 @@ func TestBridgeDeadLettersEventsTheBusRefuses(t *testing.T) {
 	d := onlyDeadLetter(t, store)
 	if d.Event.ID != ids[1] || !strings.Contains(d.Error, "bus refused") {
 		t.Errorf("dead letter = %+v, want the refused event with the reason", d)
+	}
+	if events, _, dead, _ := bm.snapshot(); dead != 1 || events["invalid"] != 0 {
+		t.Errorf("bridge metrics: %v events, %d dead-lettered; want one dead letter, no invalid input", events, dead)
 	}
 	pub.mu.Lock()
 	defer pub.mu.Unlock()

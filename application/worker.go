@@ -35,7 +35,10 @@ type WorkerConfig struct {
 	// Processor.Unwanted): their messages are acked at once.
 	Unwanted func(ports.Record) bool
 	Logger   *slog.Logger
-	Now      func() time.Time
+	// Metrics counts what the processor does not see: a message that is
+	// not an event, dead-lettered (default: none).
+	Metrics ports.Metrics
+	Now     func() time.Time
 }
 
 // Worker processes events delivered by the bus. A message is acked only
@@ -65,6 +68,9 @@ func NewWorker(consumer ports.EventConsumer, proc RunProcessor, dlq ports.DeadLe
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
 	cfg.InProgressInterval = cmp.Or(cfg.InProgressInterval, 10*time.Second)
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, time.Second)
+	if cfg.Metrics == nil {
+		cfg.Metrics = ports.NopMetrics{}
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -225,6 +231,8 @@ func (w *Worker) parkUndecodable(ctx, work context.Context, d ports.Delivery, ca
 			return
 		}
 	}
+	w.cfg.Metrics.EventProcessed("invalid") // events_failed{invalid}, events_deserialization_failures
+	w.cfg.Metrics.DeadLettered()
 	w.cfg.Logger.Error("undecodable message dead-lettered and terminated", slog.String("error", cause.Error()))
 	if err := d.Term(work); err != nil {
 		w.cfg.Logger.Warn("term failed", slog.String("error", err.Error()))

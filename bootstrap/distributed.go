@@ -129,6 +129,7 @@ func (a *App) buildWorker(ctx context.Context) error {
 		InProgressInterval: max(a.cfg.NATS.Consumer.AckWait/3, 500*time.Millisecond),
 		Unwanted:           a.processor.Unwanted,
 		Logger:             a.logger,
+		Metrics:            a.metrics,
 	})
 	return err
 }
