@@ -112,7 +112,10 @@ type Executor struct {
 	timeout    time.Duration
 	logger     *slog.Logger
 	now        func() time.Time
-	pool       *pool
+	// missingNotes limits the missing-placeholder warnings (one a minute
+	// per action).
+	missingNotes domain.NoteLimiter
+	pool         *pool
 }
 
 var _ ports.ActionExecutor = (*Executor)(nil)
@@ -252,11 +255,14 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	}
 	r, missing, err := render(ev, act.Email)
 	if len(missing) > 0 {
-		e.logger.WarnContext(ctx, "email templates have missing placeholders",
-			slog.String("event_id", ev.ID),
-			slog.String("observer", observerName(obs)),
-			slog.String("action", act.Name),
-			slog.Any("missing_placeholders", missing))
+		if ok, held := e.missingNotes.Allow(observerName(obs)+"\x00"+act.Name, time.Now()); ok {
+			e.logger.WarnContext(ctx, "email templates have missing placeholders (logged at most once a minute per action)",
+				slog.String("event_id", ev.ID),
+				slog.String("observer", observerName(obs)),
+				slog.String("action", act.Name),
+				slog.Any("missing_placeholders", missing),
+				slog.Int("held_back", held))
+		}
 	}
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("email: action %q: %w", act.Name, err))

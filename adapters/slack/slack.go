@@ -28,12 +28,15 @@ const Timeout = 10 * time.Second
 type Executor struct {
 	http   *webhook.Executor
 	logger *slog.Logger
+	// missingNotes limits the missing-placeholder warnings (one a minute
+	// per action).
+	missingNotes domain.NoteLimiter
 }
 
 var _ ports.ActionExecutor = (*Executor)(nil)
 
 // NewExecutor posts through httpExec (its SSRF policy and status policy:
-// 2xx ok; 408, 429 with Retry-After and 5xx retried; other statuses
+// 2xx ok; 408, 425, 429 with Retry-After and 5xx retried; other statuses
 // permanent).
 func NewExecutor(httpExec *webhook.Executor, logger *slog.Logger) *Executor {
 	return &Executor{http: httpExec, logger: logger}
@@ -56,9 +59,11 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	}
 	text, missing := tmpl.Render(ev, domain.EscapeSlack) // event data cannot add Slack markup
 	if len(missing) > 0 {
-		e.logger.WarnContext(ctx, "slack message template has missing placeholders",
-			slog.String("event_id", ev.ID), slog.String("observer", obs.Name), slog.String("action", act.Name),
-			slog.Any("missing_placeholders", missing))
+		if ok, held := e.missingNotes.Allow(obs.Name+"\x00"+act.Name, time.Now()); ok {
+			e.logger.WarnContext(ctx, "slack message template has missing placeholders (logged at most once a minute per action)",
+				slog.String("event_id", ev.ID), slog.String("observer", obs.Name), slog.String("action", act.Name),
+				slog.Any("missing_placeholders", missing), slog.Int("held_back", held))
+		}
 	}
 	body, err := json.Marshal(message{Text: text, Channel: act.Slack.Channel})
 	if err != nil {

@@ -68,8 +68,11 @@ type Executor struct {
 	now       func() time.Time
 	propagate func(ctx context.Context, h http.Header)
 	targets   memo[string, parsedURL] // raw URL → parsed, per configured URL
-	ids       memo[idKey, string]     // observer/action → webhook-id suffix
-	keys      memo[string, *signer]   // signing secret → its signer
+	// missingNotes limits the missing-placeholder warnings (one a minute
+	// per action).
+	missingNotes domain.NoteLimiter
+	ids          memo[idKey, string]   // observer/action → webhook-id suffix
+	keys         memo[string, *signer] // signing secret → its signer
 }
 
 var _ ports.ActionExecutor = (*Executor)(nil)
@@ -328,11 +331,14 @@ func (e *Executor) body(ctx context.Context, ev *domain.Event, obs *domain.Obser
 	}
 	out, missing := act.Webhook.BodyTemplate.Render(ev, domain.EscapeJSON)
 	if len(missing) > 0 {
-		e.logger.WarnContext(ctx, "webhook body template has missing placeholders",
-			slog.String("event_id", ev.ID),
-			slog.String("observer", observerName(obs)),
-			slog.String("action", act.Name),
-			slog.Any("missing_placeholders", missing))
+		if ok, held := e.missingNotes.Allow(observerName(obs)+"\x00"+act.Name, time.Now()); ok {
+			e.logger.WarnContext(ctx, "webhook body template has missing placeholders (logged at most once a minute per action)",
+				slog.String("event_id", ev.ID),
+				slog.String("observer", observerName(obs)),
+				slog.String("action", act.Name),
+				slog.Any("missing_placeholders", missing),
+				slog.Int("held_back", held))
+		}
 	}
 	return []byte(out), nil
 }

@@ -980,6 +980,31 @@ func TestExecuteRedactsEchoedURLSecrets(t *testing.T) {
 	}
 }
 
+// A body template's missing placeholder is logged once a minute per
+// action, not once per event.
+func TestExecuteLogsMissingPlaceholdersOnceAMinute(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(srv.Close)
+	logs := &testsupport.Logs{}
+	exec, err := webhook.NewExecutor(webhook.Config{Policy: loopbackPolicy(t)}, slog.New(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(exec.Close)
+	act := newAction(srv.URL+"/h", func(wh *domain.WebhookAction) {
+		wh.BodyTemplate = domain.MustCompileTemplate(`{"status": "{{ no_such_field }}"}`)
+	})
+	for range 5 {
+		if err := exec.Execute(t.Context(), newEvent(), testObserver, act); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(logs.Find("webhook body template has missing placeholders (logged at most once a minute per action)")); n != 1 {
+		t.Errorf("%d warnings for 5 events, want 1", n)
+	}
+}
+
 type traceKey struct{}
 
 // With Propagate, the request carries the trace context of its ctx (the
