@@ -114,7 +114,7 @@ type Executor struct {
 	now        func() time.Time
 	// missingNotes limits the missing-placeholder warnings (one a minute
 	// per action).
-	missingNotes domain.NoteLimiter
+	missingNotes ports.NoteLimiter
 	pool         *pool
 }
 

@@ -30,7 +30,7 @@ type Executor struct {
 	logger *slog.Logger
 	// missingNotes limits the missing-placeholder warnings (one a minute
 	// per action).
-	missingNotes domain.NoteLimiter
+	missingNotes ports.NoteLimiter
 }
 
 var _ ports.ActionExecutor = (*Executor)(nil)

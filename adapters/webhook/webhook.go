@@ -70,7 +70,7 @@ type Executor struct {
 	targets   memo[string, parsedURL] // raw URL → parsed, per configured URL
 	// missingNotes limits the missing-placeholder warnings (one a minute
 	// per action).
-	missingNotes domain.NoteLimiter
+	missingNotes ports.NoteLimiter
 	ids          memo[idKey, string]   // observer/action → webhook-id suffix
 	keys         memo[string, *signer] // signing secret → its signer
 }
