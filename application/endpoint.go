@@ -355,3 +355,40 @@ func (e *endpointState) status() EndpointStatus {
 	}
 	return st
 }
+
+// Retain forgets what the guard knows of the endpoints no action of
+// observers uses any more (a reload removed them): their circuit, limits
+// and state gauge, which would otherwise report, say, an open circuit for
+// ever. An endpoint with attempts in flight is kept until a later Retain.
+// The remembered endpoint names of actions no longer configured go too.
+func (g *EndpointGuard) Retain(observers []*domain.Observer) {
+	keep := map[string]bool{}
+	current := map[*domain.Action]bool{}
+	for _, o := range observers {
+		for i := range o.Actions {
+			act := &o.Actions[i]
+			current[act] = true
+			keep[g.cfg.Endpoint(o, act)] = true
+		}
+	}
+	g.names.Range(func(k, _ any) bool {
+		if !current[k.(*domain.Action)] {
+			g.names.Delete(k)
+		}
+		return true
+	})
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for name, e := range g.eps {
+		if keep[name] {
+			continue
+		}
+		e.mu.Lock()
+		busy := e.inFlight > 0
+		e.mu.Unlock()
+		if !busy {
+			delete(g.eps, name)
+			g.cfg.Metrics.EndpointRemoved(name)
+		}
+	}
+}

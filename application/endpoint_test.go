@@ -305,3 +305,49 @@ func TestEndpointFirstAnswerWakesTheBacklogOnce(t *testing.T) {
 		t.Errorf("OnRecover calls = %v, want one, at the first answer", b.recovered)
 	}
 }
+
+// removedEndpoints records the endpoints a guard forgets.
+type removedEndpoints struct {
+	ports.NopDeliveryMetrics
+	mu      sync.Mutex
+	removed []string
+}
+
+func (r *removedEndpoints) EndpointRemoved(ep string) {
+	r.mu.Lock()
+	r.removed = append(r.removed, ep)
+	r.mu.Unlock()
+}
+
+// Retain forgets an endpoint that no configured action uses any more (a
+// reload removed it) with its open circuit and its state series; the
+// endpoints still used keep their state.
+func TestEndpointGuardRetainForgetsRemovedEndpoints(t *testing.T) {
+	t.Parallel()
+	m := &removedEndpoints{}
+	exec := ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error {
+		return domain.Transient(errors.New("connection refused"), 0)
+	})
+	g, err := application.NewEndpointGuard(exec, application.EndpointGuardConfig{
+		Default: application.EndpointPolicy{BreakerFailures: 1}, Logger: discardLogger(), Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := &domain.Observer{Name: "kept", Actions: []domain.Action{{Name: "a", Type: domain.ActionWebhook, Webhook: &domain.WebhookAction{URL: "https://kept.example:443/h"}}}}
+	gone := &domain.Observer{Name: "gone", Actions: []domain.Action{{Name: "b", Type: domain.ActionWebhook, Webhook: &domain.WebhookAction{URL: "https://gone.example:443/h"}}}}
+	ev := event("e", "Order", "1", nil)
+	for _, o := range []*domain.Observer{kept, gone} {
+		_ = g.Execute(t.Context(), &ev, o, &o.Actions[0]) // one failure opens each circuit
+	}
+	if n := len(g.Status()); n != 2 {
+		t.Fatalf("%d endpoints known, want 2", n)
+	}
+	g.Retain([]*domain.Observer{kept})
+	st := g.Status()
+	if len(st) != 1 || st[0].Endpoint != "https://kept.example:443" || st[0].State != application.CircuitOpen {
+		t.Errorf("after Retain: %+v, want only the kept endpoint, still open", st)
+	}
+	if !slices.Equal(m.removed, []string{"https://gone.example:443"}) {
+		t.Errorf("removed %v, want the gone endpoint's series", m.removed)
+	}
+}

@@ -87,6 +87,9 @@ func (a *App) Reload() error {
 		return err
 	}
 	a.processor.SetMatcher(domain.NewMatcher(obs))
+	if a.guard != nil {
+		a.guard.Retain(a.processor.Matcher().Observers())
+	}
 	if a.changeLog != nil {
 		a.changeLog.SetEntities(a.observedEntities())
 	}

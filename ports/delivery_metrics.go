@@ -15,6 +15,9 @@ type DeliveryMetrics interface {
 	// EndpointState records an endpoint's circuit state ("closed",
 	// "open", "half_open"), counting the transition.
 	EndpointState(endpoint, state string)
+	// EndpointRemoved drops an endpoint no action uses any more (after a
+	// reload): its state is no longer reported.
+	EndpointRemoved(endpoint string)
 	// EndpointDeferred counts an action not attempted because of its
 	// endpoint; reason is a domain.DeferReason.
 	EndpointDeferred(endpoint, reason string)
@@ -32,6 +35,7 @@ func (NopDeliveryMetrics) Parked(RetryState)               {}
 func (NopDeliveryMetrics) RetrySettled(string)             {}
 func (NopDeliveryMetrics) RetryItems(int64, int64)         {}
 func (NopDeliveryMetrics) EndpointState(string, string)    {}
+func (NopDeliveryMetrics) EndpointRemoved(string)          {}
 func (NopDeliveryMetrics) EndpointDeferred(string, string) {}
 func (NopDeliveryMetrics) DeliveriesLogged(int)            {}
 func (NopDeliveryMetrics) DeliveriesDropped(int)           {}

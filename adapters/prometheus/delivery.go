@@ -59,6 +59,10 @@ func (m *DeliveryMetrics) RetryItems(due, waiting int64) {
 	m.items.WithLabelValues(string(ports.RetryWaiting)).Set(float64(waiting))
 }
 
+// EndpointRemoved deletes the endpoint's state series (its transitions
+// and deferrals stay: counters of what happened).
+func (m *DeliveryMetrics) EndpointRemoved(endpoint string) { m.state.DeleteLabelValues(endpoint) }
+
 func (m *DeliveryMetrics) EndpointState(endpoint, state string) {
 	m.state.WithLabelValues(endpoint).Set(circuitValues[state])
 	m.transitions.WithLabelValues(endpoint, state).Inc()

@@ -43,4 +43,9 @@ func TestEveryDeliveryMetricIsSetByItsMethod(t *testing.T) {
 			t.Errorf("exposition lacks %s", want)
 		}
 	}
+	d.EndpointRemoved("https://a:443") // a reload removed it
+	if body := scrape(t, m); strings.Contains(body, `fraiseql_observer_endpoint_state{endpoint="https://a:443"}`) ||
+		!strings.Contains(body, `fraiseql_observer_endpoint_state{endpoint="https://b:443"} 1`) {
+		t.Errorf("after EndpointRemoved the exposition still reports a's state, or lost b's")
+	}
 }
