@@ -515,9 +515,12 @@ func TestProcessorDeadLettersWhatTheRetryStoreRefuses(t *testing.T) {
 	b.fail.set(nil)
 	b.store.refuse.Store("e2")
 	before := b.calls.len()
-	b.process(t, event("e2", "Order", "1", nil)) // held, refused, dead-lettered: process fails after 100 steps otherwise
+	run := b.process(t, event("e2", "Order", "1", nil)) // held, refused, dead-lettered: process fails after 100 steps otherwise
 	if n := b.calls.len() - before; n != 0 {
 		t.Errorf("e2 made %d attempts, want none (held behind e1)", n)
+	}
+	if run.Summary.FinalFailures != 1 || len(run.Summary.Actions) == 0 || run.Summary.Actions[len(run.Summary.Actions)-1].Outcome != domain.OutcomeDeadLettered {
+		t.Errorf("e2 summary %+v, want its action reported dead-lettered", run.Summary)
 	}
 	if n, err := b.dead.Count(t.Context()); err != nil || n != 1 {
 		t.Errorf("dead letters %d (%v), want e2's", n, err)

@@ -95,6 +95,9 @@ func (p *Processor) parkObserver(ctx context.Context, run *Run, obs *domain.Obse
 		if p.cfg.Blocked != nil && !carried {
 			p.cfg.Blocked.Done(obs.Name, item.EntityKey)
 		}
+		// A carried count stays: the earlier park whose answer was lost may
+		// have stored an item (with other action errors) that this one's
+		// content cannot match; too high is safe.
 	case err != nil:
 		run.uncertain = append(run.uncertain, obs)
 	case created && carried && p.cfg.Blocked != nil:
@@ -113,7 +116,7 @@ func (p *Processor) parkObserver(ctx context.Context, run *Run, obs *domain.Obse
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "the retry store refuses these actions for good; dead-lettering them",
 			slog.String("event_id", ev.ID), slog.String("observer", obs.Name), slog.String("error", err.Error()))
 		for _, t := range group {
-			t.park, t.hold, t.due = false, false, now
+			t.park, t.hold, t.due, t.report = false, false, now, true
 			t.lastErr = fmt.Errorf("the retry store refused to park it: %w", err)
 		}
 		return false

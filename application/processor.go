@@ -104,6 +104,10 @@ type task struct {
 	// before it is (an earlier event of its key is parked, or its endpoint
 	// is down).
 	park, hold bool
+	// report marks a task finished for good without an attempt recording
+	// it (the retry store refused it): its finish adds the summary detail
+	// and the action metric.
+	report bool
 }
 
 // ProcessorConfig holds the processor's dependencies and tuning.
@@ -245,7 +249,18 @@ func (p *Processor) Step(ctx context.Context, run *Run) (time.Time, bool) {
 			break
 		}
 		if t.lastErr != nil {
-			p.finishFailed(ctx, run, t, t.lastErr)
+			cause := t.lastErr
+			p.finishFailed(ctx, run, t, cause)
+			if t.finished && t.report {
+				outcome := domain.OutcomeDeadLettered
+				if t.obs.OnFailure == domain.FailureLog {
+					outcome = domain.OutcomeFailedLogged
+				}
+				detail := domain.ActionDetail{Observer: t.obs.Name, Action: t.act.Name, ActionType: t.act.Type,
+					Attempt: t.attempts, Outcome: outcome, Error: cause.Error()}
+				p.cfg.Metrics.ActionExecuted(detail)
+				run.Summary.Add(detail)
+			}
 			continue
 		}
 		p.attempt(ctx, run, t)

@@ -132,8 +132,12 @@ func EffectiveConfig(cfg config.Config) (map[string]any, error) {
 	return config.Effective(cfg, redactConn)
 }
 
+// redactConn picks the redaction by the URL's scheme: a NATS server list
+// starts with nats:// or tls://; anything else (PostgreSQL URLs and
+// keyword/value strings, whose host lists hold commas too, Redis URLs)
+// goes through PostgreSQL's.
 func redactConn(s string) string {
-	if strings.HasPrefix(s, "nats://") || strings.HasPrefix(s, "tls://") || strings.Contains(s, ",") {
+	if strings.HasPrefix(s, "nats://") || strings.HasPrefix(s, "tls://") {
 		return natsadapter.RedactURLs(s)
 	}
 	return postgres.Redact(s)

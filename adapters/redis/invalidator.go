@@ -247,11 +247,16 @@ func emptyPlaceholders(t *domain.Template, ev *domain.Event) []string {
 }
 
 // refusedForGood reports a server's error reply that a retry would get
-// again (NOPERM: the ACL forbids the key or the command; an unknown
-// command), as opposed to one of a server that cannot serve right now
-// (LOADING, READONLY, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, max clients) or a
-// network failure, which are retried.
+// again: NOPERM (the ACL forbids the key or the command), WRONGTYPE, an
+// unknown command. Every other failure is retried: a server that cannot
+// serve right now (LOADING, READONLY, BUSY, OOM, CLUSTERDOWN, TRYAGAIN,
+// MASTERDOWN, max clients) or the network.
 func refusedForGood(err error) bool {
 	var reply goredis.Error
-	return errors.As(err, &reply) && !errors.Is(err, goredis.Nil) && !isUnavailable(err)
+	if !errors.As(err, &reply) || errors.Is(err, goredis.Nil) {
+		return false
+	}
+	msg := reply.Error()
+	return strings.HasPrefix(msg, "NOPERM") || strings.HasPrefix(msg, "WRONGTYPE") ||
+		strings.HasPrefix(msg, "ERR unknown command") || strings.HasPrefix(msg, "ERR unknown subcommand")
 }

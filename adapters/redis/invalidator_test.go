@@ -310,6 +310,8 @@ func TestInvalidatorClassifiesErrorReplies(t *testing.T) {
 		{"-ERR unknown command 'UNLINK', with args beginning with: \r\n", true},
 		{"-LOADING Redis is loading the dataset in memory\r\n", false},
 		{"-READONLY You can't write against a read only replica.\r\n", false},
+		{"-BUSY Redis is busy running a script.\r\n", false},
+		{"-OOM command not allowed when used memory > 'maxmemory'.\r\n", false},
 	} {
 		url := fakeRedis(t, func(args []string) string {
 			switch strings.ToLower(args[0]) {

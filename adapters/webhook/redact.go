@@ -15,11 +15,14 @@ import (
 
 // echoSecrets are the credentials a request to rawURL with wh's headers
 // carries (wh may be nil): headers_env values and header values whose
-// names say they are credentials, "Bearer <token>"'s token alone, and the
-// URL's user information, query values and path segments that look like
-// tokens (a Slack webhook's path is its credential). A receiver
-// may echo any of them back in its answer, which goes to the delivery
-// log, logs and dead letters: redactText removes them.
+// names say they are credentials, "Bearer <token>"'s token alone, the
+// URL's password (and the Basic-Auth header made of it), and the user
+// name, query values and path segments that look like tokens (or whose
+// query key names a credential; a Slack webhook's path is its
+// credential), each also as the URL carries it encoded and with "/"
+// escaped as JSON may write it. A receiver may echo any of them back in
+// its answer, which goes to the delivery log, logs and dead letters:
+// redactText removes them.
 func echoSecrets(rawURL string, wh *domain.WebhookAction) []string {
 	var secrets []string
 	add := func(v string) {
@@ -27,6 +30,9 @@ func echoSecrets(rawURL string, wh *domain.WebhookAction) []string {
 			return
 		}
 		secrets = append(secrets, v)
+		if strings.Contains(v, "/") {
+			secrets = append(secrets, strings.ReplaceAll(v, "/", `\/`))
+		}
 		if fields := strings.Fields(v); len(fields) > 1 {
 			for _, f := range fields {
 				if len(f) >= minEchoed {
@@ -47,34 +53,38 @@ func echoSecrets(rawURL string, wh *domain.WebhookAction) []string {
 	}
 	if u, err := url.Parse(rawURL); err == nil {
 		if u.User != nil {
-			add(u.User.Username())
+			if name := u.User.Username(); tokenLike(name) {
+				add(name)
+			}
 			if pw, ok := u.User.Password(); ok {
 				add(pw)
 				add(base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + pw))) // the Basic-Auth header
 			}
 		}
 		for seg := range strings.SplitSeq(strings.Trim(u.EscapedPath(), "/"), "/") {
-			if !tokenLike(seg) {
-				continue // "hooks", "orders": words a receiver's message may use
-			}
-			add(seg)
-			if un, err := url.PathUnescape(seg); err == nil && un != seg {
+			if un, err := url.PathUnescape(seg); err == nil && tokenLike(un) {
+				add(seg) // as sent
 				add(un)
-			}
+			} // else "hooks", "orders": words a receiver's message may use
 		}
-		for _, vs := range u.Query() {
-			for _, v := range vs {
-				add(v)
+		for part := range strings.SplitSeq(u.RawQuery, "&") {
+			k, raw, _ := strings.Cut(part, "=")
+			key, _ := url.QueryUnescape(k)
+			v, err := url.QueryUnescape(raw)
+			if err != nil || !sensitiveHeader(key) && !tokenLike(v) {
+				continue // ?format=json, ?page=2: not credentials
 			}
+			add(raw) // as sent
+			add(v)
 		}
 	}
 	// Longest first, so that a secret containing another is removed whole.
 	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-	return secrets
+	return slices.Compact(secrets)
 }
 
-// tokenLike reports whether a URL path segment may be a credential: 16
-// bytes or more, or 8 or more mixing letters and digits.
+// tokenLike reports whether a URL part may be a credential: 16 bytes or
+// more, or 8 or more mixing letters and digits.
 func tokenLike(seg string) bool {
 	if len(seg) >= 16 {
 		return true
@@ -85,15 +95,18 @@ func tokenLike(seg string) bool {
 	return strings.ContainsAny(seg, "0123456789") && strings.IndexFunc(seg, unicode.IsLetter) >= 0
 }
 
-// redactText replaces every secret in s, and a start of one (at least
-// minEchoed bytes) that s ends with (cut by a length limit), by
-// "(redacted)".
-func redactText(s string, secrets []string) string {
+// redactText replaces every secret in s by "(redacted)"; when s was cut
+// by a length limit (cut), a start of one (at least minEchoed bytes) that
+// s ends with too.
+func redactText(s string, secrets []string, cut bool) string {
 	for _, v := range secrets {
 		s = strings.ReplaceAll(s, v, redacted)
+		if !cut {
+			continue
+		}
 		for n := min(len(v)-1, len(s)); n >= minEchoed; n-- {
-			if cut, ok := strings.CutSuffix(s, v[:n]); ok {
-				s = cut + redacted
+			if rest, ok := strings.CutSuffix(s, v[:n]); ok {
+				s = rest + redacted
 				break
 			}
 		}

@@ -257,7 +257,7 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 	}
 	snippet := ans.snippet
 	if len(secrets) > 0 {
-		snippet = []byte(redactText(string(snippet), secrets))
+		snippet = []byte(redactText(string(snippet), secrets, len(snippet) >= ports.MaxResponseSnippet))
 	}
 	ports.NoteResponse(ctx, ans.status, snippet) // for the delivery log
 	if ok {
@@ -267,7 +267,8 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 		Method:     method,
 		Target:     target,
 		StatusCode: ans.status,
-		Body:       redactText(strings.ToValidUTF8(trimPartialRune(ans.snippet[:min(len(ans.snippet), maxErrorBody)]), ""), secrets),
+		Body: redactText(strings.ToValidUTF8(trimPartialRune(ans.snippet[:min(len(ans.snippet), maxErrorBody)]), ""), secrets,
+			len(ans.snippet) > maxErrorBody || len(ans.snippet) >= ports.MaxResponseSnippet),
 	}
 	switch {
 	case ans.status == http.StatusRequestTimeout,

@@ -950,9 +950,10 @@ func TestExecuteRedactsEchoedURLSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaks := []string{pass, "xoxhooksecret42", query, apiKey, base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}
+	const sig = "Ab%2Bcd%2F9876%3D" // a base64 signature as the URL carries it (Ab+cd/9876=)
+	leaks := []string{pass, "xoxhooksecret42", query, apiKey, base64.StdEncoding.EncodeToString([]byte(user + ":" + pass)), sig, "Ab+cd/9876="}
 	for _, ok := range []bool{false, true} {
-		target := "http://" + user + ":" + pass + "@" + u.Host + "/" + pathToken + "?token=" + query
+		target := "http://" + user + ":" + pass + "@" + u.Host + "/" + pathToken + "?token=" + query + "&format=json&sig=" + sig
 		if ok {
 			target += "&ok=yes"
 		}
@@ -969,6 +970,9 @@ func TestExecuteRedactsEchoedURLSecrets(t *testing.T) {
 		}
 		if status == 0 || !strings.Contains(string(body), "(redacted)") {
 			t.Errorf("ok=%v: recorded %d %q, want the answer with the credentials redacted", ok, status, body)
+		}
+		if !strings.Contains(string(body), "format=json") {
+			t.Errorf("ok=%v: recorded %q: a query value that is no credential was redacted", ok, body)
 		}
 		for what, text := range texts {
 			for _, leak := range leaks {

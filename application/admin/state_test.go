@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -267,7 +268,9 @@ func TestSetCheckpoint(t *testing.T) {
 func TestMoveCheckpointRenewsTheLeaseWhileTargetRuns(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.state.LeaseTTL = 300 * time.Millisecond
+	b.state.LeaseTTL = 1500 * time.Millisecond
+	counting := &countingLease{LeaseStore: b.store.Leases}
+	b.store.Leases = counting
 	ctx := t.Context()
 	p1 := b.appendAt(t, "o1", time.Hour)
 	if err := b.cps.Save(ctx, "default", p1); err != nil {
@@ -275,12 +278,20 @@ func TestMoveCheckpointRenewsTheLeaseWhileTargetRuns(t *testing.T) {
 	}
 	reader := b.store.Readers[0]
 	res, err := b.state.MoveCheckpoint(ctx, admin.MoveRequest{Store: b.store, Reader: reader, Holder: "slow",
-		Target: func(context.Context, ports.Position, bool) (ports.Position, bool, error) {
-			time.Sleep(time.Second) // over three TTLs
+		Target: func(tctx context.Context, _ ports.Position, _ bool) (ports.Position, bool, error) {
+			// Until the lease was renewed 4 times (over a TTL): renewals,
+			// not a sleep, pace the test.
+			for counting.n.Load() < 5 {
+				select {
+				case <-tctx.Done():
+					return ports.Position{}, false, tctx.Err()
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
 			return ports.Position{}, true, nil
 		}})
 	if err != nil || !res.Moved {
-		t.Fatalf("a Target of three lease TTLs: %+v, %v; want moved", res, err)
+		t.Fatalf("a Target that outlasted the lease's TTL: %+v, %v; want moved", res, err)
 	}
 
 	res, err = b.state.MoveCheckpoint(ctx, admin.MoveRequest{Store: b.store, Reader: reader, Holder: "robbed",
@@ -303,4 +314,15 @@ func TestMoveCheckpointRenewsTheLeaseWhileTargetRuns(t *testing.T) {
 	if pos, _, _ := b.cps.Load(ctx, "default"); pos != (ports.Position{}) {
 		t.Errorf("checkpoint %s, want the first move's", pos)
 	}
+}
+
+// countingLease counts Acquire calls.
+type countingLease struct {
+	admin.LeaseStore
+	n atomic.Int32
+}
+
+func (c *countingLease) Acquire(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	c.n.Add(1)
+	return c.LeaseStore.Acquire(ctx, name, holder, ttl)
 }

@@ -333,8 +333,6 @@ func (b *BatchConfig) batching() *domain.Batching {
 	return out
 }
 
-// valueOrEnv resolves a value given directly or through the environment
-// variable named by the *_env key.
 // keyOrEnv names where a value came from: key, or key_env (variable).
 func keyOrEnv(key, envName string) string {
 	if envName == "" {
@@ -363,6 +361,8 @@ func checkActionURL(key, raw string) error {
 	return nil
 }
 
+// valueOrEnv resolves a value given directly or through the environment
+// variable named by the *_env key.
 func valueOrEnv(key, direct, envName string, lookupEnv func(string) (string, bool)) (string, error) {
 	if direct != "" && envName != "" {
 		return "", fmt.Errorf("%s and %s_env: set only one", key, key)

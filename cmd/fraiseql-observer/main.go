@@ -296,6 +296,12 @@ func runService(inv *invocation) error {
 		return withFile(err, file)
 	}
 	defer app.Close()
+	defer func() { // before Close: a SIGHUP during the shutdown reloads nothing
+		signal.Stop(hup)
+		mu.Lock()
+		running = nil
+		mu.Unlock()
+	}()
 	mu.Lock()
 	running = app
 	reload := pending

@@ -187,14 +187,15 @@ func TestValidateConfigChecksWhatRunChecks(t *testing.T) {
 	}
 }
 
-// --print redacts a NATS server list's credentials: a token as the URL's
-// user, and every URL of a comma-separated list.
+// --print redacts a NATS server list's credentials (a token as the URL's
+// user, every URL of a comma-separated list) and a PostgreSQL
+// keyword/value string's password, whose host list has a comma too.
 func TestValidateConfigPrintRedactsNATSURLs(t *testing.T) {
 	t.Parallel()
 	file := writeFile(t, "config.toml", `
 topology = "nats-distributed"
 [database]
-url = "postgres://postgres@127.0.0.1:5432/app"
+url = "host=127.0.0.1,127.0.0.3 user=app password=pgsecret11 dbname=app"
 [redis]
 url = "redis://127.0.0.1:6379/0"
 [nats]
@@ -211,7 +212,7 @@ type = "log"
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
 	got := out.String()
-	for _, s := range []string{"natstoken9", "natspass10"} {
+	for _, s := range []string{"natstoken9", "natspass10", "pgsecret11"} { // a PostgreSQL host list holds a comma too
 		if strings.Contains(got, s) {
 			t.Errorf("printed secret %q:\n%s", s, got)
 		}
