@@ -176,3 +176,12 @@ func (m *Matcher) Match(ev *Event) []*Observer {
 	}
 	return out
 }
+
+// ObserverName is o's name, "" for nil (an action run without its
+// observer, as a dead-letter retry may).
+func ObserverName(o *Observer) string {
+	if o == nil {
+		return ""
+	}
+	return o.Name
+}

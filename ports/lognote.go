@@ -1,8 +1,12 @@
 package ports
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
 // NoteLimiter lets a repeated note (a log line about the same cause) out
@@ -46,4 +50,18 @@ func (l *NoteLimiter) Allow(key string, now time.Time) (ok bool, suppressed int)
 	}
 	suppressed, k.last, k.suppressed = k.suppressed, now, 0
 	return true, suppressed
+}
+
+// MissingPlaceholders warns, at most once a minute per observer and
+// action, that act's template (named in msg) rendered placeholders of ev
+// empty, with how many such warnings were held back since the last.
+func (l *NoteLimiter) MissingPlaceholders(ctx context.Context, logger *slog.Logger, msg string, ev *domain.Event, obs *domain.Observer, act *domain.Action, missing []string) {
+	name := domain.ObserverName(obs)
+	ok, held := l.Allow(name+"\x00"+act.Name, time.Now())
+	if !ok {
+		return
+	}
+	logger.WarnContext(ctx, msg+" (logged at most once a minute per action)",
+		slog.String("event_id", ev.ID), slog.String("observer", name), slog.String("action", act.Name),
+		slog.Any("missing_placeholders", missing), slog.Int("held_back", held))
 }

@@ -255,25 +255,11 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	}
 	r, missing, err := render(ev, act.Email)
 	if len(missing) > 0 {
-		if ok, held := e.missingNotes.Allow(observerName(obs)+"\x00"+act.Name, time.Now()); ok {
-			e.logger.WarnContext(ctx, "email templates have missing placeholders (logged at most once a minute per action)",
-				slog.String("event_id", ev.ID),
-				slog.String("observer", observerName(obs)),
-				slog.String("action", act.Name),
-				slog.Any("missing_placeholders", missing),
-				slog.Int("held_back", held))
-		}
+		e.missingNotes.MissingPlaceholders(ctx, e.logger, "email templates have missing placeholders", ev, obs, act, missing)
 	}
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("email: action %q: %w", act.Name, err))
 	}
 	msg := e.message(r, ev, obs, act)
 	return e.send(ctx, msg)
-}
-
-func observerName(obs *domain.Observer) string {
-	if obs == nil {
-		return ""
-	}
-	return obs.Name
 }

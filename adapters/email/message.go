@@ -193,7 +193,7 @@ func (e *Executor) message(r rendered, ev *domain.Event, obs *domain.Observer, a
 	}
 	m.Subject(r.Subject)
 	m.SetDateWithValue(e.now())
-	m.SetMessageIDWithValue(messageID(ev.ID, observerName(obs), act.Name, e.fromDomain))
+	m.SetMessageIDWithValue(messageID(ev.ID, domain.ObserverName(obs), act.Name, e.fromDomain))
 	m.SetGenHeader(EventIDHeader, headerText(ev.ID))
 	m.SetGenHeader("Auto-Submitted", "auto-generated") // RFC 3834: no auto-replies
 	m.SetUserAgent("fraiseql-observer")

@@ -74,7 +74,7 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, obs *do
 	// A JetStream stream on the subject dedupes retries of this delivery
 	// (the id is per event, observer and action: another action's message
 	// of the same event is not a duplicate).
-	msg.Header.Set(nats.MsgIdHdr, domain.DeliveryID(ev.ID, observerName(obs), act.Name))
+	msg.Header.Set(nats.MsgIdHdr, domain.DeliveryID(ev.ID, domain.ObserverName(obs), act.Name))
 	// Sending a message over max_payload would make the server close the
 	// connection the bridge and the consumer share, on every retry.
 	if err := checkMessage(p.c.nc, msg); err != nil {
@@ -101,11 +101,4 @@ func subjectStart(s string) string {
 		cut--
 	}
 	return fmt.Sprintf("%q…", s[:cut])
-}
-
-func observerName(obs *domain.Observer) string {
-	if obs == nil {
-		return ""
-	}
-	return obs.Name
 }

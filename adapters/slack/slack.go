@@ -59,11 +59,7 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	}
 	text, missing := tmpl.Render(ev, domain.EscapeSlack) // event data cannot add Slack markup
 	if len(missing) > 0 {
-		if ok, held := e.missingNotes.Allow(obs.Name+"\x00"+act.Name, time.Now()); ok {
-			e.logger.WarnContext(ctx, "slack message template has missing placeholders (logged at most once a minute per action)",
-				slog.String("event_id", ev.ID), slog.String("observer", obs.Name), slog.String("action", act.Name),
-				slog.Any("missing_placeholders", missing), slog.Int("held_back", held))
-		}
+		e.missingNotes.MissingPlaceholders(ctx, e.logger, "slack message template has missing placeholders", ev, obs, act, missing)
 	}
 	body, err := json.Marshal(message{Text: text, Channel: act.Slack.Channel})
 	if err != nil {

@@ -149,7 +149,7 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 			return err
 		}
 		return e.ExecuteBatch(ctx, ports.ActionBatch{
-			ID: domain.BatchID(observerName(obs), act.Name, []string{ev.ID}), Observer: obs, Action: act,
+			ID: domain.BatchID(domain.ObserverName(obs), act.Name, []string{ev.ID}), Observer: obs, Action: act,
 			Events: []ports.BatchEvent{{Event: ev, Body: body}},
 		})
 	}
@@ -161,7 +161,7 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	if err != nil {
 		return domain.Permanent(fmt.Errorf("webhook: %s %s: %w", method, target, err))
 	}
-	return e.deliver(ctx, act, method, target, ev.ID+"."+e.idSuffix(observerName(obs), act.Name), body)
+	return e.deliver(ctx, act, method, target, ev.ID+"."+e.idSuffix(domain.ObserverName(obs), act.Name), body)
 }
 
 // requestTarget returns act's method and what messages may show of its URL.
@@ -332,14 +332,7 @@ func (e *Executor) body(ctx context.Context, ev *domain.Event, obs *domain.Obser
 	}
 	out, missing := act.Webhook.BodyTemplate.Render(ev, domain.EscapeJSON)
 	if len(missing) > 0 {
-		if ok, held := e.missingNotes.Allow(observerName(obs)+"\x00"+act.Name, time.Now()); ok {
-			e.logger.WarnContext(ctx, "webhook body template has missing placeholders (logged at most once a minute per action)",
-				slog.String("event_id", ev.ID),
-				slog.String("observer", observerName(obs)),
-				slog.String("action", act.Name),
-				slog.Any("missing_placeholders", missing),
-				slog.Int("held_back", held))
-		}
+		e.missingNotes.MissingPlaceholders(ctx, e.logger, "webhook body template has missing placeholders", ev, obs, act, missing)
 	}
 	return []byte(out), nil
 }
@@ -517,11 +510,4 @@ func trimPartialRune(b []byte) string {
 		b = b[:len(b)-1]
 	}
 	return string(b)
-}
-
-func observerName(obs *domain.Observer) string {
-	if obs == nil {
-		return ""
-	}
-	return obs.Name
 }
