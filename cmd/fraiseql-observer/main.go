@@ -266,7 +266,7 @@ func runService(inv *invocation) error {
 	}
 	// SIGHUP reloads the observers. It is caught from here on: during a
 	// start that waits for the database, Go's default would end the
-	// process; the observers are read at the end of the start anyway.
+	// process; one that comes then reloads once the start completes.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
