@@ -181,6 +181,10 @@ func (r *Reader) Run(ctx context.Context) error {
 	if err != nil {
 		return err // ctx ended before the checkpoint could be loaded
 	}
+	// The checkpoint's gauges exist from the start of a term (an alert on
+	// a checkpoint that does not move needs the series even when no save
+	// follows).
+	r.cfg.Metrics.Checkpoint(r.cfg.Name, start)
 	tr := newTracker(start, r.cfg.Now)
 	r.mu.Lock()
 	r.tr = tr

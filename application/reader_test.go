@@ -934,3 +934,29 @@ func TestSchedulerGraceEndsWhenTheLeaseIsLost(t *testing.T) {
 		t.Errorf("RunWithLease = %v", err)
 	}
 }
+
+// A term sets the checkpoint gauges from the loaded checkpoint at once,
+// before any save: an alert on a checkpoint that does not move needs the
+// series after a restart too.
+func TestReaderReportsTheLoadedCheckpoint(t *testing.T) {
+	t.Parallel()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	saved := ports.Position{Seq: 7}
+	if err := cps.Save(t.Context(), "default", saved); err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, pipelineSetup{source: src, checkpoints: cps, exec: blockedUntil(make(chan struct{})),
+		reader: application.ReaderConfig{Name: "default"}})
+	bg := runInBackground(t, p.reader.Run)
+	eventually(t, "the checkpoint reported", func() bool {
+		p.metrics.mu.Lock()
+		defer p.metrics.mu.Unlock()
+		return len(p.metrics.checkpoints) > 0
+	})
+	_ = bg.Stop(t)
+	p.metrics.mu.Lock()
+	defer p.metrics.mu.Unlock()
+	if p.metrics.checkpoints[0] != saved {
+		t.Errorf("first checkpoint reported %v, want the loaded %v", p.metrics.checkpoints[0], saved)
+	}
+}

@@ -151,6 +151,10 @@ func New(build BuildInfo) *Metrics {
 	m.publishedStored = sync.OnceValue(func() prom.Counter { return m.published.WithLabelValues("stored") })
 	m.publishedDuplicate = sync.OnceValue(func() prom.Counter { return m.published.WithLabelValues("duplicate") })
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	// The fail-open series exist at 0 from the start: increase() over an
+	// outage shorter than a scrape interval needs the series before it.
+	m.failOpen.WithLabelValues("dedup")
+	m.failOpen.WithLabelValues("cache")
 	m.reg.MustRegister(buildInfo, m.eventsProcessed, m.eventsFailed, m.deserializationFailed,
 		m.actionExecuted, m.actionsExecutedOld, m.actionErrors, m.actionDuration, m.retries, m.deadLettered,
 		m.conditionsSkipped, m.checkpointTxID, m.checkpointSeq, m.inFlight, m.backlogRows, m.backlogSize,

@@ -27,6 +27,18 @@ func scrape(t *testing.T, m *promadapter.Metrics) string {
 	return string(body)
 }
 
+// The fail-open series exist at 0 before any failure, so that increase()
+// sees an outage shorter than a scrape interval.
+func TestFailOpenSeriesStartAtZero(t *testing.T) {
+	t.Parallel()
+	out := scrape(t, promadapter.New(promadapter.BuildInfo{}))
+	for _, want := range []string{`fraiseql_observer_fail_open_total{component="dedup"} 0`, `fraiseql_observer_fail_open_total{component="cache"} 0`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("exposition lacks %s", want)
+		}
+	}
+}
+
 // TestEveryMetricIsSetByItsMethod drives each ports.Metrics method and
 // the gauge setters and checks the exposition carries the value under the
 // original's names, the new ones and the deprecated aliases.

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -53,6 +54,9 @@ type composeService struct {
 	DependsOn   map[string]composeDependency `yaml:"depends_on"`
 	Healthcheck *composeHealthcheck          `yaml:"healthcheck"`
 	Profiles    []string                     `yaml:"profiles"`
+	// StopGracePeriod must outlast the service's drain on SIGTERM (up to
+	// 30s): Docker's default, 10s, would kill in-flight actions.
+	StopGracePeriod string `yaml:"stop_grace_period"`
 }
 
 type composeBuild struct {
@@ -313,6 +317,11 @@ func checkCompose(t reporter, name string, c composeFile, df dockerfile) []strin
 		}
 		if observer && svc.Image != productImage {
 			t.Errorf("%s: builds the product image but names it %q", where, svc.Image)
+		}
+		if observer {
+			if d, err := time.ParseDuration(svc.StopGracePeriod); err != nil || d < 40*time.Second {
+				t.Errorf("%s: stop_grace_period %q, want at least 40s (the service drains up to 30s on SIGTERM; Docker's default is 10s)", where, svc.StopGracePeriod)
+			}
 		}
 		// Mounts: sources exist; named volumes are declared.
 		var mounts []mount
