@@ -128,7 +128,8 @@ func (t *Template) Source() string {
 func (t *Template) IsZero() bool { return t == nil || t.src == "" }
 
 // Render fills the placeholders from ev. Values that are missing render
-// empty and are listed in missing so the caller can log them.
+// empty (under EscapeJSON outside a string, `null`, so that the document
+// stays JSON) and are listed in missing so the caller can log them.
 func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string) {
 	if t == nil {
 		return "", nil
@@ -145,6 +146,9 @@ func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string
 		v, ok := p.path.Resolve(ev)
 		if !ok {
 			missing = append(missing, p.path.String())
+			if esc == EscapeJSON && !p.inString {
+				b.WriteString("null")
+			}
 			continue
 		}
 		switch esc {

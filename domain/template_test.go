@@ -214,3 +214,18 @@ func TestEscapeHTML(t *testing.T) {
 		})
 	}
 }
+
+// A missing value outside a JSON string renders null, so that the body
+// stays JSON (inside a string it renders empty); both are reported.
+func TestTemplateMissingValueKeepsJSON(t *testing.T) {
+	t.Parallel()
+	tmpl := MustCompileTemplate(`{"a": {{ nope }}, "b": "x{{ nope }}", "c": {{ id }}}`)
+	out, missing := tmpl.Render(&Event{Data: map[string]any{"id": 7}}, EscapeJSON)
+	if out != `{"a": null, "b": "x", "c": 7}` || len(missing) != 2 {
+		t.Fatalf("Render = %s, missing %v; want null outside the string, empty inside, two missing", out, missing)
+	}
+	var v map[string]any
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Errorf("the body is not JSON: %v", err)
+	}
+}
