@@ -33,14 +33,10 @@ type LeaseConfig struct {
 // context's cancellation, or an error wrapping ports.ErrLeaseLost, ends
 // the term and is not a failure).
 func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn func(ctx context.Context) error) error {
-	if lease == nil || cfg.Logger == nil || cfg.Name == "" || cfg.Holder == "" {
-		return errors.New("lease: lease, logger, name and holder are required")
+	cfg, log, err := cfg.prepare(lease)
+	if err != nil {
+		return err
 	}
-	cfg.TTL = cmp.Or(cfg.TTL, 15*time.Second)
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	log := cfg.Logger.With(slog.String("lease", cfg.Name), slog.String("holder", cfg.Holder))
 	renew := cfg.TTL / 3
 	waiting := false
 	for ctx.Err() == nil {
@@ -86,6 +82,32 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 		}
 	}
 	return nil
+}
+
+// HoldLease runs fn while keeping a lease this process already holds (the
+// Acquire that took it was sent at acquired), renewing it as
+// RunWithLease does: if the lease is lost, fn's context ends with the
+// cause ports.ErrLeaseLost and LeaseLost(ctx) is closed. It returns fn's
+// error (nil when fn returned its context's cancellation). The caller
+// releases the lease.
+func HoldLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, acquired time.Time, fn func(ctx context.Context) error) error {
+	cfg, log, err := cfg.prepare(lease)
+	if err != nil {
+		return err
+	}
+	return runHolding(ctx, lease, cfg, log, acquired, fn)
+}
+
+// prepare checks cfg, fills its defaults and returns the lease's logger.
+func (cfg LeaseConfig) prepare(lease ports.Lease) (LeaseConfig, *slog.Logger, error) {
+	if lease == nil || cfg.Logger == nil || cfg.Name == "" || cfg.Holder == "" {
+		return cfg, nil, errors.New("lease: lease, logger, name and holder are required")
+	}
+	cfg.TTL = cmp.Or(cfg.TTL, 15*time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg, cfg.Logger.With(slog.String("lease", cfg.Name), slog.String("holder", cfg.Holder)), nil
 }
 
 // runHolding runs fn and renews the lease until fn returns or the lease is

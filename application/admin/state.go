@@ -3,11 +3,11 @@ package admin
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -208,6 +208,7 @@ func (s *State) MoveCheckpoint(ctx context.Context, req MoveRequest) (MoveResult
 	res := MoveResult{}
 	st, r := req.Store, req.Reader
 	ttl := cmp.Or(s.LeaseTTL, 15*time.Second)
+	acquired := time.Now()
 	held, err := st.Leases.Acquire(ctx, r.Lease, req.Holder, ttl)
 	if err != nil {
 		return res, migrateHint(err)
@@ -231,22 +232,33 @@ func (s *State) MoveCheckpoint(ctx context.Context, req MoveRequest) (MoveResult
 		return res, err
 	}
 	res.Old, res.OldStored, res.New = old, ok, old
-	// Target may scan a large change log: the lease is renewed meanwhile
-	// (its end cancels Target, and the fenced save refuses).
-	tctx, stop := context.WithCancelCause(ctx)
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		s.renewWhile(tctx, stop, st.Leases, r.Lease, req.Holder, ttl)
-	}()
-	target, move, err := req.Target(tctx, old, ok)
-	lost := context.Cause(tctx)
-	stop(nil)
-	<-renewed
-	if err != nil && lost != nil && !errors.Is(lost, context.Canceled) {
-		return res, lost
-	}
-	if err != nil || !move {
+	// Target may scan a large change log: the lease is renewed meanwhile,
+	// as a reader's is; losing it ends Target (and the fenced save below
+	// would refuse).
+	var (
+		target ports.Position
+		move   bool
+		lost   bool
+	)
+	herr := application.HoldLease(ctx, st.Leases, application.LeaseConfig{Name: r.Lease, Holder: req.Holder, TTL: ttl, Logger: s.Logger}, acquired,
+		func(hctx context.Context) error {
+			target, move, err = req.Target(hctx, old, ok)
+			select {
+			case <-application.LeaseLost(hctx):
+				lost = true
+			default:
+			}
+			return nil
+		})
+	switch {
+	case herr != nil:
+		return res, herr
+	case lost:
+		if ls, serr := st.Leases.State(ctx, r.Lease); serr == nil && ls.Holder != "" && ls.Holder != req.Holder {
+			return res, fmt.Errorf("%w: lease %q was taken by %s while the move was being prepared; nothing moved", ErrReaderRunning, r.Lease, ls.Holder)
+		}
+		return res, fmt.Errorf("lease %q could not be renewed while the move was being prepared; nothing moved: %w", r.Lease, ports.ErrLeaseLost)
+	case err != nil || !move:
 		return res, err
 	}
 	// Fenced: should the lease run out meanwhile and a reader take it, the
@@ -256,37 +268,6 @@ func (s *State) MoveCheckpoint(ctx context.Context, req MoveRequest) (MoveResult
 	}
 	res.New, res.Moved = target, true
 	return res, nil
-}
-
-// renewWhile renews holder's lease every ttl/3 until ctx ends; a renewal
-// that finds the lease taken, or fails for longer than half the ttl,
-// cancels ctx with the reason.
-func (s *State) renewWhile(ctx context.Context, stop context.CancelCauseFunc, leases LeaseStore, lease, holder string, ttl time.Duration) {
-	t := time.NewTicker(ttl / 3)
-	defer t.Stop()
-	lastHeld := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		held, err := leases.Acquire(ctx, lease, holder, ttl)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err == nil && held:
-			lastHeld = time.Now()
-		case err == nil:
-			stop(fmt.Errorf("%w: lease %q was taken by another process while the move was being prepared; nothing moved", ErrReaderRunning, lease))
-			return
-		case time.Since(lastHeld) > ttl/2:
-			stop(fmt.Errorf("lease %q not renewed for %s while the move was being prepared; nothing moved: %w", lease, time.Since(lastHeld).Round(time.Millisecond), err))
-			return
-		default:
-			s.Logger.Warn("cannot renew the reader lease while preparing the checkpoint move; retrying", slog.String("lease", lease), slog.String("error", err.Error()))
-		}
-	}
 }
 
 // SetCheckpoint moves the checkpoint called name in the primary store to
