@@ -83,6 +83,25 @@ func echoSecrets(rawURL string, wh *domain.WebhookAction) []string {
 	return slices.Compact(secrets)
 }
 
+// echoKey names the credentials of one configured URL and action (wh nil
+// for a Slack URL).
+type echoKey struct {
+	url string
+	wh  *domain.WebhookAction
+}
+
+// echoed is echoSecrets(rawURL, wh), worked out once per configured URL
+// and action (wh is immutable once loaded).
+func (e *Executor) echoed(rawURL string, wh *domain.WebhookAction) []string {
+	k := echoKey{rawURL, wh}
+	if s, ok := e.echoes.get(k); ok {
+		return s
+	}
+	s := echoSecrets(rawURL, wh)
+	e.echoes.put(k, s)
+	return s
+}
+
 // tokenLike reports whether a URL part may be a credential: 16 bytes or
 // more, or 8 or more mixing letters and digits.
 func tokenLike(seg string) bool {

@@ -71,8 +71,9 @@ type Executor struct {
 	// missingNotes limits the missing-placeholder warnings (one a minute
 	// per action).
 	missingNotes ports.NoteLimiter
-	ids          memo[idKey, string]   // observer/action → webhook-id suffix
-	keys         memo[string, *signer] // signing secret → its signer
+	ids          memo[idKey, string]     // observer/action → webhook-id suffix
+	echoes       memo[echoKey, []string] // URL and action → the credentials an answer may echo
+	keys         memo[string, *signer]   // signing secret → its signer
 }
 
 var _ ports.ActionExecutor = (*Executor)(nil)
@@ -174,8 +175,7 @@ func (e *Executor) requestTarget(act *domain.Action) (method, target string, err
 // deliver sends body with act's headers, signed with webhook-id id.
 func (e *Executor) deliver(ctx context.Context, act *domain.Action, method, target, id string, body []byte) error {
 	wh := act.Webhook
-	echoed := func() []string { return echoSecrets(wh.URL, wh) }
-	return e.send(ctx, method, wh.URL, target, body, wh.Timeout, len(wh.Headers)+len(wh.SecretHeaders), echoed, func(req *http.Request) error {
+	return e.send(ctx, method, wh.URL, target, body, wh.Timeout, len(wh.Headers)+len(wh.SecretHeaders), wh, func(req *http.Request) error {
 		for _, headers := range []map[string]string{wh.Headers, wh.SecretHeaders} {
 			for k, v := range headers {
 				if strings.EqualFold(k, "Host") {
@@ -200,17 +200,17 @@ func (e *Executor) Post(ctx context.Context, rawURL string, body []byte, timeout
 	if err != nil {
 		return err
 	}
-	return e.send(ctx, http.MethodPost, rawURL, p.target, body, timeout, 0, func() []string { return echoSecrets(rawURL, nil) }, nil)
+	return e.send(ctx, http.MethodPost, rawURL, p.target, body, timeout, 0, nil, nil)
 }
 
 // send makes the request (prepare adds headers) and classifies the answer:
 // nil for 2xx; transient for 408, 425, 429, 5xx, timeouts and network errors
 // (with Retry-After); permanent for other statuses and refused addresses.
-// extraHeaders is how many headers prepare adds (a size hint); echoed
-// lists the request's credentials, removed from the answer's body before
-// it is recorded or quoted (echoSecrets).
+// extraHeaders is how many headers prepare adds (a size hint); the
+// credentials of rawURL and wh (nil: none; echoSecrets) are removed from
+// the answer's body before it is recorded or quoted.
 func (e *Executor) send(ctx context.Context, method, rawURL, target string, body []byte, timeout time.Duration, extraHeaders int,
-	echoed func() []string, prepare func(*http.Request) error) error {
+	wh *domain.WebhookAction, prepare func(*http.Request) error) error {
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -252,8 +252,8 @@ func (e *Executor) send(ctx context.Context, method, rawURL, target string, body
 		return nil
 	}
 	var secrets []string
-	if len(ans.snippet) > 0 && echoed != nil {
-		secrets = echoed()
+	if len(ans.snippet) > 0 {
+		secrets = e.echoed(rawURL, wh)
 	}
 	snippet := ans.snippet
 	if len(secrets) > 0 {
