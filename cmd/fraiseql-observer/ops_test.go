@@ -132,15 +132,8 @@ url_env = "BILLING_DATABASE_URL"
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			var out, errOut bytes.Buffer
-			err := checkConfig(file, c.environ, false, false, &out, &errOut)
-			code := 0
-			if err != nil {
-				code = exitCode(err)
-				errOut.WriteString(err.Error())
-			}
-			if code != c.code || !strings.Contains(errOut.String(), c.stderr) {
-				t.Errorf("exit %d, stderr %q; want %d, %q", code, errOut.String(), c.code, c.stderr)
+			if code, stderr := validate(file, c.environ); code != c.code || !strings.Contains(stderr, c.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d, %q", code, stderr, c.code, c.stderr)
 			}
 		})
 	}
@@ -173,15 +166,9 @@ func TestValidateConfigChecksWhatRunChecks(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			body := "topology = \"memory\"\n" + cliObserver + c.body
-			var out, errOut bytes.Buffer
-			err := checkConfig(writeFile(t, "config.toml", body), append(c.environ, "FRAISEQL_ADMIN_TOKEN=t"), false, false, &out, &errOut)
-			code := 0
-			if err != nil {
-				code = exitCode(err)
-				errOut.WriteString(err.Error())
-			}
-			if code != c.code || !strings.Contains(errOut.String(), c.stderr) {
-				t.Errorf("exit %d, stderr %q; want %d, %q", code, errOut.String(), c.code, c.stderr)
+			code, stderr := validate(writeFile(t, "config.toml", body), append(c.environ, "FRAISEQL_ADMIN_TOKEN=t"))
+			if code != c.code || !strings.Contains(stderr, c.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d, %q", code, stderr, c.code, c.stderr)
 			}
 		})
 	}
@@ -354,4 +341,16 @@ body_template = "order"
 			t.Errorf("stderr %q warns of %s, which matches an action", got, unwanted)
 		}
 	}
+}
+
+// validate runs validate-config's check of file under environ and
+// returns the exit status and what it wrote on stderr, the error's text
+// included.
+func validate(file string, environ []string) (code int, stderr string) {
+	var out, errOut bytes.Buffer
+	if err := checkConfig(file, environ, false, false, &out, &errOut); err != nil {
+		code = exitCode(err)
+		errOut.WriteString(err.Error())
+	}
+	return code, errOut.String()
 }
