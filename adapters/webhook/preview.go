@@ -54,7 +54,7 @@ func Preview(ev *domain.Event, obs *domain.Observer, act *domain.Action) ports.A
 	} else {
 		p.Problem = "the event envelope cannot be encoded: " + err.Error()
 	}
-	id := MessageID(ev.ID, obs.Name, act.Name)
+	id := domain.DeliveryID(ev.ID, obs.Name, act.Name)
 	if wh.Batch != nil && p.Problem == "" {
 		// A batched action sends the batch document; shown with this
 		// event alone, as a batch of one.

@@ -33,7 +33,7 @@ func TestPreview(t *testing.T) {
 	}
 	if req.Method != "POST" || req.Signing != "signed with 2 secrets" || req.Signatures != 2 || req.Headers["X-Team"] != "logistics" ||
 		req.Headers["X-Receiver-Token"] != "(redacted) (from the environment)" ||
-		req.Headers["webhook-id"] != webhook.MessageID("e1", "shipped", "hook") ||
+		req.Headers["webhook-id"] != domain.DeliveryID("e1", "shipped", "hook") ||
 		req.Body != `{"order": "o-42", "note": "a \"b\"", "gift": ""}` {
 		t.Errorf("request = %+v", req)
 	}

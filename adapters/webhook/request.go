@@ -91,12 +91,12 @@ func (e *Executor) newRequest(method, rawURL string, extraHeaders int) (*http.Re
 // idKey names an observer's action.
 type idKey struct{ observer, action string }
 
-// idSuffix is messageIDSuffix, computed once per observer and action.
+// idSuffix is domain.DeliveryIDSuffix, computed once per observer and action.
 func (e *Executor) idSuffix(observer, action string) string {
 	k := idKey{observer, action}
 	s, ok := e.ids.get(k)
 	if !ok {
-		s = messageIDSuffix(observer, action)
+		s = domain.DeliveryIDSuffix(observer, action)
 		e.ids.put(k, s)
 	}
 	return s

@@ -397,18 +397,6 @@ func (s *signer) appendSignature(dst []byte, id, ts string, body []byte) []byte 
 	return dst
 }
 
-// MessageID is the webhook-id of an action's delivery of an event
-// (domain.DeliveryID): stable across retries, distinct between actions of
-// the same event.
-func MessageID(eventID, observer, action string) string {
-	return domain.DeliveryID(eventID, observer, action)
-}
-
-// messageIDSuffix is the part of MessageID after the event id.
-func messageIDSuffix(observer, action string) string {
-	return domain.DeliveryIDSuffix(observer, action)
-}
-
 // ErrInvalidSigningSecret is wrapped by ParseSigningSecret's errors.
 var ErrInvalidSigningSecret = errors.New("invalid signing secret")
 
