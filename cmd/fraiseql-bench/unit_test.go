@@ -580,3 +580,24 @@ not json
 		}
 	}
 }
+
+func TestRotated(t *testing.T) {
+	t.Parallel()
+	vs := []string{"notify", "poll", "trigger only"}
+	for k, want := range [][]string{
+		{"notify", "poll", "trigger only"},
+		{"poll", "trigger only", "notify"},
+		{"trigger only", "notify", "poll"},
+		{"notify", "poll", "trigger only"},
+	} {
+		if got := rotated(vs, k); !slices.Equal(got, want) {
+			t.Errorf("rotated(%v, %d) = %v, want %v", vs, k, got, want)
+		}
+	}
+	if got := rotated(nil, 2); got != nil {
+		t.Errorf("rotated(nil, 2) = %v, want nil", got)
+	}
+	if !slices.Equal(vs, []string{"notify", "poll", "trigger only"}) {
+		t.Errorf("rotated changed its argument: %v", vs)
+	}
+}
