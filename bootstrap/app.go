@@ -45,6 +45,7 @@ type App struct {
 	metrics        *promadapter.Metrics
 	env            func(string) (string, bool)
 	holder         string
+	ready          readyLog // the errors of /readyz's checks, logged once per change
 
 	db          *postgres.DB // the observer's own database (state, dead letters)
 	changeLog   *postgres.ChangeLog

@@ -2,7 +2,6 @@ package bootstrap
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -113,62 +112,6 @@ func (a *App) warnUnusedOverrides(observers []domain.Observer) {
 	for _, msg := range actions.UnusedEndpointOverrides(a.cfg, observers) {
 		a.logger.Warn(msg)
 	}
-}
-
-// Ready reports whether the dependencies answer; detail says what failed.
-func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
-	detail := map[string]string{}
-	ok := true
-	if a.db != nil {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if err := a.db.Ping(pctx); err != nil {
-			ok, detail["database"] = false, err.Error()
-		} else {
-			detail["database"] = "ok"
-		}
-		cancel()
-	}
-	if a.redis != nil {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if err := a.redis.Ping(pctx); err != nil {
-			// Not fatal: dedup and caching fail open.
-			detail["redis"] = "unreachable (failing open): " + err.Error()
-		} else {
-			detail["redis"] = "ok"
-		}
-		cancel()
-	}
-	if a.nats != nil {
-		if err := a.nats.Ping(ctx); err != nil {
-			ok, detail["nats"] = false, err.Error()
-		} else {
-			detail["nats"] = "ok"
-		}
-	}
-	readerState := func(key string, r *application.Reader) {
-		st := r.Status()
-		switch {
-		case st.State == application.ReaderStalled:
-			ok, detail[key] = false, fmt.Sprintf("stalled: the checkpoint %s has not moved for %s while %d events are unfinished (reader.stall_after %s)",
-				st.Saved, time.Since(st.ProgressAt).Round(time.Second), st.InFlight, a.cfg.Reader.StallAfter)
-		case st.Running && st.LastError != "":
-			ok, detail[key] = false, st.LastError
-		case st.Running:
-			detail[key] = "reading"
-		default:
-			detail[key] = "standby (another replica holds the lease, or starting)"
-		}
-	}
-	if a.reader != nil {
-		readerState("reader", a.reader)
-	}
-	for _, b := range a.bridges {
-		readerState("bridge:"+b.name, b.reader)
-	}
-	if a.worker != nil {
-		detail["worker"] = "consuming"
-	}
-	return ok, detail
 }
 
 // Status returns the service's progress.

@@ -166,7 +166,7 @@ func (p *privateRedis) stop(t testing.TB) {
 }
 
 // redisState is what the App's /readyz reports for Redis: "ok", or
-// "unreachable (failing open): ...".
+// "unreachable (the service log has the error), failing open".
 func (r *runningApp) redisState(t testing.TB) string {
 	t.Helper()
 	_, body := httpGet(t, "http://"+r.app.HTTPAddr()+"/readyz")
