@@ -28,8 +28,8 @@ func Preflight(cfg config.Config) error {
 
 // Migrate creates or adapts the change-log table and the observer schema
 // named in cfg. The warnings are about the existing table, for the
-// operator (e.g. contract columns that allow NULL); Migrate also logs
-// them.
+// operator to see (e.g. contract columns that allow NULL); they are
+// returned, not logged, so that the operator sees each once.
 func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger, database string) (warnings []string, _ error) {
 	c, name, err := TargetDatabase(cfg, database, false)
 	if err != nil {
@@ -40,19 +40,11 @@ func Migrate(ctx context.Context, cfg config.Config, logger *slog.Logger, databa
 		return nil, err
 	}
 	defer db.Close()
-	pool := db.Pool
-	if err := postgres.Migrate(ctx, pool, postgres.MigrateConfig{
+	if err := postgres.Migrate(ctx, db.Pool, postgres.MigrateConfig{
 		ChangeLogTable: c.ChangeLogTable, Channel: c.NotifyChannel, ObserverSchema: c.ObserverSchema, Logger: logger,
-		Trigger: stores.TriggerPolicy(c),
+		Trigger: stores.TriggerPolicy(c), Warn: func(w string) { warnings = append(warnings, w) },
 	}); err != nil {
 		return nil, err
-	}
-	warn, err := postgres.NullableContractColumns(ctx, pool, c.ChangeLogTable)
-	if err != nil {
-		return nil, err
-	}
-	if warn != "" {
-		warnings = append(warnings, warn)
 	}
 	return warnings, nil
 }

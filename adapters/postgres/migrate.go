@@ -36,6 +36,10 @@ type MigrateConfig struct {
 	// Logger receives the progress of long steps (backfill, index build)
 	// and lock retries; nil discards them.
 	Logger *slog.Logger
+	// Warn receives each warning about the existing table (contract
+	// columns that allow NULL), for a caller that shows them itself;
+	// nil: they are logged (at Warn, to Logger).
+	Warn func(string)
 	// BatchSize is the pk range backfilled per transaction; default 10000.
 	BatchSize int
 	// LockTimeout bounds how long a statement that needs a lock conflicting
@@ -242,6 +246,8 @@ func (m *migrator) run(ctx context.Context) error {
 		return err
 	} else if warn, err := nullableContractColumns(ctx, m.conn, m.tbl); err != nil {
 		return err
+	} else if warn != "" && m.cfg.Warn != nil {
+		m.cfg.Warn(warn)
 	} else if warn != "" {
 		m.logger.Warn(warn)
 	}
@@ -314,9 +320,9 @@ var contractColumns = []string{"id", "created_at", "object_type", "modification_
 
 // NullableContractColumns checks an existing change log (cfg's table) and
 // returns a warning naming its contract columns that allow NULL, or ""
-// when there are none (or the table does not exist). Migrate logs the same
-// warning; it changes nothing, since tightening a column is the
-// application's decision.
+// when there are none (or the table does not exist). Migrate gives the
+// same warning (to MigrateConfig.Warn, or its log); it changes nothing,
+// since tightening a column is the application's decision.
 func NullableContractColumns(ctx context.Context, pool *pgxpool.Pool, table string) (string, error) {
 	tbl, err := parseTableName("change_log_table", cmp.Or(table, DefaultChangeLogTable))
 	if err != nil {

@@ -147,7 +147,7 @@ func TestOperatorCommandsAgainstDatabase(t *testing.T) {
 
 // TestMigrateWarnsAboutNullableContractColumns: migrate accepts an
 // existing change log that allows NULL in contract columns and prints a
-// warning naming them.
+// warning naming them, once (not also in its log).
 func TestMigrateWarnsAboutNullableContractColumns(t *testing.T) {
 	t.Parallel()
 	url := testenv.NewDatabase(t)
@@ -160,6 +160,9 @@ func TestMigrateWarnsAboutNullableContractColumns(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "warning: change log core.tb_entity_change_log allows NULL in id, created_at, object_type:") {
 		t.Fatalf("migrate output does not warn about the nullable columns:\n%s", stdout)
+	}
+	if n := strings.Count(stdout+stderr, "allows NULL in"); n != 1 {
+		t.Errorf("the warning is shown %d times, want once:\nstdout:\n%s\nstderr:\n%s", n, stdout, stderr)
 	}
 }
 
