@@ -67,7 +67,7 @@ type metrics struct {
 	inFlight         int // the last InFlight
 }
 
-func (m *metrics) InFlight(n int) {
+func (m *metrics) InFlight(_ string, n int) {
 	m.mu.Lock()
 	m.inFlight = n
 	m.mu.Unlock()

@@ -194,7 +194,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		r.mu.Lock()
 		r.tr, r.status.Running, r.status.ProgressAt = nil, false, time.Time{}
 		r.mu.Unlock()
-		r.cfg.Metrics.InFlight(0) // a standby holds nothing: no stale value from its last term
+		r.cfg.Metrics.InFlight(r.cfg.Name, 0) // a standby holds nothing: no stale value from its last term
 	}()
 	log.Info("reader started", slog.String("checkpoint", start.String()))
 
@@ -282,7 +282,7 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 	var lastRead time.Time // when the last read started
 	for ctx.Err() == nil {
 		pending, weight := tr.load()
-		r.cfg.Metrics.InFlight(pending)
+		r.cfg.Metrics.InFlight(r.cfg.Name, pending)
 		room, roomBytes := r.cfg.MaxInFlight-pending, r.cfg.MaxInFlightBytes-weight
 		if room <= 0 || roomBytes <= 0 {
 			select { // full: wait until an event finishes

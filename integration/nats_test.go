@@ -303,6 +303,14 @@ func TestNATSTwoDatabasesOneStream(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 
 	recv.checkExactlyOnce(t, all)
+	// Each bridge's reader has its own in-flight series (one unlabelled
+	// gauge showed whichever read last).
+	_, metrics := httpGet(t, "http://"+app.app.HTTPAddr()+"/metrics")
+	for _, name := range names {
+		if series := `fraiseql_observer_events_in_flight{reader="bridge:` + name + `"} 0`; !strings.Contains(metrics, series) {
+			t.Errorf("/metrics has no %s", series)
+		}
+	}
 	for i, ids := range idsOf {
 		wrong := 0
 		for _, id := range ids {

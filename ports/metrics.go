@@ -21,8 +21,9 @@ type Metrics interface {
 	ConditionSkipped()
 	// Checkpoint records the reader's saved position.
 	Checkpoint(name string, pos Position)
-	// InFlight records how many read events are not finished yet.
-	InFlight(n int)
+	// InFlight records how many events the reader name read and has not
+	// finished yet.
+	InFlight(name string, n int)
 	// DuplicateSkipped counts an event skipped because it was already
 	// processed.
 	DuplicateSkipped()
@@ -45,7 +46,7 @@ func (NopMetrics) RetryScheduled(domain.ActionType)   {}
 func (NopMetrics) DeadLettered()                      {}
 func (NopMetrics) ConditionSkipped()                  {}
 func (NopMetrics) Checkpoint(string, Position)        {}
-func (NopMetrics) InFlight(int)                       {}
+func (NopMetrics) InFlight(string, int)               {}
 func (NopMetrics) DuplicateSkipped()                  {}
 func (NopMetrics) CacheResult(bool)                   {}
 func (NopMetrics) FailOpen(string)                    {}

@@ -45,7 +45,7 @@ type Metrics struct {
 	conditionsSkipped     prom.Counter
 	checkpointTxID        *prom.GaugeVec
 	checkpointSeq         *prom.GaugeVec
-	inFlight              prom.Gauge
+	inFlight              *prom.GaugeVec
 	backlogRows           *prom.GaugeVec
 	backlogSize           prom.Gauge // deprecated: the sum of backlogRows
 	dlqItems              prom.Gauge
@@ -118,8 +118,8 @@ func New(build BuildInfo) *Metrics {
 			"Transaction id part of the saved reader checkpoint.", "reader"),
 		checkpointSeq: gaugeVec("checkpoint_position",
 			"Row position part of the saved reader checkpoint.", "reader"),
-		inFlight: gauge("events_in_flight",
-			"Events read but not finished."),
+		inFlight: gaugeVec("events_in_flight",
+			"Events read but not finished, by reader.", "reader"),
 		backlogRows: gaugeVec("backlog_rows",
 			"Change-log rows after the reader's saved checkpoint (on a standby replica: after the stored checkpoint of the replica that reads).", "reader"),
 		backlogSize: gauge("backlog_size",
@@ -235,7 +235,7 @@ func (m *Metrics) actionSeries(k actionKey) *actionSeries {
 func (m *Metrics) RetryScheduled(t domain.ActionType) { m.retries.WithLabelValues(string(t)).Inc() }
 func (m *Metrics) DeadLettered()                      { m.deadLettered.Inc() }
 func (m *Metrics) ConditionSkipped()                  { m.conditionsSkipped.Inc() }
-func (m *Metrics) InFlight(n int)                     { m.inFlight.Set(float64(n)) }
+func (m *Metrics) InFlight(reader string, n int)      { m.inFlight.WithLabelValues(reader).Set(float64(n)) }
 func (m *Metrics) FailOpen(component string)          { m.failOpen.WithLabelValues(component).Inc() }
 
 func (m *Metrics) DuplicateSkipped() {

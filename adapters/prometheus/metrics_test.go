@@ -67,7 +67,8 @@ func TestEveryMetricIsSetByItsMethod(t *testing.T) {
 		`fraiseql_observer_conditions_skipped_total 1`,
 		`fraiseql_observer_checkpoint_txid{reader="default"} 1234`,
 		`fraiseql_observer_checkpoint_position{reader="default"} 56`,
-		`fraiseql_observer_events_in_flight 7`,
+		`fraiseql_observer_events_in_flight{reader="default"} 7`,
+		`fraiseql_observer_events_in_flight{reader="bridge:orders"} 3`,
 		`fraiseql_observer_dedup_processing_skipped_total 1`,
 		`fraiseql_observer_dedup_detected_total 1`,
 		`fraiseql_observer_cache_hits_total 1`,
@@ -105,7 +106,8 @@ func drive(m *promadapter.Metrics) {
 	m.DeadLettered()
 	m.ConditionSkipped()
 	m.Checkpoint("default", ports.Position{TxID: 1234, Seq: 56})
-	m.InFlight(7)
+	m.InFlight("default", 7)
+	m.InFlight("bridge:orders", 3)
 	m.DuplicateSkipped()
 	m.CacheResult(true)
 	m.CacheResult(false)
