@@ -66,8 +66,8 @@ func (h *harness) ceilings(ctx context.Context) (err error) {
 // WriteRounds rounds: the application alone (a), then with the service
 // under each wake and with notify's trigger and no service (t), in an
 // order that rotates by round (so that no variant always holds the same
-// place after a: in a fixed order the first one measured 0.07 below the
-// second in the same run), with a again after the last round. Each round's
+// place after a, a bias the ratios could not show otherwise), with a
+// again after the last round. Each round's
 // ratios are to the mean of the a before and the a after it, so that
 // the machine's drift (its speed varies by the hour, by ±20% between
 // runs a minute apart) weighs on both sides alike; the figures are the
