@@ -138,6 +138,7 @@ func NewReader(source ports.EventSource, checkpoints ports.CheckpointStore, hand
 	if cfg.CoalesceWaitMax < 0 {
 		return nil, errors.New("reader: coalesce wait max must not be negative")
 	}
+	cfg.Metrics.InFlight(cfg.Name, 0) // the series exists from the start: a standby's is 0
 	return &Reader{source: source, checkpoints: checkpoints, handler: handler, cfg: cfg}, nil
 }
 

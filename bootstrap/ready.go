@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -18,36 +19,21 @@ const readyCheckTimeout = 2 * time.Second
 // /readyz answers without a token, so detail names the kind of failure
 // only: an error's text can name the database user, database, host and
 // port (a connection error does). The errors themselves go to the log,
-// once per change (see readyLog).
+// once per change of kind (see readyLog).
 func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
-	detail := map[string]string{}
-	ok := true
-	check := func(key string, ping func(context.Context) error) error {
-		pctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
-		defer cancel()
-		err := ping(pctx)
-		a.ready.note(a, key, err)
-		if err == nil {
-			detail[key] = "ok"
-		}
-		return err
-	}
+	var deps []readyDependency
 	if a.db != nil {
-		if err := check("database", a.db.Ping); err != nil {
-			ok, detail["database"] = false, readyProblem(err)
-		}
+		deps = append(deps, readyDependency{name: "database", ping: a.db.Ping, required: true})
 	}
 	if a.redis != nil {
-		if err := check("redis", a.redis.Ping); err != nil {
-			// Not fatal: dedup and caching fail open.
-			detail["redis"] = readyProblem(err) + ", failing open"
-		}
+		// Not required: dedup and caching fail open.
+		deps = append(deps, readyDependency{name: "redis", ping: a.redis.Ping, suffix: ", failing open"})
 	}
 	if a.nats != nil {
-		if err := check("nats", a.nats.Ping); err != nil {
-			ok, detail["nats"] = false, readyProblem(err)
-		}
+		deps = append(deps, readyDependency{name: "nats", ping: a.nats.Ping, required: true})
 	}
+	detail := map[string]string{}
+	ok := checkDependencies(ctx, deps, &a.ready, a.logger, detail)
 	readerState := func(key string, r *application.Reader) {
 		st := r.Status()
 		switch {
@@ -76,6 +62,42 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 	return ok, detail
 }
 
+// readyDependency is one dependency /readyz checks: ping asks it; a
+// required one that fails makes the process not ready; suffix follows its
+// failure's kind in the detail.
+type readyDependency struct {
+	name     string
+	ping     func(context.Context) error
+	required bool
+	suffix   string
+}
+
+// checkDependencies pings each dependency (each within readyCheckTimeout),
+// writes "ok" or the kind of its failure into detail, logs the failures
+// through l, and reports whether every required one answered. A check cut
+// short by ctx (the prober gave up) is reported but not logged: it says
+// nothing of the dependency.
+func checkDependencies(ctx context.Context, deps []readyDependency, l *readyLog, logger *slog.Logger, detail map[string]string) bool {
+	ok := true
+	for _, d := range deps {
+		pctx, cancel := context.WithTimeout(ctx, readyCheckTimeout)
+		err := d.ping(pctx)
+		cancel()
+		if ctx.Err() == nil {
+			l.note(logger, d.name, err)
+		}
+		if err == nil {
+			detail[d.name] = "ok"
+			continue
+		}
+		detail[d.name] = readyProblem(err) + d.suffix
+		if d.required {
+			ok = false
+		}
+	}
+	return ok
+}
+
 // readyProblem is what /readyz says of a dependency whose check failed
 // with err: the kind of failure, never the error's text.
 func readyProblem(err error) string {
@@ -90,30 +112,35 @@ func readyProblem(err error) string {
 }
 
 // readyLog logs the errors of /readyz's checks: a dependency's error when
-// it differs from the one logged last for it, and its recovery, so that a
-// probe every few seconds does not repeat the same line.
+// the kind of its failure (readyProblem) differs from the last one logged
+// for it, and its recovery, so that a probe every few seconds does not
+// repeat the same line (an error's text can change at every probe: a
+// local port, a timing).
 type readyLog struct {
 	mu   sync.Mutex
-	last map[string]string // dependency → the error logged last ("" or absent: none)
+	last map[string]string // dependency → the kind of failure logged last (absent: none)
 }
 
-func (l *readyLog) note(a *App, key string, err error) {
-	text := ""
+// note records key's check; the log line is written under the lock, so
+// that concurrent probes log a failure and its recovery in their order.
+func (l *readyLog) note(logger *slog.Logger, key string, err error) {
+	kind := ""
 	if err != nil {
-		text = err.Error()
+		kind = readyProblem(err)
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	prev := l.last[key]
+	if kind == prev {
+		return
+	}
 	if l.last == nil {
 		l.last = map[string]string{}
 	}
-	l.last[key] = text
-	l.mu.Unlock()
-	switch {
-	case text == prev:
-	case err != nil:
-		a.logger.Warn("readiness check failed", "dependency", key, "error", err)
-	default:
-		a.logger.Info("readiness check passes again", "dependency", key)
+	l.last[key] = kind
+	if err != nil {
+		logger.Warn("readiness check failed", "dependency", key, "error", err)
+	} else {
+		logger.Info("readiness check passes again", "dependency", key)
 	}
 }

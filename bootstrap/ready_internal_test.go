@@ -1,0 +1,91 @@
+package bootstrap
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
+)
+
+// /readyz's detail names the kind of a failure, never the error's text
+// (which names users, hosts and ports); the log has the error, once per
+// change of kind, and the recovery; a required dependency that fails makes
+// the process not ready, an optional one does not; a check the prober gave
+// up on is not logged.
+func TestCheckDependencies(t *testing.T) {
+	t.Parallel()
+	secret := "failed to connect to `user=alice database=orders`: 10.1.2.3:5432 (db.internal): dial error"
+	var dbErr, redisErr error
+	deps := []readyDependency{
+		{name: "database", required: true, ping: func(context.Context) error { return dbErr }},
+		{name: "redis", suffix: ", failing open", ping: func(context.Context) error { return redisErr }},
+	}
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	var l readyLog
+	check := func(ctx context.Context) (bool, map[string]string) {
+		detail := map[string]string{}
+		return checkDependencies(ctx, deps, &l, logger, detail), detail
+	}
+
+	if ok, detail := check(t.Context()); !ok || detail["database"] != "ok" || detail["redis"] != "ok" || logs.Len() != 0 {
+		t.Fatalf("all answering: ok %v, detail %v, log %q", ok, detail, logs.String())
+	}
+
+	redisErr = fmt.Errorf("redis: ping 10.1.2.3:6379: %w: read tcp 10.9.9.9:41000->10.1.2.3:6379: connection reset", ports.ErrUnavailable)
+	for i := range 3 {
+		dbErr = fmt.Errorf("postgres: ping: %w: %s (attempt %d)", ports.ErrUnavailable, secret, i) // new text at each probe
+		ok, detail := check(t.Context())
+		if ok {
+			t.Errorf("probe %d: ready with the database down", i)
+		}
+		if detail["database"] != "unreachable (the service log has the error)" ||
+			detail["redis"] != "unreachable (the service log has the error), failing open" {
+			t.Errorf("probe %d: detail %v", i, detail)
+		}
+		for k, v := range detail {
+			for _, leak := range []string{"alice", "orders", "10.1.2.3", "db.internal", "5432", "6379"} {
+				if strings.Contains(v, leak) {
+					t.Errorf("probe %d: detail[%s] = %q names %q", i, k, v, leak)
+				}
+			}
+		}
+	}
+	if n := strings.Count(logs.String(), "readiness check failed"); n != 2 || !strings.Contains(logs.String(), "user=alice") {
+		t.Errorf("log after three failing probes (two dependencies):\n%s\nwant one line each, with the error", logs.String())
+	}
+
+	logs.Reset()
+	dbErr = errors.New("postgres: ping: permission denied for database orders")
+	if ok, detail := check(t.Context()); ok || detail["database"] != "failing (the service log has the error)" {
+		t.Errorf("another kind of failure: ok %v, detail %v", ok, detail)
+	}
+	if n := strings.Count(logs.String(), "readiness check failed"); n != 1 {
+		t.Errorf("a new kind of failure logged %d times, want once:\n%s", n, logs.String())
+	}
+
+	logs.Reset()
+	dbErr = nil
+	if ok, _ := check(t.Context()); !ok {
+		t.Error("not ready with only the optional dependency down")
+	}
+	if n := strings.Count(logs.String(), "readiness check passes again"); n != 1 {
+		t.Errorf("recovery logged %d times, want once:\n%s", n, logs.String())
+	}
+
+	logs.Reset()
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	dbErr = context.Canceled
+	if ok, _ := check(gone); ok {
+		t.Error("ready although the database check failed")
+	}
+	if logs.Len() != 0 {
+		t.Errorf("a check the prober gave up on was logged:\n%s", logs.String())
+	}
+}
