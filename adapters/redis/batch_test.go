@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -110,32 +109,12 @@ func TestBatcherAloneAndTogether(t *testing.T) {
 // same way.
 func TestBatcherCallerHonoursItsContext(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	opt, err := goredis.ParseURL(silentRedis(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	rdb := goredis.NewClient(&goredis.Options{Addr: ln.Addr().String(), MaxRetries: -1, ContextTimeoutEnabled: true, Protocol: 2})
+	opt.MaxRetries, opt.ContextTimeoutEnabled, opt.Protocol = -1, true, 2
+	rdb := goredis.NewClient(opt)
 	b := newBatcher(rdb, 2*time.Second)
 	t.Cleanup(func() {
 		b.close()
