@@ -87,6 +87,7 @@ func (r *DeadLetterRetrier) Retry(ctx context.Context, id int64) (RetryOutcome, 
 // their reason and left in place.
 func (r *DeadLetterRetrier) RetryAll(ctx context.Context, f ports.DeadLetterFilter) ([]RetryOutcome, error) {
 	var outcomes []RetryOutcome
+	f.Brief = true // Retry gets each item whole
 	for {
 		page, err := r.Store.List(ctx, f)
 		if err != nil {

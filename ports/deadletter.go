@@ -42,6 +42,11 @@ type DeadLetterFilter struct {
 	Observer string
 	Limit    int
 	AfterID  int64 // list items with ID > AfterID (paging)
+	// Brief lists the items without their payload: Event holds only its
+	// ID and Raw is nil (every other field as stored), so that a page
+	// costs the same whatever the events weigh. Listings and paging use
+	// it; Get returns an item whole.
+	Brief bool
 }
 
 // DeadLetterStore is the sink plus administration.

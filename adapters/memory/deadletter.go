@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
@@ -139,7 +140,12 @@ func (s *DeadLetters) List(ctx context.Context, f ports.DeadLetterFilter) ([]por
 		if len(out) == limit {
 			break
 		}
-		if f.Observer == "" || d.Observer == f.Observer {
+		switch {
+		case f.Observer != "" && d.Observer != f.Observer:
+		case f.Brief:
+			d.Event, d.Raw = domain.Event{ID: d.Event.ID}, nil
+			out = append(out, d)
+		default:
 			out = append(out, clone(d))
 		}
 	}

@@ -20,6 +20,10 @@ const defaultDeadLetterLimit = 100
 // deadLetterColumns is the select list scanned by scanDeadLetter.
 const deadLetterColumns = `id, event, observer, action, action_type, error, attempts, raw, created_at, last_retry_at, event_id`
 
+// briefDeadLetterColumns are deadLetterColumns without the payload (the
+// event and the raw input read as NULL): DeadLetterFilter.Brief.
+const briefDeadLetterColumns = `id, NULL::jsonb, observer, action, action_type, error, attempts, NULL::bytea, created_at, last_retry_at, event_id`
+
 // DeadLetters is the durable dead-letter queue in the observer schema's
 // dead_letters table. The event is kept as its JSON envelope (numbers
 // exact), raw inputs as bytes. Safe for concurrent use.
@@ -74,7 +78,11 @@ func (s *DeadLetters) List(ctx context.Context, f ports.DeadLetterFilter) ([]por
 	if limit == 0 {
 		limit = defaultDeadLetterLimit
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+deadLetterColumns+` FROM `+s.table+`
+	cols := deadLetterColumns
+	if f.Brief {
+		cols = briefDeadLetterColumns
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+cols+` FROM `+s.table+`
 		WHERE ($1 = '' OR observer = $1) AND id > $2
 		ORDER BY id
 		LIMIT $3`, f.Observer, f.AfterID, limit)
@@ -180,6 +188,10 @@ func scanDeadLetter(row pgx.Row) (ports.DeadLetter, error) {
 	d.ActionType = domain.ActionType(actionType)
 	if lastRetry != nil {
 		d.LastRetryAt = *lastRetry
+	}
+	if event == nil { // listed briefly (briefDeadLetterColumns)
+		d.Event = domain.Event{ID: eventID}
+		return d, nil
 	}
 	// Not domain.DecodeEvent: an invalid input's event may lack what a valid
 	// event needs, and it must still come back as stored.

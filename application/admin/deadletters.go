@@ -148,7 +148,9 @@ func (r *RetryReport) add(res RetryResult) {
 	}
 }
 
-// List lists dead letters in id order.
+// List lists dead letters in id order, briefly: without their event and
+// raw input (Get has them), so that a page of 1000 costs little whatever
+// the events weigh.
 func (d *DeadLetters) List(ctx context.Context, q DeadLetterQuery) ([]DeadLetterView, error) {
 	if q.Limit < 0 || q.AfterID < 0 {
 		return nil, &RequestError{Key: "list dead letters", Msg: "limit and after must not be negative"}
@@ -156,7 +158,7 @@ func (d *DeadLetters) List(ctx context.Context, q DeadLetterQuery) ([]DeadLetter
 	if q.Limit > MaxListLimit {
 		return nil, &RequestError{Key: "limit", Msg: fmt.Sprintf("%d is over %d: page with after", q.Limit, MaxListLimit)}
 	}
-	items, err := d.Store.List(ctx, ports.DeadLetterFilter{Observer: q.Observer, Limit: cmp.Or(q.Limit, DefaultLimit), AfterID: q.AfterID})
+	items, err := d.Store.List(ctx, ports.DeadLetterFilter{Observer: q.Observer, Limit: cmp.Or(q.Limit, DefaultLimit), AfterID: q.AfterID, Brief: true})
 	if err != nil {
 		return nil, migrateHint(err)
 	}
@@ -261,7 +263,7 @@ func (d *DeadLetters) RetryAllProgress(ctx context.Context, observer string, pro
 	if err != nil {
 		return rep, err
 	}
-	f := ports.DeadLetterFilter{Observer: observer, Limit: DefaultLimit}
+	f := ports.DeadLetterFilter{Observer: observer, Limit: DefaultLimit, Brief: true} // retryOne gets each item whole
 	for {
 		page, err := d.Store.List(ctx, f)
 		if err != nil {

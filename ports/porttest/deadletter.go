@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -107,6 +108,39 @@ func RunDeadLetterStore(t *testing.T, newStore func(t *testing.T) ports.DeadLett
 		}
 		if items := mustList(t, s, ports.DeadLetterFilter{}); len(items) != 0 {
 			t.Fatalf("List after Remove = %d items, want 0", len(items))
+		}
+	})
+
+	t.Run("ListBrief", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		full := sampleDeadLetter(1, "a")
+		full.Raw = []byte("the input as it came")
+		input := sampleDeadLetter(2, "") // an input that was not an event
+		input.Event = domain.Event{ID: input.Event.ID}
+		input.Raw = []byte{0xff, 0x00, 'x'}
+		for _, d := range []ports.DeadLetter{full, input} {
+			mustAdd(t, s, d)
+		}
+		got := mustList(t, s, ports.DeadLetterFilter{Brief: true})
+		if len(got) != 2 {
+			t.Fatalf("List(Brief) = %d items, want 2", len(got))
+		}
+		for i, want := range []ports.DeadLetter{full, input} {
+			if got[i].Raw != nil || !reflect.DeepEqual(got[i].Event, domain.Event{ID: want.Event.ID}) {
+				t.Errorf("item %d listed briefly: Event %+v, Raw %q; want the event's id alone and no raw", i, got[i].Event, got[i].Raw)
+			}
+			want.Event, want.Raw = domain.Event{ID: want.Event.ID}, nil
+			if d := diffDeadLetter(want, got[i]); d != "" {
+				t.Errorf("item %d listed briefly: %s", i, d)
+			}
+			whole, err := s.Get(t.Context(), got[i].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(whole.Raw) == 0 {
+				t.Errorf("item %d: Get after a brief List has no raw input", i)
+			}
 		}
 	})
 
