@@ -125,11 +125,12 @@ func EffectiveConfig(cfg config.Config) (map[string]any, error) {
 }
 
 // redactConn picks the redaction by the URL's scheme: a NATS server list
-// starts with nats:// or tls://; anything else (PostgreSQL URLs and
+// starts with nats://, tls://, ws:// or wss:// (whose user may be a
+// token); anything else (PostgreSQL URLs and
 // keyword/value strings, whose host lists hold commas too, Redis URLs)
 // goes through PostgreSQL's.
 func redactConn(s string) string {
-	if strings.HasPrefix(s, "nats://") || strings.HasPrefix(s, "tls://") {
+	if strings.HasPrefix(s, "nats://") || strings.HasPrefix(s, "tls://") || strings.HasPrefix(s, "ws://") || strings.HasPrefix(s, "wss://") {
 		return natsadapter.RedactURLs(s)
 	}
 	return postgres.Redact(s)

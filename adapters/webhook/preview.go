@@ -3,7 +3,6 @@ package webhook
 import (
 	"fmt"
 	"maps"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -81,7 +80,7 @@ func Preview(ev *domain.Event, obs *domain.Observer, act *domain.Action) ports.A
 	case n > 1:
 		signing = fmt.Sprintf("signed with %d secrets", n)
 	}
-	req := RequestPreview{Method: wh.Method, URL: redactURL(wh.URL), Headers: headers, Signing: signing, Signatures: n, Body: body}
+	req := RequestPreview{Method: wh.Method, URL: domain.RedactActionURL(wh.URL), Headers: headers, Signing: signing, Signatures: n, Body: body}
 	if b := wh.Batch; b != nil {
 		req.Batch = &BatchPreview{MaxEvents: b.MaxEvents, MaxBytes: b.MaxBytes, MaxWait: b.MaxWait.String()}
 	}
@@ -117,21 +116,4 @@ func redactHeader(name, value string) string {
 		return redacted
 	}
 	return value
-}
-
-// redactURL hides the password and the query values of u, which may hold
-// credentials.
-func redactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	if p.RawQuery != "" {
-		q := p.Query()
-		for k := range q {
-			q[k] = []string{"redacted"}
-		}
-		p.RawQuery = q.Encode()
-	}
-	return p.Redacted()
 }

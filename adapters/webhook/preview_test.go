@@ -20,7 +20,7 @@ func TestPreview(t *testing.T) {
 	ev := &domain.Event{ID: "e1", EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o-42", Data: map[string]any{"note": `a "b"`}}
 	obs := &domain.Observer{Name: "shipped"}
 	act := &domain.Action{Name: "hook", Type: domain.ActionWebhook, Webhook: &domain.WebhookAction{
-		URL: "https://user:pass-word@hooks.example.com/orders?token=abc123", Method: "POST",
+		URL: "https://user:pass-word@hooks.example.com/orders/AbCdEfPathToken123456?token=abc123", Method: "POST",
 		Headers:        map[string]string{"Authorization": "Bearer top-secret", "X-Api-Key": "k-123", "X-Team": "logistics"},
 		BodyTemplate:   domain.MustCompileTemplate(`{"order": "{{ event.entity_id }}", "note": "{{ note }}", "gift": "{{ gift }}"}`),
 		SecretHeaders:  map[string]string{"X-Receiver-Token": "env-token-42"},
@@ -40,11 +40,11 @@ func TestPreview(t *testing.T) {
 	if len(p.Missing) != 1 || p.Missing[0] != "gift" || p.Problem != "" {
 		t.Errorf("missing %v, problem %q", p.Missing, p.Problem)
 	}
-	if p.Lines[0] != "POST https://user:xxxxx@hooks.example.com/orders?token=redacted (signed with 2 secrets)" || !strings.HasPrefix(p.Lines[len(p.Lines)-1], "body: ") {
+	if p.Lines[0] != "POST https://user:redacted@hooks.example.com/orders/redacted?token=redacted (signed with 2 secrets)" || !strings.HasPrefix(p.Lines[len(p.Lines)-1], "body: ") {
 		t.Errorf("lines = %q", p.Lines)
 	}
 	text := fmt.Sprintf("%+v %q", p.Details, p.Lines)
-	for _, secret := range []string{"pass-word", "abc123", "top-secret", "k-123", "env-token-42", "whsec_", newSigningSecret[6:], oldSigningSecret[6:]} {
+	for _, secret := range []string{"pass-word", "AbCdEfPathToken123456", "abc123", "top-secret", "k-123", "env-token-42", "whsec_", newSigningSecret[6:], oldSigningSecret[6:]} {
 		if strings.Contains(text, secret) {
 			t.Errorf("preview shows the secret %q: %s", secret, text)
 		}

@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"unicode"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
@@ -53,7 +52,7 @@ func echoSecrets(rawURL string, wh *domain.WebhookAction) []string {
 	}
 	if u, err := url.Parse(rawURL); err == nil {
 		if u.User != nil {
-			if name := u.User.Username(); tokenLike(name) {
+			if name := u.User.Username(); domain.TokenLike(name) {
 				add(name)
 			}
 			if pw, ok := u.User.Password(); ok {
@@ -62,7 +61,7 @@ func echoSecrets(rawURL string, wh *domain.WebhookAction) []string {
 			}
 		}
 		for seg := range strings.SplitSeq(strings.Trim(u.EscapedPath(), "/"), "/") {
-			if un, err := url.PathUnescape(seg); err == nil && tokenLike(un) {
+			if un, err := url.PathUnescape(seg); err == nil && domain.TokenLike(un) {
 				add(seg) // as sent
 				add(un)
 			} // else "hooks", "orders": words a receiver's message may use
@@ -71,7 +70,7 @@ func echoSecrets(rawURL string, wh *domain.WebhookAction) []string {
 			k, raw, _ := strings.Cut(part, "=")
 			key, _ := url.QueryUnescape(k)
 			v, err := url.QueryUnescape(raw)
-			if err != nil || !sensitiveHeader(key) && !tokenLike(v) {
+			if err != nil || !sensitiveHeader(key) && !domain.TokenLike(v) {
 				continue // ?format=json, ?page=2: not credentials
 			}
 			add(raw) // as sent
@@ -100,18 +99,6 @@ func (e *Executor) echoed(rawURL string, wh *domain.WebhookAction) []string {
 	s := echoSecrets(rawURL, wh)
 	e.echoes.put(k, s)
 	return s
-}
-
-// tokenLike reports whether a URL part may be a credential: 16 bytes or
-// more, or 8 or more mixing letters and digits.
-func tokenLike(seg string) bool {
-	if len(seg) >= 16 {
-		return true
-	}
-	if len(seg) < 8 {
-		return false
-	}
-	return strings.ContainsAny(seg, "0123456789") && strings.IndexFunc(seg, unicode.IsLetter) >= 0
 }
 
 // redactText replaces every secret in s by "(redacted)"; when s was cut

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
 // Redacted replaces a secret in the effective configuration.
@@ -117,7 +119,7 @@ func (e effective) redactValue(key, s string) string {
 		}
 		return Redacted
 	case key == "url" && isActionURL(s):
-		return redactQueryValues(s)
+		return domain.RedactActionURL(s) // the path or user name may be the credential
 	case key == "url" || strings.HasSuffix(key, "_url"):
 		return e.redactConn(s)
 	case sensitiveName(key):
@@ -130,21 +132,6 @@ func (e effective) redactValue(key, s string) string {
 // every query value may be a credential.
 func isActionURL(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
-}
-
-func redactQueryValues(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return Redacted
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{Redacted}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
 }
 
 // sensitiveName reports key or header names whose values are credentials.

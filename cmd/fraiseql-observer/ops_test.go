@@ -179,14 +179,19 @@ func TestValidateConfigChecksWhatRunChecks(t *testing.T) {
 // keyword/value string's password, whose host list has a comma too.
 func TestValidateConfigPrintRedactsNATSURLs(t *testing.T) {
 	t.Parallel()
-	file := writeFile(t, "config.toml", `
+	for _, tc := range []struct{ url, secrets, shown string }{
+		{"nats://natstoken9@127.0.0.1:4222,nats://user:natspass10@127.0.0.2:4222", "natstoken9 natspass10", "127.0.0.2:4222"},
+		{"wss://wstoken12@127.0.0.1:443", "wstoken12", "127.0.0.1:443"}, // a token as the user of a websocket URL
+		{"tls://user:tlspass13@127.0.0.1:4222", "tlspass13", "127.0.0.1:4222"},
+	} {
+		file := writeFile(t, "config.toml", `
 topology = "nats-distributed"
 [database]
 url = "host=127.0.0.1,127.0.0.3 user=app password=pgsecret11 dbname=app"
 [redis]
 url = "redis://127.0.0.1:6379/0"
 [nats]
-url = "nats://natstoken9@127.0.0.1:4222,nats://user:natspass10@127.0.0.2:4222"
+url = "`+tc.url+`"
 [[observers]]
 name = "hook"
 entity = "Order"
@@ -194,18 +199,19 @@ events = ["INSERT"]
 [[observers.actions]]
 type = "log"
 `)
-	var out, errOut bytes.Buffer
-	if err := checkConfig(file, []string{"FRAISEQL_ADMIN_TOKEN=x"}, true, false, &out, &errOut); err != nil {
-		t.Fatalf("%v\n%s", err, errOut.String())
-	}
-	got := out.String()
-	for _, s := range []string{"natstoken9", "natspass10", "pgsecret11"} { // a PostgreSQL host list holds a comma too
-		if strings.Contains(got, s) {
-			t.Errorf("printed secret %q:\n%s", s, got)
+		var out, errOut bytes.Buffer
+		if err := checkConfig(file, []string{"FRAISEQL_ADMIN_TOKEN=x"}, true, false, &out, &errOut); err != nil {
+			t.Fatalf("%v\n%s", err, errOut.String())
 		}
-	}
-	if !strings.Contains(got, "127.0.0.2:4222") {
-		t.Errorf("output lacks the second server:\n%s", got)
+		got := out.String()
+		for _, s := range append(strings.Fields(tc.secrets), "pgsecret11") { // a PostgreSQL host list holds a comma too
+			if strings.Contains(got, s) {
+				t.Errorf("%s: printed secret %q:\n%s", tc.url, s, got)
+			}
+		}
+		if !strings.Contains(got, tc.shown) {
+			t.Errorf("%s: output lacks %s:\n%s", tc.url, tc.shown, got)
+		}
 	}
 }
 
@@ -235,13 +241,13 @@ entity = "Order"
 events = ["INSERT"]
 [[observers.actions]]
 type = "webhook"
-url = "https://example.com/hook?token=querysecret4&plain=x"
+url = "https://tokenuser9abc@example.com/hook/PathSecret10xyz?token=querysecret4&plain=x"
 signing_secret = "whsec_c2lnbmluZ3NlY3JldDUtMjQtYnl0ZXMtbG9uZw=="
 headers = { Authorization = "Bearer headersecret6", "X-Api-Key" = "apikey7", "X-Trace" = "visible-header" }
 [observers.actions.batch]
 max_events = 50
 `)
-	secrets := []string{"dbpassword1", "keypass2", "redispass3", "querysecret4", "c2lnbmluZ3NlY3JldDUtMjQtYnl0ZXMtbG9uZw==", "headersecret6", "apikey7", "slacksecretpath"}
+	secrets := []string{"dbpassword1", "keypass2", "redispass3", "querysecret4", "c2lnbmluZ3NlY3JldDUtMjQtYnl0ZXMtbG9uZw==", "headersecret6", "apikey7", "slacksecretpath", "tokenuser9abc", "PathSecret10xyz"}
 	for _, asJSON := range []bool{false, true} {
 		var out, errOut bytes.Buffer
 		environ := []string{"FRAISEQL_ADMIN_TOKEN=admintoken8", "FRAISEQL_LOGGING_LEVEL=debug"}
