@@ -28,12 +28,17 @@ type Client struct {
 }
 
 // NewClient calls the API at base with the bearer token; every call but
-// replay and resend is bounded by timeout (default 30s).
+// replay and resend is bounded by timeout (default 30s). It goes straight
+// to base, never through HTTP_PROXY or HTTPS_PROXY: the token would go in
+// clear to the proxy (the admin API has no TLS of its own).
 func NewClient(base, token string, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	return &Client{base: base, token: token, http: &http.Client{Timeout: timeout}, long: &http.Client{}}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.Proxy = nil
+	return &Client{base: base, token: token,
+		http: &http.Client{Timeout: timeout, Transport: transport}, long: &http.Client{Transport: transport}}
 }
 
 // Status returns the running service's persisted-state report

@@ -95,3 +95,17 @@ func TestClientWaitsForLongCalls(t *testing.T) {
 		t.Error("Replay past its context's deadline succeeded")
 	}
 }
+
+// The admin client never goes through a proxy from the environment: its
+// bearer token would travel in clear to it. (Go skips proxies for loopback
+// hosts anyway, so a test server cannot show it; the transport says it.)
+func TestClientUsesNoProxy(t *testing.T) {
+	t.Parallel()
+	c := adminhttp.NewClient("http://10.0.0.1:8079", "token", 0)
+	for name, hc := range map[string]*http.Client{"short": adminhttp.HTTPClientOf(c), "long": adminhttp.LongHTTPClientOf(c)} {
+		tr, ok := hc.Transport.(*http.Transport)
+		if !ok || tr.Proxy != nil {
+			t.Errorf("%s calls: transport %T with a proxy function, want none", name, hc.Transport)
+		}
+	}
+}
