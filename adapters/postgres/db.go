@@ -91,14 +91,26 @@ func (d *DB) Close() { d.Pool.Close() }
 // is a bounded read or a few rows by an index; 30s is far beyond any of
 // them. Statements whose work grows with a backlog (MakeDue's update of
 // an endpoint's whole backlog; ClaimDue, which walks past the items of
-// skipped endpoints; Release, by holder without an index; pruning;
-// migrations) are not bounded by it. (Atomic: a test shortens
-// it.)
-var opTimeout atomic.Int64
+// skipped endpoints; Release, by holder without an index; Keys and
+// Repair over every parked item; a batch of pruning) are bounded by
+// longOpTimeout instead; migrations by their lock timeouts. (Atomic: a
+// test shortens them.)
+var opTimeout, longOpTimeout atomic.Int64
 
-func init() { opTimeout.Store(int64(30 * time.Second)) }
+func init() {
+	opTimeout.Store(int64(30 * time.Second))
+	longOpTimeout.Store(int64(5 * time.Minute))
+}
 
 // withOpTimeout is ctx bounded by opTimeout.
 func withOpTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, time.Duration(opTimeout.Load()))
+}
+
+// withLongOpTimeout is ctx bounded by longOpTimeout: far beyond what the
+// statements whose work grows with a backlog take (seconds over millions
+// of rows), so that a connection that neither answers nor breaks still
+// ends in an error the caller retries or reports.
+func withLongOpTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, time.Duration(longOpTimeout.Load()))
 }

@@ -83,7 +83,8 @@ func TestInTxInterpretsBeginAndCommit(t *testing.T) {
 }
 
 // A call on the stream's path whose connection neither answers nor breaks
-// ends with an error after opTimeout instead of waiting for ever. Not
+// ends with an error after opTimeout (longOpTimeout for work that grows
+// with a backlog) instead of waiting for ever. Not
 // parallel: it shortens opTimeout, and the parallel tests wait until the
 // sequential ones are done.
 func TestStreamCallsEndWhenTheDatabaseHangs(t *testing.T) {
@@ -111,16 +112,35 @@ func TestStreamCallsEndWhenTheDatabaseHangs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	retries, err := NewRetries(pool, "observer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := NewDeadLetters(pool, "observer")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := pool.Ping(t.Context()); err != nil { // a connection open before the freeze
 		t.Fatal(err)
 	}
-	old := opTimeout.Load()
+	old, oldLong := opTimeout.Load(), longOpTimeout.Load()
 	opTimeout.Store(int64(300 * time.Millisecond))
-	t.Cleanup(func() { opTimeout.Store(old) })
+	longOpTimeout.Store(int64(300 * time.Millisecond))
+	t.Cleanup(func() { opTimeout.Store(old); longOpTimeout.Store(oldLong) })
 	proxy.Freeze()
+	bg := context.Background()
 	for name, call := range map[string]func() error{
-		"save checkpoint": func() error { return cps.Save(context.Background(), "r", ports.Position{TxID: 1}) },
-		"acquire lease":   func() error { _, err := lease.Acquire(context.Background(), "l", "me", time.Minute); return err },
+		"save checkpoint": func() error { return cps.Save(bg, "r", ports.Position{TxID: 1}) },
+		"acquire lease":   func() error { _, err := lease.Acquire(bg, "l", "me", time.Minute); return err },
+		// longOpTimeout: work that grows with a backlog
+		"claim retries": func() error {
+			_, err := retries.ClaimDue(bg, ports.RetryClaim{Holder: "me", TTL: time.Minute}, 10, nil)
+			return err
+		},
+		"retry keys":         func() error { return retries.Keys(bg, func(ports.RetryKey) error { return nil }) },
+		"repair retries":     func() error { _, err := retries.Repair(bg); return err },
+		"release claims":     func() error { _, err := retries.Release(bg, "me"); return err },
+		"prune dead letters": func() error { _, err := dead.Prune(bg, ports.Cutoff{Before: time.Now()}, 100); return err },
 	} {
 		done := make(chan error, 1)
 		start := time.Now()

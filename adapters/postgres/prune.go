@@ -49,6 +49,8 @@ func changeLogArgs(cut ports.Cutoff) ([]any, error) {
 
 // Prune deletes up to limit prunable rows, oldest first in reading order.
 func (p *ChangeLogPruner) Prune(ctx context.Context, cut ports.Cutoff, limit int) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "prune change log"
 	args, err := changeLogArgs(cut)
 	if err != nil {
@@ -65,6 +67,8 @@ func (p *ChangeLogPruner) Prune(ctx context.Context, cut ports.Cutoff, limit int
 
 // CountPrunable counts the rows Prune would delete.
 func (p *ChangeLogPruner) CountPrunable(ctx context.Context, cut ports.Cutoff) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "count prunable change log rows"
 	args, err := changeLogArgs(cut)
 	if err != nil {
@@ -92,6 +96,8 @@ func deadLetterCutoff(op string, cut ports.Cutoff) error {
 // Prune deletes up to limit dead letters not retried since the cutoff,
 // oldest first (ports.Pruner).
 func (s *DeadLetters) Prune(ctx context.Context, cut ports.Cutoff, limit int) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "prune dead letters"
 	if err := deadLetterCutoff(op, cut); err != nil {
 		return 0, err
@@ -136,6 +142,8 @@ func deliveryCutoff(op string, cut ports.Cutoff) error {
 // Prune deletes up to limit delivery records older than the cutoff,
 // oldest first.
 func (p DeliveryLogPruner) Prune(ctx context.Context, cut ports.Cutoff, limit int) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "prune delivery log"
 	if err := deliveryCutoff(op, cut); err != nil {
 		return 0, err
@@ -151,6 +159,8 @@ func (p DeliveryLogPruner) Prune(ctx context.Context, cut ports.Cutoff, limit in
 
 // CountPrunable counts the delivery records Prune would delete.
 func (p DeliveryLogPruner) CountPrunable(ctx context.Context, cut ports.Cutoff) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "count prunable delivery records"
 	if err := deliveryCutoff(op, cut); err != nil {
 		return 0, err

@@ -137,6 +137,8 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 // ClaimDue claims up to limit due, unclaimed items, earliest Due first,
 // skipping rows other transactions hold.
 func (s *Retries) ClaimDue(ctx context.Context, c ports.RetryClaim, limit int, skip []string) ([]ports.RetryItem, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "claim retries"
 	if limit < 1 || c.Holder == "" || c.TTL <= 0 {
 		return nil, fmt.Errorf("postgres: %s: limit %d, holder %q and ttl %v must be set", op, limit, c.Holder, c.TTL)
@@ -348,6 +350,8 @@ func (c *deadColumns) add(d ports.DeadLetter) error {
 
 // Release drops holder's claims.
 func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("release claims of %q", holder)
 	if holder == "" {
 		return 0, errors.New("postgres: release claims: empty holder")
@@ -361,6 +365,8 @@ func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
 
 // MakeDue makes the actions of endpoint in due items due at now.
 func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	op := "make " + endpoint + " due"
 	nowJSON, err := json.Marshal(now)
 	if err != nil {
@@ -383,6 +389,8 @@ func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (
 
 // Keys calls fn for each key with parked items, as the rows arrive.
 func (s *Retries) Keys(ctx context.Context, fn func(ports.RetryKey) error) error {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "retry keys"
 	rows, err := s.pool.Query(ctx, `SELECT observer, entity_key, count(*) FROM `+s.table+` GROUP BY observer, entity_key`)
 	if err != nil {
@@ -404,6 +412,8 @@ func (s *Retries) Keys(ctx context.Context, fn func(ports.RetryKey) error) error
 
 // Repair makes the first item of each key due when it is waiting.
 func (s *Retries) Repair(ctx context.Context) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	tag, err := s.pool.Exec(ctx, `UPDATE `+s.table+` SET state = 'due'
 		WHERE state = 'waiting' AND id IN (SELECT min(id) FROM `+s.table+` GROUP BY observer, entity_key)`)
 	if err != nil {
