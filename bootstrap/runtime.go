@@ -134,12 +134,19 @@ func (a *App) Status() admin.LiveStatus {
 	return st
 }
 
-// PostEvents appends JSON-lines events to the memory topology's source.
-func (a *App) PostEvents(ctx context.Context, body io.Reader) (int, error) {
+// PostEvents appends JSON-lines events to the memory topology's source;
+// a line that is not an event is stored as invalid input (dead-lettered)
+// and reported, and the others go on.
+func (a *App) PostEvents(ctx context.Context, body io.Reader) (adminhttp.PostedEvents, error) {
 	if a.memSource == nil {
-		return 0, adminhttp.ErrNoEventInput
+		return adminhttp.PostedEvents{}, adminhttp.ErrNoEventInput
 	}
-	return a.memSource.LoadJSONLines(ctx, body)
+	res, err := a.memSource.AppendJSONLines(ctx, body)
+	out := adminhttp.PostedEvents{Accepted: res.Appended, Invalid: res.Invalid}
+	for _, l := range res.InvalidLines {
+		out.InvalidLines = append(out.InvalidLines, adminhttp.InvalidLine{Line: l.Line, Error: l.Error})
+	}
+	return out, err
 }
 
 // listenHTTP opens the admin listener (http.listen; "" disables it).

@@ -543,11 +543,20 @@ func (r *runningApp) waitReading(t testing.TB) {
 
 func httpGet(t testing.TB, url string) (int, string) {
 	t.Helper()
+	return httpGetAuth(t, url, "")
+}
+
+// httpGetAuth is httpGet with a bearer token ("" sends none).
+func httpGetAuth(t testing.TB, url, token string) (int, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -96,6 +96,28 @@ url = %q
 	if _, stderr, code := cli(t, cliEnv(), "status", "--config", file); code != 2 || !strings.Contains(stderr, "FRAISEQL_ADMIN_TOKEN") {
 		t.Errorf("status without the token: exit %d, stderr %q; want 2 naming the variable", code, stderr)
 	}
+
+	// A posted line that is not an event is dead-lettered and reported;
+	// the line after it goes on.
+	code, body := httpPost(t, "http://"+addr+"/api/observers/events", "tok",
+		`{"event_type":"INSERT","entity_type":"Order"`+"\n"+`{"event_type":"INSERT","entity_type":"Order","entity_id":"o3"}`)
+	var posted struct {
+		Accepted, Invalid int
+		InvalidLines      []struct{ Line int } `json:"invalid_lines"`
+	}
+	if err := json.Unmarshal([]byte(body), &posted); err != nil || code != http.StatusAccepted || posted.Accepted != 1 ||
+		posted.Invalid != 1 || len(posted.InvalidLines) != 1 || posted.InvalidLines[0].Line != 1 {
+		t.Errorf("post with a bad first line = %d %s", code, body)
+	}
+	waitFor(t, "the event after the bad line delivered", func() bool { return len(recv.delivered()) == 5 })
+	waitFor(t, "the bad line dead-lettered", func() bool {
+		code, body := httpGetAuth(t, "http://"+addr+"/api/observers/dlq", "tok")
+		var page struct {
+			Items []struct{ Observer, Error string }
+		}
+		return code == http.StatusOK && json.Unmarshal([]byte(body), &page) == nil && len(page.Items) == 1 &&
+			page.Items[0].Observer == "" && strings.Contains(page.Items[0].Error, "decode event")
+	})
 	if code := svc.terminate(t); code != 0 {
 		t.Errorf("exit status after SIGTERM = %d", code)
 	}

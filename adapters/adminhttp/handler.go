@@ -80,8 +80,27 @@ type Runtime interface {
 	// Reload re-reads the observers; on error the running ones stay.
 	Reload() error
 	// PostEvents appends JSON-lines events to the process's source and
-	// returns how many it accepted, or ErrNoEventInput.
-	PostEvents(ctx context.Context, body io.Reader) (accepted int, err error)
+	// says what it did (a line that is not an event is stored as invalid
+	// input, dead-lettered, and reported; the others go on), or
+	// ErrNoEventInput. With an error, the result says what was appended
+	// before it.
+	PostEvents(ctx context.Context, body io.Reader) (PostedEvents, error)
+}
+
+// PostedEvents is what POST /api/observers/events did.
+type PostedEvents struct {
+	Accepted int `json:"accepted"` // events appended
+	// Invalid counts the lines that were not events: stored as invalid
+	// input, which reaches the dead-letter queue with its bytes.
+	Invalid      int           `json:"invalid"`
+	InvalidLines []InvalidLine `json:"invalid_lines,omitempty"` // the first 20
+}
+
+// InvalidLine is a posted line that was not an event: its number (from
+// 1) and why.
+type InvalidLine struct {
+	Line  int    `json:"line"`
+	Error string `json:"error"`
 }
 
 // Config is what the API serves.
@@ -246,21 +265,27 @@ func (s *server) reload(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
-	n, err := s.Runtime.PostEvents(r.Context(), http.MaxBytesReader(w, r.Body, maxEventsBody))
+	res, err := s.Runtime.PostEvents(r.Context(), http.MaxBytesReader(w, r.Body, maxEventsBody))
+	failed := func(code int, msg string) {
+		body := map[string]any{"error": msg, "accepted": res.Accepted, "invalid": res.Invalid}
+		if len(res.InvalidLines) > 0 {
+			body["invalid_lines"] = res.InvalidLines
+		}
+		writeJSON(w, code, body)
+	}
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
-			"error":    fmt.Sprintf("body over %d MiB: the events before the line it cut were accepted; send the rest in another request", maxEventsBody>>20),
-			"accepted": n})
+		failed(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body over %d MiB: the lines before the one it cut were taken (accepted, invalid); send the rest in another request", maxEventsBody>>20))
 	case errors.Is(err, ErrNoEventInput):
 		writeError(w, http.StatusNotFound, err)
 	case errors.Is(err, ports.ErrUnavailable): // the log is full
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "accepted": n})
+		failed(http.StatusServiceUnavailable, err.Error())
 	case err != nil:
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error(), "accepted": n})
+		failed(http.StatusBadRequest, err.Error())
 	default:
-		writeJSON(w, http.StatusAccepted, map[string]int{"accepted": n})
+		writeJSON(w, http.StatusAccepted, res)
 	}
 }
 

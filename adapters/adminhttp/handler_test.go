@@ -52,19 +52,27 @@ func (r *runtime) Status() admin.LiveStatus {
 
 func (r *runtime) Reload() error { return r.reloadErr }
 
-func (r *runtime) PostEvents(_ context.Context, body io.Reader) (int, error) {
+func (r *runtime) PostEvents(_ context.Context, body io.Reader) (adminhttp.PostedEvents, error) {
 	if r.postErr != nil {
-		return 0, r.postErr
+		return adminhttp.PostedEvents{Accepted: 1}, r.postErr
 	}
 	b, err := io.ReadAll(body)
 	if err != nil {
-		return 0, err
+		return adminhttp.PostedEvents{}, err
 	}
-	lines := strings.Fields(string(b))
+	var res adminhttp.PostedEvents
+	for i, line := range strings.Fields(string(b)) {
+		if line != "{}" {
+			res.Invalid++
+			res.InvalidLines = append(res.InvalidLines, adminhttp.InvalidLine{Line: i + 1, Error: "not an event"})
+			continue
+		}
+		res.Accepted++
+	}
 	r.mu.Lock()
-	r.posted = append(r.posted, lines...)
+	r.posted = append(r.posted, strings.Fields(string(b))...)
 	r.mu.Unlock()
-	return len(lines), nil
+	return res, nil
 }
 
 type bundle struct {
@@ -251,17 +259,22 @@ func TestReloadAndEvents(t *testing.T) {
 	if code, body := b.call(t, "POST", "/api/observers/reload", "tok", ""); code != 422 || body["error"] != "condition: bad" {
 		t.Errorf("failed reload = %d %v", code, body)
 	}
-	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "{}\n{}\n"); code != 202 || body["accepted"] != float64(2) {
+	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "{}\n{}\n"); code != 202 || body["accepted"] != float64(2) || body["invalid"] != float64(0) {
 		t.Errorf("post events = %d %v", code, body)
+	}
+	// A line that is not an event is reported; the others are taken.
+	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "{}\nnope\n{}\n"); code != 202 || body["accepted"] != float64(2) ||
+		body["invalid"] != float64(1) || fmt.Sprint(body["invalid_lines"]) != "[map[error:not an event line:2]]" {
+		t.Errorf("post events with a bad line = %d %v", code, body)
 	}
 	// A body over 16 MiB is cut where the bound falls, and refused as too large.
 	big := strings.Repeat("{}\n", (16<<20)/3+10)
 	if code, body := b.call(t, "POST", "/api/observers/events", "tok", big); code != 413 || !strings.Contains(fmt.Sprint(body["error"]), "over 16 MiB") {
 		t.Errorf("post of a body over the bound = %d %v, want 413", code, body["error"])
 	}
-	b.rt.postErr = errors.New("line 3: bad")
-	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "x"); code != 400 || body["error"] != "line 3: bad" {
-		t.Errorf("post of bad events = %d %v", code, body)
+	b.rt.postErr = errors.New("line 3: read: connection reset")
+	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "x"); code != 400 || body["error"] != "line 3: read: connection reset" || body["accepted"] != float64(1) {
+		t.Errorf("post whose body cannot be read = %d %v", code, body)
 	}
 	b.rt.postErr = adminhttp.ErrNoEventInput
 	if code, _ := b.call(t, "POST", "/api/observers/events", "tok", "{}"); code != 404 {

@@ -140,30 +140,77 @@ func (s *Source) AppendRaw(ctx context.Context, raw []byte) (ports.Position, err
 // LoadJSONLines appends one event per line of r (blank lines are skipped)
 // and returns how many it appended. A line that does not decode stops the
 // load with an error naming its line number; the lines before it stay
-// appended, nothing after it is.
+// appended, nothing after it is. (A file read at start: its fault is the
+// configuration's. For input that keeps coming, see AppendJSONLines.)
 func (s *Source) LoadJSONLines(ctx context.Context, r io.Reader) (int, error) {
+	res, err := s.jsonLines(ctx, r, false)
+	return res.Appended, err
+}
+
+// JSONLinesResult is what AppendJSONLines did.
+type JSONLinesResult struct {
+	Appended int // events appended
+	Invalid  int // lines that were not events, stored as invalid input (they reach the dead-letter queue)
+	// InvalidLines are the first MaxReportedLines of them: line number
+	// (from 1) and why.
+	InvalidLines []InvalidLine
+}
+
+// InvalidLine is a line of JSON-lines input that was not an event.
+type InvalidLine struct {
+	Line  int
+	Error string
+}
+
+// MaxReportedLines bounds JSONLinesResult.InvalidLines.
+const MaxReportedLines = 20
+
+// AppendJSONLines appends one event per line of r (blank lines are
+// skipped). A line that does not decode does not stop the others: it is
+// stored as an invalid entry (as AppendRaw stores one), which the
+// pipeline dead-letters with its bytes, and reported by line number. The
+// error is for what stops the input (a read error, the log full, ctx);
+// what was appended before it stays, and the result says how much.
+func (s *Source) AppendJSONLines(ctx context.Context, r io.Reader) (JSONLinesResult, error) {
+	return s.jsonLines(ctx, r, true)
+}
+
+func (s *Source) jsonLines(ctx context.Context, r io.Reader, keepInvalid bool) (JSONLinesResult, error) {
 	br := bufio.NewReader(r)
-	n := 0
+	var res JSONLinesResult
 	for lineNo := 1; ; lineNo++ {
 		line, readErr := br.ReadBytes('\n')
 		if readErr != nil && !errors.Is(readErr, io.EOF) {
-			return n, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, readErr)
+			return res, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, readErr)
 		}
 		if line = bytes.TrimSpace(line); len(line) > 0 {
 			if err := ctx.Err(); err != nil {
-				return n, fmt.Errorf("memory: load json lines: %w", err)
+				return res, fmt.Errorf("memory: load json lines: %w", err)
 			}
+			rec := ports.Record{}
 			ev, err := s.decode(line)
+			switch {
+			case err != nil && !keepInvalid:
+				return res, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, err)
+			case err != nil:
+				rec = ports.Record{Event: ev, Err: err, Raw: cloneBytes(line)}
+			default:
+				rec.Event = ev
+			}
+			if _, aerr := s.add(rec); aerr != nil {
+				return res, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, aerr)
+			}
 			if err != nil {
-				return n, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, err)
+				res.Invalid++
+				if len(res.InvalidLines) < MaxReportedLines {
+					res.InvalidLines = append(res.InvalidLines, InvalidLine{Line: lineNo, Error: err.Error()})
+				}
+			} else {
+				res.Appended++
 			}
-			if _, err := s.add(ports.Record{Event: ev}); err != nil {
-				return n, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, err)
-			}
-			n++
 		}
 		if readErr != nil { // io.EOF: the input ended
-			return n, nil //nolint:nilerr // io.EOF is the end, not a failure
+			return res, nil //nolint:nilerr // io.EOF is the end, not a failure
 		}
 	}
 }

@@ -357,3 +357,37 @@ func TestSourceRefusesAppendsPastItsBounds(t *testing.T) {
 		}
 	})
 }
+
+// AppendJSONLines (posted input) does not stop at a line that is not an
+// event: the line is stored as invalid input, with its bytes (the pipeline
+// dead-letters it), reported by number, and the lines after it go on.
+func TestAppendJSONLinesGoesOnPastABadLine(t *testing.T) {
+	t.Parallel()
+	src := newSource(t, newClock().Now, time.Minute)
+	var input strings.Builder
+	input.WriteString(`{"id":"e1","event_type":"INSERT","entity_type":"Order"}` + "\n")
+	input.WriteString(`{"id":"e2","event_type":"NOOP","entity_type":"Order"}` + "\n") // line 2: unknown event type
+	for range memory.MaxReportedLines + 5 {
+		input.WriteString("not json\n")
+	}
+	input.WriteString(`{"id":"e3","event_type":"DELETE","entity_type":"Order"}`)
+	res, err := src.AppendJSONLines(t.Context(), strings.NewReader(input.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Appended != 2 || res.Invalid != memory.MaxReportedLines+6 || len(res.InvalidLines) != memory.MaxReportedLines ||
+		res.InvalidLines[0].Line != 2 || !strings.Contains(res.InvalidLines[0].Error, "NOOP") || res.InvalidLines[1].Line != 3 {
+		t.Fatalf("result = %+v", res)
+	}
+	recs := readAll(t, src)
+	if len(recs) != 2+memory.MaxReportedLines+6 {
+		t.Fatalf("%d records, want %d", len(recs), 2+memory.MaxReportedLines+6)
+	}
+	if recs[0].Err != nil || recs[0].Event.ID != "e1" || recs[len(recs)-1].Err != nil || recs[len(recs)-1].Event.ID != "e3" {
+		t.Errorf("first and last records = %+v, %+v; want events e1 and e3", recs[0], recs[len(recs)-1])
+	}
+	if !errors.Is(recs[1].Err, domain.ErrInvalidEvent) || !strings.Contains(string(recs[1].Raw), "NOOP") ||
+		!errors.Is(recs[2].Err, domain.ErrInvalidEvent) || string(recs[2].Raw) != "not json" {
+		t.Errorf("invalid records = %+v, %+v; want ErrInvalidEvent with the line's bytes", recs[1], recs[2])
+	}
+}
