@@ -3,6 +3,7 @@ package memory
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,22 +16,59 @@ import (
 // Retries parks unfinished actions in memory, for the memory topology:
 // the same ordering and claims as the durable store, lost on restart.
 // Dead letters of settled items go to the DeadLetters it was built with.
-// Safe for concurrent use.
+// At most DefaultRetryItems items and DefaultRetryBytes (their events and
+// actions, plus an overhead each) are kept: a Park past either fails with
+// an error wrapping ports.ErrUnavailable, so that the processor keeps the
+// actions in memory and the event in flight (the reader's bounds then
+// hold the stream back) rather than the store growing the process without
+// end. Safe for concurrent use.
 type Retries struct {
 	dead *DeadLetters
 	now  func() time.Time
 
-	mu     sync.Mutex
-	lastID int64
-	items  map[int64]*retryItem
-	keys   map[ports.RetryKey][]int64 // parking order
-	parked map[eventObserver]int64
+	mu       sync.Mutex
+	lastID   int64
+	items    map[int64]*retryItem
+	keys     map[ports.RetryKey][]int64 // parking order
+	parked   map[eventObserver]int64
+	bytes    int64
+	maxItems int
+	maxBytes int64
 }
+
+// The default bounds of a Retries.
+const (
+	DefaultRetryItems = 100_000
+	DefaultRetryBytes = 256 << 20 // 256 MiB
+)
 
 type retryItem struct {
 	ports.RetryItem
 	holder string
 	until  time.Time
+	weight int64 // against the byte bound (retryWeight at Park)
+}
+
+// retryWeight is what it weighs against the byte bound: its event (as
+// JSON) and actions, plus an overhead.
+func retryWeight(it ports.RetryItem) int64 {
+	w := int64(len(it.Observer)+len(it.EntityKey)) + logEntryOverhead
+	if b, err := json.Marshal(it.Event); err == nil {
+		w += int64(len(b))
+	}
+	for _, a := range it.Actions {
+		w += int64(len(a.Action)+len(a.Endpoint)+len(a.LastError)) + 64
+	}
+	return w
+}
+
+// WithBounds sets the store's bounds (n items, b bytes; 0 keeps the
+// default) and returns it.
+func (s *Retries) WithBounds(n int, b int64) *Retries {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxItems, s.maxBytes = cmp.Or(n, s.maxItems), cmp.Or(b, s.maxBytes)
+	return s
 }
 
 type eventObserver struct{ event, observer string }
@@ -46,7 +84,8 @@ func NewRetries(dead *DeadLetters, now func() time.Time) *Retries {
 	if now == nil {
 		now = time.Now
 	}
-	return &Retries{dead: dead, now: now, items: map[int64]*retryItem{}, keys: map[ports.RetryKey][]int64{}, parked: map[eventObserver]int64{}}
+	return &Retries{dead: dead, now: now, items: map[int64]*retryItem{}, keys: map[ports.RetryKey][]int64{}, parked: map[eventObserver]int64{},
+		maxItems: DefaultRetryItems, maxBytes: DefaultRetryBytes}
 }
 
 // derive fills the fields the store owns from the actions.
@@ -90,6 +129,12 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 	}
 	it := cloneItem(item)
 	derive(&it)
+	weight := retryWeight(it)
+	if len(s.items) >= s.maxItems || s.bytes+weight > s.maxBytes {
+		return ports.RetryItem{}, false, fmt.Errorf("memory: park retry of event %s: the store is full (%d items of at most %d, %d bytes of at most %d): %w",
+			item.Event.ID, len(s.items), s.maxItems, s.bytes, s.maxBytes, ports.ErrUnavailable)
+	}
+	s.bytes += weight
 	s.lastID++
 	it.ID, it.CreatedAt = s.lastID, s.now()
 	k := keyOf(it)
@@ -98,7 +143,7 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 		it.State = ports.RetryWaiting
 	}
 	s.keys[k] = append(s.keys[k], it.ID)
-	s.items[it.ID] = &retryItem{RetryItem: it}
+	s.items[it.ID] = &retryItem{RetryItem: it, weight: weight}
 	s.parked[eventObserver{it.Event.ID, it.Observer}] = it.ID
 	return cloneItem(it), true, nil
 }
@@ -194,6 +239,7 @@ func (s *Retries) Complete(ctx context.Context, item ports.RetryItem, c ports.Re
 		return ports.RetryItem{}, false, err
 	}
 	k := keyOf(it.RetryItem)
+	s.bytes -= it.weight
 	delete(s.items, id)
 	delete(s.parked, eventObserver{it.Event.ID, it.Observer})
 	s.keys[k] = slices.DeleteFunc(s.keys[k], func(x int64) bool { return x == id })

@@ -1,6 +1,8 @@
 package memory_test
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +97,49 @@ func TestRetriesSettleDeadLettersPastTheQueueBounds(t *testing.T) {
 	}
 	if n, err := dl.Count(t.Context()); err != nil || n != 3 {
 		t.Errorf("dead letters = %d, %v; want 3 (the earlier one and both moved)", n, err)
+	}
+}
+
+// The store is bounded in items and bytes: a Park past either is refused
+// with ports.ErrUnavailable (the processor keeps the actions in memory and
+// the event in flight), an item parked again is still found, and a
+// completed item frees its room.
+func TestRetriesAreBounded(t *testing.T) {
+	t.Parallel()
+	clock := newClock()
+	item := func(id string, payload int) ports.RetryItem {
+		return ports.RetryItem{Event: domain.Event{ID: id, Data: map[string]any{"blob": strings.Repeat("x", payload)}},
+			Observer: "o", EntityKey: id, Actions: []ports.RetryAction{{Action: "a", Endpoint: "e", Due: clock.Now()}}}
+	}
+	r := memory.NewRetries(memory.NewDeadLetters(clock.Now), clock.Now).WithBounds(2, 0)
+	for _, id := range []string{"e1", "e2"} {
+		if _, _, err := r.Park(t.Context(), item(id, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := r.Park(t.Context(), item("e3", 10)); !errors.Is(err, ports.ErrUnavailable) || !strings.Contains(err.Error(), "full") {
+		t.Fatalf("third Park into a store of 2 items = %v, want ErrUnavailable saying it is full", err)
+	}
+	if _, created, err := r.Park(t.Context(), item("e1", 10)); err != nil || created {
+		t.Fatalf("Park of an item already there = created %v, %v; want it found", created, err)
+	}
+	claim := ports.RetryClaim{Holder: "h", Now: clock.Now(), TTL: time.Minute}
+	got, err := r.ClaimDue(t.Context(), claim, 1, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ClaimDue = %v, %v", got, err)
+	}
+	if _, _, err := r.Complete(t.Context(), got[0], claim, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Park(t.Context(), item("e3", 10)); err != nil {
+		t.Fatalf("Park after an item completed: %v", err)
+	}
+
+	byBytes := memory.NewRetries(memory.NewDeadLetters(clock.Now), clock.Now).WithBounds(0, 4096)
+	if _, _, err := byBytes.Park(t.Context(), item("big1", 2000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := byBytes.Park(t.Context(), item("big2", 3000)); !errors.Is(err, ports.ErrUnavailable) {
+		t.Fatalf("Park past the byte bound = %v, want ErrUnavailable", err)
 	}
 }
