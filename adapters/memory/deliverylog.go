@@ -9,18 +9,31 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
-// defaultDeliveryCap bounds the records a DeliveryLog keeps.
-const defaultDeliveryCap = 100_000
+// defaultDeliveryCap bounds the records a DeliveryLog keeps, and
+// DefaultDeliveryBytes their bytes.
+const (
+	defaultDeliveryCap   = 100_000
+	DefaultDeliveryBytes = 64 << 20 // 64 MiB
+)
 
 // DeliveryLog keeps delivery records in memory, for the memory topology:
-// the newest maxRecords (older ones are dropped first), lost on restart.
-// Safe for concurrent use.
+// the newest maxRecords within DefaultDeliveryBytes (their texts plus an
+// overhead each; older ones are dropped first), lost on restart. Safe for
+// concurrent use.
 type DeliveryLog struct {
-	max int
+	max      int
+	maxBytes int64
 
 	mu      sync.Mutex
 	lastID  int64
 	records []ports.DeliveryRecord // ascending ID
+	bytes   int64                  // deliveryWeight of records
+}
+
+// deliveryWeight is what r weighs against the byte bound.
+func deliveryWeight(r ports.DeliveryRecord) int64 {
+	return int64(len(r.EventID)+len(r.Observer)+len(r.Action)+len(r.ActionType)+len(r.Endpoint)+
+		len(r.Trigger)+len(r.Outcome)+len(r.Error)+len(r.Response)) + 128
 }
 
 var _ ports.DeliveryLog = (*DeliveryLog)(nil)
@@ -31,7 +44,17 @@ func NewDeliveryLog(maxRecords int) *DeliveryLog {
 	if maxRecords <= 0 {
 		maxRecords = defaultDeliveryCap
 	}
-	return &DeliveryLog{max: maxRecords}
+	return &DeliveryLog{max: maxRecords, maxBytes: DefaultDeliveryBytes}
+}
+
+// WithMaxBytes sets the byte bound (0 keeps the default) and returns l.
+func (l *DeliveryLog) WithMaxBytes(b int64) *DeliveryLog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b > 0 {
+		l.maxBytes = b
+	}
+	return l
 }
 
 // Append stores records with new IDs.
@@ -45,8 +68,17 @@ func (l *DeliveryLog) Append(ctx context.Context, records []ports.DeliveryRecord
 		l.lastID++
 		r.ID = l.lastID
 		l.records = append(l.records, r)
+		l.bytes += deliveryWeight(r)
 	}
-	if over := len(l.records) - l.max; over > 0 {
+	over := max(len(l.records)-l.max, 0)
+	for _, r := range l.records[:over] {
+		l.bytes -= deliveryWeight(r)
+	}
+	for over < len(l.records)-1 && l.bytes > l.maxBytes { // the newest stays
+		l.bytes -= deliveryWeight(l.records[over])
+		over++
+	}
+	if over > 0 {
 		l.records = append(l.records[:0:0], l.records[over:]...)
 	}
 	return nil
@@ -108,5 +140,9 @@ func (l *DeliveryLog) Prune(ctx context.Context, before time.Time) (int64, error
 	n := int64(len(l.records) - len(kept))
 	clear(l.records[len(kept):])
 	l.records = kept
+	l.bytes = 0
+	for _, r := range kept {
+		l.bytes += deliveryWeight(r)
+	}
 	return n, nil
 }

@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,30 @@ func TestDeliveryLogKeepsTheNewest(t *testing.T) {
 	got, err := l.List(t.Context(), ports.DeliveryFilter{})
 	if err != nil || len(got) != 3 || got[0].EventID != "e" || got[2].EventID != "c" {
 		t.Fatalf("List = %+v, %v; want the newest 3", got, err)
+	}
+}
+
+// The log is bounded in bytes too: past the bound the oldest records go,
+// the newest always stays.
+func TestDeliveryLogKeepsWithinItsBytes(t *testing.T) {
+	t.Parallel()
+	l := memory.NewDeliveryLog(0).WithMaxBytes(4096)
+	for i := range 10 {
+		r := ports.DeliveryRecord{EventID: fmt.Sprint(i), Response: strings.Repeat("x", 1000)}
+		if err := l.Append(t.Context(), []ports.DeliveryRecord{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.List(t.Context(), ports.DeliveryFilter{})
+	if err != nil || len(got) != 3 || got[0].EventID != "9" || got[2].EventID != "7" {
+		t.Fatalf("List = %d records, %v; want the newest 3 (about 1.1 KB each within 4 KiB)", len(got), err)
+	}
+	huge := ports.DeliveryRecord{EventID: "huge", Response: strings.Repeat("y", 10000)}
+	if err := l.Append(t.Context(), []ports.DeliveryRecord{huge}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.List(t.Context(), ports.DeliveryFilter{}); len(got) != 1 || got[0].EventID != "huge" {
+		t.Fatalf("after a record over the bound alone: %d records, want it alone", len(got))
 	}
 }
 
