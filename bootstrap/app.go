@@ -45,7 +45,8 @@ type App struct {
 	metrics        *promadapter.Metrics
 	env            func(string) (string, bool)
 	holder         string
-	ready          readyLog // the errors of /readyz's checks, logged once per change
+	ready          readyLog   // the errors of /readyz's checks, logged once per change
+	readyChecks    readyCache // /readyz's last check of the dependencies
 
 	db          *postgres.DB // the observer's own database (state, dead letters)
 	changeLog   *postgres.ChangeLog

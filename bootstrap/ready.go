@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -32,8 +33,10 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 	if a.nats != nil {
 		deps = append(deps, readyDependency{name: "nats", ping: a.nats.Ping, required: true})
 	}
-	detail := map[string]string{}
-	ok := checkDependencies(ctx, deps, &a.ready, a.logger, detail)
+	ok, detail := a.readyChecks.get(ctx, time.Now(), func() (bool, map[string]string) {
+		detail := map[string]string{}
+		return checkDependencies(ctx, deps, &a.ready, a.logger, detail), detail
+	})
 	readerState := func(key string, r *application.Reader) {
 		st := r.Status()
 		switch {
@@ -96,6 +99,36 @@ func checkDependencies(ctx context.Context, deps []readyDependency, l *readyLog,
 		}
 	}
 	return ok
+}
+
+// readyCacheFor is how long /readyz answers from the dependencies' last
+// check: /readyz takes no token, and a caller asking in a loop must not
+// turn into a ping of each dependency per request.
+const readyCacheFor = time.Second
+
+// readyCache keeps the dependencies' last check for readyCacheFor; one
+// check runs at a time, and callers that come meanwhile wait for it.
+type readyCache struct {
+	mu     sync.Mutex
+	at     time.Time
+	ok     bool
+	detail map[string]string
+}
+
+// get returns the last check when it is younger than readyCacheFor at
+// now, else runs check (and keeps its answer unless ctx ended: a check
+// cut short says nothing of the dependencies). The map is the caller's.
+func (c *readyCache) get(ctx context.Context, now time.Time, check func() (bool, map[string]string)) (bool, map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.detail == nil || now.Sub(c.at) >= readyCacheFor || now.Before(c.at) {
+		ok, detail := check()
+		if ctx.Err() != nil {
+			return ok, detail
+		}
+		c.at, c.ok, c.detail = now, ok, detail
+	}
+	return c.ok, maps.Clone(c.detail)
 }
 
 // readyProblem is what /readyz says of a dependency whose check failed

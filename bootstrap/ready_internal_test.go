@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -87,5 +88,35 @@ func TestCheckDependencies(t *testing.T) {
 	}
 	if logs.Len() != 0 {
 		t.Errorf("a check the prober gave up on was logged:\n%s", logs.String())
+	}
+}
+
+// /readyz answers from the last check for readyCacheFor: a caller asking
+// in a loop does not ping the dependencies per request; a check cut short
+// by its caller is not kept.
+func TestReadyCache(t *testing.T) {
+	t.Parallel()
+	var c readyCache
+	checks := 0
+	check := func() (bool, map[string]string) {
+		checks++
+		return checks%2 == 1, map[string]string{"database": fmt.Sprint(checks)}
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		ok, detail := c.get(t.Context(), t0.Add(time.Duration(i)*100*time.Millisecond), check)
+		if !ok || detail["database"] != "1" {
+			t.Fatalf("probe %d within the second: %v %v, want the first check's answer", i, ok, detail)
+		}
+		detail["database"] = "changed by the caller"
+	}
+	if ok, detail := c.get(t.Context(), t0.Add(readyCacheFor), check); ok || detail["database"] != "2" || checks != 2 {
+		t.Fatalf("after %s: %v %v (%d checks), want a second check", readyCacheFor, ok, detail, checks)
+	}
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	c.get(gone, t0.Add(3*readyCacheFor), check) // the third check, cut short
+	if _, detail := c.get(t.Context(), t0.Add(3*readyCacheFor+time.Millisecond), check); detail["database"] != "4" {
+		t.Fatalf("after a check cut short: %v, want a fresh check (4)", detail)
 	}
 }

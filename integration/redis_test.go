@@ -214,7 +214,8 @@ func TestRedisStoppedMidRun(t *testing.T) {
 
 	// /readyz answers without a token: it names the kind of failure, not
 	// the error (which names the address); the log has the error, once
-	// however often the probe asks.
+	// however often the probe asks. (Its checks are kept for a second.)
+	waitFor(t, "/readyz seeing Redis down", func() bool { return app1.redisState(t) != "ok" })
 	for range 3 {
 		got := app1.redisState(t)
 		if !strings.HasPrefix(got, "unreachable") || !strings.HasSuffix(got, "failing open") {
