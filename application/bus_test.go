@@ -367,7 +367,7 @@ func TestWorkerBatchShutdownReleasesWaitingMessages(t *testing.T) {
 // batchWorker builds a worker (Concurrency concurrency, Batch batch) over
 // Dedup with a fakeDedup, for messages messages handed in at once, whose
 // action waits for release; most is the most steps seen running at once.
-func batchWorker(t *testing.T, messages, concurrency, batch int, release chan struct{}) (*application.Worker, *probeConsumer, *fakeDedup, *atomic.Int32) {
+func batchWorker(t *testing.T, messages, concurrency, batch int, release chan struct{}, opts ...func(*application.WorkerConfig)) (*application.Worker, *probeConsumer, *fakeDedup, *atomic.Int32) {
 	t.Helper()
 	var running, most atomic.Int32
 	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
@@ -396,11 +396,37 @@ func batchWorker(t *testing.T, messages, concurrency, batch int, release chan st
 		}
 		consumer.deliveries = append(consumer.deliveries, &ackProbe{fakeDelivery: &fakeDelivery{data: b, attempt: 1}, id: id, dedup: dedup})
 	}
-	w, err := application.NewWorker(consumer, proc, dlq, application.WorkerConfig{Concurrency: concurrency, Batch: batch, Logger: discardLogger()})
+	cfg := application.WorkerConfig{Concurrency: concurrency, Batch: batch, Logger: discardLogger()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	w, err := application.NewWorker(consumer, proc, dlq, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return w, consumer, dedup, &most
+}
+
+// A step still running ShutdownGrace after shutdown has its actions
+// cancelled: the worker returns, the run is abandoned (claim released)
+// and the message naked for redelivery at once.
+func TestWorkerShutdownGraceCancelsTheStep(t *testing.T) {
+	t.Parallel()
+	never := make(chan struct{}) // the action would wait for ever
+	w, consumer, dedup, _ := batchWorker(t, 1, 1, 0, never, func(c *application.WorkerConfig) { c.ShutdownGrace = 100 * time.Millisecond })
+	bg := runInBackground(t, w.Run)
+	d := consumer.deliveries[0]
+	eventually(t, "the message running", func() bool { return dedup.state(d.id) == "me" })
+	bg.Cancel()
+	if err := bg.Wait(t); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	outcome, delay := d.outcome, d.nakDelay
+	d.mu.Unlock()
+	if outcome != "nak" || delay != 0 || dedup.state(d.id) != "" {
+		t.Errorf("after the grace: outcome %q (delay %v), dedup state %q; want naked at once and the claim released", outcome, delay, dedup.state(d.id))
+	}
 }
 
 func TestNewWorkerRefusesANegativeBatch(t *testing.T) {

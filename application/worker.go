@@ -22,6 +22,11 @@ type WorkerConfig struct {
 	// RetryDelay is the wait before retrying a failed dead-letter write
 	// (default 1s).
 	RetryDelay time.Duration
+	// ShutdownGrace bounds how long the steps in progress at shutdown may
+	// go on (default 30s, as the scheduler's): then their actions'
+	// context is cancelled, and their runs are abandoned and their
+	// messages naked for redelivery elsewhere.
+	ShutdownGrace time.Duration
 	// Batch, when positive, takes up to Batch messages beyond Concurrency
 	// from the bus and prepares them (RunProcessor.Prepare: with Dedup,
 	// claims them) while earlier ones run, and prepares and finishes runs
@@ -68,6 +73,7 @@ func NewWorker(consumer ports.EventConsumer, proc RunProcessor, dlq ports.DeadLe
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
 	cfg.InProgressInterval = cmp.Or(cfg.InProgressInterval, 10*time.Second)
 	cfg.RetryDelay = cmp.Or(cfg.RetryDelay, time.Second)
+	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 30*time.Second)
 	if cfg.Metrics == nil {
 		cfg.Metrics = ports.NopMetrics{}
 	}
@@ -93,21 +99,27 @@ func NewWorker(consumer ports.EventConsumer, proc RunProcessor, dlq ports.DeadLe
 }
 
 // Run consumes until ctx ends. Messages in progress at shutdown finish
-// their current step (bounded by the actions' timeouts); unfinished ones
-// are naked for immediate redelivery elsewhere.
+// their current step, for up to ShutdownGrace (then their actions are
+// cancelled); unfinished ones are naked for immediate redelivery
+// elsewhere.
 func (w *Worker) Run(ctx context.Context) error {
 	w.cfg.Logger.Info("worker started", slog.Int("concurrency", w.cfg.Concurrency))
 	// Handlers get a context that survives shutdown so the step in progress
-	// can finish and its message can be acked or naked.
+	// can finish and its message can be acked or naked; the steps' actions
+	// get one that ends ShutdownGrace after ctx.
 	work := context.WithoutCancel(ctx)
+	acts, cancelActs := context.WithCancel(work)
+	defer cancelActs()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.ShutdownGrace, cancelActs) })
+	defer stopGrace()
 	err := w.consumer.Consume(ctx, w.cfg.Concurrency+w.cfg.Batch, func(_ context.Context, d ports.Delivery) {
-		w.handle(ctx, work, d)
+		w.handle(ctx, work, acts, d)
 	})
 	w.cfg.Logger.Info("worker stopped")
 	return err
 }
 
-func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
+func (w *Worker) handle(ctx, work, acts context.Context, d ports.Delivery) {
 	ev, err := domain.DecodeEvent(d.Data())
 	if err != nil {
 		w.parkUndecodable(ctx, work, d, err)
@@ -142,7 +154,7 @@ func (w *Worker) handle(ctx, work context.Context, d ports.Delivery) {
 			return
 		}
 	}
-	next, done := w.proc.Step(work, run)
+	next, done := w.proc.Step(acts, run)
 	gaveUp := false
 	if !done && d.LastAttempt() && ctx.Err() == nil {
 		// The dead-letter store is unreachable while GiveUp fails: keep the
