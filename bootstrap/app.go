@@ -217,6 +217,10 @@ func (a *App) MemorySource() *memory.Source { return a.memSource }
 func (a *App) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if a.httpSrv != nil {
+		// Requests in progress at shutdown see their context end with ctx
+		// (a retry-all, replay or resend stops and answers with what it
+		// did) instead of running on while the stores close under them.
+		a.httpSrv.BaseContext = func(net.Listener) context.Context { return ctx }
 		wg.Go(func() {
 			if err := a.httpSrv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.logger.Error("admin http server stopped", slog.String("error", err.Error()))

@@ -329,3 +329,64 @@ func TestReadyzTellsReadingFromStalled(t *testing.T) {
 		t.Fatalf("status = %+v, want stalled with the event unfinished", st)
 	}
 }
+
+// An admin request in progress at shutdown sees its context end with the
+// service's: it answers at once instead of running on (here a CPU profile
+// of 30s) while the stores close under it.
+func TestShutdownEndsAdminRequestsInProgress(t *testing.T) {
+	t.Parallel()
+	cfgFile := filepath.Join(t.TempDir(), "config.toml")
+	body := "topology = \"memory\"\n[http]\nlisten = \"127.0.0.1:0\"\npprof = true\n" +
+		"[[observers]]\nname = \"o\"\nentity = \"Order\"\nevents = [\"INSERT\"]\n[[observers.actions]]\ntype = \"log\"\n"
+	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) (string, bool) { return "tok", k == "FRAISEQL_ADMIN_TOKEN" }
+	app, err := bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: slog.New(slog.DiscardHandler), LookupEnv: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- app.Run(ctx) }()
+
+	answered := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+app.HTTPAddr()+"/debug/pprof/profile?seconds=30", nil)
+		if err != nil {
+			answered <- err
+			return
+		}
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the profile under way
+	cancel()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Errorf("the request in progress: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the admin request in progress still runs 15s after shutdown began")
+	}
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run has not returned 15s after shutdown began")
+	}
+}
