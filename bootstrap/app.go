@@ -28,6 +28,7 @@ import (
 	"github.com/fraiseql/fraiseql-observer/bootstrap/actions"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/stores"
+	"github.com/fraiseql/fraiseql-observer/bootstrap/telemetry"
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -45,8 +46,7 @@ type App struct {
 	metrics        *promadapter.Metrics
 	env            func(string) (string, bool)
 	holder         string
-	ready          readyLog   // the errors of /readyz's checks, logged once per change
-	readyChecks    readyCache // /readyz's last check of the dependencies
+	readiness      *telemetry.Readiness // /readyz's check of the dependencies
 
 	db          *postgres.DB // the observer's own database (state, dead letters)
 	changeLog   *postgres.ChangeLog
@@ -111,7 +111,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *App, err erro
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(promadapter.BuildInfo{Version: opts.Version}), env: opts.LookupEnv, holder: stores.HolderName()}
+	a := &App{cfg: cfg, logger: opts.Logger, metrics: promadapter.New(promadapter.BuildInfo{Version: opts.Version}), env: opts.LookupEnv, holder: stores.HolderName(),
+		readiness: telemetry.NewReadiness(opts.Logger)}
 	a.delivery = promadapter.NewDeliveryMetrics(a.metrics.Registry())
 	defer func() {
 		if err != nil {
@@ -216,11 +217,15 @@ func (a *App) MemorySource() *memory.Source { return a.memSource }
 // saves the checkpoint and returns.
 func (a *App) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	// The admin requests' context ends when the workloads have stopped,
+	// right before the server's Shutdown: during the drain the admin API
+	// still serves (status, dlq list), and a request still in progress
+	// then (a retry-all, replay or resend) stops and answers with what it
+	// did instead of running on while the stores close under it.
+	reqCtx, endRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer endRequests()
 	if a.httpSrv != nil {
-		// Requests in progress at shutdown see their context end with ctx
-		// (a retry-all, replay or resend stops and answers with what it
-		// did) instead of running on while the stores close under them.
-		a.httpSrv.BaseContext = func(net.Listener) context.Context { return ctx }
+		a.httpSrv.BaseContext = func(net.Listener) context.Context { return reqCtx }
 		wg.Go(func() {
 			if err := a.httpSrv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.logger.Error("admin http server stopped", slog.String("error", err.Error()))
@@ -277,6 +282,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 
 	if a.httpSrv != nil {
+		endRequests()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = a.httpSrv.Shutdown(sctx)
 		cancel()

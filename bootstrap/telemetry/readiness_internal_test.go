@@ -1,4 +1,4 @@
-package bootstrap
+package telemetry
 
 import (
 	"bytes"
@@ -22,9 +22,9 @@ func TestCheckDependencies(t *testing.T) {
 	t.Parallel()
 	secret := "failed to connect to `user=alice database=orders`: 10.1.2.3:5432 (db.internal): dial error"
 	var dbErr, redisErr error
-	deps := []readyDependency{
-		{name: "database", required: true, ping: func(context.Context) error { return dbErr }},
-		{name: "redis", suffix: ", failing open", ping: func(context.Context) error { return redisErr }},
+	deps := []Dependency{
+		{Name: "database", Required: true, Ping: func(context.Context) error { return dbErr }},
+		{Name: "redis", Suffix: ", failing open", Ping: func(context.Context) error { return redisErr }},
 	}
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
@@ -92,8 +92,9 @@ func TestCheckDependencies(t *testing.T) {
 }
 
 // /readyz answers from the last check for readyCacheFor: a caller asking
-// in a loop does not ping the dependencies per request; a check cut short
-// by its caller is not kept.
+// in a loop does not ping the dependencies per request; a caller whose
+// request ends while another checks does not wait; a check cut short by
+// its caller is not kept.
 func TestReadyCache(t *testing.T) {
 	t.Parallel()
 	var c readyCache
@@ -113,10 +114,35 @@ func TestReadyCache(t *testing.T) {
 	if ok, detail := c.get(t.Context(), t0.Add(readyCacheFor), check); ok || detail["database"] != "2" || checks != 2 {
 		t.Fatalf("after %s: %v %v (%d checks), want a second check", readyCacheFor, ok, detail, checks)
 	}
-	gone, cancel := context.WithCancel(t.Context())
-	cancel()
-	c.get(gone, t0.Add(3*readyCacheFor), check) // the third check, cut short
-	if _, detail := c.get(t.Context(), t0.Add(3*readyCacheFor+time.Millisecond), check); detail["database"] != "4" {
-		t.Fatalf("after a check cut short: %v, want a fresh check (4)", detail)
+
+	held, release, third := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(third)
+		c.get(t.Context(), t0.Add(2*readyCacheFor), func() (bool, map[string]string) {
+			close(held)
+			<-release
+			return check()
+		})
+	}()
+	<-held
+	waiting, stopWaiting := context.WithCancel(t.Context())
+	answered := make(chan bool, 1)
+	go func() { ok, _ := c.get(waiting, t0.Add(2*readyCacheFor), check); answered <- ok }()
+	stopWaiting()
+	select {
+	case ok := <-answered:
+		if ok {
+			t.Error("a caller that stopped waiting was told ready")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a caller whose request ended still waits for another's check")
+	}
+	close(release)
+	<-third // the third check, kept
+
+	cut, cutShort := context.WithCancel(t.Context())
+	c.get(cut, t0.Add(3*readyCacheFor), func() (bool, map[string]string) { cutShort(); return check() }) // the fourth, cut short
+	if _, detail := c.get(t.Context(), t0.Add(3*readyCacheFor+time.Millisecond), check); detail["database"] != "5" || checks != 5 {
+		t.Fatalf("after a check cut short: %v (%d checks), want a fresh check (5)", detail, checks)
 	}
 }
