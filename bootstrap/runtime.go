@@ -135,8 +135,8 @@ func (a *App) Status() admin.LiveStatus {
 }
 
 // PostEvents appends JSON-lines events to the memory topology's source;
-// a line that is not an event is stored as invalid input (dead-lettered)
-// and reported, and the others go on.
+// a line that is not an event is refused and reported, and the others go
+// on.
 func (a *App) PostEvents(ctx context.Context, body io.Reader) (adminhttp.PostedEvents, error) {
 	if a.memSource == nil {
 		return adminhttp.PostedEvents{}, adminhttp.ErrNoEventInput

@@ -80,18 +80,17 @@ type Runtime interface {
 	// Reload re-reads the observers; on error the running ones stay.
 	Reload() error
 	// PostEvents appends JSON-lines events to the process's source and
-	// says what it did (a line that is not an event is stored as invalid
-	// input, dead-lettered, and reported; the others go on), or
-	// ErrNoEventInput. With an error, the result says what was appended
-	// before it.
+	// says what it did (a line that is not an event is refused and
+	// reported; the others go on), or ErrNoEventInput. With an error, the
+	// result says what was appended before it.
 	PostEvents(ctx context.Context, body io.Reader) (PostedEvents, error)
 }
 
 // PostedEvents is what POST /api/observers/events did.
 type PostedEvents struct {
 	Accepted int `json:"accepted"` // events appended
-	// Invalid counts the lines that were not events: stored as invalid
-	// input, which reaches the dead-letter queue with its bytes.
+	// Invalid counts the lines that were not events: refused, not
+	// stored.
 	Invalid      int           `json:"invalid"`
 	InvalidLines []InvalidLine `json:"invalid_lines,omitempty"` // the first 20
 }
@@ -284,6 +283,8 @@ func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
 		failed(http.StatusServiceUnavailable, err.Error())
 	case err != nil:
 		failed(http.StatusBadRequest, err.Error())
+	case res.Accepted == 0 && res.Invalid > 0: // not JSON lines at all (a wrong file, pretty-printed JSON)
+		failed(http.StatusBadRequest, fmt.Sprintf("no line is an event (%d refused)", res.Invalid))
 	default:
 		writeJSON(w, http.StatusAccepted, res)
 	}

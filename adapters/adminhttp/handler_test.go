@@ -262,10 +262,15 @@ func TestReloadAndEvents(t *testing.T) {
 	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "{}\n{}\n"); code != 202 || body["accepted"] != float64(2) || body["invalid"] != float64(0) {
 		t.Errorf("post events = %d %v", code, body)
 	}
-	// A line that is not an event is reported; the others are taken.
+	// A line that is not an event is refused and reported; the others are
+	// taken. A body of which no line is an event is refused (400).
 	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "{}\nnope\n{}\n"); code != 202 || body["accepted"] != float64(2) ||
 		body["invalid"] != float64(1) || fmt.Sprint(body["invalid_lines"]) != "[map[error:not an event line:2]]" {
 		t.Errorf("post events with a bad line = %d %v", code, body)
+	}
+	if code, body := b.call(t, "POST", "/api/observers/events", "tok", "[\n1\n]\n"); code != 400 || body["accepted"] != float64(0) ||
+		body["invalid"] != float64(3) || !strings.Contains(fmt.Sprint(body["error"]), "no line is an event") {
+		t.Errorf("post of a body with no event = %d %v, want 400", code, body)
 	}
 	// A body over 16 MiB is cut where the bound falls, and refused as too large.
 	big := strings.Repeat("{}\n", (16<<20)/3+10)

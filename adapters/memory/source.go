@@ -150,7 +150,7 @@ func (s *Source) LoadJSONLines(ctx context.Context, r io.Reader) (int, error) {
 // JSONLinesResult is what AppendJSONLines did.
 type JSONLinesResult struct {
 	Appended int // events appended
-	Invalid  int // lines that were not events, stored as invalid input (they reach the dead-letter queue)
+	Invalid  int // lines that were not events, refused (not stored)
 	// InvalidLines are the first MaxReportedLines of them: line number
 	// (from 1) and why.
 	InvalidLines []InvalidLine
@@ -167,15 +167,16 @@ const MaxReportedLines = 20
 
 // AppendJSONLines appends one event per line of r (blank lines are
 // skipped). A line that does not decode does not stop the others: it is
-// stored as an invalid entry (as AppendRaw stores one), which the
-// pipeline dead-letters with its bytes, and reported by line number. The
-// error is for what stops the input (a read error, the log full, ctx);
-// what was appended before it stays, and the result says how much.
+// refused, not stored (the poster is told, by line number: the log and
+// the dead-letter queue are not filled with a wrong file), and the lines
+// after it go on. The error is for what stops the input (a read error,
+// the log full, ctx); what was appended before it stays, and the result
+// says how much.
 func (s *Source) AppendJSONLines(ctx context.Context, r io.Reader) (JSONLinesResult, error) {
 	return s.jsonLines(ctx, r, true)
 }
 
-func (s *Source) jsonLines(ctx context.Context, r io.Reader, keepInvalid bool) (JSONLinesResult, error) {
+func (s *Source) jsonLines(ctx context.Context, r io.Reader, skipInvalid bool) (JSONLinesResult, error) {
 	br := bufio.NewReader(r)
 	var res JSONLinesResult
 	for lineNo := 1; ; lineNo++ {
@@ -187,25 +188,19 @@ func (s *Source) jsonLines(ctx context.Context, r io.Reader, keepInvalid bool) (
 			if err := ctx.Err(); err != nil {
 				return res, fmt.Errorf("memory: load json lines: %w", err)
 			}
-			rec := ports.Record{}
 			ev, err := s.decode(line)
 			switch {
-			case err != nil && !keepInvalid:
+			case err != nil && !skipInvalid:
 				return res, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, err)
 			case err != nil:
-				rec = ports.Record{Event: ev, Err: err, Raw: cloneBytes(line)}
-			default:
-				rec.Event = ev
-			}
-			if _, aerr := s.add(rec); aerr != nil {
-				return res, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, aerr)
-			}
-			if err != nil {
 				res.Invalid++
 				if len(res.InvalidLines) < MaxReportedLines {
 					res.InvalidLines = append(res.InvalidLines, InvalidLine{Line: lineNo, Error: err.Error()})
 				}
-			} else {
+			default:
+				if _, err := s.add(ports.Record{Event: ev}); err != nil {
+					return res, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, err)
+				}
 				res.Appended++
 			}
 		}
