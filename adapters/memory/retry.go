@@ -220,6 +220,9 @@ func (s *Retries) Reschedule(ctx context.Context, id int64, holder string, actio
 	it.Actions = slices.Clone(actions)
 	derive(&it.RetryItem)
 	it.holder, it.until = "", time.Time{}
+	w := retryWeight(it.RetryItem) // its actions and their errors changed
+	s.bytes += w - it.weight
+	it.weight = w
 	return nil
 }
 

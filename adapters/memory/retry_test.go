@@ -167,4 +167,26 @@ func TestRetriesAreBounded(t *testing.T) {
 	if _, _, err := byBytes.Park(t.Context(), item("big2", 3000)); !errors.Is(err, ports.ErrUnavailable) {
 		t.Fatalf("Park past the byte bound = %v, want ErrUnavailable", err)
 	}
+	// A rescheduled item weighs its new actions (a long error here); a
+	// completed one gives its bytes back.
+	got, err = byBytes.ClaimDue(t.Context(), claim, 1, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ClaimDue = %v, %v", got, err)
+	}
+	long := []ports.RetryAction{{Action: "a", Endpoint: "e", Due: clock.Now(), LastError: strings.Repeat("e", 1500)}}
+	if err := byBytes.Reschedule(t.Context(), got[0].ID, "h", long, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := byBytes.Park(t.Context(), item("small", 10)); !errors.Is(err, ports.ErrUnavailable) {
+		t.Fatalf("Park after the item grew past the bound = %v, want ErrUnavailable", err)
+	}
+	if got, err = byBytes.ClaimDue(t.Context(), claim, 1, nil); err != nil || len(got) != 1 {
+		t.Fatalf("ClaimDue = %v, %v", got, err)
+	}
+	if _, _, err := byBytes.Complete(t.Context(), got[0], claim, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := byBytes.Park(t.Context(), item("big2", 3000)); err != nil {
+		t.Fatalf("Park after the big item completed: %v", err)
+	}
 }
