@@ -11,8 +11,8 @@ const URLRedacted = "redacted"
 
 // RedactActionURL returns u, an action's URL, fit to show (a dry run, a
 // printed configuration): the password, a token-like user name, every
-// query value and every token-like path segment (TokenLike) replaced by
-// URLRedacted. Many receivers take their credential in the path (a
+// query value, a token-like query key without a value, every token-like
+// path segment (TokenLike) and the fragment replaced by URLRedacted. Many receivers take their credential in the path (a
 // Discord, Slack or Teams hook) or as the user name; words such as
 // "hooks" or "orders" stay, so the URL can still be recognised. An
 // unparsable u gives "(unparsable url)".
@@ -33,11 +33,21 @@ func RedactActionURL(u string) string {
 		}
 	}
 	if p.RawQuery != "" {
-		q := p.Query()
-		for k := range q {
-			q[k] = []string{URLRedacted}
+		parts := strings.Split(p.RawQuery, "&")
+		for i, part := range parts {
+			k, _, hasValue := strings.Cut(part, "=")
+			key, err := url.QueryUnescape(k)
+			switch {
+			case err != nil || !hasValue && TokenLike(key): // ?SECRET: the key is the credential
+				parts[i] = URLRedacted
+			default:
+				parts[i] = k + "=" + URLRedacted
+			}
 		}
-		p.RawQuery = q.Encode()
+		p.RawQuery = strings.Join(parts, "&")
+	}
+	if p.Fragment != "" {
+		p.Fragment, p.RawFragment = URLRedacted, ""
 	}
 	if p.Path != "" {
 		segs := strings.Split(p.EscapedPath(), "/")

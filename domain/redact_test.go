@@ -12,6 +12,9 @@ func TestRedactActionURL(t *testing.T) {
 		"https://hooks.example.com/a%2Fb/tok%20en1234567890":                    "https://hooks.example.com/a%2Fb/redacted",
 		"http://127.0.0.1:8080/hook":                                            "http://127.0.0.1:8080/hook",
 		"https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX": "https://hooks.slack.com/services/T0000/B0000/redacted",
+		"https://hooks.example.com/h?SECRETTOKEN123456&page=2":                  "https://hooks.example.com/h?redacted&page=redacted",
+		"https://hooks.example.com/h?flag&a=1&a=2":                              "https://hooks.example.com/h?flag=redacted&a=redacted&a=redacted",
+		"https://hooks.example.com/h#access_token=abc123xyz":                    "https://hooks.example.com/h#redacted",
 		"://bad": "(unparsable url)",
 	} {
 		if got := RedactActionURL(in); got != want {
