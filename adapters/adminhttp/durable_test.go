@@ -186,6 +186,7 @@ func TestResendRoute(t *testing.T) {
 	}{
 		{"/api/observers/events/nope/resend", "", 404},
 		{"/api/observers/events/ev-1/resend", `{"observer": "nope"}`, 400},
+		{"/api/observers/events/ev-1/resend?observer=hooks", "", 400}, // the observer goes in the body: not every observer's actions
 		{"/api/observers/events/ev-1/resend", `{"action": "missing"}`, 400},
 		{"/api/observers/events/ev-1/resend", `{"unknown": 1}`, 400},
 	} {

@@ -150,10 +150,18 @@ func (h *Handler) Routes() []string { return append([]string(nil), *h.routes...)
 
 // router is a ServeMux that remembers every pattern registered on it, so
 // that the contract test enumerates the routes from the registrations.
+// With strict (the API's), a route not in queryRoutes refuses any query
+// parameter (400, naming it) rather than ignore it: a resend with
+// ?observer= would otherwise resend every observer's actions.
 type router struct {
 	*http.ServeMux
 	routes *[]string
+	strict bool
 }
+
+// queryRoutes are the API routes that take query parameters; each checks
+// its own (onlyParams).
+var queryRoutes = []string{"GET /api/observers/dlq", "POST /api/observers/dlq/retry-all", "GET /api/observers/deliveries"}
 
 func (r router) Handle(pattern string, h http.Handler) {
 	*r.routes = append(*r.routes, pattern)
@@ -162,6 +170,16 @@ func (r router) Handle(pattern string, h http.Handler) {
 
 func (r router) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
 	*r.routes = append(*r.routes, pattern)
+	if r.strict && !slices.Contains(queryRoutes, pattern) {
+		next := h
+		h = func(w http.ResponseWriter, req *http.Request) {
+			if err := onlyParams(req); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+			next(w, req)
+		}
+	}
 	r.ServeMux.HandleFunc(pattern, h)
 }
 
@@ -175,7 +193,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 	}
 	s := &server{cfg}
 	routes := new([]string)
-	mux := router{http.NewServeMux(), routes}
+	mux := router{http.NewServeMux(), routes, false}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -186,7 +204,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		_, _ = w.Write(OpenAPI)
 	})
 
-	api := router{http.NewServeMux(), routes}
+	api := router{http.NewServeMux(), routes, true}
 	api.HandleFunc("GET /api/observers/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Runtime.Status())
 	})
@@ -418,7 +436,10 @@ func (s *server) deadLetterRoutes(api router) {
 // it.
 func onlyParams(r *http.Request, known ...string) error {
 	for k := range r.URL.Query() {
-		if !slices.Contains(known, k) {
+		switch {
+		case len(known) == 0:
+			return fmt.Errorf("unknown query parameter %q: this route takes none", k)
+		case !slices.Contains(known, k):
 			return fmt.Errorf("unknown query parameter %q: want %s", k, strings.Join(known, ", "))
 		}
 	}

@@ -321,6 +321,9 @@ func TestDeadLettersAndCheckpoints(t *testing.T) {
 		{"GET", "/dlq?limit=abc", "", 400, nil},
 		{"GET", "/dlq?obsever=hooks", "", 400, func(m map[string]any) bool { return strings.Contains(m["error"].(string), `"obsever"`) }},
 		{"POST", "/dlq/retry-all?obsever=hooks", "", 400, func(m map[string]any) bool { return strings.Contains(m["error"].(string), `"obsever"`) }},
+		// A route that takes no query refuses one, rather than ignore it.
+		{"GET", "/dlq/stats?observer=hooks", "", 400, func(m map[string]any) bool { return strings.Contains(m["error"].(string), "takes none") }},
+		{"DELETE", "/dlq/" + id(input) + "?observer=hooks", "", 400, nil},
 		{"GET", "/dlq?after=-1", "", 400, nil},
 		{"GET", "/dlq/stats", "", 200, func(m map[string]any) bool { return m["total"] == float64(3) }},
 		{"GET", "/dlq/" + id(input), "", 200, func(m map[string]any) bool { return m["raw"] == "garbage" && m["raw_encoding"] == "text" }},
