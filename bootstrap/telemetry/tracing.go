@@ -23,6 +23,16 @@ func OpenTracer(ctx context.Context, cfg config.Config, env func(string) (string
 	protocol := t.Protocol
 	if t.Endpoint == "" {
 		protocol = oteladapter.EnvProtocol(env)
+		var idle []string
+		for _, k := range []string{"tracing.protocol", "tracing.insecure"} {
+			if cfg.IsSet(k) {
+				idle = append(idle, k)
+			}
+		}
+		if len(idle) > 0 {
+			logger.Warn("the tracing endpoint comes from OTEL_EXPORTER_OTLP_*: these keys have no effect (OTEL_EXPORTER_OTLP_PROTOCOL picks the protocol, the URL's scheme TLS); set tracing.endpoint to use them",
+				slog.Any("keys", idle))
+		}
 	} else if err := CheckTracing(cfg); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package telemetry_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -45,6 +46,30 @@ func TestOpenTracerWarnsOfKeysWhileOff(t *testing.T) {
 	logs.Reset()
 	if _, err := telemetry.OpenTracer(t.Context(), loadConfig(t, ""), noEnv, "test", slog.New(slog.NewTextHandler(&logs, nil))); err != nil || logs.Len() != 0 {
 		t.Errorf("no [tracing]: err %v, log %q; want neither", err, logs.String())
+	}
+}
+
+// With the endpoint from the environment, tracing.protocol and
+// tracing.insecure have no effect: OpenTracer says so.
+func TestOpenTracerWarnsOfKeysTheEnvironmentOverrides(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t, "[tracing]\nprotocol = \"grpc\"\ninsecure = true\nsample_ratio = 0.5\n")
+	var logs bytes.Buffer
+	env := func(k string) (string, bool) {
+		return "http://127.0.0.1:4318", k == "OTEL_EXPORTER_OTLP_ENDPOINT"
+	}
+	tracer, err := telemetry.OpenTracer(t.Context(), cfg, env, "test", slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || tracer == nil {
+		t.Fatalf("OpenTracer = %v, %v; want on", tracer, err)
+	}
+	t.Cleanup(func() { _ = tracer.Close(context.Background()) })
+	for _, want := range []string{"OTEL_EXPORTER_OTLP_", "tracing.protocol", "tracing.insecure"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log %q does not mention %q", logs.String(), want)
+		}
+	}
+	if strings.Contains(logs.String(), "tracing.sample_ratio") {
+		t.Errorf("log %q names tracing.sample_ratio, which still applies", logs.String())
 	}
 }
 
