@@ -556,7 +556,8 @@ func TestComposeCheckerCatchesMistakes(t *testing.T) {
 	t.Parallel()
 	df := readDockerfile(t, filepath.Join(dockerDir, "Dockerfile"))
 	cfgFile := filepath.Join(t.TempDir(), "bad.toml")
-	if err := os.WriteFile(cfgFile, []byte("[database]\nurl = \"postgres://postgres@127.0.0.1:5432/postgres\"\n[http]\nlisten = \"0.0.0.0:8079\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("[database]\nurl = \"postgres://postgres@127.0.0.1:5432/postgres\"\n[http]\nlisten = \"0.0.0.0:8079\"\n"+
+		"[[observers]]\nname = \"o\"\nentity = \"Order\"\nevents = [\"INSERT\"]\n[[observers.actions]]\ntype = \"log\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := composeFile{Name: "bad", Services: map[string]*composeService{

@@ -174,6 +174,9 @@ func checkConfig(file string, environ []string, print, asJSON bool, stdout, stde
 	if err != nil {
 		return err
 	}
+	if err := observersRequired(cfg, len(obs)); err != nil {
+		return withFile(err, cfg.File)
+	}
 	if err := bootstrap.Preflight(cfg); err != nil {
 		return err
 	}
@@ -328,7 +331,14 @@ func requireObservers(cfg config.Config) error {
 	if err != nil {
 		return withFile(err, cfg.File)
 	}
-	if len(obs) > 0 {
+	return observersRequired(cfg, len(obs))
+}
+
+// observersRequired is requireObservers' rule over n loaded observers
+// (validate-config applies it too, so that it passes no configuration
+// run refuses).
+func observersRequired(cfg config.Config, n int) error {
+	if n > 0 || !cfg.Role.RunsWorker() {
 		return nil
 	}
 	where := "observers"

@@ -115,6 +115,12 @@ url = "postgres://postgres@127.0.0.1/orders"
 [[databases]]
 name = "billing"
 url_env = "BILLING_DATABASE_URL"
+[[observers]]
+name = "o"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "log"
 `)
 	cases := []struct {
 		name    string
@@ -359,4 +365,19 @@ func validate(file string, environ []string) (code int, stderr string) {
 		errOut.WriteString(err.Error())
 	}
 	return code, errOut.String()
+}
+
+// validate-config refuses what run refuses: a process that runs actions
+// with no observer (every event consumed, nothing done); a bridge needs
+// none.
+func TestValidateConfigRefusesNoObservers(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "empty.toml", "[database]\nurl = \"postgres://postgres@127.0.0.1/app\"\n")
+	if code, stderr := validate(file, nil); code != 2 || !strings.Contains(stderr, "no observers configured") || !strings.Contains(stderr, "empty.toml") {
+		t.Errorf("no observers: exit %d, stderr %q; want 2 naming the file and the missing observers", code, stderr)
+	}
+	bridge := writeFile(t, "bridge.toml", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[database]\nurl = \"postgres://postgres@127.0.0.1/app\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\n")
+	if code, stderr := validate(bridge, []string{"FRAISEQL_ADMIN_TOKEN=t"}); code != 0 {
+		t.Errorf("a bridge without observers: exit %d, stderr %q; want 0", code, stderr)
+	}
 }
