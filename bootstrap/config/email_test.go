@@ -314,6 +314,11 @@ func TestWebhookHeadersEnv(t *testing.T) {
 		{"not a header name", config.ActionConfig{HeadersEnv: map[string]string{"Bad Header": "ORDERS_HOOK_TOKEN"}}, []string{"headers_env.Bad Header", "not a header name"}},
 		{"fixed header name", config.ActionConfig{Headers: map[string]string{"X:Y": "v"}}, []string{"headers.X:Y", "not a header name"}},
 		{"fixed header value", config.ActionConfig{Headers: map[string]string{"X-Y": "a\r\nInjected: 1"}}, []string{"headers.X-Y", "line break"}},
+		// Accepted before, then dropped, overwritten or sent as written:
+		{"a header the service sets", config.ActionConfig{Headers: map[string]string{"webhook-id": "mine"}}, []string{"headers.webhook-id", "sets this header itself"}},
+		{"a framing header", config.ActionConfig{Headers: map[string]string{"Content-Length": "5"}}, []string{"headers.Content-Length", "sets this header itself"}},
+		{"twice in headers", config.ActionConfig{Headers: map[string]string{"X-A": "1", "x-a": "2"}}, []string{"header names ignore case"}},
+		{"a template in a header", config.ActionConfig{Headers: map[string]string{"X-Id": "{{ event.entity_id }}"}}, []string{"headers.X-Id", "body_template only"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := build(tt.ac)
@@ -329,6 +334,11 @@ func TestWebhookHeadersEnv(t *testing.T) {
 				t.Errorf("error %q carries the header value", err)
 			}
 		})
+	}
+	_, err = config.BuildObservers([]config.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
+		Actions: []config.ActionConfig{{Type: "webhook", URL: "https://example.com/orders/{{ event.entity_id }}"}}}}, lookup, config.Checks{})
+	if err == nil || !strings.Contains(err.Error(), "body_template only") || strings.Contains(err.Error(), "whitespace") {
+		t.Errorf("a template in the URL: %v, want it named as not a template", err)
 	}
 	_, err = config.BuildObservers([]config.ObserverConfig{{Name: "o", Entity: "Order", Events: []string{"INSERT"},
 		Actions: []config.ActionConfig{{Type: "log", HeadersEnv: map[string]string{"A": "B"}}}}}, lookup, config.Checks{})

@@ -346,6 +346,9 @@ func keyOrEnv(key, envName string) string {
 // characters (a trailing newline read from a secret file). The URL is not
 // quoted: its path, query or user information may be a credential.
 func checkActionURL(key, raw string) error {
+	if strings.Contains(raw, "{{") {
+		return fmt.Errorf("%s: the URL is sent as written, not filled in: {{ }} placeholders work in body_template only", key)
+	}
 	if strings.IndexFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 		return fmt.Errorf("%s: the URL holds whitespace or a control character (a trailing newline?)", key)
 	}
@@ -464,14 +467,32 @@ func headersFromEnv(names, fixed map[string]string, lookupEnv func(string) (stri
 	return out, nil
 }
 
-// checkHeaders checks the names and values of fixed headers.
+// serviceHeaders are the headers the service sets itself on every
+// request (the framing, and the Standard Webhooks signature's): a value
+// configured for one would be dropped or overwritten.
+var serviceHeaders = []string{"Content-Length", "Transfer-Encoding", "Connection", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
+
+// checkHeaders checks the names and values of fixed headers: header
+// names, one line each, not a header the service sets, not the same name
+// twice in another case, and not a template (headers are sent as
+// written).
 func checkHeaders(key string, headers map[string]string) error {
-	for _, h := range slices.Sorted(maps.Keys(headers)) {
-		if !domain.IsHTTPToken(h) {
+	names := slices.Sorted(maps.Keys(headers))
+	for i, h := range names {
+		switch {
+		case !domain.IsHTTPToken(h):
 			return fmt.Errorf("%s.%s: %q is not a header name", key, h, h)
-		}
-		if strings.ContainsAny(headers[h], "\r\n\x00") {
+		case strings.ContainsAny(headers[h], "\r\n\x00"):
 			return fmt.Errorf("%s.%s: the value holds a line break or NUL; a header value is one line", key, h)
+		case slices.ContainsFunc(serviceHeaders, func(s string) bool { return strings.EqualFold(s, h) }):
+			return fmt.Errorf("%s.%s: the service sets this header itself (%s); remove it", key, h, strings.Join(serviceHeaders, ", "))
+		case strings.Contains(headers[h], "{{"):
+			return fmt.Errorf("%s.%s: a header value is sent as written, not filled in: {{ }} placeholders work in body_template only", key, h)
+		}
+		for _, other := range names[:i] {
+			if strings.EqualFold(other, h) {
+				return fmt.Errorf("%s: header %s is also set as %s (header names ignore case)", key, h, other)
+			}
 		}
 	}
 	return nil
