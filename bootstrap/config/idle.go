@@ -14,8 +14,10 @@ type IdleKeys struct {
 }
 
 // IdleKeys lists the groups of keys set to no effect: [nats] outside the
-// NATS topologies, delivery.log_retention with the delivery log off, the
-// dedup keys with dedup off and redis.cache_ttl with caching off.
+// NATS topologies, [database] in the memory topology,
+// delivery.log_retention with the delivery log off, the dedup keys with
+// dedup off, redis.cache_ttl with caching off and
+// performance.max_concurrent_actions with concurrency off.
 func (c Config) IdleKeys() []IdleKeys {
 	var out []IdleKeys
 	add := func(why string, keys ...string) {
@@ -40,6 +42,19 @@ func (c Config) IdleKeys() []IdleKeys {
 		}
 		slices.Sort(nats)
 		add("only the NATS topologies (nats-distributed, multi-database) use [nats]; this is "+string(c.Topology), nats...)
+	}
+	if c.Topology == TopologyMemory {
+		var db []string
+		for k := range c.explicit {
+			if strings.HasPrefix(k, "database.") {
+				db = append(db, k)
+			}
+		}
+		slices.Sort(db)
+		add("the memory topology has no database (its events come from the admin API or memory.events_file)", db...)
+	}
+	if !c.Performance.EnableConcurrent {
+		add("concurrency is off (performance.enable_concurrent = false: one action at a time)", "performance.max_concurrent_actions")
 	}
 	if c.Delivery.Log == DeliveryLogOff {
 		add(`the delivery log is off (delivery.log = "off")`, "delivery.log_retention")

@@ -30,6 +30,12 @@ func TestIdleKeys(t *testing.T) {
 			[]config.IdleKeys{{Keys: []string{"redis.dedup_window"}, Why: "dedup is off (performance.enable_dedup)"},
 				{Keys: []string{"redis.cache_ttl"}, Why: "caching is off (performance.enable_caching)"}}},
 		{"dedup keys with dedup on", "topology = \"postgres-redis\"\n" + redis + "dedup_window = \"2h\"\ncache_ttl = \"5m\"\n", nil, nil},
+		{"[database] in memory", "topology = \"memory\"\n[database]\nurl = \"postgres://prod/db\"\nwake = \"poll\"\n", nil,
+			[]config.IdleKeys{{Keys: []string{"database.url", "database.wake"},
+				Why: "the memory topology has no database (its events come from the admin API or memory.events_file)"}}},
+		{"max_concurrent_actions with concurrency off", "[performance]\nenable_concurrent = false\nmax_concurrent_actions = 64\n", nil,
+			[]config.IdleKeys{{Keys: []string{"performance.max_concurrent_actions"},
+				Why: "concurrency is off (performance.enable_concurrent = false: one action at a time)"}}},
 	}
 	for _, c := range cases {
 		cfg, err := config.Load(writeConfig(t, c.file), c.environ)
