@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/toml/v2"
@@ -39,7 +40,7 @@ func loadObserversFile(cfg Config) ([]ObserverConfig, error) {
 	path := cfg.ObserversFile
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{File: cfg.File, Key: "observers_file", Msg: err.Error()}
+		return nil, &ConfigError{File: cfg.File, Key: "observers_file", Msg: err.Error() + relativeHint(path)}
 	}
 	var probe map[string]any
 	if err := gotoml.Unmarshal(raw, &probe); err != nil {
@@ -149,4 +150,18 @@ func checkAvailable(cfg Config, o domain.Observer) error {
 		}
 	}
 	return nil
+}
+
+// relativeHint says, for a relative path that could not be opened, which
+// directory it was taken from: the working directory, not the
+// configuration file's.
+func relativeHint(path string) string {
+	if filepath.IsAbs(path) {
+		return ""
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return " (a relative path is taken from the working directory, not from the configuration file's)"
+	}
+	return " (a relative path is taken from the working directory, " + wd + ", not from the configuration file's)"
 }

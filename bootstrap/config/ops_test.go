@@ -273,3 +273,18 @@ webhook_url_env = "SLACK_URL"
 		t.Errorf("worker optional = %+v", optional)
 	}
 }
+
+// An observers_file that cannot be opened is named with the key and the
+// configuration file; a relative one says which directory it was taken
+// from (the working directory, not the configuration file's).
+func TestObserversFileNotFoundSaysWhereItLooked(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(writeConfig(t, "observers_file = \"no-such-observers.toml\"\n"), nil)
+	if err == nil {
+		_, err = config.LoadObservers(cfg, func(string) (string, bool) { return "", false }, config.Checks{})
+	}
+	wd, _ := os.Getwd()
+	if err == nil || !strings.Contains(err.Error(), "observers_file") || !strings.Contains(err.Error(), "working directory, "+wd) {
+		t.Errorf("error = %v, want it to name observers_file and the working directory %s", err, wd)
+	}
+}
