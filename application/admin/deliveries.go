@@ -66,6 +66,13 @@ func (d *Deliveries) List(ctx context.Context, q DeliveryQuery) (DeliveryPage, e
 	return page, nil
 }
 
+// Check reports what List would refuse in q, before any store is asked
+// (the command line checks its flags before it connects).
+func (q DeliveryQuery) Check() error {
+	_, err := q.filter()
+	return err
+}
+
 func (q DeliveryQuery) filter() (ports.DeliveryFilter, error) {
 	f := ports.DeliveryFilter{EventID: q.EventID, Observer: q.Observer, Endpoint: q.Endpoint, Since: q.Since, Until: q.Until,
 		BeforeID: q.Before, Limit: q.Limit}

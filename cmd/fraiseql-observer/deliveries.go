@@ -84,6 +84,9 @@ func deliveries(inv *invocation) error {
 	if f.limit < 0 || f.before < 0 {
 		return usageErr("deliveries: --limit and --before must not be negative")
 	}
+	if err := q.Check(); err != nil { // before connecting (or waiting, with --wait)
+		return usageErr("deliveries: --%v", err)
+	}
 	return withOperator(inv, func(ctx context.Context, o *operate.Operator) error {
 		page, err := o.Durable().Deliveries(ctx, q)
 		if err != nil {

@@ -20,6 +20,10 @@ func TestDurableCommandUsage(t *testing.T) {
 		{[]string{"deliveries", "--since", "yesterday"}, "--since"},
 		{[]string{"deliveries", "--until", "-5m"}, "--until"},
 		{[]string{"deliveries", "--limit", "-1"}, "must not be negative"},
+		// Checked before connecting (no configuration is needed to say so):
+		{[]string{"deliveries", "--status", "weird"}, "--status: \"weird\""},
+		{[]string{"deliveries", "--since", "1h", "--until", "2h"}, "--until: must be after since"},
+		{[]string{"deliveries", "--limit", "5000"}, "--limit: 5000"},
 		{[]string{"deliveries", "--action", "x"}, "flag provided but not defined"},
 		{[]string{"resend"}, "one event id"},
 		{[]string{"resend", "a", "b"}, "one event id"},
