@@ -63,6 +63,9 @@ func Load(path string, environ []string) (Config, error) {
 		if err := gotoml.Unmarshal(raw, &probe); err != nil {
 			return Config{}, tomlError(path, err)
 		}
+		if err := checkArrayTables(path, probe); err != nil {
+			return Config{}, err
+		}
 		kf := koanf.New(".")
 		if err := kf.Load(rawbytes.Provider(raw), toml.Parser()); err != nil {
 			return Config{}, &ConfigError{File: path, Msg: err.Error()}
@@ -277,4 +280,39 @@ func decodeError(path string, err error) error {
 		return &ConfigError{File: path, Key: key, Msg: msg}
 	}
 	return &ConfigError{File: path, Msg: err.Error()}
+}
+
+// checkArrayTables refuses a single table where the configuration takes
+// an array of tables ([observers] for [[observers]], [observers.actions]
+// for [[observers.actions]], [databases] for [[databases]]), which the
+// decoder would otherwise report as unknown keys or a type mismatch.
+func checkArrayTables(path string, probe map[string]any) error {
+	single := func(key string, v any) error {
+		if _, ok := v.(map[string]any); ok {
+			return &ConfigError{File: path, Key: key, Msg: "write [[" + key + "]] (double brackets: each one a table of a list), not [" + key + "]"}
+		}
+		return nil
+	}
+	for _, key := range []string{"observers", "databases"} {
+		if err := single(key, probe[key]); err != nil {
+			return err
+		}
+	}
+	var obs []map[string]any
+	switch v := probe["observers"].(type) {
+	case []map[string]any:
+		obs = v
+	case []any:
+		for _, o := range v {
+			m, _ := o.(map[string]any)
+			obs = append(obs, m)
+		}
+	}
+	for i, o := range obs {
+		if _, ok := o["actions"].(map[string]any); ok {
+			return &ConfigError{File: path, Key: fmt.Sprintf("observers[%d].actions", i),
+				Msg: "write [[observers.actions]] (double brackets: each action a table of a list), not [observers.actions]"}
+		}
+	}
+	return nil
 }

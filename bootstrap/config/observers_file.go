@@ -46,6 +46,9 @@ func loadObserversFile(cfg Config) ([]ObserverConfig, error) {
 	if err := gotoml.Unmarshal(raw, &probe); err != nil {
 		return nil, tomlError(path, err)
 	}
+	if err := checkArrayTables(path, probe); err != nil {
+		return nil, err
+	}
 	for key := range probe {
 		if key != "observers" {
 			return nil, &ConfigError{File: path, Key: key, Msg: "unknown key (an observers file holds only [[observers]])"}
