@@ -109,6 +109,11 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"bad duration", "[reader]\ncheckpoint_interval = \"5 minutes\"", nil, []string{"reader.checkpoint_interval", "duration"}},
 		{"number as string", "[reader]\nbatch_size = \"lots\"", nil, []string{"reader.batch_size"}},
 		{"toml syntax with line", "[database\nurl = 1", nil, []string{":1:"}},
+		// The parser's structure errors carry no position: the line is found.
+		{"a key twice", "[reader]\nbatch_size = 1\nbatch_size = 2\n", nil, []string{".toml:3:", "key batch_size is set a second time"}},
+		{"a table twice", "[reader]\nbatch_size = 1\n[reader]\nname = \"x\"\n", nil, []string{".toml:3:", "[reader] a second time"}},
+		{"[observers] after [[observers]]", "[[observers]]\nname = \"a\"\n[observers]\nname = \"b\"\n", nil, []string{".toml:3:", "write [[observers]]"}},
+		{"[[reader]] after [reader]", "[reader]\nname = \"x\"\n[[reader]]\nname = \"y\"\n", nil, []string{".toml:3:", "reader is one table"}},
 		{"bad topology", "topology = \"mesh\"", nil, []string{"topology", "mesh"}},
 		{"zero batch", "[reader]\nbatch_size = 0", nil, []string{"reader.batch_size", "positive"}},
 		{"bad log level", "[logging]\nlevel = \"loud\"", nil, []string{"logging.level"}},

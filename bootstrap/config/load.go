@@ -61,7 +61,7 @@ func Load(path string, environ []string) (Config, error) {
 		}
 		var probe map[string]any
 		if err := gotoml.Unmarshal(raw, &probe); err != nil {
-			return Config{}, tomlError(path, err)
+			return Config{}, tomlError(path, raw, err)
 		}
 		if err := checkArrayTables(path, probe); err != nil {
 			return Config{}, err
@@ -247,13 +247,58 @@ func parseEnvValue(kind reflect.Kind, v string) (any, error) {
 }
 
 // tomlError names the line and column of a syntax error.
-func tomlError(path string, err error) error {
+func tomlError(path string, raw []byte, err error) error {
 	var de *gotoml.DecodeError
 	if errors.As(err, &de) {
 		row, col := de.Position()
 		return &ConfigError{File: fmt.Sprintf("%s:%d:%d", path, row, col), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
 	}
+	if line, msg := structureError(raw, err.Error()); line > 0 {
+		return &ConfigError{File: fmt.Sprintf("%s:%d", path, line), Msg: msg}
+	}
 	return &ConfigError{File: path, Msg: err.Error()}
+}
+
+// The TOML parser's errors of a file's structure, which carry no position.
+var (
+	keyTwice      = regexp.MustCompile(`^toml: key (\S+) is already defined$`)
+	tableTwice    = regexp.MustCompile(`^toml: table (\S+) already exists$`)
+	tableForArray = regexp.MustCompile(`^toml: key (\S+) should be a table, not a array table$`)
+	arrayForTable = regexp.MustCompile(`^toml: key table already exists as a (\S+),\s+but should be an array table$`)
+)
+
+// structureError finds the line of raw a TOML structure error (msg)
+// points at, and says what is wrong in the file's terms; 0 when msg is
+// not one of them or the line is not found.
+func structureError(raw []byte, msg string) (int, string) {
+	lines := strings.Split(string(raw), "\n")
+	nth := func(re *regexp.Regexp, n int) int { // the line of re's n-th match, from 1
+		for i, l := range lines {
+			if re.MatchString(l) {
+				if n--; n == 0 {
+					return i + 1
+				}
+			}
+		}
+		return 0
+	}
+	last := func(name string) string { // a dotted name's last part, as a line writes it
+		return regexp.QuoteMeta(name[strings.LastIndex(name, ".")+1:])
+	}
+	whole := func(name string) string { return strings.ReplaceAll(regexp.QuoteMeta(name), `\.`, `\s*\.\s*`) }
+	if m := keyTwice.FindStringSubmatch(msg); m != nil {
+		return nth(regexp.MustCompile(`^\s*"?`+last(m[1])+`"?\s*=`), 2), "key " + m[1] + " is set a second time here"
+	}
+	if m := tableTwice.FindStringSubmatch(msg); m != nil {
+		return nth(regexp.MustCompile(`^\s*\[\s*`+whole(m[1])+`\s*\]`), 2), "[" + m[1] + "] a second time here: write its keys under the first"
+	}
+	if m := tableForArray.FindStringSubmatch(msg); m != nil {
+		return nth(regexp.MustCompile(`^\s*\[\s*`+whole(m[1])+`\s*\]`), 1), "[" + m[1] + "] after [[" + m[1] + "]]: write [[" + m[1] + "]]"
+	}
+	if m := arrayForTable.FindStringSubmatch(msg); m != nil {
+		return nth(regexp.MustCompile(`^\s*\[\[\s*`+whole(m[1])+`\s*\]\]`), 1), "[[" + m[1] + "]] after [" + m[1] + "]: " + m[1] + " is one table, write [" + m[1] + "]"
+	}
+	return 0, ""
 }
 
 var decodeLine = regexp.MustCompile(`^'([^']*)' (.*)$`)

@@ -44,7 +44,7 @@ func loadObserversFile(cfg Config) ([]ObserverConfig, error) {
 	}
 	var probe map[string]any
 	if err := gotoml.Unmarshal(raw, &probe); err != nil {
-		return nil, tomlError(path, err)
+		return nil, tomlError(path, raw, err)
 	}
 	if err := checkArrayTables(path, probe); err != nil {
 		return nil, err
