@@ -35,7 +35,7 @@ func NewReadiness(logger *slog.Logger) *Readiness { return &Readiness{logger: lo
 // reused) and reports whether every required one answers, with each
 // one's "ok" or the kind of its failure. The map is the caller's.
 func (r *Readiness) Check(ctx context.Context, deps []Dependency) (bool, map[string]string) {
-	return r.cache.get(ctx, time.Now(), func() (bool, map[string]string) {
+	return r.cache.get(ctx, time.Now, func() (bool, map[string]string) {
 		detail := map[string]string{}
 		return checkDependencies(ctx, deps, &r.log, r.logger, detail), detail
 	})
@@ -93,11 +93,12 @@ type readyCache struct {
 	detail map[string]string
 }
 
-// get returns the last check when it is younger than readyCacheFor at
-// now, else runs check (and keeps its answer unless ctx ended: a check
-// cut short says nothing of the dependencies). The map is the caller's.
-// A caller whose ctx ends while another checks gets not ready at once.
-func (c *readyCache) get(ctx context.Context, now time.Time, check func() (bool, map[string]string)) (bool, map[string]string) {
+// get returns the last check when it is younger than readyCacheFor (by
+// clock, read once the caller's turn came), else runs check (and keeps
+// its answer unless ctx ended: a check cut short says nothing of the
+// dependencies). The map is the caller's. A caller whose ctx ends while
+// another checks gets not ready at once.
+func (c *readyCache) get(ctx context.Context, clock func() time.Time, check func() (bool, map[string]string)) (bool, map[string]string) {
 	c.once.Do(func() { c.turn = make(chan struct{}, 1) })
 	select {
 	case c.turn <- struct{}{}:
@@ -105,6 +106,7 @@ func (c *readyCache) get(ctx context.Context, now time.Time, check func() (bool,
 		return false, map[string]string{}
 	}
 	defer func() { <-c.turn }()
+	now := clock()
 	if c.detail == nil || now.Sub(c.at) >= readyCacheFor || now.Before(c.at) {
 		ok, detail := check()
 		if ctx.Err() != nil {

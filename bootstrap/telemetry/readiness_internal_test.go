@@ -104,21 +104,22 @@ func TestReadyCache(t *testing.T) {
 		return checks%2 == 1, map[string]string{"database": fmt.Sprint(checks)}
 	}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(t time.Time) func() time.Time { return func() time.Time { return t } }
 	for i := range 5 {
-		ok, detail := c.get(t.Context(), t0.Add(time.Duration(i)*100*time.Millisecond), check)
+		ok, detail := c.get(t.Context(), at(t0.Add(time.Duration(i)*100*time.Millisecond)), check)
 		if !ok || detail["database"] != "1" {
 			t.Fatalf("probe %d within the second: %v %v, want the first check's answer", i, ok, detail)
 		}
 		detail["database"] = "changed by the caller"
 	}
-	if ok, detail := c.get(t.Context(), t0.Add(readyCacheFor), check); ok || detail["database"] != "2" || checks != 2 {
+	if ok, detail := c.get(t.Context(), at(t0.Add(readyCacheFor)), check); ok || detail["database"] != "2" || checks != 2 {
 		t.Fatalf("after %s: %v %v (%d checks), want a second check", readyCacheFor, ok, detail, checks)
 	}
 
 	held, release, third := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(third)
-		c.get(t.Context(), t0.Add(2*readyCacheFor), func() (bool, map[string]string) {
+		c.get(t.Context(), at(t0.Add(2*readyCacheFor)), func() (bool, map[string]string) {
 			close(held)
 			<-release
 			return check()
@@ -127,7 +128,7 @@ func TestReadyCache(t *testing.T) {
 	<-held
 	waiting, stopWaiting := context.WithCancel(t.Context())
 	answered := make(chan bool, 1)
-	go func() { ok, _ := c.get(waiting, t0.Add(2*readyCacheFor), check); answered <- ok }()
+	go func() { ok, _ := c.get(waiting, at(t0.Add(2*readyCacheFor)), check); answered <- ok }()
 	stopWaiting()
 	select {
 	case ok := <-answered:
@@ -141,8 +142,8 @@ func TestReadyCache(t *testing.T) {
 	<-third // the third check, kept
 
 	cut, cutShort := context.WithCancel(t.Context())
-	c.get(cut, t0.Add(3*readyCacheFor), func() (bool, map[string]string) { cutShort(); return check() }) // the fourth, cut short
-	if _, detail := c.get(t.Context(), t0.Add(3*readyCacheFor+time.Millisecond), check); detail["database"] != "5" || checks != 5 {
+	c.get(cut, at(t0.Add(3*readyCacheFor)), func() (bool, map[string]string) { cutShort(); return check() }) // the fourth, cut short
+	if _, detail := c.get(t.Context(), at(t0.Add(3*readyCacheFor+time.Millisecond)), check); detail["database"] != "5" || checks != 5 {
 		t.Fatalf("after a check cut short: %v (%d checks), want a fresh check (5)", detail, checks)
 	}
 }
