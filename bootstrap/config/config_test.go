@@ -107,6 +107,7 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 			[]string{"observers[0].actions", "write [[observers.actions]]"}},
 		{"[databases] for [[databases]]", "[databases]\nname = \"a\"", nil, []string{"databases", "write [[databases]]"}},
 		{"bad duration", "[reader]\ncheckpoint_interval = \"5 minutes\"", nil, []string{"reader.checkpoint_interval", "duration"}},
+		{"days for a duration", "[retry]\nmax_age = \"2d\"", nil, []string{"retry.max_age", `"2d" is not a duration`, "write 24h for a day"}},
 		{"number as string", "[reader]\nbatch_size = \"lots\"", nil, []string{"reader.batch_size"}},
 		{"toml syntax with line", "[database\nurl = 1", nil, []string{":1:"}},
 		// The parser's structure errors carry no position: the line is found.
@@ -115,6 +116,7 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"[observers] after [[observers]]", "[[observers]]\nname = \"a\"\n[observers]\nname = \"b\"\n", nil, []string{".toml:3:", "write [[observers]]"}},
 		{"[[reader]] after [reader]", "[reader]\nname = \"x\"\n[[reader]]\nname = \"y\"\n", nil, []string{".toml:3:", "reader is one table"}},
 		{"bad topology", "topology = \"mesh\"", nil, []string{"topology", "mesh"}},
+		{"bad role", "topology = \"memory\"\nrole = \"workers\"", nil, []string{"role", `"workers" is not a role: want all, bridge, worker`}},
 		{"zero batch", "[reader]\nbatch_size = 0", nil, []string{"reader.batch_size", "positive"}},
 		{"bad log level", "[logging]\nlevel = \"loud\"", nil, []string{"logging.level"}},
 		{"env not an integer", "", []string{"FRAISEQL_READER_BATCH_SIZE=many"}, []string{"reader.batch_size", "FRAISEQL_READER_BATCH_SIZE"}},

@@ -121,7 +121,7 @@ func Load(path string, environ []string) (Config, error) {
 		return Config{}, err
 	}
 	if err := dec.Decode(k.Raw()); err != nil {
-		return Config{}, decodeError(path, err)
+		return Config{}, decodeError(path, err, k.Get)
 	}
 	cfg.File = path
 	cfg.explicit = explicitKeys(fileKeys, environ, envKeys)
@@ -305,7 +305,7 @@ var decodeLine = regexp.MustCompile(`^'([^']*)' (.*)$`)
 
 // decodeError turns mapstructure's first message into a ConfigError naming
 // the key: unknown keys and values of the wrong type or format.
-func decodeError(path string, err error) error {
+func decodeError(path string, err error, value func(key string) any) error {
 	for _, l := range strings.Split(err.Error(), "\n") {
 		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "*"))
 		m := decodeLine.FindStringSubmatch(l)
@@ -321,6 +321,12 @@ func decodeError(path string, err error) error {
 		}
 		if strings.Contains(msg, "time: ") {
 			msg = "not a duration (use e.g. \"500ms\", \"5s\", \"5m\"): " + msg[strings.Index(msg, "time: ")+6:]
+			if v, ok := value(key).(string); ok {
+				msg = fmt.Sprintf("%q is %s", v, msg)
+				if strings.HasSuffix(strings.TrimSpace(v), "d") || strings.HasSuffix(strings.TrimSpace(v), "w") {
+					msg += " (the largest unit is h: write 24h for a day, 168h for a week)"
+				}
+			}
 		}
 		return &ConfigError{File: path, Key: key, Msg: msg}
 	}

@@ -69,7 +69,7 @@ func loadObserversFile(cfg Config) ([]ObserverConfig, error) {
 		return nil, err
 	}
 	if err := dec.Decode(k.Raw()); err != nil {
-		return nil, decodeError(path, err)
+		return nil, decodeError(path, err, k.Get)
 	}
 	return f.Observers, nil
 }

@@ -2,8 +2,12 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
+
+	"github.com/fraiseql/fraiseql-observer/domain"
 )
 
 // The OTLP protocols of [tracing].
@@ -96,9 +100,12 @@ func (t TracingConfig) validate() error {
 	} else if e != "" && !strings.Contains(e, ":") {
 		return &ConfigError{Key: "tracing.endpoint", Msg: "want host:port or an http(s)://host:port URL"}
 	}
-	for h, env := range t.HeadersEnv {
-		if strings.TrimSpace(h) == "" || strings.TrimSpace(env) == "" {
+	for _, h := range slices.Sorted(maps.Keys(t.HeadersEnv)) {
+		switch {
+		case strings.TrimSpace(h) == "" || strings.TrimSpace(t.HeadersEnv[h]) == "":
 			return &ConfigError{Key: "tracing.headers_env", Msg: "header names and variable names must not be empty"}
+		case !domain.IsHTTPToken(h):
+			return &ConfigError{Key: "tracing.headers_env." + h, Msg: fmt.Sprintf("%q is not a header name", h)}
 		}
 	}
 	return nil

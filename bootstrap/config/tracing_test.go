@@ -39,6 +39,7 @@ headers_env  = { authorization = "OTLP_AUTH" }
 		{"[tracing]\nendpoint = \"ftp://collector:21\"\n", "tracing.endpoint", "host:port"},
 		{"[tracing]\nendpoint = \"https://collector:4318\"\ninsecure = true\n", "tracing.insecure", "https"},
 		{"[tracing]\nheaders_env = { authorization = \"\" }\n", "tracing.headers_env", "must not be empty"},
+		{"[tracing]\nheaders_env = { \"Bad Header\" = \"X\" }\n", "tracing.headers_env.Bad Header", "not a header name"},
 	}
 	for _, c := range cases {
 		_, err := config.Load(writeConfig(t, c.body), nil)

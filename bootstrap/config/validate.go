@@ -16,6 +16,13 @@ func (c *Config) Validate() error {
 	if _, err := ParseTopology(string(c.Topology)); err != nil {
 		return &ConfigError{Key: "topology", Msg: err.Error()}
 	}
+	if !c.Role.Valid() {
+		names := make([]string, len(Roles))
+		for i, r := range Roles {
+			names[i] = string(r)
+		}
+		return &ConfigError{Key: "role", Msg: fmt.Sprintf("%q is not a role: want %s", c.Role, strings.Join(names, ", "))}
+	}
 	switch c.Topology {
 	case TopologyPostgresOnly, TopologyMemory:
 		if c.Role != RoleAll {
