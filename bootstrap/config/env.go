@@ -107,12 +107,26 @@ func walkEnvKeys(v reflect.Value, prefix string, f func(key, name string)) {
 				key = prefix + "." + tag
 			}
 			if strings.HasSuffix(tag, "_env") {
-				envNames(v.Field(i), key, f)
+				if !directSet(v, strings.TrimSuffix(tag, "_env")) {
+					envNames(v.Field(i), key, f)
+				} // else both are set: the build refuses them (set only one), whatever the variable
 				continue
 			}
 			walkEnvKeys(v.Field(i), key, f)
 		}
 	}
+}
+
+// directSet reports whether struct v's string field with koanf tag is
+// set (the direct value beside an *_env key).
+func directSet(v reflect.Value, tag string) bool {
+	t := v.Type()
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("koanf") == tag && t.Field(i).Type.Kind() == reflect.String {
+			return v.Field(i).String() != ""
+		}
+	}
+	return false
 }
 
 // envNames calls f for every variable name an *_env key holds: a string,

@@ -381,3 +381,22 @@ func TestValidateConfigRefusesNoObservers(t *testing.T) {
 		t.Errorf("a bridge without observers: exit %d, stderr %q; want 0", code, stderr)
 	}
 }
+
+// A value given both directly and through *_env is refused as such, not
+// as an unset variable (the environment check ran first).
+func TestValidateConfigBothValueAndEnv(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "both.toml", `
+[[observers]]
+name = "o"
+entity = "Order"
+events = ["INSERT"]
+[[observers.actions]]
+type = "webhook"
+url = "https://example.com/h"
+url_env = "NOPE_UNSET"
+`)
+	if code, stderr := validate(file, nil); code != 2 || !strings.Contains(stderr, "url and url_env: set only one") || strings.Contains(stderr, "NOPE_UNSET is not set") {
+		t.Errorf("exit %d, stderr %q; want 2 saying to set only one", code, stderr)
+	}
+}
