@@ -61,8 +61,15 @@ func (p *parser) errorf(col int, format string, args ...any) *ConditionError {
 }
 
 func (p *parser) unexpected() *ConditionError {
+	if op, ok := wordOperators[strings.ToLower(p.tok.text)]; ok && p.tok.kind != tokString {
+		return p.errorf(p.tok.col, "unexpected %s (write %s)", p.tok.describe(), op)
+	}
 	return p.errorf(p.tok.col, "unexpected %s", p.tok.describe())
 }
+
+// wordOperators are operators other languages spell as words, with this
+// language's spelling.
+var wordOperators = map[string]string{"and": "&&", "or": "||", "not": "!"}
 
 // advance moves to the next token.
 func (p *parser) advance() *ConditionError {

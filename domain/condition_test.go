@@ -309,6 +309,8 @@ func TestCompileConditionErrors(t *testing.T) {
 		{`(a == 1 b`, 9, "expected ')'"},
 		{`a == 1)`, 7, "unexpected ')'"},
 		{`a == 1 b`, 8, "unexpected 'b'"},
+		{`a == 1 and b == 2`, 8, "unexpected 'and' (write &&)"},
+		{`a == 1 OR b == 2`, 8, "unexpected 'OR' (write ||)"},
 		{`a == b == c`, 8, "unexpected '=='"},
 		{`a in [1, 2`, 11, "missing ']' to close '[' at column 6"},
 		{`a in [1,`, 9, "missing ']'"},
