@@ -476,3 +476,27 @@ func TestUnknownEnv(t *testing.T) {
 		t.Errorf("UnknownEnv = %v, want [FRAISEQL_DATABSE_URL]", got)
 	}
 }
+
+// Observer and action names with a control character or a space at an
+// end are refused: they go into metrics labels, dedup keys and dead
+// letters, where nobody sees them.
+func TestNamesWithHiddenCharacters(t *testing.T) {
+	t.Parallel()
+	none := func(string) (string, bool) { return "", false }
+	for _, c := range []struct {
+		obs, act string
+		want     []string
+	}{
+		{"orders\t", "", []string{"name:", "control character"}},
+		{" orders", "", []string{"name:", "begins or ends with a space"}},
+		{"orders", "audit ", []string{"actions[0]", "name:", "begins or ends with a space"}},
+	} {
+		_, err := config.BuildObservers([]config.ObserverConfig{{Name: c.obs, Entity: "Order", Events: []string{"INSERT"},
+			Actions: []config.ActionConfig{{Type: "log", Name: c.act}}}}, none, config.Checks{})
+		for _, w := range c.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("observer %q, action %q: error %v, want it to mention %q", c.obs, c.act, err, w)
+			}
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 )
@@ -78,6 +79,9 @@ func buildObservers(cfgs []ObserverConfig, retry domain.RetryPolicy, lookupEnv f
 func buildObserver(oc ObserverConfig, retry domain.RetryPolicy, lookupEnv func(string) (string, bool), checks Checks) (domain.Observer, error) {
 	if strings.TrimSpace(oc.Name) == "" {
 		return domain.Observer{}, errors.New("name: required")
+	}
+	if err := checkName(oc.Name); err != nil {
+		return domain.Observer{}, fmt.Errorf("name: %w", err)
 	}
 	o := domain.Observer{
 		Name:      oc.Name,
@@ -151,6 +155,11 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool), checks 
 	}
 	if err := checkActionKeys(ac, allowed); err != nil {
 		return domain.Action{}, err
+	}
+	if ac.Name != "" {
+		if err := checkName(ac.Name); err != nil {
+			return domain.Action{}, fmt.Errorf("name: %w", err)
+		}
 	}
 	a := domain.Action{Type: t, Name: ac.Name}
 	switch t {
@@ -494,6 +503,20 @@ func checkHeaders(key string, headers map[string]string) error {
 				return fmt.Errorf("%s: header %s is also set as %s (header names ignore case)", key, h, other)
 			}
 		}
+	}
+	return nil
+}
+
+// checkName refuses a name (an observer's, an action's) that begins or
+// ends with a space or holds a control character: names go into metrics
+// labels, dedup keys and dead letters, where such a character is a
+// mistake nobody can see.
+func checkName(name string) error {
+	switch {
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("%q holds a control character (a tab?)", name)
+	case strings.TrimSpace(name) != name:
+		return fmt.Errorf("%q begins or ends with a space", name)
 	}
 	return nil
 }
