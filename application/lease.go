@@ -132,8 +132,10 @@ func runHolding(ctx context.Context, lease ports.Lease, cfg LeaseConfig, log *sl
 	defer cancelCause(nil)
 	fctx := context.WithValue(cctx, leaseLostKey{}, (<-chan struct{})(lost))
 	cancel := func() {
-		cancelCause(fmt.Errorf("lease %q: %w", cfg.Name, ports.ErrLeaseLost))
+		// lost first: whoever sees fn's context end then finds the lease
+		// lost (LeaseLost), not a plain cancellation.
 		markLost.Do(func() { close(lost) })
+		cancelCause(fmt.Errorf("lease %q: %w", cfg.Name, ports.ErrLeaseLost))
 	}
 	done := make(chan error, 1)
 	go func() {
