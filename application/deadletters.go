@@ -82,34 +82,6 @@ func (r *DeadLetterRetrier) Retry(ctx context.Context, id int64) (RetryOutcome, 
 	return out, nil
 }
 
-// RetryAll re-runs every dead letter matching f (Limit is the page size)
-// and reports each outcome. Items that cannot be retried are reported with
-// their reason and left in place.
-func (r *DeadLetterRetrier) RetryAll(ctx context.Context, f ports.DeadLetterFilter) ([]RetryOutcome, error) {
-	var outcomes []RetryOutcome
-	f.Brief = true // Retry gets each item whole
-	for {
-		page, err := r.Store.List(ctx, f)
-		if err != nil {
-			return outcomes, fmt.Errorf("list dead letters: %w", err)
-		}
-		if len(page) == 0 {
-			return outcomes, nil
-		}
-		for _, d := range page {
-			out, err := r.Retry(ctx, d.ID)
-			if err != nil {
-				if !errors.Is(err, ErrNotRetryable) && !errors.Is(err, ports.ErrNotFound) {
-					return outcomes, err
-				}
-				out.Error = err.Error()
-			}
-			outcomes = append(outcomes, out)
-			f.AfterID = d.ID
-		}
-	}
-}
-
 func (r *DeadLetterRetrier) now() time.Time {
 	if r.Now != nil {
 		return r.Now()
