@@ -318,19 +318,11 @@ func isLockConflict(err error) bool {
 // with NULL in one of them cannot become an event.
 var contractColumns = []string{"id", "created_at", "object_type", "modification_type"}
 
-// NullableContractColumns checks an existing change log (cfg's table) and
-// returns a warning naming its contract columns that allow NULL, or ""
-// when there are none (or the table does not exist). Migrate gives the
-// same warning (to MigrateConfig.Warn, or its log); it changes nothing,
-// since tightening a column is the application's decision.
-func NullableContractColumns(ctx context.Context, pool *pgxpool.Pool, table string) (string, error) {
-	tbl, err := parseTableName("change_log_table", cmp.Or(table, DefaultChangeLogTable))
-	if err != nil {
-		return "", fmt.Errorf("postgres: check change log: %w", err)
-	}
-	return nullableContractColumns(ctx, pool, tbl)
-}
-
+// nullableContractColumns checks an existing change log and returns a
+// warning naming its contract columns that allow NULL, or "" when there
+// are none (or the table does not exist). Migrate gives it (to
+// MigrateConfig.Warn, or its log); it changes nothing, since tightening a
+// column is the application's decision.
 func nullableContractColumns(ctx context.Context, q querier, tbl tableName) (string, error) {
 	rows, err := q.Query(ctx, `
 		SELECT a.attname
