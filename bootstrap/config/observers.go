@@ -450,15 +450,11 @@ func headersFromEnv(names, fixed map[string]string, lookupEnv func(string) (stri
 		if !domain.IsHTTPToken(h) {
 			return nil, fmt.Errorf("%s: %q is not a header name", key, h)
 		}
-		for _, other := range slices.Sorted(maps.Keys(fixed)) {
-			if strings.EqualFold(other, h) {
-				return nil, fmt.Errorf("%s: header %s is also set in headers: set it in one place", key, h)
-			}
+		if caseTwin(h, slices.Collect(maps.Keys(fixed))) != "" {
+			return nil, fmt.Errorf("%s: header %s is also set in headers: set it in one place", key, h)
 		}
-		for other := range out {
-			if strings.EqualFold(other, h) {
-				return nil, fmt.Errorf("%s: header %s is also set as %s (header names ignore case)", key, h, other)
-			}
+		if other := caseTwin(h, slices.Collect(maps.Keys(out))); other != "" {
+			return nil, fmt.Errorf("%s: header %s is also set as %s (header names ignore case)", key, h, other)
 		}
 		env := names[h]
 		if strings.TrimSpace(env) == "" {
@@ -474,6 +470,15 @@ func headersFromEnv(names, fixed map[string]string, lookupEnv func(string) (stri
 		out[h] = v
 	}
 	return out, nil
+}
+
+// caseTwin returns the name among names that is header name h, header
+// names ignoring case ("" when none).
+func caseTwin(h string, names []string) string {
+	if i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, h) }); i >= 0 {
+		return names[i]
+	}
+	return ""
 }
 
 // serviceHeaders are the headers the service sets itself on every
@@ -493,15 +498,13 @@ func checkHeaders(key string, headers map[string]string) error {
 			return fmt.Errorf("%s.%s: %q is not a header name", key, h, h)
 		case strings.ContainsAny(headers[h], "\r\n\x00"):
 			return fmt.Errorf("%s.%s: the value holds a line break or NUL; a header value is one line", key, h)
-		case slices.ContainsFunc(serviceHeaders, func(s string) bool { return strings.EqualFold(s, h) }):
+		case caseTwin(h, serviceHeaders) != "":
 			return fmt.Errorf("%s.%s: the service sets this header itself (%s); remove it", key, h, strings.Join(serviceHeaders, ", "))
 		case strings.Contains(headers[h], "{{"):
 			return fmt.Errorf("%s.%s: a header value is sent as written, not filled in: {{ }} placeholders work in body_template only", key, h)
 		}
-		for _, other := range names[:i] {
-			if strings.EqualFold(other, h) {
-				return fmt.Errorf("%s: header %s is also set as %s (header names ignore case)", key, h, other)
-			}
+		if other := caseTwin(h, names[:i]); other != "" {
+			return fmt.Errorf("%s: header %s is also set as %s (header names ignore case)", key, h, other)
 		}
 	}
 	return nil
