@@ -32,26 +32,13 @@ func (c Config) IdleKeys() []IdleKeys {
 		}
 	}
 	if !c.Topology.Distributed() {
-		var nats []string
-		for k := range c.explicit {
-			// nats.store_dir is left out: the container image sets it
-			// (FRAISEQL_NATS_STORE_DIR) whatever the topology.
-			if strings.HasPrefix(k, "nats.") && k != "nats.store_dir" {
-				nats = append(nats, k)
-			}
-		}
-		slices.Sort(nats)
-		add("only the NATS topologies (nats-distributed, multi-database) use [nats]; this is "+string(c.Topology), nats...)
+		// nats.store_dir is left out: the container image sets it
+		// (FRAISEQL_NATS_STORE_DIR) whatever the topology.
+		add("only the NATS topologies (nats-distributed, multi-database) use [nats]; this is "+string(c.Topology),
+			c.explicitUnder("nats.", "nats.store_dir")...)
 	}
 	if c.Topology == TopologyMemory {
-		var db []string
-		for k := range c.explicit {
-			if strings.HasPrefix(k, "database.") {
-				db = append(db, k)
-			}
-		}
-		slices.Sort(db)
-		add("the memory topology has no database (its events come from the admin API or memory.events_file)", db...)
+		add("the memory topology has no database (its events come from the admin API or memory.events_file)", c.explicitUnder("database.")...)
 	}
 	if !c.Performance.EnableConcurrent {
 		add("concurrency is off (performance.enable_concurrent = false: one action at a time)", "performance.max_concurrent_actions")
@@ -66,4 +53,17 @@ func (c Config) IdleKeys() []IdleKeys {
 		add("caching is off (performance.enable_caching)", "redis.cache_ttl")
 	}
 	return out
+}
+
+// explicitUnder lists, sorted, the keys the file or the environment set
+// that start with prefix, but for except.
+func (c Config) explicitUnder(prefix string, except ...string) []string {
+	var keys []string
+	for k := range c.explicit {
+		if strings.HasPrefix(k, prefix) && !slices.Contains(except, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
