@@ -66,11 +66,17 @@ func (s *DeadLetters) WithBounds(n int, b int64) *DeadLetters {
 // deadLetterWeight is what d weighs against the byte bound: its raw
 // input, its texts and its event, plus an overhead.
 func deadLetterWeight(d ports.DeadLetter) int64 {
-	w := int64(len(d.Raw)+len(d.Error)+len(d.Observer)+len(d.Action)) + logEntryOverhead
-	if b, err := json.Marshal(d.Event); err == nil {
-		w += int64(len(b))
+	return int64(len(d.Raw)+len(d.Error)+len(d.Observer)+len(d.Action)) + logEntryOverhead + eventWeight(d.Event)
+}
+
+// eventWeight is ev's size as JSON (0 when it cannot be encoded), its
+// part of a stored item's weight.
+func eventWeight(ev domain.Event) int64 {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return 0
 	}
-	return w
+	return int64(len(b))
 }
 
 // Add stores a copy of d with a new ID and CreatedAt and returns the ID.

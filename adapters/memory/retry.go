@@ -3,7 +3,6 @@ package memory
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -46,16 +45,14 @@ type retryItem struct {
 	ports.RetryItem
 	holder string
 	until  time.Time
-	weight int64 // against the byte bound (retryWeight at Park)
+	weight int64 // against the byte bound (retryWeight)
+	event  int64 // its event's part of weight (eventWeight, once at Park: the event never changes)
 }
 
-// retryWeight is what it weighs against the byte bound: its event (as
-// JSON) and actions, plus an overhead.
-func retryWeight(it ports.RetryItem) int64 {
-	w := int64(len(it.Observer)+len(it.EntityKey)) + logEntryOverhead
-	if b, err := json.Marshal(it.Event); err == nil {
-		w += int64(len(b))
-	}
+// retryWeight is what it weighs against the byte bound: its event (event,
+// its eventWeight) and actions, plus an overhead.
+func retryWeight(it ports.RetryItem, event int64) int64 {
+	w := event + int64(len(it.Observer)+len(it.EntityKey)) + logEntryOverhead
 	for _, a := range it.Actions {
 		w += int64(len(a.Action)+len(a.Endpoint)+len(a.LastError)) + 64
 	}
@@ -129,7 +126,8 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 	}
 	it := cloneItem(item)
 	derive(&it)
-	weight := retryWeight(it)
+	event := eventWeight(it.Event)
+	weight := retryWeight(it, event)
 	if len(s.items) >= s.maxItems || s.bytes+weight > s.maxBytes {
 		return ports.RetryItem{}, false, fmt.Errorf("memory: park retry of event %s: the store is full (%d items of at most %d, %d bytes of at most %d): %w",
 			item.Event.ID, len(s.items), s.maxItems, s.bytes, s.maxBytes, ports.ErrUnavailable)
@@ -143,7 +141,7 @@ func (s *Retries) Park(ctx context.Context, item ports.RetryItem) (ports.RetryIt
 		it.State = ports.RetryWaiting
 	}
 	s.keys[k] = append(s.keys[k], it.ID)
-	s.items[it.ID] = &retryItem{RetryItem: it, weight: weight}
+	s.items[it.ID] = &retryItem{RetryItem: it, weight: weight, event: event}
 	s.parked[eventObserver{it.Event.ID, it.Observer}] = it.ID
 	return cloneItem(it), true, nil
 }
@@ -220,7 +218,7 @@ func (s *Retries) Reschedule(ctx context.Context, id int64, holder string, actio
 	it.Actions = slices.Clone(actions)
 	derive(&it.RetryItem)
 	it.holder, it.until = "", time.Time{}
-	w := retryWeight(it.RetryItem) // its actions and their errors changed
+	w := retryWeight(it.RetryItem, it.event) // its actions and their errors changed
 	s.bytes += w - it.weight
 	it.weight = w
 	return nil
