@@ -146,10 +146,8 @@ func (r *RetryRunner) claimDue(ctx context.Context, limit int, skip []string) (s
 func (r *RetryRunner) Run(ctx context.Context) error {
 	// work ends ShutdownGrace after ctx: the items in progress, and a
 	// claim under way, get that long to settle.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
-	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.ShutdownGrace, cancelWork) })
-	defer stopGrace()
+	work, endWork := graceContext(ctx, r.cfg.ShutdownGrace)
+	defer endWork()
 	slots := make(chan struct{}, r.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for ctx.Err() == nil {
@@ -469,4 +467,13 @@ func findAction(obs *domain.Observer, name string) *domain.Action {
 		}
 	}
 	return nil
+}
+
+// graceContext returns a context that ends grace after ctx does (the work
+// in progress at shutdown gets that long) and the function that ends it
+// at once, for when the work is done.
+func graceContext(ctx context.Context, grace time.Duration) (context.Context, func()) {
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return work, func() { stop(); cancel() }
 }

@@ -108,10 +108,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	// can finish and its message can be acked or naked; the steps' actions
 	// get one that ends ShutdownGrace after ctx.
 	work := context.WithoutCancel(ctx)
-	acts, cancelActs := context.WithCancel(work)
-	defer cancelActs()
-	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.ShutdownGrace, cancelActs) })
-	defer stopGrace()
+	acts, endActs := graceContext(ctx, w.cfg.ShutdownGrace)
+	defer endActs()
 	err := w.consumer.Consume(ctx, w.cfg.Concurrency+w.cfg.Batch, func(_ context.Context, d ports.Delivery) {
 		w.handle(ctx, work, acts, d)
 	})
