@@ -316,6 +316,8 @@ func TestWebhookHeadersEnv(t *testing.T) {
 		{"fixed header value", config.ActionConfig{Headers: map[string]string{"X-Y": "a\r\nInjected: 1"}}, []string{"headers.X-Y", "line break"}},
 		// Accepted before, then dropped, overwritten or sent as written:
 		{"a header the service sets", config.ActionConfig{Headers: map[string]string{"webhook-id": "mine"}}, []string{"headers.webhook-id", "sets this header itself"}},
+		{"a header the service sets, from the environment", config.ActionConfig{HeadersEnv: map[string]string{"Webhook-Signature": "ORDERS_HOOK_TOKEN"}},
+			[]string{"headers_env.Webhook-Signature", "sets this header itself"}},
 		{"a framing header", config.ActionConfig{Headers: map[string]string{"Content-Length": "5"}}, []string{"headers.Content-Length", "sets this header itself"}},
 		{"twice in headers", config.ActionConfig{Headers: map[string]string{"X-A": "1", "x-a": "2"}}, []string{"header names ignore case"}},
 		{"a template in a header", config.ActionConfig{Headers: map[string]string{"X-Id": "{{ event.entity_id }}"}}, []string{"headers.X-Id", "body_template only"}},

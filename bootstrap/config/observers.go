@@ -450,6 +450,9 @@ func headersFromEnv(names, fixed map[string]string, lookupEnv func(string) (stri
 		if !domain.IsHTTPToken(h) {
 			return nil, fmt.Errorf("%s: %q is not a header name", key, h)
 		}
+		if caseTwin(h, serviceHeaders) != "" {
+			return nil, fmt.Errorf("%s: the service sets this header itself (%s); remove it", key, strings.Join(serviceHeaders, ", "))
+		}
 		if caseTwin(h, slices.Collect(maps.Keys(fixed))) != "" {
 			return nil, fmt.Errorf("%s: header %s is also set in headers: set it in one place", key, h)
 		}
