@@ -390,3 +390,62 @@ func TestShutdownEndsAdminRequestsInProgress(t *testing.T) {
 		t.Fatal("Run has not returned 15s after shutdown began")
 	}
 }
+
+// http.metrics_token_env puts /metrics behind its own bearer token; a
+// variable that is not set refuses to start (closed, never open).
+func TestMetricsToken(t *testing.T) {
+	t.Parallel()
+	cfgFile := filepath.Join(t.TempDir(), "config.toml")
+	body := "topology = \"memory\"\n[http]\nlisten = \"127.0.0.1:0\"\nmetrics_token_env = \"SCRAPE_TOKEN\"\n" +
+		"[[observers]]\nname = \"log\"\nentity = \"Order\"\nevents = [\"INSERT\"]\n[[observers.actions]]\ntype = \"log\"\n"
+	if err := os.WriteFile(cfgFile, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, err = bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: logger, LookupEnv: func(string) (string, bool) { return "", false }})
+	if err == nil || !strings.Contains(err.Error(), "http.metrics_token_env") || !strings.Contains(err.Error(), "SCRAPE_TOKEN") {
+		t.Fatalf("start without the metrics token's variable: %v", err)
+	}
+	env := func(k string) (string, bool) {
+		if k == "SCRAPE_TOKEN" {
+			return "scrape-tok", true
+		}
+		return "", false
+	}
+	app, err := bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: logger, LookupEnv: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		app.Close()
+	})
+	get := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+app.HTTPAddr()+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(""); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without the token = %d, want 401", code)
+	}
+	if code := get("scrape-tok"); code != http.StatusOK {
+		t.Errorf("/metrics with the token = %d, want 200", code)
+	}
+}

@@ -155,8 +155,16 @@ func (a *App) listenHTTP() error {
 		return nil
 	}
 	token, _ := a.env(a.cfg.HTTP.AdminTokenEnv)
+	var metricsToken string
+	if name := a.cfg.HTTP.MetricsTokenEnv; name != "" {
+		// Closed, not open, when the variable is missing: CheckEnv
+		// refuses to start so, and this keeps it so if it did not.
+		if metricsToken, _ = a.env(name); metricsToken == "" {
+			return &config.ConfigError{File: a.cfg.File, Key: "http.metrics_token_env", Msg: "environment variable " + name + " is not set"}
+		}
+	}
 	h, err := adminhttp.NewHandler(adminhttp.Config{
-		Token: token, TokenEnv: a.cfg.HTTP.AdminTokenEnv, Runtime: a, State: a.state, DeadLetters: a.deadLetters,
+		Token: token, TokenEnv: a.cfg.HTTP.AdminTokenEnv, MetricsToken: metricsToken, Runtime: a, State: a.state, DeadLetters: a.deadLetters,
 		Metrics: a.metrics.Handler(), PProf: a.cfg.HTTP.PProf, Logger: a.logger, Endpoints: a.endpointHealth(), Deliveries: a.deliveries, Resend: a.resend,
 	})
 	if err != nil {

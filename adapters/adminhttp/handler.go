@@ -8,7 +8,7 @@
 //	GET    /api/openapi.json                    this API's OpenAPI 3.1 document
 //	GET    /healthz                             liveness
 //	GET    /readyz                              dependencies reachable, readers alive (503 otherwise)
-//	GET    /metrics                             Prometheus
+//	GET    /metrics                             Prometheus (with http.metrics_token_env, behind that token)
 //	GET    /api/observers/status                the running process's progress
 //	GET    /api/observers/state                 persisted state (as `status --json`)
 //	POST   /api/observers/replay                {"since": "2h", "reader": ""} (as `replay --json`)
@@ -115,7 +115,10 @@ type Config struct {
 	// multi-database bridge): the dlq routes then do not exist.
 	DeadLetters *admin.DeadLetters
 	Metrics     http.Handler
-	Logger      *slog.Logger
+	// MetricsToken, when set, is the bearer token /metrics requires
+	// (http.metrics_token_env: 401 without it); "" leaves /metrics open.
+	MetricsToken string
+	Logger       *slog.Logger
 	// PProf serves net/http/pprof under /debug/pprof/, behind the token
 	// (http.pprof; off by default).
 	PProf bool
@@ -198,7 +201,11 @@ func NewHandler(cfg Config) (*Handler, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
-	mux.Handle("GET /metrics", cfg.Metrics)
+	metrics := cfg.Metrics
+	if cfg.MetricsToken != "" {
+		metrics = bearer(cfg.MetricsToken, metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /api/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
@@ -249,12 +256,20 @@ func pprofHandler() http.Handler {
 // requireToken guards a handler with the bearer token; without a token
 // it is closed (403).
 func (s *server) requireToken(next http.Handler) http.Handler {
-	want := []byte("Bearer " + s.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.Token == "" {
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "admin API disabled: no token configured"})
 			return
 		}
+		bearer(s.Token, next).ServeHTTP(w, r)
+	})
+}
+
+// bearer guards next with token (not empty): a request without
+// "Authorization: Bearer <token>" gets 401.
+func bearer(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", "Bearer")
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})

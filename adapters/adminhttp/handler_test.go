@@ -249,6 +249,50 @@ func TestHealthReadyMetricsAndToken(t *testing.T) {
 	}
 }
 
+// With a metrics token, /metrics needs it (and only it: the admin token
+// does not open it, nor does the metrics token open the API).
+func TestMetricsToken(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config("admin-tok")
+	cfg.MetricsToken = "scrape-tok"
+	b.serve(t, cfg)
+	for _, c := range []struct {
+		path, token string
+		code        int
+	}{
+		{"/metrics", "", 401},
+		{"/metrics", "admin-tok", 401},
+		{"/metrics", "scrape-tok", 200},
+		{"/api/observers/status", "scrape-tok", 401},
+		{"/api/observers/status", "admin-tok", 200},
+		{"/healthz", "", 200},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", b.srv.URL+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code {
+			t.Errorf("GET %s (token %q) = %d %s, want %d", c.path, c.token, resp.StatusCode, raw, c.code)
+		}
+		if c.path == "/metrics" && c.code == 401 && (resp.Header.Get("WWW-Authenticate") != "Bearer" || strings.Contains(string(raw), "metric 1")) {
+			t.Errorf("refused /metrics: WWW-Authenticate %q, body %q", resp.Header.Get("WWW-Authenticate"), raw)
+		}
+		if c.path == "/metrics" && c.code == 200 && string(raw) != "metric 1\n" {
+			t.Errorf("/metrics with its token = %q", raw)
+		}
+	}
+}
+
 func TestReloadAndEvents(t *testing.T) {
 	t.Parallel()
 	b := setup(t, "tok")

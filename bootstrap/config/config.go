@@ -243,6 +243,10 @@ type PerformanceConfig struct {
 type HTTPConfig struct {
 	Listen        string `koanf:"listen"`
 	AdminTokenEnv string `koanf:"admin_token_env"`
+	// MetricsTokenEnv names the environment variable holding the bearer
+	// token /metrics then requires (a scraper's, not the admin token);
+	// unset, /metrics is open.
+	MetricsTokenEnv string `koanf:"metrics_token_env"`
 	// PProf serves net/http/pprof under /debug/pprof/, behind the admin
 	// token; off by default.
 	PProf bool `koanf:"pprof"`

@@ -46,6 +46,9 @@ func EnvReferences(cfg Config, lookupEnv func(string) (string, bool)) ([]EnvRefe
 			if cfg.HTTP.Listen == "" {
 				ref.Effect = "unused: http.listen is empty"
 			}
+		case key == "http.metrics_token_env" && cfg.HTTP.Listen == "":
+			ref.Required = false
+			ref.Effect = "unused: http.listen is empty"
 		case strings.HasPrefix(key, "tracing.headers_env.") && !cfg.TracingOn(lookupEnv):
 			ref.Required = false
 			ref.Effect = "unused: " + TracingOff

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -286,5 +287,27 @@ func TestObserversFileNotFoundSaysWhereItLooked(t *testing.T) {
 	wd, _ := os.Getwd()
 	if err == nil || !strings.Contains(err.Error(), "observers_file") || !strings.Contains(err.Error(), "working directory, "+wd) {
 		t.Errorf("error = %v, want it to name observers_file and the working directory %s", err, wd)
+	}
+}
+
+// http.metrics_token_env is required while /metrics is served, and unused
+// (a warning) when http.listen is empty.
+func TestMetricsTokenEnvRequiredWhileListening(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(writeConfig(t, "topology = \"memory\"\n[http]\nmetrics_token_env = \"SCRAPE_TOKEN\"\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := func(string) (string, bool) { return "", false }
+	if _, err := config.CheckEnv(cfg, none); err == nil || !strings.Contains(err.Error(), "http.metrics_token_env: environment variable SCRAPE_TOKEN is not set") {
+		t.Errorf("unset metrics token variable: %v", err)
+	}
+	cfg.HTTP.Listen = ""
+	optional, err := config.CheckEnv(cfg, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(optional, func(r config.EnvReference) bool { return r.Key == "http.metrics_token_env" }); i < 0 || !strings.Contains(optional[i].Effect, "http.listen is empty") {
+		t.Errorf("optional = %+v, want http.metrics_token_env unused", optional)
 	}
 }
