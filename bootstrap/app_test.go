@@ -95,14 +95,22 @@ func setupMemoryLogged(t *testing.T, observers, readerKeys string, handler http.
 		}
 		return "", false
 	}
-	app, err := bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: logger, LookupEnv: env})
+	app, stop := runApp(t, cfg, bootstrap.Options{Logger: logger, LookupEnv: env})
+	return &memoryBundle{app: app, recv: recv, obsFile: obsFile, stop: stop, recvURL: srv.URL}
+}
+
+// runApp builds the app of cfg and runs it until stop (called at the
+// test's end when the test did not).
+func runApp(t *testing.T, cfg config.Config, opts bootstrap.Options) (app *bootstrap.App, stop func()) {
+	t.Helper()
+	app, err := bootstrap.New(t.Context(), cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
-	stop := func() {
+	stop = func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
@@ -114,7 +122,7 @@ func setupMemoryLogged(t *testing.T, observers, readerKeys string, handler http.
 			stop()
 		}
 	})
-	return &memoryBundle{app: app, recv: recv, obsFile: obsFile, stop: stop, recvURL: srv.URL}
+	return app, stop
 }
 
 const shippedObserver = `
@@ -416,20 +424,7 @@ func TestMetricsToken(t *testing.T) {
 		}
 		return "", false
 	}
-	app, err := bootstrap.New(t.Context(), cfg, bootstrap.Options{Logger: logger, LookupEnv: env})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		app.Close()
-	})
+	app, _ := runApp(t, cfg, bootstrap.Options{Logger: logger, LookupEnv: env})
 	get := func(token string) int {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+app.HTTPAddr()+"/metrics", nil)
 		if token != "" {
