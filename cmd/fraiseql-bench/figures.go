@@ -30,10 +30,16 @@ func newFigures() *figures {
 	return &figures{rows: map[string][]string{}, cols: map[string][]string{}, vals: map[figKey][]float64{}, ints: map[figKey]bool{}}
 }
 
-func (f *figures) add(table, row, col string, v float64) {
+// reserve places row in table's order without a value (its cells are
+// "–" until one comes): rows that only some columns have stay together.
+func (f *figures) reserve(table, row string) {
 	if !slices.Contains(f.rows[table], row) {
 		f.rows[table] = append(f.rows[table], row)
 	}
+}
+
+func (f *figures) add(table, row, col string, v float64) {
+	f.reserve(table, row)
 	if !slices.Contains(f.cols[table], col) {
 		f.cols[table] = append(f.cols[table], col)
 	}

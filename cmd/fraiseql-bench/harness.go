@@ -68,6 +68,9 @@ type harness struct {
 	token  string
 	figs   *figures
 	runIdx int
+	// servers are the local servers found (PostgreSQL, Redis, NATS by
+	// name): the drain's CPU of each is a row of its own.
+	servers map[string]server
 }
 
 func newHarness(opt options, log *slog.Logger) (*harness, error) {
@@ -80,7 +83,62 @@ func newHarness(opt options, log *slog.Logger) (*harness, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	return &harness{opt: opt, log: log, dir: dir, recv: recv, hz: clockTicks(), token: randomName("t"), figs: newFigures()}, nil
+	h := &harness{opt: opt, log: log, dir: dir, recv: recv, hz: clockTicks(), token: randomName("t"), figs: newFigures(), servers: map[string]server{}}
+	for _, c := range []struct {
+		name, url string
+		port      int
+	}{{serverPostgreSQL, opt.Services.DatabaseURL, 5432}, {serverRedis, opt.Services.RedisURL, 6379}, {serverNATS, opt.Services.NATSURL, 4222}} {
+		if srv, ok := localServer(c.name, c.url, c.port); ok {
+			h.servers[c.name] = srv
+		} else {
+			log.Info("server not measured: not a process of this machine that this one can read", "server", c.name)
+		}
+	}
+	return h, nil
+}
+
+// Server names, as the rows name them.
+const (
+	serverPostgreSQL = "PostgreSQL"
+	serverRedis      = "Redis"
+	serverNATS       = "NATS"
+)
+
+// serverRow is the drain's row of a server's CPU.
+func serverRow(name string) string {
+	return "drain, " + name + " server's CPU s per 10k events (of the machine's)"
+}
+
+// serversOf are the local servers topo uses.
+func (h *harness) serversOf(topo string) []server {
+	names := []string{serverPostgreSQL}
+	switch topo {
+	case topoPostgresRedis:
+		names = append(names, serverRedis)
+	case topoDistributed:
+		names = append(names, serverRedis, serverNATS)
+	}
+	var out []server
+	for _, n := range names {
+		if s, ok := h.servers[n]; ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// serverTicks reads the CPU of each of servers, in clock ticks; a server
+// that cannot be read is left out (-1).
+func serverTicks(servers []server) []int64 {
+	out := make([]int64, len(servers))
+	for i, s := range servers {
+		n, err := s.cpuTicks()
+		if err != nil {
+			n = -1
+		}
+		out[i] = n
+	}
+	return out
 }
 
 func (h *harness) close() {
@@ -282,6 +340,8 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 	if err != nil {
 		return err
 	}
+	servers := h.serversOf(topo)
+	servers0 := serverTicks(servers)
 	started := time.Now()
 	s, err := h.start(cfgs, names)
 	if err != nil {
@@ -317,6 +377,16 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 	f.add(tableTopologies, h.opt.drainRow(), col, float64(res.Delivered)/res.Last.Sub(started).Seconds())
 	f.add(tableTopologies, "drain, CPU s per 10k events", col, cpuPer10k(cpu, h.hz, res.Delivered))
 	f.add(tableTopologies, "drain, machine CPU s per 10k events (every process)", col, cpuPer10k(busy1-busy0, h.hz, res.Delivered))
+	for _, name := range []string{serverPostgreSQL, serverRedis, serverNATS} {
+		if _, ok := h.servers[name]; ok {
+			f.reserve(tableTopologies, serverRow(name))
+		}
+	}
+	for i, n := range serverTicks(servers) {
+		if n >= 0 && servers0[i] >= 0 {
+			f.add(tableTopologies, serverRow(servers[i].name), col, cpuPer10k(n-servers0[i], h.hz, res.Delivered))
+		}
+	}
 	f.add(tableTopologies, "drain, peak RSS MB", col, float64(rss)/1024)
 	f.add(tableTopologies, "drain, events per request", col, float64(res.Delivered)/float64(max(res.Requests, 1)))
 	if first := res.first(); !first.IsZero() {
