@@ -451,7 +451,7 @@ func headersFromEnv(names, fixed map[string]string, lookupEnv func(string) (stri
 			return nil, fmt.Errorf("%s: %q is not a header name", key, h)
 		}
 		if caseTwin(h, serviceHeaders) != "" {
-			return nil, fmt.Errorf("%s: the service sets this header itself (%s); remove it", key, strings.Join(serviceHeaders, ", "))
+			return nil, serviceHeaderError(key)
 		}
 		if caseTwin(h, slices.Collect(maps.Keys(fixed))) != "" {
 			return nil, fmt.Errorf("%s: header %s is also set in headers: set it in one place", key, h)
@@ -489,6 +489,12 @@ func caseTwin(h string, names []string) string {
 // configured for one would be dropped or overwritten.
 var serviceHeaders = []string{"Content-Length", "Transfer-Encoding", "Connection", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
 
+// serviceHeaderError refuses the header at key (headers.X,
+// headers_env.X): one of serviceHeaders.
+func serviceHeaderError(key string) error {
+	return fmt.Errorf("%s: the service sets this header itself (%s); remove it", key, strings.Join(serviceHeaders, ", "))
+}
+
 // checkHeaders checks the names and values of fixed headers: header
 // names, one line each, not a header the service sets, not the same name
 // twice in another case, and not a template (headers are sent as
@@ -502,7 +508,7 @@ func checkHeaders(key string, headers map[string]string) error {
 		case strings.ContainsAny(headers[h], "\r\n\x00"):
 			return fmt.Errorf("%s.%s: the value holds a line break or NUL; a header value is one line", key, h)
 		case caseTwin(h, serviceHeaders) != "":
-			return fmt.Errorf("%s.%s: the service sets this header itself (%s); remove it", key, h, strings.Join(serviceHeaders, ", "))
+			return serviceHeaderError(key + "." + h)
 		case strings.Contains(headers[h], "{{"):
 			return fmt.Errorf("%s.%s: a header value is sent as written, not filled in: {{ }} placeholders work in body_template only", key, h)
 		}
