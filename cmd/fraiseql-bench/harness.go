@@ -68,9 +68,10 @@ type harness struct {
 	token  string
 	figs   *figures
 	runIdx int
-	// servers are the local servers found (PostgreSQL, Redis, NATS by
-	// name): the drain's CPU of each is a row of its own.
-	servers map[string]server
+	// servers are the local servers found, in the rows' order
+	// (PostgreSQL, Redis, NATS): the drain's CPU of each is a row of its
+	// own.
+	servers []server
 }
 
 func newHarness(opt options, log *slog.Logger) (*harness, error) {
@@ -83,13 +84,13 @@ func newHarness(opt options, log *slog.Logger) (*harness, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	h := &harness{opt: opt, log: log, dir: dir, recv: recv, hz: clockTicks(), token: randomName("t"), figs: newFigures(), servers: map[string]server{}}
+	h := &harness{opt: opt, log: log, dir: dir, recv: recv, hz: clockTicks(), token: randomName("t"), figs: newFigures()}
 	for _, c := range []struct {
 		name, url string
 		port      int
 	}{{serverPostgreSQL, opt.Services.DatabaseURL, 5432}, {serverRedis, opt.Services.RedisURL, 6379}, {serverNATS, opt.Services.NATSURL, 4222}} {
 		if srv, ok := localServer(c.name, c.url, c.port); ok {
-			h.servers[c.name] = srv
+			h.servers = append(h.servers, srv)
 		} else {
 			log.Info("server not measured: not a process of this machine that this one can read", "server", c.name)
 		}
@@ -119,8 +120,8 @@ func (h *harness) serversOf(topo string) []server {
 		names = append(names, serverRedis, serverNATS)
 	}
 	var out []server
-	for _, n := range names {
-		if s, ok := h.servers[n]; ok {
+	for _, s := range h.servers {
+		if slices.Contains(names, s.name) {
 			out = append(out, s)
 		}
 	}
@@ -377,10 +378,8 @@ func (h *harness) topology(ctx context.Context, topo string, batch int) (err err
 	f.add(tableTopologies, h.opt.drainRow(), col, float64(res.Delivered)/res.Last.Sub(started).Seconds())
 	f.add(tableTopologies, "drain, CPU s per 10k events", col, cpuPer10k(cpu, h.hz, res.Delivered))
 	f.add(tableTopologies, "drain, machine CPU s per 10k events (every process)", col, cpuPer10k(busy1-busy0, h.hz, res.Delivered))
-	for _, name := range []string{serverPostgreSQL, serverRedis, serverNATS} {
-		if _, ok := h.servers[name]; ok {
-			f.reserve(tableTopologies, serverRow(name))
-		}
+	for _, s := range h.servers {
+		f.reserve(tableTopologies, serverRow(s.name))
 	}
 	for i, n := range serverTicks(servers) {
 		if n >= 0 && servers0[i] >= 0 {
