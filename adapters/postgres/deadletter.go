@@ -20,9 +20,43 @@ const defaultDeadLetterLimit = 100
 // deadLetterColumns is the select list scanned by scanDeadLetter.
 const deadLetterColumns = `id, event, observer, action, action_type, error, attempts, raw, created_at, last_retry_at, event_id`
 
-// briefDeadLetterColumns are deadLetterColumns without the payload (the
-// event and the raw input read as NULL): DeadLetterFilter.Brief.
-const briefDeadLetterColumns = `id, NULL::jsonb, observer, action, action_type, error, attempts, NULL::bytea, created_at, last_retry_at, event_id`
+// briefDeadLetterColumns are deadLetterColumns without the payload
+// (DeadLetterFilter.Brief): the raw input reads as NULL and the event as
+// its skeleton (eventSkeleton), which scanDeadLetter decodes only to note
+// an event that cannot be decoded, as a full listing does.
+var briefDeadLetterColumns = `id, ` + eventSkeleton("event") + `, observer, action, action_type, error, attempts, NULL::bytea, created_at, last_retry_at, event_id`
+
+// eventSkeleton is the SQL of a small JSON value that decodes into a
+// domain.Event exactly when the stored event (the jsonb expression ev)
+// does, with the same error: each value replaced by the empty value of
+// its JSON type ({}, [], "", 0, false, null), where an empty value decodes
+// as the value would (strings into string fields, objects into data and
+// before); kept are the timestamp's text (cut to 100 characters: no valid
+// one is longer, so a cut one fails as the whole would) and, in changes,
+// the names of the values that are neither objects nor null (those fail
+// to decode into a Change). Keys that name no field of the event are
+// dropped (encoding/json ignores them; it matches names ignoring case,
+// so lower() picks the fields). A listing thus costs the same whatever
+// the events weigh.
+func eventSkeleton(ev string) string {
+	field := func(key, v string) string {
+		return `CASE lower(` + key + `)
+			WHEN 'timestamp' THEN CASE WHEN jsonb_typeof(` + v + `) = 'string' THEN to_jsonb(left(` + v + ` #>> '{}', 100)) ELSE ` + emptyJSON(v) + ` END
+			WHEN 'changes' THEN CASE WHEN jsonb_typeof(` + v + `) = 'object' THEN (SELECT COALESCE(jsonb_object_agg(ck, ` + emptyJSON("cv") + `), '{}')
+				FROM jsonb_each(` + v + `) AS c(ck, cv) WHERE jsonb_typeof(cv) NOT IN ('object', 'null')) ELSE ` + emptyJSON(v) + ` END
+			ELSE ` + emptyJSON(v) + ` END`
+	}
+	return `CASE WHEN jsonb_typeof(` + ev + `) = 'object' THEN (SELECT COALESCE(jsonb_object_agg(k, ` + field("k", "v") + `), '{}')
+		FROM jsonb_each(` + ev + `) AS f(k, v)
+		WHERE lower(k) IN ('id', 'event_type', 'entity_type', 'entity_id', 'data', 'before', 'changes', 'tenant_id', 'user_id', 'timestamp', 'source'))
+		ELSE ` + emptyJSON(ev) + ` END`
+}
+
+// emptyJSON is the SQL of the empty jsonb value of v's JSON type.
+func emptyJSON(v string) string {
+	return `CASE jsonb_typeof(` + v + `) WHEN 'object' THEN '{}'::jsonb WHEN 'array' THEN '[]'::jsonb
+		WHEN 'string' THEN '""'::jsonb WHEN 'number' THEN '0'::jsonb WHEN 'boolean' THEN 'false'::jsonb ELSE 'null'::jsonb END`
+}
 
 // DeadLetters is the durable dead-letter queue in the observer schema's
 // dead_letters table. The event is kept as its JSON envelope (numbers
@@ -90,7 +124,7 @@ func (s *DeadLetters) List(ctx context.Context, f ports.DeadLetterFilter) ([]por
 		return nil, interpretError(op, err)
 	}
 	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ports.DeadLetter, error) {
-		return scanDeadLetter(row)
+		return scanDeadLetter(row, f.Brief)
 	})
 	if err != nil {
 		return nil, interpretError(op, err)
@@ -100,7 +134,7 @@ func (s *DeadLetters) List(ctx context.Context, f ports.DeadLetterFilter) ([]por
 
 // Get returns the item with id, or an error wrapping ports.ErrNotFound.
 func (s *DeadLetters) Get(ctx context.Context, id int64) (ports.DeadLetter, error) {
-	d, err := scanDeadLetter(s.pool.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM `+s.table+` WHERE id = $1`, id))
+	d, err := scanDeadLetter(s.pool.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM `+s.table+` WHERE id = $1`, id), false)
 	if err != nil {
 		return ports.DeadLetter{}, interpretError(fmt.Sprintf("get dead letter %d", id), err)
 	}
@@ -172,7 +206,9 @@ func (s *DeadLetters) Count(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-func scanDeadLetter(row pgx.Row) (ports.DeadLetter, error) {
+// scanDeadLetter scans a row of deadLetterColumns, or of
+// briefDeadLetterColumns when brief.
+func scanDeadLetter(row pgx.Row, brief bool) (ports.DeadLetter, error) {
 	var (
 		d          ports.DeadLetter
 		event      []byte
@@ -189,23 +225,28 @@ func scanDeadLetter(row pgx.Row) (ports.DeadLetter, error) {
 	if lastRetry != nil {
 		d.LastRetryAt = *lastRetry
 	}
-	if event == nil { // listed briefly (briefDeadLetterColumns)
-		d.Event = domain.Event{ID: eventID}
-		return d, nil
-	}
 	// Not domain.DecodeEvent: an invalid input's event may lack what a valid
 	// event needs, and it must still come back as stored.
 	dec := json.NewDecoder(bytes.NewReader(event))
 	dec.UseNumber()
-	if err := dec.Decode(&d.Event); err != nil {
+	err = dec.Decode(&d.Event)
+	if brief { // the skeleton decoded only for the note
+		d.Event = domain.Event{ID: eventID}
+	}
+	if err != nil {
 		// One item the code cannot read back (stored by an older version,
 		// edited by hand) must not fail every page that holds it: it is
-		// listed with its id, the stored event kept in Raw and the reason.
+		// listed with its id, the stored event kept in Raw (a brief listing
+		// has none) and the reason.
 		d.Event = domain.Event{ID: eventID}
-		if d.Raw == nil {
+		if d.Raw == nil && !brief {
 			d.Raw = event
 		}
-		d.Error += fmt.Sprintf(" [the stored event cannot be decoded (%v); it is in raw]", err)
+		where := "it is in raw"
+		if brief {
+			where = "the item read whole has it in raw"
+		}
+		d.Error += fmt.Sprintf(" [the stored event cannot be decoded (%v); %s]", err, where)
 	}
 	return d, nil
 }

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,5 +136,88 @@ func TestDeadLetterMarkRetriedStoresAnyErrorText(t *testing.T) {
 	}
 	if want := "550 bad \uFFFD reply \uFFFD end"; got.Error != want || got.Attempts != 2 || !got.LastRetryAt.Equal(at) {
 		t.Fatalf("after MarkRetried: error %q, attempts %d, last retry %v; want %q, 2, %v", got.Error, got.Attempts, got.LastRetryAt, want, at)
+	}
+}
+
+// TestDeadLetterBriefListingNotesUndecodableEvents: a brief listing reads
+// each event as its skeleton, never the payload, and still notes the
+// events a full read cannot decode, with the same error; the events a
+// full read decodes carry no note.
+func TestDeadLetterBriefListingNotesUndecodableEvents(t *testing.T) {
+	t.Parallel()
+	pool, newSchema := newStateSchemas(t)
+	s, err := NewDeadLetters(pool, newSchema(t))
+	if err != nil {
+		t.Fatalf("NewDeadLetters: %v", err)
+	}
+	ctx := t.Context()
+	long := strings.Repeat("9", 300)
+	tests := []struct {
+		name, event string
+		decodes     bool
+		sameError   bool // the brief note's error text is the full read's
+	}{
+		{"a whole event with keys no field names", `{"id": "e", "event_type": "INSERT", "entity_type": "Order", "entity_id": "1",
+			"data": {"a": [1, {"b": null}], "n": 1e400}, "before": {"a": 1}, "changes": {"a": {"old": 1, "new": 2}, "b": null},
+			"tenant_id": "t", "user_id": "u", "timestamp": "2026-01-01T00:00:00.123456789+02:00", "source": "s", "extra": [1, 2]}`, true, true},
+		{"null", `null`, true, true},
+		{"an empty object", `{}`, true, true},
+		{"fields named in another case", `{"ID": "x", "Data": {"a": 1}, "CHANGES": {"c": {"old": 1}}}`, true, true},
+		{"an array", `[1, 2]`, false, true},
+		{"a string", `"event"`, false, true},
+		{"a number", `5`, false, true},
+		{"a numeric id", `{"id": 1, "entity_type": "Order"}`, false, true},
+		{"data as a string", `{"data": "x"}`, false, true},
+		{"data in another case as an array", `{"DATA": [1]}`, false, true},
+		{"before as a number", `{"before": 3}`, false, true},
+		{"a change that is no object", `{"changes": {"a": {"old": 1}, "b": 5}}`, false, true},
+		{"changes in another case as a list", `{"Changes": []}`, false, true},
+		{"a tenant that is a boolean", `{"tenant_id": true}`, false, true},
+		{"a timestamp that is a number", `{"timestamp": 5}`, false, true},
+		{"a date that does not exist", `{"timestamp": "2026-02-31T00:00:00Z"}`, false, true},
+		{"a long timestamp", `{"timestamp": "` + long + `"}`, false, false},
+	}
+	ids := map[int64]int{}
+	for i, tt := range tests {
+		id, err := s.Add(ctx, ports.DeadLetter{Observer: "o", Action: "hook", Error: "boom", Attempts: 1,
+			Event: domain.Event{ID: fmt.Sprintf("e%d", i), EventType: domain.EventInsert, EntityType: "Order"}})
+		if err != nil {
+			t.Fatalf("Add: %v", err)
+		}
+		if _, err := pool.Exec(ctx, `UPDATE `+s.table+` SET event = $1::jsonb WHERE id = $2`, tt.event, id); err != nil {
+			t.Fatalf("%s: store the event: %v", tt.name, err)
+		}
+		ids[id] = i
+	}
+	brief, err := s.List(ctx, ports.DeadLetterFilter{Brief: true})
+	if err != nil || len(brief) != len(tests) {
+		t.Fatalf("brief List = %d items, %v; want %d", len(brief), err, len(tests))
+	}
+	const note = " [the stored event cannot be decoded ("
+	for _, b := range brief {
+		tt := tests[ids[b.ID]]
+		full, err := s.Get(ctx, b.ID)
+		if err != nil {
+			t.Fatalf("Get(%d): %v", b.ID, err)
+		}
+		if b.Raw != nil || b.Event.ID != fmt.Sprintf("e%d", ids[b.ID]) || b.Event.Data != nil {
+			t.Errorf("%s: brief item = %+v, want the event's id alone and no raw", tt.name, b)
+		}
+		fullNote, briefNote := strings.Contains(full.Error, note), strings.Contains(b.Error, note)
+		if fullNote == tt.decodes || briefNote == tt.decodes {
+			t.Errorf("%s: error of the full read %q, of the brief listing %q; want a note on both: %v", tt.name, full.Error, b.Error, !tt.decodes)
+			continue
+		}
+		if tt.decodes {
+			continue
+		}
+		fullErr, _, _ := strings.Cut(strings.TrimPrefix(full.Error, "boom"+note), "); ")
+		briefErr, where, _ := strings.Cut(strings.TrimPrefix(b.Error, "boom"+note), "); ")
+		if tt.sameError && fullErr != briefErr {
+			t.Errorf("%s: the brief listing's decoding error %q, the full read's %q", tt.name, briefErr, fullErr)
+		}
+		if where != "the item read whole has it in raw]" {
+			t.Errorf("%s: brief note ends %q", tt.name, where)
+		}
 	}
 }
