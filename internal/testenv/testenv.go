@@ -115,7 +115,7 @@ func Name(prefix string) string {
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	base := DatabaseURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ddlTimeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
@@ -123,11 +123,11 @@ func NewDatabase(t testing.TB) string {
 	}
 	defer conn.Close(ctx)
 	name := Name("fraiseql_test")
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	if err := oneAtATime(ctx, conn, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), ddlTimeout)
 		defer cancel()
 		c, err := pgx.Connect(ctx, base)
 		if err != nil {
@@ -135,7 +135,7 @@ func NewDatabase(t testing.TB) string {
 			return
 		}
 		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		if err := oneAtATime(ctx, c, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Logf("drop database %s: %v", name, err)
 		}
 	})
@@ -145,6 +145,36 @@ func NewDatabase(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// ddlTimeout bounds a test database's creation or drop, the wait for
+// its turn included (see oneAtATime).
+const ddlTimeout = 2 * time.Minute
+
+// ddlLock is the advisory lock (two-int key: "FQLT", 1) that lets one
+// CREATE or DROP DATABASE of the tests run at a time on the server.
+var ddlLock = [2]int32{0x46514C54, 1}
+
+// oneAtATime runs the CREATE or DROP DATABASE statement on conn while
+// holding ddlLock. Each holds a transaction id for as long as it runs,
+// and every change-log reader of the cluster (the tests' readers in their
+// own databases included) waits for the oldest running one before it may
+// read later rows: run side by side under a loaded suite, they took up to
+// 6 s each (0.1 s alone here) and held every reader back for that long.
+// One at a time, a reader waits for one of them at most.
+func oneAtATime(ctx context.Context, conn *pgx.Conn, statement string) error {
+	if _, err := conn.Exec(ctx, `SELECT pg_catalog.pg_advisory_lock($1, $2)`, ddlLock[0], ddlLock[1]); err != nil {
+		return fmt.Errorf("wait for the turn to run %q: %w", statement, err)
+	}
+	_, err := conn.Exec(ctx, statement)
+	// The session ends with the caller's connection, which releases the
+	// lock in any case; released here so the next one goes at once.
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, uerr := conn.Exec(uctx, `SELECT pg_catalog.pg_advisory_unlock($1, $2)`, ddlLock[0], ddlLock[1]); uerr != nil && err == nil {
+		err = fmt.Errorf("release the turn after %q: %w", statement, uerr)
+	}
+	return err
 }
 
 func fatalOrSkip(t testing.TB, msg string) {
