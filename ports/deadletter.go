@@ -44,7 +44,7 @@ type DeadLetterFilter struct {
 	AfterID  int64 // list items with ID > AfterID (paging)
 	// Brief lists the items without their payload: Event holds only its
 	// ID and Raw is nil (every other field as stored), so that a page
-	// costs the same whatever the events weigh. An event that Get could
+	// takes the same memory whatever the events weigh. An event that Get could
 	// not decode is noted in Error as Get notes it. Listings and paging
 	// use it; Get returns an item whole.
 	Brief bool

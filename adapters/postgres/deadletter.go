@@ -36,8 +36,9 @@ var briefDeadLetterColumns = `id, ` + eventSkeleton("event") + `, observer, acti
 // the names of the values that are neither objects nor null (those fail
 // to decode into a Change). Keys that name no field of the event are
 // dropped (encoding/json ignores them; it matches names ignoring case,
-// so lower() picks the fields). A listing thus costs the same whatever
-// the events weigh.
+// so lower() picks the fields). A page so ships and holds the same
+// whatever the events weigh; the server reads each event (one at a time)
+// to take its skeleton.
 func eventSkeleton(ev string) string {
 	field := func(key, v string) string {
 		return `CASE lower(` + key + `)
