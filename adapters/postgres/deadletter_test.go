@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
 	"github.com/fraiseql/fraiseql-observer/ports/porttest"
@@ -22,6 +24,17 @@ func TestDeadLettersConformance(t *testing.T) {
 		}
 		return d
 	})
+}
+
+// newDeadLetters returns a store on a fresh schema, and its pool.
+func newDeadLetters(t *testing.T) (*pgxpool.Pool, *DeadLetters) {
+	t.Helper()
+	pool, newSchema := newStateSchemas(t)
+	s, err := NewDeadLetters(pool, newSchema(t))
+	if err != nil {
+		t.Fatalf("NewDeadLetters: %v", err)
+	}
+	return pool, s
 }
 
 func TestDeadLettersCountDurabilityAndErrors(t *testing.T) {
@@ -79,11 +92,7 @@ func TestDeadLettersCountDurabilityAndErrors(t *testing.T) {
 // fallback form instead of retrying for ever.
 func TestDeadLetterWritesThatCanNeverSucceedArePermanent(t *testing.T) {
 	t.Parallel()
-	pool, newSchema := newStateSchemas(t)
-	s, err := NewDeadLetters(pool, newSchema(t))
-	if err != nil {
-		t.Fatalf("NewDeadLetters: %v", err)
-	}
+	_, s := newDeadLetters(t)
 	tests := []struct {
 		name string
 		d    ports.DeadLetter
@@ -115,11 +124,7 @@ func TestDeadLetterWritesThatCanNeverSucceedArePermanent(t *testing.T) {
 // retry is recorded all the same, with those bytes replaced.
 func TestDeadLetterMarkRetriedStoresAnyErrorText(t *testing.T) {
 	t.Parallel()
-	pool, newSchema := newStateSchemas(t)
-	s, err := NewDeadLetters(pool, newSchema(t))
-	if err != nil {
-		t.Fatalf("NewDeadLetters: %v", err)
-	}
+	_, s := newDeadLetters(t)
 	ctx := t.Context()
 	id, err := s.Add(ctx, ports.DeadLetter{Observer: "o", Action: "email-1", Error: "boom", Attempts: 1,
 		Event: domain.Event{ID: "e", EventType: domain.EventInsert, EntityType: "Order"}})
@@ -145,11 +150,7 @@ func TestDeadLetterMarkRetriedStoresAnyErrorText(t *testing.T) {
 // full read decodes carry no note.
 func TestDeadLetterBriefListingNotesUndecodableEvents(t *testing.T) {
 	t.Parallel()
-	pool, newSchema := newStateSchemas(t)
-	s, err := NewDeadLetters(pool, newSchema(t))
-	if err != nil {
-		t.Fatalf("NewDeadLetters: %v", err)
-	}
+	pool, s := newDeadLetters(t)
 	ctx := t.Context()
 	long := strings.Repeat("9", 300)
 	tests := []struct {
