@@ -11,27 +11,40 @@ import (
 )
 
 // parseStatCPU returns utime+stime (clock ticks) from the text of
+// /proc/PID/stat.
+func parseStatCPU(stat string) (int64, error) { return statTicks(stat, 2) }
+
+// parseStatCPUWithChildren returns utime+stime+cutime+cstime from the
+// text of /proc/PID/stat: the children's are those of the ended children
+// the process waited for.
+func parseStatCPUWithChildren(stat string) (int64, error) { return statTicks(stat, 4) }
+
+// statTimes names the consecutive time fields of /proc/PID/stat, from
+// utime (field 14).
+var statTimes = [...]string{"utime", "stime", "cutime", "cstime"}
+
+// statTicks sums the first n of statTimes from the text of
 // /proc/PID/stat. The command name (field 2) may hold spaces and
 // parentheses, so fields are counted from the last ')'.
-func parseStatCPU(stat string) (int64, error) {
+func statTicks(stat string, n int) (int64, error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
 		return 0, errors.New("parse /proc stat: no ')' after the command name")
 	}
 	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state); utime is field 14, stime field 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("parse /proc stat: %d fields after the command name, want at least 13", len(f))
+	// f[0] is field 3 (state); utime, field 14, is f[11].
+	if len(f) < 11+n {
+		return 0, fmt.Errorf("parse /proc stat: %d fields after the command name, want at least %d", len(f), 11+n)
 	}
-	ut, err := strconv.ParseInt(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc stat utime %q: %w", f[11], err)
+	var total int64
+	for j, v := range f[11 : 11+n] {
+		ticks, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse /proc stat %s %q: %w", statTimes[j], v, err)
+		}
+		total += ticks
 	}
-	st, err := strconv.ParseInt(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse /proc stat stime %q: %w", f[12], err)
-	}
-	return ut + st, nil
+	return total, nil
 }
 
 // parseStatusHWM returns VmHWM (peak resident set, kB) from the text of
@@ -57,12 +70,15 @@ func parseStatusHWM(status string) (int64, error) {
 }
 
 // procCPUTicks reads a process's CPU time so far, in clock ticks.
-func procCPUTicks(pid int) (int64, error) {
+func procCPUTicks(pid int) (int64, error) { return readStatTicks(pid, parseStatCPU) }
+
+// readStatTicks reads /proc/PID/stat and returns what parse makes of it.
+func readStatTicks(pid int, parse func(string) (int64, error)) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read cpu of pid %d: %w", pid, err)
 	}
-	return parseStatCPU(string(b))
+	return parse(string(b))
 }
 
 // parseMachineBusy returns the clock ticks every CPU spent busy (user,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -103,13 +102,9 @@ func socketOwner(inodes map[string]bool) (int, bool) {
 // its ended children's (waited for: PostgreSQL's backends that ended) and
 // its running children's.
 func (s server) cpuTicks() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	total, err := readStatTicks(s.pid, parseStatCPUWithChildren)
 	if err != nil {
-		return 0, fmt.Errorf("read cpu of %s (pid %d): %w", s.name, s.pid, err)
-	}
-	total, err := parseStatCPUWithChildren(string(b))
-	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%s: %w", s.name, err)
 	}
 	for _, child := range childPIDs(s.pid) {
 		if n, err := procCPUTicks(child); err == nil { // a child may end meanwhile
@@ -117,29 +112,6 @@ func (s server) cpuTicks() (int64, error) {
 		}
 	}
 	return total, nil
-}
-
-// parseStatCPUWithChildren returns utime+stime+cutime+cstime from the
-// text of /proc/PID/stat.
-func parseStatCPUWithChildren(stat string) (int64, error) {
-	own, err := parseStatCPU(stat)
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
-	// f[13] is field 16 (cutime), f[14] field 17 (cstime).
-	if len(f) < 15 {
-		return 0, errors.New("parse /proc stat: no cutime and cstime")
-	}
-	var children int64
-	for _, s := range f[13:15] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse /proc stat children's time %q: %w", s, err)
-		}
-		children += n
-	}
-	return own + children, nil
 }
 
 // childPIDs lists the processes whose parent is pid.
