@@ -14,10 +14,16 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fraiseql/fraiseql-observer/internal/ddlturn"
 )
 
-// cleanupTimeout bounds each tear-down step.
-const cleanupTimeout = 30 * time.Second
+// cleanupTimeout bounds each tear-down step; ddlTimeout a database's drop,
+// the wait for the server's turn included (see inTurn).
+const (
+	cleanupTimeout = 30 * time.Second
+	ddlTimeout     = 2 * time.Minute
+)
 
 // services are the addresses of the machine's PostgreSQL (a superuser
 // URL), Redis and NATS.
@@ -50,7 +56,7 @@ func createDatabase(ctx context.Context, adminURL string, conns int32) (*databas
 		return nil, fmt.Errorf("connect to %s: %w", redactURL(adminURL), err)
 	}
 	defer func() { _ = conn.Close(ctx) }()
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if err := inTurn(ctx, conn, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return nil, fmt.Errorf("create database %s: %w", name, err)
 	}
 	u, err := url.Parse(adminURL)
@@ -78,17 +84,28 @@ func (d *database) drop() error {
 	if d.Pool != nil {
 		d.Pool.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), ddlTimeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, d.admin)
 	if err != nil {
 		return fmt.Errorf("drop database %s: %w", d.name, err)
 	}
 	defer func() { _ = conn.Close(ctx) }()
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{d.name}.Sanitize()+" WITH (FORCE)"); err != nil {
+	if err := inTurn(ctx, conn, "DROP DATABASE IF EXISTS "+pgx.Identifier{d.name}.Sanitize()+" WITH (FORCE)"); err != nil {
 		return fmt.Errorf("drop database %s: %w", d.name, err)
 	}
 	return nil
+}
+
+// inTurn runs a CREATE or DROP DATABASE statement on conn in the server's
+// turn, the one the test suites take (see ddlturn): run beside them (the
+// harness's own test in CI), it holds their change-log readers back no
+// longer than one of theirs does.
+func inTurn(ctx context.Context, conn *pgx.Conn, statement string) error {
+	return ddlturn.Run(ctx, func(ctx context.Context, sql string, args ...any) error {
+		_, err := conn.Exec(ctx, sql, args...)
+		return err
+	}, statement)
 }
 
 // serverVersion is PostgreSQL's server_version.

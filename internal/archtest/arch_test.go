@@ -196,13 +196,18 @@ func violation(importer, imp string, test bool) string {
 	case under(importer, benchTool):
 		// The load harness is an outer-ring tool: it runs the service's
 		// binary as a black box and imports none of its packages, only the
-		// pgbench runner it shares with the capture benchmark.
-		if own && !under(imp, "internal/pgbench") {
-			return "cmd/fraiseql-bench measures the binary from outside: it imports internal/pgbench only"
+		// pgbench runner it shares with the capture benchmark and the
+		// server's turn for CREATE DATABASE it shares with the tests.
+		if own && !under(imp, "internal/pgbench") && !under(imp, "internal/ddlturn") {
+			return "cmd/fraiseql-bench measures the binary from outside: it imports internal/pgbench and internal/ddlturn only"
 		}
 	case under(importer, "internal/pgbench"):
 		if !isStd(imp) {
 			return "internal/pgbench runs the pgbench program with the standard library only"
+		}
+	case under(importer, "internal/ddlturn"):
+		if !isStd(imp) {
+			return "internal/ddlturn takes the server's turn with the standard library only: callers bring the connection"
 		}
 	case under(importer, "cmd"):
 		if own && !under(imp, "bootstrap") && !under(imp, "application/admin") && !under(imp, "domain") && !under(imp, "ports") {
@@ -343,6 +348,9 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{m("cmd/fraiseql-observer"), m("internal/pgbench"), false},
 		{m("internal/pgbench"), "github.com/jackc/pgx/v5", false},
 		{m("internal/pgbench"), m("domain"), false},
+		{m("internal/ddlturn"), "github.com/jackc/pgx/v5", false},
+		{m("internal/ddlturn"), m("domain"), false},
+		{m("cmd/fraiseql-bench"), m("internal/testenv"), false},
 	}
 	for _, b := range bad {
 		if violation(b.importer, b.imp, b.test) == "" {
@@ -390,6 +398,8 @@ func TestViolationCatchesForbiddenImports(t *testing.T) {
 		{m("cmd/fraiseql-bench"), "github.com/redis/go-redis/v9", false},
 		{m("cmd/fraiseql-bench"), "github.com/nats-io/nats.go/jetstream", false},
 		{m("cmd/fraiseql-bench"), m("internal/pgbench"), false},
+		{m("cmd/fraiseql-bench"), m("internal/ddlturn"), false},
+		{m("internal/testenv"), m("internal/ddlturn"), false},
 		{m("cmd/fraiseql-bench"), m("internal/testenv"), true},
 		{m("integration"), m("internal/pgbench"), true},
 		{m("internal/pgbench"), "os/exec", false},

@@ -23,6 +23,8 @@ import (
 	tcnats "github.com/testcontainers/testcontainers-go/modules/nats"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
+
+	"github.com/fraiseql/fraiseql-observer/internal/ddlturn"
 )
 
 type service struct {
@@ -148,33 +150,16 @@ func NewDatabase(t testing.TB) string {
 }
 
 // ddlTimeout bounds a test database's creation or drop, the wait for
-// its turn included (see oneAtATime).
+// its turn included (see ddlturn).
 const ddlTimeout = 2 * time.Minute
 
-// ddlLock is the advisory lock (two-int key: "FQLT", 1) that lets one
-// CREATE or DROP DATABASE of the tests run at a time on the server.
-var ddlLock = [2]int32{0x46514C54, 1}
-
-// oneAtATime runs the CREATE or DROP DATABASE statement on conn while
-// holding ddlLock. Each holds a transaction id for as long as it runs,
-// and every change-log reader of the cluster (the tests' readers in their
-// own databases included) waits for the oldest running one before it may
-// read later rows: run side by side under a loaded suite, they took up to
-// 6 s each (0.1 s alone here) and held every reader back for that long.
-// One at a time, a reader waits for one of them at most.
+// oneAtATime runs the CREATE or DROP DATABASE statement on conn in the
+// server's turn (see ddlturn: the load harness takes the same turn).
 func oneAtATime(ctx context.Context, conn *pgx.Conn, statement string) error {
-	if _, err := conn.Exec(ctx, `SELECT pg_catalog.pg_advisory_lock($1, $2)`, ddlLock[0], ddlLock[1]); err != nil {
-		return fmt.Errorf("wait for the turn to run %q: %w", statement, err)
-	}
-	_, err := conn.Exec(ctx, statement)
-	// The session ends with the caller's connection, which releases the
-	// lock in any case; released here so the next one goes at once.
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if _, uerr := conn.Exec(uctx, `SELECT pg_catalog.pg_advisory_unlock($1, $2)`, ddlLock[0], ddlLock[1]); uerr != nil && err == nil {
-		err = fmt.Errorf("release the turn after %q: %w", statement, uerr)
-	}
-	return err
+	return ddlturn.Run(ctx, func(ctx context.Context, sql string, args ...any) error {
+		_, err := conn.Exec(ctx, sql, args...)
+		return err
+	}, statement)
 }
 
 func fatalOrSkip(t testing.TB, msg string) {
