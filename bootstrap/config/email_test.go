@@ -68,6 +68,12 @@ func TestEmailSectionErrorsNameTheKey(t *testing.T) {
 		{"password in clear", server + "tls = \"none\"\nusername = \"u\"\npassword_env = \"P\"", "email.tls"},
 		{"from without host", "[email]\nfrom = \"orders@example.com\"", "email.from"},
 		{"port without host", "[email]\nport = 25", "email.port"},
+		// Keys with defaults of their own: refused when the file sets them
+		// without a server (they used to be read and ignored).
+		{"tls without host", "[email]\ntls = \"tls\"", "email.tls"},
+		{"timeout without host", "[email]\ntimeout = \"3s\"", "email.timeout"},
+		{"idle conns without host", "[email]\nmax_idle_conns = 7", "email.max_idle_conns"},
+		{"idle timeout without host", "[email]\nidle_timeout = \"1m\"", "email.idle_timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,6 +36,23 @@ func TestIdleKeys(t *testing.T) {
 		{"max_concurrent_actions with concurrency off", "[performance]\nenable_concurrent = false\nmax_concurrent_actions = 64\n", nil,
 			[]config.IdleKeys{{Keys: []string{"performance.max_concurrent_actions"},
 				Why: "concurrency is off (performance.enable_concurrent = false: one action at a time)"}}},
+		{"Redis connection keys without a server", "[redis]\nkey_prefix = \"a:\"\npool_size = 4\ncommand_timeout = \"1s\"\n",
+			[]string{"FRAISEQL_REDIS_CONNECT_TIMEOUT=3s"},
+			[]config.IdleKeys{{Keys: []string{"redis.key_prefix", "redis.pool_size", "redis.connect_timeout", "redis.command_timeout"},
+				Why: "no Redis server is configured (redis.url or redis.addrs)"}}},
+		{"Redis connection keys with a server", redis + "key_prefix = \"a:\"\npool_size = 4\n", nil, nil},
+		{"pprof without the admin API", "[http]\nlisten = \"\"\npprof = true\n", nil,
+			[]config.IdleKeys{{Keys: []string{"http.pprof"}, Why: "the admin API is off (http.listen is empty)"}}},
+		{"pprof with the admin API", "[http]\nlisten = \"127.0.0.1:0\"\npprof = true\n", nil, nil},
+		{"nats.url with nats.embedded", "topology = \"nats-distributed\"\n" + redis + "[nats]\nembedded = true\nstore_dir = \"/tmp/x\"\nurl = \"nats://127.0.0.1:4222\"\n", nil,
+			[]config.IdleKeys{{Keys: []string{"nats.url"}, Why: "nats.embedded runs a server inside this process on a free port: nats.url is not dialled"}}},
+		{"bursts without a rate limit", "[delivery]\nrate_burst = 5\n[[delivery.endpoints]]\nendpoint = \"http://127.0.0.1:1\"\nrate_burst = 3\n" +
+			"[[delivery.endpoints]]\nendpoint = \"http://127.0.0.1:2\"\nrate_limit = 10\nrate_burst = 3\n", nil,
+			[]config.IdleKeys{{Keys: []string{"delivery.rate_burst", "delivery.endpoints[0].rate_burst"},
+				Why: "no rate limit applies (rate_limit = 0: unlimited), so there is no burst to shape"}}},
+		{"the default burst shapes an endpoint's own limit", "[delivery]\nrate_burst = 5\n[[delivery.endpoints]]\nendpoint = \"http://127.0.0.1:1\"\nrate_limit = 10\n", nil, nil},
+		{"bursts with a rate limit, or 0", "[delivery]\nrate_limit = 10\nrate_burst = 5\n[[delivery.endpoints]]\nendpoint = \"http://127.0.0.1:1\"\nrate_burst = 3\n" +
+			"[[delivery.endpoints]]\nendpoint = \"http://127.0.0.1:2\"\nrate_limit = 0\nrate_burst = 0\n", nil, nil},
 	}
 	for _, c := range cases {
 		cfg, err := config.Load(writeConfig(t, c.file), c.environ)

@@ -57,7 +57,7 @@ func (c *Config) Validate() error {
 	if err := c.validateRedis(); err != nil {
 		return err
 	}
-	if err := c.Email.validate(); err != nil {
+	if err := c.Email.validate(c.IsSet); err != nil {
 		return err
 	}
 	if err := c.Retention.validate(c.Topology); err != nil {
@@ -305,8 +305,9 @@ func (c *Config) validateNATS() error {
 }
 
 // validate checks the [email] keys: without a host none of the server's
-// keys may be set (they would be read and ignored).
-func (e EmailConfig) validate() error {
+// keys may be set (they would be read and ignored); isSet tells the keys
+// the file or the environment set (those with defaults of their own).
+func (e EmailConfig) validate(isSet func(string) bool) error {
 	switch e.TLS {
 	case "none", "starttls", "tls":
 	default:
@@ -333,7 +334,9 @@ func (e EmailConfig) validate() error {
 			key string
 			set bool
 		}{{"email.from", e.From != ""}, {"email.port", e.Port != 0}, {"email.username", e.Username != ""},
-			{"email.password_env", e.PasswordEnv != ""}, {"email.helo_name", e.HELOName != ""}} {
+			{"email.password_env", e.PasswordEnv != ""}, {"email.helo_name", e.HELOName != ""},
+			{"email.tls", isSet("email.tls")}, {"email.timeout", isSet("email.timeout")},
+			{"email.max_idle_conns", isSet("email.max_idle_conns")}, {"email.idle_timeout", isSet("email.idle_timeout")}} {
 			if k.set {
 				return &ConfigError{Key: k.key, Msg: "set without email.host (the SMTP server)"}
 			}
