@@ -46,8 +46,10 @@ type ChangeLogConfig struct {
 	PollInterval time.Duration // default 1s; the fallback when no NOTIFY arrives
 	Source       string        // copied into every Event.Source (database name in multi-database setups)
 	// MaxEventBytes is the per-event limit (default 1 MiB): a row whose
-	// object_data and object_data_before weigh more, as JSON text, is read
-	// without them and returned as an invalid record (ports.ErrEventTooLarge).
+	// object_data and object_data_before, as JSON text, and text columns
+	// (object_type, modification_type, object_key, fk_contact) weigh more
+	// is read without its payload and with its text columns cut, and
+	// returned as an invalid record (ports.ErrEventTooLarge).
 	MaxEventBytes int64
 	// PollOnly reads without NOTIFY (database.wake = "poll", for a change
 	// log without the notify trigger: see TriggerDrop): no

@@ -126,8 +126,8 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 			err = fmt.Errorf("its payload (object_data and object_data_before, %d bytes as stored) cannot be rendered as JSON text by PostgreSQL (over its limit of 1 GB for one value): %w: %w",
 				r.Size, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
 		} else {
-			err = fmt.Errorf("its payload (object_data and object_data_before) is %d bytes, over the %d-byte limit (reader.max_event_bytes): %w: %w",
-				r.Size, c.cfg.MaxEventBytes, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
+			err = fmt.Errorf("it is %d bytes (object_data and object_data_before as JSON text, object_type, modification_type, object_key and fk_contact), over the %d-byte limit (reader.max_event_bytes; its text columns are cut to %d characters here): %w: %w",
+				r.Size, c.cfg.MaxEventBytes, cutChars, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
 		}
 	} else {
 		ev, err = domain.NewEventFromChange(domain.RawChange{

@@ -1,15 +1,23 @@
 package postgres
 
+import (
+	"strconv"
+	"strings"
+)
+
 // readSQL is the change log's read, over table (quoted). Its parameters:
 // $1 and $2 the position read after (txid as text, pk), $3 the row limit,
 // $4 the per-event payload limit, $5 the byte budget, $6 the stored size
 // up to which a payload is weighed as stored, $7 the object_type values
 // wanted (NULL: every row).
 //
-// q: the next $3 readable rows with the size of their payload (object_data
+// q: the next $3 readable rows with their size: their payload (object_data
 // and object_data_before as JSON text, counted by the database; a payload
 // stored in at most $6 bytes cannot be over the limit and is weighed by
-// its stored size, which spares rendering it twice); a row not wanted (an
+// its stored size, which spares rendering it twice) and their unbounded
+// text columns (textColumnsSize); a row over the limit ships those cut
+// to cutChars characters (cut), enough to name it in its dead letter, so
+// that a 50 MB object_key weighs as it should and is not shipped whole; a row not wanted (an
 // entity outside $7) weighs nothing and ships its position, the wanted
 // flag and size 0 alone (every other column NULL, tenant and contact
 // empty: rendering them as text was about a fifth of a skipped row's
@@ -24,22 +32,18 @@ func readSQL(table string) string {
 	return `
 			SELECT b.pk_entity_change_log, b.txid::text AS txid_text, b.wanted,
 			       CASE WHEN b.wanted THEN b.id::text END, CASE WHEN b.wanted THEN b.created_at END,
-			       CASE WHEN b.wanted THEN b.object_type END, CASE WHEN b.wanted THEN b.modification_type END,
-			       CASE WHEN b.wanted THEN coalesce(b.object_key, b.object_id::text) END,
-			       CASE WHEN b.wanted THEN b.object_id::text END, CASE WHEN b.wanted THEN b.object_key END,
+			       CASE WHEN b.wanted THEN ` + cut("b.object_type", "$4") + ` END, CASE WHEN b.wanted THEN ` + cut("b.modification_type", "$4") + ` END,
+			       CASE WHEN b.wanted THEN coalesce(` + cut("b.object_key", "$4") + `, b.object_id::text) END,
+			       CASE WHEN b.wanted THEN b.object_id::text END, CASE WHEN b.wanted THEN ` + cut("b.object_key", "$4") + ` END,
 			       CASE WHEN b.wanted AND b.size <= $4 THEN b.object_data::text END,
 			       CASE WHEN b.wanted AND b.size <= $4 THEN b.object_data_before::text END,
 			       CASE WHEN b.wanted THEN coalesce(b.tenant_id::text, '') ELSE '' END,
-			       CASE WHEN b.wanted THEN coalesce(b.fk_contact::text, '') ELSE '' END, b.size
+			       CASE WHEN b.wanted THEN coalesce(` + cut("b.fk_contact", "$4") + `, '') ELSE '' END, b.size
 			FROM (
 				SELECT q.*, sum(CASE WHEN q.size <= $4 THEN q.size ELSE 0 END) OVER w AS running, row_number() OVER w AS n
 				FROM (
 					SELECT r.*,
-					       CASE WHEN NOT r.wanted THEN 0
-					            WHEN coalesce(pg_column_size(r.object_data), 0) + coalesce(pg_column_size(r.object_data_before), 0) <= $6
-					            THEN coalesce(pg_column_size(r.object_data), 0) + coalesce(pg_column_size(r.object_data_before), 0)
-					            ELSE coalesce(octet_length(r.object_data::text), 0) + coalesce(octet_length(r.object_data_before::text), 0)
-					       END AS size
+					       CASE WHEN NOT r.wanted THEN 0 ELSE ` + rowSize("r", "$6") + ` END AS size
 					FROM (
 						SELECT c.pk_entity_change_log, c.txid, c.id, c.created_at, c.object_type, c.modification_type,
 						       c.object_id, c.object_key, c.object_data, c.object_data_before, c.tenant_id, c.fk_contact,
@@ -67,4 +71,43 @@ func (c *ChangeLog) SetEntities(entities []string) {
 	}
 	e := append([]string{}, entities...)
 	c.entities.Store(&e)
+}
+
+// cutChars is how many characters of each text column a row over the
+// per-event limit ($4) ships: enough to name the row in its dead letter.
+const cutChars = 200
+
+// cut is column of row b as it is shipped: whole within the per-event
+// limit (the parameter limit), its first cutChars characters in a row
+// over it.
+func cut(column, limit string) string {
+	return "CASE WHEN b.size <= " + limit + " THEN " + column + "::text ELSE left(" + column + "::text, " + strconv.Itoa(cutChars) + ") END"
+}
+
+// rowSize is what row weighs against the per-event limit and the byte
+// budget: its payload (object_data and object_data_before) as JSON text,
+// or as stored when that is at most the parameter stored (such a payload
+// cannot be over the limit, and it is not rendered twice), and its text
+// columns.
+func rowSize(row, stored string) string {
+	asStored := "coalesce(pg_column_size(" + row + ".object_data), 0) + coalesce(pg_column_size(" + row + ".object_data_before), 0)"
+	return "CASE WHEN " + asStored + " <= " + stored + " THEN " + asStored +
+		" ELSE coalesce(octet_length(" + row + ".object_data::text), 0) + coalesce(octet_length(" + row + ".object_data_before::text), 0) END + " +
+		textColumnsSize(row)
+}
+
+// textColumnsSize is the bytes of row's unbounded text columns, counted
+// with the payload against the per-event limit and the byte budget (the
+// uuid, timestamp and xid8 columns are fixed and small). octet_length
+// of a stored text reads its length word, not the value; ::text lets an
+// existing table whose fk_contact (say) is another type be read too.
+func textColumnsSize(row string) string {
+	var b strings.Builder
+	for i, col := range []string{"object_type", "modification_type", "object_key", "fk_contact"} {
+		if i > 0 {
+			b.WriteString(" + ")
+		}
+		b.WriteString("coalesce(octet_length(" + row + "." + col + "::text), 0)")
+	}
+	return b.String()
 }

@@ -891,6 +891,20 @@ func TestChangeLogPayloadThatCannotBeRendered(t *testing.T) {
 	if !strings.Contains(string(bad.Raw), `"object_data":null`) || bad.Position.IsZero() {
 		t.Fatalf("record = %+v (raw %s), want its position and the row without its payload", bad, bad.Raw)
 	}
+	// Resend's lookup by event id finds it the same way (it failed with
+	// the database's "out of memory" every time).
+	stats, err := NewChangeLogStats(b.pool, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	if err := b.pool.QueryRow(ctx, `SELECT id::text FROM core.tb_entity_change_log WHERE object_key = 'unrenderable'`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := stats.Event(ctx, id)
+	if err != nil || !errors.Is(rec.Err, ports.ErrEventTooLarge) || !strings.Contains(rec.Err.Error(), "cannot be rendered") || rec.Position != bad.Position {
+		t.Fatalf("Event(%s) = %+v, %v; want the record the reader returned", id, rec, err)
+	}
 }
 
 // TestChangeLogNullContractColumns: an existing FraiseQL table may allow
@@ -1071,5 +1085,92 @@ func TestChangeLogSkipsEntitiesNoObserverWants(t *testing.T) {
 	got, _ := readUntil(t, b.cl, batch.End, 1)
 	if got[0].Event.EntityType != "Invoice" || got[0].Event.EntityID != "i3" {
 		t.Fatalf("after SetEntities(nil) read %+v, want the Invoice i3", got[0].Event)
+	}
+}
+
+// TestChangeLogTextColumnsCountAgainstTheLimits: a row's text columns
+// weigh with its payload, against reader.max_event_bytes and the read's
+// byte budget. Before, only object_data and object_data_before were
+// counted: a 100 KB object_key (or fk_contact) under a 64 KiB limit was
+// read and shipped whole, and rows of 30 KB keys all came in one read
+// whatever its byte budget. A row over the limit is an invalid record
+// whose text columns are cut to cutChars characters, and the rows after
+// it flow.
+func TestChangeLogTextColumnsCountAgainstTheLimits(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	b := setup(t, ChangeLogConfig{MaxEventBytes: limit})
+	big := strings.Repeat("k", 100_000)
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "before", Data: `{}`})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: big, Data: `{}`})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "contact", Contact: big, Data: `{}`})
+	insertChange(t, b.pool, change{ObjectType: strings.Repeat("O", 100_000), ModificationType: "INSERT", ObjectKey: "type", Data: `{}`})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "after", Data: `{}`})
+	got, end := readUntil(t, b.cl, ports.Position{}, 5)
+	for i, want := range []string{"before", big[:cutChars], "contact", "type", "after"} {
+		rec := got[i]
+		if rec.Event.EntityID != want {
+			t.Fatalf("record %d: entity id %.30q… (%d bytes), want %.30q… (%d bytes); err %v", i, rec.Event.EntityID, len(rec.Event.EntityID), want, len(want), rec.Err)
+		}
+		if tooLarge := i > 0 && i < 4; tooLarge != errors.Is(rec.Err, ports.ErrEventTooLarge) {
+			t.Fatalf("record %d (%.30s): Err = %v, want too large %v", i, want, rec.Err, tooLarge)
+		}
+		if rec.Err != nil && (len(rec.Raw) > 4*cutChars+1024 || !strings.Contains(rec.Err.Error(), "over the 65536-byte limit")) {
+			t.Fatalf("record %d: Raw %d bytes, Err %v: want the row's columns cut and the limit named", i, len(rec.Raw), rec.Err)
+		}
+		if rec.Size > limit {
+			t.Fatalf("record %d weighs %d, over the limit it was read under", i, rec.Size)
+		}
+	}
+	if got[3].Event.EntityType != strings.Repeat("O", cutChars) {
+		t.Fatalf("object_type of the row over the limit: %d bytes, want its first %d characters", len(got[3].Event.EntityType), cutChars)
+	}
+
+	// Rows within the limit weigh their keys against the byte budget.
+	for i := range 2 {
+		insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: fmt.Sprintf("%d%s", i, strings.Repeat("k", 30_000)), Data: `{}`})
+	}
+	var batch ports.Batch
+	for deadline := time.Now().Add(waitTimeout); len(batch.Records) == 0; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if batch, err = b.cl.Read(t.Context(), end, ports.ReadLimit{Rows: 10, Bytes: 40_000}); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the two rows of 30 KB keys were not read")
+		}
+	}
+	if len(batch.Records) != 1 || batch.Records[0].Err != nil || batch.Records[0].Size < 30_000 {
+		t.Fatalf("a read with a 40 000-byte budget returned %d records (first %+v), want the first row alone, weighing its key", len(batch.Records), batch.Records[0].Err)
+	}
+
+	// Resend's lookup by event id weighs rows as the reader does, under
+	// the reader's limit (it read them whole, whatever their size).
+	stats, err := NewChangeLogStats(b.pool, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats = stats.WithMaxEventBytes(limit)
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "payload", Data: `{"a":"` + big + `"}`})
+	for _, key := range []string{"before", big, "contact", "payload"} {
+		var id string
+		if err := b.pool.QueryRow(t.Context(), `SELECT id::text FROM core.tb_entity_change_log WHERE object_key = $1`, key).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		var rec ports.Record
+		// A row is found once no transaction older than it is open in the
+		// cluster (as the reader reads it).
+		for deadline := time.Now().Add(waitTimeout); ; time.Sleep(20 * time.Millisecond) {
+			rec, err = stats.Event(t.Context(), id)
+			if !errors.Is(err, ports.ErrNotFound) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("Event(%.20s): %v", key, err)
+		}
+		if tooLarge := key != "before"; tooLarge != errors.Is(rec.Err, ports.ErrEventTooLarge) || len(rec.Event.EntityID) > cutChars || len(rec.Raw) > 4*cutChars+1024 {
+			t.Fatalf("Event(%.20s): Err %v, entity id %d bytes, raw %d bytes; want too large %v, the columns cut", key, rec.Err, len(rec.Event.EntityID), len(rec.Raw), tooLarge)
+		}
 	}
 }

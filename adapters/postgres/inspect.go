@@ -81,6 +81,9 @@ type ChangeLogStats struct {
 	pool   *pgxpool.Pool
 	table  string
 	source string // stamped on the events Event returns
+	// maxEventBytes is the per-event limit Event weighs rows against (0:
+	// DefaultMaxEventBytes).
+	maxEventBytes int64
 }
 
 // NewChangeLogStats returns the statistics of table ("" means

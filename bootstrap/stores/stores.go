@@ -147,6 +147,7 @@ func Postgres(cfg config.Config, d *postgres.DB, name, url string, readers []adm
 	if err != nil {
 		return nil, nil, &config.ConfigError{File: cfg.File, Key: "database.change_log_table", Msg: err.Error()}
 	}
+	stats = stats.WithMaxEventBytes(cfg.Reader.MaxEventBytes) // resend refuses what the reader would
 	s.ChangeLog = stats
 	if source, ok := strings.CutPrefix(name, "databases."); ok {
 		s.ChangeLog = stats.WithSource(source) // events read from it carry the source's name, as its bridge publishes them
