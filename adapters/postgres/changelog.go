@@ -382,6 +382,8 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 // Backlog counts the committed rows after `after`, including rows held
 // back by older open transactions.
 func (c *ChangeLog) Backlog(ctx context.Context, after ports.Position) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	var n int64
 	if err := c.pool.QueryRow(ctx, c.backlogSQL, strconv.FormatUint(after.TxID, 10), after.Seq).Scan(&n); err != nil {
 		return 0, interpretError("change log backlog", err)
@@ -400,6 +402,8 @@ func (c *ChangeLog) OldestTransactionAge(ctx context.Context) (time.Duration, er
 // oldestTransactionAge is the age of the oldest open transaction holding an
 // xid in the cluster, prepared ones included; 0 when there is none.
 func oldestTransactionAge(ctx context.Context, pool *pgxpool.Pool) (time.Duration, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	var micros int64
 	err := pool.QueryRow(ctx, `
 		SELECT coalesce(floor(extract(epoch FROM clock_timestamp() - min(started)) * 1e6), 0)::bigint

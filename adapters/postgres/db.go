@@ -93,8 +93,12 @@ func (d *DB) Close() { d.Pool.Close() }
 // an endpoint's whole backlog; ClaimDue, which walks past the items of
 // skipped endpoints; Release, by holder without an index; Keys and
 // Repair over every parked item; a batch of pruning) are bounded by
-// longOpTimeout instead; migrations by their lock timeouts. (Atomic: a
-// test shortens them.)
+// longOpTimeout instead; migrations by their lock timeouts. The operator's
+// calls (status, dlq list and show, deliveries, resend's look-up, the
+// counts behind them) are bounded the same way: those by key or index by
+// opTimeout, the listings and counts that scan by longOpTimeout, so that
+// a command run while a table is locked (a VACUUM FULL, a migration)
+// ends in an error instead of hanging. (Atomic: a test shortens them.)
 var opTimeout, longOpTimeout atomic.Int64
 
 func init() {

@@ -105,6 +105,8 @@ func (s *DeadLetters) Add(ctx context.Context, d ports.DeadLetter) (int64, error
 // List returns the items matching f in ascending ID order, at most f.Limit
 // (default 100).
 func (s *DeadLetters) List(ctx context.Context, f ports.DeadLetterFilter) ([]ports.DeadLetter, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "list dead letters"
 	if f.Limit < 0 {
 		return nil, fmt.Errorf("postgres: %s: limit %d is negative", op, f.Limit)
@@ -135,6 +137,8 @@ func (s *DeadLetters) List(ctx context.Context, f ports.DeadLetterFilter) ([]por
 
 // Get returns the item with id, or an error wrapping ports.ErrNotFound.
 func (s *DeadLetters) Get(ctx context.Context, id int64) (ports.DeadLetter, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	d, err := scanDeadLetter(s.pool.QueryRow(ctx, `SELECT `+deadLetterColumns+` FROM `+s.table+` WHERE id = $1`, id), false)
 	if err != nil {
 		return ports.DeadLetter{}, interpretError(fmt.Sprintf("get dead letter %d", id), err)
@@ -145,6 +149,8 @@ func (s *DeadLetters) Get(ctx context.Context, id int64) (ports.DeadLetter, erro
 // Remove deletes the item with id, or returns an error wrapping
 // ports.ErrNotFound.
 func (s *DeadLetters) Remove(ctx context.Context, id int64) error {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("remove dead letter %d", id)
 	tag, err := s.pool.Exec(ctx, `DELETE FROM `+s.table+` WHERE id = $1`, id)
 	if err != nil {
@@ -163,6 +169,8 @@ func (s *DeadLetters) Remove(ctx context.Context, id int64) error {
 // by U+FFFD, so that the retry is recorded whatever the reply. An unknown
 // id is an error wrapping ports.ErrNotFound.
 func (s *DeadLetters) MarkRetried(ctx context.Context, id int64, errText string, at time.Time) error {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	op := fmt.Sprintf("mark dead letter %d retried", id)
 	tag, err := s.pool.Exec(ctx, `UPDATE `+s.table+`
 		SET attempts = attempts + 1, error = $2, last_retry_at = $3
@@ -178,6 +186,8 @@ func (s *DeadLetters) MarkRetried(ctx context.Context, id int64, errText string,
 
 // Stats counts items per observer ("" for inputs that were not events).
 func (s *DeadLetters) Stats(ctx context.Context) (map[string]int, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "dead letter stats"
 	rows, err := s.pool.Query(ctx, `SELECT observer, count(*) FROM `+s.table+` GROUP BY observer`)
 	if err != nil {

@@ -67,6 +67,8 @@ func (l *DeliveryLog) Append(ctx context.Context, records []ports.DeliveryRecord
 
 // List returns the records matching f, newest first.
 func (l *DeliveryLog) List(ctx context.Context, f ports.DeliveryFilter) ([]ports.DeliveryRecord, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "list deliveries"
 	if f.Limit < 0 {
 		return nil, fmt.Errorf("postgres: %s: limit %d is negative", op, f.Limit)

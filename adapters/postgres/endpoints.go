@@ -45,6 +45,8 @@ func (e *EndpointStates) Report(ctx context.Context, s ports.EndpointState) erro
 
 // List returns every stored state in endpoint order.
 func (e *EndpointStates) List(ctx context.Context) ([]ports.EndpointState, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	const op = "list endpoints"
 	rows, err := e.pool.Query(ctx, `SELECT endpoint, holder, state, consecutive_failures, since, next_probe, last_error, reported_at
 		FROM `+e.table+` ORDER BY endpoint`)

@@ -82,9 +82,9 @@ func TestInTxInterpretsBeginAndCommit(t *testing.T) {
 	}
 }
 
-// A call on the stream's path whose connection neither answers nor breaks
-// ends with an error after opTimeout (longOpTimeout for work that grows
-// with a backlog) instead of waiting for ever. Not
+// A call on the stream's path, or an operator's, whose connection neither
+// answers nor breaks ends with an error after opTimeout (longOpTimeout for
+// work that grows with a backlog) instead of waiting for ever. Not
 // parallel: it shortens opTimeout, and the parallel tests wait until the
 // sequential ones are done.
 func TestStreamCallsEndWhenTheDatabaseHangs(t *testing.T) {
@@ -120,6 +120,18 @@ func TestStreamCallsEndWhenTheDatabaseHangs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deliveries, err := NewDeliveryLog(pool, "observer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoints, err := NewEndpointStates(pool, "observer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := NewChangeLogStats(pool, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := pool.Ping(t.Context()); err != nil { // a connection open before the freeze
 		t.Fatal(err)
 	}
@@ -141,6 +153,23 @@ func TestStreamCallsEndWhenTheDatabaseHangs(t *testing.T) {
 		"repair retries":     func() error { _, err := retries.Repair(bg); return err },
 		"release claims":     func() error { _, err := retries.Release(bg, "me"); return err },
 		"prune dead letters": func() error { _, err := dead.Prune(bg, ports.Cutoff{Before: time.Now()}, 100); return err },
+		// The operator's calls (status, dlq, deliveries, resend) used to
+		// wait for ever: their context ends only on a signal.
+		"list dead letters":  func() error { _, err := dead.List(bg, ports.DeadLetterFilter{}); return err },
+		"get dead letter":    func() error { _, err := dead.Get(bg, 1); return err },
+		"remove dead letter": func() error { return dead.Remove(bg, 1) },
+		"mark retried":       func() error { return dead.MarkRetried(bg, 1, "x", time.Now()) },
+		"dead letter stats":  func() error { _, err := dead.Stats(bg); return err },
+		"list deliveries":    func() error { _, err := deliveries.List(bg, ports.DeliveryFilter{}); return err },
+		"list endpoints":     func() error { _, err := endpoints.List(bg); return err },
+		"list checkpoints":   func() error { _, err := cps.List(bg); return err },
+		"lease state":        func() error { _, err := lease.State(bg, "l"); return err },
+		"backlog":            func() error { _, err := stats.Backlog(bg, ports.Position{}); return err },
+		"count between":      func() error { _, err := stats.CountBetween(bg, ports.Position{}, ports.Position{TxID: 9}); return err },
+		"first since":        func() error { _, _, err := stats.FirstSince(bg, time.Now()); return err },
+		"find event":         func() error { _, err := stats.Event(bg, "00000000-0000-0000-0000-000000000001"); return err },
+		"oldest transaction": func() error { _, err := oldestTransactionAge(bg, pool); return err },
+		"count retries":      func() error { _, err := retries.Counts(bg); return err },
 	} {
 		done := make(chan error, 1)
 		start := time.Now()

@@ -28,6 +28,8 @@ var (
 // List returns every stored checkpoint, in name order, with its last save
 // time by the database clock.
 func (c *Checkpoints) List(ctx context.Context) ([]ports.CheckpointRecord, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	const op = "list checkpoints"
 	rows, err := c.pool.Query(ctx, `SELECT name, txid, seq, updated_at FROM `+c.table+` ORDER BY name`)
 	if err != nil {
@@ -56,6 +58,8 @@ func (c *Checkpoints) List(ctx context.Context) ([]ports.CheckpointRecord, error
 // State reads the lease called name; a name nobody holds has Holder "".
 // Expiry is judged by the database clock, as Acquire judges it.
 func (l *Lease) State(ctx context.Context, name string) (ports.LeaseState, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	st := ports.LeaseState{Name: name}
 	var (
 		holder  *string
@@ -106,6 +110,8 @@ func NewChangeLogStats(pool *pgxpool.Pool, table string) (*ChangeLogStats, error
 // there has still to examine), rows held back by open transactions
 // included.
 func (s *ChangeLogStats) Backlog(ctx context.Context, after ports.Position) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+s.table+`
 		WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
@@ -119,6 +125,8 @@ func (s *ChangeLogStats) Backlog(ctx context.Context, after ports.Position) (int
 // CountBetween counts the committed rows after `after` up to and
 // including upTo.
 func (s *ChangeLogStats) CountBetween(ctx context.Context, after, upTo ports.Position) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+s.table+`
 		WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)
@@ -135,6 +143,8 @@ func (s *ChangeLogStats) CountBetween(ctx context.Context, after, upTo ports.Pos
 // false when there is none. It scans the table (created_at is not
 // indexed): it serves the replay command, not a hot path.
 func (s *ChangeLogStats) FirstSince(ctx context.Context, since time.Time) (ports.Position, bool, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "find first change log row since"
 	var (
 		txid string

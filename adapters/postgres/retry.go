@@ -424,6 +424,8 @@ func (s *Retries) Repair(ctx context.Context) (int64, error) {
 
 // Counts counts items by state, observer and endpoint.
 func (s *Retries) Counts(ctx context.Context) (ports.RetryCounts, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "count retries"
 	c := ports.RetryCounts{ByObserver: map[string]int64{}, ByEndpoint: map[string]int64{}}
 	var oldest *time.Time
