@@ -22,13 +22,21 @@ type Client struct {
 	token string
 	http  *http.Client
 	// long makes the calls whose work grows with the installation
-	// (replay, resend): bounded by the caller's context only, as the
-	// server answers them when they are done.
+	// (replay, resend), which the server answers when they are done:
+	// bounded by LongCallFactor times the timeout of the others.
 	long *http.Client
 }
 
+// LongCallFactor: replay and resend may take this many times the client's
+// timeout (10 minutes with the default 30s), beyond the server's own
+// bounds (its database look-ups and scans end within 5 minutes, each
+// action at its own timeout), so that a service that accepts the call and
+// then stalls does not hold the command for ever.
+const LongCallFactor = 20
+
 // NewClient calls the API at base with the bearer token; every call but
-// replay and resend is bounded by timeout (default 30s). It goes straight
+// replay and resend is bounded by timeout (default 30s), those two by
+// LongCallFactor times it. It goes straight
 // to base, never through HTTP_PROXY or HTTPS_PROXY: the token would go in
 // clear to the proxy (the admin API has no TLS of its own).
 func NewClient(base, token string, timeout time.Duration) *Client {
@@ -38,7 +46,7 @@ func NewClient(base, token string, timeout time.Duration) *Client {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.Proxy = nil
 	return &Client{base: base, token: token,
-		http: &http.Client{Timeout: timeout, Transport: transport}, long: &http.Client{Transport: transport}}
+		http: &http.Client{Timeout: timeout, Transport: transport}, long: &http.Client{Timeout: LongCallFactor * timeout, Transport: transport}}
 }
 
 // Status returns the running service's persisted-state report

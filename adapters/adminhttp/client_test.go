@@ -69,7 +69,9 @@ func TestClient(t *testing.T) {
 
 // TestClientWaitsForLongCalls: replay and resend are answered when their
 // work is done, which may take longer than the client's timeout for the
-// other calls; they are bounded by the caller's context only.
+// other calls; they are bounded by the caller's context and by
+// LongCallFactor times that timeout (a service that stalls them held the
+// command for ever).
 func TestClientWaitsForLongCalls(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -93,6 +95,23 @@ func TestClientWaitsForLongCalls(t *testing.T) {
 	defer cancel()
 	if _, err := c.Replay(short, "", time.Now()); err == nil {
 		t.Error("Replay past its context's deadline succeeded")
+	}
+
+	stalled := make(chan struct{})
+	stalling := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-stalled }))
+	defer stalling.Close()
+	defer close(stalled)
+	const timeout = 50 * time.Millisecond
+	sc := adminhttp.NewClient(stalling.URL, "tok", timeout)
+	for name, call := range map[string]func() error{
+		"Replay": func() error { _, err := sc.Replay(ctx, "", time.Now()); return err },
+		"Resend": func() error { _, err := sc.Resend(ctx, admin.ResendRequest{EventID: "e"}); return err },
+	} {
+		start := time.Now()
+		err := call()
+		if took := time.Since(start); !errors.Is(err, ports.ErrUnavailable) || took < adminhttp.LongCallFactor*timeout || took > time.Minute {
+			t.Errorf("%s of a service that stalls: %v after %v, want ErrUnavailable after %v", name, err, took, adminhttp.LongCallFactor*timeout)
+		}
 	}
 }
 

@@ -474,7 +474,7 @@ func (s *Source) decode(raw []byte) (domain.Event, error) {
 		fields["id"], _ = json.Marshal(partial.ID)
 		var err error
 		if raw, err = json.Marshal(fields); err != nil {
-			return partial, fmt.Errorf("decode event: %v: %w", err, domain.ErrInvalidEvent)
+			return partial, fmt.Errorf("decode event: %w: %w", err, domain.ErrInvalidEvent)
 		}
 	}
 	ev, err := domain.DecodeEvent(raw)

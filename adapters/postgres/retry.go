@@ -505,6 +505,9 @@ func (u undecodableRetry) Error() string {
 	return fmt.Sprintf("decode retry %d: %v", u.id, u.err)
 }
 
+// Unwrap keeps the decoding error in the chain.
+func (u undecodableRetry) Unwrap() error { return u.err }
+
 // deadLetterUndecodable moves an undecodable item, claimed by holder, to
 // the dead letters in one statement: its stored event as it is, its
 // actions' names, the reason. Left in the store it would fail every claim
