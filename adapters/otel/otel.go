@@ -85,7 +85,16 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("otel: resource: %w", err)
 	}
+	// The SDK's queue of spans to export is bounded by count; their
+	// attributes (an entity id, a table name) by MaxAttributeLength, so
+	// that it is bounded in bytes too. OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT
+	// (and the other OTEL_SPAN_* variables) still set their own.
+	limits := sdktrace.NewSpanLimits()
+	if limits.AttributeValueLengthLimit < 0 {
+		limits.AttributeValueLengthLimit = MaxAttributeLength
+	}
 	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithRawSpanLimits(limits),
 		sdktrace.WithBatcher(exp, sdktrace.WithExportTimeout(cfg.Timeout)),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
 		sdktrace.WithResource(res),
@@ -96,6 +105,11 @@ func New(ctx context.Context, cfg Config) (*Tracer, error) {
 		prop:   propagation.TraceContext{},
 	}, nil
 }
+
+// MaxAttributeLength is the length, in characters, a span's string
+// attribute is cut to (unless OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT says
+// otherwise).
+const MaxAttributeLength = 1024
 
 func newExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
 	host, path, insecure, err := endpoint(cfg)

@@ -200,3 +200,24 @@ func TestCheckEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestLongAttributesAreCut: a string attribute (an entity id can be as long
+// as a change-log row allows) is exported cut to MaxAttributeLength
+// characters: the SDK's export queue is bounded by count only, and its
+// attributes were not bounded at all.
+func TestLongAttributesAreCut(t *testing.T) {
+	t.Parallel()
+	rcv := otlptest.Start(t)
+	tr := newTracer(t, oteladapter.Config{Endpoint: rcv.GRPCAddr, Protocol: oteladapter.ProtocolGRPC, Insecure: true, SampleRatio: 1})
+	_, s := tr.Start(t.Context(), "long", ports.SpanInternal)
+	s.SetAttributes(ports.Attr{Key: "entity.id", Str: strings.Repeat("k", 100_000)}, ports.Attr{Key: "short", Str: "s"})
+	s.End()
+	if err := tr.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	spans := rcv.Wait(t, "the span", func(s []otlptest.Span) bool { return len(otlptest.Named(s, "long")) == 1 })
+	attrs := otlptest.Named(spans, "long")[0].Attrs
+	if v, _ := attrs["entity.id"].(string); len(v) != oteladapter.MaxAttributeLength || attrs["short"] != "s" {
+		t.Fatalf("entity.id exported with %d characters (short %v), want %d", len(v), attrs["short"], oteladapter.MaxAttributeLength)
+	}
+}
