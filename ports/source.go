@@ -33,7 +33,8 @@ func (p Position) IsZero() bool { return p == Position{} }
 // bytes and Event carries what could be read (at least ID when known).
 // Size is what the record weighs in bytes as the source counts them (the
 // change log: the JSON text of object_data and object_data_before, or for
-// a small payload its stored size; an invalid record: at least len(Raw));
+// a small payload its stored size, and its text columns (entity type,
+// event type, entity key, user); an invalid record: at least len(Raw));
 // readers bound their memory by it.
 type Record struct {
 	Position Position

@@ -395,16 +395,19 @@ func (s *Source) add(r ports.Record) (ports.Position, error) {
 }
 
 // weigh sets r.Size: an event's data and before as JSON (as the change
-// log counts object_data and object_data_before), an invalid entry's raw
-// bytes. An event over the per-event limit becomes an invalid entry that
-// keeps only what identifies it.
+// log counts object_data and object_data_before) and its text fields
+// (entity type, event type, entity id, user, as the change log counts its
+// text columns), an invalid entry's raw bytes. An event over the
+// per-event limit becomes an invalid entry that keeps only what
+// identifies it, its text fields cut to cutChars characters.
 func (s *Source) weigh(r *ports.Record) {
 	if r.Err != nil {
 		r.Size = int64(len(r.Raw))
 		return
 	}
-	size := int64(0)
-	for _, part := range []map[string]any{r.Event.Data, r.Event.Before} {
+	ev := r.Event
+	size := int64(len(ev.EntityType) + len(ev.EventType) + len(ev.EntityID) + len(ev.UserID))
+	for _, part := range []map[string]any{ev.Data, ev.Before} {
 		if part != nil {
 			b, _ := json.Marshal(part) // decoded JSON always encodes
 			size += int64(len(b))
@@ -414,17 +417,33 @@ func (s *Source) weigh(r *ports.Record) {
 	if size <= s.maxEvent {
 		return
 	}
-	ev := r.Event
+	ev = domain.Event{ID: ev.ID, EventType: domain.EventType(cut(string(ev.EventType))), EntityType: cut(ev.EntityType), EntityID: cut(ev.EntityID),
+		TenantID: ev.TenantID, UserID: cut(ev.UserID), Timestamp: ev.Timestamp, Source: ev.Source}
 	id := map[string]any{"id": ev.ID, "event_type": ev.EventType, "entity_type": ev.EntityType, "entity_id": ev.EntityID, "payload_bytes": size}
 	raw, _ := json.Marshal(id)
 	*r = ports.Record{
-		Event: domain.Event{ID: ev.ID, EventType: ev.EventType, EntityType: ev.EntityType, EntityID: ev.EntityID,
-			TenantID: ev.TenantID, UserID: ev.UserID, Timestamp: ev.Timestamp, Source: ev.Source},
-		Err: fmt.Errorf("its data and before are %d bytes, over the %d-byte limit: %w: %w",
-			size, s.maxEvent, ports.ErrEventTooLarge, domain.ErrInvalidEvent),
+		Event: ev,
+		Err: fmt.Errorf("it is %d bytes (data and before as JSON, entity type, event type, entity id and user), over the %d-byte limit (its text fields are cut to %d characters here): %w: %w",
+			size, s.maxEvent, cutChars, ports.ErrEventTooLarge, domain.ErrInvalidEvent),
 		Raw:  raw,
 		Size: int64(len(raw)),
 	}
+}
+
+// cutChars is how many characters of each text field an event over the
+// per-event limit keeps, as the change log cuts its text columns.
+const cutChars = 200
+
+// cut is s's first cutChars characters.
+func cut(s string) string {
+	n := 0
+	for i := range s {
+		if n == cutChars {
+			return s[:i]
+		}
+		n++
+	}
+	return s
 }
 
 // normalize applies Append's defaults and validation.
