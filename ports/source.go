@@ -28,6 +28,11 @@ func (p Position) Less(q Position) bool {
 // IsZero reports the start of the source.
 func (p Position) IsZero() bool { return p == Position{} }
 
+// OversizeTextChars is how many characters of each text field (entity
+// type, event type, entity id, user) a source keeps in the record of an
+// entry over its per-event limit: enough to name it in its dead letter.
+const OversizeTextChars = 200
+
 // Record is one entry read from a source. When the entry cannot become an
 // event, Err says why (wrapping domain.ErrInvalidEvent), Raw holds its
 // bytes and Event carries what could be read (at least ID when known).

@@ -399,7 +399,7 @@ func (s *Source) add(r ports.Record) (ports.Position, error) {
 // (entity type, event type, entity id, user, as the change log counts its
 // text columns), an invalid entry's raw bytes. An event over the
 // per-event limit becomes an invalid entry that keeps only what
-// identifies it, its text fields cut to cutChars characters.
+// identifies it, its text fields cut to ports.OversizeTextChars characters.
 func (s *Source) weigh(r *ports.Record) {
 	if r.Err != nil {
 		r.Size = int64(len(r.Raw))
@@ -419,26 +419,22 @@ func (s *Source) weigh(r *ports.Record) {
 	}
 	ev = domain.Event{ID: ev.ID, EventType: domain.EventType(cut(string(ev.EventType))), EntityType: cut(ev.EntityType), EntityID: cut(ev.EntityID),
 		TenantID: ev.TenantID, UserID: cut(ev.UserID), Timestamp: ev.Timestamp, Source: ev.Source}
-	id := map[string]any{"id": ev.ID, "event_type": ev.EventType, "entity_type": ev.EntityType, "entity_id": ev.EntityID, "payload_bytes": size}
+	id := map[string]any{"id": ev.ID, "event_type": ev.EventType, "entity_type": ev.EntityType, "entity_id": ev.EntityID, "size_bytes": size}
 	raw, _ := json.Marshal(id)
 	*r = ports.Record{
 		Event: ev,
 		Err: fmt.Errorf("it is %d bytes (data and before as JSON, entity type, event type, entity id and user), over the %d-byte limit (its text fields are cut to %d characters here): %w: %w",
-			size, s.maxEvent, cutChars, ports.ErrEventTooLarge, domain.ErrInvalidEvent),
+			size, s.maxEvent, ports.OversizeTextChars, ports.ErrEventTooLarge, domain.ErrInvalidEvent),
 		Raw:  raw,
 		Size: int64(len(raw)),
 	}
 }
 
-// cutChars is how many characters of each text field an event over the
-// per-event limit keeps, as the change log cuts its text columns.
-const cutChars = 200
-
-// cut is s's first cutChars characters.
+// cut is s's first ports.OversizeTextChars characters.
 func cut(s string) string {
 	n := 0
 	for i := range s {
-		if n == cutChars {
+		if n == ports.OversizeTextChars {
 			return s[:i]
 		}
 		n++

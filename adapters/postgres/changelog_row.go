@@ -37,10 +37,10 @@ type changeRow struct {
 	ObjectDataBefore []byte             `json:"-"`
 	TenantID         string             `json:"tenant_id"`
 	UserID           string             `json:"fk_contact"`
-	// Size is the payload's weight: object_data and object_data_before as
-	// JSON text, in bytes (counted by the database, also for a row read
-	// without its payload).
-	Size int64 `json:"payload_bytes"`
+	// Size is the row's weight (rowSize): object_data and
+	// object_data_before as JSON text, and the text columns, in bytes
+	// (counted by the database, also for a row read without its payload).
+	Size int64 `json:"size_bytes"`
 	// unrenderable: read without its payload, which PostgreSQL could not
 	// render as text (Size is then the stored size).
 	unrenderable bool
@@ -127,7 +127,7 @@ func (c *ChangeLog) record(pos ports.Position, r *changeRow) (ports.Record, bool
 				r.Size, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
 		} else {
 			err = fmt.Errorf("it is %d bytes (object_data and object_data_before as JSON text, object_type, modification_type, object_key and fk_contact), over the %d-byte limit (reader.max_event_bytes; its text columns are cut to %d characters here): %w: %w",
-				r.Size, c.cfg.MaxEventBytes, cutChars, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
+				r.Size, c.cfg.MaxEventBytes, ports.OversizeTextChars, ports.ErrEventTooLarge, domain.ErrInvalidEvent)
 		}
 	} else {
 		ev, err = domain.NewEventFromChange(domain.RawChange{

@@ -3,20 +3,23 @@ package postgres
 import (
 	"strconv"
 	"strings"
+
+	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
 // readSQL is the change log's read, over table (quoted). Its parameters:
 // $1 and $2 the position read after (txid as text, pk), $3 the row limit,
-// $4 the per-event payload limit, $5 the byte budget, $6 the stored size
-// up to which a payload is weighed as stored, $7 the object_type values
-// wanted (NULL: every row).
+// $4 the per-event limit, $5 the byte budget, $6 the size (payload as
+// stored and text columns) up to which a payload is weighed as stored,
+// $7 the object_type values wanted (NULL: every row).
 //
-// q: the next $3 readable rows with their size: their payload (object_data
-// and object_data_before as JSON text, counted by the database; a payload
-// stored in at most $6 bytes cannot be over the limit and is weighed by
-// its stored size, which spares rendering it twice) and their unbounded
+// q: the next $3 readable rows with their size (rowSize): their payload
+// (object_data and object_data_before as JSON text, counted by the
+// database; a row whose payload as stored and text columns are at most $6
+// bytes cannot be over the limit and its payload is weighed by its stored
+// size, which spares rendering it twice) and their unbounded
 // text columns (textColumnsSize); a row over the limit ships those cut
-// to cutChars characters (cut), enough to name it in its dead letter, so
+// to ports.OversizeTextChars characters (cut), enough to name it in its dead letter, so
 // that a 50 MB object_key weighs as it should and is not shipped whole; a row not wanted (an
 // entity outside $7) weighs nothing and ships its position, the wanted
 // flag and size 0 alone (every other column NULL, tenant and contact
@@ -73,27 +76,25 @@ func (c *ChangeLog) SetEntities(entities []string) {
 	c.entities.Store(&e)
 }
 
-// cutChars is how many characters of each text column a row over the
-// per-event limit ($4) ships: enough to name the row in its dead letter.
-const cutChars = 200
-
 // cut is column of row b as it is shipped: whole within the per-event
-// limit (the parameter limit), its first cutChars characters in a row
+// limit (the parameter limit), its first ports.OversizeTextChars characters in a row
 // over it.
 func cut(column, limit string) string {
-	return "CASE WHEN b.size <= " + limit + " THEN " + column + "::text ELSE left(" + column + "::text, " + strconv.Itoa(cutChars) + ") END"
+	return "CASE WHEN b.size <= " + limit + " THEN " + column + "::text ELSE left(" + column + "::text, " + strconv.Itoa(ports.OversizeTextChars) + ") END"
 }
 
 // rowSize is what row weighs against the per-event limit and the byte
 // budget: its payload (object_data and object_data_before) as JSON text,
-// or as stored when that is at most the parameter stored (such a payload
-// cannot be over the limit, and it is not rendered twice), and its text
-// columns.
+// or as stored when that and its text columns together are at most the
+// parameter stored (limit/textPerStoredByte: such a row cannot be over the
+// limit, and its payload is not rendered twice), and its text columns.
+// The sums are bigint: six int4 terms of up to 1 GB each could overflow.
 func rowSize(row, stored string) string {
-	asStored := "coalesce(pg_column_size(" + row + ".object_data), 0) + coalesce(pg_column_size(" + row + ".object_data_before), 0)"
-	return "CASE WHEN " + asStored + " <= " + stored + " THEN " + asStored +
-		" ELSE coalesce(octet_length(" + row + ".object_data::text), 0) + coalesce(octet_length(" + row + ".object_data_before::text), 0) END + " +
-		textColumnsSize(row)
+	texts := textColumnsSize(row)
+	asStored := "coalesce(pg_column_size(" + row + ".object_data), 0)::bigint + coalesce(pg_column_size(" + row + ".object_data_before), 0)"
+	return "CASE WHEN " + asStored + " + " + texts + " <= " + stored + " THEN " + asStored +
+		" ELSE coalesce(octet_length(" + row + ".object_data::text), 0)::bigint + coalesce(octet_length(" + row + ".object_data_before::text), 0) END + " +
+		texts
 }
 
 // textColumnsSize is the bytes of row's unbounded text columns, counted
@@ -107,7 +108,7 @@ func textColumnsSize(row string) string {
 		if i > 0 {
 			b.WriteString(" + ")
 		}
-		b.WriteString("coalesce(octet_length(" + row + "." + col + "::text), 0)")
+		b.WriteString("coalesce(octet_length(" + row + "." + col + "::text), 0)::bigint")
 	}
 	return b.String()
 }

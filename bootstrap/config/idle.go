@@ -66,7 +66,7 @@ func (c Config) IdleKeys() []IdleKeys {
 		add("the admin API is off (http.listen is empty)", "http.pprof")
 	}
 	if c.Topology.Distributed() && c.NATS.Embedded {
-		add("nats.embedded runs a server inside this process on a free port: nats.url is not dialled", "nats.url")
+		add("nats.embedded runs a server inside the service on a free port: the service does not dial nats.url (only a command-line dlq retry of a nats action does)", "nats.url")
 	}
 	out = append(out, c.idleBursts()...)
 	return out

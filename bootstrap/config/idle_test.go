@@ -45,7 +45,7 @@ func TestIdleKeys(t *testing.T) {
 			[]config.IdleKeys{{Keys: []string{"http.pprof"}, Why: "the admin API is off (http.listen is empty)"}}},
 		{"pprof with the admin API", "[http]\nlisten = \"127.0.0.1:0\"\npprof = true\n", nil, nil},
 		{"nats.url with nats.embedded", "topology = \"nats-distributed\"\n" + redis + "[nats]\nembedded = true\nstore_dir = \"/tmp/x\"\nurl = \"nats://127.0.0.1:4222\"\n", nil,
-			[]config.IdleKeys{{Keys: []string{"nats.url"}, Why: "nats.embedded runs a server inside this process on a free port: nats.url is not dialled"}}},
+			[]config.IdleKeys{{Keys: []string{"nats.url"}, Why: "nats.embedded runs a server inside the service on a free port: the service does not dial nats.url (only a command-line dlq retry of a nats action does)"}}},
 		{"bursts without a rate limit", "[delivery]\nrate_burst = 5\n[[delivery.endpoints]]\nendpoint = \"http://127.0.0.1:1\"\nrate_burst = 3\n" +
 			"[[delivery.endpoints]]\nendpoint = \"http://127.0.0.1:2\"\nrate_limit = 10\nrate_burst = 3\n", nil,
 			[]config.IdleKeys{{Keys: []string{"delivery.rate_burst", "delivery.endpoints[0].rate_burst"},

@@ -18,12 +18,12 @@ import (
 	"github.com/fraiseql/fraiseql-observer/internal/ddlturn"
 )
 
-// cleanupTimeout bounds each tear-down step; ddlTimeout a database's drop,
-// the wait for the server's turn included (see inTurn).
-const (
-	cleanupTimeout = 30 * time.Second
-	ddlTimeout     = 2 * time.Minute
-)
+// cleanupTimeout bounds each tear-down step but a database's drop, which
+// ddlturn.Timeout bounds: the harness's CREATE and DROP DATABASE take the
+// turn the test suites take (ddlturn), so that run beside them (its own
+// test in CI) they hold the suites' change-log readers back no longer
+// than one of theirs does.
+const cleanupTimeout = 30 * time.Second
 
 // services are the addresses of the machine's PostgreSQL (a superuser
 // URL), Redis and NATS.
@@ -56,7 +56,7 @@ func createDatabase(ctx context.Context, adminURL string, conns int32) (*databas
 		return nil, fmt.Errorf("connect to %s: %w", redactURL(adminURL), err)
 	}
 	defer func() { _ = conn.Close(ctx) }()
-	if err := inTurn(ctx, conn, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if err := ddlturn.Run(ctx, conn, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return nil, fmt.Errorf("create database %s: %w", name, err)
 	}
 	u, err := url.Parse(adminURL)
@@ -84,28 +84,17 @@ func (d *database) drop() error {
 	if d.Pool != nil {
 		d.Pool.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ddlTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), ddlturn.Timeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, d.admin)
 	if err != nil {
 		return fmt.Errorf("drop database %s: %w", d.name, err)
 	}
 	defer func() { _ = conn.Close(ctx) }()
-	if err := inTurn(ctx, conn, "DROP DATABASE IF EXISTS "+pgx.Identifier{d.name}.Sanitize()+" WITH (FORCE)"); err != nil {
+	if err := ddlturn.Run(ctx, conn, "DROP DATABASE IF EXISTS "+pgx.Identifier{d.name}.Sanitize()+" WITH (FORCE)"); err != nil {
 		return fmt.Errorf("drop database %s: %w", d.name, err)
 	}
 	return nil
-}
-
-// inTurn runs a CREATE or DROP DATABASE statement on conn in the server's
-// turn, the one the test suites take (see ddlturn): run beside them (the
-// harness's own test in CI), it holds their change-log readers back no
-// longer than one of theirs does.
-func inTurn(ctx context.Context, conn *pgx.Conn, statement string) error {
-	return ddlturn.Run(ctx, func(ctx context.Context, sql string, args ...any) error {
-		_, err := conn.Exec(ctx, sql, args...)
-		return err
-	}, statement)
 }
 
 // serverVersion is PostgreSQL's server_version.

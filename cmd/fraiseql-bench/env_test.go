@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/url"
 	"testing"
 	"time"
 
@@ -18,7 +19,17 @@ import (
 // (pg_locks), and sees it go through once the turn is released.
 func TestCreateDatabaseTakesTheTurn(t *testing.T) {
 	t.Parallel()
-	admin := testenv.DatabaseURL(t)
+	// The harness's sessions carry a name of this test's own, so that the
+	// waiter seen is its statement, not another package's test database.
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := testenv.Name("ddlturn")
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	admin := u.String()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	holder, err := pgx.Connect(ctx, admin)
@@ -34,7 +45,7 @@ func TestCreateDatabaseTakesTheTurn(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- statement() }()
-		waitForWaiter(ctx, t, holder, what, done)
+		waitForWaiter(ctx, t, holder, app, what, done)
 		if _, err := holder.Exec(ctx, `SELECT pg_advisory_unlock($1, $2)`, ddlturn.Lock[0], ddlturn.Lock[1]); err != nil {
 			t.Fatal(err)
 		}
@@ -68,15 +79,17 @@ func TestCreateDatabaseTakesTheTurn(t *testing.T) {
 	}
 }
 
-// waitForWaiter waits until another session waits for the turn, failing
-// the test when the statement (done) finishes first: it did not wait.
-func waitForWaiter(ctx context.Context, t *testing.T, conn *pgx.Conn, what string, done <-chan error) {
+// waitForWaiter waits until a session named app waits for the turn,
+// failing the test when the statement (done) finishes first: it did not
+// wait.
+func waitForWaiter(ctx context.Context, t *testing.T, conn *pgx.Conn, app, what string, done <-chan error) {
 	t.Helper()
 	for {
 		var waiting bool
-		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-			AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 2)`,
-			int64(uint32(ddlturn.Lock[0])), int64(uint32(ddlturn.Lock[1]))).Scan(&waiting)
+		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+			WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = $3
+			AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 2)`,
+			int64(uint32(ddlturn.Lock[0])), int64(uint32(ddlturn.Lock[1])), app).Scan(&waiting)
 		if err != nil {
 			t.Fatal(err)
 		}

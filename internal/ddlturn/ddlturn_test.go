@@ -39,7 +39,7 @@ func TestRunHoldsTheTurnAroundTheStatement(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			var calls []string
-			exec := func(ctx context.Context, sql string, args ...any) error {
+			exec := session(func(ctx context.Context, sql string, args ...any) error {
 				call := sql
 				switch {
 				case strings.Contains(sql, "pg_advisory_lock"):
@@ -58,7 +58,7 @@ func TestRunHoldsTheTurnAroundTheStatement(t *testing.T) {
 					return errors.New("boom")
 				}
 				return nil
-			}
+			})
 			err := Run(ctx, exec, "CREATE DATABASE x")
 			if !reflect.DeepEqual(calls, tc.wantCalls) {
 				t.Errorf("calls = %q, want %q", calls, tc.wantCalls)
@@ -71,4 +71,11 @@ func TestRunHoldsTheTurnAroundTheStatement(t *testing.T) {
 			}
 		})
 	}
+}
+
+// session is a Session of a function.
+type session func(ctx context.Context, sql string, args ...any) error
+
+func (f session) Exec(ctx context.Context, sql string, args ...any) (struct{}, error) {
+	return struct{}{}, f(ctx, sql, args...)
 }

@@ -117,7 +117,7 @@ func Name(prefix string) string {
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	base := DatabaseURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), ddlTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), ddlturn.Timeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
@@ -125,11 +125,11 @@ func NewDatabase(t testing.TB) string {
 	}
 	defer conn.Close(ctx)
 	name := Name("fraiseql_test")
-	if err := oneAtATime(ctx, conn, "CREATE DATABASE "+name); err != nil {
+	if err := ddlturn.Run(ctx, conn, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ddlTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), ddlturn.Timeout)
 		defer cancel()
 		c, err := pgx.Connect(ctx, base)
 		if err != nil {
@@ -137,7 +137,7 @@ func NewDatabase(t testing.TB) string {
 			return
 		}
 		defer c.Close(ctx)
-		if err := oneAtATime(ctx, c, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		if err := ddlturn.Run(ctx, c, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Logf("drop database %s: %v", name, err)
 		}
 	})
@@ -147,19 +147,6 @@ func NewDatabase(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
-}
-
-// ddlTimeout bounds a test database's creation or drop, the wait for
-// its turn included (see ddlturn).
-const ddlTimeout = 2 * time.Minute
-
-// oneAtATime runs the CREATE or DROP DATABASE statement on conn in the
-// server's turn (see ddlturn: the load harness takes the same turn).
-func oneAtATime(ctx context.Context, conn *pgx.Conn, statement string) error {
-	return ddlturn.Run(ctx, func(ctx context.Context, sql string, args ...any) error {
-		_, err := conn.Exec(ctx, sql, args...)
-		return err
-	}, statement)
 }
 
 func fatalOrSkip(t testing.TB, msg string) {

@@ -320,8 +320,8 @@ func RunEventSource(t *testing.T, newHarness func(t *testing.T) SourceHarness) {
 		if !errors.Is(rec.Err, ports.ErrEventTooLarge) || rec.Event.ID != big.ID {
 			t.Fatalf("record of a %d-byte user id: id %q, Err %v; want ErrEventTooLarge", len(big.UserID), rec.Event.ID, rec.Err)
 		}
-		if int64(len(rec.Raw)) >= h.MaxEventBytes || rec.Size >= h.MaxEventBytes || int64(len(rec.Event.UserID)) >= h.MaxEventBytes/2 {
-			t.Fatalf("oversize record carries its user id: raw %d bytes, size %d, user id %d bytes", len(rec.Raw), rec.Size, len(rec.Event.UserID))
+		if int64(len(rec.Raw)) >= h.MaxEventBytes || rec.Size >= h.MaxEventBytes || rec.Event.UserID != big.UserID[:ports.OversizeTextChars] {
+			t.Fatalf("oversize record: raw %d bytes, size %d, user id %d bytes; want the user id's first %d characters", len(rec.Raw), rec.Size, len(rec.Event.UserID), ports.OversizeTextChars)
 		}
 		if got[1].Err != nil || got[1].Event.ID != small.ID {
 			t.Fatalf("record after the oversize one = %+v", got[1])
