@@ -46,11 +46,12 @@ func readSQL(table string) string {
 				SELECT q.*, sum(CASE WHEN q.size <= $4 THEN q.size ELSE 0 END) OVER w AS running, row_number() OVER w AS n
 				FROM (
 					SELECT r.*,
-					       CASE WHEN NOT r.wanted THEN 0 ELSE ` + rowSize("r", "$6") + ` END AS size
+					       CASE WHEN NOT r.wanted THEN 0 ELSE ` + rowSize("r", "$6", "r.texts") + ` END AS size
 					FROM (
 						SELECT c.pk_entity_change_log, c.txid, c.id, c.created_at, c.object_type, c.modification_type,
 						       c.object_id, c.object_key, c.object_data, c.object_data_before, c.tenant_id, c.fk_contact,
-						       ($7::text[] IS NULL OR c.object_type IS NULL OR c.object_type = ANY ($7::text[])) AS wanted
+						       ` + wantedSQL + ` AS wanted,
+						       CASE WHEN ` + wantedSQL + ` THEN ` + textColumnsSize("c") + ` END AS texts
 						FROM ` + table + ` AS c
 						WHERE (c.txid, c.pk_entity_change_log) > ($1::text::xid8, $2::bigint)
 						  AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
@@ -63,6 +64,11 @@ func readSQL(table string) string {
 			WHERE b.n = 1 OR b.running <= $5
 			ORDER BY b.txid, b.pk_entity_change_log`
 }
+
+// wantedSQL tells a row of an entity some observer names (readSQL's $7;
+// NULL: every entity): written twice in readSQL's innermost select, so
+// that a skipped row's text columns are not weighed.
+const wantedSQL = `($7::text[] IS NULL OR c.object_type IS NULL OR c.object_type = ANY ($7::text[]))`
 
 // SetEntities sets the object_type values whose rows the next reads
 // return (see ChangeLogConfig.Entities; nil: every row). Call it when the
@@ -87,10 +93,12 @@ func cut(column, limit string) string {
 // budget: its payload (object_data and object_data_before) as JSON text,
 // or as stored when that and its text columns together are at most the
 // parameter stored (limit/textPerStoredByte: such a row cannot be over the
-// limit, and its payload is not rendered twice), and its text columns.
-// The sums are bigint: six int4 terms of up to 1 GB each could overflow.
-func rowSize(row, stored string) string {
-	texts := textColumnsSize(row)
+// limit, and its payload is not rendered twice), and its text columns
+// (texts: a column of row, textColumnsSize computed once in a subquery
+// with a LIMIT, which the planner keeps; written here twice, the
+// expression would be evaluated twice). The sums are bigint: six int4
+// terms of up to 1 GB each could overflow.
+func rowSize(row, stored, texts string) string {
 	asStored := "coalesce(pg_column_size(" + row + ".object_data), 0)::bigint + coalesce(pg_column_size(" + row + ".object_data_before), 0)"
 	return "CASE WHEN " + asStored + " + " + texts + " <= " + stored + " THEN " + asStored +
 		" ELSE coalesce(octet_length(" + row + ".object_data::text), 0)::bigint + coalesce(octet_length(" + row + ".object_data_before::text), 0) END + " +

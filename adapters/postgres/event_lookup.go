@@ -76,11 +76,14 @@ func (s *ChangeLogStats) lookup(ctx context.Context, id string, maxEvent, stored
 		       CASE WHEN b.size <= $2 THEN b.object_data::text END, CASE WHEN b.size <= $2 THEN b.object_data_before::text END,
 		       coalesce(b.tenant_id::text, ''), coalesce(`+cut("b.fk_contact", "$2")+`, ''), b.size
 		FROM (
-			SELECT c.*, `+rowSize("c", "$3")+` AS size
-			FROM `+s.table+` AS c
-			WHERE c.id = $1::uuid AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY c.txid DESC, c.pk_entity_change_log DESC
-			LIMIT 1
+			SELECT t.*, `+rowSize("t", "$3", "t.texts")+` AS size
+			FROM (
+				SELECT c.*, `+textColumnsSize("c")+` AS texts
+				FROM `+s.table+` AS c
+				WHERE c.id = $1::uuid AND c.txid < pg_snapshot_xmin(pg_current_snapshot())
+				ORDER BY c.txid DESC, c.pk_entity_change_log DESC
+				LIMIT 1
+			) AS t
 		) AS b`, id, maxEvent, stored).Scan(&r.PK, &r.TxID, &r.ID, &r.CreatedAt, &r.ObjectType, &r.ModificationType,
 		&r.EntityID, &r.ObjectID, &r.ObjectKey, &r.ObjectData, &r.ObjectDataBefore, &r.TenantID, &r.UserID, &r.Size)
 	return r, err
