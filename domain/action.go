@@ -276,6 +276,19 @@ func (e *EmailAction) validate() error {
 	return nil
 }
 
+// IsHeaderValue reports whether s may be sent as an HTTP header's value:
+// no control character (CR, LF, NUL, ESC, DEL...) but the horizontal tab
+// (RFC 9110: field-vchar, SP and HTAB). net/http refuses the others, over
+// https as an error like a network failure's.
+func IsHeaderValue(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // IsHTTPToken reports whether s is an HTTP token (RFC 9110 5.6.2), the
 // form of a method and of a header field name.
 func IsHTTPToken(s string) bool {

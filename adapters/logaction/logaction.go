@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"unicode"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -53,6 +54,7 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	msg, missing := DefaultMessage, []string(nil)
 	if act.Log.MessageTemplate != nil {
 		msg, missing = act.Log.MessageTemplate.Render(ev, domain.EscapeNone)
+		msg = oneLine(msg)
 	}
 	observer := ""
 	if obs != nil {
@@ -71,6 +73,32 @@ func (e *Executor) Execute(ctx context.Context, ev *domain.Event, obs *domain.Ob
 	}
 	e.logger.LogAttrs(ctx, level, msg, attrs...)
 	return nil
+}
+
+// oneLine escapes the control characters of a rendered message (line
+// breaks, ESC, DEL, C1), which the event's data puts there: a text
+// handler writes the message as it is, so a "\n12:00 ERR lease lost" in a
+// field would forge a log line, and an escape sequence would reach the
+// operator's terminal. Tabs stay; a message without any is returned as
+// it is.
+func oneLine(msg string) string {
+	if !strings.ContainsFunc(msg, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }) {
+		return msg
+	}
+	var b strings.Builder
+	for _, r := range msg {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r != '\t' && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // parseLevel maps debug, info, warn (warning) and error to slog levels;

@@ -31,6 +31,7 @@ func newEvent() *domain.Event {
 		Data: map[string]any{
 			"status":   "shipped",
 			"customer": map[string]any{"email": "a@example.com"},
+			"note":     "ok\n12:00:00 ERR lease lost\r\x1b[31mred\u0085\tend",
 		},
 		Timestamp: time.Date(2026, 3, 4, 5, 0, 0, 0, time.UTC),
 	}
@@ -53,6 +54,10 @@ func TestExecute(t *testing.T) {
 			wantMsg: "order 5f1c2f5a-8f6b-4a8e-9b0e-2a7c1c9f0d33 is shipped"},
 		{name: "warn nested path", level: "warn", template: "mail {{ customer.email }}", wantLevel: slog.LevelWarn, wantMsg: "mail a@example.com"},
 		{name: "error unescaped", level: "error", template: `"{{ status }}" <{{ event.event_type }}>`, wantLevel: slog.LevelError, wantMsg: `"shipped" <UPDATE>`},
+		// The event's data cannot forge a log line or reach the terminal:
+		// a text handler writes the message as it is.
+		{name: "control characters escaped", level: "info", template: "note: {{ note }}", wantLevel: slog.LevelInfo,
+			wantMsg: `note: ok\n12:00:00 ERR lease lost\r\u001b[31mred\u0085` + "\tend"},
 		{name: "missing placeholders", level: "info", template: "x={{ nope }} y={{ before.status }} s={{ status }}", wantLevel: slog.LevelInfo,
 			wantMsg: "x= y= s=shipped", wantMissing: []string{"nope", "before.status"}},
 	}

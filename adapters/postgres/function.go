@@ -142,8 +142,20 @@ func retryableSQL(err error) bool {
 		return true // not an answer from the server: the call may not have run
 	}
 	switch pgErr.Code {
-	case "40001", "40P01", "55P03", "57014", "53300": // serialization, deadlock, lock not available, canceled, too many connections
+	case "40001", "40P01", "40003", "55P03", "57014": // serialization, deadlock, completion unknown, lock not available, canceled
 		return true
+	case "57P01", "57P02", "57P03": // the server shutting down, crashed, or starting: a restart or a failover
+		return true
+	case "25006": // read-only transaction: a connection that landed on a standby (after a failover)
+		return true
+	case "0A000":
+		// "cached plan must not change result type": the function was
+		// replaced with another return type; pgx drops the statement
+		// cache after it, so the next attempt runs. Other 0A000s (a
+		// feature not supported) stay permanent.
+		return strings.Contains(pgErr.Message, "cached plan")
 	}
-	return strings.HasPrefix(pgErr.Code, "08")
+	// 08: connection exceptions; 53: insufficient resources (disk full,
+	// out of memory, too many connections); 58: system and I/O errors.
+	return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") || strings.HasPrefix(pgErr.Code, "58")
 }

@@ -3,12 +3,14 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -273,5 +275,40 @@ func TestFunctionCallerActionTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("the call took %s: the action's timeout was not applied", took)
+	}
+}
+
+// TestRetryableSQL: the answers a later attempt can get past are retried;
+// the others are dead-lettered at once. Disk full, out of memory, a
+// standby's read-only transaction after a failover, a server shutting
+// down and a replaced function's cached plan were dead-lettered at once.
+func TestRetryableSQL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		code, msg string
+		retry     bool
+	}{
+		{"40001", "could not serialize access", true},
+		{"40P01", "deadlock detected", true},
+		{"57014", "canceling statement due to statement timeout", true},
+		{"53300", "too many connections", true},
+		{"53100", "could not extend file: No space left on device", true},
+		{"53200", "out of memory", true},
+		{"25006", "cannot execute SELECT in a read-only transaction", true},
+		{"57P01", "terminating connection due to administrator command", true},
+		{"08006", "connection failure", true},
+		{"58030", "could not write to file", true},
+		{"0A000", "cached plan must not change result type", true},
+		{"0A000", "unsupported feature", false},
+		{"42883", "function does not exist", false},
+		{"22P02", "invalid input syntax", false},
+		{"42501", "permission denied", false},
+	} {
+		if got := retryableSQL(&pgconn.PgError{Code: tc.code, Message: tc.msg}); got != tc.retry {
+			t.Errorf("%s %q: retryable %v, want %v", tc.code, tc.msg, got, tc.retry)
+		}
+	}
+	if !retryableSQL(errors.New("read tcp: connection reset")) {
+		t.Error("an error that is not the server's answer: not retryable, want retryable (the call may not have run)")
 	}
 }

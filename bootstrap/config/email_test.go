@@ -288,7 +288,7 @@ func TestWebhookSigningSecrets(t *testing.T) {
 // variable, never the value.
 func TestWebhookHeadersEnv(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"ORDERS_HOOK_TOKEN": "Bearer tok-123456", "WITH_NEWLINE": "tok-abcdef\n"}
+	env := map[string]string{"ORDERS_HOOK_TOKEN": "Bearer tok-123456", "WITH_NEWLINE": "tok-abcdef\n", "WITH_CONTROL": "tok-abc\x01def"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	build := func(ac config.ActionConfig) (*domain.WebhookAction, error) {
 		ac.Type, ac.URL = "webhook", "https://example.com/h"
@@ -320,6 +320,11 @@ func TestWebhookHeadersEnv(t *testing.T) {
 		{"not a header name", config.ActionConfig{HeadersEnv: map[string]string{"Bad Header": "ORDERS_HOOK_TOKEN"}}, []string{"headers_env.Bad Header", "not a header name"}},
 		{"fixed header name", config.ActionConfig{Headers: map[string]string{"X:Y": "v"}}, []string{"headers.X:Y", "not a header name"}},
 		{"fixed header value", config.ActionConfig{Headers: map[string]string{"X-Y": "a\r\nInjected: 1"}}, []string{"headers.X-Y", "line break"}},
+		// Other control characters: net/http refuses them, over https as
+		// an error retried like a network failure's for a day.
+		{"escape in a header value", config.ActionConfig{Headers: map[string]string{"X-Y": "a\x1b[31m"}}, []string{"headers.X-Y", "control character"}},
+		{"DEL in a header value", config.ActionConfig{Headers: map[string]string{"X-Y": "a\x7f"}}, []string{"headers.X-Y", "control character"}},
+		{"control character from the environment", config.ActionConfig{HeadersEnv: map[string]string{"Authorization": "WITH_CONTROL"}}, []string{"headers_env.Authorization", "WITH_CONTROL", "control character"}},
 		// Accepted before, then dropped, overwritten or sent as written:
 		{"a header the service sets", config.ActionConfig{Headers: map[string]string{"webhook-id": "mine"}}, []string{"headers.webhook-id", "sets this header itself"}},
 		{"a header the service sets, from the environment", config.ActionConfig{HeadersEnv: map[string]string{"Webhook-Signature": "ORDERS_HOOK_TOKEN"}},

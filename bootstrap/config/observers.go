@@ -467,8 +467,8 @@ func headersFromEnv(names, fixed map[string]string, lookupEnv func(string) (stri
 		if !ok || v == "" {
 			return nil, fmt.Errorf("%s: environment variable %s is not set", key, env)
 		}
-		if strings.ContainsAny(v, "\r\n\x00") {
-			return nil, fmt.Errorf("%s: environment variable %s holds a line break or NUL; a header value is one line (a trailing newline from a secret file?)", key, env)
+		if !domain.IsHeaderValue(v) {
+			return nil, fmt.Errorf("%s: environment variable %s holds a control character (a line break, NUL, ...); a header value is one line of text (a trailing newline from a secret file?)", key, env)
 		}
 		out[h] = v
 	}
@@ -505,8 +505,8 @@ func checkHeaders(key string, headers map[string]string) error {
 		switch {
 		case !domain.IsHTTPToken(h):
 			return fmt.Errorf("%s.%s: %q is not a header name", key, h, h)
-		case strings.ContainsAny(headers[h], "\r\n\x00"):
-			return fmt.Errorf("%s.%s: the value holds a line break or NUL; a header value is one line", key, h)
+		case !domain.IsHeaderValue(headers[h]):
+			return fmt.Errorf("%s.%s: the value holds a control character (a line break, NUL, ...); a header value is one line of text", key, h)
 		case caseTwin(h, serviceHeaders) != "":
 			return serviceHeaderError(key + "." + h)
 		case strings.Contains(headers[h], "{{"):
