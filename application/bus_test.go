@@ -288,7 +288,7 @@ func TestWorkerBatchClaimsAheadAndAcksAfterTheDoneMark(t *testing.T) {
 	t.Parallel()
 	const messages, concurrency, batch = 12, 2, 6
 	release := make(chan struct{})
-	w, consumer, dedup, most := batchWorker(t, messages, concurrency, batch, release)
+	w, consumer, dedup, most, _ := batchWorker(t, messages, concurrency, batch, release)
 	bg := runInBackground(t, w.Run)
 	claimed := func() int {
 		n := 0
@@ -323,7 +323,7 @@ func TestWorkerBatchClaimsAheadAndAcksAfterTheDoneMark(t *testing.T) {
 func TestWorkerBatchShutdownReleasesWaitingMessages(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	w, consumer, dedup, _ := batchWorker(t, 3, 1, 4, release)
+	w, consumer, dedup, _, _ := batchWorker(t, 3, 1, 4, release)
 	bg := runInBackground(t, w.Run)
 	eventually(t, "every message claimed", func() bool {
 		for _, d := range consumer.deliveries {
@@ -367,7 +367,7 @@ func TestWorkerBatchShutdownReleasesWaitingMessages(t *testing.T) {
 // batchWorker builds a worker (Concurrency concurrency, Batch batch) over
 // Dedup with a fakeDedup, for messages messages handed in at once, whose
 // action waits for release; most is the most steps seen running at once.
-func batchWorker(t *testing.T, messages, concurrency, batch int, release chan struct{}, opts ...func(*application.WorkerConfig)) (*application.Worker, *probeConsumer, *fakeDedup, *atomic.Int32) {
+func batchWorker(t *testing.T, messages, concurrency, batch int, release chan struct{}, opts ...func(*application.WorkerConfig)) (*application.Worker, *probeConsumer, *fakeDedup, *atomic.Int32, *memory.DeadLetters) {
 	t.Helper()
 	var running, most atomic.Int32
 	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
@@ -404,7 +404,7 @@ func batchWorker(t *testing.T, messages, concurrency, batch int, release chan st
 	if err != nil {
 		t.Fatal(err)
 	}
-	return w, consumer, dedup, &most
+	return w, consumer, dedup, &most, dlq
 }
 
 // A step still running ShutdownGrace after shutdown has its actions
@@ -413,7 +413,7 @@ func batchWorker(t *testing.T, messages, concurrency, batch int, release chan st
 func TestWorkerShutdownGraceCancelsTheStep(t *testing.T) {
 	t.Parallel()
 	never := make(chan struct{}) // the action would wait for ever
-	w, consumer, dedup, _ := batchWorker(t, 1, 1, 0, never, func(c *application.WorkerConfig) { c.ShutdownGrace = 100 * time.Millisecond })
+	w, consumer, dedup, _, _ := batchWorker(t, 1, 1, 0, never, func(c *application.WorkerConfig) { c.ShutdownGrace = 100 * time.Millisecond })
 	bg := runInBackground(t, w.Run)
 	d := consumer.deliveries[0]
 	eventually(t, "the message running", func() bool { return dedup.state(d.id) == "me" })
@@ -426,6 +426,52 @@ func TestWorkerShutdownGraceCancelsTheStep(t *testing.T) {
 	d.mu.Unlock()
 	if outcome != "nak" || delay != 0 || dedup.state(d.id) != "" {
 		t.Errorf("after the grace: outcome %q (delay %v), dedup state %q; want naked at once and the claim released", outcome, delay, dedup.state(d.id))
+	}
+}
+
+// TestWorkerLastDeliveryAtShutdownIsParked: at shutdown, a message on its
+// last delivery (the broker will not deliver it again) whose step was cut
+// off by the grace, or that still waited for a step slot, is
+// dead-lettered and terminated, not naked: before, it was naked into
+// nothing and its actions were neither retried nor dead-lettered.
+func TestWorkerLastDeliveryAtShutdownIsParked(t *testing.T) {
+	t.Parallel()
+	never := make(chan struct{}) // the action would wait for ever
+	w, consumer, dedup, _, dlq := batchWorker(t, 3, 1, 4, never, func(c *application.WorkerConfig) { c.ShutdownGrace = 100 * time.Millisecond })
+	for _, d := range consumer.deliveries[:2] {
+		d.last = true // the third is not: it is naked for a later delivery
+	}
+	bg := runInBackground(t, w.Run)
+	eventually(t, "every message claimed", func() bool {
+		for _, d := range consumer.deliveries {
+			if dedup.state(d.id) != "me" {
+				return false
+			}
+		}
+		return true
+	})
+	bg.Cancel()
+	if err := bg.Wait(t); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range consumer.deliveries {
+		d.mu.Lock()
+		outcome := d.outcome
+		d.mu.Unlock()
+		want := "nak"
+		if d.last {
+			want = "term"
+		}
+		if outcome != want {
+			t.Errorf("%s (last delivery %v): outcome %q, want %q", d.id, d.last, outcome, want)
+		}
+	}
+	items, err := dlq.List(t.Context(), ports.DeadLetterFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 2 {
+		t.Errorf("%d dead letters, want the 2 messages on their last delivery", len(items))
 	}
 }
 

@@ -238,9 +238,10 @@ func TestBridgeDeadLettersEventsTheBusRefuses(t *testing.T) {
 
 // TestWorkerGiveUpHonoursShutdown: on the last delivery, while the
 // dead-letter store is down, the worker keeps the message in progress;
-// at shutdown it stops trying, naks the message and returns. Before, the
-// loop ignored shutdown: it held the consumer slot for ever and SIGTERM
-// did not stop the process.
+// at shutdown it goes on trying for ShutdownGrace (a nak loses a message
+// the broker will not deliver again), then naks the message and returns.
+// Before, the loop ignored shutdown: it held the consumer slot for ever
+// and SIGTERM did not stop the process.
 func TestWorkerGiveUpHonoursShutdown(t *testing.T) {
 	t.Parallel()
 	body, err := event("e-1", "Order", "o-1", nil).Envelope()
@@ -258,13 +259,14 @@ func TestWorkerGiveUpHonoursShutdown(t *testing.T) {
 	proc := newProcessor(t, []domain.Observer{observer("obs", "*", "act")}, exec, down, application.ProcessorConfig{})
 	last := &fakeDelivery{data: body, attempt: 3, last: true}
 	w, err := application.NewWorker(&fakeConsumer{deliveries: []*fakeDelivery{last}}, proc, down,
-		application.WorkerConfig{RetryDelay: 5 * time.Millisecond, Logger: discardLogger()})
+		application.WorkerConfig{RetryDelay: 5 * time.Millisecond, ShutdownGrace: 200 * time.Millisecond, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	run := runInBackground(t, w.Run)
 	eventually(t, "the give-up retrying", func() bool { return writes.Load() >= 3 })
 	run.Cancel()
+	atCancel := writes.Load()
 	if err := run.Wait(t); err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +274,9 @@ func TestWorkerGiveUpHonoursShutdown(t *testing.T) {
 	defer last.mu.Unlock()
 	if last.outcome != "nak" {
 		t.Fatalf("outcome %q, want the message naked at shutdown", last.outcome)
+	}
+	if n := writes.Load(); n < atCancel+3 {
+		t.Errorf("%d dead-letter writes tried during the grace, want it to go on trying", n-atCancel)
 	}
 }
 

@@ -101,7 +101,8 @@ func NewWorker(consumer ports.EventConsumer, proc RunProcessor, dlq ports.DeadLe
 // Run consumes until ctx ends. Messages in progress at shutdown finish
 // their current step, for up to ShutdownGrace (then their actions are
 // cancelled); unfinished ones are naked for immediate redelivery
-// elsewhere.
+// elsewhere, but for those on their last delivery, which are parked or
+// dead-lettered and terminated (see giveUp).
 func (w *Worker) Run(ctx context.Context) error {
 	w.cfg.Logger.Info("worker started", slog.Int("concurrency", w.cfg.Concurrency))
 	// Handlers get a context that survives shutdown so the step in progress
@@ -144,6 +145,16 @@ func (w *Worker) handle(ctx, work, acts context.Context, d ports.Delivery) {
 		select {
 		case w.steps <- struct{}{}:
 		case <-ctx.Done():
+			if d.LastAttempt() && w.giveUp(ctx, work, run) {
+				// The broker would not deliver it again: parked or
+				// dead-lettered rather than naked into nothing.
+				w.beats.stop(hb)
+				w.finish(work, run)
+				if err := d.Term(work); err != nil {
+					warn("term failed", err)
+				}
+				return
+			}
 			w.beats.stop(hb)
 			w.proc.Abandon(work, run)
 			if err := d.Nak(work, 0); err != nil {
@@ -154,16 +165,8 @@ func (w *Worker) handle(ctx, work, acts context.Context, d ports.Delivery) {
 	}
 	next, done := w.proc.Step(acts, run)
 	gaveUp := false
-	if !done && d.LastAttempt() && ctx.Err() == nil {
-		// The dead-letter store is unreachable while GiveUp fails: keep the
-		// message in progress and try again, until shutdown (a refusal for
-		// good is stored in its fallback form, so it never loops here).
-		for !gaveUp {
-			gaveUp = w.proc.GiveUp(work, run, "delivery limit reached (consumer max_deliver)")
-			if !gaveUp && !sleep(ctx, w.cfg.RetryDelay) {
-				break
-			}
-		}
+	if !done && d.LastAttempt() {
+		gaveUp = w.giveUp(ctx, work, run)
 		done = gaveUp
 	}
 	if w.steps != nil {
@@ -202,6 +205,36 @@ func (w *Worker) handle(ctx, work, acts context.Context, d ports.Delivery) {
 	}
 }
 
+// giveUp parks run's unfinished actions in the durable retry store (those
+// the policy would still retry) or dead-letters them: its message is on
+// its last delivery, and the broker will not deliver it again, at
+// shutdown included (a nak would lose it). While the store refuses it
+// tries again every RetryDelay, keeping the message in progress (a
+// refusal for good is stored in its fallback form, so it never loops
+// for that); once shutdown began, for up to ShutdownGrace more. False:
+// it could not, and the caller naks.
+func (w *Worker) giveUp(ctx, work context.Context, run *Run) bool {
+	var deadline time.Time
+	for {
+		if w.proc.GiveUp(work, run, "delivery limit reached (consumer max_deliver)") {
+			return true
+		}
+		if ctx.Err() == nil {
+			sleep(ctx, w.cfg.RetryDelay) // shutdown ends the wait: then the grace below
+			continue
+		}
+		if deadline.IsZero() {
+			deadline = w.cfg.Now().Add(w.cfg.ShutdownGrace)
+		}
+		if !w.cfg.Now().Before(deadline) {
+			w.cfg.Logger.Error("a message on its last delivery could not be parked or dead-lettered before shutdown; the broker will not deliver it again",
+				slog.String("event_id", run.Event().ID))
+			return false
+		}
+		sleep(work, w.cfg.RetryDelay)
+	}
+}
+
 // finish finishes run, with the others finishing meanwhile when batching.
 func (w *Worker) finish(ctx context.Context, run *Run) {
 	if w.fin != nil {
@@ -223,23 +256,36 @@ func (w *Worker) inProgress(ctx context.Context, d ports.Delivery) {
 // parkUndecodable dead-letters a body that is not an event and terminates
 // the message; while the dead-letter store is down it keeps retrying (the
 // message stays in progress) until shutdown, when the message is naked
-// for a later delivery instead.
+// for a later delivery instead (on its last delivery, after up to
+// ShutdownGrace more tries).
 func (w *Worker) parkUndecodable(ctx, work context.Context, d ports.Delivery, cause error) {
 	b := w.beats.start(work, d)
 	defer w.beats.stop(b)
 	raw := append([]byte(nil), d.Data()...)
+	var deadline time.Time // once shutdown began, for a last delivery
 	for {
 		err := parkDeadLetter(work, w.dlq, w.cfg.Logger, ports.DeadLetter{Error: cause.Error(), Attempts: d.Attempt(), Raw: raw}, "")
 		if err == nil {
 			break
 		}
 		w.cfg.Logger.Error("dead-letter write for an undecodable message failed, will retry", slog.String("error", err.Error()))
-		if !sleep(ctx, w.cfg.RetryDelay) {
-			if err := d.Nak(work, 0); err != nil {
-				w.cfg.Logger.Warn("nak at shutdown failed; the broker redelivers after the ack wait", slog.String("error", err.Error()))
-			}
-			return
+		if sleep(ctx, w.cfg.RetryDelay) {
+			continue
 		}
+		// Shutdown: a message the broker delivers again is naked; one on
+		// its last delivery would be lost, so it is tried for up to
+		// ShutdownGrace more.
+		if deadline.IsZero() && d.LastAttempt() {
+			deadline = w.cfg.Now().Add(w.cfg.ShutdownGrace)
+		}
+		if w.cfg.Now().Before(deadline) {
+			sleep(work, w.cfg.RetryDelay)
+			continue
+		}
+		if err := d.Nak(work, 0); err != nil {
+			w.cfg.Logger.Warn("nak at shutdown failed; the broker redelivers after the ack wait", slog.String("error", err.Error()))
+		}
+		return
 	}
 	w.cfg.Metrics.EventProcessed("invalid") // events_failed{invalid}, events_deserialization_failures
 	w.cfg.Metrics.DeadLettered()
