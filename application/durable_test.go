@@ -961,3 +961,49 @@ func later(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// TestRetryRunnerLostLeaseCancelsItsActionsAtOnce: when the term the
+// runner runs in ends because its lease was lost, the actions in progress
+// are cancelled at once (another holder may take the items over), not
+// after ShutdownGrace, and the item is released unchanged for the next
+// holder. Before, the actions ran on for the whole grace.
+func TestRetryRunnerLostLeaseCancelsItsActionsAtOnce(t *testing.T) {
+	t.Parallel()
+	dead := memory.NewDeadLetters(nil)
+	mem := memory.NewRetries(dead, nil)
+	started := make(chan struct{}, 1)
+	exec, _ := recording(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	m := domain.NewMatcher([]domain.Observer{durableObserver("hooks", "Order", 5, "a")})
+	parkNow(t, mem, event("e1", "Order", "1", nil))
+	r, err := application.NewRetryRunner(mem, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
+		Holder: "lost", Logger: discardLogger(), PollInterval: time.Hour, ClaimTTL: time.Hour, ShutdownGrace: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	<-started
+	start := time.Now()
+	cancel(fmt.Errorf("lease %q: %w", "default", ports.ErrLeaseLost))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the runner still ran 30s after its lease was lost (ShutdownGrace 1m)")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the runner took %v to stop after its lease was lost", took)
+	}
+	got, err := mem.ClaimDue(t.Context(), ports.RetryClaim{Holder: "next", Now: time.Now(), TTL: time.Minute}, 10, nil)
+	if err != nil || len(got) != 1 || got[0].Actions[0].Attempts != 1 {
+		t.Fatalf("the next holder claimed %+v (%v), want the item released unchanged (1 attempt)", got, err)
+	}
+}

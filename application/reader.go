@@ -334,6 +334,13 @@ func (r *Reader) readLoop(ctx context.Context, log *slog.Logger, tr *tracker) {
 		backoff = r.cfg.RetryMin
 		var got int64 // the batch's weight
 		for _, rec := range batch.Records {
+			if ctx.Err() != nil {
+				// Shutdown or a lost lease: the rest of the batch is not
+				// handed (a handler that blocked, a bridge waiting for
+				// room to publish, may have held this loop past it); the
+				// checkpoint stays before it.
+				return
+			}
 			got += rec.Size
 			seq := tr.add(rec.Position, false, rec.Size)
 			r.handler.Handle(rec, func() { tr.finish(seq) })

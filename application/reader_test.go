@@ -2,6 +2,7 @@ package application_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -958,5 +959,49 @@ func TestReaderReportsTheLoadedCheckpoint(t *testing.T) {
 	defer p.metrics.mu.Unlock()
 	if p.metrics.checkpoints[0] != saved {
 		t.Errorf("first checkpoint reported %v, want the loaded %v", p.metrics.checkpoints[0], saved)
+	}
+}
+
+// cancelOnFirst is a handler whose first Handle ends the reader's context
+// (a shutdown or a lost lease while a handler held the read loop, as a
+// bridge waiting for room to publish does).
+type cancelOnFirst struct {
+	cancel  context.CancelFunc
+	handled atomic.Int32
+}
+
+func (h *cancelOnFirst) Begin() {}
+func (h *cancelOnFirst) Handle(_ ports.Record, finish func()) {
+	if h.handled.Add(1) == 1 {
+		h.cancel()
+	}
+	finish()
+}
+func (h *cancelOnFirst) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+// TestReaderStopsHandingABatchAtShutdown: once the reader's context ends,
+// the rest of the batch read is not handed to the handler. Before, every
+// record of the batch (up to batch_size) was handed after a shutdown or a
+// lost lease, which a bridge then published beside the new holder.
+func TestReaderStopsHandingABatchAtShutdown(t *testing.T) {
+	t.Parallel()
+	src := newMemorySource(t)
+	for i := range 5 {
+		if _, err := src.Append(t.Context(), event(fmt.Sprint("e", i), "Order", fmt.Sprint(i), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h := &cancelOnFirst{cancel: cancel}
+	r, err := application.NewReader(src, memory.NewCheckpoints(), h, application.ReaderConfig{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if n := h.handled.Load(); n != 1 {
+		t.Errorf("%d records handed after the context ended, want only the 1 that ended it", n-1)
 	}
 }

@@ -148,6 +148,12 @@ func (r *RetryRunner) Run(ctx context.Context) error {
 	// claim under way, get that long to settle.
 	work, endWork := graceContext(ctx, r.cfg.ShutdownGrace)
 	defer endWork()
+	// acts, the actions' context, ends with work, and at once when the
+	// lease of the term the runner runs in is lost: another holder may
+	// take the items over now (the store calls still get the grace, so
+	// the items are released rather than left claimed for ClaimTTL).
+	acts, endActs := leaseContext(ctx, work)
+	defer endActs()
 	slots := make(chan struct{}, r.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for ctx.Err() == nil {
@@ -185,7 +191,7 @@ func (r *RetryRunner) Run(ctx context.Context) error {
 					default:
 					}
 				}()
-				r.chain(ctx, work, holder, it)
+				r.chain(ctx, work, acts, holder, it)
 			})
 		}
 		if len(items) < limit {
@@ -213,7 +219,7 @@ func (r *RetryRunner) RunDue(ctx context.Context) (int, error) {
 		for _, it := range items {
 			h := holder // the batch's; a next item Complete hands over comes with its own
 			for claimed := true; claimed; n++ {
-				it, h, claimed = r.runItem(ctx, ctx, h, it)
+				it, h, claimed = r.runItem(ctx, ctx, ctx, h, it)
 			}
 		}
 	}
@@ -237,9 +243,9 @@ func (r *RetryRunner) idle(ctx context.Context, until time.Time) {
 
 // chain runs it, claimed for holder, then each next item of its key that
 // Complete hands over.
-func (r *RetryRunner) chain(ctx, work context.Context, holder string, it ports.RetryItem) {
+func (r *RetryRunner) chain(ctx, work, acts context.Context, holder string, it ports.RetryItem) {
 	for {
-		next, nextHolder, claimed := r.runItem(ctx, work, holder, it)
+		next, nextHolder, claimed := r.runItem(ctx, work, acts, holder, it)
 		if !claimed {
 			return
 		}
@@ -254,7 +260,7 @@ func (r *RetryRunner) chain(ctx, work context.Context, holder string, it ports.R
 // runItem runs the due actions of it, claimed for holder, and settles it;
 // it returns the key's next item when Complete claimed it, and the holder
 // it claimed it for.
-func (r *RetryRunner) runItem(ctx, work context.Context, holder string, it ports.RetryItem) (ports.RetryItem, string, bool) {
+func (r *RetryRunner) runItem(ctx, work, acts context.Context, holder string, it ports.RetryItem) (ports.RetryItem, string, bool) {
 	obs, known := r.matcher().Observer(it.Observer)
 	var remaining []ports.RetryAction
 	var dead []ports.DeadLetter
@@ -272,7 +278,7 @@ func (r *RetryRunner) runItem(ctx, work context.Context, holder string, it ports
 			dead = append(dead, r.deadLetter(it, a, fmt.Errorf("observer %q has no action %q any more (its configuration changed); last error: %s", it.Observer, a.Action, a.LastError)))
 			continue
 		}
-		a, outcome := r.attempt(work, it, obs, act, a)
+		a, outcome := r.attempt(acts, it, obs, act, a)
 		switch outcome {
 		case attemptSucceeded:
 		case attemptPending:
@@ -467,6 +473,19 @@ func findAction(obs *domain.Observer, name string) *domain.Action {
 		}
 	}
 	return nil
+}
+
+// leaseContext returns work, ended at once when ctx ends because its
+// lease was lost (context.Cause wraps ports.ErrLeaseLost), and the
+// function that ends it, for when the work is done.
+func leaseContext(ctx, work context.Context) (context.Context, func()) {
+	acts, cancel := context.WithCancelCause(work)
+	stop := context.AfterFunc(ctx, func() {
+		if cause := context.Cause(ctx); errors.Is(cause, ports.ErrLeaseLost) {
+			cancel(cause)
+		}
+	})
+	return acts, func() { stop(); cancel(context.Canceled) }
 }
 
 // graceContext returns a context that ends grace after ctx does (the work
