@@ -562,3 +562,59 @@ func TestDedupClaimHeartbeatsWhileAnActionRuns(t *testing.T) {
 		}
 	})
 }
+
+// ctxHonouringDedup is a fakeDedup that refuses calls under an ended
+// context, as the Redis and memory stores do.
+type ctxHonouringDedup struct{ *fakeDedup }
+
+func (f ctxHonouringDedup) MarkDoneMany(ctx context.Context, ids []string, window time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return f.fakeDedup.MarkDoneMany(ctx, ids, window)
+}
+
+func (f ctxHonouringDedup) Release(ctx context.Context, id, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return f.fakeDedup.Release(ctx, id, token)
+}
+
+// TestDedupSettlesUnderAnEndedContext: a run finished or abandoned after
+// the caller's context ended (a lost lease cancels the scheduler's work at
+// once) is still marked done, or its claim released. Before, the done
+// mark and the release failed, and the next holder found the claim busy
+// until it expired, then ran the event again, successful webhooks
+// included.
+func TestDedupSettlesUnderAnEndedContext(t *testing.T) {
+	t.Parallel()
+	store := ctxHonouringDedup{newFakeDedup()}
+	exec := ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })
+	base, _ := hookProcessor(t, exec, 3)
+	proc, err := application.NewDedup(base, store, application.DedupConfig{Token: "me", Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(t.Context())
+	cancel()
+
+	done := proc.Start(t.Context(), decoratorRecord("done"))
+	if _, ok := proc.Step(t.Context(), done); !ok {
+		t.Fatal("the run did not finish in one step")
+	}
+	proc.Finish(ended, done)
+	if got := store.state("done"); got != "done" {
+		t.Errorf("finished under an ended context: dedup state %q, want done", got)
+	}
+
+	held := proc.Start(t.Context(), decoratorRecord("held"))
+	proc.Prepare(t.Context(), held)
+	if got := store.state("held"); got != "me" {
+		t.Fatalf("prepared: dedup state %q, want claimed by me", got)
+	}
+	proc.Abandon(ended, held)
+	if got := store.state("held"); got != "" {
+		t.Errorf("abandoned under an ended context: dedup state %q, want the claim released", got)
+	}
+}

@@ -255,7 +255,9 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 	} else {
 		// A step that is not the last stores its successes before it ends:
 		// a redelivery elsewhere must find them.
-		sc.flush(ctx)
+		sctx, cancel := settleContext(ctx)
+		sc.flush(sctx)
+		cancel()
 	}
 	return next, done
 }
@@ -292,6 +294,8 @@ func (d *Dedup) renew(ctx context.Context, eventID string) {
 // never be read. Otherwise (a longer TTL, or a done mark that failed) one
 // PutMany stores them.
 func (d *Dedup) Finish(ctx context.Context, runs ...*Run) {
+	ctx, cancel := settleContext(ctx)
+	defer cancel()
 	var puts, ids []string
 	for _, run := range runs {
 		puts = append(puts, takePuts(run)...)
@@ -324,6 +328,8 @@ func (d *Dedup) Finish(ctx context.Context, runs ...*Run) {
 // Abandon stores the successes not stored yet, releases the claim so a
 // redelivery can take the event at once, then delegates.
 func (d *Dedup) Abandon(ctx context.Context, run *Run) {
+	ctx, cancel := settleContext(ctx)
+	defer cancel()
 	if puts := takePuts(run); len(puts) > 0 {
 		d.cfg.Cache.storeMany(ctx, puts)
 	}
@@ -333,6 +339,22 @@ func (d *Dedup) Abandon(ctx context.Context, run *Run) {
 		}
 	}
 	d.next.Abandon(ctx, run)
+}
+
+// settleTimeout bounds the store calls that settle a run (done marks,
+// cached successes, a claim's release) once they no longer follow the
+// caller's context.
+const settleTimeout = 10 * time.Second
+
+// settleContext is ctx without its cancellation, bounded by settleTimeout:
+// what a run's actions did is recorded even when the caller's context
+// ended meanwhile (a shutdown, a lost lease: the scheduler cancels its
+// work at once then). A done mark or a release sent under a cancelled
+// context failed, and the next holder found the claim busy until the
+// lease ran out, then ran the whole event again, its successful webhooks
+// included.
+func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 }
 
 // GiveUp delegates; Finish marks the event done afterwards.
