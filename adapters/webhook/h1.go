@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/idna"
 )
 
 // This file is the executor's client for cleartext (http://) endpoints: an
@@ -185,7 +187,10 @@ func (c *h1Client) do(ctx context.Context, deadline time.Time, req *http.Request
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline = d
 	}
-	addr := hostPort(req.URL.Hostname(), req.URL.Port())
+	addr, err := dialAddr(req.URL)
+	if err != nil {
+		return h1Answer{}, err
+	}
 	for attempt := 0; ; attempt++ {
 		var hc *h1Conn
 		if attempt == 0 { // a resend always goes on a new connection
@@ -414,6 +419,30 @@ func removeZone(host string) string {
 }
 
 // hostPort is the dial address of a URL's host and port (80 by default).
+// dialAddr is the host:port u's connections go to: an internationalised
+// host in its ASCII form (punycode), as net/http dials it (the resolver
+// refuses other names; the Host header is converted apart, in
+// validHeaders), port 80 by default. idna.Lookup is net/http's profile.
+func dialAddr(u *url.URL) (string, error) {
+	host := u.Hostname()
+	if !isASCII(host) {
+		var err error
+		if host, err = idna.Lookup.ToASCII(host); err != nil {
+			return "", fmt.Errorf("%w: host %q: %w", errInvalidRequest, u.Hostname(), err)
+		}
+	}
+	return hostPort(host, u.Port()), nil
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func hostPort(host, port string) string {
 	if port == "" {
 		port = "80"

@@ -201,3 +201,30 @@ func TestChunkedReaderEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestDialAddr: the cleartext client dials an internationalised host in
+// its ASCII form, as net/http does; it dialled the name as written, which
+// the resolver refuses ("no such host", retried for a day as if the
+// receiver were down). No name is resolved here.
+func TestDialAddr(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ url, want string }{
+		{"http://bücher.example:8080/hook", "xn--bcher-kva.example:8080"},
+		{"http://BÜCHER.example/hook", "xn--bcher-kva.example:80"},
+		{"http://hooks.example.com/x", "hooks.example.com:80"},
+		{"http://127.0.0.1:9/x", "127.0.0.1:9"},
+		{"http://[::1]:9/x", "[::1]:9"},
+	} {
+		u, err := url.Parse(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := dialAddr(u); err != nil || got != tc.want {
+			t.Errorf("dialAddr(%s) = %q, %v; want %q", tc.url, got, err, tc.want)
+		}
+	}
+	u := &url.URL{Scheme: "http", Host: "a\u200b\u0000b.example"}
+	if _, err := dialAddr(u); !errors.Is(err, errInvalidRequest) {
+		t.Errorf("dialAddr of a host that has no ASCII form: %v, want errInvalidRequest", err)
+	}
+}
