@@ -325,14 +325,7 @@ func TestWorkerBatchShutdownReleasesWaitingMessages(t *testing.T) {
 	release := make(chan struct{})
 	w, consumer, dedup, _, _ := batchWorker(t, 3, 1, 4, release)
 	bg := runInBackground(t, w.Run)
-	eventually(t, "every message claimed", func() bool {
-		for _, d := range consumer.deliveries {
-			if dedup.state(d.id) != "me" {
-				return false
-			}
-		}
-		return true
-	})
+	eventually(t, "every message claimed", func() bool { return claimedAll(consumer, dedup) })
 	bg.Cancel()
 	eventually(t, "the waiting messages naked", func() bool {
 		naked := 0
@@ -362,6 +355,17 @@ func TestWorkerBatchShutdownReleasesWaitingMessages(t *testing.T) {
 	if acked != 1 {
 		t.Errorf("%d acked, want the 1 running at shutdown", acked)
 	}
+}
+
+// claimedAll reports whether every message of consumer is claimed by
+// the worker ("me").
+func claimedAll(consumer *probeConsumer, dedup *fakeDedup) bool {
+	for _, d := range consumer.deliveries {
+		if dedup.state(d.id) != "me" {
+			return false
+		}
+	}
+	return true
 }
 
 // batchWorker builds a worker (Concurrency concurrency, Batch batch) over
@@ -442,14 +446,7 @@ func TestWorkerLastDeliveryAtShutdownIsParked(t *testing.T) {
 		d.last = true // the third is not: it is naked for a later delivery
 	}
 	bg := runInBackground(t, w.Run)
-	eventually(t, "every message claimed", func() bool {
-		for _, d := range consumer.deliveries {
-			if dedup.state(d.id) != "me" {
-				return false
-			}
-		}
-		return true
-	})
+	eventually(t, "every message claimed", func() bool { return claimedAll(consumer, dedup) })
 	bg.Cancel()
 	if err := bg.Wait(t); err != nil {
 		t.Fatal(err)
