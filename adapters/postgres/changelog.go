@@ -106,10 +106,9 @@ type ChangeLog struct {
 	lastRows atomic.Int64             // records the last Read returned: the next one's first capacity
 	entities atomic.Pointer[[]string] // see ChangeLogConfig.Entities; nil: every row
 
-	table      string // the change log, quoted
-	logger     *slog.Logger
-	readSQL    string
-	backlogSQL string
+	table   string // the change log, quoted
+	logger  *slog.Logger
+	readSQL string
 }
 
 // wakeTuning paces Wait (see there).
@@ -181,9 +180,6 @@ func NewChangeLog(ctx context.Context, pool *pgxpool.Pool, cfg ChangeLogConfig, 
 		tune:    defaultWakeTuning,
 		now:     time.Now,
 		readSQL: readSQL(tbl.Sanitize()),
-		backlogSQL: `
-			SELECT count(*) FROM ` + tbl.Sanitize() + `
-			WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
 	}
 	c.SetEntities(cfg.Entities)
 	c.warnOnTrigger(ctx)
@@ -382,10 +378,20 @@ func (c *ChangeLog) read(ctx context.Context, after ports.Position, limit ports.
 // Backlog counts the committed rows after `after`, including rows held
 // back by older open transactions.
 func (c *ChangeLog) Backlog(ctx context.Context, after ports.Position) (int64, error) {
+	return backlog(ctx, c.pool, c.table, after)
+}
+
+// backlog counts the committed rows of table (quoted) after `after`, rows
+// held back by open transactions included: the reader's Backlog and the
+// operator's (ChangeLogStats) are the same count.
+func backlog(ctx context.Context, pool *pgxpool.Pool, table string, after ports.Position) (int64, error) {
 	ctx, cancel := withLongOpTimeout(ctx)
 	defer cancel()
 	var n int64
-	if err := c.pool.QueryRow(ctx, c.backlogSQL, strconv.FormatUint(after.TxID, 10), after.Seq).Scan(&n); err != nil {
+	err := pool.QueryRow(ctx, `SELECT count(*) FROM `+table+`
+		WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
+		strconv.FormatUint(after.TxID, 10), after.Seq).Scan(&n)
+	if err != nil {
 		return 0, interpretError("change log backlog", err)
 	}
 	return n, nil

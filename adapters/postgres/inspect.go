@@ -110,16 +110,7 @@ func NewChangeLogStats(pool *pgxpool.Pool, table string) (*ChangeLogStats, error
 // there has still to examine), rows held back by open transactions
 // included.
 func (s *ChangeLogStats) Backlog(ctx context.Context, after ports.Position) (int64, error) {
-	ctx, cancel := withLongOpTimeout(ctx)
-	defer cancel()
-	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+s.table+`
-		WHERE (txid, pk_entity_change_log) > ($1::text::xid8, $2::bigint)`,
-		strconv.FormatUint(after.TxID, 10), after.Seq).Scan(&n)
-	if err != nil {
-		return 0, interpretError("change log backlog", err)
-	}
-	return n, nil
+	return backlog(ctx, s.pool, s.table, after)
 }
 
 // CountBetween counts the committed rows after `after` up to and
