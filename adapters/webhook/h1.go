@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/idna"
@@ -418,34 +419,20 @@ func removeZone(host string) string {
 	return host[:j] + host[i:]
 }
 
-// hostPort is the dial address of a URL's host and port (80 by default).
-// dialAddr is the host:port u's connections go to: an internationalised
-// host in its ASCII form (punycode), as net/http dials it (the resolver
-// refuses other names; the Host header is converted apart, in
-// validHeaders), port 80 by default. idna.Lookup is net/http's profile.
+// dialAddr is the host:port u's connections go to, port 80 by default: an
+// internationalised host in its ASCII form (punycode, through idna.Lookup,
+// net/http's profile), as net/http dials it (the resolver refuses other
+// names; the Host header is converted apart, in validHeaders). An ASCII
+// host is dialled as written, as net/http does (Lookup would refuse an
+// underscore).
 func dialAddr(u *url.URL) (string, error) {
 	host := u.Hostname()
-	if !isASCII(host) {
-		var err error
-		if host, err = idna.Lookup.ToASCII(host); err != nil {
-			return "", fmt.Errorf("%w: host %q: %w", errInvalidRequest, u.Hostname(), err)
+	if strings.ContainsFunc(host, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		ascii, err := idna.Lookup.ToASCII(host)
+		if err != nil {
+			return "", fmt.Errorf("%w: host %q: %w", errInvalidRequest, host, err)
 		}
+		host = ascii
 	}
-	return hostPort(host, u.Port()), nil
-}
-
-func isASCII(s string) bool {
-	for i := range len(s) {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-func hostPort(host, port string) string {
-	if port == "" {
-		port = "80"
-	}
-	return net.JoinHostPort(host, port)
+	return net.JoinHostPort(host, cmp.Or(u.Port(), "80")), nil
 }
