@@ -140,36 +140,30 @@ func (w *Worker) handle(ctx, work, acts context.Context, d ports.Delivery) {
 	run.Attempt = d.Attempt()
 
 	hb := w.beats.start(work, d)
+	// stepped: the run took a step slot (or the worker keeps none); at
+	// shutdown one still waiting for a slot does not step.
+	stepped := true
 	if w.steps != nil {
 		w.prep.do(work, run)
 		select {
 		case w.steps <- struct{}{}:
 		case <-ctx.Done():
-			if d.LastAttempt() && w.giveUp(ctx, work, run) {
-				// The broker would not deliver it again: parked or
-				// dead-lettered rather than naked into nothing.
-				w.beats.stop(hb)
-				w.finish(work, run)
-				if err := d.Term(work); err != nil {
-					warn("term failed", err)
-				}
-				return
-			}
-			w.beats.stop(hb)
-			w.proc.Abandon(work, run)
-			if err := d.Nak(work, 0); err != nil {
-				warn("nak at shutdown failed; the broker redelivers after the ack wait", err)
-			}
-			return
+			stepped = false
 		}
 	}
-	next, done := w.proc.Step(acts, run)
+	var next time.Time
+	done := false
+	if stepped {
+		next, done = w.proc.Step(acts, run)
+	}
 	gaveUp := false
 	if !done && d.LastAttempt() {
+		// The broker will not deliver it again, at shutdown included: a
+		// nak would lose it.
 		gaveUp = w.giveUp(ctx, work, run)
 		done = gaveUp
 	}
-	if w.steps != nil {
+	if stepped && w.steps != nil {
 		<-w.steps     // finishing holds no step slot
 		w.prep.poke() // a slot is free: a lingering claim need not wait
 		w.fin.poke()
@@ -207,32 +201,42 @@ func (w *Worker) handle(ctx, work, acts context.Context, d ports.Delivery) {
 
 // giveUp parks run's unfinished actions in the durable retry store (those
 // the policy would still retry) or dead-letters them: its message is on
-// its last delivery, and the broker will not deliver it again, at
-// shutdown included (a nak would lose it). While the store refuses it
-// tries again every RetryDelay, keeping the message in progress (a
-// refusal for good is stored in its fallback form, so it never loops
-// for that); once shutdown began, for up to ShutdownGrace more. False:
-// it could not, and the caller naks.
+// its last delivery (see persist). False: it could not before shutdown's
+// grace ended, and the caller naks.
 func (w *Worker) giveUp(ctx, work context.Context, run *Run) bool {
+	if w.persist(ctx, work, true, func() bool { return w.proc.GiveUp(work, run, "delivery limit reached (consumer max_deliver)") }) {
+		return true
+	}
+	w.cfg.Logger.Error("a message on its last delivery could not be parked or dead-lettered before shutdown; the broker will not deliver it again",
+		slog.String("event_id", run.Event().ID))
+	return false
+}
+
+// persist calls store until it succeeds, every RetryDelay, keeping the
+// message in progress while the store is down (a refusal for good is
+// stored in its fallback form, so it never loops for that). Once
+// shutdown began it goes on for up to ShutdownGrace when lastDelivery
+// (the broker would not deliver the message again: a nak would lose it)
+// and stops at once otherwise (the message is naked for a later
+// delivery). It reports whether store succeeded.
+func (w *Worker) persist(ctx, work context.Context, lastDelivery bool, store func() bool) bool {
 	var deadline time.Time
-	for {
-		if w.proc.GiveUp(work, run, "delivery limit reached (consumer max_deliver)") {
-			return true
-		}
-		if ctx.Err() == nil {
-			sleep(ctx, w.cfg.RetryDelay) // shutdown ends the wait: then the grace below
+	for !store() {
+		if sleep(ctx, w.cfg.RetryDelay) {
 			continue
+		}
+		if !lastDelivery {
+			return false
 		}
 		if deadline.IsZero() {
 			deadline = w.cfg.Now().Add(w.cfg.ShutdownGrace)
 		}
 		if !w.cfg.Now().Before(deadline) {
-			w.cfg.Logger.Error("a message on its last delivery could not be parked or dead-lettered before shutdown; the broker will not deliver it again",
-				slog.String("event_id", run.Event().ID))
 			return false
 		}
 		sleep(work, w.cfg.RetryDelay)
 	}
+	return true
 }
 
 // finish finishes run, with the others finishing meanwhile when batching.
@@ -262,26 +266,14 @@ func (w *Worker) parkUndecodable(ctx, work context.Context, d ports.Delivery, ca
 	b := w.beats.start(work, d)
 	defer w.beats.stop(b)
 	raw := append([]byte(nil), d.Data()...)
-	var deadline time.Time // once shutdown began, for a last delivery
-	for {
+	stored := w.persist(ctx, work, d.LastAttempt(), func() bool {
 		err := parkDeadLetter(work, w.dlq, w.cfg.Logger, ports.DeadLetter{Error: cause.Error(), Attempts: d.Attempt(), Raw: raw}, "")
-		if err == nil {
-			break
+		if err != nil {
+			w.cfg.Logger.Error("dead-letter write for an undecodable message failed, will retry", slog.String("error", err.Error()))
 		}
-		w.cfg.Logger.Error("dead-letter write for an undecodable message failed, will retry", slog.String("error", err.Error()))
-		if sleep(ctx, w.cfg.RetryDelay) {
-			continue
-		}
-		// Shutdown: a message the broker delivers again is naked; one on
-		// its last delivery would be lost, so it is tried for up to
-		// ShutdownGrace more.
-		if deadline.IsZero() && d.LastAttempt() {
-			deadline = w.cfg.Now().Add(w.cfg.ShutdownGrace)
-		}
-		if w.cfg.Now().Before(deadline) {
-			sleep(work, w.cfg.RetryDelay)
-			continue
-		}
+		return err == nil
+	})
+	if !stored {
 		if err := d.Nak(work, 0); err != nil {
 			w.cfg.Logger.Warn("nak at shutdown failed; the broker redelivers after the ack wait", slog.String("error", err.Error()))
 		}
