@@ -276,17 +276,7 @@ func RunEventSource(t *testing.T, newHarness func(t *testing.T) SourceHarness) {
 
 	t.Run("OversizeEntryIsAnInvalidRecordWithoutItsPayload", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t)
-		if h.MaxEventBytes == 0 {
-			t.Skip("the harness does not say its source's per-event limit")
-		}
-		big := sampleEvent(1, domain.EventInsert)
-		big.Data["blob"] = strings.Repeat("y", int(h.MaxEventBytes))
-		small := sampleEvent(2, domain.EventInsert)
-		mustAppend(t, h, big)
-		mustAppend(t, h, small)
-		got, _ := readUntil(t, h.Source, ports.Position{}, 100, 2)
-		rec := got[0]
+		h, big, rec := readOversize(t, newHarness(t), func(ev *domain.Event, limit int) { ev.Data["blob"] = strings.Repeat("y", limit) })
 		if !errors.Is(rec.Err, ports.ErrEventTooLarge) || !errors.Is(rec.Err, domain.ErrInvalidEvent) {
 			t.Fatalf("oversize record Err = %v, want ErrEventTooLarge and ErrInvalidEvent", rec.Err)
 		}
@@ -296,9 +286,6 @@ func RunEventSource(t *testing.T, newHarness func(t *testing.T) SourceHarness) {
 		if int64(len(rec.Raw)) >= h.MaxEventBytes || rec.Size >= h.MaxEventBytes || len(rec.Event.Data) > 0 {
 			t.Fatalf("oversize record carries its payload: raw %d bytes, size %d, data %d keys", len(rec.Raw), rec.Size, len(rec.Event.Data))
 		}
-		if got[1].Err != nil || got[1].Event.ID != small.ID {
-			t.Fatalf("record after the oversize one = %+v", got[1])
-		}
 	})
 
 	// The text fields weigh with the payload: a user id (the change log's
@@ -306,27 +293,35 @@ func RunEventSource(t *testing.T, newHarness func(t *testing.T) SourceHarness) {
 	// record does not carry it whole.
 	t.Run("OversizeTextFieldIsAnInvalidRecordWithoutIt", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t)
-		if h.MaxEventBytes == 0 {
-			t.Skip("the harness does not say its source's per-event limit")
-		}
-		big := sampleEvent(1, domain.EventInsert)
-		big.UserID = strings.Repeat("u", int(h.MaxEventBytes))
-		small := sampleEvent(2, domain.EventInsert)
-		mustAppend(t, h, big)
-		mustAppend(t, h, small)
-		got, _ := readUntil(t, h.Source, ports.Position{}, 100, 2)
-		rec := got[0]
+		h, big, rec := readOversize(t, newHarness(t), func(ev *domain.Event, limit int) { ev.UserID = strings.Repeat("u", limit) })
 		if !errors.Is(rec.Err, ports.ErrEventTooLarge) || rec.Event.ID != big.ID {
 			t.Fatalf("record of a %d-byte user id: id %q, Err %v; want ErrEventTooLarge", len(big.UserID), rec.Event.ID, rec.Err)
 		}
 		if int64(len(rec.Raw)) >= h.MaxEventBytes || rec.Size >= h.MaxEventBytes || rec.Event.UserID != big.UserID[:ports.OversizeTextChars] {
 			t.Fatalf("oversize record: raw %d bytes, size %d, user id %d bytes; want the user id's first %d characters", len(rec.Raw), rec.Size, len(rec.Event.UserID), ports.OversizeTextChars)
 		}
-		if got[1].Err != nil || got[1].Event.ID != small.ID {
-			t.Fatalf("record after the oversize one = %+v", got[1])
-		}
 	})
+}
+
+// readOversize appends an event grown over h's per-event limit by grow
+// (given the limit) and a small one after it, reads both, checks that the
+// small one flows, and returns the grown event and the record read for
+// it. It skips the test when the harness does not say the limit.
+func readOversize(t *testing.T, h SourceHarness, grow func(ev *domain.Event, limit int)) (SourceHarness, domain.Event, ports.Record) {
+	t.Helper()
+	if h.MaxEventBytes == 0 {
+		t.Skip("the harness does not say its source's per-event limit")
+	}
+	big := sampleEvent(1, domain.EventInsert)
+	grow(&big, int(h.MaxEventBytes))
+	small := sampleEvent(2, domain.EventInsert)
+	mustAppend(t, h, big)
+	mustAppend(t, h, small)
+	got, _ := readUntil(t, h.Source, ports.Position{}, 100, 2)
+	if got[1].Err != nil || got[1].Event.ID != small.ID {
+		t.Fatalf("record after the oversize one = %+v", got[1])
+	}
+	return h, big, got[0]
 }
 
 func mustAppend(t *testing.T, h SourceHarness, ev domain.Event) {
