@@ -8,12 +8,14 @@ package httpguard
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -299,14 +301,47 @@ func NewClient(p Policy, cfg ClientConfig) *http.Client {
 	}
 }
 
+// Dialer is NewClient's dialer: a net.Dialer whose every connection
+// attempt passes the policy.
+type Dialer struct{ d net.Dialer }
+
 // NewDialer returns the dialer of NewClient's connections: every address
 // it connects to passes p, and an attempt gives up after cfg.DialTimeout.
-func NewDialer(p Policy, cfg ClientConfig) *net.Dialer {
-	return &net.Dialer{
+func NewDialer(p Policy, cfg ClientConfig) *Dialer {
+	return &Dialer{d: net.Dialer{
 		Timeout:   cmp.Or(cfg.DialTimeout, 10*time.Second),
 		KeepAlive: 30 * time.Second,
-		Control:   p.Control,
+		ControlContext: func(ctx context.Context, network, address string, c syscall.RawConn) error {
+			err := p.Control(network, address, c)
+			if a, ok := ctx.Value(attemptsKey{}).(*attempts); ok && err == nil {
+				a.allowed.Store(true)
+			}
+			return err
+		},
+	}}
+}
+
+// attempts records, for one DialContext, whether the policy let any of
+// the host's addresses through.
+type attempts struct{ allowed atomic.Bool }
+
+type attemptsKey struct{}
+
+// DialContext connects to address. The error wraps ErrForbiddenAddress
+// only when the policy refused every address the dial tried: a host with
+// a forbidden address and an allowed one that failed otherwise (refused,
+// timed out) is a failure worth retrying, not a refusal of the
+// destination, though the net package reports the first address's error.
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	a := &attempts{}
+	conn, err := d.d.DialContext(context.WithValue(ctx, attemptsKey{}, a), network, address)
+	if err != nil && a.allowed.Load() && errors.Is(err, ErrForbiddenAddress) {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("httpguard: dial %s %s: %w", network, address, ctxErr)
+		}
+		return nil, fmt.Errorf("httpguard: dial %s %s: the policy allowed some of its addresses, and those failed (the first address's error: %v)", network, address, err)
 	}
+	return conn, err
 }
 
 // IdleConnTimeout is how long an idle connection of cfg's client is kept.
