@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func openClient(t testing.TB, prefix string) *Client {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := c.unlinkMatching(ctx, domain.GlobEscape(prefix)+"*"); err != nil {
+		if err := c.unlinkMatching(ctx, domain.GlobEscape(prefix)+"*", new(atomic.Int64)); err != nil {
 			t.Errorf("remove test keys %s*: %v", prefix, err)
 		}
 		if err := c.Close(); err != nil {

@@ -138,46 +138,42 @@ func (inv *Invalidator) Execute(ctx context.Context, ev *domain.Event, obs *doma
 }
 
 // unlink removes the key pattern names, or every key matching it, and
-// returns as soon as ctx ends. go-redis honours a deadline but not a
-// cancellation in the middle of a read, so the calls run aside; abandoned,
-// they end on their own within the command timeout.
+// returns how many keys it removed, as soon as ctx ends: then the count
+// is of the commands answered so far (one in flight may remove more).
+// go-redis honours a deadline but not a cancellation in the middle of a
+// read, so the calls run aside; abandoned, they end on their own within
+// the command timeout.
 func (inv *Invalidator) unlink(ctx context.Context, pattern string) (int64, error) {
-	type result struct {
-		n   int64
-		err error
-	}
-	done := make(chan result, 1)
+	var total atomic.Int64
+	done := make(chan error, 1)
 	go func() {
-		var r result
 		if domain.HasGlob(pattern) {
-			r.n, r.err = inv.c.unlinkMatching(ctx, pattern)
-		} else {
-			r.n, r.err = inv.c.rdb.Unlink(ctx, domain.GlobUnescape(pattern)).Result()
+			done <- inv.c.unlinkMatching(ctx, pattern, &total)
+			return
 		}
-		done <- r
+		n, err := inv.c.rdb.Unlink(ctx, domain.GlobUnescape(pattern)).Result()
+		total.Add(n)
+		done <- err
 	}()
 	select {
-	case r := <-done:
-		return r.n, r.err
+	case err := <-done:
+		return total.Load(), err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return total.Load(), ctx.Err()
 	}
 }
 
 // unlinkMatching SCANs for pattern and UNLINKs each batch found, on every
-// master in Cluster mode, and returns how many keys it removed.
-func (c *Client) unlinkMatching(ctx context.Context, pattern string) (int64, error) {
-	var total atomic.Int64
+// master in Cluster mode, adding to total the keys it removes.
+func (c *Client) unlinkMatching(ctx context.Context, pattern string, total *atomic.Int64) error {
 	if c.cluster != nil {
 		// A node refuses a multi-key UNLINK across hash slots: one key per
 		// command, pipelined.
-		err := c.cluster.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
-			return scanUnlink(ctx, node, pattern, true, &total)
+		return c.cluster.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+			return scanUnlink(ctx, node, pattern, true, total)
 		})
-		return total.Load(), err
 	}
-	err := scanUnlink(ctx, c.rdb, pattern, false, &total)
-	return total.Load(), err
+	return scanUnlink(ctx, c.rdb, pattern, false, total)
 }
 
 func scanUnlink(ctx context.Context, node goredis.Cmdable, pattern string, perKey bool, total *atomic.Int64) error {

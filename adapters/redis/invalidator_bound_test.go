@@ -89,10 +89,11 @@ func TestInvalidatorTimeout(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	tests := []struct {
 		name, url, pattern string
+		removedSome        bool // the error counts the keys removed before the timeout
 	}{
-		{"unlink against a silent redis", silentRedis(t), "user:{{ id }}"},
-		{"scan against a silent redis", silentRedis(t), "user:{{ id }}:*"},
-		{"endless scan walk", endlessScanRedis(t), "k:*"},
+		{"unlink against a silent redis", silentRedis(t), "user:{{ id }}", false},
+		{"scan against a silent redis", silentRedis(t), "user:{{ id }}:*", false},
+		{"endless scan walk", endlessScanRedis(t), "k:*", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,6 +120,9 @@ func TestInvalidatorTimeout(t *testing.T) {
 			}
 			if !errors.Is(err, ports.ErrUnavailable) || !strings.Contains(err.Error(), "timeout 300ms") {
 				t.Errorf("Execute = %v, want ErrUnavailable naming the timeout", err)
+			}
+			if zero := strings.Contains(err.Error(), " 0 keys unlinked"); zero == tt.removedSome || !strings.Contains(err.Error(), "keys unlinked") {
+				t.Errorf("Execute = %v, want the count of keys unlinked before the timeout (some: %v)", err, tt.removedSome)
 			}
 		})
 	}
