@@ -438,6 +438,9 @@ func (r *Reader) reportStall(log *slog.Logger, was bool) bool {
 func (r *Reader) save(ctx context.Context, log *slog.Logger, tr *tracker, saved *ports.Position, endTerm context.CancelCauseFunc) {
 	pos, pending := tr.state()
 	r.update(func(s *ReaderStatus) { s.InFlight = pending })
+	// The read loop sets the gauge before each read; while it waits for
+	// rows (or a handler holds it) the events finish without it.
+	r.cfg.Metrics.InFlight(r.cfg.Name, pending)
 	if pos == *saved {
 		return
 	}

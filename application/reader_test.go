@@ -426,6 +426,27 @@ func TestReaderInFlightGaugeEndsAtZero(t *testing.T) {
 	}
 }
 
+// While the reader waits for new rows, events_in_flight follows the
+// events it handed as they finish (by the next checkpoint save at the
+// latest), rather than keeping the count of its last loop: a quiet
+// stream after a burst showed events in flight for as long as it stayed
+// quiet.
+func TestReaderInFlightGaugeFollowsFinishesWhileIdle(t *testing.T) {
+	t.Parallel()
+	src, cps := newMemorySource(t), memory.NewCheckpoints()
+	release := make(chan struct{})
+	// A source with nothing more to say: its Wait ends only with the term.
+	quiet := &eventSource{ReadFunc: src.Read, WaitFunc: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+	p := newPipeline(t, pipelineSetup{source: quiet, checkpoints: cps, exec: blockedUntil(release),
+		reader: application.ReaderConfig{BatchSize: 10, CheckpointInterval: 10 * time.Millisecond}})
+	appendEvents(t, src, numbered("ent", 3)...)
+	runInBackground(t, p.reader.Run)
+	eventually(t, "3 events in flight", func() bool { return p.metrics.lastInFlight() == 3 })
+	close(release)
+	eventually(t, "checkpoint at 3", savedAt(t, cps, 3))
+	eventually(t, "events_in_flight back to 0 while the reader waits", func() bool { return p.metrics.lastInFlight() == 0 })
+}
+
 // numbered returns n names: prefix0, prefix1, ...
 func numbered(prefix string, n int) []string {
 	names := make([]string, n)
