@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -903,19 +904,55 @@ func (s *rescheduleAnswerLost) Reschedule(ctx context.Context, id int64, holder 
 	return err
 }
 
+// settlements counts the retry runner's settlements by outcome.
+type settlements struct {
+	ports.NopDeliveryMetrics
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (s *settlements) RetrySettled(outcome string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.got == nil {
+		s.got = map[string]int{}
+	}
+	s.got[outcome]++
+}
+
+func (s *settlements) counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.got)
+}
+
 // TestRetryRunnerRescheduleWhoseAnswerWasLost: the retried Reschedule
 // finds the claim gone (the lost try released it) and says the item was
-// most likely settled, as a warning, not that it could not be settled.
+// most likely settled, as a warning, not that it could not be settled;
+// and it counts and logs that settlement (the action it dead-lettered
+// included), as it would have had the answer come back.
 func TestRetryRunnerRescheduleWhoseAnswerWasLost(t *testing.T) {
 	t.Parallel()
 	mem := memory.NewRetries(memory.NewDeadLetters(nil), nil)
-	exec, _ := recording(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return errDown })
-	m := domain.NewMatcher([]domain.Observer{durableObserver("hooks", "Order", 1, "a")})
+	exec, _ := recording(func(_ context.Context, _ *domain.Event, _ *domain.Observer, act *domain.Action) error {
+		if act.Name == "gone" {
+			return domain.Permanent(errors.New("410 gone"))
+		}
+		return errDown
+	})
+	m := domain.NewMatcher([]domain.Observer{durableObserver("hooks", "Order", 1, "a", "gone")})
 	ev := event("e1", "Order", "1", nil)
-	parkNow(t, mem, ev)
+	if _, _, err := mem.Park(t.Context(), ports.RetryItem{Event: ev, Observer: "hooks", EntityKey: ev.EntityKey(),
+		Actions: []ports.RetryAction{
+			{Action: "a", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()},
+			{Action: "gone", ActionType: domain.ActionWebhook, Endpoint: "e", Attempts: 1, Due: time.Now()},
+		}}); err != nil {
+		t.Fatal(err)
+	}
 	logs := &testsupport.Logs{}
+	counted, settled := newMetrics(), &settlements{}
 	r, err := application.NewRetryRunner(&rescheduleAnswerLost{RetryStore: mem}, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
-		Holder: "p", Logger: slog.New(logs), ClaimTTL: time.Hour,
+		Holder: "p", Logger: slog.New(logs), ClaimTTL: time.Hour, Metrics: counted, Delivery: settled,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -930,10 +967,19 @@ func TestRetryRunnerRescheduleWhoseAnswerWasLost(t *testing.T) {
 	if len(warned) != 1 || warned[0].Level != slog.LevelWarn {
 		t.Errorf("warnings = %+v, want one", warned)
 	}
+	if got := settled.counts(); got["rescheduled"] != 1 || len(got) != 1 {
+		t.Errorf("settlements counted %v, want the one rescheduled", got)
+	}
+	if _, _, dead, _ := counted.snapshot(); dead != 1 {
+		t.Errorf("dead letters counted %d, want 1 (the action the lost Reschedule dead-lettered)", dead)
+	}
+	if got := logs.Find("action dead-lettered"); len(got) != 1 {
+		t.Errorf("logged %d dead letters, want 1", len(got))
+	}
 	// The item was rescheduled (one more attempt) and nobody holds it.
 	got, err := mem.ClaimDue(t.Context(), ports.RetryClaim{Holder: "q", Now: time.Now().Add(time.Hour), TTL: time.Minute}, 10, nil)
-	if err != nil || len(got) != 1 || got[0].Actions[0].Attempts != 2 {
-		t.Fatalf("after the lost Reschedule, claim = %+v, %v; want the item, rescheduled with 2 attempts", got, err)
+	if err != nil || len(got) != 1 || len(got[0].Actions) != 1 || got[0].Actions[0].Attempts != 2 {
+		t.Fatalf("after the lost Reschedule, claim = %+v, %v; want the item, rescheduled with 2 attempts of its one action left", got, err)
 	}
 }
 

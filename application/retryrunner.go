@@ -381,8 +381,7 @@ func (r *RetryRunner) settle(ctx context.Context, holder string, it ports.RetryI
 		}
 		if len(remaining) > 0 {
 			if err = r.store.Reschedule(ctx, it.ID, holder, remaining, dead); err == nil {
-				r.cfg.Delivery.RetrySettled(settleOutcome(it.Actions, remaining))
-				r.settled(ctx, it, dead, logged)
+				r.rescheduled(ctx, it, remaining, dead, logged)
 				return ports.RetryItem{}, "", false, true
 			}
 		} else {
@@ -414,10 +413,21 @@ func (r *RetryRunner) settle(ctx context.Context, holder string, it ports.RetryI
 	}
 	r.cfg.Logger.LogAttrs(ctx, level, msg,
 		slog.Int64("retry_id", it.ID), slog.String("event_id", it.Event.ID), slog.String("observer", it.Observer), slog.String("error", err.Error()))
+	if level == slog.LevelWarn {
+		// Counted and logged as the settlement it most likely was: its
+		// dead letters are stored, and an alert on them must see them.
+		r.rescheduled(ctx, it, remaining, dead, logged)
+	}
 	if nextHolder != "" && failed {
 		r.release(ctx, nextHolder) // the last try may have completed it and claimed the next
 	}
 	return ports.RetryItem{}, "", false, false
+}
+
+// rescheduled counts and logs it rescheduled with remaining.
+func (r *RetryRunner) rescheduled(ctx context.Context, it ports.RetryItem, remaining []ports.RetryAction, dead []ports.DeadLetter, logged []ports.RetryAction) {
+	r.cfg.Delivery.RetrySettled(settleOutcome(it.Actions, remaining))
+	r.settled(ctx, it, dead, logged)
 }
 
 // completed counts and logs it completed.
