@@ -50,10 +50,12 @@ func NewConsumer(ctx context.Context, c *Conn) (*Consumer, error) {
 
 // Consume calls handle for each delivery from up to concurrency goroutines,
 // with at most ConsumerConfig.MaxBytesInHand of message data handed out
-// and not finished, until ctx ends. It then stops pulling, releases (naks) a message it had
-// not yet handed out, waits for the subscription to close and for the
-// running handlers, and returns nil. Messages buffered by the client but
-// not handed out are redelivered after the ack wait. If the subscription
+// and not finished, until ctx ends. It then stops pulling, releases (naks)
+// each message it had not yet handed out, the client's buffered ones
+// included, but for those on their last delivery, which it hands to
+// handle (with ctx ended) since the broker would not deliver them again;
+// waits for the subscription to close and for the running handlers, and
+// returns nil. If the subscription
 // ends by itself (consumer deleted, connection closed) Consume returns an
 // error after the running handlers finished.
 func (c *Consumer) Consume(ctx context.Context, concurrency int, handle func(context.Context, ports.Delivery)) error {
@@ -89,7 +91,16 @@ func (c *Consumer) Consume(ctx context.Context, concurrency int, handle func(con
 		errMu    sync.Mutex
 		fatalErr error
 	)
+	// release gives back a message not handed out: a nak, so that it is
+	// redelivered at once elsewhere. One on its last delivery (max_deliver)
+	// would not be redelivered: it goes to handle here, after the end
+	// (whose handler parks or dead-letters it, as the worker does with one
+	// that did not finish).
 	release := func(m jetstream.Msg) {
+		if d := c.delivery(m); d.last {
+			handle(ctx, d)
+			return
+		}
 		if err := m.Nak(); err != nil {
 			log.Debug("release of an undelivered message failed; it is redelivered after the ack wait", slog.String("error", err.Error()))
 		}
@@ -142,8 +153,16 @@ func (c *Consumer) Consume(ctx context.Context, concurrency int, handle func(con
 	case <-cc.Closed():
 	case <-c.c.closed:
 	}
-	cc.Stop() // asynchronous: Closed reports the end
-	<-cc.Closed()
+	if ctx.Err() != nil {
+		// The messages the client buffered go through dispatch (release)
+		// rather than being dropped: dropped, they would come again only
+		// after the ack wait, and those on their last delivery never.
+		cc.Drain()
+	} else {
+		cc.Stop() // the subscription or the connection ended: nothing to drain
+	}
+	<-cc.Closed() // Stop and Drain are asynchronous
+
 	gate.Lock()
 	stopped = true
 	gate.Unlock()

@@ -1226,3 +1226,79 @@ func publishAll(t *testing.T, c *Conn, events []domain.Event) {
 		t.Fatalf("Flush: %v", err)
 	}
 }
+
+// TestConsumeHandsLastDeliveriesAtShutdown: at shutdown the messages
+// fetched but not handed out are released for a prompt redelivery, but
+// one on its last delivery (max_deliver) would never come again: it goes
+// to the handler (whose worker parks or dead-letters it), the client's
+// buffered ones included. Before, they were naked (or dropped with the
+// buffer) and lost: 3 of 4 reached a handler of one of two consumers.
+func TestConsumeHandsLastDeliveriesAtShutdown(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Consumer.MaxDeliver = 1
+	c := setup(t, cfg)
+	p := NewPublisher(c)
+	const n = 4
+	for i := range n {
+		if r := publishWait(t, p, newEvent(i)); r.Err != nil {
+			t.Fatalf("publish: %v", r.Err)
+		}
+	}
+	cons := newConsumer(t, c)
+	var (
+		mu      sync.Mutex
+		handled = map[string]int{}
+		started = make(chan struct{}, n)
+	)
+	handle := func(hctx context.Context, d ports.Delivery) {
+		ev, err := domain.DecodeEvent(d.Data())
+		if err != nil {
+			t.Errorf("DecodeEvent: %v", err)
+			return
+		}
+		mu.Lock()
+		handled[ev.ID]++
+		mu.Unlock()
+		if !d.LastAttempt() {
+			t.Errorf("delivery %d with max_deliver 1 is not the last", d.Attempt())
+		}
+		started <- struct{}{}
+		<-hctx.Done() // the worker's step outlives the cancel
+		if err := d.Ack(context.WithoutCancel(hctx)); err != nil {
+			t.Errorf("Ack: %v", err)
+		}
+	}
+	// The first consumer (one at a time) takes one message into its
+	// handler and has more fetched behind it when it stops.
+	ctx, cancel := context.WithCancel(t.Context())
+	consumed := make(chan error, 1)
+	go func() { consumed <- cons.Consume(ctx, 1, handle) }()
+	<-started
+	time.Sleep(300 * time.Millisecond) // the next ones fetched, waiting
+	cancel()
+	select {
+	case err := <-consumed:
+		if err != nil {
+			t.Fatalf("Consume: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Consume did not return after cancel")
+	}
+	// A second consumer gets what the first never fetched.
+	ctx2, cancel2 := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel2()
+	if err := cons.Consume(ctx2, n, handle); err != nil {
+		t.Fatalf("second Consume: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != n {
+		t.Fatalf("%d of %d messages on their last delivery reached a handler", len(handled), n)
+	}
+	for id, k := range handled {
+		if k != 1 {
+			t.Errorf("event %s handed out %d times, want once", id, k)
+		}
+	}
+}
