@@ -422,6 +422,7 @@ func TestNATSStreamSettingsApplied(t *testing.T) {
 				{"max_bytes", got.MaxBytes, unlimited(s.MaxBytes)},
 				{"duplicate_window", got.Duplicates, s.DuplicateWindow},
 				{"replicas", got.Replicas, s.Replicas},
+				{"discard", got.Discard, jetstream.DiscardNew}, // a full stream refuses, never drops unconsumed events
 			}
 			for _, ch := range checks {
 				if ch.got != ch.want {

@@ -32,9 +32,12 @@ type StreamConfig struct {
 	// MaxAge is how long messages are kept; 0 (or negative) = unlimited.
 	// The service's configuration defaults it to 7 days (168h).
 	MaxAge time.Duration
-	// MaxMsgs bounds the number of messages; 0 = unlimited.
+	// MaxMsgs bounds the number of messages; 0 = unlimited. A full
+	// stream refuses new messages (the bridge retries them), and only a
+	// workqueue or interest stream may be bounded so: a limits stream
+	// keeps consumed messages and would fill for good.
 	MaxMsgs int64
-	// MaxBytes bounds the stream's size; 0 = unlimited.
+	// MaxBytes bounds the stream's size; 0 = unlimited; as MaxMsgs.
 	MaxBytes int64
 	// DuplicateWindow is how long a Nats-Msg-Id is remembered (default 2m).
 	DuplicateWindow time.Duration
@@ -138,6 +141,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("stream storage %q must be \"file\" or \"memory\"", s.Storage)
 	case s.Retention != "limits" && s.Retention != "workqueue" && s.Retention != "interest":
 		return fmt.Errorf("stream retention %q must be \"limits\", \"workqueue\" or \"interest\"", s.Retention)
+	case s.Retention == "limits" && (s.MaxMsgs > 0 || s.MaxBytes > 0):
+		return fmt.Errorf("stream max msgs %d / max bytes %d with retention \"limits\": a full stream would drop unconsumed messages; use retention \"workqueue\" or max age", s.MaxMsgs, s.MaxBytes)
 	case s.DuplicateWindow < 0:
 		return errors.New("duplicate window must not be negative")
 	case s.MaxAge > 0 && s.DuplicateWindow > s.MaxAge:
@@ -340,7 +345,12 @@ func (c *Conn) EnsureStream(ctx context.Context) error {
 		MaxBytes:   unlimited(s.MaxBytes),
 		Duplicates: s.DuplicateWindow,
 		Replicas:   s.Replicas,
-		Discard:    jetstream.DiscardOld,
+		// A full stream refuses new messages rather than dropping old ones
+		// no worker may have taken yet: the bridge retries, holding its
+		// checkpoint, and the change log keeps the backlog. (Only a
+		// workqueue or interest stream can be bounded by count or bytes,
+		// see Validate: consumed messages leave it.)
+		Discard: jetstream.DiscardNew,
 	}
 	// A server-side failure (API code 5xx: the server could not create the
 	// stream's store, say while it removes an account directory another

@@ -207,7 +207,7 @@ func TestStreamSettingsAppliedAndUpdated(t *testing.T) {
 			set:  StreamConfig{},
 			want: StreamConfig{Storage: "file", Retention: "limits",
 				DuplicateWindow: DefaultDuplicateWindow, Replicas: 1},
-			change: func(s *StreamConfig) { s.MaxMsgs = 100; s.DuplicateWindow = time.Minute; s.MaxAge = time.Hour },
+			change: func(s *StreamConfig) { s.DuplicateWindow = time.Minute; s.MaxAge = time.Hour },
 		},
 		{
 			name: "negative age is unlimited, interest retention",
@@ -218,8 +218,8 @@ func TestStreamSettingsAppliedAndUpdated(t *testing.T) {
 		},
 		{
 			name:   "limits back to unlimited",
-			set:    StreamConfig{Storage: "memory", MaxAge: time.Hour, MaxMsgs: 10, MaxBytes: 1 << 20},
-			want:   StreamConfig{Storage: "memory", Retention: "limits", MaxAge: time.Hour, MaxMsgs: 10, MaxBytes: 1 << 20, DuplicateWindow: DefaultDuplicateWindow, Replicas: 1},
+			set:    StreamConfig{Storage: "memory", Retention: "workqueue", MaxAge: time.Hour, MaxMsgs: 10, MaxBytes: 1 << 20},
+			want:   StreamConfig{Storage: "memory", Retention: "workqueue", MaxAge: time.Hour, MaxMsgs: 10, MaxBytes: 1 << 20, DuplicateWindow: DefaultDuplicateWindow, Replicas: 1},
 			change: func(s *StreamConfig) { s.MaxAge, s.MaxMsgs, s.MaxBytes = 0, 0, 0 },
 		},
 	}
@@ -971,6 +971,9 @@ func TestConfigValidation(t *testing.T) {
 		{name: "filter", mod: func(c *Config) { c.Consumer.FilterSubject = "a..b" }, wantErr: "filter subject"},
 		{name: "filter wildcard ok", mod: func(c *Config) { c.Consumer.FilterSubject = "fraiseql.events.*.Order.>" }},
 		{name: "unlimited age ok", mod: func(c *Config) { c.Stream.MaxAge = -1 }},
+		{name: "limits stream bounded by count", mod: func(c *Config) { c.Stream.MaxMsgs = 10 }, wantErr: "workqueue"},
+		{name: "limits stream bounded by bytes", mod: func(c *Config) { c.Stream.MaxBytes = 1 << 20 }, wantErr: "workqueue"},
+		{name: "workqueue stream bounded", mod: func(c *Config) { c.Stream.Retention, c.Stream.MaxMsgs, c.Stream.MaxBytes = "workqueue", 10, 1<<20 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1300,5 +1303,66 @@ func TestConsumeHandsLastDeliveriesAtShutdown(t *testing.T) {
 		if k != 1 {
 			t.Errorf("event %s handed out %d times, want once", id, k)
 		}
+	}
+}
+
+// TestFullStreamRefusesNewMessages: a stream bounded by count refuses a
+// message past the bound (an error the bridge retries, not a refusal for
+// good), rather than dropping the oldest one, which no worker had taken:
+// every acknowledged event is delivered. Before, the stream discarded its
+// oldest message and 2 of 3 acknowledged events were delivered.
+func TestFullStreamRefusesNewMessages(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Stream.Retention, cfg.Stream.MaxMsgs = "workqueue", 2
+	c := setup(t, cfg)
+	newConsumer(t, c) // the workers' durable exists, none is running
+	p := NewPublisher(c)
+	events := []domain.Event{newEvent(0), newEvent(1), newEvent(2)}
+	for _, ev := range events[:2] {
+		if r := publishWait(t, p, ev); r.Err != nil {
+			t.Fatalf("publish: %v", r.Err)
+		}
+	}
+	r := publishWait(t, p, events[2])
+	if r.Err == nil || domain.IsPermanent(r.Err) {
+		t.Fatalf("publish into a full stream: %v, want an error to retry", r.Err)
+	}
+	got := map[string]bool{}
+	var mu sync.Mutex
+	stop := runConsumer(t, newConsumer(t, c), 1, func(ctx context.Context, d ports.Delivery) {
+		ev, err := domain.DecodeEvent(d.Data())
+		if err != nil {
+			t.Errorf("DecodeEvent: %v", err)
+			return
+		}
+		if err := d.Ack(ctx); err != nil {
+			t.Errorf("Ack: %v", err)
+			return
+		}
+		mu.Lock()
+		got[ev.ID] = true
+		mu.Unlock()
+	})
+	defer stop()
+	// The retry, once the workers made room, goes through.
+	deadline := time.Now().Add(waitTimeout)
+	for r = publishWait(t, p, events[2]); r.Err != nil; r = publishWait(t, p, events[2]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("publish after the workers made room: %v", r.Err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == len(events) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acknowledged events delivered", n, len(events))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

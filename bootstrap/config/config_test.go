@@ -155,6 +155,8 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"redis cluster addr without host", "[redis]\ncluster = true\naddrs = [\"127.0.0.1:7000\", \":7001\"]", nil, []string{"redis.addrs[1]", "not host:port"}},
 		{"nats subject prefix with an empty token", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\nsubject_prefix = \"fraiseql..events\"", nil, []string{"nats.subject_prefix", "fraiseql..events"}},
 		{"nats subject prefix starting with a dot", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\nsubject_prefix = \".events\"", nil, []string{"nats.subject_prefix"}},
+		{"nats limits stream bounded by count", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\n[nats.stream]\nmax_msgs = 1000", nil, []string{"nats.stream.max_msgs", "retention = \"workqueue\""}},
+		{"nats limits stream bounded by bytes", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\n[nats.stream]\nmax_bytes = 1000000", nil, []string{"nats.stream.max_bytes", "consumed or not"}},
 		{"nats duplicate window beyond max age", "topology = \"nats-distributed\"\nrole = \"bridge\"\n[nats]\nurl = \"nats://127.0.0.1:4222\"\n[nats.stream]\nmax_age = \"1m\"\nduplicate_window = \"2m\"", nil, []string{"nats.stream.duplicate_window", "nats.stream.max_age"}},
 	}
 	for _, tt := range tests {

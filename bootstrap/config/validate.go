@@ -278,6 +278,17 @@ func (c *Config) validateNATS() error {
 			return &ConfigError{Key: ch.key, Msg: ch.msg}
 		}
 	}
+	if n.Stream.Retention == "limits" {
+		for _, lim := range []struct {
+			key string
+			v   int64
+		}{{"nats.stream.max_msgs", n.Stream.MaxMsgs}, {"nats.stream.max_bytes", n.Stream.MaxBytes}} {
+			if lim.v > 0 {
+				return &ConfigError{Key: lim.key, Msg: fmt.Sprintf("%d with retention = \"limits\": a full stream would drop its oldest messages, consumed or not, and so events no worker has taken; "+
+					"use retention = \"workqueue\" (acknowledged messages leave the stream, and a full one holds the bridge back) or bound the stream by max_age", lim.v)}
+			}
+		}
+	}
 	if n.Stream.MaxAge > 0 && n.Stream.DuplicateWindow > n.Stream.MaxAge {
 		return &ConfigError{Key: "nats.stream.duplicate_window", Msg: fmt.Sprintf("%s must not exceed nats.stream.max_age (%s): JetStream refuses the stream", n.Stream.DuplicateWindow, n.Stream.MaxAge)}
 	}
