@@ -331,8 +331,10 @@ func (c *Conn) Close() {
 }
 
 // EnsureStream creates the stream, or updates it so that every setting of
-// Config.Stream is applied. A change the server cannot apply (storage
-// type, some retention changes) is an error naming the stream.
+// Config.Stream is applied; with retention "interest" it creates (or
+// updates) the workers' durable consumer too. A change the server cannot
+// apply (storage type, some retention changes) is an error naming the
+// stream.
 func (c *Conn) EnsureStream(ctx context.Context) error {
 	s := c.cfg.Stream
 	sc := jetstream.StreamConfig{
@@ -361,6 +363,15 @@ func (c *Conn) EnsureStream(ctx context.Context) error {
 	})
 	if err != nil {
 		return interpretError("ensure stream "+s.Name, err)
+	}
+	if s.Retention == "interest" {
+		// An interest stream stores a message only for the consumers that
+		// exist then: a bridge that started before any worker would have
+		// its events acknowledged and dropped. The workers' durable comes
+		// with the stream.
+		if _, err := c.ensureConsumer(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -31,6 +31,16 @@ var _ ports.EventConsumer = (*Consumer)(nil)
 // Config.Consumer: explicit acks, AckWait, MaxDeliver, MaxAckPending and
 // FilterSubject. The stream must exist (EnsureStream).
 func NewConsumer(ctx context.Context, c *Conn) (*Consumer, error) {
+	cons, err := c.ensureConsumer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{c: c, cons: cons, maxDeliver: cons.CachedInfo().Config.MaxDeliver}, nil
+}
+
+// ensureConsumer creates the workers' durable consumer, or updates it to
+// Config.Consumer.
+func (c *Conn) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	cc := c.cfg.Consumer
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream.Name, jetstream.ConsumerConfig{
 		Durable:       cc.Durable,
@@ -45,7 +55,7 @@ func NewConsumer(ctx context.Context, c *Conn) (*Consumer, error) {
 	if err != nil {
 		return nil, interpretError("create consumer "+cc.Durable+" on stream "+c.cfg.Stream.Name, err)
 	}
-	return &Consumer{c: c, cons: cons, maxDeliver: cons.CachedInfo().Config.MaxDeliver}, nil
+	return cons, nil
 }
 
 // Consume calls handle for each delivery from up to concurrency goroutines,

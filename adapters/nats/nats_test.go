@@ -1366,3 +1366,42 @@ func TestFullStreamRefusesNewMessages(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestInterestStreamKeepsEventsPublishedBeforeTheWorkers: an interest
+// stream stores a message only for the consumers that exist; the
+// workers' durable comes with the stream, so an event the bridge
+// publishes before any worker started is kept and delivered. Before, it
+// was acknowledged and dropped (0 delivered).
+func TestInterestStreamKeepsEventsPublishedBeforeTheWorkers(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.Stream.Retention = "interest"
+	c := setup(t, cfg) // the bridge's EnsureStream; no worker yet
+	ev := newEvent(0)
+	if r := publishWait(t, NewPublisher(c), ev); r.Err != nil {
+		t.Fatalf("publish: %v", r.Err)
+	}
+	if n := streamMsgs(t, c); n != 1 {
+		t.Fatalf("the stream holds %d messages after an acknowledged publish, want 1", n)
+	}
+	got := make(chan string, 1)
+	runConsumer(t, newConsumer(t, c), 1, func(ctx context.Context, d ports.Delivery) {
+		e, err := domain.DecodeEvent(d.Data())
+		if err != nil {
+			t.Errorf("DecodeEvent: %v", err)
+			return
+		}
+		if err := d.Ack(ctx); err != nil {
+			t.Errorf("Ack: %v", err)
+		}
+		got <- e.ID
+	})
+	select {
+	case id := <-got:
+		if id != ev.ID {
+			t.Errorf("delivered %s, want %s", id, ev.ID)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the event published before the workers started never came")
+	}
+}
