@@ -1405,3 +1405,36 @@ func TestInterestStreamKeepsEventsPublishedBeforeTheWorkers(t *testing.T) {
 		t.Fatal("the event published before the workers started never came")
 	}
 }
+
+// TestPublishCreatesAMissingStreamAgain: a stream deleted under a running
+// bridge (by an operator, or a memory stream lost with its server) is
+// created again after a publication finds no stream answering; the
+// republished event is stored and delivered. Before, every publication
+// failed for good ("no response from stream") until a restart.
+func TestPublishCreatesAMissingStreamAgain(t *testing.T) {
+	t.Parallel()
+	c := setup(t, testConfig(t))
+	p := NewPublisher(c)
+	if r := publishWait(t, p, newEvent(0)); r.Err != nil {
+		t.Fatalf("publish: %v", r.Err)
+	}
+	if err := c.DeleteStream(t.Context()); err != nil {
+		t.Fatalf("DeleteStream: %v", err)
+	}
+	ev := newEvent(1)
+	r := publishWait(t, p, ev)
+	if r.Err == nil || !errors.Is(r.Err, ports.ErrUnavailable) {
+		t.Fatalf("publish with the stream gone: %v, want an error wrapping ErrUnavailable", r.Err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for r.Err != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("publish %s after the stream was deleted: %v", waitTimeout, r.Err)
+		}
+		time.Sleep(100 * time.Millisecond) // the bridge's retry delay
+		r = publishWait(t, p, ev)
+	}
+	if n := streamMsgs(t, c); n != 1 {
+		t.Errorf("the stream created again holds %d messages, want the republished one", n)
+	}
+}

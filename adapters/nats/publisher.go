@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,7 +39,13 @@ type Publisher struct {
 	issued    uint64        // publications sent
 	completed uint64        // publications whose done returned
 	flushes   []flushWaiter
+
+	restoring   bool      // a restoreStream runs
+	lastRestore time.Time // when the last one started
 }
+
+// restoreInterval spaces the attempts to create a missing stream again.
+const restoreInterval = 5 * time.Second
 
 // outstanding is a publication sent and not yet reported.
 type outstanding struct {
@@ -197,6 +204,9 @@ func (p *Publisher) await(fut jetstream.PubAckFuture, eventID string) ports.Publ
 		res = ports.PublishResult{Duplicate: ack.Duplicate, Sequence: ack.Sequence}
 	case err := <-fut.Err():
 		res.Err = interpretError("publish event "+eventID, err)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			p.restoreStream()
+		}
 	case <-p.c.closed:
 		// Close does not resolve outstanding futures: fail them here.
 		select {
@@ -208,6 +218,46 @@ func (p *Publisher) await(fut jetstream.PubAckFuture, eventID string) ports.Publ
 	}
 	return res
 }
+
+// restoreStream creates the stream again (EnsureStream), in the
+// background and at most once per restoreInterval, after a publication
+// found no stream answering on its subject: deleted by an operator, or a
+// memory stream lost with its server's restart. The publication's error
+// stands (the caller republishes); without this, a bridge retried
+// against the missing stream for good.
+func (p *Publisher) restoreStream() {
+	p.mu.Lock()
+	if p.restoring || time.Since(p.lastRestore) < restoreInterval {
+		p.mu.Unlock()
+		return
+	}
+	p.restoring, p.lastRestore = true, time.Now()
+	p.mu.Unlock()
+	go func() {
+		defer func() {
+			p.mu.Lock()
+			p.restoring = false
+			p.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), restoreTimeout)
+		defer cancel()
+		name := p.c.cfg.Stream.Name
+		if _, err := p.c.js.Stream(ctx, name); err == nil {
+			return // it answers again (a server that was restarting)
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			p.c.logger.Warn("a publication found no stream answering, and the stream cannot be looked up", "stream", name, "error", err)
+			return
+		}
+		if err := p.c.EnsureStream(ctx); err != nil {
+			p.c.logger.Error("the stream is missing and cannot be created again", "stream", name, "error", err)
+			return
+		}
+		p.c.logger.Warn("the stream was missing (deleted, or a memory stream lost with its server): created it again; events published meanwhile are republished", "stream", name)
+	}()
+}
+
+// restoreTimeout bounds one restoreStream.
+const restoreTimeout = 10 * time.Second
 
 // Flush waits until every publication whose Publish returned before the
 // call got its done callback (and the callback returned), or ctx ends.
