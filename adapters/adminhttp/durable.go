@@ -51,8 +51,8 @@ func (s *server) resend(w http.ResponseWriter, r *http.Request) {
 		Action   string `json:"action"`
 	}
 	if r.ContentLength != 0 {
-		if err := decodeBody(r, &body); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("body: want {\"observer\": \"\", \"action\": \"\"}: %w", err))
+		if err := decodeBody(w, r, &body); err != nil && !errors.Is(err, io.EOF) {
+			writeBodyError(w, err, `{"observer": "", "action": ""}`)
 			return
 		}
 	}

@@ -340,8 +340,8 @@ type replayRequest struct {
 
 func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 	var body replayRequest
-	if err := decodeBody(r, &body); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("body: want {\"since\": \"2h\", \"reader\": \"\"}: %w", err))
+	if err := decodeBody(w, r, &body); err != nil {
+		writeBodyError(w, err, `{"since": "2h", "reader": ""}`)
 		return
 	}
 	since, err := admin.ParseSince(body.Since, s.Now())
@@ -447,11 +447,15 @@ func (s *server) deadLetterRoutes(api router) {
 }
 
 // onlyParams refuses a query with a parameter not in known (a typo such
-// as ?obsever= would otherwise widen the request to everything), naming
-// it.
+// as ?obsever= would otherwise widen the request to everything), or one
+// given more than once, naming it.
 func onlyParams(r *http.Request, known ...string) error {
-	for k := range r.URL.Query() {
+	for k, vs := range r.URL.Query() {
 		switch {
+		case len(vs) > 1 && slices.Contains(known, k):
+			// Only the first would count: ?observer=&observer=hooks would
+			// act on every observer.
+			return fmt.Errorf("query parameter %q given %d times: give it once", k, len(vs))
 		case len(known) == 0:
 			return fmt.Errorf("unknown query parameter %q: this route takes none", k)
 		case !slices.Contains(known, k):
@@ -513,8 +517,8 @@ func (s *server) putCheckpoint(w http.ResponseWriter, r *http.Request) {
 		TxID *uint64 `json:"txid"`
 		Seq  *int64  `json:"seq"`
 	}
-	if err := decodeBody(r, &body); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("body: want {\"txid\": N, \"seq\": N}: %w", err))
+	if err := decodeBody(w, r, &body); err != nil {
+		writeBodyError(w, err, `{"txid": N, "seq": N}`)
 		return
 	}
 	if body.TxID == nil || body.Seq == nil || *body.Seq < 0 {
@@ -539,11 +543,34 @@ func (s *server) putCheckpoint(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// decodeBody decodes a small JSON body, refusing unknown fields.
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxSmallBody))
+// decodeBody decodes a small JSON body (at most maxSmallBody bytes, see
+// writeBodyError), refusing unknown fields and anything after the value:
+// a second document would otherwise be ignored.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSmallBody))
 	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if err := dec.Decode(new(json.RawMessage)); !errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return errors.New("more than one JSON value")
+	}
+	return nil
+}
+
+// writeBodyError answers a body decodeBody refused: 413 when it is over
+// maxSmallBody, else 400 with want, the shape expected.
+func writeBodyError(w http.ResponseWriter, err error, want string) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body: over %d bytes", tooLarge.Limit))
+		return
+	}
+	writeError(w, http.StatusBadRequest, fmt.Errorf("body: want %s: %w", want, err))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

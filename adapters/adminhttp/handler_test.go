@@ -365,6 +365,12 @@ func TestDeadLettersAndCheckpoints(t *testing.T) {
 		{"GET", "/dlq?limit=abc", "", 400, nil},
 		{"GET", "/dlq?obsever=hooks", "", 400, func(m map[string]any) bool { return strings.Contains(m["error"].(string), `"obsever"`) }},
 		{"POST", "/dlq/retry-all?obsever=hooks", "", 400, func(m map[string]any) bool { return strings.Contains(m["error"].(string), `"obsever"`) }},
+		// A parameter given twice: only the first would count, and an
+		// empty first observer would retry every observer's dead letters.
+		{"POST", "/dlq/retry-all?observer=&observer=other", "", 400, func(m map[string]any) bool {
+			return strings.Contains(m["error"].(string), `"observer" given 2 times`)
+		}},
+		{"GET", "/dlq?observer=hooks&observer=other", "", 400, nil},
 		// A route that takes no query refuses one, rather than ignore it.
 		{"GET", "/dlq/stats?observer=hooks", "", 400, func(m map[string]any) bool { return strings.Contains(m["error"].(string), "takes none") }},
 		{"DELETE", "/dlq/" + id(input) + "?observer=hooks", "", 400, nil},
@@ -455,6 +461,10 @@ func TestStateAndReplay(t *testing.T) {
 		{`{"since": "last tuesday"}`, 400},
 		{`{"since": "2h", "reader": "nope"}`, 400},
 		{`{"since": "2h", "extra": 1}`, 400},
+		// A second document would be ignored; a body over the bound is
+		// named as such, not an "unexpected EOF" of a cut document.
+		{`{"since": "2h"} {"since": "1h", "reader": "default"}`, 400},
+		{`{"since": "2h", "reader": "` + strings.Repeat("r", 70000) + `"}`, 413},
 	} {
 		if code, body := b.call(t, "POST", "/api/observers/replay", "tok", c.body); code != c.code || body["error"] == nil {
 			t.Errorf("replay %s = %d %v, want %d", c.body, code, body, c.code)
