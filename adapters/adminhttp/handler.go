@@ -439,7 +439,9 @@ func (s *server) deadLetterRoutes(api router) {
 		rep, err := d.RetryAll(r.Context(), r.URL.Query().Get("observer"))
 		lr.answer()
 		if err != nil {
-			writeStoreError(w, err)
+			// What was retried before the stop is done (retried items
+			// that succeeded are gone): the answer says what.
+			writeJSON(w, storeErrorCode(err), map[string]any{"error": err.Error(), "report": rep})
 			return
 		}
 		writeJSON(w, http.StatusOK, rep)
@@ -588,7 +590,10 @@ func writeError(w http.ResponseWriter, code int, err error) {
 // writeStoreError maps a use case's error to its status: 400 bad request,
 // 404 unknown, 409 conflict, 503 store or process unable to serve, 500
 // otherwise.
-func writeStoreError(w http.ResponseWriter, err error) {
+func writeStoreError(w http.ResponseWriter, err error) { writeError(w, storeErrorCode(err), err) }
+
+// storeErrorCode is the status of an operator use case's error.
+func storeErrorCode(err error) int {
 	code := http.StatusInternalServerError
 	var re *admin.RequestError
 	switch {
@@ -601,5 +606,5 @@ func writeStoreError(w http.ResponseWriter, err error) {
 	case errors.Is(err, ports.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, admin.ErrNoActions):
 		code = http.StatusServiceUnavailable
 	}
-	writeError(w, code, err)
+	return code
 }

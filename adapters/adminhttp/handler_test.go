@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -481,5 +482,48 @@ func TestStateAndReplay(t *testing.T) {
 	}
 	if pos, _, _ := b.cps.Load(ctx, "default"); pos != want {
 		t.Errorf("checkpoint after replay = %s, want %s", pos, want)
+	}
+}
+
+// listFailsAfterFirst is a dead-letter store whose listings after the
+// first fail as an unreachable store does.
+type listFailsAfterFirst struct {
+	*memory.DeadLetters
+	lists atomic.Int32
+}
+
+func (f *listFailsAfterFirst) List(ctx context.Context, q ports.DeadLetterFilter) ([]ports.DeadLetter, error) {
+	if f.lists.Add(1) > 1 {
+		return nil, fmt.Errorf("db gone: %w", ports.ErrUnavailable)
+	}
+	return f.DeadLetters.List(ctx, q)
+}
+
+// TestRetryAllStoppedAnswersWhatItDid: a retry-all the store stops after
+// a page of items (retried, and removed: they succeeded) answers 503
+// with the error and the report of what it did. Before, the answer was
+// the error alone: the operator could not tell what had run.
+func TestRetryAllStoppedAnswersWhatItDid(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	obs := domain.Observer{Name: "hooks", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, Retry: domain.DefaultRetryPolicy,
+		Actions: []domain.Action{{Name: "ok-hook", Type: domain.ActionLog}}}
+	m := domain.NewMatcher([]domain.Observer{obs})
+	exec := ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })
+	store := &listFailsAfterFirst{DeadLetters: b.dl}
+	retrier := &application.DeadLetterRetrier{Store: store, Executor: exec, Matcher: func() *domain.Matcher { return m }}
+	for range admin.DefaultLimit + 1 {
+		b.addDeadLetter(t, "hooks", "ok-hook", nil)
+	}
+	cfg := b.config("tok")
+	cfg.DeadLetters = &admin.DeadLetters{Store: store, Retrier: func(context.Context) (*application.DeadLetterRetrier, error) { return retrier, nil }}
+	b.serve(t, cfg)
+	code, out := b.call(t, http.MethodPost, "/api/observers/dlq/retry-all", "tok", "")
+	rep, _ := out["report"].(map[string]any)
+	if code != http.StatusServiceUnavailable || rep == nil || rep["succeeded"] != float64(admin.DefaultLimit) {
+		t.Fatalf("retry-all stopped by the store = %d %v, want 503 with the report of the %d items retried", code, out, admin.DefaultLimit)
+	}
+	if msg, _ := out["error"].(string); !strings.Contains(msg, fmt.Sprintf("stopped after %d", admin.DefaultLimit)) {
+		t.Errorf("error %q should say how far it went", msg)
 	}
 }

@@ -253,7 +253,8 @@ func (d *DeadLetters) RetryAll(ctx context.Context, observer string) (RetryRepor
 }
 
 // RetryAllProgress is RetryAll calling progress (when not nil) with the
-// report so far after each page of DefaultLimit items.
+// report so far after each item (a caller that prints it spaces the
+// lines: an item may take a webhook's whole timeout).
 func (d *DeadLetters) RetryAllProgress(ctx context.Context, observer string, progress func(RetryReport)) (RetryReport, error) {
 	rep := RetryReport{Results: []RetryResult{}}
 	if progress == nil {
@@ -267,7 +268,7 @@ func (d *DeadLetters) RetryAllProgress(ctx context.Context, observer string, pro
 	for {
 		page, err := d.Store.List(ctx, f)
 		if err != nil {
-			return rep, migrateHint(err)
+			return rep, fmt.Errorf("retry all dead letters: stopped after %d: %w", rep.Total(), migrateHint(err))
 		}
 		if len(page) == 0 {
 			return rep, nil
@@ -284,11 +285,12 @@ func (d *DeadLetters) RetryAllProgress(ctx context.Context, observer string, pro
 				if stopsRetryAll(ctx, err) {
 					return rep, fmt.Errorf("retry all dead letters: stopped at dead letter %d: %w", it.ID, err)
 				}
+				progress(rep)
 				continue
 			}
 			rep.add(res)
+			progress(rep)
 		}
-		progress(rep)
 	}
 }
 
