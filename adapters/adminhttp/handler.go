@@ -39,7 +39,6 @@
 package adminhttp
 
 import (
-	"cmp"
 	"context"
 	"crypto/subtle"
 	_ "embed" // the OpenAPI document
@@ -376,8 +375,8 @@ func (s *server) deadLetterRoutes(api router) {
 			items[i] = items[i].Brief()
 		}
 		resp := map[string]any{"items": items}
-		if len(items) > 0 && len(items) == cmp.Or(q.Limit, admin.DefaultLimit) {
-			resp["next_after"] = items[len(items)-1].ID
+		if next, ok := admin.NextAfter(items, q.Limit); ok {
+			resp["next_after"] = next
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})

@@ -64,6 +64,15 @@ func (v DeadLetterView) Brief() DeadLetterView {
 	return v
 }
 
+// NextAfter is the cursor of the page after items, listed with limit (0:
+// DefaultLimit): the last id, when the page is full (more may follow).
+func NextAfter(items []DeadLetterView, limit int) (int64, bool) {
+	if len(items) == 0 || len(items) != cmp.Or(limit, DefaultLimit) {
+		return 0, false
+	}
+	return items[len(items)-1].ID, true
+}
+
 func viewDeadLetter(d ports.DeadLetter) DeadLetterView {
 	v := DeadLetterView{
 		ID: d.ID, EventID: d.Event.ID, Observer: d.Observer, Action: d.Action, ActionType: string(d.ActionType),

@@ -97,13 +97,17 @@ func writeJSON(w io.Writer, v any) error {
 
 // writeDeadLetters prints a listing as a table, or JSON.
 func writeDeadLetters(w io.Writer, items []admin.DeadLetterView, limit int, asJSON bool) error {
-	if asJSON {
+	next, more := admin.NextAfter(items, limit)
+	if asJSON { // GET /dlq's shape, next_after included
 		brief := make([]admin.DeadLetterView, len(items))
 		for i, d := range items {
-			d.Event, d.Raw, d.RawEncoding = nil, "", ""
-			brief[i] = d
+			brief[i] = d.Brief()
 		}
-		return writeJSON(w, map[string]any{"items": brief})
+		out := map[string]any{"items": brief}
+		if more {
+			out["next_after"] = next
+		}
+		return writeJSON(w, out)
 	}
 	if len(items) == 0 {
 		_, err := fmt.Fprintln(w, "no dead letters")
@@ -122,8 +126,8 @@ func writeDeadLetters(w io.Writer, items []admin.DeadLetterView, limit int, asJS
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if limit := cmp.Or(limit, 100); len(items) == limit {
-		fmt.Fprintf(w, "(%d shown; more may follow: --after %d)\n", len(items), items[len(items)-1].ID)
+	if more {
+		fmt.Fprintf(w, "(%d shown; more may follow: --after %d)\n", len(items), next)
 	}
 	return nil
 }

@@ -74,6 +74,14 @@ func TestWriteDeadLetters(t *testing.T) {
 	if strings.Contains(js, `"event"`) || !strings.Contains(js, `"items"`) {
 		t.Errorf("listing JSON carries the event or lacks items:\n%s", js)
 	}
+	// A full page names the next one's cursor, as GET /dlq does: a script
+	// paging on next_after stopped after the first page before.
+	if !strings.Contains(js, `"next_after": 7`) {
+		t.Errorf("full page's JSON lacks next_after 7:\n%s", js)
+	}
+	if js := render(t, func(w *bytes.Buffer) error { return writeDeadLetters(w, items, 2, true) }); strings.Contains(js, "next_after") {
+		t.Errorf("a page short of its limit has next_after:\n%s", js)
+	}
 	if text := render(t, func(w *bytes.Buffer) error { return writeDeadLetters(w, nil, 0, false) }); !strings.Contains(text, "no dead letters") {
 		t.Errorf("empty listing = %q", text)
 	}
