@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/application/admin"
 	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 	"github.com/fraiseql/fraiseql-observer/domain"
@@ -198,6 +199,34 @@ url = "RECEIVER/hook"
 	mustAppend(domain.Event{EventType: domain.EventUpdate, EntityType: "Order", EntityID: "o4",
 		Data: map[string]any{"status": "pending"}})
 	waitFor(t, "delivery with the kept observers", func() bool { return b.recv.count() == 3 })
+}
+
+// Without observers_file a reload cannot change the observers (the main
+// file's are read at start): it says so, an error wrapping
+// admin.ErrNothingToReload (409 from POST /reload), rather than answer
+// that it reloaded. Before, the API answered 200 with the count.
+func TestReloadWithoutObserversFileSaysSo(t *testing.T) {
+	t.Parallel()
+	cfg := config.Defaults()
+	cfg.Topology = config.TopologyMemory
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Observers = []config.ObserverConfig{{Name: "logged", Entity: "Order", Events: []string{"INSERT"},
+		Actions: []config.ActionConfig{{Type: "log"}}}}
+	env := func(k string) (string, bool) { return "tok", k == "FRAISEQL_ADMIN_TOKEN" }
+	app, _ := runApp(t, cfg, bootstrap.Options{Logger: slog.New(slog.DiscardHandler), LookupEnv: env})
+	if err := app.Reload(); !errors.Is(err, admin.ErrNothingToReload) || !strings.Contains(err.Error(), "observers_file") {
+		t.Errorf("Reload without observers_file = %v, want ErrNothingToReload naming observers_file", err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+app.HTTPAddr()+"/api/observers/reload", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Errorf("POST /reload without observers_file = %d, want 409", resp.StatusCode)
+	}
 }
 
 // A reload that adds batched actions beyond the workers sized at start

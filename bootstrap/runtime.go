@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -64,19 +65,24 @@ func (a *App) buildAdmin() {
 // Reload re-reads the observers (main file's inline observers as loaded at
 // start, plus observers_file as it is now) and swaps them in. Events
 // already started keep the observers they matched; nothing is dropped. On
-// error the running observers stay.
+// error the running observers stay; without observers_file, or in a
+// process that runs no observers, it changes nothing and says so
+// (admin.ErrNothingToReload).
 func (a *App) Reload() error {
 	if a.processor == nil {
 		a.logger.Info("reload: this process runs no observers (bridge role)")
-		return nil
+		return fmt.Errorf("%w: this process runs no observers (bridge role)", admin.ErrNothingToReload)
+	}
+	if a.cfg.ObserversFile == "" {
+		// The main file's observers were read at start; reading them
+		// again from what was loaded then changes nothing.
+		a.logger.Warn("reload: no observers_file is configured; the observers of the main file are kept as loaded at start (a reload re-reads observers_file only)")
+		return fmt.Errorf("%w: no observers_file is configured (the main file's observers are read at start only: restart to change them)", admin.ErrNothingToReload)
 	}
 	// One reload at a time (SIGHUP and POST /reload may overlap): the file
 	// read last is the one swapped in last.
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	if a.cfg.ObserversFile == "" {
-		a.logger.Warn("reload: no observers_file is configured; the observers of the main file are kept as loaded at start (a reload re-reads observers_file only)")
-	}
 	obs, err := actions.LoadObservers(a.cfg, a.env)
 	if err == nil {
 		err = actions.CheckSupported(a.cfg, a.dispatcher, obs)

@@ -289,7 +289,11 @@ func (s *server) ready(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) reload(w http.ResponseWriter, _ *http.Request) {
 	if err := s.Runtime.Reload(); err != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+		code := http.StatusUnprocessableEntity
+		if errors.Is(err, admin.ErrNothingToReload) {
+			code = http.StatusConflict
+		}
+		writeError(w, code, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"observers": s.Runtime.Status().Observers})

@@ -17,6 +17,11 @@ var ErrReaderRunning = errors.New("reader is running")
 // checkpoint in its source database).
 var ErrCheckpointElsewhere = errors.New("checkpoint is kept in a source database")
 
+// ErrNothingToReload is returned by a reload that cannot change the
+// observers: no observers_file is configured (the main file's observers
+// are read at start only), or the process runs none (bridge role).
+var ErrNothingToReload = errors.New("nothing to reload")
+
 // ErrNoActions is returned when this process runs no actions, so it cannot
 // retry dead letters.
 var ErrNoActions = errors.New("this process runs no actions (bridge role): retry from a worker or with the dlq command")
