@@ -109,7 +109,12 @@ func deliveryQuery(r *http.Request, now time.Time) (admin.DeliveryQuery, error) 
 			return q, fmt.Errorf("%s %q: want a non-negative integer", n.key, s)
 		}
 		if n.dst == nil {
-			q.Limit = int(min(i, 1<<20))
+			// Past the bound the use case names, said with the value sent
+			// (a clamp would name one the caller never wrote).
+			if i > admin.MaxDeliveriesLimit {
+				return q, fmt.Errorf("limit %q: want 1 to %d", s, admin.MaxDeliveriesLimit)
+			}
+			q.Limit = int(i)
 		} else {
 			*n.dst = i
 		}

@@ -3,6 +3,8 @@ package adminhttp_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,6 +116,7 @@ func TestDeliveriesRoute(t *testing.T) {
 		{"?since=yesterday", 400, 0},
 		{"?limit=x", 400, 0},
 		{"?limit=5000", 400, 0},
+		{"?limit=5000000", 400, 0}, // named as sent (it was clamped to 1048576 first)
 		{"?evnet=e1", 400, 0}, // a typo is refused, not ignored (it would list everything)
 	}
 	for _, c := range cases {
@@ -127,6 +130,9 @@ func TestDeliveriesRoute(t *testing.T) {
 				t.Errorf("GET /deliveries%s: %d records, want %d", c.query, got, c.n)
 			}
 		}
+	}
+	if _, body := b.call(t, "GET", "/api/observers/deliveries?limit=5000000", "tok", ""); !strings.Contains(fmt.Sprint(body["error"]), `"5000000"`) {
+		t.Errorf("a limit over the bound: error %v, want it to name the value sent", body["error"])
 	}
 	none := durableSetup(t, func(cfg *adminhttp.Config) { cfg.Deliveries = &admin.Deliveries{} })
 	if code, _ := none.call(t, "GET", "/api/observers/deliveries", "tok", ""); code != 503 {

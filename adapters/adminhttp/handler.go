@@ -606,7 +606,8 @@ func storeErrorCode(err error) int {
 		code = http.StatusNotFound
 	case errors.Is(err, admin.ErrReaderRunning), errors.Is(err, admin.ErrCheckpointElsewhere):
 		code = http.StatusConflict
-	case errors.Is(err, ports.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, admin.ErrNoActions):
+	case errors.Is(err, ports.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, admin.ErrNoActions),
+		errors.Is(err, ports.ErrNotMigrated): // the store is not set up: this process cannot serve it (the error says to migrate)
 		code = http.StatusServiceUnavailable
 	}
 	return code

@@ -485,18 +485,33 @@ func TestStateAndReplay(t *testing.T) {
 	}
 }
 
-// listFailsAfterFirst is a dead-letter store whose listings after the
-// first fail as an unreachable store does.
-type listFailsAfterFirst struct {
+// listFailsAfter is a dead-letter store whose listings after the first
+// ok ones fail with err.
+type listFailsAfter struct {
 	*memory.DeadLetters
+	ok    int32
+	err   error
 	lists atomic.Int32
 }
 
-func (f *listFailsAfterFirst) List(ctx context.Context, q ports.DeadLetterFilter) ([]ports.DeadLetter, error) {
-	if f.lists.Add(1) > 1 {
-		return nil, fmt.Errorf("db gone: %w", ports.ErrUnavailable)
+func (f *listFailsAfter) List(ctx context.Context, q ports.DeadLetterFilter) ([]ports.DeadLetter, error) {
+	if f.lists.Add(1) > f.ok {
+		return nil, f.err
 	}
 	return f.DeadLetters.List(ctx, q)
+}
+
+// A store that is not set up (not migrated) cannot serve: 503 with the
+// error, which says to migrate (it was 500, "an unexpected failure").
+func TestNotMigratedStoreIs503(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config("tok")
+	cfg.DeadLetters = &admin.DeadLetters{Store: &listFailsAfter{DeadLetters: b.dl, err: fmt.Errorf("list dead letters: %w", ports.ErrNotMigrated)}}
+	b.serve(t, cfg)
+	if code, body := b.call(t, http.MethodGet, "/api/observers/dlq", "tok", ""); code != http.StatusServiceUnavailable || body["error"] == nil {
+		t.Errorf("GET /dlq with the store not migrated = %d %v, want 503 with the error", code, body)
+	}
 }
 
 // TestRetryAllStoppedAnswersWhatItDid: a retry-all the store stops after
@@ -510,7 +525,7 @@ func TestRetryAllStoppedAnswersWhatItDid(t *testing.T) {
 		Actions: []domain.Action{{Name: "ok-hook", Type: domain.ActionLog}}}
 	m := domain.NewMatcher([]domain.Observer{obs})
 	exec := ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })
-	store := &listFailsAfterFirst{DeadLetters: b.dl}
+	store := &listFailsAfter{DeadLetters: b.dl, ok: 1, err: fmt.Errorf("db gone: %w", ports.ErrUnavailable)}
 	retrier := &application.DeadLetterRetrier{Store: store, Executor: exec, Matcher: func() *domain.Matcher { return m }}
 	for range admin.DefaultLimit + 1 {
 		b.addDeadLetter(t, "hooks", "ok-hook", nil)

@@ -11,6 +11,9 @@ import (
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
+// MaxDeliveriesLimit bounds a page of the delivery log.
+const MaxDeliveriesLimit = 1000
+
 // ErrNoDeliveryLog is returned when the deployment keeps no delivery log
 // (delivery.log = "off", or a process without a state store).
 var ErrNoDeliveryLog = errors.New("no delivery log is kept (delivery.log = \"off\", or this process keeps no state)")
@@ -79,8 +82,8 @@ func (q DeliveryQuery) filter() (ports.DeliveryFilter, error) {
 	if f.Limit == 0 {
 		f.Limit = DefaultLimit
 	}
-	if f.Limit < 1 || f.Limit > 1000 {
-		return f, &RequestError{Key: "limit", Msg: fmt.Sprintf("%d: want 1 to 1000", q.Limit)}
+	if f.Limit < 1 || f.Limit > MaxDeliveriesLimit {
+		return f, &RequestError{Key: "limit", Msg: fmt.Sprintf("%d: want 1 to %d", q.Limit, MaxDeliveriesLimit)}
 	}
 	if q.Before < 0 {
 		return f, &RequestError{Key: "before", Msg: "must not be negative"}
