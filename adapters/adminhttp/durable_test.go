@@ -117,7 +117,7 @@ func TestDeliveriesRoute(t *testing.T) {
 		{"?limit=x", 400, 0},
 		{"?limit=5000", 400, 0},
 		{"?limit=5000000", 400, 0}, // named as sent (it was clamped to 1048576 first)
-		{"?evnet=e1", 400, 0}, // a typo is refused, not ignored (it would list everything)
+		{"?evnet=e1", 400, 0},      // a typo is refused, not ignored (it would list everything)
 	}
 	for _, c := range cases {
 		code, body := b.call(t, "GET", "/api/observers/deliveries"+c.query, "tok", "")
