@@ -21,6 +21,10 @@ type templatePart struct {
 	// (EscapeJSON). inString: inside a "..." string of the template's own
 	// text; afterBackslash: right after an unfinished escape there.
 	inString, afterBackslash bool
+	// displayName: a placeholder of an address template (EscapeAddress)
+	// in a display name's place: outside <...>, and the template's next
+	// text other than spaces and placeholders is "<".
+	displayName bool
 }
 
 // Escaping selects how placeholder values are written.
@@ -61,11 +65,15 @@ const (
 	// HTML document while the template's own markup stays markup.
 	EscapeHTML
 	// EscapeAddress renders an address list (an email's to_template): a
-	// template that is one placeholder alone takes the value as the list
-	// ("a@x.com, b@y.com"); in any other template a value has the list's
-	// structure characters (, ; < > " ( ) : \ and control characters)
-	// replaced by spaces, so event data in `{{ name }} <{{ email }}>`
-	// cannot add a recipient or change the address.
+	// template that is one placeholder alone takes an array value as the
+	// list (`["a@x.com", "b@y.com"]`) and a string value as one address
+	// (its , and ; become spaces, so a value such as "me@x.com, you@y.com"
+	// cannot add a recipient: it fails to parse); in any other template a
+	// value has the list's structure characters (, ; < > " ( ) : \ and
+	// control characters) replaced by spaces, and in a display name's
+	// place (`{{ name }} <{{ email }}>`) also [ ] and @, so event data
+	// cannot add a recipient or change the address, and a name such as
+	// "ACME [EU]" stays a name.
 	EscapeAddress
 )
 
@@ -82,6 +90,7 @@ func CompileTemplate(src string) (*Template, error) {
 			if rest != "" {
 				t.parts = append(t.parts, templatePart{text: rest})
 			}
+			markDisplayNames(t.parts)
 			return t, nil
 		}
 		if i > 0 {
@@ -167,10 +176,19 @@ func (t *Template) Render(ev *Event, esc Escaping) (out string, missing []string
 		case EscapeHTML:
 			b.WriteString(htmlEscaper.Replace(FormatValue(v)))
 		case EscapeAddress:
-			if len(t.parts) == 1 {
-				b.WriteString(FormatValue(v))
-			} else {
-				b.WriteString(addressPart(FormatValue(v)))
+			switch x := v.(type) {
+			case string:
+				if len(t.parts) == 1 {
+					b.WriteString(oneAddress(x))
+				} else {
+					b.WriteString(addressPart(x, p.displayName))
+				}
+			default:
+				if len(t.parts) == 1 {
+					b.WriteString(FormatValue(v)) // an array: the list
+				} else {
+					b.WriteString(addressPart(FormatValue(v), p.displayName))
+				}
 			}
 		default:
 			b.WriteString(FormatValue(v))
@@ -298,12 +316,60 @@ func subjectToken(s string) string {
 }
 
 // addressPart replaces an address list's structure characters in s by
-// spaces (EscapeAddress).
-func addressPart(s string) string {
+// spaces, and in a display name also those of an address (EscapeAddress).
+func addressPart(s string, displayName bool) string {
 	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f || strings.ContainsRune(`,;<>"():\`, r) {
+		if r < ' ' || r == 0x7f || strings.ContainsRune(`,;<>"():\`, r) || displayName && strings.ContainsRune("[]@", r) {
 			return ' '
 		}
 		return r
 	}, s)
+}
+
+// oneAddress makes a string value one address at most: its list
+// separators become spaces (EscapeAddress, a template that is one
+// placeholder).
+func oneAddress(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ',' || r == ';' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// markDisplayNames sets displayName on the placeholders of parts that sit
+// in a display name's place: outside <...> (angle brackets counted in the
+// template's text, from the last list separator), with "<" as the next
+// text that is not a space or a placeholder.
+func markDisplayNames(parts []templatePart) {
+	inAngle := false
+	for i := range parts {
+		if parts[i].path == nil {
+			for _, r := range parts[i].text {
+				switch r {
+				case '<':
+					inAngle = true
+				case '>', ',', ';':
+					inAngle = false
+				}
+			}
+			continue
+		}
+		if inAngle {
+			continue
+		}
+	next:
+		for _, q := range parts[i+1:] {
+			if q.path != nil {
+				continue
+			}
+			for _, r := range q.text {
+				if !unicode.IsSpace(r) {
+					parts[i].displayName = r == '<'
+					break next
+				}
+			}
+		}
+	}
 }

@@ -342,7 +342,12 @@ func TestExecuteRecipientsTemplateResistsInjection(t *testing.T) {
 	ev := newEvent()
 	ev.Data["customer"] = map[string]any{"name": `Eve, evil@example.com, "x" <evil2@example.com>`, "email": "zoe@example.com"}
 	ev.Data["inject"] = `a@example.com", "evil3@example.com`
-	for _, tmpl := range []string{`{{ customer.name }} <{{ customer.email }}>`, `["ok@example.com", "{{ inject }}"]`} {
+	// A template that is one placeholder takes a string value as one
+	// address: a customer's stored "me@x, evil@y" cannot add recipients
+	// (it rendered as the list before).
+	ev.Data["list"] = "zoe@example.com, evil4@example.com; evil5@example.com"
+	ev.Data["array"] = `["zoe@example.com","evil6@example.com"]` // a string, not an array
+	for _, tmpl := range []string{`{{ customer.name }} <{{ customer.email }}>`, `["ok@example.com", "{{ inject }}"]`, `{{ list }}`, `{{ array }}`} {
 		act := newAction(func(e *domain.EmailAction) { e.To, e.ToTemplate = nil, domain.MustCompileTemplate(tmpl) })
 		err := exec.Execute(t.Context(), ev, testObserver, act)
 		if err != nil && !domain.IsPermanent(err) {
@@ -355,6 +360,32 @@ func TestExecuteRecipientsTemplateResistsInjection(t *testing.T) {
 					t.Errorf("%s: recipients %v: event data added one", tmpl, m.Rcpts)
 				}
 			}
+		}
+	}
+}
+
+// A display name with an address's structure characters ([ ] @, as in
+// "ACME [EU]" or "bob@home") is sent as a name: in a display name's place
+// they become spaces. Before, such a customer's every email was
+// dead-lettered ("expected comma", "missing '@' or angle-addr").
+func TestExecuteDisplayNameWithAddressCharacters(t *testing.T) {
+	t.Parallel()
+	ts := smtptest.Start(t, smtptest.Config{})
+	exec, _ := newExecutor(t, ts, nil)
+	for _, tmpl := range []string{`{{ customer.name }} <{{ customer.email }}>`, `{{ customer.name }} {{ customer.email }} <{{ customer.email }}>`} {
+		ev := newEvent()
+		ev.Data["customer"] = map[string]any{"name": "ACME [EU] bob@home", "email": "zoe@example.com"}
+		act := newAction(func(e *domain.EmailAction) { e.To, e.ToTemplate = nil, domain.MustCompileTemplate(tmpl) })
+		if err := exec.Execute(t.Context(), ev, testObserver, act); err != nil {
+			t.Fatalf("%s: Execute = %v", tmpl, err)
+		}
+		m := ts.Next(t)
+		if !slices.Equal(m.Rcpts, []string{"zoe@example.com"}) {
+			t.Errorf("%s: RCPT TO = %v, want zoe only", tmpl, m.Rcpts)
+		}
+		to := addresses(t, parse(t, m.Data).Header, "To")
+		if len(to) != 1 || !strings.HasPrefix(to[0].Name, "ACME EU bob home") {
+			t.Errorf("%s: To = %v, want zoe named after ACME [EU] bob@home with the brackets and @ as spaces", tmpl, to)
 		}
 	}
 }
