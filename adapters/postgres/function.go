@@ -77,11 +77,16 @@ func NewFunctionCallerConfig(pool *pgxpool.Pool, cfg FunctionCallerConfig) (*Fun
 
 // ParseFunctionName checks a function name, optionally schema-qualified
 // ("notify_shipping" or "app.notify_shipping"), with
-// domain.SplitFunctionName and returns it quoted for SQL.
+// domain.SplitFunctionName and returns it quoted for SQL, folded to lower
+// case as PostgreSQL folds a name written without quotes: the name a
+// `CREATE FUNCTION NotifyShipping(...)` stores is notifyshipping.
 func ParseFunctionName(name string) (string, error) {
 	parts, err := domain.SplitFunctionName(name)
 	if err != nil {
 		return "", err
+	}
+	for i, p := range parts {
+		parts[i] = strings.ToLower(p) // identifiers are ASCII (SplitFunctionName)
 	}
 	return pgx.Identifier(parts).Sanitize(), nil
 }

@@ -21,7 +21,8 @@ import (
 
 func TestParseFunctionName(t *testing.T) {
 	t.Parallel()
-	good := map[string]string{"notify": `"notify"`, "app.notify_shipping": `"app"."notify_shipping"`, "f$1": `"f$1"`}
+	good := map[string]string{"notify": `"notify"`, "app.notify_shipping": `"app"."notify_shipping"`, "f$1": `"f$1"`,
+		"App.NotifyShipping": `"app"."notifyshipping"`} // folded as PostgreSQL folds an unquoted name
 	for in, want := range good {
 		got, err := ParseFunctionName(in)
 		if err != nil || got != want {
@@ -43,7 +44,8 @@ func TestFunctionCallerCallsWithEventAndParams(t *testing.T) {
 		CREATE SCHEMA app;
 		CREATE TABLE app.calls (arg jsonb);
 		CREATE FUNCTION app.record_call(arg jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO app.calls VALUES (arg) $$;
-		CREATE FUNCTION app.refuse(arg jsonb) RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused %', arg->'event'->>'id'; END $$;`); err != nil {
+		CREATE FUNCTION app.refuse(arg jsonb) RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused %', arg->'event'->>'id'; END $$;
+		CREATE FUNCTION App.RecordCallToo(arg jsonb) RETURNS void LANGUAGE sql AS $$ INSERT INTO app.calls VALUES (arg) $$;`); err != nil {
 		t.Fatal(err)
 	}
 	caller := NewFunctionCaller(b.pool)
@@ -74,6 +76,11 @@ func TestFunctionCallerCallsWithEventAndParams(t *testing.T) {
 	}
 	if got.Params["queue"] != "shipping" || got.Params["priority"] != json.Number("2") {
 		t.Errorf("params argument = %v", got.Params)
+	}
+	// A name with capitals, as the function was created without quotes:
+	// it was a permanent "function does not exist" before.
+	if err := caller.Execute(ctx, ev, &domain.Observer{Name: "o"}, act("App.RecordCallToo")); err != nil {
+		t.Errorf("call of a mixed-case name: %v", err)
 	}
 
 	for name, fn := range map[string]string{"raises": "app.refuse", "missing": "app.nope"} {

@@ -30,10 +30,12 @@ func PreviewCall(ev *domain.Event, _ *domain.Observer, act *domain.Action) ports
 	if err != nil {
 		p.Problem = "the argument cannot be encoded: " + err.Error()
 	}
-	if _, err := ParseFunctionName(act.Database.FunctionName); err != nil {
+	fn, err := ParseFunctionName(act.Database.FunctionName)
+	if err != nil {
 		p.Problem = err.Error()
+		fn = act.Database.FunctionName
 	}
-	call := CallPreview{Function: act.Database.FunctionName, Argument: string(arg)}
+	call := CallPreview{Function: fn, Argument: string(arg)} // the name as sent
 	p.Details = call
 	p.Lines = []string{"SELECT " + call.Function + "($1::jsonb) with $1 = " + call.Argument}
 	return p
