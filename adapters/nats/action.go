@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -26,28 +24,8 @@ var _ ports.ActionExecutor = (*ActionPublisher)(nil)
 // NewActionPublisher publishes through c.
 func NewActionPublisher(c *Conn) *ActionPublisher { return &ActionPublisher{c: c} }
 
-// ValidSubject reports why s cannot be published to: longer than
-// maxSubjectBytes (the server would close the connection), empty tokens,
-// wildcards, white space or control characters.
-func ValidSubject(s string) error {
-	switch {
-	case s == "":
-		return errors.New("empty subject")
-	case len(s) > maxSubjectBytes:
-		return fmt.Errorf("subject %s of %d bytes is longer than %d", subjectStart(s), len(s), maxSubjectBytes)
-	}
-	for _, tok := range strings.Split(s, ".") {
-		if tok == "" {
-			return fmt.Errorf("subject %q has an empty token", s)
-		}
-		for _, r := range tok {
-			if r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
-				return fmt.Errorf("subject %q contains %q", s, r)
-			}
-		}
-	}
-	return nil
-}
+// ValidSubject reports why s cannot be published to (domain.ValidSubject).
+func ValidSubject(s string) error { return domain.ValidSubject(s) }
 
 // Execute publishes ev. Event values stay one subject token each (dots,
 // wildcards and spaces become '_'); a subject that still renders invalid
@@ -78,7 +56,7 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, obs *do
 	// Sending a message over max_payload would make the server close the
 	// connection the bridge and the consumer share, on every retry.
 	if err := checkMessage(p.c.nc, msg); err != nil {
-		return domain.Permanent(fmt.Errorf("nats: publish event %s to %s: %w", ev.ID, subjectStart(subject), err))
+		return domain.Permanent(fmt.Errorf("nats: publish event %s to %s: %w", ev.ID, domain.QuoteSubject(subject), err))
 	}
 	if err := p.c.nc.PublishMsg(msg); err != nil {
 		return domain.Transient(interpretError("publish "+subject, err), 0)
@@ -87,18 +65,4 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, obs *do
 		return domain.Transient(fmt.Errorf("nats: publish %s: not confirmed: %w", subject, err), 0)
 	}
 	return nil
-}
-
-// subjectStart is s, or its first bytes when it is too long to quote in
-// an error whole.
-func subjectStart(s string) string {
-	const keep = 64
-	if len(s) <= keep {
-		return fmt.Sprintf("%q", s)
-	}
-	cut := keep
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%q…", s[:cut])
 }

@@ -132,11 +132,9 @@ func (p *Publisher) Publish(ctx context.Context, ev domain.Event, hdr ports.Head
 	return nil
 }
 
-// maxSubjectBytes bounds a subject well below the server's control-line
-// limit (max_control_line, 4 KiB by default), which the server enforces by
-// closing the connection: an over-long entity type must fail its own
-// publication, not every publication.
-const maxSubjectBytes = 1024
+// maxSubjectBytes bounds a subject (domain.MaxSubjectBytes): an over-long
+// entity type must fail its own publication, not every publication.
+const maxSubjectBytes = domain.MaxSubjectBytes
 
 // checkMessage refuses, before anything is sent on nc, a message the
 // server would refuse by closing the connection, which every user of nc

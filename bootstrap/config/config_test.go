@@ -277,6 +277,17 @@ func TestBuildObserversErrors(t *testing.T) {
 		{"slack url_env with a trailing newline", func(o *config.ObserverConfig) {
 			o.Actions = []config.ActionConfig{{Type: "slack", WebhookURLEnv: "HOOK_URL_NL"}}
 		}, []string{"webhook_url_env (variable HOOK_URL_NL): the URL holds whitespace"}},
+		// A subject whose own text no event can make valid: every event
+		// would be dead-lettered at once, so the configuration refuses it.
+		{"nats subject with a wildcard", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "nats", Subject: "orders.*"}}
+		}, []string{"actions[0]", "subject", `"orders.*"`, "contains '*'"}},
+		{"nats subject with a space", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "nats", Subject: "orders created.{{ id }}"}}
+		}, []string{"subject", "contains ' '"}},
+		{"nats subject with an empty token", func(o *config.ObserverConfig) {
+			o.Actions = []config.ActionConfig{{Type: "nats", Subject: "orders..{{ id }}"}}
+		}, []string{"subject", "empty token"}},
 		{"bad backoff", func(o *config.ObserverConfig) {
 			b := "random"
 			o.Retry = &config.RetryConfig{Backoff: &b}

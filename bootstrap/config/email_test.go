@@ -172,6 +172,8 @@ func TestEmailActionErrors(t *testing.T) {
 		{"no recipient", func(a *config.ActionConfig) { a.To = nil }, []string{"to or to_template"}},
 		{"no subject", func(a *config.ActionConfig) { a.Subject = "" }, []string{"subject or subject_template"}},
 		{"both subjects", func(a *config.ActionConfig) { a.SubjectTemplate = "{{ status }}" }, []string{"subject or subject_template, not both"}},
+		// Sent as written, the braces would reach the customers.
+		{"placeholder in subject", func(a *config.ActionConfig) { a.Subject = "Order {{ id }} shipped" }, []string{"subject:", "use subject_template"}},
 		{"no body", func(a *config.ActionConfig) { a.BodyTemplate = "" }, []string{"body_template or html_body_template"}},
 		{"to_template syntax", func(a *config.ActionConfig) { a.ToTemplate = "{{ event.nope }}" }, []string{"to_template", "nope"}},
 		{"subject_template syntax", func(a *config.ActionConfig) { a.Subject, a.SubjectTemplate = "", "{{ event.nope }}" }, []string{"subject_template"}},

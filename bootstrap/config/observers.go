@@ -240,6 +240,10 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool), checks 
 		if err != nil {
 			return a, fmt.Errorf("subject: %w", err)
 		}
+		if err := domain.ValidSubjectTemplate(subject); err != nil {
+			// Every event would fail (dead-lettered at once): refused here.
+			return a, fmt.Errorf("subject: %w", err)
+		}
 		a.NATS = &domain.NATSAction{Subject: subject}
 	case domain.ActionDatabase:
 		if ac.FunctionName == "" {
@@ -259,6 +263,9 @@ func buildAction(ac ActionConfig, lookupEnv func(string) (string, bool), checks 
 			a.Database.Timeout = *ac.Timeout
 		}
 	case domain.ActionEmail:
+		if strings.Contains(ac.Subject, "{{") {
+			return a, errors.New("subject: a subject is sent as written, not filled in: use subject_template for {{ }} placeholders")
+		}
 		e := &domain.EmailAction{To: ac.To, Cc: ac.Cc, Bcc: ac.Bcc, ReplyTo: ac.ReplyTo, Subject: ac.Subject}
 		for _, t := range []struct {
 			key, src string
