@@ -71,8 +71,9 @@ func NewBridge(pub ports.EventPublisher, dlq ports.DeadLetterSink, cfg BridgeCon
 	return b, nil
 }
 
-// Counts returns how many events were stored by the broker and how many
-// of those it reported as duplicates.
+// Counts returns how many publications the broker acknowledged and how
+// many of those it reported as duplicates (already stored: not stored
+// again).
 func (b *Bridge) Counts() (published, duplicates int64) {
 	return b.published.Load(), b.duplicates.Load()
 }

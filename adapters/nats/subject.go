@@ -11,7 +11,7 @@ import (
 // {prefix}.{source}.{entity_type}.{event_type}. An empty source is
 // "default". In each of the three tokens '.', '*', '>', white space and
 // control characters become '_', and an empty token becomes "_", so every
-// event maps to exactly four tokens after the prefix and consumers can
+// event maps to exactly three tokens after the prefix and consumers can
 // filter with wildcards (prefix.*.Order.>).
 func Subject(prefix string, ev *domain.Event) string {
 	source := ev.Source
