@@ -523,13 +523,8 @@ func TestConsumersShareTheDurable(t *testing.T) {
 	}
 	for k, cons := range conss {
 		runConsumer(t, cons, 4, func(ctx context.Context, d ports.Delivery) {
-			ev, err := domain.DecodeEvent(d.Data())
-			if err != nil {
-				t.Errorf("DecodeEvent: %v", err)
-				return
-			}
-			if err := d.Ack(ctx); err != nil {
-				t.Errorf("Ack: %v", err)
+			ev, ok := ackEvent(t, ctx, d)
+			if !ok {
 				return
 			}
 			mu.Lock()
@@ -1331,13 +1326,8 @@ func TestFullStreamRefusesNewMessages(t *testing.T) {
 	got := map[string]bool{}
 	var mu sync.Mutex
 	stop := runConsumer(t, newConsumer(t, c), 1, func(ctx context.Context, d ports.Delivery) {
-		ev, err := domain.DecodeEvent(d.Data())
-		if err != nil {
-			t.Errorf("DecodeEvent: %v", err)
-			return
-		}
-		if err := d.Ack(ctx); err != nil {
-			t.Errorf("Ack: %v", err)
+		ev, ok := ackEvent(t, ctx, d)
+		if !ok {
 			return
 		}
 		mu.Lock()
@@ -1386,15 +1376,9 @@ func TestInterestStreamKeepsEventsPublishedBeforeTheWorkers(t *testing.T) {
 	}
 	got := make(chan string, 1)
 	runConsumer(t, newConsumer(t, c), 1, func(ctx context.Context, d ports.Delivery) {
-		e, err := domain.DecodeEvent(d.Data())
-		if err != nil {
-			t.Errorf("DecodeEvent: %v", err)
-			return
+		if e, ok := ackEvent(t, ctx, d); ok {
+			got <- e.ID
 		}
-		if err := d.Ack(ctx); err != nil {
-			t.Errorf("Ack: %v", err)
-		}
-		got <- e.ID
 	})
 	select {
 	case id := <-got:
@@ -1437,4 +1421,20 @@ func TestPublishCreatesAMissingStreamAgain(t *testing.T) {
 	if n := streamMsgs(t, c); n != 1 {
 		t.Errorf("the stream created again holds %d messages, want the republished one", n)
 	}
+}
+
+// ackEvent decodes d's event and acks d; false (the test told) when
+// either fails.
+func ackEvent(t testing.TB, ctx context.Context, d ports.Delivery) (domain.Event, bool) {
+	t.Helper()
+	ev, err := domain.DecodeEvent(d.Data())
+	if err != nil {
+		t.Errorf("DecodeEvent: %v", err)
+		return ev, false
+	}
+	if err := d.Ack(ctx); err != nil {
+		t.Errorf("Ack: %v", err)
+		return ev, false
+	}
+	return ev, true
 }
