@@ -66,6 +66,14 @@ func (c WatchConfig) target() (watchTarget, error) {
 	if err := validIdentifier(schema); err != nil {
 		return watchTarget{}, fmt.Errorf("observer_schema: %w", err)
 	}
+	switch {
+	case tbl == changeLog:
+		// Its own trigger would write to it again, without end: every
+		// write of the change log would fail (stack depth exceeded).
+		return watchTarget{}, fmt.Errorf("table %s is the change log itself", tbl)
+	case tbl.Schema == schema:
+		return watchTarget{}, fmt.Errorf("table %s is in the observer schema %q: the service's own tables are not watched", tbl, schema)
+	}
 	entity := cmp.Or(c.Entity, tbl.Table)
 	if strings.TrimSpace(entity) == "" {
 		return watchTarget{}, errors.New("entity: empty name")
@@ -257,29 +265,40 @@ func lookupPrimaryKey(ctx context.Context, tx pgx.Tx, tbl tableName) (primaryKey
 }
 
 // captureFunctionSQL is the CREATE OR REPLACE FUNCTION of t's capture
-// trigger. Table, entity and key are constants of the function body.
+// trigger. Table, entity and key column are constants of the function
+// body. The key is read from the row as JSON (r ->> column), not as a
+// field of the record: after the key column is renamed or dropped, the
+// rows come without a key (the reader dead-letters them as invalid, the
+// raw row kept) instead of failing every write of the application with
+// `record "new" has no field`. Its text is the column's as JSON writes it
+// (the same as ::text for uuid, integer, numeric and text keys).
 func captureFunctionSQL(t watchTarget, pk primaryKey) string {
-	col := pgx.Identifier{pk.column}.Sanitize()
-	objectID := func(row string) string {
-		if pk.isUUID {
-			return row + "." + col
-		}
-		return "md5(" + quoteLiteral(t.table.String()+":") + " || " + row + "." + col + "::text)::uuid"
+	objectID := "md5(" + quoteLiteral(t.table.String()+":") + " || k)::uuid"
+	if pk.isUUID {
+		objectID = "k::uuid"
 	}
-	insert := func(op, row, data, before string) string {
+	insert := func(op, data, before string) string {
 		return `INSERT INTO ` + t.changeLog.Sanitize() +
 			` (object_type, modification_type, object_key, object_id, object_data, object_data_before) VALUES (` +
-			quoteLiteral(t.entity) + `, ` + quoteLiteral(op) + `, ` + row + `.` + col + `::text, ` + objectID(row) + `, ` +
-			data + `, ` + before + `);`
+			quoteLiteral(t.entity) + `, ` + quoteLiteral(op) + `, k, ` + objectID + `, ` + data + `, ` + before + `);`
 	}
 	body := `
+DECLARE
+	r jsonb;
+	k text;
 BEGIN
+	IF TG_OP = 'DELETE' THEN
+		r := to_jsonb(OLD);
+	ELSE
+		r := to_jsonb(NEW);
+	END IF;
+	k := r ->> ` + quoteLiteral(pk.column) + `;
 	IF TG_OP = 'INSERT' THEN
-		` + insert("INSERT", "NEW", "to_jsonb(NEW)", "NULL") + `
+		` + insert("INSERT", "r", "NULL") + `
 	ELSIF TG_OP = 'UPDATE' THEN
-		` + insert("UPDATE", "NEW", "to_jsonb(NEW)", "to_jsonb(OLD)") + `
+		` + insert("UPDATE", "r", "to_jsonb(OLD)") + `
 	ELSIF TG_OP = 'DELETE' THEN
-		` + insert("DELETE", "OLD", "'{}'::jsonb", "to_jsonb(OLD)") + `
+		` + insert("DELETE", "'{}'::jsonb", "r") + `
 	END IF;
 	RETURN NULL;
 END
@@ -288,6 +307,10 @@ END
 	for i := 0; strings.Contains(body, tag); i++ {
 		tag = fmt.Sprintf("$capture%d$", i)
 	}
+	// SECURITY DEFINER: the trigger writes the change log with the rights
+	// of the role that ran watch, so an application role that may write
+	// its table but not the change log (nor use its schema) keeps writing.
+	// The search_path is pinned, as a definer's function must.
 	return `CREATE OR REPLACE FUNCTION ` + pgx.Identifier{t.schema, t.function}.Sanitize() +
-		`() RETURNS trigger LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS ` + tag + body + tag
+		`() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ` + tag + body + tag
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
+	"github.com/fraiseql/fraiseql-observer/internal/testenv"
 	"github.com/fraiseql/fraiseql-observer/internal/testsupport"
 	"github.com/fraiseql/fraiseql-observer/ports"
 )
@@ -281,6 +282,10 @@ func TestWatchErrors(t *testing.T) {
 		{"ThreeParts", WatchConfig{Table: "a.b.c"}, []string{"table", "a.b.c"}, nil},
 		{"EmptyTable", WatchConfig{}, []string{"table"}, nil},
 		{"MissingChangeLog", WatchConfig{Table: "s.fine", ChangeLogTable: "nowhere.log"}, []string{"nowhere.log", "migrate"}, nil},
+		// Watching the change log made its every write recurse until the
+		// stack depth ran out: no event could be written at all.
+		{"TheChangeLog", WatchConfig{Table: DefaultChangeLogTable}, []string{"the change log itself"}, nil},
+		{"ObserverSchema", WatchConfig{Table: DefaultObserverSchema + ".retries"}, []string{"observer schema"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -403,5 +408,83 @@ func TestWatchBehindALongTransaction(t *testing.T) {
 				t.Errorf("watched = %v (%v), want %v", watched, err, on)
 			}
 		})
+	}
+}
+
+// TestWatchKeepsTheApplicationWriting: the capture trigger must never be
+// why an application's write fails. An application role that may write
+// its table, but not the change log (nor use its schema), keeps writing
+// (the trigger writes with the rights of the role that ran watch: before,
+// "permission denied for schema core"); and after the key column is
+// renamed, rows still commit, captured without a key (dead-lettered by
+// the reader as invalid) until watch runs again (before, "record "new"
+// has no field "id"" failed every write).
+func TestWatchKeepsTheApplicationWriting(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{})
+	ctx := t.Context()
+	role := testenv.Name("app_role")
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := b.pool.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	exec(`CREATE TABLE public.orders (id bigint PRIMARY KEY, status text)`)
+	exec(`CREATE ROLE ` + role + ` NOLOGIN`)
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = b.pool.Exec(c, `DROP OWNED BY `+role)
+		_, _ = b.pool.Exec(c, `DROP ROLE IF EXISTS `+role)
+	})
+	exec(`GRANT USAGE ON SCHEMA public TO ` + role)
+	exec(`GRANT INSERT, UPDATE ON public.orders TO ` + role)
+	if err := Watch(ctx, b.pool, WatchConfig{Table: "public.orders", Entity: "Order"}); err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	asApp := func(sql string) error {
+		conn, err := b.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Release()
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+role); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	}
+	if err := asApp(`INSERT INTO public.orders VALUES (1, 'new')`); err != nil {
+		t.Fatalf("the application role's insert into the watched table: %v", err)
+	}
+	exec(`ALTER TABLE public.orders RENAME COLUMN id TO order_id`)
+	if err := asApp(`INSERT INTO public.orders VALUES (2, 'new')`); err != nil {
+		t.Fatalf("an insert after the key column was renamed: %v", err)
+	}
+	var keys []*string
+	rows, err := b.pool.Query(ctx, `SELECT object_key FROM core.tb_entity_change_log WHERE object_type = 'Order' ORDER BY pk_entity_change_log`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k *string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	if len(keys) != 2 || keys[0] == nil || *keys[0] != "1" || keys[1] != nil {
+		t.Errorf("captured keys = %v, want 1 then none (the renamed key)", keys)
 	}
 }
