@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -223,15 +224,7 @@ func (m *migrator) release(locked bool) {
 }
 
 func (m *migrator) run(ctx context.Context) error {
-	err := inTx(ctx, m.conn, "migrate: observer schema", func(tx pgx.Tx) error {
-		for _, stmt := range observerSchemaStatements(m.cfg.ObserverSchema) {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return interpretError("migrate: observer schema", err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := m.observerSchema(ctx); err != nil {
 		return err
 	}
 	st, err := m.inspect(ctx)
@@ -260,6 +253,55 @@ func (m *migrator) run(ctx context.Context) error {
 		}
 		return migrateNotify(ctx, tx, m.tbl, m.cfg.ObserverSchema, m.cfg.Channel)
 	})
+}
+
+// observerSchema creates what the observer schema lacks. When every table
+// and index is there it runs nothing: CREATE INDEX IF NOT EXISTS takes a
+// SHARE lock on its table even when the index exists, so each start
+// queued behind (and held back) the running replicas' writes to the
+// retry store and the delivery log. The statements that do run wait at
+// most the lock timeout for their locks, as the change log's do.
+func (m *migrator) observerSchema(ctx context.Context) error {
+	stmts := observerSchemaStatements(m.cfg.ObserverSchema)
+	var complete bool
+	if err := m.conn.QueryRow(ctx, `SELECT bool_and(to_regclass(x) IS NOT NULL) FROM unnest($1::text[]) AS x`,
+		schemaObjects(m.cfg.ObserverSchema, stmts)).Scan(&complete); err != nil {
+		return interpretError("migrate: look up the observer schema", err)
+	}
+	if complete {
+		return nil
+	}
+	return m.lockedTx(ctx, "observer schema", func(tx pgx.Tx) error {
+		for _, stmt := range stmts {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return interpretError("migrate: observer schema", err)
+			}
+		}
+		return nil
+	})
+}
+
+// schemaObjectPattern finds the table or index a statement of
+// observerSchemaStatements creates.
+var schemaObjectPattern = regexp.MustCompile(`^CREATE (?:TABLE|INDEX) IF NOT EXISTS (\S+)`)
+
+// schemaObjects names, schema-qualified and quoted, the tables and
+// indexes stmts create (an index's name is written without its schema:
+// it is its table's).
+func schemaObjects(schema string, stmts []string) []string {
+	var names []string
+	for _, stmt := range stmts {
+		sub := schemaObjectPattern.FindStringSubmatch(stmt)
+		if sub == nil {
+			continue
+		}
+		name := sub[1]
+		if !strings.Contains(name, ".") {
+			name = pgx.Identifier{schema, name}.Sanitize()
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
 // lockedTx runs fn in a transaction whose lock waits are bounded by
