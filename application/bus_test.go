@@ -498,3 +498,44 @@ func hookProcessor(t *testing.T, exec ports.ActionExecutor, maxAttempts int) (*a
 	}
 	return proc, dlq
 }
+
+// TestWorkerSameEventTwiceAtOnceRunsOnce: the bus delivers an event again
+// while the first delivery still runs in the same worker (an ack wait
+// that ran out). The dedup store knows one token per process, so the
+// second found the claim its own: both ran the action. The second is told
+// busy now, and once the first finished it is skipped as done.
+func TestWorkerSameEventTwiceAtOnceRunsOnce(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	release := make(chan struct{})
+	exec := ports.ActionExecutorFunc(func(ctx context.Context, _ *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		calls.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	base, dlq := hookProcessor(t, exec, 3)
+	proc, err := application.NewDedup(base, memory.NewDeduplicator(time.Now), application.DedupConfig{Token: "worker-1", Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := domain.Event{ID: "ev-twice", EventType: domain.EventInsert, EntityType: "Order", EntityID: "o1", Data: map[string]any{}}.Envelope()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := &fakeDelivery{data: body, attempt: 1}, &fakeDelivery{data: body, attempt: 2}
+	w, err := application.NewWorker(&fakeConsumer{deliveries: []*fakeDelivery{first, second}, concurrent: true}, proc, dlq,
+		application.WorkerConfig{Concurrency: 4, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(300*time.Millisecond, func() { close(release) })
+	if err := w.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the action ran %d times for one event delivered twice at once to one worker, want 1", n)
+	}
+}

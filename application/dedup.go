@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -46,6 +47,14 @@ type Dedup struct {
 	cfg   DedupConfig
 	open  *failOpen
 	beats *pulse[string] // renews the claims of running steps
+
+	// owners is the run of this process holding each event's claim. The
+	// store knows one token per process, so a second run of the same
+	// event here (a bus that delivers it again while the first runs: an
+	// ack wait that ran out) would find the claim its own and run the
+	// actions too; the second is told busy instead.
+	mu     sync.Mutex
+	owners map[string]*Run
 }
 
 var _ RunProcessor = (*Dedup)(nil)
@@ -90,9 +99,32 @@ func NewDedup(next RunProcessor, store ports.Deduplicator, cfg DedupConfig) (*De
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	d := &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics, cfg.Now)}
+	d := &Dedup{next: next, store: store, cfg: cfg, open: newFailOpen("dedup", cfg.Logger, cfg.Metrics, cfg.Now), owners: map[string]*Run{}}
 	d.beats = newPulse(cfg.Lease/3, d.renew)
 	return d, nil
+}
+
+// own records run as the holder of its event's claim in this process;
+// false when another run of this process holds it.
+func (d *Dedup) own(run *Run) bool {
+	id := run.Record.Event.ID
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r, ok := d.owners[id]; ok && r != run {
+		return false
+	}
+	d.owners[id] = run
+	return true
+}
+
+// disown forgets run as its event's holder (when it is).
+func (d *Dedup) disown(run *Run) {
+	id := run.Record.Event.ID
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.owners[id] == run {
+		delete(d.owners, id)
+	}
 }
 
 func state(run *Run) dedupState { return run.dedup.state }
@@ -141,8 +173,12 @@ func (d *Dedup) Prepare(ctx context.Context, runs ...*Run) {
 		p := &preparedClaim{err: err, at: now}
 		if err == nil {
 			p.res = res[i]
-			if p.res == ports.ClaimAcquired {
+			switch {
+			case p.res != ports.ClaimAcquired:
+			case d.own(run):
 				setState(run, dedupClaimed) // Abandon releases it
+			default:
+				p.res = ports.ClaimBusy // another run of this process holds it
 			}
 		}
 		if n := counts[i]; n > 0 {
@@ -237,9 +273,10 @@ func (d *Dedup) Step(ctx context.Context, run *Run) (time.Time, bool) {
 		d.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "event already processed, skipped",
 			slog.String("event_id", run.Record.Event.ID))
 		return d.next.Step(ctx, run)
-	case res == ports.ClaimBusy:
-		// Another process is working on it (or died holding it): look again
-		// after a fraction of the lease.
+	case res == ports.ClaimBusy || !d.own(run):
+		// Another process is working on it (or died holding it), or
+		// another run of this one: look again after a fraction of the
+		// lease.
 		return d.cfg.Now().Add(max(d.cfg.Lease/4, 100*time.Millisecond)), false
 	default:
 		setState(run, dedupClaimed)
@@ -322,6 +359,9 @@ func (d *Dedup) Finish(ctx context.Context, runs ...*Run) {
 		}
 	}
 	<-stored
+	for _, run := range runs {
+		d.disown(run)
+	}
 	d.next.Finish(ctx, runs...)
 }
 
@@ -338,6 +378,7 @@ func (d *Dedup) Abandon(ctx context.Context, run *Run) {
 			d.open.report(ctx, "release", err)
 		}
 	}
+	d.disown(run)
 	d.next.Abandon(ctx, run)
 }
 
