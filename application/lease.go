@@ -21,6 +21,51 @@ type LeaseConfig struct {
 	// Now is the clock that judges how long renewal has been failing
 	// (default time.Now); the renewal ticks themselves are real time.
 	Now func() time.Time
+	// Status, when set, records whether the lease can be asked for at
+	// all (see LeaseStatus): readiness tells a standby from a process
+	// that cannot reach or read the lease store.
+	Status *LeaseStatus
+}
+
+// LeaseStatus is what RunWithLease last learned about its lease store:
+// whether Acquire has been failing (an error, not the lease held by
+// another replica), since when, and with what. Safe for concurrent use;
+// the zero value is ready to use.
+type LeaseStatus struct {
+	mu      sync.Mutex
+	since   time.Time // zero: the last Acquire answered
+	lastErr string
+}
+
+// Failing reports whether Acquire has been failing for longer than
+// after, at now, and the last error.
+func (s *LeaseStatus) Failing(now time.Time, after time.Duration) (bool, time.Duration, string) {
+	if s == nil {
+		return false, 0, ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.since.IsZero() {
+		return false, 0, ""
+	}
+	d := now.Sub(s.since)
+	return d > after, d, s.lastErr
+}
+
+func (s *LeaseStatus) record(err error, now time.Time) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.since, s.lastErr = time.Time{}, ""
+		return
+	}
+	if s.since.IsZero() {
+		s.since = now
+	}
+	s.lastErr = err.Error()
 }
 
 // RunWithLease runs fn only while this process holds the named lease, so
@@ -46,11 +91,13 @@ func RunWithLease(ctx context.Context, lease ports.Lease, cfg LeaseConfig, fn fu
 		cancelAcquire()
 		if err != nil {
 			if ctx.Err() == nil {
+				cfg.Status.record(err, cfg.Now())
 				log.Warn("cannot acquire lease", slog.String("error", err.Error()))
 			}
 			sleep(ctx, renew)
 			continue
 		}
+		cfg.Status.record(nil, cfg.Now())
 		if !held {
 			if !waiting {
 				log.Info("lease held by another replica, standing by")

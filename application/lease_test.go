@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -538,4 +539,45 @@ func TestRunWithLeaseSignalsALeaseLostDuringTheDrain(t *testing.T) {
 		default:
 		}
 	})
+}
+
+// LeaseStatus tells a store that fails (Acquire errors) from a lease held
+// by another replica (answered, not held): readiness reports the first
+// as failing once it lasted, the second as a standby.
+func TestRunWithLeaseRecordsAFailingStore(t *testing.T) {
+	t.Parallel()
+	var failing atomic.Bool
+	failing.Store(true)
+	var held atomic.Bool
+	l := &lease{
+		AcquireFunc: func(context.Context, string, string, time.Duration) (bool, error) {
+			if failing.Load() {
+				return false, errors.New(`relation "observer.leases" does not exist`)
+			}
+			return held.Load(), nil
+		},
+		ReleaseFunc: func(context.Context, string, string) error { return nil },
+	}
+	var status application.LeaseStatus
+	cfg := leaseConfig("a", 30*time.Millisecond)
+	cfg.Status = &status
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- application.RunWithLease(ctx, l, cfg, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	}()
+	eventually(t, "the failing store reported", func() bool {
+		bad, since, msg := status.Failing(time.Now(), 50*time.Millisecond)
+		return bad && since > 50*time.Millisecond && strings.Contains(msg, "observer.leases")
+	})
+	failing.Store(false) // answered: another replica holds it
+	eventually(t, "a standby is not failing", func() bool {
+		bad, _, _ := status.Failing(time.Now(), 0)
+		return !bad
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

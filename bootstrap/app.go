@@ -61,6 +61,7 @@ type App struct {
 	processor   *application.Processor
 	runProc     application.RunProcessor
 	reader      *application.Reader
+	readerLease application.LeaseStatus // whether the reader's lease can be asked for (readiness)
 	pauser      *application.Pauser // memory topology: replay pauses the reader
 	bridges     []*bridgeUnit
 	worker      *application.Worker
@@ -258,6 +259,7 @@ func (a *App) Run(ctx context.Context) error {
 		run(func(ctx context.Context) error {
 			return application.RunWithLease(ctx, lease, application.LeaseConfig{
 				Name: "reader:" + a.cfg.Reader.Name, Holder: a.holder, TTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
+				Status: &a.readerLease,
 			}, work)
 		})
 	}
@@ -265,6 +267,7 @@ func (a *App) Run(ctx context.Context) error {
 		run(func(ctx context.Context) error {
 			return application.RunWithLease(ctx, b.store.Leases, application.LeaseConfig{
 				Name: "bridge:" + b.name, Holder: a.holder, TTL: a.cfg.Reader.LeaseTTL, Logger: a.logger,
+				Status: &b.lease,
 			}, b.reader.Run)
 		})
 	}

@@ -27,6 +27,7 @@ type bridgeUnit struct {
 	store  *admin.Store
 	reader *application.Reader
 	bridge *application.Bridge
+	lease  application.LeaseStatus // whether its lease can be asked for (readiness)
 }
 
 // buildDistributed sets up what the role runs: the bridges and the worker.

@@ -27,8 +27,9 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 		deps = append(deps, telemetry.Dependency{Name: "nats", Ping: a.nats.Ping, Required: true})
 	}
 	ok, detail := a.readiness.Check(ctx, deps)
-	readerState := func(key string, r *application.Reader) {
+	readerState := func(key string, r *application.Reader, lease *application.LeaseStatus) {
 		st := r.Status()
+		failing, since, _ := lease.Failing(time.Now(), a.cfg.Reader.LeaseTTL)
 		switch {
 		case st.State == application.ReaderStalled:
 			ok, detail[key] = false, fmt.Sprintf("stalled: the checkpoint %s has not moved for %s while %d events are unfinished (reader.stall_after %s)",
@@ -39,15 +40,20 @@ func (a *App) Ready(ctx context.Context) (bool, map[string]string) {
 			ok, detail[key] = false, "failing: its last read or checkpoint save failed (the service log and /api/observers/status have the error)"
 		case st.Running:
 			detail[key] = "reading"
+		case failing:
+			// Not a standby: it cannot ask for the lease at all (a database
+			// down or not migrated, a table it may not use).
+			ok, detail[key] = false, fmt.Sprintf("failing: cannot ask for its lease for %s (the service log has the error; a database not migrated needs `migrate`)",
+				since.Round(time.Second))
 		default:
 			detail[key] = "standby (another replica holds the lease, or starting)"
 		}
 	}
 	if a.reader != nil {
-		readerState("reader", a.reader)
+		readerState("reader", a.reader, &a.readerLease)
 	}
 	for _, b := range a.bridges {
-		readerState("bridge:"+b.name, b.reader)
+		readerState("bridge:"+b.name, b.reader, &b.lease)
 	}
 	if a.worker != nil {
 		detail["worker"] = "consuming"

@@ -9,11 +9,13 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fraiseql/fraiseql-observer/bootstrap"
 	"github.com/fraiseql/fraiseql-observer/bootstrap/config"
 )
 
@@ -414,4 +416,35 @@ func TestRateLimitHolds(t *testing.T) {
 	if dl := b.deadLetters(t); len(dl) != 0 {
 		t.Errorf("%d dead letters, want none", len(dl))
 	}
+}
+
+// TestReadyzFailsWhileTheLeaseCannotBeAskedFor: a reader that cannot ask
+// for its lease at all (here a database never migrated, started without
+// migrate_on_start) is not a standby: /readyz answers 503 saying so once
+// that has lasted a lease TTL, and the reader reads once the database is
+// migrated. Before, /readyz said 200 "standby" for as long as it lasted
+// (and `healthcheck` exited 0) while nothing was read.
+func TestReadyzFailsWhileTheLeaseCannotBeAskedFor(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	cfg := b.config(webhookObserver("hooks", "Order", "http://127.0.0.1:1/", nil))
+	cfg.Database.MigrateOnStart = false
+	cfg.Reader.LeaseTTL = time.Second
+	app := b.start(t, cfg)
+	readyz := func() (int, map[string]string) {
+		code, body := httpGet(t, "http://"+app.app.HTTPAddr()+"/readyz")
+		var detail map[string]string
+		if err := json.Unmarshal([]byte(body), &detail); err != nil {
+			t.Fatalf("readyz body %q: %v", body, err)
+		}
+		return code, detail
+	}
+	waitFor(t, "/readyz failing on the lease", func() bool {
+		code, detail := readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(detail["reader"], "cannot ask for its lease")
+	})
+	if _, err := bootstrap.Migrate(t.Context(), b.config(), b.logger, ""); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	app.waitReading(t)
 }
