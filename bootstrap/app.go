@@ -62,7 +62,7 @@ type App struct {
 	runProc     application.RunProcessor
 	reader      *application.Reader
 	readerLease application.LeaseStatus // whether the reader's lease can be asked for (readiness)
-	pauser      *application.Pauser // memory topology: replay pauses the reader
+	pauser      *application.Pauser     // memory topology: replay pauses the reader
 	bridges     []*bridgeUnit
 	worker      *application.Worker
 	retention   []retentionJob
