@@ -51,9 +51,12 @@ func NewCachingExecutor(next ports.ActionExecutor, cache ports.ResultCache, cfg 
 	return &CachingExecutor{next: next, cache: cache, cfg: cfg, open: newFailOpen("cache", cfg.Logger, cfg.Metrics, cfg.Now)}, nil
 }
 
-// ResultKey is the cache key of one action's result for one event.
+// ResultKey is the cache key of one action's result for one event: its
+// parts joined by ':' unambiguously (domain.JoinNames), so that observer
+// "orders:shipped" with action "notify" and observer "orders" with action
+// "shipped:notify" keep results apart.
 func ResultKey(ev *domain.Event, obs *domain.Observer, act *domain.Action) string {
-	return ev.ID + ":" + obs.Name + ":" + act.Name
+	return domain.JoinNames(':', ev.ID, obs.Name, act.Name)
 }
 
 // Execute runs act unless the cache holds its success. Within a step that

@@ -618,3 +618,18 @@ func TestDedupSettlesUnderAnEndedContext(t *testing.T) {
 		t.Errorf("abandoned under an ended context: dedup state %q, want the claim released", got)
 	}
 }
+// Two observer/action pairs whose names joined by ':' read the same keep
+// their results apart: a success of one no longer skips the other as
+// cached on a redelivery.
+func TestResultKeysOfDifferentActionsDiffer(t *testing.T) {
+	t.Parallel()
+	ev := &domain.Event{ID: "e1"}
+	a := application.ResultKey(ev, &domain.Observer{Name: "orders:shipped"}, &domain.Action{Name: "notify"})
+	b := application.ResultKey(ev, &domain.Observer{Name: "orders"}, &domain.Action{Name: "shipped:notify"})
+	if a == b {
+		t.Errorf("both pairs have the key %q", a)
+	}
+	if got := application.ResultKey(ev, &domain.Observer{Name: "hooks"}, &domain.Action{Name: "notify"}); got != "e1:hooks:notify" {
+		t.Errorf("plain names: key %q, want e1:hooks:notify as before", got)
+	}
+}

@@ -318,6 +318,32 @@ func DeliveryID(eventID, observer, action string) string {
 
 // DeliveryIDSuffix is the part of DeliveryID after the event id.
 func DeliveryIDSuffix(observer, action string) string {
-	sum := sha256.Sum256([]byte(observer + "/" + action))
+	sum := sha256.Sum256([]byte(JoinNames('/', observer, action)))
 	return hex.EncodeToString(sum[:6])
+}
+
+// JoinNames joins parts with sep so that different parts never join the
+// same: in each part '%' is written %25 and sep as %XX (names may hold
+// any printable character, so ("orders/shipped", "notify") and
+// ("orders", "shipped/notify") joined plainly by '/' were one). Parts
+// holding neither join as they are.
+func JoinNames(sep byte, parts ...string) string {
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte(sep)
+		}
+		if strings.IndexByte(p, sep) < 0 && strings.IndexByte(p, '%') < 0 {
+			b.WriteString(p)
+			continue
+		}
+		for j := range len(p) {
+			if c := p[j]; c == sep || c == '%' {
+				fmt.Fprintf(&b, "%%%02X", c)
+			} else {
+				b.WriteByte(c)
+			}
+		}
+	}
+	return b.String()
 }

@@ -50,3 +50,26 @@ func TestIsHTTPToken(t *testing.T) {
 		}
 	}
 }
+
+// Names joined by JoinNames never collide, whatever characters they hold;
+// names without the separator or '%' join as they always did (the ids and
+// keys of existing deployments stay).
+func TestJoinNames(t *testing.T) {
+	t.Parallel()
+	if got := domain.JoinNames('/', "orders", "notify"); got != "orders/notify" {
+		t.Errorf("plain names joined %q, want orders/notify", got)
+	}
+	pairs := [][2][]string{
+		{{"orders/shipped", "notify"}, {"orders", "shipped/notify"}},
+		{{"a%2F", "b"}, {"a/", "b"}},
+		{{"a", "%2Fb"}, {"a/", "b"}},
+	}
+	for _, p := range pairs {
+		if x, y := domain.JoinNames('/', p[0]...), domain.JoinNames('/', p[1]...); x == y {
+			t.Errorf("domain.JoinNames(%q) = domain.JoinNames(%q) = %q", p[0], p[1], x)
+		}
+	}
+	if domain.DeliveryIDSuffix("orders/shipped", "notify") == domain.DeliveryIDSuffix("orders", "shipped/notify") {
+		t.Error("two observer/action pairs share a webhook-id suffix")
+	}
+}
