@@ -618,6 +618,7 @@ func TestDedupSettlesUnderAnEndedContext(t *testing.T) {
 		t.Errorf("abandoned under an ended context: dedup state %q, want the claim released", got)
 	}
 }
+
 // Two observer/action pairs whose names joined by ':' read the same keep
 // their results apart: a success of one no longer skips the other as
 // cached on a redelivery.
