@@ -14,7 +14,8 @@ import (
 // ChangeLogPruner deletes change-log rows that every reader has passed
 // (ports.Pruner): rows at or before the cutoff's position, in reading
 // order (txid, pk), and created before its time. Each Prune is one short
-// DELETE of at most limit rows, found through the (txid, pk) index.
+// DELETE among the first limit rows in that order, found through the
+// (txid, pk) index.
 type ChangeLogPruner struct {
 	pool  *pgxpool.Pool
 	table string
@@ -56,13 +57,27 @@ func (p *ChangeLogPruner) Prune(ctx context.Context, cut ports.Cutoff, limit int
 	if err != nil {
 		return 0, fmt.Errorf("postgres: %s: %w", op, err)
 	}
-	tag, err := p.pool.Exec(ctx, `DELETE FROM `+p.table+` WHERE ctid = ANY(ARRAY(
-		SELECT ctid FROM `+p.table+` WHERE `+changeLogPrunable+`
-		ORDER BY txid, pk_entity_change_log LIMIT $4))`, append(args, limit)...)
+	// The first limit rows in reading order up to the position, of which
+	// those old enough go: the scan reads at most limit index entries.
+	// Filtering by age inside the scan read every row up to the position
+	// (most of the table) once the old ones were gone: each pass ended
+	// with a scan of the whole change log. A row younger than the cutoff
+	// ahead of older ones (a long transaction's) holds them until it ages.
+	tag, err := p.pool.Exec(ctx, changeLogPruneSQL(p.table), append(args, limit)...)
 	if err != nil {
 		return 0, interpretError(op, err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// changeLogPruneSQL is Prune's statement on table (quoted): $1 and $2 the
+// position, $3 the time, $4 the limit.
+func changeLogPruneSQL(table string) string {
+	return `DELETE FROM ` + table + ` WHERE ctid = ANY(ARRAY(
+		SELECT ctid FROM (
+			SELECT ctid, created_at FROM ` + table + ` WHERE (txid, pk_entity_change_log) <= ($1::text::xid8, $2::bigint)
+			ORDER BY txid, pk_entity_change_log LIMIT $4) AS head
+		WHERE created_at < $3))`
 }
 
 // CountPrunable counts the rows Prune would delete.
