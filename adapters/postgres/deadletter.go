@@ -210,6 +210,8 @@ func (s *DeadLetters) Stats(ctx context.Context) (map[string]int, error) {
 
 // Count is the number of items, for the dlq_items metric.
 func (s *DeadLetters) Count(ctx context.Context) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	var n int64
 	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+s.table).Scan(&n); err != nil {
 		return 0, interpretError("count dead letters", err)

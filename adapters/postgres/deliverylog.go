@@ -61,6 +61,8 @@ func (l *DeliveryLog) Append(ctx context.Context, records []ports.DeliveryRecord
 			storableText(r.Endpoint), int32(r.Attempt), r.Trigger, r.Outcome, status, r.Latency.Microseconds(),
 			storableText(r.Error), storableText(r.Response)}
 	}
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
 	_, err := l.pool.CopyFrom(ctx, pgx.Identifier{l.schema, "deliveries"}, deliveryColumns, pgx.CopyFromRows(rows))
 	return interpretError("append deliveries", err)
 }
@@ -146,8 +148,10 @@ func (l *DeliveryLog) List(ctx context.Context, f ports.DeliveryFilter) ([]ports
 func (l *DeliveryLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {
-		tag, err := l.pool.Exec(ctx, `DELETE FROM `+l.table+` WHERE id IN (
+		bctx, cancel := withLongOpTimeout(ctx) // each batch
+		tag, err := l.pool.Exec(bctx, `DELETE FROM `+l.table+` WHERE id IN (
 			SELECT id FROM `+l.table+` WHERE at < $1 LIMIT `+strconv.Itoa(pruneBatch)+`)`, before)
+		cancel()
 		if err != nil {
 			return total, interpretError("prune deliveries", err)
 		}

@@ -170,6 +170,13 @@ func TestStreamCallsEndWhenTheDatabaseHangs(t *testing.T) {
 		"find event":         func() error { _, err := stats.Event(bg, "00000000-0000-0000-0000-000000000001"); return err },
 		"oldest transaction": func() error { _, err := oldestTransactionAge(bg, pool); return err },
 		"count retries":      func() error { _, err := retries.Counts(bg); return err },
+		// Found by a review: these waited for ever too.
+		"append deliveries": func() error {
+			return deliveries.Append(bg, []ports.DeliveryRecord{{At: time.Now(), EventID: "e", Observer: "o", Action: "a", Endpoint: "x", Attempt: 1, Trigger: "t", Outcome: "ok"}})
+		},
+		"prune deliveries":            func() error { _, err := deliveries.Prune(bg, time.Now()); return err },
+		"count dead letters":          func() error { _, err := dead.Count(bg); return err },
+		"count prunable dead letters": func() error { _, err := dead.CountPrunable(bg, ports.Cutoff{Before: time.Now()}); return err },
 	} {
 		done := make(chan error, 1)
 		start := time.Now()

@@ -127,6 +127,8 @@ func (s *DeadLetters) Prune(ctx context.Context, cut ports.Cutoff, limit int) (i
 
 // CountPrunable counts the dead letters Prune would delete.
 func (s *DeadLetters) CountPrunable(ctx context.Context, cut ports.Cutoff) (int64, error) {
+	ctx, cancel := withLongOpTimeout(ctx)
+	defer cancel()
 	const op = "count prunable dead letters"
 	if err := deadLetterCutoff(op, cut); err != nil {
 		return 0, err
