@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fraiseql/fraiseql-observer/bootstrap/telemetry"
+	"github.com/fraiseql/fraiseql-observer/ports"
 )
 
 // This file wires the App's telemetry (bootstrap/telemetry): the tracer,
@@ -44,7 +45,22 @@ func (a *App) propagate() func(context.Context, http.Header) {
 // change log it reads (from the stored checkpoint on a standby), its state
 // store's dead letters and parked retries, the oldest open transaction.
 func (a *App) gauges() telemetry.Gauges {
-	g := telemetry.Gauges{Metrics: a.metrics, Delivery: a.delivery, DeadLetters: a.dlqCount}
+	g := telemetry.Gauges{Metrics: a.metrics, Delivery: a.delivery}
+	counted := map[string]bool{} // stores by URL: a source may be the primary database
+	if a.dlqCount != nil {
+		g.DeadLetters = append(g.DeadLetters, a.dlqCount)
+		if a.primary != nil {
+			counted[a.primary.URL] = true
+		}
+	}
+	for _, b := range a.bridges {
+		// A bridge dead-letters what the bus refuses into its source
+		// database: a bridge-only process counts those (it had none).
+		if c, ok := b.store.DeadLetters.(ports.DeadLetterCounter); ok && !counted[b.store.URL] {
+			counted[b.store.URL] = true
+			g.DeadLetters = append(g.DeadLetters, c)
+		}
+	}
 	if a.changeLog != nil {
 		if a.reader != nil {
 			g.Backlogs = append(g.Backlogs, telemetry.BacklogSource{Reader: a.cfg.Reader.Name, Status: a.reader.Status,

@@ -506,3 +506,29 @@ func TestNATSEmbedded(t *testing.T) {
 		t.Errorf("embedded server stored nothing in %s: %v", store, err)
 	}
 }
+
+// A bridge-only process of the multi-database topology counts the dead
+// letters its bridges keep in their source databases (what the bus
+// refuses is dead-lettered there): fraiseql_observer_dlq_items was 0, as
+// such a process opens no state store of its own.
+func TestNATSBridgeCountsItsSourcesDeadLetters(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t) // no state store is opened by a bridge-only process
+	e := newJSEnv(t)
+	src := newBundle(t)
+	cfg := b.config()
+	e.configure(&cfg, "bridge")
+	cfg.Topology = config.TopologyMultiDatabase
+	name := databaseName(t, src.dbURL)
+	cfg.Databases = []config.SourceDatabase{{Name: name, URL: src.dbURL}}
+	app := b.start(t, cfg) // migrates the source database
+	waitFor(t, "the bridge reading", func() bool { return app.bridgeReading(t, name) })
+	if _, err := src.pool.Exec(t.Context(), `INSERT INTO observer.dead_letters (event_id, event, error, attempts)
+		VALUES ('e1', '{}', 'the bus refused the event', 1), ('e2', '{}', 'the bus refused the event', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "dlq_items 2", func() bool {
+		_, metrics := httpGet(t, "http://"+app.app.HTTPAddr()+"/metrics")
+		return strings.Contains(metrics, "\nfraiseql_observer_dlq_items 2\n")
+	})
+}

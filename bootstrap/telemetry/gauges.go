@@ -88,9 +88,10 @@ func (g *backlogGauge) refresh(ctx context.Context, src BacklogSource) (rows int
 type Gauges struct {
 	Metrics  *promadapter.Metrics
 	Delivery *promadapter.DeliveryMetrics
-	// DeadLetters counts the dead letters kept by this process's state
-	// store (nil: none).
-	DeadLetters ports.DeadLetterCounter
+	// DeadLetters count the dead letters this process keeps: its state
+	// store's, and each source database's a bridge dead-letters into
+	// (the gauge is their sum; none: not set).
+	DeadLetters []ports.DeadLetterCounter
 	// Backlogs are the change logs this process reads, with their readers.
 	Backlogs []BacklogSource
 	// ChangeLogs are the change logs whose oldest open transaction is
@@ -121,6 +122,20 @@ func oldestTransactionAge(ctx context.Context, agers []TransactionAger) (oldest 
 	return oldest, true
 }
 
+// countAll sums the counters' counts; false when there are none or one
+// failed (the gauge keeps its value rather than show a part).
+func countAll(ctx context.Context, counters []ports.DeadLetterCounter) (int64, bool) {
+	var total int64
+	for _, c := range counters {
+		n, err := c.Count(ctx)
+		if err != nil {
+			return 0, false
+		}
+		total += n
+	}
+	return total, len(counters) > 0
+}
+
 // Run refreshes the gauges every few seconds until ctx ends.
 func (g Gauges) Run(ctx context.Context) {
 	t := time.NewTicker(gaugeEvery)
@@ -128,10 +143,8 @@ func (g Gauges) Run(ctx context.Context) {
 	backlog := newBacklogGauge(time.Now)
 	for {
 		qctx, cancel := context.WithTimeout(ctx, gaugeEvery)
-		if g.DeadLetters != nil {
-			if n, err := g.DeadLetters.Count(qctx); err == nil {
-				g.Metrics.SetDLQItems(n)
-			}
+		if n, ok := countAll(qctx, g.DeadLetters); ok {
+			g.Metrics.SetDLQItems(n)
 		}
 		for _, src := range g.Backlogs {
 			if n, counted, err := backlog.refresh(qctx, src); err == nil && counted {

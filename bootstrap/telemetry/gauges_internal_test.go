@@ -132,3 +132,29 @@ func TestOldestTransactionAge(t *testing.T) {
 		t.Error("with a database down the age was taken as known")
 	}
 }
+
+// counter is a DeadLetterCounter answering n or err.
+type counter struct {
+	n   int64
+	err error
+}
+
+func (c counter) Count(context.Context) (int64, error) { return c.n, c.err }
+
+// dlq_items is the sum of every store the process dead-letters into (a
+// bridge's source databases included: a bridge-only process showed 0
+// while its sources held dead letters); a store that cannot be counted
+// leaves the gauge as it was rather than show a part.
+func TestCountAllDeadLetters(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	if n, ok := countAll(ctx, []ports.DeadLetterCounter{counter{n: 2}, counter{n: 3}}); !ok || n != 5 {
+		t.Errorf("two stores: %d, %v; want 5", n, ok)
+	}
+	if _, ok := countAll(ctx, []ports.DeadLetterCounter{counter{n: 2}, counter{err: errors.New("down")}}); ok {
+		t.Error("a store that failed: a count was reported")
+	}
+	if _, ok := countAll(ctx, nil); ok {
+		t.Error("no store: a count was reported")
+	}
+}
