@@ -146,9 +146,19 @@ func Watch(ctx context.Context, pool *pgxpool.Pool, cfg WatchConfig) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: watch %s: %w", t.table, err)
+		return fmt.Errorf("postgres: watch %s: %w%s", t.table, err, caseHint(t.table, err))
 	}
 	return nil
+}
+
+// caseHint says, for a table not found whose name holds capitals, that
+// names are taken as written: SQL folds a name written without quotes
+// to lower case, so `watch Sales.Items` does not find sales.items.
+func caseHint(tbl tableName, err error) string {
+	if !errors.Is(err, ports.ErrNotFound) || strings.ToLower(tbl.String()) == tbl.String() {
+		return ""
+	}
+	return fmt.Sprintf(" (names are taken as written, capitals included: a table created without quotes is %s)", strings.ToLower(tbl.String()))
 }
 
 // Unwatch removes the capture trigger and its function from cfg.Table. It

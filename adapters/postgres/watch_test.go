@@ -279,6 +279,8 @@ func TestWatchErrors(t *testing.T) {
 		{"NoPrimaryKey", WatchConfig{Table: "s.no_key"}, []string{"s.no_key", "no primary key"}, nil},
 		{"CompositeKey", WatchConfig{Table: "s.composite"}, []string{"s.composite", "composite"}, nil},
 		{"MissingTable", WatchConfig{Table: "s.missing"}, []string{"s.missing", "does not exist"}, ports.ErrNotFound},
+		// Created without quotes, the table is s.fine: the error says so.
+		{"CapitalsOfAnUnquotedName", WatchConfig{Table: "S.Fine"}, []string{"S.Fine", "does not exist", "created without quotes is s.fine"}, ports.ErrNotFound},
 		{"ThreeParts", WatchConfig{Table: "a.b.c"}, []string{"table", "a.b.c"}, nil},
 		{"EmptyTable", WatchConfig{}, []string{"table"}, nil},
 		{"MissingChangeLog", WatchConfig{Table: "s.fine", ChangeLogTable: "nowhere.log"}, []string{"nowhere.log", "migrate"}, nil},
