@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -241,6 +242,14 @@ func (hc *h1Conn) roundTrip(ctx context.Context, deadline time.Time, req *http.R
 	if err := hc.nc.SetDeadline(deadline); err != nil {
 		return ans, false, false, err
 	}
+	defer func() {
+		// Bytes after the answer belong to no request of ours: kept, they
+		// would be read as the next request's answer (a 200 standing in
+		// for a 500).
+		if keep && hc.br.Buffered() > 0 {
+			keep = false
+		}
+	}()
 	stop := context.AfterFunc(ctx, func() { _ = hc.nc.SetDeadline(time.Unix(1, 0)) })
 	defer func() {
 		if !stop() { // the deadline may be set yet, under another request: not reused
@@ -278,8 +287,12 @@ func (hc *h1Conn) roundTrip(ctx context.Context, deadline time.Time, req *http.R
 	ans.status, ans.retryAfter = h.status, h.retryAfter
 	var b io.Reader
 	switch {
-	case req.Method == http.MethodHead || h.status == http.StatusNoContent || h.status == http.StatusNotModified:
+	case req.Method == http.MethodHead:
 		return ans, h.keepAlive, true, nil
+	case h.status == http.StatusNoContent || h.status == http.StatusNotModified:
+		// No body, whatever the head says; one that announces a body may
+		// send it: the connection is not reused then.
+		return ans, h.keepAlive && !h.chunked && h.contentLength <= 0, true, nil
 	case h.chunked:
 		b = &chunkedReader{r: hc.br}
 	case h.contentLength >= 0:
@@ -337,7 +350,7 @@ func (hc *h1Conn) send(req *http.Request, body []byte) (werr, perr error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- write() }()
-	_, perr = hc.br.Peek(1)
+	perr = hc.awaitFinal()
 	select {
 	case werr = <-done:
 	default: // answered (or failed) before the body was written: stop writing
@@ -348,6 +361,29 @@ func (hc *h1Conn) send(req *http.Request, body []byte) (werr, perr error) {
 		}
 	}
 	return werr, perr
+}
+
+// awaitFinal waits for the first byte of a final answer while the body is
+// being written: an interim answer (1xx: 100 Continue, 103 Early Hints)
+// is read and skipped, the writing going on (before, its first byte
+// stopped the body's write, and the receiver, waiting for the body, never
+// answered). An error means no answer came.
+func (hc *h1Conn) awaitFinal() error {
+	for range h1MaxInterim {
+		if _, err := hc.br.Peek(1); err != nil {
+			return err
+		}
+		// "HTTP/1.x 1xx" but 101: the head of an interim answer. Fewer
+		// bytes (a short, malformed answer) are the final answer's to
+		// report; so is a 101, which the answer's reader refuses.
+		if b, err := hc.br.Peek(12); err != nil || !bytes.HasPrefix(b, []byte("HTTP/1.")) || b[9] != '1' || string(b[9:12]) == "101" {
+			return nil
+		}
+		if _, err := readAnswerHead(hc.br); err != nil {
+			return nil // the answer's reader reports the malformed head
+		}
+	}
+	return nil
 }
 
 // validHeaders checks req's Host and header names and values as net/http

@@ -60,6 +60,7 @@ func readAnswerHead(br *bufio.Reader) (answerHead, error) {
 	}
 	h.status = status
 	var sawClose, sawKeepAlive bool
+	followed := -1 // whether the previous header line was one the client follows (-1: none yet)
 	for {
 		line, err := readHeadLine(br, &budget)
 		if err != nil {
@@ -69,14 +70,26 @@ func readAnswerHead(br *bufio.Reader) (answerHead, error) {
 			h.keepAlive = !sawClose && (minor != '0' || sawKeepAlive)
 			return h, nil
 		}
-		if line[0] == ' ' || line[0] == '\t' { // obsolete line folding
-			return h, fmt.Errorf("%w: folded header line", errH1Protocol)
+		if line[0] == ' ' || line[0] == '\t' {
+			// Obsolete line folding continues the previous header's value
+			// (RFC 9112 5.2: a client replaces it by a space, as net/http
+			// does). Of a header the client ignores it changes nothing; of
+			// one it follows, or with no header before, it is refused.
+			if followed != 0 {
+				return h, fmt.Errorf("%w: folded header line", errH1Protocol)
+			}
+			continue
 		}
 		name, value, ok := bytes.Cut(line, []byte{':'})
 		if !ok {
 			return h, fmt.Errorf("%w: header line %q", errH1Protocol, truncate(line))
 		}
 		value = bytes.TrimSpace(value)
+		followed = 0
+		if asciiEqualFold(name, "content-length") || asciiEqualFold(name, "transfer-encoding") ||
+			asciiEqualFold(name, "connection") || asciiEqualFold(name, "retry-after") {
+			followed = 1
+		}
 		switch {
 		case asciiEqualFold(name, "content-length"):
 			n, err := strconv.ParseInt(string(value), 10, 64)
