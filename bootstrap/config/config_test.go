@@ -118,6 +118,8 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"bad topology", "topology = \"mesh\"", nil, []string{"topology", "mesh"}},
 		{"bad role", "topology = \"memory\"\nrole = \"workers\"", nil, []string{"role", `"workers" is not a role: want all, bridge, worker`}},
 		{"zero batch", "[reader]\nbatch_size = 0", nil, []string{"reader.batch_size", "positive"}},
+		{"reader name of a bridge", "[reader]\nname = \"bridge:x\"", nil, []string{"reader.name", "bridge:x", "letters, digits"}},
+		{"empty reader name", "[reader]\nname = \"\"", nil, []string{"reader.name", "required"}},
 		{"bad log level", "[logging]\nlevel = \"loud\"", nil, []string{"logging.level"}},
 		{"env not an integer", "", []string{"FRAISEQL_READER_BATCH_SIZE=many"}, []string{"reader.batch_size", "FRAISEQL_READER_BATCH_SIZE"}},
 		{"env not a boolean", "", []string{"FRAISEQL_DATABASE_MIGRATE_ON_START=yes please"}, []string{"database.migrate_on_start"}},

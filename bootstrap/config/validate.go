@@ -117,8 +117,11 @@ func (c *Config) Validate() error {
 	if err := validListen(c.HTTP.Listen); err != nil {
 		return err
 	}
-	if c.Reader.Name == "" {
-		return &ConfigError{Key: "reader.name", Msg: "must not be empty"}
+	if !tokenName.MatchString(c.Reader.Name) {
+		// It names the checkpoint and the lease "reader:NAME"; a name such
+		// as "bridge:x" read as a bridge's, and a replay checked the wrong
+		// lease and moved the checkpoint under the running reader.
+		return &ConfigError{Key: "reader.name", Msg: fmt.Sprintf("%q: required; use letters, digits, - and _", c.Reader.Name)}
 	}
 	if c.Topology.Distributed() && c.Reader.Name != Defaults().Reader.Name {
 		return &ConfigError{Key: "reader.name", Msg: "names the reader of postgres-only, postgres-redis and memory: nats-distributed's bridge is bridge:default, multi-database's are named by their [[databases]] name; leave reader.name unset"}
