@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/fraiseql/fraiseql-observer/domain"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -65,6 +66,20 @@ func (r *Resender) Resend(ctx context.Context, ev *domain.Event, observer, actio
 				continue
 			}
 			observers = append(observers, o)
+		}
+	}
+	if action != "" && observer == "" {
+		// Action names are unique within an observer only: the same name
+		// in several observers is not the one action the operator meant.
+		var with []string
+		for _, o := range observers {
+			if slices.ContainsFunc(o.Actions, func(a domain.Action) bool { return a.Name == action }) {
+				with = append(with, o.Name)
+			}
+		}
+		if len(with) > 1 {
+			return nil, fmt.Errorf("action %q is in %d observers of this event (%s): name one with the observer: %w",
+				action, len(with), strings.Join(with, ", "), ErrNoSuchTarget)
 		}
 	}
 	ran := false

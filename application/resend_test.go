@@ -3,6 +3,7 @@ package application_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/fraiseql/fraiseql-observer/application"
@@ -66,5 +67,28 @@ func TestResender(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// An action name that two observers of the event share, asked for without
+// an observer, is refused naming both (it ran in both before: action
+// names are unique within an observer only); with the observer, only
+// that one runs.
+func TestResendActionNameSharedByObservers(t *testing.T) {
+	t.Parallel()
+	m := domain.NewMatcher([]domain.Observer{observer("a", "Order", "notify"), observer("b", "Order", "notify", "other")})
+	exec, calls := recording(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error { return nil })
+	r := &application.Resender{Executor: exec, Matcher: func() *domain.Matcher { return m }}
+	ev := event("e1", "Order", "1", nil)
+	_, err := r.Resend(t.Context(), &ev, "", "notify")
+	if !errors.Is(err, application.ErrNoSuchTarget) || !strings.Contains(err.Error(), "a, b") || calls.len() != 0 {
+		t.Fatalf("ambiguous action: %v after %d calls, want ErrNoSuchTarget naming a and b, no call", err, calls.len())
+	}
+	out, err := r.Resend(t.Context(), &ev, "b", "notify")
+	if err != nil || len(out) != 1 || out[0].Observer != "b" || calls.len() != 1 {
+		t.Fatalf("with the observer: %+v, %v (%d calls), want b/notify only", out, err, calls.len())
+	}
+	if _, err := r.Resend(t.Context(), &ev, "", "other"); err != nil || calls.len() != 2 {
+		t.Fatalf("a name one observer has: %v (%d calls)", err, calls.len())
 	}
 }
