@@ -1,9 +1,12 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -37,11 +40,20 @@ func (r ResendReport) OK() bool { return r.Failed == 0 && r.Succeeded > 0 }
 
 // Resend re-runs the actions of an event that was delivered already.
 type Resend struct {
-	// Stores are searched for the event, the primary one first.
+	// Stores are searched for the event, multi-database's sources first.
 	Stores Stores
 	// Resender returns the resender of this process (its observers and
 	// executors), or ErrNoActions.
 	Resender func(ctx context.Context) (*application.Resender, error)
+}
+
+// sourceRank orders the stores searched for an event: multi-database's
+// sources (named "databases.NAME") before the others.
+func sourceRank(st *Store) int {
+	if strings.HasPrefix(st.Name, "databases.") {
+		return 0
+	}
+	return 1
 }
 
 // Resend reads the event from the change log by id and runs its actions.
@@ -54,6 +66,14 @@ func (r *Resend) Resend(ctx context.Context, req ResendRequest) (ResendReport, e
 	if err != nil {
 		return rep, err
 	}
+	// The sources of multi-database first: their change logs are the ones
+	// read (by their bridges), and an event found there carries its
+	// source's name; [database] may be one of them, whose events would
+	// come without it.
+	stores = slices.Clone(stores)
+	slices.SortStableFunc(stores, func(a, b *Store) int {
+		return cmp.Compare(sourceRank(a), sourceRank(b))
+	})
 	var rec ports.Record
 	found := false
 	for _, st := range stores {
