@@ -27,8 +27,9 @@ type ReplayResult struct {
 	Backlog int64 `json:"backlog"`
 	// Reason says why the checkpoint did not move.
 	Reason string `json:"reason,omitempty"`
-	// Dedup explains, when dedup is enabled, that re-read events still in
-	// the dedup window are skipped, and how to avoid it.
+	// Dedup explains which re-read events are skipped (JetStream's
+	// duplicate window in the NATS topologies, dedup marks when dedup is
+	// enabled) and how to avoid it.
 	Dedup string `json:"dedup,omitempty"`
 }
 

@@ -72,3 +72,26 @@ func TestTriggerPolicyFollowsWakeAndRole(t *testing.T) {
 		t.Errorf("wake poll: policy %d, want drop", got)
 	}
 }
+
+// A replay in the NATS topologies says that JetStream drops events
+// published again within its duplicate window (the bridge's Nats-Msg-Id
+// is the event id): a replay of recent events reached no worker, and the
+// note spoke of Redis only.
+func TestDedupNoteOfTheNATSTopologies(t *testing.T) {
+	t.Parallel()
+	cfg := config.Defaults()
+	cfg.Topology = config.TopologyNATSDistributed
+	note := stores.DedupNote(cfg)
+	if !strings.Contains(note, "nats.stream.duplicate_window (2m0s)") {
+		t.Errorf("note without dedup = %q, want the duplicate window", note)
+	}
+	cfg.Performance.EnableDedup = true
+	cfg.Redis.URL = "redis://127.0.0.1:6379/0"
+	if note := stores.DedupNote(cfg); !strings.Contains(note, "duplicate_window") || !strings.Contains(note, "dedup:v1:event") {
+		t.Errorf("note with dedup = %q, want both the duplicate window and the dedup marks", note)
+	}
+	cfg.Topology = config.TopologyPostgresRedis
+	if note := stores.DedupNote(cfg); strings.Contains(note, "duplicate_window") {
+		t.Errorf("postgres-redis note = %q mentions JetStream", note)
+	}
+}

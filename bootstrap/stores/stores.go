@@ -188,11 +188,16 @@ func HolderName() string {
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
 }
 
-// DedupNote tells, when dedup is on, which replayed events are skipped
-// and how to avoid it, as the dedup store actually behaves.
+// DedupNote tells which replayed events are skipped, and how to avoid
+// it, as the stores actually behave: JetStream's duplicate window in the
+// NATS topologies, the dedup marks when dedup is on.
 func DedupNote(c config.Config) string {
+	var bus string
+	if c.Topology.Distributed() {
+		bus = fmt.Sprintf("the bridges publish each event with its id as Nats-Msg-Id: JetStream drops an event published again less than nats.stream.duplicate_window (%s) after it was first published, so a replay reaches the workers only for events older than that (wait that long before replaying recent ones).", c.NATS.Stream.DuplicateWindow)
+	}
 	if !c.Performance.EnableDedup {
-		return ""
+		return bus
 	}
 	note := fmt.Sprintf("dedup is enabled (performance.enable_dedup): events that completed less than redis.dedup_window (%s) ago are skipped as duplicates when they are read again.", c.Redis.DedupWindow)
 	if c.Redis.Configured() {
@@ -203,6 +208,9 @@ func DedupNote(c config.Config) string {
 	}
 	if c.Performance.EnableCaching {
 		note += fmt.Sprintf(" With performance.enable_caching, actions that succeeded less than redis.cache_ttl (%s) ago are not repeated either (keys %scache:v1:result:*).", c.Redis.CacheTTL, c.Redis.KeyPrefix)
+	}
+	if bus != "" {
+		note = bus + " Besides, " + note
 	}
 	return note
 }
