@@ -17,13 +17,17 @@ import (
 
 // Preflight runs the checks of cfg that run makes with the adapters'
 // own parsers before it connects to anything (config.Load made the
-// others): the outbound network policy and the tracing endpoint, so that
+// others): the outbound network policy, the tracing endpoint and the
+// memory topology's events file (every line decoded), so that
 // validate-config refuses what run would.
-func Preflight(cfg config.Config) error {
+func Preflight(ctx context.Context, cfg config.Config) error {
 	if _, err := actions.Policy(cfg); err != nil {
 		return err
 	}
-	return telemetry.CheckTracing(cfg)
+	if err := telemetry.CheckTracing(cfg); err != nil {
+		return err
+	}
+	return stores.CheckEventsFile(ctx, cfg)
 }
 
 // Migrate creates or adapts the change-log table and the observer schema

@@ -176,6 +176,9 @@ func (s *Source) AppendJSONLines(ctx context.Context, r io.Reader) (JSONLinesRes
 	return s.jsonLines(ctx, r, true)
 }
 
+// utf8BOM is the byte-order mark some editors put at the start of a file.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 func (s *Source) jsonLines(ctx context.Context, r io.Reader, skipInvalid bool) (JSONLinesResult, error) {
 	br := bufio.NewReader(r)
 	var res JSONLinesResult
@@ -183,6 +186,9 @@ func (s *Source) jsonLines(ctx context.Context, r io.Reader, skipInvalid bool) (
 		line, readErr := br.ReadBytes('\n')
 		if readErr != nil && !errors.Is(readErr, io.EOF) {
 			return res, fmt.Errorf("memory: load json lines: line %d: %w", lineNo, readErr)
+		}
+		if lineNo == 1 {
+			line = bytes.TrimPrefix(line, utf8BOM) // an editor's byte-order mark is not part of the first event
 		}
 		if line = bytes.TrimSpace(line); len(line) > 0 {
 			if err := ctx.Err(); err != nil {

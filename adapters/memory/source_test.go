@@ -66,6 +66,14 @@ func TestLoadJSONLines(t *testing.T) {
 			wantTypes: []domain.EventType{domain.EventInsert},
 		},
 		{
+			// An editor's byte-order mark before the first event (it
+			// made line 1 invalid).
+			name:      "ByteOrderMark",
+			input:     "\xef\xbb\xbf" + `{"id":"e1","event_type":"INSERT","entity_type":"Order"}` + "\n",
+			wantN:     1,
+			wantTypes: []domain.EventType{domain.EventInsert},
+		},
+		{
 			name:    "ArrayIsBad",
 			input:   `[1,2]`,
 			wantErr: "line 1",

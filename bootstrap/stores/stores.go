@@ -70,18 +70,43 @@ func OpenMemory(ctx context.Context, cfg config.Config, logger *slog.Logger) (*S
 		Store: &admin.Store{Name: "memory", Checkpoints: memory.NewCheckpointsWithLease(leases), Leases: leases,
 			DeadLetters: dl, ChangeLog: src, Retries: retries, Endpoints: memory.NewEndpointStates(), Readers: PrimaryReaders(cfg)}}
 	if f := cfg.Memory.EventsFile; f != "" {
-		fh, err := os.Open(f)
+		n, err := loadEventsFile(ctx, src, f)
 		if err != nil {
-			return nil, &config.ConfigError{Key: "memory.events_file", Msg: err.Error()}
-		}
-		defer fh.Close()
-		n, err := src.LoadJSONLines(ctx, fh)
-		if err != nil {
-			return nil, &config.ConfigError{File: f, Msg: err.Error()}
+			return nil, err
 		}
 		logger.Info("events loaded", slog.String("file", f), slog.Int("events", n))
 	}
 	return st, nil
+}
+
+// loadEventsFile appends the events of the JSON-lines file f to src; the
+// error names the key or the file and line.
+func loadEventsFile(ctx context.Context, src *memory.Source, f string) (int, error) {
+	fh, err := os.Open(f)
+	if err != nil {
+		return 0, &config.ConfigError{Key: "memory.events_file", Msg: err.Error()}
+	}
+	defer fh.Close()
+	n, err := src.LoadJSONLines(ctx, fh)
+	if err != nil {
+		return n, &config.ConfigError{File: f, Msg: err.Error()}
+	}
+	return n, nil
+}
+
+// CheckEventsFile reads memory.events_file, when set, as a memory
+// topology's start would, into a log that is then dropped: validate-config
+// finds a line the start would refuse.
+func CheckEventsFile(ctx context.Context, cfg config.Config) error {
+	if cfg.Topology != config.TopologyMemory || cfg.Memory.EventsFile == "" {
+		return nil
+	}
+	src, err := memory.NewSource(time.Now, memory.SourceConfig{MaxEventBytes: cfg.Reader.MaxEventBytes})
+	if err != nil {
+		return err
+	}
+	_, err = loadEventsFile(ctx, src, cfg.Memory.EventsFile)
+	return err
 }
 
 // OpenDatabase opens the observer's own database (waiting for it, see

@@ -177,7 +177,7 @@ func checkConfig(file string, environ []string, print, asJSON bool, stdout, stde
 	if err := observersRequired(cfg, len(obs)); err != nil {
 		return withFile(err, cfg.File)
 	}
-	if err := bootstrap.Preflight(cfg); err != nil {
+	if err := bootstrap.Preflight(context.Background(), cfg); err != nil {
 		return err
 	}
 	if keys := cfg.TracingKeysSet(); len(keys) > 0 && !cfg.TracingOn(lookup) {

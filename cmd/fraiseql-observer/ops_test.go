@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -398,5 +399,31 @@ url_env = "NOPE_UNSET"
 `)
 	if code, stderr := validate(file, nil); code != 2 || !strings.Contains(stderr, "url and url_env: set only one") || strings.Contains(stderr, "NOPE_UNSET is not set") {
 		t.Errorf("exit %d, stderr %q; want 2 saying to set only one", code, stderr)
+	}
+}
+
+// validate-config reads memory.events_file as run does: a line run would
+// refuse is refused here, naming the file and the line (it said
+// "configuration ok" and run then exited 2). A byte-order mark before the
+// first event is not an error.
+func TestValidateConfigReadsTheEventsFile(t *testing.T) {
+	t.Parallel()
+	good := `{"id":"e1","event_type":"INSERT","entity_type":"Order","entity_id":"o1","data":{}}`
+	for _, c := range []struct {
+		name, events, stderr string
+		code                 int
+	}{
+		{"a truncated line", good + "\n" + `{"id":"e2","event_type":"INSERT"` + "\n", "line 2", 2},
+		{"a byte-order mark", "\xef\xbb\xbf" + good + "\n", "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			events := writeFile(t, "events.jsonl", c.events)
+			body := "topology = \"memory\"\n[memory]\nevents_file = " + strconv.Quote(events) + "\n" + cliObserver
+			code, stderr := validate(writeFile(t, "config.toml", body), []string{"FRAISEQL_ADMIN_TOKEN=t"})
+			if code != c.code || !strings.Contains(stderr, c.stderr) || c.code != 0 && !strings.Contains(stderr, "events.jsonl") {
+				t.Errorf("exit %d, stderr %q; want %d naming the file and %q", code, stderr, c.code, c.stderr)
+			}
+		})
 	}
 }
