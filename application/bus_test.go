@@ -539,3 +539,76 @@ func TestWorkerSameEventTwiceAtOnceRunsOnce(t *testing.T) {
 		t.Errorf("the action ran %d times for one event delivered twice at once to one worker, want 1", n)
 	}
 }
+
+// deferringProcessor is a processor whose one action the endpoint puts
+// off until, the first putOffs calls (every call when negative), then
+// fails transiently; real counts the attempts made.
+func deferringProcessor(t *testing.T, putOffs int32, reason domain.DeferReason, policy domain.RetryPolicy) (application.RunProcessor, *memory.DeadLetters, *atomic.Int32) {
+	t.Helper()
+	var calls, real atomic.Int32
+	exec := ports.ActionExecutorFunc(func(context.Context, *domain.Event, *domain.Observer, *domain.Action) error {
+		if n := calls.Add(1); putOffs < 0 || n <= putOffs {
+			return &domain.DeferredError{Endpoint: "x", Reason: reason, Until: time.Now().Add(20 * time.Millisecond)}
+		}
+		real.Add(1)
+		return domain.Transient(errors.New("503"), 0)
+	})
+	obs := []domain.Observer{{Name: "o", Entity: "Order", Events: []domain.EventType{domain.EventInsert}, OnFailure: domain.FailureDLQ,
+		Retry: policy, Actions: []domain.Action{{Name: "hook", Type: domain.ActionWebhook}}}}
+	dlq := memory.NewDeadLetters(nil)
+	proc, err := application.NewProcessor(domain.NewMatcher(obs), application.ProcessorConfig{Executor: exec, DeadLetters: dlq,
+		Logger: discardLogger(), Retries: memory.NewRetries(dlq, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proc, dlq, &real
+}
+
+// A delivery whose action its endpoint only puts off (a rate limit, a
+// concurrency cap) is not an attempt: the worker steps it again holding
+// the message, instead of naking it (the broker's delivery count is the
+// next delivery's attempt number). Before, two put-off deliveries and one
+// failure dead-lettered the action at max_attempts 3 after one attempt,
+// and a cap that put off every delivery gave it up at max_deliver after
+// none.
+func TestWorkerPutOffIsNoAttempt(t *testing.T) {
+	t.Parallel()
+	body, err := domain.Event{ID: "e1", EventType: domain.EventInsert, EntityType: "Order", EntityID: "e1", Data: map[string]any{}}.Envelope()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := domain.RetryPolicy{MaxAttempts: 3, InitialDelay: time.Second, MaxDelay: time.Second, Backoff: domain.BackoffFixed, InMemoryAttempts: 3}
+	t.Run("rate limit, then a failure", func(t *testing.T) {
+		t.Parallel()
+		proc, dlq, real := deferringProcessor(t, 2, domain.DeferRate, policy)
+		d := &fakeDelivery{data: body, attempt: 1}
+		w, err := application.NewWorker(&fakeConsumer{deliveries: []*fakeDelivery{d}}, proc, dlq, application.WorkerConfig{Logger: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if d.outcome != "nak" || real.Load() != 1 {
+			t.Errorf("outcome %q after %d attempts, want one attempt, then a nak for the retry", d.outcome, real.Load())
+		}
+		if items, _ := dlq.List(t.Context(), ports.DeadLetterFilter{}); len(items) != 0 {
+			t.Errorf("%d dead letters after one attempt of three", len(items))
+		}
+	})
+	t.Run("put off three times", func(t *testing.T) {
+		t.Parallel()
+		proc, dlq, real := deferringProcessor(t, 3, domain.DeferConcurrency, policy)
+		d := &fakeDelivery{data: body, attempt: 1}
+		w, err := application.NewWorker(&fakeConsumer{deliveries: []*fakeDelivery{d}}, proc, dlq, application.WorkerConfig{Logger: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if real.Load() != 1 {
+			t.Errorf("%d attempts within the delivery, want the one after three put-offs", real.Load())
+		}
+	})
+}

@@ -24,7 +24,9 @@ func (p *Processor) deferred(t *task, d *domain.DeferredError) {
 	}
 	if d.Reason == domain.DeferOpen && p.cfg.Retries != nil {
 		t.park = true
+		return
 	}
+	t.putOff = true
 }
 
 // parkMarked parks, per observer, the unfinished actions of run when one

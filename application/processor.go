@@ -75,6 +75,23 @@ type Run struct {
 // Event returns the run's event.
 func (r *Run) Event() *domain.Event { return &r.Record.Event }
 
+// PutOff reports whether every unfinished action waits only because its
+// endpoint put it off (a rate limit, a concurrency cap), none because it
+// failed: its next step is no retry, and no attempt was made meanwhile.
+func (r *Run) PutOff() bool {
+	waiting := false
+	for _, t := range r.tasks {
+		if t.finished {
+			continue
+		}
+		if !t.putOff {
+			return false
+		}
+		waiting = true
+	}
+	return waiting
+}
+
 // Pending reports how many actions are not finished.
 func (r *Run) Pending() int {
 	n := 0
@@ -108,6 +125,10 @@ type task struct {
 	// it (the retry store refused it): its finish adds the summary detail
 	// and the action metric.
 	report bool
+	// putOff marks an action its endpoint put off (a rate limit, a
+	// concurrency cap) since its last attempt: it waits without having
+	// failed.
+	putOff bool
 }
 
 // ProcessorConfig holds the processor's dependencies and tuning.
@@ -308,6 +329,7 @@ func (p *Processor) attempt(ctx context.Context, run *Run, t *task) {
 		p.deferred(t, d) // not an attempt
 		return
 	}
+	t.putOff = false
 	t.attempts = attempt
 	detail := domain.ActionDetail{
 		Observer: t.obs.Name, Action: t.act.Name, ActionType: t.act.Type,

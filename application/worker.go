@@ -155,6 +155,20 @@ func (w *Worker) handle(ctx, work, acts context.Context, d ports.Delivery) {
 	done := false
 	if stepped {
 		next, done = w.proc.Step(acts, run)
+		// Actions only put off, briefly, by their endpoints (a rate
+		// limit, a concurrency cap) step again here, the message kept in
+		// progress: a nak counts a delivery, and the next delivery's
+		// attempt number is the broker's count, so each put-off nak
+		// counted as an attempt nobody made (actions dead-lettered, or
+		// given up at max_deliver, after none). A retry after a failure
+		// is still a later delivery.
+		for !done && ctx.Err() == nil && run.PutOff() {
+			wait := next.Sub(w.cfg.Now())
+			if wait > stepAgainWithin || !sleep(ctx, max(wait, time.Millisecond)) {
+				break
+			}
+			next, done = w.proc.Step(acts, run)
+		}
 	}
 	gaveUp := false
 	if !done && d.LastAttempt() {
@@ -198,6 +212,11 @@ func (w *Worker) handle(ctx, work, acts context.Context, d ports.Delivery) {
 		}
 	}
 }
+
+// stepAgainWithin is how soon a message's next step must be due for the
+// worker to wait for it holding the message, rather than nak it for a
+// later delivery.
+const stepAgainWithin = time.Second
 
 // giveUp parks run's unfinished actions in the durable retry store (those
 // the policy would still retry) or dead-letters them: its message is on
