@@ -1053,3 +1053,53 @@ func TestRetryRunnerLostLeaseCancelsItsActionsAtOnce(t *testing.T) {
 		t.Fatalf("the next holder claimed %+v (%v), want the item released unchanged (1 attempt)", got, err)
 	}
 }
+
+// TestRetryRunnerRenewsTheClaimOfARunningItem: an item whose actions run
+// longer than its claim keeps it (renewed every third of it): it runs
+// once, and its key's next item after it. Before, the claim ran out, the
+// runner claimed the item again while it ran (delivered twice) and the
+// next item of the key was delivered before the first run ended.
+func TestRetryRunnerRenewsTheClaimOfARunningItem(t *testing.T) {
+	t.Parallel()
+	store := memory.NewRetries(memory.NewDeadLetters(nil), nil)
+	var mu sync.Mutex
+	var log []string
+	note := func(s string) {
+		mu.Lock()
+		log = append(log, s)
+		mu.Unlock()
+	}
+	var slow atomic.Int32
+	exec := ports.ActionExecutorFunc(func(_ context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		note("start " + ev.ID)
+		if ev.ID == "e0" && slow.Add(1) == 1 {
+			time.Sleep(600 * time.Millisecond) // a slow receiver, within the action's timeout: three claims long
+		}
+		note("end " + ev.ID)
+		return nil
+	})
+	m := domain.NewMatcher([]domain.Observer{durableObserver("hooks", "Order", 1, "a")})
+	r, err := application.NewRetryRunner(store, exec, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
+		Holder: "h", Logger: discardLogger(), PollInterval: 20 * time.Millisecond, ClaimTTL: 200 * time.Millisecond, Concurrency: 4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parkNow(t, store, event("e0", "Order", "1", nil))
+	parkNow(t, store, event("e1", "Order", "1", nil))
+	bg := runInBackground(t, r.Run)
+	eventually(t, "both items run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(log, "end e1")
+	})
+	time.Sleep(300 * time.Millisecond) // room for a second run of e0
+	if err := bg.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"start e0", "end e0", "start e1", "end e1"}; !slices.Equal(log, want) {
+		t.Errorf("ran %v, want %v: each once, in order", log, want)
+	}
+}

@@ -33,8 +33,10 @@ type RetryRunnerConfig struct {
 	// Concurrency is how many items run at once (default 32); items of
 	// one key run one after the other.
 	Concurrency int
-	// ClaimTTL is how long a claim lasts (default 5m): longer than any
-	// item's actions take, so no other process takes an item in progress.
+	// ClaimTTL is how long a claim lasts without renewal (default 5m);
+	// it is renewed every ClaimTTL/3 while an item's actions run, so no
+	// other runner takes an item in progress. A runner that dies leaves
+	// its items to others after it.
 	ClaimTTL time.Duration
 	// PollInterval is how often the store is asked for due items when
 	// nothing wakes the runner (default 1s).
@@ -261,6 +263,11 @@ func (r *RetryRunner) chain(ctx, work, acts context.Context, holder string, it p
 // it returns the key's next item when Complete claimed it, and the holder
 // it claimed it for.
 func (r *RetryRunner) runItem(ctx, work, acts context.Context, holder string, it ports.RetryItem) (ports.RetryItem, string, bool) {
+	// The claim is renewed while the actions run: several slow actions
+	// could outlast it, and another runner (this one's next look too)
+	// would run the item again, and its key's next item before it ended.
+	stopRenewing := r.renewWhileRunning(work, holder)
+	defer stopRenewing()
 	obs, known := r.matcher().Observer(it.Observer)
 	var remaining []ports.RetryAction
 	var dead []ports.DeadLetter
@@ -356,6 +363,39 @@ func (r *RetryRunner) attempt(ctx context.Context, it ports.RetryItem, obs *doma
 	}
 	r.cfg.Metrics.ActionExecuted(domain.ActionDetail{Observer: it.Observer, Action: a.Action, ActionType: act.Type, Attempt: attempt, Outcome: outcome, Duration: took})
 	return a, attemptFailed
+}
+
+// renewWhileRunning renews holder's claims every ClaimTTL/3 until the
+// returned stop is called (which waits for a renewal under way).
+func (r *RetryRunner) renewWhileRunning(ctx context.Context, holder string) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(max(r.cfg.ClaimTTL/3, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			n, err := r.store.Renew(ctx, holder, r.cfg.Now().Add(r.cfg.ClaimTTL))
+			switch {
+			case err != nil && ctx.Err() == nil:
+				r.cfg.Logger.Warn("cannot renew the claim of a parked item whose actions run; another runner may take it when the claim ends",
+					slog.String("holder", holder), slog.String("error", err.Error()))
+			case err == nil && n == 0:
+				return // nothing held any more
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
+	}
 }
 
 func (r *RetryRunner) deadLetter(it ports.RetryItem, a ports.RetryAction, cause error) ports.DeadLetter {

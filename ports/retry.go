@@ -116,6 +116,11 @@ type RetryKey struct {
 // the runner reading its answer, and those items would otherwise wait out
 // their claim. Release with no such claim returns 0.
 //
+// Renew extends every claim holder holds to until (a runner whose item's
+// actions run longer than a third of its claim renews it, so that no
+// other runner takes the item meanwhile) and returns how many it
+// extended; 0 when holder holds none any more.
+//
 // MakeDue makes every action of endpoint in RetryDue items due at now
 // (their items too) and returns how many items it changed; waiting items
 // keep their place. Keys calls fn for every key with parked items and
@@ -134,6 +139,7 @@ type RetryStore interface {
 	Reschedule(ctx context.Context, id int64, holder string, actions []RetryAction, dead []DeadLetter) error
 	Complete(ctx context.Context, item RetryItem, c RetryClaim, dead []DeadLetter) (next RetryItem, claimed bool, err error)
 	Release(ctx context.Context, holder string) (int64, error)
+	Renew(ctx context.Context, holder string, until time.Time) (int64, error)
 	MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error)
 	Keys(ctx context.Context, fn func(RetryKey) error) error
 	Repair(ctx context.Context) (int64, error)

@@ -289,6 +289,26 @@ func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
 	return n, nil
 }
 
+// Renew extends holder's claims to until.
+func (s *Retries) Renew(ctx context.Context, holder string, until time.Time) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memory: renew claims of %q: %w", holder, err)
+	}
+	if holder == "" {
+		return 0, errors.New("memory: renew claims: empty holder")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, it := range s.items {
+		if it.holder == holder {
+			it.until = until
+			n++
+		}
+	}
+	return n, nil
+}
+
 // MakeDue makes the actions of endpoint in due items due at now.
 func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error) {
 	if err := ctx.Err(); err != nil {

@@ -363,6 +363,21 @@ func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
+// Renew extends holder's claims to until.
+func (s *Retries) Renew(ctx context.Context, holder string, until time.Time) (int64, error) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
+	op := fmt.Sprintf("renew claims of %q", holder)
+	if holder == "" {
+		return 0, errors.New("postgres: renew claims: empty holder")
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE `+s.table+` SET claim_until = $2 WHERE holder = $1`, holder, until)
+	if err != nil {
+		return 0, interpretError(op, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // MakeDue makes the actions of endpoint in due items due at now.
 func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (int64, error) {
 	ctx, cancel := withLongOpTimeout(ctx)

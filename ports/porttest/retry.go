@@ -200,6 +200,38 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 		}
 	})
 
+	t.Run("RenewExtendsOnlyTheHoldersClaims", func(t *testing.T) {
+		t.Parallel()
+		s := newStores(t).Retries
+		mustPark(t, s, retryItem(1, "obs", "Order:1", "e", 0))
+		mustPark(t, s, retryItem(2, "obs", "Order:2", "e", 0))
+		held := mustClaim(t, s, ports.RetryClaim{Holder: "p/1", Now: at(0), TTL: time.Minute}, 1, nil) // a minute's claim
+		if len(held) != 1 {
+			t.Fatalf("claim = %v, want one item", itemIDs(held))
+		}
+		renewed := held[0]
+		if n, err := s.Renew(t.Context(), "p/1", at(time.Hour)); err != nil || n != 1 {
+			t.Fatalf("Renew(p/1) = %d, %v; want 1, nil", n, err)
+		}
+		// Past the minute the claim would have lasted, the renewed item is
+		// still held; the other is claimable.
+		got := mustClaim(t, s, ports.RetryClaim{Holder: "q", Now: at(2 * time.Minute), TTL: time.Minute}, 10, nil)
+		if len(got) != 1 || got[0].ID == renewed.ID {
+			t.Fatalf("claim past the first minute = %v, want only the item p/1 does not hold (not %d)", itemIDs(got), renewed.ID)
+		}
+		if n, err := s.Renew(t.Context(), "nobody", at(time.Hour)); err != nil || n != 0 {
+			t.Errorf("Renew of a holder with no claim = %d, %v; want 0, nil", n, err)
+		}
+		if _, err := s.Renew(t.Context(), "", at(time.Hour)); err == nil {
+			t.Error("Renew of the empty holder succeeded")
+		}
+		// Renewed past its end, the item is claimable again.
+		got = mustClaim(t, s, ports.RetryClaim{Holder: "r", Now: at(2 * time.Hour), TTL: time.Minute}, 10, nil)
+		if !slices.Contains(itemIDs(got), renewed.ID) {
+			t.Errorf("claim after the renewed claim ended = %v, want %d among them", itemIDs(got), renewed.ID)
+		}
+	})
+
 	t.Run("CompleteClaimsTheNextItemForNext", func(t *testing.T) {
 		t.Parallel()
 		s := newStores(t).Retries
