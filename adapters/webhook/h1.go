@@ -373,17 +373,26 @@ func (hc *h1Conn) awaitFinal() error {
 		if _, err := hc.br.Peek(1); err != nil {
 			return err
 		}
-		// "HTTP/1.x 1xx" but 101: the head of an interim answer. Fewer
-		// bytes (a short, malformed answer) are the final answer's to
-		// report; so is a 101, which the answer's reader refuses.
-		if b, err := hc.br.Peek(12); err != nil || !bytes.HasPrefix(b, []byte("HTTP/1.")) || b[9] != '1' || string(b[9:12]) == "101" {
+		if !hc.interimAhead() || !hc.skipHead() {
 			return nil
-		}
-		if _, err := readAnswerHead(hc.br); err != nil {
-			return nil // the answer's reader reports the malformed head
 		}
 	}
 	return nil
+}
+
+// interimAhead reports whether the answer read next begins with an
+// interim head: "HTTP/1.x 1xx", but 101. Fewer bytes (a short, malformed
+// answer) and a 101 are the answer's reader's to report.
+func (hc *h1Conn) interimAhead() bool {
+	b, err := hc.br.Peek(12)
+	return err == nil && bytes.HasPrefix(b, []byte("HTTP/1.")) && b[9] == '1' && string(b[9:12]) != "101"
+}
+
+// skipHead reads an answer's head; false when it is malformed (what is
+// left is the answer's reader's to report).
+func (hc *h1Conn) skipHead() bool {
+	_, err := readAnswerHead(hc.br)
+	return err == nil
 }
 
 // validHeaders checks req's Host and header names and values as net/http
