@@ -183,6 +183,7 @@ func NewChangeLog(ctx context.Context, pool *pgxpool.Pool, cfg ChangeLogConfig, 
 	}
 	c.SetEntities(cfg.Entities)
 	c.warnOnTrigger(ctx)
+	c.warnOnPreparedTransactions(ctx)
 	if cfg.PollOnly {
 		return c, nil
 	}

@@ -1063,3 +1063,17 @@ func TestChangeLogKeptArmWaitsNotForACutRead(t *testing.T) {
 		t.Fatalf("read %d records after the wait, want the large row", len(got))
 	}
 }
+
+// A notify reader on a server that allows prepared transactions warns
+// that a writer preparing a transaction fails while the reader waits
+// (PostgreSQL refuses to PREPARE a transaction that notified; a review
+// found it on a server with max_prepared_transactions = 10).
+func TestPreparedTransactionsWarning(t *testing.T) {
+	t.Parallel()
+	if msg := preparedTransactionsWarning(0); msg != "" {
+		t.Errorf("no prepared transactions: warning %q", msg)
+	}
+	if msg := preparedTransactionsWarning(10); !strings.Contains(msg, "PREPARE") || !strings.Contains(msg, `database.wake = "poll"`) {
+		t.Errorf("prepared transactions allowed: warning %q, want the failure and the way out", msg)
+	}
+}

@@ -169,6 +169,37 @@ func (c *ChangeLog) warnOnTrigger(ctx context.Context) {
 	}
 }
 
+// warnOnPreparedTransactions logs a warning when the server allows
+// prepared transactions while this reader waits for NOTIFY: PostgreSQL
+// refuses to PREPARE a transaction that notified, and the change log's
+// trigger notifies a waiting reader, so such a writer would fail whenever
+// it found the reader waiting. A server that cannot be asked is not an
+// error here.
+func (c *ChangeLog) warnOnPreparedTransactions(ctx context.Context) {
+	if c.cfg.PollOnly {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var n int
+	if err := c.pool.QueryRow(ctx, `SELECT current_setting('max_prepared_transactions')::int`).Scan(&n); err != nil {
+		c.logger.Debug("cannot read max_prepared_transactions", "error", err)
+		return
+	}
+	if msg := preparedTransactionsWarning(n); msg != "" {
+		c.logger.Warn(msg, "max_prepared_transactions", n)
+	}
+}
+
+// preparedTransactionsWarning is the warning of a notify reader on a
+// server allowing n prepared transactions ("" when n is 0).
+func preparedTransactionsWarning(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return "the server allows prepared transactions and this reader waits for NOTIFY (database.wake = \"notify\"): a writer that PREPAREs a transaction after writing the change log fails (\"cannot PREPARE a transaction that has executed ... NOTIFY\") whenever it finds the reader waiting; with two-phase commit, set database.wake = \"poll\" and migrate"
+}
+
 // notifyTriggerPresent reports whether the change log table (quoted) has
 // the notify trigger.
 func notifyTriggerPresent(ctx context.Context, q interface {
