@@ -422,7 +422,7 @@ func (s *Scheduler) preparer(ctx, work context.Context) {
 				qs, heads = append(qs, q), append(heads, h)
 			}
 			s.ahead += n
-			s.fresh = append(s.fresh[:0], s.fresh[n:]...)
+			s.fresh = shiftOut(s.fresh, n)
 			s.mu.Unlock()
 			if n == 0 {
 				break
@@ -514,7 +514,7 @@ func (s *Scheduler) finisher(ctx, work context.Context, stop <-chan struct{}) {
 			s.mu.Lock()
 			n := min(len(s.finishing), s.cfg.Batch)
 			batch = append(batch, s.finishing[:n]...)
-			s.finishing = append(s.finishing[:0], s.finishing[n:]...)
+			s.finishing = shiftOut(s.finishing, n)
 			s.mu.Unlock()
 			if n == 0 {
 				break
@@ -538,4 +538,13 @@ func (s *Scheduler) finisher(ctx, work context.Context, stop <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// shiftOut drops the first n elements of xs, moving the rest to the front
+// and zeroing the slots left behind: a shifted-out entry kept there would
+// keep its finished run, and that run's event, alive.
+func shiftOut[T any](xs []T, n int) []T {
+	m := copy(xs, xs[n:])
+	clear(xs[m:])
+	return xs[:m]
 }
