@@ -581,14 +581,7 @@ func TestWorkerPutOffIsNoAttempt(t *testing.T) {
 	t.Run("rate limit, then a failure", func(t *testing.T) {
 		t.Parallel()
 		proc, dlq, real := deferringProcessor(t, 2, domain.DeferRate, policy)
-		d := &fakeDelivery{data: body, attempt: 1}
-		w, err := application.NewWorker(&fakeConsumer{deliveries: []*fakeDelivery{d}}, proc, dlq, application.WorkerConfig{Logger: discardLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Run(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		d := deliverOnce(t, proc, dlq, body)
 		if d.outcome != "nak" || real.Load() != 1 {
 			t.Errorf("outcome %q after %d attempts, want one attempt, then a nak for the retry", d.outcome, real.Load())
 		}
@@ -599,16 +592,24 @@ func TestWorkerPutOffIsNoAttempt(t *testing.T) {
 	t.Run("put off three times", func(t *testing.T) {
 		t.Parallel()
 		proc, dlq, real := deferringProcessor(t, 3, domain.DeferConcurrency, policy)
-		d := &fakeDelivery{data: body, attempt: 1}
-		w, err := application.NewWorker(&fakeConsumer{deliveries: []*fakeDelivery{d}}, proc, dlq, application.WorkerConfig{Logger: discardLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Run(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		deliverOnce(t, proc, dlq, body)
 		if real.Load() != 1 {
 			t.Errorf("%d attempts within the delivery, want the one after three put-offs", real.Load())
 		}
 	})
+}
+
+// deliverOnce has a worker over proc handle body once, as its first
+// delivery, and returns the delivery (its outcome).
+func deliverOnce(t *testing.T, proc application.RunProcessor, dlq *memory.DeadLetters, body []byte) *fakeDelivery {
+	t.Helper()
+	d := &fakeDelivery{data: body, attempt: 1}
+	w, err := application.NewWorker(&fakeConsumer{deliveries: []*fakeDelivery{d}}, proc, dlq, application.WorkerConfig{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
