@@ -105,6 +105,7 @@ type ChangeLog struct {
 	wake     wakeState
 	lastRows atomic.Int64             // records the last Read returned: the next one's first capacity
 	entities atomic.Pointer[[]string] // see ChangeLogConfig.Entities; nil: every row
+	aheadAt  atomic.Int64             // when a position was last checked against the cluster's ids (Unix ns)
 
 	table   string // the change log, quoted
 	logger  *slog.Logger
@@ -201,10 +202,50 @@ func (c *ChangeLog) Read(ctx context.Context, after ports.Position, limit ports.
 		return ports.Batch{}, fmt.Errorf("postgres: read change log: limit %+v: rows must be positive, bytes not negative", limit)
 	}
 	batch, err := c.boundedRead(ctx, after, limit, false)
+	if err == nil && batch.End == after && after.TxID > 0 {
+		err = c.checkNotAhead(ctx, after)
+	}
 	if err == nil || !unrenderable(err) || ctx.Err() != nil {
 		return batch, err
 	}
 	return c.readAroundUnrenderable(ctx, after, limit, err)
+}
+
+// nextTxID is about the next transaction id of the cluster (the current
+// snapshot's xmax: one past the latest completed); false when it cannot
+// be asked.
+func (c *ChangeLog) nextTxID(ctx context.Context) (uint64, bool) {
+	ctx, cancel := withOpTimeout(ctx)
+	defer cancel()
+	var next string
+	if err := c.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&next); err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(next, 10, 64)
+	return n, err == nil
+}
+
+// aheadCheckEvery spaces checkNotAhead's queries.
+const aheadCheckEvery = time.Minute
+
+// checkNotAhead fails a read after a position no transaction of this
+// cluster has reached: a checkpoint restored into another cluster (a
+// dump, a new primary built from scratch) or set by hand. Nothing would
+// be read until the cluster's ids passed it, weeks or never, without a
+// word; the error says so and how to move it. Asked at most every
+// aheadCheckEvery, by reads that found nothing.
+func (c *ChangeLog) checkNotAhead(ctx context.Context, after ports.Position) error {
+	now := c.now().UnixNano()
+	if last := c.aheadAt.Load(); now-last < int64(aheadCheckEvery) || !c.aheadAt.CompareAndSwap(last, now) {
+		return nil
+	}
+	n, ok := c.nextTxID(ctx)
+	if !ok || after.TxID < n {
+		return nil // not ahead, or not known now: a later read asks again
+	}
+	return fmt.Errorf("postgres: read change log: the position %s is ahead of every transaction of this database (the next id is about %d): "+
+		"it was restored from another cluster or set by hand, and nothing after it would be read; move the checkpoint back "+
+		"(fraiseql-observer replay --since ..., or PUT /api/observers/checkpoints/{name})", after, n)
 }
 
 // boundedRead is read within opTimeout (each statement of a read gets its

@@ -1171,3 +1171,27 @@ func TestChangeLogTextColumnsCountAgainstTheLimits(t *testing.T) {
 		}
 	}
 }
+
+// A read after a position no transaction of the cluster has reached (a
+// checkpoint restored from another cluster, or set by hand) fails, saying
+// so and how to move it: before, such a reader read nothing, silently,
+// until the cluster's ids passed it. A position the cluster has passed
+// reads as before.
+func TestChangeLogReadAfterAPositionAheadOfTheCluster(t *testing.T) {
+	t.Parallel()
+	b := setup(t, ChangeLogConfig{PollInterval: noPoll})
+	insertChange(t, b.pool, change{ObjectType: "Order", ModificationType: "INSERT", ObjectKey: "1"})
+	limit := ports.ReadLimit{Rows: 10, Bytes: 1 << 20}
+	batch, err := b.cl.Read(t.Context(), ports.Position{}, limit)
+	if err != nil || len(batch.Records) != 1 {
+		t.Fatalf("read = %d records, %v; want the row", len(batch.Records), err)
+	}
+	if _, err := b.cl.Read(t.Context(), batch.End, limit); err != nil {
+		t.Fatalf("read at the end: %v", err)
+	}
+	b.cl.aheadAt.Store(0) // checked at once, not a minute after the read before
+	ahead := ports.Position{TxID: batch.End.TxID + 1_000_000_000, Seq: 1}
+	if _, err := b.cl.Read(t.Context(), ahead, limit); err == nil || !strings.Contains(err.Error(), "ahead of every transaction") || !strings.Contains(err.Error(), "replay") {
+		t.Fatalf("read after %s = %v, want an error saying it is ahead and how to move it", ahead, err)
+	}
+}
