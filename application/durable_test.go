@@ -1103,3 +1103,55 @@ func TestRetryRunnerRenewsTheClaimOfARunningItem(t *testing.T) {
 		t.Errorf("ran %v, want %v: each once, in order", log, want)
 	}
 }
+
+// TestCircuitRecoveryWakesAnActionOnce: two parked events a healthy
+// receiver refuses on their own (500) open the circuit; live traffic
+// closes it, and the recovery makes them due at once, once: failing
+// again, they wait out their backoff. Before, every recovery woke them,
+// they failed and opened the circuit again: 48 attempts in 2s, a
+// circuit flapping at every probe, against one each by the policy.
+func TestCircuitRecoveryWakesAnActionOnce(t *testing.T) {
+	t.Parallel()
+	store := memory.NewRetries(memory.NewDeadLetters(nil), nil)
+	var poison atomic.Int32
+	inner := ports.ActionExecutorFunc(func(_ context.Context, ev *domain.Event, _ *domain.Observer, _ *domain.Action) error {
+		if ev.ID != "live" {
+			poison.Add(1)
+			return domain.Transient(errors.New("500"), 0)
+		}
+		return nil
+	})
+	guard, err := application.NewEndpointGuard(inner, application.EndpointGuardConfig{
+		Default:   application.EndpointPolicy{BreakerFailures: 2, ProbeInterval: 50 * time.Millisecond},
+		Endpoint:  func(*domain.Observer, *domain.Action) string { return "e" },
+		OnRecover: func(ctx context.Context, ep string) { _, _ = store.MakeDue(ctx, ep, time.Now()) },
+		Logger:    discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := durableObserver("hooks", "Order", 1, "a")
+	o.Retry = domain.RetryPolicy{MaxAge: 24 * time.Hour, InitialDelay: time.Minute, MaxDelay: time.Hour, Backoff: domain.BackoffExponential, InMemoryAttempts: 1}
+	m := domain.NewMatcher([]domain.Observer{o})
+	r, err := application.NewRetryRunner(store, guard, func() *domain.Matcher { return m }, application.RetryRunnerConfig{
+		Holder: "h", Logger: discardLogger(), PollInterval: 20 * time.Millisecond, Skip: guard.Skip,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parkNow(t, store, event("p1", "Order", "1", nil))
+	parkNow(t, store, event("p2", "Order", "2", nil))
+	bg := runInBackground(t, r.Run)
+	live := event("live", "Order", "3", nil)
+	obs := m.Observers()[0]
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+		_ = guard.Execute(t.Context(), &live, obs, &obs.Actions[0]) // live traffic to the same, healthy, receiver
+		time.Sleep(30 * time.Millisecond)
+	}
+	if err := bg.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := poison.Load(); n > 4 {
+		t.Errorf("the two refused events were attempted %d times in 1.5s, want at most 4 (each: its due attempt, and one when the circuit recovered)", n)
+	}
+}

@@ -40,6 +40,13 @@ type RetryAction struct {
 	FirstFailure time.Time `json:"first_failure,omitzero"`
 	// Due is when its next attempt may run.
 	Due time.Time `json:"due"`
+	// Woken is set when MakeDue made it due ahead of its backoff: an
+	// action is woken once in its parked life. One that fails again
+	// after (a payload the receiver refuses while it answers others)
+	// waits out its backoff: woken at each recovery, it was retried at
+	// every probe interval, kept the circuit flapping and used up its
+	// attempts in minutes.
+	Woken bool `json:"woken,omitempty"`
 }
 
 // RetryItem is one event's unfinished actions of one observer, parked
@@ -122,8 +129,9 @@ type RetryKey struct {
 // extended; 0 when holder holds none any more.
 //
 // MakeDue makes every action of endpoint in RetryDue items due at now
-// (their items too) and returns how many items it changed; waiting items
-// keep their place. Keys calls fn for every key with parked items and
+// (their items too), but those woken before (RetryAction.Woken), which it
+// marks woken, and returns how many items it changed; waiting items keep
+// their place. Keys calls fn for every key with parked items and
 // how many it has, one at a time and in no particular order, without
 // holding them all in memory (fn must not call the store; its error ends
 // the listing and is returned). Repair makes

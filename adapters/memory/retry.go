@@ -323,8 +323,8 @@ func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (
 		}
 		changed := false
 		for i := range it.Actions {
-			if it.Actions[i].Endpoint == endpoint && it.Actions[i].Due.After(now) {
-				it.Actions[i].Due, changed = now, true
+			if a := &it.Actions[i]; a.Endpoint == endpoint && a.Due.After(now) && !a.Woken {
+				a.Due, a.Woken, changed = now, true, true
 			}
 		}
 		if changed {

@@ -388,13 +388,13 @@ func (s *Retries) MakeDue(ctx context.Context, endpoint string, now time.Time) (
 		return 0, fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE `+s.table+` SET
-			actions = (SELECT jsonb_agg(CASE WHEN a->>'endpoint' = $1 AND (a->>'due')::timestamptz > $2
-					THEN jsonb_set(a, '{due}', $3::jsonb) ELSE a END ORDER BY o)
+			actions = (SELECT jsonb_agg(CASE WHEN a->>'endpoint' = $1 AND (a->>'due')::timestamptz > $2 AND NOT coalesce((a->>'woken')::boolean, false)
+					THEN jsonb_set(jsonb_set(a, '{due}', $3::jsonb), '{woken}', 'true'::jsonb) ELSE a END ORDER BY o)
 				FROM jsonb_array_elements(actions) WITH ORDINALITY AS x(a, o)),
 			due_at = LEAST(due_at, $2)
 		WHERE state = 'due' AND endpoints @> ARRAY[$1::text]
 			AND EXISTS (SELECT 1 FROM jsonb_array_elements(actions) a
-				WHERE a->>'endpoint' = $1 AND (a->>'due')::timestamptz > $2)`,
+				WHERE a->>'endpoint' = $1 AND (a->>'due')::timestamptz > $2 AND NOT coalesce((a->>'woken')::boolean, false))`,
 		endpoint, now, string(nowJSON))
 	if err != nil {
 		return 0, interpretError(op, err)

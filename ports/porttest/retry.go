@@ -450,7 +450,29 @@ func RunRetryStore(t *testing.T, newStores func(t *testing.T) RetryStores) {
 				if !a.Due.Equal(want) {
 					t.Errorf("item %d action %s on %s due %v, want %v", it.ID, a.Action, a.Endpoint, a.Due, want)
 				}
+				if a.Woken != (a.Endpoint == ep) {
+					t.Errorf("item %d action %s on %s woken %v, want %v", it.ID, a.Action, a.Endpoint, a.Woken, a.Endpoint == ep)
+				}
 			}
+		}
+		// Woken once: failed again and rescheduled on its backoff, the
+		// next recovery leaves it there (a payload the receiver refuses
+		// on its own is not retried at every probe).
+		for _, it := range got {
+			again := slices.Clone(it.Actions)
+			for i := range again {
+				again[i].Attempts++
+				again[i].Due = at(2 * time.Hour)
+			}
+			if err := s.Reschedule(t.Context(), it.ID, "h", again, nil); err != nil {
+				t.Fatalf("Reschedule: %v", err)
+			}
+		}
+		if n, err := s.MakeDue(t.Context(), ep, at(2*time.Minute)); err != nil || n != 0 {
+			t.Errorf("second MakeDue = %d, %v; want 0 (every action on the endpoint was woken before)", n, err)
+		}
+		if got := mustClaim(t, s, ports.RetryClaim{Holder: "h2", Now: at(3 * time.Minute), TTL: time.Minute}, 10, nil); len(got) != 0 {
+			t.Errorf("due after the second MakeDue = %v, want none", itemIDs(got))
 		}
 	})
 
