@@ -300,14 +300,23 @@ func TestCleartextNoAnswerIsNotResent(t *testing.T) {
 	}
 }
 
-// TestCleartextInterimAnswers skips 1xx answers before the final one.
-func TestCleartextInterimAnswers(t *testing.T) {
+// TestCleartextAnswersRead: 1xx answers before the final one are
+// skipped; an obsolete folded line continuing a header the client ignores
+// is read as that header's (RFC 9112 5.2; net/http, the https path, reads
+// it so: such a receiver's every delivery over http:// failed before).
+func TestCleartextAnswersRead(t *testing.T) {
 	t.Parallel()
-	srv := newRawServer(t, serveEach(func(int, int) string {
-		return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
-	}))
-	if err := srv.deliver(t, newH1Executor(t)); err != nil {
-		t.Fatalf("Execute: %v", err)
+	for _, tt := range []struct{ name, answer string }{
+		{"interim answers", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"},
+		{"folded header", "HTTP/1.1 200 OK\r\nX-Info: a\r\n b\r\nContent-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newRawServer(t, serveEach(func(int, int) string { return tt.answer }))
+			if err := srv.deliver(t, newH1Executor(t)); err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+		})
 	}
 }
 
@@ -326,7 +335,7 @@ func TestCleartextMalformedAnswers(t *testing.T) {
 		{"signed chunk size", "HTTP/1.1 500 x\r\nTransfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\n"},
 		{"two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx"},
 		{"gzip transfer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"},
-		// Folding is read (see TestCleartextFoldedHeader) but not of a
+		// Folding is read (see TestCleartextAnswersRead) but not of a
 		// header the client follows, nor before any header.
 		{"folded Content-Length", "HTTP/1.1 200 OK\r\nContent-Length:\r\n  2\r\n\r\nok"},
 		{"folded first line", "HTTP/1.1 200 OK\r\n X-A: 1\r\n\r\n"},
@@ -558,19 +567,6 @@ func TestCleartextHost(t *testing.T) {
 	}
 	if got, want := <-hosts, strings.TrimPrefix(strings.TrimSuffix(srv.url, "/hook"), "http://"); got != want {
 		t.Errorf("Host for an empty override = %q, want %q", got, want)
-	}
-}
-
-// An obsolete folded line continuing a header the client ignores is read
-// as that header's (RFC 9112 5.2; net/http, the https path, reads it so):
-// such a receiver's every delivery over http:// failed before.
-func TestCleartextFoldedHeader(t *testing.T) {
-	t.Parallel()
-	srv := newRawServer(t, serveEach(func(int, int) string {
-		return "HTTP/1.1 200 OK\r\nX-Info: a\r\n b\r\nContent-Length: 0\r\n\r\n"
-	}))
-	if err := srv.deliver(t, newH1Executor(t)); err != nil {
-		t.Fatalf("Execute = %v, want nil", err)
 	}
 }
 
