@@ -17,15 +17,22 @@ import (
 
 // stateDatabases lists the databases a one-shot command of cfg talks to:
 // the state database (none in the memory topology) and the
-// multi-database sources. The URLs of sources given by url_env are looked
-// up in env.
-func stateDatabases(cfg config.Config, env func(string) (string, bool)) (map[string]config.DatabaseConfig, error) {
+// multi-database sources, or of those only the ones named in only
+// ("database", "databases.NAME"; none: all). The URLs of sources given by
+// url_env are looked up in env.
+func stateDatabases(cfg config.Config, env func(string) (string, bool), only []string) (map[string]config.DatabaseConfig, error) {
 	out := map[string]config.DatabaseConfig{}
 	if cfg.Topology == config.TopologyMemory {
 		return out, nil
 	}
-	out["database"] = cfg.Database
+	wanted := func(key string) bool { return len(only) == 0 || slices.Contains(only, key) }
+	if wanted("database") {
+		out["database"] = cfg.Database
+	}
 	for i, d := range cfg.Databases {
+		if !wanted("databases." + d.Name) {
+			continue
+		}
 		url, err := stores.SourceURL(cfg, env, i)
 		if err != nil {
 			return nil, err
@@ -37,11 +44,14 @@ func stateDatabases(cfg config.Config, env func(string) (string, bool)) (map[str
 	return out, nil
 }
 
-// WaitForDatabases waits up to wait for every database cfg names to
-// answer (the one-shot commands' --wait), logging each failure; it
-// returns the last error when one still does not answer.
-func WaitForDatabases(ctx context.Context, cfg config.Config, wait time.Duration, logger *slog.Logger) error {
-	dbs, err := stateDatabases(cfg, os.LookupEnv)
+// WaitForDatabases waits up to wait for the databases of cfg a command
+// uses to answer (the one-shot commands' --wait): those only names
+// ("database", "databases.NAME"), or every one when only is empty,
+// logging each failure; it returns the last error when one still does
+// not answer. (Waiting for all failed a command on a database it does
+// not use.)
+func WaitForDatabases(ctx context.Context, cfg config.Config, wait time.Duration, logger *slog.Logger, only ...string) error {
+	dbs, err := stateDatabases(cfg, os.LookupEnv, only)
 	if err != nil {
 		return err
 	}

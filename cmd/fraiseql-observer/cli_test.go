@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -105,6 +106,10 @@ url = "postgres://127.0.0.1:1/a"
 		{"run --bogus", []string{"run", "--bogus"}, 2, "", []string{"Usage:\n  fraiseql-observer run", "flag provided but not defined: -bogus"}},
 		{"watch without a table", []string{"watch"}, 2, "", []string{"watch takes one table name (schema.table), got 0 arguments"}},
 		{"watch two tables", []string{"watch", "a.b", "c.d"}, 2, "", []string{"watch takes one table name (schema.table), got 2 arguments"}},
+		// A table name that cannot be one is bad usage (it was a runtime
+		// failure, exit 1, after connecting).
+		{"watch three parts", []string{"watch", "a.b.c"}, 2, "", []string{`watch: "a.b.c": want SCHEMA.TABLE or TABLE`}},
+		{"unwatch an empty schema", []string{"unwatch", ".widgets"}, 2, "", []string{`unwatch: ".widgets": want SCHEMA.TABLE or TABLE`}},
 		{"debug-event two files", []string{"debug-event", "a", "b"}, 2, "", []string{"at most 1 arguments"}},
 		{"status --wait negative", []string{"status", "--wait", "-1s"}, 2, "", []string{"--wait must not be negative"}},
 		{"status --wait bad", []string{"status", "--wait", "soon"}, 2, "", []string{"invalid value \"soon\" for flag -wait"}},
@@ -321,5 +326,34 @@ func TestPruneCommand(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, stderr, c.code, c.stderr)
 		}
 		mustContain(t, "stdout", stdout, c.stdout...)
+	}
+}
+
+// --wait waits for the databases the command uses: migrate, watch and
+// unwatch the one they work on, the dead-letter, delivery-log and resend
+// commands the state database, the others every one. Waiting for every
+// one failed `migrate --database src1 --wait 3s` while another source was
+// down, though the command does not touch it.
+func TestWaitsFor(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, database string
+		want           []string
+	}{
+		{"migrate", "src1", []string{"databases.src1"}},
+		{"migrate", "", []string{"database"}},
+		{"watch", "src2", []string{"databases.src2"}},
+		{"unwatch", "", []string{"database"}},
+		{"dlq stats", "", []string{"database"}},
+		{"deliveries", "", []string{"database"}},
+		{"resend", "", []string{"database"}},
+		{"status", "", nil},
+		{"replay", "", nil},
+		{"prune", "", nil},
+	} {
+		inv := &invocation{cmd: &command{name: c.name}, database: c.database}
+		if got := waitsFor(inv); !slices.Equal(got, c.want) {
+			t.Errorf("%s --database %q waits for %q, want %q", c.name, c.database, got, c.want)
+		}
 	}
 }

@@ -102,7 +102,7 @@ func writeDeliveries(w io.Writer, page admin.DeliveryPage, asJSON bool) error {
 		return writeJSON(w, page)
 	}
 	if len(page.Deliveries) == 0 {
-		_, err := fmt.Fprintln(w, "no deliveries recorded (delivery.log = \"failures\" records failed attempts only)")
+		_, err := fmt.Fprintln(w, "no attempt recorded matches (delivery.log = \"failures\", the default, records failed attempts only; \"off\" none)")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -54,7 +54,7 @@ func TestWriteDeliveriesAndResend(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := writeDeliveries(&out, admin.DeliveryPage{}, false); err != nil || !strings.Contains(out.String(), "no deliveries") {
+	if err := writeDeliveries(&out, admin.DeliveryPage{}, false); err != nil || !strings.Contains(out.String(), "no attempt recorded matches") {
 		t.Errorf("empty page: %q %v", out.String(), err)
 	}
 	out.Reset()

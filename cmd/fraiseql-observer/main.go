@@ -136,11 +136,29 @@ func prepare(inv *invocation) (config.Config, *slog.Logger, error) {
 	}
 	logger := telemetry.NewLogger(inv.stderr, cfg.Logging.Level, cfg.Logging.Format)
 	if inv.cmd.oneShot && inv.wait > 0 {
-		if err := operate.WaitForDatabases(inv.ctx, cfg, inv.wait, logger); err != nil {
+		if err := operate.WaitForDatabases(inv.ctx, cfg, inv.wait, logger, waitsFor(inv)...); err != nil {
 			return cfg, nil, withFile(err, inv.configFile)
 		}
 	}
 	return cfg, logger, nil
+}
+
+// waitsFor names the databases inv's command uses, for --wait: migrate,
+// watch and unwatch the one they work on ([database], or the source
+// --database names), the dead-letter, delivery-log and resend commands
+// the state database; nil for the others (status, replay, prune: every
+// database).
+func waitsFor(inv *invocation) []string {
+	switch name := inv.cmd.name; {
+	case name == "migrate" || name == "watch" || name == "unwatch":
+		if inv.database != "" {
+			return []string{"databases." + inv.database}
+		}
+		return []string{"database"}
+	case strings.HasPrefix(name, "dlq") || name == "deliveries" || name == "resend":
+		return []string{"database"}
+	}
+	return nil
 }
 
 // unknownEnvWarning follows the name of a FRAISEQL_* variable that
@@ -368,8 +386,12 @@ func migrate(inv *invocation) error {
 		return withFile(err, inv.configFile)
 	}
 	db := cfg.Database
-	fmt.Fprintf(inv.stdout, "migrated%s: change log %s (notify channel %s), observer schema %s\n",
-		inDatabase(inv.database), db.ChangeLogTable, db.NotifyChannel, db.ObserverSchema)
+	wake := "notify channel " + db.NotifyChannel
+	if db.Wake == config.WakePoll {
+		wake = `database.wake = "poll": no notify trigger`
+	}
+	fmt.Fprintf(inv.stdout, "migrated%s: change log %s (%s), observer schema %s\n",
+		inDatabase(inv.database), db.ChangeLogTable, wake, db.ObserverSchema)
 	for _, w := range warnings {
 		fmt.Fprintf(inv.stdout, "warning: %s\n", w)
 	}
@@ -378,6 +400,10 @@ func migrate(inv *invocation) error {
 
 func watch(inv *invocation) error {
 	on, table, entity := inv.cmd.name == "watch", inv.positional[0], inv.entity
+	if parts := strings.Split(table, "."); len(parts) > 2 || slices.Contains(parts, "") {
+		// The argument is wrong whatever the database says: usage.
+		return usageErr("%s: %q: want SCHEMA.TABLE or TABLE", inv.cmd.name, table)
+	}
 	cfg, logger, err := prepare(inv)
 	if err != nil {
 		return err
