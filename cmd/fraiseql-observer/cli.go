@@ -352,6 +352,10 @@ func parseArgs(args []string, stdout, stderr io.Writer) (*invocation, error) {
 		writeUsage(stdout)
 		return nil, errHelp
 	case args[0] == "--version" || args[0] == "-version":
+		if len(args) > 1 { // as `version extra` is refused
+			writeUsage(stderr)
+			return nil, usageErr("%s takes no arguments, got %q", args[0], args[1:])
+		}
 		return &invocation{cmd: &command{name: "version", run: printVersion}, stdout: stdout, stderr: stderr}, nil
 	}
 	c, g, rest, err := lookup(args)
@@ -435,7 +439,11 @@ func help(inv *invocation) error {
 	}
 	c, g, rest, err := lookup(inv.positional)
 	switch {
-	case err != nil:
+	case err != nil && g != nil: // an unknown subcommand: the group's list
+		writeGroupUsage(inv.stderr, g)
+		return err
+	case err != nil: // an unknown command: the list, as without help
+		writeUsage(inv.stderr)
 		return err
 	case g != nil && len(rest) == 0:
 		writeGroupUsage(inv.stdout, g)

@@ -94,7 +94,8 @@ url = "postgres://127.0.0.1:1/a"
 		{"version", []string{"version"}, 0, "fraiseql-observer ", nil},
 		{"version with an argument", []string{"version", "x"}, 2, "", []string{"version takes no arguments"}},
 		{"unknown command", []string{"frobnicate"}, 2, "", []string{"Commands:", `unknown command "frobnicate"`}},
-		{"help of an unknown command", []string{"help", "frobnicate"}, 2, "", []string{`unknown command "frobnicate"`}},
+		{"help of an unknown command", []string{"help", "frobnicate"}, 2, "", []string{"Commands:", `unknown command "frobnicate"`}},
+		{"help of an unknown subcommand", []string{"help", "dlq", "purge"}, 2, "", []string{"Subcommands:", `unknown dlq subcommand "purge"`}},
 		{"dlq --help", []string{"dlq", "--help"}, 0, "dlq retry ID", nil},
 		{"help dlq", []string{"help", "dlq"}, 0, "Subcommands:", nil},
 		{"dlq without a subcommand", []string{"dlq"}, 2, "", []string{"Subcommands:", "dlq needs a subcommand"}},
@@ -109,6 +110,7 @@ url = "postgres://127.0.0.1:1/a"
 		// A table name that cannot be one is bad usage (it was a runtime
 		// failure, exit 1, after connecting).
 		{"watch three parts", []string{"watch", "a.b.c"}, 2, "", []string{`watch: "a.b.c": want SCHEMA.TABLE or TABLE`}},
+		{"--version extra", []string{"--version", "extra"}, 2, "", []string{`--version takes no arguments, got ["extra"]`}},
 		{"unwatch an empty schema", []string{"unwatch", ".widgets"}, 2, "", []string{`unwatch: ".widgets": want SCHEMA.TABLE or TABLE`}},
 		{"debug-event two files", []string{"debug-event", "a", "b"}, 2, "", []string{"at most 1 arguments"}},
 		{"status --wait negative", []string{"status", "--wait", "-1s"}, 2, "", []string{"--wait must not be negative"}},
