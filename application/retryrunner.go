@@ -74,7 +74,8 @@ type RetryRunner struct {
 	wake    chan struct{}
 	freed   chan struct{}
 	errLog  logLimiter
-	claims  atomic.Uint64 // numbers the holders of claims (see newHolder)
+	claims  atomic.Uint64  // numbers the holders of claims (see newHolder)
+	renew   *pulse[string] // renews the claims of the holders whose items run
 }
 
 // NewRetryRunner builds a runner; Run starts it.
@@ -101,9 +102,11 @@ func NewRetryRunner(store ports.RetryStore, exec ports.ActionExecutor, matcher f
 	if cfg.Jitter == nil {
 		cfg.Jitter = rand.Float64
 	}
-	return &RetryRunner{store: store, exec: exec, matcher: matcher, cfg: cfg,
+	r := &RetryRunner{store: store, exec: exec, matcher: matcher, cfg: cfg,
 		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
-		errLog: logLimiter{interval: 10 * time.Second, now: cfg.Now}}, nil
+		errLog: logLimiter{interval: 10 * time.Second, now: cfg.Now}}
+	r.renew = newPulse(cfg.ClaimTTL/3, r.renewClaims)
+	return r, nil
 }
 
 // Wake makes the runner look for due items now (after items were parked
@@ -266,8 +269,8 @@ func (r *RetryRunner) runItem(ctx, work, acts context.Context, holder string, it
 	// The claim is renewed while the actions run: several slow actions
 	// could outlast it, and another runner (this one's next look too)
 	// would run the item again, and its key's next item before it ended.
-	stopRenewing := r.renewWhileRunning(work, holder)
-	defer stopRenewing()
+	b := r.renew.start(work, holder)
+	defer r.renew.stop(b)
 	obs, known := r.matcher().Observer(it.Observer)
 	var remaining []ports.RetryAction
 	var dead []ports.DeadLetter
@@ -365,36 +368,12 @@ func (r *RetryRunner) attempt(ctx context.Context, it ports.RetryItem, obs *doma
 	return a, attemptFailed
 }
 
-// renewWhileRunning renews holder's claims every ClaimTTL/3 until the
-// returned stop is called (which waits for a renewal under way).
-func (r *RetryRunner) renewWhileRunning(ctx context.Context, holder string) (stop func()) {
-	done := make(chan struct{})
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		t := time.NewTicker(max(r.cfg.ClaimTTL/3, time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			n, err := r.store.Renew(ctx, holder, r.cfg.Now().Add(r.cfg.ClaimTTL))
-			switch {
-			case err != nil && ctx.Err() == nil:
-				r.cfg.Logger.Warn("cannot renew the claim of a parked item whose actions run; another runner may take it when the claim ends",
-					slog.String("holder", holder), slog.String("error", err.Error()))
-			case err == nil && n == 0:
-				return // nothing held any more
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-ended
+// renewClaims renews holder's claims for ClaimTTL: the beat (r.renew)
+// of an item whose actions run, at most every ClaimTTL/3.
+func (r *RetryRunner) renewClaims(ctx context.Context, holder string) {
+	if _, err := r.store.Renew(ctx, holder, r.cfg.Now().Add(r.cfg.ClaimTTL)); err != nil && ctx.Err() == nil {
+		r.cfg.Logger.Warn("cannot renew the claim of a parked item whose actions run; another runner may take it when the claim ends",
+			slog.String("holder", holder), slog.String("error", err.Error()))
 	}
 }
 
