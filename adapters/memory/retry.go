@@ -3,7 +3,6 @@ package memory
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -271,38 +270,29 @@ func (s *Retries) deadLetter(ctx context.Context, dead []ports.DeadLetter) error
 
 // Release drops holder's claims.
 func (s *Retries) Release(ctx context.Context, holder string) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("memory: release claims of %q: %w", holder, err)
-	}
-	if holder == "" {
-		return 0, errors.New("memory: release claims: empty holder")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var n int64
-	for _, it := range s.items {
-		if it.holder == holder {
-			it.holder, it.until = "", time.Time{}
-			n++
-		}
-	}
-	return n, nil
+	return s.eachOfHolder(ctx, "release", holder, func(it *retryItem) { it.holder, it.until = "", time.Time{} })
 }
 
 // Renew extends holder's claims to until.
 func (s *Retries) Renew(ctx context.Context, holder string, until time.Time) (int64, error) {
+	return s.eachOfHolder(ctx, "renew", holder, func(it *retryItem) { it.until = until })
+}
+
+// eachOfHolder applies change to every item holder claimed and returns
+// how many; verb names the call in errors.
+func (s *Retries) eachOfHolder(ctx context.Context, verb, holder string, change func(*retryItem)) (int64, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("memory: renew claims of %q: %w", holder, err)
+		return 0, fmt.Errorf("memory: %s claims of %q: %w", verb, holder, err)
 	}
 	if holder == "" {
-		return 0, errors.New("memory: renew claims: empty holder")
+		return 0, fmt.Errorf("memory: %s claims: empty holder", verb)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n int64
 	for _, it := range s.items {
 		if it.holder == holder {
-			it.until = until
+			change(it)
 			n++
 		}
 	}
