@@ -271,10 +271,16 @@ func (m *migrator) observerSchema(ctx context.Context) error {
 	if complete {
 		return nil
 	}
-	return m.lockedTx(ctx, "observer schema", func(tx pgx.Tx) error {
+	return m.execLocked(ctx, "observer schema", stmts)
+}
+
+// execLocked runs stmts in one transaction of lockedTx, naming op in
+// errors.
+func (m *migrator) execLocked(ctx context.Context, op string, stmts []string) error {
+	return m.lockedTx(ctx, op, func(tx pgx.Tx) error {
 		for _, stmt := range stmts {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return interpretError("migrate: observer schema", err)
+				return interpretError("migrate: "+op, err)
 			}
 		}
 		return nil

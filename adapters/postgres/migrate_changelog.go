@@ -218,14 +218,7 @@ func (m *migrator) addColumns(ctx context.Context, st changeLogState) error {
 	if len(stmts) == 0 {
 		return nil
 	}
-	return m.lockedTx(ctx, "add columns", func(tx pgx.Tx) error {
-		for _, s := range stmts {
-			if _, err := tx.Exec(ctx, s); err != nil {
-				return interpretError("migrate: add columns", err)
-			}
-		}
-		return nil
-	})
+	return m.execLocked(ctx, "add columns", stmts)
 }
 
 // backfill gives every row with a NULL txid the constant backfillTxID, in
