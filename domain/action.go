@@ -329,6 +329,11 @@ func DeliveryIDSuffix(observer, action string) string {
 // holding neither join as they are.
 func JoinNames(sep byte, parts ...string) string {
 	var b strings.Builder
+	n := len(parts) // the separators, and a little room for escapes
+	for _, p := range parts {
+		n += len(p)
+	}
+	b.Grow(n) // one allocation for plain names: a result-cache key per action of every event
 	for i, p := range parts {
 		if i > 0 {
 			b.WriteByte(sep)
@@ -339,7 +344,10 @@ func JoinNames(sep byte, parts ...string) string {
 		}
 		for j := range len(p) {
 			if c := p[j]; c == sep || c == '%' {
-				fmt.Fprintf(&b, "%%%02X", c)
+				const hexDigits = "0123456789ABCDEF"
+				b.WriteByte('%')
+				b.WriteByte(hexDigits[c>>4])
+				b.WriteByte(hexDigits[c&0xf])
 			} else {
 				b.WriteByte(c)
 			}

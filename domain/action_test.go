@@ -73,3 +73,10 @@ func TestJoinNames(t *testing.T) {
 		t.Error("two observer/action pairs share a webhook-id suffix")
 	}
 }
+
+func BenchmarkJoinNames(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = domain.JoinNames(':', "0b5b3c9e-7a49-4d0e-9a51-3f3f3e7b9c21", "order-shipped", "notify-warehouse")
+	}
+}
