@@ -24,9 +24,6 @@ var _ ports.ActionExecutor = (*ActionPublisher)(nil)
 // NewActionPublisher publishes through c.
 func NewActionPublisher(c *Conn) *ActionPublisher { return &ActionPublisher{c: c} }
 
-// ValidSubject reports why s cannot be published to (domain.ValidSubject).
-func ValidSubject(s string) error { return domain.ValidSubject(s) }
-
 // Execute publishes ev. Event values stay one subject token each (dots,
 // wildcards and spaces become '_'); a subject that still renders invalid
 // (a missing value, a wildcard in the template, longer than 1024 bytes)
@@ -40,7 +37,7 @@ func (p *ActionPublisher) Execute(ctx context.Context, ev *domain.Event, obs *do
 	if len(missing) > 0 {
 		return domain.Permanent(fmt.Errorf("nats: subject template: the event has no value for %s", strings.Join(missing, ", ")))
 	}
-	if err := ValidSubject(subject); err != nil {
+	if err := domain.ValidSubject(subject); err != nil {
 		return domain.Permanent(fmt.Errorf("nats: %w", err))
 	}
 	body, err := ev.Envelope()

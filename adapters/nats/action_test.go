@@ -104,20 +104,6 @@ func TestActionPublisherRefusesOverlongMessages(t *testing.T) {
 	}
 }
 
-func TestValidSubject(t *testing.T) {
-	t.Parallel()
-	for _, ok := range []string{"a", "a.b.c", "orders.UPDATE", "x-y_z.1", strings.Repeat("a", 1024)} {
-		if err := ValidSubject(ok); err != nil {
-			t.Errorf("ValidSubject(%q) = %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "a..b", ".a", "a.", "a.*", "a.>", "a b", "a\tb", strings.Repeat("a", 1025)} {
-		if err := ValidSubject(bad); err == nil {
-			t.Errorf("ValidSubject(%q) accepted", bad)
-		}
-	}
-}
-
 // natsPassword is planted in every server URL of the conformance suite; the
 // test server requires no authentication, so it is carried, not checked.
 const natsPassword = "NATSPASSWORD-2b7d41"

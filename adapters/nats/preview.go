@@ -21,7 +21,7 @@ func Preview(ev *domain.Event, _ *domain.Observer, act *domain.Action) ports.Act
 	var p ports.ActionPreview
 	pub := PublishPreview{}
 	pub.Subject, p.Missing = act.NATS.Subject.Render(ev, domain.EscapeSubjectToken)
-	if len(p.Missing) > 0 || ValidSubject(pub.Subject) != nil {
+	if len(p.Missing) > 0 || domain.ValidSubject(pub.Subject) != nil {
 		p.Problem = "the subject is not publishable: the action fails permanently"
 	}
 	p.Details = pub
