@@ -1,12 +1,9 @@
 package admin
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/fraiseql/fraiseql-observer/application"
 	"github.com/fraiseql/fraiseql-observer/ports"
@@ -47,33 +44,20 @@ type Resend struct {
 	Resender func(ctx context.Context) (*application.Resender, error)
 }
 
-// sourceRank orders the stores searched for an event: multi-database's
-// sources (named "databases.NAME") before the others.
-func sourceRank(st *Store) int {
-	if strings.HasPrefix(st.Name, "databases.") {
-		return 0
-	}
-	return 1
-}
-
 // Resend reads the event from the change log by id and runs its actions.
 func (r *Resend) Resend(ctx context.Context, req ResendRequest) (ResendReport, error) {
 	rep := ResendReport{EventID: req.EventID, Results: []ResendResult{}}
 	if req.EventID == "" {
 		return rep, &RequestError{Key: "event", Msg: "an event id is required"}
 	}
-	stores, err := r.Stores.all(ctx)
-	if err != nil {
-		return rep, err
-	}
 	// The sources of multi-database first: their change logs are the ones
 	// read (by their bridges), and an event found there carries its
 	// source's name; [database] may be one of them, whose events would
 	// come without it.
-	stores = slices.Clone(stores)
-	slices.SortStableFunc(stores, func(a, b *Store) int {
-		return cmp.Compare(sourceRank(a), sourceRank(b))
-	})
+	stores, err := r.Stores.sourcesFirst(ctx)
+	if err != nil {
+		return rep, err
+	}
 	var rec ports.Record
 	found := false
 	for _, st := range stores {

@@ -75,12 +75,25 @@ func (s Stores) all(ctx context.Context) ([]*Store, error) {
 	if s.Primary != nil {
 		out = append(out, s.Primary)
 	}
-	if s.Sources != nil {
-		src, err := s.Sources(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, src...)
+	return s.appendSources(ctx, out)
+}
+
+// sourcesFirst returns the sources followed by the primary store.
+func (s Stores) sourcesFirst(ctx context.Context) ([]*Store, error) {
+	out, err := s.appendSources(ctx, nil)
+	if err != nil || s.Primary == nil {
+		return out, err
 	}
-	return out, nil
+	return append(out, s.Primary), nil
+}
+
+func (s Stores) appendSources(ctx context.Context, out []*Store) ([]*Store, error) {
+	if s.Sources == nil {
+		return out, nil
+	}
+	src, err := s.Sources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, src...), nil
 }
