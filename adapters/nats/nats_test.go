@@ -1336,25 +1336,14 @@ func TestFullStreamRefusesNewMessages(t *testing.T) {
 	})
 	defer stop()
 	// The retry, once the workers made room, goes through.
-	deadline := time.Now().Add(waitTimeout)
-	for r = publishWait(t, p, events[2]); r.Err != nil; r = publishWait(t, p, events[2]) {
-		if time.Now().After(deadline) {
-			t.Fatalf("publish after the workers made room: %v", r.Err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for {
+	testsupport.WaitUntil(t, waitTimeout, 50*time.Millisecond, "the publication to go through once the workers made room", func() bool {
+		return publishWait(t, p, events[2]).Err == nil
+	})
+	testsupport.WaitUntil(t, waitTimeout, 20*time.Millisecond, "every acknowledged event delivered", func() bool {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == len(events) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d acknowledged events delivered", n, len(events))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(got) == len(events)
+	})
 }
 
 // TestInterestStreamKeepsEventsPublishedBeforeTheWorkers: an interest
@@ -1410,14 +1399,10 @@ func TestPublishCreatesAMissingStreamAgain(t *testing.T) {
 	if r.Err == nil || !errors.Is(r.Err, ports.ErrUnavailable) {
 		t.Fatalf("publish with the stream gone: %v, want an error wrapping ErrUnavailable", r.Err)
 	}
-	deadline := time.Now().Add(waitTimeout)
-	for r.Err != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("publish %s after the stream was deleted: %v", waitTimeout, r.Err)
-		}
-		time.Sleep(100 * time.Millisecond) // the bridge's retry delay
-		r = publishWait(t, p, ev)
-	}
+	// Republished at the bridge's pace until the stream is there again.
+	testsupport.WaitUntil(t, waitTimeout, 100*time.Millisecond, "a publication after the stream was deleted to be stored", func() bool {
+		return publishWait(t, p, ev).Err == nil
+	})
 	if n := streamMsgs(t, c); n != 1 {
 		t.Errorf("the stream created again holds %d messages, want the republished one", n)
 	}

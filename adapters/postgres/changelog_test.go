@@ -1186,12 +1186,10 @@ func TestChangeLogReadAfterAPositionAheadOfTheCluster(t *testing.T) {
 	// ended (other tests' run beside this one).
 	var batch ports.Batch
 	var err error
-	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(10 * time.Millisecond) {
+	waitUntil(t, "the row readable", func() bool {
 		batch, err = b.cl.Read(t.Context(), ports.Position{}, limit)
-		if err != nil || len(batch.Records) == 1 || time.Now().After(deadline) {
-			break
-		}
-	}
+		return err != nil || len(batch.Records) == 1
+	})
 	if err != nil || len(batch.Records) != 1 {
 		t.Fatalf("read = %d records, %v; want the row", len(batch.Records), err)
 	}

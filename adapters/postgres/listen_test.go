@@ -671,17 +671,13 @@ func TestChangeLogArmSurvivesProbes(t *testing.T) {
 	// locks must be gone soon, not at once.
 	var held int
 	var err error
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	waitUntil(t, "the wake-up locks released after the writers stopped", func() bool {
 		err = b.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int4::oid
 			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, wakeLockClass).Scan(&held)
-		if err != nil || held == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err != nil || held != 0 {
-		t.Fatalf("wake-up locks held %v after the writers stopped = %d, %v; want 0", waitTimeout, held, err)
+		return err != nil || held == 0
+	})
+	if err != nil {
+		t.Fatalf("count the wake-up locks: %v", err)
 	}
 	t.Logf("%d inserts during 50 arm/disarm cycles, %d arms retried", writes.Load(), retries)
 }
